@@ -1,0 +1,711 @@
+//! The `local` libservice: a host directory as the backend client.
+//!
+//! Every inode is held as an `O_PATH` descriptor. Names are resolved one component at a time,
+//! relative to the parent's descriptor, with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`
+//! and `O_NOFOLLOW`; no operation ever resolves a multi-component path. Whatever a request
+//! names (`..`, an absolute or relative symlink, a symlink swapped in between two calls), it
+//! cannot reach outside the root: a symlink is only ever an object of its own, never followed.
+//!
+//! Opening an inode for I/O re-opens its `O_PATH` descriptor through `/proc/self/fd/N`, which
+//! names exactly the object already held, never a path.
+
+mod inodes;
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rustix::buffer::spare_capacity;
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags};
+
+use crate::libservice::{
+    check_name, errno, Attr, Context, DirEntry, Entry, FileKind, FileSystem, Handle, Inode,
+    SetAttr, StatFs, TimeUpdate, Timespec, ROOT_INODE,
+};
+use inodes::{InodeData, InodeTable};
+
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+
+/// Errors opening a local backend.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot open backend root {path}")]
+    OpenRoot {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("backend root {0} is not a directory")]
+    NotADirectory(String),
+    #[error("cannot open /proc/self/fd (is /proc mounted?)")]
+    Proc(#[source] io::Error),
+}
+
+/// Options of a local backend.
+#[derive(Clone, Debug, Default)]
+pub struct LocalOptions {
+    /// Refuse every modifying operation with `EROFS`.
+    pub read_only: bool,
+}
+
+enum HandleData {
+    File(OwnedFd),
+    Dir {
+        fd: OwnedFd,
+        listing: Mutex<Vec<DirEntry>>,
+    },
+}
+
+/// A host directory served as a libservice.
+pub struct LocalFs {
+    root_path: String,
+    opts: LocalOptions,
+    inodes: RwLock<InodeTable>,
+    handles: RwLock<HashMap<Handle, Arc<HandleData>>>,
+    next_handle: AtomicU64,
+    proc_self_fd: OwnedFd,
+    euid: u32,
+    egid: u32,
+}
+
+impl std::fmt::Debug for LocalFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalFs").field("root", &self.root_path).finish_non_exhaustive()
+    }
+}
+
+fn stat_to_attr(st: &rfs::Stat) -> Attr {
+    Attr {
+        ino: st.st_ino,
+        dev: st.st_dev,
+        mode: st.st_mode,
+        nlink: st.st_nlink,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev,
+        size: st.st_size as u64,
+        blksize: st.st_blksize as u32,
+        blocks: st.st_blocks as u64,
+        atime: Timespec { sec: st.st_atime, nsec: st.st_atime_nsec as u32 },
+        mtime: Timespec { sec: st.st_mtime, nsec: st.st_mtime_nsec as u32 },
+        ctime: Timespec { sec: st.st_ctime, nsec: st.st_ctime_nsec as u32 },
+    }
+}
+
+fn fstat_attr(fd: BorrowedFd<'_>) -> io::Result<Attr> {
+    let st = rfs::statat(fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(stat_to_attr(&st))
+}
+
+fn to_rustix_ts(t: Option<TimeUpdate>) -> rfs::Timespec {
+    match t {
+        None => rfs::Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_OMIT },
+        Some(TimeUpdate::Now) => rfs::Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_NOW },
+        Some(TimeUpdate::Set(t)) => rfs::Timespec { tv_sec: t.sec, tv_nsec: t.nsec.into() },
+    }
+}
+
+fn kind_of(ft: rfs::FileType) -> FileKind {
+    FileKind::from_mode(ft.as_raw_mode())
+}
+
+impl LocalFs {
+    /// Opens `root` as a backend.
+    pub fn new(root: &Path, opts: LocalOptions) -> Result<Self, LocalError> {
+        let root_path = root.display().to_string();
+        let fd = rfs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| LocalError::OpenRoot { path: root_path.clone(), source: e.into() })?;
+        let attr = fstat_attr(fd.as_fd())
+            .map_err(|source| LocalError::OpenRoot { path: root_path.clone(), source })?;
+        if attr.kind() != FileKind::Directory {
+            return Err(LocalError::NotADirectory(root_path));
+        }
+        let proc_self_fd = rfs::open(
+            "/proc/self/fd",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| LocalError::Proc(e.into()))?;
+        let ctx = Context::current();
+        Ok(LocalFs {
+            root_path,
+            opts,
+            inodes: RwLock::new(InodeTable::new(fd, &attr)),
+            handles: RwLock::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            proc_self_fd,
+            euid: ctx.uid,
+            egid: ctx.gid,
+        })
+    }
+
+    fn inode(&self, inode: Inode) -> io::Result<Arc<InodeData>> {
+        let table = self.inodes.read().map_err(|_| errno(libc::EIO))?;
+        table.get(inode).ok_or_else(|| errno(libc::EBADF))
+    }
+
+    fn handle(&self, handle: Handle) -> io::Result<Arc<HandleData>> {
+        let handles = self.handles.read().map_err(|_| errno(libc::EIO))?;
+        handles.get(&handle).cloned().ok_or_else(|| errno(libc::EBADF))
+    }
+
+    fn file_fd(&self, handle: Handle) -> io::Result<Arc<HandleData>> {
+        let h = self.handle(handle)?;
+        match &*h {
+            HandleData::File(_) => Ok(h),
+            HandleData::Dir { .. } => Err(errno(libc::EISDIR)),
+        }
+    }
+
+    fn insert_handle(&self, data: HandleData) -> io::Result<Handle> {
+        let id = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        let mut handles = self.handles.write().map_err(|_| errno(libc::EIO))?;
+        handles.insert(id, Arc::new(data));
+        Ok(id)
+    }
+
+    fn writable(&self) -> io::Result<()> {
+        if self.opts.read_only {
+            return Err(errno(libc::EROFS));
+        }
+        Ok(())
+    }
+
+    /// The `/proc/self/fd` entry naming `fd`.
+    fn proc_name(fd: BorrowedFd<'_>) -> String {
+        fd.as_raw_fd().to_string()
+    }
+
+    /// Absolute `/proc/self/fd/N` path for path-only syscalls (xattrs).
+    fn proc_path(fd: BorrowedFd<'_>) -> String {
+        format!("/proc/self/fd/{}", fd.as_raw_fd())
+    }
+
+    /// Opens the object held by `data` for I/O with `flags`.
+    fn reopen(&self, data: &InodeData, flags: i32) -> io::Result<OwnedFd> {
+        let clean = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_NOCTTY);
+        let oflags = OFlags::from_bits_retain(clean as u32) | OFlags::CLOEXEC;
+        Ok(rfs::openat(
+            &self.proc_self_fd,
+            Self::proc_name(data.fd.as_fd()),
+            oflags,
+            Mode::empty(),
+        )?)
+    }
+
+    /// Resolves `name` beneath `parent` without following anything, and registers it.
+    fn do_lookup(&self, parent: &InodeData, name: &OsStr) -> io::Result<Entry> {
+        check_name(name)?;
+        let fd = rfs::openat2(
+            &parent.fd,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE,
+        )?;
+        let attr = fstat_attr(fd.as_fd())?;
+        let mut table = self.inodes.write().map_err(|_| errno(libc::EIO))?;
+        let inode = table.insert_or_ref(fd, &attr);
+        Ok(Entry { inode, generation: 0, attr })
+    }
+
+    /// After creating `name`: give it the caller's ownership and the exact requested mode
+    /// (the service's own umask must not leak into it).
+    fn finish_create(
+        &self,
+        ctx: &Context,
+        parent: &InodeData,
+        name: &OsStr,
+        perm: u32,
+    ) -> io::Result<Entry> {
+        let mut entry = self.do_lookup(parent, name)?;
+        let data = self.inode(entry.inode)?;
+        if (ctx.uid != self.euid || ctx.gid != self.egid) && self.euid == 0 {
+            rfs::chownat(
+                &data.fd,
+                "",
+                Some(rfs::Uid::from_raw(ctx.uid)),
+                Some(rfs::Gid::from_raw(ctx.gid)),
+                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+            entry.attr = fstat_attr(data.fd.as_fd())?;
+        }
+        if entry.attr.kind() != FileKind::Symlink && entry.attr.mode & 0o7777 != perm & 0o7777 {
+            rfs::chmodat(
+                &self.proc_self_fd,
+                Self::proc_name(data.fd.as_fd()),
+                Mode::from_bits_retain(perm & 0o7777),
+                AtFlags::empty(),
+            )?;
+            entry.attr = fstat_attr(data.fd.as_fd())?;
+        }
+        Ok(entry)
+    }
+
+    fn read_listing(&self, fd: &OwnedFd, own_ino: u64) -> io::Result<Vec<DirEntry>> {
+        let mut dir = rfs::Dir::read_from(fd)?;
+        let mut out = Vec::new();
+        while let Some(ent) = dir.read() {
+            let ent = ent?;
+            let name = OsStr::new(std::str::from_utf8(ent.file_name().to_bytes()).unwrap_or(""))
+                .to_owned();
+            let name = if name.is_empty() {
+                use std::os::unix::ffi::OsStringExt;
+                OsString::from_vec(ent.file_name().to_bytes().to_vec())
+            } else {
+                name
+            };
+            let ino = if name == "." { own_ino } else { ent.ino() };
+            out.push(DirEntry { ino, offset: 0, kind: kind_of(ent.file_type()), name });
+        }
+        // Sort so that cookies are stable across refreshes of the same directory content.
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        for (i, e) in out.iter_mut().enumerate() {
+            e.offset = i as u64 + 1;
+        }
+        Ok(out)
+    }
+}
+
+impl FileSystem for LocalFs {
+    fn lookup(&self, _ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<Entry> {
+        let p = self.inode(parent)?;
+        self.do_lookup(&p, name)
+    }
+
+    fn forget(&self, inode: Inode, count: u64) {
+        if inode == ROOT_INODE {
+            return;
+        }
+        if let Ok(mut table) = self.inodes.write() {
+            table.forget(inode, count);
+        }
+    }
+
+    fn getattr(&self, _ctx: &Context, inode: Inode, handle: Option<Handle>) -> io::Result<Attr> {
+        if let Some(h) = handle {
+            if let Ok(hd) = self.handle(h) {
+                let fd = match &*hd {
+                    HandleData::File(fd) => fd,
+                    HandleData::Dir { fd, .. } => fd,
+                };
+                return fstat_attr(fd.as_fd());
+            }
+        }
+        let data = self.inode(inode)?;
+        fstat_attr(data.fd.as_fd())
+    }
+
+    fn setattr(
+        &self,
+        _ctx: &Context,
+        inode: Inode,
+        handle: Option<Handle>,
+        set: &SetAttr,
+    ) -> io::Result<Attr> {
+        self.writable()?;
+        let data = self.inode(inode)?;
+        let held = handle.and_then(|h| self.handle(h).ok());
+        if let Some(mode) = set.mode {
+            rfs::chmodat(
+                &self.proc_self_fd,
+                Self::proc_name(data.fd.as_fd()),
+                Mode::from_bits_retain(mode & 0o7777),
+                AtFlags::empty(),
+            )?;
+        }
+        if set.uid.is_some() || set.gid.is_some() {
+            rfs::chownat(
+                &data.fd,
+                "",
+                set.uid.map(rfs::Uid::from_raw),
+                set.gid.map(rfs::Gid::from_raw),
+                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        if let Some(size) = set.size {
+            match (data.kind, held.as_deref()) {
+                (FileKind::Directory, _) => return Err(errno(libc::EISDIR)),
+                (FileKind::Regular, Some(HandleData::File(fd))) => rfs::ftruncate(fd, size)?,
+                (FileKind::Regular, _) => {
+                    let fd = self.reopen(&data, libc::O_WRONLY)?;
+                    rfs::ftruncate(&fd, size)?;
+                }
+                _ => return Err(errno(libc::EINVAL)),
+            }
+        }
+        if set.atime.is_some() || set.mtime.is_some() {
+            let times = rfs::Timestamps {
+                last_access: to_rustix_ts(set.atime),
+                last_modification: to_rustix_ts(set.mtime),
+            };
+            rfs::utimensat(
+                &self.proc_self_fd,
+                Self::proc_name(data.fd.as_fd()),
+                &times,
+                AtFlags::empty(),
+            )?;
+        }
+        fstat_attr(data.fd.as_fd())
+    }
+
+    fn open(&self, _ctx: &Context, inode: Inode, flags: i32) -> io::Result<Handle> {
+        let data = self.inode(inode)?;
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            self.writable()?;
+        }
+        match data.kind {
+            FileKind::Directory if flags & libc::O_ACCMODE != libc::O_RDONLY => {
+                return Err(errno(libc::EISDIR))
+            }
+            FileKind::Symlink => return Err(errno(libc::ELOOP)),
+            _ => {}
+        }
+        let fd = self.reopen(&data, flags)?;
+        self.insert_handle(HandleData::File(fd))
+    }
+
+    fn create(
+        &self,
+        ctx: &Context,
+        parent: Inode,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> io::Result<(Entry, Handle)> {
+        self.writable()?;
+        check_name(name)?;
+        let p = self.inode(parent)?;
+        let perm = mode & !umask & 0o7777;
+        let clean = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW);
+        let fd = rfs::openat2(
+            &p.fd,
+            name,
+            OFlags::from_bits_retain(clean as u32)
+                | OFlags::CREATE
+                | OFlags::EXCL
+                | OFlags::NOFOLLOW
+                | OFlags::CLOEXEC,
+            Mode::from_bits_retain(perm),
+            RESOLVE,
+        )?;
+        let entry = match self.finish_create(ctx, &p, name, perm) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = rfs::unlinkat(&p.fd, name, AtFlags::empty());
+                return Err(e);
+            }
+        };
+        let handle = self.insert_handle(HandleData::File(fd))?;
+        Ok((entry, handle))
+    }
+
+    fn read(
+        &self,
+        _ctx: &Context,
+        _inode: Inode,
+        handle: Handle,
+        bufs: &mut [IoSliceMut<'_>],
+        offset: u64,
+    ) -> io::Result<usize> {
+        let h = self.file_fd(handle)?;
+        let HandleData::File(fd) = &*h else { return Err(errno(libc::EISDIR)) };
+        Ok(rustix::io::preadv(fd, bufs, offset)?)
+    }
+
+    fn write(
+        &self,
+        _ctx: &Context,
+        _inode: Inode,
+        handle: Handle,
+        bufs: &[IoSlice<'_>],
+        offset: u64,
+    ) -> io::Result<usize> {
+        self.writable()?;
+        let h = self.file_fd(handle)?;
+        let HandleData::File(fd) = &*h else { return Err(errno(libc::EISDIR)) };
+        Ok(rustix::io::pwritev(fd, bufs, offset)?)
+    }
+
+    fn fsync(&self, _ctx: &Context, _inode: Inode, handle: Handle, datasync: bool) -> io::Result<()> {
+        let h = self.handle(handle)?;
+        let fd = match &*h {
+            HandleData::File(fd) => fd,
+            HandleData::Dir { fd, .. } => fd,
+        };
+        if datasync {
+            rfs::fdatasync(fd)?;
+        } else {
+            rfs::fsync(fd)?;
+        }
+        Ok(())
+    }
+
+    fn release(&self, _ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
+        let mut handles = self.handles.write().map_err(|_| errno(libc::EIO))?;
+        handles.remove(&handle);
+        Ok(())
+    }
+
+    fn mkdir(
+        &self,
+        ctx: &Context,
+        parent: Inode,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+    ) -> io::Result<Entry> {
+        self.writable()?;
+        check_name(name)?;
+        let p = self.inode(parent)?;
+        let perm = mode & !umask & 0o7777;
+        rfs::mkdirat(&p.fd, name, Mode::from_bits_retain(perm))?;
+        self.finish_create(ctx, &p, name, perm).inspect_err(|_| {
+            let _ = rfs::unlinkat(&p.fd, name, AtFlags::REMOVEDIR);
+        })
+    }
+
+    fn mknod(
+        &self,
+        ctx: &Context,
+        parent: Inode,
+        name: &OsStr,
+        mode: u32,
+        rdev: u64,
+        umask: u32,
+    ) -> io::Result<Entry> {
+        self.writable()?;
+        check_name(name)?;
+        let p = self.inode(parent)?;
+        let perm = mode & !umask & 0o7777;
+        let kind = rfs::FileType::from_raw_mode(mode);
+        rfs::mknodat(&p.fd, name, kind, Mode::from_bits_retain(perm), rdev)?;
+        self.finish_create(ctx, &p, name, perm).inspect_err(|_| {
+            let _ = rfs::unlinkat(&p.fd, name, AtFlags::empty());
+        })
+    }
+
+    fn unlink(&self, _ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
+        self.writable()?;
+        check_name(name)?;
+        let p = self.inode(parent)?;
+        Ok(rfs::unlinkat(&p.fd, name, AtFlags::empty())?)
+    }
+
+    fn rmdir(&self, _ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
+        self.writable()?;
+        check_name(name)?;
+        let p = self.inode(parent)?;
+        Ok(rfs::unlinkat(&p.fd, name, AtFlags::REMOVEDIR)?)
+    }
+
+    fn rename(
+        &self,
+        _ctx: &Context,
+        parent: Inode,
+        name: &OsStr,
+        new_parent: Inode,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> io::Result<()> {
+        self.writable()?;
+        check_name(name)?;
+        check_name(new_name)?;
+        let p = self.inode(parent)?;
+        let np = self.inode(new_parent)?;
+        let flags = rfs::RenameFlags::from_bits(flags).ok_or_else(|| errno(libc::EINVAL))?;
+        Ok(rfs::renameat_with(&p.fd, name, &np.fd, new_name, flags)?)
+    }
+
+    fn link(
+        &self,
+        ctx: &Context,
+        inode: Inode,
+        new_parent: Inode,
+        new_name: &OsStr,
+    ) -> io::Result<Entry> {
+        self.writable()?;
+        check_name(new_name)?;
+        let data = self.inode(inode)?;
+        let np = self.inode(new_parent)?;
+        if data.kind == FileKind::Directory {
+            return Err(errno(libc::EPERM));
+        }
+        rfs::linkat(
+            &self.proc_self_fd,
+            Self::proc_name(data.fd.as_fd()),
+            &np.fd,
+            new_name,
+            AtFlags::SYMLINK_FOLLOW,
+        )?;
+        let _ = ctx;
+        self.do_lookup(&np, new_name)
+    }
+
+    fn symlink(
+        &self,
+        ctx: &Context,
+        target: &OsStr,
+        parent: Inode,
+        name: &OsStr,
+    ) -> io::Result<Entry> {
+        self.writable()?;
+        check_name(name)?;
+        let p = self.inode(parent)?;
+        rfs::symlinkat(target, &p.fd, name)?;
+        self.finish_create(ctx, &p, name, 0o777).inspect_err(|_| {
+            let _ = rfs::unlinkat(&p.fd, name, AtFlags::empty());
+        })
+    }
+
+    fn readlink(&self, _ctx: &Context, inode: Inode) -> io::Result<Vec<u8>> {
+        let data = self.inode(inode)?;
+        if data.kind != FileKind::Symlink {
+            return Err(errno(libc::EINVAL));
+        }
+        Ok(rfs::readlinkat(&data.fd, "", Vec::new())?.into_bytes())
+    }
+
+    fn opendir(&self, _ctx: &Context, inode: Inode, _flags: i32) -> io::Result<Handle> {
+        let data = self.inode(inode)?;
+        if data.kind != FileKind::Directory {
+            return Err(errno(libc::ENOTDIR));
+        }
+        let fd = self.reopen(&data, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        self.insert_handle(HandleData::Dir { fd, listing: Mutex::new(Vec::new()) })
+    }
+
+    fn readdir(
+        &self,
+        _ctx: &Context,
+        inode: Inode,
+        handle: Handle,
+        offset: u64,
+        max: usize,
+    ) -> io::Result<Vec<DirEntry>> {
+        let h = self.handle(handle)?;
+        let HandleData::Dir { fd, listing } = &*h else { return Err(errno(libc::ENOTDIR)) };
+        let mut listing = listing.lock().map_err(|_| errno(libc::EIO))?;
+        if offset == 0 || listing.is_empty() {
+            let own = self.inode(inode).map(|d| d.ino).unwrap_or(0);
+            *listing = self.read_listing(fd, own)?;
+        }
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(listing.len());
+        Ok(listing[start..].iter().take(max).cloned().collect())
+    }
+
+    fn releasedir(&self, ctx: &Context, inode: Inode, handle: Handle) -> io::Result<()> {
+        self.release(ctx, inode, handle)
+    }
+
+    fn fsyncdir(&self, ctx: &Context, inode: Inode, handle: Handle, datasync: bool) -> io::Result<()> {
+        self.fsync(ctx, inode, handle, datasync)
+    }
+
+    fn statfs(&self, _ctx: &Context, inode: Inode) -> io::Result<StatFs> {
+        let data = self.inode(inode)?;
+        let st = rfs::fstatvfs(&data.fd)?;
+        Ok(StatFs {
+            blocks: st.f_blocks,
+            bfree: st.f_bfree,
+            bavail: st.f_bavail,
+            files: st.f_files,
+            ffree: st.f_ffree,
+            bsize: st.f_bsize as u32,
+            namelen: st.f_namemax as u32,
+            frsize: st.f_frsize as u32,
+        })
+    }
+
+    fn getxattr(&self, _ctx: &Context, inode: Inode, name: &OsStr) -> io::Result<Vec<u8>> {
+        let data = self.inode(inode)?;
+        let path = Self::proc_path(data.fd.as_fd());
+        let size = rfs::getxattr_query(path.as_str(), name)?;
+        let mut buf = Vec::with_capacity(size);
+        rfs::getxattr(path.as_str(), name, spare_capacity(&mut buf))?;
+        Ok(buf)
+    }
+
+    fn setxattr(
+        &self,
+        _ctx: &Context,
+        inode: Inode,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> io::Result<()> {
+        self.writable()?;
+        let data = self.inode(inode)?;
+        let flags = rfs::XattrFlags::from_bits(flags as u32).ok_or_else(|| errno(libc::EINVAL))?;
+        Ok(rfs::setxattr(Self::proc_path(data.fd.as_fd()).as_str(), name, value, flags)?)
+    }
+
+    fn listxattr(&self, _ctx: &Context, inode: Inode) -> io::Result<Vec<OsString>> {
+        use std::os::unix::ffi::OsStrExt;
+        let data = self.inode(inode)?;
+        let path = Self::proc_path(data.fd.as_fd());
+        let size = rfs::listxattr_query(path.as_str())?;
+        let mut buf = Vec::with_capacity(size);
+        rfs::listxattr(path.as_str(), spare_capacity(&mut buf))?;
+        Ok(buf
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| OsStr::from_bytes(s).to_owned())
+            .collect())
+    }
+
+    fn removexattr(&self, _ctx: &Context, inode: Inode, name: &OsStr) -> io::Result<()> {
+        self.writable()?;
+        let data = self.inode(inode)?;
+        Ok(rfs::removexattr(Self::proc_path(data.fd.as_fd()).as_str(), name)?)
+    }
+
+    fn fallocate(
+        &self,
+        _ctx: &Context,
+        _inode: Inode,
+        handle: Handle,
+        mode: i32,
+        offset: u64,
+        length: u64,
+    ) -> io::Result<()> {
+        self.writable()?;
+        let h = self.file_fd(handle)?;
+        let HandleData::File(fd) = &*h else { return Err(errno(libc::EISDIR)) };
+        let flags = rfs::FallocateFlags::from_bits(mode as u32).ok_or_else(|| errno(libc::EINVAL))?;
+        Ok(rfs::fallocate(fd, flags, offset, length)?)
+    }
+
+    fn lseek(
+        &self,
+        _ctx: &Context,
+        _inode: Inode,
+        handle: Handle,
+        offset: u64,
+        whence: i32,
+    ) -> io::Result<u64> {
+        let h = self.file_fd(handle)?;
+        let HandleData::File(fd) = &*h else { return Err(errno(libc::EISDIR)) };
+        let pos = match whence {
+            libc::SEEK_DATA => rfs::SeekFrom::Data(offset),
+            libc::SEEK_HOLE => rfs::SeekFrom::Hole(offset),
+            libc::SEEK_SET => rfs::SeekFrom::Start(offset),
+            _ => return Err(errno(libc::EINVAL)),
+        };
+        Ok(rfs::seek(fd, pos)?)
+    }
+
+    fn backing_fd(&self, _inode: Inode, handle: Handle) -> io::Result<OwnedFd> {
+        let h = self.file_fd(handle)?;
+        let HandleData::File(fd) = &*h else { return Err(errno(libc::EISDIR)) };
+        Ok(fd.try_clone()?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,315 @@
+//! The command-line surface: clap definitions only, no logic.
+//!
+//! Completions (`completions/`) and man pages (`man/`) are generated from these definitions;
+//! `tests/cli_docs.rs` fails when the checked-in files are stale.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Per-tenant user-level storage I/O stacks for multitenant Linux hosts.
+///
+/// Each tenant gets a pool (exclusive cores, memory, pids and I/O bandwidth, and a private IPC
+/// namespace) and one filesystem service inside it. The service serves a union of
+/// copy-on-write branches over a backend client (a local directory or CephFS) to the pool's
+/// containers, over shared memory (the user-level path) and over FUSE (the legacy path).
+///
+/// A typical session: `pool create`, `service run`, `mount`, `exec`, `inspect`, `pool destroy`.
+#[derive(Debug, Parser)]
+#[command(name = "polytropon", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Directory holding pool state: specs, service pids, filesystem tables, mounts.
+    #[arg(long, global = true, env = "POLYTROPON_STATE_DIR", default_value = "/run/polytropon")]
+    pub state_dir: PathBuf,
+
+    /// Log verbosity (error, warn, info, debug, trace) or a tracing filter directive.
+    #[arg(long, global = true, env = "POLYTROPON_LOG", default_value = "warn")]
+    pub log: String,
+
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Format of log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Format of listings and reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table for people.
+    #[default]
+    Human,
+    /// One JSON document, for scripts.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list and destroy pools (a tenant's slice of the host).
+    #[command(subcommand)]
+    Pool(PoolCommand),
+
+    /// Run or stop a pool's filesystem service.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+
+    /// Serve a filesystem instance at MOUNTPOINT through FUSE (the legacy path).
+    ///
+    /// The instance comes from a YAML spec (`-f`) or from the quick form: `--lower` branches
+    /// (read-only, topmost first) under one writable `--upper`, on the local backend.
+    /// With `--pool`, the instance is added to that pool's running service instead.
+    ///
+    /// Example: polytropon mount /mnt/c1 --lower /images/debian --upper /var/c1
+    Mount(MountArgs),
+
+    /// Unmount a filesystem instance mounted with `mount`.
+    Umount(UmountArgs),
+
+    /// Run a command in a pool: a container, or with `--preload-only` a host process with the
+    /// preload library attached to the pool's service.
+    ///
+    /// Example: polytropon exec --pool tenant-a --root /mnt/c1 -- /bin/sh
+    Exec(ExecArgs),
+
+    /// Measure the user-level path against FUSE and the kernel, side by side.
+    Bench(BenchArgs),
+
+    /// Show pools, their live resource use, services, mounts and per-operation counters.
+    Inspect(InspectArgs),
+
+    /// Print a shell completion script to stdout.
+    ///
+    /// Example: polytropon completions bash > /etc/bash_completion.d/polytropon
+    Completions(CompletionsArgs),
+
+    /// Print the man page (or write every page to a directory with `--out`).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Create pool NAME with a resource slice, from flags or a pool.yaml.
+    ///
+    /// Example: polytropon pool create tenant-a --cpus 1 --memory 2G --pids-max 512
+    Create(PoolCreateArgs),
+    /// List pools.
+    List(PoolListArgs),
+    /// Destroy pool NAME: stop its service and containers, unmount, remove its cgroups and
+    /// namespace files.
+    Destroy(PoolDestroyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PoolCreateArgs {
+    /// Pool name (letters, digits, `-`, `_`).
+    pub name: String,
+    /// Pool spec in YAML; flags given as well override its fields.
+    #[arg(short = 'f', long = "file", value_name = "POOL.YAML")]
+    pub file: Option<PathBuf>,
+    /// CPUs reserved for the pool, exclusively (e.g. `2-3,6`).
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
+    /// Memory nodes (e.g. `0`).
+    #[arg(long, value_name = "LIST")]
+    pub mems: Option<String>,
+    /// Hard memory limit (e.g. `2G`, `512M`).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Memory throttling threshold (cgroup v2 `memory.high`).
+    #[arg(long, value_name = "SIZE")]
+    pub memory_high: Option<String>,
+    /// Maximum number of processes and threads.
+    #[arg(long, value_name = "N")]
+    pub pids_max: Option<u64>,
+    /// Relative CPU weight (1-10000).
+    #[arg(long, value_name = "N")]
+    pub cpu_weight: Option<u64>,
+    /// I/O limits for one block device: `MAJ:MIN:rbps=..,wbps=..,riops=..,wiops=..`
+    /// (or a device path instead of MAJ:MIN). Repeat for several devices.
+    #[arg(long, value_name = "DEV:LIMITS")]
+    pub io_max: Vec<String>,
+    /// Relative I/O weight (1-10000).
+    #[arg(long, value_name = "N")]
+    pub io_weight: Option<u64>,
+    /// Parent cgroup of the pool's cgroups (default: the cgroup this command runs in).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolListArgs {
+    #[arg(long, value_enum, default_value_t)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolDestroyArgs {
+    pub name: String,
+    /// Destroy even while containers run or mounts are busy.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Run the filesystem service of a pool, inside the pool's cgroups and namespaces.
+    Run(ServiceRunArgs),
+    /// Flush, unmount and stop the service of a pool.
+    Stop(ServiceStopArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceRunArgs {
+    /// The pool whose service this is.
+    #[arg(long)]
+    pub pool: String,
+    /// Service spec in YAML: the filesystem instances to serve at start.
+    #[arg(short = 'f', long = "file", value_name = "SERVICE.YAML")]
+    pub file: Option<PathBuf>,
+    /// Return once the service is up, leaving it running in the background.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceStopArgs {
+    #[arg(long)]
+    pub pool: String,
+}
+
+/// Cache configuration of a mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CacheMode {
+    /// Kernel page cache with attribute/entry timeouts and writeback caching.
+    Kernel,
+    /// Direct I/O: the only cache is the backend client's.
+    Direct,
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Where to mount.
+    pub mountpoint: PathBuf,
+    /// Filesystem instance spec in YAML.
+    #[arg(short = 'f', long = "file", value_name = "INSTANCE.YAML", conflicts_with_all = ["lower", "upper"])]
+    pub file: Option<PathBuf>,
+    /// A read-only lower branch directory; repeat, topmost first.
+    #[arg(long, value_name = "DIR")]
+    pub lower: Vec<PathBuf>,
+    /// The writable upper branch directory.
+    #[arg(long, value_name = "DIR")]
+    pub upper: Option<PathBuf>,
+    /// Add the instance to this pool's running service.
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// Run in the background (the daemon's pid is recorded).
+    #[arg(long)]
+    pub detach: bool,
+    /// Cache mode.
+    #[arg(long, value_enum)]
+    pub cache: Option<CacheMode>,
+}
+
+#[derive(Debug, Args)]
+pub struct UmountArgs {
+    pub mountpoint: PathBuf,
+    /// Remove the instance from this pool's service.
+    #[arg(long)]
+    pub pool: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Pool to run in.
+    #[arg(long)]
+    pub pool: String,
+    /// Run on the host with only the preload library attached (no new namespaces).
+    #[arg(long)]
+    pub preload_only: bool,
+    /// Root filesystem: a mountpoint of one of the pool's instances.
+    #[arg(long, value_name = "MOUNTPOINT")]
+    pub root: Option<PathBuf>,
+    /// Container name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Hostname inside the container.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Environment variable for the command; repeat.
+    #[arg(long, value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// User (and group) to run as.
+    #[arg(long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// Allocate a pseudo-terminal.
+    #[arg(long)]
+    pub tty: bool,
+    /// Return at once; the container shows in `inspect`.
+    #[arg(long)]
+    pub detach: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Workload to run; repeat for several.
+    #[arg(long, value_name = "NAME")]
+    pub workload: Vec<String>,
+    /// Run every workload.
+    #[arg(long, conflicts_with = "workload")]
+    pub all: bool,
+    /// Paths to compare, comma-separated (default: every available one).
+    #[arg(long, value_delimiter = ',', value_name = "PATH,...")]
+    pub paths: Vec<String>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: OutputFormat,
+    /// Draw the comparison into an SVG file.
+    #[arg(long, value_name = "FILE.SVG")]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Only this pool.
+    #[arg(long)]
+    pub pool: Option<String>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: OutputFormat,
+    /// Refresh every SECS seconds until interrupted.
+    #[arg(long, value_name = "SECS")]
+    pub watch: Option<u64>,
+}
+
+/// Shells with completion scripts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write one page per command into this directory instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}

@@ -1,0 +1,344 @@
+//! The libservice trait: the one interface every layer of a filesystem instance speaks.
+//!
+//! A filesystem instance is a stack of libservices that call each other directly: the union
+//! over backend clients (local directory, CephFS). Transports (the FUSE adapter, the
+//! shared-memory back driver) sit on top and translate their requests into these calls.
+//!
+//! The model is virtiofsd's `FileSystem` trait: POSIX-like, inode and handle based (so neither
+//! transport re-walks paths), and every result is an errno (`io::Result`). A backend that lacks
+//! an operation keeps the default body, which returns `ENOSYS`.
+
+mod types;
+
+pub use types::*;
+
+use std::ffi::OsStr;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::OwnedFd;
+
+/// Number of the root inode of every libservice (the FUSE convention).
+pub const ROOT_INODE: Inode = 1;
+
+/// Shorthand for the `ENOSYS` result of an unimplemented operation.
+pub fn enosys<T>() -> io::Result<T> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+/// Builds an `io::Error` from an errno value.
+pub fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+/// A filesystem service: one layer of a filesystem instance.
+///
+/// Lookup counts follow FUSE: every successful `lookup`, `create`, `mkdir`, `mknod`, `symlink`
+/// and `link` adds one reference to the returned inode, and `forget` drops references. Handles
+/// returned by `open`/`create`/`opendir` stay valid until `release`/`releasedir`.
+#[allow(unused_variables)]
+pub trait FileSystem: Send + Sync {
+    /// Finds `name` in directory `parent`. `name` is one path component: never empty, never
+    /// `.` or `..`, never containing `/`.
+    fn lookup(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<Entry> {
+        enosys()
+    }
+
+    /// Drops `count` lookup references to `inode`.
+    fn forget(&self, inode: Inode, count: u64) {}
+
+    /// Attributes of `inode` (through `handle` when the caller has one open).
+    fn getattr(&self, ctx: &Context, inode: Inode, handle: Option<Handle>) -> io::Result<Attr> {
+        enosys()
+    }
+
+    /// Changes the attributes present in `set`; returns the attributes afterwards.
+    fn setattr(
+        &self,
+        ctx: &Context,
+        inode: Inode,
+        handle: Option<Handle>,
+        set: &SetAttr,
+    ) -> io::Result<Attr> {
+        enosys()
+    }
+
+    /// Opens a non-directory inode with `flags` (`libc::O_*`; no `O_CREAT`).
+    fn open(&self, ctx: &Context, inode: Inode, flags: i32) -> io::Result<Handle> {
+        enosys()
+    }
+
+    /// Creates and opens a regular file `name` in `parent` (`O_EXCL` semantics: fails with
+    /// `EEXIST` when the name exists). `mode` is masked with `umask`.
+    fn create(
+        &self,
+        ctx: &Context,
+        parent: Inode,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> io::Result<(Entry, Handle)> {
+        enosys()
+    }
+
+    /// Reads at `offset` into `bufs`; returns the byte count (0 at end of file).
+    fn read(
+        &self,
+        ctx: &Context,
+        inode: Inode,
+        handle: Handle,
+        bufs: &mut [IoSliceMut<'_>],
+        offset: u64,
+    ) -> io::Result<usize> {
+        enosys()
+    }
+
+    /// Writes `bufs` at `offset`; returns the byte count.
+    fn write(
+        &self,
+        ctx: &Context,
+        inode: Inode,
+        handle: Handle,
+        bufs: &[IoSlice<'_>],
+        offset: u64,
+    ) -> io::Result<usize> {
+        enosys()
+    }
+
+    /// Called on every `close` of a descriptor of `handle`.
+    fn flush(&self, ctx: &Context, inode: Inode, handle: Handle) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Makes the data (and, unless `datasync`, the metadata) of `inode` durable.
+    fn fsync(&self, ctx: &Context, inode: Inode, handle: Handle, datasync: bool) -> io::Result<()> {
+        enosys()
+    }
+
+    /// Ends the life of `handle`.
+    fn release(&self, ctx: &Context, inode: Inode, handle: Handle) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Creates directory `name` in `parent` with `mode & !umask`.
+    fn mkdir(
+        &self,
+        ctx: &Context,
+        parent: Inode,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+    ) -> io::Result<Entry> {
+        enosys()
+    }
+
+    /// Creates a special file (fifo, socket, device; regular file too) of type `mode & S_IFMT`.
+    fn mknod(
+        &self,
+        ctx: &Context,
+        parent: Inode,
+        name: &OsStr,
+        mode: u32,
+        rdev: u64,
+        umask: u32,
+    ) -> io::Result<Entry> {
+        enosys()
+    }
+
+    /// Removes the non-directory `name` from `parent`.
+    fn unlink(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
+        enosys()
+    }
+
+    /// Removes the empty directory `name` from `parent`.
+    fn rmdir(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
+        enosys()
+    }
+
+    /// Renames `parent/name` to `new_parent/new_name`; `flags` is a set of `RENAME_*` bits.
+    fn rename(
+        &self,
+        ctx: &Context,
+        parent: Inode,
+        name: &OsStr,
+        new_parent: Inode,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> io::Result<()> {
+        enosys()
+    }
+
+    /// Makes `new_parent/new_name` a hard link to `inode`.
+    fn link(
+        &self,
+        ctx: &Context,
+        inode: Inode,
+        new_parent: Inode,
+        new_name: &OsStr,
+    ) -> io::Result<Entry> {
+        enosys()
+    }
+
+    /// Creates symbolic link `name` in `parent` pointing to `target`.
+    fn symlink(
+        &self,
+        ctx: &Context,
+        target: &OsStr,
+        parent: Inode,
+        name: &OsStr,
+    ) -> io::Result<Entry> {
+        enosys()
+    }
+
+    /// The target of symbolic link `inode`.
+    fn readlink(&self, ctx: &Context, inode: Inode) -> io::Result<Vec<u8>> {
+        enosys()
+    }
+
+    /// Opens directory `inode` for reading.
+    fn opendir(&self, ctx: &Context, inode: Inode, flags: i32) -> io::Result<Handle> {
+        enosys()
+    }
+
+    /// Up to `max` entries of the directory, starting after the entry whose `offset` cookie is
+    /// `offset` (0: from the start, which also refreshes the listing as `rewinddir` does).
+    /// Cookies stay valid for the life of `handle`, so `telldir`/`seekdir` work.
+    /// The listing includes `.` and `..`.
+    fn readdir(
+        &self,
+        ctx: &Context,
+        inode: Inode,
+        handle: Handle,
+        offset: u64,
+        max: usize,
+    ) -> io::Result<Vec<DirEntry>> {
+        enosys()
+    }
+
+    /// Ends the life of directory handle `handle`.
+    fn releasedir(&self, ctx: &Context, inode: Inode, handle: Handle) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Makes directory `inode` durable.
+    fn fsyncdir(
+        &self,
+        ctx: &Context,
+        inode: Inode,
+        handle: Handle,
+        datasync: bool,
+    ) -> io::Result<()> {
+        enosys()
+    }
+
+    /// Filesystem statistics for the filesystem holding `inode`.
+    fn statfs(&self, ctx: &Context, inode: Inode) -> io::Result<StatFs> {
+        enosys()
+    }
+
+    /// Value of extended attribute `name`.
+    fn getxattr(&self, ctx: &Context, inode: Inode, name: &OsStr) -> io::Result<Vec<u8>> {
+        enosys()
+    }
+
+    /// Sets extended attribute `name`; `flags` is `XATTR_CREATE`, `XATTR_REPLACE` or 0.
+    fn setxattr(
+        &self,
+        ctx: &Context,
+        inode: Inode,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> io::Result<()> {
+        enosys()
+    }
+
+    /// Names of the extended attributes of `inode`.
+    fn listxattr(&self, ctx: &Context, inode: Inode) -> io::Result<Vec<std::ffi::OsString>> {
+        enosys()
+    }
+
+    /// Removes extended attribute `name`.
+    fn removexattr(&self, ctx: &Context, inode: Inode, name: &OsStr) -> io::Result<()> {
+        enosys()
+    }
+
+    /// Checks `mask` (`R_OK | W_OK | X_OK`, or `F_OK`) for the caller in `ctx`.
+    fn access(&self, ctx: &Context, inode: Inode, mask: i32) -> io::Result<()> {
+        let attr = self.getattr(ctx, inode, None)?;
+        check_access(&attr, ctx, mask)
+    }
+
+    /// Allocates or deallocates space (`libc::FALLOC_FL_*` in `mode`).
+    fn fallocate(
+        &self,
+        ctx: &Context,
+        inode: Inode,
+        handle: Handle,
+        mode: i32,
+        offset: u64,
+        length: u64,
+    ) -> io::Result<()> {
+        enosys()
+    }
+
+    /// `lseek` with `SEEK_DATA` or `SEEK_HOLE` (other whences are the transport's job).
+    fn lseek(
+        &self,
+        ctx: &Context,
+        inode: Inode,
+        handle: Handle,
+        offset: u64,
+        whence: i32,
+    ) -> io::Result<u64> {
+        enosys()
+    }
+
+    /// A host descriptor for the open file behind `handle`, for zero-copy paths (reflink,
+    /// `copy_file_range`, FUSE passthrough). Backends without one return `ENOSYS`.
+    fn backing_fd(&self, inode: Inode, handle: Handle) -> io::Result<OwnedFd> {
+        enosys()
+    }
+}
+
+/// Permission check of `mask` against `attr` for the caller `ctx`, as the kernel's
+/// `generic_permission` does (root passes read/write, and execute when any x bit is set).
+pub fn check_access(attr: &Attr, ctx: &Context, mask: i32) -> io::Result<()> {
+    let mask = mask & (libc::R_OK | libc::W_OK | libc::X_OK);
+    if mask == 0 {
+        return Ok(());
+    }
+    let mode = attr.mode;
+    if ctx.uid == 0 {
+        if mask & libc::X_OK != 0 && attr.kind() != FileKind::Directory && mode & 0o111 == 0 {
+            return Err(errno(libc::EACCES));
+        }
+        return Ok(());
+    }
+    let bits = if ctx.uid == attr.uid {
+        (mode >> 6) & 7
+    } else if ctx.gid == attr.gid {
+        (mode >> 3) & 7
+    } else {
+        mode & 7
+    };
+    if (mask as u32) & !bits != 0 {
+        return Err(errno(libc::EACCES));
+    }
+    Ok(())
+}
+
+/// Validates one path component handed to a libservice: not empty, not `.` or `..`, no `/`.
+pub fn check_name(name: &OsStr) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
+        return Err(errno(libc::EINVAL));
+    }
+    if bytes.contains(&0) {
+        return Err(errno(libc::EINVAL));
+    }
+    if bytes.len() > 255 {
+        return Err(errno(libc::ENAMETOOLONG));
+    }
+    Ok(())
+}

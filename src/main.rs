@@ -1,0 +1,41 @@
+//! `polytropon`: the one binary. Thin: parses the command line and dispatches to `cmd/`.
+//!
+//! Exit codes: 0 success; 1 failure; 2 bad usage or a command not implemented yet;
+//! `exec` passes the command's own status through.
+
+mod cmd;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use polytropon::cli::{Cli, Command, PoolCommand, ServiceCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(&cli.log, cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("polytropon: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Pool(PoolCommand::Create(a)) => cmd::pool::create(&cli.state_dir, a),
+        Command::Pool(PoolCommand::List(a)) => cmd::pool::list(&cli.state_dir, a),
+        Command::Pool(PoolCommand::Destroy(a)) => cmd::pool::destroy(&cli.state_dir, a),
+        Command::Service(ServiceCommand::Run(a)) => cmd::service::run(&cli.state_dir, a),
+        Command::Service(ServiceCommand::Stop(a)) => cmd::service::stop(&cli.state_dir, a),
+        Command::Mount(a) => cmd::mount::run(&cli.state_dir, a),
+        Command::Umount(a) => cmd::umount::run(&cli.state_dir, a),
+        Command::Exec(a) => cmd::exec::run(&cli.state_dir, a),
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Inspect(a) => cmd::inspect::run(&cli.state_dir, a),
+        Command::Completions(a) => cmd::completions::run(a),
+        Command::Man(a) => cmd::man::run(a),
+    }
+}

@@ -1,0 +1,193 @@
+//! The filesystem instance spec (YAML): backend and its options, branches, cache settings.
+//!
+//! ```yaml
+//! backend:
+//!   type: local          # the embedded default
+//! branches:              # topmost first; only the first may be rw (the upper)
+//!   - path: /var/lib/c1/upper
+//!     mode: rw
+//!   - path: /images/debian
+//!     mode: ro
+//! cache:
+//!   mode: kernel         # kernel | direct
+//!   attr_timeout: 1.0    # seconds
+//!   entry_timeout: 1.0
+//! ```
+//!
+//! Parsing uses `serde_yaml_ng`, a maintained fork of `serde_yaml` (archived upstream in
+//! 2024); see docs/ARCHITECTURE.md. Every error names the file, the line and column, and the
+//! field path (`branches[1].mode`).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors reading a spec.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read {file}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}")]
+    Invalid { file: String, line: usize, column: usize, message: String },
+    #[error("{file}: {message}")]
+    InvalidNoLocation { file: String, message: String },
+}
+
+/// Which backend client an instance sits on.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BackendSpec {
+    /// Branch paths are host directories.
+    #[default]
+    Local,
+}
+
+/// Whether a branch takes writes.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BranchMode {
+    Ro,
+    Rw,
+}
+
+/// One branch of the union.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BranchSpec {
+    /// Path in the backend (a host directory for `local`). Relative paths are taken relative
+    /// to the spec file's directory.
+    pub path: PathBuf,
+    pub mode: BranchMode,
+}
+
+/// Kernel-side caching of the FUSE legacy path.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// Page cache, attribute/entry timeouts, writeback caching.
+    #[default]
+    Kernel,
+    /// Direct I/O: no kernel page cache; only the backend client caches.
+    Direct,
+}
+
+/// Cache settings.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSpec {
+    pub mode: CacheMode,
+    /// Seconds the kernel may cache attributes.
+    pub attr_timeout: f64,
+    /// Seconds the kernel may cache name lookups.
+    pub entry_timeout: f64,
+}
+
+impl Default for CacheSpec {
+    fn default() -> Self {
+        CacheSpec { mode: CacheMode::Kernel, attr_timeout: 1.0, entry_timeout: 1.0 }
+    }
+}
+
+/// A filesystem instance: a union of branches over one backend.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, try_from = "RawInstance")]
+pub struct InstanceSpec {
+    pub backend: BackendSpec,
+    /// Topmost first.
+    pub branches: Vec<BranchSpec>,
+    pub cache: CacheSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstance {
+    #[serde(default)]
+    backend: BackendSpec,
+    branches: Vec<BranchSpec>,
+    #[serde(default)]
+    cache: CacheSpec,
+}
+
+impl TryFrom<RawInstance> for InstanceSpec {
+    type Error = String;
+
+    fn try_from(raw: RawInstance) -> Result<Self, String> {
+        if raw.branches.is_empty() {
+            return Err("branches: at least one branch is needed".into());
+        }
+        for (i, b) in raw.branches.iter().enumerate() {
+            if b.mode == BranchMode::Rw && i != 0 {
+                return Err(format!(
+                    "branches[{i}].mode: only the first (topmost) branch may be rw"
+                ));
+            }
+            if b.path.as_os_str().is_empty() {
+                return Err(format!("branches[{i}].path: empty path"));
+            }
+            if let Some(j) = raw.branches[..i].iter().position(|o| o.path == b.path) {
+                return Err(format!("branches[{i}].path: same directory as branches[{j}]"));
+            }
+        }
+        for (name, v) in [("attr_timeout", raw.cache.attr_timeout), ("entry_timeout", raw.cache.entry_timeout)] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("cache.{name}: must be a number of seconds >= 0"));
+            }
+        }
+        Ok(InstanceSpec { backend: raw.backend, branches: raw.branches, cache: raw.cache })
+    }
+}
+
+impl InstanceSpec {
+    /// Parses `text`; `origin` names the file in errors and anchors relative branch paths.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, SpecError> {
+        let file = origin.display().to_string();
+        let mut spec: InstanceSpec = serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
+            Some(loc) => SpecError::Invalid {
+                file: file.clone(),
+                line: loc.line(),
+                column: loc.column(),
+                message: strip_location(&e.to_string()),
+            },
+            None => SpecError::InvalidNoLocation { file: file.clone(), message: e.to_string() },
+        })?;
+        let base = origin.parent().unwrap_or(Path::new("."));
+        for b in &mut spec.branches {
+            if b.path.is_relative() {
+                b.path = base.join(&b.path);
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Reads and parses the spec file at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SpecError::Read { file: path.display().to_string(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// The writable branch, if any.
+    pub fn upper(&self) -> Option<&BranchSpec> {
+        self.branches.first().filter(|b| b.mode == BranchMode::Rw)
+    }
+
+    /// The read-only branches, topmost first.
+    pub fn lowers(&self) -> impl Iterator<Item = &BranchSpec> {
+        self.branches.iter().filter(|b| b.mode == BranchMode::Ro)
+    }
+}
+
+/// serde_yaml_ng appends " at line L column C"; the location is reported separately.
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,225 @@
+//! Copy-up: giving a lower object a copy in the upper branch before it is changed.
+//!
+//! The copy is built under a hidden scratch name in the target's upper parent directory
+//! (data, then xattrs, ownership, mode and times, then `fsync`) and renamed into place with
+//! `RENAME_NOREPLACE`, so a crash never leaves a half-copied object visible: at worst a
+//! scratch entry, which the union never shows.
+
+use std::ffi::OsStr;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+use super::node::UNode;
+use super::whiteout::is_private_xattr;
+use super::UnionFs;
+use crate::libservice::{
+    errno, Attr, Context, Entry, FileKind, FileSystem, Handle, Inode, SetAttr, TimeUpdate,
+    RENAME_NOREPLACE,
+};
+
+const CHUNK: usize = 1 << 20;
+
+impl UnionFs {
+    /// Makes sure `node` exists in the upper branch and returns its upper inode. For a regular
+    /// file, `limit` caps the bytes copied (a truncate or `O_TRUNC` that triggered the copy).
+    /// The caller holds the namespace lock exclusively.
+    pub(super) fn copy_up(&self, ctx: &Context, node: &Arc<UNode>, limit: Option<u64>) -> io::Result<Inode> {
+        let ufs = self.upper_fs()?;
+        if let Some(u) = node.layers().upper {
+            return Ok(u);
+        }
+        let (parent, name) = node.parent().ok_or_else(|| errno(libc::ESTALE))?;
+        let upper_dir = self.copy_up(ctx, &parent, None)?;
+        let (layer, lower) = node.layers().top().ok_or_else(|| errno(libc::ESTALE))?;
+        let lfs = self.fs(layer)?;
+        let attr = lfs.getattr(ctx, lower, None)?;
+        let scratch = self.scratch_name();
+        let own = self.own;
+        let created = match node.kind {
+            FileKind::Directory => ufs.mkdir(&own, upper_dir, &scratch, 0o700, 0)?,
+            FileKind::Regular => {
+                let (e, h) = ufs.create(&own, upper_dir, &scratch, 0o600, 0, libc::O_WRONLY)?;
+                let copied = copy_data(lfs, ctx, lower, &attr, ufs, e.inode, h, limit);
+                let synced = copied.and_then(|_| ufs.fsync(&own, e.inode, h, false));
+                let _ = ufs.release(&own, e.inode, h);
+                if let Err(err) = synced {
+                    self.discard_scratch(ufs, upper_dir, &scratch, &e, false);
+                    return Err(err);
+                }
+                e
+            }
+            FileKind::Symlink => {
+                let target = lfs.readlink(ctx, lower)?;
+                ufs.symlink(&own, OsStr::from_bytes(&target), upper_dir, &scratch)?
+            }
+            _ => ufs.mknod(&own, upper_dir, &scratch, attr.mode, attr.rdev, 0)?,
+        };
+        let is_dir = node.kind == FileKind::Directory;
+        let finished = copy_metadata(lfs, ctx, lower, &attr, ufs, &own, created.inode).and_then(|_| {
+            ufs.rename(&own, upper_dir, &scratch, upper_dir, &name, RENAME_NOREPLACE)
+        });
+        if let Err(err) = finished {
+            self.discard_scratch(ufs, upper_dir, &scratch, &created, is_dir);
+            return Err(err);
+        }
+        let new_attr = ufs.getattr(ctx, created.inode, None)?;
+        crate::union::lock(&self.ids).insert((0, new_attr.dev, new_attr.ino), node.ino);
+        let mut state = node.state();
+        state.layers.upper = Some(created.inode);
+        if !is_dir {
+            // The lower object no longer matters to a non-directory.
+            for (l, ino) in std::mem::take(&mut state.layers.lowers) {
+                if let Some(b) = self.branch(l) {
+                    b.forget(ino, 1);
+                }
+            }
+        }
+        Ok(created.inode)
+    }
+
+    fn discard_scratch(&self, ufs: &dyn FileSystem, dir: Inode, scratch: &OsStr, e: &Entry, is_dir: bool) {
+        let own = self.own;
+        let _ = if is_dir { ufs.rmdir(&own, dir, scratch) } else { ufs.unlink(&own, dir, scratch) };
+        ufs.forget(e.inode, 1);
+    }
+}
+
+/// xattrs, then ownership, then mode (after chown, which clears set-id bits), then times.
+fn copy_metadata(
+    lfs: &dyn FileSystem,
+    ctx: &Context,
+    lower: Inode,
+    attr: &Attr,
+    ufs: &dyn FileSystem,
+    own: &Context,
+    upper: Inode,
+) -> io::Result<()> {
+    let names = match lfs.listxattr(ctx, lower) {
+        Ok(n) => n,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    for name in names.iter().filter(|n| !is_private_xattr(n)) {
+        let value = match lfs.getxattr(ctx, lower, name) {
+            Ok(v) => v,
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
+            Err(e) => return Err(e),
+        };
+        ufs.setxattr(own, upper, name, &value, 0)?;
+    }
+    let owner = SetAttr { uid: Some(attr.uid), gid: Some(attr.gid), ..SetAttr::default() };
+    ufs.setattr(own, upper, None, &owner)?;
+    let times = SetAttr {
+        atime: Some(TimeUpdate::Set(attr.atime)),
+        mtime: Some(TimeUpdate::Set(attr.mtime)),
+        ..SetAttr::default()
+    };
+    if attr.kind() == FileKind::Symlink {
+        return ufs.setattr(own, upper, None, &times).map(|_| ());
+    }
+    let mode = SetAttr { mode: Some(attr.mode & 0o7777), ..times };
+    ufs.setattr(own, upper, None, &mode).map(|_| ())
+}
+
+/// Copies the data of a regular file, keeping holes: only the ranges `SEEK_DATA` reports are
+/// copied, with `FICLONE` or `copy_file_range` when both branches give host descriptors.
+#[allow(clippy::too_many_arguments)]
+fn copy_data(
+    lfs: &dyn FileSystem,
+    ctx: &Context,
+    lower: Inode,
+    attr: &Attr,
+    ufs: &dyn FileSystem,
+    upper: Inode,
+    uh: Handle,
+    limit: Option<u64>,
+) -> io::Result<()> {
+    let size = limit.map_or(attr.size, |l| l.min(attr.size));
+    if size == 0 {
+        return Ok(());
+    }
+    let lh = lfs.open(ctx, lower, libc::O_RDONLY)?;
+    let r = copy_open(lfs, ctx, lower, lh, ufs, upper, uh, size);
+    let _ = lfs.release(ctx, lower, lh);
+    r?;
+    // Trailing hole, or exact size after a partial copy.
+    let own = Context::current();
+    ufs.setattr(&own, upper, Some(uh), &SetAttr { size: Some(size), ..SetAttr::default() })?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn copy_open(
+    lfs: &dyn FileSystem,
+    ctx: &Context,
+    lower: Inode,
+    lh: Handle,
+    ufs: &dyn FileSystem,
+    upper: Inode,
+    uh: Handle,
+    size: u64,
+) -> io::Result<()> {
+    let fds = lfs.backing_fd(lower, lh).and_then(|l| Ok((l, ufs.backing_fd(upper, uh)?)));
+    if let Ok((src, dst)) = &fds {
+        if size == u64::try_from(rustix::fs::fstat(src)?.st_size).unwrap_or(0)
+            && rustix::fs::ioctl_ficlone(dst, src).is_ok()
+        {
+            return Ok(());
+        }
+    }
+    let own = Context::current();
+    let mut pos = 0u64;
+    let mut buf = Vec::new();
+    while pos < size {
+        let start = match lfs.lseek(ctx, lower, lh, pos, libc::SEEK_DATA) {
+            Ok(s) => s,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => break,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)) => pos,
+            Err(e) => return Err(e),
+        };
+        if start >= size {
+            break;
+        }
+        let end = match lfs.lseek(ctx, lower, lh, start, libc::SEEK_HOLE) {
+            Ok(e) => e.min(size),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)) => size,
+            Err(e) => return Err(e),
+        };
+        let mut off = start;
+        while off < end {
+            let want = usize::try_from(end - off).unwrap_or(CHUNK).min(CHUNK);
+            let n = match &fds {
+                Ok((src, dst)) => {
+                    let (mut i, mut o) = (off, off);
+                    rustix::fs::copy_file_range(src, Some(&mut i), dst, Some(&mut o), want)?
+                }
+                Err(_) => {
+                    buf.resize(want, 0);
+                    let n = lfs.read(ctx, lower, lh, &mut [IoSliceMut::new(&mut buf)], off)?;
+                    write_all(ufs, &own, upper, uh, &buf[..n], off)?;
+                    n
+                }
+            };
+            if n == 0 {
+                // The file shrank under us: stop; the final truncate fixes the size.
+                return Ok(());
+            }
+            off += n as u64;
+        }
+        pos = end;
+    }
+    Ok(())
+}
+
+fn write_all(fs: &dyn FileSystem, ctx: &Context, ino: Inode, h: Handle, mut data: &[u8], mut off: u64) -> io::Result<()> {
+    while !data.is_empty() {
+        let n = fs.write(ctx, ino, h, &[IoSlice::new(data)], off)?;
+        if n == 0 {
+            return Err(errno(libc::EIO));
+        }
+        data = &data[n..];
+        off += n as u64;
+    }
+    Ok(())
+}

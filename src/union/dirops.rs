@@ -1,0 +1,301 @@
+//! Namespace changes in the union: create, remove, rename, link.
+//!
+//! Every function here runs with the namespace lock held exclusively.
+
+use std::ffi::OsStr;
+use std::io;
+use std::sync::Arc;
+
+use super::node::UNode;
+use super::{is_enoent, whiteout, UnionFs};
+use crate::libservice::{
+    check_name, errno, Context, Entry, FileSystem, Inode, RENAME_EXCHANGE, RENAME_NOREPLACE,
+};
+
+/// Drops the lookup reference an internal lookup took, when it goes out of scope.
+struct Held<'a> {
+    fs: &'a UnionFs,
+    node: Arc<UNode>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.fs.unref(&self.node, 1);
+    }
+}
+
+impl UnionFs {
+    fn hold(&self, node: Arc<UNode>) -> Held<'_> {
+        Held { fs: self, node }
+    }
+
+    fn lookup_held(&self, ctx: &Context, dir: &Arc<UNode>, name: &OsStr) -> io::Result<Option<Held<'_>>> {
+        Ok(self.try_lookup_node(ctx, dir, name)?.map(|n| self.hold(n)))
+    }
+
+    /// Whether the upper branch holds a whiteout at `name` in upper directory `dir`.
+    fn upper_whiteout(&self, ctx: &Context, dir: Inode, name: &OsStr) -> io::Result<bool> {
+        let ufs = self.upper_fs()?;
+        match ufs.lookup(ctx, dir, name) {
+            Ok(e) => {
+                ufs.forget(e.inode, 1);
+                Ok(e.attr.is_whiteout())
+            }
+            Err(e) if is_enoent(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a new object `name` in `parent` through `make`, which builds it in the upper
+    /// branch under the name it is given. Over a whiteout, the object is built under a scratch
+    /// name and moved over the whiteout atomically (a directory is made opaque first).
+    pub(super) fn create_in_upper(
+        &self,
+        ctx: &Context,
+        parent: &Arc<UNode>,
+        name: &OsStr,
+        is_dir: bool,
+        mut make: impl FnMut(&dyn FileSystem, Inode, &OsStr) -> io::Result<Entry>,
+    ) -> io::Result<Arc<UNode>> {
+        if !parent.is_dir() {
+            return Err(errno(libc::ENOTDIR));
+        }
+        check_name(name)?;
+        if whiteout::is_scratch(name) {
+            return Err(errno(libc::EINVAL));
+        }
+        if self.lookup_held(ctx, parent, name)?.is_some() {
+            return Err(errno(libc::EEXIST));
+        }
+        let ufs = self.upper_fs()?;
+        let dir = self.copy_up(ctx, parent, None)?;
+        let entry = if self.upper_whiteout(ctx, dir, name)? {
+            let scratch = self.scratch_name();
+            let e = make(ufs, dir, &scratch)?;
+            let placed = if is_dir {
+                whiteout::set_opaque(ufs, &self.own, e.inode)
+                    .and_then(|_| ufs.rename(&self.own, dir, &scratch, dir, name, RENAME_EXCHANGE))
+                    .and_then(|_| ufs.unlink(&self.own, dir, &scratch))
+            } else {
+                ufs.rename(&self.own, dir, &scratch, dir, name, 0)
+            };
+            if let Err(err) = placed {
+                let _ = if is_dir { ufs.rmdir(&self.own, dir, &scratch) } else { ufs.unlink(&self.own, dir, &scratch) };
+                ufs.forget(e.inode, 1);
+                return Err(err);
+            }
+            e
+        } else {
+            make(ufs, dir, name)?
+        };
+        Ok(self.register_new(parent, name, &entry))
+    }
+
+    /// Removes whiteouts (and stray scratch entries) left in the upper directory of `node`
+    /// before that directory is removed or replaced. The union listing must be empty.
+    fn clear_upper_dir(&self, ctx: &Context, node: &UNode) -> io::Result<()> {
+        let Some(upper) = node.layers().upper else { return Ok(()) };
+        let ufs = self.upper_fs()?;
+        let h = ufs.opendir(ctx, upper, libc::O_RDONLY)?;
+        let listed = ufs.readdir(ctx, upper, h, 0, usize::MAX);
+        let _ = ufs.releasedir(ctx, upper, h);
+        for e in listed? {
+            if e.name == "." || e.name == ".." {
+                continue;
+            }
+            match ufs.unlink(&self.own, upper, &e.name) {
+                Ok(()) => {}
+                Err(err) if err.raw_os_error() == Some(libc::EISDIR) => ufs.rmdir(&self.own, upper, &e.name)?,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the union listing of directory `node` is empty.
+    fn union_empty(&self, ctx: &Context, node: &Arc<UNode>) -> io::Result<bool> {
+        Ok(self.merged_listing(ctx, node)?.iter().all(|e| e.name == "." || e.name == ".."))
+    }
+
+    /// `unlink` (`dir == false`) or `rmdir` (`dir == true`) of `parent/name`.
+    pub(super) fn remove(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr, dir: bool) -> io::Result<()> {
+        let child = self.lookup_held(ctx, parent, name)?.ok_or_else(|| errno(libc::ENOENT))?;
+        match (dir, child.node.is_dir()) {
+            (true, false) => return Err(errno(libc::ENOTDIR)),
+            (false, true) => return Err(errno(libc::EISDIR)),
+            _ => {}
+        }
+        if dir && !self.union_empty(ctx, &child.node)? {
+            return Err(errno(libc::ENOTEMPTY));
+        }
+        let ufs = self.upper_fs()?;
+        let updir = self.copy_up(ctx, parent, None)?;
+        let needs_whiteout = self.lower_positive(ctx, parent, name)?;
+        if child.node.layers().upper.is_none() {
+            return whiteout::make_whiteout(ufs, &self.own, updir, name);
+        }
+        if dir {
+            self.clear_upper_dir(ctx, &child.node)?;
+        }
+        if !needs_whiteout {
+            return if dir { ufs.rmdir(ctx, updir, name) } else { ufs.unlink(ctx, updir, name) };
+        }
+        // Replace the upper object by a whiteout in one step.
+        let scratch = self.scratch_name();
+        whiteout::make_whiteout(ufs, &self.own, updir, &scratch)?;
+        let swapped = ufs.rename(&self.own, updir, &scratch, updir, name, RENAME_EXCHANGE);
+        let cleanup = if dir { ufs.rmdir(&self.own, updir, &scratch) } else { ufs.unlink(&self.own, updir, &scratch) };
+        swapped?;
+        cleanup
+    }
+
+    /// Whether `ancestor` is `node` or one of its parents.
+    fn is_ancestor(ancestor: &UNode, node: &Arc<UNode>) -> bool {
+        let mut cur = Some(node.clone());
+        while let Some(n) = cur {
+            if n.ino == ancestor.ino {
+                return true;
+            }
+            cur = n.parent().map(|(p, _)| p);
+        }
+        false
+    }
+
+    pub(super) fn do_rename(
+        &self,
+        ctx: &Context,
+        parent: &Arc<UNode>,
+        name: &OsStr,
+        new_parent: &Arc<UNode>,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> io::Result<()> {
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
+            || flags == RENAME_NOREPLACE | RENAME_EXCHANGE
+        {
+            return Err(errno(libc::EINVAL));
+        }
+        check_name(new_name)?;
+        if whiteout::is_scratch(new_name) {
+            return Err(errno(libc::EINVAL));
+        }
+        let exchange = flags & RENAME_EXCHANGE != 0;
+        let src = self.lookup_held(ctx, parent, name)?.ok_or_else(|| errno(libc::ENOENT))?;
+        let tgt = self.lookup_held(ctx, new_parent, new_name)?;
+        let (s, t) = (&src.node, tgt.as_ref().map(|h| &h.node));
+        match t {
+            None if exchange => return Err(errno(libc::ENOENT)),
+            Some(_) if flags & RENAME_NOREPLACE != 0 => return Err(errno(libc::EEXIST)),
+            _ => {}
+        }
+        // The checks the VFS makes before any filesystem sees a rename.
+        if s.is_dir() && Self::is_ancestor(s, new_parent) {
+            return Err(errno(libc::EINVAL));
+        }
+        if let Some(t) = t {
+            if t.is_dir() && Self::is_ancestor(t, parent) {
+                return Err(errno(if exchange { libc::EINVAL } else { libc::ENOTEMPTY }));
+            }
+            if t.ino == s.ino {
+                return Ok(());
+            }
+            if !exchange {
+                match (s.is_dir(), t.is_dir()) {
+                    (true, false) => return Err(errno(libc::ENOTDIR)),
+                    (false, true) => return Err(errno(libc::EISDIR)),
+                    _ => {}
+                }
+            }
+        }
+        // overlayfs without redirect_dir: a directory with lower parts cannot move.
+        let has_lower = |n: &UNode| n.is_dir() && !n.layers().lowers.is_empty();
+        if has_lower(s) || (exchange && t.is_some_and(|t| has_lower(t))) {
+            return Err(errno(libc::EXDEV));
+        }
+        if let Some(t) = t.filter(|t| !exchange && t.is_dir()) {
+            if !self.union_empty(ctx, t)? {
+                return Err(errno(libc::ENOTEMPTY));
+            }
+        }
+        let ufs = self.upper_fs()?;
+        self.copy_up(ctx, s, None)?;
+        let updir = self.copy_up(ctx, parent, None)?;
+        let new_updir = self.copy_up(ctx, new_parent, None)?;
+        if let Some(t) = t.filter(|_| exchange) {
+            self.copy_up(ctx, t, None)?;
+        }
+        let old_positive = self.lower_positive(ctx, parent, name)?;
+        let new_positive = self.lower_positive(ctx, new_parent, new_name)?;
+        // A directory landing where a lower one is visible must not merge with it.
+        if s.is_dir() && new_positive {
+            if let Some(u) = s.layers().upper {
+                whiteout::set_opaque(ufs, &self.own, u)?;
+            }
+        }
+        if exchange {
+            if let Some(t) = t.filter(|t| t.is_dir() && old_positive) {
+                if let Some(u) = t.layers().upper {
+                    whiteout::set_opaque(ufs, &self.own, u)?;
+                }
+            }
+            ufs.rename(ctx, updir, name, new_updir, new_name, RENAME_EXCHANGE)?;
+        } else {
+            if let Some(t) = t.filter(|t| t.is_dir()) {
+                self.clear_upper_dir(ctx, t)?;
+            }
+            if s.is_dir() && self.upper_whiteout(ctx, new_updir, new_name)? {
+                ufs.unlink(&self.own, new_updir, new_name)?;
+            }
+            ufs.rename(ctx, updir, name, new_updir, new_name, 0)?;
+            if old_positive {
+                whiteout::make_whiteout(ufs, &self.own, updir, name)?;
+            }
+        }
+        s.state().parent = Some((new_parent.clone(), new_name.to_owned()));
+        if let Some(t) = t.filter(|_| exchange) {
+            t.state().parent = Some((parent.clone(), name.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub(super) fn do_link(
+        &self,
+        ctx: &Context,
+        node: &Arc<UNode>,
+        new_parent: &Arc<UNode>,
+        new_name: &OsStr,
+    ) -> io::Result<()> {
+        if node.is_dir() {
+            return Err(errno(libc::EPERM));
+        }
+        if !new_parent.is_dir() {
+            return Err(errno(libc::ENOTDIR));
+        }
+        check_name(new_name)?;
+        if whiteout::is_scratch(new_name) {
+            return Err(errno(libc::EINVAL));
+        }
+        if self.lookup_held(ctx, new_parent, new_name)?.is_some() {
+            return Err(errno(libc::EEXIST));
+        }
+        let ufs = self.upper_fs()?;
+        let upper = self.copy_up(ctx, node, None)?;
+        let dir = self.copy_up(ctx, new_parent, None)?;
+        let e = if self.upper_whiteout(ctx, dir, new_name)? {
+            let scratch = self.scratch_name();
+            let e = ufs.link(ctx, upper, dir, &scratch)?;
+            if let Err(err) = ufs.rename(&self.own, dir, &scratch, dir, new_name, 0) {
+                let _ = ufs.unlink(&self.own, dir, &scratch);
+                ufs.forget(e.inode, 1);
+                return Err(err);
+            }
+            e
+        } else {
+            ufs.link(ctx, upper, dir, new_name)?
+        };
+        // The node already holds a reference to this upper object.
+        ufs.forget(e.inode, 1);
+        node.lookups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}

@@ -1,0 +1,767 @@
+//! The `union` libservice: copy-on-write branches over any libservices.
+//!
+//! One writable upper branch over N read-only lower branches, in order, with the semantics of
+//! kernel overlayfs (without `redirect_dir`, `index` or `metacopy`):
+//!
+//! - lookup stops at the first branch holding the name or a whiteout; directories merge down
+//!   to the first opaque one;
+//! - a lower object is copied up (atomically, through a hidden scratch name) on first write,
+//!   truncate, setattr, xattr change or link; parent directories first;
+//! - renaming a directory that exists in a lower branch fails with `EXDEV`, as overlayfs does
+//!   without `redirect_dir`; user space (`mv`) then copies it;
+//! - union inode numbers are stable for the life of the instance, across copy-up.
+//!
+//! Concurrency: namespace changes (anything that creates, removes, renames or copies up) take
+//! the instance's namespace lock exclusively; lookups and listings share it; data operations on
+//! open handles take no union-wide lock at all.
+
+mod copyup;
+mod dirops;
+mod node;
+mod readdir;
+mod whiteout;
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::libservice::{
+    check_access, errno, Attr, Context, DirEntry, Entry, FileKind, FileSystem, Handle, Inode,
+    SetAttr, StatFs, ROOT_INODE,
+};
+use node::{Layer, Layers, NodeState, UNode};
+
+/// Errors building a union.
+#[derive(Debug, thiserror::Error)]
+pub enum UnionError {
+    #[error("a union needs at least one branch")]
+    NoBranches,
+    #[error("cannot read the root of branch {index}")]
+    BranchRoot {
+        index: usize,
+        #[source]
+        source: io::Error,
+    },
+}
+
+enum UHandle {
+    File { node: Arc<UNode>, open: Mutex<(Layer, Handle)>, flags: i32 },
+    Dir { node: Arc<UNode>, listing: Mutex<Vec<DirEntry>> },
+}
+
+/// A union of branches, itself a libservice.
+pub struct UnionFs {
+    upper: Option<Arc<dyn FileSystem>>,
+    lowers: Vec<Arc<dyn FileSystem>>,
+    /// Namespace lock (see the module documentation).
+    ns: RwLock<()>,
+    nodes: Mutex<HashMap<Inode, Arc<UNode>>>,
+    /// Branch object identity `(layer, st_dev, st_ino)` to union inode number. Kept for the
+    /// life of the instance so that numbers never change, even after a forget.
+    ids: Mutex<HashMap<(Layer, u64, u64), Inode>>,
+    next_ino: AtomicU64,
+    handles: Mutex<HashMap<Handle, Arc<UHandle>>>,
+    next_handle: AtomicU64,
+    scratch_seq: AtomicU64,
+    /// Credentials for the union's own objects (whiteouts, scratch entries).
+    own: Context,
+}
+
+impl std::fmt::Debug for UnionFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnionFs")
+            .field("upper", &self.upper.is_some())
+            .field("lowers", &self.lowers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn is_enoent(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOENT)
+}
+
+/// What a name resolves to across the branches of one directory.
+#[derive(Default)]
+struct Resolved {
+    /// `(layer, entry)`, topmost first; one entry for a non-directory.
+    found: Vec<(Layer, Entry)>,
+}
+
+impl UnionFs {
+    /// Builds a union of `upper` (writable; `None` for a read-only union) over `lowers`
+    /// (topmost first).
+    pub fn new(
+        upper: Option<Arc<dyn FileSystem>>,
+        lowers: Vec<Arc<dyn FileSystem>>,
+    ) -> Result<Self, UnionError> {
+        if upper.is_none() && lowers.is_empty() {
+            return Err(UnionError::NoBranches);
+        }
+        let fs = UnionFs {
+            upper,
+            lowers,
+            ns: RwLock::new(()),
+            nodes: Mutex::new(HashMap::new()),
+            ids: Mutex::new(HashMap::new()),
+            next_ino: AtomicU64::new(ROOT_INODE + 1),
+            handles: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            scratch_seq: AtomicU64::new(0),
+            own: Context::current(),
+        };
+        let mut layers = Layers::default();
+        for layer in 0..=fs.lowers.len() {
+            let Some(b) = fs.branch(layer) else { continue };
+            let attr = b
+                .getattr(&fs.own, ROOT_INODE, None)
+                .map_err(|source| UnionError::BranchRoot { index: layer, source })?;
+            lock(&fs.ids).insert((layer, attr.dev, attr.ino), ROOT_INODE);
+            if layer == 0 {
+                layers.upper = Some(ROOT_INODE);
+            } else {
+                layers.lowers.push((layer, ROOT_INODE));
+            }
+        }
+        let root = UNode::new(ROOT_INODE, FileKind::Directory, NodeState { parent: None, layers }, 1);
+        lock(&fs.nodes).insert(ROOT_INODE, Arc::new(root));
+        Ok(fs)
+    }
+
+    /// The branch serving `layer`.
+    fn branch(&self, layer: Layer) -> Option<&dyn FileSystem> {
+        if layer == 0 {
+            self.upper.as_deref()
+        } else {
+            self.lowers.get(layer - 1).map(|b| &**b)
+        }
+    }
+
+    fn fs(&self, layer: Layer) -> io::Result<&dyn FileSystem> {
+        self.branch(layer).ok_or_else(|| errno(libc::EIO))
+    }
+
+    fn upper_fs(&self) -> io::Result<&dyn FileSystem> {
+        self.upper.as_deref().ok_or_else(|| errno(libc::EROFS))
+    }
+
+    fn read_ns(&self) -> RwLockReadGuard<'_, ()> {
+        self.ns.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_ns(&self) -> RwLockWriteGuard<'_, ()> {
+        self.ns.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn node(&self, ino: Inode) -> io::Result<Arc<UNode>> {
+        lock(&self.nodes).get(&ino).cloned().ok_or_else(|| errno(libc::EBADF))
+    }
+
+    fn dir_node(&self, ino: Inode) -> io::Result<Arc<UNode>> {
+        let n = self.node(ino)?;
+        if !n.is_dir() {
+            return Err(errno(libc::ENOTDIR));
+        }
+        Ok(n)
+    }
+
+    /// The stable union number of branch object `(layer, dev, ino)`, assigned on first sight.
+    fn ino_for(&self, layer: Layer, attr: &Attr) -> Inode {
+        *lock(&self.ids)
+            .entry((layer, attr.dev, attr.ino))
+            .or_insert_with(|| self.next_ino.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A fresh scratch name for the upper branch.
+    fn scratch_name(&self) -> OsString {
+        let n = self.scratch_seq.fetch_add(1, Ordering::Relaxed);
+        OsString::from(format!(".wh..wh.ptn.{}.{n}", std::process::id()))
+    }
+
+    fn forget_found(&self, found: &[(Layer, Entry)]) {
+        for (layer, e) in found {
+            if let Some(b) = self.branch(*layer) {
+                b.forget(e.inode, 1);
+            }
+        }
+    }
+
+    /// Resolves `name` across the branches of directory `dir` (layers as given).
+    fn resolve(&self, ctx: &Context, dir: &Layers, name: &OsStr) -> io::Result<Resolved> {
+        let mut res = Resolved::default();
+        for (layer, dino) in dir.all() {
+            let fs = self.fs(layer)?;
+            let lower = layer > 0;
+            if lower && whiteout::exists(fs, ctx, dino, &whiteout::oci_whiteout_name(name))? {
+                break;
+            }
+            let e = match fs.lookup(ctx, dino, name) {
+                Ok(e) => e,
+                Err(e) if is_enoent(&e) => continue,
+                Err(e) => {
+                    self.forget_found(&res.found);
+                    return Err(e);
+                }
+            };
+            if e.attr.is_whiteout() {
+                fs.forget(e.inode, 1);
+                break;
+            }
+            let is_dir = e.attr.kind() == FileKind::Directory;
+            if !res.found.is_empty() && !is_dir {
+                // A non-directory below a directory ends the merge.
+                fs.forget(e.inode, 1);
+                break;
+            }
+            res.found.push((layer, e));
+            if !is_dir {
+                break;
+            }
+            match whiteout::is_opaque(fs, ctx, e.inode, lower) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(err) => {
+                    self.forget_found(&res.found);
+                    return Err(err);
+                }
+            }
+        }
+        if res.found.is_empty() {
+            return Err(errno(libc::ENOENT));
+        }
+        Ok(res)
+    }
+
+    /// Whether `name` is visible in a lower branch of directory `dir` (a removal or rename
+    /// there must then leave a whiteout).
+    fn lower_positive(&self, ctx: &Context, dir: &UNode, name: &OsStr) -> io::Result<bool> {
+        let layers = Layers { upper: None, lowers: dir.layers().lowers };
+        match self.resolve(ctx, &layers, name) {
+            Ok(r) => {
+                self.forget_found(&r.found);
+                Ok(true)
+            }
+            Err(e) if is_enoent(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Looks up `name` in `parent` and returns its union inode with one more lookup reference.
+    fn lookup_node(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr) -> io::Result<Arc<UNode>> {
+        if !parent.is_dir() {
+            return Err(errno(libc::ENOTDIR));
+        }
+        crate::libservice::check_name(name)?;
+        if whiteout::is_scratch(name) {
+            return Err(errno(libc::ENOENT));
+        }
+        let res = self.resolve(ctx, &parent.layers(), name)?;
+        let (top_layer, top) = res.found[0];
+        let ino = self.ino_for(top_layer, &top.attr);
+        let mut nodes = lock(&self.nodes);
+        if let Some(existing) = nodes.get(&ino) {
+            if existing.kind == top.attr.kind() {
+                let existing = existing.clone();
+                existing.lookups.fetch_add(1, Ordering::Relaxed);
+                drop(nodes);
+                self.forget_found(&res.found);
+                existing.state().parent = Some((parent.clone(), name.to_owned()));
+                return Ok(existing);
+            }
+        }
+        let mut layers = Layers::default();
+        for (layer, e) in &res.found {
+            if *layer == 0 {
+                layers.upper = Some(e.inode);
+            } else {
+                layers.lowers.push((*layer, e.inode));
+            }
+        }
+        let state = NodeState { parent: Some((parent.clone(), name.to_owned())), layers };
+        let node = Arc::new(UNode::new(ino, top.attr.kind(), state, 1));
+        nodes.insert(ino, node.clone());
+        Ok(node)
+    }
+
+    /// Like `lookup_node`, but `None` when the name does not exist.
+    fn try_lookup_node(
+        &self,
+        ctx: &Context,
+        parent: &Arc<UNode>,
+        name: &OsStr,
+    ) -> io::Result<Option<Arc<UNode>>> {
+        match self.lookup_node(ctx, parent, name) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if is_enoent(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Registers a new object created in the upper branch under `parent/name`.
+    fn register_new(&self, parent: &Arc<UNode>, name: &OsStr, entry: &Entry) -> Arc<UNode> {
+        let ino = self.ino_for(0, &entry.attr);
+        let layers = Layers { upper: Some(entry.inode), lowers: Vec::new() };
+        let state = NodeState { parent: Some((parent.clone(), name.to_owned())), layers };
+        let node = Arc::new(UNode::new(ino, entry.attr.kind(), state, 1));
+        if let Some(old) = lock(&self.nodes).insert(ino, node.clone()) {
+            // A stale node with a recycled identity: release its branch references.
+            self.release_layers(&old.layers());
+        }
+        node
+    }
+
+    fn release_layers(&self, layers: &Layers) {
+        for (layer, ino) in layers.all() {
+            if let Some(b) = self.branch(layer) {
+                b.forget(ino, 1);
+            }
+        }
+    }
+
+    /// Drops `count` lookup references of `node`; the last one releases its branch objects.
+    fn unref(&self, node: &UNode, count: u64) {
+        if node.ino == ROOT_INODE {
+            return;
+        }
+        let mut nodes = lock(&self.nodes);
+        let left = node.lookups.load(Ordering::Relaxed).saturating_sub(count);
+        node.lookups.store(left, Ordering::Relaxed);
+        if left > 0 {
+            return;
+        }
+        if nodes.get(&node.ino).is_some_and(|n| std::ptr::eq(Arc::as_ptr(n), node)) {
+            nodes.remove(&node.ino);
+        }
+        drop(nodes);
+        let layers = std::mem::take(&mut node.state().layers);
+        self.release_layers(&layers);
+        node.state().parent = None;
+    }
+
+    /// Attributes as the union reports them.
+    fn attr_of(&self, ctx: &Context, node: &UNode) -> io::Result<Attr> {
+        let layers = node.layers();
+        let (layer, ino) = layers.top().ok_or_else(|| errno(libc::ESTALE))?;
+        let mut attr = self.fs(layer)?.getattr(ctx, ino, None)?;
+        attr.ino = node.ino;
+        attr.dev = 0;
+        if node.is_dir() && layers.is_merged() {
+            // As overlayfs: the real count is unknown for a merged directory.
+            attr.nlink = 1;
+        }
+        Ok(attr)
+    }
+
+    fn entry_of(&self, ctx: &Context, node: &UNode) -> io::Result<Entry> {
+        Ok(Entry { inode: node.ino, generation: 0, attr: self.attr_of(ctx, node)? })
+    }
+
+    fn insert_handle(&self, h: UHandle) -> Handle {
+        let id = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(id, Arc::new(h));
+        id
+    }
+
+    fn handle(&self, h: Handle) -> io::Result<Arc<UHandle>> {
+        lock(&self.handles).get(&h).cloned().ok_or_else(|| errno(libc::EBADF))
+    }
+
+    /// The branch file behind a file handle, re-opened on the upper branch if the file was
+    /// copied up since it was opened (as overlayfs does).
+    fn file_handle(&self, ctx: &Context, h: Handle) -> io::Result<(Layer, Handle, Arc<UNode>)> {
+        let uh = self.handle(h)?;
+        let UHandle::File { node, open, flags } = &*uh else { return Err(errno(libc::EISDIR)) };
+        let mut open = lock(open);
+        if open.0 != 0 {
+            if let Some(upper) = node.layers().upper {
+                let ufs = self.upper_fs()?;
+                let nh = ufs.open(ctx, upper, flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL))?;
+                if let Ok(old) = self.fs(open.0) {
+                    let _ = old.release(ctx, 0, open.1);
+                }
+                *open = (0, nh);
+            }
+        }
+        Ok((open.0, open.1, node.clone()))
+    }
+
+    fn node_of_layer_inode(&self, node: &UNode, layer: Layer) -> Option<Inode> {
+        let layers = node.layers();
+        if layer == 0 {
+            layers.upper
+        } else {
+            layers.lowers.iter().find(|(l, _)| *l == layer).map(|(_, i)| *i)
+        }
+    }
+}
+
+fn wants_write(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
+}
+
+impl FileSystem for UnionFs {
+    fn lookup(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<Entry> {
+        let _ns = self.read_ns();
+        let p = self.node(parent)?;
+        let node = self.lookup_node(ctx, &p, name)?;
+        self.entry_of(ctx, &node).inspect_err(|_| self.unref(&node, 1))
+    }
+
+    fn forget(&self, inode: Inode, count: u64) {
+        if let Ok(node) = self.node(inode) {
+            self.unref(&node, count);
+        }
+    }
+
+    fn getattr(&self, ctx: &Context, inode: Inode, _handle: Option<Handle>) -> io::Result<Attr> {
+        let node = self.node(inode)?;
+        self.attr_of(ctx, &node)
+    }
+
+    fn setattr(
+        &self,
+        ctx: &Context,
+        inode: Inode,
+        handle: Option<Handle>,
+        set: &SetAttr,
+    ) -> io::Result<Attr> {
+        let node = self.node(inode)?;
+        {
+            let _ns = self.write_ns();
+            let limit = set.size;
+            let upper = self.copy_up(ctx, &node, limit)?;
+            let bh = match handle.map(|h| self.file_handle(ctx, h)) {
+                Some(Ok((0, bh, _))) => Some(bh),
+                _ => None,
+            };
+            self.upper_fs()?.setattr(ctx, upper, bh, set)?;
+        }
+        self.attr_of(ctx, &node)
+    }
+
+    fn open(&self, ctx: &Context, inode: Inode, flags: i32) -> io::Result<Handle> {
+        let node = self.node(inode)?;
+        if node.is_dir() && wants_write(flags) {
+            return Err(errno(libc::EISDIR));
+        }
+        let (layer, ino) = if wants_write(flags) {
+            let _ns = self.write_ns();
+            let limit = (flags & libc::O_TRUNC != 0).then_some(0);
+            (0, self.copy_up(ctx, &node, limit)?)
+        } else {
+            node.layers().top().ok_or_else(|| errno(libc::ESTALE))?
+        };
+        let bh = self.fs(layer)?.open(ctx, ino, flags)?;
+        Ok(self.insert_handle(UHandle::File { node, open: Mutex::new((layer, bh)), flags }))
+    }
+
+    fn create(
+        &self,
+        ctx: &Context,
+        parent: Inode,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> io::Result<(Entry, Handle)> {
+        let _ns = self.write_ns();
+        let p = self.node(parent)?;
+        let mut bh = None;
+        let node = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
+            let (e, h) = ufs.create(ctx, dir, n, mode, umask, flags)?;
+            bh = Some(h);
+            Ok(e)
+        })?;
+        let bh = bh.ok_or_else(|| errno(libc::EIO))?;
+        let entry = self.entry_of(ctx, &node)?;
+        let h = self.insert_handle(UHandle::File { node, open: Mutex::new((0, bh)), flags });
+        Ok((entry, h))
+    }
+
+    fn read(
+        &self,
+        ctx: &Context,
+        _inode: Inode,
+        handle: Handle,
+        bufs: &mut [IoSliceMut<'_>],
+        offset: u64,
+    ) -> io::Result<usize> {
+        let (layer, bh, node) = self.file_handle(ctx, handle)?;
+        let ino = self.node_of_layer_inode(&node, layer).unwrap_or(0);
+        self.fs(layer)?.read(ctx, ino, bh, bufs, offset)
+    }
+
+    fn write(
+        &self,
+        ctx: &Context,
+        _inode: Inode,
+        handle: Handle,
+        bufs: &[IoSlice<'_>],
+        offset: u64,
+    ) -> io::Result<usize> {
+        let (layer, bh, node) = self.file_handle(ctx, handle)?;
+        if layer != 0 {
+            return Err(errno(libc::EBADF));
+        }
+        let ino = self.node_of_layer_inode(&node, 0).unwrap_or(0);
+        self.upper_fs()?.write(ctx, ino, bh, bufs, offset)
+    }
+
+    fn flush(&self, ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
+        let (layer, bh, node) = self.file_handle(ctx, handle)?;
+        let ino = self.node_of_layer_inode(&node, layer).unwrap_or(0);
+        self.fs(layer)?.flush(ctx, ino, bh)
+    }
+
+    fn fsync(&self, ctx: &Context, _inode: Inode, handle: Handle, datasync: bool) -> io::Result<()> {
+        let (layer, bh, node) = self.file_handle(ctx, handle)?;
+        let ino = self.node_of_layer_inode(&node, layer).unwrap_or(0);
+        self.fs(layer)?.fsync(ctx, ino, bh, datasync)
+    }
+
+    fn release(&self, ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
+        let Some(uh) = lock(&self.handles).remove(&handle) else { return Err(errno(libc::EBADF)) };
+        if let UHandle::File { node, open, .. } = &*uh {
+            let (layer, bh) = *lock(open);
+            let ino = self.node_of_layer_inode(node, layer).unwrap_or(0);
+            self.fs(layer)?.release(ctx, ino, bh)?;
+        }
+        Ok(())
+    }
+
+    fn mkdir(
+        &self,
+        ctx: &Context,
+        parent: Inode,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+    ) -> io::Result<Entry> {
+        let _ns = self.write_ns();
+        let p = self.node(parent)?;
+        let node = self.create_in_upper(ctx, &p, name, true, |ufs, dir, n| {
+            ufs.mkdir(ctx, dir, n, mode, umask)
+        })?;
+        self.entry_of(ctx, &node)
+    }
+
+    fn mknod(
+        &self,
+        ctx: &Context,
+        parent: Inode,
+        name: &OsStr,
+        mode: u32,
+        rdev: u64,
+        umask: u32,
+    ) -> io::Result<Entry> {
+        let _ns = self.write_ns();
+        let p = self.node(parent)?;
+        let node = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
+            ufs.mknod(ctx, dir, n, mode, rdev, umask)
+        })?;
+        self.entry_of(ctx, &node)
+    }
+
+    fn unlink(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
+        let _ns = self.write_ns();
+        let p = self.node(parent)?;
+        self.remove(ctx, &p, name, false)
+    }
+
+    fn rmdir(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
+        let _ns = self.write_ns();
+        let p = self.node(parent)?;
+        self.remove(ctx, &p, name, true)
+    }
+
+    fn rename(
+        &self,
+        ctx: &Context,
+        parent: Inode,
+        name: &OsStr,
+        new_parent: Inode,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> io::Result<()> {
+        let _ns = self.write_ns();
+        let p = self.dir_node(parent)?;
+        let np = self.dir_node(new_parent)?;
+        self.do_rename(ctx, &p, name, &np, new_name, flags)
+    }
+
+    fn link(
+        &self,
+        ctx: &Context,
+        inode: Inode,
+        new_parent: Inode,
+        new_name: &OsStr,
+    ) -> io::Result<Entry> {
+        let _ns = self.write_ns();
+        let node = self.node(inode)?;
+        let np = self.node(new_parent)?;
+        self.do_link(ctx, &node, &np, new_name)?;
+        self.entry_of(ctx, &node)
+    }
+
+    fn symlink(
+        &self,
+        ctx: &Context,
+        target: &OsStr,
+        parent: Inode,
+        name: &OsStr,
+    ) -> io::Result<Entry> {
+        let _ns = self.write_ns();
+        let p = self.node(parent)?;
+        let node = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
+            ufs.symlink(ctx, target, dir, n)
+        })?;
+        self.entry_of(ctx, &node)
+    }
+
+    fn readlink(&self, ctx: &Context, inode: Inode) -> io::Result<Vec<u8>> {
+        let node = self.node(inode)?;
+        let (layer, ino) = node.layers().top().ok_or_else(|| errno(libc::ESTALE))?;
+        self.fs(layer)?.readlink(ctx, ino)
+    }
+
+    fn opendir(&self, _ctx: &Context, inode: Inode, _flags: i32) -> io::Result<Handle> {
+        let node = self.dir_node(inode)?;
+        Ok(self.insert_handle(UHandle::Dir { node, listing: Mutex::new(Vec::new()) }))
+    }
+
+    fn readdir(
+        &self,
+        ctx: &Context,
+        _inode: Inode,
+        handle: Handle,
+        offset: u64,
+        max: usize,
+    ) -> io::Result<Vec<DirEntry>> {
+        let uh = self.handle(handle)?;
+        let UHandle::Dir { node, listing } = &*uh else { return Err(errno(libc::ENOTDIR)) };
+        let mut listing = lock(listing);
+        if offset == 0 || listing.is_empty() {
+            let _ns = self.read_ns();
+            *listing = self.merged_listing(ctx, node)?;
+        }
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(listing.len());
+        Ok(listing[start..].iter().take(max).cloned().collect())
+    }
+
+    fn releasedir(&self, _ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
+        lock(&self.handles).remove(&handle).map(|_| ()).ok_or_else(|| errno(libc::EBADF))
+    }
+
+    fn fsyncdir(&self, ctx: &Context, inode: Inode, _handle: Handle, datasync: bool) -> io::Result<()> {
+        let node = self.dir_node(inode)?;
+        let Some(upper) = node.layers().upper else { return Ok(()) };
+        let ufs = self.upper_fs()?;
+        let h = ufs.opendir(ctx, upper, libc::O_RDONLY)?;
+        let r = ufs.fsyncdir(ctx, upper, h, datasync);
+        let _ = ufs.releasedir(ctx, upper, h);
+        r
+    }
+
+    fn statfs(&self, ctx: &Context, _inode: Inode) -> io::Result<StatFs> {
+        let layer = if self.upper.is_some() { 0 } else { 1 };
+        self.fs(layer)?.statfs(ctx, ROOT_INODE)
+    }
+
+    fn getxattr(&self, ctx: &Context, inode: Inode, name: &OsStr) -> io::Result<Vec<u8>> {
+        if whiteout::is_private_xattr(name) {
+            return Err(errno(libc::EOPNOTSUPP));
+        }
+        let node = self.node(inode)?;
+        let (layer, ino) = node.layers().top().ok_or_else(|| errno(libc::ESTALE))?;
+        self.fs(layer)?.getxattr(ctx, ino, name)
+    }
+
+    fn setxattr(
+        &self,
+        ctx: &Context,
+        inode: Inode,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> io::Result<()> {
+        if whiteout::is_private_xattr(name) {
+            return Err(errno(libc::EOPNOTSUPP));
+        }
+        let node = self.node(inode)?;
+        let _ns = self.write_ns();
+        let upper = self.copy_up(ctx, &node, None)?;
+        self.upper_fs()?.setxattr(ctx, upper, name, value, flags)
+    }
+
+    fn listxattr(&self, ctx: &Context, inode: Inode) -> io::Result<Vec<OsString>> {
+        let node = self.node(inode)?;
+        let (layer, ino) = node.layers().top().ok_or_else(|| errno(libc::ESTALE))?;
+        let mut names = self.fs(layer)?.listxattr(ctx, ino)?;
+        names.retain(|n| !whiteout::is_private_xattr(n));
+        Ok(names)
+    }
+
+    fn removexattr(&self, ctx: &Context, inode: Inode, name: &OsStr) -> io::Result<()> {
+        if whiteout::is_private_xattr(name) {
+            return Err(errno(libc::EOPNOTSUPP));
+        }
+        let node = self.node(inode)?;
+        let _ns = self.write_ns();
+        let upper = self.copy_up(ctx, &node, None)?;
+        self.upper_fs()?.removexattr(ctx, upper, name)
+    }
+
+    fn access(&self, ctx: &Context, inode: Inode, mask: i32) -> io::Result<()> {
+        let node = self.node(inode)?;
+        if mask & libc::W_OK != 0 && self.upper.is_none() {
+            return Err(errno(libc::EROFS));
+        }
+        check_access(&self.attr_of(ctx, &node)?, ctx, mask)
+    }
+
+    fn fallocate(
+        &self,
+        ctx: &Context,
+        _inode: Inode,
+        handle: Handle,
+        mode: i32,
+        offset: u64,
+        length: u64,
+    ) -> io::Result<()> {
+        let (layer, bh, node) = self.file_handle(ctx, handle)?;
+        if layer != 0 {
+            return Err(errno(libc::EBADF));
+        }
+        let ino = self.node_of_layer_inode(&node, 0).unwrap_or(0);
+        self.upper_fs()?.fallocate(ctx, ino, bh, mode, offset, length)
+    }
+
+    fn lseek(
+        &self,
+        ctx: &Context,
+        _inode: Inode,
+        handle: Handle,
+        offset: u64,
+        whence: i32,
+    ) -> io::Result<u64> {
+        let (layer, bh, node) = self.file_handle(ctx, handle)?;
+        let ino = self.node_of_layer_inode(&node, layer).unwrap_or(0);
+        self.fs(layer)?.lseek(ctx, ino, bh, offset, whence)
+    }
+
+    fn backing_fd(&self, _inode: Inode, handle: Handle) -> io::Result<OwnedFd> {
+        let ctx = self.own;
+        let (layer, bh, node) = self.file_handle(&ctx, handle)?;
+        let ino = self.node_of_layer_inode(&node, layer).unwrap_or(0);
+        self.fs(layer)?.backing_fd(ino, bh)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+//! Whiteouts and opaque directories, in the two forms the union reads.
+//!
+//! - overlayfs form (read in every branch, and the one form the union writes): a whiteout is
+//!   a character device 0/0; an opaque directory carries `trusted.overlay.opaque` (or
+//!   `user.overlay.opaque`) set to `y`.
+//! - OCI layer form (read in lower branches only): `.wh.NAME` hides `NAME`, and a
+//!   `.wh..wh..opq` entry makes its directory opaque.
+//!
+//! Names starting with `.wh..wh.` in the upper branch are the union's own scratch entries
+//! (copy-up in progress) and are never visible.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use crate::libservice::{errno, Context, FileSystem, Inode};
+
+pub(super) const OCI_PREFIX: &[u8] = b".wh.";
+pub(super) const OCI_OPAQUE: &[u8] = b".wh..wh..opq";
+/// Prefix of the union's own scratch names in the upper branch.
+pub(super) const SCRATCH_PREFIX: &[u8] = b".wh..wh.";
+pub(super) const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+/// Attribute the union writes to mark a directory opaque.
+pub(super) const OPAQUE_XATTR_WRITTEN: &str = "trusted.overlay.opaque";
+
+/// Whether `name` is an xattr of the union's own (hidden from, and refused to, users).
+pub(super) fn is_private_xattr(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.starts_with(b"trusted.overlay.") || b.starts_with(b"user.overlay.")
+}
+
+/// Whether `name` is reserved for the union's scratch entries.
+pub(super) fn is_scratch(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(SCRATCH_PREFIX)
+}
+
+/// `.wh.NAME` for `NAME`.
+pub(super) fn oci_whiteout_name(name: &OsStr) -> OsString {
+    let mut v = OCI_PREFIX.to_vec();
+    v.extend_from_slice(name.as_bytes());
+    OsString::from_vec(v)
+}
+
+fn absent(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT))
+}
+
+fn no_xattr(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) | Some(libc::EPERM) | Some(libc::ENOSYS)
+    )
+}
+
+/// Whether `name` exists in directory `dir` of `fs` (a lookup reference is not kept).
+pub(super) fn exists(fs: &dyn FileSystem, ctx: &Context, dir: Inode, name: &OsStr) -> io::Result<bool> {
+    match fs.lookup(ctx, dir, name) {
+        Ok(e) => {
+            fs.forget(e.inode, 1);
+            Ok(true)
+        }
+        Err(e) if absent(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether directory `dir` of `fs` is opaque. `lower` enables the OCI form.
+pub(super) fn is_opaque(fs: &dyn FileSystem, ctx: &Context, dir: Inode, lower: bool) -> io::Result<bool> {
+    for name in OPAQUE_XATTRS {
+        match fs.getxattr(ctx, dir, OsStr::new(name)) {
+            Ok(v) if v == b"y" => return Ok(true),
+            Ok(_) => {}
+            Err(e) if no_xattr(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if lower {
+        return exists(fs, ctx, dir, OsStr::from_bytes(OCI_OPAQUE));
+    }
+    Ok(false)
+}
+
+/// Creates an overlayfs-form whiteout `name` in directory `dir` of the upper branch.
+pub(super) fn make_whiteout(fs: &dyn FileSystem, ctx: &Context, dir: Inode, name: &OsStr) -> io::Result<()> {
+    let e = fs.mknod(ctx, dir, name, libc::S_IFCHR, 0, 0)?;
+    fs.forget(e.inode, 1);
+    if !e.attr.is_whiteout() {
+        return Err(errno(libc::EIO));
+    }
+    Ok(())
+}
+
+/// Marks directory `dir` of the upper branch opaque.
+pub(super) fn set_opaque(fs: &dyn FileSystem, ctx: &Context, dir: Inode) -> io::Result<()> {
+    fs.setxattr(ctx, dir, OsStr::new(OPAQUE_XATTR_WRITTEN), b"y", 0)
+}
