@@ -265,9 +265,6 @@ impl UnionFs {
         new_parent: &Arc<UNode>,
         new_name: &OsStr,
     ) -> io::Result<()> {
-        if node.is_dir() {
-            return Err(errno(libc::EPERM));
-        }
         if !new_parent.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
@@ -275,8 +272,12 @@ impl UnionFs {
         if whiteout::is_scratch(new_name) {
             return Err(errno(libc::EINVAL));
         }
+        // As the VFS: an existing target is reported before a directory source.
         if self.lookup_held(ctx, new_parent, new_name)?.is_some() {
             return Err(errno(libc::EEXIST));
+        }
+        if node.is_dir() {
+            return Err(errno(libc::EPERM));
         }
         let ufs = self.upper_fs()?;
         let upper = self.copy_up(ctx, node, None)?;

@@ -401,6 +401,17 @@ impl UnionFs {
     }
 }
 
+/// As the VFS: `user.*` attributes only exist on regular files and directories; changing one
+/// elsewhere is `EPERM` (checked before anything is copied up).
+fn user_xattr_writable(node: &UNode, name: &OsStr) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let plain = matches!(node.kind, FileKind::Regular | FileKind::Directory);
+    if name.as_bytes().starts_with(b"user.") && !plain {
+        return Err(errno(libc::EPERM));
+    }
+    Ok(())
+}
+
 fn wants_write(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
 }
@@ -694,6 +705,7 @@ impl FileSystem for UnionFs {
             return Err(errno(libc::EOPNOTSUPP));
         }
         let node = self.node(inode)?;
+        user_xattr_writable(&node, name)?;
         let _ns = self.write_ns();
         let upper = self.copy_up(ctx, &node, None)?;
         self.upper_fs()?.setxattr(ctx, upper, name, value, flags)
@@ -712,7 +724,13 @@ impl FileSystem for UnionFs {
             return Err(errno(libc::EOPNOTSUPP));
         }
         let node = self.node(inode)?;
+        user_xattr_writable(&node, name)?;
         let _ns = self.write_ns();
+        let layers = node.layers();
+        if let (None, Some((layer, ino))) = (layers.upper, layers.top()) {
+            // As overlayfs: removing an attribute a lower object lacks copies nothing up.
+            self.fs(layer)?.getxattr(ctx, ino, name)?;
+        }
         let upper = self.copy_up(ctx, &node, None)?;
         self.upper_fs()?.removexattr(ctx, upper, name)
     }

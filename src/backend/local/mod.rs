@@ -626,6 +626,9 @@ impl FileSystem for LocalFs {
         let data = self.inode(inode)?;
         let path = Self::proc_path(data.fd.as_fd());
         let size = rfs::getxattr_query(path.as_str(), name)?;
+        if size == 0 {
+            return Ok(Vec::new());
+        }
         let mut buf = Vec::with_capacity(size);
         rfs::getxattr(path.as_str(), name, spare_capacity(&mut buf))?;
         Ok(buf)
@@ -650,6 +653,9 @@ impl FileSystem for LocalFs {
         let data = self.inode(inode)?;
         let path = Self::proc_path(data.fd.as_fd());
         let size = rfs::listxattr_query(path.as_str())?;
+        if size == 0 {
+            return Ok(Vec::new());
+        }
         let mut buf = Vec::with_capacity(size);
         rfs::listxattr(path.as_str(), spare_capacity(&mut buf))?;
         Ok(buf

@@ -1,0 +1,148 @@
+//! Helpers shared by the integration tests: root checks, scratch directories, a kernel
+//! overlayfs mount that always unmounts, and a path walker over any libservice.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use polytropon::libservice::{Context, FileKind, FileSystem, Inode, ROOT_INODE};
+
+/// Fails loudly (never skips) when the test cannot run for real.
+pub fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root (real overlayfs mounts, whiteout device nodes, trusted xattrs); \
+         run the suite as root, as .ci/run does"
+    );
+}
+
+/// A scratch directory removed (after unmounting anything below it) when dropped.
+pub struct Scratch(pub tempfile::TempDir);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("polytropon-{tag}-"))
+            .tempdir()
+            .expect("cannot create a scratch directory under the temp dir");
+        Scratch(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    pub fn mkdir(&self, rel: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(&p).expect("mkdir in scratch");
+        p
+    }
+}
+
+/// A kernel overlayfs mount, unmounted when dropped (also when the test panics).
+pub struct Overlay {
+    pub mountpoint: PathBuf,
+}
+
+impl Overlay {
+    /// Mounts `lowers` (topmost first) under `upper` at `mountpoint`, with the features the
+    /// union mirrors: no redirect_dir, index, metacopy or xino.
+    pub fn mount(lowers: &[PathBuf], upper: &Path, work: &Path, mountpoint: &Path) -> Self {
+        let lowerdir = lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+        let opts = format!(
+            "lowerdir={lowerdir},upperdir={},workdir={},redirect_dir=off,index=off,metacopy=off,xino=off",
+            upper.display(),
+            work.display()
+        );
+        let out = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &opts])
+            .arg(mountpoint)
+            .output()
+            .expect("cannot run mount(8)");
+        assert!(
+            out.status.success(),
+            "kernel overlayfs mount failed (is the overlay module available?): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Overlay { mountpoint: mountpoint.to_owned() }
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mountpoint).status();
+    }
+}
+
+pub fn root_ctx() -> Context {
+    Context::current()
+}
+
+/// Walks `path` (components separated by `/`) from the root of `fs` the way the kernel's
+/// path walk would for a final component that is not followed. Returns the inode reached; the
+/// caller forgets it with `forget_walk`.
+pub struct Walker<'a> {
+    pub fs: &'a Arc<dyn FileSystem>,
+    pub ctx: Context,
+    held: Vec<Inode>,
+}
+
+impl<'a> Walker<'a> {
+    pub fn new(fs: &'a Arc<dyn FileSystem>) -> Self {
+        Walker { fs, ctx: root_ctx(), held: Vec::new() }
+    }
+
+    /// Lookup of one component, remembered for `release`.
+    pub fn lookup(&mut self, dir: Inode, name: &str) -> io::Result<polytropon::libservice::Entry> {
+        let e = self.fs.lookup(&self.ctx, dir, OsStr::new(name))?;
+        self.held.push(e.inode);
+        Ok(e)
+    }
+
+    /// The directory holding the last component of `path` (intermediate symlinks in these
+    /// tests always dangle, so they give ENOENT as the kernel's walk would).
+    pub fn parent(&mut self, path: &str) -> io::Result<(Inode, String)> {
+        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        let (last, dirs) = comps.split_last().expect("non-empty path");
+        let mut cur = ROOT_INODE;
+        for c in dirs {
+            let e = self.lookup(cur, c)?;
+            match e.attr.kind() {
+                FileKind::Directory => cur = e.inode,
+                FileKind::Symlink => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
+                _ => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+            }
+        }
+        Ok((cur, last.to_string()))
+    }
+
+    /// The inode of `path` itself (final symlink not followed).
+    pub fn node(&mut self, path: &str) -> io::Result<polytropon::libservice::Entry> {
+        let (dir, last) = self.parent(path)?;
+        self.lookup(dir, &last)
+    }
+
+    pub fn release(&mut self) {
+        for ino in self.held.drain(..) {
+            self.fs.forget(ino, 1);
+        }
+    }
+}
+
+impl Drop for Walker<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// errno of a result (0 for success).
+pub fn errno_of<T>(r: &io::Result<T>) -> i32 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
+}

@@ -1,0 +1,557 @@
+//! Oracle test: long random operation sequences applied to the union libservice and to kernel
+//! overlayfs mounted on identical branch directories; after every step the errno and the whole
+//! visible tree (types, modes, owners, sizes, link counts, hard-link identity, contents,
+//! symlink targets, xattrs, listings) must agree.
+//!
+//! Deliberate differences, not compared: timestamps, directory `st_size` and `st_blocks`
+//! (backing-filesystem details), and raw `st_ino` values (the union numbers its own inodes;
+//! which paths share an inode number is compared).
+//!
+//! `POLYTROPON_ORACLE_SEQUENCES` and `POLYTROPON_ORACLE_STEPS` scale the run
+//! (defaults: 50 x 220 = 11,000 operations); `POLYTROPON_ORACLE_SEED` replays one sequence.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::{errno_of, require_root, Overlay, Scratch, Walker};
+use polytropon::backend::local::{LocalFs, LocalOptions};
+use polytropon::libservice::{
+    FileKind, FileSystem, Inode, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE, ROOT_INODE,
+};
+use polytropon::union::UnionFs;
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+
+const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+const DANGLING: &str = "/nonexistent-polytropon/target";
+
+#[derive(Clone, Debug)]
+enum Op {
+    Create(String, u32),
+    Write(String, u64, usize, u8),
+    Truncate(String, u64),
+    Rename(String, String, u32),
+    Link(String, String),
+    Unlink(String),
+    Mkdir(String, u32),
+    Rmdir(String),
+    Chmod(String, u32),
+    Chown(String, u32, u32),
+    SetXattr(String, String, Vec<u8>),
+    RemoveXattr(String, String),
+    Symlink(String),
+}
+
+fn rand_path(rng: &mut fastrand::Rng) -> String {
+    let depth = match rng.u32(0..10) {
+        0..=3 => 1,
+        4..=7 => 2,
+        _ => 3,
+    };
+    (0..depth).map(|_| NAMES[rng.usize(0..NAMES.len())]).collect::<Vec<_>>().join("/")
+}
+
+fn rand_op(rng: &mut fastrand::Rng) -> Op {
+    let p = rand_path(rng);
+    match rng.u32(0..100) {
+        0..=11 => Op::Create(p, [0o644, 0o600, 0o755][rng.usize(0..3)]),
+        12..=25 => Op::Write(p, rng.u64(0..9000), rng.usize(1..5000), rng.u8(..)),
+        26..=31 => Op::Truncate(p, [0, 1, 100, 4096, 70000][rng.usize(0..5)]),
+        32..=45 => {
+            let flags = [0, 0, 0, RENAME_NOREPLACE, RENAME_EXCHANGE][rng.usize(0..5)];
+            Op::Rename(p, rand_path(rng), flags)
+        }
+        46..=51 => Op::Link(p, rand_path(rng)),
+        52..=61 => Op::Unlink(p),
+        62..=71 => Op::Mkdir(p, [0o755, 0o700, 0o777][rng.usize(0..3)]),
+        72..=79 => Op::Rmdir(p),
+        80..=85 => Op::Chmod(p, [0o600, 0o644, 0o755, 0o4755, 0o1777][rng.usize(0..5)]),
+        86..=88 => Op::Chown(p, rng.u32(0..3) * 1000, rng.u32(0..3) * 1000),
+        89..=93 => {
+            let name = ["user.k1", "user.k2"][rng.usize(0..2)];
+            Op::SetXattr(p, name.into(), vec![b'v'; rng.usize(0..20)])
+        }
+        94..=95 => Op::RemoveXattr(p, ["user.k1", "user.k2"][rng.usize(0..2)].into()),
+        _ => Op::Symlink(p),
+    }
+}
+
+// ---------- kernel overlayfs side ----------
+
+fn apply_kernel(root: &Path, op: &Op) -> i32 {
+    let p = |s: &str| root.join(s);
+    let r: io::Result<()> = (|| {
+        match op {
+            Op::Create(path, mode) => {
+                rfs::open(p(path), OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY, Mode::from_bits_retain(*mode))?;
+            }
+            Op::Write(path, off, len, byte) => {
+                let fd = rfs::open(p(path), OFlags::WRONLY, Mode::empty())?;
+                rustix::io::pwrite(&fd, &vec![*byte; *len], *off)?;
+            }
+            Op::Truncate(path, size) => {
+                let fd = rfs::open(p(path), OFlags::WRONLY, Mode::empty())?;
+                rfs::ftruncate(&fd, *size)?;
+            }
+            Op::Rename(a, b, flags) => rfs::renameat_with(
+                rfs::CWD,
+                p(a),
+                rfs::CWD,
+                p(b),
+                rfs::RenameFlags::from_bits_retain(*flags),
+            )?,
+            Op::Link(a, b) => rfs::linkat(rfs::CWD, p(a), rfs::CWD, p(b), AtFlags::empty())?,
+            Op::Unlink(path) => rfs::unlink(p(path))?,
+            Op::Mkdir(path, mode) => rfs::mkdir(p(path), Mode::from_bits_retain(*mode))?,
+            Op::Rmdir(path) => rfs::rmdir(p(path))?,
+            Op::Chmod(path, mode) => rfs::chmod(p(path), Mode::from_bits_retain(*mode))?,
+            Op::Chown(path, uid, gid) => rfs::chownat(
+                rfs::CWD,
+                p(path),
+                Some(rfs::Uid::from_raw(*uid)),
+                Some(rfs::Gid::from_raw(*gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?,
+            Op::SetXattr(path, name, value) => {
+                rfs::lsetxattr(p(path), name.as_str(), value, rfs::XattrFlags::empty())?
+            }
+            Op::RemoveXattr(path, name) => rfs::lremovexattr(p(path), name.as_str())?,
+            Op::Symlink(path) => rfs::symlink(DANGLING, p(path))?,
+        }
+        Ok(())
+    })();
+    errno_of(&r)
+}
+
+// ---------- union side ----------
+
+fn enoent<T>() -> io::Result<T> {
+    Err(io::Error::from_raw_os_error(libc::ENOENT))
+}
+
+/// A final component that the kernel would follow: our symlinks always dangle.
+fn followed(e: &polytropon::libservice::Entry) -> io::Result<()> {
+    if e.attr.kind() == FileKind::Symlink {
+        return enoent();
+    }
+    Ok(())
+}
+
+/// The process umask, which the kernel applies on the overlayfs side and a transport passes on.
+fn process_umask() -> u32 {
+    let old = rustix::process::umask(Mode::empty());
+    rustix::process::umask(old);
+    old.bits()
+}
+
+fn apply_union(fs: &Arc<dyn FileSystem>, op: &Op) -> i32 {
+    let umask = process_umask();
+    let mut w = Walker::new(fs);
+    let ctx = w.ctx;
+    let name = |s: &str| OsString::from(s);
+    let r: io::Result<()> = (|| {
+        match op {
+            Op::Create(path, mode) => {
+                let (dir, last) = w.parent(path)?;
+                let (e, h) = fs.create(&ctx, dir, &name(&last), *mode, umask, libc::O_WRONLY)?;
+                fs.release(&ctx, e.inode, h)?;
+                fs.forget(e.inode, 1);
+            }
+            Op::Write(path, off, len, byte) => {
+                let e = w.node(path)?;
+                followed(&e)?;
+                if e.attr.kind() == FileKind::Directory {
+                    return Err(io::Error::from_raw_os_error(libc::EISDIR));
+                }
+                let h = fs.open(&ctx, e.inode, libc::O_WRONLY)?;
+                let data = vec![*byte; *len];
+                let r = fs.write(&ctx, e.inode, h, &[IoSlice::new(&data)], *off);
+                fs.release(&ctx, e.inode, h)?;
+                r?;
+            }
+            Op::Truncate(path, size) => {
+                let e = w.node(path)?;
+                followed(&e)?;
+                if e.attr.kind() == FileKind::Directory {
+                    return Err(io::Error::from_raw_os_error(libc::EISDIR));
+                }
+                fs.setattr(&ctx, e.inode, None, &SetAttr { size: Some(*size), ..SetAttr::default() })?;
+            }
+            Op::Rename(a, b, flags) => {
+                let (da, la) = w.parent(a)?;
+                let (db, lb) = w.parent(b)?;
+                fs.rename(&ctx, da, &name(&la), db, &name(&lb), *flags)?;
+            }
+            Op::Link(a, b) => {
+                let e = w.node(a)?;
+                let (db, lb) = w.parent(b)?;
+                let ne = fs.link(&ctx, e.inode, db, &name(&lb))?;
+                fs.forget(ne.inode, 1);
+            }
+            Op::Unlink(path) => {
+                let (d, l) = w.parent(path)?;
+                fs.unlink(&ctx, d, &name(&l))?;
+            }
+            Op::Mkdir(path, mode) => {
+                let (d, l) = w.parent(path)?;
+                let e = fs.mkdir(&ctx, d, &name(&l), *mode, umask)?;
+                fs.forget(e.inode, 1);
+            }
+            Op::Rmdir(path) => {
+                let (d, l) = w.parent(path)?;
+                fs.rmdir(&ctx, d, &name(&l))?;
+            }
+            Op::Chmod(path, mode) => {
+                let e = w.node(path)?;
+                followed(&e)?;
+                fs.setattr(&ctx, e.inode, None, &SetAttr { mode: Some(*mode), ..SetAttr::default() })?;
+            }
+            Op::Chown(path, uid, gid) => {
+                let e = w.node(path)?;
+                let set = SetAttr { uid: Some(*uid), gid: Some(*gid), ..SetAttr::default() };
+                fs.setattr(&ctx, e.inode, None, &set)?;
+            }
+            Op::SetXattr(path, xname, value) => {
+                let e = w.node(path)?;
+                fs.setxattr(&ctx, e.inode, OsStr::new(xname), value, 0)?;
+            }
+            Op::RemoveXattr(path, xname) => {
+                let e = w.node(path)?;
+                fs.removexattr(&ctx, e.inode, OsStr::new(xname))?;
+            }
+            Op::Symlink(path) => {
+                let (d, l) = w.parent(path)?;
+                let e = fs.symlink(&ctx, OsStr::new(DANGLING), d, &name(&l))?;
+                fs.forget(e.inode, 1);
+            }
+        }
+        Ok(())
+    })();
+    errno_of(&r)
+}
+
+// ---------- tree snapshots ----------
+
+#[derive(Debug, PartialEq, Eq)]
+struct NodeInfo {
+    kind: &'static str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    /// Regular files and symlinks only.
+    size: Option<u64>,
+    nlink: u64,
+    /// First path (in walk order) with the same inode number.
+    same_as: String,
+    content: Option<Vec<u8>>,
+    target: Option<Vec<u8>>,
+    xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+fn kind_name(k: FileKind) -> &'static str {
+    match k {
+        FileKind::Regular => "file",
+        FileKind::Directory => "dir",
+        FileKind::Symlink => "symlink",
+        FileKind::CharDevice => "chr",
+        FileKind::BlockDevice => "blk",
+        FileKind::Fifo => "fifo",
+        FileKind::Socket => "sock",
+    }
+}
+
+type Tree = BTreeMap<String, NodeInfo>;
+
+fn kernel_tree(root: &Path) -> Tree {
+    let mut tree = Tree::new();
+    let mut inos: BTreeMap<u64, String> = BTreeMap::new();
+    let mut stack = vec![String::new()];
+    while let Some(dir) = stack.pop() {
+        let mut names: Vec<OsString> = std::fs::read_dir(root.join(&dir))
+            .expect("readdir on overlay")
+            .map(|e| e.expect("dirent").file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let rel = if dir.is_empty() { n.to_string_lossy().into_owned() } else { format!("{dir}/{}", n.to_string_lossy()) };
+            let full = root.join(&rel);
+            let md = std::fs::symlink_metadata(&full).expect("lstat on overlay");
+            let ft = md.file_type();
+            let kind = if ft.is_dir() {
+                FileKind::Directory
+            } else if ft.is_symlink() {
+                FileKind::Symlink
+            } else if ft.is_char_device() {
+                FileKind::CharDevice
+            } else if ft.is_fifo() {
+                FileKind::Fifo
+            } else {
+                FileKind::Regular
+            };
+            let same_as = inos.entry(md.ino()).or_insert_with(|| rel.clone()).clone();
+            let mut xattrs = BTreeMap::new();
+            let mut buf = vec![0u8; 4096];
+            let n = rfs::llistxattr(&full, &mut buf[..]).unwrap_or(0);
+            for name in buf[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+                let name = String::from_utf8_lossy(name).into_owned();
+                let mut v = vec![0u8; 4096];
+                let vn = rfs::lgetxattr(&full, name.as_str(), &mut v[..]).expect("lgetxattr");
+                v.truncate(vn);
+                xattrs.insert(name, v);
+            }
+            tree.insert(
+                rel.clone(),
+                NodeInfo {
+                    kind: kind_name(kind),
+                    mode: md.mode(),
+                    uid: md.uid(),
+                    gid: md.gid(),
+                    size: (kind == FileKind::Regular || kind == FileKind::Symlink).then_some(md.size()),
+                    nlink: md.nlink(),
+                    same_as,
+                    content: (kind == FileKind::Regular).then(|| std::fs::read(&full).expect("read file on overlay")),
+                    target: (kind == FileKind::Symlink)
+                        .then(|| std::fs::read_link(&full).expect("readlink").as_os_str().as_bytes().to_vec()),
+                    xattrs,
+                },
+            );
+            if kind == FileKind::Directory {
+                stack.push(rel);
+            }
+        }
+    }
+    tree
+}
+
+fn union_listing(fs: &Arc<dyn FileSystem>, dir: Inode) -> io::Result<Vec<OsString>> {
+    let ctx = common::root_ctx();
+    let h = fs.opendir(&ctx, dir, libc::O_RDONLY)?;
+    let mut names = Vec::new();
+    let mut off = 0;
+    loop {
+        // Small batches exercise resumable offsets.
+        let batch = fs.readdir(&ctx, dir, h, off, 3)?;
+        let Some(last) = batch.last() else { break };
+        off = last.offset;
+        names.extend(batch.into_iter().map(|e| e.name).filter(|n| n != "." && n != ".."));
+    }
+    fs.releasedir(&ctx, dir, h)?;
+    names.sort();
+    Ok(names)
+}
+
+fn union_tree(fs: &Arc<dyn FileSystem>) -> io::Result<Tree> {
+    let ctx = common::root_ctx();
+    let mut tree = Tree::new();
+    let mut inos: BTreeMap<u64, String> = BTreeMap::new();
+    let mut stack = vec![(String::new(), ROOT_INODE, false)];
+    let mut held = Vec::new();
+    while let Some((dir, ino, _)) = stack.pop() {
+        for n in union_listing(fs, ino)? {
+            let rel = if dir.is_empty() { n.to_string_lossy().into_owned() } else { format!("{dir}/{}", n.to_string_lossy()) };
+            let e = fs.lookup(&ctx, ino, &n)?;
+            held.push(e.inode);
+            let attr = fs.getattr(&ctx, e.inode, None)?;
+            assert_eq!(attr.ino, e.attr.ino, "getattr and lookup disagree on st_ino of {rel}");
+            let kind = attr.kind();
+            let same_as = inos.entry(attr.ino).or_insert_with(|| rel.clone()).clone();
+            let mut xattrs = BTreeMap::new();
+            for name in fs.listxattr(&ctx, e.inode)? {
+                let v = fs.getxattr(&ctx, e.inode, &name)?;
+                xattrs.insert(name.to_string_lossy().into_owned(), v);
+            }
+            let content = if kind == FileKind::Regular {
+                let h = fs.open(&ctx, e.inode, libc::O_RDONLY)?;
+                let mut data = vec![0u8; attr.size as usize + 1];
+                let mut got = 0;
+                loop {
+                    let n = fs.read(&ctx, e.inode, h, &mut [IoSliceMut::new(&mut data[got..])], got as u64)?;
+                    if n == 0 {
+                        break;
+                    }
+                    got += n;
+                }
+                fs.release(&ctx, e.inode, h)?;
+                data.truncate(got);
+                Some(data)
+            } else {
+                None
+            };
+            let target = if kind == FileKind::Symlink { Some(fs.readlink(&ctx, e.inode)?) } else { None };
+            tree.insert(
+                rel.clone(),
+                NodeInfo {
+                    kind: kind_name(kind),
+                    mode: attr.mode,
+                    uid: attr.uid,
+                    gid: attr.gid,
+                    size: (kind == FileKind::Regular || kind == FileKind::Symlink).then_some(attr.size),
+                    nlink: attr.nlink,
+                    same_as,
+                    content,
+                    target,
+                    xattrs,
+                },
+            );
+            if kind == FileKind::Directory {
+                stack.push((rel, e.inode, true));
+            }
+        }
+    }
+    for ino in held {
+        fs.forget(ino, 1);
+    }
+    Ok(tree)
+}
+
+// ---------- branch trees ----------
+
+/// Builds a lower branch deterministically from `seed`: files with contents and xattrs,
+/// directories, dangling symlinks, and (in `with_markers`) overlayfs whiteouts and an opaque
+/// directory that hide parts of the branches below.
+fn build_lower(root: &Path, seed: u64, with_markers: bool) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for top in NAMES {
+        match rng.u32(0..6) {
+            0 => {}
+            1 => std::fs::write(root.join(top), vec![b'L'; rng.usize(0..6000)]).expect("write lower"),
+            2 => std::os::unix::fs::symlink(DANGLING, root.join(top)).expect("symlink lower"),
+            _ => {
+                let d = root.join(top);
+                std::fs::create_dir(&d).expect("mkdir lower");
+                for sub in NAMES {
+                    match rng.u32(0..5) {
+                        0 | 1 => {}
+                        2 => {
+                            std::fs::create_dir(d.join(sub)).expect("mkdir lower sub");
+                            if rng.bool() {
+                                std::fs::write(d.join(sub).join("a"), b"deep").expect("write deep");
+                            }
+                        }
+                        _ => {
+                            let f = d.join(sub);
+                            std::fs::write(&f, vec![sub.as_bytes()[0]; rng.usize(0..3000)]).expect("write lower sub");
+                            if rng.bool() {
+                                rfs::setxattr(&f, "user.k1", b"lower", rfs::XattrFlags::empty()).expect("xattr");
+                            }
+                        }
+                    }
+                }
+                if with_markers && rng.u32(0..3) == 0 {
+                    rfs::setxattr(&d, "trusted.overlay.opaque", b"y", rfs::XattrFlags::empty()).expect("opaque");
+                }
+            }
+        }
+    }
+    if with_markers {
+        // Whiteouts for some names that may exist below.
+        for top in NAMES {
+            if !root.join(top).exists() && std::fs::symlink_metadata(root.join(top)).is_err() && rng.u32(0..3) == 0 {
+                rfs::mknodat(rfs::CWD, root.join(top), rfs::FileType::CharacterDevice, Mode::empty(), 0)
+                    .expect("whiteout");
+            }
+        }
+    }
+    // A sparse file, to check holes survive copy-up.
+    if rng.bool() && std::fs::symlink_metadata(root.join("d")).is_err() {
+        let f = std::fs::File::create(root.join("d")).expect("create sparse");
+        f.set_len(70000).expect("sparse");
+        rustix::io::pwrite(&f, b"tail", 65536).expect("sparse write");
+    }
+}
+
+struct Setup {
+    _scratch: Scratch,
+    overlay: Overlay,
+    union: Arc<dyn FileSystem>,
+}
+
+fn setup(seed: u64) -> Setup {
+    let scratch = Scratch::new("oracle");
+    let mut sides = Vec::new();
+    for side in ["kernel", "union"] {
+        let l1 = scratch.mkdir(&format!("{side}/lower1"));
+        let l2 = scratch.mkdir(&format!("{side}/lower2"));
+        let up = scratch.mkdir(&format!("{side}/upper"));
+        build_lower(&l2, seed ^ 0x5eed, false);
+        build_lower(&l1, seed, true);
+        sides.push((l1, l2, up));
+    }
+    let (kl1, kl2, kup) = sides[0].clone();
+    let work = scratch.mkdir("kernel/work");
+    let mnt = scratch.mkdir("kernel/mnt");
+    let overlay = Overlay::mount(&[kl1, kl2], &kup, &work, &mnt);
+    let (ul1, ul2, uup) = sides[1].clone();
+    let open = |p: &PathBuf, ro: bool| -> Arc<dyn FileSystem> {
+        Arc::new(LocalFs::new(p, LocalOptions { read_only: ro }).expect("open branch"))
+    };
+    let union = UnionFs::new(Some(open(&uup, false)), vec![open(&ul1, true), open(&ul2, true)])
+        .expect("build union");
+    Setup { _scratch: scratch, overlay, union: Arc::new(union) }
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn diff(a: &Tree, b: &Tree) -> String {
+    let mut out = String::new();
+    for (k, v) in a {
+        match b.get(k) {
+            None => out += &format!("  only on kernel overlayfs: {k} {v:?}\n"),
+            Some(u) if u != v => out += &format!("  {k}:\n    kernel: {v:?}\n    union:  {u:?}\n"),
+            _ => {}
+        }
+    }
+    for (k, v) in b {
+        if !a.contains_key(k) {
+            out += &format!("  only on union: {k} {v:?}\n");
+        }
+    }
+    out
+}
+
+fn run_sequence(seed: u64, steps: u64) -> u64 {
+    let s = setup(seed);
+    let before_k = kernel_tree(&s.overlay.mountpoint);
+    let before_u = union_tree(&s.union).expect("walk union");
+    assert!(before_k == before_u, "seed {seed}: initial trees differ:\n{}", diff(&before_k, &before_u));
+    let mut rng = fastrand::Rng::with_seed(seed.wrapping_mul(0x9e37_79b9));
+    let mut log = Vec::new();
+    for step in 0..steps {
+        let op = rand_op(&mut rng);
+        let ek = apply_kernel(&s.overlay.mountpoint, &op);
+        let eu = apply_union(&s.union, &op);
+        log.push(format!("{step}: {op:?} -> kernel {ek} union {eu}"));
+        let history = || log[log.len().saturating_sub(25)..].join("\n");
+        assert_eq!(ek, eu, "seed {seed} step {step}: errno differs for {op:?}\nlast operations:\n{}", history());
+        let tk = kernel_tree(&s.overlay.mountpoint);
+        let tu = union_tree(&s.union).expect("walk union");
+        assert!(tk == tu, "seed {seed} step {step}: trees differ after {op:?}\n{}\nlast operations:\n{}", diff(&tk, &tu), history());
+    }
+    steps
+}
+
+#[test]
+fn union_matches_kernel_overlayfs() {
+    require_root();
+    if let Ok(seed) = std::env::var("POLYTROPON_ORACLE_SEED") {
+        let seed: u64 = seed.parse().expect("POLYTROPON_ORACLE_SEED must be a number");
+        run_sequence(seed, env_or("POLYTROPON_ORACLE_STEPS", 220));
+        return;
+    }
+    let sequences = env_or("POLYTROPON_ORACLE_SEQUENCES", 50);
+    let steps = env_or("POLYTROPON_ORACLE_STEPS", 220);
+    let mut total = 0;
+    for seq in 0..sequences {
+        total += run_sequence(1000 + seq, steps);
+    }
+    eprintln!("oracle: {total} operations in {sequences} sequences, zero divergence");
+    assert!(total >= sequences * steps);
+}
