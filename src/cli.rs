@@ -19,11 +19,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "polytropon", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     /// Directory holding pool state: specs, service pids, filesystem tables, mounts.
-    #[arg(long, global = true, env = "POLYTROPON_STATE_DIR", default_value = "/run/polytropon")]
+    #[arg(long, global = true, env = "POLYTROPON_STATE_DIR", hide_env_values = true, default_value = "/run/polytropon")]
     pub state_dir: PathBuf,
 
     /// Log verbosity (error, warn, info, debug, trace) or a tracing filter directive.
-    #[arg(long, global = true, env = "POLYTROPON_LOG", default_value = "warn")]
+    #[arg(long, global = true, env = "POLYTROPON_LOG", hide_env_values = true, default_value = "warn")]
     pub log: String,
 
     /// Log line format on stderr.
@@ -52,6 +52,7 @@ pub enum OutputFormat {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Create, list and destroy pools (a tenant's slice of the host).
     #[command(subcommand)]
@@ -95,6 +96,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum PoolCommand {
     /// Create pool NAME with a resource slice, from flags or a pool.yaml.
     ///

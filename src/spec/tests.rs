@@ -1,0 +1,71 @@
+//! Spec parsing: valid specs, and errors that name the file, line and field.
+
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<InstanceSpec, SpecError> {
+    InstanceSpec::parse(text, Path::new("/etc/polytropon/c1.yaml"))
+}
+
+fn error(text: &str) -> String {
+    parse(text).expect_err("spec should be rejected").to_string()
+}
+
+#[test]
+fn a_full_spec_parses_and_resolves_relative_paths() {
+    let spec = parse(
+        "backend:\n  type: local\nbranches:\n  - path: upper\n    mode: rw\n  - path: /images/base\n    mode: ro\ncache:\n  mode: direct\n  attr_timeout: 0\n",
+    )
+    .expect("valid spec");
+    assert_eq!(spec.backend, BackendSpec::Local);
+    assert_eq!(spec.upper().map(|b| b.path.clone()), Some("/etc/polytropon/upper".into()));
+    assert_eq!(spec.lowers().map(|b| b.path.clone()).collect::<Vec<_>>(), vec![std::path::PathBuf::from("/images/base")]);
+    assert_eq!(spec.cache.mode, CacheMode::Direct);
+    assert_eq!(spec.cache.attr_timeout, 0.0);
+    assert_eq!(spec.cache.entry_timeout, 1.0, "defaults fill what the spec leaves out");
+}
+
+#[test]
+fn a_read_only_instance_has_no_upper() {
+    let spec = parse("branches:\n  - {path: /a, mode: ro}\n  - {path: /b, mode: ro}\n").expect("valid");
+    assert!(spec.upper().is_none());
+    assert_eq!(spec.lowers().count(), 2);
+}
+
+#[test]
+fn errors_name_file_line_and_field() {
+    let e = error("branches:\n  - path: /a\n    mode: rx\n");
+    assert!(e.starts_with("/etc/polytropon/c1.yaml:3:"), "{e}");
+    assert!(e.contains("branches[0].mode") && e.contains("rx"), "{e}");
+
+    let e = error("branches:\n  - path: /a\n    mode: ro\n    colour: blue\n");
+    assert!(e.contains("/etc/polytropon/c1.yaml:") && e.contains("colour"), "{e}");
+
+    let e = error("branches:\n  - {path: /a, mode: ro}\n  - {path: /b, mode: rw}\n");
+    assert!(e.contains("branches[1].mode") && e.contains("only the first"), "{e}");
+
+    let e = error("branches:\n  - {path: /a, mode: rw}\n  - {path: /a, mode: ro}\n");
+    assert!(e.contains("branches[1].path") && e.contains("same directory"), "{e}");
+
+    let e = error("backend:\n  type: nfs\nbranches: []\n");
+    assert!(e.contains("nfs") && e.contains(":2:"), "{e}");
+
+    let e = error("branches: []\n");
+    assert!(e.contains("at least one branch"), "{e}");
+
+    let e = error("branches:\n  - {path: /a, mode: rw}\ncache:\n  attr_timeout: -1\n");
+    assert!(e.contains("cache.attr_timeout"), "{e}");
+
+    let e = error("branches: [\n");
+    assert!(e.starts_with("/etc/polytropon/c1.yaml:"), "{e}");
+
+    let e = error("cache: {mode: kernel}\n");
+    assert!(e.contains("branches"), "{e}");
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let e = InstanceSpec::from_file(Path::new("/nonexistent/spec.yaml")).expect_err("missing");
+    assert!(e.to_string().contains("/nonexistent/spec.yaml"));
+}

@@ -198,8 +198,14 @@ impl UnionFs {
         for (layer, dino) in dir.all() {
             let fs = self.fs(layer)?;
             let lower = layer > 0;
-            if lower && whiteout::exists(fs, ctx, dino, &whiteout::oci_whiteout_name(name))? {
-                break;
+            if lower {
+                if whiteout::is_oci_marker(name) {
+                    // `.wh.*` entries of a lower branch are markers, never visible objects.
+                    continue;
+                }
+                if whiteout::exists(fs, ctx, dino, &whiteout::oci_whiteout_name(name))? {
+                    break;
+                }
             }
             let e = match fs.lookup(ctx, dino, name) {
                 Ok(e) => e,

@@ -1,0 +1,267 @@
+//! Unit tests of the union over local branches. The oracle test (`tests/union_oracle.rs`)
+//! checks the general semantics against kernel overlayfs; these check what the oracle cannot:
+//! the OCI whiteout form, hidden scratch entries, holes, inode stability, handle behaviour.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::backend::local::{LocalFs, LocalOptions};
+use crate::libservice::{Entry, RENAME_NOREPLACE};
+
+fn ctx() -> Context {
+    Context::current()
+}
+
+fn code<T: std::fmt::Debug>(r: io::Result<T>) -> i32 {
+    r.expect_err("operation should have failed").raw_os_error().unwrap_or(-1)
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    upper: PathBuf,
+    lower: PathBuf,
+    base: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let [upper, lower, base] = ["upper", "lower", "base"].map(|n| {
+            let p = dir.path().join(n);
+            fs::create_dir(&p).expect("mkdir branch");
+            p
+        });
+        Fixture { _dir: dir, upper, lower, base }
+    }
+
+    fn union(&self) -> UnionFs {
+        let open = |p: &Path, ro| -> Arc<dyn FileSystem> {
+            Arc::new(LocalFs::new(p, LocalOptions { read_only: ro }).expect("open branch"))
+        };
+        UnionFs::new(Some(open(&self.upper, false)), vec![open(&self.lower, true), open(&self.base, true)])
+            .expect("union")
+    }
+}
+
+fn lookup(u: &UnionFs, path: &str) -> io::Result<Entry> {
+    let mut cur = ROOT_INODE;
+    let mut last = None;
+    for c in path.split('/') {
+        let e = u.lookup(&ctx(), cur, OsStr::new(c))?;
+        cur = e.inode;
+        last = Some(e);
+    }
+    last.ok_or_else(|| errno(libc::ENOENT))
+}
+
+fn names(u: &UnionFs, dir: Inode) -> Vec<OsString> {
+    let h = u.opendir(&ctx(), dir, libc::O_RDONLY).expect("opendir");
+    let mut v: Vec<_> = u
+        .readdir(&ctx(), dir, h, 0, usize::MAX)
+        .expect("readdir")
+        .into_iter()
+        .map(|e| e.name)
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    u.releasedir(&ctx(), dir, h).expect("releasedir");
+    v.sort();
+    v
+}
+
+fn write_at(u: &UnionFs, ino: Inode, data: &[u8], off: u64) {
+    let h = u.open(&ctx(), ino, libc::O_WRONLY).expect("open for write");
+    assert_eq!(u.write(&ctx(), ino, h, &[IoSlice::new(data)], off).expect("write"), data.len());
+    u.release(&ctx(), ino, h).expect("release");
+}
+
+fn read_all(u: &UnionFs, ino: Inode) -> Vec<u8> {
+    let size = u.getattr(&ctx(), ino, None).expect("getattr").size as usize;
+    let h = u.open(&ctx(), ino, libc::O_RDONLY).expect("open");
+    let mut buf = vec![0u8; size];
+    let n = u.read(&ctx(), ino, h, &mut [IoSliceMut::new(&mut buf)], 0).expect("read");
+    u.release(&ctx(), ino, h).expect("release");
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn oci_whiteouts_and_opaque_markers_in_lower_branches() {
+    let f = Fixture::new();
+    fs::write(f.base.join("x"), b"base x").expect("write");
+    fs::write(f.base.join("y"), b"base y").expect("write");
+    fs::create_dir(f.base.join("dir")).expect("mkdir");
+    fs::write(f.base.join("dir/z"), b"hidden by opaque").expect("write");
+    fs::create_dir(f.base.join("merged")).expect("mkdir");
+    fs::write(f.base.join("merged/from_base"), b"").expect("write");
+    // The upper layer of an image, in OCI form.
+    fs::write(f.lower.join(".wh.x"), b"").expect("whiteout");
+    fs::create_dir(f.lower.join("dir")).expect("mkdir");
+    fs::write(f.lower.join("dir/.wh..wh..opq"), b"").expect("opaque marker");
+    fs::write(f.lower.join("dir/w"), b"w").expect("write");
+    fs::create_dir(f.lower.join("merged")).expect("mkdir");
+    fs::write(f.lower.join("merged/from_lower"), b"").expect("write");
+    let u = f.union();
+    assert_eq!(names(&u, ROOT_INODE), ["dir", "merged", "y"].map(OsString::from));
+    assert_eq!(code(lookup(&u, "x")), libc::ENOENT);
+    assert_eq!(code(lookup(&u, ".wh.x")), libc::ENOENT);
+    let dir = lookup(&u, "dir").expect("dir");
+    assert_eq!(names(&u, dir.inode), [OsString::from("w")]);
+    assert_eq!(code(lookup(&u, "dir/z")), libc::ENOENT);
+    let merged = lookup(&u, "merged").expect("merged");
+    assert_eq!(names(&u, merged.inode), ["from_base", "from_lower"].map(OsString::from));
+    assert_eq!(merged.attr.nlink, 1, "merged directories report one link, as overlayfs");
+    // Deleting a name in the union writes the overlayfs form in the upper branch.
+    u.unlink(&ctx(), ROOT_INODE, OsStr::new("y")).expect("unlink y");
+    let wh = fs::symlink_metadata(f.upper.join("y")).expect("whiteout in upper");
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(&wh.file_type()) && wh.rdev() == 0);
+    assert_eq!(names(&u, ROOT_INODE), ["dir", "merged"].map(OsString::from));
+}
+
+#[test]
+fn copy_up_keeps_metadata_holes_and_inode_number() {
+    let f = Fixture::new();
+    let big = f.base.join("big");
+    {
+        let file = fs::File::create(&big).expect("create big");
+        file.set_len(2 << 30).expect("2 GiB sparse");
+        rustix::io::pwrite(&file, b"head", 0).expect("write head");
+        rustix::io::pwrite(&file, b"tail", (2 << 30) - 4).expect("write tail");
+    }
+    rustix::fs::chownat(rustix::fs::CWD, &big, Some(rustix::fs::Uid::from_raw(1234)), Some(rustix::fs::Gid::from_raw(4321)), rustix::fs::AtFlags::empty()).expect("chown");
+    fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o4750)).expect("chmod");
+    rustix::fs::setxattr(&big, "user.tag", b"kept", rustix::fs::XattrFlags::empty()).expect("xattr");
+    let before = fs::metadata(&big).expect("stat");
+    let u = f.union();
+    let e = lookup(&u, "big").expect("lookup");
+    write_at(&u, e.inode, b"HEAD", 0);
+    let up = fs::metadata(f.upper.join("big")).expect("copied up");
+    assert_eq!(up.len(), 2 << 30);
+    assert!(up.blocks() < 1024, "holes must survive copy-up ({} blocks)", up.blocks());
+    assert_eq!((up.uid(), up.gid(), up.mode() & 0o7777), (1234, 4321, 0o4750));
+    assert_eq!(up.mtime(), before.mtime(), "copy-up keeps the mtime; the write came after");
+    let after = lookup(&u, "big").expect("lookup after copy-up");
+    assert_eq!(after.inode, e.inode, "inode number stable across copy-up");
+    assert_eq!(after.attr.ino, e.attr.ino);
+    assert_eq!(u.getxattr(&ctx(), e.inode, OsStr::new("user.tag")).expect("xattr"), b"kept");
+    let h = u.open(&ctx(), e.inode, libc::O_RDONLY).expect("open");
+    let mut tail = [0u8; 4];
+    u.read(&ctx(), e.inode, h, &mut [IoSliceMut::new(&mut tail)], (2 << 30) - 4).expect("read tail");
+    assert_eq!(&tail, b"tail");
+    u.release(&ctx(), e.inode, h).expect("release");
+    assert_eq!(fs::read(&big).map(|d| d[..4].to_vec()).expect("lower intact"), b"head", "the lower branch is never written");
+}
+
+#[test]
+fn scratch_entries_are_invisible_and_not_left_behind() {
+    let f = Fixture::new();
+    fs::create_dir_all(f.base.join("a/b")).expect("mkdir");
+    fs::write(f.base.join("a/b/file"), b"data").expect("write");
+    // Left by a crash in the middle of an earlier copy-up.
+    fs::write(f.upper.join(".wh..wh.ptn.1.1"), b"half").expect("stray scratch");
+    let u = f.union();
+    assert_eq!(names(&u, ROOT_INODE), [OsString::from("a")]);
+    assert_eq!(code(lookup(&u, ".wh..wh.ptn.1.1")), libc::ENOENT);
+    assert_eq!(code(u.mkdir(&ctx(), ROOT_INODE, OsStr::new(".wh..wh.x"), 0o755, 0)), libc::EINVAL);
+    let e = lookup(&u, "a/b/file").expect("lookup");
+    write_at(&u, e.inode, b"DATA", 0);
+    assert_eq!(read_all(&u, e.inode), b"DATA");
+    for dir in [f.upper.join("a"), f.upper.join("a/b")] {
+        let stray: Vec<_> = fs::read_dir(&dir)
+            .expect("readdir upper")
+            .map(|e| e.expect("entry").file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".wh..wh."))
+            .collect();
+        assert!(stray.is_empty(), "copy-up left {stray:?} in {}", dir.display());
+    }
+}
+
+#[test]
+fn hard_links_to_copied_up_files_keep_nlink_and_identity() {
+    let f = Fixture::new();
+    fs::write(f.base.join("f"), b"x").expect("write");
+    let u = f.union();
+    let e = lookup(&u, "f").expect("lookup");
+    let l = u.link(&ctx(), e.inode, ROOT_INODE, OsStr::new("g")).expect("link");
+    assert_eq!(l.inode, e.inode);
+    assert_eq!(l.attr.nlink, 2);
+    let g = lookup(&u, "g").expect("lookup g");
+    assert_eq!(g.inode, e.inode);
+    write_at(&u, g.inode, b"y", 0);
+    assert_eq!(read_all(&u, e.inode), b"y");
+    u.unlink(&ctx(), ROOT_INODE, OsStr::new("f")).expect("unlink f");
+    assert_eq!(u.getattr(&ctx(), g.inode, None).expect("getattr").nlink, 1);
+    assert_eq!(code(lookup(&u, "f")), libc::ENOENT);
+}
+
+#[test]
+fn directories_with_lower_parts_do_not_move() {
+    let f = Fixture::new();
+    fs::create_dir(f.base.join("lowerdir")).expect("mkdir");
+    let u = f.union();
+    assert_eq!(code(u.rename(&ctx(), ROOT_INODE, OsStr::new("lowerdir"), ROOT_INODE, OsStr::new("moved"), 0)), libc::EXDEV);
+    u.mkdir(&ctx(), ROOT_INODE, OsStr::new("newdir"), 0o755, 0).expect("mkdir");
+    u.rename(&ctx(), ROOT_INODE, OsStr::new("newdir"), ROOT_INODE, OsStr::new("moved"), RENAME_NOREPLACE).expect("pure upper dir moves");
+    assert_eq!(names(&u, ROOT_INODE), ["lowerdir", "moved"].map(OsString::from));
+}
+
+#[test]
+fn open_handles_follow_copy_up_and_listings_resume() {
+    let f = Fixture::new();
+    fs::write(f.base.join("f"), b"old").expect("write");
+    for i in 0..30 {
+        fs::write(f.base.join(format!("n{i:02}")), b"").expect("write");
+    }
+    let u = f.union();
+    let e = lookup(&u, "f").expect("lookup");
+    let ro = u.open(&ctx(), e.inode, libc::O_RDONLY).expect("open ro");
+    write_at(&u, e.inode, b"new", 0);
+    let mut buf = [0u8; 3];
+    u.read(&ctx(), e.inode, ro, &mut [IoSliceMut::new(&mut buf)], 0).expect("read");
+    assert_eq!(&buf, b"new", "a descriptor opened before copy-up sees the copied-up file");
+    u.release(&ctx(), e.inode, ro).expect("release");
+    let h = u.opendir(&ctx(), ROOT_INODE, libc::O_RDONLY).expect("opendir");
+    let all = u.readdir(&ctx(), ROOT_INODE, h, 0, usize::MAX).expect("readdir");
+    assert_eq!(all.len(), 33);
+    // telldir/seekdir: resuming from any cookie continues right after that entry, even after
+    // the directory changed meanwhile.
+    u.unlink(&ctx(), ROOT_INODE, OsStr::new("n05")).expect("unlink");
+    for (i, ent) in all.iter().enumerate() {
+        assert_eq!(u.readdir(&ctx(), ROOT_INODE, h, ent.offset, 4).expect("resume"), all[i + 1..].iter().take(4).cloned().collect::<Vec<_>>());
+    }
+    // Reading from offset 0 again (rewinddir) shows the change.
+    assert_eq!(u.readdir(&ctx(), ROOT_INODE, h, 0, usize::MAX).expect("rewind").len(), 32);
+    u.releasedir(&ctx(), ROOT_INODE, h).expect("releasedir");
+}
+
+#[test]
+fn private_xattrs_are_hidden_and_refused() {
+    let f = Fixture::new();
+    fs::create_dir(f.base.join("d")).expect("mkdir");
+    let u = f.union();
+    u.rmdir(&ctx(), ROOT_INODE, OsStr::new("d")).expect("rmdir");
+    let d = u.mkdir(&ctx(), ROOT_INODE, OsStr::new("d"), 0o755, 0).expect("mkdir over whiteout");
+    let mut raw = [0u8; 8];
+    let n = rustix::fs::getxattr(f.upper.join("d"), "trusted.overlay.opaque", &mut raw).expect("opaque set");
+    assert_eq!(&raw[..n], b"y");
+    assert!(u.listxattr(&ctx(), d.inode).expect("listxattr").is_empty());
+    assert_eq!(code(u.getxattr(&ctx(), d.inode, OsStr::new("trusted.overlay.opaque"))), libc::EOPNOTSUPP);
+    assert_eq!(code(u.setxattr(&ctx(), d.inode, OsStr::new("trusted.overlay.opaque"), b"n", 0)), libc::EOPNOTSUPP);
+}
+
+#[test]
+fn a_union_without_upper_is_read_only() {
+    let f = Fixture::new();
+    fs::write(f.base.join("f"), b"x").expect("write");
+    let lower: Arc<dyn FileSystem> = Arc::new(LocalFs::new(&f.base, LocalOptions { read_only: true }).expect("open"));
+    let u = UnionFs::new(None, vec![lower]).expect("union");
+    let e = lookup(&u, "f").expect("lookup");
+    assert_eq!(code(u.open(&ctx(), e.inode, libc::O_WRONLY)), libc::EROFS);
+    assert_eq!(code(u.mkdir(&ctx(), ROOT_INODE, OsStr::new("d"), 0o755, 0)), libc::EROFS);
+    assert_eq!(code(u.unlink(&ctx(), ROOT_INODE, OsStr::new("f"))), libc::EROFS);
+    assert_eq!(code(u.access(&ctx(), e.inode, libc::W_OK)), libc::EROFS);
+    assert_eq!(read_all(&u, e.inode), b"x");
+}

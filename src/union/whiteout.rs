@@ -34,6 +34,11 @@ pub(super) fn is_scratch(name: &OsStr) -> bool {
     name.as_bytes().starts_with(SCRATCH_PREFIX)
 }
 
+/// Whether `name` has the OCI marker form (`.wh.` prefix), meaningful in lower branches.
+pub(super) fn is_oci_marker(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(OCI_PREFIX)
+}
+
 /// `.wh.NAME` for `NAME`.
 pub(super) fn oci_whiteout_name(name: &OsStr) -> OsString {
     let mut v = OCI_PREFIX.to_vec();

@@ -709,7 +709,7 @@ impl FileSystem for LocalFs {
     fn backing_fd(&self, _inode: Inode, handle: Handle) -> io::Result<OwnedFd> {
         let h = self.file_fd(handle)?;
         let HandleData::File(fd) = &*h else { return Err(errno(libc::EISDIR)) };
-        Ok(fd.try_clone()?)
+        fd.try_clone()
     }
 }
 

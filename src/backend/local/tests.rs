@@ -1,0 +1,237 @@
+//! Unit tests of the local backend, including hostile requests that try to leave the root.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use super::*;
+use crate::libservice::{TimeUpdate, RENAME_EXCHANGE, RENAME_NOREPLACE};
+
+fn ctx() -> Context {
+    Context::current()
+}
+
+fn code<T: std::fmt::Debug>(r: io::Result<T>) -> i32 {
+    r.expect_err("operation should have failed").raw_os_error().unwrap_or(-1)
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    /// A directory outside the backend root that no request may touch.
+    outside: std::path::PathBuf,
+    fs: LocalFs,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    let outside = dir.path().join("outside");
+    fs::create_dir(&root).expect("mkdir root");
+    fs::create_dir(&outside).expect("mkdir outside");
+    fs::write(outside.join("secret"), b"secret").expect("write secret");
+    let fs = LocalFs::new(&root, LocalOptions::default()).expect("open backend");
+    Fixture { _dir: dir, root, outside, fs }
+}
+
+fn outside_untouched(f: &Fixture) {
+    let names: Vec<_> = fs::read_dir(&f.outside).expect("readdir outside").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("secret")], "something was created outside the root");
+    assert_eq!(fs::read(f.outside.join("secret")).expect("read secret"), b"secret");
+}
+
+#[test]
+fn malformed_names_are_refused() {
+    let f = fixture();
+    for bad in ["..", ".", "", "a/b", "../outside", "/etc"] {
+        assert_eq!(code(f.fs.lookup(&ctx(), ROOT_INODE, OsStr::new(bad))), libc::EINVAL, "lookup {bad:?}");
+        assert_eq!(
+            code(f.fs.create(&ctx(), ROOT_INODE, OsStr::new(bad), 0o644, 0, libc::O_RDWR)),
+            libc::EINVAL,
+            "create {bad:?}"
+        );
+        assert_eq!(code(f.fs.mkdir(&ctx(), ROOT_INODE, OsStr::new(bad), 0o755, 0)), libc::EINVAL);
+    }
+    let nul = {
+        use std::os::unix::ffi::OsStringExt;
+        std::ffi::OsString::from_vec(b"a\0b".to_vec())
+    };
+    assert_eq!(code(f.fs.lookup(&ctx(), ROOT_INODE, &nul)), libc::EINVAL);
+    let long = "x".repeat(300);
+    assert_eq!(code(f.fs.lookup(&ctx(), ROOT_INODE, OsStr::new(&long))), libc::ENAMETOOLONG);
+    outside_untouched(&f);
+}
+
+#[test]
+fn symlinks_out_of_the_root_are_never_followed() {
+    let f = fixture();
+    let targets = [
+        ("abs", f.outside.display().to_string()),
+        ("root", "/".to_string()),
+        ("rel", "../outside".to_string()),
+        ("deep", "../../../../../../..".to_string()),
+        ("proc", "/proc/self/root".to_string()),
+        ("procfd", "/proc/self/cwd".to_string()),
+    ];
+    for (name, target) in &targets {
+        symlink(target, f.root.join(name)).expect("symlink");
+        let e = f.fs.lookup(&ctx(), ROOT_INODE, OsStr::new(name)).expect("lookup symlink");
+        assert_eq!(e.attr.kind(), FileKind::Symlink, "{name} must be seen as a symlink, not its target");
+        assert_eq!(f.fs.readlink(&ctx(), e.inode).expect("readlink"), target.as_bytes());
+        // Using the symlink as a directory, or opening it, goes nowhere.
+        assert_eq!(code(f.fs.lookup(&ctx(), e.inode, OsStr::new("secret"))), libc::ENOTDIR, "{name}");
+        assert_eq!(code(f.fs.open(&ctx(), e.inode, libc::O_RDONLY)), libc::ELOOP, "{name}");
+        assert_eq!(code(f.fs.opendir(&ctx(), e.inode, libc::O_RDONLY)), libc::ENOTDIR, "{name}");
+        assert!(f.fs.create(&ctx(), e.inode, OsStr::new("x"), 0o644, 0, libc::O_RDWR).is_err());
+        assert!(f.fs.mkdir(&ctx(), e.inode, OsStr::new("x"), 0o755, 0).is_err());
+        assert!(f.fs.symlink(&ctx(), OsStr::new("y"), e.inode, OsStr::new("x")).is_err());
+        assert!(f.fs.setattr(&ctx(), e.inode, None, &SetAttr { size: Some(0), ..SetAttr::default() }).is_err());
+        // Creating over the symlink's name does not write through it.
+        assert_eq!(
+            code(f.fs.create(&ctx(), ROOT_INODE, OsStr::new(name), 0o644, 0, libc::O_RDWR)),
+            libc::EEXIST
+        );
+    }
+    outside_untouched(&f);
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_mid_operation_stays_contained() {
+    let f = fixture();
+    fs::create_dir(f.root.join("d")).expect("mkdir d");
+    let d = f.fs.lookup(&ctx(), ROOT_INODE, OsStr::new("d")).expect("lookup d");
+    // Between two requests, something replaces d by a symlink to the outside.
+    fs::rename(f.root.join("d"), f.root.join("moved")).expect("move d");
+    symlink(&f.outside, f.root.join("d")).expect("swap in symlink");
+    let (e, h) = f.fs.create(&ctx(), d.inode, OsStr::new("x"), 0o644, 0, libc::O_RDWR).expect("create in held dir");
+    f.fs.release(&ctx(), e.inode, h).expect("release");
+    f.fs.mkdir(&ctx(), d.inode, OsStr::new("sub"), 0o755, 0).expect("mkdir in held dir");
+    assert!(f.root.join("moved/x").exists(), "the create must land in the directory actually held");
+    assert!(f.root.join("moved/sub").is_dir());
+    // A fresh lookup of the name now finds the symlink, which leads nowhere.
+    let again = f.fs.lookup(&ctx(), ROOT_INODE, OsStr::new("d")).expect("lookup d again");
+    assert_eq!(again.attr.kind(), FileKind::Symlink);
+    assert_eq!(code(f.fs.lookup(&ctx(), again.inode, OsStr::new("secret"))), libc::ENOTDIR);
+    assert_eq!(code(f.fs.unlink(&ctx(), again.inode, OsStr::new("secret"))), libc::ENOTDIR);
+    assert_eq!(code(f.fs.rename(&ctx(), again.inode, OsStr::new("secret"), ROOT_INODE, OsStr::new("stolen"), 0)), libc::ENOTDIR);
+    outside_untouched(&f);
+}
+
+#[test]
+fn renames_and_links_cannot_name_outside_paths() {
+    let f = fixture();
+    fs::write(f.root.join("a"), b"a").expect("write a");
+    for bad in ["../outside/a", "..", "/tmp/x"] {
+        assert_eq!(code(f.fs.rename(&ctx(), ROOT_INODE, OsStr::new("a"), ROOT_INODE, OsStr::new(bad), 0)), libc::EINVAL);
+        let a = f.fs.lookup(&ctx(), ROOT_INODE, OsStr::new("a")).expect("lookup a");
+        assert_eq!(code(f.fs.link(&ctx(), a.inode, ROOT_INODE, OsStr::new(bad))), libc::EINVAL);
+        assert_eq!(code(f.fs.unlink(&ctx(), ROOT_INODE, OsStr::new(bad))), libc::EINVAL);
+    }
+    // Unknown inode and handle numbers are errors, not crashes.
+    assert_eq!(code(f.fs.getattr(&ctx(), 9999, None)), libc::EBADF);
+    assert_eq!(code(f.fs.read(&ctx(), 1, 9999, &mut [IoSliceMut::new(&mut [0u8; 4])], 0)), libc::EBADF);
+    outside_untouched(&f);
+}
+
+#[test]
+fn file_data_attributes_and_xattrs() {
+    let f = fixture();
+    let (e, h) = f.fs.create(&ctx(), ROOT_INODE, OsStr::new("f"), 0o640, 0o022, libc::O_RDWR).expect("create");
+    assert_eq!(e.attr.mode & 0o7777, 0o640);
+    let n = f.fs.write(&ctx(), e.inode, h, &[IoSlice::new(b"hello "), IoSlice::new(b"world")], 0).expect("write");
+    assert_eq!(n, 11);
+    let mut a = [0u8; 5];
+    let mut b = [0u8; 6];
+    let n = f.fs.read(&ctx(), e.inode, h, &mut [IoSliceMut::new(&mut a), IoSliceMut::new(&mut b)], 0).expect("read");
+    assert_eq!((n, &a, &b), (11, b"hello", b" world"));
+    // Holes: SEEK_DATA/SEEK_HOLE.
+    f.fs.write(&ctx(), e.inode, h, &[IoSlice::new(b"end")], 1 << 20).expect("write far");
+    assert_eq!(f.fs.lseek(&ctx(), e.inode, h, 0, libc::SEEK_HOLE).expect("seek hole"), 4096);
+    assert_eq!(f.fs.lseek(&ctx(), e.inode, h, 8192, libc::SEEK_DATA).expect("seek data"), 1 << 20);
+    f.fs.fallocate(&ctx(), e.inode, h, 0, 0, 65536).expect("fallocate");
+    f.fs.fsync(&ctx(), e.inode, h, true).expect("fdatasync");
+    // setattr: mode, size, times with omit and now.
+    let t = Timespec { sec: 1_000_000, nsec: 5 };
+    let set = SetAttr { mode: Some(0o600), size: Some(3), mtime: Some(TimeUpdate::Set(t)), ..SetAttr::default() };
+    let attr = f.fs.setattr(&ctx(), e.inode, Some(h), &set).expect("setattr");
+    assert_eq!((attr.mode & 0o7777, attr.size, attr.mtime), (0o600, 3, t));
+    let attr = f.fs.setattr(&ctx(), e.inode, None, &SetAttr { atime: Some(TimeUpdate::Now), ..SetAttr::default() }).expect("atime now");
+    assert_eq!(attr.mtime, t, "an omitted mtime must not change");
+    assert!(attr.atime.sec > t.sec);
+    // xattrs.
+    f.fs.setxattr(&ctx(), e.inode, OsStr::new("user.k"), b"v", 0).expect("setxattr");
+    assert_eq!(code(f.fs.setxattr(&ctx(), e.inode, OsStr::new("user.k"), b"w", libc::XATTR_CREATE)), libc::EEXIST);
+    assert_eq!(f.fs.getxattr(&ctx(), e.inode, OsStr::new("user.k")).expect("getxattr"), b"v");
+    assert_eq!(f.fs.listxattr(&ctx(), e.inode).expect("listxattr"), vec![std::ffi::OsString::from("user.k")]);
+    f.fs.removexattr(&ctx(), e.inode, OsStr::new("user.k")).expect("removexattr");
+    assert_eq!(code(f.fs.getxattr(&ctx(), e.inode, OsStr::new("user.k"))), libc::ENODATA);
+    f.fs.release(&ctx(), e.inode, h).expect("release");
+    assert!(f.fs.statfs(&ctx(), ROOT_INODE).expect("statfs").blocks > 0);
+}
+
+#[test]
+fn hard_links_share_an_inode_and_renames_honour_flags() {
+    let f = fixture();
+    let (e, h) = f.fs.create(&ctx(), ROOT_INODE, OsStr::new("a"), 0o644, 0, libc::O_RDWR).expect("create");
+    f.fs.release(&ctx(), e.inode, h).expect("release");
+    let l = f.fs.link(&ctx(), e.inode, ROOT_INODE, OsStr::new("b")).expect("link");
+    assert_eq!(l.inode, e.inode, "two names of one file share a node id");
+    assert_eq!(l.attr.nlink, 2);
+    let c = f.fs.symlink(&ctx(), OsStr::new("a"), ROOT_INODE, OsStr::new("c")).expect("symlink");
+    assert_eq!(code(f.fs.rename(&ctx(), ROOT_INODE, OsStr::new("c"), ROOT_INODE, OsStr::new("a"), RENAME_NOREPLACE)), libc::EEXIST);
+    f.fs.rename(&ctx(), ROOT_INODE, OsStr::new("c"), ROOT_INODE, OsStr::new("a"), RENAME_EXCHANGE).expect("exchange");
+    assert_eq!(f.fs.lookup(&ctx(), ROOT_INODE, OsStr::new("a")).expect("lookup").inode, c.inode);
+    assert_eq!(code(f.fs.rename(&ctx(), ROOT_INODE, OsStr::new("a"), ROOT_INODE, OsStr::new("x"), 0x80)), libc::EINVAL);
+}
+
+#[test]
+fn special_files_and_listing_offsets() {
+    let f = fixture();
+    f.fs.mknod(&ctx(), ROOT_INODE, OsStr::new("fifo"), libc::S_IFIFO | 0o644, 0, 0).expect("mkfifo");
+    f.fs.mknod(&ctx(), ROOT_INODE, OsStr::new("sock"), libc::S_IFSOCK | 0o644, 0, 0).expect("mksock");
+    for i in 0..20 {
+        fs::write(f.root.join(format!("f{i:02}")), b"").expect("write");
+    }
+    let h = f.fs.opendir(&ctx(), ROOT_INODE, libc::O_RDONLY).expect("opendir");
+    let all = f.fs.readdir(&ctx(), ROOT_INODE, h, 0, usize::MAX).expect("readdir");
+    assert_eq!(all.len(), 24, "20 files, fifo, socket, . and ..");
+    // Resuming from any cookie continues exactly after that entry (seekdir/telldir).
+    for (i, e) in all.iter().enumerate() {
+        let rest = f.fs.readdir(&ctx(), ROOT_INODE, h, e.offset, usize::MAX).expect("readdir resume");
+        assert_eq!(rest, all[i + 1..].to_vec());
+    }
+    let fifo = all.iter().find(|e| e.name == "fifo").expect("fifo listed");
+    assert_eq!(fifo.kind, FileKind::Fifo);
+    f.fs.releasedir(&ctx(), ROOT_INODE, h).expect("releasedir");
+}
+
+#[test]
+fn a_read_only_backend_refuses_changes() {
+    let f = fixture();
+    fs::write(f.root.join("a"), b"a").expect("write");
+    let ro = LocalFs::new(&f.root, LocalOptions { read_only: true }).expect("open ro");
+    let a = ro.lookup(&ctx(), ROOT_INODE, OsStr::new("a")).expect("lookup");
+    assert_eq!(code(ro.open(&ctx(), a.inode, libc::O_WRONLY)), libc::EROFS);
+    assert_eq!(code(ro.unlink(&ctx(), ROOT_INODE, OsStr::new("a"))), libc::EROFS);
+    assert_eq!(code(ro.mkdir(&ctx(), ROOT_INODE, OsStr::new("d"), 0o755, 0)), libc::EROFS);
+    assert_eq!(code(ro.setattr(&ctx(), a.inode, None, &SetAttr { mode: Some(0o600), ..SetAttr::default() })), libc::EROFS);
+    let h = ro.open(&ctx(), a.inode, libc::O_RDONLY).expect("open ro");
+    let mut buf = [0u8; 1];
+    assert_eq!(ro.read(&ctx(), a.inode, h, &mut [IoSliceMut::new(&mut buf)], 0).expect("read"), 1);
+    assert!(Path::new(&f.root.join("a")).exists());
+}
+
+#[test]
+fn forget_drops_the_inode_after_the_last_reference() {
+    let f = fixture();
+    fs::write(f.root.join("a"), b"a").expect("write");
+    let a1 = f.fs.lookup(&ctx(), ROOT_INODE, OsStr::new("a")).expect("lookup");
+    let a2 = f.fs.lookup(&ctx(), ROOT_INODE, OsStr::new("a")).expect("lookup");
+    assert_eq!(a1.inode, a2.inode);
+    f.fs.forget(a1.inode, 1);
+    assert!(f.fs.getattr(&ctx(), a1.inode, None).is_ok(), "one reference remains");
+    f.fs.forget(a1.inode, 1);
+    assert_eq!(code(f.fs.getattr(&ctx(), a1.inode, None)), libc::EBADF);
+}

@@ -1,0 +1,201 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_polytropon_global_optspecs
+    string join \n state-dir= log= log-format= h/help V/version
+end
+
+function __fish_polytropon_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_polytropon_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_polytropon_using_subcommand
+    set -l cmd (__fish_polytropon_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c polytropon -n "__fish_polytropon_needs_command" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_needs_command" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_needs_command" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c polytropon -n "__fish_polytropon_needs_command" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "pool" -d 'Create, list and destroy pools (a tenant\'s slice of the host)'
+complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "service" -d 'Run or stop a pool\'s filesystem service'
+complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "mount" -d 'Serve a filesystem instance at MOUNTPOINT through FUSE (the legacy path)'
+complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "umount" -d 'Unmount a filesystem instance mounted with `mount`'
+complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "exec" -d 'Run a command in a pool: a container, or with `--preload-only` a host process with the preload library attached to the pool\'s service'
+complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "bench" -d 'Measure the user-level path against FUSE and the kernel, side by side'
+complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "inspect" -d 'Show pools, their live resource use, services, mounts and per-operation counters'
+complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "man" -d 'Print the man page (or write every page to a directory with `--out`)'
+complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and not __fish_seen_subcommand_from create list destroy help" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and not __fish_seen_subcommand_from create list destroy help" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and not __fish_seen_subcommand_from create list destroy help" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and not __fish_seen_subcommand_from create list destroy help" -s h -l help -d 'Print help'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and not __fish_seen_subcommand_from create list destroy help" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and not __fish_seen_subcommand_from create list destroy help" -f -a "create" -d 'Create pool NAME with a resource slice, from flags or a pool.yaml'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and not __fish_seen_subcommand_from create list destroy help" -f -a "list" -d 'List pools'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and not __fish_seen_subcommand_from create list destroy help" -f -a "destroy" -d 'Destroy pool NAME: stop its service and containers, unmount, remove its cgroups and namespace files'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and not __fish_seen_subcommand_from create list destroy help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -s f -l file -d 'Pool spec in YAML; flags given as well override its fields' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l cpus -d 'CPUs reserved for the pool, exclusively (e.g. `2-3,6`)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l mems -d 'Memory nodes (e.g. `0`)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l memory -d 'Hard memory limit (e.g. `2G`, `512M`)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l memory-high -d 'Memory throttling threshold (cgroup v2 `memory.high`)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l pids-max -d 'Maximum number of processes and threads' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l cpu-weight -d 'Relative CPU weight (1-10000)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l io-max -d 'I/O limits for one block device: `MAJ:MIN:rbps=..,wbps=..,riops=..,wiops=..` (or a device path instead of MAJ:MIN). Repeat for several devices' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l io-weight -d 'Relative I/O weight (1-10000)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l cgroup-parent -d 'Parent cgroup of the pool\'s cgroups (default: the cgroup this command runs in)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from list" -l format -r -f -a "human\t'A table for people'
+json\t'One JSON document, for scripts'"
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from list" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from list" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from list" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from destroy" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from destroy" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from destroy" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from destroy" -l force -d 'Destroy even while containers run or mounts are busy'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from destroy" -s h -l help -d 'Print help'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from destroy" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create pool NAME with a resource slice, from flags or a pool.yaml'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "list" -d 'List pools'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "destroy" -d 'Destroy pool NAME: stop its service and containers, unmount, remove its cgroups and namespace files'
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not __fish_seen_subcommand_from run stop help" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not __fish_seen_subcommand_from run stop help" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not __fish_seen_subcommand_from run stop help" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not __fish_seen_subcommand_from run stop help" -s h -l help -d 'Print help'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not __fish_seen_subcommand_from run stop help" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not __fish_seen_subcommand_from run stop help" -f -a "run" -d 'Run the filesystem service of a pool, inside the pool\'s cgroups and namespaces'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not __fish_seen_subcommand_from run stop help" -f -a "stop" -d 'Flush, unmount and stop the service of a pool'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not __fish_seen_subcommand_from run stop help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l pool -d 'The pool whose service this is' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -s f -l file -d 'Service spec in YAML: the filesystem instances to serve at start' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l detach -d 'Return once the service is up, leaving it running in the background'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from stop" -l pool -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from stop" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from stop" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from stop" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from stop" -s h -l help -d 'Print help'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from stop" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from help" -f -a "run" -d 'Run the filesystem service of a pool, inside the pool\'s cgroups and namespaces'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from help" -f -a "stop" -d 'Flush, unmount and stop the service of a pool'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -s f -l file -d 'Filesystem instance spec in YAML' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l lower -d 'A read-only lower branch directory; repeat, topmost first' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l upper -d 'The writable upper branch directory' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l pool -d 'Add the instance to this pool\'s running service' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l cache -d 'Cache mode' -r -f -a "kernel\t'Kernel page cache with attribute/entry timeouts and writeback caching'
+direct\t'Direct I/O: the only cache is the backend client\'s'"
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l detach -d 'Run in the background (the daemon\'s pid is recorded)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand umount" -l pool -d 'Remove the instance from this pool\'s service' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand umount" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand umount" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand umount" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand umount" -s h -l help -d 'Print help'
+complete -c polytropon -n "__fish_polytropon_using_subcommand umount" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l pool -d 'Pool to run in' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l root -d 'Root filesystem: a mountpoint of one of the pool\'s instances' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l name -d 'Container name' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l hostname -d 'Hostname inside the container' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l env -d 'Environment variable for the command; repeat' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l workdir -d 'Working directory inside the container' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l user -d 'User (and group) to run as' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l preload-only -d 'Run on the host with only the preload library attached (no new namespaces)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l tty -d 'Allocate a pseudo-terminal'
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l detach -d 'Return at once; the container shows in `inspect`'
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l workload -d 'Workload to run; repeat for several' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l paths -d 'Paths to compare, comma-separated (default: every available one)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l format -r -f -a "human\t'A table for people'
+json\t'One JSON document, for scripts'"
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l plot -d 'Draw the comparison into an SVG file' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l all -d 'Run every workload'
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l pool -d 'Only this pool' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l format -r -f -a "human\t'A table for people'
+json\t'One JSON document, for scripts'"
+complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l watch -d 'Refresh every SECS seconds until interrupted' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand completions" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand completions" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand completions" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c polytropon -n "__fish_polytropon_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand man" -l out -d 'Write one page per command into this directory instead of printing the main page' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand man" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand man" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand man" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand man" -s h -l help -d 'Print help'
+complete -c polytropon -n "__fish_polytropon_using_subcommand man" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "pool" -d 'Create, list and destroy pools (a tenant\'s slice of the host)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "service" -d 'Run or stop a pool\'s filesystem service'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "mount" -d 'Serve a filesystem instance at MOUNTPOINT through FUSE (the legacy path)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "umount" -d 'Unmount a filesystem instance mounted with `mount`'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "exec" -d 'Run a command in a pool: a container, or with `--preload-only` a host process with the preload library attached to the pool\'s service'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "bench" -d 'Measure the user-level path against FUSE and the kernel, side by side'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "inspect" -d 'Show pools, their live resource use, services, mounts and per-operation counters'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "man" -d 'Print the man page (or write every page to a directory with `--out`)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "create" -d 'Create pool NAME with a resource slice, from flags or a pool.yaml'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "list" -d 'List pools'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "destroy" -d 'Destroy pool NAME: stop its service and containers, unmount, remove its cgroups and namespace files'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "run" -d 'Run the filesystem service of a pool, inside the pool\'s cgroups and namespaces'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "stop" -d 'Flush, unmount and stop the service of a pool'

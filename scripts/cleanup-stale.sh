@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Removes what an earlier, killed test run may have left: only mounts and directories under
+# the temp dir whose names carry the project's "polytropon-" prefix.
+set -euo pipefail
+tmp=${TMPDIR:-/tmp}
+# Deepest mountpoints first.
+awk -v t="$tmp/polytropon-" 'index($2, t) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
+  umount -l "$m" 2>/dev/null || true
+done
+find "$tmp" -maxdepth 1 -name 'polytropon-*' -mmin +60 -exec rm -rf --one-file-system {} + 2>/dev/null || true

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build and the tests need. Idempotent: installs only what
+# is missing, and nothing when everything is there.
+set -euo pipefail
+
+packages=(
+  util-linux   # mount(8), umount(8) for the kernel overlayfs oracle
+  attr         # getfattr/setfattr, handy when inspecting branches by hand
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# overlayfs must be available for the oracle test.
+if ! grep -qw overlay /proc/filesystems; then
+  modprobe overlay 2>/dev/null || true
+fi
+grep -qw overlay /proc/filesystems || { echo "error: kernel overlayfs is not available" >&2; exit 1; }
