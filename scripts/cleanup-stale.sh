@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Removes what an earlier, killed test run may have left: only mounts and directories under
+# Removes what an earlier, killed test run may have left (run before the suite, never beside
+# another run): only mounts and directories under
 # the temp dir whose names carry the project's "polytropon-" prefix.
 set -euo pipefail
 tmp=${TMPDIR:-/tmp}
@@ -7,4 +8,4 @@ tmp=${TMPDIR:-/tmp}
 awk -v t="$tmp/polytropon-" 'index($2, t) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
   umount -l "$m" 2>/dev/null || true
 done
-find "$tmp" -maxdepth 1 -name 'polytropon-*' -mmin +60 -exec rm -rf --one-file-system {} + 2>/dev/null || true
+find "$tmp" -maxdepth 1 -name 'polytropon-*' -exec rm -rf --one-file-system {} + 2>/dev/null || true

@@ -46,6 +46,7 @@ enum Op {
     SetXattr(String, String, Vec<u8>),
     RemoveXattr(String, String),
     Symlink(String),
+    Mkfifo(String),
 }
 
 fn rand_path(rng: &mut fastrand::Rng) -> String {
@@ -78,7 +79,8 @@ fn rand_op(rng: &mut fastrand::Rng) -> Op {
             Op::SetXattr(p, name.into(), vec![b'v'; rng.usize(0..20)])
         }
         94..=95 => Op::RemoveXattr(p, ["user.k1", "user.k2"][rng.usize(0..2)].into()),
-        _ => Op::Symlink(p),
+        96..=97 => Op::Symlink(p),
+        _ => Op::Mkfifo(p),
     }
 }
 
@@ -92,11 +94,11 @@ fn apply_kernel(root: &Path, op: &Op) -> i32 {
                 rfs::open(p(path), OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY, Mode::from_bits_retain(*mode))?;
             }
             Op::Write(path, off, len, byte) => {
-                let fd = rfs::open(p(path), OFlags::WRONLY, Mode::empty())?;
+                let fd = rfs::open(p(path), OFlags::WRONLY | OFlags::NONBLOCK, Mode::empty())?;
                 rustix::io::pwrite(&fd, &vec![*byte; *len], *off)?;
             }
             Op::Truncate(path, size) => {
-                let fd = rfs::open(p(path), OFlags::WRONLY, Mode::empty())?;
+                let fd = rfs::open(p(path), OFlags::WRONLY | OFlags::NONBLOCK, Mode::empty())?;
                 rfs::ftruncate(&fd, *size)?;
             }
             Op::Rename(a, b, flags) => rfs::renameat_with(
@@ -123,6 +125,9 @@ fn apply_kernel(root: &Path, op: &Op) -> i32 {
             }
             Op::RemoveXattr(path, name) => rfs::lremovexattr(p(path), name.as_str())?,
             Op::Symlink(path) => rfs::symlink(DANGLING, p(path))?,
+            Op::Mkfifo(path) => {
+                rfs::mknodat(rfs::CWD, p(path), rfs::FileType::Fifo, Mode::from_bits_retain(0o640), 0)?
+            }
         }
         Ok(())
     })();
@@ -135,12 +140,15 @@ fn enoent<T>() -> io::Result<T> {
     Err(io::Error::from_raw_os_error(libc::ENOENT))
 }
 
-/// A final component that the kernel would follow: our symlinks always dangle.
+/// A final component that the kernel would follow and open: our symlinks always dangle, and
+/// the kernel (not the filesystem) opens fifos, `O_NONBLOCK` for writing without a reader
+/// being `ENXIO`.
 fn followed(e: &polytropon::libservice::Entry) -> io::Result<()> {
-    if e.attr.kind() == FileKind::Symlink {
-        return enoent();
+    match e.attr.kind() {
+        FileKind::Symlink => enoent(),
+        FileKind::Fifo => Err(io::Error::from_raw_os_error(libc::ENXIO)),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The process umask, which the kernel applies on the overlayfs side and a transport passes on.
@@ -209,7 +217,9 @@ fn apply_union(fs: &Arc<dyn FileSystem>, op: &Op) -> i32 {
             }
             Op::Chmod(path, mode) => {
                 let e = w.node(path)?;
-                followed(&e)?;
+                if e.attr.kind() == FileKind::Symlink {
+                    return enoent();
+                }
                 fs.setattr(&ctx, e.inode, None, &SetAttr { mode: Some(*mode), ..SetAttr::default() })?;
             }
             Op::Chown(path, uid, gid) => {
@@ -228,6 +238,11 @@ fn apply_union(fs: &Arc<dyn FileSystem>, op: &Op) -> i32 {
             Op::Symlink(path) => {
                 let (d, l) = w.parent(path)?;
                 let e = fs.symlink(&ctx, OsStr::new(DANGLING), d, &name(&l))?;
+                fs.forget(e.inode, 1);
+            }
+            Op::Mkfifo(path) => {
+                let (d, l) = w.parent(path)?;
+                let e = fs.mknod(&ctx, d, &name(&l), libc::S_IFIFO | 0o640, 0, umask)?;
                 fs.forget(e.inode, 1);
             }
         }
