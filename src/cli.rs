@@ -66,9 +66,11 @@ pub enum Command {
     ///
     /// The instance comes from a YAML spec (`-f`) or from the quick form: `--lower` branches
     /// (read-only, topmost first) under one writable `--upper`, on the local backend.
-    /// With `--pool`, the instance is added to that pool's running service instead.
+    /// Runs in the foreground until unmounted or interrupted (SIGINT/SIGTERM unmount it), or
+    /// in the background with `--detach`. With `--pool`, the instance is added to that pool's
+    /// running service instead.
     ///
-    /// Example: polytropon mount /mnt/c1 --lower /images/debian --upper /var/c1
+    /// Example: polytropon mount /mnt/c1 --lower /images/debian --upper /var/c1 --detach
     Mount(MountArgs),
 
     /// Unmount a filesystem instance mounted with `mount`.
@@ -190,7 +192,8 @@ pub struct ServiceStopArgs {
 /// Cache configuration of a mount.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CacheMode {
-    /// Kernel page cache with attribute/entry timeouts and writeback caching.
+    /// Kernel page cache with attribute/entry timeouts, and FUSE passthrough (or the
+    /// writeback cache) for file data.
     Kernel,
     /// Direct I/O: the only cache is the backend client's.
     Direct,
@@ -212,12 +215,18 @@ pub struct MountArgs {
     /// Add the instance to this pool's running service.
     #[arg(long)]
     pub pool: Option<String>,
-    /// Run in the background (the daemon's pid is recorded).
+    /// Run in the background; the daemon's pid is recorded under the state directory.
     #[arg(long)]
     pub detach: bool,
-    /// Cache mode.
+    /// Cache mode (overrides the spec): `kernel` page cache, or `direct` I/O.
     #[arg(long, value_enum)]
     pub cache: Option<CacheMode>,
+    /// In kernel cache mode, use the writeback cache instead of FUSE passthrough.
+    #[arg(long)]
+    pub no_passthrough: bool,
+    /// Attribute and entry timeout in seconds (overrides the spec).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
 }
 
 #[derive(Debug, Args)]

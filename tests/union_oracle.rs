@@ -482,12 +482,21 @@ fn build_lower(root: &Path, seed: u64, with_markers: bool) {
 }
 
 struct Setup {
-    _scratch: Scratch,
+    // Field order matters: the FUSE mount goes before the scratch directory.
+    fuse: Option<polytropon::service::fuse::Mounted>,
     overlay: Overlay,
     union: Arc<dyn FileSystem>,
+    _scratch: Scratch,
 }
 
-fn setup(seed: u64) -> Setup {
+/// Whether the union is driven directly or through a FUSE mount of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Direct,
+    Fuse,
+}
+
+fn setup(seed: u64, via: Via) -> Setup {
     let scratch = Scratch::new("oracle");
     let mut sides = Vec::new();
     for side in ["kernel", "union"] {
@@ -506,9 +515,15 @@ fn setup(seed: u64) -> Setup {
     let open = |p: &PathBuf, ro: bool| -> Arc<dyn FileSystem> {
         Arc::new(LocalFs::new(p, LocalOptions { read_only: ro }).expect("open branch"))
     };
-    let union = UnionFs::new(Some(open(&uup, false)), vec![open(&ul1, true), open(&ul2, true)])
-        .expect("build union");
-    Setup { _scratch: scratch, overlay, union: Arc::new(union) }
+    let union: Arc<dyn FileSystem> = Arc::new(
+        UnionFs::new(Some(open(&uup, false)), vec![open(&ul1, true), open(&ul2, true)]).expect("build union"),
+    );
+    let fuse = (via == Via::Fuse).then(|| {
+        let mnt = scratch.mkdir("union/mnt");
+        polytropon::service::fuse::spawn(union.clone(), &mnt, &polytropon::service::fuse::FuseConfig::default())
+            .expect("FUSE mount of the union")
+    });
+    Setup { fuse, overlay, union, _scratch: scratch }
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -532,22 +547,32 @@ fn diff(a: &Tree, b: &Tree) -> String {
     out
 }
 
-fn run_sequence(seed: u64, steps: u64) -> u64 {
-    let s = setup(seed);
+fn union_side_tree(s: &Setup) -> Tree {
+    match &s.fuse {
+        Some(m) => kernel_tree(m.mountpoint()),
+        None => union_tree(&s.union).expect("walk union"),
+    }
+}
+
+fn run_sequence(seed: u64, steps: u64, via: Via) -> u64 {
+    let s = setup(seed, via);
     let before_k = kernel_tree(&s.overlay.mountpoint);
-    let before_u = union_tree(&s.union).expect("walk union");
+    let before_u = union_side_tree(&s);
     assert!(before_k == before_u, "seed {seed}: initial trees differ:\n{}", diff(&before_k, &before_u));
     let mut rng = fastrand::Rng::with_seed(seed.wrapping_mul(0x9e37_79b9));
     let mut log = Vec::new();
     for step in 0..steps {
         let op = rand_op(&mut rng);
         let ek = apply_kernel(&s.overlay.mountpoint, &op);
-        let eu = apply_union(&s.union, &op);
+        let eu = match &s.fuse {
+            Some(m) => apply_kernel(m.mountpoint(), &op),
+            None => apply_union(&s.union, &op),
+        };
         log.push(format!("{step}: {op:?} -> kernel {ek} union {eu}"));
         let history = || log[log.len().saturating_sub(25)..].join("\n");
         assert_eq!(ek, eu, "seed {seed} step {step}: errno differs for {op:?}\nlast operations:\n{}", history());
         let tk = kernel_tree(&s.overlay.mountpoint);
-        let tu = union_tree(&s.union).expect("walk union");
+        let tu = union_side_tree(&s);
         assert!(tk == tu, "seed {seed} step {step}: trees differ after {op:?}\n{}\nlast operations:\n{}", diff(&tk, &tu), history());
     }
     steps
@@ -558,15 +583,34 @@ fn union_matches_kernel_overlayfs() {
     require_root();
     if let Ok(seed) = std::env::var("POLYTROPON_ORACLE_SEED") {
         let seed: u64 = seed.parse().expect("POLYTROPON_ORACLE_SEED must be a number");
-        run_sequence(seed, env_or("POLYTROPON_ORACLE_STEPS", 220));
+        run_sequence(seed, env_or("POLYTROPON_ORACLE_STEPS", 220), Via::Direct);
         return;
     }
     let sequences = env_or("POLYTROPON_ORACLE_SEQUENCES", 50);
     let steps = env_or("POLYTROPON_ORACLE_STEPS", 220);
     let mut total = 0;
     for seq in 0..sequences {
-        total += run_sequence(1000 + seq, steps);
+        total += run_sequence(1000 + seq, steps, Via::Direct);
     }
     eprintln!("oracle: {total} operations in {sequences} sequences, zero divergence");
     assert!(total >= sequences * steps);
+}
+
+/// The same oracle replayed through a FUSE mount of the union (the legacy path): the kernel's
+/// FUSE driver, its caches and our adapter must keep overlayfs behaviour.
+#[test]
+fn fuse_mount_matches_kernel_overlayfs() {
+    require_root();
+    if let Ok(seed) = std::env::var("POLYTROPON_ORACLE_FUSE_SEED") {
+        let seed: u64 = seed.parse().expect("POLYTROPON_ORACLE_FUSE_SEED must be a number");
+        run_sequence(seed, env_or("POLYTROPON_ORACLE_STEPS", 220), Via::Fuse);
+        return;
+    }
+    let sequences = env_or("POLYTROPON_ORACLE_FUSE_SEQUENCES", 20);
+    let steps = env_or("POLYTROPON_ORACLE_STEPS", 220);
+    let mut total = 0;
+    for seq in 0..sequences {
+        total += run_sequence(5000 + seq, steps, Via::Fuse);
+    }
+    eprintln!("oracle through FUSE: {total} operations in {sequences} sequences, zero divergence");
 }

@@ -1,12 +1,119 @@
-//! `polytropon mount` (issue 3).
+//! `polytropon mount`: serve a filesystem instance through FUSE.
 
-use std::path::Path;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
 
-use polytropon::cli::MountArgs;
+use anyhow::{bail, ensure, Context};
+use polytropon::cli::{CacheMode, MountArgs};
+use polytropon::instance;
+use polytropon::service::fuse::{self, FuseConfig};
+use polytropon::service::records::{mount_file, MountRecord};
+use polytropon::spec::{self, BackendSpec, BranchMode, BranchSpec, CacheSpec, InstanceSpec};
 
 use super::not_implemented;
 
-pub fn run(_state_dir: &Path, _args: MountArgs) -> anyhow::Result<ExitCode> {
-    not_implemented("mount")
+/// Tells a detached daemon where its log goes, for its mount record.
+const LOG_ENV: &str = "POLYTROPON_MOUNT_LOG";
+
+/// The instance the arguments describe: a spec file, or the quick form.
+fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
+    let mut spec = match &args.file {
+        Some(f) => InstanceSpec::from_file(f)?,
+        None => {
+            let upper = args.upper.as_ref().context("give a spec with -f, or --upper DIR (and --lower DIR ...)")?;
+            let mut branches = vec![BranchSpec { path: upper.clone(), mode: BranchMode::Rw }];
+            branches.extend(args.lower.iter().map(|p| BranchSpec { path: p.clone(), mode: BranchMode::Ro }));
+            for b in &branches {
+                ensure!(b.path.is_dir(), "branch {} is not a directory", b.path.display());
+            }
+            InstanceSpec { backend: BackendSpec::Local, branches, cache: CacheSpec::default() }
+        }
+    };
+    if let Some(mode) = args.cache {
+        spec.cache.mode = match mode {
+            CacheMode::Kernel => spec::CacheMode::Kernel,
+            CacheMode::Direct => spec::CacheMode::Direct,
+        };
+    }
+    if args.no_passthrough {
+        spec.cache.passthrough = false;
+    }
+    if let Some(t) = args.timeout {
+        ensure!(t.is_finite() && t >= 0.0, "--timeout must be a number of seconds >= 0");
+        spec.cache.attr_timeout = t;
+        spec.cache.entry_timeout = t;
+    }
+    Ok(spec)
+}
+
+fn canonical_mountpoint(p: &Path) -> anyhow::Result<PathBuf> {
+    let _ = fuse::clear_stale(p);
+    let c = std::fs::canonicalize(p).with_context(|| format!("mount point {}", p.display()))?;
+    ensure!(c.is_dir(), "mount point {} is not a directory", c.display());
+    ensure!(!fuse::is_our_mount(&c), "{} is already a polytropon mount", c.display());
+    Ok(c)
+}
+
+pub fn run(state_dir: &Path, args: MountArgs) -> anyhow::Result<ExitCode> {
+    if args.pool.is_some() {
+        return not_implemented("mount --pool");
+    }
+    ensure!(rustix::process::geteuid().is_root(), "mount needs root (FUSE mounts with allow_other, dev and suid)");
+    let spec = instance_spec(&args)?;
+    let mountpoint = canonical_mountpoint(&args.mountpoint)?;
+    if args.detach {
+        return detach(state_dir, &mountpoint);
+    }
+    let fs = instance::build(&spec).context("cannot build the filesystem instance")?;
+    let cfg = FuseConfig::from_spec(&spec.cache);
+    let log = std::env::var_os(LOG_ENV).map(PathBuf::from);
+    let record = MountRecord { mountpoint: mountpoint.clone(), pid: std::process::id(), log };
+    let mut saved = Ok(());
+    let served = fuse::run_foreground(fs, &mountpoint, &cfg, || saved = record.save(state_dir))
+        .with_context(|| format!("cannot serve {}", mountpoint.display()));
+    MountRecord::remove(state_dir, &mountpoint);
+    saved.with_context(|| format!("cannot write the mount record under {}", state_dir.display()))?;
+    served?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Re-runs this command without `--detach` as a daemon in its own session, and returns once
+/// its mount is in place.
+fn detach(state_dir: &Path, mountpoint: &Path) -> anyhow::Result<ExitCode> {
+    let log = mount_file(state_dir, mountpoint, "log");
+    std::fs::create_dir_all(log.parent().unwrap_or(state_dir))
+        .with_context(|| format!("cannot create {}", state_dir.display()))?;
+    let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let exe = std::env::current_exe().context("cannot find the polytropon binary")?;
+    let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--detach").collect();
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .env(LOG_ENV, &log)
+            .process_group(0)
+            .spawn()
+            .context("cannot start the mount daemon")?
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if fuse::is_our_mount(mountpoint) {
+            break;
+        }
+        if let Some(status) = child.try_wait().context("cannot wait for the mount daemon")? {
+            let msg = std::fs::read_to_string(&log).unwrap_or_default();
+            bail!("the mount daemon exited ({status}): {}", msg.trim());
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("{} did not appear within 15 s; see {}", mountpoint.display(), log.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("{}", child.id());
+    Ok(ExitCode::SUCCESS)
 }

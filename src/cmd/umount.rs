@@ -1,12 +1,47 @@
-//! `polytropon umount` (issue 3).
+//! `polytropon umount`: unmount an instance mounted with `mount`.
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
+use anyhow::{ensure, Context};
 use polytropon::cli::UmountArgs;
+use polytropon::service::fuse;
+use polytropon::service::records::MountRecord;
 
 use super::not_implemented;
 
-pub fn run(_state_dir: &Path, _args: UmountArgs) -> anyhow::Result<ExitCode> {
-    not_implemented("umount")
+fn alive(pid: u32) -> bool {
+    rustix::process::Pid::from_raw(pid as i32)
+        .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+}
+
+pub fn run(state_dir: &Path, args: UmountArgs) -> anyhow::Result<ExitCode> {
+    if args.pool.is_some() {
+        return not_implemented("umount --pool");
+    }
+    ensure!(rustix::process::geteuid().is_root(), "umount needs root");
+    let _ = fuse::clear_stale(&args.mountpoint);
+    let mountpoint = std::fs::canonicalize(&args.mountpoint)
+        .with_context(|| format!("mount point {}", args.mountpoint.display()))?;
+    let record = MountRecord::load(state_dir, &mountpoint).ok().flatten();
+    match fuse::unmount(&mountpoint) {
+        Ok(()) => {}
+        Err(fuse::UnmountError::NotMounted(_)) if record.is_some() => {
+            MountRecord::remove(state_dir, &mountpoint);
+            eprintln!("polytropon: {} was no longer mounted; removed its stale record", mountpoint.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // The daemon exits once its connection ends; wait for it so that its data is synced.
+    if let Some(r) = record {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(r.pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ensure!(!alive(r.pid), "{} is unmounted but its daemon (pid {}) has not exited", mountpoint.display(), r.pid);
+        MountRecord::remove(state_dir, &mountpoint);
+    }
+    Ok(ExitCode::SUCCESS)
 }

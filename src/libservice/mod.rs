@@ -293,6 +293,11 @@ pub trait FileSystem: Send + Sync {
         enosys()
     }
 
+    /// Makes everything written through this libservice durable (`syncfs`).
+    fn syncfs(&self, ctx: &Context) -> io::Result<()> {
+        Ok(())
+    }
+
     /// A host descriptor for the open file behind `handle`, for zero-copy paths (reflink,
     /// `copy_file_range`, FUSE passthrough). Backends without one return `ENOSYS`.
     fn backing_fd(&self, inode: Inode, handle: Handle) -> io::Result<OwnedFd> {

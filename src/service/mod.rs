@@ -1,4 +1,8 @@
 //! The per-pool filesystem service: its filesystem table, transports (FUSE adapter,
 //! shared-memory back driver) and control socket.
 //!
-//! Not implemented yet: issues 3-5 build the transports and the service here.
+//! Today: the FUSE transport ([`fuse`]). Issues 4-5 add the service itself and the
+//! shared-memory back driver.
+
+pub mod fuse;
+pub mod records;

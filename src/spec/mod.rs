@@ -12,6 +12,7 @@
 //!   mode: kernel         # kernel | direct
 //!   attr_timeout: 1.0    # seconds
 //!   entry_timeout: 1.0
+//!   passthrough: true    # kernel mode: FUSE passthrough to backend host files
 //! ```
 //!
 //! Parsing uses `serde_yaml_ng`, a maintained fork of `serde_yaml` (archived upstream in
@@ -84,11 +85,14 @@ pub struct CacheSpec {
     pub attr_timeout: f64,
     /// Seconds the kernel may cache name lookups.
     pub entry_timeout: f64,
+    /// In `kernel` mode, let the kernel do data I/O directly on the backend's host files
+    /// (FUSE passthrough) when the backend has them; otherwise use the writeback cache.
+    pub passthrough: bool,
 }
 
 impl Default for CacheSpec {
     fn default() -> Self {
-        CacheSpec { mode: CacheMode::Kernel, attr_timeout: 1.0, entry_timeout: 1.0 }
+        CacheSpec { mode: CacheMode::Kernel, attr_timeout: 1.0, entry_timeout: 1.0, passthrough: true }
     }
 }
 

@@ -779,6 +779,13 @@ impl FileSystem for UnionFs {
         self.fs(layer)?.lseek(ctx, ino, bh, offset, whence)
     }
 
+    fn syncfs(&self, ctx: &Context) -> io::Result<()> {
+        match &self.upper {
+            Some(u) => u.syncfs(ctx),
+            None => Ok(()),
+        }
+    }
+
     fn backing_fd(&self, _inode: Inode, handle: Handle) -> io::Result<OwnedFd> {
         let ctx = self.own;
         let (layer, bh, node) = self.file_handle(&ctx, handle)?;

@@ -706,6 +706,15 @@ impl FileSystem for LocalFs {
         Ok(rfs::seek(fd, pos)?)
     }
 
+    fn syncfs(&self, _ctx: &Context) -> io::Result<()> {
+        if self.opts.read_only {
+            return Ok(());
+        }
+        let root = self.inode(ROOT_INODE)?;
+        let fd = self.reopen(&root, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        Ok(rfs::syncfs(&fd)?)
+    }
+
     fn backing_fd(&self, _inode: Inode, handle: Handle) -> io::Result<OwnedFd> {
         let h = self.file_fd(handle)?;
         let HandleData::File(fd) = &*h else { return Err(errno(libc::EISDIR)) };

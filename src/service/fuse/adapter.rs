@@ -1,0 +1,569 @@
+//! The FUSE adapter: a transport that serves kernel FUSE requests from any libservice.
+//!
+//! Requests that cannot block for long (lookups, attributes, opens, listings, xattr reads) are
+//! answered on fuser's reader thread, which keeps their latency at one kernel round trip;
+//! everything that may block (data I/O, syncs, namespace changes, copy-up) runs on the worker
+//! threads. There is no lock around the libservice: it is `Sync` and serves calls concurrently.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::{IoSlice, IoSliceMut};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::consts::{
+    FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FUSE_ASYNC_DIO, FUSE_CACHE_SYMLINKS, FUSE_PARALLEL_DIROPS,
+    FUSE_PASSTHROUGH, FUSE_WRITEBACK_CACHE,
+};
+use fuser::{
+    BackingId, FileAttr, FileType, KernelConfig, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow,
+};
+use tracing::{debug, warn};
+
+use super::workers::Workers;
+use super::{FuseConfig, FuseStats};
+use crate::libservice::{
+    Attr, Context, FileKind, FileSystem, Handle, Inode, SetAttr, TimeUpdate, Timespec,
+};
+use crate::spec::CacheMode;
+
+const READDIR_BATCH: usize = 128;
+
+/// Serves one libservice to the kernel.
+pub struct FuseAdapter {
+    fs: Arc<dyn FileSystem>,
+    cfg: FuseConfig,
+    workers: Workers,
+    /// Passthrough registrations and per-inode I/O modes.
+    backing: Arc<Passthrough>,
+    /// Whether the kernel accepted passthrough at init.
+    passthrough: bool,
+    writeback: bool,
+    stats: Arc<FuseStats>,
+}
+
+impl std::fmt::Debug for FuseAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FuseAdapter").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+fn ctx(req: &Request<'_>) -> Context {
+    Context { uid: req.uid(), gid: req.gid(), pid: req.pid() as i32 }
+}
+
+fn err(e: std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn systime(t: Timespec) -> SystemTime {
+    if t.sec >= 0 {
+        UNIX_EPOCH + Duration::new(t.sec as u64, t.nsec)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(t.sec.unsigned_abs()) + Duration::from_nanos(t.nsec.into())
+    }
+}
+
+fn timespec(t: SystemTime) -> Timespec {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Timespec { sec: d.as_secs() as i64, nsec: d.subsec_nanos() },
+        Err(e) => {
+            let d = e.duration();
+            let mut sec = -(d.as_secs() as i64);
+            let mut nsec = d.subsec_nanos();
+            if nsec > 0 {
+                sec -= 1;
+                nsec = 1_000_000_000 - nsec;
+            }
+            Timespec { sec, nsec }
+        }
+    }
+}
+
+fn file_type(k: FileKind) -> FileType {
+    match k {
+        FileKind::Regular => FileType::RegularFile,
+        FileKind::Directory => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+        FileKind::CharDevice => FileType::CharDevice,
+        FileKind::BlockDevice => FileType::BlockDevice,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+    }
+}
+
+/// The kernel's view of an `Attr`.
+pub fn fuse_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: a.ino,
+        size: a.size,
+        blocks: a.blocks,
+        atime: systime(a.atime),
+        mtime: systime(a.mtime),
+        ctime: systime(a.ctime),
+        crtime: UNIX_EPOCH,
+        kind: file_type(a.kind()),
+        perm: (a.mode & 0o7777) as u16,
+        nlink: u32::try_from(a.nlink).unwrap_or(u32::MAX),
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev as u32,
+        blksize: a.blksize,
+        flags: 0,
+    }
+}
+
+fn time_update(t: Option<TimeOrNow>) -> Option<TimeUpdate> {
+    t.map(|t| match t {
+        TimeOrNow::Now => TimeUpdate::Now,
+        TimeOrNow::SpecificTime(s) => TimeUpdate::Set(timespec(s)),
+    })
+}
+
+/// Reply sizes of xattr reads: the size alone when asked, ERANGE when too small.
+fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
+    if size == 0 {
+        reply.size(data.len() as u32);
+    } else if data.len() > size as usize {
+        reply.error(libc::ERANGE);
+    } else {
+        reply.data(data);
+    }
+}
+
+impl FuseAdapter {
+    pub fn new(fs: Arc<dyn FileSystem>, cfg: FuseConfig, stats: Arc<FuseStats>) -> std::io::Result<Self> {
+        let workers = Workers::start(cfg.workers)?;
+        Ok(FuseAdapter {
+            fs,
+            cfg,
+            workers,
+            backing: Arc::new(Passthrough::default()),
+            passthrough: false,
+            writeback: false,
+            stats,
+        })
+    }
+
+    fn heavy(&self, job: impl FnOnce() + Send + 'static) {
+        self.workers.run(job);
+    }
+
+    fn entry_ttl(&self) -> Duration {
+        self.cfg.entry_ttl
+    }
+
+    fn attr_ttl(&self) -> Duration {
+        self.cfg.attr_ttl
+    }
+
+    /// Flags for the backend open: with the writeback cache the kernel may read from files
+    /// opened write-only and handles O_APPEND itself.
+    fn backend_flags(&self, flags: i32) -> i32 {
+        if self.writeback {
+            let f = flags & !libc::O_APPEND;
+            if f & libc::O_ACCMODE == libc::O_WRONLY {
+                return (f & !libc::O_ACCMODE) | libc::O_RDWR;
+            }
+            return f;
+        }
+        flags
+    }
+
+    /// How a regular file is opened towards the kernel: flags, and a backing id when the
+    /// kernel can do the I/O itself on the backend's host file (passthrough).
+    fn open_reply_flags(&self) -> u32 {
+        match self.cfg.cache {
+            CacheMode::Direct => FOPEN_DIRECT_IO,
+            CacheMode::Kernel => FOPEN_KEEP_CACHE,
+        }
+    }
+}
+
+/// The kernel refuses to mix cached and passthrough opens of one inode, and fuser 0.16 can only
+/// answer `create` in cached mode. So: an inode with a cached open gets cached opens until that
+/// closes; otherwise opens are passthrough when the backend has a host file.
+#[derive(Debug, Default)]
+struct Passthrough {
+    state: Mutex<PassthroughState>,
+}
+
+#[derive(Debug, Default)]
+struct PassthroughState {
+    /// Open handles: inode, and the backing id when passthrough.
+    handles: HashMap<Handle, (Inode, Option<BackingId>)>,
+    /// Number of cached-mode opens per inode.
+    cached: HashMap<Inode, u32>,
+}
+
+impl Passthrough {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PassthroughState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn note_cached(&self, inode: Inode, fh: Handle) {
+        let mut st = self.lock();
+        *st.cached.entry(inode).or_default() += 1;
+        st.handles.insert(fh, (inode, None));
+    }
+
+    fn release(&self, fh: Handle) {
+        let mut st = self.lock();
+        if let Some((inode, None)) = st.handles.remove(&fh) {
+            if let Some(n) = st.cached.get_mut(&inode) {
+                *n -= 1;
+                if *n == 0 {
+                    st.cached.remove(&inode);
+                }
+            }
+        }
+    }
+
+    /// Answers an open: passthrough when allowed and possible, cached otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn open(&self, fs: &dyn FileSystem, enabled: bool, stats: &FuseStats, inode: Inode, fh: Handle, flags: u32, reply: ReplyOpen) {
+        if enabled {
+            let mut st = self.lock();
+            if !st.cached.contains_key(&inode) {
+                if let Ok(fd) = fs.backing_fd(inode, fh) {
+                    match reply.open_backing(&fd) {
+                        Ok(id) => {
+                            reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, &id);
+                            st.handles.insert(fh, (inode, Some(id)));
+                            stats.add_passthrough();
+                            return;
+                        }
+                        Err(e) => debug!("passthrough refused for inode {inode}: {e}"),
+                    }
+                }
+            }
+            drop(st);
+            self.note_cached(inode, fh);
+        }
+        reply.opened(fh, flags);
+    }
+}
+
+impl fuser::Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), i32> {
+        let _ = config.add_capabilities(FUSE_PARALLEL_DIROPS | FUSE_ASYNC_DIO | FUSE_CACHE_SYMLINKS);
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_background(64);
+        if self.cfg.cache == CacheMode::Kernel {
+            if self.cfg.passthrough
+                && config.add_capabilities(FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(2).is_ok()
+            {
+                self.passthrough = true;
+            } else if config.add_capabilities(FUSE_WRITEBACK_CACHE).is_ok() {
+                self.writeback = true;
+            }
+        }
+        debug!(passthrough = self.passthrough, writeback = self.writeback, "fuse init");
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.fs.syncfs(&Context::current()) {
+            warn!("sync at unmount failed: {e}");
+        }
+    }
+
+    fn lookup(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+        match self.fs.lookup(&ctx(req), parent, name) {
+            Ok(e) => reply.entry(&self.entry_ttl(), &fuse_attr(&e.attr), e.generation),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn forget(&mut self, _req: &Request<'_>, ino: u64, nlookup: u64) {
+        self.fs.forget(ino, nlookup);
+    }
+
+    fn getattr(&mut self, req: &Request<'_>, ino: u64, fh: Option<u64>, reply: ReplyAttr) {
+        match self.fs.getattr(&ctx(req), ino, fh) {
+            Ok(a) => reply.attr(&self.attr_ttl(), &fuse_attr(&a)),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn setattr(
+        &mut self,
+        req: &Request<'_>,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<u64>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<u32>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr { mode, uid, gid, size, atime: time_update(atime), mtime: time_update(mtime) };
+        let (fs, c, ttl) = (self.fs.clone(), ctx(req), self.attr_ttl());
+        self.heavy(move || match fs.setattr(&c, ino, fh, &set) {
+            Ok(a) => reply.attr(&ttl, &fuse_attr(&a)),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn readlink(&mut self, req: &Request<'_>, ino: u64, reply: ReplyData) {
+        match self.fs.readlink(&ctx(req), ino) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn mknod(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), name.to_owned());
+        self.heavy(move || match fs.mknod(&c, parent, &name, mode, rdev.into(), umask) {
+            Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn mkdir(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), name.to_owned());
+        self.heavy(move || match fs.mkdir(&c, parent, &name, mode, umask) {
+            Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn unlink(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let (fs, c, name) = (self.fs.clone(), ctx(req), name.to_owned());
+        self.heavy(move || match fs.unlink(&c, parent, &name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn rmdir(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let (fs, c, name) = (self.fs.clone(), ctx(req), name.to_owned());
+        self.heavy(move || match fs.rmdir(&c, parent, &name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn symlink(&mut self, req: &Request<'_>, parent: u64, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let (fs, c, ttl) = (self.fs.clone(), ctx(req), self.entry_ttl());
+        let (name, target) = (link_name.to_owned(), target.as_os_str().to_owned());
+        self.heavy(move || match fs.symlink(&c, &target, parent, &name) {
+            Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn rename(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: u32, reply: ReplyEmpty) {
+        let (fs, c) = (self.fs.clone(), ctx(req));
+        let (name, newname) = (name.to_owned(), newname.to_owned());
+        self.heavy(move || match fs.rename(&c, parent, &name, newparent, &newname, flags) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn link(&mut self, req: &Request<'_>, ino: u64, newparent: u64, newname: &OsStr, reply: ReplyEntry) {
+        let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), newname.to_owned());
+        self.heavy(move || match fs.link(&c, ino, newparent, &name) {
+            Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+        let bflags = self.backend_flags(flags);
+        let (fs, c, backing, pt, stats) = (self.fs.clone(), ctx(req), self.backing.clone(), self.passthrough, self.stats.clone());
+        let oflags = self.open_reply_flags();
+        let job = move || match fs.open(&c, ino, bflags) {
+            Ok(fh) => backing.open(&*fs, pt, &stats, ino, fh, oflags, reply),
+            Err(e) => reply.error(err(e)),
+        };
+        // An open for writing may copy a lower file up: that is worker work.
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            self.heavy(job);
+        } else {
+            job();
+        }
+    }
+
+    fn read(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, size: u32, _flags: i32, _lock: Option<u64>, reply: ReplyData) {
+        let (fs, c) = (self.fs.clone(), ctx(req));
+        self.heavy(move || {
+            let mut buf = vec![0u8; size as usize];
+            match fs.read(&c, ino, fh, &mut [IoSliceMut::new(&mut buf)], offset.max(0) as u64) {
+                Ok(n) => reply.data(&buf[..n]),
+                Err(e) => reply.error(err(e)),
+            }
+        });
+    }
+
+    fn write(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, data: &[u8], _wflags: u32, _flags: i32, _lock: Option<u64>, reply: ReplyWrite) {
+        let (fs, c, data) = (self.fs.clone(), ctx(req), data.to_vec());
+        self.heavy(move || match fs.write(&c, ino, fh, &[IoSlice::new(&data)], offset.max(0) as u64) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn flush(&mut self, req: &Request<'_>, ino: u64, fh: u64, _lock_owner: u64, reply: ReplyEmpty) {
+        // ENOSYS tells the kernel to stop sending flushes the libservice does not need.
+        match self.fs.flush(&ctx(req), ino, fh) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn release(&mut self, req: &Request<'_>, ino: u64, fh: u64, _flags: i32, _lock: Option<u64>, _flush: bool, reply: ReplyEmpty) {
+        self.backing.release(fh);
+        match self.fs.release(&ctx(req), ino, fh) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn fsync(&mut self, req: &Request<'_>, ino: u64, fh: u64, datasync: bool, reply: ReplyEmpty) {
+        let (fs, c) = (self.fs.clone(), ctx(req));
+        self.heavy(move || match fs.fsync(&c, ino, fh, datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn opendir(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+        match self.fs.opendir(&ctx(req), ino, flags) {
+            Ok(fh) => reply.opened(fh, 0),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn readdir(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, mut reply: ReplyDirectory) {
+        let c = ctx(req);
+        let mut offset = offset.max(0) as u64;
+        loop {
+            let batch = match self.fs.readdir(&c, ino, fh, offset, READDIR_BATCH) {
+                Ok(b) => b,
+                Err(e) => return reply.error(err(e)),
+            };
+            if batch.is_empty() {
+                break;
+            }
+            for e in batch {
+                if reply.add(e.ino, e.offset as i64, file_type(e.kind), &e.name) {
+                    return reply.ok();
+                }
+                offset = e.offset;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(&mut self, req: &Request<'_>, ino: u64, fh: u64, _flags: i32, reply: ReplyEmpty) {
+        match self.fs.releasedir(&ctx(req), ino, fh) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn fsyncdir(&mut self, req: &Request<'_>, ino: u64, fh: u64, datasync: bool, reply: ReplyEmpty) {
+        let (fs, c) = (self.fs.clone(), ctx(req));
+        self.heavy(move || match fs.fsyncdir(&c, ino, fh, datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn statfs(&mut self, req: &Request<'_>, ino: u64, reply: ReplyStatfs) {
+        match self.fs.statfs(&ctx(req), ino) {
+            Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn setxattr(&mut self, req: &Request<'_>, ino: u64, name: &OsStr, value: &[u8], flags: i32, _position: u32, reply: ReplyEmpty) {
+        let (fs, c, name, value) = (self.fs.clone(), ctx(req), name.to_owned(), value.to_vec());
+        self.heavy(move || match fs.setxattr(&c, ino, &name, &value, flags) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn getxattr(&mut self, req: &Request<'_>, ino: u64, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.fs.getxattr(&ctx(req), ino, name) {
+            Ok(v) => reply_xattr(reply, size, &v),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn listxattr(&mut self, req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
+        use std::os::unix::ffi::OsStrExt;
+        match self.fs.listxattr(&ctx(req), ino) {
+            Ok(names) => {
+                let mut buf = Vec::new();
+                for n in names {
+                    buf.extend_from_slice(n.as_bytes());
+                    buf.push(0);
+                }
+                reply_xattr(reply, size, &buf);
+            }
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn removexattr(&mut self, req: &Request<'_>, ino: u64, name: &OsStr, reply: ReplyEmpty) {
+        let (fs, c, name) = (self.fs.clone(), ctx(req), name.to_owned());
+        self.heavy(move || match fs.removexattr(&c, ino, &name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn access(&mut self, req: &Request<'_>, ino: u64, mask: i32, reply: ReplyEmpty) {
+        match self.fs.access(&ctx(req), ino, mask) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn create(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
+        let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), name.to_owned());
+        let bflags = self.backend_flags(flags);
+        let (backing, pt, oflags) = (self.backing.clone(), self.passthrough, self.open_reply_flags());
+        self.heavy(move || match fs.create(&c, parent, &name, mode, umask, bflags) {
+            Ok((e, fh)) => {
+                if pt {
+                    backing.note_cached(e.inode, fh);
+                }
+                reply.created(&ttl, &fuse_attr(&e.attr), e.generation, fh, oflags);
+            }
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn fallocate(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, length: i64, mode: i32, reply: ReplyEmpty) {
+        let (fs, c) = (self.fs.clone(), ctx(req));
+        self.heavy(move || match fs.fallocate(&c, ino, fh, mode, offset.max(0) as u64, length.max(0) as u64) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+
+    fn lseek(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, whence: i32, reply: ReplyLseek) {
+        let (fs, c) = (self.fs.clone(), ctx(req));
+        self.heavy(move || match fs.lseek(&c, ino, fh, offset.max(0) as u64, whence) {
+            Ok(o) => reply.offset(o as i64),
+            Err(e) => reply.error(err(e)),
+        });
+    }
+}

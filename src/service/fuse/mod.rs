@@ -1,0 +1,68 @@
+//! The FUSE legacy path: a filesystem instance served through the kernel's FUSE driver, for
+//! what the preload library cannot see (exec, mmap of libraries, static binaries).
+
+mod adapter;
+mod session;
+mod workers;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use adapter::{fuse_attr, FuseAdapter};
+pub use session::{
+    clear_stale, is_our_mount, run_foreground, spawn, unmount, wait_mounted, Mounted, UnmountError,
+};
+
+use crate::spec::{CacheMode, CacheSpec};
+
+/// How an instance is served through FUSE.
+#[derive(Clone, Debug)]
+pub struct FuseConfig {
+    /// `Kernel`: page cache, entry/attr timeouts, passthrough or writeback cache.
+    /// `Direct`: `FOPEN_DIRECT_IO`, no kernel page cache for file data.
+    pub cache: CacheMode,
+    pub attr_ttl: Duration,
+    pub entry_ttl: Duration,
+    /// Use FUSE passthrough for files with a host descriptor (kernel mode only).
+    pub passthrough: bool,
+    /// Worker threads for requests that may block.
+    pub workers: usize,
+}
+
+impl FuseConfig {
+    /// The configuration a spec's cache section asks for.
+    pub fn from_spec(cache: &CacheSpec) -> Self {
+        let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO);
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        FuseConfig {
+            cache: cache.mode,
+            attr_ttl: secs(cache.attr_timeout),
+            entry_ttl: secs(cache.entry_timeout),
+            passthrough: cache.passthrough,
+            workers: (cpus * 2).max(4),
+        }
+    }
+}
+
+impl Default for FuseConfig {
+    fn default() -> Self {
+        Self::from_spec(&CacheSpec::default())
+    }
+}
+
+/// Counters of one FUSE mount.
+#[derive(Debug, Default)]
+pub struct FuseStats {
+    passthrough_opens: AtomicU64,
+}
+
+impl FuseStats {
+    fn add_passthrough(&self) {
+        self.passthrough_opens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Opens answered with FUSE passthrough.
+    pub fn passthrough_opens(&self) -> u64 {
+        self.passthrough_opens.load(Ordering::Relaxed)
+    }
+}

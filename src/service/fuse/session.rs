@@ -1,0 +1,213 @@
+//! Mounting, serving and unmounting a FUSE instance.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fuser::{BackgroundSession, MountOption, Session};
+use nix::sys::signal::{SigSet, Signal};
+use rustix::mount::UnmountFlags;
+use tracing::{info, warn};
+
+use super::{FuseAdapter, FuseConfig, FuseStats};
+use crate::libservice::FileSystem;
+
+/// The source our mounts show in /proc/self/mountinfo (the filesystem type is `fuse`, or
+/// `fuse.polytropon` when mounted through fusermount).
+const SOURCE: &str = "polytropon";
+
+fn options() -> Vec<MountOption> {
+    vec![
+        MountOption::FSName(SOURCE.into()),
+        MountOption::Subtype("polytropon".into()),
+        // Container roots: many owners, kernel permission checks, setuid and device nodes.
+        MountOption::AllowOther,
+        MountOption::DefaultPermissions,
+        MountOption::Dev,
+        MountOption::Suid,
+        MountOption::RW,
+    ]
+}
+
+/// Errors of `unmount`.
+#[derive(Debug, thiserror::Error)]
+pub enum UnmountError {
+    #[error("{0} is not mounted")]
+    NotMounted(String),
+    #[error("{0} is busy: processes have files open there or use it as their working directory (see `fuser -vm {0}`)")]
+    Busy(String),
+    #[error("{path} is a {fstype} mount, not a polytropon one; refusing to unmount it")]
+    NotOurs { path: String, fstype: String },
+    #[error("cannot unmount {path}")]
+    Os {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// `(fstype, source)` of the mount at `path`, if `path` is a mount point.
+fn mount_type(path: &Path) -> Option<(String, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = path.to_str()?;
+    // Fields: id parent maj:min root mountpoint opts [optional...] - fstype source superopts.
+    // The last mount on a point is the visible one.
+    info.lines()
+        .filter_map(|line| {
+            let mut halves = line.splitn(2, " - ");
+            let left: Vec<&str> = halves.next()?.split(' ').collect();
+            let mut right = halves.next()?.split(' ');
+            let fstype = right.next()?.to_string();
+            let source = unescape(right.next()?);
+            (unescape(left.get(4)?) == want).then_some((fstype, source))
+        })
+        .last()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+/// Whether a polytropon FUSE instance is mounted at `path`.
+pub fn is_our_mount(path: &Path) -> bool {
+    mount_type(path).is_some_and(|(t, s)| is_ours(&t, &s))
+}
+
+fn is_ours(fstype: &str, source: &str) -> bool {
+    (fstype == "fuse" || fstype == "fuse.polytropon") && source == SOURCE
+}
+
+/// Removes a mount left by a daemon that died (its connection gone: `ENOTCONN`) at `path`.
+/// Returns whether there was one.
+pub fn clear_stale(path: &Path) -> io::Result<bool> {
+    match std::fs::metadata(path) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) && is_our_mount(path) => {
+            warn!("{}: removing the mount of a polytropon daemon that died", path.display());
+            rustix::mount::unmount(path, UnmountFlags::DETACH)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Unmounts the polytropon instance at `path`; a busy mount is reported, not forced.
+pub fn unmount(path: &Path) -> Result<(), UnmountError> {
+    let shown = path.display().to_string();
+    match mount_type(path) {
+        None => return Err(UnmountError::NotMounted(shown)),
+        Some((t, s)) if !is_ours(&t, &s) => return Err(UnmountError::NotOurs { path: shown, fstype: t }),
+        Some(_) => {}
+    }
+    match rustix::mount::unmount(path, UnmountFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::BUSY => Err(UnmountError::Busy(shown)),
+        Err(e) => Err(UnmountError::Os { path: shown, source: e.into() }),
+    }
+}
+
+/// A mounted instance served by background threads; unmounted when dropped.
+pub struct Mounted {
+    session: Option<BackgroundSession>,
+    mountpoint: PathBuf,
+    stats: Arc<FuseStats>,
+}
+
+impl std::fmt::Debug for Mounted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mounted").field("mountpoint", &self.mountpoint).finish_non_exhaustive()
+    }
+}
+
+impl Mounted {
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    pub fn stats(&self) -> &FuseStats {
+        &self.stats
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            // Detach even when busy, so that a failing test never leaves a mount behind.
+            let _ = rustix::mount::unmount(&self.mountpoint, UnmountFlags::DETACH);
+            s.join();
+        }
+    }
+}
+
+fn session(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConfig) -> io::Result<(Session<FuseAdapter>, Arc<FuseStats>)> {
+    clear_stale(mountpoint)?;
+    let stats = Arc::new(FuseStats::default());
+    let adapter = FuseAdapter::new(fs, cfg.clone(), stats.clone())?;
+    let se = Session::new(adapter, mountpoint, &options())?;
+    Ok((se, stats))
+}
+
+/// Mounts `fs` at `mountpoint` and serves it from background threads.
+pub fn spawn(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConfig) -> io::Result<Mounted> {
+    let (se, stats) = session(fs, mountpoint, cfg)?;
+    let session = se.spawn()?;
+    Ok(Mounted { session: Some(session), mountpoint: mountpoint.to_owned(), stats })
+}
+
+/// Mounts `fs` at `mountpoint` and serves it on this thread until it is unmounted or the
+/// process gets SIGINT, SIGTERM or SIGHUP. A signal unmounts the instance (detached if it is
+/// busy, so open files keep working until closed); a second one aborts the connection.
+/// `ready` runs once the mount is in place.
+pub fn run_foreground(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConfig, ready: impl FnOnce()) -> io::Result<()> {
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    // Blocked before any thread starts, so that only the waiter below receives them.
+    signals.thread_block().map_err(io::Error::from)?;
+    let (mut se, _stats) = session(fs, mountpoint, cfg)?;
+    ready();
+    let target = mountpoint.to_owned();
+    std::thread::Builder::new().name("ptn-signals".into()).spawn(move || {
+        let mut first: Option<Instant> = None;
+        while let Ok(sig) = signals.wait() {
+            if first.is_none() {
+                info!("{sig}: unmounting {}", target.display());
+                first = Some(Instant::now());
+                if let Err(e) = rustix::mount::unmount(&target, UnmountFlags::empty()) {
+                    warn!("{} busy ({e}); detaching it: open files keep working until closed", target.display());
+                    let _ = rustix::mount::unmount(&target, UnmountFlags::DETACH);
+                }
+            } else {
+                warn!("{sig} again: aborting the FUSE connection");
+                abort_connection(&target);
+                std::process::exit(1);
+            }
+        }
+    })?;
+    let r = se.run();
+    drop(se);
+    r
+}
+
+/// Aborts the FUSE connection of the mount at `path` through fusectl, if it can be found.
+fn abort_connection(path: &Path) {
+    let Ok(md) = std::fs::metadata(path) else { return };
+    use std::os::unix::fs::MetadataExt;
+    let dev = md.dev();
+    let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+    let _ = std::fs::write(format!("/sys/fs/fuse/connections/{minor}/abort"), b"1");
+}
+
+/// Waits until `path` shows a polytropon mount, up to `timeout`.
+pub fn wait_mounted(path: &Path, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if is_our_mount(path) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
