@@ -580,7 +580,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__mount)
-            opts="-f -h -V --file --lower --upper --pool --detach --cache --state-dir --log --log-format --help --version"
+            opts="-f -h -V --file --lower --upper --pool --detach --cache --no-passthrough --timeout --state-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -608,6 +608,10 @@ _polytropon() {
                     ;;
                 --cache)
                     COMPREPLY=($(compgen -W "kernel direct" -- "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state-dir)

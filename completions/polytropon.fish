@@ -117,13 +117,15 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -s f -l fil
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l lower -d 'A read-only lower branch directory; repeat, topmost first' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l upper -d 'The writable upper branch directory' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l pool -d 'Add the instance to this pool\'s running service' -r
-complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l cache -d 'Cache mode' -r -f -a "kernel\t'Kernel page cache with attribute/entry timeouts and writeback caching'
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l cache -d 'Cache mode (overrides the spec): `kernel` page cache, or `direct` I/O' -r -f -a "kernel\t'Kernel page cache with attribute/entry timeouts, and FUSE passthrough (or the writeback cache) for file data'
 direct\t'Direct I/O: the only cache is the backend client\'s'"
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l timeout -d 'Attribute and entry timeout in seconds (overrides the spec)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
-complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l detach -d 'Run in the background (the daemon\'s pid is recorded)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l detach -d 'Run in the background; the daemon\'s pid is recorded under the state directory'
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l no-passthrough -d 'In kernel cache mode, use the writeback cache instead of FUSE passthrough'
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -s V -l version -d 'Print version'
 complete -c polytropon -n "__fish_polytropon_using_subcommand umount" -l pool -d 'Remove the instance from this pool\'s service' -r

@@ -4,8 +4,12 @@
 set -euo pipefail
 
 packages=(
-  util-linux   # mount(8), umount(8) for the kernel overlayfs oracle
-  attr         # getfattr/setfattr, handy when inspecting branches by hand
+  util-linux      # mount(8), umount(8) for the kernel overlayfs oracle
+  attr            # getfattr/setfattr: xattrs in the real-program tests
+  libcap2-bin     # setcap/getcap: file capabilities through the FUSE mount
+  fuse3           # /dev/fuse helpers (fusermount3)
+  fuse-overlayfs  # the peer the FUSE benchmark compares against
+  git sqlite3 fio tar busybox-static  # real programs run on the mounts
 )
 
 missing=()

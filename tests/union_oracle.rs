@@ -15,11 +15,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::tree::{kernel_tree, kind_name, NodeInfo, Tree};
 use common::{errno_of, require_root, Overlay, Scratch, Walker};
 use polytropon::backend::local::{LocalFs, LocalOptions};
 use polytropon::libservice::{
@@ -253,97 +252,6 @@ fn apply_union(fs: &Arc<dyn FileSystem>, op: &Op) -> i32 {
 
 // ---------- tree snapshots ----------
 
-#[derive(Debug, PartialEq, Eq)]
-struct NodeInfo {
-    kind: &'static str,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    /// Regular files and symlinks only.
-    size: Option<u64>,
-    nlink: u64,
-    /// First path (in walk order) with the same inode number.
-    same_as: String,
-    content: Option<Vec<u8>>,
-    target: Option<Vec<u8>>,
-    xattrs: BTreeMap<String, Vec<u8>>,
-}
-
-fn kind_name(k: FileKind) -> &'static str {
-    match k {
-        FileKind::Regular => "file",
-        FileKind::Directory => "dir",
-        FileKind::Symlink => "symlink",
-        FileKind::CharDevice => "chr",
-        FileKind::BlockDevice => "blk",
-        FileKind::Fifo => "fifo",
-        FileKind::Socket => "sock",
-    }
-}
-
-type Tree = BTreeMap<String, NodeInfo>;
-
-fn kernel_tree(root: &Path) -> Tree {
-    let mut tree = Tree::new();
-    let mut inos: BTreeMap<u64, String> = BTreeMap::new();
-    let mut stack = vec![String::new()];
-    while let Some(dir) = stack.pop() {
-        let mut names: Vec<OsString> = std::fs::read_dir(root.join(&dir))
-            .expect("readdir on overlay")
-            .map(|e| e.expect("dirent").file_name())
-            .collect();
-        names.sort();
-        for n in names {
-            let rel = if dir.is_empty() { n.to_string_lossy().into_owned() } else { format!("{dir}/{}", n.to_string_lossy()) };
-            let full = root.join(&rel);
-            let md = std::fs::symlink_metadata(&full).expect("lstat on overlay");
-            let ft = md.file_type();
-            let kind = if ft.is_dir() {
-                FileKind::Directory
-            } else if ft.is_symlink() {
-                FileKind::Symlink
-            } else if ft.is_char_device() {
-                FileKind::CharDevice
-            } else if ft.is_fifo() {
-                FileKind::Fifo
-            } else {
-                FileKind::Regular
-            };
-            let same_as = inos.entry(md.ino()).or_insert_with(|| rel.clone()).clone();
-            let mut xattrs = BTreeMap::new();
-            let mut buf = vec![0u8; 4096];
-            let n = rfs::llistxattr(&full, &mut buf[..]).unwrap_or(0);
-            for name in buf[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
-                let name = String::from_utf8_lossy(name).into_owned();
-                let mut v = vec![0u8; 4096];
-                let vn = rfs::lgetxattr(&full, name.as_str(), &mut v[..]).expect("lgetxattr");
-                v.truncate(vn);
-                xattrs.insert(name, v);
-            }
-            tree.insert(
-                rel.clone(),
-                NodeInfo {
-                    kind: kind_name(kind),
-                    mode: md.mode(),
-                    uid: md.uid(),
-                    gid: md.gid(),
-                    size: (kind == FileKind::Regular || kind == FileKind::Symlink).then_some(md.size()),
-                    nlink: md.nlink(),
-                    same_as,
-                    content: (kind == FileKind::Regular).then(|| std::fs::read(&full).expect("read file on overlay")),
-                    target: (kind == FileKind::Symlink)
-                        .then(|| std::fs::read_link(&full).expect("readlink").as_os_str().as_bytes().to_vec()),
-                    xattrs,
-                },
-            );
-            if kind == FileKind::Directory {
-                stack.push(rel);
-            }
-        }
-    }
-    tree
-}
-
 fn union_listing(fs: &Arc<dyn FileSystem>, dir: Inode) -> io::Result<Vec<OsString>> {
     let ctx = common::root_ctx();
     let h = fs.opendir(&ctx, dir, libc::O_RDONLY)?;
@@ -408,6 +316,7 @@ fn union_tree(fs: &Arc<dyn FileSystem>) -> io::Result<Tree> {
                     gid: attr.gid,
                     size: (kind == FileKind::Regular || kind == FileKind::Symlink).then_some(attr.size),
                     nlink: attr.nlink,
+                    rdev: attr.rdev,
                     same_as,
                     content,
                     target,

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tree;
+
 use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};

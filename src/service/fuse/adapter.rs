@@ -160,15 +160,18 @@ impl FuseAdapter {
         self.cfg.attr_ttl
     }
 
-    /// Flags for the backend open: with the writeback cache the kernel may read from files
-    /// opened write-only and handles O_APPEND itself.
+    /// Flags for the backend open.
+    ///
+    /// - `O_APPEND` and `O_DIRECT` stay on the kernel side: the kernel computes append offsets
+    ///   (and applies them to passthrough I/O itself), and bypasses its page cache for direct
+    ///   files; the daemon's request buffers are not aligned for direct I/O anyway.
+    /// - With passthrough or the writeback cache, a write-only backend file is opened
+    ///   read-write: the kernel may read it (writeback), or it may back later read-only opens
+    ///   (passthrough). Permissions are the kernel's business (`default_permissions`).
     fn backend_flags(&self, flags: i32) -> i32 {
-        if self.writeback {
-            let f = flags & !libc::O_APPEND;
-            if f & libc::O_ACCMODE == libc::O_WRONLY {
-                return (f & !libc::O_ACCMODE) | libc::O_RDWR;
-            }
-            return f;
+        let flags = flags & !(libc::O_APPEND | libc::O_DIRECT);
+        if (self.passthrough || self.writeback) && flags & libc::O_ACCMODE == libc::O_WRONLY {
+            return (flags & !libc::O_ACCMODE) | libc::O_RDWR;
         }
         flags
     }
@@ -183,20 +186,35 @@ impl FuseAdapter {
     }
 }
 
-/// The kernel refuses to mix cached and passthrough opens of one inode, and fuser 0.16 can only
-/// answer `create` in cached mode. So: an inode with a cached open gets cached opens until that
-/// closes; otherwise opens are passthrough when the backend has a host file.
+/// Passthrough bookkeeping. The kernel allows, per inode, either cached opens or passthrough
+/// opens that all share one backing file; direct-I/O opens mix with both. fuser 0.16 can only
+/// answer `create` in cached mode. So:
+/// - an inode with cached opens gets cached opens until they all close;
+/// - otherwise the first open registers its backend file as the inode's backing file, and later
+///   opens reuse it when it is the same file with an access mode that covers theirs;
+/// - any other open (say, a write after a copy-up while a read-only open of the lower file is
+///   still passthrough) is served by the daemon with direct I/O.
 #[derive(Debug, Default)]
 struct Passthrough {
     state: Mutex<PassthroughState>,
 }
 
+#[derive(Debug)]
+enum InodeMode {
+    Cached(u32),
+    Backed { id: BackingId, file: (u64, u64), access: i32, opens: u32 },
+}
+
 #[derive(Debug, Default)]
 struct PassthroughState {
-    /// Open handles: inode, and the backing id when passthrough.
-    handles: HashMap<Handle, (Inode, Option<BackingId>)>,
-    /// Number of cached-mode opens per inode.
-    cached: HashMap<Inode, u32>,
+    /// Open handles and the inode whose mode they count in (none for direct I/O).
+    handles: HashMap<Handle, Inode>,
+    inodes: HashMap<Inode, InodeMode>,
+}
+
+/// Whether a backing file opened with `have` serves an open asking for `want`.
+fn covers(have: i32, want: i32) -> bool {
+    have == libc::O_RDWR || have == want
 }
 
 impl Passthrough {
@@ -204,46 +222,76 @@ impl Passthrough {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Counts a cached open (from `create`).
     fn note_cached(&self, inode: Inode, fh: Handle) {
         let mut st = self.lock();
-        *st.cached.entry(inode).or_default() += 1;
-        st.handles.insert(fh, (inode, None));
+        match st.inodes.entry(inode).or_insert(InodeMode::Cached(0)) {
+            InodeMode::Cached(n) => *n += 1,
+            InodeMode::Backed { .. } => return,
+        }
+        st.handles.insert(fh, inode);
     }
 
     fn release(&self, fh: Handle) {
         let mut st = self.lock();
-        if let Some((inode, None)) = st.handles.remove(&fh) {
-            if let Some(n) = st.cached.get_mut(&inode) {
-                *n -= 1;
-                if *n == 0 {
-                    st.cached.remove(&inode);
-                }
+        let Some(inode) = st.handles.remove(&fh) else { return };
+        let done = match st.inodes.get_mut(&inode) {
+            Some(InodeMode::Cached(n)) | Some(InodeMode::Backed { opens: n, .. }) => {
+                *n = n.saturating_sub(1);
+                *n == 0
             }
+            None => false,
+        };
+        if done {
+            // Dropping the backing id unregisters the backing file.
+            st.inodes.remove(&inode);
         }
     }
 
-    /// Answers an open: passthrough when allowed and possible, cached otherwise.
+    /// Answers an open of a regular file.
     #[allow(clippy::too_many_arguments)]
-    fn open(&self, fs: &dyn FileSystem, enabled: bool, stats: &FuseStats, inode: Inode, fh: Handle, flags: u32, reply: ReplyOpen) {
-        if enabled {
-            let mut st = self.lock();
-            if !st.cached.contains_key(&inode) {
-                if let Ok(fd) = fs.backing_fd(inode, fh) {
-                    match reply.open_backing(&fd) {
-                        Ok(id) => {
-                            reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, &id);
-                            st.handles.insert(fh, (inode, Some(id)));
-                            stats.add_passthrough();
-                            return;
-                        }
-                        Err(e) => debug!("passthrough refused for inode {inode}: {e}"),
-                    }
-                }
-            }
-            drop(st);
-            self.note_cached(inode, fh);
+    fn open(&self, fs: &dyn FileSystem, enabled: bool, stats: &FuseStats, inode: Inode, fh: Handle, access: i32, flags: u32, reply: ReplyOpen) {
+        if !enabled {
+            return reply.opened(fh, flags);
         }
-        reply.opened(fh, flags);
+        let mut st = self.lock();
+        let fd = fs.backing_fd(inode, fh).ok();
+        let file = fd.as_ref().and_then(|fd| rustix::fs::fstat(fd).ok()).map(|s| (s.st_dev, s.st_ino));
+        match (st.inodes.get_mut(&inode), fd, file) {
+            (None, Some(fd), Some(file)) => match reply.open_backing(&fd) {
+                Ok(id) => {
+                    reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, &id);
+                    st.inodes.insert(inode, InodeMode::Backed { id, file, access, opens: 1 });
+                    st.handles.insert(fh, inode);
+                    stats.add_passthrough();
+                }
+                Err(e) => {
+                    debug!("passthrough refused for inode {inode}: {e}");
+                    st.inodes.insert(inode, InodeMode::Cached(1));
+                    st.handles.insert(fh, inode);
+                    reply.opened(fh, flags);
+                }
+            },
+            (Some(InodeMode::Backed { id, file: f, access: have, opens }), _, Some(file))
+                if *f == file && covers(*have, access) =>
+            {
+                reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, id);
+                *opens += 1;
+                st.handles.insert(fh, inode);
+                stats.add_passthrough();
+            }
+            (Some(InodeMode::Backed { .. }), _, _) => reply.opened(fh, (flags & !FOPEN_KEEP_CACHE) | FOPEN_DIRECT_IO),
+            (Some(InodeMode::Cached(n)), _, _) => {
+                *n += 1;
+                st.handles.insert(fh, inode);
+                reply.opened(fh, flags);
+            }
+            (None, _, _) => {
+                st.inodes.insert(inode, InodeMode::Cached(1));
+                st.handles.insert(fh, inode);
+                reply.opened(fh, flags);
+            }
+        }
     }
 }
 
@@ -387,7 +435,7 @@ impl fuser::Filesystem for FuseAdapter {
         let (fs, c, backing, pt, stats) = (self.fs.clone(), ctx(req), self.backing.clone(), self.passthrough, self.stats.clone());
         let oflags = self.open_reply_flags();
         let job = move || match fs.open(&c, ino, bflags) {
-            Ok(fh) => backing.open(&*fs, pt, &stats, ino, fh, oflags, reply),
+            Ok(fh) => backing.open(&*fs, pt, &stats, ino, fh, bflags & libc::O_ACCMODE, oflags, reply),
             Err(e) => reply.error(err(e)),
         };
         // An open for writing may copy a lower file up: that is worker work.

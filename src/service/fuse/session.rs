@@ -54,7 +54,8 @@ fn mount_type(path: &Path) -> Option<(String, String)> {
     // Fields: id parent maj:min root mountpoint opts [optional...] - fstype source superopts.
     // The last mount on a point is the visible one.
     info.lines()
-        .filter_map(|line| {
+        .rev()
+        .find_map(|line| {
             let mut halves = line.splitn(2, " - ");
             let left: Vec<&str> = halves.next()?.split(' ').collect();
             let mut right = halves.next()?.split(' ');
@@ -62,7 +63,6 @@ fn mount_type(path: &Path) -> Option<(String, String)> {
             let source = unescape(right.next()?);
             (unescape(left.get(4)?) == want).then_some((fstype, source))
         })
-        .last()
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.

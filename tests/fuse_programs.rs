@@ -1,0 +1,285 @@
+//! Real programs on a FUSE mount of a union behave exactly as on a plain directory: tar, cp -a,
+//! git, sqlite3, fio with verification, static and dynamic binaries executed from the mount,
+//! and what a container root filesystem needs (owners, set-id bits, capabilities, device nodes,
+//! fifos, permissions checked by the kernel, locks, O_DIRECT, inode numbers and link counts).
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use common::tree::{kernel_tree, Tree};
+use common::{require_root, Scratch};
+use polytropon::backend::local::{LocalFs, LocalOptions};
+use polytropon::libservice::FileSystem;
+use polytropon::service::fuse::{self, FuseConfig, Mounted};
+use polytropon::spec::CacheMode;
+use polytropon::union::UnionFs;
+
+struct Fixture {
+    mount: Option<Mounted>,
+    /// A plain directory on the host, the reference.
+    plain: PathBuf,
+    lower: PathBuf,
+    upper: PathBuf,
+    scratch: Scratch,
+}
+
+impl Fixture {
+    fn new(tag: &str, cfg: FuseConfig) -> Self {
+        require_root();
+        let scratch = Scratch::new(tag);
+        let (lower, upper, plain) = (scratch.mkdir("lower"), scratch.mkdir("upper"), scratch.mkdir("plain"));
+        let mnt = scratch.mkdir("mnt");
+        std::fs::write(lower.join("from-image"), b"image data\n").expect("seed lower");
+        let open = |p: &Path, ro| -> Arc<dyn FileSystem> {
+            Arc::new(LocalFs::new(p, LocalOptions { read_only: ro }).expect("open branch"))
+        };
+        let union: Arc<dyn FileSystem> = Arc::new(UnionFs::new(Some(open(&upper, false)), vec![open(&lower, true)]).expect("union"));
+        let mount = fuse::spawn(union, &mnt, &cfg).expect("FUSE mount");
+        std::fs::write(plain.join("from-image"), b"image data\n").expect("seed plain");
+        Fixture { mount: Some(mount), plain, lower, upper, scratch }
+    }
+
+    fn mnt(&self) -> &Path {
+        self.mount.as_ref().map(|m| m.mountpoint()).expect("mounted")
+    }
+
+    fn mounted(&self) -> &Mounted {
+        self.mount.as_ref().expect("mounted")
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is it installed? scripts/install-deps.sh installs it)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn sh(dir: &Path, script: &str) -> Output {
+    run(Command::new("sh").arg("-ec").arg(script).current_dir(dir))
+}
+
+/// A tree with everything a container image holds.
+fn build_rich_tree(dir: &Path) {
+    sh(
+        dir,
+        "mkdir -p etc usr/bin var/empty home/u1
+         printf 'root:x:0:0::/root:/bin/sh\\n' > etc/passwd
+         head -c 300000 /dev/urandom > usr/bin/blob
+         printf 'x' > usr/bin/tool && chmod 4755 usr/bin/tool
+         mkdir -p srv && chmod 2775 srv
+         setcap cap_net_raw+ep usr/bin/blob
+         ln -s ../etc/passwd usr/passwd-link
+         ln -s /absolute/dangling usr/dangling
+         ln etc/passwd etc/passwd.hard
+         setfattr -n user.note -v hello etc/passwd
+         echo mine > home/u1/file && chown -R 1000:1000 home/u1
+         echo other > var/owned && chown 4242:777 var/owned
+         mkfifo var/fifo
+         mknod var/null c 1 3
+         truncate -s 10M var/sparse && printf end >> var/sparse",
+    );
+}
+
+/// A tree snapshot without the fields that legitimately differ between a plain directory and
+/// a union mount (directory link counts of merged directories, inode numbers, dir sizes).
+fn comparable(mut t: Tree) -> Tree {
+    for n in t.values_mut() {
+        if n.kind == "dir" {
+            n.nlink = 0;
+        }
+    }
+    t
+}
+
+#[test]
+fn tar_roundtrip_with_links_xattrs_devices_and_owners() {
+    let f = Fixture::new("fuse-tar", FuseConfig::default());
+    let src = f.scratch.mkdir("src");
+    build_rich_tree(&src);
+    let archive = f.scratch.path().join("a.tar");
+    let tar_c = |dir: &Path, out: &Path| {
+        run(Command::new("tar").args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-cf"]).arg(out).arg("-C").arg(dir).arg("."));
+    };
+    tar_c(&src, &archive);
+    for dest in [f.plain.as_path(), f.mnt()] {
+        run(Command::new("tar")
+            .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf"])
+            .arg(&archive)
+            .arg("-C")
+            .arg(dest));
+    }
+    let plain = comparable(kernel_tree(&f.plain));
+    let mounted = comparable(kernel_tree(f.mnt()));
+    assert_eq!(plain, mounted, "tar x on the mount differs from tar x on a plain directory");
+    let cap = run(Command::new("getcap").arg(f.mnt().join("usr/bin/blob")));
+    assert!(String::from_utf8_lossy(&cap.stdout).contains("cap_net_raw"), "capability xattr lost");
+    assert_eq!(std::fs::metadata(f.mnt().join("usr/bin/tool")).expect("stat").mode() & 0o7777, 0o4755);
+    // Archiving from the mount gives an archive that extracts to the same tree.
+    let (a1, a2) = (f.scratch.path().join("p.tar"), f.scratch.path().join("m.tar"));
+    tar_c(&f.plain, &a1);
+    tar_c(f.mnt(), &a2);
+    let (x1, x2) = (f.scratch.mkdir("x1"), f.scratch.mkdir("x2"));
+    for (a, x) in [(&a1, &x1), (&a2, &x2)] {
+        run(Command::new("tar").args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf"]).arg(a).arg("-C").arg(x));
+    }
+    assert_eq!(comparable(kernel_tree(&x1)), comparable(kernel_tree(&x2)));
+}
+
+#[test]
+fn cp_archive_mode_matches_a_plain_directory() {
+    let f = Fixture::new("fuse-cp", FuseConfig::default());
+    let src = f.scratch.mkdir("src");
+    build_rich_tree(&src);
+    run(Command::new("cp").arg("-a").arg(src.join(".")).arg(&f.plain));
+    run(Command::new("cp").arg("-a").arg(src.join(".")).arg(f.mnt()));
+    assert_eq!(comparable(kernel_tree(&f.plain)), comparable(kernel_tree(f.mnt())));
+    // And back out of the mount.
+    let back = f.scratch.mkdir("back");
+    run(Command::new("cp").arg("-a").arg(f.mnt().join(".")).arg(&back));
+    assert_eq!(comparable(kernel_tree(&f.plain)), comparable(kernel_tree(&back)));
+}
+
+#[test]
+fn git_init_add_commit_status() {
+    let f = Fixture::new("fuse-git", FuseConfig::default());
+    let script = "git init -q repo && cd repo
+        git config user.name t && git config user.email t@example.com
+        for i in $(seq 1 50); do echo line $i > f$i.txt; done
+        mkdir -p sub/deeper && echo x > sub/deeper/y && ln -s f1.txt link
+        git add -A && git commit -qm first
+        echo changed >> f3.txt && git rm -q f4.txt && git mv f5.txt moved.txt
+        git status --porcelain
+        git commit -qam second
+        git status --porcelain
+        git fsck --strict 2>&1
+        git rev-parse HEAD^{tree}";
+    let plain = sh(&f.plain, script);
+    let mounted = sh(f.mnt(), script);
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), String::from_utf8_lossy(&mounted.stdout));
+    assert!(String::from_utf8_lossy(&mounted.stdout).contains(" M f3.txt"));
+}
+
+#[test]
+fn sqlite_insert_query_and_integrity_check() {
+    let f = Fixture::new("fuse-sqlite", FuseConfig::default());
+    let sql = "PRAGMA journal_mode=WAL;
+        CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, n INTEGER);
+        WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 10000)
+          INSERT INTO t(v, n) SELECT printf('row-%05d', x), x * 7 FROM c;
+        CREATE INDEX tn ON t(n);
+        SELECT count(*), sum(n), max(v) FROM t;
+        SELECT v FROM t WHERE n = 7 * 4321;
+        DELETE FROM t WHERE id % 3 = 0;
+        VACUUM;
+        SELECT count(*) FROM t;
+        PRAGMA integrity_check;";
+    let go = |dir: &Path| String::from_utf8_lossy(&run(Command::new("sqlite3").arg(dir.join("db.sqlite")).arg(sql)).stdout).into_owned();
+    let plain = go(&f.plain);
+    let mounted = go(f.mnt());
+    assert_eq!(plain, mounted);
+    assert!(mounted.contains("10000|350035000|row-10000"), "{mounted}");
+    assert!(mounted.trim_end().ends_with("ok"), "{mounted}");
+}
+
+#[test]
+fn fio_verified_writes_buffered_and_direct() {
+    for cfg in [FuseConfig::default(), FuseConfig { cache: CacheMode::Direct, ..FuseConfig::default() }] {
+        let f = Fixture::new("fuse-fio", cfg);
+        for direct in ["0", "1"] {
+            let out = run(Command::new("fio")
+                .args(["--name=verify", "--rw=randwrite", "--bs=4k", "--size=8m", "--numjobs=2", "--ioengine=psync"])
+                .arg(format!("--direct={direct}"))
+                .args(["--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--group_reporting"])
+                .arg(format!("--directory={}", f.mnt().display())));
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(!text.contains("verify:") || text.contains("err= 0"), "{text}");
+            assert!(text.contains("err= 0"), "{text}");
+        }
+    }
+}
+
+#[test]
+fn static_and_dynamic_binaries_run_from_the_mount() {
+    let f = Fixture::new("fuse-exec", FuseConfig::default());
+    std::fs::copy("/bin/busybox", f.lower.join("busybox")).expect("copy busybox (busybox-static) into the image");
+    std::fs::copy("/bin/ls", f.lower.join("ls")).expect("copy ls into the image");
+    let file = run(Command::new("file").arg("-L").arg(f.mnt().join("busybox")));
+    assert!(String::from_utf8_lossy(&file.stdout).contains("static"), "busybox must be the static build");
+    let out = run(Command::new(f.mnt().join("busybox")).args(["echo", "static ok"]));
+    assert_eq!(out.stdout, b"static ok\n");
+    let out = run(Command::new(f.mnt().join("ls")).arg(f.mnt()));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("from-image"));
+    // A binary copied up (chmod) still runs, and so does one written into the upper branch.
+    run(Command::new("chmod").arg("0755").arg(f.mnt().join("ls")));
+    run(Command::new(f.mnt().join("ls")).arg("/"));
+    std::fs::create_dir(f.mnt().join("bin2")).expect("mkdir through the mount");
+    std::fs::copy("/bin/busybox", f.mnt().join("bin2/busybox")).expect("copy through the mount");
+    let out = run(Command::new(f.mnt().join("bin2/busybox")).args(["echo", "written"]));
+    assert_eq!(out.stdout, b"written\n");
+    assert!(f.upper.join("bin2/busybox").exists());
+}
+
+#[test]
+fn container_root_semantics() {
+    let f = Fixture::new("fuse-root", FuseConfig::default());
+    let m = f.mnt();
+    sh(
+        m,
+        "echo secret > secret && chmod 600 secret
+         echo shared > shared && chmod 644 shared
+         mkdir tmp && chmod 1777 tmp
+         mknod null c 1 3 && mkfifo fifo
+         echo a > a && ln a b",
+    );
+    // Kernel permission checks for other users (allow_other + default_permissions).
+    let as_nobody = |script: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script])
+            .current_dir(m)
+            .output()
+            .expect("run setpriv")
+    };
+    assert!(!as_nobody("cat secret").status.success(), "nobody must not read a 0600 root file");
+    assert!(as_nobody("cat shared").status.success(), "nobody may read a 0644 file");
+    assert!(!as_nobody("echo x >> shared").status.success(), "nobody must not write a root 0644 file");
+    assert!(as_nobody("echo mine > tmp/n && cat tmp/n").status.success(), "nobody may create in a 1777 dir");
+    assert_eq!(std::fs::metadata(m.join("tmp/n")).expect("stat").uid(), 65534, "new files belong to their creator");
+    assert!(!as_nobody("rm -f secret").status.success());
+    // Device node and fifo work (dev mount option, kernel-side fifos).
+    sh(m, "echo discard > null && test ! -s null");
+    sh(m, "(echo through-fifo > fifo &) && read line < fifo && test \"$line\" = through-fifo");
+    // Link counts, inode numbers, one device.
+    let (a, b) = (std::fs::metadata(m.join("a")).expect("a"), std::fs::metadata(m.join("b")).expect("b"));
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
+    assert_eq!(a.dev(), std::fs::metadata(m.join("from-image")).expect("stat").dev());
+    let img = std::fs::metadata(m.join("from-image")).expect("stat").ino();
+    sh(m, "echo more >> from-image");
+    assert_eq!(std::fs::metadata(m.join("from-image")).expect("stat").ino(), img, "st_ino changed on copy-up");
+    // Locks: flock and fcntl, seen by other processes.
+    sh(m, "(flock a sleep 1.5 &) ; sleep 0.3; if flock -n a true; then exit 1; fi");
+    let py = "import fcntl,os,sys,time\nfd=os.open('a',os.O_RDWR)\nfcntl.lockf(fd,fcntl.LOCK_EX)\npid=os.fork()\nif pid==0:\n  fd2=os.open('a',os.O_RDWR)\n  try:\n    fcntl.lockf(fd2,fcntl.LOCK_EX|fcntl.LOCK_NB); os._exit(1)\n  except OSError: os._exit(0)\n_,st=os.waitpid(pid,0)\nsys.exit(os.waitstatus_to_exitcode(st))\n";
+    run(Command::new("/usr/bin/python3").arg("-c").arg(py).current_dir(m));
+    // O_DIRECT.
+    sh(m, "dd if=/dev/zero of=direct bs=4096 count=16 oflag=direct status=none && dd if=direct of=/dev/null bs=4096 iflag=direct status=none");
+    assert_eq!(std::fs::metadata(m.join("direct")).expect("stat").len(), 65536);
+}
+
+#[test]
+fn passthrough_is_used_for_local_files() {
+    let f = Fixture::new("fuse-pt", FuseConfig::default());
+    std::fs::read(f.mnt().join("from-image")).expect("read through the mount");
+    sh(f.mnt(), "echo x > new && cat new > /dev/null");
+    assert!(f.mounted().stats().passthrough_opens() > 0, "no open used FUSE passthrough");
+    let g = Fixture::new("fuse-nopt", FuseConfig { passthrough: false, ..FuseConfig::default() });
+    std::fs::read(g.mnt().join("from-image")).expect("read through the mount");
+    assert_eq!(g.mounted().stats().passthrough_opens(), 0);
+}
