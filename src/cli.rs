@@ -276,15 +276,30 @@ pub struct ExecArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Workload to run; repeat for several.
+    /// Workload to run; repeat for several. Available now: `micro` (stat, open+close,
+    /// create+unlink, 4 KiB pread, 1 MiB sequential write and read).
     #[arg(long, value_name = "NAME")]
     pub workload: Vec<String>,
     /// Run every workload.
     #[arg(long, conflicts_with = "workload")]
     pub all: bool,
-    /// Paths to compare, comma-separated (default: every available one).
+    /// Paths to compare, comma-separated (default: every available one): `fuse` (ours,
+    /// kernel cache with passthrough), `fuse-direct` (ours, direct I/O), `fuse-overlayfs`,
+    /// `overlay` (kernel overlayfs), `kernel` (a plain directory).
     #[arg(long, value_delimiter = ',', value_name = "PATH,...")]
     pub paths: Vec<String>,
+    /// Interleaved repetitions per path; medians are over these.
+    #[arg(long, default_value_t = 7, value_name = "N")]
+    pub reps: u32,
+    /// Operations per repetition for the per-operation workloads.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub ops: u32,
+    /// Size of the file for the sequential and pread workloads, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub file_mib: u64,
+    /// Directory for the branches and mounts (default: the temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
     /// Draw the comparison into an SVG file.

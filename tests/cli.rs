@@ -45,7 +45,7 @@ fn unlanded_commands_exit_2_and_say_so() {
         &["mount", "--pool", "t1", "/mnt/x", "--lower", "/a", "--upper", "/b"],
         &["umount", "--pool", "t1", "/mnt/x"],
         &["exec", "--pool", "t1", "--", "true"],
-        &["bench", "--all"],
+        &["bench", "--plot", "/tmp/x.svg"],
         &["inspect"],
     ];
     for args in cases {

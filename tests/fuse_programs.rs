@@ -276,10 +276,19 @@ fn container_root_semantics() {
 #[test]
 fn passthrough_is_used_for_local_files() {
     let f = Fixture::new("fuse-pt", FuseConfig::default());
-    std::fs::read(f.mnt().join("from-image")).expect("read through the mount");
-    sh(f.mnt(), "echo x > new && cat new > /dev/null");
-    assert!(f.mounted().stats().passthrough_opens() > 0, "no open used FUSE passthrough");
+    let big = vec![7u8; 1 << 20];
+    std::fs::write(f.lower.join("big"), &big).expect("seed a large file");
+    std::fs::read(f.mnt().join("from-image")).expect("read a small file");
+    assert_eq!(f.mounted().stats().passthrough_opens(), 0, "small files go through the page cache");
+    assert_eq!(std::fs::read(f.mnt().join("big")).expect("read through the mount"), big);
+    assert_eq!(f.mounted().stats().passthrough_opens(), 1, "a large file uses FUSE passthrough");
+    // Written through passthrough after a copy-up, then read back through a new open.
+    sh(f.mnt(), "dd if=/dev/zero of=big bs=4096 count=1 conv=notrunc status=none");
+    assert_eq!(std::fs::read(f.mnt().join("big")).expect("read").len(), 1 << 20);
+    assert!(f.mounted().stats().passthrough_opens() >= 2);
+    assert_eq!(std::fs::read(f.lower.join("big")).expect("lower"), big, "the image branch is never written");
     let g = Fixture::new("fuse-nopt", FuseConfig { passthrough: false, ..FuseConfig::default() });
-    std::fs::read(g.mnt().join("from-image")).expect("read through the mount");
+    std::fs::write(g.lower.join("big"), &big).expect("seed");
+    std::fs::read(g.mnt().join("big")).expect("read through the mount");
     assert_eq!(g.mounted().stats().passthrough_opens(), 0);
 }

@@ -1,11 +1,55 @@
-//! `polytropon bench` (issues 3, 5 and 9).
+//! `polytropon bench`: run workloads on several paths side by side.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
-use polytropon::cli::BenchArgs;
+use anyhow::{ensure, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use polytropon::bench::{self, BenchOptions, WORKLOADS};
+use polytropon::cli::{BenchArgs, OutputFormat};
 
 use super::not_implemented;
 
-pub fn run(_args: BenchArgs) -> anyhow::Result<ExitCode> {
-    not_implemented("bench")
+static BAR: OnceLock<ProgressBar> = OnceLock::new();
+
+fn progress(done: u64, total: u64) {
+    let bar = BAR.get_or_init(|| {
+        let b = ProgressBar::new(total);
+        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} batches {elapsed}") {
+            b.set_style(style);
+        }
+        b
+    });
+    bar.set_position(done);
+    if done == total {
+        bar.finish_and_clear();
+    }
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.plot.is_some() {
+        return not_implemented("bench --plot");
+    }
+    ensure!(rustix::process::geteuid().is_root(), "bench needs root (it mounts FUSE and overlay filesystems)");
+    let workloads = if args.all || args.workload.is_empty() {
+        WORKLOADS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.workload.clone()
+    };
+    let opts = BenchOptions {
+        workloads,
+        paths: args.paths.clone(),
+        reps: args.reps,
+        ops: args.ops,
+        file_mib: args.file_mib,
+        dir: args.dir.clone(),
+        progress: std::io::stderr().is_terminal().then_some(progress as fn(u64, u64)),
+    };
+    let report = bench::run(&opts)?;
+    match args.format {
+        OutputFormat::Human => println!("{}", report.table()),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).context("cannot encode the report")?),
+    }
+    Ok(ExitCode::SUCCESS)
 }

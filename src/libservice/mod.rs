@@ -14,7 +14,6 @@ pub use types::*;
 
 use std::ffi::OsStr;
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::OwnedFd;
 
 /// Number of the root inode of every libservice (the FUSE convention).
 pub const ROOT_INODE: Inode = 1;
@@ -104,9 +103,10 @@ pub trait FileSystem: Send + Sync {
         enosys()
     }
 
-    /// Called on every `close` of a descriptor of `handle`.
+    /// Called on every `close` of a descriptor of `handle`. `ENOSYS` (the default) means the
+    /// libservice keeps no per-descriptor state to flush; a transport may stop asking.
     fn flush(&self, ctx: &Context, inode: Inode, handle: Handle) -> io::Result<()> {
-        Ok(())
+        enosys()
     }
 
     /// Makes the data (and, unless `datasync`, the metadata) of `inode` durable.
@@ -298,9 +298,9 @@ pub trait FileSystem: Send + Sync {
         Ok(())
     }
 
-    /// A host descriptor for the open file behind `handle`, for zero-copy paths (reflink,
-    /// `copy_file_range`, FUSE passthrough). Backends without one return `ENOSYS`.
-    fn backing_fd(&self, inode: Inode, handle: Handle) -> io::Result<OwnedFd> {
+    /// The host file behind `handle`, for zero-copy paths (reflink, `copy_file_range`, FUSE
+    /// passthrough). Backends without one return `ENOSYS`.
+    fn backing_file(&self, inode: Inode, handle: Handle) -> io::Result<BackingFile> {
         enosys()
     }
 }

@@ -172,3 +172,14 @@ pub struct StatFs {
     pub namelen: u32,
     pub frsize: u32,
 }
+
+/// A host file behind an open handle, for zero-copy paths (reflink, `copy_file_range`, FUSE
+/// passthrough), with the identity of the object it is.
+#[derive(Clone, Debug)]
+pub struct BackingFile {
+    pub fd: std::sync::Arc<std::os::fd::OwnedFd>,
+    /// `(st_dev, st_ino)` of the host object.
+    pub id: (u64, u64),
+    /// Its size when asked for.
+    pub size: u64,
+}

@@ -160,7 +160,7 @@ fn copy_open(
     uh: Handle,
     size: u64,
 ) -> io::Result<()> {
-    let fds = lfs.backing_fd(lower, lh).and_then(|l| Ok((l, ufs.backing_fd(upper, uh)?)));
+    let fds = lfs.backing_file(lower, lh).and_then(|l| Ok((l.fd, ufs.backing_file(upper, uh)?.fd)));
     if let Ok((src, dst)) = &fds {
         if size == u64::try_from(rustix::fs::fstat(src)?.st_size).unwrap_or(0)
             && rustix::fs::ioctl_ficlone(dst, src).is_ok()

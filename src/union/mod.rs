@@ -24,12 +24,11 @@ mod whiteout;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::libservice::{
-    check_access, errno, Attr, Context, DirEntry, Entry, FileKind, FileSystem, Handle, Inode,
+    check_access, errno, Attr, BackingFile, Context, DirEntry, Entry, FileKind, FileSystem, Handle, Inode,
     SetAttr, StatFs, ROOT_INODE,
 };
 use node::{Layer, Layers, NodeState, UNode};
@@ -786,11 +785,11 @@ impl FileSystem for UnionFs {
         }
     }
 
-    fn backing_fd(&self, _inode: Inode, handle: Handle) -> io::Result<OwnedFd> {
+    fn backing_file(&self, _inode: Inode, handle: Handle) -> io::Result<BackingFile> {
         let ctx = self.own;
         let (layer, bh, node) = self.file_handle(&ctx, handle)?;
         let ino = self.node_of_layer_inode(&node, layer).unwrap_or(0);
-        self.fs(layer)?.backing_fd(ino, bh)
+        self.fs(layer)?.backing_file(ino, bh)
     }
 }
 

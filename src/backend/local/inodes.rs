@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::libservice::{Attr, FileKind, Inode, ROOT_INODE};
 
@@ -17,6 +17,15 @@ pub(super) struct InodeData {
     dev: u64,
     /// Lookup references; changed only under the table's write lock.
     refs: AtomicU64,
+    /// The open file shared by plain read-only opens, made on the first one.
+    pub ro: OnceLock<Arc<OwnedFd>>,
+}
+
+impl InodeData {
+    /// `(st_dev, st_ino)` of the object.
+    pub fn id(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
 }
 
 /// Node ids to objects, and host `(st_dev, st_ino)` to node ids so that two names of one object
@@ -37,6 +46,7 @@ impl InodeTable {
             ino: attr.ino,
             dev: attr.dev,
             refs: AtomicU64::new(1),
+            ro: OnceLock::new(),
         };
         table.by_id.insert((attr.dev, attr.ino), ROOT_INODE);
         table.by_inode.insert(ROOT_INODE, Arc::new(root));
@@ -69,6 +79,7 @@ impl InodeTable {
             ino: attr.ino,
             dev: attr.dev,
             refs: AtomicU64::new(1),
+            ro: OnceLock::new(),
         };
         self.by_id.insert(key, inode);
         self.by_inode.insert(inode, Arc::new(data));

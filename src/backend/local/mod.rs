@@ -23,10 +23,13 @@ use rustix::buffer::spare_capacity;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags};
 
 use crate::libservice::{
-    check_name, errno, Attr, Context, DirEntry, Entry, FileKind, FileSystem, Handle, Inode,
+    check_name, errno, Attr, BackingFile, Context, DirEntry, Entry, FileKind, FileSystem, Handle, Inode,
     SetAttr, StatFs, TimeUpdate, Timespec, ROOT_INODE,
 };
 use inodes::{InodeData, InodeTable};
+
+/// `O_LARGEFILE` as the kernel sets it in FUSE open flags (the libc constant is 0 on 64-bit).
+const KERNEL_O_LARGEFILE: i32 = 0o100000;
 
 const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 
@@ -53,7 +56,9 @@ pub struct LocalOptions {
 }
 
 enum HandleData {
-    File(OwnedFd),
+    /// An open file: shared with other read-only handles of the same inode, and the
+    /// `(st_dev, st_ino)` of the object.
+    File(Arc<OwnedFd>, (u64, u64)),
     Dir {
         fd: OwnedFd,
         listing: Mutex<Vec<DirEntry>>,
@@ -156,7 +161,7 @@ impl LocalFs {
     fn file_fd(&self, handle: Handle) -> io::Result<Arc<HandleData>> {
         let h = self.handle(handle)?;
         match &*h {
-            HandleData::File(_) => Ok(h),
+            HandleData::File(..) => Ok(h),
             HandleData::Dir { .. } => Err(errno(libc::EISDIR)),
         }
     }
@@ -290,7 +295,7 @@ impl FileSystem for LocalFs {
         if let Some(h) = handle {
             if let Ok(hd) = self.handle(h) {
                 let fd = match &*hd {
-                    HandleData::File(fd) => fd,
+                    HandleData::File(fd, _) => &**fd,
                     HandleData::Dir { fd, .. } => fd,
                 };
                 return fstat_attr(fd.as_fd());
@@ -330,7 +335,7 @@ impl FileSystem for LocalFs {
         if let Some(size) = set.size {
             match (data.kind, held.as_deref()) {
                 (FileKind::Directory, _) => return Err(errno(libc::EISDIR)),
-                (FileKind::Regular, Some(HandleData::File(fd))) => rfs::ftruncate(fd, size)?,
+                (FileKind::Regular, Some(HandleData::File(fd, _))) => rfs::ftruncate(&**fd, size)?,
                 (FileKind::Regular, _) => {
                     let fd = self.reopen(&data, libc::O_WRONLY)?;
                     rfs::ftruncate(&fd, size)?;
@@ -365,8 +370,22 @@ impl FileSystem for LocalFs {
             FileKind::Symlink => return Err(errno(libc::ELOOP)),
             _ => {}
         }
-        let fd = self.reopen(&data, flags)?;
-        self.insert_handle(HandleData::File(fd))
+        let fd = if flags & !(libc::O_CLOEXEC | KERNEL_O_LARGEFILE | libc::O_NOCTTY) == libc::O_RDONLY
+            && data.kind == FileKind::Regular
+        {
+            // Plain read-only opens share one open file per inode: I/O is positional.
+            match data.ro.get() {
+                Some(fd) => fd.clone(),
+                None => {
+                    let fd = Arc::new(self.reopen(&data, libc::O_RDONLY)?);
+                    let _ = data.ro.set(fd.clone());
+                    fd
+                }
+            }
+        } else {
+            Arc::new(self.reopen(&data, flags)?)
+        };
+        self.insert_handle(HandleData::File(fd, data.id()))
     }
 
     fn create(
@@ -401,7 +420,8 @@ impl FileSystem for LocalFs {
                 return Err(e);
             }
         };
-        let handle = self.insert_handle(HandleData::File(fd))?;
+        let id = (entry.attr.dev, entry.attr.ino);
+        let handle = self.insert_handle(HandleData::File(Arc::new(fd), id))?;
         Ok((entry, handle))
     }
 
@@ -414,7 +434,7 @@ impl FileSystem for LocalFs {
         offset: u64,
     ) -> io::Result<usize> {
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd) = &*h else { return Err(errno(libc::EISDIR)) };
+        let HandleData::File(fd, _) = &*h else { return Err(errno(libc::EISDIR)) };
         Ok(rustix::io::preadv(fd, bufs, offset)?)
     }
 
@@ -428,14 +448,14 @@ impl FileSystem for LocalFs {
     ) -> io::Result<usize> {
         self.writable()?;
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd) = &*h else { return Err(errno(libc::EISDIR)) };
+        let HandleData::File(fd, _) = &*h else { return Err(errno(libc::EISDIR)) };
         Ok(rustix::io::pwritev(fd, bufs, offset)?)
     }
 
     fn fsync(&self, _ctx: &Context, _inode: Inode, handle: Handle, datasync: bool) -> io::Result<()> {
         let h = self.handle(handle)?;
         let fd = match &*h {
-            HandleData::File(fd) => fd,
+            HandleData::File(fd, _) => &**fd,
             HandleData::Dir { fd, .. } => fd,
         };
         if datasync {
@@ -682,7 +702,7 @@ impl FileSystem for LocalFs {
     ) -> io::Result<()> {
         self.writable()?;
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd) = &*h else { return Err(errno(libc::EISDIR)) };
+        let HandleData::File(fd, _) = &*h else { return Err(errno(libc::EISDIR)) };
         let flags = rfs::FallocateFlags::from_bits(mode as u32).ok_or_else(|| errno(libc::EINVAL))?;
         Ok(rfs::fallocate(fd, flags, offset, length)?)
     }
@@ -696,7 +716,7 @@ impl FileSystem for LocalFs {
         whence: i32,
     ) -> io::Result<u64> {
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd) = &*h else { return Err(errno(libc::EISDIR)) };
+        let HandleData::File(fd, _) = &*h else { return Err(errno(libc::EISDIR)) };
         let pos = match whence {
             libc::SEEK_DATA => rfs::SeekFrom::Data(offset),
             libc::SEEK_HOLE => rfs::SeekFrom::Hole(offset),
@@ -715,10 +735,11 @@ impl FileSystem for LocalFs {
         Ok(rfs::syncfs(&fd)?)
     }
 
-    fn backing_fd(&self, _inode: Inode, handle: Handle) -> io::Result<OwnedFd> {
+    fn backing_file(&self, _inode: Inode, handle: Handle) -> io::Result<BackingFile> {
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd) = &*h else { return Err(errno(libc::EISDIR)) };
-        fd.try_clone()
+        let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
+        let size = rfs::fstat(&**fd)?.st_size as u64;
+        Ok(BackingFile { fd: fd.clone(), id: *id, size })
     }
 }
 

@@ -1,9 +1,11 @@
 //! The FUSE adapter: a transport that serves kernel FUSE requests from any libservice.
 //!
-//! Requests that cannot block for long (lookups, attributes, opens, listings, xattr reads) are
-//! answered on fuser's reader thread, which keeps their latency at one kernel round trip;
-//! everything that may block (data I/O, syncs, namespace changes, copy-up) runs on the worker
-//! threads. There is no lock around the libservice: it is `Sync` and serves calls concurrently.
+//! Requests that cannot block for long (lookups, attributes, read-only opens, listings, xattr
+//! reads, and, with `inline_namespace`, namespace changes that copy no file data) are answered
+//! on fuser's reader thread, which keeps their latency at one kernel round trip; everything
+//! that may block (data I/O, syncs, opens for writing, setattr, rename, link and xattr changes,
+//! which may copy a file up) runs on the worker threads. There is no lock around the
+//! libservice: it is `Sync` and serves calls concurrently.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -31,6 +33,8 @@ use crate::libservice::{
 use crate::spec::CacheMode;
 
 const READDIR_BATCH: usize = 128;
+/// `FUSE_DIRECT_IO_ALLOW_MMAP` (Linux 6.6), not among fuser 0.16's constants.
+const FUSE_DIRECT_IO_ALLOW_MMAP: u64 = 1 << 36;
 
 /// Serves one libservice to the kernel.
 pub struct FuseAdapter {
@@ -152,6 +156,17 @@ impl FuseAdapter {
         self.workers.run(job);
     }
 
+    /// Namespace changes that never copy file data (create, mkdir, mknod, symlink, unlink,
+    /// rmdir): the union serialises them on its namespace lock anyway, so with
+    /// `inline_namespace` they run on the reader thread and skip a thread handoff.
+    fn namespace(&self, job: impl FnOnce() + Send + 'static) {
+        if self.cfg.inline_namespace {
+            job();
+        } else {
+            self.workers.run(job);
+        }
+    }
+
     fn entry_ttl(&self) -> Duration {
         self.cfg.entry_ttl
     }
@@ -176,11 +191,12 @@ impl FuseAdapter {
         flags
     }
 
-    /// How a regular file is opened towards the kernel: flags, and a backing id when the
-    /// kernel can do the I/O itself on the backend's host file (passthrough).
+    /// Open flags towards the kernel for opens served by the daemon. With passthrough, other
+    /// opens of a file may change it behind the page cache, so its cache is not kept.
     fn open_reply_flags(&self) -> u32 {
         match self.cfg.cache {
             CacheMode::Direct => FOPEN_DIRECT_IO,
+            CacheMode::Kernel if self.passthrough => 0,
             CacheMode::Kernel => FOPEN_KEEP_CACHE,
         }
     }
@@ -210,7 +226,13 @@ struct PassthroughState {
     /// Open handles and the inode whose mode they count in (none for direct I/O).
     handles: HashMap<Handle, Inode>,
     inodes: HashMap<Inode, InodeMode>,
+    /// Backing files of recently closed inodes, kept registered so that reopening a file
+    /// costs no registration round trip; oldest first.
+    idle: std::collections::VecDeque<(Inode, BackingId, (u64, u64), i32)>,
 }
+
+/// Registered backing files kept for closed inodes.
+const IDLE_BACKING: usize = 256;
 
 /// Whether a backing file opened with `have` serves an open asking for `want`.
 fn covers(have: i32, want: i32) -> bool {
@@ -243,27 +265,45 @@ impl Passthrough {
             None => false,
         };
         if done {
-            // Dropping the backing id unregisters the backing file.
-            st.inodes.remove(&inode);
+            if let Some(InodeMode::Backed { id, file, access, .. }) = st.inodes.remove(&inode) {
+                st.idle.push_back((inode, id, file, access));
+                if st.idle.len() > IDLE_BACKING {
+                    // Dropping a backing id unregisters the backing file.
+                    st.idle.pop_front();
+                }
+            }
         }
     }
 
     /// Answers an open of a regular file.
     #[allow(clippy::too_many_arguments)]
-    fn open(&self, fs: &dyn FileSystem, enabled: bool, stats: &FuseStats, inode: Inode, fh: Handle, access: i32, flags: u32, reply: ReplyOpen) {
+    fn open(&self, fs: &dyn FileSystem, enabled: bool, min_size: u64, stats: &FuseStats, inode: Inode, fh: Handle, access: i32, flags: u32, reply: ReplyOpen) {
         if !enabled {
             return reply.opened(fh, flags);
         }
         let mut st = self.lock();
-        let fd = fs.backing_fd(inode, fh).ok();
-        let file = fd.as_ref().and_then(|fd| rustix::fs::fstat(fd).ok()).map(|s| (s.st_dev, s.st_ino));
-        match (st.inodes.get_mut(&inode), fd, file) {
-            (None, Some(fd), Some(file)) => match reply.open_backing(&fd) {
+        let backing = fs.backing_file(inode, fh).ok().filter(|b| b.size >= min_size);
+        let file = backing.as_ref().map(|b| b.id);
+        if !st.inodes.contains_key(&inode) {
+            if let Some(i) = st.idle.iter().position(|(n, ..)| *n == inode) {
+                if let Some((_, id, f, have)) = st.idle.remove(i) {
+                    if Some(f) == file && covers(have, access) {
+                        stats.add_passthrough();
+                        reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, &id);
+                        st.inodes.insert(inode, InodeMode::Backed { id, file: f, access: have, opens: 1 });
+                        st.handles.insert(fh, inode);
+                        return;
+                    }
+                }
+            }
+        }
+        match (st.inodes.get_mut(&inode), backing, file) {
+            (None, Some(b), Some(file)) => match reply.open_backing(&*b.fd) {
                 Ok(id) => {
+                    stats.add_passthrough();
                     reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, &id);
                     st.inodes.insert(inode, InodeMode::Backed { id, file, access, opens: 1 });
                     st.handles.insert(fh, inode);
-                    stats.add_passthrough();
                 }
                 Err(e) => {
                     debug!("passthrough refused for inode {inode}: {e}");
@@ -275,10 +315,10 @@ impl Passthrough {
             (Some(InodeMode::Backed { id, file: f, access: have, opens }), _, Some(file))
                 if *f == file && covers(*have, access) =>
             {
+                stats.add_passthrough();
                 reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, id);
                 *opens += 1;
                 st.handles.insert(fh, inode);
-                stats.add_passthrough();
             }
             (Some(InodeMode::Backed { .. }), _, _) => reply.opened(fh, (flags & !FOPEN_KEEP_CACHE) | FOPEN_DIRECT_IO),
             (Some(InodeMode::Cached(n)), _, _) => {
@@ -307,6 +347,8 @@ impl fuser::Filesystem for FuseAdapter {
                 && config.set_max_stack_depth(2).is_ok()
             {
                 self.passthrough = true;
+                // mmap of files opened with direct I/O (those made by `create`).
+                let _ = config.add_capabilities(FUSE_DIRECT_IO_ALLOW_MMAP);
             } else if config.add_capabilities(FUSE_WRITEBACK_CACHE).is_ok() {
                 self.writeback = true;
             }
@@ -374,7 +416,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn mknod(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
         let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), name.to_owned());
-        self.heavy(move || match fs.mknod(&c, parent, &name, mode, rdev.into(), umask) {
+        self.namespace(move || match fs.mknod(&c, parent, &name, mode, rdev.into(), umask) {
             Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
             Err(e) => reply.error(err(e)),
         });
@@ -382,7 +424,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn mkdir(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), name.to_owned());
-        self.heavy(move || match fs.mkdir(&c, parent, &name, mode, umask) {
+        self.namespace(move || match fs.mkdir(&c, parent, &name, mode, umask) {
             Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
             Err(e) => reply.error(err(e)),
         });
@@ -390,7 +432,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn unlink(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
         let (fs, c, name) = (self.fs.clone(), ctx(req), name.to_owned());
-        self.heavy(move || match fs.unlink(&c, parent, &name) {
+        self.namespace(move || match fs.unlink(&c, parent, &name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
@@ -398,7 +440,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn rmdir(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
         let (fs, c, name) = (self.fs.clone(), ctx(req), name.to_owned());
-        self.heavy(move || match fs.rmdir(&c, parent, &name) {
+        self.namespace(move || match fs.rmdir(&c, parent, &name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
@@ -407,7 +449,7 @@ impl fuser::Filesystem for FuseAdapter {
     fn symlink(&mut self, req: &Request<'_>, parent: u64, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         let (fs, c, ttl) = (self.fs.clone(), ctx(req), self.entry_ttl());
         let (name, target) = (link_name.to_owned(), target.as_os_str().to_owned());
-        self.heavy(move || match fs.symlink(&c, &target, parent, &name) {
+        self.namespace(move || match fs.symlink(&c, &target, parent, &name) {
             Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
             Err(e) => reply.error(err(e)),
         });
@@ -433,9 +475,9 @@ impl fuser::Filesystem for FuseAdapter {
     fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
         let bflags = self.backend_flags(flags);
         let (fs, c, backing, pt, stats) = (self.fs.clone(), ctx(req), self.backing.clone(), self.passthrough, self.stats.clone());
-        let oflags = self.open_reply_flags();
+        let (oflags, min_size) = (self.open_reply_flags(), self.cfg.passthrough_min_size);
         let job = move || match fs.open(&c, ino, bflags) {
-            Ok(fh) => backing.open(&*fs, pt, &stats, ino, fh, bflags & libc::O_ACCMODE, oflags, reply),
+            Ok(fh) => backing.open(&*fs, pt, min_size, &stats, ino, fh, bflags & libc::O_ACCMODE, oflags, reply),
             Err(e) => reply.error(err(e)),
         };
         // An open for writing may copy a lower file up: that is worker work.
@@ -587,8 +629,11 @@ impl fuser::Filesystem for FuseAdapter {
     fn create(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
         let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), name.to_owned());
         let bflags = self.backend_flags(flags);
-        let (backing, pt, oflags) = (self.backing.clone(), self.passthrough, self.open_reply_flags());
-        self.heavy(move || match fs.create(&c, parent, &name, mode, umask, bflags) {
+        // A file made by `create` cannot be passthrough (fuser 0.16); with passthrough on, it is
+        // written through the daemon with direct I/O rather than through a second page cache.
+        let (backing, pt) = (self.backing.clone(), self.passthrough);
+        let oflags = if pt { FOPEN_DIRECT_IO } else { self.open_reply_flags() };
+        self.namespace(move || match fs.create(&c, parent, &name, mode, umask, bflags) {
             Ok((e, fh)) => {
                 if pt {
                     backing.note_cached(e.inode, fh);

@@ -25,8 +25,14 @@ pub struct FuseConfig {
     pub entry_ttl: Duration,
     /// Use FUSE passthrough for files with a host descriptor (kernel mode only).
     pub passthrough: bool,
+    /// Files smaller than this are served through the page cache instead of passthrough:
+    /// for them the kernel's per-open backing-file setup costs more than it saves.
+    pub passthrough_min_size: u64,
     /// Worker threads for requests that may block.
     pub workers: usize,
+    /// Run create/mkdir/mknod/symlink/unlink/rmdir on the reader thread (right for backends
+    /// that answer in microseconds, like the local one).
+    pub inline_namespace: bool,
 }
 
 impl FuseConfig {
@@ -39,7 +45,9 @@ impl FuseConfig {
             attr_ttl: secs(cache.attr_timeout),
             entry_ttl: secs(cache.entry_timeout),
             passthrough: cache.passthrough,
+            passthrough_min_size: 64 << 10,
             workers: (cpus * 2).max(4),
+            inline_namespace: true,
         }
     }
 }

@@ -1,0 +1,115 @@
+//! The paths a benchmark compares, each set up over the same read-only lower branch and torn
+//! down afterwards (mounts, daemons, directories).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::backend::local::{LocalFs, LocalOptions};
+use crate::libservice::FileSystem;
+use crate::service::fuse::{self, FuseConfig, Mounted};
+use crate::spec::CacheMode;
+use crate::union::UnionFs;
+
+/// Every path name `bench` knows, in display order.
+pub const ALL: [&str; 5] = ["fuse", "fuse-direct", "fuse-overlayfs", "overlay", "kernel"];
+
+/// One path being measured: a directory to run the workload in.
+#[allow(missing_debug_implementations)] // holds mounts, nothing worth printing
+pub struct Target {
+    pub name: String,
+    pub root: PathBuf,
+    guard: Guard,
+}
+
+enum Guard {
+    Ours(Option<Mounted>),
+    Kernel(PathBuf),
+    None,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        match &mut self.guard {
+            Guard::Ours(m) => drop(m.take()),
+            Guard::Kernel(mnt) => unmount_wait(mnt),
+            Guard::None => {}
+        }
+    }
+}
+
+fn unmount_wait(mnt: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rustix::mount::unmount(mnt, rustix::mount::UnmountFlags::empty()).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = rustix::mount::unmount(mnt, rustix::mount::UnmountFlags::DETACH);
+}
+
+/// Whether `name` can run on this host, and if not, why.
+pub fn availability(name: &str) -> Result<(), String> {
+    let has = |bin: &str| std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()));
+    let overlay = std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("overlay"));
+    match name {
+        "fuse" | "fuse-direct" if !Path::new("/dev/fuse").exists() => Err("/dev/fuse is missing".into()),
+        "fuse-overlayfs" if !has("fuse-overlayfs") => Err("fuse-overlayfs is not installed".into()),
+        "overlay" if !overlay => Err("kernel overlayfs is not available".into()),
+        "fuse" | "fuse-direct" | "fuse-overlayfs" | "overlay" | "kernel" => Ok(()),
+        other => Err(format!("unknown path {other:?}; known: {}", ALL.join(", "))),
+    }
+}
+
+fn dirs(base: &Path, name: &str) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    let d = base.join(name);
+    let (upper, work, mnt) = (d.join("upper"), d.join("work"), d.join("mnt"));
+    for p in [&upper, &work, &mnt] {
+        std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+    }
+    Ok((upper, work, mnt))
+}
+
+fn local(p: &Path, read_only: bool) -> anyhow::Result<Arc<dyn FileSystem>> {
+    Ok(Arc::new(LocalFs::new(p, LocalOptions { read_only }).with_context(|| format!("branch {}", p.display()))?))
+}
+
+/// Sets up path `name` over `lower` with scratch space under `base`.
+pub fn setup(name: &str, lower: &Path, base: &Path) -> anyhow::Result<Target> {
+    let (upper, work, mnt) = dirs(base, name)?;
+    let guard = match name {
+        "fuse" | "fuse-direct" => {
+            let union: Arc<dyn FileSystem> = Arc::new(UnionFs::new(Some(local(&upper, false)?), vec![local(lower, true)?])?);
+            let mut cfg = FuseConfig::default();
+            if name == "fuse-direct" {
+                cfg.cache = CacheMode::Direct;
+            }
+            Guard::Ours(Some(fuse::spawn(union, &mnt, &cfg).context("cannot mount our FUSE path")?))
+        }
+        "fuse-overlayfs" => {
+            let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+            let out = Command::new("fuse-overlayfs").arg("-o").arg(opts).arg(&mnt).output().context("cannot run fuse-overlayfs")?;
+            if !out.status.success() {
+                bail!("fuse-overlayfs failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+            Guard::Kernel(mnt.clone())
+        }
+        "overlay" => {
+            let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+            let data = std::ffi::CString::new(opts).context("overlay options")?;
+            rustix::mount::mount("overlay", &mnt, "overlay", rustix::mount::MountFlags::empty(), Some(data.as_c_str()))
+                .context("cannot mount kernel overlayfs")?;
+            Guard::Kernel(mnt.clone())
+        }
+        "kernel" => {
+            let out = Command::new("cp").arg("-a").arg(lower.join(".")).arg(&mnt).output().context("cannot run cp")?;
+            if !out.status.success() {
+                bail!("cp -a failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+            Guard::None
+        }
+        other => bail!("unknown path {other:?}"),
+    };
+    Ok(Target { name: name.to_string(), root: mnt, guard })
+}
