@@ -152,7 +152,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l detach -d
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -s V -l version -d 'Print version'
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l workload -d 'Workload to run; repeat for several. Available now: `micro` (stat, open+close, create+unlink, 4 KiB pread, 1 MiB sequential write and read)' -r
-complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l paths -d 'Paths to compare, comma-separated (default: every available one): `fuse` (ours, kernel cache with passthrough), `fuse-direct` (ours, direct I/O), `fuse-overlayfs`, `overlay` (kernel overlayfs), `kernel` (a plain directory)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l paths -d 'Paths to compare, comma-separated (default: every available one): `fuse` (ours, kernel cache with passthrough), `fuse-writeback` (ours, kernel cache with the writeback cache instead of passthrough), `fuse-direct` (ours, direct I/O), `fuse-overlayfs`, `overlay` (kernel overlayfs), `kernel` (a plain directory)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l reps -d 'Interleaved repetitions per path; medians are over these' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l ops -d 'Operations per repetition for the per-operation workloads' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l file-mib -d 'Size of the file for the sequential and pread workloads, in MiB' -r

@@ -284,7 +284,8 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with = "workload")]
     pub all: bool,
     /// Paths to compare, comma-separated (default: every available one): `fuse` (ours,
-    /// kernel cache with passthrough), `fuse-direct` (ours, direct I/O), `fuse-overlayfs`,
+    /// kernel cache with passthrough), `fuse-writeback` (ours, kernel cache with the writeback
+    /// cache instead of passthrough), `fuse-direct` (ours, direct I/O), `fuse-overlayfs`,
     /// `overlay` (kernel overlayfs), `kernel` (a plain directory).
     #[arg(long, value_delimiter = ',', value_name = "PATH,...")]
     pub paths: Vec<String>,

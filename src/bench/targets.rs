@@ -15,7 +15,7 @@ use crate::spec::CacheMode;
 use crate::union::UnionFs;
 
 /// Every path name `bench` knows, in display order.
-pub const ALL: [&str; 5] = ["fuse", "fuse-direct", "fuse-overlayfs", "overlay", "kernel"];
+pub const ALL: [&str; 6] = ["fuse", "fuse-writeback", "fuse-direct", "fuse-overlayfs", "overlay", "kernel"];
 
 /// One path being measured: a directory to run the workload in.
 #[allow(missing_debug_implementations)] // holds mounts, nothing worth printing
@@ -54,10 +54,10 @@ pub fn availability(name: &str) -> Result<(), String> {
     let has = |bin: &str| std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()));
     let overlay = std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("overlay"));
     match name {
-        "fuse" | "fuse-direct" if !Path::new("/dev/fuse").exists() => Err("/dev/fuse is missing".into()),
+        "fuse" | "fuse-writeback" | "fuse-direct" if !Path::new("/dev/fuse").exists() => Err("/dev/fuse is missing".into()),
         "fuse-overlayfs" if !has("fuse-overlayfs") => Err("fuse-overlayfs is not installed".into()),
         "overlay" if !overlay => Err("kernel overlayfs is not available".into()),
-        "fuse" | "fuse-direct" | "fuse-overlayfs" | "overlay" | "kernel" => Ok(()),
+        "fuse" | "fuse-writeback" | "fuse-direct" | "fuse-overlayfs" | "overlay" | "kernel" => Ok(()),
         other => Err(format!("unknown path {other:?}; known: {}", ALL.join(", "))),
     }
 }
@@ -79,11 +79,13 @@ fn local(p: &Path, read_only: bool) -> anyhow::Result<Arc<dyn FileSystem>> {
 pub fn setup(name: &str, lower: &Path, base: &Path) -> anyhow::Result<Target> {
     let (upper, work, mnt) = dirs(base, name)?;
     let guard = match name {
-        "fuse" | "fuse-direct" => {
+        "fuse" | "fuse-writeback" | "fuse-direct" => {
             let union: Arc<dyn FileSystem> = Arc::new(UnionFs::new(Some(local(&upper, false)?), vec![local(lower, true)?])?);
             let mut cfg = FuseConfig::default();
-            if name == "fuse-direct" {
-                cfg.cache = CacheMode::Direct;
+            match name {
+                "fuse-direct" => cfg.cache = CacheMode::Direct,
+                "fuse-writeback" => cfg.passthrough = false,
+                _ => {}
             }
             Guard::Ours(Some(fuse::spawn(union, &mnt, &cfg).context("cannot mount our FUSE path")?))
         }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::consts::{
-    FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FUSE_ASYNC_DIO, FUSE_CACHE_SYMLINKS, FUSE_PARALLEL_DIROPS,
+    FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FUSE_ASYNC_DIO, FUSE_AUTO_INVAL_DATA, FUSE_CACHE_SYMLINKS, FUSE_PARALLEL_DIROPS,
     FUSE_PASSTHROUGH, FUSE_WRITEBACK_CACHE,
 };
 use fuser::{
@@ -191,12 +191,12 @@ impl FuseAdapter {
         flags
     }
 
-    /// Open flags towards the kernel for opens served by the daemon. With passthrough, other
-    /// opens of a file may change it behind the page cache, so its cache is not kept.
+    /// Open flags towards the kernel for opens served by the daemon. The page cache is kept
+    /// across opens; with passthrough, `Passthrough::open` drops it for a file written through
+    /// passthrough since (the only way it can change behind the cache).
     fn open_reply_flags(&self) -> u32 {
         match self.cfg.cache {
             CacheMode::Direct => FOPEN_DIRECT_IO,
-            CacheMode::Kernel if self.passthrough => 0,
             CacheMode::Kernel => FOPEN_KEEP_CACHE,
         }
     }
@@ -223,13 +223,24 @@ enum InodeMode {
 
 #[derive(Debug, Default)]
 struct PassthroughState {
-    /// Open handles and the inode whose mode they count in (none for direct I/O).
-    handles: HashMap<Handle, Inode>,
+    /// Open handles: the inode whose mode they count in, and whether they write around the
+    /// page cache (passthrough or direct I/O with write access).
+    handles: HashMap<Handle, (Inode, bool)>,
     inodes: HashMap<Inode, InodeMode>,
     /// Backing files of recently closed inodes, kept registered so that reopening a file
     /// costs no registration round trip; oldest first.
     idle: std::collections::VecDeque<(Inode, BackingId, (u64, u64), i32)>,
+    /// Inodes written through passthrough since their last cached open: the page cache of
+    /// such an inode may be stale, so its next cached open drops it (no `FOPEN_KEEP_CACHE`).
+    stale: std::collections::HashSet<Inode>,
+    /// Inodes last seen below the passthrough size threshold and not opened for writing
+    /// since: their read-only opens skip the size check (a heuristic: cached mode is always
+    /// correct, only slower for a large file).
+    small: std::collections::HashSet<Inode>,
 }
+
+/// Bound of `PassthroughState::small`.
+const SMALL_MEMO: usize = 1 << 16;
 
 /// Registered backing files kept for closed inodes.
 const IDLE_BACKING: usize = 256;
@@ -244,19 +255,24 @@ impl Passthrough {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a cached open (from `create`).
-    fn note_cached(&self, inode: Inode, fh: Handle) {
+    /// Counts the open made by `create` (direct I/O, counted as cached for the kernel's
+    /// per-inode mode, since mmap may put it in caching mode).
+    fn note_created(&self, inode: Inode, fh: Handle) {
         let mut st = self.lock();
         match st.inodes.entry(inode).or_insert(InodeMode::Cached(0)) {
             InodeMode::Cached(n) => *n += 1,
             InodeMode::Backed { .. } => return,
         }
-        st.handles.insert(fh, inode);
+        st.stale.insert(inode);
+        st.handles.insert(fh, (inode, true));
     }
 
     fn release(&self, fh: Handle) {
         let mut st = self.lock();
-        let Some(inode) = st.handles.remove(&fh) else { return };
+        let Some((inode, writer)) = st.handles.remove(&fh) else { return };
+        if writer {
+            st.stale.insert(inode);
+        }
         let done = match st.inodes.get_mut(&inode) {
             Some(InodeMode::Cached(n)) | Some(InodeMode::Backed { opens: n, .. }) => {
                 *n = n.saturating_sub(1);
@@ -282,16 +298,33 @@ impl Passthrough {
             return reply.opened(fh, flags);
         }
         let mut st = self.lock();
-        let backing = fs.backing_file(inode, fh).ok().filter(|b| b.size >= min_size);
+        let known_small = access == libc::O_RDONLY && st.small.contains(&inode);
+        if access != libc::O_RDONLY {
+            st.small.remove(&inode);
+        }
+        let backing = if known_small { None } else { fs.backing_file(inode, fh).ok() };
+        let backing = match backing {
+            Some(b) if b.size < min_size => {
+                if st.small.len() >= SMALL_MEMO {
+                    st.small.clear();
+                }
+                st.small.insert(inode);
+                None
+            }
+            b => b,
+        };
         let file = backing.as_ref().map(|b| b.id);
         if !st.inodes.contains_key(&inode) {
             if let Some(i) = st.idle.iter().position(|(n, ..)| *n == inode) {
                 if let Some((_, id, f, have)) = st.idle.remove(i) {
                     if Some(f) == file && covers(have, access) {
+                        if access != libc::O_RDONLY {
+                            st.stale.insert(inode);
+                        }
                         stats.add_passthrough();
                         reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, &id);
                         st.inodes.insert(inode, InodeMode::Backed { id, file: f, access: have, opens: 1 });
-                        st.handles.insert(fh, inode);
+                        st.handles.insert(fh, (inode, access != libc::O_RDONLY));
                         return;
                     }
                 }
@@ -300,16 +333,19 @@ impl Passthrough {
         match (st.inodes.get_mut(&inode), backing, file) {
             (None, Some(b), Some(file)) => match reply.open_backing(&*b.fd) {
                 Ok(id) => {
+                    if access != libc::O_RDONLY {
+                        st.stale.insert(inode);
+                    }
                     stats.add_passthrough();
                     reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, &id);
                     st.inodes.insert(inode, InodeMode::Backed { id, file, access, opens: 1 });
-                    st.handles.insert(fh, inode);
+                    st.handles.insert(fh, (inode, access != libc::O_RDONLY));
                 }
                 Err(e) => {
                     debug!("passthrough refused for inode {inode}: {e}");
                     st.inodes.insert(inode, InodeMode::Cached(1));
-                    st.handles.insert(fh, inode);
-                    reply.opened(fh, flags);
+                    st.handles.insert(fh, (inode, false));
+                    reply.opened(fh, flags & !FOPEN_KEEP_CACHE);
                 }
             },
             (Some(InodeMode::Backed { id, file: f, access: have, opens }), _, Some(file))
@@ -318,17 +354,27 @@ impl Passthrough {
                 stats.add_passthrough();
                 reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, id);
                 *opens += 1;
-                st.handles.insert(fh, inode);
+                st.handles.insert(fh, (inode, access != libc::O_RDONLY));
+                if access != libc::O_RDONLY {
+                    st.stale.insert(inode);
+                }
             }
-            (Some(InodeMode::Backed { .. }), _, _) => reply.opened(fh, (flags & !FOPEN_KEEP_CACHE) | FOPEN_DIRECT_IO),
+            (Some(InodeMode::Backed { .. }), _, _) => {
+                if access != libc::O_RDONLY {
+                    st.stale.insert(inode);
+                }
+                reply.opened(fh, (flags & !FOPEN_KEEP_CACHE) | FOPEN_DIRECT_IO);
+            }
             (Some(InodeMode::Cached(n)), _, _) => {
                 *n += 1;
-                st.handles.insert(fh, inode);
+                st.handles.insert(fh, (inode, false));
+                let flags = if st.stale.remove(&inode) { flags & !FOPEN_KEEP_CACHE } else { flags };
                 reply.opened(fh, flags);
             }
             (None, _, _) => {
                 st.inodes.insert(inode, InodeMode::Cached(1));
-                st.handles.insert(fh, inode);
+                st.handles.insert(fh, (inode, false));
+                let flags = if st.stale.remove(&inode) { flags & !FOPEN_KEEP_CACHE } else { flags };
                 reply.opened(fh, flags);
             }
         }
@@ -338,6 +384,8 @@ impl Passthrough {
 impl fuser::Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), i32> {
         let _ = config.add_capabilities(FUSE_PARALLEL_DIROPS | FUSE_ASYNC_DIO | FUSE_CACHE_SYMLINKS);
+        // Drop cached pages when a file's size or mtime is seen to change.
+        let _ = config.add_capabilities(FUSE_AUTO_INVAL_DATA);
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_background(64);
@@ -636,7 +684,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.namespace(move || match fs.create(&c, parent, &name, mode, umask, bflags) {
             Ok((e, fh)) => {
                 if pt {
-                    backing.note_cached(e.inode, fh);
+                    backing.note_created(e.inode, fh);
                 }
                 reply.created(&ttl, &fuse_attr(&e.attr), e.generation, fh, oflags);
             }
