@@ -56,7 +56,7 @@ impl UnionFs {
         name: &OsStr,
         is_dir: bool,
         mut make: impl FnMut(&dyn FileSystem, Inode, &OsStr) -> io::Result<Entry>,
-    ) -> io::Result<Arc<UNode>> {
+    ) -> io::Result<(Arc<UNode>, crate::libservice::Attr)> {
         if !parent.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
@@ -64,12 +64,14 @@ impl UnionFs {
         if whiteout::is_scratch(name) {
             return Err(errno(libc::EINVAL));
         }
-        if self.lookup_held(ctx, parent, name)?.is_some() {
+        let probe = self.resolve(ctx, &parent.layers(), name)?;
+        if !probe.found.is_empty() {
+            self.forget_found(&probe.found);
             return Err(errno(libc::EEXIST));
         }
         let ufs = self.upper_fs()?;
         let dir = self.copy_up(ctx, parent, None)?;
-        let entry = if self.upper_whiteout(ctx, dir, name)? {
+        let entry = if probe.upper_whiteout {
             let scratch = self.scratch_name();
             let e = make(ufs, dir, &scratch)?;
             let placed = if is_dir {
@@ -88,7 +90,9 @@ impl UnionFs {
         } else {
             make(ufs, dir, name)?
         };
-        Ok(self.register_new(parent, name, &entry))
+        let node = self.register_new(parent, name, &entry);
+        let attr = self.adjust(&node, entry.attr);
+        Ok((node, attr))
     }
 
     /// Removes whiteouts (and stray scratch entries) left in the upper directory of `node`

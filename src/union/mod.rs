@@ -65,6 +65,8 @@ pub struct UnionFs {
     handles: Mutex<HashMap<Handle, Arc<UHandle>>>,
     next_handle: AtomicU64,
     scratch_seq: AtomicU64,
+    /// OCI markers of lower directories, by `(layer, branch inode)`.
+    oci: Mutex<HashMap<(Layer, Inode), Option<Arc<whiteout::OciMarkers>>>>,
     /// Credentials for the union's own objects (whiteouts, scratch entries).
     own: Context,
 }
@@ -78,6 +80,9 @@ impl std::fmt::Debug for UnionFs {
     }
 }
 
+/// Lower directories whose OCI markers are remembered (the cache restarts beyond this).
+const OCI_CACHE: usize = 1 << 16;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -89,8 +94,11 @@ fn is_enoent(e: &io::Error) -> bool {
 /// What a name resolves to across the branches of one directory.
 #[derive(Default)]
 struct Resolved {
-    /// `(layer, entry)`, topmost first; one entry for a non-directory.
+    /// `(layer, entry)`, topmost first; one entry for a non-directory; empty when the name
+    /// does not exist.
     found: Vec<(Layer, Entry)>,
+    /// The search ended at a whiteout in the upper branch.
+    upper_whiteout: bool,
 }
 
 impl UnionFs {
@@ -113,6 +121,7 @@ impl UnionFs {
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             scratch_seq: AtomicU64::new(0),
+            oci: Mutex::new(HashMap::new()),
             own: Context::current(),
         };
         let mut layers = Layers::default();
@@ -191,19 +200,46 @@ impl UnionFs {
         }
     }
 
+    /// OCI markers of lower directory `dir` of `layer`, read once (lower branches never
+    /// change); `None` when it has none.
+    fn oci_markers(&self, ctx: &Context, layer: Layer, dir: Inode) -> io::Result<Option<Arc<whiteout::OciMarkers>>> {
+        if let Some(m) = lock(&self.oci).get(&(layer, dir)) {
+            return Ok(m.clone());
+        }
+        let m = whiteout::read_oci_markers(self.fs(layer)?, ctx, dir)?.map(Arc::new);
+        let mut cache = lock(&self.oci);
+        if cache.len() >= OCI_CACHE {
+            cache.clear();
+        }
+        cache.insert((layer, dir), m.clone());
+        Ok(m)
+    }
+
+    /// Whether directory `dir` of `layer` is opaque (xattr form; OCI form in lower branches).
+    fn is_opaque(&self, ctx: &Context, layer: Layer, dir: Inode) -> io::Result<bool> {
+        if whiteout::has_opaque_xattr(self.fs(layer)?, ctx, dir)? {
+            return Ok(true);
+        }
+        Ok(layer > 0 && self.oci_markers(ctx, layer, dir)?.is_some_and(|m| m.opaque))
+    }
+
     /// Resolves `name` across the branches of directory `dir` (layers as given).
     fn resolve(&self, ctx: &Context, dir: &Layers, name: &OsStr) -> io::Result<Resolved> {
         let mut res = Resolved::default();
         for (layer, dino) in dir.all() {
             let fs = self.fs(layer)?;
-            let lower = layer > 0;
-            if lower {
+            if layer > 0 {
                 if whiteout::is_oci_marker(name) {
                     // `.wh.*` entries of a lower branch are markers, never visible objects.
                     continue;
                 }
-                if whiteout::exists(fs, ctx, dino, &whiteout::oci_whiteout_name(name))? {
-                    break;
+                match self.oci_markers(ctx, layer, dino) {
+                    Ok(Some(m)) if m.hidden.contains(name) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.forget_found(&res.found);
+                        return Err(e);
+                    }
                 }
             }
             let e = match fs.lookup(ctx, dino, name) {
@@ -216,6 +252,7 @@ impl UnionFs {
             };
             if e.attr.is_whiteout() {
                 fs.forget(e.inode, 1);
+                res.upper_whiteout = layer == 0;
                 break;
             }
             let is_dir = e.attr.kind() == FileKind::Directory;
@@ -228,7 +265,7 @@ impl UnionFs {
             if !is_dir {
                 break;
             }
-            match whiteout::is_opaque(fs, ctx, e.inode, lower) {
+            match self.is_opaque(ctx, layer, e.inode) {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(err) => {
@@ -237,9 +274,6 @@ impl UnionFs {
                 }
             }
         }
-        if res.found.is_empty() {
-            return Err(errno(libc::ENOENT));
-        }
         Ok(res)
     }
 
@@ -247,18 +281,14 @@ impl UnionFs {
     /// there must then leave a whiteout).
     fn lower_positive(&self, ctx: &Context, dir: &UNode, name: &OsStr) -> io::Result<bool> {
         let layers = Layers { upper: None, lowers: dir.layers().lowers };
-        match self.resolve(ctx, &layers, name) {
-            Ok(r) => {
-                self.forget_found(&r.found);
-                Ok(true)
-            }
-            Err(e) if is_enoent(&e) => Ok(false),
-            Err(e) => Err(e),
-        }
+        let r = self.resolve(ctx, &layers, name)?;
+        self.forget_found(&r.found);
+        Ok(!r.found.is_empty())
     }
 
-    /// Looks up `name` in `parent` and returns its union inode with one more lookup reference.
-    fn lookup_node(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr) -> io::Result<Arc<UNode>> {
+    /// Looks up `name` in `parent` and returns its union inode, with one more lookup
+    /// reference, and its attributes as the union reports them.
+    fn lookup_node(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr) -> io::Result<(Arc<UNode>, Attr)> {
         if !parent.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
@@ -267,7 +297,7 @@ impl UnionFs {
             return Err(errno(libc::ENOENT));
         }
         let res = self.resolve(ctx, &parent.layers(), name)?;
-        let (top_layer, top) = res.found[0];
+        let Some(&(top_layer, top)) = res.found.first() else { return Err(errno(libc::ENOENT)) };
         let ino = self.ino_for(top_layer, &top.attr);
         let mut nodes = lock(&self.nodes);
         if let Some(existing) = nodes.get(&ino) {
@@ -277,7 +307,8 @@ impl UnionFs {
                 drop(nodes);
                 self.forget_found(&res.found);
                 existing.state().parent = Some((parent.clone(), name.to_owned()));
-                return Ok(existing);
+                let attr = self.adjust(&existing, top.attr);
+                return Ok((existing, attr));
             }
         }
         let mut layers = Layers::default();
@@ -291,7 +322,9 @@ impl UnionFs {
         let state = NodeState { parent: Some((parent.clone(), name.to_owned())), layers };
         let node = Arc::new(UNode::new(ino, top.attr.kind(), state, 1));
         nodes.insert(ino, node.clone());
-        Ok(node)
+        drop(nodes);
+        let attr = self.adjust(&node, top.attr);
+        Ok((node, attr))
     }
 
     /// Like `lookup_node`, but `None` when the name does not exist.
@@ -302,7 +335,7 @@ impl UnionFs {
         name: &OsStr,
     ) -> io::Result<Option<Arc<UNode>>> {
         match self.lookup_node(ctx, parent, name) {
-            Ok(n) => Ok(Some(n)),
+            Ok((n, _)) => Ok(Some(n)),
             Err(e) if is_enoent(&e) => Ok(None),
             Err(e) => Err(e),
         }
@@ -349,18 +382,22 @@ impl UnionFs {
         node.state().parent = None;
     }
 
-    /// Attributes as the union reports them.
-    fn attr_of(&self, ctx: &Context, node: &UNode) -> io::Result<Attr> {
-        let layers = node.layers();
-        let (layer, ino) = layers.top().ok_or_else(|| errno(libc::ESTALE))?;
-        let mut attr = self.fs(layer)?.getattr(ctx, ino, None)?;
+    /// Attributes as the union reports them, from the topmost branch object's.
+    fn adjust(&self, node: &UNode, mut attr: Attr) -> Attr {
         attr.ino = node.ino;
         attr.dev = 0;
-        if node.is_dir() && layers.is_merged() {
+        if node.is_dir() && node.layers().is_merged() {
             // As overlayfs: the real count is unknown for a merged directory.
             attr.nlink = 1;
         }
-        Ok(attr)
+        attr
+    }
+
+    /// Attributes as the union reports them.
+    fn attr_of(&self, ctx: &Context, node: &UNode) -> io::Result<Attr> {
+        let (layer, ino) = node.layers().top().ok_or_else(|| errno(libc::ESTALE))?;
+        let attr = self.fs(layer)?.getattr(ctx, ino, None)?;
+        Ok(self.adjust(node, attr))
     }
 
     fn entry_of(&self, ctx: &Context, node: &UNode) -> io::Result<Entry> {
@@ -425,8 +462,8 @@ impl FileSystem for UnionFs {
     fn lookup(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<Entry> {
         let _ns = self.read_ns();
         let p = self.node(parent)?;
-        let node = self.lookup_node(ctx, &p, name)?;
-        self.entry_of(ctx, &node).inspect_err(|_| self.unref(&node, 1))
+        let (node, attr) = self.lookup_node(ctx, &p, name)?;
+        Ok(Entry { inode: node.ino, generation: 0, attr })
     }
 
     fn forget(&self, inode: Inode, count: u64) {
@@ -489,13 +526,13 @@ impl FileSystem for UnionFs {
         let _ns = self.write_ns();
         let p = self.node(parent)?;
         let mut bh = None;
-        let node = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
+        let (node, attr) = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
             let (e, h) = ufs.create(ctx, dir, n, mode, umask, flags)?;
             bh = Some(h);
             Ok(e)
         })?;
         let bh = bh.ok_or_else(|| errno(libc::EIO))?;
-        let entry = self.entry_of(ctx, &node)?;
+        let entry = Entry { inode: node.ino, generation: 0, attr };
         let h = self.insert_handle(UHandle::File { node, open: Mutex::new((0, bh)), flags });
         Ok((entry, h))
     }
@@ -561,10 +598,10 @@ impl FileSystem for UnionFs {
     ) -> io::Result<Entry> {
         let _ns = self.write_ns();
         let p = self.node(parent)?;
-        let node = self.create_in_upper(ctx, &p, name, true, |ufs, dir, n| {
+        let (node, attr) = self.create_in_upper(ctx, &p, name, true, |ufs, dir, n| {
             ufs.mkdir(ctx, dir, n, mode, umask)
         })?;
-        self.entry_of(ctx, &node)
+        Ok(Entry { inode: node.ino, generation: 0, attr })
     }
 
     fn mknod(
@@ -578,10 +615,10 @@ impl FileSystem for UnionFs {
     ) -> io::Result<Entry> {
         let _ns = self.write_ns();
         let p = self.node(parent)?;
-        let node = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
+        let (node, attr) = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
             ufs.mknod(ctx, dir, n, mode, rdev, umask)
         })?;
-        self.entry_of(ctx, &node)
+        Ok(Entry { inode: node.ino, generation: 0, attr })
     }
 
     fn unlink(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
@@ -634,10 +671,10 @@ impl FileSystem for UnionFs {
     ) -> io::Result<Entry> {
         let _ns = self.write_ns();
         let p = self.node(parent)?;
-        let node = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
+        let (node, attr) = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
             ufs.symlink(ctx, target, dir, n)
         })?;
-        self.entry_of(ctx, &node)
+        Ok(Entry { inode: node.ino, generation: 0, attr })
     }
 
     fn readlink(&self, ctx: &Context, inode: Inode) -> io::Result<Vec<u8>> {

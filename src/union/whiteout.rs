@@ -11,7 +11,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 
 use crate::libservice::{errno, Context, FileSystem, Inode};
 
@@ -39,17 +39,6 @@ pub(super) fn is_oci_marker(name: &OsStr) -> bool {
     name.as_bytes().starts_with(OCI_PREFIX)
 }
 
-/// `.wh.NAME` for `NAME`.
-pub(super) fn oci_whiteout_name(name: &OsStr) -> OsString {
-    let mut v = OCI_PREFIX.to_vec();
-    v.extend_from_slice(name.as_bytes());
-    OsString::from_vec(v)
-}
-
-fn absent(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOENT))
-}
-
 fn no_xattr(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -57,20 +46,8 @@ fn no_xattr(e: &io::Error) -> bool {
     )
 }
 
-/// Whether `name` exists in directory `dir` of `fs` (a lookup reference is not kept).
-pub(super) fn exists(fs: &dyn FileSystem, ctx: &Context, dir: Inode, name: &OsStr) -> io::Result<bool> {
-    match fs.lookup(ctx, dir, name) {
-        Ok(e) => {
-            fs.forget(e.inode, 1);
-            Ok(true)
-        }
-        Err(e) if absent(&e) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Whether directory `dir` of `fs` is opaque. `lower` enables the OCI form.
-pub(super) fn is_opaque(fs: &dyn FileSystem, ctx: &Context, dir: Inode, lower: bool) -> io::Result<bool> {
+/// Whether directory `dir` of `fs` carries an opaque xattr.
+pub(super) fn has_opaque_xattr(fs: &dyn FileSystem, ctx: &Context, dir: Inode) -> io::Result<bool> {
     for name in OPAQUE_XATTRS {
         match fs.getxattr(ctx, dir, OsStr::new(name)) {
             Ok(v) if v == b"y" => return Ok(true),
@@ -79,10 +56,43 @@ pub(super) fn is_opaque(fs: &dyn FileSystem, ctx: &Context, dir: Inode, lower: b
             Err(e) => return Err(e),
         }
     }
-    if lower {
-        return exists(fs, ctx, dir, OsStr::from_bytes(OCI_OPAQUE));
-    }
     Ok(false)
+}
+
+/// The OCI markers of one lower directory.
+#[derive(Debug, Default)]
+pub(super) struct OciMarkers {
+    /// Names hidden by `.wh.NAME`.
+    pub hidden: std::collections::HashSet<OsString>,
+    /// The directory holds `.wh..wh..opq`.
+    pub opaque: bool,
+}
+
+/// Reads the OCI markers of directory `dir` of `fs` (a lower branch); `None` when it has none.
+pub(super) fn read_oci_markers(fs: &dyn FileSystem, ctx: &Context, dir: Inode) -> io::Result<Option<OciMarkers>> {
+    let h = fs.opendir(ctx, dir, libc::O_RDONLY)?;
+    let mut markers = OciMarkers::default();
+    let mut offset = 0;
+    let result = loop {
+        match fs.readdir(ctx, dir, h, offset, 1024) {
+            Ok(batch) if batch.is_empty() => break Ok(()),
+            Ok(batch) => {
+                offset = batch.last().map_or(offset, |e| e.offset);
+                for e in batch {
+                    let b = e.name.as_bytes();
+                    if b == OCI_OPAQUE {
+                        markers.opaque = true;
+                    } else if let Some(hidden) = b.strip_prefix(OCI_PREFIX) {
+                        markers.hidden.insert(OsStr::from_bytes(hidden).to_owned());
+                    }
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = fs.releasedir(ctx, dir, h);
+    result?;
+    Ok((markers.opaque || !markers.hidden.is_empty()).then_some(markers))
 }
 
 /// Creates an overlayfs-form whiteout `name` in directory `dir` of the upper branch.
