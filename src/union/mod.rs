@@ -66,7 +66,7 @@ pub struct UnionFs {
     next_handle: AtomicU64,
     scratch_seq: AtomicU64,
     /// OCI markers of lower directories, by `(layer, branch inode)`.
-    oci: Mutex<HashMap<(Layer, Inode), Option<Arc<whiteout::OciMarkers>>>>,
+    oci: Mutex<OciCache>,
     /// Credentials for the union's own objects (whiteouts, scratch entries).
     own: Context,
 }
@@ -79,6 +79,9 @@ impl std::fmt::Debug for UnionFs {
             .finish_non_exhaustive()
     }
 }
+
+/// OCI markers of lower directories by `(layer, branch inode)`; `None`: the directory has none.
+type OciCache = HashMap<(Layer, Inode), Option<Arc<whiteout::OciMarkers>>>;
 
 /// Lower directories whose OCI markers are remembered (the cache restarts beyond this).
 const OCI_CACHE: usize = 1 << 16;
