@@ -1,12 +1,98 @@
-//! `polytropon inspect` (issue 4).
+//! `polytropon inspect`: pools, their live usage, services, mounts and counters.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use polytropon::cli::InspectArgs;
+use anyhow::Context;
+use polytropon::cli::{InspectArgs, OutputFormat};
+use polytropon::pool::report::{gather, PoolReport};
+use polytropon::pool::spec::format_list;
+use polytropon::pool::state::now;
+use polytropon::pool::Pools;
 
-use super::not_implemented;
+fn mib(b: Option<u64>) -> String {
+    b.map_or("-".into(), |b| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64))
+}
 
-pub fn run(_state_dir: &Path, _args: InspectArgs) -> anyhow::Result<ExitCode> {
-    not_implemented("inspect")
+fn human(reports: &[PoolReport]) -> String {
+    let mut s = String::new();
+    if reports.is_empty() {
+        s += "no pools\n";
+    }
+    for r in reports {
+        let p = &r.pool;
+        let u = &r.usage;
+        let _ = writeln!(s, "pool {}", p.name);
+        let _ = writeln!(
+            s,
+            "  slice    cpus {}  mems {}  memory {}  memory-high {}  pids-max {}  cpu-weight {}  io-weight {}  io-max {}",
+            p.slice.cpus.as_ref().map_or("-".into(), format_list),
+            p.slice.mems.as_ref().map_or("-".into(), format_list),
+            mib(p.slice.memory),
+            mib(p.slice.memory_high),
+            p.slice.pids_max.map_or("-".into(), |v| v.to_string()),
+            p.slice.cpu_weight.map_or("-".into(), |v| v.to_string()),
+            p.slice.io_weight.map_or("-".into(), |v| v.to_string()),
+            p.slice.io_max.len()
+        );
+        let _ = writeln!(
+            s,
+            "  usage    cpu {}  memory {} (peak {}, limit {})  pids {} / {}",
+            u.cpu_ns.map_or("-".into(), |n| format!("{:.3} s", n as f64 / 1e9)),
+            mib(u.memory_current),
+            mib(u.memory_peak),
+            mib(u.memory_limit),
+            u.pids_current.map_or("-".into(), |v| v.to_string()),
+            u.pids_max.clone().unwrap_or_else(|| "-".into())
+        );
+        match (&r.service, &r.service_note) {
+            (Some(svc), _) => {
+                let _ = writeln!(s, "  service  pid {}  up {} s  {} threads", svc.pid, now().saturating_sub(svc.started), svc.threads.len());
+                for t in &svc.threads {
+                    let _ = writeln!(s, "    thread {:<8} {:<16} last cpu {}  allowed {}", t.tid, t.name, t.cpu, t.allowed);
+                }
+                for m in &svc.mounts {
+                    let branches: Vec<String> = m.spec.branches.iter().map(|b| format!("{}:{:?}", b.path.display(), b.mode).to_lowercase()).collect();
+                    let _ = writeln!(
+                        s,
+                        "  mount    {}  backend {:?}  cache {:?}  passthrough opens {}  branches {}",
+                        m.mountpoint.display(),
+                        m.spec.backend,
+                        m.spec.cache.mode,
+                        m.passthrough_opens,
+                        branches.join(" ")
+                    );
+                    for (op, o) in &m.fuse_ops {
+                        let _ = writeln!(s, "    fuse {:<12} {:>9} ops  p50 {:>9.1} us  p99 {:>9.1} us", op, o.count, o.p50_us, o.p99_us);
+                    }
+                }
+            }
+            (None, note) => {
+                let _ = writeln!(s, "  service  {}", note.clone().unwrap_or_default());
+            }
+        }
+    }
+    s
+}
+
+pub fn run(state_dir: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
+    let pools = Pools::new(state_dir);
+    loop {
+        let reports = gather(&pools, a.pool.as_deref()).context("cannot inspect")?;
+        match a.format {
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+            OutputFormat::Human => {
+                if a.watch.is_some() {
+                    print!("\x1b[2J\x1b[H");
+                }
+                print!("{}", human(&reports));
+            }
+        }
+        match a.watch {
+            Some(secs) => std::thread::sleep(Duration::from_secs(secs.max(1))),
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    }
 }

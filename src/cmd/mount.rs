@@ -11,7 +11,6 @@ use polytropon::service::fuse::{self, FuseConfig};
 use polytropon::service::records::{mount_file, MountRecord};
 use polytropon::spec::{self, BackendSpec, BranchMode, BranchSpec, CacheSpec, InstanceSpec};
 
-use super::not_implemented;
 
 /// Tells a detached daemon where its log goes, for its mount record.
 const LOG_ENV: &str = "POLYTROPON_MOUNT_LOG";
@@ -56,11 +55,11 @@ fn canonical_mountpoint(p: &Path) -> anyhow::Result<PathBuf> {
 }
 
 pub fn run(state_dir: &Path, args: MountArgs) -> anyhow::Result<ExitCode> {
-    if args.pool.is_some() {
-        return not_implemented("mount --pool");
-    }
     ensure!(rustix::process::geteuid().is_root(), "mount needs root (FUSE mounts with allow_other, dev and suid)");
     let spec = instance_spec(&args)?;
+    if let Some(pool) = &args.pool {
+        return add_to_pool(state_dir, pool, &args.mountpoint, spec);
+    }
     let mountpoint = canonical_mountpoint(&args.mountpoint)?;
     if args.detach {
         return detach(state_dir, &mountpoint);
@@ -115,5 +114,17 @@ fn detach(state_dir: &Path, mountpoint: &Path) -> anyhow::Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(20));
     }
     println!("{}", child.id());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mount --pool`: adds the instance to the pool's running service.
+fn add_to_pool(state_dir: &Path, pool: &str, mountpoint: &Path, spec: InstanceSpec) -> anyhow::Result<ExitCode> {
+    use polytropon::pool::Pools;
+    use polytropon::service::control::{self, Request};
+    let pools = Pools::new(state_dir);
+    pools.get(pool)?.with_context(|| format!("no pool named {pool}"))?;
+    let svc = pools.live_service(pool)?.with_context(|| format!("the service of pool {pool} is not running (start it with `polytropon service run --pool {pool}`)"))?;
+    let mp = std::fs::canonicalize(mountpoint).with_context(|| format!("mount point {}", mountpoint.display()))?;
+    control::call(&svc.socket, &Request::Mount { mountpoint: mp, spec }, Duration::from_secs(30))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,6 @@ use polytropon::cli::UmountArgs;
 use polytropon::service::fuse;
 use polytropon::service::records::MountRecord;
 
-use super::not_implemented;
 
 fn alive(pid: u32) -> bool {
     rustix::process::Pid::from_raw(pid as i32)
@@ -17,10 +16,16 @@ fn alive(pid: u32) -> bool {
 }
 
 pub fn run(state_dir: &Path, args: UmountArgs) -> anyhow::Result<ExitCode> {
-    if args.pool.is_some() {
-        return not_implemented("umount --pool");
-    }
     ensure!(rustix::process::geteuid().is_root(), "umount needs root");
+    if let Some(pool) = &args.pool {
+        use polytropon::pool::Pools;
+        use polytropon::service::control::{self, Request};
+        let pools = Pools::new(state_dir);
+        pools.get(pool)?.with_context(|| format!("no pool named {pool}"))?;
+        let svc = pools.live_service(pool)?.with_context(|| format!("the service of pool {pool} is not running"))?;
+        control::call(&svc.socket, &Request::Umount { mountpoint: args.mountpoint.clone() }, Duration::from_secs(30))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let _ = fuse::clear_stale(&args.mountpoint);
     let mountpoint = std::fs::canonicalize(&args.mountpoint)
         .with_context(|| format!("mount point {}", args.mountpoint.display()))?;

@@ -4,5 +4,7 @@
 //! Today: the FUSE transport ([`fuse`]). Issues 4-5 add the service itself and the
 //! shared-memory back driver.
 
+pub mod control;
+pub mod daemon;
 pub mod fuse;
 pub mod records;

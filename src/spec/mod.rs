@@ -21,7 +21,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Errors reading a spec.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ pub enum SpecError {
 }
 
 /// Which backend client an instance sits on.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum BackendSpec {
     /// Branch paths are host directories.
@@ -48,7 +48,7 @@ pub enum BackendSpec {
 }
 
 /// Whether a branch takes writes.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum BranchMode {
     Ro,
@@ -56,7 +56,7 @@ pub enum BranchMode {
 }
 
 /// One branch of the union.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BranchSpec {
     /// Path in the backend (a host directory for `local`). Relative paths are taken relative
@@ -66,7 +66,7 @@ pub struct BranchSpec {
 }
 
 /// Kernel-side caching of the FUSE legacy path.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum CacheMode {
     /// Page cache, attribute/entry timeouts, writeback caching.
@@ -77,7 +77,7 @@ pub enum CacheMode {
 }
 
 /// Cache settings.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSpec {
     pub mode: CacheMode,
@@ -97,7 +97,7 @@ impl Default for CacheSpec {
 }
 
 /// A filesystem instance: a union of branches over one backend.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, try_from = "RawInstance")]
 pub struct InstanceSpec {
     pub backend: BackendSpec,

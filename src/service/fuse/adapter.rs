@@ -26,6 +26,7 @@ use fuser::{
 use tracing::{debug, warn};
 
 use super::workers::Workers;
+use super::stats::Timer;
 use super::{FuseConfig, FuseStats};
 use crate::libservice::{
     Attr, Context, FileKind, FileSystem, Handle, Inode, SetAttr, TimeUpdate, Timespec,
@@ -152,18 +153,27 @@ impl FuseAdapter {
         })
     }
 
-    fn heavy(&self, job: impl FnOnce() + Send + 'static) {
-        self.workers.run(job);
+    fn heavy(&self, t: Timer, job: impl FnOnce() + Send + 'static) {
+        self.workers.run(move || {
+            job();
+            drop(t);
+        });
+    }
+
+    /// Starts timing one request of kind `op` (recorded when the timer drops).
+    fn timer(&self, op: &'static str) -> Timer {
+        Timer::start(self.stats.clone(), op)
     }
 
     /// Namespace changes that never copy file data (create, mkdir, mknod, symlink, unlink,
     /// rmdir): the union serialises them on its namespace lock anyway, so with
     /// `inline_namespace` they run on the reader thread and skip a thread handoff.
-    fn namespace(&self, job: impl FnOnce() + Send + 'static) {
+    fn namespace(&self, t: Timer, job: impl FnOnce() + Send + 'static) {
         if self.cfg.inline_namespace {
             job();
+            drop(t);
         } else {
-            self.workers.run(job);
+            self.heavy(t, job);
         }
     }
 
@@ -412,6 +422,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn lookup(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+        let _t = self.timer("lookup");
         match self.fs.lookup(&ctx(req), parent, name) {
             Ok(e) => reply.entry(&self.entry_ttl(), &fuse_attr(&e.attr), e.generation),
             Err(e) => reply.error(err(e)),
@@ -419,10 +430,12 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn forget(&mut self, _req: &Request<'_>, ino: u64, nlookup: u64) {
+        let _t = self.timer("forget");
         self.fs.forget(ino, nlookup);
     }
 
     fn getattr(&mut self, req: &Request<'_>, ino: u64, fh: Option<u64>, reply: ReplyAttr) {
+        let _t = self.timer("getattr");
         match self.fs.getattr(&ctx(req), ino, fh) {
             Ok(a) => reply.attr(&self.attr_ttl(), &fuse_attr(&a)),
             Err(e) => reply.error(err(e)),
@@ -447,15 +460,17 @@ impl fuser::Filesystem for FuseAdapter {
         _flags: Option<u32>,
         reply: ReplyAttr,
     ) {
+        let t = self.timer("setattr");
         let set = SetAttr { mode, uid, gid, size, atime: time_update(atime), mtime: time_update(mtime) };
         let (fs, c, ttl) = (self.fs.clone(), ctx(req), self.attr_ttl());
-        self.heavy(move || match fs.setattr(&c, ino, fh, &set) {
+        self.heavy(t, move || match fs.setattr(&c, ino, fh, &set) {
             Ok(a) => reply.attr(&ttl, &fuse_attr(&a)),
             Err(e) => reply.error(err(e)),
         });
     }
 
     fn readlink(&mut self, req: &Request<'_>, ino: u64, reply: ReplyData) {
+        let _t = self.timer("readlink");
         match self.fs.readlink(&ctx(req), ino) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(err(e)),
@@ -463,82 +478,94 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn mknod(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        let t = self.timer("mknod");
         let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), name.to_owned());
-        self.namespace(move || match fs.mknod(&c, parent, &name, mode, rdev.into(), umask) {
+        self.namespace(t, move || match fs.mknod(&c, parent, &name, mode, rdev.into(), umask) {
             Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
             Err(e) => reply.error(err(e)),
         });
     }
 
     fn mkdir(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let t = self.timer("mkdir");
         let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), name.to_owned());
-        self.namespace(move || match fs.mkdir(&c, parent, &name, mode, umask) {
+        self.namespace(t, move || match fs.mkdir(&c, parent, &name, mode, umask) {
             Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
             Err(e) => reply.error(err(e)),
         });
     }
 
     fn unlink(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let t = self.timer("unlink");
         let (fs, c, name) = (self.fs.clone(), ctx(req), name.to_owned());
-        self.namespace(move || match fs.unlink(&c, parent, &name) {
+        self.namespace(t, move || match fs.unlink(&c, parent, &name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
     fn rmdir(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let t = self.timer("rmdir");
         let (fs, c, name) = (self.fs.clone(), ctx(req), name.to_owned());
-        self.namespace(move || match fs.rmdir(&c, parent, &name) {
+        self.namespace(t, move || match fs.rmdir(&c, parent, &name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
     fn symlink(&mut self, req: &Request<'_>, parent: u64, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let t = self.timer("symlink");
         let (fs, c, ttl) = (self.fs.clone(), ctx(req), self.entry_ttl());
         let (name, target) = (link_name.to_owned(), target.as_os_str().to_owned());
-        self.namespace(move || match fs.symlink(&c, &target, parent, &name) {
+        self.namespace(t, move || match fs.symlink(&c, &target, parent, &name) {
             Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
             Err(e) => reply.error(err(e)),
         });
     }
 
     fn rename(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: u32, reply: ReplyEmpty) {
+        let t = self.timer("rename");
         let (fs, c) = (self.fs.clone(), ctx(req));
         let (name, newname) = (name.to_owned(), newname.to_owned());
-        self.heavy(move || match fs.rename(&c, parent, &name, newparent, &newname, flags) {
+        self.heavy(t, move || match fs.rename(&c, parent, &name, newparent, &newname, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
     fn link(&mut self, req: &Request<'_>, ino: u64, newparent: u64, newname: &OsStr, reply: ReplyEntry) {
+        let t = self.timer("link");
         let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), newname.to_owned());
-        self.heavy(move || match fs.link(&c, ino, newparent, &name) {
+        self.heavy(t, move || match fs.link(&c, ino, newparent, &name) {
             Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
             Err(e) => reply.error(err(e)),
         });
     }
 
     fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+        let t = self.timer("open");
         let bflags = self.backend_flags(flags);
         let (fs, c, backing, pt, stats) = (self.fs.clone(), ctx(req), self.backing.clone(), self.passthrough, self.stats.clone());
         let (oflags, min_size) = (self.open_reply_flags(), self.cfg.passthrough_min_size);
-        let job = move || match fs.open(&c, ino, bflags) {
-            Ok(fh) => backing.open(&*fs, pt, min_size, &stats, ino, fh, bflags & libc::O_ACCMODE, oflags, reply),
-            Err(e) => reply.error(err(e)),
+        let job = move || {
+            let _t = t;
+            match fs.open(&c, ino, bflags) {
+                Ok(fh) => backing.open(&*fs, pt, min_size, &stats, ino, fh, bflags & libc::O_ACCMODE, oflags, reply),
+                Err(e) => reply.error(err(e)),
+            }
         };
         // An open for writing may copy a lower file up: that is worker work.
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
-            self.heavy(job);
+            self.workers.run(job);
         } else {
             job();
         }
     }
 
     fn read(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, size: u32, _flags: i32, _lock: Option<u64>, reply: ReplyData) {
+        let t = self.timer("read");
         let (fs, c) = (self.fs.clone(), ctx(req));
-        self.heavy(move || {
+        self.heavy(t, move || {
             let mut buf = vec![0u8; size as usize];
             match fs.read(&c, ino, fh, &mut [IoSliceMut::new(&mut buf)], offset.max(0) as u64) {
                 Ok(n) => reply.data(&buf[..n]),
@@ -548,14 +575,16 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn write(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, data: &[u8], _wflags: u32, _flags: i32, _lock: Option<u64>, reply: ReplyWrite) {
+        let t = self.timer("write");
         let (fs, c, data) = (self.fs.clone(), ctx(req), data.to_vec());
-        self.heavy(move || match fs.write(&c, ino, fh, &[IoSlice::new(&data)], offset.max(0) as u64) {
+        self.heavy(t, move || match fs.write(&c, ino, fh, &[IoSlice::new(&data)], offset.max(0) as u64) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(err(e)),
         });
     }
 
     fn flush(&mut self, req: &Request<'_>, ino: u64, fh: u64, _lock_owner: u64, reply: ReplyEmpty) {
+        let _t = self.timer("flush");
         // ENOSYS tells the kernel to stop sending flushes the libservice does not need.
         match self.fs.flush(&ctx(req), ino, fh) {
             Ok(()) => reply.ok(),
@@ -564,6 +593,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn release(&mut self, req: &Request<'_>, ino: u64, fh: u64, _flags: i32, _lock: Option<u64>, _flush: bool, reply: ReplyEmpty) {
+        let _t = self.timer("release");
         self.backing.release(fh);
         match self.fs.release(&ctx(req), ino, fh) {
             Ok(()) => reply.ok(),
@@ -572,14 +602,16 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn fsync(&mut self, req: &Request<'_>, ino: u64, fh: u64, datasync: bool, reply: ReplyEmpty) {
+        let t = self.timer("fsync");
         let (fs, c) = (self.fs.clone(), ctx(req));
-        self.heavy(move || match fs.fsync(&c, ino, fh, datasync) {
+        self.heavy(t, move || match fs.fsync(&c, ino, fh, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
     fn opendir(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+        let _t = self.timer("opendir");
         match self.fs.opendir(&ctx(req), ino, flags) {
             Ok(fh) => reply.opened(fh, 0),
             Err(e) => reply.error(err(e)),
@@ -587,6 +619,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn readdir(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, mut reply: ReplyDirectory) {
+        let _t = self.timer("readdir");
         let c = ctx(req);
         let mut offset = offset.max(0) as u64;
         loop {
@@ -608,6 +641,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn releasedir(&mut self, req: &Request<'_>, ino: u64, fh: u64, _flags: i32, reply: ReplyEmpty) {
+        let _t = self.timer("releasedir");
         match self.fs.releasedir(&ctx(req), ino, fh) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
@@ -615,14 +649,16 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn fsyncdir(&mut self, req: &Request<'_>, ino: u64, fh: u64, datasync: bool, reply: ReplyEmpty) {
+        let t = self.timer("fsyncdir");
         let (fs, c) = (self.fs.clone(), ctx(req));
-        self.heavy(move || match fs.fsyncdir(&c, ino, fh, datasync) {
+        self.heavy(t, move || match fs.fsyncdir(&c, ino, fh, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
     fn statfs(&mut self, req: &Request<'_>, ino: u64, reply: ReplyStatfs) {
+        let _t = self.timer("statfs");
         match self.fs.statfs(&ctx(req), ino) {
             Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
             Err(e) => reply.error(err(e)),
@@ -630,14 +666,16 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn setxattr(&mut self, req: &Request<'_>, ino: u64, name: &OsStr, value: &[u8], flags: i32, _position: u32, reply: ReplyEmpty) {
+        let t = self.timer("setxattr");
         let (fs, c, name, value) = (self.fs.clone(), ctx(req), name.to_owned(), value.to_vec());
-        self.heavy(move || match fs.setxattr(&c, ino, &name, &value, flags) {
+        self.heavy(t, move || match fs.setxattr(&c, ino, &name, &value, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
     fn getxattr(&mut self, req: &Request<'_>, ino: u64, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _t = self.timer("getxattr");
         match self.fs.getxattr(&ctx(req), ino, name) {
             Ok(v) => reply_xattr(reply, size, &v),
             Err(e) => reply.error(err(e)),
@@ -645,6 +683,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn listxattr(&mut self, req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
+        let _t = self.timer("listxattr");
         use std::os::unix::ffi::OsStrExt;
         match self.fs.listxattr(&ctx(req), ino) {
             Ok(names) => {
@@ -660,14 +699,16 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn removexattr(&mut self, req: &Request<'_>, ino: u64, name: &OsStr, reply: ReplyEmpty) {
+        let t = self.timer("removexattr");
         let (fs, c, name) = (self.fs.clone(), ctx(req), name.to_owned());
-        self.heavy(move || match fs.removexattr(&c, ino, &name) {
+        self.heavy(t, move || match fs.removexattr(&c, ino, &name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
     fn access(&mut self, req: &Request<'_>, ino: u64, mask: i32, reply: ReplyEmpty) {
+        let _t = self.timer("access");
         match self.fs.access(&ctx(req), ino, mask) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
@@ -675,13 +716,14 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn create(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
+        let t = self.timer("create");
         let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), name.to_owned());
         let bflags = self.backend_flags(flags);
         // A file made by `create` cannot be passthrough (fuser 0.16); with passthrough on, it is
         // written through the daemon with direct I/O rather than through a second page cache.
         let (backing, pt) = (self.backing.clone(), self.passthrough);
         let oflags = if pt { FOPEN_DIRECT_IO } else { self.open_reply_flags() };
-        self.namespace(move || match fs.create(&c, parent, &name, mode, umask, bflags) {
+        self.namespace(t, move || match fs.create(&c, parent, &name, mode, umask, bflags) {
             Ok((e, fh)) => {
                 if pt {
                     backing.note_created(e.inode, fh);
@@ -693,16 +735,18 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn fallocate(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, length: i64, mode: i32, reply: ReplyEmpty) {
+        let t = self.timer("fallocate");
         let (fs, c) = (self.fs.clone(), ctx(req));
-        self.heavy(move || match fs.fallocate(&c, ino, fh, mode, offset.max(0) as u64, length.max(0) as u64) {
+        self.heavy(t, move || match fs.fallocate(&c, ino, fh, mode, offset.max(0) as u64, length.max(0) as u64) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
     fn lseek(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, whence: i32, reply: ReplyLseek) {
+        let t = self.timer("lseek");
         let (fs, c) = (self.fs.clone(), ctx(req));
-        self.heavy(move || match fs.lseek(&c, ino, fh, offset.max(0) as u64, whence) {
+        self.heavy(t, move || match fs.lseek(&c, ino, fh, offset.max(0) as u64, whence) {
             Ok(o) => reply.offset(o as i64),
             Err(e) => reply.error(err(e)),
         });

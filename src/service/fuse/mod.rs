@@ -3,12 +3,13 @@
 
 mod adapter;
 mod session;
+mod stats;
 mod workers;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use adapter::{fuse_attr, FuseAdapter};
+pub use stats::{FuseStats, OpSummary};
 pub use session::{
     clear_stale, is_our_mount, run_foreground, spawn, unmount, wait_mounted, Mounted, UnmountError,
 };
@@ -58,19 +59,3 @@ impl Default for FuseConfig {
     }
 }
 
-/// Counters of one FUSE mount.
-#[derive(Debug, Default)]
-pub struct FuseStats {
-    passthrough_opens: AtomicU64,
-}
-
-impl FuseStats {
-    fn add_passthrough(&self) {
-        self.passthrough_opens.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Opens answered with FUSE passthrough.
-    pub fn passthrough_opens(&self) -> u64 {
-        self.passthrough_opens.load(Ordering::Relaxed)
-    }
-}

@@ -1,0 +1,261 @@
+//! A pool's cgroups, through cgroups-rs, on cgroup v2, v1 and hybrid hierarchies.
+//!
+//! Pools are created under a parent per hierarchy: by default the cgroup the command itself
+//! runs in (as runc and systemd delegation do), or `--cgroup-parent`. The pool's cgroup is
+//! `polytropon-NAME` under it. On a hybrid host (v1 controllers, v2 only for process tracking)
+//! the controllers are used through v1.
+//!
+//! v1 mappings: `--memory-high` is `memory.soft_limit_in_bytes`; `--cpu-weight` is
+//! `cpu.shares` (runc's conversion); `--io-weight` needs BFQ (`blkio.weight` or
+//! `blkio.bfq.weight`); `--io-max` is `blkio.throttle.*`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use cgroups_rs::{Cgroup, CgroupPid, Subsystem};
+use serde::{Deserialize, Serialize};
+
+use super::spec::{format_list, Slice};
+
+/// Errors making or using a pool's cgroups.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cgroup controller {controller} is not available on this host (needed for {needed_for})")]
+    MissingController { controller: &'static str, needed_for: &'static str },
+    #[error("cannot create the pool's cgroup in the {controller} hierarchy at {path}")]
+    Create { controller: String, path: String },
+    #[error("cannot set {what} in {path}: {why}")]
+    Set { what: String, path: String, why: String },
+    #[error("cgroup error: {0}")]
+    Cgroups(String),
+}
+
+/// Where a pool's cgroups are, as recorded in its state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupInfo {
+    pub v2: bool,
+    /// Path of the pool's cgroup below each parent (`polytropon-NAME`).
+    pub path: String,
+    /// Parent per controller (v1), as in /proc/self/cgroup.
+    pub parents: HashMap<String, String>,
+    /// The pool's cgroup directory per controller.
+    pub dirs: BTreeMap<String, PathBuf>,
+}
+
+fn err(e: cgroups_rs::error::Error) -> CgroupError {
+    CgroupError::Cgroups(e.to_string())
+}
+
+/// Runc's conversion of a cgroup v2 weight (1-10000) to v1 `cpu.shares` (2-262144).
+pub fn weight_to_shares(weight: u64) -> u64 {
+    2 + (weight.saturating_sub(1) * 262_142) / 9_999
+}
+
+fn write_file(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
+    let path = dir.join(file);
+    let set = |why: String| CgroupError::Set { what: format!("{file}={value}"), path: dir.display().to_string(), why };
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).map_err(|e| set(e.to_string()))?;
+    f.write_all(value.as_bytes()).map_err(|e| set(e.to_string()))
+}
+
+fn read_file(dir: &Path, file: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(file)).ok().map(|s| s.trim().to_string())
+}
+
+impl CgroupInfo {
+    fn load(&self) -> Cgroup {
+        let hier = cgroups_rs::hierarchies::auto();
+        Cgroup::load_with_relative_paths(hier, &self.path, self.parents.clone())
+    }
+
+    pub fn dir(&self, controller: &str) -> Option<&Path> {
+        self.dirs.get(controller).map(PathBuf::as_path)
+    }
+
+    /// Moves process `pid` (all its threads) into the pool's cgroups.
+    pub fn add_process(&self, pid: u32) -> Result<(), CgroupError> {
+        self.load().add_task_by_tgid(CgroupPid::from(u64::from(pid))).map_err(err)
+    }
+
+    /// Processes in the pool's cgroups.
+    pub fn procs(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.load().procs().into_iter().map(|p| p.pid as u32).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Removes the pool's cgroups (they must be empty).
+    pub fn delete(&self) -> Result<(), CgroupError> {
+        self.load().delete().map_err(err)?;
+        for (c, d) in &self.dirs {
+            if d.exists() {
+                return Err(CgroupError::Cgroups(format!("{c} cgroup {} is still there", d.display())));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates the cgroups of pool `name` with `slice` and returns where they are. On failure,
+/// nothing is left behind.
+pub fn create(name: &str, slice: &Slice, parent: Option<&str>) -> Result<CgroupInfo, CgroupError> {
+    let hier = cgroups_rs::hierarchies::auto();
+    let v2 = hier.v2();
+    let available: Vec<String> = hier.subsystems().iter().map(Subsystem::controller_name).collect();
+    let has = |c: &str| available.iter().any(|a| a == c);
+    let io = if v2 { "io" } else { "blkio" };
+    let needs: [(bool, &'static str, &'static str); 7] = [
+        (slice.cpus.is_some() || slice.mems.is_some(), "cpuset", "--cpus/--mems"),
+        (slice.memory.is_some() || slice.memory_high.is_some(), "memory", "--memory/--memory-high"),
+        (slice.pids_max.is_some(), "pids", "--pids-max"),
+        (slice.cpu_weight.is_some(), "cpu", "--cpu-weight"),
+        (!slice.io_max.is_empty(), if v2 { "io" } else { "blkio" }, "--io-max"),
+        (slice.io_weight.is_some(), if v2 { "io" } else { "blkio" }, "--io-weight"),
+        (true, if v2 { "memory" } else { "cpuacct" }, "resource accounting"),
+    ];
+    for (needed, controller, flag) in needs {
+        if needed && !has(controller) {
+            return Err(CgroupError::MissingController { controller, needed_for: flag });
+        }
+    }
+    let _ = io;
+    let parents = match parent {
+        Some(p) => available.iter().map(|c| (c.clone(), p.to_string())).collect(),
+        None => cgroups_rs::cgroup::get_cgroups_relative_paths().map_err(err)?,
+    };
+    let path = format!("polytropon-{name}");
+    let cg = Cgroup::load_with_relative_paths(hier, &path, parents.clone());
+    let dirs: BTreeMap<String, PathBuf> =
+        cg.subsystems().iter().map(|s| (s.controller_name(), s.to_controller().path().to_path_buf())).collect();
+    let info = CgroupInfo { v2, path, parents, dirs };
+    if info.dirs.values().any(|d| d.exists()) {
+        return Err(CgroupError::Cgroups(format!("cgroup {} already exists", info.path)));
+    }
+    if let Err(e) = cg.create().map_err(err).and_then(|_| {
+        for (c, d) in &info.dirs {
+            if !d.is_dir() {
+                return Err(CgroupError::Create { controller: c.clone(), path: d.display().to_string() });
+            }
+        }
+        apply(&info, slice)
+    }) {
+        let _ = cg.delete();
+        return Err(e);
+    }
+    Ok(info)
+}
+
+fn apply(info: &CgroupInfo, slice: &Slice) -> Result<(), CgroupError> {
+    let dir = |c: &str| info.dir(c).map(Path::to_path_buf);
+    if let Some(d) = dir("cpuset") {
+        // v1 cpusets start empty: give them the pool's cpus and nodes, or the parent's.
+        let parent = d.parent().map(Path::to_path_buf).unwrap_or_default();
+        let eff = |f: &str| read_file(&parent, &format!("cpuset.effective_{f}")).or_else(|| read_file(&parent, &format!("cpuset.{f}")));
+        let cpus = slice.cpus.as_ref().map(format_list).or_else(|| eff("cpus")).unwrap_or_default();
+        let mems = slice.mems.as_ref().map(format_list).or_else(|| eff("mems")).unwrap_or_default();
+        if !info.v2 || slice.mems.is_some() {
+            write_file(&d, "cpuset.mems", &mems)?;
+        }
+        if !info.v2 || slice.cpus.is_some() {
+            write_file(&d, "cpuset.cpus", &cpus)?;
+        }
+    }
+    if let Some(d) = dir("memory") {
+        if let Some(m) = slice.memory {
+            let file = if info.v2 { "memory.max" } else { "memory.limit_in_bytes" };
+            write_file(&d, file, &m.to_string())?;
+        }
+        if let Some(h) = slice.memory_high {
+            let file = if info.v2 { "memory.high" } else { "memory.soft_limit_in_bytes" };
+            write_file(&d, file, &h.to_string())?;
+        }
+    }
+    if let (Some(d), Some(p)) = (dir("pids"), slice.pids_max) {
+        write_file(&d, "pids.max", &p.to_string())?;
+    }
+    if let (Some(d), Some(w)) = (dir("cpu"), slice.cpu_weight) {
+        if info.v2 {
+            write_file(&d, "cpu.weight", &w.to_string())?;
+        } else {
+            write_file(&d, "cpu.shares", &weight_to_shares(w).to_string())?;
+        }
+    }
+    let io = if info.v2 { "io" } else { "blkio" };
+    if let Some(d) = dir(io) {
+        if let Some(w) = slice.io_weight {
+            let files = if info.v2 { ["io.weight", "io.bfq.weight"] } else { ["blkio.weight", "blkio.bfq.weight"] };
+            let file = files.into_iter().find(|f| d.join(f).exists()).ok_or_else(|| CgroupError::Set {
+                what: format!("io weight {w}"),
+                path: d.display().to_string(),
+                why: format!("neither {} nor {} exists (on cgroup v1 this needs the BFQ I/O scheduler)", files[0], files[1]),
+            })?;
+            // v1 blkio weights are 10-1000.
+            let w = if info.v2 { w } else { (w / 10).clamp(10, 1000) };
+            write_file(&d, file, &w.to_string())?;
+        }
+        for m in &slice.io_max {
+            let dev = format!("{}:{}", m.major, m.minor);
+            if info.v2 {
+                let mut line = dev.clone();
+                for (k, v) in [("rbps", m.rbps), ("wbps", m.wbps), ("riops", m.riops), ("wiops", m.wiops)] {
+                    if let Some(v) = v {
+                        line += &format!(" {k}={v}");
+                    }
+                }
+                write_file(&d, "io.max", &line)?;
+            } else {
+                for (f, v) in [
+                    ("blkio.throttle.read_bps_device", m.rbps),
+                    ("blkio.throttle.write_bps_device", m.wbps),
+                    ("blkio.throttle.read_iops_device", m.riops),
+                    ("blkio.throttle.write_iops_device", m.wiops),
+                ] {
+                    if let Some(v) = v {
+                        write_file(&d, f, &format!("{dev} {v}"))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Live resource use of a pool.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Usage {
+    pub cpu_ns: Option<u64>,
+    pub memory_current: Option<u64>,
+    pub memory_peak: Option<u64>,
+    pub memory_limit: Option<u64>,
+    pub pids_current: Option<u64>,
+    pub pids_max: Option<String>,
+}
+
+/// Reads the pool's current usage from its cgroup files.
+pub fn usage(info: &CgroupInfo) -> Usage {
+    let num = |c: &str, f: &str| info.dir(c).and_then(|d| read_file(d, f)).and_then(|s| s.parse::<u64>().ok());
+    if info.v2 {
+        let cpu = info.dir("cpu").or(info.dir("memory")).and_then(|d| read_file(d, "cpu.stat")).and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("usage_usec ")).and_then(|v| v.parse::<u64>().ok()).map(|us| us * 1000)
+        });
+        Usage {
+            cpu_ns: cpu,
+            memory_current: num("memory", "memory.current"),
+            memory_peak: num("memory", "memory.peak"),
+            memory_limit: num("memory", "memory.max"),
+            pids_current: num("pids", "pids.current"),
+            pids_max: info.dir("pids").and_then(|d| read_file(d, "pids.max")),
+        }
+    } else {
+        Usage {
+            cpu_ns: num("cpuacct", "cpuacct.usage"),
+            memory_current: num("memory", "memory.usage_in_bytes"),
+            memory_peak: num("memory", "memory.max_usage_in_bytes"),
+            memory_limit: num("memory", "memory.limit_in_bytes").filter(|l| *l < (1 << 62)),
+            pids_current: num("pids", "pids.current"),
+            pids_max: info.dir("pids").and_then(|d| read_file(d, "pids.max")),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Creating and destroying pools, all-or-nothing.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tracing::warn;
+
+use super::spec::{check_name, format_list, Host};
+use super::state::{now, pid_alive, PoolState, Pools};
+use super::{cgroups, ns, PoolSpec};
+use crate::service::control::{self, Request};
+use crate::service::{daemon, fuse};
+
+/// Creates pool `name`. On any failure nothing is left: no cgroup, namespace file or state.
+pub fn create(pools: &Pools, name: &str, spec: PoolSpec) -> anyhow::Result<PoolState> {
+    check_name(name)?;
+    let host = Host::probe()?;
+    let slice = spec.validate(&host)?;
+    let _lock = pools.lock().context("cannot lock the pool state")?;
+    if pools.get(name)?.is_some() || pools.pool_dir(name).exists() {
+        bail!("pool {name} already exists");
+    }
+    if let Some(cpus) = &slice.cpus {
+        for other in pools.list()? {
+            if let Some(theirs) = &other.slice.cpus {
+                let shared: std::collections::BTreeSet<u32> = cpus.intersection(theirs).copied().collect();
+                if !shared.is_empty() {
+                    bail!("--cpus {}: cpus {} already belong to pool {} (pool cpus are exclusive)", format_list(cpus), format_list(&shared), other.name);
+                }
+            }
+        }
+    }
+    let dir = pools.pool_dir(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let undo_dir = || {
+        let _ = std::fs::remove_dir_all(&dir);
+    };
+    let cg = match cgroups::create(name, &slice, spec.cgroup_parent.as_deref()) {
+        Ok(cg) => cg,
+        Err(e) => {
+            undo_dir();
+            return Err(anyhow::Error::new(e).context(format!("cannot create the cgroups of pool {name}")));
+        }
+    };
+    let ipc = dir.join("ipc");
+    if let Err(e) = ns::create_ipc(&ipc) {
+        let _ = cg.delete();
+        undo_dir();
+        return Err(anyhow::Error::new(e).context("cannot create the pool's IPC namespace"));
+    }
+    let state = PoolState { name: name.to_string(), spec, slice, cgroups: cg, ipc_ns: ipc.clone(), created: now() };
+    if let Err(e) = pools.save(&state) {
+        let _ = ns::remove(&ipc);
+        let _ = state.cgroups.delete();
+        undo_dir();
+        return Err(anyhow::Error::new(e).context("cannot record the pool"));
+    }
+    Ok(state)
+}
+
+fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Stops pool `name`'s service: a stop request, then SIGTERM, then SIGKILL.
+pub fn stop_service(pools: &Pools, name: &str) -> anyhow::Result<bool> {
+    let Some(svc) = pools.live_service(name)? else {
+        pools.remove_service(name);
+        return Ok(false);
+    };
+    if control::call(&svc.socket, &Request::Stop, Duration::from_secs(5)).is_err() {
+        let _ = rustix::process::kill_process(rustix::process::Pid::from_raw(svc.pid as i32).context("bad pid")?, rustix::process::Signal::TERM);
+    }
+    if !wait_until(Duration::from_secs(15), || !pid_alive(svc.pid)) {
+        warn!("service of pool {name} (pid {}) did not stop; killing it", svc.pid);
+        if let Some(p) = rustix::process::Pid::from_raw(svc.pid as i32) {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        }
+        wait_until(Duration::from_secs(5), || !pid_alive(svc.pid));
+    }
+    pools.remove_service(name);
+    Ok(true)
+}
+
+/// Destroys pool `name`: its service, containers, mounts, cgroups and namespace. While it is
+/// busy (a running service or processes in its cgroups) it refuses unless `force`.
+pub fn destroy(pools: &Pools, name: &str, force: bool) -> anyhow::Result<()> {
+    check_name(name)?;
+    let _lock = pools.lock().context("cannot lock the pool state")?;
+    let pool = pools.get(name)?.with_context(|| format!("no pool named {name}"))?;
+    let service = pools.live_service(name)?;
+    let procs: Vec<u32> = pool.cgroups.procs().into_iter().filter(|p| Some(*p) != service.as_ref().map(|s| s.pid)).collect();
+    if !force {
+        if let Some(s) = &service {
+            bail!("pool {name} is busy: its service runs (pid {}); stop it with `polytropon service stop --pool {name}`, or use --force", s.pid);
+        }
+        if !procs.is_empty() {
+            bail!("pool {name} is busy: processes {procs:?} run in it; stop them, or use --force");
+        }
+    }
+    stop_service(pools, name)?;
+    // Mounts a dead service may have left.
+    for mp in daemon::recorded_mounts(pools, name) {
+        let _ = fuse::clear_stale(&mp);
+        if fuse::is_our_mount(&mp) {
+            let _ = rustix::mount::unmount(&mp, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+    // Containers and anything else left in the pool.
+    for pid in pool.cgroups.procs() {
+        if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        }
+    }
+    if !wait_until(Duration::from_secs(10), || pool.cgroups.procs().is_empty()) {
+        bail!("processes {:?} of pool {name} did not exit", pool.cgroups.procs());
+    }
+    let mut deleted = pool.cgroups.delete();
+    for _ in 0..50 {
+        if deleted.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        deleted = pool.cgroups.delete();
+    }
+    deleted.with_context(|| format!("cannot remove the cgroups of pool {name}"))?;
+    ns::remove(&pool.ipc_ns).context("cannot remove the pool's IPC namespace binding")?;
+    std::fs::remove_dir_all(pools.pool_dir(name)).with_context(|| format!("cannot remove {}", pools.pool_dir(name).display()))?;
+    Ok(())
+}

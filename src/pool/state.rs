@@ -1,0 +1,133 @@
+//! Pool state under `STATE/pools/NAME/`: `pool.yaml` (spec, slice, cgroups, namespace),
+//! `service.yaml` (the running service), `ipc` (the namespace binding), `control.sock`.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::cgroups::CgroupInfo;
+use super::spec::{PoolSpec, Slice};
+use crate::service::records::write_atomic;
+
+/// What is known of one pool.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PoolState {
+    pub name: String,
+    pub spec: PoolSpec,
+    pub slice: Slice,
+    pub cgroups: CgroupInfo,
+    /// The IPC namespace binding.
+    pub ipc_ns: PathBuf,
+    /// Unix time of creation.
+    pub created: u64,
+}
+
+/// The running service of a pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub pid: u32,
+    pub socket: PathBuf,
+    /// Unix time the service started.
+    pub started: u64,
+    pub log: Option<PathBuf>,
+}
+
+/// The pools under one state directory.
+#[derive(Clone, Debug)]
+pub struct Pools {
+    dir: PathBuf,
+}
+
+/// An exclusive lock over the pools (creation and destruction), released on drop.
+#[derive(Debug)]
+pub struct PoolsLock(#[allow(dead_code)] File);
+
+fn yaml_err(e: serde_yaml_ng::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+impl Pools {
+    pub fn new(state_dir: &Path) -> Self {
+        Pools { dir: state_dir.join("pools") }
+    }
+
+    pub fn pool_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn lock(&self) -> io::Result<PoolsLock> {
+        std::fs::create_dir_all(&self.dir)?;
+        let f = File::create(self.dir.join(".lock"))?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
+        Ok(PoolsLock(f))
+    }
+
+    pub fn get(&self, name: &str) -> io::Result<Option<PoolState>> {
+        match std::fs::read_to_string(self.pool_dir(name).join("pool.yaml")) {
+            Ok(t) => serde_yaml_ng::from_str(&t).map(Some).map_err(yaml_err),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn save(&self, pool: &PoolState) -> io::Result<()> {
+        let yaml = serde_yaml_ng::to_string(pool).map_err(yaml_err)?;
+        write_atomic(&self.pool_dir(&pool.name).join("pool.yaml"), yaml.as_bytes())
+    }
+
+    /// Every pool, by name.
+    pub fn list(&self) -> io::Result<Vec<PoolState>> {
+        let mut out = Vec::new();
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for e in rd {
+            let e = e?;
+            if let Some(name) = e.file_name().to_str().filter(|n| !n.starts_with('.')) {
+                if let Some(p) = self.get(name)? {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    pub fn service(&self, name: &str) -> io::Result<Option<ServiceRecord>> {
+        match std::fs::read_to_string(self.pool_dir(name).join("service.yaml")) {
+            Ok(t) => serde_yaml_ng::from_str(&t).map(Some).map_err(yaml_err),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn save_service(&self, name: &str, rec: &ServiceRecord) -> io::Result<()> {
+        let yaml = serde_yaml_ng::to_string(rec).map_err(yaml_err)?;
+        write_atomic(&self.pool_dir(name).join("service.yaml"), yaml.as_bytes())
+    }
+
+    pub fn remove_service(&self, name: &str) {
+        let _ = std::fs::remove_file(self.pool_dir(name).join("service.yaml"));
+    }
+
+    /// The running service of pool `name`, if its process is alive.
+    pub fn live_service(&self, name: &str) -> io::Result<Option<ServiceRecord>> {
+        Ok(self.service(name)?.filter(|s| pid_alive(s.pid)))
+    }
+}
+
+/// Whether process `pid` exists (and is not a zombie).
+pub fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,122 @@
+//! The service's control socket: one JSON request per connection, one JSON response.
+//!
+//! The socket (`STATE/pools/NAME/control.sock`) is owner-only, and the service also checks the
+//! peer's credentials: only root or the service's own user may talk to it.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::service::fuse::OpSummary;
+use crate::spec::InstanceSpec;
+
+/// A request to the service.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Request {
+    /// Add an instance, served through FUSE at `mountpoint`.
+    Mount { mountpoint: PathBuf, spec: InstanceSpec },
+    /// Remove the instance at `mountpoint`.
+    Umount { mountpoint: PathBuf },
+    /// Report the service's state and counters.
+    Stats,
+    /// Flush, unmount everything and exit.
+    Stop,
+}
+
+/// One thread of the service.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ThreadInfo {
+    pub tid: u32,
+    pub name: String,
+    /// The cpu it last ran on.
+    pub cpu: u32,
+    /// Its affinity (`Cpus_allowed_list`).
+    pub allowed: String,
+}
+
+/// One served instance.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MountInfo {
+    pub mountpoint: PathBuf,
+    pub spec: InstanceSpec,
+    pub passthrough_opens: u64,
+    /// Per request kind on the FUSE path.
+    pub fuse_ops: BTreeMap<String, OpSummary>,
+}
+
+/// The service's answer to `Stats`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ServiceStats {
+    pub pid: u32,
+    pub started: u64,
+    pub threads: Vec<ThreadInfo>,
+    pub mounts: Vec<MountInfo>,
+}
+
+/// The service's answer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    pub error: Option<String>,
+    pub stats: Option<ServiceStats>,
+}
+
+impl Response {
+    pub fn ok() -> Self {
+        Response { ok: true, ..Response::default() }
+    }
+
+    pub fn err(e: impl std::fmt::Display) -> Self {
+        Response { ok: false, error: Some(e.to_string()), stats: None }
+    }
+}
+
+/// Errors talking to a service.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot reach the service at {path}: {source}")]
+    Connect { path: String, source: std::io::Error },
+    #[error("service protocol error: {0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Sends one request and returns the response (an error when the service refused).
+pub fn call(socket: &Path, req: &Request, timeout: Duration) -> Result<Response, ControlError> {
+    let connect = |source| ControlError::Connect { path: socket.display().to_string(), source };
+    let mut s = UnixStream::connect(socket).map_err(connect)?;
+    s.set_read_timeout(Some(timeout)).map_err(connect)?;
+    let mut line = serde_json::to_string(req).map_err(|e| ControlError::Protocol(e.to_string()))?;
+    line.push('\n');
+    s.write_all(line.as_bytes()).map_err(connect)?;
+    let mut reply = String::new();
+    BufReader::new(&s).read_line(&mut reply).map_err(connect)?;
+    let resp: Response = serde_json::from_str(&reply).map_err(|e| ControlError::Protocol(format!("{e}: {reply:?}")))?;
+    if !resp.ok {
+        return Err(ControlError::Refused(resp.error.unwrap_or_else(|| "refused".into())));
+    }
+    Ok(resp)
+}
+
+/// Reads one request from a connection (at most 1 MiB).
+pub fn read_request(s: &UnixStream) -> Result<Request, String> {
+    let mut line = String::new();
+    let mut r = BufReader::new(s).take(1 << 20);
+    r.read_line(&mut line).map_err(|e| e.to_string())?;
+    serde_json::from_str(&line).map_err(|e| format!("bad request: {e}"))
+}
+
+/// Writes one response.
+pub fn write_response(mut s: &UnixStream, resp: &Response) {
+    if let Ok(mut line) = serde_json::to_string(resp) {
+        line.push('\n');
+        let _ = s.write_all(line.as_bytes());
+    }
+}
+

@@ -1,0 +1,246 @@
+//! The per-pool filesystem service: placed in the pool's cgroups, IPC namespace and cpus
+//! before it starts any thread; serves a table of instances through FUSE; answers its control
+//! socket; stops on `Stop` or SIGINT/SIGTERM/SIGHUP, unmounting everything.
+
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{SigSet, Signal};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::control::{self, MountInfo, Request, Response, ServiceStats, ThreadInfo};
+use super::fuse::{self, FuseConfig, Mounted};
+use crate::instance;
+use crate::pool::state::{now, ServiceRecord};
+use crate::pool::{ns, PoolState, Pools};
+use crate::spec::InstanceSpec;
+
+/// The service spec (`service run -f service.yaml`): instances to serve at start.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    #[serde(default)]
+    pub instances: Vec<TableEntry>,
+}
+
+/// One row of the filesystem table.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TableEntry {
+    pub mountpoint: PathBuf,
+    pub spec: InstanceSpec,
+}
+
+impl ServiceSpec {
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_yaml_ng::from_str(&text).map_err(|e| match e.location() {
+            Some(l) => anyhow::anyhow!("{}:{}:{}: {e}", path.display(), l.line(), l.column()),
+            None => anyhow::anyhow!("{}: {e}", path.display()),
+        })
+    }
+}
+
+/// Path of the filesystem table the service keeps (for cleanup after a crash).
+pub fn table_file(pools: &Pools, pool: &str) -> PathBuf {
+    pools.pool_dir(pool).join("mounts.yaml")
+}
+
+/// Path of the control socket.
+pub fn socket_file(pools: &Pools, pool: &str) -> PathBuf {
+    pools.pool_dir(pool).join("control.sock")
+}
+
+/// Mountpoints recorded in a pool's filesystem table.
+pub fn recorded_mounts(pools: &Pools, pool: &str) -> Vec<PathBuf> {
+    std::fs::read_to_string(table_file(pools, pool))
+        .ok()
+        .and_then(|t| serde_yaml_ng::from_str::<ServiceSpec>(&t).ok())
+        .map(|s| s.instances.into_iter().map(|e| e.mountpoint).collect())
+        .unwrap_or_default()
+}
+
+struct Served {
+    spec: InstanceSpec,
+    mount: Mounted,
+}
+
+struct Service {
+    pools: Pools,
+    pool: String,
+    started: u64,
+    table: Mutex<BTreeMap<PathBuf, Served>>,
+}
+
+fn threads() -> Vec<ThreadInfo> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc/self/task") else { return out };
+    for e in rd.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+        let base = e.path();
+        let name = std::fs::read_to_string(base.join("comm")).unwrap_or_default().trim().to_string();
+        // Field 39 of stat is the cpu last run on; fields after the ")" start at 3.
+        let cpu = std::fs::read_to_string(base.join("stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.split(' ').nth(36).and_then(|c| c.parse().ok())))
+            .unwrap_or(0);
+        let allowed = std::fs::read_to_string(base.join("status"))
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:").map(|v| v.trim().to_string())))
+            .unwrap_or_default();
+        out.push(ThreadInfo { tid, name, cpu, allowed });
+    }
+    out.sort_by_key(|t| t.tid);
+    out
+}
+
+impl Service {
+    fn save_table(&self, table: &BTreeMap<PathBuf, Served>) {
+        let spec = ServiceSpec {
+            instances: table.iter().map(|(m, s)| TableEntry { mountpoint: m.clone(), spec: s.spec.clone() }).collect(),
+        };
+        let written = serde_yaml_ng::to_string(&spec)
+            .map_err(std::io::Error::other)
+            .and_then(|y| super::records::write_atomic(&table_file(&self.pools, &self.pool), y.as_bytes()));
+        if let Err(e) = written {
+            warn!("cannot write the filesystem table: {e}");
+        }
+    }
+
+    fn mount(&self, mountpoint: &Path, spec: InstanceSpec) -> anyhow::Result<()> {
+        let mp = std::fs::canonicalize(mountpoint).with_context(|| format!("mount point {}", mountpoint.display()))?;
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if table.contains_key(&mp) || fuse::is_our_mount(&mp) {
+            bail!("{} is already mounted", mp.display());
+        }
+        let fs = instance::build(&spec).context("cannot build the filesystem instance")?;
+        let mount = fuse::spawn(fs, &mp, &FuseConfig::from_spec(&spec.cache)).with_context(|| format!("cannot mount {}", mp.display()))?;
+        info!("serving {}", mp.display());
+        table.insert(mp, Served { spec, mount });
+        self.save_table(&table);
+        Ok(())
+    }
+
+    fn umount(&self, mountpoint: &Path) -> anyhow::Result<()> {
+        let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if !table.contains_key(&mp) {
+            bail!("{} is not served by pool {}", mp.display(), self.pool);
+        }
+        fuse::unmount(&mp)?;
+        table.remove(&mp);
+        self.save_table(&table);
+        Ok(())
+    }
+
+    fn stats(&self) -> ServiceStats {
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        ServiceStats {
+            pid: std::process::id(),
+            started: self.started,
+            threads: threads(),
+            mounts: table
+                .iter()
+                .map(|(m, s)| MountInfo {
+                    mountpoint: m.clone(),
+                    spec: s.spec.clone(),
+                    passthrough_opens: s.mount.stats().passthrough_opens(),
+                    fuse_ops: s.mount.stats().summary(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn peer_allowed(s: &std::os::unix::net::UnixStream) -> bool {
+    match rustix::net::sockopt::socket_peercred(s) {
+        Ok(c) => c.uid.is_root() || c.uid == rustix::process::geteuid(),
+        Err(_) => false,
+    }
+}
+
+/// Runs the service of `pool` in this process until stopped. Must be called before the
+/// process starts any thread: it moves the whole process into the pool.
+pub fn run(pools: &Pools, pool: &PoolState, spec: ServiceSpec, log: Option<PathBuf>, ready: impl FnOnce()) -> anyhow::Result<()> {
+    let pid = std::process::id();
+    // 1. Into the pool: cgroups, IPC namespace, cpus. Still single-threaded.
+    pool.cgroups.add_process(pid).context("cannot move the service into the pool's cgroups")?;
+    ns::join_ipc(&pool.ipc_ns).context("cannot join the pool's IPC namespace")?;
+    if let Some(cpus) = &pool.slice.cpus {
+        let mut set = nix::sched::CpuSet::new();
+        for c in cpus {
+            set.set(*c as usize).context("cpu number out of range")?;
+        }
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).context("cannot pin the service to the pool's cpus")?;
+    }
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    signals.thread_block().context("cannot block signals")?;
+    // 2. The control socket, owner-only from the start.
+    let sock = socket_file(pools, &pool.name);
+    let _ = std::fs::remove_file(&sock);
+    let old = rustix::process::umask(rustix::fs::Mode::from_bits_retain(0o177));
+    let listener = UnixListener::bind(&sock);
+    rustix::process::umask(old);
+    let listener = listener.with_context(|| format!("cannot listen on {}", sock.display()))?;
+    let service = Arc::new(Service { pools: pools.clone(), pool: pool.name.clone(), started: now(), table: Mutex::new(BTreeMap::new()) });
+    // 3. The instances of the spec.
+    for e in spec.instances {
+        if let Err(err) = service.mount(&e.mountpoint, e.spec) {
+            drop(service.table.lock().unwrap_or_else(|p| p.into_inner()).split_off(&PathBuf::new()));
+            let _ = std::fs::remove_file(&sock);
+            return Err(err.context(format!("instance at {}", e.mountpoint.display())));
+        }
+    }
+    let record = ServiceRecord { pid, socket: sock.clone(), started: service.started, log };
+    pools.save_service(&pool.name, &record).context("cannot record the service")?;
+    ready();
+    let (stop_tx, stop_rx) = mpsc::channel::<&'static str>();
+    let tx = stop_tx.clone();
+    std::thread::Builder::new().name("ptn-signals".into()).spawn(move || {
+        if let Ok(sig) = signals.wait() {
+            let _ = tx.send(sig.as_str());
+        }
+    })?;
+    let svc = service.clone();
+    std::thread::Builder::new().name("ptn-control".into()).spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            if !peer_allowed(&conn) {
+                control::write_response(&conn, &Response::err("permission denied: only root or the service's user may control it"));
+                continue;
+            }
+            let resp = match control::read_request(&conn) {
+                Err(e) => Response::err(e),
+                Ok(Request::Mount { mountpoint, spec }) => svc.mount(&mountpoint, spec).map_or_else(|e| Response::err(format!("{e:#}")), |_| Response::ok()),
+                Ok(Request::Umount { mountpoint }) => svc.umount(&mountpoint).map_or_else(|e| Response::err(format!("{e:#}")), |_| Response::ok()),
+                Ok(Request::Stats) => Response { ok: true, error: None, stats: Some(svc.stats()) },
+                Ok(Request::Stop) => {
+                    let _ = stop_tx.send("stop request");
+                    Response::ok()
+                }
+            };
+            control::write_response(&conn, &resp);
+        }
+    })?;
+    let why = stop_rx.recv().unwrap_or("control channel closed");
+    info!("stopping: {why}");
+    // 4. Flush and unmount everything (detached if busy, so open files keep working).
+    let table = std::mem::take(&mut *service.table.lock().unwrap_or_else(|p| p.into_inner()));
+    for (mp, served) in table {
+        if let Err(e) = fuse::unmount(&mp) {
+            warn!("{e}; detaching it");
+        }
+        drop(served);
+    }
+    let _ = std::fs::remove_file(table_file(pools, &pool.name));
+    let _ = std::fs::remove_file(&sock);
+    pools.remove_service(&pool.name);
+    Ok(())
+}

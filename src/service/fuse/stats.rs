@@ -1,0 +1,128 @@
+//! Per-operation counters of a FUSE mount: count and latency histogram per request kind,
+//! lock-free, cheap enough for every request.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+const BUCKETS: usize = 40;
+
+/// Latencies in power-of-two nanosecond buckets.
+#[derive(Debug)]
+struct Histogram {
+    count: AtomicU64,
+    buckets: [AtomicU64; BUCKETS],
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram { count: AtomicU64::new(0), buckets: std::array::from_fn(|_| AtomicU64::new(0)) }
+    }
+
+    fn record(&self, ns: u64) {
+        let b = (64 - ns.max(1).leading_zeros() as usize - 1).min(BUCKETS - 1);
+        self.buckets[b].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The upper bound (µs) of the bucket holding quantile `q`.
+    fn quantile_us(&self, q: f64) -> f64 {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0.0;
+        }
+        let want = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return (1u64 << (i + 1)) as f64 / 1000.0;
+            }
+        }
+        (1u64 << BUCKETS) as f64 / 1000.0
+    }
+}
+
+/// One operation's counters, as reported.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OpSummary {
+    pub count: u64,
+    /// Bucket upper bounds, in µs (power-of-two resolution).
+    pub p50_us: f64,
+    pub p99_us: f64,
+}
+
+/// Counters of one FUSE mount.
+#[derive(Debug, Default)]
+pub struct FuseStats {
+    passthrough_opens: AtomicU64,
+    ops: Mutex<BTreeMap<&'static str, Arc<Histogram>>>,
+}
+
+impl FuseStats {
+    pub(super) fn add_passthrough(&self) {
+        self.passthrough_opens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Opens answered with FUSE passthrough.
+    pub fn passthrough_opens(&self) -> u64 {
+        self.passthrough_opens.load(Ordering::Relaxed)
+    }
+
+    fn histogram(&self, op: &'static str) -> Arc<Histogram> {
+        let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        ops.entry(op).or_insert_with(|| Arc::new(Histogram::new())).clone()
+    }
+
+    /// Count and p50/p99 latency per request kind seen so far.
+    pub fn summary(&self) -> BTreeMap<String, OpSummary> {
+        let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        ops.iter()
+            .map(|(k, h)| {
+                let s = OpSummary { count: h.count.load(Ordering::Relaxed), p50_us: h.quantile_us(0.5), p99_us: h.quantile_us(0.99) };
+                (k.to_string(), s)
+            })
+            .collect()
+    }
+}
+
+/// Times one request; records when dropped (after the reply was sent).
+pub(super) struct Timer {
+    hist: Arc<Histogram>,
+    start: Instant,
+}
+
+impl Timer {
+    pub(super) fn start(stats: Arc<FuseStats>, op: &'static str) -> Self {
+        Timer { hist: stats.histogram(op), start: Instant::now() }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.hist.record(self.start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_buckets() {
+        let h = Histogram::new();
+        for _ in 0..98 {
+            h.record(1_500); // bucket [1024, 2048) ns
+        }
+        h.record(40_000);
+        h.record(40_000); // bucket [32768, 65536) ns
+        assert_eq!(h.count.load(Ordering::Relaxed), 100);
+        assert_eq!(h.quantile_us(0.5), 2.048);
+        assert_eq!(h.quantile_us(0.99), 65.536);
+        assert_eq!(Histogram::new().quantile_us(0.5), 0.0);
+    }
+}
