@@ -1,0 +1,285 @@
+//! Pools and their services on real cgroups, namespaces and FUSE mounts, as an operator drives
+//! them from a shell: create, serve, mount, inspect, destroy, and leave the host as it was.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::{require_root, Scratch};
+use polytropon::pool::Pools;
+
+/// A state directory whose pools are force-destroyed when the test ends, pass or fail.
+struct Host {
+    scratch: Scratch,
+    state: PathBuf,
+    tag: String,
+    created: Vec<String>,
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+impl Host {
+    fn new(tag: &str) -> Self {
+        require_root();
+        let scratch = Scratch::new(tag);
+        let state = scratch.mkdir("state");
+        // Cgroup names are global: make this test's pool names unique.
+        let tag = format!("{}{}", tag.replace('-', ""), std::process::id() % 100_000);
+        Host { scratch, state, tag, created: Vec::new() }
+    }
+
+    fn name(&self, n: &str) -> String {
+        format!("{}-{n}", self.tag)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_polytropon"));
+        c.arg("--state-dir").arg(&self.state);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run polytropon")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "polytropon {args:?} failed: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn create(&mut self, n: &str, args: &[&str]) -> String {
+        let name = self.name(n);
+        let mut all = vec!["pool", "create", name.as_str()];
+        all.extend_from_slice(args);
+        self.ok(&all);
+        self.created.push(name.clone());
+        name
+    }
+
+    fn pools(&self) -> Pools {
+        Pools::new(&self.state)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        for name in &self.created {
+            let _ = self.run(&["pool", "destroy", name, "--force"]);
+        }
+    }
+}
+
+/// Every cgroup directory named `polytropon-NAME` on the host.
+fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
+    let out = Command::new("find")
+        .args(["/sys/fs/cgroup", "-maxdepth", "5", "-type", "d", "-name"])
+        .arg(format!("polytropon-{name}"))
+        .output()
+        .expect("run find");
+    String::from_utf8_lossy(&out.stdout).lines().map(PathBuf::from).collect()
+}
+
+fn proc_field(pid: u32, file: &str, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+fn tasks(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+fn ns(pid: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/ipc")).map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+fn mounted(p: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| m.lines().any(|l| l.split(' ').nth(4) == p.to_str()))
+}
+
+#[test]
+fn two_pools_serve_mounts_on_their_own_cpus_and_leave_nothing_behind() {
+    let mut h = Host::new("pools-two");
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").expect("online cpus");
+    assert!(online.trim() != "0", "this test needs two cpus");
+    let a = h.create("a", &["--cpus", "0", "--memory", "512M", "--pids-max", "256"]);
+    let b = h.create("b", &["--cpus", "1", "--cpu-weight", "200"]);
+    let mut pids = Vec::new();
+    let mut mounts = Vec::new();
+    for (name, cpu) in [(&a, "0"), (&b, "1")] {
+        let pid: u32 = h.ok(&["service", "run", "--pool", name, "--detach"]).trim().parse().expect("service pid");
+        let (lower, upper, mnt) = (h.scratch.mkdir(&format!("{name}/lower")), h.scratch.mkdir(&format!("{name}/upper")), h.scratch.mkdir(&format!("{name}/mnt")));
+        std::fs::write(lower.join("image"), b"image").expect("seed");
+        let (l, u, m) = (lower.display().to_string(), upper.display().to_string(), mnt.display().to_string());
+        h.ok(&["mount", "--pool", name, &m, "--lower", &l, "--upper", &u]);
+        std::fs::write(mnt.join("hello"), format!("from {name}")).expect("write through the pool's mount");
+        assert_eq!(std::fs::read(upper.join("hello")).expect("upper"), format!("from {name}").as_bytes());
+        // The service and every one of its threads: in the pool's cgroups, on the pool's cpus.
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+        for controller in ["cpuset", "memory", "pids", "cpu"] {
+            assert!(
+                cg.lines().any(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|x| x == controller)) && l.ends_with(&format!("/polytropon-{name}"))),
+                "service not in the pool's {controller} cgroup:\n{cg}"
+            );
+        }
+        let threads = tasks(pid);
+        assert!(threads.len() > 3, "the service runs several threads");
+        for t in threads {
+            assert_eq!(proc_field(pid, &format!("task/{t}/status"), "Cpus_allowed_list:"), cpu, "thread {t} of pool {name}");
+        }
+        pids.push(pid);
+        mounts.push(mnt);
+    }
+    // Private IPC namespaces: different from each other and from the host's.
+    let (na, nb) = (ns(&pids[0].to_string()), ns(&pids[1].to_string()));
+    assert!(na != nb && na != ns("self") && nb != ns("self"), "{na} {nb}");
+    // Shared memory made in pool a is unreachable from pool b and from the host.
+    let ipc = |pool: &str| format!("--ipc={}", h.state.join("pools").join(pool).join("ipc").display());
+    let made = Command::new("nsenter").arg(ipc(&a)).args(["ipcmk", "-M", "4096"]).output().expect("ipcmk");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let id = String::from_utf8_lossy(&made.stdout).split_whitespace().last().unwrap_or("").to_string();
+    let list = |args: Vec<String>| String::from_utf8_lossy(&Command::new("nsenter").args(args).args(["ipcs", "-m"]).output().expect("ipcs").stdout).into_owned();
+    assert!(list(vec![ipc(&a)]).contains(&id), "segment {id} not in pool a");
+    assert!(!list(vec![ipc(&b)]).contains(&id), "pool a's segment {id} is visible in pool b");
+    let host = String::from_utf8_lossy(&Command::new("ipcs").arg("-m").output().expect("ipcs").stdout).into_owned();
+    assert!(!host.lines().any(|l| l.split_whitespace().nth(1) == Some(id.as_str())), "pool a's segment is visible on the host");
+    // inspect shows both pools with their services, mounts and FUSE counters.
+    let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--format", "json"])).expect("inspect json");
+    let reports = json.as_array().expect("array");
+    assert_eq!(reports.len(), 2);
+    for (r, pid) in reports.iter().zip(&pids) {
+        assert_eq!(r["service"]["pid"].as_u64(), Some(u64::from(*pid)));
+        let m = &r["service"]["mounts"][0];
+        assert!(m["fuse_ops"]["write"]["count"].as_u64().unwrap_or(0) >= 1, "{m}");
+        assert!(r["usage"]["memory_current"].as_u64().unwrap_or(0) > 0);
+        assert!(r["usage"]["pids_current"].as_u64().unwrap_or(0) >= 1 || r["pool"]["slice"]["pids_max"].is_null());
+        for t in r["service"]["threads"].as_array().expect("threads") {
+            assert_eq!(t["allowed"].as_str(), r["pool"]["slice"]["cpus"].as_array().map(|c| c[0].to_string()).as_deref());
+        }
+    }
+    let human = h.ok(&["inspect", "--pool", &a]);
+    assert!(human.contains(&format!("pool {a}")) && human.contains("fuse write") && !human.contains(&format!("pool {b}")), "{human}");
+    let list = h.ok(&["pool", "list"]);
+    assert!(list.contains(&a) && list.contains(&b) && list.contains(&format!("pid {}", pids[0])), "{list}");
+    // A busy pool is not destroyed without --force.
+    let out = h.run(&["pool", "destroy", &a]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("busy"), "{}", stderr(&out));
+    let dirs_a = cgroup_dirs(&a);
+    assert!(dirs_a.len() >= 4, "{dirs_a:?}");
+    // service stop + destroy for one, destroy --force for the other.
+    h.ok(&["service", "stop", "--pool", &a]);
+    assert!(!mounted(&mounts[0]));
+    h.ok(&["pool", "destroy", &a]);
+    h.ok(&["pool", "destroy", &b, "--force"]);
+    for (i, name) in [&a, &b].into_iter().enumerate() {
+        assert!(cgroup_dirs(name).is_empty(), "cgroups of {name} left: {:?}", cgroup_dirs(name));
+        assert!(!mounted(&mounts[i]), "mount of {name} left");
+        assert!(!polytropon::pool::state::pid_alive(pids[i]), "service of {name} still runs");
+        assert!(!h.state.join("pools").join(name).exists(), "state of {name} left");
+    }
+    let ns_files = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!ns_files.contains(h.state.to_str().expect("utf-8")), "a namespace binding is left:\n{ns_files}");
+    h.created.clear();
+}
+
+#[test]
+fn the_memory_limit_holds_inside_the_pool() {
+    let mut h = Host::new("pools-mem");
+    let name = h.create("m", &["--memory", "64M"]);
+    let pool = h.pools().get(&name).expect("state").expect("pool");
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", "import sys; sys.stdin.readline(); b = bytearray(300 << 20); print(len(b))"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start python3");
+    pool.cgroups.add_process(child.id()).expect("move the process into the pool");
+    use std::io::Write;
+    child.stdin.as_mut().expect("stdin").write_all(b"go\n").expect("signal the child");
+    let status = child.wait().expect("wait");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "a process over the pool's memory limit is killed ({status:?})");
+    let usage = polytropon::pool::cgroups::usage(&pool.cgroups);
+    assert_eq!(usage.memory_limit, Some(64 << 20));
+    assert!(usage.memory_peak.unwrap_or(u64::MAX) <= 64 << 20, "peak {:?} above the limit", usage.memory_peak);
+    h.ok(&["pool", "destroy", &name]);
+    h.created.clear();
+    assert!(cgroup_dirs(&name).is_empty());
+}
+
+#[test]
+fn bad_specs_are_refused_by_name_and_leave_nothing() {
+    let mut h = Host::new("pools-bad");
+    let taken = h.create("taken", &["--cpus", "0"]);
+    let spec = h.scratch.path().join("pool.yaml");
+    std::fs::write(&spec, "cpus: \"1\"\nmemory: 1G\ncolour: blue\n").expect("write pool.yaml");
+    let spec_s = spec.display().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--cpus", "0"], &taken),
+        (vec!["--cpus", "0-1"], "already belong to pool"),
+        (vec!["--cpus", "7"], "cpu 7 is not online"),
+        (vec!["--memory", "8X"], "--memory \"8X\""),
+        (vec!["--io-max", "259:99:rbps=1M"], "unknown block device 259:99"),
+        (vec!["--io-max", "/dev/null:rbps=1M"], "not a block device"),
+        (vec!["-f", &spec_s], "colour"),
+        (vec!["--pids-max", "0"], "--pids-max"),
+    ];
+    for (i, (args, needle)) in cases.iter().enumerate() {
+        let name = h.name(&format!("bad{i}"));
+        let mut all = vec!["pool", "create", name.as_str()];
+        all.extend(args.iter().copied());
+        let out = h.run(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?} should fail");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+        assert!(cgroup_dirs(&name).is_empty(), "{args:?} left cgroups");
+        assert!(!h.state.join("pools").join(&name).exists(), "{args:?} left state");
+    }
+    let out = h.run(&["pool", "create", &h.name("yaml"), "-f", &spec_s]);
+    assert!(stderr(&out).contains("pool.yaml:3:"), "the file and line are named: {}", stderr(&out));
+    // --io-weight needs a weight file (BFQ on cgroup v1): it works, or the error names it.
+    let name = h.name("iow");
+    let out = h.run(&["pool", "create", &name, "--io-weight", "100"]);
+    if out.status.success() {
+        h.created.push(name.clone());
+        let pool = h.pools().get(&name).expect("state").expect("pool");
+        let dir = pool.cgroups.dir("blkio").or(pool.cgroups.dir("io")).expect("an I/O cgroup");
+        let set: Vec<String> = ["blkio.weight", "blkio.bfq.weight", "io.weight", "io.bfq.weight"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+            .map(|v| v.split_whitespace().last().unwrap_or("").to_string())
+            .collect();
+        assert!(set.iter().any(|v| v == "10" || v == "100"), "io weight not applied: {set:?}");
+    } else {
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("weight") && stderr(&out).contains("BFQ"), "{}", stderr(&out));
+        assert!(cgroup_dirs(&name).is_empty(), "a failed creation left cgroups: {:?}", cgroup_dirs(&name));
+        assert!(!h.state.join("pools").join(&name).exists());
+    }
+    // A non-root caller.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_polytropon"))
+        .arg("--state-dir")
+        .arg(&h.state)
+        .args(["pool", "create", "nobody-pool"])
+        .output()
+        .expect("run setpriv");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("needs root"), "{}", stderr(&out));
+    // Unknown pool, bad name.
+    let out = h.run(&["pool", "destroy", "no-such-pool"]);
+    assert!(stderr(&out).contains("no pool named no-such-pool"), "{}", stderr(&out));
+    let out = h.run(&["pool", "create", "a/b"]);
+    assert!(stderr(&out).contains("NAME"), "{}", stderr(&out));
+    let out = h.run(&["service", "run", "--pool", "no-such-pool"]);
+    assert!(stderr(&out).contains("no pool named no-such-pool"), "{}", stderr(&out));
+}
