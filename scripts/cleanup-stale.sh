@@ -9,3 +9,5 @@ awk -v t="$tmp/polytropon-" 'index($2, t) == 1 {print $2}' /proc/self/mounts | s
   umount -l "$m" 2>/dev/null || true
 done
 find "$tmp" -maxdepth 1 -name 'polytropon-*' -exec rm -rf --one-file-system {} + 2>/dev/null || true
+# Pool cgroups of killed test runs (test pools are named polytropon-pools*), once empty.
+find /sys/fs/cgroup -maxdepth 5 -depth -type d -name 'polytropon-pools*' -exec rmdir {} + 2>/dev/null || true

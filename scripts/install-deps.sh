@@ -4,7 +4,8 @@
 set -euo pipefail
 
 packages=(
-  util-linux      # mount(8), umount(8) for the kernel overlayfs oracle
+  util-linux      # mount, umount, unshare (pool IPC namespaces), nsenter, ipcs, setpriv
+  python3         # small real programs in the tests
   attr            # getfattr/setfattr: xattrs in the real-program tests
   libcap2-bin     # setcap/getcap: file capabilities through the FUSE mount
   fuse3           # /dev/fuse helpers (fusermount3)

@@ -283,3 +283,47 @@ fn bad_specs_are_refused_by_name_and_leave_nothing() {
     let out = h.run(&["service", "run", "--pool", "no-such-pool"]);
     assert!(stderr(&out).contains("no pool named no-such-pool"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_service_spec_mounts_its_table_at_start_and_stop_unmounts_it() {
+    let mut h = Host::new("pools-spec");
+    let name = h.create("s", &[]);
+    let (lower, upper, mnt) = (h.scratch.mkdir("lower"), h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
+    std::fs::write(lower.join("f"), b"from the image").expect("seed");
+    let spec = h.scratch.path().join("service.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "instances:\n  - mountpoint: {}\n    spec:\n      branches:\n        - {{path: {}, mode: rw}}\n        - {{path: {}, mode: ro}}\n      cache: {{mode: direct}}\n",
+            mnt.display(),
+            upper.display(),
+            lower.display()
+        ),
+    )
+    .expect("write service.yaml");
+    let pid: u32 = h.ok(&["service", "run", "--pool", &name, "-f", spec.to_str().expect("utf-8"), "--detach"]).trim().parse().expect("pid");
+    assert_eq!(std::fs::read(mnt.join("f")).expect("served at start"), b"from the image");
+    let table = std::fs::read_to_string(h.state.join("pools").join(&name).join("mounts.yaml")).expect("filesystem table");
+    assert!(table.contains(mnt.to_str().expect("utf-8")), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", &name, "--format", "json"])).expect("json");
+    assert_eq!(json[0]["service"]["mounts"][0]["spec"]["cache"]["mode"].as_str(), Some("direct"));
+    // A second service for the same pool is refused; a broken spec is named.
+    let out = h.run(&["service", "run", "--pool", &name]);
+    assert!(stderr(&out).contains("already runs"), "{}", stderr(&out));
+    h.ok(&["service", "stop", "--pool", &name]);
+    assert!(!mounted(&mnt));
+    assert!(!polytropon::pool::state::pid_alive(pid));
+    let out = h.run(&["service", "stop", "--pool", &name]);
+    assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
+    std::fs::write(&spec, "instances:\n  - mountpoint: /x\n    spec: {branches: [{path: /x, mode: maybe}]}\n").expect("write");
+    let out = h.run(&["service", "run", "--pool", &name, "-f", spec.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("service.yaml:") && stderr(&out).contains("maybe"), "{}", stderr(&out));
+    // The control socket is owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let _ = h.ok(&["service", "run", "--pool", &name, "--detach"]);
+    let mode = std::fs::metadata(h.state.join("pools").join(&name).join("control.sock")).expect("socket").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    h.ok(&["pool", "destroy", &name, "--force"]);
+    h.created.clear();
+}
