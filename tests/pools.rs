@@ -327,3 +327,18 @@ fn a_service_spec_mounts_its_table_at_start_and_stop_unmounts_it() {
     h.ok(&["pool", "destroy", &name, "--force"]);
     h.created.clear();
 }
+
+#[test]
+fn a_creation_that_fails_half_way_leaves_nothing() {
+    // The cgroups are made, then the namespace step fails (no `unshare` on PATH): everything
+    // made so far must be undone.
+    let h = Host::new("pools-half");
+    let name = h.name("h");
+    let out = h.cmd().env("PATH", "/nonexistent").args(["pool", "create", &name, "--cpus", "0", "--memory", "128M"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("IPC namespace") && stderr(&out).contains("unshare"), "{}", stderr(&out));
+    assert!(cgroup_dirs(&name).is_empty(), "cgroups left: {:?}", cgroup_dirs(&name));
+    assert!(!h.state.join("pools").join(&name).exists(), "state left");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(h.state.to_str().expect("utf-8")));
+}
