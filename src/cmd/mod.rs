@@ -17,3 +17,47 @@ pub fn not_implemented(command: &str) -> anyhow::Result<ExitCode> {
     eprintln!("polytropon: not implemented yet: {command}");
     Ok(ExitCode::from(2))
 }
+
+/// Re-runs this very command without `--detach` as a daemon in its own process group, its
+/// stderr going to `log` (whose path it also gets in `log_env`), and waits until `ready()`
+/// says it is up. Returns the daemon's pid; fails with its log when it exits first.
+pub fn spawn_detached(
+    what: &str,
+    log: &std::path::Path,
+    log_env: &str,
+    timeout: std::time::Duration,
+    mut ready: impl FnMut(u32) -> anyhow::Result<bool>,
+) -> anyhow::Result<u32> {
+    use anyhow::{bail, Context};
+    use std::os::unix::process::CommandExt;
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let log_file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let exe = std::env::current_exe().context("cannot find the polytropon binary")?;
+    let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--detach").collect();
+    let mut child = std::process::Command::new(exe)
+        .args(args)
+        .env(log_env, log)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start the {what}"))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if ready(child.id())? {
+            return Ok(child.id());
+        }
+        if let Some(status) = child.try_wait().with_context(|| format!("cannot wait for the {what}"))? {
+            let msg = std::fs::read_to_string(log).unwrap_or_default();
+            bail!("the {what} exited ({status}): {}", msg.trim());
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the {what} did not come up within {} s; see {}", timeout.as_secs(), log.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,10 +1,10 @@
 //! `polytropon mount`: serve a filesystem instance through FUSE.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use polytropon::cli::{CacheMode, MountArgs};
 use polytropon::instance;
 use polytropon::service::fuse::{self, FuseConfig};
@@ -77,43 +77,11 @@ pub fn run(state_dir: &Path, args: MountArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Re-runs this command without `--detach` as a daemon in its own session, and returns once
-/// its mount is in place.
+/// Re-runs this command as a daemon and returns once its mount is in place.
 fn detach(state_dir: &Path, mountpoint: &Path) -> anyhow::Result<ExitCode> {
     let log = mount_file(state_dir, mountpoint, "log");
-    std::fs::create_dir_all(log.parent().unwrap_or(state_dir))
-        .with_context(|| format!("cannot create {}", state_dir.display()))?;
-    let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-    let exe = std::env::current_exe().context("cannot find the polytropon binary")?;
-    let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--detach").collect();
-    let mut child = {
-        use std::os::unix::process::CommandExt;
-        Command::new(exe)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .env(LOG_ENV, &log)
-            .process_group(0)
-            .spawn()
-            .context("cannot start the mount daemon")?
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if fuse::is_our_mount(mountpoint) {
-            break;
-        }
-        if let Some(status) = child.try_wait().context("cannot wait for the mount daemon")? {
-            let msg = std::fs::read_to_string(&log).unwrap_or_default();
-            bail!("the mount daemon exited ({status}): {}", msg.trim());
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("{} did not appear within 15 s; see {}", mountpoint.display(), log.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    println!("{}", child.id());
+    let pid = super::spawn_detached("mount daemon", &log, LOG_ENV, Duration::from_secs(15), |_| Ok(fuse::is_our_mount(mountpoint)))?;
+    println!("{pid}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,8 +1,8 @@
 //! `polytropon service run|stop`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use polytropon::cli::{ServiceRunArgs, ServiceStopArgs};
@@ -29,37 +29,11 @@ pub fn run(state_dir: &Path, a: ServiceRunArgs) -> anyhow::Result<ExitCode> {
 
 fn detach(pools: &Pools, pool: &str) -> anyhow::Result<ExitCode> {
     let log = pools.pool_dir(pool).join("service.log");
-    let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-    let exe = std::env::current_exe().context("cannot find the polytropon binary")?;
-    let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--detach").collect();
-    let mut child = {
-        use std::os::unix::process::CommandExt;
-        Command::new(exe)
-            .args(args)
-            .env(LOG_ENV, &log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .process_group(0)
-            .spawn()
-            .context("cannot start the service")?
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if pools.live_service(pool)?.is_some_and(|s| s.pid == child.id()) {
-            println!("{}", child.id());
-            return Ok(ExitCode::SUCCESS);
-        }
-        if let Some(status) = child.try_wait()? {
-            let msg = std::fs::read_to_string(&log).unwrap_or_default();
-            bail!("the service exited ({status}): {}", msg.trim());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("the service did not come up within 20 s; see {}", log.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let pid = super::spawn_detached("service", &log, LOG_ENV, Duration::from_secs(20), |pid| {
+        Ok(pools.live_service(pool)?.is_some_and(|s| s.pid == pid))
+    })?;
+    println!("{pid}");
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn stop(state_dir: &Path, a: ServiceStopArgs) -> anyhow::Result<ExitCode> {

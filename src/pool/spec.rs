@@ -12,8 +12,6 @@ pub enum SpecError {
     Invalid { field: &'static str, value: String, why: String },
     #[error("cannot read {file}: {why}")]
     Read { file: String, why: String },
-    #[error("{file}:{line}:{column}: {why}")]
-    Yaml { file: String, line: usize, column: usize, why: String },
     #[error("{0}")]
     Other(String),
 }
@@ -41,15 +39,8 @@ impl PoolSpec {
     /// Reads a pool.yaml.
     pub fn from_file(path: &Path) -> Result<Self, SpecError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read { file: file.clone(), why: e.to_string() })?;
-        serde_yaml_ng::from_str(&text).map_err(|e| {
-            let msg = e.to_string();
-            let msg = msg.rfind(" at line ").map_or(msg.clone(), |i| msg[..i].to_string());
-            match e.location() {
-                Some(l) => SpecError::Yaml { file, line: l.line(), column: l.column(), why: msg },
-                None => SpecError::Other(format!("{file}: {msg}")),
-            }
-        })
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read { file, why: e.to_string() })?;
+        crate::spec::from_yaml(&text, path).map_err(|e| SpecError::Other(e.to_string()))
     }
 
     /// `other`'s fields where set, else ours (flags over a file).

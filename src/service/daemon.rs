@@ -38,10 +38,7 @@ pub struct TableEntry {
 impl ServiceSpec {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_yaml_ng::from_str(&text).map_err(|e| match e.location() {
-            Some(l) => anyhow::anyhow!("{}:{}:{}: {e}", path.display(), l.line(), l.column()),
-            None => anyhow::anyhow!("{}: {e}", path.display()),
-        })
+        Ok(crate::spec::from_yaml(&text, path)?)
     }
 }
 

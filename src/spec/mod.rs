@@ -148,16 +148,7 @@ impl TryFrom<RawInstance> for InstanceSpec {
 impl InstanceSpec {
     /// Parses `text`; `origin` names the file in errors and anchors relative branch paths.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, SpecError> {
-        let file = origin.display().to_string();
-        let mut spec: InstanceSpec = serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
-            Some(loc) => SpecError::Invalid {
-                file: file.clone(),
-                line: loc.line(),
-                column: loc.column(),
-                message: strip_location(&e.to_string()),
-            },
-            None => SpecError::InvalidNoLocation { file: file.clone(), message: e.to_string() },
-        })?;
+        let mut spec: InstanceSpec = from_yaml(text, origin)?;
         let base = origin.parent().unwrap_or(Path::new("."));
         for b in &mut spec.branches {
             if b.path.is_relative() {
@@ -183,6 +174,15 @@ impl InstanceSpec {
     pub fn lowers(&self) -> impl Iterator<Item = &BranchSpec> {
         self.branches.iter().filter(|b| b.mode == BranchMode::Ro)
     }
+}
+
+/// Parses a YAML document from `origin`; errors name the file, line, column and field path.
+pub fn from_yaml<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T, SpecError> {
+    let file = origin.display().to_string();
+    serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
+        Some(loc) => SpecError::Invalid { file, line: loc.line(), column: loc.column(), message: strip_location(&e.to_string()) },
+        None => SpecError::InvalidNoLocation { file, message: e.to_string() },
+    })
 }
 
 /// serde_yaml_ng appends " at line L column C"; the location is reported separately.
