@@ -16,3 +16,5 @@ cargo build --workspace --all-targets --locked
 # Lints: no undocumented unsafe anywhere, no warnings.
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked -- --test-threads=2
+# The shared-memory queue, model-checked with loom (own target dir: the cfg changes every hash).
+RUSTFLAGS="--cfg loom" cargo test -p polytropon-ipc --test loom --release --locked --target-dir target/loom

@@ -2,18 +2,147 @@
 //! preload library in container processes (front driver).
 //!
 //! Both sides depend on this crate and nothing heavier, so the preload library stays small.
-//! Issue 5 defines the segment layout, request queues and descriptors here. Every type placed
-//! in the segment will be `#[repr(C)]`, hold offsets (never pointers) and implement
-//! [`ShmSafe`].
+//! Every type placed in the segment is `#[repr(C)]`, holds integers and offsets (never
+//! pointers) and implements [`ShmSafe`]. The service treats everything it reads from the
+//! segment as hostile: it copies a [`Descriptor`] out of its slot first, then [`decode`]s the
+//! copy against the segment's real bounds.
+//!
+//! Status (issue 5): the queue, descriptors and their validation exist and are tested
+//! (model-checked with loom, stressed on a real SysV segment); the segment layout, the back
+//! driver and the preload library are still to come.
 
 #![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod queue;
+pub mod sync;
+
+pub use queue::{PushError, Queue, QueueHeader, Slot};
 
 /// Marker for types that may live in a shared-memory segment mapped by untrusted processes.
 ///
 /// # Safety
 /// Implementors must be `#[repr(C)]`, contain no pointers or references (only integers and
 /// offsets), and stay valid for every bit pattern, since the other side may write anything.
-pub unsafe trait ShmSafe: Copy {}
+pub unsafe trait ShmSafe {}
 
 /// Version of the protocol; the service and the library refuse to talk across versions.
-pub const PROTOCOL_VERSION: u32 = 0;
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A request as it travels through a queue slot: plain integers, any bit pattern allowed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Descriptor {
+    /// An [`Op`] number.
+    pub op: u32,
+    /// Index of the client's buffer, where bulk data and the completion go.
+    pub client: u32,
+    /// Sequence number of the request in that buffer, echoed in the completion.
+    pub seq: u64,
+    pub inode: u64,
+    pub handle: u64,
+    pub offset: u64,
+    /// Bytes of bulk data (in the client's buffer) this request reads or writes.
+    pub len: u64,
+    /// Operation-specific (flags, mode, whence...).
+    pub arg: u64,
+}
+
+// SAFETY: `#[repr(C)]`, integers only, every bit pattern is a valid value.
+unsafe impl ShmSafe for Descriptor {}
+// SAFETY: as above: atomics and integer cells only.
+unsafe impl ShmSafe for Slot {}
+// SAFETY: as above.
+unsafe impl ShmSafe for QueueHeader {}
+
+/// Operations a descriptor may ask for.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Lookup = 1,
+    Getattr = 2,
+    Open = 3,
+    Read = 4,
+    Write = 5,
+    Release = 6,
+    Create = 7,
+    Unlink = 8,
+    Fsync = 9,
+}
+
+impl Op {
+    pub fn from_u32(v: u32) -> Option<Op> {
+        Some(match v {
+            1 => Op::Lookup,
+            2 => Op::Getattr,
+            3 => Op::Open,
+            4 => Op::Read,
+            5 => Op::Write,
+            6 => Op::Release,
+            7 => Op::Create,
+            8 => Op::Unlink,
+            9 => Op::Fsync,
+            _ => return None,
+        })
+    }
+}
+
+/// The bounds a descriptor is checked against: the segment's real geometry, as the service
+/// set it up (never as the segment now claims).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub clients: u32,
+    /// Usable bytes of one client buffer.
+    pub buffer_size: u64,
+    /// Longest name (lookup, create, unlink) in bytes.
+    pub name_max: u64,
+}
+
+/// A descriptor that passed validation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub op: Op,
+    pub client: u32,
+    pub seq: u64,
+    pub inode: u64,
+    pub handle: u64,
+    pub offset: u64,
+    pub len: u64,
+    pub arg: u64,
+}
+
+/// Why a descriptor was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    UnknownOp(u32),
+    BadClient(u32),
+    /// `len` larger than the client buffer (or than a name may be).
+    TooLong(u64),
+    /// `offset + len` overflows a file offset.
+    BadOffset,
+}
+
+/// Validates a descriptor copied out of shared memory.
+pub fn decode(d: Descriptor, lim: &Limits) -> Result<Request, DecodeError> {
+    let op = Op::from_u32(d.op).ok_or(DecodeError::UnknownOp(d.op))?;
+    if d.client >= lim.clients {
+        return Err(DecodeError::BadClient(d.client));
+    }
+    let max = match op {
+        Op::Lookup | Op::Create | Op::Unlink => lim.name_max.min(lim.buffer_size),
+        Op::Read | Op::Write => lim.buffer_size,
+        _ => 0,
+    };
+    if d.len > max {
+        return Err(DecodeError::TooLong(d.len));
+    }
+    if matches!(op, Op::Read | Op::Write) && d.offset.checked_add(d.len).is_none_or(|end| end > i64::MAX as u64) {
+        return Err(DecodeError::BadOffset);
+    }
+    Ok(Request { op, client: d.client, seq: d.seq, inode: d.inode, handle: d.handle, offset: d.offset, len: d.len, arg: d.arg })
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;
