@@ -8,3 +8,4 @@ pub mod control;
 pub mod daemon;
 pub mod fuse;
 pub mod records;
+pub mod shm;

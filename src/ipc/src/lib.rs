@@ -16,7 +16,11 @@
 #[cfg(test)]
 extern crate std;
 
+#[cfg(not(loom))]
+pub mod client;
 pub mod queue;
+#[cfg(not(loom))]
+pub mod segment;
 pub mod sync;
 
 pub use queue::{PushError, Queue, QueueHeader, Slot};
@@ -70,6 +74,54 @@ pub enum Op {
     Create = 7,
     Unlink = 8,
     Fsync = 9,
+    /// Open the path in the buffer (relative to the instance root; `arg`: open flags, mode in
+    /// the upper 32 bits); aux: inode, handle.
+    OpenPath = 10,
+    /// Attributes of the path in the buffer (`arg` 1: do not follow a final symlink);
+    /// the buffer gets a [`WireAttr`].
+    StatPath = 11,
+    /// Remove the path in the buffer.
+    UnlinkPath = 12,
+}
+
+/// Attributes as they travel in a client buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WireAttr {
+    pub ino: u64,
+    pub size: u64,
+    pub blocks: u64,
+    pub atime: i64,
+    pub mtime: i64,
+    pub ctime: i64,
+    pub atime_nsec: u32,
+    pub mtime_nsec: u32,
+    pub ctime_nsec: u32,
+    pub mode: u32,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub blksize: u32,
+    pub rdev: u64,
+}
+
+// SAFETY: `#[repr(C)]`, integers only.
+unsafe impl ShmSafe for WireAttr {}
+
+impl WireAttr {
+    /// Its bytes, for the buffer.
+    pub fn to_bytes(&self) -> [u8; core::mem::size_of::<WireAttr>()] {
+        // SAFETY: `WireAttr` is `#[repr(C)]` plain integers with no padding bytes that could be
+        // uninitialised (fields are laid out 8,8,8,8,8,8,4x8 then 8: no gaps), so every byte
+        // is initialised.
+        unsafe { core::mem::transmute_copy(self) }
+    }
+
+    /// Reads one from buffer bytes (any bytes give some value).
+    pub fn from_bytes(b: &[u8; core::mem::size_of::<WireAttr>()]) -> WireAttr {
+        // SAFETY: `WireAttr` is valid for every bit pattern; `read_unaligned` needs no alignment.
+        unsafe { core::ptr::read_unaligned(b.as_ptr() as *const WireAttr) }
+    }
 }
 
 impl Op {
@@ -84,6 +136,9 @@ impl Op {
             7 => Op::Create,
             8 => Op::Unlink,
             9 => Op::Fsync,
+            10 => Op::OpenPath,
+            11 => Op::StatPath,
+            12 => Op::UnlinkPath,
             _ => return None,
         })
     }
@@ -98,6 +153,8 @@ pub struct Limits {
     pub buffer_size: u64,
     /// Longest name (lookup, create, unlink) in bytes.
     pub name_max: u64,
+    /// Longest path (the `*Path` operations) in bytes.
+    pub path_max: u64,
 }
 
 /// A descriptor that passed validation.
@@ -132,6 +189,7 @@ pub fn decode(d: Descriptor, lim: &Limits) -> Result<Request, DecodeError> {
     }
     let max = match op {
         Op::Lookup | Op::Create | Op::Unlink => lim.name_max.min(lim.buffer_size),
+        Op::OpenPath | Op::StatPath | Op::UnlinkPath => lim.path_max.min(lim.buffer_size),
         Op::Read | Op::Write => lim.buffer_size,
         _ => 0,
     };

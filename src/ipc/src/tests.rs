@@ -168,7 +168,7 @@ fn many_threads_over_a_sysv_segment() {
 
 #[test]
 fn the_decoder_refuses_what_is_out_of_bounds() {
-    let lim = Limits { clients: 4, buffer_size: 1 << 20, name_max: 255 };
+    let lim = Limits { clients: 4, buffer_size: 1 << 20, name_max: 255, path_max: 4096 };
     let ok = Descriptor { op: Op::Read as u32, client: 3, len: 1 << 20, offset: 10, ..Descriptor::default() };
     assert_eq!(decode(ok, &lim).map(|r| r.op), Ok(Op::Read));
     assert_eq!(decode(Descriptor { op: 99, ..ok }, &lim), Err(DecodeError::UnknownOp(99)));
@@ -181,7 +181,7 @@ fn the_decoder_refuses_what_is_out_of_bounds() {
 
 #[test]
 fn random_descriptors_never_get_past_the_decoder_out_of_bounds() {
-    let lim = Limits { clients: 16, buffer_size: 1 << 16, name_max: 255 };
+    let lim = Limits { clients: 16, buffer_size: 1 << 16, name_max: 255, path_max: 4096 };
     let mut rng = 42u64;
     let mut next = || {
         rng ^= rng << 13;
@@ -195,7 +195,7 @@ fn random_descriptors_never_get_past_the_decoder_out_of_bounds() {
         // Mostly small values so that some get through.
         let pick = |v: u64, small: u64| if r & 1 == 0 { v % small } else { v };
         let d = Descriptor {
-            op: pick(next(), 12) as u32,
+            op: pick(next(), 15) as u32,
             client: pick(next(), 20) as u32,
             seq: next(),
             inode: next(),

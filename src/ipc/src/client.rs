@@ -1,0 +1,164 @@
+//! The client side: attach to a pool's segment, own one client area, send requests and wait
+//! for their completion (a short spin, then a futex sleep; bounded, so a dead service gives
+//! `EIO` instead of a hang).
+
+use crate::segment::{futex_wait, futex_wake, Layout, Segment, DONE, IDLE, PENDING};
+use crate::sync::Ordering;
+use crate::Descriptor;
+
+/// Spins before sleeping on the completion word.
+const SPINS: u32 = 4000;
+/// Longest wait for one request before giving up with `EIO`.
+const TIMEOUT_MS: u64 = 5000;
+
+/// One client: a claimed client area of an attached segment. Not shared between threads.
+#[derive(Debug)]
+pub struct Client {
+    seg: Segment,
+    addr: *mut libc::c_void,
+    id: u32,
+    queue: u32,
+    seq: u64,
+}
+
+/// The reply to one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub value: u64,
+    pub aux: [u64; 4],
+}
+
+fn errno() -> i32 {
+    // SAFETY: reading the calling thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+impl Client {
+    /// Attaches segment `shmid` and claims a free client area. `queue` picks the request
+    /// queue (e.g. from the cpu or thread). Errors are errno values.
+    pub fn attach(shmid: i32, queue: u32) -> Result<Client, i32> {
+        // SAFETY: plain syscalls; every result is checked.
+        let mut ds: libc::shmid_ds = unsafe { core::mem::zeroed() };
+        // SAFETY: `ds` is a valid out-parameter.
+        if unsafe { libc::shmctl(shmid, libc::IPC_STAT, &mut ds) } != 0 {
+            return Err(errno());
+        }
+        // SAFETY: attaching a segment that exists; the kernel picks the address.
+        let addr = unsafe { libc::shmat(shmid, core::ptr::null(), 0) };
+        if addr as isize == -1 {
+            return Err(errno());
+        }
+        let detach = |e: i32| {
+            // SAFETY: `addr` came from a successful shmat.
+            unsafe { libc::shmdt(addr) };
+            Err(e)
+        };
+        let Some(g) = Segment::claimed_geometry(addr as *const u8) else { return detach(libc::EPROTO) };
+        let Some(layout) = Layout::new(g) else { return detach(libc::EPROTO) };
+        if layout.total > ds.shm_segsz {
+            return detach(libc::EPROTO);
+        }
+        // SAFETY: shmat returns a page-aligned mapping of `shm_segsz` >= `layout.total` bytes,
+        // kept until `Drop` detaches it.
+        let seg = unsafe { Segment::new(addr as *mut u8, layout) };
+        // SAFETY: getpid cannot fail.
+        let pid = unsafe { libc::getpid() } as u32;
+        for c in 0..g.clients {
+            let Some(h) = seg.client(c) else { break };
+            if h.owner.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                h.state.store(IDLE, Ordering::Release);
+                return Ok(Client { seg, addr, id: c, queue, seq: 0 });
+            }
+        }
+        detach(libc::EBUSY)
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Largest data payload of one request.
+    pub fn buffer_size(&self) -> usize {
+        self.seg.layout.geometry.buffer_size as usize
+    }
+
+    /// Sends `d` (its `client` and `seq` are filled in) with `data` in the buffer, and waits
+    /// for the reply. Errors are errno values (`EIO` when the service does not answer).
+    pub fn call(&mut self, mut d: Descriptor, data: &[u8]) -> Result<Reply, i32> {
+        let Some(h) = self.seg.client(self.id) else { return Err(libc::EIO) };
+        self.seq = self.seq.wrapping_add(1);
+        d.client = self.id;
+        d.seq = self.seq;
+        if !data.is_empty() {
+            self.seg.write_data(self.id, data);
+        }
+        h.state.store(PENDING, Ordering::Release);
+        let q = self.seg.queue(self.queue);
+        let mut tries = 0;
+        while let Err(e) = q.push(&d) {
+            tries += 1;
+            if tries > 1000 || e == crate::PushError::Busy && tries > 10 {
+                h.state.store(IDLE, Ordering::Release);
+                return Err(libc::EAGAIN);
+            }
+            core::hint::spin_loop();
+        }
+        let bell = self.seg.doorbell(self.queue);
+        bell.word.fetch_add(1, Ordering::Release);
+        if bell.sleepers.load(Ordering::Acquire) > 0 {
+            futex_wake(&bell.word, 1);
+        }
+        let mut spins = 0;
+        let mut waited = 0;
+        while h.state.load(Ordering::Acquire) != DONE {
+            if spins < SPINS {
+                spins += 1;
+                core::hint::spin_loop();
+                continue;
+            }
+            if waited >= TIMEOUT_MS {
+                h.state.store(IDLE, Ordering::Release);
+                return Err(libc::EIO);
+            }
+            futex_wait(&h.state, PENDING, 100);
+            waited += 100;
+        }
+        let value = h.result.load(Ordering::Acquire);
+        let aux = [0, 1, 2, 3].map(|i| h.aux[i].load(Ordering::Relaxed));
+        h.state.store(IDLE, Ordering::Release);
+        let signed = value as i64;
+        if signed < 0 {
+            return Err((-signed) as i32);
+        }
+        Ok(Reply { value, aux })
+    }
+
+    /// Copies the first `out.len()` bytes of the reply data out of the buffer.
+    pub fn data(&self, out: &mut [u8]) -> usize {
+        self.seg.read_data(self.id, out.len(), out)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(h) = self.seg.client(self.id) {
+            h.owner.store(0, Ordering::Release);
+        }
+        // SAFETY: `addr` came from a successful shmat and nothing borrowed from it outlives
+        // `self`.
+        unsafe { libc::shmdt(self.addr) };
+    }
+}
+
+/// Completes a request (service side): result, small values, then the completion word and a
+/// wake-up for a client sleeping on it.
+pub fn complete(seg: &Segment, client: u32, seq: u64, result: i64, aux: [u64; 4]) {
+    let Some(h) = seg.client(client) else { return };
+    for (slot, v) in h.aux.iter().zip(aux) {
+        slot.store(v, Ordering::Relaxed);
+    }
+    h.seq.store(seq, Ordering::Relaxed);
+    h.result.store(result as u64, Ordering::Relaxed);
+    h.state.store(DONE, Ordering::Release);
+    futex_wake(&h.state, 1);
+}

@@ -1,0 +1,278 @@
+//! The back driver: the service's end of the user-level path. It creates the pool's SysV
+//! segment (owner-only), runs one worker thread per request queue, and executes the requests
+//! it pops on a filesystem instance.
+//!
+//! Everything read from the segment is hostile: descriptors are copied out and decoded
+//! against the geometry the driver itself chose, data is copied out before use, and unknown
+//! inodes or handles are the libservice's `EBADF`.
+
+use std::ffi::OsStr;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use polytropon_ipc::client::complete;
+use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
+use polytropon_ipc::{decode, Limits, Op, Request, WireAttr};
+use tracing::debug;
+
+use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, ROOT_INODE};
+
+/// Busy polls of an empty queue before a worker sleeps.
+const IDLE_SPINS: u32 = 20_000;
+
+/// A running back driver; stopped and its segment removed when dropped.
+pub struct BackDriver {
+    shmid: i32,
+    addr: usize,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+    seg: Segment,
+}
+
+impl std::fmt::Debug for BackDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackDriver").field("shmid", &self.shmid).finish_non_exhaustive()
+    }
+}
+
+fn wire(a: &Attr) -> WireAttr {
+    WireAttr {
+        ino: a.ino,
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime.sec,
+        mtime: a.mtime.sec,
+        ctime: a.ctime.sec,
+        atime_nsec: a.atime.nsec,
+        mtime_nsec: a.mtime.nsec,
+        ctime_nsec: a.ctime.nsec,
+        mode: a.mode,
+        nlink: u32::try_from(a.nlink).unwrap_or(u32::MAX),
+        uid: a.uid,
+        gid: a.gid,
+        blksize: a.blksize,
+        rdev: a.rdev,
+    }
+}
+
+fn neg(e: io::Error) -> i64 {
+    -i64::from(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+impl BackDriver {
+    /// Creates a segment of geometry `g` and starts one worker per queue serving `fs`.
+    pub fn start(fs: Arc<dyn FileSystem>, g: Geometry) -> io::Result<BackDriver> {
+        let layout = Layout::new(g).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: plain syscalls; results checked.
+        let shmid = unsafe { libc::shmget(libc::IPC_PRIVATE, layout.total, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+        if shmid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: attaching the segment just created.
+        let addr = unsafe { libc::shmat(shmid, std::ptr::null(), 0) };
+        if addr as isize == -1 {
+            let e = io::Error::last_os_error();
+            // SAFETY: removing the segment just created.
+            unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) };
+            return Err(e);
+        }
+        // SAFETY: a fresh page-aligned mapping of `layout.total` bytes, detached only in Drop
+        // after every worker has stopped.
+        let seg = unsafe { Segment::new(addr as *mut u8, layout) };
+        seg.init();
+        let stop = Arc::new(AtomicBool::new(false));
+        let limits = Limits { clients: g.clients, buffer_size: g.buffer_size, name_max: 255, path_max: 4096 };
+        let mut workers = Vec::new();
+        for q in 0..g.queues {
+            let (fs, stop) = (fs.clone(), stop.clone());
+            workers.push(std::thread::Builder::new().name(format!("ptn-shm-{q}")).spawn(move || serve(seg, q, &*fs, limits, &stop))?);
+        }
+        Ok(BackDriver { shmid, addr: addr as usize, stop, workers, seg })
+    }
+
+    /// The segment id clients attach.
+    pub fn shmid(&self) -> i32 {
+        self.shmid
+    }
+}
+
+impl Drop for BackDriver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        for q in 0..self.seg.layout.geometry.queues {
+            polytropon_ipc::segment::futex_wake(&self.seg.doorbell(q).word, i32::MAX);
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        // SAFETY: detaching our own mapping after the workers using it have stopped, then
+        // removing the segment (it goes once the last client detaches).
+        unsafe {
+            libc::shmdt(self.addr as *const libc::c_void);
+            libc::shmctl(self.shmid, libc::IPC_RMID, std::ptr::null_mut());
+        }
+    }
+}
+
+fn serve(seg: Segment, q: u32, fs: &dyn FileSystem, limits: Limits, stop: &AtomicBool) {
+    let queue = seg.queue(q);
+    let bell = seg.doorbell(q);
+    let ctx = Context::current();
+    let mut buf = vec![0u8; limits.buffer_size as usize];
+    let mut idle = 0;
+    while !stop.load(Ordering::Acquire) {
+        let Some(d) = queue.pop() else {
+            idle += 1;
+            if idle < IDLE_SPINS {
+                std::hint::spin_loop();
+                continue;
+            }
+            // Sleep until a client rings (or 50 ms pass, to notice a stop).
+            let seen = bell.word.load(Ordering::Acquire);
+            bell.sleepers.fetch_add(1, Ordering::AcqRel);
+            if queue.backlog() == 0 {
+                futex_wait(&bell.word, seen, 50);
+            }
+            bell.sleepers.fetch_sub(1, Ordering::AcqRel);
+            idle = 0;
+            continue;
+        };
+        idle = 0;
+        match decode(d, &limits) {
+            Ok(req) => {
+                let (res, aux) = execute(&seg, fs, &ctx, &req, &mut buf);
+                complete(&seg, req.client, req.seq, res, aux);
+            }
+            Err(e) => {
+                debug!("refused descriptor: {e:?}");
+                // Answer a client that exists; garbage with no valid client is dropped.
+                complete(&seg, d.client, d.seq, -i64::from(libc::EINVAL), [0; 4]);
+            }
+        }
+    }
+}
+
+/// Resolves `path` (relative to the root; `.` skipped, `..` refused) to its parent directory
+/// and last name, holding lookup references in `held`.
+fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, path: &'p [u8], held: &mut Vec<Inode>) -> io::Result<(Inode, &'p OsStr)> {
+    let comps: Vec<&[u8]> = path.split(|b| *b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
+    let Some((last, dirs)) = comps.split_last() else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
+    let mut cur = ROOT_INODE;
+    for c in dirs {
+        let e = fs.lookup(ctx, cur, OsStr::from_bytes(c))?;
+        held.push(e.inode);
+        if e.attr.kind() != FileKind::Directory {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+        }
+        cur = e.inode;
+    }
+    Ok((cur, OsStr::from_bytes(last)))
+}
+
+fn execute(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8]) -> (i64, [u64; 4]) {
+    let mut held = Vec::new();
+    let out = run(seg, fs, ctx, r, buf, &mut held);
+    for ino in held {
+        fs.forget(ino, 1);
+    }
+    match out {
+        Ok(v) => v,
+        Err(e) => (neg(e), [0; 4]),
+    }
+}
+
+fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], held: &mut Vec<Inode>) -> io::Result<(i64, [u64; 4])> {
+    let len = r.len as usize;
+    let path = |buf: &mut [u8]| -> Vec<u8> {
+        let n = seg.read_data(r.client, len, buf);
+        buf[..n].to_vec()
+    };
+    match r.op {
+        Op::OpenPath => {
+            let p = path(buf);
+            let (dir, name) = walk(fs, ctx, &p, held)?;
+            let flags = (r.arg & 0xffff_ffff) as i32;
+            let mode = (r.arg >> 32) as u32;
+            let found = match fs.lookup(ctx, dir, name) {
+                Ok(e) => Some(e),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && flags & libc::O_CREAT != 0 => None,
+                Err(e) => return Err(e),
+            };
+            let (inode, handle) = match found {
+                Some(e) => {
+                    if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
+                        fs.forget(e.inode, 1);
+                        return Err(io::Error::from_raw_os_error(libc::EEXIST));
+                    }
+                    let open = if e.attr.kind() == FileKind::Directory && flags & libc::O_ACCMODE == libc::O_RDONLY {
+                        fs.opendir(ctx, e.inode, flags)
+                    } else {
+                        fs.open(ctx, e.inode, flags & !(libc::O_CREAT | libc::O_EXCL))
+                    };
+                    match open {
+                        Ok(h) => (e.inode, h),
+                        Err(err) => {
+                            fs.forget(e.inode, 1);
+                            return Err(err);
+                        }
+                    }
+                }
+                None => {
+                    let (e, h) = fs.create(ctx, dir, name, mode, 0, flags)?;
+                    (e.inode, h)
+                }
+            };
+            // The final inode's reference stays until Release.
+            Ok((0, [inode, handle, 0, 0]))
+        }
+        Op::StatPath => {
+            let p = path(buf);
+            let (dir, name) = walk(fs, ctx, &p, held)?;
+            let e = fs.lookup(ctx, dir, name)?;
+            held.push(e.inode);
+            let bytes = wire(&e.attr).to_bytes();
+            seg.write_data(r.client, &bytes);
+            Ok((bytes.len() as i64, [e.inode, 0, 0, 0]))
+        }
+        Op::UnlinkPath => {
+            let p = path(buf);
+            let (dir, name) = walk(fs, ctx, &p, held)?;
+            fs.unlink(ctx, dir, name)?;
+            Ok((0, [0; 4]))
+        }
+        Op::Getattr => {
+            let a = fs.getattr(ctx, r.inode, Some(r.handle))?;
+            let bytes = wire(&a).to_bytes();
+            seg.write_data(r.client, &bytes);
+            Ok((bytes.len() as i64, [0; 4]))
+        }
+        Op::Read => {
+            let n = fs.read(ctx, r.inode, r.handle, &mut [IoSliceMut::new(&mut buf[..len])], r.offset)?;
+            seg.write_data(r.client, &buf[..n]);
+            Ok((n as i64, [0; 4]))
+        }
+        Op::Write => {
+            let n = seg.read_data(r.client, len, buf);
+            let w = fs.write(ctx, r.inode, r.handle, &[IoSlice::new(&buf[..n])], r.offset)?;
+            Ok((w as i64, [0; 4]))
+        }
+        Op::Release => {
+            let res = fs.release(ctx, r.inode, r.handle);
+            let res = match res {
+                Err(e) if e.raw_os_error() == Some(libc::EBADF) => fs.releasedir(ctx, r.inode, r.handle),
+                other => other,
+            };
+            res?;
+            fs.forget(r.inode, 1);
+            Ok((0, [0; 4]))
+        }
+        Op::Fsync => {
+            fs.fsync(ctx, r.inode, r.handle, r.arg != 0)?;
+            Ok((0, [0; 4]))
+        }
+        Op::Lookup | Op::Open | Op::Create | Op::Unlink => Err(io::Error::from_raw_os_error(libc::ENOSYS)),
+    }
+}

@@ -1,0 +1,154 @@
+//! The user-level path end to end on a real SysV segment: a client process-side library
+//! talks to the back driver, which serves a union instance; a hostile client sends garbage
+//! meanwhile and honest clients stay correct.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::Scratch;
+use polytropon::backend::local::{LocalFs, LocalOptions};
+use polytropon::libservice::FileSystem;
+use polytropon::service::shm::BackDriver;
+use polytropon::union::UnionFs;
+use polytropon_ipc::client::Client;
+use polytropon_ipc::segment::Geometry;
+use polytropon_ipc::{Descriptor, Op, WireAttr};
+
+fn union(lower: &Path, upper: &Path) -> Arc<dyn FileSystem> {
+    let l: Arc<dyn FileSystem> = Arc::new(LocalFs::new(lower, LocalOptions { read_only: true }).expect("lower"));
+    let u: Arc<dyn FileSystem> = Arc::new(LocalFs::new(upper, LocalOptions::default()).expect("upper"));
+    Arc::new(UnionFs::new(Some(u), vec![l]).expect("union"))
+}
+
+const GEOMETRY: Geometry = Geometry { queues: 2, slots: 64, clients: 16, buffer_size: 1 << 20 };
+
+fn open(c: &mut Client, path: &str, flags: i32, mode: u32) -> Result<(u64, u64), i32> {
+    let d = Descriptor { op: Op::OpenPath as u32, len: path.len() as u64, arg: (flags as u32 as u64) | (u64::from(mode) << 32), ..Descriptor::default() };
+    let r = c.call(d, path.as_bytes())?;
+    Ok((r.aux[0], r.aux[1]))
+}
+
+fn rw(c: &mut Client, op: Op, (ino, fh): (u64, u64), offset: u64, data: &[u8], len: u64) -> Result<u64, i32> {
+    let d = Descriptor { op: op as u32, inode: ino, handle: fh, offset, len, ..Descriptor::default() };
+    Ok(c.call(d, data)?.value)
+}
+
+fn release(c: &mut Client, (ino, fh): (u64, u64)) -> Result<(), i32> {
+    c.call(Descriptor { op: Op::Release as u32, inode: ino, handle: fh, ..Descriptor::default() }, &[]).map(|_| ())
+}
+
+fn stat(c: &mut Client, path: &str) -> Result<WireAttr, i32> {
+    let d = Descriptor { op: Op::StatPath as u32, len: path.len() as u64, ..Descriptor::default() };
+    c.call(d, path.as_bytes())?;
+    let mut b = [0u8; std::mem::size_of::<WireAttr>()];
+    c.data(&mut b);
+    Ok(WireAttr::from_bytes(&b))
+}
+
+#[test]
+fn files_through_the_user_level_path() {
+    let s = Scratch::new("user-path");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    std::fs::create_dir(lower.join("etc")).expect("mkdir");
+    std::fs::write(lower.join("etc/motd"), b"from the image\n").expect("seed");
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY).expect("back driver");
+    let mut c = Client::attach(driver.shmid(), 0).expect("attach");
+    // Read a lower file.
+    let f = open(&mut c, "etc/motd", libc::O_RDONLY, 0).expect("open");
+    assert_eq!(rw(&mut c, Op::Read, f, 0, &[], 100), Ok(15));
+    let mut b = [0u8; 15];
+    c.data(&mut b);
+    assert_eq!(&b, b"from the image\n");
+    release(&mut c, f).expect("release");
+    // Create, write 3 MiB in 1 MiB requests, read back, stat, unlink.
+    let f = open(&mut c, "/etc/./new", libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o640).expect("create");
+    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    for i in 0..3u64 {
+        assert_eq!(rw(&mut c, Op::Write, f, i << 20, &chunk, 1 << 20), Ok(1 << 20));
+    }
+    assert_eq!(rw(&mut c, Op::Read, f, 1 << 20, &[], 1 << 20), Ok(1 << 20));
+    let mut back = vec![0u8; 1 << 20];
+    c.data(&mut back);
+    assert!(back == chunk, "read back differs");
+    release(&mut c, f).expect("release");
+    let a = stat(&mut c, "etc/new").expect("stat");
+    assert_eq!((a.size, a.mode & 0o7777), (3 << 20, 0o640));
+    assert_eq!(std::fs::metadata(upper.join("etc/new")).expect("in the upper branch").len(), 3 << 20);
+    assert_eq!(open(&mut c, "etc/new", libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600), Err(libc::EEXIST));
+    c.call(Descriptor { op: Op::UnlinkPath as u32, len: 7, ..Descriptor::default() }, b"etc/new").expect("unlink");
+    assert_eq!(stat(&mut c, "etc/new").map(|a| a.size), Err(libc::ENOENT));
+    // Errors the kernel path would give, and escapes refused.
+    assert_eq!(open(&mut c, "nope/x", libc::O_RDONLY, 0), Err(libc::ENOENT));
+    assert_eq!(open(&mut c, "etc/motd/x", libc::O_RDONLY, 0), Err(libc::ENOTDIR));
+    assert_eq!(open(&mut c, "../../etc/passwd", libc::O_RDONLY, 0), Err(libc::EINVAL));
+    assert_eq!(rw(&mut c, Op::Read, (999, 999), 0, &[], 10), Err(libc::EBADF));
+    assert_eq!(std::fs::read(lower.join("etc/motd")).expect("lower"), b"from the image\n", "the image branch is never written");
+}
+
+#[test]
+fn garbage_from_a_hostile_client_does_not_disturb_honest_ones() {
+    let s = Scratch::new("user-hostile");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY).expect("back driver");
+    let shmid = driver.shmid();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hostile = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut h = Client::attach(shmid, 1).expect("attach");
+            let mut rng = 7u64;
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let junk = Descriptor { op: (rng % 16) as u32, inode: rng, handle: rng >> 3, offset: rng << 7, len: rng >> 20, arg: rng, ..Descriptor::default() };
+                let _ = h.call(junk, &rng.to_le_bytes());
+                sent += 1;
+            }
+            sent
+        })
+    };
+    let honest: Vec<_> = (0..3)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = Client::attach(shmid, t).expect("attach");
+                for i in 0..300u32 {
+                    let name = format!("t{t}-{i}");
+                    let f = open(&mut c, &name, libc::O_CREAT | libc::O_RDWR, 0o600).expect("create");
+                    let data = format!("{name} payload").into_bytes();
+                    assert_eq!(rw(&mut c, Op::Write, f, 0, &data, data.len() as u64), Ok(data.len() as u64));
+                    assert_eq!(rw(&mut c, Op::Read, f, 0, &[], 100), Ok(data.len() as u64));
+                    let mut back = vec![0u8; data.len()];
+                    c.data(&mut back);
+                    assert_eq!(back, data, "client {t} got another's data");
+                    release(&mut c, f).expect("release");
+                }
+            })
+        })
+        .collect();
+    for h in honest {
+        h.join().expect("an honest client failed");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = hostile.join().expect("hostile");
+    assert!(sent > 100, "the hostile client should have sent plenty of garbage ({sent})");
+    // The service is still up and serving.
+    let mut c = Client::attach(shmid, 0).expect("attach after the storm");
+    assert!(stat(&mut c, "t0-0").is_ok());
+    assert_eq!(std::fs::read_dir(&upper).expect("upper").count(), 900);
+}
+
+#[test]
+fn a_dead_service_gives_eio_within_a_bounded_time() {
+    let s = Scratch::new("user-dead");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY).expect("back driver");
+    let mut c = Client::attach(driver.shmid(), 0).expect("attach");
+    drop(driver);
+    let start = std::time::Instant::now();
+    assert_eq!(stat(&mut c, "x").map(|a| a.size), Err(libc::EIO));
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+}
