@@ -123,9 +123,12 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
     for rep in 0..opts.reps {
         for (oi, (op, _)) in micro::OPS.iter().enumerate() {
             // Interleaved: every path runs this repetition of this operation before the next.
-            for (ti, t) in targets.iter().enumerate() {
-                let s = micro::run(op, &t.root, opts.ops, opts.file_mib, rep, &mut rng)
-                    .with_context(|| format!("{op} on {}", t.name))?;
+            for (ti, t) in targets.iter_mut().enumerate() {
+                let s = match &mut t.client {
+                    Some(c) => micro::user::run(op, c, opts.ops, opts.file_mib, rep, &mut rng),
+                    None => micro::run(op, &t.root, opts.ops, opts.file_mib, rep, &mut rng),
+                }
+                .with_context(|| format!("{op} on {}", t.name))?;
                 samples[oi][ti].extend(s);
                 done += 1;
                 if let Some(f) = opts.progress {

@@ -15,18 +15,21 @@ use crate::spec::CacheMode;
 use crate::union::UnionFs;
 
 /// Every path name `bench` knows, in display order.
-pub const ALL: [&str; 6] = ["fuse", "fuse-writeback", "fuse-direct", "fuse-overlayfs", "overlay", "kernel"];
+pub const ALL: [&str; 7] = ["user", "fuse", "fuse-writeback", "fuse-direct", "fuse-overlayfs", "overlay", "kernel"];
 
 /// One path being measured: a directory to run the workload in.
 #[allow(missing_debug_implementations)] // holds mounts, nothing worth printing
 pub struct Target {
     pub name: String,
     pub root: PathBuf,
+    /// For `user`: a client of the back driver (the workload goes through it, not `root`).
+    pub client: Option<polytropon_ipc::client::Client>,
     guard: Guard,
 }
 
 enum Guard {
     Ours(Option<Mounted>),
+    User(Option<crate::service::shm::BackDriver>),
     Kernel(PathBuf),
     None,
 }
@@ -35,6 +38,10 @@ impl Drop for Target {
     fn drop(&mut self) {
         match &mut self.guard {
             Guard::Ours(m) => drop(m.take()),
+            Guard::User(d) => {
+                drop(self.client.take());
+                drop(d.take());
+            }
             Guard::Kernel(mnt) => unmount_wait(mnt),
             Guard::None => {}
         }
@@ -57,7 +64,7 @@ pub fn availability(name: &str) -> Result<(), String> {
         "fuse" | "fuse-writeback" | "fuse-direct" if !Path::new("/dev/fuse").exists() => Err("/dev/fuse is missing".into()),
         "fuse-overlayfs" if !has("fuse-overlayfs") => Err("fuse-overlayfs is not installed".into()),
         "overlay" if !overlay => Err("kernel overlayfs is not available".into()),
-        "fuse" | "fuse-writeback" | "fuse-direct" | "fuse-overlayfs" | "overlay" | "kernel" => Ok(()),
+        "user" | "fuse" | "fuse-writeback" | "fuse-direct" | "fuse-overlayfs" | "overlay" | "kernel" => Ok(()),
         other => Err(format!("unknown path {other:?}; known: {}", ALL.join(", "))),
     }
 }
@@ -78,7 +85,18 @@ fn local(p: &Path, read_only: bool) -> anyhow::Result<Arc<dyn FileSystem>> {
 /// Sets up path `name` over `lower` with scratch space under `base`.
 pub fn setup(name: &str, lower: &Path, base: &Path) -> anyhow::Result<Target> {
     let (upper, work, mnt) = dirs(base, name)?;
+    let mut client = None;
     let guard = match name {
+        "user" => {
+            let union: Arc<dyn FileSystem> = Arc::new(UnionFs::new(Some(local(&upper, false)?), vec![local(lower, true)?])?);
+            let g = polytropon_ipc::segment::Geometry { queues: 1, slots: 64, clients: 8, buffer_size: 1 << 20 };
+            let driver = crate::service::shm::BackDriver::start(union, g).context("cannot start the back driver")?;
+            client = Some(
+                polytropon_ipc::client::Client::attach(driver.shmid(), 0)
+                    .map_err(|e| anyhow::anyhow!("cannot attach the segment: {}", std::io::Error::from_raw_os_error(e)))?,
+            );
+            Guard::User(Some(driver))
+        }
         "fuse" | "fuse-writeback" | "fuse-direct" => {
             let union: Arc<dyn FileSystem> = Arc::new(UnionFs::new(Some(local(&upper, false)?), vec![local(lower, true)?])?);
             let mut cfg = FuseConfig::default();
@@ -113,5 +131,5 @@ pub fn setup(name: &str, lower: &Path, base: &Path) -> anyhow::Result<Target> {
         }
         other => bail!("unknown path {other:?}"),
     };
-    Ok(Target { name: name.to_string(), root: mnt, guard })
+    Ok(Target { name: name.to_string(), root: mnt, client, guard })
 }

@@ -10,8 +10,10 @@ use std::ffi::OsStr;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use polytropon_ipc::client::complete;
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
@@ -117,7 +119,47 @@ impl Drop for BackDriver {
     }
 }
 
+/// Directories recently walked: path → inode, each holding one lookup reference, trusted for
+/// `DIR_TTL` (the same contract as the FUSE path's entry timeout).
+#[derive(Default)]
+struct DirCache {
+    map: HashMap<Vec<u8>, (Inode, Instant)>,
+}
+
+const DIR_TTL: Duration = Duration::from_secs(1);
+const DIR_CACHE_MAX: usize = 4096;
+
+impl DirCache {
+    fn get(&mut self, fs: &dyn FileSystem, path: &[u8]) -> Option<Inode> {
+        let (ino, at) = *self.map.get(path)?;
+        if at.elapsed() < DIR_TTL {
+            return Some(ino);
+        }
+        self.map.remove(path);
+        fs.forget(ino, 1);
+        None
+    }
+
+    fn put(&mut self, fs: &dyn FileSystem, path: &[u8], ino: Inode) {
+        if self.map.len() >= DIR_CACHE_MAX {
+            for (_, (i, _)) in self.map.drain() {
+                fs.forget(i, 1);
+            }
+        }
+        if let Some((old, _)) = self.map.insert(path.to_vec(), (ino, Instant::now())) {
+            fs.forget(old, 1);
+        }
+    }
+
+    fn clear(&mut self, fs: &dyn FileSystem) {
+        for (_, (i, _)) in self.map.drain() {
+            fs.forget(i, 1);
+        }
+    }
+}
+
 fn serve(seg: Segment, q: u32, fs: &dyn FileSystem, limits: Limits, stop: &AtomicBool) {
+    let mut dirs = DirCache::default();
     let queue = seg.queue(q);
     let bell = seg.doorbell(q);
     let ctx = Context::current();
@@ -143,7 +185,7 @@ fn serve(seg: Segment, q: u32, fs: &dyn FileSystem, limits: Limits, stop: &Atomi
         idle = 0;
         match decode(d, &limits) {
             Ok(req) => {
-                let (res, aux) = execute(&seg, fs, &ctx, &req, &mut buf);
+                let (res, aux) = execute(&seg, fs, &ctx, &req, &mut buf, &mut dirs);
                 complete(&seg, req.client, req.seq, res, aux);
             }
             Err(e) => {
@@ -153,28 +195,40 @@ fn serve(seg: Segment, q: u32, fs: &dyn FileSystem, limits: Limits, stop: &Atomi
             }
         }
     }
+    dirs.clear(fs);
 }
 
-/// Resolves `path` (relative to the root; `.` skipped, `..` refused) to its parent directory
-/// and last name, holding lookup references in `held`.
-fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, path: &'p [u8], held: &mut Vec<Inode>) -> io::Result<(Inode, &'p OsStr)> {
+/// Resolves `path` (relative to the root; `.` skipped, `..` refused by the libservice) to its
+/// parent directory and last name. Lookups it takes are either cached in `dirs` or pushed on
+/// `held` (forgotten after the request).
+fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, path: &'p [u8], held: &mut Vec<Inode>, dirs: &mut DirCache) -> io::Result<(Inode, &'p OsStr)> {
     let comps: Vec<&[u8]> = path.split(|b| *b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
-    let Some((last, dirs)) = comps.split_last() else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
+    let Some((last, parents)) = comps.split_last() else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
     let mut cur = ROOT_INODE;
-    for c in dirs {
+    let mut prefix: Vec<u8> = Vec::new();
+    for c in parents {
+        if !prefix.is_empty() {
+            prefix.push(b'/');
+        }
+        prefix.extend_from_slice(c);
+        if let Some(ino) = dirs.get(fs, &prefix) {
+            cur = ino;
+            continue;
+        }
         let e = fs.lookup(ctx, cur, OsStr::from_bytes(c))?;
-        held.push(e.inode);
         if e.attr.kind() != FileKind::Directory {
+            held.push(e.inode);
             return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
         }
+        dirs.put(fs, &prefix, e.inode);
         cur = e.inode;
     }
     Ok((cur, OsStr::from_bytes(last)))
 }
 
-fn execute(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8]) -> (i64, [u64; 4]) {
+fn execute(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], dirs: &mut DirCache) -> (i64, [u64; 4]) {
     let mut held = Vec::new();
-    let out = run(seg, fs, ctx, r, buf, &mut held);
+    let out = run(seg, fs, ctx, r, buf, &mut held, dirs);
     for ino in held {
         fs.forget(ino, 1);
     }
@@ -184,7 +238,7 @@ fn execute(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: 
     }
 }
 
-fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], held: &mut Vec<Inode>) -> io::Result<(i64, [u64; 4])> {
+fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], held: &mut Vec<Inode>, dirs: &mut DirCache) -> io::Result<(i64, [u64; 4])> {
     let len = r.len as usize;
     let path = |buf: &mut [u8]| -> Vec<u8> {
         let n = seg.read_data(r.client, len, buf);
@@ -193,7 +247,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
     match r.op {
         Op::OpenPath => {
             let p = path(buf);
-            let (dir, name) = walk(fs, ctx, &p, held)?;
+            let (dir, name) = walk(fs, ctx, &p, held, dirs)?;
             let flags = (r.arg & 0xffff_ffff) as i32;
             let mode = (r.arg >> 32) as u32;
             let found = match fs.lookup(ctx, dir, name) {
@@ -230,7 +284,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
         }
         Op::StatPath => {
             let p = path(buf);
-            let (dir, name) = walk(fs, ctx, &p, held)?;
+            let (dir, name) = walk(fs, ctx, &p, held, dirs)?;
             let e = fs.lookup(ctx, dir, name)?;
             held.push(e.inode);
             let bytes = wire(&e.attr).to_bytes();
@@ -239,7 +293,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
         }
         Op::UnlinkPath => {
             let p = path(buf);
-            let (dir, name) = walk(fs, ctx, &p, held)?;
+            let (dir, name) = walk(fs, ctx, &p, held, dirs)?;
             fs.unlink(ctx, dir, name)?;
             Ok((0, [0; 4]))
         }

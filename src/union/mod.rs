@@ -67,6 +67,8 @@ pub struct UnionFs {
     scratch_seq: AtomicU64,
     /// OCI markers of lower directories, by `(layer, branch inode)`.
     oci: Mutex<OciCache>,
+    /// The same, by `(layer, st_dev, st_ino)` of the directory.
+    oci_ids: Mutex<OciIdCache>,
     /// Credentials for the union's own objects (whiteouts, scratch entries).
     own: Context,
 }
@@ -82,6 +84,8 @@ impl std::fmt::Debug for UnionFs {
 
 /// OCI markers of lower directories by `(layer, branch inode)`; `None`: the directory has none.
 type OciCache = HashMap<(Layer, Inode), Option<Arc<whiteout::OciMarkers>>>;
+/// The same by `(layer, st_dev, st_ino)` of the directory.
+type OciIdCache = HashMap<(Layer, u64, u64), Option<Arc<whiteout::OciMarkers>>>;
 
 /// Lower directories whose OCI markers are remembered (the cache restarts beyond this).
 const OCI_CACHE: usize = 1 << 16;
@@ -125,6 +129,7 @@ impl UnionFs {
             next_handle: AtomicU64::new(1),
             scratch_seq: AtomicU64::new(0),
             oci: Mutex::new(HashMap::new()),
+            oci_ids: Mutex::new(HashMap::new()),
             own: Context::current(),
         };
         let mut layers = Layers::default();
@@ -203,18 +208,31 @@ impl UnionFs {
         }
     }
 
-    /// OCI markers of lower directory `dir` of `layer`, read once (lower branches never
-    /// change); `None` when it has none.
+    /// OCI markers of lower directory `dir` of `layer`, read once per directory (lower
+    /// branches never change); `None` when it has none. Cached by branch inode and, since a
+    /// branch may hand out a new inode number after a forget, by `(st_dev, st_ino)` too.
     fn oci_markers(&self, ctx: &Context, layer: Layer, dir: Inode) -> io::Result<Option<Arc<whiteout::OciMarkers>>> {
         if let Some(m) = lock(&self.oci).get(&(layer, dir)) {
             return Ok(m.clone());
         }
-        let m = whiteout::read_oci_markers(self.fs(layer)?, ctx, dir)?.map(Arc::new);
+        let fs = self.fs(layer)?;
+        let attr = fs.getattr(ctx, dir, None)?;
+        let id = (layer, attr.dev, attr.ino);
+        let known = lock(&self.oci_ids).get(&id).cloned();
+        let m = match known {
+            Some(m) => m,
+            None => whiteout::read_oci_markers(fs, ctx, dir)?.map(Arc::new),
+        };
         let mut cache = lock(&self.oci);
+        let mut ids = lock(&self.oci_ids);
         if cache.len() >= OCI_CACHE {
             cache.clear();
         }
+        if ids.len() >= OCI_CACHE {
+            ids.clear();
+        }
         cache.insert((layer, dir), m.clone());
+        ids.insert(id, m.clone());
         Ok(m)
     }
 

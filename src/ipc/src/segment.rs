@@ -176,10 +176,10 @@ impl Segment {
     pub fn read_data(&self, c: u32, len: usize, out: &mut [u8]) -> usize {
         let Some(p) = self.client_data(c) else { return 0 };
         let n = len.min(out.len()).min(self.layout.geometry.buffer_size as usize);
-        for (i, b) in out[..n].iter_mut().enumerate() {
-            // SAFETY: `p + i` is inside client `c`'s buffer (i < buffer_size).
-            *b = unsafe { core::ptr::read_volatile(p.add(i)) };
-        }
+        // SAFETY: `n` bytes from `p` lie inside client `c`'s buffer; `out` is local memory that
+        // cannot overlap the segment. The other side may write meanwhile: the copy then holds
+        // some mix of bytes, which is all any reader of untrusted memory can expect.
+        unsafe { core::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), n) };
         n
     }
 
