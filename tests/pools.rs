@@ -146,11 +146,23 @@ fn two_pools_serve_mounts_on_their_own_cpus_and_leave_nothing_behind() {
     let made = Command::new("nsenter").arg(ipc(&a)).args(["ipcmk", "-M", "4096"]).output().expect("ipcmk");
     assert!(made.status.success(), "{}", stderr(&made));
     let id = String::from_utf8_lossy(&made.stdout).split_whitespace().last().unwrap_or("").to_string();
-    let list = |args: Vec<String>| String::from_utf8_lossy(&Command::new("nsenter").args(args).args(["ipcs", "-m"]).output().expect("ipcs").stdout).into_owned();
-    assert!(list(vec![ipc(&a)]).contains(&id), "segment {id} not in pool a");
-    assert!(!list(vec![ipc(&b)]).contains(&id), "pool a's segment {id} is visible in pool b");
+    // Segment ids are per namespace: compare the key ipcmk got, not the id.
+    let ids = |args: Vec<String>| -> Vec<(String, String)> {
+        String::from_utf8_lossy(&Command::new("nsenter").args(args).args(["ipcs", "-m"]).output().expect("ipcs").stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                Some((f.next()?.to_string(), f.next()?.to_string()))
+            })
+            .filter(|(key, _)| key.starts_with("0x"))
+            .collect()
+    };
+    let in_a = ids(vec![ipc(&a)]);
+    let key = in_a.iter().find(|(_, i)| *i == id).map(|(k, _)| k.clone()).expect("ipcmk's segment listed in pool a");
+    assert!(key != "0x00000000", "ipcmk makes a keyed segment");
+    assert!(!ids(vec![ipc(&b)]).iter().any(|(k, _)| *k == key), "pool a's segment {key} is visible in pool b");
     let host = String::from_utf8_lossy(&Command::new("ipcs").arg("-m").output().expect("ipcs").stdout).into_owned();
-    assert!(!host.lines().any(|l| l.split_whitespace().nth(1) == Some(id.as_str())), "pool a's segment is visible on the host");
+    assert!(!host.lines().any(|l| l.split_whitespace().next() == Some(key.as_str())), "pool a's segment is visible on the host");
     // inspect shows both pools with their services, mounts and FUSE counters.
     let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--format", "json"])).expect("inspect json");
     let reports = json.as_array().expect("array");
@@ -165,6 +177,31 @@ fn two_pools_serve_mounts_on_their_own_cpus_and_leave_nothing_behind() {
             assert_eq!(t["allowed"].as_str(), r["pool"]["slice"]["cpus"].as_array().map(|c| c[0].to_string()).as_deref());
         }
     }
+    // The user-level path: each service made a segment in its pool's IPC namespace; a client
+    // there reaches the pool's instance, and the same id from pool b (or the host) does not.
+    std::fs::write(mounts[0].join("only-in-a"), b"0123456789").expect("write in pool a");
+    let shm_a = reports[0]["service"]["shmid"].as_i64().expect("shmid") as i32;
+    let inst_a = reports[0]["service"]["mounts"][0]["instance"].as_u64().expect("instance") as u32;
+    let ns_file = |pool: &str| h.state.join("pools").join(pool).join("ipc");
+    let probe = |ns: Option<PathBuf>| {
+        std::thread::spawn(move || -> Option<u64> {
+            if let Some(ns) = ns {
+                polytropon::pool::ns::join_ipc(&ns).expect("setns into the pool's IPC namespace");
+            }
+            let mut c = polytropon_ipc::client::Client::attach(shm_a, 0).ok()?;
+            let path = b"only-in-a";
+            let d = polytropon_ipc::Descriptor { op: polytropon_ipc::Op::StatPath as u32, instance: inst_a, len: path.len() as u64, ..Default::default() };
+            c.call(d, path).ok()?;
+            let mut b = [0u8; std::mem::size_of::<polytropon_ipc::WireAttr>()];
+            c.data(&mut b);
+            Some(polytropon_ipc::WireAttr::from_bytes(&b).size)
+        })
+        .join()
+        .expect("probe thread")
+    };
+    assert_eq!(probe(Some(ns_file(&a))), Some(10), "a client in pool a reaches pool a's instance over shared memory");
+    assert_eq!(probe(Some(ns_file(&b))), None, "pool a's segment is reachable from pool b");
+    assert_eq!(probe(None), None, "pool a's segment is reachable from the host");
     let human = h.ok(&["inspect", "--pool", &a]);
     assert!(human.contains(&format!("pool {a}")) && human.contains("fuse write") && !human.contains(&format!("pool {b}")), "{human}");
     let list = h.ok(&["pool", "list"]);

@@ -49,7 +49,14 @@ fn human(reports: &[PoolReport]) -> String {
         );
         match (&r.service, &r.service_note) {
             (Some(svc), _) => {
-                let _ = writeln!(s, "  service  pid {}  up {} s  {} threads", svc.pid, now().saturating_sub(svc.started), svc.threads.len());
+                let _ = writeln!(
+                    s,
+                    "  service  pid {}  up {} s  {} threads  user-level segment shmid {}",
+                    svc.pid,
+                    now().saturating_sub(svc.started),
+                    svc.threads.len(),
+                    svc.shmid
+                );
                 for t in &svc.threads {
                     let _ = writeln!(s, "    thread {:<8} {:<16} last cpu {}  allowed {}", t.tid, t.name, t.cpu, t.allowed);
                 }
@@ -57,8 +64,9 @@ fn human(reports: &[PoolReport]) -> String {
                     let branches: Vec<String> = m.spec.branches.iter().map(|b| format!("{}:{:?}", b.path.display(), b.mode).to_lowercase()).collect();
                     let _ = writeln!(
                         s,
-                        "  mount    {}  backend {:?}  cache {:?}  passthrough opens {}  branches {}",
+                        "  mount    {}  instance {}  backend {:?}  cache {:?}  passthrough opens {}  branches {}",
                         m.mountpoint.display(),
+                        m.instance,
                         m.spec.backend,
                         m.spec.cache.mode,
                         m.passthrough_opens,

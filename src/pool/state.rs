@@ -32,6 +32,9 @@ pub struct ServiceRecord {
     /// Unix time the service started.
     pub started: u64,
     pub log: Option<PathBuf>,
+    /// The pool's shared-memory segment id (in the pool's IPC namespace).
+    #[serde(default)]
+    pub shmid: Option<i32>,
 }
 
 /// The pools under one state directory.

@@ -43,6 +43,8 @@ pub struct ThreadInfo {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MountInfo {
     pub mountpoint: PathBuf,
+    /// Its index on the user-level path (`Descriptor::instance`).
+    pub instance: u32,
     pub spec: InstanceSpec,
     pub passthrough_opens: u64,
     /// Per request kind on the FUSE path.
@@ -54,6 +56,8 @@ pub struct MountInfo {
 pub struct ServiceStats {
     pub pid: u32,
     pub started: u64,
+    /// The pool's SysV segment (an id in the pool's IPC namespace).
+    pub shmid: i32,
     pub threads: Vec<ThreadInfo>,
     pub mounts: Vec<MountInfo>,
 }

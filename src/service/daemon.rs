@@ -14,6 +14,8 @@ use tracing::{info, warn};
 
 use super::control::{self, MountInfo, Request, Response, ServiceStats, ThreadInfo};
 use super::fuse::{self, FuseConfig, Mounted};
+use super::shm::{BackDriver, InstanceTable};
+use polytropon_ipc::segment::Geometry;
 use crate::instance;
 use crate::pool::state::{now, ServiceRecord};
 use crate::pool::{ns, PoolState, Pools};
@@ -64,6 +66,8 @@ pub fn recorded_mounts(pools: &Pools, pool: &str) -> Vec<PathBuf> {
 struct Served {
     spec: InstanceSpec,
     mount: Mounted,
+    /// Index in the user-level path's instance table.
+    instance: u32,
 }
 
 struct Service {
@@ -71,6 +75,9 @@ struct Service {
     pool: String,
     started: u64,
     table: Mutex<BTreeMap<PathBuf, Served>>,
+    /// The same instances, for the user-level path, by index.
+    instances: Arc<InstanceTable>,
+    shmid: i32,
 }
 
 fn threads() -> Vec<ThreadInfo> {
@@ -115,9 +122,22 @@ impl Service {
             bail!("{} is already mounted", mp.display());
         }
         let fs = instance::build(&spec).context("cannot build the filesystem instance")?;
-        let mount = fuse::spawn(fs, &mp, &FuseConfig::from_spec(&spec.cache)).with_context(|| format!("cannot mount {}", mp.display()))?;
-        info!("serving {}", mp.display());
-        table.insert(mp, Served { spec, mount });
+        let mount = fuse::spawn(fs.clone(), &mp, &FuseConfig::from_spec(&spec.cache)).with_context(|| format!("cannot mount {}", mp.display()))?;
+        let instance = {
+            let mut t = self.instances.write().unwrap_or_else(|p| p.into_inner());
+            match t.iter().position(Option::is_none) {
+                Some(i) => {
+                    t[i] = Some(fs);
+                    i as u32
+                }
+                None => {
+                    t.push(Some(fs));
+                    (t.len() - 1) as u32
+                }
+            }
+        };
+        info!("serving {} (instance {instance})", mp.display());
+        table.insert(mp, Served { spec, mount, instance });
         self.save_table(&table);
         Ok(())
     }
@@ -129,7 +149,12 @@ impl Service {
             bail!("{} is not served by pool {}", mp.display(), self.pool);
         }
         fuse::unmount(&mp)?;
-        table.remove(&mp);
+        if let Some(served) = table.remove(&mp) {
+            let mut t = self.instances.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(slot) = t.get_mut(served.instance as usize) {
+                *slot = None;
+            }
+        }
         self.save_table(&table);
         Ok(())
     }
@@ -139,11 +164,13 @@ impl Service {
         ServiceStats {
             pid: std::process::id(),
             started: self.started,
+            shmid: self.shmid,
             threads: threads(),
             mounts: table
                 .iter()
                 .map(|(m, s)| MountInfo {
                     mountpoint: m.clone(),
+                    instance: s.instance,
                     spec: s.spec.clone(),
                     passthrough_opens: s.mount.stats().passthrough_opens(),
                     fuse_ops: s.mount.stats().summary(),
@@ -186,8 +213,21 @@ pub fn run(pools: &Pools, pool: &PoolState, spec: ServiceSpec, log: Option<PathB
     let listener = UnixListener::bind(&sock);
     rustix::process::umask(old);
     let listener = listener.with_context(|| format!("cannot listen on {}", sock.display()))?;
-    let service = Arc::new(Service { pools: pools.clone(), pool: pool.name.clone(), started: now(), table: Mutex::new(BTreeMap::new()) });
-    // 3. The instances of the spec.
+    // 3. The user-level path: the pool's segment, made in the pool's IPC namespace (joined
+    //    above), owner-only, with one request queue per pool cpu.
+    let instances: Arc<InstanceTable> = Arc::new(std::sync::RwLock::new(Vec::new()));
+    let queues = pool.slice.cpus.as_ref().map_or(1, |c| c.len().max(1)) as u32;
+    let geometry = Geometry { queues, slots: 256, clients: 64, buffer_size: 1 << 20 };
+    let driver = BackDriver::start_table(instances.clone(), geometry).context("cannot create the pool's shared-memory segment")?;
+    let service = Arc::new(Service {
+        pools: pools.clone(),
+        pool: pool.name.clone(),
+        started: now(),
+        table: Mutex::new(BTreeMap::new()),
+        instances,
+        shmid: driver.shmid(),
+    });
+    // 4. The instances of the spec.
     for e in spec.instances {
         if let Err(err) = service.mount(&e.mountpoint, e.spec) {
             drop(service.table.lock().unwrap_or_else(|p| p.into_inner()).split_off(&PathBuf::new()));
@@ -195,7 +235,7 @@ pub fn run(pools: &Pools, pool: &PoolState, spec: ServiceSpec, log: Option<PathB
             return Err(err.context(format!("instance at {}", e.mountpoint.display())));
         }
     }
-    let record = ServiceRecord { pid, socket: sock.clone(), started: service.started, log };
+    let record = ServiceRecord { pid, socket: sock.clone(), started: service.started, log, shmid: Some(service.shmid) };
     pools.save_service(&pool.name, &record).context("cannot record the service")?;
     ready();
     let (stop_tx, stop_rx) = mpsc::channel::<&'static str>();
@@ -228,7 +268,8 @@ pub fn run(pools: &Pools, pool: &PoolState, spec: ServiceSpec, log: Option<PathB
     })?;
     let why = stop_rx.recv().unwrap_or("control channel closed");
     info!("stopping: {why}");
-    // 4. Flush and unmount everything (detached if busy, so open files keep working).
+    // 5. Flush and unmount everything (detached if busy, so open files keep working).
+    drop(driver);
     let table = std::mem::take(&mut *service.table.lock().unwrap_or_else(|p| p.into_inner()));
     for (mp, served) in table {
         if let Err(e) = fuse::unmount(&mp) {

@@ -25,6 +25,9 @@ use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, ROOT_INODE};
 /// Busy polls of an empty queue before a worker sleeps.
 const IDLE_SPINS: u32 = 20_000;
 
+/// The instances a back driver serves, by the index descriptors name.
+pub type InstanceTable = std::sync::RwLock<Vec<Option<Arc<dyn FileSystem>>>>;
+
 /// A running back driver; stopped and its segment removed when dropped.
 pub struct BackDriver {
     shmid: i32,
@@ -65,8 +68,14 @@ fn neg(e: io::Error) -> i64 {
 }
 
 impl BackDriver {
-    /// Creates a segment of geometry `g` and starts one worker per queue serving `fs`.
+    /// A back driver serving the single instance `fs` (as instance 0).
     pub fn start(fs: Arc<dyn FileSystem>, g: Geometry) -> io::Result<BackDriver> {
+        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(fs)])), g)
+    }
+
+    /// Creates a segment of geometry `g` (in the caller's IPC namespace, mode 0600) and starts
+    /// one worker per queue serving the instances of `table`.
+    pub fn start_table(table: Arc<InstanceTable>, g: Geometry) -> io::Result<BackDriver> {
         let layout = Layout::new(g).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         // SAFETY: plain syscalls; results checked.
         let shmid = unsafe { libc::shmget(libc::IPC_PRIVATE, layout.total, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
@@ -89,8 +98,8 @@ impl BackDriver {
         let limits = Limits { clients: g.clients, buffer_size: g.buffer_size, name_max: 255, path_max: 4096 };
         let mut workers = Vec::new();
         for q in 0..g.queues {
-            let (fs, stop) = (fs.clone(), stop.clone());
-            workers.push(std::thread::Builder::new().name(format!("ptn-shm-{q}")).spawn(move || serve(seg, q, &*fs, limits, &stop))?);
+            let (table, stop) = (table.clone(), stop.clone());
+            workers.push(std::thread::Builder::new().name(format!("ptn-shm-{q}")).spawn(move || serve(seg, q, &table, limits, &stop))?);
         }
         Ok(BackDriver { shmid, addr: addr as usize, stop, workers, seg })
     }
@@ -126,6 +135,12 @@ struct DirCache {
     map: HashMap<Vec<u8>, (Inode, Instant)>,
 }
 
+/// Per instance (by table index), with the instance it belongs to.
+#[derive(Default)]
+struct DirCaches {
+    by_instance: HashMap<u32, (Arc<dyn FileSystem>, DirCache)>,
+}
+
 const DIR_TTL: Duration = Duration::from_secs(1);
 const DIR_CACHE_MAX: usize = 4096;
 
@@ -158,8 +173,13 @@ impl DirCache {
     }
 }
 
-fn serve(seg: Segment, q: u32, fs: &dyn FileSystem, limits: Limits, stop: &AtomicBool) {
-    let mut dirs = DirCache::default();
+fn instance(table: &InstanceTable, i: u32) -> Option<Arc<dyn FileSystem>> {
+    let t = table.read().unwrap_or_else(|p| p.into_inner());
+    t.get(i as usize).and_then(|f| f.clone())
+}
+
+fn serve(seg: Segment, q: u32, table: &InstanceTable, limits: Limits, stop: &AtomicBool) {
+    let mut caches = DirCaches::default();
     let queue = seg.queue(q);
     let bell = seg.doorbell(q);
     let ctx = Context::current();
@@ -185,7 +205,18 @@ fn serve(seg: Segment, q: u32, fs: &dyn FileSystem, limits: Limits, stop: &Atomi
         idle = 0;
         match decode(d, &limits) {
             Ok(req) => {
-                let (res, aux) = execute(&seg, fs, &ctx, &req, &mut buf, &mut dirs);
+                let Some(fs) = instance(table, req.instance) else {
+                    complete(&seg, req.client, req.seq, -i64::from(libc::ENODEV), [0; 4]);
+                    continue;
+                };
+                // A directory cache belongs to one instance object: a replaced table entry
+                // starts a fresh cache.
+                let entry = caches.by_instance.entry(req.instance).or_insert_with(|| (fs.clone(), DirCache::default()));
+                if !Arc::ptr_eq(&entry.0, &fs) {
+                    entry.1.clear(&*entry.0);
+                    *entry = (fs.clone(), DirCache::default());
+                }
+                let (res, aux) = execute(&seg, &*fs, &ctx, &req, &mut buf, &mut entry.1);
                 complete(&seg, req.client, req.seq, res, aux);
             }
             Err(e) => {
@@ -195,7 +226,9 @@ fn serve(seg: Segment, q: u32, fs: &dyn FileSystem, limits: Limits, stop: &Atomi
             }
         }
     }
-    dirs.clear(fs);
+    for (_, (fs, mut dirs)) in caches.by_instance.drain() {
+        dirs.clear(&*fs);
+    }
 }
 
 /// Resolves `path` (relative to the root; `.` skipped, `..` refused by the libservice) to its

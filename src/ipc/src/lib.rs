@@ -45,6 +45,9 @@ pub struct Descriptor {
     pub client: u32,
     /// Sequence number of the request in that buffer, echoed in the completion.
     pub seq: u64,
+    /// Which filesystem instance of the service (its filesystem table index).
+    pub instance: u32,
+    pub reserved: u32,
     pub inode: u64,
     pub handle: u64,
     pub offset: u64,
@@ -163,6 +166,7 @@ pub struct Request {
     pub op: Op,
     pub client: u32,
     pub seq: u64,
+    pub instance: u32,
     pub inode: u64,
     pub handle: u64,
     pub offset: u64,
@@ -199,7 +203,7 @@ pub fn decode(d: Descriptor, lim: &Limits) -> Result<Request, DecodeError> {
     if matches!(op, Op::Read | Op::Write) && d.offset.checked_add(d.len).is_none_or(|end| end > i64::MAX as u64) {
         return Err(DecodeError::BadOffset);
     }
-    Ok(Request { op, client: d.client, seq: d.seq, inode: d.inode, handle: d.handle, offset: d.offset, len: d.len, arg: d.arg })
+    Ok(Request { op, client: d.client, seq: d.seq, instance: d.instance, inode: d.inode, handle: d.handle, offset: d.offset, len: d.len, arg: d.arg })
 }
 
 #[cfg(all(test, not(loom)))]
