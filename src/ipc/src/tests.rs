@@ -203,6 +203,8 @@ fn random_descriptors_never_get_past_the_decoder_out_of_bounds() {
             offset: pick(next(), 1 << 40),
             len: pick(next(), 1 << 17),
             arg: next(),
+            instance: next() as u32,
+            reserved: 0,
         };
         if let Ok(req) = decode(d, &lim) {
             accepted += 1;
