@@ -1,8 +1,11 @@
-//! The front driver: a small `cdylib` preloaded into container processes.
+//! The front driver: a small `cdylib` attached to container processes.
 //!
-//! Issue 5 fills it: it intercepts libc I/O on paths under the pool's mounts and sends them to
-//! the pool's service over shared memory. Until then the library intercepts nothing, so a
-//! process it is preloaded into behaves exactly as without it.
+//! Today it offers the direct user-level API (`include/polytropon.h`: `polytropon_open`,
+//! `polytropon_read`, ...) for programs that can be recompiled; interception of libc calls
+//! under `LD_PRELOAD` is still to come (issue 5). Every entry point catches panics, so none
+//! crosses the FFI boundary.
+
+mod api;
 
 /// Protocol version this library speaks (see the `polytropon-ipc` crate).
 #[no_mangle]
