@@ -11,6 +11,7 @@ use polytropon::pool::report::{gather, PoolReport};
 use polytropon::pool::spec::format_list;
 use polytropon::pool::state::now;
 use polytropon::pool::Pools;
+use polytropon::spec::BranchMode;
 
 fn mib(b: Option<u64>) -> String {
     b.map_or("-".into(), |b| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64))
@@ -61,7 +62,12 @@ fn human(reports: &[PoolReport]) -> String {
                     let _ = writeln!(s, "    thread {:<8} {:<16} last cpu {}  allowed {}", t.tid, t.name, t.cpu, t.allowed);
                 }
                 for m in &svc.mounts {
-                    let branches: Vec<String> = m.spec.branches.iter().map(|b| format!("{}:{:?}", b.path.display(), b.mode).to_lowercase()).collect();
+                    let branches: Vec<String> = m
+                        .spec
+                        .branches
+                        .iter()
+                        .map(|b| format!("{}:{}", b.path.display(), if b.mode == BranchMode::Rw { "rw" } else { "ro" }))
+                        .collect();
                     let _ = writeln!(
                         s,
                         "  mount    {}  instance {}  backend {:?}  cache {:?}  passthrough opens {}  branches {}",
