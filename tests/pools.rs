@@ -204,6 +204,8 @@ fn two_pools_serve_mounts_on_their_own_cpus_and_leave_nothing_behind() {
     assert_eq!(probe(None), None, "pool a's segment is reachable from the host");
     let human = h.ok(&["inspect", "--pool", &a]);
     assert!(human.contains(&format!("pool {a}")) && human.contains("fuse write") && !human.contains(&format!("pool {b}")), "{human}");
+    let upper_a = h.scratch.path().join(&a).join("upper");
+    assert!(human.contains(&format!("{}:rw", upper_a.display())), "branches shown as they are: {human}");
     let list = h.ok(&["pool", "list"]);
     assert!(list.contains(&a) && list.contains(&b) && list.contains(&format!("pid {}", pids[0])), "{list}");
     // A busy pool is not destroyed without --force.
