@@ -487,39 +487,31 @@ fn run_sequence(seed: u64, steps: u64, via: Via) -> u64 {
     steps
 }
 
+/// Runs the oracle `via` a path: one sequence when `seed_var` is set, else `default` sequences
+/// (or `seqs_var`) from `first_seed` on.
+fn oracle(via: Via, seed_var: &str, seqs_var: &str, default: u64, first_seed: u64) -> u64 {
+    require_root();
+    let steps = env_or("POLYTROPON_ORACLE_STEPS", 220);
+    if let Ok(seed) = std::env::var(seed_var) {
+        let seed: u64 = seed.parse().unwrap_or_else(|_| panic!("{seed_var} must be a number"));
+        return run_sequence(seed, steps, via);
+    }
+    let sequences = env_or(seqs_var, default);
+    let total: u64 = (0..sequences).map(|seq| run_sequence(first_seed + seq, steps, via)).sum();
+    assert!(total >= sequences * steps);
+    total
+}
+
 #[test]
 fn union_matches_kernel_overlayfs() {
-    require_root();
-    if let Ok(seed) = std::env::var("POLYTROPON_ORACLE_SEED") {
-        let seed: u64 = seed.parse().expect("POLYTROPON_ORACLE_SEED must be a number");
-        run_sequence(seed, env_or("POLYTROPON_ORACLE_STEPS", 220), Via::Direct);
-        return;
-    }
-    let sequences = env_or("POLYTROPON_ORACLE_SEQUENCES", 50);
-    let steps = env_or("POLYTROPON_ORACLE_STEPS", 220);
-    let mut total = 0;
-    for seq in 0..sequences {
-        total += run_sequence(1000 + seq, steps, Via::Direct);
-    }
-    eprintln!("oracle: {total} operations in {sequences} sequences, zero divergence");
-    assert!(total >= sequences * steps);
+    let total = oracle(Via::Direct, "POLYTROPON_ORACLE_SEED", "POLYTROPON_ORACLE_SEQUENCES", 50, 1000);
+    eprintln!("oracle: {total} operations, zero divergence");
 }
 
 /// The same oracle replayed through a FUSE mount of the union (the legacy path): the kernel's
 /// FUSE driver, its caches and our adapter must keep overlayfs behaviour.
 #[test]
 fn fuse_mount_matches_kernel_overlayfs() {
-    require_root();
-    if let Ok(seed) = std::env::var("POLYTROPON_ORACLE_FUSE_SEED") {
-        let seed: u64 = seed.parse().expect("POLYTROPON_ORACLE_FUSE_SEED must be a number");
-        run_sequence(seed, env_or("POLYTROPON_ORACLE_STEPS", 220), Via::Fuse);
-        return;
-    }
-    let sequences = env_or("POLYTROPON_ORACLE_FUSE_SEQUENCES", 20);
-    let steps = env_or("POLYTROPON_ORACLE_STEPS", 220);
-    let mut total = 0;
-    for seq in 0..sequences {
-        total += run_sequence(5000 + seq, steps, Via::Fuse);
-    }
-    eprintln!("oracle through FUSE: {total} operations in {sequences} sequences, zero divergence");
+    let total = oracle(Via::Fuse, "POLYTROPON_ORACLE_FUSE_SEED", "POLYTROPON_ORACLE_FUSE_SEQUENCES", 20, 5000);
+    eprintln!("oracle through FUSE: {total} operations, zero divergence");
 }

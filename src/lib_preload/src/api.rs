@@ -185,18 +185,14 @@ fn getattr(of: &OpenFile) -> Result<WireAttr, c_int> {
     Ok(WireAttr::from_bytes(&b))
 }
 
-fn pread_at(of: &OpenFile, buf: *mut c_void, count: usize, offset: u64) -> Result<isize, c_int> {
-    if buf.is_null() && count > 0 {
-        return Err(libc::EFAULT);
-    }
-    let max = 1 << 20;
+/// Runs `step(done, want)` over `count` bytes in requests of at most one buffer, until done
+/// or a short transfer; returns the bytes transferred.
+fn chunked(count: usize, mut step: impl FnMut(usize, usize) -> Result<usize, c_int>) -> Result<isize, c_int> {
+    const MAX: usize = 1 << 20;
     let mut done = 0usize;
     while done < count {
-        let want = (count - done).min(max);
-        // SAFETY: the caller's buffer is valid for `count` bytes, as for read(2).
-        let out = unsafe { std::slice::from_raw_parts_mut((buf as *mut u8).add(done), want) };
-        let d = Descriptor { op: Op::Read as u32, instance: of.instance, inode: of.inode, handle: of.handle, offset: offset + done as u64, len: want as u64, ..Descriptor::default() };
-        let n = call(d, &[], Some(out))?.value as usize;
+        let want = (count - done).min(MAX);
+        let n = step(done, want)?;
         done += n;
         if n < want {
             break;
@@ -205,24 +201,28 @@ fn pread_at(of: &OpenFile, buf: *mut c_void, count: usize, offset: u64) -> Resul
     Ok(done as isize)
 }
 
+fn pread_at(of: &OpenFile, buf: *mut c_void, count: usize, offset: u64) -> Result<isize, c_int> {
+    if buf.is_null() && count > 0 {
+        return Err(libc::EFAULT);
+    }
+    chunked(count, |done, want| {
+        // SAFETY: the caller's buffer is valid for `count` bytes, as for read(2).
+        let out = unsafe { std::slice::from_raw_parts_mut((buf as *mut u8).add(done), want) };
+        let d = Descriptor { op: Op::Read as u32, instance: of.instance, inode: of.inode, handle: of.handle, offset: offset + done as u64, len: want as u64, ..Descriptor::default() };
+        Ok(call(d, &[], Some(out))?.value as usize)
+    })
+}
+
 fn pwrite_at(of: &OpenFile, buf: *const c_void, count: usize, offset: u64) -> Result<isize, c_int> {
     if buf.is_null() && count > 0 {
         return Err(libc::EFAULT);
     }
-    let max = 1 << 20;
-    let mut done = 0usize;
-    while done < count {
-        let want = (count - done).min(max);
+    chunked(count, |done, want| {
         // SAFETY: the caller's buffer is valid for `count` bytes, as for write(2).
         let data = unsafe { std::slice::from_raw_parts((buf as *const u8).add(done), want) };
         let d = Descriptor { op: Op::Write as u32, instance: of.instance, inode: of.inode, handle: of.handle, offset: offset + done as u64, len: want as u64, ..Descriptor::default() };
-        let n = call(d, data, None)?.value as usize;
-        done += n;
-        if n < want {
-            break;
-        }
-    }
-    Ok(done as isize)
+        Ok(call(d, data, None)?.value as usize)
+    })
 }
 
 #[no_mangle]
