@@ -79,11 +79,12 @@ fn is_ours(fstype: &str, source: &str) -> bool {
     (fstype == "fuse" || fstype == "fuse.polytropon") && source == SOURCE
 }
 
-/// Removes a mount left by a daemon that died (its connection gone: `ENOTCONN`) at `path`.
-/// Returns whether there was one.
+/// Removes a mount left by a daemon that died (its connection gone: `ENOTCONN`, or
+/// `ECONNABORTED` while the kernel is still aborting it) at `path`. Returns whether there was
+/// one.
 pub fn clear_stale(path: &Path) -> io::Result<bool> {
     match std::fs::metadata(path) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) && is_our_mount(path) => {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN) | Some(libc::ECONNABORTED)) && is_our_mount(path) => {
             warn!("{}: removing the mount of a polytropon daemon that died", path.display());
             rustix::mount::unmount(path, UnmountFlags::DETACH)?;
             Ok(true)
