@@ -259,3 +259,101 @@ pub fn usage(info: &CgroupInfo) -> Usage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The controller-file mappings against a fake cgroupfs in a tempdir (as youki tests its
+    //! cgroup code): the v2 layout cannot be exercised for real on a host whose controllers
+    //! are all bound to v1 hierarchies. Real v1/hybrid cgroups are covered by tests/pools.rs.
+
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::pool::spec::IoMax;
+
+    fn fake(v2: bool, files: &[(&str, &str, &str)]) -> (tempfile::TempDir, CgroupInfo) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dirs = BTreeMap::new();
+        for (controller, file, content) in files {
+            let d = dir.path().join(controller).join("polytropon-t");
+            std::fs::create_dir_all(&d).expect("mkdir");
+            std::fs::write(d.join(file), content).expect("write");
+            dirs.insert(controller.to_string(), d);
+        }
+        (dir, CgroupInfo { v2, path: "polytropon-t".into(), parents: HashMap::new(), dirs })
+    }
+
+    fn read(info: &CgroupInfo, controller: &str, file: &str) -> String {
+        std::fs::read_to_string(info.dir(controller).expect("dir").join(file)).expect("read").trim().to_string()
+    }
+
+    fn slice() -> Slice {
+        Slice {
+            cpus: Some(BTreeSet::from([2, 3])),
+            mems: Some(BTreeSet::from([0])),
+            memory: Some(1 << 30),
+            memory_high: Some(512 << 20),
+            pids_max: Some(100),
+            cpu_weight: Some(200),
+            io_max: vec![IoMax { major: 8, minor: 0, rbps: Some(1 << 20), wbps: None, riops: None, wiops: Some(500) }],
+            io_weight: Some(300),
+        }
+    }
+
+    #[test]
+    fn cgroup_v2_files() {
+        // One unified directory holds every controller's files on v2.
+        let files = ["cpuset.cpus", "cpuset.mems", "memory.max", "memory.high", "pids.max", "cpu.weight", "io.max", "io.weight"];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().join("polytropon-t");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        for f in files {
+            std::fs::write(d.join(f), "").expect("write");
+        }
+        let dirs = ["cpuset", "memory", "pids", "cpu", "io"].into_iter().map(|c| (c.to_string(), d.clone())).collect();
+        let info = CgroupInfo { v2: true, path: "polytropon-t".into(), parents: HashMap::new(), dirs };
+        apply(&info, &slice()).expect("apply");
+        assert_eq!(read(&info, "cpuset", "cpuset.cpus"), "2-3");
+        assert_eq!(read(&info, "cpuset", "cpuset.mems"), "0");
+        assert_eq!(read(&info, "memory", "memory.max"), (1u64 << 30).to_string());
+        assert_eq!(read(&info, "memory", "memory.high"), (512u64 << 20).to_string());
+        assert_eq!(read(&info, "pids", "pids.max"), "100");
+        assert_eq!(read(&info, "cpu", "cpu.weight"), "200");
+        assert_eq!(read(&info, "io", "io.max"), "8:0 rbps=1048576 wiops=500");
+        assert_eq!(read(&info, "io", "io.weight"), "300");
+        std::fs::write(d.join("memory.current"), "4096\n").expect("write");
+        std::fs::write(d.join("memory.peak"), "8192\n").expect("write");
+        std::fs::write(d.join("pids.current"), "3\n").expect("write");
+        std::fs::write(d.join("cpu.stat"), "usage_usec 1500\nuser_usec 1000\n").expect("write");
+        let u = usage(&info);
+        assert_eq!((u.cpu_ns, u.memory_current, u.memory_peak, u.pids_current), (Some(1_500_000), Some(4096), Some(8192), Some(3)));
+        assert_eq!(u.memory_limit, Some(1 << 30));
+    }
+
+    #[test]
+    fn cgroup_v1_files_and_a_missing_weight_file() {
+        let (_d, info) = fake(
+            false,
+            &[
+                ("cpuset", "cpuset.cpus", ""),
+                ("memory", "memory.limit_in_bytes", ""),
+                ("pids", "pids.max", ""),
+                ("cpu", "cpu.shares", ""),
+                ("blkio", "blkio.throttle.read_bps_device", ""),
+            ],
+        );
+        for (c, f) in [("cpuset", "cpuset.mems"), ("memory", "memory.soft_limit_in_bytes"), ("blkio", "blkio.throttle.write_iops_device")] {
+            std::fs::write(info.dir(c).expect("dir").join(f), "").expect("write");
+        }
+        let mut s = slice();
+        s.io_weight = None;
+        apply(&info, &s).expect("apply");
+        assert_eq!(read(&info, "cpu", "cpu.shares"), weight_to_shares(200).to_string());
+        assert_eq!(read(&info, "memory", "memory.soft_limit_in_bytes"), (512u64 << 20).to_string());
+        assert_eq!(read(&info, "blkio", "blkio.throttle.read_bps_device"), "8:0 1048576");
+        assert_eq!(read(&info, "blkio", "blkio.throttle.write_iops_device"), "8:0 500");
+        let e = apply(&info, &slice()).expect_err("no weight file").to_string();
+        assert!(e.contains("blkio.weight") && e.contains("BFQ"), "{e}");
+        assert_eq!((weight_to_shares(1), weight_to_shares(100), weight_to_shares(10000)), (2, 2597, 262144));
+    }
+}
