@@ -300,6 +300,8 @@ impl UnionFs {
         };
         // The node already holds a reference to this upper object.
         ufs.forget(e.inode, 1);
+        // Counted under the node table's lock, as `unref` counts down.
+        let _nodes = super::lock(&self.nodes);
         node.lookups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
