@@ -146,7 +146,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l state-dir
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
-complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l preload-only -d 'Run on the host with only the preload library attached (no new namespaces)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l preload-only -d 'Run a host process inside the pool (its cgroups, IPC namespace and cpus; no other namespaces) with the preload library attached and the user-level path configured (POLYTROPON_SHMID, POLYTROPON_MOUNTS)'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l tty -d 'Allocate a pseudo-terminal'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l detach -d 'Return at once; the container shows in `inspect`'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -242,7 +242,9 @@ pub struct ExecArgs {
     /// Pool to run in.
     #[arg(long)]
     pub pool: String,
-    /// Run on the host with only the preload library attached (no new namespaces).
+    /// Run a host process inside the pool (its cgroups, IPC namespace and cpus; no other
+    /// namespaces) with the preload library attached and the user-level path configured
+    /// (POLYTROPON_SHMID, POLYTROPON_MOUNTS).
     #[arg(long)]
     pub preload_only: bool,
     /// Root filesystem: a mountpoint of one of the pool's instances.

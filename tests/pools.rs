@@ -381,3 +381,53 @@ fn a_creation_that_fails_half_way_leaves_nothing() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!mounts.contains(h.state.to_str().expect("utf-8")));
 }
+
+#[test]
+fn exec_preload_only_runs_a_client_inside_the_pool() {
+    let mut h = Host::new("pools-exec");
+    let name = h.create("x", &["--cpus", "1", "--pids-max", "64"]);
+    h.ok(&["service", "run", "--pool", &name, "--detach"]);
+    let (lower, upper, mnt) = (h.scratch.mkdir("lower"), h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
+    std::fs::create_dir(lower.join("etc")).expect("mkdir");
+    std::fs::write(lower.join("etc/motd"), b"from the image\n").expect("seed");
+    let (l, u, m) = (lower.display().to_string(), upper.display().to_string(), mnt.display().to_string());
+    h.ok(&["mount", "--pool", &name, &m, "--lower", &l, "--upper", &u]);
+    // A program using the direct API, compiled against the header and the library.
+    let target = Path::new(env!("CARGO_BIN_EXE_polytropon")).parent().expect("target dir").to_path_buf();
+    assert!(target.join("libpolytropon_preload.so").exists(), "build the workspace first (cargo build --workspace)");
+    let src = h.scratch.path().join("prog.c");
+    std::fs::write(&src, include_str!("c/direct_api.c")).expect("write program");
+    let exe = h.scratch.path().join("prog");
+    let cc = Command::new("gcc")
+        .arg("-I")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib_preload/include"))
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(&target)
+        .arg("-lpolytropon_preload")
+        .output()
+        .expect("gcc");
+    assert!(cc.status.success(), "{}", stderr(&cc));
+    let script = format!("grep -E 'cpuset|memory|pids' /proc/self/cgroup; readlink /proc/self/ns/ipc; grep Cpus_allowed_list /proc/self/status; {} {m}", exe.display());
+    let out = h.run(&["exec", "--pool", &name, "--preload-only", "--", "sh", "-c", &script]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.lines().filter(|l| l.ends_with(&format!("/polytropon-{name}"))).count() >= 3, "not in the pool's cgroups:\n{text}");
+    assert!(!text.contains(&ns("self")), "still in the host's IPC namespace:\n{text}");
+    let pool_ns = std::fs::metadata(h.state.join("pools").join(&name).join("ipc")).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).expect("ns file");
+    assert!(text.contains(&format!("ipc:[{pool_ns}]")), "not in the pool's IPC namespace:\n{text}");
+    assert!(text.contains("Cpus_allowed_list:\t1"), "{text}");
+    assert!(text.trim_end().ends_with("ok"), "{text}");
+    assert_eq!(std::fs::read(upper.join("notes")).expect("written over shared memory"), b"hello world\n");
+    // The user-level path's writes and the FUSE path serve the same instance.
+    assert_eq!(std::fs::read(mnt.join("notes")).expect("read through FUSE"), b"hello world\n");
+    // Exit status and signals pass through; container flags are refused here.
+    assert_eq!(h.run(&["exec", "--pool", &name, "--preload-only", "--", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    assert_eq!(h.run(&["exec", "--pool", &name, "--preload-only", "--", "sh", "-c", "kill -TERM $$"]).status.code(), Some(128 + 15));
+    let out = h.run(&["exec", "--pool", &name, "--preload-only", "--tty", "--", "true"]);
+    assert!(stderr(&out).contains("--tty applies to containers"), "{}", stderr(&out));
+    h.ok(&["pool", "destroy", &name, "--force"]);
+    h.created.clear();
+}
