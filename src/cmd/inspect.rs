@@ -78,8 +78,10 @@ fn human(reports: &[PoolReport]) -> String {
                         m.passthrough_opens,
                         branches.join(" ")
                     );
-                    for (op, o) in &m.fuse_ops {
-                        let _ = writeln!(s, "    fuse {:<12} {:>9} ops  p50 {:>9.1} us  p99 {:>9.1} us", op, o.count, o.p50_us, o.p99_us);
+                    for (path, ops) in [("fuse", &m.fuse_ops), ("user", &m.user_ops)] {
+                        for (op, o) in ops {
+                            let _ = writeln!(s, "    {path} {:<12} {:>9} ops  p50 {:>9.1} us  p99 {:>9.1} us", op, o.count, o.p50_us, o.p99_us);
+                        }
                     }
                 }
             }

@@ -49,6 +49,9 @@ pub struct MountInfo {
     pub passthrough_opens: u64,
     /// Per request kind on the FUSE path.
     pub fuse_ops: BTreeMap<String, OpSummary>,
+    /// Per request kind on the user-level path.
+    #[serde(default)]
+    pub user_ops: BTreeMap<String, OpSummary>,
 }
 
 /// The service's answer to `Stats`.

@@ -14,7 +14,8 @@ use tracing::{info, warn};
 
 use super::control::{self, MountInfo, Request, Response, ServiceStats, ThreadInfo};
 use super::fuse::{self, FuseConfig, Mounted};
-use super::shm::{BackDriver, InstanceTable};
+use super::shm::{self, BackDriver, InstanceTable};
+use super::stats::OpStats;
 use polytropon_ipc::segment::Geometry;
 use crate::instance;
 use crate::pool::state::{now, ServiceRecord};
@@ -68,6 +69,8 @@ struct Served {
     mount: Mounted,
     /// Index in the user-level path's instance table.
     instance: u32,
+    /// Counters of its user-level requests.
+    user: Arc<OpStats>,
 }
 
 struct Service {
@@ -123,21 +126,23 @@ impl Service {
         }
         let fs = instance::build(&spec).context("cannot build the filesystem instance")?;
         let mount = fuse::spawn(fs.clone(), &mp, &FuseConfig::from_spec(&spec.cache)).with_context(|| format!("cannot mount {}", mp.display()))?;
+        let user = Arc::new(OpStats::default());
         let instance = {
+            let entry = Some(shm::Served { fs, stats: user.clone() });
             let mut t = self.instances.write().unwrap_or_else(|p| p.into_inner());
             match t.iter().position(Option::is_none) {
                 Some(i) => {
-                    t[i] = Some(fs);
+                    t[i] = entry;
                     i as u32
                 }
                 None => {
-                    t.push(Some(fs));
+                    t.push(entry);
                     (t.len() - 1) as u32
                 }
             }
         };
         info!("serving {} (instance {instance})", mp.display());
-        table.insert(mp, Served { spec, mount, instance });
+        table.insert(mp, Served { spec, mount, instance, user });
         self.save_table(&table);
         Ok(())
     }
@@ -174,6 +179,7 @@ impl Service {
                     spec: s.spec.clone(),
                     passthrough_opens: s.mount.stats().passthrough_opens(),
                     fuse_ops: s.mount.stats().summary(),
+                    user_ops: s.user.summary(),
                 })
                 .collect(),
         }

@@ -9,3 +9,4 @@ pub mod daemon;
 pub mod fuse;
 pub mod records;
 pub mod shm;
+pub mod stats;

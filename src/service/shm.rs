@@ -21,12 +21,26 @@ use polytropon_ipc::{decode, Limits, Op, Request, WireAttr};
 use tracing::debug;
 
 use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, ROOT_INODE};
+use crate::service::stats::{OpStats, Timer};
 
 /// Busy polls of an empty queue before a worker sleeps.
 const IDLE_SPINS: u32 = 20_000;
 
+/// One instance served on the user-level path, with its request counters.
+#[derive(Clone)]
+pub struct Served {
+    pub fs: Arc<dyn FileSystem>,
+    pub stats: Arc<OpStats>,
+}
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Served").field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
 /// The instances a back driver serves, by the index descriptors name.
-pub type InstanceTable = std::sync::RwLock<Vec<Option<Arc<dyn FileSystem>>>>;
+pub type InstanceTable = std::sync::RwLock<Vec<Option<Served>>>;
 
 /// A running back driver; stopped and its segment removed when dropped.
 pub struct BackDriver {
@@ -70,7 +84,7 @@ fn neg(e: io::Error) -> i64 {
 impl BackDriver {
     /// A back driver serving the single instance `fs` (as instance 0).
     pub fn start(fs: Arc<dyn FileSystem>, g: Geometry) -> io::Result<BackDriver> {
-        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(fs)])), g)
+        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(Served { fs, stats: Arc::default() })])), g)
     }
 
     /// Creates a segment of geometry `g` (in the caller's IPC namespace, mode 0600) and starts
@@ -173,9 +187,26 @@ impl DirCache {
     }
 }
 
-fn instance(table: &InstanceTable, i: u32) -> Option<Arc<dyn FileSystem>> {
+fn instance(table: &InstanceTable, i: u32) -> Option<Served> {
     let t = table.read().unwrap_or_else(|p| p.into_inner());
     t.get(i as usize).and_then(|f| f.clone())
+}
+
+fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::Lookup => "lookup",
+        Op::Getattr => "getattr",
+        Op::Open => "open",
+        Op::Read => "read",
+        Op::Write => "write",
+        Op::Release => "release",
+        Op::Create => "create",
+        Op::Unlink => "unlink",
+        Op::Fsync => "fsync",
+        Op::OpenPath => "open_path",
+        Op::StatPath => "stat_path",
+        Op::UnlinkPath => "unlink_path",
+    }
 }
 
 fn serve(seg: Segment, q: u32, table: &InstanceTable, limits: Limits, stop: &AtomicBool) {
@@ -205,7 +236,7 @@ fn serve(seg: Segment, q: u32, table: &InstanceTable, limits: Limits, stop: &Ato
         idle = 0;
         match decode(d, &limits) {
             Ok(req) => {
-                let Some(fs) = instance(table, req.instance) else {
+                let Some(Served { fs, stats }) = instance(table, req.instance) else {
                     complete(&seg, req.client, req.seq, -i64::from(libc::ENODEV), [0; 4]);
                     continue;
                 };
@@ -216,8 +247,10 @@ fn serve(seg: Segment, q: u32, table: &InstanceTable, limits: Limits, stop: &Ato
                     entry.1.clear(&*entry.0);
                     *entry = (fs.clone(), DirCache::default());
                 }
+                let timer = Timer::start(stats, op_name(req.op));
                 let (res, aux) = execute(&seg, &*fs, &ctx, &req, &mut buf, &mut entry.1);
                 complete(&seg, req.client, req.seq, res, aux);
+                drop(timer);
             }
             Err(e) => {
                 debug!("refused descriptor: {e:?}");

@@ -26,8 +26,8 @@ use fuser::{
 use tracing::{debug, warn};
 
 use super::workers::Workers;
-use super::stats::Timer;
-use super::{FuseConfig, FuseStats};
+use crate::service::stats::Timer;
+use super::{FuseConfig, OpStats};
 use crate::libservice::{
     Attr, Context, FileKind, FileSystem, Handle, Inode, SetAttr, TimeUpdate, Timespec,
 };
@@ -47,7 +47,7 @@ pub struct FuseAdapter {
     /// Whether the kernel accepted passthrough at init.
     passthrough: bool,
     writeback: bool,
-    stats: Arc<FuseStats>,
+    stats: Arc<OpStats>,
 }
 
 impl std::fmt::Debug for FuseAdapter {
@@ -140,7 +140,7 @@ fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
 }
 
 impl FuseAdapter {
-    pub fn new(fs: Arc<dyn FileSystem>, cfg: FuseConfig, stats: Arc<FuseStats>) -> std::io::Result<Self> {
+    pub fn new(fs: Arc<dyn FileSystem>, cfg: FuseConfig, stats: Arc<OpStats>) -> std::io::Result<Self> {
         let workers = Workers::start(cfg.workers)?;
         Ok(FuseAdapter {
             fs,
@@ -303,7 +303,7 @@ impl Passthrough {
 
     /// Answers an open of a regular file.
     #[allow(clippy::too_many_arguments)]
-    fn open(&self, fs: &dyn FileSystem, enabled: bool, min_size: u64, stats: &FuseStats, inode: Inode, fh: Handle, access: i32, flags: u32, reply: ReplyOpen) {
+    fn open(&self, fs: &dyn FileSystem, enabled: bool, min_size: u64, stats: &OpStats, inode: Inode, fh: Handle, access: i32, flags: u32, reply: ReplyOpen) {
         if !enabled {
             return reply.opened(fh, flags);
         }

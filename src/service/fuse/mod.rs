@@ -3,13 +3,12 @@
 
 mod adapter;
 mod session;
-mod stats;
 mod workers;
 
 use std::time::Duration;
 
 pub use adapter::{fuse_attr, FuseAdapter};
-pub use stats::{FuseStats, OpSummary};
+pub use crate::service::stats::{OpStats, OpSummary};
 pub use session::{
     clear_stale, is_our_mount, run_foreground, spawn, unmount, wait_mounted, Mounted, UnmountError,
 };

@@ -10,7 +10,7 @@ use nix::sys::signal::{SigSet, Signal};
 use rustix::mount::UnmountFlags;
 use tracing::{info, warn};
 
-use super::{FuseAdapter, FuseConfig, FuseStats};
+use super::{FuseAdapter, FuseConfig, OpStats};
 use crate::libservice::FileSystem;
 
 /// The source our mounts show in /proc/self/mountinfo (the filesystem type is `fuse`, or
@@ -112,7 +112,7 @@ pub fn unmount(path: &Path) -> Result<(), UnmountError> {
 pub struct Mounted {
     session: Option<BackgroundSession>,
     mountpoint: PathBuf,
-    stats: Arc<FuseStats>,
+    stats: Arc<OpStats>,
 }
 
 impl std::fmt::Debug for Mounted {
@@ -126,7 +126,7 @@ impl Mounted {
         &self.mountpoint
     }
 
-    pub fn stats(&self) -> &FuseStats {
+    pub fn stats(&self) -> &OpStats {
         &self.stats
     }
 }
@@ -141,9 +141,9 @@ impl Drop for Mounted {
     }
 }
 
-fn session(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConfig) -> io::Result<(Session<FuseAdapter>, Arc<FuseStats>)> {
+fn session(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConfig) -> io::Result<(Session<FuseAdapter>, Arc<OpStats>)> {
     clear_stale(mountpoint)?;
-    let stats = Arc::new(FuseStats::default());
+    let stats = Arc::new(OpStats::default());
     let adapter = FuseAdapter::new(fs, cfg.clone(), stats.clone())?;
     let se = Session::new(adapter, mountpoint, &options())?;
     Ok((se, stats))

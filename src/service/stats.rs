@@ -1,5 +1,5 @@
-//! Per-operation counters of a FUSE mount: count and latency histogram per request kind,
-//! lock-free, cheap enough for every request.
+//! Per-operation counters of a transport (FUSE mount, user-level path): count and latency
+//! histogram per request kind, lock-free, cheap enough for every request.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,15 +56,15 @@ pub struct OpSummary {
     pub p99_us: f64,
 }
 
-/// Counters of one FUSE mount.
+/// Counters of one transport of one instance.
 #[derive(Debug, Default)]
-pub struct FuseStats {
+pub struct OpStats {
     passthrough_opens: AtomicU64,
     ops: Mutex<BTreeMap<&'static str, Arc<Histogram>>>,
 }
 
-impl FuseStats {
-    pub(super) fn add_passthrough(&self) {
+impl OpStats {
+    pub(crate) fn add_passthrough(&self) {
         self.passthrough_opens.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -91,13 +91,13 @@ impl FuseStats {
 }
 
 /// Times one request; records when dropped (after the reply was sent).
-pub(super) struct Timer {
+pub(crate) struct Timer {
     hist: Arc<Histogram>,
     start: Instant,
 }
 
 impl Timer {
-    pub(super) fn start(stats: Arc<FuseStats>, op: &'static str) -> Self {
+    pub(crate) fn start(stats: Arc<OpStats>, op: &'static str) -> Self {
         Timer { hist: stats.histogram(op), start: Instant::now() }
     }
 }
