@@ -111,8 +111,8 @@ pub fn create(name: &str, slice: &Slice, parent: Option<&str>) -> Result<CgroupI
         (slice.memory.is_some() || slice.memory_high.is_some(), "memory", "--memory/--memory-high"),
         (slice.pids_max.is_some(), "pids", "--pids-max"),
         (slice.cpu_weight.is_some(), "cpu", "--cpu-weight"),
-        (!slice.io_max.is_empty(), if v2 { "io" } else { "blkio" }, "--io-max"),
-        (slice.io_weight.is_some(), if v2 { "io" } else { "blkio" }, "--io-weight"),
+        (!slice.io_max.is_empty(), io, "--io-max"),
+        (slice.io_weight.is_some(), io, "--io-weight"),
         (true, if v2 { "memory" } else { "cpuacct" }, "resource accounting"),
     ];
     for (needed, controller, flag) in needs {
@@ -120,7 +120,6 @@ pub fn create(name: &str, slice: &Slice, parent: Option<&str>) -> Result<CgroupI
             return Err(CgroupError::MissingController { controller, needed_for: flag });
         }
     }
-    let _ = io;
     let parents = match parent {
         Some(p) => available.iter().map(|c| (c.clone(), p.to_string())).collect(),
         None => cgroups_rs::cgroup::get_cgroups_relative_paths().map_err(err)?,

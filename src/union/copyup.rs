@@ -40,7 +40,7 @@ impl UnionFs {
             FileKind::Directory => ufs.mkdir(&own, upper_dir, &scratch, 0o700, 0)?,
             FileKind::Regular => {
                 let (e, h) = ufs.create(&own, upper_dir, &scratch, 0o600, 0, libc::O_WRONLY)?;
-                let copied = copy_data(lfs, ctx, lower, &attr, ufs, e.inode, h, limit);
+                let copied = copy_data(lfs, ctx, lower, &attr, ufs, &own, e.inode, h, limit);
                 let synced = copied.and_then(|_| ufs.fsync(&own, e.inode, h, false));
                 let _ = ufs.release(&own, e.inode, h);
                 if let Err(err) = synced {
@@ -131,6 +131,7 @@ fn copy_data(
     lower: Inode,
     attr: &Attr,
     ufs: &dyn FileSystem,
+    own: &Context,
     upper: Inode,
     uh: Handle,
     limit: Option<u64>,
@@ -140,12 +141,11 @@ fn copy_data(
         return Ok(());
     }
     let lh = lfs.open(ctx, lower, libc::O_RDONLY)?;
-    let r = copy_open(lfs, ctx, lower, lh, ufs, upper, uh, size);
+    let r = copy_open(lfs, ctx, lower, lh, ufs, own, upper, uh, size);
     let _ = lfs.release(ctx, lower, lh);
     r?;
     // Trailing hole, or exact size after a partial copy.
-    let own = Context::current();
-    ufs.setattr(&own, upper, Some(uh), &SetAttr { size: Some(size), ..SetAttr::default() })?;
+    ufs.setattr(own, upper, Some(uh), &SetAttr { size: Some(size), ..SetAttr::default() })?;
     Ok(())
 }
 
@@ -156,6 +156,7 @@ fn copy_open(
     lower: Inode,
     lh: Handle,
     ufs: &dyn FileSystem,
+    own: &Context,
     upper: Inode,
     uh: Handle,
     size: u64,
@@ -168,7 +169,6 @@ fn copy_open(
             return Ok(());
         }
     }
-    let own = Context::current();
     let mut pos = 0u64;
     let mut buf = Vec::new();
     while pos < size {
@@ -197,7 +197,7 @@ fn copy_open(
                 Err(_) => {
                     buf.resize(want, 0);
                     let n = lfs.read(ctx, lower, lh, &mut [IoSliceMut::new(&mut buf)], off)?;
-                    write_all(ufs, &own, upper, uh, &buf[..n], off)?;
+                    write_all(ufs, own, upper, uh, &buf[..n], off)?;
                     n
                 }
             };

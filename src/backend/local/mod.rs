@@ -14,6 +14,7 @@ mod inodes;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, IoSlice, IoSliceMut};
+use std::os::unix::ffi::OsStrExt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -256,14 +257,7 @@ impl LocalFs {
         let mut out = Vec::new();
         while let Some(ent) = dir.read() {
             let ent = ent?;
-            let name = OsStr::new(std::str::from_utf8(ent.file_name().to_bytes()).unwrap_or(""))
-                .to_owned();
-            let name = if name.is_empty() {
-                use std::os::unix::ffi::OsStringExt;
-                OsString::from_vec(ent.file_name().to_bytes().to_vec())
-            } else {
-                name
-            };
+            let name = OsStr::from_bytes(ent.file_name().to_bytes()).to_owned();
             let ino = if name == "." { own_ino } else { ent.ino() };
             out.push(DirEntry { ino, offset: 0, kind: kind_of(ent.file_type()), name });
         }
@@ -669,7 +663,6 @@ impl FileSystem for LocalFs {
     }
 
     fn listxattr(&self, _ctx: &Context, inode: Inode) -> io::Result<Vec<OsString>> {
-        use std::os::unix::ffi::OsStrExt;
         let data = self.inode(inode)?;
         let path = Self::proc_path(data.fd.as_fd());
         let size = rfs::listxattr_query(path.as_str())?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 pub use adapter::{fuse_attr, FuseAdapter};
 pub use crate::service::stats::{OpStats, OpSummary};
 pub use session::{
-    clear_stale, is_our_mount, run_foreground, spawn, unmount, wait_mounted, Mounted, UnmountError,
+    clear_stale, is_our_mount, run_foreground, spawn, unmount, Mounted, UnmountError,
 };
 
 use crate::spec::{CacheMode, CacheSpec};

@@ -3,7 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fuser::{BackgroundSession, MountOption, Session};
 use nix::sys::signal::{SigSet, Signal};
@@ -199,16 +199,4 @@ fn abort_connection(path: &Path) {
     let dev = md.dev();
     let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
     let _ = std::fs::write(format!("/sys/fs/fuse/connections/{minor}/abort"), b"1");
-}
-
-/// Waits until `path` shows a polytropon mount, up to `timeout`.
-pub fn wait_mounted(path: &Path, timeout: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if is_our_mount(path) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
