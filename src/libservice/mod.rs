@@ -347,3 +347,21 @@ pub fn check_name(name: &OsStr) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Helpers for the libservices' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::io;
+
+    use super::Context;
+
+    /// The test process's own credentials.
+    pub fn ctx() -> Context {
+        Context::current()
+    }
+
+    /// The errno of a call that must fail.
+    pub fn code<T: std::fmt::Debug>(r: io::Result<T>) -> i32 {
+        r.expect_err("operation should have failed").raw_os_error().unwrap_or(-1)
+    }
+}

@@ -12,13 +12,7 @@ use super::*;
 use crate::backend::local::{LocalFs, LocalOptions};
 use crate::libservice::{Entry, RENAME_NOREPLACE};
 
-fn ctx() -> Context {
-    Context::current()
-}
-
-fn code<T: std::fmt::Debug>(r: io::Result<T>) -> i32 {
-    r.expect_err("operation should have failed").raw_os_error().unwrap_or(-1)
-}
+use crate::libservice::testing::{code, ctx};
 
 struct Fixture {
     _dir: tempfile::TempDir,
