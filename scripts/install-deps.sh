@@ -11,6 +11,8 @@ packages=(
   fuse3           # /dev/fuse helpers (fusermount3)
   fuse-overlayfs  # the peer the FUSE benchmark compares against
   git sqlite3 fio tar busybox-static  # real programs run on the mounts
+  file            # tells the static test binary from a dynamic one
+  gcc libc6-dev   # compiles the C program that uses polytropon.h
 )
 
 missing=()
