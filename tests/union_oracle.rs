@@ -151,10 +151,12 @@ fn followed(e: &polytropon::libservice::Entry) -> io::Result<()> {
 }
 
 /// The process umask, which the kernel applies on the overlayfs side and a transport passes on.
+/// Read from /proc, not by setting and restoring it: the umask is process-wide and the other
+/// oracle test creates files on another thread meanwhile.
 fn process_umask() -> u32 {
-    let old = rustix::process::umask(Mode::empty());
-    rustix::process::umask(old);
-    old.bits()
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:")).expect("Umask line in /proc/self/status");
+    u32::from_str_radix(line.trim(), 8).expect("octal umask")
 }
 
 fn apply_union(fs: &Arc<dyn FileSystem>, op: &Op) -> i32 {

@@ -9,7 +9,7 @@ use std::path::Path;
 use polytropon::libservice::FileKind;
 use rustix::fs as rfs;
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub struct NodeInfo {
     pub kind: &'static str,
     pub mode: u32,
@@ -24,6 +24,36 @@ pub struct NodeInfo {
     pub content: Option<Vec<u8>>,
     pub target: Option<Vec<u8>>,
     pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+/// Compact: file contents show as their length and first distinct bytes, so a failure report
+/// fits in a CI log.
+impl std::fmt::Debug for NodeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let content = self.content.as_ref().map(|c| {
+            let mut runs: Vec<String> = Vec::new();
+            let mut i = 0;
+            while i < c.len() && runs.len() < 8 {
+                let j = c[i..].iter().position(|b| *b != c[i]).map_or(c.len(), |n| i + n);
+                runs.push(format!("{}x{:#04x}@{}", j - i, c[i], i));
+                i = j;
+            }
+            format!("{} bytes [{}{}]", c.len(), runs.join(" "), if i < c.len() { " ..." } else { "" })
+        });
+        f.debug_struct("NodeInfo")
+            .field("kind", &self.kind)
+            .field("mode", &format_args!("{:o}", self.mode))
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .field("size", &self.size)
+            .field("nlink", &self.nlink)
+            .field("rdev", &self.rdev)
+            .field("same_as", &self.same_as)
+            .field("content", &content)
+            .field("target", &self.target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()))
+            .field("xattrs", &self.xattrs)
+            .finish()
+    }
 }
 
 pub fn kind_name(k: FileKind) -> &'static str {
