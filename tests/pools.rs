@@ -4,74 +4,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use common::{require_root, Scratch};
-use polytropon::pool::Pools;
-
-/// A state directory whose pools are force-destroyed when the test ends, pass or fail.
-struct Host {
-    scratch: Scratch,
-    state: PathBuf,
-    tag: String,
-    created: Vec<String>,
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-impl Host {
-    fn new(tag: &str) -> Self {
-        require_root();
-        let scratch = Scratch::new(tag);
-        let state = scratch.mkdir("state");
-        // Cgroup names are global: make this test's pool names unique.
-        let tag = format!("{}{}", tag.replace('-', ""), std::process::id() % 100_000);
-        Host { scratch, state, tag, created: Vec::new() }
-    }
-
-    fn name(&self, n: &str) -> String {
-        format!("{}-{n}", self.tag)
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_polytropon"));
-        c.arg("--state-dir").arg(&self.state);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().expect("run polytropon")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "polytropon {args:?} failed: {}", stderr(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn create(&mut self, n: &str, args: &[&str]) -> String {
-        let name = self.name(n);
-        let mut all = vec!["pool", "create", name.as_str()];
-        all.extend_from_slice(args);
-        self.ok(&all);
-        self.created.push(name.clone());
-        name
-    }
-
-    fn pools(&self) -> Pools {
-        Pools::new(&self.state)
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        for name in &self.created {
-            let _ = self.run(&["pool", "destroy", name, "--force"]);
-        }
-    }
-}
+use common::host::{stderr, Host};
 
 /// Every cgroup directory named `polytropon-NAME` on the host.
 fn cgroup_dirs(name: &str) -> Vec<PathBuf> {

@@ -18,7 +18,7 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::tree::{kernel_tree, kind_name, NodeInfo, Tree};
+use common::tree::{diff, kernel_tree, kind_name, NodeInfo, Tree};
 use common::{errno_of, require_root, Overlay, Scratch, Walker};
 use polytropon::backend::local::{LocalFs, LocalOptions};
 use polytropon::libservice::{
@@ -439,23 +439,6 @@ fn setup(seed: u64, via: Via) -> Setup {
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn diff(a: &Tree, b: &Tree) -> String {
-    let mut out = String::new();
-    for (k, v) in a {
-        match b.get(k) {
-            None => out += &format!("  only on kernel overlayfs: {k} {v:?}\n"),
-            Some(u) if u != v => out += &format!("  {k}:\n    kernel: {v:?}\n    union:  {u:?}\n"),
-            _ => {}
-        }
-    }
-    for (k, v) in b {
-        if !a.contains_key(k) {
-            out += &format!("  only on union: {k} {v:?}\n");
-        }
-    }
-    out
 }
 
 fn union_side_tree(s: &Setup) -> Tree {

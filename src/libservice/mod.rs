@@ -293,6 +293,13 @@ pub trait FileSystem: Send + Sync {
         enosys()
     }
 
+    /// A number that changes whenever a directory may have moved or gone (rename, rmdir), so
+    /// a caller caching path -> directory resolutions knows when to drop them. A libservice
+    /// that does not track this returns `u64::MAX`: never cache.
+    fn namespace_generation(&self) -> u64 {
+        u64::MAX
+    }
+
     /// Makes everything written through this libservice durable (`syncfs`).
     fn syncfs(&self, ctx: &Context) -> io::Result<()> {
         Ok(())

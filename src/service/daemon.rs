@@ -128,7 +128,7 @@ impl Service {
         let mount = fuse::spawn(fs.clone(), &mp, &FuseConfig::from_spec(&spec.cache)).with_context(|| format!("cannot mount {}", mp.display()))?;
         let user = Arc::new(OpStats::default());
         let instance = {
-            let entry = Some(shm::Served { fs, stats: user.clone() });
+            let entry = Some(shm::Served { fs, stats: user.clone(), kernel: mount.kernel_cache() });
             let mut t = self.instances.write().unwrap_or_else(|p| p.into_inner());
             match t.iter().position(Option::is_none) {
                 Some(i) => {

@@ -17,20 +17,33 @@ use std::time::{Duration, Instant};
 
 use polytropon_ipc::client::complete;
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
-use polytropon_ipc::{decode, Limits, Op, Request, WireAttr};
+use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, E_FALLBACK, STAT_NOFOLLOW, WRITE_APPEND};
 use tracing::debug;
 
-use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, ROOT_INODE};
+use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, SetAttr, ROOT_INODE};
 use crate::service::stats::{OpStats, Timer};
 
 /// Busy polls of an empty queue before a worker sleeps.
 const IDLE_SPINS: u32 = 20_000;
+
+/// The kernel's caches of an instance that is also mounted through FUSE: a change made on the
+/// user-level path is reported here so the legacy path never serves stale attributes, data or
+/// names.
+pub trait KernelCache: Send + Sync {
+    /// The attributes and the data in `offset..offset+len` of `inode` changed (`len` 0: to
+    /// the end; `offset` -1: attributes only).
+    fn inval_inode(&self, inode: Inode, offset: i64, len: i64);
+    /// Entry `name` of directory `parent` changed (removed or replaced).
+    fn inval_entry(&self, parent: Inode, name: &OsStr);
+}
 
 /// One instance served on the user-level path, with its request counters.
 #[derive(Clone)]
 pub struct Served {
     pub fs: Arc<dyn FileSystem>,
     pub stats: Arc<OpStats>,
+    /// The FUSE mount of the same instance, if any.
+    pub kernel: Option<Arc<dyn KernelCache>>,
 }
 
 impl std::fmt::Debug for Served {
@@ -84,7 +97,7 @@ fn neg(e: io::Error) -> i64 {
 impl BackDriver {
     /// A back driver serving the single instance `fs` (as instance 0).
     pub fn start(fs: Arc<dyn FileSystem>, g: Geometry) -> io::Result<BackDriver> {
-        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(Served { fs, stats: Arc::default() })])), g)
+        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(Served { fs, stats: Arc::default(), kernel: None })])), g)
     }
 
     /// Creates a segment of geometry `g` (in the caller's IPC namespace, mode 0600) and starts
@@ -147,6 +160,8 @@ impl Drop for BackDriver {
 #[derive(Default)]
 struct DirCache {
     map: HashMap<Vec<u8>, (Inode, Instant)>,
+    /// The instance's namespace generation the entries were taken at.
+    generation: u64,
 }
 
 /// Per instance (by table index), with the instance it belongs to.
@@ -159,6 +174,16 @@ const DIR_TTL: Duration = Duration::from_secs(1);
 const DIR_CACHE_MAX: usize = 4096;
 
 impl DirCache {
+    /// Drops everything when a directory may have moved or gone since the entries were taken
+    /// (on either path: FUSE renames reach the same instance).
+    fn check_generation(&mut self, fs: &dyn FileSystem) {
+        let g = fs.namespace_generation();
+        if g != self.generation || g == u64::MAX {
+            self.clear(fs);
+            self.generation = g;
+        }
+    }
+
     fn get(&mut self, fs: &dyn FileSystem, path: &[u8]) -> Option<Inode> {
         let (ino, at) = *self.map.get(path)?;
         if at.elapsed() < DIR_TTL {
@@ -206,6 +231,7 @@ fn op_name(op: Op) -> &'static str {
         Op::OpenPath => "open_path",
         Op::StatPath => "stat_path",
         Op::UnlinkPath => "unlink_path",
+        Op::Truncate => "truncate",
     }
 }
 
@@ -236,7 +262,7 @@ fn serve(seg: Segment, q: u32, table: &InstanceTable, limits: Limits, stop: &Ato
         idle = 0;
         match decode(d, &limits) {
             Ok(req) => {
-                let Some(Served { fs, stats }) = instance(table, req.instance) else {
+                let Some(Served { fs, stats, kernel }) = instance(table, req.instance) else {
                     complete(&seg, req.client, req.seq, -i64::from(libc::ENODEV), [0; 4]);
                     continue;
                 };
@@ -248,7 +274,7 @@ fn serve(seg: Segment, q: u32, table: &InstanceTable, limits: Limits, stop: &Ato
                     *entry = (fs.clone(), DirCache::default());
                 }
                 let timer = Timer::start(stats, op_name(req.op));
-                let (res, aux) = execute(&seg, &*fs, &ctx, &req, &mut buf, &mut entry.1);
+                let (res, aux) = execute(&seg, &*fs, &ctx, &req, &mut buf, &mut entry.1, kernel.as_deref());
                 complete(&seg, req.client, req.seq, res, aux);
                 drop(timer);
             }
@@ -268,6 +294,7 @@ fn serve(seg: Segment, q: u32, table: &InstanceTable, limits: Limits, stop: &Ato
 /// parent directory and last name. Lookups it takes are either cached in `dirs` or pushed on
 /// `held` (forgotten after the request).
 fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, path: &'p [u8], held: &mut Vec<Inode>, dirs: &mut DirCache) -> io::Result<(Inode, &'p OsStr)> {
+    dirs.check_generation(fs);
     let comps: Vec<&[u8]> = path.split(|b| *b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
     let Some((last, parents)) = comps.split_last() else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
     let mut cur = ROOT_INODE;
@@ -284,7 +311,9 @@ fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, path: &'p [u8], held: &mut Vec<I
         let e = fs.lookup(ctx, cur, OsStr::from_bytes(c))?;
         if e.attr.kind() != FileKind::Directory {
             held.push(e.inode);
-            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+            // A symlink on the way is the kernel's to follow (it may lead anywhere).
+            let code = if e.attr.kind() == FileKind::Symlink { E_FALLBACK } else { libc::ENOTDIR };
+            return Err(io::Error::from_raw_os_error(code));
         }
         dirs.put(fs, &prefix, e.inode);
         cur = e.inode;
@@ -292,9 +321,9 @@ fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, path: &'p [u8], held: &mut Vec<I
     Ok((cur, OsStr::from_bytes(last)))
 }
 
-fn execute(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], dirs: &mut DirCache) -> (i64, [u64; 4]) {
+fn execute(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], dirs: &mut DirCache, kernel: Option<&dyn KernelCache>) -> (i64, [u64; 4]) {
     let mut held = Vec::new();
-    let out = run(seg, fs, ctx, r, buf, &mut held, dirs);
+    let out = run(seg, fs, ctx, r, buf, &mut held, dirs, kernel);
     for ino in held {
         fs.forget(ino, 1);
     }
@@ -304,7 +333,12 @@ fn execute(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: 
     }
 }
 
-fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], held: &mut Vec<Inode>, dirs: &mut DirCache) -> io::Result<(i64, [u64; 4])> {
+fn fallback() -> io::Error {
+    io::Error::from_raw_os_error(E_FALLBACK)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], held: &mut Vec<Inode>, dirs: &mut DirCache, kernel: Option<&dyn KernelCache>) -> io::Result<(i64, [u64; 4])> {
     let len = r.len as usize;
     let path = |buf: &mut [u8]| -> Vec<u8> {
         let n = seg.read_data(r.client, len, buf);
@@ -327,13 +361,21 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
                         fs.forget(e.inode, 1);
                         return Err(io::Error::from_raw_os_error(libc::EEXIST));
                     }
-                    let open = if e.attr.kind() == FileKind::Directory && flags & libc::O_ACCMODE == libc::O_RDONLY {
-                        fs.opendir(ctx, e.inode, flags)
-                    } else {
-                        fs.open(ctx, e.inode, flags & !(libc::O_CREAT | libc::O_EXCL))
-                    };
-                    match open {
-                        Ok(h) => (e.inode, h),
+                    // Regular files only: directories, symlinks to follow, fifos and devices
+                    // are the kernel's.
+                    if e.attr.kind() != FileKind::Regular {
+                        fs.forget(e.inode, 1);
+                        return Err(fallback());
+                    }
+                    match fs.open(ctx, e.inode, flags & !(libc::O_CREAT | libc::O_EXCL)) {
+                        Ok(h) => {
+                            if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
+                                if let Some(k) = kernel {
+                                    k.inval_inode(e.inode, 0, 0);
+                                }
+                            }
+                            (e.inode, h)
+                        }
                         Err(err) => {
                             fs.forget(e.inode, 1);
                             return Err(err);
@@ -353,6 +395,9 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             let (dir, name) = walk(fs, ctx, &p, held, dirs)?;
             let e = fs.lookup(ctx, dir, name)?;
             held.push(e.inode);
+            if e.attr.kind() == FileKind::Symlink && r.arg & STAT_NOFOLLOW == 0 {
+                return Err(fallback());
+            }
             let bytes = wire(&e.attr).to_bytes();
             seg.write_data(r.client, &bytes);
             Ok((bytes.len() as i64, [e.inode, 0, 0, 0]))
@@ -360,7 +405,21 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
         Op::UnlinkPath => {
             let p = path(buf);
             let (dir, name) = walk(fs, ctx, &p, held, dirs)?;
+            // The kernel caches the file's attributes too (its link count drops).
+            let victim = match kernel {
+                Some(_) => fs.lookup(ctx, dir, name).ok().map(|e| {
+                    held.push(e.inode);
+                    e.inode
+                }),
+                None => None,
+            };
             fs.unlink(ctx, dir, name)?;
+            if let Some(k) = kernel {
+                k.inval_entry(dir, name);
+                if let Some(ino) = victim {
+                    k.inval_inode(ino, -1, 0);
+                }
+            }
             Ok((0, [0; 4]))
         }
         Op::Getattr => {
@@ -376,8 +435,15 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
         }
         Op::Write => {
             let n = seg.read_data(r.client, len, buf);
-            let w = fs.write(ctx, r.inode, r.handle, &[IoSlice::new(&buf[..n])], r.offset)?;
-            Ok((w as i64, [0; 4]))
+            let at = if r.arg & WRITE_APPEND != 0 { fs.getattr(ctx, r.inode, Some(r.handle))?.size } else { r.offset };
+            if at.checked_add(n as u64).is_none_or(|end| end > i64::MAX as u64) {
+                return Err(io::Error::from_raw_os_error(libc::EFBIG));
+            }
+            let w = fs.write(ctx, r.inode, r.handle, &[IoSlice::new(&buf[..n])], at)?;
+            if let Some(k) = kernel {
+                k.inval_inode(r.inode, at as i64, w as i64);
+            }
+            Ok((w as i64, [at + w as u64, 0, 0, 0]))
         }
         Op::Release => {
             let res = fs.release(ctx, r.inode, r.handle);
@@ -387,6 +453,14 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             };
             res?;
             fs.forget(r.inode, 1);
+            Ok((0, [0; 4]))
+        }
+        Op::Truncate => {
+            let set = SetAttr { size: Some(r.arg), ..SetAttr::default() };
+            fs.setattr(ctx, r.inode, Some(r.handle), &set)?;
+            if let Some(k) = kernel {
+                k.inval_inode(r.inode, 0, 0);
+            }
             Ok((0, [0; 4]))
         }
         Op::Fsync => {

@@ -71,6 +71,8 @@ pub struct UnionFs {
     oci_ids: Mutex<OciIdCache>,
     /// Credentials for the union's own objects (whiteouts, scratch entries).
     own: Context,
+    /// Bumped by every rename and rmdir (see `FileSystem::namespace_generation`).
+    ns_generation: AtomicU64,
 }
 
 impl std::fmt::Debug for UnionFs {
@@ -131,6 +133,7 @@ impl UnionFs {
             oci: Mutex::new(HashMap::new()),
             oci_ids: Mutex::new(HashMap::new()),
             own: Context::current(),
+            ns_generation: AtomicU64::new(0),
         };
         let mut layers = Layers::default();
         for layer in 0..=fs.lowers.len() {
@@ -650,6 +653,7 @@ impl FileSystem for UnionFs {
 
     fn rmdir(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
         let _ns = self.write_ns();
+        self.ns_generation.fetch_add(1, Ordering::AcqRel);
         let p = self.node(parent)?;
         self.remove(ctx, &p, name, true)
     }
@@ -664,9 +668,14 @@ impl FileSystem for UnionFs {
         flags: u32,
     ) -> io::Result<()> {
         let _ns = self.write_ns();
+        self.ns_generation.fetch_add(1, Ordering::AcqRel);
         let p = self.dir_node(parent)?;
         let np = self.dir_node(new_parent)?;
         self.do_rename(ctx, &p, name, &np, new_name, flags)
+    }
+
+    fn namespace_generation(&self) -> u64 {
+        self.ns_generation.load(Ordering::Acquire)
     }
 
     fn link(

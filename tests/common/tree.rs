@@ -136,3 +136,20 @@ pub fn kernel_tree(root: &Path) -> Tree {
     tree
 }
 
+/// What differs between two trees, `a` being the reference (kernel overlayfs, a plain directory).
+pub fn diff(a: &Tree, b: &Tree) -> String {
+    let mut out = String::new();
+    for (k, v) in a {
+        match b.get(k) {
+            None => out += &format!("  only in the reference: {k} {v:?}\n"),
+            Some(u) if u != v => out += &format!("  {k}:\n    reference: {v:?}\n    ours:      {u:?}\n"),
+            _ => {}
+        }
+    }
+    for (k, v) in b {
+        if !a.contains_key(k) {
+            out += &format!("  only in ours: {k} {v:?}\n");
+        }
+    }
+    out
+}

@@ -133,6 +133,15 @@ impl Client {
         Ok(Reply { value, aux })
     }
 
+    /// Detaches without giving the client area back: for a child after fork, whose copy of
+    /// its parent's client must not free the area the parent still uses.
+    pub fn abandon(self) {
+        let me = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `addr` came from a successful shmat (inherited over fork); `me` is never
+        // used or dropped again.
+        unsafe { libc::shmdt(me.addr) };
+    }
+
     /// Copies the first `out.len()` bytes of the reply data out of the buffer.
     pub fn data(&self, out: &mut [u8]) -> usize {
         self.seg.read_data(self.id, out.len(), out)

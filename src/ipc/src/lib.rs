@@ -6,10 +6,6 @@
 //! pointers) and implements [`ShmSafe`]. The service treats everything it reads from the
 //! segment as hostile: it copies a [`Descriptor`] out of its slot first, then [`decode`]s the
 //! copy against the segment's real bounds.
-//!
-//! Status (issue 5): the queue, descriptors and their validation exist and are tested
-//! (model-checked with loom, stressed on a real SysV segment); the segment layout, the back
-//! driver and the preload library are still to come.
 
 #![no_std]
 
@@ -33,7 +29,18 @@ pub use queue::{PushError, Queue, QueueHeader, Slot};
 pub unsafe trait ShmSafe {}
 
 /// Version of the protocol; the service and the library refuse to talk across versions.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Error code (never a real errno) by which the service says "not on this path": the target
+/// is something the user-level path does not serve (a directory, a symlink to follow, a
+/// device, a fifo...), and the client should make the same call through the kernel (the
+/// FUSE legacy mount of the same instance).
+pub const E_FALLBACK: i32 = 0x1_0000;
+
+/// `Write` flag (in `arg`): append at the end of the file; the new end comes back in `aux[0]`.
+pub const WRITE_APPEND: u64 = 1;
+/// `StatPath` flag (in `arg`): do not follow a final symlink (lstat).
+pub const STAT_NOFOLLOW: u64 = 1;
 
 /// A request as it travels through a queue slot: plain integers, any bit pattern allowed.
 #[repr(C)]
@@ -85,6 +92,8 @@ pub enum Op {
     StatPath = 11,
     /// Remove the path in the buffer.
     UnlinkPath = 12,
+    /// Set the size of an open file (`arg`: the new size).
+    Truncate = 13,
 }
 
 /// Attributes as they travel in a client buffer.
@@ -142,6 +151,7 @@ impl Op {
             10 => Op::OpenPath,
             11 => Op::StatPath,
             12 => Op::UnlinkPath,
+            13 => Op::Truncate,
             _ => return None,
         })
     }
@@ -200,7 +210,9 @@ pub fn decode(d: Descriptor, lim: &Limits) -> Result<Request, DecodeError> {
     if d.len > max {
         return Err(DecodeError::TooLong(d.len));
     }
-    if matches!(op, Op::Read | Op::Write) && d.offset.checked_add(d.len).is_none_or(|end| end > i64::MAX as u64) {
+    if matches!(op, Op::Read | Op::Write) && d.offset.checked_add(d.len).is_none_or(|end| end > i64::MAX as u64)
+        || op == Op::Truncate && d.arg > i64::MAX as u64
+    {
         return Err(DecodeError::BadOffset);
     }
     Ok(Request { op, client: d.client, seq: d.seq, instance: d.instance, inode: d.inode, handle: d.handle, offset: d.offset, len: d.len, arg: d.arg })

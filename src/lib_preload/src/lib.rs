@@ -1,11 +1,21 @@
-//! The front driver: a small `cdylib` attached to container processes.
+//! The front driver: a small `cdylib` preloaded into container processes.
 //!
-//! Today it offers the direct user-level API (`include/polytropon.h`: `polytropon_open`,
-//! `polytropon_read`, ...) for programs that can be recompiled; interception of libc calls
-//! under `LD_PRELOAD` is still to come (issue 5). Every entry point catches panics, so none
-//! crosses the FFI boundary.
+//! Under `LD_PRELOAD` it intercepts libc's file calls ([`intercept`]) and serves those on the
+//! pool's mounts over the shared-memory queues of the pool's service, with no kernel crossing
+//! for the data and metadata calls it covers; everything else, and whatever only the kernel
+//! can do, goes to the real libc and so through the FUSE mount of the same instance. It also
+//! offers a direct API (`include/polytropon.h`: `polytropon_open`, `polytropon_read`, ...) for
+//! programs that can be recompiled. No panic crosses the FFI boundary.
 
 mod api;
+mod client;
+mod config;
+mod files;
+mod intercept;
+mod ops;
+mod path;
+mod process;
+mod real;
 
 /// Protocol version this library speaks (see the `polytropon-ipc` crate).
 #[no_mangle]

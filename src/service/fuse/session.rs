@@ -8,10 +8,11 @@ use std::time::Instant;
 use fuser::{BackgroundSession, MountOption, Session};
 use nix::sys::signal::{SigSet, Signal};
 use rustix::mount::UnmountFlags;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{FuseAdapter, FuseConfig, OpStats};
 use crate::libservice::FileSystem;
+use crate::service::shm::KernelCache;
 
 /// The source our mounts show in /proc/self/mountinfo (the filesystem type is `fuse`, or
 /// `fuse.polytropon` when mounted through fusermount).
@@ -128,6 +129,30 @@ impl Mounted {
 
     pub fn stats(&self) -> &OpStats {
         &self.stats
+    }
+
+    /// A handle through which changes made beside this mount (on the user-level path) drop
+    /// the kernel's cached attributes, pages and names.
+    pub fn kernel_cache(&self) -> Option<Arc<dyn KernelCache>> {
+        self.session.as_ref().map(|s| Arc::new(Invalidator(s.notifier())) as Arc<dyn KernelCache>)
+    }
+}
+
+/// Sends FUSE invalidation notices. Failures are only logged: the kernel may have dropped
+/// the inode or name already (that is not an error), or the mount may be going away.
+struct Invalidator(fuser::Notifier);
+
+impl KernelCache for Invalidator {
+    fn inval_inode(&self, inode: u64, offset: i64, len: i64) {
+        if let Err(e) = self.0.inval_inode(inode, offset, len) {
+            debug!("inval_inode {inode}: {e}");
+        }
+    }
+
+    fn inval_entry(&self, parent: u64, name: &std::ffi::OsStr) {
+        if let Err(e) = self.0.inval_entry(parent, name) {
+            debug!("inval_entry {parent}/{name:?}: {e}");
+        }
     }
 }
 

@@ -1,0 +1,47 @@
+//! One client of the pool's segment per thread, attached lazily; a child after fork attaches
+//! its own instead of reusing its parent's.
+
+use std::cell::RefCell;
+use std::ffi::c_int;
+use std::sync::atomic::Ordering;
+
+use polytropon_ipc::client::{Client, Reply};
+use polytropon_ipc::Descriptor;
+
+use crate::config::{self, FORK_GENERATION};
+
+thread_local! {
+    static CLIENT: RefCell<Option<(Client, u32)>> = const { RefCell::new(None) };
+}
+
+/// Sends one request and waits for its reply; reply data, if any, goes to `out`.
+/// Errors are errno values, or [`crate::ops::FALLBACK`].
+pub fn call(d: Descriptor, data: &[u8], out: Option<&mut [u8]>) -> Result<Reply, c_int> {
+    let cfg = config::get().ok_or(libc::ENXIO)?;
+    let generation = FORK_GENERATION.load(Ordering::Acquire);
+    CLIENT
+        .try_with(|c| {
+            let mut c = c.try_borrow_mut().map_err(|_| libc::EDEADLK)?;
+            if c.as_ref().is_some_and(|(_, g)| *g != generation) {
+                if let Some((old, _)) = c.take() {
+                    // Our parent's client area: detach, never free it.
+                    old.abandon();
+                }
+            }
+            if c.is_none() {
+                // SAFETY: gettid cannot fail.
+                let tid = unsafe { libc::gettid() } as u32;
+                *c = Some((Client::attach(cfg.shmid, tid)?, generation));
+            }
+            let (client, _) = c.as_mut().ok_or(libc::EIO)?;
+            let r = client.call(d, data)?;
+            if let Some(out) = out {
+                client.data(out);
+            }
+            Ok(r)
+        })
+        // This thread's client is gone (the thread is exiting, or the process is running its
+        // atexit handlers, which glibc runs after thread-local destructors): the kernel path
+        // still works.
+        .unwrap_or(Err(crate::ops::FALLBACK))
+}

@@ -1,0 +1,147 @@
+//! What the library knows about its process: the pool's segment and mounts (from the
+//! environment `polytropon exec` sets, resolved; no file is parsed), the umask, the working
+//! directory, and the re-entrancy guard.
+
+use std::cell::Cell;
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use crate::real;
+
+/// A pool mount this process reaches on the user-level path.
+pub struct Mount {
+    /// Absolute, without a trailing '/'.
+    pub path: Vec<u8>,
+    /// Index of its instance in the service's filesystem table.
+    pub instance: u32,
+    /// `st_dev` of the FUSE mount, so both paths report the same device.
+    pub dev: u64,
+}
+
+pub struct Config {
+    pub shmid: i32,
+    /// Longest path first, so nested mounts match the innermost.
+    pub mounts: Vec<Mount>,
+}
+
+static CONFIG: OnceLock<Option<Config>> = OnceLock::new();
+static UMASK: AtomicU32 = AtomicU32::new(0o022);
+/// The working directory (a leaked buffer, replaced on chdir; never freed, since another
+/// thread may be reading the old one).
+static CWD: AtomicPtr<Vec<u8>> = AtomicPtr::new(std::ptr::null_mut());
+/// Bumped in the child after fork: per-thread clients of the parent must not be reused.
+pub static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Held while this library runs its own code on a thread: libc calls made meanwhile (by the
+/// standard library, say) go straight to libc.
+pub struct Busy(());
+
+impl Busy {
+    /// `None` when the thread is already inside the library (or its thread-locals are gone).
+    pub fn enter() -> Option<Busy> {
+        BUSY.try_with(|b| (!b.replace(true)).then_some(Busy(()))).ok().flatten()
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let _ = BUSY.try_with(|b| b.set(false));
+    }
+}
+
+/// The configuration, read once. `None` when the process was not started for a pool (the
+/// library then passes everything through).
+pub fn get() -> Option<&'static Config> {
+    CONFIG.get_or_init(load).as_ref()
+}
+
+fn load() -> Option<Config> {
+    let shmid = std::env::var("POLYTROPON_SHMID").ok()?.parse().ok()?;
+    let mut mounts: Vec<Mount> = std::env::var("POLYTROPON_MOUNTS")
+        .ok()?
+        .split(':')
+        .filter_map(|m| {
+            let (p, i) = m.rsplit_once('=')?;
+            let path = p.trim_end_matches('/').as_bytes().to_vec();
+            if !p.starts_with('/') || path.is_empty() {
+                return None;
+            }
+            Some(Mount { dev: device_of(&path), path, instance: i.parse().ok()? })
+        })
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.path.len()));
+    load_umask();
+    refresh_cwd();
+    crate::process::register_fork_handlers();
+    Some(Config { shmid, mounts })
+}
+
+fn device_of(path: &[u8]) -> u64 {
+    let Ok(c) = std::ffi::CString::new(path) else { return 0 };
+    // SAFETY: zeroed `stat` is a valid out-parameter; `c` is NUL-terminated.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { real::stat(c.as_ptr(), &mut st) } == 0 {
+        st.st_dev
+    } else {
+        0
+    }
+}
+
+fn load_umask() {
+    // Read, not set-and-restore: another thread may be creating files meanwhile.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(m) = status.lines().find_map(|l| l.strip_prefix("Umask:")).and_then(|v| u32::from_str_radix(v.trim(), 8).ok()) {
+        UMASK.store(m, Ordering::Relaxed);
+    }
+}
+
+pub fn umask() -> u32 {
+    UMASK.load(Ordering::Relaxed)
+}
+
+pub fn set_umask(m: u32) {
+    UMASK.store(m & 0o777, Ordering::Relaxed);
+}
+
+/// Re-reads the working directory from the kernel (after chdir/fchdir).
+pub fn refresh_cwd() {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: `buf` is writable for its length.
+    let p = unsafe { real::getcwd(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    let cwd = if p.is_null() {
+        Vec::new()
+    } else {
+        let n = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        buf.truncate(n);
+        buf
+    };
+    let old = CWD.swap(Box::into_raw(Box::new(cwd)), Ordering::AcqRel);
+    // The old buffer is leaked on purpose: a concurrent resolver may still read it.
+    let _ = old;
+}
+
+/// The working directory as last seen (empty when unknown).
+pub fn cwd() -> &'static [u8] {
+    let p = CWD.load(Ordering::Acquire);
+    if p.is_null() {
+        return &[];
+    }
+    // SAFETY: every pointer stored in CWD comes from Box::into_raw and is never freed.
+    unsafe { (*p).as_slice() }
+}
+
+pub fn set_errno(e: c_int) {
+    // SAFETY: writing the calling thread's errno.
+    unsafe { *libc::__errno_location() = e };
+}
+
+pub fn errno() -> c_int {
+    // SAFETY: reading the calling thread's errno.
+    unsafe { *libc::__errno_location() }
+}

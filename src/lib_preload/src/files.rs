@@ -1,0 +1,323 @@
+//! Open files of the user-level path and the descriptors that name them, in fixed static
+//! tables: no allocation and no lock on the hot path.
+//!
+//! Each of our descriptors is a real kernel descriptor (a duplicate of one `/dev/null`
+//! descriptor), so its number is never handed out twice, `FD_CLOEXEC` lives in the kernel,
+//! and exec closes it as it should. Several descriptors (dup) share one [`File`] and its
+//! offset, as they would share an open file description.
+//!
+//! When a call needs what only the kernel can do with a descriptor (mmap, locks, fork, exec,
+//! a libc routine that uses the descriptor internally), the file is *materialized*: reopened
+//! through the FUSE mount of the same instance at the same offset and moved onto the same
+//! descriptor numbers; from then on the kernel serves it.
+
+use std::cell::UnsafeCell;
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crate::config::errno;
+use crate::real;
+
+pub const MAX_FILES: usize = 1024;
+pub const MAX_FDS: usize = 65536;
+/// Longest absolute path kept for reopening through the kernel.
+pub const PATH_KEEP: usize = 1024;
+
+pub struct File {
+    /// Descriptors naming this file (0: the slot is free).
+    refs: AtomicU32,
+    pub instance: AtomicU32,
+    /// `st_dev` of the mount it was opened on.
+    pub dev: AtomicU64,
+    /// Open status flags: access mode, `O_APPEND`, `O_NONBLOCK`, ...
+    pub flags: AtomicU32,
+    pub inode: AtomicU64,
+    pub handle: AtomicU64,
+    pub offset: AtomicU64,
+    path_len: AtomicUsize,
+    path: UnsafeCell<[u8; PATH_KEEP]>,
+}
+
+// SAFETY: `path` is written only by the thread that claimed the slot (refs 0 -> 1) before the
+// slot is published in `FDS`, and only read afterwards.
+unsafe impl Sync for File {}
+
+impl File {
+    const fn new() -> File {
+        File {
+            refs: AtomicU32::new(0),
+            instance: AtomicU32::new(0),
+            dev: AtomicU64::new(0),
+            flags: AtomicU32::new(0),
+            inode: AtomicU64::new(0),
+            handle: AtomicU64::new(0),
+            offset: AtomicU64::new(0),
+            path_len: AtomicUsize::new(0),
+            path: UnsafeCell::new([0; PATH_KEEP]),
+        }
+    }
+
+    /// The absolute path it was opened by.
+    pub fn path(&self) -> &[u8] {
+        let n = self.path_len.load(Ordering::Acquire).min(PATH_KEEP);
+        // SAFETY: see `Sync` above; the bytes up to `path_len` were written before publishing.
+        unsafe { &(&*self.path.get())[..n] }
+    }
+
+    pub fn append(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & libc::O_APPEND as u32 != 0
+    }
+
+    pub fn access(&self) -> c_int {
+        self.flags.load(Ordering::Relaxed) as c_int & libc::O_ACCMODE
+    }
+}
+
+static FILES: [File; MAX_FILES] = [const { File::new() }; MAX_FILES];
+/// Descriptor number -> index in `FILES` + 1 (0: not ours).
+static FDS: [AtomicU32; MAX_FDS] = [const { AtomicU32::new(0) }; MAX_FDS];
+/// One above the highest descriptor ever made ours, to bound scans.
+static HIGH: AtomicUsize = AtomicUsize::new(0);
+static HINT: AtomicUsize = AtomicUsize::new(0);
+/// The `/dev/null` descriptor reserved ones are duplicated from (-1: none yet). It sits high
+/// and moves out of the way when the program claims its number (see [`devnull_in_the_way`]).
+static DEVNULL: AtomicI32 = AtomicI32::new(-1);
+const DEVNULL_MIN: c_int = 512;
+
+/// What the service said about a file just opened.
+pub struct Opened {
+    pub instance: u32,
+    pub dev: u64,
+    pub inode: u64,
+    pub handle: u64,
+    pub flags: c_int,
+}
+
+/// The file behind descriptor `fd`, if it is ours.
+pub fn get(fd: c_int) -> Option<(u32, &'static File)> {
+    let i = FDS.get(usize::try_from(fd).ok()?)?.load(Ordering::Acquire);
+    (i != 0).then(|| (i, &FILES[i as usize - 1]))
+}
+
+pub fn is_ours(fd: c_int) -> bool {
+    get(fd).is_some()
+}
+
+fn devnull() -> Result<c_int, c_int> {
+    let fd = DEVNULL.load(Ordering::Acquire);
+    if fd >= 0 {
+        return Ok(fd);
+    }
+    // SAFETY: opening /dev/null and moving it up; results checked.
+    let low = unsafe { real::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) };
+    if low < 0 {
+        return Err(errno());
+    }
+    // SAFETY: as above.
+    let high = unsafe { real::fcntl(low, libc::F_DUPFD_CLOEXEC, DEVNULL_MIN as libc::c_ulong) };
+    let fd = if high >= 0 {
+        // SAFETY: closing the low duplicate just made.
+        unsafe { real::close(low) };
+        high
+    } else {
+        low
+    };
+    match DEVNULL.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok(fd),
+        Err(other) => {
+            // Another thread won the race.
+            // SAFETY: closing our own duplicate.
+            unsafe { real::close(fd) };
+            Ok(other)
+        }
+    }
+}
+
+/// Whether the program is about to close or replace descriptor `fd`, which is the one this
+/// library keeps `/dev/null` on: `close` must then fail as for a descriptor the program
+/// never opened, and before `dup2` onto it (or a `close_range` over it) ours moves away.
+pub fn devnull_in_the_way(fd: c_int) -> bool {
+    fd >= 0 && devnull_fd() == fd
+}
+
+/// The number of our `/dev/null` descriptor (-1: none).
+pub fn devnull_fd() -> c_int {
+    DEVNULL.load(Ordering::Acquire)
+}
+
+/// Moves our `/dev/null` descriptor off its number (the program wants that number), above
+/// `above` when it can; otherwise forgets it (the kernel will close it).
+pub fn move_devnull(above: c_int) {
+    let fd = DEVNULL.load(Ordering::Acquire);
+    if fd < 0 {
+        return;
+    }
+    let min = above.saturating_add(1).max(DEVNULL_MIN) as libc::c_ulong;
+    // SAFETY: duplicating our own descriptor; the result is checked.
+    let moved = if above == c_int::MAX { -1 } else { unsafe { real::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) } };
+    DEVNULL.store(moved.max(-1), Ordering::Release);
+}
+
+/// A fresh kernel descriptor number for one of our files.
+fn reserve(cloexec: bool) -> Result<c_int, c_int> {
+    let null = devnull()?;
+    let cmd = if cloexec { libc::F_DUPFD_CLOEXEC } else { libc::F_DUPFD };
+    // SAFETY: duplicating a descriptor this library owns.
+    let fd = unsafe { real::fcntl(null, cmd, 0) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    Ok(fd)
+}
+
+fn claim(o: &Opened, path: &[u8]) -> Option<u32> {
+    if path.len() > PATH_KEEP {
+        return None;
+    }
+    let start = HINT.load(Ordering::Relaxed);
+    for k in 0..MAX_FILES {
+        let i = (start + k) % MAX_FILES;
+        let f = &FILES[i];
+        if f.refs.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            f.instance.store(o.instance, Ordering::Relaxed);
+            f.dev.store(o.dev, Ordering::Relaxed);
+            f.inode.store(o.inode, Ordering::Relaxed);
+            f.handle.store(o.handle, Ordering::Relaxed);
+            f.flags.store(o.flags as u32, Ordering::Relaxed);
+            f.offset.store(0, Ordering::Relaxed);
+            // SAFETY: the slot is ours alone until published (refs went 0 -> 1 here).
+            unsafe { (&mut *f.path.get())[..path.len()].copy_from_slice(path) };
+            f.path_len.store(path.len(), Ordering::Release);
+            HINT.store(i + 1, Ordering::Relaxed);
+            return Some(i as u32 + 1);
+        }
+    }
+    None
+}
+
+fn publish(fd: c_int, idx: u32) {
+    let i = fd as usize;
+    FDS[i].store(idx, Ordering::Release);
+    HIGH.fetch_max(i + 1, Ordering::AcqRel);
+}
+
+/// Gives an opened file a descriptor. `None` when the tables are full or the descriptor
+/// number is too high: the caller releases the file and lets the kernel path open it.
+pub fn install(o: &Opened, path: &[u8]) -> Result<Option<c_int>, c_int> {
+    let fd = reserve(o.flags & libc::O_CLOEXEC != 0)?;
+    if fd as usize >= MAX_FDS {
+        // SAFETY: closing the descriptor just reserved.
+        unsafe { real::close(fd) };
+        return Ok(None);
+    }
+    let Some(idx) = claim(o, path) else {
+        // SAFETY: as above.
+        unsafe { real::close(fd) };
+        return Ok(None);
+    };
+    publish(fd, idx);
+    Ok(Some(fd))
+}
+
+/// Makes `fd` (a descriptor the kernel just made by duplicating one of ours) name `idx` too.
+pub fn share(fd: c_int, idx: u32) {
+    if fd >= 0 && (fd as usize) < MAX_FDS {
+        FILES[idx as usize - 1].refs.fetch_add(1, Ordering::AcqRel);
+        publish(fd, idx);
+    }
+}
+
+/// What must be released at the service when the last descriptor of a file goes.
+pub struct LastRef {
+    pub instance: u32,
+    pub inode: u64,
+    pub handle: u64,
+}
+
+/// Forgets that `fd` is ours (the caller closes or replaces the kernel descriptor).
+pub fn forget_fd(fd: c_int) -> Option<LastRef> {
+    let i = FDS.get(usize::try_from(fd).ok()?)?.swap(0, Ordering::AcqRel);
+    if i == 0 {
+        return None;
+    }
+    unref(i)
+}
+
+fn unref(idx: u32) -> Option<LastRef> {
+    let f = &FILES[idx as usize - 1];
+    let last = LastRef { instance: f.instance.load(Ordering::Relaxed), inode: f.inode.load(Ordering::Relaxed), handle: f.handle.load(Ordering::Relaxed) };
+    (f.refs.fetch_sub(1, Ordering::AcqRel) == 1).then_some(last)
+}
+
+/// The descriptors currently ours, lowest first (into `out`; returns how many).
+pub fn ours(out: &mut Vec<c_int>) {
+    let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
+    out.extend((0..high).filter(|&i| FDS[i].load(Ordering::Acquire) != 0).map(|i| i as c_int));
+}
+
+/// Reopens file `idx` through the kernel (the FUSE mount) and moves every descriptor naming
+/// it onto that open file, keeping each one's `FD_CLOEXEC`. Returns the service handle to
+/// release, if the last reference went.
+fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
+    let f = &FILES[idx as usize - 1];
+    let mut path = [0u8; PATH_KEEP + 1];
+    let p = f.path();
+    path[..p.len()].copy_from_slice(p);
+    let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_DSYNC | libc::O_SYNC | libc::O_DIRECT | libc::O_NOATIME;
+    let flags = (f.flags.load(Ordering::Relaxed) as c_int & keep) | libc::O_CLOEXEC;
+    // SAFETY: `path` is NUL-terminated (one spare zero byte at least).
+    let tmp = unsafe { real::open(path.as_ptr() as *const libc::c_char, flags, 0) };
+    if tmp < 0 {
+        return Err(errno());
+    }
+    let off = f.offset.load(Ordering::Relaxed) as i64;
+    // SAFETY: plain syscalls on descriptors owned by this process.
+    unsafe { real::lseek(tmp, off, libc::SEEK_SET) };
+    let mut last = None;
+    let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
+    for (fd, slot) in FDS.iter().enumerate().take(high) {
+        if slot.load(Ordering::Acquire) != idx {
+            continue;
+        }
+        let fd = fd as c_int;
+        // SAFETY: as above.
+        let cloexec = unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0;
+        // SAFETY: as above; dup3 atomically replaces our reserved descriptor.
+        if unsafe { real::dup3(tmp, fd, if cloexec { libc::O_CLOEXEC } else { 0 }) } < 0 {
+            let e = errno();
+            // SAFETY: as above.
+            unsafe { real::close(tmp) };
+            return Err(e);
+        }
+        if let Some(l) = forget_fd(fd) {
+            last = Some(l);
+        }
+    }
+    // SAFETY: as above.
+    unsafe { real::close(tmp) };
+    Ok(last)
+}
+
+/// Hands descriptor `fd` over to the kernel, if it is ours.
+pub fn materialize(fd: c_int) -> Result<(), c_int> {
+    let Some((idx, _)) = get(fd) else { return Ok(()) };
+    let last = reopen_in_kernel(idx)?;
+    if let Some(l) = last {
+        crate::ops::release(&l);
+    }
+    Ok(())
+}
+
+/// Hands every descriptor of ours over to the kernel (before fork and exec); `only_inherited`
+/// skips those exec would close anyway.
+pub fn materialize_all(only_inherited: bool) {
+    let mut fds = Vec::new();
+    ours(&mut fds);
+    for fd in fds {
+        // SAFETY: F_GETFD on a descriptor of this process.
+        if only_inherited && unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0 {
+            continue;
+        }
+        let _ = materialize(fd);
+    }
+}

@@ -1,0 +1,167 @@
+//! Descriptor bookkeeping: close, dup, fcntl. The kernel keeps doing what it does with the
+//! reserved descriptors (numbers, `FD_CLOEXEC`); this keeps our table in step with it.
+
+use std::ffi::{c_int, c_uint, c_ulong};
+use std::sync::atomic::Ordering;
+
+use super::in_kernel;
+use crate::config::Busy;
+use crate::files::{self, LastRef};
+use crate::{ops, real};
+
+/// Releases a file at the service once its last descriptor is gone.
+fn release(last: Option<LastRef>) {
+    if let Some(l) = last {
+        let _busy = Busy::enter();
+        ops::release(&l);
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if files::devnull_in_the_way(fd) {
+        // Not a descriptor of the program's.
+        crate::config::set_errno(libc::EBADF);
+        return -1;
+    }
+    let last = files::forget_fd(fd);
+    // SAFETY: closing the caller's descriptor (ours or not: the kernel one goes either way).
+    let r = unsafe { real::close(fd) };
+    let e = crate::config::errno();
+    release(last);
+    crate::config::set_errno(e);
+    r
+}
+
+/// Forgets our descriptors in `first..=last` (the kernel is about to close them).
+fn forget_range(first: c_uint, last: c_uint) {
+    let mut ours = Vec::new();
+    files::ours(&mut ours);
+    for fd in ours.into_iter().filter(|fd| (first..=last).contains(&(*fd as c_uint))) {
+        release(files::forget_fd(fd));
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    if flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
+        forget_range(first, last);
+        devnull_out_of(c_int::try_from(first).unwrap_or(c_int::MAX), c_int::try_from(last).unwrap_or(c_int::MAX));
+    }
+    // SAFETY: forwarding the caller's arguments.
+    unsafe { real::close_range(first, last, flags) }
+}
+
+/// Moves our `/dev/null` descriptor out of `first..=last` before the kernel closes that range.
+fn devnull_out_of(first: c_int, last: c_int) {
+    let d = files::devnull_fd();
+    if d >= 0 && (first..=last).contains(&d) {
+        files::move_devnull(last);
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn closefrom(first: c_int) -> c_int {
+    forget_range(first.max(0) as c_uint, c_uint::MAX);
+    devnull_out_of(first, c_int::MAX);
+    // SAFETY: as above.
+    unsafe { real::closefrom(first) }
+}
+
+/// After the kernel duplicated `old` onto `new` (result `r`), `new` names what `old` names.
+fn duplicated(old: c_int, new: c_int, r: c_int) -> c_int {
+    if r < 0 {
+        return r;
+    }
+    let replaced = files::forget_fd(new);
+    if let Some((idx, _)) = files::get(old) {
+        files::share(new, idx);
+        if new <= 2 {
+            // stdin/stdout/stderr have stdio streams, which libc drives with its internal
+            // read/write: those must reach the file, so the kernel takes it over.
+            let _ = super::hand_over(new);
+        }
+    }
+    release(replaced);
+    r
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
+    // SAFETY: as above.
+    let r = unsafe { real::dup(fd) };
+    if r >= 0 {
+        duplicated(fd, r, r)
+    } else {
+        r
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    if old == new {
+        // SAFETY: as above.
+        return unsafe { real::dup2(old, new) };
+    }
+    if files::devnull_in_the_way(new) {
+        files::move_devnull(new);
+    }
+    // SAFETY: as above.
+    let r = unsafe { real::dup2(old, new) };
+    duplicated(old, new, r)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    if old != new && files::devnull_in_the_way(new) {
+        files::move_devnull(new);
+    }
+    // SAFETY: as above.
+    let r = unsafe { real::dup3(old, new, flags) };
+    if old == new {
+        return r;
+    }
+    duplicated(old, new, r)
+}
+
+/// fcntl on one of our descriptors; `real_fcntl` is fcntl or fcntl64.
+fn fcntl_ours(fd: c_int, cmd: c_int, arg: c_ulong, real_fcntl: unsafe fn(c_int, c_int, c_ulong) -> c_int) -> c_int {
+    let Some((_, f)) = files::get(fd) else {
+        // SAFETY: forwarding the caller's arguments.
+        return unsafe { real_fcntl(fd, cmd, arg) };
+    };
+    match cmd {
+        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
+            // SAFETY: as above: the kernel picks the number, we record what it names.
+            let r = unsafe { real_fcntl(fd, cmd, arg) };
+            if r >= 0 {
+                duplicated(fd, r, r)
+            } else {
+                r
+            }
+        }
+        // Descriptor flags live in the kernel, on the reserved descriptor.
+        // SAFETY: as above.
+        libc::F_GETFD | libc::F_SETFD => unsafe { real_fcntl(fd, cmd, arg) },
+        libc::F_GETFL => (f.flags.load(Ordering::Relaxed) as c_int) | libc::O_LARGEFILE,
+        libc::F_SETFL => {
+            let settable = (libc::O_APPEND | libc::O_NONBLOCK | libc::O_NOATIME | libc::O_ASYNC) as u32;
+            let old = f.flags.load(Ordering::Relaxed);
+            f.flags.store((old & !settable) | (arg as u32 & settable), Ordering::Relaxed);
+            0
+        }
+        // Locks, leases, seals, pipe sizes...: the kernel's, on the file reopened there.
+        // SAFETY: as above.
+        _ => in_kernel(fd, || unsafe { real_fcntl(fd, cmd, arg) }),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    fcntl_ours(fd, cmd, arg, real::fcntl)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    fcntl_ours(fd, cmd, arg, real::fcntl64)
+}

@@ -1,0 +1,292 @@
+//! Data calls: read/write and their positional, vectored and fortified forms, lseek, fsync,
+//! ftruncate.
+
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::Ordering;
+
+use libc::{iovec, off64_t, off_t, size_t, ssize_t};
+
+use super::on_fd;
+use crate::files::File;
+use crate::{ops, real};
+
+/// The caller's buffer as a slice (empty for a zero count).
+///
+/// # Safety
+/// `buf` must be valid for `count` bytes, as the libc call requires.
+unsafe fn out_buf<'a>(buf: *mut c_void, count: size_t) -> Result<&'a mut [u8], c_int> {
+    if count == 0 {
+        return Ok(&mut []);
+    }
+    if buf.is_null() {
+        return Err(libc::EFAULT);
+    }
+    // SAFETY: guaranteed by the caller.
+    Ok(unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, count) })
+}
+
+/// # Safety
+/// As for [`out_buf`].
+unsafe fn in_buf<'a>(buf: *const c_void, count: size_t) -> Result<&'a [u8], c_int> {
+    if count == 0 {
+        return Ok(&[]);
+    }
+    if buf.is_null() {
+        return Err(libc::EFAULT);
+    }
+    // SAFETY: guaranteed by the caller.
+    Ok(unsafe { std::slice::from_raw_parts(buf as *const u8, count) })
+}
+
+fn offset(o: i64) -> Result<u64, c_int> {
+    u64::try_from(o).map_err(|_| libc::EINVAL)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
+    // SAFETY: the caller's buffer, as read(2) requires.
+    on_fd(fd, |f| Ok(ops::read(f, unsafe { out_buf(buf, count) }?)? as ssize_t), || unsafe { real::read(fd, buf, count) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, count: size_t, buflen: size_t) -> ssize_t {
+    if count > buflen {
+        // SAFETY: the real check reports the overflow (and aborts) as glibc does.
+        return unsafe { real::__read_chk(fd, buf, count, buflen) };
+    }
+    // SAFETY: forwarding.
+    unsafe { read(fd, buf, count) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
+    // SAFETY: as for read.
+    on_fd(fd, |f| Ok(ops::write(f, unsafe { in_buf(buf, count) }?)? as ssize_t), || unsafe { real::write(fd, buf, count) })
+}
+
+fn pread_file(f: &File, buf: *mut c_void, count: size_t, off: i64) -> Result<ssize_t, c_int> {
+    // SAFETY: the caller's buffer, as pread(2) requires.
+    Ok(ops::pread(f, unsafe { out_buf(buf, count) }?, offset(off)?)? as ssize_t)
+}
+
+fn pwrite_file(f: &File, buf: *const c_void, count: size_t, off: i64) -> Result<ssize_t, c_int> {
+    // SAFETY: as above.
+    let data = unsafe { in_buf(buf, count) }?;
+    // Linux appends even at an explicit offset when the file is O_APPEND.
+    Ok(ops::pwrite(f, data, offset(off)?, f.append())?.0 as ssize_t)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pread(fd: c_int, buf: *mut c_void, count: size_t, off: off_t) -> ssize_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| pread_file(f, buf, count, off), || unsafe { real::pread(fd, buf, count, off) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pread64(fd: c_int, buf: *mut c_void, count: size_t, off: off64_t) -> ssize_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| pread_file(f, buf, count, off), || unsafe { real::pread64(fd, buf, count, off) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __pread_chk(fd: c_int, buf: *mut c_void, count: size_t, off: off_t, buflen: size_t) -> ssize_t {
+    if count > buflen {
+        // SAFETY: as for __read_chk.
+        return unsafe { real::__pread_chk(fd, buf, count, off, buflen) };
+    }
+    // SAFETY: forwarding.
+    unsafe { pread(fd, buf, count, off) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __pread64_chk(fd: c_int, buf: *mut c_void, count: size_t, off: off64_t, buflen: size_t) -> ssize_t {
+    if count > buflen {
+        // SAFETY: as for __read_chk.
+        return unsafe { real::__pread64_chk(fd, buf, count, off, buflen) };
+    }
+    // SAFETY: forwarding.
+    unsafe { pread64(fd, buf, count, off) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pwrite(fd: c_int, buf: *const c_void, count: size_t, off: off_t) -> ssize_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| pwrite_file(f, buf, count, off), || unsafe { real::pwrite(fd, buf, count, off) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pwrite64(fd: c_int, buf: *const c_void, count: size_t, off: off64_t) -> ssize_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| pwrite_file(f, buf, count, off), || unsafe { real::pwrite64(fd, buf, count, off) })
+}
+
+/// The caller's iovec array.
+///
+/// # Safety
+/// `iov` must point to `n` iovecs, as the libc call requires.
+unsafe fn iovecs<'a>(iov: *const iovec, n: c_int) -> Result<&'a [iovec], c_int> {
+    if !(0..=libc::UIO_MAXIOV).contains(&n) {
+        return Err(libc::EINVAL);
+    }
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if iov.is_null() {
+        return Err(libc::EFAULT);
+    }
+    // SAFETY: guaranteed by the caller.
+    Ok(unsafe { std::slice::from_raw_parts(iov, n as usize) })
+}
+
+/// Vectored read at `off` (`None`: at the shared offset, which advances).
+fn readv_file(f: &File, iov: *const iovec, n: c_int, off: Option<i64>) -> Result<ssize_t, c_int> {
+    // SAFETY: the caller's iovecs.
+    let v = unsafe { iovecs(iov, n) }?;
+    let start = match off {
+        Some(o) => offset(o)?,
+        None => f.offset.load(Ordering::Acquire),
+    };
+    let mut pos = start;
+    for e in v {
+        // SAFETY: each iovec describes caller memory, as readv(2) requires.
+        let buf = unsafe { out_buf(e.iov_base, e.iov_len) }?;
+        let got = ops::pread(f, buf, pos)?;
+        pos += got as u64;
+        if got < buf.len() {
+            break;
+        }
+    }
+    if off.is_none() {
+        f.offset.store(pos, Ordering::Release);
+    }
+    Ok((pos - start) as ssize_t)
+}
+
+fn writev_file(f: &File, iov: *const iovec, n: c_int, off: Option<i64>) -> Result<ssize_t, c_int> {
+    // SAFETY: the caller's iovecs.
+    let v = unsafe { iovecs(iov, n) }?;
+    let mut pos = match off {
+        Some(o) => offset(o)?,
+        None => f.offset.load(Ordering::Acquire),
+    };
+    let mut total = 0usize;
+    for e in v {
+        // SAFETY: as for readv.
+        let data = unsafe { in_buf(e.iov_base, e.iov_len) }?;
+        let (put, end) = ops::pwrite(f, data, pos, f.append())?;
+        pos = end;
+        total += put;
+        if put < data.len() {
+            break;
+        }
+    }
+    if off.is_none() {
+        f.offset.store(pos, Ordering::Release);
+    }
+    Ok(total as ssize_t)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| readv_file(f, iov, n, None), || unsafe { real::readv(fd, iov, n) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| writev_file(f, iov, n, None), || unsafe { real::writev(fd, iov, n) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn preadv(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| readv_file(f, iov, n, Some(off)), || unsafe { real::preadv(fd, iov, n, off) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn preadv64(fd: c_int, iov: *const iovec, n: c_int, off: off64_t) -> ssize_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| readv_file(f, iov, n, Some(off)), || unsafe { real::preadv64(fd, iov, n, off) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pwritev(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| writev_file(f, iov, n, Some(off)), || unsafe { real::pwritev(fd, iov, n, off) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pwritev64(fd: c_int, iov: *const iovec, n: c_int, off: off64_t) -> ssize_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| writev_file(f, iov, n, Some(off)), || unsafe { real::pwritev64(fd, iov, n, off) })
+}
+
+/// preadv2/pwritev2: no flags only (RWF_* hints are the kernel's); offset -1 means the
+/// shared offset.
+fn v2_offset(off: i64, flags: c_int) -> Result<Option<i64>, c_int> {
+    if flags != 0 {
+        return Err(ops::FALLBACK);
+    }
+    Ok((off != -1).then_some(off))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn preadv2(fd: c_int, iov: *const iovec, n: c_int, off: off_t, flags: c_int) -> ssize_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| readv_file(f, iov, n, v2_offset(off, flags)?), || unsafe { real::preadv2(fd, iov, n, off, flags) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn preadv64v2(fd: c_int, iov: *const iovec, n: c_int, off: off64_t, flags: c_int) -> ssize_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| readv_file(f, iov, n, v2_offset(off, flags)?), || unsafe { real::preadv64v2(fd, iov, n, off, flags) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pwritev2(fd: c_int, iov: *const iovec, n: c_int, off: off_t, flags: c_int) -> ssize_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| writev_file(f, iov, n, v2_offset(off, flags)?), || unsafe { real::pwritev2(fd, iov, n, off, flags) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pwritev64v2(fd: c_int, iov: *const iovec, n: c_int, off: off64_t, flags: c_int) -> ssize_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| writev_file(f, iov, n, v2_offset(off, flags)?), || unsafe { real::pwritev64v2(fd, iov, n, off, flags) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn lseek(fd: c_int, off: off_t, whence: c_int) -> off_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| ops::lseek(f, off, whence), || unsafe { real::lseek(fd, off, whence) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn lseek64(fd: c_int, off: off64_t, whence: c_int) -> off64_t {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| ops::lseek(f, off, whence), || unsafe { real::lseek64(fd, off, whence) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fsync(fd: c_int) -> c_int {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| ops::fsync(f, false).map(|()| 0), || unsafe { real::fsync(fd) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fdatasync(fd: c_int) -> c_int {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| ops::fsync(f, true).map(|()| 0), || unsafe { real::fdatasync(fd) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn ftruncate(fd: c_int, len: off_t) -> c_int {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| ops::ftruncate(f, len).map(|()| 0), || unsafe { real::ftruncate(fd, len) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn ftruncate64(fd: c_int, len: off64_t) -> c_int {
+    // SAFETY: forwarding.
+    on_fd(fd, |f| ops::ftruncate(f, len).map(|()| 0), || unsafe { real::ftruncate64(fd, len) })
+}

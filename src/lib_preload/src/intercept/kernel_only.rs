@@ -1,0 +1,98 @@
+//! Calls on a descriptor that only the kernel can serve (mmap, locks, xattrs, splice, libc
+//! routines that use the descriptor internally such as fdopen): one of ours is first handed
+//! over to the kernel (reopened through the FUSE mount, same offset, same number), then the
+//! real function runs. Without this they would act on the reserved `/dev/null` descriptor.
+
+use std::ffi::{c_char, c_int, c_long, c_uint, c_void};
+use std::sync::atomic::AtomicUsize;
+
+use libc::{gid_t, loff_t, mode_t, off64_t, off_t, size_t, ssize_t, uid_t};
+
+use super::hand_over;
+use crate::config::set_errno;
+use crate::real::{lookup, Failure};
+
+macro_rules! kernel_only {
+    ($($name:ident([$($fd:ident),+] $($arg:ident: $t:ty),*) -> $r:ty;)*) => {
+        $(
+            #[no_mangle]
+            pub unsafe extern "C" fn $name($($arg: $t),*) -> $r {
+                static SLOT: AtomicUsize = AtomicUsize::new(0);
+                $(
+                    if let Err(e) = hand_over($fd) {
+                        set_errno(e);
+                        return <$r as Failure>::failure();
+                    }
+                )+
+                let addr = lookup(&SLOT, concat!(stringify!($name), "\0").as_bytes());
+                if addr == 0 {
+                    set_errno(libc::ENOSYS);
+                    return <$r as Failure>::failure();
+                }
+                // SAFETY: `addr` is libc's function of this name with this C prototype
+                // (variadic ones take their optional argument as a fixed one).
+                let f: unsafe extern "C" fn($($t),*) -> $r = unsafe { std::mem::transmute::<usize, _>(addr) };
+                // SAFETY: forwarding the caller's arguments.
+                unsafe { f($($arg),*) }
+            }
+        )*
+    };
+}
+
+kernel_only! {
+    mmap([fd] addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void;
+    mmap64([fd] addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: off64_t) -> *mut c_void;
+    fdopen([fd] fd: c_int, mode: *const c_char) -> *mut libc::FILE;
+    fchmod([fd] fd: c_int, mode: mode_t) -> c_int;
+    fchown([fd] fd: c_int, uid: uid_t, gid: gid_t) -> c_int;
+    fstatfs([fd] fd: c_int, buf: *mut libc::statfs) -> c_int;
+    fstatfs64([fd] fd: c_int, buf: *mut libc::statfs64) -> c_int;
+    fstatvfs([fd] fd: c_int, buf: *mut libc::statvfs) -> c_int;
+    fstatvfs64([fd] fd: c_int, buf: *mut libc::statvfs64) -> c_int;
+    flock([fd] fd: c_int, op: c_int) -> c_int;
+    lockf([fd] fd: c_int, cmd: c_int, len: off_t) -> c_int;
+    lockf64([fd] fd: c_int, cmd: c_int, len: off64_t) -> c_int;
+    fallocate([fd] fd: c_int, mode: c_int, off: off_t, len: off_t) -> c_int;
+    fallocate64([fd] fd: c_int, mode: c_int, off: off64_t, len: off64_t) -> c_int;
+    splice([fd_in, fd_out] fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t;
+    tee([fd_in, fd_out] fd_in: c_int, fd_out: c_int, len: size_t, flags: c_uint) -> ssize_t;
+    futimens([fd] fd: c_int, times: *const libc::timespec) -> c_int;
+    futimes([fd] fd: c_int, times: *const libc::timeval) -> c_int;
+    fgetxattr([fd] fd: c_int, name: *const c_char, value: *mut c_void, size: size_t) -> ssize_t;
+    fsetxattr([fd] fd: c_int, name: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int;
+    flistxattr([fd] fd: c_int, list: *mut c_char, size: size_t) -> ssize_t;
+    fremovexattr([fd] fd: c_int, name: *const c_char) -> c_int;
+    syncfs([fd] fd: c_int) -> c_int;
+    sync_file_range([fd] fd: c_int, off: off64_t, n: off64_t, flags: c_uint) -> c_int;
+    fpathconf([fd] fd: c_int, name: c_int) -> c_long;
+    fexecve([fd] fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int;
+}
+
+
+macro_rules! kernel_only_errno_result {
+    ($($name:ident($($arg:ident: $t:ty),*);)*) => {
+        $(
+            #[no_mangle]
+            pub unsafe extern "C" fn $name(fd: c_int, $($arg: $t),*) -> c_int {
+                static SLOT: AtomicUsize = AtomicUsize::new(0);
+                // These return an error number instead of setting errno.
+                if let Err(e) = hand_over(fd) {
+                    return e;
+                }
+                let addr = lookup(&SLOT, concat!(stringify!($name), "\0").as_bytes());
+                if addr == 0 {
+                    return libc::ENOSYS;
+                }
+                // SAFETY: libc's function of this name with this C prototype.
+                let f: unsafe extern "C" fn(c_int, $($t),*) -> c_int = unsafe { std::mem::transmute::<usize, _>(addr) };
+                // SAFETY: forwarding the caller's arguments.
+                unsafe { f(fd, $($arg),*) }
+            }
+        )*
+    };
+}
+
+kernel_only_errno_result! {
+    posix_fallocate(off: off_t, len: off_t);
+    posix_fallocate64(off: off64_t, len: off64_t);
+}

@@ -1,0 +1,132 @@
+//! open and its many spellings, unlink, and the calls that change what relative paths mean
+//! (chdir, fchdir) or what new files get (umask).
+
+use std::ffi::{c_char, c_int};
+
+use libc::mode_t;
+
+use super::run;
+use crate::{config, ops, path, real};
+
+fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> Result<c_int, c_int> {
+    let t = path::resolve(dirfd, path).ok_or(ops::FALLBACK)?;
+    ops::open(&t, flags, mode)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+    // SAFETY: forwarding the caller's arguments unchanged.
+    run(|| open_at(libc::AT_FDCWD, path, flags, mode), || unsafe { real::open(path, flags, mode) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+    // SAFETY: as above.
+    run(|| open_at(libc::AT_FDCWD, path, flags, mode), || unsafe { real::open64(path, flags, mode) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __open_2(path: *const c_char, flags: c_int) -> c_int {
+    // SAFETY: as above.
+    run(|| open_at(libc::AT_FDCWD, path, flags, 0), || unsafe { real::__open_2(path, flags) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __open64_2(path: *const c_char, flags: c_int) -> c_int {
+    // SAFETY: as above.
+    run(|| open_at(libc::AT_FDCWD, path, flags, 0), || unsafe { real::__open64_2(path, flags) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+    // SAFETY: as above.
+    run(|| open_at(dirfd, path, flags, mode), || unsafe { real::openat(dirfd, path, flags, mode) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+    // SAFETY: as above.
+    run(|| open_at(dirfd, path, flags, mode), || unsafe { real::openat64(dirfd, path, flags, mode) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+    // SAFETY: as above.
+    run(|| open_at(dirfd, path, flags, 0), || unsafe { real::__openat_2(dirfd, path, flags) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __openat64_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+    // SAFETY: as above.
+    run(|| open_at(dirfd, path, flags, 0), || unsafe { real::__openat64_2(dirfd, path, flags) })
+}
+
+const CREAT: c_int = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
+
+#[no_mangle]
+pub unsafe extern "C" fn creat(path: *const c_char, mode: mode_t) -> c_int {
+    // SAFETY: as above.
+    run(|| open_at(libc::AT_FDCWD, path, CREAT, mode), || unsafe { real::creat(path, mode) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn creat64(path: *const c_char, mode: mode_t) -> c_int {
+    // SAFETY: as above.
+    run(|| open_at(libc::AT_FDCWD, path, CREAT, mode), || unsafe { real::creat64(path, mode) })
+}
+
+fn unlink_at(dirfd: c_int, path: *const c_char, flags: c_int) -> Result<c_int, c_int> {
+    if flags != 0 {
+        return Err(ops::FALLBACK);
+    }
+    let t = path::resolve(dirfd, path).ok_or(ops::FALLBACK)?;
+    ops::unlink(&t).map(|()| 0)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn unlink(path: *const c_char) -> c_int {
+    // SAFETY: as above.
+    run(|| unlink_at(libc::AT_FDCWD, path, 0), || unsafe { real::unlink(path) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+    // SAFETY: as above.
+    run(|| unlink_at(dirfd, path, flags), || unsafe { real::unlinkat(dirfd, path, flags) })
+}
+
+/// After a successful change of directory, relative paths mean something else.
+fn cwd_changed(r: c_int) -> c_int {
+    if r == 0 {
+        let e = config::errno();
+        let _ = run(
+            || {
+                config::refresh_cwd();
+                Ok(0)
+            },
+            || 0,
+        );
+        config::set_errno(e);
+    }
+    r
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
+    // SAFETY: forwarding the caller's argument.
+    cwd_changed(unsafe { real::chdir(path) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fchdir(fd: c_int) -> c_int {
+    // SAFETY: as above.
+    cwd_changed(unsafe { real::fchdir(fd) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn umask(mask: mode_t) -> mode_t {
+    // SAFETY: as above.
+    let old = unsafe { real::umask(mask) };
+    config::set_umask(mask);
+    old
+}

@@ -1,0 +1,230 @@
+//! The operations served on the user-level path, shared by the interceptors and the direct
+//! API. Errors are errno values; [`FALLBACK`] means "make this call through the kernel".
+
+use std::ffi::c_int;
+use std::sync::atomic::Ordering;
+
+use polytropon_ipc::{Descriptor, Op, WireAttr, STAT_NOFOLLOW, WRITE_APPEND};
+
+use crate::client::call;
+use crate::files::{self, File, LastRef, Opened};
+use crate::path::Target;
+
+pub const FALLBACK: c_int = polytropon_ipc::E_FALLBACK;
+
+/// Largest single request (the client buffer is at least this big).
+const CHUNK: usize = 1 << 20;
+
+/// Flags the user-level path leaves to the kernel.
+const KERNEL_ONLY: c_int = libc::O_PATH | libc::O_DIRECTORY | libc::O_TMPFILE;
+
+/// Opens `t`; a descriptor of ours.
+pub fn open(t: &Target, flags: c_int, mode: u32) -> Result<c_int, c_int> {
+    if flags & KERNEL_ONLY != 0 || t.abs().len() > files::PATH_KEEP {
+        return Err(FALLBACK);
+    }
+    let mode = if flags & libc::O_CREAT != 0 { mode & 0o7777 & !crate::config::umask() } else { 0 };
+    let rel = t.rel();
+    let d = Descriptor {
+        op: Op::OpenPath as u32,
+        instance: t.instance,
+        len: rel.len() as u64,
+        arg: u64::from(flags as u32) | (u64::from(mode) << 32),
+        ..Descriptor::default()
+    };
+    let r = call(d, rel, None)?;
+    let o = Opened { instance: t.instance, dev: t.dev, inode: r.aux[0], handle: r.aux[1], flags: flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) };
+    match files::install(&o, t.abs()) {
+        Ok(Some(fd)) => Ok(fd),
+        other => {
+            release(&LastRef { instance: o.instance, inode: o.inode, handle: o.handle });
+            match other {
+                Err(e) => Err(e),
+                // Tables full: the kernel path still works.
+                _ => Err(FALLBACK),
+            }
+        }
+    }
+}
+
+/// Tells the service the last descriptor of a file is gone.
+pub fn release(l: &LastRef) {
+    let d = Descriptor { op: Op::Release as u32, instance: l.instance, inode: l.inode, handle: l.handle, ..Descriptor::default() };
+    let _ = call(d, &[], None);
+}
+
+fn on_file(op: Op, f: &File) -> Descriptor {
+    Descriptor {
+        op: op as u32,
+        instance: f.instance.load(Ordering::Relaxed),
+        inode: f.inode.load(Ordering::Relaxed),
+        handle: f.handle.load(Ordering::Relaxed),
+        ..Descriptor::default()
+    }
+}
+
+pub fn getattr(f: &File) -> Result<WireAttr, c_int> {
+    let mut b = [0u8; std::mem::size_of::<WireAttr>()];
+    call(on_file(Op::Getattr, f), &[], Some(&mut b))?;
+    Ok(WireAttr::from_bytes(&b))
+}
+
+pub fn stat_path(t: &Target, follow: bool) -> Result<WireAttr, c_int> {
+    let rel = t.rel();
+    let mut b = [0u8; std::mem::size_of::<WireAttr>()];
+    let d = Descriptor {
+        op: Op::StatPath as u32,
+        instance: t.instance,
+        len: rel.len() as u64,
+        arg: if follow { 0 } else { STAT_NOFOLLOW },
+        ..Descriptor::default()
+    };
+    call(d, rel, Some(&mut b))?;
+    Ok(WireAttr::from_bytes(&b))
+}
+
+pub fn unlink(t: &Target) -> Result<(), c_int> {
+    let rel = t.rel();
+    call(Descriptor { op: Op::UnlinkPath as u32, instance: t.instance, len: rel.len() as u64, ..Descriptor::default() }, rel, None)?;
+    Ok(())
+}
+
+/// Reads up to `buf.len()` bytes at `offset` (several requests for large reads).
+pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Result<usize, c_int> {
+    if f.access() == libc::O_WRONLY {
+        return Err(libc::EBADF);
+    }
+    let mut done = 0;
+    while done < buf.len() {
+        let want = (buf.len() - done).min(CHUNK);
+        let d = Descriptor { offset: offset + done as u64, len: want as u64, ..on_file(Op::Read, f) };
+        let n = (call(d, &[], Some(&mut buf[done..done + want]))?.value as usize).min(want);
+        done += n;
+        if n < want {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// Writes `data` at `offset`, or at the end when `append`; returns (bytes, end offset).
+pub fn pwrite(f: &File, data: &[u8], offset: u64, append: bool) -> Result<(usize, u64), c_int> {
+    if f.access() == libc::O_RDONLY {
+        return Err(libc::EBADF);
+    }
+    let mut done = 0;
+    let end = loop {
+        let want = (data.len() - done).min(CHUNK);
+        let d = Descriptor {
+            offset: offset + done as u64,
+            len: want as u64,
+            arg: if append { WRITE_APPEND } else { 0 },
+            ..on_file(Op::Write, f)
+        };
+        let r = call(d, &data[done..done + want], None)?;
+        let n = (r.value as usize).min(want);
+        done += n;
+        if n < want || done == data.len() {
+            break r.aux[0];
+        }
+    };
+    Ok((done, end))
+}
+
+/// read(2): at the shared offset, which advances.
+pub fn read(f: &File, buf: &mut [u8]) -> Result<usize, c_int> {
+    let off = f.offset.load(Ordering::Acquire);
+    let n = pread(f, buf, off)?;
+    f.offset.store(off + n as u64, Ordering::Release);
+    Ok(n)
+}
+
+/// write(2): at the shared offset (or the end, for `O_APPEND`), which advances.
+pub fn write(f: &File, data: &[u8]) -> Result<usize, c_int> {
+    let off = f.offset.load(Ordering::Acquire);
+    let (n, end) = pwrite(f, data, off, f.append())?;
+    f.offset.store(end, Ordering::Release);
+    Ok(n)
+}
+
+pub fn lseek(f: &File, offset: i64, whence: c_int) -> Result<i64, c_int> {
+    let base = match whence {
+        libc::SEEK_SET => 0,
+        libc::SEEK_CUR => f.offset.load(Ordering::Acquire) as i64,
+        libc::SEEK_END => getattr(f)?.size as i64,
+        // As a filesystem without holes answers: data everywhere below the end.
+        libc::SEEK_DATA | libc::SEEK_HOLE => {
+            let size = getattr(f)?.size as i64;
+            if offset < 0 || offset >= size {
+                return Err(libc::ENXIO);
+            }
+            let pos = if whence == libc::SEEK_DATA { offset } else { size };
+            f.offset.store(pos as u64, Ordering::Release);
+            return Ok(pos);
+        }
+        _ => return Err(libc::EINVAL),
+    };
+    let pos = base.checked_add(offset).filter(|p| *p >= 0).ok_or(libc::EINVAL)?;
+    f.offset.store(pos as u64, Ordering::Release);
+    Ok(pos)
+}
+
+pub fn fsync(f: &File, datasync: bool) -> Result<(), c_int> {
+    call(Descriptor { arg: u64::from(datasync), ..on_file(Op::Fsync, f) }, &[], None)?;
+    Ok(())
+}
+
+pub fn ftruncate(f: &File, len: i64) -> Result<(), c_int> {
+    if len < 0 || f.access() == libc::O_RDONLY {
+        return Err(libc::EINVAL);
+    }
+    call(Descriptor { arg: len as u64, ..on_file(Op::Truncate, f) }, &[], None)?;
+    Ok(())
+}
+
+/// Fills a `struct stat` as the kernel's FUSE path would for the same file.
+pub fn fill_stat(a: &WireAttr, dev: u64, st: &mut libc::stat) {
+    // SAFETY: `libc::stat` is plain integers; all-zero is a valid value.
+    *st = unsafe { std::mem::zeroed() };
+    st.st_dev = dev;
+    st.st_ino = a.ino;
+    st.st_size = a.size as i64;
+    st.st_blocks = a.blocks as i64;
+    st.st_mode = a.mode;
+    st.st_nlink = a.nlink.into();
+    st.st_uid = a.uid;
+    st.st_gid = a.gid;
+    st.st_rdev = a.rdev;
+    st.st_blksize = a.blksize.into();
+    st.st_atime = a.atime;
+    st.st_atime_nsec = a.atime_nsec.into();
+    st.st_mtime = a.mtime;
+    st.st_mtime_nsec = a.mtime_nsec.into();
+    st.st_ctime = a.ctime;
+    st.st_ctime_nsec = a.ctime_nsec.into();
+}
+
+/// Fills a `struct statx` likewise (basic fields only, as FUSE reports them).
+pub fn fill_statx(a: &WireAttr, dev: u64, stx: &mut libc::statx) {
+    // SAFETY: `libc::statx` is plain integers; all-zero is a valid value.
+    *stx = unsafe { std::mem::zeroed() };
+    stx.stx_mask = libc::STATX_BASIC_STATS;
+    stx.stx_blksize = a.blksize;
+    stx.stx_nlink = a.nlink;
+    stx.stx_uid = a.uid;
+    stx.stx_gid = a.gid;
+    stx.stx_mode = a.mode as u16;
+    stx.stx_ino = a.ino;
+    stx.stx_size = a.size;
+    stx.stx_blocks = a.blocks;
+    stx.stx_atime.tv_sec = a.atime;
+    stx.stx_atime.tv_nsec = a.atime_nsec;
+    stx.stx_mtime.tv_sec = a.mtime;
+    stx.stx_mtime.tv_nsec = a.mtime_nsec;
+    stx.stx_ctime.tv_sec = a.ctime;
+    stx.stx_ctime.tv_nsec = a.ctime_nsec;
+    stx.stx_rdev_major = libc::major(a.rdev);
+    stx.stx_rdev_minor = libc::minor(a.rdev);
+    stx.stx_dev_major = libc::major(dev);
+    stx.stx_dev_minor = libc::minor(dev);
+}

@@ -1,0 +1,88 @@
+//! Deciding whether a path is ours: made absolute (against the working directory), tidied
+//! (`//` and `.` dropped) and matched against the pool's mounts, in a stack buffer.
+//!
+//! Anything this cannot decide cheaply and exactly — `..`, a trailing `/`, a path relative to
+//! a directory descriptor, the mount root itself — is left to the kernel, which reaches the
+//! same instance through the FUSE mount.
+
+use std::ffi::{c_char, c_int, CStr};
+
+use crate::config;
+
+pub const PATH_CAP: usize = 4096;
+
+/// A path under one of the pool's mounts.
+pub struct Target {
+    buf: [u8; PATH_CAP],
+    len: usize,
+    rel: usize,
+    pub instance: u32,
+    pub dev: u64,
+}
+
+impl Target {
+    /// The tidy absolute path.
+    pub fn abs(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The path inside the instance (no leading '/').
+    pub fn rel(&self) -> &[u8] {
+        &self.buf[self.rel..self.len]
+    }
+}
+
+/// The target of `path` (relative to `dirfd`, as for the *at calls), or `None` when the call
+/// is not for the user-level path.
+pub fn resolve(dirfd: c_int, path: *const c_char) -> Option<Target> {
+    if path.is_null() {
+        return None;
+    }
+    let cfg = config::get()?;
+    if cfg.mounts.is_empty() {
+        return None;
+    }
+    // SAFETY: the caller passes a NUL-terminated string, as the libc call requires.
+    let p = unsafe { CStr::from_ptr(path) }.to_bytes();
+    if p.is_empty() || p.ends_with(b"/") {
+        return None;
+    }
+    let mut t = Target { buf: [0; PATH_CAP], len: 0, rel: 0, instance: 0, dev: 0 };
+    if p[0] != b'/' {
+        if dirfd != libc::AT_FDCWD {
+            return None;
+        }
+        let cwd = config::cwd();
+        if cwd.is_empty() {
+            return None;
+        }
+        push_components(&mut t, cwd)?;
+    }
+    push_components(&mut t, p)?;
+    let abs = &t.buf[..t.len];
+    let m = cfg.mounts.iter().find(|m| abs.len() > m.path.len() + 1 && abs.starts_with(&m.path) && abs[m.path.len()] == b'/')?;
+    t.rel = m.path.len() + 1;
+    t.instance = m.instance;
+    t.dev = m.dev;
+    Some(t)
+}
+
+/// Appends the components of `p` to the target's buffer; `None` on `..` or overflow.
+fn push_components(t: &mut Target, p: &[u8]) -> Option<()> {
+    for c in p.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => continue,
+            b".." => return None,
+            _ => {
+                let end = t.len + 1 + c.len();
+                if end >= PATH_CAP {
+                    return None;
+                }
+                t.buf[t.len] = b'/';
+                t.buf[t.len + 1..end].copy_from_slice(c);
+                t.len = end;
+            }
+        }
+    }
+    Some(())
+}

@@ -1,0 +1,118 @@
+//! Processes: fork, vfork, exec and spawn.
+//!
+//! An open file of ours lives in this process's memory, which neither a new program (exec)
+//! nor a forked child can share with us, so before either every one of our descriptors is
+//! handed over to the kernel (reopened on the FUSE mount at the same offset under the same
+//! number): offsets are then shared with the child as POSIX says, and inherited descriptors
+//! keep working in the new program (`sh -c 'cmd > /mnt/f'`). A forked child gets its own
+//! client of the segment on its first call.
+
+use std::ffi::{c_char, c_int};
+use std::sync::atomic::Ordering;
+
+use libc::pid_t;
+
+use crate::config::{Busy, FORK_GENERATION};
+use crate::{files, real};
+
+extern "C" fn before_fork() {
+    if let Some(_busy) = Busy::enter() {
+        let _ = std::panic::catch_unwind(|| files::materialize_all(false));
+    }
+}
+
+extern "C" fn in_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Registers the fork handlers (once, when the configuration is first read).
+pub fn register_fork_handlers() {
+    // SAFETY: registering plain `extern "C"` functions that live as long as the process
+    // (this library is never unloaded: it is preloaded).
+    unsafe { libc::pthread_atfork(Some(before_fork), None, Some(in_child)) };
+}
+
+/// Before exec: hand over the descriptors the new program inherits.
+fn before_exec() {
+    if let Some(_busy) = Busy::enter() {
+        let _ = std::panic::catch_unwind(|| files::materialize_all(true));
+    }
+}
+
+/// vfork shares our memory with the child until it execs; fork is a correct (if slower)
+/// vfork, and keeps the child from touching our tables.
+#[no_mangle]
+pub unsafe extern "C" fn vfork() -> pid_t {
+    // SAFETY: plain fork; the fork handlers above run as for any fork.
+    unsafe { real::fork() }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+    before_exec();
+    // SAFETY: forwarding the caller's arguments.
+    unsafe { real::execve(path, argv, envp) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
+    before_exec();
+    // SAFETY: as above.
+    unsafe { real::execv(path, argv) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
+    before_exec();
+    // SAFETY: as above.
+    unsafe { real::execvp(file, argv) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execvpe(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+    before_exec();
+    // SAFETY: as above.
+    unsafe { real::execvpe(file, argv, envp) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn posix_spawn(
+    pid: *mut pid_t,
+    path: *const c_char,
+    acts: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+) -> c_int {
+    before_exec();
+    // SAFETY: as above.
+    unsafe { real::posix_spawn(pid, path, acts, attr, argv, envp) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn posix_spawnp(
+    pid: *mut pid_t,
+    file: *const c_char,
+    acts: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+) -> c_int {
+    before_exec();
+    // SAFETY: as above.
+    unsafe { real::posix_spawnp(pid, file, acts, attr, argv, envp) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn system(cmd: *const c_char) -> c_int {
+    before_exec();
+    // SAFETY: as above.
+    unsafe { real::system(cmd) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn popen(cmd: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    before_exec();
+    // SAFETY: as above.
+    unsafe { real::popen(cmd, mode) }
+}

@@ -1,0 +1,163 @@
+//! The real libc functions behind the ones this library intercepts, found once with
+//! `dlsym(RTLD_NEXT, ...)`.
+//!
+//! Inside this library every call to an intercepted name must go through here: a plain
+//! `libc::open` would bind to our own `open` and recurse.
+
+use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libc::{mode_t, off64_t, off_t, pid_t, size_t, ssize_t};
+
+/// What a function returns when its real version cannot be found (it always can in a glibc
+/// process; this keeps a broken environment from becoming undefined behaviour).
+pub trait Failure {
+    fn failure() -> Self;
+}
+
+macro_rules! failure_is {
+    ($($t:ty => $v:expr),* $(,)?) => {
+        $(impl Failure for $t {
+            fn failure() -> Self {
+                $v
+            }
+        })*
+    };
+}
+
+failure_is! {
+    c_int => -1,
+    ssize_t => -1,
+    i64 => -1,
+    mode_t => 0,
+    *mut c_char => std::ptr::null_mut(),
+    *mut c_void => libc::MAP_FAILED,
+    *mut libc::FILE => std::ptr::null_mut(),
+}
+
+/// The address of `name` (NUL-terminated) in the next object after this one, cached in `slot`.
+pub fn lookup(slot: &AtomicUsize, name: &'static [u8]) -> usize {
+    let cached = slot.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: `name` is a NUL-terminated literal (see the macro below); dlsym is thread-safe.
+    let addr = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr() as *const c_char) } as usize;
+    slot.store(addr, Ordering::Relaxed);
+    addr
+}
+
+macro_rules! real {
+    ($($name:ident($($arg:ident: $t:ty),*) -> $r:ty;)*) => {
+        $(
+            /// The real libc function of this name.
+            ///
+            /// # Safety
+            /// As for the libc function: the caller upholds its contract on pointers and
+            /// descriptors.
+            #[allow(clippy::missing_safety_doc)]
+            pub unsafe fn $name($($arg: $t),*) -> $r {
+                static SLOT: AtomicUsize = AtomicUsize::new(0);
+                let addr = lookup(&SLOT, concat!(stringify!($name), "\0").as_bytes());
+                if addr == 0 {
+                    // SAFETY: writing this thread's errno.
+                    unsafe { *libc::__errno_location() = libc::ENOSYS };
+                    return <$r as Failure>::failure();
+                }
+                // SAFETY: `addr` is libc's function of this name, whose C prototype is the
+                // one spelled here (variadic ones take their optional argument as a fixed
+                // one, which the x86-64 and aarch64 calling conventions make equivalent).
+                let f: unsafe extern "C" fn($($t),*) -> $r = unsafe { std::mem::transmute::<usize, _>(addr) };
+                // SAFETY: as documented on this function.
+                unsafe { f($($arg),*) }
+            }
+        )*
+    };
+}
+
+pub type Stat = libc::stat;
+
+real! {
+    open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int;
+    open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int;
+    openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int;
+    openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int;
+    creat(path: *const c_char, mode: mode_t) -> c_int;
+    creat64(path: *const c_char, mode: mode_t) -> c_int;
+    __open_2(path: *const c_char, flags: c_int) -> c_int;
+    __open64_2(path: *const c_char, flags: c_int) -> c_int;
+    __openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int;
+    __openat64_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int;
+    close(fd: c_int) -> c_int;
+    close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int;
+    closefrom(first: c_int) -> c_int;
+    read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t;
+    write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t;
+    __read_chk(fd: c_int, buf: *mut c_void, count: size_t, buflen: size_t) -> ssize_t;
+    pread(fd: c_int, buf: *mut c_void, count: size_t, offset: off_t) -> ssize_t;
+    pread64(fd: c_int, buf: *mut c_void, count: size_t, offset: off64_t) -> ssize_t;
+    __pread_chk(fd: c_int, buf: *mut c_void, count: size_t, offset: off_t, buflen: size_t) -> ssize_t;
+    __pread64_chk(fd: c_int, buf: *mut c_void, count: size_t, offset: off64_t, buflen: size_t) -> ssize_t;
+    pwrite(fd: c_int, buf: *const c_void, count: size_t, offset: off_t) -> ssize_t;
+    pwrite64(fd: c_int, buf: *const c_void, count: size_t, offset: off64_t) -> ssize_t;
+    readv(fd: c_int, iov: *const libc::iovec, n: c_int) -> ssize_t;
+    writev(fd: c_int, iov: *const libc::iovec, n: c_int) -> ssize_t;
+    preadv(fd: c_int, iov: *const libc::iovec, n: c_int, offset: off_t) -> ssize_t;
+    preadv64(fd: c_int, iov: *const libc::iovec, n: c_int, offset: off64_t) -> ssize_t;
+    pwritev(fd: c_int, iov: *const libc::iovec, n: c_int, offset: off_t) -> ssize_t;
+    pwritev64(fd: c_int, iov: *const libc::iovec, n: c_int, offset: off64_t) -> ssize_t;
+    preadv2(fd: c_int, iov: *const libc::iovec, n: c_int, offset: off_t, flags: c_int) -> ssize_t;
+    preadv64v2(fd: c_int, iov: *const libc::iovec, n: c_int, offset: off64_t, flags: c_int) -> ssize_t;
+    pwritev2(fd: c_int, iov: *const libc::iovec, n: c_int, offset: off_t, flags: c_int) -> ssize_t;
+    pwritev64v2(fd: c_int, iov: *const libc::iovec, n: c_int, offset: off64_t, flags: c_int) -> ssize_t;
+    lseek(fd: c_int, offset: off_t, whence: c_int) -> off_t;
+    lseek64(fd: c_int, offset: off64_t, whence: c_int) -> off64_t;
+    stat(path: *const c_char, st: *mut Stat) -> c_int;
+    stat64(path: *const c_char, st: *mut Stat) -> c_int;
+    lstat(path: *const c_char, st: *mut Stat) -> c_int;
+    lstat64(path: *const c_char, st: *mut Stat) -> c_int;
+    fstat(fd: c_int, st: *mut Stat) -> c_int;
+    fstat64(fd: c_int, st: *mut Stat) -> c_int;
+    fstatat(dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> c_int;
+    fstatat64(dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> c_int;
+    __xstat(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int;
+    __xstat64(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int;
+    __lxstat(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int;
+    __lxstat64(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int;
+    __fxstat(ver: c_int, fd: c_int, st: *mut Stat) -> c_int;
+    __fxstat64(ver: c_int, fd: c_int, st: *mut Stat) -> c_int;
+    __fxstatat(ver: c_int, dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> c_int;
+    __fxstatat64(ver: c_int, dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> c_int;
+    statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, stx: *mut libc::statx) -> c_int;
+    unlink(path: *const c_char) -> c_int;
+    unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int;
+    fsync(fd: c_int) -> c_int;
+    fdatasync(fd: c_int) -> c_int;
+    ftruncate(fd: c_int, len: off_t) -> c_int;
+    ftruncate64(fd: c_int, len: off64_t) -> c_int;
+    dup(fd: c_int) -> c_int;
+    dup2(old: c_int, new: c_int) -> c_int;
+    dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
+    fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
+    fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
+    chdir(path: *const c_char) -> c_int;
+    fchdir(fd: c_int) -> c_int;
+    getcwd(buf: *mut c_char, size: size_t) -> *mut c_char;
+    umask(mask: mode_t) -> mode_t;
+    fork() -> pid_t;
+    execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int;
+    execv(path: *const c_char, argv: *const *const c_char) -> c_int;
+    execvp(file: *const c_char, argv: *const *const c_char) -> c_int;
+    execvpe(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int;
+    posix_spawn(pid: *mut pid_t, path: *const c_char, acts: *const libc::posix_spawn_file_actions_t, attr: *const libc::posix_spawnattr_t, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int;
+    posix_spawnp(pid: *mut pid_t, file: *const c_char, acts: *const libc::posix_spawn_file_actions_t, attr: *const libc::posix_spawnattr_t, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int;
+    system(cmd: *const c_char) -> c_int;
+    posix_fadvise(fd: c_int, off: off_t, len: off_t, advice: c_int) -> c_int;
+    posix_fadvise64(fd: c_int, off: off64_t, len: off64_t, advice: c_int) -> c_int;
+    readahead(fd: c_int, off: off64_t, count: size_t) -> ssize_t;
+    ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_int;
+    copy_file_range(fd_in: c_int, off_in: *mut off64_t, fd_out: c_int, off_out: *mut off64_t, len: size_t, flags: c_uint) -> ssize_t;
+    sendfile(out_fd: c_int, in_fd: c_int, off: *mut off_t, count: size_t) -> ssize_t;
+    sendfile64(out_fd: c_int, in_fd: c_int, off: *mut off64_t, count: size_t) -> ssize_t;
+    popen(cmd: *const c_char, mode: *const c_char) -> *mut libc::FILE;
+}

@@ -1,0 +1,74 @@
+//! Driving the `polytropon` binary as an operator does, with pools that are force-destroyed
+//! when the test ends, pass or fail.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use polytropon::pool::Pools;
+
+use super::{require_root, Scratch};
+
+/// A state directory whose pools are force-destroyed when the test ends, pass or fail.
+pub struct Host {
+    pub scratch: Scratch,
+    pub state: PathBuf,
+    pub tag: String,
+    pub created: Vec<String>,
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+impl Host {
+    pub fn new(tag: &str) -> Self {
+        require_root();
+        let scratch = Scratch::new(tag);
+        let state = scratch.mkdir("state");
+        // Cgroup names are global: make this test's pool names unique.
+        let tag = format!("{}{}", tag.replace('-', ""), std::process::id() % 100_000);
+        Host { scratch, state, tag, created: Vec::new() }
+    }
+
+    pub fn name(&self, n: &str) -> String {
+        format!("{}-{n}", self.tag)
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_polytropon"));
+        c.arg("--state-dir").arg(&self.state);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run polytropon")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "polytropon {args:?} failed: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn create(&mut self, n: &str, args: &[&str]) -> String {
+        let name = self.name(n);
+        let mut all = vec!["pool", "create", name.as_str()];
+        all.extend_from_slice(args);
+        self.ok(&all);
+        self.created.push(name.clone());
+        name
+    }
+
+    pub fn pools(&self) -> Pools {
+        Pools::new(&self.state)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        for name in &self.created {
+            let _ = self.run(&["pool", "destroy", name, "--force"]);
+        }
+    }
+}
+

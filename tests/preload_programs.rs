@@ -1,0 +1,242 @@
+//! Real programs under the preload library on a pool mount behave exactly as on a plain
+//! directory, and their I/O arrives on the user-level path (the pool service's counters say
+//! so), not on FUSE.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::host::{stderr, Host};
+use common::tree::{diff, kernel_tree, Tree};
+
+/// Runs `script` with bash in `dir`: under the library in `pool` when given, else plainly.
+fn bash(h: &Host, pool: Option<&str>, dir: &Path, script: &str) -> Output {
+    let mut c = match pool {
+        Some(p) => {
+            let mut c = h.cmd();
+            c.args(["exec", "--pool", p, "--preload-only", "--", "bash", "-c", script]);
+            c
+        }
+        None => {
+            let mut c = Command::new("bash");
+            c.args(["-c", script]);
+            c
+        }
+    };
+    c.current_dir(dir).env("LC_ALL", "C").output().expect("run bash")
+}
+
+/// The same tree in both places, except what differs legitimately between two filesystems.
+fn comparable(mut t: Tree) -> Tree {
+    // git's index records inode numbers, devices and change times.
+    t.remove("repo/.git/index");
+    for n in t.values_mut() {
+        if n.kind == "dir" {
+            // Directory link counts follow each filesystem's own convention.
+            n.nlink = 0;
+        }
+    }
+    t
+}
+
+fn seed(dir: &Path) {
+    std::fs::create_dir_all(dir.join("seed/sub/deeper")).expect("mkdir");
+    std::fs::write(dir.join("seed/a.txt"), b"alpha\nbeta\ngamma\n").expect("seed");
+    std::fs::write(dir.join("seed/sub/b.bin"), (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>()).expect("seed");
+    std::fs::write(dir.join("seed/sub/deeper/c"), b"c\n").expect("seed");
+    std::os::unix::fs::symlink("../a.txt", dir.join("seed/sub/to-a")).expect("symlink");
+}
+
+/// Coreutils, tar, bash redirections, pipes and here-documents, sqlite3, python3 and git,
+/// printing only what does not depend on inode numbers or times.
+const PROGRAMS: &str = r#"
+set -euo pipefail
+export GIT_AUTHOR_DATE="1700000000 +0000" GIT_COMMITTER_DATE="1700000000 +0000" GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t
+cat seed/a.txt
+cp -a seed copy && diff -r seed copy && echo cp ok
+mv copy moved && ls moved
+mkdir -p deep/er/est && touch deep/er/est/t && chmod 640 deep/er/est/t
+ln -s ../seed/a.txt deep/link && ln seed/a.txt deep/hard
+stat -c '%n %s %a %h %F' seed/a.txt deep/link deep/hard deep/er/est/t
+stat -L -c '%n %s %F' deep/link
+ls -R seed deep
+find . -path ./repo -prune -o -print | sort
+find seed -type f -exec du -b {} + | sort -k2
+wc -c seed/sub/b.bin; md5sum seed/sub/b.bin
+head -c 1000 seed/sub/b.bin | od -An -tx1 | tail -2
+# Redirections, appends, pipes, here-documents, descriptors kept open across commands.
+echo first > out.txt; echo second >> out.txt
+printf '%s\n' one two three | tee piped.txt | sort -r > sorted.txt
+cat <<EOF > here.txt
+a here-document with $(echo substitution)
+EOF
+exec 3> fd3.txt; echo via-fd3 >&3; sh -c 'echo from-a-child >&3'; echo again >&3; exec 3>&-
+while read -r l; do echo "line: $l"; done < piped.txt
+cat out.txt sorted.txt here.txt fd3.txt
+(cd seed/sub && cat deeper/c ../a.txt | wc -l)
+truncate -s 5 out.txt && cat out.txt && echo
+dd if=seed/sub/b.bin of=dd.bin bs=4096 skip=3 count=5 status=none && cmp dd.bin <(tail -c +12289 seed/sub/b.bin | head -c 20480) && echo dd ok
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf t.tar seed deep
+mkdir x && tar -xf t.tar -C x && diff -r seed x/seed && tar -tvf t.tar | awk '{print $1, $3, $6}'
+sqlite3 db.sqlite "create table t(k integer primary key, v text); insert into t(v) values ('x'),('y'),('z');"
+sqlite3 db.sqlite "update t set v = v || v; select k, v from t order by k; pragma integrity_check;"
+python3 - <<'PY'
+import os, shutil
+shutil.copytree("seed", "pycopy", symlinks=True)
+for root, dirs, files in sorted(os.walk("pycopy")):
+    print(root, sorted(dirs), sorted(files))
+with open("py.txt", "w") as f:
+    f.write("0123456789")
+    f.seek(3)
+    f.write("abc")
+with open("py.txt", "r+b") as f:
+    f.seek(-2, os.SEEK_END)
+    print(f.read(), f.tell(), os.fstat(f.fileno()).st_size)
+print(open("py.txt").read(), os.path.getsize("py.txt"), os.path.exists("nope"), os.path.isdir("seed"))
+PY
+git init -q repo && cd repo && cp ../seed/a.txt . && git add a.txt && git commit -qm first
+echo delta >> a.txt && git status --short && git commit -qam second && git log --format=%s && git status --short
+cd ..
+rm -r moved x pycopy && ls
+"#;
+
+#[test]
+fn real_programs_behave_as_on_a_plain_directory() {
+    let mut h = Host::new("preload-progs");
+    let name = h.create("p", &["--cpus", "1"]);
+    h.ok(&["service", "run", "--pool", &name, "--detach"]);
+    let (lower, upper, mnt, plain) = (h.scratch.mkdir("lower"), h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"), h.scratch.mkdir("plain"));
+    seed(&lower);
+    seed(&plain);
+    let (l, u, m) = (lower.display().to_string(), upper.display().to_string(), mnt.display().to_string());
+    h.ok(&["mount", "--pool", &name, &m, "--lower", &l, "--upper", &u]);
+
+    let expected = bash(&h, None, &plain, PROGRAMS);
+    assert!(expected.status.success(), "the script fails on a plain directory: {}", stderr(&expected));
+    let got = bash(&h, Some(&name), &mnt, PROGRAMS);
+    let (want, have) = (String::from_utf8_lossy(&expected.stdout), String::from_utf8_lossy(&got.stdout));
+    assert_eq!(have, want, "output differs under the library; its stderr:\n{}", stderr(&got));
+    assert_eq!(got.status.code(), expected.status.code(), "{}", stderr(&got));
+    assert_eq!(stderr(&got), stderr(&expected));
+    let (ours, reference) = (comparable(kernel_tree(&mnt)), comparable(kernel_tree(&plain)));
+    assert!(ours == reference, "trees differ after the programs ran:\n{}", diff(&reference, &ours));
+
+    // The service's counters show the programs' I/O on the user-level path.
+    let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", &name, "--format", "json"])).expect("json");
+    let mount = &json[0]["service"]["mounts"][0];
+    let count = |path: &str, op: &str| mount[path][op]["count"].as_u64().unwrap_or(0);
+    for op in ["open_path", "read", "write", "stat_path", "getattr", "release", "unlink_path", "truncate"] {
+        assert!(count("user_ops", op) > 0, "no {op} on the user-level path: {}", mount["user_ops"]);
+    }
+    assert!(count("user_ops", "read") > count("fuse_ops", "read"), "reads mostly on FUSE: {mount}");
+    assert!(count("user_ops", "open_path") > count("fuse_ops", "open"), "opens mostly on FUSE: {mount}");
+    h.ok(&["pool", "destroy", &name, "--force"]);
+    h.created.clear();
+}
+
+/// Threads, fork with a shared offset, exec with inherited descriptors, mmap, and locks: what
+/// a process does with files beyond plain reads and writes.
+const PROCESSES: &str = r#"
+import fcntl, mmap, os, subprocess, sys, threading
+
+def worker(i):
+    with open(f"t{i}.txt", "w") as f:
+        for j in range(200):
+            f.write(f"{i}:{j}\n")
+threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(all(open(f"t{i}.txt").read() == "".join(f"{i}:{j}\n" for j in range(200)) for i in range(8)))
+
+fd = os.open("forked.txt", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+os.write(fd, b"parent-before\n")
+pid = os.fork()
+if pid == 0:
+    os.write(fd, b"child\n")
+    os._exit(0)
+os.waitpid(pid, 0)
+os.write(fd, b"parent-after\n")
+os.close(fd)
+print(open("forked.txt").read().split())
+
+fd = os.open("inherited.txt", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+os.write(fd, b"before-exec\n")
+subprocess.run(["sh", "-c", f"echo from-exec >&{fd}"], pass_fds=[fd], check=True)
+os.write(fd, b"after-exec\n")
+os.close(fd)
+print(open("inherited.txt").read().split())
+
+with open("mapped.bin", "wb") as f:
+    f.write(b"x" * 8192)
+with open("mapped.bin", "r+b") as f:
+    m = mmap.mmap(f.fileno(), 0)
+    m[100:105] = b"HELLO"
+    m.flush()
+    m.close()
+data = open("mapped.bin", "rb").read()
+print(len(data), data[98:107])
+
+with open("locked", "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    fcntl.lockf(f, fcntl.LOCK_UN)
+    f.write("locked\n")
+print(open("locked").read().strip())
+
+fd = os.open("dup.txt", os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
+fd2 = os.dup(fd)
+os.write(fd, b"abc")
+os.write(fd2, b"def")
+print(os.lseek(fd, 0, os.SEEK_CUR), os.lseek(fd2, 0, os.SEEK_CUR))
+os.close(fd)
+os.lseek(fd2, 0, os.SEEK_SET)
+print(os.read(fd2, 100))
+os.dup2(fd2, 50)
+os.close(fd2)
+os.lseek(50, 1, os.SEEK_SET)
+print(os.read(50, 2), os.fstat(50).st_size)
+os.close(50)
+try:
+    os.read(50, 1)
+except OSError as e:
+    print("closed:", e.errno)
+try:
+    os.open("missing/file", os.O_RDONLY)
+except OSError as e:
+    print("missing:", e.errno)
+try:
+    os.open("dup.txt", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+except OSError as e:
+    print("exists:", e.errno)
+try:
+    os.open("dup.txt/x", os.O_RDONLY)
+except OSError as e:
+    print("notdir:", e.errno)
+fd = os.open("ro.txt", os.O_CREAT | os.O_RDONLY, 0o644)
+try:
+    os.write(fd, b"x")
+except OSError as e:
+    print("readonly:", e.errno)
+os.close(fd)
+sys.stdout.flush()
+"#;
+
+#[test]
+fn threads_fork_exec_mmap_and_locks() {
+    let mut h = Host::new("preload-procs");
+    let name = h.create("q", &["--cpus", "1"]);
+    h.ok(&["service", "run", "--pool", &name, "--detach"]);
+    let (lower, upper, mnt, plain) = (h.scratch.mkdir("lower"), h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"), h.scratch.mkdir("plain"));
+    let (l, u, m) = (lower.display().to_string(), upper.display().to_string(), mnt.display().to_string());
+    h.ok(&["mount", "--pool", &name, &m, "--lower", &l, "--upper", &u]);
+    let script = format!("python3 - <<'PY'\n{PROCESSES}\nPY\n");
+    let expected = bash(&h, None, &plain, &script);
+    assert!(expected.status.success(), "the script fails on a plain directory: {}", stderr(&expected));
+    let got = bash(&h, Some(&name), &mnt, &script);
+    assert_eq!(String::from_utf8_lossy(&got.stdout), String::from_utf8_lossy(&expected.stdout), "{}", stderr(&got));
+    assert!(got.status.success(), "{}", stderr(&got));
+    let (ours, reference) = (comparable(kernel_tree(&mnt)), comparable(kernel_tree(&plain)));
+    assert!(ours == reference, "trees differ:\n{}", diff(&reference, &ours));
+    h.ok(&["pool", "destroy", &name, "--force"]);
+    h.created.clear();
+}
