@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod bench;
 pub mod cli;
+pub mod frontend;
 pub mod instance;
 pub mod clidocs;
 pub mod libservice;

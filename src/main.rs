@@ -12,6 +12,10 @@ use clap::Parser;
 use polytropon::cli::{Cli, Command, PoolCommand, ServiceCommand};
 
 fn main() -> ExitCode {
+    // `bench` runs its user-level workload in a child of this binary under the preload library.
+    if let Some(code) = polytropon::bench::worker::serve_if_asked() {
+        return code;
+    }
     let cli = Cli::parse();
     logging::init(&cli.log, cli.log_format);
     match run(cli) {

@@ -6,6 +6,7 @@
 
 mod micro;
 pub mod targets;
+pub mod worker;
 
 use std::path::PathBuf;
 
@@ -124,8 +125,8 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         for (oi, (op, _)) in micro::OPS.iter().enumerate() {
             // Interleaved: every path runs this repetition of this operation before the next.
             for (ti, t) in targets.iter_mut().enumerate() {
-                let s = match &mut t.client {
-                    Some(c) => micro::user::run(op, c, opts.ops, opts.file_mib, rep, &mut rng),
+                let s = match &t.worker {
+                    Some(w) => worker::run(w, op, opts.ops, opts.file_mib, rep, &mut rng),
                     None => micro::run(op, &t.root, opts.ops, opts.file_mib, rep, &mut rng),
                 }
                 .with_context(|| format!("{op} on {}", t.name))?;

@@ -22,14 +22,15 @@ pub const ALL: [&str; 7] = ["user", "fuse", "fuse-writeback", "fuse-direct", "fu
 pub struct Target {
     pub name: String,
     pub root: PathBuf,
-    /// For `user`: a client of the back driver (the workload goes through it, not `root`).
-    pub client: Option<polytropon_ipc::client::Client>,
+    /// For `user`: the workload runs in a child under the preload library, attached so.
+    pub worker: Option<super::worker::Attach>,
     guard: Guard,
 }
 
 enum Guard {
     Ours(Option<Mounted>),
-    User(Option<crate::service::shm::BackDriver>),
+    /// The back driver goes first, then the FUSE mount of the same instance.
+    User(Option<crate::service::shm::BackDriver>, Option<Mounted>),
     Kernel(PathBuf),
     None,
 }
@@ -38,9 +39,9 @@ impl Drop for Target {
     fn drop(&mut self) {
         match &mut self.guard {
             Guard::Ours(m) => drop(m.take()),
-            Guard::User(d) => {
-                drop(self.client.take());
+            Guard::User(d, m) => {
                 drop(d.take());
+                drop(m.take());
             }
             Guard::Kernel(mnt) => unmount_wait(mnt),
             Guard::None => {}
@@ -85,17 +86,18 @@ fn local(p: &Path, read_only: bool) -> anyhow::Result<Arc<dyn FileSystem>> {
 /// Sets up path `name` over `lower` with scratch space under `base`.
 pub fn setup(name: &str, lower: &Path, base: &Path) -> anyhow::Result<Target> {
     let (upper, work, mnt) = dirs(base, name)?;
-    let mut client = None;
+    let mut worker = None;
     let guard = match name {
         "user" => {
+            // As a pool's service serves an instance: FUSE mount and user-level path together.
             let union: Arc<dyn FileSystem> = Arc::new(UnionFs::new(Some(local(&upper, false)?), vec![local(lower, true)?])?);
+            let mounted = fuse::spawn(union.clone(), &mnt, &FuseConfig::default()).context("cannot mount the legacy path")?;
+            let served = crate::service::shm::Served { fs: union, stats: Arc::default(), kernel: mounted.kernel_cache() };
+            let table = Arc::new(std::sync::RwLock::new(vec![Some(served)]));
             let g = polytropon_ipc::segment::Geometry { queues: 1, slots: 64, clients: 8, buffer_size: 1 << 20 };
-            let driver = crate::service::shm::BackDriver::start(union, g).context("cannot start the back driver")?;
-            client = Some(
-                polytropon_ipc::client::Client::attach(driver.shmid(), 0)
-                    .map_err(|e| anyhow::anyhow!("cannot attach the segment: {}", std::io::Error::from_raw_os_error(e)))?,
-            );
-            Guard::User(Some(driver))
+            let driver = crate::service::shm::BackDriver::start_table(table, g).context("cannot start the back driver")?;
+            worker = Some(super::worker::Attach { library: crate::frontend::library()?, shmid: driver.shmid(), mountpoint: mnt.clone() });
+            Guard::User(Some(driver), Some(mounted))
         }
         "fuse" | "fuse-writeback" | "fuse-direct" => {
             let union: Arc<dyn FileSystem> = Arc::new(UnionFs::new(Some(local(&upper, false)?), vec![local(lower, true)?])?);
@@ -131,5 +133,5 @@ pub fn setup(name: &str, lower: &Path, base: &Path) -> anyhow::Result<Target> {
         }
         other => bail!("unknown path {other:?}"),
     };
-    Ok(Target { name: name.to_string(), root: mnt, client, guard })
+    Ok(Target { name: name.to_string(), root: mnt, worker, guard })
 }

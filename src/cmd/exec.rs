@@ -8,18 +8,11 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use polytropon::cli::ExecArgs;
+use polytropon::frontend;
 use polytropon::pool::{ns, Pools};
 use polytropon::service::control::{self, Request};
 
 use super::not_implemented;
-
-/// The preload library, shipped beside the binary.
-fn preload_library() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot find the polytropon binary")?;
-    let lib = exe.parent().unwrap_or(Path::new(".")).join("libpolytropon_preload.so");
-    ensure!(lib.exists(), "the preload library is missing: expected {} beside the polytropon binary", lib.display());
-    Ok(lib)
-}
 
 pub fn run(state_dir: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
     if !a.preload_only {
@@ -42,24 +35,12 @@ pub fn run(state_dir: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
     let stats = control::call(&svc.socket, &Request::Stats, Duration::from_secs(5))?
         .stats
         .context("the service sent no stats")?;
-    let mounts: Vec<String> = stats.mounts.iter().map(|m| format!("{}={}", m.mountpoint.display(), m.instance)).collect();
-    let lib = preload_library()?;
-    let lib_dir = lib.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let mounts: Vec<(PathBuf, u32)> = stats.mounts.iter().map(|m| (m.mountpoint.clone(), m.instance)).collect();
+    let lib = frontend::library()?;
     let Some((program, args)) = a.command.split_first() else { bail!("no command given") };
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env("POLYTROPON_SHMID", stats.shmid.to_string())
-        .env("POLYTROPON_MOUNTS", mounts.join(":"))
-        .env("LD_PRELOAD", match std::env::var_os("LD_PRELOAD") {
-            Some(old) if !old.is_empty() => {
-                let mut v = lib.clone().into_os_string();
-                v.push(" ");
-                v.push(old);
-                v
-            }
-            _ => lib.clone().into_os_string(),
-        })
-        .env("LD_LIBRARY_PATH", &lib_dir);
+    cmd.args(args);
+    frontend::attach(&mut cmd, &lib, stats.shmid, &mounts);
     for kv in &a.env {
         let (k, v) = kv.split_once('=').with_context(|| format!("--env {kv:?}: expected K=V"))?;
         cmd.env(k, v);

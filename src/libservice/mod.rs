@@ -80,6 +80,10 @@ pub trait FileSystem: Send + Sync {
     }
 
     /// Reads at `offset` into `bufs`; returns the byte count (0 at end of file).
+    ///
+    /// `bufs` (and `write`'s) may be a client's shared-memory buffer, which that client can
+    /// change at any moment: implementations pass them to the kernel or copy them, and never
+    /// read back what they wrote there or rely on the bytes staying put.
     fn read(
         &self,
         ctx: &Context,

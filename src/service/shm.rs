@@ -429,12 +429,20 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             Ok((bytes.len() as i64, [0; 4]))
         }
         Op::Read => {
-            let n = fs.read(ctx, r.inode, r.handle, &mut [IoSliceMut::new(&mut buf[..len])], r.offset)?;
-            seg.write_data(r.client, &buf[..n]);
-            Ok((n as i64, [0; 4]))
+            // SAFETY: one request per client at a time (the client waits for its reply, and
+            // a client that does not only garbles its own buffer); the libservice hands the
+            // slice to the kernel (preadv into it) and never reads it. `len` was bounded by
+            // the buffer size in `decode`.
+            let Some(shm) = (unsafe { seg.client_buffer(r.client) }) else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
+            let n = fs.read(ctx, r.inode, r.handle, &mut [IoSliceMut::new(&mut shm[..len])], r.offset)?;
+            Ok((n.min(len) as i64, [0; 4]))
         }
         Op::Write => {
-            let n = seg.read_data(r.client, len, buf);
+            // SAFETY: as for Read; the libservice passes the bytes to the kernel (pwritev),
+            // so a client racing its own buffer only changes what it writes.
+            let Some(shm) = (unsafe { seg.client_buffer(r.client) }) else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
+            let n = len;
+            let buf = &shm[..len];
             let at = if r.arg & WRITE_APPEND != 0 { fs.getattr(ctx, r.inode, Some(r.handle))?.size } else { r.offset };
             if at.checked_add(n as u64).is_none_or(|end| end > i64::MAX as u64) {
                 return Err(io::Error::from_raw_os_error(libc::EFBIG));

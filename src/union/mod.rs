@@ -73,6 +73,33 @@ pub struct UnionFs {
     own: Context,
     /// Bumped by every rename and rmdir (see `FileSystem::namespace_generation`).
     ns_generation: AtomicU64,
+    /// Bumped when a namespace change starts and when it ends: a cached name is good only
+    /// while this stays as it was when the name was resolved.
+    ns_epoch: AtomicU64,
+    /// Resolved names: parent -> name -> (inode, epoch, when). Resolving a name walks every
+    /// branch; this makes repeated lookups (stat, open of the same files) cost a hash probe.
+    names: Mutex<HashMap<Inode, NamesOf>>,
+}
+
+/// A directory's resolved names: name -> (inode, namespace epoch, when resolved).
+type NamesOf = HashMap<std::ffi::OsString, (Inode, u64, std::time::Instant)>;
+
+/// How long a resolved name is trusted even without namespace changes through the union
+/// (changes made directly in a branch directory are not seen otherwise).
+const NAME_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+const NAMES_MAX: usize = 1 << 16;
+
+/// The namespace lock held for a change; the epoch moves again when it is released, so that
+/// names resolved during the change are not trusted after it.
+struct NsWrite<'a> {
+    _guard: RwLockWriteGuard<'a, ()>,
+    epoch: &'a AtomicU64,
+}
+
+impl Drop for NsWrite<'_> {
+    fn drop(&mut self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for UnionFs {
@@ -134,6 +161,8 @@ impl UnionFs {
             oci_ids: Mutex::new(HashMap::new()),
             own: Context::current(),
             ns_generation: AtomicU64::new(0),
+            ns_epoch: AtomicU64::new(0),
+            names: Mutex::new(HashMap::new()),
         };
         let mut layers = Layers::default();
         for layer in 0..=fs.lowers.len() {
@@ -174,8 +203,31 @@ impl UnionFs {
         self.ns.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write_ns(&self) -> RwLockWriteGuard<'_, ()> {
-        self.ns.write().unwrap_or_else(|p| p.into_inner())
+    fn write_ns(&self) -> NsWrite<'_> {
+        let guard = self.ns.write().unwrap_or_else(|p| p.into_inner());
+        self.ns_epoch.fetch_add(1, Ordering::AcqRel);
+        NsWrite { _guard: guard, epoch: &self.ns_epoch }
+    }
+
+    /// The node `name` in `parent` resolved to, if that is still known to hold, with one
+    /// more lookup reference (taken under the node table's lock, as `lookup_node` does).
+    fn cached_name(&self, parent: Inode, name: &OsStr) -> Option<Arc<UNode>> {
+        let (ino, epoch, at) = *lock(&self.names).get(&parent)?.get(name)?;
+        if epoch != self.ns_epoch.load(Ordering::Acquire) || at.elapsed() > NAME_TTL {
+            return None;
+        }
+        let nodes = lock(&self.nodes);
+        let node = nodes.get(&ino)?.clone();
+        node.lookups.fetch_add(1, Ordering::Relaxed);
+        Some(node)
+    }
+
+    fn remember_name(&self, parent: Inode, name: &OsStr, ino: Inode, epoch: u64) {
+        let mut names = lock(&self.names);
+        if names.len() >= NAMES_MAX {
+            names.clear();
+        }
+        names.entry(parent).or_default().insert(name.to_owned(), (ino, epoch, std::time::Instant::now()));
     }
 
     fn node(&self, ino: Inode) -> io::Result<Arc<UNode>> {
@@ -320,6 +372,17 @@ impl UnionFs {
         if whiteout::is_scratch(name) {
             return Err(errno(libc::ENOENT));
         }
+        if let Some(node) = self.cached_name(parent.ino, name) {
+            match self.attr_of(ctx, &node) {
+                Ok(attr) => {
+                    node.state().parent = Some((parent.clone(), name.to_owned()));
+                    return Ok((node, attr));
+                }
+                // Gone behind our back: resolve it afresh.
+                Err(_) => self.unref(&node, 1),
+            }
+        }
+        let epoch = self.ns_epoch.load(Ordering::Acquire);
         let res = self.resolve(ctx, &parent.layers(), name)?;
         let Some(&(top_layer, top)) = res.found.first() else { return Err(errno(libc::ENOENT)) };
         let ino = self.ino_for(top_layer, &top.attr);
@@ -332,6 +395,7 @@ impl UnionFs {
                 self.forget_found(&res.found);
                 existing.state().parent = Some((parent.clone(), name.to_owned()));
                 let attr = self.adjust(&existing, top.attr);
+                self.remember_name(parent.ino, name, ino, epoch);
                 return Ok((existing, attr));
             }
         }
@@ -347,6 +411,7 @@ impl UnionFs {
         let node = Arc::new(UNode::new(ino, top.attr.kind(), state, 1));
         nodes.insert(ino, node.clone());
         drop(nodes);
+        self.remember_name(parent.ino, name, ino, epoch);
         let attr = self.adjust(&node, top.attr);
         Ok((node, attr))
     }

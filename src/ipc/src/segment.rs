@@ -172,6 +172,22 @@ impl Segment {
             .then(|| (self.base + self.layout.clients + c as usize * self.layout.client_stride + size_of::<ClientHeader>()) as *mut u8)
     }
 
+    /// Client `c`'s whole data buffer as bytes, to hand straight to a read or write system
+    /// call (no copy through a private buffer).
+    ///
+    /// # Safety
+    /// The memory is shared with an untrusted process that may write it at any time, and
+    /// another thread must not use client `c`'s buffer meanwhile. The caller may only pass
+    /// the slice to the kernel (the data of a `read`/`write`-family call) and must neither
+    /// read nor write it from Rust code, nor keep it after the request.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn client_buffer(&self, c: u32) -> Option<&mut [u8]> {
+        let p = self.client_data(c)?;
+        // SAFETY: `buffer_size` bytes from `p` lie inside client `c`'s area (`Layout::new`);
+        // the aliasing and use restrictions are the caller's (see above).
+        Some(unsafe { core::slice::from_raw_parts_mut(p, self.layout.geometry.buffer_size as usize) })
+    }
+
     /// Copies `len` bytes of client `c`'s buffer out (len is clamped to the buffer).
     pub fn read_data(&self, c: u32, len: usize, out: &mut [u8]) -> usize {
         let Some(p) = self.client_data(c) else { return 0 };
