@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use polytropon_ipc::client::complete;
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
-use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, E_FALLBACK, STAT_NOFOLLOW, WRITE_APPEND};
+use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, E_FALLBACK, FLAG_NO_REPLY, STAT_NOFOLLOW, WRITE_APPEND};
 use tracing::debug;
 
 use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, SetAttr, ROOT_INODE};
@@ -275,13 +275,19 @@ fn serve(seg: Segment, q: u32, table: &InstanceTable, limits: Limits, stop: &Ato
                 }
                 let timer = Timer::start(stats, op_name(req.op));
                 let (res, aux) = execute(&seg, &*fs, &ctx, &req, &mut buf, &mut entry.1, kernel.as_deref());
-                complete(&seg, req.client, req.seq, res, aux);
+                if req.flags & FLAG_NO_REPLY == 0 {
+                    complete(&seg, req.client, req.seq, res, aux);
+                } else if res < 0 {
+                    debug!("{:?} without reply failed: errno {}", req.op, -res);
+                }
                 drop(timer);
             }
             Err(e) => {
                 debug!("refused descriptor: {e:?}");
-                // Answer a client that exists; garbage with no valid client is dropped.
-                complete(&seg, d.client, d.seq, -i64::from(libc::EINVAL), [0; 4]);
+                // Answer a client that exists and waits; garbage with no valid client is dropped.
+                if d.flags & FLAG_NO_REPLY == 0 {
+                    complete(&seg, d.client, d.seq, -i64::from(libc::EINVAL), [0; 4]);
+                }
             }
         }
     }

@@ -93,20 +93,9 @@ impl Client {
             self.seg.write_data(self.id, data);
         }
         h.state.store(PENDING, Ordering::Release);
-        let q = self.seg.queue(self.queue);
-        let mut tries = 0;
-        while let Err(e) = q.push(&d) {
-            tries += 1;
-            if tries > 1000 || e == crate::PushError::Busy && tries > 10 {
-                h.state.store(IDLE, Ordering::Release);
-                return Err(libc::EAGAIN);
-            }
-            core::hint::spin_loop();
-        }
-        let bell = self.seg.doorbell(self.queue);
-        bell.word.fetch_add(1, Ordering::Release);
-        if bell.sleepers.load(Ordering::Acquire) > 0 {
-            futex_wake(&bell.word, 1);
+        if let Err(e) = self.enqueue(&d) {
+            h.state.store(IDLE, Ordering::Release);
+            return Err(e);
         }
         let mut spins = 0;
         let mut waited = 0;
@@ -131,6 +120,35 @@ impl Client {
             return Err((-signed) as i32);
         }
         Ok(Reply { value, aux })
+    }
+
+    /// Queues `d` (no data) for the service without waiting for an answer: the service
+    /// answers nothing (`FLAG_NO_REPLY`), so the client area stays free for the next call.
+    /// Errors are errno values (`EAGAIN` when the queue stays full).
+    pub fn post(&mut self, mut d: Descriptor) -> Result<(), i32> {
+        d.client = self.id;
+        d.flags |= crate::FLAG_NO_REPLY;
+        d.len = 0;
+        self.enqueue(&d)
+    }
+
+    /// Pushes `d` on this client's queue (bounded retries) and rings its doorbell.
+    fn enqueue(&self, d: &Descriptor) -> Result<(), i32> {
+        let q = self.seg.queue(self.queue);
+        let mut tries = 0;
+        while let Err(e) = q.push(d) {
+            tries += 1;
+            if tries > 1000 || e == crate::PushError::Busy && tries > 10 {
+                return Err(libc::EAGAIN);
+            }
+            core::hint::spin_loop();
+        }
+        let bell = self.seg.doorbell(self.queue);
+        bell.word.fetch_add(1, Ordering::Release);
+        if bell.sleepers.load(Ordering::Acquire) > 0 {
+            futex_wake(&bell.word, 1);
+        }
+        Ok(())
     }
 
     /// Detaches without giving the client area back: for a child after fork, whose copy of

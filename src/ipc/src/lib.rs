@@ -37,6 +37,10 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// FUSE legacy mount of the same instance).
 pub const E_FALLBACK: i32 = 0x1_0000;
 
+/// Descriptor flag: the client does not wait for this request (a `Release`, whose outcome
+/// nobody can act on); the service answers nothing.
+pub const FLAG_NO_REPLY: u32 = 1;
+
 /// `Write` flag (in `arg`): append at the end of the file; the new end comes back in `aux[0]`.
 pub const WRITE_APPEND: u64 = 1;
 /// `StatPath` flag (in `arg`): do not follow a final symlink (lstat).
@@ -54,7 +58,8 @@ pub struct Descriptor {
     pub seq: u64,
     /// Which filesystem instance of the service (its filesystem table index).
     pub instance: u32,
-    pub reserved: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
     pub inode: u64,
     pub handle: u64,
     pub offset: u64,
@@ -174,6 +179,7 @@ pub struct Limits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request {
     pub op: Op,
+    pub flags: u32,
     pub client: u32,
     pub seq: u64,
     pub instance: u32,
@@ -215,7 +221,7 @@ pub fn decode(d: Descriptor, lim: &Limits) -> Result<Request, DecodeError> {
     {
         return Err(DecodeError::BadOffset);
     }
-    Ok(Request { op, client: d.client, seq: d.seq, instance: d.instance, inode: d.inode, handle: d.handle, offset: d.offset, len: d.len, arg: d.arg })
+    Ok(Request { op, flags: d.flags, client: d.client, seq: d.seq, instance: d.instance, inode: d.inode, handle: d.handle, offset: d.offset, len: d.len, arg: d.arg })
 }
 
 #[cfg(all(test, not(loom)))]

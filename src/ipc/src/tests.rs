@@ -204,7 +204,7 @@ fn random_descriptors_never_get_past_the_decoder_out_of_bounds() {
             len: pick(next(), 1 << 17),
             arg: next(),
             instance: next() as u32,
-            reserved: 0,
+            flags: 0,
         };
         if let Ok(req) = decode(d, &lim) {
             accepted += 1;

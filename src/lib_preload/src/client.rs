@@ -14,9 +14,25 @@ thread_local! {
     static CLIENT: RefCell<Option<(Client, u32)>> = const { RefCell::new(None) };
 }
 
+/// Queues a request that needs no answer (a release).
+pub fn post(d: Descriptor) -> Result<(), c_int> {
+    with_client(|client| client.post(d))
+}
+
 /// Sends one request and waits for its reply; reply data, if any, goes to `out`.
 /// Errors are errno values, or [`crate::ops::FALLBACK`].
 pub fn call(d: Descriptor, data: &[u8], out: Option<&mut [u8]>) -> Result<Reply, c_int> {
+    with_client(|client| {
+        let r = client.call(d, data)?;
+        if let Some(out) = out {
+            client.data(out);
+        }
+        Ok(r)
+    })
+}
+
+/// Runs `f` with this thread's client, attaching one first if needed.
+fn with_client<T>(f: impl FnOnce(&mut Client) -> Result<T, c_int>) -> Result<T, c_int> {
     let cfg = config::get().ok_or(libc::ENXIO)?;
     let generation = FORK_GENERATION.load(Ordering::Acquire);
     CLIENT
@@ -34,11 +50,7 @@ pub fn call(d: Descriptor, data: &[u8], out: Option<&mut [u8]>) -> Result<Reply,
                 *c = Some((Client::attach(cfg.shmid, tid)?, generation));
             }
             let (client, _) = c.as_mut().ok_or(libc::EIO)?;
-            let r = client.call(d, data)?;
-            if let Some(out) = out {
-                client.data(out);
-            }
-            Ok(r)
+            f(client)
         })
         // This thread's client is gone (the thread is exiting, or the process is running its
         // atexit handlers, which glibc runs after thread-local destructors): the kernel path
