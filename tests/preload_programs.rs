@@ -24,7 +24,7 @@ fn bash(h: &Host, pool: Option<&str>, dir: &Path, script: &str) -> Output {
             c
         }
     };
-    c.current_dir(dir).env("LC_ALL", "C").output().expect("run bash")
+    c.current_dir(dir).env("LC_ALL", "C").env("STDIO_PROGRAM", h.scratch.path().join("stdio")).output().expect("run bash")
 }
 
 /// The same tree in both places, except what differs legitimately between two filesystems.
@@ -98,6 +98,9 @@ PY
 git init -q repo && cd repo && cp ../seed/a.txt . && git add a.txt && git commit -qm first
 echo delta >> a.txt && git status --short && git commit -qam second && git log --format=%s && git status --short
 cd ..
+cp seed/a.txt edited.txt && sed -i 's/beta/BETA/' edited.txt && cat edited.txt
+sort -o sorted2.txt piped.txt && awk '{ print NR ": " $0 > "awk.txt" }' piped.txt && cat sorted2.txt awk.txt
+"$STDIO_PROGRAM" && wc -l stdio.txt
 rm -r moved x pycopy && ls
 "#;
 
@@ -109,6 +112,8 @@ fn real_programs_behave_as_on_a_plain_directory() {
     let (lower, upper, mnt, plain) = (h.scratch.mkdir("lower"), h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"), h.scratch.mkdir("plain"));
     seed(&lower);
     seed(&plain);
+    let cc = Command::new("gcc").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/stdio.c")).arg("-o").arg(h.scratch.path().join("stdio")).output().expect("gcc");
+    assert!(cc.status.success(), "{}", stderr(&cc));
     let (l, u, m) = (lower.display().to_string(), upper.display().to_string(), mnt.display().to_string());
     h.ok(&["mount", "--pool", &name, &m, "--lower", &l, "--upper", &u]);
 

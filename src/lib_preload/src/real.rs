@@ -160,4 +160,7 @@ real! {
     sendfile(out_fd: c_int, in_fd: c_int, off: *mut off_t, count: size_t) -> ssize_t;
     sendfile64(out_fd: c_int, in_fd: c_int, off: *mut off64_t, count: size_t) -> ssize_t;
     popen(cmd: *const c_char, mode: *const c_char) -> *mut libc::FILE;
+    fopen(path: *const c_char, mode: *const c_char) -> *mut libc::FILE;
+    fopen64(path: *const c_char, mode: *const c_char) -> *mut libc::FILE;
+    fdopen(fd: c_int, mode: *const c_char) -> *mut libc::FILE;
 }

@@ -1,5 +1,5 @@
 //! Calls on a descriptor that only the kernel can serve (mmap, locks, xattrs, splice, libc
-//! routines that use the descriptor internally such as fdopen): one of ours is first handed
+//! routines that use the descriptor internally): one of ours is first handed
 //! over to the kernel (reopened through the FUSE mount, same offset, same number), then the
 //! real function runs. Without this they would act on the reserved `/dev/null` descriptor.
 
@@ -42,7 +42,6 @@ macro_rules! kernel_only {
 kernel_only! {
     mmap([fd] addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void;
     mmap64([fd] addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: off64_t) -> *mut c_void;
-    fdopen([fd] fd: c_int, mode: *const c_char) -> *mut libc::FILE;
     fchmod([fd] fd: c_int, mode: mode_t) -> c_int;
     fchown([fd] fd: c_int, uid: uid_t, gid: gid_t) -> c_int;
     fstatfs([fd] fd: c_int, buf: *mut libc::statfs) -> c_int;

@@ -12,6 +12,7 @@ mod io;
 mod kernel_only;
 mod open;
 mod stat;
+mod stdio;
 
 use std::ffi::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
