@@ -131,7 +131,7 @@ fn real_programs_behave_as_on_a_plain_directory() {
     let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", &name, "--format", "json"])).expect("json");
     let mount = &json[0]["service"]["mounts"][0];
     let count = |path: &str, op: &str| mount[path][op]["count"].as_u64().unwrap_or(0);
-    for op in ["open_path", "read", "write", "stat_path", "getattr", "release", "unlink_path", "truncate"] {
+    for op in ["open_path", "read", "write", "stat_path", "getattr", "release", "unlink_path", "truncate", "setattr"] {
         assert!(count("user_ops", op) > 0, "no {op} on the user-level path: {}", mount["user_ops"]);
     }
     assert!(count("user_ops", "read") > count("fuse_ops", "read"), "reads mostly on FUSE: {mount}");

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use polytropon_ipc::client::complete;
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
-use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, E_FALLBACK, FLAG_NO_REPLY, STAT_NOFOLLOW, WRITE_APPEND};
+use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, WireSetattr, E_FALLBACK, SET_ATIME, SET_GID, SET_MODE, SET_MTIME, SET_UID, FLAG_NO_REPLY, STAT_NOFOLLOW, WRITE_APPEND};
 use tracing::debug;
 
-use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, SetAttr, ROOT_INODE};
+use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, SetAttr, TimeUpdate, Timespec, ROOT_INODE};
 use crate::service::stats::{OpStats, Timer};
 
 /// Busy polls of an empty queue before a worker sleeps.
@@ -232,6 +232,7 @@ fn op_name(op: Op) -> &'static str {
         Op::StatPath => "stat_path",
         Op::UnlinkPath => "unlink_path",
         Op::Truncate => "truncate",
+        Op::Setattr => "setattr",
     }
 }
 
@@ -296,23 +297,33 @@ fn serve(seg: Segment, q: u32, table: &InstanceTable, limits: Limits, stop: &Ato
     }
 }
 
-/// Resolves `path` (relative to the root; `.` skipped, `..` refused by the libservice) to its
-/// parent directory and last name. Lookups it takes are either cached in `dirs` or pushed on
-/// `held` (forgotten after the request).
-fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, path: &'p [u8], held: &mut Vec<Inode>, dirs: &mut DirCache) -> io::Result<(Inode, &'p OsStr)> {
+/// Resolves `path` (relative to directory `base`, 0 meaning the root; `.` skipped, `..`
+/// refused by the libservice) to its parent directory and last name. Lookups it takes are
+/// either cached in `dirs` (paths from the root only) or pushed on `held` (forgotten after
+/// the request). A `base` the instance no longer knows is the kernel's to resolve.
+fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, base: Inode, path: &'p [u8], held: &mut Vec<Inode>, dirs: &mut DirCache) -> io::Result<(Inode, &'p OsStr)> {
     dirs.check_generation(fs);
     let comps: Vec<&[u8]> = path.split(|b| *b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
     let Some((last, parents)) = comps.split_last() else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
-    let mut cur = ROOT_INODE;
+    let from_root = base == 0 || base == ROOT_INODE;
+    if !from_root {
+        let a = fs.getattr(ctx, base, None).map_err(|_| fallback())?;
+        if a.kind() != FileKind::Directory {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+        }
+    }
+    let mut cur = if from_root { ROOT_INODE } else { base };
     let mut prefix: Vec<u8> = Vec::new();
     for c in parents {
-        if !prefix.is_empty() {
-            prefix.push(b'/');
-        }
-        prefix.extend_from_slice(c);
-        if let Some(ino) = dirs.get(fs, &prefix) {
-            cur = ino;
-            continue;
+        if from_root {
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(c);
+            if let Some(ino) = dirs.get(fs, &prefix) {
+                cur = ino;
+                continue;
+            }
         }
         let e = fs.lookup(ctx, cur, OsStr::from_bytes(c))?;
         if e.attr.kind() != FileKind::Directory {
@@ -321,7 +332,11 @@ fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, path: &'p [u8], held: &mut Vec<I
             let code = if e.attr.kind() == FileKind::Symlink { E_FALLBACK } else { libc::ENOTDIR };
             return Err(io::Error::from_raw_os_error(code));
         }
-        dirs.put(fs, &prefix, e.inode);
+        if from_root {
+            dirs.put(fs, &prefix, e.inode);
+        } else {
+            held.push(e.inode);
+        }
         cur = e.inode;
     }
     Ok((cur, OsStr::from_bytes(last)))
@@ -353,7 +368,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
     match r.op {
         Op::OpenPath => {
             let p = path(buf);
-            let (dir, name) = walk(fs, ctx, &p, held, dirs)?;
+            let (dir, name) = walk(fs, ctx, r.inode, &p, held, dirs)?;
             let flags = (r.arg & 0xffff_ffff) as i32;
             let mode = (r.arg >> 32) as u32;
             let found = match fs.lookup(ctx, dir, name) {
@@ -398,7 +413,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
         }
         Op::StatPath => {
             let p = path(buf);
-            let (dir, name) = walk(fs, ctx, &p, held, dirs)?;
+            let (dir, name) = walk(fs, ctx, r.inode, &p, held, dirs)?;
             let e = fs.lookup(ctx, dir, name)?;
             held.push(e.inode);
             if e.attr.kind() == FileKind::Symlink && r.arg & STAT_NOFOLLOW == 0 {
@@ -410,7 +425,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
         }
         Op::UnlinkPath => {
             let p = path(buf);
-            let (dir, name) = walk(fs, ctx, &p, held, dirs)?;
+            let (dir, name) = walk(fs, ctx, r.inode, &p, held, dirs)?;
             // The kernel caches the file's attributes too (its link count drops).
             let victim = match kernel {
                 Some(_) => fs.lookup(ctx, dir, name).ok().map(|e| {
@@ -474,6 +489,37 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             fs.setattr(ctx, r.inode, Some(r.handle), &set)?;
             if let Some(k) = kernel {
                 k.inval_inode(r.inode, 0, 0);
+            }
+            Ok((0, [0; 4]))
+        }
+        Op::Setattr => {
+            let mut b = [0u8; std::mem::size_of::<WireSetattr>()];
+            if seg.read_data(r.client, len, &mut b) != b.len() {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            let w = WireSetattr::from_bytes(&b);
+            let time = |on: bool, sec: i64, nsec: i64| -> io::Result<Option<TimeUpdate>> {
+                Ok(match (on, nsec) {
+                    (false, _) => None,
+                    (true, libc::UTIME_OMIT) => None,
+                    (true, libc::UTIME_NOW) => Some(TimeUpdate::Now),
+                    (true, n) if (0..1_000_000_000).contains(&n) => Some(TimeUpdate::Set(Timespec { sec, nsec: n as u32 })),
+                    _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+                })
+            };
+            let set = SetAttr {
+                mode: (w.valid & SET_MODE != 0).then_some(w.mode & 0o7777),
+                uid: (w.valid & SET_UID != 0).then_some(w.uid),
+                gid: (w.valid & SET_GID != 0).then_some(w.gid),
+                size: None,
+                atime: time(w.valid & SET_ATIME != 0, w.atime, w.atime_nsec)?,
+                mtime: time(w.valid & SET_MTIME != 0, w.mtime, w.mtime_nsec)?,
+            };
+            if !set.is_empty() {
+                fs.setattr(ctx, r.inode, Some(r.handle), &set)?;
+                if let Some(k) = kernel {
+                    k.inval_inode(r.inode, -1, 0);
+                }
             }
             Ok((0, [0; 4]))
         }

@@ -89,8 +89,9 @@ pub enum Op {
     Create = 7,
     Unlink = 8,
     Fsync = 9,
-    /// Open the path in the buffer (relative to the instance root; `arg`: open flags, mode in
-    /// the upper 32 bits); aux: inode, handle.
+    /// Open the path in the buffer (`arg`: open flags, mode in the upper 32 bits); aux:
+    /// inode, handle. For the `*Path` operations the path is relative to directory `inode`
+    /// (0: the instance root), which the service checks it still knows.
     OpenPath = 10,
     /// Attributes of the path in the buffer (`arg` 1: do not follow a final symlink);
     /// the buffer gets a [`WireAttr`].
@@ -99,6 +100,47 @@ pub enum Op {
     UnlinkPath = 12,
     /// Set the size of an open file (`arg`: the new size).
     Truncate = 13,
+    /// Change attributes of an open file: a [`WireSetattr`] in the buffer.
+    Setattr = 14,
+}
+
+/// `WireSetattr::valid` bits.
+pub const SET_MODE: u32 = 1;
+pub const SET_UID: u32 = 2;
+pub const SET_GID: u32 = 4;
+pub const SET_ATIME: u32 = 8;
+pub const SET_MTIME: u32 = 16;
+
+/// Attribute changes as they travel in a client buffer. Times use the `utimensat`
+/// conventions (`tv_nsec` `UTIME_NOW` for the current time).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WireSetattr {
+    pub valid: u32,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: i64,
+    pub atime_nsec: i64,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
+}
+
+// SAFETY: `#[repr(C)]`, integers only.
+unsafe impl ShmSafe for WireSetattr {}
+
+impl WireSetattr {
+    /// Its bytes, for the buffer.
+    pub fn to_bytes(&self) -> [u8; core::mem::size_of::<WireSetattr>()] {
+        // SAFETY: `#[repr(C)]` integers laid out 4,4,4,4 then 8,8,8,8: no padding bytes.
+        unsafe { core::mem::transmute_copy(self) }
+    }
+
+    /// Reads one from buffer bytes (any bytes give some value).
+    pub fn from_bytes(b: &[u8; core::mem::size_of::<WireSetattr>()]) -> WireSetattr {
+        // SAFETY: valid for every bit pattern; `read_unaligned` needs no alignment.
+        unsafe { core::ptr::read_unaligned(b.as_ptr() as *const WireSetattr) }
+    }
 }
 
 /// Attributes as they travel in a client buffer.
@@ -157,6 +199,7 @@ impl Op {
             11 => Op::StatPath,
             12 => Op::UnlinkPath,
             13 => Op::Truncate,
+            14 => Op::Setattr,
             _ => return None,
         })
     }
@@ -211,6 +254,7 @@ pub fn decode(d: Descriptor, lim: &Limits) -> Result<Request, DecodeError> {
         Op::Lookup | Op::Create | Op::Unlink => lim.name_max.min(lim.buffer_size),
         Op::OpenPath | Op::StatPath | Op::UnlinkPath => lim.path_max.min(lim.buffer_size),
         Op::Read | Op::Write => lim.buffer_size,
+        Op::Setattr => core::mem::size_of::<WireSetattr>() as u64,
         _ => 0,
     };
     if d.len > max {

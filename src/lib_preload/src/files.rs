@@ -76,6 +76,10 @@ impl File {
 static FILES: [File; MAX_FILES] = [const { File::new() }; MAX_FILES];
 /// Descriptor number -> index in `FILES` + 1 (0: not ours).
 static FDS: [AtomicU32; MAX_FDS] = [const { AtomicU32::new(0) }; MAX_FDS];
+/// Kernel descriptors of directories on a pool mount -> index in `FILES` + 1 of a slot that
+/// records the directory (instance, inode, device, path), so that calls relative to them
+/// (`openat(dirfd, ...)`, `fstatat`, ...) can take the user-level path.
+static DIRFDS: [AtomicU32; MAX_FDS] = [const { AtomicU32::new(0) }; MAX_FDS];
 /// One above the highest descriptor ever made ours, to bound scans.
 static HIGH: AtomicUsize = AtomicUsize::new(0);
 static HINT: AtomicUsize = AtomicUsize::new(0);
@@ -224,6 +228,74 @@ pub fn share(fd: c_int, idx: u32) {
     if fd >= 0 && (fd as usize) < MAX_FDS {
         FILES[idx as usize - 1].refs.fetch_add(1, Ordering::AcqRel);
         publish(fd, idx);
+    }
+}
+
+/// A directory of a pool mount that the kernel opened for the program.
+pub struct Dir {
+    pub instance: u32,
+    pub inode: u64,
+    pub dev: u64,
+    pub path: &'static [u8],
+}
+
+/// The directory behind kernel descriptor `fd`, if it is one on a pool mount.
+pub fn dir(fd: c_int) -> Option<Dir> {
+    let i = DIRFDS.get(usize::try_from(fd).ok()?)?.load(Ordering::Acquire);
+    if i == 0 {
+        return None;
+    }
+    let f = &FILES[i as usize - 1];
+    Some(Dir { instance: f.instance.load(Ordering::Relaxed), inode: f.inode.load(Ordering::Relaxed), dev: f.dev.load(Ordering::Relaxed), path: f.path() })
+}
+
+/// Records kernel descriptor `fd` if it is a directory on the mount of `dev` (checked with
+/// fstat: the FUSE mount reports the instance's inode numbers).
+pub fn remember_dir(fd: c_int, instance: u32, dev: u64, path: &[u8]) {
+    let Some(slot) = usize::try_from(fd).ok().and_then(|i| DIRFDS.get(i)) else { return };
+    // SAFETY: zeroed `stat` is a valid out-parameter for fstat on the caller's descriptor.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { real::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFDIR || st.st_dev != dev {
+        return;
+    }
+    let o = Opened { instance, dev, inode: st.st_ino, handle: 0, flags: libc::O_DIRECTORY };
+    if let Some(idx) = claim(&o, path) {
+        HIGH.fetch_max(fd as usize + 1, Ordering::AcqRel);
+        if let Some(old) = std::num::NonZeroU32::new(slot.swap(idx, Ordering::AcqRel)) {
+            let _ = unref(old.get());
+        }
+    }
+}
+
+/// Forgets that kernel descriptor `fd` is a directory of ours (it is being closed or
+/// replaced).
+pub fn forget_dir(fd: c_int) {
+    if let Some(slot) = usize::try_from(fd).ok().and_then(|i| DIRFDS.get(i)) {
+        let i = slot.swap(0, Ordering::AcqRel);
+        if i != 0 {
+            let _ = unref(i);
+        }
+    }
+}
+
+/// Forgets the directories among descriptors `first..=last` (the kernel closes them).
+pub fn forget_dirs_in(first: usize, last: usize) {
+    let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
+    for fd in first..high.min(last.saturating_add(1)) {
+        forget_dir(fd as c_int);
+    }
+}
+
+/// After the kernel duplicated directory descriptor `old` onto `new`.
+pub fn dup_dir(old: c_int, new: c_int) {
+    forget_dir(new);
+    let (Some(o), Some(n)) = (usize::try_from(old).ok(), usize::try_from(new).ok()) else { return };
+    let (Some(os), Some(ns)) = (DIRFDS.get(o), DIRFDS.get(n)) else { return };
+    let i = os.load(Ordering::Acquire);
+    if i != 0 {
+        FILES[i as usize - 1].refs.fetch_add(1, Ordering::AcqRel);
+        ns.store(i, Ordering::Release);
     }
 }
 

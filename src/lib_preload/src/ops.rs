@@ -4,7 +4,7 @@
 use std::ffi::c_int;
 use std::sync::atomic::Ordering;
 
-use polytropon_ipc::{Descriptor, Op, WireAttr, STAT_NOFOLLOW, WRITE_APPEND};
+use polytropon_ipc::{Descriptor, Op, WireAttr, WireSetattr, STAT_NOFOLLOW, WRITE_APPEND};
 
 use crate::client::call;
 use crate::files::{self, File, LastRef, Opened};
@@ -28,6 +28,7 @@ pub fn open(t: &Target, flags: c_int, mode: u32) -> Result<c_int, c_int> {
     let d = Descriptor {
         op: Op::OpenPath as u32,
         instance: t.instance,
+        inode: t.base,
         len: rel.len() as u64,
         arg: u64::from(flags as u32) | (u64::from(mode) << 32),
         ..Descriptor::default()
@@ -78,6 +79,7 @@ pub fn stat_path(t: &Target, follow: bool) -> Result<WireAttr, c_int> {
     let d = Descriptor {
         op: Op::StatPath as u32,
         instance: t.instance,
+        inode: t.base,
         len: rel.len() as u64,
         arg: if follow { 0 } else { STAT_NOFOLLOW },
         ..Descriptor::default()
@@ -88,7 +90,7 @@ pub fn stat_path(t: &Target, follow: bool) -> Result<WireAttr, c_int> {
 
 pub fn unlink(t: &Target) -> Result<(), c_int> {
     let rel = t.rel();
-    call(Descriptor { op: Op::UnlinkPath as u32, instance: t.instance, len: rel.len() as u64, ..Descriptor::default() }, rel, None)?;
+    call(Descriptor { op: Op::UnlinkPath as u32, instance: t.instance, inode: t.base, len: rel.len() as u64, ..Descriptor::default() }, rel, None)?;
     Ok(())
 }
 
@@ -182,6 +184,13 @@ pub fn ftruncate(f: &File, len: i64) -> Result<(), c_int> {
         return Err(libc::EINVAL);
     }
     call(Descriptor { arg: len as u64, ..on_file(Op::Truncate, f) }, &[], None)?;
+    Ok(())
+}
+
+/// Changes attributes of an open file (fchmod, fchown, futimens).
+pub fn setattr(f: &File, w: &WireSetattr) -> Result<(), c_int> {
+    let b = w.to_bytes();
+    call(Descriptor { len: b.len() as u64, ..on_file(Op::Setattr, f) }, &b, None)?;
     Ok(())
 }
 

@@ -18,6 +18,8 @@ pub struct Target {
     rel: usize,
     pub instance: u32,
     pub dev: u64,
+    /// The directory `rel` is relative to (0: the instance root).
+    pub base: u64,
 }
 
 impl Target {
@@ -26,7 +28,7 @@ impl Target {
         &self.buf[..self.len]
     }
 
-    /// The path inside the instance (no leading '/').
+    /// The path inside the instance, relative to `base` (no leading '/').
     pub fn rel(&self) -> &[u8] {
         &self.buf[self.rel..self.len]
     }
@@ -47,11 +49,22 @@ pub fn resolve(dirfd: c_int, path: *const c_char) -> Option<Target> {
     if p.is_empty() || p.ends_with(b"/") {
         return None;
     }
-    let mut t = Target { buf: [0; PATH_CAP], len: 0, rel: 0, instance: 0, dev: 0 };
-    if p[0] != b'/' {
-        if dirfd != libc::AT_FDCWD {
+    let mut t = Target { buf: [0; PATH_CAP], len: 0, rel: 0, instance: 0, dev: 0, base: 0 };
+    if p[0] != b'/' && dirfd != libc::AT_FDCWD {
+        let d = crate::files::dir(dirfd)?;
+        push_components(&mut t, d.path)?;
+        let base_len = t.len;
+        push_components(&mut t, p)?;
+        if t.len == base_len {
             return None;
         }
+        t.rel = base_len + 1;
+        t.instance = d.instance;
+        t.dev = d.dev;
+        t.base = d.inode;
+        return Some(t);
+    }
+    if p[0] != b'/' {
         let cwd = config::cwd();
         if cwd.is_empty() {
             return None;

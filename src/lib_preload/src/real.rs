@@ -33,6 +33,7 @@ failure_is! {
     *mut c_char => std::ptr::null_mut(),
     *mut c_void => libc::MAP_FAILED,
     *mut libc::FILE => std::ptr::null_mut(),
+    *mut libc::DIR => std::ptr::null_mut(),
 }
 
 /// The address of `name` (NUL-terminated) in the next object after this one, cached in `slot`.
@@ -163,4 +164,10 @@ real! {
     fopen(path: *const c_char, mode: *const c_char) -> *mut libc::FILE;
     fopen64(path: *const c_char, mode: *const c_char) -> *mut libc::FILE;
     fdopen(fd: c_int, mode: *const c_char) -> *mut libc::FILE;
+    opendir(path: *const c_char) -> *mut libc::DIR;
+    fchmod(fd: c_int, mode: mode_t) -> c_int;
+    fchown(fd: c_int, uid: libc::uid_t, gid: libc::gid_t) -> c_int;
+    futimens(fd: c_int, times: *const libc::timespec) -> c_int;
+    futimes(fd: c_int, times: *const libc::timeval) -> c_int;
+    closedir(d: *mut libc::DIR) -> c_int;
 }

@@ -46,6 +46,11 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_i
             set_errno(libc::ENOTTY);
             return -1;
         }
+        if matches!(request, FICLONE | FICLONERANGE | FIDEDUPERANGE) {
+            // No cloning across the user-level path; callers (cp) fall back to copying.
+            set_errno(libc::EOPNOTSUPP);
+            return -1;
+        }
         if let Err(e) = hand_over(fd) {
             set_errno(e);
             return -1;
@@ -54,6 +59,11 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_i
     // SAFETY: as above.
     unsafe { real::ioctl(fd, request, arg) }
 }
+
+// <linux/fs.h> ioctl numbers of the clone and dedupe requests.
+const FICLONE: c_ulong = 0x4004_9409;
+const FICLONERANGE: c_ulong = 0x4020_940d;
+const FIDEDUPERANGE: c_ulong = 0xc018_9436;
 
 const COPY_CHUNK: usize = 256 << 10;
 

@@ -25,6 +25,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         return -1;
     }
     let last = files::forget_fd(fd);
+    files::forget_dir(fd);
     // SAFETY: closing the caller's descriptor (ours or not: the kernel one goes either way).
     let r = unsafe { real::close(fd) };
     let e = crate::config::errno();
@@ -40,6 +41,7 @@ fn forget_range(first: c_uint, last: c_uint) {
     for fd in ours.into_iter().filter(|fd| (first..=last).contains(&(*fd as c_uint))) {
         release(files::forget_fd(fd));
     }
+    files::forget_dirs_in(first as usize, last as usize);
 }
 
 #[no_mangle]
@@ -74,6 +76,7 @@ fn duplicated(old: c_int, new: c_int, r: c_int) -> c_int {
         return r;
     }
     let replaced = files::forget_fd(new);
+    files::dup_dir(old, new);
     if let Some((idx, _)) = files::get(old) {
         files::share(new, idx);
         if new <= 2 {
@@ -84,6 +87,33 @@ fn duplicated(old: c_int, new: c_int, r: c_int) -> c_int {
     }
     release(replaced);
     r
+}
+
+/// opendir opens with libc's internal open: remember the directory here.
+#[no_mangle]
+pub unsafe extern "C" fn opendir(path: *const libc::c_char) -> *mut libc::DIR {
+    // SAFETY: forwarding the caller's argument.
+    let d = unsafe { real::opendir(path) };
+    if !d.is_null() {
+        if let Some(_busy) = crate::config::Busy::enter() {
+            if let Some(t) = crate::path::resolve(libc::AT_FDCWD, path) {
+                // SAFETY: `d` is the stream just opened.
+                files::remember_dir(unsafe { libc::dirfd(d) }, t.instance, t.dev, t.abs());
+            }
+        }
+    }
+    d
+}
+
+/// closedir closes with libc's internal close: forget the directory here.
+#[no_mangle]
+pub unsafe extern "C" fn closedir(d: *mut libc::DIR) -> c_int {
+    if !d.is_null() {
+        // SAFETY: the caller's open stream.
+        files::forget_dir(unsafe { libc::dirfd(d) });
+    }
+    // SAFETY: forwarding the caller's argument.
+    unsafe { real::closedir(d) }
 }
 
 #[no_mangle]
@@ -128,7 +158,12 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 fn fcntl_ours(fd: c_int, cmd: c_int, arg: c_ulong, real_fcntl: unsafe fn(c_int, c_int, c_ulong) -> c_int) -> c_int {
     let Some((_, f)) = files::get(fd) else {
         // SAFETY: forwarding the caller's arguments.
-        return unsafe { real_fcntl(fd, cmd, arg) };
+        let r = unsafe { real_fcntl(fd, cmd, arg) };
+        if r >= 0 && matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
+            // A copy of a directory descriptor we know of (fts does this).
+            files::dup_dir(fd, r);
+        }
+        return r;
     };
     match cmd {
         libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {

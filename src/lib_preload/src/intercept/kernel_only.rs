@@ -6,7 +6,7 @@
 use std::ffi::{c_char, c_int, c_long, c_uint, c_void};
 use std::sync::atomic::AtomicUsize;
 
-use libc::{gid_t, loff_t, mode_t, off64_t, off_t, size_t, ssize_t, uid_t};
+use libc::{loff_t, off64_t, off_t, size_t, ssize_t};
 
 use super::hand_over;
 use crate::config::set_errno;
@@ -42,8 +42,6 @@ macro_rules! kernel_only {
 kernel_only! {
     mmap([fd] addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void;
     mmap64([fd] addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: off64_t) -> *mut c_void;
-    fchmod([fd] fd: c_int, mode: mode_t) -> c_int;
-    fchown([fd] fd: c_int, uid: uid_t, gid: gid_t) -> c_int;
     fstatfs([fd] fd: c_int, buf: *mut libc::statfs) -> c_int;
     fstatfs64([fd] fd: c_int, buf: *mut libc::statfs64) -> c_int;
     fstatvfs([fd] fd: c_int, buf: *mut libc::statvfs) -> c_int;
@@ -55,8 +53,6 @@ kernel_only! {
     fallocate64([fd] fd: c_int, mode: c_int, off: off64_t, len: off64_t) -> c_int;
     splice([fd_in, fd_out] fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t;
     tee([fd_in, fd_out] fd_in: c_int, fd_out: c_int, len: size_t, flags: c_uint) -> ssize_t;
-    futimens([fd] fd: c_int, times: *const libc::timespec) -> c_int;
-    futimes([fd] fd: c_int, times: *const libc::timeval) -> c_int;
     fgetxattr([fd] fd: c_int, name: *const c_char, value: *mut c_void, size: size_t) -> ssize_t;
     fsetxattr([fd] fd: c_int, name: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int;
     flistxattr([fd] fd: c_int, list: *mut c_char, size: size_t) -> ssize_t;

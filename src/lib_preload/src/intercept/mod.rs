@@ -6,6 +6,7 @@
 //! Calls not listed here go to libc unchanged; path calls on mount paths (mkdir, rename,
 //! readdir, ...) then take the legacy path, which is correct, only slower.
 
+mod attrs;
 mod emulated;
 mod fd;
 mod io;

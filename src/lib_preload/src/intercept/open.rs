@@ -6,73 +6,95 @@ use std::ffi::{c_char, c_int};
 use libc::mode_t;
 
 use super::run;
-use crate::{config, ops, path, real};
+use crate::{config, files, ops, path, real};
 
-fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> Result<c_int, c_int> {
+/// open on the user-level path; what that path leaves to the kernel is opened there by
+/// `kernel`, and a directory so opened is remembered for the calls relative to it.
+fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t, kernel: impl FnOnce() -> c_int) -> Result<c_int, c_int> {
     let t = path::resolve(dirfd, path).ok_or(ops::FALLBACK)?;
-    ops::open(&t, flags, mode)
+    match ops::open(&t, flags, mode) {
+        Err(ops::FALLBACK) => {
+            let fd = kernel();
+            if fd < 0 {
+                return Err(config::errno());
+            }
+            files::remember_dir(fd, t.instance, t.dev, t.abs());
+            Ok(fd)
+        }
+        other => other,
+    }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
     // SAFETY: forwarding the caller's arguments unchanged.
-    run(|| open_at(libc::AT_FDCWD, path, flags, mode), || unsafe { real::open(path, flags, mode) })
+    let kernel = || unsafe { real::open(path, flags, mode) };
+    run(|| open_at(libc::AT_FDCWD, path, flags, mode, kernel), kernel)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
-    // SAFETY: as above.
-    run(|| open_at(libc::AT_FDCWD, path, flags, mode), || unsafe { real::open64(path, flags, mode) })
+    // SAFETY: forwarding the caller's arguments unchanged.
+    let kernel = || unsafe { real::open64(path, flags, mode) };
+    run(|| open_at(libc::AT_FDCWD, path, flags, mode, kernel), kernel)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn __open_2(path: *const c_char, flags: c_int) -> c_int {
-    // SAFETY: as above.
-    run(|| open_at(libc::AT_FDCWD, path, flags, 0), || unsafe { real::__open_2(path, flags) })
+    // SAFETY: forwarding the caller's arguments unchanged.
+    let kernel = || unsafe { real::__open_2(path, flags) };
+    run(|| open_at(libc::AT_FDCWD, path, flags, 0, kernel), kernel)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn __open64_2(path: *const c_char, flags: c_int) -> c_int {
-    // SAFETY: as above.
-    run(|| open_at(libc::AT_FDCWD, path, flags, 0), || unsafe { real::__open64_2(path, flags) })
+    // SAFETY: forwarding the caller's arguments unchanged.
+    let kernel = || unsafe { real::__open64_2(path, flags) };
+    run(|| open_at(libc::AT_FDCWD, path, flags, 0, kernel), kernel)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
-    // SAFETY: as above.
-    run(|| open_at(dirfd, path, flags, mode), || unsafe { real::openat(dirfd, path, flags, mode) })
+    // SAFETY: forwarding the caller's arguments unchanged.
+    let kernel = || unsafe { real::openat(dirfd, path, flags, mode) };
+    run(|| open_at(dirfd, path, flags, mode, kernel), kernel)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
-    // SAFETY: as above.
-    run(|| open_at(dirfd, path, flags, mode), || unsafe { real::openat64(dirfd, path, flags, mode) })
+    // SAFETY: forwarding the caller's arguments unchanged.
+    let kernel = || unsafe { real::openat64(dirfd, path, flags, mode) };
+    run(|| open_at(dirfd, path, flags, mode, kernel), kernel)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn __openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
-    // SAFETY: as above.
-    run(|| open_at(dirfd, path, flags, 0), || unsafe { real::__openat_2(dirfd, path, flags) })
+    // SAFETY: forwarding the caller's arguments unchanged.
+    let kernel = || unsafe { real::__openat_2(dirfd, path, flags) };
+    run(|| open_at(dirfd, path, flags, 0, kernel), kernel)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn __openat64_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
-    // SAFETY: as above.
-    run(|| open_at(dirfd, path, flags, 0), || unsafe { real::__openat64_2(dirfd, path, flags) })
+    // SAFETY: forwarding the caller's arguments unchanged.
+    let kernel = || unsafe { real::__openat64_2(dirfd, path, flags) };
+    run(|| open_at(dirfd, path, flags, 0, kernel), kernel)
 }
 
 const CREAT: c_int = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
 
 #[no_mangle]
 pub unsafe extern "C" fn creat(path: *const c_char, mode: mode_t) -> c_int {
-    // SAFETY: as above.
-    run(|| open_at(libc::AT_FDCWD, path, CREAT, mode), || unsafe { real::creat(path, mode) })
+    // SAFETY: forwarding the caller's arguments unchanged.
+    let kernel = || unsafe { real::creat(path, mode) };
+    run(|| open_at(libc::AT_FDCWD, path, CREAT, mode, kernel), kernel)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn creat64(path: *const c_char, mode: mode_t) -> c_int {
-    // SAFETY: as above.
-    run(|| open_at(libc::AT_FDCWD, path, CREAT, mode), || unsafe { real::creat64(path, mode) })
+    // SAFETY: forwarding the caller's arguments unchanged.
+    let kernel = || unsafe { real::creat64(path, mode) };
+    run(|| open_at(libc::AT_FDCWD, path, CREAT, mode, kernel), kernel)
 }
 
 fn unlink_at(dirfd: c_int, path: *const c_char, flags: c_int) -> Result<c_int, c_int> {
