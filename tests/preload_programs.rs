@@ -223,6 +223,21 @@ try:
 except OSError as e:
     print("readonly:", e.errno)
 os.close(fd)
+fd = os.open("attrs.txt", os.O_CREAT | os.O_RDWR, 0o644)
+os.setxattr(fd, "user.k", b"v1")
+os.setxattr(fd, "user.k2", b"v2")
+print(sorted(os.listxattr(fd)), os.getxattr(fd, "user.k"))
+os.removexattr(fd, "user.k")
+for attempt in (lambda: os.getxattr(fd, "user.k"), lambda: os.setxattr(fd, "user.k2", b"x", os.XATTR_CREATE)):
+    try:
+        attempt()
+    except OSError as e:
+        print("xattr error:", e.errno)
+os.fchmod(fd, 0o600)
+os.utime(fd, (1, 2))
+st = os.fstat(fd)
+print(oct(st.st_mode), st.st_atime, st.st_mtime)
+os.close(fd)
 sys.stdout.flush()
 "#;
 

@@ -233,6 +233,10 @@ fn op_name(op: Op) -> &'static str {
         Op::UnlinkPath => "unlink_path",
         Op::Truncate => "truncate",
         Op::Setattr => "setattr",
+        Op::Getxattr => "getxattr",
+        Op::Listxattr => "listxattr",
+        Op::Setxattr => "setxattr",
+        Op::Removexattr => "removexattr",
     }
 }
 
@@ -352,6 +356,14 @@ fn execute(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: 
         Ok(v) => v,
         Err(e) => (neg(e), [0; 4]),
     }
+}
+
+/// An extended attribute name as the kernel accepts it: 1 to 255 bytes, no NUL.
+fn xattr_name(name: &[u8]) -> io::Result<()> {
+    if name.is_empty() || name.len() > 255 || name.contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::ERANGE));
+    }
+    Ok(())
 }
 
 fn fallback() -> io::Error {
@@ -520,6 +532,49 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
                 if let Some(k) = kernel {
                     k.inval_inode(r.inode, -1, 0);
                 }
+            }
+            Ok((0, [0; 4]))
+        }
+        Op::Getxattr | Op::Listxattr => {
+            let value = if r.op == Op::Getxattr {
+                let name = path(buf);
+                xattr_name(&name)?;
+                fs.getxattr(ctx, r.inode, OsStr::from_bytes(&name))?
+            } else {
+                let mut list = Vec::new();
+                for n in fs.listxattr(ctx, r.inode)? {
+                    list.extend_from_slice(n.as_bytes());
+                    list.push(0);
+                }
+                list
+            };
+            if r.arg != 0 {
+                if (r.arg as usize) < value.len() {
+                    return Err(io::Error::from_raw_os_error(libc::ERANGE));
+                }
+                if seg.write_data(r.client, &value) != value.len() {
+                    return Err(io::Error::from_raw_os_error(libc::E2BIG));
+                }
+            }
+            Ok((value.len() as i64, [0; 4]))
+        }
+        Op::Setxattr => {
+            let data = path(buf);
+            let (name, value) = data.split_at(r.offset as usize);
+            let value = value.strip_prefix(&[0]).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            xattr_name(name)?;
+            fs.setxattr(ctx, r.inode, OsStr::from_bytes(name), value, r.arg as i32)?;
+            if let Some(k) = kernel {
+                k.inval_inode(r.inode, -1, 0);
+            }
+            Ok((0, [0; 4]))
+        }
+        Op::Removexattr => {
+            let name = path(buf);
+            xattr_name(&name)?;
+            fs.removexattr(ctx, r.inode, OsStr::from_bytes(&name))?;
+            if let Some(k) = kernel {
+                k.inval_inode(r.inode, -1, 0);
             }
             Ok((0, [0; 4]))
         }

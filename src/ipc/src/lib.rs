@@ -102,6 +102,16 @@ pub enum Op {
     Truncate = 13,
     /// Change attributes of an open file: a [`WireSetattr`] in the buffer.
     Setattr = 14,
+    /// Extended attribute named in the buffer, of an open file; `arg`: the caller's buffer
+    /// size (0: only the length). Reply: the value in the buffer, its length as the result.
+    Getxattr = 15,
+    /// Names of an open file's extended attributes, NUL-terminated each; `arg` as above.
+    Listxattr = 16,
+    /// Set one: the buffer holds the name, a NUL and the value; `offset`: the name's length;
+    /// `arg`: `XATTR_CREATE`/`XATTR_REPLACE` or 0.
+    Setxattr = 17,
+    /// Remove the one named in the buffer.
+    Removexattr = 18,
 }
 
 /// `WireSetattr::valid` bits.
@@ -200,6 +210,10 @@ impl Op {
             12 => Op::UnlinkPath,
             13 => Op::Truncate,
             14 => Op::Setattr,
+            15 => Op::Getxattr,
+            16 => Op::Listxattr,
+            17 => Op::Setxattr,
+            18 => Op::Removexattr,
             _ => return None,
         })
     }
@@ -255,6 +269,8 @@ pub fn decode(d: Descriptor, lim: &Limits) -> Result<Request, DecodeError> {
         Op::OpenPath | Op::StatPath | Op::UnlinkPath => lim.path_max.min(lim.buffer_size),
         Op::Read | Op::Write => lim.buffer_size,
         Op::Setattr => core::mem::size_of::<WireSetattr>() as u64,
+        Op::Getxattr | Op::Removexattr => lim.name_max.min(lim.buffer_size),
+        Op::Setxattr => lim.buffer_size,
         _ => 0,
     };
     if d.len > max {
@@ -262,6 +278,7 @@ pub fn decode(d: Descriptor, lim: &Limits) -> Result<Request, DecodeError> {
     }
     if matches!(op, Op::Read | Op::Write) && d.offset.checked_add(d.len).is_none_or(|end| end > i64::MAX as u64)
         || op == Op::Truncate && d.arg > i64::MAX as u64
+        || op == Op::Setxattr && (d.offset == 0 || d.offset >= d.len)
     {
         return Err(DecodeError::BadOffset);
     }

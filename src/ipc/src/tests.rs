@@ -177,6 +177,15 @@ fn the_decoder_refuses_what_is_out_of_bounds() {
     assert_eq!(decode(Descriptor { offset: u64::MAX, ..ok }, &lim), Err(DecodeError::BadOffset));
     assert_eq!(decode(Descriptor { op: Op::Lookup as u32, len: 256, ..ok }, &lim), Err(DecodeError::TooLong(256)));
     assert_eq!(decode(Descriptor { op: Op::Getattr as u32, len: 1, ..ok }, &lim), Err(DecodeError::TooLong(1)));
+    // Attribute changes carry exactly one record at most; xattr names stay names.
+    assert_eq!(decode(Descriptor { op: Op::Setattr as u32, len: 49, ..ok }, &lim), Err(DecodeError::TooLong(49)));
+    assert_eq!(decode(Descriptor { op: Op::Getxattr as u32, len: 256, ..ok }, &lim), Err(DecodeError::TooLong(256)));
+    // Setxattr: the name must end inside the data, before the value.
+    let set = Descriptor { op: Op::Setxattr as u32, len: 10, offset: 4, ..ok };
+    assert_eq!(decode(set, &lim).map(|r| r.op), Ok(Op::Setxattr));
+    assert_eq!(decode(Descriptor { offset: 0, ..set }, &lim), Err(DecodeError::BadOffset));
+    assert_eq!(decode(Descriptor { offset: 10, ..set }, &lim), Err(DecodeError::BadOffset));
+    assert_eq!(decode(Descriptor { op: Op::Truncate as u32, len: 0, arg: u64::MAX, ..ok }, &lim), Err(DecodeError::BadOffset));
 }
 
 #[test]

@@ -31,6 +31,17 @@ pub fn call(d: Descriptor, data: &[u8], out: Option<&mut [u8]>) -> Result<Reply,
     })
 }
 
+/// Copies the data of this thread's last reply into `out`.
+pub fn reply_data(out: &mut [u8]) {
+    let _ = CLIENT.try_with(|c| {
+        if let Ok(c) = c.try_borrow() {
+            if let Some((client, _)) = c.as_ref() {
+                client.data(out);
+            }
+        }
+    });
+}
+
 /// Runs `f` with this thread's client, attaching one first if needed.
 fn with_client<T>(f: impl FnOnce(&mut Client) -> Result<T, c_int>) -> Result<T, c_int> {
     let cfg = config::get().ok_or(libc::ENXIO)?;

@@ -194,6 +194,46 @@ pub fn setattr(f: &File, w: &WireSetattr) -> Result<(), c_int> {
     Ok(())
 }
 
+/// Extended attribute `name` (or, with `name` `None`, the list of names) of an open file into
+/// `out` (empty: only the length); its length.
+pub fn getxattr(f: &File, name: Option<&[u8]>, out: &mut [u8]) -> Result<usize, c_int> {
+    let (op, data) = match name {
+        Some(n) => (Op::Getxattr, n),
+        None => (Op::Listxattr, &[][..]),
+    };
+    let d = Descriptor { len: data.len() as u64, arg: out.len() as u64, ..on_file(op, f) };
+    let n = call(d, data, None)?.value as usize;
+    if !out.is_empty() {
+        let n = n.min(out.len());
+        crate::client::reply_data(&mut out[..n]);
+    }
+    Ok(n)
+}
+
+/// Sets extended attribute `name` of an open file.
+pub fn setxattr(f: &File, name: &[u8], value: &[u8], flags: c_int) -> Result<(), c_int> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(libc::ERANGE);
+    }
+    if value.len() > 65536 {
+        return Err(libc::E2BIG);
+    }
+    // Not a hot path: a heap buffer rather than 64 KiB of some thread's stack.
+    let mut data = Vec::with_capacity(name.len() + 1 + value.len());
+    data.extend_from_slice(name);
+    data.push(0);
+    data.extend_from_slice(value);
+    let d = Descriptor { len: data.len() as u64, offset: name.len() as u64, arg: flags as u32 as u64, ..on_file(Op::Setxattr, f) };
+    call(d, &data, None)?;
+    Ok(())
+}
+
+/// Removes extended attribute `name` of an open file.
+pub fn removexattr(f: &File, name: &[u8]) -> Result<(), c_int> {
+    call(Descriptor { len: name.len() as u64, ..on_file(Op::Removexattr, f) }, name, None)?;
+    Ok(())
+}
+
 /// Fills a `struct stat` as the kernel's FUSE path would for the same file.
 pub fn fill_stat(a: &WireAttr, dev: u64, st: &mut libc::stat) {
     // SAFETY: `libc::stat` is plain integers; all-zero is a valid value.

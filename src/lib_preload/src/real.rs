@@ -169,5 +169,9 @@ real! {
     fchown(fd: c_int, uid: libc::uid_t, gid: libc::gid_t) -> c_int;
     futimens(fd: c_int, times: *const libc::timespec) -> c_int;
     futimes(fd: c_int, times: *const libc::timeval) -> c_int;
+    fgetxattr(fd: c_int, name: *const c_char, value: *mut c_void, size: size_t) -> ssize_t;
+    flistxattr(fd: c_int, list: *mut c_char, size: size_t) -> ssize_t;
+    fsetxattr(fd: c_int, name: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int;
+    fremovexattr(fd: c_int, name: *const c_char) -> c_int;
     closedir(d: *mut libc::DIR) -> c_int;
 }

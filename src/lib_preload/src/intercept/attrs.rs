@@ -1,9 +1,9 @@
-//! Attribute changes on our descriptors: fchmod, fchown, futimens, futimes (cp -a and tar
-//! set them on every file they write).
+//! Attributes of our descriptors: fchmod, fchown, futimens, futimes and the extended
+//! attribute calls (cp -a and tar set them on every file they write).
 
-use std::ffi::c_int;
+use std::ffi::{c_char, c_int, c_void, CStr};
 
-use libc::{gid_t, mode_t, uid_t};
+use libc::{gid_t, mode_t, size_t, ssize_t, uid_t};
 use polytropon_ipc::{WireSetattr, SET_ATIME, SET_GID, SET_MODE, SET_MTIME, SET_UID};
 
 use super::on_fd;
@@ -54,4 +54,63 @@ pub unsafe extern "C" fn futimes(fd: c_int, t: *const libc::timeval) -> c_int {
     let bad = given.is_some_and(|g| g.iter().any(|v| !(0..1_000_000_000).contains(&v.tv_nsec)));
     // SAFETY: forwarding the caller's arguments.
     on_fd(fd, |f| if bad { Err(libc::EINVAL) } else { ops::setattr(f, &w).map(|()| 0) }, || unsafe { real::futimes(fd, t) })
+}
+
+/// The caller's attribute name.
+fn name<'a>(n: *const c_char) -> Result<&'a [u8], c_int> {
+    if n.is_null() {
+        return Err(libc::EFAULT);
+    }
+    // SAFETY: a NUL-terminated name, as the xattr calls require.
+    Ok(unsafe { CStr::from_ptr(n) }.to_bytes())
+}
+
+/// The caller's buffer of `size` bytes (empty for 0).
+fn buffer<'a>(p: *mut c_void, size: size_t) -> Result<&'a mut [u8], c_int> {
+    if size == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() {
+        return Err(libc::EFAULT);
+    }
+    // SAFETY: the caller's buffer of `size` bytes, as the xattr calls require.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p as *mut u8, size) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fgetxattr(fd: c_int, n: *const c_char, value: *mut c_void, size: size_t) -> ssize_t {
+    // SAFETY: forwarding the caller's arguments.
+    on_fd(fd, |f| Ok(ops::getxattr(f, Some(name(n)?), buffer(value, size)?)? as ssize_t), || unsafe { real::fgetxattr(fd, n, value, size) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn flistxattr(fd: c_int, list: *mut c_char, size: size_t) -> ssize_t {
+    // SAFETY: forwarding the caller's arguments.
+    on_fd(fd, |f| Ok(ops::getxattr(f, None, buffer(list.cast(), size)?)? as ssize_t), || unsafe { real::flistxattr(fd, list, size) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fsetxattr(fd: c_int, n: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int {
+    // SAFETY: forwarding the caller's arguments.
+    on_fd(
+        fd,
+        |f| {
+            let v = if size == 0 {
+                &[][..]
+            } else if value.is_null() {
+                return Err(libc::EFAULT);
+            } else {
+                // SAFETY: the caller's value of `size` bytes.
+                unsafe { std::slice::from_raw_parts(value as *const u8, size) }
+            };
+            ops::setxattr(f, name(n)?, v, flags).map(|()| 0)
+        },
+        || unsafe { real::fsetxattr(fd, n, value, size, flags) },
+    )
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fremovexattr(fd: c_int, n: *const c_char) -> c_int {
+    // SAFETY: forwarding the caller's arguments.
+    on_fd(fd, |f| ops::removexattr(f, name(n)?).map(|()| 0), || unsafe { real::fremovexattr(fd, n) })
 }

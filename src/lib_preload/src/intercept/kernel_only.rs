@@ -1,4 +1,4 @@
-//! Calls on a descriptor that only the kernel can serve (mmap, locks, xattrs, splice, libc
+//! Calls on a descriptor that only the kernel can serve (mmap, locks, splice, libc
 //! routines that use the descriptor internally): one of ours is first handed
 //! over to the kernel (reopened through the FUSE mount, same offset, same number), then the
 //! real function runs. Without this they would act on the reserved `/dev/null` descriptor.
@@ -53,10 +53,6 @@ kernel_only! {
     fallocate64([fd] fd: c_int, mode: c_int, off: off64_t, len: off64_t) -> c_int;
     splice([fd_in, fd_out] fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t;
     tee([fd_in, fd_out] fd_in: c_int, fd_out: c_int, len: size_t, flags: c_uint) -> ssize_t;
-    fgetxattr([fd] fd: c_int, name: *const c_char, value: *mut c_void, size: size_t) -> ssize_t;
-    fsetxattr([fd] fd: c_int, name: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int;
-    flistxattr([fd] fd: c_int, list: *mut c_char, size: size_t) -> ssize_t;
-    fremovexattr([fd] fd: c_int, name: *const c_char) -> c_int;
     syncfs([fd] fd: c_int) -> c_int;
     sync_file_range([fd] fd: c_int, off: off64_t, n: off64_t, flags: c_uint) -> c_int;
     fpathconf([fd] fd: c_int, name: c_int) -> c_long;
