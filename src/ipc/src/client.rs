@@ -2,7 +2,7 @@
 //! for their completion (a short spin, then a futex sleep; bounded, so a dead service gives
 //! `EIO` instead of a hang).
 
-use crate::segment::{futex_wait, futex_wake, Layout, Segment, DONE, IDLE, PENDING};
+use crate::segment::{futex_wait, futex_wake, Layout, Segment, DONE, IDLE, PENDING, SLEEPING};
 use crate::sync::Ordering;
 use crate::Descriptor;
 
@@ -109,7 +109,11 @@ impl Client {
                 h.state.store(IDLE, Ordering::Release);
                 return Err(libc::EIO);
             }
-            futex_wait(&h.state, PENDING, 100);
+            // Say we sleep (unless the answer came meanwhile), so the service wakes us; a
+            // spinning client costs the service no system call.
+            if h.state.compare_exchange(PENDING, SLEEPING, Ordering::AcqRel, Ordering::Acquire).is_ok() || h.state.load(Ordering::Acquire) == SLEEPING {
+                futex_wait(&h.state, SLEEPING, 100);
+            }
             waited += 100;
         }
         let value = h.result.load(Ordering::Acquire);
@@ -186,6 +190,7 @@ pub fn complete(seg: &Segment, client: u32, seq: u64, result: i64, aux: [u64; 4]
     }
     h.seq.store(seq, Ordering::Relaxed);
     h.result.store(result as u64, Ordering::Relaxed);
-    h.state.store(DONE, Ordering::Release);
-    futex_wake(&h.state, 1);
+    if h.state.swap(DONE, Ordering::AcqRel) == SLEEPING {
+        futex_wake(&h.state, 1);
+    }
 }

@@ -51,6 +51,8 @@ pub struct Doorbell {
 pub const IDLE: u32 = 0;
 pub const PENDING: u32 = 1;
 pub const DONE: u32 = 2;
+/// `PENDING`, and the client sleeps on the word: the completion must wake it.
+pub const SLEEPING: u32 = 3;
 
 /// A client's header: who owns the area, the completion word and small results.
 #[repr(C, align(64))]
@@ -58,7 +60,7 @@ pub const DONE: u32 = 2;
 pub struct ClientHeader {
     /// Pid of the owning process (0: free).
     pub owner: AtomicU32,
-    /// `IDLE` / `PENDING` / `DONE`; the futex the client sleeps on.
+    /// `IDLE` / `PENDING` / `SLEEPING` / `DONE`; the futex the client sleeps on.
     pub state: AtomicU32,
     /// Sequence number of the request being answered.
     pub seq: AtomicU64,
