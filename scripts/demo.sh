@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The main job, end to end, on the embedded default (local backend), as root.
 # Until `exec` lands (issue 6) the deepest pieces that work are the union libservice over
-# local branches, pools and their filesystem service with the FUSE legacy path: this builds
-# the binary, drives two cloned instances directly, then creates a pool, starts its service,
-# mounts two clones of one image through it, runs a program from the image on each, writes
-# through each, shows `inspect`, and tears everything down.
+# local branches, pools and their filesystem service with the FUSE legacy path and the
+# user-level path: this builds the binary, drives two cloned instances directly, then creates
+# a pool, starts its service, mounts two clones of one image through it, runs a program from
+# the image on each, writes through each, runs a shell under the preload library (its file
+# I/O over the pool's shared-memory queues), shows `inspect`, and tears everything down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) -eq 0 ]] || { echo "error: run as root (FUSE mounts with allow_other, dev, suid)" >&2; exit 1; }
@@ -44,6 +45,9 @@ for c in c1 c2; do
   echo "-- $c upper branch:"; (cd "$work/$c/upper" && find . -mindepth 1 | sort)
 done
 echo "-- image branch (unchanged):"; cat "$work/image/etc/motd"
+echo "-- a shell in the pool under the preload library: its I/O takes the user-level path"
+(cd "$work/c1/mnt" && "$bin" --state-dir "$state" exec --pool "$pool" --preload-only -- \
+  sh -c 'seq 1 3 > etc/counted; cat etc/counted etc/motd | wc -l; rm etc/counted')
 "$bin" --state-dir "$state" inspect --pool "$pool"
 "$bin" --state-dir "$state" pool destroy "$pool" --force
-echo "ok: one pool, one service on its own cpu, two clones sharing one read-only image; all torn down"
+echo "ok: one pool, one service on its own cpu, two clones sharing one read-only image, a process on the user-level path; all torn down"
