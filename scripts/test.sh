@@ -18,3 +18,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked -- --test-threads=2
 # The shared-memory queue, model-checked with loom (own target dir: the cfg changes every hash).
 RUSTFLAGS="--cfg loom" cargo test -p polytropon-ipc --test loom --release --locked --target-dir target/loom
+# The request decoder under libFuzzer (nightly toolchain, AddressSanitizer), bounded.
+scripts/fuzz.sh 30

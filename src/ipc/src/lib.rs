@@ -265,14 +265,13 @@ pub fn decode(d: Descriptor, lim: &Limits) -> Result<Request, DecodeError> {
         return Err(DecodeError::BadClient(d.client));
     }
     let max = match op {
-        Op::Lookup | Op::Create | Op::Unlink => lim.name_max.min(lim.buffer_size),
-        Op::OpenPath | Op::StatPath | Op::UnlinkPath => lim.path_max.min(lim.buffer_size),
-        Op::Read | Op::Write => lim.buffer_size,
+        Op::Lookup | Op::Create | Op::Unlink | Op::Getxattr | Op::Removexattr => lim.name_max,
+        Op::OpenPath | Op::StatPath | Op::UnlinkPath => lim.path_max,
+        Op::Read | Op::Write | Op::Setxattr => lim.buffer_size,
         Op::Setattr => core::mem::size_of::<WireSetattr>() as u64,
-        Op::Getxattr | Op::Removexattr => lim.name_max.min(lim.buffer_size),
-        Op::Setxattr => lim.buffer_size,
         _ => 0,
-    };
+    }
+    .min(lim.buffer_size);
     if d.len > max {
         return Err(DecodeError::TooLong(d.len));
     }
@@ -287,3 +286,36 @@ pub fn decode(d: Descriptor, lim: &Limits) -> Result<Request, DecodeError> {
 
 #[cfg(all(test, not(loom)))]
 mod tests;
+
+/// Shared by the fuzz target (`fuzz/fuzz_targets/decode.rs`) and the tests that replay what
+/// it found: how raw bytes become a descriptor and limits, and the decoder's contract.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{Descriptor, Limits, Op, Request, WireSetattr};
+
+    /// A descriptor and a geometry made from arbitrary bytes (`None` when too short).
+    pub fn input(data: &[u8]) -> Option<(Descriptor, Limits)> {
+        let n = core::mem::size_of::<Descriptor>();
+        let g = data.get(n..n + 3)?;
+        // SAFETY: `Descriptor` is plain integers, valid for every bit pattern; the read is
+        // unaligned and within `data` (checked above).
+        let d: Descriptor = unsafe { core::ptr::read_unaligned(data.as_ptr() as *const Descriptor) };
+        let lim = Limits { clients: u32::from(g[0]) + 1, buffer_size: (u64::from(g[1]) + 1) << (g[2] % 21), name_max: 255, path_max: 4096 };
+        Some((d, lim))
+    }
+
+    /// Whether a decoded request keeps every promise `decode` makes.
+    pub fn within(r: &Request, lim: &Limits) -> bool {
+        let size_ok = r.client < lim.clients && r.len <= lim.buffer_size;
+        size_ok
+            && match r.op {
+                Op::Read | Op::Write => r.offset.checked_add(r.len).is_some_and(|e| e <= i64::MAX as u64),
+                Op::Lookup | Op::Create | Op::Unlink | Op::Getxattr | Op::Removexattr => r.len <= lim.name_max,
+                Op::OpenPath | Op::StatPath | Op::UnlinkPath => r.len <= lim.path_max,
+                Op::Setattr => r.len as usize <= core::mem::size_of::<WireSetattr>(),
+                Op::Setxattr => r.offset > 0 && r.offset < r.len,
+                Op::Truncate => r.arg <= i64::MAX as u64 && r.len == 0,
+                Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Listxattr => r.len == 0,
+            }
+    }
+}

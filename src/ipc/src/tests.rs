@@ -224,3 +224,19 @@ fn random_descriptors_never_get_past_the_decoder_out_of_bounds() {
     }
     assert!(accepted > 1000, "the random inputs should exercise the accepting path too");
 }
+
+/// Inputs the fuzz target (`scripts/fuzz.sh`) found breaking the decoder's contract, replayed.
+#[test]
+fn inputs_the_fuzzer_found_stay_fixed() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-found");
+    let mut seen = 0;
+    for e in std::fs::read_dir(&dir).expect("tests/fuzz-found") {
+        let data = std::fs::read(e.expect("entry").path()).expect("read input");
+        let (d, lim) = crate::fuzzing::input(&data).expect("a full input");
+        if let Ok(r) = decode(d, &lim) {
+            assert!(crate::fuzzing::within(&r, &lim), "{r:?} escapes {lim:?}");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 1);
+}
