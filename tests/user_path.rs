@@ -152,3 +152,32 @@ fn a_dead_service_gives_eio_within_a_bounded_time() {
     assert_eq!(stat(&mut c, "x").map(|a| a.size), Err(libc::EIO));
     assert!(start.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// Many clients on one queue: the worker calls in helper threads once the queue backs up,
+/// and every client still gets its own right answers.
+#[test]
+fn a_backed_up_queue_gets_helpers_and_answers_stay_right() {
+    let s = Scratch::new("user-path-helpers");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    for i in 0..16 {
+        std::fs::write(lower.join(format!("f{i}")), vec![b'x'; i + 1]).expect("seed");
+    }
+    let g = Geometry { queues: 1, slots: 64, clients: 32, buffer_size: 1 << 16 };
+    let driver = BackDriver::start(union(&lower, &upper), g).expect("back driver");
+    let shmid = driver.shmid();
+    let threads: Vec<_> = (0..16usize)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut c = Client::attach(shmid, 0).expect("attach");
+                for _ in 0..2000 {
+                    let a = stat(&mut c, &format!("f{i}")).expect("stat");
+                    assert_eq!(a.size, i as u64 + 1, "client {i} got another client's answer");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    assert!(driver.helpers_started() >= 1, "16 clients on one queue never called in a helper");
+}

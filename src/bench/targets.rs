@@ -95,7 +95,7 @@ pub fn setup(name: &str, lower: &Path, base: &Path) -> anyhow::Result<Target> {
             let served = crate::service::shm::Served { fs: union, stats: Arc::default(), kernel: mounted.kernel_cache() };
             let table = Arc::new(std::sync::RwLock::new(vec![Some(served)]));
             let g = polytropon_ipc::segment::Geometry { queues: 1, slots: 64, clients: 8, buffer_size: 1 << 20 };
-            let driver = crate::service::shm::BackDriver::start_table(table, g).context("cannot start the back driver")?;
+            let driver = crate::service::shm::BackDriver::start_table(table, g, &[]).context("cannot start the back driver")?;
             worker = Some(super::worker::Attach { library: crate::frontend::library()?, shmid: driver.shmid(), mountpoint: mnt.clone() });
             Guard::User(Some(driver), Some(mounted))
         }

@@ -224,7 +224,8 @@ pub fn run(pools: &Pools, pool: &PoolState, spec: ServiceSpec, log: Option<PathB
     let instances: Arc<InstanceTable> = Arc::new(std::sync::RwLock::new(Vec::new()));
     let queues = pool.slice.cpus.as_ref().map_or(1, |c| c.len().max(1)) as u32;
     let geometry = Geometry { queues, slots: 256, clients: 64, buffer_size: 1 << 20 };
-    let driver = BackDriver::start_table(instances.clone(), geometry).context("cannot create the pool's shared-memory segment")?;
+    let cpus: Vec<usize> = pool.slice.cpus.iter().flatten().map(|c| *c as usize).collect();
+    let driver = BackDriver::start_table(instances.clone(), geometry, &cpus).context("cannot create the pool's shared-memory segment")?;
     let service = Arc::new(Service {
         pools: pools.clone(),
         pool: pool.name.clone(),

@@ -9,7 +9,7 @@
 use std::ffi::OsStr;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use polytropon_ipc::client::complete;
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
 use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, WireSetattr, E_FALLBACK, SET_ATIME, SET_GID, SET_MODE, SET_MTIME, SET_UID, FLAG_NO_REPLY, STAT_NOFOLLOW, WRITE_APPEND};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, SetAttr, TimeUpdate, Timespec, ROOT_INODE};
 use crate::service::stats::{OpStats, Timer};
@@ -55,11 +55,30 @@ impl std::fmt::Debug for Served {
 /// The instances a back driver serves, by the index descriptors name.
 pub type InstanceTable = std::sync::RwLock<Vec<Option<Served>>>;
 
+/// Backlog of a queue at which its worker calls in a helper thread.
+const BACKLOG_HELP: u64 = 4;
+/// Helpers per queue at most (they share the pool's cpus with everything else).
+const MAX_HELPERS: u32 = 2;
+
+/// What every service thread of a back driver shares.
+struct Shared {
+    seg: Segment,
+    table: Arc<InstanceTable>,
+    limits: Limits,
+    stop: AtomicBool,
+    /// The pool's cpus: queue `q`'s worker runs on `cpus[q % len]` (empty: not pinned).
+    cpus: Vec<usize>,
+    /// Helpers running, per queue.
+    helpers: Vec<AtomicU32>,
+    helper_threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    helpers_started: AtomicU64,
+}
+
 /// A running back driver; stopped and its segment removed when dropped.
 pub struct BackDriver {
     shmid: i32,
     addr: usize,
-    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     seg: Segment,
 }
@@ -97,12 +116,14 @@ fn neg(e: io::Error) -> i64 {
 impl BackDriver {
     /// A back driver serving the single instance `fs` (as instance 0).
     pub fn start(fs: Arc<dyn FileSystem>, g: Geometry) -> io::Result<BackDriver> {
-        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(Served { fs, stats: Arc::default(), kernel: None })])), g)
+        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(Served { fs, stats: Arc::default(), kernel: None })])), g, &[])
     }
 
     /// Creates a segment of geometry `g` (in the caller's IPC namespace, mode 0600) and starts
-    /// one worker per queue serving the instances of `table`.
-    pub fn start_table(table: Arc<InstanceTable>, g: Geometry) -> io::Result<BackDriver> {
+    /// one worker per queue serving the instances of `table`, queue `q`'s on `cpus[q % len]`
+    /// (`cpus` empty: wherever the process may run). A worker whose queue backs up calls in
+    /// up to `MAX_HELPERS` helper threads, which leave once the queue has stayed empty.
+    pub fn start_table(table: Arc<InstanceTable>, g: Geometry, cpus: &[usize]) -> io::Result<BackDriver> {
         let layout = Layout::new(g).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         // SAFETY: plain syscalls; results checked.
         let shmid = unsafe { libc::shmget(libc::IPC_PRIVATE, layout.total, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
@@ -121,14 +142,29 @@ impl BackDriver {
         // after every worker has stopped.
         let seg = unsafe { Segment::new(addr as *mut u8, layout) };
         seg.init();
-        let stop = Arc::new(AtomicBool::new(false));
         let limits = Limits { clients: g.clients, buffer_size: g.buffer_size, name_max: 255, path_max: 4096 };
-        let mut workers = Vec::new();
+        let shared = Arc::new(Shared {
+            seg,
+            table,
+            limits,
+            stop: AtomicBool::new(false),
+            cpus: cpus.to_vec(),
+            helpers: (0..g.queues).map(|_| AtomicU32::new(0)).collect(),
+            helper_threads: std::sync::Mutex::new(Vec::new()),
+            helpers_started: AtomicU64::new(0),
+        });
+        let mut driver = BackDriver { shmid, addr: addr as usize, shared: shared.clone(), workers: Vec::new(), seg };
         for q in 0..g.queues {
-            let (table, stop) = (table.clone(), stop.clone());
-            workers.push(std::thread::Builder::new().name(format!("ptn-shm-{q}")).spawn(move || serve(seg, q, &table, limits, &stop))?);
+            let sh = shared.clone();
+            // On failure the driver built so far is dropped: workers stop, the segment goes.
+            driver.workers.push(std::thread::Builder::new().name(format!("ptn-shm-{q}")).spawn(move || serve(&sh, q, false))?);
         }
-        Ok(BackDriver { shmid, addr: addr as usize, stop, workers, seg })
+        Ok(driver)
+    }
+
+    /// Helper threads started so far (all queues).
+    pub fn helpers_started(&self) -> u64 {
+        self.shared.helpers_started.load(Ordering::Relaxed)
     }
 
     /// The segment id clients attach.
@@ -139,12 +175,17 @@ impl BackDriver {
 
 impl Drop for BackDriver {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.shared.stop.store(true, Ordering::Release);
         for q in 0..self.seg.layout.geometry.queues {
             polytropon_ipc::segment::futex_wake(&self.seg.doorbell(q).word, i32::MAX);
         }
         for w in self.workers.drain(..) {
             let _ = w.join();
+        }
+        // Workers have stopped, so no helper starts any more.
+        let helpers = std::mem::take(&mut *self.shared.helper_threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in helpers {
+            let _ = h.join();
         }
         // SAFETY: detaching our own mapping after the workers using it have stopped, then
         // removing the segment (it goes once the last client detaches).
@@ -240,7 +281,43 @@ fn op_name(op: Op) -> &'static str {
     }
 }
 
-fn serve(seg: Segment, q: u32, table: &InstanceTable, limits: Limits, stop: &AtomicBool) {
+/// Pins the calling thread to `cpu`.
+fn pin(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() {
+        if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
+            warn!("cannot pin a shared-memory worker to cpu {cpu}: {e}");
+        }
+    }
+}
+
+/// Starts a helper for queue `q` unless it has enough.
+fn call_helper(sh: &Arc<Shared>, q: u32) {
+    let count = &sh.helpers[q as usize];
+    if count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_HELPERS).then_some(n + 1)).is_err() {
+        return;
+    }
+    let helper = sh.clone();
+    match std::thread::Builder::new().name(format!("ptn-shm-{q}h")).spawn(move || serve(&helper, q, true)) {
+        Ok(h) => {
+            sh.helpers_started.fetch_add(1, Ordering::Relaxed);
+            let mut threads = sh.helper_threads.lock().unwrap_or_else(|p| p.into_inner());
+            threads.retain(|t| !t.is_finished());
+            threads.push(h);
+        }
+        Err(e) => {
+            count.fetch_sub(1, Ordering::AcqRel);
+            debug!("no helper for queue {q}: {e}");
+        }
+    }
+}
+
+/// A service thread of queue `q`: its worker (sleeps when idle) or a helper (leaves).
+fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
+    let (seg, table, limits, stop) = (sh.seg, &*sh.table, sh.limits, &sh.stop);
+    if !helper && !sh.cpus.is_empty() {
+        pin(sh.cpus[q as usize % sh.cpus.len()]);
+    }
     let mut caches = DirCaches::default();
     let queue = seg.queue(q);
     let bell = seg.doorbell(q);
@@ -254,6 +331,9 @@ fn serve(seg: Segment, q: u32, table: &InstanceTable, limits: Limits, stop: &Ato
                 std::hint::spin_loop();
                 continue;
             }
+            if helper {
+                break;
+            }
             // Sleep until a client rings (or 50 ms pass, to notice a stop).
             let seen = bell.word.load(Ordering::Acquire);
             bell.sleepers.fetch_add(1, Ordering::AcqRel);
@@ -265,6 +345,9 @@ fn serve(seg: Segment, q: u32, table: &InstanceTable, limits: Limits, stop: &Ato
             continue;
         };
         idle = 0;
+        if !helper && queue.backlog() >= BACKLOG_HELP {
+            call_helper(sh, q);
+        }
         match decode(d, &limits) {
             Ok(req) => {
                 let Some(Served { fs, stats, kernel }) = instance(table, req.instance) else {
@@ -298,6 +381,9 @@ fn serve(seg: Segment, q: u32, table: &InstanceTable, limits: Limits, stop: &Ato
     }
     for (_, (fs, mut dirs)) in caches.by_instance.drain() {
         dirs.clear(&*fs);
+    }
+    if helper {
+        sh.helpers[q as usize].fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -28,6 +28,14 @@ pub struct Reply {
     pub aux: [u64; 4],
 }
 
+/// Milliseconds of the monotonic clock.
+fn now_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-parameter; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
 fn errno() -> i32 {
     // SAFETY: reading the calling thread's errno.
     unsafe { *libc::__errno_location() }
@@ -139,19 +147,28 @@ impl Client {
     /// Pushes `d` on this client's queue (bounded retries) and rings its doorbell.
     fn enqueue(&self, d: &Descriptor) -> Result<(), i32> {
         let q = self.seg.queue(self.queue);
-        let mut tries = 0;
-        while let Err(e) = q.push(d) {
-            tries += 1;
-            if tries > 1000 || e == crate::PushError::Busy && tries > 10 {
+        let bell = self.seg.doorbell(self.queue);
+        let ring = || {
+            bell.word.fetch_add(1, Ordering::Release);
+            if bell.sleepers.load(Ordering::Acquire) > 0 {
+                futex_wake(&bell.word, 1);
+            }
+        };
+        // A full or contended queue (more client threads than cpus, a service thread
+        // preempted in the middle of a slot) drains as the service runs: ring, yield the cpu
+        // and retry, for as long as a reply may take.
+        let mut deadline = None;
+        while q.push(d).is_err() {
+            ring();
+            let now = now_ms();
+            let end = *deadline.get_or_insert(now + TIMEOUT_MS);
+            if now >= end {
                 return Err(libc::EAGAIN);
             }
-            core::hint::spin_loop();
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
         }
-        let bell = self.seg.doorbell(self.queue);
-        bell.word.fetch_add(1, Ordering::Release);
-        if bell.sleepers.load(Ordering::Acquire) > 0 {
-            futex_wake(&bell.word, 1);
-        }
+        ring();
         Ok(())
     }
 
