@@ -107,7 +107,15 @@ impl Client {
         }
         let mut spins = 0;
         let mut waited = 0;
-        while h.state.load(Ordering::Acquire) != DONE {
+        loop {
+            if h.state.load(Ordering::Acquire) == DONE {
+                if h.seq.load(Ordering::Relaxed) == self.seq {
+                    break;
+                }
+                // The late answer to an earlier request that timed out: not ours, keep waiting.
+                let _ = h.state.compare_exchange(DONE, PENDING, Ordering::AcqRel, Ordering::Acquire);
+                continue;
+            }
             if spins < SPINS {
                 spins += 1;
                 core::hint::spin_loop();
