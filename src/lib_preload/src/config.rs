@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use crate::real;
@@ -27,9 +27,13 @@ pub struct Config {
 
 static CONFIG: OnceLock<Option<Config>> = OnceLock::new();
 static UMASK: AtomicU32 = AtomicU32::new(0o022);
-/// The working directory (a leaked buffer, replaced on chdir; never freed, since another
-/// thread may be reading the old one).
-static CWD: AtomicPtr<Vec<u8>> = AtomicPtr::new(std::ptr::null_mut());
+/// The working directory, under a sequence lock: writers (chdir, rare) make `CWD_SEQ` odd
+/// while they change the bytes; readers copy and retry if the sequence moved. No allocation,
+/// nothing leaked, no lock for readers.
+static CWD_SEQ: AtomicU64 = AtomicU64::new(0);
+static CWD_LEN: AtomicUsize = AtomicUsize::new(0);
+static CWD_BYTES: [AtomicU8; CWD_MAX] = [const { AtomicU8::new(0) }; CWD_MAX];
+const CWD_MAX: usize = libc::PATH_MAX as usize;
 /// Bumped in the child after fork: per-thread clients of the parent must not be reused.
 pub static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
 
@@ -111,29 +115,49 @@ pub fn set_umask(m: u32) {
 
 /// Re-reads the working directory from the kernel (after chdir/fchdir).
 pub fn refresh_cwd() {
-    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    let mut buf = [0u8; CWD_MAX];
     // SAFETY: `buf` is writable for its length.
     let p = unsafe { real::getcwd(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    let cwd = if p.is_null() {
-        Vec::new()
-    } else {
-        let n = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-        buf.truncate(n);
-        buf
-    };
-    let old = CWD.swap(Box::into_raw(Box::new(cwd)), Ordering::AcqRel);
-    // The old buffer is leaked on purpose: a concurrent resolver may still read it.
-    let _ = old;
+    let len = if p.is_null() { 0 } else { buf.iter().position(|b| *b == 0).unwrap_or(0) };
+    // Take the write side: even -> odd (another writer holds it while it is odd).
+    let mut seq = CWD_SEQ.load(Ordering::Relaxed);
+    loop {
+        if seq.is_multiple_of(2) {
+            match CWD_SEQ.compare_exchange_weak(seq, seq + 1, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => seq = now,
+            }
+        } else {
+            std::hint::spin_loop();
+            seq = CWD_SEQ.load(Ordering::Relaxed);
+        }
+    }
+    // Readers that see the new bytes also see the odd sequence.
+    std::sync::atomic::fence(Ordering::Release);
+    for (slot, b) in CWD_BYTES.iter().zip(&buf[..len]) {
+        slot.store(*b, Ordering::Relaxed);
+    }
+    CWD_LEN.store(len, Ordering::Relaxed);
+    CWD_SEQ.store(seq + 2, Ordering::Release);
 }
 
-/// The working directory as last seen (empty when unknown).
-pub fn cwd() -> &'static [u8] {
-    let p = CWD.load(Ordering::Acquire);
-    if p.is_null() {
-        return &[];
+/// Copies the working directory (as last seen; empty when unknown) into `out`; its length.
+pub fn cwd(out: &mut [u8; CWD_MAX]) -> usize {
+    loop {
+        let before = CWD_SEQ.load(Ordering::Acquire);
+        if !before.is_multiple_of(2) {
+            std::hint::spin_loop();
+            continue;
+        }
+        let len = CWD_LEN.load(Ordering::Relaxed).min(CWD_MAX);
+        for (o, slot) in out.iter_mut().zip(&CWD_BYTES[..len]) {
+            *o = slot.load(Ordering::Relaxed);
+        }
+        std::sync::atomic::fence(Ordering::Acquire);
+        if CWD_SEQ.load(Ordering::Relaxed) == before {
+            return len;
+        }
     }
-    // SAFETY: every pointer stored in CWD comes from Box::into_raw and is never freed.
-    unsafe { (*p).as_slice() }
 }
 
 pub fn set_errno(e: c_int) {

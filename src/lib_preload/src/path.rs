@@ -65,11 +65,12 @@ pub fn resolve(dirfd: c_int, path: *const c_char) -> Option<Target> {
         return Some(t);
     }
     if p[0] != b'/' {
-        let cwd = config::cwd();
-        if cwd.is_empty() {
+        let mut cwd = [0u8; libc::PATH_MAX as usize];
+        let n = config::cwd(&mut cwd);
+        if n == 0 {
             return None;
         }
-        push_components(&mut t, cwd)?;
+        push_components(&mut t, &cwd[..n])?;
     }
     push_components(&mut t, p)?;
     let abs = &t.buf[..t.len];
