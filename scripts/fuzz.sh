@@ -7,9 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs=${1:-30}
 targets=(decode)
+# libFuzzer's instrumentation needs a nightly toolchain: install one if it is missing.
 if ! cargo +nightly --version >/dev/null 2>&1; then
-  echo "fuzz: no nightly toolchain (rustup toolchain install nightly); the fuzz targets need one" >&2
-  exit 1
+  rustup toolchain install nightly --profile minimal || {
+    echo "fuzz: no nightly toolchain and rustup cannot install one; the fuzz targets need it" >&2
+    exit 1
+  }
 fi
 triple=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
