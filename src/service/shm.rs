@@ -452,6 +452,13 @@ fn xattr_name(name: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Tells the FUSE side of the instance, if any, that `inode` changed (see `KernelCache`).
+fn inval_inode(kernel: Option<&dyn KernelCache>, inode: Inode, offset: i64, len: i64) {
+    if let Some(k) = kernel {
+        k.inval_inode(inode, offset, len);
+    }
+}
+
 fn fallback() -> io::Error {
     io::Error::from_raw_os_error(E_FALLBACK)
 }
@@ -489,9 +496,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
                     match fs.open(ctx, e.inode, flags & !(libc::O_CREAT | libc::O_EXCL)) {
                         Ok(h) => {
                             if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
-                                if let Some(k) = kernel {
-                                    k.inval_inode(e.inode, 0, 0);
-                                }
+                                inval_inode(kernel, e.inode, 0, 0);
                             }
                             (e.inode, h)
                         }
@@ -567,9 +572,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
                 return Err(io::Error::from_raw_os_error(libc::EFBIG));
             }
             let w = fs.write(ctx, r.inode, r.handle, &[IoSlice::new(&buf[..n])], at)?;
-            if let Some(k) = kernel {
-                k.inval_inode(r.inode, at as i64, w as i64);
-            }
+            inval_inode(kernel, r.inode, at as i64, w as i64);
             Ok((w as i64, [at + w as u64, 0, 0, 0]))
         }
         Op::Release => {
@@ -585,9 +588,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
         Op::Truncate => {
             let set = SetAttr { size: Some(r.arg), ..SetAttr::default() };
             fs.setattr(ctx, r.inode, Some(r.handle), &set)?;
-            if let Some(k) = kernel {
-                k.inval_inode(r.inode, 0, 0);
-            }
+            inval_inode(kernel, r.inode, 0, 0);
             Ok((0, [0; 4]))
         }
         Op::Setattr => {
@@ -615,9 +616,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             };
             if !set.is_empty() {
                 fs.setattr(ctx, r.inode, Some(r.handle), &set)?;
-                if let Some(k) = kernel {
-                    k.inval_inode(r.inode, -1, 0);
-                }
+                inval_inode(kernel, r.inode, -1, 0);
             }
             Ok((0, [0; 4]))
         }
@@ -650,18 +649,14 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             let value = value.strip_prefix(&[0]).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
             xattr_name(name)?;
             fs.setxattr(ctx, r.inode, OsStr::from_bytes(name), value, r.arg as i32)?;
-            if let Some(k) = kernel {
-                k.inval_inode(r.inode, -1, 0);
-            }
+            inval_inode(kernel, r.inode, -1, 0);
             Ok((0, [0; 4]))
         }
         Op::Removexattr => {
             let name = path(buf);
             xattr_name(&name)?;
             fs.removexattr(ctx, r.inode, OsStr::from_bytes(&name))?;
-            if let Some(k) = kernel {
-                k.inval_inode(r.inode, -1, 0);
-            }
+            inval_inode(kernel, r.inode, -1, 0);
             Ok((0, [0; 4]))
         }
         Op::Fsync => {

@@ -6,6 +6,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::cbuf::{in_buf, offset, out_buf};
 use crate::config::{set_errno, Busy};
 use crate::files::{self, File};
 use crate::real::Failure;
@@ -57,53 +58,31 @@ pub extern "C" fn polytropon_close(fd: c_int) -> c_int {
     })
 }
 
-fn buf_mut<'a>(buf: *mut c_void, count: usize) -> Result<&'a mut [u8], c_int> {
-    if count == 0 {
-        return Ok(&mut []);
-    }
-    if buf.is_null() {
-        return Err(libc::EFAULT);
-    }
-    // SAFETY: the caller's buffer is valid for `count` bytes, as for read(2).
-    Ok(unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, count) })
-}
-
-fn buf<'a>(buf: *const c_void, count: usize) -> Result<&'a [u8], c_int> {
-    if count == 0 {
-        return Ok(&[]);
-    }
-    if buf.is_null() {
-        return Err(libc::EFAULT);
-    }
-    // SAFETY: the caller's buffer is valid for `count` bytes, as for write(2).
-    Ok(unsafe { std::slice::from_raw_parts(buf as *const u8, count) })
-}
-
-fn offset(o: libc::off_t) -> Result<u64, c_int> {
-    u64::try_from(o).map_err(|_| libc::EINVAL)
-}
-
 #[no_mangle]
 pub extern "C" fn polytropon_pread(fd: c_int, b: *mut c_void, count: usize, off: libc::off_t) -> isize {
-    guard(|| Ok(ops::pread(file(fd)?, buf_mut(b, count)?, offset(off)?)? as isize))
+    // SAFETY: the caller's buffer of `count` bytes, as for pread(2).
+    guard(|| Ok(ops::pread(file(fd)?, unsafe { out_buf(b, count) }?, offset(off)?)? as isize))
 }
 
 #[no_mangle]
 pub extern "C" fn polytropon_pwrite(fd: c_int, b: *const c_void, count: usize, off: libc::off_t) -> isize {
     guard(|| {
         let f = file(fd)?;
-        Ok(ops::pwrite(f, buf(b, count)?, offset(off)?, f.append())?.0 as isize)
+        // SAFETY: the caller's buffer of `count` bytes, as for pwrite(2).
+        Ok(ops::pwrite(f, unsafe { in_buf(b, count) }?, offset(off)?, f.append())?.0 as isize)
     })
 }
 
 #[no_mangle]
 pub extern "C" fn polytropon_read(fd: c_int, b: *mut c_void, count: usize) -> isize {
-    guard(|| Ok(ops::read(file(fd)?, buf_mut(b, count)?)? as isize))
+    // SAFETY: the caller's buffer of `count` bytes, as for read(2).
+    guard(|| Ok(ops::read(file(fd)?, unsafe { out_buf(b, count) }?)? as isize))
 }
 
 #[no_mangle]
 pub extern "C" fn polytropon_write(fd: c_int, b: *const c_void, count: usize) -> isize {
-    guard(|| Ok(ops::write(file(fd)?, buf(b, count)?)? as isize))
+    // SAFETY: the caller's buffer of `count` bytes, as for write(2).
+    guard(|| Ok(ops::write(file(fd)?, unsafe { in_buf(b, count) }?)? as isize))
 }
 
 #[no_mangle]

@@ -8,6 +8,7 @@
 //! programs that can be recompiled. No panic crosses the FFI boundary.
 
 mod api;
+mod cbuf;
 mod client;
 mod config;
 mod files;

@@ -7,6 +7,7 @@ use libc::{gid_t, mode_t, size_t, ssize_t, uid_t};
 use polytropon_ipc::{WireSetattr, SET_ATIME, SET_GID, SET_MODE, SET_MTIME, SET_UID};
 
 use super::on_fd;
+use crate::cbuf::{in_buf, out_buf};
 use crate::{ops, real};
 
 #[no_mangle]
@@ -65,28 +66,18 @@ fn name<'a>(n: *const c_char) -> Result<&'a [u8], c_int> {
     Ok(unsafe { CStr::from_ptr(n) }.to_bytes())
 }
 
-/// The caller's buffer of `size` bytes (empty for 0).
-fn buffer<'a>(p: *mut c_void, size: size_t) -> Result<&'a mut [u8], c_int> {
-    if size == 0 {
-        return Ok(&mut []);
-    }
-    if p.is_null() {
-        return Err(libc::EFAULT);
-    }
-    // SAFETY: the caller's buffer of `size` bytes, as the xattr calls require.
-    Ok(unsafe { std::slice::from_raw_parts_mut(p as *mut u8, size) })
-}
-
 #[no_mangle]
 pub unsafe extern "C" fn fgetxattr(fd: c_int, n: *const c_char, value: *mut c_void, size: size_t) -> ssize_t {
     // SAFETY: forwarding the caller's arguments.
-    on_fd(fd, |f| Ok(ops::getxattr(f, Some(name(n)?), buffer(value, size)?)? as ssize_t), || unsafe { real::fgetxattr(fd, n, value, size) })
+    // SAFETY: the caller's buffer of `size` bytes; forwarding the caller's arguments.
+    on_fd(fd, |f| Ok(ops::getxattr(f, Some(name(n)?), unsafe { out_buf(value, size) }?)? as ssize_t), || unsafe { real::fgetxattr(fd, n, value, size) })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn flistxattr(fd: c_int, list: *mut c_char, size: size_t) -> ssize_t {
     // SAFETY: forwarding the caller's arguments.
-    on_fd(fd, |f| Ok(ops::getxattr(f, None, buffer(list.cast(), size)?)? as ssize_t), || unsafe { real::flistxattr(fd, list, size) })
+    // SAFETY: the caller's buffer of `size` bytes; forwarding the caller's arguments.
+    on_fd(fd, |f| Ok(ops::getxattr(f, None, unsafe { out_buf(list.cast(), size) }?)? as ssize_t), || unsafe { real::flistxattr(fd, list, size) })
 }
 
 #[no_mangle]
@@ -94,17 +85,8 @@ pub unsafe extern "C" fn fsetxattr(fd: c_int, n: *const c_char, value: *const c_
     // SAFETY: forwarding the caller's arguments.
     on_fd(
         fd,
-        |f| {
-            let v = if size == 0 {
-                &[][..]
-            } else if value.is_null() {
-                return Err(libc::EFAULT);
-            } else {
-                // SAFETY: the caller's value of `size` bytes.
-                unsafe { std::slice::from_raw_parts(value as *const u8, size) }
-            };
-            ops::setxattr(f, name(n)?, v, flags).map(|()| 0)
-        },
+        // SAFETY: the caller's value of `size` bytes.
+        |f| ops::setxattr(f, name(n)?, unsafe { in_buf(value, size) }?, flags).map(|()| 0),
         || unsafe { real::fsetxattr(fd, n, value, size, flags) },
     )
 }

@@ -34,7 +34,8 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     r
 }
 
-/// Forgets our descriptors in `first..=last` (the kernel is about to close them).
+/// Forgets our descriptors in `first..=last` and moves our `/dev/null` descriptor out of the
+/// range (the kernel is about to close all of it).
 fn forget_range(first: c_uint, last: c_uint) {
     let mut ours = Vec::new();
     files::ours(&mut ours);
@@ -42,30 +43,24 @@ fn forget_range(first: c_uint, last: c_uint) {
         release(files::forget_fd(fd));
     }
     files::forget_dirs_in(first as usize, last as usize);
+    let d = files::devnull_fd();
+    if d >= 0 && (first..=last).contains(&(d as c_uint)) {
+        files::move_devnull(c_int::try_from(last).unwrap_or(c_int::MAX));
+    }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
     if flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
         forget_range(first, last);
-        devnull_out_of(c_int::try_from(first).unwrap_or(c_int::MAX), c_int::try_from(last).unwrap_or(c_int::MAX));
     }
     // SAFETY: forwarding the caller's arguments.
     unsafe { real::close_range(first, last, flags) }
 }
 
-/// Moves our `/dev/null` descriptor out of `first..=last` before the kernel closes that range.
-fn devnull_out_of(first: c_int, last: c_int) {
-    let d = files::devnull_fd();
-    if d >= 0 && (first..=last).contains(&d) {
-        files::move_devnull(last);
-    }
-}
-
 #[no_mangle]
 pub unsafe extern "C" fn closefrom(first: c_int) -> c_int {
     forget_range(first.max(0) as c_uint, c_uint::MAX);
-    devnull_out_of(first, c_int::MAX);
     // SAFETY: as above.
     unsafe { real::closefrom(first) }
 }
@@ -120,11 +115,7 @@ pub unsafe extern "C" fn closedir(d: *mut libc::DIR) -> c_int {
 pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
     // SAFETY: as above.
     let r = unsafe { real::dup(fd) };
-    if r >= 0 {
-        duplicated(fd, r, r)
-    } else {
-        r
-    }
+    duplicated(fd, r, r)
 }
 
 #[no_mangle]
@@ -156,25 +147,18 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 
 /// fcntl on one of our descriptors; `real_fcntl` is fcntl or fcntl64.
 fn fcntl_ours(fd: c_int, cmd: c_int, arg: c_ulong, real_fcntl: unsafe fn(c_int, c_int, c_ulong) -> c_int) -> c_int {
-    let Some((_, f)) = files::get(fd) else {
+    if matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
+        // The kernel picks the number; the copy names what `fd` names (one of our files, a
+        // directory we know of, as fts makes, or neither).
         // SAFETY: forwarding the caller's arguments.
         let r = unsafe { real_fcntl(fd, cmd, arg) };
-        if r >= 0 && matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
-            // A copy of a directory descriptor we know of (fts does this).
-            files::dup_dir(fd, r);
-        }
-        return r;
+        return duplicated(fd, r, r);
+    }
+    let Some((_, f)) = files::get(fd) else {
+        // SAFETY: forwarding the caller's arguments.
+        return unsafe { real_fcntl(fd, cmd, arg) };
     };
     match cmd {
-        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
-            // SAFETY: as above: the kernel picks the number, we record what it names.
-            let r = unsafe { real_fcntl(fd, cmd, arg) };
-            if r >= 0 {
-                duplicated(fd, r, r)
-            } else {
-                r
-            }
-        }
         // Descriptor flags live in the kernel, on the reserved descriptor.
         // SAFETY: as above.
         libc::F_GETFD | libc::F_SETFD => unsafe { real_fcntl(fd, cmd, arg) },

@@ -7,40 +7,9 @@ use std::sync::atomic::Ordering;
 use libc::{iovec, off64_t, off_t, size_t, ssize_t};
 
 use super::on_fd;
+use crate::cbuf::{in_buf, offset, out_buf};
 use crate::files::File;
 use crate::{ops, real};
-
-/// The caller's buffer as a slice (empty for a zero count).
-///
-/// # Safety
-/// `buf` must be valid for `count` bytes, as the libc call requires.
-unsafe fn out_buf<'a>(buf: *mut c_void, count: size_t) -> Result<&'a mut [u8], c_int> {
-    if count == 0 {
-        return Ok(&mut []);
-    }
-    if buf.is_null() {
-        return Err(libc::EFAULT);
-    }
-    // SAFETY: guaranteed by the caller.
-    Ok(unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, count) })
-}
-
-/// # Safety
-/// As for [`out_buf`].
-unsafe fn in_buf<'a>(buf: *const c_void, count: size_t) -> Result<&'a [u8], c_int> {
-    if count == 0 {
-        return Ok(&[]);
-    }
-    if buf.is_null() {
-        return Err(libc::EFAULT);
-    }
-    // SAFETY: guaranteed by the caller.
-    Ok(unsafe { std::slice::from_raw_parts(buf as *const u8, count) })
-}
-
-fn offset(o: i64) -> Result<u64, c_int> {
-    u64::try_from(o).map_err(|_| libc::EINVAL)
-}
 
 #[no_mangle]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
