@@ -166,7 +166,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__bench)
-            opts="-h -V --workload --all --paths --reps --ops --file-mib --dir --format --plot --state-dir --log --log-format --help --version"
+            opts="-h -V --workload --all --paths --operations --reps --ops --file-mib --dir --format --plot --state-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -177,6 +177,10 @@ _polytropon() {
                     return 0
                     ;;
                 --paths)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --operations)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -285,12 +285,17 @@ pub struct BenchArgs {
     /// Run every workload.
     #[arg(long, conflicts_with = "workload")]
     pub all: bool,
-    /// Paths to compare, comma-separated (default: every available one): `fuse` (ours,
-    /// kernel cache with passthrough), `fuse-writeback` (ours, kernel cache with the writeback
+    /// Paths to compare, comma-separated (default: every available one): `user` (the
+    /// user-level path: the workload under the preload library), `fuse` (ours, kernel cache
+    /// with passthrough), `fuse-writeback` (ours, kernel cache with the writeback
     /// cache instead of passthrough), `fuse-direct` (ours, direct I/O), `fuse-overlayfs`,
     /// `overlay` (kernel overlayfs), `kernel` (a plain directory).
     #[arg(long, value_delimiter = ',', value_name = "PATH,...")]
     pub paths: Vec<String>,
+    /// Operations of the `micro` workload to run, comma-separated (default: all): `stat`,
+    /// `open+close`, `create+unlink`, `pread 4KiB`, `seq write 1MiB`, `seq read 1MiB`.
+    #[arg(long, value_delimiter = ',', value_name = "OP,...")]
+    pub operations: Vec<String>,
     /// Interleaved repetitions per path; medians are over these.
     #[arg(long, default_value_t = 7, value_name = "N")]
     pub reps: u32,

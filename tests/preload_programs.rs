@@ -131,11 +131,17 @@ fn real_programs_behave_as_on_a_plain_directory() {
     let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", &name, "--format", "json"])).expect("json");
     let mount = &json[0]["service"]["mounts"][0];
     let count = |path: &str, op: &str| mount[path][op]["count"].as_u64().unwrap_or(0);
-    for op in ["open_path", "read", "write", "stat_path", "getattr", "release", "unlink_path", "truncate", "setattr"] {
+    let namespace = ["mkdir", "rmdir", "rename", "link", "symlink", "readlink", "access", "setattr_path"];
+    for op in ["open_path", "read", "write", "stat_path", "getattr", "release", "unlink_path", "truncate", "setattr"].into_iter().chain(namespace) {
         assert!(count("user_ops", op) > 0, "no {op} on the user-level path: {}", mount["user_ops"]);
     }
     assert!(count("user_ops", "read") > count("fuse_ops", "read"), "reads mostly on FUSE: {mount}");
     assert!(count("user_ops", "open_path") > count("fuse_ops", "open"), "opens mostly on FUSE: {mount}");
+    // Namespace calls on mount paths take the user-level path; the kernel sees only those it
+    // must resolve itself (`..`, symbolic links on the way, the mount root).
+    for op in namespace.into_iter().filter(|op| !["access", "setattr_path"].contains(op)) {
+        assert!(count("user_ops", op) > count("fuse_ops", op), "{op} mostly on FUSE: {mount}");
+    }
     h.ok(&["pool", "destroy", &name, "--force"]);
     h.created.clear();
 }
@@ -238,6 +244,58 @@ os.utime(fd, (1, 2))
 st = os.fstat(fd)
 print(oct(st.st_mode), st.st_atime, st.st_mtime)
 os.close(fd)
+
+# Namespace calls and their errors, as the kernel gives them.
+os.makedirs("ns/a/b")
+open("ns/a/f", "w").write("f")
+os.symlink("f", "ns/a/l")
+os.symlink("../nowhere", "ns/dangling")
+calls = [
+    ("mkdir exists", lambda: os.mkdir("ns/a")),
+    ("mkdir no parent", lambda: os.mkdir("ns/x/y")),
+    ("mkdir under file", lambda: os.mkdir("ns/a/f/y")),
+    ("rmdir not empty", lambda: os.rmdir("ns/a")),
+    ("rmdir file", lambda: os.rmdir("ns/a/f")),
+    ("rmdir missing", lambda: os.rmdir("ns/zz")),
+    ("unlink dir", lambda: os.unlink("ns/a/b")),
+    ("rename into itself", lambda: os.rename("ns/a", "ns/a/b/c")),
+    ("rename dir over file", lambda: os.rename("ns/a/b", "ns/a/f")),
+    ("rename file over dir", lambda: os.rename("ns/a/f", "ns/a/b")),
+    ("rename missing", lambda: os.rename("ns/zz", "ns/yy")),
+    ("link dir", lambda: os.link("ns/a/b", "ns/b2")),
+    ("link exists", lambda: os.link("ns/a/f", "ns/a/l")),
+    ("link missing", lambda: os.link("ns/zz", "ns/z2")),
+    ("symlink exists", lambda: os.symlink("x", "ns/a/f")),
+    ("readlink file", lambda: os.readlink("ns/a/f")),
+    ("readlink missing", lambda: os.readlink("ns/zz")),
+    ("access missing", lambda: os.access("ns/zz", os.F_OK) or os.stat("ns/zz")),
+    ("chmod missing", lambda: os.chmod("ns/zz", 0o600)),
+    ("truncate dir", lambda: os.truncate("ns/a", 0)),
+    ("truncate missing", lambda: os.truncate("ns/zz", 0)),
+    ("utime dangling", lambda: os.utime("ns/dangling", (1, 1))),
+    ("chown missing", lambda: os.chown("ns/zz", 1, 1)),
+]
+for what, call in calls:
+    try:
+        call()
+        print(what, "ok")
+    except OSError as e:
+        print(what, e.errno)
+os.rename("ns/a/f", "ns/g")
+os.link("ns/g", "ns/a/h")
+os.chmod("ns/g", 0o640)
+os.chown("ns/a/h", 7, 8)
+os.utime("ns/a/l", (5, 6), follow_symlinks=False)
+os.lchown("ns/a/l", 9, 10)
+os.truncate("ns/g", 1)
+os.rename("ns/a/b", "ns/c")
+print(os.readlink("ns/a/l"), os.access("ns/g", os.R_OK | os.W_OK), os.access("ns/g", os.X_OK), os.access("ns/a", os.X_OK))
+for p in ["ns/g", "ns/a/h", "ns/c", "ns/a/l"]:
+    st = os.lstat(p)
+    print(p, oct(st.st_mode), st.st_nlink, st.st_uid, st.st_gid, st.st_size, st.st_mtime if p.endswith("/l") else "")
+os.rmdir("ns/c")
+os.unlink("ns/a/h")
+print(sorted(os.listdir("ns")), sorted(os.listdir("ns/a")))
 sys.stdout.flush()
 "#;
 

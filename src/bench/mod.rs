@@ -22,6 +22,8 @@ pub struct BenchOptions {
     pub workloads: Vec<String>,
     /// Empty: every available path.
     pub paths: Vec<String>,
+    /// Operations of `micro` to run; empty: all.
+    pub operations: Vec<String>,
     pub reps: u32,
     pub ops: u32,
     pub file_mib: u64,
@@ -97,6 +99,12 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
     if opts.reps == 0 || opts.ops == 0 || opts.file_mib == 0 {
         bail!("--reps, --ops and --file-mib must be at least 1");
     }
+    for o in &opts.operations {
+        if !micro::OPS.iter().any(|(op, _)| op == o) {
+            bail!("unknown operation {o:?}; available: {}", micro::OPS.map(|(op, _)| op).join(", "));
+        }
+    }
+    let chosen = |op: &str| opts.operations.is_empty() || opts.operations.iter().any(|o| o == op);
     let mut paths = Vec::new();
     let mut skipped = Vec::new();
     let asked: Vec<String> = if opts.paths.is_empty() { targets::ALL.iter().map(|s| s.to_string()).collect() } else { opts.paths.clone() };
@@ -118,11 +126,12 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         targets.push(targets::setup(p, &lower, base.path()).with_context(|| format!("cannot set up path {p}"))?);
     }
     let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); targets.len()]; micro::OPS.len()];
-    let total = u64::from(opts.reps) * (micro::OPS.len() * targets.len()) as u64;
+    let chosen_ops = micro::OPS.iter().filter(|(op, _)| chosen(op)).count();
+    let total = u64::from(opts.reps) * (chosen_ops * targets.len()) as u64;
     let mut done = 0;
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     for rep in 0..opts.reps {
-        for (oi, (op, _)) in micro::OPS.iter().enumerate() {
+        for (oi, (op, _)) in micro::OPS.iter().enumerate().filter(|(_, (op, _))| chosen(op)) {
             // Interleaved: every path runs this repetition of this operation before the next.
             for (ti, t) in targets.iter_mut().enumerate() {
                 let s = match &t.worker {
@@ -139,7 +148,7 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         }
     }
     let mut rows = Vec::new();
-    for (oi, (op, unit)) in micro::OPS.iter().enumerate() {
+    for (oi, (op, unit)) in micro::OPS.iter().enumerate().filter(|(_, (op, _))| chosen(op)) {
         for (ti, t) in targets.iter().enumerate() {
             let mut s = samples[oi][ti].clone();
             s.sort_by(f64::total_cmp);
@@ -184,7 +193,7 @@ impl Report {
         out += "\n|---|";
         out += &"---|".repeat(self.paths.len());
         out += "\n";
-        for (op, unit) in micro::OPS {
+        for (op, unit) in micro::OPS.into_iter().filter(|(op, _)| self.rows.iter().any(|r| r.op == *op)) {
             out += &format!("| {op} ({unit}) |");
             for p in &self.paths {
                 let Some(r) = self.get(op, p) else { out += " - |"; continue };

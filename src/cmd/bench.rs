@@ -40,6 +40,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let opts = BenchOptions {
         workloads,
         paths: args.paths.clone(),
+        operations: args.operations.clone(),
         reps: args.reps,
         ops: args.ops,
         file_mib: args.file_mib,

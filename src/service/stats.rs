@@ -58,10 +58,10 @@ pub struct OpSummary {
 
 /// Request kinds counted, sorted (FUSE requests and user-level operations); anything else
 /// counts as `other`.
-const OPS: [&str; 36] = [
+const OPS: [&str; 37] = [
     "access", "create", "fallocate", "flush", "forget", "fsync", "fsyncdir", "getattr", "getxattr", "link",
     "listxattr", "lookup", "lseek", "mkdir", "mknod", "open", "open_path", "opendir", "other", "read",
-    "readdir", "readlink", "release", "releasedir", "removexattr", "rename", "rmdir", "setattr", "setxattr",
+    "readdir", "readlink", "release", "releasedir", "removexattr", "rename", "rmdir", "setattr", "setattr_path", "setxattr",
     "stat_path", "statfs", "symlink", "truncate", "unlink", "unlink_path", "write",
 ];
 

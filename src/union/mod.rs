@@ -22,6 +22,8 @@ mod readdir;
 mod whiteout;
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,12 +59,12 @@ pub struct UnionFs {
     lowers: Vec<Arc<dyn FileSystem>>,
     /// Namespace lock (see the module documentation).
     ns: RwLock<()>,
-    nodes: Mutex<HashMap<Inode, Arc<UNode>>>,
+    nodes: Mutex<FxHashMap<Inode, Arc<UNode>>>,
     /// Branch object identity `(layer, st_dev, st_ino)` to union inode number. Kept for the
     /// life of the instance so that numbers never change, even after a forget.
-    ids: Mutex<HashMap<(Layer, u64, u64), Inode>>,
+    ids: Mutex<FxHashMap<(Layer, u64, u64), Inode>>,
     next_ino: AtomicU64,
-    handles: Mutex<HashMap<Handle, Arc<UHandle>>>,
+    handles: Mutex<FxHashMap<Handle, Arc<UHandle>>>,
     next_handle: AtomicU64,
     scratch_seq: AtomicU64,
     /// OCI markers of lower directories, by `(layer, branch inode)`.
@@ -151,10 +153,10 @@ impl UnionFs {
             upper,
             lowers,
             ns: RwLock::new(()),
-            nodes: Mutex::new(HashMap::new()),
-            ids: Mutex::new(HashMap::new()),
+            nodes: Mutex::new(FxHashMap::default()),
+            ids: Mutex::new(FxHashMap::default()),
             next_ino: AtomicU64::new(ROOT_INODE + 1),
-            handles: Mutex::new(HashMap::new()),
+            handles: Mutex::new(FxHashMap::default()),
             next_handle: AtomicU64::new(1),
             scratch_seq: AtomicU64::new(0),
             oci: Mutex::new(HashMap::new()),

@@ -1,6 +1,6 @@
 //! The local backend's inode table: `O_PATH` descriptors keyed by node id and by host identity.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -32,14 +32,14 @@ impl InodeData {
 /// (hard links) share a node id.
 #[derive(Debug)]
 pub(super) struct InodeTable {
-    by_inode: HashMap<Inode, Arc<InodeData>>,
-    by_id: HashMap<(u64, u64), Inode>,
+    by_inode: FxHashMap<Inode, Arc<InodeData>>,
+    by_id: FxHashMap<(u64, u64), Inode>,
     next: Inode,
 }
 
 impl InodeTable {
     pub fn new(root_fd: OwnedFd, attr: &Attr) -> Self {
-        let mut table = InodeTable { by_inode: HashMap::new(), by_id: HashMap::new(), next: 2 };
+        let mut table = InodeTable { by_inode: FxHashMap::default(), by_id: FxHashMap::default(), next: 2 };
         let root = InodeData {
             fd: root_fd,
             kind: attr.kind(),

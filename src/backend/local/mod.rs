@@ -11,7 +11,6 @@
 
 mod inodes;
 
-use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::unix::ffi::OsStrExt;
@@ -71,7 +70,7 @@ pub struct LocalFs {
     root_path: String,
     opts: LocalOptions,
     inodes: RwLock<InodeTable>,
-    handles: RwLock<HashMap<Handle, Arc<HandleData>>>,
+    handles: RwLock<rustc_hash::FxHashMap<Handle, Arc<HandleData>>>,
     next_handle: AtomicU64,
     proc_self_fd: OwnedFd,
     euid: u32,
@@ -141,7 +140,7 @@ impl LocalFs {
             root_path,
             opts,
             inodes: RwLock::new(InodeTable::new(fd, &attr)),
-            handles: RwLock::new(HashMap::new()),
+            handles: RwLock::new(rustc_hash::FxHashMap::default()),
             next_handle: AtomicU64::new(1),
             proc_self_fd,
             euid: ctx.uid,

@@ -92,13 +92,19 @@ impl Client {
 
     /// Sends `d` (its `client` and `seq` are filled in) with `data` in the buffer, and waits
     /// for the reply. Errors are errno values (`EIO` when the service does not answer).
-    pub fn call(&mut self, mut d: Descriptor, data: &[u8]) -> Result<Reply, i32> {
+    pub fn call(&mut self, d: Descriptor, data: &[u8]) -> Result<Reply, i32> {
+        self.call_parts(d, &[data])
+    }
+
+    /// As [`Client::call`], with the data given in parts laid out one after the other.
+    pub fn call_parts(&mut self, mut d: Descriptor, parts: &[&[u8]]) -> Result<Reply, i32> {
         let Some(h) = self.seg.client(self.id) else { return Err(libc::EIO) };
         self.seq = self.seq.wrapping_add(1);
         d.client = self.id;
         d.seq = self.seq;
-        if !data.is_empty() {
-            self.seg.write_data(self.id, data);
+        let mut at = 0;
+        for part in parts {
+            at += self.seg.write_data_at(self.id, at, part);
         }
         h.state.store(PENDING, Ordering::Release);
         if let Err(e) = self.enqueue(&d) {

@@ -29,7 +29,7 @@ pub use queue::{PushError, Queue, QueueHeader, Slot};
 pub unsafe trait ShmSafe {}
 
 /// Version of the protocol; the service and the library refuse to talk across versions.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Error code (never a real errno) by which the service says "not on this path": the target
 /// is something the user-level path does not serve (a directory, a symlink to follow, a
@@ -112,6 +112,28 @@ pub enum Op {
     Setxattr = 17,
     /// Remove the one named in the buffer.
     Removexattr = 18,
+    /// Make the directory at the path in the buffer (`arg`: mode, umask in the upper 32 bits).
+    Mkdir = 19,
+    /// Remove the empty directory at the path in the buffer.
+    Rmdir = 20,
+    /// Rename: the buffer holds the old path then the new one, `offset` being the old one's
+    /// length; `inode` and `handle` are the directories they are relative to; `arg`: the
+    /// `RENAME_*` flags.
+    Rename = 21,
+    /// Hard link: paths and bases as for `Rename`; `arg`: the `linkat` flags.
+    Link = 22,
+    /// Symbolic link: the buffer holds the target then the new link's path, `offset` being
+    /// the target's length.
+    Symlink = 23,
+    /// The target of the symbolic link at the path in the buffer, into the buffer; its
+    /// length as the result.
+    Readlink = 24,
+    /// `faccessat` of the path in the buffer (`arg`: the mode, `AT_*` flags in the upper 32
+    /// bits).
+    Access = 25,
+    /// Change attributes by path: the path then a [`WireSetattr`], `offset` being the path's
+    /// length (`arg` as for `StatPath`).
+    SetattrPath = 26,
 }
 
 /// `WireSetattr::valid` bits.
@@ -120,6 +142,7 @@ pub const SET_UID: u32 = 2;
 pub const SET_GID: u32 = 4;
 pub const SET_ATIME: u32 = 8;
 pub const SET_MTIME: u32 = 16;
+pub const SET_SIZE: u32 = 32;
 
 /// Attribute changes as they travel in a client buffer. Times use the `utimensat`
 /// conventions (`tv_nsec` `UTIME_NOW` for the current time).
@@ -134,6 +157,7 @@ pub struct WireSetattr {
     pub atime_nsec: i64,
     pub mtime: i64,
     pub mtime_nsec: i64,
+    pub size: u64,
 }
 
 // SAFETY: `#[repr(C)]`, integers only.
@@ -142,7 +166,7 @@ unsafe impl ShmSafe for WireSetattr {}
 impl WireSetattr {
     /// Its bytes, for the buffer.
     pub fn to_bytes(&self) -> [u8; core::mem::size_of::<WireSetattr>()] {
-        // SAFETY: `#[repr(C)]` integers laid out 4,4,4,4 then 8,8,8,8: no padding bytes.
+        // SAFETY: `#[repr(C)]` integers laid out 4,4,4,4 then 8,8,8,8,8: no padding bytes.
         unsafe { core::mem::transmute_copy(self) }
     }
 
@@ -214,6 +238,14 @@ impl Op {
             16 => Op::Listxattr,
             17 => Op::Setxattr,
             18 => Op::Removexattr,
+            19 => Op::Mkdir,
+            20 => Op::Rmdir,
+            21 => Op::Rename,
+            22 => Op::Link,
+            23 => Op::Symlink,
+            24 => Op::Readlink,
+            25 => Op::Access,
+            26 => Op::SetattrPath,
             _ => return None,
         })
     }
@@ -254,9 +286,13 @@ pub enum DecodeError {
     BadClient(u32),
     /// `len` larger than the client buffer (or than a name may be).
     TooLong(u64),
-    /// `offset + len` overflows a file offset.
+    /// `offset + len` overflows a file offset, or `offset` does not split the buffer into
+    /// the parts the operation needs.
     BadOffset,
 }
+
+/// The size of a [`WireSetattr`] in a buffer.
+const SETATTR_LEN: u64 = core::mem::size_of::<WireSetattr>() as u64;
 
 /// Validates a descriptor copied out of shared memory.
 pub fn decode(d: Descriptor, lim: &Limits) -> Result<Request, DecodeError> {
@@ -264,24 +300,40 @@ pub fn decode(d: Descriptor, lim: &Limits) -> Result<Request, DecodeError> {
     if d.client >= lim.clients {
         return Err(DecodeError::BadClient(d.client));
     }
-    let max = match op {
-        Op::Lookup | Op::Create | Op::Unlink | Op::Getxattr | Op::Removexattr => lim.name_max,
-        Op::OpenPath | Op::StatPath | Op::UnlinkPath => lim.path_max,
-        Op::Read | Op::Write | Op::Setxattr => lim.buffer_size,
-        Op::Setattr => core::mem::size_of::<WireSetattr>() as u64,
-        _ => 0,
-    }
-    .min(lim.buffer_size);
+    let max = max_len(op, lim).min(lim.buffer_size);
     if d.len > max {
         return Err(DecodeError::TooLong(d.len));
     }
-    if matches!(op, Op::Read | Op::Write) && d.offset.checked_add(d.len).is_none_or(|end| end > i64::MAX as u64)
-        || op == Op::Truncate && d.arg > i64::MAX as u64
-        || op == Op::Setxattr && (d.offset == 0 || d.offset >= d.len)
-    {
+    if !offset_ok(op, d.offset, d.len, d.arg, lim) {
         return Err(DecodeError::BadOffset);
     }
     Ok(Request { op, flags: d.flags, client: d.client, seq: d.seq, instance: d.instance, inode: d.inode, handle: d.handle, offset: d.offset, len: d.len, arg: d.arg })
+}
+
+/// The longest `len` operation `op` may carry (before capping at the buffer size).
+fn max_len(op: Op, lim: &Limits) -> u64 {
+    match op {
+        Op::Lookup | Op::Create | Op::Unlink | Op::Getxattr | Op::Removexattr => lim.name_max,
+        Op::OpenPath | Op::StatPath | Op::UnlinkPath | Op::Mkdir | Op::Rmdir | Op::Readlink | Op::Access => lim.path_max,
+        Op::Rename | Op::Link | Op::Symlink => lim.path_max.saturating_mul(2),
+        Op::SetattrPath => lim.path_max.saturating_add(SETATTR_LEN),
+        Op::Read | Op::Write | Op::Setxattr => lim.buffer_size,
+        Op::Setattr => SETATTR_LEN,
+        Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Truncate | Op::Listxattr => 0,
+    }
+}
+
+/// Whether `offset` (and `arg`, where it is a size) fits the operation's rules.
+fn offset_ok(op: Op, offset: u64, len: u64, arg: u64, lim: &Limits) -> bool {
+    match op {
+        Op::Read | Op::Write => offset.checked_add(len).is_some_and(|end| end <= i64::MAX as u64),
+        Op::Truncate => arg <= i64::MAX as u64,
+        Op::Setxattr => offset > 0 && offset < len,
+        // Two non-empty paths (or a target and a path), each at most `path_max`.
+        Op::Rename | Op::Link | Op::Symlink => offset > 0 && offset < len && offset <= lim.path_max && len - offset <= lim.path_max,
+        Op::SetattrPath => offset > 0 && offset <= lim.path_max && len == offset + SETATTR_LEN,
+        _ => true,
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -311,7 +363,9 @@ pub mod fuzzing {
             && match r.op {
                 Op::Read | Op::Write => r.offset.checked_add(r.len).is_some_and(|e| e <= i64::MAX as u64),
                 Op::Lookup | Op::Create | Op::Unlink | Op::Getxattr | Op::Removexattr => r.len <= lim.name_max,
-                Op::OpenPath | Op::StatPath | Op::UnlinkPath => r.len <= lim.path_max,
+                Op::OpenPath | Op::StatPath | Op::UnlinkPath | Op::Mkdir | Op::Rmdir | Op::Readlink | Op::Access => r.len <= lim.path_max,
+                Op::Rename | Op::Link | Op::Symlink => r.offset > 0 && r.offset < r.len && r.offset <= lim.path_max && r.len - r.offset <= lim.path_max,
+                Op::SetattrPath => r.offset > 0 && r.offset <= lim.path_max && r.len == r.offset + core::mem::size_of::<WireSetattr>() as u64,
                 Op::Setattr => r.len as usize <= core::mem::size_of::<WireSetattr>(),
                 Op::Setxattr => r.offset > 0 && r.offset < r.len,
                 Op::Truncate => r.arg <= i64::MAX as u64 && r.len == 0,

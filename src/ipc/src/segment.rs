@@ -203,11 +203,20 @@ impl Segment {
 
     /// Copies `data` into client `c`'s buffer (clamped to the buffer); returns the bytes copied.
     pub fn write_data(&self, c: u32, data: &[u8]) -> usize {
+        self.write_data_at(c, 0, data)
+    }
+
+    /// Copies `data` into client `c`'s buffer from byte `at` on (clamped to the buffer);
+    /// returns the bytes copied.
+    pub fn write_data_at(&self, c: u32, at: usize, data: &[u8]) -> usize {
         let Some(p) = self.client_data(c) else { return 0 };
-        let n = data.len().min(self.layout.geometry.buffer_size as usize);
-        // SAFETY: `n` bytes from `p` lie inside client `c`'s buffer; the source is a local
-        // slice that cannot overlap shared memory the caller does not own.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), p, n) };
+        let size = self.layout.geometry.buffer_size as usize;
+        let at = at.min(size);
+        let n = data.len().min(size - at);
+        // SAFETY: `at + n <= buffer_size`, so the `n` bytes from `p + at` lie inside client
+        // `c`'s buffer; the source is a local slice that cannot overlap shared memory the
+        // caller does not own.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), p.add(at), n) };
         n
     }
 

@@ -178,7 +178,8 @@ fn the_decoder_refuses_what_is_out_of_bounds() {
     assert_eq!(decode(Descriptor { op: Op::Lookup as u32, len: 256, ..ok }, &lim), Err(DecodeError::TooLong(256)));
     assert_eq!(decode(Descriptor { op: Op::Getattr as u32, len: 1, ..ok }, &lim), Err(DecodeError::TooLong(1)));
     // Attribute changes carry exactly one record at most; xattr names stay names.
-    assert_eq!(decode(Descriptor { op: Op::Setattr as u32, len: 49, ..ok }, &lim), Err(DecodeError::TooLong(49)));
+    let one_more = core::mem::size_of::<WireSetattr>() as u64 + 1;
+    assert_eq!(decode(Descriptor { op: Op::Setattr as u32, len: one_more, ..ok }, &lim), Err(DecodeError::TooLong(one_more)));
     assert_eq!(decode(Descriptor { op: Op::Getxattr as u32, len: 256, ..ok }, &lim), Err(DecodeError::TooLong(256)));
     // Setxattr: the name must end inside the data, before the value.
     let set = Descriptor { op: Op::Setxattr as u32, len: 10, offset: 4, ..ok };
@@ -239,4 +240,26 @@ fn inputs_the_fuzzer_found_stay_fixed() {
         seen += 1;
     }
     assert!(seen >= 1);
+}
+
+#[test]
+fn two_part_requests_must_split_their_buffer_in_bounds() {
+    let lim = Limits { clients: 2, buffer_size: 1 << 20, name_max: 255, path_max: 4096 };
+    let d = |op: Op, offset: u64, len: u64| Descriptor { op: op as u32, offset, len, ..Descriptor::default() };
+    for op in [Op::Rename, Op::Link, Op::Symlink] {
+        assert_eq!(decode(d(op, 3, 8), &lim).map(|r| r.op), Ok(op));
+        // An empty first or second part, a split past the end, a part longer than a path.
+        assert_eq!(decode(d(op, 0, 8), &lim), Err(DecodeError::BadOffset));
+        assert_eq!(decode(d(op, 8, 8), &lim), Err(DecodeError::BadOffset));
+        assert_eq!(decode(d(op, u64::MAX, 8), &lim), Err(DecodeError::BadOffset));
+        assert_eq!(decode(d(op, 4097, 5000), &lim), Err(DecodeError::BadOffset));
+        assert_eq!(decode(d(op, 1, 8193), &lim), Err(DecodeError::TooLong(8193)));
+    }
+    let wire = core::mem::size_of::<WireSetattr>() as u64;
+    assert_eq!(decode(d(Op::SetattrPath, 5, 5 + wire), &lim).map(|r| r.op), Ok(Op::SetattrPath));
+    assert_eq!(decode(d(Op::SetattrPath, 5, 4 + wire), &lim), Err(DecodeError::BadOffset));
+    assert_eq!(decode(d(Op::SetattrPath, 0, wire), &lim), Err(DecodeError::BadOffset));
+    for op in [Op::Mkdir, Op::Rmdir, Op::Readlink, Op::Access] {
+        assert_eq!(decode(d(op, 0, 4097), &lim), Err(DecodeError::TooLong(4097)));
+    }
 }

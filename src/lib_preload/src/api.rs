@@ -32,7 +32,9 @@ fn target(p: *const c_char) -> Result<path::Target, c_int> {
     if p.is_null() {
         return Err(libc::EFAULT);
     }
-    path::resolve(libc::AT_FDCWD, p).ok_or(libc::EXDEV)
+    let mut t = path::Target::empty();
+    path::resolve(&mut t, libc::AT_FDCWD, p).ok_or(libc::EXDEV)?;
+    Ok(t)
 }
 
 fn file(fd: c_int) -> Result<&'static File, c_int> {

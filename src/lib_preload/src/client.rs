@@ -22,8 +22,13 @@ pub fn post(d: Descriptor) -> Result<(), c_int> {
 /// Sends one request and waits for its reply; reply data, if any, goes to `out`.
 /// Errors are errno values, or [`crate::ops::FALLBACK`].
 pub fn call(d: Descriptor, data: &[u8], out: Option<&mut [u8]>) -> Result<Reply, c_int> {
+    call_parts(d, &[data], out)
+}
+
+/// As [`call`], with the request data in parts laid out one after the other.
+pub fn call_parts(d: Descriptor, parts: &[&[u8]], out: Option<&mut [u8]>) -> Result<Reply, c_int> {
     with_client(|client| {
-        let r = client.call(d, data)?;
+        let r = client.call_parts(d, parts)?;
         if let Some(out) = out {
             client.data(out);
         }
@@ -58,7 +63,10 @@ fn with_client<T>(f: impl FnOnce(&mut Client) -> Result<T, c_int>) -> Result<T, 
             if c.is_none() {
                 // SAFETY: gettid cannot fail.
                 let tid = unsafe { libc::gettid() } as u32;
-                *c = Some((Client::attach(cfg.shmid, tid)?, generation));
+                // A segment of another protocol version (a library older or newer than the
+                // service): the legacy path still serves every call correctly.
+                let client = Client::attach(cfg.shmid, tid).map_err(|e| if e == libc::EPROTO { crate::ops::FALLBACK } else { e })?;
+                *c = Some((client, generation));
             }
             let (client, _) = c.as_mut().ok_or(libc::EIO)?;
             f(client)

@@ -13,6 +13,7 @@ mod client;
 mod config;
 mod files;
 mod intercept;
+mod names;
 mod ops;
 mod path;
 mod process;

@@ -6,14 +6,16 @@
 //! same instance through the FUSE mount.
 
 use std::ffi::{c_char, c_int, CStr};
+use std::mem::MaybeUninit;
 
 use crate::config;
 
 pub const PATH_CAP: usize = 4096;
 
-/// A path under one of the pool's mounts.
+/// A path under one of the pool's mounts. The buffer is left uninitialised past `len` (this
+/// runs on every intercepted path call: no 4 KiB memset).
 pub struct Target {
-    buf: [u8; PATH_CAP],
+    buf: [MaybeUninit<u8>; PATH_CAP],
     len: usize,
     rel: usize,
     pub instance: u32,
@@ -23,20 +25,33 @@ pub struct Target {
 }
 
 impl Target {
+    /// A target to fill with [`resolve`]. Filled in place: returning 4 KiB by value on every
+    /// intercepted call costs a copy.
+    pub const fn empty() -> Target {
+        Target { buf: [MaybeUninit::uninit(); PATH_CAP], len: 0, rel: 0, instance: 0, dev: 0, base: 0 }
+    }
+
     /// The tidy absolute path.
     pub fn abs(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.bytes(0)
     }
 
     /// The path inside the instance, relative to `base` (no leading '/').
     pub fn rel(&self) -> &[u8] {
-        &self.buf[self.rel..self.len]
+        self.bytes(self.rel)
+    }
+
+    fn bytes(&self, from: usize) -> &[u8] {
+        let from = from.min(self.len);
+        // SAFETY: `push_components` is the only writer and initialises `buf[..len]` in order;
+        // `from <= len <= PATH_CAP`.
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>().add(from), self.len - from) }
     }
 }
 
-/// The target of `path` (relative to `dirfd`, as for the *at calls), or `None` when the call
-/// is not for the user-level path.
-pub fn resolve(dirfd: c_int, path: *const c_char) -> Option<Target> {
+/// Fills `t` with the target of `path` (relative to `dirfd`, as for the *at calls); `None`
+/// when the call is not for the user-level path.
+pub fn resolve(t: &mut Target, dirfd: c_int, path: *const c_char) -> Option<()> {
     if path.is_null() {
         return None;
     }
@@ -49,12 +64,13 @@ pub fn resolve(dirfd: c_int, path: *const c_char) -> Option<Target> {
     if p.is_empty() || p.ends_with(b"/") {
         return None;
     }
-    let mut t = Target { buf: [0; PATH_CAP], len: 0, rel: 0, instance: 0, dev: 0, base: 0 };
+    t.len = 0;
+    t.base = 0;
     if p[0] != b'/' && dirfd != libc::AT_FDCWD {
         let d = crate::files::dir(dirfd)?;
-        push_components(&mut t, d.path)?;
+        push_components(t, d.path)?;
         let base_len = t.len;
-        push_components(&mut t, p)?;
+        push_components(t, p)?;
         if t.len == base_len {
             return None;
         }
@@ -62,7 +78,7 @@ pub fn resolve(dirfd: c_int, path: *const c_char) -> Option<Target> {
         t.instance = d.instance;
         t.dev = d.dev;
         t.base = d.inode;
-        return Some(t);
+        return Some(());
     }
     if p[0] != b'/' {
         let mut cwd = [0u8; libc::PATH_MAX as usize];
@@ -70,15 +86,15 @@ pub fn resolve(dirfd: c_int, path: *const c_char) -> Option<Target> {
         if n == 0 {
             return None;
         }
-        push_components(&mut t, &cwd[..n])?;
+        push_components(t, &cwd[..n])?;
     }
-    push_components(&mut t, p)?;
-    let abs = &t.buf[..t.len];
+    push_components(t, p)?;
+    let abs = t.abs();
     let m = cfg.mounts.iter().find(|m| abs.len() > m.path.len() + 1 && abs.starts_with(&m.path) && abs[m.path.len()] == b'/')?;
     t.rel = m.path.len() + 1;
     t.instance = m.instance;
     t.dev = m.dev;
-    Some(t)
+    Some(())
 }
 
 /// Appends the components of `p` to the target's buffer; `None` on `..` or overflow.
@@ -92,8 +108,10 @@ fn push_components(t: &mut Target, p: &[u8]) -> Option<()> {
                 if end >= PATH_CAP {
                     return None;
                 }
-                t.buf[t.len] = b'/';
-                t.buf[t.len + 1..end].copy_from_slice(c);
+                t.buf[t.len].write(b'/');
+                for (d, s) in t.buf[t.len + 1..end].iter_mut().zip(c) {
+                    d.write(*s);
+                }
                 t.len = end;
             }
         }

@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 
 use libc::{gid_t, mode_t, size_t, ssize_t, uid_t};
-use polytropon_ipc::{WireSetattr, SET_ATIME, SET_GID, SET_MODE, SET_MTIME, SET_UID};
+use polytropon_ipc::{WireSetattr, SET_MODE};
 
 use super::on_fd;
 use crate::cbuf::{in_buf, out_buf};
@@ -19,42 +19,24 @@ pub unsafe extern "C" fn fchmod(fd: c_int, mode: mode_t) -> c_int {
 
 #[no_mangle]
 pub unsafe extern "C" fn fchown(fd: c_int, uid: uid_t, gid: gid_t) -> c_int {
-    // -1 (as an unsigned id) leaves that id unchanged.
-    let mut w = WireSetattr { uid, gid, ..WireSetattr::default() };
-    if uid != uid_t::MAX {
-        w.valid |= SET_UID;
-    }
-    if gid != gid_t::MAX {
-        w.valid |= SET_GID;
-    }
+    let w = super::names::chown_of(uid, gid);
     // SAFETY: forwarding the caller's arguments.
     on_fd(fd, |f| ops::setattr(f, &w).map(|()| 0), || unsafe { real::fchown(fd, uid, gid) })
-}
-
-/// Times as utimensat takes them (`None`: both now).
-fn times(t: Option<[libc::timespec; 2]>) -> WireSetattr {
-    let [a, m] = t.unwrap_or([libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW }; 2]);
-    WireSetattr { valid: SET_ATIME | SET_MTIME, atime: a.tv_sec, atime_nsec: a.tv_nsec, mtime: m.tv_sec, mtime_nsec: m.tv_nsec, ..WireSetattr::default() }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn futimens(fd: c_int, t: *const libc::timespec) -> c_int {
     // SAFETY: a null pointer or two timespecs, as futimens requires.
-    let w = times(unsafe { t.cast::<[libc::timespec; 2]>().as_ref() }.copied());
+    let w = super::names::times_of(unsafe { t.cast::<[libc::timespec; 2]>().as_ref() }.copied());
     // SAFETY: forwarding the caller's arguments.
-    on_fd(fd, |f| ops::setattr(f, &w).map(|()| 0), || unsafe { real::futimens(fd, t) })
+    on_fd(fd, |f| ops::setattr(f, &w?).map(|()| 0), || unsafe { real::futimens(fd, t) })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn futimes(fd: c_int, t: *const libc::timeval) -> c_int {
-    // SAFETY: a null pointer or two timevals, as futimes requires.
-    let given = unsafe { t.cast::<[libc::timeval; 2]>().as_ref() }.map(|tv| {
-        tv.map(|v| libc::timespec { tv_sec: v.tv_sec, tv_nsec: v.tv_usec * 1000 })
-    });
-    let w = times(given);
-    let bad = given.is_some_and(|g| g.iter().any(|v| !(0..1_000_000_000).contains(&v.tv_nsec)));
+    let w = || super::names::times_of(super::names::timevals(t)?);
     // SAFETY: forwarding the caller's arguments.
-    on_fd(fd, |f| if bad { Err(libc::EINVAL) } else { ops::setattr(f, &w).map(|()| 0) }, || unsafe { real::futimes(fd, t) })
+    on_fd(fd, |f| ops::setattr(f, &w()?).map(|()| 0), || unsafe { real::futimes(fd, t) })
 }
 
 /// The caller's attribute name.

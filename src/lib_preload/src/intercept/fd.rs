@@ -91,7 +91,8 @@ pub unsafe extern "C" fn opendir(path: *const libc::c_char) -> *mut libc::DIR {
     let d = unsafe { real::opendir(path) };
     if !d.is_null() {
         if let Some(_busy) = crate::config::Busy::enter() {
-            if let Some(t) = crate::path::resolve(libc::AT_FDCWD, path) {
+            let mut t = crate::path::Target::empty();
+            if crate::path::resolve(&mut t, libc::AT_FDCWD, path).is_some() {
                 // SAFETY: `d` is the stream just opened.
                 files::remember_dir(unsafe { libc::dirfd(d) }, t.instance, t.dev, t.abs());
             }

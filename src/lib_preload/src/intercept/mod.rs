@@ -3,14 +3,15 @@
 //! [`FALLBACK`]) calls the real libc function, which reaches the same instance through the
 //! kernel's FUSE mount when the path is under one.
 //!
-//! Calls not listed here go to libc unchanged; path calls on mount paths (mkdir, rename,
-//! readdir, ...) then take the legacy path, which is correct, only slower.
+//! Calls not listed here go to libc unchanged; path calls on mount paths (directory
+//! listings, statfs, ...) then take the legacy path, which is correct, only slower.
 
 mod attrs;
 mod emulated;
 mod fd;
 mod io;
 mod kernel_only;
+mod names;
 mod open;
 mod stat;
 mod stdio;

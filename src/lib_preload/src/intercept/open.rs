@@ -11,7 +11,8 @@ use crate::{config, files, ops, path, real};
 /// open on the user-level path; what that path leaves to the kernel is opened there by
 /// `kernel`, and a directory so opened is remembered for the calls relative to it.
 fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t, kernel: impl FnOnce() -> c_int) -> Result<c_int, c_int> {
-    let t = path::resolve(dirfd, path).ok_or(ops::FALLBACK)?;
+    let mut t = path::Target::empty();
+    path::resolve(&mut t, dirfd, path).ok_or(ops::FALLBACK)?;
     match ops::open(&t, flags, mode) {
         Err(ops::FALLBACK) => {
             let fd = kernel();
@@ -98,10 +99,14 @@ pub unsafe extern "C" fn creat64(path: *const c_char, mode: mode_t) -> c_int {
 }
 
 fn unlink_at(dirfd: c_int, path: *const c_char, flags: c_int) -> Result<c_int, c_int> {
-    if flags != 0 {
+    if flags & !libc::AT_REMOVEDIR != 0 {
         return Err(ops::FALLBACK);
     }
-    let t = path::resolve(dirfd, path).ok_or(ops::FALLBACK)?;
+    let mut t = path::Target::empty();
+    path::resolve(&mut t, dirfd, path).ok_or(ops::FALLBACK)?;
+    if flags & libc::AT_REMOVEDIR != 0 {
+        return crate::names::rmdir(&t).map(|()| 0);
+    }
     ops::unlink(&t).map(|()| 0)
 }
 

@@ -27,7 +27,8 @@ fn stat_at(dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> Re
     if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT) != 0 {
         return Err(ops::FALLBACK);
     }
-    let t = path::resolve(dirfd, path).ok_or(ops::FALLBACK)?;
+    let mut t = path::Target::empty();
+    path::resolve(&mut t, dirfd, path).ok_or(ops::FALLBACK)?;
     let a = ops::stat_path(&t, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
     ops::fill_stat(&a, t.dev, out(st)?);
     Ok(0)
@@ -197,7 +198,8 @@ pub unsafe extern "C" fn statx(dirfd: c_int, path: *const c_char, flags: c_int, 
     }
     run(
         || {
-            let t = path::resolve(dirfd, path).ok_or(ops::FALLBACK)?;
+            let mut t = path::Target::empty();
+    path::resolve(&mut t, dirfd, path).ok_or(ops::FALLBACK)?;
             let a = ops::stat_path(&t, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
             ops::fill_statx(&a, t.dev, out(stx)?);
             Ok(0)

@@ -119,7 +119,8 @@ fn open_stream(path: *const c_char, mode: *const c_char) -> Result<*mut libc::FI
     }
     // SAFETY: a NUL-terminated mode string, as fopen requires (checked for null).
     let flags = mode_flags(unsafe { CStr::from_ptr(mode) }.to_bytes()).ok_or(ops::FALLBACK)?;
-    let t = path::resolve(libc::AT_FDCWD, path).ok_or(ops::FALLBACK)?;
+    let mut t = path::Target::empty();
+    path::resolve(&mut t, libc::AT_FDCWD, path).ok_or(ops::FALLBACK)?;
     let fd = ops::open(&t, flags, 0o666)?;
     let fp = stream_of(fd, mode);
     if fp.is_null() {

@@ -13,15 +13,18 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use polytropon_ipc::client::complete;
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
-use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, WireSetattr, E_FALLBACK, SET_ATIME, SET_GID, SET_MODE, SET_MTIME, SET_UID, FLAG_NO_REPLY, STAT_NOFOLLOW, WRITE_APPEND};
+use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, WireSetattr, E_FALLBACK, FLAG_NO_REPLY, STAT_NOFOLLOW, WRITE_APPEND};
 use tracing::{debug, warn};
 
-use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, SetAttr, TimeUpdate, Timespec, ROOT_INODE};
+use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, SetAttr, ROOT_INODE};
 use crate::service::stats::{OpStats, Timer};
+
+mod namespace;
+mod paths;
+use paths::PathCache;
 
 /// Busy polls of an empty queue before a worker sleeps.
 const IDLE_SPINS: u32 = 20_000;
@@ -196,61 +199,10 @@ impl Drop for BackDriver {
     }
 }
 
-/// Directories recently walked: path → inode, each holding one lookup reference, trusted for
-/// `DIR_TTL` (the same contract as the FUSE path's entry timeout).
-#[derive(Default)]
-struct DirCache {
-    map: HashMap<Vec<u8>, (Inode, Instant)>,
-    /// The instance's namespace generation the entries were taken at.
-    generation: u64,
-}
-
 /// Per instance (by table index), with the instance it belongs to.
 #[derive(Default)]
-struct DirCaches {
-    by_instance: HashMap<u32, (Arc<dyn FileSystem>, DirCache)>,
-}
-
-const DIR_TTL: Duration = Duration::from_secs(1);
-const DIR_CACHE_MAX: usize = 4096;
-
-impl DirCache {
-    /// Drops everything when a directory may have moved or gone since the entries were taken
-    /// (on either path: FUSE renames reach the same instance).
-    fn check_generation(&mut self, fs: &dyn FileSystem) {
-        let g = fs.namespace_generation();
-        if g != self.generation || g == u64::MAX {
-            self.clear(fs);
-            self.generation = g;
-        }
-    }
-
-    fn get(&mut self, fs: &dyn FileSystem, path: &[u8]) -> Option<Inode> {
-        let (ino, at) = *self.map.get(path)?;
-        if at.elapsed() < DIR_TTL {
-            return Some(ino);
-        }
-        self.map.remove(path);
-        fs.forget(ino, 1);
-        None
-    }
-
-    fn put(&mut self, fs: &dyn FileSystem, path: &[u8], ino: Inode) {
-        if self.map.len() >= DIR_CACHE_MAX {
-            for (_, (i, _)) in self.map.drain() {
-                fs.forget(i, 1);
-            }
-        }
-        if let Some((old, _)) = self.map.insert(path.to_vec(), (ino, Instant::now())) {
-            fs.forget(old, 1);
-        }
-    }
-
-    fn clear(&mut self, fs: &dyn FileSystem) {
-        for (_, (i, _)) in self.map.drain() {
-            fs.forget(i, 1);
-        }
-    }
+struct PathCaches {
+    by_instance: HashMap<u32, (Arc<dyn FileSystem>, PathCache)>,
 }
 
 fn instance(table: &InstanceTable, i: u32) -> Option<Served> {
@@ -278,6 +230,14 @@ fn op_name(op: Op) -> &'static str {
         Op::Listxattr => "listxattr",
         Op::Setxattr => "setxattr",
         Op::Removexattr => "removexattr",
+        Op::Mkdir => "mkdir",
+        Op::Rmdir => "rmdir",
+        Op::Rename => "rename",
+        Op::Link => "link",
+        Op::Symlink => "symlink",
+        Op::Readlink => "readlink",
+        Op::Access => "access",
+        Op::SetattrPath => "setattr_path",
     }
 }
 
@@ -318,7 +278,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     if !helper && !sh.cpus.is_empty() {
         pin(sh.cpus[q as usize % sh.cpus.len()]);
     }
-    let mut caches = DirCaches::default();
+    let mut caches = PathCaches::default();
     let queue = seg.queue(q);
     let bell = seg.doorbell(q);
     let ctx = Context::current();
@@ -356,10 +316,10 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                 };
                 // A directory cache belongs to one instance object: a replaced table entry
                 // starts a fresh cache.
-                let entry = caches.by_instance.entry(req.instance).or_insert_with(|| (fs.clone(), DirCache::default()));
+                let entry = caches.by_instance.entry(req.instance).or_insert_with(|| (fs.clone(), PathCache::default()));
                 if !Arc::ptr_eq(&entry.0, &fs) {
                     entry.1.clear(&*entry.0);
-                    *entry = (fs.clone(), DirCache::default());
+                    *entry = (fs.clone(), PathCache::default());
                 }
                 let timer = Timer::start(stats, op_name(req.op));
                 let (res, aux) = execute(&seg, &*fs, &ctx, &req, &mut buf, &mut entry.1, kernel.as_deref());
@@ -387,14 +347,21 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     }
 }
 
+/// Where a request's path leads: the parent directory, the last name, and for paths from
+/// the instance's root the normalised path (the path cache's key for the leaf).
+struct Walked<'p> {
+    dir: Inode,
+    name: &'p OsStr,
+    key: Option<Vec<u8>>,
+}
+
 /// Resolves `path` (relative to directory `base`, 0 meaning the root; `.` skipped, `..`
 /// refused by the libservice) to its parent directory and last name. Lookups it takes are
 /// either cached in `dirs` (paths from the root only) or pushed on `held` (forgotten after
 /// the request). A `base` the instance no longer knows is the kernel's to resolve.
-fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, base: Inode, path: &'p [u8], held: &mut Vec<Inode>, dirs: &mut DirCache) -> io::Result<(Inode, &'p OsStr)> {
+fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, base: Inode, path: &'p [u8], held: &mut Vec<Inode>, dirs: &mut PathCache) -> io::Result<Walked<'p>> {
     dirs.check_generation(fs);
-    let comps: Vec<&[u8]> = path.split(|b| *b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
-    let Some((last, parents)) = comps.split_last() else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
+    let mut comps = path.split(|b| *b == b'/').filter(|c| !c.is_empty() && *c != b".").peekable();
     let from_root = base == 0 || base == ROOT_INODE;
     if !from_root {
         let a = fs.getattr(ctx, base, None).map_err(|_| fallback())?;
@@ -403,14 +370,24 @@ fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, base: Inode, path: &'p [u8], hel
         }
     }
     let mut cur = if from_root { ROOT_INODE } else { base };
-    let mut prefix: Vec<u8> = Vec::new();
-    for c in parents {
+    let mut prefix: Vec<u8> = Vec::with_capacity(path.len());
+    while let Some(c) = comps.next() {
+        if comps.peek().is_none() {
+            let key = from_root.then(|| {
+                if !prefix.is_empty() {
+                    prefix.push(b'/');
+                }
+                prefix.extend_from_slice(c);
+                prefix
+            });
+            return Ok(Walked { dir: cur, name: OsStr::from_bytes(c), key });
+        }
         if from_root {
             if !prefix.is_empty() {
                 prefix.push(b'/');
             }
             prefix.extend_from_slice(c);
-            if let Some(ino) = dirs.get(fs, &prefix) {
+            if let Some(ino) = dirs.dir(fs, &prefix) {
                 cur = ino;
                 continue;
             }
@@ -423,16 +400,25 @@ fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, base: Inode, path: &'p [u8], hel
             return Err(io::Error::from_raw_os_error(code));
         }
         if from_root {
-            dirs.put(fs, &prefix, e.inode);
+            dirs.put_dir(fs, &prefix, e.inode);
         } else {
             held.push(e.inode);
         }
         cur = e.inode;
     }
-    Ok((cur, OsStr::from_bytes(last)))
+    Err(io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-fn execute(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], dirs: &mut DirCache, kernel: Option<&dyn KernelCache>) -> (i64, [u64; 4]) {
+/// Keeps the lookup reference on `ino` (the leaf `w` named) in the path cache if it has none
+/// for that path yet; otherwise it is released with the request.
+fn pin_or_hold(fs: &dyn FileSystem, w: Walked<'_>, ino: Inode, held: &mut Vec<Inode>, dirs: &mut PathCache) {
+    match w.key {
+        Some(k) if !dirs.pinned(fs, &k) => dirs.pin(fs, k, ino),
+        _ => held.push(ino),
+    }
+}
+
+fn execute(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], dirs: &mut PathCache, kernel: Option<&dyn KernelCache>) -> (i64, [u64; 4]) {
     let mut held = Vec::new();
     let out = run(seg, fs, ctx, r, buf, &mut held, dirs, kernel);
     for ino in held {
@@ -464,7 +450,7 @@ fn fallback() -> io::Error {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], held: &mut Vec<Inode>, dirs: &mut DirCache, kernel: Option<&dyn KernelCache>) -> io::Result<(i64, [u64; 4])> {
+fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], held: &mut Vec<Inode>, dirs: &mut PathCache, kernel: Option<&dyn KernelCache>) -> io::Result<(i64, [u64; 4])> {
     let len = r.len as usize;
     let path = |buf: &mut [u8]| -> Vec<u8> {
         let n = seg.read_data(r.client, len, buf);
@@ -473,7 +459,8 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
     match r.op {
         Op::OpenPath => {
             let p = path(buf);
-            let (dir, name) = walk(fs, ctx, r.inode, &p, held, dirs)?;
+            let w = walk(fs, ctx, r.inode, &p, held, dirs)?;
+            let (dir, name) = (w.dir, w.name);
             let flags = (r.arg & 0xffff_ffff) as i32;
             let mode = (r.arg >> 32) as u32;
             let found = match fs.lookup(ctx, dir, name) {
@@ -511,14 +498,24 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
                     (e.inode, h)
                 }
             };
-            // The final inode's reference stays until Release.
+            // The final inode's reference stays until Release; the path cache pins the file
+            // with a reference of its own, so reopening it finds it without a backend lookup.
+            if w.key.as_ref().is_some_and(|k| !dirs.pinned(fs, k)) {
+                if let Ok(again) = fs.lookup(ctx, dir, name) {
+                    if again.inode == inode {
+                        pin_or_hold(fs, w, again.inode, held, dirs);
+                    } else {
+                        held.push(again.inode);
+                    }
+                }
+            }
             Ok((0, [inode, handle, 0, 0]))
         }
         Op::StatPath => {
             let p = path(buf);
-            let (dir, name) = walk(fs, ctx, r.inode, &p, held, dirs)?;
-            let e = fs.lookup(ctx, dir, name)?;
-            held.push(e.inode);
+            let w = walk(fs, ctx, r.inode, &p, held, dirs)?;
+            let e = fs.lookup(ctx, w.dir, w.name)?;
+            pin_or_hold(fs, w, e.inode, held, dirs);
             if e.attr.kind() == FileKind::Symlink && r.arg & STAT_NOFOLLOW == 0 {
                 return Err(fallback());
             }
@@ -528,7 +525,8 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
         }
         Op::UnlinkPath => {
             let p = path(buf);
-            let (dir, name) = walk(fs, ctx, r.inode, &p, held, dirs)?;
+            let w = walk(fs, ctx, r.inode, &p, held, dirs)?;
+            let (dir, name) = (w.dir, w.name);
             // The kernel caches the file's attributes too (its link count drops).
             let victim = match kernel {
                 Some(_) => fs.lookup(ctx, dir, name).ok().map(|e| {
@@ -538,6 +536,9 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
                 None => None,
             };
             fs.unlink(ctx, dir, name)?;
+            if let Some(key) = &w.key {
+                dirs.unpin(fs, key);
+            }
             if let Some(k) = kernel {
                 k.inval_entry(dir, name);
                 if let Some(ino) = victim {
@@ -596,24 +597,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             if seg.read_data(r.client, len, &mut b) != b.len() {
                 return Err(io::Error::from_raw_os_error(libc::EINVAL));
             }
-            let w = WireSetattr::from_bytes(&b);
-            let time = |on: bool, sec: i64, nsec: i64| -> io::Result<Option<TimeUpdate>> {
-                Ok(match (on, nsec) {
-                    (false, _) => None,
-                    (true, libc::UTIME_OMIT) => None,
-                    (true, libc::UTIME_NOW) => Some(TimeUpdate::Now),
-                    (true, n) if (0..1_000_000_000).contains(&n) => Some(TimeUpdate::Set(Timespec { sec, nsec: n as u32 })),
-                    _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
-                })
-            };
-            let set = SetAttr {
-                mode: (w.valid & SET_MODE != 0).then_some(w.mode & 0o7777),
-                uid: (w.valid & SET_UID != 0).then_some(w.uid),
-                gid: (w.valid & SET_GID != 0).then_some(w.gid),
-                size: None,
-                atime: time(w.valid & SET_ATIME != 0, w.atime, w.atime_nsec)?,
-                mtime: time(w.valid & SET_MTIME != 0, w.mtime, w.mtime_nsec)?,
-            };
+            let set = namespace::setattr_of(&WireSetattr::from_bytes(&b))?;
             if !set.is_empty() {
                 fs.setattr(ctx, r.inode, Some(r.handle), &set)?;
                 inval_inode(kernel, r.inode, -1, 0);
@@ -664,5 +648,9 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             Ok((0, [0; 4]))
         }
         Op::Lookup | Op::Open | Op::Create | Op::Unlink => Err(io::Error::from_raw_os_error(libc::ENOSYS)),
+        _ => {
+            let mut call = namespace::Call { seg, fs, ctx, r, held, dirs, kernel };
+            namespace::run(&mut call, buf).unwrap_or_else(|| Err(io::Error::from_raw_os_error(libc::ENOSYS)))
+        }
     }
 }
