@@ -126,12 +126,13 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         targets.push(targets::setup(p, &lower, base.path()).with_context(|| format!("cannot set up path {p}"))?);
     }
     let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); targets.len()]; micro::OPS.len()];
-    let chosen_ops = micro::OPS.iter().filter(|(op, _)| chosen(op)).count();
-    let total = u64::from(opts.reps) * (chosen_ops * targets.len()) as u64;
+    // (index in `micro::OPS`, name, unit) of the operations to run.
+    let selected: Vec<(usize, &str, &str)> = micro::OPS.iter().enumerate().filter(|(_, (op, _))| chosen(op)).map(|(i, (op, unit))| (i, *op, *unit)).collect();
+    let total = u64::from(opts.reps) * (selected.len() * targets.len()) as u64;
     let mut done = 0;
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     for rep in 0..opts.reps {
-        for (oi, (op, _)) in micro::OPS.iter().enumerate().filter(|(_, (op, _))| chosen(op)) {
+        for &(oi, op, _) in &selected {
             // Interleaved: every path runs this repetition of this operation before the next.
             for (ti, t) in targets.iter_mut().enumerate() {
                 let s = match &t.worker {
@@ -148,12 +149,12 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         }
     }
     let mut rows = Vec::new();
-    for (oi, (op, unit)) in micro::OPS.iter().enumerate().filter(|(_, (op, _))| chosen(op)) {
+    for &(oi, op, unit) in &selected {
         for (ti, t) in targets.iter().enumerate() {
             let mut s = samples[oi][ti].clone();
             s.sort_by(f64::total_cmp);
             // Throughput: the "p99" is the 1st percentile (the slow end).
-            let p99 = if *unit == "MiB/s" { percentile(&s, 0.01) } else { percentile(&s, 0.99) };
+            let p99 = if unit == "MiB/s" { percentile(&s, 0.01) } else { percentile(&s, 0.99) };
             rows.push(Row {
                 workload: "micro".into(),
                 op: op.to_string(),

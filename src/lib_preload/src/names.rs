@@ -24,7 +24,7 @@ pub fn rmdir(t: &Target) -> Result<(), c_int> {
     call(on_path(Op::Rmdir, t, 0), t.rel(), None).map(drop)
 }
 
-/// `rename` (`link` is false) or `link` of `old` to `new`, both on one instance.
+/// `op` (`Rename` or `Link`) of `old` to `new`, both on one instance.
 pub fn rename_or_link(op: Op, old: &Target, new: &Target, flags: u32) -> Result<(), c_int> {
     if old.instance != new.instance {
         return Err(FALLBACK);

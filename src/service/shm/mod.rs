@@ -445,6 +445,29 @@ fn inval_inode(kernel: Option<&dyn KernelCache>, inode: Inode, offset: i64, len:
     }
 }
 
+/// Tells the FUSE side of the instance, if any, that entry `name` of `dir` changed.
+fn inval_entry(kernel: Option<&dyn KernelCache>, dir: Inode, name: &OsStr) {
+    if let Some(k) = kernel {
+        k.inval_entry(dir, name);
+    }
+}
+
+/// The object `name` in `dir` names before a change removes or replaces it, when a FUSE side
+/// caches its attributes (its link count drops); the reference is released with the request.
+fn victim(fs: &dyn FileSystem, ctx: &Context, kernel: Option<&dyn KernelCache>, dir: Inode, name: &OsStr, held: &mut Vec<Inode>) -> Option<Inode> {
+    kernel?;
+    let e = fs.lookup(ctx, dir, name).ok()?;
+    held.push(e.inode);
+    Some(e.inode)
+}
+
+/// The request's bytes from client `r.client`'s buffer, copied out (the client may change
+/// them meanwhile) through `buf`.
+fn request_data(seg: &Segment, r: &Request, buf: &mut [u8]) -> Vec<u8> {
+    let n = seg.read_data(r.client, r.len as usize, buf);
+    buf[..n].to_vec()
+}
+
 fn fallback() -> io::Error {
     io::Error::from_raw_os_error(E_FALLBACK)
 }
@@ -452,10 +475,7 @@ fn fallback() -> io::Error {
 #[allow(clippy::too_many_arguments)]
 fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], held: &mut Vec<Inode>, dirs: &mut PathCache, kernel: Option<&dyn KernelCache>) -> io::Result<(i64, [u64; 4])> {
     let len = r.len as usize;
-    let path = |buf: &mut [u8]| -> Vec<u8> {
-        let n = seg.read_data(r.client, len, buf);
-        buf[..n].to_vec()
-    };
+    let path = |buf: &mut [u8]| request_data(seg, r, buf);
     match r.op {
         Op::OpenPath => {
             let p = path(buf);
@@ -527,23 +547,14 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             let p = path(buf);
             let w = walk(fs, ctx, r.inode, &p, held, dirs)?;
             let (dir, name) = (w.dir, w.name);
-            // The kernel caches the file's attributes too (its link count drops).
-            let victim = match kernel {
-                Some(_) => fs.lookup(ctx, dir, name).ok().map(|e| {
-                    held.push(e.inode);
-                    e.inode
-                }),
-                None => None,
-            };
+            let victim = victim(fs, ctx, kernel, dir, name, held);
             fs.unlink(ctx, dir, name)?;
             if let Some(key) = &w.key {
                 dirs.unpin(fs, key);
             }
-            if let Some(k) = kernel {
-                k.inval_entry(dir, name);
-                if let Some(ino) = victim {
-                    k.inval_inode(ino, -1, 0);
-                }
+            inval_entry(kernel, dir, name);
+            if let Some(ino) = victim {
+                inval_inode(kernel, ino, -1, 0);
             }
             Ok((0, [0; 4]))
         }

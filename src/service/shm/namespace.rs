@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use polytropon_ipc::segment::Segment;
 use polytropon_ipc::{Op, Request, WireSetattr, SET_ATIME, SET_GID, SET_MODE, SET_MTIME, SET_SIZE, SET_UID, STAT_NOFOLLOW};
 
-use super::{fallback, inval_inode, walk, KernelCache, PathCache};
+use super::{fallback, inval_entry, inval_inode, request_data, victim, walk, KernelCache, PathCache};
 use crate::libservice::{Context, Entry, FileKind, FileSystem, Inode, SetAttr, TimeUpdate, Timespec};
 
 fn errno(e: i32) -> io::Error {
@@ -52,10 +52,8 @@ pub(super) struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// The request's bytes from the client's buffer (copied: the client may change them).
     fn data(&self, buf: &mut [u8]) -> Vec<u8> {
-        let n = self.seg.read_data(self.r.client, self.r.len as usize, buf);
-        buf[..n].to_vec()
+        request_data(self.seg, self.r, buf)
     }
 
     /// Looks up what `path` (relative to `base`) names; the reference is released with the
@@ -71,9 +69,7 @@ impl Call<'_> {
     }
 
     fn inval_entry(&self, dir: Inode, name: &OsStr) {
-        if let Some(k) = self.kernel {
-            k.inval_entry(dir, name);
-        }
+        inval_entry(self.kernel, dir, name);
     }
 
     fn forget_new(&self, e: Entry) {
@@ -81,7 +77,7 @@ impl Call<'_> {
     }
 }
 
-/// Runs one namespace or directory request; `None` when `r.op` is not one.
+/// Runs one namespace request; `None` when `r.op` is not one.
 pub(super) fn run(c: &mut Call<'_>, buf: &mut [u8]) -> Option<io::Result<(i64, [u64; 4])>> {
     let r = *c.r;
     let res = match r.op {
@@ -129,10 +125,7 @@ fn rename_or_link(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4]
     let to = walk(c.fs, c.ctx, r.handle, new, c.held, c.dirs)?;
     if r.op == Op::Rename {
         let flags = u32::try_from(r.arg).map_err(|_| errno(libc::EINVAL))?;
-        let victim = c.kernel.and_then(|_| c.fs.lookup(c.ctx, to.dir, to.name).ok()).map(|e| {
-            c.held.push(e.inode);
-            e.inode
-        });
+        let victim = victim(c.fs, c.ctx, c.kernel, to.dir, to.name, c.held);
         c.fs.rename(c.ctx, from.dir, from.name, to.dir, to.name, flags)?;
         c.inval_entry(from.dir, from.name);
         c.inval_entry(to.dir, to.name);

@@ -4,7 +4,6 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 
 use libc::{gid_t, mode_t, size_t, ssize_t, uid_t};
-use polytropon_ipc::{WireSetattr, SET_MODE};
 
 use super::on_fd;
 use crate::cbuf::{in_buf, out_buf};
@@ -12,7 +11,7 @@ use crate::{ops, real};
 
 #[no_mangle]
 pub unsafe extern "C" fn fchmod(fd: c_int, mode: mode_t) -> c_int {
-    let w = WireSetattr { valid: SET_MODE, mode, ..WireSetattr::default() };
+    let w = super::names::chmod_of(mode);
     // SAFETY: forwarding the caller's arguments.
     on_fd(fd, |f| ops::setattr(f, &w).map(|()| 0), || unsafe { real::fchmod(fd, mode) })
 }

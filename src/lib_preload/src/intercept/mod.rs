@@ -16,12 +16,13 @@ mod open;
 mod stat;
 mod stdio;
 
-use std::ffi::c_int;
+use std::ffi::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::config::{set_errno, Busy};
 use crate::files::{self, File};
 use crate::ops::FALLBACK;
+use crate::path::Target;
 use crate::real::Failure;
 
 /// Runs `user` (the user-level path) unless this thread is already inside the library;
@@ -42,6 +43,13 @@ fn run<T: Failure>(user: impl FnOnce() -> Result<T, c_int>, kernel: impl FnOnce(
             T::failure()
         }
     }
+}
+
+/// Runs `f` on the target of `path` (relative to `dirfd`), or falls back when it is not ours.
+fn on_path<T>(dirfd: c_int, path: *const c_char, f: impl FnOnce(&Target) -> Result<T, c_int>) -> Result<T, c_int> {
+    let mut t = Target::empty();
+    crate::path::resolve(&mut t, dirfd, path).ok_or(FALLBACK)?;
+    f(&t)
 }
 
 /// For a call on descriptor `fd`: `user` when it is ours; otherwise, or on fallback, the

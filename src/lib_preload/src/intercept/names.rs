@@ -7,16 +7,9 @@ use std::ffi::{c_char, c_int, CStr};
 use libc::{gid_t, mode_t, off64_t, off_t, size_t, ssize_t, uid_t};
 use polytropon_ipc::{Op, WireSetattr, SET_ATIME, SET_GID, SET_MODE, SET_MTIME, SET_SIZE, SET_UID};
 
-use super::run;
-use crate::path::{self, Target};
+use super::{on_path, run};
+use crate::path::Target;
 use crate::{names, ops, real};
-
-/// Runs `f` on the target of `path` (relative to `dirfd`), or falls back when it is not ours.
-fn on_path<T>(dirfd: c_int, path: *const c_char, f: impl FnOnce(&Target) -> Result<T, c_int>) -> Result<T, c_int> {
-    let mut t = Target::empty();
-    path::resolve(&mut t, dirfd, path).ok_or(ops::FALLBACK)?;
-    f(&t)
-}
 
 /// Runs `f` on two targets (both must be ours).
 fn on_paths<T>(d1: c_int, p1: *const c_char, d2: c_int, p2: *const c_char, f: impl FnOnce(&Target, &Target) -> Result<T, c_int>) -> Result<T, c_int> {
@@ -151,7 +144,7 @@ fn setattr_at(dirfd: c_int, path: *const c_char, w: &WireSetattr, flags: c_int) 
     on_path(dirfd, path, |t| names::setattr(t, w, flags != 0).map(|()| 0))
 }
 
-fn chmod_of(mode: mode_t) -> WireSetattr {
+pub(super) fn chmod_of(mode: mode_t) -> WireSetattr {
     WireSetattr { valid: SET_MODE, mode, ..WireSetattr::default() }
 }
 

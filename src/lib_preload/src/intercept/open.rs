@@ -5,15 +5,13 @@ use std::ffi::{c_char, c_int};
 
 use libc::mode_t;
 
-use super::run;
-use crate::{config, files, ops, path, real};
+use super::{on_path, run};
+use crate::{config, files, ops, real};
 
 /// open on the user-level path; what that path leaves to the kernel is opened there by
 /// `kernel`, and a directory so opened is remembered for the calls relative to it.
 fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t, kernel: impl FnOnce() -> c_int) -> Result<c_int, c_int> {
-    let mut t = path::Target::empty();
-    path::resolve(&mut t, dirfd, path).ok_or(ops::FALLBACK)?;
-    match ops::open(&t, flags, mode) {
+    on_path(dirfd, path, |t| match ops::open(t, flags, mode) {
         Err(ops::FALLBACK) => {
             let fd = kernel();
             if fd < 0 {
@@ -23,7 +21,7 @@ fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t, kernel
             Ok(fd)
         }
         other => other,
-    }
+    })
 }
 
 #[no_mangle]
@@ -102,12 +100,7 @@ fn unlink_at(dirfd: c_int, path: *const c_char, flags: c_int) -> Result<c_int, c
     if flags & !libc::AT_REMOVEDIR != 0 {
         return Err(ops::FALLBACK);
     }
-    let mut t = path::Target::empty();
-    path::resolve(&mut t, dirfd, path).ok_or(ops::FALLBACK)?;
-    if flags & libc::AT_REMOVEDIR != 0 {
-        return crate::names::rmdir(&t).map(|()| 0);
-    }
-    ops::unlink(&t).map(|()| 0)
+    on_path(dirfd, path, |t| if flags & libc::AT_REMOVEDIR != 0 { crate::names::rmdir(t) } else { ops::unlink(t) }.map(|()| 0))
 }
 
 #[no_mangle]

@@ -4,10 +4,10 @@
 use std::ffi::{c_char, c_int, c_uint, CStr};
 use std::sync::atomic::Ordering;
 
-use super::{on_fd, run};
+use super::{on_fd, on_path, run};
 use crate::files::File;
 use crate::real::{self, Stat};
-use crate::{ops, path};
+use crate::ops;
 
 /// `_STAT_VER` of the x86-64 `struct stat`, the only layout served here.
 const STAT_VER: c_int = 1;
@@ -27,11 +27,11 @@ fn stat_at(dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> Re
     if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT) != 0 {
         return Err(ops::FALLBACK);
     }
-    let mut t = path::Target::empty();
-    path::resolve(&mut t, dirfd, path).ok_or(ops::FALLBACK)?;
-    let a = ops::stat_path(&t, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
-    ops::fill_stat(&a, t.dev, out(st)?);
-    Ok(0)
+    on_path(dirfd, path, |t| {
+        let a = ops::stat_path(t, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+        ops::fill_stat(&a, t.dev, out(st)?);
+        Ok(0)
+    })
 }
 
 /// `fstatat(fd, "", st, AT_EMPTY_PATH)` is fstat(fd).
@@ -198,11 +198,11 @@ pub unsafe extern "C" fn statx(dirfd: c_int, path: *const c_char, flags: c_int, 
     }
     run(
         || {
-            let mut t = path::Target::empty();
-    path::resolve(&mut t, dirfd, path).ok_or(ops::FALLBACK)?;
-            let a = ops::stat_path(&t, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
-            ops::fill_statx(&a, t.dev, out(stx)?);
-            Ok(0)
+            on_path(dirfd, path, |t| {
+                let a = ops::stat_path(t, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+                ops::fill_statx(&a, t.dev, out(stx)?);
+                Ok(0)
+            })
         },
         kernel,
     )

@@ -12,7 +12,7 @@ use libc::{off64_t, size_t, ssize_t};
 
 use super::{fd, io, run};
 use crate::files::is_ours;
-use crate::{ops, path, real};
+use crate::{ops, real};
 
 /// The start of glibc's public `struct _IO_FILE` (bits/types/struct_FILE.h), up to `_fileno`.
 #[repr(C)]
@@ -119,9 +119,7 @@ fn open_stream(path: *const c_char, mode: *const c_char) -> Result<*mut libc::FI
     }
     // SAFETY: a NUL-terminated mode string, as fopen requires (checked for null).
     let flags = mode_flags(unsafe { CStr::from_ptr(mode) }.to_bytes()).ok_or(ops::FALLBACK)?;
-    let mut t = path::Target::empty();
-    path::resolve(&mut t, libc::AT_FDCWD, path).ok_or(ops::FALLBACK)?;
-    let fd = ops::open(&t, flags, 0o666)?;
+    let fd = super::on_path(libc::AT_FDCWD, path, |t| ops::open(t, flags, 0o666))?;
     let fp = stream_of(fd, mode);
     if fp.is_null() {
         let e = crate::config::errno();
