@@ -29,7 +29,7 @@ pub use queue::{PushError, Queue, QueueHeader, Slot};
 pub unsafe trait ShmSafe {}
 
 /// Version of the protocol; the service and the library refuse to talk across versions.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Error code (never a real errno) by which the service says "not on this path": the target
 /// is something the user-level path does not serve (a directory, a symlink to follow, a
@@ -134,6 +134,18 @@ pub enum Op {
     /// Change attributes by path: the path then a [`WireSetattr`], `offset` being the path's
     /// length (`arg` as for `StatPath`).
     SetattrPath = 26,
+    /// Open directory `inode` (one the client holds open through the kernel) for listing;
+    /// aux: the handle. Takes no lookup reference: end it with `Releasedir`.
+    Opendir = 27,
+    /// Entries of directory handle `handle` after cookie `offset`, as `linux_dirent64`
+    /// records (`d_off` being each entry's cookie) filling at most `len` bytes of the buffer;
+    /// their total length as the result (0: the end).
+    Readdir = 28,
+    /// Ends directory handle `handle` (from `Opendir`).
+    Releasedir = 29,
+    /// Filesystem statistics (a [`WireStatfs`] in the buffer) of the instance holding the
+    /// path in the buffer, or, with no path, inode `inode`.
+    Statfs = 30,
 }
 
 /// `WireSetattr::valid` bits.
@@ -217,6 +229,74 @@ impl WireAttr {
     }
 }
 
+/// Filesystem statistics as they travel in a client buffer (`statvfs` fields the instance
+/// knows; the kernel's mount supplies type, id and flags).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WireStatfs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+    pub pad: u32,
+}
+
+// SAFETY: `#[repr(C)]`, integers only.
+unsafe impl ShmSafe for WireStatfs {}
+
+impl WireStatfs {
+    /// Its bytes, for the buffer.
+    pub fn to_bytes(&self) -> [u8; core::mem::size_of::<WireStatfs>()] {
+        // SAFETY: `#[repr(C)]` integers laid out 8x5 then 4x4 (an explicit pad field): no
+        // padding bytes.
+        unsafe { core::mem::transmute_copy(self) }
+    }
+
+    /// Reads one from buffer bytes (any bytes give some value).
+    pub fn from_bytes(b: &[u8; core::mem::size_of::<WireStatfs>()]) -> WireStatfs {
+        // SAFETY: valid for every bit pattern; `read_unaligned` needs no alignment.
+        unsafe { core::ptr::read_unaligned(b.as_ptr() as *const WireStatfs) }
+    }
+}
+
+/// Fixed part of a `linux_dirent64` record (`d_ino`, `d_off`, `d_reclen`, `d_type`); the
+/// NUL-terminated name follows, and records are padded to 8 bytes.
+pub const DIRENT_HEADER: usize = 19;
+
+/// The length of the record for a name of `name_len` bytes.
+pub const fn dirent_len(name_len: usize) -> usize {
+    (DIRENT_HEADER + name_len + 1 + 7) & !7
+}
+
+/// Appends a `linux_dirent64` record to `out` if it fits within `cap` bytes in all.
+pub fn push_dirent(out: &mut [u8], used: usize, ino: u64, off: u64, kind: u8, name: &[u8]) -> Option<usize> {
+    let n = dirent_len(name.len());
+    let rec = out.get_mut(used..used.checked_add(n)?)?;
+    rec[..8].copy_from_slice(&ino.to_ne_bytes());
+    rec[8..16].copy_from_slice(&off.to_ne_bytes());
+    rec[16..18].copy_from_slice(&(n as u16).to_ne_bytes());
+    rec[18] = kind;
+    rec[DIRENT_HEADER..DIRENT_HEADER + name.len()].copy_from_slice(name);
+    rec[DIRENT_HEADER + name.len()..].fill(0);
+    Some(used + n)
+}
+
+/// Checks a `linux_dirent64` record at the start of `b` (bytes from an untrusted buffer):
+/// its length when whole (a length of at least the header and a name, within `b`, 8-aligned,
+/// the name NUL-terminated inside it), else `None`.
+pub fn dirent_ok(b: &[u8]) -> Option<usize> {
+    let n = u16::from_ne_bytes([*b.get(16)?, *b.get(17)?]) as usize;
+    if n < dirent_len(1) || n > b.len() || !n.is_multiple_of(8) {
+        return None;
+    }
+    let name = &b[DIRENT_HEADER..n];
+    (name.first() != Some(&0) && name.contains(&0)).then_some(n)
+}
+
 impl Op {
     pub fn from_u32(v: u32) -> Option<Op> {
         Some(match v {
@@ -246,6 +326,10 @@ impl Op {
             24 => Op::Readlink,
             25 => Op::Access,
             26 => Op::SetattrPath,
+            27 => Op::Opendir,
+            28 => Op::Readdir,
+            29 => Op::Releasedir,
+            30 => Op::Statfs,
             _ => return None,
         })
     }
@@ -314,12 +398,12 @@ pub fn decode(d: Descriptor, lim: &Limits) -> Result<Request, DecodeError> {
 fn max_len(op: Op, lim: &Limits) -> u64 {
     match op {
         Op::Lookup | Op::Create | Op::Unlink | Op::Getxattr | Op::Removexattr => lim.name_max,
-        Op::OpenPath | Op::StatPath | Op::UnlinkPath | Op::Mkdir | Op::Rmdir | Op::Readlink | Op::Access => lim.path_max,
+        Op::OpenPath | Op::StatPath | Op::UnlinkPath | Op::Mkdir | Op::Rmdir | Op::Readlink | Op::Access | Op::Statfs => lim.path_max,
         Op::Rename | Op::Link | Op::Symlink => lim.path_max.saturating_mul(2),
         Op::SetattrPath => lim.path_max.saturating_add(SETATTR_LEN),
-        Op::Read | Op::Write | Op::Setxattr => lim.buffer_size,
+        Op::Read | Op::Write | Op::Setxattr | Op::Readdir => lim.buffer_size,
         Op::Setattr => SETATTR_LEN,
-        Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Truncate | Op::Listxattr => 0,
+        Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Truncate | Op::Listxattr | Op::Opendir | Op::Releasedir => 0,
     }
 }
 
@@ -363,13 +447,14 @@ pub mod fuzzing {
             && match r.op {
                 Op::Read | Op::Write => r.offset.checked_add(r.len).is_some_and(|e| e <= i64::MAX as u64),
                 Op::Lookup | Op::Create | Op::Unlink | Op::Getxattr | Op::Removexattr => r.len <= lim.name_max,
-                Op::OpenPath | Op::StatPath | Op::UnlinkPath | Op::Mkdir | Op::Rmdir | Op::Readlink | Op::Access => r.len <= lim.path_max,
+                Op::OpenPath | Op::StatPath | Op::UnlinkPath | Op::Mkdir | Op::Rmdir | Op::Readlink | Op::Access | Op::Statfs => r.len <= lim.path_max,
+                Op::Readdir => true,
                 Op::Rename | Op::Link | Op::Symlink => r.offset > 0 && r.offset < r.len && r.offset <= lim.path_max && r.len - r.offset <= lim.path_max,
                 Op::SetattrPath => r.offset > 0 && r.offset <= lim.path_max && r.len == r.offset + core::mem::size_of::<WireSetattr>() as u64,
                 Op::Setattr => r.len as usize <= core::mem::size_of::<WireSetattr>(),
                 Op::Setxattr => r.offset > 0 && r.offset < r.len,
                 Op::Truncate => r.arg <= i64::MAX as u64 && r.len == 0,
-                Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Listxattr => r.len == 0,
+                Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Listxattr | Op::Opendir | Op::Releasedir => r.len == 0,
             }
     }
 }

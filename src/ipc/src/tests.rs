@@ -263,3 +263,30 @@ fn two_part_requests_must_split_their_buffer_in_bounds() {
         assert_eq!(decode(d(op, 0, 4097), &lim), Err(DecodeError::TooLong(4097)));
     }
 }
+
+#[test]
+fn dirent_records_round_trip_and_garbage_is_refused() {
+    use crate::{dirent_len, dirent_ok, push_dirent};
+    let mut out = [0u8; 64];
+    let used = push_dirent(&mut out, 0, 7, 42, 8, b"name").expect("fits");
+    assert_eq!(used, dirent_len(4));
+    assert_eq!(dirent_ok(&out[..used]), Some(used));
+    assert_eq!(u64::from_ne_bytes(out[8..16].try_into().unwrap()), 42);
+    // A record that does not fit is not written.
+    assert_eq!(push_dirent(&mut out, used, 1, 2, 8, &[b'x'; 60]), None);
+    // Lengths too short, too long, unaligned; names empty or not terminated inside.
+    let mut bad = out;
+    bad[16..18].copy_from_slice(&8u16.to_ne_bytes());
+    assert_eq!(dirent_ok(&bad[..used]), None);
+    bad[16..18].copy_from_slice(&(used as u16 + 8).to_ne_bytes());
+    assert_eq!(dirent_ok(&bad[..used]), None);
+    bad[16..18].copy_from_slice(&(used as u16 - 1).to_ne_bytes());
+    assert_eq!(dirent_ok(&bad[..used]), None);
+    let mut empty = out;
+    empty[crate::DIRENT_HEADER] = 0;
+    assert_eq!(dirent_ok(&empty[..used]), None);
+    let mut unterminated = out;
+    unterminated[crate::DIRENT_HEADER..used].fill(b'y');
+    assert_eq!(dirent_ok(&unterminated[..used]), None);
+    assert_eq!(dirent_ok(&out[..10]), None);
+}

@@ -17,6 +17,43 @@ pub struct Mount {
     pub instance: u32,
     /// `st_dev` of the FUSE mount, so both paths report the same device.
     pub dev: u64,
+    /// The kernel's statistics of the mount, asked once: the type, id and flags only the
+    /// kernel knows (the counts come from the service on every call).
+    pub kernel_statfs: OnceLock<Option<libc::statfs64>>,
+    pub kernel_statvfs: OnceLock<Option<libc::statvfs64>>,
+}
+
+impl Mount {
+    /// The kernel's statistics of the mount (`None` when it would not say).
+    pub fn kernel_statfs(&self) -> Option<&libc::statfs64> {
+        self.kernel_statfs
+            .get_or_init(|| {
+                let path = std::ffi::CString::new(self.path.clone()).ok()?;
+                // SAFETY: a NUL-terminated path and a zeroed out-parameter.
+                let mut st: libc::statfs64 = unsafe { std::mem::zeroed() };
+                // SAFETY: as above.
+                (unsafe { real::statfs64(path.as_ptr(), &mut st) } == 0).then_some(st)
+            })
+            .as_ref()
+    }
+
+    /// As [`Mount::kernel_statfs`], in the `statvfs` form.
+    pub fn kernel_statvfs(&self) -> Option<&libc::statvfs64> {
+        self.kernel_statvfs
+            .get_or_init(|| {
+                let path = std::ffi::CString::new(self.path.clone()).ok()?;
+                // SAFETY: a NUL-terminated path and a zeroed out-parameter.
+                let mut st: libc::statvfs64 = unsafe { std::mem::zeroed() };
+                // SAFETY: as above.
+                (unsafe { real::statvfs64(path.as_ptr(), &mut st) } == 0).then_some(st)
+            })
+            .as_ref()
+    }
+}
+
+/// The mount whose FUSE device is `dev`.
+pub fn mount_of_dev(dev: u64) -> Option<&'static Mount> {
+    get()?.mounts.iter().find(|m| m.dev == dev)
 }
 
 pub struct Config {
@@ -75,7 +112,7 @@ fn load() -> Option<Config> {
             if !p.starts_with('/') || path.is_empty() {
                 return None;
             }
-            Some(Mount { dev: device_of(&path), path, instance: i.parse().ok()? })
+            Some(Mount { dev: device_of(&path), path, instance: i.parse().ok()?, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() })
         })
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.path.len()));

@@ -241,31 +241,58 @@ pub struct Dir {
 
 /// The directory behind kernel descriptor `fd`, if it is one on a pool mount.
 pub fn dir(fd: c_int) -> Option<Dir> {
-    let i = DIRFDS.get(usize::try_from(fd).ok()?)?.load(Ordering::Acquire);
-    if i == 0 {
-        return None;
-    }
-    let f = &FILES[i as usize - 1];
+    let f = dir_file(fd)?;
     Some(Dir { instance: f.instance.load(Ordering::Relaxed), inode: f.inode.load(Ordering::Relaxed), dev: f.dev.load(Ordering::Relaxed), path: f.path() })
+}
+
+/// The record of the directory behind kernel descriptor `fd`: its `handle` is the service's
+/// listing handle (0: none opened yet) and its `offset` the listing's position (a cookie),
+/// shared by the descriptors dup'd from it as a kernel file position is.
+pub fn dir_file(fd: c_int) -> Option<&'static File> {
+    let i = DIRFDS.get(usize::try_from(fd).ok()?)?.load(Ordering::Acquire);
+    (i != 0).then(|| &FILES[i as usize - 1])
+}
+
+/// Drops a directory record's reference; the last one ends its listing handle, if any.
+fn unref_dir(idx: u32) {
+    if let Some(l) = unref(idx) {
+        if l.handle != 0 {
+            crate::listing::releasedir(&l);
+        }
+    }
+}
+
+/// In a child after fork: the listing handles are the parent's (it ends them); the child's
+/// directories open their own on their next listing, at the same position.
+pub fn disown_dir_handles() {
+    let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
+    for slot in DIRFDS.iter().take(high) {
+        let i = slot.load(Ordering::Acquire);
+        if i != 0 {
+            FILES[i as usize - 1].handle.store(0, Ordering::Release);
+        }
+    }
 }
 
 /// Records kernel descriptor `fd` if it is a directory on the mount of `dev` (checked with
 /// fstat: the FUSE mount reports the instance's inode numbers).
-pub fn remember_dir(fd: c_int, instance: u32, dev: u64, path: &[u8]) {
-    let Some(slot) = usize::try_from(fd).ok().and_then(|i| DIRFDS.get(i)) else { return };
+pub fn remember_dir(fd: c_int, instance: u32, dev: u64, path: &[u8]) -> bool {
+    let Some(slot) = usize::try_from(fd).ok().and_then(|i| DIRFDS.get(i)) else { return false };
     // SAFETY: zeroed `stat` is a valid out-parameter for fstat on the caller's descriptor.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     if unsafe { real::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFDIR || st.st_dev != dev {
-        return;
+        return false;
     }
     let o = Opened { instance, dev, inode: st.st_ino, handle: 0, flags: libc::O_DIRECTORY };
     if let Some(idx) = claim(&o, path) {
         HIGH.fetch_max(fd as usize + 1, Ordering::AcqRel);
         if let Some(old) = std::num::NonZeroU32::new(slot.swap(idx, Ordering::AcqRel)) {
-            let _ = unref(old.get());
+            unref_dir(old.get());
         }
+        return true;
     }
+    false
 }
 
 /// Forgets that kernel descriptor `fd` is a directory of ours (it is being closed or
@@ -274,7 +301,7 @@ pub fn forget_dir(fd: c_int) {
     if let Some(slot) = usize::try_from(fd).ok().and_then(|i| DIRFDS.get(i)) {
         let i = slot.swap(0, Ordering::AcqRel);
         if i != 0 {
-            let _ = unref(i);
+            unref_dir(i);
         }
     }
 }

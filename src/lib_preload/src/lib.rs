@@ -13,11 +13,13 @@ mod client;
 mod config;
 mod files;
 mod intercept;
+mod listing;
 mod names;
 mod ops;
 mod path;
 mod process;
 mod real;
+mod streams;
 
 /// Protocol version this library speaks (see the `polytropon-ipc` crate).
 #[no_mangle]

@@ -74,6 +74,11 @@ pub fn getattr(f: &File) -> Result<WireAttr, c_int> {
 }
 
 pub fn stat_path(t: &Target, follow: bool) -> Result<WireAttr, c_int> {
+    stat_path_node(t, follow).map(|(a, _)| a)
+}
+
+/// As [`stat_path`], with the node the path leads to.
+pub fn stat_path_node(t: &Target, follow: bool) -> Result<(WireAttr, Node), c_int> {
     let rel = t.rel();
     let mut b = [0u8; std::mem::size_of::<WireAttr>()];
     let d = Descriptor {
@@ -84,8 +89,8 @@ pub fn stat_path(t: &Target, follow: bool) -> Result<WireAttr, c_int> {
         arg: if follow { 0 } else { STAT_NOFOLLOW },
         ..Descriptor::default()
     };
-    call(d, rel, Some(&mut b))?;
-    Ok(WireAttr::from_bytes(&b))
+    let r = call(d, rel, Some(&mut b))?;
+    Ok((WireAttr::from_bytes(&b), Node { instance: t.instance, inode: r.aux[0] }))
 }
 
 pub fn unlink(t: &Target) -> Result<(), c_int> {
@@ -194,14 +199,32 @@ pub fn setattr(f: &File, w: &WireSetattr) -> Result<(), c_int> {
     Ok(())
 }
 
-/// Extended attribute `name` (or, with `name` `None`, the list of names) of an open file into
-/// `out` (empty: only the length); its length.
-pub fn getxattr(f: &File, name: Option<&[u8]>, out: &mut [u8]) -> Result<usize, c_int> {
+/// What the extended attribute calls name: an inode of an instance (of an open file, or one a
+/// path led to).
+#[derive(Clone, Copy)]
+pub struct Node {
+    pub instance: u32,
+    pub inode: u64,
+}
+
+impl Node {
+    pub fn of(f: &File) -> Node {
+        Node { instance: f.instance.load(Ordering::Relaxed), inode: f.inode.load(Ordering::Relaxed) }
+    }
+
+    fn descriptor(self, op: Op) -> Descriptor {
+        Descriptor { op: op as u32, instance: self.instance, inode: self.inode, ..Descriptor::default() }
+    }
+}
+
+/// Extended attribute `name` (or, with `name` `None`, the list of names) of `f` into `out`
+/// (empty: only the length); its length.
+pub fn getxattr(f: Node, name: Option<&[u8]>, out: &mut [u8]) -> Result<usize, c_int> {
     let (op, data) = match name {
         Some(n) => (Op::Getxattr, n),
         None => (Op::Listxattr, &[][..]),
     };
-    let d = Descriptor { len: data.len() as u64, arg: out.len() as u64, ..on_file(op, f) };
+    let d = Descriptor { len: data.len() as u64, arg: out.len() as u64, ..f.descriptor(op) };
     let n = call(d, data, None)?.value as usize;
     if !out.is_empty() {
         let n = n.min(out.len());
@@ -210,8 +233,8 @@ pub fn getxattr(f: &File, name: Option<&[u8]>, out: &mut [u8]) -> Result<usize, 
     Ok(n)
 }
 
-/// Sets extended attribute `name` of an open file.
-pub fn setxattr(f: &File, name: &[u8], value: &[u8], flags: c_int) -> Result<(), c_int> {
+/// Sets extended attribute `name` of `f`.
+pub fn setxattr(f: Node, name: &[u8], value: &[u8], flags: c_int) -> Result<(), c_int> {
     if name.is_empty() || name.len() > 255 {
         return Err(libc::ERANGE);
     }
@@ -223,14 +246,14 @@ pub fn setxattr(f: &File, name: &[u8], value: &[u8], flags: c_int) -> Result<(),
     data.extend_from_slice(name);
     data.push(0);
     data.extend_from_slice(value);
-    let d = Descriptor { len: data.len() as u64, offset: name.len() as u64, arg: flags as u32 as u64, ..on_file(Op::Setxattr, f) };
+    let d = Descriptor { len: data.len() as u64, offset: name.len() as u64, arg: flags as u32 as u64, ..f.descriptor(Op::Setxattr) };
     call(d, &data, None)?;
     Ok(())
 }
 
-/// Removes extended attribute `name` of an open file.
-pub fn removexattr(f: &File, name: &[u8]) -> Result<(), c_int> {
-    call(Descriptor { len: name.len() as u64, ..on_file(Op::Removexattr, f) }, name, None)?;
+/// Removes extended attribute `name` of `f`.
+pub fn removexattr(f: Node, name: &[u8]) -> Result<(), c_int> {
+    call(Descriptor { len: name.len() as u64, ..f.descriptor(Op::Removexattr) }, name, None)?;
     Ok(())
 }
 

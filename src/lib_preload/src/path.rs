@@ -52,6 +52,16 @@ impl Target {
 /// Fills `t` with the target of `path` (relative to `dirfd`, as for the *at calls); `None`
 /// when the call is not for the user-level path.
 pub fn resolve(t: &mut Target, dirfd: c_int, path: *const c_char) -> Option<()> {
+    resolve_in(t, dirfd, path, false)
+}
+
+/// As [`resolve`], also for the root of a mount (with an empty relative path): for
+/// directories the kernel opens, which this library records.
+pub fn resolve_dir(t: &mut Target, dirfd: c_int, path: *const c_char) -> Option<()> {
+    resolve_in(t, dirfd, path, true)
+}
+
+fn resolve_in(t: &mut Target, dirfd: c_int, path: *const c_char, root_too: bool) -> Option<()> {
     if path.is_null() {
         return None;
     }
@@ -61,7 +71,7 @@ pub fn resolve(t: &mut Target, dirfd: c_int, path: *const c_char) -> Option<()> 
     }
     // SAFETY: the caller passes a NUL-terminated string, as the libc call requires.
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
-    if p.is_empty() || p.ends_with(b"/") {
+    if p.is_empty() || (p.ends_with(b"/") && !root_too) {
         return None;
     }
     t.len = 0;
@@ -71,7 +81,7 @@ pub fn resolve(t: &mut Target, dirfd: c_int, path: *const c_char) -> Option<()> 
         push_components(t, d.path)?;
         let base_len = t.len;
         push_components(t, p)?;
-        if t.len == base_len {
+        if t.len == base_len && !root_too {
             return None;
         }
         t.rel = base_len + 1;
@@ -90,7 +100,8 @@ pub fn resolve(t: &mut Target, dirfd: c_int, path: *const c_char) -> Option<()> 
     }
     push_components(t, p)?;
     let abs = t.abs();
-    let m = cfg.mounts.iter().find(|m| abs.len() > m.path.len() + 1 && abs.starts_with(&m.path) && abs[m.path.len()] == b'/')?;
+    let under = |m: &&config::Mount| abs.len() > m.path.len() + 1 && abs.starts_with(&m.path) && abs[m.path.len()] == b'/';
+    let m = cfg.mounts.iter().find(|m| under(m) || (root_too && abs == m.path.as_slice()))?;
     t.rel = m.path.len() + 1;
     t.instance = m.instance;
     t.dev = m.dev;

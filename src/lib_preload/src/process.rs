@@ -23,6 +23,7 @@ extern "C" fn before_fork() {
 
 extern "C" fn in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
+    files::disown_dir_handles();
 }
 
 /// Registers the fork handlers (once, when the configuration is first read).

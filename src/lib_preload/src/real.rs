@@ -34,6 +34,9 @@ failure_is! {
     *mut c_void => libc::MAP_FAILED,
     *mut libc::FILE => std::ptr::null_mut(),
     *mut libc::DIR => std::ptr::null_mut(),
+    *mut libc::dirent => std::ptr::null_mut(),
+    *mut libc::dirent64 => std::ptr::null_mut(),
+    () => (),
 }
 
 /// The address of `name` (NUL-terminated) in the next object after this one, cached in `slot`.
@@ -198,5 +201,38 @@ real! {
     flistxattr(fd: c_int, list: *mut c_char, size: size_t) -> ssize_t;
     fsetxattr(fd: c_int, name: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int;
     fremovexattr(fd: c_int, name: *const c_char) -> c_int;
+    getxattr(path: *const c_char, name: *const c_char, value: *mut c_void, size: size_t) -> ssize_t;
+    lgetxattr(path: *const c_char, name: *const c_char, value: *mut c_void, size: size_t) -> ssize_t;
+    listxattr(path: *const c_char, list: *mut c_char, size: size_t) -> ssize_t;
+    llistxattr(path: *const c_char, list: *mut c_char, size: size_t) -> ssize_t;
+    setxattr(path: *const c_char, name: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int;
+    lsetxattr(path: *const c_char, name: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int;
+    removexattr(path: *const c_char, name: *const c_char) -> c_int;
+    lremovexattr(path: *const c_char, name: *const c_char) -> c_int;
     closedir(d: *mut libc::DIR) -> c_int;
+    fdopendir(fd: c_int) -> *mut libc::DIR;
+    readdir(d: *mut libc::DIR) -> *mut libc::dirent;
+    readdir64(d: *mut libc::DIR) -> *mut libc::dirent64;
+    readdir_r(d: *mut libc::DIR, entry: *mut libc::dirent, result: *mut *mut libc::dirent) -> c_int;
+    readdir64_r(d: *mut libc::DIR, entry: *mut libc::dirent64, result: *mut *mut libc::dirent64) -> c_int;
+    rewinddir(d: *mut libc::DIR) -> ();
+    seekdir(d: *mut libc::DIR, pos: libc::c_long) -> ();
+    telldir(d: *mut libc::DIR) -> libc::c_long;
+    dirfd(d: *mut libc::DIR) -> c_int;
+    getdents64(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t;
+    scandirat(dirfd: c_int, path: *const c_char, list: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> c_int;
+    scandirat64(dirfd: c_int, path: *const c_char, list: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> c_int;
+    statfs(path: *const c_char, buf: *mut libc::statfs) -> c_int;
+    statfs64(path: *const c_char, buf: *mut libc::statfs64) -> c_int;
+    statvfs(path: *const c_char, buf: *mut libc::statvfs) -> c_int;
+    statvfs64(path: *const c_char, buf: *mut libc::statvfs64) -> c_int;
+    fstatfs(fd: c_int, buf: *mut libc::statfs) -> c_int;
+    fstatfs64(fd: c_int, buf: *mut libc::statfs64) -> c_int;
+    fstatvfs(fd: c_int, buf: *mut libc::statvfs) -> c_int;
+    fstatvfs64(fd: c_int, buf: *mut libc::statvfs64) -> c_int;
 }
+
+/// A `scandir` filter.
+pub type Filter = Option<unsafe extern "C" fn(*const libc::dirent) -> c_int>;
+/// A `scandir` comparison.
+pub type Compar = Option<unsafe extern "C" fn(*mut *const libc::dirent, *mut *const libc::dirent) -> c_int>;

@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, SetAttr, ROOT_INODE};
 use crate::service::stats::{OpStats, Timer};
 
+mod listing;
 mod namespace;
 mod paths;
 use paths::PathCache;
@@ -238,6 +239,10 @@ fn op_name(op: Op) -> &'static str {
         Op::Readlink => "readlink",
         Op::Access => "access",
         Op::SetattrPath => "setattr_path",
+        Op::Opendir => "opendir",
+        Op::Readdir => "readdir",
+        Op::Releasedir => "releasedir",
+        Op::Statfs => "statfs",
     }
 }
 
@@ -661,7 +666,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
         Op::Lookup | Op::Open | Op::Create | Op::Unlink => Err(io::Error::from_raw_os_error(libc::ENOSYS)),
         _ => {
             let mut call = namespace::Call { seg, fs, ctx, r, held, dirs, kernel };
-            namespace::run(&mut call, buf).unwrap_or_else(|| Err(io::Error::from_raw_os_error(libc::ENOSYS)))
+            namespace::run(&mut call, buf).or_else(|| listing::run(&mut call, buf)).unwrap_or_else(|| Err(io::Error::from_raw_os_error(libc::ENOSYS)))
         }
     }
 }

@@ -52,13 +52,13 @@ pub(super) struct Call<'a> {
 }
 
 impl Call<'_> {
-    fn data(&self, buf: &mut [u8]) -> Vec<u8> {
+    pub(super) fn data(&self, buf: &mut [u8]) -> Vec<u8> {
         request_data(self.seg, self.r, buf)
     }
 
     /// Looks up what `path` (relative to `base`) names; the reference is released with the
     /// request. A symbolic link the call would follow is the kernel's.
-    fn target(&mut self, base: Inode, path: &[u8], follow: bool) -> io::Result<Entry> {
+    pub(super) fn target(&mut self, base: Inode, path: &[u8], follow: bool) -> io::Result<Entry> {
         let w = walk(self.fs, self.ctx, base, path, self.held, self.dirs)?;
         let e = self.fs.lookup(self.ctx, w.dir, w.name)?;
         self.held.push(e.inode);

@@ -5,8 +5,9 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 
 use libc::{gid_t, mode_t, size_t, ssize_t, uid_t};
 
-use super::on_fd;
+use super::{on_fd, on_path, run};
 use crate::cbuf::{in_buf, out_buf};
+use crate::ops::{Node, FALLBACK};
 use crate::{ops, real};
 
 #[no_mangle]
@@ -49,16 +50,14 @@ fn name<'a>(n: *const c_char) -> Result<&'a [u8], c_int> {
 
 #[no_mangle]
 pub unsafe extern "C" fn fgetxattr(fd: c_int, n: *const c_char, value: *mut c_void, size: size_t) -> ssize_t {
-    // SAFETY: forwarding the caller's arguments.
     // SAFETY: the caller's buffer of `size` bytes; forwarding the caller's arguments.
-    on_fd(fd, |f| Ok(ops::getxattr(f, Some(name(n)?), unsafe { out_buf(value, size) }?)? as ssize_t), || unsafe { real::fgetxattr(fd, n, value, size) })
+    on_fd(fd, |f| Ok(ops::getxattr(Node::of(f), Some(name(n)?), unsafe { out_buf(value, size) }?)? as ssize_t), || unsafe { real::fgetxattr(fd, n, value, size) })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn flistxattr(fd: c_int, list: *mut c_char, size: size_t) -> ssize_t {
-    // SAFETY: forwarding the caller's arguments.
     // SAFETY: the caller's buffer of `size` bytes; forwarding the caller's arguments.
-    on_fd(fd, |f| Ok(ops::getxattr(f, None, unsafe { out_buf(list.cast(), size) }?)? as ssize_t), || unsafe { real::flistxattr(fd, list, size) })
+    on_fd(fd, |f| Ok(ops::getxattr(Node::of(f), None, unsafe { out_buf(list.cast(), size) }?)? as ssize_t), || unsafe { real::flistxattr(fd, list, size) })
 }
 
 #[no_mangle]
@@ -67,7 +66,7 @@ pub unsafe extern "C" fn fsetxattr(fd: c_int, n: *const c_char, value: *const c_
     on_fd(
         fd,
         // SAFETY: the caller's value of `size` bytes.
-        |f| ops::setxattr(f, name(n)?, unsafe { in_buf(value, size) }?, flags).map(|()| 0),
+        |f| ops::setxattr(Node::of(f), name(n)?, unsafe { in_buf(value, size) }?, flags).map(|()| 0),
         || unsafe { real::fsetxattr(fd, n, value, size, flags) },
     )
 }
@@ -75,5 +74,44 @@ pub unsafe extern "C" fn fsetxattr(fd: c_int, n: *const c_char, value: *const c_
 #[no_mangle]
 pub unsafe extern "C" fn fremovexattr(fd: c_int, n: *const c_char) -> c_int {
     // SAFETY: forwarding the caller's arguments.
-    on_fd(fd, |f| ops::removexattr(f, name(n)?).map(|()| 0), || unsafe { real::fremovexattr(fd, n) })
+    on_fd(fd, |f| ops::removexattr(Node::of(f), name(n)?).map(|()| 0), || unsafe { real::fremovexattr(fd, n) })
+}
+
+/// Runs `f` on the node `path` leads to (following a final symbolic link or not). A symbolic
+/// link's own attributes, and a node the service forgot between the two requests, are the
+/// kernel's.
+fn on_node<T>(path: *const c_char, follow: bool, f: impl FnOnce(Node) -> Result<T, c_int>) -> Result<T, c_int> {
+    let node = on_path(libc::AT_FDCWD, path, |t| {
+        let (a, node) = ops::stat_path_node(t, follow)?;
+        if a.mode & libc::S_IFMT == libc::S_IFLNK {
+            return Err(FALLBACK);
+        }
+        Ok(node)
+    })?;
+    f(node).map_err(|e| if e == libc::EBADF { FALLBACK } else { e })
+}
+
+macro_rules! path_xattrs {
+    ($($name:ident, $follow:expr, ($($arg:ident: $t:ty),*) -> $r:ty, |$node:ident| $body:expr;)*) => {
+        $(
+            #[no_mangle]
+            #[allow(unused_unsafe)] // the calls without a buffer need none
+            pub unsafe extern "C" fn $name(path: *const c_char, $($arg: $t),*) -> $r {
+                // SAFETY: the caller's buffer of `size` bytes and name, as the call requires;
+                // forwarding the caller's arguments.
+                run(|| on_node(path, $follow, |$node| unsafe { $body }), || unsafe { real::$name(path, $($arg),*) })
+            }
+        )*
+    };
+}
+
+path_xattrs! {
+    getxattr, true, (n: *const c_char, value: *mut c_void, size: size_t) -> ssize_t, |node| Ok(ops::getxattr(node, Some(name(n)?), out_buf(value, size)?)? as ssize_t);
+    lgetxattr, false, (n: *const c_char, value: *mut c_void, size: size_t) -> ssize_t, |node| Ok(ops::getxattr(node, Some(name(n)?), out_buf(value, size)?)? as ssize_t);
+    listxattr, true, (list: *mut c_char, size: size_t) -> ssize_t, |node| Ok(ops::getxattr(node, None, out_buf(list.cast(), size)?)? as ssize_t);
+    llistxattr, false, (list: *mut c_char, size: size_t) -> ssize_t, |node| Ok(ops::getxattr(node, None, out_buf(list.cast(), size)?)? as ssize_t);
+    setxattr, true, (n: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int, |node| ops::setxattr(node, name(n)?, in_buf(value, size)?, flags).map(|()| 0);
+    lsetxattr, false, (n: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int, |node| ops::setxattr(node, name(n)?, in_buf(value, size)?, flags).map(|()| 0);
+    removexattr, true, (n: *const c_char) -> c_int, |node| ops::removexattr(node, name(n)?).map(|()| 0);
+    lremovexattr, false, (n: *const c_char) -> c_int, |node| ops::removexattr(node, name(n)?).map(|()| 0);
 }

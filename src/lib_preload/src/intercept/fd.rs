@@ -84,34 +84,6 @@ fn duplicated(old: c_int, new: c_int, r: c_int) -> c_int {
     r
 }
 
-/// opendir opens with libc's internal open: remember the directory here.
-#[no_mangle]
-pub unsafe extern "C" fn opendir(path: *const libc::c_char) -> *mut libc::DIR {
-    // SAFETY: forwarding the caller's argument.
-    let d = unsafe { real::opendir(path) };
-    if !d.is_null() {
-        if let Some(_busy) = crate::config::Busy::enter() {
-            let mut t = crate::path::Target::empty();
-            if crate::path::resolve(&mut t, libc::AT_FDCWD, path).is_some() {
-                // SAFETY: `d` is the stream just opened.
-                files::remember_dir(unsafe { libc::dirfd(d) }, t.instance, t.dev, t.abs());
-            }
-        }
-    }
-    d
-}
-
-/// closedir closes with libc's internal close: forget the directory here.
-#[no_mangle]
-pub unsafe extern "C" fn closedir(d: *mut libc::DIR) -> c_int {
-    if !d.is_null() {
-        // SAFETY: the caller's open stream.
-        files::forget_dir(unsafe { libc::dirfd(d) });
-    }
-    // SAFETY: forwarding the caller's argument.
-    unsafe { real::closedir(d) }
-}
-
 #[no_mangle]
 pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
     // SAFETY: as above.

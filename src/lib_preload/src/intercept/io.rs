@@ -224,16 +224,30 @@ pub unsafe extern "C" fn pwritev64v2(fd: c_int, iov: *const iovec, n: c_int, off
     on_fd(fd, |f| writev_file(f, iov, n, v2_offset(off, flags)?), || unsafe { real::pwritev64v2(fd, iov, n, off, flags) })
 }
 
+/// lseek on a directory whose listing this library serves: the position is a cookie kept
+/// in its record (`None`: not such a directory, or a move only the kernel understands).
+fn dir_lseek(fd: c_int, off: i64, whence: c_int) -> Option<i64> {
+    let f = crate::files::dir_file(fd)?;
+    match whence {
+        libc::SEEK_SET if off >= 0 => {
+            crate::streams::seek_dir(fd, off as u64);
+            Some(off)
+        }
+        libc::SEEK_CUR if off == 0 => Some(f.offset.load(Ordering::Acquire) as i64),
+        _ => None,
+    }
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn lseek(fd: c_int, off: off_t, whence: c_int) -> off_t {
     // SAFETY: forwarding.
-    on_fd(fd, |f| ops::lseek(f, off, whence), || unsafe { real::lseek(fd, off, whence) })
+    on_fd(fd, |f| ops::lseek(f, off, whence), || dir_lseek(fd, off, whence).unwrap_or_else(|| unsafe { real::lseek(fd, off, whence) }))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn lseek64(fd: c_int, off: off64_t, whence: c_int) -> off64_t {
     // SAFETY: forwarding.
-    on_fd(fd, |f| ops::lseek(f, off, whence), || unsafe { real::lseek64(fd, off, whence) })
+    on_fd(fd, |f| ops::lseek(f, off, whence), || dir_lseek(fd, off, whence).unwrap_or_else(|| unsafe { real::lseek64(fd, off, whence) }))
 }
 
 #[no_mangle]

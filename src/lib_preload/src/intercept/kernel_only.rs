@@ -42,10 +42,6 @@ macro_rules! kernel_only {
 kernel_only! {
     mmap([fd] addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void;
     mmap64([fd] addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: off64_t) -> *mut c_void;
-    fstatfs([fd] fd: c_int, buf: *mut libc::statfs) -> c_int;
-    fstatfs64([fd] fd: c_int, buf: *mut libc::statfs64) -> c_int;
-    fstatvfs([fd] fd: c_int, buf: *mut libc::statvfs) -> c_int;
-    fstatvfs64([fd] fd: c_int, buf: *mut libc::statvfs64) -> c_int;
     flock([fd] fd: c_int, op: c_int) -> c_int;
     lockf([fd] fd: c_int, cmd: c_int, len: off_t) -> c_int;
     lockf64([fd] fd: c_int, cmd: c_int, len: off64_t) -> c_int;

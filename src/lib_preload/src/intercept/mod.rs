@@ -7,8 +7,10 @@
 //! listings, statfs, ...) then take the legacy path, which is correct, only slower.
 
 mod attrs;
+mod dirs;
 mod emulated;
 mod fd;
+mod fsstats;
 mod io;
 mod kernel_only;
 mod names;

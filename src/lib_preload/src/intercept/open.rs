@@ -6,22 +6,28 @@ use std::ffi::{c_char, c_int};
 use libc::mode_t;
 
 use super::{on_path, run};
+use crate::path::Target;
 use crate::{config, files, ops, real};
 
 /// open on the user-level path; what that path leaves to the kernel is opened there by
-/// `kernel`, and a directory so opened is remembered for the calls relative to it.
+/// `kernel`, and a directory so opened (a mount's root too) is recorded for the calls
+/// relative to it and for listing it.
 fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t, kernel: impl FnOnce() -> c_int) -> Result<c_int, c_int> {
-    on_path(dirfd, path, |t| match ops::open(t, flags, mode) {
-        Err(ops::FALLBACK) => {
-            let fd = kernel();
-            if fd < 0 {
-                return Err(config::errno());
-            }
-            files::remember_dir(fd, t.instance, t.dev, t.abs());
-            Ok(fd)
+    let mut t = Target::empty();
+    if crate::path::resolve(&mut t, dirfd, path).is_some() {
+        match ops::open(&t, flags, mode) {
+            Err(ops::FALLBACK) => {}
+            other => return other,
         }
-        other => other,
-    })
+    } else if crate::path::resolve_dir(&mut t, dirfd, path).is_none() {
+        return Err(ops::FALLBACK);
+    }
+    let fd = kernel();
+    if fd < 0 {
+        return Err(config::errno());
+    }
+    files::remember_dir(fd, t.instance, t.dev, t.abs());
+    Ok(fd)
 }
 
 #[no_mangle]

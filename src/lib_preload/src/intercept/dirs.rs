@@ -1,0 +1,319 @@
+//! Directory streams and listings: `opendir` and friends, `getdents64`, `scandir`.
+//!
+//! A stream on a directory of a pool mount is one of ours ([`streams`]) and its entries come
+//! from the service; any other `DIR *` is libc's and goes to libc untouched.
+
+use std::ffi::{c_char, c_int, c_long, c_void};
+use std::ptr::null_mut;
+
+use libc::{size_t, ssize_t};
+
+use super::run;
+use crate::config::{errno, set_errno};
+use crate::ops::FALLBACK;
+use crate::path::{resolve_dir, Target};
+use crate::real::{self, Compar, Filter};
+use crate::{files, streams};
+
+const DIR_FLAGS: c_int = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_DIRECTORY | libc::O_CLOEXEC;
+
+/// Opens `path` (relative to `dirfd`) as a recorded directory when it is on a pool mount:
+/// the descriptor, or `FALLBACK` when the path is not ours.
+fn open_recorded(dirfd: c_int, path: *const c_char) -> Result<c_int, c_int> {
+    let mut t = Target::empty();
+    resolve_dir(&mut t, dirfd, path).ok_or(FALLBACK)?;
+    // SAFETY: the caller's path; the kernel opens it through the FUSE mount.
+    let fd = unsafe { real::openat(dirfd, path, DIR_FLAGS, 0) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    if !files::remember_dir(fd, t.instance, t.dev, t.abs()) {
+        // Not a directory of the mount after all (the tables are full, say): libc's.
+        // SAFETY: closing the descriptor just opened.
+        unsafe { real::close(fd) };
+        return Err(FALLBACK);
+    }
+    Ok(fd)
+}
+
+/// A stream of ours on recorded directory `fd`, or libc's when our table is full.
+fn stream_on(fd: c_int) -> *mut libc::DIR {
+    // SAFETY: handing the caller's directory descriptor to libc.
+    streams::open(fd).unwrap_or_else(|| unsafe { real::fdopendir(fd) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
+    // SAFETY: forwarding the caller's argument.
+    run(|| open_recorded(libc::AT_FDCWD, path).map(stream_on), || unsafe { real::opendir(path) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
+    if files::is_ours(fd) {
+        // A file of ours is never a directory.
+        set_errno(libc::ENOTDIR);
+        return null_mut();
+    }
+    if files::dir_file(fd).is_some() {
+        // SAFETY: forwarding the caller's argument.
+        return run(|| Ok(stream_on(fd)), || unsafe { real::fdopendir(fd) });
+    }
+    // SAFETY: forwarding the caller's argument.
+    unsafe { real::fdopendir(fd) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn closedir(d: *mut libc::DIR) -> c_int {
+    if let Some(s) = streams::of(d) {
+        let fd = s.fd();
+        s.free();
+        files::forget_dir(fd);
+        // SAFETY: the stream's descriptor, closed with it.
+        return unsafe { real::close(fd) };
+    }
+    if !d.is_null() {
+        // SAFETY: the caller's open stream.
+        files::forget_dir(unsafe { real::dirfd(d) });
+    }
+    // SAFETY: forwarding the caller's argument.
+    unsafe { real::closedir(d) }
+}
+
+/// The next entry of one of our streams.
+fn next(s: &streams::Stream) -> *mut libc::dirent64 {
+    match crate::config::Busy::enter() {
+        Some(_busy) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.locked().next())).unwrap_or_else(|_| {
+            set_errno(libc::EIO);
+            null_mut()
+        }),
+        // Called from inside the library (a scandir filter, say): same thing, no new guard.
+        None => s.locked().next(),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn readdir(d: *mut libc::DIR) -> *mut libc::dirent {
+    match streams::of(d) {
+        // `struct dirent` and `struct dirent64` are the same on 64-bit Linux.
+        Some(s) => next(s).cast(),
+        // SAFETY: forwarding the caller's argument.
+        None => unsafe { real::readdir(d) },
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn readdir64(d: *mut libc::DIR) -> *mut libc::dirent64 {
+    match streams::of(d) {
+        Some(s) => next(s),
+        // SAFETY: forwarding the caller's argument.
+        None => unsafe { real::readdir64(d) },
+    }
+}
+
+/// `readdir_r` on one of ours: the entry copied into `entry`.
+fn next_into(s: &streams::Stream, entry: *mut libc::dirent64, result: *mut *mut libc::dirent64) -> c_int {
+    let saved = errno();
+    set_errno(0);
+    let e = next(s);
+    let err = errno();
+    set_errno(saved);
+    if e.is_null() {
+        if !result.is_null() {
+            // SAFETY: the caller's out-pointer.
+            unsafe { *result = null_mut() };
+        }
+        return err;
+    }
+    if entry.is_null() || result.is_null() {
+        return libc::EINVAL;
+    }
+    // SAFETY: `e` is a whole record in the stream's buffer (its length checked when read);
+    // `entry` is the caller's `struct dirent64`; at most its size is copied.
+    unsafe {
+        let len = usize::from((*e).d_reclen).min(std::mem::size_of::<libc::dirent64>());
+        std::ptr::copy_nonoverlapping(e.cast::<u8>(), entry.cast::<u8>(), len);
+        (*entry).d_reclen = len as u16;
+        *result = entry;
+    }
+    0
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn readdir_r(d: *mut libc::DIR, entry: *mut libc::dirent, result: *mut *mut libc::dirent) -> c_int {
+    match streams::of(d) {
+        Some(s) => next_into(s, entry.cast(), result.cast()),
+        // SAFETY: forwarding the caller's arguments.
+        None => unsafe { real::readdir_r(d, entry, result) },
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn readdir64_r(d: *mut libc::DIR, entry: *mut libc::dirent64, result: *mut *mut libc::dirent64) -> c_int {
+    match streams::of(d) {
+        Some(s) => next_into(s, entry, result),
+        // SAFETY: forwarding the caller's arguments.
+        None => unsafe { real::readdir64_r(d, entry, result) },
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn rewinddir(d: *mut libc::DIR) {
+    match streams::of(d) {
+        Some(s) => s.locked().seek(0),
+        // SAFETY: forwarding the caller's argument.
+        None => unsafe { real::rewinddir(d) },
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn seekdir(d: *mut libc::DIR, pos: c_long) {
+    match streams::of(d) {
+        Some(s) => s.locked().seek(pos as u64),
+        // SAFETY: forwarding the caller's arguments.
+        None => unsafe { real::seekdir(d, pos) },
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn telldir(d: *mut libc::DIR) -> c_long {
+    match streams::of(d) {
+        Some(s) => s.locked().tell() as c_long,
+        // SAFETY: forwarding the caller's argument.
+        None => unsafe { real::telldir(d) },
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn dirfd(d: *mut libc::DIR) -> c_int {
+    match streams::of(d) {
+        Some(s) => s.fd(),
+        // SAFETY: forwarding the caller's argument.
+        None => unsafe { real::dirfd(d) },
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn getdents64(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t {
+    if files::dir_file(fd).is_none() {
+        // SAFETY: forwarding the caller's arguments.
+        return unsafe { real::getdents64(fd, buf, len) };
+    }
+    // SAFETY: the caller's buffer of `len` bytes.
+    let out = || unsafe { crate::cbuf::out_buf(buf, len) };
+    // SAFETY: forwarding the caller's arguments.
+    run(|| streams::fill(fd, out()?).map(|n| n as ssize_t), || unsafe { real::getdents64(fd, buf, len) })
+}
+
+/// Frees what `scandir` collected so far.
+fn free_list(list: *mut *mut libc::dirent, n: usize) {
+    for i in 0..n {
+        // SAFETY: the first `n` entries were malloc'd by `scandir_ours`; then the array.
+        unsafe { libc::free((*list.add(i)).cast()) };
+    }
+    // SAFETY: as above.
+    unsafe { libc::free(list.cast()) };
+}
+
+/// scandir on one of our streams: entries malloc'd one by one, as libc's are (the caller
+/// frees them with `free`).
+fn scandir_ours(s: &streams::Stream, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> Result<c_int, c_int> {
+    let mut list: *mut *mut libc::dirent = null_mut();
+    let (mut n, mut cap) = (0usize, 0usize);
+    loop {
+        set_errno(0);
+        let e = s.locked().next();
+        if e.is_null() {
+            let err = errno();
+            if err != 0 {
+                free_list(list, n);
+                return Err(err);
+            }
+            break;
+        }
+        if let Some(keep) = filter {
+            // SAFETY: `e` is a whole record of the stream; the filter is the caller's.
+            if unsafe { keep(e.cast()) } == 0 {
+                continue;
+            }
+        }
+        if n == cap {
+            cap = (cap * 2).max(16);
+            // SAFETY: growing our own malloc'd array.
+            let grown = unsafe { libc::realloc(list.cast(), cap * std::mem::size_of::<*mut libc::dirent>()) };
+            if grown.is_null() {
+                free_list(list, n);
+                return Err(libc::ENOMEM);
+            }
+            list = grown.cast();
+        }
+        // SAFETY: copying a whole record (`d_reclen` bytes, checked when read) into a new
+        // allocation of that size, at least a `struct dirent` header.
+        unsafe {
+            let len = usize::from((*e).d_reclen);
+            let copy = libc::malloc(len.max(std::mem::size_of::<libc::dirent>()));
+            if copy.is_null() {
+                free_list(list, n);
+                return Err(libc::ENOMEM);
+            }
+            std::ptr::copy_nonoverlapping(e.cast::<u8>(), copy.cast::<u8>(), len);
+            *list.add(n) = copy.cast();
+        }
+        n += 1;
+    }
+    if let (Some(cmp), true) = (compar, n > 1) {
+        // SAFETY: sorting the array of `n` pointers with the caller's comparison, which
+        // takes pointers to elements as qsort passes them.
+        unsafe {
+            let cmp: unsafe extern "C" fn(*const c_void, *const c_void) -> c_int = std::mem::transmute(cmp);
+            libc::qsort(list.cast(), n, std::mem::size_of::<*mut libc::dirent>(), Some(cmp));
+        }
+    }
+    // SAFETY: the caller's out-pointer.
+    unsafe { *out = list };
+    c_int::try_from(n).map_err(|_| libc::EOVERFLOW)
+}
+
+fn scandir_at(dirfd: c_int, path: *const c_char, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> Result<c_int, c_int> {
+    if out.is_null() {
+        return Err(FALLBACK);
+    }
+    let fd = open_recorded(dirfd, path)?;
+    let Some(d) = streams::open(fd) else {
+        files::forget_dir(fd);
+        // SAFETY: closing the descriptor just opened.
+        unsafe { real::close(fd) };
+        return Err(FALLBACK);
+    };
+    let s = streams::of(d).ok_or(libc::EIO)?;
+    let r = scandir_ours(s, out, filter, compar);
+    s.free();
+    files::forget_dir(fd);
+    // SAFETY: as above.
+    unsafe { real::close(fd) };
+    r
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn scandirat(dirfd: c_int, path: *const c_char, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> c_int {
+    // SAFETY: forwarding the caller's arguments.
+    run(|| scandir_at(dirfd, path, out, filter, compar), || unsafe { real::scandirat(dirfd, path, out, filter, compar) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn scandirat64(dirfd: c_int, path: *const c_char, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> c_int {
+    // SAFETY: forwarding the caller's arguments.
+    run(|| scandir_at(dirfd, path, out, filter, compar), || unsafe { real::scandirat64(dirfd, path, out, filter, compar) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn scandir(path: *const c_char, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> c_int {
+    // SAFETY: forwarding the caller's arguments.
+    run(|| scandir_at(libc::AT_FDCWD, path, out, filter, compar), || unsafe { real::scandirat(libc::AT_FDCWD, path, out, filter, compar) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn scandir64(path: *const c_char, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> c_int {
+    // SAFETY: forwarding the caller's arguments.
+    run(|| scandir_at(libc::AT_FDCWD, path, out, filter, compar), || unsafe { real::scandirat64(libc::AT_FDCWD, path, out, filter, compar) })
+}

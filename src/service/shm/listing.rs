@@ -1,0 +1,98 @@
+//! The back driver's directory listings and filesystem statistics: a client that holds a
+//! directory open through the kernel (the FUSE mount of the same instance) reads its entries
+//! here, as `linux_dirent64` records, instead of through FUSE.
+
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+
+use polytropon_ipc::{push_dirent, Op, WireStatfs};
+
+use super::namespace::Call;
+use crate::libservice::{FileKind, StatFs, ROOT_INODE};
+
+fn errno(e: i32) -> io::Error {
+    io::Error::from_raw_os_error(e)
+}
+
+/// The `d_type` of a kind.
+fn dtype(k: FileKind) -> u8 {
+    match k {
+        FileKind::Regular => libc::DT_REG,
+        FileKind::Directory => libc::DT_DIR,
+        FileKind::Symlink => libc::DT_LNK,
+        FileKind::CharDevice => libc::DT_CHR,
+        FileKind::BlockDevice => libc::DT_BLK,
+        FileKind::Fifo => libc::DT_FIFO,
+        FileKind::Socket => libc::DT_SOCK,
+    }
+}
+
+fn wire_statfs(s: &StatFs) -> WireStatfs {
+    WireStatfs { blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, bsize: s.bsize, namelen: s.namelen, frsize: s.frsize, pad: 0 }
+}
+
+/// Entries the libservice is asked for per request: as many as the smallest records would
+/// fill the client's room with, within reason.
+fn batch(room: usize) -> usize {
+    (room / polytropon_ipc::dirent_len(1)).clamp(1, 4096)
+}
+
+/// Runs one listing request; `None` when `r.op` is not one.
+pub(super) fn run(c: &mut Call<'_>, buf: &mut [u8]) -> Option<io::Result<(i64, [u64; 4])>> {
+    let r = *c.r;
+    let res = match r.op {
+        Op::Opendir => {
+            // The directory must be one the instance knows (the client holds it open through
+            // the kernel); a stale or made-up inode is refused by the libservice.
+            let a = c.fs.getattr(c.ctx, r.inode, None);
+            match a {
+                Ok(a) if a.kind() != FileKind::Directory => Err(errno(libc::ENOTDIR)),
+                Ok(_) => c.fs.opendir(c.ctx, r.inode, libc::O_RDONLY).map(|h| (0, [h, 0, 0, 0])),
+                Err(e) => Err(e),
+            }
+        }
+        Op::Readdir => readdir(c, r.len as usize),
+        Op::Releasedir => c.fs.releasedir(c.ctx, r.inode, r.handle).map(|()| (0, [0; 4])),
+        Op::Statfs => statfs(c, buf),
+        _ => return None,
+    };
+    Some(res)
+}
+
+fn readdir(c: &mut Call<'_>, room: usize) -> io::Result<(i64, [u64; 4])> {
+    let r = *c.r;
+    let entries = c.fs.readdir(c.ctx, r.inode, r.handle, r.offset, batch(room))?;
+    let mut out = vec![0u8; room];
+    let mut used = 0;
+    for e in &entries {
+        match push_dirent(&mut out, used, e.ino, e.offset, dtype(e.kind), e.name.as_bytes()) {
+            Some(n) => used = n,
+            // The rest comes with the next request, from this entry's predecessor's cookie.
+            None => break,
+        }
+    }
+    if used == 0 && !entries.is_empty() {
+        // Not even one record fits: the caller's buffer is too small, as getdents says.
+        return Err(errno(libc::EINVAL));
+    }
+    if c.seg.write_data(r.client, &out[..used]) != used {
+        return Err(errno(libc::EINVAL));
+    }
+    Ok((used as i64, [0; 4]))
+}
+
+fn statfs(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4])> {
+    let r = *c.r;
+    let inode = if r.len == 0 {
+        // No path: the inode named, 0 being the instance's root.
+        let inode = if r.inode == 0 { ROOT_INODE } else { r.inode };
+        c.fs.getattr(c.ctx, inode, None)?;
+        inode
+    } else {
+        let p = c.data(buf);
+        c.target(r.inode, &p, true)?.inode
+    };
+    let bytes = wire_statfs(&c.fs.statfs(c.ctx, inode)?).to_bytes();
+    c.seg.write_data(r.client, &bytes);
+    Ok((bytes.len() as i64, [0; 4]))
+}
