@@ -340,8 +340,8 @@ fn threads_fork_exec_mmap_and_locks() {
 }
 
 /// Directory streams (`opendir`, `readdir`, `readdir_r`, `telldir`/`seekdir`, `rewinddir`,
-/// `fdopendir`, `dirfd`, `scandir`, `scandirat`), raw `getdents64` with `lseek`, and
-/// `statfs`/`statvfs` in all forms, with their errors: the same output as on a plain
+/// `fdopendir`, `dirfd`, `scandir`, `scandirat`), raw `getdents64` with `lseek`,
+/// `statfs`/`statvfs` in all forms, and `realpath`, with their errors: the same output as on a plain
 /// directory, statistics equal to the kernel's for the same mount, and every listing and
 /// statistics call on the user-level path.
 #[test]
@@ -372,6 +372,9 @@ fn directory_listings_and_statfs_match_a_plain_directory() {
     // calls and the library's one-time question per form (statfs, statvfs) at most.
     assert!(count("user_ops", "statfs") >= 6, "statfs not on the user-level path: {mount}");
     assert!(count("fuse_ops", "statfs") <= 5, "statfs mostly on FUSE: {mount}");
+    // realpath resolved its symbolic links (41 of them for the loop) on the user-level path.
+    assert!(count("user_ops", "readlink") > 40, "realpath not on the user-level path: {mount}");
+    assert_eq!(count("fuse_ops", "readlink"), 0, "realpath read links through FUSE: {mount}");
     h.ok(&["pool", "destroy", &name, "--force"]);
     h.created.clear();
 }

@@ -198,6 +198,12 @@ pub trait FileSystem: Send + Sync {
         enosys()
     }
 
+    /// Takes one more lookup reference on `inode`, which the caller already holds one on
+    /// (released with `forget`), without resolving any name.
+    fn retain(&self, inode: Inode) -> io::Result<()> {
+        enosys()
+    }
+
     /// Opens directory `inode` for reading.
     fn opendir(&self, ctx: &Context, inode: Inode, flags: i32) -> io::Result<Handle> {
         enosys()

@@ -79,7 +79,8 @@ impl Default for OpStats {
     }
 }
 
-fn index(op: &str) -> usize {
+/// The counter slot of request kind `op` (the slot of `other` for an unknown kind).
+pub(crate) fn index(op: &str) -> usize {
     OPS.binary_search(&op).or_else(|_| OPS.binary_search(&"other")).unwrap_or(0)
 }
 
@@ -114,7 +115,12 @@ pub(crate) struct Timer {
 
 impl Timer {
     pub(crate) fn start(stats: Arc<OpStats>, op: &'static str) -> Self {
-        Timer { stats, op: index(op), start: Instant::now() }
+        Self::start_at(stats, index(op))
+    }
+
+    /// As [`Timer::start`], for a slot found once with [`index`].
+    pub(crate) fn start_at(stats: Arc<OpStats>, slot: usize) -> Self {
+        Timer { stats, op: slot, start: Instant::now() }
     }
 }
 

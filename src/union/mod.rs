@@ -557,6 +557,13 @@ impl FileSystem for UnionFs {
         Ok(Entry { inode: node.ino, generation: 0, attr })
     }
 
+    fn retain(&self, inode: Inode) -> io::Result<()> {
+        let nodes = lock(&self.nodes);
+        let node = nodes.get(&inode).ok_or_else(|| errno(libc::ESTALE))?;
+        node.lookups.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn forget(&self, inode: Inode, count: u64) {
         if let Ok(node) = self.node(inode) {
             self.unref(&node, count);

@@ -147,6 +147,26 @@ int main(void) {
     close(g);
     close(top);
 
+    /* realpath through links, dots and errors, printed relative to the working directory. */
+    char cwd[4096], out[4096];
+    if (!getcwd(cwd, sizeof cwd)) return perror("getcwd"), 1;
+    symlink("sub", "big/tosub");
+    symlink("tosub/../file-with-a-rather-long-name-0005", "big/chain");
+    symlink("/", "big/root");
+    symlink("loop", "big/loop");
+    const char *paths[] = {"big/sub/../file-with-a-rather-long-name-0001", "big/tosub/.", "./big//chain", "big/root", "big/link",
+                           "big/file-with-a-rather-long-name-0001/.", "big/loop", "big/missing/x", "big", "."};
+    for (unsigned i = 0; i < sizeof paths / sizeof *paths; i++) {
+        errno = 0;
+        char *r = realpath(paths[i], out);
+        int e = errno;
+        const char *shown = r && !strncmp(r, cwd, strlen(cwd)) ? r + strlen(cwd) : r;
+        printf("realpath %s: %s %d\n", paths[i], r ? (*shown ? shown : "(cwd)") : "-", r ? 0 : e);
+    }
+    char *m = canonicalize_file_name("big/chain");
+    printf("canonicalize_file_name: %s\n", m && !strncmp(m, cwd, strlen(cwd)) ? m + strlen(cwd) : "-");
+    free(m);
+
     /* Remove it all, listing as we go (entries removed while a stream is open). */
     d = opendir("big");
     int removed = 0;

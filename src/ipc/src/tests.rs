@@ -271,7 +271,7 @@ fn dirent_records_round_trip_and_garbage_is_refused() {
     let used = push_dirent(&mut out, 0, 7, 42, 8, b"name").expect("fits");
     assert_eq!(used, dirent_len(4));
     assert_eq!(dirent_ok(&out[..used]), Some(used));
-    assert_eq!(u64::from_ne_bytes(out[8..16].try_into().unwrap()), 42);
+    assert_eq!(u64::from_ne_bytes(out[8..16].try_into().expect("8 bytes")), 42);
     // A record that does not fit is not written.
     assert_eq!(push_dirent(&mut out, used, 1, 2, 8, &[b'x'; 60]), None);
     // Lengths too short, too long, unaligned; names empty or not terminated inside.

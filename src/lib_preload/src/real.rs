@@ -230,6 +230,9 @@ real! {
     fstatfs64(fd: c_int, buf: *mut libc::statfs64) -> c_int;
     fstatvfs(fd: c_int, buf: *mut libc::statvfs) -> c_int;
     fstatvfs64(fd: c_int, buf: *mut libc::statvfs64) -> c_int;
+    realpath(path: *const c_char, resolved: *mut c_char) -> *mut c_char;
+    __realpath_chk(path: *const c_char, resolved: *mut c_char, len: size_t) -> *mut c_char;
+    canonicalize_file_name(path: *const c_char) -> *mut c_char;
 }
 
 /// A `scandir` filter.

@@ -10,7 +10,6 @@ use std::ffi::OsStr;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -203,7 +202,7 @@ impl Drop for BackDriver {
 /// Per instance (by table index), with the instance it belongs to.
 #[derive(Default)]
 struct PathCaches {
-    by_instance: HashMap<u32, (Arc<dyn FileSystem>, PathCache)>,
+    by_instance: rustc_hash::FxHashMap<u32, (Arc<dyn FileSystem>, PathCache)>,
 }
 
 fn instance(table: &InstanceTable, i: u32) -> Option<Served> {
@@ -288,6 +287,8 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     let bell = seg.doorbell(q);
     let ctx = Context::current();
     let mut buf = vec![0u8; limits.buffer_size as usize];
+    // Counter slots by operation number, found once rather than by name per request.
+    let slots: [usize; 64] = std::array::from_fn(|i| u32::try_from(i).ok().and_then(Op::from_u32).map_or(0, |op| crate::service::stats::index(op_name(op))));
     let mut idle = 0;
     while !stop.load(Ordering::Acquire) {
         let Some(d) = queue.pop() else {
@@ -326,7 +327,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                     entry.1.clear(&*entry.0);
                     *entry = (fs.clone(), PathCache::default());
                 }
-                let timer = Timer::start(stats, op_name(req.op));
+                let timer = Timer::start_at(stats, slots[req.op as usize]);
                 let (res, aux) = execute(&seg, &*fs, &ctx, &req, &mut buf, &mut entry.1, kernel.as_deref());
                 if req.flags & FLAG_NO_REPLY == 0 {
                     complete(&seg, req.client, req.seq, res, aux);
@@ -416,9 +417,34 @@ fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, base: Inode, path: &'p [u8], hel
 
 /// Keeps the lookup reference on `ino` (the leaf `w` named) in the path cache if it has none
 /// for that path yet; otherwise it is released with the request.
-fn pin_or_hold(fs: &dyn FileSystem, w: Walked<'_>, ino: Inode, held: &mut Vec<Inode>, dirs: &mut PathCache) {
+/// OpenPath of a file the path cache pins (opened moments ago, most likely): the pinned
+/// inode, with a reference of its own for the open, instead of a lookup (which would also
+/// fetch attributes nobody needs here). `None`: take the lookup path.
+fn open_pinned(fs: &dyn FileSystem, ctx: &Context, w: &Walked<'_>, flags: i32, dirs: &mut PathCache, kernel: Option<&dyn KernelCache>) -> Option<io::Result<(i64, [u64; 4])>> {
+    if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
+        return None;
+    }
+    let (inode, kind) = dirs.pin_of(fs, w.key.as_ref()?)?;
+    if kind != FileKind::Regular || fs.retain(inode).is_err() {
+        return None;
+    }
+    Some(match fs.open(ctx, inode, flags & !(libc::O_CREAT | libc::O_EXCL)) {
+        Ok(h) => {
+            if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
+                inval_inode(kernel, inode, 0, 0);
+            }
+            Ok((0, [inode, h, 0, 0]))
+        }
+        Err(e) => {
+            fs.forget(inode, 1);
+            Err(e)
+        }
+    })
+}
+
+fn pin_or_hold(fs: &dyn FileSystem, w: Walked<'_>, ino: Inode, kind: FileKind, held: &mut Vec<Inode>, dirs: &mut PathCache) {
     match w.key {
-        Some(k) if !dirs.pinned(fs, &k) => dirs.pin(fs, k, ino),
+        Some(k) if !dirs.pinned(fs, &k) => dirs.pin(fs, k, ino, kind),
         _ => held.push(ino),
     }
 }
@@ -488,6 +514,9 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             let (dir, name) = (w.dir, w.name);
             let flags = (r.arg & 0xffff_ffff) as i32;
             let mode = (r.arg >> 32) as u32;
+            if let Some(opened) = open_pinned(fs, ctx, &w, flags, dirs, kernel) {
+                return opened;
+            }
             let found = match fs.lookup(ctx, dir, name) {
                 Ok(e) => Some(e),
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && flags & libc::O_CREAT != 0 => None,
@@ -528,7 +557,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             if w.key.as_ref().is_some_and(|k| !dirs.pinned(fs, k)) {
                 if let Ok(again) = fs.lookup(ctx, dir, name) {
                     if again.inode == inode {
-                        pin_or_hold(fs, w, again.inode, held, dirs);
+                        pin_or_hold(fs, w, again.inode, again.attr.kind(), held, dirs);
                     } else {
                         held.push(again.inode);
                     }
@@ -540,7 +569,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             let p = path(buf);
             let w = walk(fs, ctx, r.inode, &p, held, dirs)?;
             let e = fs.lookup(ctx, w.dir, w.name)?;
-            pin_or_hold(fs, w, e.inode, held, dirs);
+            pin_or_hold(fs, w, e.inode, e.attr.kind(), held, dirs);
             if e.attr.kind() == FileKind::Symlink && r.arg & STAT_NOFOLLOW == 0 {
                 return Err(fallback());
             }

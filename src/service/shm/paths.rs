@@ -12,47 +12,47 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
-use crate::libservice::{FileSystem, Inode};
+use crate::libservice::{FileKind, FileSystem, Inode};
 
 /// How long an entry is trusted.
 const TTL: Duration = Duration::from_secs(1);
 /// Entries per map; a full map is dropped whole.
 const MAX: usize = 4096;
 
-/// path → (inode, when taken), one lookup reference each.
+/// path → (inode, its kind, when taken), one lookup reference each.
 #[derive(Default)]
 struct Held {
-    map: FxHashMap<Vec<u8>, (Inode, Instant)>,
+    map: FxHashMap<Vec<u8>, (Inode, FileKind, Instant)>,
 }
 
 impl Held {
-    fn get(&mut self, fs: &dyn FileSystem, path: &[u8]) -> Option<Inode> {
-        let (ino, at) = *self.map.get(path)?;
+    fn get(&mut self, fs: &dyn FileSystem, path: &[u8]) -> Option<(Inode, FileKind)> {
+        let (ino, kind, at) = *self.map.get(path)?;
         if at.elapsed() < TTL {
-            return Some(ino);
+            return Some((ino, kind));
         }
         self.remove(fs, path);
         None
     }
 
     /// Takes over the caller's lookup reference on `ino`.
-    fn put(&mut self, fs: &dyn FileSystem, path: Vec<u8>, ino: Inode) {
+    fn put(&mut self, fs: &dyn FileSystem, path: Vec<u8>, ino: Inode, kind: FileKind) {
         if self.map.len() >= MAX {
             self.clear(fs);
         }
-        if let Some((old, _)) = self.map.insert(path, (ino, Instant::now())) {
+        if let Some((old, _, _)) = self.map.insert(path, (ino, kind, Instant::now())) {
             fs.forget(old, 1);
         }
     }
 
     fn remove(&mut self, fs: &dyn FileSystem, path: &[u8]) {
-        if let Some((ino, _)) = self.map.remove(path) {
+        if let Some((ino, _, _)) = self.map.remove(path) {
             fs.forget(ino, 1);
         }
     }
 
     fn clear(&mut self, fs: &dyn FileSystem) {
-        for (_, (ino, _)) in self.map.drain() {
+        for (_, (ino, _, _)) in self.map.drain() {
             fs.forget(ino, 1);
         }
     }
@@ -79,22 +79,27 @@ impl PathCache {
 
     /// The directory at `path`, if cached and fresh.
     pub fn dir(&mut self, fs: &dyn FileSystem, path: &[u8]) -> Option<Inode> {
-        self.dirs.get(fs, path)
+        self.dirs.get(fs, path).map(|(ino, _)| ino)
     }
 
     /// Caches directory `ino` at `path`, taking over one lookup reference.
     pub fn put_dir(&mut self, fs: &dyn FileSystem, path: &[u8], ino: Inode) {
-        self.dirs.put(fs, path.to_vec(), ino);
+        self.dirs.put(fs, path.to_vec(), ino, FileKind::Directory);
     }
 
     /// Whether `path` holds a fresh pin.
     pub fn pinned(&mut self, fs: &dyn FileSystem, path: &[u8]) -> bool {
-        self.pins.get(fs, path).is_some()
+        self.pin_of(fs, path).is_some()
     }
 
-    /// Pins `ino` at `path`, taking over one lookup reference.
-    pub fn pin(&mut self, fs: &dyn FileSystem, path: Vec<u8>, ino: Inode) {
-        self.pins.put(fs, path, ino);
+    /// The file pinned at `path` and its kind (which never changes for an inode), if fresh.
+    pub fn pin_of(&mut self, fs: &dyn FileSystem, path: &[u8]) -> Option<(Inode, FileKind)> {
+        self.pins.get(fs, path)
+    }
+
+    /// Pins `ino` (of `kind`) at `path`, taking over one lookup reference.
+    pub fn pin(&mut self, fs: &dyn FileSystem, path: Vec<u8>, ino: Inode, kind: FileKind) {
+        self.pins.put(fs, path, ino, kind);
     }
 
     /// Drops the pin at `path` (its name was removed).

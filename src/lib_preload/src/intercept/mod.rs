@@ -15,6 +15,7 @@ mod io;
 mod kernel_only;
 mod names;
 mod open;
+mod realpath;
 mod stat;
 mod stdio;
 
