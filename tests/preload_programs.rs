@@ -27,6 +27,59 @@ fn bash(h: &Host, pool: Option<&str>, dir: &Path, script: &str) -> Output {
     c.current_dir(dir).env("LC_ALL", "C").env("STDIO_PROGRAM", h.scratch.path().join("stdio")).output().expect("run bash")
 }
 
+/// A pool with its service and one mount (lower and upper branches), and a plain directory to
+/// compare with; `prepare` fills the lower branch and the plain directory alike first.
+struct Stage {
+    h: Host,
+    name: String,
+    mnt: std::path::PathBuf,
+    plain: std::path::PathBuf,
+}
+
+impl Stage {
+    fn new(tag: &str, pool: &str, prepare: impl Fn(&Path)) -> Stage {
+        let mut h = Host::new(tag);
+        let name = h.create(pool, &["--cpus", "1"]);
+        h.ok(&["service", "run", "--pool", &name, "--detach"]);
+        let (lower, upper, mnt, plain) = (h.scratch.mkdir("lower"), h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"), h.scratch.mkdir("plain"));
+        prepare(&lower);
+        prepare(&plain);
+        let (l, u, m) = (lower.display().to_string(), upper.display().to_string(), mnt.display().to_string());
+        h.ok(&["mount", "--pool", &name, &m, "--lower", &l, "--upper", &u]);
+        Stage { h, name, mnt, plain }
+    }
+
+    /// Compiles `tests/c/SRC.c` into the scratch directory.
+    fn compile(&self, src: &str) -> std::path::PathBuf {
+        let out = self.h.scratch.path().join(src);
+        let cc = Command::new("gcc").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{src}.c"))).arg("-o").arg(&out).output().expect("gcc");
+        assert!(cc.status.success(), "{}", stderr(&cc));
+        out
+    }
+
+    /// `script` on the plain directory (which must succeed) and on the mount under the library.
+    fn both(&self, script: &str) -> (Output, Output) {
+        let expected = bash(&self.h, None, &self.plain, script);
+        assert!(expected.status.success(), "the script fails on a plain directory: {}", stderr(&expected));
+        (expected, bash(&self.h, Some(&self.name), &self.mnt, script))
+    }
+
+    /// The service's counters of the mount (`user_ops`, `fuse_ops`).
+    fn counters(&self) -> serde_json::Value {
+        let json: serde_json::Value = serde_json::from_str(&self.h.ok(&["inspect", "--pool", &self.name, "--format", "json"])).expect("json");
+        json[0]["service"]["mounts"][0].clone()
+    }
+
+    fn destroy(mut self) {
+        self.h.ok(&["pool", "destroy", &self.name, "--force"]);
+        self.h.created.clear();
+    }
+}
+
+fn count(mount: &serde_json::Value, path: &str, op: &str) -> u64 {
+    mount[path][op]["count"].as_u64().unwrap_or(0)
+}
+
 /// The same tree in both places, except what differs legitimately between two filesystems.
 fn comparable(mut t: Tree) -> Tree {
     // git's index records inode numbers, devices and change times.
@@ -106,31 +159,19 @@ rm -r moved x pycopy && ls
 
 #[test]
 fn real_programs_behave_as_on_a_plain_directory() {
-    let mut h = Host::new("preload-progs");
-    let name = h.create("p", &["--cpus", "1"]);
-    h.ok(&["service", "run", "--pool", &name, "--detach"]);
-    let (lower, upper, mnt, plain) = (h.scratch.mkdir("lower"), h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"), h.scratch.mkdir("plain"));
-    seed(&lower);
-    seed(&plain);
-    let cc = Command::new("gcc").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/stdio.c")).arg("-o").arg(h.scratch.path().join("stdio")).output().expect("gcc");
-    assert!(cc.status.success(), "{}", stderr(&cc));
-    let (l, u, m) = (lower.display().to_string(), upper.display().to_string(), mnt.display().to_string());
-    h.ok(&["mount", "--pool", &name, &m, "--lower", &l, "--upper", &u]);
-
-    let expected = bash(&h, None, &plain, PROGRAMS);
-    assert!(expected.status.success(), "the script fails on a plain directory: {}", stderr(&expected));
-    let got = bash(&h, Some(&name), &mnt, PROGRAMS);
+    let st = Stage::new("preload-progs", "p", seed);
+    st.compile("stdio");
+    let (expected, got) = st.both(PROGRAMS);
     let (want, have) = (String::from_utf8_lossy(&expected.stdout), String::from_utf8_lossy(&got.stdout));
     assert_eq!(have, want, "output differs under the library; its stderr:\n{}", stderr(&got));
     assert_eq!(got.status.code(), expected.status.code(), "{}", stderr(&got));
     assert_eq!(stderr(&got), stderr(&expected));
-    let (ours, reference) = (comparable(kernel_tree(&mnt)), comparable(kernel_tree(&plain)));
+    let (ours, reference) = (comparable(kernel_tree(&st.mnt)), comparable(kernel_tree(&st.plain)));
     assert!(ours == reference, "trees differ after the programs ran:\n{}", diff(&reference, &ours));
 
     // The service's counters show the programs' I/O on the user-level path.
-    let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", &name, "--format", "json"])).expect("json");
-    let mount = &json[0]["service"]["mounts"][0];
-    let count = |path: &str, op: &str| mount[path][op]["count"].as_u64().unwrap_or(0);
+    let mount = st.counters();
+    let count = |path: &str, op: &str| count(&mount, path, op);
     let namespace = ["mkdir", "rmdir", "rename", "link", "symlink", "readlink", "access", "setattr_path"];
     for op in ["open_path", "read", "write", "stat_path", "getattr", "release", "unlink_path", "truncate", "setattr"].into_iter().chain(namespace) {
         assert!(count("user_ops", op) > 0, "no {op} on the user-level path: {}", mount["user_ops"]);
@@ -143,8 +184,7 @@ fn real_programs_behave_as_on_a_plain_directory() {
         assert!(count("user_ops", op) > count("fuse_ops", op), "{op} mostly on FUSE: {mount}");
     }
     eprintln!("user-level: {}\nFUSE: {}", mount["user_ops"], mount["fuse_ops"]);
-    h.ok(&["pool", "destroy", &name, "--force"]);
-    h.created.clear();
+    st.destroy();
 }
 
 /// Threads, fork with a shared offset, exec with inherited descriptors, mmap, and locks: what
@@ -321,22 +361,13 @@ sys.stdout.flush()
 
 #[test]
 fn threads_fork_exec_mmap_and_locks() {
-    let mut h = Host::new("preload-procs");
-    let name = h.create("q", &["--cpus", "1"]);
-    h.ok(&["service", "run", "--pool", &name, "--detach"]);
-    let (lower, upper, mnt, plain) = (h.scratch.mkdir("lower"), h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"), h.scratch.mkdir("plain"));
-    let (l, u, m) = (lower.display().to_string(), upper.display().to_string(), mnt.display().to_string());
-    h.ok(&["mount", "--pool", &name, &m, "--lower", &l, "--upper", &u]);
-    let script = format!("python3 - <<'PY'\n{PROCESSES}\nPY\n");
-    let expected = bash(&h, None, &plain, &script);
-    assert!(expected.status.success(), "the script fails on a plain directory: {}", stderr(&expected));
-    let got = bash(&h, Some(&name), &mnt, &script);
+    let st = Stage::new("preload-procs", "q", |_| {});
+    let (expected, got) = st.both(&format!("python3 - <<'PY'\n{PROCESSES}\nPY\n"));
     assert_eq!(String::from_utf8_lossy(&got.stdout), String::from_utf8_lossy(&expected.stdout), "{}", stderr(&got));
     assert!(got.status.success(), "{}", stderr(&got));
-    let (ours, reference) = (comparable(kernel_tree(&mnt)), comparable(kernel_tree(&plain)));
+    let (ours, reference) = (comparable(kernel_tree(&st.mnt)), comparable(kernel_tree(&st.plain)));
     assert!(ours == reference, "trees differ:\n{}", diff(&reference, &ours));
-    h.ok(&["pool", "destroy", &name, "--force"]);
-    h.created.clear();
+    st.destroy();
 }
 
 /// Directory streams (`opendir`, `readdir`, `readdir_r`, `telldir`/`seekdir`, `rewinddir`,
@@ -346,25 +377,14 @@ fn threads_fork_exec_mmap_and_locks() {
 /// statistics call on the user-level path.
 #[test]
 fn directory_listings_and_statfs_match_a_plain_directory() {
-    let mut h = Host::new("preload-dirs");
-    let name = h.create("d", &["--cpus", "1"]);
-    h.ok(&["service", "run", "--pool", &name, "--detach"]);
-    let (lower, upper, mnt, plain) = (h.scratch.mkdir("lower"), h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"), h.scratch.mkdir("plain"));
-    let (l, u, m) = (lower.display().to_string(), upper.display().to_string(), mnt.display().to_string());
-    h.ok(&["mount", "--pool", &name, &m, "--lower", &l, "--upper", &u]);
-    let prog = h.scratch.path().join("dirs");
-    let cc = Command::new("gcc").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/dirs.c")).arg("-o").arg(&prog).output().expect("gcc");
-    assert!(cc.status.success(), "{}", stderr(&cc));
-    let run = prog.display().to_string();
-    let expected = bash(&h, None, &plain, &run);
-    assert!(expected.status.success(), "fails on a plain directory: {}", stderr(&expected));
-    let got = bash(&h, Some(&name), &mnt, &run);
+    let st = Stage::new("preload-dirs", "d", |_| {});
+    let prog = st.compile("dirs");
+    let (expected, got) = st.both(&prog.display().to_string());
     assert_eq!(String::from_utf8_lossy(&got.stdout), String::from_utf8_lossy(&expected.stdout), "{}", stderr(&got));
     assert!(got.status.success(), "{}", stderr(&got));
 
-    let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", &name, "--format", "json"])).expect("json");
-    let mount = &json[0]["service"]["mounts"][0];
-    let count = |path: &str, op: &str| mount[path][op]["count"].as_u64().unwrap_or(0);
+    let mount = st.counters();
+    let count = |path: &str, op: &str| count(&mount, path, op);
     // Twelve full listings of 3,004 entries in 1 KiB and 32 KiB batches.
     assert!(count("user_ops", "readdir") > 100, "listings not on the user-level path: {mount}");
     assert_eq!(count("fuse_ops", "readdir"), 0, "a listing went through FUSE: {mount}");
@@ -375,6 +395,5 @@ fn directory_listings_and_statfs_match_a_plain_directory() {
     // realpath resolved its symbolic links (41 of them for the loop) on the user-level path.
     assert!(count("user_ops", "readlink") > 40, "realpath not on the user-level path: {mount}");
     assert_eq!(count("fuse_ops", "readlink"), 0, "realpath read links through FUSE: {mount}");
-    h.ok(&["pool", "destroy", &name, "--force"]);
-    h.created.clear();
+    st.destroy();
 }

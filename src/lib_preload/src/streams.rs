@@ -147,8 +147,9 @@ fn buf_bytes(b: &mut [u64; STREAM_BUF / 8]) -> &mut [u8] {
 pub fn fill(fd: c_int, out: &mut [u8]) -> Result<usize, c_int> {
     if let Some(f) = files::dir_file(fd) {
         match crate::listing::getdents(f, out) {
-            // An inode the service no longer knows, a service gone...: the kernel still can.
-            Err(e) if e == crate::ops::FALLBACK || e == libc::ESTALE || e == libc::ENOENT => {}
+            // An inode the service no longer knows (EBADF, ESTALE), a service gone...: the
+            // kernel still can, from the same cookie.
+            Err(e) if e == crate::ops::FALLBACK || e == libc::ESTALE || e == libc::ENOENT || e == libc::EBADF => {}
             other => return other,
         }
         // The kernel's position follows ours from here on.
