@@ -26,29 +26,26 @@ pub struct Mount {
 impl Mount {
     /// The kernel's statistics of the mount (`None` when it would not say).
     pub fn kernel_statfs(&self) -> Option<&libc::statfs64> {
-        self.kernel_statfs
-            .get_or_init(|| {
-                let path = std::ffi::CString::new(self.path.clone()).ok()?;
-                // SAFETY: a NUL-terminated path and a zeroed out-parameter.
-                let mut st: libc::statfs64 = unsafe { std::mem::zeroed() };
-                // SAFETY: as above.
-                (unsafe { real::statfs64(path.as_ptr(), &mut st) } == 0).then_some(st)
-            })
-            .as_ref()
+        self.kernel_statfs.get_or_init(|| ask_kernel(&self.path, real::statfs64)).as_ref()
     }
 
     /// As [`Mount::kernel_statfs`], in the `statvfs` form.
     pub fn kernel_statvfs(&self) -> Option<&libc::statvfs64> {
-        self.kernel_statvfs
-            .get_or_init(|| {
-                let path = std::ffi::CString::new(self.path.clone()).ok()?;
-                // SAFETY: a NUL-terminated path and a zeroed out-parameter.
-                let mut st: libc::statvfs64 = unsafe { std::mem::zeroed() };
-                // SAFETY: as above.
-                (unsafe { real::statvfs64(path.as_ptr(), &mut st) } == 0).then_some(st)
-            })
-            .as_ref()
+        self.kernel_statvfs.get_or_init(|| ask_kernel(&self.path, real::statvfs64)).as_ref()
     }
+}
+
+/// What `call` (`statfs64`, `statvfs64`: a path and a structure it fills whole on success)
+/// says of `path`.
+fn ask_kernel<T>(path: &[u8], call: unsafe fn(*const std::ffi::c_char, *mut T) -> c_int) -> Option<T> {
+    let path = std::ffi::CString::new(path).ok()?;
+    let mut out = std::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: a NUL-terminated path and room for one `T`, as the call requires.
+    if unsafe { call(path.as_ptr(), out.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: the call succeeded, so it filled the whole structure.
+    Some(unsafe { out.assume_init() })
 }
 
 /// The mount whose FUSE device is `dev`.

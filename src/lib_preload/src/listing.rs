@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use polytropon_ipc::{dirent_ok, Descriptor, Op, WireStatfs};
 
-use crate::client::{call, post, reply_data};
+use crate::client::{call, reply_data};
 use crate::files::{File, LastRef};
 use crate::path::Target;
 
@@ -70,10 +70,7 @@ pub fn getdents(f: &File, out: &mut [u8]) -> Result<usize, c_int> {
 
 /// Ends a listing handle, without waiting (nothing depends on the outcome).
 pub fn releasedir(l: &LastRef) {
-    let d = Descriptor { op: Op::Releasedir as u32, instance: l.instance, inode: l.inode, handle: l.handle, ..Descriptor::default() };
-    if post(d).is_err() {
-        let _ = call(d, &[], None);
-    }
+    crate::ops::end(Op::Releasedir, l);
 }
 
 fn statfs_call(d: Descriptor, path: &[u8]) -> Result<WireStatfs, c_int> {

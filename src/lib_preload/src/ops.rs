@@ -51,7 +51,13 @@ pub fn open(t: &Target, flags: c_int, mode: u32) -> Result<c_int, c_int> {
 /// Tells the service the last descriptor of a file is gone, without waiting: nothing the
 /// program could do depends on the outcome (close has already succeeded in the kernel).
 pub fn release(l: &LastRef) {
-    let d = Descriptor { op: Op::Release as u32, instance: l.instance, inode: l.inode, handle: l.handle, ..Descriptor::default() };
+    end(Op::Release, l);
+}
+
+/// Ends `l`'s handle with `op` (`Release`, `Releasedir`) without waiting, or waiting when the
+/// queue would not take a request that needs no answer.
+pub fn end(op: Op, l: &LastRef) {
+    let d = Descriptor { op: op as u32, instance: l.instance, inode: l.inode, handle: l.handle, ..Descriptor::default() };
     if crate::client::post(d).is_err() {
         let _ = call(d, &[], None);
     }

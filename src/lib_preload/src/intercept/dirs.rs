@@ -66,11 +66,7 @@ pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
 #[no_mangle]
 pub unsafe extern "C" fn closedir(d: *mut libc::DIR) -> c_int {
     if let Some(s) = streams::of(d) {
-        let fd = s.fd();
-        s.free();
-        files::forget_dir(fd);
-        // SAFETY: the stream's descriptor, closed with it.
-        return unsafe { real::close(fd) };
+        return close_stream(s);
     }
     if !d.is_null() {
         // SAFETY: the caller's open stream.
@@ -78,6 +74,15 @@ pub unsafe extern "C" fn closedir(d: *mut libc::DIR) -> c_int {
     }
     // SAFETY: forwarding the caller's argument.
     unsafe { real::closedir(d) }
+}
+
+/// Closes one of our streams and its descriptor.
+fn close_stream(s: &streams::Stream) -> c_int {
+    let fd = s.fd();
+    s.free();
+    files::forget_dir(fd);
+    // SAFETY: the stream's descriptor, closed with it.
+    unsafe { real::close(fd) }
 }
 
 /// The next entry of one of our streams.
@@ -287,10 +292,7 @@ fn scandir_at(dirfd: c_int, path: *const c_char, out: *mut *mut *mut libc::diren
     };
     let s = streams::of(d).ok_or(libc::EIO)?;
     let r = scandir_ours(s, out, filter, compar);
-    s.free();
-    files::forget_dir(fd);
-    // SAFETY: as above.
-    unsafe { real::close(fd) };
+    close_stream(s);
     r
 }
 
