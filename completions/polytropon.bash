@@ -28,8 +28,14 @@ _polytropon() {
             polytropon,help)
                 cmd="polytropon__subcmd__help"
                 ;;
+            polytropon,image)
+                cmd="polytropon__subcmd__image"
+                ;;
             polytropon,inspect)
                 cmd="polytropon__subcmd__inspect"
+                ;;
+            polytropon,kill)
+                cmd="polytropon__subcmd__kill"
                 ;;
             polytropon,man)
                 cmd="polytropon__subcmd__man"
@@ -39,6 +45,9 @@ _polytropon() {
                 ;;
             polytropon,pool)
                 cmd="polytropon__subcmd__pool"
+                ;;
+            polytropon,rm)
+                cmd="polytropon__subcmd__rm"
                 ;;
             polytropon,service)
                 cmd="polytropon__subcmd__service"
@@ -58,8 +67,14 @@ _polytropon() {
             polytropon__subcmd__help,help)
                 cmd="polytropon__subcmd__help__subcmd__help"
                 ;;
+            polytropon__subcmd__help,image)
+                cmd="polytropon__subcmd__help__subcmd__image"
+                ;;
             polytropon__subcmd__help,inspect)
                 cmd="polytropon__subcmd__help__subcmd__inspect"
+                ;;
+            polytropon__subcmd__help,kill)
+                cmd="polytropon__subcmd__help__subcmd__kill"
                 ;;
             polytropon__subcmd__help,man)
                 cmd="polytropon__subcmd__help__subcmd__man"
@@ -70,11 +85,23 @@ _polytropon() {
             polytropon__subcmd__help,pool)
                 cmd="polytropon__subcmd__help__subcmd__pool"
                 ;;
+            polytropon__subcmd__help,rm)
+                cmd="polytropon__subcmd__help__subcmd__rm"
+                ;;
             polytropon__subcmd__help,service)
                 cmd="polytropon__subcmd__help__subcmd__service"
                 ;;
             polytropon__subcmd__help,umount)
                 cmd="polytropon__subcmd__help__subcmd__umount"
+                ;;
+            polytropon__subcmd__help__subcmd__image,import)
+                cmd="polytropon__subcmd__help__subcmd__image__subcmd__import"
+                ;;
+            polytropon__subcmd__help__subcmd__image,list)
+                cmd="polytropon__subcmd__help__subcmd__image__subcmd__list"
+                ;;
+            polytropon__subcmd__help__subcmd__image,remove)
+                cmd="polytropon__subcmd__help__subcmd__image__subcmd__remove"
                 ;;
             polytropon__subcmd__help__subcmd__pool,create)
                 cmd="polytropon__subcmd__help__subcmd__pool__subcmd__create"
@@ -90,6 +117,30 @@ _polytropon() {
                 ;;
             polytropon__subcmd__help__subcmd__service,stop)
                 cmd="polytropon__subcmd__help__subcmd__service__subcmd__stop"
+                ;;
+            polytropon__subcmd__image,help)
+                cmd="polytropon__subcmd__image__subcmd__help"
+                ;;
+            polytropon__subcmd__image,import)
+                cmd="polytropon__subcmd__image__subcmd__import"
+                ;;
+            polytropon__subcmd__image,list)
+                cmd="polytropon__subcmd__image__subcmd__list"
+                ;;
+            polytropon__subcmd__image,remove)
+                cmd="polytropon__subcmd__image__subcmd__remove"
+                ;;
+            polytropon__subcmd__image__subcmd__help,help)
+                cmd="polytropon__subcmd__image__subcmd__help__subcmd__help"
+                ;;
+            polytropon__subcmd__image__subcmd__help,import)
+                cmd="polytropon__subcmd__image__subcmd__help__subcmd__import"
+                ;;
+            polytropon__subcmd__image__subcmd__help,list)
+                cmd="polytropon__subcmd__image__subcmd__help__subcmd__list"
+                ;;
+            polytropon__subcmd__image__subcmd__help,remove)
+                cmd="polytropon__subcmd__image__subcmd__help__subcmd__remove"
                 ;;
             polytropon__subcmd__pool,create)
                 cmd="polytropon__subcmd__pool__subcmd__create"
@@ -140,13 +191,17 @@ _polytropon() {
 
     case "${cmd}" in
         polytropon)
-            opts="-h -V --state-dir --log --log-format --help --version pool service mount umount exec bench inspect completions man help"
+            opts="-h -V --state-dir --data-dir --log --log-format --help --version pool service mount umount exec kill rm image bench inspect completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -166,7 +221,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__bench)
-            opts="-h -V --workload --all --paths --operations --reps --ops --file-mib --dir --format --plot --state-dir --log --log-format --help --version"
+            opts="-h -V --workload --all --paths --operations --reps --ops --file-mib --dir --format --plot --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -212,6 +267,10 @@ _polytropon() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -228,13 +287,17 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__completions)
-            opts="-h -V --state-dir --log --log-format --help --version bash zsh fish"
+            opts="-h -V --state-dir --data-dir --log --log-format --help --version bash zsh fish"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -254,7 +317,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__exec)
-            opts="-h -V --pool --preload-only --root --name --hostname --env --workdir --user --tty --detach --state-dir --log --log-format --help --version"
+            opts="-h -V --pool --preload-only --root --clone-of --keep --name --hostname --env --workdir --user --net --tty --detach --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -265,6 +328,10 @@ _polytropon() {
                     return 0
                     ;;
                 --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --clone-of)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -288,7 +355,15 @@ _polytropon() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --net)
+                    COMPREPLY=($(compgen -W "host none" -- "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -308,7 +383,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__help)
-            opts="pool service mount umount exec bench inspect completions man help"
+            opts="pool service mount umount exec kill rm image bench inspect completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -377,7 +452,77 @@ _polytropon() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        polytropon__subcmd__help__subcmd__image)
+            opts="import list remove"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__help__subcmd__image__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__help__subcmd__image__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__help__subcmd__image__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         polytropon__subcmd__help__subcmd__inspect)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__help__subcmd__kill)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -475,6 +620,20 @@ _polytropon() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        polytropon__subcmd__help__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         polytropon__subcmd__help__subcmd__service)
             opts="run stop"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -531,8 +690,206 @@ _polytropon() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        polytropon__subcmd__image)
+            opts="-h -V --state-dir --data-dir --log --log-format --help --version import list remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__image__subcmd__help)
+            opts="import list remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__image__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__image__subcmd__help__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__image__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__image__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__image__subcmd__import)
+            opts="-h -V --name --state-dir --data-dir --log --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__image__subcmd__list)
+            opts="-h -V --format --state-dir --data-dir --log --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__image__subcmd__remove)
+            opts="-h -V --state-dir --data-dir --log --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         polytropon__subcmd__inspect)
-            opts="-h -V --pool --format --watch --state-dir --log --log-format --help --version"
+            opts="-h -V --pool --format --watch --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -554,6 +911,52 @@ _polytropon() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__kill)
+            opts="-s -h -V --pool --signal --state-dir --data-dir --log --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --signal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -570,7 +973,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__man)
-            opts="-h -V --out --state-dir --log --log-format --help --version"
+            opts="-h -V --out --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -581,6 +984,10 @@ _polytropon() {
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -600,7 +1007,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__mount)
-            opts="-f -h -V --file --lower --upper --pool --detach --cache --no-passthrough --timeout --state-dir --log --log-format --help --version"
+            opts="-f -h -V --file --lower --upper --pool --detach --cache --no-passthrough --timeout --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -638,6 +1045,10 @@ _polytropon() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -654,13 +1065,17 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__pool)
-            opts="-h -V --state-dir --log --log-format --help --version create list destroy help"
+            opts="-h -V --state-dir --data-dir --log --log-format --help --version create list destroy help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -680,7 +1095,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__pool__subcmd__create)
-            opts="-f -h -V --file --cpus --mems --memory --memory-high --pids-max --cpu-weight --io-max --io-weight --cgroup-parent --state-dir --log --log-format --help --version"
+            opts="-f -h -V --file --cpus --mems --memory --memory-high --pids-max --cpu-weight --io-max --io-weight --cgroup-parent --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -734,6 +1149,10 @@ _polytropon() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -750,13 +1169,17 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__pool__subcmd__destroy)
-            opts="-h -V --force --state-dir --log --log-format --help --version"
+            opts="-h -V --force --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -846,7 +1269,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__pool__subcmd__list)
-            opts="-h -V --format --state-dir --log --log-format --help --version"
+            opts="-h -V --format --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -857,6 +1280,44 @@ _polytropon() {
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__rm)
+            opts="-h -V --pool --force --state-dir --data-dir --log --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -876,13 +1337,17 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__service)
-            opts="-h -V --state-dir --log --log-format --help --version run stop help"
+            opts="-h -V --state-dir --data-dir --log --log-format --help --version run stop help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -958,7 +1423,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__service__subcmd__run)
-            opts="-f -h -V --pool --file --detach --state-dir --log --log-format --help --version"
+            opts="-f -h -V --pool --file --detach --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -980,6 +1445,10 @@ _polytropon() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -996,7 +1465,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__service__subcmd__stop)
-            opts="-h -V --pool --state-dir --log --log-format --help --version"
+            opts="-h -V --pool --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1007,6 +1476,10 @@ _polytropon() {
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1026,7 +1499,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__umount)
-            opts="-h -V --pool --state-dir --log --log-format --help --version"
+            opts="-h -V --pool --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1037,6 +1510,10 @@ _polytropon() {
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

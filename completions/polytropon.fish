@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_polytropon_global_optspecs
-    string join \n state-dir= log= log-format= h/help V/version
+    string join \n state-dir= data-dir= log= log-format= h/help V/version
 end
 
 function __fish_polytropon_needs_command
@@ -25,6 +25,7 @@ function __fish_polytropon_using_subcommand
 end
 
 complete -c polytropon -n "__fish_polytropon_needs_command" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_needs_command" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_needs_command" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_needs_command" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -35,12 +36,16 @@ complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "service" -d '
 complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "mount" -d 'Serve a filesystem instance at MOUNTPOINT through FUSE (the legacy path)'
 complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "umount" -d 'Unmount a filesystem instance mounted with `mount`'
 complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "exec" -d 'Run a command in a pool: a container, or with `--preload-only` a host process with the preload library attached to the pool\'s service'
+complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "kill" -d 'Send a signal to a running container (by default SIGTERM)'
+complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "rm" -d 'Remove a container that has exited (with `--force`, kill it first), and its writable branch unless it was kept'
+complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "image" -d 'Import, list and remove images (their layers become read-only branches)'
 complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "bench" -d 'Measure the user-level path against FUSE and the kernel, side by side'
 complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "inspect" -d 'Show pools, their live resource use, services, mounts and per-operation counters'
 complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "man" -d 'Print the man page (or write every page to a directory with `--out`)'
 complete -c polytropon -n "__fish_polytropon_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and not __fish_seen_subcommand_from create list destroy help" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and not __fish_seen_subcommand_from create list destroy help" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and not __fish_seen_subcommand_from create list destroy help" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and not __fish_seen_subcommand_from create list destroy help" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -61,6 +66,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_s
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l io-weight -d 'Relative I/O weight (1-10000)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l cgroup-parent -d 'Parent cgroup of the pool\'s cgroups (default: the cgroup this command runs in)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -69,12 +75,14 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_s
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from list" -l format -r -f -a "human\t'A table for people'
 json\t'One JSON document, for scripts'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from list" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from list" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from list" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from list" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from destroy" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from destroy" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from destroy" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from destroy" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -86,6 +94,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_s
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "destroy" -d 'Destroy pool NAME: stop its service and containers, unmount, remove its cgroups and namespace files'
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not __fish_seen_subcommand_from run stop help" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not __fish_seen_subcommand_from run stop help" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not __fish_seen_subcommand_from run stop help" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not __fish_seen_subcommand_from run stop help" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -97,6 +106,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not _
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l pool -d 'The pool whose service this is' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -s f -l file -d 'Service spec in YAML: the filesystem instances to serve at start' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -105,6 +115,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fis
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from stop" -l pool -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from stop" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from stop" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from stop" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from stop" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -121,6 +132,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l cache -d
 direct\t'Direct I/O: the only cache is the backend client\'s'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l timeout -d 'Attribute and entry timeout in seconds (overrides the spec)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -130,27 +142,90 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -s h -l hel
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -s V -l version -d 'Print version'
 complete -c polytropon -n "__fish_polytropon_using_subcommand umount" -l pool -d 'Remove the instance from this pool\'s service' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand umount" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand umount" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand umount" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand umount" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c polytropon -n "__fish_polytropon_using_subcommand umount" -s h -l help -d 'Print help'
 complete -c polytropon -n "__fish_polytropon_using_subcommand umount" -s V -l version -d 'Print version'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l pool -d 'Pool to run in' -r
-complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l root -d 'Root filesystem: a mountpoint of one of the pool\'s instances' -r -F
-complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l name -d 'Container name' -r
-complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l hostname -d 'Hostname inside the container' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l root -d 'Root filesystem: a mountpoint of one of the pool\'s instances (`mount --pool`)' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l clone-of -d 'Root filesystem: a new clone of IMAGE (`image import`): a private writable branch over the image\'s shared read-only layers, removed with the container unless `--keep`. The image\'s Env, Entrypoint/Cmd, WorkingDir and User apply' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l name -d 'Container name, unique in the pool (default: generated)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l hostname -d 'Hostname inside the container (default: its name)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l env -d 'Environment variable for the command; repeat' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l workdir -d 'Working directory inside the container' -r -F
-complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l user -d 'User (and group) to run as' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l user -d 'User (and group) to run as, numbers or names from the image\'s /etc/passwd' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l net -d 'Network: the host\'s, or `none` (a namespace with loopback only)' -r -f -a "host\t'The host\'s network namespace'
+none\t'A network namespace of its own with only loopback'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l preload-only -d 'Run a host process inside the pool (its cgroups, IPC namespace and cpus; no other namespaces) with the preload library attached and the user-level path configured (POLYTROPON_SHMID, POLYTROPON_MOUNTS)'
-complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l tty -d 'Allocate a pseudo-terminal'
-complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l detach -d 'Return at once; the container shows in `inspect`'
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l keep -d 'Keep a clone\'s writable branch after the container ends'
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l tty -d 'Give the command a pseudo-terminal (an interactive shell: `--tty -- /bin/sh`)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l detach -d 'Return at once, printing the container\'s name; it shows in `inspect`, its output goes to a log under the state directory, and `kill` stops it'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand kill" -l pool -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand kill" -s s -l signal -d 'Signal name or number (TERM, SIGKILL, 9...)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand kill" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand kill" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand kill" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand kill" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand kill" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c polytropon -n "__fish_polytropon_using_subcommand kill" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand rm" -l pool -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand rm" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand rm" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand rm" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand rm" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand rm" -l force -d 'Kill it first if it runs'
+complete -c polytropon -n "__fish_polytropon_using_subcommand rm" -s h -l help -d 'Print help'
+complete -c polytropon -n "__fish_polytropon_using_subcommand rm" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and not __fish_seen_subcommand_from import list remove help" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and not __fish_seen_subcommand_from import list remove help" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and not __fish_seen_subcommand_from import list remove help" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and not __fish_seen_subcommand_from import list remove help" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and not __fish_seen_subcommand_from import list remove help" -s h -l help -d 'Print help'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and not __fish_seen_subcommand_from import list remove help" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and not __fish_seen_subcommand_from import list remove help" -f -a "import" -d 'Import an image from an OCI image layout directory, or an OCI or `docker save` tar archive (optionally gzip-compressed). Each layer is unpacked once into the store'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and not __fish_seen_subcommand_from import list remove help" -f -a "list" -d 'List imported images'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and not __fish_seen_subcommand_from import list remove help" -f -a "remove" -d 'Remove an image, and its layers no other image uses'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and not __fish_seen_subcommand_from import list remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -l name -d 'Name to give the image (default: the name it carries)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from list" -l format -r -f -a "human\t'A table for people'
+json\t'One JSON document, for scripts'"
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from list" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from list" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from list" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from list" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from remove" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from remove" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from remove" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from remove" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "import" -d 'Import an image from an OCI image layout directory, or an OCI or `docker save` tar archive (optionally gzip-compressed). Each layer is unpacked once into the store'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "list" -d 'List imported images'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove an image, and its layers no other image uses'
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l workload -d 'Workload to run; repeat for several. Available now: `micro` (stat, open+close, create+unlink, 4 KiB pread, 1 MiB sequential write and read)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l paths -d 'Paths to compare, comma-separated (default: every available one): `user` (the user-level path: the workload under the preload library), `fuse` (ours, kernel cache with passthrough), `fuse-writeback` (ours, kernel cache with the writeback cache instead of passthrough), `fuse-direct` (ours, direct I/O), `fuse-overlayfs`, `overlay` (kernel overlayfs), `kernel` (a plain directory)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l operations -d 'Operations of the `micro` workload to run, comma-separated (default: all): `stat`, `open+close`, `create+unlink`, `pread 4KiB`, `seq write 1MiB`, `seq read 1MiB`' -r
@@ -162,6 +237,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l format -
 json\t'One JSON document, for scripts'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l plot -d 'Draw the comparison into an SVG file' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -173,12 +249,14 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l format
 json\t'One JSON document, for scripts'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l watch -d 'Refresh every SECS seconds until interrupted' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -s V -l version -d 'Print version'
 complete -c polytropon -n "__fish_polytropon_using_subcommand completions" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand completions" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand completions" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand completions" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
@@ -186,23 +264,30 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand completions" -s h 
 complete -c polytropon -n "__fish_polytropon_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c polytropon -n "__fish_polytropon_using_subcommand man" -l out -d 'Write one page per command into this directory instead of printing the main page' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand man" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand man" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand man" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand man" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c polytropon -n "__fish_polytropon_using_subcommand man" -s h -l help -d 'Print help'
 complete -c polytropon -n "__fish_polytropon_using_subcommand man" -s V -l version -d 'Print version'
-complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "pool" -d 'Create, list and destroy pools (a tenant\'s slice of the host)'
-complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "service" -d 'Run or stop a pool\'s filesystem service'
-complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "mount" -d 'Serve a filesystem instance at MOUNTPOINT through FUSE (the legacy path)'
-complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "umount" -d 'Unmount a filesystem instance mounted with `mount`'
-complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "exec" -d 'Run a command in a pool: a container, or with `--preload-only` a host process with the preload library attached to the pool\'s service'
-complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "bench" -d 'Measure the user-level path against FUSE and the kernel, side by side'
-complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "inspect" -d 'Show pools, their live resource use, services, mounts and per-operation counters'
-complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "man" -d 'Print the man page (or write every page to a directory with `--out`)'
-complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec bench inspect completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec kill rm image bench inspect completions man help" -f -a "pool" -d 'Create, list and destroy pools (a tenant\'s slice of the host)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec kill rm image bench inspect completions man help" -f -a "service" -d 'Run or stop a pool\'s filesystem service'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec kill rm image bench inspect completions man help" -f -a "mount" -d 'Serve a filesystem instance at MOUNTPOINT through FUSE (the legacy path)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec kill rm image bench inspect completions man help" -f -a "umount" -d 'Unmount a filesystem instance mounted with `mount`'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec kill rm image bench inspect completions man help" -f -a "exec" -d 'Run a command in a pool: a container, or with `--preload-only` a host process with the preload library attached to the pool\'s service'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec kill rm image bench inspect completions man help" -f -a "kill" -d 'Send a signal to a running container (by default SIGTERM)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec kill rm image bench inspect completions man help" -f -a "rm" -d 'Remove a container that has exited (with `--force`, kill it first), and its writable branch unless it was kept'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec kill rm image bench inspect completions man help" -f -a "image" -d 'Import, list and remove images (their layers become read-only branches)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec kill rm image bench inspect completions man help" -f -a "bench" -d 'Measure the user-level path against FUSE and the kernel, side by side'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec kill rm image bench inspect completions man help" -f -a "inspect" -d 'Show pools, their live resource use, services, mounts and per-operation counters'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec kill rm image bench inspect completions man help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec kill rm image bench inspect completions man help" -f -a "man" -d 'Print the man page (or write every page to a directory with `--out`)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and not __fish_seen_subcommand_from pool service mount umount exec kill rm image bench inspect completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c polytropon -n "__fish_polytropon_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "create" -d 'Create pool NAME with a resource slice, from flags or a pool.yaml'
 complete -c polytropon -n "__fish_polytropon_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "list" -d 'List pools'
 complete -c polytropon -n "__fish_polytropon_using_subcommand help; and __fish_seen_subcommand_from pool" -f -a "destroy" -d 'Destroy pool NAME: stop its service and containers, unmount, remove its cgroups and namespace files'
 complete -c polytropon -n "__fish_polytropon_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "run" -d 'Run the filesystem service of a pool, inside the pool\'s cgroups and namespaces'
 complete -c polytropon -n "__fish_polytropon_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "stop" -d 'Flush, unmount and stop the service of a pool'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "import" -d 'Import an image from an OCI image layout directory, or an OCI or `docker save` tar archive (optionally gzip-compressed). Each layer is unpacked once into the store'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "list" -d 'List imported images'
+complete -c polytropon -n "__fish_polytropon_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "remove" -d 'Remove an image, and its layers no other image uses'

@@ -22,6 +22,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "POLYTROPON_STATE_DIR", hide_env_values = true, default_value = "/run/polytropon")]
     pub state_dir: PathBuf,
 
+    /// Directory holding data that outlives a boot: imported images (unpacked layers) and
+    /// clone containers' writable branches.
+    #[arg(long, global = true, env = "POLYTROPON_DATA_DIR", hide_env_values = true, default_value = "/var/lib/polytropon")]
+    pub data_dir: PathBuf,
+
     /// Log verbosity (error, warn, info, debug, trace) or a tracing filter directive.
     #[arg(long, global = true, env = "POLYTROPON_LOG", hide_env_values = true, default_value = "warn")]
     pub log: String,
@@ -79,8 +84,28 @@ pub enum Command {
     /// Run a command in a pool: a container, or with `--preload-only` a host process with the
     /// preload library attached to the pool's service.
     ///
-    /// Example: polytropon exec --pool tenant-a --root /mnt/c1 -- /bin/sh
+    /// A container gets new mount, PID and UTS namespaces, the pool's cgroups and IPC
+    /// namespace, a root that is a mount of the pool's service (`--root`) or a new clone of an
+    /// image with a private writable branch (`--clone-of`), /proc, a minimal /dev, a read-only
+    /// /sys, and the preload library, so its file I/O takes the user-level path. The
+    /// command's exit status passes through (128+N for signal N; 127 when it is not in the
+    /// container).
+    ///
+    /// Example: polytropon exec --pool tenant-a --clone-of demo:latest --tty -- /bin/sh
     Exec(ExecArgs),
+
+    /// Send a signal to a running container (by default SIGTERM).
+    ///
+    /// Example: polytropon kill --pool tenant-a web-1 --signal KILL
+    Kill(KillArgs),
+
+    /// Remove a container that has exited (with `--force`, kill it first), and its writable
+    /// branch unless it was kept.
+    Rm(RmArgs),
+
+    /// Import, list and remove images (their layers become read-only branches).
+    #[command(subcommand)]
+    Image(ImageCommand),
 
     /// Measure the user-level path against FUSE and the kernel, side by side.
     Bench(BenchArgs),
@@ -245,15 +270,23 @@ pub struct ExecArgs {
     /// Run a host process inside the pool (its cgroups, IPC namespace and cpus; no other
     /// namespaces) with the preload library attached and the user-level path configured
     /// (POLYTROPON_SHMID, POLYTROPON_MOUNTS).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["root", "clone_of", "name", "hostname", "user", "tty", "detach", "net", "keep"])]
     pub preload_only: bool,
-    /// Root filesystem: a mountpoint of one of the pool's instances.
-    #[arg(long, value_name = "MOUNTPOINT")]
+    /// Root filesystem: a mountpoint of one of the pool's instances (`mount --pool`).
+    #[arg(long, value_name = "MOUNTPOINT", conflicts_with = "clone_of")]
     pub root: Option<PathBuf>,
-    /// Container name.
+    /// Root filesystem: a new clone of IMAGE (`image import`): a private writable branch
+    /// over the image's shared read-only layers, removed with the container unless `--keep`.
+    /// The image's Env, Entrypoint/Cmd, WorkingDir and User apply.
+    #[arg(long, value_name = "IMAGE")]
+    pub clone_of: Option<String>,
+    /// Keep a clone's writable branch after the container ends.
+    #[arg(long, requires = "clone_of")]
+    pub keep: bool,
+    /// Container name, unique in the pool (default: generated).
     #[arg(long)]
     pub name: Option<String>,
-    /// Hostname inside the container.
+    /// Hostname inside the container (default: its name).
     #[arg(long)]
     pub hostname: Option<String>,
     /// Environment variable for the command; repeat.
@@ -262,18 +295,77 @@ pub struct ExecArgs {
     /// Working directory inside the container.
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
-    /// User (and group) to run as.
+    /// User (and group) to run as, numbers or names from the image's /etc/passwd.
     #[arg(long, value_name = "UID[:GID]")]
     pub user: Option<String>,
-    /// Allocate a pseudo-terminal.
+    /// Network: the host's, or `none` (a namespace with loopback only).
+    #[arg(long, value_enum)]
+    pub net: Option<crate::container::Net>,
+    /// Give the command a pseudo-terminal (an interactive shell: `--tty -- /bin/sh`).
     #[arg(long)]
     pub tty: bool,
-    /// Return at once; the container shows in `inspect`.
-    #[arg(long)]
+    /// Return at once, printing the container's name; it shows in `inspect`, its output goes
+    /// to a log under the state directory, and `kill` stops it.
+    #[arg(long, conflicts_with = "tty")]
     pub detach: bool,
-    /// The command and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// The command and its arguments (for a clone, default: the image's Entrypoint and Cmd).
+    #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    #[arg(long)]
+    pub pool: String,
+    /// The container.
+    pub name: String,
+    /// Signal name or number (TERM, SIGKILL, 9...).
+    #[arg(long, short = 's', default_value = "TERM")]
+    pub signal: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    #[arg(long)]
+    pub pool: String,
+    /// The container.
+    pub name: String,
+    /// Kill it first if it runs.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import an image from an OCI image layout directory, or an OCI or `docker save` tar
+    /// archive (optionally gzip-compressed). Each layer is unpacked once into the store.
+    ///
+    /// Example: polytropon image import ./debian.tar --name debian:12
+    Import(ImageImportArgs),
+    /// List imported images.
+    List(ImageListArgs),
+    /// Remove an image, and its layers no other image uses.
+    Remove(ImageRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageImportArgs {
+    /// The layout directory or archive.
+    pub path: PathBuf,
+    /// Name to give the image (default: the name it carries).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageListArgs {
+    #[arg(long, value_enum, default_value_t)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageRemoveArgs {
+    pub name: String,
 }
 
 #[derive(Debug, Args)]

@@ -6,12 +6,16 @@
 //! - [`backend`]: backend clients (local directory; CephFS later).
 //! - [`union`]: the copy-on-write union libservice over branches.
 //! - [`spec`]: the YAML filesystem instance spec.
+//! - [`pool`]: pools (cgroups, IPC namespace); [`container`]: containers in a pool;
+//!   [`image`]: images unpacked into read-only branches.
 //! - [`cli`]: the command-line definitions (clap), shared by the binary, completions and man pages.
 
 pub mod backend;
 pub mod bench;
 pub mod cli;
+pub mod container;
 pub mod frontend;
+pub mod image;
 pub mod instance;
 pub mod clidocs;
 pub mod libservice;

@@ -9,7 +9,7 @@ mod logging;
 use std::process::ExitCode;
 
 use clap::Parser;
-use polytropon::cli::{Cli, Command, PoolCommand, ServiceCommand};
+use polytropon::cli::{Cli, Command, ImageCommand, PoolCommand, ServiceCommand};
 
 fn main() -> ExitCode {
     // `bench` runs its user-level workload in a child of this binary under the preload library.
@@ -36,7 +36,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Service(ServiceCommand::Stop(a)) => cmd::service::stop(&cli.state_dir, a),
         Command::Mount(a) => cmd::mount::run(&cli.state_dir, a),
         Command::Umount(a) => cmd::umount::run(&cli.state_dir, a),
-        Command::Exec(a) => cmd::exec::run(&cli.state_dir, a),
+        Command::Exec(a) => cmd::exec::run(&cli.state_dir, &cli.data_dir, a),
+        Command::Kill(a) => cmd::kill::run(&cli.state_dir, a),
+        Command::Rm(a) => cmd::rm::run(&cli.state_dir, a),
+        Command::Image(ImageCommand::Import(a)) => cmd::image::import(&cli.data_dir, a),
+        Command::Image(ImageCommand::List(a)) => cmd::image::list(&cli.data_dir, a),
+        Command::Image(ImageCommand::Remove(a)) => cmd::image::remove(&cli.state_dir, &cli.data_dir, a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Inspect(a) => cmd::inspect::run(&cli.state_dir, a),
         Command::Completions(a) => cmd::completions::run(a),

@@ -1,5 +1,6 @@
-//! `polytropon exec`: `--preload-only` runs a host process inside a pool (its cgroups, IPC
-//! namespace and cpus) with the user-level path configured; containers come with issue 6.
+//! `polytropon exec`: a container in a pool (`container::launch`), or with `--preload-only`
+//! a host process inside the pool (its cgroups, IPC namespace and cpus) with the user-level
+//! path configured.
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -12,23 +13,74 @@ use polytropon::frontend;
 use polytropon::pool::{ns, Pools};
 use polytropon::service::control::{self, Request};
 
-use super::not_implemented;
+use polytropon::container::launch::{self, Failed, Request as Container, Root};
+use polytropon::container::state::Containers;
 
-pub fn run(state_dir: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
-    if !a.preload_only {
-        return not_implemented("exec (containers; use --preload-only for a host process)");
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+pub fn run(state_dir: &Path, data_dir: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
+    ensure!(rustix::process::geteuid().is_root(), "exec needs root (it joins the pool's cgroups and namespaces)");
+    if a.preload_only {
+        return preload_only(state_dir, a);
     }
-    for (set, flag) in [
-        (a.root.is_some(), "--root"),
-        (a.name.is_some(), "--name"),
-        (a.hostname.is_some(), "--hostname"),
-        (a.user.is_some(), "--user"),
-        (a.tty, "--tty"),
-        (a.detach, "--detach"),
-    ] {
-        ensure!(!set, "{flag} applies to containers, not to --preload-only");
+    let root = match (&a.root, &a.clone_of) {
+        (Some(r), None) => Root::Mount(r.clone()),
+        (None, Some(i)) => Root::Clone { image: i.clone(), keep: a.keep },
+        _ => bail!("give the container's root: --root MOUNTPOINT (a mount of the pool) or --clone-of IMAGE"),
+    };
+    if a.command.is_empty() && a.clone_of.is_none() {
+        bail!("no command given (after `--`)");
     }
-    ensure!(rustix::process::geteuid().is_root(), "exec needs root (it joins the pool's cgroups and namespace)");
+    let req = Container {
+        pool: a.pool.clone(),
+        root,
+        name: a.name.clone(),
+        hostname: a.hostname.clone(),
+        env: a.env.clone(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        net: a.net.unwrap_or_default(),
+        tty: a.tty,
+        command: a.command.clone(),
+    };
+    if a.detach {
+        return detach(state_dir, &a);
+    }
+    let log = std::env::var_os(launch::LOG_ENV).map(PathBuf::from);
+    match launch::run(state_dir, data_dir, req, log) {
+        Ok(code) => Ok(exit(code)),
+        Err(e) => match e.downcast::<Failed>() {
+            Ok(f) => {
+                eprintln!("polytropon: {}", f.msg);
+                Ok(exit(f.code))
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// Starts this command again without `--detach` as the container's monitor, and returns once
+/// the container runs.
+fn detach(state_dir: &Path, a: &ExecArgs) -> anyhow::Result<ExitCode> {
+    let pools = Pools::new(state_dir);
+    let name = a.name.clone().unwrap_or_else(launch::generated_name);
+    let dir = launch::reserve(&pools, &a.pool, &name)?;
+    let containers = Containers::new(&pools, &a.pool);
+    let log = dir.join("log");
+    let started = super::spawn_detached("container", &log, launch::LOG_ENV, &[(launch::RESERVED_ENV, &name)], Duration::from_secs(60), |_| {
+        Ok(containers.get(&name)?.is_some())
+    });
+    if let Err(e) = started {
+        let _ = containers.remove(&name);
+        return Err(e);
+    }
+    println!("{name}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn preload_only(state_dir: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
     let pools = Pools::new(state_dir);
     let pool = pools.get(&a.pool)?.with_context(|| format!("no pool named {}", a.pool))?;
     let svc = pools.live_service(&a.pool)?.with_context(|| format!("the service of pool {} is not running", a.pool))?;
@@ -69,6 +121,5 @@ pub fn run(state_dir: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
     }
     let status = cmd.status().with_context(|| format!("cannot run {program} in pool {}", a.pool))?;
     // The command's own status passes through; a signal becomes 128 + its number.
-    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    Ok(exit(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))))
 }

@@ -89,6 +89,23 @@ fn human(reports: &[PoolReport]) -> String {
                 let _ = writeln!(s, "  service  {}", note.clone().unwrap_or_default());
             }
         }
+        for c in &r.containers {
+            let rec = &c.record;
+            let status = match (c.state, rec.exit_code) {
+                ("exited", Some(code)) => format!("exited ({code})"),
+                (state, _) => state.to_string(),
+            };
+            let _ = writeln!(
+                s,
+                "  container {:<16} pid {:<8} {:<12} image {}  root {}  command {}",
+                rec.name,
+                rec.pid,
+                status,
+                rec.image.as_deref().unwrap_or("-"),
+                rec.root.display(),
+                rec.command.join(" ")
+            );
+        }
     }
     s
 }

@@ -3,10 +3,13 @@
 pub mod bench;
 pub mod completions;
 pub mod exec;
+pub mod image;
 pub mod inspect;
+pub mod kill;
 pub mod man;
 pub mod mount;
 pub mod pool;
+pub mod rm;
 pub mod service;
 pub mod umount;
 
@@ -25,6 +28,7 @@ pub fn spawn_detached(
     what: &str,
     log: &std::path::Path,
     log_env: &str,
+    envs: &[(&str, &str)],
     timeout: std::time::Duration,
     mut ready: impl FnMut(u32) -> anyhow::Result<bool>,
 ) -> anyhow::Result<u32> {
@@ -39,6 +43,7 @@ pub fn spawn_detached(
     let mut child = std::process::Command::new(exe)
         .args(args)
         .env(log_env, log)
+        .envs(envs.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log_file)

@@ -29,7 +29,7 @@ pub fn run(state_dir: &Path, a: ServiceRunArgs) -> anyhow::Result<ExitCode> {
 
 fn detach(pools: &Pools, pool: &str) -> anyhow::Result<ExitCode> {
     let log = pools.pool_dir(pool).join("service.log");
-    let pid = super::spawn_detached("service", &log, LOG_ENV, Duration::from_secs(20), |pid| {
+    let pid = super::spawn_detached("service", &log, LOG_ENV, &[], Duration::from_secs(20), |pid| {
         Ok(pools.live_service(pool)?.is_some_and(|s| s.pid == pid))
     })?;
     println!("{pid}");

@@ -8,6 +8,7 @@ use tracing::warn;
 use super::spec::{check_name, format_list, Host};
 use super::state::{now, pid_alive, PoolState, Pools};
 use super::{cgroups, ns, PoolSpec};
+use crate::container::state::{remove_tree, Containers};
 use crate::service::control::{self, Request};
 use crate::service::{daemon, fuse};
 
@@ -69,6 +70,15 @@ fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// Sends SIGKILL to every process in the pool but `spare`.
+fn kill_all(pool: &PoolState, spare: Option<u32>) {
+    for pid in pool.cgroups.procs().into_iter().filter(|p| Some(*p) != spare) {
+        if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        }
+    }
+}
+
 /// Stops pool `name`'s service: a stop request, then SIGTERM, then SIGKILL.
 pub fn stop_service(pools: &Pools, name: &str) -> anyhow::Result<bool> {
     let Some(svc) = pools.live_service(name)? else {
@@ -105,6 +115,13 @@ pub fn destroy(pools: &Pools, name: &str, force: bool) -> anyhow::Result<()> {
             bail!("pool {name} is busy: processes {procs:?} run in it; stop them, or use --force");
         }
     }
+    // Containers first (their roots are the service's mounts), then the service.
+    let containers = Containers::new(pools, name).list();
+    kill_all(&pool, service.as_ref().map(|s| s.pid));
+    let only_service = || pool.cgroups.procs().iter().all(|p| Some(*p) == service.as_ref().map(|s| s.pid));
+    if !wait_until(Duration::from_secs(10), only_service) {
+        warn!("processes {:?} of pool {name} did not exit", pool.cgroups.procs());
+    }
     stop_service(pools, name)?;
     // Mounts a dead service may have left.
     for mp in daemon::recorded_mounts(pools, name) {
@@ -113,14 +130,22 @@ pub fn destroy(pools: &Pools, name: &str, force: bool) -> anyhow::Result<()> {
             let _ = rustix::mount::unmount(&mp, rustix::mount::UnmountFlags::DETACH);
         }
     }
-    // Containers and anything else left in the pool.
-    for pid in pool.cgroups.procs() {
-        if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-        }
-    }
+    // Anything else left in the pool.
+    kill_all(&pool, None);
     if !wait_until(Duration::from_secs(10), || pool.cgroups.procs().is_empty()) {
         bail!("processes {:?} of pool {name} did not exit", pool.cgroups.procs());
+    }
+    // Each container's monitor removes its clone's branch; wait for them, then remove what
+    // a monitor killed with the container left.
+    for c in &containers {
+        wait_until(Duration::from_secs(10), || !pid_alive(c.monitor));
+        if let (Some(upper), false) = (&c.upper, c.keep) {
+            if let Some(dir) = upper.parent() {
+                if let Err(e) = remove_tree(dir) {
+                    warn!("cannot remove {}: {e}", dir.display());
+                }
+            }
+        }
     }
     let mut deleted = pool.cgroups.delete();
     for _ in 0..50 {

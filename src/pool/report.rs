@@ -1,4 +1,5 @@
-//! What `inspect` shows of a pool: its slice, live cgroup usage, service and mounts.
+//! What `inspect` shows of a pool: its slice, live cgroup usage, service, mounts and
+//! containers.
 
 use std::time::Duration;
 
@@ -6,6 +7,7 @@ use serde::Serialize;
 
 use super::cgroups::{self, Usage};
 use super::{PoolState, Pools};
+use crate::container::state::{ContainerRecord, Containers};
 use crate::service::control::{self, Request, ServiceStats};
 
 /// One pool, as reported.
@@ -17,6 +19,16 @@ pub struct PoolReport {
     pub service: Option<ServiceStats>,
     /// Why there is no service report.
     pub service_note: Option<String>,
+    pub containers: Vec<ContainerReport>,
+}
+
+/// One container of the pool, as reported.
+#[derive(Clone, Debug, Serialize)]
+pub struct ContainerReport {
+    /// `running`, `exited` or `dead`.
+    pub state: &'static str,
+    #[serde(flatten)]
+    pub record: ContainerRecord,
 }
 
 /// Reports on every pool, or on `only`.
@@ -34,7 +46,9 @@ pub fn gather(pools: &Pools, only: Option<&str>) -> anyhow::Result<Vec<PoolRepor
                 Err(e) => (None, Some(format!("pid {} does not answer: {e}", s.pid))),
             },
         };
-        out.push(PoolReport { pool, usage, service, service_note });
+        let containers =
+            Containers::new(pools, &pool.name).list().into_iter().map(|record| ContainerReport { state: record.state(), record }).collect();
+        out.push(PoolReport { pool, usage, service, service_note, containers });
     }
     if let Some(o) = only {
         if out.is_empty() {

@@ -36,8 +36,13 @@ impl Host {
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_polytropon"));
-        c.arg("--state-dir").arg(&self.state);
+        c.arg("--state-dir").arg(&self.state).arg("--data-dir").arg(self.data());
         c
+    }
+
+    /// The data directory (images, clones' branches) of this host's commands.
+    pub fn data(&self) -> PathBuf {
+        self.scratch.path().join("data")
     }
 
     pub fn run(&self, args: &[&str]) -> Output {

@@ -47,9 +47,17 @@ pub fn reply_data(out: &mut [u8]) {
     });
 }
 
+/// Set once the segment refused this process for good (its user may not attach it, or it is
+/// gone or of another protocol version): every call then takes the kernel path, which
+/// serves it correctly (and enforces permissions for users the segment is not open to).
+static REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Runs `f` with this thread's client, attaching one first if needed.
 fn with_client<T>(f: impl FnOnce(&mut Client) -> Result<T, c_int>) -> Result<T, c_int> {
     let cfg = config::get().ok_or(libc::ENXIO)?;
+    if REFUSED.load(Ordering::Relaxed) {
+        return Err(crate::ops::FALLBACK);
+    }
     let generation = FORK_GENERATION.load(Ordering::Acquire);
     CLIENT
         .try_with(|c| {
@@ -63,9 +71,14 @@ fn with_client<T>(f: impl FnOnce(&mut Client) -> Result<T, c_int>) -> Result<T, 
             if c.is_none() {
                 // SAFETY: gettid cannot fail.
                 let tid = unsafe { libc::gettid() } as u32;
-                // A segment of another protocol version (a library older or newer than the
-                // service): the legacy path still serves every call correctly.
-                let client = Client::attach(cfg.shmid, tid).map_err(|e| if e == libc::EPROTO { crate::ops::FALLBACK } else { e })?;
+                // No client of the segment (refused, gone, of another protocol version, or
+                // every client area taken): the legacy path still serves every call correctly.
+                let client = Client::attach(cfg.shmid, tid).map_err(|e| {
+                    if matches!(e, libc::EACCES | libc::EPERM | libc::EINVAL | libc::EIDRM | libc::EPROTO) {
+                        REFUSED.store(true, Ordering::Relaxed);
+                    }
+                    crate::ops::FALLBACK
+                })?;
                 *c = Some((client, generation));
             }
             let (client, _) = c.as_mut().ok_or(libc::EIO)?;

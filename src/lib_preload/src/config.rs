@@ -11,7 +11,7 @@ use crate::real;
 
 /// A pool mount this process reaches on the user-level path.
 pub struct Mount {
-    /// Absolute, without a trailing '/'.
+    /// Absolute, without a trailing '/' (empty for a mount at `/`: a container's root).
     pub path: Vec<u8>,
     /// Index of its instance in the service's filesystem table.
     pub instance: u32,
@@ -26,12 +26,21 @@ pub struct Mount {
 impl Mount {
     /// The kernel's statistics of the mount (`None` when it would not say).
     pub fn kernel_statfs(&self) -> Option<&libc::statfs64> {
-        self.kernel_statfs.get_or_init(|| ask_kernel(&self.path, real::statfs64)).as_ref()
+        self.kernel_statfs.get_or_init(|| ask_kernel(self.dir(), real::statfs64)).as_ref()
     }
 
     /// As [`Mount::kernel_statfs`], in the `statvfs` form.
     pub fn kernel_statvfs(&self) -> Option<&libc::statvfs64> {
-        self.kernel_statvfs.get_or_init(|| ask_kernel(&self.path, real::statvfs64)).as_ref()
+        self.kernel_statvfs.get_or_init(|| ask_kernel(self.dir(), real::statvfs64)).as_ref()
+    }
+
+    /// The mount point as a path the kernel takes (`/` for the root).
+    fn dir(&self) -> &[u8] {
+        if self.path.is_empty() {
+            b"/"
+        } else {
+            &self.path
+        }
     }
 }
 
@@ -57,6 +66,16 @@ pub struct Config {
     pub shmid: i32,
     /// Longest path first, so nested mounts match the innermost.
     pub mounts: Vec<Mount>,
+    /// Absolute paths (without a trailing '/') whose trees are other filesystems mounted
+    /// over a pool mount — a container's /proc, /dev, /sys — and stay the kernel's.
+    pub kernel: Vec<Vec<u8>>,
+}
+
+impl Config {
+    /// Whether the tidy absolute path `abs` lies in one of the kernel's trees.
+    pub fn kernel_owned(&self, abs: &[u8]) -> bool {
+        self.kernel.iter().any(|k| abs.starts_with(k) && matches!(abs.get(k.len()), None | Some(b'/')))
+    }
 }
 
 static CONFIG: OnceLock<Option<Config>> = OnceLock::new();
@@ -105,18 +124,26 @@ fn load() -> Option<Config> {
         .split(':')
         .filter_map(|m| {
             let (p, i) = m.rsplit_once('=')?;
-            let path = p.trim_end_matches('/').as_bytes().to_vec();
-            if !p.starts_with('/') || path.is_empty() {
+            if !p.starts_with('/') {
                 return None;
             }
-            Some(Mount { dev: device_of(&path), path, instance: i.parse().ok()?, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() })
+            let path = p.trim_end_matches('/').as_bytes().to_vec();
+            let dev = device_of(if path.is_empty() { b"/" } else { &path });
+            Some(Mount { dev, path, instance: i.parse().ok()?, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() })
         })
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.path.len()));
+    let kernel = std::env::var("POLYTROPON_KERNEL_PATHS")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|p| p.starts_with('/'))
+        .map(|p| p.trim_end_matches('/').as_bytes().to_vec())
+        .filter(|p| !p.is_empty())
+        .collect();
     load_umask();
     refresh_cwd();
     crate::process::register_fork_handlers();
-    Some(Config { shmid, mounts })
+    Some(Config { shmid, mounts, kernel })
 }
 
 fn device_of(path: &[u8]) -> u64 {

@@ -84,6 +84,9 @@ fn resolve_in(t: &mut Target, dirfd: c_int, path: *const c_char, root_too: bool)
         if t.len == base_len && !root_too {
             return None;
         }
+        if cfg.kernel_owned(t.abs()) {
+            return None;
+        }
         t.rel = base_len + 1;
         t.instance = d.instance;
         t.dev = d.dev;
@@ -100,6 +103,9 @@ fn resolve_in(t: &mut Target, dirfd: c_int, path: *const c_char, root_too: bool)
     }
     push_components(t, p)?;
     let abs = t.abs();
+    if cfg.kernel_owned(abs) {
+        return None;
+    }
     let under = |m: &&config::Mount| abs.len() > m.path.len() + 1 && abs.starts_with(&m.path) && abs[m.path.len()] == b'/';
     let m = cfg.mounts.iter().find(|m| under(m) || (root_too && abs == m.path.as_slice()))?;
     t.rel = m.path.len() + 1;

@@ -1,0 +1,188 @@
+//! The container's first process (pid 1 of its PID namespace): it joins the pool's IPC
+//! namespace, builds the file tree, pivots into it, then starts the command and stays as a
+//! minimal init: it forwards signals to the command, reaps orphans, and exits with the
+//! command's status (128 + N when a signal N ended it). When it exits the kernel ends every
+//! other process of the container.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, SigHandler, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Gid, Pid, Uid};
+
+use super::{rootfs, sys, Net, Spec};
+
+/// The init's ends of the runtime's pipes.
+pub(super) struct Ends {
+    /// One byte arrives once the runtime has put this process in the pool's cgroups.
+    pub go: OwnedFd,
+    /// Set-up failures go here as text; closed on exec.
+    pub report: OwnedFd,
+    /// For `--tty`: where the master side of the container's terminal goes to the runtime.
+    pub console: Option<OwnedFd>,
+}
+
+fn report(to: &OwnedFd, msg: &str) {
+    let _ = nix::unistd::write(to, msg.as_bytes());
+}
+
+/// Runs as the container's init; returns its exit status.
+pub(super) fn main(spec: &Spec, ends: Ends) -> isize {
+    let mut go = [0u8; 1];
+    if !matches!(nix::unistd::read(&ends.go, &mut go), Ok(1)) {
+        return 1; // the runtime gave up
+    }
+    drop(ends.go);
+    if let Err(msg) = setup(spec) {
+        report(&ends.report, &msg);
+        return 1;
+    }
+    // The terminal comes from the container's own devpts, so that its name resolves inside.
+    let pty = match ends.console.as_ref().map(terminal).transpose() {
+        Ok(p) => p,
+        Err(msg) => {
+            report(&ends.report, &msg);
+            return 1;
+        }
+    };
+    drop(ends.console);
+    let all = SigSet::all();
+    if let Err(e) = all.thread_block() {
+        report(&ends.report, &format!("cannot block signals: {e}"));
+        return 1;
+    }
+    // SAFETY: this process is single-threaded (a fresh clone of a single-threaded runtime).
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => {
+            report(&ends.report, &format!("cannot fork the command: {e}"));
+            1
+        }
+        Ok(ForkResult::Child) => {
+            let (msg, code) = command(spec, pty.as_ref());
+            report(&ends.report, &msg);
+            // SAFETY: ends this forked process at once, without running the runtime's exit
+            // handlers or flushing its copied buffers.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(ends.report);
+            drop(pty);
+            supervise(child, &all)
+        }
+    }
+}
+
+fn setup(spec: &Spec) -> Result<(), String> {
+    if let Some(ns) = &spec.ipc_ns {
+        crate::pool::ns::join_ipc(ns).map_err(|e| format!("cannot join the pool's IPC namespace {}: {e}", ns.display()))?;
+    }
+    if let Some(cpus) = &spec.cpus {
+        let mut set = nix::sched::CpuSet::new();
+        for c in cpus {
+            set.set(*c as usize).map_err(|e| format!("cpu {c}: {e}"))?;
+        }
+        nix::sched::sched_setaffinity(Pid::from_raw(0), &set).map_err(|e| format!("cannot pin to the pool's cpus: {e}"))?;
+    }
+    rootfs::populate(&spec.root, spec.library.as_deref())?;
+    nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("cannot set the hostname {:?}: {e}", spec.hostname))?;
+    if spec.net == Net::None {
+        sys::loopback_up().map_err(|e| format!("cannot bring the loopback interface up: {e}"))?;
+    }
+    rootfs::enter(&spec.root)
+}
+
+/// Opens a pseudo-terminal in the container's /dev/pts, sends its master side to the runtime
+/// over `console`, and returns the slave side.
+fn terminal(console: &OwnedFd) -> Result<OwnedFd, String> {
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).map_err(|e| format!("cannot open /dev/ptmx: {e}"))?;
+    grantpt(&master).and_then(|_| unlockpt(&master)).map_err(|e| format!("cannot unlock the terminal: {e}"))?;
+    let name = ptsname_r(&master).map_err(|e| format!("cannot name the terminal: {e}"))?;
+    let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .map_err(|e| format!("cannot open {name}: {e}"))?;
+    let fds = [master.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(b"t")];
+    sendmsg::<()>(console.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
+        .map_err(|e| format!("cannot hand the terminal to the runtime: {e}"))?;
+    Ok(slave)
+}
+
+/// Waits for the command, forwarding signals and reaping every other child.
+fn supervise(command: Pid, all: &SigSet) -> isize {
+    loop {
+        let Ok(sig) = all.wait() else { continue };
+        if sig != Signal::SIGCHLD {
+            let _ = kill(command, sig);
+            continue;
+        }
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, code)) if p == command => return code as isize,
+                Ok(WaitStatus::Signaled(p, s, _)) if p == command => return 128 + s as isize,
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// The command's process: its session, terminal, user, directory and environment, then
+/// exec. Returns only on failure: the message and the exit status (127: not found).
+fn command(spec: &Spec, pty: Option<&OwnedFd>) -> (String, i32) {
+    match prepare(spec, pty) {
+        Ok((path, argv, env)) => {
+            let e = nix::unistd::execve(&path, &argv, &env).err().unwrap_or(nix::errno::Errno::UnknownErrno);
+            let code = if e == nix::errno::Errno::ENOENT { 127 } else { 126 };
+            (format!("cannot run {} in the container: {e}", spec.argv[0]), code)
+        }
+        Err((msg, code)) => (msg, code),
+    }
+}
+
+type Prepared = (CString, Vec<CString>, Vec<CString>);
+
+fn prepare(spec: &Spec, pty: Option<&OwnedFd>) -> Result<Prepared, (String, i32)> {
+    let fail = |m: String| (m, 126);
+    for s in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: restoring the default disposition installs no handler.
+        let _ = unsafe { nix::sys::signal::signal(s, SigHandler::SigDfl) };
+    }
+    SigSet::all().thread_unblock().map_err(|e| fail(format!("cannot unblock signals: {e}")))?;
+    nix::unistd::setsid().map_err(|e| fail(format!("cannot start a session: {e}")))?;
+    if let Some(t) = pty {
+        sys::set_controlling_tty(t.as_fd()).map_err(|e| fail(format!("cannot take the terminal: {e}")))?;
+        for n in 0..3 {
+            sys::dup_onto(t.as_fd(), n).map_err(|e| fail(format!("cannot attach the terminal: {e}")))?;
+        }
+    } else if spec.stdout_to_stderr {
+        sys::dup_onto(std::io::stderr().as_fd(), 1).map_err(|e| fail(format!("cannot send output to the log: {e}")))?;
+    }
+    if let Some((uid, gid)) = spec.user {
+        nix::unistd::setgroups(&[Gid::from_raw(gid)]).map_err(|e| fail(format!("setgroups: {e}")))?;
+        nix::unistd::setgid(Gid::from_raw(gid)).map_err(|e| fail(format!("setgid {gid}: {e}")))?;
+        nix::unistd::setuid(Uid::from_raw(uid)).map_err(|e| fail(format!("setuid {uid}: {e}")))?;
+    }
+    nix::unistd::chdir(&spec.workdir).map_err(|e| fail(format!("working directory {}: {e}", spec.workdir.display())))?;
+    let cstr = |s: &str| CString::new(s).map_err(|_| fail(format!("{s:?} contains a NUL byte")));
+    let argv = spec.argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
+    let env = spec.env.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
+    let path = find(&spec.argv[0], &spec.env).ok_or_else(|| (format!("{}: command not found in the container", spec.argv[0]), 127))?;
+    let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| fail("bad command path".into()))?;
+    Ok((path, argv, env))
+}
+
+/// `program` as the container's PATH finds it (a name with a '/' is taken as it is).
+fn find(program: &str, env: &[String]) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(super::DEFAULT_PATH);
+    path.split(':').map(|d| Path::new(if d.is_empty() { "." } else { d }).join(program)).find(|p| {
+        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && !p.is_dir()
+    })
+}

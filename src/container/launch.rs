@@ -1,0 +1,316 @@
+//! `exec` for containers: from a request (pool, root or image, flags) to a running container
+//! and back: the root (an existing mount of the pool's service, or a clone: a new instance
+//! with a private upper branch over the image's layers), the command, environment, user and
+//! directory resolved against the image, the record `inspect` shows, and the clean-up.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tracing::warn;
+
+use super::state::{remove_tree, ContainerRecord, Containers, Phase};
+use super::{rootfs, ContainerError, Net, Spec, DEFAULT_PATH};
+use crate::image::{ImageConfig, Store};
+use crate::pool::state::now;
+use crate::pool::{PoolState, Pools};
+use crate::service::control::{self, Request as Control, ServiceStats};
+use crate::spec::{BackendSpec, BranchMode, BranchSpec, CacheSpec, InstanceSpec};
+
+/// Environment a detached container's monitor gets from the `exec` that started it.
+pub const RESERVED_ENV: &str = "POLYTROPON_CONTAINER_NAME";
+pub const LOG_ENV: &str = "POLYTROPON_CONTAINER_LOG";
+
+/// The container's root.
+#[derive(Clone, Debug)]
+pub enum Root {
+    /// A mountpoint of the pool's service (`exec --root`).
+    Mount(PathBuf),
+    /// A new clone of an image (`exec --clone-of`); `keep` keeps its upper branch.
+    Clone { image: String, keep: bool },
+}
+
+/// What `exec` was asked for.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub pool: String,
+    pub root: Root,
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<PathBuf>,
+    pub user: Option<String>,
+    pub net: Net,
+    pub tty: bool,
+    pub command: Vec<String>,
+}
+
+/// A container that could not start, with the status `exec` exits with (127: the command is
+/// not in the image).
+#[derive(Debug, thiserror::Error)]
+#[error("{msg}")]
+pub struct Failed {
+    pub msg: String,
+    pub code: i32,
+}
+
+/// A name for a container that was given none.
+pub fn generated_name() -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("c-{:06x}", (t ^ (std::process::id() << 8)) & 0xff_ffff)
+}
+
+/// Claims `name` in `pool` (the pool must exist).
+pub fn reserve(pools: &Pools, pool: &str, name: &str) -> anyhow::Result<PathBuf> {
+    crate::pool::spec::check_name(name).context("container name")?;
+    pools.get(pool)?.with_context(|| format!("no pool named {pool}"))?;
+    Containers::new(pools, pool).reserve(name).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => anyhow::anyhow!("pool {pool} already has a container named {name}"),
+        _ => anyhow::Error::new(e).context("cannot record the container"),
+    })
+}
+
+/// What was set up for the container and is undone when it ends (or fails to start).
+struct Setup {
+    containers: Containers,
+    name: String,
+    socket: PathBuf,
+    /// A clone's mountpoint, while mounted.
+    mounted: Option<PathBuf>,
+    upper: Option<PathBuf>,
+    keep: bool,
+    /// Keep the record (a detached container's, for `inspect`).
+    keep_record: bool,
+}
+
+impl Setup {
+    fn undo(&mut self) {
+        if let Some(mp) = self.mounted.take() {
+            if let Err(e) = control::call(&self.socket, &Control::Umount { mountpoint: mp.clone() }, Duration::from_secs(30)) {
+                // The service may be gone (pool destroy); its mounts went with it.
+                warn!("cannot unmount the clone root {}: {e}", mp.display());
+            }
+            let _ = std::fs::remove_dir(&mp);
+        }
+        if let Some(u) = self.upper.take() {
+            if !self.keep {
+                if let Err(e) = u.parent().map_or(Ok(()), remove_tree) {
+                    warn!("cannot remove the upper branch {}: {e}", u.display());
+                }
+            }
+        }
+        if !self.keep_record {
+            let _ = self.containers.remove(&self.name);
+        }
+    }
+}
+
+/// Runs the container `req` asks for in the foreground (or, `detached`, as the monitor of a
+/// detached one, its name reserved by the `exec` that started it); its exit status.
+pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<PathBuf>) -> anyhow::Result<i32> {
+    let pools = Pools::new(state_dir);
+    let pool = pools.get(&req.pool)?.with_context(|| format!("no pool named {}", req.pool))?;
+    let svc = pools.live_service(&req.pool)?.with_context(|| {
+        format!("the service of pool {} is not running (start it with `polytropon service run --pool {}`)", req.pool, req.pool)
+    })?;
+    let name = match (&req.name, std::env::var(RESERVED_ENV).ok()) {
+        (Some(n), _) => n.clone(),
+        (None, Some(n)) => n,
+        (None, None) => generated_name(),
+    };
+    let cdir = if detached.is_some() { Containers::new(&pools, &req.pool).dir(&name) } else { reserve(&pools, &req.pool, &name)? };
+    let mut setup = Setup {
+        containers: Containers::new(&pools, &req.pool),
+        name: name.clone(),
+        socket: svc.socket.clone(),
+        mounted: None,
+        upper: None,
+        keep: false,
+        keep_record: detached.is_some(),
+    };
+    let started = prepare(&mut setup, &pool, data_dir, &cdir, &req, detached.is_some());
+    let (spec, image) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            setup.undo();
+            return Err(e);
+        }
+    };
+    let cgroups = pool.cgroups.clone();
+    let running = match super::start(&spec, |pid| cgroups.add_process(pid).map_err(std::io::Error::other)) {
+        Ok(r) => r,
+        Err(e) => {
+            setup.undo();
+            return Err(match e {
+                ContainerError::Start { msg, code } => Failed { msg, code }.into(),
+                e => anyhow::Error::new(e).context(format!("cannot start container {name} in pool {}", req.pool)),
+            });
+        }
+    };
+    let mut record = ContainerRecord {
+        name: name.clone(),
+        pool: req.pool.clone(),
+        phase: Phase::Running,
+        pid: running.pid(),
+        monitor: std::process::id(),
+        exit_code: None,
+        started: now(),
+        finished: None,
+        command: spec.argv.clone(),
+        image,
+        root: spec.root.clone(),
+        upper: setup.upper.clone(),
+        keep: setup.keep,
+        log: detached,
+    };
+    if let Err(e) = setup.containers.save(&record) {
+        warn!("cannot record container {name}: {e}");
+    }
+    let code = running.wait();
+    record.phase = Phase::Exited;
+    record.exit_code = Some(code);
+    record.finished = Some(now());
+    if setup.keep_record {
+        let _ = setup.containers.save(&record);
+    }
+    setup.undo();
+    Ok(code)
+}
+
+/// Resolves the root (mounting a clone's), the command and its environment.
+fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, req: &Request, detached: bool) -> anyhow::Result<(Spec, Option<String>)> {
+    let (root, config, image) = match &req.root {
+        Root::Mount(p) => {
+            let root = std::fs::canonicalize(p).with_context(|| format!("root {}", p.display()))?;
+            (root, ImageConfig::default(), None)
+        }
+        Root::Clone { image, keep } => {
+            let store = Store::new(data_dir);
+            let img = store.get(image)?;
+            let upper = data_dir.join("containers").join(&req.pool).join(&setup.name).join("upper");
+            if upper.exists() {
+                bail!("{} exists already (kept from an earlier container {}?); remove it or choose another --name", upper.display(), setup.name);
+            }
+            std::fs::create_dir_all(&upper).with_context(|| format!("cannot create {}", upper.display()))?;
+            setup.upper = Some(upper.clone());
+            setup.keep = *keep;
+            let mut branches = vec![BranchSpec { path: upper, mode: BranchMode::Rw }];
+            branches.extend(store.lowers(&img).into_iter().map(|path| BranchSpec { path, mode: BranchMode::Ro }));
+            let spec = InstanceSpec { backend: BackendSpec::Local, branches, cache: CacheSpec::default() };
+            let mp = cdir.join("root");
+            std::fs::create_dir(&mp).with_context(|| format!("cannot create {}", mp.display()))?;
+            control::call(&setup.socket, &Control::Mount { mountpoint: mp.clone(), spec }, Duration::from_secs(30))
+                .with_context(|| format!("cannot mount the clone's root at {}", mp.display()))?;
+            setup.mounted = Some(mp.clone());
+            (mp, img.config, Some(img.name))
+        }
+    };
+    let stats = stats(&setup.socket)?;
+    let instance = stats.mounts.iter().find(|m| m.mountpoint == root).map(|m| m.instance).with_context(|| {
+        format!("{} is not a mount of pool {}'s service (mount it with `polytropon mount --pool {} ...`)", root.display(), req.pool, req.pool)
+    })?;
+    let argv = if req.command.is_empty() { config.entrypoint.iter().chain(&config.cmd).cloned().collect() } else { req.command.clone() };
+    if argv.is_empty() {
+        bail!("no command given, and the image has neither Entrypoint nor Cmd");
+    }
+    let user = match req.user.as_deref().or(Some(config.user.as_str()).filter(|u| !u.is_empty())) {
+        Some(u) => Some(resolve_user(&root, u)?),
+        None => None,
+    };
+    let workdir = req.workdir.clone().or_else(|| Some(PathBuf::from(&config.working_dir)).filter(|w| !w.as_os_str().is_empty())).unwrap_or_else(|| "/".into());
+    if !workdir.is_absolute() {
+        bail!("--workdir {}: must be an absolute path inside the container", workdir.display());
+    }
+    let hostname = req.hostname.clone().unwrap_or_else(|| setup.name.clone());
+    let library = crate::frontend::library()?;
+    let mut env = Environment::default();
+    env.set("PATH", DEFAULT_PATH);
+    env.set("HOSTNAME", &hostname);
+    env.set("HOME", if user.is_some_and(|(u, _)| u != 0) { "/" } else { "/root" });
+    if req.tty {
+        env.set("TERM", &std::env::var("TERM").unwrap_or_else(|_| "xterm".into()));
+    }
+    for kv in config.env.iter().chain(&req.env) {
+        let (k, v) = kv.split_once('=').filter(|(k, _)| !k.is_empty()).with_context(|| format!("environment entry {kv:?}: expected K=V"))?;
+        env.set(k, v);
+    }
+    let lib_inside = format!("{}/{}", rootfs::PRELOAD_DIR, crate::frontend::LIBRARY);
+    let preload = match env.get("LD_PRELOAD") {
+        Some(old) if !old.is_empty() => format!("{lib_inside} {old}"),
+        _ => lib_inside,
+    };
+    env.set("LD_PRELOAD", &preload);
+    env.set("POLYTROPON_SHMID", &stats.shmid.to_string());
+    env.set("POLYTROPON_MOUNTS", &format!("/={instance}"));
+    env.set("POLYTROPON_KERNEL_PATHS", &rootfs::KERNEL_TREES.join(":"));
+    let spec = Spec {
+        root,
+        hostname,
+        env: env.0,
+        workdir,
+        user,
+        net: req.net,
+        tty: req.tty,
+        argv,
+        library: Some(library),
+        ipc_ns: Some(pool.ipc_ns.clone()),
+        cpus: pool.slice.cpus.as_ref().map(|c| c.iter().copied().collect()),
+        stdout_to_stderr: detached,
+    };
+    Ok((spec, image))
+}
+
+fn stats(socket: &Path) -> anyhow::Result<ServiceStats> {
+    control::call(socket, &Control::Stats, Duration::from_secs(10))?.stats.context("the service sent no stats")
+}
+
+/// `K=V` entries, later ones replacing earlier ones of the same key.
+#[derive(Default)]
+struct Environment(Vec<String>);
+
+impl Environment {
+    fn set(&mut self, k: &str, v: &str) {
+        let entry = format!("{k}={v}");
+        match self.0.iter_mut().find(|e| e.split_once('=').is_some_and(|(ek, _)| ek == k)) {
+            Some(e) => *e = entry,
+            None => self.0.push(entry),
+        }
+    }
+
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find_map(|e| e.split_once('=').filter(|(ek, _)| *ek == k).map(|(_, v)| v))
+    }
+}
+
+/// `UID[:GID]` or `NAME[:GROUP]`, names looked up in the root's /etc/passwd and /etc/group.
+pub fn resolve_user(root: &Path, spec: &str) -> anyhow::Result<(u32, u32)> {
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    let entry = |name: &str| passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() > 3 && f[0] == name);
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(uid) => (uid, passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() > 3 && f[2] == u).and_then(|f| f[3].parse().ok())),
+        Err(_) => {
+            let f = entry(u).with_context(|| format!("--user {spec}: no user {u} in the image's /etc/passwd"))?;
+            (f[2].parse().with_context(|| format!("bad uid for {u} in /etc/passwd"))?, f[3].parse().ok())
+        }
+    };
+    let gid = match g {
+        None => primary.unwrap_or(uid),
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => {
+                let groups = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+                groups
+                    .lines()
+                    .map(|l| l.split(':').collect::<Vec<_>>())
+                    .find(|f| f.len() > 2 && f[0] == g)
+                    .and_then(|f| f[2].parse().ok())
+                    .with_context(|| format!("--user {spec}: no group {g} in the image's /etc/group"))?
+            }
+        },
+    };
+    Ok((uid, gid))
+}

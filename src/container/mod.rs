@@ -1,0 +1,156 @@
+//! Containers: a command in new mount, PID and UTS namespaces (and a network namespace with
+//! `--net none`), in the pool's cgroups and IPC namespace, with a pool mount's FUSE tree as
+//! its root and the preload library attached, so that its file I/O takes the user-level path
+//! and whatever the library cannot see (exec, dynamic loading, static binaries) the FUSE path.
+//!
+//! Processes: the runtime (`polytropon exec`, on the host) clones the container's init (pid 1
+//! inside, [`init`]), puts it in the pool's cgroups, lets it set up the tree and start the
+//! command, then forwards signals and relays the terminal ([`relay`]) until init exits with
+//! the command's status. [`launch`] adds what `exec` needs around that: the pool's service, a
+//! clone's private branch, the record `inspect` shows.
+
+mod init;
+pub mod launch;
+mod relay;
+pub mod rootfs;
+pub mod state;
+mod sys;
+
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+pub use relay::Running;
+
+/// `PATH` when neither the image nor the user sets one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The container's network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Net {
+    /// The host's network namespace.
+    #[default]
+    Host,
+    /// A network namespace of its own with only loopback.
+    None,
+}
+
+/// Everything the runtime needs to start one container, resolved.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Host path of the root: a mountpoint of the pool's service.
+    pub root: PathBuf,
+    pub hostname: String,
+    /// `K=V`, the command's whole environment.
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    pub workdir: PathBuf,
+    pub user: Option<(u32, u32)>,
+    pub net: Net,
+    pub tty: bool,
+    pub argv: Vec<String>,
+    /// Host path of the preload library, shown inside under [`rootfs::PRELOAD_DIR`].
+    pub library: Option<PathBuf>,
+    /// The pool's IPC namespace binding.
+    pub ipc_ns: Option<PathBuf>,
+    pub cpus: Option<Vec<u32>>,
+    /// Send the command's stdout to stderr (a detached container's log).
+    pub stdout_to_stderr: bool,
+}
+
+/// Errors starting or running a container.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("{what}: {source}")]
+    Os { what: &'static str, source: std::io::Error },
+    /// The container's own set-up or exec failed; `code` is its exit status.
+    #[error("{msg}")]
+    Start { msg: String, code: i32 },
+}
+
+fn os(what: &'static str) -> impl FnOnce(nix::errno::Errno) -> ContainerError {
+    move |e| ContainerError::Os { what, source: e.into() }
+}
+
+/// Starts the container: `join(pid)` puts its init (host pid) in the pool's cgroups before
+/// anything runs in it. Returns once the command has been exec'ed, or the reason it was not.
+///
+/// The caller must be single-threaded.
+pub fn start(spec: &Spec, join: impl FnOnce(u32) -> std::io::Result<()>) -> Result<Running, ContainerError> {
+    let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os("pipe"))?;
+    let (rep_r, rep_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os("pipe"))?;
+    let console = if spec.tty {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        Some(socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(os("cannot create the terminal socket"))?)
+    } else {
+        None
+    };
+    let signals = relay::block_signals().map_err(os("cannot block signals"))?;
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS;
+    if spec.net == Net::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    let (ours, theirs) = match console {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
+    let mut child_ends = Some((go_r, rep_w, theirs));
+    let mut body = || -> isize {
+        let Some((go, report, console)) = child_ends.take() else { return 1 };
+        if let Some(o) = &ours {
+            // The runtime's end, in this copy of its descriptors.
+            let _ = nix::unistd::close(o.as_raw_fd());
+        }
+        init::main(spec, init::Ends { go, report, console })
+    };
+    let spawned = sys::spawn(flags, &mut body);
+    // The parent's copies of the child's ends.
+    drop(child_ends);
+    let pid = match spawned {
+        Ok(p) => p,
+        Err(e) => {
+            relay::restore_signals(&signals);
+            return Err(ContainerError::Os { what: "cannot create the container's namespaces", source: e });
+        }
+    };
+    let fail = |e: ContainerError| {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        relay::restore_signals(&signals);
+        e
+    };
+    if let Err(e) = join(pid.as_raw() as u32) {
+        return Err(fail(ContainerError::Os { what: "cannot put the container in the pool's cgroups", source: e }));
+    }
+    if let Err(e) = nix::unistd::write(&go_w, &[1]) {
+        return Err(fail(os("cannot start the container")(e)));
+    }
+    drop(go_w);
+    // With --tty the init sends the terminal's master side, or fails and says why below.
+    let master = ours.and_then(|s| relay::receive_fd(&s));
+    if let Some(m) = &master {
+        if let Some(ws) = sys::window_size(std::io::stdin().as_fd()) {
+            sys::set_window_size(m.as_fd(), &ws);
+        }
+    }
+    let mut msg = String::new();
+    let _ = std::fs::File::from(rep_r).read_to_string(&mut msg);
+    if !msg.is_empty() {
+        let code = relay::status(waitpid(pid, None).ok()).unwrap_or(1);
+        relay::restore_signals(&signals);
+        return Err(ContainerError::Start { msg, code });
+    }
+    Ok(Running::new(pid, master, signals))
+}
+
+/// Where a container's init is, for signals from outside.
+pub fn signal(pid: u32, sig: Signal) -> std::io::Result<()> {
+    kill(Pid::from_raw(pid as i32), sig).map_err(Into::into)
+}

@@ -1,0 +1,84 @@
+//! The container's file tree, set up by its init in the new mount namespace: the pool
+//! mount's FUSE tree as `/`, a fresh /proc, a minimal /dev (its own tmpfs: device nodes,
+//! devpts, shm), a read-only /sys, and the preload library under /dev where the image cannot
+//! see it as its own file. Nothing of this propagates to the host.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::unistd::{chdir, pivot_root};
+
+/// Where the preload library appears inside every container.
+pub const PRELOAD_DIR: &str = "/dev/.polytropon";
+/// Trees over the root that are not the pool mount's: the library leaves them to the kernel.
+pub const KERNEL_TREES: [&str; 3] = ["/proc", "/dev", "/sys"];
+
+type Step<T = ()> = Result<T, String>;
+
+fn ctx<T, E: std::fmt::Display>(r: Result<T, E>, what: impl FnOnce() -> String) -> Step<T> {
+    r.map_err(|e| format!("{}: {e}", what()))
+}
+
+fn mount_at(src: &str, dst: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Step {
+    ctx(mount(Some(src), dst, fstype, flags, data), || format!("cannot mount {} on {}", fstype.unwrap_or(src), dst.display()))
+}
+
+/// A directory of the root to mount over, made if the image lacks it (in the container's
+/// writable branch; never in the image's layers).
+fn dir(root: &Path, name: &str) -> Step<std::path::PathBuf> {
+    let p = root.join(name.trim_start_matches('/'));
+    if !p.is_dir() {
+        ctx(std::fs::create_dir_all(&p), || format!("cannot create {name} in the container's root"))?;
+    }
+    Ok(p)
+}
+
+/// Mounts /proc, /dev and /sys under `root` and the preload `library` (if any) under /dev.
+pub fn populate(root: &Path, library: Option<&Path>) -> Step {
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    // Nothing mounted from here on reaches the host.
+    ctx(mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>), || "cannot make / a slave mount".into())?;
+    let proc_dir = dir(root, "/proc")?;
+    mount_at("proc", &proc_dir, Some("proc"), nosuid, None)?;
+    let dev = dir(root, "/dev")?;
+    mount_at("tmpfs", &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"))?;
+    for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+        let p = dev.join(name);
+        ctx(mknod(&p, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor)), || format!("cannot create /dev/{name}"))?;
+        // mknod's mode is cut by the umask.
+        ctx(nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &p, Mode::from_bits_truncate(0o666), nix::sys::stat::FchmodatFlags::FollowSymlink), || format!("cannot chmod /dev/{name}"))?;
+    }
+    let pts = dev.join("pts");
+    ctx(std::fs::create_dir(&pts), || "cannot create /dev/pts".into())?;
+    mount_at("devpts", &pts, Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=0620"))?;
+    let shm = dev.join("shm");
+    ctx(std::fs::create_dir(&shm), || "cannot create /dev/shm".into())?;
+    mount_at("shm", &shm, Some("tmpfs"), nosuid, Some("mode=1777,size=65536k"))?;
+    for (link, target) in [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        ctx(symlink(target, dev.join(link)), || format!("cannot create /dev/{link}"))?;
+    }
+    if let Some(lib) = library {
+        let d = dev.join(PRELOAD_DIR.trim_start_matches("/dev/"));
+        ctx(std::fs::create_dir(&d), || format!("cannot create {PRELOAD_DIR}"))?;
+        let name = lib.file_name().ok_or_else(|| format!("bad preload library path {}", lib.display()))?;
+        let target = d.join(name);
+        ctx(std::fs::File::create(&target), || format!("cannot create {}", target.display()))?;
+        let lib_s = lib.to_str().ok_or_else(|| format!("preload library path {} is not UTF-8", lib.display()))?;
+        mount_at(lib_s, &target, None, MsFlags::MS_BIND, None)?;
+        mount_at("none", &target, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV, None)?;
+    }
+    let sys = dir(root, "/sys")?;
+    mount_at("sysfs", &sys, Some("sysfs"), nosuid | MsFlags::MS_RDONLY, None)?;
+    Ok(())
+}
+
+/// Makes `root` the root of this mount namespace and drops every other mount of the host.
+pub fn enter(root: &Path) -> Step {
+    ctx(chdir(root), || format!("cannot enter {}", root.display()))?;
+    ctx(pivot_root(".", "."), || format!("cannot pivot_root into {}", root.display()))?;
+    // The old root is now stacked under the new one at "/": detach it.
+    ctx(umount2(".", MntFlags::MNT_DETACH), || "cannot detach the host's root".into())?;
+    ctx(chdir("/"), || "cannot enter /".into())
+}

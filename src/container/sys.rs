@@ -1,0 +1,74 @@
+//! The few raw system calls the container runtime makes that neither nix nor rustix wraps
+//! in the form needed: each a small safe function.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+
+/// Makes `target` (0, 1 or 2) a copy of `fd`.
+pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 on an open descriptor; `target` is a standard stream number the caller
+    // owns in this (single-threaded, about to exec) process.
+    if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the terminal `fd` the calling session leader's controlling terminal.
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an int argument (0: do not steal); `fd` is open.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The window size of terminal `fd`.
+pub fn window_size(fd: BorrowedFd<'_>) -> Option<libc::winsize> {
+    // SAFETY: a zeroed winsize is a valid out-parameter for TIOCGWINSZ.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `fd` is open.
+    (unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) } == 0).then_some(ws)
+}
+
+/// Sets the window size of terminal `fd`.
+pub fn set_window_size(fd: BorrowedFd<'_>, ws: &libc::winsize) {
+    // SAFETY: TIOCSWINSZ reads one winsize; `fd` is open. Failure only leaves the size.
+    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const libc::winsize) };
+}
+
+/// Brings the loopback interface of the current network namespace up.
+pub fn loopback_up() -> io::Result<()> {
+    let sock = rustix::net::socket(rustix::net::AddressFamily::INET, rustix::net::SocketType::DGRAM, None)?;
+    // SAFETY: a zeroed ifreq is valid; the name "lo" fits IFNAMSIZ with its NUL.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills `ifr_ifru.ifru_flags` of a valid ifreq naming an interface.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the union member SIOCGIFFLAGS just filled.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the same ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Starts a child in new namespaces (`flags`) running `f` on a stack of its own; the child
+/// exits with what `f` returns. SIGCHLD reports its end.
+///
+/// The caller must be single-threaded (the child is a copy of it, and `f` may allocate).
+pub fn spawn(flags: CloneFlags, f: &mut dyn FnMut() -> isize) -> io::Result<Pid> {
+    let mut stack = vec![0u8; 8 << 20];
+    // SAFETY: without CLONE_VM the child gets a copy of this address space and runs `f` on
+    // the copy of `stack`; the caller is single-threaded, so no lock is held in the copy.
+    let pid = unsafe { nix::sched::clone(Box::new(f), &mut stack, flags, Some(libc::SIGCHLD)) }?;
+    Ok(pid)
+}

@@ -1,0 +1,440 @@
+//! Containers in a pool, for real: images imported from OCI layouts and archives built from
+//! this machine's Debian packages (`scripts/build-image.sh`), clones with private upper
+//! branches over shared layers, namespaces, pivot_root into the FUSE tree, the preload
+//! library inside, signals, terminals, and clean-up by `pool destroy`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::host::{stderr, Host};
+
+const IMAGE: &str = "polytropon/test:latest";
+
+/// The test image, built once per test run (the script is idempotent and locked).
+fn image_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = root.join("target/test-image");
+        let st = Command::new("bash").arg(root.join("scripts/build-image.sh")).arg(&out).status().expect("run build-image.sh");
+        assert!(st.success(), "scripts/build-image.sh failed");
+        out
+    })
+}
+
+/// A pool with its service running and the test image imported.
+struct Stage {
+    host: Host,
+    pool: String,
+}
+
+impl Stage {
+    fn new(tag: &str) -> Self {
+        let mut host = Host::new(tag);
+        // Container users other than root walk the branch directories (the default data dir,
+        // /var/lib/polytropon, is world-searchable; a temp dir is not).
+        std::fs::set_permissions(host.scratch.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod scratch");
+        let image = image_dir().join("oci");
+        host.ok(&["image", "import", image.to_str().expect("utf-8 path")]);
+        let pool = host.create("p", &["--cpus", "0-1", "--pids-max", "2048"]);
+        host.ok(&["service", "run", "--pool", &pool, "--detach"]);
+        Stage { host, pool }
+    }
+
+    fn exec(&self, args: &[&str]) -> Output {
+        let mut all = vec!["exec", "--pool", self.pool.as_str()];
+        all.extend_from_slice(args);
+        self.host.run(&all)
+    }
+
+    /// Runs `script` with sh in a new clone; its stdout (asserting success).
+    fn clone_sh(&self, extra: &[&str], script: &str) -> String {
+        let mut args = vec!["--clone-of", IMAGE];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
+        let out = self.exec(&args);
+        assert!(out.status.success(), "container failed ({}): {}\n{}", out.status, stderr(&out), String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn inspect(&self) -> serde_json::Value {
+        let out = self.host.ok(&["inspect", "--pool", &self.pool, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("inspect json");
+        v[0].clone()
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn images_import_from_layouts_and_archives_once_per_layer() {
+    let host = Host::new("img");
+    let dir = image_dir();
+    let p = |f: &str| dir.join(f).to_str().expect("utf-8").to_string();
+    host.ok(&["image", "import", &p("oci")]);
+    host.ok(&["image", "import", &p("oci.tar"), "--name", "copy:1"]);
+    host.ok(&["image", "import", &p("docker.tar")]);
+    let list: serde_json::Value = serde_json::from_str(&host.ok(&["image", "list", "--format", "json"])).expect("json");
+    let names: BTreeSet<&str> = list.as_array().expect("array").iter().map(|i| i["name"].as_str().expect("name")).collect();
+    assert_eq!(names, BTreeSet::from(["copy:1", "polytropon/test-docker:latest", IMAGE]));
+    for i in list.as_array().expect("array") {
+        assert_eq!(i["config"]["cmd"], serde_json::json!(["/bin/sh"]));
+        assert_eq!(i["config"]["working_dir"], "/srv");
+        assert_eq!(i["layers"], list[0]["layers"], "every form names the same two layers");
+    }
+    // Each layer unpacked once, whiteouts kept in the OCI form the union reads.
+    let layers = host.data().join("images/layers");
+    let unpacked: Vec<_> = std::fs::read_dir(&layers).expect("layers").flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).collect();
+    assert_eq!(unpacked.len(), 2, "three imports of one image unpack its two layers once");
+    let app = layers.join(list[0]["layers"][1].as_str().expect("digest").replacen(':', "-", 1));
+    assert!(app.join("etc/.wh.gone").exists() && app.join("data/dir/.wh..wh..opq").exists());
+
+    // Bad input: a clear error, and the store as it was.
+    let dup = host.run(&["image", "import", &p("oci")]);
+    assert_eq!(code(&dup), 1);
+    assert!(stderr(&dup).contains("already exists"), "{}", stderr(&dup));
+    let scratch = host.scratch.mkdir("bad");
+    let corrupt = scratch.join("corrupt");
+    copy_tree(&dir.join("oci"), &corrupt);
+    let digest = list[0]["layers"][1].as_str().expect("digest").trim_start_matches("sha256:").to_string();
+    let blob = corrupt.join("blobs/sha256").join(&digest);
+    let mut bytes = std::fs::read(&blob).expect("blob");
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x20;
+    std::fs::write(&blob, bytes).expect("write blob");
+    let out = host.run(&["image", "import", corrupt.to_str().expect("utf-8"), "--name", "corrupt:1"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("is corrupt"), "{}", stderr(&out));
+    std::fs::write(corrupt.join("index.json"), "{ not json").expect("write");
+    let out = host.run(&["image", "import", corrupt.to_str().expect("utf-8"), "--name", "broken:1"]);
+    assert!(code(&out) == 1 && stderr(&out).contains("index.json"), "{}", stderr(&out));
+    let out = host.run(&["image", "import", scratch.to_str().expect("utf-8"), "--name", "empty:1"]);
+    assert!(code(&out) == 1 && stderr(&out).contains("neither an OCI image layout"), "{}", stderr(&out));
+    // A layer whose entry climbs out of it.
+    let evil = scratch.join("evil");
+    write_layout_with_escaping_layer(&evil);
+    let out = host.run(&["image", "import", evil.to_str().expect("utf-8"), "--name", "evil:1"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("outside the layer"), "{}", stderr(&out));
+    assert!(!scratch.join("escaped").exists() && !host.data().join("images/escaped").exists(), "nothing lands outside");
+    let after: serde_json::Value = serde_json::from_str(&host.ok(&["image", "list", "--format", "json"])).expect("json");
+    assert_eq!(after.as_array().map(Vec::len), Some(3), "failed imports leave no record");
+
+    // Removing images frees a layer only when no image uses it.
+    host.ok(&["image", "remove", "copy:1"]);
+    host.ok(&["image", "remove", "polytropon/test-docker:latest"]);
+    assert!(app.exists(), "the remaining image still uses its layers");
+    host.ok(&["image", "remove", IMAGE]);
+    assert!(!app.exists(), "the last image's layers go with it");
+    let out = host.run(&["image", "remove", IMAGE]);
+    assert!(code(&out) == 1 && stderr(&out).contains("no image named"), "{}", stderr(&out));
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp").arg("-a").arg(from).arg(to).status().expect("cp");
+    assert!(st.success());
+}
+
+/// An OCI layout whose one layer holds `../escaped`.
+fn write_layout_with_escaping_layer(dir: &Path) {
+    use sha2::{Digest, Sha256};
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("mkdir");
+    let mut layer = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut layer);
+        let mut h = tar::Header::new_gnu();
+        let name = b"../escaped";
+        h.as_gnu_mut().expect("gnu header").name[..name.len()].copy_from_slice(name);
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append(&h, &b"bad"[..]).expect("append");
+        b.finish().expect("finish");
+    }
+    let put = |data: &[u8]| {
+        let d = format!("{:x}", Sha256::digest(data));
+        std::fs::write(blobs.join(&d), data).expect("blob");
+        format!("sha256:{d}")
+    };
+    let l = put(&layer);
+    let c = put(br#"{"config":{"Cmd":["/bin/sh"]}}"#);
+    let m = put(format!(r#"{{"config":{{"digest":"{c}"}},"layers":[{{"digest":"{l}"}}]}}"#).as_bytes());
+    std::fs::write(dir.join("index.json"), format!(r#"{{"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{m}"}}]}}"#)).expect("index");
+}
+
+#[test]
+fn a_container_runs_real_work_in_its_own_root_on_the_user_level_path() {
+    let s = Stage::new("ctr");
+    let host_marker = s.host.scratch.path().join("host-only");
+    std::fs::write(&host_marker, "host").expect("marker");
+    let script = format!(
+        r#"set -e
+cd /srv
+echo "hostname=$(hostname) pwd=$(pwd) greeting=$GREETING"
+cat /etc/motd
+test ! -e /etc/gone && echo "whiteout ok"
+echo "opaque: $(ls /data/dir)"
+seq 1 2000 > numbers; sort -rn numbers | head -1 | tee top
+printf 'pipe:%s\n' "$(cat numbers | wc -l)"
+( echo "child $(cat top)" > forked ) & wait
+cat forked
+/usr/bin/busybox echo "static binary runs"
+sha256sum numbers | cut -c1-16
+test ! -e {marker} && echo "host not visible"
+echo "processes: $(ls /proc | grep -c '^[0-9]')"
+grep -c /dev/.polytropon/libpolytropon_preload.so /proc/self/maps
+mkdir -p /work/d; for i in $(seq 1 40); do echo $i > /work/d/f$i; done; cat /work/d/f* | wc -l
+"#,
+        marker = host_marker.display()
+    );
+    let out = s.clone_sh(&["--name", "worker"], &script);
+    let expect = [
+        "hostname=worker pwd=/srv greeting=hello from the image",
+        "welcome to the polytropon test image",
+        "whiteout ok",
+        "opaque: b",
+        "2000\n",
+        "pipe:2000",
+        "child 2000",
+        "static binary runs",
+        "host not visible",
+    ];
+    for e in expect {
+        assert!(out.contains(e), "missing {e:?} in:\n{out}");
+    }
+    let procs: u32 = out.lines().find_map(|l| l.strip_prefix("processes: ")).and_then(|n| n.trim().parse().ok()).expect("process count");
+    assert!(procs < 10, "the container sees only its own processes, saw {procs}");
+    assert!(out.lines().any(|l| l.trim() == "40"), "{out}");
+    // The clone's branch went with it.
+    assert!(!s.host.data().join("containers").join(&s.pool).join("worker").exists());
+
+    // On a pool mount that stays (`--root`), the counters show the user-level path at work.
+    let store: serde_json::Value = serde_json::from_str(&s.host.ok(&["image", "list", "--format", "json"])).expect("json");
+    let layers = s.host.data().join("images/layers");
+    let mut args: Vec<String> = vec!["mount".into(), "--pool".into(), s.pool.clone()];
+    let mnt = s.host.scratch.mkdir("mnt");
+    let upper = s.host.scratch.mkdir("upper");
+    args.push(mnt.display().to_string());
+    for d in store[0]["layers"].as_array().expect("layers").iter().rev() {
+        args.extend(["--lower".into(), layers.join(d.as_str().expect("digest").replacen(':', "-", 1)).display().to_string()]);
+    }
+    args.extend(["--upper".into(), upper.display().to_string()]);
+    s.host.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mnt_s = mnt.display().to_string();
+    let out = s.exec(&["--root", &mnt_s, "--", "sh", "-c", "for i in $(seq 1 100); do echo $i | tee /tmp/n > /dev/null; cat /tmp/n > /dev/null; done; ls /etc | wc -l"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = s.inspect();
+    let m = v["service"]["mounts"].as_array().expect("mounts").iter().find(|m| m["mountpoint"] == mnt_s.as_str()).cloned().expect("the mount");
+    let user = |op: &str| m["user_ops"][op]["count"].as_u64().unwrap_or(0);
+    assert!(user("open_path") >= 200, "the container's opens take the user-level path: {}", m["user_ops"]);
+    assert!(user("write") >= 100 && user("read") >= 100, "{}", m["user_ops"]);
+    assert_eq!(std::fs::read_to_string(upper.join("tmp/n")).expect("written through the union"), "100\n");
+}
+
+#[test]
+fn exit_status_signals_users_and_networks_pass_through() {
+    let s = Stage::new("sig");
+    let run = |args: &[&str]| {
+        let mut a = vec!["--clone-of", IMAGE, "--"];
+        a.extend_from_slice(args);
+        s.exec(&a)
+    };
+    assert_eq!(code(&run(&["sh", "-c", "exit 7"])), 7);
+    assert_eq!(code(&run(&["sh", "-c", "kill -9 $$"])), 137);
+    let out = run(&["no-such-command"]);
+    assert_eq!(code(&out), 127);
+    assert!(stderr(&out).contains("no-such-command: command not found in the container"), "{}", stderr(&out));
+
+    // Another user: the segment is root's, so its calls take the FUSE path, where the
+    // kernel checks its permissions.
+    let out = s.clone_sh(&["--user", "app", "--workdir", "/tmp", "--env", "A=b"], "id -u; id -g; pwd; echo A=$A; touch mine; stat -c %u mine; cat /root/secret 2>&1 || true");
+    assert_eq!(out.lines().take(5).collect::<Vec<_>>(), ["1000", "1000", "/tmp", "A=b", "1000"], "{out}");
+    assert!(out.contains("Permission denied") && !out.contains("root only"), "{out}");
+    let out = s.clone_sh(&["--net", "none"], "grep -c : /proc/net/dev; grep -o 'lo:' /proc/net/dev");
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["1", "lo:"], "only loopback");
+
+    // A signal to `exec` reaches the command.
+    let mut child = s
+        .host
+        .cmd()
+        .args(["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--", "sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().expect("stdout")), &mut line).expect("read");
+    assert_eq!(line.trim(), "ready");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("kill");
+    assert_eq!(child.wait().expect("wait").code(), Some(42));
+
+    // Detached: shown by inspect, stopped by kill, its status kept until rm.
+    let name = s.host.ok(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--detach", "--", "sleep", "600"]).trim().to_string();
+    let c = s.inspect()["containers"].as_array().expect("containers").iter().find(|c| c["name"] == name.as_str()).cloned().expect("listed");
+    assert_eq!(c["state"], "running");
+    let pid = c["pid"].as_u64().expect("pid") as u32;
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    s.host.ok(&["kill", "--pool", &s.pool, &name]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = s.inspect()["containers"].as_array().expect("containers").iter().find(|c| c["name"] == name.as_str()).cloned().expect("listed");
+        if c["state"] == "exited" {
+            assert_eq!(c["exit_code"], 143, "SIGTERM ended sleep");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the container did not stop: {c}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = s.host.run(&["kill", "--pool", &s.pool, &name]);
+    assert!(code(&out) == 1 && stderr(&out).contains("is not running"), "{}", stderr(&out));
+    s.host.ok(&["rm", "--pool", &s.pool, &name]);
+    assert!(s.inspect()["containers"].as_array().expect("containers").is_empty());
+}
+
+#[test]
+fn tty_gives_an_interactive_shell_a_real_terminal() {
+    let s = Stage::new("tty");
+    let cmd = format!(
+        "{} --state-dir {} --data-dir {} exec --pool {} --clone-of {IMAGE} --tty -- /bin/sh",
+        env!("CARGO_BIN_EXE_polytropon"),
+        s.host.state.display(),
+        s.host.data().display(),
+        s.pool
+    );
+    // script(1) gives `exec` a terminal of its own, as an operator's shell would.
+    let mut child = Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("script");
+    child.stdin.as_mut().expect("stdin").write_all(b"tty; test -t 0 && echo interactive-$((6*7)); exit 5\n").expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(text.contains("/dev/pts/0"), "the shell's terminal is the container's own pty:\n{text}");
+    assert!(text.contains("interactive-42"), "{text}");
+    assert_eq!(out.status.code(), Some(5), "{text}");
+}
+
+#[test]
+fn sixteen_clones_in_parallel_write_privately_share_layers_and_die_with_the_pool() {
+    let mut s = Stage::new("par");
+    let names: Vec<String> = (0..16).map(|i| format!("c{i}")).collect();
+    let started = Instant::now();
+    let children: Vec<_> = names
+        .iter()
+        .map(|n| {
+            s.host
+                .cmd()
+                .args(["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--name", n, "--detach", "--"])
+                .args(["sh", "-c", "echo $(hostname) > /data/mine; echo $(hostname) >> /etc/motd; exec sleep 600"])
+                .output_async()
+        })
+        .collect();
+    for (n, c) in names.iter().zip(children) {
+        let out = c.wait_with_output().expect("exec");
+        assert!(out.status.success(), "{n}: {}", stderr(&out));
+    }
+    eprintln!("16 clones started in {:?}", started.elapsed());
+    let uppers = s.host.data().join("containers").join(&s.pool);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while names.iter().any(|n| !uppers.join(n).join("upper/data/mine").exists()) {
+        assert!(Instant::now() < deadline, "not every clone wrote");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let v = s.inspect();
+    let running: Vec<&serde_json::Value> = v["containers"].as_array().expect("containers").iter().filter(|c| c["state"] == "running").collect();
+    assert_eq!(running.len(), 16, "{}", v["containers"]);
+    let mounts = v["service"]["mounts"].as_array().expect("mounts");
+    assert_eq!(mounts.len(), 16);
+    let lowers: BTreeSet<String> = mounts.iter().map(|m| m["spec"]["branches"].as_array().expect("branches")[1..].iter().map(|b| b["path"].to_string()).collect::<Vec<_>>().join(",")).collect();
+    assert_eq!(lowers.len(), 1, "every clone stacks on the same layer directories");
+    for n in &names {
+        let upper = uppers.join(n).join("upper");
+        assert_eq!(std::fs::read_to_string(upper.join("data/mine")).expect("own file"), format!("{n}\n"));
+        assert_eq!(std::fs::read_to_string(upper.join("etc/motd")).expect("copied up"), format!("welcome to the polytropon test image\n{n}\n"));
+    }
+    // Each sees only its own writes, through its own root.
+    let pids: Vec<u32> = running.iter().map(|c| c["pid"].as_u64().expect("pid") as u32).collect();
+    for c in &running {
+        let root = c["root"].as_str().expect("root");
+        let name = c["name"].as_str().expect("name");
+        assert_eq!(std::fs::read_to_string(Path::new(root).join("data/mine")).expect("through the mount"), format!("{name}\n"));
+    }
+    let layers = s.host.data().join("images/layers");
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(&layers).expect("layers").flatten() {
+        found.push(e.path().join("data/mine").exists());
+    }
+    assert!(found.iter().all(|f| !f), "the shared layers are untouched");
+
+    // pool destroy kills them all and removes their branches and mounts.
+    let pool = s.pool.clone();
+    s.host.ok(&["pool", "destroy", &pool, "--force"]);
+    s.host.created.clear();
+    for p in pids {
+        assert!(!Path::new(&format!("/proc/{p}")).exists() || polytropon_zombie(p), "container init {p} survived pool destroy");
+    }
+    assert!(!uppers.exists() || std::fs::read_dir(&uppers).expect("dir").next().is_none(), "clone branches removed");
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    assert!(!mounts.contains(s.host.state.to_str().expect("utf-8")), "no mount left under the state dir");
+}
+
+fn polytropon_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_a_nonzero_exit() {
+    let s = Stage::new("bad");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["exec", "--pool", "no-such-pool", "--clone-of", IMAGE, "--", "true"], "no pool named no-such-pool"),
+        (vec!["exec", "--pool", &s.pool, "--root", "/no/such/root", "--", "true"], "/no/such/root"),
+        (vec!["exec", "--pool", &s.pool, "--root", "/tmp", "--", "true"], "is not a mount of pool"),
+        (vec!["exec", "--pool", &s.pool, "--clone-of", "no/such:image", "--", "true"], "no image named no/such:image"),
+        (vec!["exec", "--pool", &s.pool, "--", "true"], "--root MOUNTPOINT"),
+        (vec!["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--user", "nobody-here", "--", "true"], "no user nobody-here"),
+        (vec!["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--workdir", "rel", "--", "true"], "must be an absolute path"),
+        (vec!["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--env", "NOEQUALS", "--", "true"], "expected K=V"),
+        (vec!["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--name", "bad/name", "--", "true"], "container name"),
+        (vec!["kill", "--pool", &s.pool, "nobody"], "has no container named nobody"),
+        (vec!["kill", "--pool", &s.pool, "x", "--signal", "NOPE"], "no such signal"),
+    ];
+    for (args, msg) in cases {
+        let out = s.host.run(&args);
+        assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(msg), "{args:?}: expected {msg:?} in {:?}", stderr(&out));
+    }
+    let out = s.host.run(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--tty", "--detach", "--", "sh"]);
+    assert_eq!(code(&out), 2, "clap refuses --tty with --detach");
+    // A name in use.
+    let name = s.host.ok(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--name", "dup", "--detach", "--", "sleep", "600"]);
+    assert_eq!(name.trim(), "dup");
+    let out = s.host.run(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--name", "dup", "--", "true"]);
+    assert!(code(&out) == 1 && stderr(&out).contains("already has a container named dup"), "{}", stderr(&out));
+    let out = s.host.run(&["rm", "--pool", &s.pool, "dup"]);
+    assert!(code(&out) == 1 && stderr(&out).contains("is running"), "{}", stderr(&out));
+    s.host.ok(&["rm", "--pool", &s.pool, "dup", "--force"]);
+    // A detached command not in the image fails at once, with the reason.
+    let out = s.host.run(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--detach", "--", "no-such-command"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("command not found in the container"), "{}", stderr(&out));
+    assert!(s.inspect()["containers"].as_array().expect("containers").is_empty(), "failed containers leave no record");
+    assert!(s.inspect()["service"]["mounts"].as_array().expect("mounts").is_empty(), "nor a mount");
+}
+
+/// `Command::spawn` with its output captured, for starting many at once.
+trait SpawnCaptured {
+    fn output_async(&mut self) -> std::process::Child;
+}
+
+impl SpawnCaptured for Command {
+    fn output_async(&mut self) -> std::process::Child {
+        self.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn polytropon")
+    }
+}
