@@ -221,7 +221,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__bench)
-            opts="-h -V --workload --all --paths --operations --reps --ops --file-mib --dir --format --plot --state-dir --data-dir --log --log-format --help --version"
+            opts="-h -V --workload --all --paths --operations --reps --ops --file-mib --dir --image --serve --clones --format --plot --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -252,6 +252,18 @@ _polytropon() {
                     return 0
                     ;;
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --image)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --serve)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --clones)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -317,7 +329,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__exec)
-            opts="-h -V --pool --preload-only --root --clone-of --keep --name --hostname --env --workdir --user --net --tty --detach --state-dir --data-dir --log --log-format --help --version"
+            opts="-h -V --pool --preload-only --root --unmanaged-root --clone-of --keep --name --hostname --env --workdir --user --net --tty --detach --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -164,6 +164,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l log -d 'L
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l preload-only -d 'Run a host process inside the pool (its cgroups, IPC namespace and cpus; no other namespaces) with the preload library attached and the user-level path configured (POLYTROPON_SHMID, POLYTROPON_MOUNTS)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l unmanaged-root -d '`--root` is a mount that is not the pool\'s (kernel overlayfs, fuse-overlayfs): the container runs on it without the user-level path. For `bench --workload startup`'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l keep -d 'Keep a clone\'s writable branch after the container ends'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l tty -d 'Give the command a pseudo-terminal (an interactive shell: `--tty -- /bin/sh`)'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l detach -d 'Return at once, printing the container\'s name; it shows in `inspect`, its output goes to a log under the state directory, and `kill` stops it'
@@ -226,13 +227,16 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_
 complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "list" -d 'List imported images'
 complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove an image, and its layers no other image uses'
 complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l workload -d 'Workload to run; repeat for several. Available now: `micro` (stat, open+close, create+unlink, 4 KiB pread, 1 MiB sequential write and read)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l workload -d 'Workload to run; repeat for several. Available now: `micro` (stat, open+close, create+unlink, 4 KiB pread, 1 MiB sequential write and read) and `startup` (N clones of `--image` to their first HTTP answer, on `user`, `fuse-overlayfs` and `overlay` roots)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l paths -d 'Paths to compare, comma-separated (default: every available one): `user` (the user-level path: the workload under the preload library), `fuse` (ours, kernel cache with passthrough), `fuse-writeback` (ours, kernel cache with the writeback cache instead of passthrough), `fuse-direct` (ours, direct I/O), `fuse-overlayfs`, `overlay` (kernel overlayfs), `kernel` (a plain directory)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l operations -d 'Operations of the `micro` workload to run, comma-separated (default: all): `stat`, `open+close`, `create+unlink`, `pread 4KiB`, `seq write 1MiB`, `seq read 1MiB`' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l reps -d 'Interleaved repetitions per path; medians are over these' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l ops -d 'Operations per repetition for the per-operation workloads' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l file-mib -d 'Size of the file for the sequential and pread workloads, in MiB' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l dir -d 'Directory for the branches and mounts (default: the temp dir)' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l image -d '`startup`: the imported image whose clones start (it must hold the server)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l serve -d '`startup`: the server each clone runs; `{port}` becomes its port on the host network' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l clones -d '`startup`: numbers of clones to start at once, comma-separated' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l format -r -f -a "human\t'A table for people'
 json\t'One JSON document, for scripts'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l plot -d 'Draw the comparison into an SVG file' -r -F

@@ -270,11 +270,15 @@ pub struct ExecArgs {
     /// Run a host process inside the pool (its cgroups, IPC namespace and cpus; no other
     /// namespaces) with the preload library attached and the user-level path configured
     /// (POLYTROPON_SHMID, POLYTROPON_MOUNTS).
-    #[arg(long, conflicts_with_all = ["root", "clone_of", "name", "hostname", "user", "tty", "detach", "net", "keep"])]
+    #[arg(long, conflicts_with_all = ["root", "clone_of", "name", "hostname", "user", "tty", "detach", "net", "keep", "unmanaged_root"])]
     pub preload_only: bool,
     /// Root filesystem: a mountpoint of one of the pool's instances (`mount --pool`).
     #[arg(long, value_name = "MOUNTPOINT", conflicts_with = "clone_of")]
     pub root: Option<PathBuf>,
+    /// `--root` is a mount that is not the pool's (kernel overlayfs, fuse-overlayfs): the
+    /// container runs on it without the user-level path. For `bench --workload startup`.
+    #[arg(long, requires = "root", hide = true)]
+    pub unmanaged_root: bool,
     /// Root filesystem: a new clone of IMAGE (`image import`): a private writable branch
     /// over the image's shared read-only layers, removed with the container unless `--keep`.
     /// The image's Env, Entrypoint/Cmd, WorkingDir and User apply.
@@ -371,7 +375,8 @@ pub struct ImageRemoveArgs {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Workload to run; repeat for several. Available now: `micro` (stat, open+close,
-    /// create+unlink, 4 KiB pread, 1 MiB sequential write and read).
+    /// create+unlink, 4 KiB pread, 1 MiB sequential write and read) and `startup` (N clones of
+    /// `--image` to their first HTTP answer, on `user`, `fuse-overlayfs` and `overlay` roots).
     #[arg(long, value_name = "NAME")]
     pub workload: Vec<String>,
     /// Run every workload.
@@ -400,6 +405,15 @@ pub struct BenchArgs {
     /// Directory for the branches and mounts (default: the temp dir).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// `startup`: the imported image whose clones start (it must hold the server).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// `startup`: the server each clone runs; `{port}` becomes its port on the host network.
+    #[arg(long, value_name = "CMD", default_value = "busybox httpd -f -p {port}")]
+    pub serve: String,
+    /// `startup`: numbers of clones to start at once, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "N,...", default_value = "1,4,16,64")]
+    pub clones: Vec<usize>,
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
     /// Draw the comparison into an SVG file.

@@ -42,7 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Image(ImageCommand::Import(a)) => cmd::image::import(&cli.data_dir, a),
         Command::Image(ImageCommand::List(a)) => cmd::image::list(&cli.data_dir, a),
         Command::Image(ImageCommand::Remove(a)) => cmd::image::remove(&cli.state_dir, &cli.data_dir, a),
-        Command::Bench(a) => cmd::bench::run(a),
+        Command::Bench(a) => cmd::bench::run(&cli.state_dir, &cli.data_dir, a),
         Command::Inspect(a) => cmd::inspect::run(&cli.state_dir, a),
         Command::Completions(a) => cmd::completions::run(a),
         Command::Man(a) => cmd::man::run(a),

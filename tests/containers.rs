@@ -438,3 +438,22 @@ impl SpawnCaptured for Command {
         self.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn polytropon")
     }
 }
+
+#[test]
+fn startup_benchmark_compares_the_three_roots() {
+    let s = Stage::new("stb");
+    let out = s.host.ok(&["bench", "--workload", "startup", "--image", IMAGE, "--clones", "1,3", "--reps", "1", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let rows = v["rows"].as_array().expect("rows");
+    for path in ["user", "fuse-overlayfs", "overlay"] {
+        for n in [1, 3] {
+            let r = rows.iter().find(|r| r["path"] == path && r["op"] == format!("{n} clones to first HTTP answer")).unwrap_or_else(|| panic!("no row for {n} on {path}: {out}"));
+            let ms = r["median"].as_f64().expect("median");
+            assert!(ms > 0.0 && ms < 60_000.0, "{path} {n}: {ms} ms");
+        }
+    }
+    // The benchmark's own pool and containers are gone.
+    let pools = s.host.ok(&["pool", "list", "--format", "json"]);
+    assert!(!pools.contains("bench-"), "{pools}");
+    assert!(!s.host.data().join("containers").exists() || std::fs::read_dir(s.host.data().join("containers")).expect("dir").next().is_none());
+}

@@ -369,7 +369,8 @@ fn exec_preload_only_runs_a_client_inside_the_pool() {
     assert_eq!(h.run(&["exec", "--pool", &name, "--preload-only", "--", "sh", "-c", "exit 7"]).status.code(), Some(7));
     assert_eq!(h.run(&["exec", "--pool", &name, "--preload-only", "--", "sh", "-c", "kill -TERM $$"]).status.code(), Some(128 + 15));
     let out = h.run(&["exec", "--pool", &name, "--preload-only", "--tty", "--", "true"]);
-    assert!(stderr(&out).contains("--tty applies to containers"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("'--preload-only' cannot be used with '--tty'"), "{}", stderr(&out));
     h.ok(&["pool", "destroy", &name, "--force"]);
     h.created.clear();
 }

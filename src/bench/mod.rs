@@ -1,10 +1,12 @@
 //! `polytropon bench`: workloads run on several paths side by side, in one run, with
 //! interleaved repetitions, reported as medians and p99.
 //!
-//! Available now: the `micro` workload (issue 3). Issue 9 adds the papers' workloads, the
-//! user-level path and the isolation experiment.
+//! Available now: `micro` (per-operation latency and throughput on every path) and `startup`
+//! (N cloned containers to their first HTTP answer, on polytropon, fuse-overlayfs and kernel
+//! overlayfs roots). Issue 9 adds the papers' other workloads and the isolation experiment.
 
 mod micro;
+pub mod startup;
 pub mod targets;
 pub mod worker;
 
@@ -14,7 +16,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 /// Workloads `bench` knows.
-pub const WORKLOADS: [&str; 1] = ["micro"];
+pub const WORKLOADS: [&str; 2] = ["micro", "startup"];
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -30,6 +32,8 @@ pub struct BenchOptions {
     pub dir: Option<PathBuf>,
     /// Called after each measured batch with (done, total).
     pub progress: Option<fn(u64, u64)>,
+    /// The `startup` workload's settings; `None` when no image was named.
+    pub startup: Option<startup::StartupOptions>,
 }
 
 /// One measured operation on one path.
@@ -104,26 +108,71 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
             bail!("unknown operation {o:?}; available: {}", micro::OPS.map(|(op, _)| op).join(", "));
         }
     }
-    let chosen = |op: &str| opts.operations.is_empty() || opts.operations.iter().any(|o| o == op);
-    let mut paths = Vec::new();
-    let mut skipped = Vec::new();
-    let asked: Vec<String> = if opts.paths.is_empty() { targets::ALL.iter().map(|s| s.to_string()).collect() } else { opts.paths.clone() };
-    for p in &asked {
-        match targets::availability(p) {
-            Ok(()) => paths.push(p.clone()),
-            Err(why) if opts.paths.is_empty() => skipped.push((p.clone(), why)),
-            Err(why) => bail!("path {p}: {why}"),
-        }
-    }
     let base = tempfile::Builder::new()
         .prefix("polytropon-bench-")
         .tempdir_in(opts.dir.clone().unwrap_or_else(std::env::temp_dir))
         .context("cannot create the benchmark directory")?;
-    let lower = base.path().join("lower");
+    let mut report = Report { date: today(), machine: machine(), paths: Vec::new(), skipped: Vec::new(), reps: opts.reps, ops: opts.ops, file_mib: opts.file_mib, rows: Vec::new() };
+    let asked = |w: &str| opts.workloads.iter().any(|x| x == w);
+    if asked("micro") {
+        run_micro(opts, base.path(), &mut report)?;
+    }
+    if asked("startup") {
+        match &opts.startup {
+            Some(so) => {
+                let paths = choose_paths(opts, &startup::PATHS, &mut report)?;
+                let total = u64::from(opts.reps) * (paths.len() * so.clones.len()) as u64;
+                let mut done = 0;
+                let mut tick = || {
+                    done += 1;
+                    if let Some(f) = opts.progress {
+                        f(done, total);
+                    }
+                };
+                let rows = startup::run(so, &paths, opts.reps, base.path(), &mut tick)?;
+                report.rows.extend(rows);
+            }
+            None if opts.workloads.len() > 1 => {
+                report.skipped.push(("startup".into(), "needs --image NAME (an imported image with a busybox or other HTTP server)".into()))
+            }
+            None => bail!("the startup workload needs --image NAME (an imported image with a busybox or other HTTP server)"),
+        }
+    }
+    Ok(report)
+}
+
+/// The paths of `known` to run: those asked for (an error if one cannot run), or every
+/// available one (the others noted as skipped).
+fn choose_paths(opts: &BenchOptions, known: &[&str], report: &mut Report) -> anyhow::Result<Vec<String>> {
+    let asked: Vec<String> = if opts.paths.is_empty() { known.iter().map(|s| s.to_string()).collect() } else { opts.paths.iter().filter(|p| known.contains(&p.as_str())).cloned().collect() };
+    let mut paths = Vec::new();
+    for p in &asked {
+        match targets::availability(p) {
+            Ok(()) => paths.push(p.clone()),
+            Err(why) if opts.paths.is_empty() => {
+                if !report.skipped.iter().any(|(s, _)| s == p) {
+                    report.skipped.push((p.clone(), why));
+                }
+            }
+            Err(why) => bail!("path {p}: {why}"),
+        }
+    }
+    for p in &paths {
+        if !report.paths.contains(p) {
+            report.paths.push(p.clone());
+        }
+    }
+    Ok(paths)
+}
+
+fn run_micro(opts: &BenchOptions, base: &std::path::Path, report: &mut Report) -> anyhow::Result<()> {
+    let chosen = |op: &str| opts.operations.is_empty() || opts.operations.iter().any(|o| o == op);
+    let paths = choose_paths(opts, &targets::ALL, report)?;
+    let lower = base.join("lower");
     micro::build_lower(&lower, opts.file_mib).context("cannot build the lower branch")?;
     let mut targets = Vec::new();
     for p in &paths {
-        targets.push(targets::setup(p, &lower, base.path()).with_context(|| format!("cannot set up path {p}"))?);
+        targets.push(targets::setup(p, &lower, base).with_context(|| format!("cannot set up path {p}"))?);
     }
     let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); targets.len()]; micro::OPS.len()];
     // (index in `micro::OPS`, name, unit) of the operations to run.
@@ -148,14 +197,13 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
             }
         }
     }
-    let mut rows = Vec::new();
     for &(oi, op, unit) in &selected {
         for (ti, t) in targets.iter().enumerate() {
             let mut s = samples[oi][ti].clone();
             s.sort_by(f64::total_cmp);
             // Throughput: the "p99" is the 1st percentile (the slow end).
             let p99 = if unit == "MiB/s" { percentile(&s, 0.01) } else { percentile(&s, 0.99) };
-            rows.push(Row {
+            report.rows.push(Row {
                 workload: "micro".into(),
                 op: op.to_string(),
                 path: t.name.clone(),
@@ -167,48 +215,55 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         }
     }
     drop(targets);
-    Ok(Report { date: today(), machine: machine(), paths, skipped, reps: opts.reps, ops: opts.ops, file_mib: opts.file_mib, rows })
+    Ok(())
 }
 
 impl Report {
-    fn get(&self, op: &str, path: &str) -> Option<&Row> {
-        self.rows.iter().find(|r| r.op == op && r.path == path)
+    fn get(&self, workload: &str, op: &str, path: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.workload == workload && r.op == op && r.path == path)
     }
 
-    /// A Markdown table: medians (p99), and each path's ratio to `kernel` (or `overlay`).
+    /// Markdown tables, one per workload: medians (p99), and each path's ratio to `kernel`
+    /// (or `overlay`).
     pub fn table(&self) -> String {
-        let base = ["kernel", "overlay"].into_iter().find(|b| self.paths.iter().any(|p| p == b));
-        let mut out = format!(
-            "{} | {} | {} reps x {} ops, {} MiB file | median (p99); x = ratio to {} (>1: slower)\n\n",
-            self.date,
-            self.machine,
-            self.reps,
-            self.ops,
-            self.file_mib,
-            base.unwrap_or("-")
-        );
-        out += "| operation |";
-        for p in &self.paths {
-            out += &format!(" {p} |");
-        }
-        out += "\n|---|";
-        out += &"---|".repeat(self.paths.len());
-        out += "\n";
-        for (op, unit) in micro::OPS.into_iter().filter(|(op, _)| self.rows.iter().any(|r| r.op == *op)) {
-            out += &format!("| {op} ({unit}) |");
-            for p in &self.paths {
-                let Some(r) = self.get(op, p) else { out += " - |"; continue };
-                let ratio = base.and_then(|b| self.get(op, b)).map(|b| {
-                    // Time: ours / base. Throughput: base / ours. Either way >1 means slower.
-                    if unit == "MiB/s" { b.median / r.median } else { r.median / b.median }
-                });
-                let fmt = |v: f64| if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") };
-                match ratio {
-                    Some(x) => out += &format!(" {} ({}) {x:.2}x |", fmt(r.median), fmt(r.p99)),
-                    None => out += &format!(" {} ({}) |", fmt(r.median), fmt(r.p99)),
+        let mut out = format!("{} | {} | {} reps\n", self.date, self.machine, self.reps);
+        for w in WORKLOADS {
+            let rows: Vec<&Row> = self.rows.iter().filter(|r| r.workload == w).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let paths: Vec<&String> = self.paths.iter().filter(|p| rows.iter().any(|r| &r.path == *p)).collect();
+            let base = ["kernel", "overlay"].into_iter().find(|b| paths.iter().any(|p| p == b));
+            let setting = if w == "micro" { format!("{} ops per rep, {} MiB file, ", self.ops, self.file_mib) } else { String::new() };
+            out += &format!("\n{w}: {setting}median (p99); x = ratio to {} (>1: slower)\n\n| operation |", base.unwrap_or("-"));
+            for p in &paths {
+                out += &format!(" {p} |");
+            }
+            out += "\n|---|";
+            out += &"---|".repeat(paths.len());
+            out += "\n";
+            let mut ops: Vec<(&str, &str)> = Vec::new();
+            for r in &rows {
+                if !ops.iter().any(|(o, _)| *o == r.op) {
+                    ops.push((&r.op, &r.unit));
                 }
             }
-            out += "\n";
+            for (op, unit) in ops {
+                out += &format!("| {op} ({unit}) |");
+                for p in &paths {
+                    let Some(r) = self.get(w, op, p) else { out += " - |"; continue };
+                    let ratio = base.and_then(|b| self.get(w, op, b)).map(|b| {
+                        // Time: ours / base. Throughput: base / ours. Either way >1 means slower.
+                        if unit == "MiB/s" { b.median / r.median } else { r.median / b.median }
+                    });
+                    let fmt = |v: f64| if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") };
+                    match ratio {
+                        Some(x) => out += &format!(" {} ({}) {x:.2}x |", fmt(r.median), fmt(r.p99)),
+                        None => out += &format!(" {} ({}) |", fmt(r.median), fmt(r.p99)),
+                    }
+                }
+                out += "\n";
+            }
         }
         for (p, why) in &self.skipped {
             out += &format!("\nskipped {p}: {why}");

@@ -27,7 +27,7 @@ fn progress(done: u64, total: u64) {
     }
 }
 
-pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+pub fn run(state_dir: &std::path::Path, data_dir: &std::path::Path, args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.plot.is_some() {
         return not_implemented("bench --plot");
     }
@@ -46,6 +46,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         file_mib: args.file_mib,
         dir: args.dir.clone(),
         progress: std::io::stderr().is_terminal().then_some(progress as fn(u64, u64)),
+        startup: args.image.clone().map(|image| bench::startup::StartupOptions {
+            state_dir: state_dir.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
+            image,
+            serve: args.serve.clone(),
+            clones: args.clones.clone(),
+        }),
     };
     let report = bench::run(&opts)?;
     match args.format {

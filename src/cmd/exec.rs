@@ -26,6 +26,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, a: ExecArgs) -> anyhow::Result<Exi
         return preload_only(state_dir, a);
     }
     let root = match (&a.root, &a.clone_of) {
+        (Some(r), None) if a.unmanaged_root => Root::Unmanaged(r.clone()),
         (Some(r), None) => Root::Mount(r.clone()),
         (None, Some(i)) => Root::Clone { image: i.clone(), keep: a.keep },
         _ => bail!("give the container's root: --root MOUNTPOINT (a mount of the pool) or --clone-of IMAGE"),

@@ -26,6 +26,8 @@ pub const LOG_ENV: &str = "POLYTROPON_CONTAINER_LOG";
 pub enum Root {
     /// A mountpoint of the pool's service (`exec --root`).
     Mount(PathBuf),
+    /// Another filesystem's mountpoint: no user-level path (`bench` compares roots so).
+    Unmanaged(PathBuf),
     /// A new clone of an image (`exec --clone-of`); `keep` keeps its upper branch.
     Clone { image: String, keep: bool },
 }
@@ -94,7 +96,7 @@ impl Setup {
         }
         if let Some(u) = self.upper.take() {
             if !self.keep {
-                if let Err(e) = u.parent().map_or(Ok(()), remove_tree) {
+                if let Err(e) = remove_branch(&u) {
                     warn!("cannot remove the upper branch {}: {e}", u.display());
                 }
             }
@@ -103,6 +105,17 @@ impl Setup {
             let _ = self.containers.remove(&self.name);
         }
     }
+}
+
+/// Removes a clone's branch directory (`DATA/containers/POOL/NAME/upper`): its NAME
+/// directory, and the POOL directory once it is empty.
+pub fn remove_branch(upper: &Path) -> std::io::Result<()> {
+    let Some(dir) = upper.parent() else { return Ok(()) };
+    remove_tree(dir)?;
+    if let Some(pool_dir) = dir.parent() {
+        let _ = std::fs::remove_dir(pool_dir);
+    }
+    Ok(())
 }
 
 /// Runs the container `req` asks for in the foreground (or, `detached`, as the monitor of a
@@ -180,7 +193,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
 /// Resolves the root (mounting a clone's), the command and its environment.
 fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, req: &Request, detached: bool) -> anyhow::Result<(Spec, Option<String>)> {
     let (root, config, image) = match &req.root {
-        Root::Mount(p) => {
+        Root::Mount(p) | Root::Unmanaged(p) => {
             let root = std::fs::canonicalize(p).with_context(|| format!("root {}", p.display()))?;
             (root, ImageConfig::default(), None)
         }
@@ -206,9 +219,12 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
         }
     };
     let stats = stats(&setup.socket)?;
-    let instance = stats.mounts.iter().find(|m| m.mountpoint == root).map(|m| m.instance).with_context(|| {
-        format!("{} is not a mount of pool {}'s service (mount it with `polytropon mount --pool {} ...`)", root.display(), req.pool, req.pool)
-    })?;
+    let instance = match &req.root {
+        Root::Unmanaged(_) => None,
+        _ => Some(stats.mounts.iter().find(|m| m.mountpoint == root).map(|m| m.instance).with_context(|| {
+            format!("{} is not a mount of pool {}'s service (mount it with `polytropon mount --pool {} ...`)", root.display(), req.pool, req.pool)
+        })?),
+    };
     let argv = if req.command.is_empty() { config.entrypoint.iter().chain(&config.cmd).cloned().collect() } else { req.command.clone() };
     if argv.is_empty() {
         bail!("no command given, and the image has neither Entrypoint nor Cmd");
@@ -222,7 +238,6 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
         bail!("--workdir {}: must be an absolute path inside the container", workdir.display());
     }
     let hostname = req.hostname.clone().unwrap_or_else(|| setup.name.clone());
-    let library = crate::frontend::library()?;
     let mut env = Environment::default();
     env.set("PATH", DEFAULT_PATH);
     env.set("HOSTNAME", &hostname);
@@ -234,15 +249,21 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
         let (k, v) = kv.split_once('=').filter(|(k, _)| !k.is_empty()).with_context(|| format!("environment entry {kv:?}: expected K=V"))?;
         env.set(k, v);
     }
-    let lib_inside = format!("{}/{}", rootfs::PRELOAD_DIR, crate::frontend::LIBRARY);
-    let preload = match env.get("LD_PRELOAD") {
-        Some(old) if !old.is_empty() => format!("{lib_inside} {old}"),
-        _ => lib_inside,
+    let library = match instance {
+        Some(instance) => {
+            let lib_inside = format!("{}/{}", rootfs::PRELOAD_DIR, crate::frontend::LIBRARY);
+            let preload = match env.get("LD_PRELOAD") {
+                Some(old) if !old.is_empty() => format!("{lib_inside} {old}"),
+                _ => lib_inside,
+            };
+            env.set("LD_PRELOAD", &preload);
+            env.set("POLYTROPON_SHMID", &stats.shmid.to_string());
+            env.set("POLYTROPON_MOUNTS", &format!("/={instance}"));
+            env.set("POLYTROPON_KERNEL_PATHS", &rootfs::KERNEL_TREES.join(":"));
+            Some(crate::frontend::library()?)
+        }
+        None => None,
     };
-    env.set("LD_PRELOAD", &preload);
-    env.set("POLYTROPON_SHMID", &stats.shmid.to_string());
-    env.set("POLYTROPON_MOUNTS", &format!("/={instance}"));
-    env.set("POLYTROPON_KERNEL_PATHS", &rootfs::KERNEL_TREES.join(":"));
     let spec = Spec {
         root,
         hostname,
@@ -252,7 +273,7 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
         net: req.net,
         tty: req.tty,
         argv,
-        library: Some(library),
+        library,
         ipc_ns: Some(pool.ipc_ns.clone()),
         cpus: pool.slice.cpus.as_ref().map(|c| c.iter().copied().collect()),
         stdout_to_stderr: detached,

@@ -8,7 +8,8 @@ use tracing::warn;
 use super::spec::{check_name, format_list, Host};
 use super::state::{now, pid_alive, PoolState, Pools};
 use super::{cgroups, ns, PoolSpec};
-use crate::container::state::{remove_tree, Containers};
+use crate::container::launch::remove_branch;
+use crate::container::state::Containers;
 use crate::service::control::{self, Request};
 use crate::service::{daemon, fuse};
 
@@ -140,10 +141,8 @@ pub fn destroy(pools: &Pools, name: &str, force: bool) -> anyhow::Result<()> {
     for c in &containers {
         wait_until(Duration::from_secs(10), || !pid_alive(c.monitor));
         if let (Some(upper), false) = (&c.upper, c.keep) {
-            if let Some(dir) = upper.parent() {
-                if let Err(e) = remove_tree(dir) {
-                    warn!("cannot remove {}: {e}", dir.display());
-                }
+            if let Err(e) = remove_branch(upper) {
+                warn!("cannot remove {}: {e}", upper.display());
             }
         }
     }

@@ -425,6 +425,29 @@ impl fuser::Filesystem for FuseAdapter {
         let _t = self.timer("lookup");
         match self.fs.lookup(&ctx(req), parent, name) {
             Ok(e) => reply.entry(&self.entry_ttl(), &fuse_attr(&e.attr), e.generation),
+            // A negative entry (node id 0), cached by the kernel like a positive one: the
+            // dynamic loader's search of library directories, PATH lookups. Names the
+            // user-level path creates are invalidated as positive ones are.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !self.entry_ttl().is_zero() => {
+                let none = FileAttr {
+                    ino: 0,
+                    size: 0,
+                    blocks: 0,
+                    atime: UNIX_EPOCH,
+                    mtime: UNIX_EPOCH,
+                    ctime: UNIX_EPOCH,
+                    crtime: UNIX_EPOCH,
+                    kind: fuser::FileType::RegularFile,
+                    perm: 0,
+                    nlink: 0,
+                    uid: 0,
+                    gid: 0,
+                    rdev: 0,
+                    blksize: 0,
+                    flags: 0,
+                };
+                reply.entry(&self.entry_ttl(), &none, 0)
+            }
             Err(e) => reply.error(err(e)),
         }
     }

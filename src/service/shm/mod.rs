@@ -549,6 +549,8 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
                 }
                 None => {
                     let (e, h) = fs.create(ctx, dir, name, mode, 0, flags)?;
+                    // The kernel may hold a negative entry for the name.
+                    inval_entry(kernel, dir, name);
                     (e.inode, h)
                 }
             };

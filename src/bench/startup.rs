@@ -1,0 +1,227 @@
+//! The `startup` workload (the papers' Lighttpd start-up experiment): wall time from nothing
+//! to N cloned containers of one image each answering an HTTP request from the host, on three
+//! roots made of the same image layers:
+//!
+//! - `user`: polytropon clones (`exec --clone-of`: a union instance of the pool's service, the
+//!   FUSE tree as root, the preload library attached);
+//! - `fuse-overlayfs`: one fuse-overlayfs mount per clone;
+//! - `overlay`: one kernel overlayfs mount per clone.
+//!
+//! Every container is started the same way (`polytropon exec --detach` in a pool with no cpu
+//! restriction, `--net host`), so only the root differs. Mounting the roots is part of the
+//! measured time; tearing down is not.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use super::Row;
+use crate::container::state::remove_tree;
+use crate::image::Store;
+use crate::pool::{ops, PoolSpec, Pools};
+
+/// Paths this workload compares, in display order.
+pub const PATHS: [&str; 3] = ["user", "fuse-overlayfs", "overlay"];
+
+/// What the workload needs beyond the common options.
+#[derive(Clone, Debug)]
+pub struct StartupOptions {
+    pub state_dir: PathBuf,
+    pub data_dir: PathBuf,
+    /// An imported image holding the server.
+    pub image: String,
+    /// The server command; `{port}` is replaced by the container's port.
+    pub serve: String,
+    pub clones: Vec<usize>,
+}
+
+/// A pool made for the run, destroyed (with its containers) on drop.
+struct BenchPool {
+    pools: Pools,
+    name: String,
+}
+
+impl Drop for BenchPool {
+    fn drop(&mut self) {
+        if let Err(e) = ops::destroy(&self.pools, &self.name, true) {
+            tracing::warn!("cannot destroy the benchmark pool {}: {e:#}", self.name);
+        }
+    }
+}
+
+/// Roots mounted for one batch, unmounted on drop.
+struct Roots(Vec<PathBuf>);
+
+impl Drop for Roots {
+    fn drop(&mut self) {
+        for m in &self.0 {
+            let _ = rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+}
+
+fn exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot find the polytropon binary")
+}
+
+/// Runs the workload: one sample per repetition, path and clone count.
+pub fn run(o: &StartupOptions, paths: &[String], reps: u32, base: &Path, progress: &mut dyn FnMut()) -> anyhow::Result<Vec<Row>> {
+    let store = Store::new(&o.data_dir);
+    let image = store.get(&o.image).with_context(|| format!("the startup workload needs an imported image (--image): {}", o.image))?;
+    let lowers = store.lowers(&image);
+    let pools = Pools::new(&o.state_dir);
+    let name = format!("bench-{}", std::process::id());
+    ops::create(&pools, &name, PoolSpec::default()).context("cannot create the benchmark pool")?;
+    let pool = BenchPool { pools, name };
+    let svc = Command::new(exe()?)
+        .arg("--state-dir")
+        .arg(&o.state_dir)
+        .args(["service", "run", "--pool", &pool.name, "--detach"])
+        .stdout(Stdio::null())
+        .status()
+        .context("cannot start the benchmark pool's service")?;
+    if !svc.success() {
+        bail!("the benchmark pool's service did not start");
+    }
+    let mut samples: Vec<(String, usize, Vec<f64>)> = Vec::new();
+    for p in paths {
+        for n in &o.clones {
+            samples.push((p.clone(), *n, Vec::new()));
+        }
+    }
+    let mut batch = 0usize;
+    for _ in 0..reps {
+        for (path, n, s) in samples.iter_mut() {
+            batch += 1;
+            let dir = base.join(format!("startup-{batch}"));
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let took = once(o, &pool, path, *n, &lowers, &dir, batch);
+            let _ = remove_tree(&dir);
+            s.push(took.with_context(|| format!("{n} clones on {path}"))?.as_secs_f64() * 1e3);
+            progress();
+        }
+    }
+    Ok(samples
+        .into_iter()
+        .map(|(path, n, mut s)| {
+            s.sort_by(f64::total_cmp);
+            Row {
+                workload: "startup".into(),
+                op: format!("{n} clones to first HTTP answer"),
+                path,
+                unit: "ms".into(),
+                median: super::percentile(&s, 0.5),
+                p99: super::percentile(&s, 0.99),
+                samples: s.len(),
+            }
+        })
+        .collect())
+}
+
+/// Starts `n` containers on roots of kind `path`; the time until all of them answered.
+fn once(o: &StartupOptions, pool: &BenchPool, path: &str, n: usize, lowers: &[PathBuf], dir: &Path, batch: usize) -> anyhow::Result<Duration> {
+    let ports: Vec<u16> = (0..n).map(|i| free_port(i, batch)).collect::<anyhow::Result<_>>()?;
+    let names: Vec<String> = (0..n).map(|i| format!("s{batch}-{i}")).collect();
+    let start = Instant::now();
+    let mut roots = Roots(Vec::new());
+    let mut children = Vec::new();
+    for (i, (name, port)) in names.iter().zip(&ports).enumerate() {
+        let mut cmd = Command::new(exe()?);
+        cmd.arg("--state-dir").arg(&o.state_dir).arg("--data-dir").arg(&o.data_dir);
+        cmd.args(["exec", "--pool", &pool.name, "--name", name, "--net", "host", "--detach"]);
+        if path == "user" {
+            cmd.args(["--clone-of", &o.image]);
+        } else {
+            let root = mount_root(path, lowers, &dir.join(i.to_string()))?;
+            cmd.arg("--root").arg(&root).arg("--unmanaged-root");
+            roots.0.push(root);
+        }
+        cmd.arg("--").args(o.serve.replace("{port}", &port.to_string()).split_whitespace());
+        children.push(cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().context("cannot run polytropon exec")?);
+    }
+    let mut failed = None;
+    for c in children {
+        let out = c.wait_with_output().context("cannot wait for polytropon exec")?;
+        if !out.status.success() && failed.is_none() {
+            failed = Some(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+    }
+    let answered = failed.is_none() && ports.iter().all(|p| answers(*p, Duration::from_secs(60)));
+    let took = start.elapsed();
+    // Not measured: stop the containers (their monitors unmount clone roots), then the rest.
+    for name in &names {
+        let _ = Command::new(exe()?)
+            .arg("--state-dir")
+            .arg(&o.state_dir)
+            .arg("--data-dir")
+            .arg(&o.data_dir)
+            .args(["rm", "--pool", &pool.name, name, "--force"])
+            .stderr(Stdio::null())
+            .status();
+    }
+    drop(roots);
+    if let Some(e) = failed {
+        bail!("a container did not start: {e}");
+    }
+    if !answered {
+        bail!("a container did not answer within 60 s");
+    }
+    Ok(took)
+}
+
+/// A fuse-overlayfs or kernel overlayfs root of `lowers` (topmost first) under `dir`.
+fn mount_root(kind: &str, lowers: &[PathBuf], dir: &Path) -> anyhow::Result<PathBuf> {
+    let (upper, work, mnt) = (dir.join("upper"), dir.join("work"), dir.join("root"));
+    for p in [&upper, &work, &mnt] {
+        std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+    }
+    let lowerdir = lowers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":");
+    let opts = format!("lowerdir={lowerdir},upperdir={},workdir={}", upper.display(), work.display());
+    match kind {
+        "fuse-overlayfs" => {
+            let out = Command::new("fuse-overlayfs").arg("-o").arg(&opts).arg(&mnt).output().context("cannot run fuse-overlayfs")?;
+            if !out.status.success() {
+                bail!("fuse-overlayfs failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+        }
+        "overlay" => {
+            let data = std::ffi::CString::new(opts).context("overlay options")?;
+            rustix::mount::mount("overlay", &mnt, "overlay", rustix::mount::MountFlags::empty(), Some(data.as_c_str()))
+                .context("cannot mount kernel overlayfs")?;
+        }
+        other => bail!("the startup workload does not know path {other:?} (it compares {})", PATHS.join(", ")),
+    }
+    Ok(mnt)
+}
+
+/// A port for container `i` of batch `batch` that nothing listens on now.
+fn free_port(i: usize, batch: usize) -> anyhow::Result<u16> {
+    for k in 0..50 {
+        let port = 20000 + ((batch * 131 + i * 7 + k * 1009) % 40000) as u16;
+        if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port found")
+}
+
+/// Whether an HTTP server answers on `port` before `limit` passes (polling every 5 ms).
+fn answers(port: u16, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    while Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = [0u8; 5];
+            if s.write_all(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n").is_ok() && s.read_exact(&mut head).is_ok() && &head == b"HTTP/" {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
