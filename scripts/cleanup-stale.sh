@@ -9,5 +9,9 @@ awk -v t="$tmp/polytropon-" 'index($2, t) == 1 {print $2}' /proc/self/mounts | s
   umount -l "$m" 2>/dev/null || true
 done
 find "$tmp" -maxdepth 1 -name 'polytropon-*' -exec rm -rf --one-file-system {} + 2>/dev/null || true
-# Pool cgroups of killed test runs (test pools are named polytropon-pools*), once empty.
-find /sys/fs/cgroup -maxdepth 5 -depth -type d -name 'polytropon-pools*' -exec rmdir {} + 2>/dev/null || true
+# Pool cgroups of killed test runs, once empty, unless a pool of the default state directory
+# (/run/polytropon) owns them: test pools live in temp state directories removed above.
+find /sys/fs/cgroup -maxdepth 5 -depth -type d -name 'polytropon-*' 2>/dev/null | while read -r cg; do
+  pool=${cg##*/polytropon-}
+  [[ -e /run/polytropon/pools/$pool ]] || rmdir "$cg" 2>/dev/null || true
+done
