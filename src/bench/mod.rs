@@ -108,6 +108,11 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
             bail!("unknown operation {o:?}; available: {}", micro::OPS.map(|(op, _)| op).join(", "));
         }
     }
+    for p in &opts.paths {
+        if !targets::ALL.contains(&p.as_str()) {
+            bail!("unknown path {p:?}; known: {}", targets::ALL.join(", "));
+        }
+    }
     let base = tempfile::Builder::new()
         .prefix("polytropon-bench-")
         .tempdir_in(opts.dir.clone().unwrap_or_else(std::env::temp_dir))
@@ -121,6 +126,9 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         match &opts.startup {
             Some(so) => {
                 let paths = choose_paths(opts, &startup::PATHS, &mut report)?;
+                for p in opts.paths.iter().filter(|p| !startup::PATHS.contains(&p.as_str())) {
+                    report.skipped.push((format!("startup on {p}"), format!("the startup workload compares {}", startup::PATHS.join(", "))));
+                }
                 let total = u64::from(opts.reps) * (paths.len() * so.clones.len()) as u64;
                 let mut done = 0;
                 let mut tick = || {
