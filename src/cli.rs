@@ -270,7 +270,7 @@ pub struct ExecArgs {
     /// Run a host process inside the pool (its cgroups, IPC namespace and cpus; no other
     /// namespaces) with the preload library attached and the user-level path configured
     /// (POLYTROPON_SHMID, POLYTROPON_MOUNTS).
-    #[arg(long, conflicts_with_all = ["root", "clone_of", "name", "hostname", "user", "tty", "detach", "net", "keep", "unmanaged_root"])]
+    #[arg(long, conflicts_with_all = ["root", "clone_of", "in_container", "name", "hostname", "user", "tty", "detach", "net", "keep", "unmanaged_root"])]
     pub preload_only: bool,
     /// Root filesystem: a mountpoint of one of the pool's instances (`mount --pool`).
     #[arg(long, value_name = "MOUNTPOINT", conflicts_with = "clone_of")]
@@ -284,6 +284,11 @@ pub struct ExecArgs {
     /// The image's Env, Entrypoint/Cmd, WorkingDir and User apply.
     #[arg(long, value_name = "IMAGE")]
     pub clone_of: Option<String>,
+    /// Run the command inside the running container NAME of the pool instead (its
+    /// namespaces, root, cgroups, environment and user), as `docker exec` does; with
+    /// `--tty`, an interactive shell in it.
+    #[arg(long = "in", value_name = "NAME", conflicts_with_all = ["root", "clone_of", "name", "hostname", "detach", "net", "keep"])]
+    pub in_container: Option<String>,
     /// Keep a clone's writable branch after the container ends.
     #[arg(long, requires = "clone_of")]
     pub keep: bool,

@@ -318,6 +318,28 @@ fn tty_gives_an_interactive_shell_a_real_terminal() {
     assert!(text.contains("/dev/pts/0"), "the shell's terminal is the container's own pty:\n{text}");
     assert!(text.contains("interactive-42"), "{text}");
     assert_eq!(out.status.code(), Some(5), "{text}");
+
+    // An interactive shell inside a running container.
+    let name = s.host.ok(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--detach", "--", "sh", "-c", "echo running > /srv/state; exec sleep 600"]);
+    let name = name.trim();
+    let cmd = format!(
+        "{} --state-dir {} --data-dir {} exec --pool {} --in {name} --tty -- /bin/sh",
+        env!("CARGO_BIN_EXE_polytropon"),
+        s.host.state.display(),
+        s.host.data().display(),
+        s.pool
+    );
+    let mut child = Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("script");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.host.data().join("containers").join(&s.pool).join(name).join("upper/srv/state").exists() {
+        assert!(Instant::now() < deadline, "the container did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.stdin.as_mut().expect("stdin").write_all(b"tty; cat /srv/state; hostname; exit 6\n").expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(text.contains("/dev/pts/0") && text.contains("running") && text.contains(name), "{text}");
+    assert_eq!(out.status.code(), Some(6), "{text}");
 }
 
 #[test]
@@ -359,6 +381,11 @@ fn sixteen_clones_in_parallel_write_privately_share_layers_and_die_with_the_pool
         assert_eq!(std::fs::read_to_string(upper.join("data/mine")).expect("own file"), format!("{n}\n"));
         assert_eq!(std::fs::read_to_string(upper.join("etc/motd")).expect("copied up"), format!("welcome to the polytropon test image\n{n}\n"));
     }
+    // A command run in one of them (`exec --in`) sees its root, hostname and processes.
+    let out = s.host.ok(&["exec", "--pool", &s.pool, "--in", "c3", "--", "sh", "-c", "cat /data/mine; hostname; ls /proc | grep -c '^[0-9]'"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["c3", "c3"], "{out}");
+    assert!(lines[2].parse::<u32>().expect("count") < 8, "{out}");
     // Each sees only its own writes, through its own root.
     let pids: Vec<u32> = running.iter().map(|c| c["pid"].as_u64().expect("pid") as u32).collect();
     for c in &running {
@@ -403,6 +430,7 @@ fn bad_input_gets_a_clear_error_and_a_nonzero_exit() {
         (vec!["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--env", "NOEQUALS", "--", "true"], "expected K=V"),
         (vec!["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--name", "bad/name", "--", "true"], "container name"),
         (vec!["kill", "--pool", &s.pool, "nobody"], "has no container named nobody"),
+        (vec!["exec", "--pool", &s.pool, "--in", "ghost", "--", "true"], "has no container named ghost"),
         (vec!["kill", "--pool", &s.pool, "x", "--signal", "NOPE"], "no such signal"),
     ];
     for (args, msg) in cases {

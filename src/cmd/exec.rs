@@ -26,12 +26,13 @@ pub fn run(state_dir: &Path, data_dir: &Path, a: ExecArgs) -> anyhow::Result<Exi
         return preload_only(state_dir, a);
     }
     let root = match (&a.root, &a.clone_of) {
+        _ if a.in_container.is_some() => Root::Mount(PathBuf::new()),
         (Some(r), None) if a.unmanaged_root => Root::Unmanaged(r.clone()),
         (Some(r), None) => Root::Mount(r.clone()),
         (None, Some(i)) => Root::Clone { image: i.clone(), keep: a.keep },
-        _ => bail!("give the container's root: --root MOUNTPOINT (a mount of the pool) or --clone-of IMAGE"),
+        _ => bail!("give the container's root: --root MOUNTPOINT (a mount of the pool) or --clone-of IMAGE, or --in NAME for a running container"),
     };
-    if a.command.is_empty() && a.clone_of.is_none() {
+    if a.command.is_empty() && (a.clone_of.is_none() || a.in_container.is_some()) {
         bail!("no command given (after `--`)");
     }
     let req = Container {
@@ -50,7 +51,11 @@ pub fn run(state_dir: &Path, data_dir: &Path, a: ExecArgs) -> anyhow::Result<Exi
         return detach(state_dir, &a);
     }
     let log = std::env::var_os(launch::LOG_ENV).map(PathBuf::from);
-    match launch::run(state_dir, data_dir, req, log) {
+    let ran = match &a.in_container {
+        Some(name) => launch::run_in(state_dir, name, &req),
+        None => launch::run(state_dir, data_dir, req, log),
+    };
+    match ran {
         Ok(code) => Ok(exit(code)),
         Err(e) => match e.downcast::<Failed>() {
             Ok(f) => {

@@ -30,14 +30,28 @@ fn report(to: &OwnedFd, msg: &str) {
     let _ = nix::unistd::write(to, msg.as_bytes());
 }
 
-/// Runs as the container's init; returns its exit status.
-pub(super) fn main(spec: &Spec, ends: Ends) -> isize {
+/// How the process enters the container before it starts the command.
+pub(super) enum Entry<'a> {
+    /// A new container: this process is its pid 1 and builds its tree.
+    New,
+    /// A running container: join its namespaces (descriptors of `/proc/PID/ns/*`, opened
+    /// before anything changed); the command then runs in its PID namespace.
+    Join(&'a [(OwnedFd, nix::sched::CloneFlags)]),
+}
+
+/// Runs as the container's init (or, joining a running container, as the command's
+/// supervisor); returns its exit status.
+pub(super) fn main(spec: &Spec, ends: Ends, entry: Entry<'_>) -> isize {
     let mut go = [0u8; 1];
     if !matches!(nix::unistd::read(&ends.go, &mut go), Ok(1)) {
         return 1; // the runtime gave up
     }
     drop(ends.go);
-    if let Err(msg) = setup(spec) {
+    let entered = match entry {
+        Entry::New => setup(spec),
+        Entry::Join(ns) => join(ns),
+    };
+    if let Err(msg) = entered {
         report(&ends.report, &msg);
         return 1;
     }
@@ -93,6 +107,15 @@ fn setup(spec: &Spec) -> Result<(), String> {
         sys::loopback_up().map_err(|e| format!("cannot bring the loopback interface up: {e}"))?;
     }
     rootfs::enter(&spec.root)
+}
+
+/// Joins a running container's namespaces, the mount namespace last (that also makes its
+/// root this process's root and working directory).
+fn join(ns: &[(OwnedFd, nix::sched::CloneFlags)]) -> Result<(), String> {
+    for (fd, kind) in ns {
+        nix::sched::setns(fd, *kind).map_err(|e| format!("cannot join the container's {kind:?} namespace: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Opens a pseudo-terminal in the container's /dev/pts, sends its master side to the runtime

@@ -118,6 +118,55 @@ pub fn remove_branch(upper: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Runs `req.command` inside running container `name` of the pool (`exec --in`): its
+/// namespaces, root, cgroups, environment and user unless the request says otherwise; the
+/// command's exit status.
+pub fn run_in(state_dir: &Path, name: &str, req: &Request) -> anyhow::Result<i32> {
+    let pools = Pools::new(state_dir);
+    let pool = pools.get(&req.pool)?.with_context(|| format!("no pool named {}", req.pool))?;
+    let rec = Containers::new(&pools, &req.pool).get(name)?.with_context(|| format!("pool {} has no container named {name}", req.pool))?;
+    if rec.state() != "running" || !crate::pool::state::pid_alive(rec.pid) {
+        bail!("container {name} is not running ({})", rec.state());
+    }
+    if req.command.is_empty() {
+        bail!("no command given (after `--`)");
+    }
+    let mut env = Environment(rec.env.clone());
+    if req.tty && env.get("TERM").is_none() {
+        env.set("TERM", &std::env::var("TERM").unwrap_or_else(|_| "xterm".into()));
+    }
+    for kv in &req.env {
+        let (k, v) = kv.split_once('=').filter(|(k, _)| !k.is_empty()).with_context(|| format!("environment entry {kv:?}: expected K=V"))?;
+        env.set(k, v);
+    }
+    let root = PathBuf::from(format!("/proc/{}/root", rec.pid));
+    let user = match &req.user {
+        Some(u) => Some(resolve_user(&root, u)?),
+        None => rec.user,
+    };
+    let workdir = req.workdir.clone().unwrap_or_else(|| if rec.workdir.as_os_str().is_empty() { "/".into() } else { rec.workdir.clone() });
+    let spec = Spec {
+        root,
+        hostname: String::new(),
+        env: env.0,
+        workdir,
+        user,
+        net: req.net,
+        tty: req.tty,
+        argv: req.command.clone(),
+        library: None,
+        ipc_ns: None,
+        cpus: pool.slice.cpus.as_ref().map(|c| c.iter().copied().collect()),
+        stdout_to_stderr: false,
+    };
+    let cgroups = pool.cgroups.clone();
+    match super::enter(rec.pid, &spec, |pid| cgroups.add_process(pid).map_err(std::io::Error::other)) {
+        Ok(running) => Ok(running.wait()),
+        Err(ContainerError::Start { msg, code }) => Err(Failed { msg, code }.into()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot enter container {name}"))),
+    }
+}
+
 /// Runs the container `req` asks for in the foreground (or, `detached`, as the monitor of a
 /// detached one, its name reserved by the `exec` that started it); its exit status.
 pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<PathBuf>) -> anyhow::Result<i32> {
@@ -175,6 +224,9 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
         upper: setup.upper.clone(),
         keep: setup.keep,
         log: detached,
+        env: spec.env.clone(),
+        workdir: spec.workdir.clone(),
+        user: spec.user,
     };
     if let Err(e) = setup.containers.save(&record) {
         warn!("cannot record container {name}: {e}");

@@ -84,6 +84,35 @@ fn os(what: &'static str) -> impl FnOnce(nix::errno::Errno) -> ContainerError {
 ///
 /// The caller must be single-threaded.
 pub fn start(spec: &Spec, join: impl FnOnce(u32) -> std::io::Result<()>) -> Result<Running, ContainerError> {
+    launch_process(spec, None, join)
+}
+
+/// Runs `spec`'s command inside the running container whose init is host pid `init` (its
+/// namespaces and root; `spec.root` is not used), as `start` does otherwise.
+pub fn enter(init: u32, spec: &Spec, join: impl FnOnce(u32) -> std::io::Result<()>) -> Result<Running, ContainerError> {
+    launch_process(spec, Some(init), join)
+}
+
+fn namespaces_of(pid: u32) -> Result<Vec<(std::os::fd::OwnedFd, CloneFlags)>, ContainerError> {
+    let mut out = Vec::new();
+    for (name, kind) in [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ] {
+        let f = std::fs::File::open(format!("/proc/{pid}/ns/{name}")).map_err(|source| ContainerError::Os { what: "cannot open the container's namespaces", source })?;
+        out.push((f.into(), kind));
+    }
+    Ok(out)
+}
+
+fn launch_process(spec: &Spec, target: Option<u32>, join: impl FnOnce(u32) -> std::io::Result<()>) -> Result<Running, ContainerError> {
+    let namespaces = match target {
+        Some(pid) => namespaces_of(pid)?,
+        None => Vec::new(),
+    };
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os("pipe"))?;
     let (rep_r, rep_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os("pipe"))?;
     let console = if spec.tty {
@@ -97,6 +126,9 @@ pub fn start(spec: &Spec, join: impl FnOnce(u32) -> std::io::Result<()>) -> Resu
     if spec.net == Net::None {
         flags |= CloneFlags::CLONE_NEWNET;
     }
+    if target.is_some() {
+        flags = CloneFlags::empty();
+    }
     let (ours, theirs) = match console {
         Some((a, b)) => (Some(a), Some(b)),
         None => (None, None),
@@ -108,7 +140,8 @@ pub fn start(spec: &Spec, join: impl FnOnce(u32) -> std::io::Result<()>) -> Resu
             // The runtime's end, in this copy of its descriptors.
             let _ = nix::unistd::close(o.as_raw_fd());
         }
-        init::main(spec, init::Ends { go, report, console })
+        let entry = if target.is_some() { init::Entry::Join(&namespaces) } else { init::Entry::New };
+        init::main(spec, init::Ends { go, report, console }, entry)
     };
     let spawned = sys::spawn(flags, &mut body);
     // The parent's copies of the child's ends.

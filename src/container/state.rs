@@ -41,6 +41,13 @@ pub struct ContainerRecord {
     /// Keep the upper branch when the container is removed.
     pub keep: bool,
     pub log: Option<PathBuf>,
+    /// The command's environment, working directory and user: what `exec --in` starts with.
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub workdir: PathBuf,
+    #[serde(default)]
+    pub user: Option<(u32, u32)>,
 }
 
 impl ContainerRecord {
