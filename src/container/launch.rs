@@ -14,7 +14,7 @@ use super::{rootfs, ContainerError, Net, Spec, DEFAULT_PATH};
 use crate::image::{ImageConfig, Store};
 use crate::pool::state::now;
 use crate::pool::{PoolState, Pools};
-use crate::service::control::{self, Request as Control, ServiceStats};
+use crate::service::control::{self, Request as Control};
 use crate::spec::{BackendSpec, BranchMode, BranchSpec, CacheSpec, InstanceSpec};
 
 /// Environment a detached container's monitor gets from the `exec` that started it.
@@ -190,7 +190,9 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
         keep: false,
         keep_record: detached.is_some(),
     };
+    let t0 = std::time::Instant::now();
     let started = prepare(&mut setup, &pool, data_dir, &cdir, &req, detached.is_some());
+    tracing::debug!("container {name}: root and spec ready after {:?}", t0.elapsed());
     let (spec, image) = match started {
         Ok(s) => s,
         Err(e) => {
@@ -209,6 +211,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
             });
         }
     };
+    tracing::debug!("container {name}: command started after {:?}", t0.elapsed());
     let mut record = ContainerRecord {
         name: name.clone(),
         pool: req.pool.clone(),
@@ -244,6 +247,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
 
 /// Resolves the root (mounting a clone's), the command and its environment.
 fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, req: &Request, detached: bool) -> anyhow::Result<(Spec, Option<String>)> {
+    let mut served = None;
     let (root, config, image) = match &req.root {
         Root::Mount(p) | Root::Unmanaged(p) => {
             let root = std::fs::canonicalize(p).with_context(|| format!("root {}", p.display()))?;
@@ -264,18 +268,24 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
             let spec = InstanceSpec { backend: BackendSpec::Local, branches, cache: CacheSpec::default() };
             let mp = cdir.join("root");
             std::fs::create_dir(&mp).with_context(|| format!("cannot create {}", mp.display()))?;
-            control::call(&setup.socket, &Control::Mount { mountpoint: mp.clone(), spec }, Duration::from_secs(30))
+            let t = std::time::Instant::now();
+            let resp = control::call(&setup.socket, &Control::Mount { mountpoint: mp.clone(), spec }, Duration::from_secs(30))
                 .with_context(|| format!("cannot mount the clone's root at {}", mp.display()))?;
+            tracing::debug!("clone root mounted in {:?}", t.elapsed());
             setup.mounted = Some(mp.clone());
+            served = Some(resp.served.context("the service did not say which instance serves the clone")?);
             (mp, img.config, Some(img.name))
         }
     };
-    let stats = stats(&setup.socket)?;
-    let instance = match &req.root {
-        Root::Unmanaged(_) => None,
-        _ => Some(stats.mounts.iter().find(|m| m.mountpoint == root).map(|m| m.instance).with_context(|| {
-            format!("{} is not a mount of pool {}'s service (mount it with `polytropon mount --pool {} ...`)", root.display(), req.pool, req.pool)
-        })?),
+    let served = match (&req.root, served) {
+        (Root::Unmanaged(_), _) => None,
+        (_, Some(s)) => Some(s),
+        _ => Some(
+            control::call(&setup.socket, &Control::Instance { mountpoint: root.clone() }, Duration::from_secs(10))
+                .map_err(|_| anyhow::anyhow!("{} is not a mount of pool {}'s service (mount it with `polytropon mount --pool {} ...`)", root.display(), req.pool, req.pool))?
+                .served
+                .context("the service did not say which instance serves the root")?,
+        ),
     };
     let argv = if req.command.is_empty() { config.entrypoint.iter().chain(&config.cmd).cloned().collect() } else { req.command.clone() };
     if argv.is_empty() {
@@ -301,15 +311,15 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
         let (k, v) = kv.split_once('=').filter(|(k, _)| !k.is_empty()).with_context(|| format!("environment entry {kv:?}: expected K=V"))?;
         env.set(k, v);
     }
-    let library = match instance {
-        Some(instance) => {
+    let library = match served {
+        Some(control::Served { instance, shmid }) => {
             let lib_inside = format!("{}/{}", rootfs::PRELOAD_DIR, crate::frontend::LIBRARY);
             let preload = match env.get("LD_PRELOAD") {
                 Some(old) if !old.is_empty() => format!("{lib_inside} {old}"),
                 _ => lib_inside,
             };
             env.set("LD_PRELOAD", &preload);
-            env.set("POLYTROPON_SHMID", &stats.shmid.to_string());
+            env.set("POLYTROPON_SHMID", &shmid.to_string());
             env.set("POLYTROPON_MOUNTS", &format!("/={instance}"));
             env.set("POLYTROPON_KERNEL_PATHS", &rootfs::KERNEL_TREES.join(":"));
             Some(crate::frontend::library()?)
@@ -331,10 +341,6 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
         stdout_to_stderr: detached,
     };
     Ok((spec, image))
-}
-
-fn stats(socket: &Path) -> anyhow::Result<ServiceStats> {
-    control::call(socket, &Control::Stats, Duration::from_secs(10))?.stats.context("the service sent no stats")
 }
 
 /// `K=V` entries, later ones replacing earlier ones of the same key.

@@ -22,6 +22,8 @@ pub enum Request {
     Mount { mountpoint: PathBuf, spec: InstanceSpec },
     /// Remove the instance at `mountpoint`.
     Umount { mountpoint: PathBuf },
+    /// Which instance serves `mountpoint`, and the segment (cheap: no counters, no threads).
+    Instance { mountpoint: PathBuf },
     /// Report the service's state and counters.
     Stats,
     /// Flush, unmount everything and exit.
@@ -65,12 +67,24 @@ pub struct ServiceStats {
     pub mounts: Vec<MountInfo>,
 }
 
+/// Where a mountpoint is served on the user-level path (the answer to `Mount` and
+/// `Instance`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Served {
+    /// Its index in the filesystem table (`Descriptor::instance`).
+    pub instance: u32,
+    /// The pool's SysV segment.
+    pub shmid: i32,
+}
+
 /// The service's answer.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Response {
     pub ok: bool,
     pub error: Option<String>,
     pub stats: Option<ServiceStats>,
+    #[serde(default)]
+    pub served: Option<Served>,
 }
 
 impl Response {
@@ -79,7 +93,11 @@ impl Response {
     }
 
     pub fn err(e: impl std::fmt::Display) -> Self {
-        Response { ok: false, error: Some(e.to_string()), stats: None }
+        Response { ok: false, error: Some(e.to_string()), ..Response::default() }
+    }
+
+    pub fn served(s: Served) -> Self {
+        Response { ok: true, served: Some(s), ..Response::default() }
     }
 }
 

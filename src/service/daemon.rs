@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use anyhow::{bail, Context};
@@ -78,6 +79,10 @@ struct Service {
     pool: String,
     started: u64,
     table: Mutex<BTreeMap<PathBuf, Served>>,
+    /// Mountpoints being mounted (outside the table's lock, so that mounts proceed together).
+    pending: Mutex<std::collections::BTreeSet<PathBuf>>,
+    /// Set once the service stops: no mount is added after the table is torn down.
+    stopping: AtomicBool,
     /// The same instances, for the user-level path, by index.
     instances: Arc<InstanceTable>,
     shmid: i32,
@@ -118,14 +123,26 @@ impl Service {
         }
     }
 
-    fn mount(&self, mountpoint: &Path, spec: InstanceSpec) -> anyhow::Result<()> {
+    fn mount(&self, mountpoint: &Path, spec: InstanceSpec) -> anyhow::Result<u32> {
         let mp = std::fs::canonicalize(mountpoint).with_context(|| format!("mount point {}", mountpoint.display()))?;
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        if table.contains_key(&mp) || fuse::is_our_mount(&mp) {
-            bail!("{} is already mounted", mp.display());
+        {
+            let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if table.contains_key(&mp) || pending.contains(&mp) || fuse::is_our_mount(&mp) {
+                bail!("{} is already mounted", mp.display());
+            }
+            pending.insert(mp.clone());
         }
-        let fs = instance::build(&spec).context("cannot build the filesystem instance")?;
-        let mount = fuse::spawn(fs.clone(), &mp, &FuseConfig::from_spec(&spec.cache)).with_context(|| format!("cannot mount {}", mp.display()))?;
+        let built = instance::build(&spec)
+            .context("cannot build the filesystem instance")
+            .and_then(|fs| Ok((fs.clone(), fuse::spawn(fs, &mp, &FuseConfig::from_spec(&spec.cache)).with_context(|| format!("cannot mount {}", mp.display()))?)));
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&mp);
+        let (fs, mount) = built?;
+        if self.stopping.load(Ordering::Acquire) {
+            drop(mount);
+            bail!("the service is stopping");
+        }
         let user = Arc::new(OpStats::default());
         let instance = {
             let entry = Some(shm::Served { fs, stats: user.clone(), kernel: mount.kernel_cache() });
@@ -144,7 +161,14 @@ impl Service {
         info!("serving {} (instance {instance})", mp.display());
         table.insert(mp, Served { spec, mount, instance, user });
         self.save_table(&table);
-        Ok(())
+        Ok(instance)
+    }
+
+    /// The instance serving `mountpoint`.
+    fn instance(&self, mountpoint: &Path) -> anyhow::Result<u32> {
+        let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table.get(&mp).map(|s| s.instance).with_context(|| format!("{} is not served by pool {}", mp.display(), self.pool))
     }
 
     fn umount(&self, mountpoint: &Path) -> anyhow::Result<()> {
@@ -186,6 +210,38 @@ impl Service {
     }
 }
 
+/// Every FUSE session allocates a zeroed 16 MiB request buffer (fuser's `BUFFER_SIZE`) and
+/// touches only what requests use. glibc raises its mmap threshold when large blocks are
+/// freed, after which such buffers come from the heap and `calloc` clears all 16 MiB: 16 MiB
+/// of the pool's memory, and a memset, per mounted clone. A fixed threshold keeps them
+/// mmapped, hence lazily zero.
+fn keep_large_buffers_lazy() {
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) } != 1 {
+        warn!("cannot fix the allocator's mmap threshold; each mount may cost 16 MiB");
+    }
+}
+
+/// Control requests served at once.
+const MAX_REQUESTS: usize = 16;
+
+/// Reads one request from `conn` and answers it.
+fn answer(svc: &Service, conn: &std::os::unix::net::UnixStream, stop_tx: &mpsc::Sender<&'static str>) {
+    let served = |instance| Response::served(control::Served { instance, shmid: svc.shmid });
+    let resp = match control::read_request(conn) {
+        Err(e) => Response::err(e),
+        Ok(Request::Mount { mountpoint, spec }) => svc.mount(&mountpoint, spec).map_or_else(|e| Response::err(format!("{e:#}")), served),
+        Ok(Request::Instance { mountpoint }) => svc.instance(&mountpoint).map_or_else(|e| Response::err(format!("{e:#}")), served),
+        Ok(Request::Umount { mountpoint }) => svc.umount(&mountpoint).map_or_else(|e| Response::err(format!("{e:#}")), |_| Response::ok()),
+        Ok(Request::Stats) => Response { ok: true, stats: Some(svc.stats()), ..Response::default() },
+        Ok(Request::Stop) => {
+            let _ = stop_tx.send("stop request");
+            Response::ok()
+        }
+    };
+    control::write_response(conn, &resp);
+}
+
 fn peer_allowed(s: &std::os::unix::net::UnixStream) -> bool {
     match rustix::net::sockopt::socket_peercred(s) {
         Ok(c) => c.uid.is_root() || c.uid == rustix::process::geteuid(),
@@ -197,6 +253,7 @@ fn peer_allowed(s: &std::os::unix::net::UnixStream) -> bool {
 /// process starts any thread: it moves the whole process into the pool.
 pub fn run(pools: &Pools, pool: &PoolState, spec: ServiceSpec, log: Option<PathBuf>, ready: impl FnOnce()) -> anyhow::Result<()> {
     let pid = std::process::id();
+    keep_large_buffers_lazy();
     // 1. Into the pool: cgroups, IPC namespace, cpus. Still single-threaded.
     pool.cgroups.add_process(pid).context("cannot move the service into the pool's cgroups")?;
     ns::join_ipc(&pool.ipc_ns).context("cannot join the pool's IPC namespace")?;
@@ -231,6 +288,8 @@ pub fn run(pools: &Pools, pool: &PoolState, spec: ServiceSpec, log: Option<PathB
         pool: pool.name.clone(),
         started: now(),
         table: Mutex::new(BTreeMap::new()),
+        pending: Mutex::default(),
+        stopping: AtomicBool::new(false),
         instances,
         shmid: driver.shmid(),
     });
@@ -254,27 +313,36 @@ pub fn run(pools: &Pools, pool: &PoolState, spec: ServiceSpec, log: Option<PathB
     })?;
     let svc = service.clone();
     std::thread::Builder::new().name("ptn-control".into()).spawn(move || {
+        // One thread per request, so that clones' mounts proceed together; at most
+        // `MAX_REQUESTS` at once, the rest answered in line (only root or the service's user
+        // may connect at all).
+        let busy = Arc::new(AtomicUsize::new(0));
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
             if !peer_allowed(&conn) {
                 control::write_response(&conn, &Response::err("permission denied: only root or the service's user may control it"));
                 continue;
             }
-            let resp = match control::read_request(&conn) {
-                Err(e) => Response::err(e),
-                Ok(Request::Mount { mountpoint, spec }) => svc.mount(&mountpoint, spec).map_or_else(|e| Response::err(format!("{e:#}")), |_| Response::ok()),
-                Ok(Request::Umount { mountpoint }) => svc.umount(&mountpoint).map_or_else(|e| Response::err(format!("{e:#}")), |_| Response::ok()),
-                Ok(Request::Stats) => Response { ok: true, error: None, stats: Some(svc.stats()) },
-                Ok(Request::Stop) => {
-                    let _ = stop_tx.send("stop request");
-                    Response::ok()
+            if busy.load(Ordering::Acquire) < MAX_REQUESTS {
+                if let Ok(theirs) = conn.try_clone() {
+                    busy.fetch_add(1, Ordering::AcqRel);
+                    let (svc, stop_tx, done) = (svc.clone(), stop_tx.clone(), busy.clone());
+                    let spawned = std::thread::Builder::new().name("ptn-request".into()).spawn(move || {
+                        answer(&svc, &theirs, &stop_tx);
+                        done.fetch_sub(1, Ordering::AcqRel);
+                    });
+                    if spawned.is_ok() {
+                        continue;
+                    }
+                    busy.fetch_sub(1, Ordering::AcqRel);
                 }
-            };
-            control::write_response(&conn, &resp);
+            }
+            answer(&svc, &conn, &stop_tx);
         }
     })?;
     let why = stop_rx.recv().unwrap_or("control channel closed");
     info!("stopping: {why}");
+    service.stopping.store(true, Ordering::Release);
     // 5. Flush and unmount everything (detached if busy, so open files keep working).
     drop(driver);
     let table = std::mem::take(&mut *service.table.lock().unwrap_or_else(|p| p.into_inner()));
