@@ -329,7 +329,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__exec)
-            opts="-h -V --pool --preload-only --root --unmanaged-root --clone-of --in --keep --name --hostname --env --workdir --user --net --tty --detach --state-dir --data-dir --log --log-format --help --version"
+            opts="-h -V --pool --preload-only --root --unmanaged-root --clone-of --in --entrypoint --keep --name --hostname --env --workdir --user --net --tty --detach --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -348,6 +348,10 @@ _polytropon() {
                     return 0
                     ;;
                 --in)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --entrypoint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -152,6 +152,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l pool -d '
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l root -d 'Root filesystem: a mountpoint of one of the pool\'s instances (`mount --pool`)' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l clone-of -d 'Root filesystem: a new clone of IMAGE (`image import`): a private writable branch over the image\'s shared read-only layers, removed with the container unless `--keep`. The image\'s Env, Entrypoint/Cmd, WorkingDir and User apply' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l in -d 'Run the command inside the running container NAME of the pool instead (its namespaces, root, cgroups, environment and user), as `docker exec` does; with `--tty`, an interactive shell in it' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l entrypoint -d 'Replace the image\'s Entrypoint (an empty string clears it). As with Docker, the command after `--` replaces the image\'s Cmd and follows its Entrypoint' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l name -d 'Container name, unique in the pool (default: generated)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l hostname -d 'Hostname inside the container (default: its name)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l env -d 'Environment variable for the command; repeat' -r

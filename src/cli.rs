@@ -289,6 +289,10 @@ pub struct ExecArgs {
     /// `--tty`, an interactive shell in it.
     #[arg(long = "in", value_name = "NAME", conflicts_with_all = ["root", "clone_of", "name", "hostname", "detach", "net", "keep"])]
     pub in_container: Option<String>,
+    /// Replace the image's Entrypoint (an empty string clears it). As with Docker, the
+    /// command after `--` replaces the image's Cmd and follows its Entrypoint.
+    #[arg(long, value_name = "CMD", requires = "clone_of")]
+    pub entrypoint: Option<String>,
     /// Keep a clone's writable branch after the container ends.
     #[arg(long, requires = "clone_of")]
     pub keep: bool,

@@ -400,6 +400,9 @@ fn sixteen_clones_in_parallel_write_privately_share_layers_and_die_with_the_pool
     }
     assert!(found.iter().all(|f| !f), "the shared layers are untouched");
 
+    // Their image cannot go while they run.
+    let out = s.host.run(&["image", "remove", IMAGE]);
+    assert!(code(&out) == 1 && stderr(&out).contains("is in use by container"), "{}", stderr(&out));
     // pool destroy kills them all and removes their branches and mounts.
     let pool = s.pool.clone();
     s.host.ok(&["pool", "destroy", &pool, "--force"]);

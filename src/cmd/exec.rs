@@ -46,6 +46,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, a: ExecArgs) -> anyhow::Result<Exi
         net: a.net.unwrap_or_default(),
         tty: a.tty,
         command: a.command.clone(),
+        entrypoint: a.entrypoint.clone(),
     };
     if a.detach {
         return detach(state_dir, &a);

@@ -45,6 +45,8 @@ pub struct Request {
     pub net: Net,
     pub tty: bool,
     pub command: Vec<String>,
+    /// Replaces the image's Entrypoint (split on whitespace; empty clears it).
+    pub entrypoint: Option<String>,
 }
 
 /// A container that could not start, with the status `exec` exits with (127: the command is
@@ -287,7 +289,7 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
                 .context("the service did not say which instance serves the root")?,
         ),
     };
-    let argv = if req.command.is_empty() { config.entrypoint.iter().chain(&config.cmd).cloned().collect() } else { req.command.clone() };
+    let argv = command_line(&config, &req.command, req.entrypoint.as_deref());
     if argv.is_empty() {
         bail!("no command given, and the image has neither Entrypoint nor Cmd");
     }
@@ -343,6 +345,17 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
     Ok((spec, image))
 }
 
+/// The image's Entrypoint (or `entrypoint`), then `command` (or the image's Cmd), as Docker
+/// composes them.
+fn command_line(config: &ImageConfig, command: &[String], entrypoint: Option<&str>) -> Vec<String> {
+    let entrypoint: Vec<String> = match entrypoint {
+        Some(e) => e.split_whitespace().map(str::to_string).collect(),
+        None => config.entrypoint.clone(),
+    };
+    let args = if command.is_empty() { &config.cmd } else { command };
+    entrypoint.iter().chain(args).cloned().collect()
+}
+
 /// `K=V` entries, later ones replacing earlier ones of the same key.
 #[derive(Default)]
 struct Environment(Vec<String>);
@@ -392,4 +405,40 @@ pub fn resolve_user(root: &Path, spec: &str) -> anyhow::Result<(u32, u32)> {
         },
     };
     Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn the_command_line_follows_docker() {
+        let c = ImageConfig { entrypoint: v(&["/init", "-v"]), cmd: v(&["serve"]), ..ImageConfig::default() };
+        assert_eq!(command_line(&c, &[], None), v(&["/init", "-v", "serve"]));
+        assert_eq!(command_line(&c, &v(&["sh"]), None), v(&["/init", "-v", "sh"]), "the command replaces Cmd only");
+        assert_eq!(command_line(&c, &v(&["sh"]), Some("")), v(&["sh"]), "an empty --entrypoint clears it");
+        assert_eq!(command_line(&c, &[], Some("/bin/echo hi")), v(&["/bin/echo", "hi", "serve"]));
+        let plain = ImageConfig { cmd: v(&["/bin/sh"]), ..ImageConfig::default() };
+        assert_eq!(command_line(&plain, &[], None), v(&["/bin/sh"]));
+        assert!(command_line(&ImageConfig::default(), &[], None).is_empty());
+    }
+
+    #[test]
+    fn users_resolve_by_number_or_name() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(root.path().join("etc")).expect("mkdir");
+        std::fs::write(root.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n").expect("passwd");
+        std::fs::write(root.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").expect("group");
+        assert_eq!(resolve_user(root.path(), "app").expect("app"), (1000, 1001));
+        assert_eq!(resolve_user(root.path(), "1000").expect("uid"), (1000, 1001), "a known uid takes its primary group");
+        assert_eq!(resolve_user(root.path(), "4242").expect("uid"), (4242, 4242));
+        assert_eq!(resolve_user(root.path(), "app:staff").expect("group"), (1000, 50));
+        assert_eq!(resolve_user(root.path(), "0:7").expect("numbers"), (0, 7));
+        assert!(resolve_user(root.path(), "ghost").is_err());
+        assert!(resolve_user(root.path(), "app:nogroup").is_err());
+    }
 }

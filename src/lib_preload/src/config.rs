@@ -230,3 +230,19 @@ pub fn errno() -> c_int {
     // SAFETY: reading the calling thread's errno.
     unsafe { *libc::__errno_location() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_trees_cover_their_paths_and_nothing_else() {
+        let cfg = Config { shmid: 0, mounts: Vec::new(), kernel: vec![b"/proc".to_vec(), b"/dev".to_vec()] };
+        for p in ["/proc", "/proc/self/maps", "/dev", "/dev/shm/x"] {
+            assert!(cfg.kernel_owned(p.as_bytes()), "{p}");
+        }
+        for p in ["/procfs", "/devices/x", "/", "/etc/dev", ""] {
+            assert!(!cfg.kernel_owned(p.as_bytes()), "{p}");
+        }
+    }
+}
