@@ -221,7 +221,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__bench)
-            opts="-h -V --workload --all --paths --operations --reps --ops --file-mib --dir --image --serve --clones --format --plot --state-dir --data-dir --log --log-format --help --version"
+            opts="-h -V --workload --all --paths --operations --reps --ops --file-mib --dir --cpus --image --serve --clones --format --plot --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -252,6 +252,10 @@ _polytropon() {
                     return 0
                     ;;
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cpus)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -414,6 +414,10 @@ pub struct BenchArgs {
     /// Directory for the branches and mounts (default: the temp dir).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Run everything (workloads, back driver, FUSE threads) on these cpus only (e.g. `0`:
+    /// a one-cpu pool, where client and service share the cpu).
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
     /// `startup`: the imported image whose clones start (it must hold the server).
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,

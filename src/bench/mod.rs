@@ -34,6 +34,8 @@ pub struct BenchOptions {
     pub progress: Option<fn(u64, u64)>,
     /// The `startup` workload's settings; `None` when no image was named.
     pub startup: Option<startup::StartupOptions>,
+    /// The cpus everything runs on (empty: wherever the bench may run).
+    pub cpus: Vec<usize>,
 }
 
 /// One measured operation on one path.
@@ -113,6 +115,14 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
             bail!("unknown path {p:?}; known: {}", targets::ALL.join(", "));
         }
     }
+    if !opts.cpus.is_empty() {
+        // Before any thread starts: every thread and child inherits it.
+        let mut set = nix::sched::CpuSet::new();
+        for c in &opts.cpus {
+            set.set(*c).with_context(|| format!("--cpus: cpu {c}"))?;
+        }
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).context("--cpus: cannot run on those cpus")?;
+    }
     let base = tempfile::Builder::new()
         .prefix("polytropon-bench-")
         .tempdir_in(opts.dir.clone().unwrap_or_else(std::env::temp_dir))
@@ -180,7 +190,7 @@ fn run_micro(opts: &BenchOptions, base: &std::path::Path, report: &mut Report) -
     micro::build_lower(&lower, opts.file_mib).context("cannot build the lower branch")?;
     let mut targets = Vec::new();
     for p in &paths {
-        targets.push(targets::setup(p, &lower, base).with_context(|| format!("cannot set up path {p}"))?);
+        targets.push(targets::setup(p, &lower, base, &opts.cpus).with_context(|| format!("cannot set up path {p}"))?);
     }
     let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); targets.len()]; micro::OPS.len()];
     // (index in `micro::OPS`, name, unit) of the operations to run.

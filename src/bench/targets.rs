@@ -83,8 +83,9 @@ fn local(p: &Path, read_only: bool) -> anyhow::Result<Arc<dyn FileSystem>> {
     Ok(Arc::new(LocalFs::new(p, LocalOptions { read_only }).with_context(|| format!("branch {}", p.display()))?))
 }
 
-/// Sets up path `name` over `lower` with scratch space under `base`.
-pub fn setup(name: &str, lower: &Path, base: &Path) -> anyhow::Result<Target> {
+/// Sets up path `name` over `lower` with scratch space under `base`; the user-level path's
+/// back driver pins its worker to `cpus` (empty: not pinned).
+pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize]) -> anyhow::Result<Target> {
     let (upper, work, mnt) = dirs(base, name)?;
     let mut worker = None;
     let guard = match name {
@@ -95,7 +96,7 @@ pub fn setup(name: &str, lower: &Path, base: &Path) -> anyhow::Result<Target> {
             let served = crate::service::shm::Served { fs: union, stats: Arc::default(), kernel: mounted.kernel_cache() };
             let table = Arc::new(std::sync::RwLock::new(vec![Some(served)]));
             let g = polytropon_ipc::segment::Geometry { queues: 1, slots: 64, clients: 8, buffer_size: 1 << 20 };
-            let driver = crate::service::shm::BackDriver::start_table(table, g, &[]).context("cannot start the back driver")?;
+            let driver = crate::service::shm::BackDriver::start_table(table, g, cpus).context("cannot start the back driver")?;
             worker = Some(super::worker::Attach { library: crate::frontend::library()?, shmid: driver.shmid(), mountpoint: mnt.clone() });
             Guard::User(Some(driver), Some(mounted))
         }

@@ -37,7 +37,12 @@ pub fn run(state_dir: &std::path::Path, data_dir: &std::path::Path, args: BenchA
     } else {
         args.workload.clone()
     };
+    let cpus = match &args.cpus {
+        Some(l) => polytropon::pool::spec::parse_list("--cpus", l)?.into_iter().map(|c| c as usize).collect(),
+        None => Vec::new(),
+    };
     let opts = BenchOptions {
+        cpus,
         workloads,
         paths: args.paths.clone(),
         operations: args.operations.clone(),

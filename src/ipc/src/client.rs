@@ -19,6 +19,21 @@ pub struct Client {
     id: u32,
     queue: u32,
     seq: u64,
+    /// Polls of the answer before sleeping: none when this thread may run on one cpu only
+    /// (a one-cpu pool), where spinning only keeps the service from running.
+    spins: u32,
+}
+
+/// Whether the calling thread may run on more than one cpu.
+fn several_cpus() -> bool {
+    // SAFETY: a zeroed cpu_set_t is a valid out-parameter of the size passed.
+    let mut set: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+    // SAFETY: as above; pid 0 is the calling thread.
+    if unsafe { libc::sched_getaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return true;
+    }
+    // SAFETY: counting the bits of the set just filled.
+    unsafe { libc::CPU_COUNT(&set) > 1 }
 }
 
 /// The reply to one request.
@@ -75,7 +90,7 @@ impl Client {
             let Some(h) = seg.client(c) else { break };
             if h.owner.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 h.state.store(IDLE, Ordering::Release);
-                return Ok(Client { seg, addr, id: c, queue, seq: 0 });
+                return Ok(Client { seg, addr, id: c, queue, seq: 0, spins: if several_cpus() { SPINS } else { 0 } });
             }
         }
         detach(libc::EBUSY)
@@ -122,7 +137,7 @@ impl Client {
                 let _ = h.state.compare_exchange(DONE, PENDING, Ordering::AcqRel, Ordering::Acquire);
                 continue;
             }
-            if spins < SPINS {
+            if spins < self.spins {
                 spins += 1;
                 core::hint::spin_loop();
                 continue;

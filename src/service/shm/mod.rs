@@ -71,6 +71,8 @@ struct Shared {
     stop: AtomicBool,
     /// The pool's cpus: queue `q`'s worker runs on `cpus[q % len]` (empty: not pinned).
     cpus: Vec<usize>,
+    /// How many cpus the pool's processes (the service and its clients) may run on.
+    pool_cpus: usize,
     /// Helpers running, per queue.
     helpers: Vec<AtomicU32>,
     helper_threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -152,6 +154,7 @@ impl BackDriver {
             limits,
             stop: AtomicBool::new(false),
             cpus: cpus.to_vec(),
+            pool_cpus: if cpus.is_empty() { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { cpus.len() },
             helpers: (0..g.queues).map(|_| AtomicU32::new(0)).collect(),
             helper_threads: std::sync::Mutex::new(Vec::new()),
             helpers_started: AtomicU64::new(0),
@@ -289,11 +292,13 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     let mut buf = vec![0u8; limits.buffer_size as usize];
     // Counter slots by operation number, found once rather than by name per request.
     let slots: [usize; 64] = std::array::from_fn(|i| u32::try_from(i).ok().and_then(Op::from_u32).map_or(0, |op| crate::service::stats::index(op_name(op))));
+    // On a one-cpu pool its clients run on this very cpu: polling only delays them.
+    let idle_spins = if sh.pool_cpus > 1 { IDLE_SPINS } else { 0 };
     let mut idle = 0;
     while !stop.load(Ordering::Acquire) {
         let Some(d) = queue.pop() else {
             idle += 1;
-            if idle < IDLE_SPINS {
+            if idle < idle_spins {
                 std::hint::spin_loop();
                 continue;
             }
