@@ -1031,7 +1031,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__mount)
-            opts="-f -h -V --file --lower --upper --pool --detach --cache --no-passthrough --timeout --state-dir --data-dir --log --log-format --help --version"
+            opts="-f -h -V --file --lower --upper --pool --backend --ceph-conf --ceph-id --ceph-fs --detach --cache --no-passthrough --timeout --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1054,6 +1054,22 @@ _polytropon() {
                     return 0
                     ;;
                 --pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backend)
+                    COMPREPLY=($(compgen -W "local cephfs" -- "${cur}"))
+                    return 0
+                    ;;
+                --ceph-conf)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ceph-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ceph-fs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -128,6 +128,11 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -s f -l fil
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l lower -d 'A read-only lower branch directory; repeat, topmost first' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l upper -d 'The writable upper branch directory' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l pool -d 'Add the instance to this pool\'s running service' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l backend -d 'Backend of the quick form: `local` directories, or `cephfs` (branch paths inside the CephFS of `--ceph-conf`)' -r -f -a "local\t''
+cephfs\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l ceph-conf -d '`--backend cephfs`: the cluster\'s ceph.conf' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l ceph-id -d '`--backend cephfs`: the client id (`admin` for client.admin)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l ceph-fs -d '`--backend cephfs`: the file system (default: the cluster\'s default)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l cache -d 'Cache mode (overrides the spec): `kernel` page cache, or `direct` I/O' -r -f -a "kernel\t'Kernel page cache with attribute/entry timeouts, and FUSE passthrough (or the writeback cache) for file data'
 direct\t'Direct I/O: the only cache is the backend client\'s'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l timeout -d 'Attribute and entry timeout in seconds (overrides the spec)' -r

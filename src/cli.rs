@@ -214,6 +214,13 @@ pub struct ServiceStopArgs {
     pub pool: String,
 }
 
+/// Backend of a quick-form mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    Local,
+    Cephfs,
+}
+
 /// Cache configuration of a mount.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CacheMode {
@@ -240,6 +247,19 @@ pub struct MountArgs {
     /// Add the instance to this pool's running service.
     #[arg(long)]
     pub pool: Option<String>,
+    /// Backend of the quick form: `local` directories, or `cephfs` (branch paths inside the
+    /// CephFS of `--ceph-conf`).
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    pub backend: BackendKind,
+    /// `--backend cephfs`: the cluster's ceph.conf.
+    #[arg(long, value_name = "FILE")]
+    pub ceph_conf: Option<PathBuf>,
+    /// `--backend cephfs`: the client id (`admin` for client.admin).
+    #[arg(long, value_name = "ID", default_value = "admin")]
+    pub ceph_id: String,
+    /// `--backend cephfs`: the file system (default: the cluster's default).
+    #[arg(long, value_name = "NAME")]
+    pub ceph_fs: Option<String>,
     /// Run in the background; the daemon's pid is recorded under the state directory.
     #[arg(long)]
     pub detach: bool,

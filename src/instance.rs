@@ -1,15 +1,24 @@
 //! Building a filesystem instance (a stack of libservices) from its spec.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
+use crate::backend::cephfs::{CephBranch, CephClient, CephError, CephOptions};
 use crate::backend::local::{LocalError, LocalFs, LocalOptions};
 use crate::libservice::FileSystem;
-use crate::spec::{BackendSpec, InstanceSpec};
+use crate::spec::{BackendSpec, CephClientMode, CephSpec, InstanceSpec};
 use crate::union::{UnionError, UnionFs};
 
 /// Errors building an instance.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
+    #[error("cannot connect to CephFS")]
+    Ceph(#[from] CephError),
+    #[error("CephFS branch {path}")]
+    CephBranch {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("branch {path}")]
     Branch {
         path: String,
@@ -20,13 +29,45 @@ pub enum InstanceError {
     Union(#[from] UnionError),
 }
 
+/// Clients shared by the instances of this process, by (conf, id, fs).
+static SHARED: Mutex<Vec<(CephOptions, Weak<CephClient>)>> = Mutex::new(Vec::new());
+
+/// The CephFS client an instance of `spec` uses: the process's shared one for the same
+/// cluster, file system and settings, or a new one.
+fn ceph_client(spec: &CephSpec) -> Result<Arc<CephClient>, CephError> {
+    let opts = CephOptions {
+        conf: spec.conf.clone(),
+        id: spec.id.clone(),
+        fs: spec.fs.clone(),
+        settings: spec.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    };
+    if spec.client == CephClientMode::Private {
+        return Ok(Arc::new(CephClient::connect(&opts)?));
+    }
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    shared.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(c) = shared.iter().find(|(o, _)| *o == opts).and_then(|(_, w)| w.upgrade()) {
+        return Ok(c);
+    }
+    let c = Arc::new(CephClient::connect(&opts)?);
+    shared.push((opts, Arc::downgrade(&c)));
+    Ok(c)
+}
+
 /// Builds the union of the spec's branches over its backend.
 pub fn build(spec: &InstanceSpec) -> Result<Arc<dyn FileSystem>, InstanceError> {
+    let client = match &spec.backend {
+        BackendSpec::Cephfs(c) => Some(ceph_client(c)?),
+        BackendSpec::Local => None,
+    };
     let open = |path: &std::path::Path, read_only: bool| -> Result<Arc<dyn FileSystem>, InstanceError> {
-        match spec.backend {
-            BackendSpec::Local => LocalFs::new(path, LocalOptions { read_only })
+        match &client {
+            None => LocalFs::new(path, LocalOptions { read_only })
                 .map(|fs| Arc::new(fs) as Arc<dyn FileSystem>)
                 .map_err(|source| InstanceError::Branch { path: path.display().to_string(), source }),
+            Some(c) => CephBranch::new(c.clone(), path, read_only)
+                .map(|fs| Arc::new(fs) as Arc<dyn FileSystem>)
+                .map_err(|source| InstanceError::CephBranch { path: path.display().to_string(), source }),
         }
     };
     let upper = spec.upper().map(|b| open(&b.path, false)).transpose()?;

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use polytropon::cli::{CacheMode, MountArgs};
+use polytropon::cli::{BackendKind, CacheMode, MountArgs};
 use polytropon::instance;
 use polytropon::service::fuse::{self, FuseConfig};
 use polytropon::service::records::{mount_file, MountRecord};
-use polytropon::spec::{self, BackendSpec, BranchMode, BranchSpec, CacheSpec, InstanceSpec};
+use polytropon::spec::{self, BackendSpec, BranchMode, BranchSpec, CacheSpec, CephSpec, InstanceSpec};
 
 
 /// Tells a detached daemon where its log goes, for its mount record.
@@ -23,10 +23,22 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
             let upper = args.upper.as_ref().context("give a spec with -f, or --upper DIR (and --lower DIR ...)")?;
             let mut branches = vec![BranchSpec { path: upper.clone(), mode: BranchMode::Rw }];
             branches.extend(args.lower.iter().map(|p| BranchSpec { path: p.clone(), mode: BranchMode::Ro }));
-            for b in &branches {
-                ensure!(b.path.is_dir(), "branch {} is not a directory", b.path.display());
-            }
-            InstanceSpec { backend: BackendSpec::Local, branches, cache: CacheSpec::default() }
+            let backend = match args.backend {
+                BackendKind::Local => {
+                    for b in &branches {
+                        ensure!(b.path.is_dir(), "branch {} is not a directory", b.path.display());
+                    }
+                    BackendSpec::Local
+                }
+                BackendKind::Cephfs => {
+                    let conf = args.ceph_conf.clone().context("--backend cephfs needs --ceph-conf FILE")?;
+                    for b in &branches {
+                        ensure!(b.path.is_absolute(), "CephFS branch {} must be an absolute path inside the file system", b.path.display());
+                    }
+                    BackendSpec::Cephfs(CephSpec { conf, id: args.ceph_id.clone(), fs: args.ceph_fs.clone(), ..CephSpec::default() })
+                }
+            };
+            InstanceSpec { backend, branches, cache: CacheSpec::default() }
         }
     };
     if let Some(mode) = args.cache {

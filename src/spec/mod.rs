@@ -45,6 +45,44 @@ pub enum BackendSpec {
     /// Branch paths are host directories.
     #[default]
     Local,
+    /// Branch paths are absolute paths inside a CephFS, reached through libcephfs.
+    Cephfs(CephSpec),
+}
+
+/// How an instance reaches its CephFS.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CephSpec {
+    /// The cluster's ceph.conf (its `[client]` section names the keyring).
+    pub conf: PathBuf,
+    /// Client id (`admin` for `client.admin`).
+    #[serde(default = "default_ceph_id")]
+    pub id: String,
+    /// File system name (default: the cluster's default file system).
+    #[serde(default)]
+    pub fs: Option<String>,
+    /// `shared` (default): every instance of the service using the same conf, id and fs
+    /// shares one client and its cache (clones of an image cache it once); `private`: a
+    /// client per instance (spreads libcephfs' global client lock).
+    #[serde(default)]
+    pub client: CephClientMode,
+    /// Client cache settings passed to libcephfs (`client_cache_size`, `client_oc_size`,
+    /// `client_oc_max_dirty`...).
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, String>,
+}
+
+fn default_ceph_id() -> String {
+    "admin".into()
+}
+
+/// Whether instances share a CephFS client.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CephClientMode {
+    #[default]
+    Shared,
+    Private,
 }
 
 /// Whether a branch takes writes.
@@ -150,9 +188,22 @@ impl InstanceSpec {
     pub fn parse(text: &str, origin: &Path) -> Result<Self, SpecError> {
         let mut spec: InstanceSpec = from_yaml(text, origin)?;
         let base = origin.parent().unwrap_or(Path::new("."));
-        for b in &mut spec.branches {
+        let cephfs = matches!(spec.backend, BackendSpec::Cephfs(_));
+        for (i, b) in spec.branches.iter_mut().enumerate() {
             if b.path.is_relative() {
+                if cephfs {
+                    // A path inside CephFS has no directory to be relative to.
+                    return Err(SpecError::InvalidNoLocation {
+                        file: origin.display().to_string(),
+                        message: format!("branches[{i}].path: {} must be absolute (a path inside the CephFS)", b.path.display()),
+                    });
+                }
                 b.path = base.join(&b.path);
+            }
+        }
+        if let BackendSpec::Cephfs(c) = &mut spec.backend {
+            if c.conf.is_relative() {
+                c.conf = base.join(&c.conf);
             }
         }
         Ok(spec)

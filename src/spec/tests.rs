@@ -69,3 +69,26 @@ fn a_missing_file_is_named() {
     let e = InstanceSpec::from_file(Path::new("/nonexistent/spec.yaml")).expect_err("missing");
     assert!(e.to_string().contains("/nonexistent/spec.yaml"));
 }
+
+#[test]
+fn a_cephfs_instance_parses_with_defaults() {
+    let yaml = "backend:\n  type: cephfs\n  conf: /etc/ceph/ceph.conf\nbranches:\n  - path: /c1\n    mode: rw\n  - path: /images/debian\n    mode: ro\n";
+    let spec = parse(yaml).expect("valid spec");
+    match &spec.backend {
+        BackendSpec::Cephfs(c) => {
+            assert_eq!(c.conf, std::path::PathBuf::from("/etc/ceph/ceph.conf"));
+            assert_eq!(c.id, "admin");
+            assert_eq!(c.client, crate::spec::CephClientMode::Shared);
+            assert!(c.fs.is_none() && c.settings.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_cephfs_branch_must_be_absolute() {
+    let e = error("backend:\n  type: cephfs\n  conf: ceph.conf\nbranches:\n  - path: c1\n    mode: rw\n");
+    assert!(e.contains("branches[0].path: c1 must be absolute"), "{e}");
+    let e = error("backend:\n  type: cephfs\nbranches:\n  - path: /c1\n    mode: rw\n");
+    assert!(e.contains("conf"), "a cephfs backend names its conf: {e}");
+}

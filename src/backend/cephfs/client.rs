@@ -1,0 +1,211 @@
+//! One libcephfs client (a `ceph_mount_info`): its connection, the inode references and open
+//! handles it holds, and the `UserPerm` of each caller's credentials. Branches share one
+//! client (one cache) or each have their own (spreading libcephfs' global client lock).
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use super::ffi::{Api, CInode, MountInfo, Statx, UserPerm};
+use crate::libservice::{errno, Context};
+
+/// How to reach a CephFS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CephOptions {
+    pub conf: PathBuf,
+    /// Client id (`admin` for `client.admin`).
+    pub id: String,
+    /// File system name (default: the cluster's default).
+    pub fs: Option<String>,
+    /// Client options set after the conf file (`client_cache_size`, `client_oc_size`...).
+    pub settings: Vec<(String, String)>,
+}
+
+/// Errors connecting a client.
+#[derive(Debug, thiserror::Error)]
+pub enum CephError {
+    #[error(transparent)]
+    Load(#[from] super::ffi::LoadError),
+    #[error("{what}: {source}")]
+    Call { what: String, source: io::Error },
+    #[error("{0} contains a NUL byte")]
+    Nul(String),
+}
+
+pub(super) fn cstr(s: &OsStr) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| errno(libc::EINVAL))
+}
+
+/// A libcephfs result: the non-negative value, or the errno it is the negation of.
+pub(super) fn check(r: i32) -> io::Result<i32> {
+    if r < 0 {
+        Err(errno(-r))
+    } else {
+        Ok(r)
+    }
+}
+
+/// A raw libcephfs pointer kept in a table (the library is thread-safe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Ptr(pub usize);
+
+impl Ptr {
+    pub fn of<T>(p: *mut T) -> Ptr {
+        Ptr(p as usize)
+    }
+
+    pub fn get<T>(self) -> *mut T {
+        self.0 as *mut T
+    }
+}
+
+/// A connected client.
+#[allow(missing_debug_implementations)]
+pub struct CephClient {
+    pub(super) api: Api,
+    cmount: Ptr,
+    perms: Mutex<HashMap<(u32, u32), Ptr>>,
+    /// ceph ino → (its `Inode *`, references this client holds on it).
+    inodes: Mutex<HashMap<u64, (Ptr, u64)>>,
+    /// handle → `Fh *` (files) or `ceph_dir_result *` (directories).
+    pub(super) files: Mutex<HashMap<u64, Ptr>>,
+    pub(super) dirs: Mutex<HashMap<u64, Ptr>>,
+    next: AtomicU64,
+}
+
+impl CephClient {
+    /// Loads libcephfs, reads `opts.conf`, and mounts the file system's root.
+    pub fn connect(opts: &CephOptions) -> Result<CephClient, CephError> {
+        let api = Api::load()?;
+        let c = |s: &str| CString::new(s).map_err(|_| CephError::Nul(s.to_string()));
+        let call = |what: String| move |e: io::Error| CephError::Call { what, source: e };
+        let id = c(&opts.id)?;
+        let mut cmount: *mut MountInfo = std::ptr::null_mut();
+        // SAFETY: ceph_create fills `cmount` on success; `id` is NUL-terminated.
+        check(unsafe { (api.create)(&mut cmount, id.as_ptr()) }).map_err(call(format!("ceph_create for client.{}", opts.id)))?;
+        let client = CephClient {
+            api,
+            cmount: Ptr::of(cmount),
+            perms: Mutex::default(),
+            inodes: Mutex::default(),
+            files: Mutex::default(),
+            dirs: Mutex::default(),
+            next: AtomicU64::new(1),
+        };
+        let conf = c(&opts.conf.to_string_lossy())?;
+        // SAFETY: a created mount handle and a NUL-terminated path.
+        check(unsafe { (client.api.conf_read_file)(cmount, conf.as_ptr()) }).map_err(call(format!("ceph conf {}", opts.conf.display())))?;
+        for (k, v) in &opts.settings {
+            let (ck, cv) = (c(k)?, c(v)?);
+            // SAFETY: as above.
+            check(unsafe { (client.api.conf_set)(cmount, ck.as_ptr(), cv.as_ptr()) }).map_err(call(format!("ceph setting {k}={v}")))?;
+        }
+        if let Some(fs) = &opts.fs {
+            let cfs = c(fs)?;
+            // SAFETY: as above, before mounting.
+            check(unsafe { (client.api.select_filesystem)(cmount, cfs.as_ptr()) }).map_err(call(format!("CephFS file system {fs}")))?;
+        }
+        // SAFETY: as above.
+        check(unsafe { (client.api.mount)(cmount, c"/".as_ptr()) }).map_err(call(format!("mounting CephFS with {}", opts.conf.display())))?;
+        Ok(client)
+    }
+
+    pub(super) fn cm(&self) -> *mut MountInfo {
+        self.cmount.get()
+    }
+
+    pub(super) fn next_handle(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The `UserPerm` of `ctx`'s credentials (kept for the client's life).
+    pub(super) fn perms(&self, ctx: &Context) -> *const UserPerm {
+        let mut m = self.perms.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry((ctx.uid, ctx.gid))
+            // SAFETY: ceph_userperm_new copies the (empty) group list; freed in Drop.
+            .or_insert_with(|| Ptr::of(unsafe { (self.api.userperm_new)(ctx.uid, ctx.gid, 0, std::ptr::null_mut()) }))
+            .get::<UserPerm>()
+    }
+
+    /// Records a reference on `inode` (ceph ino `ino`) that a libcephfs call just returned.
+    pub(super) fn hold(&self, ino: u64, inode: *mut CInode) {
+        let mut m = self.inodes.lock().unwrap_or_else(|p| p.into_inner());
+        let e = m.entry(ino).or_insert((Ptr::of(inode), 0));
+        if e.0 != Ptr::of(inode) {
+            // The same ino under another pointer (cannot happen in one client): keep one.
+            e.0 = Ptr::of(inode);
+        }
+        e.1 += 1;
+    }
+
+    /// The `Inode *` of held ceph ino `ino`.
+    pub(super) fn inode(&self, ino: u64) -> io::Result<*mut CInode> {
+        let m = self.inodes.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&ino).map(|(p, _)| p.get()).ok_or_else(|| errno(libc::ESTALE))
+    }
+
+    /// Drops `count` references on ceph ino `ino`.
+    pub(super) fn forget(&self, ino: u64, count: u64) {
+        let mut m = self.inodes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(e) = m.get_mut(&ino) else { return };
+        let n = count.min(e.1);
+        for _ in 0..n {
+            // SAFETY: each put matches a reference this client took.
+            unsafe { (self.api.ll_put)(self.cm(), e.0.get()) };
+        }
+        e.1 -= n;
+        if e.1 == 0 {
+            m.remove(&ino);
+        }
+    }
+
+    /// Walks to `path` (absolute in the file system) and holds it: a branch's root.
+    pub(super) fn walk(&self, path: &Path) -> io::Result<(u64, Statx)> {
+        let c = cstr(path.as_os_str())?;
+        let mut out: *mut CInode = std::ptr::null_mut();
+        let mut stx = Statx::zeroed();
+        // SAFETY: a mounted client, a NUL-terminated path, out-parameters for one result.
+        check(unsafe { (self.api.ll_walk)(self.cm(), c.as_ptr(), &mut out, &mut stx, super::ffi::STATX_BASIC, 0, self.perms(&Context::current())) })?;
+        self.hold(stx.ino, out);
+        Ok((stx.ino, stx))
+    }
+}
+
+impl Drop for CephClient {
+    fn drop(&mut self) {
+        let cm = self.cm();
+        for (_, fh) in self.files.get_mut().unwrap_or_else(|p| p.into_inner()).drain() {
+            // SAFETY: an open handle of this client, closed once.
+            unsafe { (self.api.ll_close)(cm, fh.get()) };
+        }
+        for (_, d) in self.dirs.get_mut().unwrap_or_else(|p| p.into_inner()).drain() {
+            // SAFETY: an open directory of this client, released once.
+            unsafe { (self.api.ll_releasedir)(cm, d.get()) };
+        }
+        for (_, (p, n)) in self.inodes.get_mut().unwrap_or_else(|p| p.into_inner()).drain() {
+            for _ in 0..n {
+                // SAFETY: references this client holds.
+                unsafe { (self.api.ll_put)(cm, p.get()) };
+            }
+        }
+        for (_, p) in self.perms.get_mut().unwrap_or_else(|p| p.into_inner()).drain() {
+            // SAFETY: created by ceph_userperm_new, destroyed once.
+            unsafe { (self.api.userperm_destroy)(p.get()) };
+        }
+        // SAFETY: nothing of this client is used after this point.
+        unsafe {
+            (self.api.unmount)(cm);
+            (self.api.release)(cm);
+        }
+    }
+}
+
+// SAFETY: libcephfs clients are thread-safe (the library serialises on its client lock); the
+// raw pointers here are only handed to it, under the tables' mutexes where they change.
+unsafe impl Send for CephClient {}
+// SAFETY: as above.
+unsafe impl Sync for CephClient {}

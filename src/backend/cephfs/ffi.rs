@@ -1,0 +1,164 @@
+//! libcephfs, loaded at run time (`libcephfs.so.2`), so that the binary builds and runs where
+//! Ceph is absent: only an instance on the `cephfs` backend needs the library, and without it
+//! gets an error naming it. Only the low-level (`ceph_ll_*`) calls the backend uses are bound.
+
+use std::ffi::{c_char, c_int, c_void};
+
+use libloading::Library;
+
+/// The library's file name (Debian package `libcephfs2`).
+pub const LIBRARY: &str = "libcephfs.so.2";
+
+/// Opaque libcephfs objects.
+pub type MountInfo = c_void;
+pub type CInode = c_void;
+pub type Fh = c_void;
+pub type UserPerm = c_void;
+pub type DirResult = c_void;
+
+/// `struct ceph_statx` (ceph_ll_client.h).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Statx {
+    pub mask: u32,
+    pub blksize: u32,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u16,
+    pub ino: u64,
+    pub size: u64,
+    pub blocks: u64,
+    pub dev: u64,
+    pub rdev: u64,
+    pub atime: libc::timespec,
+    pub ctime: libc::timespec,
+    pub mtime: libc::timespec,
+    pub btime: libc::timespec,
+    pub version: u64,
+}
+
+impl Statx {
+    pub fn zeroed() -> Statx {
+        // SAFETY: every field is a plain integer (or a struct of them): all-zero is valid.
+        unsafe { std::mem::zeroed() }
+    }
+}
+
+/// `CEPH_STATX_BASIC_STATS`.
+pub const STATX_BASIC: u32 = 0x7ff;
+pub const SETATTR_MODE: c_int = 1 << 0;
+pub const SETATTR_UID: c_int = 1 << 1;
+pub const SETATTR_GID: c_int = 1 << 2;
+pub const SETATTR_MTIME: c_int = 1 << 3;
+pub const SETATTR_ATIME: c_int = 1 << 4;
+pub const SETATTR_SIZE: c_int = 1 << 5;
+pub const SETATTR_MTIME_NOW: c_int = 1 << 7;
+pub const SETATTR_ATIME_NOW: c_int = 1 << 8;
+
+/// The bound functions. Every one returns a negative errno on failure unless noted.
+#[allow(missing_debug_implementations)]
+pub struct Api {
+    _lib: Library,
+    pub create: unsafe extern "C" fn(*mut *mut MountInfo, *const c_char) -> c_int,
+    pub conf_read_file: unsafe extern "C" fn(*mut MountInfo, *const c_char) -> c_int,
+    pub conf_set: unsafe extern "C" fn(*mut MountInfo, *const c_char, *const c_char) -> c_int,
+    pub select_filesystem: unsafe extern "C" fn(*mut MountInfo, *const c_char) -> c_int,
+    pub mount: unsafe extern "C" fn(*mut MountInfo, *const c_char) -> c_int,
+    pub unmount: unsafe extern "C" fn(*mut MountInfo) -> c_int,
+    pub release: unsafe extern "C" fn(*mut MountInfo) -> c_int,
+    pub userperm_new: unsafe extern "C" fn(u32, u32, c_int, *mut u32) -> *mut UserPerm,
+    pub userperm_destroy: unsafe extern "C" fn(*mut UserPerm),
+    pub ll_walk: unsafe extern "C" fn(*mut MountInfo, *const c_char, *mut *mut CInode, *mut Statx, u32, u32, *const UserPerm) -> c_int,
+    pub ll_lookup: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, *mut *mut CInode, *mut Statx, u32, u32, *const UserPerm) -> c_int,
+    pub ll_put: unsafe extern "C" fn(*mut MountInfo, *mut CInode) -> c_int,
+    pub ll_getattr: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *mut Statx, u32, u32, *const UserPerm) -> c_int,
+    pub ll_setattr: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *mut Statx, c_int, *const UserPerm) -> c_int,
+    pub ll_open: unsafe extern "C" fn(*mut MountInfo, *mut CInode, c_int, *mut *mut Fh, *const UserPerm) -> c_int,
+    pub ll_create: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, libc::mode_t, c_int, *mut *mut CInode, *mut *mut Fh, *mut Statx, u32, u32, *const UserPerm) -> c_int,
+    pub ll_read: unsafe extern "C" fn(*mut MountInfo, *mut Fh, i64, u64, *mut c_char) -> c_int,
+    pub ll_write: unsafe extern "C" fn(*mut MountInfo, *mut Fh, i64, u64, *const c_char) -> c_int,
+    pub ll_fsync: unsafe extern "C" fn(*mut MountInfo, *mut Fh, c_int) -> c_int,
+    pub ll_close: unsafe extern "C" fn(*mut MountInfo, *mut Fh) -> c_int,
+    pub ll_mkdir: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, libc::mode_t, *mut *mut CInode, *mut Statx, u32, u32, *const UserPerm) -> c_int,
+    pub ll_mknod: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, libc::mode_t, libc::dev_t, *mut *mut CInode, *mut Statx, u32, u32, *const UserPerm) -> c_int,
+    pub ll_unlink: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, *const UserPerm) -> c_int,
+    pub ll_rmdir: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, *const UserPerm) -> c_int,
+    pub ll_rename: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, *mut CInode, *const c_char, *const UserPerm) -> c_int,
+    pub ll_link: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *mut CInode, *const c_char, *const UserPerm) -> c_int,
+    pub ll_symlink: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, *const c_char, *mut *mut CInode, *mut Statx, u32, u32, *const UserPerm) -> c_int,
+    pub ll_readlink: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *mut c_char, usize, *const UserPerm) -> c_int,
+    pub ll_opendir: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *mut *mut DirResult, *const UserPerm) -> c_int,
+    pub readdirplus_r: unsafe extern "C" fn(*mut MountInfo, *mut DirResult, *mut libc::dirent, *mut Statx, u32, u32, *mut *mut CInode) -> c_int,
+    pub seekdir: unsafe extern "C" fn(*mut MountInfo, *mut DirResult, i64),
+    pub telldir: unsafe extern "C" fn(*mut MountInfo, *mut DirResult) -> i64,
+    pub ll_releasedir: unsafe extern "C" fn(*mut MountInfo, *mut DirResult) -> c_int,
+    pub ll_statfs: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *mut libc::statvfs) -> c_int,
+    pub ll_getxattr: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, *mut c_void, usize, *const UserPerm) -> c_int,
+    pub ll_setxattr: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, *const c_void, usize, c_int, *const UserPerm) -> c_int,
+    pub ll_listxattr: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *mut c_char, usize, *mut usize, *const UserPerm) -> c_int,
+    pub ll_removexattr: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, *const UserPerm) -> c_int,
+}
+
+/// Errors loading the library.
+#[derive(Debug, thiserror::Error)]
+#[error("the cephfs backend needs {LIBRARY} (Debian package libcephfs2): {0}")]
+pub struct LoadError(#[from] libloading::Error);
+
+impl Api {
+    /// Loads libcephfs and binds its functions.
+    pub fn load() -> Result<Api, LoadError> {
+        // SAFETY: loading libcephfs runs its initialisers, which set up its own state only.
+        let lib = unsafe { Library::new(LIBRARY) }?;
+        macro_rules! bind {
+            ($($field:ident = $sym:literal),* $(,)?) => {{
+                $(
+                    // SAFETY: the field's type is the C prototype of `$sym` in libcephfs.h
+                    // (Ceph 16); the pointer stays valid while `_lib` is held.
+                    let $field = unsafe { *lib.get(concat!($sym, "\0").as_bytes())? };
+                )*
+                Api { $($field,)* _lib: lib }
+            }};
+        }
+        Ok(bind! {
+            create = "ceph_create",
+            conf_read_file = "ceph_conf_read_file",
+            conf_set = "ceph_conf_set",
+            select_filesystem = "ceph_select_filesystem",
+            mount = "ceph_mount",
+            unmount = "ceph_unmount",
+            release = "ceph_release",
+            userperm_new = "ceph_userperm_new",
+            userperm_destroy = "ceph_userperm_destroy",
+            ll_walk = "ceph_ll_walk",
+            ll_lookup = "ceph_ll_lookup",
+            ll_put = "ceph_ll_put",
+            ll_getattr = "ceph_ll_getattr",
+            ll_setattr = "ceph_ll_setattr",
+            ll_open = "ceph_ll_open",
+            ll_create = "ceph_ll_create",
+            ll_read = "ceph_ll_read",
+            ll_write = "ceph_ll_write",
+            ll_fsync = "ceph_ll_fsync",
+            ll_close = "ceph_ll_close",
+            ll_mkdir = "ceph_ll_mkdir",
+            ll_mknod = "ceph_ll_mknod",
+            ll_unlink = "ceph_ll_unlink",
+            ll_rmdir = "ceph_ll_rmdir",
+            ll_rename = "ceph_ll_rename",
+            ll_link = "ceph_ll_link",
+            ll_symlink = "ceph_ll_symlink",
+            ll_readlink = "ceph_ll_readlink",
+            ll_opendir = "ceph_ll_opendir",
+            readdirplus_r = "ceph_readdirplus_r",
+            seekdir = "ceph_seekdir",
+            telldir = "ceph_telldir",
+            ll_releasedir = "ceph_ll_releasedir",
+            ll_statfs = "ceph_ll_statfs",
+            ll_getxattr = "ceph_ll_getxattr",
+            ll_setxattr = "ceph_ll_setxattr",
+            ll_listxattr = "ceph_ll_listxattr",
+            ll_removexattr = "ceph_ll_removexattr",
+        })
+    }
+}

@@ -1,0 +1,492 @@
+//! The `cephfs` libservice: a directory of a CephFS as a backend branch, through libcephfs'
+//! low-level API (inode references, a `UserPerm` per caller), so that the union, FUSE and the
+//! user-level path map onto it without re-walking paths.
+//!
+//! Inode numbers are CephFS's own, except that the branch's root directory is
+//! [`ROOT_INODE`]. Several branches may share one [`CephClient`] (one cache for every clone of
+//! an image) or have one each.
+
+mod client;
+mod ffi;
+
+use std::ffi::{c_char, OsStr, OsString};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use client::{CephClient, CephError, CephOptions};
+use client::{check, cstr, Ptr};
+use ffi::{CInode, Statx};
+
+use crate::libservice::{
+    errno, Attr, Context, DirEntry, Entry, FileKind, FileSystem, Handle, Inode, SetAttr, StatFs, TimeUpdate, Timespec, ROOT_INODE,
+};
+
+/// A CephFS directory served as a branch.
+#[allow(missing_debug_implementations)]
+pub struct CephBranch {
+    client: Arc<CephClient>,
+    /// CephFS ino of the branch's root (held for the branch's life).
+    root: u64,
+    read_only: bool,
+}
+
+fn ts(t: libc::timespec) -> Timespec {
+    Timespec { sec: t.tv_sec, nsec: t.tv_nsec as u32 }
+}
+
+impl CephBranch {
+    /// The branch at `path` (absolute inside the file system) of `client`.
+    pub fn new(client: Arc<CephClient>, path: &Path, read_only: bool) -> io::Result<CephBranch> {
+        let (root, stx) = client.walk(path)?;
+        if u32::from(stx.mode) & libc::S_IFMT != libc::S_IFDIR {
+            client.forget(root, 1);
+            return Err(errno(libc::ENOTDIR));
+        }
+        Ok(CephBranch { client, root, read_only })
+    }
+
+    fn ceph(&self, ino: Inode) -> u64 {
+        if ino == ROOT_INODE {
+            self.root
+        } else {
+            ino
+        }
+    }
+
+    fn ours(&self, ino: u64) -> Inode {
+        if ino == self.root {
+            ROOT_INODE
+        } else {
+            ino
+        }
+    }
+
+    fn node(&self, ino: Inode) -> io::Result<*mut CInode> {
+        self.client.inode(self.ceph(ino))
+    }
+
+    fn attr(&self, s: &Statx) -> Attr {
+        Attr {
+            ino: self.ours(s.ino),
+            dev: s.dev,
+            mode: u32::from(s.mode),
+            nlink: u64::from(s.nlink),
+            uid: s.uid,
+            gid: s.gid,
+            rdev: s.rdev,
+            size: s.size,
+            blksize: s.blksize,
+            blocks: s.blocks,
+            atime: ts(s.atime),
+            mtime: ts(s.mtime),
+            ctime: ts(s.ctime),
+        }
+    }
+
+    /// Holds the reference a creating call returned and describes it.
+    fn entry(&self, out: *mut CInode, stx: &Statx) -> Entry {
+        self.client.hold(stx.ino, out);
+        Entry { inode: self.ours(stx.ino), generation: 0, attr: self.attr(stx) }
+    }
+
+    fn writable(&self) -> io::Result<()> {
+        if self.read_only {
+            Err(errno(libc::EROFS))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn file(&self, h: Handle) -> io::Result<*mut ffi::Fh> {
+        let m = self.client.files.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&h).map(|p| p.get()).ok_or_else(|| errno(libc::EBADF))
+    }
+
+    fn cm(&self) -> *mut ffi::MountInfo {
+        self.client.cm()
+    }
+
+    fn api(&self) -> &ffi::Api {
+        &self.client.api
+    }
+}
+
+impl Drop for CephBranch {
+    fn drop(&mut self) {
+        self.client.forget(self.root, 1);
+    }
+}
+
+impl FileSystem for CephBranch {
+    fn lookup(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<Entry> {
+        let p = self.node(parent)?;
+        let n = cstr(name)?;
+        let mut out: *mut CInode = std::ptr::null_mut();
+        let mut stx = Statx::zeroed();
+        // SAFETY: a held parent, a NUL-terminated name, out-parameters for one result.
+        check(unsafe { (self.api().ll_lookup)(self.cm(), p, n.as_ptr(), &mut out, &mut stx, ffi::STATX_BASIC, libc::AT_SYMLINK_NOFOLLOW as u32, self.client.perms(ctx)) })?;
+        Ok(self.entry(out, &stx))
+    }
+
+    fn forget(&self, inode: Inode, count: u64) {
+        self.client.forget(self.ceph(inode), count);
+    }
+
+    fn getattr(&self, ctx: &Context, inode: Inode, _handle: Option<Handle>) -> io::Result<Attr> {
+        let i = self.node(inode)?;
+        let mut stx = Statx::zeroed();
+        // SAFETY: a held inode and an out-parameter.
+        check(unsafe { (self.api().ll_getattr)(self.cm(), i, &mut stx, ffi::STATX_BASIC, libc::AT_SYMLINK_NOFOLLOW as u32, self.client.perms(ctx)) })?;
+        Ok(self.attr(&stx))
+    }
+
+    fn setattr(&self, ctx: &Context, inode: Inode, _handle: Option<Handle>, set: &SetAttr) -> io::Result<Attr> {
+        self.writable()?;
+        let i = self.node(inode)?;
+        let mut stx = Statx::zeroed();
+        let mut mask = 0;
+        if let Some(m) = set.mode {
+            stx.mode = (m & 0o7777) as u16;
+            mask |= ffi::SETATTR_MODE;
+        }
+        if let Some(u) = set.uid {
+            stx.uid = u;
+            mask |= ffi::SETATTR_UID;
+        }
+        if let Some(g) = set.gid {
+            stx.gid = g;
+            mask |= ffi::SETATTR_GID;
+        }
+        if let Some(s) = set.size {
+            stx.size = s;
+            mask |= ffi::SETATTR_SIZE;
+        }
+        let time = |t: Timespec| libc::timespec { tv_sec: t.sec, tv_nsec: i64::from(t.nsec) };
+        match set.atime {
+            Some(TimeUpdate::Now) => mask |= ffi::SETATTR_ATIME | ffi::SETATTR_ATIME_NOW,
+            Some(TimeUpdate::Set(t)) => {
+                stx.atime = time(t);
+                mask |= ffi::SETATTR_ATIME;
+            }
+            None => {}
+        }
+        match set.mtime {
+            Some(TimeUpdate::Now) => mask |= ffi::SETATTR_MTIME | ffi::SETATTR_MTIME_NOW,
+            Some(TimeUpdate::Set(t)) => {
+                stx.mtime = time(t);
+                mask |= ffi::SETATTR_MTIME;
+            }
+            None => {}
+        }
+        if mask != 0 {
+            // SAFETY: a held inode and the attributes `mask` names.
+            check(unsafe { (self.api().ll_setattr)(self.cm(), i, &mut stx, mask, self.client.perms(ctx)) })?;
+        }
+        self.getattr(ctx, inode, None)
+    }
+
+    fn open(&self, ctx: &Context, inode: Inode, flags: i32) -> io::Result<Handle> {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            self.writable()?;
+        }
+        let i = self.node(inode)?;
+        let mut fh: *mut ffi::Fh = std::ptr::null_mut();
+        let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY);
+        // SAFETY: a held inode and an out-parameter.
+        check(unsafe { (self.api().ll_open)(self.cm(), i, flags, &mut fh, self.client.perms(ctx)) })?;
+        let h = self.client.next_handle();
+        self.client.files.lock().unwrap_or_else(|p| p.into_inner()).insert(h, Ptr::of(fh));
+        Ok(h)
+    }
+
+    fn create(&self, ctx: &Context, parent: Inode, name: &OsStr, mode: u32, umask: u32, flags: i32) -> io::Result<(Entry, Handle)> {
+        self.writable()?;
+        let p = self.node(parent)?;
+        let n = cstr(name)?;
+        let mut out: *mut CInode = std::ptr::null_mut();
+        let mut fh: *mut ffi::Fh = std::ptr::null_mut();
+        let mut stx = Statx::zeroed();
+        // SAFETY: a held parent, a NUL-terminated name, out-parameters for one result.
+        check(unsafe {
+            (self.api().ll_create)(self.cm(), p, n.as_ptr(), mode & !umask & 0o7777, flags | libc::O_CREAT, &mut out, &mut fh, &mut stx, ffi::STATX_BASIC, 0, self.client.perms(ctx))
+        })?;
+        let h = self.client.next_handle();
+        self.client.files.lock().unwrap_or_else(|p| p.into_inner()).insert(h, Ptr::of(fh));
+        Ok((self.entry(out, &stx), h))
+    }
+
+    fn read(&self, _ctx: &Context, _inode: Inode, handle: Handle, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
+        let fh = self.file(handle)?;
+        let mut done = 0usize;
+        for b in bufs.iter_mut() {
+            if b.is_empty() {
+                continue;
+            }
+            // SAFETY: an open handle and a buffer of `b.len()` writable bytes.
+            let n = check(unsafe { (self.api().ll_read)(self.cm(), fh, (offset + done as u64) as i64, b.len() as u64, b.as_mut_ptr().cast::<c_char>()) })? as usize;
+            done += n;
+            if n < b.len() {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    fn write(&self, _ctx: &Context, _inode: Inode, handle: Handle, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
+        self.writable()?;
+        let fh = self.file(handle)?;
+        let mut done = 0usize;
+        for b in bufs {
+            if b.is_empty() {
+                continue;
+            }
+            // SAFETY: an open handle and `b.len()` readable bytes.
+            let n = check(unsafe { (self.api().ll_write)(self.cm(), fh, (offset + done as u64) as i64, b.len() as u64, b.as_ptr().cast::<c_char>()) })? as usize;
+            done += n;
+            if n < b.len() {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    fn flush(&self, _ctx: &Context, _inode: Inode, _handle: Handle) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn fsync(&self, _ctx: &Context, _inode: Inode, handle: Handle, datasync: bool) -> io::Result<()> {
+        let fh = self.file(handle)?;
+        // SAFETY: an open handle.
+        check(unsafe { (self.api().ll_fsync)(self.cm(), fh, i32::from(datasync)) }).map(|_| ())
+    }
+
+    fn release(&self, _ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
+        let fh = self.client.files.lock().unwrap_or_else(|p| p.into_inner()).remove(&handle);
+        if let Some(fh) = fh {
+            // SAFETY: an open handle, closed once (removed from the table above).
+            check(unsafe { (self.api().ll_close)(self.cm(), fh.get()) })?;
+        }
+        Ok(())
+    }
+
+    fn mkdir(&self, ctx: &Context, parent: Inode, name: &OsStr, mode: u32, umask: u32) -> io::Result<Entry> {
+        self.writable()?;
+        let p = self.node(parent)?;
+        let n = cstr(name)?;
+        let mut out: *mut CInode = std::ptr::null_mut();
+        let mut stx = Statx::zeroed();
+        // SAFETY: as for create.
+        check(unsafe { (self.api().ll_mkdir)(self.cm(), p, n.as_ptr(), mode & !umask & 0o7777, &mut out, &mut stx, ffi::STATX_BASIC, 0, self.client.perms(ctx)) })?;
+        Ok(self.entry(out, &stx))
+    }
+
+    fn mknod(&self, ctx: &Context, parent: Inode, name: &OsStr, mode: u32, rdev: u64, umask: u32) -> io::Result<Entry> {
+        self.writable()?;
+        let p = self.node(parent)?;
+        let n = cstr(name)?;
+        let mut out: *mut CInode = std::ptr::null_mut();
+        let mut stx = Statx::zeroed();
+        let mode = (mode & libc::S_IFMT) | (mode & !umask & 0o7777);
+        // SAFETY: as for create.
+        check(unsafe { (self.api().ll_mknod)(self.cm(), p, n.as_ptr(), mode, rdev, &mut out, &mut stx, ffi::STATX_BASIC, 0, self.client.perms(ctx)) })?;
+        Ok(self.entry(out, &stx))
+    }
+
+    fn unlink(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
+        self.writable()?;
+        let p = self.node(parent)?;
+        let n = cstr(name)?;
+        // SAFETY: a held parent and a NUL-terminated name.
+        check(unsafe { (self.api().ll_unlink)(self.cm(), p, n.as_ptr(), self.client.perms(ctx)) }).map(|_| ())
+    }
+
+    fn rmdir(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
+        self.writable()?;
+        let p = self.node(parent)?;
+        let n = cstr(name)?;
+        // SAFETY: as for unlink.
+        check(unsafe { (self.api().ll_rmdir)(self.cm(), p, n.as_ptr(), self.client.perms(ctx)) }).map(|_| ())
+    }
+
+    fn rename(&self, ctx: &Context, parent: Inode, name: &OsStr, new_parent: Inode, new_name: &OsStr, flags: u32) -> io::Result<()> {
+        self.writable()?;
+        // libcephfs renames as rename(2) does: an exchange is three renames through a
+        // temporary name (not atomic: the union uses it on its own scratch names), a whiteout
+        // is not offered.
+        if flags == crate::libservice::RENAME_EXCHANGE {
+            let tmp = OsString::from(format!(".ptn-exchange-{}", self.client.next_handle()));
+            self.rename(ctx, parent, name, parent, &tmp, crate::libservice::RENAME_NOREPLACE)?;
+            if let Err(e) = self.rename(ctx, new_parent, new_name, parent, name, 0) {
+                let _ = self.rename(ctx, parent, &tmp, parent, name, 0);
+                return Err(e);
+            }
+            return self.rename(ctx, parent, &tmp, new_parent, new_name, 0);
+        }
+        if flags & !crate::libservice::RENAME_NOREPLACE != 0 {
+            return Err(errno(libc::EINVAL));
+        }
+        if flags & crate::libservice::RENAME_NOREPLACE != 0 {
+            match self.lookup(ctx, new_parent, new_name) {
+                Ok(e) => {
+                    self.forget(e.inode, 1);
+                    return Err(errno(libc::EEXIST));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let (p, np) = (self.node(parent)?, self.node(new_parent)?);
+        let (n, nn) = (cstr(name)?, cstr(new_name)?);
+        // SAFETY: held parents and NUL-terminated names.
+        check(unsafe { (self.api().ll_rename)(self.cm(), p, n.as_ptr(), np, nn.as_ptr(), self.client.perms(ctx)) }).map(|_| ())
+    }
+
+    fn link(&self, ctx: &Context, inode: Inode, new_parent: Inode, new_name: &OsStr) -> io::Result<Entry> {
+        self.writable()?;
+        let (i, np) = (self.node(inode)?, self.node(new_parent)?);
+        let nn = cstr(new_name)?;
+        // SAFETY: held inodes and a NUL-terminated name.
+        check(unsafe { (self.api().ll_link)(self.cm(), i, np, nn.as_ptr(), self.client.perms(ctx)) })?;
+        self.lookup(ctx, new_parent, new_name)
+    }
+
+    fn symlink(&self, ctx: &Context, target: &OsStr, parent: Inode, name: &OsStr) -> io::Result<Entry> {
+        self.writable()?;
+        let p = self.node(parent)?;
+        let (n, t) = (cstr(name)?, cstr(target)?);
+        let mut out: *mut CInode = std::ptr::null_mut();
+        let mut stx = Statx::zeroed();
+        // SAFETY: as for create.
+        check(unsafe { (self.api().ll_symlink)(self.cm(), p, n.as_ptr(), t.as_ptr(), &mut out, &mut stx, ffi::STATX_BASIC, 0, self.client.perms(ctx)) })?;
+        Ok(self.entry(out, &stx))
+    }
+
+    fn readlink(&self, ctx: &Context, inode: Inode) -> io::Result<Vec<u8>> {
+        let i = self.node(inode)?;
+        let mut buf = vec![0u8; libc::PATH_MAX as usize];
+        // SAFETY: a held inode and a buffer of its length.
+        let n = check(unsafe { (self.api().ll_readlink)(self.cm(), i, buf.as_mut_ptr().cast(), buf.len(), self.client.perms(ctx)) })? as usize;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    fn opendir(&self, ctx: &Context, inode: Inode, _flags: i32) -> io::Result<Handle> {
+        let i = self.node(inode)?;
+        let mut d: *mut ffi::DirResult = std::ptr::null_mut();
+        // SAFETY: a held inode and an out-parameter.
+        check(unsafe { (self.api().ll_opendir)(self.cm(), i, &mut d, self.client.perms(ctx)) })?;
+        let h = self.client.next_handle();
+        self.client.dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(h, Ptr::of(d));
+        Ok(h)
+    }
+
+    fn readdir(&self, _ctx: &Context, _inode: Inode, handle: Handle, offset: u64, max: usize) -> io::Result<Vec<DirEntry>> {
+        // The table's lock is held for the listing: a handle's stream is one position.
+        let dirs = self.client.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        let d = dirs.get(&handle).ok_or_else(|| errno(libc::EBADF))?.get::<ffi::DirResult>();
+        let cm = self.cm();
+        // SAFETY: an open directory; positions come from ceph_telldir.
+        unsafe { (self.api().seekdir)(cm, d, offset as i64) };
+        let mut out = Vec::new();
+        while out.len() < max {
+            // SAFETY: a zeroed dirent is a valid out-parameter.
+            let mut de: libc::dirent = unsafe { std::mem::zeroed() };
+            let mut stx = Statx::zeroed();
+            // SAFETY: an open directory, out-parameters; no inode reference asked for.
+            let r = check(unsafe { (self.api().readdirplus_r)(cm, d, &mut de, &mut stx, ffi::STATX_BASIC, 0, std::ptr::null_mut()) })?;
+            if r == 0 {
+                break;
+            }
+            // SAFETY: readdirplus_r filled a NUL-terminated name.
+            let name = unsafe { std::ffi::CStr::from_ptr(de.d_name.as_ptr()) }.to_bytes();
+            // SAFETY: as above.
+            let next = unsafe { (self.api().telldir)(cm, d) };
+            out.push(DirEntry {
+                ino: self.ours(stx.ino),
+                offset: next as u64,
+                kind: FileKind::from_mode(u32::from(stx.mode)),
+                name: OsString::from_vec(name.to_vec()),
+            });
+        }
+        Ok(out)
+    }
+
+    fn releasedir(&self, _ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
+        let d = self.client.dirs.lock().unwrap_or_else(|p| p.into_inner()).remove(&handle);
+        if let Some(d) = d {
+            // SAFETY: an open directory, released once.
+            check(unsafe { (self.api().ll_releasedir)(self.cm(), d.get()) })?;
+        }
+        Ok(())
+    }
+
+    fn statfs(&self, _ctx: &Context, inode: Inode) -> io::Result<StatFs> {
+        let i = self.node(inode)?;
+        // SAFETY: a zeroed statvfs is a valid out-parameter.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a held inode and an out-parameter.
+        check(unsafe { (self.api().ll_statfs)(self.cm(), i, &mut st) })?;
+        Ok(StatFs {
+            blocks: st.f_blocks,
+            bfree: st.f_bfree,
+            bavail: st.f_bavail,
+            files: st.f_files,
+            ffree: st.f_ffree,
+            bsize: st.f_bsize as u32,
+            namelen: st.f_namemax as u32,
+            frsize: st.f_frsize as u32,
+        })
+    }
+
+    fn getxattr(&self, ctx: &Context, inode: Inode, name: &OsStr) -> io::Result<Vec<u8>> {
+        let i = self.node(inode)?;
+        let n = cstr(name)?;
+        loop {
+            // SAFETY: size 0 asks for the value's length only.
+            let len = check(unsafe { (self.api().ll_getxattr)(self.cm(), i, n.as_ptr(), std::ptr::null_mut(), 0, self.client.perms(ctx)) })? as usize;
+            let mut buf = vec![0u8; len];
+            // SAFETY: a buffer of `len` bytes.
+            match check(unsafe { (self.api().ll_getxattr)(self.cm(), i, n.as_ptr(), buf.as_mut_ptr().cast(), len, self.client.perms(ctx)) }) {
+                Ok(got) => {
+                    buf.truncate(got as usize);
+                    return Ok(buf);
+                }
+                // It grew meanwhile: ask again.
+                Err(e) if e.raw_os_error() == Some(libc::ERANGE) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn setxattr(&self, ctx: &Context, inode: Inode, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+        self.writable()?;
+        let i = self.node(inode)?;
+        let n = cstr(name)?;
+        // SAFETY: a held inode, a NUL-terminated name, `value.len()` readable bytes.
+        check(unsafe { (self.api().ll_setxattr)(self.cm(), i, n.as_ptr(), value.as_ptr().cast(), value.len(), flags, self.client.perms(ctx)) }).map(|_| ())
+    }
+
+    fn listxattr(&self, ctx: &Context, inode: Inode) -> io::Result<Vec<OsString>> {
+        let i = self.node(inode)?;
+        let mut need = 0usize;
+        // SAFETY: size 0 asks for the list's length only.
+        check(unsafe { (self.api().ll_listxattr)(self.cm(), i, std::ptr::null_mut(), 0, &mut need, self.client.perms(ctx)) })?;
+        let mut buf = vec![0u8; need];
+        let mut got = 0usize;
+        // SAFETY: a buffer of `need` bytes.
+        check(unsafe { (self.api().ll_listxattr)(self.cm(), i, buf.as_mut_ptr().cast(), need, &mut got, self.client.perms(ctx)) })?;
+        buf.truncate(got.min(need));
+        Ok(buf.split(|b| *b == 0).filter(|n| !n.is_empty()).map(|n| OsString::from_vec(n.to_vec())).collect())
+    }
+
+    fn removexattr(&self, ctx: &Context, inode: Inode, name: &OsStr) -> io::Result<()> {
+        self.writable()?;
+        let i = self.node(inode)?;
+        let n = cstr(name)?;
+        // SAFETY: a held inode and a NUL-terminated name.
+        check(unsafe { (self.api().ll_removexattr)(self.cm(), i, n.as_ptr(), self.client.perms(ctx)) }).map(|_| ())
+    }
+
+}

@@ -1,0 +1,158 @@
+//! The `cephfs` backend against a real single-node Ceph cluster started for the test
+//! (`scripts/ceph-cluster.sh`): a union of CephFS branches through FUSE and the user-level
+//! path, and two clients seeing each other's writes. A test that cannot start the cluster
+//! fails; it never skips.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::host::{stderr, Host};
+
+/// A cluster under a scratch directory, stopped (daemons by their pids) when dropped.
+struct Cluster {
+    dir: PathBuf,
+    conf: String,
+}
+
+impl Cluster {
+    fn start(dir: &Path, port: u16) -> Cluster {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ceph-cluster.sh");
+        let out = Command::new("bash").arg(&script).arg("start").arg(dir).arg(port.to_string()).output().expect("run ceph-cluster.sh");
+        let cluster = Cluster { dir: dir.to_path_buf(), conf: dir.join("ceph.conf").display().to_string() };
+        assert!(
+            out.status.success(),
+            "could not start a Ceph cluster (scripts/install-deps.sh installs Ceph): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ceph-cluster.sh");
+        let _ = Command::new("bash").arg(script).arg("stop").arg(&self.dir).status();
+    }
+}
+
+/// A FUSE mount of a CephFS union, unmounted when dropped.
+struct Mounted<'a> {
+    host: &'a Host,
+    at: PathBuf,
+}
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        let _ = self.host.run(&["umount", self.at.to_str().expect("utf-8")]);
+    }
+}
+
+fn mount<'a>(host: &'a Host, at: &Path, conf: &str, lowers: &[&str], upper: &str) -> Mounted<'a> {
+    let mut args = vec!["mount", at.to_str().expect("utf-8"), "--backend", "cephfs", "--ceph-conf", conf, "--upper", upper, "--detach"];
+    for l in lowers {
+        args.extend(["--lower", l]);
+    }
+    host.ok(&args);
+    Mounted { host, at: at.to_path_buf() }
+}
+
+fn sh(script: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(script).output().expect("sh");
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
+    let mut host = Host::new("ceph");
+    let cluster = Cluster::start(&host.scratch.mkdir("cluster"), 46789 + (std::process::id() % 500) as u16 * 2);
+    let conf = cluster.conf.clone();
+
+    // The image branch and a clone's upper branch, made in CephFS through a mount of its root.
+    let setup = host.scratch.mkdir("setup");
+    {
+        let _m = mount(&host, &setup, &conf, &[], "/");
+        sh(&format!(
+            "mkdir -p {s}/image/bin {s}/image/etc {s}/image/data/dir {s}/c1 {s}/c2 && cp /bin/ls {s}/image/bin/ && echo 'image motd' > {s}/image/etc/motd && echo a > {s}/image/data/dir/a && echo gone > {s}/image/etc/gone",
+            s = setup.display()
+        ));
+    }
+
+    // A clone through FUSE: programs from the image, copy-up, whiteouts, opaque directories.
+    let c1 = host.scratch.mkdir("c1");
+    let m1 = mount(&host, &c1, &conf, &["/image"], "/c1");
+    let c = c1.display();
+    let out = sh(&format!(
+        "{c}/bin/ls {c}/etc && echo 'c1 was here' >> {c}/etc/motd && cat {c}/etc/motd && rm {c}/etc/gone && test ! -e {c}/etc/gone && echo whiteout-ok \
+         && rm -rf {c}/data/dir && mkdir {c}/data/dir && ls {c}/data/dir | wc -l && seq 1 10000 > {c}/numbers && sha256sum {c}/numbers | cut -c1-16 \
+         && mv {c}/numbers {c}/n2 && ln -s n2 {c}/link && cat {c}/link | wc -l"
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..4], ["gone", "motd", "image motd", "c1 was here"], "{out}");
+    assert!(out.contains("whiteout-ok"), "{out}");
+    assert_eq!(lines[5], "0", "the recreated directory is opaque: {out}");
+    let expect_sum = sh("seq 1 10000 | sha256sum | cut -c1-16");
+    assert_eq!(lines[6], expect_sum.trim(), "{out}");
+    assert_eq!(lines[7], "10000", "{out}");
+
+    // A second clone of the same image sees none of it; the image is untouched.
+    let c2 = host.scratch.mkdir("c2");
+    let m2 = mount(&host, &c2, &conf, &["/image"], "/c2");
+    let out = sh(&format!("cat {0}/etc/motd; ls {0}/data/dir; ls {0}", c2.display()));
+    assert_eq!(out, "image motd\na\nbin\ndata\netc\n", "{out}");
+    drop(m2);
+
+    // Two clients (two mounts, standing in for two hosts) see each other's writes after close.
+    let other = host.scratch.mkdir("other");
+    let m3 = mount(&host, &other, &conf, &["/image"], "/c1");
+    sh(&format!("echo 'from the first client' > {c}/shared && sync"));
+    let out = sh(&format!("cat {}/shared", other.display()));
+    assert_eq!(out, "from the first client\n");
+    drop(m3);
+    drop(m1);
+
+    // The user-level path: a pool's service serving a CephFS union, a program under the
+    // preload library.
+    let pool = host.create("p", &["--cpus", "0-1"]);
+    host.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let spec = host.scratch.path().join("instance.yaml");
+    std::fs::write(
+        &spec,
+        format!("backend:\n  type: cephfs\n  conf: {conf}\n  id: admin\nbranches:\n  - path: /c2\n    mode: rw\n  - path: /image\n    mode: ro\n"),
+    )
+    .expect("spec");
+    let pm = host.scratch.mkdir("pm");
+    host.ok(&["mount", "--pool", &pool, pm.to_str().expect("utf-8"), "-f", spec.to_str().expect("utf-8")]);
+    let out = host.run(&[
+        "exec", "--pool", &pool, "--preload-only", "--", "sh", "-c",
+        &format!("cd {} && for i in $(seq 1 50); do echo $i | tee f$i > /dev/null; cat f$i > /dev/null; done; cat etc/motd; ls | wc -l", pm.display()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("image motd\n"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&host.ok(&["inspect", "--pool", &pool, "--format", "json"])).expect("json");
+    let user = &json[0]["service"]["mounts"][0]["user_ops"];
+    for op in ["open_path", "write", "read"] {
+        assert!(user[op]["count"].as_u64().unwrap_or(0) >= 50, "{op} on the user-level path: {user}");
+    }
+    host.ok(&["pool", "destroy", &pool, "--force"]);
+    host.created.clear();
+    drop(cluster);
+}
+
+#[test]
+fn a_missing_cluster_or_library_is_named() {
+    let host = Host::new("cephbad");
+    let at = host.scratch.mkdir("m");
+    let conf = host.scratch.path().join("nope.conf");
+    let out = host.run(&["mount", at.to_str().expect("utf-8"), "--backend", "cephfs", "--ceph-conf", conf.to_str().expect("utf-8"), "--upper", "/x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nope.conf"), "{}", stderr(&out));
+    let out = host.run(&["mount", at.to_str().expect("utf-8"), "--backend", "cephfs", "--upper", "/x"]);
+    assert!(stderr(&out).contains("--ceph-conf"), "{}", stderr(&out));
+    let out = host.run(&["mount", at.to_str().expect("utf-8"), "--backend", "cephfs", "--ceph-conf", "/etc/hostname", "--upper", "relative"]);
+    assert!(stderr(&out).contains("absolute path inside the file system"), "{}", stderr(&out));
+}
