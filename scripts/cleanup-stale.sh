@@ -4,6 +4,12 @@
 # the temp dir whose names carry the project's "polytropon-" prefix.
 set -euo pipefail
 tmp=${TMPDIR:-/tmp}
+# Ceph daemons of a killed test's cluster (scripts/ceph-cluster.sh), by their pid files.
+for pidfile in "$tmp"/polytropon-*/cluster/run/*.pid; do
+  [[ -f $pidfile ]] || continue
+  pid=$(cat "$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] && grep -qs ceph "/proc/$pid/comm" && kill -KILL "$pid" 2>/dev/null || true
+done
 # Deepest mountpoints first.
 awk -v t="$tmp/polytropon-" 'index($2, t) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
   umount -l "$m" 2>/dev/null || true

@@ -144,7 +144,7 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
 }
 
 #[test]
-fn a_missing_cluster_or_library_is_named() {
+fn bad_ceph_input_is_named() {
     let host = Host::new("cephbad");
     let at = host.scratch.mkdir("m");
     let conf = host.scratch.path().join("nope.conf");
