@@ -8,7 +8,7 @@
 # PORT is the mon's v1 port (default 46789; v2 is PORT+1); clusters running side by side need
 # distinct ports. Clients use `-c DIR/ceph.conf --id admin` (keyring in the conf). Needs the
 # Debian packages ceph, ceph-mds (scripts/install-deps.sh installs them) and root.
-set -euo pipefail
+set -Eeuo pipefail   # -E: the clean-up trap also fires inside functions
 
 usage() { echo "usage: $0 start DIR [PORT] | stop DIR" >&2; exit 2; }
 [[ $# -ge 2 ]] || usage

@@ -138,6 +138,24 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     for op in ["open_path", "write", "read"] {
         assert!(user[op]["count"].as_u64().unwrap_or(0) >= 50, "{op} on the user-level path: {user}");
     }
+    // What was fsync'd survives the service's death (kill -9) and a new service.
+    let out = host.run(&["exec", "--pool", &pool, "--preload-only", "--", "sh", "-c", &format!("cd {} && printf durable > kept && sync kept", pm.display())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = json[0]["service"]["pid"].as_u64().expect("service pid") as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill -9 the service");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")) {
+        assert!(std::time::Instant::now() < deadline, "the service did not die");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = Command::new("umount").arg("-l").arg(&pm).status();
+    // Fence the dead client, as an operator does when a client host dies: until the MDS
+    // evicts it (on its own after the session timeout, 60 s), its capabilities block others.
+    let evicted = Command::new("ceph").args(["-c", &conf, "--id", "admin", "tell", "mds.a", "client", "evict"]).output().expect("run ceph");
+    assert!(evicted.status.success(), "ceph tell mds.a client evict: {}", String::from_utf8_lossy(&evicted.stderr));
+    host.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    host.ok(&["mount", "--pool", &pool, pm.to_str().expect("utf-8"), "-f", spec.to_str().expect("utf-8")]);
+    assert_eq!(std::fs::read_to_string(pm.join("kept")).expect("read after the restart"), "durable");
     host.ok(&["pool", "destroy", &pool, "--force"]);
     host.created.clear();
     drop(cluster);
