@@ -8,35 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::ceph::Cluster;
 use common::host::{stderr, Host};
-
-/// A cluster under a scratch directory, stopped (daemons by their pids) when dropped.
-struct Cluster {
-    dir: PathBuf,
-    conf: String,
-}
-
-impl Cluster {
-    fn start(dir: &Path, port: u16) -> Cluster {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ceph-cluster.sh");
-        let out = Command::new("bash").arg(&script).arg("start").arg(dir).arg(port.to_string()).output().expect("run ceph-cluster.sh");
-        let cluster = Cluster { dir: dir.to_path_buf(), conf: dir.join("ceph.conf").display().to_string() };
-        assert!(
-            out.status.success(),
-            "could not start a Ceph cluster (scripts/install-deps.sh installs Ceph): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        cluster
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ceph-cluster.sh");
-        let _ = Command::new("bash").arg(script).arg("stop").arg(&self.dir).status();
-    }
-}
 
 /// A FUSE mount of a CephFS union, unmounted when dropped.
 struct Mounted<'a> {
@@ -68,7 +41,7 @@ fn sh(script: &str) -> String {
 #[test]
 fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     let mut host = Host::new("ceph");
-    let cluster = Cluster::start(&host.scratch.mkdir("cluster"), 46789 + (std::process::id() % 500) as u16 * 2);
+    let cluster = Cluster::start(&host.scratch.mkdir("cluster"), Cluster::port(0));
     let conf = cluster.conf.clone();
 
     // The image branch and a clone's upper branch, made in CephFS through a mount of its root.

@@ -400,11 +400,74 @@ struct Setup {
     _scratch: Scratch,
 }
 
-/// Whether the union is driven directly or through a FUSE mount of it.
+/// Whether the union is driven directly or through a FUSE mount of it, and over which
+/// backend.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Via {
     Direct,
     Fuse,
+    /// Directly, over CephFS branches (copies of the same trees) of a running cluster.
+    Ceph,
+}
+
+/// The CephFS client of the oracle's Ceph mode, for the life of the test.
+static CEPH: std::sync::Mutex<Option<Arc<polytropon::backend::cephfs::CephClient>>> = std::sync::Mutex::new(None);
+
+/// Copies the local tree `from` into directory `dir` of `fs`: directories, files, symbolic
+/// links, 0/0 character devices (whiteouts) and xattrs (opaque markers).
+fn copy_into(fs: &dyn FileSystem, dir: Inode, from: &Path) {
+    let ctx = common::root_ctx();
+    let mut names: Vec<_> = std::fs::read_dir(from).expect("read_dir").flatten().map(|e| e.file_name()).collect();
+    names.sort();
+    for n in names {
+        let p = from.join(&n);
+        let md = std::fs::symlink_metadata(&p).expect("lstat");
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let ft = md.file_type();
+        let e = if ft.is_dir() {
+            let e = fs.mkdir(&ctx, dir, &n, md.mode() & 0o7777, 0).expect("mkdir");
+            copy_into(fs, e.inode, &p);
+            e
+        } else if ft.is_symlink() {
+            let t = std::fs::read_link(&p).expect("readlink");
+            fs.symlink(&ctx, t.as_os_str(), dir, &n).expect("symlink")
+        } else if ft.is_char_device() {
+            fs.mknod(&ctx, dir, &n, libc::S_IFCHR | (md.mode() & 0o7777), md.rdev(), 0).expect("mknod")
+        } else {
+            let data = std::fs::read(&p).expect("read");
+            let (e, h) = fs.create(&ctx, dir, &n, md.mode() & 0o7777, 0, libc::O_WRONLY).expect("create");
+            if !data.is_empty() {
+                fs.write(&ctx, e.inode, h, &[IoSlice::new(&data)], 0).expect("write");
+            }
+            if md.len() > data.len() as u64 {
+                fs.setattr(&ctx, e.inode, None, &polytropon::libservice::SetAttr { size: Some(md.len()), ..Default::default() }).expect("size");
+            }
+            fs.release(&ctx, e.inode, h).expect("release");
+            e
+        };
+        if !ft.is_symlink() {
+            let mut buf = vec![0u8; 4096];
+            let len = rfs::llistxattr(&p, &mut buf).unwrap_or(0);
+            for x in buf[..len].split(|b| *b == 0).filter(|x| !x.is_empty()) {
+                let xn = <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(x);
+                let mut v = vec![0u8; 4096];
+                let vl = rfs::lgetxattr(&p, xn, &mut v).expect("getxattr");
+                fs.setxattr(&ctx, e.inode, xn, &v[..vl], 0).expect("setxattr");
+            }
+        }
+        fs.forget(e.inode, 1);
+    }
+}
+
+/// `tree` without the link counts of directories: CephFS counts a directory's links its own
+/// way, and the union reports a branch's count for unmerged directories.
+fn without_dir_links(mut tree: Tree) -> Tree {
+    for n in tree.values_mut() {
+        if n.kind == "dir" {
+            n.nlink = 0;
+        }
+    }
+    tree
 }
 
 fn setup(seed: u64, via: Via) -> Setup {
@@ -423,12 +486,28 @@ fn setup(seed: u64, via: Via) -> Setup {
     let mnt = scratch.mkdir("kernel/mnt");
     let overlay = Overlay::mount(&[kl1, kl2], &kup, &work, &mnt);
     let (ul1, ul2, uup) = sides[1].clone();
-    let open = |p: &PathBuf, ro: bool| -> Arc<dyn FileSystem> {
-        Arc::new(LocalFs::new(p, LocalOptions { read_only: ro }).expect("open branch"))
+    let union: Arc<dyn FileSystem> = if via == Via::Ceph {
+        use polytropon::backend::cephfs::CephBranch;
+        let client = CEPH.lock().unwrap_or_else(|p| p.into_inner()).clone().expect("the Ceph mode's client");
+        let top = CephBranch::new(client.clone(), Path::new("/"), false).expect("CephFS root");
+        let ctx = common::root_ctx();
+        let seq = top.mkdir(&ctx, ROOT_INODE, OsStr::new(&format!("seq{seed}")), 0o755, 0).expect("mkdir seq");
+        for (name, local) in [("lower1", &ul1), ("lower2", &ul2), ("upper", &uup)] {
+            let d = top.mkdir(&ctx, seq.inode, OsStr::new(name), 0o755, 0).expect("mkdir branch");
+            copy_into(&top, d.inode, local);
+            top.forget(d.inode, 1);
+        }
+        top.forget(seq.inode, 1);
+        let branch = |n: &str, ro: bool| -> Arc<dyn FileSystem> {
+            Arc::new(CephBranch::new(client.clone(), &Path::new("/").join(format!("seq{seed}")).join(n), ro).expect("CephFS branch"))
+        };
+        Arc::new(UnionFs::new(Some(branch("upper", false)), vec![branch("lower1", true), branch("lower2", true)]).expect("build union"))
+    } else {
+        let open = |p: &PathBuf, ro: bool| -> Arc<dyn FileSystem> {
+            Arc::new(LocalFs::new(p, LocalOptions { read_only: ro }).expect("open branch"))
+        };
+        Arc::new(UnionFs::new(Some(open(&uup, false)), vec![open(&ul1, true), open(&ul2, true)]).expect("build union"))
     };
-    let union: Arc<dyn FileSystem> = Arc::new(
-        UnionFs::new(Some(open(&uup, false)), vec![open(&ul1, true), open(&ul2, true)]).expect("build union"),
-    );
     let fuse = (via == Via::Fuse).then(|| {
         let mnt = scratch.mkdir("union/mnt");
         polytropon::service::fuse::spawn(union.clone(), &mnt, &polytropon::service::fuse::FuseConfig::default())
@@ -441,17 +520,27 @@ fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn union_side_tree(s: &Setup) -> Tree {
+fn union_side_tree(s: &Setup, via: Via) -> Tree {
     match &s.fuse {
         Some(m) => kernel_tree(m.mountpoint()),
+        None if via == Via::Ceph => without_dir_links(union_tree(&s.union).expect("walk union")),
         None => union_tree(&s.union).expect("walk union"),
+    }
+}
+
+fn kernel_side_tree(s: &Setup, via: Via) -> Tree {
+    let t = kernel_tree(&s.overlay.mountpoint);
+    if via == Via::Ceph {
+        without_dir_links(t)
+    } else {
+        t
     }
 }
 
 fn run_sequence(seed: u64, steps: u64, via: Via) -> u64 {
     let s = setup(seed, via);
-    let before_k = kernel_tree(&s.overlay.mountpoint);
-    let before_u = union_side_tree(&s);
+    let before_k = kernel_side_tree(&s, via);
+    let before_u = union_side_tree(&s, via);
     assert!(before_k == before_u, "seed {seed}: initial trees differ:\n{}", diff(&before_k, &before_u));
     let mut rng = fastrand::Rng::with_seed(seed.wrapping_mul(0x9e37_79b9));
     let mut log = Vec::new();
@@ -465,8 +554,8 @@ fn run_sequence(seed: u64, steps: u64, via: Via) -> u64 {
         log.push(format!("{step}: {op:?} -> kernel {ek} union {eu}"));
         let history = || log[log.len().saturating_sub(25)..].join("\n");
         assert_eq!(ek, eu, "seed {seed} step {step}: errno differs for {op:?}\nlast operations:\n{}", history());
-        let tk = kernel_tree(&s.overlay.mountpoint);
-        let tu = union_side_tree(&s);
+        let tk = kernel_side_tree(&s, via);
+        let tu = union_side_tree(&s, via);
         assert!(tk == tu, "seed {seed} step {step}: trees differ after {op:?}\n{}\nlast operations:\n{}", diff(&tk, &tu), history());
     }
     steps
@@ -499,4 +588,20 @@ fn union_matches_kernel_overlayfs() {
 fn fuse_mount_matches_kernel_overlayfs() {
     let total = oracle(Via::Fuse, "POLYTROPON_ORACLE_FUSE_SEED", "POLYTROPON_ORACLE_FUSE_SEQUENCES", 20, 5000);
     eprintln!("oracle through FUSE: {total} operations, zero divergence");
+}
+
+/// The same oracle with every branch on CephFS (a real single-node cluster started for it).
+#[test]
+fn union_over_cephfs_matches_kernel_overlayfs() {
+    require_root();
+    let scratch = Scratch::new("oracle-ceph");
+    let cluster = common::ceph::Cluster::start(&scratch.mkdir("cluster"), common::ceph::Cluster::port(1));
+    let opts = polytropon::backend::cephfs::CephOptions { conf: cluster.conf.clone().into(), id: "admin".into(), fs: None, settings: Vec::new() };
+    *CEPH.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(polytropon::backend::cephfs::CephClient::connect(&opts).expect("connect to CephFS")));
+    let total = std::panic::catch_unwind(|| oracle(Via::Ceph, "POLYTROPON_ORACLE_CEPH_SEED", "POLYTROPON_ORACLE_CEPH_SEQUENCES", 4, 9000));
+    // The client goes before the cluster.
+    CEPH.lock().unwrap_or_else(|p| p.into_inner()).take();
+    drop(cluster);
+    let total = total.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    eprintln!("oracle over CephFS: {total} operations, zero divergence");
 }
