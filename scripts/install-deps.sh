@@ -13,7 +13,7 @@ packages=(
   git sqlite3 fio tar busybox-static  # real programs run on the mounts
   file            # tells the static test binary from a dynamic one
   gcc libc6-dev   # compiles the C program that uses polytropon.h
-  ceph ceph-mds libcephfs2 uuid-runtime   # a throwaway cluster (scripts/ceph-cluster.sh); the cephfs backend
+  ceph ceph-mds ceph-fuse libcephfs2 uuid-runtime   # a throwaway cluster (scripts/ceph-cluster.sh); the cephfs backend; raw copies into CephFS
 )
 
 missing=()

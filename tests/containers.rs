@@ -7,26 +7,14 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::host::{stderr, Host};
+use common::image_dir;
 
 const IMAGE: &str = "polytropon/test:latest";
-
-/// The test image, built once per test run (the script is idempotent and locked).
-fn image_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = root.join("target/test-image");
-        let st = Command::new("bash").arg(root.join("scripts/build-image.sh")).arg(&out).status().expect("run build-image.sh");
-        assert!(st.success(), "scripts/build-image.sh failed");
-        out
-    })
-}
 
 /// A pool with its service running and the test image imported.
 struct Stage {

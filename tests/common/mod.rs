@@ -15,6 +15,19 @@ use std::sync::Arc;
 
 use polytropon::libservice::{Context, FileKind, FileSystem, Inode, ROOT_INODE};
 
+/// The test image (`scripts/build-image.sh`: an OCI layout, an OCI archive and a docker-save
+/// archive), built once per test run (the script is idempotent and locked).
+pub fn image_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = root.join("target/test-image");
+        let st = Command::new("bash").arg(root.join("scripts/build-image.sh")).arg(&out).status().expect("run build-image.sh");
+        assert!(st.success(), "scripts/build-image.sh failed");
+        out
+    })
+}
+
 /// Fails loudly (never skips) when the test cannot run for real.
 pub fn require_root() {
     assert!(
