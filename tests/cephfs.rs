@@ -32,6 +32,22 @@ fn mount<'a>(host: &'a Host, at: &Path, conf: &str, lowers: &[&str], upper: &str
     Mounted { host, at: at.to_path_buf() }
 }
 
+/// A pool, its service, and an instance of it on CephFS (`upper` over `lowers`, topmost
+/// first) mounted under the scratch directory: (pool, spec file, mountpoint).
+fn pool_mount(host: &mut Host, conf: &str, upper: &str, lowers: &[&str]) -> (String, PathBuf, PathBuf) {
+    let pool = host.create("p", &["--cpus", "0-1"]);
+    host.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let spec = host.scratch.path().join("instance.yaml");
+    let mut yaml = format!("backend:\n  type: cephfs\n  conf: {conf}\n  id: admin\nbranches:\n  - path: {upper}\n    mode: rw\n");
+    for l in lowers {
+        yaml += &format!("  - path: {l}\n    mode: ro\n");
+    }
+    std::fs::write(&spec, yaml).expect("spec");
+    let at = host.scratch.mkdir("pm");
+    host.ok(&["mount", "--pool", &pool, at.to_str().expect("utf-8"), "-f", spec.to_str().expect("utf-8")]);
+    (pool, spec, at)
+}
+
 fn sh(script: &str) -> String {
     let out = Command::new("sh").arg("-c").arg(script).output().expect("sh");
     assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
@@ -89,16 +105,7 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
 
     // The user-level path: a pool's service serving a CephFS union, a program under the
     // preload library.
-    let pool = host.create("p", &["--cpus", "0-1"]);
-    host.ok(&["service", "run", "--pool", &pool, "--detach"]);
-    let spec = host.scratch.path().join("instance.yaml");
-    std::fs::write(
-        &spec,
-        format!("backend:\n  type: cephfs\n  conf: {conf}\n  id: admin\nbranches:\n  - path: /c2\n    mode: rw\n  - path: /image\n    mode: ro\n"),
-    )
-    .expect("spec");
-    let pm = host.scratch.mkdir("pm");
-    host.ok(&["mount", "--pool", &pool, pm.to_str().expect("utf-8"), "-f", spec.to_str().expect("utf-8")]);
+    let (pool, spec, pm) = pool_mount(&mut host, &conf, "/c2", &["/image"]);
     let out = host.run(&[
         "exec", "--pool", &pool, "--preload-only", "--", "sh", "-c",
         &format!("cd {} && for i in $(seq 1 50); do echo $i | tee f$i > /dev/null; cat f$i > /dev/null; done; cat etc/motd; ls | wc -l", pm.display()),
@@ -175,16 +182,7 @@ fn a_container_runs_on_image_layers_stored_in_cephfs() {
         .expect("sh");
     let _ = Command::new("umount").arg(&raw).status();
     assert!(copied.status.success(), "copy into CephFS: {}", String::from_utf8_lossy(&copied.stderr));
-    let pool = host.create("p", &["--cpus", "0-1"]);
-    host.ok(&["service", "run", "--pool", &pool, "--detach"]);
-    let spec = host.scratch.path().join("instance.yaml");
-    std::fs::write(
-        &spec,
-        format!("backend:\n  type: cephfs\n  conf: {conf}\nbranches:\n  - path: /ctr/upper\n    mode: rw\n  - path: /layers/app\n    mode: ro\n  - path: /layers/base\n    mode: ro\n"),
-    )
-    .expect("spec");
-    let root = host.scratch.mkdir("root");
-    host.ok(&["mount", "--pool", &pool, root.to_str().expect("utf-8"), "-f", spec.to_str().expect("utf-8")]);
+    let (pool, _spec, root) = pool_mount(&mut host, &conf, "/ctr/upper", &["/layers/app", "/layers/base"]);
     let out = host.run(&[
         "exec", "--pool", &pool, "--root", root.to_str().expect("utf-8"), "--", "sh", "-c",
         "cat /etc/motd; test ! -e /etc/gone && echo whiteout-ok; ls /data/dir; /usr/bin/busybox echo static-ok; \
