@@ -221,7 +221,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__bench)
-            opts="-h -V --workload --all --paths --operations --reps --ops --file-mib --dir --cpus --image --serve --clones --format --plot --state-dir --data-dir --log --log-format --help --version"
+            opts="-h -V --workload --all --paths --operations --reps --ops --file-mib --dir --cpus --ceph-conf --image --serve --clones --format --plot --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -256,6 +256,10 @@ _polytropon() {
                     return 0
                     ;;
                 --cpus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ceph-conf)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -242,6 +242,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l ops -d '
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l file-mib -d 'Size of the file for the sequential and pread workloads, in MiB' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l dir -d 'Directory for the branches and mounts (default: the temp dir)' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l cpus -d 'Run everything (workloads, back driver, FUSE threads) on these cpus only (e.g. `0`: a one-cpu pool, where client and service share the cpu)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l ceph-conf -d 'A CephFS (its ceph.conf; client.admin) for the paths `cephfs-user`, `cephfs-fuse`, `ceph-fuse` and `unionfs-ceph-fuse`; their data goes under /polytropon-bench-PID' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l image -d '`startup`: the imported image whose clones start (it must hold the server)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l serve -d '`startup`: the server each clone runs; `{port}` becomes its port on the host network' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l clones -d '`startup`: numbers of clones to start at once, comma-separated' -r

@@ -14,6 +14,7 @@ packages=(
   file            # tells the static test binary from a dynamic one
   gcc libc6-dev   # compiles the C program that uses polytropon.h
   ceph ceph-mds ceph-fuse libcephfs2 uuid-runtime   # a throwaway cluster (scripts/ceph-cluster.sh); the cephfs backend; raw copies into CephFS
+  unionfs-fuse    # the papers' F/F peer of the CephFS benchmark (unionfs-fuse over ceph-fuse)
 )
 
 missing=()

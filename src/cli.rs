@@ -438,6 +438,10 @@ pub struct BenchArgs {
     /// a one-cpu pool, where client and service share the cpu).
     #[arg(long, value_name = "LIST")]
     pub cpus: Option<String>,
+    /// A CephFS (its ceph.conf; client.admin) for the paths `cephfs-user`, `cephfs-fuse`,
+    /// `ceph-fuse` and `unionfs-ceph-fuse`; their data goes under /polytropon-bench-PID.
+    #[arg(long, value_name = "FILE")]
+    pub ceph_conf: Option<PathBuf>,
     /// `startup`: the imported image whose clones start (it must hold the server).
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,

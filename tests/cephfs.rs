@@ -103,6 +103,21 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     drop(m3);
     drop(m1);
 
+    // The CephFS benchmark paths run and leave nothing in the CephFS or mounted.
+    let out = host.ok(&[
+        "bench", "--workload", "micro", "--paths", "cephfs-user,cephfs-fuse,ceph-fuse,unionfs-ceph-fuse", "--ceph-conf", &conf,
+        "--reps", "1", "--ops", "20", "--file-mib", "2", "--format", "json", "--dir", host.scratch.path().to_str().expect("utf-8"),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).expect("bench json");
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4 * 6, "{out}");
+    assert!(rows.iter().all(|r| r["median"].as_f64().is_some_and(|m| m > 0.0)), "{out}");
+    {
+        let _m = mount(&host, &setup, &conf, &[], "/");
+        let left = sh(&format!("ls {}", setup.display()));
+        assert!(!left.contains("polytropon-bench"), "bench data left in CephFS: {left}");
+    }
+
     // The user-level path: a pool's service serving a CephFS union, a program under the
     // preload library.
     let (pool, spec, pm) = pool_mount(&mut host, &conf, "/c2", &["/image"]);
@@ -149,6 +164,16 @@ fn bad_ceph_input_is_named() {
     let out = host.run(&["mount", at.to_str().expect("utf-8"), "--backend", "cephfs", "--ceph-conf", conf.to_str().expect("utf-8"), "--upper", "/x"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("nope.conf"), "{}", stderr(&out));
+    // Without libcephfs (here: a name that does not exist) the error names the library.
+    let out = host.cmd().env("POLYTROPON_LIBCEPHFS", "/nonexistent/libcephfs.so.2").args(["mount", at.to_str().expect("utf-8"), "--backend", "cephfs", "--ceph-conf", "/etc/hostname", "--upper", "/x"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("needs libcephfs.so.2 (Debian package libcephfs2)"), "{}", stderr(&out));
+    // The local default does not load it at all.
+    let (l, u) = (host.scratch.mkdir("l"), host.scratch.mkdir("u"));
+    let m2 = host.scratch.mkdir("m2");
+    let out = host.cmd().env("POLYTROPON_LIBCEPHFS", "/nonexistent/libcephfs.so.2").args(["mount", m2.to_str().expect("utf-8"), "--lower", l.to_str().expect("utf-8"), "--upper", u.to_str().expect("utf-8"), "--detach"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    host.ok(&["umount", m2.to_str().expect("utf-8")]);
     let out = host.run(&["mount", at.to_str().expect("utf-8"), "--backend", "cephfs", "--upper", "/x"]);
     assert!(stderr(&out).contains("--ceph-conf"), "{}", stderr(&out));
     let out = host.run(&["mount", at.to_str().expect("utf-8"), "--backend", "cephfs", "--ceph-conf", "/etc/hostname", "--upper", "relative"]);

@@ -413,52 +413,6 @@ enum Via {
 /// The CephFS client of the oracle's Ceph mode, for the life of the test.
 static CEPH: std::sync::Mutex<Option<Arc<polytropon::backend::cephfs::CephClient>>> = std::sync::Mutex::new(None);
 
-/// Copies the local tree `from` into directory `dir` of `fs`: directories, files, symbolic
-/// links, 0/0 character devices (whiteouts) and xattrs (opaque markers).
-fn copy_into(fs: &dyn FileSystem, dir: Inode, from: &Path) {
-    let ctx = common::root_ctx();
-    let mut names: Vec<_> = std::fs::read_dir(from).expect("read_dir").flatten().map(|e| e.file_name()).collect();
-    names.sort();
-    for n in names {
-        let p = from.join(&n);
-        let md = std::fs::symlink_metadata(&p).expect("lstat");
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let ft = md.file_type();
-        let e = if ft.is_dir() {
-            let e = fs.mkdir(&ctx, dir, &n, md.mode() & 0o7777, 0).expect("mkdir");
-            copy_into(fs, e.inode, &p);
-            e
-        } else if ft.is_symlink() {
-            let t = std::fs::read_link(&p).expect("readlink");
-            fs.symlink(&ctx, t.as_os_str(), dir, &n).expect("symlink")
-        } else if ft.is_char_device() {
-            fs.mknod(&ctx, dir, &n, libc::S_IFCHR | (md.mode() & 0o7777), md.rdev(), 0).expect("mknod")
-        } else {
-            let data = std::fs::read(&p).expect("read");
-            let (e, h) = fs.create(&ctx, dir, &n, md.mode() & 0o7777, 0, libc::O_WRONLY).expect("create");
-            if !data.is_empty() {
-                fs.write(&ctx, e.inode, h, &[IoSlice::new(&data)], 0).expect("write");
-            }
-            if md.len() > data.len() as u64 {
-                fs.setattr(&ctx, e.inode, None, &polytropon::libservice::SetAttr { size: Some(md.len()), ..Default::default() }).expect("size");
-            }
-            fs.release(&ctx, e.inode, h).expect("release");
-            e
-        };
-        if !ft.is_symlink() {
-            let mut buf = vec![0u8; 4096];
-            let len = rfs::llistxattr(&p, &mut buf).unwrap_or(0);
-            for x in buf[..len].split(|b| *b == 0).filter(|x| !x.is_empty()) {
-                let xn = <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(x);
-                let mut v = vec![0u8; 4096];
-                let vl = rfs::lgetxattr(&p, xn, &mut v).expect("getxattr");
-                fs.setxattr(&ctx, e.inode, xn, &v[..vl], 0).expect("setxattr");
-            }
-        }
-        fs.forget(e.inode, 1);
-    }
-}
-
 /// `tree` without the link counts of directories: CephFS counts a directory's links its own
 /// way, and the union reports a branch's count for unmerged directories.
 fn without_dir_links(mut tree: Tree) -> Tree {
@@ -494,7 +448,7 @@ fn setup(seed: u64, via: Via) -> Setup {
         let seq = top.mkdir(&ctx, ROOT_INODE, OsStr::new(&format!("seq{seed}")), 0o755, 0).expect("mkdir seq");
         for (name, local) in [("lower1", &ul1), ("lower2", &ul2), ("upper", &uup)] {
             let d = top.mkdir(&ctx, seq.inode, OsStr::new(name), 0o755, 0).expect("mkdir branch");
-            copy_into(&top, d.inode, local);
+            polytropon::libservice::copy::copy_tree(&top, &ctx, d.inode, local).expect("copy a branch into CephFS");
             top.forget(d.inode, 1);
         }
         top.forget(seq.inode, 1);

@@ -5,6 +5,7 @@
 //! (N cloned containers to their first HTTP answer, on polytropon, fuse-overlayfs and kernel
 //! overlayfs roots). Issue 9 adds the papers' other workloads and the isolation experiment.
 
+pub mod ceph;
 mod micro;
 pub mod startup;
 pub mod targets;
@@ -36,6 +37,8 @@ pub struct BenchOptions {
     pub startup: Option<startup::StartupOptions>,
     /// The cpus everything runs on (empty: wherever the bench may run).
     pub cpus: Vec<usize>,
+    /// A CephFS for the CephFS paths (its ceph.conf).
+    pub ceph_conf: Option<PathBuf>,
 }
 
 /// One measured operation on one path.
@@ -165,7 +168,7 @@ fn choose_paths(opts: &BenchOptions, known: &[&str], report: &mut Report) -> any
     let asked: Vec<String> = if opts.paths.is_empty() { known.iter().map(|s| s.to_string()).collect() } else { opts.paths.iter().filter(|p| known.contains(&p.as_str())).cloned().collect() };
     let mut paths = Vec::new();
     for p in &asked {
-        match targets::availability(p) {
+        match targets::availability(p, opts.ceph_conf.is_some()) {
             Ok(()) => paths.push(p.clone()),
             Err(why) if opts.paths.is_empty() => {
                 if !report.skipped.iter().any(|(s, _)| s == p) {
@@ -188,9 +191,13 @@ fn run_micro(opts: &BenchOptions, base: &std::path::Path, report: &mut Report) -
     let paths = choose_paths(opts, &targets::ALL, report)?;
     let lower = base.join("lower");
     micro::build_lower(&lower, opts.file_mib).context("cannot build the lower branch")?;
+    let ceph = match &opts.ceph_conf {
+        Some(conf) if paths.iter().any(|p| ceph::PATHS.contains(&p.as_str())) => Some(ceph::CephBench::connect(conf)?),
+        _ => None,
+    };
     let mut targets = Vec::new();
     for p in &paths {
-        targets.push(targets::setup(p, &lower, base, &opts.cpus).with_context(|| format!("cannot set up path {p}"))?);
+        targets.push(targets::setup(p, &lower, base, &opts.cpus, ceph.as_ref()).with_context(|| format!("cannot set up path {p}"))?);
     }
     let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); targets.len()]; micro::OPS.len()];
     // (index in `micro::OPS`, name, unit) of the operations to run.
@@ -232,7 +239,9 @@ fn run_micro(opts: &BenchOptions, base: &std::path::Path, report: &mut Report) -
             });
         }
     }
+    // The mounts go before the CephFS data they serve.
     drop(targets);
+    drop(ceph);
     Ok(())
 }
 
@@ -251,7 +260,7 @@ impl Report {
                 continue;
             }
             let paths: Vec<&String> = self.paths.iter().filter(|p| rows.iter().any(|r| &r.path == *p)).collect();
-            let base = ["kernel", "overlay"].into_iter().find(|b| paths.iter().any(|p| p == b));
+            let base = ["kernel", "overlay", "ceph-fuse"].into_iter().find(|b| paths.iter().any(|p| p == b));
             let setting = if w == "micro" { format!("{} ops per rep, {} MiB file, ", self.ops, self.file_mib) } else { String::new() };
             out += &format!("\n{w}: {setting}median (p99); x = ratio to {} (>1: slower)\n\n| operation |", base.unwrap_or("-"));
             for p in &paths {

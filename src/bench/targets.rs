@@ -15,7 +15,19 @@ use crate::spec::CacheMode;
 use crate::union::UnionFs;
 
 /// Every path name `bench` knows, in display order.
-pub const ALL: [&str; 7] = ["user", "fuse", "fuse-writeback", "fuse-direct", "fuse-overlayfs", "overlay", "kernel"];
+pub const ALL: [&str; 11] = [
+    "user",
+    "fuse",
+    "fuse-writeback",
+    "fuse-direct",
+    "fuse-overlayfs",
+    "overlay",
+    "kernel",
+    "cephfs-user",
+    "cephfs-fuse",
+    "ceph-fuse",
+    "unionfs-ceph-fuse",
+];
 
 /// One path being measured: a directory to run the workload in.
 #[allow(missing_debug_implementations)] // holds mounts, nothing worth printing
@@ -32,6 +44,8 @@ enum Guard {
     /// The back driver goes first, then the FUSE mount of the same instance.
     User(Option<crate::service::shm::BackDriver>, Option<Mounted>),
     Kernel(PathBuf),
+    /// A mount over another (unmounted after it).
+    Stacked(PathBuf, PathBuf),
     None,
 }
 
@@ -44,6 +58,10 @@ impl Drop for Target {
                 drop(m.take());
             }
             Guard::Kernel(mnt) => unmount_wait(mnt),
+            Guard::Stacked(top, below) => {
+                unmount_wait(top);
+                unmount_wait(below);
+            }
             Guard::None => {}
         }
     }
@@ -57,8 +75,11 @@ fn unmount_wait(mnt: &Path) {
     let _ = rustix::mount::unmount(mnt, rustix::mount::UnmountFlags::DETACH);
 }
 
-/// Whether `name` can run on this host, and if not, why.
-pub fn availability(name: &str) -> Result<(), String> {
+/// Whether `name` can run on this host (`ceph`: a CephFS was given), and if not, why.
+pub fn availability(name: &str, ceph: bool) -> Result<(), String> {
+    if super::ceph::PATHS.contains(&name) {
+        return super::ceph::availability(name, ceph);
+    }
     let has = |bin: &str| std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()));
     let overlay = std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("overlay"));
     match name {
@@ -83,15 +104,30 @@ fn local(p: &Path, read_only: bool) -> anyhow::Result<Arc<dyn FileSystem>> {
     Ok(Arc::new(LocalFs::new(p, LocalOptions { read_only }).with_context(|| format!("branch {}", p.display()))?))
 }
 
+/// The union of `user`/`fuse*` paths: a local upper over `lower`, or with `ceph` both in
+/// CephFS (a copy of `lower`).
+fn union_for(name: &str, upper: &Path, lower: &Path, ceph: Option<&super::ceph::CephBench>) -> anyhow::Result<Arc<dyn FileSystem>> {
+    match ceph {
+        Some(c) => {
+            c.prepare(name, None)?;
+            let (u, l) = (c.prepare(&format!("{name}/upper"), None)?, c.prepare(&format!("{name}/lower"), Some(lower))?);
+            Ok(Arc::new(UnionFs::new(Some(c.branch(&u, false)?), vec![c.branch(&l, true)?])?))
+        }
+        None => Ok(Arc::new(UnionFs::new(Some(local(upper, false)?), vec![local(lower, true)?])?)),
+    }
+}
+
 /// Sets up path `name` over `lower` with scratch space under `base`; the user-level path's
-/// back driver pins its worker to `cpus` (empty: not pinned).
-pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize]) -> anyhow::Result<Target> {
+/// back driver pins its worker to `cpus` (empty: not pinned); the CephFS paths use `ceph`.
+pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option<&super::ceph::CephBench>) -> anyhow::Result<Target> {
     let (upper, work, mnt) = dirs(base, name)?;
     let mut worker = None;
+    let on_ceph = matches!(name, "cephfs-user" | "cephfs-fuse");
+    let ceph_for_union = if on_ceph { Some(ceph.context("the CephFS paths need --ceph-conf")?) } else { None };
     let guard = match name {
-        "user" => {
+        "user" | "cephfs-user" => {
             // As a pool's service serves an instance: FUSE mount and user-level path together.
-            let union: Arc<dyn FileSystem> = Arc::new(UnionFs::new(Some(local(&upper, false)?), vec![local(lower, true)?])?);
+            let union = union_for(name, &upper, lower, ceph_for_union)?;
             let mounted = fuse::spawn(union.clone(), &mnt, &FuseConfig::default()).context("cannot mount the legacy path")?;
             let served = crate::service::shm::Served { fs: union, stats: Arc::default(), kernel: mounted.kernel_cache() };
             let table = Arc::new(std::sync::RwLock::new(vec![Some(served)]));
@@ -100,8 +136,8 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize]) -> anyhow::R
             worker = Some(super::worker::Attach { library: crate::frontend::library()?, shmid: driver.shmid(), mountpoint: mnt.clone() });
             Guard::User(Some(driver), Some(mounted))
         }
-        "fuse" | "fuse-writeback" | "fuse-direct" => {
-            let union: Arc<dyn FileSystem> = Arc::new(UnionFs::new(Some(local(&upper, false)?), vec![local(lower, true)?])?);
+        "fuse" | "fuse-writeback" | "fuse-direct" | "cephfs-fuse" => {
+            let union = union_for(name, &upper, lower, ceph_for_union)?;
             let mut cfg = FuseConfig::default();
             match name {
                 "fuse-direct" => cfg.cache = CacheMode::Direct,
@@ -124,6 +160,31 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize]) -> anyhow::R
             rustix::mount::mount("overlay", &mnt, "overlay", rustix::mount::MountFlags::empty(), Some(data.as_c_str()))
                 .context("cannot mount kernel overlayfs")?;
             Guard::Kernel(mnt.clone())
+        }
+        "ceph-fuse" => {
+            let c = ceph.context("ceph-fuse needs --ceph-conf")?;
+            let plain = c.prepare(name, Some(lower))?;
+            c.ceph_fuse(&plain, &mnt)?;
+            Guard::Kernel(mnt.clone())
+        }
+        "unionfs-ceph-fuse" => {
+            let c = ceph.context("unionfs-ceph-fuse needs --ceph-conf")?;
+            let dir = c.prepare(name, None)?;
+            c.prepare(&format!("{name}/upper"), None)?;
+            c.prepare(&format!("{name}/lower"), Some(lower))?;
+            let cf = base.join(name).join("ceph-fuse");
+            std::fs::create_dir_all(&cf).with_context(|| format!("cannot create {}", cf.display()))?;
+            c.ceph_fuse(&dir, &cf)?;
+            let branches = format!("{}=RW:{}=RO", cf.join("upper").display(), cf.join("lower").display());
+            let out = Command::new("unionfs-fuse").args(["-o", "cow,allow_other,use_ino"]).arg(branches).arg(&mnt).output();
+            match out {
+                Ok(o) if o.status.success() => {}
+                other => {
+                    unmount_wait(&cf);
+                    bail!("unionfs-fuse failed: {}", other.map_or_else(|e| e.to_string(), |o| String::from_utf8_lossy(&o.stderr).trim().to_string()));
+                }
+            }
+            Guard::Stacked(mnt.clone(), cf)
         }
         "kernel" => {
             let out = Command::new("cp").arg("-a").arg(lower.join(".")).arg(&mnt).output().context("cannot run cp")?;

@@ -43,6 +43,7 @@ pub fn run(state_dir: &std::path::Path, data_dir: &std::path::Path, args: BenchA
     };
     let opts = BenchOptions {
         cpus,
+        ceph_conf: args.ceph_conf.clone(),
         workloads,
         paths: args.paths.clone(),
         operations: args.operations.clone(),

@@ -105,11 +105,15 @@ pub struct Api {
 #[error("the cephfs backend needs {LIBRARY} (Debian package libcephfs2): {0}")]
 pub struct LoadError(#[from] libloading::Error);
 
+/// Names another file to load instead of [`LIBRARY`] (a build of one's own, or a test of
+/// what happens without it).
+pub const LIBRARY_ENV: &str = "POLYTROPON_LIBCEPHFS";
+
 impl Api {
     /// Loads libcephfs and binds its functions.
     pub fn load() -> Result<Api, LoadError> {
         // SAFETY: loading libcephfs runs its initialisers, which set up its own state only.
-        let lib = unsafe { Library::new(LIBRARY) }?;
+        let lib = unsafe { Library::new(std::env::var_os(LIBRARY_ENV).unwrap_or_else(|| LIBRARY.into())) }?;
         macro_rules! bind {
             ($($field:ident = $sym:literal),* $(,)?) => {{
                 $(

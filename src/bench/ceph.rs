@@ -1,0 +1,100 @@
+//! The CephFS paths of `bench` (with `--ceph-conf`): the same workload on the same data in
+//! one CephFS, four ways —
+//!
+//! - `cephfs-user`: our user-level path on a union of CephFS branches (libcephfs client in
+//!   the service);
+//! - `cephfs-fuse`: our FUSE path on the same kind of union;
+//! - `ceph-fuse`: Ceph's own FUSE client on a plain CephFS directory (a copy of the data);
+//! - `unionfs-ceph-fuse`: unionfs-fuse over ceph-fuse (the papers' F/F: a FUSE union over a
+//!   FUSE client).
+//!
+//! Every path's data lives under `/polytropon-bench-PID/` in the CephFS, removed at the end.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+
+use crate::backend::cephfs::{CephBranch, CephClient, CephOptions};
+use crate::libservice::copy::{copy_tree, remove_tree};
+use crate::libservice::{Context, FileSystem, ROOT_INODE};
+
+/// The CephFS paths, in display order.
+pub const PATHS: [&str; 4] = ["cephfs-user", "cephfs-fuse", "ceph-fuse", "unionfs-ceph-fuse"];
+
+/// The run's CephFS: a client, and the directory every path's data goes under.
+#[allow(missing_debug_implementations)]
+pub struct CephBench {
+    pub opts: CephOptions,
+    pub client: Arc<CephClient>,
+    /// Directory name at the root of the file system.
+    pub dir: String,
+}
+
+impl CephBench {
+    pub fn connect(conf: &Path) -> anyhow::Result<CephBench> {
+        let opts = CephOptions { conf: conf.to_path_buf(), id: "admin".into(), fs: None, settings: Vec::new() };
+        let client = Arc::new(CephClient::connect(&opts).context("cannot connect to CephFS")?);
+        let dir = format!("polytropon-bench-{}", std::process::id());
+        let root = CephBranch::new(client.clone(), Path::new("/"), false)?;
+        let e = root.mkdir(&Context::current(), ROOT_INODE, dir.as_ref(), 0o755, 0).with_context(|| format!("cannot create /{dir} in CephFS"))?;
+        root.forget(e.inode, 1);
+        Ok(CephBench { opts, client, dir })
+    }
+
+    /// `/polytropon-bench-PID/name` in the CephFS, made and filled with a copy of `data`.
+    pub fn prepare(&self, name: &str, data: Option<&Path>) -> anyhow::Result<PathBuf> {
+        let top = CephBranch::new(self.client.clone(), &Path::new("/").join(&self.dir), false)?;
+        let ctx = Context::current();
+        let e = top.mkdir(&ctx, ROOT_INODE, name.as_ref(), 0o755, 0).with_context(|| format!("cannot create {name} in CephFS"))?;
+        let copied = data.map_or(Ok(()), |d| copy_tree(&top, &ctx, e.inode, d));
+        top.forget(e.inode, 1);
+        copied.with_context(|| format!("cannot copy the benchmark data into CephFS {name}"))?;
+        Ok(Path::new("/").join(&self.dir).join(name))
+    }
+
+    /// A CephFS directory as a branch.
+    pub fn branch(&self, path: &Path, read_only: bool) -> anyhow::Result<Arc<dyn FileSystem>> {
+        Ok(Arc::new(CephBranch::new(self.client.clone(), path, read_only).with_context(|| format!("CephFS branch {}", path.display()))?))
+    }
+
+    /// Mounts CephFS directory `path` with ceph-fuse at `at`.
+    pub fn ceph_fuse(&self, path: &Path, at: &Path) -> anyhow::Result<()> {
+        let out = Command::new("ceph-fuse")
+            .arg("-c")
+            .arg(&self.opts.conf)
+            .args(["--id", &self.opts.id, "-r"])
+            .arg(path)
+            .arg(at)
+            .output()
+            .context("cannot run ceph-fuse")?;
+        if !out.status.success() {
+            bail!("ceph-fuse failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for CephBench {
+    fn drop(&mut self) {
+        if let Ok(root) = CephBranch::new(self.client.clone(), Path::new("/"), false) {
+            if let Err(e) = remove_tree(&root, &Context::current(), ROOT_INODE, self.dir.as_ref()) {
+                tracing::warn!("cannot remove /{} from CephFS: {e}", self.dir);
+            }
+        }
+    }
+}
+
+/// Whether a CephFS path can run, and if not, why.
+pub fn availability(name: &str, ceph: bool) -> Result<(), String> {
+    let has = |bin: &str| std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()));
+    if !ceph {
+        return Err("needs --ceph-conf FILE (a CephFS to run on)".into());
+    }
+    match name {
+        "ceph-fuse" if !has("ceph-fuse") => Err("ceph-fuse is not installed".into()),
+        "unionfs-ceph-fuse" if !has("ceph-fuse") || !has("unionfs-fuse") => Err("ceph-fuse and unionfs-fuse are needed".into()),
+        _ => Ok(()),
+    }
+}
