@@ -819,13 +819,29 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__image__subcmd__import)
-            opts="-h -V --name --state-dir --data-dir --log --log-format --help --version"
+            opts="-h -V --name --ceph-conf --ceph-id --ceph-fs --ceph-dir --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ceph-conf)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ceph-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ceph-fs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ceph-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -130,9 +130,9 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l upper -d
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l pool -d 'Add the instance to this pool\'s running service' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l backend -d 'Backend of the quick form: `local` directories, or `cephfs` (branch paths inside the CephFS of `--ceph-conf`)' -r -f -a "local\t''
 cephfs\t''"
-complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l ceph-conf -d '`--backend cephfs`: the cluster\'s ceph.conf' -r -F
-complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l ceph-id -d '`--backend cephfs`: the client id (`admin` for client.admin)' -r
-complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l ceph-fs -d '`--backend cephfs`: the file system (default: the cluster\'s default)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l ceph-conf -d 'The CephFS\'s ceph.conf (for `mount`: with `--backend cephfs`)' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l ceph-id -d 'The CephFS client id (`admin` for client.admin)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l ceph-fs -d 'The CephFS file system (default: the cluster\'s default)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l cache -d 'Cache mode (overrides the spec): `kernel` page cache, or `direct` I/O' -r -f -a "kernel\t'Kernel page cache with attribute/entry timeouts, and FUSE passthrough (or the writeback cache) for file data'
 direct\t'Direct I/O: the only cache is the backend client\'s'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l timeout -d 'Attribute and entry timeout in seconds (overrides the spec)' -r
@@ -207,6 +207,10 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand image; and not __f
 complete -c polytropon -n "__fish_polytropon_using_subcommand image; and not __fish_seen_subcommand_from import list remove help" -f -a "remove" -d 'Remove an image, and its layers no other image uses'
 complete -c polytropon -n "__fish_polytropon_using_subcommand image; and not __fish_seen_subcommand_from import list remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -l name -d 'Name to give the image (default: the name it carries)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -l ceph-conf -d 'The CephFS\'s ceph.conf (for `mount`: with `--backend cephfs`)' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -l ceph-id -d 'The CephFS client id (`admin` for client.admin)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -l ceph-fs -d 'The CephFS file system (default: the cluster\'s default)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -l ceph-dir -d 'With `--ceph-conf`: the directory of the image store inside the CephFS' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from import" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r

@@ -214,6 +214,20 @@ pub struct ServiceStopArgs {
     pub pool: String,
 }
 
+/// How to reach a CephFS.
+#[derive(Debug, Args)]
+pub struct CephArgs {
+    /// The CephFS's ceph.conf (for `mount`: with `--backend cephfs`).
+    #[arg(long, value_name = "FILE")]
+    pub ceph_conf: Option<PathBuf>,
+    /// The CephFS client id (`admin` for client.admin).
+    #[arg(long, value_name = "ID", default_value = "admin")]
+    pub ceph_id: String,
+    /// The CephFS file system (default: the cluster's default).
+    #[arg(long, value_name = "NAME")]
+    pub ceph_fs: Option<String>,
+}
+
 /// Backend of a quick-form mount.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
@@ -251,15 +265,8 @@ pub struct MountArgs {
     /// CephFS of `--ceph-conf`).
     #[arg(long, value_enum, default_value_t = BackendKind::Local)]
     pub backend: BackendKind,
-    /// `--backend cephfs`: the cluster's ceph.conf.
-    #[arg(long, value_name = "FILE")]
-    pub ceph_conf: Option<PathBuf>,
-    /// `--backend cephfs`: the client id (`admin` for client.admin).
-    #[arg(long, value_name = "ID", default_value = "admin")]
-    pub ceph_id: String,
-    /// `--backend cephfs`: the file system (default: the cluster's default).
-    #[arg(long, value_name = "NAME")]
-    pub ceph_fs: Option<String>,
+    #[command(flatten)]
+    pub ceph: CephArgs,
     /// Run in the background; the daemon's pid is recorded under the state directory.
     #[arg(long)]
     pub detach: bool,
@@ -388,6 +395,13 @@ pub struct ImageImportArgs {
     /// Name to give the image (default: the name it carries).
     #[arg(long)]
     pub name: Option<String>,
+    /// With `--ceph-conf`, the layers go to that CephFS instead of the data directory: once
+    /// for every host and pool that imports the image there.
+    #[command(flatten)]
+    pub ceph: CephArgs,
+    /// With `--ceph-conf`: the directory of the image store inside the CephFS.
+    #[arg(long, value_name = "PATH", default_value = "/polytropon/images")]
+    pub ceph_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -60,8 +60,11 @@ pub fn build(spec: &InstanceSpec) -> Result<Arc<dyn FileSystem>, InstanceError> 
         BackendSpec::Cephfs(c) => Some(ceph_client(c)?),
         BackendSpec::Local => None,
     };
-    let open = |path: &std::path::Path, read_only: bool| -> Result<Arc<dyn FileSystem>, InstanceError> {
+    let open = |path: &std::path::Path, read_only: bool, local: bool| -> Result<Arc<dyn FileSystem>, InstanceError> {
         match &client {
+            _ if local => LocalFs::new(path, LocalOptions { read_only })
+                .map(|fs| Arc::new(fs) as Arc<dyn FileSystem>)
+                .map_err(|source| InstanceError::Branch { path: path.display().to_string(), source }),
             None => LocalFs::new(path, LocalOptions { read_only })
                 .map(|fs| Arc::new(fs) as Arc<dyn FileSystem>)
                 .map_err(|source| InstanceError::Branch { path: path.display().to_string(), source }),
@@ -70,7 +73,7 @@ pub fn build(spec: &InstanceSpec) -> Result<Arc<dyn FileSystem>, InstanceError> 
                 .map_err(|source| InstanceError::CephBranch { path: path.display().to_string(), source }),
         }
     };
-    let upper = spec.upper().map(|b| open(&b.path, false)).transpose()?;
-    let lowers = spec.lowers().map(|b| open(&b.path, true)).collect::<Result<Vec<_>, _>>()?;
+    let upper = spec.upper().map(|b| open(&b.path, false, b.local)).transpose()?;
+    let lowers = spec.lowers().map(|b| open(&b.path, true, b.local)).collect::<Result<Vec<_>, _>>()?;
     Ok(Arc::new(UnionFs::new(upper, lowers)?))
 }

@@ -181,47 +181,37 @@ fn bad_ceph_input_is_named() {
 }
 
 #[test]
-fn a_container_runs_on_image_layers_stored_in_cephfs() {
+fn clones_run_on_image_layers_stored_once_in_cephfs() {
     let mut host = Host::new("cephctr");
     std::fs::set_permissions(host.scratch.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod scratch");
     let cluster = Cluster::start(&host.scratch.mkdir("cluster"), Cluster::port(1));
     let conf = cluster.conf.clone();
-    // The test image's layers, unpacked by `image import`, stored once in CephFS.
-    host.ok(&["image", "import", common::image_dir().join("oci").to_str().expect("utf-8")]);
-    let list: serde_json::Value = serde_json::from_str(&host.ok(&["image", "list", "--format", "json"])).expect("json");
-    let layers: Vec<PathBuf> = list[0]["layers"].as_array().expect("layers").iter().map(|d| host.data().join("images/layers").join(d.as_str().expect("digest").replacen(':', "-", 1))).collect();
-    // Copied raw (OCI whiteout files are plain files to ceph-fuse, while our union would
-    // read them as whiteouts).
-    let raw = host.scratch.mkdir("raw");
-    let st = Command::new("ceph-fuse").args(["-c", &conf, "--id", "admin"]).arg(&raw).stdout(std::process::Stdio::null()).status().expect("run ceph-fuse");
-    assert!(st.success(), "ceph-fuse failed");
-    let copied = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "mkdir -p {s}/layers/base {s}/layers/app {s}/ctr/upper && cp -a {base}/. {s}/layers/base/ && cp -a {app}/. {s}/layers/app/",
-            s = raw.display(),
-            base = layers[0].display(),
-            app = layers[1].display()
-        ))
+    // Two hosts (two data directories) import the image into the same CephFS store: the
+    // second finds its layers there (and still checks their digests).
+    let image = common::image_dir();
+    host.ok(&["image", "import", image.join("oci").to_str().expect("utf-8"), "--name", "shared:1", "--ceph-conf", &conf]);
+    let other = host.scratch.mkdir("other-host");
+    let out = Command::new(env!("CARGO_BIN_EXE_polytropon"))
+        .args(["--state-dir", host.state.to_str().expect("utf-8"), "--data-dir", other.to_str().expect("utf-8"), "--log", "info", "image", "import", image.join("oci.tar").to_str().expect("utf-8"), "--name", "shared:1", "--ceph-conf", &conf])
         .output()
-        .expect("sh");
-    let _ = Command::new("umount").arg(&raw).status();
-    assert!(copied.status.success(), "copy into CephFS: {}", String::from_utf8_lossy(&copied.stderr));
-    let (pool, _spec, root) = pool_mount(&mut host, &conf, "/ctr/upper", &["/layers/app", "/layers/base"]);
-    let out = host.run(&[
-        "exec", "--pool", &pool, "--root", root.to_str().expect("utf-8"), "--", "sh", "-c",
-        "cat /etc/motd; test ! -e /etc/gone && echo whiteout-ok; ls /data/dir; /usr/bin/busybox echo static-ok; \
-         mkdir -p /work; for i in $(seq 1 40); do echo $i | tee /work/f$i > /dev/null; done; cat /work/f* | sort -n | tail -1; \
-         seq 1 5000 | sort -rn | head -1; grep -c libpolytropon_preload /proc/self/maps",
-    ]);
+        .expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[..6], ["welcome to the polytropon test image", "whiteout-ok", "b", "static-ok", "40", "5000"], "{text}");
-    assert!(lines[6].parse::<u32>().is_ok_and(|n| n > 0), "the preload library is mapped: {text}");
-    let json: serde_json::Value = serde_json::from_str(&host.ok(&["inspect", "--pool", &pool, "--format", "json"])).expect("json");
-    let user = &json[0]["service"]["mounts"][0]["user_ops"];
-    assert!(user["open_path"]["count"].as_u64().unwrap_or(0) >= 40 && user["write"]["count"].as_u64().unwrap_or(0) >= 40, "{user}");
+    assert_eq!(stderr(&out).matches("is already in CephFS").count(), 2, "{}", stderr(&out));
+    assert!(!host.data().join("images/layers").read_dir().is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("sha256")))), "no local copy of the layers");
+    let pool = host.create("p", &["--cpus", "0-1"]);
+    host.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    // Clones: local upper branches over the layers in CephFS; the user-level path at work.
+    let script = "cat /etc/motd; test ! -e /etc/gone && echo whiteout-ok; ls /data/dir; /usr/bin/busybox echo static-ok; \
+         echo $(hostname) > /data/mine; cat /data/mine; for i in $(seq 1 40); do echo $i | tee /tmp/f$i > /dev/null; done; cat /tmp/f* | sort -n | tail -1";
+    for name in ["k1", "k2"] {
+        let out = host.run(&["exec", "--pool", &pool, "--clone-of", "shared:1", "--name", name, "--keep", "--", "sh", "-c", script]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines, ["welcome to the polytropon test image", "whiteout-ok", "b", "static-ok", name, "40"], "{text}");
+        let upper = host.data().join("containers").join(&pool).join(name).join("upper");
+        assert_eq!(std::fs::read_to_string(upper.join("data/mine")).expect("the clone's write is on local disk"), format!("{name}\n"));
+    }
     host.ok(&["pool", "destroy", &pool, "--force"]);
     host.created.clear();
     drop(cluster);

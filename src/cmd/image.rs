@@ -7,12 +7,19 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use polytropon::cli::{ImageImportArgs, ImageListArgs, ImageRemoveArgs, OutputFormat};
 use polytropon::container::state::Containers;
-use polytropon::image::Store;
+use polytropon::image::{CephStore, Store};
 use polytropon::pool::Pools;
 
 pub fn import(data_dir: &Path, a: ImageImportArgs) -> anyhow::Result<ExitCode> {
     let store = Store::new(data_dir);
-    let rec = store.import(&a.path, a.name.as_deref()).with_context(|| format!("cannot import {}", a.path.display()))?;
+    let ceph = match &a.ceph.ceph_conf {
+        Some(conf) => {
+            anyhow::ensure!(a.ceph_dir.is_absolute(), "--ceph-dir {}: must be an absolute path inside the CephFS", a.ceph_dir.display());
+            Some(CephStore { conf: conf.clone(), id: a.ceph.ceph_id.clone(), fs: a.ceph.ceph_fs.clone(), dir: a.ceph_dir.clone() })
+        }
+        None => None,
+    };
+    let rec = store.import(&a.path, a.name.as_deref(), ceph.as_ref()).with_context(|| format!("cannot import {}", a.path.display()))?;
     println!("{} {} ({} layers)", rec.name, rec.id, rec.layers.len());
     Ok(ExitCode::SUCCESS)
 }

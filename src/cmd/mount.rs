@@ -21,8 +21,8 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
         Some(f) => InstanceSpec::from_file(f)?,
         None => {
             let upper = args.upper.as_ref().context("give a spec with -f, or --upper DIR (and --lower DIR ...)")?;
-            let mut branches = vec![BranchSpec { path: upper.clone(), mode: BranchMode::Rw }];
-            branches.extend(args.lower.iter().map(|p| BranchSpec { path: p.clone(), mode: BranchMode::Ro }));
+            let mut branches = vec![BranchSpec { path: upper.clone(), mode: BranchMode::Rw, local: false }];
+            branches.extend(args.lower.iter().map(|p| BranchSpec { path: p.clone(), mode: BranchMode::Ro, local: false }));
             let backend = match args.backend {
                 BackendKind::Local => {
                     for b in &branches {
@@ -31,11 +31,11 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
                     BackendSpec::Local
                 }
                 BackendKind::Cephfs => {
-                    let conf = args.ceph_conf.clone().context("--backend cephfs needs --ceph-conf FILE")?;
+                    let conf = args.ceph.ceph_conf.clone().context("--backend cephfs needs --ceph-conf FILE")?;
                     for b in &branches {
                         ensure!(b.path.is_absolute(), "CephFS branch {} must be an absolute path inside the file system", b.path.display());
                     }
-                    BackendSpec::Cephfs(CephSpec { conf, id: args.ceph_id.clone(), fs: args.ceph_fs.clone(), ..CephSpec::default() })
+                    BackendSpec::Cephfs(CephSpec { conf, id: args.ceph.ceph_id.clone(), fs: args.ceph.ceph_fs.clone(), ..CephSpec::default() })
                 }
             };
             InstanceSpec { backend, branches, cache: CacheSpec::default() }

@@ -265,9 +265,15 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
             std::fs::create_dir_all(&upper).with_context(|| format!("cannot create {}", upper.display()))?;
             setup.upper = Some(upper.clone());
             setup.keep = *keep;
-            let mut branches = vec![BranchSpec { path: upper, mode: BranchMode::Rw }];
-            branches.extend(store.lowers(&img).into_iter().map(|path| BranchSpec { path, mode: BranchMode::Ro }));
-            let spec = InstanceSpec { backend: BackendSpec::Local, branches, cache: CacheSpec::default() };
+            // The clone's upper branch is on local disk; the image's layers where it keeps them.
+            let on_ceph = img.ceph.is_some();
+            let mut branches = vec![BranchSpec { path: upper, mode: BranchMode::Rw, local: on_ceph }];
+            branches.extend(store.lowers(&img).into_iter().map(|path| BranchSpec { path, mode: BranchMode::Ro, local: false }));
+            let backend = match &img.ceph {
+                Some(c) => BackendSpec::Cephfs(crate::spec::CephSpec { conf: c.conf.clone(), id: c.id.clone(), fs: c.fs.clone(), ..Default::default() }),
+                None => BackendSpec::Local,
+            };
+            let spec = InstanceSpec { backend, branches, cache: CacheSpec::default() };
             let mp = cdir.join("root");
             std::fs::create_dir(&mp).with_context(|| format!("cannot create {}", mp.display()))?;
             let t = std::time::Instant::now();

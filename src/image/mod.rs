@@ -12,7 +12,7 @@ mod store;
 mod unpack;
 
 pub use layout::{ImageConfig, Source};
-pub use store::{ImageRecord, Store};
+pub use store::{CephStore, ImageRecord, Store};
 
 /// Errors of the image store.
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,29 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::layout::{ImageConfig, Source};
+use crate::backend::cephfs::{CephBranch, CephClient, CephOptions};
+use crate::libservice::copy::{copy_tree, mkdir_all, remove_tree};
+use crate::libservice::{Context, FileSystem, Inode, RENAME_NOREPLACE};
 use super::{unpack, ImageError};
 use crate::service::records::write_atomic;
+
+/// Where an image's layers live in a CephFS: under `dir/layers/`, shared by every host and
+/// pool that imports the image there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CephStore {
+    pub conf: PathBuf,
+    pub id: String,
+    #[serde(default)]
+    pub fs: Option<String>,
+    /// Absolute directory inside the CephFS.
+    pub dir: PathBuf,
+}
+
+impl CephStore {
+    fn options(&self) -> CephOptions {
+        CephOptions { conf: self.conf.clone(), id: self.id.clone(), fs: self.fs.clone(), settings: Vec::new() }
+    }
+}
 
 /// One imported image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +42,9 @@ pub struct ImageRecord {
     pub config: ImageConfig,
     /// Unix time of the import.
     pub imported: u64,
+    /// Its layers are in a CephFS (else in this store's `layers/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceph: Option<CephStore>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -101,15 +125,19 @@ impl Store {
         self.dir.join("layers").join(layer_name(digest))
     }
 
-    /// The read-only branches of `image`, topmost first (as a union's lower branches).
+    /// The read-only branches of `image`, topmost first (as a union's lower branches): host
+    /// directories, or CephFS paths for an image stored in CephFS.
     pub fn lowers(&self, image: &ImageRecord) -> Vec<PathBuf> {
-        image.layers.iter().rev().map(|d| self.layer_dir(d)).collect()
+        match &image.ceph {
+            Some(c) => image.layers.iter().rev().map(|d| c.dir.join("layers").join(layer_name(d))).collect(),
+            None => image.layers.iter().rev().map(|d| self.layer_dir(d)).collect(),
+        }
     }
 
     /// Imports the image at `path` (an OCI layout directory, or an OCI or `docker save` tar
     /// archive, gzip-compressed or not) as `name` (default: the name the image carries).
     /// Layers already in the store are not unpacked again. On failure the store is as before.
-    pub fn import(&self, path: &Path, name: Option<&str>) -> Result<ImageRecord, ImageError> {
+    pub fn import(&self, path: &Path, name: Option<&str>, ceph: Option<&CephStore>) -> Result<ImageRecord, ImageError> {
         let _lock = self.lock()?;
         let meta = self.io(path, std::fs::metadata(path))?;
         let mut scratch = Scratch(None);
@@ -138,8 +166,20 @@ impl Store {
         if src.layers.is_empty() {
             return Err(ImageError::Invalid(format!("{} has no layers", path.display())));
         }
+        let cephfs = match ceph {
+            Some(c) => Some(CephLayers::open(c)?),
+            None => None,
+        };
         let mut layers = Vec::new();
         for (i, l) in src.layers.iter().enumerate() {
+            if let (Some(cl), Some(d)) = (&cephfs, &l.digest) {
+                if cl.has(&layer_name(d))? {
+                    unpack::verify(&l.file, d)?;
+                    info!("layer {d} is already in CephFS");
+                    layers.push(d.clone());
+                    continue;
+                }
+            }
             if let Some(d) = &l.digest {
                 if self.layer_dir(d).is_dir() {
                     unpack::verify(&l.file, d)?;
@@ -153,14 +193,19 @@ impl Store {
             self.io(&tmp, std::fs::create_dir(&tmp))?;
             let guard = Scratch(Some(tmp.clone()));
             let digest = unpack::unpack(&l.file, l.digest.as_deref(), &tmp)?;
-            let dst = self.layer_dir(&digest);
-            if !dst.is_dir() {
-                self.io(&dst, std::fs::rename(&tmp, &dst))?;
+            match &cephfs {
+                Some(cl) => cl.publish(&tmp, &layer_name(&digest), i)?,
+                None => {
+                    let dst = self.layer_dir(&digest);
+                    if !dst.is_dir() {
+                        self.io(&dst, std::fs::rename(&tmp, &dst))?;
+                    }
+                }
             }
             drop(guard);
             layers.push(digest);
         }
-        let rec = ImageRecord { name, id: src.id, layers, config: src.config, imported: crate::pool::state::now() };
+        let rec = ImageRecord { name, id: src.id, layers, config: src.config, imported: crate::pool::state::now(), ceph: ceph.cloned() };
         records.images.push(rec.clone());
         self.save(&records)?;
         Ok(rec)
@@ -173,13 +218,72 @@ impl Store {
         let pos = records.images.iter().position(|i| i.name == name).ok_or_else(|| ImageError::NotFound(name.to_string()))?;
         let gone = records.images.remove(pos);
         self.save(&records)?;
-        for d in &gone.layers {
-            if !records.images.iter().any(|i| i.layers.contains(d)) {
+        // Layers in CephFS stay: other hosts may use them.
+        for d in gone.layers.iter().filter(|_| gone.ceph.is_none()) {
+            if !records.images.iter().any(|i| i.ceph.is_none() && i.layers.contains(d)) {
                 let dir = self.layer_dir(d);
                 self.io(&dir, std::fs::remove_dir_all(&dir))?;
             }
         }
         Ok(gone)
+    }
+}
+
+/// The `layers/` directory of a CephFS image store.
+struct CephLayers {
+    branch: CephBranch,
+    layers: Inode,
+    dir: PathBuf,
+}
+
+impl CephLayers {
+    fn open(c: &CephStore) -> Result<CephLayers, ImageError> {
+        let invalid = |e: String| ImageError::Invalid(e);
+        let client = CephClient::connect(&c.options()).map_err(|e| invalid(format!("cannot connect to CephFS: {e}")))?;
+        let branch = CephBranch::new(std::sync::Arc::new(client), Path::new("/"), false).map_err(|e| invalid(format!("CephFS root: {e}")))?;
+        let dir = c.dir.join("layers");
+        let layers = mkdir_all(&branch, &Context::current(), &dir).map_err(|e| invalid(format!("cannot create {} in CephFS: {e}", dir.display())))?;
+        Ok(CephLayers { branch, layers, dir })
+    }
+
+    fn has(&self, name: &str) -> Result<bool, ImageError> {
+        match self.branch.lookup(&Context::current(), self.layers, name.as_ref()) {
+            Ok(e) => {
+                self.branch.forget(e.inode, 1);
+                Ok(true)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(ImageError::io(&self.dir.join(name), e)),
+        }
+    }
+
+    /// Copies unpacked layer `local` in as `name`, under a temporary name first, so that a
+    /// layer is either whole or absent (a host importing the same layer meanwhile wins).
+    fn publish(&self, local: &Path, name: &str, i: usize) -> Result<(), ImageError> {
+        let ctx = Context::current();
+        let tmp = format!(".import-{}-{i}", std::process::id());
+        let io = |e: std::io::Error| ImageError::io(&self.dir.join(name), e);
+        let d = self.branch.mkdir(&ctx, self.layers, tmp.as_ref(), 0o755, 0).map_err(io)?;
+        let copied = copy_tree(&self.branch, &ctx, d.inode, local);
+        self.branch.forget(d.inode, 1);
+        let moved = copied.and_then(|_| self.branch.rename(&ctx, self.layers, tmp.as_ref(), self.layers, name.as_ref(), RENAME_NOREPLACE));
+        match moved {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = remove_tree(&self.branch, &ctx, self.layers, tmp.as_ref());
+                if e.raw_os_error() == Some(libc::EEXIST) {
+                    Ok(())
+                } else {
+                    Err(io(e))
+                }
+            }
+        }
+    }
+}
+
+impl Drop for CephLayers {
+    fn drop(&mut self) {
+        self.branch.forget(self.layers, 1);
     }
 }
 

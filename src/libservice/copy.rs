@@ -114,3 +114,34 @@ pub fn remove_tree(fs: &dyn FileSystem, ctx: &Context, dir: Inode, name: &OsStr)
         fs.unlink(ctx, dir, name)
     }
 }
+
+/// The directory at `path` (absolute, inside `fs`), made with its parents where missing; a
+/// lookup reference on it for the caller.
+pub fn mkdir_all(fs: &dyn FileSystem, ctx: &Context, path: &Path) -> io::Result<Inode> {
+    let mut dir = super::ROOT_INODE;
+    let mut owned = false;
+    for c in path.components().filter_map(|c| match c {
+        std::path::Component::Normal(n) => Some(n),
+        _ => None,
+    }) {
+        let next = match fs.lookup(ctx, dir, c) {
+            Ok(e) => e,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => match fs.mkdir(ctx, dir, c, 0o755, 0) {
+                Ok(e) => e,
+                // Made meanwhile by someone else (another host).
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => fs.lookup(ctx, dir, c)?,
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
+        if owned {
+            fs.forget(dir, 1);
+        }
+        dir = next.inode;
+        owned = true;
+    }
+    if !owned {
+        fs.retain(dir).or_else(|_| fs.lookup(ctx, dir, OsStr::new(".")).map(|_| ()))?;
+    }
+    Ok(dir)
+}

@@ -101,6 +101,14 @@ pub struct BranchSpec {
     /// to the spec file's directory.
     pub path: PathBuf,
     pub mode: BranchMode,
+    /// On a `cephfs` instance: this branch is a host directory instead (a clone's upper on
+    /// local disk over image layers in CephFS).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub local: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Kernel-side caching of the FUSE legacy path.
@@ -191,7 +199,7 @@ impl InstanceSpec {
         let cephfs = matches!(spec.backend, BackendSpec::Cephfs(_));
         for (i, b) in spec.branches.iter_mut().enumerate() {
             if b.path.is_relative() {
-                if cephfs {
+                if cephfs && !b.local {
                     // A path inside CephFS has no directory to be relative to.
                     return Err(SpecError::InvalidNoLocation {
                         file: origin.display().to_string(),
