@@ -133,6 +133,24 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     for op in ["open_path", "write", "read"] {
         assert!(user[op]["count"].as_u64().unwrap_or(0) >= 50, "{op} on the user-level path: {user}");
     }
+    // Client sharing: another instance of the same CephFS shares the service's client (no new
+    // MDS session); one with `client: private` has its own.
+    let sessions = || -> usize {
+        let out = Command::new("ceph").args(["-c", &conf, "--id", "admin", "tell", "mds.a", "session", "ls", "--format", "json"]).output().expect("ceph");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("sessions json").as_array().map_or(0, Vec::len)
+    };
+    let before = sessions();
+    for (dir, mode, more) in [("shared-one", "shared", 0), ("private-one", "private", 1)] {
+        let spec2 = host.scratch.path().join(format!("{dir}.yaml"));
+        std::fs::write(&spec2, format!("backend:\n  type: cephfs\n  conf: {conf}\n  client: {mode}\nbranches:\n  - path: /c1\n    mode: rw\n")).expect("spec");
+        let at = host.scratch.mkdir(dir);
+        let before_this = sessions();
+        host.ok(&["mount", "--pool", &pool, at.to_str().expect("utf-8"), "-f", spec2.to_str().expect("utf-8")]);
+        assert_eq!(sessions(), before_this + more, "{mode} client: MDS sessions");
+    }
+    assert_eq!(sessions(), before + 1);
+
     // What was fsync'd survives the service's death (kill -9) and a new service.
     let out = host.run(&["exec", "--pool", &pool, "--preload-only", "--", "sh", "-c", &format!("cd {} && printf durable > kept && sync kept", pm.display())]);
     assert!(out.status.success(), "{}", stderr(&out));
