@@ -254,6 +254,10 @@ fn peer_allowed(s: &std::os::unix::net::UnixStream) -> bool {
 pub fn run(pools: &Pools, pool: &PoolState, spec: ServiceSpec, log: Option<PathBuf>, ready: impl FnOnce()) -> anyhow::Result<()> {
     let pid = std::process::id();
     keep_large_buffers_lazy();
+    // Mounts a predecessor that died left (killed with kill -9): its table names them.
+    for mp in recorded_mounts(pools, &pool.name) {
+        let _ = fuse::clear_stale(&mp);
+    }
     // 1. Into the pool: cgroups, IPC namespace, cpus. Still single-threaded.
     pool.cgroups.add_process(pid).context("cannot move the service into the pool's cgroups")?;
     ns::join_ipc(&pool.ipc_ns).context("cannot join the pool's IPC namespace")?;
