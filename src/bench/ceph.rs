@@ -88,7 +88,7 @@ impl Drop for CephBench {
 
 /// Whether a CephFS path can run, and if not, why.
 pub fn availability(name: &str, ceph: bool) -> Result<(), String> {
-    let has = |bin: &str| std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()));
+    use super::targets::has;
     if !ceph {
         return Err("needs --ceph-conf FILE (a CephFS to run on)".into());
     }

@@ -75,12 +75,16 @@ fn unmount_wait(mnt: &Path) {
     let _ = rustix::mount::unmount(mnt, rustix::mount::UnmountFlags::DETACH);
 }
 
+/// Whether program `bin` is on the `PATH`.
+pub(super) fn has(bin: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+}
+
 /// Whether `name` can run on this host (`ceph`: a CephFS was given), and if not, why.
 pub fn availability(name: &str, ceph: bool) -> Result<(), String> {
     if super::ceph::PATHS.contains(&name) {
         return super::ceph::availability(name, ceph);
     }
-    let has = |bin: &str| std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()));
     let overlay = std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("overlay"));
     match name {
         "fuse" | "fuse-writeback" | "fuse-direct" if !Path::new("/dev/fuse").exists() => Err("/dev/fuse is missing".into()),

@@ -134,13 +134,10 @@ pub fn run_in(state_dir: &Path, name: &str, req: &Request) -> anyhow::Result<i32
         bail!("no command given (after `--`)");
     }
     let mut env = Environment(rec.env.clone());
-    if req.tty && env.get("TERM").is_none() {
-        env.set("TERM", &std::env::var("TERM").unwrap_or_else(|_| "xterm".into()));
+    if req.tty {
+        env.default_term();
     }
-    for kv in &req.env {
-        let (k, v) = kv.split_once('=').filter(|(k, _)| !k.is_empty()).with_context(|| format!("environment entry {kv:?}: expected K=V"))?;
-        env.set(k, v);
-    }
+    env.apply(&req.env)?;
     let root = PathBuf::from(format!("/proc/{}/root", rec.pid));
     let user = match &req.user {
         Some(u) => Some(resolve_user(&root, u)?),
@@ -313,12 +310,9 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
     env.set("HOSTNAME", &hostname);
     env.set("HOME", if user.is_some_and(|(u, _)| u != 0) { "/" } else { "/root" });
     if req.tty {
-        env.set("TERM", &std::env::var("TERM").unwrap_or_else(|_| "xterm".into()));
+        env.default_term();
     }
-    for kv in config.env.iter().chain(&req.env) {
-        let (k, v) = kv.split_once('=').filter(|(k, _)| !k.is_empty()).with_context(|| format!("environment entry {kv:?}: expected K=V"))?;
-        env.set(k, v);
-    }
+    env.apply(config.env.iter().chain(&req.env))?;
     let library = match served {
         Some(control::Served { instance, shmid }) => {
             let lib_inside = format!("{}/{}", rootfs::PRELOAD_DIR, crate::frontend::LIBRARY);
@@ -372,6 +366,22 @@ impl Environment {
         match self.0.iter_mut().find(|e| e.split_once('=').is_some_and(|(ek, _)| ek == k)) {
             Some(e) => *e = entry,
             None => self.0.push(entry),
+        }
+    }
+
+    /// Sets every `K=V` entry of `entries`, in order; a malformed one is an error naming it.
+    fn apply<'a>(&mut self, entries: impl IntoIterator<Item = &'a String>) -> anyhow::Result<()> {
+        for kv in entries {
+            let (k, v) = kv.split_once('=').filter(|(k, _)| !k.is_empty()).with_context(|| format!("environment entry {kv:?}: expected K=V"))?;
+            self.set(k, v);
+        }
+        Ok(())
+    }
+
+    /// `TERM` for a terminal, unless set: the caller's, else `xterm`.
+    fn default_term(&mut self) {
+        if self.get("TERM").is_none() {
+            self.set("TERM", &std::env::var("TERM").unwrap_or_else(|_| "xterm".into()));
         }
     }
 
