@@ -14,7 +14,8 @@ packages=(
   file            # tells the static test binary from a dynamic one
   gcc libc6-dev   # compiles the C program that uses polytropon.h
   ceph ceph-mds ceph-fuse libcephfs2 uuid-runtime   # a throwaway cluster (scripts/ceph-cluster.sh); the cephfs backend; raw copies into CephFS
-  unionfs-fuse    # the papers' F/F peer of the CephFS benchmark (unionfs-fuse over ceph-fuse)
+  unionfs-fuse    # a peer of bench, alone and over ceph-fuse (the papers' F/F)
+  rocksdb-tools   # db_bench: the rocksdb workload of bench
 )
 
 missing=()

@@ -417,9 +417,13 @@ pub struct ImageRemoveArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Workload to run; repeat for several. Available now: `micro` (stat, open+close,
-    /// create+unlink, 4 KiB pread, 1 MiB sequential write and read) and `startup` (N clones of
-    /// `--image` to their first HTTP answer, on `user`, `fuse-overlayfs` and `overlay` roots).
+    /// Workload to run; repeat for several (default: all): `micro` (stat, open+close,
+    /// create+unlink, 4 KiB pread, 1 MiB sequential write and read), `metadata` (stat,
+    /// open+close, create+unlink, readdir), `seqwrite`, `seqread`, `fileappend` and `fileread`
+    /// (`--containers` clones at once append to their copy of / read a large lower file),
+    /// `fileserver` and `webserver` (Filebench's mixes), `rocksdb` (db_bench, when installed),
+    /// `startup` (N clones of `--image` to their first HTTP answer) and `isolation` (`--victim`
+    /// in pool A alone, then beside a noisy neighbour in pool B).
     #[arg(long, value_name = "NAME")]
     pub workload: Vec<String>,
     /// Run every workload.
@@ -429,22 +433,56 @@ pub struct BenchArgs {
     /// user-level path: the workload under the preload library), `fuse` (ours, kernel cache
     /// with passthrough), `fuse-writeback` (ours, kernel cache with the writeback
     /// cache instead of passthrough), `fuse-direct` (ours, direct I/O), `fuse-overlayfs`,
-    /// `overlay` (kernel overlayfs), `kernel` (a plain directory).
+    /// `unionfs-fuse`, `overlay` (kernel overlayfs), `kernel` (a plain directory); with
+    /// `--ceph-conf`: `cephfs-user`, `cephfs-fuse`, `ceph-fuse`, `unionfs-ceph-fuse`.
     #[arg(long, value_delimiter = ',', value_name = "PATH,...")]
     pub paths: Vec<String>,
-    /// Operations of the `micro` workload to run, comma-separated (default: all): `stat`,
-    /// `open+close`, `create+unlink`, `pread 4KiB`, `seq write 1MiB`, `seq read 1MiB`.
+    /// Operations of `micro` and `metadata` to run, comma-separated (default: all): `stat`,
+    /// `open+close`, `create+unlink`, `readdir`, `pread 4KiB`, `seq write 1MiB`, `seq read 1MiB`.
     #[arg(long, value_delimiter = ',', value_name = "OP,...")]
     pub operations: Vec<String>,
     /// Interleaved repetitions per path; medians are over these.
-    #[arg(long, default_value_t = 7, value_name = "N")]
+    #[arg(long, default_value_t = 5, value_name = "N")]
     pub reps: u32,
-    /// Operations per repetition for the per-operation workloads.
+    /// Operations per repetition of `micro` and `metadata` (`rocksdb`: ten times as many keys).
     #[arg(long, default_value_t = 2000, value_name = "N")]
     pub ops: u32,
-    /// Size of the file for the sequential and pread workloads, in MiB.
+    /// Loops per thread of `fileserver` and `webserver`.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub loops: u32,
+    /// Size of the large file and of the sequential streams, in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub file_mib: u64,
+    /// Threads of `fileserver` and `webserver`.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub threads: u32,
+    /// Files in the `fileserver` and `webserver` sets.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub files: u32,
+    /// Mean size of a `fileserver` file in KiB (`webserver` files: a quarter).
+    #[arg(long, default_value_t = 64, value_name = "KIB")]
+    pub file_kib: u32,
+    /// Cloned containers of `fileappend` and `fileread` running at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub containers: u32,
+    /// MiB each `fileappend` container appends.
+    #[arg(long, default_value_t = 4, value_name = "MIB")]
+    pub append_mib: u32,
+    /// `isolation`: the workload of pool A.
+    #[arg(long, default_value = "fileserver", value_name = "NAME")]
+    pub victim: String,
+    /// `isolation`: pool A's cpus (default: the first half of the cpus bench may use).
+    #[arg(long, value_name = "LIST", requires = "pool_b_cpus")]
+    pub pool_a_cpus: Option<String>,
+    /// `isolation`: pool B's (the neighbour's) cpus (default: the second half).
+    #[arg(long, value_name = "LIST", requires = "pool_a_cpus")]
+    pub pool_b_cpus: Option<String>,
+    /// `isolation`: size of each of the neighbour's files, in MiB.
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    pub noise_mib: u64,
+    /// `isolation`: how long the neighbour runs before the workload starts, in ms.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub warmup_ms: u64,
     /// Directory for the branches and mounts (default: the temp dir).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -467,6 +505,9 @@ pub struct BenchArgs {
     pub clones: Vec<usize>,
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
+    /// Also write the report as JSON into this file.
+    #[arg(long, value_name = "FILE.JSON")]
+    pub json: Option<PathBuf>,
     /// Draw the comparison into an SVG file.
     #[arg(long, value_name = "FILE.SVG")]
     pub plot: Option<PathBuf>,

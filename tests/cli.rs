@@ -35,18 +35,6 @@ fn help_shows_every_command() {
 }
 
 #[test]
-fn unlanded_commands_exit_2_and_say_so() {
-    let cases: [&[&str]; 1] = [&["bench", "--plot", "/tmp/x.svg"]];
-    for args in cases {
-        let out = bin().args(args).output().expect("run");
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("not implemented yet:"), "{args:?}: {err}");
-        assert!(out.stdout.is_empty(), "{args:?} must not print anything as if it worked");
-    }
-}
-
-#[test]
 fn bad_usage_is_named() {
     let out = bin().args(["pool", "create", "t1", "--cpu", "0"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));

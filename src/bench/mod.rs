@@ -1,23 +1,30 @@
 //! `polytropon bench`: workloads run on several paths side by side, in one run, with
 //! interleaved repetitions, reported as medians and p99.
 //!
-//! Available now: `micro` (per-operation latency and throughput on every path) and `startup`
-//! (N cloned containers to their first HTTP answer, on polytropon, fuse-overlayfs and kernel
-//! overlayfs roots). Issue 9 adds the papers' other workloads and the isolation experiment.
+//! Workloads (`workload/`): `micro` and `metadata` (per-operation latency), `seqwrite`,
+//! `seqread`, `fileappend` and `fileread` (streams of 1 MiB calls; the last two by several
+//! cloned containers at once), `fileserver` and `webserver` (Filebench's mixes), `rocksdb`
+//! (db_bench), `startup` (clones to their first HTTP answer) and `isolation` (a workload
+//! beside a noisy neighbour in another pool). Each job runs in a worker process (`worker`),
+//! under the preload library on the user-level path; the paths are set up and torn down by
+//! `targets` (and `ceph` for CephFS). `plot` draws a report.
 
 pub mod ceph;
-mod micro;
+pub mod isolation;
+pub mod plot;
 pub mod startup;
+mod sys;
 pub mod targets;
 pub mod worker;
+pub mod workload;
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-/// Workloads `bench` knows.
-pub const WORKLOADS: [&str; 2] = ["micro", "startup"];
+pub use workload::{Params, WORKLOADS};
+use workload::micro;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -25,16 +32,17 @@ pub struct BenchOptions {
     pub workloads: Vec<String>,
     /// Empty: every available path.
     pub paths: Vec<String>,
-    /// Operations of `micro` to run; empty: all.
+    /// Operations of `micro` and `metadata` to run; empty: all.
     pub operations: Vec<String>,
     pub reps: u32,
-    pub ops: u32,
-    pub file_mib: u64,
+    pub params: Params,
     pub dir: Option<PathBuf>,
     /// Called after each measured batch with (done, total).
     pub progress: Option<fn(u64, u64)>,
     /// The `startup` workload's settings; `None` when no image was named.
     pub startup: Option<startup::StartupOptions>,
+    /// The `isolation` experiment's settings.
+    pub isolation: isolation::IsolationOptions,
     /// The cpus everything runs on (empty: wherever the bench may run).
     pub cpus: Vec<usize>,
     /// A CephFS for the CephFS paths (its ceph.conf).
@@ -62,8 +70,9 @@ pub struct Report {
     /// Paths asked for (or known) that could not run, with the reason.
     pub skipped: Vec<(String, String)>,
     pub reps: u32,
-    pub ops: u32,
-    pub file_mib: u64,
+    pub params: Params,
+    /// What each workload did, in words.
+    pub settings: Vec<(String, String)>,
     pub rows: Vec<Row>,
 }
 
@@ -98,19 +107,25 @@ fn today() -> String {
         .unwrap_or_default()
 }
 
+/// The workloads that run as jobs on the file paths.
+fn is_file_workload(w: &str) -> bool {
+    !workload::steps(w).is_empty()
+}
+
 /// Runs the benchmark.
 pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
     for w in &opts.workloads {
         if !WORKLOADS.contains(&w.as_str()) {
-            bail!("unknown workload {w:?}; available now: {}", WORKLOADS.join(", "));
+            bail!("unknown workload {w:?}; available: {}", WORKLOADS.join(", "));
         }
     }
-    if opts.reps == 0 || opts.ops == 0 || opts.file_mib == 0 {
-        bail!("--reps, --ops and --file-mib must be at least 1");
+    let p = &opts.params;
+    if opts.reps == 0 || p.ops == 0 || p.loops == 0 || p.file_mib == 0 || p.threads == 0 || p.files == 0 || p.file_kib == 0 || p.containers == 0 || p.append_mib == 0 {
+        bail!("--reps, --ops, --loops, --file-mib, --threads, --files, --file-kib, --containers and --append-mib must be at least 1");
     }
     for o in &opts.operations {
-        if !micro::OPS.iter().any(|(op, _)| op == o) {
-            bail!("unknown operation {o:?}; available: {}", micro::OPS.map(|(op, _)| op).join(", "));
+        if !micro::OPS.iter().any(|(op, _)| op == o) && !micro::METADATA.contains(&o.as_str()) {
+            bail!("unknown operation {o:?}; available: {}, readdir", micro::OPS.map(|(op, _)| op).join(", "));
         }
     }
     for p in &opts.paths {
@@ -120,20 +135,26 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
     }
     if !opts.cpus.is_empty() {
         // Before any thread starts: every thread and child inherits it.
-        let mut set = nix::sched::CpuSet::new();
-        for c in &opts.cpus {
-            set.set(*c).with_context(|| format!("--cpus: cpu {c}"))?;
-        }
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).context("--cpus: cannot run on those cpus")?;
+        pin(&opts.cpus).context("--cpus")?;
     }
     let base = tempfile::Builder::new()
         .prefix("polytropon-bench-")
         .tempdir_in(opts.dir.clone().unwrap_or_else(std::env::temp_dir))
         .context("cannot create the benchmark directory")?;
-    let mut report = Report { date: today(), machine: machine(), paths: Vec::new(), skipped: Vec::new(), reps: opts.reps, ops: opts.ops, file_mib: opts.file_mib, rows: Vec::new() };
+    let settings = opts.workloads.iter().map(|w| (w.clone(), describe(w, opts))).collect();
+    let mut report = Report { date: today(), machine: machine(), paths: Vec::new(), skipped: Vec::new(), reps: opts.reps, params: p.clone(), settings, rows: Vec::new() };
     let asked = |w: &str| opts.workloads.iter().any(|x| x == w);
-    if asked("micro") {
-        run_micro(opts, base.path(), &mut report)?;
+    let mut files: Vec<&str> = WORKLOADS.into_iter().filter(|w| asked(w) && is_file_workload(w)).collect();
+    if asked("rocksdb") && !targets::has(workload::rocksdb::DB_BENCH) {
+        let why = "db_bench is not installed (Debian package rocksdb-tools)";
+        if opts.workloads.len() == 1 {
+            bail!("the rocksdb workload needs {why}");
+        }
+        report.skipped.push(("rocksdb".into(), why.into()));
+        files.retain(|w| *w != "rocksdb");
+    }
+    if !files.is_empty() {
+        run_files(opts, &files, base.path(), &mut report)?;
     }
     if asked("startup") {
         match &opts.startup {
@@ -159,7 +180,48 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
             None => bail!("the startup workload needs --image NAME (an imported image with a busybox or other HTTP server)"),
         }
     }
+    if asked("isolation") {
+        let paths = choose_paths(opts, &isolation::PATHS, &mut report)?;
+        let rows = isolation::run(opts, &paths, base.path()).context("the isolation experiment")?;
+        report.rows.extend(rows);
+    }
     Ok(report)
+}
+
+/// What workload `w` does with these options, in words.
+fn describe(w: &str, opts: &BenchOptions) -> String {
+    let p = &opts.params;
+    match w {
+        "micro" | "metadata" => format!("{} operations per rep", p.ops),
+        "seqwrite" | "seqread" => format!("one stream of 1 MiB calls, {} MiB", p.file_mib),
+        "fileappend" => format!(
+            "{} containers at once, each appending {} MiB in 1 MiB writes to its copy of a {} MiB lower file",
+            p.containers,
+            p.append_mib,
+            workload::data::append_base_mib(p)
+        ),
+        "fileread" => format!("{} containers at once, each reading a {} MiB lower file in 1 MiB reads", p.containers, p.file_mib),
+        "fileserver" => format!("{} threads x {} loops of create+write, append, read, delete, stat; {} files of ~{} KiB", p.threads, p.loops, p.files, p.file_kib),
+        "webserver" => format!("{} threads x {} loops of 10 whole-file reads and a log append; {} files of {} KiB", p.threads, p.loops, p.files, workload::data::www_size(p) / 1024),
+        "rocksdb" => format!("db_bench fillrandom then readrandom, {} keys, 400-byte values", u64::from(p.ops) * 10),
+        "startup" => "clones started at once, ms to the first HTTP answer of each".into(),
+        "isolation" => format!(
+            "{} in pool A alone, then beside a random-writing neighbour in pool B ({} threads over {} MiB files)",
+            opts.isolation.victim,
+            workload::noise::THREADS,
+            opts.isolation.noise_mib
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Runs this process (and what it starts) on `cpus` only.
+pub(crate) fn pin(cpus: &[usize]) -> anyhow::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    for c in cpus {
+        set.set(*c).with_context(|| format!("cpu {c}"))?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).context("cannot run on those cpus")
 }
 
 /// The paths of `known` to run: those asked for (an error if one cannot run), or every
@@ -186,35 +248,111 @@ fn choose_paths(opts: &BenchOptions, known: &[&str], report: &mut Report) -> any
     Ok(paths)
 }
 
-fn run_micro(opts: &BenchOptions, base: &std::path::Path, report: &mut Report) -> anyhow::Result<()> {
+/// (workload, operation, unit, path).
+type Key = (String, String, String, String);
+
+/// Samples gathered per key, in first-seen order.
+#[derive(Default)]
+struct Samples(Vec<(Key, Vec<f64>)>);
+
+impl Samples {
+    fn add(&mut self, workload: &str, op: &str, unit: &str, path: &str, values: impl IntoIterator<Item = f64>) {
+        let key = (workload.to_string(), op.to_string(), unit.to_string(), path.to_string());
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.extend(values),
+            None => self.0.push((key, values.into_iter().collect())),
+        }
+    }
+
+    /// Adds what concurrent workers measured: their samples pooled, and their spans of each
+    /// operation as one throughput (all the work over the time from the first start to the
+    /// last end).
+    fn add_outputs(&mut self, workload: &str, path: &str, outs: &[workload::Output]) {
+        for o in outs {
+            for (op, unit, v) in &o.samples {
+                self.add(workload, op, unit, path, v.iter().copied());
+            }
+        }
+        let mut ops: Vec<(&str, &str)> = Vec::new();
+        for s in outs.iter().flat_map(|o| &o.spans) {
+            if !ops.contains(&(s.op.as_str(), s.unit.as_str())) {
+                ops.push((&s.op, &s.unit));
+            }
+        }
+        for (op, unit) in ops {
+            let spans: Vec<&workload::Span> = outs.iter().flat_map(|o| &o.spans).filter(|s| s.op == op).collect();
+            let amount: f64 = spans.iter().map(|s| s.amount).sum();
+            let start = spans.iter().map(|s| s.start).fold(f64::INFINITY, f64::min);
+            let end = spans.iter().map(|s| s.end).fold(f64::NEG_INFINITY, f64::max);
+            self.add(workload, op, unit, path, [amount / (end - start).max(1e-9)]);
+        }
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        self.0
+            .iter()
+            .map(|((workload, op, unit, path), v)| {
+                let mut s = v.clone();
+                s.sort_by(f64::total_cmp);
+                // Throughput: the "p99" is the 1st percentile (the slow end).
+                let p99 = if is_rate(unit) { percentile(&s, 0.01) } else { percentile(&s, 0.99) };
+                Row { workload: workload.clone(), op: op.clone(), path: path.clone(), unit: unit.clone(), median: percentile(&s, 0.5), p99, samples: s.len() }
+            })
+            .collect()
+    }
+}
+
+/// Whether figures in `unit` are rates (more is better).
+pub fn is_rate(unit: &str) -> bool {
+    unit.ends_with("/s")
+}
+
+/// The jobs of one step on one target: one per container.
+fn jobs(w: &str, step: &str, t: &targets::Target, p: &workload::Params, rep: u32, rng: &mut workload::Rng) -> Vec<workload::Job> {
+    (0..workload::containers(w, p))
+        .map(|c| workload::Job {
+            workload: w.to_string(),
+            step: step.to_string(),
+            root: t.roots[c as usize].clone(),
+            params: p.clone(),
+            rep,
+            container: c,
+            seed: rng.next_u64(),
+        })
+        .collect()
+}
+
+fn run_files(opts: &BenchOptions, workloads: &[&str], base: &std::path::Path, report: &mut Report) -> anyhow::Result<()> {
     let chosen = |op: &str| opts.operations.is_empty() || opts.operations.iter().any(|o| o == op);
     let paths = choose_paths(opts, &targets::ALL, report)?;
     let lower = base.join("lower");
-    micro::build_lower(&lower, opts.file_mib).context("cannot build the lower branch")?;
+    workload::data::build_lower(&lower, workloads, &opts.params, opts.reps).context("cannot build the lower branch")?;
     let ceph = match &opts.ceph_conf {
         Some(conf) if paths.iter().any(|p| ceph::PATHS.contains(&p.as_str())) => Some(ceph::CephBench::connect(conf)?),
         _ => None,
     };
+    let containers = workloads.iter().map(|w| workload::containers(w, &opts.params)).max().unwrap_or(1) as usize;
     let mut targets = Vec::new();
     for p in &paths {
-        targets.push(targets::setup(p, &lower, base, &opts.cpus, ceph.as_ref()).with_context(|| format!("cannot set up path {p}"))?);
+        targets.push(targets::setup(p, &lower, base, &opts.cpus, ceph.as_ref(), containers).with_context(|| format!("cannot set up path {p}"))?);
     }
-    let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); targets.len()]; micro::OPS.len()];
-    // (index in `micro::OPS`, name, unit) of the operations to run.
-    let selected: Vec<(usize, &str, &str)> = micro::OPS.iter().enumerate().filter(|(_, (op, _))| chosen(op)).map(|(i, (op, unit))| (i, *op, *unit)).collect();
-    let total = u64::from(opts.reps) * (selected.len() * targets.len()) as u64;
+    // (workload, step) pairs, in report order.
+    let steps: Vec<(&str, &str)> = workloads
+        .iter()
+        .flat_map(|w| workload::steps(w).into_iter().map(move |s| (*w, s)))
+        .filter(|(w, s)| !matches!(*w, "micro" | "metadata") || chosen(s))
+        .collect();
+    let total = u64::from(opts.reps) * (steps.len() * targets.len()) as u64;
     let mut done = 0;
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = workload::Rng(0x9e37_79b9_7f4a_7c15);
+    let mut samples = Samples::default();
     for rep in 0..opts.reps {
-        for &(oi, op, _) in &selected {
-            // Interleaved: every path runs this repetition of this operation before the next.
-            for (ti, t) in targets.iter_mut().enumerate() {
-                let s = match &t.worker {
-                    Some(w) => worker::run(w, op, opts.ops, opts.file_mib, rep, &mut rng),
-                    None => micro::run(op, &t.root, opts.ops, opts.file_mib, rep, &mut rng),
-                }
-                .with_context(|| format!("{op} on {}", t.name))?;
-                samples[oi][ti].extend(s);
+        for &(w, step) in &steps {
+            // Interleaved: every path runs this repetition of this step before the next.
+            for t in &targets {
+                let jobs = jobs(w, step, t, &opts.params, rep, &mut rng);
+                let outs = worker::run_all(&jobs, t.worker.as_ref()).with_context(|| format!("{w} ({step}) on {}", t.name))?;
+                samples.add_outputs(w, &t.name, &outs);
                 done += 1;
                 if let Some(f) = opts.progress {
                     f(done, total);
@@ -222,23 +360,7 @@ fn run_micro(opts: &BenchOptions, base: &std::path::Path, report: &mut Report) -
             }
         }
     }
-    for &(oi, op, unit) in &selected {
-        for (ti, t) in targets.iter().enumerate() {
-            let mut s = samples[oi][ti].clone();
-            s.sort_by(f64::total_cmp);
-            // Throughput: the "p99" is the 1st percentile (the slow end).
-            let p99 = if unit == "MiB/s" { percentile(&s, 0.01) } else { percentile(&s, 0.99) };
-            report.rows.push(Row {
-                workload: "micro".into(),
-                op: op.to_string(),
-                path: t.name.clone(),
-                unit: unit.to_string(),
-                median: percentile(&s, 0.5),
-                p99,
-                samples: s.len(),
-            });
-        }
-    }
+    report.rows.extend(samples.rows());
     // The mounts go before the CephFS data they serve.
     drop(targets);
     drop(ceph);
@@ -261,7 +383,7 @@ impl Report {
             }
             let paths: Vec<&String> = self.paths.iter().filter(|p| rows.iter().any(|r| &r.path == *p)).collect();
             let base = ["kernel", "overlay", "ceph-fuse"].into_iter().find(|b| paths.iter().any(|p| p == b));
-            let setting = if w == "micro" { format!("{} ops per rep, {} MiB file, ", self.ops, self.file_mib) } else { String::new() };
+            let setting = self.settings.iter().find(|(s, _)| s == w).map_or(String::new(), |(_, d)| format!("{d}; "));
             out += &format!("\n{w}: {setting}median (p99); x = ratio to {} (>1: slower)\n\n| operation |", base.unwrap_or("-"));
             for p in &paths {
                 out += &format!(" {p} |");
@@ -279,14 +401,19 @@ impl Report {
                 out += &format!("| {op} ({unit}) |");
                 for p in &paths {
                     let Some(r) = self.get(w, op, p) else { out += " - |"; continue };
+                    let fmt = |v: f64| if v.abs() >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") };
+                    if r.samples <= 1 {
+                        // A derived or single figure: no spread, no ratio.
+                        out += &format!(" {} |", fmt(r.median));
+                        continue;
+                    }
                     let ratio = base.and_then(|b| self.get(w, op, b)).map(|b| {
                         // Time: ours / base. Throughput: base / ours. Either way >1 means slower.
-                        if unit == "MiB/s" { b.median / r.median } else { r.median / b.median }
+                        if is_rate(unit) { b.median / r.median } else { r.median / b.median }
                     });
-                    let fmt = |v: f64| if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") };
                     match ratio {
-                        Some(x) => out += &format!(" {} ({}) {x:.2}x |", fmt(r.median), fmt(r.p99)),
-                        None => out += &format!(" {} ({}) |", fmt(r.median), fmt(r.p99)),
+                        Some(x) if x.is_finite() => out += &format!(" {} ({}) {x:.2}x |", fmt(r.median), fmt(r.p99)),
+                        _ => out += &format!(" {} ({}) |", fmt(r.median), fmt(r.p99)),
                     }
                 }
                 out += "\n";

@@ -1,61 +1,97 @@
-//! The `user` path runs its workload in a child process under the preload library, as an
-//! application would: the child is this same binary, told by [`ENV`] to run one batch and
-//! print its samples.
+//! Jobs run in worker processes, as applications would: this same binary, told by [`ENV`]
+//! which job to run, printing what it measured as JSON (or `db_bench` for `rocksdb`). On the
+//! user-level path the worker runs under the preload library; several workers at once stand
+//! for several containers.
 
 use std::io;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 
-use super::micro;
+use super::workload::{self, rocksdb, Job, Output};
 
-/// Set in the child: `op`, root, ops, file MiB, repetition and rng seed, tab-separated.
-pub const ENV: &str = "POLYTROPON_BENCH_WORKER";
+/// Set in the worker: its job, as JSON.
+pub const ENV: &str = "POLYTROPON_BENCH_JOB";
 
-/// Where and how the child attaches to the user-level path.
+/// Where and how a worker attaches to the user-level path.
 #[derive(Debug, Clone)]
 pub struct Attach {
     pub library: PathBuf,
     pub shmid: i32,
-    pub mountpoint: PathBuf,
+    /// Mount points and the instances they serve.
+    pub mounts: Vec<(PathBuf, u32)>,
 }
 
-/// Runs one batch in a child under the library; its samples.
-pub fn run(a: &Attach, op: &str, ops: u32, file_mib: u64, rep: u32, rng: &mut u64) -> io::Result<Vec<f64>> {
-    let spec = format!("{op}\t{}\t{ops}\t{file_mib}\t{rep}\t{rng}", a.mountpoint.display());
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.env(ENV, spec);
-    crate::frontend::attach(&mut cmd, &a.library, a.shmid, &[(a.mountpoint.clone(), 0)]);
-    let out = cmd.output()?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!("the worker failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+/// Starts a worker for `job`, its output piped.
+pub fn spawn(job: &Job, attach: Option<&Attach>) -> io::Result<Child> {
+    let mut cmd = if job.workload == "rocksdb" {
+        rocksdb::command(job)
+    } else {
+        let mut c = Command::new(std::env::current_exe()?);
+        c.env(ENV, serde_json::to_string(job).map_err(io::Error::other)?);
+        c
+    };
+    if let Some(a) = attach {
+        crate::frontend::attach(&mut cmd, &a.library, a.shmid, &a.mounts);
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut fields = text.split_whitespace();
-    *rng = fields.next().and_then(|v| v.parse().ok()).ok_or_else(|| io::Error::other("the worker printed no state"))?;
-    fields.map(|v| v.parse::<f64>().map_err(|_| io::Error::other(format!("bad sample {v:?}")))).collect()
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("cannot start the {} worker: {e}", job.workload)))
 }
 
-/// In the child: runs the batch described by [`ENV`], if set, and prints the rng state and
-/// the samples. `None` when this process is not a worker.
+/// Runs `jobs` at once, one worker each; what each measured.
+pub fn run_all(jobs: &[Job], attach: Option<&Attach>) -> io::Result<Vec<Output>> {
+    let mut children = Vec::new();
+    for job in jobs {
+        match spawn(job, attach) {
+            Ok(c) => children.push(c),
+            Err(e) => {
+                for mut c in children {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                return Err(e);
+            }
+        }
+    }
+    let mut outputs = Vec::new();
+    let mut first_err = None;
+    for (job, child) in jobs.iter().zip(children) {
+        let got = child.wait_with_output().and_then(|o| {
+            if !o.status.success() {
+                return Err(io::Error::other(format!("the worker failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr).trim())));
+            }
+            let text = String::from_utf8_lossy(&o.stdout);
+            if job.workload == "rocksdb" {
+                rocksdb::parse(&text)
+            } else {
+                serde_json::from_str(&text).map_err(|e| io::Error::other(format!("the worker printed no result ({e}): {text:?}")))
+            }
+        });
+        match got {
+            Ok(out) => outputs.push(out),
+            Err(e) => first_err = first_err.or(Some(e)),
+        }
+    }
+    first_err.map_or(Ok(outputs), Err)
+}
+
+/// In the worker: runs the job described by [`ENV`], if set, and prints what it measured.
+/// `None` when this process is not a worker.
 pub fn serve_if_asked() -> Option<std::process::ExitCode> {
     let spec = std::env::var(ENV).ok()?;
-    let f: Vec<&str> = spec.split('\t').collect();
-    let parsed = (|| {
-        let [op, root, ops, mib, rep, rng] = f.as_slice() else { return None };
-        Some((*op, Path::new(root), ops.parse().ok()?, mib.parse().ok()?, rep.parse().ok()?, rng.parse::<u64>().ok()?))
-    })();
-    let Some((op, root, ops, mib, rep, mut rng)) = parsed else {
-        eprintln!("polytropon: malformed {ENV}");
-        return Some(std::process::ExitCode::from(2));
+    let job: Job = match serde_json::from_str(&spec) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("polytropon: malformed {ENV}: {e}");
+            return Some(std::process::ExitCode::from(2));
+        }
     };
-    match micro::run(op, root, ops, mib, rep, &mut rng) {
-        Ok(samples) => {
-            let list: Vec<String> = samples.iter().map(|s| s.to_string()).collect();
-            println!("{rng} {}", list.join(" "));
+    match workload::run(&job).and_then(|out| serde_json::to_string(&out).map_err(io::Error::other)) {
+        Ok(text) => {
+            println!("{text}");
             Some(std::process::ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("polytropon: {op} under {}: {e}", root.display());
+            eprintln!("polytropon: {} ({}) under {}: {e}", job.workload, job.step, job.root.display());
             Some(std::process::ExitCode::from(1))
         }
     }

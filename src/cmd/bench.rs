@@ -3,13 +3,12 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use polytropon::bench::{self, BenchOptions, WORKLOADS};
+use polytropon::bench::{self, isolation::IsolationOptions, BenchOptions, Params, WORKLOADS};
 use polytropon::cli::{BenchArgs, OutputFormat};
-
-use super::not_implemented;
 
 static BAR: OnceLock<ProgressBar> = OnceLock::new();
 
@@ -21,35 +20,45 @@ fn progress(done: u64, total: u64) {
         }
         b
     });
+    // Each workload counts its own batches.
+    bar.set_length(total);
     bar.set_position(done);
     if done == total {
-        bar.finish_and_clear();
+        bar.reset();
     }
 }
 
+fn cpu_list(flag: &'static str, list: Option<&str>) -> anyhow::Result<Vec<usize>> {
+    Ok(match list {
+        Some(l) => polytropon::pool::spec::parse_list(flag, l)?.into_iter().map(|c| c as usize).collect(),
+        None => Vec::new(),
+    })
+}
+
 pub fn run(state_dir: &std::path::Path, data_dir: &std::path::Path, args: BenchArgs) -> anyhow::Result<ExitCode> {
-    if args.plot.is_some() {
-        return not_implemented("bench --plot");
-    }
     ensure!(rustix::process::geteuid().is_root(), "bench needs root (it mounts FUSE and overlay filesystems)");
     let workloads = if args.all || args.workload.is_empty() {
         WORKLOADS.iter().map(|s| s.to_string()).collect()
     } else {
         args.workload.clone()
     };
-    let cpus = match &args.cpus {
-        Some(l) => polytropon::pool::spec::parse_list("--cpus", l)?.into_iter().map(|c| c as usize).collect(),
-        None => Vec::new(),
-    };
     let opts = BenchOptions {
-        cpus,
+        cpus: cpu_list("--cpus", args.cpus.as_deref())?,
         ceph_conf: args.ceph_conf.clone(),
         workloads,
         paths: args.paths.clone(),
         operations: args.operations.clone(),
         reps: args.reps,
-        ops: args.ops,
-        file_mib: args.file_mib,
+        params: Params {
+            ops: args.ops,
+            loops: args.loops,
+            file_mib: args.file_mib,
+            threads: args.threads,
+            files: args.files,
+            file_kib: args.file_kib,
+            containers: args.containers,
+            append_mib: args.append_mib,
+        },
         dir: args.dir.clone(),
         progress: std::io::stderr().is_terminal().then_some(progress as fn(u64, u64)),
         startup: args.image.clone().map(|image| bench::startup::StartupOptions {
@@ -59,11 +68,28 @@ pub fn run(state_dir: &std::path::Path, data_dir: &std::path::Path, args: BenchA
             serve: args.serve.clone(),
             clones: args.clones.clone(),
         }),
+        isolation: IsolationOptions {
+            victim: args.victim.clone(),
+            a_cpus: cpu_list("--pool-a-cpus", args.pool_a_cpus.as_deref())?,
+            b_cpus: cpu_list("--pool-b-cpus", args.pool_b_cpus.as_deref())?,
+            noise_mib: args.noise_mib,
+            warmup: Duration::from_millis(args.warmup_ms),
+        },
     };
     let report = bench::run(&opts)?;
+    if let Some(bar) = BAR.get() {
+        bar.finish_and_clear();
+    }
+    let json = || serde_json::to_string_pretty(&report).context("cannot encode the report");
     match args.format {
         OutputFormat::Human => println!("{}", report.table()),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).context("cannot encode the report")?),
+        OutputFormat::Json => println!("{}", json()?),
+    }
+    if let Some(file) = &args.json {
+        std::fs::write(file, json()? + "\n").with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    if let Some(file) = &args.plot {
+        bench::plot::draw(&report, file)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,14 +13,8 @@ pub mod rm;
 pub mod service;
 pub mod umount;
 
-use std::process::ExitCode;
 
 /// The answer of a command whose issue has not landed: exit status 2, and no pretending.
-pub fn not_implemented(command: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("polytropon: not implemented yet: {command}");
-    Ok(ExitCode::from(2))
-}
-
 /// Re-runs this very command without `--detach` as a daemon in its own process group, its
 /// stderr going to `log` (whose path it also gets in `log_env`), and waits until `ready()`
 /// says it is up. Returns the daemon's pid; fails with its log when it exits first.

@@ -78,6 +78,16 @@ impl CgroupInfo {
         self.load().add_task_by_tgid(CgroupPid::from(u64::from(pid))).map_err(err)
     }
 
+    /// Moves process `pid` back into the cgroups the pool's were made under.
+    pub fn move_to_parent(&self, pid: u32) -> Result<(), CgroupError> {
+        for d in self.dirs.values() {
+            if let Some(parent) = d.parent() {
+                write_file(parent, "cgroup.procs", &pid.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Processes in the pool's cgroups.
     pub fn procs(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self.load().procs().into_iter().map(|p| p.pid as u32).collect();

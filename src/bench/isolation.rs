@@ -1,0 +1,226 @@
+//! The isolation experiment (the papers' headline): a workload in pool A alone, then beside
+//! a noisy neighbour in pool B, on each path. Pool A and B are cgroups with their own cpus,
+//! made under the cgroup `bench` runs in; `bench` itself moves into pool A for the
+//! experiment (so every daemon and service thread of every path runs on A's cpus, as a
+//! pool's would) and back out at the end.
+//!
+//! Reported per path: the workload's throughput alone and with the neighbour, the drop, its
+//! latency (all operations pooled) alone and with the neighbour and the rise of its p99, and
+//! the CPU time the host spent on cpus outside pool A while the workload ran alone (busy
+//! time of those cpus from /proc/stat: flushers, kernel workers, anything not pinned to the
+//! pool; includes whatever else the host ran meanwhile).
+
+use std::path::Path;
+use std::process::Child;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::workload::{self, Job, Output};
+use super::{is_rate, jobs, targets, worker, BenchOptions, Row, Samples};
+use crate::pool::cgroups::{self, CgroupInfo};
+use crate::pool::spec::Slice;
+
+/// Paths the experiment compares (all on this host's disk).
+pub const PATHS: [&str; 8] = ["user", "fuse", "fuse-writeback", "fuse-direct", "fuse-overlayfs", "unionfs-fuse", "overlay", "kernel"];
+
+/// The experiment's settings.
+#[derive(Clone, Debug)]
+pub struct IsolationOptions {
+    /// The workload of pool A.
+    pub victim: String,
+    /// Pool A's and pool B's cpus (empty: the first and second half of the cpus `bench` may use).
+    pub a_cpus: Vec<usize>,
+    pub b_cpus: Vec<usize>,
+    /// Size of each of the neighbour's files, in MiB.
+    pub noise_mib: u64,
+    /// How long the neighbour runs before the workload starts.
+    pub warmup: Duration,
+}
+
+/// Pools A and B; `bench` is in A while this lives.
+struct Pools {
+    a: CgroupInfo,
+    b: CgroupInfo,
+}
+
+impl Pools {
+    fn create(a: &[usize], b: &[usize]) -> anyhow::Result<Pools> {
+        let slice = |cpus: &[usize]| Slice { cpus: Some(cpus.iter().map(|c| *c as u32).collect()), ..Slice::default() };
+        let pid = std::process::id();
+        let a = cgroups::create(&format!("bench-a-{pid}"), &slice(a), None).context("cannot create pool A's cgroups")?;
+        let b = match cgroups::create(&format!("bench-b-{pid}"), &slice(b), None) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = a.delete();
+                return Err(e).context("cannot create pool B's cgroups");
+            }
+        };
+        let pools = Pools { a, b };
+        pools.a.add_process(pid).context("cannot move bench into pool A")?;
+        Ok(pools)
+    }
+}
+
+impl Drop for Pools {
+    fn drop(&mut self) {
+        if let Err(e) = self.a.move_to_parent(std::process::id()) {
+            tracing::warn!("cannot move bench out of pool A: {e}");
+        }
+        for (name, cg) in [("A", &self.a), ("B", &self.b)] {
+            if let Err(e) = cg.delete() {
+                tracing::warn!("cannot remove pool {name}'s cgroups: {e}");
+            }
+        }
+    }
+}
+
+/// The neighbour, killed when dropped.
+struct Neighbour(Child);
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Busy time per cpu so far, in ms (from /proc/stat).
+fn busy_ms() -> anyhow::Result<Vec<(usize, f64)>> {
+    let text = std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let Some(cpu) = f.next().and_then(|c| c.strip_prefix("cpu")).and_then(|n| n.parse::<usize>().ok()) else { continue };
+        let v: Vec<f64> = f.filter_map(|x| x.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal: all but idle and iowait.
+        let busy: f64 = v.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum();
+        out.push((cpu, busy * 1000.0 / hz));
+    }
+    Ok(out)
+}
+
+fn cpus_allowed() -> anyhow::Result<Vec<usize>> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).context("cannot read this process's cpus")?;
+    Ok((0..nix::sched::CpuSet::count()).filter(|c| set.is_set(*c).unwrap_or(false)).collect())
+}
+
+/// Renames what a run measured: rates get `suffix`, latencies pool into one "latency".
+fn relabel(outs: &mut [Output], suffix: &str) {
+    for o in outs {
+        for (op, unit, _) in &mut o.samples {
+            *op = if is_rate(unit) { format!("{op} {suffix}") } else { format!("latency {suffix}") };
+        }
+        for s in &mut o.spans {
+            s.op = format!("{} {suffix}", s.op);
+        }
+    }
+}
+
+/// Removes the neighbour's files and waits for the host's dirty pages to be written, so the
+/// next run starts on a quiet host.
+fn settle(noise: &Path) {
+    for e in std::fs::read_dir(noise).into_iter().flatten().flatten() {
+        let _ = std::fs::remove_file(e.path());
+    }
+    rustix::fs::sync();
+}
+
+pub fn run(opts: &BenchOptions, paths: &[String], base: &Path) -> anyhow::Result<Vec<Row>> {
+    let iso = &opts.isolation;
+    let victim = iso.victim.as_str();
+    if workload::steps(victim).is_empty() || victim == "rocksdb" && !targets::has(workload::rocksdb::DB_BENCH) {
+        bail!("--victim {victim:?}: not a workload that runs on the file paths here");
+    }
+    if !opts.cpus.is_empty() {
+        bail!("the isolation experiment places pools A and B itself: use --pool-a-cpus and --pool-b-cpus, not --cpus");
+    }
+    let (a, b) = if iso.a_cpus.is_empty() || iso.b_cpus.is_empty() {
+        let all = cpus_allowed()?;
+        if all.len() < 2 {
+            bail!("the isolation experiment needs at least 2 cpus (pool A and pool B), this process may use {}", all.len());
+        }
+        let (a, b) = all.split_at(all.len() / 2);
+        (a.to_vec(), b.to_vec())
+    } else {
+        (iso.a_cpus.clone(), iso.b_cpus.clone())
+    };
+    if a.iter().any(|c| b.contains(c)) {
+        bail!("pools A and B must not share cpus");
+    }
+    let lower = base.join("isolation-lower");
+    // Two runs per repetition, each with its own files (fileappend's): "repetitions" 2r and 2r+1.
+    workload::data::build_lower(&lower, &[victim], &opts.params, opts.reps * 2).context("cannot build the lower branch")?;
+    let noise = base.join("noise");
+    std::fs::create_dir_all(&noise).with_context(|| format!("cannot create {}", noise.display()))?;
+    let pools = Pools::create(&a, &b)?;
+    let containers = workload::containers(victim, &opts.params) as usize;
+    let mut targets = Vec::new();
+    for p in paths {
+        targets.push(targets::setup(p, &lower, &base.join("isolation"), &a, None, containers).with_context(|| format!("cannot set up path {p}"))?);
+    }
+    let steps = workload::steps(victim);
+    let total = u64::from(opts.reps) * (steps.len() * targets.len() * 2) as u64;
+    let (mut done, mut rng, mut samples) = (0, workload::Rng(0x2545_f491_4f6c_dd1d), Samples::default());
+    let noise_job = Job { workload: "noise".into(), step: "noise".into(), root: noise.clone(), params: workload::Params { file_mib: iso.noise_mib, ..opts.params.clone() }, rep: 0, container: 0, seed: 7 };
+    for rep in 0..opts.reps {
+        for step in &steps {
+            for t in &targets {
+                let run = |rng: &mut workload::Rng, phase: u32| {
+                    let jobs = jobs(victim, step, t, &opts.params, rep * 2 + phase, rng);
+                    worker::run_all(&jobs, t.worker.as_ref()).with_context(|| format!("{victim} on {}", t.name))
+                };
+                let before = busy_ms()?;
+                let mut outs = run(&mut rng, 0)?;
+                let after = busy_ms()?;
+                let outside: f64 = after.iter().zip(&before).filter(|((c, _), _)| !a.contains(c)).map(|((_, x), (_, y))| x - y).sum();
+                samples.add("isolation", "cpu outside pool A, alone", "ms", &t.name, [outside]);
+                relabel(&mut outs, "alone");
+                samples.add_outputs("isolation", &t.name, &outs);
+                done += 1;
+                if let Some(f) = opts.progress {
+                    f(done, total);
+                }
+                let neighbour = Neighbour(worker::spawn(&noise_job, None).context("cannot start the neighbour")?);
+                pools.b.add_process(neighbour.0.id()).context("cannot move the neighbour into pool B")?;
+                std::thread::sleep(iso.warmup);
+                let got = run(&mut rng, 1);
+                drop(neighbour);
+                settle(&noise);
+                let mut outs = got?;
+                relabel(&mut outs, "with neighbour");
+                samples.add_outputs("isolation", &t.name, &outs);
+                done += 1;
+                if let Some(f) = opts.progress {
+                    f(done, total);
+                }
+            }
+        }
+    }
+    drop(targets);
+    drop(pools);
+    let mut rows = samples.rows();
+    rows.extend(derived(&rows, paths));
+    Ok(rows)
+}
+
+/// Per path: the throughput drop with the neighbour (%) and the rise of the p99 latency (x).
+fn derived(rows: &[Row], paths: &[String]) -> Vec<Row> {
+    let mut out = Vec::new();
+    let row = |path: &str, op: &str| rows.iter().find(|r| r.path == path && r.op == op);
+    for p in paths {
+        for alone in rows.iter().filter(|r| &r.path == p && is_rate(&r.unit) && r.op.ends_with(" alone")) {
+            let name = alone.op.trim_end_matches(" alone");
+            if let Some(noisy) = row(p, &format!("{name} with neighbour")) {
+                let drop = (alone.median - noisy.median) / alone.median * 100.0;
+                out.push(Row { workload: "isolation".into(), op: format!("{name} drop"), path: p.clone(), unit: "%".into(), median: drop, p99: drop, samples: 1 });
+            }
+        }
+        if let (Some(alone), Some(noisy)) = (row(p, "latency alone"), row(p, "latency with neighbour")) {
+            let rise = noisy.p99 / alone.p99;
+            out.push(Row { workload: "isolation".into(), op: "p99 latency rise".into(), path: p.clone(), unit: "x".into(), median: rise, p99: rise, samples: 1 });
+        }
+    }
+    out
+}

@@ -1,0 +1,80 @@
+//! `bench --plot FILE.svg`: one panel per measured operation, a bar per path; the bars are
+//! ratios to the reference path (kernel, else overlay, else ceph-fuse; >1: slower), or the
+//! medians themselves where no reference ran. Drawn with plotters' SVG backend.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context};
+use plotters::prelude::*;
+
+use super::{is_rate, Report, Row};
+
+const COLUMNS: usize = 4;
+const PANEL: (u32, u32) = (360, 240);
+const LEGEND: u32 = 44;
+
+/// The figure each bar shows, and whether it is a ratio.
+fn bar(report: &Report, r: &Row, base: Option<&str>) -> (f64, bool) {
+    let reference = base.and_then(|b| report.rows.iter().find(|x| x.workload == r.workload && x.op == r.op && x.path == b));
+    match reference {
+        Some(b) if b.median > 0.0 && r.median > 0.0 => (if is_rate(&r.unit) { b.median / r.median } else { r.median / b.median }, true),
+        _ => (r.median, false),
+    }
+}
+
+/// Draws `report` into `file`.
+pub fn draw(report: &Report, file: &Path) -> anyhow::Result<()> {
+    // Panels: every (workload, operation) measured more than once on some path.
+    let mut panels: Vec<(&str, &str, &str)> = Vec::new();
+    for r in report.rows.iter().filter(|r| r.samples > 1) {
+        if !panels.iter().any(|(w, o, _)| *w == r.workload && *o == r.op) {
+            panels.push((&r.workload, &r.op, &r.unit));
+        }
+    }
+    if panels.is_empty() {
+        return Err(anyhow!("nothing to plot: the run measured nothing"));
+    }
+    let rows = panels.len().div_ceil(COLUMNS);
+    let size = (PANEL.0 * COLUMNS as u32, LEGEND + PANEL.1 * rows as u32);
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(file, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (legend, body) = root.split_vertically(LEGEND);
+        let title = format!("polytropon bench, {} ({}); bars: ratio to kernel/overlay/ceph-fuse, >1 slower", report.date, report.machine);
+        legend.draw(&Text::new(title, (8, 4), ("sans-serif", 13)))?;
+        for (i, p) in report.paths.iter().enumerate() {
+            let x = 8 + i as i32 * 130;
+            legend.draw(&Rectangle::new([(x, 24), (x + 12, 36)], Palette99::pick(i).filled()))?;
+            legend.draw(&Text::new(p.clone(), (x + 16, 24), ("sans-serif", 12)))?;
+        }
+        let areas = body.split_evenly((rows, COLUMNS));
+        for (area, (w, op, unit)) in areas.iter().zip(&panels) {
+            let rows: Vec<&Row> = report.rows.iter().filter(|r| r.workload == *w && r.op == *op).collect();
+            let base = ["kernel", "overlay", "ceph-fuse"].into_iter().find(|b| rows.iter().any(|r| r.path == *b));
+            let bars: Vec<(usize, f64, bool)> = rows
+                .iter()
+                .filter_map(|r| report.paths.iter().position(|p| *p == r.path).map(|i| (i, bar(report, r, base))))
+                .map(|(i, (v, ratio))| (i, v, ratio))
+                .collect();
+            let top = bars.iter().map(|b| b.1).filter(|v| v.is_finite()).fold(1.0f64, f64::max) * 1.15;
+            let ratio = bars.iter().all(|b| b.2);
+            let caption = if ratio { format!("{w}: {op} ({unit}), x {}", base.unwrap_or("")) } else { format!("{w}: {op} ({unit})") };
+            let mut chart = ChartBuilder::on(area)
+                .caption(caption, ("sans-serif", 12))
+                .margin(6)
+                .x_label_area_size(6)
+                .y_label_area_size(44)
+                .build_cartesian_2d(0f64..report.paths.len() as f64, 0f64..top)?;
+            chart.configure_mesh().disable_x_mesh().x_labels(0).y_labels(5).label_style(("sans-serif", 10)).draw()?;
+            chart.draw_series(bars.iter().filter(|b| b.1.is_finite()).map(|&(i, v, _)| {
+                Rectangle::new([(i as f64 + 0.15, 0.0), (i as f64 + 0.85, v)], Palette99::pick(i).filled())
+            }))?;
+            if ratio {
+                chart.draw_series(std::iter::once(PathElement::new(vec![(0.0, 1.0), (report.paths.len() as f64, 1.0)], BLACK)))?;
+            }
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| anyhow!("{e}")).with_context(|| format!("cannot draw {}", file.display()))
+}

@@ -1,0 +1,84 @@
+//! `fileserver`, after Filebench's fileserver personality: threads each loop over create and
+//! write a whole file, append 16 KiB to a file, read a whole file, delete a file, stat a
+//! file, over a file set that starts in the shared lower layer (so the union paths copy up,
+//! whiteout and read through). Each thread owns a slice of the set as the earlier runs left
+//! it: no races between threads.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::data::{fileset_size, MIB};
+use super::{in_threads, timed, Job, Output, Rng};
+use crate::bench::sys;
+
+const APPEND: usize = 16 * 1024;
+/// The operations of one loop, in report order.
+pub const OPS: [&str; 5] = ["create+write", "append 16KiB", "read whole", "delete", "stat"];
+
+fn thread(job: &Job, set: &[PathBuf], t: u32, mut rng: Rng) -> io::Result<(u64, [Vec<f64>; 5])> {
+    let p = &job.params;
+    let dir = job.root.join("fileset");
+    // This thread's files: every threads-th of the set as it was at the start, plus its own.
+    let mut files: Vec<PathBuf> = set.iter().skip(t as usize).step_by(p.threads as usize).cloned().collect();
+    let data = vec![0x3cu8; (p.file_kib as usize * 1024 * 3 / 2).max(APPEND)];
+    let mut buf = vec![0u8; MIB];
+    let mut lat: [Vec<f64>; 5] = Default::default();
+    let mut ops = 0u64;
+    for k in 0..p.loops {
+        let new = dir.join(format!("n{:x}-{t}-{k}", job.seed));
+        let c = sys::cpath(&new)?;
+        let size = fileset_size(p, k);
+        timed(&mut lat[0], || {
+            let fd = sys::open(&c, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0o644)?;
+            sys::write_all(fd, &data[..size])?;
+            sys::close(fd)
+        })?;
+        files.push(new);
+        let pick = |rng: &mut Rng, files: &[PathBuf]| sys::cpath(&files[rng.below(files.len() as u64) as usize]);
+        let c = pick(&mut rng, &files)?;
+        timed(&mut lat[1], || {
+            let fd = sys::open(&c, libc::O_WRONLY | libc::O_APPEND, 0)?;
+            sys::write_all(fd, &data[..APPEND])?;
+            sys::close(fd)
+        })?;
+        let c = pick(&mut rng, &files)?;
+        timed(&mut lat[2], || {
+            let fd = sys::open(&c, libc::O_RDONLY, 0)?;
+            sys::read_to_end(fd, &mut buf)?;
+            sys::close(fd)
+        })?;
+        // Keep at least a few files to work on.
+        if files.len() > 2 {
+            let victim = files.swap_remove(rng.below(files.len() as u64) as usize);
+            let c = sys::cpath(&victim)?;
+            timed(&mut lat[3], || sys::unlink(&c))?;
+            ops += 1;
+        }
+        let c = pick(&mut rng, &files)?;
+        timed(&mut lat[4], || sys::stat(&c))?;
+        ops += 4;
+    }
+    Ok((ops, lat))
+}
+
+pub fn run(job: &Job, rng: &mut Rng) -> io::Result<Output> {
+    // The set as earlier runs left it, listed before any thread changes it.
+    let mut set: Vec<PathBuf> = std::fs::read_dir(job.root.join("fileset"))?.map(|e| e.map(|e| e.path())).collect::<io::Result<_>>()?;
+    set.sort();
+    let start = sys::now();
+    let results = in_threads(job.params.threads, rng, |t, r| thread(job, &set, t, r))?;
+    let mut out = Output::default();
+    let mut total = 0;
+    let mut all: [Vec<f64>; 5] = Default::default();
+    for (n, lat) in results {
+        total += n;
+        for (a, l) in all.iter_mut().zip(lat) {
+            a.extend(l);
+        }
+    }
+    out.span("fileserver", "ops/s", total as f64, start);
+    for (op, l) in OPS.iter().zip(all) {
+        out.latency(op, l);
+    }
+    Ok(out)
+}

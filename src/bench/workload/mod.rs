@@ -1,0 +1,161 @@
+//! The workloads: what one container (one worker process) does in one repetition, and the
+//! data they run on.
+//!
+//! A job runs in a worker process (see [`super::worker`]); several at once stand for several
+//! cloned containers. It reports latency samples and spans of work with their start and end
+//! on the monotonic clock, so that the spans of concurrent workers add up to one throughput.
+
+pub mod data;
+mod fileserver;
+pub mod micro;
+pub mod noise;
+pub mod rocksdb;
+mod stream;
+mod webserver;
+
+use std::io;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Sizes and counts, from `bench`'s flags.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Params {
+    /// Operations per repetition of `micro` and `metadata` (`rocksdb`: ten times as many keys).
+    pub ops: u32,
+    /// Loops per thread of `fileserver` and `webserver`.
+    pub loops: u32,
+    /// The large file, and the sequential streams, in MiB.
+    pub file_mib: u64,
+    /// Threads of `fileserver` and `webserver`.
+    pub threads: u32,
+    /// Files of the `fileserver` and `webserver` sets.
+    pub files: u32,
+    /// Mean file size of the `fileserver` set (webserver: a quarter), in KiB.
+    pub file_kib: u32,
+    /// Containers of `fileappend` and `fileread` running at once.
+    pub containers: u32,
+    /// MiB each `fileappend` container appends.
+    pub append_mib: u32,
+}
+
+/// One job: `step` of `workload` under `root`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Job {
+    pub workload: String,
+    /// For `micro` and `metadata`, the operation; otherwise the workload's name.
+    pub step: String,
+    pub root: PathBuf,
+    pub params: Params,
+    pub rep: u32,
+    /// Which of the concurrent containers this is.
+    pub container: u32,
+    pub seed: u64,
+}
+
+/// Work done between two instants, in `unit`'s numerator (MiB or operations).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Span {
+    pub op: String,
+    /// `MiB/s` or `ops/s`.
+    pub unit: String,
+    pub amount: f64,
+    pub start: f64,
+    pub end: f64,
+}
+
+/// What a job measured.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Output {
+    /// (operation, unit, samples): latencies in µs, or figures a tool reported.
+    pub samples: Vec<(String, String, Vec<f64>)>,
+    pub spans: Vec<Span>,
+}
+
+impl Output {
+    pub fn latency(&mut self, op: &str, samples: Vec<f64>) {
+        self.samples.push((op.to_string(), "us".into(), samples));
+    }
+
+    pub fn span(&mut self, op: &str, unit: &str, amount: f64, start: f64) {
+        self.spans.push(Span { op: op.into(), unit: unit.into(), amount, start, end: super::sys::now() });
+    }
+}
+
+/// Workloads `bench` knows, in report order.
+pub const WORKLOADS: [&str; 11] =
+    ["micro", "metadata", "seqwrite", "seqread", "fileappend", "fileread", "fileserver", "webserver", "rocksdb", "startup", "isolation"];
+
+/// The steps of a workload: its operations run one after another on every path in turn.
+pub fn steps(workload: &str) -> Vec<&'static str> {
+    match workload {
+        "micro" => micro::OPS.iter().map(|(op, _)| *op).collect(),
+        "metadata" => micro::METADATA.to_vec(),
+        "seqwrite" => vec!["seqwrite"],
+        "seqread" => vec!["seqread"],
+        "fileappend" => vec!["fileappend"],
+        "fileread" => vec!["fileread"],
+        "fileserver" => vec!["fileserver"],
+        "webserver" => vec!["webserver"],
+        "rocksdb" => vec!["rocksdb"],
+        _ => Vec::new(),
+    }
+}
+
+/// How many workers a job of `workload` runs at once.
+pub fn containers(workload: &str, p: &Params) -> u32 {
+    match workload {
+        "fileappend" | "fileread" => p.containers,
+        _ => 1,
+    }
+}
+
+/// Runs one job in this process.
+pub fn run(job: &Job) -> io::Result<Output> {
+    let mut rng = Rng(job.seed | 1);
+    match job.workload.as_str() {
+        "micro" | "metadata" => micro::run(&job.step, &job.root, &job.params, job.rep, &mut rng),
+        "seqwrite" | "seqread" | "fileappend" | "fileread" => stream::run(job),
+        "fileserver" => fileserver::run(job, &mut rng),
+        "webserver" => webserver::run(job, &mut rng),
+        "noise" => noise::run(job, &mut rng),
+        other => Err(io::Error::other(format!("workload {other} does not run in a worker"))),
+    }
+}
+
+/// xorshift: cheap and deterministic.
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// Times `f`, in µs, into `lat`.
+pub fn timed<T>(lat: &mut Vec<f64>, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let t = std::time::Instant::now();
+    let r = f()?;
+    lat.push(t.elapsed().as_secs_f64() * 1e6);
+    Ok(r)
+}
+
+/// Runs `f(thread, rng)` on `threads` threads at once (each its own rng drawn from `rng`);
+/// their results, or the first error.
+pub fn in_threads<T: Send>(threads: u32, rng: &mut Rng, f: impl Fn(u32, Rng) -> io::Result<T> + Sync) -> io::Result<Vec<T>> {
+    let seeds: Vec<Rng> = (0..threads.max(1)).map(|_| Rng(rng.next_u64() | 1)).collect();
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = seeds.into_iter().enumerate().map(|(t, r)| s.spawn(move || f(t as u32, r))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("a workload thread panicked")))).collect()
+    })
+}

@@ -1,0 +1,160 @@
+//! `polytropon bench`: the papers' workloads on every local path, the isolation experiment,
+//! the JSON and SVG outputs. Figures are checked for shape and sense only (timing belongs in
+//! benchmarks, not in tests); what the workloads read and write is checked by the workloads
+//! themselves (sizes read, sizes after appends, entries listed), so a path that serves wrong
+//! data fails here.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const LOCAL: [&str; 8] = ["user", "fuse", "fuse-writeback", "fuse-direct", "fuse-overlayfs", "unionfs-fuse", "overlay", "kernel"];
+
+fn bench(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_polytropon")).arg("bench").args(args).arg("--dir").arg(dir).output().expect("run bench")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("bench --format json prints JSON")
+}
+
+fn rows<'a>(report: &'a serde_json::Value, workload: &str, op: &str) -> Vec<&'a serde_json::Value> {
+    report["rows"].as_array().expect("rows").iter().filter(|r| r["workload"] == workload && r["op"] == op).collect()
+}
+
+fn no_mounts_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+    assert!(!mounts.contains(&dir.display().to_string()), "bench left a mount behind: {mounts}");
+}
+
+#[test]
+fn every_workload_runs_on_every_local_path_with_json_and_plot() {
+    common::require_root();
+    let scratch = common::Scratch::new("bench-workloads");
+    let (json_file, svg) = (scratch.path().join("report.json"), scratch.path().join("report.svg"));
+    let mut args = vec!["--paths", "user,fuse,fuse-writeback,fuse-direct,fuse-overlayfs,unionfs-fuse,overlay,kernel"];
+    for w in ["metadata", "seqwrite", "seqread", "fileappend", "fileread", "fileserver", "webserver", "rocksdb"] {
+        args.extend(["--workload", w]);
+    }
+    args.extend(["--reps", "2", "--ops", "40", "--loops", "6", "--files", "24", "--file-kib", "16", "--file-mib", "4"]);
+    args.extend(["--containers", "3", "--append-mib", "2", "--format", "json"]);
+    let (j, s) = (json_file.to_str().expect("utf-8"), svg.to_str().expect("utf-8"));
+    args.extend(["--json", j, "--plot", s]);
+    let out = bench(scratch.path(), &args);
+    let report = json(&out);
+    let rates = [
+        ("seqwrite", "seqwrite", "MiB/s"),
+        ("seqread", "seqread", "MiB/s"),
+        ("fileappend", "fileappend", "MiB/s"),
+        ("fileread", "fileread", "MiB/s"),
+        ("fileserver", "fileserver", "ops/s"),
+        ("webserver", "webserver", "ops/s"),
+        ("rocksdb", "fillrandom", "ops/s"),
+        ("rocksdb", "readrandom", "ops/s"),
+    ];
+    let latencies = [
+        ("metadata", "stat"),
+        ("metadata", "open+close"),
+        ("metadata", "create+unlink"),
+        ("metadata", "readdir"),
+        ("fileserver", "create+write"),
+        ("fileserver", "append 16KiB"),
+        ("fileserver", "read whole"),
+        ("fileserver", "delete"),
+        ("fileserver", "stat"),
+        ("webserver", "read whole"),
+        ("webserver", "append log"),
+    ];
+    for (w, op, unit) in rates {
+        let r = rows(&report, w, op);
+        assert_eq!(r.len(), LOCAL.len(), "{w}/{op}: one row per path");
+        for row in r {
+            assert_eq!(row["unit"], unit, "{row}");
+            // One throughput per repetition (concurrent containers add up to one).
+            assert_eq!(row["samples"], 2, "{row}");
+            assert!(row["median"].as_f64().is_some_and(|m| m.is_finite() && m > 0.0), "{row}");
+        }
+    }
+    for (w, op) in latencies {
+        let r = rows(&report, w, op);
+        assert_eq!(r.len(), LOCAL.len(), "{w}/{op}: one row per path");
+        for row in r {
+            assert_eq!(row["unit"], "us", "{row}");
+            let (median, p99) = (row["median"].as_f64().expect("median"), row["p99"].as_f64().expect("p99"));
+            assert!(median > 0.0 && p99 >= median, "{row}");
+            assert!(row["samples"].as_u64().is_some_and(|n| n >= 2), "{row}");
+        }
+    }
+    // fileserver: 4 threads x 6 loops, 5 operations each (a delete only while 3+ files remain).
+    for row in rows(&report, "fileserver", "create+write") {
+        assert_eq!(row["samples"], 2 * 4 * 6, "{row}");
+    }
+    // The JSON file is what was printed; the plot has a bar for each path of each panel.
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_file).expect("json file")).expect("json");
+    assert_eq!(written, report);
+    let svg = std::fs::read_to_string(&svg).expect("svg file");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "not an SVG document");
+    for p in LOCAL {
+        assert!(svg.contains(&format!("\n{p}\n</text>")), "the legend lacks {p}");
+    }
+    let panels = rates.len() + latencies.len() + 2; // + rocksdb's two p99 rows
+    assert!(svg.matches("<rect").count() >= panels * LOCAL.len(), "too few bars in the plot");
+    no_mounts_under(scratch.path());
+}
+
+#[test]
+fn isolation_experiment_reports_each_path_and_leaves_nothing() {
+    common::require_root();
+    let scratch = common::Scratch::new("bench-isolation");
+    let out = bench(
+        scratch.path(),
+        &[
+            "--workload", "isolation", "--paths", "user,fuse,kernel", "--reps", "2", "--loops", "8", "--files", "24", "--file-kib", "16",
+            "--noise-mib", "128", "--warmup-ms", "300", "--format", "json",
+        ],
+    );
+    let report = json(&out);
+    for p in ["user", "fuse", "kernel"] {
+        let get = |op: &str| {
+            let r = rows(&report, "isolation", op);
+            let row = r.iter().find(|r| r["path"] == p).unwrap_or_else(|| panic!("no {op} row for {p}: {report}"));
+            row["median"].as_f64().expect("median")
+        };
+        let (alone, noisy) = (get("fileserver alone"), get("fileserver with neighbour"));
+        assert!(alone > 0.0 && noisy > 0.0);
+        let drop = get("fileserver drop");
+        assert!((drop - (alone - noisy) / alone * 100.0).abs() < 1e-6, "the drop is computed from the medians");
+        assert!(get("latency alone") > 0.0 && get("latency with neighbour") > 0.0);
+        assert!(get("p99 latency rise") > 0.0);
+        assert!(get("cpu outside pool A, alone") >= 0.0);
+    }
+    // Pools A and B are gone, and so is the neighbour.
+    for hierarchy in ["cpuset", "cpu,cpuacct", "memory", "pids", "unified"] {
+        let dir = Path::new("/sys/fs/cgroup").join(hierarchy);
+        let listing = std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>());
+        if let Ok(names) = listing {
+            assert!(!names.iter().any(|n| n.starts_with("polytropon-bench-")), "{hierarchy}: {names:?}");
+        }
+    }
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&environ).contains(r#""workload":"noise""#), "the neighbour outlived bench: {:?}", e.path());
+    }
+    no_mounts_under(scratch.path());
+    // Bad input is named, and nothing starts.
+    let bad = [
+        (vec!["--workload", "isolation", "--victim", "startup"], "--victim \"startup\""),
+        (vec!["--workload", "isolation", "--pool-a-cpus", "0", "--pool-b-cpus", "0"], "must not share cpus"),
+        (vec!["--workload", "isolation", "--cpus", "0"], "--pool-a-cpus"),
+        (vec!["--workload", "fileserver", "--threads", "0"], "must be at least 1"),
+        (vec!["--workload", "seqread", "--paths", "nope"], "unknown path \"nope\""),
+    ];
+    for (args, says) in bad {
+        let out = bench(scratch.path(), &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
