@@ -444,7 +444,7 @@ pub struct BenchArgs {
     /// Interleaved repetitions per path; medians are over these.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub reps: u32,
-    /// Operations per repetition of `micro` and `metadata` (`rocksdb`: ten times as many keys).
+    /// Operations per repetition of `micro` and `metadata` (`rocksdb`: twice as many keys).
     #[arg(long, default_value_t = 2000, value_name = "N")]
     pub ops: u32,
     /// Loops per thread of `fileserver` and `webserver`.
@@ -478,10 +478,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "LIST", requires = "pool_a_cpus")]
     pub pool_b_cpus: Option<String>,
     /// `isolation`: size of each of the neighbour's files, in MiB.
-    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
     pub noise_mib: u64,
     /// `isolation`: how long the neighbour runs before the workload starts, in ms.
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    #[arg(long, default_value_t = 300, value_name = "MS")]
     pub warmup_ms: u64,
     /// Directory for the branches and mounts (default: the temp dir).
     #[arg(long, value_name = "DIR")]

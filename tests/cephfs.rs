@@ -138,6 +138,14 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     for op in ["open_path", "write", "read"] {
         assert!(user[op]["count"].as_u64().unwrap_or(0) >= 50, "{op} on the user-level path: {user}");
     }
+    // inspect shows the cluster's health, as the monitors report it to the ceph tool.
+    let ceph = Command::new("ceph").args(["-c", &conf, "--id", "admin", "health"]).output().expect("ceph health");
+    let status = String::from_utf8_lossy(&ceph.stdout).split_whitespace().next().unwrap_or("").to_string();
+    assert!(status.starts_with("HEALTH_"), "ceph health: {status}");
+    assert_eq!(json[0]["ceph"][0]["health"]["status"], status.as_str(), "{}", json[0]["ceph"]);
+    assert_eq!(json[0]["ceph"][0]["conf"], conf.as_str());
+    let text = host.ok(&["inspect", "--pool", &pool]);
+    assert!(text.contains(&format!("ceph     {conf}  client.admin  {status}")), "{text}");
     // Client sharing: another instance of the same CephFS shares the service's client (no new
     // MDS session); one with `client: private` has its own.
     let sessions = || -> usize {

@@ -181,3 +181,65 @@ fn a_backed_up_queue_gets_helpers_and_answers_stay_right() {
     }
     assert!(driver.helpers_started() >= 1, "16 clients on one queue never called in a helper");
 }
+
+/// A client process of another test's making: attaches, then waits for a byte on `hold`
+/// and exits without giving its area back (as a killed process, or one exiting with
+/// threads attached, does).
+fn leaking_child(shmid: i32) -> (libc::pid_t, std::os::fd::OwnedFd) {
+    let (r, w) = nix::unistd::pipe().expect("pipe");
+    // SAFETY: the child only makes system calls (attach: shmctl, shmat, stat, getpid), reads
+    // the pipe and _exits.
+    match unsafe { libc::fork() } {
+        0 => {
+            drop(w);
+            let ok = Client::attach(shmid, 0).map(std::mem::forget).is_ok();
+            let mut b = [0u8; 1];
+            let _ = nix::unistd::read(&r, &mut b);
+            // SAFETY: ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        pid => {
+            assert!(pid > 0, "fork failed");
+            drop(r);
+            (pid, w)
+        }
+    }
+}
+
+#[test]
+fn client_areas_of_dead_processes_are_taken_back_and_live_ones_never() {
+    let s = Scratch::new("user-path-reclaim");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    std::fs::write(lower.join("f"), b"abc").expect("seed");
+    let g = Geometry { queues: 1, slots: 8, clients: 2, buffer_size: 1 << 16 };
+    let driver = BackDriver::start(union(&lower, &upper), g).expect("back driver");
+    let shmid = driver.shmid();
+    let mut mine = Client::attach(shmid, 0).expect("attach");
+    let (child, hold) = leaking_child(shmid);
+    // Wait until the child holds the other area: then there is none left while it lives.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Client::attach(shmid, 0) {
+            Err(e) => {
+                assert_eq!(e, libc::EBUSY);
+                break;
+            }
+            Ok(c) => {
+                drop(c);
+                assert!(std::time::Instant::now() < deadline, "the child never attached");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+    for _ in 0..3 {
+        assert_eq!(Client::attach(shmid, 0).err(), Some(libc::EBUSY), "a live process's area was taken");
+    }
+    nix::unistd::write(&hold, b"x").expect("release the child");
+    let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None).expect("wait");
+    assert_eq!(status, nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(child), 0), "the child attached");
+    // The dead child's area is taken back, and works.
+    let mut back = Client::attach(shmid, 0).expect("the dead child's area is taken back");
+    assert_eq!(stat(&mut back, "f").expect("stat").size, 3);
+    assert_eq!(stat(&mut mine, "f").expect("stat").size, 3);
+    assert_eq!(Client::attach(shmid, 0).err(), Some(libc::EBUSY), "both areas are live again");
+}

@@ -203,10 +203,10 @@ fn describe(w: &str, opts: &BenchOptions) -> String {
         "fileread" => format!("{} containers at once, each reading a {} MiB lower file in 1 MiB reads", p.containers, p.file_mib),
         "fileserver" => format!("{} threads x {} loops of create+write, append, read, delete, stat; {} files of ~{} KiB", p.threads, p.loops, p.files, p.file_kib),
         "webserver" => format!("{} threads x {} loops of 10 whole-file reads and a log append; {} files of {} KiB", p.threads, p.loops, p.files, workload::data::www_size(p) / 1024),
-        "rocksdb" => format!("db_bench fillrandom then readrandom, {} keys, 400-byte values", u64::from(p.ops) * 10),
+        "rocksdb" => format!("db_bench fillrandom then readrandom, {} keys, 400-byte values", u64::from(p.ops) * 2),
         "startup" => "clones started at once, ms to the first HTTP answer of each".into(),
         "isolation" => format!(
-            "{} in pool A alone, then beside a random-writing neighbour in pool B ({} threads over {} MiB files)",
+            "{} in pool A alone, then beside a neighbour in pool B ({} threads writing at random over {} MiB files, fdatasync every 32 MiB)",
             opts.isolation.victim,
             workload::noise::THREADS,
             opts.isolation.noise_mib

@@ -68,6 +68,11 @@ pub fn write(fd: i32, buf: &[u8]) -> io::Result<usize> {
     check(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) }).map(|n| n as usize)
 }
 
+pub fn fdatasync(fd: i32) -> io::Result<()> {
+    // SAFETY: plain call on a descriptor the workload opened.
+    check(unsafe { libc::fdatasync(fd) }).map(drop)
+}
+
 /// Writes all of `buf` at the descriptor's offset.
 pub fn write_all(fd: i32, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {

@@ -89,6 +89,18 @@ fn human(reports: &[PoolReport]) -> String {
                 let _ = writeln!(s, "  service  {}", note.clone().unwrap_or_default());
             }
         }
+        for c in &r.ceph {
+            match (&c.health, &c.error) {
+                (Some(h), _) => {
+                    let checks: Vec<String> = h.checks.iter().map(|(code, msg)| format!("{code}: {msg}")).collect();
+                    let detail = if checks.is_empty() { String::new() } else { format!("  ({})", checks.join("; ")) };
+                    let _ = writeln!(s, "  ceph     {}  client.{}  {}{detail}", c.conf.display(), c.id, h.status);
+                }
+                (None, e) => {
+                    let _ = writeln!(s, "  ceph     {}  client.{}  health unknown: {}", c.conf.display(), c.id, e.clone().unwrap_or_default());
+                }
+            }
+        }
         for c in &r.containers {
             let rec = &c.record;
             let status = match (c.state, rec.exit_code) {

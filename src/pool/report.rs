@@ -1,5 +1,5 @@
-//! What `inspect` shows of a pool: its slice, live cgroup usage, service, mounts and
-//! containers.
+//! What `inspect` shows of a pool: its slice, live cgroup usage, service, mounts,
+//! containers, and the health of the Ceph clusters it uses.
 
 use std::time::Duration;
 
@@ -7,8 +7,10 @@ use serde::Serialize;
 
 use super::cgroups::{self, Usage};
 use super::{PoolState, Pools};
+use crate::backend::cephfs::health::{self, Health};
 use crate::container::state::{ContainerRecord, Containers};
 use crate::service::control::{self, Request, ServiceStats};
+use crate::spec::BackendSpec;
 
 /// One pool, as reported.
 #[derive(Clone, Debug, Serialize)]
@@ -20,6 +22,38 @@ pub struct PoolReport {
     /// Why there is no service report.
     pub service_note: Option<String>,
     pub containers: Vec<ContainerReport>,
+    /// The health of each Ceph cluster the pool's mounts use.
+    pub ceph: Vec<CephReport>,
+}
+
+/// A Ceph cluster a pool uses, and its health.
+#[derive(Clone, Debug, Serialize)]
+pub struct CephReport {
+    pub conf: std::path::PathBuf,
+    pub id: String,
+    pub health: Option<Health>,
+    /// Why there is no health.
+    pub error: Option<String>,
+}
+
+/// How long `inspect` waits for a cluster's monitors.
+const CEPH_TIMEOUT_S: u32 = 5;
+
+/// The health of each cluster (by conf and client id) the service's mounts use.
+fn ceph_health(service: Option<&ServiceStats>) -> Vec<CephReport> {
+    let mut out: Vec<CephReport> = Vec::new();
+    for m in service.map_or(&[][..], |s| &s.mounts) {
+        let BackendSpec::Cephfs(c) = &m.spec.backend else { continue };
+        if out.iter().any(|r| r.conf == c.conf && r.id == c.id) {
+            continue;
+        }
+        let (health, error) = match health::health(&c.conf, &c.id, CEPH_TIMEOUT_S) {
+            Ok(h) => (Some(h), None),
+            Err(e) => (None, Some(e)),
+        };
+        out.push(CephReport { conf: c.conf.clone(), id: c.id.clone(), health, error });
+    }
+    out
 }
 
 /// One container of the pool, as reported.
@@ -48,7 +82,8 @@ pub fn gather(pools: &Pools, only: Option<&str>) -> anyhow::Result<Vec<PoolRepor
         };
         let containers =
             Containers::new(pools, &pool.name).list().into_iter().map(|record| ContainerReport { state: record.state(), record }).collect();
-        out.push(PoolReport { pool, usage, service, service_note, containers });
+        let ceph = ceph_health(service.as_ref());
+        out.push(PoolReport { pool, usage, service, service_note, containers, ceph });
     }
     if let Some(o) = only {
         if out.is_empty() {

@@ -8,6 +8,7 @@
 
 mod client;
 mod ffi;
+pub mod health;
 
 use std::ffi::{c_char, OsStr, OsString};
 use std::io::{self, IoSlice, IoSliceMut};

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 /// Sizes and counts, from `bench`'s flags.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Params {
-    /// Operations per repetition of `micro` and `metadata` (`rocksdb`: ten times as many keys).
+    /// Operations per repetition of `micro` and `metadata` (`rocksdb`: twice as many keys).
     pub ops: u32,
     /// Loops per thread of `fileserver` and `webserver`.
     pub loops: u32,

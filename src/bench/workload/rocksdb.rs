@@ -15,7 +15,7 @@ pub fn command(job: &Job) -> Command {
     let mut cmd = Command::new(DB_BENCH);
     cmd.arg(format!("--db={}", job.root.join(format!("rocksdb-{}-{}", job.rep, job.container)).display()))
         .arg("--benchmarks=fillrandom,readrandom")
-        .arg(format!("--num={}", u64::from(job.params.ops) * 10))
+        .arg(format!("--num={}", u64::from(job.params.ops) * 2))
         .args(["--value_size=400", "--compression_type=none", "--histogram=1", "--threads=1"])
         .arg(format!("--seed={}", job.seed % 1_000_000 + 1));
     cmd

@@ -29,7 +29,7 @@ pub use queue::{PushError, Queue, QueueHeader, Slot};
 pub unsafe trait ShmSafe {}
 
 /// Version of the protocol; the service and the library refuse to talk across versions.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Error code (never a real errno) by which the service says "not on this path": the target
 /// is something the user-level path does not serve (a directory, a symlink to follow, a

@@ -58,10 +58,13 @@ pub const SLEEPING: u32 = 3;
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub struct ClientHeader {
-    /// Pid of the owning process (0: free).
-    pub owner: AtomicU32,
+    /// The owning process (0: free): its pid namespace (low 32 bits of the namespace's
+    /// inode) above its pid in that namespace, so that a process of the same namespace can
+    /// tell a dead owner and take the area back (see `client::Client::attach`).
+    pub owner: AtomicU64,
     /// `IDLE` / `PENDING` / `SLEEPING` / `DONE`; the futex the client sleeps on.
     pub state: AtomicU32,
+    pub reserved: AtomicU32,
     /// Sequence number of the request being answered.
     pub seq: AtomicU64,
     /// Result: >= 0 success value, < 0 a negated errno.

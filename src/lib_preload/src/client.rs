@@ -12,6 +12,20 @@ use crate::config::{self, FORK_GENERATION};
 
 thread_local! {
     static CLIENT: RefCell<Option<(Client, u32)>> = const { RefCell::new(None) };
+    /// After every client area was found taken: no new attempt before this instant (ms of
+    /// the monotonic clock), so a thread that cannot attach pays the attempt (a few system
+    /// calls) once in a while, not on every call.
+    static RETRY_AT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How long a thread that found no free client area waits before it tries again.
+const RETRY_MS: u64 = 100;
+
+fn now_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-parameter; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 /// Queues a request that needs no answer (a release).
@@ -69,6 +83,9 @@ fn with_client<T>(f: impl FnOnce(&mut Client) -> Result<T, c_int>) -> Result<T, 
                 }
             }
             if c.is_none() {
+                if RETRY_AT.with(|r| r.get()) > now_ms() {
+                    return Err(crate::ops::FALLBACK);
+                }
                 // SAFETY: gettid cannot fail.
                 let tid = unsafe { libc::gettid() } as u32;
                 // No client of the segment (refused, gone, of another protocol version, or
@@ -76,6 +93,8 @@ fn with_client<T>(f: impl FnOnce(&mut Client) -> Result<T, c_int>) -> Result<T, 
                 let client = Client::attach(cfg.shmid, tid).map_err(|e| {
                     if matches!(e, libc::EACCES | libc::EPERM | libc::EINVAL | libc::EIDRM | libc::EPROTO) {
                         REFUSED.store(true, Ordering::Relaxed);
+                    } else {
+                        RETRY_AT.with(|r| r.set(now_ms() + RETRY_MS));
                     }
                     crate::ops::FALLBACK
                 })?;

@@ -299,7 +299,12 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
         let Some(d) = queue.pop() else {
             idle += 1;
             if idle < idle_spins {
-                std::hint::spin_loop();
+                if idle % polytropon_ipc::client::YIELD_EVERY == 0 {
+                    // A client waiting for this cpu gets it (see `YIELD_EVERY`).
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
                 continue;
             }
             if helper {
