@@ -238,20 +238,32 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_
 complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "list" -d 'List imported images'
 complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove an image, and its layers no other image uses'
 complete -c polytropon -n "__fish_polytropon_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l workload -d 'Workload to run; repeat for several. Available now: `micro` (stat, open+close, create+unlink, 4 KiB pread, 1 MiB sequential write and read) and `startup` (N clones of `--image` to their first HTTP answer, on `user`, `fuse-overlayfs` and `overlay` roots)' -r
-complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l paths -d 'Paths to compare, comma-separated (default: every available one): `user` (the user-level path: the workload under the preload library), `fuse` (ours, kernel cache with passthrough), `fuse-writeback` (ours, kernel cache with the writeback cache instead of passthrough), `fuse-direct` (ours, direct I/O), `fuse-overlayfs`, `overlay` (kernel overlayfs), `kernel` (a plain directory)' -r
-complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l operations -d 'Operations of the `micro` workload to run, comma-separated (default: all): `stat`, `open+close`, `create+unlink`, `pread 4KiB`, `seq write 1MiB`, `seq read 1MiB`' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l workload -d 'Workload to run; repeat for several (default: all): `micro` (stat, open+close, create+unlink, 4 KiB pread, 1 MiB sequential write and read), `metadata` (stat, open+close, create+unlink, readdir), `seqwrite`, `seqread`, `fileappend` and `fileread` (`--containers` clones at once append to their copy of / read a large lower file), `fileserver` and `webserver` (Filebench\'s mixes), `rocksdb` (db_bench, when installed), `startup` (N clones of `--image` to their first HTTP answer) and `isolation` (`--victim` in pool A alone, then beside a noisy neighbour in pool B)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l paths -d 'Paths to compare, comma-separated (default: every available one): `user` (the user-level path: the workload under the preload library), `fuse` (ours, kernel cache with passthrough), `fuse-writeback` (ours, kernel cache with the writeback cache instead of passthrough), `fuse-direct` (ours, direct I/O), `fuse-overlayfs`, `unionfs-fuse`, `overlay` (kernel overlayfs), `kernel` (a plain directory); with `--ceph-conf`: `cephfs-user`, `cephfs-fuse`, `ceph-fuse`, `unionfs-ceph-fuse`' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l operations -d 'Operations of `micro` and `metadata` to run, comma-separated (default: all): `stat`, `open+close`, `create+unlink`, `readdir`, `pread 4KiB`, `seq write 1MiB`, `seq read 1MiB`' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l reps -d 'Interleaved repetitions per path; medians are over these' -r
-complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l ops -d 'Operations per repetition for the per-operation workloads' -r
-complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l file-mib -d 'Size of the file for the sequential and pread workloads, in MiB' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l ops -d 'Operations per repetition of `micro` and `metadata` (`rocksdb`: twice as many keys)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l loops -d 'Loops per thread of `fileserver` and `webserver`' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l file-mib -d 'Size of the large file and of the sequential streams, in MiB' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l threads -d 'Threads of `fileserver` and `webserver`' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l files -d 'Files in the `fileserver` and `webserver` sets' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l file-kib -d 'Mean size of a `fileserver` file in KiB (`webserver` files: a quarter)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l containers -d 'Cloned containers of `fileappend` and `fileread` running at once' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l append-mib -d 'MiB each `fileappend` container appends' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l victim -d '`isolation`: the workload of pool A' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l pool-a-cpus -d '`isolation`: pool A\'s cpus (default: the first half of the cpus bench may use)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l pool-b-cpus -d '`isolation`: pool B\'s (the neighbour\'s) cpus (default: the second half)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l noise-mib -d '`isolation`: size of each of the neighbour\'s files, in MiB' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l warmup-ms -d '`isolation`: how long the neighbour runs before the workload starts, in ms' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l dir -d 'Directory for the branches and mounts (default: the temp dir)' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l cpus -d 'Run everything (workloads, back driver, FUSE threads) on these cpus only (e.g. `0`: a one-cpu pool, where client and service share the cpu)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l ceph-conf -d 'A CephFS (its ceph.conf; client.admin) for the paths `cephfs-user`, `cephfs-fuse`, `ceph-fuse` and `unionfs-ceph-fuse`; their data goes under /polytropon-bench-PID' -r -F
-complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l image -d '`startup`: the imported image whose clones start (it must hold the server)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l image -d '`startup`: the imported image whose clones start (it must hold the server; default: one made for the run of the host\'s static busybox)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l serve -d '`startup`: the server each clone runs; `{port}` becomes its port on the host network' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l clones -d '`startup`: numbers of clones to start at once, comma-separated' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l format -r -f -a "human\t'A table for people'
 json\t'One JSON document, for scripts'"
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l json -d 'Also write the report as JSON into this file' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l plot -d 'Draw the comparison into an SVG file' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F

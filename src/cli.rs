@@ -494,7 +494,8 @@ pub struct BenchArgs {
     /// `ceph-fuse` and `unionfs-ceph-fuse`; their data goes under /polytropon-bench-PID.
     #[arg(long, value_name = "FILE")]
     pub ceph_conf: Option<PathBuf>,
-    /// `startup`: the imported image whose clones start (it must hold the server).
+    /// `startup`: the imported image whose clones start (it must hold the server; default:
+    /// one made for the run of the host's static busybox).
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
     /// `startup`: the server each clone runs; `{port}` becomes its port on the host network.

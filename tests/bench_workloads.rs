@@ -158,3 +158,30 @@ fn isolation_experiment_reports_each_path_and_leaves_nothing() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn startup_without_an_image_uses_the_hosts_busybox_and_removes_it() {
+    common::require_root();
+    let scratch = common::Scratch::new("bench-startup");
+    let (data, state) = (scratch.mkdir("data"), scratch.mkdir("state"));
+    let out = Command::new(env!("CARGO_BIN_EXE_polytropon"))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["bench", "--workload", "startup", "--clones", "2", "--reps", "1", "--format", "json", "--dir"])
+        .arg(scratch.path())
+        .output()
+        .expect("run bench");
+    let report = json(&out);
+    let rows = rows(&report, "startup", "2 clones to first HTTP answer");
+    let paths: Vec<&str> = rows.iter().filter_map(|r| r["path"].as_str()).collect();
+    assert_eq!(paths, ["user", "fuse-overlayfs", "overlay"], "{report}");
+    assert!(rows.iter().all(|r| r["median"].as_f64().is_some_and(|m| m > 0.0)));
+    // The image made for the run is gone, and so are its layers.
+    let list = Command::new(env!("CARGO_BIN_EXE_polytropon")).arg("--data-dir").arg(&data).args(["image", "list"]).output().expect("image list");
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("polytropon-bench/busybox"), "{}", String::from_utf8_lossy(&list.stdout));
+    let layers = std::fs::read_dir(data.join("images/layers")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(layers, 0, "layers left in the store");
+    no_mounts_under(scratch.path());
+}

@@ -10,6 +10,7 @@
 //! `targets` (and `ceph` for CephFS). `plot` draws a report.
 
 pub mod ceph;
+mod host_image;
 pub mod isolation;
 pub mod plot;
 pub mod startup;
@@ -39,7 +40,7 @@ pub struct BenchOptions {
     pub dir: Option<PathBuf>,
     /// Called after each measured batch with (done, total).
     pub progress: Option<fn(u64, u64)>,
-    /// The `startup` workload's settings; `None` when no image was named.
+    /// The `startup` workload's settings (`None`: it cannot run).
     pub startup: Option<startup::StartupOptions>,
     /// The `isolation` experiment's settings.
     pub isolation: isolation::IsolationOptions,
@@ -171,13 +172,14 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
                         f(done, total);
                     }
                 };
-                let rows = startup::run(so, &paths, opts.reps, base.path(), &mut tick)?;
-                report.rows.extend(rows);
+                match host_image::available().filter(|_| so.image.is_none()) {
+                    // With no image named and none to make, the other workloads still report.
+                    Some(why) if opts.workloads.len() > 1 => report.skipped.push(("startup".into(), why)),
+                    Some(why) => bail!("the startup workload: {why}"),
+                    None => report.rows.extend(startup::run(so, &paths, opts.reps, base.path(), &mut tick)?),
+                }
             }
-            None if opts.workloads.len() > 1 => {
-                report.skipped.push(("startup".into(), "needs --image NAME (an imported image with a busybox or other HTTP server)".into()))
-            }
-            None => bail!("the startup workload needs --image NAME (an imported image with a busybox or other HTTP server)"),
+            None => bail!("the startup workload needs its settings (a state and a data directory)"),
         }
     }
     if asked("isolation") {

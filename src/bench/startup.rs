@@ -32,8 +32,9 @@ pub const PATHS: [&str; 3] = ["user", "fuse-overlayfs", "overlay"];
 pub struct StartupOptions {
     pub state_dir: PathBuf,
     pub data_dir: PathBuf,
-    /// An imported image holding the server.
-    pub image: String,
+    /// An imported image holding the server; `None`: one of the host's static busybox,
+    /// made for the run.
+    pub image: Option<String>,
     /// The server command; `{port}` is replaced by the container's port.
     pub serve: String,
     pub clones: Vec<usize>,
@@ -71,7 +72,13 @@ fn exe() -> anyhow::Result<PathBuf> {
 /// Runs the workload: one sample per repetition, path and clone count.
 pub fn run(o: &StartupOptions, paths: &[String], reps: u32, base: &Path, progress: &mut dyn FnMut()) -> anyhow::Result<Vec<Row>> {
     let store = Store::new(&o.data_dir);
-    let image = store.get(&o.image).with_context(|| format!("the startup workload needs an imported image (--image): {}", o.image))?;
+    let made = match &o.image {
+        Some(_) => None,
+        None => Some(super::host_image::import(&o.data_dir, base)?),
+    };
+    let name = o.image.clone().or_else(|| made.as_ref().map(|m| m.name.clone())).unwrap_or_default();
+    let image = store.get(&name).with_context(|| format!("the startup workload needs an imported image (--image): {name}"))?;
+    let o = &StartupOptions { image: Some(name), ..o.clone() };
     let lowers = store.lowers(&image);
     let pools = Pools::new(&o.state_dir);
     let name = format!("bench-{}", std::process::id());
@@ -134,7 +141,7 @@ fn once(o: &StartupOptions, pool: &BenchPool, path: &str, n: usize, lowers: &[Pa
         cmd.arg("--state-dir").arg(&o.state_dir).arg("--data-dir").arg(&o.data_dir);
         cmd.args(["exec", "--pool", &pool.name, "--name", name, "--net", "host", "--detach"]);
         if path == "user" {
-            cmd.args(["--clone-of", &o.image]);
+            cmd.args(["--clone-of", o.image.as_deref().unwrap_or_default()]);
         } else {
             let root = mount_root(path, lowers, &dir.join(i.to_string()))?;
             cmd.arg("--root").arg(&root).arg("--unmanaged-root");

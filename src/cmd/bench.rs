@@ -61,10 +61,10 @@ pub fn run(state_dir: &std::path::Path, data_dir: &std::path::Path, args: BenchA
         },
         dir: args.dir.clone(),
         progress: std::io::stderr().is_terminal().then_some(progress as fn(u64, u64)),
-        startup: args.image.clone().map(|image| bench::startup::StartupOptions {
+        startup: Some(bench::startup::StartupOptions {
             state_dir: state_dir.to_path_buf(),
             data_dir: data_dir.to_path_buf(),
-            image,
+            image: args.image.clone(),
             serve: args.serve.clone(),
             clones: args.clones.clone(),
         }),

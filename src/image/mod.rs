@@ -9,7 +9,7 @@
 
 mod layout;
 mod store;
-mod unpack;
+pub(crate) mod unpack;
 
 pub use layout::{ImageConfig, Source};
 pub use store::{CephStore, ImageRecord, Store};
