@@ -260,7 +260,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l cpus -d 
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l ceph-conf -d 'A CephFS (its ceph.conf; client.admin) for the paths `cephfs-user`, `cephfs-fuse`, `ceph-fuse` and `unionfs-ceph-fuse`; their data goes under /polytropon-bench-PID' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l image -d '`startup`: the imported image whose clones start (it must hold the server; default: one made for the run of the host\'s static busybox)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l serve -d '`startup`: the server each clone runs; `{port}` becomes its port on the host network' -r
-complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l clones -d '`startup`: numbers of clones to start at once, comma-separated' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l clones -d '`startup`: numbers of clones to start at once, comma-separated (the papers went to 64)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l format -r -f -a "human\t'A table for people'
 json\t'One JSON document, for scripts'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l json -d 'Also write the report as JSON into this file' -r -F

@@ -92,7 +92,10 @@ pub fn run(state_dir: &Path, args: MountArgs) -> anyhow::Result<ExitCode> {
 /// Re-runs this command as a daemon and returns once its mount is in place.
 fn detach(state_dir: &Path, mountpoint: &Path) -> anyhow::Result<ExitCode> {
     let log = mount_file(state_dir, mountpoint, "log");
-    let pid = super::spawn_detached("mount daemon", &log, LOG_ENV, &[], Duration::from_secs(15), |_| Ok(fuse::is_our_mount(mountpoint)))?;
+    let pid = super::spawn_detached("mount daemon", &log, LOG_ENV, &[], Duration::from_secs(15), |_| {
+        // Up once mounted and recorded (a `umount` right after must find the record).
+        Ok(fuse::is_our_mount(mountpoint) && MountRecord::load(state_dir, mountpoint).ok().flatten().is_some())
+    })?;
     println!("{pid}");
     Ok(ExitCode::SUCCESS)
 }

@@ -26,12 +26,18 @@ pub fn run(state_dir: &Path, args: UmountArgs) -> anyhow::Result<ExitCode> {
         control::call(&svc.socket, &Request::Umount { mountpoint: args.mountpoint.clone() }, Duration::from_secs(30))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let _ = fuse::clear_stale(&args.mountpoint);
+    // A dead daemon's mount is removed here; that is the unmount asked for.
+    let cleared = fuse::clear_stale(&args.mountpoint).unwrap_or(false);
     let mountpoint = std::fs::canonicalize(&args.mountpoint)
         .with_context(|| format!("mount point {}", args.mountpoint.display()))?;
     let record = MountRecord::load(state_dir, &mountpoint).ok().flatten();
     match fuse::unmount(&mountpoint) {
         Ok(()) => {}
+        Err(fuse::UnmountError::NotMounted(_)) if cleared => {
+            MountRecord::remove(state_dir, &mountpoint);
+            eprintln!("polytropon: {}: its daemon had died; removed its mount", mountpoint.display());
+            return Ok(ExitCode::SUCCESS);
+        }
         Err(fuse::UnmountError::NotMounted(_)) if record.is_some() => {
             MountRecord::remove(state_dir, &mountpoint);
             eprintln!("polytropon: {} was no longer mounted; removed its stale record", mountpoint.display());
