@@ -478,7 +478,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "LIST", requires = "pool_a_cpus")]
     pub pool_b_cpus: Option<String>,
     /// `isolation`: size of each of the neighbour's files, in MiB.
-    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    #[arg(long, default_value_t = 128, value_name = "MIB")]
     pub noise_mib: u64,
     /// `isolation`: how long the neighbour runs before the workload starts, in ms.
     #[arg(long, default_value_t = 300, value_name = "MS")]

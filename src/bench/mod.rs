@@ -208,8 +208,9 @@ fn describe(w: &str, opts: &BenchOptions) -> String {
         "rocksdb" => format!("db_bench fillrandom then readrandom, {} keys, 400-byte values", u64::from(p.ops) * 2),
         "startup" => "clones started at once, ms to the first HTTP answer of each".into(),
         "isolation" => format!(
-            "{} in pool A alone, then beside a neighbour in pool B ({} threads writing at random over {} MiB files, fdatasync every 32 MiB)",
+            "{} ({} loops) in pool A alone, then beside a neighbour in pool B ({} threads writing at random over {} MiB files, fdatasync every 32 MiB)",
             opts.isolation.victim,
+            (p.loops / 4).max(1),
             workload::noise::THREADS,
             opts.isolation.noise_mib
         ),
