@@ -126,10 +126,7 @@ mod tests {
             assert!(is_static(Path::new(BUSYBOX)).expect("busybox is ELF"));
         }
     }
-}
 
-#[cfg(test)]
-mod layer_tests {
     #[test]
     fn the_layer_unpacks_with_busybox_and_its_shell() {
         if super::available().is_some() {
