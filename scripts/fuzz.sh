@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs=${1:-30}
-targets=(decode)
+targets=(decode spec image)
 # libFuzzer's instrumentation needs a nightly toolchain: install one if it is missing.
 if ! cargo +nightly --version >/dev/null 2>&1; then
   rustup toolchain install nightly --profile minimal || {
@@ -26,7 +26,7 @@ for t in "${targets[@]}"; do
   log=$(mktemp)
   status=0
   "target/$triple/release/$t" -max_total_time="$secs" -print_final_stats=1 \
-    -artifact_prefix="artifacts/$t/" "corpus/$t" >"$log" 2>&1 || status=$?
+    -artifact_prefix="artifacts/$t/" "corpus/$t" $( [[ -d "seeds/$t" ]] && echo "seeds/$t" ) >"$log" 2>&1 || status=$?
   grep -E "^(stat::number_of_executed_units|stat::new_units_added)" "$log" || true
   if [[ $status -ne 0 ]]; then
     grep -E "panicked|SUMMARY|ERROR" "$log" >&2 || true
@@ -35,4 +35,5 @@ for t in "${targets[@]}"; do
     exit 1
   fi
   rm -f "$log"
+  rm -rf /tmp/polytropon-fuzz-*   # the image target's scratch directories
 done
