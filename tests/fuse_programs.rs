@@ -332,3 +332,33 @@ print("ok")
     let out = run(Command::new("/usr/bin/python3").arg("-c").arg(script).current_dir(f.mnt()));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
+
+#[test]
+fn a_large_upper_file_opens_for_reading_and_writing_at_once() {
+    // Linux 6.10+ refuses (EIO) any open of an inode open for passthrough that is not itself
+    // passthrough on the same backing file: a read-only open must not take a writable file
+    // into passthrough alone, or the writer opening next would fail.
+    let f = Fixture::new("fuse-rw-mix", FuseConfig::default());
+    let m = f.mnt();
+    std::fs::write(m.join("big"), vec![1u8; 1 << 20]).expect("create a large upper file");
+    let reader = std::fs::File::open(m.join("big")).expect("open for reading");
+    let mut writer = std::fs::OpenOptions::new().write(true).open(m.join("big")).expect("open for writing while a reader is open");
+    std::io::Write::write_all(&mut writer, b"abc").expect("write");
+    drop(writer);
+    let mut head = [0u8; 4];
+    std::os::unix::fs::FileExt::read_exact_at(&reader, &mut head, 0).expect("read");
+    assert_eq!(&head, b"abc\x01");
+    // And a writer first, then a reader: both passthrough on one backing file.
+    let writer = std::fs::OpenOptions::new().read(true).write(true).open(m.join("big")).expect("open for writing");
+    let again = std::fs::read(m.join("big")).expect("read while a writer is open");
+    assert_eq!(&again[..4], b"abc\x01");
+    drop((writer, reader));
+    // A lower file open for reading through passthrough: writing its copy-up meanwhile is
+    // refused with EBUSY (not EIO), and works once the reader closed.
+    std::fs::write(f.lower.join("image-big"), vec![2u8; 1 << 20]).expect("seed");
+    let reader = std::fs::File::open(m.join("image-big")).expect("open a lower file");
+    let busy = std::fs::OpenOptions::new().write(true).open(m.join("image-big")).expect_err("a writer beside a passthrough reader of the lower file");
+    assert_eq!(busy.raw_os_error(), Some(libc::EBUSY), "{busy}");
+    drop(reader);
+    std::fs::OpenOptions::new().write(true).open(m.join("image-big")).expect("a writer once the reader closed");
+}

@@ -182,4 +182,7 @@ pub struct BackingFile {
     pub id: (u64, u64),
     /// Its size when asked for.
     pub size: u64,
+    /// Whether the file may be opened for writing where it is (a writable branch, the union's
+    /// upper one); a file that may not is copied up first, so another file serves writers.
+    pub writable: bool,
 }

@@ -930,7 +930,9 @@ impl FileSystem for UnionFs {
         let ctx = self.own;
         let (layer, bh, node) = self.file_handle(&ctx, handle)?;
         let ino = self.node_of_layer_inode(&node, layer).unwrap_or(0);
-        self.fs(layer)?.backing_file(ino, bh)
+        let b = self.fs(layer)?.backing_file(ino, bh)?;
+        // A lower file is copied up before anyone writes it.
+        Ok(BackingFile { writable: b.writable && layer == 0, ..b })
     }
 }
 

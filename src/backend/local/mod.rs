@@ -731,7 +731,7 @@ impl FileSystem for LocalFs {
         let h = self.file_fd(handle)?;
         let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
         let size = rfs::fstat(&**fd)?.st_size as u64;
-        Ok(BackingFile { fd: fd.clone(), id: *id, size })
+        Ok(BackingFile { fd: fd.clone(), id: *id, size, writable: !self.opts.read_only })
     }
 }
 

@@ -212,14 +212,20 @@ impl FuseAdapter {
     }
 }
 
-/// Passthrough bookkeeping. The kernel allows, per inode, either cached opens or passthrough
-/// opens that all share one backing file; direct-I/O opens mix with both. fuser 0.16 can only
-/// answer `create` in cached mode. So:
+/// Passthrough bookkeeping. The kernel allows, per inode, either cached (or direct-I/O) opens
+/// or passthrough opens that all share one backing file (since Linux 6.10 a direct-I/O open
+/// of an inode open for passthrough fails with EIO too). fuser 0.16 can only answer `create`
+/// in cached mode. So:
 /// - an inode with cached opens gets cached opens until they all close;
-/// - otherwise the first open registers its backend file as the inode's backing file, and later
-///   opens reuse it when it is the same file with an access mode that covers theirs;
-/// - any other open (say, a write after a copy-up while a read-only open of the lower file is
-///   still passthrough) is served by the daemon with direct I/O.
+/// - otherwise an open for writing registers its backend file (opened read-write, see
+///   `backend_flags`) as the inode's backing file, and later opens of the same file reuse it;
+/// - a read-only open of a file that may be written where it is (the upper branch) does not
+///   register one: a later open for writing could not share it. It is cached, unless a
+///   registered read-write backing file of the same file is kept from an earlier writer;
+/// - a read-only open of a file that may not (a lower branch) registers it: writers copy it
+///   up first. An open that cannot share the registered backing file (a writer of the
+///   copy-up while the lower file is still open for passthrough) is refused with `EBUSY`
+///   until the passthrough opens close.
 #[derive(Debug, Default)]
 struct Passthrough {
     state: Mutex<PassthroughState>,
@@ -341,7 +347,7 @@ impl Passthrough {
             }
         }
         match (st.inodes.get_mut(&inode), backing, file) {
-            (None, Some(b), Some(file)) => match reply.open_backing(&*b.fd) {
+            (None, Some(b), Some(file)) if access != libc::O_RDONLY || !b.writable => match reply.open_backing(&*b.fd) {
                 Ok(id) => {
                     if access != libc::O_RDONLY {
                         st.stale.insert(inode);
@@ -358,8 +364,10 @@ impl Passthrough {
                     reply.opened(fh, flags & !FOPEN_KEEP_CACHE);
                 }
             },
-            (Some(InodeMode::Backed { id, file: f, access: have, opens }), _, Some(file))
-                if *f == file && covers(*have, access) =>
+            // The registered file, or one not looked at (small, or no host descriptor): the
+            // inode's current file, which a registered writer's file stays.
+            (Some(InodeMode::Backed { id, file: f, access: have, opens }), _, file)
+                if file.is_none_or(|x| x == *f) && covers(*have, access) =>
             {
                 stats.add_passthrough();
                 reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, id);
@@ -370,10 +378,10 @@ impl Passthrough {
                 }
             }
             (Some(InodeMode::Backed { .. }), _, _) => {
-                if access != libc::O_RDONLY {
-                    st.stale.insert(inode);
-                }
-                reply.opened(fh, (flags & !FOPEN_KEEP_CACHE) | FOPEN_DIRECT_IO);
+                debug!("inode {inode} is open for passthrough on another backing file: open refused");
+                drop(st);
+                let _ = fs.release(&Context::current(), inode, fh);
+                reply.error(libc::EBUSY);
             }
             (Some(InodeMode::Cached(n)), _, _) => {
                 *n += 1;

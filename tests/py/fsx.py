@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""fsx-style integrity check: random writes, reads, truncates, fsyncs, reopenings and mmap
+reads of one file, each checked against an in-memory model of what the file must hold.
+
+    fsx.py FILE OPS SEED
+
+Exits 0 after OPS operations without a mismatch; on the first mismatch prints the operation,
+the offsets and the last operations, and exits 1. Every call goes through libc (os.pwrite,
+os.pread, os.ftruncate, os.fsync, mmap), so under the preload library it takes the
+user-level path; an mmap hands its own descriptor over to the kernel (the FUSE path).
+"""
+
+import mmap
+import os
+import random
+import sys
+
+MAX_SIZE = 256 * 1024
+MAX_IO = 32 * 1024
+
+
+def main():
+    path, ops, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    rng = random.Random(seed)
+    model = bytearray()
+    # Write data: slices of one random pool at random starts (cheap, and no two writes alike).
+    pool = rng.randbytes(4 * MAX_IO)
+    history = []
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+
+    def fail(what):
+        print(f"fsx: mismatch after {len(history)} operations: {what}", file=sys.stderr)
+        for h in history[-12:]:
+            print(f"  {h}", file=sys.stderr)
+        sys.exit(1)
+
+    def check(off, got):
+        want = bytes(model[off:off + len(got)])
+        if got != want:
+            first = next(i for i in range(min(len(got), len(want))) if got[i] != want[i]) if got[:len(want)] != want[:len(got)] else min(len(got), len(want))
+            fail(f"at offset {off + first}: read {got[first:first + 8].hex()} expected {want[first:first + 8].hex()} (read {len(got)} bytes, model {len(model)})")
+
+    for n in range(ops):
+        kind = rng.random()
+        if kind < 0.40:
+            off = rng.randrange(0, MAX_SIZE - 1)
+            length = rng.randrange(1, min(MAX_IO, MAX_SIZE - off) + 1)
+            start = rng.randrange(0, len(pool) - length)
+            data = pool[start:start + length]
+            history.append(f"{n}: write {off} {length}")
+            if os.pwrite(fd, data, off) != length:
+                fail("short write")
+            if off > len(model):
+                model.extend(b"\0" * (off - len(model)))
+            model[off:off + length] = data
+        elif kind < 0.75:
+            off = rng.randrange(0, MAX_SIZE)
+            length = rng.randrange(1, MAX_IO + 1)
+            history.append(f"{n}: read {off} {length}")
+            got = os.pread(fd, length, off)
+            expected = max(0, min(length, len(model) - off))
+            if len(got) != expected:
+                fail(f"read {len(got)} bytes at {off}, expected {expected} (size {len(model)})")
+            check(off, got)
+        elif kind < 0.86:
+            size = rng.randrange(0, MAX_SIZE)
+            history.append(f"{n}: truncate {size}")
+            os.ftruncate(fd, size)
+            if size < len(model):
+                del model[size:]
+            else:
+                model.extend(b"\0" * (size - len(model)))
+        elif kind < 0.87:
+            history.append(f"{n}: fsync")
+            os.fsync(fd)
+        elif kind < 0.93:
+            history.append(f"{n}: stat")
+            if os.fstat(fd).st_size != len(model):
+                fail(f"fstat size {os.fstat(fd).st_size}, expected {len(model)}")
+            if os.stat(path).st_size != len(model):
+                fail(f"stat size {os.stat(path).st_size}, expected {len(model)}")
+        elif kind < 0.97:
+            history.append(f"{n}: reopen")
+            os.close(fd)
+            fd = os.open(path, os.O_RDWR)
+        else:
+            history.append(f"{n}: mmap read")
+            if model:
+                other = os.open(path, os.O_RDONLY)
+                with mmap.mmap(other, len(model), prot=mmap.PROT_READ) as m:
+                    check(0, m[:])
+                os.close(other)
+    os.close(fd)
+    with open(path, "rb") as f:
+        if f.read() != bytes(model):
+            fail("the file read back whole differs from the model")
+    print(f"fsx: {ops} operations, final size {len(model)}")
+
+
+if __name__ == "__main__":
+    main()
