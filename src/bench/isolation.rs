@@ -70,23 +70,30 @@ impl Drop for Pools {
         for (name, cg) in [("A", &self.a), ("B", &self.b)] {
             // Daemons of the paths (fuse-overlayfs, unionfs-fuse) may still be exiting after
             // their unmount: give them a moment, then stop whatever is left.
-            let deadline = std::time::Instant::now() + Duration::from_secs(3);
-            while !cg.procs().is_empty() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            for pid in cg.procs() {
-                tracing::warn!("pool {name}: stopping process {pid}, still there after the experiment");
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-            }
-            let deadline = std::time::Instant::now() + Duration::from_secs(2);
-            while !cg.procs().is_empty() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
+            if !emptied(cg, Duration::from_secs(3)) {
+                for pid in cg.procs() {
+                    tracing::warn!("pool {name}: stopping process {pid}, still there after the experiment");
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+                }
+                emptied(cg, Duration::from_secs(2));
             }
             if let Err(e) = cg.delete() {
                 tracing::warn!("cannot remove pool {name}'s cgroups: {e}");
             }
         }
     }
+}
+
+/// Whether `cg` holds no process within `limit` (polling).
+fn emptied(cg: &CgroupInfo, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while !cg.procs().is_empty() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
 }
 
 /// The neighbour, killed when dropped.

@@ -40,8 +40,8 @@ pub struct BenchOptions {
     pub dir: Option<PathBuf>,
     /// Called after each measured batch with (done, total).
     pub progress: Option<fn(u64, u64)>,
-    /// The `startup` workload's settings (`None`: it cannot run).
-    pub startup: Option<startup::StartupOptions>,
+    /// The `startup` workload's settings.
+    pub startup: startup::StartupOptions,
     /// The `isolation` experiment's settings.
     pub isolation: isolation::IsolationOptions,
     /// The cpus everything runs on (empty: wherever the bench may run).
@@ -158,28 +158,24 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         run_files(opts, &files, base.path(), &mut report)?;
     }
     if asked("startup") {
-        match &opts.startup {
-            Some(so) => {
-                let paths = choose_paths(opts, &startup::PATHS, &mut report)?;
-                for p in opts.paths.iter().filter(|p| !startup::PATHS.contains(&p.as_str())) {
-                    report.skipped.push((format!("startup on {p}"), format!("the startup workload compares {}", startup::PATHS.join(", "))));
-                }
-                let total = u64::from(opts.reps) * (paths.len() * so.clones.len()) as u64;
-                let mut done = 0;
-                let mut tick = || {
-                    done += 1;
-                    if let Some(f) = opts.progress {
-                        f(done, total);
-                    }
-                };
-                match host_image::available().filter(|_| so.image.is_none()) {
-                    // With no image named and none to make, the other workloads still report.
-                    Some(why) if opts.workloads.len() > 1 => report.skipped.push(("startup".into(), why)),
-                    Some(why) => bail!("the startup workload: {why}"),
-                    None => report.rows.extend(startup::run(so, &paths, opts.reps, base.path(), &mut tick)?),
-                }
+        let so = &opts.startup;
+        let paths = choose_paths(opts, &startup::PATHS, &mut report)?;
+        for p in opts.paths.iter().filter(|p| !startup::PATHS.contains(&p.as_str())) {
+            report.skipped.push((format!("startup on {p}"), format!("the startup workload compares {}", startup::PATHS.join(", "))));
+        }
+        let total = u64::from(opts.reps) * (paths.len() * so.clones.len()) as u64;
+        let mut done = 0;
+        let mut tick = || {
+            done += 1;
+            if let Some(f) = opts.progress {
+                f(done, total);
             }
-            None => bail!("the startup workload needs its settings (a state and a data directory)"),
+        };
+        match host_image::available().filter(|_| so.image.is_none()) {
+            // With no image named and none to make, the other workloads still report.
+            Some(why) if opts.workloads.len() > 1 => report.skipped.push(("startup".into(), why)),
+            Some(why) => bail!("the startup workload: {why}"),
+            None => report.rows.extend(startup::run(so, &paths, opts.reps, base.path(), &mut tick)?),
         }
     }
     if asked("isolation") {
@@ -305,6 +301,14 @@ impl Samples {
     }
 }
 
+impl Row {
+    /// How much slower this is than `base` (the same operation on another path): time over
+    /// the base's time, or the base's throughput over this one's. Above 1: slower.
+    pub fn slowdown(&self, base: &Row) -> f64 {
+        if is_rate(&self.unit) { base.median / self.median } else { self.median / base.median }
+    }
+}
+
 /// Whether figures in `unit` are rates (more is better).
 pub fn is_rate(unit: &str) -> bool {
     unit.ends_with("/s")
@@ -410,10 +414,7 @@ impl Report {
                         out += &format!(" {} |", fmt(r.median));
                         continue;
                     }
-                    let ratio = base.and_then(|b| self.get(w, op, b)).map(|b| {
-                        // Time: ours / base. Throughput: base / ours. Either way >1 means slower.
-                        if is_rate(unit) { b.median / r.median } else { r.median / b.median }
-                    });
+                    let ratio = base.and_then(|b| self.get(w, op, b)).map(|b| r.slowdown(b));
                     match ratio {
                         Some(x) if x.is_finite() => out += &format!(" {} ({}) {x:.2}x |", fmt(r.median), fmt(r.p99)),
                         _ => out += &format!(" {} ({}) |", fmt(r.median), fmt(r.p99)),

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{anyhow, Context};
 use plotters::prelude::*;
 
-use super::{is_rate, Report, Row};
+use super::{Report, Row};
 
 const COLUMNS: usize = 4;
 const PANEL: (u32, u32) = (360, 240);
@@ -17,7 +17,7 @@ const LEGEND: u32 = 44;
 fn bar(report: &Report, r: &Row, base: Option<&str>) -> (f64, bool) {
     let reference = base.and_then(|b| report.rows.iter().find(|x| x.workload == r.workload && x.op == r.op && x.path == b));
     match reference {
-        Some(b) if b.median > 0.0 && r.median > 0.0 => (if is_rate(&r.unit) { b.median / r.median } else { r.median / b.median }, true),
+        Some(b) if b.median > 0.0 && r.median > 0.0 => (r.slowdown(b), true),
         _ => (r.median, false),
     }
 }

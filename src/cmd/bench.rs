@@ -61,13 +61,13 @@ pub fn run(state_dir: &std::path::Path, data_dir: &std::path::Path, args: BenchA
         },
         dir: args.dir.clone(),
         progress: std::io::stderr().is_terminal().then_some(progress as fn(u64, u64)),
-        startup: Some(bench::startup::StartupOptions {
+        startup: bench::startup::StartupOptions {
             state_dir: state_dir.to_path_buf(),
             data_dir: data_dir.to_path_buf(),
             image: args.image.clone(),
             serve: args.serve.clone(),
             clones: args.clones.clone(),
-        }),
+        },
         isolation: IsolationOptions {
             victim: args.victim.clone(),
             a_cpus: cpu_list("--pool-a-cpus", args.pool_a_cpus.as_deref())?,

@@ -49,7 +49,7 @@ pub struct Reply {
 }
 
 /// Milliseconds of the monotonic clock.
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid out-parameter; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };

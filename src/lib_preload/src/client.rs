@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::ffi::c_int;
 use std::sync::atomic::Ordering;
 
-use polytropon_ipc::client::{Client, Reply};
+use polytropon_ipc::client::{now_ms, Client, Reply};
 use polytropon_ipc::Descriptor;
 
 use crate::config::{self, FORK_GENERATION};
@@ -20,13 +20,6 @@ thread_local! {
 
 /// How long a thread that found no free client area waits before it tries again.
 const RETRY_MS: u64 = 100;
-
-fn now_ms() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid out-parameter; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-}
 
 /// Queues a request that needs no answer (a release).
 pub fn post(d: Descriptor) -> Result<(), c_int> {
