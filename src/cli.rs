@@ -206,6 +206,10 @@ pub struct ServiceRunArgs {
     /// Return once the service is up, leaving it running in the background.
     #[arg(long)]
     pub detach: bool,
+    /// Supervise the service: when it dies (killed, crashed), start it again, serving the
+    /// mounts it served (gives up after 5 deaths within a minute).
+    #[arg(long)]
+    pub restart: bool,
 }
 
 #[derive(Debug, Args)]

@@ -207,7 +207,7 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
     if !served.is_empty() {
         let table = Arc::new(std::sync::RwLock::new(served));
         let g = polytropon_ipc::segment::Geometry { queues: 1, slots: 64, clients: 64, buffer_size: 1 << 20 };
-        let driver = crate::service::shm::BackDriver::start_table(table, g, cpus).context("cannot start the back driver")?;
+        let driver = crate::service::shm::BackDriver::start_table(table, g, cpus, None).context("cannot start the back driver")?;
         let mounts = t.roots.iter().enumerate().map(|(i, r)| (r.clone(), i as u32)).collect();
         t.worker = Some(super::worker::Attach { library: crate::frontend::library()?, shmid: driver.shmid(), mounts });
         t.driver = Some(driver);

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context};
 use polytropon::cli::{ServiceRunArgs, ServiceStopArgs};
 use polytropon::pool::{ops, Pools};
-use polytropon::service::daemon::{self, ServiceSpec};
+use polytropon::service::daemon::{self, ServiceSpec, Startup};
+use polytropon::service::supervisor::{self, RECOVER_ENV, SUPERVISOR_ENV};
 
 const LOG_ENV: &str = "POLYTROPON_SERVICE_LOG";
 
@@ -22,15 +23,23 @@ pub fn run(state_dir: &Path, a: ServiceRunArgs) -> anyhow::Result<ExitCode> {
     if a.detach {
         return detach(&pools, &a.pool);
     }
-    let log = std::env::var_os(LOG_ENV).map(PathBuf::from);
-    daemon::run(&pools, &pool, spec, log, || {}).with_context(|| format!("service of pool {}", a.pool))?;
+    let supervisor = std::env::var(SUPERVISOR_ENV).ok().and_then(|p| p.parse().ok());
+    if a.restart && supervisor.is_none() {
+        // This process supervises; the service is the same command without `--restart`.
+        let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--restart").collect();
+        supervisor::supervise(&pools, &a.pool, &args).with_context(|| format!("supervisor of pool {}", a.pool))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let start = Startup { spec, recover: supervisor.is_some() && std::env::var_os(RECOVER_ENV).is_some(), supervisor, log: std::env::var_os(LOG_ENV).map(PathBuf::from) };
+    daemon::run(&pools, &pool, start, || {}).with_context(|| format!("service of pool {}", a.pool))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn detach(pools: &Pools, pool: &str) -> anyhow::Result<ExitCode> {
     let log = pools.pool_dir(pool).join("service.log");
     let pid = super::spawn_detached("service", &log, LOG_ENV, &[], Duration::from_secs(20), |pid| {
-        Ok(pools.live_service(pool)?.is_some_and(|s| s.pid == pid))
+        // The service itself, or (with --restart) its supervisor.
+        Ok(pools.live_service(pool)?.is_some_and(|s| s.pid == pid || s.supervisor == Some(pid)))
     })?;
     println!("{pid}");
     Ok(ExitCode::SUCCESS)

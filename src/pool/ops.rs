@@ -86,6 +86,11 @@ pub fn stop_service(pools: &Pools, name: &str) -> anyhow::Result<bool> {
         pools.remove_service(name);
         return Ok(false);
     };
+    // A supervisor first, so that it does not start the service again: it passes the stop on.
+    let supervisor = svc.supervisor.filter(|p| pid_alive(*p));
+    if let Some(p) = supervisor.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+    }
     if control::call(&svc.socket, &Request::Stop, Duration::from_secs(5)).is_err() {
         let _ = rustix::process::kill_process(rustix::process::Pid::from_raw(svc.pid as i32).context("bad pid")?, rustix::process::Signal::TERM);
     }
@@ -95,6 +100,11 @@ pub fn stop_service(pools: &Pools, name: &str) -> anyhow::Result<bool> {
             let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
         }
         wait_until(Duration::from_secs(5), || !pid_alive(svc.pid));
+    }
+    if let Some(p) = supervisor {
+        if !wait_until(Duration::from_secs(5), || !pid_alive(p)) {
+            warn!("the supervisor of pool {name}'s service (pid {p}) did not stop");
+        }
     }
     pools.remove_service(name);
     Ok(true)

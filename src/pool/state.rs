@@ -35,6 +35,9 @@ pub struct ServiceRecord {
     /// The pool's shared-memory segment id (in the pool's IPC namespace).
     #[serde(default)]
     pub shmid: Option<i32>,
+    /// The `service run --restart` process that restarts the service when it dies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor: Option<u32>,
 }
 
 /// The pools under one state directory.

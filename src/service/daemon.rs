@@ -37,6 +37,10 @@ pub struct ServiceSpec {
 pub struct TableEntry {
     pub mountpoint: PathBuf,
     pub spec: InstanceSpec,
+    /// Its index on the user-level path; the service records it so that a restarted service
+    /// serves each mount under the same index its clients' libraries know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
 }
 
 impl ServiceSpec {
@@ -113,7 +117,7 @@ fn threads() -> Vec<ThreadInfo> {
 impl Service {
     fn save_table(&self, table: &BTreeMap<PathBuf, Served>) {
         let spec = ServiceSpec {
-            instances: table.iter().map(|(m, s)| TableEntry { mountpoint: m.clone(), spec: s.spec.clone() }).collect(),
+            instances: table.iter().map(|(m, s)| TableEntry { mountpoint: m.clone(), spec: s.spec.clone(), instance: Some(s.instance) }).collect(),
         };
         let written = serde_yaml_ng::to_string(&spec)
             .map_err(std::io::Error::other)
@@ -123,7 +127,8 @@ impl Service {
         }
     }
 
-    fn mount(&self, mountpoint: &Path, spec: InstanceSpec) -> anyhow::Result<u32> {
+    /// Mounts `spec` at `mountpoint`, as user-level instance `want` when given and free.
+    fn mount(&self, mountpoint: &Path, spec: InstanceSpec, want: Option<u32>) -> anyhow::Result<u32> {
         let mp = std::fs::canonicalize(mountpoint).with_context(|| format!("mount point {}", mountpoint.display()))?;
         {
             let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
@@ -147,7 +152,12 @@ impl Service {
         let instance = {
             let entry = Some(shm::Served { fs, stats: user.clone(), kernel: mount.kernel_cache() });
             let mut t = self.instances.write().unwrap_or_else(|p| p.into_inner());
-            match t.iter().position(Option::is_none) {
+            if let Some(w) = want.filter(|w| (*w as usize) < MAX_INSTANCES) {
+                if t.len() <= w as usize {
+                    t.resize(w as usize + 1, None);
+                }
+            }
+            match want.filter(|w| t.get(*w as usize).is_some_and(Option::is_none)).map(|w| w as usize).or_else(|| t.iter().position(Option::is_none)) {
                 Some(i) => {
                     t[i] = entry;
                     i as u32
@@ -222,6 +232,9 @@ fn keep_large_buffers_lazy() {
     }
 }
 
+/// Highest user-level instance index a recorded table may ask for.
+const MAX_INSTANCES: usize = 4096;
+
 /// Control requests served at once.
 const MAX_REQUESTS: usize = 16;
 
@@ -230,7 +243,7 @@ fn answer(svc: &Service, conn: &std::os::unix::net::UnixStream, stop_tx: &mpsc::
     let served = |instance| Response::served(control::Served { instance, shmid: svc.shmid });
     let resp = match control::read_request(conn) {
         Err(e) => Response::err(e),
-        Ok(Request::Mount { mountpoint, spec }) => svc.mount(&mountpoint, spec).map_or_else(|e| Response::err(format!("{e:#}")), served),
+        Ok(Request::Mount { mountpoint, spec }) => svc.mount(&mountpoint, spec, None).map_or_else(|e| Response::err(format!("{e:#}")), served),
         Ok(Request::Instance { mountpoint }) => svc.instance(&mountpoint).map_or_else(|e| Response::err(format!("{e:#}")), served),
         Ok(Request::Umount { mountpoint }) => svc.umount(&mountpoint).map_or_else(|e| Response::err(format!("{e:#}")), |_| Response::ok()),
         Ok(Request::Stats) => Response { ok: true, stats: Some(svc.stats()), ..Response::default() },
@@ -249,11 +262,33 @@ fn peer_allowed(s: &std::os::unix::net::UnixStream) -> bool {
     }
 }
 
+/// How a service starts.
+#[derive(Debug, Default)]
+pub struct Startup {
+    /// The instances to serve at start.
+    pub spec: ServiceSpec,
+    /// A restart after the previous service died: it serves the filesystem table its
+    /// predecessor recorded (instead of `spec`), each mount under its old user-level index; a
+    /// mount that cannot come back is reported and left out.
+    pub recover: bool,
+    /// The supervisor that restarts this service when it dies (`service run --restart`).
+    pub supervisor: Option<u32>,
+    pub log: Option<PathBuf>,
+}
+
 /// Runs the service of `pool` in this process until stopped. Must be called before the
 /// process starts any thread: it moves the whole process into the pool.
-pub fn run(pools: &Pools, pool: &PoolState, spec: ServiceSpec, log: Option<PathBuf>, ready: impl FnOnce()) -> anyhow::Result<()> {
+pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()) -> anyhow::Result<()> {
     let pid = std::process::id();
     keep_large_buffers_lazy();
+    let spec = if start.recover {
+        std::fs::read_to_string(table_file(pools, &pool.name))
+            .ok()
+            .and_then(|t| serde_yaml_ng::from_str::<ServiceSpec>(&t).map_err(|e| warn!("cannot read the recorded filesystem table: {e}")).ok())
+            .unwrap_or_default()
+    } else {
+        start.spec
+    };
     // Mounts a predecessor that died left (killed with kill -9): its table names them.
     for mp in recorded_mounts(pools, &pool.name) {
         let _ = fuse::clear_stale(&mp);
@@ -286,7 +321,7 @@ pub fn run(pools: &Pools, pool: &PoolState, spec: ServiceSpec, log: Option<PathB
     let queues = pool.slice.cpus.as_ref().map_or(1, |c| c.len().max(1)) as u32;
     let geometry = Geometry { queues, slots: 256, clients: 64, buffer_size: 1 << 20 };
     let cpus: Vec<usize> = pool.slice.cpus.iter().flatten().map(|c| *c as usize).collect();
-    let driver = BackDriver::start_table(instances.clone(), geometry, &cpus).context("cannot create the pool's shared-memory segment")?;
+    let driver = BackDriver::start_table(instances.clone(), geometry, &cpus, Some(polytropon_ipc::SEGMENT_KEY)).context("cannot create the pool's shared-memory segment")?;
     let service = Arc::new(Service {
         pools: pools.clone(),
         pool: pool.name.clone(),
@@ -299,13 +334,21 @@ pub fn run(pools: &Pools, pool: &PoolState, spec: ServiceSpec, log: Option<PathB
     });
     // 4. The instances of the spec.
     for e in spec.instances {
-        if let Err(err) = service.mount(&e.mountpoint, e.spec) {
+        if let Err(err) = service.mount(&e.mountpoint, e.spec, e.instance) {
+            if start.recover {
+                warn!("cannot serve {} again: {err:#}", e.mountpoint.display());
+                continue;
+            }
             drop(service.table.lock().unwrap_or_else(|p| p.into_inner()).split_off(&PathBuf::new()));
             let _ = std::fs::remove_file(&sock);
             return Err(err.context(format!("instance at {}", e.mountpoint.display())));
         }
     }
-    let record = ServiceRecord { pid, socket: sock.clone(), started: service.started, log, shmid: Some(service.shmid) };
+    if start.recover {
+        // What could not come back is gone from the table too.
+        service.save_table(&service.table.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+    let record = ServiceRecord { pid, socket: sock.clone(), started: service.started, log: start.log, shmid: Some(service.shmid), supervisor: start.supervisor };
     pools.save_service(&pool.name, &record).context("cannot record the service")?;
     ready();
     let (stop_tx, stop_rx) = mpsc::channel::<&'static str>();

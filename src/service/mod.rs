@@ -1,8 +1,8 @@
 //! The per-pool filesystem service: its filesystem table, transports (FUSE adapter,
 //! shared-memory back driver) and control socket.
 //!
-//! Today: the FUSE transport ([`fuse`]). Issues 4-5 add the service itself and the
-//! shared-memory back driver.
+//! The daemon ([`daemon`]) serves a table of instances through FUSE ([`fuse`]) and the
+//! shared-memory back driver ([`shm`]); [`supervisor`] restarts it when it dies.
 
 pub mod control;
 pub mod daemon;
@@ -10,3 +10,4 @@ pub mod fuse;
 pub mod records;
 pub mod shm;
 pub mod stats;
+pub mod supervisor;

@@ -107,6 +107,9 @@ impl Client {
         // SAFETY: shmat returns a page-aligned mapping of `shm_segsz` >= `layout.total` bytes,
         // kept until `Drop` detaches it.
         let seg = unsafe { Segment::new(addr as *mut u8, layout) };
+        if seg.service_gone() {
+            return detach(libc::ENOTCONN);
+        }
         // SAFETY: getpid cannot fail.
         let pid = unsafe { libc::getpid() } as u32;
         let ns = pid_namespace();
@@ -141,6 +144,12 @@ impl Client {
 
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// Whether the service of this client's segment died or stopped (see
+    /// [`Segment::service_gone`]): every later call fails, a new segment is needed.
+    pub fn service_gone(&self) -> bool {
+        self.seg.service_gone()
     }
 
     /// Largest data payload of one request.
@@ -192,7 +201,9 @@ impl Client {
                 }
                 continue;
             }
-            if waited >= TIMEOUT_MS {
+            // A dead service is known at once (its liveness word); a live one that does not
+            // answer, after `TIMEOUT_MS`.
+            if waited >= TIMEOUT_MS || self.seg.service_gone() {
                 h.state.store(IDLE, Ordering::Release);
                 return Err(libc::EIO);
             }
@@ -241,7 +252,7 @@ impl Client {
             ring();
             let now = now_ms();
             let end = *deadline.get_or_insert(now + TIMEOUT_MS);
-            if now >= end {
+            if now >= end || self.seg.service_gone() {
                 return Err(libc::EAGAIN);
             }
             // SAFETY: sched_yield has no preconditions.

@@ -29,7 +29,11 @@ pub use queue::{PushError, Queue, QueueHeader, Slot};
 pub unsafe trait ShmSafe {}
 
 /// Version of the protocol; the service and the library refuse to talk across versions.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
+
+/// SysV key of a pool service's segment inside the pool's own IPC namespace (one service per
+/// namespace): a client whose service died finds its successor's segment by it.
+pub const SEGMENT_KEY: i32 = 0x5054_4e31; // "PTN1"
 
 /// Error code (never a real errno) by which the service says "not on this path": the target
 /// is something the user-level path does not serve (a directory, a symlink to follow, a

@@ -37,7 +37,16 @@ pub struct SegmentHeader {
     pub buffer_size: AtomicU64,
     /// Incremented by the service when it (re)starts serving; 0 while setting up.
     pub generation: AtomicU64,
+    /// The service's liveness word: the thread id of the service's sentinel thread while it
+    /// serves, 0 before and after. It is a robust futex of that thread: when the service
+    /// dies (kill -9, crash), the kernel sets [`OWNER_DIED`] in it, so a waiting client
+    /// tells a dead service from a slow one at once.
+    pub service: AtomicU32,
+    pub reserved: AtomicU32,
 }
+
+/// Bit the kernel sets in a robust futex word whose owner died (`FUTEX_OWNER_DIED`).
+pub const OWNER_DIED: u32 = 0x4000_0000;
 
 /// A queue's wake-up word: consumers sleep on it when idle.
 #[repr(C, align(64))]
@@ -221,6 +230,15 @@ impl Segment {
         // caller does not own.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), p.add(at), n) };
         n
+    }
+
+    /// Whether the segment's service no longer serves it: it died (the kernel marked its
+    /// liveness word) or stopped. A process that writes the segment can fake this for the
+    /// other clients of its own pool, which then get `EIO`: a denial of service to its own
+    /// tenant only, never a wrong answer.
+    pub fn service_gone(&self) -> bool {
+        let w = self.header().service.load(Ordering::Acquire);
+        w == 0 || w & OWNER_DIED != 0
     }
 
     /// Sets up a fresh segment (service side, before anyone else sees it).

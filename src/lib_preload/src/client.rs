@@ -59,6 +59,42 @@ pub fn reply_data(out: &mut [u8]) {
 /// serves it correctly (and enforces permissions for users the segment is not open to).
 static REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// The segment this process attaches (-1: the one its configuration names). It changes when
+/// the service died and a successor serves under the pool's segment key.
+static SEGMENT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Set once this process saw its service die: from then on, failing to attach means "no
+/// service yet" (EIO, tried again on the next call), never "refused for good".
+static SERVICE_DIED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Attaches a client of the current segment; when its service is gone, of the segment a
+/// restarted service made under the pool's key. Moving to a new segment orphans every file
+/// opened through the old one: its handles mean nothing to the new service.
+fn attach(configured: i32, tid: u32) -> Result<Client, c_int> {
+    let seen = SEGMENT.load(Ordering::Acquire);
+    let current = if seen == -1 { configured } else { seen };
+    let first = match Client::attach(current, tid) {
+        Err(e @ (libc::ENOTCONN | libc::EINVAL | libc::EIDRM)) => e,
+        other => return other,
+    };
+    if first == libc::ENOTCONN {
+        SERVICE_DIED.store(true, Ordering::Release);
+    }
+    // While a successor starts, its segment may be missing or not set up yet.
+    let died = |e: c_int| if SERVICE_DIED.load(Ordering::Acquire) { libc::EIO } else { e };
+    // SAFETY: looking up an existing segment of this IPC namespace (no IPC_CREAT).
+    let successor = unsafe { libc::shmget(polytropon_ipc::SEGMENT_KEY, 0, 0) };
+    if successor < 0 || successor == current {
+        // No service serves in its place: a dead one's clients get EIO (its legacy mount is
+        // dead too); a segment that was never there is refused as before.
+        return Err(died(first));
+    }
+    if SEGMENT.compare_exchange(seen, successor, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        crate::files::orphan_all();
+    }
+    Client::attach(successor, tid).map_err(died)
+}
+
 /// Runs `f` with this thread's client, attaching one first if needed.
 fn with_client<T>(f: impl FnOnce(&mut Client) -> Result<T, c_int>) -> Result<T, c_int> {
     let cfg = config::get().ok_or(libc::ENXIO)?;
@@ -75,6 +111,11 @@ fn with_client<T>(f: impl FnOnce(&mut Client) -> Result<T, c_int>) -> Result<T, 
                     old.abandon();
                 }
             }
+            if c.as_ref().is_some_and(|(client, _)| client.service_gone()) {
+                // The service died or stopped: give the area back, look for a successor.
+                SERVICE_DIED.store(true, Ordering::Release);
+                *c = None;
+            }
             if c.is_none() {
                 if RETRY_AT.with(|r| r.get()) > now_ms() {
                     return Err(crate::ops::FALLBACK);
@@ -83,7 +124,11 @@ fn with_client<T>(f: impl FnOnce(&mut Client) -> Result<T, c_int>) -> Result<T, 
                 let tid = unsafe { libc::gettid() } as u32;
                 // No client of the segment (refused, gone, of another protocol version, or
                 // every client area taken): the legacy path still serves every call correctly.
-                let client = Client::attach(cfg.shmid, tid).map_err(|e| {
+                let client = attach(cfg.shmid, tid).map_err(|e| {
+                    if e == libc::EIO {
+                        // No service: the legacy mount has none either.
+                        return libc::EIO;
+                    }
                     if matches!(e, libc::EACCES | libc::EPERM | libc::EINVAL | libc::EIDRM | libc::EPROTO) {
                         REFUSED.store(true, Ordering::Relaxed);
                     } else {

@@ -88,6 +88,20 @@ static HINT: AtomicUsize = AtomicUsize::new(0);
 static DEVNULL: AtomicI32 = AtomicI32::new(-1);
 const DEVNULL_MIN: c_int = 512;
 
+/// An instance index no service has: requests on an orphaned file fail (`ENODEV`).
+pub const ORPHANED: u32 = u32::MAX;
+
+/// After the process moved to a restarted service's segment: every open file and directory
+/// record names the dead service's handles and inodes, which the new one must never mistake
+/// for its own; their requests now fail.
+pub fn orphan_all() {
+    for f in &FILES {
+        if f.refs.load(Ordering::Acquire) != 0 {
+            f.instance.store(ORPHANED, Ordering::Release);
+        }
+    }
+}
+
 /// What the service said about a file just opened.
 pub struct Opened {
     pub instance: u32,

@@ -24,6 +24,7 @@ use crate::service::stats::{OpStats, Timer};
 mod listing;
 mod namespace;
 mod paths;
+mod sentinel;
 use paths::PathCache;
 
 /// Busy polls of an empty queue before a worker sleeps.
@@ -86,6 +87,8 @@ pub struct BackDriver {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     seg: Segment,
+    /// Keeps the segment's liveness word; `None` once stopped.
+    sentinel: Option<sentinel::Sentinel>,
 }
 
 impl std::fmt::Debug for BackDriver {
@@ -121,17 +124,24 @@ fn neg(e: io::Error) -> i64 {
 impl BackDriver {
     /// A back driver serving the single instance `fs` (as instance 0).
     pub fn start(fs: Arc<dyn FileSystem>, g: Geometry) -> io::Result<BackDriver> {
-        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(Served { fs, stats: Arc::default(), kernel: None })])), g, &[])
+        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(Served { fs, stats: Arc::default(), kernel: None })])), g, &[], None)
     }
 
     /// Creates a segment of geometry `g` (in the caller's IPC namespace, mode 0600) and starts
     /// one worker per queue serving the instances of `table`, queue `q`'s on `cpus[q % len]`
     /// (`cpus` empty: wherever the process may run). A worker whose queue backs up calls in
     /// up to `MAX_HELPERS` helper threads, which leave once the queue has stayed empty.
-    pub fn start_table(table: Arc<InstanceTable>, g: Geometry, cpus: &[usize]) -> io::Result<BackDriver> {
+    ///
+    /// With `key` (a service alone in its pool's IPC namespace), the segment is made under
+    /// that SysV key, so that clients of a predecessor that died find it; a segment the
+    /// predecessor left under the key is removed first (its clients keep their mapping).
+    pub fn start_table(table: Arc<InstanceTable>, g: Geometry, cpus: &[usize], key: Option<i32>) -> io::Result<BackDriver> {
         let layout = Layout::new(g).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        if let Some(key) = key {
+            remove_keyed(key);
+        }
         // SAFETY: plain syscalls; results checked.
-        let shmid = unsafe { libc::shmget(libc::IPC_PRIVATE, layout.total, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+        let shmid = unsafe { libc::shmget(key.unwrap_or(libc::IPC_PRIVATE), layout.total, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
         if shmid < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -159,7 +169,8 @@ impl BackDriver {
             helper_threads: std::sync::Mutex::new(Vec::new()),
             helpers_started: AtomicU64::new(0),
         });
-        let mut driver = BackDriver { shmid, addr: addr as usize, shared: shared.clone(), workers: Vec::new(), seg };
+        let mut driver = BackDriver { shmid, addr: addr as usize, shared: shared.clone(), workers: Vec::new(), seg, sentinel: None };
+        driver.sentinel = Some(sentinel::Sentinel::start(&seg.header().service)?);
         for q in 0..g.queues {
             let sh = shared.clone();
             // On failure the driver built so far is dropped: workers stop, the segment goes.
@@ -181,6 +192,8 @@ impl BackDriver {
 
 impl Drop for BackDriver {
     fn drop(&mut self) {
+        // Clients waiting for an answer see "not serving" and give up at once.
+        drop(self.sentinel.take());
         self.shared.stop.store(true, Ordering::Release);
         for q in 0..self.seg.layout.geometry.queues {
             polytropon_ipc::segment::futex_wake(&self.seg.doorbell(q).word, i32::MAX);
@@ -199,6 +212,18 @@ impl Drop for BackDriver {
             libc::shmdt(self.addr as *const libc::c_void);
             libc::shmctl(self.shmid, libc::IPC_RMID, std::ptr::null_mut());
         }
+    }
+}
+
+/// Removes the segment under `key` in this IPC namespace, if any: one a predecessor left
+/// when it died. Mappings of it stay valid until their processes detach.
+fn remove_keyed(key: i32) {
+    // SAFETY: looking up an existing segment only (no IPC_CREAT); a missing one is -1.
+    let old = unsafe { libc::shmget(key, 0, 0) };
+    if old >= 0 {
+        warn!("removing the shared-memory segment {old} a previous service left");
+        // SAFETY: removing a segment by id; the kernel checks that we may.
+        unsafe { libc::shmctl(old, libc::IPC_RMID, std::ptr::null_mut()) };
     }
 }
 
