@@ -45,6 +45,9 @@ pub enum PushError {
     Full,
     /// Gave up after `MAX_SPINS` attempts (heavy contention, or garbage in the queue).
     Busy,
+    /// The slot was claimed, but a consumer skipped it before it was published (the producer
+    /// stalled for longer than a consumer waits): nothing was queued; push again.
+    Skipped,
 }
 
 /// A view of one queue: its header and its slots (a power-of-two count).
@@ -97,8 +100,13 @@ impl<'a> Queue<'a> {
                             // Volatile: another process may touch the memory regardless.
                             unsafe { core::ptr::write_volatile(p, *desc) }
                         });
-                        slot.seq.store(pos.wrapping_add(1), Ordering::Release);
-                        return Ok(());
+                        // Published only if the slot is still ours: a consumer skips a slot
+                        // left unpublished too long (see `skip_head`), and then this request
+                        // must go again.
+                        return match slot.seq.compare_exchange(pos, pos.wrapping_add(1), Ordering::Release, Ordering::Relaxed) {
+                            Ok(_) => Ok(()),
+                            Err(_) => Err(PushError::Skipped),
+                        };
                     }
                     Err(actual) => pos = actual,
                 }
@@ -143,6 +151,34 @@ impl<'a> Queue<'a> {
             crate::sync::spin_hint();
         }
         None
+    }
+
+    /// The position a consumer would take next (to tell a stuck head, see [`Queue::skip_head`]).
+    pub fn head(&self) -> u64 {
+        self.header.dequeue.pos.load(Ordering::Acquire)
+    }
+
+    /// Skips the slot at position `head` when the queue is still stuck there: a producer
+    /// claimed it and never published it (killed between the two steps, or hostile), or
+    /// garbage was written into its turn word, so that no consumer could ever take it and
+    /// every request behind it would wait forever. The slot is handed to the next lap; a
+    /// producer that was merely slow finds its publication refused ([`PushError::Skipped`])
+    /// and pushes again. Consumers call this only after the head has not moved for a while.
+    /// Returns whether the slot was skipped.
+    pub fn skip_head(&self, head: u64) -> bool {
+        if self.head() != head || self.backlog() == 0 {
+            return false;
+        }
+        let slot = self.slot(head);
+        let seq = slot.seq.load(Ordering::Acquire);
+        if seq == head.wrapping_add(1) {
+            // Published meanwhile: a normal pop takes it.
+            return false;
+        }
+        if slot.seq.compare_exchange(seq, head.wrapping_add(self.mask).wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        self.header.dequeue.pos.compare_exchange(head, head.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed).is_ok()
     }
 
     /// Requests waiting, as far as the counters say (a hint; garbage-tolerant).

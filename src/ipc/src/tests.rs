@@ -45,6 +45,48 @@ fn fifo_full_and_empty() {
 }
 
 #[test]
+fn a_slot_claimed_and_never_published_is_skipped_and_the_queue_moves_on() {
+    let (h, s) = (header(), slots(4));
+    let q = Queue::new(&h, &s).expect("queue");
+    q.init();
+    q.push(&desc(1)).expect("room");
+    assert_eq!(q.pop(), Some(desc(1)));
+    // A producer claims position 1 (the enqueue CAS) and dies before publishing it.
+    h.enqueue.pos.store(2, Ordering::Relaxed);
+    q.push(&desc(2)).expect("room");
+    q.push(&desc(3)).expect("room");
+    assert_eq!(q.pop(), None, "the unpublished head blocks the queue");
+    assert_eq!(q.backlog(), 3);
+    assert!(!q.skip_head(q.head() + 1), "only the current head is skipped");
+    assert!(q.skip_head(q.head()));
+    assert_eq!(q.pop(), Some(desc(2)));
+    assert_eq!(q.pop(), Some(desc(3)));
+    assert_eq!(q.pop(), None);
+    assert!(!q.skip_head(q.head()), "nothing to skip in an empty queue");
+    // Laps later, everything still flows.
+    for i in 10..100 {
+        q.push(&desc(i)).expect("room");
+        assert_eq!(q.pop(), Some(desc(i)));
+    }
+}
+
+#[test]
+fn a_slow_producer_whose_slot_was_skipped_is_told_to_push_again() {
+    let (h, s) = (header(), slots(4));
+    let q = Queue::new(&h, &s).expect("queue");
+    q.init();
+    // The slow producer claimed position 0 and is about to publish; a consumer skips it.
+    h.enqueue.pos.store(1, Ordering::Relaxed);
+    assert!(q.skip_head(0));
+    // Its publication (the turn word's CAS from 0 to 1) now fails: the slot is the next lap's.
+    assert!(s[0].seq.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed).is_err());
+    // Pushing again works, and the request is taken exactly once.
+    q.push(&desc(5)).expect("room");
+    assert_eq!(q.pop(), Some(desc(5)));
+    assert_eq!(q.pop(), None);
+}
+
+#[test]
 fn garbage_in_the_shared_words_never_hangs_or_escapes_bounds() {
     let (h, s) = (header(), slots(8));
     let q = Queue::new(&h, &s).expect("queue");

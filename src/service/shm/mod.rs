@@ -27,6 +27,10 @@ mod paths;
 mod sentinel;
 use paths::PathCache;
 
+/// How long a claimed but unpublished slot may block the head of a queue before a worker
+/// skips it (see `Queue::skip_head`).
+const STUCK: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Busy polls of an empty queue before a worker sleeps.
 const IDLE_SPINS: u32 = 20_000;
 
@@ -320,6 +324,8 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     // On a one-cpu pool its clients run on this very cpu: polling only delays them.
     let idle_spins = if sh.pool_cpus > 1 { IDLE_SPINS } else { 0 };
     let mut idle = 0;
+    // The head position that could not be taken, and since when.
+    let mut stuck: Option<(u64, std::time::Instant)> = None;
     while !stop.load(Ordering::Acquire) {
         let Some(d) = queue.pop() else {
             idle += 1;
@@ -340,12 +346,30 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
             bell.sleepers.fetch_add(1, Ordering::AcqRel);
             if queue.backlog() == 0 {
                 futex_wait(&bell.word, seen, 50);
+            } else {
+                // Claimed but not ready: the head's producer is between its two steps, or
+                // died there (or wrote garbage). Wait a little, without spinning; skip the
+                // slot once it has blocked the queue for `STUCK`.
+                let head = queue.head();
+                match stuck {
+                    Some((h, since)) if h == head => {
+                        if since.elapsed() >= STUCK {
+                            if queue.skip_head(head) {
+                                warn!("queue {q}: skipped slot {head}, claimed and never published");
+                            }
+                            stuck = None;
+                        }
+                    }
+                    _ => stuck = Some((head, std::time::Instant::now())),
+                }
+                futex_wait(&bell.word, seen, 1);
             }
             bell.sleepers.fetch_sub(1, Ordering::AcqRel);
             idle = 0;
             continue;
         };
         idle = 0;
+        stuck = None;
         if !helper && queue.backlog() >= BACKLOG_HELP {
             call_helper(sh, q);
         }
