@@ -161,3 +161,53 @@ fn a_killed_service_fails_its_clients_fast_and_comes_back_under_restart() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+fn user_path(h: &Host, pool: &str) -> serde_json::Value {
+    let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", pool, "--format", "json"])).expect("json");
+    json[0]["service"]["user_path"].clone()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.split_whitespace().next()?.parse().ok())))
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_thousand_clients_killed_mid_request_leak_nothing() {
+    const KILLS: u64 = 1000;
+    let mut h = Host::new("kills");
+    let pool = h.create("k", &[]);
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let (mnt, _) = mount(&h, &pool, "k");
+    let program = h.scratch.path().join("killme");
+    let cc = std::process::Command::new("gcc").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/killme.c")).arg("-o").arg(&program).output().expect("gcc");
+    assert!(cc.status.success(), "{}", String::from_utf8_lossy(&cc.stderr));
+    let pid = h.pools().live_service(&pool).expect("record").expect("service").pid;
+    let before = user_path(&h, &pool);
+    let rss_before = rss_kib(pid);
+
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/kill_clients.py");
+    let out = h.ok(&["exec", "--pool", &pool, "--preload-only", "--", "python3", &driver.display().to_string(), &program.display().to_string(), &mnt.display().to_string(), &KILLS.to_string()]);
+    assert_eq!(out.trim(), format!("killed {KILLS}"));
+
+    // The janitor takes back every file and client area within a couple of sweeps.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let u = user_path(&h, &pool);
+        if u["open_files"] == 0 && u["clients"] == 0 {
+            break u;
+        }
+        assert!(Instant::now() < deadline, "still held 10 s after the last kill: {u} (before: {before})");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rss_after = rss_kib(pid);
+    println!("after {KILLS} kills: {after}; service RSS {rss_before} KiB before, {rss_after} KiB after");
+    // Each client held four files and a listing when it was killed.
+    assert!(after["reclaimed_files"].as_u64().unwrap_or(0) >= 5 * KILLS, "{after}");
+    // The service still serves, on the user-level path.
+    let out = h.ok(&["exec", "--pool", &pool, "--preload-only", "--", "cat", &mnt.join("f0").display().to_string()]);
+    assert_eq!(out, "data");
+    assert!(pid_alive(pid), "the service died");
+}

@@ -58,6 +58,12 @@ fn human(reports: &[PoolReport]) -> String {
                     svc.threads.len(),
                     svc.shmid
                 );
+                let u = &svc.user_path;
+                let _ = writeln!(
+                    s,
+                    "  user-level path  clients {}/{}  open files {} (at most {} per process)  taken back from dead processes: {} files, {} clients",
+                    u.clients, u.areas, u.open_files, u.max_open_per_process, u.reclaimed_files, u.reclaimed_clients
+                );
                 for t in &svc.threads {
                     let _ = writeln!(s, "    thread {:<8} {:<16} last cpu {}  allowed {}", t.tid, t.name, t.cpu, t.allowed);
                 }

@@ -65,6 +65,24 @@ pub struct ServiceStats {
     pub shmid: i32,
     pub threads: Vec<ThreadInfo>,
     pub mounts: Vec<MountInfo>,
+    /// What the user-level path holds (client areas, open files) and took back from
+    /// processes that died.
+    #[serde(default)]
+    pub user_path: UserPath,
+}
+
+/// The user-level path's resources, for `inspect`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserPath {
+    /// Client areas in use, of `areas`.
+    pub clients: u32,
+    pub areas: u32,
+    pub open_files: u64,
+    /// Files and client areas of dead processes the service released.
+    pub reclaimed_files: u64,
+    pub reclaimed_clients: u64,
+    /// Open files one process may hold.
+    pub max_open_per_process: u32,
 }
 
 /// Where a mountpoint is served on the user-level path (the answer to `Mount` and

@@ -90,6 +90,8 @@ struct Service {
     /// The same instances, for the user-level path, by index.
     instances: Arc<InstanceTable>,
     shmid: i32,
+    /// The user-level path's back driver; taken (stopped) when the service stops.
+    driver: Mutex<Option<BackDriver>>,
 }
 
 fn threads() -> Vec<ThreadInfo> {
@@ -199,6 +201,7 @@ impl Service {
     }
 
     fn stats(&self) -> ServiceStats {
+        let usage = self.driver.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(BackDriver::usage).unwrap_or_default();
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         ServiceStats {
             pid: std::process::id(),
@@ -216,6 +219,14 @@ impl Service {
                     user_ops: s.user.summary(),
                 })
                 .collect(),
+            user_path: control::UserPath {
+                clients: usage.clients,
+                areas: usage.areas,
+                open_files: usage.open_files,
+                reclaimed_files: usage.reclaimed_files,
+                reclaimed_clients: usage.reclaimed_clients,
+                max_open_per_process: shm::MAX_OPEN_PER_PROCESS,
+            },
         }
     }
 }
@@ -331,6 +342,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
         stopping: AtomicBool::new(false),
         instances,
         shmid: driver.shmid(),
+        driver: Mutex::new(Some(driver)),
     });
     // 4. The instances of the spec.
     for e in spec.instances {
@@ -391,7 +403,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
     info!("stopping: {why}");
     service.stopping.store(true, Ordering::Release);
     // 5. Flush and unmount everything (detached if busy, so open files keep working).
-    drop(driver);
+    drop(service.driver.lock().unwrap_or_else(|p| p.into_inner()).take());
     let table = std::mem::take(&mut *service.table.lock().unwrap_or_else(|p| p.into_inner()));
     for (mp, served) in table {
         if let Err(e) = fuse::unmount(&mp) {

@@ -24,7 +24,9 @@ use crate::service::stats::{OpStats, Timer};
 mod listing;
 mod namespace;
 mod paths;
+mod owners;
 mod sentinel;
+pub use owners::MAX_OPEN_PER_PROCESS;
 use paths::PathCache;
 
 /// How long a claimed but unpublished slot may block the head of a queue before a worker
@@ -82,6 +84,7 @@ struct Shared {
     helpers: Vec<AtomicU32>,
     helper_threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
     helpers_started: AtomicU64,
+    owners: owners::Owners,
 }
 
 /// A running back driver; stopped and its segment removed when dropped.
@@ -172,6 +175,7 @@ impl BackDriver {
             helpers: (0..g.queues).map(|_| AtomicU32::new(0)).collect(),
             helper_threads: std::sync::Mutex::new(Vec::new()),
             helpers_started: AtomicU64::new(0),
+            owners: owners::Owners::default(),
         });
         let mut driver = BackDriver { shmid, addr: addr as usize, shared: shared.clone(), workers: Vec::new(), seg, sentinel: None };
         driver.sentinel = Some(sentinel::Sentinel::start(&seg.header().service)?);
@@ -180,7 +184,22 @@ impl BackDriver {
             // On failure the driver built so far is dropped: workers stop, the segment goes.
             driver.workers.push(std::thread::Builder::new().name(format!("ptn-shm-{q}")).spawn(move || serve(&sh, q, false))?);
         }
+        let sh = shared.clone();
+        driver.workers.push(std::thread::Builder::new().name("ptn-janitor".into()).spawn(move || janitor(&sh))?);
         Ok(driver)
+    }
+
+    /// What the user-level path holds now, and what the janitor took back so far.
+    pub fn usage(&self) -> Usage {
+        let seg = self.seg;
+        let g = seg.layout.geometry;
+        Usage {
+            clients: (0..g.clients).filter(|c| seg.client(*c).is_some_and(|h| h.owner.load(Ordering::Relaxed) != 0)).count() as u32,
+            areas: g.clients,
+            open_files: self.shared.owners.open_files() as u64,
+            reclaimed_files: self.shared.owners.reclaimed_files.load(Ordering::Relaxed),
+            reclaimed_clients: self.shared.owners.reclaimed_clients.load(Ordering::Relaxed),
+        }
     }
 
     /// Helper threads started so far (all queues).
@@ -308,6 +327,75 @@ fn call_helper(sh: &Arc<Shared>, q: u32) {
     }
 }
 
+/// Records who holds a handle a request opened, and forgets one it released.
+fn track(owners: &owners::Owners, owner: u64, req: &Request, res: i64, aux: [u64; 4]) {
+    match req.op {
+        Op::OpenPath if res >= 0 => owners.opened(owner, owners::Held { instance: req.instance, handle: aux[1], inode: aux[0], dir: false }),
+        Op::Opendir if res >= 0 => owners.opened(owner, owners::Held { instance: req.instance, handle: aux[0], inode: req.inode, dir: true }),
+        Op::Release | Op::Releasedir => owners.released(req.instance, req.handle),
+        _ => {}
+    }
+}
+
+/// How often the janitor looks for processes that died holding client areas or files.
+const SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The janitor: gives back the client areas and open files of processes that died (kill -9
+/// mid-request, a crash) without closing them.
+fn janitor(sh: &Shared) {
+    let mut last = std::time::Instant::now();
+    while !sh.stop.load(Ordering::Acquire) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if last.elapsed() < SWEEP {
+            continue;
+        }
+        last = std::time::Instant::now();
+        sweep(sh);
+    }
+}
+
+fn sweep(sh: &Shared) {
+    let seg = sh.seg;
+    let areas: Vec<(u32, u64)> = (0..seg.layout.geometry.clients).filter_map(|c| seg.client(c).map(|h| (c, h.owner.load(Ordering::Acquire)))).filter(|(_, o)| *o != 0).collect();
+    let dead = owners::gone(areas.iter().map(|(_, o)| *o).chain(sh.owners.holders()));
+    if dead.is_empty() {
+        return;
+    }
+    for (c, owner) in areas {
+        if !dead.contains(&owner) {
+            continue;
+        }
+        if let Some(h) = seg.client(c) {
+            if h.owner.compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                sh.owners.reclaimed_clients.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let ctx = Context::current();
+    for held in sh.owners.take(&dead) {
+        let Some(Served { fs, .. }) = instance(&sh.table, held.instance) else { continue };
+        let released = if held.dir {
+            fs.releasedir(&ctx, held.inode, held.handle)
+        } else {
+            fs.release(&ctx, held.inode, held.handle).map(|()| fs.forget(held.inode, 1))
+        };
+        if let Err(e) = released {
+            debug!("releasing handle {} of a dead process: {e}", held.handle);
+        }
+    }
+}
+
+/// What the user-level path holds, for `inspect`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    /// Client areas claimed, of `areas`.
+    pub clients: u32,
+    pub areas: u32,
+    pub open_files: u64,
+    pub reclaimed_files: u64,
+    pub reclaimed_clients: u64,
+}
+
 /// A service thread of queue `q`: its worker (sleeps when idle) or a helper (leaves).
 fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     let (seg, table, limits, stop) = (sh.seg, &*sh.table, sh.limits, &sh.stop);
@@ -387,7 +475,14 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                     *entry = (fs.clone(), PathCache::default());
                 }
                 let timer = Timer::start_at(stats, slots[req.op as usize]);
-                let (res, aux) = execute(&seg, &*fs, &ctx, &req, &mut buf, &mut entry.1, kernel.as_deref());
+                let owner = seg.client(req.client).map_or(0, |h| h.owner.load(Ordering::Acquire));
+                let opens = matches!(req.op, Op::OpenPath | Op::Opendir);
+                let (res, aux) = if opens && !sh.owners.admit(owner) {
+                    (-i64::from(libc::EMFILE), [0; 4])
+                } else {
+                    execute(&seg, &*fs, &ctx, &req, &mut buf, &mut entry.1, kernel.as_deref())
+                };
+                track(&sh.owners, owner, &req, res, aux);
                 if req.flags & FLAG_NO_REPLY == 0 {
                     complete(&seg, req.client, req.seq, res, aux);
                 } else if res < 0 {
