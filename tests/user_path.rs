@@ -243,3 +243,52 @@ fn client_areas_of_dead_processes_are_taken_back_and_live_ones_never() {
     assert_eq!(stat(&mut mine, "f").expect("stat").size, 3);
     assert_eq!(Client::attach(shmid, 0).err(), Some(libc::EBUSY), "both areas are live again");
 }
+
+#[test]
+fn one_process_cannot_hold_more_than_its_share_of_open_files() {
+    let s = Scratch::new("user-path-cap");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    std::fs::write(lower.join("f"), b"x").expect("seed");
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY).expect("back driver");
+    // A client that bypasses the library (which would hand files to the kernel long before)
+    // opens without ever closing.
+    let mut c = Client::attach(driver.shmid(), 0).expect("attach");
+    let cap = polytropon::service::shm::MAX_OPEN_PER_PROCESS as usize;
+    let mut held = Vec::with_capacity(cap);
+    for _ in 0..cap {
+        held.push(open(&mut c, "f", libc::O_RDONLY, 0).expect("open within the cap"));
+    }
+    assert_eq!(open(&mut c, "f", libc::O_RDONLY, 0), Err(libc::EMFILE));
+    assert_eq!(driver.usage().open_files, cap as u64);
+    // Another process is not affected.
+    let other = std::thread::spawn({
+        let shmid = driver.shmid();
+        move || {
+            // SAFETY: fork in a test thread; the child only makes raw calls and _exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let ok = Client::attach(shmid, 1).ok().and_then(|mut c| open(&mut c, "f", libc::O_RDONLY, 0).ok()).is_some();
+                // SAFETY: leaving the forked child without running the parent's destructors.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            let mut status = 0;
+            // SAFETY: waiting for the child just forked.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            status
+        }
+    });
+    assert_eq!(other.join().expect("join"), 0, "another process could not open a file");
+    // Closing one makes room again.
+    release(&mut c, held.pop().expect("one")).expect("release");
+    let f = open(&mut c, "f", libc::O_RDONLY, 0).expect("open after a close");
+    release(&mut c, f).expect("release");
+    for f in held {
+        release(&mut c, f).expect("release");
+    }
+    // The forked child died holding its file: the janitor gives it back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while driver.usage().open_files != 0 {
+        assert!(std::time::Instant::now() < deadline, "files still held: {:?}", driver.usage());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
