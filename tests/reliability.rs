@@ -6,6 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Stdio};
 use std::sync::mpsc;
@@ -210,4 +211,40 @@ fn a_thousand_clients_killed_mid_request_leak_nothing() {
     let out = h.ok(&["exec", "--pool", &pool, "--preload-only", "--", "cat", &mnt.join("f0").display().to_string()]);
     assert_eq!(out, "data");
     assert!(pid_alive(pid), "the service died");
+}
+
+/// Runs python3 `code` with `args` as user and group 65534 (nobody); its stdout and success.
+fn as_nobody(code: &str, args: &[&Path]) -> (String, bool) {
+    use std::os::unix::process::CommandExt;
+    let out = std::process::Command::new("python3").arg("-c").arg(code).args(args).uid(65534).gid(65534).output().expect("python3");
+    (String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr), out.status.success())
+}
+
+#[test]
+fn only_root_or_the_services_user_may_use_the_control_socket() {
+    let mut h = Host::new("sockperm");
+    let pool = h.create("s", &[]);
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let svc = h.pools().live_service(&pool).expect("record").expect("service");
+    // A hard link of the socket in a directory anyone may enter, so that only the socket's own
+    // mode and the service's credential check stand in the way.
+    let open_dir = tempfile::Builder::new().prefix("polytropon-sock").tempdir_in("/tmp").expect("dir");
+    std::fs::set_permissions(open_dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod dir");
+    let link = open_dir.path().join("control.sock");
+    std::fs::hard_link(&svc.socket, &link).expect("link the socket");
+    let stop = "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(b'{\"op\": \"stop\"}\\n')\nprint(s.makefile().readline())";
+    // The socket is owner-only: another user cannot connect.
+    let mode = std::fs::metadata(&svc.socket).expect("socket").mode() & 0o777;
+    assert_eq!(mode, 0o600, "the control socket's mode");
+    let (out, ok) = as_nobody(stop, &[&link]);
+    assert!(!ok && out.contains("PermissionError"), "another user connected to an owner-only socket: {out}");
+    // Even with the mode opened, the service refuses a peer that is neither root nor its user.
+    std::fs::set_permissions(&link, std::os::unix::fs::PermissionsExt::from_mode(0o666)).expect("chmod");
+    let (out, _) = as_nobody(stop, &[&link]);
+    std::fs::set_permissions(&link, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod back");
+    assert!(out.contains("permission denied"), "the service did not refuse another user: {out}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(pid_alive(svc.pid), "another user stopped the service");
+    // Root still may.
+    h.ok(&["inspect", "--pool", &pool]);
 }
