@@ -1531,7 +1531,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__service__subcmd__run)
-            opts="-f -h -V --pool --file --detach --state-dir --data-dir --log --log-format --help --version"
+            opts="-f -h -V --pool --file --detach --restart --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

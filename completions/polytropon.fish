@@ -111,6 +111,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fis
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l log-format -d 'Log line format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l detach -d 'Return once the service is up, leaving it running in the background'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l restart -d 'Supervise the service: when it dies (killed, crashed), start it again, serving the mounts it served (gives up after 5 deaths within a minute)'
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from stop" -l pool -r
