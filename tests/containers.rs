@@ -230,6 +230,37 @@ mkdir -p /work/d; for i in $(seq 1 40); do echo $i > /work/d/f$i; done; cat /wor
 }
 
 #[test]
+fn escapes_from_a_container_stay_in_its_root_on_both_paths() {
+    let s = Stage::new("ctresc");
+    let host_dir = s.host.scratch.mkdir("host-dir");
+    std::fs::write(host_dir.join("marker"), "host").expect("marker");
+    let d = host_dir.display();
+    // The shell's opens take the user-level path (the service resolves them, answering
+    // symlinks with a fallback), `cat`'s exec and whatever the library hands over take FUSE.
+    let script = format!(
+        r#"ln -s / /r; ln -s ../../../../.. /up; mkdir -p /d
+cat /r/etc/motd /up/etc/motd /proc/self/root/etc/motd > /dev/null && echo "inside ok"
+for p in /../../..{d} /r{d} /up{d} /proc/self/root{d} /proc/1/root{d} /proc/self/cwd/../..{d} /r/r/r{d}; do
+  cat $p/marker 2>/dev/null && echo "READ $p"
+  (echo x > $p/escaped) 2>/dev/null && test -e {d}/escaped && echo "WROTE $p"
+  mkdir $p/newdir 2>/dev/null
+  ln $p/marker /hard 2>/dev/null && echo "LINKED $p"
+done
+# A rename racing the lookups: /d flips between a directory and a symlink to /.
+( for i in $(seq 1 300); do mv /d /d.real; ln -s / /d; rm /d; mv /d.real /d; done ) &
+for i in $(seq 1 300); do echo $i > /d/f$i 2>/dev/null; cat /d/../..{d}/marker 2>/dev/null && echo "RACE READ"; done
+wait
+echo done"#
+    );
+    let out = s.clone_sh(&[], &script);
+    assert!(out.trim_end().ends_with("done") && out.contains("inside ok"), "{out}");
+    assert!(!out.contains("READ") && !out.contains("WROTE") && !out.contains("LINKED"), "reached the host: {out}");
+    let names: Vec<_> = std::fs::read_dir(&host_dir).expect("list").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("marker")], "something was made outside the container");
+    assert_eq!(std::fs::read_to_string(host_dir.join("marker")).expect("marker"), "host");
+}
+
+#[test]
 fn exit_status_signals_users_and_networks_pass_through() {
     let s = Stage::new("sig");
     let run = |args: &[&str]| {
