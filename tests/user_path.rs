@@ -292,3 +292,31 @@ fn one_process_cannot_hold_more_than_its_share_of_open_files() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn streamed_writes_land_whole_and_a_stalled_one_cannot_hang_the_service() {
+    let s = Scratch::new("user-path-stream");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY).expect("back driver");
+    let mut c = Client::attach(driver.shmid(), 0).expect("attach");
+    // A client that announces a streamed write and never copies anything in: the service
+    // gives up on it (EIO) instead of waiting forever, and serves the next request.
+    let f = open(&mut c, "stalled", libc::O_CREAT | libc::O_RDWR, 0o644).expect("create");
+    let d = Descriptor { op: Op::Write as u32, inode: f.0, handle: f.1, len: 1 << 20, arg: polytropon_ipc::WRITE_STREAMED, ..Descriptor::default() };
+    assert_eq!(c.call(d, &[]).map(|r| r.value), Err(libc::EIO));
+    assert_eq!(std::fs::metadata(upper.join("stalled")).expect("stalled").len(), 0);
+    // Honest streamed writes, in pieces of several sizes, land whole.
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    for (i, piece) in [4096usize, 100_000, 128 << 10, 1 << 20].into_iter().enumerate() {
+        let d = Descriptor { op: Op::Write as u32, inode: f.0, handle: f.1, offset: (i as u64) << 20, ..Descriptor::default() };
+        let r = c.call_streamed(d, &data, piece).expect("streamed write");
+        assert_eq!(r.value, 1 << 20, "piece {piece}");
+        assert_eq!(r.aux[0], ((i as u64) + 1) << 20);
+    }
+    let back = std::fs::read(upper.join("stalled")).expect("read back");
+    assert_eq!(back.len(), 4 << 20);
+    for (i, chunk) in back.chunks(1 << 20).enumerate() {
+        assert!(chunk == data.as_slice(), "streamed write {i} differs");
+    }
+    release(&mut c, f).expect("release");
+}

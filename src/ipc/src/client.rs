@@ -178,6 +178,43 @@ impl Client {
             h.state.store(IDLE, Ordering::Release);
             return Err(e);
         }
+        self.wait()
+    }
+
+    /// Sends a write of `data` (`d.arg` gets [`crate::WRITE_STREAMED`]) while still copying
+    /// it in: the first `piece` bytes go in before the request is queued, the rest piece by
+    /// piece after, each announced in the area's `filled` word, so that the service writes
+    /// one piece while the next is copied. Then waits for the reply.
+    pub fn call_streamed(&mut self, mut d: Descriptor, data: &[u8], piece: usize) -> Result<Reply, i32> {
+        let Some(h) = self.seg.client(self.id) else { return Err(libc::EIO) };
+        let data = &data[..data.len().min(self.buffer_size())];
+        let piece = piece.max(1);
+        self.seq = self.seq.wrapping_add(1);
+        d.client = self.id;
+        d.seq = self.seq;
+        d.len = data.len() as u64;
+        d.arg |= crate::WRITE_STREAMED;
+        let first = data.len().min(piece);
+        self.seg.write_data_at(self.id, 0, &data[..first]);
+        h.filled.store(first as u32, Ordering::Release);
+        h.state.store(PENDING, Ordering::Release);
+        if let Err(e) = self.enqueue(&d) {
+            h.state.store(IDLE, Ordering::Release);
+            return Err(e);
+        }
+        let mut at = first;
+        while at < data.len() {
+            let end = (at + piece).min(data.len());
+            self.seg.write_data_at(self.id, at, &data[at..end]);
+            h.filled.store(end as u32, Ordering::Release);
+            at = end;
+        }
+        self.wait()
+    }
+
+    /// Waits for the answer to the request just queued.
+    fn wait(&mut self) -> Result<Reply, i32> {
+        let Some(h) = self.seg.client(self.id) else { return Err(libc::EIO) };
         let mut spins = 0;
         let mut waited = 0;
         loop {

@@ -47,6 +47,10 @@ pub const FLAG_NO_REPLY: u32 = 1;
 
 /// `Write` flag (in `arg`): append at the end of the file; the new end comes back in `aux[0]`.
 pub const WRITE_APPEND: u64 = 1;
+/// `Write` flag (in `arg`): the data is still being copied in when the request is sent; the
+/// client area's `filled` word says how much is there, and the service writes it piece by
+/// piece as it arrives, so that the client's copy and the service's write overlap.
+pub const WRITE_STREAMED: u64 = 2;
 /// `StatPath` flag (in `arg`): do not follow a final symlink (lstat).
 pub const STAT_NOFOLLOW: u64 = 1;
 

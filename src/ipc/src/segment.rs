@@ -73,7 +73,9 @@ pub struct ClientHeader {
     pub owner: AtomicU64,
     /// `IDLE` / `PENDING` / `SLEEPING` / `DONE`; the futex the client sleeps on.
     pub state: AtomicU32,
-    pub reserved: AtomicU32,
+    /// For a streamed write (`WRITE_STREAMED`): how many of the request's bytes the client
+    /// has put in the buffer so far (the service writes them as they come).
+    pub filled: AtomicU32,
     /// Sequence number of the request being answered.
     pub seq: AtomicU64,
     /// Result: >= 0 success value, < 0 a negated errno.

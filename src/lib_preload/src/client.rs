@@ -43,6 +43,11 @@ pub fn call_parts(d: Descriptor, parts: &[&[u8]], out: Option<&mut [u8]>) -> Res
     })
 }
 
+/// Sends a large write while still copying its data in (see `Client::call_streamed`).
+pub fn call_streamed(d: Descriptor, data: &[u8], piece: usize) -> Result<Reply, c_int> {
+    with_client(|client| client.call_streamed(d, data, piece))
+}
+
 /// Copies the data of this thread's last reply into `out`.
 pub fn reply_data(out: &mut [u8]) {
     let _ = CLIENT.try_with(|c| {

@@ -15,6 +15,11 @@ pub const FALLBACK: c_int = polytropon_ipc::E_FALLBACK;
 /// Largest single request (the client buffer is at least this big).
 const CHUNK: usize = 1 << 20;
 
+/// Writes from this size on are streamed (copied in while the service writes), in pieces of
+/// `STREAM_PIECE`.
+const STREAM_MIN: usize = 256 << 10;
+const STREAM_PIECE: usize = 128 << 10;
+
 /// Flags the user-level path leaves to the kernel.
 const KERNEL_ONLY: c_int = libc::O_PATH | libc::O_DIRECTORY | libc::O_TMPFILE;
 
@@ -137,7 +142,13 @@ pub fn pwrite(f: &File, data: &[u8], offset: u64, append: bool) -> Result<(usize
             arg: if append { WRITE_APPEND } else { 0 },
             ..on_file(Op::Write, f)
         };
-        let r = call(d, &data[done..done + want], None)?;
+        // A large write overlaps our copy into the buffer with the service's write of what is
+        // already there (an append cannot: its offset is only known at the end).
+        let r = if !append && want >= STREAM_MIN {
+            crate::client::call_streamed(d, &data[done..done + want], STREAM_PIECE)?
+        } else {
+            call(d, &data[done..done + want], None)?
+        };
         let n = (r.value as usize).min(want);
         done += n;
         if n < want || done == data.len() {

@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 
 use polytropon_ipc::client::complete;
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
-use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, WireSetattr, E_FALLBACK, FLAG_NO_REPLY, STAT_NOFOLLOW, WRITE_APPEND};
+use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, WireSetattr, E_FALLBACK, FLAG_NO_REPLY, STAT_NOFOLLOW, WRITE_APPEND, WRITE_STREAMED};
 use tracing::{debug, warn};
 
 use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, SetAttr, ROOT_INODE};
@@ -653,6 +653,49 @@ fn request_data(seg: &Segment, r: &Request, buf: &mut [u8]) -> Vec<u8> {
     buf[..n].to_vec()
 }
 
+/// Longest a streamed write waits for its client's next piece.
+const PIECE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Smallest piece of a streamed write written on its own (unless it is the last).
+const MIN_PIECE: usize = 64 << 10;
+
+/// Writes the `buf.len()` bytes of a streamed write at `at` as the client copies them in: each
+/// time its `filled` word (untrusted: clamped) shows a new piece, that piece goes to the
+/// backend. A client that stops filling gets what was written so far (or `EIO` for none).
+fn streamed_write(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &[u8], at: u64) -> io::Result<usize> {
+    let Some(h) = seg.client(r.client) else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
+    let total = buf.len();
+    let mut done = 0;
+    let mut since = None::<std::time::Instant>;
+    let mut spins = 0u32;
+    while done < total {
+        let filled = (h.filled.load(Ordering::Acquire) as usize).min(total);
+        if filled >= total || filled >= done + MIN_PIECE {
+            let want = filled - done;
+            let w = fs.write(ctx, r.inode, r.handle, &[IoSlice::new(&buf[done..filled])], at + done as u64)?;
+            done += w;
+            if w < want {
+                break;
+            }
+            since = None;
+            continue;
+        }
+        // The next piece is being copied (microseconds); a client that stalls is given up on.
+        if since.get_or_insert_with(std::time::Instant::now).elapsed() > PIECE_WAIT {
+            break;
+        }
+        spins += 1;
+        if spins % polytropon_ipc::client::YIELD_EVERY == 0 {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+    if done == 0 && total > 0 {
+        return Err(io::Error::from_raw_os_error(libc::EIO));
+    }
+    Ok(done)
+}
+
 fn fallback() -> io::Error {
     io::Error::from_raw_os_error(E_FALLBACK)
 }
@@ -773,7 +816,11 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             if at.checked_add(n as u64).is_none_or(|end| end > i64::MAX as u64) {
                 return Err(io::Error::from_raw_os_error(libc::EFBIG));
             }
-            let w = fs.write(ctx, r.inode, r.handle, &[IoSlice::new(&buf[..n])], at)?;
+            let w = if r.arg & WRITE_STREAMED != 0 && r.arg & WRITE_APPEND == 0 {
+                streamed_write(seg, fs, ctx, r, buf, at)?
+            } else {
+                fs.write(ctx, r.inode, r.handle, &[IoSlice::new(&buf[..n])], at)?
+            };
             inval_inode(kernel, r.inode, at as i64, w as i64);
             Ok((w as i64, [at + w as u64, 0, 0, 0]))
         }
