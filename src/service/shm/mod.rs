@@ -344,20 +344,21 @@ const SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 /// mid-request, a crash) without closing them.
 fn janitor(sh: &Shared) {
     let mut last = std::time::Instant::now();
+    let mut live = owners::Liveness::default();
     while !sh.stop.load(Ordering::Acquire) {
         std::thread::sleep(std::time::Duration::from_millis(50));
         if last.elapsed() < SWEEP {
             continue;
         }
         last = std::time::Instant::now();
-        sweep(sh);
+        sweep(sh, &mut live);
     }
 }
 
-fn sweep(sh: &Shared) {
+fn sweep(sh: &Shared, live: &mut owners::Liveness) {
     let seg = sh.seg;
     let areas: Vec<(u32, u64)> = (0..seg.layout.geometry.clients).filter_map(|c| seg.client(c).map(|h| (c, h.owner.load(Ordering::Acquire)))).filter(|(_, o)| *o != 0).collect();
-    let dead = owners::gone(areas.iter().map(|(_, o)| *o).chain(sh.owners.holders()));
+    let dead = live.gone(areas.iter().map(|(_, o)| *o).chain(sh.owners.holders()));
     if dead.is_empty() {
         return;
     }

@@ -111,51 +111,74 @@ fn pid_ns(path: &str) -> Option<u32> {
     std::fs::metadata(path).ok().map(|m| m.ino() as u32)
 }
 
-/// Every live process as an owner value: its pid namespace above its pid in that namespace.
-fn live_processes() -> Option<HashSet<u64>> {
-    let mut live = HashSet::new();
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Some(ns) = pid_ns(&format!("/proc/{pid}/ns/pid")) else { continue };
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
-        // The innermost pid: the last number on the NSpid line.
-        let inner = status.lines().find_map(|l| l.strip_prefix("NSpid:")).and_then(|l| l.split_whitespace().last()).and_then(|p| p.parse::<u32>().ok());
-        if let Some(p) = inner {
-            live.insert((u64::from(ns) << 32) | u64::from(p));
-        }
-    }
-    Some(live)
+/// A process as an owner value (its pid namespace above its innermost pid), from `/proc/PID`.
+fn owner_of(host_pid: u32) -> Option<u64> {
+    let ns = pid_ns(&format!("/proc/{host_pid}/ns/pid"))?;
+    let status = std::fs::read_to_string(format!("/proc/{host_pid}/status")).ok()?;
+    // The innermost pid: the last number on the NSpid line.
+    let inner = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?.split_whitespace().last()?.parse::<u32>().ok()?;
+    Some((u64::from(ns) << 32) | u64::from(inner))
 }
 
-/// The owners among `owners` that are gone for certain. An owner of this service's pid
-/// namespace is checked with `kill(pid, 0)`; one of another namespace (a container's) is gone
-/// when no process of that namespace has that pid. Owners that cannot be checked (no
-/// namespace recorded) count as alive: keeping a dead process's files is the safe mistake.
-pub fn gone(owners: impl IntoIterator<Item = u64>) -> HashSet<u64> {
-    let mine = pid_ns("/proc/self/ns/pid");
-    let mut dead = HashSet::new();
-    let mut foreign = Vec::new();
-    for o in owners {
-        let (ns, pid) = ((o >> 32) as u32, o as u32);
-        if ns == 0 || pid == 0 {
-            continue;
-        }
-        if Some(ns) == mine {
-            // SAFETY: signal 0 only checks that the process exists.
-            let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-            if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-                dead.insert(o);
+/// Tells which owners are gone. Owners in this service's pid namespace are checked with
+/// `kill(pid, 0)`. One of another namespace (a container's) is found once by a scan of
+/// `/proc` and remembered by its pid here, which later sweeps check alone (two reads); a full
+/// scan happens only when an owner is new. Owners that cannot be checked (no namespace
+/// recorded) count as alive: keeping a dead process's files is the safe mistake.
+#[derive(Default)]
+pub struct Liveness {
+    /// Foreign owners found alive, by the pid they have here.
+    here: rustc_hash::FxHashMap<u64, u32>,
+}
+
+impl Liveness {
+    pub fn gone(&mut self, owners: impl IntoIterator<Item = u64>) -> HashSet<u64> {
+        let mine = pid_ns("/proc/self/ns/pid");
+        let mut dead = HashSet::new();
+        let mut unknown = Vec::new();
+        let mut seen = HashSet::new();
+        for o in owners {
+            let (ns, pid) = ((o >> 32) as u32, o as u32);
+            if ns == 0 || pid == 0 || !seen.insert(o) {
+                continue;
             }
-        } else {
-            foreign.push(o);
+            if Some(ns) == mine {
+                // SAFETY: signal 0 only checks that the process exists.
+                let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+                if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+                    dead.insert(o);
+                }
+                continue;
+            }
+            match self.here.get(&o) {
+                Some(&host) if owner_of(host) == Some(o) => {}
+                Some(_) => {
+                    self.here.remove(&o);
+                    dead.insert(o);
+                }
+                None => unknown.push(o),
+            }
         }
-    }
-    if !foreign.is_empty() {
-        if let Some(live) = live_processes() {
-            dead.extend(foreign.into_iter().filter(|o| !live.contains(o)));
+        if !unknown.is_empty() {
+            let Ok(dir) = std::fs::read_dir("/proc") else { return dead };
+            let wanted: HashSet<u64> = unknown.iter().copied().collect();
+            let mut found = 0;
+            for e in dir.flatten() {
+                let Some(host) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+                if let Some(o) = owner_of(host).filter(|o| wanted.contains(o)) {
+                    self.here.insert(o, host);
+                    found += 1;
+                    if found == wanted.len() {
+                        break;
+                    }
+                }
+            }
+            dead.extend(unknown.into_iter().filter(|o| !self.here.contains_key(o)));
         }
+        // Forget owners no longer asked about.
+        self.here.retain(|o, _| seen.contains(o));
+        dead
     }
-    dead
 }
 
 #[cfg(test)]
@@ -204,10 +227,34 @@ mod tests {
         let dead_child = (ns << 32) | u64::from(pid);
         // A process of a namespace that does not exist is gone too (found by the /proc scan).
         let foreign = (u64::from(u32::MAX - 1) << 32) | 1;
-        let dead = gone([me, dead_child, foreign, 0]);
+        let mut live = Liveness::default();
+        let dead = live.gone([me, dead_child, foreign, 0]);
         assert!(!dead.contains(&me));
         assert!(dead.contains(&dead_child));
         assert!(dead.contains(&foreign));
         assert!(!dead.contains(&0));
+        // A live process of another pid namespace is found, remembered, and then found gone.
+        let mut c = std::process::Command::new("unshare").args(["--pid", "--fork", "--kill-child", "sleep", "30"]).spawn().expect("unshare");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let sleeper = loop {
+            let kids = std::fs::read_to_string(format!("/proc/{}/task/{}/children", c.id(), c.id())).unwrap_or_default();
+            if let Some(k) = kids.split_whitespace().next().and_then(|k| k.parse::<u32>().ok()) {
+                if let Some(o) = owner_of(k).filter(|o| (*o as u32) == 1) {
+                    break o;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no process in the new pid namespace");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(live.gone([sleeper]).is_empty());
+        assert!(live.here.contains_key(&sleeper));
+        assert!(live.gone([sleeper]).is_empty(), "found alive again from the remembered pid");
+        c.kill().expect("kill");
+        c.wait().expect("wait");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !live.gone([sleeper]).contains(&sleeper) {
+            assert!(std::time::Instant::now() < deadline, "the namespace's process is still found");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
