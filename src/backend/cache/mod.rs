@@ -1,0 +1,256 @@
+//! The data cache of a backend client (issue 8, first part): file blocks held in the service's
+//! own memory (so charged to the pool's memory cgroup), bounded, shared by every instance of
+//! the service and keyed by the backend file's identity (`st_dev`, `st_ino`), so clones that
+//! share a lower branch cache its blocks once.
+//!
+//! Replacement is S3-FIFO ([`policy`]), which a scan does not flush. The cache is sharded by
+//! file, so all of one file's blocks live in one shard and a file is invalidated under one
+//! lock. A file's *version* (its modification time and size when its blocks were cached) is
+//! checked when the file is opened: a file changed behind the service's back (another
+//! writer, another host) loses its blocks, which gives close-to-open consistency.
+//!
+//! Not yet wired into the local backend's read and write paths, nor into settings (the rest of
+//! issue 8).
+
+pub mod policy;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use policy::{Policy, S3Fifo};
+
+/// Bytes per cached block.
+pub const BLOCK: usize = 64 << 10;
+/// Shards (a power of two).
+const SHARDS: usize = 16;
+
+/// A backend file's identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// What a file looked like when its blocks were cached: modification time (s, ns) and size.
+pub type Version = (i64, i64, u64);
+
+type Key = (FileKey, u64);
+
+struct Shard {
+    blocks: S3Fifo<Key, Box<[u8]>>,
+    /// Each file's cached block numbers, for invalidation.
+    by_file: FxHashMap<FileKey, FxHashSet<u64>>,
+    versions: FxHashMap<FileKey, Version>,
+}
+
+impl Shard {
+    fn forget(&mut self, (file, block): Key) {
+        if let Some(set) = self.by_file.get_mut(&file) {
+            set.remove(&block);
+            if set.is_empty() {
+                self.by_file.remove(&file);
+            }
+        }
+    }
+}
+
+/// Counters, for `inspect`.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub insertions: AtomicU64,
+    pub evictions: AtomicU64,
+    pub invalidations: AtomicU64,
+    /// Bytes held now.
+    pub bytes: AtomicU64,
+}
+
+/// A bounded block cache.
+pub struct BlockCache {
+    shards: Vec<Mutex<Shard>>,
+    pub stats: CacheStats,
+    limit: u64,
+}
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockCache").field("limit", &self.limit).field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+fn shard_of(file: &FileKey) -> usize {
+    // Fibonacci hashing of both numbers: blocks of one file stay together.
+    let h = (file.ino ^ file.dev.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> 60) as usize & (SHARDS - 1)
+}
+
+impl BlockCache {
+    /// A cache of at most `bytes` of file data (at least one block per shard).
+    pub fn new(bytes: u64) -> BlockCache {
+        let per_shard = ((bytes / BLOCK as u64) as usize / SHARDS).max(2);
+        BlockCache {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Shard { blocks: S3Fifo::new(per_shard), by_file: FxHashMap::default(), versions: FxHashMap::default() }))
+                .collect(),
+            stats: CacheStats::default(),
+            limit: (per_shard * SHARDS * BLOCK) as u64,
+        }
+    }
+
+    /// Most bytes of file data it holds.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    fn shard(&self, file: &FileKey) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[shard_of(file)].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Copies block `block` of `file` from byte `at` on into `out`: the bytes copied (fewer
+    /// than asked at the end of a short last block), or `None` when the block is not cached.
+    pub fn read(&self, file: FileKey, block: u64, at: usize, out: &mut [u8]) -> Option<usize> {
+        let mut s = self.shard(&file);
+        match s.blocks.get(&(file, block)) {
+            Some(data) => {
+                let n = data.len().saturating_sub(at).min(out.len());
+                out[..n].copy_from_slice(&data[at.min(data.len())..at.min(data.len()) + n]);
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                Some(n)
+            }
+            None => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Caches block `block` of `file` (at most `BLOCK` bytes: a shorter one is the file's last).
+    pub fn insert(&self, file: FileKey, block: u64, mut data: Vec<u8>) {
+        data.truncate(BLOCK);
+        let len = data.len() as u64;
+        let mut s = self.shard(&file);
+        let old = s.blocks.remove(&(file, block)).map_or(0, |d| d.len() as u64);
+        let evicted = s.blocks.insert((file, block), data.into_boxed_slice());
+        s.by_file.entry(file).or_default().insert(block);
+        let mut freed = old;
+        for (k, d) in evicted {
+            s.forget(k);
+            freed += d.len() as u64;
+            self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(s);
+        self.stats.insertions.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(len, Ordering::Relaxed);
+        self.stats.bytes.fetch_sub(freed, Ordering::Relaxed);
+    }
+
+    /// Drops blocks `first..=last` of `file` (a write or truncation changed them).
+    pub fn invalidate_range(&self, file: FileKey, first: u64, last: u64) {
+        let mut s = self.shard(&file);
+        let blocks: Vec<u64> = s.by_file.get(&file).map(|set| set.iter().copied().filter(|b| (first..=last).contains(b)).collect()).unwrap_or_default();
+        let mut freed = 0;
+        for b in blocks {
+            if let Some(d) = s.blocks.remove(&(file, b)) {
+                freed += d.len() as u64;
+            }
+            s.forget((file, b));
+        }
+        drop(s);
+        self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes.fetch_sub(freed, Ordering::Relaxed);
+    }
+
+    /// Drops every block of `file`.
+    pub fn invalidate(&self, file: FileKey) {
+        self.invalidate_range(file, 0, u64::MAX);
+        self.shard(&file).versions.remove(&file);
+    }
+
+    /// Called when `file` is opened, with what it looks like now: if it changed since its
+    /// blocks were cached (another writer), they go. Records `now` either way.
+    pub fn validate(&self, file: FileKey, now: Version) {
+        let changed = {
+            let mut s = self.shard(&file);
+            s.versions.insert(file, now).is_some_and(|v| v != now)
+        };
+        if changed {
+            self.invalidate_range(file, 0, u64::MAX);
+        }
+    }
+
+    /// Records what `file` looks like after a change made through this cache (its blocks were
+    /// kept up to date), so that the next open does not take it for someone else's.
+    pub fn changed_by_us(&self, file: FileKey, now: Version) {
+        self.shard(&file).versions.insert(file, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const F: FileKey = FileKey { dev: 1, ino: 2 };
+    const G: FileKey = FileKey { dev: 1, ino: 3 };
+
+    fn block(fill: u8, len: usize) -> Vec<u8> {
+        vec![fill; len]
+    }
+
+    #[test]
+    fn reads_come_back_as_cached_from_any_offset() {
+        let c = BlockCache::new(16 << 20);
+        let mut out = [0u8; 100];
+        assert_eq!(c.read(F, 0, 0, &mut out), None);
+        c.insert(F, 0, (0..BLOCK).map(|i| i as u8).collect());
+        c.insert(F, 1, block(7, 10));
+        assert_eq!(c.read(F, 0, 1000, &mut out), Some(100));
+        assert_eq!(out[0], (1000 % 256) as u8);
+        assert_eq!(c.read(F, 1, 4, &mut out), Some(6), "a short last block");
+        assert_eq!(c.read(F, 1, 50, &mut out), Some(0));
+        assert_eq!(c.read(G, 0, 0, &mut out), None, "another file");
+        assert_eq!(c.stats.hits.load(Ordering::Relaxed), 3);
+        assert_eq!(c.stats.bytes.load(Ordering::Relaxed), BLOCK as u64 + 10);
+    }
+
+    #[test]
+    fn it_never_holds_more_than_its_limit() {
+        let c = BlockCache::new(4 << 20);
+        for file in 0..50 {
+            for b in 0..20 {
+                c.insert(FileKey { dev: 9, ino: file }, b, block(1, BLOCK));
+                assert!(c.stats.bytes.load(Ordering::Relaxed) <= c.limit());
+            }
+        }
+        assert!(c.stats.evictions.load(Ordering::Relaxed) > 0);
+        assert!(c.limit() <= 4 << 20 || c.limit() == (2 * SHARDS * BLOCK) as u64);
+    }
+
+    #[test]
+    fn invalidation_and_versions() {
+        let c = BlockCache::new(16 << 20);
+        let mut out = [0u8; 1];
+        for b in 0..4 {
+            c.insert(F, b, block(b as u8, BLOCK));
+        }
+        c.insert(G, 0, block(9, BLOCK));
+        c.invalidate_range(F, 1, 2);
+        assert!(c.read(F, 0, 0, &mut out).is_some() && c.read(F, 3, 0, &mut out).is_some());
+        assert!(c.read(F, 1, 0, &mut out).is_none() && c.read(F, 2, 0, &mut out).is_none());
+        // Close-to-open: the same version keeps the blocks, a new one drops them.
+        c.validate(F, (10, 0, 4 * BLOCK as u64));
+        c.validate(F, (10, 0, 4 * BLOCK as u64));
+        assert!(c.read(F, 0, 0, &mut out).is_some());
+        c.changed_by_us(F, (11, 0, 4 * BLOCK as u64));
+        c.validate(F, (11, 0, 4 * BLOCK as u64));
+        assert!(c.read(F, 0, 0, &mut out).is_some(), "our own change is not someone else's");
+        c.validate(F, (12, 5, 4 * BLOCK as u64));
+        assert!(c.read(F, 0, 0, &mut out).is_none() && c.read(F, 3, 0, &mut out).is_none());
+        assert!(c.read(G, 0, 0, &mut out).is_some(), "other files keep theirs");
+        c.invalidate(G);
+        assert!(c.read(G, 0, 0, &mut out).is_none());
+        assert_eq!(c.stats.bytes.load(Ordering::Relaxed), 0);
+    }
+}
