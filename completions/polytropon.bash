@@ -1099,7 +1099,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__mount)
-            opts="-f -h -V --file --lower --upper --pool --backend --ceph-conf --ceph-id --ceph-fs --detach --cache --no-passthrough --timeout --state-dir --data-dir --log --log-format --help --version"
+            opts="-f -h -V --file --lower --upper --pool --backend --ceph-conf --ceph-id --ceph-fs --detach --cache-mode --cache --cache-size --no-passthrough --timeout --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1142,7 +1142,15 @@ _polytropon() {
                     return 0
                     ;;
                 --cache)
-                    COMPREPLY=($(compgen -W "kernel direct" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "kernel direct writethrough" -- "${cur}"))
+                    return 0
+                    ;;
+                --cache-mode)
+                    COMPREPLY=($(compgen -W "kernel direct writethrough" -- "${cur}"))
+                    return 0
+                    ;;
+                --cache-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --timeout)

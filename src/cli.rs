@@ -247,6 +247,9 @@ pub enum CacheMode {
     Kernel,
     /// Direct I/O: the only cache is the backend client's.
     Direct,
+    /// The pool's own cache: file data in the service's memory (`--cache-size`), written
+    /// through to the backend; no kernel page cache (local backend).
+    Writethrough,
 }
 
 #[derive(Debug, Args)]
@@ -274,9 +277,13 @@ pub struct MountArgs {
     /// Run in the background; the daemon's pid is recorded under the state directory.
     #[arg(long)]
     pub detach: bool,
-    /// Cache mode (overrides the spec): `kernel` page cache, or `direct` I/O.
-    #[arg(long, value_enum)]
+    /// Cache mode (overrides the spec): `kernel` page cache, `direct` I/O, or `writethrough`
+    /// (the pool's own cache in the service's memory).
+    #[arg(long, visible_alias = "cache-mode", value_enum)]
     pub cache: Option<CacheMode>,
+    /// Size of the service's cache in `writethrough` mode (`256M`, `1G`, ...).
+    #[arg(long, value_name = "SIZE")]
+    pub cache_size: Option<String>,
     /// In kernel cache mode, use the writeback cache instead of FUSE passthrough.
     #[arg(long)]
     pub no_passthrough: bool,

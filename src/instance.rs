@@ -60,12 +60,16 @@ pub fn build(spec: &InstanceSpec) -> Result<Arc<dyn FileSystem>, InstanceError> 
         BackendSpec::Cephfs(c) => Some(ceph_client(c)?),
         BackendSpec::Local => None,
     };
+    // The service's one block cache, shared by its instances (so clones cache a shared lower
+    // branch once).
+    let cache = (spec.cache.mode == crate::spec::CacheMode::Writethrough).then(|| crate::backend::cache::shared(spec.cache.size_bytes()));
+    let local_opts = |read_only| LocalOptions { read_only, cache: cache.clone() };
     let open = |path: &std::path::Path, read_only: bool, local: bool| -> Result<Arc<dyn FileSystem>, InstanceError> {
         match &client {
-            _ if local => LocalFs::new(path, LocalOptions { read_only })
+            _ if local => LocalFs::new(path, local_opts(read_only))
                 .map(|fs| Arc::new(fs) as Arc<dyn FileSystem>)
                 .map_err(|source| InstanceError::Branch { path: path.display().to_string(), source }),
-            None => LocalFs::new(path, LocalOptions { read_only })
+            None => LocalFs::new(path, local_opts(read_only))
                 .map(|fs| Arc::new(fs) as Arc<dyn FileSystem>)
                 .map_err(|source| InstanceError::Branch { path: path.display().to_string(), source }),
             Some(c) => CephBranch::new(c.clone(), path, read_only)

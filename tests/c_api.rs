@@ -47,7 +47,7 @@ fn a_c_program_uses_the_user_level_path() {
         .output()
         .expect("run gcc");
     assert!(cc.status.success(), "gcc failed: {}", String::from_utf8_lossy(&cc.stderr));
-    let l: Arc<dyn FileSystem> = Arc::new(LocalFs::new(&lower, LocalOptions { read_only: true }).expect("lower"));
+    let l: Arc<dyn FileSystem> = Arc::new(LocalFs::new(&lower, LocalOptions { read_only: true, ..LocalOptions::default() }).expect("lower"));
     let u: Arc<dyn FileSystem> = Arc::new(LocalFs::new(&upper, LocalOptions::default()).expect("upper"));
     let union: Arc<dyn FileSystem> = Arc::new(UnionFs::new(Some(u), vec![l]).expect("union"));
     let driver = BackDriver::start(union, Geometry { queues: 1, slots: 64, clients: 8, buffer_size: 1 << 20 }).expect("back driver");

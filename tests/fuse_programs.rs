@@ -35,7 +35,7 @@ impl Fixture {
         let mnt = scratch.mkdir("mnt");
         std::fs::write(lower.join("from-image"), b"image data\n").expect("seed lower");
         let open = |p: &Path, ro| -> Arc<dyn FileSystem> {
-            Arc::new(LocalFs::new(p, LocalOptions { read_only: ro }).expect("open branch"))
+            Arc::new(LocalFs::new(p, LocalOptions { read_only: ro, ..LocalOptions::default() }).expect("open branch"))
         };
         let union: Arc<dyn FileSystem> = Arc::new(UnionFs::new(Some(open(&upper, false)), vec![open(&lower, true)]).expect("union"));
         let mount = fuse::spawn(union, &mnt, &cfg).expect("FUSE mount");

@@ -458,7 +458,7 @@ fn setup(seed: u64, via: Via) -> Setup {
         Arc::new(UnionFs::new(Some(branch("upper", false)), vec![branch("lower1", true), branch("lower2", true)]).expect("build union"))
     } else {
         let open = |p: &PathBuf, ro: bool| -> Arc<dyn FileSystem> {
-            Arc::new(LocalFs::new(p, LocalOptions { read_only: ro }).expect("open branch"))
+            Arc::new(LocalFs::new(p, LocalOptions { read_only: ro, ..LocalOptions::default() }).expect("open branch"))
         };
         Arc::new(UnionFs::new(Some(open(&uup, false)), vec![open(&ul1, true), open(&ul2, true)]).expect("build union"))
     };

@@ -17,7 +17,7 @@ use polytropon_ipc::segment::Geometry;
 use polytropon_ipc::{Descriptor, Op, WireAttr};
 
 fn union(lower: &Path, upper: &Path) -> Arc<dyn FileSystem> {
-    let l: Arc<dyn FileSystem> = Arc::new(LocalFs::new(lower, LocalOptions { read_only: true }).expect("lower"));
+    let l: Arc<dyn FileSystem> = Arc::new(LocalFs::new(lower, LocalOptions { read_only: true, ..LocalOptions::default() }).expect("lower"));
     let u: Arc<dyn FileSystem> = Arc::new(LocalFs::new(upper, LocalOptions::default()).expect("upper"));
     Arc::new(UnionFs::new(Some(u), vec![l]).expect("union"))
 }

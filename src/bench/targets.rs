@@ -100,7 +100,7 @@ fn dirs(base: &Path, name: &str, container: usize) -> anyhow::Result<(PathBuf, P
 }
 
 fn local(p: &Path, read_only: bool) -> anyhow::Result<Arc<dyn FileSystem>> {
-    Ok(Arc::new(LocalFs::new(p, LocalOptions { read_only }).with_context(|| format!("branch {}", p.display()))?))
+    Ok(Arc::new(LocalFs::new(p, LocalOptions { read_only, ..LocalOptions::default() }).with_context(|| format!("branch {}", p.display()))?))
 }
 
 /// The union of container `i` on a `user`/`fuse*` path: a local upper over `lower`, or with

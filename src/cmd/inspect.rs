@@ -64,6 +64,13 @@ fn human(reports: &[PoolReport]) -> String {
                     "  user-level path  clients {}/{}  open files {} (at most {} per process)  taken back from dead processes: {} files, {} clients",
                     u.clients, u.areas, u.open_files, u.max_open_per_process, u.reclaimed_files, u.reclaimed_clients
                 );
+                if let Some(c) = &svc.cache {
+                    let _ = writeln!(
+                        s,
+                        "  cache  {} of {} MiB  hits {}  misses {}  evictions {}  invalidations {}",
+                        c.bytes >> 20, c.limit >> 20, c.hits, c.misses, c.evictions, c.invalidations
+                    );
+                }
                 for t in &svc.threads {
                     let _ = writeln!(s, "    thread {:<8} {:<16} last cpu {}  allowed {}", t.tid, t.name, t.cpu, t.allowed);
                 }

@@ -45,7 +45,12 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
         spec.cache.mode = match mode {
             CacheMode::Kernel => spec::CacheMode::Kernel,
             CacheMode::Direct => spec::CacheMode::Direct,
+            CacheMode::Writethrough => spec::CacheMode::Writethrough,
         };
+    }
+    if let Some(size) = &args.cache_size {
+        polytropon::pool::spec::parse_size("--cache-size", size)?;
+        spec.cache.size = Some(size.clone());
     }
     if args.no_passthrough {
         spec.cache.passthrough = false;

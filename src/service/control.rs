@@ -69,6 +69,22 @@ pub struct ServiceStats {
     /// processes that died.
     #[serde(default)]
     pub user_path: UserPath,
+    /// The service's own data cache (`writethrough` mounts), if one is in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheInfo>,
+}
+
+/// The service's block cache, for `inspect`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CacheInfo {
+    /// Bytes held now, and at most.
+    pub bytes: u64,
+    pub limit: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub insertions: u64,
+    pub evictions: u64,
+    pub invalidations: u64,
 }
 
 /// The user-level path's resources, for `inspect`.

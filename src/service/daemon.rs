@@ -227,6 +227,18 @@ impl Service {
                 reclaimed_clients: usage.reclaimed_clients,
                 max_open_per_process: shm::MAX_OPEN_PER_PROCESS,
             },
+            cache: crate::backend::cache::current().map(|c| {
+                let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                control::CacheInfo {
+                    bytes: n(&c.stats.bytes),
+                    limit: c.limit(),
+                    hits: n(&c.stats.hits),
+                    misses: n(&c.stats.misses),
+                    insertions: n(&c.stats.insertions),
+                    evictions: n(&c.stats.evictions),
+                    invalidations: n(&c.stats.invalidations),
+                }
+            }),
         }
     }
 }

@@ -120,6 +120,11 @@ pub enum CacheMode {
     Kernel,
     /// Direct I/O: no kernel page cache; only the backend client caches.
     Direct,
+    /// The pool's own cache: file data in the service's memory (a block cache of `size`,
+    /// shared by the service's instances, keyed by backend file), written through to the
+    /// backend; the FUSE path uses direct I/O so the kernel's page cache holds none of it
+    /// (local backend; issue 8, write-back to come).
+    Writethrough,
 }
 
 /// Cache settings.
@@ -134,11 +139,24 @@ pub struct CacheSpec {
     /// In `kernel` mode, let the kernel do data I/O directly on the backend's host files
     /// (FUSE passthrough) when the backend has them; otherwise use the writeback cache.
     pub passthrough: bool,
+    /// In `writethrough` mode: the service's cache size (`256M`, `1G`, ...; default 256M).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+}
+
+/// Cache size when the spec names none.
+pub const DEFAULT_CACHE_SIZE: u64 = 256 << 20;
+
+impl CacheSpec {
+    /// The cache size in bytes (the spec was validated when parsed).
+    pub fn size_bytes(&self) -> u64 {
+        self.size.as_deref().and_then(|s| crate::pool::spec::parse_size("cache.size", s).ok()).unwrap_or(DEFAULT_CACHE_SIZE)
+    }
 }
 
 impl Default for CacheSpec {
     fn default() -> Self {
-        CacheSpec { mode: CacheMode::Kernel, attr_timeout: 1.0, entry_timeout: 1.0, passthrough: true }
+        CacheSpec { mode: CacheMode::Kernel, attr_timeout: 1.0, entry_timeout: 1.0, passthrough: true, size: None }
     }
 }
 
@@ -186,6 +204,9 @@ impl TryFrom<RawInstance> for InstanceSpec {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("cache.{name}: must be a number of seconds >= 0"));
             }
+        }
+        if let Some(size) = &raw.cache.size {
+            crate::pool::spec::parse_size("cache.size", size).map_err(|e| e.to_string())?;
         }
         Ok(InstanceSpec { backend: raw.backend, branches: raw.branches, cache: raw.cache })
     }

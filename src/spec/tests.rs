@@ -23,6 +23,8 @@ fn a_full_spec_parses_and_resolves_relative_paths() {
     assert_eq!(spec.lowers().map(|b| b.path.clone()).collect::<Vec<_>>(), vec![std::path::PathBuf::from("/images/base")]);
     assert_eq!(spec.cache.mode, CacheMode::Direct);
     assert_eq!(spec.cache.attr_timeout, 0.0);
+    let wt = parse("branches:\n  - {path: /a, mode: rw}\ncache:\n  mode: writethrough\n  size: 64M\n").expect("writethrough");
+    assert_eq!((wt.cache.mode, wt.cache.size_bytes()), (CacheMode::Writethrough, 64 << 20));
     assert_eq!(spec.cache.entry_timeout, 1.0, "defaults fill what the spec leaves out");
 }
 
@@ -56,6 +58,10 @@ fn errors_name_file_line_and_field() {
 
     let e = error("branches:\n  - {path: /a, mode: rw}\ncache:\n  attr_timeout: -1\n");
     assert!(e.contains("cache.attr_timeout"), "{e}");
+    let e = error("branches:\n  - {path: /a, mode: rw}\ncache:\n  mode: writethrough\n  size: 12X\n");
+    assert!(e.contains("cache.size") && e.contains("12X"), "{e}");
+    let e = error("branches:\n  - {path: /a, mode: rw}\ncache:\n  mode: writeforward\n");
+    assert!(e.contains("writeforward"), "{e}");
 
     let e = error("branches: [\n");
     assert!(e.starts_with("/etc/polytropon/c1.yaml:"), "{e}");

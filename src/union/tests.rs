@@ -34,7 +34,7 @@ impl Fixture {
 
     fn union(&self) -> UnionFs {
         let open = |p: &Path, ro| -> Arc<dyn FileSystem> {
-            Arc::new(LocalFs::new(p, LocalOptions { read_only: ro }).expect("open branch"))
+            Arc::new(LocalFs::new(p, LocalOptions { read_only: ro, ..LocalOptions::default() }).expect("open branch"))
         };
         UnionFs::new(Some(open(&self.upper, false)), vec![open(&self.lower, true), open(&self.base, true)])
             .expect("union")
@@ -250,7 +250,7 @@ fn private_xattrs_are_hidden_and_refused() {
 fn a_union_without_upper_is_read_only() {
     let f = Fixture::new();
     fs::write(f.base.join("f"), b"x").expect("write");
-    let lower: Arc<dyn FileSystem> = Arc::new(LocalFs::new(&f.base, LocalOptions { read_only: true }).expect("open"));
+    let lower: Arc<dyn FileSystem> = Arc::new(LocalFs::new(&f.base, LocalOptions { read_only: true, ..LocalOptions::default() }).expect("open"));
     let u = UnionFs::new(None, vec![lower]).expect("union");
     let e = lookup(&u, "f").expect("lookup");
     assert_eq!(code(u.open(&ctx(), e.inode, libc::O_WRONLY)), libc::EROFS);

@@ -9,8 +9,8 @@
 //! checked when the file is opened: a file changed behind the service's back (another
 //! writer, another host) loses its blocks, which gives close-to-open consistency.
 //!
-//! Not yet wired into the local backend's read and write paths, nor into settings (the rest of
-//! issue 8).
+//! Used by the local backend in `writethrough` mode (reads from the cache, writes to the
+//! backend and out of the cache); write-back is the rest of issue 8.
 
 pub mod policy;
 
@@ -43,6 +43,9 @@ struct Shard {
     /// Each file's cached block numbers, for invalidation.
     by_file: FxHashMap<FileKey, FxHashSet<u64>>,
     versions: FxHashMap<FileKey, Version>,
+    /// Bumped by every invalidation of a file: a block read from the backend before a change
+    /// and offered after it is refused (see [`BlockCache::insert`]).
+    generations: FxHashMap<FileKey, u64>,
 }
 
 impl Shard {
@@ -93,7 +96,7 @@ impl BlockCache {
         let per_shard = ((bytes / BLOCK as u64) as usize / SHARDS).max(2);
         BlockCache {
             shards: (0..SHARDS)
-                .map(|_| Mutex::new(Shard { blocks: S3Fifo::new(per_shard), by_file: FxHashMap::default(), versions: FxHashMap::default() }))
+                .map(|_| Mutex::new(Shard { blocks: S3Fifo::new(per_shard), by_file: FxHashMap::default(), versions: FxHashMap::default(), generations: FxHashMap::default() }))
                 .collect(),
             stats: CacheStats::default(),
             limit: (per_shard * SHARDS * BLOCK) as u64,
@@ -127,11 +130,38 @@ impl BlockCache {
         }
     }
 
-    /// Caches block `block` of `file` (at most `BLOCK` bytes: a shorter one is the file's last).
-    pub fn insert(&self, file: FileKey, block: u64, mut data: Vec<u8>) {
+    /// The file's generation: take it before reading a block from the backend and hand it to
+    /// [`BlockCache::insert`].
+    pub fn generation(&self, file: FileKey) -> u64 {
+        self.shard(&file).generations.get(&file).copied().unwrap_or(0)
+    }
+
+    /// Runs `f` on cached block `block` of `file` (under its shard's lock), counting a hit;
+    /// `None` (a miss) when it is not cached.
+    pub fn read_with<R>(&self, file: FileKey, block: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let mut s = self.shard(&file);
+        match s.blocks.get(&(file, block)) {
+            Some(data) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                Some(f(data))
+            }
+            None => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Caches block `block` of `file` (at most `BLOCK` bytes: a shorter one is the file's
+    /// last), read from the backend when the file's generation was `generation`; refused
+    /// when the file changed since (the data may predate the change).
+    pub fn insert(&self, file: FileKey, block: u64, generation: u64, mut data: Vec<u8>) {
         data.truncate(BLOCK);
         let len = data.len() as u64;
         let mut s = self.shard(&file);
+        if s.generations.get(&file).copied().unwrap_or(0) != generation {
+            return;
+        }
         let old = s.blocks.remove(&(file, block)).map_or(0, |d| d.len() as u64);
         let evicted = s.blocks.insert((file, block), data.into_boxed_slice());
         s.by_file.entry(file).or_default().insert(block);
@@ -150,6 +180,7 @@ impl BlockCache {
     /// Drops blocks `first..=last` of `file` (a write or truncation changed them).
     pub fn invalidate_range(&self, file: FileKey, first: u64, last: u64) {
         let mut s = self.shard(&file);
+        *s.generations.entry(file).or_insert(0) += 1;
         let blocks: Vec<u64> = s.by_file.get(&file).map(|set| set.iter().copied().filter(|b| (first..=last).contains(b)).collect()).unwrap_or_default();
         let mut freed = 0;
         for b in blocks {
@@ -166,7 +197,8 @@ impl BlockCache {
     /// Drops every block of `file`.
     pub fn invalidate(&self, file: FileKey) {
         self.invalidate_range(file, 0, u64::MAX);
-        self.shard(&file).versions.remove(&file);
+        let mut s = self.shard(&file);
+        s.versions.remove(&file);
     }
 
     /// Called when `file` is opened, with what it looks like now: if it changed since its
@@ -188,6 +220,28 @@ impl BlockCache {
     }
 }
 
+/// The service's block cache, if an instance made one and it is still in use.
+pub fn current() -> Option<std::sync::Arc<BlockCache>> {
+    SHARED.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(std::sync::Weak::upgrade)
+}
+
+static SHARED: Mutex<Option<std::sync::Weak<BlockCache>>> = Mutex::new(None);
+
+/// The process's (the service's) block cache, made on first use with `bytes`; later callers
+/// share it whatever size they ask (one cache per service, as the pool's memory is one).
+pub fn shared(bytes: u64) -> std::sync::Arc<BlockCache> {
+    let mut slot = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = slot.as_ref().and_then(std::sync::Weak::upgrade) {
+        if bytes > c.limit() {
+            tracing::warn!("the service's cache stays at {} bytes (an instance asked for {bytes})", c.limit());
+        }
+        return c;
+    }
+    let c = std::sync::Arc::new(BlockCache::new(bytes));
+    *slot = Some(std::sync::Arc::downgrade(&c));
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,8 +258,8 @@ mod tests {
         let c = BlockCache::new(16 << 20);
         let mut out = [0u8; 100];
         assert_eq!(c.read(F, 0, 0, &mut out), None);
-        c.insert(F, 0, (0..BLOCK).map(|i| i as u8).collect());
-        c.insert(F, 1, block(7, 10));
+        c.insert(F, 0, 0, (0..BLOCK).map(|i| i as u8).collect());
+        c.insert(F, 1, 0, block(7, 10));
         assert_eq!(c.read(F, 0, 1000, &mut out), Some(100));
         assert_eq!(out[0], (1000 % 256) as u8);
         assert_eq!(c.read(F, 1, 4, &mut out), Some(6), "a short last block");
@@ -220,7 +274,7 @@ mod tests {
         let c = BlockCache::new(4 << 20);
         for file in 0..50 {
             for b in 0..20 {
-                c.insert(FileKey { dev: 9, ino: file }, b, block(1, BLOCK));
+                c.insert(FileKey { dev: 9, ino: file }, b, 0, block(1, BLOCK));
                 assert!(c.stats.bytes.load(Ordering::Relaxed) <= c.limit());
             }
         }
@@ -233,9 +287,17 @@ mod tests {
         let c = BlockCache::new(16 << 20);
         let mut out = [0u8; 1];
         for b in 0..4 {
-            c.insert(F, b, block(b as u8, BLOCK));
+            c.insert(F, b, 0, block(b as u8, BLOCK));
         }
-        c.insert(G, 0, block(9, BLOCK));
+        c.insert(G, 0, 0, block(9, BLOCK));
+        // A block read before a change is refused after it.
+        let before = c.generation(G);
+        c.invalidate_range(G, 5, 5);
+        c.insert(G, 1, before, block(1, BLOCK));
+        assert!(c.read(G, 1, 0, &mut out).is_none(), "a stale block was cached");
+        c.insert(G, 1, c.generation(G), block(1, BLOCK));
+        assert!(c.read(G, 1, 0, &mut out).is_some());
+        c.invalidate_range(G, 1, 1);
         c.invalidate_range(F, 1, 2);
         assert!(c.read(F, 0, 0, &mut out).is_some() && c.read(F, 3, 0, &mut out).is_some());
         assert!(c.read(F, 1, 0, &mut out).is_none() && c.read(F, 2, 0, &mut out).is_none());

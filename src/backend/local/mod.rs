@@ -9,6 +9,7 @@
 //! Opening an inode for I/O re-opens its `O_PATH` descriptor through `/proc/self/fd/N`, which
 //! names exactly the object already held, never a path.
 
+mod cached;
 mod inodes;
 
 use std::ffi::{OsStr, OsString};
@@ -53,6 +54,9 @@ pub enum LocalError {
 pub struct LocalOptions {
     /// Refuse every modifying operation with `EROFS`.
     pub read_only: bool,
+    /// Serve file data through this block cache (`writethrough` mode); `None`: straight to
+    /// the backing files (and the kernel's page cache).
+    pub cache: Option<Arc<crate::backend::cache::BlockCache>>,
 }
 
 enum HandleData {
@@ -118,7 +122,18 @@ fn kind_of(ft: rfs::FileType) -> FileKind {
     FileKind::from_mode(ft.as_raw_mode())
 }
 
+fn file_key((dev, ino): (u64, u64)) -> crate::backend::cache::FileKey {
+    crate::backend::cache::FileKey { dev, ino }
+}
+
 impl LocalFs {
+    /// Drops the cached blocks of the file behind `h` (its data changed other than by a write).
+    fn forget_cached(&self, h: &HandleData) {
+        if let (Some(cache), HandleData::File(_, id)) = (&self.opts.cache, h) {
+            cache.invalidate(file_key(*id));
+        }
+    }
+
     /// Opens `root` as a backend.
     pub fn new(root: &Path, opts: LocalOptions) -> Result<Self, LocalError> {
         let root_path = root.display().to_string();
@@ -335,6 +350,9 @@ impl FileSystem for LocalFs {
                 }
                 _ => return Err(errno(libc::EINVAL)),
             }
+            if let Some(cache) = &self.opts.cache {
+                cache.invalidate(file_key(data.id()));
+            }
         }
         if set.atime.is_some() || set.mtime.is_some() {
             let times = rfs::Timestamps {
@@ -362,6 +380,13 @@ impl FileSystem for LocalFs {
             }
             FileKind::Symlink => return Err(errno(libc::ELOOP)),
             _ => {}
+        }
+        if let (Some(cache), FileKind::Regular) = (&self.opts.cache, data.kind) {
+            // Close-to-open: blocks of a file changed since they were cached go.
+            let file = file_key(data.id());
+            let fd = self.reopen(&data, flags)?;
+            cache.validate(file, cached::version_of(fd.as_fd())?);
+            return self.insert_handle(HandleData::File(Arc::new(fd), data.id()));
         }
         let fd = if flags & !(libc::O_CLOEXEC | KERNEL_O_LARGEFILE | libc::O_NOCTTY) == libc::O_RDONLY
             && data.kind == FileKind::Regular
@@ -414,6 +439,10 @@ impl FileSystem for LocalFs {
             }
         };
         let id = (entry.attr.dev, entry.attr.ino);
+        if let Some(cache) = &self.opts.cache {
+            // A new file: whatever an earlier file with the same inode number left is void.
+            cache.invalidate(file_key(id));
+        }
         let handle = self.insert_handle(HandleData::File(Arc::new(fd), id))?;
         Ok((entry, handle))
     }
@@ -427,7 +456,10 @@ impl FileSystem for LocalFs {
         offset: u64,
     ) -> io::Result<usize> {
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd, _) = &*h else { return Err(errno(libc::EISDIR)) };
+        let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
+        if let Some(cache) = &self.opts.cache {
+            return cached::read(cache, fd.as_fd(), file_key(*id), bufs, offset);
+        }
         Ok(rustix::io::preadv(fd, bufs, offset)?)
     }
 
@@ -441,7 +473,10 @@ impl FileSystem for LocalFs {
     ) -> io::Result<usize> {
         self.writable()?;
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd, _) = &*h else { return Err(errno(libc::EISDIR)) };
+        let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
+        if let Some(cache) = &self.opts.cache {
+            return cached::write(cache, fd.as_fd(), file_key(*id), bufs, offset);
+        }
         Ok(rustix::io::pwritev(fd, bufs, offset)?)
     }
 
@@ -696,7 +731,9 @@ impl FileSystem for LocalFs {
         let h = self.file_fd(handle)?;
         let HandleData::File(fd, _) = &*h else { return Err(errno(libc::EISDIR)) };
         let flags = rfs::FallocateFlags::from_bits(mode as u32).ok_or_else(|| errno(libc::EINVAL))?;
-        Ok(rfs::fallocate(fd, flags, offset, length)?)
+        rfs::fallocate(fd, flags, offset, length)?;
+        self.forget_cached(h.as_ref());
+        Ok(())
     }
 
     fn lseek(

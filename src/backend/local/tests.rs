@@ -205,7 +205,7 @@ fn special_files_and_listing_offsets() {
 fn a_read_only_backend_refuses_changes() {
     let f = fixture();
     fs::write(f.root.join("a"), b"a").expect("write");
-    let ro = LocalFs::new(&f.root, LocalOptions { read_only: true }).expect("open ro");
+    let ro = LocalFs::new(&f.root, LocalOptions { read_only: true, ..LocalOptions::default() }).expect("open ro");
     let a = ro.lookup(&ctx(), ROOT_INODE, OsStr::new("a")).expect("lookup");
     assert_eq!(code(ro.open(&ctx(), a.inode, libc::O_WRONLY)), libc::EROFS);
     assert_eq!(code(ro.unlink(&ctx(), ROOT_INODE, OsStr::new("a"))), libc::EROFS);
@@ -228,4 +228,58 @@ fn forget_drops_the_inode_after_the_last_reference() {
     assert!(f.fs.getattr(&ctx(), a1.inode, None).is_ok(), "one reference remains");
     f.fs.forget(a1.inode, 1);
     assert_eq!(code(f.fs.getattr(&ctx(), a1.inode, None)), libc::EBADF);
+}
+
+#[test]
+fn the_block_cache_serves_reads_sees_our_writes_at_once_and_others_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = Arc::new(crate::backend::cache::BlockCache::new(8 << 20));
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(dir.path().join("f"), &data).expect("seed");
+    let fs = LocalFs::new(dir.path(), LocalOptions { read_only: false, cache: Some(cache.clone()) }).expect("backend");
+    let c = ctx();
+    let e = fs.lookup(&c, ROOT_INODE, OsStr::new("f")).expect("lookup");
+    let read = |h: Handle, off: u64, len: usize| {
+        let mut b = vec![0u8; len];
+        let n = fs.read(&c, e.inode, h, &mut [IoSliceMut::new(&mut b)], off).expect("read");
+        b.truncate(n);
+        b
+    };
+    let h = fs.open(&c, e.inode, libc::O_RDWR).expect("open");
+    // Reads across blocks, twice: the second time from the cache.
+    assert!(read(h, 60_000, 80_000) == data[60_000..140_000]);
+    let misses = cache.stats.misses.load(Ordering::Relaxed);
+    assert!(read(h, 60_000, 80_000) == data[60_000..140_000]);
+    assert_eq!(cache.stats.misses.load(Ordering::Relaxed), misses, "the second read missed");
+    assert!(cache.stats.hits.load(Ordering::Relaxed) >= 2);
+    assert!(read(h, 190_000, 50_000) == data[190_000..], "a read past the end stops at it");
+    // Our write is visible at once, also where it grows the file past a short last block.
+    assert_eq!(fs.write(&c, e.inode, h, &[IoSlice::new(b"XYZ")], 100_000).expect("write"), 3);
+    assert_eq!(read(h, 99_999, 5), [data[99_999], b'X', b'Y', b'Z', data[100_003]]);
+    assert_eq!(fs.write(&c, e.inode, h, &[IoSlice::new(b"end")], 300_000).expect("write"), 3);
+    let tail = read(h, 199_998, 100_005);
+    assert_eq!(tail.len(), 100_005);
+    assert_eq!(&tail[..2], &data[199_998..]);
+    assert!(tail[2..100_002].iter().all(|b| *b == 0), "the hole reads as zeros");
+    assert_eq!(&tail[100_002..], b"end");
+    fs.release(&c, e.inode, h).expect("release");
+    // Another writer changes the file behind the service: seen at the next open, not before.
+    let h = fs.open(&c, e.inode, libc::O_RDONLY).expect("open");
+    assert_eq!(read(h, 0, 4), data[..4]);
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    let other = fs::OpenOptions::new().write(true).open(dir.path().join("f")).expect("open");
+    std::os::unix::fs::FileExt::write_at(&other, b"NEW!", 0).expect("write");
+    drop(other);
+    assert_eq!(read(h, 0, 4), data[..4], "close-to-open: the open file keeps what it saw");
+    fs.release(&c, e.inode, h).expect("release");
+    let h = fs.open(&c, e.inode, libc::O_RDONLY).expect("reopen");
+    assert_eq!(read(h, 0, 4), b"NEW!");
+    fs.release(&c, e.inode, h).expect("release");
+    // A truncation drops what is cached.
+    let set = SetAttr { size: Some(10), ..SetAttr::default() };
+    fs.setattr(&c, e.inode, None, &set).expect("truncate");
+    let h = fs.open(&c, e.inode, libc::O_RDONLY).expect("open");
+    assert_eq!(read(h, 0, 100).len(), 10);
+    fs.release(&c, e.inode, h).expect("release");
+    assert!(cache.stats.bytes.load(Ordering::Relaxed) <= cache.limit());
 }

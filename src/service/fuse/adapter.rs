@@ -206,7 +206,7 @@ impl FuseAdapter {
     /// passthrough since (the only way it can change behind the cache).
     fn open_reply_flags(&self) -> u32 {
         match self.cfg.cache {
-            CacheMode::Direct => FOPEN_DIRECT_IO,
+            CacheMode::Direct | CacheMode::Writethrough => FOPEN_DIRECT_IO,
             CacheMode::Kernel => FOPEN_KEEP_CACHE,
         }
     }
@@ -407,6 +407,10 @@ impl fuser::Filesystem for FuseAdapter {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_background(64);
+        if self.cfg.cache != CacheMode::Kernel {
+            // mmap of direct-I/O files (programs map libraries and data files).
+            let _ = config.add_capabilities(FUSE_DIRECT_IO_ALLOW_MMAP);
+        }
         if self.cfg.cache == CacheMode::Kernel {
             if self.cfg.passthrough
                 && config.add_capabilities(FUSE_PASSTHROUGH).is_ok()

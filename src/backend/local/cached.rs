@@ -1,0 +1,117 @@
+//! The local backend's file I/O through the service's block cache (`writethrough` mode):
+//! reads are served from cached blocks, filling missing ones from the backing file a whole
+//! block at a time; writes go to the backing file and then drop the blocks they touched (and,
+//! when the file grows, every block from its old end on).
+//!
+//! Consistency: a write is visible to every later read through the same service when it
+//! returns (its blocks are gone from the cache, and a block read before the write is refused
+//! by the file's generation); a file changed behind the service's back is noticed at the next
+//! open (its version), i.e. close-to-open.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rustix::fs::{self as rfs, AtFlags};
+
+use crate::backend::cache::{BlockCache, FileKey, Version, BLOCK};
+
+/// What the file looks like now, as the cache tells versions apart.
+pub fn version_of(fd: BorrowedFd<'_>) -> io::Result<Version> {
+    let st = rfs::statat(fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok((st.st_mtime, st.st_mtime_nsec as i64, st.st_size as u64))
+}
+
+/// Copies `src` into `bufs` from logical position `at` on; the bytes copied.
+fn scatter(bufs: &mut [IoSliceMut<'_>], mut at: usize, mut src: &[u8]) -> usize {
+    let mut copied = 0;
+    for b in bufs.iter_mut() {
+        if src.is_empty() {
+            break;
+        }
+        if at >= b.len() {
+            at -= b.len();
+            continue;
+        }
+        let n = (b.len() - at).min(src.len());
+        // The destination may be a client's shared-memory buffer, which that client alone may
+        // also write: a raw copy, as the kernel's would be.
+        // SAFETY: `at + n <= b.len()`, `n <= src.len()`; `src` is cache or local memory,
+        // which cannot overlap a destination buffer.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), b.as_mut_ptr().add(at), n) };
+        src = &src[n..];
+        copied += n;
+        at = 0;
+    }
+    copied
+}
+
+/// Reads a whole block from the backing file (shorter only at its end).
+fn fetch(fd: BorrowedFd<'_>, block: u64) -> io::Result<Vec<u8>> {
+    let mut data = vec![0u8; BLOCK];
+    let mut got = 0;
+    while got < BLOCK {
+        let n = rustix::io::pread(fd, &mut data[got..], block * BLOCK as u64 + got as u64)?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    data.truncate(got);
+    Ok(data)
+}
+
+/// `preadv` of `file` at `offset` through the cache.
+pub fn read(cache: &BlockCache, fd: BorrowedFd<'_>, file: FileKey, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut done = 0;
+    while done < total {
+        let pos = offset.checked_add(done as u64).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let block = pos / BLOCK as u64;
+        let at = (pos % BLOCK as u64) as usize;
+        let want = (total - done).min(BLOCK - at);
+        let served = cache.read_with(file, block, |data| {
+            let end = data.len().min(at + want);
+            let part = data.get(at..end).unwrap_or(&[]);
+            (scatter(bufs, done, part), data.len())
+        });
+        let (n, block_len) = match served {
+            Some(v) => v,
+            None => {
+                let generation = cache.generation(file);
+                let data = fetch(fd, block)?;
+                let end = data.len().min(at + want);
+                let n = scatter(bufs, done, data.get(at..end).unwrap_or(&[]));
+                let len = data.len();
+                if len > 0 {
+                    // (A block wholly past the end is not kept: the file may grow.)
+                    cache.insert(file, block, generation, data);
+                }
+                (n, len)
+            }
+        };
+        done += n;
+        if block_len < BLOCK && at + n >= block_len {
+            // The end of the file.
+            break;
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// `pwritev` of `file` at `offset`, then the cache brought up to date.
+pub fn write(cache: &BlockCache, fd: BorrowedFd<'_>, file: FileKey, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
+    let before = version_of(fd)?;
+    let n = rustix::io::pwritev(fd, bufs, offset)?;
+    if n > 0 {
+        let last = (offset + n as u64 - 1) / BLOCK as u64;
+        // The blocks written, and when the file grew, every block from its old end on: the
+        // old last block was short and now reads on (zeros up to the write, or its data).
+        let first = (offset / BLOCK as u64).min(before.2 / BLOCK as u64);
+        cache.invalidate_range(file, first, last);
+    }
+    cache.changed_by_us(file, version_of(fd.as_fd())?);
+    Ok(n)
+}
