@@ -3,9 +3,11 @@
 //! the service and keyed by the backend file's identity (`st_dev`, `st_ino`), so clones that
 //! share a lower branch cache its blocks once.
 //!
-//! Replacement is S3-FIFO ([`policy`]), which a scan does not flush. The cache is sharded by
-//! file, so all of one file's blocks live in one shard and a file is invalidated under one
-//! lock. A file's *version* (its modification time and size when its blocks were cached) is
+//! Replacement is S3-FIFO ([`policy`]), which a scan does not flush. Blocks are spread over
+//! shards in runs of 16 (one large file can fill the cache); what the cache knows of each file
+//! (its version and generation) sits under a lock of its own, taken before a shard's. (That
+//! record is kept for every file the service opened in this mode: about 40 bytes each.) A
+//! file's *version* (its modification time and size when its blocks were cached) is
 //! checked when the file is opened: a file changed behind the service's back (another
 //! writer, another host) loses its blocks, which gives close-to-open consistency.
 //!
@@ -40,12 +42,8 @@ type Key = (FileKey, u64);
 
 struct Shard {
     blocks: S3Fifo<Key, Box<[u8]>>,
-    /// Each file's cached block numbers, for invalidation.
+    /// Each file's block numbers cached in this shard, for invalidation.
     by_file: FxHashMap<FileKey, FxHashSet<u64>>,
-    versions: FxHashMap<FileKey, Version>,
-    /// Bumped by every invalidation of a file: a block read from the backend before a change
-    /// and offered after it is refused (see [`BlockCache::insert`]).
-    generations: FxHashMap<FileKey, u64>,
 }
 
 impl Shard {
@@ -57,6 +55,16 @@ impl Shard {
             }
         }
     }
+}
+
+/// What the cache knows of a file beyond its blocks.
+#[derive(Default)]
+struct FileMeta {
+    /// What it looked like when last validated or changed through the cache.
+    version: Option<Version>,
+    /// Bumped by every invalidation: a block read from the backend before a change and
+    /// offered after it is refused (see [`BlockCache::insert`]).
+    generation: u64,
 }
 
 /// Counters, for `inspect`.
@@ -72,8 +80,14 @@ pub struct CacheStats {
 }
 
 /// A bounded block cache.
+///
+/// Blocks are spread over the shards in runs of `SPAN` (so one large file can fill the whole
+/// cache); a file's version and generation live under one lock of their own, always taken
+/// before a shard's, so that an insertion and an invalidation of the same file never
+/// interleave.
 pub struct BlockCache {
     shards: Vec<Mutex<Shard>>,
+    files: Mutex<FxHashMap<FileKey, FileMeta>>,
     pub stats: CacheStats,
     limit: u64,
 }
@@ -84,20 +98,22 @@ impl std::fmt::Debug for BlockCache {
     }
 }
 
-fn shard_of(file: &FileKey) -> usize {
-    // Fibonacci hashing of both numbers: blocks of one file stay together.
-    let h = (file.ino ^ file.dev.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+/// Consecutive blocks kept in one shard.
+const SPAN: u64 = 16;
+
+fn shard_of(file: &FileKey, block: u64) -> usize {
+    // Fibonacci hashing of the file and the run of blocks.
+    let h = (file.ino ^ file.dev.rotate_left(32) ^ (block / SPAN).rotate_left(17)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (h >> 60) as usize & (SHARDS - 1)
 }
 
 impl BlockCache {
-    /// A cache of at most `bytes` of file data (at least one block per shard).
+    /// A cache of at most `bytes` of file data (at least two blocks per shard).
     pub fn new(bytes: u64) -> BlockCache {
         let per_shard = ((bytes / BLOCK as u64) as usize / SHARDS).max(2);
         BlockCache {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(Shard { blocks: S3Fifo::new(per_shard), by_file: FxHashMap::default(), versions: FxHashMap::default(), generations: FxHashMap::default() }))
-                .collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard { blocks: S3Fifo::new(per_shard), by_file: FxHashMap::default() })).collect(),
+            files: Mutex::new(FxHashMap::default()),
             stats: CacheStats::default(),
             limit: (per_shard * SHARDS * BLOCK) as u64,
         }
@@ -108,38 +124,28 @@ impl BlockCache {
         self.limit
     }
 
-    fn shard(&self, file: &FileKey) -> std::sync::MutexGuard<'_, Shard> {
-        self.shards[shard_of(file)].lock().unwrap_or_else(|p| p.into_inner())
+    fn shard(&self, i: usize) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, FxHashMap<FileKey, FileMeta>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Copies block `block` of `file` from byte `at` on into `out`: the bytes copied (fewer
     /// than asked at the end of a short last block), or `None` when the block is not cached.
     pub fn read(&self, file: FileKey, block: u64, at: usize, out: &mut [u8]) -> Option<usize> {
-        let mut s = self.shard(&file);
-        match s.blocks.get(&(file, block)) {
-            Some(data) => {
-                let n = data.len().saturating_sub(at).min(out.len());
-                out[..n].copy_from_slice(&data[at.min(data.len())..at.min(data.len()) + n]);
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                Some(n)
-            }
-            None => {
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        }
-    }
-
-    /// The file's generation: take it before reading a block from the backend and hand it to
-    /// [`BlockCache::insert`].
-    pub fn generation(&self, file: FileKey) -> u64 {
-        self.shard(&file).generations.get(&file).copied().unwrap_or(0)
+        self.read_with(file, block, |data| {
+            let n = data.len().saturating_sub(at).min(out.len());
+            out[..n].copy_from_slice(&data[at.min(data.len())..at.min(data.len()) + n]);
+            n
+        })
     }
 
     /// Runs `f` on cached block `block` of `file` (under its shard's lock), counting a hit;
     /// `None` (a miss) when it is not cached.
     pub fn read_with<R>(&self, file: FileKey, block: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        let mut s = self.shard(&file);
+        let mut s = self.shard(shard_of(&file, block));
         match s.blocks.get(&(file, block)) {
             Some(data) => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
@@ -152,16 +158,24 @@ impl BlockCache {
         }
     }
 
+    /// The file's generation: take it before reading a block from the backend and hand it to
+    /// [`BlockCache::insert`].
+    pub fn generation(&self, file: FileKey) -> u64 {
+        self.files().get(&file).map_or(0, |m| m.generation)
+    }
+
     /// Caches block `block` of `file` (at most `BLOCK` bytes: a shorter one is the file's
     /// last), read from the backend when the file's generation was `generation`; refused
     /// when the file changed since (the data may predate the change).
     pub fn insert(&self, file: FileKey, block: u64, generation: u64, mut data: Vec<u8>) {
         data.truncate(BLOCK);
         let len = data.len() as u64;
-        let mut s = self.shard(&file);
-        if s.generations.get(&file).copied().unwrap_or(0) != generation {
+        let files = self.files();
+        if files.get(&file).map_or(0, |m| m.generation) != generation {
             return;
         }
+        let mut s = self.shard(shard_of(&file, block));
+        drop(files);
         let old = s.blocks.remove(&(file, block)).map_or(0, |d| d.len() as u64);
         let evicted = s.blocks.insert((file, block), data.into_boxed_slice());
         s.by_file.entry(file).or_default().insert(block);
@@ -179,44 +193,58 @@ impl BlockCache {
 
     /// Drops blocks `first..=last` of `file` (a write or truncation changed them).
     pub fn invalidate_range(&self, file: FileKey, first: u64, last: u64) {
-        let mut s = self.shard(&file);
-        *s.generations.entry(file).or_insert(0) += 1;
-        let blocks: Vec<u64> = s.by_file.get(&file).map(|set| set.iter().copied().filter(|b| (first..=last).contains(b)).collect()).unwrap_or_default();
-        let mut freed = 0;
-        for b in blocks {
-            if let Some(d) = s.blocks.remove(&(file, b)) {
-                freed += d.len() as u64;
-            }
-            s.forget((file, b));
-        }
-        drop(s);
+        let mut files = self.files();
+        files.entry(file).or_default().generation += 1;
+        self.drop_blocks(file, first, last);
+        drop(files);
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Removes `file`'s cached blocks in `first..=last` from every shard (the caller holds
+    /// the files lock, so no insertion of this file runs meanwhile).
+    fn drop_blocks(&self, file: FileKey, first: u64, last: u64) {
+        let mut freed = 0;
+        for i in 0..SHARDS {
+            let mut s = self.shard(i);
+            let blocks: Vec<u64> = s.by_file.get(&file).map(|set| set.iter().copied().filter(|b| (first..=last).contains(b)).collect()).unwrap_or_default();
+            for b in blocks {
+                if let Some(d) = s.blocks.remove(&(file, b)) {
+                    freed += d.len() as u64;
+                }
+                s.forget((file, b));
+            }
+        }
         self.stats.bytes.fetch_sub(freed, Ordering::Relaxed);
     }
 
-    /// Drops every block of `file`.
+    /// Drops every block of `file`, and what the cache knew of it.
     pub fn invalidate(&self, file: FileKey) {
-        self.invalidate_range(file, 0, u64::MAX);
-        let mut s = self.shard(&file);
-        s.versions.remove(&file);
+        let mut files = self.files();
+        let m = files.entry(file).or_default();
+        m.generation += 1;
+        m.version = None;
+        self.drop_blocks(file, 0, u64::MAX);
+        drop(files);
+        self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Called when `file` is opened, with what it looks like now: if it changed since its
     /// blocks were cached (another writer), they go. Records `now` either way.
     pub fn validate(&self, file: FileKey, now: Version) {
-        let changed = {
-            let mut s = self.shard(&file);
-            s.versions.insert(file, now).is_some_and(|v| v != now)
-        };
+        let mut files = self.files();
+        let m = files.entry(file).or_default();
+        let changed = m.version.replace(now).is_some_and(|v| v != now);
         if changed {
-            self.invalidate_range(file, 0, u64::MAX);
+            m.generation += 1;
+            self.drop_blocks(file, 0, u64::MAX);
+            self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Records what `file` looks like after a change made through this cache (its blocks were
     /// kept up to date), so that the next open does not take it for someone else's.
     pub fn changed_by_us(&self, file: FileKey, now: Version) {
-        self.shard(&file).versions.insert(file, now);
+        self.files().entry(file).or_default().version = Some(now);
     }
 }
 

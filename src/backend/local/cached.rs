@@ -1,6 +1,6 @@
 //! The local backend's file I/O through the service's block cache (`writethrough` mode):
 //! reads are served from cached blocks, filling missing ones from the backing file a whole
-//! block at a time; writes go to the backing file and then drop the blocks they touched (and,
+//! block at a time with direct I/O (the host's page cache keeps no second copy); writes go to the backing file and then drop the blocks they touched (and,
 //! when the file grows, every block from its old end on).
 //!
 //! Consistency: a write is visible to every later read through the same service when it
@@ -9,9 +9,9 @@
 //! open (its version), i.e. close-to-open.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{self as rfs, AtFlags};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 
 use crate::backend::cache::{BlockCache, FileKey, Version, BLOCK};
 
@@ -45,12 +45,58 @@ fn scatter(bufs: &mut [IoSliceMut<'_>], mut at: usize, mut src: &[u8]) -> usize 
     copied
 }
 
+/// The backing file opened for direct I/O (`O_DIRECT`), so that what the pool reads is held
+/// once, in its own cache, and not a second time in the host's page cache. Opened on the first
+/// miss of a read (through `/proc/self/fd`, which names the object the handle holds); a file
+/// system that refuses direct I/O (tmpfs) gets buffered reads.
+struct Direct<'a> {
+    of: BorrowedFd<'a>,
+    fd: Option<Option<OwnedFd>>,
+}
+
+impl Direct<'_> {
+    fn fd(&mut self) -> Option<BorrowedFd<'_>> {
+        let of = self.of;
+        self.fd
+            .get_or_insert_with(|| {
+                rfs::openat(rfs::CWD, format!("/proc/self/fd/{}", of.as_raw_fd()), OFlags::RDONLY | OFlags::DIRECT | OFlags::CLOEXEC, Mode::empty()).ok()
+            })
+            .as_ref()
+            .map(|f| f.as_fd())
+    }
+}
+
+/// Alignment direct I/O needs of buffers, offsets and lengths (a page covers every device).
+const ALIGN: usize = 4096;
+
+thread_local! {
+    /// A block-sized buffer at an `ALIGN` boundary inside it, for direct reads.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; BLOCK + ALIGN]);
+}
+
 /// Reads a whole block from the backing file (shorter only at its end).
-fn fetch(fd: BorrowedFd<'_>, block: u64) -> io::Result<Vec<u8>> {
+fn fetch(direct: &mut Direct<'_>, block: u64) -> io::Result<Vec<u8>> {
+    let at = block * BLOCK as u64;
+    if let Some(dfd) = direct.fd() {
+        let read = SCRATCH.with(|s| -> io::Result<Vec<u8>> {
+            let mut s = s.borrow_mut();
+            let off = s.as_ptr().align_offset(ALIGN);
+            let buf = &mut s[off..off + BLOCK];
+            // One read: a direct read is short only at the end of the file.
+            let n = rustix::io::pread(dfd, &mut *buf, at)?;
+            Ok(buf[..n].to_vec())
+        });
+        match read {
+            Ok(data) => return Ok(data),
+            // Refused after all (an unaligned device): buffered from now on.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => direct.fd = Some(None),
+            Err(e) => return Err(e),
+        }
+    }
     let mut data = vec![0u8; BLOCK];
     let mut got = 0;
     while got < BLOCK {
-        let n = rustix::io::pread(fd, &mut data[got..], block * BLOCK as u64 + got as u64)?;
+        let n = rustix::io::pread(direct.of, &mut data[got..], at + got as u64)?;
         if n == 0 {
             break;
         }
@@ -63,6 +109,7 @@ fn fetch(fd: BorrowedFd<'_>, block: u64) -> io::Result<Vec<u8>> {
 /// `preadv` of `file` at `offset` through the cache.
 pub fn read(cache: &BlockCache, fd: BorrowedFd<'_>, file: FileKey, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
     let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut direct = Direct { of: fd, fd: None };
     let mut done = 0;
     while done < total {
         let pos = offset.checked_add(done as u64).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
@@ -78,7 +125,7 @@ pub fn read(cache: &BlockCache, fd: BorrowedFd<'_>, file: FileKey, bufs: &mut [I
             Some(v) => v,
             None => {
                 let generation = cache.generation(file);
-                let data = fetch(fd, block)?;
+                let data = fetch(&mut direct, block)?;
                 let end = data.len().min(at + want);
                 let n = scatter(bufs, done, data.get(at..end).unwrap_or(&[]));
                 let len = data.len();

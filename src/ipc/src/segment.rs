@@ -194,8 +194,9 @@ impl Segment {
     /// # Safety
     /// The memory is shared with an untrusted process that may write it at any time, and
     /// another thread must not use client `c`'s buffer meanwhile. The caller may only pass
-    /// the slice to the kernel (the data of a `read`/`write`-family call) and must neither
-    /// read nor write it from Rust code, nor keep it after the request.
+    /// the slice to the kernel (the data of a `read`/`write`-family call) or fill it with raw
+    /// copies (`ptr::copy_nonoverlapping`, as the kernel would), must never read it through
+    /// Rust references, nor keep it after the request.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn client_buffer(&self, c: u32) -> Option<&mut [u8]> {
         let p = self.client_data(c)?;

@@ -801,8 +801,9 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
         Op::Read => {
             // SAFETY: one request per client at a time (the client waits for its reply, and
             // a client that does not only garbles its own buffer); the libservice hands the
-            // slice to the kernel (preadv into it) and never reads it. `len` was bounded by
-            // the buffer size in `decode`.
+            // slice to the kernel (preadv into it) or copies into it with a raw copy (the
+            // local backend's block cache), and never reads it. `len` was bounded by the
+            // buffer size in `decode`.
             let Some(shm) = (unsafe { seg.client_buffer(r.client) }) else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
             let n = fs.read(ctx, r.inode, r.handle, &mut [IoSliceMut::new(&mut shm[..len])], r.offset)?;
             Ok((n.min(len) as i64, [0; 4]))
