@@ -165,20 +165,30 @@ impl Client {
 
     /// As [`Client::call`], with the data given in parts laid out one after the other.
     pub fn call_parts(&mut self, mut d: Descriptor, parts: &[&[u8]]) -> Result<Reply, i32> {
-        let Some(h) = self.seg.client(self.id) else { return Err(libc::EIO) };
-        self.seq = self.seq.wrapping_add(1);
-        d.client = self.id;
-        d.seq = self.seq;
+        // A copy of the (Copy) view, so that `h` does not borrow `self`.
+        let seg = self.seg;
+        let Some(h) = seg.client(self.id) else { return Err(libc::EIO) };
+        self.number(&mut d);
         let mut at = 0;
         for part in parts {
             at += self.seg.write_data_at(self.id, at, part);
         }
-        h.state.store(PENDING, Ordering::Release);
-        if let Err(e) = self.enqueue(&d) {
-            h.state.store(IDLE, Ordering::Release);
-            return Err(e);
-        }
+        self.submit(h, &d)?;
         self.wait()
+    }
+
+    /// Gives `d` this client's area and the next sequence number.
+    fn number(&mut self, d: &mut Descriptor) {
+        self.seq = self.seq.wrapping_add(1);
+        d.client = self.id;
+        d.seq = self.seq;
+    }
+
+    /// Marks the area's request pending and queues `d` (the area goes back to idle if the
+    /// queue will not take it).
+    fn submit(&self, h: &crate::segment::ClientHeader, d: &Descriptor) -> Result<(), i32> {
+        h.state.store(PENDING, Ordering::Release);
+        self.enqueue(d).inspect_err(|_| h.state.store(IDLE, Ordering::Release))
     }
 
     /// Sends a write of `data` (`d.arg` gets [`crate::WRITE_STREAMED`]) while still copying
@@ -186,22 +196,17 @@ impl Client {
     /// piece after, each announced in the area's `filled` word, so that the service writes
     /// one piece while the next is copied. Then waits for the reply.
     pub fn call_streamed(&mut self, mut d: Descriptor, data: &[u8], piece: usize) -> Result<Reply, i32> {
-        let Some(h) = self.seg.client(self.id) else { return Err(libc::EIO) };
+        let seg = self.seg;
+        let Some(h) = seg.client(self.id) else { return Err(libc::EIO) };
         let data = &data[..data.len().min(self.buffer_size())];
         let piece = piece.max(1);
-        self.seq = self.seq.wrapping_add(1);
-        d.client = self.id;
-        d.seq = self.seq;
+        self.number(&mut d);
         d.len = data.len() as u64;
         d.arg |= crate::WRITE_STREAMED;
         let first = data.len().min(piece);
         self.seg.write_data_at(self.id, 0, &data[..first]);
         h.filled.store(first as u32, Ordering::Release);
-        h.state.store(PENDING, Ordering::Release);
-        if let Err(e) = self.enqueue(&d) {
-            h.state.store(IDLE, Ordering::Release);
-            return Err(e);
-        }
+        self.submit(h, &d)?;
         let mut at = first;
         while at < data.len() {
             let end = (at + piece).min(data.len());
