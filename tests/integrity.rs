@@ -29,19 +29,21 @@ fn passed(out: &Output, what: &str, ops: &str) {
 
 #[test]
 fn random_io_matches_the_model_on_the_fuse_and_user_level_paths() {
-    fsx_on_both_paths(&[], OPS);
+    fsx_on_both_paths("fsx", &[], OPS);
 }
 
 /// The same through the pool's own cache (`--cache writethrough`): a small cache (evictions
 /// all along), both paths on one file set, and the service's cache counters moving.
 #[test]
 fn random_io_matches_the_model_through_the_pools_own_cache() {
-    fsx_on_both_paths(&["--cache", "writethrough", "--cache-size", "1M"], "30000");
+    fsx_on_both_paths("fsxcache", &["--cache", "writethrough", "--cache-size", "1M"], "30000");
 }
 
-fn fsx_on_both_paths(mount_args: &[&str], ops: &str) {
+/// `tag` names the test's pool: cgroup names are global, so tests running at once need their
+/// own (a pool destroyed with --force kills what runs in its cgroups).
+fn fsx_on_both_paths(tag: &str, mount_args: &[&str], ops: &str) {
     common::require_root();
-    let mut h = Host::new("fsx");
+    let mut h = Host::new(tag);
     let pool = h.create("p", &["--cpus", "0-1"]);
     h.ok(&["service", "run", "--pool", &pool, "--detach"]);
     let (lower, upper, mnt) = (h.scratch.mkdir("lower"), h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
