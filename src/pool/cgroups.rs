@@ -139,8 +139,17 @@ pub fn create(name: &str, slice: &Slice, parent: Option<&str>) -> Result<CgroupI
     let dirs: BTreeMap<String, PathBuf> =
         cg.subsystems().iter().map(|s| (s.controller_name(), s.to_controller().path().to_path_buf())).collect();
     let info = CgroupInfo { v2, path, parents, dirs };
+    let exists = || CgroupError::Cgroups(format!("cgroup {} already exists (a pool of that name under another state directory?)", info.path));
     if info.dirs.values().any(|d| d.exists()) {
-        return Err(CgroupError::Cgroups(format!("cgroup {} already exists", info.path)));
+        return Err(exists());
+    }
+    // Claimed with one mkdir that fails if another command made it meanwhile (two pools of
+    // one name created at once under different state directories must not share a cgroup).
+    if let Some(first) = info.dirs.values().next() {
+        match std::fs::create_dir(first) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+            _ => {}
+        }
     }
     if let Err(e) = cg.create().map_err(err).and_then(|_| {
         for (c, d) in &info.dirs {
