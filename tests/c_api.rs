@@ -6,13 +6,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use common::Scratch;
-use polytropon::backend::local::{LocalFs, LocalOptions};
-use polytropon::libservice::FileSystem;
 use polytropon::service::shm::BackDriver;
-use polytropon::union::UnionFs;
 use polytropon_ipc::segment::Geometry;
 
 const PROGRAM: &str = include_str!("c/direct_api.c");
@@ -47,10 +43,7 @@ fn a_c_program_uses_the_user_level_path() {
         .output()
         .expect("run gcc");
     assert!(cc.status.success(), "gcc failed: {}", String::from_utf8_lossy(&cc.stderr));
-    let l: Arc<dyn FileSystem> = Arc::new(LocalFs::new(&lower, LocalOptions { read_only: true, ..LocalOptions::default() }).expect("lower"));
-    let u: Arc<dyn FileSystem> = Arc::new(LocalFs::new(&upper, LocalOptions::default()).expect("upper"));
-    let union: Arc<dyn FileSystem> = Arc::new(UnionFs::new(Some(u), vec![l]).expect("union"));
-    let driver = BackDriver::start(union, Geometry { queues: 1, slots: 64, clients: 8, buffer_size: 1 << 20 }).expect("back driver");
+    let driver = BackDriver::start(common::union(&lower, &upper), Geometry { queues: 1, slots: 64, clients: 8, buffer_size: 1 << 20 }).expect("back driver");
     let out = Command::new(&exe)
         .arg("/mnt/tenant")
         .env("LD_LIBRARY_PATH", target_dir())

@@ -13,22 +13,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::Scratch;
-use polytropon::backend::local::{LocalFs, LocalOptions};
-use polytropon::libservice::FileSystem;
+use common::{union, Scratch};
 use polytropon::service::shm::BackDriver;
-use polytropon::union::UnionFs;
 use polytropon_ipc::client::Client;
 use polytropon_ipc::segment::Geometry;
 use polytropon_ipc::{Descriptor, Op, WireAttr};
 
 const GEOMETRY: Geometry = Geometry { queues: 1, slots: 64, clients: 8, buffer_size: 1 << 16 };
 
-fn union(lower: &Path, upper: &Path) -> Arc<dyn FileSystem> {
-    let l: Arc<dyn FileSystem> = Arc::new(LocalFs::new(lower, LocalOptions { read_only: true, ..LocalOptions::default() }).expect("lower"));
-    let u: Arc<dyn FileSystem> = Arc::new(LocalFs::new(upper, LocalOptions::default()).expect("upper"));
-    Arc::new(UnionFs::new(Some(u), vec![l]).expect("union"))
-}
 
 fn call(c: &mut Client, op: Op, data: &[u8], offset: u64, arg: u64) -> Result<[u64; 4], i32> {
     let d = Descriptor { op: op as u32, len: data.len() as u64, offset, arg, ..Descriptor::default() };

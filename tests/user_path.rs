@@ -4,23 +4,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 
-use common::Scratch;
-use polytropon::backend::local::{LocalFs, LocalOptions};
-use polytropon::libservice::FileSystem;
+use common::{union, Scratch};
 use polytropon::service::shm::BackDriver;
-use polytropon::union::UnionFs;
 use polytropon_ipc::client::Client;
 use polytropon_ipc::segment::Geometry;
 use polytropon_ipc::{Descriptor, Op, WireAttr};
 
-fn union(lower: &Path, upper: &Path) -> Arc<dyn FileSystem> {
-    let l: Arc<dyn FileSystem> = Arc::new(LocalFs::new(lower, LocalOptions { read_only: true, ..LocalOptions::default() }).expect("lower"));
-    let u: Arc<dyn FileSystem> = Arc::new(LocalFs::new(upper, LocalOptions::default()).expect("upper"));
-    Arc::new(UnionFs::new(Some(u), vec![l]).expect("union"))
-}
 
 const GEOMETRY: Geometry = Geometry { queues: 2, slots: 64, clients: 16, buffer_size: 1 << 20 };
 

@@ -15,6 +15,14 @@ use std::sync::Arc;
 
 use polytropon::libservice::{Context, FileKind, FileSystem, Inode, ROOT_INODE};
 
+/// A union of a writable `upper` over a read-only `lower` directory (local backend).
+pub fn union(lower: &Path, upper: &Path) -> Arc<dyn FileSystem> {
+    use polytropon::backend::local::{LocalFs, LocalOptions};
+    let l: Arc<dyn FileSystem> = Arc::new(LocalFs::new(lower, LocalOptions { read_only: true, ..LocalOptions::default() }).expect("lower"));
+    let u: Arc<dyn FileSystem> = Arc::new(LocalFs::new(upper, LocalOptions::default()).expect("upper"));
+    Arc::new(polytropon::union::UnionFs::new(Some(u), vec![l]).expect("union"))
+}
+
 /// The test image (`scripts/build-image.sh`: an OCI layout, an OCI archive and a docker-save
 /// archive), built once per test run (the script is idempotent and locked).
 pub fn image_dir() -> &'static Path {

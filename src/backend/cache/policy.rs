@@ -106,40 +106,45 @@ impl<K: Hash + Eq + Copy, V> S3Fifo<K, V> {
         }
     }
 
+    /// Pops the oldest live entry of `queue` (stale positions, left by removals and moves,
+    /// are dropped on the way).
+    fn pop_live(&mut self, queue: Queue) -> Option<K> {
+        loop {
+            let (k, stamp) = match queue {
+                Queue::Small => self.small.pop_front()?,
+                Queue::Main => self.main.pop_front()?,
+            };
+            if self.map.get(&k).is_some_and(|e| e.stamp == stamp && e.queue == queue) {
+                match queue {
+                    Queue::Small => self.small_len -= 1,
+                    Queue::Main => self.main_len -= 1,
+                }
+                return Some(k);
+            }
+        }
+    }
+
     /// Takes the oldest live entry of the small queue: to the main queue if it was hit there,
     /// else out (remembered in the ghost queue).
     fn evict_small(&mut self, out: &mut Vec<(K, V)>) {
-        while let Some((k, stamp)) = self.small.pop_front() {
-            let live = self.map.get(&k).is_some_and(|e| e.stamp == stamp && e.queue == Queue::Small);
-            if !live {
-                continue;
+        let Some(k) = self.pop_live(Queue::Small) else { return };
+        if self.map.get(&k).is_some_and(|e| e.freq > 0) {
+            let stamp = self.push(k, Queue::Main);
+            if let Some(e) = self.map.get_mut(&k) {
+                e.queue = Queue::Main;
+                e.freq = 0;
+                e.stamp = stamp;
             }
-            self.small_len -= 1;
-            let hit = self.map.get(&k).is_some_and(|e| e.freq > 0);
-            if hit {
-                let stamp = self.push(k, Queue::Main);
-                if let Some(e) = self.map.get_mut(&k) {
-                    e.queue = Queue::Main;
-                    e.freq = 0;
-                    e.stamp = stamp;
-                }
-            } else if let Some(e) = self.map.remove(&k) {
-                self.remember(k);
-                out.push((k, e.value));
-            }
-            return;
+        } else if let Some(e) = self.map.remove(&k) {
+            self.remember(k);
+            out.push((k, e.value));
         }
     }
 
     /// Takes the oldest live entry of the main queue: a second chance (to the back, one hit
     /// less) while it has hits, else out.
     fn evict_main(&mut self, out: &mut Vec<(K, V)>) {
-        while let Some((k, stamp)) = self.main.pop_front() {
-            let live = self.map.get(&k).is_some_and(|e| e.stamp == stamp && e.queue == Queue::Main);
-            if !live {
-                continue;
-            }
-            self.main_len -= 1;
+        while let Some(k) = self.pop_live(Queue::Main) {
             if self.map.get(&k).is_some_and(|e| e.freq > 0) {
                 let stamp = self.push(k, Queue::Main);
                 if let Some(e) = self.map.get_mut(&k) {

@@ -68,7 +68,7 @@ fn pid_namespace() -> u32 {
 }
 
 /// Whether process `pid` (of this pid namespace) exists; a zombie still does.
-fn alive(pid: u32) -> bool {
+pub fn alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
     r == 0 || errno() != libc::ESRCH

@@ -121,7 +121,7 @@ fn owner_of(host_pid: u32) -> Option<u64> {
 }
 
 /// Tells which owners are gone. Owners in this service's pid namespace are checked with
-/// `kill(pid, 0)`. One of another namespace (a container's) is found once by a scan of
+/// `kill(pid, 0)` (the check clients use to take back areas). One of another namespace (a container's) is found once by a scan of
 /// `/proc` and remembered by its pid here, which later sweeps check alone (two reads); a full
 /// scan happens only when an owner is new. Owners that cannot be checked (no namespace
 /// recorded) count as alive: keeping a dead process's files is the safe mistake.
@@ -143,9 +143,7 @@ impl Liveness {
                 continue;
             }
             if Some(ns) == mine {
-                // SAFETY: signal 0 only checks that the process exists.
-                let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-                if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+                if !polytropon_ipc::client::alive(pid) {
                     dead.insert(o);
                 }
                 continue;
