@@ -1142,11 +1142,11 @@ _polytropon() {
                     return 0
                     ;;
                 --cache)
-                    COMPREPLY=($(compgen -W "kernel direct writethrough" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "kernel direct writethrough writeback" -- "${cur}"))
                     return 0
                     ;;
                 --cache-mode)
-                    COMPREPLY=($(compgen -W "kernel direct writethrough" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "kernel direct writethrough writeback" -- "${cur}"))
                     return 0
                     ;;
                 --cache-size)

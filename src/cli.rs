@@ -250,6 +250,9 @@ pub enum CacheMode {
     /// The pool's own cache: file data in the service's memory (`--cache-size`), written
     /// through to the backend; no kernel page cache (local backend).
     Writethrough,
+    /// As `writethrough`, but writes stay in the pool's cache until its own threads write
+    /// them back (after 5 s, past half the dirty limit, at fsync and close).
+    Writeback,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,8 @@ pub enum InstanceError {
     },
     #[error(transparent)]
     Union(#[from] UnionError),
+    #[error("cannot start the cache's write-back thread")]
+    Flusher(#[source] std::io::Error),
 }
 
 /// Clients shared by the instances of this process, by (conf, id, fs).
@@ -62,8 +64,12 @@ pub fn build(spec: &InstanceSpec) -> Result<Arc<dyn FileSystem>, InstanceError> 
     };
     // The service's one block cache, shared by its instances (so clones cache a shared lower
     // branch once).
-    let cache = (spec.cache.mode == crate::spec::CacheMode::Writethrough).then(|| crate::backend::cache::shared(spec.cache.size_bytes()));
-    let local_opts = |read_only| LocalOptions { read_only, cache: cache.clone() };
+    let cache = spec.cache.own_cache().then(|| crate::backend::cache::shared(spec.cache.size_bytes()));
+    let writeback = spec.cache.mode == crate::spec::CacheMode::Writeback;
+    if let (Some(c), true) = (&cache, writeback) {
+        crate::backend::local::enable_writeback(c, spec.cache.writeback()).map_err(InstanceError::Flusher)?;
+    }
+    let local_opts = |read_only| LocalOptions { read_only, cache: cache.clone(), writeback };
     let open = |path: &std::path::Path, read_only: bool, local: bool| -> Result<Arc<dyn FileSystem>, InstanceError> {
         match &client {
             _ if local => LocalFs::new(path, local_opts(read_only))

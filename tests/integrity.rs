@@ -39,6 +39,13 @@ fn random_io_matches_the_model_through_the_pools_own_cache() {
     fsx_on_both_paths("fsxcache", &["--cache", "writethrough", "--cache-size", "1M"], "30000");
 }
 
+/// The same with write-back (`--cache writeback`): writes stay dirty in a 2 MiB cache (1 MiB
+/// dirty limit) until fsync, close, the limit or the flusher write them back.
+#[test]
+fn random_io_matches_the_model_through_a_write_back_cache() {
+    fsx_on_both_paths("fsxwb", &["--cache", "writeback", "--cache-size", "2M"], "30000");
+}
+
 /// `tag` names the test's pool: cgroup names are global, so tests running at once need their
 /// own (a pool destroyed with --force kills what runs in its cgroups).
 fn fsx_on_both_paths(tag: &str, mount_args: &[&str], ops: &str) {
@@ -67,13 +74,16 @@ fn fsx_on_both_paths(tag: &str, mount_args: &[&str], ops: &str) {
     let writes = user_ops(&h, &pool, "write") - before;
     assert!(writes >= least, "only {writes} writes arrived on the user-level path");
     assert!(user_ops(&h, &pool, "read") >= least, "reads did not arrive on the user-level path");
-    if mount_args.contains(&"writethrough") {
+    if mount_args.contains(&"writethrough") || mount_args.contains(&"writeback") {
         let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", &pool, "--format", "json"])).expect("json");
         let c = &json[0]["service"]["cache"];
         let n = |k: &str| c[k].as_u64().unwrap_or(0);
         println!("cache: {c}");
         assert!(n("hits") > 1000 && n("misses") > 100 && n("evictions") > 0 && n("invalidations") > 1000, "the cache was not in use: {c}");
-        assert!(n("bytes") <= n("limit"), "{c}");
+        assert!(n("bytes") + n("dirty") <= n("limit"), "{c}");
+        if mount_args.contains(&"writeback") {
+            assert!(n("writebacks") > 1000 && n("writeback_errors") == 0, "nothing was written back: {c}");
+        }
     }
     // The lower file is untouched: the writes went to the copy-up.
     assert_eq!(std::fs::read(lower.join("user.dat")).expect("lower"), vec![7u8; 100_000]);

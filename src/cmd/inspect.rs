@@ -67,8 +67,16 @@ fn human(reports: &[PoolReport]) -> String {
                 if let Some(c) = &svc.cache {
                     let _ = writeln!(
                         s,
-                        "  cache  {} of {} MiB  hits {}  misses {}  evictions {}  invalidations {}",
-                        c.bytes >> 20, c.limit >> 20, c.hits, c.misses, c.evictions, c.invalidations
+                        "  cache  {} of {} MiB  hits {}  misses {}  evictions {}  invalidations {}  dirty {} KiB  write-backs {} (failed {})",
+                        (c.bytes + c.dirty) >> 20,
+                        c.limit >> 20,
+                        c.hits,
+                        c.misses,
+                        c.evictions,
+                        c.invalidations,
+                        c.dirty >> 10,
+                        c.writebacks,
+                        c.writeback_errors
                     );
                 }
                 for t in &svc.threads {

@@ -46,6 +46,7 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
             CacheMode::Kernel => spec::CacheMode::Kernel,
             CacheMode::Direct => spec::CacheMode::Direct,
             CacheMode::Writethrough => spec::CacheMode::Writethrough,
+            CacheMode::Writeback => spec::CacheMode::Writeback,
         };
     }
     if let Some(size) = &args.cache_size {

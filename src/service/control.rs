@@ -69,7 +69,7 @@ pub struct ServiceStats {
     /// processes that died.
     #[serde(default)]
     pub user_path: UserPath,
-    /// The service's own data cache (`writethrough` mounts), if one is in use.
+    /// The service's own data cache (`writethrough` and `writeback` mounts), if one is in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheInfo>,
 }
@@ -85,6 +85,13 @@ pub struct CacheInfo {
     pub insertions: u64,
     pub evictions: u64,
     pub invalidations: u64,
+    /// Write-back: bytes dirty now (whole blocks), blocks written back, failed write-backs.
+    #[serde(default)]
+    pub dirty: u64,
+    #[serde(default)]
+    pub writebacks: u64,
+    #[serde(default)]
+    pub writeback_errors: u64,
 }
 
 /// The user-level path's resources, for `inspect`.

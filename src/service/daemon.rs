@@ -237,6 +237,9 @@ impl Service {
                     insertions: n(&c.stats.insertions),
                     evictions: n(&c.stats.evictions),
                     invalidations: n(&c.stats.invalidations),
+                    dirty: n(&c.stats.dirty),
+                    writebacks: n(&c.stats.writebacks),
+                    writeback_errors: n(&c.stats.writeback_errors),
                 }
             }),
         }
@@ -422,6 +425,10 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
             warn!("{e}; detaching it");
         }
         drop(served);
+    }
+    // Nothing dirty is left behind (a detached mount's instance may still hold the cache).
+    if let Err(e) = crate::backend::local::write_back_all() {
+        warn!("write-back at stop failed: {e}");
     }
     let _ = std::fs::remove_file(table_file(pools, &pool.name));
     let _ = std::fs::remove_file(&sock);

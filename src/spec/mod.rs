@@ -123,8 +123,12 @@ pub enum CacheMode {
     /// The pool's own cache: file data in the service's memory (a block cache of `size`,
     /// shared by the service's instances, keyed by backend file), written through to the
     /// backend; the FUSE path uses direct I/O so the kernel's page cache holds none of it
-    /// (local backend; issue 8, write-back to come).
+    /// (local backend).
     Writethrough,
+    /// The pool's own cache as in `writethrough`, but writes stay in it, dirty, until the
+    /// service's threads write them back (`dirty_ratio`, `dirty_expire`,
+    /// `writeback_interval`; fsync and close write a file back at once).
+    Writeback,
 }
 
 /// Cache settings.
@@ -139,15 +143,37 @@ pub struct CacheSpec {
     /// In `kernel` mode, let the kernel do data I/O directly on the backend's host files
     /// (FUSE passthrough) when the backend has them; otherwise use the writeback cache.
     pub passthrough: bool,
-    /// In `writethrough` mode: the service's cache size (`256M`, `1G`, ...; default 256M).
+    /// In `writethrough` and `writeback` modes: the service's cache size (`256M`, `1G`, ...;
+    /// default 256M).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
+    /// In `writeback` mode: the share of the cache dirty data may take (0 < r <= 1; a writer
+    /// past it writes back first; from half of it on, the flusher does).
+    pub dirty_ratio: f64,
+    /// In `writeback` mode: seconds after which dirty data is written back.
+    pub dirty_expire: f64,
+    /// In `writeback` mode: seconds between two looks of the flusher.
+    pub writeback_interval: f64,
 }
 
 /// Cache size when the spec names none.
 pub const DEFAULT_CACHE_SIZE: u64 = 256 << 20;
 
 impl CacheSpec {
+    /// Whether file data goes through the service's own block cache.
+    pub fn own_cache(&self) -> bool {
+        matches!(self.mode, CacheMode::Writethrough | CacheMode::Writeback)
+    }
+
+    /// The write-back settings of a `writeback` cache of [`CacheSpec::size_bytes`].
+    pub fn writeback(&self) -> crate::backend::cache::Writeback {
+        crate::backend::cache::Writeback {
+            dirty_limit: (self.size_bytes() as f64 * self.dirty_ratio) as u64,
+            expire: std::time::Duration::from_secs_f64(self.dirty_expire),
+            interval: std::time::Duration::from_secs_f64(self.writeback_interval),
+        }
+    }
+
     /// The cache size in bytes (the spec was validated when parsed).
     pub fn size_bytes(&self) -> u64 {
         self.size.as_deref().and_then(|s| crate::pool::spec::parse_size("cache.size", s).ok()).unwrap_or(DEFAULT_CACHE_SIZE)
@@ -156,7 +182,16 @@ impl CacheSpec {
 
 impl Default for CacheSpec {
     fn default() -> Self {
-        CacheSpec { mode: CacheMode::Kernel, attr_timeout: 1.0, entry_timeout: 1.0, passthrough: true, size: None }
+        CacheSpec {
+            mode: CacheMode::Kernel,
+            attr_timeout: 1.0,
+            entry_timeout: 1.0,
+            passthrough: true,
+            size: None,
+            dirty_ratio: 0.5,
+            dirty_expire: 5.0,
+            writeback_interval: 1.0,
+        }
     }
 }
 
@@ -200,10 +235,22 @@ impl TryFrom<RawInstance> for InstanceSpec {
                 return Err(format!("branches[{i}].path: same directory as branches[{j}]"));
             }
         }
-        for (name, v) in [("attr_timeout", raw.cache.attr_timeout), ("entry_timeout", raw.cache.entry_timeout)] {
+        for (name, v) in [
+            ("attr_timeout", raw.cache.attr_timeout),
+            ("entry_timeout", raw.cache.entry_timeout),
+            ("dirty_expire", raw.cache.dirty_expire),
+        ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("cache.{name}: must be a number of seconds >= 0"));
             }
+        }
+        let interval = raw.cache.writeback_interval;
+        if !interval.is_finite() || !(0.01..=3600.0).contains(&interval) {
+            return Err("cache.writeback_interval: must be a number of seconds from 0.01 to 3600".into());
+        }
+        let ratio = raw.cache.dirty_ratio;
+        if !ratio.is_finite() || ratio <= 0.0 || ratio > 1.0 {
+            return Err("cache.dirty_ratio: must be a share of the cache, above 0 and at most 1".into());
         }
         if let Some(size) = &raw.cache.size {
             crate::pool::spec::parse_size("cache.size", size).map_err(|e| e.to_string())?;

@@ -26,6 +26,10 @@ fn a_full_spec_parses_and_resolves_relative_paths() {
     let wt = parse("branches:\n  - {path: /a, mode: rw}\ncache:\n  mode: writethrough\n  size: 64M\n").expect("writethrough");
     assert_eq!((wt.cache.mode, wt.cache.size_bytes()), (CacheMode::Writethrough, 64 << 20));
     assert_eq!(spec.cache.entry_timeout, 1.0, "defaults fill what the spec leaves out");
+    let wb = parse("branches:\n  - {path: /a, mode: rw}\ncache:\n  mode: writeback\n  size: 100M\n  dirty_ratio: 0.25\n  dirty_expire: 30\n").expect("writeback");
+    let w = wb.cache.writeback();
+    assert_eq!((wb.cache.mode, w.dirty_limit, w.expire.as_secs(), w.interval.as_secs()), (CacheMode::Writeback, 25 << 20, 30, 1));
+    assert_eq!(spec.cache.writeback().dirty_limit, 128 << 20, "the papers' defaults: half of 256M");
 }
 
 #[test]
@@ -60,6 +64,10 @@ fn errors_name_file_line_and_field() {
     assert!(e.contains("cache.attr_timeout"), "{e}");
     let e = error("branches:\n  - {path: /a, mode: rw}\ncache:\n  mode: writethrough\n  size: 12X\n");
     assert!(e.contains("cache.size") && e.contains("12X"), "{e}");
+    for (bad, field) in [("dirty_ratio: 0", "cache.dirty_ratio"), ("dirty_ratio: 1.5", "cache.dirty_ratio"), ("dirty_expire: -2", "cache.dirty_expire"), ("writeback_interval: 0", "cache.writeback_interval")] {
+        let e = error(&format!("branches:\n  - {{path: /a, mode: rw}}\ncache:\n  mode: writeback\n  {bad}\n"));
+        assert!(e.contains(field), "{bad}: {e}");
+    }
     let e = error("branches:\n  - {path: /a, mode: rw}\ncache:\n  mode: writeforward\n");
     assert!(e.contains("writeforward"), "{e}");
 

@@ -14,10 +14,16 @@
 //! Used by the local backend in `writethrough` mode (reads from the cache, writes to the
 //! backend and out of the cache); write-back is the rest of issue 8.
 
+mod dirty;
 pub mod policy;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::collections::BTreeSet;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+pub use dirty::{FlushBlock, FlushPlan, Writeback};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -42,6 +48,9 @@ type Key = (FileKey, u64);
 
 struct Shard {
     blocks: S3Fifo<Key, Box<[u8]>>,
+    /// Blocks written and not yet written back (write-back mode): outside the replacement
+    /// policy (never evicted), read before `blocks`.
+    dirty: FxHashMap<Key, dirty::DirtyBlock>,
     /// Each file's block numbers cached in this shard, for invalidation.
     by_file: FxHashMap<FileKey, FxHashSet<u64>>,
 }
@@ -65,6 +74,16 @@ struct FileMeta {
     /// Bumped by every invalidation: a block read from the backend before a change and
     /// offered after it is refused (see [`BlockCache::insert`]).
     generation: u64,
+    /// Write-back: the file's dirty blocks, since when the oldest is dirty, its size with
+    /// them (valid while there are any), the open file to write them back through, the
+    /// lock that keeps two write-backs of it apart, and the error of a failed background
+    /// write-back, reported to the next fsync.
+    dirty: BTreeSet<u64>,
+    since: Option<Instant>,
+    size: u64,
+    source: Option<Arc<OwnedFd>>,
+    flushing: Option<Arc<Mutex<()>>>,
+    error: Option<i32>,
 }
 
 /// Counters, for `inspect`.
@@ -75,8 +94,13 @@ pub struct CacheStats {
     pub insertions: AtomicU64,
     pub evictions: AtomicU64,
     pub invalidations: AtomicU64,
-    /// Bytes held now.
+    /// Bytes of clean blocks held now.
     pub bytes: AtomicU64,
+    /// Bytes of dirty blocks held now (a whole block each).
+    pub dirty: AtomicU64,
+    /// Blocks written back, and write-backs that failed.
+    pub writebacks: AtomicU64,
+    pub writeback_errors: AtomicU64,
 }
 
 /// A bounded block cache.
@@ -90,6 +114,10 @@ pub struct BlockCache {
     files: Mutex<FxHashMap<FileKey, FileMeta>>,
     pub stats: CacheStats,
     limit: u64,
+    /// Write-back settings, once an instance asked for write-back.
+    writeback: OnceLock<Writeback>,
+    /// Where the next eviction for room starts (round robin over shards).
+    cursor: AtomicUsize,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -112,10 +140,14 @@ impl BlockCache {
     pub fn new(bytes: u64) -> BlockCache {
         let per_shard = ((bytes / BLOCK as u64) as usize / SHARDS).max(2);
         BlockCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard { blocks: S3Fifo::new(per_shard), by_file: FxHashMap::default() })).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Shard { blocks: S3Fifo::new(per_shard), dirty: FxHashMap::default(), by_file: FxHashMap::default() }))
+                .collect(),
             files: Mutex::new(FxHashMap::default()),
             stats: CacheStats::default(),
             limit: (per_shard * SHARDS * BLOCK) as u64,
+            writeback: OnceLock::new(),
+            cursor: AtomicUsize::new(0),
         }
     }
 
@@ -146,6 +178,10 @@ impl BlockCache {
     /// `None` (a miss) when it is not cached.
     pub fn read_with<R>(&self, file: FileKey, block: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let mut s = self.shard(shard_of(&file, block));
+        if let Some(d) = s.dirty.get(&(file, block)) {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Some(f(&d.data));
+        }
         match s.blocks.get(&(file, block)) {
             Some(data) => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
@@ -169,15 +205,32 @@ impl BlockCache {
     /// when the file changed since (the data may predate the change).
     pub fn insert(&self, file: FileKey, block: u64, generation: u64, mut data: Vec<u8>) {
         data.truncate(BLOCK);
-        let len = data.len() as u64;
         let files = self.files();
-        if files.get(&file).map_or(0, |m| m.generation) != generation {
+        let meta = files.get(&file);
+        if meta.map_or(0, |m| m.generation) != generation {
             return;
         }
-        let mut s = self.shard(shard_of(&file, block));
+        if data.len() < BLOCK && meta.is_some_and(|m| !m.dirty.is_empty()) {
+            // Where the backing file ends is not where the file ends while dirty blocks
+            // wait (write-back): a short block would mark a false end once they are written.
+            return;
+        }
+        let i = shard_of(&file, block);
+        let mut s = self.shard(i);
         drop(files);
+        if s.dirty.contains_key(&(file, block)) {
+            return;
+        }
+        self.insert_clean(&mut s, (file, block), data.into_boxed_slice());
+        drop(s);
+        self.make_room(i);
+    }
+
+    /// Puts a clean block into shard `s` (replacing what it held under that key).
+    fn insert_clean(&self, s: &mut Shard, (file, block): Key, data: Box<[u8]>) {
+        let len = data.len() as u64;
         let old = s.blocks.remove(&(file, block)).map_or(0, |d| d.len() as u64);
-        let evicted = s.blocks.insert((file, block), data.into_boxed_slice());
+        let evicted = s.blocks.insert((file, block), data);
         s.by_file.entry(file).or_default().insert(block);
         let mut freed = old;
         for (k, d) in evicted {
@@ -185,10 +238,31 @@ impl BlockCache {
             freed += d.len() as u64;
             self.stats.evictions.fetch_add(1, Ordering::Relaxed);
         }
-        drop(s);
         self.stats.insertions.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes.fetch_add(len, Ordering::Relaxed);
         self.stats.bytes.fetch_sub(freed, Ordering::Relaxed);
+    }
+
+    /// Evicts clean blocks (from shard `first` on, then round robin) while clean and dirty
+    /// data together pass the limit: dirty blocks take their room from clean ones.
+    fn make_room(&self, first: usize) {
+        let over = || self.stats.bytes.load(Ordering::Relaxed) + self.stats.dirty.load(Ordering::Relaxed) > self.limit;
+        let mut i = first;
+        let mut empty = 0;
+        while over() && empty < SHARDS {
+            let mut s = self.shard(i);
+            match s.blocks.evict_one() {
+                Some((k, d)) => {
+                    s.forget(k);
+                    self.stats.bytes.fetch_sub(d.len() as u64, Ordering::Relaxed);
+                    self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+                    empty = 0;
+                }
+                None => empty += 1,
+            }
+            drop(s);
+            i = self.cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        }
     }
 
     /// Drops blocks `first..=last` of `file` (a write or truncation changed them).

@@ -161,6 +161,30 @@ impl<K: Hash + Eq + Copy, V> S3Fifo<K, V> {
     }
 }
 
+impl<K: Hash + Eq + Copy, V> S3Fifo<K, V> {
+    /// Whether `k` is held (not counted as a hit).
+    pub fn contains(&self, k: &K) -> bool {
+        self.map.contains_key(k)
+    }
+
+    /// Evicts one entry as an insertion into a full cache would (room wanted elsewhere: the
+    /// cache's dirty data); `None` when it is empty.
+    pub fn evict_one(&mut self) -> Option<(K, V)> {
+        let mut out = Vec::new();
+        // Each step evicts or moves an entry on (and moves lose hits): bounded anyway.
+        let mut steps = 4 * self.map.len() + 8;
+        while out.is_empty() && self.small_len + self.main_len > 0 && steps > 0 {
+            steps -= 1;
+            if self.small_len >= self.small_target || self.main_len == 0 {
+                self.evict_small(&mut out);
+            } else {
+                self.evict_main(&mut out);
+            }
+        }
+        out.pop()
+    }
+}
+
 impl<K: Hash + Eq + Copy, V> Policy<K, V> for S3Fifo<K, V> {
     fn get(&mut self, k: &K) -> Option<&V> {
         let e = self.map.get_mut(k)?;

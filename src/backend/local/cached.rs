@@ -49,12 +49,16 @@ fn scatter(bufs: &mut [IoSliceMut<'_>], mut at: usize, mut src: &[u8]) -> usize 
 /// once, in its own cache, and not a second time in the host's page cache. Opened on the first
 /// miss of a read (through `/proc/self/fd`, which names the object the handle holds); a file
 /// system that refuses direct I/O (tmpfs) gets buffered reads.
-struct Direct<'a> {
+pub(super) struct Direct<'a> {
     of: BorrowedFd<'a>,
     fd: Option<Option<OwnedFd>>,
 }
 
-impl Direct<'_> {
+impl<'a> Direct<'a> {
+    pub fn new(of: BorrowedFd<'a>) -> Self {
+        Direct { of, fd: None }
+    }
+
     fn fd(&mut self) -> Option<BorrowedFd<'_>> {
         let of = self.of;
         self.fd
@@ -67,7 +71,7 @@ impl Direct<'_> {
 }
 
 /// Alignment direct I/O needs of buffers, offsets and lengths (a page covers every device).
-const ALIGN: usize = 4096;
+pub(super) const ALIGN: usize = 4096;
 
 thread_local! {
     /// A block-sized buffer at an `ALIGN` boundary inside it, for direct reads.
@@ -75,7 +79,7 @@ thread_local! {
 }
 
 /// Reads a whole block from the backing file (shorter only at its end).
-fn fetch(direct: &mut Direct<'_>, block: u64) -> io::Result<Vec<u8>> {
+pub(super) fn fetch(direct: &mut Direct<'_>, block: u64) -> io::Result<Vec<u8>> {
     let at = block * BLOCK as u64;
     if let Some(dfd) = direct.fd() {
         let read = SCRATCH.with(|s| -> io::Result<Vec<u8>> {
@@ -106,10 +110,15 @@ fn fetch(direct: &mut Direct<'_>, block: u64) -> io::Result<Vec<u8>> {
     Ok(data)
 }
 
-/// `preadv` of `file` at `offset` through the cache.
+/// `preadv` of `file` at `offset` through the cache. With write-back, a file with dirty blocks
+/// ends where they say, and what lies between its backing file's end and theirs reads as zeros.
 pub fn read(cache: &BlockCache, fd: BorrowedFd<'_>, file: FileKey, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
-    let total: usize = bufs.iter().map(|b| b.len()).sum();
-    let mut direct = Direct { of: fd, fd: None };
+    let size = cache.dirty_size(file);
+    let mut total: usize = bufs.iter().map(|b| b.len()).sum();
+    if let Some(size) = size {
+        total = total.min(usize::try_from(size.saturating_sub(offset)).unwrap_or(usize::MAX));
+    }
+    let mut direct = Direct::new(fd);
     let mut done = 0;
     while done < total {
         let pos = offset.checked_add(done as u64).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
@@ -121,7 +130,7 @@ pub fn read(cache: &BlockCache, fd: BorrowedFd<'_>, file: FileKey, bufs: &mut [I
             let part = data.get(at..end).unwrap_or(&[]);
             (scatter(bufs, done, part), data.len())
         });
-        let (n, block_len) = match served {
+        let (mut n, mut block_len) = match served {
             Some(v) => v,
             None => {
                 let generation = cache.generation(file);
@@ -136,6 +145,14 @@ pub fn read(cache: &BlockCache, fd: BorrowedFd<'_>, file: FileKey, bufs: &mut [I
                 (n, len)
             }
         };
+        if let Some(size) = size {
+            // Within the file's size with its dirty blocks: zeros where the data stops.
+            let end = usize::try_from(size - block * BLOCK as u64).unwrap_or(BLOCK).min(BLOCK);
+            if at + n < end.min(at + want) {
+                n += zeros(bufs, done + n, end.min(at + want) - (at + n));
+            }
+            block_len = block_len.max(end);
+        }
         done += n;
         if block_len < BLOCK && at + n >= block_len {
             // The end of the file.
@@ -146,6 +163,20 @@ pub fn read(cache: &BlockCache, fd: BorrowedFd<'_>, file: FileKey, bufs: &mut [I
         }
     }
     Ok(done)
+}
+
+/// Writes `count` zero bytes into `bufs` from logical position `at` on; the bytes written.
+fn zeros(bufs: &mut [IoSliceMut<'_>], at: usize, count: usize) -> usize {
+    static ZEROS: [u8; 4096] = [0; 4096];
+    let mut done = 0;
+    while done < count {
+        let n = scatter(bufs, at + done, &ZEROS[..(count - done).min(ZEROS.len())]);
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    done
 }
 
 /// `pwritev` of `file` at `offset`, then the cache brought up to date.

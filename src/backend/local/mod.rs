@@ -11,6 +11,7 @@
 
 mod cached;
 mod inodes;
+mod writeback;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, IoSlice, IoSliceMut};
@@ -57,6 +58,9 @@ pub struct LocalOptions {
     /// Serve file data through this block cache (`writethrough` mode); `None`: straight to
     /// the backing files (and the kernel's page cache).
     pub cache: Option<Arc<crate::backend::cache::BlockCache>>,
+    /// With `cache`: writes stay in it, dirty, until written back (`writeback` mode; the
+    /// cache's write-back settings must be enabled).
+    pub writeback: bool,
 }
 
 enum HandleData {
@@ -132,6 +136,32 @@ impl LocalFs {
         if let (Some(cache), HandleData::File(_, id)) = (&self.opts.cache, h) {
             cache.invalidate(file_key(*id));
         }
+    }
+
+    /// The write-back cache, in `writeback` mode.
+    fn write_back_cache(&self) -> Option<&Arc<crate::backend::cache::BlockCache>> {
+        self.opts.cache.as_ref().filter(|_| self.opts.writeback)
+    }
+
+    /// Writes the dirty blocks of the object `id` back (write-back mode) before something that
+    /// must see them in the backing file.
+    fn write_back(&self, id: (u64, u64)) -> io::Result<()> {
+        match self.write_back_cache() {
+            Some(cache) => writeback::flush(cache, file_key(id)),
+            None => Ok(()),
+        }
+    }
+
+    /// The attributes of the object behind `fd`, its size counting dirty blocks not yet
+    /// written back.
+    fn attr_of(&self, fd: BorrowedFd<'_>) -> io::Result<Attr> {
+        let mut a = fstat_attr(fd)?;
+        if let Some(cache) = self.write_back_cache() {
+            if let Some(size) = cache.dirty_size(file_key((a.dev, a.ino))) {
+                a.size = a.size.max(size);
+            }
+        }
+        Ok(a)
     }
 
     /// Opens `root` as a backend.
@@ -227,7 +257,7 @@ impl LocalFs {
             Mode::empty(),
             RESOLVE,
         )?;
-        let attr = fstat_attr(fd.as_fd())?;
+        let attr = self.attr_of(fd.as_fd())?;
         let mut table = self.inodes.write().map_err(|_| errno(libc::EIO))?;
         let inode = table.insert_or_ref(fd, &attr);
         Ok(Entry { inode, generation: 0, attr })
@@ -252,7 +282,7 @@ impl LocalFs {
                 Some(rfs::Gid::from_raw(ctx.gid)),
                 AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
             )?;
-            entry.attr = fstat_attr(data.fd.as_fd())?;
+            entry.attr = self.attr_of(data.fd.as_fd())?;
         }
         if entry.attr.kind() != FileKind::Symlink && entry.attr.mode & 0o7777 != perm & 0o7777 {
             rfs::chmodat(
@@ -261,7 +291,7 @@ impl LocalFs {
                 Mode::from_bits_retain(perm & 0o7777),
                 AtFlags::empty(),
             )?;
-            entry.attr = fstat_attr(data.fd.as_fd())?;
+            entry.attr = self.attr_of(data.fd.as_fd())?;
         }
         Ok(entry)
     }
@@ -306,11 +336,11 @@ impl FileSystem for LocalFs {
                     HandleData::File(fd, _) => &**fd,
                     HandleData::Dir { fd, .. } => fd,
                 };
-                return fstat_attr(fd.as_fd());
+                return self.attr_of(fd.as_fd());
             }
         }
         let data = self.inode(inode)?;
-        fstat_attr(data.fd.as_fd())
+        self.attr_of(data.fd.as_fd())
     }
 
     fn setattr(
@@ -323,6 +353,10 @@ impl FileSystem for LocalFs {
         self.writable()?;
         let data = self.inode(inode)?;
         let held = handle.and_then(|h| self.handle(h).ok());
+        if data.kind == FileKind::Regular {
+            // Dirty blocks first: a truncation cuts them, new times must outlast them.
+            self.write_back(data.id())?;
+        }
         if let Some(mode) = set.mode {
             rfs::chmodat(
                 &self.proc_self_fd,
@@ -366,7 +400,7 @@ impl FileSystem for LocalFs {
                 AtFlags::empty(),
             )?;
         }
-        fstat_attr(data.fd.as_fd())
+        self.attr_of(data.fd.as_fd())
     }
 
     fn open(&self, _ctx: &Context, inode: Inode, flags: i32) -> io::Result<Handle> {
@@ -474,6 +508,9 @@ impl FileSystem for LocalFs {
         self.writable()?;
         let h = self.file_fd(handle)?;
         let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
+        if let Some(cache) = self.write_back_cache() {
+            return writeback::write(cache, fd, file_key(*id), bufs, offset);
+        }
         if let Some(cache) = &self.opts.cache {
             return cached::write(cache, fd.as_fd(), file_key(*id), bufs, offset);
         }
@@ -486,17 +523,31 @@ impl FileSystem for LocalFs {
             HandleData::File(fd, _) => &**fd,
             HandleData::Dir { fd, .. } => fd,
         };
+        let mut late = None;
+        if let (Some(cache), HandleData::File(_, id)) = (self.write_back_cache(), &*h) {
+            writeback::flush(cache, file_key(*id))?;
+            // A background write-back that failed since the last fsync fails this one.
+            late = cache.take_error(file_key(*id));
+        }
         if datasync {
             rfs::fdatasync(fd)?;
         } else {
             rfs::fsync(fd)?;
         }
-        Ok(())
+        late.map_or(Ok(()), |e| Err(errno(e)))
     }
 
     fn release(&self, _ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
         let mut handles = self.handles.write().map_err(|_| errno(libc::EIO))?;
-        handles.remove(&handle);
+        let gone = handles.remove(&handle);
+        drop(handles);
+        if let Some(HandleData::File(_, id)) = gone.as_deref() {
+            // Close-to-open: another service opening the file next reads what was written.
+            // (A failure is kept for the next fsync of the file; the close itself is done.)
+            if let Err(e) = self.write_back(*id) {
+                tracing::warn!("write-back at close of inode {} failed: {e}", id.1);
+            }
+        }
         Ok(())
     }
 
@@ -729,7 +780,8 @@ impl FileSystem for LocalFs {
     ) -> io::Result<()> {
         self.writable()?;
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd, _) = &*h else { return Err(errno(libc::EISDIR)) };
+        let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
+        self.write_back(*id)?;
         let flags = rfs::FallocateFlags::from_bits(mode as u32).ok_or_else(|| errno(libc::EINVAL))?;
         rfs::fallocate(fd, flags, offset, length)?;
         self.forget_cached(h.as_ref());
@@ -745,7 +797,8 @@ impl FileSystem for LocalFs {
         whence: i32,
     ) -> io::Result<u64> {
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd, _) = &*h else { return Err(errno(libc::EISDIR)) };
+        let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
+        self.write_back(*id)?;
         let pos = match whence {
             libc::SEEK_DATA => rfs::SeekFrom::Data(offset),
             libc::SEEK_HOLE => rfs::SeekFrom::Hole(offset),
@@ -759,6 +812,9 @@ impl FileSystem for LocalFs {
         if self.opts.read_only {
             return Ok(());
         }
+        if let Some(cache) = self.write_back_cache() {
+            writeback::flush_all(cache)?;
+        }
         let root = self.inode(ROOT_INODE)?;
         let fd = self.reopen(&root, libc::O_RDONLY | libc::O_DIRECTORY)?;
         Ok(rfs::syncfs(&fd)?)
@@ -767,9 +823,35 @@ impl FileSystem for LocalFs {
     fn backing_file(&self, _inode: Inode, handle: Handle) -> io::Result<BackingFile> {
         let h = self.file_fd(handle)?;
         let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
+        self.write_back(*id)?;
         let size = rfs::fstat(&**fd)?.st_size as u64;
         Ok(BackingFile { fd: fd.clone(), id: *id, size, writable: !self.opts.read_only })
     }
+}
+
+impl Drop for LocalFs {
+    fn drop(&mut self) {
+        // An unmounted instance leaves nothing dirty behind (the cache may outlive it).
+        if let Some(cache) = self.write_back_cache() {
+            let _ = writeback::flush_all(cache);
+        }
+    }
+}
+
+/// Writes back everything the service's cache holds dirty (at service stop).
+pub fn write_back_all() -> io::Result<()> {
+    match crate::backend::cache::current() {
+        Some(cache) => writeback::flush_all(&cache),
+        None => Ok(()),
+    }
+}
+
+/// Enables write-back on `cache` with `w`, starting its flusher the first time.
+pub fn enable_writeback(cache: &Arc<crate::backend::cache::BlockCache>, w: crate::backend::cache::Writeback) -> io::Result<()> {
+    if cache.enable_writeback(w) {
+        writeback::start_flusher(cache)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

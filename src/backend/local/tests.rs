@@ -236,7 +236,7 @@ fn the_block_cache_serves_reads_sees_our_writes_at_once_and_others_at_open() {
     let cache = Arc::new(crate::backend::cache::BlockCache::new(8 << 20));
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     fs::write(dir.path().join("f"), &data).expect("seed");
-    let fs = LocalFs::new(dir.path(), LocalOptions { read_only: false, cache: Some(cache.clone()) }).expect("backend");
+    let fs = LocalFs::new(dir.path(), LocalOptions { read_only: false, cache: Some(cache.clone()), writeback: false }).expect("backend");
     let c = ctx();
     let e = fs.lookup(&c, ROOT_INODE, OsStr::new("f")).expect("lookup");
     let read = |h: Handle, off: u64, len: usize| {
@@ -283,3 +283,65 @@ fn the_block_cache_serves_reads_sees_our_writes_at_once_and_others_at_open() {
     fs.release(&c, e.inode, h).expect("release");
     assert!(cache.stats.bytes.load(Ordering::Relaxed) <= cache.limit());
 }
+
+#[test]
+fn write_back_keeps_writes_in_the_cache_until_fsync_close_or_the_dirty_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = Arc::new(crate::backend::cache::BlockCache::new(8 << 20));
+    let long = std::time::Duration::from_secs(3600);
+    cache.enable_writeback(crate::backend::cache::Writeback { dirty_limit: 1 << 20, expire: long, interval: long });
+    let mut model: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let path = dir.path().join("f");
+    fs::write(&path, &model).expect("seed");
+    let fs = LocalFs::new(dir.path(), LocalOptions { read_only: false, cache: Some(cache.clone()), writeback: true }).expect("backend");
+    let c = ctx();
+    let e = fs.lookup(&c, ROOT_INODE, OsStr::new("f")).expect("lookup");
+    let read = |h: Handle, off: u64, len: usize| {
+        let mut b = vec![0u8; len];
+        let n = fs.read(&c, e.inode, h, &mut [IoSliceMut::new(&mut b)], off).expect("read");
+        b.truncate(n);
+        b
+    };
+    let h = fs.open(&c, e.inode, libc::O_RDWR).expect("open");
+    let write = |h: Handle, model: &mut Vec<u8>, at: usize, data: &[u8]| {
+        assert_eq!(fs.write(&c, e.inode, h, &[IoSlice::new(data)], at as u64).expect("write"), data.len());
+        if model.len() < at + data.len() {
+            model.resize(at + data.len(), 0);
+        }
+        model[at..at + data.len()].copy_from_slice(data);
+    };
+    // Small writes inside a block, across two, and past the end with a hole.
+    write(h, &mut model, 10, b"hello");
+    write(h, &mut model, 65_530, b"across-blocks");
+    write(h, &mut model, 300_000, b"far");
+    assert_eq!(fs::read(&path).expect("backing").len(), 100_000, "nothing written back yet");
+    assert!(cache.stats.dirty.load(Ordering::Relaxed) > 0);
+    assert_eq!(fs.getattr(&c, e.inode, Some(h)).expect("getattr").size, 300_003, "getattr counts dirty data");
+    assert!(read(h, 0, 400_000) == model, "reads see the writes at once");
+    // fsync writes back (direct I/O where the file system allows it).
+    fs.fsync(&c, e.inode, h, true).expect("fsync");
+    assert_eq!(cache.stats.dirty.load(Ordering::Relaxed), 0);
+    assert!(fs::read(&path).expect("backing") == model, "the backing file after fsync");
+    assert!(read(h, 0, 400_000) == model, "the cache after write-back");
+    // The dirty limit: a writer past it writes back first.
+    let big: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 241) as u8).collect();
+    for (i, chunk) in big.chunks(100_000).enumerate() {
+        write(h, &mut model, 50_000 + i * 100_000, chunk);
+        assert!(cache.stats.dirty.load(Ordering::Relaxed) <= (1 << 20) + 2 * BLOCK_BYTES, "dirty data passed its limit");
+        assert!(cache.stats.bytes.load(Ordering::Relaxed) + cache.stats.dirty.load(Ordering::Relaxed) <= cache.limit());
+    }
+    assert!(cache.stats.writebacks.load(Ordering::Relaxed) > 16);
+    // A truncation below dirty data, then a write past the new end.
+    write(h, &mut model, 1_000_000, b"dirty");
+    fs.setattr(&c, e.inode, Some(h), &SetAttr { size: Some(900_000), ..SetAttr::default() }).expect("truncate");
+    model.truncate(900_000);
+    write(h, &mut model, 950_000, b"again");
+    assert!(read(h, 0, 4 << 20) == model);
+    // Close writes back.
+    fs.release(&c, e.inode, h).expect("release");
+    assert_eq!(cache.stats.dirty.load(Ordering::Relaxed), 0);
+    assert!(fs::read(&path).expect("backing") == model, "the backing file after close");
+    assert_eq!(cache.stats.writeback_errors.load(Ordering::Relaxed), 0);
+}
+
+const BLOCK_BYTES: u64 = crate::backend::cache::BLOCK as u64;

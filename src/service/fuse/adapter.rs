@@ -206,7 +206,7 @@ impl FuseAdapter {
     /// passthrough since (the only way it can change behind the cache).
     fn open_reply_flags(&self) -> u32 {
         match self.cfg.cache {
-            CacheMode::Direct | CacheMode::Writethrough => FOPEN_DIRECT_IO,
+            CacheMode::Direct | CacheMode::Writethrough | CacheMode::Writeback => FOPEN_DIRECT_IO,
             CacheMode::Kernel => FOPEN_KEEP_CACHE,
         }
     }

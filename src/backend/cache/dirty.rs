@@ -1,0 +1,253 @@
+//! Write-back (issue 8): blocks written through the cache stay in it, dirty, until the pool's
+//! own threads write them back (the flusher, a writer over the dirty limit, fsync, close).
+//!
+//! What is dirty is held outside the replacement policy (never evicted) and read before the
+//! clean blocks. A file with dirty blocks has a size of its own (its backing file's plus what
+//! the dirty blocks add), which reads and `getattr` use. Invariant: every dirty block holds
+//! `min(BLOCK, size - start)` bytes, so the block where the file ends is the only short one
+//! and a short clean block still marks the end of the file once the dirty ones are written.
+//!
+//! This module keeps the state; the backend client does the I/O (`FlushPlan`, then one
+//! [`BlockCache::dirty_copy`] and [`BlockCache::written_back`] per block).
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::policy::Policy;
+use super::{shard_of, BlockCache, FileKey, Version, BLOCK};
+
+/// A block written and not yet written back.
+pub(super) struct DirtyBlock {
+    pub data: Vec<u8>,
+    /// Bumped by every write to it: a write-back that copied an older state leaves it dirty.
+    pub seq: u64,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// Write-back settings (the papers': dirty data up to half the cache, written back after 5 s,
+/// looked at every second).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Writeback {
+    /// Most dirty bytes; a writer past it writes back before it goes on.
+    pub dirty_limit: u64,
+    /// Dirty data older than this is written back by the flusher.
+    pub expire: Duration,
+    /// How often the flusher looks.
+    pub interval: Duration,
+}
+
+/// One file's write-back, planned under the cache's locks and done without them.
+#[derive(Debug)]
+pub struct FlushPlan {
+    /// An open file of the backing object (the handle that first dirtied it).
+    pub source: Arc<OwnedFd>,
+    /// The file's size with its dirty blocks.
+    pub size: u64,
+    /// Its dirty blocks, in order.
+    pub blocks: Vec<u64>,
+}
+
+/// A dirty block copied out for writing back.
+#[derive(Debug)]
+pub struct FlushBlock {
+    pub len: usize,
+    pub seq: u64,
+}
+
+impl BlockCache {
+    /// Write-back settings, if write-back was enabled.
+    pub fn writeback(&self) -> Option<Writeback> {
+        self.writeback.get().copied()
+    }
+
+    /// Enables write-back with `w`; true for the call that did (it starts the flusher).
+    pub fn enable_writeback(&self, w: Writeback) -> bool {
+        let mut first = false;
+        let set = self.writeback.get_or_init(|| {
+            first = true;
+            w
+        });
+        if !first && *set != w {
+            tracing::warn!("the service's cache keeps its write-back settings {set:?} (an instance asked for {w:?})");
+        }
+        first
+    }
+
+    /// The size of `file` with its dirty blocks, when it has any.
+    pub fn dirty_size(&self, file: FileKey) -> Option<u64> {
+        self.files().get(&file).filter(|m| !m.dirty.is_empty()).map(|m| m.size)
+    }
+
+    /// Whether block `block` of `file` is held, dirty or clean (a write into it needs no read
+    /// of the backing file).
+    pub fn holds(&self, file: FileKey, block: u64) -> bool {
+        let s = self.shard(shard_of(&file, block));
+        s.dirty.contains_key(&(file, block)) || s.blocks.contains(&(file, block))
+    }
+
+    /// Whether `more` dirty bytes would pass the dirty limit.
+    pub fn over_dirty_limit(&self, more: u64) -> bool {
+        let limit = self.writeback().map_or(0, |w| w.dirty_limit);
+        self.stats.dirty.load(Ordering::Relaxed) + more > limit
+    }
+
+    /// Writes `src` at byte `at` of block `block` of `file` into the cache, dirty. `base` is
+    /// the block as the backing file holds it (read when the file's generation was
+    /// `generation`), needed unless the block is held, wholly overwritten, or past the
+    /// backing file's end (`backend_size` tells it, asked under the cache's lock so that no
+    /// write-back moves it meanwhile); `source` is the open file to write it back through.
+    /// `Ok(false)` when `base` was needed and is missing or stale: read it and call again.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_dirty(
+        &self,
+        file: FileKey,
+        block: u64,
+        generation: u64,
+        base: Option<Vec<u8>>,
+        at: usize,
+        src: &[u8],
+        backend_size: impl FnOnce() -> std::io::Result<u64>,
+        source: &Arc<OwnedFd>,
+    ) -> std::io::Result<bool> {
+        let n = src.len().min(BLOCK.saturating_sub(at));
+        let start = block * BLOCK as u64;
+        let key = (file, block);
+        let i = shard_of(&file, block);
+        let mut files = self.files();
+        let m = files.entry(file).or_default();
+        let backend_size = backend_size()?;
+        let old_size = if m.dirty.is_empty() { backend_size } else { m.size.max(backend_size) };
+        let new_size = old_size.max(start + (at + n) as u64);
+        let mut s = self.shard(i);
+        let mut data = if let Some(d) = s.dirty.remove(&key) {
+            d.data
+        } else if let Some(c) = s.blocks.remove(&key) {
+            s.forget(key);
+            self.stats.bytes.fetch_sub(c.len() as u64, Ordering::Relaxed);
+            c.into_vec()
+        } else if (at == 0 && n == BLOCK) || start >= backend_size {
+            Vec::with_capacity(BLOCK)
+        } else {
+            match base {
+                Some(b) if m.generation == generation => b,
+                _ => return Ok(false),
+            }
+        };
+        let len = data.len().max(((new_size - start) as usize).min(BLOCK)).max(at + n);
+        data.resize(len, 0);
+        // The source may be a client's shared-memory buffer, which that client alone may also
+        // write: a raw copy, as the kernel's would be.
+        // SAFETY: `at + n <= len == data.len()` and `n <= src.len()`; `data` is our own.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), data.as_mut_ptr().add(at), n) };
+        s.dirty.insert(key, DirtyBlock { data, seq: SEQ.fetch_add(1, Ordering::Relaxed) });
+        drop(s);
+        if m.dirty.insert(block) {
+            self.stats.dirty.fetch_add(BLOCK as u64, Ordering::Relaxed);
+        }
+        m.generation += 1;
+        m.size = new_size;
+        m.since.get_or_insert_with(Instant::now);
+        m.source.get_or_insert_with(|| source.clone());
+        if new_size > old_size && old_size % BLOCK as u64 != 0 && old_size / (BLOCK as u64) < block {
+            // The block the file used to end in now reads on: zeros up to the new data.
+            let last = old_size / BLOCK as u64;
+            let mut s = self.shard(shard_of(&file, last));
+            if let Some(d) = s.dirty.get_mut(&(file, last)) {
+                let want = ((new_size - last * BLOCK as u64) as usize).min(BLOCK);
+                if d.data.len() < want {
+                    d.data.resize(want, 0);
+                    d.seq = SEQ.fetch_add(1, Ordering::Relaxed);
+                }
+            } else if let Some(c) = s.blocks.remove(&(file, last)) {
+                s.forget((file, last));
+                self.stats.bytes.fetch_sub(c.len() as u64, Ordering::Relaxed);
+            }
+        }
+        drop(files);
+        self.make_room(i);
+        Ok(true)
+    }
+
+    /// Plans the write-back of `file`: `None` when nothing of it is dirty.
+    pub fn plan_flush(&self, file: FileKey) -> Option<FlushPlan> {
+        let files = self.files();
+        let m = files.get(&file).filter(|m| !m.dirty.is_empty())?;
+        Some(FlushPlan { source: m.source.clone()?, size: m.size, blocks: m.dirty.iter().copied().collect() })
+    }
+
+    /// The lock that keeps write-backs of `file` apart (two could write an older copy of a
+    /// block after a newer one).
+    pub fn flush_lock(&self, file: FileKey) -> Arc<Mutex<()>> {
+        self.files().entry(file).or_default().flushing.get_or_insert_with(Default::default).clone()
+    }
+
+    /// Copies dirty block `block` of `file` into `out` (at least `BLOCK` bytes): its length
+    /// and state, or `None` when it is no longer dirty.
+    pub fn dirty_copy(&self, file: FileKey, block: u64, out: &mut [u8]) -> Option<FlushBlock> {
+        let s = self.shard(shard_of(&file, block));
+        let d = s.dirty.get(&(file, block))?;
+        let len = d.data.len().min(out.len());
+        out[..len].copy_from_slice(&d.data[..len]);
+        Some(FlushBlock { len, seq: d.seq })
+    }
+
+    /// Block `block` of `file` was written back as it was at `seq`: it becomes clean, unless it
+    /// was written again since.
+    pub fn written_back(&self, file: FileKey, block: u64, seq: u64) {
+        let mut files = self.files();
+        let Some(m) = files.get_mut(&file) else { return };
+        let mut s = self.shard(shard_of(&file, block));
+        if s.dirty.get(&(file, block)).is_none_or(|d| d.seq != seq) {
+            return;
+        }
+        if let Some(d) = s.dirty.remove(&(file, block)) {
+            self.insert_clean(&mut s, (file, block), d.data.into_boxed_slice());
+        }
+        drop(s);
+        // A block read from the backing file before this write-back may predate it.
+        m.generation += 1;
+        m.dirty.remove(&block);
+        self.stats.dirty.fetch_sub(BLOCK as u64, Ordering::Relaxed);
+        self.stats.writebacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// After a write-back of `file`: what its backing file looks like now (our own change,
+    /// not another writer's), or the error it met (kept for the next fsync).
+    pub fn flushed(&self, file: FileKey, result: Result<Version, i32>) {
+        let mut files = self.files();
+        let Some(m) = files.get_mut(&file) else { return };
+        match result {
+            Ok(v) => m.version = Some(v),
+            Err(e) => {
+                m.error = Some(e);
+                self.stats.writeback_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if m.dirty.is_empty() {
+            m.since = None;
+            m.source = None;
+        } else if result.is_ok() {
+            // Written again meanwhile: as old as that.
+            m.since = Some(Instant::now());
+        }
+    }
+
+    /// The error a background write-back of `file` met since the last call (fsync reports it).
+    pub fn take_error(&self, file: FileKey) -> Option<i32> {
+        self.files().get_mut(&file).and_then(|m| m.error.take())
+    }
+
+    /// Files with dirty data, oldest first; only those dirty since `before` when given.
+    pub fn dirty_files(&self, before: Option<Instant>) -> Vec<FileKey> {
+        let files = self.files();
+        let mut v: Vec<(Instant, FileKey)> = files
+            .iter()
+            .filter_map(|(k, m)| m.since.filter(|t| before.is_none_or(|b| *t <= b)).map(|t| (t, *k)))
+            .collect();
+        v.sort_unstable_by_key(|(t, _)| *t);
+        v.into_iter().map(|(_, k)| k).collect()
+    }
+}

@@ -1,0 +1,167 @@
+//! The pool's own cache in `writeback` mode (issue 8), with real pools, services and
+//! clients on the user-level path: written data survives `service stop`, fsync'd data
+//! survives kill -9 of the service, and the cache stays within its bound by the pool's
+//! memory cgroup's own figures.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+use common::host::Host;
+
+/// Writes 4 MiB to `argv[1]`, fsyncs when `argv[2]` says so, says "written", then holds the
+/// file open until killed.
+const WRITER: &str = r#"
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+block = bytes(range(256)) * 4096
+for i in range(4):
+    os.write(fd, block[i:] + block[:i])
+if sys.argv[2] == "fsync":
+    os.fsync(fd)
+print("written", flush=True)
+time.sleep(600)
+"#;
+
+fn expected() -> Vec<u8> {
+    let block: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+    (0..4).flat_map(|i| [&block[i..], &block[..i]].concat()).collect()
+}
+
+/// Kills a client that holds its file open (and one a failed assertion left running).
+struct Client(Child);
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the writer on `file` through the preload library; returns once it wrote.
+fn writer(h: &Host, pool: &str, file: &Path, mode: &str) -> Client {
+    let mut child = h
+        .cmd()
+        .args(["exec", "--pool", pool, "--preload-only", "--", "python3", "-c", WRITER])
+        .arg(file)
+        .arg(mode)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn writer");
+    let mut line = String::new();
+    let out = child.stdout.take().expect("stdout");
+    BufReader::new(out).read_line(&mut line).expect("read");
+    let client = Client(child);
+    assert_eq!(line.trim(), "written", "the writer of {} failed", file.display());
+    client
+}
+
+fn inspect(h: &Host, pool: &str) -> serde_json::Value {
+    let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", pool, "--format", "json"])).expect("json");
+    json[0].clone()
+}
+
+fn dirty(h: &Host, pool: &str) -> u64 {
+    inspect(h, pool)["service"]["cache"]["dirty"].as_u64().unwrap_or(0)
+}
+
+/// A write-back instance over `upper`, with a dirty expiry long enough that only the events
+/// under test write back.
+fn mount(h: &Host, pool: &str, mnt: &Path, upper: &Path) {
+    let spec = h.scratch.path().join("wb.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "branches:\n  - path: {}\n    mode: rw\ncache:\n  mode: writeback\n  size: 64M\n  dirty_expire: 600\n",
+            upper.display()
+        ),
+    )
+    .expect("spec");
+    h.ok(&["mount", "--pool", pool, &mnt.display().to_string(), "-f", &spec.display().to_string()]);
+}
+
+#[test]
+fn written_data_survives_service_stop_and_fsynced_data_survives_kill_9() {
+    let mut h = Host::new("wbstop");
+    let pool = h.create("p", &["--cpus", "0-1"]);
+    let (upper, mnt) = (h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    mount(&h, &pool, &mnt, &upper);
+
+    // Written, not fsync'd, the file still open: the data waits in the pool's cache.
+    let a = writer(&h, &pool, &mnt.join("a"), "keep");
+    assert!(std::fs::metadata(upper.join("a")).expect("created").len() < 4 << 20, "written back already");
+    assert!(dirty(&h, &pool) >= 4 << 20, "not dirty in the cache");
+    h.ok(&["service", "stop", "--pool", &pool]);
+    assert!(std::fs::read(upper.join("a")).expect("a") == expected(), "service stop lost dirty data");
+    drop(a);
+
+    // Again: one file fsync'd, one not; then kill -9.
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    mount(&h, &pool, &mnt, &upper);
+    let b = writer(&h, &pool, &mnt.join("b"), "fsync");
+    let c = writer(&h, &pool, &mnt.join("c"), "keep");
+    assert!(dirty(&h, &pool) >= 4 << 20, "c is not dirty in the cache");
+    let pid = inspect(&h, &pool)["service"]["pid"].as_i64().expect("service pid");
+    // SAFETY: kill(2) with a pid read from the service's record.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let gone = std::time::Instant::now();
+    while polytropon::pool::state::pid_alive(pid as u32) && gone.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(std::fs::read(upper.join("b")).expect("b") == expected(), "fsync'd data lost with the service");
+    drop((b, c));
+    h.ok(&["pool", "destroy", &pool, "--force"]);
+    h.created.clear();
+}
+
+#[test]
+fn the_cache_stays_within_its_bound_by_the_pools_memory_figures() {
+    let mut h = Host::new("wbbound");
+    let pool = h.create("p", &["--cpus", "0-1"]);
+    let (upper, mnt) = (h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let m = mnt.display().to_string();
+    let u = upper.display().to_string();
+    h.ok(&["mount", "--pool", &pool, &m, "--upper", &u, "--cache", "writeback", "--cache-size", "32M"]);
+    let before = inspect(&h, &pool)["usage"]["memory_current"].as_u64().expect("memory figure");
+    // 256 MiB written and read back on the user-level path: 8 times the cache.
+    let script = r#"
+import hashlib, os, sys
+d = sys.argv[1]
+blk = os.urandom(1 << 20)
+want = []
+for f in range(8):
+    h = hashlib.sha256()
+    with open(os.path.join(d, f"f{f}"), "wb") as out:
+        for i in range(32):
+            b = blk[i:] + blk[:i]
+            out.write(b)
+            h.update(b)
+    want.append(h.hexdigest())
+for f in range(8):
+    h = hashlib.sha256()
+    with open(os.path.join(d, f"f{f}"), "rb") as inp:
+        while chunk := inp.read(1 << 20):
+            h.update(chunk)
+    assert h.hexdigest() == want[f], f"f{f} read back wrong"
+print("ok")
+"#;
+    let out = h.run(&["exec", "--pool", &pool, "--preload-only", "--", "python3", "-c", script, &m]);
+    assert!(out.status.success(), "{}", common::host::stderr(&out));
+    let info = inspect(&h, &pool);
+    let (usage, cache) = (&info["usage"], &info["service"]["cache"]);
+    let peak = usage["memory_peak"].as_u64().expect("peak figure");
+    println!("pool memory before {before}, peak {peak}; cache {cache}");
+    let n = |k: &str| cache[k].as_u64().unwrap_or(0);
+    assert!(n("writebacks") >= 256 * 16 && n("misses") > 0, "the data did not go through the cache: {cache}");
+    assert!(n("bytes") + n("dirty") <= n("limit") && n("limit") <= 32 << 20, "{cache}");
+    // The pool's memory (service, client, shared memory, page cache charged to it) grew by
+    // at most the cache and some working room: not by the 256 MiB that went through.
+    assert!(peak <= before + (32 << 20) + (48 << 20), "pool memory peaked {} MiB above its start", (peak - before) >> 20);
+    assert_eq!(std::fs::metadata(upper.join("f7")).expect("f7").len(), 32 << 20);
+    h.ok(&["pool", "destroy", &pool, "--force"]);
+    h.created.clear();
+}
