@@ -444,7 +444,8 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with = "workload")]
     pub all: bool,
     /// Paths to compare, comma-separated (default: every available one): `user` (the
-    /// user-level path: the workload under the preload library), `fuse` (ours, kernel cache
+    /// user-level path: the workload under the preload library), `user-cache` (the same
+    /// with the pool's own write-back cache, `--cache writeback`), `fuse` (ours, kernel cache
     /// with passthrough), `fuse-writeback` (ours, kernel cache with the writeback
     /// cache instead of passthrough), `fuse-direct` (ours, direct I/O), `fuse-overlayfs`,
     /// `unionfs-fuse`, `overlay` (kernel overlayfs), `kernel` (a plain directory); with

@@ -69,7 +69,13 @@ pub fn build(spec: &InstanceSpec) -> Result<Arc<dyn FileSystem>, InstanceError> 
     if let (Some(c), true) = (&cache, writeback) {
         crate::backend::local::enable_writeback(c, spec.cache.writeback()).map_err(InstanceError::Flusher)?;
     }
-    let local_opts = |read_only| LocalOptions { read_only, cache: cache.clone(), writeback };
+    // The backend reuses names and attributes as long as the kernel does on the FUSE path;
+    // attributes only when every change of file data reaches the backend (the pool's own
+    // cache): FUSE passthrough and the kernel's writeback cache change files behind it.
+    let ttl = |secs: f64| std::time::Duration::try_from_secs_f64(secs).unwrap_or_default();
+    let entry_ttl = ttl(spec.cache.entry_timeout);
+    let attr_ttl = if spec.cache.own_cache() { ttl(spec.cache.attr_timeout) } else { std::time::Duration::ZERO };
+    let local_opts = |read_only| LocalOptions { read_only, cache: cache.clone(), writeback, entry_ttl, attr_ttl };
     let open = |path: &std::path::Path, read_only: bool, local: bool| -> Result<Arc<dyn FileSystem>, InstanceError> {
         match &client {
             _ if local => LocalFs::new(path, local_opts(read_only))

@@ -15,8 +15,9 @@ use crate::spec::CacheMode;
 use crate::union::UnionFs;
 
 /// Every path name `bench` knows, in display order.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     "user",
+    "user-cache",
     "fuse",
     "fuse-writeback",
     "fuse-direct",
@@ -85,7 +86,7 @@ pub fn availability(name: &str, ceph: bool) -> Result<(), String> {
         "fuse-overlayfs" if !has("fuse-overlayfs") => Err("fuse-overlayfs is not installed".into()),
         "unionfs-fuse" if !has("unionfs-fuse") => Err("unionfs-fuse is not installed".into()),
         "overlay" if !overlay => Err("kernel overlayfs is not available".into()),
-        "user" | "fuse" | "fuse-writeback" | "fuse-direct" | "fuse-overlayfs" | "unionfs-fuse" | "overlay" | "kernel" => Ok(()),
+        "user" | "user-cache" | "fuse" | "fuse-writeback" | "fuse-direct" | "fuse-overlayfs" | "unionfs-fuse" | "overlay" | "kernel" => Ok(()),
         other => Err(format!("unknown path {other:?}; known: {}", ALL.join(", "))),
     }
 }
@@ -99,8 +100,19 @@ fn dirs(base: &Path, name: &str, container: usize) -> anyhow::Result<(PathBuf, P
     Ok((upper, work, mnt))
 }
 
-fn local(p: &Path, read_only: bool) -> anyhow::Result<Arc<dyn FileSystem>> {
-    Ok(Arc::new(LocalFs::new(p, LocalOptions { read_only, ..LocalOptions::default() }).with_context(|| format!("branch {}", p.display()))?))
+fn local(p: &Path, read_only: bool, own_cache: bool) -> anyhow::Result<Arc<dyn FileSystem>> {
+    let mut opts = LocalOptions { read_only, ..LocalOptions::default() };
+    if own_cache {
+        // `user-cache`: the pool's own cache in write-back mode, with the defaults of an
+        // instance spec (256M, the papers' dirty settings); `bench` runs the service, so its
+        // flusher runs on pool A's cpus in the isolation experiment.
+        let spec = crate::spec::CacheSpec { mode: CacheMode::Writeback, ..crate::spec::CacheSpec::default() };
+        let cache = crate::backend::cache::shared(spec.size_bytes());
+        crate::backend::local::enable_writeback(&cache, spec.writeback()).context("cannot start the cache's flusher")?;
+        opts.cache = Some(cache);
+        opts.writeback = true;
+    }
+    Ok(Arc::new(LocalFs::new(p, opts).with_context(|| format!("branch {}", p.display()))?))
 }
 
 /// The union of container `i` on a `user`/`fuse*` path: a local upper over `lower`, or with
@@ -116,7 +128,10 @@ fn union_for(name: &str, i: usize, upper: &Path, lower: &Path, ceph: Option<&sup
             let l = Path::new("/").join(&c.dir).join(name).join("lower");
             Ok(Arc::new(UnionFs::new(Some(c.branch(&u, false)?), vec![c.branch(&l, true)?])?))
         }
-        None => Ok(Arc::new(UnionFs::new(Some(local(upper, false)?), vec![local(lower, true)?])?)),
+        None => {
+            let own = name == "user-cache";
+            Ok(Arc::new(UnionFs::new(Some(local(upper, false, own)?), vec![local(lower, true, own)?])?))
+        }
     }
 }
 
@@ -145,7 +160,7 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
         let (upper, work, mnt) = dirs(base, name, i)?;
         let overlay_opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
         match name {
-            "user" | "cephfs-user" => {
+            "user" | "user-cache" | "cephfs-user" => {
                 // As a pool's service serves an instance: FUSE mount and user-level path together.
                 let union = union_for(name, i, &upper, lower, ceph_for_union)?;
                 let mounted = fuse::spawn(union.clone(), &mnt, &FuseConfig::default()).context("cannot mount the legacy path")?;

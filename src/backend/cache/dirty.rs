@@ -117,7 +117,8 @@ impl BlockCache {
         let key = (file, block);
         let i = shard_of(&file, block);
         let mut files = self.files();
-        let m = files.entry(file).or_default();
+        let g = self.next_generation();
+        let m = self.meta(&mut files, file);
         let backend_size = backend_size()?;
         let old_size = if m.dirty.is_empty() { backend_size } else { m.size.max(backend_size) };
         let new_size = old_size.max(start + (at + n) as u64);
@@ -147,7 +148,7 @@ impl BlockCache {
         if m.dirty.insert(block) {
             self.stats.dirty.fetch_add(BLOCK as u64, Ordering::Relaxed);
         }
-        m.generation += 1;
+        m.generation = g;
         m.size = new_size;
         m.since.get_or_insert_with(Instant::now);
         m.source.get_or_insert_with(|| source.clone());
@@ -181,7 +182,8 @@ impl BlockCache {
     /// The lock that keeps write-backs of `file` apart (two could write an older copy of a
     /// block after a newer one).
     pub fn flush_lock(&self, file: FileKey) -> Arc<Mutex<()>> {
-        self.files().entry(file).or_default().flushing.get_or_insert_with(Default::default).clone()
+        let mut files = self.files();
+        self.meta(&mut files, file).flushing.get_or_insert_with(Default::default).clone()
     }
 
     /// Copies dirty block `block` of `file` into `out` (at least `BLOCK` bytes): its length
@@ -198,6 +200,7 @@ impl BlockCache {
     /// was written again since.
     pub fn written_back(&self, file: FileKey, block: u64, seq: u64) {
         let mut files = self.files();
+        let g = self.next_generation();
         let Some(m) = files.get_mut(&file) else { return };
         let mut s = self.shard(shard_of(&file, block));
         if s.dirty.get(&(file, block)).is_none_or(|d| d.seq != seq) {
@@ -208,7 +211,7 @@ impl BlockCache {
         }
         drop(s);
         // A block read from the backing file before this write-back may predate it.
-        m.generation += 1;
+        m.generation = g;
         m.dirty.remove(&block);
         self.stats.dirty.fetch_sub(BLOCK as u64, Ordering::Relaxed);
         self.stats.writebacks.fetch_add(1, Ordering::Relaxed);

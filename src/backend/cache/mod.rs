@@ -1,18 +1,20 @@
-//! The data cache of a backend client (issue 8, first part): file blocks held in the service's
-//! own memory (so charged to the pool's memory cgroup), bounded, shared by every instance of
-//! the service and keyed by the backend file's identity (`st_dev`, `st_ino`), so clones that
-//! share a lower branch cache its blocks once.
+//! The data cache of a backend client (issue 8): file blocks held in the service's own memory
+//! (so charged to the pool's memory cgroup), bounded, shared by every instance of the service
+//! and keyed by the backend file's identity (`st_dev`, `st_ino`), so clones that share a lower
+//! branch cache its blocks once.
 //!
 //! Replacement is S3-FIFO ([`policy`]), which a scan does not flush. Blocks are spread over
 //! shards in runs of 16 (one large file can fill the cache); what the cache knows of each file
-//! (its version and generation) sits under a lock of its own, taken before a shard's. (That
-//! record is kept for every file the service opened in this mode: about 40 bytes each.) A
-//! file's *version* (its modification time and size when its blocks were cached) is
-//! checked when the file is opened: a file changed behind the service's back (another
-//! writer, another host) loses its blocks, which gives close-to-open consistency.
+//! (its version, generation and write-back state) sits under a lock of its own, taken before a
+//! shard's. (Records of files with nothing cached are swept once they outnumber twice those
+//! kept after the last sweep.) A file's *version* (its modification time and size when its
+//! blocks were cached) is checked when the file is opened: a file changed behind the
+//! service's back (another writer, another host) loses its blocks, which gives close-to-open
+//! consistency.
 //!
 //! Used by the local backend in `writethrough` mode (reads from the cache, writes to the
-//! backend and out of the cache); write-back is the rest of issue 8.
+//! backend and out of the cache) and `writeback` mode (writes into the cache, dirty:
+//! [`dirty`]).
 
 mod dirty;
 pub mod policy;
@@ -111,14 +113,27 @@ pub struct CacheStats {
 /// interleave.
 pub struct BlockCache {
     shards: Vec<Mutex<Shard>>,
-    files: Mutex<FxHashMap<FileKey, FileMeta>>,
+    files: Mutex<Files>,
     pub stats: CacheStats,
     limit: u64,
     /// Write-back settings, once an instance asked for write-back.
     writeback: OnceLock<Writeback>,
     /// Where the next eviction for room starts (round robin over shards).
     cursor: AtomicUsize,
+    /// Generations are drawn from one counter, so that no value is ever used twice (a file
+    /// whose record was swept and made again cannot meet an old one).
+    generations: AtomicU64,
+    /// The generation of files the cache has no record of: the counter's value at the last
+    /// sweep of records.
+    swept: AtomicU64,
+    /// Records kept before the next sweep.
+    sweep_at: AtomicUsize,
 }
+
+/// Records of files kept at least (a sweep happens when there are more).
+const SWEEP_MIN: usize = 4096;
+
+type Files = FxHashMap<FileKey, FileMeta>;
 
 impl std::fmt::Debug for BlockCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,6 +163,9 @@ impl BlockCache {
             limit: (per_shard * SHARDS * BLOCK) as u64,
             writeback: OnceLock::new(),
             cursor: AtomicUsize::new(0),
+            generations: AtomicU64::new(0),
+            swept: AtomicU64::new(0),
+            sweep_at: AtomicUsize::new(SWEEP_MIN),
         }
     }
 
@@ -160,8 +178,43 @@ impl BlockCache {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn files(&self) -> std::sync::MutexGuard<'_, FxHashMap<FileKey, FileMeta>> {
+    fn files(&self) -> std::sync::MutexGuard<'_, Files> {
         self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A generation never used before.
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The generation of a file without a record.
+    fn unknown(&self) -> u64 {
+        self.swept.load(Ordering::Relaxed)
+    }
+
+    /// `file`'s record, made if missing (with the generation it had without one).
+    fn meta<'a>(&self, files: &'a mut Files, file: FileKey) -> &'a mut FileMeta {
+        let unknown = self.unknown();
+        files.entry(file).or_insert_with(|| FileMeta { generation: unknown, ..FileMeta::default() })
+    }
+
+    /// Forgets the records of files with nothing cached, dirty or in progress (every file
+    /// opened in a cache mode leaves one). A reader that took such a file's generation before
+    /// gets a new one's mismatch: the sweep moves the generation of unknown files on.
+    fn sweep(&self, files: &mut Files) {
+        let mut cached = FxHashSet::default();
+        for i in 0..SHARDS {
+            cached.extend(self.shard(i).by_file.keys().copied());
+        }
+        self.swept.store(self.next_generation(), Ordering::Relaxed);
+        files.retain(|k, m| {
+            cached.contains(k)
+                || !m.dirty.is_empty()
+                || m.source.is_some()
+                || m.error.is_some()
+                || m.flushing.as_ref().is_some_and(|l| Arc::strong_count(l) > 1)
+        });
+        self.sweep_at.store((files.len() * 2).max(SWEEP_MIN), Ordering::Relaxed);
     }
 
     /// Copies block `block` of `file` from byte `at` on into `out`: the bytes copied (fewer
@@ -197,7 +250,7 @@ impl BlockCache {
     /// The file's generation: take it before reading a block from the backend and hand it to
     /// [`BlockCache::insert`].
     pub fn generation(&self, file: FileKey) -> u64 {
-        self.files().get(&file).map_or(0, |m| m.generation)
+        self.files().get(&file).map_or(self.unknown(), |m| m.generation)
     }
 
     /// Caches block `block` of `file` (at most `BLOCK` bytes: a shorter one is the file's
@@ -207,7 +260,7 @@ impl BlockCache {
         data.truncate(BLOCK);
         let files = self.files();
         let meta = files.get(&file);
-        if meta.map_or(0, |m| m.generation) != generation {
+        if meta.map_or(self.unknown(), |m| m.generation) != generation {
             return;
         }
         if data.len() < BLOCK && meta.is_some_and(|m| !m.dirty.is_empty()) {
@@ -268,7 +321,7 @@ impl BlockCache {
     /// Drops blocks `first..=last` of `file` (a write or truncation changed them).
     pub fn invalidate_range(&self, file: FileKey, first: u64, last: u64) {
         let mut files = self.files();
-        files.entry(file).or_default().generation += 1;
+        self.meta(&mut files, file).generation = self.next_generation();
         self.drop_blocks(file, first, last);
         drop(files);
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
@@ -294,8 +347,9 @@ impl BlockCache {
     /// Drops every block of `file`, and what the cache knew of it.
     pub fn invalidate(&self, file: FileKey) {
         let mut files = self.files();
-        let m = files.entry(file).or_default();
-        m.generation += 1;
+        let g = self.next_generation();
+        let m = self.meta(&mut files, file);
+        m.generation = g;
         m.version = None;
         self.drop_blocks(file, 0, u64::MAX);
         drop(files);
@@ -306,10 +360,14 @@ impl BlockCache {
     /// blocks were cached (another writer), they go. Records `now` either way.
     pub fn validate(&self, file: FileKey, now: Version) {
         let mut files = self.files();
-        let m = files.entry(file).or_default();
+        if files.len() >= self.sweep_at.load(Ordering::Relaxed) {
+            self.sweep(&mut files);
+        }
+        let g = self.next_generation();
+        let m = self.meta(&mut files, file);
         let changed = m.version.replace(now).is_some_and(|v| v != now);
         if changed {
-            m.generation += 1;
+            m.generation = g;
             self.drop_blocks(file, 0, u64::MAX);
             self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
         }
@@ -318,7 +376,8 @@ impl BlockCache {
     /// Records what `file` looks like after a change made through this cache (its blocks were
     /// kept up to date), so that the next open does not take it for someone else's.
     pub fn changed_by_us(&self, file: FileKey, now: Version) {
-        self.files().entry(file).or_default().version = Some(now);
+        let mut files = self.files();
+        self.meta(&mut files, file).version = Some(now);
     }
 }
 
@@ -416,5 +475,26 @@ mod tests {
         c.invalidate(G);
         assert!(c.read(G, 0, 0, &mut out).is_none());
         assert_eq!(c.stats.bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn records_of_files_with_nothing_cached_are_swept_and_stale_fills_stay_refused() {
+        let c = BlockCache::new(16 << 20);
+        c.insert(F, 0, c.generation(F), block(1, BLOCK));
+        c.validate(F, (1, 0, BLOCK as u64));
+        // A reader of G takes its generation, then G changes and thousands of files are opened.
+        c.validate(G, (1, 0, 10));
+        let before = c.generation(G);
+        c.invalidate(G);
+        for ino in 100..(100 + 3 * SWEEP_MIN as u64) {
+            c.validate(FileKey { dev: 1, ino }, (1, 0, 0));
+        }
+        let kept = c.files().len();
+        assert!(kept < 2 * SWEEP_MIN, "{kept} records kept");
+        assert!(c.files().contains_key(&F), "a file with cached blocks keeps its record");
+        c.insert(G, 0, before, block(2, 10));
+        let mut out = [0u8; 1];
+        assert!(c.read(G, 0, 0, &mut out).is_none(), "a fill from before the change was taken");
+        assert!(c.read(F, 0, 0, &mut out).is_some());
     }
 }

@@ -57,6 +57,14 @@ impl InodeTable {
         self.by_inode.get(&inode).cloned()
     }
 
+    /// Registers one more lookup of a known node (under the table's read lock: `forget`
+    /// changes references only under its write lock).
+    pub fn add_ref(&self, inode: Inode) -> Option<Arc<InodeData>> {
+        let data = self.by_inode.get(&inode)?;
+        data.refs.fetch_add(1, Ordering::Relaxed);
+        Some(data.clone())
+    }
+
     /// Registers one more lookup of the object behind `fd`; returns its node id. When the
     /// object is already known, `fd` is dropped and the existing descriptor kept.
     pub fn insert_or_ref(&mut self, fd: OwnedFd, attr: &Attr) -> Inode {

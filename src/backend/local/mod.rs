@@ -11,6 +11,7 @@
 
 mod cached;
 mod inodes;
+mod lookups;
 mod writeback;
 
 use std::ffi::{OsStr, OsString};
@@ -61,6 +62,9 @@ pub struct LocalOptions {
     /// With `cache`: writes stay in it, dirty, until written back (`writeback` mode; the
     /// cache's write-back settings must be enabled).
     pub writeback: bool,
+    /// How long a name lookup and an object's attributes are reused (zero: never).
+    pub entry_ttl: std::time::Duration,
+    pub attr_ttl: std::time::Duration,
 }
 
 enum HandleData {
@@ -81,6 +85,7 @@ pub struct LocalFs {
     handles: RwLock<rustc_hash::FxHashMap<Handle, Arc<HandleData>>>,
     next_handle: AtomicU64,
     proc_self_fd: OwnedFd,
+    lookups: lookups::Lookups,
     euid: u32,
     egid: u32,
 }
@@ -181,7 +186,9 @@ impl LocalFs {
         )
         .map_err(|e| LocalError::Proc(e.into()))?;
         let ctx = Context::current();
+        let lookups = lookups::Lookups::new(opts.entry_ttl, opts.attr_ttl);
         Ok(LocalFs {
+            lookups,
             root_path,
             opts,
             inodes: RwLock::new(InodeTable::new(fd, &attr)),
@@ -216,6 +223,39 @@ impl LocalFs {
         let mut handles = self.handles.write().map_err(|_| errno(libc::EIO))?;
         handles.insert(id, Arc::new(data));
         Ok(id)
+    }
+
+    /// `getattr` from the backing directory.
+    fn fresh_attr(&self, inode: Inode, handle: Option<Handle>) -> io::Result<Attr> {
+        if let Some(h) = handle {
+            if let Ok(hd) = self.handle(h) {
+                let fd = match &*hd {
+                    HandleData::File(fd, _) => &**fd,
+                    HandleData::Dir { fd, .. } => fd,
+                };
+                return self.attr_of(fd.as_fd());
+            }
+        }
+        let data = self.inode(inode)?;
+        self.attr_of(data.fd.as_fd())
+    }
+
+    /// The attributes of `inode` (held as `data`): cached, or read and cached.
+    fn cached_attr(&self, inode: Inode, data: &InodeData) -> io::Result<Attr> {
+        if let Some(a) = self.lookups.attr(inode) {
+            return Ok(a);
+        }
+        let epoch = self.lookups.attr_epoch();
+        let a = self.attr_of(data.fd.as_fd())?;
+        self.lookups.put_attr(inode, a, epoch);
+        Ok(a)
+    }
+
+    /// Starts a change of the backing directory (of its names too when `names`): refused on
+    /// a read-only branch; cached names and attributes read meanwhile are not kept.
+    fn changing(&self, names: bool) -> io::Result<lookups::Change<'_>> {
+        self.writable()?;
+        Ok(self.lookups.change(names))
     }
 
     fn writable(&self) -> io::Result<()> {
@@ -316,8 +356,24 @@ impl LocalFs {
 
 impl FileSystem for LocalFs {
     fn lookup(&self, _ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<Entry> {
+        if let Some(child) = self.lookups.name(parent, name) {
+            let known = self.inodes.read().map_err(|_| errno(libc::EIO))?.add_ref(child);
+            if let Some(data) = known {
+                return match self.cached_attr(child, &data) {
+                    Ok(attr) => Ok(Entry { inode: child, generation: 0, attr }),
+                    Err(e) => {
+                        self.forget(child, 1);
+                        Err(e)
+                    }
+                };
+            }
+        }
+        let (names, attrs) = (self.lookups.name_epoch(), self.lookups.attr_epoch());
         let p = self.inode(parent)?;
-        self.do_lookup(&p, name)
+        let e = self.do_lookup(&p, name)?;
+        self.lookups.put_name(parent, name, e.inode, names);
+        self.lookups.put_attr(e.inode, e.attr, attrs);
+        Ok(e)
     }
 
     fn forget(&self, inode: Inode, count: u64) {
@@ -330,19 +386,14 @@ impl FileSystem for LocalFs {
     }
 
     fn getattr(&self, _ctx: &Context, inode: Inode, handle: Option<Handle>) -> io::Result<Attr> {
-        if let Some(h) = handle {
-            if let Ok(hd) = self.handle(h) {
-                let fd = match &*hd {
-                    HandleData::File(fd, _) => &**fd,
-                    HandleData::Dir { fd, .. } => fd,
-                };
-                return self.attr_of(fd.as_fd());
-            }
+        if let Some(a) = self.lookups.attr(inode) {
+            return Ok(a);
         }
-        let data = self.inode(inode)?;
-        self.attr_of(data.fd.as_fd())
+        let epoch = self.lookups.attr_epoch();
+        let a = self.fresh_attr(inode, handle)?;
+        self.lookups.put_attr(inode, a, epoch);
+        Ok(a)
     }
-
     fn setattr(
         &self,
         _ctx: &Context,
@@ -350,7 +401,7 @@ impl FileSystem for LocalFs {
         handle: Option<Handle>,
         set: &SetAttr,
     ) -> io::Result<Attr> {
-        self.writable()?;
+        let _change = self.changing(false)?;
         let data = self.inode(inode)?;
         let held = handle.and_then(|h| self.handle(h).ok());
         if data.kind == FileKind::Regular {
@@ -405,9 +456,11 @@ impl FileSystem for LocalFs {
 
     fn open(&self, _ctx: &Context, inode: Inode, flags: i32) -> io::Result<Handle> {
         let data = self.inode(inode)?;
-        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
-            self.writable()?;
-        }
+        let _change = if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            Some(self.changing(false)?)
+        } else {
+            None
+        };
         match data.kind {
             FileKind::Directory if flags & libc::O_ACCMODE != libc::O_RDONLY => {
                 return Err(errno(libc::EISDIR))
@@ -449,7 +502,7 @@ impl FileSystem for LocalFs {
         umask: u32,
         flags: i32,
     ) -> io::Result<(Entry, Handle)> {
-        self.writable()?;
+        let _change = self.changing(false)?;
         check_name(name)?;
         let p = self.inode(parent)?;
         let perm = mode & !umask & 0o7777;
@@ -505,7 +558,7 @@ impl FileSystem for LocalFs {
         bufs: &[IoSlice<'_>],
         offset: u64,
     ) -> io::Result<usize> {
-        self.writable()?;
+        let _change = self.changing(false)?;
         let h = self.file_fd(handle)?;
         let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
         if let Some(cache) = self.write_back_cache() {
@@ -559,7 +612,7 @@ impl FileSystem for LocalFs {
         mode: u32,
         umask: u32,
     ) -> io::Result<Entry> {
-        self.writable()?;
+        let _change = self.changing(false)?;
         check_name(name)?;
         let p = self.inode(parent)?;
         let perm = mode & !umask & 0o7777;
@@ -578,7 +631,7 @@ impl FileSystem for LocalFs {
         rdev: u64,
         umask: u32,
     ) -> io::Result<Entry> {
-        self.writable()?;
+        let _change = self.changing(false)?;
         check_name(name)?;
         let p = self.inode(parent)?;
         let perm = mode & !umask & 0o7777;
@@ -590,14 +643,14 @@ impl FileSystem for LocalFs {
     }
 
     fn unlink(&self, _ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
-        self.writable()?;
+        let _change = self.changing(true)?;
         check_name(name)?;
         let p = self.inode(parent)?;
         Ok(rfs::unlinkat(&p.fd, name, AtFlags::empty())?)
     }
 
     fn rmdir(&self, _ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
-        self.writable()?;
+        let _change = self.changing(true)?;
         check_name(name)?;
         let p = self.inode(parent)?;
         Ok(rfs::unlinkat(&p.fd, name, AtFlags::REMOVEDIR)?)
@@ -612,7 +665,7 @@ impl FileSystem for LocalFs {
         new_name: &OsStr,
         flags: u32,
     ) -> io::Result<()> {
-        self.writable()?;
+        let _change = self.changing(true)?;
         check_name(name)?;
         check_name(new_name)?;
         let p = self.inode(parent)?;
@@ -628,7 +681,7 @@ impl FileSystem for LocalFs {
         new_parent: Inode,
         new_name: &OsStr,
     ) -> io::Result<Entry> {
-        self.writable()?;
+        let _change = self.changing(false)?;
         check_name(new_name)?;
         let data = self.inode(inode)?;
         let np = self.inode(new_parent)?;
@@ -653,7 +706,7 @@ impl FileSystem for LocalFs {
         parent: Inode,
         name: &OsStr,
     ) -> io::Result<Entry> {
-        self.writable()?;
+        let _change = self.changing(false)?;
         check_name(name)?;
         let p = self.inode(parent)?;
         rfs::symlinkat(target, &p.fd, name)?;
@@ -741,7 +794,7 @@ impl FileSystem for LocalFs {
         value: &[u8],
         flags: i32,
     ) -> io::Result<()> {
-        self.writable()?;
+        let _change = self.changing(false)?;
         let data = self.inode(inode)?;
         let flags = rfs::XattrFlags::from_bits(flags as u32).ok_or_else(|| errno(libc::EINVAL))?;
         Ok(rfs::setxattr(Self::proc_path(data.fd.as_fd()).as_str(), name, value, flags)?)
@@ -764,7 +817,7 @@ impl FileSystem for LocalFs {
     }
 
     fn removexattr(&self, _ctx: &Context, inode: Inode, name: &OsStr) -> io::Result<()> {
-        self.writable()?;
+        let _change = self.changing(false)?;
         let data = self.inode(inode)?;
         Ok(rfs::removexattr(Self::proc_path(data.fd.as_fd()).as_str(), name)?)
     }
@@ -778,7 +831,7 @@ impl FileSystem for LocalFs {
         offset: u64,
         length: u64,
     ) -> io::Result<()> {
-        self.writable()?;
+        let _change = self.changing(false)?;
         let h = self.file_fd(handle)?;
         let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
         self.write_back(*id)?;

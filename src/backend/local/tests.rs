@@ -236,7 +236,7 @@ fn the_block_cache_serves_reads_sees_our_writes_at_once_and_others_at_open() {
     let cache = Arc::new(crate::backend::cache::BlockCache::new(8 << 20));
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     fs::write(dir.path().join("f"), &data).expect("seed");
-    let fs = LocalFs::new(dir.path(), LocalOptions { read_only: false, cache: Some(cache.clone()), writeback: false }).expect("backend");
+    let fs = LocalFs::new(dir.path(), LocalOptions { read_only: false, cache: Some(cache.clone()), writeback: false, ..LocalOptions::default() }).expect("backend");
     let c = ctx();
     let e = fs.lookup(&c, ROOT_INODE, OsStr::new("f")).expect("lookup");
     let read = |h: Handle, off: u64, len: usize| {
@@ -293,7 +293,7 @@ fn write_back_keeps_writes_in_the_cache_until_fsync_close_or_the_dirty_limit() {
     let mut model: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
     let path = dir.path().join("f");
     fs::write(&path, &model).expect("seed");
-    let fs = LocalFs::new(dir.path(), LocalOptions { read_only: false, cache: Some(cache.clone()), writeback: true }).expect("backend");
+    let fs = LocalFs::new(dir.path(), LocalOptions { read_only: false, cache: Some(cache.clone()), writeback: true, ..LocalOptions::default() }).expect("backend");
     let c = ctx();
     let e = fs.lookup(&c, ROOT_INODE, OsStr::new("f")).expect("lookup");
     let read = |h: Handle, off: u64, len: usize| {
@@ -345,3 +345,32 @@ fn write_back_keeps_writes_in_the_cache_until_fsync_close_or_the_dirty_limit() {
 }
 
 const BLOCK_BYTES: u64 = crate::backend::cache::BLOCK as u64;
+
+#[test]
+fn names_and_attributes_are_reused_within_their_ttl_and_our_own_changes_show_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ttl = std::time::Duration::from_secs(60);
+    fs::write(dir.path().join("a"), b"aaaa").expect("seed");
+    let fs = LocalFs::new(dir.path(), LocalOptions { entry_ttl: ttl, attr_ttl: ttl, ..LocalOptions::default() }).expect("backend");
+    let c = ctx();
+    let a = fs.lookup(&c, ROOT_INODE, OsStr::new("a")).expect("lookup");
+    // Behind the service's back: not seen within the TTL (the answers come from the caches).
+    fs::rename(dir.path().join("a"), dir.path().join("b")).expect("rename");
+    std::os::unix::fs::chown(dir.path().join("b"), Some(4242), None).expect("chown");
+    let again = fs.lookup(&c, ROOT_INODE, OsStr::new("a")).expect("a cached name");
+    assert_eq!((again.inode, again.attr.uid), (a.inode, a.attr.uid));
+    assert_eq!(fs.getattr(&c, a.inode, None).expect("getattr").uid, a.attr.uid, "a cached attribute");
+    // Through the service: seen at once.
+    let b = fs.lookup(&c, ROOT_INODE, OsStr::new("b")).expect("lookup b");
+    assert_eq!(b.inode, a.inode, "one object, one node");
+    let set = SetAttr { mode: Some(0o600), ..SetAttr::default() };
+    fs.setattr(&c, b.inode, None, &set).expect("chmod");
+    assert_eq!(fs.getattr(&c, b.inode, None).expect("getattr").mode & 0o777, 0o600);
+    let h = fs.open(&c, b.inode, libc::O_WRONLY).expect("open");
+    fs.write(&c, b.inode, h, &[IoSlice::new(b"more bytes")], 4).expect("write");
+    assert_eq!(fs.getattr(&c, b.inode, Some(h)).expect("getattr").size, 14);
+    fs.release(&c, b.inode, h).expect("release");
+    fs.unlink(&c, ROOT_INODE, OsStr::new("b")).expect("unlink");
+    assert_eq!(code(fs.lookup(&c, ROOT_INODE, OsStr::new("b"))), libc::ENOENT, "a removed name is gone at once");
+    assert_eq!(code(fs.lookup(&c, ROOT_INODE, OsStr::new("a"))), libc::ENOENT, "every name was dropped by the removal");
+}
