@@ -20,11 +20,14 @@ use crate::libservice::{Attr, Inode};
 /// Entries kept at most per map before expired ones are swept (and, if that is not enough, all).
 const MAX_ENTRIES: usize = 1 << 16;
 
+/// A parent's names: the node each led to, when it was read, and under which epoch.
+type Names = FxHashMap<OsString, (Inode, Instant, u64)>;
+
 #[derive(Debug, Default)]
 pub(super) struct Lookups {
     entry_ttl: Duration,
     attr_ttl: Duration,
-    names: Mutex<FxHashMap<Inode, FxHashMap<OsString, (Inode, Instant, u64)>>>,
+    names: Mutex<FxHashMap<Inode, Names>>,
     name_count: AtomicU64,
     attrs: Mutex<FxHashMap<Inode, (Attr, Instant, u64)>>,
     name_epoch: AtomicU64,
