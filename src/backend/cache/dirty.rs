@@ -12,7 +12,7 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::policy::Policy;
@@ -57,7 +57,56 @@ pub struct FlushBlock {
     pub seq: u64,
 }
 
+/// Files closed with dirty blocks, for the flusher to write back at once (the thread that
+/// served the close goes on serving requests).
+#[derive(Debug, Default)]
+pub struct Closed {
+    files: Mutex<Vec<FileKey>>,
+    wake: Condvar,
+}
+
+impl Closed {
+    pub fn push(&self, file: FileKey) {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if !files.contains(&file) {
+            files.push(file);
+        }
+        self.wake.notify_one();
+    }
+
+    /// The files closed since the last call; waits up to `timeout` for one.
+    pub fn wait(&self, timeout: Duration) -> Vec<FileKey> {
+        let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut files, _) = self.wake.wait_timeout_while(files, timeout, |f| f.is_empty()).unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *files)
+    }
+}
+
 impl BlockCache {
+    /// Where closes tell the flusher about dirty files.
+    pub fn closed(&self) -> Arc<Closed> {
+        self.closed.clone()
+    }
+
+    /// Drops everything cached of `file`, dirty blocks included: its last name is gone and
+    /// nothing in the service holds it open, so nothing can read them.
+    pub fn discard(&self, file: FileKey) {
+        let mut files = self.files();
+        let g = self.next_generation();
+        let m = self.meta(&mut files, file);
+        m.generation = g;
+        m.version = None;
+        m.since = None;
+        m.source = None;
+        let blocks = std::mem::take(&mut m.dirty);
+        for b in blocks {
+            if self.shard(shard_of(&file, b)).dirty.remove(&(file, b)).is_some() {
+                self.stats.dirty.fetch_sub(BLOCK as u64, Ordering::Relaxed);
+            }
+        }
+        self.drop_blocks(file, 0, u64::MAX);
+    }
+
     /// Write-back settings, if write-back was enabled.
     pub fn writeback(&self) -> Option<Writeback> {
         self.writeback.get().copied()

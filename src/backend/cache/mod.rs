@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-pub use dirty::{FlushBlock, FlushPlan, Writeback};
+pub use dirty::{Closed, FlushBlock, FlushPlan, Writeback};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -128,6 +128,7 @@ pub struct BlockCache {
     swept: AtomicU64,
     /// Records kept before the next sweep.
     sweep_at: AtomicUsize,
+    closed: Arc<Closed>,
 }
 
 /// Records of files kept at least (a sweep happens when there are more).
@@ -166,6 +167,7 @@ impl BlockCache {
             generations: AtomicU64::new(0),
             swept: AtomicU64::new(0),
             sweep_at: AtomicUsize::new(SWEEP_MIN),
+            closed: Arc::default(),
         }
     }
 
@@ -475,6 +477,23 @@ mod tests {
         c.invalidate(G);
         assert!(c.read(G, 0, 0, &mut out).is_none());
         assert_eq!(c.stats.bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_discarded_file_leaves_nothing_dirty_or_cached() {
+        let c = BlockCache::new(16 << 20);
+        c.enable_writeback(Writeback { dirty_limit: 8 << 20, expire: std::time::Duration::from_secs(5), interval: std::time::Duration::from_secs(1) });
+        let src: Arc<OwnedFd> = Arc::new(std::fs::File::open("/dev/null").expect("/dev/null").into());
+        for b in 0..3 {
+            assert!(c.write_dirty(F, b, c.generation(F), None, 0, &[7u8; BLOCK], || Ok(0), &src).expect("write"));
+        }
+        c.insert(G, 0, c.generation(G), block(1, BLOCK));
+        assert_eq!((c.dirty_size(F), c.stats.dirty.load(Ordering::Relaxed)), (Some(3 * BLOCK as u64), 3 * BLOCK as u64));
+        c.discard(F);
+        let mut out = [0u8; 1];
+        assert_eq!((c.dirty_size(F), c.stats.dirty.load(Ordering::Relaxed)), (None, 0));
+        assert!(c.read(F, 1, 0, &mut out).is_none() && c.plan_flush(F).is_none());
+        assert!(c.read(G, 0, 0, &mut out).is_some(), "other files keep theirs");
     }
 
     #[test]

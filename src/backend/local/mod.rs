@@ -468,13 +468,6 @@ impl FileSystem for LocalFs {
             FileKind::Symlink => return Err(errno(libc::ELOOP)),
             _ => {}
         }
-        if let (Some(cache), FileKind::Regular) = (&self.opts.cache, data.kind) {
-            // Close-to-open: blocks of a file changed since they were cached go.
-            let file = file_key(data.id());
-            let fd = self.reopen(&data, flags)?;
-            cache.validate(file, cached::version_of(fd.as_fd())?);
-            return self.insert_handle(HandleData::File(Arc::new(fd), data.id()));
-        }
         let fd = if flags & !(libc::O_CLOEXEC | KERNEL_O_LARGEFILE | libc::O_NOCTTY) == libc::O_RDONLY
             && data.kind == FileKind::Regular
         {
@@ -490,6 +483,10 @@ impl FileSystem for LocalFs {
         } else {
             Arc::new(self.reopen(&data, flags)?)
         };
+        if let (Some(cache), FileKind::Regular) = (&self.opts.cache, data.kind) {
+            // Close-to-open: blocks of a file changed since they were cached go.
+            cache.validate(file_key(data.id()), cached::version_of(fd.as_fd())?);
+        }
         self.insert_handle(HandleData::File(fd, data.id()))
     }
 
@@ -594,11 +591,11 @@ impl FileSystem for LocalFs {
         let mut handles = self.handles.write().map_err(|_| errno(libc::EIO))?;
         let gone = handles.remove(&handle);
         drop(handles);
-        if let Some(HandleData::File(_, id)) = gone.as_deref() {
-            // Close-to-open: another service opening the file next reads what was written.
-            // (A failure is kept for the next fsync of the file; the close itself is done.)
-            if let Err(e) = self.write_back(*id) {
-                tracing::warn!("write-back at close of inode {} failed: {e}", id.1);
+        if let (Some(cache), Some(HandleData::File(_, id))) = (self.write_back_cache(), gone.as_deref()) {
+            // Close-to-open: the flusher writes the file back at once, so that another service
+            // opening it next reads what was written (the thread serving this close goes on).
+            if cache.dirty_size(file_key(*id)).is_some() {
+                cache.closed().push(file_key(*id));
             }
         }
         Ok(())
@@ -646,7 +643,20 @@ impl FileSystem for LocalFs {
         let _change = self.changing(true)?;
         check_name(name)?;
         let p = self.inode(parent)?;
-        Ok(rfs::unlinkat(&p.fd, name, AtFlags::empty())?)
+        let gone = match self.write_back_cache() {
+            // Its last name: what it holds dirty need never be written, unless it is open.
+            Some(_) => rfs::statat(&p.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok().filter(|st| st.st_nlink == 1 && kind_of(rfs::FileType::from_raw_mode(st.st_mode)) == FileKind::Regular),
+            None => None,
+        };
+        rfs::unlinkat(&p.fd, name, AtFlags::empty())?;
+        if let (Some(cache), Some(st)) = (self.write_back_cache(), gone) {
+            let id = (st.st_dev, st.st_ino);
+            let open = self.handles.read().map_err(|_| errno(libc::EIO))?.values().any(|h| matches!(&**h, HandleData::File(_, i) if *i == id));
+            if !open {
+                cache.discard(file_key(id));
+            }
+        }
+        Ok(())
     }
 
     fn rmdir(&self, _ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {

@@ -23,6 +23,10 @@ use crate::backend::cache::{BlockCache, FileKey, BLOCK};
 
 /// `pwritev` of `file` at `offset` into the cache (dirty); `fd` is the handle's open file.
 pub fn write(cache: &BlockCache, fd: &Arc<OwnedFd>, file: FileKey, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
+    // The cache takes the write instead of the open file: refuse what the file would.
+    if !rfs::fcntl_getfl(&**fd)?.intersects(OFlags::WRONLY | OFlags::RDWR) {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     if total == 0 {
         return Ok(0);
@@ -169,14 +173,25 @@ pub fn flush_all(cache: &BlockCache) -> io::Result<()> {
 /// Starts the service's flusher thread for `cache`; it ends with the cache.
 pub fn start_flusher(cache: &Arc<BlockCache>) -> io::Result<()> {
     let weak: Weak<BlockCache> = Arc::downgrade(cache);
-    std::thread::Builder::new().name("ptn-flusher".into()).spawn(move || loop {
-        let interval = {
+    let closed = cache.closed();
+    let interval = cache.writeback().map_or(Duration::from_secs(1), |w| w.interval).max(Duration::from_millis(10));
+    std::thread::Builder::new().name("ptn-flusher".into()).spawn(move || {
+        let mut next = Instant::now();
+        loop {
+            let now = Instant::now();
+            let files = closed.wait(next.saturating_duration_since(now));
             let Some(cache) = weak.upgrade() else { return };
-            let Some(w) = cache.writeback() else { return };
-            flush_due(&cache, w.expire, w.dirty_limit / 2);
-            w.interval
-        };
-        std::thread::sleep(interval.max(Duration::from_millis(10)));
+            for f in files {
+                if let Err(e) = flush(&cache, f) {
+                    tracing::warn!("write-back of inode {} after its close failed: {e}", f.ino);
+                }
+            }
+            if Instant::now() >= next {
+                let Some(w) = cache.writeback() else { return };
+                flush_due(&cache, w.expire, w.dirty_limit / 2);
+                next = Instant::now() + interval;
+            }
+        }
     })?;
     Ok(())
 }
