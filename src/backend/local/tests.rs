@@ -351,6 +351,21 @@ fn write_back_keeps_writes_in_the_cache_until_fsync_close_or_the_dirty_limit() {
     assert_eq!(cache.stats.dirty.load(Ordering::Relaxed), 0, "not written back after the close");
     assert!(fs::read(&path).expect("backing") == model, "the backing file after close");
     assert_eq!(cache.stats.writeback_errors.load(Ordering::Relaxed), 0);
+    // Another writer changes the backing file: an open file keeps what it read, the next open
+    // sees the change (close-to-open), and our dirty data is not lost to the check.
+    let h = fs.open(&c, e.inode, libc::O_RDWR).expect("open");
+    assert_eq!(read(h, 0, 8), model[..8]);
+    write(h, &mut model, 2 << 20, b"ours");
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    let other = fs::OpenOptions::new().write(true).open(&path).expect("open");
+    std::os::unix::fs::FileExt::write_at(&other, b"THEIRS!!", 0).expect("write");
+    drop(other);
+    assert_eq!(read(h, 0, 8), model[..8], "the open file keeps what it read");
+    let h2 = fs.open(&c, e.inode, libc::O_RDONLY).expect("reopen");
+    assert_eq!(read(h2, 0, 8), b"THEIRS!!", "the next open sees the other writer");
+    assert_eq!(read(h2, 2 << 20, 4), b"ours", "and our own write, not yet written back");
+    fs.release(&c, e.inode, h2).expect("release");
+    fs.release(&c, e.inode, h).expect("release");
 }
 
 const BLOCK_BYTES: u64 = crate::backend::cache::BLOCK as u64;
