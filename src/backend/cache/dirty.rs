@@ -44,8 +44,6 @@ pub struct Writeback {
 pub struct FlushPlan {
     /// An open file of the backing object (the handle that first dirtied it).
     pub source: Arc<OwnedFd>,
-    /// The file's size with its dirty blocks.
-    pub size: u64,
     /// Its dirty blocks, in order.
     pub blocks: Vec<u64>,
 }
@@ -225,7 +223,7 @@ impl BlockCache {
     pub fn plan_flush(&self, file: FileKey) -> Option<FlushPlan> {
         let files = self.files();
         let m = files.get(&file).filter(|m| !m.dirty.is_empty())?;
-        Some(FlushPlan { source: m.source.clone()?, size: m.size, blocks: m.dirty.iter().copied().collect() })
+        Some(FlushPlan { source: m.source.clone()?, blocks: m.dirty.iter().copied().collect() })
     }
 
     /// The lock that keeps write-backs of `file` apart (two could write an older copy of a

@@ -59,6 +59,12 @@ impl<'a> Direct<'a> {
         Direct { of, fd: None }
     }
 
+    /// As where the file system refuses direct I/O.
+    #[cfg(test)]
+    pub fn buffered(of: BorrowedFd<'a>) -> Self {
+        Direct { of, fd: Some(None) }
+    }
+
     fn fd(&mut self) -> Option<BorrowedFd<'_>> {
         let of = self.of;
         self.fd
@@ -99,8 +105,17 @@ pub(super) fn fetch(direct: &mut Direct<'_>, block: u64) -> io::Result<Vec<u8>> 
     }
     let mut data = vec![0u8; BLOCK];
     let mut got = 0;
+    let mut readable = None;
     while got < BLOCK {
-        let n = rustix::io::pread(direct.of, &mut data[got..], at + got as u64)?;
+        let n = match rustix::io::pread(readable.as_ref().map_or(direct.of, |f: &OwnedFd| f.as_fd()), &mut data[got..], at + got as u64) {
+            Ok(n) => n,
+            // A write-only handle (write-back reads a block before writing part of it).
+            Err(rustix::io::Errno::BADF) if readable.is_none() => {
+                readable = Some(rfs::openat(rfs::CWD, format!("/proc/self/fd/{}", direct.of.as_raw_fd()), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         if n == 0 {
             break;
         }

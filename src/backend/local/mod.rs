@@ -160,11 +160,14 @@ impl LocalFs {
     /// The attributes of the object behind `fd`, its size counting dirty blocks not yet
     /// written back.
     fn attr_of(&self, fd: BorrowedFd<'_>) -> io::Result<Attr> {
+        let Some(cache) = self.write_back_cache() else { return fstat_attr(fd) };
+        // The dirty size first, then the backing file's: a write-back that ends in between
+        // has already grown the backing file (the other order could miss both).
+        let st = rfs::fstat(fd)?;
+        let dirty = cache.dirty_size(file_key((st.st_dev, st.st_ino)));
         let mut a = fstat_attr(fd)?;
-        if let Some(cache) = self.write_back_cache() {
-            if let Some(size) = cache.dirty_size(file_key((a.dev, a.ino))) {
-                a.size = a.size.max(size);
-            }
+        if let Some(size) = dirty {
+            a.size = a.size.max(size);
         }
         Ok(a)
     }

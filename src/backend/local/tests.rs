@@ -398,3 +398,14 @@ fn names_and_attributes_are_reused_within_their_ttl_and_our_own_changes_show_at_
     assert_eq!(code(fs.lookup(&c, ROOT_INODE, OsStr::new("b"))), libc::ENOENT, "a removed name is gone at once");
     assert_eq!(code(fs.lookup(&c, ROOT_INODE, OsStr::new("a"))), libc::ENOENT, "every name was dropped by the removal");
 }
+
+#[test]
+fn a_block_is_read_buffered_through_a_write_only_file_where_direct_io_is_refused() {
+    // Write-back reads a block before writing part of it, through the writer's handle.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
+    fs::write(dir.path().join("f"), &data).expect("seed");
+    let wo = fs::OpenOptions::new().write(true).open(dir.path().join("f")).expect("open write-only");
+    let block = cached::fetch(&mut cached::Direct::buffered(wo.as_fd()), 1).expect("fetch");
+    assert!(block == data[crate::backend::cache::BLOCK..], "block 1, short at the end");
+}

@@ -32,7 +32,7 @@ pub fn write(cache: &BlockCache, fd: &Arc<OwnedFd>, file: FileKey, bufs: &[IoSli
         return Ok(0);
     }
     let touched = (offset % BLOCK as u64 + total as u64).div_ceil(BLOCK as u64);
-    throttle(cache, touched * BLOCK as u64);
+    throttle(cache, touched * BLOCK as u64)?;
     let size = || -> io::Result<u64> { Ok(rfs::fstat(&**fd)?.st_size as u64) };
     let mut direct = Direct::new(fd.as_fd());
     let mut pos = offset;
@@ -60,14 +60,23 @@ pub fn write(cache: &BlockCache, fd: &Arc<OwnedFd>, file: FileKey, bufs: &[IoSli
 }
 
 /// A writer about to add `more` dirty bytes past the dirty limit first writes back the
-/// oldest dirty files (as the kernel's balance_dirty_pages makes writers do).
-fn throttle(cache: &BlockCache, more: u64) {
-    while cache.over_dirty_limit(more) {
-        let Some(oldest) = cache.dirty_files(None).first().copied() else { return };
-        if let Err(e) = flush(cache, oldest) {
-            tracing::warn!("write-back of inode {} failed: {e}", oldest.ino);
-            return;
+/// oldest dirty files (as the kernel's balance_dirty_pages makes writers do). When that fails
+/// (a full or failing disk), the write fails with its error rather than pile up more dirty
+/// data than the limit.
+fn throttle(cache: &BlockCache, more: u64) -> io::Result<()> {
+    let mut failed = None;
+    for f in cache.dirty_files(None) {
+        if !cache.over_dirty_limit(more) {
+            return Ok(());
         }
+        if let Err(e) = flush(cache, f) {
+            tracing::warn!("write-back of inode {} failed: {e}", f.ino);
+            failed.get_or_insert(e);
+        }
+    }
+    match failed {
+        Some(e) if cache.over_dirty_limit(more) => Err(e),
+        _ => Ok(()),
     }
 }
 
