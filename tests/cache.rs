@@ -165,3 +165,20 @@ print("ok")
     h.ok(&["pool", "destroy", &pool, "--force"]);
     h.created.clear();
 }
+
+#[test]
+fn a_cache_that_would_not_fit_the_pools_memory_limit_is_refused() {
+    let mut h = Host::new("wbfit");
+    let pool = h.create("p", &["--memory", "128M"]);
+    let (upper, mnt) = (h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let (m, u) = (mnt.display().to_string(), upper.display().to_string());
+    let out = h.run(&["mount", "--pool", &pool, &m, "--upper", &u, "--cache", "writeback", "--cache-size", "100M"]);
+    let err = common::host::stderr(&out);
+    assert!(!out.status.success() && err.contains("memory limit") && err.contains("--cache-size"), "{err}");
+    assert!(!std::fs::read_to_string("/proc/self/mounts").expect("mounts").contains(&m), "mounted anyway");
+    h.ok(&["mount", "--pool", &pool, &m, "--upper", &u, "--cache", "writeback", "--cache-size", "32M"]);
+    std::fs::write(mnt.join("f"), b"fits").expect("write through FUSE");
+    h.ok(&["pool", "destroy", &pool, "--force"]);
+    h.created.clear();
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use anyhow::{bail, Context};
+use anyhow::{bail, ensure, Context};
 use nix::sys::signal::{SigSet, Signal};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -130,6 +130,26 @@ impl Service {
     }
 
     /// Mounts `spec` at `mountpoint`, as user-level instance `want` when given and free.
+    /// A pool cache (the service's memory) must leave room under the pool's memory limit for
+    /// the service and the pool's containers: at most half of it.
+    fn cache_fits(&self, spec: &InstanceSpec) -> anyhow::Result<()> {
+        if !spec.cache.own_cache() {
+            return Ok(());
+        }
+        let Ok(Some(pool)) = self.pools.get(&self.pool) else { return Ok(()) };
+        let size = spec.cache.size_bytes();
+        if let Some(limit) = crate::pool::cgroups::usage(&pool.cgroups).memory_limit {
+            ensure!(
+                size <= limit / 2,
+                "cache size {} MiB is more than half of pool {}'s memory limit ({} MiB): the service holds the cache in the pool's memory and would be killed by the limit; choose a smaller --cache-size (cache.size)",
+                size >> 20,
+                self.pool,
+                limit >> 20
+            );
+        }
+        Ok(())
+    }
+
     fn mount(&self, mountpoint: &Path, spec: InstanceSpec, want: Option<u32>) -> anyhow::Result<u32> {
         let mp = std::fs::canonicalize(mountpoint).with_context(|| format!("mount point {}", mountpoint.display()))?;
         {
@@ -139,6 +159,10 @@ impl Service {
                 bail!("{} is already mounted", mp.display());
             }
             pending.insert(mp.clone());
+        }
+        if let Err(e) = self.cache_fits(&spec) {
+            self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&mp);
+            return Err(e);
         }
         let built = instance::build(&spec)
             .context("cannot build the filesystem instance")
