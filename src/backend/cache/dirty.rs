@@ -125,7 +125,13 @@ impl BlockCache {
 
     /// The size of `file` with its dirty blocks, when it has any.
     pub fn dirty_size(&self, file: FileKey) -> Option<u64> {
-        self.files().get(&file).filter(|m| !m.dirty.is_empty()).map(|m| m.size)
+        self.dirty_state(file).map(|(size, _)| size)
+    }
+
+    /// The size of `file` with its dirty blocks and when it was last written (seconds and
+    /// nanoseconds of the wall clock), when it has any.
+    pub fn dirty_state(&self, file: FileKey) -> Option<(u64, (i64, u32))> {
+        self.files().get(&file).filter(|m| !m.dirty.is_empty()).map(|m| (m.size, m.written))
     }
 
     /// Whether block `block` of `file` is held, dirty or clean (a write into it needs no read
@@ -197,6 +203,8 @@ impl BlockCache {
         }
         m.generation = g;
         m.size = new_size;
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+        m.written = (now.tv_sec, now.tv_nsec as u32);
         m.since.get_or_insert_with(Instant::now);
         m.source.get_or_insert_with(|| source.clone());
         if new_size > old_size && old_size % BLOCK as u64 != 0 && old_size / (BLOCK as u64) < block {

@@ -77,12 +77,14 @@ struct FileMeta {
     /// offered after it is refused (see [`BlockCache::insert`]).
     generation: u64,
     /// Write-back: the file's dirty blocks, since when the oldest is dirty, its size with
-    /// them (valid while there are any), the open file to write them back through, the
+    /// them and when it was last written (valid while there are any), the open file to write them back through, the
     /// lock that keeps two write-backs of it apart, and the error of a failed background
     /// write-back, reported to the next fsync.
     dirty: BTreeSet<u64>,
     since: Option<Instant>,
     size: u64,
+    /// When it was last written (wall clock: seconds, nanoseconds), for its mtime.
+    written: (i64, u32),
     source: Option<Arc<OwnedFd>>,
     flushing: Option<Arc<Mutex<()>>>,
     error: Option<i32>,

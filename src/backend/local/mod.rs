@@ -161,13 +161,17 @@ impl LocalFs {
     /// written back.
     fn attr_of(&self, fd: BorrowedFd<'_>) -> io::Result<Attr> {
         let Some(cache) = self.write_back_cache() else { return fstat_attr(fd) };
-        // The dirty size first, then the backing file's: a write-back that ends in between
+        // The dirty state first, then the backing file's: a write-back that ends in between
         // has already grown the backing file (the other order could miss both).
         let st = rfs::fstat(fd)?;
-        let dirty = cache.dirty_size(file_key((st.st_dev, st.st_ino)));
+        let dirty = cache.dirty_state(file_key((st.st_dev, st.st_ino)));
         let mut a = fstat_attr(fd)?;
-        if let Some(size) = dirty {
+        if let Some((size, (sec, nsec))) = dirty {
+            // What the backing file will say once the dirty blocks are written back.
+            let written = Timespec { sec, nsec };
             a.size = a.size.max(size);
+            a.mtime = a.mtime.max(written);
+            a.ctime = a.ctime.max(written);
         }
         Ok(a)
     }

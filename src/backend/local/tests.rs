@@ -294,6 +294,8 @@ fn write_back_keeps_writes_in_the_cache_until_fsync_close_or_the_dirty_limit() {
     let mut model: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
     let path = dir.path().join("f");
     fs::write(&path, &model).expect("seed");
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
+    fs::File::options().write(true).open(&path).and_then(|f| f.set_modified(old)).expect("age the file");
     let fs = LocalFs::new(dir.path(), LocalOptions { read_only: false, cache: Some(cache.clone()), writeback: true, ..LocalOptions::default() }).expect("backend");
     let c = ctx();
     let e = fs.lookup(&c, ROOT_INODE, OsStr::new("f")).expect("lookup");
@@ -317,7 +319,9 @@ fn write_back_keeps_writes_in_the_cache_until_fsync_close_or_the_dirty_limit() {
     write(h, &mut model, 300_000, b"far");
     assert_eq!(fs::read(&path).expect("backing").len(), 100_000, "nothing written back yet");
     assert!(cache.stats.dirty.load(Ordering::Relaxed) > 0);
-    assert_eq!(fs.getattr(&c, e.inode, Some(h)).expect("getattr").size, 300_003, "getattr counts dirty data");
+    let attr = fs.getattr(&c, e.inode, Some(h)).expect("getattr");
+    assert_eq!(attr.size, 300_003, "getattr counts dirty data");
+    assert!(attr.mtime.sec > 946_684_800 + 86_400, "getattr shows the write's time, not the backing file's");
     assert!(read(h, 0, 400_000) == model, "reads see the writes at once");
     // fsync writes back (direct I/O where the file system allows it).
     fs.fsync(&c, e.inode, h, true).expect("fsync");
