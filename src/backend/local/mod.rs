@@ -157,14 +157,20 @@ impl LocalFs {
         }
     }
 
-    /// The attributes of the object behind `fd`, its size counting dirty blocks not yet
-    /// written back.
-    fn attr_of(&self, fd: BorrowedFd<'_>) -> io::Result<Attr> {
+    /// The attributes of the object behind `fd` (`id`, when known), its size and times
+    /// counting dirty blocks not yet written back.
+    fn attr_of(&self, fd: BorrowedFd<'_>, id: Option<(u64, u64)>) -> io::Result<Attr> {
         let Some(cache) = self.write_back_cache() else { return fstat_attr(fd) };
         // The dirty state first, then the backing file's: a write-back that ends in between
         // has already grown the backing file (the other order could miss both).
-        let st = rfs::fstat(fd)?;
-        let dirty = cache.dirty_state(file_key((st.st_dev, st.st_ino)));
+        let id = match id {
+            Some(id) => id,
+            None => {
+                let st = rfs::fstat(fd)?;
+                (st.st_dev, st.st_ino)
+            }
+        };
+        let dirty = cache.dirty_state(file_key(id));
         let mut a = fstat_attr(fd)?;
         if let Some((size, (sec, nsec))) = dirty {
             // What the backing file will say once the dirty blocks are written back.
@@ -236,15 +242,14 @@ impl LocalFs {
     fn fresh_attr(&self, inode: Inode, handle: Option<Handle>) -> io::Result<Attr> {
         if let Some(h) = handle {
             if let Ok(hd) = self.handle(h) {
-                let fd = match &*hd {
-                    HandleData::File(fd, _) => &**fd,
-                    HandleData::Dir { fd, .. } => fd,
+                return match &*hd {
+                    HandleData::File(fd, id) => self.attr_of(fd.as_fd(), Some(*id)),
+                    HandleData::Dir { fd, .. } => fstat_attr(fd.as_fd()),
                 };
-                return self.attr_of(fd.as_fd());
             }
         }
         let data = self.inode(inode)?;
-        self.attr_of(data.fd.as_fd())
+        self.attr_of(data.fd.as_fd(), Some(data.id()))
     }
 
     /// The attributes of `inode` (held as `data`): cached, or read and cached.
@@ -253,7 +258,7 @@ impl LocalFs {
             return Ok(a);
         }
         let epoch = self.lookups.attr_epoch();
-        let a = self.attr_of(data.fd.as_fd())?;
+        let a = self.attr_of(data.fd.as_fd(), Some(data.id()))?;
         self.lookups.put_attr(inode, a, epoch);
         Ok(a)
     }
@@ -304,7 +309,7 @@ impl LocalFs {
             Mode::empty(),
             RESOLVE,
         )?;
-        let attr = self.attr_of(fd.as_fd())?;
+        let attr = self.attr_of(fd.as_fd(), None)?;
         let mut table = self.inodes.write().map_err(|_| errno(libc::EIO))?;
         let inode = table.insert_or_ref(fd, &attr);
         Ok(Entry { inode, generation: 0, attr })
@@ -329,7 +334,7 @@ impl LocalFs {
                 Some(rfs::Gid::from_raw(ctx.gid)),
                 AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
             )?;
-            entry.attr = self.attr_of(data.fd.as_fd())?;
+            entry.attr = self.attr_of(data.fd.as_fd(), Some(data.id()))?;
         }
         if entry.attr.kind() != FileKind::Symlink && entry.attr.mode & 0o7777 != perm & 0o7777 {
             rfs::chmodat(
@@ -338,7 +343,7 @@ impl LocalFs {
                 Mode::from_bits_retain(perm & 0o7777),
                 AtFlags::empty(),
             )?;
-            entry.attr = self.attr_of(data.fd.as_fd())?;
+            entry.attr = self.attr_of(data.fd.as_fd(), Some(data.id()))?;
         }
         Ok(entry)
     }
@@ -458,7 +463,7 @@ impl FileSystem for LocalFs {
                 AtFlags::empty(),
             )?;
         }
-        self.attr_of(data.fd.as_fd())
+        self.attr_of(data.fd.as_fd(), Some(data.id()))
     }
 
     fn open(&self, _ctx: &Context, inode: Inode, flags: i32) -> io::Result<Handle> {
@@ -868,7 +873,10 @@ impl FileSystem for LocalFs {
     ) -> io::Result<u64> {
         let h = self.file_fd(handle)?;
         let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
-        self.write_back(*id)?;
+        if matches!(whence, libc::SEEK_DATA | libc::SEEK_HOLE) {
+            // Where data lies depends on the dirty blocks too.
+            self.write_back(*id)?;
+        }
         let pos = match whence {
             libc::SEEK_DATA => rfs::SeekFrom::Data(offset),
             libc::SEEK_HOLE => rfs::SeekFrom::Hole(offset),

@@ -90,6 +90,11 @@ const RUN_BLOCKS: usize = 16;
 
 /// Writes `file`'s dirty blocks back to its backing file.
 pub fn flush(cache: &BlockCache, file: FileKey) -> io::Result<()> {
+    if cache.dirty_size(file).is_none() {
+        // Nothing dirty (a write-back in progress keeps its blocks dirty until they are
+        // written): no lock, and no record made for a clean file.
+        return Ok(());
+    }
     let lock = cache.flush_lock(file);
     let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
     let Some(plan) = cache.plan_flush(file) else { return Ok(()) };
