@@ -82,12 +82,18 @@ fn mount(h: &Host, pool: &str, mnt: &Path, upper: &Path) {
     h.ok(&["mount", "--pool", pool, &mnt.display().to_string(), "-f", &spec.display().to_string()]);
 }
 
+/// A pool made with `args`, its service running, and an upper and a mount directory.
+fn served_pool(h: &mut Host, args: &[&str]) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let pool = h.create("p", args);
+    let (upper, mnt) = (h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    (pool, upper, mnt)
+}
+
 #[test]
 fn written_data_survives_service_stop_and_fsynced_data_survives_kill_9() {
     let mut h = Host::new("wbstop");
-    let pool = h.create("p", &["--cpus", "0-1"]);
-    let (upper, mnt) = (h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
-    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let (pool, upper, mnt) = served_pool(&mut h, &["--cpus", "0-1"]);
     mount(&h, &pool, &mnt, &upper);
 
     // Written, not fsync'd, the file still open: the data waits in the pool's cache.
@@ -120,9 +126,7 @@ fn written_data_survives_service_stop_and_fsynced_data_survives_kill_9() {
 #[test]
 fn the_cache_stays_within_its_bound_by_the_pools_memory_figures() {
     let mut h = Host::new("wbbound");
-    let pool = h.create("p", &["--cpus", "0-1"]);
-    let (upper, mnt) = (h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
-    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let (pool, upper, mnt) = served_pool(&mut h, &["--cpus", "0-1"]);
     let m = mnt.display().to_string();
     let u = upper.display().to_string();
     h.ok(&["mount", "--pool", &pool, &m, "--upper", &u, "--cache", "writeback", "--cache-size", "32M"]);
@@ -169,9 +173,7 @@ print("ok")
 #[test]
 fn a_cache_that_would_not_fit_the_pools_memory_limit_is_refused() {
     let mut h = Host::new("wbfit");
-    let pool = h.create("p", &["--memory", "128M"]);
-    let (upper, mnt) = (h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
-    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let (pool, upper, mnt) = served_pool(&mut h, &["--memory", "128M"]);
     let (m, u) = (mnt.display().to_string(), upper.display().to_string());
     let out = h.run(&["mount", "--pool", &pool, &m, "--upper", &u, "--cache", "writeback", "--cache-size", "100M"]);
     let err = common::host::stderr(&out);

@@ -90,19 +90,14 @@ impl BlockCache {
     /// nothing in the service holds it open, so nothing can read them.
     pub fn discard(&self, file: FileKey) {
         let mut files = self.files();
-        let g = self.next_generation();
-        let m = self.meta(&mut files, file);
-        m.generation = g;
-        m.version = None;
+        let m = self.forget_clean(&mut files, file);
         m.since = None;
         m.source = None;
-        let blocks = std::mem::take(&mut m.dirty);
-        for b in blocks {
+        for b in std::mem::take(&mut m.dirty) {
             if self.shard(shard_of(&file, b)).dirty.remove(&(file, b)).is_some() {
                 self.stats.dirty.fetch_sub(BLOCK as u64, Ordering::Relaxed);
             }
         }
-        self.drop_blocks(file, 0, u64::MAX);
     }
 
     /// Write-back settings, if write-back was enabled.

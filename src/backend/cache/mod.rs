@@ -351,13 +351,20 @@ impl BlockCache {
     /// Drops every block of `file`, and what the cache knew of it.
     pub fn invalidate(&self, file: FileKey) {
         let mut files = self.files();
+        self.forget_clean(&mut files, file);
+        drop(files);
+        self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Under the files lock: `file` gets a new generation, no version and no clean blocks;
+    /// its record, for the caller to clear more.
+    fn forget_clean<'a>(&self, files: &'a mut Files, file: FileKey) -> &'a mut FileMeta {
         let g = self.next_generation();
-        let m = self.meta(&mut files, file);
+        let m = self.meta(files, file);
         m.generation = g;
         m.version = None;
         self.drop_blocks(file, 0, u64::MAX);
-        drop(files);
-        self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+        m
     }
 
     /// Called when `file` is opened, with what it looks like now: if it changed since its

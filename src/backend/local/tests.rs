@@ -230,6 +230,14 @@ fn forget_drops_the_inode_after_the_last_reference() {
     assert_eq!(code(f.fs.getattr(&ctx(), a1.inode, None)), libc::EBADF);
 }
 
+/// `len` bytes of `inode` at `off` through `h`, as many as the read returned.
+fn read_at(fs: &LocalFs, inode: Inode, h: Handle, off: u64, len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    let n = fs.read(&ctx(), inode, h, &mut [IoSliceMut::new(&mut b)], off).expect("read");
+    b.truncate(n);
+    b
+}
+
 #[test]
 fn the_block_cache_serves_reads_sees_our_writes_at_once_and_others_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -239,12 +247,7 @@ fn the_block_cache_serves_reads_sees_our_writes_at_once_and_others_at_open() {
     let fs = LocalFs::new(dir.path(), LocalOptions { read_only: false, cache: Some(cache.clone()), writeback: false, ..LocalOptions::default() }).expect("backend");
     let c = ctx();
     let e = fs.lookup(&c, ROOT_INODE, OsStr::new("f")).expect("lookup");
-    let read = |h: Handle, off: u64, len: usize| {
-        let mut b = vec![0u8; len];
-        let n = fs.read(&c, e.inode, h, &mut [IoSliceMut::new(&mut b)], off).expect("read");
-        b.truncate(n);
-        b
-    };
+    let read = |h: Handle, off: u64, len: usize| read_at(&fs, e.inode, h, off, len);
     let h = fs.open(&c, e.inode, libc::O_RDWR).expect("open");
     // Reads across blocks, twice: the second time from the cache.
     assert!(read(h, 60_000, 80_000) == data[60_000..140_000]);
@@ -299,12 +302,7 @@ fn write_back_keeps_writes_in_the_cache_until_fsync_close_or_the_dirty_limit() {
     let fs = LocalFs::new(dir.path(), LocalOptions { read_only: false, cache: Some(cache.clone()), writeback: true, ..LocalOptions::default() }).expect("backend");
     let c = ctx();
     let e = fs.lookup(&c, ROOT_INODE, OsStr::new("f")).expect("lookup");
-    let read = |h: Handle, off: u64, len: usize| {
-        let mut b = vec![0u8; len];
-        let n = fs.read(&c, e.inode, h, &mut [IoSliceMut::new(&mut b)], off).expect("read");
-        b.truncate(n);
-        b
-    };
+    let read = |h: Handle, off: u64, len: usize| read_at(&fs, e.inode, h, off, len);
     let h = fs.open(&c, e.inode, libc::O_RDWR).expect("open");
     let write = |h: Handle, model: &mut Vec<u8>, at: usize, data: &[u8]| {
         assert_eq!(fs.write(&c, e.inode, h, &[IoSlice::new(data)], at as u64).expect("write"), data.len());
