@@ -56,6 +56,20 @@ fn ceph_client(spec: &CephSpec) -> Result<Arc<CephClient>, CephError> {
     Ok(c)
 }
 
+/// The service's block cache for an instance with `cache` settings (made on first use, write-
+/// back and its flusher started when asked for), or `None` when its mode keeps no cache of
+/// the pool's own.
+pub fn pool_cache(cache: &crate::spec::CacheSpec) -> std::io::Result<Option<Arc<crate::backend::cache::BlockCache>>> {
+    if !cache.own_cache() {
+        return Ok(None);
+    }
+    let c = crate::backend::cache::shared(cache.size_bytes());
+    if cache.mode == crate::spec::CacheMode::Writeback {
+        crate::backend::local::enable_writeback(&c, cache.writeback())?;
+    }
+    Ok(Some(c))
+}
+
 /// Builds the union of the spec's branches over its backend.
 pub fn build(spec: &InstanceSpec) -> Result<Arc<dyn FileSystem>, InstanceError> {
     let client = match &spec.backend {
@@ -64,11 +78,8 @@ pub fn build(spec: &InstanceSpec) -> Result<Arc<dyn FileSystem>, InstanceError> 
     };
     // The service's one block cache, shared by its instances (so clones cache a shared lower
     // branch once).
-    let cache = spec.cache.own_cache().then(|| crate::backend::cache::shared(spec.cache.size_bytes()));
+    let cache = pool_cache(&spec.cache).map_err(InstanceError::Flusher)?;
     let writeback = spec.cache.mode == crate::spec::CacheMode::Writeback;
-    if let (Some(c), true) = (&cache, writeback) {
-        crate::backend::local::enable_writeback(c, spec.cache.writeback()).map_err(InstanceError::Flusher)?;
-    }
     // The backend reuses names and attributes as long as the kernel does on the FUSE path;
     // attributes only when every change of file data reaches the backend (the pool's own
     // cache): FUSE passthrough and the kernel's writeback cache change files behind it.

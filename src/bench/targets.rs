@@ -107,9 +107,7 @@ fn local(p: &Path, read_only: bool, own_cache: bool) -> anyhow::Result<Arc<dyn F
         // instance spec (256M, the papers' dirty settings); `bench` runs the service, so its
         // flusher runs on pool A's cpus in the isolation experiment.
         let spec = crate::spec::CacheSpec { mode: CacheMode::Writeback, ..crate::spec::CacheSpec::default() };
-        let cache = crate::backend::cache::shared(spec.size_bytes());
-        crate::backend::local::enable_writeback(&cache, spec.writeback()).context("cannot start the cache's flusher")?;
-        opts.cache = Some(cache);
+        opts.cache = crate::instance::pool_cache(&spec).context("cannot start the cache's flusher")?;
         opts.writeback = true;
     }
     Ok(Arc::new(LocalFs::new(p, opts).with_context(|| format!("branch {}", p.display()))?))

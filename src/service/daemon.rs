@@ -129,7 +129,6 @@ impl Service {
         }
     }
 
-    /// Mounts `spec` at `mountpoint`, as user-level instance `want` when given and free.
     /// A pool cache (the service's memory) must leave room under the pool's memory limit for
     /// the service and the pool's containers: at most half of it.
     fn cache_fits(&self, spec: &InstanceSpec) -> anyhow::Result<()> {
@@ -150,8 +149,10 @@ impl Service {
         Ok(())
     }
 
+    /// Mounts `spec` at `mountpoint`, as user-level instance `want` when given and free.
     fn mount(&self, mountpoint: &Path, spec: InstanceSpec, want: Option<u32>) -> anyhow::Result<u32> {
         let mp = std::fs::canonicalize(mountpoint).with_context(|| format!("mount point {}", mountpoint.display()))?;
+        self.cache_fits(&spec)?;
         {
             let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -159,10 +160,6 @@ impl Service {
                 bail!("{} is already mounted", mp.display());
             }
             pending.insert(mp.clone());
-        }
-        if let Err(e) = self.cache_fits(&spec) {
-            self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&mp);
-            return Err(e);
         }
         let built = instance::build(&spec)
             .context("cannot build the filesystem instance")
