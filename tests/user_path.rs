@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{union, Scratch};
-use polytropon::service::shm::BackDriver;
+use polytropon::service::shm::{BackDriver, Served};
 use polytropon_ipc::client::Client;
 use polytropon_ipc::segment::Geometry;
 use polytropon_ipc::{Descriptor, Op, WireAttr};
@@ -171,6 +171,50 @@ fn a_backed_up_queue_gets_helpers_and_answers_stay_right() {
         t.join().expect("client thread");
     }
     assert!(driver.helpers_started() >= 1, "16 clients on one queue never called in a helper");
+}
+
+/// A client that runs on its queue's worker's cpu (the scheduler's choice on a busy or
+/// small pool, forced here by pinning both): each side must let the other run rather than
+/// spin, or every call waits out a time slice. Answers stay right, and the worker publishes
+/// where it runs so that the client can tell.
+#[test]
+fn a_client_on_its_workers_cpu_is_served_right() {
+    let s = Scratch::new("user-path-near");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    std::fs::write(lower.join("seed"), b"12345").expect("seed");
+    let fs = union(&lower, &upper);
+    let table = Arc::new(std::sync::RwLock::new(vec![Some(Served { fs, stats: Arc::default(), kernel: None })]));
+    let driver = BackDriver::start_table(table, GEOMETRY, &[0], None).expect("back driver");
+    let shmid = driver.shmid();
+    std::thread::spawn(move || {
+        // Attached while free to run anywhere (so the client spins before sleeping), then
+        // moved onto the worker's cpu.
+        let mut c = Client::attach(shmid, 0).expect("attach");
+        let mut only0 = nix::sched::CpuSet::new();
+        only0.set(0).expect("cpu 0");
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &only0).expect("pin to cpu 0");
+        for i in 0..2000u32 {
+            assert_eq!(stat(&mut c, "seed").map(|a| a.size), Ok(5), "stat {i}");
+            let f = open(&mut c, "seed", libc::O_RDONLY, 0).expect("open");
+            assert_eq!(rw(&mut c, Op::Read, f, 1, &[], 3), Ok(3));
+            let mut b = [0u8; 3];
+            c.data(&mut b);
+            assert_eq!(&b, b"234");
+            release(&mut c, f).expect("release");
+        }
+    })
+    .join()
+    .expect("client thread");
+    // SAFETY: attaching the driver's live segment read-only; the kernel picks the address.
+    let addr = unsafe { libc::shmat(shmid, std::ptr::null(), libc::SHM_RDONLY) };
+    assert_ne!(addr as isize, -1, "shmat");
+    let g = polytropon_ipc::segment::Segment::claimed_geometry(addr as *const u8).expect("geometry");
+    let layout = polytropon_ipc::segment::Layout::new(g).expect("layout");
+    // SAFETY: a page-aligned mapping of the whole segment, only read, detached below.
+    let seg = unsafe { polytropon_ipc::segment::Segment::new(addr.cast(), layout) };
+    assert_eq!(seg.doorbell(0).cpu.load(std::sync::atomic::Ordering::Relaxed), 1, "the worker pinned to cpu 0 says so");
+    // SAFETY: `addr` came from the shmat above; `seg` is not used after this.
+    unsafe { libc::shmdt(addr) };
 }
 
 /// A client process of another test's making: attaches, then waits for a byte on `hold`

@@ -27,6 +27,8 @@ pub struct Client {
     /// Polls of the answer before sleeping: none when this thread may run on one cpu only
     /// (a one-cpu pool), where spinning only keeps the service from running.
     spins: u32,
+    /// The request being waited for was sent from the worker's cpu: yield at every poll.
+    near: bool,
 }
 
 /// Whether the calling thread may run on more than one cpu.
@@ -118,7 +120,7 @@ impl Client {
             h.state.store(IDLE, Ordering::Release);
             // Sequence numbers far from the last owner's, whose late answers must not match.
             let seq = h.seq.load(Ordering::Acquire).wrapping_add(1 << 32);
-            Client { seg, addr, id: c, queue, seq, spins: if several_cpus() { SPINS } else { 0 } }
+            Client { seg, addr, id: c, queue, seq, spins: if several_cpus() { SPINS } else { 0 }, near: false }
         };
         for c in 0..g.clients {
             let Some(h) = seg.client(c) else { break };
@@ -185,10 +187,22 @@ impl Client {
     }
 
     /// Marks the area's request pending and queues `d` (the area goes back to idle if the
-    /// queue will not take it).
-    fn submit(&self, h: &crate::segment::ClientHeader, d: &Descriptor) -> Result<(), i32> {
+    /// queue will not take it), flagged [`crate::FLAG_NEAR`] when this thread runs where the
+    /// queue's worker last did.
+    fn submit(&mut self, h: &crate::segment::ClientHeader, d: &Descriptor) -> Result<(), i32> {
+        let mut d = *d;
+        self.near = self.near_worker();
+        if self.near {
+            d.flags |= crate::FLAG_NEAR;
+        }
         h.state.store(PENDING, Ordering::Release);
-        self.enqueue(d).inspect_err(|_| h.state.store(IDLE, Ordering::Release))
+        self.enqueue(&d).inspect_err(|_| h.state.store(IDLE, Ordering::Release))
+    }
+
+    /// Whether this thread runs on the cpu its queue's worker last served on.
+    fn near_worker(&self) -> bool {
+        let worker = self.seg.doorbell(self.queue).cpu.load(Ordering::Relaxed);
+        worker != 0 && worker == crate::current_cpu()
     }
 
     /// Sends a write of `data` (`d.arg` gets [`crate::WRITE_STREAMED`]) while still copying
@@ -222,6 +236,7 @@ impl Client {
         let Some(h) = self.seg.client(self.id) else { return Err(libc::EIO) };
         let mut spins = 0;
         let mut waited = 0;
+        let yield_every = if self.near { 1 } else { YIELD_EVERY };
         loop {
             if h.state.load(Ordering::Acquire) == DONE {
                 if h.seq.load(Ordering::Relaxed) == self.seq {
@@ -233,7 +248,7 @@ impl Client {
             }
             if spins < self.spins {
                 spins += 1;
-                if spins % YIELD_EVERY == 0 {
+                if spins % yield_every == 0 {
                     // The service thread may be waiting for this very cpu (the scheduler put
                     // both here): let it run rather than spin its time away.
                     // SAFETY: sched_yield has no preconditions.
@@ -272,6 +287,10 @@ impl Client {
     pub fn post(&mut self, mut d: Descriptor) -> Result<(), i32> {
         d.client = self.id;
         d.flags |= crate::FLAG_NO_REPLY;
+        if self.near_worker() {
+            // The worker then yields between polls, so that this thread runs on.
+            d.flags |= crate::FLAG_NEAR;
+        }
         d.len = 0;
         self.enqueue(&d)
     }

@@ -54,6 +54,9 @@ pub const OWNER_DIED: u32 = 0x4000_0000;
 pub struct Doorbell {
     pub word: AtomicU32,
     pub sleepers: AtomicU32,
+    /// The cpu the queue's worker last served on, plus one (0: not known yet). A scheduling
+    /// hint only (see [`crate::FLAG_NEAR`]).
+    pub cpu: AtomicU32,
 }
 
 /// Client states (the futex word of a client area).

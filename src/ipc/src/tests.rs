@@ -332,3 +332,48 @@ fn dirent_records_round_trip_and_garbage_is_refused() {
     assert_eq!(dirent_ok(&unterminated[..used]), None);
     assert_eq!(dirent_ok(&out[..10]), None);
 }
+
+/// Pins the calling thread to `cpu`; false when the machine has no such cpu.
+fn pin_to(cpu: usize) -> bool {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET stays within it for cpu < 1024.
+    unsafe {
+        let mut set: libc::cpu_set_t = core::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+#[test]
+fn requests_sent_from_the_workers_cpu_carry_the_near_hint() {
+    let g = crate::segment::Geometry { queues: 1, slots: 8, clients: 2, buffer_size: 4096 };
+    let layout = crate::segment::Layout::new(g).expect("layout");
+    // SAFETY: plain syscalls; results checked below.
+    let id = unsafe { libc::shmget(libc::IPC_PRIVATE, layout.total, libc::IPC_CREAT | 0o600) };
+    assert!(id >= 0, "shmget failed");
+    // SAFETY: `id` is a segment we just created; a null address lets the kernel choose.
+    let addr = unsafe { libc::shmat(id, core::ptr::null(), 0) };
+    assert_ne!(addr as isize, -1, "shmat failed");
+    let _guard = Segment { id, addr };
+    // SAFETY: a fresh page-aligned mapping of `layout.total` bytes that outlives `seg`.
+    let seg = unsafe { crate::segment::Segment::new(addr.cast(), layout) };
+    seg.init();
+    // A live service's word (any thread id): no sentinel runs in this test.
+    seg.header().service.store(1, Ordering::Release);
+    let mut c = crate::client::Client::attach(id, 0).expect("attach");
+    assert!(pin_to(0), "cpu 0 exists");
+    let here = crate::current_cpu();
+    assert_eq!(here, 1, "a thread pinned to cpu 0 reports it (plus one)");
+    let bell = seg.doorbell(0);
+    let queue = seg.queue(0);
+    let mut posted = |worker_cpu: u32| {
+        bell.cpu.store(worker_cpu, Ordering::Relaxed);
+        c.post(Descriptor { op: Op::Release as u32, ..Descriptor::default() }).expect("room");
+        let d = queue.pop().expect("queued");
+        assert_ne!(d.flags & crate::FLAG_NO_REPLY, 0);
+        d.flags & crate::FLAG_NEAR != 0
+    };
+    assert!(!posted(0), "no worker has served yet: no hint");
+    assert!(posted(here), "same cpu as the worker");
+    assert!(!posted(here + 1), "another cpu");
+    assert!(!posted(u32::MAX), "garbage in the shared word is only a wrong hint");
+}

@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 
 use polytropon_ipc::client::complete;
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
-use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, WireSetattr, E_FALLBACK, FLAG_NO_REPLY, STAT_NOFOLLOW, WRITE_APPEND, WRITE_STREAMED};
+use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, WireSetattr, E_FALLBACK, FLAG_NEAR, FLAG_NO_REPLY, STAT_NOFOLLOW, WRITE_APPEND, WRITE_STREAMED};
 use tracing::{debug, warn};
 
 use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, SetAttr, ROOT_INODE};
@@ -413,13 +413,16 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     // On a one-cpu pool its clients run on this very cpu: polling only delays them.
     let idle_spins = if sh.pool_cpus > 1 { IDLE_SPINS } else { 0 };
     let mut idle = 0;
+    // The last client answered shares this thread's cpu (`FLAG_NEAR`): poll only between
+    // yields, so that its next request is written at all.
+    let mut near = false;
     // The head position that could not be taken, and since when.
     let mut stuck: Option<(u64, std::time::Instant)> = None;
     while !stop.load(Ordering::Acquire) {
         let Some(d) = queue.pop() else {
             idle += 1;
             if idle < idle_spins {
-                if idle % polytropon_ipc::client::YIELD_EVERY == 0 {
+                if near || idle % polytropon_ipc::client::YIELD_EVERY == 0 {
                     // A client waiting for this cpu gets it (see `YIELD_EVERY`).
                     std::thread::yield_now();
                 } else {
@@ -459,6 +462,11 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
         };
         idle = 0;
         stuck = None;
+        let cpu = polytropon_ipc::current_cpu();
+        if bell.cpu.load(Ordering::Relaxed) != cpu {
+            bell.cpu.store(cpu, Ordering::Relaxed);
+        }
+        near = d.flags & FLAG_NEAR != 0;
         if !helper && queue.backlog() >= BACKLOG_HELP {
             call_helper(sh, q);
         }
@@ -490,6 +498,10 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                     debug!("{:?} without reply failed: errno {}", req.op, -res);
                 }
                 drop(timer);
+                if near && req.flags & FLAG_NO_REPLY == 0 {
+                    // The client waits on this cpu for the answer just given.
+                    std::thread::yield_now();
+                }
             }
             Err(e) => {
                 debug!("refused descriptor: {e:?}");
