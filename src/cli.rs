@@ -453,7 +453,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', value_name = "PATH,...")]
     pub paths: Vec<String>,
     /// Operations of `micro` and `metadata` to run, comma-separated (default: all): `stat`,
-    /// `open+close`, `create+unlink`, `readdir`, `pread 4KiB`, `seq write 1MiB`, `seq read 1MiB`.
+    /// `open+close`, `create+unlink`, `readdir`, `pread 4KiB`, `pwrite 4KiB`, `seq write 1MiB`, `seq read 1MiB`.
     #[arg(long, value_delimiter = ',', value_name = "OP,...")]
     pub operations: Vec<String>,
     /// Interleaved repetitions per path; medians are over these.

@@ -21,7 +21,7 @@ fn micro_workload_reports_every_path_and_operation() {
         assert!(paths.contains(&p), "path {p} missing from {paths:?} (skipped: {})", report["skipped"]);
     }
     let rows = report["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), paths.len() * 6, "one row per operation and path");
+    assert_eq!(rows.len(), paths.len() * 7, "one row per operation and path");
     for r in rows {
         let median = r["median"].as_f64().expect("median");
         assert!(median.is_finite() && median > 0.0, "{r}");

@@ -1,4 +1,4 @@
-//! `micro` (per-operation latency of stat, open+close, create+unlink and 4 KiB pread, and
+//! `micro` (per-operation latency of stat, open+close, create+unlink, 4 KiB pread and pwrite, and
 //! 1 MiB sequential write and read throughput) and `metadata` (stat, open+close,
 //! create+unlink, readdir).
 
@@ -11,14 +11,18 @@ use super::{stream, timed, Output, Params, Rng};
 use crate::bench::sys;
 
 /// The operations of `micro`, in report order: (name, unit).
-pub const OPS: [(&str, &str); 6] = [
+pub const OPS: [(&str, &str); 7] = [
     ("stat", "us"),
     ("open+close", "us"),
     ("create+unlink", "us"),
     ("pread 4KiB", "us"),
+    ("pwrite 4KiB", "us"),
     ("seq write 1MiB", "MiB/s"),
     ("seq read 1MiB", "MiB/s"),
 ];
+
+/// Size of the file `pwrite 4KiB` overwrites.
+const PWRITE_FILE: u64 = 8 * MIB as u64;
 
 /// The operations of `metadata`.
 pub const METADATA: [&str; 4] = ["stat", "open+close", "create+unlink", "readdir"];
@@ -68,6 +72,27 @@ pub fn run(op: &str, root: &Path, params: &Params, rep: u32, rng: &mut Rng) -> i
                 timed(&mut lat, || sys::pread(fd, &mut buf, off))?;
             }
             sys::close(fd)?;
+        }
+        "pwrite 4KiB" => {
+            // Overwrites at random block offsets of a file of this rep's, written beforehand
+            // (untimed) so that every timed write lands in cached blocks of an existing file.
+            let name = sys::cpath(&root.join(format!("pwrite-{rep}")))?;
+            let fd = sys::open(&name, libc::O_CREAT | libc::O_TRUNC | libc::O_RDWR, 0o644)?;
+            let blocks = PWRITE_FILE / 4096;
+            let chunk = vec![0x5au8; MIB];
+            for _ in 0..PWRITE_FILE / MIB as u64 {
+                sys::write_all(fd, &chunk)?;
+            }
+            let buf = vec![0xa5u8; 4096];
+            for _ in 0..ops {
+                let off = rng.below(blocks) * 4096;
+                let n = timed(&mut lat, || sys::pwrite(fd, &buf, off))?;
+                if n != buf.len() {
+                    return Err(io::Error::other(format!("short pwrite: {n} bytes of 4096")));
+                }
+            }
+            sys::close(fd)?;
+            sys::unlink(&name)?;
         }
         "seq write 1MiB" => {
             stream::write_new(&root.join(format!("seq-{rep}")), params.file_mib, op, &mut out)?;
