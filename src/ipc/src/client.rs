@@ -188,7 +188,7 @@ impl Client {
 
     /// Marks the area's request pending and queues `d` (the area goes back to idle if the
     /// queue will not take it), flagged [`crate::FLAG_NEAR`] when this thread runs where the
-    /// queue's worker last did.
+    /// queue's worker last did (see [`Client::near_worker`]).
     fn submit(&mut self, h: &crate::segment::ClientHeader, d: &Descriptor) -> Result<(), i32> {
         let mut d = *d;
         self.near = self.near_worker();
@@ -199,10 +199,23 @@ impl Client {
         self.enqueue(&d).inspect_err(|_| h.state.store(IDLE, Ordering::Release))
     }
 
-    /// Whether this thread runs on the cpu its queue's worker last served on.
-    fn near_worker(&self) -> bool {
-        let worker = self.seg.doorbell(self.queue).cpu.load(Ordering::Relaxed);
-        worker != 0 && worker == crate::current_cpu()
+    /// Whether this thread runs on the cpu its queue's worker last served on. If so and
+    /// another queue's worker runs elsewhere, this client moves to that queue instead (a
+    /// worker pinned to this cpu cannot leave it; this thread would take turns with it).
+    fn near_worker(&mut self) -> bool {
+        let here = crate::current_cpu();
+        if here == 0 || self.seg.doorbell(self.queue).cpu.load(Ordering::Relaxed) != here {
+            return false;
+        }
+        let queues = self.seg.layout.geometry.queues;
+        let other = (1..queues).map(|i| self.queue.wrapping_add(i) % queues).find(|&q| self.seg.doorbell(q).cpu.load(Ordering::Relaxed) != here);
+        match other {
+            Some(q) => {
+                self.queue = q;
+                false
+            }
+            None => true,
+        }
     }
 
     /// Sends a write of `data` (`d.arg` gets [`crate::WRITE_STREAMED`]) while still copying

@@ -344,8 +344,8 @@ fn pin_to(cpu: usize) -> bool {
 }
 
 #[test]
-fn requests_sent_from_the_workers_cpu_carry_the_near_hint() {
-    let g = crate::segment::Geometry { queues: 1, slots: 8, clients: 2, buffer_size: 4096 };
+fn a_client_on_its_workers_cpu_moves_to_another_queue_or_says_so() {
+    let g = crate::segment::Geometry { queues: 2, slots: 8, clients: 2, buffer_size: 4096 };
     let layout = crate::segment::Layout::new(g).expect("layout");
     // SAFETY: plain syscalls; results checked below.
     let id = unsafe { libc::shmget(libc::IPC_PRIVATE, layout.total, libc::IPC_CREAT | 0o600) };
@@ -363,17 +363,21 @@ fn requests_sent_from_the_workers_cpu_carry_the_near_hint() {
     assert!(pin_to(0), "cpu 0 exists");
     let here = crate::current_cpu();
     assert_eq!(here, 1, "a thread pinned to cpu 0 reports it (plus one)");
-    let bell = seg.doorbell(0);
-    let queue = seg.queue(0);
-    let mut posted = |worker_cpu: u32| {
-        bell.cpu.store(worker_cpu, Ordering::Relaxed);
+    // Posts a request with the workers last seen on `cpus`: (queue it went to, flagged near).
+    let mut posted = |cpus: [u32; 2]| {
+        for (q, cpu) in cpus.iter().enumerate() {
+            seg.doorbell(q as u32).cpu.store(*cpu, Ordering::Relaxed);
+        }
         c.post(Descriptor { op: Op::Release as u32, ..Descriptor::default() }).expect("room");
-        let d = queue.pop().expect("queued");
+        let (q, d) = (0..2).find_map(|q| seg.queue(q).pop().map(|d| (q, d))).expect("queued");
         assert_ne!(d.flags & crate::FLAG_NO_REPLY, 0);
-        d.flags & crate::FLAG_NEAR != 0
+        assert!(seg.queue(0).pop().is_none() && seg.queue(1).pop().is_none(), "queued once");
+        (q, d.flags & crate::FLAG_NEAR != 0)
     };
-    assert!(!posted(0), "no worker has served yet: no hint");
-    assert!(posted(here), "same cpu as the worker");
-    assert!(!posted(here + 1), "another cpu");
-    assert!(!posted(u32::MAX), "garbage in the shared word is only a wrong hint");
+    assert_eq!(posted([0, 0]), (0, false), "no worker has served yet");
+    assert_eq!(posted([here + 1, here]), (0, false), "queue 0's worker runs elsewhere");
+    assert_eq!(posted([here, here + 1]), (1, false), "moved to the queue whose worker runs elsewhere");
+    assert_eq!(posted([here + 1, here]), (0, false), "and back");
+    assert_eq!(posted([here, here]), (0, true), "every worker here: flagged");
+    assert_eq!(posted([u32::MAX, u32::MAX]), (0, false), "garbage in the shared words is only a wrong hint");
 }

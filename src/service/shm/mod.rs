@@ -24,6 +24,7 @@ use crate::service::stats::{OpStats, Timer};
 mod listing;
 mod namespace;
 mod paths;
+mod placement;
 mod owners;
 mod sentinel;
 pub use owners::MAX_OPEN_PER_PROCESS;
@@ -296,16 +297,6 @@ fn op_name(op: Op) -> &'static str {
     }
 }
 
-/// Pins the calling thread to `cpu`.
-fn pin(cpu: usize) {
-    let mut set = nix::sched::CpuSet::new();
-    if set.set(cpu).is_ok() {
-        if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
-            warn!("cannot pin a shared-memory worker to cpu {cpu}: {e}");
-        }
-    }
-}
-
 /// Starts a helper for queue `q` unless it has enough.
 fn call_helper(sh: &Arc<Shared>, q: u32) {
     let count = &sh.helpers[q as usize];
@@ -401,7 +392,7 @@ pub struct Usage {
 fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     let (seg, table, limits, stop) = (sh.seg, &*sh.table, sh.limits, &sh.stop);
     if !helper && !sh.cpus.is_empty() {
-        pin(sh.cpus[q as usize % sh.cpus.len()]);
+        placement::pin(sh.cpus[q as usize % sh.cpus.len()]);
     }
     let mut caches = PathCaches::default();
     let queue = seg.queue(q);
@@ -416,6 +407,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     // The last client answered shares this thread's cpu (`FLAG_NEAR`): poll only between
     // yields, so that its next request is written at all.
     let mut near = false;
+    let mut hopper = placement::Hopper::default();
     // The head position that could not be taken, and since when.
     let mut stuck: Option<(u64, std::time::Instant)> = None;
     while !stop.load(Ordering::Acquire) {
@@ -467,6 +459,9 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
             bell.cpu.store(cpu, Ordering::Relaxed);
         }
         near = d.flags & FLAG_NEAR != 0;
+        if hopper.note(near) {
+            debug!("queue {q}: moved off cpu {} shared with its client", cpu.wrapping_sub(1));
+        }
         if !helper && queue.backlog() >= BACKLOG_HELP {
             call_helper(sh, q);
         }
