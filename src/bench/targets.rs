@@ -219,7 +219,10 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
     }
     if !served.is_empty() {
         let table = Arc::new(std::sync::RwLock::new(served));
-        let g = polytropon_ipc::segment::Geometry { queues: 1, slots: 64, clients: 64, buffer_size: 1 << 20 };
+        // As a pool's service does: a queue per cpu (each worker pinned to its own), or one
+        // queue whose worker runs anywhere.
+        let queues = u32::try_from(cpus.len()).unwrap_or(1).max(1);
+        let g = polytropon_ipc::segment::Geometry { queues, slots: 64, clients: 64, buffer_size: 1 << 20 };
         let driver = crate::service::shm::BackDriver::start_table(table, g, cpus, None).context("cannot start the back driver")?;
         let mounts = t.roots.iter().enumerate().map(|(i, r)| (r.clone(), i as u32)).collect();
         t.worker = Some(super::worker::Attach { library: crate::frontend::library()?, shmid: driver.shmid(), mounts });
