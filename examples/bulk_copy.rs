@@ -13,7 +13,7 @@ use std::time::Instant;
 #[cfg(target_arch = "x86_64")]
 fn copy_streaming(dst: &mut [u8], src: &[u8]) {
     use std::arch::x86_64::{__m256i, _mm256_loadu_si256, _mm256_stream_si256, _mm_sfence};
-    assert!(dst.len() == src.len() && dst.len() % 32 == 0 && dst.as_ptr() as usize % 32 == 0);
+    assert!(dst.len() == src.len() && dst.len().is_multiple_of(32) && (dst.as_ptr() as usize).is_multiple_of(32));
     if !std::is_x86_feature_detected!("avx") {
         dst.copy_from_slice(src);
         return;

@@ -370,6 +370,24 @@ fn threads_fork_exec_mmap_and_locks() {
     st.destroy();
 }
 
+/// Descriptors of ours inherited across `execl`, `execlp` and `execle` (variadic: glibc builds
+/// the array and calls its internal execve, past the `execv*` hooks) keep writing to their
+/// file, with argument lists long enough to be passed partly on the stack.
+#[test]
+fn variadic_execs_keep_inherited_descriptors() {
+    let st = Stage::new("preload-execl", "e", |_| {});
+    let prog = st.compile("exec");
+    let (expected, got) = st.both(&format!("{} && cat exec.txt", prog.display()));
+    assert!(got.status.success(), "{}", stderr(&got));
+    let out = String::from_utf8_lossy(&got.stdout);
+    assert_eq!(out, String::from_utf8_lossy(&expected.stdout), "{}", stderr(&got));
+    assert_eq!(out, "opened\nexecl: argc 9, last a6\nexeclp\nexecle: argc 10, last b7, MARK=from-execle, PATH unset\nfrom-sh\n");
+    // The first open and its writes were the library's, so the hand-over really happened.
+    let mount = st.counters();
+    assert!(count(&mount, "user_ops", "open_path") >= 1, "{mount}");
+    st.destroy();
+}
+
 /// Directory streams (`opendir`, `readdir`, `readdir_r`, `telldir`/`seekdir`, `rewinddir`,
 /// `fdopendir`, `dirfd`, `scandir`, `scandirat`), raw `getdents64` with `lseek`,
 /// `statfs`/`statvfs` in all forms, and `realpath`, with their errors: the same output as on a plain

@@ -11,6 +11,8 @@ mod api;
 mod cbuf;
 mod client;
 mod config;
+#[cfg(target_arch = "x86_64")]
+mod exec_list;
 mod files;
 mod intercept;
 mod listing;

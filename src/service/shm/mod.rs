@@ -692,7 +692,7 @@ fn streamed_write(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request
             break;
         }
         spins += 1;
-        if spins % polytropon_ipc::client::YIELD_EVERY == 0 {
+        if spins.is_multiple_of(polytropon_ipc::client::YIELD_EVERY) {
             std::thread::yield_now();
         } else {
             std::hint::spin_loop();
