@@ -1,5 +1,5 @@
 //! `polytropon bench`: workloads run on several paths side by side, in one run, with
-//! interleaved repetitions, reported as medians and p99.
+//! interleaved repetitions (each starting from the next path), reported as medians and p99.
 //!
 //! Workloads (`workload/`): `micro` and `metadata` (per-operation latency), `seqwrite`,
 //! `seqread`, `fileappend` and `fileread` (streams of 1 MiB calls; the last two by several
@@ -355,8 +355,12 @@ fn run_files(opts: &BenchOptions, workloads: &[&str], base: &std::path::Path, re
     let mut samples = Samples::default();
     for rep in 0..opts.reps {
         for &(w, step) in &steps {
-            // Interleaved: every path runs this repetition of this step before the next.
-            for t in &targets {
+            // Interleaved: every path runs this repetition of this step before the next, each
+            // repetition starting from the next path. Whatever the previous steps leave behind
+            // (write-back, freed memory the hypervisor took back and must fault in again for
+            // the next writer) then falls on every path in turn, not always on the first.
+            let first = rep as usize % targets.len().max(1);
+            for t in targets[first..].iter().chain(&targets[..first]) {
                 let jobs = jobs(w, step, t, &opts.params, rep, &mut rng);
                 let outs = worker::run_all(&jobs, t.worker.as_ref()).with_context(|| format!("{w} ({step}) on {}", t.name))?;
                 samples.add_outputs(w, &t.name, &outs);
