@@ -47,7 +47,8 @@ pub const FLAG_NO_REPLY: u32 = 1;
 /// Descriptor flag, a scheduling hint: the client runs on the cpu the queue's worker last
 /// served on (its doorbell's `cpu`). Neither side can make progress while the other spins
 /// there, so the client yields at once instead of spinning, and the worker yields as soon as
-/// it has answered. A wrong hint costs a `sched_yield` or two, nothing else.
+/// it has answered; after a run of such requests an unpinned worker moves to another of its
+/// cpus. A wrong hint costs a `sched_yield` or two, or a move within the pool's own cpus.
 pub const FLAG_NEAR: u32 = 2;
 
 /// The calling thread's cpu plus one, 0 when unknown (glibc reads it from the thread's
