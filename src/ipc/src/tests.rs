@@ -173,6 +173,19 @@ struct Segment {
     addr: *mut libc::c_void,
 }
 
+impl Segment {
+    /// A fresh private segment of `size` bytes (zero-filled by the kernel), attached.
+    fn create(size: usize) -> Segment {
+        // SAFETY: plain syscalls; results checked below.
+        let id = unsafe { libc::shmget(libc::IPC_PRIVATE, size, libc::IPC_CREAT | 0o600) };
+        assert!(id >= 0, "shmget failed");
+        // SAFETY: `id` is a segment we just created; a null address lets the kernel choose.
+        let addr = unsafe { libc::shmat(id, core::ptr::null(), 0) };
+        assert_ne!(addr as isize, -1, "shmat failed");
+        Segment { id, addr }
+    }
+}
+
 impl Drop for Segment {
     fn drop(&mut self) {
         // SAFETY: `addr` came from a successful shmat of segment `id`.
@@ -187,13 +200,7 @@ impl Drop for Segment {
 fn many_threads_over_a_sysv_segment() {
     const N: usize = 128;
     let size = core::mem::size_of::<QueueHeader>() + N * core::mem::size_of::<Slot>();
-    // SAFETY: plain syscalls; results checked below.
-    let id = unsafe { libc::shmget(libc::IPC_PRIVATE, size, libc::IPC_CREAT | 0o600) };
-    assert!(id >= 0, "shmget failed");
-    // SAFETY: `id` is a segment we just created; a null address lets the kernel choose.
-    let addr = unsafe { libc::shmat(id, core::ptr::null(), 0) };
-    assert_ne!(addr as isize, -1, "shmat failed");
-    let seg = Segment { id, addr };
+    let seg = Segment::create(size);
     let base = seg.addr as usize;
     assert_eq!(base % 4096, 0);
     // SAFETY: the segment is `size` bytes, page-aligned (so aligned for the 64-byte header),
@@ -347,19 +354,13 @@ fn pin_to(cpu: usize) -> bool {
 fn a_client_on_its_workers_cpu_moves_to_another_queue_or_says_so() {
     let g = crate::segment::Geometry { queues: 2, slots: 8, clients: 2, buffer_size: 4096 };
     let layout = crate::segment::Layout::new(g).expect("layout");
-    // SAFETY: plain syscalls; results checked below.
-    let id = unsafe { libc::shmget(libc::IPC_PRIVATE, layout.total, libc::IPC_CREAT | 0o600) };
-    assert!(id >= 0, "shmget failed");
-    // SAFETY: `id` is a segment we just created; a null address lets the kernel choose.
-    let addr = unsafe { libc::shmat(id, core::ptr::null(), 0) };
-    assert_ne!(addr as isize, -1, "shmat failed");
-    let _guard = Segment { id, addr };
+    let shm = Segment::create(layout.total);
     // SAFETY: a fresh page-aligned mapping of `layout.total` bytes that outlives `seg`.
-    let seg = unsafe { crate::segment::Segment::new(addr.cast(), layout) };
+    let seg = unsafe { crate::segment::Segment::new(shm.addr.cast(), layout) };
     seg.init();
     // A live service's word (any thread id): no sentinel runs in this test.
     seg.header().service.store(1, Ordering::Release);
-    let mut c = crate::client::Client::attach(id, 0).expect("attach");
+    let mut c = crate::client::Client::attach(shm.id, 0).expect("attach");
     assert!(pin_to(0), "cpu 0 exists");
     let here = crate::current_cpu();
     assert_eq!(here, 1, "a thread pinned to cpu 0 reports it (plus one)");
