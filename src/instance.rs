@@ -83,9 +83,8 @@ pub fn build(spec: &InstanceSpec) -> Result<Arc<dyn FileSystem>, InstanceError> 
     // The backend reuses names and attributes as long as the kernel does on the FUSE path;
     // attributes only when every change of file data reaches the backend (the pool's own
     // cache): FUSE passthrough and the kernel's writeback cache change files behind it.
-    let ttl = |secs: f64| std::time::Duration::try_from_secs_f64(secs).unwrap_or_default();
-    let entry_ttl = ttl(spec.cache.entry_timeout);
-    let attr_ttl = if spec.cache.own_cache() { ttl(spec.cache.attr_timeout) } else { std::time::Duration::ZERO };
+    let entry_ttl = crate::spec::seconds(spec.cache.entry_timeout);
+    let attr_ttl = if spec.cache.own_cache() { crate::spec::seconds(spec.cache.attr_timeout) } else { std::time::Duration::ZERO };
     let local_opts = |read_only| LocalOptions { read_only, cache: cache.clone(), writeback, entry_ttl, attr_ttl };
     let open = |path: &std::path::Path, read_only: bool, local: bool| -> Result<Arc<dyn FileSystem>, InstanceError> {
         match &client {

@@ -57,7 +57,7 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
         spec.cache.passthrough = false;
     }
     if let Some(t) = args.timeout {
-        ensure!(t.is_finite() && t >= 0.0, "--timeout must be a number of seconds >= 0");
+        polytropon::spec::check_seconds("--timeout", t, 0.0, polytropon::spec::MAX_SECONDS).map_err(anyhow::Error::msg)?;
         spec.cache.attr_timeout = t;
         spec.cache.entry_timeout = t;
     }

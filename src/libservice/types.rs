@@ -186,3 +186,35 @@ pub struct BackingFile {
     /// upper one); a file that may not is copied up first, so another file serves writers.
     pub writable: bool,
 }
+
+/// What an open (`O_SYNC`, `O_DSYNC`) or a single write (`RWF_SYNC`, `RWF_DSYNC`, which FUSE
+/// passes as the same open flags) promises about a write's durability: before the write
+/// returns, its data (and for `All` the file's metadata) is on stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteSync {
+    None,
+    Data,
+    All,
+}
+
+impl WriteSync {
+    /// The promise made by open flags `flags` (`O_SYNC` includes `O_DSYNC`'s bit).
+    pub fn of(flags: i32) -> Self {
+        if flags & libc::O_SYNC == libc::O_SYNC {
+            WriteSync::All
+        } else if flags & libc::O_DSYNC != 0 {
+            WriteSync::Data
+        } else {
+            WriteSync::None
+        }
+    }
+
+    /// The `fsync` that keeps the promise: `Some(datasync)`, or `None` when nothing is due.
+    pub fn fsync(self) -> Option<bool> {
+        match self {
+            WriteSync::None => None,
+            WriteSync::Data => Some(true),
+            WriteSync::All => Some(false),
+        }
+    }
+}

@@ -161,11 +161,13 @@ impl Service {
             }
             pending.insert(mp.clone());
         }
+        // However this ends (an error, a panic below), the mount point is no longer pending.
+        let unmark = Unmark { pending: &self.pending, mountpoint: &mp };
         let built = instance::build(&spec)
             .context("cannot build the filesystem instance")
             .and_then(|fs| Ok((fs.clone(), fuse::spawn(fs, &mp, &FuseConfig::from_spec(&spec.cache)).with_context(|| format!("cannot mount {}", mp.display()))?)));
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&mp);
+        drop(unmark);
         let (fs, mount) = built?;
         if self.stopping.load(Ordering::Acquire) {
             drop(mount);
@@ -279,11 +281,26 @@ fn keep_large_buffers_lazy() {
     }
 }
 
+/// Takes a mount point out of the pending set when dropped.
+struct Unmark<'a> {
+    pending: &'a Mutex<std::collections::BTreeSet<PathBuf>>,
+    mountpoint: &'a Path,
+}
+
+impl Drop for Unmark<'_> {
+    fn drop(&mut self) {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(self.mountpoint);
+    }
+}
+
 /// Highest user-level instance index a recorded table may ask for.
 const MAX_INSTANCES: usize = 4096;
 
-/// Control requests served at once.
+/// Control requests served at once; a connection past them is told the service is busy.
 const MAX_REQUESTS: usize = 16;
+
+/// Longest a control peer may take to send its request or read the answer.
+const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads one request from `conn` and answers it.
 fn answer(svc: &Service, conn: &std::os::unix::net::UnixStream, stop_tx: &mpsc::Sender<&'static str>) {
@@ -328,14 +345,18 @@ pub struct Startup {
 pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()) -> anyhow::Result<()> {
     let pid = std::process::id();
     keep_large_buffers_lazy();
-    let spec = if start.recover {
-        std::fs::read_to_string(table_file(pools, &pool.name))
-            .ok()
-            .and_then(|t| serde_yaml_ng::from_str::<ServiceSpec>(&t).map_err(|e| warn!("cannot read the recorded filesystem table: {e}")).ok())
-            .unwrap_or_default()
-    } else {
-        start.spec
+    // A table left behind means the previous service died (a clean stop removes it): its
+    // mounts are served again, each under its old user-level index, whether a supervisor
+    // restarts this service or an operator does. The spec's own instances come after them.
+    let recorded = match std::fs::read_to_string(table_file(pools, &pool.name)) {
+        Ok(t) => serde_yaml_ng::from_str::<ServiceSpec>(&t).map_err(|e| warn!("cannot read the filesystem table the previous service recorded, serving none of it: {e}")).ok(),
+        Err(_) => None,
     };
+    let recover = start.recover || recorded.is_some();
+    let recorded = recorded.map(|r| r.instances).unwrap_or_default();
+    if !recorded.is_empty() {
+        info!("the previous service of pool {} died; serving the {} mounts it recorded", pool.name, recorded.len());
+    }
     // Mounts a predecessor that died left (killed with kill -9): its table names them.
     for mp in recorded_mounts(pools, &pool.name) {
         let _ = fuse::clear_stale(&mp);
@@ -380,19 +401,27 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
         shmid: driver.shmid(),
         driver: Mutex::new(Some(driver)),
     });
-    // 4. The instances of the spec.
-    for e in spec.instances {
+    // 4. The recorded instances (one that cannot come back is reported and left out), then
+    //    those of the spec not already served.
+    for e in recorded {
+        match service.mount(&e.mountpoint, e.spec, e.instance) {
+            Ok(i) => info!("serving {} again (instance {i})", e.mountpoint.display()),
+            Err(err) => warn!("dropped the recorded mount {}: cannot serve it again: {err:#}", e.mountpoint.display()),
+        }
+    }
+    for e in start.spec.instances {
+        let again = std::fs::canonicalize(&e.mountpoint).is_ok_and(|mp| service.table.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&mp));
+        if again {
+            continue;
+        }
         if let Err(err) = service.mount(&e.mountpoint, e.spec, e.instance) {
-            if start.recover {
-                warn!("cannot serve {} again: {err:#}", e.mountpoint.display());
-                continue;
-            }
             drop(service.table.lock().unwrap_or_else(|p| p.into_inner()).split_off(&PathBuf::new()));
+            let _ = std::fs::remove_file(table_file(pools, &pool.name));
             let _ = std::fs::remove_file(&sock);
             return Err(err.context(format!("instance at {}", e.mountpoint.display())));
         }
     }
-    if start.recover {
+    if recover {
         // What could not come back is gone from the table too.
         service.save_table(&service.table.lock().unwrap_or_else(|p| p.into_inner()));
     }
@@ -418,21 +447,28 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
                 control::write_response(&conn, &Response::err("permission denied: only root or the service's user may control it"));
                 continue;
             }
-            if busy.load(Ordering::Acquire) < MAX_REQUESTS {
-                if let Ok(theirs) = conn.try_clone() {
-                    busy.fetch_add(1, Ordering::AcqRel);
-                    let (svc, stop_tx, done) = (svc.clone(), stop_tx.clone(), busy.clone());
-                    let spawned = std::thread::Builder::new().name("ptn-request".into()).spawn(move || {
-                        answer(&svc, &theirs, &stop_tx);
-                        done.fetch_sub(1, Ordering::AcqRel);
-                    });
-                    if spawned.is_ok() {
-                        continue;
-                    }
-                    busy.fetch_sub(1, Ordering::AcqRel);
-                }
+            // A peer that connects and then sends nothing (or reads nothing) holds its thread
+            // for at most these timeouts; it never holds this loop.
+            if conn.set_read_timeout(Some(PEER_TIMEOUT)).is_err() || conn.set_write_timeout(Some(PEER_TIMEOUT)).is_err() {
+                continue;
             }
-            answer(&svc, &conn, &stop_tx);
+            if busy.load(Ordering::Acquire) >= MAX_REQUESTS {
+                control::write_response(&conn, &Response::err(format!("the service is busy ({MAX_REQUESTS} requests in progress); try again")));
+                continue;
+            }
+            busy.fetch_add(1, Ordering::AcqRel);
+            let (svc, stop_tx, done) = (svc.clone(), stop_tx.clone(), busy.clone());
+            let spawned = std::thread::Builder::new().name("ptn-request".into()).spawn(move || {
+                // A request that panics gets an error answer; the service goes on.
+                let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(&svc, &conn, &stop_tx)));
+                if answered.is_err() {
+                    control::write_response(&conn, &Response::err("internal error serving the request (see the service's log)"));
+                }
+                done.fetch_sub(1, Ordering::AcqRel);
+            });
+            if spawned.is_err() {
+                busy.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     })?;
     let why = stop_rx.recv().unwrap_or("control channel closed");

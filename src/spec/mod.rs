@@ -156,6 +156,24 @@ pub struct CacheSpec {
     pub writeback_interval: f64,
 }
 
+/// Longest timeout or expiry a spec or flag may set: a day (a name, an attribute or dirty
+/// data kept longer than that is a mistake, and every such number must fit a `Duration`).
+pub const MAX_SECONDS: f64 = 86_400.0;
+
+/// Checks that `v` seconds (of field or flag `name`) is a number from `min` to `max`.
+pub fn check_seconds(name: &str, v: f64, min: f64, max: f64) -> Result<std::time::Duration, String> {
+    if !v.is_finite() || v < min || v > max {
+        return Err(format!("{name}: {v} is not a number of seconds from {min} to {max}"));
+    }
+    std::time::Duration::try_from_secs_f64(v).map_err(|e| format!("{name}: {v}: {e}"))
+}
+
+/// `v` seconds as a duration, clamped to `0..=MAX_SECONDS` (NaN is 0): for numbers validated
+/// when parsed, so that one built otherwise can never panic.
+pub fn seconds(v: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(if v.is_nan() { 0.0 } else { v.clamp(0.0, MAX_SECONDS) })
+}
+
 /// Cache size when the spec names none.
 pub const DEFAULT_CACHE_SIZE: u64 = 256 << 20;
 
@@ -169,8 +187,10 @@ impl CacheSpec {
     pub fn writeback(&self) -> crate::backend::cache::Writeback {
         crate::backend::cache::Writeback {
             dirty_limit: (self.size_bytes() as f64 * self.dirty_ratio) as u64,
-            expire: std::time::Duration::from_secs_f64(self.dirty_expire),
-            interval: std::time::Duration::from_secs_f64(self.writeback_interval),
+            // Validated when parsed (`check_seconds`); a value built in code past the bound is
+            // clamped rather than trusted.
+            expire: seconds(self.dirty_expire),
+            interval: seconds(self.writeback_interval),
         }
     }
 
@@ -236,18 +256,13 @@ impl TryFrom<RawInstance> for InstanceSpec {
             }
         }
         for (name, v) in [
-            ("attr_timeout", raw.cache.attr_timeout),
-            ("entry_timeout", raw.cache.entry_timeout),
-            ("dirty_expire", raw.cache.dirty_expire),
+            ("cache.attr_timeout", raw.cache.attr_timeout),
+            ("cache.entry_timeout", raw.cache.entry_timeout),
+            ("cache.dirty_expire", raw.cache.dirty_expire),
         ] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(format!("cache.{name}: must be a number of seconds >= 0"));
-            }
+            check_seconds(name, v, 0.0, MAX_SECONDS)?;
         }
-        let interval = raw.cache.writeback_interval;
-        if !interval.is_finite() || !(0.01..=3600.0).contains(&interval) {
-            return Err("cache.writeback_interval: must be a number of seconds from 0.01 to 3600".into());
-        }
+        check_seconds("cache.writeback_interval", raw.cache.writeback_interval, 0.01, 3600.0)?;
         let ratio = raw.cache.dirty_ratio;
         if !ratio.is_finite() || ratio <= 0.0 || ratio > 1.0 {
             return Err("cache.dirty_ratio: must be a share of the cache, above 0 and at most 1".into());

@@ -27,7 +27,7 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags};
 
 use crate::libservice::{
     check_name, errno, Attr, BackingFile, Context, DirEntry, Entry, FileKind, FileSystem, Handle, Inode,
-    SetAttr, StatFs, TimeUpdate, Timespec, ROOT_INODE,
+    SetAttr, StatFs, TimeUpdate, Timespec, WriteSync, ROOT_INODE,
 };
 use inodes::{InodeData, InodeTable};
 
@@ -69,8 +69,9 @@ pub struct LocalOptions {
 
 enum HandleData {
     /// An open file: shared with other read-only handles of the same inode, and the
-    /// `(st_dev, st_ino)` of the object.
-    File(Arc<OwnedFd>, (u64, u64)),
+    /// `(st_dev, st_ino)` of the object, and what the open promised about each write's
+    /// durability (`O_SYNC`, `O_DSYNC`).
+    File(Arc<OwnedFd>, (u64, u64), WriteSync),
     Dir {
         fd: OwnedFd,
         listing: Mutex<Vec<DirEntry>>,
@@ -138,7 +139,7 @@ fn file_key((dev, ino): (u64, u64)) -> crate::backend::cache::FileKey {
 impl LocalFs {
     /// Drops the cached blocks of the file behind `h` (its data changed other than by a write).
     fn forget_cached(&self, h: &HandleData) {
-        if let (Some(cache), HandleData::File(_, id)) = (&self.opts.cache, h) {
+        if let (Some(cache), HandleData::File(_, id, _)) = (&self.opts.cache, h) {
             cache.invalidate(file_key(*id));
         }
     }
@@ -243,7 +244,7 @@ impl LocalFs {
         if let Some(h) = handle {
             if let Ok(hd) = self.handle(h) {
                 return match &*hd {
-                    HandleData::File(fd, id) => self.attr_of(fd.as_fd(), Some(*id)),
+                    HandleData::File(fd, id, _) => self.attr_of(fd.as_fd(), Some(*id)),
                     HandleData::Dir { fd, .. } => fstat_attr(fd.as_fd()),
                 };
             }
@@ -440,7 +441,7 @@ impl FileSystem for LocalFs {
         if let Some(size) = set.size {
             match (data.kind, held.as_deref()) {
                 (FileKind::Directory, _) => return Err(errno(libc::EISDIR)),
-                (FileKind::Regular, Some(HandleData::File(fd, _))) => rfs::ftruncate(&**fd, size)?,
+                (FileKind::Regular, Some(HandleData::File(fd, _, _))) => rfs::ftruncate(&**fd, size)?,
                 (FileKind::Regular, _) => {
                     let fd = self.reopen(&data, libc::O_WRONLY)?;
                     rfs::ftruncate(&fd, size)?;
@@ -499,7 +500,7 @@ impl FileSystem for LocalFs {
             // Close-to-open: blocks of a file changed since they were cached go.
             cache.validate(file_key(data.id()), cached::version_of(fd.as_fd())?);
         }
-        self.insert_handle(HandleData::File(fd, data.id()))
+        self.insert_handle(HandleData::File(fd, data.id(), WriteSync::of(flags)))
     }
 
     fn create(
@@ -539,7 +540,7 @@ impl FileSystem for LocalFs {
             // A new file: whatever an earlier file with the same inode number left is void.
             cache.invalidate(file_key(id));
         }
-        let handle = self.insert_handle(HandleData::File(Arc::new(fd), id))?;
+        let handle = self.insert_handle(HandleData::File(Arc::new(fd), id, WriteSync::of(flags)))?;
         Ok((entry, handle))
     }
 
@@ -552,7 +553,7 @@ impl FileSystem for LocalFs {
         offset: u64,
     ) -> io::Result<usize> {
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
+        let HandleData::File(fd, id, _) = &*h else { return Err(errno(libc::EISDIR)) };
         if let Some(cache) = &self.opts.cache {
             return cached::read(cache, fd.as_fd(), file_key(*id), bufs, offset);
         }
@@ -569,9 +570,24 @@ impl FileSystem for LocalFs {
     ) -> io::Result<usize> {
         let _change = self.changing(false)?;
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
+        let HandleData::File(fd, id, sync) = &*h else { return Err(errno(libc::EISDIR)) };
         if let Some(cache) = self.write_back_cache() {
-            return writeback::write(cache, fd, file_key(*id), bufs, offset);
+            let n = writeback::write(cache, fd, file_key(*id), bufs, offset)?;
+            // The backing file was opened with the same flags, so in the other modes its own
+            // pwritev keeps an O_SYNC/O_DSYNC promise; here the data waits in the cache unless
+            // written back now.
+            if let Some(datasync) = sync.fsync() {
+                writeback::flush(cache, file_key(*id))?;
+                if let Some(e) = cache.take_error(file_key(*id)) {
+                    return Err(errno(e));
+                }
+                if datasync {
+                    rfs::fdatasync(&**fd)?;
+                } else {
+                    rfs::fsync(&**fd)?;
+                }
+            }
+            return Ok(n);
         }
         if let Some(cache) = &self.opts.cache {
             return cached::write(cache, fd.as_fd(), file_key(*id), bufs, offset);
@@ -582,11 +598,11 @@ impl FileSystem for LocalFs {
     fn fsync(&self, _ctx: &Context, _inode: Inode, handle: Handle, datasync: bool) -> io::Result<()> {
         let h = self.handle(handle)?;
         let fd = match &*h {
-            HandleData::File(fd, _) => &**fd,
+            HandleData::File(fd, _, _) => &**fd,
             HandleData::Dir { fd, .. } => fd,
         };
         let mut late = None;
-        if let (Some(cache), HandleData::File(_, id)) = (self.write_back_cache(), &*h) {
+        if let (Some(cache), HandleData::File(_, id, _)) = (self.write_back_cache(), &*h) {
             writeback::flush(cache, file_key(*id))?;
             // A background write-back that failed since the last fsync fails this one.
             late = cache.take_error(file_key(*id));
@@ -603,7 +619,7 @@ impl FileSystem for LocalFs {
         let mut handles = self.handles.write().map_err(|_| errno(libc::EIO))?;
         let gone = handles.remove(&handle);
         drop(handles);
-        if let (Some(cache), Some(HandleData::File(_, id))) = (self.write_back_cache(), gone.as_deref()) {
+        if let (Some(cache), Some(HandleData::File(_, id, _))) = (self.write_back_cache(), gone.as_deref()) {
             // Close-to-open: the flusher writes the file back at once, so that another service
             // opening it next reads what was written (the thread serving this close goes on).
             if cache.dirty_size(file_key(*id)).is_some() {
@@ -663,7 +679,7 @@ impl FileSystem for LocalFs {
         rfs::unlinkat(&p.fd, name, AtFlags::empty())?;
         if let (Some(cache), Some(st)) = (self.write_back_cache(), gone) {
             let id = (st.st_dev, st.st_ino);
-            let open = self.handles.read().map_err(|_| errno(libc::EIO))?.values().any(|h| matches!(&**h, HandleData::File(_, i) if *i == id));
+            let open = self.handles.read().map_err(|_| errno(libc::EIO))?.values().any(|h| matches!(&**h, HandleData::File(_, i, _) if *i == id));
             if !open {
                 cache.discard(file_key(id));
             }
@@ -855,7 +871,7 @@ impl FileSystem for LocalFs {
     ) -> io::Result<()> {
         let _change = self.changing(false)?;
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
+        let HandleData::File(fd, id, _) = &*h else { return Err(errno(libc::EISDIR)) };
         self.write_back(*id)?;
         let flags = rfs::FallocateFlags::from_bits(mode as u32).ok_or_else(|| errno(libc::EINVAL))?;
         rfs::fallocate(fd, flags, offset, length)?;
@@ -872,7 +888,7 @@ impl FileSystem for LocalFs {
         whence: i32,
     ) -> io::Result<u64> {
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
+        let HandleData::File(fd, id, _) = &*h else { return Err(errno(libc::EISDIR)) };
         if matches!(whence, libc::SEEK_DATA | libc::SEEK_HOLE) {
             // Where data lies depends on the dirty blocks too.
             self.write_back(*id)?;
@@ -900,7 +916,7 @@ impl FileSystem for LocalFs {
 
     fn backing_file(&self, _inode: Inode, handle: Handle) -> io::Result<BackingFile> {
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd, id) = &*h else { return Err(errno(libc::EISDIR)) };
+        let HandleData::File(fd, id, _) = &*h else { return Err(errno(libc::EISDIR)) };
         self.write_back(*id)?;
         let size = rfs::fstat(&**fd)?.st_size as u64;
         Ok(BackingFile { fd: fd.clone(), id: *id, size, writable: !self.opts.read_only })

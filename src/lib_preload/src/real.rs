@@ -137,6 +137,7 @@ real! {
     unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int;
     fsync(fd: c_int) -> c_int;
     fdatasync(fd: c_int) -> c_int;
+    sync_file_range(fd: c_int, off: off64_t, n: off64_t, flags: c_uint) -> c_int;
     ftruncate(fd: c_int, len: off_t) -> c_int;
     ftruncate64(fd: c_int, len: off64_t) -> c_int;
     dup(fd: c_int) -> c_int;

@@ -29,7 +29,7 @@ use super::workers::Workers;
 use crate::service::stats::Timer;
 use super::{FuseConfig, OpStats};
 use crate::libservice::{
-    Attr, Context, FileKind, FileSystem, Handle, Inode, SetAttr, TimeUpdate, Timespec,
+    Attr, Context, FileKind, FileSystem, Handle, Inode, SetAttr, TimeUpdate, Timespec, WriteSync,
 };
 use crate::spec::CacheMode;
 
@@ -609,12 +609,21 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn write(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, data: &[u8], _wflags: u32, _flags: i32, _lock: Option<u64>, reply: ReplyWrite) {
+    fn write(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, data: &[u8], _wflags: u32, flags: i32, _lock: Option<u64>, reply: ReplyWrite) {
         let t = self.timer("write");
         let (fs, c, data) = (self.fs.clone(), ctx(req), data.to_vec());
-        self.heavy(t, move || match fs.write(&c, ino, fh, &[IoSlice::new(&data)], offset.max(0) as u64) {
-            Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(err(e)),
+        // The kernel sends the file's O_SYNC/O_DSYNC, and a write's RWF_SYNC/RWF_DSYNC, as
+        // these flags; the data must be durable before the write is acknowledged.
+        let sync = WriteSync::of(flags);
+        self.heavy(t, move || {
+            let written = fs.write(&c, ino, fh, &[IoSlice::new(&data)], offset.max(0) as u64).and_then(|n| match sync.fsync() {
+                Some(datasync) => fs.fsync(&c, ino, fh, datasync).map(|()| n),
+                None => Ok(n),
+            });
+            match written {
+                Ok(n) => reply.written(n as u32),
+                Err(e) => reply.error(err(e)),
+            }
         });
     }
 

@@ -38,12 +38,11 @@ pub struct FuseConfig {
 impl FuseConfig {
     /// The configuration a spec's cache section asks for.
     pub fn from_spec(cache: &CacheSpec) -> Self {
-        let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO);
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         FuseConfig {
             cache: cache.mode,
-            attr_ttl: secs(cache.attr_timeout),
-            entry_ttl: secs(cache.entry_timeout),
+            attr_ttl: crate::spec::seconds(cache.attr_timeout),
+            entry_ttl: crate::spec::seconds(cache.entry_timeout),
             passthrough: cache.passthrough,
             passthrough_min_size: 64 << 10,
             workers: (cpus * 2).max(4),

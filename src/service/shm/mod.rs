@@ -323,7 +323,6 @@ fn track(owners: &owners::Owners, owner: u64, req: &Request, res: i64, aux: [u64
     match req.op {
         Op::OpenPath if res >= 0 => owners.opened(owner, owners::Held { instance: req.instance, handle: aux[1], inode: aux[0], dir: false }),
         Op::Opendir if res >= 0 => owners.opened(owner, owners::Held { instance: req.instance, handle: aux[0], inode: req.inode, dir: true }),
-        Op::Release | Op::Releasedir => owners.released(req.instance, req.handle),
         _ => {}
     }
 }
@@ -483,6 +482,16 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                 let opens = matches!(req.op, Op::OpenPath | Op::Opendir);
                 let (res, aux) = if opens && !sh.owners.admit(owner) {
                     (-i64::from(libc::EMFILE), [0; 4])
+                } else if matches!(req.op, Op::Release | Op::Releasedir) {
+                    // Only the holder's own handle, released as what it is (a file, with its
+                    // lookup reference; or a listing), on the inode it was opened on.
+                    match sh.owners.release(owner, req.instance, req.handle) {
+                        Some(held) => {
+                            let op = if held.dir { Op::Releasedir } else { Op::Release };
+                            execute(&seg, &*fs, &ctx, &Request { op, inode: held.inode, ..req }, &mut buf, &mut entry.1, kernel.as_deref())
+                        }
+                        None => (-i64::from(libc::EBADF), [0; 4]),
+                    }
                 } else {
                     execute(&seg, &*fs, &ctx, &req, &mut buf, &mut entry.1, kernel.as_deref())
                 };
@@ -834,12 +843,8 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             Ok((w as i64, [at + w as u64, 0, 0, 0]))
         }
         Op::Release => {
-            let res = fs.release(ctx, r.inode, r.handle);
-            let res = match res {
-                Err(e) if e.raw_os_error() == Some(libc::EBADF) => fs.releasedir(ctx, r.inode, r.handle),
-                other => other,
-            };
-            res?;
+            // The handle's holder was checked, and `r.inode` is the one it was opened on.
+            fs.release(ctx, r.inode, r.handle)?;
             fs.forget(r.inode, 1);
             Ok((0, [0; 4]))
         }

@@ -62,11 +62,19 @@ impl Owners {
         *t.per_owner.entry(owner).or_insert(0) += 1;
     }
 
-    pub fn released(&self, instance: u32, handle: u64) {
+    /// Takes handle `handle` of `instance` out of the table for its release, if `owner` holds
+    /// it; `None` otherwise (another process's handle, or one never opened or already gone:
+    /// the caller answers `EBADF` and releases nothing). What the release needs (the inode,
+    /// whether it is a listing) comes from the table, never from the request.
+    pub fn release(&self, owner: u64, instance: u32, handle: u64) -> Option<Held> {
         let mut t = self.lock();
-        if let Some((owner, _)) = t.by_handle.remove(&(instance, handle)) {
-            uncount(&mut t, owner);
+        match t.by_handle.get(&(instance, handle)) {
+            Some((o, _)) if *o == owner => {}
+            _ => return None,
         }
+        let (_, held) = t.by_handle.remove(&(instance, handle))?;
+        uncount(&mut t, owner);
+        Some(held)
     }
 
     /// Open handles in all.
@@ -194,8 +202,11 @@ mod tests {
         o.opened(1, held(11));
         o.opened(2, held(12));
         assert_eq!(o.open_files(), 3);
-        o.released(0, 11);
-        o.released(0, 99);
+        // Only the holder releases its handle, and only once.
+        assert_eq!(o.release(2, 0, 11), None, "another owner's handle");
+        assert_eq!(o.release(1, 0, 11), Some(held(11)));
+        assert_eq!(o.release(1, 0, 11), None, "released twice");
+        assert_eq!(o.release(1, 0, 99), None, "never opened");
         assert_eq!(o.open_files(), 2);
         let taken = o.take(&HashSet::from([1]));
         assert_eq!(taken, vec![held(10)]);
@@ -211,7 +222,13 @@ mod tests {
         }
         assert!(!o.admit(1));
         assert!(o.admit(2));
-        o.released(0, 0);
+        // Releasing a handle one does not hold (another's, or a number never given out) does
+        // not make room.
+        o.opened(2, Held { instance: 0, handle: 1 << 40, inode: 7, dir: true });
+        assert_eq!(o.release(1, 0, 1 << 40), None);
+        assert_eq!(o.release(1, 1, 0), None);
+        assert!(!o.admit(1));
+        assert!(o.release(1, 0, 0).is_some());
         assert!(o.admit(1));
     }
 

@@ -1,7 +1,7 @@
 //! Data calls: read/write and their positional, vectored and fortified forms, lseek, fsync,
 //! ftruncate.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::{c_int, c_uint, c_void};
 use std::sync::atomic::Ordering;
 
 use libc::{iovec, off64_t, off_t, size_t, ssize_t};
@@ -260,6 +260,29 @@ pub unsafe extern "C" fn fsync(fd: c_int) -> c_int {
 pub unsafe extern "C" fn fdatasync(fd: c_int) -> c_int {
     // SAFETY: forwarding.
     on_fd(fd, |f| ops::fsync(f, true).map(|()| 0), || unsafe { real::fdatasync(fd) })
+}
+
+/// sync_file_range: the service's write-back cache is not the kernel's page cache, so a
+/// request to start or wait for the range's write-out becomes an `fdatasync` of the file (a
+/// stronger promise). Waits alone have nothing to wait for: every write of ours has reached
+/// the service when it returns.
+#[no_mangle]
+pub unsafe extern "C" fn sync_file_range(fd: c_int, off: off64_t, n: off64_t, flags: c_uint) -> c_int {
+    let all = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    on_fd(
+        fd,
+        |f| {
+            if flags & !all != 0 || off < 0 || n < 0 || off.checked_add(n).is_none() {
+                return Err(libc::EINVAL);
+            }
+            if flags & libc::SYNC_FILE_RANGE_WRITE != 0 {
+                ops::fsync(f, true)?;
+            }
+            Ok(0)
+        },
+        // SAFETY: forwarding.
+        || unsafe { real::sync_file_range(fd, off, n, flags) },
+    )
 }
 
 #[no_mangle]

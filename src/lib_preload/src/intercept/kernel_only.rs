@@ -50,7 +50,6 @@ kernel_only! {
     splice([fd_in, fd_out] fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t;
     tee([fd_in, fd_out] fd_in: c_int, fd_out: c_int, len: size_t, flags: c_uint) -> ssize_t;
     syncfs([fd] fd: c_int) -> c_int;
-    sync_file_range([fd] fd: c_int, off: off64_t, n: off64_t, flags: c_uint) -> c_int;
     fpathconf([fd] fd: c_int, name: c_int) -> c_long;
     fexecve([fd] fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int;
 }
