@@ -52,10 +52,12 @@ fn human(reports: &[PoolReport]) -> String {
             (Some(svc), _) => {
                 let _ = writeln!(
                     s,
-                    "  service  pid {}  up {} s  {} threads  user-level segment shmid {}",
+                    "  service  pid {}  up {} s  {} threads  descriptors {} of {}  user-level segment shmid {}",
                     svc.pid,
                     now().saturating_sub(svc.started),
                     svc.threads.len(),
+                    svc.descriptors.open,
+                    svc.descriptors.limit,
                     svc.shmid
                 );
                 let u = &svc.user_path;

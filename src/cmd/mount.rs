@@ -82,6 +82,7 @@ pub fn run(state_dir: &Path, args: MountArgs) -> anyhow::Result<ExitCode> {
     if args.detach {
         return detach(state_dir, &mountpoint);
     }
+    polytropon::service::limits::raise_descriptor_limit();
     let fs = instance::build(&spec).context("cannot build the filesystem instance")?;
     let cfg = FuseConfig::from_spec(&spec.cache);
     let log = std::env::var_os(LOG_ENV).map(PathBuf::from);

@@ -311,6 +311,14 @@ pub trait FileSystem: Send + Sync {
         u64::MAX
     }
 
+    /// A number that changes whenever a name may have stopped naming the object it named
+    /// (unlink, rmdir, rename: the name may since name a new object), so a caller caching
+    /// path -> object resolutions knows when to drop them. Every transport and every thread
+    /// of one libservice sees the same number. `u64::MAX`: never cache.
+    fn removal_generation(&self) -> u64 {
+        u64::MAX
+    }
+
     /// Makes everything written through this libservice durable (`syncfs`).
     fn syncfs(&self, ctx: &Context) -> io::Result<()> {
         Ok(())

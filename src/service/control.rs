@@ -72,6 +72,17 @@ pub struct ServiceStats {
     /// The service's own data cache (`writethrough` and `writeback` mounts), if one is in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheInfo>,
+    /// Descriptors the service holds now (every object a mount's kernel side or a cache
+    /// remembers holds one), and its limit (`RLIMIT_NOFILE`, raised at start).
+    #[serde(default)]
+    pub descriptors: Descriptors,
+}
+
+/// The service's open descriptors, for `inspect`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Descriptors {
+    pub open: u64,
+    pub limit: u64,
 }
 
 /// The service's block cache, for `inspect`.
@@ -153,8 +164,24 @@ pub enum ControlError {
     Refused(String),
 }
 
-/// Sends one request and returns the response (an error when the service refused).
+/// The start of a service's refusal when it serves as many requests as it may.
+pub const BUSY: &str = "the service is busy";
+
+/// Sends one request and returns the response (an error when the service refused). A service
+/// that is busy is asked again, every 50 ms, until `timeout` has passed.
 pub fn call(socket: &Path, req: &Request, timeout: Duration) -> Result<Response, ControlError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match call_once(socket, req, timeout) {
+            Err(ControlError::Refused(why)) if why.starts_with(BUSY) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn call_once(socket: &Path, req: &Request, timeout: Duration) -> Result<Response, ControlError> {
     let connect = |source| ControlError::Connect { path: socket.display().to_string(), source };
     let mut s = UnixStream::connect(socket).map_err(connect)?;
     s.set_read_timeout(Some(timeout)).map_err(connect)?;

@@ -250,6 +250,7 @@ impl Service {
                 reclaimed_clients: usage.reclaimed_clients,
                 max_open_per_process: shm::MAX_OPEN_PER_PROCESS,
             },
+            descriptors: control::Descriptors { open: super::limits::open_descriptors(), limit: super::limits::descriptor_limit() },
             cache: crate::backend::cache::current().map(|c| {
                 let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
                 control::CacheInfo {
@@ -296,8 +297,13 @@ impl Drop for Unmark<'_> {
 /// Highest user-level instance index a recorded table may ask for.
 const MAX_INSTANCES: usize = 4096;
 
-/// Control requests served at once; a connection past them is told the service is busy.
-const MAX_REQUESTS: usize = 16;
+/// Control requests served at once; a connection past them is told the service is busy (only
+/// root and the service's user may connect, and a peer that stalls is dropped after
+/// `PEER_TIMEOUT`).
+const MAX_REQUESTS: usize = 64;
+
+/// How a busy service's refusal starts (`control::call` tries again on it).
+use super::control::BUSY;
 
 /// Longest a control peer may take to send its request or read the answer.
 const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -345,6 +351,7 @@ pub struct Startup {
 pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()) -> anyhow::Result<()> {
     let pid = std::process::id();
     keep_large_buffers_lazy();
+    super::limits::raise_descriptor_limit();
     // A table left behind means the previous service died (a clean stop removes it): its
     // mounts are served again, each under its old user-level index, whether a supervisor
     // restarts this service or an operator does. The spec's own instances come after them.
@@ -453,7 +460,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
                 continue;
             }
             if busy.load(Ordering::Acquire) >= MAX_REQUESTS {
-                control::write_response(&conn, &Response::err(format!("the service is busy ({MAX_REQUESTS} requests in progress); try again")));
+                control::write_response(&conn, &Response::err(format!("{BUSY} ({MAX_REQUESTS} requests in progress); try again")));
                 continue;
             }
             busy.fetch_add(1, Ordering::AcqRel);

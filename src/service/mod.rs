@@ -7,6 +7,7 @@
 pub mod control;
 pub mod daemon;
 pub mod fuse;
+pub mod limits;
 pub mod records;
 pub mod shm;
 pub mod stats;

@@ -75,6 +75,8 @@ pub struct UnionFs {
     own: Context,
     /// Bumped by every rename and rmdir (see `FileSystem::namespace_generation`).
     ns_generation: AtomicU64,
+    /// Bumped by every unlink, rmdir and rename (see `FileSystem::removal_generation`).
+    removals: AtomicU64,
     /// Bumped when a namespace change starts and when it ends: a cached name is good only
     /// while this stays as it was when the name was resolved.
     ns_epoch: AtomicU64,
@@ -163,6 +165,7 @@ impl UnionFs {
             oci_ids: Mutex::new(HashMap::new()),
             own: Context::current(),
             ns_generation: AtomicU64::new(0),
+            removals: AtomicU64::new(0),
             ns_epoch: AtomicU64::new(0),
             names: Mutex::new(HashMap::new()),
         };
@@ -721,6 +724,7 @@ impl FileSystem for UnionFs {
 
     fn unlink(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
         let _ns = self.write_ns();
+        self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.node(parent)?;
         self.remove(ctx, &p, name, false)
     }
@@ -728,6 +732,7 @@ impl FileSystem for UnionFs {
     fn rmdir(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
         let _ns = self.write_ns();
         self.ns_generation.fetch_add(1, Ordering::AcqRel);
+        self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.node(parent)?;
         self.remove(ctx, &p, name, true)
     }
@@ -743,6 +748,7 @@ impl FileSystem for UnionFs {
     ) -> io::Result<()> {
         let _ns = self.write_ns();
         self.ns_generation.fetch_add(1, Ordering::AcqRel);
+        self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.dir_node(parent)?;
         let np = self.dir_node(new_parent)?;
         self.do_rename(ctx, &p, name, &np, new_name, flags)
@@ -750,6 +756,10 @@ impl FileSystem for UnionFs {
 
     fn namespace_generation(&self) -> u64 {
         self.ns_generation.load(Ordering::Acquire)
+    }
+
+    fn removal_generation(&self) -> u64 {
+        self.removals.load(Ordering::Acquire)
     }
 
     fn link(

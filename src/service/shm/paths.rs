@@ -1,7 +1,9 @@
 //! The back driver's path cache: per worker thread and instance, paths from the instance's
 //! root → inodes, each entry holding one lookup reference, trusted for `TTL` (the contract of
-//! the FUSE path's entry timeout) and dropped whole when the instance's namespace generation
-//! moves (a rename or rmdir, on either path).
+//! the FUSE path's entry timeout). Directories are dropped whole when the instance's namespace
+//! generation moves (a rename or rmdir), pinned leaves when its removal generation moves (an
+//! unlink, rmdir or rename): both are the instance's own counters, so a change made through
+//! any worker or through the FUSE side is seen by every worker's next request.
 //!
 //! Directories are used to resolve later paths without a lookup per component. Leaves (the
 //! files a request named last) are only *pinned*: the reference keeps the libservices' nodes
@@ -62,8 +64,10 @@ impl Held {
 pub struct PathCache {
     dirs: Held,
     pins: Held,
-    /// The instance's namespace generation the entries were taken at.
+    /// The instance's namespace generation the directories were taken at.
     generation: u64,
+    /// The instance's removal generation the pins were taken at.
+    removals: u64,
 }
 
 impl PathCache {
@@ -74,6 +78,11 @@ impl PathCache {
         if g != self.generation || g == u64::MAX {
             self.clear(fs);
             self.generation = g;
+        }
+        let r = fs.removal_generation();
+        if r != self.removals || r == u64::MAX {
+            self.pins.clear(fs);
+            self.removals = r;
         }
     }
 

@@ -1,0 +1,293 @@
+//! What a busy or hostile tenant must not break (issue 21), with real pools, services,
+//! FUSE mounts and clients under the preload library: synchronous writes acknowledged before
+//! a kill -9 of the service are on disk in every cache mode and on both paths; numbers out of
+//! range are refused by name and leave nothing pending; a service started again by hand after
+//! a crash serves the recorded mounts; stalled control peers delay no one; names replaced
+//! through one queue worker are seen at once by every other worker and by the FUSE side.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::host::{stderr, Host};
+
+/// Kills a client that is still running when the test ends (pass or fail).
+struct Client(Child);
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn inspect(h: &Host, pool: &str) -> serde_json::Value {
+    let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", pool, "--format", "json"])).expect("json");
+    json[0].clone()
+}
+
+fn service_pid(h: &Host, pool: &str) -> i32 {
+    inspect(h, pool)["service"]["pid"].as_i64().expect("service pid") as i32
+}
+
+/// kill -9 of the pool's service; returns once it is gone.
+fn kill_service(h: &Host, pool: &str) {
+    let pid = service_pid(h, pool);
+    // SAFETY: kill(2) with a pid read from the service's record.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let gone = Instant::now();
+    while polytropon::pool::state::pid_alive(pid as u32) {
+        assert!(gone.elapsed() < Duration::from_secs(10), "the service outlived kill -9");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn spec_file(h: &Host, name: &str, upper: &Path, cache: &str) -> PathBuf {
+    let spec = h.scratch.path().join(format!("{name}.yaml"));
+    std::fs::write(&spec, format!("branches:\n  - path: {}\n    mode: rw\ncache:\n{cache}", upper.display())).expect("spec");
+    spec
+}
+
+/// Writes 1 MiB to a file per way of asking for durability, each acknowledged write's data
+/// being a pattern of the file's name, says "written", then waits to be killed.
+const SYNC_WRITER: &str = r#"
+import os, sys, time
+d = sys.argv[1]
+def pattern(name):
+    seed = sum(name.encode())
+    return bytes((seed + i) % 251 for i in range(256)) * 4096
+def write(name, flags, after=None, rwf=0):
+    fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flags, 0o644)
+    data = pattern(name)
+    for off in range(0, len(data), 1 << 16):
+        if rwf:
+            assert os.pwritev(fd, [data[off:off + (1 << 16)]], off, rwf) == 1 << 16
+        else:
+            assert os.pwrite(fd, data[off:off + (1 << 16)], off) == 1 << 16
+    if after:
+        after(fd)
+    return fd
+held = [
+    write("o_dsync", os.O_DSYNC),
+    write("o_sync", os.O_SYNC),
+    write("fdatasync", 0, os.fdatasync),
+    write("fsync", 0, os.fsync),
+    write("rwf_dsync", 0, rwf=os.RWF_DSYNC),
+    write("rwf_sync", 0, rwf=os.RWF_SYNC),
+]
+print("written", flush=True)
+time.sleep(600)
+"#;
+
+const SYNC_FILES: [&str; 6] = ["o_dsync", "o_sync", "fdatasync", "fsync", "rwf_dsync", "rwf_sync"];
+
+fn pattern(name: &str) -> Vec<u8> {
+    let seed: u32 = name.bytes().map(u32::from).sum();
+    let block: Vec<u8> = (0..256u32).map(|i| ((seed + i) % 251) as u8).collect();
+    block.repeat(4096)
+}
+
+/// Starts the writer on `dir`, through the library (`user`) or through the kernel (FUSE).
+fn sync_writer(h: &Host, pool: &str, dir: &Path, user: bool) -> Client {
+    let mut cmd = if user {
+        let mut c = h.cmd();
+        c.args(["exec", "--pool", pool, "--preload-only", "--", "python3"]);
+        c
+    } else {
+        std::process::Command::new("python3")
+    };
+    let mut child = cmd.arg("-c").arg(SYNC_WRITER).arg(dir).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("writer");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+    let mut client = Client(child);
+    if line.trim() != "written" {
+        let _ = client.0.kill();
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(client.0.stderr.as_mut().expect("stderr"), &mut err);
+        panic!("the writer in {} (user-level: {user}) failed: {err}", dir.display());
+    }
+    client
+}
+
+#[test]
+fn acknowledged_synchronous_writes_survive_kill_9_on_both_paths_in_every_cache_mode() {
+    let mut h = Host::new("syncw");
+    let pool = h.create("p", &["--cpus", "0-1"]);
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let modes = [
+        ("kernel", "  mode: kernel\n"),
+        ("kernel-nopt", "  mode: kernel\n  passthrough: false\n"),
+        ("direct", "  mode: direct\n"),
+        ("writethrough", "  mode: writethrough\n  size: 32M\n"),
+        // Nothing is written back but what the writes themselves ask for.
+        ("writeback", "  mode: writeback\n  size: 64M\n  dirty_expire: 3600\n  writeback_interval: 3600\n"),
+    ];
+    let mut uppers = Vec::new();
+    let mut clients = Vec::new();
+    for (name, cache) in modes {
+        let (upper, mnt) = (h.scratch.mkdir(&format!("{name}-upper")), h.scratch.mkdir(&format!("{name}-mnt")));
+        let spec = spec_file(&h, name, &upper, cache);
+        h.ok(&["mount", "--pool", &pool, &mnt.display().to_string(), "-f", &spec.display().to_string()]);
+        for (path, user) in [("user", true), ("fuse", false)] {
+            let dir = mnt.join(path);
+            std::fs::create_dir(&dir).expect("mkdir");
+            clients.push(sync_writer(&h, &pool, &dir, user));
+            uppers.push((format!("{name}/{path}"), upper.join(path)));
+        }
+    }
+    // The user-level writers really wrote at user level.
+    let mounts = &inspect(&h, &pool)["service"]["mounts"];
+    for m in mounts.as_array().expect("mounts") {
+        assert!(m["user_ops"]["write"]["count"].as_u64().unwrap_or(0) >= 16 * 4, "few user-level writes on {}: {}", m["mountpoint"], m["user_ops"]);
+    }
+    kill_service(&h, &pool);
+    let mut lost = Vec::new();
+    for (what, dir) in &uppers {
+        for f in SYNC_FILES {
+            let got = std::fs::read(dir.join(f)).unwrap_or_default();
+            if got != pattern(f) {
+                lost.push(format!("{what}/{f}: {} of {} bytes", got.iter().zip(pattern(f)).take_while(|(a, b)| **a == *b).count(), 1 << 20));
+            }
+        }
+    }
+    assert!(lost.is_empty(), "acknowledged synchronous writes lost with the service (intact prefix of each):\n{}", lost.join("\n"));
+    drop(clients);
+}
+
+/// Output of a command expected to fail, which must name `field` and never panic.
+fn refused(out: std::process::Output, field: &str, what: &str) {
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{what} was accepted");
+    assert!(err.contains(field), "{what}: the error does not name {field}: {err}");
+    assert!(!err.contains("panicked") && !err.contains("protocol error"), "{what}: {err}");
+}
+
+#[test]
+fn numbers_out_of_range_are_refused_by_name_and_leave_nothing_pending() {
+    let mut h = Host::new("badnum");
+    let pool = h.create("p", &["--cpus", "0"]);
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let (upper, mnt) = (h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
+    let mp = mnt.display().to_string();
+    let bad_cache = [
+        ("  mode: writeback\n  dirty_expire: 1e20\n", "cache.dirty_expire"),
+        ("  mode: writeback\n  dirty_expire: .nan\n", "cache.dirty_expire"),
+        ("  mode: writeback\n  dirty_expire: -1\n", "cache.dirty_expire"),
+        ("  attr_timeout: 1e300\n", "cache.attr_timeout"),
+        ("  entry_timeout: .inf\n", "cache.entry_timeout"),
+        ("  entry_timeout: -0.5\n", "cache.entry_timeout"),
+        ("  mode: writeback\n  writeback_interval: 0\n", "cache.writeback_interval"),
+        ("  mode: writeback\n  writeback_interval: 1e12\n", "cache.writeback_interval"),
+        ("  mode: writeback\n  dirty_ratio: 0\n", "cache.dirty_ratio"),
+        ("  mode: writeback\n  dirty_ratio: .nan\n", "cache.dirty_ratio"),
+        ("  mode: writeback\n  size: 99999999999999999999G\n", "cache.size"),
+        ("  mode: writeback\n  size: 0\n", "cache.size"),
+    ];
+    for (i, (cache, field)) in bad_cache.iter().enumerate() {
+        let spec = spec_file(&h, &format!("bad{i}"), &upper, cache);
+        let spec = spec.display().to_string();
+        refused(h.run(&["mount", &mp, "-f", &spec]), field, &format!("mount -f with {cache:?}"));
+        refused(h.run(&["mount", "--pool", &pool, &mp, "-f", &spec]), field, &format!("mount --pool with {cache:?}"));
+    }
+    // The service checks what reaches its socket itself (another client than ours).
+    let socket = polytropon::service::daemon::socket_file(&h.pools(), &pool);
+    let mut conn = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    let raw = format!(
+        r#"{{"op":"mount","mountpoint":"{mp}","spec":{{"backend":{{"type":"local"}},"branches":[{{"path":"{}","mode":"rw"}}],"cache":{{"mode":"writeback","dirty_expire":1e20}}}}}}"#,
+        upper.display()
+    );
+    writeln!(conn, "{raw}").expect("send");
+    let mut answer = String::new();
+    BufReader::new(&conn).read_line(&mut answer).expect("answer");
+    assert!(answer.contains("dirty_expire") && answer.contains("\"ok\":false"), "a raw request with a huge expiry: {answer}");
+    for (flag, value, field) in [("--timeout", "1e20", "--timeout"), ("--timeout", "NaN", "--timeout"), ("--timeout", "-1", "--timeout")] {
+        refused(h.run(&["mount", "--pool", &pool, &mp, "--upper", &upper.display().to_string(), &format!("{flag}={value}")]), field, &format!("{flag} {value}"));
+    }
+    for args in [
+        vec!["pool", "create", "x", "--cpu-weight", "0"],
+        vec!["pool", "create", "x", "--cpu-weight", "10001"],
+        vec!["pool", "create", "x", "--io-weight", "0"],
+        vec!["pool", "create", "x", "--pids-max", "0"],
+        vec!["pool", "create", "x", "--memory", "0"],
+    ] {
+        refused(h.run(&args), args[3], &args.join(" "));
+    }
+    for flag in ["--reps", "--threads", "--loops", "--ops"] {
+        refused(h.run(&["bench", "--workload", "micro", flag, "0"]), flag, &format!("bench {flag} 0"));
+    }
+    // Nothing was left pending or mounted: the same mount point takes a good mount now.
+    let good = spec_file(&h, "good", &upper, "  mode: writeback\n  dirty_expire: 86400\n");
+    h.ok(&["mount", "--pool", &pool, &mp, "-f", &good.display().to_string()]);
+    std::fs::write(mnt.join("f"), b"ok").expect("write through the mount");
+    h.ok(&["umount", &mp]);
+}
+
+#[test]
+fn a_service_started_by_hand_after_kill_9_serves_the_recorded_mounts() {
+    let mut h = Host::new("manrestart");
+    let pool = h.create("p", &["--cpus", "0"]);
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let mut mounts = Vec::new();
+    for tag in ["a", "b"] {
+        let (upper, mnt) = (h.scratch.mkdir(&format!("{tag}-upper")), h.scratch.mkdir(&format!("{tag}-mnt")));
+        h.ok(&["mount", "--pool", &pool, &mnt.display().to_string(), "--upper", &upper.display().to_string()]);
+        std::fs::write(mnt.join("before"), tag).expect("write");
+        mounts.push(mnt);
+    }
+    let instances: Vec<u64> = inspect(&h, &pool)["service"]["mounts"].as_array().expect("mounts").iter().map(|m| m["instance"].as_u64().expect("instance")).collect();
+    kill_service(&h, &pool);
+    assert_eq!(std::fs::metadata(mounts[0].join("before")).map_err(|e| e.raw_os_error()).expect_err("dead mount"), Some(libc::ENOTCONN));
+    // No supervisor: an operator starts it again.
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let again = inspect(&h, &pool);
+    let served: Vec<u64> = again["service"]["mounts"].as_array().expect("mounts").iter().map(|m| m["instance"].as_u64().expect("instance")).collect();
+    assert_eq!(served, instances, "the recorded mounts under their old indexes: {again}");
+    for (mnt, tag) in mounts.iter().zip(["a", "b"]) {
+        assert_eq!(std::fs::read_to_string(mnt.join("before")).expect("read after restart"), tag);
+    }
+    // And on the user-level path.
+    let out = h.ok(&["exec", "--pool", &pool, "--preload-only", "--", "sh", "-c", &format!("cat {}/before && echo new > {}/after", mounts[1].display(), mounts[1].display())]);
+    assert_eq!(out, "b");
+    assert!(inspect(&h, &pool)["service"]["mounts"][1]["user_ops"]["open_path"]["count"].as_u64().unwrap_or(0) >= 2);
+}
+
+#[test]
+fn stalled_control_peers_delay_no_one() {
+    let mut h = Host::new("stalled");
+    let pool = h.create("p", &["--cpus", "0"]);
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let socket = polytropon::service::daemon::socket_file(&h.pools(), &pool);
+    // More peers that connect and say nothing than the service once served before it answered
+    // in line (16), plus one that sends half a request.
+    let mut stalled: Vec<_> = (0..20).map(|_| std::os::unix::net::UnixStream::connect(&socket).expect("connect")).collect();
+    stalled[0].write_all(b"{\"Sta").expect("half a request");
+    // Every connection has been accepted (the peers are not merely queued in the backlog).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h2 = (h.state.clone(), h.data(), pool.clone());
+    std::thread::spawn(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_polytropon"))
+            .arg("--state-dir")
+            .arg(&h2.0)
+            .arg("--data-dir")
+            .arg(&h2.1)
+            .args(["inspect", "--pool", &h2.2, "--format", "json"])
+            .output();
+        let _ = tx.send(out);
+    });
+    // inspect asks with a 5 s timeout of its own; the stalled peers hold the service for up
+    // to 5 s each: an inspect that waited for them would fail or need far longer.
+    let out = rx.recv_timeout(Duration::from_secs(30)).expect("inspect hung behind stalled peers").expect("run inspect");
+    assert!(out.status.success(), "inspect with stalled peers: {}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(json[0]["service"]["pid"].as_u64().is_some(), "no service figures: {json}");
+    // The stalled peers are dropped: each gets EOF (or an error answer), not a hang.
+    for s in &mut stalled {
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut rest = String::new();
+        let r = BufReader::new(&*s).read_line(&mut rest);
+        assert!(r.is_ok(), "a stalled peer was never dropped: {r:?}");
+    }
+}
