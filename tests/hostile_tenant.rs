@@ -291,3 +291,135 @@ fn stalled_control_peers_delay_no_one() {
         assert!(r.is_ok(), "a stalled peer was never dropped: {r:?}");
     }
 }
+
+/// Replaces `f` over and over (the old file stays reachable as `old.N` through a hard link,
+/// then `f` is unlinked and created anew holding its version), publishing each version once
+/// it is whole; readers and appenders in other processes (some under the library, one
+/// through the kernel) open `f` by name after reading the published version and must never
+/// see an older file. An appender's line must land in a version at least as new as the one
+/// published before its open. Prints "ok N" or the first violation.
+const REPLACE_RACE: &str = r#"
+import mmap, os, struct, subprocess, sys, time
+d, rounds, kernel_writer = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "yes"
+os.chdir(d)
+shared = "/dev/shm/ptn-race-%d" % os.getpid()
+with open(shared, "wb") as f:
+    f.write(b"\0" * 16)
+def counter():
+    f = open(shared, "r+b")
+    return mmap.mmap(f.fileno(), 16)
+def published(m):
+    return struct.unpack_from("q", m, 0)[0]
+def done(m):
+    return struct.unpack_from("q", m, 8)[0]
+
+READER = r'''
+import mmap, os, struct, sys
+d, shared, role, me = sys.argv[1:5]
+os.chdir(d)
+f = open(shared, "r+b"); m = mmap.mmap(f.fileno(), 16)
+bad, n, lines = [], 0, []
+parent = os.getppid()
+while not struct.unpack_from("q", m, 8)[0] and os.getppid() == parent:
+    want = struct.unpack_from("q", m, 0)[0]
+    if want == 0:
+        continue
+    try:
+        if role == "read":
+            fd = os.open("f", os.O_RDONLY)
+        elif role == "append":
+            fd = os.open("f", os.O_WRONLY | os.O_APPEND)
+        else:
+            fd = os.open("f", os.O_WRONLY)
+    except FileNotFoundError:
+        continue
+    try:
+        if role == "read":
+            data = os.pread(fd, 1 << 20, 0)
+            got = [int(l[1:]) for l in data.split(b"\n") if l.startswith(b"V")]
+            if got:
+                got = got[0]
+                if got < want:
+                    bad.append("read version %d after %d was published" % (got, want))
+        else:
+            tag = "%s-%d" % (me, n)
+            line = ("\n%s %d\n" % (tag, want)).encode()
+            if role == "append":
+                os.write(fd, line)
+            else:
+                # Through the kernel, appends take the kernel's idea of the file's end, which
+                # lags behind the user-level path's appends: write at a place of its own.
+                os.pwrite(fd, line.ljust(64, b"\n"), (1 << 20) + 64 * n)
+            lines.append(tag)
+    finally:
+        os.close(fd)
+    n += 1
+print(len(bad), n, bad[:3])
+'''
+m = counter()
+procs = []
+env_kernel = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+roles = [("read", None), ("read", None), ("append", None), ("read", env_kernel)]
+if kernel_writer:
+    roles.append(("write", env_kernel))
+for i, (role, env) in enumerate(roles):
+    procs.append(subprocess.Popen([sys.executable, "-c", READER, d, shared, role, "p%d" % i], env=env, stdout=subprocess.PIPE, text=True))
+time.sleep(0.2)
+for v in range(1, rounds + 1):
+    if v > 1:
+        os.link("f", "old.%d" % (v - 1))
+        os.unlink("f")
+    fd = os.open("f", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, b"\nV%d\n" % v)
+    os.close(fd)
+    struct.pack_into("q", m, 0, v)
+struct.pack_into("q", m, 8, 1)
+bad, ops = [], 0
+for p in procs:
+    out = p.stdout.read().split(" ", 2)
+    p.wait()
+    if out[0] != "0":
+        bad.append(out[2].strip())
+    ops += int(out[1])
+# Every appended line is in a version at least as new as the one published before its open.
+for name in ["f"] + ["old.%d" % v for v in range(1, rounds)]:
+    text = [l for l in open(name).read().replace("\0", "").split("\n") if l]
+    version = [int(l[1:]) for l in text if l.startswith("V")]
+    if len(version) != 1:
+        bad.append("%s holds %d version lines: %r" % (name, len(version), text[:6]))
+        continue
+    version = version[0]
+    for line in text:
+        if line.startswith("V"):
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2:
+            bad.append("%s holds a garbled line %r: %r" % (name, line, text[:6]))
+            continue
+        tag, seen = parts
+        if int(seen) > version:
+            bad.append("%s appended to version %d after %s was published" % (tag, version, seen))
+os.unlink(shared)
+print("bad", bad[:5]) if bad else print("ok", ops)
+"#;
+
+#[test]
+fn names_replaced_through_one_worker_are_seen_at_once_by_every_other_and_by_fuse() {
+    let mut h = Host::new("replrace");
+    // Two cpus: two queues, each with its own worker (and path cache).
+    let pool = h.create("p", &["--cpus", "0-1"]);
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    // The kernel side only reads: a writer through FUSE writes where the kernel's idea of the
+    // file's end says, which lags behind the user-level path's appends to the same file (see
+    // docs/RELIABILITY.md, not guaranteed); names are what this test is about.
+    for (name, cache, kernel_writer) in [("kernel", "  mode: kernel\n", "no"), ("writeback", "  mode: writeback\n  size: 32M\n", "no")] {
+        let (upper, mnt) = (h.scratch.mkdir(&format!("{name}-upper")), h.scratch.mkdir(&format!("{name}-mnt")));
+        let spec = spec_file(&h, name, &upper, cache);
+        h.ok(&["mount", "--pool", &pool, &mnt.display().to_string(), "-f", &spec.display().to_string()]);
+        let out = h.ok(&["exec", "--pool", &pool, "--preload-only", "--", "python3", "-c", REPLACE_RACE, &mnt.display().to_string(), "3000", kernel_writer]);
+        assert!(out.starts_with("ok "), "{name}: {out}");
+        let ops: u64 = out.trim()[3..].parse().expect("count");
+        assert!(ops > 3000, "{name}: the other processes did little ({ops} opens)");
+        h.ok(&["umount", &mnt.display().to_string()]);
+    }
+}

@@ -187,6 +187,33 @@ fn real_programs_behave_as_on_a_plain_directory() {
     st.destroy();
 }
 
+/// A forked child that exits without calling the library (a shell's `$(...)`) drops its copy
+/// of its parent's client: that must not give back the parent's client area. Otherwise the
+/// next process to attach (here a background subshell; in `PROGRAMS`, the detached
+/// `git maintenance` that `git commit` leaves behind) claims the area the shell still uses,
+/// each takes the other's completions for late answers and drops them, and a call of either
+/// fails with `EIO` after 5 s (issue 21).
+const SHARED_AREA: &str = r#"
+test -e f
+x=$(:)
+( while :; do test -e f; done ) &
+bg=$!
+end=$(( ${EPOCHREALTIME/./} + 2000000 ))
+while [ ${EPOCHREALTIME/./} -lt $end ]; do test -e f || { echo "stat failed"; break; }; done
+kill $bg
+"#;
+
+#[test]
+fn a_subshell_that_exits_leaves_its_shell_the_client_area() {
+    let st = Stage::new("preload-share", "s", |d| std::fs::write(d.join("f"), b"x").expect("seed"));
+    // The call that lost its answer fails with EIO after the client's timeout: `test -e`
+    // then says the file is missing.
+    let out = bash(&st.h, Some(&st.name), &st.mnt, SHARED_AREA);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.is_empty(), "{stdout}{}", stderr(&out));
+    st.destroy();
+}
+
 /// Threads, fork with a shared offset, exec with inherited descriptors, mmap, and locks: what
 /// a process does with files beyond plain reads and writes.
 const PROCESSES: &str = r#"

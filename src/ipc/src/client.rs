@@ -29,6 +29,12 @@ pub struct Client {
     spins: u32,
     /// The request being waited for was sent from the worker's cpu: yield at every poll.
     near: bool,
+    /// The owner word this client wrote into its area, and the process that claimed it: a
+    /// forked child holds a copy of its parent's client (in the parent thread's thread-local
+    /// storage), whose drop when the child exits must not give back the area its parent
+    /// still uses (see `Drop`).
+    owner: u64,
+    pid: u32,
 }
 
 /// Whether the calling thread may run on more than one cpu.
@@ -120,7 +126,7 @@ impl Client {
             h.state.store(IDLE, Ordering::Release);
             // Sequence numbers far from the last owner's, whose late answers must not match.
             let seq = h.seq.load(Ordering::Acquire).wrapping_add(1 << 32);
-            Client { seg, addr, id: c, queue, seq, spins: if several_cpus() { SPINS } else { 0 }, near: false }
+            Client { seg, addr, id: c, queue, seq, spins: if several_cpus() { SPINS } else { 0 }, near: false, owner: me, pid }
         };
         for c in 0..g.clients {
             let Some(h) = seg.client(c) else { break };
@@ -353,8 +359,16 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        if let Some(h) = self.seg.client(self.id) {
-            h.owner.store(0, Ordering::Release);
+        // Only the process that claimed the area gives it back, and only while it is still
+        // its own. A forked child that exits without ever calling us (a shell's `$(...)` or
+        // subshell) drops its copy of the parent's client here: freeing the area would let
+        // another process claim it while the parent still uses it, and each would then take
+        // the other's completions for late answers and drop them (both time out: `EIO`).
+        // SAFETY: getpid cannot fail.
+        if unsafe { libc::getpid() } as u32 == self.pid {
+            if let Some(h) = self.seg.client(self.id) {
+                let _ = h.owner.compare_exchange(self.owner, 0, Ordering::AcqRel, Ordering::Relaxed);
+            }
         }
         // SAFETY: `addr` came from a successful shmat and nothing borrowed from it outlives
         // `self`.

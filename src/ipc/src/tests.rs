@@ -382,3 +382,38 @@ fn a_client_on_its_workers_cpu_moves_to_another_queue_or_says_so() {
     assert_eq!(posted([here, here]), (0, true), "every worker here: flagged");
     assert_eq!(posted([u32::MAX, u32::MAX]), (0, false), "garbage in the shared words is only a wrong hint");
 }
+
+#[test]
+fn a_forked_child_that_exits_leaves_its_parents_client_area_claimed() {
+    let g = crate::segment::Geometry { queues: 1, slots: 8, clients: 2, buffer_size: 4096 };
+    let layout = crate::segment::Layout::new(g).expect("layout");
+    let shm = Segment::create(layout.total);
+    // SAFETY: a fresh page-aligned mapping of `layout.total` bytes that outlives `seg`.
+    let seg = unsafe { crate::segment::Segment::new(shm.addr.cast(), layout) };
+    seg.init();
+    // A live service's word (any thread id): no sentinel runs in this test.
+    seg.header().service.store(1, Ordering::Release);
+    let c = crate::client::Client::attach(shm.id, 0).expect("attach");
+    let area = seg.client(c.id()).expect("area");
+    let mine = area.owner.load(Ordering::Acquire);
+    assert_ne!(mine, 0);
+    // SAFETY: fork in a test process; the child only drops its copy of the client (what a
+    // thread-local destructor does when a forked child exits) and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        // SAFETY: the child's own copy of `c` (fork copied the memory); never used again.
+        drop(unsafe { core::ptr::read(&c) });
+        // SAFETY: ends the child without running the parent's test harness.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child just forked.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert_eq!(area.owner.load(Ordering::Acquire), mine, "the child's exit gave back the area its parent still uses");
+    let other = crate::client::Client::attach(shm.id, 0).expect("attach a second client");
+    assert_ne!(other.id(), c.id(), "a second client must not share the parent's area");
+    drop(other);
+    drop(c);
+    assert_eq!(area.owner.load(Ordering::Acquire), 0, "the parent gives its area back");
+}

@@ -670,6 +670,10 @@ fn request_data(seg: &Segment, r: &Request, buf: &mut [u8]) -> Vec<u8> {
     buf[..n].to_vec()
 }
 
+/// Held by an append from finding the file's end to writing there (every worker, every
+/// instance of the service: appends are rare enough that one lock costs nothing measurable).
+static APPENDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Longest a streamed write waits for its client's next piece.
 const PIECE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Smallest piece of a streamed write written on its own (unless it is the last).
@@ -830,6 +834,10 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             let Some(shm) = (unsafe { seg.client_buffer(r.client) }) else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
             let n = len;
             let buf = &shm[..len];
+            // An append finds the end and writes there as one step: appenders served by other
+            // workers at the same moment wait (the write-back cache, unlike a backing file
+            // opened O_APPEND, writes where it is told).
+            let _append = (r.arg & WRITE_APPEND != 0).then(|| APPENDS.lock().unwrap_or_else(|p| p.into_inner()));
             let at = if r.arg & WRITE_APPEND != 0 { fs.getattr(ctx, r.inode, Some(r.handle))?.size } else { r.offset };
             if at.checked_add(n as u64).is_none_or(|end| end > i64::MAX as u64) {
                 return Err(io::Error::from_raw_os_error(libc::EFBIG));
