@@ -29,6 +29,13 @@ fn inspect(h: &Host, pool: &str) -> serde_json::Value {
     json[0].clone()
 }
 
+/// A pool on `cpus` with its service running.
+fn served_pool(h: &mut Host, cpus: &str) -> String {
+    let pool = h.create("p", &["--cpus", cpus]);
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    pool
+}
+
 fn service_pid(h: &Host, pool: &str) -> i32 {
     inspect(h, pool)["service"]["pid"].as_i64().expect("service pid") as i32
 }
@@ -115,8 +122,7 @@ fn sync_writer(h: &Host, pool: &str, dir: &Path, user: bool) -> Client {
 #[test]
 fn acknowledged_synchronous_writes_survive_kill_9_on_both_paths_in_every_cache_mode() {
     let mut h = Host::new("syncw");
-    let pool = h.create("p", &["--cpus", "0-1"]);
-    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let pool = served_pool(&mut h, "0-1");
     let modes = [
         ("kernel", "  mode: kernel\n"),
         ("kernel-nopt", "  mode: kernel\n  passthrough: false\n"),
@@ -168,8 +174,7 @@ fn refused(out: std::process::Output, field: &str, what: &str) {
 #[test]
 fn numbers_out_of_range_are_refused_by_name_and_leave_nothing_pending() {
     let mut h = Host::new("badnum");
-    let pool = h.create("p", &["--cpus", "0"]);
-    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let pool = served_pool(&mut h, "0");
     let (upper, mnt) = (h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
     let mp = mnt.display().to_string();
     let bad_cache = [
@@ -228,8 +233,7 @@ fn numbers_out_of_range_are_refused_by_name_and_leave_nothing_pending() {
 #[test]
 fn a_service_started_by_hand_after_kill_9_serves_the_recorded_mounts() {
     let mut h = Host::new("manrestart");
-    let pool = h.create("p", &["--cpus", "0"]);
-    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let pool = served_pool(&mut h, "0");
     let mut mounts = Vec::new();
     for tag in ["a", "b"] {
         let (upper, mnt) = (h.scratch.mkdir(&format!("{tag}-upper")), h.scratch.mkdir(&format!("{tag}-mnt")));
@@ -257,8 +261,7 @@ fn a_service_started_by_hand_after_kill_9_serves_the_recorded_mounts() {
 #[test]
 fn stalled_control_peers_delay_no_one() {
     let mut h = Host::new("stalled");
-    let pool = h.create("p", &["--cpus", "0"]);
-    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let pool = served_pool(&mut h, "0");
     let socket = polytropon::service::daemon::socket_file(&h.pools(), &pool);
     // More peers that connect and say nothing than the service once served before it answered
     // in line (16), plus one that sends half a request.
@@ -407,8 +410,7 @@ print("bad", bad[:5]) if bad else print("ok", ops)
 fn names_replaced_through_one_worker_are_seen_at_once_by_every_other_and_by_fuse() {
     let mut h = Host::new("replrace");
     // Two cpus: two queues, each with its own worker (and path cache).
-    let pool = h.create("p", &["--cpus", "0-1"]);
-    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let pool = served_pool(&mut h, "0-1");
     // The kernel side only reads: a writer through FUSE writes where the kernel's idea of the
     // file's end says, which lags behind the user-level path's appends to the same file (see
     // docs/RELIABILITY.md, not guaranteed); names are what this test is about.
@@ -422,4 +424,49 @@ fn names_replaced_through_one_worker_are_seen_at_once_by_every_other_and_by_fuse
         assert!(ops > 3000, "{name}: the other processes did little ({ops} opens)");
         h.ok(&["umount", &mnt.display().to_string()]);
     }
+}
+
+/// A tenant's database work under the library (issue 21, item 8): 100,000 rows in one
+/// transaction, then another process builds an index and queries, then 500 autocommit
+/// inserts (rollback journal), then the same database in WAL mode with two writers at once;
+/// each round in a new directory of the mount, ending with `PRAGMA integrity_check`.
+const SQLITE_ROUNDS: &str = r#"
+set -e
+rounds=$1
+for r in $(seq 1 "$rounds"); do
+  mkdir "r$r"; cd "r$r"
+  { echo "create table t(k integer primary key, v text, w integer);"; echo "begin;";
+    seq 1 100000 | sed 's/.*/insert into t(v, w) values (hex(randomblob(16)), &);/'; echo "commit;"; } | sqlite3 db
+  sqlite3 db "create index tv on t(v); select count(*) from t where w % 7 = 0;" > /dev/null
+  for i in $(seq 1 500); do echo "insert into t(v, w) values ('a$i', $i);"; done | sqlite3 db
+  sqlite3 db "pragma journal_mode=wal;" > /dev/null
+  for w in 1 2; do
+    ( for i in $(seq 1 200); do echo "insert into t(v, w) values ('w$w-$i', $i);"; done | sqlite3 -cmd ".timeout 10000" db ) &
+  done
+  wait
+  check=$(sqlite3 db "pragma integrity_check; select count(*) from t;" | tr '\n' ' ')
+  [ "$check" = "ok 100900 " ] || { echo "round $r: $check"; exit 1; }
+  cd ..; rm -r "r$r"
+done
+echo "rounds $rounds"
+"#;
+
+#[test]
+fn sqlite_workloads_on_a_two_cpu_pool_never_fail() {
+    let mut h = Host::new("sqlite2");
+    let pool = served_pool(&mut h, "0-1");
+    let (upper, mnt) = (h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
+    h.ok(&["mount", "--pool", &pool, &mnt.display().to_string(), "--upper", &upper.display().to_string()]);
+    let rounds = std::env::var("POLYTROPON_SQLITE_ROUNDS").unwrap_or_else(|_| "50".into());
+    let out = h
+        .cmd()
+        .args(["exec", "--pool", &pool, "--preload-only", "--", "bash", "-c", SQLITE_ROUNDS, "sqlite", &rounds])
+        .current_dir(&mnt)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("rounds {rounds}"));
+    // The databases' files were served at user level.
+    let m = &inspect(&h, &pool)["service"]["mounts"][0];
+    assert!(m["user_ops"]["write"]["count"].as_u64().unwrap_or(0) > 1000, "few user-level writes: {}", m["user_ops"]);
 }

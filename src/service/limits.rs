@@ -22,7 +22,7 @@ pub fn raise_descriptor_limit() {
         (h, _) => h,
     };
     let want = Rlimit { current: hard, maximum: hard };
-    if setrlimit(Resource::Nofile, want.clone()).is_err() {
+    if setrlimit(Resource::Nofile, want).is_err() {
         // Not allowed to raise the hard limit: the soft one up to the hard one at least.
         let soft = Rlimit { current: old.maximum, maximum: old.maximum };
         if let Err(e) = setrlimit(Resource::Nofile, soft) {
