@@ -179,8 +179,9 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     // evicts it (on its own after the session timeout, 60 s), its capabilities block others.
     let evicted = Command::new("ceph").args(["-c", &conf, "--id", "admin", "tell", "mds.a", "client", "evict"]).output().expect("run ceph");
     assert!(evicted.status.success(), "ceph tell mds.a client evict: {}", String::from_utf8_lossy(&evicted.stderr));
+    // The new service serves the mounts the dead one recorded (no `mount` needed again).
     host.ok(&["service", "run", "--pool", &pool, "--detach"]);
-    host.ok(&["mount", "--pool", &pool, pm.to_str().expect("utf-8"), "-f", spec.to_str().expect("utf-8")]);
+    let _ = &spec;
     assert_eq!(std::fs::read_to_string(pm.join("kept")).expect("read after the restart"), "durable");
     host.ok(&["pool", "destroy", &pool, "--force"]);
     host.created.clear();
