@@ -125,7 +125,7 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
 
     // The user-level path: a pool's service serving a CephFS union, a program under the
     // preload library.
-    let (pool, spec, pm) = pool_mount(&mut host, &conf, "/c2", &["/image"]);
+    let (pool, _spec, pm) = pool_mount(&mut host, &conf, "/c2", &["/image"]);
     let out = host.run(&[
         "exec", "--pool", &pool, "--preload-only", "--", "sh", "-c",
         &format!("cd {} && for i in $(seq 1 50); do echo $i | tee f$i > /dev/null; cat f$i > /dev/null; done; cat etc/motd; ls | wc -l", pm.display()),
@@ -181,7 +181,6 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     assert!(evicted.status.success(), "ceph tell mds.a client evict: {}", String::from_utf8_lossy(&evicted.stderr));
     // The new service serves the mounts the dead one recorded (no `mount` needed again).
     host.ok(&["service", "run", "--pool", &pool, "--detach"]);
-    let _ = &spec;
     assert_eq!(std::fs::read_to_string(pm.join("kept")).expect("read after the restart"), "durable");
     host.ok(&["pool", "destroy", &pool, "--force"]);
     host.created.clear();

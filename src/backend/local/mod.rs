@@ -577,15 +577,7 @@ impl FileSystem for LocalFs {
             // pwritev keeps an O_SYNC/O_DSYNC promise; here the data waits in the cache unless
             // written back now.
             if let Some(datasync) = sync.fsync() {
-                writeback::flush(cache, file_key(*id))?;
-                if let Some(e) = cache.take_error(file_key(*id)) {
-                    return Err(errno(e));
-                }
-                if datasync {
-                    rfs::fdatasync(&**fd)?;
-                } else {
-                    rfs::fsync(&**fd)?;
-                }
+                self.fsync(_ctx, _inode, handle, datasync)?;
             }
             return Ok(n);
         }
