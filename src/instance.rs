@@ -85,7 +85,7 @@ pub fn build(spec: &InstanceSpec) -> Result<Arc<dyn FileSystem>, InstanceError> 
     // cache): FUSE passthrough and the kernel's writeback cache change files behind it.
     let entry_ttl = crate::spec::seconds(spec.cache.entry_timeout);
     let attr_ttl = if spec.cache.own_cache() { crate::spec::seconds(spec.cache.attr_timeout) } else { std::time::Duration::ZERO };
-    let local_opts = |read_only| LocalOptions { read_only, cache: cache.clone(), writeback, entry_ttl, attr_ttl };
+    let local_opts = |read_only| LocalOptions { read_only, cache: cache.clone(), writeback, entry_ttl, attr_ttl, max_descriptors: 0 };
     let open = |path: &std::path::Path, read_only: bool, local: bool| -> Result<Arc<dyn FileSystem>, InstanceError> {
         match &client {
             _ if local => LocalFs::new(path, local_opts(read_only))

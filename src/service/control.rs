@@ -72,8 +72,9 @@ pub struct ServiceStats {
     /// The service's own data cache (`writethrough` and `writeback` mounts), if one is in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheInfo>,
-    /// Descriptors the service holds now (every object a mount's kernel side or a cache
-    /// remembers holds one), and its limit (`RLIMIT_NOFILE`, raised at start).
+    /// Descriptors the service holds now (objects its mounts' kernel side or caches remember
+    /// hold one each, up to a bound per local backend), and its limit (`RLIMIT_NOFILE`,
+    /// raised at start).
     #[serde(default)]
     pub descriptors: Descriptors,
 }

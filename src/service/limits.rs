@@ -1,6 +1,6 @@
-//! The service's own descriptor limit. Every object a mount's kernel side or the service's
-//! caches remember holds an `O_PATH` descriptor in the local backend, so a tenant that creates
-//! or stats many files makes the service hold many descriptors; the limit the service
+//! The service's own descriptor limit. Objects a mount's kernel side or the service's caches
+//! remember hold `O_PATH` descriptors in the local backend (up to a bound per backend, more
+//! where file handles cannot be used), and every open file holds one; the limit the service
 //! inherited from whoever started it (often 1,024) would make every other container of the
 //! pool fail with `EMFILE`. The service raises its soft limit to its hard limit, and the hard
 //! limit to the kernel's `fs.nr_open` when it may (root).

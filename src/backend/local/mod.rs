@@ -10,6 +10,7 @@
 //! names exactly the object already held, never a path.
 
 mod cached;
+mod handles;
 mod inodes;
 mod lookups;
 mod writeback;
@@ -29,7 +30,7 @@ use crate::libservice::{
     check_name, errno, Attr, BackingFile, Context, DirEntry, Entry, FileKind, FileSystem, Handle, Inode,
     SetAttr, StatFs, TimeUpdate, Timespec, WriteSync, ROOT_INODE,
 };
-use inodes::{InodeData, InodeTable};
+use inodes::{Descriptors, InodeData, InodeTable};
 
 /// `O_LARGEFILE` as the kernel sets it in FUSE open flags (the libc constant is 0 on 64-bit).
 const KERNEL_O_LARGEFILE: i32 = 0o100000;
@@ -65,7 +66,13 @@ pub struct LocalOptions {
     /// How long a name lookup and an object's attributes are reused (zero: never).
     pub entry_ttl: std::time::Duration,
     pub attr_ttl: std::time::Duration,
+    /// Descriptors held for objects beyond which the least recently used are let go of
+    /// (found again by kernel file handle); zero: `DEFAULT_HELD_DESCRIPTORS`.
+    pub max_descriptors: usize,
 }
+
+/// The default bound of descriptors one local backend holds for objects.
+pub const DEFAULT_HELD_DESCRIPTORS: usize = 8192;
 
 enum HandleData {
     /// An open file: shared with other read-only handles of the same inode, and the
@@ -86,6 +93,8 @@ pub struct LocalFs {
     handles: RwLock<rustc_hash::FxHashMap<Handle, Arc<HandleData>>>,
     next_handle: AtomicU64,
     proc_self_fd: OwnedFd,
+    /// The budget of descriptors held for objects.
+    descriptors: Descriptors,
     lookups: lookups::Lookups,
     euid: u32,
     egid: u32,
@@ -201,6 +210,12 @@ impl LocalFs {
         .map_err(|e| LocalError::Proc(e.into()))?;
         let ctx = Context::current();
         let lookups = lookups::Lookups::new(opts.entry_ttl, opts.attr_ttl);
+        let mount = rfs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| LocalError::OpenRoot { path: root_path.clone(), source: e.into() })?;
+        let bound = match opts.max_descriptors {
+            0 => DEFAULT_HELD_DESCRIPTORS,
+            n => n,
+        };
         Ok(LocalFs {
             lookups,
             root_path,
@@ -209,9 +224,27 @@ impl LocalFs {
             handles: RwLock::new(rustc_hash::FxHashMap::default()),
             next_handle: AtomicU64::new(1),
             proc_self_fd,
+            descriptors: Descriptors::new(mount, bound),
             euid: ctx.uid,
             egid: ctx.gid,
         })
+    }
+
+    /// Descriptors this backend holds for objects now (not counting open files' own).
+    pub fn held_descriptors(&self) -> usize {
+        self.descriptors.held()
+    }
+
+    /// The `O_PATH` descriptor of `data`, found again if it was let go of; kept open for as
+    /// long as the caller holds it. Past the bound, the least recently used are let go of.
+    fn path(&self, data: &InodeData) -> io::Result<Arc<OwnedFd>> {
+        let fd = data.path(&self.descriptors)?;
+        if self.descriptors.over() {
+            if let Ok(mut table) = self.inodes.try_write() {
+                table.sweep(&self.descriptors);
+            }
+        }
+        Ok(fd)
     }
 
     fn inode(&self, inode: Inode) -> io::Result<Arc<InodeData>> {
@@ -250,7 +283,7 @@ impl LocalFs {
             }
         }
         let data = self.inode(inode)?;
-        self.attr_of(data.fd.as_fd(), Some(data.id()))
+        self.attr_of(self.path(&data)?.as_fd(), Some(data.id()))
     }
 
     /// The attributes of `inode` (held as `data`): cached, or read and cached.
@@ -259,7 +292,7 @@ impl LocalFs {
             return Ok(a);
         }
         let epoch = self.lookups.attr_epoch();
-        let a = self.attr_of(data.fd.as_fd(), Some(data.id()))?;
+        let a = self.attr_of(self.path(data)?.as_fd(), Some(data.id()))?;
         self.lookups.put_attr(inode, a, epoch);
         Ok(a)
     }
@@ -294,7 +327,7 @@ impl LocalFs {
         let oflags = OFlags::from_bits_retain(clean as u32) | OFlags::CLOEXEC;
         Ok(rfs::openat(
             &self.proc_self_fd,
-            Self::proc_name(data.fd.as_fd()),
+            Self::proc_name(self.path(data)?.as_fd()),
             oflags,
             Mode::empty(),
         )?)
@@ -304,7 +337,7 @@ impl LocalFs {
     fn do_lookup(&self, parent: &InodeData, name: &OsStr) -> io::Result<Entry> {
         check_name(name)?;
         let fd = rfs::openat2(
-            &parent.fd,
+            &*self.path(parent)?,
             name,
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
@@ -312,7 +345,7 @@ impl LocalFs {
         )?;
         let attr = self.attr_of(fd.as_fd(), None)?;
         let mut table = self.inodes.write().map_err(|_| errno(libc::EIO))?;
-        let inode = table.insert_or_ref(fd, &attr);
+        let inode = table.insert_or_ref(fd, &attr, &self.descriptors);
         Ok(Entry { inode, generation: 0, attr })
     }
 
@@ -329,22 +362,22 @@ impl LocalFs {
         let data = self.inode(entry.inode)?;
         if (ctx.uid != self.euid || ctx.gid != self.egid) && self.euid == 0 {
             rfs::chownat(
-                &data.fd,
+                &*self.path(&data)?,
                 "",
                 Some(rfs::Uid::from_raw(ctx.uid)),
                 Some(rfs::Gid::from_raw(ctx.gid)),
                 AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
             )?;
-            entry.attr = self.attr_of(data.fd.as_fd(), Some(data.id()))?;
+            entry.attr = self.attr_of(self.path(&data)?.as_fd(), Some(data.id()))?;
         }
         if entry.attr.kind() != FileKind::Symlink && entry.attr.mode & 0o7777 != perm & 0o7777 {
             rfs::chmodat(
                 &self.proc_self_fd,
-                Self::proc_name(data.fd.as_fd()),
+                Self::proc_name(self.path(&data)?.as_fd()),
                 Mode::from_bits_retain(perm & 0o7777),
                 AtFlags::empty(),
             )?;
-            entry.attr = self.attr_of(data.fd.as_fd(), Some(data.id()))?;
+            entry.attr = self.attr_of(self.path(&data)?.as_fd(), Some(data.id()))?;
         }
         Ok(entry)
     }
@@ -394,7 +427,7 @@ impl FileSystem for LocalFs {
             return;
         }
         if let Ok(mut table) = self.inodes.write() {
-            table.forget(inode, count);
+            table.forget(inode, count, &self.descriptors);
         }
     }
 
@@ -424,14 +457,14 @@ impl FileSystem for LocalFs {
         if let Some(mode) = set.mode {
             rfs::chmodat(
                 &self.proc_self_fd,
-                Self::proc_name(data.fd.as_fd()),
+                Self::proc_name(self.path(&data)?.as_fd()),
                 Mode::from_bits_retain(mode & 0o7777),
                 AtFlags::empty(),
             )?;
         }
         if set.uid.is_some() || set.gid.is_some() {
             rfs::chownat(
-                &data.fd,
+                &*self.path(&data)?,
                 "",
                 set.uid.map(rfs::Uid::from_raw),
                 set.gid.map(rfs::Gid::from_raw),
@@ -459,12 +492,12 @@ impl FileSystem for LocalFs {
             };
             rfs::utimensat(
                 &self.proc_self_fd,
-                Self::proc_name(data.fd.as_fd()),
+                Self::proc_name(self.path(&data)?.as_fd()),
                 &times,
                 AtFlags::empty(),
             )?;
         }
-        self.attr_of(data.fd.as_fd(), Some(data.id()))
+        self.attr_of(self.path(&data)?.as_fd(), Some(data.id()))
     }
 
     fn open(&self, _ctx: &Context, inode: Inode, flags: i32) -> io::Result<Handle> {
@@ -485,14 +518,7 @@ impl FileSystem for LocalFs {
             && data.kind == FileKind::Regular
         {
             // Plain read-only opens share one open file per inode: I/O is positional.
-            match data.ro.get() {
-                Some(fd) => fd.clone(),
-                None => {
-                    let fd = Arc::new(self.reopen(&data, libc::O_RDONLY)?);
-                    let _ = data.ro.set(fd.clone());
-                    fd
-                }
-            }
+            data.read_only(&self.descriptors, || self.reopen(&data, libc::O_RDONLY))?
         } else {
             Arc::new(self.reopen(&data, flags)?)
         };
@@ -515,10 +541,11 @@ impl FileSystem for LocalFs {
         let _change = self.changing(false)?;
         check_name(name)?;
         let p = self.inode(parent)?;
+        let pfd = self.path(&p)?;
         let perm = mode & !umask & 0o7777;
         let clean = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW);
         let fd = rfs::openat2(
-            &p.fd,
+            &*pfd,
             name,
             OFlags::from_bits_retain(clean as u32)
                 | OFlags::CREATE
@@ -531,7 +558,7 @@ impl FileSystem for LocalFs {
         let entry = match self.finish_create(ctx, &p, name, perm) {
             Ok(e) => e,
             Err(e) => {
-                let _ = rfs::unlinkat(&p.fd, name, AtFlags::empty());
+                let _ = rfs::unlinkat(&*pfd, name, AtFlags::empty());
                 return Err(e);
             }
         };
@@ -632,10 +659,11 @@ impl FileSystem for LocalFs {
         let _change = self.changing(false)?;
         check_name(name)?;
         let p = self.inode(parent)?;
+        let pfd = self.path(&p)?;
         let perm = mode & !umask & 0o7777;
-        rfs::mkdirat(&p.fd, name, Mode::from_bits_retain(perm))?;
+        rfs::mkdirat(&*pfd, name, Mode::from_bits_retain(perm))?;
         self.finish_create(ctx, &p, name, perm).inspect_err(|_| {
-            let _ = rfs::unlinkat(&p.fd, name, AtFlags::REMOVEDIR);
+            let _ = rfs::unlinkat(&*pfd, name, AtFlags::REMOVEDIR);
         })
     }
 
@@ -651,11 +679,12 @@ impl FileSystem for LocalFs {
         let _change = self.changing(false)?;
         check_name(name)?;
         let p = self.inode(parent)?;
+        let pfd = self.path(&p)?;
         let perm = mode & !umask & 0o7777;
         let kind = rfs::FileType::from_raw_mode(mode);
-        rfs::mknodat(&p.fd, name, kind, Mode::from_bits_retain(perm), rdev)?;
+        rfs::mknodat(&*pfd, name, kind, Mode::from_bits_retain(perm), rdev)?;
         self.finish_create(ctx, &p, name, perm).inspect_err(|_| {
-            let _ = rfs::unlinkat(&p.fd, name, AtFlags::empty());
+            let _ = rfs::unlinkat(&*pfd, name, AtFlags::empty());
         })
     }
 
@@ -663,12 +692,13 @@ impl FileSystem for LocalFs {
         let _change = self.changing(true)?;
         check_name(name)?;
         let p = self.inode(parent)?;
+        let pfd = self.path(&p)?;
         let gone = match self.write_back_cache() {
             // Its last name: what it holds dirty need never be written, unless it is open.
-            Some(_) => rfs::statat(&p.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok().filter(|st| st.st_nlink == 1 && kind_of(rfs::FileType::from_raw_mode(st.st_mode)) == FileKind::Regular),
+            Some(_) => rfs::statat(&*pfd, name, AtFlags::SYMLINK_NOFOLLOW).ok().filter(|st| st.st_nlink == 1 && kind_of(rfs::FileType::from_raw_mode(st.st_mode)) == FileKind::Regular),
             None => None,
         };
-        rfs::unlinkat(&p.fd, name, AtFlags::empty())?;
+        rfs::unlinkat(&*pfd, name, AtFlags::empty())?;
         if let (Some(cache), Some(st)) = (self.write_back_cache(), gone) {
             let id = (st.st_dev, st.st_ino);
             let open = self.handles.read().map_err(|_| errno(libc::EIO))?.values().any(|h| matches!(&**h, HandleData::File(_, i, _) if *i == id));
@@ -683,7 +713,8 @@ impl FileSystem for LocalFs {
         let _change = self.changing(true)?;
         check_name(name)?;
         let p = self.inode(parent)?;
-        Ok(rfs::unlinkat(&p.fd, name, AtFlags::REMOVEDIR)?)
+        let pfd = self.path(&p)?;
+        Ok(rfs::unlinkat(&*pfd, name, AtFlags::REMOVEDIR)?)
     }
 
     fn rename(
@@ -699,9 +730,10 @@ impl FileSystem for LocalFs {
         check_name(name)?;
         check_name(new_name)?;
         let p = self.inode(parent)?;
+        let pfd = self.path(&p)?;
         let np = self.inode(new_parent)?;
         let flags = rfs::RenameFlags::from_bits(flags).ok_or_else(|| errno(libc::EINVAL))?;
-        Ok(rfs::renameat_with(&p.fd, name, &np.fd, new_name, flags)?)
+        Ok(rfs::renameat_with(&*pfd, name, &*self.path(&np)?, new_name, flags)?)
     }
 
     fn link(
@@ -720,8 +752,8 @@ impl FileSystem for LocalFs {
         }
         rfs::linkat(
             &self.proc_self_fd,
-            Self::proc_name(data.fd.as_fd()),
-            &np.fd,
+            Self::proc_name(self.path(&data)?.as_fd()),
+            &*self.path(&np)?,
             new_name,
             AtFlags::SYMLINK_FOLLOW,
         )?;
@@ -739,9 +771,10 @@ impl FileSystem for LocalFs {
         let _change = self.changing(false)?;
         check_name(name)?;
         let p = self.inode(parent)?;
-        rfs::symlinkat(target, &p.fd, name)?;
+        let pfd = self.path(&p)?;
+        rfs::symlinkat(target, &*pfd, name)?;
         self.finish_create(ctx, &p, name, 0o777).inspect_err(|_| {
-            let _ = rfs::unlinkat(&p.fd, name, AtFlags::empty());
+            let _ = rfs::unlinkat(&*pfd, name, AtFlags::empty());
         })
     }
 
@@ -750,7 +783,7 @@ impl FileSystem for LocalFs {
         if data.kind != FileKind::Symlink {
             return Err(errno(libc::EINVAL));
         }
-        Ok(rfs::readlinkat(&data.fd, "", Vec::new())?.into_bytes())
+        Ok(rfs::readlinkat(&*self.path(&data)?, "", Vec::new())?.into_bytes())
     }
 
     fn opendir(&self, _ctx: &Context, inode: Inode, _flags: i32) -> io::Result<Handle> {
@@ -791,7 +824,7 @@ impl FileSystem for LocalFs {
 
     fn statfs(&self, _ctx: &Context, inode: Inode) -> io::Result<StatFs> {
         let data = self.inode(inode)?;
-        let st = rfs::fstatvfs(&data.fd)?;
+        let st = rfs::fstatvfs(&*self.path(&data)?)?;
         Ok(StatFs {
             blocks: st.f_blocks,
             bfree: st.f_bfree,
@@ -806,7 +839,8 @@ impl FileSystem for LocalFs {
 
     fn getxattr(&self, _ctx: &Context, inode: Inode, name: &OsStr) -> io::Result<Vec<u8>> {
         let data = self.inode(inode)?;
-        let path = Self::proc_path(data.fd.as_fd());
+        let fd = self.path(&data)?;
+        let path = Self::proc_path(fd.as_fd());
         let size = rfs::getxattr_query(path.as_str(), name)?;
         if size == 0 {
             return Ok(Vec::new());
@@ -827,12 +861,13 @@ impl FileSystem for LocalFs {
         let _change = self.changing(false)?;
         let data = self.inode(inode)?;
         let flags = rfs::XattrFlags::from_bits(flags as u32).ok_or_else(|| errno(libc::EINVAL))?;
-        Ok(rfs::setxattr(Self::proc_path(data.fd.as_fd()).as_str(), name, value, flags)?)
+        Ok(rfs::setxattr(Self::proc_path(self.path(&data)?.as_fd()).as_str(), name, value, flags)?)
     }
 
     fn listxattr(&self, _ctx: &Context, inode: Inode) -> io::Result<Vec<OsString>> {
         let data = self.inode(inode)?;
-        let path = Self::proc_path(data.fd.as_fd());
+        let fd = self.path(&data)?;
+        let path = Self::proc_path(fd.as_fd());
         let size = rfs::listxattr_query(path.as_str())?;
         if size == 0 {
             return Ok(Vec::new());
@@ -849,7 +884,7 @@ impl FileSystem for LocalFs {
     fn removexattr(&self, _ctx: &Context, inode: Inode, name: &OsStr) -> io::Result<()> {
         let _change = self.changing(false)?;
         let data = self.inode(inode)?;
-        Ok(rfs::removexattr(Self::proc_path(data.fd.as_fd()).as_str(), name)?)
+        Ok(rfs::removexattr(Self::proc_path(self.path(&data)?.as_fd()).as_str(), name)?)
     }
 
     fn fallocate(

@@ -411,3 +411,69 @@ fn a_block_is_read_buffered_through_a_write_only_file_where_direct_io_is_refused
     let block = cached::fetch(&mut cached::Direct::buffered(wo.as_fd()), 1).expect("fetch");
     assert!(block == data[crate::backend::cache::BLOCK..], "block 1, short at the end");
 }
+
+/// Objects past the descriptor bound are let go of and found again by file handle: every one
+/// stays usable (attributes, data, names beneath a directory), the held count stays near the
+/// bound, and an object moved by the host is still the same object. Needs
+/// `CAP_DAC_READ_SEARCH` (root), as the service has; elsewhere it checks nothing is let go of.
+#[test]
+fn objects_past_the_descriptor_bound_are_found_again_by_handle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    fs::create_dir_all(root.join("sub")).expect("mkdir");
+    const FILES: usize = 600;
+    for i in 0..FILES {
+        fs::write(root.join(format!("f{i}")), format!("content {i}")).expect("write");
+    }
+    fs::write(root.join("sub/inner"), b"inner").expect("write inner");
+    let opts = LocalOptions { max_descriptors: 64, ..LocalOptions::default() };
+    let fs = LocalFs::new(&root, opts).expect("open backend");
+    let handles_work = fs.descriptors.over() || {
+        let probe = rfs::open(&root, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).expect("open root");
+        handles::handle_of(probe.as_fd())
+            .and_then(|(h, _)| handles::open_path(probe.as_fd(), &h))
+            .is_ok()
+    };
+    if rustix::process::geteuid().is_root() {
+        assert!(handles_work, "root can re-open objects by file handle on a local filesystem");
+    }
+    let sub = fs.lookup(&ctx(), ROOT_INODE, OsStr::new("sub")).expect("lookup sub").inode;
+    let mut inodes = Vec::new();
+    for i in 0..FILES {
+        let e = fs.lookup(&ctx(), ROOT_INODE, OsStr::new(&format!("f{i}"))).expect("lookup");
+        inodes.push(e.inode);
+        if handles_work {
+            assert!(fs.held_descriptors() <= 64 + 2, "held {} past the bound 64", fs.held_descriptors());
+        }
+    }
+    if !handles_work {
+        assert!(fs.held_descriptors() > FILES, "without file handles nothing may be let go of");
+        return;
+    }
+    // The directory was let go of long ago: names beneath it still resolve.
+    let inner = fs.lookup(&ctx(), sub, OsStr::new("inner")).expect("lookup beneath a let-go directory");
+    assert_eq!(inner.attr.size, 5);
+    // A let-go object moved by the host is still the same object.
+    fs::rename(root.join("f0"), root.join("sub/moved")).expect("host rename");
+    for (i, &inode) in inodes.iter().enumerate() {
+        let a = fs.getattr(&ctx(), inode, None).expect("getattr of a let-go object");
+        assert_eq!(a.size, format!("content {i}").len() as u64, "f{i}");
+        let h = fs.open(&ctx(), inode, libc::O_RDONLY).expect("open of a let-go object");
+        let mut buf = [0u8; 32];
+        let n = fs.read(&ctx(), inode, h, &mut [IoSliceMut::new(&mut buf)], 0).expect("read");
+        assert_eq!(&buf[..n], format!("content {i}").as_bytes(), "f{i}");
+        fs.release(&ctx(), inode, h).expect("release");
+        assert!(fs.held_descriptors() <= 64 + 2, "held {} past the bound 64", fs.held_descriptors());
+    }
+    // Gone for good: ESTALE (or ENOENT), never another object's data.
+    fs::remove_file(root.join("f1")).expect("host unlink");
+    let gone = fs.getattr(&ctx(), inodes[1], None);
+    match gone {
+        Ok(a) => assert_eq!(a.nlink, 0, "a removed object held open shows no links"),
+        Err(e) => assert!(matches!(e.raw_os_error(), Some(libc::ESTALE | libc::ENOENT)), "{e}"),
+    }
+    for &inode in &inodes {
+        fs.forget(inode, 1);
+    }
+    assert!(fs.held_descriptors() <= 2, "forgotten objects still counted: {}", fs.held_descriptors());
+}
