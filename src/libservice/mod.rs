@@ -9,8 +9,10 @@
 //! an operation keeps the default body, which returns `ENOSYS`.
 
 pub mod copy;
+mod open;
 mod types;
 
+pub use open::{open_or_create, Opened};
 pub use types::*;
 
 use std::ffi::OsStr;

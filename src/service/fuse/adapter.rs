@@ -29,7 +29,7 @@ use super::workers::Workers;
 use crate::service::stats::Timer;
 use super::{FuseConfig, OpStats};
 use crate::libservice::{
-    Attr, Context, FileKind, FileSystem, Handle, Inode, SetAttr, TimeUpdate, Timespec, WriteSync,
+    open_or_create, Attr, Context, FileKind, FileSystem, Handle, Inode, SetAttr, TimeUpdate, Timespec, WriteSync, Opened,
 };
 use crate::spec::CacheMode;
 
@@ -767,12 +767,28 @@ impl fuser::Filesystem for FuseAdapter {
         // written through the daemon with direct I/O rather than through a second page cache.
         let (backing, pt) = (self.backing.clone(), self.passthrough);
         let oflags = if pt { FOPEN_DIRECT_IO } else { self.open_reply_flags() };
-        self.namespace(t, move || match fs.create(&c, parent, &name, mode, umask, bflags) {
-            Ok((e, fh)) => {
+        // The kernel sends CREATE for a name it found missing; another client (the user-level
+        // path) may have made it since: without O_EXCL, that file is opened instead.
+        self.namespace(t, move || match open_or_create(&*fs, &c, parent, &name, mode, umask, bflags | libc::O_CREAT) {
+            Ok(Opened::Created(e, fh)) => {
                 if pt {
                     backing.note_created(e.inode, fh);
                 }
                 reply.created(&ttl, &fuse_attr(&e.attr), e.generation, fh, oflags);
+            }
+            Ok(Opened::Existing(e)) => {
+                let opened = match e.attr.kind() {
+                    FileKind::Regular => fs.open(&c, e.inode, bflags & !(libc::O_CREAT | libc::O_EXCL)),
+                    FileKind::Directory => Err(std::io::Error::from_raw_os_error(libc::EISDIR)),
+                    _ => Err(std::io::Error::from_raw_os_error(libc::EEXIST)),
+                };
+                match opened {
+                    Ok(fh) => reply.created(&ttl, &fuse_attr(&e.attr), e.generation, fh, FOPEN_DIRECT_IO),
+                    Err(x) => {
+                        fs.forget(e.inode, 1);
+                        reply.error(err(x));
+                    }
+                }
             }
             Err(e) => reply.error(err(e)),
         });

@@ -18,7 +18,7 @@ use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
 use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, WireSetattr, E_FALLBACK, FLAG_NEAR, FLAG_NO_REPLY, STAT_NOFOLLOW, WRITE_APPEND, WRITE_STREAMED};
 use tracing::{debug, warn};
 
-use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, SetAttr, ROOT_INODE};
+use crate::libservice::{open_or_create, Attr, Context, FileKind, FileSystem, Inode, Opened, SetAttr, ROOT_INODE};
 use crate::service::stats::{OpStats, Timer};
 
 mod listing;
@@ -735,17 +735,8 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             if let Some(opened) = open_pinned(fs, ctx, &w, flags, dirs, kernel) {
                 return opened;
             }
-            let found = match fs.lookup(ctx, dir, name) {
-                Ok(e) => Some(e),
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && flags & libc::O_CREAT != 0 => None,
-                Err(e) => return Err(e),
-            };
-            let (inode, handle) = match found {
-                Some(e) => {
-                    if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
-                        fs.forget(e.inode, 1);
-                        return Err(io::Error::from_raw_os_error(libc::EEXIST));
-                    }
+            let (inode, handle) = match open_or_create(fs, ctx, dir, name, mode, 0, flags)? {
+                Opened::Existing(e) => {
                     // Regular files only: directories, symlinks to follow, fifos and devices
                     // are the kernel's.
                     if e.attr.kind() != FileKind::Regular {
@@ -765,8 +756,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
                         }
                     }
                 }
-                None => {
-                    let (e, h) = fs.create(ctx, dir, name, mode, 0, flags)?;
+                Opened::Created(e, h) => {
                     // The kernel may hold a negative entry for the name.
                     inval_entry(kernel, dir, name);
                     (e.inode, h)
