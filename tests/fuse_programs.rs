@@ -265,7 +265,10 @@ fn container_root_semantics() {
     sh(m, "echo more >> from-image");
     assert_eq!(std::fs::metadata(m.join("from-image")).expect("stat").ino(), img, "st_ino changed on copy-up");
     // Locks: flock and fcntl, seen by other processes.
-    sh(m, "(flock a sleep 1.5 &) ; sleep 0.3; if flock -n a true; then exit 1; fi");
+    // The holder says when it holds the lock and keeps it until told to let go (no sleeps
+    // standing in for either).
+    sh(m, "rm -f locked release; flock a sh -c 'touch locked; while [ ! -e release ]; do sleep 0.01; done' & holder=$!; \
+           while [ ! -e locked ]; do sleep 0.01; done; if flock -n a true; then r=1; else r=0; fi; touch release; wait $holder; rm -f locked release; exit $r");
     let py = "import fcntl,os,sys,time\nfd=os.open('a',os.O_RDWR)\nfcntl.lockf(fd,fcntl.LOCK_EX)\npid=os.fork()\nif pid==0:\n  fd2=os.open('a',os.O_RDWR)\n  try:\n    fcntl.lockf(fd2,fcntl.LOCK_EX|fcntl.LOCK_NB); os._exit(1)\n  except OSError: os._exit(0)\n_,st=os.waitpid(pid,0)\nsys.exit(os.waitstatus_to_exitcode(st))\n";
     run(Command::new("/usr/bin/python3").arg("-c").arg(py).current_dir(m));
     // O_DIRECT.

@@ -596,3 +596,41 @@ fn concurrent_creating_opens_of_one_name_never_fail_on_either_path() {
     let m = &inspect(&h, &pool)["service"]["mounts"][0];
     assert!(m["user_ops"]["open_path"]["count"].as_u64().unwrap_or(0) >= 24000, "the library's opens were not served at user level: {}", m["user_ops"]);
 }
+
+/// Past the library's table of 1,024 open files, opens go to the kernel (the FUSE path) and
+/// every file still behaves: new ones created exclusively, data written and read back through
+/// each descriptor, all of them closed and read again by name.
+const MANY_OPEN: &str = r#"
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+fds = []
+for i in range(n):
+    flags = os.O_CREAT | os.O_RDWR | (os.O_EXCL if i % 2 else 0)
+    fds.append(os.open(os.path.join(d, "f%d" % i), flags, 0o644))
+for i, fd in enumerate(fds):
+    os.pwrite(fd, b"file %d" % i, 0)
+for i, fd in enumerate(fds):
+    got = os.pread(fd, 64, 0)
+    assert got == b"file %d" % i, (i, got)
+for fd in fds:
+    os.close(fd)
+for i in range(n):
+    with open(os.path.join(d, "f%d" % i), "rb") as f:
+        assert f.read() == b"file %d" % i, i
+print("ok")
+"#;
+
+#[test]
+fn files_past_the_librarys_table_are_handed_to_the_kernel_and_behave() {
+    let mut h = Host::new("manyopen");
+    let pool = served_pool(&mut h, "0");
+    let (upper, mnt) = (h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
+    h.ok(&["mount", "--pool", &pool, &mnt.display().to_string(), "--upper", &upper.display().to_string()]);
+    let out = h.ok(&["exec", "--pool", &pool, "--preload-only", "--", "sh", "-c", "ulimit -n 4096 && exec python3 -c \"$0\" \"$@\"", MANY_OPEN, &mnt.display().to_string(), "1300"]);
+    assert_eq!(out.trim(), "ok");
+    let m = &inspect(&h, &pool)["service"]["mounts"][0];
+    let user_opens = m["user_ops"]["open_path"]["count"].as_u64().unwrap_or(0);
+    let fuse_opens = m["fuse_ops"]["open"]["count"].as_u64().unwrap_or(0) + m["fuse_ops"]["create"]["count"].as_u64().unwrap_or(0);
+    assert!(user_opens >= 1000, "the first files were not opened at user level: {}", m["user_ops"]);
+    assert!(fuse_opens >= 250, "the files past the table did not go to the kernel: {}", m["fuse_ops"]);
+}

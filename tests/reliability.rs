@@ -90,7 +90,7 @@ fn a_killed_service_fails_its_clients_fast_and_comes_back_under_restart() {
     let mut writer = client(&h, &a, &[&mnt_a.display().to_string(), "writer"]);
     let writer_out = lines(writer.0.stdout.take().expect("stdout"));
     assert_eq!(next(&writer_out, "acked"), "acked");
-    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(next(&writer_out, "writing"), "writing");
 
     // kill -9 in the middle of the writes.
     let killed_at = monotonic();
@@ -101,7 +101,9 @@ fn a_killed_service_fails_its_clients_fast_and_comes_back_under_restart() {
     assert_eq!(f[1], libc::EIO.to_string(), "the client's error: {line}");
     let waited = f[2].parse::<f64>().expect("time") - killed_at;
     println!("client of the killed service got EIO after {:.0} ms", waited * 1000.0);
-    assert!(waited < 1.0, "EIO came {waited:.3} s after the kill (at most 1 s)");
+    // docs/RELIABILITY.md: within 300 ms (the client looks at the liveness word each time one
+    // of its 100 ms futex sleeps ends).
+    assert!(waited < 0.3, "EIO came {waited:.3} s after the kill (documented: within 300 ms)");
 
     // The legacy mount answers (an error while no service runs, the new service once it
     // does); it does not hang the caller.
@@ -110,7 +112,10 @@ fn a_killed_service_fails_its_clients_fast_and_comes_back_under_restart() {
     std::thread::spawn(move || {
         let _ = tx.send(std::fs::metadata(&probe).map(|_| ()).map_err(|e| e.raw_os_error()));
     });
-    println!("stat of the mount right after the kill: {:?}", rx.recv_timeout(Duration::from_secs(10)).expect("stat of the FUSE mount hung"));
+    let stat = rx.recv_timeout(Duration::from_secs(10)).expect("stat of the FUSE mount hung");
+    // ENOTCONN while no service runs; the supervisor may already have mounted it again.
+    let served_again = || pools.live_service(&a).ok().flatten().is_some_and(|s| s.pid != first.pid);
+    assert!(stat == Err(Some(libc::ENOTCONN)) || (stat.is_ok() && served_again()), "stat of the dead mount: {stat:?}");
 
     // The supervisor starts a new service, which serves the same mount again.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -124,6 +129,8 @@ fn a_killed_service_fails_its_clients_fast_and_comes_back_under_restart() {
     assert_eq!(second.supervisor, Some(supervisor));
     let line = next(&writer_out, "reopened");
     assert!(line.starts_with("reopened"), "the client could not open a file again: {line}");
+    let line = next(&writer_out, "old");
+    assert_eq!(line, format!("old {}", libc::ENODEV), "a descriptor opened through the dead service");
     let status = writer.0.wait().expect("wait");
     assert!(status.success(), "client of pool a: {status}");
     let (opens, mount) = user_opens(&h, &a);
@@ -168,11 +175,26 @@ fn user_path(h: &Host, pool: &str) -> serde_json::Value {
     json[0]["service"]["user_path"].clone()
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A number from `/proc/PID/status` (`field` with its colon).
+fn status_field(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.split_whitespace().next()?.parse().ok())))
-        .unwrap_or(0)
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix(field).and_then(|v| v.split_whitespace().next()?.parse().ok())))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_field(pid, "VmRSS:")
+}
+
+fn threads(pid: u32) -> u64 {
+    status_field(pid, "Threads:")
+}
+
+/// The service's open descriptors as `inspect` shows them.
+fn descriptors(h: &Host, pool: &str) -> u64 {
+    let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", pool, "--format", "json"])).expect("json");
+    json[0]["service"]["descriptors"]["open"].as_u64().expect("descriptors in inspect")
 }
 
 #[test]
@@ -187,7 +209,7 @@ fn a_thousand_clients_killed_mid_request_leak_nothing() {
     assert!(cc.status.success(), "{}", String::from_utf8_lossy(&cc.stderr));
     let pid = h.pools().live_service(&pool).expect("record").expect("service").pid;
     let before = user_path(&h, &pool);
-    let rss_before = rss_kib(pid);
+    let (rss_before, threads_before, fds_before) = (rss_kib(pid), threads(pid), descriptors(&h, &pool));
 
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/kill_clients.py");
     let out = h.ok(&["exec", "--pool", &pool, "--preload-only", "--", "python3", &driver.display().to_string(), &program.display().to_string(), &mnt.display().to_string(), &KILLS.to_string()]);
@@ -203,8 +225,13 @@ fn a_thousand_clients_killed_mid_request_leak_nothing() {
         assert!(Instant::now() < deadline, "still held 10 s after the last kill: {u} (before: {before})");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let rss_after = rss_kib(pid);
-    println!("after {KILLS} kills: {after}; service RSS {rss_before} KiB before, {rss_after} KiB after");
+    let (rss_after, threads_after, fds_after) = (rss_kib(pid), threads(pid), descriptors(&h, &pool));
+    println!("after {KILLS} kills: {after}; service RSS {rss_before} KiB before, {rss_after} KiB after; threads {threads_before} / {threads_after}; descriptors {fds_before} / {fds_after}");
+    // Bounded: nothing per killed client stays behind (a leak of one descriptor, one thread or
+    // 64 KiB per client would show as 1,000 of each).
+    assert!(fds_after <= fds_before + 16, "descriptors grew from {fds_before} to {fds_after}");
+    assert!(threads_after <= threads_before + 4, "threads grew from {threads_before} to {threads_after}");
+    assert!(rss_after <= rss_before + 32 * 1024, "RSS grew from {rss_before} KiB to {rss_after} KiB");
     // Each client held four files and a listing when it was killed.
     assert!(after["reclaimed_files"].as_u64().unwrap_or(0) >= 5 * KILLS, "{after}");
     // The service still serves, on the user-level path.
@@ -245,8 +272,51 @@ fn only_root_or_the_services_user_may_use_the_control_socket() {
     let (out, _) = as_nobody(stop, &[&link]);
     std::fs::set_permissions(&link, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod back");
     assert!(out.contains("permission denied"), "the service did not refuse another user: {out}");
-    std::thread::sleep(Duration::from_millis(200));
+    // The refusal was the answer to that very request: had the stop been carried out, the
+    // service would be on its way out now, and would not answer the next request.
+    h.ok(&["inspect", "--pool", &pool]);
     assert!(pid_alive(svc.pid), "another user stopped the service");
     // Root still may.
     h.ok(&["inspect", "--pool", &pool]);
+}
+
+/// A service that is alive but stopped (SIGSTOP) is given its documented 5 s: a waiting
+/// client gets `EIO` no sooner and not much later, and once the service runs again the same
+/// process opens files and keeps using the one it had.
+#[test]
+fn a_stopped_service_times_its_clients_out_as_documented() {
+    let mut h = Host::new("stopped");
+    let pool = h.create("s", &["--cpus", "0"]);
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let (mnt, _) = mount(&h, &pool, "s");
+    let pid = h.pools().live_service(&pool).expect("record").expect("service").pid;
+    let service = rustix::process::Pid::from_raw(pid as i32).expect("pid");
+    // Whatever happens below, the service is not left stopped.
+    struct Resume(rustix::process::Pid);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = rustix::process::kill_process(self.0, rustix::process::Signal::CONT);
+        }
+    }
+    let _resume = Resume(service);
+    let mut writer = client(&h, &pool, &[&mnt.display().to_string(), "writer"]);
+    let out = lines(writer.0.stdout.take().expect("stdout"));
+    assert_eq!(next(&out, "acked"), "acked");
+    assert_eq!(next(&out, "writing"), "writing");
+    let stopped_at = monotonic();
+    rustix::process::kill_process(service, rustix::process::Signal::STOP).expect("SIGSTOP");
+    let line = next(&out, "error");
+    let f: Vec<&str> = line.split(' ').collect();
+    assert_eq!((f[0], f[1]), ("error", libc::EIO.to_string().as_str()), "{line}");
+    let waited = f[2].parse::<f64>().expect("time") - stopped_at;
+    println!("client of the stopped service got EIO after {waited:.3} s");
+    // docs/RELIABILITY.md: a live service that does not answer gets 5 s. The request in
+    // flight may have been sent up to a few ms after the stop, never before it.
+    assert!((4.9..6.5).contains(&waited), "EIO after {waited:.3} s (documented: 5 s)");
+    rustix::process::kill_process(service, rustix::process::Signal::CONT).expect("SIGCONT");
+    let line = next(&out, "reopened");
+    assert!(line.starts_with("reopened"), "{line}");
+    assert_eq!(next(&out, "old"), "old 0", "the file opened before the stop is still served");
+    assert!(writer.0.wait().expect("wait").success());
+    assert!(pid_alive(pid), "the service died");
 }

@@ -5,9 +5,10 @@
     crash_client.py DIR steady SECONDS   # counts 64 KiB writes per 100 ms, must see no error
 
 `writer` prints `acked` once DIR/acked (1 MiB of a known pattern) is fsync'd, then rewrites
-DIR/scratch until a call fails, prints `error ERRNO TIME` (CLOCK_MONOTONIC seconds), then
-opens DIR/after every 50 ms (up to 30 s) until it works, writes and reads it back, and prints
-`reopened TIME`. `steady` prints `counts START N N N ...`, its start (CLOCK_MONOTONIC seconds) and the
+DIR/scratch, printing `writing` after 100 writes, until a call fails, prints `error ERRNO
+TIME` (CLOCK_MONOTONIC seconds), then opens DIR/after every 50 ms (up to 30 s) until it works,
+writes and reads it back, prints `reopened TIME`, then writes through the descriptor of
+DIR/scratch opened before the kill and prints `old ERRNO` (0: it worked). `steady` prints `counts START N N N ...`, its start (CLOCK_MONOTONIC seconds) and the
 writes done in each 100 ms, and exits 1
 on any error. Every call goes through libc, so under the preload library it takes the
 user-level path.
@@ -33,9 +34,12 @@ def writer(d):
         try:
             os.pwrite(fd, block, (i % 64) * len(block))
             i += 1
+            if i == 100:
+                print("writing", flush=True)
         except OSError as e:
             print("error", e.errno, time.monotonic(), flush=True)
             break
+    old = fd
     deadline = time.monotonic() + 30
     last = None
     while time.monotonic() < deadline:
@@ -52,6 +56,12 @@ def writer(d):
             print("mismatch", back, flush=True)
             sys.exit(1)
         print("reopened", time.monotonic(), flush=True)
+        # The descriptor opened through the dead service stays dead: never a new file's.
+        try:
+            os.pwrite(old, b"stale", 0)
+            print("old 0", flush=True)
+        except OSError as e:
+            print("old", e.errno, flush=True)
         return
     print("never reopened:", last, flush=True)
     sys.exit(1)

@@ -4,10 +4,12 @@
     kill_clients.py PROGRAM DIR N
 
 PROGRAM DIR must print one line when its files are open, then keep calling into the service;
-it is killed 0 to 2 ms later, mid-request. Prints `killed N` at the end.
+it is killed 0 to 2 ms later, mid-request, and must have died by that SIGKILL. Prints
+`killed N` at the end.
 """
 
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +29,10 @@ def main():
         p.kill()
         p.wait()
         p.stdout.close()
+        # It was still working (calling into the service) when the signal came: a client that
+        # had exited or failed on its own would not end by SIGKILL.
+        if p.returncode != -signal.SIGKILL:
+            sys.exit(f"client {i} did not die by the signal: {p.returncode}")
     print("killed", n, flush=True)
 
 

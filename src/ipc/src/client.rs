@@ -254,7 +254,9 @@ impl Client {
     fn wait(&mut self) -> Result<Reply, i32> {
         let Some(h) = self.seg.client(self.id) else { return Err(libc::EIO) };
         let mut spins = 0;
-        let mut waited = 0;
+        // When a live service that does not answer has had its `TIMEOUT_MS` (measured on the
+        // clock: a futex sleep may end early, on any wake-up).
+        let mut deadline: Option<u64> = None;
         let yield_every = if self.near { 1 } else { YIELD_EVERY };
         loop {
             if h.state.load(Ordering::Acquire) == DONE {
@@ -279,7 +281,8 @@ impl Client {
             }
             // A dead service is known at once (its liveness word); a live one that does not
             // answer, after `TIMEOUT_MS`.
-            if waited >= TIMEOUT_MS || self.seg.service_gone() {
+            let now = now_ms();
+            if now >= *deadline.get_or_insert(now + TIMEOUT_MS) || self.seg.service_gone() {
                 h.state.store(IDLE, Ordering::Release);
                 return Err(libc::EIO);
             }
@@ -288,7 +291,6 @@ impl Client {
             if h.state.compare_exchange(PENDING, SLEEPING, Ordering::AcqRel, Ordering::Acquire).is_ok() || h.state.load(Ordering::Acquire) == SLEEPING {
                 futex_wait(&h.state, SLEEPING, 100);
             }
-            waited += 100;
         }
         let value = h.result.load(Ordering::Acquire);
         let aux = [0, 1, 2, 3].map(|i| h.aux[i].load(Ordering::Relaxed));

@@ -188,29 +188,34 @@ fn reserve(cloexec: bool) -> Result<c_int, c_int> {
     Ok(fd)
 }
 
-fn claim(o: &Opened, path: &[u8]) -> Option<u32> {
-    if path.len() > PATH_KEEP {
-        return None;
-    }
+/// Takes a free slot of `FILES` (its references go 0 -> 1; it is ours alone until published).
+fn claim() -> Option<u32> {
     let start = HINT.load(Ordering::Relaxed);
     for k in 0..MAX_FILES {
         let i = (start + k) % MAX_FILES;
-        let f = &FILES[i];
-        if f.refs.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            f.instance.store(o.instance, Ordering::Relaxed);
-            f.dev.store(o.dev, Ordering::Relaxed);
-            f.inode.store(o.inode, Ordering::Relaxed);
-            f.handle.store(o.handle, Ordering::Relaxed);
-            f.flags.store(o.flags as u32, Ordering::Relaxed);
-            f.offset.store(0, Ordering::Relaxed);
-            // SAFETY: the slot is ours alone until published (refs went 0 -> 1 here).
-            unsafe { (&mut *f.path.get())[..path.len()].copy_from_slice(path) };
-            f.path_len.store(path.len(), Ordering::Release);
+        if FILES[i].refs.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             HINT.store(i + 1, Ordering::Relaxed);
             return Some(i as u32 + 1);
         }
     }
     None
+}
+
+/// Writes what the service said about a file into slot `idx`, just claimed and not yet
+/// published (a path longer than `PATH_KEEP` is cut; callers refuse those before).
+fn fill(idx: u32, o: &Opened, path: &[u8]) {
+    let f = &FILES[idx as usize - 1];
+    f.instance.store(o.instance, Ordering::Relaxed);
+    f.dev.store(o.dev, Ordering::Relaxed);
+    f.inode.store(o.inode, Ordering::Relaxed);
+    f.handle.store(o.handle, Ordering::Relaxed);
+    f.flags.store(o.flags as u32, Ordering::Relaxed);
+    f.offset.store(0, Ordering::Relaxed);
+    let n = path.len().min(PATH_KEEP);
+    // SAFETY: the slot is ours alone until published (its references went 0 -> 1 in `claim`
+    // and no descriptor names it yet).
+    unsafe { (&mut *f.path.get())[..n].copy_from_slice(&path[..n]) };
+    f.path_len.store(n, Ordering::Release);
 }
 
 fn publish(fd: c_int, idx: u32) {
@@ -219,22 +224,45 @@ fn publish(fd: c_int, idx: u32) {
     HIGH.fetch_max(i + 1, Ordering::AcqRel);
 }
 
-/// Gives an opened file a descriptor. `None` when the tables are full or the descriptor
-/// number is too high: the caller releases the file and lets the kernel path open it.
-pub fn install(o: &Opened, path: &[u8]) -> Result<Option<c_int>, c_int> {
-    let fd = reserve(o.flags & libc::O_CLOEXEC != 0)?;
+/// A descriptor number and a table slot set aside for a file before the service opens it,
+/// so that a full table sends the open to the kernel before the service has created or
+/// truncated anything (an `O_EXCL` open must not be made twice).
+pub struct Reserved {
+    fd: c_int,
+    idx: u32,
+}
+
+/// Sets a descriptor and a slot aside; `None` when the tables are full or the descriptor
+/// number is too high (the open goes to the kernel).
+pub fn reserve_slot(cloexec: bool) -> Result<Option<Reserved>, c_int> {
+    let fd = reserve(cloexec)?;
     if fd as usize >= MAX_FDS {
         // SAFETY: closing the descriptor just reserved.
         unsafe { real::close(fd) };
         return Ok(None);
     }
-    let Some(idx) = claim(o, path) else {
+    let Some(idx) = claim() else {
         // SAFETY: as above.
         unsafe { real::close(fd) };
         return Ok(None);
     };
-    publish(fd, idx);
-    Ok(Some(fd))
+    Ok(Some(Reserved { fd, idx }))
+}
+
+impl Reserved {
+    /// Gives the reserved descriptor the file the service opened; returns the descriptor.
+    pub fn install(self, o: &Opened, path: &[u8]) -> c_int {
+        fill(self.idx, o, path);
+        publish(self.fd, self.idx);
+        self.fd
+    }
+
+    /// Gives the descriptor and the slot back (the open failed).
+    pub fn cancel(self) {
+        FILES[self.idx as usize - 1].refs.store(0, Ordering::Release);
+        // SAFETY: closing the descriptor reserved for the file, never published.
+        unsafe { real::close(self.fd) };
+    }
 }
 
 /// Makes `fd` (a descriptor the kernel just made by duplicating one of ours) name `idx` too.
@@ -298,8 +326,12 @@ pub fn remember_dir(fd: c_int, instance: u32, dev: u64, path: &[u8]) -> bool {
     if unsafe { real::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFDIR || st.st_dev != dev {
         return false;
     }
+    if path.len() > PATH_KEEP {
+        return false;
+    }
     let o = Opened { instance, dev, inode: st.st_ino, handle: 0, flags: libc::O_DIRECTORY };
-    if let Some(idx) = claim(&o, path) {
+    if let Some(idx) = claim() {
+        fill(idx, &o, path);
         HIGH.fetch_max(fd as usize + 1, Ordering::AcqRel);
         if let Some(old) = std::num::NonZeroU32::new(slot.swap(idx, Ordering::AcqRel)) {
             unref_dir(old.get());

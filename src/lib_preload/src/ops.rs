@@ -38,19 +38,17 @@ pub fn open(t: &Target, flags: c_int, mode: u32) -> Result<c_int, c_int> {
         arg: u64::from(flags as u32) | (u64::from(mode) << 32),
         ..Descriptor::default()
     };
-    let r = call(d, rel, None)?;
-    let o = Opened { instance: t.instance, dev: t.dev, inode: r.aux[0], handle: r.aux[1], flags: flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) };
-    match files::install(&o, t.abs()) {
-        Ok(Some(fd)) => Ok(fd),
-        other => {
-            release(&LastRef { instance: o.instance, inode: o.inode, handle: o.handle });
-            match other {
-                Err(e) => Err(e),
-                // Tables full: the kernel path still works.
-                _ => Err(FALLBACK),
-            }
+    // The descriptor and slot first: with the tables full, the kernel makes this open alone.
+    let Some(slot) = files::reserve_slot(flags & libc::O_CLOEXEC != 0)? else { return Err(FALLBACK) };
+    let r = match call(d, rel, None) {
+        Ok(r) => r,
+        Err(e) => {
+            slot.cancel();
+            return Err(e);
         }
-    }
+    };
+    let o = Opened { instance: t.instance, dev: t.dev, inode: r.aux[0], handle: r.aux[1], flags: flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) };
+    Ok(slot.install(&o, t.abs()))
 }
 
 /// Tells the service the last descriptor of a file is gone, without waiting: nothing the
