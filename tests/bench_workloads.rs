@@ -108,13 +108,21 @@ fn every_workload_runs_on_every_local_path_with_json_and_plot() {
 fn isolation_experiment_reports_each_path_and_leaves_nothing() {
     common::require_root();
     let scratch = common::Scratch::new("bench-isolation");
-    let out = bench(
-        scratch.path(),
-        &[
+    // Started by hand to know its pid, which names its pools' cgroups (`bench-a-PID`).
+    let child = Command::new(env!("CARGO_BIN_EXE_polytropon"))
+        .arg("bench")
+        .args([
             "--workload", "isolation", "--paths", "user,fuse,kernel", "--reps", "2", "--loops", "8", "--files", "24", "--file-kib", "16",
             "--noise-mib", "128", "--warmup-ms", "300", "--format", "json",
-        ],
-    );
+        ])
+        .arg("--dir")
+        .arg(scratch.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run bench");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait for bench");
     let report = json(&out);
     for p in ["user", "fuse", "kernel"] {
         let get = |op: &str| {
@@ -128,14 +136,23 @@ fn isolation_experiment_reports_each_path_and_leaves_nothing() {
         assert!((drop - (alone - noisy) / alone * 100.0).abs() < 1e-6, "the drop is computed from the medians");
         assert!(get("latency alone") > 0.0 && get("latency with neighbour") > 0.0);
         assert!(get("p99 latency rise") > 0.0);
-        assert!(get("cpu outside pool A, alone") >= 0.0);
+        // Reported for every path (`get` fails on a missing row); a figure, not a claim.
+        let _ = get("cpu outside pool A, alone");
     }
-    // Pools A and B are gone, and so is the neighbour.
-    for hierarchy in ["cpuset", "cpu,cpuacct", "memory", "pids", "unified"] {
-        let dir = Path::new("/sys/fs/cgroup").join(hierarchy);
-        let listing = std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>());
-        if let Ok(names) = listing {
-            assert!(!names.iter().any(|n| n.starts_with("polytropon-bench-")), "{hierarchy}: {names:?}");
+    // This run's pools A and B are gone (wherever their parent was: they go under the cgroup
+    // bench ran in), and so is the neighbour.
+    let ours = [format!("polytropon-bench-a-{pid}"), format!("polytropon-bench-b-{pid}")];
+    let mut dirs = vec![(std::path::PathBuf::from("/sys/fs/cgroup"), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(!ours.contains(&name), "bench left its pool's cgroup {}", e.path().display());
+            if depth < 6 {
+                dirs.push((e.path(), depth + 1));
+            }
         }
     }
     for e in std::fs::read_dir("/proc").expect("/proc").flatten() {

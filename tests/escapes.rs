@@ -90,13 +90,14 @@ fn hostile_paths_touch_nothing_outside() {
         format!("root/proc/self/root{abs}"),
     ];
     let rdwr_creat = (libc::O_RDWR | libc::O_CREAT) as u32 as u64 | (0o666u64 << 32);
-    let mut tried = 0;
     for p in &prefixes {
         let secret = format!("{p}/secret");
         // Opening the secret, for reading or writing, never succeeds.
         for flags in [libc::O_RDONLY, libc::O_RDWR, libc::O_RDWR | libc::O_TRUNC] {
             let r = call(&mut c, Op::OpenPath, secret.as_bytes(), 0, flags as u32 as u64);
             assert!(r.is_err(), "opened {secret} with flags {flags:#o}: {r:?}");
+            // Refused as a filesystem refuses a bad path, not by a service in trouble.
+            assert!(!matches!(r, Err(libc::EIO)), "{secret}: EIO");
         }
         assert!(call(&mut c, Op::OpenPath, format!("{p}/new").as_bytes(), 0, rdwr_creat).is_err(), "created {p}/new");
         // A stat may succeed only on something inside.
@@ -120,10 +121,8 @@ fn hostile_paths_touch_nothing_outside() {
         let wire = polytropon_ipc::WireSetattr { valid: polytropon_ipc::SET_MODE | polytropon_ipc::SET_SIZE, mode: 0o777, size: 0, ..Default::default() };
         set.extend_from_slice(&wire.to_bytes());
         let _ = call(&mut c, Op::SetattrPath, &set, secret.len() as u64, 0);
-        tried += 1;
         outside.untouched();
     }
-    assert_eq!(tried, prefixes.len());
     // The service still serves, and its own files are where they belong.
     assert!(call(&mut c, Op::OpenPath, b"etc/fine", 0, rdwr_creat).is_ok());
     assert!(upper.join("etc/fine").exists());

@@ -91,6 +91,8 @@ fn a_killed_service_fails_its_clients_fast_and_comes_back_under_restart() {
     let writer_out = lines(writer.0.stdout.take().expect("stdout"));
     assert_eq!(next(&writer_out, "acked"), "acked");
     assert_eq!(next(&writer_out, "writing"), "writing");
+    // Pool b's client has a second of writes to compare with the second after the kill.
+    assert_eq!(next(&steady_out, "running"), "running");
 
     // kill -9 in the middle of the writes.
     let killed_at = monotonic();
@@ -113,9 +115,11 @@ fn a_killed_service_fails_its_clients_fast_and_comes_back_under_restart() {
         let _ = tx.send(std::fs::metadata(&probe).map(|_| ()).map_err(|e| e.raw_os_error()));
     });
     let stat = rx.recv_timeout(Duration::from_secs(10)).expect("stat of the FUSE mount hung");
-    // ENOTCONN while no service runs; the supervisor may already have mounted it again.
+    // ENOTCONN while no service runs (ECONNABORTED for a call the kernel had in flight as the
+    // connection was torn down); the supervisor may already have mounted it again.
     let served_again = || pools.live_service(&a).ok().flatten().is_some_and(|s| s.pid != first.pid);
-    assert!(stat == Err(Some(libc::ENOTCONN)) || (stat.is_ok() && served_again()), "stat of the dead mount: {stat:?}");
+    let dead = matches!(stat, Err(Some(libc::ENOTCONN | libc::ECONNABORTED)));
+    assert!(dead || (stat.is_ok() && served_again()), "stat of the dead mount: {stat:?}");
 
     // The supervisor starts a new service, which serves the same mount again.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -147,8 +151,14 @@ fn a_killed_service_fails_its_clients_fast_and_comes_back_under_restart() {
     let status = steady.0.wait().expect("wait");
     assert!(status.success(), "client of pool b failed while a's service died: {line}");
     let start: f64 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("start time");
-    let counts: Vec<u64> = line.split(' ').skip(2).filter_map(|c| c.parse().ok()).collect();
+    let longest: f64 = line.split(' ').nth(2).and_then(|s| s.parse().ok()).expect("longest write");
+    let counts: Vec<u64> = line.split(' ').skip(3).filter_map(|c| c.parse().ok()).collect();
     assert!(counts.len() >= 30 && counts.iter().sum::<u64>() > 0, "{line}");
+    // Not only some writes: none of them waited long for the other pool's crash and restart
+    // (docs/RELIABILITY.md: under 1 s; a shared lock or queue would stall it for the
+    // restart's duration or the 5 s timeout).
+    println!("pool b's longest 64 KiB write: {:.1} ms", longest * 1000.0);
+    assert!(longest < 1.0, "a write of the other pool's client took {longest:.3} s");
     // Throughput in the second before the kill and in the second after it (medians of the
     // 100 ms windows): a figure for docs/RELIABILITY.md, not a timed assertion.
     let at = (((killed_at - start) / 0.1) as usize).min(counts.len());

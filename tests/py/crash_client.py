@@ -8,8 +8,9 @@
 DIR/scratch, printing `writing` after 100 writes, until a call fails, prints `error ERRNO
 TIME` (CLOCK_MONOTONIC seconds), then opens DIR/after every 50 ms (up to 30 s) until it works,
 writes and reads it back, prints `reopened TIME`, then writes through the descriptor of
-DIR/scratch opened before the kill and prints `old ERRNO` (0: it worked). `steady` prints `counts START N N N ...`, its start (CLOCK_MONOTONIC seconds) and the
-writes done in each 100 ms, and exits 1
+DIR/scratch opened before the kill and prints `old ERRNO` (0: it worked). `steady` prints `counts START LONGEST N N N ...`, its start (CLOCK_MONOTONIC seconds), the
+longest time one write took (seconds) and the writes done in each 100 ms (after printing
+`running` once it has written for a second), and exits 1
 on any error. Every call goes through libc, so under the preload library it takes the
 user-level path.
 """
@@ -74,16 +75,21 @@ def steady(d, seconds):
     start = time.monotonic()
     end = start + seconds
     i = 0
+    longest, last = 0.0, start
     while time.monotonic() < end:
         window = time.monotonic() + 0.1
         n = 0
         while time.monotonic() < window:
             os.pwrite(fd, block, (i % 64) * len(block))
+            now = time.monotonic()
+            longest, last = max(longest, now - last), now
             i += 1
             n += 1
         counts.append(n)
+        if len(counts) == 10:
+            print("running", flush=True)
     os.close(fd)
-    print("counts", start, " ".join(map(str, counts)), flush=True)
+    print("counts", start, longest, " ".join(map(str, counts)), flush=True)
 
 
 def main():
