@@ -164,9 +164,19 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     }
     assert_eq!(sessions(), before + 1);
 
-    // What was fsync'd survives the service's death (kill -9) and a new service.
-    let out = host.run(&["exec", "--pool", &pool, "--preload-only", "--", "sh", "-c", &format!("cd {} && printf durable > kept && sync kept", pm.display())]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    // What was fsync'd survives the service's death (kill -9) and a new service, killed while
+    // the file is still open (so what made it durable was the fsync, not a close).
+    let holder_code = "import os, sys\nfd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)\nos.write(fd, b'durable')\nos.fsync(fd)\nprint('synced', flush=True)\nsys.stdin.read()\n";
+    let mut holder = host
+        .cmd()
+        .args(["exec", "--pool", &pool, "--preload-only", "--", "python3", "-c", holder_code, pm.join("kept").to_str().expect("utf-8")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the holder");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().expect("stdout")), &mut line).expect("read");
+    assert_eq!(line.trim(), "synced", "the holder did not fsync");
     let pid = json[0]["service"]["pid"].as_u64().expect("service pid") as i32;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill -9 the service");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -174,6 +184,9 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
         assert!(std::time::Instant::now() < deadline, "the service did not die");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // The holder's file stays open until now; it goes with the dead mount.
+    let _ = holder.kill();
+    let _ = holder.wait();
     let _ = Command::new("umount").arg("-l").arg(&pm).status();
     // Fence the dead client, as an operator does when a client host dies: until the MDS
     // evicts it (on its own after the session timeout, 60 s), its capabilities block others.
