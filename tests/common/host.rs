@@ -59,8 +59,9 @@ impl Host {
         let name = self.name(n);
         let mut all = vec!["pool", "create", name.as_str()];
         all.extend_from_slice(args);
-        self.ok(&all);
+        // Recorded first: a create that fails half-way is still destroyed at the end.
         self.created.push(name.clone());
+        self.ok(&all);
         name
     }
 

@@ -1,10 +1,12 @@
 //! Helpers shared by the integration tests: root checks, scratch directories, a kernel
-//! overlayfs mount that always unmounts, and a path walker over any libservice.
+//! overlayfs mount that always unmounts, a path walker over any libservice, pools driven
+//! through the binary (`host`) and a pool mount beside a plain directory (`stage`).
 
 #![allow(dead_code)]
 
 pub mod ceph;
 pub mod host;
+pub mod stage;
 pub mod tree;
 
 use std::ffi::OsStr;
@@ -68,6 +70,29 @@ impl Scratch {
     }
 }
 
+/// Whatever is still mounted under `dir` (a test that failed half-way), deepest first,
+/// detached lazily so that a dead FUSE mount or a busy one cannot stop the clean-up.
+pub fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _ = Command::new("umount").arg("-l").arg(&p).status();
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Before the directory goes: never remove files through a mount left behind.
+        unmount_under(self.path());
+    }
+}
+
 /// A kernel overlayfs mount, unmounted when dropped (also when the test panics).
 pub struct Overlay {
     pub mountpoint: PathBuf,
@@ -99,7 +124,7 @@ impl Overlay {
 
 impl Drop for Overlay {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mountpoint).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.mountpoint).status();
     }
 }
 
