@@ -24,7 +24,10 @@ use polytropon::backend::local::{LocalFs, LocalOptions};
 use polytropon::libservice::{
     FileKind, FileSystem, Inode, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE, ROOT_INODE,
 };
+use polytropon::service::shm::BackDriver;
 use polytropon::union::UnionFs;
+use polytropon_ipc::client::Client;
+use polytropon_ipc::{Descriptor, Op as WireOp, WireSetattr, E_FALLBACK, SET_GID, SET_MODE, SET_UID, STAT_NOFOLLOW};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
@@ -252,6 +255,78 @@ fn apply_union(fs: &Arc<dyn FileSystem>, op: &Op) -> i32 {
     errno_of(&r)
 }
 
+// ---------- user-level side ----------
+
+fn wire_call(c: &mut Client, op: WireOp, d: Descriptor, data: &[u8]) -> Result<[u64; 4], i32> {
+    let d = Descriptor { op: op as u32, len: data.len() as u64, ..d };
+    c.call(d, data).map(|r| r.aux)
+}
+
+fn path_call(c: &mut Client, op: WireOp, data: &[u8], offset: u64, arg: u64) -> Result<[u64; 4], i32> {
+    wire_call(c, op, Descriptor { offset, arg, ..Descriptor::default() }, data)
+}
+
+fn pair(a: &str, b: &str) -> (Vec<u8>, u64) {
+    ([a.as_bytes(), b.as_bytes()].concat(), a.len() as u64)
+}
+
+/// Opens `path` with `flags` (`mode` for a creation), runs `with` on the open file (inode,
+/// handle), and releases it.
+fn with_open(c: &mut Client, path: &str, flags: i32, mode: u32, with: impl FnOnce(&mut Client, u64, u64) -> Result<(), i32>) -> Result<(), i32> {
+    let aux = path_call(c, WireOp::OpenPath, path.as_bytes(), 0, u64::from(flags as u32) | (u64::from(mode) << 32))?;
+    let r = with(c, aux[0], aux[1]);
+    wire_call(c, WireOp::Release, Descriptor { inode: aux[0], handle: aux[1], ..Descriptor::default() }, &[])?;
+    r
+}
+
+/// `op` on the user-level path as the preload library sends it: its errno (0: success), or
+/// `None` when the service hands the call back (`E_FALLBACK`) or the path has no such call.
+fn apply_user(c: &mut Client, op: &Op) -> Option<i32> {
+    let umask = process_umask();
+    let setattr = |valid: u32, mode: u32, uid: u32, gid: u32| WireSetattr { valid, mode, uid, gid, ..WireSetattr::default() }.to_bytes();
+    let r: Result<(), i32> = match op {
+        Op::Create(path, mode) => with_open(c, path, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, mode & !umask, |_, _, _| Ok(())),
+        Op::Write(path, off, len, byte) => with_open(c, path, libc::O_WRONLY | libc::O_NONBLOCK, 0, |c, inode, handle| {
+            let data = vec![*byte; *len];
+            wire_call(c, WireOp::Write, Descriptor { inode, handle, offset: *off, ..Descriptor::default() }, &data).map(|_| ())
+        }),
+        Op::Truncate(path, size) => with_open(c, path, libc::O_WRONLY | libc::O_NONBLOCK, 0, |c, inode, handle| {
+            wire_call(c, WireOp::Truncate, Descriptor { inode, handle, arg: *size, ..Descriptor::default() }, &[]).map(|_| ())
+        }),
+        Op::Rename(a, b, flags) => {
+            let (buf, off) = pair(a, b);
+            path_call(c, WireOp::Rename, &buf, off, u64::from(*flags)).map(|_| ())
+        }
+        Op::Link(a, b) => {
+            let (buf, off) = pair(a, b);
+            path_call(c, WireOp::Link, &buf, off, 0).map(|_| ())
+        }
+        Op::Unlink(path) => path_call(c, WireOp::UnlinkPath, path.as_bytes(), 0, 0).map(|_| ()),
+        Op::Mkdir(path, mode) => path_call(c, WireOp::Mkdir, path.as_bytes(), 0, u64::from(*mode) | (u64::from(umask) << 32)).map(|_| ()),
+        Op::Rmdir(path) => path_call(c, WireOp::Rmdir, path.as_bytes(), 0, 0).map(|_| ()),
+        Op::Chmod(path, mode) => {
+            let buf = [path.as_bytes(), &setattr(SET_MODE, *mode, 0, 0)].concat();
+            path_call(c, WireOp::SetattrPath, &buf, path.len() as u64, 0).map(|_| ())
+        }
+        Op::Chown(path, uid, gid) => {
+            let buf = [path.as_bytes(), &setattr(SET_UID | SET_GID, 0, *uid, *gid)].concat();
+            path_call(c, WireOp::SetattrPath, &buf, path.len() as u64, STAT_NOFOLLOW).map(|_| ())
+        }
+        Op::Symlink(path) => {
+            let (buf, off) = pair(DANGLING, path);
+            path_call(c, WireOp::Symlink, &buf, off, 0).map(|_| ())
+        }
+        // Extended attributes are set on open files by the library (paths go to the kernel),
+        // and fifos are the kernel's.
+        Op::SetXattr(..) | Op::RemoveXattr(..) | Op::Mkfifo(_) => return None,
+    };
+    match r {
+        Ok(()) => Some(0),
+        Err(E_FALLBACK) => None,
+        Err(e) => Some(e),
+    }
+}
+
 // ---------- tree snapshots ----------
 
 fn union_listing(fs: &Arc<dyn FileSystem>, dir: Inode) -> io::Result<Vec<OsString>> {
@@ -393,8 +468,10 @@ fn build_lower(root: &Path, seed: u64, with_markers: bool) {
 }
 
 struct Setup {
-    // Field order matters: the FUSE mount goes before the scratch directory.
+    // Field order matters: the FUSE mount and the user-level client and back driver go
+    // before the scratch directory.
     fuse: Option<polytropon::service::fuse::Mounted>,
+    user: Option<(std::sync::Mutex<Client>, BackDriver)>,
     overlay: Overlay,
     union: Arc<dyn FileSystem>,
     _scratch: Scratch,
@@ -408,6 +485,10 @@ enum Via {
     Fuse,
     /// Directly, over CephFS branches (copies of the same trees) of a running cluster.
     Ceph,
+    /// Through the user-level path: a client sends each operation over shared memory to a
+    /// back driver serving the union, as the preload library would (what the service hands
+    /// back to the kernel is applied to the union directly, as the FUSE path would).
+    User,
 }
 
 /// The CephFS client of the oracle's Ceph mode, for the life of the test.
@@ -467,7 +548,13 @@ fn setup(seed: u64, via: Via) -> Setup {
         polytropon::service::fuse::spawn(union.clone(), &mnt, &polytropon::service::fuse::FuseConfig::default())
             .expect("FUSE mount of the union")
     });
-    Setup { fuse, overlay, union, _scratch: scratch }
+    let user = (via == Via::User).then(|| {
+        let geometry = polytropon_ipc::segment::Geometry { queues: 1, slots: 64, clients: 4, buffer_size: 1 << 16 };
+        let driver = BackDriver::start(union.clone(), geometry).expect("back driver of the union");
+        let client = Client::attach(driver.shmid(), 0).expect("attach a client");
+        (std::sync::Mutex::new(client), driver)
+    });
+    Setup { fuse, user, overlay, union, _scratch: scratch }
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -503,9 +590,13 @@ fn run_sequence(seed: u64, steps: u64, via: Via) -> u64 {
     for step in 0..steps {
         let op = rand_op(&mut rng);
         let ek = apply_kernel(&s.overlay.mountpoint, &op);
-        let eu = match &s.fuse {
-            Some(m) => apply_kernel(m.mountpoint(), &op),
-            None => apply_union(&s.union, &op),
+        let eu = match (&s.fuse, &s.user) {
+            (Some(m), _) => apply_kernel(m.mountpoint(), &op),
+            (None, Some((client, _))) => match apply_user(&mut client.lock().unwrap_or_else(|p| p.into_inner()), &op) {
+                Some(e) => e,
+                None => apply_union(&s.union, &op),
+            },
+            (None, None) => apply_union(&s.union, &op),
         };
         log.push(format!("{step}: {op:?} -> kernel {ek} union {eu}"));
         let history = || log[log.len().saturating_sub(25)..].join("\n");
@@ -549,6 +640,14 @@ fn union_matches_kernel_overlayfs() {
 fn fuse_mount_matches_kernel_overlayfs() {
     let total = oracle(Via::Fuse, "POLYTROPON_ORACLE_FUSE_SEED", "POLYTROPON_ORACLE_FUSE_SEQUENCES", 20, 5000);
     eprintln!("oracle through FUSE: {total} operations, zero divergence");
+}
+
+/// The same oracle replayed through the user-level path: the protocol's encoding of each
+/// operation and the service's path walk must keep overlayfs behaviour too.
+#[test]
+fn user_level_path_matches_kernel_overlayfs() {
+    let total = oracle(Via::User, "POLYTROPON_ORACLE_USER_SEED", "POLYTROPON_ORACLE_USER_SEQUENCES", 20, 7000);
+    eprintln!("oracle through the user-level path: {total} operations, zero divergence");
 }
 
 /// The same oracle with every branch on CephFS (a real single-node cluster started for it).

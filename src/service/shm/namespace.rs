@@ -122,8 +122,8 @@ fn rename_or_link(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4]
     // `decode` checked 0 < offset < len.
     let (old, new) = data.split_at((r.offset as usize).min(data.len()));
     let from = walk(c.fs, c.ctx, r.inode, old, c.held, c.dirs)?;
-    let to = walk(c.fs, c.ctx, r.handle, new, c.held, c.dirs)?;
     if r.op == Op::Rename {
+        let to = walk(c.fs, c.ctx, r.handle, new, c.held, c.dirs)?;
         let flags = u32::try_from(r.arg).map_err(|_| errno(libc::EINVAL))?;
         let victim = victim(c.fs, c.ctx, c.kernel, to.dir, to.name, c.held);
         c.fs.rename(c.ctx, from.dir, from.name, to.dir, to.name, flags)?;
@@ -140,14 +140,15 @@ fn rename_or_link(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4]
     if r.arg & !(libc::AT_SYMLINK_FOLLOW as u64) != 0 {
         return Err(fallback());
     }
+    // link(2) resolves the old name whole before the new one's directory.
     let e = c.fs.lookup(c.ctx, from.dir, from.name)?;
     c.held.push(e.inode);
     if r.arg != 0 && e.attr.kind() == FileKind::Symlink {
         return Err(fallback());
     }
-    if e.attr.kind() == FileKind::Directory {
-        return Err(errno(libc::EPERM));
-    }
+    let to = walk(c.fs, c.ctx, r.handle, new, c.held, c.dirs)?;
+    // A directory is refused by the filesystem, after an existing new name (EEXIST first,
+    // as link(2) answers).
     let made = c.fs.link(c.ctx, e.inode, to.dir, to.name)?;
     c.forget_new(made);
     c.inval_entry(to.dir, to.name);
