@@ -5,80 +5,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use common::host::{stderr, Host};
+use common::host::stderr;
+use common::stage::{bash, count, Stage};
 use common::tree::{diff, kernel_tree, Tree};
-
-/// Runs `script` with bash in `dir`: under the library in `pool` when given, else plainly.
-fn bash(h: &Host, pool: Option<&str>, dir: &Path, script: &str) -> Output {
-    let mut c = match pool {
-        Some(p) => {
-            let mut c = h.cmd();
-            c.args(["exec", "--pool", p, "--preload-only", "--", "bash", "-c", script]);
-            c
-        }
-        None => {
-            let mut c = Command::new("bash");
-            c.args(["-c", script]);
-            c
-        }
-    };
-    c.current_dir(dir).env("LC_ALL", "C").env("STDIO_PROGRAM", h.scratch.path().join("stdio")).output().expect("run bash")
-}
-
-/// A pool with its service and one mount (lower and upper branches), and a plain directory to
-/// compare with; `prepare` fills the lower branch and the plain directory alike first.
-struct Stage {
-    h: Host,
-    name: String,
-    mnt: std::path::PathBuf,
-    plain: std::path::PathBuf,
-}
-
-impl Stage {
-    fn new(tag: &str, pool: &str, prepare: impl Fn(&Path)) -> Stage {
-        let mut h = Host::new(tag);
-        let name = h.create(pool, &["--cpus", "1"]);
-        h.ok(&["service", "run", "--pool", &name, "--detach"]);
-        let (lower, upper, mnt, plain) = (h.scratch.mkdir("lower"), h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"), h.scratch.mkdir("plain"));
-        prepare(&lower);
-        prepare(&plain);
-        let (l, u, m) = (lower.display().to_string(), upper.display().to_string(), mnt.display().to_string());
-        h.ok(&["mount", "--pool", &name, &m, "--lower", &l, "--upper", &u]);
-        Stage { h, name, mnt, plain }
-    }
-
-    /// Compiles `tests/c/SRC.c` into the scratch directory.
-    fn compile(&self, src: &str) -> std::path::PathBuf {
-        let out = self.h.scratch.path().join(src);
-        let cc = Command::new("gcc").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{src}.c"))).arg("-o").arg(&out).output().expect("gcc");
-        assert!(cc.status.success(), "{}", stderr(&cc));
-        out
-    }
-
-    /// `script` on the plain directory (which must succeed) and on the mount under the library.
-    fn both(&self, script: &str) -> (Output, Output) {
-        let expected = bash(&self.h, None, &self.plain, script);
-        assert!(expected.status.success(), "the script fails on a plain directory: {}", stderr(&expected));
-        (expected, bash(&self.h, Some(&self.name), &self.mnt, script))
-    }
-
-    /// The service's counters of the mount (`user_ops`, `fuse_ops`).
-    fn counters(&self) -> serde_json::Value {
-        let json: serde_json::Value = serde_json::from_str(&self.h.ok(&["inspect", "--pool", &self.name, "--format", "json"])).expect("json");
-        json[0]["service"]["mounts"][0].clone()
-    }
-
-    fn destroy(mut self) {
-        self.h.ok(&["pool", "destroy", &self.name, "--force"]);
-        self.h.created.clear();
-    }
-}
-
-fn count(mount: &serde_json::Value, path: &str, op: &str) -> u64 {
-    mount[path][op]["count"].as_u64().unwrap_or(0)
-}
 
 /// The same tree in both places, except what differs legitimately between two filesystems.
 fn comparable(mut t: Tree) -> Tree {

@@ -1,9 +1,9 @@
 //! Deciding whether a path is ours: made absolute (against the working directory), tidied
 //! (`//` and `.` dropped) and matched against the pool's mounts, in a stack buffer.
 //!
-//! Anything this cannot decide cheaply and exactly — `..`, a trailing `/`, a path relative to
-//! a directory descriptor, the mount root itself — is left to the kernel, which reaches the
-//! same instance through the FUSE mount.
+//! Anything this cannot decide cheaply and exactly — `..`, a trailing `/` or `.`, a path
+//! relative to a directory descriptor, the mount root itself — is left to the kernel, which
+//! reaches the same instance through the FUSE mount.
 
 use std::ffi::{c_char, c_int, CStr};
 use std::mem::MaybeUninit;
@@ -72,6 +72,13 @@ fn resolve_in(t: &mut Target, dirfd: c_int, path: *const c_char, root_too: bool)
     // SAFETY: the caller passes a NUL-terminated string, as the libc call requires.
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     if p.is_empty() || (p.ends_with(b"/") && !root_too) {
+        return None;
+    }
+    // A final "." ("d/.", "." alone) names a directory through itself, which the tidied path
+    // loses: the kernel requires a directory there ("file/." is ENOTDIR), follows a symbolic
+    // link before it, and refuses it to the namespace calls (rmdir EINVAL, unlink EISDIR,
+    // rename EBUSY, ...). Directories the kernel opens may still be recorded under it.
+    if !root_too && (p == b"." || p.ends_with(b"/.")) {
         return None;
     }
     t.len = 0;

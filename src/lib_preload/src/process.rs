@@ -1,4 +1,4 @@
-//! Processes: fork, vfork, exec and spawn.
+//! Processes: fork, vfork, exec (fexecve too) and spawn.
 //!
 //! An open file of ours lives in this process's memory, which neither a new program (exec)
 //! nor a forked child can share with us, so before either every one of our descriptors is
@@ -74,6 +74,20 @@ pub unsafe extern "C" fn execvpe(file: *const c_char, argv: *const *const c_char
     before_exec();
     // SAFETY: as above.
     unsafe { real::execvpe(file, argv, envp) }
+}
+
+/// fexecve: an exec like the others (the new program inherits our descriptors, handed over
+/// first), of a program the kernel reads from `fd`, which it must hold even when `fd` is
+/// close-on-exec and so left alone by the hand-over of inherited descriptors.
+#[no_mangle]
+pub unsafe extern "C" fn fexecve(fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+    before_exec();
+    if let Err(e) = crate::intercept::hand_over(fd) {
+        crate::config::set_errno(e);
+        return -1;
+    }
+    // SAFETY: forwarding the caller's arguments.
+    unsafe { real::fexecve(fd, argv, envp) }
 }
 
 #[no_mangle]

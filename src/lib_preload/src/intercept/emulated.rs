@@ -1,13 +1,15 @@
 //! Calls on our descriptors answered without the kernel: advice that may be ignored, the
-//! terminal probe, and in-kernel copies done as reads and writes through the interceptors.
+//! terminal probe, and in-kernel copies done as reads and writes through the interceptors
+//! (those the kernel would refuse are left to it, with the files handed over).
 
 use std::ffi::{c_int, c_ulong, c_void};
+use std::sync::atomic::Ordering;
 
 use libc::{loff_t, off64_t, off_t, size_t, ssize_t};
 
 use super::{hand_over, io};
 use crate::config::set_errno;
-use crate::files::is_ours;
+use crate::files::{self, is_ours, File};
 use crate::real;
 
 #[no_mangle]
@@ -122,19 +124,98 @@ fn copy(fd_in: c_int, off_in: *mut i64, fd_out: c_int, off_out: *mut i64, len: u
     done as ssize_t
 }
 
+/// Whether `fd` may be the source (`write` false) or the destination of a sendfile done here
+/// as reads and writes: open for that, a destination not appending, and a regular file where
+/// `regular` (ours always are). The kernel refuses the rest (`EBADF`, `EINVAL`) before
+/// copying anything; those calls are left to it.
+fn copy_side(fd: c_int, write: bool, regular: bool) -> bool {
+    let flags = match files::get(fd) {
+        Some((_, f)) => f.flags.load(Ordering::Relaxed) as c_int,
+        None => {
+            if regular {
+                // SAFETY: all-zero is a valid `stat`, an out-parameter for fstat.
+                let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                // SAFETY: fstat on the caller's descriptor into `st`.
+                if unsafe { real::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                    return false;
+                }
+            }
+            // SAFETY: F_GETFL on the caller's descriptor.
+            let fl = unsafe { real::fcntl(fd, libc::F_GETFL, 0) };
+            if fl < 0 {
+                return false;
+            }
+            fl
+        }
+    };
+    let access = flags & libc::O_ACCMODE;
+    if write {
+        access != libc::O_RDONLY && flags & libc::O_APPEND == 0
+    } else {
+        access != libc::O_WRONLY
+    }
+}
+
+/// Whether the offset behind `off` (if any) is negative.
+fn negative(off: *const i64) -> bool {
+    // SAFETY: a null pointer or the caller's offset, as the libc call requires.
+    unsafe { off.as_ref() }.is_some_and(|o| *o < 0)
+}
+
+/// Hands `fd_in` and `fd_out` over to the kernel (those of ours), for a call only it answers
+/// as it should; `false` (errno set) when that fails.
+fn to_kernel(fd_in: c_int, fd_out: c_int) -> bool {
+    match hand_over(fd_in).and_then(|()| hand_over(fd_out)) {
+        Ok(()) => true,
+        Err(e) => {
+            set_errno(e);
+            false
+        }
+    }
+}
+
+/// Whether copy_file_range is done here: between two files of ours on one mount (the kernel
+/// copies within one filesystem only: `EXDEV`), different files (it refuses overlapping
+/// ranges of one), readable and writable, not appending (`EBADF`), at offsets that are not
+/// negative (`EOVERFLOW`).
+fn copy_here(fd_in: c_int, off_in: *const i64, fd_out: c_int, off_out: *const i64) -> bool {
+    let (Some((_, a)), Some((_, b))) = (files::get(fd_in), files::get(fd_out)) else { return false };
+    let id = |f: &File| (f.instance.load(Ordering::Relaxed), f.dev.load(Ordering::Relaxed), f.inode.load(Ordering::Relaxed));
+    let ((ia, da, na), (ib, db, nb)) = (id(a), id(b));
+    ia == ib && da == db && na != nb && a.access() != libc::O_WRONLY && b.access() != libc::O_RDONLY && !b.append() && !negative(off_in) && !negative(off_out)
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn copy_file_range(fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: u32) -> ssize_t {
-    if (is_ours(fd_in) || is_ours(fd_out)) && flags == 0 {
-        return copy(fd_in, off_in, fd_out, off_out, len);
+    // Flags are refused (`EINVAL`) before the kernel looks at the files.
+    if flags == 0 && (is_ours(fd_in) || is_ours(fd_out)) {
+        if copy_here(fd_in, off_in, fd_out, off_out) {
+            return copy(fd_in, off_in, fd_out, off_out, len);
+        }
+        // The kernel's answer, on the files themselves.
+        if !to_kernel(fd_in, fd_out) {
+            return -1;
+        }
     }
     // SAFETY: as above.
     unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) }
 }
 
+/// Whether sendfile from `in_fd` to `out_fd` (one of them ours) is done here: a readable
+/// source that is ours or a regular file, a writable destination of any kind, not appending.
+fn sendfile_here(out_fd: c_int, in_fd: c_int) -> bool {
+    copy_side(in_fd, false, true) && copy_side(out_fd, true, false)
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn sendfile(out_fd: c_int, in_fd: c_int, off: *mut off_t, count: size_t) -> ssize_t {
     if is_ours(in_fd) || is_ours(out_fd) {
-        return copy(in_fd, off, out_fd, std::ptr::null_mut(), count);
+        if sendfile_here(out_fd, in_fd) {
+            return copy(in_fd, off, out_fd, std::ptr::null_mut(), count);
+        }
+        if !to_kernel(in_fd, out_fd) {
+            return -1;
+        }
     }
     // SAFETY: as above.
     unsafe { real::sendfile(out_fd, in_fd, off, count) }
@@ -143,7 +224,12 @@ pub unsafe extern "C" fn sendfile(out_fd: c_int, in_fd: c_int, off: *mut off_t, 
 #[no_mangle]
 pub unsafe extern "C" fn sendfile64(out_fd: c_int, in_fd: c_int, off: *mut off64_t, count: size_t) -> ssize_t {
     if is_ours(in_fd) || is_ours(out_fd) {
-        return copy(in_fd, off, out_fd, std::ptr::null_mut(), count);
+        if sendfile_here(out_fd, in_fd) {
+            return copy(in_fd, off, out_fd, std::ptr::null_mut(), count);
+        }
+        if !to_kernel(in_fd, out_fd) {
+            return -1;
+        }
     }
     // SAFETY: as above.
     unsafe { real::sendfile64(out_fd, in_fd, off, count) }

@@ -3,7 +3,7 @@
 //! over to the kernel (reopened through the FUSE mount, same offset, same number), then the
 //! real function runs. Without this they would act on the reserved `/dev/null` descriptor.
 
-use std::ffi::{c_char, c_int, c_long, c_uint, c_void};
+use std::ffi::{c_int, c_long, c_uint, c_void};
 use std::sync::atomic::AtomicUsize;
 
 use libc::{loff_t, off64_t, off_t, size_t, ssize_t};
@@ -51,7 +51,6 @@ kernel_only! {
     tee([fd_in, fd_out] fd_in: c_int, fd_out: c_int, len: size_t, flags: c_uint) -> ssize_t;
     syncfs([fd] fd: c_int) -> c_int;
     fpathconf([fd] fd: c_int, name: c_int) -> c_long;
-    fexecve([fd] fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int;
 }
 
 

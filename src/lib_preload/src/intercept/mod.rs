@@ -63,7 +63,7 @@ fn on_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Result<T, c_
 }
 
 /// Hands `fd` over to the kernel if it is ours (see [`files::materialize`]).
-fn hand_over(fd: c_int) -> Result<(), c_int> {
+pub(crate) fn hand_over(fd: c_int) -> Result<(), c_int> {
     if !files::is_ours(fd) {
         return Ok(());
     }

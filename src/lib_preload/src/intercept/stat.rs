@@ -9,8 +9,13 @@ use crate::files::File;
 use crate::real::{self, Stat};
 use crate::ops;
 
-/// `_STAT_VER` of the x86-64 `struct stat`, the only layout served here.
-const STAT_VER: c_int = 1;
+/// Whether `ver` asks the `__xstat` family for the x86-64 `struct stat`, the only layout
+/// served here: glibc takes `_STAT_VER_LINUX` (1, what its headers passed) and
+/// `_STAT_VER_KERNEL` (0) for that same layout, and refuses any other version with `EINVAL`
+/// before looking at the path or descriptor.
+fn served_version(ver: c_int) -> bool {
+    matches!(ver, 0 | 1)
+}
 
 fn out<'a, T>(p: *mut T) -> Result<&'a mut T, c_int> {
     // SAFETY: a non-null pointer the caller passed for the result, as the libc call requires.
@@ -98,7 +103,7 @@ pub unsafe extern "C" fn fstatat64(dirfd: c_int, path: *const c_char, st: *mut S
 
 #[no_mangle]
 pub unsafe extern "C" fn __xstat(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int {
-    if ver != STAT_VER {
+    if !served_version(ver) {
         // SAFETY: as above.
         return unsafe { real::__xstat(ver, path, st) };
     }
@@ -108,7 +113,7 @@ pub unsafe extern "C" fn __xstat(ver: c_int, path: *const c_char, st: *mut Stat)
 
 #[no_mangle]
 pub unsafe extern "C" fn __xstat64(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int {
-    if ver != STAT_VER {
+    if !served_version(ver) {
         // SAFETY: as above.
         return unsafe { real::__xstat64(ver, path, st) };
     }
@@ -118,7 +123,7 @@ pub unsafe extern "C" fn __xstat64(ver: c_int, path: *const c_char, st: *mut Sta
 
 #[no_mangle]
 pub unsafe extern "C" fn __lxstat(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int {
-    if ver != STAT_VER {
+    if !served_version(ver) {
         // SAFETY: as above.
         return unsafe { real::__lxstat(ver, path, st) };
     }
@@ -128,7 +133,7 @@ pub unsafe extern "C" fn __lxstat(ver: c_int, path: *const c_char, st: *mut Stat
 
 #[no_mangle]
 pub unsafe extern "C" fn __lxstat64(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int {
-    if ver != STAT_VER {
+    if !served_version(ver) {
         // SAFETY: as above.
         return unsafe { real::__lxstat64(ver, path, st) };
     }
@@ -138,7 +143,7 @@ pub unsafe extern "C" fn __lxstat64(ver: c_int, path: *const c_char, st: *mut St
 
 #[no_mangle]
 pub unsafe extern "C" fn __fxstat(ver: c_int, fd: c_int, st: *mut Stat) -> c_int {
-    if ver != STAT_VER {
+    if !served_version(ver) {
         // SAFETY: as above (the real one rejects the version).
         return unsafe { real::__fxstat(ver, fd, st) };
     }
@@ -148,7 +153,7 @@ pub unsafe extern "C" fn __fxstat(ver: c_int, fd: c_int, st: *mut Stat) -> c_int
 
 #[no_mangle]
 pub unsafe extern "C" fn __fxstat64(ver: c_int, fd: c_int, st: *mut Stat) -> c_int {
-    if ver != STAT_VER {
+    if !served_version(ver) {
         // SAFETY: as above.
         return unsafe { real::__fxstat64(ver, fd, st) };
     }
@@ -158,7 +163,7 @@ pub unsafe extern "C" fn __fxstat64(ver: c_int, fd: c_int, st: *mut Stat) -> c_i
 
 #[no_mangle]
 pub unsafe extern "C" fn __fxstatat(ver: c_int, dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> c_int {
-    if ver != STAT_VER {
+    if !served_version(ver) {
         // SAFETY: as above.
         return unsafe { real::__fxstatat(ver, dirfd, path, st, flags) };
     }
@@ -168,7 +173,7 @@ pub unsafe extern "C" fn __fxstatat(ver: c_int, dirfd: c_int, path: *const c_cha
 
 #[no_mangle]
 pub unsafe extern "C" fn __fxstatat64(ver: c_int, dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> c_int {
-    if ver != STAT_VER {
+    if !served_version(ver) {
         // SAFETY: as above.
         return unsafe { real::__fxstatat64(ver, dirfd, path, st, flags) };
     }
