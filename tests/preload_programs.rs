@@ -89,7 +89,17 @@ rm -r moved x pycopy && ls
 
 #[test]
 fn real_programs_behave_as_on_a_plain_directory() {
-    let st = Stage::new("preload-progs", "p", seed);
+    real_programs_on("1");
+}
+
+/// The same on a two-cpu pool: two queues and workers, client and service on either cpu.
+#[test]
+fn real_programs_behave_as_on_a_plain_directory_on_two_cpus() {
+    real_programs_on("0-1");
+}
+
+fn real_programs_on(cpus: &str) {
+    let st = Stage::on_cpus("preload-progs", "p", cpus, seed);
     st.compile("stdio");
     let (expected, got) = st.both(PROGRAMS);
     let (want, have) = (String::from_utf8_lossy(&expected.stdout), String::from_utf8_lossy(&got.stdout));

@@ -25,8 +25,11 @@ impl Host {
         require_root();
         let scratch = Scratch::new(tag);
         let state = scratch.mkdir("state");
-        // Cgroup names are global: make this test's pool names unique.
-        let tag = format!("{}{}", tag.replace('-', ""), std::process::id() % 100_000);
+        // Cgroup names are global: make this test's pool names unique, also between two
+        // tests of one binary that share a tag.
+        static HOSTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = HOSTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}{}x{n}", tag.replace('-', ""), std::process::id() % 100_000);
         Host { scratch, state, tag, created: Vec::new() }
     }
 

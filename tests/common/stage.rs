@@ -47,8 +47,13 @@ pub fn count(mount: &serde_json::Value, path: &str, op: &str) -> u64 {
 impl Stage {
     /// `prepare` fills the lower branch and the plain directory alike first.
     pub fn new(tag: &str, pool: &str, prepare: impl Fn(&Path)) -> Stage {
+        Stage::on_cpus(tag, pool, "1", prepare)
+    }
+
+    /// As `new`, with the pool on `cpus` (`--cpus`).
+    pub fn on_cpus(tag: &str, pool: &str, cpus: &str, prepare: impl Fn(&Path)) -> Stage {
         let mut h = Host::new(tag);
-        let name = h.create(pool, &["--cpus", "1"]);
+        let name = h.create(pool, &["--cpus", cpus]);
         h.ok(&["service", "run", "--pool", &name, "--detach"]);
         let (lower, upper, mnt, plain) = (h.scratch.mkdir("lower"), h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"), h.scratch.mkdir("plain"));
         prepare(&lower);
