@@ -199,7 +199,9 @@ fn fio_verified_writes_buffered_and_direct() {
                 .args(["--name=verify", "--rw=randwrite", "--bs=4k", "--size=8m", "--numjobs=2", "--ioengine=psync"])
                 .arg(format!("--direct={direct}"))
                 .args(["--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--group_reporting"])
-                .arg(format!("--directory={}", f.mnt().display())));
+                .arg(format!("--directory={}", f.mnt().display()))
+                // fio writes its verify state files into its working directory.
+                .current_dir(f.mnt()));
             let text = String::from_utf8_lossy(&out.stdout);
             assert!(!text.contains("verify:") || text.contains("err= 0"), "{text}");
             assert!(text.contains("err= 0"), "{text}");
