@@ -2,24 +2,26 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view. The crate is organised by layer:
 //!
-//! - [`libservice`]: the trait every filesystem layer implements.
-//! - [`backend`]: backend clients (local directory; CephFS later).
-//! - [`union`]: the copy-on-write union libservice over branches.
-//! - [`spec`]: the YAML filesystem instance spec.
-//! - [`pool`]: pools (cgroups, IPC namespace); [`container`]: containers in a pool;
-//!   [`image`]: images unpacked into read-only branches.
+//! - [`libservice`], [`backend`], [`union`], [`spec`], [`instance`]: the filesystem stack
+//!   (crate `polytropon-fs`: the trait, backend clients and their cache, the union, the
+//!   instance spec and builder).
+//! - [`pool`]: a tenant's slice (crate `polytropon-pool`: cgroups, IPC namespace, cpus).
+//! - [`service`]: a pool's filesystem service (FUSE and user-level transports);
+//!   [`container`]: containers in a pool; [`image`]: images unpacked into read-only branches;
+//!   [`tenant`]: what creates, tears down and reports a whole tenant (pool, service,
+//!   containers); [`bench`]: the papers' experiments.
 //! - [`cli`]: the command-line definitions (clap), shared by the binary, completions and man pages.
 
-pub mod backend;
 pub mod bench;
 pub mod cli;
 pub mod container;
 pub mod frontend;
 pub mod image;
-pub mod instance;
 pub mod clidocs;
-pub mod libservice;
-pub mod pool;
 pub mod service;
-pub mod spec;
-pub mod union;
+pub mod tenant;
+
+// The filesystem stack, under the names the rest of the application uses.
+pub use polytropon_fs::{backend, instance, libservice, spec, union};
+// Pools: the slice only.
+pub use polytropon_pool as pool;

@@ -22,7 +22,8 @@ use anyhow::{bail, Context};
 use super::Row;
 use crate::container::state::remove_tree;
 use crate::image::Store;
-use crate::pool::{ops, PoolSpec, Pools};
+use crate::pool::{PoolSpec, Pools};
+use crate::tenant::ops;
 
 /// Paths this workload compares, in display order.
 pub const PATHS: [&str; 3] = ["user", "fuse-overlayfs", "overlay"];

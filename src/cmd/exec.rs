@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context};
 use polytropon::cli::ExecArgs;
 use polytropon::frontend;
-use polytropon::pool::{ns, Pools};
+use polytropon::pool::Pools;
 use polytropon::service::control::{self, Request};
 
 use polytropon::container::launch::{self, Failed, Request as Container, Root};
@@ -107,24 +107,11 @@ fn preload_only(state_dir: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &a.workdir {
         cmd.current_dir(dir);
     }
-    let cgroups = pool.cgroups.clone();
-    let ipc = pool.ipc_ns.clone();
-    let cpus = pool.slice.cpus.clone();
+    let entry = pool.entry();
     // SAFETY: runs in the forked child before exec. This command has started no thread, so
-    // the child may allocate; every step reports failure through the returned error.
+    // the child may allocate; failure is reported through the returned error.
     unsafe {
-        cmd.pre_exec(move || {
-            cgroups.add_process(std::process::id()).map_err(std::io::Error::other)?;
-            ns::join_ipc(&ipc)?;
-            if let Some(cpus) = &cpus {
-                let mut set = nix::sched::CpuSet::new();
-                for c in cpus {
-                    set.set(*c as usize).map_err(std::io::Error::from)?;
-                }
-                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(std::io::Error::from)?;
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || entry.enter().map_err(std::io::Error::other));
     }
     let status = cmd.status().with_context(|| format!("cannot run {program} in pool {}", a.pool))?;
     // The command's own status passes through; a signal becomes 128 + its number.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use polytropon::cli::{InspectArgs, OutputFormat};
-use polytropon::pool::report::{gather, PoolReport};
+use polytropon::tenant::report::{gather, PoolReport};
 use polytropon::pool::spec::format_list;
 use polytropon::pool::state::now;
 use polytropon::pool::Pools;

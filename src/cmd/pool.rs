@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{ensure, Context};
 use polytropon::cli::{OutputFormat, PoolCreateArgs, PoolDestroyArgs, PoolListArgs};
 use polytropon::pool::spec::{format_list, PoolSpec};
-use polytropon::pool::{ops, Pools};
+use polytropon::pool::Pools;
+use polytropon::tenant::ops;
 
 fn require_root(what: &str) -> anyhow::Result<()> {
     ensure!(rustix::process::geteuid().is_root(), "{what} needs root (it creates cgroups and namespaces)");

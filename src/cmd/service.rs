@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use polytropon::cli::{ServiceRunArgs, ServiceStopArgs};
-use polytropon::pool::{ops, Pools};
+use polytropon::pool::Pools;
+use polytropon::tenant::ops;
 use polytropon::service::daemon::{self, ServiceSpec, Startup};
 use polytropon::service::supervisor::{self, RECOVER_ENV, SUPERVISOR_ENV};
 

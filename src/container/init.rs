@@ -91,16 +91,9 @@ pub(super) fn main(spec: &Spec, ends: Ends, entry: Entry<'_>) -> isize {
 }
 
 fn setup(spec: &Spec) -> Result<(), String> {
-    if let Some(ns) = &spec.ipc_ns {
-        crate::pool::ns::join_ipc(ns).map_err(|e| format!("cannot join the pool's IPC namespace {}: {e}", ns.display()))?;
-    }
-    if let Some(cpus) = &spec.cpus {
-        let mut set = nix::sched::CpuSet::new();
-        for c in cpus {
-            set.set(*c as usize).map_err(|e| format!("cpu {c}: {e}"))?;
-        }
-        nix::sched::sched_setaffinity(Pid::from_raw(0), &set).map_err(|e| format!("cannot pin to the pool's cpus: {e}"))?;
-    }
+    // The parent moved this process into the pool's cgroups before it runs.
+    let entry = crate::pool::Entry { cgroups: None, ipc_ns: spec.ipc_ns.clone(), cpus: spec.cpus.as_ref().map(|c| c.iter().copied().collect()) };
+    entry.enter().map_err(|e| e.to_string())?;
     rootfs::populate(&spec.root, spec.library.as_deref())?;
     nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("cannot set the hostname {:?}: {e}", spec.hostname))?;
     if spec.net == Net::None {

@@ -20,7 +20,7 @@ use super::stats::OpStats;
 use polytropon_ipc::segment::Geometry;
 use crate::instance;
 use crate::pool::state::{now, ServiceRecord};
-use crate::pool::{ns, PoolState, Pools};
+use crate::pool::{PoolState, Pools};
 use crate::spec::InstanceSpec;
 
 /// The service spec (`service run -f service.yaml`): instances to serve at start.
@@ -369,15 +369,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
         let _ = fuse::clear_stale(&mp);
     }
     // 1. Into the pool: cgroups, IPC namespace, cpus. Still single-threaded.
-    pool.cgroups.add_process(pid).context("cannot move the service into the pool's cgroups")?;
-    ns::join_ipc(&pool.ipc_ns).context("cannot join the pool's IPC namespace")?;
-    if let Some(cpus) = &pool.slice.cpus {
-        let mut set = nix::sched::CpuSet::new();
-        for c in cpus {
-            set.set(*c as usize).context("cpu number out of range")?;
-        }
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).context("cannot pin the service to the pool's cpus")?;
-    }
+    pool.entry().enter().with_context(|| format!("the service cannot enter pool {}", pool.name))?;
     let mut signals = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         signals.add(s);

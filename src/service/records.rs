@@ -38,17 +38,7 @@ pub fn mount_file(state_dir: &Path, mountpoint: &Path, ext: &str) -> PathBuf {
     mounts_dir(state_dir).join(format!("{}.{ext}", encode(mountpoint)))
 }
 
-/// Writes `data` to `path` atomically (temporary file, fsync, rename).
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
+pub use crate::pool::state::write_atomic;
 
 impl MountRecord {
     pub fn save(&self, state_dir: &Path) -> io::Result<()> {

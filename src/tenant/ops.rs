@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tracing::warn;
 
-use super::spec::{check_name, format_list, Host};
-use super::state::{now, pid_alive, PoolState, Pools};
-use super::{cgroups, ns, PoolSpec};
+use crate::pool::spec::{check_name, format_list, Host};
+use crate::pool::state::{now, pid_alive, PoolState, Pools};
+use crate::pool::{cgroups, ns, PoolSpec};
 use crate::container::launch::remove_branch;
 use crate::container::state::Containers;
 use crate::service::control::{self, Request};

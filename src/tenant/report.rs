@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::cgroups::{self, Usage};
-use super::{PoolState, Pools};
+use crate::pool::cgroups::{self, Usage};
+use crate::pool::{PoolState, Pools};
 use crate::backend::cephfs::health::{self, Health};
 use crate::container::state::{ContainerRecord, Containers};
 use crate::service::control::{self, Request, ServiceStats};

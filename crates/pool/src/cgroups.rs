@@ -287,7 +287,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::pool::spec::IoMax;
+    use crate::spec::IoMax;
 
     fn fake(v2: bool, files: &[(&str, &str, &str)]) -> (tempfile::TempDir, CgroupInfo) {
         let dir = tempfile::tempdir().expect("tempdir");

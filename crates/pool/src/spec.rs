@@ -40,7 +40,7 @@ impl PoolSpec {
     pub fn from_file(path: &Path) -> Result<Self, SpecError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read { file, why: e.to_string() })?;
-        crate::spec::from_yaml(&text, path).map_err(|e| SpecError::Other(e.to_string()))
+        polytropon_fs::spec::from_yaml(&text, path).map_err(|e| SpecError::Other(e.to_string()))
     }
 
     /// `other`'s fields where set, else ours (flags over a file).
@@ -80,25 +80,9 @@ pub struct Slice {
     pub io_weight: Option<u64>,
 }
 
-/// Parses `2G`, `512M`, `64k`, `1024` (bytes; binary units).
+/// Parses `2G`, `512M`, `64k`, `1024` (bytes; binary units) for `field`.
 pub fn parse_size(field: &'static str, s: &str) -> Result<u64, SpecError> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| invalid(field, s, "expected a number with an optional unit K, M, G or T"))?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        "T" | "TB" | "TIB" => 1 << 40,
-        u => return Err(invalid(field, s, format!("unknown unit {u:?} (use K, M, G or T)"))),
-    };
-    let v = n.checked_mul(mult).ok_or_else(|| invalid(field, s, "too large"))?;
-    if v == 0 {
-        return Err(invalid(field, s, "must be more than 0"));
-    }
-    Ok(v)
+    polytropon_fs::spec::parse_size(s).map_err(|why| invalid(field, s, why))
 }
 
 /// Parses a cpu or memory-node list like `0-2,5`.

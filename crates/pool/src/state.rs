@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::cgroups::CgroupInfo;
 use super::spec::{PoolSpec, Slice};
-use crate::service::records::write_atomic;
 
 /// What is known of one pool.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -136,4 +135,17 @@ pub fn pid_alive(pid: u32) -> bool {
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Writes `data` to `path` atomically (temporary file, fsync, rename): a reader sees the old
+/// content or the new, never a part; a crash leaves one of them.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    let mut f = File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

@@ -196,7 +196,7 @@ impl CacheSpec {
 
     /// The cache size in bytes (the spec was validated when parsed).
     pub fn size_bytes(&self) -> u64 {
-        self.size.as_deref().and_then(|s| crate::pool::spec::parse_size("cache.size", s).ok()).unwrap_or(DEFAULT_CACHE_SIZE)
+        self.size.as_deref().and_then(|s| parse_size(s).ok()).unwrap_or(DEFAULT_CACHE_SIZE)
     }
 }
 
@@ -268,7 +268,7 @@ impl TryFrom<RawInstance> for InstanceSpec {
             return Err("cache.dirty_ratio: must be a share of the cache, above 0 and at most 1".into());
         }
         if let Some(size) = &raw.cache.size {
-            crate::pool::spec::parse_size("cache.size", size).map_err(|e| e.to_string())?;
+            parse_size(size).map_err(|why| format!("cache.size {size:?}: {why}"))?;
         }
         Ok(InstanceSpec { backend: raw.backend, branches: raw.branches, cache: raw.cache })
     }
@@ -316,6 +316,27 @@ impl InstanceSpec {
     pub fn lowers(&self) -> impl Iterator<Item = &BranchSpec> {
         self.branches.iter().filter(|b| b.mode == BranchMode::Ro)
     }
+}
+
+/// Parses `2G`, `512M`, `64k`, `1024` (bytes; binary units, above 0); the error says why not.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| "expected a number with an optional unit K, M, G or T".to_string())?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        u => return Err(format!("unknown unit {u:?} (use K, M, G or T)")),
+    };
+    let v = n.checked_mul(mult).ok_or_else(|| "too large".to_string())?;
+    if v == 0 {
+        return Err("must be more than 0".into());
+    }
+    Ok(v)
 }
 
 /// Parses a YAML document from `origin`; errors name the file, line, column and field path.
