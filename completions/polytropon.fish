@@ -135,9 +135,9 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l ceph-con
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l ceph-id -d 'The CephFS client id (`admin` for client.admin)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l ceph-fs -d 'The CephFS file system (default: the cluster\'s default)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l cache -l cache-mode -d 'Cache mode (overrides the spec): `kernel` page cache, `direct` I/O, or `writethrough` (the pool\'s own cache in the service\'s memory)' -r -f -a "kernel\t'Kernel page cache with attribute/entry timeouts, and FUSE passthrough (or the writeback cache) for file data'
-direct\t'Direct I/O: the only cache is the backend client\'s'
-writethrough\t'The pool\'s own cache: file data in the service\'s memory (`--cache-size`), written through to the backend; no kernel page cache (local backend)'
-writeback\t'As `writethrough`, but writes stay in the pool\'s cache until its own threads write them back (after 5 s, past half the dirty limit, at fsync and close)'"
+direct\t'Direct I/O: no kernel page cache; only the backend client caches'
+writethrough\t'The pool\'s own cache: file data in the service\'s memory (a block cache of `size`, shared by the service\'s instances, keyed by backend file), written through to the backend; the FUSE path uses direct I/O so the kernel\'s page cache holds none of it (local backend)'
+writeback\t'The pool\'s own cache as in `writethrough`, but writes stay in it, dirty, until the service\'s threads write them back (`dirty_ratio`, `dirty_expire`, `writeback_interval`; fsync and close write a file back at once)'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l cache-size -d 'Size of the service\'s cache in `writethrough` mode (`256M`, `1G`, ...)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l timeout -d 'Attribute and entry timeout in seconds (overrides the spec)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F

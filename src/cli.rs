@@ -1,7 +1,7 @@
 //! The command-line surface: clap definitions only, no logic.
 //!
 //! Completions (`completions/`) and man pages (`man/`) are generated from these definitions;
-//! `tests/cli_docs.rs` fails when the checked-in files are stale.
+//! `tests/cli.rs` fails when the checked-in files are stale (`POLYTROPON_BLESS=1` rewrites them).
 
 use std::path::PathBuf;
 
@@ -239,21 +239,8 @@ pub enum BackendKind {
     Cephfs,
 }
 
-/// Cache configuration of a mount.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum CacheMode {
-    /// Kernel page cache with attribute/entry timeouts, and FUSE passthrough (or the
-    /// writeback cache) for file data.
-    Kernel,
-    /// Direct I/O: the only cache is the backend client's.
-    Direct,
-    /// The pool's own cache: file data in the service's memory (`--cache-size`), written
-    /// through to the backend; no kernel page cache (local backend).
-    Writethrough,
-    /// As `writethrough`, but writes stay in the pool's cache until its own threads write
-    /// them back (after 5 s, past half the dirty limit, at fsync and close).
-    Writeback,
-}
+/// Cache configuration of a mount: the spec's own type (one name for one concept).
+pub use crate::spec::CacheMode;
 
 #[derive(Debug, Args)]
 pub struct MountArgs {

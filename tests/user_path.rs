@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{union, Scratch};
-use polytropon::service::shm::{BackDriver, Served};
+use polytropon::service::shm::{BackDriver, UserInstance};
 use polytropon_ipc::client::Client;
 use polytropon_ipc::segment::Geometry;
 use polytropon_ipc::{Descriptor, Op, WireAttr};
@@ -183,7 +183,7 @@ fn a_client_on_its_workers_cpu_is_served_right() {
     let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
     std::fs::write(lower.join("seed"), b"12345").expect("seed");
     let fs = union(&lower, &upper);
-    let table = Arc::new(std::sync::RwLock::new(vec![Some(Served { fs, stats: Arc::default(), kernel: None })]));
+    let table = Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None })]));
     let driver = BackDriver::start_table(table, GEOMETRY, &[0], None).expect("back driver");
     let shmid = driver.shmid();
     std::thread::spawn(move || {

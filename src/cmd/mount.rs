@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use polytropon::cli::{BackendKind, CacheMode, MountArgs};
+use polytropon::cli::{BackendKind, MountArgs};
 use polytropon::instance;
 use polytropon::service::fuse::{self, FuseConfig};
 use polytropon::service::records::{mount_file, MountRecord};
-use polytropon::spec::{self, BackendSpec, BranchMode, BranchSpec, CacheSpec, CephSpec, InstanceSpec};
+use polytropon::spec::{BackendSpec, BranchMode, BranchSpec, CacheSpec, CephSpec, InstanceSpec};
 
 
 /// Tells a detached daemon where its log goes, for its mount record.
@@ -42,12 +42,7 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
         }
     };
     if let Some(mode) = args.cache {
-        spec.cache.mode = match mode {
-            CacheMode::Kernel => spec::CacheMode::Kernel,
-            CacheMode::Direct => spec::CacheMode::Direct,
-            CacheMode::Writethrough => spec::CacheMode::Writethrough,
-            CacheMode::Writeback => spec::CacheMode::Writeback,
-        };
+        spec.cache.mode = mode;
     }
     if let Some(size) = &args.cache_size {
         polytropon::pool::spec::parse_size("--cache-size", size)?;

@@ -314,7 +314,7 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
     }
     env.apply(config.env.iter().chain(&req.env))?;
     let library = match served {
-        Some(control::Served { instance, shmid }) => {
+        Some(control::UserPathAddress { instance, shmid }) => {
             let lib_inside = format!("{}/{}", rootfs::PRELOAD_DIR, crate::frontend::LIBRARY);
             let preload = match env.get("LD_PRELOAD") {
                 Some(old) if !old.is_empty() => format!("{lib_inside} {old}"),

@@ -123,7 +123,7 @@ pub struct UserPath {
 /// Where a mountpoint is served on the user-level path (the answer to `Mount` and
 /// `Instance`).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Served {
+pub struct UserPathAddress {
     /// Its index in the filesystem table (`Descriptor::instance`).
     pub instance: u32,
     /// The pool's SysV segment.
@@ -137,7 +137,7 @@ pub struct Response {
     pub error: Option<String>,
     pub stats: Option<ServiceStats>,
     #[serde(default)]
-    pub served: Option<Served>,
+    pub served: Option<UserPathAddress>,
 }
 
 impl Response {
@@ -149,7 +149,7 @@ impl Response {
         Response { ok: false, error: Some(e.to_string()), ..Response::default() }
     }
 
-    pub fn served(s: Served) -> Self {
+    pub fn served(s: UserPathAddress) -> Self {
         Response { ok: true, served: Some(s), ..Response::default() }
     }
 }

@@ -69,7 +69,8 @@ pub fn recorded_mounts(pools: &Pools, pool: &str) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-struct Served {
+/// A mount the service serves: its spec, its FUSE session and its user-level index.
+struct Mount {
     spec: InstanceSpec,
     mount: Mounted,
     /// Index in the user-level path's instance table.
@@ -82,7 +83,7 @@ struct Service {
     pools: Pools,
     pool: String,
     started: u64,
-    table: Mutex<BTreeMap<PathBuf, Served>>,
+    table: Mutex<BTreeMap<PathBuf, Mount>>,
     /// Mountpoints being mounted (outside the table's lock, so that mounts proceed together).
     pending: Mutex<std::collections::BTreeSet<PathBuf>>,
     /// Set once the service stops: no mount is added after the table is torn down.
@@ -117,7 +118,7 @@ fn threads() -> Vec<ThreadInfo> {
 }
 
 impl Service {
-    fn save_table(&self, table: &BTreeMap<PathBuf, Served>) {
+    fn save_table(&self, table: &BTreeMap<PathBuf, Mount>) {
         let spec = ServiceSpec {
             instances: table.iter().map(|(m, s)| TableEntry { mountpoint: m.clone(), spec: s.spec.clone(), instance: Some(s.instance) }).collect(),
         };
@@ -175,7 +176,7 @@ impl Service {
         }
         let user = Arc::new(OpStats::default());
         let instance = {
-            let entry = Some(shm::Served { fs, stats: user.clone(), kernel: mount.kernel_cache() });
+            let entry = Some(shm::UserInstance { fs, stats: user.clone(), kernel: mount.kernel_cache() });
             let mut t = self.instances.write().unwrap_or_else(|p| p.into_inner());
             if let Some(w) = want.filter(|w| (*w as usize) < MAX_INSTANCES) {
                 if t.len() <= w as usize {
@@ -194,7 +195,7 @@ impl Service {
             }
         };
         info!("serving {} (instance {instance})", mp.display());
-        table.insert(mp, Served { spec, mount, instance, user });
+        table.insert(mp, Mount { spec, mount, instance, user });
         self.save_table(&table);
         Ok(instance)
     }
@@ -310,7 +311,7 @@ const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads one request from `conn` and answers it.
 fn answer(svc: &Service, conn: &std::os::unix::net::UnixStream, stop_tx: &mpsc::Sender<&'static str>) {
-    let served = |instance| Response::served(control::Served { instance, shmid: svc.shmid });
+    let served = |instance| Response::served(control::UserPathAddress { instance, shmid: svc.shmid });
     let resp = match control::read_request(conn) {
         Err(e) => Response::err(e),
         Ok(Request::Mount { mountpoint, spec }) => svc.mount(&mountpoint, spec, None).map_or_else(|e| Response::err(format!("{e:#}")), served),

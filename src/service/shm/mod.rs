@@ -50,21 +50,21 @@ pub trait KernelCache: Send + Sync {
 
 /// One instance served on the user-level path, with its request counters.
 #[derive(Clone)]
-pub struct Served {
+pub struct UserInstance {
     pub fs: Arc<dyn FileSystem>,
     pub stats: Arc<OpStats>,
     /// The FUSE mount of the same instance, if any.
     pub kernel: Option<Arc<dyn KernelCache>>,
 }
 
-impl std::fmt::Debug for Served {
+impl std::fmt::Debug for UserInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Served").field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("UserInstance").field("stats", &self.stats).finish_non_exhaustive()
     }
 }
 
 /// The instances a back driver serves, by the index descriptors name.
-pub type InstanceTable = std::sync::RwLock<Vec<Option<Served>>>;
+pub type InstanceTable = std::sync::RwLock<Vec<Option<UserInstance>>>;
 
 /// Backlog of a queue at which its worker calls in a helper thread.
 const BACKLOG_HELP: u64 = 4;
@@ -132,7 +132,7 @@ fn neg(e: io::Error) -> i64 {
 impl BackDriver {
     /// A back driver serving the single instance `fs` (as instance 0).
     pub fn start(fs: Arc<dyn FileSystem>, g: Geometry) -> io::Result<BackDriver> {
-        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(Served { fs, stats: Arc::default(), kernel: None })])), g, &[], None)
+        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None })])), g, &[], None)
     }
 
     /// Creates a segment of geometry `g` (in the caller's IPC namespace, mode 0600) and starts
@@ -257,7 +257,7 @@ struct PathCaches {
     by_instance: rustc_hash::FxHashMap<u32, (Arc<dyn FileSystem>, PathCache)>,
 }
 
-fn instance(table: &InstanceTable, i: u32) -> Option<Served> {
+fn instance(table: &InstanceTable, i: u32) -> Option<UserInstance> {
     let t = table.read().unwrap_or_else(|p| p.into_inner());
     t.get(i as usize).and_then(|f| f.clone())
 }
@@ -364,7 +364,7 @@ fn sweep(sh: &Shared, live: &mut owners::Liveness) {
     }
     let ctx = Context::current();
     for held in sh.owners.take(&dead) {
-        let Some(Served { fs, .. }) = instance(&sh.table, held.instance) else { continue };
+        let Some(UserInstance { fs, .. }) = instance(&sh.table, held.instance) else { continue };
         let released = if held.dir {
             fs.releasedir(&ctx, held.inode, held.handle)
         } else {
@@ -466,7 +466,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
         }
         match decode(d, &limits) {
             Ok(req) => {
-                let Some(Served { fs, stats, kernel }) = instance(table, req.instance) else {
+                let Some(UserInstance { fs, stats, kernel }) = instance(table, req.instance) else {
                     complete(&seg, req.client, req.seq, -i64::from(libc::ENODEV), [0; 4]);
                     continue;
                 };

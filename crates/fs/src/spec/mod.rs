@@ -111,11 +111,14 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// Kernel-side caching of the FUSE legacy path.
+/// How a mount caches file data: the kernel's page cache, none, or the pool's own cache.
+/// (With the `cli` feature it is also the `mount --cache` value, its help these comments.)
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum CacheMode {
-    /// Page cache, attribute/entry timeouts, writeback caching.
+    /// Kernel page cache with attribute/entry timeouts, and FUSE passthrough (or the
+    /// writeback cache) for file data.
     #[default]
     Kernel,
     /// Direct I/O: no kernel page cache; only the backend client caches.
