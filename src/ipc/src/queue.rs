@@ -163,16 +163,25 @@ impl<'a> Queue<'a> {
     /// garbage was written into its turn word, so that no consumer could ever take it and
     /// every request behind it would wait forever. The slot is handed to the next lap; a
     /// producer that was merely slow finds its publication refused ([`PushError::Skipped`])
-    /// and pushes again. Consumers call this only after the head has not moved for a while.
-    /// Returns whether the slot was skipped.
+    /// and pushes again. A turn word already a lap or more ahead is left alone: that slot was
+    /// taken or skipped meanwhile, and may hold the next lap's request. Consumers call this
+    /// only after the head has not moved for a while. Returns whether the slot was skipped.
     pub fn skip_head(&self, head: u64) -> bool {
         if self.head() != head || self.backlog() == 0 {
             return false;
         }
         let slot = self.slot(head);
         let seq = slot.seq.load(Ordering::Acquire);
-        if seq == head.wrapping_add(1) {
+        let ahead = seq.wrapping_sub(head);
+        if ahead == 1 {
             // Published meanwhile: a normal pop takes it.
+            return false;
+        }
+        if ahead >= self.slots.len() as u64 && (ahead as i64) > 0 {
+            // Already handed to a later lap: taken by a pop since `head` was read, or skipped
+            // by another consumer that has yet to move the dequeue position (which it will).
+            // A producer of that lap may have claimed and published it since: turning the
+            // word back would lose that request (found by the loom model).
             return false;
         }
         if slot.seq.compare_exchange(seq, head.wrapping_add(self.mask).wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed).is_err() {
@@ -185,6 +194,12 @@ impl<'a> Queue<'a> {
     pub fn backlog(&self) -> u64 {
         let e = self.header.enqueue.pos.load(Ordering::Relaxed);
         let d = self.header.dequeue.pos.load(Ordering::Relaxed);
-        e.wrapping_sub(d).min(self.slots.len() as u64)
+        // The two loads are not one snapshot: the enqueue position read may be older than the
+        // dequeue position read after it (nothing orders them), so the difference may be
+        // "negative". That is an empty queue, not a full one: `skip_head` would otherwise skip
+        // a slot nobody had claimed yet, moving the dequeue position past the enqueue
+        // position for good (found by the loom model).
+        let n = e.wrapping_sub(d);
+        if (n as i64) < 0 { 0 } else { n.min(self.slots.len() as u64) }
     }
 }
