@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use common::{union, Scratch};
 use polytropon::service::shm::BackDriver;
+use polytropon_ipc::args::OpenArg;
 use polytropon_ipc::client::Client;
 use polytropon_ipc::segment::Geometry;
 use polytropon_ipc::{Descriptor, Op, WireAttr};
@@ -89,7 +90,7 @@ fn hostile_paths_touch_nothing_outside() {
         "proccwd/outside".to_string(),
         format!("root/proc/self/root{abs}"),
     ];
-    let rdwr_creat = (libc::O_RDWR | libc::O_CREAT) as u32 as u64 | (0o666u64 << 32);
+    let rdwr_creat = OpenArg { flags: libc::O_RDWR | libc::O_CREAT, mode: 0o666 }.encode();
     for p in &prefixes {
         let secret = format!("{p}/secret");
         // Opening the secret, for reading or writing, never succeeds.
@@ -161,7 +162,7 @@ fn renames_racing_lookups_never_escape() {
     };
     // Another creates, writes and removes files and directories under `d` meanwhile.
     let mut c = Client::attach(shmid, 1).expect("attach");
-    let rdwr_creat = (libc::O_RDWR | libc::O_CREAT) as u32 as u64 | (0o644u64 << 32);
+    let rdwr_creat = OpenArg { flags: libc::O_RDWR | libc::O_CREAT, mode: 0o644 }.encode();
     let mut created = 0;
     for i in 0..3000 {
         let name = format!("d/f{i}");

@@ -26,6 +26,7 @@ use polytropon::libservice::{
 };
 use polytropon::service::shm::BackDriver;
 use polytropon::union::UnionFs;
+use polytropon_ipc::args::{MkdirArg, OpenArg};
 use polytropon_ipc::client::Client;
 use polytropon_ipc::{Descriptor, Op as WireOp, WireSetattr, E_FALLBACK, SET_GID, SET_MODE, SET_UID, STAT_NOFOLLOW};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
@@ -273,7 +274,7 @@ fn pair(a: &str, b: &str) -> (Vec<u8>, u64) {
 /// Opens `path` with `flags` (`mode` for a creation), runs `with` on the open file (inode,
 /// handle), and releases it.
 fn with_open(c: &mut Client, path: &str, flags: i32, mode: u32, with: impl FnOnce(&mut Client, u64, u64) -> Result<(), i32>) -> Result<(), i32> {
-    let aux = path_call(c, WireOp::OpenPath, path.as_bytes(), 0, u64::from(flags as u32) | (u64::from(mode) << 32))?;
+    let aux = path_call(c, WireOp::OpenPath, path.as_bytes(), 0, OpenArg { flags, mode }.encode())?;
     let r = with(c, aux[0], aux[1]);
     wire_call(c, WireOp::Release, Descriptor { inode: aux[0], handle: aux[1], ..Descriptor::default() }, &[])?;
     r
@@ -302,7 +303,7 @@ fn apply_user(c: &mut Client, op: &Op) -> Option<i32> {
             path_call(c, WireOp::Link, &buf, off, 0).map(|_| ())
         }
         Op::Unlink(path) => path_call(c, WireOp::UnlinkPath, path.as_bytes(), 0, 0).map(|_| ()),
-        Op::Mkdir(path, mode) => path_call(c, WireOp::Mkdir, path.as_bytes(), 0, u64::from(*mode) | (u64::from(umask) << 32)).map(|_| ()),
+        Op::Mkdir(path, mode) => path_call(c, WireOp::Mkdir, path.as_bytes(), 0, MkdirArg { mode: *mode, umask }.encode()).map(|_| ()),
         Op::Rmdir(path) => path_call(c, WireOp::Rmdir, path.as_bytes(), 0, 0).map(|_| ()),
         Op::Chmod(path, mode) => {
             let buf = [path.as_bytes(), &setattr(SET_MODE, *mode, 0, 0)].concat();

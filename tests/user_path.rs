@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use common::{union, Scratch};
 use polytropon::service::shm::{BackDriver, UserInstance};
+use polytropon_ipc::args::OpenArg;
 use polytropon_ipc::client::Client;
 use polytropon_ipc::segment::Geometry;
 use polytropon_ipc::{Descriptor, Op, WireAttr};
@@ -16,7 +17,7 @@ use polytropon_ipc::{Descriptor, Op, WireAttr};
 const GEOMETRY: Geometry = Geometry { queues: 2, slots: 64, clients: 16, buffer_size: 1 << 20 };
 
 fn open(c: &mut Client, path: &str, flags: i32, mode: u32) -> Result<(u64, u64), i32> {
-    let d = Descriptor { op: Op::OpenPath as u32, len: path.len() as u64, arg: (flags as u32 as u64) | (u64::from(mode) << 32), ..Descriptor::default() };
+    let d = Descriptor { op: Op::OpenPath as u32, len: path.len() as u64, arg: OpenArg { flags, mode }.encode(), ..Descriptor::default() };
     let r = c.call(d, path.as_bytes())?;
     Ok((r.aux[0], r.aux[1]))
 }

@@ -121,7 +121,7 @@ impl Client {
         // SAFETY: getpid cannot fail.
         let pid = unsafe { libc::getpid() } as u32;
         let ns = pid_namespace();
-        let me = (u64::from(ns) << 32) | u64::from(pid);
+        let me = crate::args::Owner { ns, pid }.encode();
         let claimed = |c: u32, h: &crate::segment::ClientHeader| {
             h.state.store(IDLE, Ordering::Release);
             // Sequence numbers far from the last owner's, whose late answers must not match.
@@ -141,7 +141,7 @@ impl Client {
             for c in 0..g.clients {
                 let Some(h) = seg.client(c) else { break };
                 let owner = h.owner.load(Ordering::Acquire);
-                let (owner_ns, owner_pid) = ((owner >> 32) as u32, owner as u32);
+                let crate::args::Owner { ns: owner_ns, pid: owner_pid } = crate::args::Owner::decode(owner);
                 if owner_ns == ns && owner_pid != pid && owner_pid != 0 && !alive(owner_pid) && h.owner.compare_exchange(owner, me, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                     return Ok(claimed(c, h));
                 }

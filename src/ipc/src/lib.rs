@@ -12,6 +12,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod args;
 #[cfg(not(loom))]
 pub mod client;
 pub mod queue;

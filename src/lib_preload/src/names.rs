@@ -5,6 +5,7 @@
 
 use std::ffi::c_int;
 
+use polytropon_ipc::args::{AccessArg, MkdirArg};
 use polytropon_ipc::{Descriptor, Op, WireSetattr, STAT_NOFOLLOW};
 
 use crate::client::{call, call_parts};
@@ -16,7 +17,7 @@ fn on_path(op: Op, t: &Target, arg: u64) -> Descriptor {
 }
 
 pub fn mkdir(t: &Target, mode: u32) -> Result<(), c_int> {
-    let arg = u64::from(mode & 0o7777) | (u64::from(crate::config::umask()) << 32);
+    let arg = MkdirArg { mode, umask: crate::config::umask() }.encode();
     call(on_path(Op::Mkdir, t, arg), t.rel(), None).map(drop)
 }
 
@@ -61,7 +62,7 @@ pub fn readlink(t: &Target, out: &mut [u8]) -> Result<usize, c_int> {
 }
 
 pub fn access(t: &Target, mode: c_int, flags: c_int) -> Result<(), c_int> {
-    let arg = u64::from(mode as u32) | (u64::from(flags as u32) << 32);
+    let arg = AccessArg { mode, flags }.encode();
     call(on_path(Op::Access, t, arg), t.rel(), None).map(drop)
 }
 

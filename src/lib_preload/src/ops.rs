@@ -4,6 +4,7 @@
 use std::ffi::c_int;
 use std::sync::atomic::Ordering;
 
+use polytropon_ipc::args::OpenArg;
 use polytropon_ipc::{Descriptor, Op, WireAttr, WireSetattr, STAT_NOFOLLOW, WRITE_APPEND};
 
 use crate::client::call;
@@ -35,7 +36,7 @@ pub fn open(t: &Target, flags: c_int, mode: u32) -> Result<c_int, c_int> {
         instance: t.instance,
         inode: t.base,
         len: rel.len() as u64,
-        arg: u64::from(flags as u32) | (u64::from(mode) << 32),
+        arg: OpenArg { flags, mode }.encode(),
         ..Descriptor::default()
     };
     // The descriptor and slot first: with the tables full, the kernel makes this open alone.

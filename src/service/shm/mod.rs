@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use polytropon_ipc::args::OpenArg;
 use polytropon_ipc::client::complete;
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
 use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, WireSetattr, E_FALLBACK, FLAG_NEAR, FLAG_NO_REPLY, STAT_NOFOLLOW, WRITE_APPEND, WRITE_STREAMED};
@@ -730,8 +731,7 @@ fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut
             let p = path(buf);
             let w = walk(fs, ctx, r.inode, &p, held, dirs)?;
             let (dir, name) = (w.dir, w.name);
-            let flags = (r.arg & 0xffff_ffff) as i32;
-            let mode = (r.arg >> 32) as u32;
+            let OpenArg { flags, mode } = OpenArg::decode(r.arg);
             if let Some(opened) = open_pinned(fs, ctx, &w, flags, dirs, kernel) {
                 return opened;
             }

@@ -7,6 +7,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 
+use polytropon_ipc::args::{AccessArg, MkdirArg};
 use polytropon_ipc::segment::Segment;
 use polytropon_ipc::{Op, Request, WireSetattr, SET_ATIME, SET_GID, SET_MODE, SET_MTIME, SET_SIZE, SET_UID, STAT_NOFOLLOW};
 
@@ -88,8 +89,8 @@ pub(super) fn run(c: &mut Call<'_>, buf: &mut [u8]) -> Option<io::Result<(i64, [
         Op::Readlink => readlink(c, buf),
         Op::Access => {
             let p = c.data(buf);
-            let flags = (r.arg >> 32) as i32;
-            c.target(r.inode, &p, flags & libc::AT_SYMLINK_NOFOLLOW == 0).and_then(|e| c.fs.access(c.ctx, e.inode, (r.arg & 0xffff_ffff) as i32)).map(|()| (0, [0; 4]))
+            let a = AccessArg::decode(r.arg);
+            c.target(r.inode, &p, a.flags & libc::AT_SYMLINK_NOFOLLOW == 0).and_then(|e| c.fs.access(c.ctx, e.inode, a.mode)).map(|()| (0, [0; 4]))
         }
         Op::SetattrPath => setattr_path(c, buf),
         _ => return None,
@@ -100,8 +101,7 @@ pub(super) fn run(c: &mut Call<'_>, buf: &mut [u8]) -> Option<io::Result<(i64, [
 fn mkdir(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4])> {
     let p = c.data(buf);
     let w = walk(c.fs, c.ctx, c.r.inode, &p, c.held, c.dirs)?;
-    let mode = (c.r.arg & 0o7777) as u32;
-    let umask = ((c.r.arg >> 32) & 0o777) as u32;
+    let MkdirArg { mode, umask } = MkdirArg::decode(c.r.arg);
     let e = c.fs.mkdir(c.ctx, w.dir, w.name, mode, umask)?;
     c.forget_new(e);
     c.inval_entry(w.dir, w.name);

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use polytropon_ipc::args::Owner;
 use rustc_hash::FxHashMap;
 
 use crate::libservice::Inode;
@@ -125,7 +126,7 @@ fn owner_of(host_pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{host_pid}/status")).ok()?;
     // The innermost pid: the last number on the NSpid line.
     let inner = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?.split_whitespace().last()?.parse::<u32>().ok()?;
-    Some((u64::from(ns) << 32) | u64::from(inner))
+    Some(Owner { ns, pid: inner }.encode())
 }
 
 /// Tells which owners are gone. Owners in this service's pid namespace are checked with
@@ -146,7 +147,7 @@ impl Liveness {
         let mut unknown = Vec::new();
         let mut seen = HashSet::new();
         for o in owners {
-            let (ns, pid) = ((o >> 32) as u32, o as u32);
+            let Owner { ns, pid } = Owner::decode(o);
             if ns == 0 || pid == 0 || !seen.insert(o) {
                 continue;
             }
@@ -234,14 +235,14 @@ mod tests {
 
     #[test]
     fn this_process_is_alive_and_a_reaped_child_is_gone() {
-        let ns = u64::from(pid_ns("/proc/self/ns/pid").expect("pid namespace"));
-        let me = (ns << 32) | u64::from(std::process::id());
+        let ns = pid_ns("/proc/self/ns/pid").expect("pid namespace");
+        let me = Owner { ns, pid: std::process::id() }.encode();
         let mut child = std::process::Command::new("true").spawn().expect("spawn");
         let pid = child.id();
         child.wait().expect("wait");
-        let dead_child = (ns << 32) | u64::from(pid);
+        let dead_child = Owner { ns, pid }.encode();
         // A process of a namespace that does not exist is gone too (found by the /proc scan).
-        let foreign = (u64::from(u32::MAX - 1) << 32) | 1;
+        let foreign = Owner { ns: u32::MAX - 1, pid: 1 }.encode();
         let mut live = Liveness::default();
         let dead = live.gone([me, dead_child, foreign, 0]);
         assert!(!dead.contains(&me));
