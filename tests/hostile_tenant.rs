@@ -317,7 +317,7 @@ def done(m):
     return struct.unpack_from("q", m, 8)[0]
 
 READER = r'''
-import mmap, os, struct, sys
+import mmap, os, struct, sys, time
 d, shared, role, me = sys.argv[1:5]
 os.chdir(d)
 f = open(shared, "r+b"); m = mmap.mmap(f.fileno(), 16)
@@ -326,6 +326,8 @@ parent = os.getppid()
 while not struct.unpack_from("q", m, 8)[0] and os.getppid() == parent:
     want = struct.unpack_from("q", m, 0)[0]
     if want == 0:
+        # Nothing published yet: do not starve the pool's service by spinning.
+        time.sleep(0.001)
         continue
     try:
         if role == "read":
