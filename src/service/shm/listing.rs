@@ -5,9 +5,9 @@
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 
-use polytropon_ipc::{push_dirent, Op, WireStatfs};
+use polytropon_ipc::{push_dirent, WireStatfs};
 
-use super::namespace::Call;
+use super::call::{Call, Reply};
 use crate::libservice::{FileKind, StatFs, ROOT_INODE};
 
 fn errno(e: i32) -> io::Error {
@@ -37,30 +37,28 @@ fn batch(room: usize) -> usize {
     (room / polytropon_ipc::dirent_len(1)).clamp(1, 4096)
 }
 
-/// Runs one listing request; `None` when `r.op` is not one.
-pub(super) fn run(c: &mut Call<'_>, buf: &mut [u8]) -> Option<io::Result<(i64, [u64; 4])>> {
+/// Opens a directory the client holds open through the kernel, for listing; aux: the handle.
+pub(super) fn opendir(c: &mut Call<'_>) -> io::Result<Reply> {
+    // The directory must be one the instance knows (the client holds it open through the
+    // kernel); a stale or made-up inode is refused by the libservice.
     let r = *c.r;
-    let res = match r.op {
-        Op::Opendir => {
-            // The directory must be one the instance knows (the client holds it open through
-            // the kernel); a stale or made-up inode is refused by the libservice.
-            let a = c.fs.getattr(c.ctx, r.inode, None);
-            match a {
-                Ok(a) if a.kind() != FileKind::Directory => Err(errno(libc::ENOTDIR)),
-                Ok(_) => c.fs.opendir(c.ctx, r.inode, libc::O_RDONLY).map(|h| (0, [h, 0, 0, 0])),
-                Err(e) => Err(e),
-            }
-        }
-        Op::Readdir => readdir(c, r.len as usize),
-        Op::Releasedir => c.fs.releasedir(c.ctx, r.inode, r.handle).map(|()| (0, [0; 4])),
-        Op::Statfs => statfs(c, buf),
-        _ => return None,
-    };
-    Some(res)
+    if c.fs.getattr(c.ctx, r.inode, None)?.kind() != FileKind::Directory {
+        return Err(errno(libc::ENOTDIR));
+    }
+    let h = c.fs.opendir(c.ctx, r.inode, libc::O_RDONLY)?;
+    Ok((0, [h, 0, 0, 0]))
 }
 
-fn readdir(c: &mut Call<'_>, room: usize) -> io::Result<(i64, [u64; 4])> {
+/// Ends a listing handle.
+pub(super) fn releasedir(c: &mut Call<'_>) -> io::Result<Reply> {
+    c.fs.releasedir(c.ctx, c.r.inode, c.r.handle)?;
+    Ok((0, [0; 4]))
+}
+
+/// Entries of a listing handle after a cookie, as `linux_dirent64` records.
+pub(super) fn readdir(c: &mut Call<'_>) -> io::Result<Reply> {
     let r = *c.r;
+    let room = r.len as usize;
     let entries = c.fs.readdir(c.ctx, r.inode, r.handle, r.offset, batch(room))?;
     let mut out = vec![0u8; room];
     let mut used = 0;
@@ -81,7 +79,8 @@ fn readdir(c: &mut Call<'_>, room: usize) -> io::Result<(i64, [u64; 4])> {
     Ok((used as i64, [0; 4]))
 }
 
-fn statfs(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4])> {
+/// Filesystem statistics of the instance holding a path (or an inode).
+pub(super) fn statfs(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let r = *c.r;
     let inode = if r.len == 0 {
         // No path: the inode named, 0 being the instance's root.

@@ -7,21 +7,22 @@
 //! inodes or handles are the libservice's `EBADF`.
 
 use std::ffi::OsStr;
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use polytropon_ipc::args::OpenArg;
 use polytropon_ipc::client::complete;
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
-use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, WireSetattr, E_FALLBACK, FLAG_NEAR, FLAG_NO_REPLY, STAT_NOFOLLOW, WRITE_APPEND, WRITE_STREAMED};
+use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, E_FALLBACK, FLAG_NEAR, FLAG_NO_REPLY};
 use tracing::{debug, warn};
 
-use crate::libservice::{open_or_create, Attr, Context, FileKind, FileSystem, Inode, Opened, SetAttr, ROOT_INODE};
+use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, ROOT_INODE};
 use crate::service::stats::{OpStats, Timer};
 
+mod call;
+mod files;
 mod listing;
 mod namespace;
 mod paths;
@@ -29,6 +30,7 @@ mod placement;
 mod owners;
 mod sentinel;
 pub use owners::MAX_OPEN_PER_PROCESS;
+use call::{Call, Reply};
 use paths::PathCache;
 
 /// How long a claimed but unpublished slot may block the head of a queue before a worker
@@ -623,7 +625,7 @@ fn pin_or_hold(fs: &dyn FileSystem, w: Walked<'_>, ino: Inode, kind: FileKind, h
 
 fn execute(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], dirs: &mut PathCache, kernel: Option<&dyn KernelCache>) -> (i64, [u64; 4]) {
     let mut held = Vec::new();
-    let out = run(seg, fs, ctx, r, buf, &mut held, dirs, kernel);
+    let out = dispatch(&mut Call { seg, fs, ctx, r, held: &mut held, dirs, kernel }, buf);
     for ino in held {
         fs.forget(ino, 1);
     }
@@ -722,195 +724,35 @@ fn fallback() -> io::Error {
     io::Error::from_raw_os_error(E_FALLBACK)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], held: &mut Vec<Inode>, dirs: &mut PathCache, kernel: Option<&dyn KernelCache>) -> io::Result<(i64, [u64; 4])> {
-    let len = r.len as usize;
-    let path = |buf: &mut [u8]| request_data(seg, r, buf);
-    match r.op {
-        Op::OpenPath => {
-            let p = path(buf);
-            let w = walk(fs, ctx, r.inode, &p, held, dirs)?;
-            let (dir, name) = (w.dir, w.name);
-            let OpenArg { flags, mode } = OpenArg::decode(r.arg);
-            if let Some(opened) = open_pinned(fs, ctx, &w, flags, dirs, kernel) {
-                return opened;
-            }
-            let (inode, handle) = match open_or_create(fs, ctx, dir, name, mode, 0, flags)? {
-                Opened::Existing(e) => {
-                    // Regular files only: directories, symlinks to follow, fifos and devices
-                    // are the kernel's.
-                    if e.attr.kind() != FileKind::Regular {
-                        fs.forget(e.inode, 1);
-                        return Err(fallback());
-                    }
-                    match fs.open(ctx, e.inode, flags & !(libc::O_CREAT | libc::O_EXCL)) {
-                        Ok(h) => {
-                            if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
-                                inval_inode(kernel, e.inode, 0, 0);
-                            }
-                            (e.inode, h)
-                        }
-                        Err(err) => {
-                            fs.forget(e.inode, 1);
-                            return Err(err);
-                        }
-                    }
-                }
-                Opened::Created(e, h) => {
-                    // The kernel may hold a negative entry for the name.
-                    inval_entry(kernel, dir, name);
-                    (e.inode, h)
-                }
-            };
-            // The final inode's reference stays until Release; the path cache pins the file
-            // with a reference of its own, so reopening it finds it without a backend lookup.
-            if w.key.as_ref().is_some_and(|k| !dirs.pinned(fs, k)) {
-                if let Ok(again) = fs.lookup(ctx, dir, name) {
-                    if again.inode == inode {
-                        pin_or_hold(fs, w, again.inode, again.attr.kind(), held, dirs);
-                    } else {
-                        held.push(again.inode);
-                    }
-                }
-            }
-            Ok((0, [inode, handle, 0, 0]))
-        }
-        Op::StatPath => {
-            let p = path(buf);
-            let w = walk(fs, ctx, r.inode, &p, held, dirs)?;
-            let e = fs.lookup(ctx, w.dir, w.name)?;
-            pin_or_hold(fs, w, e.inode, e.attr.kind(), held, dirs);
-            if e.attr.kind() == FileKind::Symlink && r.arg & STAT_NOFOLLOW == 0 {
-                return Err(fallback());
-            }
-            let bytes = wire(&e.attr).to_bytes();
-            seg.write_data(r.client, &bytes);
-            Ok((bytes.len() as i64, [e.inode, 0, 0, 0]))
-        }
-        Op::UnlinkPath => {
-            let p = path(buf);
-            let w = walk(fs, ctx, r.inode, &p, held, dirs)?;
-            let (dir, name) = (w.dir, w.name);
-            let victim = victim(fs, ctx, kernel, dir, name, held);
-            fs.unlink(ctx, dir, name)?;
-            if let Some(key) = &w.key {
-                dirs.unpin(fs, key);
-            }
-            inval_entry(kernel, dir, name);
-            if let Some(ino) = victim {
-                inval_inode(kernel, ino, -1, 0);
-            }
-            Ok((0, [0; 4]))
-        }
-        Op::Getattr => {
-            let a = fs.getattr(ctx, r.inode, Some(r.handle))?;
-            let bytes = wire(&a).to_bytes();
-            seg.write_data(r.client, &bytes);
-            Ok((bytes.len() as i64, [0; 4]))
-        }
-        Op::Read => {
-            // SAFETY: one request per client at a time (the client waits for its reply, and
-            // a client that does not only garbles its own buffer); the libservice hands the
-            // slice to the kernel (preadv into it) or copies into it with a raw copy (the
-            // local backend's block cache), and never reads it. `len` was bounded by the
-            // buffer size in `decode`.
-            let Some(shm) = (unsafe { seg.client_buffer(r.client) }) else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
-            let n = fs.read(ctx, r.inode, r.handle, &mut [IoSliceMut::new(&mut shm[..len])], r.offset)?;
-            Ok((n.min(len) as i64, [0; 4]))
-        }
-        Op::Write => {
-            // SAFETY: as for Read; the libservice passes the bytes to the kernel (pwritev),
-            // so a client racing its own buffer only changes what it writes.
-            let Some(shm) = (unsafe { seg.client_buffer(r.client) }) else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
-            let n = len;
-            let buf = &shm[..len];
-            // An append finds the end and writes there as one step: appenders served by other
-            // workers at the same moment wait (the write-back cache, unlike a backing file
-            // opened O_APPEND, writes where it is told).
-            let _append = (r.arg & WRITE_APPEND != 0).then(|| APPENDS.lock().unwrap_or_else(|p| p.into_inner()));
-            let at = if r.arg & WRITE_APPEND != 0 { fs.getattr(ctx, r.inode, Some(r.handle))?.size } else { r.offset };
-            if at.checked_add(n as u64).is_none_or(|end| end > i64::MAX as u64) {
-                return Err(io::Error::from_raw_os_error(libc::EFBIG));
-            }
-            let w = if r.arg & WRITE_STREAMED != 0 && r.arg & WRITE_APPEND == 0 {
-                streamed_write(seg, fs, ctx, r, buf, at)?
-            } else {
-                fs.write(ctx, r.inode, r.handle, &[IoSlice::new(&buf[..n])], at)?
-            };
-            inval_inode(kernel, r.inode, at as i64, w as i64);
-            Ok((w as i64, [at + w as u64, 0, 0, 0]))
-        }
-        Op::Release => {
-            // The handle's holder was checked, and `r.inode` is the one it was opened on.
-            fs.release(ctx, r.inode, r.handle)?;
-            fs.forget(r.inode, 1);
-            Ok((0, [0; 4]))
-        }
-        Op::Truncate => {
-            let set = SetAttr { size: Some(r.arg), ..SetAttr::default() };
-            fs.setattr(ctx, r.inode, Some(r.handle), &set)?;
-            inval_inode(kernel, r.inode, 0, 0);
-            Ok((0, [0; 4]))
-        }
-        Op::Setattr => {
-            let mut b = [0u8; std::mem::size_of::<WireSetattr>()];
-            if seg.read_data(r.client, len, &mut b) != b.len() {
-                return Err(io::Error::from_raw_os_error(libc::EINVAL));
-            }
-            let set = namespace::setattr_of(&WireSetattr::from_bytes(&b))?;
-            if !set.is_empty() {
-                fs.setattr(ctx, r.inode, Some(r.handle), &set)?;
-                inval_inode(kernel, r.inode, -1, 0);
-            }
-            Ok((0, [0; 4]))
-        }
-        Op::Getxattr | Op::Listxattr => {
-            let value = if r.op == Op::Getxattr {
-                let name = path(buf);
-                xattr_name(&name)?;
-                fs.getxattr(ctx, r.inode, OsStr::from_bytes(&name))?
-            } else {
-                let mut list = Vec::new();
-                for n in fs.listxattr(ctx, r.inode)? {
-                    list.extend_from_slice(n.as_bytes());
-                    list.push(0);
-                }
-                list
-            };
-            if r.arg != 0 {
-                if (r.arg as usize) < value.len() {
-                    return Err(io::Error::from_raw_os_error(libc::ERANGE));
-                }
-                if seg.write_data(r.client, &value) != value.len() {
-                    return Err(io::Error::from_raw_os_error(libc::E2BIG));
-                }
-            }
-            Ok((value.len() as i64, [0; 4]))
-        }
-        Op::Setxattr => {
-            let data = path(buf);
-            let (name, value) = data.split_at(r.offset as usize);
-            let value = value.strip_prefix(&[0]).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-            xattr_name(name)?;
-            fs.setxattr(ctx, r.inode, OsStr::from_bytes(name), value, r.arg as i32)?;
-            inval_inode(kernel, r.inode, -1, 0);
-            Ok((0, [0; 4]))
-        }
-        Op::Removexattr => {
-            let name = path(buf);
-            xattr_name(&name)?;
-            fs.removexattr(ctx, r.inode, OsStr::from_bytes(&name))?;
-            inval_inode(kernel, r.inode, -1, 0);
-            Ok((0, [0; 4]))
-        }
-        Op::Fsync => {
-            fs.fsync(ctx, r.inode, r.handle, r.arg != 0)?;
-            Ok((0, [0; 4]))
-        }
+/// What the back driver serves, op by op: the one table (the match is exhaustive, so a new
+/// op cannot be left out).
+fn dispatch(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
+    match c.r.op {
+        Op::OpenPath => files::open_path(c, buf),
+        Op::StatPath => files::stat_path(c, buf),
+        Op::UnlinkPath => files::unlink_path(c, buf),
+        Op::Getattr => files::getattr(c),
+        Op::Read => files::read(c),
+        Op::Write => files::write(c),
+        Op::Release => files::release(c),
+        Op::Truncate => files::truncate(c),
+        Op::Setattr => files::setattr(c),
+        Op::Getxattr | Op::Listxattr => files::xattr_value(c, buf),
+        Op::Setxattr => files::setxattr(c, buf),
+        Op::Removexattr => files::removexattr(c, buf),
+        Op::Fsync => files::fsync(c),
+        Op::Mkdir => namespace::mkdir(c, buf),
+        Op::Rmdir => namespace::rmdir(c, buf),
+        Op::Rename | Op::Link => namespace::rename_or_link(c, buf),
+        Op::Symlink => namespace::symlink(c, buf),
+        Op::Readlink => namespace::readlink(c, buf),
+        Op::Access => namespace::access(c, buf),
+        Op::SetattrPath => namespace::setattr_path(c, buf),
+        Op::Opendir => listing::opendir(c),
+        Op::Readdir => listing::readdir(c),
+        Op::Releasedir => listing::releasedir(c),
+        Op::Statfs => listing::statfs(c, buf),
+        // Inode-level calls: the user-level path works by path and never sends them.
         Op::Lookup | Op::Open | Op::Create | Op::Unlink => Err(io::Error::from_raw_os_error(libc::ENOSYS)),
-        _ => {
-            let mut call = namespace::Call { seg, fs, ctx, r, held, dirs, kernel };
-            namespace::run(&mut call, buf).or_else(|| listing::run(&mut call, buf)).unwrap_or_else(|| Err(io::Error::from_raw_os_error(libc::ENOSYS)))
-        }
     }
 }

@@ -8,11 +8,11 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 
 use polytropon_ipc::args::{AccessArg, MkdirArg};
-use polytropon_ipc::segment::Segment;
-use polytropon_ipc::{Op, Request, WireSetattr, SET_ATIME, SET_GID, SET_MODE, SET_MTIME, SET_SIZE, SET_UID, STAT_NOFOLLOW};
+use polytropon_ipc::{Op, WireSetattr, SET_ATIME, SET_GID, SET_MODE, SET_MTIME, SET_SIZE, SET_UID, STAT_NOFOLLOW};
 
-use super::{fallback, inval_entry, inval_inode, request_data, victim, walk, KernelCache, PathCache};
-use crate::libservice::{Context, Entry, FileKind, FileSystem, Inode, SetAttr, TimeUpdate, Timespec};
+use super::call::{Call, Reply};
+use super::{fallback, inval_inode, victim, walk};
+use crate::libservice::{FileKind, SetAttr, TimeUpdate, Timespec};
 
 fn errno(e: i32) -> io::Error {
     io::Error::from_raw_os_error(e)
@@ -41,64 +41,16 @@ pub(super) fn setattr_of(w: &WireSetattr) -> io::Result<SetAttr> {
     })
 }
 
-/// What one request needs from the worker that runs it.
-pub(super) struct Call<'a> {
-    pub seg: &'a Segment,
-    pub fs: &'a dyn FileSystem,
-    pub ctx: &'a Context,
-    pub r: &'a Request,
-    pub held: &'a mut Vec<Inode>,
-    pub dirs: &'a mut PathCache,
-    pub kernel: Option<&'a dyn KernelCache>,
+/// `faccessat` of a path (a final symbolic link followed unless `AT_SYMLINK_NOFOLLOW`).
+pub(super) fn access(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
+    let p = c.data(buf);
+    let a = AccessArg::decode(c.r.arg);
+    let e = c.target(c.r.inode, &p, a.flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+    c.fs.access(c.ctx, e.inode, a.mode)?;
+    Ok((0, [0; 4]))
 }
 
-impl Call<'_> {
-    pub(super) fn data(&self, buf: &mut [u8]) -> Vec<u8> {
-        request_data(self.seg, self.r, buf)
-    }
-
-    /// Looks up what `path` (relative to `base`) names; the reference is released with the
-    /// request. A symbolic link the call would follow is the kernel's.
-    pub(super) fn target(&mut self, base: Inode, path: &[u8], follow: bool) -> io::Result<Entry> {
-        let w = walk(self.fs, self.ctx, base, path, self.held, self.dirs)?;
-        let e = self.fs.lookup(self.ctx, w.dir, w.name)?;
-        self.held.push(e.inode);
-        if follow && e.attr.kind() == FileKind::Symlink {
-            return Err(fallback());
-        }
-        Ok(e)
-    }
-
-    fn inval_entry(&self, dir: Inode, name: &OsStr) {
-        inval_entry(self.kernel, dir, name);
-    }
-
-    fn forget_new(&self, e: Entry) {
-        self.fs.forget(e.inode, 1);
-    }
-}
-
-/// Runs one namespace request; `None` when `r.op` is not one.
-pub(super) fn run(c: &mut Call<'_>, buf: &mut [u8]) -> Option<io::Result<(i64, [u64; 4])>> {
-    let r = *c.r;
-    let res = match r.op {
-        Op::Mkdir => mkdir(c, buf),
-        Op::Rmdir => rmdir(c, buf),
-        Op::Rename | Op::Link => rename_or_link(c, buf),
-        Op::Symlink => symlink(c, buf),
-        Op::Readlink => readlink(c, buf),
-        Op::Access => {
-            let p = c.data(buf);
-            let a = AccessArg::decode(r.arg);
-            c.target(r.inode, &p, a.flags & libc::AT_SYMLINK_NOFOLLOW == 0).and_then(|e| c.fs.access(c.ctx, e.inode, a.mode)).map(|()| (0, [0; 4]))
-        }
-        Op::SetattrPath => setattr_path(c, buf),
-        _ => return None,
-    };
-    Some(res)
-}
-
-fn mkdir(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4])> {
+pub(super) fn mkdir(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let p = c.data(buf);
     let w = walk(c.fs, c.ctx, c.r.inode, &p, c.held, c.dirs)?;
     let MkdirArg { mode, umask } = MkdirArg::decode(c.r.arg);
@@ -108,7 +60,7 @@ fn mkdir(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4])> {
     Ok((0, [0; 4]))
 }
 
-fn rmdir(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4])> {
+pub(super) fn rmdir(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let p = c.data(buf);
     let w = walk(c.fs, c.ctx, c.r.inode, &p, c.held, c.dirs)?;
     c.fs.rmdir(c.ctx, w.dir, w.name)?;
@@ -116,7 +68,7 @@ fn rmdir(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4])> {
     Ok((0, [0; 4]))
 }
 
-fn rename_or_link(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4])> {
+pub(super) fn rename_or_link(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let r = *c.r;
     let data = c.data(buf);
     // `decode` checked 0 < offset < len.
@@ -156,7 +108,7 @@ fn rename_or_link(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4]
     Ok((0, [0; 4]))
 }
 
-fn symlink(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4])> {
+pub(super) fn symlink(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let data = c.data(buf);
     let (target, path) = data.split_at((c.r.offset as usize).min(data.len()));
     if target.contains(&0) {
@@ -169,7 +121,7 @@ fn symlink(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4])> {
     Ok((0, [0; 4]))
 }
 
-fn readlink(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4])> {
+pub(super) fn readlink(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let p = c.data(buf);
     let e = c.target(c.r.inode, &p, false)?;
     if e.attr.kind() != FileKind::Symlink {
@@ -180,7 +132,7 @@ fn readlink(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4])> {
     Ok((n as i64, [0; 4]))
 }
 
-fn setattr_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<(i64, [u64; 4])> {
+pub(super) fn setattr_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let data = c.data(buf);
     let (path, wire) = data.split_at((c.r.offset as usize).min(data.len()));
     let wire: &[u8; std::mem::size_of::<WireSetattr>()] = wire.try_into().map_err(|_| errno(libc::EINVAL))?;

@@ -1,0 +1,236 @@
+//! The back driver's file operations: open, stat and remove by path, and the calls on an
+//! open file (attributes, data, extended attributes, sync, release). One function per op;
+//! `dispatch` in the parent module is the table.
+
+use std::ffi::OsStr;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::unix::ffi::OsStrExt;
+
+use polytropon_ipc::args::OpenArg;
+use polytropon_ipc::{Op, WireSetattr, STAT_NOFOLLOW, WRITE_APPEND, WRITE_STREAMED};
+
+use super::call::{Call, Reply};
+use super::{fallback, inval_entry, inval_inode, namespace, open_pinned, pin_or_hold, streamed_write, victim, walk, wire, xattr_name, APPENDS};
+use crate::libservice::{open_or_create, FileKind, Opened, SetAttr};
+
+/// Opens (or creates) the regular file at a path; aux: inode, handle.
+pub(super) fn open_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
+    let (fs, ctx, r, kernel) = (c.fs, c.ctx, c.r, c.kernel);
+    let p = c.data(buf);
+    let w = walk(fs, ctx, r.inode, &p, c.held, c.dirs)?;
+    let (dir, name) = (w.dir, w.name);
+    let OpenArg { flags, mode } = OpenArg::decode(r.arg);
+    if let Some(opened) = open_pinned(fs, ctx, &w, flags, c.dirs, kernel) {
+        return opened;
+    }
+    let (inode, handle) = match open_or_create(fs, ctx, dir, name, mode, 0, flags)? {
+        Opened::Existing(e) => {
+            // Regular files only: directories, symlinks to follow, fifos and devices
+            // are the kernel's.
+            if e.attr.kind() != FileKind::Regular {
+                fs.forget(e.inode, 1);
+                return Err(fallback());
+            }
+            match fs.open(ctx, e.inode, flags & !(libc::O_CREAT | libc::O_EXCL)) {
+                Ok(h) => {
+                    if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
+                        inval_inode(kernel, e.inode, 0, 0);
+                    }
+                    (e.inode, h)
+                }
+                Err(err) => {
+                    fs.forget(e.inode, 1);
+                    return Err(err);
+                }
+            }
+        }
+        Opened::Created(e, h) => {
+            // The kernel may hold a negative entry for the name.
+            inval_entry(kernel, dir, name);
+            (e.inode, h)
+        }
+    };
+    // The final inode's reference stays until Release; the path cache pins the file
+    // with a reference of its own, so reopening it finds it without a backend lookup.
+    if w.key.as_ref().is_some_and(|k| !c.dirs.pinned(fs, k)) {
+        if let Ok(again) = fs.lookup(ctx, dir, name) {
+            if again.inode == inode {
+                pin_or_hold(fs, w, again.inode, again.attr.kind(), c.held, c.dirs);
+            } else {
+                c.held.push(again.inode);
+            }
+        }
+    }
+    Ok((0, [inode, handle, 0, 0]))
+}
+
+/// Attributes of what a path names, into the client's buffer; aux: its inode.
+pub(super) fn stat_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
+    let (seg, fs, ctx, r) = (c.seg, c.fs, c.ctx, c.r);
+    let p = c.data(buf);
+    let w = walk(fs, ctx, r.inode, &p, c.held, c.dirs)?;
+    let e = fs.lookup(ctx, w.dir, w.name)?;
+    pin_or_hold(fs, w, e.inode, e.attr.kind(), c.held, c.dirs);
+    if e.attr.kind() == FileKind::Symlink && r.arg & STAT_NOFOLLOW == 0 {
+        return Err(fallback());
+    }
+    let bytes = wire(&e.attr).to_bytes();
+    seg.write_data(r.client, &bytes);
+    Ok((bytes.len() as i64, [e.inode, 0, 0, 0]))
+}
+
+/// Removes the name at a path.
+pub(super) fn unlink_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
+    let (fs, ctx, r, kernel) = (c.fs, c.ctx, c.r, c.kernel);
+    let p = c.data(buf);
+    let w = walk(fs, ctx, r.inode, &p, c.held, c.dirs)?;
+    let (dir, name) = (w.dir, w.name);
+    let victim = victim(fs, ctx, kernel, dir, name, c.held);
+    fs.unlink(ctx, dir, name)?;
+    if let Some(key) = &w.key {
+        c.dirs.unpin(fs, key);
+    }
+    inval_entry(kernel, dir, name);
+    if let Some(ino) = victim {
+        inval_inode(kernel, ino, -1, 0);
+    }
+    Ok((0, [0; 4]))
+}
+
+/// Attributes of an open file, into the client's buffer.
+pub(super) fn getattr(c: &mut Call<'_>) -> io::Result<Reply> {
+    let (seg, fs, ctx, r) = (c.seg, c.fs, c.ctx, c.r);
+    let a = fs.getattr(ctx, r.inode, Some(r.handle))?;
+    let bytes = wire(&a).to_bytes();
+    seg.write_data(r.client, &bytes);
+    Ok((bytes.len() as i64, [0; 4]))
+}
+
+/// Reads an open file into the client's buffer.
+pub(super) fn read(c: &mut Call<'_>) -> io::Result<Reply> {
+    let (seg, fs, ctx, r) = (c.seg, c.fs, c.ctx, c.r);
+    let len = r.len as usize;
+    // SAFETY: one request per client at a time (the client waits for its reply, and
+    // a client that does not only garbles its own buffer); the libservice hands the
+    // slice to the kernel (preadv into it) or copies into it with a raw copy (the
+    // local backend's block cache), and never reads it. `len` was bounded by the
+    // buffer size in `decode`.
+    let Some(shm) = (unsafe { seg.client_buffer(r.client) }) else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
+    let n = fs.read(ctx, r.inode, r.handle, &mut [IoSliceMut::new(&mut shm[..len])], r.offset)?;
+    Ok((n.min(len) as i64, [0; 4]))
+}
+
+/// Writes the client's buffer to an open file (at its end for an append).
+pub(super) fn write(c: &mut Call<'_>) -> io::Result<Reply> {
+    let (seg, fs, ctx, r, kernel) = (c.seg, c.fs, c.ctx, c.r, c.kernel);
+    let len = r.len as usize;
+    // SAFETY: as for Read; the libservice passes the bytes to the kernel (pwritev),
+    // so a client racing its own buffer only changes what it writes.
+    let Some(shm) = (unsafe { seg.client_buffer(r.client) }) else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
+    let n = len;
+    let buf = &shm[..len];
+    // An append finds the end and writes there as one step: appenders served by other
+    // workers at the same moment wait (the write-back cache, unlike a backing file
+    // opened O_APPEND, writes where it is told).
+    let _append = (r.arg & WRITE_APPEND != 0).then(|| APPENDS.lock().unwrap_or_else(|p| p.into_inner()));
+    let at = if r.arg & WRITE_APPEND != 0 { fs.getattr(ctx, r.inode, Some(r.handle))?.size } else { r.offset };
+    if at.checked_add(n as u64).is_none_or(|end| end > i64::MAX as u64) {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    }
+    let w = if r.arg & WRITE_STREAMED != 0 && r.arg & WRITE_APPEND == 0 {
+        streamed_write(seg, fs, ctx, r, buf, at)?
+    } else {
+        fs.write(ctx, r.inode, r.handle, &[IoSlice::new(&buf[..n])], at)?
+    };
+    inval_inode(kernel, r.inode, at as i64, w as i64);
+    Ok((w as i64, [at + w as u64, 0, 0, 0]))
+}
+
+/// Ends a handle and its inode's reference.
+pub(super) fn release(c: &mut Call<'_>) -> io::Result<Reply> {
+    let (fs, ctx, r) = (c.fs, c.ctx, c.r);
+    // The handle's holder was checked, and `r.inode` is the one it was opened on.
+    fs.release(ctx, r.inode, r.handle)?;
+    fs.forget(r.inode, 1);
+    Ok((0, [0; 4]))
+}
+
+/// Sets the size of an open file.
+pub(super) fn truncate(c: &mut Call<'_>) -> io::Result<Reply> {
+    let (fs, ctx, r, kernel) = (c.fs, c.ctx, c.r, c.kernel);
+    let set = SetAttr { size: Some(r.arg), ..SetAttr::default() };
+    fs.setattr(ctx, r.inode, Some(r.handle), &set)?;
+    inval_inode(kernel, r.inode, 0, 0);
+    Ok((0, [0; 4]))
+}
+
+/// Changes attributes of an open file.
+pub(super) fn setattr(c: &mut Call<'_>) -> io::Result<Reply> {
+    let (seg, fs, ctx, r, kernel) = (c.seg, c.fs, c.ctx, c.r, c.kernel);
+    let len = r.len as usize;
+    let mut b = [0u8; std::mem::size_of::<WireSetattr>()];
+    if seg.read_data(r.client, len, &mut b) != b.len() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let set = namespace::setattr_of(&WireSetattr::from_bytes(&b))?;
+    if !set.is_empty() {
+        fs.setattr(ctx, r.inode, Some(r.handle), &set)?;
+        inval_inode(kernel, r.inode, -1, 0);
+    }
+    Ok((0, [0; 4]))
+}
+
+/// One extended attribute's value, or the list of names, of an open file.
+pub(super) fn xattr_value(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
+    let (seg, fs, ctx, r) = (c.seg, c.fs, c.ctx, c.r);
+    let value = if r.op == Op::Getxattr {
+        let name = c.data(buf);
+        xattr_name(&name)?;
+        fs.getxattr(ctx, r.inode, OsStr::from_bytes(&name))?
+    } else {
+        let mut list = Vec::new();
+        for n in fs.listxattr(ctx, r.inode)? {
+            list.extend_from_slice(n.as_bytes());
+            list.push(0);
+        }
+        list
+    };
+    if r.arg != 0 {
+        if (r.arg as usize) < value.len() {
+            return Err(io::Error::from_raw_os_error(libc::ERANGE));
+        }
+        if seg.write_data(r.client, &value) != value.len() {
+            return Err(io::Error::from_raw_os_error(libc::E2BIG));
+        }
+    }
+    Ok((value.len() as i64, [0; 4]))
+}
+
+/// Sets an extended attribute of an open file.
+pub(super) fn setxattr(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
+    let (fs, ctx, r, kernel) = (c.fs, c.ctx, c.r, c.kernel);
+    let data = c.data(buf);
+    let (name, value) = data.split_at(r.offset as usize);
+    let value = value.strip_prefix(&[0]).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    xattr_name(name)?;
+    fs.setxattr(ctx, r.inode, OsStr::from_bytes(name), value, r.arg as i32)?;
+    inval_inode(kernel, r.inode, -1, 0);
+    Ok((0, [0; 4]))
+}
+
+/// Removes an extended attribute of an open file.
+pub(super) fn removexattr(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
+    let (fs, ctx, r, kernel) = (c.fs, c.ctx, c.r, c.kernel);
+    let name = c.data(buf);
+    xattr_name(&name)?;
+    fs.removexattr(ctx, r.inode, OsStr::from_bytes(&name))?;
+    inval_inode(kernel, r.inode, -1, 0);
+    Ok((0, [0; 4]))
+}
+
+/// Flushes an open file to stable storage (`arg` != 0: data only).
+pub(super) fn fsync(c: &mut Call<'_>) -> io::Result<Reply> {
+    let (fs, ctx, r) = (c.fs, c.ctx, c.r);
+    fs.fsync(ctx, r.inode, r.handle, r.arg != 0)?;
+    Ok((0, [0; 4]))
+}
