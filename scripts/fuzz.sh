@@ -31,7 +31,7 @@ for t in "${targets[@]}"; do
   if [[ $status -ne 0 ]]; then
     grep -E "panicked|SUMMARY|ERROR" "$log" >&2 || true
     rm -f "$log"
-    echo "fuzz: $t crashed (status $status); its input is under fuzz/artifacts/$t/: add it to src/ipc/tests/fuzz-found/" >&2
+    echo "fuzz: $t crashed (status $status); its input is under fuzz/artifacts/$t/: add it to crates/ipc/tests/fuzz-found/" >&2
     exit 1
   fi
   rm -f "$log"

@@ -28,7 +28,7 @@ fn a_c_program_uses_the_user_level_path() {
     let src = s.path().join("prog.c");
     std::fs::write(&src, PROGRAM).expect("write program");
     let exe = s.path().join("prog");
-    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib_preload/include");
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/preload/include");
     let cc = Command::new("gcc")
         .arg("-Wall")
         .arg("-Werror")

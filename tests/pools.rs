@@ -335,7 +335,7 @@ fn exec_preload_only_runs_a_client_inside_the_pool() {
     let exe = h.scratch.path().join("prog");
     let cc = Command::new("gcc")
         .arg("-I")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib_preload/include"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/preload/include"))
         .arg(&src)
         .arg("-o")
         .arg(&exe)

@@ -1,7 +1,7 @@
 //! The request decoder against arbitrary bytes: whatever a hostile client writes in a queue
 //! slot, `decode` either refuses it or returns a request whose every length, offset and
 //! index is within the limits the service set. Inputs that broke it are replayed by
-//! `src/ipc/src/tests.rs` from `src/ipc/tests/fuzz-found/`.
+//! `crates/ipc/src/tests.rs` from `crates/ipc/tests/fuzz-found/`.
 
 #![no_main]
 
