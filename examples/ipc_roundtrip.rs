@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use polytropon_ipc::client::{complete, Client};
+use polytropon_ipc::client::Client;
 use polytropon_ipc::segment::{Geometry, Layout, Segment};
 use polytropon_ipc::{Descriptor, Op};
 
@@ -38,7 +38,7 @@ fn main() {
         let q = seg.queue(0);
         while !s2.load(Ordering::Relaxed) {
             if let Some(d) = q.pop() {
-                complete(&seg, d.client, d.seq, 0, [0; 4]);
+                seg.complete(d.client, d.seq, 0, [0; 4]);
             } else {
                 std::hint::spin_loop();
             }

@@ -378,16 +378,3 @@ impl Drop for Client {
     }
 }
 
-/// Completes a request (service side): result, small values, then the completion word and a
-/// wake-up for a client sleeping on it.
-pub fn complete(seg: &Segment, client: u32, seq: u64, result: i64, aux: [u64; 4]) {
-    let Some(h) = seg.client(client) else { return };
-    for (slot, v) in h.aux.iter().zip(aux) {
-        slot.store(v, Ordering::Relaxed);
-    }
-    h.seq.store(seq, Ordering::Relaxed);
-    h.result.store(result as u64, Ordering::Relaxed);
-    if h.state.swap(DONE, Ordering::AcqRel) == SLEEPING {
-        futex_wake(&h.state, 1);
-    }
-}

@@ -136,6 +136,21 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// Answers a request of client area `client` (the service's side of the area's state
+    /// machine): result, small values, sequence, then the completion word, and a wake-up for a
+    /// client sleeping on it. An area index out of range is ignored.
+    pub fn complete(&self, client: u32, seq: u64, result: i64, aux: [u64; 4]) {
+        let Some(h) = self.client(client) else { return };
+        for (slot, v) in h.aux.iter().zip(aux) {
+            slot.store(v, Ordering::Relaxed);
+        }
+        h.seq.store(seq, Ordering::Relaxed);
+        h.result.store(result as u64, Ordering::Relaxed);
+        if h.state.swap(DONE, Ordering::AcqRel) == SLEEPING {
+            futex_wake(&h.state, 1);
+        }
+    }
+
     /// A view of the `layout.total` bytes at `base`.
     ///
     /// # Safety

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use polytropon_ipc::client::complete;
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
 use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, E_FALLBACK, FLAG_NEAR, FLAG_NO_REPLY};
 use tracing::{debug, warn};
@@ -470,7 +469,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
         match decode(d, &limits) {
             Ok(req) => {
                 let Some(UserInstance { fs, stats, kernel }) = instance(table, req.instance) else {
-                    complete(&seg, req.client, req.seq, -i64::from(libc::ENODEV), [0; 4]);
+                    seg.complete(req.client, req.seq, -i64::from(libc::ENODEV), [0; 4]);
                     continue;
                 };
                 // A directory cache belongs to one instance object: a replaced table entry
@@ -500,7 +499,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                 };
                 track(&sh.owners, owner, &req, res, aux);
                 if req.flags & FLAG_NO_REPLY == 0 {
-                    complete(&seg, req.client, req.seq, res, aux);
+                    seg.complete(req.client, req.seq, res, aux);
                 } else if res < 0 {
                     debug!("{:?} without reply failed: errno {}", req.op, -res);
                 }
@@ -514,7 +513,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                 debug!("refused descriptor: {e:?}");
                 // Answer a client that exists and waits; garbage with no valid client is dropped.
                 if d.flags & FLAG_NO_REPLY == 0 {
-                    complete(&seg, d.client, d.seq, -i64::from(libc::EINVAL), [0; 4]);
+                    seg.complete(d.client, d.seq, -i64::from(libc::EINVAL), [0; 4]);
                 }
             }
         }
