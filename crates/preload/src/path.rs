@@ -71,14 +71,7 @@ fn resolve_in(t: &mut Target, dirfd: c_int, path: *const c_char, root_too: bool)
     }
     // SAFETY: the caller passes a NUL-terminated string, as the libc call requires.
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
-    if p.is_empty() || (p.ends_with(b"/") && !root_too) {
-        return None;
-    }
-    // A final "." ("d/.", "." alone) names a directory through itself, which the tidied path
-    // loses: the kernel requires a directory there ("file/." is ENOTDIR), follows a symbolic
-    // link before it, and refuses it to the namespace calls (rmdir EINVAL, unlink EISDIR,
-    // rename EBUSY, ...). Directories the kernel opens may still be recorded under it.
-    if !root_too && (p == b"." || p.ends_with(b"/.")) {
+    if !decidable(p, root_too) {
         return None;
     }
     t.len = 0;
@@ -100,13 +93,33 @@ fn resolve_in(t: &mut Target, dirfd: c_int, path: *const c_char, root_too: bool)
         t.base = d.inode;
         return Some(());
     }
-    if p[0] != b'/' {
-        let mut cwd = [0u8; libc::PATH_MAX as usize];
-        let n = config::cwd(&mut cwd);
-        if n == 0 {
-            return None;
-        }
-        push_components(t, &cwd[..n])?;
+    let mut cwd = [0u8; libc::PATH_MAX as usize];
+    let n = if p[0] == b'/' { 0 } else { config::cwd(&mut cwd) };
+    if p[0] != b'/' && n == 0 {
+        return None;
+    }
+    place(t, cfg, &cwd[..n], p, root_too)
+}
+
+/// Whether this library can tell exactly what `p` names: not an empty path, nor one ending in
+/// `/` (unless `root_too`: a directory the kernel opens) or in a final `.`.
+fn decidable(p: &[u8], root_too: bool) -> bool {
+    if p.is_empty() || (p.ends_with(b"/") && !root_too) {
+        return false;
+    }
+    // A final "." ("d/.", "." alone) names a directory through itself, which the tidied path
+    // loses: the kernel requires a directory there ("file/." is ENOTDIR), follows a symbolic
+    // link before it, and refuses it to the namespace calls (rmdir EINVAL, unlink EISDIR,
+    // rename EBUSY, ...). Directories the kernel opens may still be recorded under it.
+    root_too || (p != b"." && !p.ends_with(b"/."))
+}
+
+/// Tidies `p` (relative to `cwd` unless absolute) into `t` and finds the mount of `cfg` it is
+/// under (its root too with `root_too`); `None` for `..`, a path past `PATH_CAP`, a tree the
+/// kernel owns, or a path under no mount.
+fn place(t: &mut Target, cfg: &config::Config, cwd: &[u8], p: &[u8], root_too: bool) -> Option<()> {
+    if p.first() != Some(&b'/') {
+        push_components(t, cwd)?;
     }
     push_components(t, p)?;
     let abs = t.abs();
@@ -141,4 +154,66 @@ fn push_components(t: &mut Target, p: &[u8]) -> Option<()> {
         }
     }
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use super::*;
+    use crate::config::{Config, Mount};
+
+    fn mount(path: &str, instance: u32) -> Mount {
+        Mount { path: path.as_bytes().to_vec(), instance, dev: 7, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
+    }
+
+    fn config(mounts: &[(&str, u32)]) -> Config {
+        Config { shmid: 0, mounts: mounts.iter().map(|(p, i)| mount(p, *i)).collect(), kernel: vec![b"/proc".to_vec()] }
+    }
+
+    /// (instance, absolute, relative) of what `p` names from `cwd`, or `None`.
+    fn placed(cfg: &Config, cwd: &str, p: &str, root_too: bool) -> Option<(u32, String, String)> {
+        let mut t = Target::empty();
+        place(&mut t, cfg, cwd.as_bytes(), p.as_bytes(), root_too)?;
+        Some((t.instance, String::from_utf8_lossy(t.abs()).into_owned(), String::from_utf8_lossy(t.rel()).into_owned()))
+    }
+
+    #[test]
+    fn paths_under_a_mount_are_tidied_and_matched_to_it() {
+        let cfg = config(&[("/mnt/a", 1), ("/mnt/b", 2)]);
+        let got = |cwd, p| placed(&cfg, cwd, p, false);
+        assert_eq!(got("/", "/mnt/a/x/y"), Some((1, "/mnt/a/x/y".into(), "x/y".into())));
+        assert_eq!(got("/", "//mnt/./b//f"), Some((2, "/mnt/b/f".into(), "f".into())));
+        assert_eq!(got("/mnt/a/d", "f"), Some((1, "/mnt/a/d/f".into(), "d/f".into())));
+        assert_eq!(got("/mnt", "b/f"), Some((2, "/mnt/b/f".into(), "f".into())));
+        // A name that merely starts like a mount is not under it.
+        assert_eq!(got("/", "/mnt/ab/f"), None);
+        assert_eq!(got("/", "/mnt/a"), None, "the mount root itself is the kernel's");
+        assert_eq!(placed(&cfg, "/", "/mnt/a", true), Some((1, "/mnt/a".into(), String::new())));
+        assert_eq!(got("/", "/etc/passwd"), None);
+    }
+
+    #[test]
+    fn what_cannot_be_decided_exactly_goes_to_the_kernel() {
+        let cfg = config(&[("/mnt/a", 1)]);
+        assert_eq!(placed(&cfg, "/", "/mnt/a/../a/f", false), None, "`..` may cross a symlink");
+        assert_eq!(placed(&cfg, "/mnt/a/d", "../f", false), None);
+        let long = format!("/mnt/a/{}", "x/".repeat(PATH_CAP / 2));
+        assert_eq!(placed(&cfg, "/", &long, false), None, "past PATH_CAP");
+        for p in ["", "/mnt/a/d/", "/mnt/a/f/.", ".", "d/."] {
+            assert!(!decidable(p.as_bytes(), false), "{p:?}");
+        }
+        assert!(decidable(b"/mnt/a/d/", true));
+        assert!(decidable(b"/mnt/a/f", false) && decidable(b"f.", false) && decidable(b"./f", false));
+    }
+
+    #[test]
+    fn a_mount_at_the_root_takes_everything_but_the_kernels_trees() {
+        // A container's root: its mount path is empty.
+        let cfg = config(&[("", 3)]);
+        assert_eq!(placed(&cfg, "/", "/etc/passwd", false), Some((3, "/etc/passwd".into(), "etc/passwd".into())));
+        assert_eq!(placed(&cfg, "/", "/proc/self/maps", false), None);
+        assert_eq!(placed(&cfg, "/", "/", false), None, "the root has no name to send");
+        assert_eq!(placed(&cfg, "/", "/", true), Some((3, String::new(), String::new())), "but is recorded when the kernel opens it");
+    }
 }
