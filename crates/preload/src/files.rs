@@ -466,3 +466,78 @@ pub fn materialize_all(only_inherited: bool) {
         let _ = materialize(fd);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table is process-wide: its tests take turns.
+    static TABLE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn opened(handle: u64) -> Opened {
+        Opened { instance: 4, dev: 9, inode: 100 + handle, handle, flags: libc::O_RDWR }
+    }
+
+    #[test]
+    fn a_file_lives_until_its_last_descriptor_is_forgotten() {
+        let _turn = TABLE.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = reserve_slot(true).expect("reserve").expect("room in the table");
+        let fd = slot.install(&opened(11), b"/mnt/a/f");
+        let (idx, f) = get(fd).expect("ours");
+        assert!(is_ours(fd));
+        assert_eq!((f.instance.load(Ordering::Relaxed), f.inode.load(Ordering::Relaxed), f.handle.load(Ordering::Relaxed)), (4, 111, 11));
+        assert_eq!(f.path(), b"/mnt/a/f");
+        // A duplicate names the same file.
+        // SAFETY: duplicating a descriptor this test owns.
+        let dup = unsafe { real::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        assert!(dup >= 0);
+        share(dup, idx);
+        assert_eq!(get(dup).map(|(i, _)| i), Some(idx));
+        assert!(forget_fd(fd).is_none(), "another descriptor still names it");
+        let last = forget_fd(dup).expect("the last one");
+        assert_eq!((last.instance, last.inode, last.handle), (4, 111, 11));
+        assert!(!is_ours(fd) && !is_ours(dup));
+        assert_eq!(FILES[idx as usize - 1].refs.load(Ordering::Relaxed), 0, "the slot is free again");
+        // SAFETY: closing the kernel descriptors this test made.
+        unsafe {
+            real::close(fd);
+            real::close(dup);
+        }
+    }
+
+    #[test]
+    fn a_cancelled_reservation_gives_everything_back_and_a_full_table_says_so() {
+        let _turn = TABLE.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = reserve_slot(false).expect("reserve").expect("room");
+        let idx = slot.idx;
+        slot.cancel();
+        assert_eq!(FILES[idx as usize - 1].refs.load(Ordering::Relaxed), 0);
+        // Fill the table (descriptors permitting): the next open must go to the kernel.
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: `lim` is a valid out-parameter.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            lim.rlim_cur = lim.rlim_cur.max(MAX_FILES as u64 + 64).min(lim.rlim_max);
+            // SAFETY: raising this process's soft limit within its hard limit.
+            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+        }
+        let mut held = Vec::new();
+        let full = loop {
+            match reserve_slot(true) {
+                Ok(Some(s)) => held.push(s),
+                Ok(None) => break true,
+                Err(_) => break false, // out of descriptors before the table filled
+            }
+        };
+        let n = held.len();
+        for s in held {
+            s.cancel();
+        }
+        if full {
+            assert_eq!(n, MAX_FILES, "the table holds MAX_FILES files");
+        }
+        assert!(reserve_slot(true).expect("reserve").is_some_and(|s| {
+            s.cancel();
+            true
+        }), "room again once the reservations are cancelled");
+    }
+}
