@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
 use nix::sys::signal::{SigSet, Signal};
 use tracing::{info, warn};
 
@@ -31,14 +30,35 @@ const WINDOW: Duration = Duration::from_secs(60);
 const BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// Why the supervisor stopped supervising.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("cannot block signals")]
+    Signals(#[source] nix::Error),
+    #[error("cannot {what}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the service of pool {pool} did not start ({status})")]
+    NeverUp { pool: String, status: std::process::ExitStatus },
+    #[error("the service of pool {pool} died {deaths} times within {window} s; not starting it again")]
+    TooManyDeaths { pool: String, deaths: usize, window: u64 },
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> SupervisorError {
+    move |source| SupervisorError::Io { what, source }
+}
+
 /// Runs `polytropon ARGS` (a `service run` without `--restart`) for pool `pool` until it exits
 /// cleanly or this process is told to stop.
-pub fn supervise(pools: &Pools, pool: &str, args: &[OsString]) -> anyhow::Result<()> {
+pub fn supervise(pools: &Pools, pool: &str, args: &[OsString]) -> Result<(), SupervisorError> {
     let mut signals = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         signals.add(s);
     }
-    signals.thread_block().context("cannot block signals")?;
+    signals.thread_block().map_err(SupervisorError::Signals)?;
     let stop = Arc::new(AtomicBool::new(false));
     let child_pid = Arc::new(AtomicI32::new(0));
     {
@@ -49,9 +69,9 @@ pub fn supervise(pools: &Pools, pool: &str, args: &[OsString]) -> anyhow::Result
                 stop.store(true, Ordering::Release);
                 pass_stop(child_pid.load(Ordering::Acquire));
             }
-        })?;
+        }).map_err(io("start the signal thread"))?;
     }
-    let exe = std::env::current_exe().context("cannot find the polytropon binary")?;
+    let exe = std::env::current_exe().map_err(io("find the polytropon binary"))?;
     let me = std::process::id().to_string();
     let mut deaths: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
     let mut recover = false;
@@ -61,14 +81,14 @@ pub fn supervise(pools: &Pools, pool: &str, args: &[OsString]) -> anyhow::Result
         if recover {
             cmd.env(RECOVER_ENV, "1");
         }
-        let mut child = cmd.spawn().context("cannot start the service")?;
+        let mut child = cmd.spawn().map_err(io("start the service"))?;
         let pid = child.id() as i32;
         child_pid.store(pid, Ordering::Release);
         if stop.load(Ordering::Acquire) {
             // Told to stop before the child's pid was known.
             pass_stop(pid);
         }
-        let status = child.wait().context("cannot wait for the service")?;
+        let status = child.wait().map_err(io("wait for the service"))?;
         child_pid.store(0, Ordering::Release);
         if stop.load(Ordering::Acquire) || status.success() {
             return Ok(());
@@ -76,7 +96,7 @@ pub fn supervise(pools: &Pools, pool: &str, args: &[OsString]) -> anyhow::Result
         // A service that never came up has a problem a restart will not fix.
         let was_up = pools.service(pool).ok().flatten().is_some_and(|r| r.pid == pid as u32);
         if !was_up {
-            bail!("the service of pool {pool} did not start ({status})");
+            return Err(SupervisorError::NeverUp { pool: pool.to_string(), status });
         }
         let now = Instant::now();
         deaths.push_back(now);
@@ -84,7 +104,7 @@ pub fn supervise(pools: &Pools, pool: &str, args: &[OsString]) -> anyhow::Result
             deaths.pop_front();
         }
         if deaths.len() > MAX_DEATHS {
-            bail!("the service of pool {pool} died {} times within {} s; not starting it again", deaths.len(), WINDOW.as_secs());
+            return Err(SupervisorError::TooManyDeaths { pool: pool.to_string(), deaths: deaths.len(), window: WINDOW.as_secs() });
         }
         let wait = BACKOFF.saturating_mul(1 << (deaths.len() - 1)).min(MAX_BACKOFF);
         warn!("the service of pool {pool} (pid {pid}) died ({status}); starting it again in {} ms", wait.as_millis());

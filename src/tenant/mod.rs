@@ -2,5 +2,8 @@
 //! (`ops`), and what reports on it for `inspect` (`report`). It stands above the pool (a
 //! slice only), the service and the containers, which it ties together.
 
+mod error;
 pub mod ops;
 pub mod report;
+
+pub use error::TenantError;

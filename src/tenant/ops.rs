@@ -2,8 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
 use tracing::warn;
+
+use super::TenantError;
 
 use crate::pool::spec::{check_name, format_list, Host};
 use crate::pool::state::{now, pid_alive, PoolState, Pools};
@@ -14,26 +15,26 @@ use crate::service::control::{self, Request};
 use crate::service::{daemon, fuse};
 
 /// Creates pool `name`. On any failure nothing is left: no cgroup, namespace file or state.
-pub fn create(pools: &Pools, name: &str, spec: PoolSpec) -> anyhow::Result<PoolState> {
+pub fn create(pools: &Pools, name: &str, spec: PoolSpec) -> Result<PoolState, TenantError> {
     check_name(name)?;
     let host = Host::probe()?;
     let slice = spec.validate(&host)?;
-    let _lock = pools.lock().context("cannot lock the pool state")?;
+    let _lock = pools.lock().map_err(TenantError::Lock)?;
     if pools.get(name)?.is_some() || pools.pool_dir(name).exists() {
-        bail!("pool {name} already exists");
+        return Err(TenantError::Exists(name.to_string()));
     }
     if let Some(cpus) = &slice.cpus {
         for other in pools.list()? {
             if let Some(theirs) = &other.slice.cpus {
                 let shared: std::collections::BTreeSet<u32> = cpus.intersection(theirs).copied().collect();
                 if !shared.is_empty() {
-                    bail!("--cpus {}: cpus {} already belong to pool {} (pool cpus are exclusive)", format_list(cpus), format_list(&shared), other.name);
+                    return Err(TenantError::CpusTaken { cpus: format_list(cpus), shared: format_list(&shared), owner: other.name });
                 }
             }
         }
     }
     let dir = pools.pool_dir(name);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|source| TenantError::Dir { path: dir.clone(), source })?;
     let undo_dir = || {
         let _ = std::fs::remove_dir_all(&dir);
     };
@@ -41,21 +42,21 @@ pub fn create(pools: &Pools, name: &str, spec: PoolSpec) -> anyhow::Result<PoolS
         Ok(cg) => cg,
         Err(e) => {
             undo_dir();
-            return Err(anyhow::Error::new(e).context(format!("cannot create the cgroups of pool {name}")));
+            return Err(TenantError::CreateCgroups { name: name.to_string(), source: e });
         }
     };
     let ipc = dir.join("ipc");
     if let Err(e) = ns::create_ipc(&ipc) {
         let _ = cg.delete();
         undo_dir();
-        return Err(anyhow::Error::new(e).context("cannot create the pool's IPC namespace"));
+        return Err(TenantError::CreateIpc(e));
     }
     let state = PoolState { name: name.to_string(), spec, slice, cgroups: cg, ipc_ns: ipc.clone(), created: now() };
     if let Err(e) = pools.save(&state) {
         let _ = ns::remove(&ipc);
         let _ = state.cgroups.delete();
         undo_dir();
-        return Err(anyhow::Error::new(e).context("cannot record the pool"));
+        return Err(TenantError::Record(e));
     }
     Ok(state)
 }
@@ -81,7 +82,7 @@ fn kill_all(pool: &PoolState, spare: Option<u32>) {
 }
 
 /// Stops pool `name`'s service: a stop request, then SIGTERM, then SIGKILL.
-pub fn stop_service(pools: &Pools, name: &str) -> anyhow::Result<bool> {
+pub fn stop_service(pools: &Pools, name: &str) -> Result<bool, TenantError> {
     let Some(svc) = pools.live_service(name)? else {
         pools.remove_service(name);
         return Ok(false);
@@ -92,7 +93,8 @@ pub fn stop_service(pools: &Pools, name: &str) -> anyhow::Result<bool> {
         let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
     }
     if control::call(&svc.socket, &Request::Stop, Duration::from_secs(5)).is_err() {
-        let _ = rustix::process::kill_process(rustix::process::Pid::from_raw(svc.pid as i32).context("bad pid")?, rustix::process::Signal::TERM);
+        let pid = rustix::process::Pid::from_raw(svc.pid as i32).ok_or(TenantError::BadPid(svc.pid))?;
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
     if !wait_until(Duration::from_secs(15), || !pid_alive(svc.pid)) {
         warn!("service of pool {name} (pid {}) did not stop; killing it", svc.pid);
@@ -112,18 +114,18 @@ pub fn stop_service(pools: &Pools, name: &str) -> anyhow::Result<bool> {
 
 /// Destroys pool `name`: its service, containers, mounts, cgroups and namespace. While it is
 /// busy (a running service or processes in its cgroups) it refuses unless `force`.
-pub fn destroy(pools: &Pools, name: &str, force: bool) -> anyhow::Result<()> {
+pub fn destroy(pools: &Pools, name: &str, force: bool) -> Result<(), TenantError> {
     check_name(name)?;
-    let _lock = pools.lock().context("cannot lock the pool state")?;
-    let pool = pools.get(name)?.with_context(|| format!("no pool named {name}"))?;
+    let _lock = pools.lock().map_err(TenantError::Lock)?;
+    let pool = pools.get(name)?.ok_or_else(|| TenantError::NoPool(name.to_string()))?;
     let service = pools.live_service(name)?;
     let procs: Vec<u32> = pool.cgroups.procs().into_iter().filter(|p| Some(*p) != service.as_ref().map(|s| s.pid)).collect();
     if !force {
         if let Some(s) = &service {
-            bail!("pool {name} is busy: its service runs (pid {}); stop it with `polytropon service stop --pool {name}`, or use --force", s.pid);
+            return Err(TenantError::ServiceRuns { name: name.to_string(), pid: s.pid });
         }
         if !procs.is_empty() {
-            bail!("pool {name} is busy: processes {procs:?} run in it; stop them, or use --force");
+            return Err(TenantError::Busy { name: name.to_string(), procs });
         }
     }
     // Containers first (their roots are the service's mounts), then the service.
@@ -144,7 +146,7 @@ pub fn destroy(pools: &Pools, name: &str, force: bool) -> anyhow::Result<()> {
     // Anything else left in the pool.
     kill_all(&pool, None);
     if !wait_until(Duration::from_secs(10), || pool.cgroups.procs().is_empty()) {
-        bail!("processes {:?} of pool {name} did not exit", pool.cgroups.procs());
+        return Err(TenantError::Stayed { name: name.to_string(), procs: pool.cgroups.procs() });
     }
     // Each container's monitor removes its clone's branch; wait for them, then remove what
     // a monitor killed with the container left.
@@ -164,8 +166,9 @@ pub fn destroy(pools: &Pools, name: &str, force: bool) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
         deleted = pool.cgroups.delete();
     }
-    deleted.with_context(|| format!("cannot remove the cgroups of pool {name}"))?;
-    ns::remove(&pool.ipc_ns).context("cannot remove the pool's IPC namespace binding")?;
-    std::fs::remove_dir_all(pools.pool_dir(name)).with_context(|| format!("cannot remove {}", pools.pool_dir(name).display()))?;
+    deleted.map_err(|source| TenantError::RemoveCgroups { name: name.to_string(), source })?;
+    ns::remove(&pool.ipc_ns).map_err(TenantError::RemoveIpc)?;
+    let dir = pools.pool_dir(name);
+    std::fs::remove_dir_all(&dir).map_err(|source| TenantError::RemoveDir { path: dir.clone(), source })?;
     Ok(())
 }

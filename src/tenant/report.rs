@@ -66,7 +66,7 @@ pub struct ContainerReport {
 }
 
 /// Reports on every pool, or on `only`.
-pub fn gather(pools: &Pools, only: Option<&str>) -> anyhow::Result<Vec<PoolReport>> {
+pub fn gather(pools: &Pools, only: Option<&str>) -> Result<Vec<PoolReport>, super::TenantError> {
     let mut out = Vec::new();
     for pool in pools.list()? {
         if only.is_some_and(|o| o != pool.name) {
@@ -87,7 +87,7 @@ pub fn gather(pools: &Pools, only: Option<&str>) -> anyhow::Result<Vec<PoolRepor
     }
     if let Some(o) = only {
         if out.is_empty() {
-            anyhow::bail!("no pool named {o}");
+            return Err(super::TenantError::NoPool(o.to_string()));
         }
     }
     Ok(out)
