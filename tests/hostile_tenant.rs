@@ -24,11 +24,6 @@ impl Drop for Client {
     }
 }
 
-fn inspect(h: &Host, pool: &str) -> serde_json::Value {
-    let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", pool, "--format", "json"])).expect("json");
-    json[0].clone()
-}
-
 /// A pool on `cpus` with its service running.
 fn served_pool(h: &mut Host, cpus: &str) -> String {
     let pool = h.create("p", &["--cpus", cpus]);
@@ -37,7 +32,7 @@ fn served_pool(h: &mut Host, cpus: &str) -> String {
 }
 
 fn service_pid(h: &Host, pool: &str) -> i32 {
-    inspect(h, pool)["service"]["pid"].as_i64().expect("service pid") as i32
+    h.inspect(pool)["service"]["pid"].as_i64().expect("service pid") as i32
 }
 
 /// kill -9 of the pool's service; returns once it is gone.
@@ -145,7 +140,7 @@ fn acknowledged_synchronous_writes_survive_kill_9_on_both_paths_in_every_cache_m
         }
     }
     // The user-level writers really wrote at user level.
-    let mounts = &inspect(&h, &pool)["service"]["mounts"];
+    let mounts = &h.inspect(&pool)["service"]["mounts"];
     for m in mounts.as_array().expect("mounts") {
         assert!(m["user_ops"]["write"]["count"].as_u64().unwrap_or(0) >= 16 * 4, "few user-level writes on {}: {}", m["mountpoint"], m["user_ops"]);
     }
@@ -241,12 +236,12 @@ fn a_service_started_by_hand_after_kill_9_serves_the_recorded_mounts() {
         std::fs::write(mnt.join("before"), tag).expect("write");
         mounts.push(mnt);
     }
-    let instances: Vec<u64> = inspect(&h, &pool)["service"]["mounts"].as_array().expect("mounts").iter().map(|m| m["instance"].as_u64().expect("instance")).collect();
+    let instances: Vec<u64> = h.inspect(&pool)["service"]["mounts"].as_array().expect("mounts").iter().map(|m| m["instance"].as_u64().expect("instance")).collect();
     kill_service(&h, &pool);
     assert_eq!(std::fs::metadata(mounts[0].join("before")).map_err(|e| e.raw_os_error()).expect_err("dead mount"), Some(libc::ENOTCONN));
     // No supervisor: an operator starts it again.
     h.ok(&["service", "run", "--pool", &pool, "--detach"]);
-    let again = inspect(&h, &pool);
+    let again = h.inspect(&pool);
     let served: Vec<u64> = again["service"]["mounts"].as_array().expect("mounts").iter().map(|m| m["instance"].as_u64().expect("instance")).collect();
     assert_eq!(served, instances, "the recorded mounts under their old indexes: {again}");
     for (mnt, tag) in mounts.iter().zip(["a", "b"]) {
@@ -255,7 +250,7 @@ fn a_service_started_by_hand_after_kill_9_serves_the_recorded_mounts() {
     // And on the user-level path.
     let out = h.ok(&["exec", "--pool", &pool, "--preload-only", "--", "sh", "-c", &format!("cat {}/before && echo new > {}/after", mounts[1].display(), mounts[1].display())]);
     assert_eq!(out, "b");
-    assert!(inspect(&h, &pool)["service"]["mounts"][1]["user_ops"]["open_path"]["count"].as_u64().unwrap_or(0) >= 2);
+    assert!(h.inspect(&pool)["service"]["mounts"][1]["user_ops"]["open_path"]["count"].as_u64().unwrap_or(0) >= 2);
 }
 
 #[test]
@@ -473,7 +468,7 @@ fn sqlite_workloads_on_a_two_cpu_pool_never_fail() {
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("rounds {rounds}"));
     // The databases' files were served at user level.
-    let m = &inspect(&h, &pool)["service"]["mounts"][0];
+    let m = &h.inspect(&pool)["service"]["mounts"][0];
     assert!(m["user_ops"]["write"]["count"].as_u64().unwrap_or(0) > 1000, "few user-level writes: {}", m["user_ops"]);
 }
 
@@ -526,7 +521,7 @@ fn concurrent_creating_opens_of_one_name_never_fail_on_either_path() {
         let status = r.0.wait().expect("wait");
         assert!(status.success() && out.trim() == "ok", "a racer failed ({status}): {out}");
     }
-    let m = &inspect(&h, &pool)["service"]["mounts"][0];
+    let m = &h.inspect(&pool)["service"]["mounts"][0];
     assert!(m["user_ops"]["open_path"]["count"].as_u64().unwrap_or(0) >= 24000, "the library's opens were not served at user level: {}", m["user_ops"]);
 }
 
@@ -561,7 +556,7 @@ fn files_past_the_librarys_table_are_handed_to_the_kernel_and_behave() {
     h.ok(&["mount", "--pool", &pool, &mnt.display().to_string(), "--upper", &upper.display().to_string()]);
     let out = h.ok(&["exec", "--pool", &pool, "--preload-only", "--", "sh", "-c", "ulimit -n 4096 && exec python3 -c \"$0\" \"$@\"", MANY_OPEN, &mnt.display().to_string(), "1300"]);
     assert_eq!(out.trim(), "ok");
-    let m = &inspect(&h, &pool)["service"]["mounts"][0];
+    let m = &h.inspect(&pool)["service"]["mounts"][0];
     let user_opens = m["user_ops"]["open_path"]["count"].as_u64().unwrap_or(0);
     let fuse_opens = m["fuse_ops"]["open"]["count"].as_u64().unwrap_or(0) + m["fuse_ops"]["create"]["count"].as_u64().unwrap_or(0);
     assert!(user_opens >= 1000, "the first files were not opened at user level: {}", m["user_ops"]);

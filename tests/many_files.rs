@@ -6,11 +6,6 @@ mod common;
 
 use common::host::Host;
 
-fn inspect(h: &Host, pool: &str) -> serde_json::Value {
-    let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", pool, "--format", "json"])).expect("json");
-    json[0].clone()
-}
-
 #[test]
 /// One tenant creates and stats 100,000 files through the kernel side of its mount (so the
 /// kernel remembers every one), while another mount of the same pool keeps writing, reading
@@ -55,7 +50,7 @@ fn a_hundred_thousand_remembered_files_leave_the_service_bounded_and_the_neighbo
         }
         std::fs::write(dir.join(format!("f{i}")), b"x").expect("create");
         if i % 20_000 == 19_999 {
-            let open = inspect(&h, &pool)["service"]["descriptors"]["open"].as_u64().expect("descriptors in inspect");
+            let open = h.inspect(&pool)["service"]["descriptors"]["open"].as_u64().expect("descriptors in inspect");
             most = most.max(open);
         }
     }
@@ -63,7 +58,7 @@ fn a_hundred_thousand_remembered_files_leave_the_service_bounded_and_the_neighbo
         let m = std::fs::metadata(mnt_a.join(format!("d{}/f{i}", i / 1000))).expect("stat");
         assert_eq!(m.len(), 1);
     }
-    let json = inspect(&h, &pool);
+    let json = h.inspect(&pool);
     let open = json["service"]["descriptors"]["open"].as_u64().expect("descriptors in inspect");
     most = most.max(open);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -203,8 +203,7 @@ fn threads(pid: u32) -> u64 {
 
 /// The service's open descriptors as `inspect` shows them.
 fn descriptors(h: &Host, pool: &str) -> u64 {
-    let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", pool, "--format", "json"])).expect("json");
-    json[0]["service"]["descriptors"]["open"].as_u64().expect("descriptors in inspect")
+    h.inspect(pool)["service"]["descriptors"]["open"].as_u64().expect("descriptors in inspect")
 }
 
 #[test]

@@ -68,6 +68,12 @@ impl Host {
         name
     }
 
+    /// `inspect --format json` of `pool`: its report.
+    pub fn inspect(&self, pool: &str) -> serde_json::Value {
+        let json: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", "--pool", pool, "--format", "json"])).expect("inspect prints JSON");
+        json[0].clone()
+    }
+
     pub fn pools(&self) -> Pools {
         Pools::new(&self.state)
     }

@@ -226,15 +226,18 @@ impl InodeTable {
     /// Lets go of the descriptors of the least recently used objects until a quarter of the
     /// bound is free again, and counts what is held exactly.
     pub fn sweep(&mut self, d: &Descriptors) {
-        let mut held: Vec<(u64, Inode)> = self
-            .by_inode
-            .iter()
-            .filter(|(&inode, data)| inode != ROOT_INODE && data.held_count() > 0)
-            .map(|(&inode, data)| (data.used.load(Ordering::Relaxed), inode))
-            .collect();
+        // One pass: what each object holds, and the candidates (all but the root).
+        let mut count = 0;
+        let mut held: Vec<(u64, Inode)> = Vec::new();
+        for (&inode, data) in &self.by_inode {
+            let n = data.held_count();
+            count += n;
+            if n > 0 && inode != ROOT_INODE {
+                held.push((data.used.load(Ordering::Relaxed), inode));
+            }
+        }
         held.sort_unstable();
         let target = d.bound - d.bound / 4;
-        let mut count: usize = self.by_inode.values().map(|data| data.held_count()).sum();
         for (_, inode) in held {
             if count <= target {
                 break;
