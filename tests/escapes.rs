@@ -18,12 +18,12 @@ use polytropon::service::shm::BackDriver;
 use polytropon_ipc::args::OpenArg;
 use polytropon_ipc::client::Client;
 use polytropon_ipc::segment::Geometry;
-use polytropon_ipc::{Descriptor, Op, WireAttr};
+use polytropon_ipc::{Descriptor, Op, Unserved, WireAttr};
 
 const GEOMETRY: Geometry = Geometry { queues: 1, slots: 64, clients: 8, buffer_size: 1 << 16 };
 
 
-fn call(c: &mut Client, op: Op, data: &[u8], offset: u64, arg: u64) -> Result<[u64; 4], i32> {
+fn call(c: &mut Client, op: Op, data: &[u8], offset: u64, arg: u64) -> Result<[u64; 4], Unserved> {
     let d = Descriptor { op: op as u32, len: data.len() as u64, offset, arg, ..Descriptor::default() };
     c.call(d, data).map(|r| r.aux)
 }
@@ -98,7 +98,7 @@ fn hostile_paths_touch_nothing_outside() {
             let r = call(&mut c, Op::OpenPath, secret.as_bytes(), 0, flags as u32 as u64);
             assert!(r.is_err(), "opened {secret} with flags {flags:#o}: {r:?}");
             // Refused as a filesystem refuses a bad path, not by a service in trouble.
-            assert!(!matches!(r, Err(libc::EIO)), "{secret}: EIO");
+            assert!(!matches!(r, Err(Unserved::Errno(libc::EIO))), "{secret}: EIO");
         }
         assert!(call(&mut c, Op::OpenPath, format!("{p}/new").as_bytes(), 0, rdwr_creat).is_err(), "created {p}/new");
         // A stat may succeed only on something inside.

@@ -28,7 +28,7 @@ use polytropon::service::shm::BackDriver;
 use polytropon::union::UnionFs;
 use polytropon_ipc::args::{MkdirArg, OpenArg};
 use polytropon_ipc::client::Client;
-use polytropon_ipc::{Descriptor, Op as WireOp, WireSetattr, E_FALLBACK, SET_GID, SET_MODE, SET_UID, STAT_NOFOLLOW};
+use polytropon_ipc::{Descriptor, Op as WireOp, WireSetattr, Unserved, SET_GID, SET_MODE, SET_UID, STAT_NOFOLLOW};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
@@ -258,12 +258,12 @@ fn apply_union(fs: &Arc<dyn FileSystem>, op: &Op) -> i32 {
 
 // ---------- user-level side ----------
 
-fn wire_call(c: &mut Client, op: WireOp, d: Descriptor, data: &[u8]) -> Result<[u64; 4], i32> {
+fn wire_call(c: &mut Client, op: WireOp, d: Descriptor, data: &[u8]) -> Result<[u64; 4], Unserved> {
     let d = Descriptor { op: op as u32, len: data.len() as u64, ..d };
     c.call(d, data).map(|r| r.aux)
 }
 
-fn path_call(c: &mut Client, op: WireOp, data: &[u8], offset: u64, arg: u64) -> Result<[u64; 4], i32> {
+fn path_call(c: &mut Client, op: WireOp, data: &[u8], offset: u64, arg: u64) -> Result<[u64; 4], Unserved> {
     wire_call(c, op, Descriptor { offset, arg, ..Descriptor::default() }, data)
 }
 
@@ -273,7 +273,7 @@ fn pair(a: &str, b: &str) -> (Vec<u8>, u64) {
 
 /// Opens `path` with `flags` (`mode` for a creation), runs `with` on the open file (inode,
 /// handle), and releases it.
-fn with_open(c: &mut Client, path: &str, flags: i32, mode: u32, with: impl FnOnce(&mut Client, u64, u64) -> Result<(), i32>) -> Result<(), i32> {
+fn with_open(c: &mut Client, path: &str, flags: i32, mode: u32, with: impl FnOnce(&mut Client, u64, u64) -> Result<(), Unserved>) -> Result<(), Unserved> {
     let aux = path_call(c, WireOp::OpenPath, path.as_bytes(), 0, OpenArg { flags, mode }.encode())?;
     let r = with(c, aux[0], aux[1]);
     wire_call(c, WireOp::Release, Descriptor { inode: aux[0], handle: aux[1], ..Descriptor::default() }, &[])?;
@@ -281,11 +281,11 @@ fn with_open(c: &mut Client, path: &str, flags: i32, mode: u32, with: impl FnOnc
 }
 
 /// `op` on the user-level path as the preload library sends it: its errno (0: success), or
-/// `None` when the service hands the call back (`E_FALLBACK`) or the path has no such call.
+/// `None` when the service hands the call back (`Unserved::Kernel`) or the path has no such call.
 fn apply_user(c: &mut Client, op: &Op) -> Option<i32> {
     let umask = process_umask();
     let setattr = |valid: u32, mode: u32, uid: u32, gid: u32| WireSetattr { valid, mode, uid, gid, ..WireSetattr::default() }.to_bytes();
-    let r: Result<(), i32> = match op {
+    let r: Result<(), Unserved> = match op {
         Op::Create(path, mode) => with_open(c, path, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, mode & !umask, |_, _, _| Ok(())),
         Op::Write(path, off, len, byte) => with_open(c, path, libc::O_WRONLY | libc::O_NONBLOCK, 0, |c, inode, handle| {
             let data = vec![*byte; *len];
@@ -323,8 +323,8 @@ fn apply_user(c: &mut Client, op: &Op) -> Option<i32> {
     };
     match r {
         Ok(()) => Some(0),
-        Err(E_FALLBACK) => None,
-        Err(e) => Some(e),
+        Err(Unserved::Kernel) => None,
+        Err(Unserved::Errno(e)) => Some(e),
     }
 }
 

@@ -11,27 +11,27 @@ use polytropon::service::shm::{BackDriver, UserInstance};
 use polytropon_ipc::args::OpenArg;
 use polytropon_ipc::client::Client;
 use polytropon_ipc::segment::Geometry;
-use polytropon_ipc::{Descriptor, Op, WireAttr};
+use polytropon_ipc::{Descriptor, Op, Unserved, WireAttr};
 
 
 const GEOMETRY: Geometry = Geometry { queues: 2, slots: 64, clients: 16, buffer_size: 1 << 20 };
 
-fn open(c: &mut Client, path: &str, flags: i32, mode: u32) -> Result<(u64, u64), i32> {
+fn open(c: &mut Client, path: &str, flags: i32, mode: u32) -> Result<(u64, u64), Unserved> {
     let d = Descriptor { op: Op::OpenPath as u32, len: path.len() as u64, arg: OpenArg { flags, mode }.encode(), ..Descriptor::default() };
     let r = c.call(d, path.as_bytes())?;
     Ok((r.aux[0], r.aux[1]))
 }
 
-fn rw(c: &mut Client, op: Op, (ino, fh): (u64, u64), offset: u64, data: &[u8], len: u64) -> Result<u64, i32> {
+fn rw(c: &mut Client, op: Op, (ino, fh): (u64, u64), offset: u64, data: &[u8], len: u64) -> Result<u64, Unserved> {
     let d = Descriptor { op: op as u32, inode: ino, handle: fh, offset, len, ..Descriptor::default() };
     Ok(c.call(d, data)?.value)
 }
 
-fn release(c: &mut Client, (ino, fh): (u64, u64)) -> Result<(), i32> {
+fn release(c: &mut Client, (ino, fh): (u64, u64)) -> Result<(), Unserved> {
     c.call(Descriptor { op: Op::Release as u32, inode: ino, handle: fh, ..Descriptor::default() }, &[]).map(|_| ())
 }
 
-fn stat(c: &mut Client, path: &str) -> Result<WireAttr, i32> {
+fn stat(c: &mut Client, path: &str) -> Result<WireAttr, Unserved> {
     let d = Descriptor { op: Op::StatPath as u32, len: path.len() as u64, ..Descriptor::default() };
     c.call(d, path.as_bytes())?;
     let mut b = [0u8; std::mem::size_of::<WireAttr>()];
@@ -68,14 +68,14 @@ fn files_through_the_user_level_path() {
     let a = stat(&mut c, "etc/new").expect("stat");
     assert_eq!((a.size, a.mode & 0o7777), (3 << 20, 0o640));
     assert_eq!(std::fs::metadata(upper.join("etc/new")).expect("in the upper branch").len(), 3 << 20);
-    assert_eq!(open(&mut c, "etc/new", libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600), Err(libc::EEXIST));
+    assert_eq!(open(&mut c, "etc/new", libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600), Err(Unserved::Errno(libc::EEXIST)));
     c.call(Descriptor { op: Op::UnlinkPath as u32, len: 7, ..Descriptor::default() }, b"etc/new").expect("unlink");
-    assert_eq!(stat(&mut c, "etc/new").map(|a| a.size), Err(libc::ENOENT));
+    assert_eq!(stat(&mut c, "etc/new").map(|a| a.size), Err(Unserved::Errno(libc::ENOENT)));
     // Errors the kernel path would give, and escapes refused.
-    assert_eq!(open(&mut c, "nope/x", libc::O_RDONLY, 0), Err(libc::ENOENT));
-    assert_eq!(open(&mut c, "etc/motd/x", libc::O_RDONLY, 0), Err(libc::ENOTDIR));
-    assert_eq!(open(&mut c, "../../etc/passwd", libc::O_RDONLY, 0), Err(libc::EINVAL));
-    assert_eq!(rw(&mut c, Op::Read, (999, 999), 0, &[], 10), Err(libc::EBADF));
+    assert_eq!(open(&mut c, "nope/x", libc::O_RDONLY, 0), Err(Unserved::Errno(libc::ENOENT)));
+    assert_eq!(open(&mut c, "etc/motd/x", libc::O_RDONLY, 0), Err(Unserved::Errno(libc::ENOTDIR)));
+    assert_eq!(open(&mut c, "../../etc/passwd", libc::O_RDONLY, 0), Err(Unserved::Errno(libc::EINVAL)));
+    assert_eq!(rw(&mut c, Op::Read, (999, 999), 0, &[], 10), Err(Unserved::Errno(libc::EBADF)));
     assert_eq!(std::fs::read(lower.join("etc/motd")).expect("lower"), b"from the image\n", "the image branch is never written");
 }
 
@@ -141,7 +141,7 @@ fn a_dead_service_gives_eio_within_a_bounded_time() {
     let mut c = Client::attach(driver.shmid(), 0).expect("attach");
     drop(driver);
     let start = std::time::Instant::now();
-    assert_eq!(stat(&mut c, "x").map(|a| a.size), Err(libc::EIO));
+    assert_eq!(stat(&mut c, "x").map(|a| a.size), Err(Unserved::Errno(libc::EIO)));
     assert!(start.elapsed() < std::time::Duration::from_secs(10));
 }
 
@@ -296,7 +296,7 @@ fn one_process_cannot_hold_more_than_its_share_of_open_files() {
     for _ in 0..cap {
         held.push(open(&mut c, "f", libc::O_RDONLY, 0).expect("open within the cap"));
     }
-    assert_eq!(open(&mut c, "f", libc::O_RDONLY, 0), Err(libc::EMFILE));
+    assert_eq!(open(&mut c, "f", libc::O_RDONLY, 0), Err(Unserved::Errno(libc::EMFILE)));
     assert_eq!(driver.usage().open_files, cap as u64);
     // Another process is not affected.
     let other = std::thread::spawn({
@@ -341,7 +341,7 @@ fn streamed_writes_land_whole_and_a_stalled_one_cannot_hang_the_service() {
     // gives up on it (EIO) instead of waiting forever, and serves the next request.
     let f = open(&mut c, "stalled", libc::O_CREAT | libc::O_RDWR, 0o644).expect("create");
     let d = Descriptor { op: Op::Write as u32, inode: f.0, handle: f.1, len: 1 << 20, arg: polytropon_ipc::WRITE_STREAMED, ..Descriptor::default() };
-    assert_eq!(c.call(d, &[]).map(|r| r.value), Err(libc::EIO));
+    assert_eq!(c.call(d, &[]).map(|r| r.value), Err(Unserved::Errno(libc::EIO)));
     assert_eq!(std::fs::metadata(upper.join("stalled")).expect("stalled").len(), 0);
     // Honest streamed writes, in pieces of several sizes, land whole.
     let data: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();

@@ -4,7 +4,7 @@
 
 use crate::segment::{futex_wait, futex_wake, Layout, Segment, DONE, IDLE, PENDING, SLEEPING};
 use crate::sync::Ordering;
-use crate::Descriptor;
+use crate::{Descriptor, Unserved};
 
 /// Spins before sleeping on the completion word.
 const SPINS: u32 = 4000;
@@ -166,16 +166,17 @@ impl Client {
     }
 
     /// Sends `d` (its `client` and `seq` are filled in) with `data` in the buffer, and waits
-    /// for the reply. Errors are errno values (`EIO` when the service does not answer).
-    pub fn call(&mut self, d: Descriptor, data: &[u8]) -> Result<Reply, i32> {
+    /// for the reply: the service's answer, or why it did not serve the request (`EIO` when
+    /// it does not answer).
+    pub fn call(&mut self, d: Descriptor, data: &[u8]) -> Result<Reply, Unserved> {
         self.call_parts(d, &[data])
     }
 
     /// As [`Client::call`], with the data given in parts laid out one after the other.
-    pub fn call_parts(&mut self, mut d: Descriptor, parts: &[&[u8]]) -> Result<Reply, i32> {
+    pub fn call_parts(&mut self, mut d: Descriptor, parts: &[&[u8]]) -> Result<Reply, Unserved> {
         // A copy of the (Copy) view, so that `h` does not borrow `self`.
         let seg = self.seg;
-        let Some(h) = seg.client(self.id) else { return Err(libc::EIO) };
+        let Some(h) = seg.client(self.id) else { return Err(Unserved::Errno(libc::EIO)) };
         self.number(&mut d);
         let mut at = 0;
         for part in parts {
@@ -228,9 +229,9 @@ impl Client {
     /// it in: the first `piece` bytes go in before the request is queued, the rest piece by
     /// piece after, each announced in the area's `filled` word, so that the service writes
     /// one piece while the next is copied. Then waits for the reply.
-    pub fn call_streamed(&mut self, mut d: Descriptor, data: &[u8], piece: usize) -> Result<Reply, i32> {
+    pub fn call_streamed(&mut self, mut d: Descriptor, data: &[u8], piece: usize) -> Result<Reply, Unserved> {
         let seg = self.seg;
-        let Some(h) = seg.client(self.id) else { return Err(libc::EIO) };
+        let Some(h) = seg.client(self.id) else { return Err(Unserved::Errno(libc::EIO)) };
         let data = &data[..data.len().min(self.buffer_size())];
         let piece = piece.max(1);
         self.number(&mut d);
@@ -251,8 +252,8 @@ impl Client {
     }
 
     /// Waits for the answer to the request just queued.
-    fn wait(&mut self) -> Result<Reply, i32> {
-        let Some(h) = self.seg.client(self.id) else { return Err(libc::EIO) };
+    fn wait(&mut self) -> Result<Reply, Unserved> {
+        let Some(h) = self.seg.client(self.id) else { return Err(Unserved::Errno(libc::EIO)) };
         let mut spins = 0;
         // When a live service that does not answer has had its `TIMEOUT_MS` (measured on the
         // clock: a futex sleep may end early, on any wake-up).
@@ -284,7 +285,7 @@ impl Client {
             let now = now_ms();
             if now >= *deadline.get_or_insert(now + TIMEOUT_MS) || self.seg.service_gone() {
                 h.state.store(IDLE, Ordering::Release);
-                return Err(libc::EIO);
+                return Err(Unserved::Errno(libc::EIO));
             }
             // Say we sleep (unless the answer came meanwhile), so the service wakes us; a
             // spinning client costs the service no system call.
@@ -295,11 +296,10 @@ impl Client {
         let value = h.result.load(Ordering::Acquire);
         let aux = [0, 1, 2, 3].map(|i| h.aux[i].load(Ordering::Relaxed));
         h.state.store(IDLE, Ordering::Release);
-        let signed = value as i64;
-        if signed < 0 {
-            return Err((-signed) as i32);
+        match Unserved::from_result(value) {
+            Some(u) => Err(u),
+            None => Ok(Reply { value, aux }),
         }
-        Ok(Reply { value, aux })
     }
 
     /// Queues `d` (no data) for the service without waiting for an answer: the service

@@ -36,11 +36,65 @@ pub const PROTOCOL_VERSION: u32 = 7;
 /// namespace): a client whose service died finds its successor's segment by it.
 pub const SEGMENT_KEY: i32 = 0x5054_4e31; // "PTN1"
 
-/// Error code (never a real errno) by which the service says "not on this path": the target
-/// is something the user-level path does not serve (a directory, a symlink to follow, a
-/// device, a fifo...), and the client should make the same call through the kernel (the
-/// FUSE legacy mount of the same instance).
-pub const E_FALLBACK: i32 = 0x1_0000;
+/// Why a request was not served on the user-level path: the one typed outcome both ends
+/// share. The service stores it as a request's (negative) result; [`Unserved::from_result`]
+/// reads it back. No other code spells its wire form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unserved {
+    /// Not on this path: the target is something the user-level path does not serve (a
+    /// directory to list, a symlink to follow, a device, a fifo...), or the client cannot
+    /// reach a service; the client makes the same call through the kernel (the FUSE mount of
+    /// the same instance), which serves it correctly.
+    Kernel,
+    /// The call failed with this errno, as the kernel would have failed it.
+    Errno(i32),
+}
+
+/// The wire code of [`Unserved::Kernel`]: never a real errno (those stay below 4096).
+const KERNEL_PATH: i64 = 0x1_0000;
+
+impl Unserved {
+    /// The value a request's result word holds for this outcome.
+    pub fn result(self) -> u64 {
+        let code = match self {
+            Unserved::Kernel => KERNEL_PATH,
+            // An errno outside 1..4096 is not one the kernel returns: EIO stands for it.
+            Unserved::Errno(e) if (1..4096).contains(&e) => i64::from(e),
+            Unserved::Errno(_) => i64::from(libc::EIO),
+        };
+        (-code) as u64
+    }
+
+    /// The outcome a result word holds, `None` when it is a success (a non-negative value).
+    pub fn from_result(value: u64) -> Option<Self> {
+        let signed = value as i64;
+        if signed >= 0 {
+            return None;
+        }
+        Some(match signed.unsigned_abs() {
+            c if c == KERNEL_PATH as u64 => Unserved::Kernel,
+            c if (1..4096).contains(&c) => Unserved::Errno(c as i32),
+            // Not something a service writes: the reply cannot be trusted.
+            _ => Unserved::Errno(libc::EIO),
+        })
+    }
+
+    /// The errno a caller that cannot take the kernel path reports (`EXDEV` for
+    /// [`Unserved::Kernel`], as the direct API documents).
+    pub fn errno_or(self, kernel: i32) -> i32 {
+        match self {
+            Unserved::Kernel => kernel,
+            Unserved::Errno(e) => e,
+        }
+    }
+}
+
+impl From<i32> for Unserved {
+    /// An errno value.
+    fn from(e: i32) -> Self {
+        Unserved::Errno(e)
+    }
+}
 
 /// Descriptor flag: the client does not wait for this request (a `Release`, whose outcome
 /// nobody can act on); the service answers nothing.

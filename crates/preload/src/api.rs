@@ -11,14 +11,15 @@ use crate::config::{set_errno, Busy};
 use crate::files::{self, File};
 use crate::real::Failure;
 use crate::{ops, path};
+use crate::outcome::{Served, Unserved};
 
 /// Runs `f` inside the library, turning an error (or a panic) into the C convention.
-fn guard<T: Failure>(f: impl FnOnce() -> Result<T, c_int>) -> T {
+fn guard<T: Failure>(f: impl FnOnce() -> Served<T>) -> T {
     let _busy = Busy::enter();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
-            set_errno(if e == ops::FALLBACK { libc::EXDEV } else { e });
+            set_errno(e.errno_or(libc::EXDEV));
             T::failure()
         }
         Err(_) => {
@@ -28,17 +29,17 @@ fn guard<T: Failure>(f: impl FnOnce() -> Result<T, c_int>) -> T {
     }
 }
 
-fn target(p: *const c_char) -> Result<path::Target, c_int> {
+fn target(p: *const c_char) -> Served<path::Target> {
     if p.is_null() {
-        return Err(libc::EFAULT);
+        return Err(Unserved::Errno(libc::EFAULT));
     }
     let mut t = path::Target::empty();
     path::resolve(&mut t, libc::AT_FDCWD, p).ok_or(libc::EXDEV)?;
     Ok(t)
 }
 
-fn file(fd: c_int) -> Result<&'static File, c_int> {
-    files::get(fd).map(|(_, f)| f).ok_or(libc::EBADF)
+fn file(fd: c_int) -> Served<&'static File> {
+    files::get(fd).map(|(_, f)| f).ok_or(Unserved::Errno(libc::EBADF))
 }
 
 #[no_mangle]
@@ -89,7 +90,7 @@ pub extern "C" fn polytropon_write(fd: c_int, b: *const c_void, count: usize) ->
 
 #[no_mangle]
 pub extern "C" fn polytropon_lseek(fd: c_int, off: libc::off_t, whence: c_int) -> libc::off_t {
-    guard(|| ops::lseek(file(fd)?, off, whence).map_err(|e| if e == ops::FALLBACK { libc::EINVAL } else { e }))
+    guard(|| ops::lseek(file(fd)?, off, whence).map_err(|e| Unserved::Errno(e.errno_or(libc::EINVAL))))
 }
 
 #[no_mangle]

@@ -9,6 +9,7 @@ use polytropon_ipc::client::{now_ms, Client, Reply};
 use polytropon_ipc::Descriptor;
 
 use crate::config::{self, FORK_GENERATION};
+use crate::outcome::{Served, Unserved};
 
 thread_local! {
     static CLIENT: RefCell<Option<(Client, u32)>> = const { RefCell::new(None) };
@@ -22,18 +23,18 @@ thread_local! {
 const RETRY_MS: u64 = 100;
 
 /// Queues a request that needs no answer (a release).
-pub fn post(d: Descriptor) -> Result<(), c_int> {
-    with_client(|client| client.post(d))
+pub fn post(d: Descriptor) -> Served<()> {
+    with_client(|client| client.post(d).map_err(Unserved::Errno))
 }
 
 /// Sends one request and waits for its reply; reply data, if any, goes to `out`.
-/// Errors are errno values, or [`crate::ops::FALLBACK`].
-pub fn call(d: Descriptor, data: &[u8], out: Option<&mut [u8]>) -> Result<Reply, c_int> {
+/// Errors are errno values, or [`Unserved::Kernel`].
+pub fn call(d: Descriptor, data: &[u8], out: Option<&mut [u8]>) -> Served<Reply> {
     call_parts(d, &[data], out)
 }
 
 /// As [`call`], with the request data in parts laid out one after the other.
-pub fn call_parts(d: Descriptor, parts: &[&[u8]], out: Option<&mut [u8]>) -> Result<Reply, c_int> {
+pub fn call_parts(d: Descriptor, parts: &[&[u8]], out: Option<&mut [u8]>) -> Served<Reply> {
     with_client(|client| {
         let r = client.call_parts(d, parts)?;
         if let Some(out) = out {
@@ -44,7 +45,7 @@ pub fn call_parts(d: Descriptor, parts: &[&[u8]], out: Option<&mut [u8]>) -> Res
 }
 
 /// Sends a large write while still copying its data in (see `Client::call_streamed`).
-pub fn call_streamed(d: Descriptor, data: &[u8], piece: usize) -> Result<Reply, c_int> {
+pub fn call_streamed(d: Descriptor, data: &[u8], piece: usize) -> Served<Reply> {
     with_client(|client| client.call_streamed(d, data, piece))
 }
 
@@ -101,10 +102,10 @@ fn attach(configured: i32, tid: u32) -> Result<Client, c_int> {
 }
 
 /// Runs `f` with this thread's client, attaching one first if needed.
-fn with_client<T>(f: impl FnOnce(&mut Client) -> Result<T, c_int>) -> Result<T, c_int> {
+fn with_client<T>(f: impl FnOnce(&mut Client) -> Served<T>) -> Served<T> {
     let cfg = config::get().ok_or(libc::ENXIO)?;
     if REFUSED.load(Ordering::Relaxed) {
-        return Err(crate::ops::FALLBACK);
+        return Err(Unserved::Kernel);
     }
     let generation = FORK_GENERATION.load(Ordering::Acquire);
     CLIENT
@@ -123,7 +124,7 @@ fn with_client<T>(f: impl FnOnce(&mut Client) -> Result<T, c_int>) -> Result<T, 
             }
             if c.is_none() {
                 if RETRY_AT.with(|r| r.get()) > now_ms() {
-                    return Err(crate::ops::FALLBACK);
+                    return Err(Unserved::Kernel);
                 }
                 // SAFETY: gettid cannot fail.
                 let tid = unsafe { libc::gettid() } as u32;
@@ -132,22 +133,22 @@ fn with_client<T>(f: impl FnOnce(&mut Client) -> Result<T, c_int>) -> Result<T, 
                 let client = attach(cfg.shmid, tid).map_err(|e| {
                     if e == libc::EIO {
                         // No service: the legacy mount has none either.
-                        return libc::EIO;
+                        return Unserved::Errno(libc::EIO);
                     }
                     if matches!(e, libc::EACCES | libc::EPERM | libc::EINVAL | libc::EIDRM | libc::EPROTO) {
                         REFUSED.store(true, Ordering::Relaxed);
                     } else {
                         RETRY_AT.with(|r| r.set(now_ms() + RETRY_MS));
                     }
-                    crate::ops::FALLBACK
+                    Unserved::Kernel
                 })?;
                 *c = Some((client, generation));
             }
-            let (client, _) = c.as_mut().ok_or(libc::EIO)?;
+            let (client, _) = c.as_mut().ok_or(Unserved::Errno(libc::EIO))?;
             f(client)
         })
         // This thread's client is gone (the thread is exiting, or the process is running its
         // atexit handlers, which glibc runs after thread-local destructors): the kernel path
         // still works.
-        .unwrap_or(Err(crate::ops::FALLBACK))
+        .unwrap_or(Err(Unserved::Kernel))
 }

@@ -142,7 +142,6 @@ fn load() -> Option<Config> {
         .collect();
     load_umask();
     refresh_cwd();
-    crate::process::register_fork_handlers();
     Some(Config { shmid, mounts, kernel })
 }
 
@@ -150,7 +149,7 @@ fn device_of(path: &[u8]) -> u64 {
     let Ok(c) = std::ffi::CString::new(path) else { return 0 };
     // SAFETY: zeroed `stat` is a valid out-parameter; `c` is NUL-terminated.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
+    // SAFETY: `c` is a NUL-terminated path we own and `st` a valid out-parameter.
     if unsafe { real::stat(c.as_ptr(), &mut st) } == 0 {
         st.st_dev
     } else {

@@ -131,7 +131,7 @@ fn devnull() -> Result<c_int, c_int> {
     if low < 0 {
         return Err(errno());
     }
-    // SAFETY: as above.
+    // SAFETY: duplicating the descriptor just opened above a number; integer arguments only.
     let high = unsafe { real::fcntl(low, libc::F_DUPFD_CLOEXEC, DEVNULL_MIN as libc::c_ulong) };
     let fd = if high >= 0 {
         // SAFETY: closing the low duplicate just made.
@@ -242,7 +242,7 @@ pub fn reserve_slot(cloexec: bool) -> Result<Option<Reserved>, c_int> {
         return Ok(None);
     }
     let Some(idx) = claim() else {
-        // SAFETY: as above.
+        // SAFETY: closing the descriptor this function just opened, never handed out.
         unsafe { real::close(fd) };
         return Ok(None);
     };
@@ -295,13 +295,10 @@ pub fn dir_file(fd: c_int) -> Option<&'static File> {
     (i != 0).then(|| &FILES[i as usize - 1])
 }
 
-/// Drops a directory record's reference; the last one ends its listing handle, if any.
-fn unref_dir(idx: u32) {
-    if let Some(l) = unref(idx) {
-        if l.handle != 0 {
-            crate::listing::releasedir(&l);
-        }
-    }
+/// Drops a directory record's reference: the listing handle to end at the service when it
+/// was the last one and a listing was opened.
+fn unref_dir(idx: u32) -> Option<LastRef> {
+    unref(idx).filter(|l| l.handle != 0)
 }
 
 /// In a child after fork: the listing handles are the parent's (it ends them); the child's
@@ -317,12 +314,14 @@ pub fn disown_dir_handles() {
 }
 
 /// Records kernel descriptor `fd` if it is a directory on the mount of `dev` (checked with
-/// fstat: the FUSE mount reports the instance's inode numbers).
-pub fn remember_dir(fd: c_int, instance: u32, dev: u64, path: &[u8]) -> bool {
+/// fstat: the FUSE mount reports the instance's inode numbers). A stale record of the same
+/// number (closed behind this library's back) is replaced; its listing handle, if it was the
+/// last reference, goes to `release`.
+pub fn remember_dir(fd: c_int, instance: u32, dev: u64, path: &[u8], release: impl FnOnce(LastRef)) -> bool {
     let Some(slot) = usize::try_from(fd).ok().and_then(|i| DIRFDS.get(i)) else { return false };
     // SAFETY: zeroed `stat` is a valid out-parameter for fstat on the caller's descriptor.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
+    // SAFETY: fstat of a descriptor number into a valid out-parameter (an unknown number is EBADF).
     if unsafe { real::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFDIR || st.st_dev != dev {
         return false;
     }
@@ -333,8 +332,8 @@ pub fn remember_dir(fd: c_int, instance: u32, dev: u64, path: &[u8]) -> bool {
     if let Some(idx) = claim() {
         fill(idx, &o, path);
         HIGH.fetch_max(fd as usize + 1, Ordering::AcqRel);
-        if let Some(old) = std::num::NonZeroU32::new(slot.swap(idx, Ordering::AcqRel)) {
-            unref_dir(old.get());
+        if let Some(last) = std::num::NonZeroU32::new(slot.swap(idx, Ordering::AcqRel)).and_then(|old| unref_dir(old.get())) {
+            release(last);
         }
         return true;
     }
@@ -342,34 +341,37 @@ pub fn remember_dir(fd: c_int, instance: u32, dev: u64, path: &[u8]) -> bool {
 }
 
 /// Forgets that kernel descriptor `fd` is a directory of ours (it is being closed or
-/// replaced).
-pub fn forget_dir(fd: c_int) {
-    if let Some(slot) = usize::try_from(fd).ok().and_then(|i| DIRFDS.get(i)) {
-        let i = slot.swap(0, Ordering::AcqRel);
-        if i != 0 {
-            unref_dir(i);
+/// replaced): the listing handle to end at the service, if this was its last reference.
+#[must_use]
+pub fn forget_dir(fd: c_int) -> Option<LastRef> {
+    let slot = usize::try_from(fd).ok().and_then(|i| DIRFDS.get(i))?;
+    std::num::NonZeroU32::new(slot.swap(0, Ordering::AcqRel)).and_then(|i| unref_dir(i.get()))
+}
+
+/// Forgets the directories among descriptors `first..=last` (the kernel closes them); the
+/// listing handles whose last reference went go to `release`.
+pub fn forget_dirs_in(first: usize, last: usize, mut release: impl FnMut(LastRef)) {
+    let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
+    for fd in first..high.min(last.saturating_add(1)) {
+        if let Some(l) = forget_dir(fd as c_int) {
+            release(l);
         }
     }
 }
 
-/// Forgets the directories among descriptors `first..=last` (the kernel closes them).
-pub fn forget_dirs_in(first: usize, last: usize) {
-    let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
-    for fd in first..high.min(last.saturating_add(1)) {
-        forget_dir(fd as c_int);
-    }
-}
-
-/// After the kernel duplicated directory descriptor `old` onto `new`.
-pub fn dup_dir(old: c_int, new: c_int) {
-    forget_dir(new);
-    let (Some(o), Some(n)) = (usize::try_from(old).ok(), usize::try_from(new).ok()) else { return };
-    let (Some(os), Some(ns)) = (DIRFDS.get(o), DIRFDS.get(n)) else { return };
+/// After the kernel duplicated directory descriptor `old` onto `new`: the listing handle of
+/// what `new` named before, to end at the service if that was its last reference.
+#[must_use]
+pub fn dup_dir(old: c_int, new: c_int) -> Option<LastRef> {
+    let replaced = forget_dir(new);
+    let (Some(o), Some(n)) = (usize::try_from(old).ok(), usize::try_from(new).ok()) else { return replaced };
+    let (Some(os), Some(ns)) = (DIRFDS.get(o), DIRFDS.get(n)) else { return replaced };
     let i = os.load(Ordering::Acquire);
     if i != 0 {
         FILES[i as usize - 1].refs.fetch_add(1, Ordering::AcqRel);
         ns.store(i, Ordering::Release);
     }
+    replaced
 }
 
 /// What must be released at the service when the last descriptor of a file goes.
@@ -425,12 +427,12 @@ fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
             continue;
         }
         let fd = fd as c_int;
-        // SAFETY: as above.
+        // SAFETY: F_GETFD on a reserved descriptor of ours; integer arguments only.
         let cloexec = unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0;
-        // SAFETY: as above; dup3 atomically replaces our reserved descriptor.
+        // SAFETY: dup3 of the temporary descriptor onto our reserved one, which it atomically replaces.
         if unsafe { real::dup3(tmp, fd, if cloexec { libc::O_CLOEXEC } else { 0 }) } < 0 {
             let e = errno();
-            // SAFETY: as above.
+            // SAFETY: closing the temporary descriptor opened above; the numbers it was copied to stay.
             unsafe { real::close(tmp) };
             return Err(e);
         }
@@ -438,33 +440,16 @@ fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
             last = Some(l);
         }
     }
-    // SAFETY: as above.
+    // SAFETY: closing the temporary descriptor opened above; the numbers it was copied to stay.
     unsafe { real::close(tmp) };
     Ok(last)
 }
 
-/// Hands descriptor `fd` over to the kernel, if it is ours.
-pub fn materialize(fd: c_int) -> Result<(), c_int> {
-    let Some((idx, _)) = get(fd) else { return Ok(()) };
-    let last = reopen_in_kernel(idx)?;
-    if let Some(l) = last {
-        crate::ops::release(&l);
-    }
-    Ok(())
-}
-
-/// Hands every descriptor of ours over to the kernel (before fork and exec); `only_inherited`
-/// skips those exec would close anyway.
-pub fn materialize_all(only_inherited: bool) {
-    let mut fds = Vec::new();
-    ours(&mut fds);
-    for fd in fds {
-        // SAFETY: F_GETFD on a descriptor of this process.
-        if only_inherited && unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0 {
-            continue;
-        }
-        let _ = materialize(fd);
-    }
+/// Hands descriptor `fd` over to the kernel, if it is ours: the service handle to release
+/// when that was its file's last descriptor.
+pub fn materialize(fd: c_int) -> Result<Option<LastRef>, c_int> {
+    let Some((idx, _)) = get(fd) else { return Ok(None) };
+    reopen_in_kernel(idx)
 }
 
 #[cfg(test)]

@@ -11,18 +11,128 @@ mod api;
 mod cbuf;
 mod client;
 mod config;
-#[cfg(target_arch = "x86_64")]
-mod exec_list;
 mod files;
 mod intercept;
 mod listing;
 mod names;
+mod outcome;
 mod ops;
 mod path;
-mod process;
 mod real;
 mod streams;
 
 /// Protocol version this library speaks (see the `polytropon-ipc` crate).
 #[no_mangle]
 pub static POLYTROPON_PRELOAD_PROTOCOL: u32 = polytropon_ipc::PROTOCOL_VERSION;
+
+/// Runs when the dynamic loader maps the library, before the program's own code: registers
+/// the fork handlers (one `pthread_atfork` call). Everything else waits for the first call
+/// that needs it.
+#[used]
+#[link_section = ".init_array"]
+static AT_LOAD: extern "C" fn() = at_load;
+
+extern "C" fn at_load() {
+    intercept::process::register_fork_handlers();
+}
+
+#[cfg(test)]
+mod layering {
+    //! The library's modules form layers: no module reaches, through `crate::` paths, a
+    //! module that reaches it back (the file table does not call the operations that use it,
+    //! the client does not call the hooks...).
+
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    /// The top-level modules `text` names through `crate::` paths.
+    fn uses(text: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                // `crate::{a, b::c, d::{e, f}}`: the first name of each item.
+                let (mut depth, mut item_start) = (0usize, true);
+                for (i, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => {
+                            rest = &group[i..];
+                            break;
+                        }
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => item_start = true,
+                        c if item_start && (c.is_ascii_alphabetic() || c == '_') => {
+                            let name: String = group[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                            out.insert(name);
+                            item_start = false;
+                        }
+                        _ => {}
+                    }
+                }
+            } else {
+                let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                out.insert(name);
+            }
+        }
+        out
+    }
+
+    /// Module name -> the modules it uses; `intercept/*.rs` count as `intercept`.
+    fn graph() -> BTreeMap<String, BTreeSet<String>> {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (dir, module) in [(src.clone(), None), (src.join("intercept"), Some("intercept"))] {
+            for entry in std::fs::read_dir(&dir).expect("read src") {
+                let path = entry.expect("entry").path();
+                if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+                    continue;
+                }
+                let stem = path.file_stem().and_then(|s| s.to_str()).expect("name").to_string();
+                let name = module.map_or(stem, str::to_string);
+                if name == "lib" {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).expect("read module");
+                let mut used = uses(&text);
+                used.remove(&name);
+                used.retain(|u| u != "self");
+                g.entry(name).or_default().extend(used);
+            }
+        }
+        g
+    }
+
+    /// A cycle through `from`, if any (depth-first search).
+    fn cycle(g: &BTreeMap<String, BTreeSet<String>>, from: &str, path: &mut Vec<String>) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|m| m == from) {
+            let mut c = path[at..].to_vec();
+            c.push(from.to_string());
+            return Some(c);
+        }
+        path.push(from.to_string());
+        for next in g.get(from).into_iter().flatten() {
+            if let Some(c) = cycle(g, next, path) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        None
+    }
+
+    #[test]
+    fn the_parser_sees_plain_and_grouped_imports() {
+        let u = uses("use crate::{files::{self, File}, ops};\nlet x = crate::path::resolve();\nuse crate::real::Stat;");
+        assert_eq!(u, ["files", "ops", "path", "real"].map(String::from).into_iter().collect());
+    }
+
+    #[test]
+    fn no_two_modules_import_each_other_in_a_circle() {
+        let g = graph();
+        assert!(g.contains_key("files") && g.contains_key("intercept") && g["ops"].contains("client"), "the graph misses modules: {g:?}");
+        for m in g.keys() {
+            assert_eq!(cycle(&g, m, &mut Vec::new()), None, "modules import each other in a circle");
+        }
+    }
+}

@@ -6,7 +6,6 @@
 //! service: the first listing opens a service handle on the directory's inode, and the
 //! position (a cookie) lives in the record, shared by dup'd descriptors like a file position.
 
-use std::ffi::c_int;
 use std::sync::atomic::Ordering;
 
 use polytropon_ipc::{dirent_ok, Descriptor, Op, WireStatfs};
@@ -14,6 +13,7 @@ use polytropon_ipc::{dirent_ok, Descriptor, Op, WireStatfs};
 use crate::client::{call, reply_data};
 use crate::files::{File, LastRef};
 use crate::path::Target;
+use crate::outcome::Served;
 
 /// Largest listing asked for at once (the client buffer is at least this big).
 const LISTING_CAP: usize = 1 << 20;
@@ -29,7 +29,7 @@ fn on_dir(op: Op, f: &File) -> Descriptor {
 }
 
 /// The service's listing handle of directory record `f`, opened on first use.
-fn handle_of(f: &File) -> Result<u64, c_int> {
+fn handle_of(f: &File) -> Served<u64> {
     let h = f.handle.load(Ordering::Acquire);
     if h != 0 {
         return Ok(h);
@@ -39,7 +39,7 @@ fn handle_of(f: &File) -> Result<u64, c_int> {
         Ok(_) => Ok(opened),
         Err(other) => {
             // Another thread opened one first: use that, end ours.
-            releasedir(&LastRef { instance: f.instance.load(Ordering::Relaxed), inode: f.inode.load(Ordering::Relaxed), handle: opened });
+            release_dir(Some(LastRef { instance: f.instance.load(Ordering::Relaxed), inode: f.inode.load(Ordering::Relaxed), handle: opened }));
             Ok(other)
         }
     }
@@ -47,7 +47,7 @@ fn handle_of(f: &File) -> Result<u64, c_int> {
 
 /// `getdents64` on directory record `f`: `linux_dirent64` records from its position into
 /// `out`, which must hold one at least; the position advances past them. 0 at the end.
-pub fn getdents(f: &File, out: &mut [u8]) -> Result<usize, c_int> {
+pub fn getdents(f: &File, out: &mut [u8]) -> Served<usize> {
     let handle = handle_of(f)?;
     let from = f.offset.load(Ordering::Acquire);
     let cap = out.len().min(LISTING_CAP);
@@ -68,24 +68,32 @@ pub fn getdents(f: &File, out: &mut [u8]) -> Result<usize, c_int> {
     Ok(n)
 }
 
-/// Ends a listing handle, without waiting (nothing depends on the outcome).
-pub fn releasedir(l: &LastRef) {
-    crate::ops::end(Op::Releasedir, l);
+/// Ends listing handle `l`, if any, without waiting (nothing depends on the outcome).
+pub fn release_dir(l: Option<LastRef>) {
+    if let Some(l) = l {
+        crate::ops::end(Op::Releasedir, &l);
+    }
 }
 
-fn statfs_call(d: Descriptor, path: &[u8]) -> Result<WireStatfs, c_int> {
+/// Forgets directory descriptor `fd` (closed, replaced, or handed to the kernel), ending its
+/// listing handle at the service when that was the last reference.
+pub fn close_dir(fd: libc::c_int) {
+    release_dir(crate::files::forget_dir(fd));
+}
+
+fn statfs_call(d: Descriptor, path: &[u8]) -> Served<WireStatfs> {
     let mut b = [0u8; std::mem::size_of::<WireStatfs>()];
     call(d, path, Some(&mut b))?;
     Ok(WireStatfs::from_bytes(&b))
 }
 
 /// Statistics of the instance holding path `t` (which may be a mount's root).
-pub fn statfs_path(t: &Target) -> Result<WireStatfs, c_int> {
+pub fn statfs_path(t: &Target) -> Served<WireStatfs> {
     let rel = t.rel();
     statfs_call(Descriptor { op: Op::Statfs as u32, instance: t.instance, inode: t.base, len: rel.len() as u64, ..Descriptor::default() }, rel)
 }
 
 /// Statistics of the instance holding open file (or directory record) `f`.
-pub fn statfs_file(f: &File) -> Result<WireStatfs, c_int> {
+pub fn statfs_file(f: &File) -> Served<WireStatfs> {
     statfs_call(Descriptor { handle: 0, ..on_dir(Op::Statfs, f) }, &[])
 }

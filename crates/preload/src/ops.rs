@@ -1,5 +1,5 @@
 //! The operations served on the user-level path, shared by the interceptors and the direct
-//! API. Errors are errno values; [`FALLBACK`] means "make this call through the kernel".
+//! API. Errors are errno values; [`Unserved::Kernel`] means "make this call through the kernel".
 
 use std::ffi::c_int;
 use std::sync::atomic::Ordering;
@@ -10,8 +10,8 @@ use polytropon_ipc::{Descriptor, Op, WireAttr, WireSetattr, STAT_NOFOLLOW, WRITE
 use crate::client::call;
 use crate::files::{self, File, LastRef, Opened};
 use crate::path::Target;
+use crate::outcome::{Served, Unserved};
 
-pub const FALLBACK: c_int = polytropon_ipc::E_FALLBACK;
 
 /// Largest single request (the client buffer is at least this big).
 const CHUNK: usize = 1 << 20;
@@ -25,9 +25,9 @@ const STREAM_PIECE: usize = 128 << 10;
 const KERNEL_ONLY: c_int = libc::O_PATH | libc::O_DIRECTORY | libc::O_TMPFILE;
 
 /// Opens `t`; a descriptor of ours.
-pub fn open(t: &Target, flags: c_int, mode: u32) -> Result<c_int, c_int> {
+pub fn open(t: &Target, flags: c_int, mode: u32) -> Served<c_int> {
     if flags & KERNEL_ONLY != 0 || t.abs().len() > files::PATH_KEEP {
-        return Err(FALLBACK);
+        return Err(Unserved::Kernel);
     }
     let mode = if flags & libc::O_CREAT != 0 { mode & 0o7777 & !crate::config::umask() } else { 0 };
     let rel = t.rel();
@@ -40,7 +40,7 @@ pub fn open(t: &Target, flags: c_int, mode: u32) -> Result<c_int, c_int> {
         ..Descriptor::default()
     };
     // The descriptor and slot first: with the tables full, the kernel makes this open alone.
-    let Some(slot) = files::reserve_slot(flags & libc::O_CLOEXEC != 0)? else { return Err(FALLBACK) };
+    let Some(slot) = files::reserve_slot(flags & libc::O_CLOEXEC != 0)? else { return Err(Unserved::Kernel) };
     let r = match call(d, rel, None) {
         Ok(r) => r,
         Err(e) => {
@@ -77,18 +77,18 @@ fn on_file(op: Op, f: &File) -> Descriptor {
     }
 }
 
-pub fn getattr(f: &File) -> Result<WireAttr, c_int> {
+pub fn getattr(f: &File) -> Served<WireAttr> {
     let mut b = [0u8; std::mem::size_of::<WireAttr>()];
     call(on_file(Op::Getattr, f), &[], Some(&mut b))?;
     Ok(WireAttr::from_bytes(&b))
 }
 
-pub fn stat_path(t: &Target, follow: bool) -> Result<WireAttr, c_int> {
+pub fn stat_path(t: &Target, follow: bool) -> Served<WireAttr> {
     stat_path_node(t, follow).map(|(a, _)| a)
 }
 
 /// As [`stat_path`], with the node the path leads to.
-pub fn stat_path_node(t: &Target, follow: bool) -> Result<(WireAttr, Node), c_int> {
+pub fn stat_path_node(t: &Target, follow: bool) -> Served<(WireAttr, Node)> {
     let rel = t.rel();
     let mut b = [0u8; std::mem::size_of::<WireAttr>()];
     let d = Descriptor {
@@ -103,16 +103,16 @@ pub fn stat_path_node(t: &Target, follow: bool) -> Result<(WireAttr, Node), c_in
     Ok((WireAttr::from_bytes(&b), Node { instance: t.instance, inode: r.aux[0] }))
 }
 
-pub fn unlink(t: &Target) -> Result<(), c_int> {
+pub fn unlink(t: &Target) -> Served<()> {
     let rel = t.rel();
     call(Descriptor { op: Op::UnlinkPath as u32, instance: t.instance, inode: t.base, len: rel.len() as u64, ..Descriptor::default() }, rel, None)?;
     Ok(())
 }
 
 /// Reads up to `buf.len()` bytes at `offset` (several requests for large reads).
-pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Result<usize, c_int> {
+pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Served<usize> {
     if f.access() == libc::O_WRONLY {
-        return Err(libc::EBADF);
+        return Err(Unserved::Errno(libc::EBADF));
     }
     let mut done = 0;
     while done < buf.len() {
@@ -128,9 +128,9 @@ pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Result<usize, c_int> {
 }
 
 /// Writes `data` at `offset`, or at the end when `append`; returns (bytes, end offset).
-pub fn pwrite(f: &File, data: &[u8], offset: u64, append: bool) -> Result<(usize, u64), c_int> {
+pub fn pwrite(f: &File, data: &[u8], offset: u64, append: bool) -> Served<(usize, u64)> {
     if f.access() == libc::O_RDONLY {
-        return Err(libc::EBADF);
+        return Err(Unserved::Errno(libc::EBADF));
     }
     let mut done = 0;
     let end = loop {
@@ -158,7 +158,7 @@ pub fn pwrite(f: &File, data: &[u8], offset: u64, append: bool) -> Result<(usize
 }
 
 /// read(2): at the shared offset, which advances.
-pub fn read(f: &File, buf: &mut [u8]) -> Result<usize, c_int> {
+pub fn read(f: &File, buf: &mut [u8]) -> Served<usize> {
     let off = f.offset.load(Ordering::Acquire);
     let n = pread(f, buf, off)?;
     f.offset.store(off + n as u64, Ordering::Release);
@@ -166,14 +166,14 @@ pub fn read(f: &File, buf: &mut [u8]) -> Result<usize, c_int> {
 }
 
 /// write(2): at the shared offset (or the end, for `O_APPEND`), which advances.
-pub fn write(f: &File, data: &[u8]) -> Result<usize, c_int> {
+pub fn write(f: &File, data: &[u8]) -> Served<usize> {
     let off = f.offset.load(Ordering::Acquire);
     let (n, end) = pwrite(f, data, off, f.append())?;
     f.offset.store(end, Ordering::Release);
     Ok(n)
 }
 
-pub fn lseek(f: &File, offset: i64, whence: c_int) -> Result<i64, c_int> {
+pub fn lseek(f: &File, offset: i64, whence: c_int) -> Served<i64> {
     let base = match whence {
         libc::SEEK_SET => 0,
         libc::SEEK_CUR => f.offset.load(Ordering::Acquire) as i64,
@@ -182,34 +182,34 @@ pub fn lseek(f: &File, offset: i64, whence: c_int) -> Result<i64, c_int> {
         libc::SEEK_DATA | libc::SEEK_HOLE => {
             let size = getattr(f)?.size as i64;
             if offset < 0 || offset >= size {
-                return Err(libc::ENXIO);
+                return Err(Unserved::Errno(libc::ENXIO));
             }
             let pos = if whence == libc::SEEK_DATA { offset } else { size };
             f.offset.store(pos as u64, Ordering::Release);
             return Ok(pos);
         }
-        _ => return Err(libc::EINVAL),
+        _ => return Err(Unserved::Errno(libc::EINVAL)),
     };
     let pos = base.checked_add(offset).filter(|p| *p >= 0).ok_or(libc::EINVAL)?;
     f.offset.store(pos as u64, Ordering::Release);
     Ok(pos)
 }
 
-pub fn fsync(f: &File, datasync: bool) -> Result<(), c_int> {
+pub fn fsync(f: &File, datasync: bool) -> Served<()> {
     call(Descriptor { arg: u64::from(datasync), ..on_file(Op::Fsync, f) }, &[], None)?;
     Ok(())
 }
 
-pub fn ftruncate(f: &File, len: i64) -> Result<(), c_int> {
+pub fn ftruncate(f: &File, len: i64) -> Served<()> {
     if len < 0 || f.access() == libc::O_RDONLY {
-        return Err(libc::EINVAL);
+        return Err(Unserved::Errno(libc::EINVAL));
     }
     call(Descriptor { arg: len as u64, ..on_file(Op::Truncate, f) }, &[], None)?;
     Ok(())
 }
 
 /// Changes attributes of an open file (fchmod, fchown, futimens).
-pub fn setattr(f: &File, w: &WireSetattr) -> Result<(), c_int> {
+pub fn setattr(f: &File, w: &WireSetattr) -> Served<()> {
     let b = w.to_bytes();
     call(Descriptor { len: b.len() as u64, ..on_file(Op::Setattr, f) }, &b, None)?;
     Ok(())
@@ -235,7 +235,7 @@ impl Node {
 
 /// Extended attribute `name` (or, with `name` `None`, the list of names) of `f` into `out`
 /// (empty: only the length); its length.
-pub fn getxattr(f: Node, name: Option<&[u8]>, out: &mut [u8]) -> Result<usize, c_int> {
+pub fn getxattr(f: Node, name: Option<&[u8]>, out: &mut [u8]) -> Served<usize> {
     let (op, data) = match name {
         Some(n) => (Op::Getxattr, n),
         None => (Op::Listxattr, &[][..]),
@@ -250,12 +250,12 @@ pub fn getxattr(f: Node, name: Option<&[u8]>, out: &mut [u8]) -> Result<usize, c
 }
 
 /// Sets extended attribute `name` of `f`.
-pub fn setxattr(f: Node, name: &[u8], value: &[u8], flags: c_int) -> Result<(), c_int> {
+pub fn setxattr(f: Node, name: &[u8], value: &[u8], flags: c_int) -> Served<()> {
     if name.is_empty() || name.len() > 255 {
-        return Err(libc::ERANGE);
+        return Err(Unserved::Errno(libc::ERANGE));
     }
     if value.len() > 65536 {
-        return Err(libc::E2BIG);
+        return Err(Unserved::Errno(libc::E2BIG));
     }
     // Not a hot path: a heap buffer rather than 64 KiB of some thread's stack.
     let mut data = Vec::with_capacity(name.len() + 1 + value.len());
@@ -268,7 +268,7 @@ pub fn setxattr(f: Node, name: &[u8], value: &[u8], flags: c_int) -> Result<(), 
 }
 
 /// Removes extended attribute `name` of `f`.
-pub fn removexattr(f: Node, name: &[u8]) -> Result<(), c_int> {
+pub fn removexattr(f: Node, name: &[u8]) -> Served<()> {
     call(Descriptor { len: name.len() as u64, ..f.descriptor(Op::Removexattr) }, name, None)?;
     Ok(())
 }

@@ -235,6 +235,19 @@ real! {
     realpath(path: *const c_char, resolved: *mut c_char) -> *mut c_char;
     __realpath_chk(path: *const c_char, resolved: *mut c_char, len: size_t) -> *mut c_char;
     canonicalize_file_name(path: *const c_char) -> *mut c_char;
+    mmap(addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void;
+    mmap64(addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: off64_t) -> *mut c_void;
+    flock(fd: c_int, op: c_int) -> c_int;
+    lockf(fd: c_int, cmd: c_int, len: off_t) -> c_int;
+    lockf64(fd: c_int, cmd: c_int, len: off64_t) -> c_int;
+    fallocate(fd: c_int, mode: c_int, off: off_t, len: off_t) -> c_int;
+    fallocate64(fd: c_int, mode: c_int, off: off64_t, len: off64_t) -> c_int;
+    posix_fallocate(fd: c_int, off: off_t, len: off_t) -> c_int;
+    posix_fallocate64(fd: c_int, off: off64_t, len: off64_t) -> c_int;
+    splice(fd_in: c_int, off_in: *mut libc::loff_t, fd_out: c_int, off_out: *mut libc::loff_t, len: size_t, flags: c_uint) -> ssize_t;
+    tee(fd_in: c_int, fd_out: c_int, len: size_t, flags: c_uint) -> ssize_t;
+    syncfs(fd: c_int) -> c_int;
+    fpathconf(fd: c_int, name: c_int) -> libc::c_long;
 }
 
 /// A `scandir` filter.

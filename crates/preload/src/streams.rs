@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use crate::config::{errno, set_errno};
 use crate::files;
+use crate::outcome::Unserved;
 
 pub const MAX_STREAMS: usize = 128;
 /// Bytes of records one stream buffers (glibc's own buffer is 32 KiB).
@@ -147,14 +148,15 @@ fn buf_bytes(b: &mut [u64; STREAM_BUF / 8]) -> &mut [u8] {
 pub fn fill(fd: c_int, out: &mut [u8]) -> Result<usize, c_int> {
     if let Some(f) = files::dir_file(fd) {
         match crate::listing::getdents(f, out) {
+            Ok(n) => return Ok(n),
             // An inode the service no longer knows (EBADF, ESTALE), a service gone...: the
             // kernel still can, from the same cookie.
-            Err(e) if e == crate::ops::FALLBACK || e == libc::ESTALE || e == libc::ENOENT || e == libc::EBADF => {}
-            other => return other,
+            Err(Unserved::Kernel | Unserved::Errno(libc::ESTALE | libc::ENOENT | libc::EBADF)) => {}
+            Err(Unserved::Errno(e)) => return Err(e),
         }
         // The kernel's position follows ours from here on.
         seek_kernel(fd, f.offset.load(Ordering::Acquire));
-        files::forget_dir(fd);
+        crate::listing::close_dir(fd);
     }
     // SAFETY: the getdents64 system call on the caller's descriptor and buffer.
     let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, out.as_mut_ptr(), out.len()) };

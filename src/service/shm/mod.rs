@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
-use polytropon_ipc::{decode, Limits, Op, Request, WireAttr, E_FALLBACK, FLAG_NEAR, FLAG_NO_REPLY};
+use polytropon_ipc::{decode, Limits, Op, Request, Unserved, WireAttr, FLAG_NEAR, FLAG_NO_REPLY};
 use tracing::{debug, warn};
 
 use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, ROOT_INODE};
@@ -127,9 +127,16 @@ fn wire(a: &Attr) -> WireAttr {
     }
 }
 
-fn neg(e: io::Error) -> i64 {
-    -i64::from(e.raw_os_error().unwrap_or(libc::EIO))
+/// The result word of a request that failed with `e`.
+fn failed(e: &io::Error) -> i64 {
+    let outcome = if e.get_ref().is_some_and(|inner| inner.is::<KernelPath>()) { Unserved::Kernel } else { Unserved::Errno(e.raw_os_error().unwrap_or(libc::EIO)) };
+    outcome.result() as i64
 }
+
+/// What a served call fails with to say "the kernel path serves this" ([`Unserved::Kernel`]).
+#[derive(Debug, thiserror::Error)]
+#[error("not served on the user-level path")]
+struct KernelPath;
 
 impl BackDriver {
     /// A back driver serving the single instance `fs` (as instance 0).
@@ -469,7 +476,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
         match decode(d, &limits) {
             Ok(req) => {
                 let Some(UserInstance { fs, stats, kernel }) = instance(table, req.instance) else {
-                    seg.complete(req.client, req.seq, -i64::from(libc::ENODEV), [0; 4]);
+                    seg.complete(req.client, req.seq, Unserved::Errno(libc::ENODEV).result() as i64, [0; 4]);
                     continue;
                 };
                 // A directory cache belongs to one instance object: a replaced table entry
@@ -513,7 +520,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                 debug!("refused descriptor: {e:?}");
                 // Answer a client that exists and waits; garbage with no valid client is dropped.
                 if d.flags & FLAG_NO_REPLY == 0 {
-                    seg.complete(d.client, d.seq, -i64::from(libc::EINVAL), [0; 4]);
+                    seg.complete(d.client, d.seq, Unserved::Errno(libc::EINVAL).result() as i64, [0; 4]);
                 }
             }
         }
@@ -575,8 +582,7 @@ fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, base: Inode, path: &'p [u8], hel
         if e.attr.kind() != FileKind::Directory {
             held.push(e.inode);
             // A symlink on the way is the kernel's to follow (it may lead anywhere).
-            let code = if e.attr.kind() == FileKind::Symlink { E_FALLBACK } else { libc::ENOTDIR };
-            return Err(io::Error::from_raw_os_error(code));
+            return Err(if e.attr.kind() == FileKind::Symlink { fallback() } else { io::Error::from_raw_os_error(libc::ENOTDIR) });
         }
         if from_root {
             dirs.put_dir(fs, &prefix, e.inode);
@@ -630,7 +636,7 @@ fn execute(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: 
     }
     match out {
         Ok(v) => v,
-        Err(e) => (neg(e), [0; 4]),
+        Err(e) => (failed(&e), [0; 4]),
     }
 }
 
@@ -720,7 +726,7 @@ fn streamed_write(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request
 }
 
 fn fallback() -> io::Error {
-    io::Error::from_raw_os_error(E_FALLBACK)
+    io::Error::other(KernelPath)
 }
 
 /// What the back driver serves, op by op: the one table (the match is exhaustive, so a new

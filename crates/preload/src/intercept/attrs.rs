@@ -7,88 +7,79 @@ use libc::{gid_t, mode_t, size_t, ssize_t, uid_t};
 
 use super::{on_fd, on_path, run};
 use crate::cbuf::{in_buf, out_buf};
-use crate::ops::{Node, FALLBACK};
+use crate::ops::Node;
 use crate::{ops, real};
+use crate::outcome::{Served, Unserved};
 
-#[no_mangle]
-pub unsafe extern "C" fn fchmod(fd: c_int, mode: mode_t) -> c_int {
-    let w = super::names::chmod_of(mode);
-    // SAFETY: forwarding the caller's arguments.
-    on_fd(fd, |f| ops::setattr(f, &w).map(|()| 0), || unsafe { real::fchmod(fd, mode) })
-}
+hooks! {
+    fn fchmod(fd: c_int, mode: mode_t) -> c_int => |kernel| {
+        let w = super::names::chmod_of(mode);
+        on_fd(fd, |f| ops::setattr(f, &w).map(|()| 0), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn fchown(fd: c_int, uid: uid_t, gid: gid_t) -> c_int {
-    let w = super::names::chown_of(uid, gid);
-    // SAFETY: forwarding the caller's arguments.
-    on_fd(fd, |f| ops::setattr(f, &w).map(|()| 0), || unsafe { real::fchown(fd, uid, gid) })
-}
+    fn fchown(fd: c_int, uid: uid_t, gid: gid_t) -> c_int => |kernel| {
+        let w = super::names::chown_of(uid, gid);
+        on_fd(fd, |f| ops::setattr(f, &w).map(|()| 0), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn futimens(fd: c_int, t: *const libc::timespec) -> c_int {
-    // SAFETY: a null pointer or two timespecs, as futimens requires.
-    let w = super::names::times_of(unsafe { t.cast::<[libc::timespec; 2]>().as_ref() }.copied());
-    // SAFETY: forwarding the caller's arguments.
-    on_fd(fd, |f| ops::setattr(f, &w?).map(|()| 0), || unsafe { real::futimens(fd, t) })
-}
+    fn futimens(fd: c_int, t: *const libc::timespec) -> c_int => |kernel| {
+        // SAFETY: a null pointer or two timespecs, as futimens requires.
+        let w = super::names::times_of(unsafe { t.cast::<[libc::timespec; 2]>().as_ref() }.copied());
+        on_fd(fd, |f| ops::setattr(f, &w?).map(|()| 0), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn futimes(fd: c_int, t: *const libc::timeval) -> c_int {
-    let w = || super::names::times_of(super::names::timevals(t)?);
-    // SAFETY: forwarding the caller's arguments.
-    on_fd(fd, |f| ops::setattr(f, &w()?).map(|()| 0), || unsafe { real::futimes(fd, t) })
+    fn futimes(fd: c_int, t: *const libc::timeval) -> c_int => |kernel| {
+        let w = || super::names::times_of(super::names::timevals(t)?);
+        on_fd(fd, |f| ops::setattr(f, &w()?).map(|()| 0), kernel)
+    }
 }
 
 /// The caller's attribute name.
-fn name<'a>(n: *const c_char) -> Result<&'a [u8], c_int> {
+fn name<'a>(n: *const c_char) -> Served<&'a [u8]> {
     if n.is_null() {
-        return Err(libc::EFAULT);
+        return Err(Unserved::Errno(libc::EFAULT));
     }
     // SAFETY: a NUL-terminated name, as the xattr calls require.
     Ok(unsafe { CStr::from_ptr(n) }.to_bytes())
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn fgetxattr(fd: c_int, n: *const c_char, value: *mut c_void, size: size_t) -> ssize_t {
-    // SAFETY: the caller's buffer of `size` bytes; forwarding the caller's arguments.
-    on_fd(fd, |f| Ok(ops::getxattr(Node::of(f), Some(name(n)?), unsafe { out_buf(value, size) }?)? as ssize_t), || unsafe { real::fgetxattr(fd, n, value, size) })
-}
+hooks! {
+    fn fgetxattr(fd: c_int, n: *const c_char, value: *mut c_void, size: size_t) -> ssize_t => |kernel| {
+        // SAFETY: the caller's buffer of `size` bytes; forwarding the caller's arguments.
+        on_fd(fd, |f| Ok(ops::getxattr(Node::of(f), Some(name(n)?), unsafe { out_buf(value, size) }?)? as ssize_t), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn flistxattr(fd: c_int, list: *mut c_char, size: size_t) -> ssize_t {
-    // SAFETY: the caller's buffer of `size` bytes; forwarding the caller's arguments.
-    on_fd(fd, |f| Ok(ops::getxattr(Node::of(f), None, unsafe { out_buf(list.cast(), size) }?)? as ssize_t), || unsafe { real::flistxattr(fd, list, size) })
-}
+    fn flistxattr(fd: c_int, list: *mut c_char, size: size_t) -> ssize_t => |kernel| {
+        // SAFETY: the caller's buffer of `size` bytes; forwarding the caller's arguments.
+        on_fd(fd, |f| Ok(ops::getxattr(Node::of(f), None, unsafe { out_buf(list.cast(), size) }?)? as ssize_t), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn fsetxattr(fd: c_int, n: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int {
-    // SAFETY: forwarding the caller's arguments.
-    on_fd(
-        fd,
-        // SAFETY: the caller's value of `size` bytes.
-        |f| ops::setxattr(Node::of(f), name(n)?, unsafe { in_buf(value, size) }?, flags).map(|()| 0),
-        || unsafe { real::fsetxattr(fd, n, value, size, flags) },
-    )
-}
+    fn fsetxattr(fd: c_int, n: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int => |kernel| {
+        on_fd(
+            fd,
+            // SAFETY: the caller's value of `size` bytes.
+            |f| ops::setxattr(Node::of(f), name(n)?, unsafe { in_buf(value, size) }?, flags).map(|()| 0),
+            kernel,
+        )
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn fremovexattr(fd: c_int, n: *const c_char) -> c_int {
-    // SAFETY: forwarding the caller's arguments.
-    on_fd(fd, |f| ops::removexattr(Node::of(f), name(n)?).map(|()| 0), || unsafe { real::fremovexattr(fd, n) })
+    fn fremovexattr(fd: c_int, n: *const c_char) -> c_int => |kernel| {
+        on_fd(fd, |f| ops::removexattr(Node::of(f), name(n)?).map(|()| 0), kernel)
+    }
 }
 
 /// Runs `f` on the node `path` leads to (following a final symbolic link or not). A symbolic
 /// link's own attributes, and a node the service forgot between the two requests, are the
 /// kernel's.
-fn on_node<T>(path: *const c_char, follow: bool, f: impl FnOnce(Node) -> Result<T, c_int>) -> Result<T, c_int> {
+fn on_node<T>(path: *const c_char, follow: bool, f: impl FnOnce(Node) -> Served<T>) -> Served<T> {
     let node = on_path(libc::AT_FDCWD, path, |t| {
         let (a, node) = ops::stat_path_node(t, follow)?;
         if a.mode & libc::S_IFMT == libc::S_IFLNK {
-            return Err(FALLBACK);
+            return Err(Unserved::Kernel);
         }
         Ok(node)
     })?;
-    f(node).map_err(|e| if e == libc::EBADF { FALLBACK } else { e })
+    f(node).map_err(|e| if e == Unserved::Errno(libc::EBADF) { Unserved::Kernel } else { e })
 }
 
 macro_rules! path_xattrs {

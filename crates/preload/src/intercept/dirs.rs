@@ -10,28 +10,28 @@ use libc::{size_t, ssize_t};
 
 use super::run;
 use crate::config::{errno, set_errno};
-use crate::ops::FALLBACK;
 use crate::path::{resolve_dir, Target};
 use crate::real::{self, Compar, Filter};
 use crate::{files, streams};
+use crate::outcome::{Served, Unserved};
 
 const DIR_FLAGS: c_int = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_DIRECTORY | libc::O_CLOEXEC;
 
 /// Opens `path` (relative to `dirfd`) as a recorded directory when it is on a pool mount:
-/// the descriptor, or `FALLBACK` when the path is not ours.
-fn open_recorded(dirfd: c_int, path: *const c_char) -> Result<c_int, c_int> {
+/// the descriptor, or `Unserved::Kernel` when the path is not ours.
+fn open_recorded(dirfd: c_int, path: *const c_char) -> Served<c_int> {
     let mut t = Target::empty();
-    resolve_dir(&mut t, dirfd, path).ok_or(FALLBACK)?;
+    resolve_dir(&mut t, dirfd, path).ok_or(Unserved::Kernel)?;
     // SAFETY: the caller's path; the kernel opens it through the FUSE mount.
     let fd = unsafe { real::openat(dirfd, path, DIR_FLAGS, 0) };
     if fd < 0 {
-        return Err(errno());
+        return Err(Unserved::Errno(errno()));
     }
-    if !files::remember_dir(fd, t.instance, t.dev, t.abs()) {
+    if !files::remember_dir(fd, t.instance, t.dev, t.abs(), |l| crate::listing::release_dir(Some(l))) {
         // Not a directory of the mount after all (the tables are full, say): libc's.
         // SAFETY: closing the descriptor just opened.
         unsafe { real::close(fd) };
-        return Err(FALLBACK);
+        return Err(Unserved::Kernel);
     }
     Ok(fd)
 }
@@ -42,45 +42,40 @@ fn stream_on(fd: c_int) -> *mut libc::DIR {
     streams::open(fd).unwrap_or_else(|| unsafe { real::fdopendir(fd) })
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
-    // SAFETY: forwarding the caller's argument.
-    run(|| open_recorded(libc::AT_FDCWD, path).map(stream_on), || unsafe { real::opendir(path) })
-}
+hooks! {
+    fn opendir(path: *const c_char) -> *mut libc::DIR => |kernel| {
+        run(|| open_recorded(libc::AT_FDCWD, path).map(stream_on), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
-    if files::is_ours(fd) {
-        // A file of ours is never a directory.
-        set_errno(libc::ENOTDIR);
-        return null_mut();
+    fn fdopendir(fd: c_int) -> *mut libc::DIR => |kernel| {
+        if files::is_ours(fd) {
+            // A file of ours is never a directory.
+            set_errno(libc::ENOTDIR);
+            return null_mut();
+        }
+        if files::dir_file(fd).is_some() {
+            return run(|| Ok(stream_on(fd)), kernel);
+        }
+        kernel()
     }
-    if files::dir_file(fd).is_some() {
-        // SAFETY: forwarding the caller's argument.
-        return run(|| Ok(stream_on(fd)), || unsafe { real::fdopendir(fd) });
-    }
-    // SAFETY: forwarding the caller's argument.
-    unsafe { real::fdopendir(fd) }
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn closedir(d: *mut libc::DIR) -> c_int {
-    if let Some(s) = streams::of(d) {
-        return close_stream(s);
+    fn closedir(d: *mut libc::DIR) -> c_int => |kernel| {
+        if let Some(s) = streams::of(d) {
+            return close_stream(s);
+        }
+        if !d.is_null() {
+            // SAFETY: the caller's open stream.
+            crate::listing::close_dir(unsafe { real::dirfd(d) });
+        }
+        kernel()
     }
-    if !d.is_null() {
-        // SAFETY: the caller's open stream.
-        files::forget_dir(unsafe { real::dirfd(d) });
-    }
-    // SAFETY: forwarding the caller's argument.
-    unsafe { real::closedir(d) }
 }
 
 /// Closes one of our streams and its descriptor.
 fn close_stream(s: &streams::Stream) -> c_int {
     let fd = s.fd();
     s.free();
-    files::forget_dir(fd);
+    crate::listing::close_dir(fd);
     // SAFETY: the stream's descriptor, closed with it.
     unsafe { real::close(fd) }
 }
@@ -97,22 +92,20 @@ fn next(s: &streams::Stream) -> *mut libc::dirent64 {
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn readdir(d: *mut libc::DIR) -> *mut libc::dirent {
-    match streams::of(d) {
-        // `struct dirent` and `struct dirent64` are the same on 64-bit Linux.
-        Some(s) => next(s).cast(),
-        // SAFETY: forwarding the caller's argument.
-        None => unsafe { real::readdir(d) },
+hooks! {
+    fn readdir(d: *mut libc::DIR) -> *mut libc::dirent => |kernel| {
+        match streams::of(d) {
+            // `struct dirent` and `struct dirent64` are the same on 64-bit Linux.
+            Some(s) => next(s).cast(),
+            None => kernel(),
+        }
     }
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn readdir64(d: *mut libc::DIR) -> *mut libc::dirent64 {
-    match streams::of(d) {
-        Some(s) => next(s),
-        // SAFETY: forwarding the caller's argument.
-        None => unsafe { real::readdir64(d) },
+    fn readdir64(d: *mut libc::DIR) -> *mut libc::dirent64 => |kernel| {
+        match streams::of(d) {
+            Some(s) => next(s),
+            None => kernel(),
+        }
     }
 }
 
@@ -144,21 +137,19 @@ fn next_into(s: &streams::Stream, entry: *mut libc::dirent64, result: *mut *mut 
     0
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn readdir_r(d: *mut libc::DIR, entry: *mut libc::dirent, result: *mut *mut libc::dirent) -> c_int {
-    match streams::of(d) {
-        Some(s) => next_into(s, entry.cast(), result.cast()),
-        // SAFETY: forwarding the caller's arguments.
-        None => unsafe { real::readdir_r(d, entry, result) },
+hooks! {
+    fn readdir_r(d: *mut libc::DIR, entry: *mut libc::dirent, result: *mut *mut libc::dirent) -> c_int => |kernel| {
+        match streams::of(d) {
+            Some(s) => next_into(s, entry.cast(), result.cast()),
+            None => kernel(),
+        }
     }
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn readdir64_r(d: *mut libc::DIR, entry: *mut libc::dirent64, result: *mut *mut libc::dirent64) -> c_int {
-    match streams::of(d) {
-        Some(s) => next_into(s, entry, result),
-        // SAFETY: forwarding the caller's arguments.
-        None => unsafe { real::readdir64_r(d, entry, result) },
+    fn readdir64_r(d: *mut libc::DIR, entry: *mut libc::dirent64, result: *mut *mut libc::dirent64) -> c_int => |kernel| {
+        match streams::of(d) {
+            Some(s) => next_into(s, entry, result),
+            None => kernel(),
+        }
     }
 }
 
@@ -166,7 +157,7 @@ pub unsafe extern "C" fn readdir64_r(d: *mut libc::DIR, entry: *mut libc::dirent
 pub unsafe extern "C" fn rewinddir(d: *mut libc::DIR) {
     match streams::of(d) {
         Some(s) => s.locked().seek(0),
-        // SAFETY: forwarding the caller's argument.
+        // SAFETY: not a stream of ours: the caller's `DIR *`, unchanged, to libc's rewinddir.
         None => unsafe { real::rewinddir(d) },
     }
 }
@@ -175,39 +166,34 @@ pub unsafe extern "C" fn rewinddir(d: *mut libc::DIR) {
 pub unsafe extern "C" fn seekdir(d: *mut libc::DIR, pos: c_long) {
     match streams::of(d) {
         Some(s) => s.locked().seek(pos as u64),
-        // SAFETY: forwarding the caller's arguments.
+        // SAFETY: not a stream of ours: the caller's `DIR *` and position, unchanged, to libc's seekdir.
         None => unsafe { real::seekdir(d, pos) },
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn telldir(d: *mut libc::DIR) -> c_long {
-    match streams::of(d) {
-        Some(s) => s.locked().tell() as c_long,
-        // SAFETY: forwarding the caller's argument.
-        None => unsafe { real::telldir(d) },
+hooks! {
+    fn telldir(d: *mut libc::DIR) -> c_long => |kernel| {
+        match streams::of(d) {
+            Some(s) => s.locked().tell() as c_long,
+            None => kernel(),
+        }
     }
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn dirfd(d: *mut libc::DIR) -> c_int {
-    match streams::of(d) {
-        Some(s) => s.fd(),
-        // SAFETY: forwarding the caller's argument.
-        None => unsafe { real::dirfd(d) },
+    fn dirfd(d: *mut libc::DIR) -> c_int => |kernel| {
+        match streams::of(d) {
+            Some(s) => s.fd(),
+            None => kernel(),
+        }
     }
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn getdents64(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t {
-    if files::dir_file(fd).is_none() {
-        // SAFETY: forwarding the caller's arguments.
-        return unsafe { real::getdents64(fd, buf, len) };
+    fn getdents64(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t => |kernel| {
+        if files::dir_file(fd).is_none() {
+            return kernel();
+        }
+        // SAFETY: the caller's buffer of `len` bytes.
+        let out = || unsafe { crate::cbuf::out_buf(buf, len) };
+        run(|| Ok(streams::fill(fd, out()?)? as ssize_t), kernel)
     }
-    // SAFETY: the caller's buffer of `len` bytes.
-    let out = || unsafe { crate::cbuf::out_buf(buf, len) };
-    // SAFETY: forwarding the caller's arguments.
-    run(|| streams::fill(fd, out()?).map(|n| n as ssize_t), || unsafe { real::getdents64(fd, buf, len) })
 }
 
 /// Frees what `scandir` collected so far.
@@ -216,13 +202,13 @@ fn free_list(list: *mut *mut libc::dirent, n: usize) {
         // SAFETY: the first `n` entries were malloc'd by `scandir_ours`; then the array.
         unsafe { libc::free((*list.add(i)).cast()) };
     }
-    // SAFETY: as above.
+    // SAFETY: the array itself, malloc'd (or null) by `scandir_ours`, freed once.
     unsafe { libc::free(list.cast()) };
 }
 
 /// scandir on one of our streams: entries malloc'd one by one, as libc's are (the caller
 /// frees them with `free`).
-fn scandir_ours(s: &streams::Stream, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> Result<c_int, c_int> {
+fn scandir_ours(s: &streams::Stream, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> Served<c_int> {
     let mut list: *mut *mut libc::dirent = null_mut();
     let (mut n, mut cap) = (0usize, 0usize);
     loop {
@@ -232,7 +218,7 @@ fn scandir_ours(s: &streams::Stream, out: *mut *mut *mut libc::dirent, filter: F
             let err = errno();
             if err != 0 {
                 free_list(list, n);
-                return Err(err);
+                return Err(Unserved::Errno(err));
             }
             break;
         }
@@ -248,7 +234,7 @@ fn scandir_ours(s: &streams::Stream, out: *mut *mut *mut libc::dirent, filter: F
             let grown = unsafe { libc::realloc(list.cast(), cap * std::mem::size_of::<*mut libc::dirent>()) };
             if grown.is_null() {
                 free_list(list, n);
-                return Err(libc::ENOMEM);
+                return Err(Unserved::Errno(libc::ENOMEM));
             }
             list = grown.cast();
         }
@@ -259,7 +245,7 @@ fn scandir_ours(s: &streams::Stream, out: *mut *mut *mut libc::dirent, filter: F
             let copy = libc::malloc(len.max(std::mem::size_of::<libc::dirent>()));
             if copy.is_null() {
                 free_list(list, n);
-                return Err(libc::ENOMEM);
+                return Err(Unserved::Errno(libc::ENOMEM));
             }
             std::ptr::copy_nonoverlapping(e.cast::<u8>(), copy.cast::<u8>(), len);
             *list.add(n) = copy.cast();
@@ -276,19 +262,19 @@ fn scandir_ours(s: &streams::Stream, out: *mut *mut *mut libc::dirent, filter: F
     }
     // SAFETY: the caller's out-pointer.
     unsafe { *out = list };
-    c_int::try_from(n).map_err(|_| libc::EOVERFLOW)
+    c_int::try_from(n).map_err(|_| Unserved::Errno(libc::EOVERFLOW))
 }
 
-fn scandir_at(dirfd: c_int, path: *const c_char, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> Result<c_int, c_int> {
+fn scandir_at(dirfd: c_int, path: *const c_char, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> Served<c_int> {
     if out.is_null() {
-        return Err(FALLBACK);
+        return Err(Unserved::Kernel);
     }
     let fd = open_recorded(dirfd, path)?;
     let Some(d) = streams::open(fd) else {
-        files::forget_dir(fd);
+        crate::listing::close_dir(fd);
         // SAFETY: closing the descriptor just opened.
         unsafe { real::close(fd) };
-        return Err(FALLBACK);
+        return Err(Unserved::Kernel);
     };
     let s = streams::of(d).ok_or(libc::EIO)?;
     let r = scandir_ours(s, out, filter, compar);
@@ -296,26 +282,24 @@ fn scandir_at(dirfd: c_int, path: *const c_char, out: *mut *mut *mut libc::diren
     r
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn scandirat(dirfd: c_int, path: *const c_char, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> c_int {
-    // SAFETY: forwarding the caller's arguments.
-    run(|| scandir_at(dirfd, path, out, filter, compar), || unsafe { real::scandirat(dirfd, path, out, filter, compar) })
-}
+hooks! {
+    fn scandirat(dirfd: c_int, path: *const c_char, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> c_int => |kernel| {
+        run(|| scandir_at(dirfd, path, out, filter, compar), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn scandirat64(dirfd: c_int, path: *const c_char, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> c_int {
-    // SAFETY: forwarding the caller's arguments.
-    run(|| scandir_at(dirfd, path, out, filter, compar), || unsafe { real::scandirat64(dirfd, path, out, filter, compar) })
+    fn scandirat64(dirfd: c_int, path: *const c_char, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> c_int => |kernel| {
+        run(|| scandir_at(dirfd, path, out, filter, compar), kernel)
+    }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn scandir(path: *const c_char, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> c_int {
-    // SAFETY: forwarding the caller's arguments.
+    // SAFETY: scandir(p, ...) is scandirat(AT_FDCWD, p, ...) with the caller's other arguments unchanged.
     run(|| scandir_at(libc::AT_FDCWD, path, out, filter, compar), || unsafe { real::scandirat(libc::AT_FDCWD, path, out, filter, compar) })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn scandir64(path: *const c_char, out: *mut *mut *mut libc::dirent, filter: Filter, compar: Compar) -> c_int {
-    // SAFETY: forwarding the caller's arguments.
+    // SAFETY: scandir64(p, ...) is scandirat64(AT_FDCWD, p, ...) with the caller's other arguments unchanged.
     run(|| scandir_at(libc::AT_FDCWD, path, out, filter, compar), || unsafe { real::scandirat64(libc::AT_FDCWD, path, out, filter, compar) })
 }

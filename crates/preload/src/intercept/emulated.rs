@@ -12,54 +12,48 @@ use crate::config::set_errno;
 use crate::files::{self, is_ours, File};
 use crate::real;
 
-#[no_mangle]
-pub unsafe extern "C" fn posix_fadvise(fd: c_int, off: off_t, len: off_t, advice: c_int) -> c_int {
-    if is_ours(fd) {
-        // Advice; the service's backend client does its own read-ahead.
-        return 0;
-    }
-    // SAFETY: forwarding the caller's arguments.
-    unsafe { real::posix_fadvise(fd, off, len, advice) }
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn posix_fadvise64(fd: c_int, off: off64_t, len: off64_t, advice: c_int) -> c_int {
-    if is_ours(fd) {
-        return 0;
-    }
-    // SAFETY: as above.
-    unsafe { real::posix_fadvise64(fd, off, len, advice) }
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn readahead(fd: c_int, off: off64_t, count: size_t) -> ssize_t {
-    if is_ours(fd) {
-        return 0;
-    }
-    // SAFETY: as above.
-    unsafe { real::readahead(fd, off, count) }
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_int {
-    if is_ours(fd) {
-        if request == libc::TCGETS {
-            // isatty(): a file is no terminal.
-            set_errno(libc::ENOTTY);
-            return -1;
+hooks! {
+    fn posix_fadvise(fd: c_int, off: off_t, len: off_t, advice: c_int) -> c_int => |kernel| {
+        if is_ours(fd) {
+            // Advice; the service's backend client does its own read-ahead.
+            return 0;
         }
-        if matches!(request, FICLONE | FICLONERANGE | FIDEDUPERANGE) {
-            // No cloning across the user-level path; callers (cp) fall back to copying.
-            set_errno(libc::EOPNOTSUPP);
-            return -1;
-        }
-        if let Err(e) = hand_over(fd) {
-            set_errno(e);
-            return -1;
-        }
+        kernel()
     }
-    // SAFETY: as above.
-    unsafe { real::ioctl(fd, request, arg) }
+
+    fn posix_fadvise64(fd: c_int, off: off64_t, len: off64_t, advice: c_int) -> c_int => |kernel| {
+        if is_ours(fd) {
+            return 0;
+        }
+        kernel()
+    }
+
+    fn readahead(fd: c_int, off: off64_t, count: size_t) -> ssize_t => |kernel| {
+        if is_ours(fd) {
+            return 0;
+        }
+        kernel()
+    }
+
+    fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_int => |kernel| {
+        if is_ours(fd) {
+            if request == libc::TCGETS {
+                // isatty(): a file is no terminal.
+                set_errno(libc::ENOTTY);
+                return -1;
+            }
+            if matches!(request, FICLONE | FICLONERANGE | FIDEDUPERANGE) {
+                // No cloning across the user-level path; callers (cp) fall back to copying.
+                set_errno(libc::EOPNOTSUPP);
+                return -1;
+            }
+            if let Err(e) = hand_over(fd) {
+                set_errno(e);
+                return -1;
+            }
+        }
+        kernel()
+    }
 }
 
 // <linux/fs.h> ioctl numbers of the clone and dedupe requests.
@@ -94,7 +88,8 @@ fn copy(fd_in: c_int, off_in: *mut i64, fd_out: c_int, off_out: *mut i64, len: u
         let got = got as usize;
         let mut put = 0usize;
         while put < got {
-            // SAFETY: as above.
+            // SAFETY: `buf[put..got]` was filled above (`got <= buf.len()`); the output offset
+            // pointer is the caller's, as the libc call requires.
             let w = unsafe {
                 let q = buf.as_ptr().add(put) as *const c_void;
                 match off_out.as_mut() {
@@ -107,7 +102,7 @@ fn copy(fd_in: c_int, off_in: *mut i64, fd_out: c_int, off_out: *mut i64, len: u
             }
             put += w as usize;
         }
-        // SAFETY: as above.
+        // SAFETY: the caller's offset pointers (null or valid), as the libc call requires.
         unsafe {
             if let Some(o) = off_in.as_mut() {
                 *o += got as i64;
@@ -185,20 +180,20 @@ fn copy_here(fd_in: c_int, off_in: *const i64, fd_out: c_int, off_out: *const i6
     ia == ib && da == db && na != nb && a.access() != libc::O_WRONLY && b.access() != libc::O_RDONLY && !b.append() && !negative(off_in) && !negative(off_out)
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn copy_file_range(fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: u32) -> ssize_t {
-    // Flags are refused (`EINVAL`) before the kernel looks at the files.
-    if flags == 0 && (is_ours(fd_in) || is_ours(fd_out)) {
-        if copy_here(fd_in, off_in, fd_out, off_out) {
-            return copy(fd_in, off_in, fd_out, off_out, len);
+hooks! {
+    fn copy_file_range(fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: u32) -> ssize_t => |kernel| {
+        // Flags are refused (`EINVAL`) before the kernel looks at the files.
+        if flags == 0 && (is_ours(fd_in) || is_ours(fd_out)) {
+            if copy_here(fd_in, off_in, fd_out, off_out) {
+                return copy(fd_in, off_in, fd_out, off_out, len);
+            }
+            // The kernel's answer, on the files themselves.
+            if !to_kernel(fd_in, fd_out) {
+                return -1;
+            }
         }
-        // The kernel's answer, on the files themselves.
-        if !to_kernel(fd_in, fd_out) {
-            return -1;
-        }
+        kernel()
     }
-    // SAFETY: as above.
-    unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) }
 }
 
 /// Whether sendfile from `in_fd` to `out_fd` (one of them ours) is done here: a readable
@@ -207,30 +202,28 @@ fn sendfile_here(out_fd: c_int, in_fd: c_int) -> bool {
     copy_side(in_fd, false, true) && copy_side(out_fd, true, false)
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn sendfile(out_fd: c_int, in_fd: c_int, off: *mut off_t, count: size_t) -> ssize_t {
-    if is_ours(in_fd) || is_ours(out_fd) {
-        if sendfile_here(out_fd, in_fd) {
-            return copy(in_fd, off, out_fd, std::ptr::null_mut(), count);
+hooks! {
+    fn sendfile(out_fd: c_int, in_fd: c_int, off: *mut off_t, count: size_t) -> ssize_t => |kernel| {
+        if is_ours(in_fd) || is_ours(out_fd) {
+            if sendfile_here(out_fd, in_fd) {
+                return copy(in_fd, off, out_fd, std::ptr::null_mut(), count);
+            }
+            if !to_kernel(in_fd, out_fd) {
+                return -1;
+            }
         }
-        if !to_kernel(in_fd, out_fd) {
-            return -1;
-        }
+        kernel()
     }
-    // SAFETY: as above.
-    unsafe { real::sendfile(out_fd, in_fd, off, count) }
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn sendfile64(out_fd: c_int, in_fd: c_int, off: *mut off64_t, count: size_t) -> ssize_t {
-    if is_ours(in_fd) || is_ours(out_fd) {
-        if sendfile_here(out_fd, in_fd) {
-            return copy(in_fd, off, out_fd, std::ptr::null_mut(), count);
+    fn sendfile64(out_fd: c_int, in_fd: c_int, off: *mut off64_t, count: size_t) -> ssize_t => |kernel| {
+        if is_ours(in_fd) || is_ours(out_fd) {
+            if sendfile_here(out_fd, in_fd) {
+                return copy(in_fd, off, out_fd, std::ptr::null_mut(), count);
+            }
+            if !to_kernel(in_fd, out_fd) {
+                return -1;
+            }
         }
-        if !to_kernel(in_fd, out_fd) {
-            return -1;
-        }
+        kernel()
     }
-    // SAFETY: as above.
-    unsafe { real::sendfile64(out_fd, in_fd, off, count) }
 }

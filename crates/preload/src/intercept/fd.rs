@@ -17,21 +17,22 @@ fn release(last: Option<LastRef>) {
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if files::devnull_in_the_way(fd) {
-        // Not a descriptor of the program's.
-        crate::config::set_errno(libc::EBADF);
-        return -1;
+hooks! {
+    fn close(fd: c_int) -> c_int => |kernel| {
+        if files::devnull_in_the_way(fd) {
+            // Not a descriptor of the program's.
+            crate::config::set_errno(libc::EBADF);
+            return -1;
+        }
+        let last = files::forget_fd(fd);
+        crate::listing::close_dir(fd);
+        // SAFETY: closing the caller's descriptor (ours or not: the kernel one goes either way).
+        let r = kernel();
+        let e = crate::config::errno();
+        release(last);
+        crate::config::set_errno(e);
+        r
     }
-    let last = files::forget_fd(fd);
-    files::forget_dir(fd);
-    // SAFETY: closing the caller's descriptor (ours or not: the kernel one goes either way).
-    let r = unsafe { real::close(fd) };
-    let e = crate::config::errno();
-    release(last);
-    crate::config::set_errno(e);
-    r
 }
 
 /// Forgets our descriptors in `first..=last` and moves our `/dev/null` descriptor out of the
@@ -42,27 +43,25 @@ fn forget_range(first: c_uint, last: c_uint) {
     for fd in ours.into_iter().filter(|fd| (first..=last).contains(&(*fd as c_uint))) {
         release(files::forget_fd(fd));
     }
-    files::forget_dirs_in(first as usize, last as usize);
+    files::forget_dirs_in(first as usize, last as usize, |l| crate::listing::release_dir(Some(l)));
     let d = files::devnull_fd();
     if d >= 0 && (first..=last).contains(&(d as c_uint)) {
         files::move_devnull(c_int::try_from(last).unwrap_or(c_int::MAX));
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
-    if flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
-        forget_range(first, last);
+hooks! {
+    fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int => |kernel| {
+        if flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
+            forget_range(first, last);
+        }
+        kernel()
     }
-    // SAFETY: forwarding the caller's arguments.
-    unsafe { real::close_range(first, last, flags) }
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn closefrom(first: c_int) -> c_int {
-    forget_range(first.max(0) as c_uint, c_uint::MAX);
-    // SAFETY: as above.
-    unsafe { real::closefrom(first) }
+    fn closefrom(first: c_int) -> c_int => |kernel| {
+        forget_range(first.max(0) as c_uint, c_uint::MAX);
+        kernel()
+    }
 }
 
 /// After the kernel duplicated `old` onto `new` (result `r`), `new` names what `old` names.
@@ -71,7 +70,7 @@ fn duplicated(old: c_int, new: c_int, r: c_int) -> c_int {
         return r;
     }
     let replaced = files::forget_fd(new);
-    files::dup_dir(old, new);
+    crate::listing::release_dir(files::dup_dir(old, new));
     if let Some((idx, _)) = files::get(old) {
         files::share(new, idx);
         if new <= 2 {
@@ -84,38 +83,33 @@ fn duplicated(old: c_int, new: c_int, r: c_int) -> c_int {
     r
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
-    // SAFETY: as above.
-    let r = unsafe { real::dup(fd) };
-    duplicated(fd, r, r)
-}
+hooks! {
+    fn dup(fd: c_int) -> c_int => |kernel| {
+        let r = kernel();
+        duplicated(fd, r, r)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
-    if old == new {
-        // SAFETY: as above.
-        return unsafe { real::dup2(old, new) };
+    fn dup2(old: c_int, new: c_int) -> c_int => |kernel| {
+        if old == new {
+            return kernel();
+        }
+        if files::devnull_in_the_way(new) {
+            files::move_devnull(new);
+        }
+        let r = kernel();
+        duplicated(old, new, r)
     }
-    if files::devnull_in_the_way(new) {
-        files::move_devnull(new);
-    }
-    // SAFETY: as above.
-    let r = unsafe { real::dup2(old, new) };
-    duplicated(old, new, r)
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    if old != new && files::devnull_in_the_way(new) {
-        files::move_devnull(new);
+    fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int => |kernel| {
+        if old != new && files::devnull_in_the_way(new) {
+            files::move_devnull(new);
+        }
+        let r = kernel();
+        if old == new {
+            return r;
+        }
+        duplicated(old, new, r)
     }
-    // SAFETY: as above.
-    let r = unsafe { real::dup3(old, new, flags) };
-    if old == new {
-        return r;
-    }
-    duplicated(old, new, r)
 }
 
 /// fcntl on one of our descriptors; `real_fcntl` is fcntl or fcntl64.
@@ -123,17 +117,17 @@ fn fcntl_ours(fd: c_int, cmd: c_int, arg: c_ulong, real_fcntl: unsafe fn(c_int, 
     if matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
         // The kernel picks the number; the copy names what `fd` names (one of our files, a
         // directory we know of, as fts makes, or neither).
-        // SAFETY: forwarding the caller's arguments.
+        // SAFETY: the caller's fcntl arguments, unchanged, to libc's fcntl (`real_fcntl`).
         let r = unsafe { real_fcntl(fd, cmd, arg) };
         return duplicated(fd, r, r);
     }
     let Some((_, f)) = files::get(fd) else {
-        // SAFETY: forwarding the caller's arguments.
+        // SAFETY: not our descriptor: the caller's fcntl arguments, unchanged, to libc's fcntl.
         return unsafe { real_fcntl(fd, cmd, arg) };
     };
     match cmd {
         // Descriptor flags live in the kernel, on the reserved descriptor.
-        // SAFETY: as above.
+        // SAFETY: descriptor flags of the reserved descriptor, which the kernel keeps; an integer argument.
         libc::F_GETFD | libc::F_SETFD => unsafe { real_fcntl(fd, cmd, arg) },
         libc::F_GETFL => (f.flags.load(Ordering::Relaxed) as c_int) | libc::O_LARGEFILE,
         libc::F_SETFL => {
@@ -143,7 +137,7 @@ fn fcntl_ours(fd: c_int, cmd: c_int, arg: c_ulong, real_fcntl: unsafe fn(c_int, 
             0
         }
         // Locks, leases, seals, pipe sizes...: the kernel's, on the file reopened there.
-        // SAFETY: as above.
+        // SAFETY: the caller's fcntl arguments, unchanged, once the descriptor is the kernel's.
         _ => in_kernel(fd, || unsafe { real_fcntl(fd, cmd, arg) }),
     }
 }

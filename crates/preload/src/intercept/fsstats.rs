@@ -10,32 +10,31 @@ use super::run;
 use crate::config::{mount_of_dev, Mount};
 use crate::files::{self, File};
 use crate::listing::{statfs_file, statfs_path};
-use crate::ops::FALLBACK;
 use crate::path::{resolve_dir, Target};
-use crate::real;
+use crate::outcome::{Served, Unserved};
 
 /// Counts and the mount they belong to, for a path or a descriptor of ours.
-fn counts_of_path(path: *const c_char) -> Result<(WireStatfs, &'static Mount), c_int> {
+fn counts_of_path(path: *const c_char) -> Served<(WireStatfs, &'static Mount)> {
     let mut t = Target::empty();
-    resolve_dir(&mut t, libc::AT_FDCWD, path).ok_or(FALLBACK)?;
-    let m = mount_of_dev(t.dev).ok_or(FALLBACK)?;
+    resolve_dir(&mut t, libc::AT_FDCWD, path).ok_or(Unserved::Kernel)?;
+    let m = mount_of_dev(t.dev).ok_or(Unserved::Kernel)?;
     Ok((statfs_path(&t)?, m))
 }
 
-fn counts_of_fd(fd: c_int) -> Result<(WireStatfs, &'static Mount), c_int> {
+fn counts_of_fd(fd: c_int) -> Served<(WireStatfs, &'static Mount)> {
     let f: &File = match files::get(fd) {
         Some((_, f)) => f,
-        None => files::dir_file(fd).ok_or(FALLBACK)?,
+        None => files::dir_file(fd).ok_or(Unserved::Kernel)?,
     };
-    let m = mount_of_dev(f.dev.load(std::sync::atomic::Ordering::Relaxed)).ok_or(FALLBACK)?;
+    let m = mount_of_dev(f.dev.load(std::sync::atomic::Ordering::Relaxed)).ok_or(Unserved::Kernel)?;
     Ok((statfs_file(f)?, m))
 }
 
-fn fill_statfs(w: &WireStatfs, m: &Mount, out: *mut libc::statfs64) -> Result<c_int, c_int> {
+fn fill_statfs(w: &WireStatfs, m: &Mount, out: *mut libc::statfs64) -> Served<c_int> {
     if out.is_null() {
-        return Err(libc::EFAULT);
+        return Err(Unserved::Errno(libc::EFAULT));
     }
-    let mut st = *m.kernel_statfs().ok_or(FALLBACK)?;
+    let mut st = *m.kernel_statfs().ok_or(Unserved::Kernel)?;
     st.f_bsize = w.bsize.into();
     st.f_frsize = w.frsize.into();
     st.f_blocks = w.blocks;
@@ -49,11 +48,11 @@ fn fill_statfs(w: &WireStatfs, m: &Mount, out: *mut libc::statfs64) -> Result<c_
     Ok(0)
 }
 
-fn fill_statvfs(w: &WireStatfs, m: &Mount, out: *mut libc::statvfs64) -> Result<c_int, c_int> {
+fn fill_statvfs(w: &WireStatfs, m: &Mount, out: *mut libc::statvfs64) -> Served<c_int> {
     if out.is_null() {
-        return Err(libc::EFAULT);
+        return Err(Unserved::Errno(libc::EFAULT));
     }
-    let mut st = *m.kernel_statvfs().ok_or(FALLBACK)?;
+    let mut st = *m.kernel_statvfs().ok_or(Unserved::Kernel)?;
     st.f_bsize = w.bsize.into();
     st.f_frsize = if w.frsize != 0 { w.frsize } else { w.bsize }.into();
     st.f_blocks = w.blocks;
@@ -70,50 +69,36 @@ fn fill_statvfs(w: &WireStatfs, m: &Mount, out: *mut libc::statvfs64) -> Result<
 
 // `struct statfs`/`statvfs` and their 64-bit forms are the same on 64-bit Linux.
 
-#[no_mangle]
-pub unsafe extern "C" fn statfs(path: *const c_char, buf: *mut libc::statfs) -> c_int {
-    // SAFETY: forwarding the caller's arguments.
-    run(|| counts_of_path(path).and_then(|(w, m)| fill_statfs(&w, m, buf.cast())), || unsafe { real::statfs(path, buf) })
-}
+hooks! {
+    fn statfs(path: *const c_char, buf: *mut libc::statfs) -> c_int => |kernel| {
+        run(|| counts_of_path(path).and_then(|(w, m)| fill_statfs(&w, m, buf.cast())), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn statfs64(path: *const c_char, buf: *mut libc::statfs64) -> c_int {
-    // SAFETY: forwarding the caller's arguments.
-    run(|| counts_of_path(path).and_then(|(w, m)| fill_statfs(&w, m, buf)), || unsafe { real::statfs64(path, buf) })
-}
+    fn statfs64(path: *const c_char, buf: *mut libc::statfs64) -> c_int => |kernel| {
+        run(|| counts_of_path(path).and_then(|(w, m)| fill_statfs(&w, m, buf)), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn statvfs(path: *const c_char, buf: *mut libc::statvfs) -> c_int {
-    // SAFETY: forwarding the caller's arguments.
-    run(|| counts_of_path(path).and_then(|(w, m)| fill_statvfs(&w, m, buf.cast())), || unsafe { real::statvfs(path, buf) })
-}
+    fn statvfs(path: *const c_char, buf: *mut libc::statvfs) -> c_int => |kernel| {
+        run(|| counts_of_path(path).and_then(|(w, m)| fill_statvfs(&w, m, buf.cast())), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn statvfs64(path: *const c_char, buf: *mut libc::statvfs64) -> c_int {
-    // SAFETY: forwarding the caller's arguments.
-    run(|| counts_of_path(path).and_then(|(w, m)| fill_statvfs(&w, m, buf)), || unsafe { real::statvfs64(path, buf) })
-}
+    fn statvfs64(path: *const c_char, buf: *mut libc::statvfs64) -> c_int => |kernel| {
+        run(|| counts_of_path(path).and_then(|(w, m)| fill_statvfs(&w, m, buf)), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn fstatfs(fd: c_int, buf: *mut libc::statfs) -> c_int {
-    // SAFETY: forwarding the caller's arguments (a descriptor of ours is handed over first).
-    run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statfs(&w, m, buf.cast())), || super::in_kernel(fd, || unsafe { real::fstatfs(fd, buf) }))
-}
+    fn fstatfs(fd: c_int, buf: *mut libc::statfs) -> c_int => |kernel| {
+        run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statfs(&w, m, buf.cast())), || super::in_kernel(fd, kernel))
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn fstatfs64(fd: c_int, buf: *mut libc::statfs64) -> c_int {
-    // SAFETY: as above.
-    run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statfs(&w, m, buf)), || super::in_kernel(fd, || unsafe { real::fstatfs64(fd, buf) }))
-}
+    fn fstatfs64(fd: c_int, buf: *mut libc::statfs64) -> c_int => |kernel| {
+        run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statfs(&w, m, buf)), || super::in_kernel(fd, kernel))
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn fstatvfs(fd: c_int, buf: *mut libc::statvfs) -> c_int {
-    // SAFETY: as above.
-    run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statvfs(&w, m, buf.cast())), || super::in_kernel(fd, || unsafe { real::fstatvfs(fd, buf) }))
-}
+    fn fstatvfs(fd: c_int, buf: *mut libc::statvfs) -> c_int => |kernel| {
+        run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statvfs(&w, m, buf.cast())), || super::in_kernel(fd, kernel))
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn fstatvfs64(fd: c_int, buf: *mut libc::statvfs64) -> c_int {
-    // SAFETY: as above.
-    run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statvfs(&w, m, buf)), || super::in_kernel(fd, || unsafe { real::fstatvfs64(fd, buf) }))
+    fn fstatvfs64(fd: c_int, buf: *mut libc::statvfs64) -> c_int => |kernel| {
+        run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statvfs(&w, m, buf)), || super::in_kernel(fd, kernel))
+    }
 }

@@ -9,106 +9,98 @@ use libc::{iovec, off64_t, off_t, size_t, ssize_t};
 use super::on_fd;
 use crate::cbuf::{in_buf, offset, out_buf};
 use crate::files::File;
-use crate::{ops, real};
+use crate::ops;
+use crate::outcome::{Served, Unserved};
 
-#[no_mangle]
-pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
-    // SAFETY: the caller's buffer, as read(2) requires.
-    on_fd(fd, |f| Ok(ops::read(f, unsafe { out_buf(buf, count) }?)? as ssize_t), || unsafe { real::read(fd, buf, count) })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, count: size_t, buflen: size_t) -> ssize_t {
-    if count > buflen {
-        // SAFETY: the real check reports the overflow (and aborts) as glibc does.
-        return unsafe { real::__read_chk(fd, buf, count, buflen) };
+hooks! {
+    fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t => |kernel| {
+        // SAFETY: the caller's buffer, as read(2) requires.
+        on_fd(fd, |f| Ok(ops::read(f, unsafe { out_buf(buf, count) }?)? as ssize_t), kernel)
     }
-    // SAFETY: forwarding.
-    unsafe { read(fd, buf, count) }
+
+    fn __read_chk(fd: c_int, buf: *mut c_void, count: size_t, buflen: size_t) -> ssize_t => |kernel| {
+        if count > buflen {
+            // SAFETY: the real check reports the overflow (and aborts) as glibc does.
+            return kernel();
+        }
+        // SAFETY: the caller's buffer of `count` (<= `buflen`) bytes, as read takes it.
+        unsafe { read(fd, buf, count) }
+    }
+
+    fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t => |kernel| {
+        // SAFETY: as for read.
+        on_fd(fd, |f| Ok(ops::write(f, unsafe { in_buf(buf, count) }?)? as ssize_t), kernel)
+    }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
-    // SAFETY: as for read.
-    on_fd(fd, |f| Ok(ops::write(f, unsafe { in_buf(buf, count) }?)? as ssize_t), || unsafe { real::write(fd, buf, count) })
-}
-
-fn pread_file(f: &File, buf: *mut c_void, count: size_t, off: i64) -> Result<ssize_t, c_int> {
+fn pread_file(f: &File, buf: *mut c_void, count: size_t, off: i64) -> Served<ssize_t> {
     // SAFETY: the caller's buffer, as pread(2) requires.
     Ok(ops::pread(f, unsafe { out_buf(buf, count) }?, offset(off)?)? as ssize_t)
 }
 
-fn pwrite_file(f: &File, buf: *const c_void, count: size_t, off: i64) -> Result<ssize_t, c_int> {
-    // SAFETY: as above.
+fn pwrite_file(f: &File, buf: *const c_void, count: size_t, off: i64) -> Served<ssize_t> {
+    // SAFETY: the caller's buffer of `count` bytes, as pwrite(2) takes it.
     let data = unsafe { in_buf(buf, count) }?;
     // Linux appends even at an explicit offset when the file is O_APPEND.
     Ok(ops::pwrite(f, data, offset(off)?, f.append())?.0 as ssize_t)
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn pread(fd: c_int, buf: *mut c_void, count: size_t, off: off_t) -> ssize_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| pread_file(f, buf, count, off), || unsafe { real::pread(fd, buf, count, off) })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn pread64(fd: c_int, buf: *mut c_void, count: size_t, off: off64_t) -> ssize_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| pread_file(f, buf, count, off), || unsafe { real::pread64(fd, buf, count, off) })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn __pread_chk(fd: c_int, buf: *mut c_void, count: size_t, off: off_t, buflen: size_t) -> ssize_t {
-    if count > buflen {
-        // SAFETY: as for __read_chk.
-        return unsafe { real::__pread_chk(fd, buf, count, off, buflen) };
+hooks! {
+    fn pread(fd: c_int, buf: *mut c_void, count: size_t, off: off_t) -> ssize_t => |kernel| {
+        on_fd(fd, |f| pread_file(f, buf, count, off), kernel)
     }
-    // SAFETY: forwarding.
-    unsafe { pread(fd, buf, count, off) }
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn __pread64_chk(fd: c_int, buf: *mut c_void, count: size_t, off: off64_t, buflen: size_t) -> ssize_t {
-    if count > buflen {
-        // SAFETY: as for __read_chk.
-        return unsafe { real::__pread64_chk(fd, buf, count, off, buflen) };
+    fn pread64(fd: c_int, buf: *mut c_void, count: size_t, off: off64_t) -> ssize_t => |kernel| {
+        on_fd(fd, |f| pread_file(f, buf, count, off), kernel)
     }
-    // SAFETY: forwarding.
-    unsafe { pread64(fd, buf, count, off) }
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn pwrite(fd: c_int, buf: *const c_void, count: size_t, off: off_t) -> ssize_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| pwrite_file(f, buf, count, off), || unsafe { real::pwrite(fd, buf, count, off) })
-}
+    fn __pread_chk(fd: c_int, buf: *mut c_void, count: size_t, off: off_t, buflen: size_t) -> ssize_t => |kernel| {
+        if count > buflen {
+            // SAFETY: as for __read_chk.
+            return kernel();
+        }
+        // SAFETY: the caller's buffer of `count` (<= `buflen`) bytes, as pread takes it.
+        unsafe { pread(fd, buf, count, off) }
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn pwrite64(fd: c_int, buf: *const c_void, count: size_t, off: off64_t) -> ssize_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| pwrite_file(f, buf, count, off), || unsafe { real::pwrite64(fd, buf, count, off) })
+    fn __pread64_chk(fd: c_int, buf: *mut c_void, count: size_t, off: off64_t, buflen: size_t) -> ssize_t => |kernel| {
+        if count > buflen {
+            // SAFETY: as for __read_chk.
+            return kernel();
+        }
+        // SAFETY: the caller's buffer of `count` (<= `buflen`) bytes, as pread64 takes it.
+        unsafe { pread64(fd, buf, count, off) }
+    }
+
+    fn pwrite(fd: c_int, buf: *const c_void, count: size_t, off: off_t) -> ssize_t => |kernel| {
+        on_fd(fd, |f| pwrite_file(f, buf, count, off), kernel)
+    }
+
+    fn pwrite64(fd: c_int, buf: *const c_void, count: size_t, off: off64_t) -> ssize_t => |kernel| {
+        on_fd(fd, |f| pwrite_file(f, buf, count, off), kernel)
+    }
 }
 
 /// The caller's iovec array.
 ///
 /// # Safety
 /// `iov` must point to `n` iovecs, as the libc call requires.
-unsafe fn iovecs<'a>(iov: *const iovec, n: c_int) -> Result<&'a [iovec], c_int> {
+unsafe fn iovecs<'a>(iov: *const iovec, n: c_int) -> Served<&'a [iovec]> {
     if !(0..=libc::UIO_MAXIOV).contains(&n) {
-        return Err(libc::EINVAL);
+        return Err(Unserved::Errno(libc::EINVAL));
     }
     if n == 0 {
         return Ok(&[]);
     }
     if iov.is_null() {
-        return Err(libc::EFAULT);
+        return Err(Unserved::Errno(libc::EFAULT));
     }
     // SAFETY: guaranteed by the caller.
     Ok(unsafe { std::slice::from_raw_parts(iov, n as usize) })
 }
 
 /// Vectored read at `off` (`None`: at the shared offset, which advances).
-fn readv_file(f: &File, iov: *const iovec, n: c_int, off: Option<i64>) -> Result<ssize_t, c_int> {
+fn readv_file(f: &File, iov: *const iovec, n: c_int, off: Option<i64>) -> Served<ssize_t> {
     // SAFETY: the caller's iovecs.
     let v = unsafe { iovecs(iov, n) }?;
     let start = match off {
@@ -131,7 +123,7 @@ fn readv_file(f: &File, iov: *const iovec, n: c_int, off: Option<i64>) -> Result
     Ok((pos - start) as ssize_t)
 }
 
-fn writev_file(f: &File, iov: *const iovec, n: c_int, off: Option<i64>) -> Result<ssize_t, c_int> {
+fn writev_file(f: &File, iov: *const iovec, n: c_int, off: Option<i64>) -> Served<ssize_t> {
     // SAFETY: the caller's iovecs.
     let v = unsafe { iovecs(iov, n) }?;
     let mut pos = match off {
@@ -155,73 +147,57 @@ fn writev_file(f: &File, iov: *const iovec, n: c_int, off: Option<i64>) -> Resul
     Ok(total as ssize_t)
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| readv_file(f, iov, n, None), || unsafe { real::readv(fd, iov, n) })
-}
+hooks! {
+    fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t => |kernel| {
+        on_fd(fd, |f| readv_file(f, iov, n, None), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| writev_file(f, iov, n, None), || unsafe { real::writev(fd, iov, n) })
-}
+    fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t => |kernel| {
+        on_fd(fd, |f| writev_file(f, iov, n, None), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn preadv(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| readv_file(f, iov, n, Some(off)), || unsafe { real::preadv(fd, iov, n, off) })
-}
+    fn preadv(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t => |kernel| {
+        on_fd(fd, |f| readv_file(f, iov, n, Some(off)), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn preadv64(fd: c_int, iov: *const iovec, n: c_int, off: off64_t) -> ssize_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| readv_file(f, iov, n, Some(off)), || unsafe { real::preadv64(fd, iov, n, off) })
-}
+    fn preadv64(fd: c_int, iov: *const iovec, n: c_int, off: off64_t) -> ssize_t => |kernel| {
+        on_fd(fd, |f| readv_file(f, iov, n, Some(off)), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn pwritev(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| writev_file(f, iov, n, Some(off)), || unsafe { real::pwritev(fd, iov, n, off) })
-}
+    fn pwritev(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t => |kernel| {
+        on_fd(fd, |f| writev_file(f, iov, n, Some(off)), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn pwritev64(fd: c_int, iov: *const iovec, n: c_int, off: off64_t) -> ssize_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| writev_file(f, iov, n, Some(off)), || unsafe { real::pwritev64(fd, iov, n, off) })
+    fn pwritev64(fd: c_int, iov: *const iovec, n: c_int, off: off64_t) -> ssize_t => |kernel| {
+        on_fd(fd, |f| writev_file(f, iov, n, Some(off)), kernel)
+    }
 }
 
 /// preadv2/pwritev2: no flags only (RWF_* hints are the kernel's); offset -1 means the
 /// shared offset.
-fn v2_offset(off: i64, flags: c_int) -> Result<Option<i64>, c_int> {
+fn v2_offset(off: i64, flags: c_int) -> Served<Option<i64>> {
     if flags != 0 {
-        return Err(ops::FALLBACK);
+        return Err(Unserved::Kernel);
     }
     Ok((off != -1).then_some(off))
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn preadv2(fd: c_int, iov: *const iovec, n: c_int, off: off_t, flags: c_int) -> ssize_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| readv_file(f, iov, n, v2_offset(off, flags)?), || unsafe { real::preadv2(fd, iov, n, off, flags) })
-}
+hooks! {
+    fn preadv2(fd: c_int, iov: *const iovec, n: c_int, off: off_t, flags: c_int) -> ssize_t => |kernel| {
+        on_fd(fd, |f| readv_file(f, iov, n, v2_offset(off, flags)?), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn preadv64v2(fd: c_int, iov: *const iovec, n: c_int, off: off64_t, flags: c_int) -> ssize_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| readv_file(f, iov, n, v2_offset(off, flags)?), || unsafe { real::preadv64v2(fd, iov, n, off, flags) })
-}
+    fn preadv64v2(fd: c_int, iov: *const iovec, n: c_int, off: off64_t, flags: c_int) -> ssize_t => |kernel| {
+        on_fd(fd, |f| readv_file(f, iov, n, v2_offset(off, flags)?), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn pwritev2(fd: c_int, iov: *const iovec, n: c_int, off: off_t, flags: c_int) -> ssize_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| writev_file(f, iov, n, v2_offset(off, flags)?), || unsafe { real::pwritev2(fd, iov, n, off, flags) })
-}
+    fn pwritev2(fd: c_int, iov: *const iovec, n: c_int, off: off_t, flags: c_int) -> ssize_t => |kernel| {
+        on_fd(fd, |f| writev_file(f, iov, n, v2_offset(off, flags)?), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn pwritev64v2(fd: c_int, iov: *const iovec, n: c_int, off: off64_t, flags: c_int) -> ssize_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| writev_file(f, iov, n, v2_offset(off, flags)?), || unsafe { real::pwritev64v2(fd, iov, n, off, flags) })
+    fn pwritev64v2(fd: c_int, iov: *const iovec, n: c_int, off: off64_t, flags: c_int) -> ssize_t => |kernel| {
+        on_fd(fd, |f| writev_file(f, iov, n, v2_offset(off, flags)?), kernel)
+    }
 }
 
 /// lseek on a directory whose listing this library serves: the position is a cookie kept
@@ -238,61 +214,49 @@ fn dir_lseek(fd: c_int, off: i64, whence: c_int) -> Option<i64> {
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn lseek(fd: c_int, off: off_t, whence: c_int) -> off_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| ops::lseek(f, off, whence), || dir_lseek(fd, off, whence).unwrap_or_else(|| unsafe { real::lseek(fd, off, whence) }))
-}
+hooks! {
+    fn lseek(fd: c_int, off: off_t, whence: c_int) -> off_t => |kernel| {
+        on_fd(fd, |f| ops::lseek(f, off, whence), || dir_lseek(fd, off, whence).unwrap_or_else(kernel))
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn lseek64(fd: c_int, off: off64_t, whence: c_int) -> off64_t {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| ops::lseek(f, off, whence), || dir_lseek(fd, off, whence).unwrap_or_else(|| unsafe { real::lseek64(fd, off, whence) }))
-}
+    fn lseek64(fd: c_int, off: off64_t, whence: c_int) -> off64_t => |kernel| {
+        on_fd(fd, |f| ops::lseek(f, off, whence), || dir_lseek(fd, off, whence).unwrap_or_else(kernel))
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn fsync(fd: c_int) -> c_int {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| ops::fsync(f, false).map(|()| 0), || unsafe { real::fsync(fd) })
-}
+    fn fsync(fd: c_int) -> c_int => |kernel| {
+        on_fd(fd, |f| ops::fsync(f, false).map(|()| 0), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn fdatasync(fd: c_int) -> c_int {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| ops::fsync(f, true).map(|()| 0), || unsafe { real::fdatasync(fd) })
-}
+    fn fdatasync(fd: c_int) -> c_int => |kernel| {
+        on_fd(fd, |f| ops::fsync(f, true).map(|()| 0), kernel)
+    }
 
-/// sync_file_range: the service's write-back cache is not the kernel's page cache, so a
-/// request to start or wait for the range's write-out becomes an `fdatasync` of the file (a
-/// stronger promise). Waits alone have nothing to wait for: every write of ours has reached
-/// the service when it returns.
-#[no_mangle]
-pub unsafe extern "C" fn sync_file_range(fd: c_int, off: off64_t, n: off64_t, flags: c_uint) -> c_int {
-    let all = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-    on_fd(
-        fd,
-        |f| {
-            if flags & !all != 0 || off < 0 || n < 0 || off.checked_add(n).is_none() {
-                return Err(libc::EINVAL);
-            }
-            if flags & libc::SYNC_FILE_RANGE_WRITE != 0 {
-                ops::fsync(f, true)?;
-            }
-            Ok(0)
-        },
-        // SAFETY: forwarding.
-        || unsafe { real::sync_file_range(fd, off, n, flags) },
-    )
-}
+    /// sync_file_range: the service's write-back cache is not the kernel's page cache, so a
+    /// request to start or wait for the range's write-out becomes an `fdatasync` of the file (a
+    /// stronger promise). Waits alone have nothing to wait for: every write of ours has reached
+    /// the service when it returns.
+    fn sync_file_range(fd: c_int, off: off64_t, n: off64_t, flags: c_uint) -> c_int => |kernel| {
+        let all = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        on_fd(
+            fd,
+            |f| {
+                if flags & !all != 0 || off < 0 || n < 0 || off.checked_add(n).is_none() {
+                    return Err(Unserved::Errno(libc::EINVAL));
+                }
+                if flags & libc::SYNC_FILE_RANGE_WRITE != 0 {
+                    ops::fsync(f, true)?;
+                }
+                Ok(0)
+            },
+            kernel,
+        )
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn ftruncate(fd: c_int, len: off_t) -> c_int {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| ops::ftruncate(f, len).map(|()| 0), || unsafe { real::ftruncate(fd, len) })
-}
+    fn ftruncate(fd: c_int, len: off_t) -> c_int => |kernel| {
+        on_fd(fd, |f| ops::ftruncate(f, len).map(|()| 0), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn ftruncate64(fd: c_int, len: off64_t) -> c_int {
-    // SAFETY: forwarding.
-    on_fd(fd, |f| ops::ftruncate(f, len).map(|()| 0), || unsafe { real::ftruncate64(fd, len) })
+    fn ftruncate64(fd: c_int, len: off64_t) -> c_int => |kernel| {
+        on_fd(fd, |f| ops::ftruncate(f, len).map(|()| 0), kernel)
+    }
 }

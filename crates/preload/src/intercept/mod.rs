@@ -1,20 +1,54 @@
 //! The libc functions this library replaces. Each one serves its call on the user-level path
 //! when the path or descriptor is ours, and otherwise (or when the service answers
-//! [`FALLBACK`]) calls the real libc function, which reaches the same instance through the
+//! [`Unserved::Kernel`]) calls the real libc function, which reaches the same instance through the
 //! kernel's FUSE mount when the path is under one.
 //!
 //! Calls not listed here go to libc unchanged; path calls on mount paths (directory
 //! listings, statfs, ...) then take the legacy path, which is correct, only slower.
 
+/// Declares the library's replacements of libc functions, the one way a hook is written:
+///
+/// ```text
+/// hooks! {
+///     fn unlink(path: *const c_char) -> c_int => |kernel| {
+///         run(|| unlink_at(libc::AT_FDCWD, path, 0), kernel)
+///     }
+/// }
+/// ```
+///
+/// exports `unlink` with libc's prototype; its body gets `kernel`, a closure (`Copy`) that
+/// makes the caller's call, unchanged, through the real libc function of the same name.
+macro_rules! hooks {
+    ($(
+        $(#[$attr:meta])*
+        fn $name:ident($($arg:ident: $t:ty),* $(,)?) -> $r:ty => |$kernel:ident| $body:block
+    )*) => {$(
+        $(#[$attr])*
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $t),*) -> $r {
+            // SAFETY: this function has the prototype of libc's function of the same name, so
+            // its caller upholds that function's contract on every pointer, buffer and
+            // descriptor it passes; `$kernel` passes exactly those arguments, unchanged, to
+            // that very libc function (`real::$name`, declared with the same prototype).
+            #[allow(unused_variables)]
+            let $kernel = || unsafe { $crate::real::$name($($arg),*) };
+            $body
+        }
+    )*};
+}
+
 mod attrs;
 mod dirs;
 mod emulated;
+#[cfg(target_arch = "x86_64")]
+mod exec_list;
 mod fd;
 mod fsstats;
 mod io;
 mod kernel_only;
 mod names;
 mod open;
+pub(crate) mod process;
 mod realpath;
 mod stat;
 mod stdio;
@@ -24,20 +58,20 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::config::{set_errno, Busy};
 use crate::files::{self, File};
-use crate::ops::FALLBACK;
 use crate::path::Target;
 use crate::real::Failure;
+use crate::outcome::{Served, Unserved};
 
 /// Runs `user` (the user-level path) unless this thread is already inside the library;
 /// runs `kernel` when it was, or when `user` asks for the fallback.
-fn run<T: Failure>(user: impl FnOnce() -> Result<T, c_int>, kernel: impl FnOnce() -> T) -> T {
+fn run<T: Failure>(user: impl FnOnce() -> Served<T>, kernel: impl FnOnce() -> T) -> T {
     let Some(busy) = Busy::enter() else { return kernel() };
     let r = catch_unwind(AssertUnwindSafe(user));
     drop(busy);
     match r {
         Ok(Ok(v)) => v,
-        Ok(Err(FALLBACK)) => kernel(),
-        Ok(Err(e)) => {
+        Ok(Err(Unserved::Kernel)) => kernel(),
+        Ok(Err(Unserved::Errno(e))) => {
             set_errno(e);
             T::failure()
         }
@@ -49,15 +83,15 @@ fn run<T: Failure>(user: impl FnOnce() -> Result<T, c_int>, kernel: impl FnOnce(
 }
 
 /// Runs `f` on the target of `path` (relative to `dirfd`), or falls back when it is not ours.
-fn on_path<T>(dirfd: c_int, path: *const c_char, f: impl FnOnce(&Target) -> Result<T, c_int>) -> Result<T, c_int> {
+fn on_path<T>(dirfd: c_int, path: *const c_char, f: impl FnOnce(&Target) -> Served<T>) -> Served<T> {
     let mut t = Target::empty();
-    crate::path::resolve(&mut t, dirfd, path).ok_or(FALLBACK)?;
+    crate::path::resolve(&mut t, dirfd, path).ok_or(Unserved::Kernel)?;
     f(&t)
 }
 
 /// For a call on descriptor `fd`: `user` when it is ours; otherwise, or on fallback, the
 /// kernel (after handing an ours over to it).
-fn on_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Result<T, c_int>, kernel: impl FnOnce() -> T) -> T {
+fn on_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<T>, kernel: impl FnOnce() -> T) -> T {
     let Some((_, f)) = files::get(fd) else { return kernel() };
     run(|| user(f), || in_kernel(fd, kernel))
 }
@@ -68,7 +102,11 @@ pub(crate) fn hand_over(fd: c_int) -> Result<(), c_int> {
         return Ok(());
     }
     let _busy = Busy::enter();
-    catch_unwind(AssertUnwindSafe(|| files::materialize(fd))).unwrap_or(Err(libc::EIO))
+    let last = catch_unwind(AssertUnwindSafe(|| files::materialize(fd))).unwrap_or(Err(libc::EIO))?;
+    if let Some(l) = last {
+        crate::ops::release(&l);
+    }
+    Ok(())
 }
 
 /// Hands `fd` to the kernel if it is ours, then runs `kernel`.

@@ -7,118 +7,91 @@ use libc::mode_t;
 
 use super::{on_path, run};
 use crate::path::Target;
-use crate::{config, files, ops, real};
+use crate::{config, files, ops};
+use crate::outcome::{Served, Unserved};
 
 /// open on the user-level path; what that path leaves to the kernel is opened there by
 /// `kernel`, and a directory so opened (a mount's root too) is recorded for the calls
 /// relative to it and for listing it.
-fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t, kernel: impl FnOnce() -> c_int) -> Result<c_int, c_int> {
+fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t, kernel: impl FnOnce() -> c_int) -> Served<c_int> {
     let mut t = Target::empty();
     if crate::path::resolve(&mut t, dirfd, path).is_some() {
         match ops::open(&t, flags, mode) {
-            Err(ops::FALLBACK) => {}
+            Err(Unserved::Kernel) => {}
             other => return other,
         }
     } else if crate::path::resolve_dir(&mut t, dirfd, path).is_none() {
-        return Err(ops::FALLBACK);
+        return Err(Unserved::Kernel);
     }
     let fd = kernel();
     if fd < 0 {
-        return Err(config::errno());
+        return Err(Unserved::Errno(config::errno()));
     }
-    files::remember_dir(fd, t.instance, t.dev, t.abs());
+    files::remember_dir(fd, t.instance, t.dev, t.abs(), |l| crate::listing::release_dir(Some(l)));
     Ok(fd)
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
-    // SAFETY: forwarding the caller's arguments unchanged.
-    let kernel = || unsafe { real::open(path, flags, mode) };
-    run(|| open_at(libc::AT_FDCWD, path, flags, mode, kernel), kernel)
-}
+hooks! {
+    fn open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int => |kernel| {
+        run(|| open_at(libc::AT_FDCWD, path, flags, mode, kernel), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
-    // SAFETY: forwarding the caller's arguments unchanged.
-    let kernel = || unsafe { real::open64(path, flags, mode) };
-    run(|| open_at(libc::AT_FDCWD, path, flags, mode, kernel), kernel)
-}
+    fn open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int => |kernel| {
+        run(|| open_at(libc::AT_FDCWD, path, flags, mode, kernel), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn __open_2(path: *const c_char, flags: c_int) -> c_int {
-    // SAFETY: forwarding the caller's arguments unchanged.
-    let kernel = || unsafe { real::__open_2(path, flags) };
-    run(|| open_at(libc::AT_FDCWD, path, flags, 0, kernel), kernel)
-}
+    fn __open_2(path: *const c_char, flags: c_int) -> c_int => |kernel| {
+        run(|| open_at(libc::AT_FDCWD, path, flags, 0, kernel), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn __open64_2(path: *const c_char, flags: c_int) -> c_int {
-    // SAFETY: forwarding the caller's arguments unchanged.
-    let kernel = || unsafe { real::__open64_2(path, flags) };
-    run(|| open_at(libc::AT_FDCWD, path, flags, 0, kernel), kernel)
-}
+    fn __open64_2(path: *const c_char, flags: c_int) -> c_int => |kernel| {
+        run(|| open_at(libc::AT_FDCWD, path, flags, 0, kernel), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
-    // SAFETY: forwarding the caller's arguments unchanged.
-    let kernel = || unsafe { real::openat(dirfd, path, flags, mode) };
-    run(|| open_at(dirfd, path, flags, mode, kernel), kernel)
-}
+    fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int => |kernel| {
+        run(|| open_at(dirfd, path, flags, mode, kernel), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
-    // SAFETY: forwarding the caller's arguments unchanged.
-    let kernel = || unsafe { real::openat64(dirfd, path, flags, mode) };
-    run(|| open_at(dirfd, path, flags, mode, kernel), kernel)
-}
+    fn openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int => |kernel| {
+        run(|| open_at(dirfd, path, flags, mode, kernel), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn __openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
-    // SAFETY: forwarding the caller's arguments unchanged.
-    let kernel = || unsafe { real::__openat_2(dirfd, path, flags) };
-    run(|| open_at(dirfd, path, flags, 0, kernel), kernel)
-}
+    fn __openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int => |kernel| {
+        run(|| open_at(dirfd, path, flags, 0, kernel), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn __openat64_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
-    // SAFETY: forwarding the caller's arguments unchanged.
-    let kernel = || unsafe { real::__openat64_2(dirfd, path, flags) };
-    run(|| open_at(dirfd, path, flags, 0, kernel), kernel)
+    fn __openat64_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int => |kernel| {
+        run(|| open_at(dirfd, path, flags, 0, kernel), kernel)
+    }
 }
 
 const CREAT: c_int = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
 
-#[no_mangle]
-pub unsafe extern "C" fn creat(path: *const c_char, mode: mode_t) -> c_int {
-    // SAFETY: forwarding the caller's arguments unchanged.
-    let kernel = || unsafe { real::creat(path, mode) };
-    run(|| open_at(libc::AT_FDCWD, path, CREAT, mode, kernel), kernel)
+hooks! {
+    fn creat(path: *const c_char, mode: mode_t) -> c_int => |kernel| {
+        run(|| open_at(libc::AT_FDCWD, path, CREAT, mode, kernel), kernel)
+    }
+
+    fn creat64(path: *const c_char, mode: mode_t) -> c_int => |kernel| {
+        run(|| open_at(libc::AT_FDCWD, path, CREAT, mode, kernel), kernel)
+    }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn creat64(path: *const c_char, mode: mode_t) -> c_int {
-    // SAFETY: forwarding the caller's arguments unchanged.
-    let kernel = || unsafe { real::creat64(path, mode) };
-    run(|| open_at(libc::AT_FDCWD, path, CREAT, mode, kernel), kernel)
-}
-
-fn unlink_at(dirfd: c_int, path: *const c_char, flags: c_int) -> Result<c_int, c_int> {
+fn unlink_at(dirfd: c_int, path: *const c_char, flags: c_int) -> Served<c_int> {
     if flags & !libc::AT_REMOVEDIR != 0 {
-        return Err(ops::FALLBACK);
+        return Err(Unserved::Kernel);
     }
     on_path(dirfd, path, |t| if flags & libc::AT_REMOVEDIR != 0 { crate::names::rmdir(t) } else { ops::unlink(t) }.map(|()| 0))
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn unlink(path: *const c_char) -> c_int {
-    // SAFETY: as above.
-    run(|| unlink_at(libc::AT_FDCWD, path, 0), || unsafe { real::unlink(path) })
-}
+hooks! {
+    fn unlink(path: *const c_char) -> c_int => |kernel| {
+        run(|| unlink_at(libc::AT_FDCWD, path, 0), kernel)
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
-    // SAFETY: as above.
-    run(|| unlink_at(dirfd, path, flags), || unsafe { real::unlinkat(dirfd, path, flags) })
+    fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int => |kernel| {
+        run(|| unlink_at(dirfd, path, flags), kernel)
+    }
 }
 
 /// After a successful change of directory, relative paths mean something else.
@@ -137,22 +110,18 @@ fn cwd_changed(r: c_int) -> c_int {
     r
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
-    // SAFETY: forwarding the caller's argument.
-    cwd_changed(unsafe { real::chdir(path) })
-}
+hooks! {
+    fn chdir(path: *const c_char) -> c_int => |kernel| {
+        cwd_changed(kernel())
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn fchdir(fd: c_int) -> c_int {
-    // SAFETY: as above.
-    cwd_changed(unsafe { real::fchdir(fd) })
-}
+    fn fchdir(fd: c_int) -> c_int => |kernel| {
+        cwd_changed(kernel())
+    }
 
-#[no_mangle]
-pub unsafe extern "C" fn umask(mask: mode_t) -> mode_t {
-    // SAFETY: as above.
-    let old = unsafe { real::umask(mask) };
-    config::set_umask(mask);
-    old
+    fn umask(mask: mode_t) -> mode_t => |kernel| {
+        let old = kernel();
+        config::set_umask(mask);
+        old
+    }
 }

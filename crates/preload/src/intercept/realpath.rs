@@ -5,19 +5,19 @@
 //! exist, at most 40 symbolic links, `ENOTDIR` for a file used as a directory.
 
 use std::collections::VecDeque;
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, CStr, CString};
 
 use super::run;
 use crate::config::{self, errno};
-use crate::ops::FALLBACK;
 use crate::path::{resolve_dir, Target};
 use crate::{names, ops, real};
+use crate::outcome::{Served, Unserved};
 
 /// Symbolic links followed before `ELOOP`, as the kernel allows.
 const MAX_LINKS: u32 = 40;
 
 /// `lstat`'s file type of `path`, and the link's target when it is one.
-fn inspect(path: &[u8]) -> Result<(u32, Option<Vec<u8>>), c_int> {
+fn inspect(path: &[u8]) -> Served<(u32, Option<Vec<u8>>)> {
     let c = CString::new(path).map_err(|_| libc::EINVAL)?;
     let mut t = Target::empty();
     if resolve_dir(&mut t, libc::AT_FDCWD, c.as_ptr()).is_some() && !t.rel().is_empty() {
@@ -29,25 +29,25 @@ fn inspect(path: &[u8]) -> Result<(u32, Option<Vec<u8>>), c_int> {
                 return Ok((libc::S_IFLNK, Some(buf)));
             }
             Ok(a) => return Ok((a.mode & libc::S_IFMT, None)),
-            Err(FALLBACK) => {}
+            Err(Unserved::Kernel) => {}
             Err(e) => return Err(e),
         }
     }
     // SAFETY: a NUL-terminated path and a zeroed out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
+    // SAFETY: `c` is a NUL-terminated path we own and `st` a valid out-parameter.
     if unsafe { real::lstat(c.as_ptr(), &mut st) } != 0 {
-        return Err(errno());
+        return Err(Unserved::Errno(errno()));
     }
     let kind = st.st_mode & libc::S_IFMT;
     if kind != libc::S_IFLNK {
         return Ok((kind, None));
     }
     let mut buf = vec![0u8; libc::PATH_MAX as usize];
-    // SAFETY: as above, with a buffer of its length.
+    // SAFETY: `c` is a NUL-terminated path we own; `buf` is writable for its whole length.
     let n = unsafe { real::readlink(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
-        return Err(errno());
+        return Err(Unserved::Errno(errno()));
     }
     buf.truncate(n as usize);
     Ok((kind, Some(buf)))
@@ -57,22 +57,22 @@ fn components(p: &[u8]) -> impl DoubleEndedIterator<Item = Vec<u8>> + '_ {
     p.split(|b| *b == b'/').filter(|c| !c.is_empty()).map(<[u8]>::to_vec)
 }
 
-/// The canonical absolute form of `path`; `FALLBACK` when it does not start under a mount.
-fn canonical(path: &[u8]) -> Result<Vec<u8>, c_int> {
+/// The canonical absolute form of `path`; `Unserved::Kernel` when it does not start under a mount.
+fn canonical(path: &[u8]) -> Served<Vec<u8>> {
     let mut start = Vec::new();
     if path.first() != Some(&b'/') {
         let mut cwd = [0u8; libc::PATH_MAX as usize];
         let n = config::cwd(&mut cwd);
         if n == 0 {
-            return Err(FALLBACK);
+            return Err(Unserved::Kernel);
         }
         start.extend_from_slice(&cwd[..n]);
         start.push(b'/');
     }
     start.extend_from_slice(path);
-    let cfg = config::get().ok_or(FALLBACK)?;
+    let cfg = config::get().ok_or(Unserved::Kernel)?;
     if !cfg.mounts.iter().any(|m| start.starts_with(&m.path) && matches!(start.get(m.path.len()), None | Some(b'/'))) {
-        return Err(FALLBACK);
+        return Err(Unserved::Kernel);
     }
     let mut todo: VecDeque<Vec<u8>> = components(&start).collect();
     let mut out: Vec<u8> = Vec::new();
@@ -81,7 +81,7 @@ fn canonical(path: &[u8]) -> Result<Vec<u8>, c_int> {
     while let Some(c) = todo.pop_front() {
         if c == b"." || c == b".." {
             if !is_dir {
-                return Err(libc::ENOTDIR);
+                return Err(Unserved::Errno(libc::ENOTDIR));
             }
             if c == b".." {
                 let cut = out.iter().rposition(|b| *b == b'/').unwrap_or(0);
@@ -90,23 +90,23 @@ fn canonical(path: &[u8]) -> Result<Vec<u8>, c_int> {
             continue;
         }
         if !is_dir {
-            return Err(libc::ENOTDIR);
+            return Err(Unserved::Errno(libc::ENOTDIR));
         }
         let before = out.len();
         out.push(b'/');
         out.extend_from_slice(&c);
         if out.len() >= libc::PATH_MAX as usize {
-            return Err(libc::ENAMETOOLONG);
+            return Err(Unserved::Errno(libc::ENAMETOOLONG));
         }
         let (kind, target) = inspect(&out)?;
         match target {
             Some(target) => {
                 links += 1;
                 if links > MAX_LINKS {
-                    return Err(libc::ELOOP);
+                    return Err(Unserved::Errno(libc::ELOOP));
                 }
                 if target.is_empty() {
-                    return Err(libc::ENOENT);
+                    return Err(Unserved::Errno(libc::ENOENT));
                 }
                 out.truncate(if target[0] == b'/' { 0 } else { before });
                 for c in components(&target).rev() {
@@ -123,21 +123,21 @@ fn canonical(path: &[u8]) -> Result<Vec<u8>, c_int> {
     Ok(out)
 }
 
-fn realpath_into(path: *const c_char, resolved: *mut c_char) -> Result<*mut c_char, c_int> {
+fn realpath_into(path: *const c_char, resolved: *mut c_char) -> Served<*mut c_char> {
     if path.is_null() {
-        return Err(FALLBACK);
+        return Err(Unserved::Kernel);
     }
     // SAFETY: a NUL-terminated string, as realpath requires.
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     if p.is_empty() {
-        return Err(FALLBACK);
+        return Err(Unserved::Kernel);
     }
     let out = canonical(p)?;
     let dst = if resolved.is_null() {
         // SAFETY: a new allocation the caller frees with free(), as realpath's contract says.
         let m = unsafe { libc::malloc(out.len() + 1) }.cast::<c_char>();
         if m.is_null() {
-            return Err(libc::ENOMEM);
+            return Err(Unserved::Errno(libc::ENOMEM));
         }
         m
     } else {
@@ -152,25 +152,20 @@ fn realpath_into(path: *const c_char, resolved: *mut c_char) -> Result<*mut c_ch
     Ok(dst)
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn realpath(path: *const c_char, resolved: *mut c_char) -> *mut c_char {
-    // SAFETY: forwarding the caller's arguments.
-    run(|| realpath_into(path, resolved), || unsafe { real::realpath(path, resolved) })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn __realpath_chk(path: *const c_char, resolved: *mut c_char, len: libc::size_t) -> *mut c_char {
-    if !resolved.is_null() && len < libc::PATH_MAX as libc::size_t {
-        // SAFETY: forwarding the caller's arguments to the fortified check, which aborts.
-        return unsafe { real::__realpath_chk(path, resolved, len) };
+hooks! {
+    fn realpath(path: *const c_char, resolved: *mut c_char) -> *mut c_char => |kernel| {
+        run(|| realpath_into(path, resolved), kernel)
     }
-    // SAFETY: as above.
-    run(|| realpath_into(path, resolved), || unsafe { real::__realpath_chk(path, resolved, len) })
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn canonicalize_file_name(path: *const c_char) -> *mut c_char {
-    // SAFETY: forwarding the caller's argument.
-    run(|| realpath_into(path, std::ptr::null_mut()), || unsafe { real::canonicalize_file_name(path) })
+    fn __realpath_chk(path: *const c_char, resolved: *mut c_char, len: libc::size_t) -> *mut c_char => |kernel| {
+        if !resolved.is_null() && len < libc::PATH_MAX as libc::size_t {
+            return kernel();
+        }
+        run(|| realpath_into(path, resolved), kernel)
+    }
+
+    fn canonicalize_file_name(path: *const c_char) -> *mut c_char => |kernel| {
+        run(|| realpath_into(path, std::ptr::null_mut()), kernel)
+    }
 }
 

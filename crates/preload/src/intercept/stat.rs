@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering;
 
 use super::{on_fd, on_path, run};
 use crate::files::File;
-use crate::real::{self, Stat};
+use crate::real::Stat;
 use crate::ops;
+use crate::outcome::{Served, Unserved};
 
 /// Whether `ver` asks the `__xstat` family for the x86-64 `struct stat`, the only layout
 /// served here: glibc takes `_STAT_VER_LINUX` (1, what its headers passed) and
@@ -17,20 +18,20 @@ fn served_version(ver: c_int) -> bool {
     matches!(ver, 0 | 1)
 }
 
-fn out<'a, T>(p: *mut T) -> Result<&'a mut T, c_int> {
+fn out<'a, T>(p: *mut T) -> Served<&'a mut T> {
     // SAFETY: a non-null pointer the caller passed for the result, as the libc call requires.
-    unsafe { p.as_mut() }.ok_or(libc::EFAULT)
+    unsafe { p.as_mut() }.ok_or(Unserved::Errno(libc::EFAULT))
 }
 
-fn stat_file(f: &File, st: *mut Stat) -> Result<c_int, c_int> {
+fn stat_file(f: &File, st: *mut Stat) -> Served<c_int> {
     let a = ops::getattr(f)?;
     ops::fill_stat(&a, f.dev.load(Ordering::Relaxed), out(st)?);
     Ok(0)
 }
 
-fn stat_at(dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> Result<c_int, c_int> {
+fn stat_at(dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> Served<c_int> {
     if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT) != 0 {
-        return Err(ops::FALLBACK);
+        return Err(Unserved::Kernel);
     }
     on_path(dirfd, path, |t| {
         let a = ops::stat_path(t, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
@@ -45,170 +46,133 @@ fn empty_path(path: *const c_char, flags: c_int) -> bool {
     flags & libc::AT_EMPTY_PATH != 0 && !path.is_null() && unsafe { CStr::from_ptr(path) }.is_empty()
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn stat(path: *const c_char, st: *mut Stat) -> c_int {
-    // SAFETY: forwarding the caller's arguments.
-    run(|| stat_at(libc::AT_FDCWD, path, st, 0), || unsafe { real::stat(path, st) })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn stat64(path: *const c_char, st: *mut Stat) -> c_int {
-    // SAFETY: as above.
-    run(|| stat_at(libc::AT_FDCWD, path, st, 0), || unsafe { real::stat64(path, st) })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn lstat(path: *const c_char, st: *mut Stat) -> c_int {
-    // SAFETY: as above.
-    run(|| stat_at(libc::AT_FDCWD, path, st, libc::AT_SYMLINK_NOFOLLOW), || unsafe { real::lstat(path, st) })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn lstat64(path: *const c_char, st: *mut Stat) -> c_int {
-    // SAFETY: as above.
-    run(|| stat_at(libc::AT_FDCWD, path, st, libc::AT_SYMLINK_NOFOLLOW), || unsafe { real::lstat64(path, st) })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn fstat(fd: c_int, st: *mut Stat) -> c_int {
-    // SAFETY: as above.
-    on_fd(fd, |f| stat_file(f, st), || unsafe { real::fstat(fd, st) })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn fstat64(fd: c_int, st: *mut Stat) -> c_int {
-    // SAFETY: as above.
-    on_fd(fd, |f| stat_file(f, st), || unsafe { real::fstat64(fd, st) })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn fstatat(dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> c_int {
-    if empty_path(path, flags) {
-        // SAFETY: as above.
-        return unsafe { fstat(dirfd, st) };
+hooks! {
+    fn stat(path: *const c_char, st: *mut Stat) -> c_int => |kernel| {
+        run(|| stat_at(libc::AT_FDCWD, path, st, 0), kernel)
     }
-    // SAFETY: as above.
-    run(|| stat_at(dirfd, path, st, flags), || unsafe { real::fstatat(dirfd, path, st, flags) })
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn fstatat64(dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> c_int {
-    if empty_path(path, flags) {
-        // SAFETY: as above.
-        return unsafe { fstat64(dirfd, st) };
+    fn stat64(path: *const c_char, st: *mut Stat) -> c_int => |kernel| {
+        run(|| stat_at(libc::AT_FDCWD, path, st, 0), kernel)
     }
-    // SAFETY: as above.
-    run(|| stat_at(dirfd, path, st, flags), || unsafe { real::fstatat64(dirfd, path, st, flags) })
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn __xstat(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int {
-    if !served_version(ver) {
-        // SAFETY: as above.
-        return unsafe { real::__xstat(ver, path, st) };
+    fn lstat(path: *const c_char, st: *mut Stat) -> c_int => |kernel| {
+        run(|| stat_at(libc::AT_FDCWD, path, st, libc::AT_SYMLINK_NOFOLLOW), kernel)
     }
-    // SAFETY: as above.
-    run(|| stat_at(libc::AT_FDCWD, path, st, 0), || unsafe { real::__xstat(ver, path, st) })
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn __xstat64(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int {
-    if !served_version(ver) {
-        // SAFETY: as above.
-        return unsafe { real::__xstat64(ver, path, st) };
+    fn lstat64(path: *const c_char, st: *mut Stat) -> c_int => |kernel| {
+        run(|| stat_at(libc::AT_FDCWD, path, st, libc::AT_SYMLINK_NOFOLLOW), kernel)
     }
-    // SAFETY: as above.
-    run(|| stat_at(libc::AT_FDCWD, path, st, 0), || unsafe { real::__xstat64(ver, path, st) })
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn __lxstat(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int {
-    if !served_version(ver) {
-        // SAFETY: as above.
-        return unsafe { real::__lxstat(ver, path, st) };
+    fn fstat(fd: c_int, st: *mut Stat) -> c_int => |kernel| {
+        on_fd(fd, |f| stat_file(f, st), kernel)
     }
-    // SAFETY: as above.
-    run(|| stat_at(libc::AT_FDCWD, path, st, libc::AT_SYMLINK_NOFOLLOW), || unsafe { real::__lxstat(ver, path, st) })
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn __lxstat64(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int {
-    if !served_version(ver) {
-        // SAFETY: as above.
-        return unsafe { real::__lxstat64(ver, path, st) };
+    fn fstat64(fd: c_int, st: *mut Stat) -> c_int => |kernel| {
+        on_fd(fd, |f| stat_file(f, st), kernel)
     }
-    // SAFETY: as above.
-    run(|| stat_at(libc::AT_FDCWD, path, st, libc::AT_SYMLINK_NOFOLLOW), || unsafe { real::__lxstat64(ver, path, st) })
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn __fxstat(ver: c_int, fd: c_int, st: *mut Stat) -> c_int {
-    if !served_version(ver) {
-        // SAFETY: as above (the real one rejects the version).
-        return unsafe { real::__fxstat(ver, fd, st) };
+    fn fstatat(dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> c_int => |kernel| {
+        if empty_path(path, flags) {
+            // SAFETY: fstatat(fd, "", st, AT_EMPTY_PATH) is fstat(fd, st): the caller's descriptor and buffer.
+            return unsafe { fstat(dirfd, st) };
+        }
+        run(|| stat_at(dirfd, path, st, flags), kernel)
     }
-    // SAFETY: as above.
-    on_fd(fd, |f| stat_file(f, st), || unsafe { real::__fxstat(ver, fd, st) })
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn __fxstat64(ver: c_int, fd: c_int, st: *mut Stat) -> c_int {
-    if !served_version(ver) {
-        // SAFETY: as above.
-        return unsafe { real::__fxstat64(ver, fd, st) };
+    fn fstatat64(dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> c_int => |kernel| {
+        if empty_path(path, flags) {
+            // SAFETY: as fstatat's: the caller's descriptor and buffer, as fstat64 takes them.
+            return unsafe { fstat64(dirfd, st) };
+        }
+        run(|| stat_at(dirfd, path, st, flags), kernel)
     }
-    // SAFETY: as above.
-    on_fd(fd, |f| stat_file(f, st), || unsafe { real::__fxstat64(ver, fd, st) })
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn __fxstatat(ver: c_int, dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> c_int {
-    if !served_version(ver) {
-        // SAFETY: as above.
-        return unsafe { real::__fxstatat(ver, dirfd, path, st, flags) };
+    fn __xstat(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int => |kernel| {
+        if !served_version(ver) {
+            return kernel();
+        }
+        run(|| stat_at(libc::AT_FDCWD, path, st, 0), kernel)
     }
-    // SAFETY: as above.
-    unsafe { fstatat(dirfd, path, st, flags) }
-}
 
-#[no_mangle]
-pub unsafe extern "C" fn __fxstatat64(ver: c_int, dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> c_int {
-    if !served_version(ver) {
-        // SAFETY: as above.
-        return unsafe { real::__fxstatat64(ver, dirfd, path, st, flags) };
+    fn __xstat64(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int => |kernel| {
+        if !served_version(ver) {
+            return kernel();
+        }
+        run(|| stat_at(libc::AT_FDCWD, path, st, 0), kernel)
     }
-    // SAFETY: as above.
-    unsafe { fstatat64(dirfd, path, st, flags) }
+
+    fn __lxstat(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int => |kernel| {
+        if !served_version(ver) {
+            return kernel();
+        }
+        run(|| stat_at(libc::AT_FDCWD, path, st, libc::AT_SYMLINK_NOFOLLOW), kernel)
+    }
+
+    fn __lxstat64(ver: c_int, path: *const c_char, st: *mut Stat) -> c_int => |kernel| {
+        if !served_version(ver) {
+            return kernel();
+        }
+        run(|| stat_at(libc::AT_FDCWD, path, st, libc::AT_SYMLINK_NOFOLLOW), kernel)
+    }
+
+    fn __fxstat(ver: c_int, fd: c_int, st: *mut Stat) -> c_int => |kernel| {
+        if !served_version(ver) {
+            return kernel();
+        }
+        on_fd(fd, |f| stat_file(f, st), kernel)
+    }
+
+    fn __fxstat64(ver: c_int, fd: c_int, st: *mut Stat) -> c_int => |kernel| {
+        if !served_version(ver) {
+            return kernel();
+        }
+        on_fd(fd, |f| stat_file(f, st), kernel)
+    }
+
+    fn __fxstatat(ver: c_int, dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> c_int => |kernel| {
+        if !served_version(ver) {
+            return kernel();
+        }
+        // SAFETY: the caller's arguments past the version, as fstatat takes them.
+        unsafe { fstatat(dirfd, path, st, flags) }
+    }
+
+    fn __fxstatat64(ver: c_int, dirfd: c_int, path: *const c_char, st: *mut Stat, flags: c_int) -> c_int => |kernel| {
+        if !served_version(ver) {
+            return kernel();
+        }
+        // SAFETY: the caller's arguments past the version, as fstatat64 takes them.
+        unsafe { fstatat64(dirfd, path, st, flags) }
+    }
 }
 
 const STATX_FLAGS: c_int = libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT | libc::AT_STATX_SYNC_TYPE;
 
-#[no_mangle]
-pub unsafe extern "C" fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, stx: *mut libc::statx) -> c_int {
-    // SAFETY: as above.
-    let kernel = || unsafe { real::statx(dirfd, path, flags, mask, stx) };
-    if flags & !(STATX_FLAGS | libc::AT_EMPTY_PATH) != 0 {
-        return kernel();
-    }
-    if empty_path(path, flags) {
-        return on_fd(
-            dirfd,
-            |f| {
-                let a = ops::getattr(f)?;
-                ops::fill_statx(&a, f.dev.load(Ordering::Relaxed), out(stx)?);
-                Ok(0)
+hooks! {
+    fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, stx: *mut libc::statx) -> c_int => |kernel| {
+        if flags & !(STATX_FLAGS | libc::AT_EMPTY_PATH) != 0 {
+            return kernel();
+        }
+        if empty_path(path, flags) {
+            return on_fd(
+                dirfd,
+                |f| {
+                    let a = ops::getattr(f)?;
+                    ops::fill_statx(&a, f.dev.load(Ordering::Relaxed), out(stx)?);
+                    Ok(0)
+                },
+                kernel,
+            );
+        }
+        run(
+            || {
+                on_path(dirfd, path, |t| {
+                    let a = ops::stat_path(t, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+                    ops::fill_statx(&a, t.dev, out(stx)?);
+                    Ok(0)
+                })
             },
             kernel,
-        );
+        )
     }
-    run(
-        || {
-            on_path(dirfd, path, |t| {
-                let a = ops::stat_path(t, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
-                ops::fill_statx(&a, t.dev, out(stx)?);
-                Ok(0)
-            })
-        },
-        kernel,
-    )
 }

@@ -12,7 +12,8 @@ use libc::{off64_t, size_t, ssize_t};
 
 use super::{fd, io, run};
 use crate::files::is_ours;
-use crate::{ops, real};
+use crate::ops;
+use crate::outcome::{Served, Unserved};
 
 /// The start of glibc's public `struct _IO_FILE` (bits/types/struct_FILE.h), up to `_fileno`.
 #[repr(C)]
@@ -71,8 +72,9 @@ extern "C" fn cookie_read(cookie: *mut c_void, buf: *mut c_char, size: size_t) -
 }
 
 extern "C" fn cookie_write(cookie: *mut c_void, buf: *const c_char, size: size_t) -> ssize_t {
-    // SAFETY: as above. A short or failed write is reported to stdio as 0 (its convention:
-    // it then sets the stream's error flag).
+    // SAFETY: `buf` holds `size` bytes, as stdio promises a write hook; `io::write` is our
+    // write, which takes the same arguments as write(2). A short or failed write is reported
+    // to stdio as 0 (its convention: it then sets the stream's error flag).
     let n = unsafe { io::write(cookie_fd(cookie), buf.cast(), size) };
     n.max(0)
 }
@@ -80,7 +82,7 @@ extern "C" fn cookie_write(cookie: *mut c_void, buf: *const c_char, size: size_t
 extern "C" fn cookie_seek(cookie: *mut c_void, offset: *mut off64_t, whence: c_int) -> c_int {
     // SAFETY: stdio passes a valid pointer to the offset it wants.
     let Some(off) = (unsafe { offset.as_mut() }) else { return -1 };
-    // SAFETY: forwarding to the interceptor.
+    // SAFETY: our lseek64 takes a descriptor and integers only; `off` is stdio's valid pointer.
     let pos = unsafe { io::lseek64(cookie_fd(cookie), *off, whence) };
     if pos < 0 {
         return -1;
@@ -112,41 +114,37 @@ fn stream_of(fd: c_int, mode: *const c_char) -> *mut libc::FILE {
     fp
 }
 
-/// The stream for fopen(path, mode), or `FALLBACK`.
-fn open_stream(path: *const c_char, mode: *const c_char) -> Result<*mut libc::FILE, c_int> {
+/// The stream for fopen(path, mode), or `Unserved::Kernel`.
+fn open_stream(path: *const c_char, mode: *const c_char) -> Served<*mut libc::FILE> {
     if mode.is_null() {
-        return Err(ops::FALLBACK);
+        return Err(Unserved::Kernel);
     }
     // SAFETY: a NUL-terminated mode string, as fopen requires (checked for null).
-    let flags = mode_flags(unsafe { CStr::from_ptr(mode) }.to_bytes()).ok_or(ops::FALLBACK)?;
+    let flags = mode_flags(unsafe { CStr::from_ptr(mode) }.to_bytes()).ok_or(Unserved::Kernel)?;
     let fd = super::on_path(libc::AT_FDCWD, path, |t| ops::open(t, flags, 0o666))?;
     let fp = stream_of(fd, mode);
     if fp.is_null() {
         let e = crate::config::errno();
         // SAFETY: closing the descriptor just opened.
         unsafe { fd::close(fd) };
-        return Err(e);
+        return Err(Unserved::Errno(e));
     }
     Ok(fp)
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn fopen(path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
-    // SAFETY: forwarding the caller's arguments.
-    run(|| open_stream(path, mode), || unsafe { real::fopen(path, mode) })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
-    // SAFETY: forwarding the caller's arguments.
-    run(|| open_stream(path, mode), || unsafe { real::fopen64(path, mode) })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn fdopen(fd: c_int, mode: *const c_char) -> *mut libc::FILE {
-    if is_ours(fd) && !mode.is_null() {
-        return stream_of(fd, mode);
+hooks! {
+    fn fopen(path: *const c_char, mode: *const c_char) -> *mut libc::FILE => |kernel| {
+        run(|| open_stream(path, mode), kernel)
     }
-    // SAFETY: forwarding the caller's arguments.
-    unsafe { real::fdopen(fd, mode) }
+
+    fn fopen64(path: *const c_char, mode: *const c_char) -> *mut libc::FILE => |kernel| {
+        run(|| open_stream(path, mode), kernel)
+    }
+
+    fn fdopen(fd: c_int, mode: *const c_char) -> *mut libc::FILE => |kernel| {
+        if is_ours(fd) && !mode.is_null() {
+            return stream_of(fd, mode);
+        }
+        kernel()
+    }
 }

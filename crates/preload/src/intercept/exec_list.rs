@@ -24,10 +24,10 @@ const EXECLE: c_int = 2;
 /// NULL-terminated array of strings, followed by the environment for `execle`.
 unsafe extern "C" fn exec_list(path: *const c_char, list: *const *const c_char, kind: c_int) -> c_int {
     match kind {
-        // SAFETY: forwarding the caller's arguments, now an array.
-        EXECL => unsafe { crate::process::execv(path, list) },
-        // SAFETY: as above.
-        EXECLP => unsafe { crate::process::execvp(path, list) },
+        // SAFETY: `path` and the NULL-terminated `list` are the caller's, as execv takes them.
+        EXECL => unsafe { super::process::execv(path, list) },
+        // SAFETY: `path` and the NULL-terminated `list` are the caller's, as execvp takes them.
+        EXECLP => unsafe { super::process::execvp(path, list) },
         _ => {
             let mut end = 0;
             // SAFETY: the caller's list ends with a NULL, and `execle` passes the environment
@@ -38,8 +38,8 @@ unsafe extern "C" fn exec_list(path: *const c_char, list: *const *const c_char, 
                 }
                 *list.add(end + 1) as *const *const c_char
             };
-            // SAFETY: as above.
-            unsafe { crate::process::execve(path, list, envp) }
+            // SAFETY: `path`, the NULL-terminated `list` and the environment after it are the caller's, as execve takes them.
+            unsafe { super::process::execve(path, list, envp) }
         }
     }
 }
