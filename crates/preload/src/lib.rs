@@ -14,7 +14,7 @@ mod config;
 mod files;
 mod intercept;
 mod listing;
-mod names;
+mod namespace;
 mod outcome;
 mod ops;
 mod path;

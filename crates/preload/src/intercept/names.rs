@@ -9,7 +9,7 @@ use polytropon_ipc::{Op, WireSetattr, SET_ATIME, SET_GID, SET_MODE, SET_MTIME, S
 
 use super::{on_path, run};
 use crate::path::Target;
-use crate::names;
+use crate::namespace;
 use crate::outcome::{Served, Unserved};
 
 /// Runs `f` on two targets (both must be ours).
@@ -19,20 +19,20 @@ fn on_paths<T>(d1: c_int, p1: *const c_char, d2: c_int, p2: *const c_char, f: im
 
 hooks! {
     fn mkdir(path: *const c_char, mode: mode_t) -> c_int => |kernel| {
-        run(|| on_path(libc::AT_FDCWD, path, |t| names::mkdir(t, mode).map(|()| 0)), kernel)
+        run(|| on_path(libc::AT_FDCWD, path, |t| namespace::mkdir(t, mode).map(|()| 0)), kernel)
     }
 
     fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t) -> c_int => |kernel| {
-        run(|| on_path(dirfd, path, |t| names::mkdir(t, mode).map(|()| 0)), kernel)
+        run(|| on_path(dirfd, path, |t| namespace::mkdir(t, mode).map(|()| 0)), kernel)
     }
 
     fn rmdir(path: *const c_char) -> c_int => |kernel| {
-        run(|| on_path(libc::AT_FDCWD, path, |t| names::rmdir(t).map(|()| 0)), kernel)
+        run(|| on_path(libc::AT_FDCWD, path, |t| namespace::rmdir(t).map(|()| 0)), kernel)
     }
 }
 
 fn rename_at(d1: c_int, p1: *const c_char, d2: c_int, p2: *const c_char, flags: u32) -> Served<c_int> {
-    on_paths(d1, p1, d2, p2, |a, b| names::rename_or_link(Op::Rename, a, b, flags).map(|()| 0))
+    on_paths(d1, p1, d2, p2, |a, b| namespace::rename_or_link(Op::Rename, a, b, flags).map(|()| 0))
 }
 
 hooks! {
@@ -53,7 +53,7 @@ fn link_at(d1: c_int, p1: *const c_char, d2: c_int, p2: *const c_char, flags: c_
     if flags & !libc::AT_SYMLINK_FOLLOW != 0 {
         return Err(Unserved::Kernel);
     }
-    on_paths(d1, p1, d2, p2, |a, b| names::rename_or_link(Op::Link, a, b, flags as u32).map(|()| 0))
+    on_paths(d1, p1, d2, p2, |a, b| namespace::rename_or_link(Op::Link, a, b, flags as u32).map(|()| 0))
 }
 
 hooks! {
@@ -72,7 +72,7 @@ fn symlink_at(target: *const c_char, dirfd: c_int, path: *const c_char) -> Serve
     }
     // SAFETY: a NUL-terminated string, as symlink requires (checked for null above).
     let target = unsafe { CStr::from_ptr(target) }.to_bytes();
-    on_path(dirfd, path, |t| names::symlink(target, t).map(|()| 0))
+    on_path(dirfd, path, |t| namespace::symlink(target, t).map(|()| 0))
 }
 
 hooks! {
@@ -91,7 +91,7 @@ fn readlink_at(dirfd: c_int, path: *const c_char, buf: *mut c_char, size: size_t
     }
     // SAFETY: readlink's contract: `buf` holds `size` writable bytes.
     let out = unsafe { crate::cbuf::out_buf(buf.cast(), size) }?;
-    on_path(dirfd, path, |t| names::readlink(t, out).map(|n| n as ssize_t))
+    on_path(dirfd, path, |t| namespace::readlink(t, out).map(|n| n as ssize_t))
 }
 
 hooks! {
@@ -108,7 +108,7 @@ fn access_at(dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int) -> Se
     if flags & !(libc::AT_EACCESS | libc::AT_SYMLINK_NOFOLLOW) != 0 || mode & !(libc::R_OK | libc::W_OK | libc::X_OK) != 0 {
         return Err(Unserved::Kernel);
     }
-    on_path(dirfd, path, |t| names::access(t, mode, flags).map(|()| 0))
+    on_path(dirfd, path, |t| namespace::access(t, mode, flags).map(|()| 0))
 }
 
 hooks! {
@@ -126,7 +126,7 @@ fn setattr_at(dirfd: c_int, path: *const c_char, w: &WireSetattr, flags: c_int) 
     if flags & !libc::AT_SYMLINK_NOFOLLOW != 0 {
         return Err(Unserved::Kernel);
     }
-    on_path(dirfd, path, |t| names::setattr(t, w, flags != 0).map(|()| 0))
+    on_path(dirfd, path, |t| namespace::setattr(t, w, flags != 0).map(|()| 0))
 }
 
 pub(super) fn chmod_of(mode: mode_t) -> WireSetattr {

@@ -81,7 +81,7 @@ fn unlink_at(dirfd: c_int, path: *const c_char, flags: c_int) -> Served<c_int> {
     if flags & !libc::AT_REMOVEDIR != 0 {
         return Err(Unserved::Kernel);
     }
-    on_path(dirfd, path, |t| if flags & libc::AT_REMOVEDIR != 0 { crate::names::rmdir(t) } else { ops::unlink(t) }.map(|()| 0))
+    on_path(dirfd, path, |t| if flags & libc::AT_REMOVEDIR != 0 { crate::namespace::rmdir(t) } else { ops::unlink(t) }.map(|()| 0))
 }
 
 hooks! {

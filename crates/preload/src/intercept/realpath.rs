@@ -10,7 +10,7 @@ use std::ffi::{c_char, CStr, CString};
 use super::run;
 use crate::config::{self, errno};
 use crate::path::{resolve_dir, Target};
-use crate::{names, ops, real};
+use crate::{namespace, ops, real};
 use crate::outcome::{Served, Unserved};
 
 /// Symbolic links followed before `ELOOP`, as the kernel allows.
@@ -24,7 +24,7 @@ fn inspect(path: &[u8]) -> Served<(u32, Option<Vec<u8>>)> {
         match ops::stat_path(&t, false) {
             Ok(a) if a.mode & libc::S_IFMT == libc::S_IFLNK => {
                 let mut buf = vec![0u8; libc::PATH_MAX as usize];
-                let n = names::readlink(&t, &mut buf)?;
+                let n = namespace::readlink(&t, &mut buf)?;
                 buf.truncate(n);
                 return Ok((libc::S_IFLNK, Some(buf)));
             }
