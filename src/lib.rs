@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod cli;
 pub mod container;
+pub mod errors;
 pub mod frontend;
 pub mod image;
 pub mod clidocs;

@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use anyhow::{bail, Context as _};
-
+use super::BenchError;
 use crate::backend::cephfs::{CephBranch, CephClient, CephOptions};
 use crate::libservice::copy::{copy_tree, remove_tree};
 use crate::libservice::{Context, FileSystem, ROOT_INODE};
@@ -33,34 +32,34 @@ pub struct CephBench {
 }
 
 impl CephBench {
-    pub fn connect(conf: &Path) -> anyhow::Result<CephBench> {
+    pub fn connect(conf: &Path) -> Result<CephBench, BenchError> {
         let opts = CephOptions { conf: conf.to_path_buf(), id: "admin".into(), fs: None, settings: Vec::new() };
-        let client = Arc::new(CephClient::connect(&opts).context("cannot connect to CephFS")?);
+        let client = Arc::new(CephClient::connect(&opts).map_err(BenchError::CephConnect)?);
         let dir = format!("polytropon-bench-{}", std::process::id());
-        let root = CephBranch::new(client.clone(), Path::new("/"), false)?;
-        let e = root.mkdir(&Context::current(), ROOT_INODE, dir.as_ref(), 0o755, 0).with_context(|| format!("cannot create /{dir} in CephFS"))?;
+        let root = CephBranch::new(client.clone(), Path::new("/"), false).map_err(BenchError::Ceph)?;
+        let e = root.mkdir(&Context::current(), ROOT_INODE, dir.as_ref(), 0o755, 0).map_err(BenchError::io(format!("cannot create /{dir} in CephFS")))?;
         root.forget(e.inode, 1);
         Ok(CephBench { opts, client, dir })
     }
 
     /// `/polytropon-bench-PID/name` in the CephFS, made and filled with a copy of `data`.
-    pub fn prepare(&self, name: &str, data: Option<&Path>) -> anyhow::Result<PathBuf> {
-        let top = CephBranch::new(self.client.clone(), &Path::new("/").join(&self.dir), false)?;
+    pub fn prepare(&self, name: &str, data: Option<&Path>) -> Result<PathBuf, BenchError> {
+        let top = CephBranch::new(self.client.clone(), &Path::new("/").join(&self.dir), false).map_err(BenchError::Ceph)?;
         let ctx = Context::current();
-        let e = top.mkdir(&ctx, ROOT_INODE, name.as_ref(), 0o755, 0).with_context(|| format!("cannot create {name} in CephFS"))?;
+        let e = top.mkdir(&ctx, ROOT_INODE, name.as_ref(), 0o755, 0).map_err(BenchError::io(format!("cannot create {name} in CephFS")))?;
         let copied = data.map_or(Ok(()), |d| copy_tree(&top, &ctx, e.inode, d));
         top.forget(e.inode, 1);
-        copied.with_context(|| format!("cannot copy the benchmark data into CephFS {name}"))?;
+        copied.map_err(BenchError::io(format!("cannot copy the benchmark data into CephFS {name}")))?;
         Ok(Path::new("/").join(&self.dir).join(name))
     }
 
     /// A CephFS directory as a branch.
-    pub fn branch(&self, path: &Path, read_only: bool) -> anyhow::Result<Arc<dyn FileSystem>> {
-        Ok(Arc::new(CephBranch::new(self.client.clone(), path, read_only).with_context(|| format!("CephFS branch {}", path.display()))?))
+    pub fn branch(&self, path: &Path, read_only: bool) -> Result<Arc<dyn FileSystem>, BenchError> {
+        Ok(Arc::new(CephBranch::new(self.client.clone(), path, read_only).map_err(BenchError::io(format!("CephFS branch {}", path.display())))?))
     }
 
     /// Mounts CephFS directory `path` with ceph-fuse at `at`.
-    pub fn ceph_fuse(&self, path: &Path, at: &Path) -> anyhow::Result<()> {
+    pub fn ceph_fuse(&self, path: &Path, at: &Path) -> Result<(), BenchError> {
         let out = Command::new("ceph-fuse")
             .arg("-c")
             .arg(&self.opts.conf)
@@ -68,9 +67,9 @@ impl CephBench {
             .arg(path)
             .arg(at)
             .output()
-            .context("cannot run ceph-fuse")?;
+            .map_err(BenchError::spawn("ceph-fuse"))?;
         if !out.status.success() {
-            bail!("ceph-fuse failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            return Err(BenchError::tool("ceph-fuse", &out.stderr));
         }
         Ok(())
     }

@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
-
+use super::BenchError;
 use crate::image::Store;
 
 /// Where the host's busybox is looked for.
@@ -27,16 +26,16 @@ impl Drop for HostImage {
 }
 
 /// Whether the ELF file at `path` is statically linked (has no program interpreter).
-fn is_static(path: &Path) -> anyhow::Result<bool> {
-    let elf = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+fn is_static(path: &Path) -> Result<bool, BenchError> {
+    let elf = std::fs::read(path).map_err(BenchError::io(format!("cannot read {}", path.display())))?;
     let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     let u64_at = |o: usize| elf.get(o..o + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
     // 64-bit little-endian ELF only (the hosts this runs on).
     if elf.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
-        bail!("{} is not a 64-bit little-endian ELF file", path.display());
+        return Err(BenchError::NotElf(path.to_path_buf()));
     }
     let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
-        bail!("{} has a truncated ELF header", path.display());
+        return Err(BenchError::TruncatedElf { path: path.to_path_buf(), part: "ELF header" });
     };
     for i in 0..usize::from(phnum) {
         let at = usize::try_from(phoff).unwrap_or(usize::MAX).saturating_add(i * usize::from(phentsize));
@@ -44,7 +43,7 @@ fn is_static(path: &Path) -> anyhow::Result<bool> {
         match elf.get(at..at + 4) {
             Some(t) if u32::from_le_bytes([t[0], t[1], t[2], t[3]]) == PT_INTERP => return Ok(false),
             Some(_) => {}
-            None => bail!("{} has a truncated program header table", path.display()),
+            None => return Err(BenchError::TruncatedElf { path: path.to_path_buf(), part: "program header table" }),
         }
     }
     Ok(true)
@@ -52,9 +51,9 @@ fn is_static(path: &Path) -> anyhow::Result<bool> {
 
 /// Writes a `docker save` directory of one layer (busybox as `/bin/busybox` and `/bin/sh`,
 /// and the directories a container needs) into `dir`.
-fn write_image(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let layer = std::fs::File::create(dir.join("layer.tar")).context("cannot create the layer")?;
+fn write_image(dir: &Path, name: &str) -> Result<PathBuf, BenchError> {
+    std::fs::create_dir_all(dir).map_err(BenchError::create(dir))?;
+    let layer = std::fs::File::create(dir.join("layer.tar")).map_err(BenchError::io("cannot create the layer"))?;
     let mut tar = tar::Builder::new(layer);
     let header = |kind: tar::EntryType| {
         let mut h = tar::Header::new_gnu();
@@ -68,18 +67,18 @@ fn write_image(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
         let mut h = header(tar::EntryType::Directory);
         h.set_mode(if d == "tmp" { 0o1777 } else { 0o755 });
         h.set_size(0);
-        tar.append_data(&mut h, d, std::io::empty()).context("cannot write the layer")?;
+        tar.append_data(&mut h, d, std::io::empty()).map_err(BenchError::io("cannot write the layer"))?;
     }
-    tar.append_path_with_name(BUSYBOX, "bin/busybox").with_context(|| format!("cannot add {BUSYBOX} to the layer"))?;
+    tar.append_path_with_name(BUSYBOX, "bin/busybox").map_err(BenchError::io(format!("cannot add {BUSYBOX} to the layer")))?;
     let mut h = header(tar::EntryType::Symlink);
     h.set_mode(0o777);
     h.set_size(0);
-    tar.append_link(&mut h, "bin/sh", "busybox").context("cannot write the layer")?;
-    tar.into_inner().and_then(|f| f.sync_all()).context("cannot write the layer")?;
+    tar.append_link(&mut h, "bin/sh", "busybox").map_err(BenchError::io("cannot write the layer"))?;
+    tar.into_inner().and_then(|f| f.sync_all()).map_err(BenchError::io("cannot write the layer"))?;
     let config = r#"{"config": {"Cmd": ["/bin/sh"], "WorkingDir": "/www"}}"#;
-    std::fs::write(dir.join("config.json"), config).context("cannot write the image config")?;
+    std::fs::write(dir.join("config.json"), config).map_err(BenchError::io("cannot write the image config"))?;
     let manifest = serde_json::json!([{ "Config": "config.json", "RepoTags": [name], "Layers": ["layer.tar"] }]);
-    std::fs::write(dir.join("manifest.json"), manifest.to_string()).context("cannot write the image manifest")?;
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).map_err(BenchError::io("cannot write the image manifest"))?;
     Ok(dir.to_path_buf())
 }
 
@@ -94,14 +93,14 @@ pub fn available() -> Option<String> {
 
 /// Builds the host busybox image under `scratch` and imports it into the store of
 /// `data_dir`.
-pub fn import(data_dir: &Path, scratch: &Path) -> anyhow::Result<HostImage> {
+pub fn import(data_dir: &Path, scratch: &Path) -> Result<HostImage, BenchError> {
     if let Some(why) = available() {
-        bail!("{why}");
+        return Err(BenchError::NoImage(why));
     }
     let name = format!("polytropon-bench/busybox:{}", std::process::id());
     let dir = write_image(&scratch.join("host-image"), &name)?;
     let store = Store::new(data_dir);
-    store.import(&dir, None, None).with_context(|| format!("cannot import {}", dir.display()))?;
+    store.import(&dir, None, None).map_err(|source| BenchError::Import { path: dir.clone(), source })?;
     Ok(HostImage { store, name })
 }
 

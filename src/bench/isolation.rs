@@ -14,10 +14,8 @@ use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-
 use super::workload::{self, Job, Output};
-use super::{is_rate, jobs, targets, worker, BenchOptions, Row, Samples};
+use super::{is_rate, jobs, targets, worker, BenchError, BenchOptions, Row, Samples};
 use crate::pool::cgroups::{self, CgroupInfo};
 use crate::pool::spec::Slice;
 
@@ -45,21 +43,25 @@ struct Pools {
 }
 
 impl Pools {
-    fn create(a: &[usize], b: &[usize]) -> anyhow::Result<Pools> {
+    fn create(a: &[usize], b: &[usize]) -> Result<Pools, BenchError> {
         let slice = |cpus: &[usize]| Slice { cpus: Some(cpus.iter().map(|c| *c as u32).collect()), ..Slice::default() };
         let pid = std::process::id();
-        let a = cgroups::create(&format!("bench-a-{pid}"), &slice(a), None).context("cannot create pool A's cgroups")?;
+        let a = cgroups::create(&format!("bench-a-{pid}"), &slice(a), None).map_err(cgroup("cannot create pool A's cgroups"))?;
         let b = match cgroups::create(&format!("bench-b-{pid}"), &slice(b), None) {
             Ok(b) => b,
             Err(e) => {
                 let _ = a.delete();
-                return Err(e).context("cannot create pool B's cgroups");
+                return Err(cgroup("cannot create pool B's cgroups")(e));
             }
         };
         let pools = Pools { a, b };
-        pools.a.add_process(pid).context("cannot move bench into pool A")?;
+        pools.a.add_process(pid).map_err(cgroup("cannot move bench into pool A"))?;
         Ok(pools)
     }
+}
+
+fn cgroup(what: &'static str) -> impl FnOnce(cgroups::CgroupError) -> BenchError {
+    move |source| BenchError::Cgroups { what, source }
 }
 
 impl Drop for Pools {
@@ -107,8 +109,8 @@ impl Drop for Neighbour {
 }
 
 /// Busy time per cpu so far, in ms (from /proc/stat).
-fn busy_ms() -> anyhow::Result<Vec<(usize, f64)>> {
-    let text = std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
+fn busy_ms() -> Result<Vec<(usize, f64)>, BenchError> {
+    let text = std::fs::read_to_string("/proc/stat").map_err(BenchError::io("cannot read /proc/stat"))?;
     let hz = rustix::param::clock_ticks_per_second() as f64;
     let mut out = Vec::new();
     for line in text.lines() {
@@ -122,8 +124,8 @@ fn busy_ms() -> anyhow::Result<Vec<(usize, f64)>> {
     Ok(out)
 }
 
-fn cpus_allowed() -> anyhow::Result<Vec<usize>> {
-    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).context("cannot read this process's cpus")?;
+fn cpus_allowed() -> Result<Vec<usize>, BenchError> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).map_err(|source| BenchError::Cpus { what: "cannot read this process's cpus".into(), source })?;
     Ok((0..nix::sched::CpuSet::count()).filter(|c| set.is_set(*c).unwrap_or(false)).collect())
 }
 
@@ -145,19 +147,19 @@ fn settle() {
     rustix::fs::sync();
 }
 
-pub fn run(opts: &BenchOptions, paths: &[String], base: &Path) -> anyhow::Result<Vec<Row>> {
+pub fn run(opts: &BenchOptions, paths: &[String], base: &Path) -> Result<Vec<Row>, BenchError> {
     let iso = &opts.isolation;
     let victim = iso.victim.as_str();
     if workload::steps(victim).is_empty() || victim == "rocksdb" && !targets::has(workload::rocksdb::DB_BENCH) {
-        bail!("--victim {victim:?}: not a workload that runs on the file paths here");
+        return Err(BenchError::BadVictim(victim.to_string()));
     }
     if !opts.cpus.is_empty() {
-        bail!("the isolation experiment places pools A and B itself: use --pool-a-cpus and --pool-b-cpus, not --cpus");
+        return Err(BenchError::IsolationCpus);
     }
     let (a, b) = if iso.a_cpus.is_empty() || iso.b_cpus.is_empty() {
         let all = cpus_allowed()?;
         if all.len() < 2 {
-            bail!("the isolation experiment needs at least 2 cpus (pool A and pool B), this process may use {}", all.len());
+            return Err(BenchError::TooFewCpus(all.len()));
         }
         let (a, b) = all.split_at(all.len() / 2);
         (a.to_vec(), b.to_vec())
@@ -165,13 +167,13 @@ pub fn run(opts: &BenchOptions, paths: &[String], base: &Path) -> anyhow::Result
         (iso.a_cpus.clone(), iso.b_cpus.clone())
     };
     if a.iter().any(|c| b.contains(c)) {
-        bail!("pools A and B must not share cpus");
+        return Err(BenchError::SharedCpus);
     }
     let lower = base.join("isolation-lower");
     // Two runs per repetition, each with its own files (fileappend's): "repetitions" 2r and 2r+1.
-    workload::data::build_lower(&lower, &[victim], &opts.params, opts.reps * 2).context("cannot build the lower branch")?;
+    workload::data::build_lower(&lower, &[victim], &opts.params, opts.reps * 2).map_err(BenchError::io("cannot build the lower branch"))?;
     let noise = base.join("noise");
-    std::fs::create_dir_all(&noise).with_context(|| format!("cannot create {}", noise.display()))?;
+    std::fs::create_dir_all(&noise).map_err(BenchError::create(&noise))?;
     let pools = Pools::create(&a, &b)?;
     // A quarter of the loops: each path runs the workload twice per repetition, with a
     // warm-up between, and the experiment should still end within a minute or so.
@@ -179,7 +181,7 @@ pub fn run(opts: &BenchOptions, paths: &[String], base: &Path) -> anyhow::Result
     let containers = workload::containers(victim, &params) as usize;
     let mut targets = Vec::new();
     for p in paths {
-        targets.push(targets::setup(p, &lower, &base.join("isolation"), &a, None, containers).with_context(|| format!("cannot set up path {p}"))?);
+        targets.push(targets::setup(p, &lower, &base.join("isolation"), &a, None, containers).map_err(|e| BenchError::SetUp { path: p.clone(), source: Box::new(e) })?);
     }
     let steps = workload::steps(victim);
     let total = u64::from(opts.reps) * (steps.len() * targets.len() * 2) as u64;
@@ -190,7 +192,7 @@ pub fn run(opts: &BenchOptions, paths: &[String], base: &Path) -> anyhow::Result
             for t in &targets {
                 let run = |rng: &mut workload::Rng, phase: u32| {
                     let jobs = jobs(victim, step, t, &params, rep * 2 + phase, rng);
-                    worker::run_all(&jobs, t.worker.as_ref()).with_context(|| format!("{victim} on {}", t.name))
+                    worker::run_all(&jobs, t.worker.as_ref()).map_err(|source| BenchError::Workload { what: format!("{victim} on {}", t.name), source })
                 };
                 let before = busy_ms()?;
                 let mut outs = run(&mut rng, 0)?;
@@ -203,8 +205,8 @@ pub fn run(opts: &BenchOptions, paths: &[String], base: &Path) -> anyhow::Result
                 if let Some(f) = opts.progress {
                     f(done, total);
                 }
-                let neighbour = Neighbour(worker::spawn(&noise_job, None).context("cannot start the neighbour")?);
-                pools.b.add_process(neighbour.0.id()).context("cannot move the neighbour into pool B")?;
+                let neighbour = Neighbour(worker::spawn(&noise_job, None).map_err(BenchError::io("cannot start the neighbour"))?);
+                pools.b.add_process(neighbour.0.id()).map_err(cgroup("cannot move the neighbour into pool B"))?;
                 std::thread::sleep(iso.warmup);
                 let got = run(&mut rng, 1);
                 drop(neighbour);

@@ -7,9 +7,11 @@
 //! (db_bench), `startup` (clones to their first HTTP answer) and `isolation` (a workload
 //! beside a noisy neighbour in another pool). Each job runs in a worker process (`worker`),
 //! under the preload library on the user-level path; the paths are set up and torn down by
-//! `targets` (and `ceph` for CephFS). `plot` draws a report.
+//! `targets` (and `ceph` for CephFS). `plot` draws a report. What goes wrong is a
+//! [`BenchError`] naming the step.
 
 pub mod ceph;
+mod error;
 mod host_image;
 pub mod isolation;
 pub mod plot;
@@ -21,9 +23,9 @@ pub mod workload;
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
 use serde::Serialize;
 
+pub use error::{BenchError, PlotError};
 pub use workload::{Params, WORKLOADS};
 use workload::micro;
 
@@ -114,34 +116,34 @@ fn is_file_workload(w: &str) -> bool {
 }
 
 /// Runs the benchmark.
-pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
+pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     for w in &opts.workloads {
         if !WORKLOADS.contains(&w.as_str()) {
-            bail!("unknown workload {w:?}; available: {}", WORKLOADS.join(", "));
+            return Err(BenchError::UnknownWorkload(w.clone()));
         }
     }
     let p = &opts.params;
     if opts.reps == 0 || p.ops == 0 || p.loops == 0 || p.file_mib == 0 || p.threads == 0 || p.files == 0 || p.file_kib == 0 || p.containers == 0 || p.append_mib == 0 {
-        bail!("--reps, --ops, --loops, --file-mib, --threads, --files, --file-kib, --containers and --append-mib must be at least 1");
+        return Err(BenchError::NotPositive);
     }
     for o in &opts.operations {
         if !micro::OPS.iter().any(|(op, _)| op == o) && !micro::METADATA.contains(&o.as_str()) {
-            bail!("unknown operation {o:?}; available: {}, readdir", micro::OPS.map(|(op, _)| op).join(", "));
+            return Err(BenchError::UnknownOperation(o.clone()));
         }
     }
     for p in &opts.paths {
         if !targets::ALL.contains(&p.as_str()) {
-            bail!("unknown path {p:?}; known: {}", targets::ALL.join(", "));
+            return Err(BenchError::UnknownPath(p.clone()));
         }
     }
     if !opts.cpus.is_empty() {
         // Before any thread starts: every thread and child inherits it.
-        pin(&opts.cpus).context("--cpus")?;
+        pin(&opts.cpus)?;
     }
     let base = tempfile::Builder::new()
         .prefix("polytropon-bench-")
         .tempdir_in(opts.dir.clone().unwrap_or_else(std::env::temp_dir))
-        .context("cannot create the benchmark directory")?;
+        .map_err(BenchError::io("cannot create the benchmark directory"))?;
     let settings = opts.workloads.iter().map(|w| (w.clone(), describe(w, opts))).collect();
     let mut report = Report { date: today(), machine: machine(), paths: Vec::new(), skipped: Vec::new(), reps: opts.reps, params: p.clone(), settings, rows: Vec::new() };
     let asked = |w: &str| opts.workloads.iter().any(|x| x == w);
@@ -149,7 +151,7 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
     if asked("rocksdb") && !targets::has(workload::rocksdb::DB_BENCH) {
         let why = "db_bench is not installed (Debian package rocksdb-tools)";
         if opts.workloads.len() == 1 {
-            bail!("the rocksdb workload needs {why}");
+            return Err(BenchError::NoRocksdb(why));
         }
         report.skipped.push(("rocksdb".into(), why.into()));
         files.retain(|w| *w != "rocksdb");
@@ -174,13 +176,13 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         match host_image::available().filter(|_| so.image.is_none()) {
             // With no image named and none to make, the other workloads still report.
             Some(why) if opts.workloads.len() > 1 => report.skipped.push(("startup".into(), why)),
-            Some(why) => bail!("the startup workload: {why}"),
+            Some(why) => return Err(BenchError::NoStartup(why)),
             None => report.rows.extend(startup::run(so, &paths, opts.reps, base.path(), &mut tick)?),
         }
     }
     if asked("isolation") {
         let paths = choose_paths(opts, &isolation::PATHS, &mut report)?;
-        let rows = isolation::run(opts, &paths, base.path()).context("the isolation experiment")?;
+        let rows = isolation::run(opts, &paths, base.path()).map_err(|e| BenchError::Isolation(Box::new(e)))?;
         report.rows.extend(rows);
     }
     Ok(report)
@@ -214,18 +216,18 @@ fn describe(w: &str, opts: &BenchOptions) -> String {
     }
 }
 
-/// Runs this process (and what it starts) on `cpus` only.
-pub(crate) fn pin(cpus: &[usize]) -> anyhow::Result<()> {
+/// Runs this process (and what it starts) on `cpus` only (`--cpus`; its errors say so).
+pub(crate) fn pin(cpus: &[usize]) -> Result<(), BenchError> {
     let mut set = nix::sched::CpuSet::new();
     for c in cpus {
-        set.set(*c).with_context(|| format!("cpu {c}"))?;
+        set.set(*c).map_err(|source| BenchError::Cpus { what: format!("--cpus: cpu {c}"), source })?;
     }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).context("cannot run on those cpus")
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|source| BenchError::Cpus { what: "--cpus: cannot run on those cpus".into(), source })
 }
 
 /// The paths of `known` to run: those asked for (an error if one cannot run), or every
 /// available one (the others noted as skipped).
-fn choose_paths(opts: &BenchOptions, known: &[&str], report: &mut Report) -> anyhow::Result<Vec<String>> {
+fn choose_paths(opts: &BenchOptions, known: &[&str], report: &mut Report) -> Result<Vec<String>, BenchError> {
     let asked: Vec<String> = if opts.paths.is_empty() { known.iter().map(|s| s.to_string()).collect() } else { opts.paths.iter().filter(|p| known.contains(&p.as_str())).cloned().collect() };
     let mut paths = Vec::new();
     for p in &asked {
@@ -236,7 +238,7 @@ fn choose_paths(opts: &BenchOptions, known: &[&str], report: &mut Report) -> any
                     report.skipped.push((p.clone(), why));
                 }
             }
-            Err(why) => bail!("path {p}: {why}"),
+            Err(why) => return Err(BenchError::Unavailable { path: p.clone(), why }),
         }
     }
     for p in &paths {
@@ -329,11 +331,11 @@ fn jobs(w: &str, step: &str, t: &targets::Target, p: &workload::Params, rep: u32
         .collect()
 }
 
-fn run_files(opts: &BenchOptions, workloads: &[&str], base: &std::path::Path, report: &mut Report) -> anyhow::Result<()> {
+fn run_files(opts: &BenchOptions, workloads: &[&str], base: &std::path::Path, report: &mut Report) -> Result<(), BenchError> {
     let chosen = |op: &str| opts.operations.is_empty() || opts.operations.iter().any(|o| o == op);
     let paths = choose_paths(opts, &targets::ALL, report)?;
     let lower = base.join("lower");
-    workload::data::build_lower(&lower, workloads, &opts.params, opts.reps).context("cannot build the lower branch")?;
+    workload::data::build_lower(&lower, workloads, &opts.params, opts.reps).map_err(BenchError::io("cannot build the lower branch"))?;
     let ceph = match &opts.ceph_conf {
         Some(conf) if paths.iter().any(|p| ceph::PATHS.contains(&p.as_str())) => Some(ceph::CephBench::connect(conf)?),
         _ => None,
@@ -341,7 +343,7 @@ fn run_files(opts: &BenchOptions, workloads: &[&str], base: &std::path::Path, re
     let containers = workloads.iter().map(|w| workload::containers(w, &opts.params)).max().unwrap_or(1) as usize;
     let mut targets = Vec::new();
     for p in &paths {
-        targets.push(targets::setup(p, &lower, base, &opts.cpus, ceph.as_ref(), containers).with_context(|| format!("cannot set up path {p}"))?);
+        targets.push(targets::setup(p, &lower, base, &opts.cpus, ceph.as_ref(), containers).map_err(|e| BenchError::SetUp { path: p.clone(), source: Box::new(e) })?);
     }
     // (workload, step) pairs, in report order.
     let steps: Vec<(&str, &str)> = workloads
@@ -362,7 +364,7 @@ fn run_files(opts: &BenchOptions, workloads: &[&str], base: &std::path::Path, re
             let first = rep as usize % targets.len().max(1);
             for t in targets[first..].iter().chain(&targets[..first]) {
                 let jobs = jobs(w, step, t, &opts.params, rep, &mut rng);
-                let outs = worker::run_all(&jobs, t.worker.as_ref()).with_context(|| format!("{w} ({step}) on {}", t.name))?;
+                let outs = worker::run_all(&jobs, t.worker.as_ref()).map_err(|source| BenchError::Workload { what: format!("{w} ({step}) on {}", t.name), source })?;
                 samples.add_outputs(w, &t.name, &outs);
                 done += 1;
                 if let Some(f) = opts.progress {

@@ -4,10 +4,9 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, Context};
 use plotters::prelude::*;
 
-use super::{Report, Row};
+use super::{BenchError, PlotError, Report, Row};
 
 const COLUMNS: usize = 4;
 const PANEL: (u32, u32) = (360, 240);
@@ -23,7 +22,7 @@ fn bar(report: &Report, r: &Row, base: Option<&str>) -> (f64, bool) {
 }
 
 /// Draws `report` into `file`.
-pub fn draw(report: &Report, file: &Path) -> anyhow::Result<()> {
+pub fn draw(report: &Report, file: &Path) -> Result<(), BenchError> {
     // Panels: every (workload, operation) measured more than once on some path.
     let mut panels: Vec<(&str, &str, &str)> = Vec::new();
     for r in report.rows.iter().filter(|r| r.samples > 1) {
@@ -32,7 +31,7 @@ pub fn draw(report: &Report, file: &Path) -> anyhow::Result<()> {
         }
     }
     if panels.is_empty() {
-        return Err(anyhow!("nothing to plot: the run measured nothing"));
+        return Err(BenchError::NothingToPlot);
     }
     let rows = panels.len().div_ceil(COLUMNS);
     let size = (PANEL.0 * COLUMNS as u32, LEGEND + PANEL.1 * rows as u32);
@@ -76,5 +75,5 @@ pub fn draw(report: &Report, file: &Path) -> anyhow::Result<()> {
         root.present()?;
         Ok(())
     };
-    draw().map_err(|e| anyhow!("{e}")).with_context(|| format!("cannot draw {}", file.display()))
+    draw().map_err(|e| BenchError::Draw { path: file.to_path_buf(), source: PlotError(e.to_string()) })
 }

@@ -17,9 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-
-use super::Row;
+use super::{BenchError, Row};
 use crate::container::state::remove_tree;
 use crate::image::Store;
 use crate::pool::{PoolSpec, Pools};
@@ -50,7 +48,7 @@ struct BenchPool {
 impl Drop for BenchPool {
     fn drop(&mut self) {
         if let Err(e) = ops::destroy(&self.pools, &self.name, true) {
-            tracing::warn!("cannot destroy the benchmark pool {}: {e:#}", self.name);
+            tracing::warn!("cannot destroy the benchmark pool {}: {}", self.name, crate::errors::chain(&e));
         }
     }
 }
@@ -66,24 +64,24 @@ impl Drop for Roots {
     }
 }
 
-fn exe() -> anyhow::Result<PathBuf> {
-    std::env::current_exe().context("cannot find the polytropon binary")
+fn exe() -> Result<PathBuf, BenchError> {
+    std::env::current_exe().map_err(BenchError::io("cannot find the polytropon binary"))
 }
 
 /// Runs the workload: one sample per repetition, path and clone count.
-pub fn run(o: &StartupOptions, paths: &[String], reps: u32, base: &Path, progress: &mut dyn FnMut()) -> anyhow::Result<Vec<Row>> {
+pub fn run(o: &StartupOptions, paths: &[String], reps: u32, base: &Path, progress: &mut dyn FnMut()) -> Result<Vec<Row>, BenchError> {
     let store = Store::new(&o.data_dir);
     let made = match &o.image {
         Some(_) => None,
         None => Some(super::host_image::import(&o.data_dir, base)?),
     };
     let name = o.image.clone().or_else(|| made.as_ref().map(|m| m.name.clone())).unwrap_or_default();
-    let image = store.get(&name).with_context(|| format!("the startup workload needs an imported image (--image): {name}"))?;
+    let image = store.get(&name).map_err(|source| BenchError::Image { name: name.clone(), source })?;
     let o = &StartupOptions { image: Some(name), ..o.clone() };
     let lowers = store.lowers(&image);
     let pools = Pools::new(&o.state_dir);
     let name = format!("bench-{}", std::process::id());
-    ops::create(&pools, &name, PoolSpec::default()).context("cannot create the benchmark pool")?;
+    ops::create(&pools, &name, PoolSpec::default()).map_err(BenchError::Pool)?;
     let pool = BenchPool { pools, name };
     let svc = Command::new(exe()?)
         .arg("--state-dir")
@@ -91,9 +89,9 @@ pub fn run(o: &StartupOptions, paths: &[String], reps: u32, base: &Path, progres
         .args(["service", "run", "--pool", &pool.name, "--detach"])
         .stdout(Stdio::null())
         .status()
-        .context("cannot start the benchmark pool's service")?;
+        .map_err(BenchError::io("cannot start the benchmark pool's service"))?;
     if !svc.success() {
-        bail!("the benchmark pool's service did not start");
+        return Err(BenchError::ServiceDown);
     }
     let mut samples: Vec<(String, usize, Vec<f64>)> = Vec::new();
     for p in paths {
@@ -106,10 +104,10 @@ pub fn run(o: &StartupOptions, paths: &[String], reps: u32, base: &Path, progres
         for (path, n, s) in samples.iter_mut() {
             batch += 1;
             let dir = base.join(format!("startup-{batch}"));
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir).map_err(BenchError::create(&dir))?;
             let took = once(o, &pool, path, *n, &lowers, &dir, batch);
             let _ = remove_tree(&dir);
-            s.push(took.with_context(|| format!("{n} clones on {path}"))?.as_secs_f64() * 1e3);
+            s.push(took.map_err(|e| BenchError::Clones { n: *n, path: path.clone(), source: Box::new(e) })?.as_secs_f64() * 1e3);
             progress();
         }
     }
@@ -131,8 +129,8 @@ pub fn run(o: &StartupOptions, paths: &[String], reps: u32, base: &Path, progres
 }
 
 /// Starts `n` containers on roots of kind `path`; the time until all of them answered.
-fn once(o: &StartupOptions, pool: &BenchPool, path: &str, n: usize, lowers: &[PathBuf], dir: &Path, batch: usize) -> anyhow::Result<Duration> {
-    let ports: Vec<u16> = (0..n).map(|i| free_port(i, batch)).collect::<anyhow::Result<_>>()?;
+fn once(o: &StartupOptions, pool: &BenchPool, path: &str, n: usize, lowers: &[PathBuf], dir: &Path, batch: usize) -> Result<Duration, BenchError> {
+    let ports: Vec<u16> = (0..n).map(|i| free_port(i, batch)).collect::<Result<_, _>>()?;
     let names: Vec<String> = (0..n).map(|i| format!("s{batch}-{i}")).collect();
     let start = Instant::now();
     let mut roots = Roots(Vec::new());
@@ -149,11 +147,11 @@ fn once(o: &StartupOptions, pool: &BenchPool, path: &str, n: usize, lowers: &[Pa
             roots.0.push(root);
         }
         cmd.arg("--").args(o.serve.replace("{port}", &port.to_string()).split_whitespace());
-        children.push(cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().context("cannot run polytropon exec")?);
+        children.push(cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(BenchError::spawn("polytropon exec"))?);
     }
     let mut failed = None;
     for c in children {
-        let out = c.wait_with_output().context("cannot wait for polytropon exec")?;
+        let out = c.wait_with_output().map_err(BenchError::io("cannot wait for polytropon exec"))?;
         if !out.status.success() && failed.is_none() {
             failed = Some(String::from_utf8_lossy(&out.stderr).trim().to_string());
         }
@@ -173,48 +171,47 @@ fn once(o: &StartupOptions, pool: &BenchPool, path: &str, n: usize, lowers: &[Pa
     }
     drop(roots);
     if let Some(e) = failed {
-        bail!("a container did not start: {e}");
+        return Err(BenchError::ContainerFailed(e));
     }
     if !answered {
-        bail!("a container did not answer within 60 s");
+        return Err(BenchError::NoAnswer);
     }
     Ok(took)
 }
 
 /// A fuse-overlayfs or kernel overlayfs root of `lowers` (topmost first) under `dir`.
-fn mount_root(kind: &str, lowers: &[PathBuf], dir: &Path) -> anyhow::Result<PathBuf> {
+fn mount_root(kind: &str, lowers: &[PathBuf], dir: &Path) -> Result<PathBuf, BenchError> {
     let (upper, work, mnt) = (dir.join("upper"), dir.join("work"), dir.join("root"));
     for p in [&upper, &work, &mnt] {
-        std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+        std::fs::create_dir_all(p).map_err(BenchError::create(p))?;
     }
     let lowerdir = lowers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":");
     let opts = format!("lowerdir={lowerdir},upperdir={},workdir={}", upper.display(), work.display());
     match kind {
         "fuse-overlayfs" => {
-            let out = Command::new("fuse-overlayfs").arg("-o").arg(&opts).arg(&mnt).output().context("cannot run fuse-overlayfs")?;
+            let out = Command::new("fuse-overlayfs").arg("-o").arg(&opts).arg(&mnt).output().map_err(BenchError::spawn("fuse-overlayfs"))?;
             if !out.status.success() {
-                bail!("fuse-overlayfs failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+                return Err(BenchError::tool("fuse-overlayfs", &out.stderr));
             }
         }
         "overlay" => {
-            let data = std::ffi::CString::new(opts).context("overlay options")?;
-            rustix::mount::mount("overlay", &mnt, "overlay", rustix::mount::MountFlags::empty(), Some(data.as_c_str()))
-                .context("cannot mount kernel overlayfs")?;
+            let data = std::ffi::CString::new(opts).map_err(BenchError::OverlayOptions)?;
+            rustix::mount::mount("overlay", &mnt, "overlay", rustix::mount::MountFlags::empty(), Some(data.as_c_str())).map_err(BenchError::Overlay)?;
         }
-        other => bail!("the startup workload does not know path {other:?} (it compares {})", PATHS.join(", ")),
+        other => return Err(BenchError::NotStartupPath(other.to_string())),
     }
     Ok(mnt)
 }
 
 /// A port for container `i` of batch `batch` that nothing listens on now.
-fn free_port(i: usize, batch: usize) -> anyhow::Result<u16> {
+fn free_port(i: usize, batch: usize) -> Result<u16, BenchError> {
     for k in 0..50 {
         let port = 20000 + ((batch * 131 + i * 7 + k * 1009) % 40000) as u16;
         if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
             return Ok(port);
         }
     }
-    bail!("no free port found")
+    Err(BenchError::NoFreePort)
 }
 
 /// Whether an HTTP server answers on `port` before `limit` passes (polling every 5 ms).

@@ -6,8 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-
+use super::BenchError;
 use crate::backend::local::{LocalFs, LocalOptions};
 use crate::libservice::FileSystem;
 use crate::service::fuse::{self, FuseConfig, Mounted};
@@ -91,31 +90,31 @@ pub fn availability(name: &str, ceph: bool) -> Result<(), String> {
     }
 }
 
-fn dirs(base: &Path, name: &str, container: usize) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+fn dirs(base: &Path, name: &str, container: usize) -> Result<(PathBuf, PathBuf, PathBuf), BenchError> {
     let d = base.join(name).join(container.to_string());
     let (upper, work, mnt) = (d.join("upper"), d.join("work"), d.join("mnt"));
     for p in [&upper, &work, &mnt] {
-        std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+        std::fs::create_dir_all(p).map_err(BenchError::create(p))?;
     }
     Ok((upper, work, mnt))
 }
 
-fn local(p: &Path, read_only: bool, own_cache: bool) -> anyhow::Result<Arc<dyn FileSystem>> {
+fn local(p: &Path, read_only: bool, own_cache: bool) -> Result<Arc<dyn FileSystem>, BenchError> {
     let mut opts = LocalOptions { read_only, ..LocalOptions::default() };
     if own_cache {
         // `user-cache`: the pool's own cache in write-back mode, with the defaults of an
         // instance spec (256M, the papers' dirty settings); `bench` runs the service, so its
         // flusher runs on pool A's cpus in the isolation experiment.
         let spec = crate::spec::CacheSpec { mode: CacheMode::Writeback, ..crate::spec::CacheSpec::default() };
-        opts.cache = crate::instance::pool_cache(&spec).context("cannot start the cache's flusher")?;
+        opts.cache = crate::instance::pool_cache(&spec).map_err(BenchError::io("cannot start the cache's flusher"))?;
         opts.writeback = true;
     }
-    Ok(Arc::new(LocalFs::new(p, opts).with_context(|| format!("branch {}", p.display()))?))
+    Ok(Arc::new(LocalFs::new(p, opts).map_err(|source| BenchError::Branch { path: p.to_path_buf(), source })?))
 }
 
 /// The union of container `i` on a `user`/`fuse*` path: a local upper over `lower`, or with
 /// `ceph` a CephFS upper over one CephFS copy of `lower` shared by the containers.
-fn union_for(name: &str, i: usize, upper: &Path, lower: &Path, ceph: Option<&super::ceph::CephBench>) -> anyhow::Result<Arc<dyn FileSystem>> {
+fn union_for(name: &str, i: usize, upper: &Path, lower: &Path, ceph: Option<&super::ceph::CephBench>) -> Result<Arc<dyn FileSystem>, BenchError> {
     match ceph {
         Some(c) => {
             if i == 0 {
@@ -133,15 +132,15 @@ fn union_for(name: &str, i: usize, upper: &Path, lower: &Path, ceph: Option<&sup
     }
 }
 
-fn run_tool(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
-    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
+fn run_tool(cmd: &mut Command, what: &str) -> Result<(), BenchError> {
+    let out = cmd.output().map_err(BenchError::spawn(what))?;
     if !out.status.success() {
-        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        return Err(BenchError::tool(what, &out.stderr));
     }
     Ok(())
 }
 
-fn unionfs_fuse(upper: &Path, lower: &Path, mnt: &Path) -> anyhow::Result<()> {
+fn unionfs_fuse(upper: &Path, lower: &Path, mnt: &Path) -> Result<(), BenchError> {
     let branches = format!("{}=RW:{}=RO", upper.display(), lower.display());
     run_tool(Command::new("unionfs-fuse").args(["-o", "cow,allow_other,use_ino"]).arg(branches).arg(mnt), "unionfs-fuse")
 }
@@ -149,10 +148,10 @@ fn unionfs_fuse(upper: &Path, lower: &Path, mnt: &Path) -> anyhow::Result<()> {
 /// Sets up path `name` for `containers` containers over `lower` with scratch space under
 /// `base`; the user-level path's back driver pins its workers to `cpus` (empty: not
 /// pinned); the CephFS paths use `ceph`. On error, what was set up is torn down.
-pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option<&super::ceph::CephBench>, containers: usize) -> anyhow::Result<Target> {
+pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option<&super::ceph::CephBench>, containers: usize) -> Result<Target, BenchError> {
     let mut t = Target { name: name.to_string(), roots: Vec::new(), worker: None, driver: None, guards: Vec::new() };
     let on_ceph = matches!(name, "cephfs-user" | "cephfs-fuse");
-    let ceph_for_union = if on_ceph { Some(ceph.context("the CephFS paths need --ceph-conf")?) } else { None };
+    let ceph_for_union = if on_ceph { Some(ceph.ok_or(BenchError::NoCephConf("the CephFS paths need"))?) } else { None };
     let mut served = Vec::new();
     for i in 0..containers.max(1) {
         let (upper, work, mnt) = dirs(base, name, i)?;
@@ -161,7 +160,7 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
             "user" | "user-cache" | "cephfs-user" => {
                 // As a pool's service serves an instance: FUSE mount and user-level path together.
                 let union = union_for(name, i, &upper, lower, ceph_for_union)?;
-                let mounted = fuse::spawn(union.clone(), &mnt, &FuseConfig::default()).context("cannot mount the legacy path")?;
+                let mounted = fuse::spawn(union.clone(), &mnt, &FuseConfig::default()).map_err(BenchError::io("cannot mount the legacy path"))?;
                 served.push(Some(crate::service::shm::UserInstance { fs: union, stats: Arc::default(), kernel: mounted.kernel_cache() }));
                 t.guards.push(Guard::Ours(mounted));
             }
@@ -173,7 +172,7 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
                     "fuse-writeback" => cfg.passthrough = false,
                     _ => {}
                 }
-                t.guards.push(Guard::Ours(fuse::spawn(union, &mnt, &cfg).context("cannot mount our FUSE path")?));
+                t.guards.push(Guard::Ours(fuse::spawn(union, &mnt, &cfg).map_err(BenchError::io("cannot mount our FUSE path"))?));
             }
             "fuse-overlayfs" => {
                 run_tool(Command::new("fuse-overlayfs").arg("-o").arg(&overlay_opts).arg(&mnt), "fuse-overlayfs")?;
@@ -184,13 +183,12 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
                 t.guards.push(Guard::Kernel(mnt.clone()));
             }
             "overlay" => {
-                let data = std::ffi::CString::new(overlay_opts).context("overlay options")?;
-                rustix::mount::mount("overlay", &mnt, "overlay", rustix::mount::MountFlags::empty(), Some(data.as_c_str()))
-                    .context("cannot mount kernel overlayfs")?;
+                let data = std::ffi::CString::new(overlay_opts).map_err(BenchError::OverlayOptions)?;
+                rustix::mount::mount("overlay", &mnt, "overlay", rustix::mount::MountFlags::empty(), Some(data.as_c_str())).map_err(BenchError::Overlay)?;
                 t.guards.push(Guard::Kernel(mnt.clone()));
             }
             "ceph-fuse" => {
-                let c = ceph.context("ceph-fuse needs --ceph-conf")?;
+                let c = ceph.ok_or(BenchError::NoCephConf("ceph-fuse needs"))?;
                 if i == 0 {
                     c.prepare(name, None)?;
                 }
@@ -199,12 +197,12 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
                 t.guards.push(Guard::Kernel(mnt.clone()));
             }
             "unionfs-ceph-fuse" => {
-                let c = ceph.context("unionfs-ceph-fuse needs --ceph-conf")?;
+                let c = ceph.ok_or(BenchError::NoCephConf("unionfs-ceph-fuse needs"))?;
                 let cf = base.join(name).join("ceph-fuse");
                 if i == 0 {
                     let dir = c.prepare(name, None)?;
                     c.prepare(&format!("{name}/lower"), Some(lower))?;
-                    std::fs::create_dir_all(&cf).with_context(|| format!("cannot create {}", cf.display()))?;
+                    std::fs::create_dir_all(&cf).map_err(BenchError::create(&cf))?;
                     c.ceph_fuse(&dir, &cf)?;
                     t.guards.push(Guard::Kernel(cf.clone()));
                 }
@@ -213,7 +211,7 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
                 t.guards.push(Guard::Kernel(mnt.clone()));
             }
             "kernel" => run_tool(Command::new("cp").arg("-a").arg(lower.join(".")).arg(&mnt), "cp -a")?,
-            other => bail!("unknown path {other:?}"),
+            other => return Err(BenchError::UnknownTarget(other.to_string())),
         }
         t.roots.push(mnt);
     }
@@ -223,9 +221,9 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
         // queue whose worker runs anywhere.
         let queues = u32::try_from(cpus.len()).unwrap_or(1).max(1);
         let g = polytropon_ipc::segment::Geometry { queues, slots: 64, clients: 64, buffer_size: 1 << 20 };
-        let driver = crate::service::shm::BackDriver::start_table(table, g, cpus, None).context("cannot start the back driver")?;
+        let driver = crate::service::shm::BackDriver::start_table(table, g, cpus, None).map_err(BenchError::io("cannot start the back driver"))?;
         let mounts = t.roots.iter().enumerate().map(|(i, r)| (r.clone(), i as u32)).collect();
-        t.worker = Some(super::worker::Attach { library: crate::frontend::library()?, shmid: driver.shmid(), mounts });
+        t.worker = Some(super::worker::Attach { library: crate::frontend::library().map_err(BenchError::Library)?, shmid: driver.shmid(), mounts });
         t.driver = Some(driver);
     }
     Ok(t)

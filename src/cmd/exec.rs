@@ -13,7 +13,7 @@ use polytropon::frontend;
 use polytropon::pool::Pools;
 use polytropon::service::control::{self, Request};
 
-use polytropon::container::launch::{self, Failed, Request as Container, Root};
+use polytropon::container::launch::{self, LaunchError, Request as Container, Root};
 use polytropon::container::state::Containers;
 
 fn exit(code: i32) -> ExitCode {
@@ -58,13 +58,11 @@ pub fn run(state_dir: &Path, data_dir: &Path, a: ExecArgs) -> anyhow::Result<Exi
     };
     match ran {
         Ok(code) => Ok(exit(code)),
-        Err(e) => match e.downcast::<Failed>() {
-            Ok(f) => {
-                eprintln!("polytropon: {}", f.msg);
-                Ok(exit(f.code))
-            }
-            Err(e) => Err(e),
-        },
+        Err(LaunchError::Failed { msg, code }) => {
+            eprintln!("polytropon: {msg}");
+            Ok(exit(code))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -6,15 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use tracing::warn;
 
 use super::state::{remove_tree, ContainerRecord, Containers, Phase};
 use super::{rootfs, ContainerError, Net, Spec, DEFAULT_PATH};
-use crate::image::{ImageConfig, Store};
+use crate::image::{ImageConfig, ImageError, Store};
 use crate::pool::state::now;
 use crate::pool::{PoolState, Pools};
-use crate::service::control::{self, Request as Control};
+use crate::service::control::{self, ControlError, Request as Control};
 use crate::spec::{BackendSpec, BranchMode, BranchSpec, CacheSpec, InstanceSpec};
 
 /// Environment a detached container's monitor gets from the `exec` that started it.
@@ -49,13 +48,91 @@ pub struct Request {
     pub entrypoint: Option<String>,
 }
 
-/// A container that could not start, with the status `exec` exits with (127: the command is
-/// not in the image).
+/// What can go wrong running a container with `exec`; each names the step.
 #[derive(Debug, thiserror::Error)]
-#[error("{msg}")]
-pub struct Failed {
-    pub msg: String,
-    pub code: i32,
+pub enum LaunchError {
+    /// The container could not start; `code` is the status `exec` exits with (127: the
+    /// command is not in the image). `exec` prints `msg` alone.
+    #[error("{msg}")]
+    Failed { msg: String, code: i32 },
+    #[error("container name")]
+    Name(#[source] crate::pool::spec::SpecError),
+    /// The pool's or its containers' records cannot be read.
+    #[error(transparent)]
+    State(std::io::Error),
+    #[error("no pool named {0}")]
+    NoPool(String),
+    #[error("pool {pool} already has a container named {name}")]
+    NameTaken { pool: String, name: String },
+    #[error("cannot record the container")]
+    Record(#[source] std::io::Error),
+    #[error("pool {pool} has no container named {name}")]
+    NoContainer { pool: String, name: String },
+    #[error("container {name} is not running ({state})")]
+    NotRunning { name: String, state: String },
+    #[error("no command given (after `--`)")]
+    NoCommand,
+    #[error("no command given, and the image has neither Entrypoint nor Cmd")]
+    NoImageCommand,
+    #[error("cannot enter container {name}")]
+    Enter {
+        name: String,
+        #[source]
+        source: ContainerError,
+    },
+    #[error("the service of pool {0} is not running (start it with `polytropon service run --pool {0}`)")]
+    ServiceDown(String),
+    #[error("cannot start container {name} in pool {pool}")]
+    Start {
+        name: String,
+        pool: String,
+        #[source]
+        source: ContainerError,
+    },
+    #[error("root {}", .path.display())]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("{} exists already (kept from an earlier container {name}?); remove it or choose another --name", .upper.display())]
+    UpperExists { upper: PathBuf, name: String },
+    #[error("cannot create {}", .path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot mount the clone's root at {}", .path.display())]
+    MountClone {
+        path: PathBuf,
+        #[source]
+        source: ControlError,
+    },
+    /// The service's answer named no instance for `what` ("the clone", "the root").
+    #[error("the service did not say which instance serves {what}")]
+    NoInstance { what: &'static str },
+    #[error("{} is not a mount of pool {pool}'s service (mount it with `polytropon mount --pool {pool} ...`)", .root.display())]
+    NotAMount { root: PathBuf, pool: String },
+    #[error("--workdir {}: must be an absolute path inside the container", .0.display())]
+    RelativeWorkdir(PathBuf),
+    #[error("environment entry {0:?}: expected K=V")]
+    BadEnv(String),
+    #[error("--user {spec}: no user {user} in the image's /etc/passwd")]
+    NoUser { spec: String, user: String },
+    #[error("bad uid for {user} in /etc/passwd")]
+    BadUid {
+        user: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    #[error("--user {spec}: no group {group} in the image's /etc/group")]
+    NoGroup { spec: String, group: String },
+    /// The preload library is missing.
+    #[error(transparent)]
+    Library(std::io::Error),
 }
 
 /// A name for a container that was given none.
@@ -65,12 +142,12 @@ pub fn generated_name() -> String {
 }
 
 /// Claims `name` in `pool` (the pool must exist).
-pub fn reserve(pools: &Pools, pool: &str, name: &str) -> anyhow::Result<PathBuf> {
-    crate::pool::spec::check_name(name).context("container name")?;
-    pools.get(pool)?.with_context(|| format!("no pool named {pool}"))?;
+pub fn reserve(pools: &Pools, pool: &str, name: &str) -> Result<PathBuf, LaunchError> {
+    crate::pool::spec::check_name(name).map_err(LaunchError::Name)?;
+    pools.get(pool).map_err(LaunchError::State)?.ok_or_else(|| LaunchError::NoPool(pool.to_string()))?;
     Containers::new(pools, pool).reserve(name).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => anyhow::anyhow!("pool {pool} already has a container named {name}"),
-        _ => anyhow::Error::new(e).context("cannot record the container"),
+        std::io::ErrorKind::AlreadyExists => LaunchError::NameTaken { pool: pool.to_string(), name: name.to_string() },
+        _ => LaunchError::Record(e),
     })
 }
 
@@ -123,15 +200,18 @@ pub fn remove_branch(upper: &Path) -> std::io::Result<()> {
 /// Runs `req.command` inside running container `name` of the pool (`exec --in`): its
 /// namespaces, root, cgroups, environment and user unless the request says otherwise; the
 /// command's exit status.
-pub fn run_in(state_dir: &Path, name: &str, req: &Request) -> anyhow::Result<i32> {
+pub fn run_in(state_dir: &Path, name: &str, req: &Request) -> Result<i32, LaunchError> {
     let pools = Pools::new(state_dir);
-    let pool = pools.get(&req.pool)?.with_context(|| format!("no pool named {}", req.pool))?;
-    let rec = Containers::new(&pools, &req.pool).get(name)?.with_context(|| format!("pool {} has no container named {name}", req.pool))?;
+    let pool = pools.get(&req.pool).map_err(LaunchError::State)?.ok_or_else(|| LaunchError::NoPool(req.pool.clone()))?;
+    let rec = Containers::new(&pools, &req.pool)
+        .get(name)
+        .map_err(LaunchError::State)?
+        .ok_or_else(|| LaunchError::NoContainer { pool: req.pool.clone(), name: name.to_string() })?;
     if rec.state() != "running" || !crate::pool::state::pid_alive(rec.pid) {
-        bail!("container {name} is not running ({})", rec.state());
+        return Err(LaunchError::NotRunning { name: name.to_string(), state: rec.state().to_string() });
     }
     if req.command.is_empty() {
-        bail!("no command given (after `--`)");
+        return Err(LaunchError::NoCommand);
     }
     let mut env = Environment(rec.env.clone());
     if req.tty {
@@ -161,19 +241,17 @@ pub fn run_in(state_dir: &Path, name: &str, req: &Request) -> anyhow::Result<i32
     let cgroups = pool.cgroups.clone();
     match super::enter(rec.pid, &spec, |pid| cgroups.add_process(pid).map_err(std::io::Error::other)) {
         Ok(running) => Ok(running.wait()),
-        Err(ContainerError::Start { msg, code }) => Err(Failed { msg, code }.into()),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot enter container {name}"))),
+        Err(ContainerError::Start { msg, code }) => Err(LaunchError::Failed { msg, code }),
+        Err(source) => Err(LaunchError::Enter { name: name.to_string(), source }),
     }
 }
 
 /// Runs the container `req` asks for in the foreground (or, `detached`, as the monitor of a
 /// detached one, its name reserved by the `exec` that started it); its exit status.
-pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<PathBuf>) -> anyhow::Result<i32> {
+pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<PathBuf>) -> Result<i32, LaunchError> {
     let pools = Pools::new(state_dir);
-    let pool = pools.get(&req.pool)?.with_context(|| format!("no pool named {}", req.pool))?;
-    let svc = pools.live_service(&req.pool)?.with_context(|| {
-        format!("the service of pool {} is not running (start it with `polytropon service run --pool {}`)", req.pool, req.pool)
-    })?;
+    let pool = pools.get(&req.pool).map_err(LaunchError::State)?.ok_or_else(|| LaunchError::NoPool(req.pool.clone()))?;
+    let svc = pools.live_service(&req.pool).map_err(LaunchError::State)?.ok_or_else(|| LaunchError::ServiceDown(req.pool.clone()))?;
     let name = match (&req.name, std::env::var(RESERVED_ENV).ok()) {
         (Some(n), _) => n.clone(),
         (None, Some(n)) => n,
@@ -205,8 +283,8 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
         Err(e) => {
             setup.undo();
             return Err(match e {
-                ContainerError::Start { msg, code } => Failed { msg, code }.into(),
-                e => anyhow::Error::new(e).context(format!("cannot start container {name} in pool {}", req.pool)),
+                ContainerError::Start { msg, code } => LaunchError::Failed { msg, code },
+                source => LaunchError::Start { name, pool: req.pool.clone(), source },
             });
         }
     };
@@ -245,11 +323,11 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
 }
 
 /// Resolves the root (mounting a clone's), the command and its environment.
-fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, req: &Request, detached: bool) -> anyhow::Result<(Spec, Option<String>)> {
+fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, req: &Request, detached: bool) -> Result<(Spec, Option<String>), LaunchError> {
     let mut served = None;
     let (root, config, image) = match &req.root {
         Root::Mount(p) | Root::Unmanaged(p) => {
-            let root = std::fs::canonicalize(p).with_context(|| format!("root {}", p.display()))?;
+            let root = std::fs::canonicalize(p).map_err(|source| LaunchError::Root { path: p.clone(), source })?;
             (root, ImageConfig::default(), None)
         }
         Root::Clone { image, keep } => {
@@ -257,9 +335,9 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
             let img = store.get(image)?;
             let upper = data_dir.join("containers").join(&req.pool).join(&setup.name).join("upper");
             if upper.exists() {
-                bail!("{} exists already (kept from an earlier container {}?); remove it or choose another --name", upper.display(), setup.name);
+                return Err(LaunchError::UpperExists { upper, name: setup.name.clone() });
             }
-            std::fs::create_dir_all(&upper).with_context(|| format!("cannot create {}", upper.display()))?;
+            std::fs::create_dir_all(&upper).map_err(create(&upper))?;
             setup.upper = Some(upper.clone());
             setup.keep = *keep;
             // The clone's upper branch is on local disk; the image's layers where it keeps them.
@@ -272,13 +350,13 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
             };
             let spec = InstanceSpec { backend, branches, cache: CacheSpec::default() };
             let mp = cdir.join("root");
-            std::fs::create_dir(&mp).with_context(|| format!("cannot create {}", mp.display()))?;
+            std::fs::create_dir(&mp).map_err(create(&mp))?;
             let t = std::time::Instant::now();
             let resp = control::call(&setup.socket, &Control::Mount { mountpoint: mp.clone(), spec }, Duration::from_secs(30))
-                .with_context(|| format!("cannot mount the clone's root at {}", mp.display()))?;
+                .map_err(|source| LaunchError::MountClone { path: mp.clone(), source })?;
             tracing::debug!("clone root mounted in {:?}", t.elapsed());
             setup.mounted = Some(mp.clone());
-            served = Some(resp.served.context("the service did not say which instance serves the clone")?);
+            served = Some(resp.served.ok_or(LaunchError::NoInstance { what: "the clone" })?);
             (mp, img.config, Some(img.name))
         }
     };
@@ -287,14 +365,14 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
         (_, Some(s)) => Some(s),
         _ => Some(
             control::call(&setup.socket, &Control::Instance { mountpoint: root.clone() }, Duration::from_secs(10))
-                .map_err(|_| anyhow::anyhow!("{} is not a mount of pool {}'s service (mount it with `polytropon mount --pool {} ...`)", root.display(), req.pool, req.pool))?
+                .map_err(|_| LaunchError::NotAMount { root: root.clone(), pool: req.pool.clone() })?
                 .served
-                .context("the service did not say which instance serves the root")?,
+                .ok_or(LaunchError::NoInstance { what: "the root" })?,
         ),
     };
     let argv = command_line(&config, &req.command, req.entrypoint.as_deref());
     if argv.is_empty() {
-        bail!("no command given, and the image has neither Entrypoint nor Cmd");
+        return Err(LaunchError::NoImageCommand);
     }
     let user = match req.user.as_deref().or(Some(config.user.as_str()).filter(|u| !u.is_empty())) {
         Some(u) => Some(resolve_user(&root, u)?),
@@ -302,7 +380,7 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
     };
     let workdir = req.workdir.clone().or_else(|| Some(PathBuf::from(&config.working_dir)).filter(|w| !w.as_os_str().is_empty())).unwrap_or_else(|| "/".into());
     if !workdir.is_absolute() {
-        bail!("--workdir {}: must be an absolute path inside the container", workdir.display());
+        return Err(LaunchError::RelativeWorkdir(workdir));
     }
     let hostname = req.hostname.clone().unwrap_or_else(|| setup.name.clone());
     let mut env = Environment::default();
@@ -324,7 +402,7 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
             env.set("POLYTROPON_SHMID", &shmid.to_string());
             env.set("POLYTROPON_MOUNTS", &format!("/={instance}"));
             env.set("POLYTROPON_KERNEL_PATHS", &rootfs::KERNEL_TREES.join(":"));
-            Some(crate::frontend::library()?)
+            Some(crate::frontend::library().map_err(LaunchError::Library)?)
         }
         None => None,
     };
@@ -343,6 +421,10 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
         stdout_to_stderr: detached,
     };
     Ok((spec, image))
+}
+
+fn create(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
+    move |source| LaunchError::Create { path: path.to_path_buf(), source }
 }
 
 /// The image's Entrypoint (or `entrypoint`), then `command` (or the image's Cmd), as Docker
@@ -370,9 +452,9 @@ impl Environment {
     }
 
     /// Sets every `K=V` entry of `entries`, in order; a malformed one is an error naming it.
-    fn apply<'a>(&mut self, entries: impl IntoIterator<Item = &'a String>) -> anyhow::Result<()> {
+    fn apply<'a>(&mut self, entries: impl IntoIterator<Item = &'a String>) -> Result<(), LaunchError> {
         for kv in entries {
-            let (k, v) = kv.split_once('=').filter(|(k, _)| !k.is_empty()).with_context(|| format!("environment entry {kv:?}: expected K=V"))?;
+            let (k, v) = kv.split_once('=').filter(|(k, _)| !k.is_empty()).ok_or_else(|| LaunchError::BadEnv(kv.clone()))?;
             self.set(k, v);
         }
         Ok(())
@@ -391,7 +473,7 @@ impl Environment {
 }
 
 /// `UID[:GID]` or `NAME[:GROUP]`, names looked up in the root's /etc/passwd and /etc/group.
-pub fn resolve_user(root: &Path, spec: &str) -> anyhow::Result<(u32, u32)> {
+pub fn resolve_user(root: &Path, spec: &str) -> Result<(u32, u32), LaunchError> {
     let (u, g) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -401,8 +483,8 @@ pub fn resolve_user(root: &Path, spec: &str) -> anyhow::Result<(u32, u32)> {
     let (uid, primary) = match u.parse::<u32>() {
         Ok(uid) => (uid, passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() > 3 && f[2] == u).and_then(|f| f[3].parse().ok())),
         Err(_) => {
-            let f = entry(u).with_context(|| format!("--user {spec}: no user {u} in the image's /etc/passwd"))?;
-            (f[2].parse().with_context(|| format!("bad uid for {u} in /etc/passwd"))?, f[3].parse().ok())
+            let f = entry(u).ok_or_else(|| LaunchError::NoUser { spec: spec.to_string(), user: u.to_string() })?;
+            (f[2].parse().map_err(|source| LaunchError::BadUid { user: u.to_string(), source })?, f[3].parse().ok())
         }
     };
     let gid = match g {
@@ -416,7 +498,7 @@ pub fn resolve_user(root: &Path, spec: &str) -> anyhow::Result<(u32, u32)> {
                     .map(|l| l.split(':').collect::<Vec<_>>())
                     .find(|f| f.len() > 2 && f[0] == g)
                     .and_then(|f| f[2].parse().ok())
-                    .with_context(|| format!("--user {spec}: no group {g} in the image's /etc/group"))?
+                    .ok_or_else(|| LaunchError::NoGroup { spec: spec.to_string(), group: g.to_string() })?
             }
         },
     };
@@ -454,7 +536,16 @@ mod tests {
         assert_eq!(resolve_user(root.path(), "4242").expect("uid"), (4242, 4242));
         assert_eq!(resolve_user(root.path(), "app:staff").expect("group"), (1000, 50));
         assert_eq!(resolve_user(root.path(), "0:7").expect("numbers"), (0, 7));
-        assert!(resolve_user(root.path(), "ghost").is_err());
-        assert!(resolve_user(root.path(), "app:nogroup").is_err());
+        let err = |spec: &str| resolve_user(root.path(), spec).expect_err(spec).to_string();
+        assert_eq!(err("ghost"), "--user ghost: no user ghost in the image's /etc/passwd");
+        assert_eq!(err("app:nogroup"), "--user app:nogroup: no group nogroup in the image's /etc/group");
+    }
+
+    #[test]
+    fn a_malformed_environment_entry_is_named() {
+        let mut env = Environment::default();
+        let e = env.apply(&v(&["A=1", "NOEQUALS"])).expect_err("malformed");
+        assert_eq!(e.to_string(), "environment entry \"NOEQUALS\": expected K=V");
+        assert_eq!(env.get("A"), Some("1"));
     }
 }

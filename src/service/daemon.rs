@@ -8,20 +8,86 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use anyhow::{bail, ensure, Context};
 use nix::sys::signal::{SigSet, Signal};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::control::{self, MountInfo, Request, Response, ServiceStats, ThreadInfo};
-use super::fuse::{self, FuseConfig, Mounted};
+use super::fuse::{self, FuseConfig, Mounted, UnmountError};
 use super::shm::{self, BackDriver, InstanceTable};
 use super::stats::OpStats;
 use polytropon_ipc::segment::Geometry;
-use crate::instance;
+use crate::errors::chain;
+use crate::instance::{self, InstanceError};
+use crate::pool::enter::EnterError;
 use crate::pool::state::{now, ServiceRecord};
 use crate::pool::{PoolState, Pools};
-use crate::spec::InstanceSpec;
+use crate::spec::{InstanceSpec, SpecError};
+
+/// What can go wrong starting the service or serving a control request; each names the step.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot read {}", .path.display())]
+    ReadSpec {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("cache size {size_mib} MiB is more than half of pool {pool}'s memory limit ({limit_mib} MiB): the service holds the cache in the pool's memory and would be killed by the limit; choose a smaller --cache-size (cache.size)")]
+    CacheTooBig { size_mib: u64, pool: String, limit_mib: u64 },
+    #[error("mount point {}", .path.display())]
+    MountPoint {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is already mounted", .0.display())]
+    AlreadyMounted(PathBuf),
+    #[error("cannot build the filesystem instance")]
+    Build(#[source] InstanceError),
+    #[error("cannot mount {}", .path.display())]
+    Mount {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the service is stopping")]
+    Stopping,
+    #[error("{} is not served by pool {pool}", .mountpoint.display())]
+    NotServed { mountpoint: PathBuf, pool: String },
+    #[error(transparent)]
+    Unmount(#[from] UnmountError),
+    #[error("the service cannot enter pool {pool}")]
+    Enter {
+        pool: String,
+        #[source]
+        source: EnterError,
+    },
+    #[error("cannot block signals")]
+    Signals(#[source] nix::Error),
+    #[error("cannot listen on {}", .path.display())]
+    Listen {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the pool's shared-memory segment")]
+    Segment(#[source] std::io::Error),
+    /// An instance of the service spec could not be served.
+    #[error("instance at {}", .mountpoint.display())]
+    Instance {
+        mountpoint: PathBuf,
+        #[source]
+        source: Box<DaemonError>,
+    },
+    #[error("cannot record the service")]
+    Record(#[source] std::io::Error),
+    /// The signal or control thread cannot start.
+    #[error(transparent)]
+    Thread(std::io::Error),
+}
 
 /// The service spec (`service run -f service.yaml`): instances to serve at start.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -44,8 +110,8 @@ pub struct TableEntry {
 }
 
 impl ServiceSpec {
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    pub fn from_file(path: &Path) -> Result<Self, DaemonError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DaemonError::ReadSpec { path: path.to_path_buf(), source })?;
         Ok(crate::spec::from_yaml(&text, path)?)
     }
 }
@@ -132,47 +198,44 @@ impl Service {
 
     /// A pool cache (the service's memory) must leave room under the pool's memory limit for
     /// the service and the pool's containers: at most half of it.
-    fn cache_fits(&self, spec: &InstanceSpec) -> anyhow::Result<()> {
+    fn cache_fits(&self, spec: &InstanceSpec) -> Result<(), DaemonError> {
         if !spec.cache.own_cache() {
             return Ok(());
         }
         let Ok(Some(pool)) = self.pools.get(&self.pool) else { return Ok(()) };
         let size = spec.cache.size_bytes();
         if let Some(limit) = crate::pool::cgroups::usage(&pool.cgroups).memory_limit {
-            ensure!(
-                size <= limit / 2,
-                "cache size {} MiB is more than half of pool {}'s memory limit ({} MiB): the service holds the cache in the pool's memory and would be killed by the limit; choose a smaller --cache-size (cache.size)",
-                size >> 20,
-                self.pool,
-                limit >> 20
-            );
+            if size > limit / 2 {
+                return Err(DaemonError::CacheTooBig { size_mib: size >> 20, pool: self.pool.clone(), limit_mib: limit >> 20 });
+            }
         }
         Ok(())
     }
 
     /// Mounts `spec` at `mountpoint`, as user-level instance `want` when given and free.
-    fn mount(&self, mountpoint: &Path, spec: InstanceSpec, want: Option<u32>) -> anyhow::Result<u32> {
-        let mp = std::fs::canonicalize(mountpoint).with_context(|| format!("mount point {}", mountpoint.display()))?;
+    fn mount(&self, mountpoint: &Path, spec: InstanceSpec, want: Option<u32>) -> Result<u32, DaemonError> {
+        let mp = std::fs::canonicalize(mountpoint).map_err(|source| DaemonError::MountPoint { path: mountpoint.to_path_buf(), source })?;
         self.cache_fits(&spec)?;
         {
             let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             if table.contains_key(&mp) || pending.contains(&mp) || fuse::is_our_mount(&mp) {
-                bail!("{} is already mounted", mp.display());
+                return Err(DaemonError::AlreadyMounted(mp));
             }
             pending.insert(mp.clone());
         }
         // However this ends (an error, a panic below), the mount point is no longer pending.
         let unmark = Unmark { pending: &self.pending, mountpoint: &mp };
-        let built = instance::build(&spec)
-            .context("cannot build the filesystem instance")
-            .and_then(|fs| Ok((fs.clone(), fuse::spawn(fs, &mp, &FuseConfig::from_spec(&spec.cache)).with_context(|| format!("cannot mount {}", mp.display()))?)));
+        let built = instance::build(&spec).map_err(DaemonError::Build).and_then(|fs| {
+            let mount = fuse::spawn(fs.clone(), &mp, &FuseConfig::from_spec(&spec.cache)).map_err(|source| DaemonError::Mount { path: mp.clone(), source })?;
+            Ok((fs, mount))
+        });
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         drop(unmark);
         let (fs, mount) = built?;
         if self.stopping.load(Ordering::Acquire) {
             drop(mount);
-            bail!("the service is stopping");
+            return Err(DaemonError::Stopping);
         }
         let user = Arc::new(OpStats::default());
         let instance = {
@@ -201,17 +264,20 @@ impl Service {
     }
 
     /// The instance serving `mountpoint`.
-    fn instance(&self, mountpoint: &Path) -> anyhow::Result<u32> {
+    fn instance(&self, mountpoint: &Path) -> Result<u32, DaemonError> {
         let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        table.get(&mp).map(|s| s.instance).with_context(|| format!("{} is not served by pool {}", mp.display(), self.pool))
+        match table.get(&mp) {
+            Some(s) => Ok(s.instance),
+            None => Err(DaemonError::NotServed { mountpoint: mp, pool: self.pool.clone() }),
+        }
     }
 
-    fn umount(&self, mountpoint: &Path) -> anyhow::Result<()> {
+    fn umount(&self, mountpoint: &Path) -> Result<(), DaemonError> {
         let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         if !table.contains_key(&mp) {
-            bail!("{} is not served by pool {}", mp.display(), self.pool);
+            return Err(DaemonError::NotServed { mountpoint: mp, pool: self.pool.clone() });
         }
         fuse::unmount(&mp)?;
         if let Some(served) = table.remove(&mp) {
@@ -314,9 +380,9 @@ fn answer(svc: &Service, conn: &std::os::unix::net::UnixStream, stop_tx: &mpsc::
     let served = |instance| Response::served(control::UserPathAddress { instance, shmid: svc.shmid });
     let resp = match control::read_request(conn) {
         Err(e) => Response::err(e),
-        Ok(Request::Mount { mountpoint, spec }) => svc.mount(&mountpoint, spec, None).map_or_else(|e| Response::err(format!("{e:#}")), served),
-        Ok(Request::Instance { mountpoint }) => svc.instance(&mountpoint).map_or_else(|e| Response::err(format!("{e:#}")), served),
-        Ok(Request::Umount { mountpoint }) => svc.umount(&mountpoint).map_or_else(|e| Response::err(format!("{e:#}")), |_| Response::ok()),
+        Ok(Request::Mount { mountpoint, spec }) => svc.mount(&mountpoint, spec, None).map_or_else(|e| Response::err(chain(&e)), served),
+        Ok(Request::Instance { mountpoint }) => svc.instance(&mountpoint).map_or_else(|e| Response::err(chain(&e)), served),
+        Ok(Request::Umount { mountpoint }) => svc.umount(&mountpoint).map_or_else(|e| Response::err(chain(&e)), |_| Response::ok()),
         Ok(Request::Stats) => Response { ok: true, stats: Some(svc.stats()), ..Response::default() },
         Ok(Request::Stop) => {
             let _ = stop_tx.send("stop request");
@@ -349,7 +415,7 @@ pub struct Startup {
 
 /// Runs the service of `pool` in this process until stopped. Must be called before the
 /// process starts any thread: it moves the whole process into the pool.
-pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()) -> anyhow::Result<()> {
+pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()) -> Result<(), DaemonError> {
     let pid = std::process::id();
     keep_large_buffers_lazy();
     super::limits::raise_descriptor_limit();
@@ -370,26 +436,26 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
         let _ = fuse::clear_stale(&mp);
     }
     // 1. Into the pool: cgroups, IPC namespace, cpus. Still single-threaded.
-    pool.entry().enter().with_context(|| format!("the service cannot enter pool {}", pool.name))?;
+    pool.entry().enter().map_err(|source| DaemonError::Enter { pool: pool.name.clone(), source })?;
     let mut signals = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         signals.add(s);
     }
-    signals.thread_block().context("cannot block signals")?;
+    signals.thread_block().map_err(DaemonError::Signals)?;
     // 2. The control socket, owner-only from the start.
     let sock = socket_file(pools, &pool.name);
     let _ = std::fs::remove_file(&sock);
     let old = rustix::process::umask(rustix::fs::Mode::from_bits_retain(0o177));
     let listener = UnixListener::bind(&sock);
     rustix::process::umask(old);
-    let listener = listener.with_context(|| format!("cannot listen on {}", sock.display()))?;
+    let listener = listener.map_err(|source| DaemonError::Listen { path: sock.clone(), source })?;
     // 3. The user-level path: the pool's segment, made in the pool's IPC namespace (joined
     //    above), owner-only, with one request queue per pool cpu.
     let instances: Arc<InstanceTable> = Arc::new(std::sync::RwLock::new(Vec::new()));
     let queues = pool.slice.cpus.as_ref().map_or(1, |c| c.len().max(1)) as u32;
     let geometry = Geometry { queues, slots: 256, clients: 64, buffer_size: 1 << 20 };
     let cpus: Vec<usize> = pool.slice.cpus.iter().flatten().map(|c| *c as usize).collect();
-    let driver = BackDriver::start_table(instances.clone(), geometry, &cpus, Some(polytropon_ipc::SEGMENT_KEY)).context("cannot create the pool's shared-memory segment")?;
+    let driver = BackDriver::start_table(instances.clone(), geometry, &cpus, Some(polytropon_ipc::SEGMENT_KEY)).map_err(DaemonError::Segment)?;
     let service = Arc::new(Service {
         pools: pools.clone(),
         pool: pool.name.clone(),
@@ -406,7 +472,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
     for e in recorded {
         match service.mount(&e.mountpoint, e.spec, e.instance) {
             Ok(i) => info!("serving {} again (instance {i})", e.mountpoint.display()),
-            Err(err) => warn!("dropped the recorded mount {}: cannot serve it again: {err:#}", e.mountpoint.display()),
+            Err(err) => warn!("dropped the recorded mount {}: cannot serve it again: {}", e.mountpoint.display(), chain(&err)),
         }
     }
     for e in start.spec.instances {
@@ -418,7 +484,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
             drop(service.table.lock().unwrap_or_else(|p| p.into_inner()).split_off(&PathBuf::new()));
             let _ = std::fs::remove_file(table_file(pools, &pool.name));
             let _ = std::fs::remove_file(&sock);
-            return Err(err.context(format!("instance at {}", e.mountpoint.display())));
+            return Err(DaemonError::Instance { mountpoint: e.mountpoint, source: Box::new(err) });
         }
     }
     if recover {
@@ -426,7 +492,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
         service.save_table(&service.table.lock().unwrap_or_else(|p| p.into_inner()));
     }
     let record = ServiceRecord { pid, socket: sock.clone(), started: service.started, log: start.log, shmid: Some(service.shmid), supervisor: start.supervisor };
-    pools.save_service(&pool.name, &record).context("cannot record the service")?;
+    pools.save_service(&pool.name, &record).map_err(DaemonError::Record)?;
     ready();
     let (stop_tx, stop_rx) = mpsc::channel::<&'static str>();
     let tx = stop_tx.clone();
@@ -434,7 +500,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
         if let Ok(sig) = signals.wait() {
             let _ = tx.send(sig.as_str());
         }
-    })?;
+    }).map_err(DaemonError::Thread)?;
     let svc = service.clone();
     std::thread::Builder::new().name("ptn-control".into()).spawn(move || {
         // One thread per request, so that clones' mounts proceed together; at most
@@ -470,7 +536,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
                 busy.fetch_sub(1, Ordering::AcqRel);
             }
         }
-    })?;
+    }).map_err(DaemonError::Thread)?;
     let why = stop_rx.recv().unwrap_or("control channel closed");
     info!("stopping: {why}");
     service.stopping.store(true, Ordering::Release);
