@@ -2,7 +2,6 @@
 //! before it starts any thread; serves a table of instances through FUSE; answers its control
 //! socket; stops on `Stop` or SIGINT/SIGTERM/SIGHUP, unmounting everything.
 
-use std::collections::BTreeMap;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::control::{self, MountInfo, Request, Response, ServiceStats, ThreadInfo};
-use super::fuse::{self, FuseConfig, Mounted, UnmountError};
-use super::shm::{self, BackDriver, InstanceTable};
-use super::stats::OpStats;
+use super::fuse::{self, FuseConfig, UnmountError};
+use super::mounts::{Locked, MountTable};
+use super::shm::{self, BackDriver};
 use polytropon_ipc::segment::Geometry;
 use crate::errors::chain;
 use crate::instance::{self, InstanceError};
@@ -135,27 +134,16 @@ pub fn recorded_mounts(pools: &Pools, pool: &str) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// A mount the service serves: its spec, its FUSE session and its user-level index.
-struct Mount {
-    spec: InstanceSpec,
-    mount: Mounted,
-    /// Index in the user-level path's instance table.
-    instance: u32,
-    /// Counters of its user-level requests.
-    user: Arc<OpStats>,
-}
-
 struct Service {
     pools: Pools,
     pool: String,
     started: u64,
-    table: Mutex<BTreeMap<PathBuf, Mount>>,
+    /// What it serves, by mount point and by user-level index.
+    table: MountTable,
     /// Mountpoints being mounted (outside the table's lock, so that mounts proceed together).
     pending: Mutex<std::collections::BTreeSet<PathBuf>>,
     /// Set once the service stops: no mount is added after the table is torn down.
     stopping: AtomicBool,
-    /// The same instances, for the user-level path, by index.
-    instances: Arc<InstanceTable>,
     shmid: i32,
     /// The user-level path's back driver; taken (stopped) when the service stops.
     driver: Mutex<Option<BackDriver>>,
@@ -184,7 +172,7 @@ fn threads() -> Vec<ThreadInfo> {
 }
 
 impl Service {
-    fn save_table(&self, table: &BTreeMap<PathBuf, Mount>) {
+    fn save_table(&self, table: &Locked<'_>) {
         let spec = ServiceSpec {
             instances: table.iter().map(|(m, s)| TableEntry { mountpoint: m.clone(), spec: s.spec.clone(), instance: Some(s.instance) }).collect(),
         };
@@ -217,9 +205,9 @@ impl Service {
         let mp = std::fs::canonicalize(mountpoint).map_err(|source| DaemonError::MountPoint { path: mountpoint.to_path_buf(), source })?;
         self.cache_fits(&spec)?;
         {
-            let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            let table = self.table.lock();
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if table.contains_key(&mp) || pending.contains(&mp) || fuse::is_our_mount(&mp) {
+            if table.contains(&mp) || pending.contains(&mp) || fuse::is_our_mount(&mp) {
                 return Err(DaemonError::AlreadyMounted(mp));
             }
             pending.insert(mp.clone());
@@ -230,35 +218,15 @@ impl Service {
             let mount = fuse::spawn(fs.clone(), &mp, &FuseConfig::from_spec(&spec.cache)).map_err(|source| DaemonError::Mount { path: mp.clone(), source })?;
             Ok((fs, mount))
         });
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.table.lock();
         drop(unmark);
         let (fs, mount) = built?;
         if self.stopping.load(Ordering::Acquire) {
             drop(mount);
             return Err(DaemonError::Stopping);
         }
-        let user = Arc::new(OpStats::default());
-        let instance = {
-            let entry = Some(shm::UserInstance { fs, stats: user.clone(), kernel: mount.kernel_cache() });
-            let mut t = self.instances.write().unwrap_or_else(|p| p.into_inner());
-            if let Some(w) = want.filter(|w| (*w as usize) < MAX_INSTANCES) {
-                if t.len() <= w as usize {
-                    t.resize(w as usize + 1, None);
-                }
-            }
-            match want.filter(|w| t.get(*w as usize).is_some_and(Option::is_none)).map(|w| w as usize).or_else(|| t.iter().position(Option::is_none)) {
-                Some(i) => {
-                    t[i] = entry;
-                    i as u32
-                }
-                None => {
-                    t.push(entry);
-                    (t.len() - 1) as u32
-                }
-            }
-        };
+        let instance = table.insert(mp.clone(), spec, mount, fs, want);
         info!("serving {} (instance {instance})", mp.display());
-        table.insert(mp, Mount { spec, mount, instance, user });
         self.save_table(&table);
         Ok(instance)
     }
@@ -266,33 +234,27 @@ impl Service {
     /// The instance serving `mountpoint`.
     fn instance(&self, mountpoint: &Path) -> Result<u32, DaemonError> {
         let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
-        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        match table.get(&mp) {
-            Some(s) => Ok(s.instance),
+        match self.table.lock().instance(&mp) {
+            Some(i) => Ok(i),
             None => Err(DaemonError::NotServed { mountpoint: mp, pool: self.pool.clone() }),
         }
     }
 
     fn umount(&self, mountpoint: &Path) -> Result<(), DaemonError> {
         let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        if !table.contains_key(&mp) {
+        let mut table = self.table.lock();
+        if !table.contains(&mp) {
             return Err(DaemonError::NotServed { mountpoint: mp, pool: self.pool.clone() });
         }
         fuse::unmount(&mp)?;
-        if let Some(served) = table.remove(&mp) {
-            let mut t = self.instances.write().unwrap_or_else(|p| p.into_inner());
-            if let Some(slot) = t.get_mut(served.instance as usize) {
-                *slot = None;
-            }
-        }
+        table.remove(&mp);
         self.save_table(&table);
         Ok(())
     }
 
     fn stats(&self) -> ServiceStats {
         let usage = self.driver.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(BackDriver::usage).unwrap_or_default();
-        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let table = self.table.lock();
         ServiceStats {
             pid: std::process::id(),
             started: self.started,
@@ -360,9 +322,6 @@ impl Drop for Unmark<'_> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(self.mountpoint);
     }
 }
-
-/// Highest user-level instance index a recorded table may ask for.
-const MAX_INSTANCES: usize = 4096;
 
 /// Control requests served at once; a connection past them is told the service is busy (only
 /// root and the service's user may connect, and a peer that stalls is dropped after
@@ -451,19 +410,18 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
     let listener = listener.map_err(|source| DaemonError::Listen { path: sock.clone(), source })?;
     // 3. The user-level path: the pool's segment, made in the pool's IPC namespace (joined
     //    above), owner-only, with one request queue per pool cpu.
-    let instances: Arc<InstanceTable> = Arc::new(std::sync::RwLock::new(Vec::new()));
+    let table = MountTable::default();
     let queues = pool.slice.cpus.as_ref().map_or(1, |c| c.len().max(1)) as u32;
     let geometry = Geometry { queues, slots: 256, clients: 64, buffer_size: 1 << 20 };
     let cpus: Vec<usize> = pool.slice.cpus.iter().flatten().map(|c| *c as usize).collect();
-    let driver = BackDriver::start_table(instances.clone(), geometry, &cpus, Some(polytropon_ipc::SEGMENT_KEY)).map_err(DaemonError::Segment)?;
+    let driver = BackDriver::start_table(table.user_view(), geometry, &cpus, Some(polytropon_ipc::SEGMENT_KEY)).map_err(DaemonError::Segment)?;
     let service = Arc::new(Service {
         pools: pools.clone(),
         pool: pool.name.clone(),
         started: now(),
-        table: Mutex::new(BTreeMap::new()),
+        table,
         pending: Mutex::default(),
         stopping: AtomicBool::new(false),
-        instances,
         shmid: driver.shmid(),
         driver: Mutex::new(Some(driver)),
     });
@@ -476,12 +434,12 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
         }
     }
     for e in start.spec.instances {
-        let again = std::fs::canonicalize(&e.mountpoint).is_ok_and(|mp| service.table.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&mp));
+        let again = std::fs::canonicalize(&e.mountpoint).is_ok_and(|mp| service.table.lock().contains(&mp));
         if again {
             continue;
         }
         if let Err(err) = service.mount(&e.mountpoint, e.spec, e.instance) {
-            drop(service.table.lock().unwrap_or_else(|p| p.into_inner()).split_off(&PathBuf::new()));
+            drop(service.table.lock().take_all());
             let _ = std::fs::remove_file(table_file(pools, &pool.name));
             let _ = std::fs::remove_file(&sock);
             return Err(DaemonError::Instance { mountpoint: e.mountpoint, source: Box::new(err) });
@@ -489,7 +447,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
     }
     if recover {
         // What could not come back is gone from the table too.
-        service.save_table(&service.table.lock().unwrap_or_else(|p| p.into_inner()));
+        service.save_table(&service.table.lock());
     }
     let record = ServiceRecord { pid, socket: sock.clone(), started: service.started, log: start.log, shmid: Some(service.shmid), supervisor: start.supervisor };
     pools.save_service(&pool.name, &record).map_err(DaemonError::Record)?;
@@ -542,7 +500,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
     service.stopping.store(true, Ordering::Release);
     // 5. Flush and unmount everything (detached if busy, so open files keep working).
     drop(service.driver.lock().unwrap_or_else(|p| p.into_inner()).take());
-    let table = std::mem::take(&mut *service.table.lock().unwrap_or_else(|p| p.into_inner()));
+    let table = service.table.lock().take_all();
     for (mp, served) in table {
         if let Err(e) = fuse::unmount(&mp) {
             warn!("{e}; detaching it");

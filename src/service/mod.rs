@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod fuse;
 pub mod limits;
+pub(crate) mod mounts;
 pub mod records;
 pub mod shm;
 pub mod stats;
