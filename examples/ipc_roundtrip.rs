@@ -1,13 +1,16 @@
-//! The bare cost of one user-level round trip: a client thread and a service thread on
-//! different cpus exchange empty requests over a real SysV segment (the service pops and
-//! completes at once). `cargo run --release --example ipc_roundtrip`.
+//! The cost of one user-level round trip: a client on one cpu sends `Getattr` of the root to
+//! a back driver (its worker pinned to another cpu) serving a plain local directory, through
+//! the real channel socket, private area and shared queue. `cargo run --release --example
+//! ipc_roundtrip`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use polytropon::backend::local::{LocalFs, LocalOptions};
+use polytropon::libservice::FileSystem;
+use polytropon::service::shm::{BackDriver, UserInstance};
 use polytropon_ipc::client::Client;
-use polytropon_ipc::segment::{Geometry, Layout, Segment};
+use polytropon_ipc::segment::Geometry;
 use polytropon_ipc::{Descriptor, Op};
 
 fn pin(cpu: usize) {
@@ -20,49 +23,27 @@ fn pin(cpu: usize) {
 }
 
 fn main() {
+    let dir = std::env::temp_dir().join(format!("ptn-roundtrip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let fs: Arc<dyn FileSystem> = Arc::new(LocalFs::new(&dir, LocalOptions::default()).expect("local directory"));
+    let table = Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None })]));
     let g = Geometry { queues: 1, slots: 64, clients: 4, buffer_size: 1 << 20 };
-    let layout = Layout::new(g).expect("layout");
-    // SAFETY: plain SysV calls, results checked.
-    let id = unsafe { libc::shmget(libc::IPC_PRIVATE, layout.total, libc::IPC_CREAT | 0o600) };
-    assert!(id >= 0, "shmget");
-    // SAFETY: `id` was just created.
-    let addr = unsafe { libc::shmat(id, std::ptr::null(), 0) };
-    assert_ne!(addr as isize, -1, "shmat");
-    // SAFETY: page-aligned mapping of `layout.total` bytes, detached at the end.
-    let seg = unsafe { Segment::new(addr as *mut u8, layout) };
-    seg.init();
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    let service = std::thread::spawn(move || {
-        pin(1);
-        let q = seg.queue(0);
-        while !s2.load(Ordering::Relaxed) {
-            if let Some(d) = q.pop() {
-                seg.complete(d.client, d.seq, 0, [0; 4]);
-            } else {
-                std::hint::spin_loop();
-            }
-        }
-    });
+    let driver = BackDriver::start_table(table, g, &[1], None, &dir.with_extension("sock")).expect("back driver");
+    let path = std::ffi::CString::new(driver.channel().as_os_str().as_encoded_bytes()).expect("socket path");
     pin(0);
-    let mut c = Client::attach(id, 0).expect("attach");
+    let mut c = Client::connect(&path, 0).expect("connect");
     let mut samples = Vec::new();
     for _ in 0..21 {
         let n = 20_000;
         let t = Instant::now();
         for _ in 0..n {
-            c.call(Descriptor { op: Op::Getattr as u32, ..Descriptor::default() }, &[]).expect("call");
+            c.call(Descriptor { op: Op::Getattr as u32, inode: 1, ..Descriptor::default() }, &[]).expect("call");
         }
         samples.push(t.elapsed().as_nanos() as f64 / n as f64);
     }
     samples.sort_by(f64::total_cmp);
     println!("round trip: median {:.0} ns, min {:.0} ns, max {:.0} ns", samples[10], samples[0], samples[20]);
-    stop.store(true, Ordering::Relaxed);
-    let _ = service.join();
     drop(c);
-    // SAFETY: our own mapping and segment.
-    unsafe {
-        libc::shmdt(addr);
-        libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
-    }
+    drop(driver);
+    let _ = std::fs::remove_dir_all(&dir);
 }

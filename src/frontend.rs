@@ -22,17 +22,17 @@ pub fn library() -> std::io::Result<PathBuf> {
     }
 }
 
-/// Sets up `cmd` to run with the library attached to segment `shmid`, serving `mounts`
+/// Sets up `cmd` to run with the library connecting to the channel socket `channel`, serving `mounts`
 /// (mount point, instance index) on the user-level path. An existing `LD_PRELOAD` is kept,
 /// after ours.
-pub fn attach(cmd: &mut Command, lib: &Path, shmid: i32, mounts: &[(PathBuf, u32)]) {
+pub fn attach(cmd: &mut Command, lib: &Path, channel: &Path, mounts: &[(PathBuf, u32)]) {
     let table: Vec<String> = mounts.iter().map(|(p, i)| format!("{}={i}", p.display())).collect();
     let mut preload: OsString = lib.as_os_str().to_owned();
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
         preload.push(" ");
         preload.push(old);
     }
-    cmd.env("POLYTROPON_SHMID", shmid.to_string())
+    cmd.env("POLYTROPON_CHANNEL", channel)
         .env("POLYTROPON_MOUNTS", table.join(":"))
         .env("LD_PRELOAD", preload)
         .env("LD_LIBRARY_PATH", lib.parent().unwrap_or(Path::new(".")));

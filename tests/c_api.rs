@@ -43,11 +43,11 @@ fn a_c_program_uses_the_user_level_path() {
         .output()
         .expect("run gcc");
     assert!(cc.status.success(), "gcc failed: {}", String::from_utf8_lossy(&cc.stderr));
-    let driver = BackDriver::start(common::union(&lower, &upper), Geometry { queues: 1, slots: 64, clients: 8, buffer_size: 1 << 20 }).expect("back driver");
+    let driver = BackDriver::start(common::union(&lower, &upper), Geometry { queues: 1, slots: 64, clients: 8, buffer_size: 1 << 20 }, &common::channel_path()).expect("back driver");
     let out = Command::new(&exe)
         .arg("/mnt/tenant")
         .env("LD_LIBRARY_PATH", target_dir())
-        .env("POLYTROPON_SHMID", driver.shmid().to_string())
+        .env("POLYTROPON_CHANNEL", driver.channel())
         .env("POLYTROPON_MOUNTS", "/mnt/other=7:/mnt/tenant=0")
         .output()
         .expect("run the program");

@@ -72,8 +72,8 @@ fn hostile_paths_touch_nothing_outside() {
     let outside = Outside::new(&s);
     std::fs::set_permissions(outside.dir.join("secret"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
     plant(&upper, &outside.dir);
-    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY).expect("back driver");
-    let mut c = Client::attach(driver.shmid(), 0).expect("attach");
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("attach");
     let abs = outside.dir.display().to_string();
     let prefixes = [
         "..".to_string(),
@@ -137,15 +137,16 @@ fn renames_racing_lookups_never_escape() {
     let outside = Outside::new(&s);
     std::fs::set_permissions(outside.dir.join("secret"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
     std::fs::create_dir(upper.join("d")).expect("d");
-    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY).expect("back driver");
-    let shmid = driver.shmid();
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let shmid = common::channel(&driver);
     let abs = outside.dir.display().to_string();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // One client swaps `d` between a real directory and a symlink to the outside directory.
     let swapper = {
         let stop = stop.clone();
+        let shmid = shmid.clone();
         std::thread::spawn(move || {
-            let mut c = Client::attach(shmid, 0).expect("attach");
+            let mut c = Client::connect(&shmid, 0).expect("attach");
             let mut swaps = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let (b, off) = two("d", "d.real");
@@ -161,7 +162,7 @@ fn renames_racing_lookups_never_escape() {
         })
     };
     // Another creates, writes and removes files and directories under `d` meanwhile.
-    let mut c = Client::attach(shmid, 1).expect("attach");
+    let mut c = Client::connect(&shmid, 1).expect("attach");
     let rdwr_creat = OpenArg { flags: libc::O_RDWR | libc::O_CREAT, mode: 0o644 }.encode();
     let mut created = 0;
     for i in 0..3000 {

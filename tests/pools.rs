@@ -115,15 +115,16 @@ fn two_pools_serve_mounts_on_their_own_cpus_and_leave_nothing_behind() {
     // The user-level path: each service made a segment in its pool's IPC namespace; a client
     // there reaches the pool's instance, and the same id from pool b (or the host) does not.
     std::fs::write(mounts[0].join("only-in-a"), b"0123456789").expect("write in pool a");
-    let shm_a = reports[0]["service"]["shmid"].as_i64().expect("shmid") as i32;
+    let chan_a = std::ffi::CString::new(reports[0]["service"]["channel"].as_str().expect("channel")).expect("channel path");
     let inst_a = reports[0]["service"]["mounts"][0]["instance"].as_u64().expect("instance") as u32;
     let ns_file = |pool: &str| h.state.join("pools").join(pool).join("ipc");
     let probe = |ns: Option<PathBuf>| {
+        let chan_a = chan_a.clone();
         std::thread::spawn(move || -> Option<u64> {
             if let Some(ns) = ns {
                 polytropon::pool::ns::join_ipc(&ns).expect("setns into the pool's IPC namespace");
             }
-            let mut c = polytropon_ipc::client::Client::attach(shm_a, 0).ok()?;
+            let mut c = polytropon_ipc::client::Client::connect(&chan_a, 0).ok()?;
             let path = b"only-in-a";
             let d = polytropon_ipc::Descriptor { op: polytropon_ipc::Op::StatPath as u32, instance: inst_a, len: path.len() as u64, ..Default::default() };
             c.call(d, path).ok()?;

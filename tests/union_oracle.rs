@@ -551,8 +551,8 @@ fn setup(seed: u64, via: Via) -> Setup {
     });
     let user = (via == Via::User).then(|| {
         let geometry = polytropon_ipc::segment::Geometry { queues: 1, slots: 64, clients: 4, buffer_size: 1 << 16 };
-        let driver = BackDriver::start(union.clone(), geometry).expect("back driver of the union");
-        let client = Client::attach(driver.shmid(), 0).expect("attach a client");
+        let driver = BackDriver::start(union.clone(), geometry, &common::channel_path()).expect("back driver of the union");
+        let client = Client::connect(&common::channel(&driver), 0).expect("attach a client");
         (std::sync::Mutex::new(client), driver)
     });
     Setup { fuse, user, overlay, union, _scratch: scratch }

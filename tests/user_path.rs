@@ -45,8 +45,8 @@ fn files_through_the_user_level_path() {
     let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
     std::fs::create_dir(lower.join("etc")).expect("mkdir");
     std::fs::write(lower.join("etc/motd"), b"from the image\n").expect("seed");
-    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY).expect("back driver");
-    let mut c = Client::attach(driver.shmid(), 0).expect("attach");
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("attach");
     // Read a lower file.
     let f = open(&mut c, "etc/motd", libc::O_RDONLY, 0).expect("open");
     assert_eq!(rw(&mut c, Op::Read, f, 0, &[], 100), Ok(15));
@@ -83,13 +83,14 @@ fn files_through_the_user_level_path() {
 fn garbage_from_a_hostile_client_does_not_disturb_honest_ones() {
     let s = Scratch::new("user-hostile");
     let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
-    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY).expect("back driver");
-    let shmid = driver.shmid();
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let shmid = common::channel(&driver);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hostile = {
         let stop = stop.clone();
+        let shmid = shmid.clone();
         std::thread::spawn(move || {
-            let mut h = Client::attach(shmid, 1).expect("attach");
+            let mut h = Client::connect(&shmid, 1).expect("attach");
             let mut rng = 7u64;
             let mut sent = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -105,8 +106,9 @@ fn garbage_from_a_hostile_client_does_not_disturb_honest_ones() {
     };
     let honest: Vec<_> = (0..3)
         .map(|t| {
+            let shmid = shmid.clone();
             std::thread::spawn(move || {
-                let mut c = Client::attach(shmid, t).expect("attach");
+                let mut c = Client::connect(&shmid, t).expect("attach");
                 for i in 0..300u32 {
                     let name = format!("t{t}-{i}");
                     let f = open(&mut c, &name, libc::O_CREAT | libc::O_RDWR, 0o600).expect("create");
@@ -128,7 +130,7 @@ fn garbage_from_a_hostile_client_does_not_disturb_honest_ones() {
     let sent = hostile.join().expect("hostile");
     assert!(sent > 100, "the hostile client should have sent plenty of garbage ({sent})");
     // The service is still up and serving.
-    let mut c = Client::attach(shmid, 0).expect("attach after the storm");
+    let mut c = Client::connect(&shmid, 0).expect("attach after the storm");
     assert!(stat(&mut c, "t0-0").is_ok());
     assert_eq!(std::fs::read_dir(&upper).expect("upper").count(), 900);
 }
@@ -137,8 +139,8 @@ fn garbage_from_a_hostile_client_does_not_disturb_honest_ones() {
 fn a_dead_service_gives_eio_within_a_bounded_time() {
     let s = Scratch::new("user-dead");
     let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
-    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY).expect("back driver");
-    let mut c = Client::attach(driver.shmid(), 0).expect("attach");
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("attach");
     drop(driver);
     let start = std::time::Instant::now();
     assert_eq!(stat(&mut c, "x").map(|a| a.size), Err(Unserved::Errno(libc::EIO)));
@@ -155,12 +157,13 @@ fn a_backed_up_queue_gets_helpers_and_answers_stay_right() {
         std::fs::write(lower.join(format!("f{i}")), vec![b'x'; i + 1]).expect("seed");
     }
     let g = Geometry { queues: 1, slots: 64, clients: 32, buffer_size: 1 << 16 };
-    let driver = BackDriver::start(union(&lower, &upper), g).expect("back driver");
-    let shmid = driver.shmid();
+    let driver = BackDriver::start(union(&lower, &upper), g, &common::channel_path()).expect("back driver");
+    let shmid = common::channel(&driver);
     let threads: Vec<_> = (0..16usize)
         .map(|i| {
+            let shmid = shmid.clone();
             std::thread::spawn(move || {
-                let mut c = Client::attach(shmid, 0).expect("attach");
+                let mut c = Client::connect(&shmid, 0).expect("attach");
                 for _ in 0..2000 {
                     let a = stat(&mut c, &format!("f{i}")).expect("stat");
                     assert_eq!(a.size, i as u64 + 1, "client {i} got another client's answer");
@@ -185,12 +188,12 @@ fn a_client_on_its_workers_cpu_is_served_right() {
     std::fs::write(lower.join("seed"), b"12345").expect("seed");
     let fs = union(&lower, &upper);
     let table = Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None })]));
-    let driver = BackDriver::start_table(table, GEOMETRY, &[0], None).expect("back driver");
-    let shmid = driver.shmid();
+    let driver = BackDriver::start_table(table, GEOMETRY, &[0], None, &common::channel_path()).expect("back driver");
+    let shmid = common::channel(&driver);
     std::thread::spawn(move || {
         // Attached while free to run anywhere (so the client spins before sleeping), then
         // moved onto the worker's cpu.
-        let mut c = Client::attach(shmid, 0).expect("attach");
+        let mut c = Client::connect(&shmid, 0).expect("attach");
         let mut only0 = nix::sched::CpuSet::new();
         only0.set(0).expect("cpu 0");
         nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &only0).expect("pin to cpu 0");
@@ -207,7 +210,7 @@ fn a_client_on_its_workers_cpu_is_served_right() {
     .join()
     .expect("client thread");
     // SAFETY: attaching the driver's live segment read-only; the kernel picks the address.
-    let addr = unsafe { libc::shmat(shmid, std::ptr::null(), libc::SHM_RDONLY) };
+    let addr = unsafe { libc::shmat(driver.shmid(), std::ptr::null(), libc::SHM_RDONLY) };
     assert_ne!(addr as isize, -1, "shmat");
     let g = polytropon_ipc::segment::Segment::claimed_geometry(addr as *const u8).expect("geometry");
     let layout = polytropon_ipc::segment::Layout::new(g).expect("layout");
@@ -221,14 +224,17 @@ fn a_client_on_its_workers_cpu_is_served_right() {
 /// A client process of another test's making: attaches, then waits for a byte on `hold`
 /// and exits without giving its area back (as a killed process, or one exiting with
 /// threads attached, does).
-fn leaking_child(shmid: i32) -> (libc::pid_t, std::os::fd::OwnedFd) {
+fn leaking_child(shmid: &std::ffi::CStr) -> (libc::pid_t, std::os::fd::OwnedFd) {
     let (r, w) = nix::unistd::pipe().expect("pipe");
-    // SAFETY: the child only makes system calls (attach: shmctl, shmat, stat, getpid), reads
-    // the pipe and _exits.
+    let (ready_r, ready_w) = nix::unistd::pipe().expect("pipe");
+    // SAFETY: the child only makes system calls (connect, shmat, mmap, getpid), writes and
+    // reads its pipes and _exits.
     match unsafe { libc::fork() } {
         0 => {
             drop(w);
-            let ok = Client::attach(shmid, 0).map(std::mem::forget).is_ok();
+            drop(ready_r);
+            let ok = Client::connect(shmid, 0).map(std::mem::forget).is_ok();
+            let _ = nix::unistd::write(&ready_w, &[u8::from(ok)]);
             let mut b = [0u8; 1];
             let _ = nix::unistd::read(&r, &mut b);
             // SAFETY: ends the child without running the parent's exit handlers.
@@ -237,6 +243,10 @@ fn leaking_child(shmid: i32) -> (libc::pid_t, std::os::fd::OwnedFd) {
         pid => {
             assert!(pid > 0, "fork failed");
             drop(r);
+            drop(ready_w);
+            let mut b = [0u8; 1];
+            nix::unistd::read(&ready_r, &mut b).expect("the child reports");
+            assert_eq!(b[0], 1, "the child could not connect");
             (pid, w)
         }
     }
@@ -248,36 +258,33 @@ fn client_areas_of_dead_processes_are_taken_back_and_live_ones_never() {
     let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
     std::fs::write(lower.join("f"), b"abc").expect("seed");
     let g = Geometry { queues: 1, slots: 8, clients: 2, buffer_size: 1 << 16 };
-    let driver = BackDriver::start(union(&lower, &upper), g).expect("back driver");
-    let shmid = driver.shmid();
-    let mut mine = Client::attach(shmid, 0).expect("attach");
-    let (child, hold) = leaking_child(shmid);
-    // Wait until the child holds the other area: then there is none left while it lives.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match Client::attach(shmid, 0) {
-            Err(e) => {
-                assert_eq!(e, libc::EBUSY);
-                break;
-            }
-            Ok(c) => {
-                drop(c);
-                assert!(std::time::Instant::now() < deadline, "the child never attached");
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-        }
-    }
+    let driver = BackDriver::start(union(&lower, &upper), g, &common::channel_path()).expect("back driver");
+    let shmid = common::channel(&driver);
+    let mut mine = Client::connect(&shmid, 0).expect("attach");
+    let (child, hold) = leaking_child(&shmid);
+    // The child holds the other area: there is none left while it lives.
     for _ in 0..3 {
-        assert_eq!(Client::attach(shmid, 0).err(), Some(libc::EBUSY), "a live process's area was taken");
+        assert_eq!(Client::connect(&shmid, 0).err(), Some(libc::EBUSY), "a live process's area was taken");
     }
     nix::unistd::write(&hold, b"x").expect("release the child");
     let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None).expect("wait");
     assert_eq!(status, nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(child), 0), "the child attached");
-    // The dead child's area is taken back, and works.
-    let mut back = Client::attach(shmid, 0).expect("the dead child's area is taken back");
+    // The dead child's area is taken back (once the service sees its connection close), and
+    // works.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut back = loop {
+        match Client::connect(&shmid, 0) {
+            Ok(c) => break c,
+            Err(e) => {
+                assert_eq!(e, libc::EBUSY);
+                assert!(std::time::Instant::now() < deadline, "the dead child's area was never taken back");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    };
     assert_eq!(stat(&mut back, "f").expect("stat").size, 3);
     assert_eq!(stat(&mut mine, "f").expect("stat").size, 3);
-    assert_eq!(Client::attach(shmid, 0).err(), Some(libc::EBUSY), "both areas are live again");
+    assert_eq!(Client::connect(&shmid, 0).err(), Some(libc::EBUSY), "both areas are live again");
 }
 
 #[test]
@@ -285,10 +292,10 @@ fn one_process_cannot_hold_more_than_its_share_of_open_files() {
     let s = Scratch::new("user-path-cap");
     let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
     std::fs::write(lower.join("f"), b"x").expect("seed");
-    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY).expect("back driver");
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
     // A client that bypasses the library (which would hand files to the kernel long before)
     // opens without ever closing.
-    let mut c = Client::attach(driver.shmid(), 0).expect("attach");
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("attach");
     // The documented cap (docs/RELIABILITY.md), not the code's constant.
     let cap = 4096;
     assert_eq!(polytropon::service::shm::MAX_OPEN_PER_PROCESS as usize, cap, "the cap differs from the documented 4,096");
@@ -300,12 +307,12 @@ fn one_process_cannot_hold_more_than_its_share_of_open_files() {
     assert_eq!(driver.usage().open_files, cap as u64);
     // Another process is not affected.
     let other = std::thread::spawn({
-        let shmid = driver.shmid();
+        let shmid = common::channel(&driver);
         move || {
             // SAFETY: fork in a test thread; the child only makes raw calls and _exits.
             let pid = unsafe { libc::fork() };
             if pid == 0 {
-                let ok = Client::attach(shmid, 1).ok().and_then(|mut c| open(&mut c, "f", libc::O_RDONLY, 0).ok()).is_some();
+                let ok = Client::connect(&shmid, 1).ok().and_then(|mut c| open(&mut c, "f", libc::O_RDONLY, 0).ok()).is_some();
                 // SAFETY: leaving the forked child without running the parent's destructors.
                 unsafe { libc::_exit(if ok { 0 } else { 1 }) };
             }
@@ -335,8 +342,8 @@ fn one_process_cannot_hold_more_than_its_share_of_open_files() {
 fn streamed_writes_land_whole_and_a_stalled_one_cannot_hang_the_service() {
     let s = Scratch::new("user-path-stream");
     let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
-    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY).expect("back driver");
-    let mut c = Client::attach(driver.shmid(), 0).expect("attach");
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("attach");
     // A client that announces a streamed write and never copies anything in: the service
     // gives up on it (EIO) instead of waiting forever, and serves the next request.
     let f = open(&mut c, "stalled", libc::O_CREAT | libc::O_RDWR, 0o644).expect("create");

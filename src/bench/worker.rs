@@ -16,7 +16,7 @@ pub const ENV: &str = "POLYTROPON_BENCH_JOB";
 #[derive(Debug, Clone)]
 pub struct Attach {
     pub library: PathBuf,
-    pub shmid: i32,
+    pub channel: PathBuf,
     /// Mount points and the instances they serve.
     pub mounts: Vec<(PathBuf, u32)>,
 }
@@ -31,7 +31,7 @@ pub fn spawn(job: &Job, attach: Option<&Attach>) -> io::Result<Child> {
         c
     };
     if let Some(a) = attach {
-        crate::frontend::attach(&mut cmd, &a.library, a.shmid, &a.mounts);
+        crate::frontend::attach(&mut cmd, &a.library, &a.channel, &a.mounts);
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("cannot start the {} worker: {e}", job.workload)))

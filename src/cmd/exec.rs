@@ -97,7 +97,7 @@ fn preload_only(state_dir: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
     let Some((program, args)) = a.command.split_first() else { bail!("no command given") };
     let mut cmd = Command::new(program);
     cmd.args(args);
-    frontend::attach(&mut cmd, &lib, stats.shmid, &mounts);
+    frontend::attach(&mut cmd, &lib, &stats.channel, &mounts);
     for kv in &a.env {
         let (k, v) = kv.split_once('=').with_context(|| format!("--env {kv:?}: expected K=V"))?;
         cmd.env(k, v);

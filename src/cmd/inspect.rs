@@ -63,7 +63,7 @@ fn human(reports: &[PoolReport]) -> String {
                 let u = &svc.user_path;
                 let _ = writeln!(
                     s,
-                    "  user-level path  clients {}/{}  open files {} (at most {} per process)  taken back from dead processes: {} files, {} clients",
+                    "  user-level path  clients {}/{}  open files {} (at most {} per process)  files taken back from dead processes {}  client areas given back {}",
                     u.clients, u.areas, u.open_files, u.max_open_per_process, u.reclaimed_files, u.reclaimed_clients
                 );
                 if let Some(c) = &svc.cache {

@@ -94,7 +94,7 @@ fn setup(spec: &Spec) -> Result<(), String> {
     // The parent moved this process into the pool's cgroups before it runs.
     let entry = crate::pool::Entry { cgroups: None, ipc_ns: spec.ipc_ns.clone(), cpus: spec.cpus.as_ref().map(|c| c.iter().copied().collect()) };
     entry.enter().map_err(|e| e.to_string())?;
-    rootfs::populate(&spec.root, spec.library.as_deref())?;
+    rootfs::populate(&spec.root, spec.library.as_deref(), spec.channel.as_deref())?;
     nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("cannot set the hostname {:?}: {e}", spec.hostname))?;
     if spec.net == Net::None {
         sys::loopback_up().map_err(|e| format!("cannot bring the loopback interface up: {e}"))?;

@@ -234,6 +234,7 @@ pub fn run_in(state_dir: &Path, name: &str, req: &Request) -> Result<i32, Launch
         tty: req.tty,
         argv: req.command.clone(),
         library: None,
+        channel: None,
         ipc_ns: None,
         cpus: pool.slice.cpus.as_ref().map(|c| c.iter().copied().collect()),
         stdout_to_stderr: false,
@@ -391,15 +392,17 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
         env.default_term();
     }
     env.apply(config.env.iter().chain(&req.env))?;
+    let mut channel = None;
     let library = match served {
-        Some(control::UserPathAddress { instance, shmid }) => {
+        Some(control::UserPathAddress { instance, channel: socket }) => {
+            channel = Some(socket);
             let lib_inside = format!("{}/{}", rootfs::PRELOAD_DIR, crate::frontend::LIBRARY);
             let preload = match env.get("LD_PRELOAD") {
                 Some(old) if !old.is_empty() => format!("{lib_inside} {old}"),
                 _ => lib_inside,
             };
             env.set("LD_PRELOAD", &preload);
-            env.set("POLYTROPON_SHMID", &shmid.to_string());
+            env.set("POLYTROPON_CHANNEL", rootfs::CHANNEL);
             env.set("POLYTROPON_MOUNTS", &format!("/={instance}"));
             env.set("POLYTROPON_KERNEL_PATHS", &rootfs::KERNEL_TREES.join(":"));
             Some(crate::frontend::library().map_err(LaunchError::Library)?)
@@ -416,6 +419,7 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
         tty: req.tty,
         argv,
         library,
+        channel,
         ipc_ns: Some(pool.ipc_ns.clone()),
         cpus: pool.slice.cpus.as_ref().map(|c| c.iter().copied().collect()),
         stdout_to_stderr: detached,

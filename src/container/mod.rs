@@ -58,6 +58,9 @@ pub struct Spec {
     pub argv: Vec<String>,
     /// Host path of the preload library, shown inside under [`rootfs::PRELOAD_DIR`].
     pub library: Option<PathBuf>,
+    /// Host path of the pool service's channel socket, shown inside as
+    /// [`rootfs::CHANNEL`] (with the library).
+    pub channel: Option<PathBuf>,
     /// The pool's IPC namespace binding.
     pub ipc_ns: Option<PathBuf>,
     pub cpus: Option<Vec<u32>>,

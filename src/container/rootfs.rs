@@ -12,6 +12,9 @@ use nix::unistd::{chdir, pivot_root};
 
 /// Where the preload library appears inside every container.
 pub const PRELOAD_DIR: &str = "/dev/.polytropon";
+/// Where the pool service's channel socket appears inside every container that has the
+/// library.
+pub const CHANNEL: &str = "/dev/.polytropon/channel";
 /// Trees over the root that are not the pool mount's: the library leaves them to the kernel.
 pub const KERNEL_TREES: [&str; 3] = ["/proc", "/dev", "/sys"];
 
@@ -35,8 +38,9 @@ fn dir(root: &Path, name: &str) -> Step<std::path::PathBuf> {
     Ok(p)
 }
 
-/// Mounts /proc, /dev and /sys under `root` and the preload `library` (if any) under /dev.
-pub fn populate(root: &Path, library: Option<&Path>) -> Step {
+/// Mounts /proc, /dev and /sys under `root`, and the preload `library` and the service's
+/// `channel` socket (if any) under /dev.
+pub fn populate(root: &Path, library: Option<&Path>, channel: Option<&Path>) -> Step {
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     // Nothing mounted from here on reaches the host.
     ctx(mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>), || "cannot make / a slave mount".into())?;
@@ -68,6 +72,12 @@ pub fn populate(root: &Path, library: Option<&Path>) -> Step {
         let lib_s = lib.to_str().ok_or_else(|| format!("preload library path {} is not UTF-8", lib.display()))?;
         mount_at(lib_s, &target, None, MsFlags::MS_BIND, None)?;
         mount_at("none", &target, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV, None)?;
+        if let Some(sock) = channel {
+            let inside = dev.join(CHANNEL.trim_start_matches("/dev/"));
+            ctx(std::fs::File::create(&inside), || format!("cannot create {}", inside.display()))?;
+            let sock_s = sock.to_str().ok_or_else(|| format!("channel socket path {} is not UTF-8", sock.display()))?;
+            mount_at(sock_s, &inside, None, MsFlags::MS_BIND, None)?;
+        }
     }
     let sys = dir(root, "/sys")?;
     mount_at("sysfs", &sys, Some("sysfs"), nosuid | MsFlags::MS_RDONLY, None)?;

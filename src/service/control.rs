@@ -63,6 +63,9 @@ pub struct ServiceStats {
     pub started: u64,
     /// The pool's SysV segment (an id in the pool's IPC namespace).
     pub shmid: i32,
+    /// The channel socket clients of the user-level path connect to.
+    #[serde(default)]
+    pub channel: PathBuf,
     pub threads: Vec<ThreadInfo>,
     pub mounts: Vec<MountInfo>,
     /// What the user-level path holds (client areas, open files) and took back from
@@ -113,8 +116,9 @@ pub struct UserPath {
     pub clients: u32,
     pub areas: u32,
     pub open_files: u64,
-    /// Files and client areas of dead processes the service released.
+    /// Files of dead processes the service released.
     pub reclaimed_files: u64,
+    /// Client areas given back (their connections closed: the thread or process ended).
     pub reclaimed_clients: u64,
     /// Open files one process may hold.
     pub max_open_per_process: u32,
@@ -122,12 +126,12 @@ pub struct UserPath {
 
 /// Where a mountpoint is served on the user-level path (the answer to `Mount` and
 /// `Instance`).
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct UserPathAddress {
     /// Its index in the filesystem table (`Descriptor::instance`).
     pub instance: u32,
-    /// The pool's SysV segment.
-    pub shmid: i32,
+    /// The pool's channel socket (what the preload library connects to).
+    pub channel: PathBuf,
 }
 
 /// The service's answer.

@@ -120,6 +120,11 @@ pub fn table_file(pools: &Pools, pool: &str) -> PathBuf {
     pools.pool_dir(pool).join("mounts.yaml")
 }
 
+/// Path of the channel socket clients of the user-level path connect to.
+pub fn channel_file(pools: &Pools, pool: &str) -> PathBuf {
+    pools.pool_dir(pool).join("channel.sock")
+}
+
 /// Path of the control socket.
 pub fn socket_file(pools: &Pools, pool: &str) -> PathBuf {
     pools.pool_dir(pool).join("control.sock")
@@ -145,6 +150,8 @@ struct Service {
     /// Set once the service stops: no mount is added after the table is torn down.
     stopping: AtomicBool,
     shmid: i32,
+    /// The channel socket of the user-level path.
+    channel: PathBuf,
     /// The user-level path's back driver; taken (stopped) when the service stops.
     driver: Mutex<Option<BackDriver>>,
 }
@@ -259,6 +266,7 @@ impl Service {
             pid: std::process::id(),
             started: self.started,
             shmid: self.shmid,
+            channel: self.channel.clone(),
             threads: threads(),
             mounts: table
                 .iter()
@@ -336,7 +344,7 @@ const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads one request from `conn` and answers it.
 fn answer(svc: &Service, conn: &std::os::unix::net::UnixStream, stop_tx: &mpsc::Sender<&'static str>) {
-    let served = |instance| Response::served(control::UserPathAddress { instance, shmid: svc.shmid });
+    let served = |instance| Response::served(control::UserPathAddress { instance, channel: svc.channel.clone() });
     let resp = match control::read_request(conn) {
         Err(e) => Response::err(e),
         Ok(Request::Mount { mountpoint, spec }) => svc.mount(&mountpoint, spec, None).map_or_else(|e| Response::err(chain(&e)), served),
@@ -414,7 +422,8 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
     let queues = pool.slice.cpus.as_ref().map_or(1, |c| c.len().max(1)) as u32;
     let geometry = Geometry { queues, slots: 256, clients: 64, buffer_size: 1 << 20 };
     let cpus: Vec<usize> = pool.slice.cpus.iter().flatten().map(|c| *c as usize).collect();
-    let driver = BackDriver::start_table(table.user_view(), geometry, &cpus, Some(polytropon_ipc::SEGMENT_KEY)).map_err(DaemonError::Segment)?;
+    let channel = channel_file(pools, &pool.name);
+    let driver = BackDriver::start_table(table.user_view(), geometry, &cpus, Some(polytropon_ipc::SEGMENT_KEY), &channel).map_err(DaemonError::Segment)?;
     let service = Arc::new(Service {
         pools: pools.clone(),
         pool: pool.name.clone(),
@@ -423,6 +432,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
         pending: Mutex::default(),
         stopping: AtomicBool::new(false),
         shmid: driver.shmid(),
+        channel,
         driver: Mutex::new(Some(driver)),
     });
     // 4. The recorded instances (one that cannot come back is reported and left out), then

@@ -196,3 +196,19 @@ pub fn errno_of<T>(r: &io::Result<T>) -> i32 {
         Err(e) => e.raw_os_error().unwrap_or(-1),
     }
 }
+
+/// A fresh path for a back driver's channel socket (under the system's temporary directory;
+/// the driver removes it when dropped).
+#[allow(dead_code)]
+pub fn channel_path() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("ptn-chan-{}-{n}.sock", std::process::id()))
+}
+
+/// The channel socket of `driver`, as clients connect to it.
+#[allow(dead_code)]
+pub fn channel(driver: &polytropon::service::shm::BackDriver) -> std::ffi::CString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(driver.channel().as_os_str().as_bytes()).expect("a socket path has no NUL")
+}

@@ -1,10 +1,11 @@
-//! The client side: attach to a pool's segment, own one client area, send requests and wait
-//! for their completion (a short spin, then a futex sleep; bounded, so a dead service gives
-//! `EIO` instead of a hang).
+//! The client side: connect to a pool's channel socket, receive a private client area,
+//! attach the pool's segment (its queues), send requests and wait for their completion (a
+//! short spin, then a futex sleep; bounded, so a dead service gives `EIO` instead of a hang).
 
+use crate::area::Area;
 use crate::segment::{futex_wait, futex_wake, Layout, Segment, DONE, IDLE, PENDING, SLEEPING};
 use crate::sync::Ordering;
-use crate::{Descriptor, Unserved};
+use crate::{Descriptor, Hello, Unserved};
 
 /// Spins before sleeping on the completion word.
 const SPINS: u32 = 4000;
@@ -16,11 +17,19 @@ const TIMEOUT_MS: u64 = 5000;
 /// reply that comes within the first spins costs no system call.
 pub const YIELD_EVERY: u32 = 128;
 
-/// One client: a claimed client area of an attached segment. Not shared between threads.
+/// One client: its connection to the service, its private area and the attached segment.
+/// Not shared between threads.
 #[derive(Debug)]
 pub struct Client {
     seg: Segment,
     addr: *mut libc::c_void,
+    area: Area,
+    area_len: usize,
+    /// The connection: the service gives the area back when it closes (this process exits,
+    /// or drops the client).
+    socket: i32,
+    /// The segment attached (a successor service makes a new one).
+    shmid: i32,
     id: u32,
     queue: u32,
     seq: u64,
@@ -29,12 +38,6 @@ pub struct Client {
     spins: u32,
     /// The request being waited for was sent from the worker's cpu: yield at every poll.
     near: bool,
-    /// The owner word this client wrote into its area, and the process that claimed it: a
-    /// forked child holds a copy of its parent's client (in the parent thread's thread-local
-    /// storage), whose drop when the child exits must not give back the area its parent
-    /// still uses (see `Drop`).
-    owner: u64,
-    pid: u32,
 }
 
 /// Whether the calling thread may run on more than one cpu.
@@ -64,17 +67,6 @@ pub fn now_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
-/// The low 32 bits of this process's pid namespace's inode (0 when /proc cannot tell).
-fn pid_namespace() -> u32 {
-    // SAFETY: zeroed `stat` is a valid out-parameter; the path is NUL-terminated.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::stat(c"/proc/self/ns/pid".as_ptr(), &mut st) } != 0 {
-        return 0;
-    }
-    st.st_ino as u32
-}
-
 /// Whether process `pid` (of this pid namespace) exists; a zombie still does.
 pub fn alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
@@ -88,66 +80,64 @@ fn errno() -> i32 {
 }
 
 impl Client {
-    /// Attaches segment `shmid` and claims a free client area. `queue` picks the request
-    /// queue (e.g. from the cpu or thread). Errors are errno values.
-    pub fn attach(shmid: i32, queue: u32) -> Result<Client, i32> {
-        // SAFETY: plain syscalls; every result is checked.
-        let mut ds: libc::shmid_ds = unsafe { core::mem::zeroed() };
-        // SAFETY: `ds` is a valid out-parameter.
-        if unsafe { libc::shmctl(shmid, libc::IPC_STAT, &mut ds) } != 0 {
-            return Err(errno());
-        }
-        // SAFETY: attaching a segment that exists; the kernel picks the address.
-        let addr = unsafe { libc::shmat(shmid, core::ptr::null(), 0) };
-        if addr as isize == -1 {
-            return Err(errno());
-        }
-        let detach = |e: i32| {
-            // SAFETY: `addr` came from a successful shmat.
-            unsafe { libc::shmdt(addr) };
-            Err(e)
+    /// Connects to the pool's channel socket at `path` (NUL-terminated), receives a private
+    /// client area and attaches the pool's segment. `queue` picks the request queue (e.g.
+    /// from the cpu or thread). Errors are errno values (the service's refusal included:
+    /// `EBUSY` when every client index is taken).
+    pub fn connect(path: &core::ffi::CStr, queue: u32) -> Result<Client, i32> {
+        let socket = channel::connect(path)?;
+        let close = |e: i32| {
+            // SAFETY: closing the socket this function opened.
+            unsafe { libc::close(socket) };
+            e
         };
-        let Some(g) = Segment::claimed_geometry(addr as *const u8) else { return detach(libc::EPROTO) };
-        let Some(layout) = Layout::new(g) else { return detach(libc::EPROTO) };
-        if layout.total > ds.shm_segsz {
-            return detach(libc::EPROTO);
-        }
-        // SAFETY: shmat returns a page-aligned mapping of `shm_segsz` >= `layout.total` bytes,
-        // kept until `Drop` detaches it.
-        let seg = unsafe { Segment::new(addr as *mut u8, layout) };
-        if seg.service_gone() {
-            return detach(libc::ENOTCONN);
-        }
-        // SAFETY: getpid cannot fail.
-        let pid = unsafe { libc::getpid() } as u32;
-        let ns = pid_namespace();
-        let me = crate::args::Owner { ns, pid }.encode();
-        let claimed = |c: u32, h: &crate::segment::ClientHeader| {
-            h.state.store(IDLE, Ordering::Release);
-            // Sequence numbers far from the last owner's, whose late answers must not match.
-            let seq = h.seq.load(Ordering::Acquire).wrapping_add(1 << 32);
-            Client { seg, addr, id: c, queue, seq, spins: if several_cpus() { SPINS } else { 0 }, near: false, owner: me, pid }
+        // SAFETY: gettid cannot fail.
+        let tid = unsafe { libc::gettid() } as u32;
+        channel::send(socket, &Hello { version: crate::PROTOCOL_VERSION, tid }.to_bytes()).map_err(close)?;
+        let (welcome, memfd) = channel::receive(socket).map_err(close)?;
+        let fail = |e: i32| {
+            if memfd >= 0 {
+                // SAFETY: closing the descriptor the service sent.
+                unsafe { libc::close(memfd) };
+            }
+            close(e)
         };
-        for c in 0..g.clients {
-            let Some(h) = seg.client(c) else { break };
-            if h.owner.compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                return Ok(claimed(c, h));
-            }
+        if welcome.version != crate::PROTOCOL_VERSION {
+            return Err(fail(libc::EPROTO));
         }
-        // Every area is taken: take back one whose owner died without giving it back (killed,
-        // or exited with threads still attached). Only owners of this pid namespace can be
-        // checked; a pid reused by a live process keeps the area (the safe mistake).
-        if ns != 0 {
-            for c in 0..g.clients {
-                let Some(h) = seg.client(c) else { break };
-                let owner = h.owner.load(Ordering::Acquire);
-                let crate::args::Owner { ns: owner_ns, pid: owner_pid } = crate::args::Owner::decode(owner);
-                if owner_ns == ns && owner_pid != pid && owner_pid != 0 && !alive(owner_pid) && h.owner.compare_exchange(owner, me, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                    return Ok(claimed(c, h));
-                }
-            }
+        if welcome.status != 0 {
+            return Err(fail(welcome.status));
         }
-        detach(libc::EBUSY)
+        if memfd < 0 {
+            return Err(fail(libc::EPROTO));
+        }
+        let Some(area_len) = Area::size(welcome.buffer_size) else { return Err(fail(libc::EPROTO)) };
+        // SAFETY: mapping the memfd the service sized (sealed against shrinking) for an area
+        // of this many bytes; shared, so that the service sees what we write.
+        let base = unsafe { libc::mmap(core::ptr::null_mut(), area_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, memfd, 0) };
+        let mapped = base != libc::MAP_FAILED;
+        let e = errno();
+        // SAFETY: the mapping keeps the memory object; its descriptor is not needed any more.
+        unsafe { libc::close(memfd) };
+        if !mapped {
+            return Err(close(e));
+        }
+        let unmap = |e: i32| {
+            // SAFETY: unmapping the area mapped above.
+            unsafe { libc::munmap(base, area_len) };
+            close(e)
+        };
+        let (seg, addr) = attach_segment(welcome.shmid).map_err(unmap)?;
+        // SAFETY: a page-aligned shared mapping of `area_len` bytes, unmapped only in `Drop`.
+        let area = unsafe { Area::new(base.cast(), welcome.buffer_size) };
+        let h = area.header();
+        h.state.store(IDLE, Ordering::Release);
+        Ok(Client { seg, addr, area, area_len, socket, shmid: welcome.shmid, id: welcome.client, queue, seq: h.seq.load(Ordering::Acquire).wrapping_add(1 << 32), spins: if several_cpus() { SPINS } else { 0 }, near: false })
+    }
+
+    /// The segment of the service this client reached.
+    pub fn shmid(&self) -> i32 {
+        self.shmid
     }
 
     pub fn id(&self) -> u32 {
@@ -174,15 +164,12 @@ impl Client {
 
     /// As [`Client::call`], with the data given in parts laid out one after the other.
     pub fn call_parts(&mut self, mut d: Descriptor, parts: &[&[u8]]) -> Result<Reply, Unserved> {
-        // A copy of the (Copy) view, so that `h` does not borrow `self`.
-        let seg = self.seg;
-        let Some(h) = seg.client(self.id) else { return Err(Unserved::Errno(libc::EIO)) };
         self.number(&mut d);
         let mut at = 0;
         for part in parts {
-            at += self.seg.write_data_at(self.id, at, part);
+            at += self.area.write_data_at(at, part);
         }
-        self.submit(h, &d)?;
+        self.submit(&d)?;
         self.wait()
     }
 
@@ -193,17 +180,21 @@ impl Client {
         d.seq = self.seq;
     }
 
-    /// Marks the area's request pending and queues `d` (the area goes back to idle if the
-    /// queue will not take it), flagged [`crate::FLAG_NEAR`] when this thread runs where the
-    /// queue's worker last did (see [`Client::near_worker`]).
-    fn submit(&mut self, h: &crate::segment::ClientHeader, d: &Descriptor) -> Result<(), i32> {
-        let mut d = *d;
+    /// Leaves `d` in the area, marks it pending and queues a hint naming this client (the
+    /// area goes back to idle if the queue will not take it), flagged [`crate::FLAG_NEAR`]
+    /// when this thread runs where the queue's worker last did (see [`Client::near_worker`]).
+    fn submit(&mut self, d: &Descriptor) -> Result<(), i32> {
+        self.area.set_request(d);
         self.near = self.near_worker();
-        if self.near {
-            d.flags |= crate::FLAG_NEAR;
-        }
+        let h = self.area.header();
         h.state.store(PENDING, Ordering::Release);
-        self.enqueue(&d).inspect_err(|_| h.state.store(IDLE, Ordering::Release))
+        self.enqueue(&self.hint(if self.near { crate::FLAG_NEAR } else { 0 })).inspect_err(|_| h.state.store(IDLE, Ordering::Release))
+    }
+
+    /// What goes through the shared queue: this client's index and scheduling flags only
+    /// (the request stays in the private area).
+    fn hint(&self, flags: u32) -> Descriptor {
+        Descriptor { client: self.id, flags, ..Descriptor::default() }
     }
 
     /// Whether this thread runs on the cpu its queue's worker last served on. If so and
@@ -230,21 +221,21 @@ impl Client {
     /// piece after, each announced in the area's `filled` word, so that the service writes
     /// one piece while the next is copied. Then waits for the reply.
     pub fn call_streamed(&mut self, mut d: Descriptor, data: &[u8], piece: usize) -> Result<Reply, Unserved> {
-        let seg = self.seg;
-        let Some(h) = seg.client(self.id) else { return Err(Unserved::Errno(libc::EIO)) };
+        let area = self.area;
+        let h = area.header();
         let data = &data[..data.len().min(self.buffer_size())];
         let piece = piece.max(1);
         self.number(&mut d);
         d.len = data.len() as u64;
         d.arg |= crate::WRITE_STREAMED;
         let first = data.len().min(piece);
-        self.seg.write_data_at(self.id, 0, &data[..first]);
+        area.write_data_at(0, &data[..first]);
         h.filled.store(first as u32, Ordering::Release);
-        self.submit(h, &d)?;
+        self.submit(&d)?;
         let mut at = first;
         while at < data.len() {
             let end = (at + piece).min(data.len());
-            self.seg.write_data_at(self.id, at, &data[at..end]);
+            area.write_data_at(at, &data[at..end]);
             h.filled.store(end as u32, Ordering::Release);
             at = end;
         }
@@ -253,7 +244,8 @@ impl Client {
 
     /// Waits for the answer to the request just queued.
     fn wait(&mut self) -> Result<Reply, Unserved> {
-        let Some(h) = self.seg.client(self.id) else { return Err(Unserved::Errno(libc::EIO)) };
+        let area = self.area;
+        let h = area.header();
         let mut spins = 0;
         // When a live service that does not answer has had its `TIMEOUT_MS` (measured on the
         // clock: a futex sleep may end early, on any wake-up).
@@ -304,16 +296,16 @@ impl Client {
 
     /// Queues `d` (no data) for the service without waiting for an answer: the service
     /// answers nothing (`FLAG_NO_REPLY`), so the client area stays free for the next call.
-    /// Errors are errno values (`EAGAIN` when the queue stays full).
-    pub fn post(&mut self, mut d: Descriptor) -> Result<(), i32> {
-        d.client = self.id;
-        d.flags |= crate::FLAG_NO_REPLY;
-        if self.near_worker() {
-            // The worker then yields between polls, so that this thread runs on.
-            d.flags |= crate::FLAG_NEAR;
+    /// Errors are errno values (`EAGAIN` when the area's ring of such requests or the queue
+    /// is full: the caller then makes a call instead).
+    pub fn post(&mut self, d: Descriptor) -> Result<(), i32> {
+        if !self.area.post(&d) {
+            return Err(libc::EAGAIN);
         }
-        d.len = 0;
-        self.enqueue(&d)
+        // The worker yields between polls when it shares this thread's cpu, so that this
+        // thread runs on.
+        let near = if self.near_worker() { crate::FLAG_NEAR } else { 0 };
+        self.enqueue(&self.hint(crate::FLAG_NO_REPLY | near))
     }
 
     /// Pushes `d` on this client's queue (bounded retries) and rings its doorbell.
@@ -344,37 +336,156 @@ impl Client {
         Ok(())
     }
 
-    /// Detaches without giving the client area back: for a child after fork, whose copy of
-    /// its parent's client must not free the area the parent still uses.
+    /// Lets go of a client a forked child inherited from its parent's thread: its mapping and
+    /// its copy of the connection go, the parent's stay (the service sees the connection
+    /// close only when the parent closes it too).
     pub fn abandon(self) {
-        let me = core::mem::ManuallyDrop::new(self);
-        // SAFETY: `addr` came from a successful shmat (inherited over fork); `me` is never
-        // used or dropped again.
-        unsafe { libc::shmdt(me.addr) };
+        drop(self);
     }
 
     /// Copies the first `out.len()` bytes of the reply data out of the buffer.
     pub fn data(&self, out: &mut [u8]) -> usize {
-        self.seg.read_data(self.id, out.len(), out)
+        self.area.read_data(out.len(), out)
     }
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
-        // Only the process that claimed the area gives it back, and only while it is still
-        // its own. A forked child that exits without ever calling us (a shell's `$(...)` or
-        // subshell) drops its copy of the parent's client here: freeing the area would let
-        // another process claim it while the parent still uses it, and each would then take
-        // the other's completions for late answers and drop them (both time out: `EIO`).
-        // SAFETY: getpid cannot fail.
-        if unsafe { libc::getpid() } as u32 == self.pid {
-            if let Some(h) = self.seg.client(self.id) {
-                let _ = h.owner.compare_exchange(self.owner, 0, Ordering::AcqRel, Ordering::Relaxed);
-            }
+        // SAFETY: `addr` came from a successful shmat, the area from a successful mmap of
+        // `area_len` bytes, and nothing borrowed from either outlives `self`; the socket is
+        // this client's own descriptor.
+        unsafe {
+            libc::shmdt(self.addr);
+            libc::munmap(self.area.header() as *const _ as *mut libc::c_void, self.area_len);
+            libc::close(self.socket);
         }
-        // SAFETY: `addr` came from a successful shmat and nothing borrowed from it outlives
-        // `self`.
-        unsafe { libc::shmdt(self.addr) };
     }
 }
 
+/// Attaches segment `shmid` and checks that it is a service's, of our protocol.
+fn attach_segment(shmid: i32) -> Result<(Segment, *mut libc::c_void), i32> {
+    // SAFETY: `ds` is a valid out-parameter.
+    let mut ds: libc::shmid_ds = unsafe { core::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::shmctl(shmid, libc::IPC_STAT, &mut ds) } != 0 {
+        return Err(errno());
+    }
+    // SAFETY: attaching a segment that exists; the kernel picks the address.
+    let addr = unsafe { libc::shmat(shmid, core::ptr::null(), 0) };
+    if addr as isize == -1 {
+        return Err(errno());
+    }
+    let detach = |e: i32| {
+        // SAFETY: `addr` came from a successful shmat.
+        unsafe { libc::shmdt(addr) };
+        Err(e)
+    };
+    let Some(g) = Segment::claimed_geometry(addr as *const u8) else { return detach(libc::EPROTO) };
+    let Some(layout) = Layout::new(g) else { return detach(libc::EPROTO) };
+    if layout.total > ds.shm_segsz {
+        return detach(libc::EPROTO);
+    }
+    // SAFETY: shmat returns a page-aligned mapping of `shm_segsz` >= `layout.total` bytes,
+    // kept until the client detaches it.
+    let seg = unsafe { Segment::new(addr as *mut u8, layout) };
+    if seg.service_gone() {
+        return detach(libc::ENOTCONN);
+    }
+    Ok((seg, addr))
+}
+
+/// The client's side of the channel socket (plain system calls: this crate has no std).
+mod channel {
+    use super::errno;
+    use crate::Welcome;
+
+    /// A connected stream socket to `path`.
+    pub fn connect(path: &core::ffi::CStr) -> Result<i32, i32> {
+        let bytes = path.to_bytes();
+        // SAFETY: a zeroed sockaddr_un is valid; the path is copied in below, bounded.
+        let mut addr: libc::sockaddr_un = unsafe { core::mem::zeroed() };
+        if bytes.len() >= addr.sun_path.len() {
+            return Err(libc::ENAMETOOLONG);
+        }
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: plain socket call.
+        let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(errno());
+        }
+        // SAFETY: `addr` is a filled sockaddr_un of the size passed.
+        if unsafe { libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), core::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t) } != 0 {
+            let e = errno();
+            // SAFETY: closing the socket just made.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+        // The service answers at once or not at all: bound the wait.
+        let tv = libc::timeval { tv_sec: 5, tv_usec: 0 };
+        // SAFETY: setting a receive timeout from a valid timeval of the size passed.
+        unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&tv as *const libc::timeval).cast(), core::mem::size_of::<libc::timeval>() as libc::socklen_t) };
+        Ok(fd)
+    }
+
+    /// Sends all of `b`.
+    pub fn send(fd: i32, b: &[u8]) -> Result<(), i32> {
+        // SAFETY: `b` is readable for its length; MSG_NOSIGNAL keeps a closed peer from
+        // raising SIGPIPE in the caller's process.
+        let n = unsafe { libc::send(fd, b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            return Err(errno());
+        }
+        if n as usize != b.len() {
+            return Err(libc::EPROTO);
+        }
+        Ok(())
+    }
+
+    /// Receives the service's welcome and the descriptor attached to it (-1 when none).
+    pub fn receive(fd: i32) -> Result<(Welcome, i32), i32> {
+        let mut b = [0u8; 24];
+        // Room for one descriptor's control message (CMSG_SPACE(4) is 24 on 64-bit Linux).
+        let mut control = [0u64; 4];
+        let mut iov = libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() };
+        // SAFETY: a zeroed msghdr is valid; the pointers set below outlive the call.
+        let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = core::mem::size_of_val(&control);
+        // SAFETY: `msg` describes valid buffers; MSG_CMSG_CLOEXEC marks a received
+        // descriptor close-on-exec at once.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_WAITALL) };
+        if n < 0 {
+            return Err(errno());
+        }
+        let mut memfd = -1;
+        // SAFETY: walking the control messages the kernel wrote into `control`, as
+        // CMSG_FIRSTHDR/CMSG_NXTHDR define.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS && (*c).cmsg_len as usize >= libc::CMSG_LEN(4) as usize {
+                    let got = core::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
+                    if memfd < 0 {
+                        memfd = got;
+                    } else {
+                        libc::close(got);
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        if n as usize != b.len() {
+            if memfd >= 0 {
+                // SAFETY: closing a descriptor received above.
+                unsafe { libc::close(memfd) };
+            }
+            return Err(if n == 0 { libc::ECONNREFUSED } else { libc::EPROTO });
+        }
+        Ok((Welcome::from_bytes(b), memfd))
+    }
+}

@@ -12,6 +12,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod area;
 pub mod args;
 #[cfg(not(loom))]
 pub mod client;
@@ -30,7 +31,7 @@ pub use queue::{PushError, Queue, QueueHeader, Slot};
 pub unsafe trait ShmSafe {}
 
 /// Version of the protocol; the service and the library refuse to talk across versions.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// SysV key of a pool service's segment inside the pool's own IPC namespace (one service per
 /// namespace): a client whose service died finds its successor's segment by it.
@@ -148,6 +149,100 @@ pub struct Descriptor {
 
 // SAFETY: `#[repr(C)]`, integers only, every bit pattern is a valid value.
 unsafe impl ShmSafe for Descriptor {}
+
+impl Descriptor {
+    /// The descriptor as eight words (how a client area holds its request).
+    pub fn to_words(&self) -> [u64; 8] {
+        [
+            u64::from(self.op) | u64::from(self.client) << 32,
+            self.seq,
+            u64::from(self.instance) | u64::from(self.flags) << 32,
+            self.inode,
+            self.handle,
+            self.offset,
+            self.len,
+            self.arg,
+        ]
+    }
+
+    /// The descriptor eight words hold (any words make some descriptor).
+    pub fn from_words(w: [u64; 8]) -> Descriptor {
+        Descriptor {
+            op: w[0] as u32,
+            client: (w[0] >> 32) as u32,
+            seq: w[1],
+            instance: w[2] as u32,
+            flags: (w[2] >> 32) as u32,
+            inode: w[3],
+            handle: w[4],
+            offset: w[5],
+            len: w[6],
+            arg: w[7],
+        }
+    }
+}
+
+/// What a client sends first on the pool's channel socket: the protocol it speaks and the
+/// thread that connects (whose credentials the service reads from the kernel; the process
+/// is the one the kernel names as the socket's peer).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hello {
+    pub version: u32,
+    pub tid: u32,
+}
+
+/// The service's answer on the channel socket, with the client's area (a memfd) attached
+/// when `status` is 0: the client index its hints name, the shared segment (queues) to
+/// attach, and the area's data size. A non-zero `status` is the errno of a refusal.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Welcome {
+    pub version: u32,
+    pub status: i32,
+    pub client: u32,
+    pub shmid: i32,
+    pub buffer_size: u64,
+}
+
+impl Hello {
+    pub fn to_bytes(self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&self.version.to_le_bytes());
+        b[4..].copy_from_slice(&self.tid.to_le_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: [u8; 8]) -> Hello {
+        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        Hello { version: word(0), tid: word(4) }
+    }
+}
+
+impl Welcome {
+    pub fn to_bytes(self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        b[..4].copy_from_slice(&self.version.to_le_bytes());
+        b[4..8].copy_from_slice(&self.status.to_le_bytes());
+        b[8..12].copy_from_slice(&self.client.to_le_bytes());
+        b[12..16].copy_from_slice(&self.shmid.to_le_bytes());
+        b[16..].copy_from_slice(&self.buffer_size.to_le_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: [u8; 24]) -> Welcome {
+        let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        let mut size = [0u8; 8];
+        size.copy_from_slice(&b[16..]);
+        Welcome {
+            version: u32::from_le_bytes(word(0)),
+            status: i32::from_le_bytes(word(4)),
+            client: u32::from_le_bytes(word(8)),
+            shmid: i32::from_le_bytes(word(12)),
+            buffer_size: u64::from_le_bytes(size),
+        }
+    }
+}
 // SAFETY: as above: atomics and integer cells only.
 unsafe impl ShmSafe for Slot {}
 // SAFETY: as above.

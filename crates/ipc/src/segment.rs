@@ -1,9 +1,10 @@
 //! Layout of the pool's SysV shared-memory segment, and futex helpers.
 //!
 //! ```text
-//! [SegmentHeader][Doorbell x nqueues][QueueHeader + Slot x slots] x nqueues [ClientArea] x nclients
-//! ClientArea = [ClientHeader][data: buffer_size bytes], 64-byte aligned
+//! [SegmentHeader][Doorbell x nqueues][QueueHeader + Slot x slots] x nqueues
 //! ```
+//! Each client's own area (request, answer, data) is not here but in a memory object of its
+//! own (see [`crate::area`]); the queues carry only hints naming a client.
 //! Everything is found by offset from the segment's base; the service computes the geometry
 //! once and never trusts the header's copy of it afterwards.
 
@@ -66,33 +67,10 @@ pub const DONE: u32 = 2;
 /// `PENDING`, and the client sleeps on the word: the completion must wake it.
 pub const SLEEPING: u32 = 3;
 
-/// A client's header: who owns the area, the completion word and small results.
-#[repr(C, align(64))]
-#[derive(Debug)]
-pub struct ClientHeader {
-    /// The owning process (0: free): its pid namespace (low 32 bits of the namespace's
-    /// inode) above its pid in that namespace, so that a process of the same namespace can
-    /// tell a dead owner and take the area back (see `client::Client::attach`).
-    pub owner: AtomicU64,
-    /// `IDLE` / `PENDING` / `SLEEPING` / `DONE`; the futex the client sleeps on.
-    pub state: AtomicU32,
-    /// For a streamed write (`WRITE_STREAMED`): how many of the request's bytes the client
-    /// has put in the buffer so far (the service writes them as they come).
-    pub filled: AtomicU32,
-    /// Sequence number of the request being answered.
-    pub seq: AtomicU64,
-    /// Result: >= 0 success value, < 0 a negated errno.
-    pub result: AtomicU64,
-    /// Small results (inode, handle, ...).
-    pub aux: [AtomicU64; 4],
-}
-
 // SAFETY: `#[repr(C)]`, atomics only, every bit pattern is valid.
 unsafe impl ShmSafe for SegmentHeader {}
 // SAFETY: as above.
 unsafe impl ShmSafe for Doorbell {}
-// SAFETY: as above.
-unsafe impl ShmSafe for ClientHeader {}
 
 const fn align64(x: usize) -> usize {
     (x + 63) & !63
@@ -105,8 +83,6 @@ pub struct Layout {
     pub doorbells: usize,
     pub queues: usize,
     pub queue_stride: usize,
-    pub clients: usize,
-    pub client_stride: usize,
     pub total: usize,
 }
 
@@ -120,10 +96,9 @@ impl Layout {
         let doorbells = align64(size_of::<SegmentHeader>());
         let queues = align64(doorbells.checked_add(size_of::<Doorbell>().checked_mul(g.queues as usize)?)?);
         let queue_stride = align64(size_of::<QueueHeader>().checked_add(size_of::<Slot>().checked_mul(g.slots as usize)?)?);
-        let clients = queues.checked_add(queue_stride.checked_mul(g.queues as usize)?)?;
-        let client_stride = align64(size_of::<ClientHeader>().checked_add(usize::try_from(g.buffer_size).ok()?)?);
-        let total = clients.checked_add(client_stride.checked_mul(g.clients as usize)?)?;
-        Some(Layout { geometry: g, doorbells, queues, queue_stride, clients, client_stride, total })
+        let total = queues.checked_add(queue_stride.checked_mul(g.queues as usize)?)?;
+        crate::area::Area::size(g.buffer_size)?;
+        Some(Layout { geometry: g, doorbells, queues, queue_stride, total })
     }
 }
 
@@ -136,21 +111,6 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Answers a request of client area `client` (the service's side of the area's state
-    /// machine): result, small values, sequence, then the completion word, and a wake-up for a
-    /// client sleeping on it. An area index out of range is ignored.
-    pub fn complete(&self, client: u32, seq: u64, result: i64, aux: [u64; 4]) {
-        let Some(h) = self.client(client) else { return };
-        for (slot, v) in h.aux.iter().zip(aux) {
-            slot.store(v, Ordering::Relaxed);
-        }
-        h.seq.store(seq, Ordering::Relaxed);
-        h.result.store(result as u64, Ordering::Relaxed);
-        if h.state.swap(DONE, Ordering::AcqRel) == SLEEPING {
-            futex_wake(&h.state, 1);
-        }
-    }
-
     /// A view of the `layout.total` bytes at `base`.
     ///
     /// # Safety
@@ -188,69 +148,6 @@ impl Segment {
             // `slots` is a power of two by `Layout::new`.
             None => unreachable!("slot count checked by Layout::new"),
         }
-    }
-
-    /// Client area `c`'s header, or `None` when `c` is out of range.
-    pub fn client(&self, c: u32) -> Option<&ClientHeader> {
-        if c >= self.layout.geometry.clients {
-            return None;
-        }
-        let at = self.base + self.layout.clients + c as usize * self.layout.client_stride;
-        // SAFETY: in bounds (c < clients) and 64-byte aligned by `Layout::new`.
-        Some(unsafe { &*(at as *const ClientHeader) })
-    }
-
-    /// Start of client `c`'s data buffer (`buffer_size` bytes), or `None` when out of range.
-    pub fn client_data(&self, c: u32) -> Option<*mut u8> {
-        (c < self.layout.geometry.clients)
-            .then(|| (self.base + self.layout.clients + c as usize * self.layout.client_stride + size_of::<ClientHeader>()) as *mut u8)
-    }
-
-    /// Client `c`'s whole data buffer as bytes, to hand straight to a read or write system
-    /// call (no copy through a private buffer).
-    ///
-    /// # Safety
-    /// The memory is shared with an untrusted process that may write it at any time, and
-    /// another thread must not use client `c`'s buffer meanwhile. The caller may only pass
-    /// the slice to the kernel (the data of a `read`/`write`-family call) or fill it with raw
-    /// copies (`ptr::copy_nonoverlapping`, as the kernel would), must never read it through
-    /// Rust references, nor keep it after the request.
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn client_buffer(&self, c: u32) -> Option<&mut [u8]> {
-        let p = self.client_data(c)?;
-        // SAFETY: `buffer_size` bytes from `p` lie inside client `c`'s area (`Layout::new`);
-        // the aliasing and use restrictions are the caller's (see above).
-        Some(unsafe { core::slice::from_raw_parts_mut(p, self.layout.geometry.buffer_size as usize) })
-    }
-
-    /// Copies `len` bytes of client `c`'s buffer out (len is clamped to the buffer).
-    pub fn read_data(&self, c: u32, len: usize, out: &mut [u8]) -> usize {
-        let Some(p) = self.client_data(c) else { return 0 };
-        let n = len.min(out.len()).min(self.layout.geometry.buffer_size as usize);
-        // SAFETY: `n` bytes from `p` lie inside client `c`'s buffer; `out` is local memory that
-        // cannot overlap the segment. The other side may write meanwhile: the copy then holds
-        // some mix of bytes, which is all any reader of untrusted memory can expect.
-        unsafe { core::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), n) };
-        n
-    }
-
-    /// Copies `data` into client `c`'s buffer (clamped to the buffer); returns the bytes copied.
-    pub fn write_data(&self, c: u32, data: &[u8]) -> usize {
-        self.write_data_at(c, 0, data)
-    }
-
-    /// Copies `data` into client `c`'s buffer from byte `at` on (clamped to the buffer);
-    /// returns the bytes copied.
-    pub fn write_data_at(&self, c: u32, at: usize, data: &[u8]) -> usize {
-        let Some(p) = self.client_data(c) else { return 0 };
-        let size = self.layout.geometry.buffer_size as usize;
-        let at = at.min(size);
-        let n = data.len().min(size - at);
-        // SAFETY: `at + n <= buffer_size`, so the `n` bytes from `p + at` lie inside client
-        // `c`'s buffer; the source is a local slice that cannot overlap shared memory the
-        // caller does not own.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), p.add(at), n) };
-        n
     }
 
     /// Whether the segment's service no longer serves it: it died (the kernel marked its

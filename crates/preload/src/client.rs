@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use polytropon_ipc::client::{now_ms, Client, Reply};
 use polytropon_ipc::Descriptor;
 
-use crate::config::{self, FORK_GENERATION};
+use crate::config::{self, GENERATION};
 use crate::outcome::{Served, Unserved};
 
 thread_local! {
@@ -65,40 +65,34 @@ pub fn reply_data(out: &mut [u8]) {
 /// serves it correctly (and enforces permissions for users the segment is not open to).
 static REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// The segment this process attaches (-1: the one its configuration names). It changes when
-/// the service died and a successor serves under the pool's segment key.
+/// The segment of the service this process last reached (-1: none yet). Another one means
+/// the service died and a successor serves the pool now.
 static SEGMENT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
 
 /// Set once this process saw its service die: from then on, failing to attach means "no
 /// service yet" (EIO, tried again on the next call), never "refused for good".
 static SERVICE_DIED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Attaches a client of the current segment; when its service is gone, of the segment a
-/// restarted service made under the pool's key. Moving to a new segment orphans every file
-/// opened through the old one: its handles mean nothing to the new service.
-fn attach(configured: i32, tid: u32) -> Result<Client, c_int> {
-    let seen = SEGMENT.load(Ordering::Acquire);
-    let current = if seen == -1 { configured } else { seen };
-    let first = match Client::attach(current, tid) {
-        Err(e @ (libc::ENOTCONN | libc::EINVAL | libc::EIDRM)) => e,
-        other => return other,
-    };
-    if first == libc::ENOTCONN {
-        SERVICE_DIED.store(true, Ordering::Release);
-    }
-    // While a successor starts, its segment may be missing or not set up yet.
+/// Connects a client to the pool's channel socket. Reaching a successor of the service this
+/// process used before orphans every file opened through the old one: its handles mean
+/// nothing to the new service.
+fn attach(channel: &std::ffi::CStr, tid: u32) -> Result<Client, c_int> {
     let died = |e: c_int| if SERVICE_DIED.load(Ordering::Acquire) { libc::EIO } else { e };
-    // SAFETY: looking up an existing segment of this IPC namespace (no IPC_CREAT).
-    let successor = unsafe { libc::shmget(polytropon_ipc::SEGMENT_KEY, 0, 0) };
-    if successor < 0 || successor == current {
-        // No service serves in its place: a dead one's clients get EIO (its legacy mount is
-        // dead too); a segment that was never there is refused as before.
-        return Err(died(first));
-    }
-    if SEGMENT.compare_exchange(seen, successor, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+    let client = Client::connect(channel, tid).map_err(|e| match e {
+        // The segment it named says its service is gone.
+        libc::ENOTCONN => {
+            SERVICE_DIED.store(true, Ordering::Release);
+            libc::EIO
+        }
+        // Nobody listening: no service yet (after one died), or never one.
+        libc::ENOENT | libc::ECONNREFUSED | libc::EINVAL | libc::EIDRM => died(e),
+        e => e,
+    })?;
+    let seen = SEGMENT.swap(client.shmid(), Ordering::AcqRel);
+    if seen != -1 && seen != client.shmid() {
         crate::files::orphan_all();
     }
-    Client::attach(successor, tid).map_err(died)
+    Ok(client)
 }
 
 /// Runs `f` with this thread's client, attaching one first if needed.
@@ -107,13 +101,15 @@ fn with_client<T>(f: impl FnOnce(&mut Client) -> Served<T>) -> Served<T> {
     if REFUSED.load(Ordering::Relaxed) {
         return Err(Unserved::Kernel);
     }
-    let generation = FORK_GENERATION.load(Ordering::Acquire);
+    let generation = GENERATION.load(Ordering::Acquire);
     CLIENT
         .try_with(|c| {
             let mut c = c.try_borrow_mut().map_err(|_| libc::EDEADLK)?;
             if c.as_ref().is_some_and(|(_, g)| *g != generation) {
                 if let Some((old, _)) = c.take() {
-                    // Our parent's client area: detach, never free it.
+                    // Our parent's client (detach, its connection stays the parent's), or one
+                    // made under credentials this process no longer has (its connection
+                    // closes; the next one is identified again).
                     old.abandon();
                 }
             }
@@ -130,12 +126,12 @@ fn with_client<T>(f: impl FnOnce(&mut Client) -> Served<T>) -> Served<T> {
                 let tid = unsafe { libc::gettid() } as u32;
                 // No client of the segment (refused, gone, of another protocol version, or
                 // every client area taken): the legacy path still serves every call correctly.
-                let client = attach(cfg.shmid, tid).map_err(|e| {
+                let client = attach(&cfg.channel, tid).map_err(|e| {
                     if e == libc::EIO {
                         // No service: the legacy mount has none either.
                         return Unserved::Errno(libc::EIO);
                     }
-                    if matches!(e, libc::EACCES | libc::EPERM | libc::EINVAL | libc::EIDRM | libc::EPROTO) {
+                    if matches!(e, libc::EACCES | libc::EPERM | libc::EINVAL | libc::EIDRM | libc::EPROTO | libc::ENOENT | libc::ECONNREFUSED) {
                         REFUSED.store(true, Ordering::Relaxed);
                     } else {
                         RETRY_AT.with(|r| r.set(now_ms() + RETRY_MS));

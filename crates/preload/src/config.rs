@@ -1,4 +1,4 @@
-//! What the library knows about its process: the pool's segment and mounts (from the
+//! What the library knows about its process: the pool's channel socket and mounts (from the
 //! environment `polytropon exec` sets, resolved; no file is parsed), the umask, the working
 //! directory, and the re-entrancy guard.
 
@@ -63,7 +63,8 @@ pub fn mount_of_dev(dev: u64) -> Option<&'static Mount> {
 }
 
 pub struct Config {
-    pub shmid: i32,
+    /// The pool service's channel socket (`POLYTROPON_CHANNEL`).
+    pub channel: std::ffi::CString,
     /// Longest path first, so nested mounts match the innermost.
     pub mounts: Vec<Mount>,
     /// Absolute paths (without a trailing '/') whose trees are other filesystems mounted
@@ -87,8 +88,10 @@ static CWD_SEQ: AtomicU64 = AtomicU64::new(0);
 static CWD_LEN: AtomicUsize = AtomicUsize::new(0);
 static CWD_BYTES: [AtomicU8; CWD_MAX] = [const { AtomicU8::new(0) }; CWD_MAX];
 const CWD_MAX: usize = libc::PATH_MAX as usize;
-/// Bumped in the child after fork: per-thread clients of the parent must not be reused.
-pub static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
+/// Bumped in the child after fork, and whenever the process's credentials change: the
+/// per-thread clients made before must not be reused (a parent's are not ours; the service
+/// took the credentials of ours when they connected).
+pub static GENERATION: AtomicU32 = AtomicU32::new(0);
 
 thread_local! {
     static BUSY: Cell<bool> = const { Cell::new(false) };
@@ -118,7 +121,7 @@ pub fn get() -> Option<&'static Config> {
 }
 
 fn load() -> Option<Config> {
-    let shmid = std::env::var("POLYTROPON_SHMID").ok()?.parse().ok()?;
+    let channel = std::ffi::CString::new(std::env::var("POLYTROPON_CHANNEL").ok()?).ok()?;
     let mut mounts: Vec<Mount> = std::env::var("POLYTROPON_MOUNTS")
         .ok()?
         .split(':')
@@ -142,7 +145,7 @@ fn load() -> Option<Config> {
         .collect();
     load_umask();
     refresh_cwd();
-    Some(Config { shmid, mounts, kernel })
+    Some(Config { channel, mounts, kernel })
 }
 
 fn device_of(path: &[u8]) -> u64 {
@@ -236,7 +239,7 @@ mod tests {
 
     #[test]
     fn kernel_trees_cover_their_paths_and_nothing_else() {
-        let cfg = Config { shmid: 0, mounts: Vec::new(), kernel: vec![b"/proc".to_vec(), b"/dev".to_vec()] };
+        let cfg = Config { channel: c"".into(), mounts: Vec::new(), kernel: vec![b"/proc".to_vec(), b"/dev".to_vec()] };
         for p in ["/proc", "/proc/self/maps", "/dev", "/dev/shm/x"] {
             assert!(cfg.kernel_owned(p.as_bytes()), "{p}");
         }

@@ -168,7 +168,7 @@ mod tests {
     }
 
     fn config(mounts: &[(&str, u32)]) -> Config {
-        Config { shmid: 0, mounts: mounts.iter().map(|(p, i)| mount(p, *i)).collect(), kernel: vec![b"/proc".to_vec()] }
+        Config { channel: c"".into(), mounts: mounts.iter().map(|(p, i)| mount(p, *i)).collect(), kernel: vec![b"/proc".to_vec()] }
     }
 
     /// (instance, absolute, relative) of what `p` names from `cwd`, or `None`.

@@ -248,6 +248,19 @@ real! {
     tee(fd_in: c_int, fd_out: c_int, len: size_t, flags: c_uint) -> ssize_t;
     syncfs(fd: c_int) -> c_int;
     fpathconf(fd: c_int, name: c_int) -> libc::c_long;
+    setuid(uid: libc::uid_t) -> c_int;
+    setgid(gid: libc::gid_t) -> c_int;
+    seteuid(uid: libc::uid_t) -> c_int;
+    setegid(gid: libc::gid_t) -> c_int;
+    setreuid(r: libc::uid_t, e: libc::uid_t) -> c_int;
+    setregid(r: libc::gid_t, e: libc::gid_t) -> c_int;
+    setresuid(r: libc::uid_t, e: libc::uid_t, s: libc::uid_t) -> c_int;
+    setresgid(r: libc::gid_t, e: libc::gid_t, s: libc::gid_t) -> c_int;
+    setfsuid(uid: libc::uid_t) -> c_int;
+    setfsgid(gid: libc::gid_t) -> c_int;
+    setgroups(n: size_t, list: *const libc::gid_t) -> c_int;
+    initgroups(user: *const c_char, group: libc::gid_t) -> c_int;
+    capset(header: *mut c_void, data: *const c_void) -> c_int;
 }
 
 /// A `scandir` filter.

@@ -3,7 +3,7 @@
 use std::ffi::OsStr;
 use std::io;
 
-use polytropon_ipc::segment::Segment;
+use polytropon_ipc::area::Area;
 use polytropon_ipc::Request;
 
 use super::{fallback, inval_entry, request_data, walk, KernelCache, PathCache};
@@ -14,7 +14,7 @@ pub(super) type Reply = (i64, [u64; 4]);
 
 /// What one request needs from the worker that runs it.
 pub(super) struct Call<'a> {
-    pub seg: &'a Segment,
+    pub area: Area,
     pub fs: &'a dyn FileSystem,
     pub ctx: &'a Context,
     pub r: &'a Request,
@@ -25,7 +25,7 @@ pub(super) struct Call<'a> {
 
 impl Call<'_> {
     pub(super) fn data(&self, buf: &mut [u8]) -> Vec<u8> {
-        request_data(self.seg, self.r, buf)
+        request_data(&self.area, self.r, buf)
     }
 
     /// Looks up what `path` (relative to `base`) names; the reference is released with the

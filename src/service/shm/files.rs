@@ -66,7 +66,7 @@ pub(super) fn open_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
 
 /// Attributes of what a path names, into the client's buffer; aux: its inode.
 pub(super) fn stat_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
-    let (seg, fs, ctx, r) = (c.seg, c.fs, c.ctx, c.r);
+    let (area, fs, ctx, r) = (c.area, c.fs, c.ctx, c.r);
     let p = c.data(buf);
     let w = walk(fs, ctx, r.inode, &p, c.held, c.dirs)?;
     let e = fs.lookup(ctx, w.dir, w.name)?;
@@ -75,7 +75,7 @@ pub(super) fn stat_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
         return Err(fallback());
     }
     let bytes = wire(&e.attr).to_bytes();
-    seg.write_data(r.client, &bytes);
+    area.write_data(&bytes);
     Ok((bytes.len() as i64, [e.inode, 0, 0, 0]))
 }
 
@@ -99,34 +99,34 @@ pub(super) fn unlink_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply>
 
 /// Attributes of an open file, into the client's buffer.
 pub(super) fn getattr(c: &mut Call<'_>) -> io::Result<Reply> {
-    let (seg, fs, ctx, r) = (c.seg, c.fs, c.ctx, c.r);
+    let (area, fs, ctx, r) = (c.area, c.fs, c.ctx, c.r);
     let a = fs.getattr(ctx, r.inode, Some(r.handle))?;
     let bytes = wire(&a).to_bytes();
-    seg.write_data(r.client, &bytes);
+    area.write_data(&bytes);
     Ok((bytes.len() as i64, [0; 4]))
 }
 
 /// Reads an open file into the client's buffer.
 pub(super) fn read(c: &mut Call<'_>) -> io::Result<Reply> {
-    let (seg, fs, ctx, r) = (c.seg, c.fs, c.ctx, c.r);
+    let (area, fs, ctx, r) = (c.area, c.fs, c.ctx, c.r);
     let len = r.len as usize;
     // SAFETY: one request per client at a time (the client waits for its reply, and
     // a client that does not only garbles its own buffer); the libservice hands the
     // slice to the kernel (preadv into it) or copies into it with a raw copy (the
     // local backend's block cache), and never reads it. `len` was bounded by the
     // buffer size in `decode`.
-    let Some(shm) = (unsafe { seg.client_buffer(r.client) }) else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
+    let shm = unsafe { area.buffer() };
     let n = fs.read(ctx, r.inode, r.handle, &mut [IoSliceMut::new(&mut shm[..len])], r.offset)?;
     Ok((n.min(len) as i64, [0; 4]))
 }
 
 /// Writes the client's buffer to an open file (at its end for an append).
 pub(super) fn write(c: &mut Call<'_>) -> io::Result<Reply> {
-    let (seg, fs, ctx, r, kernel) = (c.seg, c.fs, c.ctx, c.r, c.kernel);
+    let (area, fs, ctx, r, kernel) = (c.area, c.fs, c.ctx, c.r, c.kernel);
     let len = r.len as usize;
     // SAFETY: as for Read; the libservice passes the bytes to the kernel (pwritev),
     // so a client racing its own buffer only changes what it writes.
-    let Some(shm) = (unsafe { seg.client_buffer(r.client) }) else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
+    let shm = unsafe { area.buffer() };
     let n = len;
     let buf = &shm[..len];
     // An append finds the end and writes there as one step: appenders served by other
@@ -138,7 +138,7 @@ pub(super) fn write(c: &mut Call<'_>) -> io::Result<Reply> {
         return Err(io::Error::from_raw_os_error(libc::EFBIG));
     }
     let w = if r.arg & WRITE_STREAMED != 0 && r.arg & WRITE_APPEND == 0 {
-        streamed_write(seg, fs, ctx, r, buf, at)?
+        streamed_write(&area, fs, ctx, r, buf, at)?
     } else {
         fs.write(ctx, r.inode, r.handle, &[IoSlice::new(&buf[..n])], at)?
     };
@@ -166,10 +166,10 @@ pub(super) fn truncate(c: &mut Call<'_>) -> io::Result<Reply> {
 
 /// Changes attributes of an open file.
 pub(super) fn setattr(c: &mut Call<'_>) -> io::Result<Reply> {
-    let (seg, fs, ctx, r, kernel) = (c.seg, c.fs, c.ctx, c.r, c.kernel);
+    let (area, fs, ctx, r, kernel) = (c.area, c.fs, c.ctx, c.r, c.kernel);
     let len = r.len as usize;
     let mut b = [0u8; std::mem::size_of::<WireSetattr>()];
-    if seg.read_data(r.client, len, &mut b) != b.len() {
+    if area.read_data(len, &mut b) != b.len() {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
     let set = namespace::setattr_of(&WireSetattr::from_bytes(&b))?;
@@ -182,7 +182,7 @@ pub(super) fn setattr(c: &mut Call<'_>) -> io::Result<Reply> {
 
 /// One extended attribute's value, or the list of names, of an open file.
 pub(super) fn xattr_value(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
-    let (seg, fs, ctx, r) = (c.seg, c.fs, c.ctx, c.r);
+    let (area, fs, ctx, r) = (c.area, c.fs, c.ctx, c.r);
     let value = if r.op == Op::Getxattr {
         let name = c.data(buf);
         xattr_name(&name)?;
@@ -199,7 +199,7 @@ pub(super) fn xattr_value(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply>
         if (r.arg as usize) < value.len() {
             return Err(io::Error::from_raw_os_error(libc::ERANGE));
         }
-        if seg.write_data(r.client, &value) != value.len() {
+        if area.write_data(&value) != value.len() {
             return Err(io::Error::from_raw_os_error(libc::E2BIG));
         }
     }

@@ -73,7 +73,7 @@ pub(super) fn readdir(c: &mut Call<'_>) -> io::Result<Reply> {
         // Not even one record fits: the caller's buffer is too small, as getdents says.
         return Err(errno(libc::EINVAL));
     }
-    if c.seg.write_data(r.client, &out[..used]) != used {
+    if c.area.write_data(&out[..used]) != used {
         return Err(errno(libc::EINVAL));
     }
     Ok((used as i64, [0; 4]))
@@ -92,6 +92,6 @@ pub(super) fn statfs(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
         c.target(r.inode, &p, true)?.inode
     };
     let bytes = wire_statfs(&c.fs.statfs(c.ctx, inode)?).to_bytes();
-    c.seg.write_data(r.client, &bytes);
+    c.area.write_data(&bytes);
     Ok((bytes.len() as i64, [0; 4]))
 }

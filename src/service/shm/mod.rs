@@ -13,14 +13,16 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment};
-use polytropon_ipc::{decode, Limits, Op, Request, Unserved, WireAttr, FLAG_NEAR, FLAG_NO_REPLY};
+use polytropon_ipc::area::Area;
+use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment, PENDING, SLEEPING};
+use polytropon_ipc::{decode, Descriptor, Limits, Op, Request, Unserved, WireAttr, FLAG_NEAR, FLAG_NO_REPLY};
 use tracing::{debug, warn};
 
 use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, ROOT_INODE};
 use crate::service::stats::{OpStats, Timer};
 
 mod call;
+pub mod channels;
 mod files;
 mod listing;
 mod namespace;
@@ -88,6 +90,8 @@ struct Shared {
     helper_threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
     helpers_started: AtomicU64,
     owners: owners::Owners,
+    /// The connected clients (their areas and who they are).
+    channels: Arc<channels::Channels>,
 }
 
 /// A running back driver; stopped and its segment removed when dropped.
@@ -139,9 +143,10 @@ fn failed(e: &io::Error) -> i64 {
 struct KernelPath;
 
 impl BackDriver {
-    /// A back driver serving the single instance `fs` (as instance 0).
-    pub fn start(fs: Arc<dyn FileSystem>, g: Geometry) -> io::Result<BackDriver> {
-        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None })])), g, &[], None)
+    /// A back driver serving the single instance `fs` (as instance 0), its channel socket
+    /// at `channel`.
+    pub fn start(fs: Arc<dyn FileSystem>, g: Geometry, channel: &std::path::Path) -> io::Result<BackDriver> {
+        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None })])), g, &[], None, channel)
     }
 
     /// Creates a segment of geometry `g` (in the caller's IPC namespace, mode 0600) and starts
@@ -152,7 +157,9 @@ impl BackDriver {
     /// With `key` (a service alone in its pool's IPC namespace), the segment is made under
     /// that SysV key, so that clients of a predecessor that died find it; a segment the
     /// predecessor left under the key is removed first (its clients keep their mapping).
-    pub fn start_table(table: Arc<InstanceTable>, g: Geometry, cpus: &[usize], key: Option<i32>) -> io::Result<BackDriver> {
+    ///
+    /// Clients connect to the channel socket bound at `channel` (see [`channels`]).
+    pub fn start_table(table: Arc<InstanceTable>, g: Geometry, cpus: &[usize], key: Option<i32>, channel: &std::path::Path) -> io::Result<BackDriver> {
         let layout = Layout::new(g).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         if let Some(key) = key {
             remove_keyed(key);
@@ -174,6 +181,17 @@ impl BackDriver {
         // after every worker has stopped.
         let seg = unsafe { Segment::new(addr as *mut u8, layout) };
         seg.init();
+        let (chans, listener) = match channels::Channels::bind(channel, g.clients, g.buffer_size, shmid) {
+            Ok(c) => c,
+            Err(e) => {
+                // SAFETY: detaching and removing the segment just made.
+                unsafe {
+                    libc::shmdt(addr);
+                    libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut());
+                }
+                return Err(e);
+            }
+        };
         let limits = Limits { clients: g.clients, buffer_size: g.buffer_size, name_max: 255, path_max: 4096 };
         let shared = Arc::new(Shared {
             seg,
@@ -186,6 +204,7 @@ impl BackDriver {
             helper_threads: std::sync::Mutex::new(Vec::new()),
             helpers_started: AtomicU64::new(0),
             owners: owners::Owners::default(),
+            channels: chans,
         });
         let mut driver = BackDriver { shmid, addr: addr as usize, shared: shared.clone(), workers: Vec::new(), seg, sentinel: None };
         driver.sentinel = Some(sentinel::Sentinel::start(&seg.header().service)?);
@@ -196,19 +215,19 @@ impl BackDriver {
         }
         let sh = shared.clone();
         driver.workers.push(std::thread::Builder::new().name("ptn-janitor".into()).spawn(move || janitor(&sh))?);
+        let sh = shared.clone();
+        driver.workers.push(std::thread::Builder::new().name("ptn-channel".into()).spawn(move || sh.channels.run(&listener, &sh.stop))?);
         Ok(driver)
     }
 
     /// What the user-level path holds now, and what the janitor took back so far.
     pub fn usage(&self) -> Usage {
-        let seg = self.seg;
-        let g = seg.layout.geometry;
         Usage {
-            clients: (0..g.clients).filter(|c| seg.client(*c).is_some_and(|h| h.owner.load(Ordering::Relaxed) != 0)).count() as u32,
-            areas: g.clients,
+            clients: self.shared.channels.connected(),
+            areas: self.shared.channels.capacity(),
             open_files: self.shared.owners.open_files() as u64,
             reclaimed_files: self.shared.owners.reclaimed_files.load(Ordering::Relaxed),
-            reclaimed_clients: self.shared.owners.reclaimed_clients.load(Ordering::Relaxed),
+            reclaimed_clients: self.shared.channels.closed.load(Ordering::Relaxed),
         }
     }
 
@@ -220,6 +239,11 @@ impl BackDriver {
     /// The segment id clients attach.
     pub fn shmid(&self) -> i32 {
         self.shmid
+    }
+
+    /// The channel socket clients connect to.
+    pub fn channel(&self) -> &std::path::Path {
+        self.shared.channels.path()
     }
 }
 
@@ -239,6 +263,7 @@ impl Drop for BackDriver {
         for h in helpers {
             let _ = h.join();
         }
+        let _ = std::fs::remove_file(self.shared.channels.path());
         // SAFETY: detaching our own mapping after the workers using it have stopped, then
         // removing the segment (it goes once the last client detaches).
         unsafe {
@@ -355,21 +380,9 @@ fn janitor(sh: &Shared) {
 }
 
 fn sweep(sh: &Shared, live: &mut owners::Liveness) {
-    let seg = sh.seg;
-    let areas: Vec<(u32, u64)> = (0..seg.layout.geometry.clients).filter_map(|c| seg.client(c).map(|h| (c, h.owner.load(Ordering::Acquire)))).filter(|(_, o)| *o != 0).collect();
-    let dead = live.gone(areas.iter().map(|(_, o)| *o).chain(sh.owners.holders()));
+    let dead = live.gone(sh.owners.holders());
     if dead.is_empty() {
         return;
-    }
-    for (c, owner) in areas {
-        if !dead.contains(&owner) {
-            continue;
-        }
-        if let Some(h) = seg.client(c) {
-            if h.owner.compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                sh.owners.reclaimed_clients.fetch_add(1, Ordering::Relaxed);
-            }
-        }
     }
     let ctx = Context::current();
     for held in sh.owners.take(&dead) {
@@ -398,14 +411,13 @@ pub struct Usage {
 
 /// A service thread of queue `q`: its worker (sleeps when idle) or a helper (leaves).
 fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
-    let (seg, table, limits, stop) = (sh.seg, &*sh.table, sh.limits, &sh.stop);
+    let (seg, limits, stop) = (sh.seg, sh.limits, &sh.stop);
     if !helper && !sh.cpus.is_empty() {
         placement::pin(sh.cpus[q as usize % sh.cpus.len()]);
     }
     let mut caches = PathCaches::default();
     let queue = seg.queue(q);
     let bell = seg.doorbell(q);
-    let ctx = Context::current();
     let mut buf = vec![0u8; limits.buffer_size as usize];
     // Counter slots by operation number, found once rather than by name per request.
     let slots: [usize; 64] = std::array::from_fn(|i| u32::try_from(i).ok().and_then(Op::from_u32).map_or(0, |op| crate::service::stats::index(op_name(op))));
@@ -473,55 +485,47 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
         if !helper && queue.backlog() >= BACKLOG_HELP {
             call_helper(sh, q);
         }
-        match decode(d, &limits) {
-            Ok(req) => {
-                let Some(UserInstance { fs, stats, kernel }) = instance(table, req.instance) else {
-                    seg.complete(req.client, req.seq, Unserved::Errno(libc::ENODEV).result() as i64, [0; 4]);
-                    continue;
-                };
-                // A directory cache belongs to one instance object: a replaced table entry
-                // starts a fresh cache.
-                let entry = caches.by_instance.entry(req.instance).or_insert_with(|| (fs.clone(), PathCache::default()));
-                if !Arc::ptr_eq(&entry.0, &fs) {
-                    entry.1.clear(&*entry.0);
-                    *entry = (fs.clone(), PathCache::default());
-                }
-                let timer = Timer::start_at(stats, slots[req.op as usize]);
-                let owner = seg.client(req.client).map_or(0, |h| h.owner.load(Ordering::Acquire));
-                let opens = matches!(req.op, Op::OpenPath | Op::Opendir);
-                let (res, aux) = if opens && !sh.owners.admit(owner) {
-                    (-i64::from(libc::EMFILE), [0; 4])
-                } else if matches!(req.op, Op::Release | Op::Releasedir) {
-                    // Only the holder's own handle, released as what it is (a file, with its
-                    // lookup reference; or a listing), on the inode it was opened on.
-                    match sh.owners.release(owner, req.instance, req.handle) {
-                        Some(held) => {
-                            let op = if held.dir { Op::Releasedir } else { Op::Release };
-                            execute(&seg, &*fs, &ctx, &Request { op, inode: held.inode, ..req }, &mut buf, &mut entry.1, kernel.as_deref())
-                        }
-                        None => (-i64::from(libc::EBADF), [0; 4]),
+        // The queue carries hints: the request itself is in the client's private area.
+        let Some(ch) = sh.channels.get(d.client) else { continue };
+        // Requests that need no answer (releases) first, by the one worker that holds them.
+        if let Ok(mut taken) = ch.posts.try_lock() {
+            let mut posted = Vec::new();
+            *taken = ch.area.take_posts(*taken, |p| posted.push(p));
+            for p in posted {
+                if matches!(Op::from_u32(p.op), Some(Op::Release | Op::Releasedir)) {
+                    let p = Descriptor { client: d.client, flags: FLAG_NO_REPLY, ..p };
+                    if let Ok(req) = decode(p, &limits) {
+                        let _ = serve_request(sh, &ch, &req, &mut caches, &mut buf, &slots);
                     }
-                } else {
-                    execute(&seg, &*fs, &ctx, &req, &mut buf, &mut entry.1, kernel.as_deref())
-                };
-                track(&sh.owners, owner, &req, res, aux);
-                if req.flags & FLAG_NO_REPLY == 0 {
-                    seg.complete(req.client, req.seq, res, aux);
-                } else if res < 0 {
-                    debug!("{:?} without reply failed: errno {}", req.op, -res);
                 }
-                drop(timer);
-                if near && req.flags & FLAG_NO_REPLY == 0 {
+            }
+        }
+        if d.flags & FLAG_NO_REPLY != 0 {
+            continue;
+        }
+        let state = ch.area.header().state.load(Ordering::Acquire);
+        if state != PENDING && state != SLEEPING {
+            continue;
+        }
+        let rd = ch.area.request();
+        let prev = ch.served.load(Ordering::Acquire);
+        // Taken once: a second hint for the same request (a forged one) finds it taken.
+        if rd.seq == prev || ch.served.compare_exchange(prev, rd.seq, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            continue;
+        }
+        let rd = Descriptor { client: d.client, flags: rd.flags & !FLAG_NO_REPLY, ..rd };
+        match decode(rd, &limits) {
+            Ok(req) => {
+                let (res, aux) = serve_request(sh, &ch, &req, &mut caches, &mut buf, &slots);
+                ch.area.complete(req.seq, res, aux);
+                if near {
                     // The client waits on this cpu for the answer just given.
                     std::thread::yield_now();
                 }
             }
             Err(e) => {
-                debug!("refused descriptor: {e:?}");
-                // Answer a client that exists and waits; garbage with no valid client is dropped.
-                if d.flags & FLAG_NO_REPLY == 0 {
-                    seg.complete(d.client, d.seq, Unserved::Errno(libc::EINVAL).result() as i64, [0; 4]);
-                }
+                debug!("refused request: {e:?}");
+                ch.area.complete(rd.seq, Unserved::Errno(libc::EINVAL).result() as i64, [0; 4]);
             }
         }
     }
@@ -531,6 +535,43 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     if helper {
         sh.helpers[q as usize].fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Runs one request of client `ch` (its instance, its credentials, its handles only).
+fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mut PathCaches, buf: &mut [u8], slots: &[usize; 64]) -> (i64, [u64; 4]) {
+    let Some(UserInstance { fs, stats, kernel }) = instance(&sh.table, req.instance) else {
+        return (Unserved::Errno(libc::ENODEV).result() as i64, [0; 4]);
+    };
+    // A directory cache belongs to one instance object: a replaced table entry starts a
+    // fresh cache.
+    let entry = caches.by_instance.entry(req.instance).or_insert_with(|| (fs.clone(), PathCache::default()));
+    if !Arc::ptr_eq(&entry.0, &fs) {
+        entry.1.clear(&*entry.0);
+        *entry = (fs.clone(), PathCache::default());
+    }
+    let _timer = Timer::start_at(stats, slots[req.op as usize]);
+    let owner = ch.owner;
+    let opens = matches!(req.op, Op::OpenPath | Op::Opendir);
+    let (res, aux) = if opens && !sh.owners.admit(owner) {
+        (Unserved::Errno(libc::EMFILE).result() as i64, [0; 4])
+    } else if matches!(req.op, Op::Release | Op::Releasedir) {
+        // Only the holder's own handle, released as what it is (a file, with its lookup
+        // reference; or a listing), on the inode it was opened on.
+        match sh.owners.release(owner, req.instance, req.handle) {
+            Some(held) => {
+                let op = if held.dir { Op::Releasedir } else { Op::Release };
+                execute(ch.area, &*fs, &ch.ctx, &Request { op, inode: held.inode, ..*req }, buf, &mut entry.1, kernel.as_deref())
+            }
+            None => (Unserved::Errno(libc::EBADF).result() as i64, [0; 4]),
+        }
+    } else {
+        execute(ch.area, &*fs, &ch.ctx, req, buf, &mut entry.1, kernel.as_deref())
+    };
+    track(&sh.owners, owner, req, res, aux);
+    if req.flags & FLAG_NO_REPLY != 0 && res < 0 {
+        debug!("{:?} without reply failed: errno {}", req.op, -res);
+    }
+    (res, aux)
 }
 
 /// Where a request's path leads: the parent directory, the last name, and for paths from
@@ -628,9 +669,9 @@ fn pin_or_hold(fs: &dyn FileSystem, w: Walked<'_>, ino: Inode, kind: FileKind, h
     }
 }
 
-fn execute(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], dirs: &mut PathCache, kernel: Option<&dyn KernelCache>) -> (i64, [u64; 4]) {
+fn execute(area: Area, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], dirs: &mut PathCache, kernel: Option<&dyn KernelCache>) -> (i64, [u64; 4]) {
     let mut held = Vec::new();
-    let out = dispatch(&mut Call { seg, fs, ctx, r, held: &mut held, dirs, kernel }, buf);
+    let out = dispatch(&mut Call { area, fs, ctx, r, held: &mut held, dirs, kernel }, buf);
     for ino in held {
         fs.forget(ino, 1);
     }
@@ -673,8 +714,8 @@ fn victim(fs: &dyn FileSystem, ctx: &Context, kernel: Option<&dyn KernelCache>, 
 
 /// The request's bytes from client `r.client`'s buffer, copied out (the client may change
 /// them meanwhile) through `buf`.
-fn request_data(seg: &Segment, r: &Request, buf: &mut [u8]) -> Vec<u8> {
-    let n = seg.read_data(r.client, r.len as usize, buf);
+fn request_data(area: &Area, r: &Request, buf: &mut [u8]) -> Vec<u8> {
+    let n = area.read_data(r.len as usize, buf);
     buf[..n].to_vec()
 }
 
@@ -690,8 +731,8 @@ const MIN_PIECE: usize = 64 << 10;
 /// Writes the `buf.len()` bytes of a streamed write at `at` as the client copies them in: each
 /// time its `filled` word (untrusted: clamped) shows a new piece, that piece goes to the
 /// backend. A client that stops filling gets what was written so far (or `EIO` for none).
-fn streamed_write(seg: &Segment, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &[u8], at: u64) -> io::Result<usize> {
-    let Some(h) = seg.client(r.client) else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
+fn streamed_write(area: &Area, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &[u8], at: u64) -> io::Result<usize> {
+    let h = area.header();
     let total = buf.len();
     let mut done = 0;
     let mut since = None::<std::time::Instant>;

@@ -128,7 +128,7 @@ pub(super) fn readlink(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
         return Err(errno(libc::EINVAL));
     }
     let target = c.fs.readlink(c.ctx, e.inode)?;
-    let n = c.seg.write_data(c.r.client, &target);
+    let n = c.area.write_data(&target);
     Ok((n as i64, [0; 4]))
 }
 

@@ -39,9 +39,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Owners {
     inner: Mutex<Inner>,
-    /// Handles given back for dead processes, and client areas freed.
+    /// Handles given back for dead processes.
     pub reclaimed_files: AtomicU64,
-    pub reclaimed_clients: AtomicU64,
 }
 
 impl Owners {
@@ -121,7 +120,7 @@ fn pid_ns(path: &str) -> Option<u32> {
 }
 
 /// A process as an owner value (its pid namespace above its innermost pid), from `/proc/PID`.
-fn owner_of(host_pid: u32) -> Option<u64> {
+pub(super) fn owner_of(host_pid: u32) -> Option<u64> {
     let ns = pid_ns(&format!("/proc/{host_pid}/ns/pid"))?;
     let status = std::fs::read_to_string(format!("/proc/{host_pid}/status")).ok()?;
     // The innermost pid: the last number on the NSpid line.

@@ -8,6 +8,7 @@
 //! transport re-walks paths), and every result is an errno (`io::Result`). A backend that lacks
 //! an operation keeps the default body, which returns `ENOSYS`.
 
+pub mod access;
 pub mod copy;
 mod open;
 mod types;

@@ -38,6 +38,7 @@ macro_rules! hooks {
 }
 
 mod attrs;
+mod creds;
 mod dirs;
 mod emulated;
 #[cfg(target_arch = "x86_64")]

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 
 use libc::pid_t;
 
-use crate::config::{Busy, FORK_GENERATION};
+use crate::config::{Busy, GENERATION};
 use crate::{files, real};
 
 /// Hands every descriptor of ours over to the kernel (before fork and exec); `only_inherited`
@@ -36,7 +36,7 @@ extern "C" fn before_fork() {
 }
 
 extern "C" fn in_child() {
-    FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
+    GENERATION.fetch_add(1, Ordering::AcqRel);
     files::disown_dir_handles();
 }
 

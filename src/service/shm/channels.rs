@@ -1,0 +1,273 @@
+//! The pool's channel socket: how a client process becomes known to the service. A client
+//! connects (one connection per client thread), says which thread it is, and gets back a
+//! private area (a sealed memfd only it and the service map) and the index its hints name.
+//! Who it is comes from the kernel alone: the socket's peer process (`SO_PEERCRED`, held with
+//! a pidfd while its credentials are read), and that process's thread's filesystem
+//! credentials from `/proc`. The area lives as long as the connection: when the client
+//! closes it (or dies, and the kernel closes it) the index is free again.
+
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use polytropon_ipc::area::Area;
+use polytropon_ipc::{Hello, Welcome, PROTOCOL_VERSION};
+use tracing::{debug, warn};
+
+use crate::libservice::Context;
+
+/// One connected client: its area and who it is.
+pub struct Channel {
+    pub area: Area,
+    /// The area's mapping in the service (unmapped when the last user lets go).
+    map: Mapping,
+    /// The filesystem credentials its requests are served with.
+    pub ctx: Context,
+    /// Its process, as the owner of the handles it opens (see `owners`).
+    pub owner: u64,
+    /// Sequence number of the last request taken from the area: a request is taken once,
+    /// whatever hints arrive for it.
+    pub served: AtomicU64,
+    /// Posted requests taken so far; held by the worker draining them.
+    pub posts: Mutex<u32>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel").field("ctx", &self.ctx).field("owner", &self.owner).field("len", &self.map.len).finish_non_exhaustive()
+    }
+}
+
+/// A shared mapping of a client's area.
+struct Mapping {
+    ptr: *mut std::ffi::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; every access goes through `Area`'s atomics and
+// raw copies, which any thread may make.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping this value owns; no `Area` of it outlives the
+        // `Channel` holding both.
+        if let Err(e) = unsafe { rustix::mm::munmap(self.ptr, self.len) } {
+            warn!("cannot unmap a client area: {e}");
+        }
+    }
+}
+
+/// The connected clients by index, and the socket they connect to.
+#[derive(Debug)]
+pub struct Channels {
+    slots: RwLock<Vec<Option<Arc<Channel>>>>,
+    buffer_size: u64,
+    shmid: i32,
+    path: PathBuf,
+    /// Client areas given back (connection closed).
+    pub closed: AtomicU64,
+}
+
+impl Channels {
+    /// Binds the channel socket at `path` (a stale one there is replaced), open to every
+    /// user of the pool: who connects is what the kernel says.
+    pub fn bind(path: &Path, clients: u32, buffer_size: u64, shmid: i32) -> io::Result<(Arc<Channels>, UnixListener)> {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let listener = UnixListener::bind(path)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+        listener.set_nonblocking(true)?;
+        let slots = RwLock::new((0..clients).map(|_| None).collect());
+        Ok((Arc::new(Channels { slots, buffer_size, shmid, path: path.to_path_buf(), closed: AtomicU64::new(0) }), listener))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The client at index `c`, if connected.
+    pub fn get(&self, c: u32) -> Option<Arc<Channel>> {
+        let t = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        t.get(c as usize).and_then(Clone::clone)
+    }
+
+    /// Clients connected now.
+    pub fn connected(&self) -> u32 {
+        self.slots.read().unwrap_or_else(|p| p.into_inner()).iter().filter(|s| s.is_some()).count() as u32
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.slots.read().unwrap_or_else(|p| p.into_inner()).len() as u32
+    }
+
+    /// Serves the socket until `stop`: accepts clients and gives back the areas of those
+    /// whose connection closed.
+    pub fn run(&self, listener: &UnixListener, stop: &AtomicBool) {
+        let mut open: Vec<(UnixStream, u32)> = Vec::new();
+        while !stop.load(Ordering::Acquire) {
+            let mut fds: Vec<nix::poll::PollFd<'_>> = Vec::with_capacity(open.len() + 1);
+            fds.push(nix::poll::PollFd::new(listener.as_fd(), nix::poll::PollFlags::POLLIN));
+            for (s, _) in &open {
+                fds.push(nix::poll::PollFd::new(s.as_fd(), nix::poll::PollFlags::POLLIN));
+            }
+            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).is_err() {
+                continue;
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            drop(fds);
+            // Connections with something to say or closed: a client says nothing after its
+            // hello, so anything readable is the end (or garbage, which ends it too).
+            let mut i = open.len();
+            while i > 0 {
+                i -= 1;
+                if ready[i + 1] {
+                    let (s, c) = open.swap_remove(i);
+                    let mut b = [0u8; 64];
+                    let _ = (&s).read(&mut b);
+                    self.close(c);
+                }
+            }
+            if ready[0] {
+                while let Ok((s, _)) = listener.accept() {
+                    match self.admit(&s) {
+                        Ok(c) => open.push((s, c)),
+                        Err(e) => debug!("channel client refused: {e}"),
+                    }
+                }
+            }
+        }
+        for (_, c) in open {
+            self.close(c);
+        }
+    }
+
+    fn close(&self, c: u32) {
+        let mut t = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = t.get_mut(c as usize) {
+            if slot.take().is_some() {
+                self.closed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Sets up a client that just connected: its hello, who it is, its area. The answer
+    /// (refusals included) goes back on `s`.
+    fn admit(&self, s: &UnixStream) -> io::Result<u32> {
+        s.set_nonblocking(false)?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))?;
+        s.set_write_timeout(Some(Duration::from_millis(500)))?;
+        let refuse = |status: i32, e: io::Error| {
+            let w = Welcome { version: PROTOCOL_VERSION, status, ..Welcome::default() };
+            let _ = send_welcome(s, &w, None);
+            e
+        };
+        let mut b = [0u8; 8];
+        (&*s).read_exact(&mut b)?;
+        let hello = Hello::from_bytes(b);
+        if hello.version != PROTOCOL_VERSION {
+            return Err(refuse(libc::EPROTO, io::Error::other(format!("protocol {} (ours is {PROTOCOL_VERSION})", hello.version))));
+        }
+        let peer = rustix::net::sockopt::socket_peercred(s).map_err(io::Error::from)?;
+        let pid = peer.pid.as_raw_nonzero().get() as u32;
+        let who = identify(pid, hello.tid).map_err(|e| refuse(libc::EACCES, e))?;
+        let (memfd, map, area) = make_area(self.buffer_size).map_err(|e| refuse(libc::ENOMEM, e))?;
+        let channel = Arc::new(Channel { area, map, ctx: who.ctx, owner: who.owner, served: AtomicU64::new(0), posts: Mutex::new(0) });
+        let c = {
+            let mut t = self.slots.write().unwrap_or_else(|p| p.into_inner());
+            let Some(c) = t.iter().position(Option::is_none) else {
+                drop(t);
+                return Err(refuse(libc::EBUSY, io::Error::other("every client index is taken")));
+            };
+            t[c] = Some(channel);
+            c as u32
+        };
+        let w = Welcome { version: PROTOCOL_VERSION, status: 0, client: c, shmid: self.shmid, buffer_size: self.buffer_size };
+        if let Err(e) = send_welcome(s, &w, Some(&memfd)) {
+            self.close(c);
+            return Err(e);
+        }
+        debug!("client {c}: pid {pid} thread {} uid {} gid {}", hello.tid, who.ctx.uid, who.ctx.gid);
+        Ok(c)
+    }
+}
+
+/// Who a connected process is.
+struct Identity {
+    ctx: Context,
+    owner: u64,
+}
+
+/// The filesystem credentials of thread `tid` of process `pid` (the whole process when the
+/// thread is not one of its own), read while a pidfd holds the process: if it exited
+/// meanwhile, its pid may name another process by now, and it is refused.
+fn identify(pid: u32, tid: u32) -> io::Result<Identity> {
+    let raw = rustix::process::Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("no peer process"))?;
+    let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).map_err(io::Error::from)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+        .ok()
+        .filter(|s| field(s, "Tgid:").and_then(|v| v.parse::<u32>().ok()) == Some(pid))
+        .map_or_else(|| std::fs::read_to_string(format!("/proc/{pid}/status")), Ok)?;
+    let owner = super::owners::owner_of(pid).unwrap_or(0);
+    if exited(&pidfd) {
+        return Err(io::Error::other(format!("process {pid} exited while it was identified")));
+    }
+    // Real, effective, saved and filesystem ids: the filesystem ones decide access.
+    let fs_id = |name: &str| field(&status, name).and_then(|v| v.split_whitespace().nth(3)).and_then(|v| v.parse::<u32>().ok());
+    let (Some(uid), Some(gid)) = (fs_id("Uid:"), fs_id("Gid:")) else { return Err(io::Error::other(format!("no credentials for process {pid}"))) };
+    Ok(Identity { ctx: Context { uid, gid, pid: pid as i32 }, owner })
+}
+
+/// The value of the `/proc/PID/status` line `name`.
+fn field<'a>(status: &'a str, name: &str) -> Option<&'a str> {
+    status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim)
+}
+
+/// Whether the process a pidfd refers to has exited (the pidfd is then readable).
+fn exited(pidfd: &OwnedFd) -> bool {
+    let mut fds = [nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+    matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
+/// A fresh client area: a memfd sealed at its size (so the client cannot shrink it under
+/// the service's mapping), mapped here.
+fn make_area(buffer_size: u64) -> io::Result<(OwnedFd, Mapping, Area)> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let len = Area::size(buffer_size).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let fd = rustix::fs::memfd_create("polytropon-client", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).map_err(io::Error::from)?;
+    rustix::fs::ftruncate(&fd, len as u64).map_err(io::Error::from)?;
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL).map_err(io::Error::from)?;
+    // SAFETY: a new shared mapping of the whole memfd (sized above, sealed against
+    // shrinking), owned by the returned `Mapping`.
+    let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE, rustix::mm::MapFlags::SHARED, &fd, 0) }.map_err(io::Error::from)?;
+    let map = Mapping { ptr, len };
+    // SAFETY: page-aligned, `len` = `Area::size(buffer_size)` bytes, mapped as long as `map`
+    // (which the `Channel` keeps beside the `Area`).
+    let area = unsafe { Area::new(ptr.cast(), buffer_size) };
+    Ok((fd, map, area))
+}
+
+/// Sends `w`, with `fd` attached when given.
+fn send_welcome(s: &UnixStream, w: &Welcome, fd: Option<&OwnedFd>) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let bytes = w.to_bytes();
+    let iov = [io::IoSlice::new(&bytes)];
+    let raw = fd.map(AsRawFd::as_raw_fd);
+    let fds = raw.as_slice();
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    let control: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &cmsg };
+    let n = sendmsg::<()>(s.as_raw_fd(), &iov, control, MsgFlags::MSG_NOSIGNAL, None).map_err(io::Error::from)?;
+    if n != bytes.len() {
+        return Err(io::Error::other("short welcome"));
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! The user-level path serves each client with the credentials the kernel gives its thread
+//! (issue 23): files it creates get its filesystem ids, and a process that drops its
+//! privileges is served with what it has left. Real processes (python3) under the preload
+//! library, a real back driver, its channel socket.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use common::{union, Scratch};
+use polytropon::service::shm::{BackDriver, UserInstance};
+use polytropon::service::stats::OpStats;
+use polytropon_ipc::segment::Geometry;
+
+fn library() -> PathBuf {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join(if cfg!(debug_assertions) { "debug" } else { "release" }).join("libpolytropon_preload.so");
+    assert!(lib.exists(), "{} is missing: build the workspace first (`cargo build --workspace`, as scripts/test.sh does)", lib.display());
+    lib
+}
+
+/// A back driver serving `upper` (over an empty lower) as instance 0, mounted (for the
+/// library) at `upper` itself, so that the kernel path sees the same files; its counters.
+fn serve(s: &Scratch, upper: &Path) -> (BackDriver, Arc<OpStats>) {
+    let lower = s.mkdir("lower");
+    let stats = Arc::new(OpStats::default());
+    let table = Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs: union(&lower, upper), stats: stats.clone(), kernel: None })]));
+    let g = Geometry { queues: 1, slots: 64, clients: 8, buffer_size: 1 << 20 };
+    let driver = BackDriver::start_table(table, g, &[], None, &common::channel_path()).expect("back driver");
+    (driver, stats)
+}
+
+/// Runs python3 `script` (argument: the mount) under the library; its stdout.
+fn run(driver: &BackDriver, mount: &Path, script: &str) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(mount)
+        .env("LD_PRELOAD", library())
+        .env("POLYTROPON_CHANNEL", driver.channel())
+        .env("POLYTROPON_MOUNTS", format!("{}=0", mount.display()))
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "python3 failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn count(stats: &OpStats, op: &str) -> u64 {
+    stats.summary().get(op).map_or(0, |s| s.count)
+}
+
+#[test]
+fn a_process_that_drops_privileges_is_served_with_what_it_has_left() {
+    common::require_root();
+    let s = Scratch::new("creds-drop");
+    let upper = s.mkdir("upper");
+    std::fs::write(upper.join("secret"), b"root only").expect("seed");
+    std::fs::set_permissions(upper.join("secret"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    let (driver, stats) = serve(&s, &upper);
+    let script = r#"
+import os, sys
+p = sys.argv[1]
+print(open(p + "/secret").read())
+os.setgid(65534)
+os.setuid(65534)
+try:
+    open(p + "/secret").read()
+    print("read")
+except PermissionError:
+    print("EACCES")
+"#;
+    let before = count(&stats, "open_path");
+    assert_eq!(run(&driver, &upper, script), "root only\nEACCES\n", "after setuid the process must not keep root's access");
+    assert!(count(&stats, "open_path") > before, "root's open was served at user level");
+}
+
+#[test]
+fn files_are_created_with_the_callers_filesystem_ids() {
+    common::require_root();
+    let s = Scratch::new("creds-fsid");
+    let upper = s.mkdir("upper");
+    std::fs::set_permissions(&upper, std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
+    let (driver, stats) = serve(&s, &upper);
+    let script = r#"
+import ctypes, os, sys
+p = sys.argv[1]
+libc = ctypes.CDLL(None)
+libc.setfsgid(4321)
+libc.setfsuid(1234)
+fd = os.open(p + "/new", os.O_CREAT | os.O_WRONLY, 0o644)
+os.write(fd, b"x")
+os.close(fd)
+print("ok")
+"#;
+    let before = count(&stats, "open_path");
+    assert_eq!(run(&driver, &upper, script), "ok\n");
+    let m = std::fs::metadata(upper.join("new")).expect("created");
+    assert_eq!((m.uid(), m.gid()), (1234, 4321), "the file must belong to the caller's filesystem ids, as the kernel would make it");
+    assert!(count(&stats, "open_path") > before, "the create was served at user level");
+}
