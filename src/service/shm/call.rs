@@ -6,8 +6,9 @@ use std::io;
 use polytropon_ipc::area::Area;
 use polytropon_ipc::Request;
 
-use super::{fallback, inval_entry, request_data, walk, KernelCache, PathCache};
-use crate::libservice::{Context, Entry, FileKind, FileSystem, Inode};
+use super::{fallback, inval_entry, request_data, walk, KernelCache, PathCache, Walked};
+use crate::libservice::access::Creds;
+use crate::libservice::{Attr, Context, Entry, FileKind, FileSystem, Inode};
 
 /// A request's answer: its result (a length, or 0) and up to four values for the client.
 pub(super) type Reply = (i64, [u64; 4]);
@@ -17,6 +18,11 @@ pub(super) struct Call<'a> {
     pub area: Area,
     pub fs: &'a dyn FileSystem,
     pub ctx: &'a Context,
+    /// The caller, as the kernel says.
+    pub creds: &'a Creds,
+    /// The caller when the kernel's permission rules could refuse it something (`None`:
+    /// every capability, nothing to check but exec bits).
+    pub guard: Option<&'a Creds>,
     pub r: &'a Request,
     pub held: &'a mut Vec<Inode>,
     pub dirs: &'a mut PathCache,
@@ -31,13 +37,43 @@ impl Call<'_> {
     /// Looks up what `path` (relative to `base`) names; the reference is released with the
     /// request. A symbolic link the call would follow is the kernel's.
     pub(super) fn target(&mut self, base: Inode, path: &[u8], follow: bool) -> io::Result<Entry> {
-        let w = walk(self.fs, self.ctx, base, path, self.held, self.dirs)?;
+        let w = self.walk(base, path)?;
         let e = self.fs.lookup(self.ctx, w.dir, w.name)?;
         self.held.push(e.inode);
         if follow && e.attr.kind() == FileKind::Symlink {
             return Err(fallback());
         }
         Ok(e)
+    }
+
+    /// Resolves `path` (relative to `base`) to its parent and last name, with the caller's
+    /// search permission on every directory on the way.
+    pub(super) fn walk<'p>(&mut self, base: Inode, path: &'p [u8]) -> io::Result<Walked<'p>> {
+        walk(self.fs, self.ctx, self.guard, base, path, self.held, self.dirs)
+    }
+
+    /// Attributes of `ino`.
+    pub(super) fn attr(&self, ino: Inode) -> io::Result<Attr> {
+        self.fs.getattr(self.ctx, ino, None)
+    }
+
+    /// What `name` in `dir` is, if anything (its reference released with the request).
+    pub(super) fn existing(&mut self, dir: Inode, name: &OsStr) -> io::Result<Option<Entry>> {
+        match self.fs.lookup(self.ctx, dir, name) {
+            Ok(e) => {
+                self.held.push(e.inode);
+                Ok(Some(e))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The context to create objects in `dir` with (mode bits included): the caller's ids,
+    /// a set-group-id directory's group, as the kernel makes them.
+    pub(super) fn creator(&self, dir: &Attr, mode: u32) -> (Context, u32) {
+        let (mode, gid) = self.creds.new_owner(dir, mode);
+        (Context { gid, ..*self.ctx }, mode)
     }
 
     pub(super) fn inval_entry(&self, dir: Inode, name: &OsStr) {

@@ -18,6 +18,7 @@ use polytropon_ipc::area::Area;
 use polytropon_ipc::{Hello, Welcome, PROTOCOL_VERSION};
 use tracing::{debug, warn};
 
+use crate::libservice::access::Creds;
 use crate::libservice::Context;
 
 /// One connected client: its area and who it is.
@@ -25,8 +26,10 @@ pub struct Channel {
     pub area: Area,
     /// The area's mapping in the service (unmapped when the last user lets go).
     map: Mapping,
-    /// The filesystem credentials its requests are served with.
+    /// The filesystem ids its requests are served with.
     pub ctx: Context,
+    /// Its credentials, for the kernel's permission rules.
+    pub creds: Creds,
     /// Its process, as the owner of the handles it opens (see `owners`).
     pub owner: u64,
     /// Sequence number of the last request taken from the area: a request is taken once,
@@ -181,7 +184,7 @@ impl Channels {
         let pid = peer.pid.as_raw_nonzero().get() as u32;
         let who = identify(pid, hello.tid).map_err(|e| refuse(libc::EACCES, e))?;
         let (memfd, map, area) = make_area(self.buffer_size).map_err(|e| refuse(libc::ENOMEM, e))?;
-        let channel = Arc::new(Channel { area, map, ctx: who.ctx, owner: who.owner, served: AtomicU64::new(0), posts: Mutex::new(0) });
+        let channel = Arc::new(Channel { area, map, ctx: who.ctx, creds: who.creds, owner: who.owner, served: AtomicU64::new(0), posts: Mutex::new(0) });
         let c = {
             let mut t = self.slots.write().unwrap_or_else(|p| p.into_inner());
             let Some(c) = t.iter().position(Option::is_none) else {
@@ -204,6 +207,7 @@ impl Channels {
 /// Who a connected process is.
 struct Identity {
     ctx: Context,
+    creds: Creds,
     owner: u64,
 }
 
@@ -224,7 +228,9 @@ fn identify(pid: u32, tid: u32) -> io::Result<Identity> {
     // Real, effective, saved and filesystem ids: the filesystem ones decide access.
     let fs_id = |name: &str| field(&status, name).and_then(|v| v.split_whitespace().nth(3)).and_then(|v| v.parse::<u32>().ok());
     let (Some(uid), Some(gid)) = (fs_id("Uid:"), fs_id("Gid:")) else { return Err(io::Error::other(format!("no credentials for process {pid}"))) };
-    Ok(Identity { ctx: Context { uid, gid, pid: pid as i32 }, owner })
+    let groups = field(&status, "Groups:").unwrap_or("").split_whitespace().filter_map(|g| g.parse::<u32>().ok()).collect();
+    let caps = field(&status, "CapEff:").and_then(|c| u64::from_str_radix(c, 16).ok()).ok_or_else(|| io::Error::other(format!("no capabilities for process {pid}")))?;
+    Ok(Identity { ctx: Context { uid, gid, pid: pid as i32 }, creds: Creds { uid, gid, groups, caps }, owner })
 }
 
 /// The value of the `/proc/PID/status` line `name`.

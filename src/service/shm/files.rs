@@ -10,20 +10,42 @@ use polytropon_ipc::args::OpenArg;
 use polytropon_ipc::{Op, WireSetattr, STAT_NOFOLLOW, WRITE_APPEND, WRITE_STREAMED};
 
 use super::call::{Call, Reply};
-use super::{fallback, inval_entry, inval_inode, namespace, open_pinned, pin_or_hold, streamed_write, victim, walk, wire, xattr_name, APPENDS};
+use super::{fallback, inval_entry, perm, inval_inode, namespace, open_pinned, pin_or_hold, streamed_write, victim, wire, xattr_name, APPENDS};
+use crate::libservice::access::CAP_SYS_ADMIN;
 use crate::libservice::{open_or_create, FileKind, Opened, SetAttr};
 
 /// Opens (or creates) the regular file at a path; aux: inode, handle.
 pub(super) fn open_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let (fs, ctx, r, kernel) = (c.fs, c.ctx, c.r, c.kernel);
     let p = c.data(buf);
-    let w = walk(fs, ctx, r.inode, &p, c.held, c.dirs)?;
+    let w = c.walk(r.inode, &p)?;
     let (dir, name) = (w.dir, w.name);
-    let OpenArg { flags, mode } = OpenArg::decode(r.arg);
-    if let Some(opened) = open_pinned(fs, ctx, &w, flags, c.dirs, kernel) {
+    let OpenArg { flags, mut mode } = OpenArg::decode(r.arg);
+    let mut maker = *ctx;
+    let mut kill = None;
+    if let Some(cr) = c.guard {
+        match c.existing(dir, name)? {
+            Some(_) if flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
+            Some(e) if e.attr.kind() == FileKind::Regular => {
+                perm::open(cr, &e.attr, flags)?;
+                if flags & libc::O_TRUNC != 0 {
+                    kill = cr.kill_privs(&e.attr);
+                }
+            }
+            // What is not a regular file is the kernel's (below), which checks it.
+            Some(_) => {}
+            None if flags & libc::O_CREAT != 0 => {
+                let d = c.attr(dir)?;
+                cr.change_names(&d)?;
+                let (who, m) = c.creator(&d, libc::S_IFREG | (mode & 0o7777));
+                (maker, mode) = (who, m & 0o7777);
+            }
+            None => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
+        }
+    } else if let Some(opened) = open_pinned(fs, ctx, &w, flags, c.dirs, kernel) {
         return opened;
     }
-    let (inode, handle) = match open_or_create(fs, ctx, dir, name, mode, 0, flags)? {
+    let (inode, handle) = match open_or_create(fs, &maker, dir, name, mode, 0, flags)? {
         Opened::Existing(e) => {
             // Regular files only: directories, symlinks to follow, fifos and devices
             // are the kernel's.
@@ -33,6 +55,10 @@ pub(super) fn open_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
             }
             match fs.open(ctx, e.inode, flags & !(libc::O_CREAT | libc::O_EXCL)) {
                 Ok(h) => {
+                    if let Some(m) = kill {
+                        // Truncation by open clears set-id bits, as any write does.
+                        fs.setattr(ctx, e.inode, Some(h), &SetAttr { mode: Some(m), ..SetAttr::default() })?;
+                    }
                     if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
                         inval_inode(kernel, e.inode, 0, 0);
                     }
@@ -68,7 +94,7 @@ pub(super) fn open_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
 pub(super) fn stat_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let (area, fs, ctx, r) = (c.area, c.fs, c.ctx, c.r);
     let p = c.data(buf);
-    let w = walk(fs, ctx, r.inode, &p, c.held, c.dirs)?;
+    let w = c.walk(r.inode, &p)?;
     let e = fs.lookup(ctx, w.dir, w.name)?;
     pin_or_hold(fs, w, e.inode, e.attr.kind(), c.held, c.dirs);
     if e.attr.kind() == FileKind::Symlink && r.arg & STAT_NOFOLLOW == 0 {
@@ -83,8 +109,13 @@ pub(super) fn stat_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
 pub(super) fn unlink_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let (fs, ctx, r, kernel) = (c.fs, c.ctx, c.r, c.kernel);
     let p = c.data(buf);
-    let w = walk(fs, ctx, r.inode, &p, c.held, c.dirs)?;
+    let w = c.walk(r.inode, &p)?;
     let (dir, name) = (w.dir, w.name);
+    if let Some(cr) = c.guard {
+        let d = c.attr(dir)?;
+        let v = c.existing(dir, name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        cr.remove(&d, &v.attr)?;
+    }
     let victim = victim(fs, ctx, kernel, dir, name, c.held);
     fs.unlink(ctx, dir, name)?;
     if let Some(key) = &w.key {
@@ -134,6 +165,7 @@ pub(super) fn write(c: &mut Call<'_>) -> io::Result<Reply> {
     // opened O_APPEND, writes where it is told).
     let _append = (r.arg & WRITE_APPEND != 0).then(|| APPENDS.lock().unwrap_or_else(|p| p.into_inner()));
     let at = if r.arg & WRITE_APPEND != 0 { fs.getattr(ctx, r.inode, Some(r.handle))?.size } else { r.offset };
+    kill_privs(c)?;
     if at.checked_add(n as u64).is_none_or(|end| end > i64::MAX as u64) {
         return Err(io::Error::from_raw_os_error(libc::EFBIG));
     }
@@ -159,6 +191,7 @@ pub(super) fn release(c: &mut Call<'_>) -> io::Result<Reply> {
 pub(super) fn truncate(c: &mut Call<'_>) -> io::Result<Reply> {
     let (fs, ctx, r, kernel) = (c.fs, c.ctx, c.r, c.kernel);
     let set = SetAttr { size: Some(r.arg), ..SetAttr::default() };
+    kill_privs(c)?;
     fs.setattr(ctx, r.inode, Some(r.handle), &set)?;
     inval_inode(kernel, r.inode, 0, 0);
     Ok((0, [0; 4]))
@@ -172,7 +205,13 @@ pub(super) fn setattr(c: &mut Call<'_>) -> io::Result<Reply> {
     if area.read_data(len, &mut b) != b.len() {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    let set = namespace::setattr_of(&WireSetattr::from_bytes(&b))?;
+    let mut set = namespace::setattr_of(&WireSetattr::from_bytes(&b))?;
+    if let Some(cr) = c.guard {
+        set = perm::setattr(cr, &fs.getattr(ctx, r.inode, Some(r.handle))?, &set, false)?;
+        if set.size.is_some() {
+            kill_privs(c)?;
+        }
+    }
     if !set.is_empty() {
         fs.setattr(ctx, r.inode, Some(r.handle), &set)?;
         inval_inode(kernel, r.inode, -1, 0);
@@ -186,10 +225,15 @@ pub(super) fn xattr_value(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply>
     let value = if r.op == Op::Getxattr {
         let name = c.data(buf);
         xattr_name(&name)?;
+        if let Some(cr) = c.guard {
+            cr.xattr_read(&fs.getattr(ctx, r.inode, Some(r.handle))?, &name)?;
+        }
         fs.getxattr(ctx, r.inode, OsStr::from_bytes(&name))?
     } else {
         let mut list = Vec::new();
-        for n in fs.listxattr(ctx, r.inode)? {
+        // Names of the trusted namespace are shown to the capable only.
+        let hidden = |n: &OsStr| n.as_bytes().starts_with(b"trusted.") && !c.creds.capable(CAP_SYS_ADMIN);
+        for n in fs.listxattr(ctx, r.inode)?.into_iter().filter(|n| !hidden(n)) {
             list.extend_from_slice(n.as_bytes());
             list.push(0);
         }
@@ -213,6 +257,9 @@ pub(super) fn setxattr(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let (name, value) = data.split_at(r.offset as usize);
     let value = value.strip_prefix(&[0]).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     xattr_name(name)?;
+    if let Some(cr) = c.guard {
+        cr.xattr_write(&fs.getattr(ctx, r.inode, Some(r.handle))?, name)?;
+    }
     fs.setxattr(ctx, r.inode, OsStr::from_bytes(name), value, r.arg as i32)?;
     inval_inode(kernel, r.inode, -1, 0);
     Ok((0, [0; 4]))
@@ -223,6 +270,9 @@ pub(super) fn removexattr(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply>
     let (fs, ctx, r, kernel) = (c.fs, c.ctx, c.r, c.kernel);
     let name = c.data(buf);
     xattr_name(&name)?;
+    if let Some(cr) = c.guard {
+        cr.xattr_write(&fs.getattr(ctx, r.inode, Some(r.handle))?, &name)?;
+    }
     fs.removexattr(ctx, r.inode, OsStr::from_bytes(&name))?;
     inval_inode(kernel, r.inode, -1, 0);
     Ok((0, [0; 4]))
@@ -234,3 +284,16 @@ pub(super) fn fsync(c: &mut Call<'_>) -> io::Result<Reply> {
     fs.fsync(ctx, r.inode, r.handle, r.arg != 0)?;
     Ok((0, [0; 4]))
 }
+
+/// Before a write or truncate of an open file by a caller without `CAP_FSETID`: its
+/// set-user-id bit, and its set-group-id bit when group-executable, go first.
+fn kill_privs(c: &Call<'_>) -> io::Result<()> {
+    let Some(cr) = c.guard else { return Ok(()) };
+    let a = c.fs.getattr(c.ctx, c.r.inode, Some(c.r.handle))?;
+    if let Some(mode) = cr.kill_privs(&a) {
+        c.fs.setattr(c.ctx, c.r.inode, Some(c.r.handle), &SetAttr { mode: Some(mode), ..SetAttr::default() })?;
+        inval_inode(c.kernel, c.r.inode, -1, 0);
+    }
+    Ok(())
+}
+

@@ -42,8 +42,12 @@ pub(super) fn opendir(c: &mut Call<'_>) -> io::Result<Reply> {
     // The directory must be one the instance knows (the client holds it open through the
     // kernel); a stale or made-up inode is refused by the libservice.
     let r = *c.r;
-    if c.fs.getattr(c.ctx, r.inode, None)?.kind() != FileKind::Directory {
+    let a = c.fs.getattr(c.ctx, r.inode, None)?;
+    if a.kind() != FileKind::Directory {
         return Err(errno(libc::ENOTDIR));
+    }
+    if let Some(cr) = c.guard {
+        cr.permit(&a, crate::libservice::access::MAY_READ)?;
     }
     let h = c.fs.opendir(c.ctx, r.inode, libc::O_RDONLY)?;
     Ok((0, [h, 0, 0, 0]))

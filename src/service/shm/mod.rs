@@ -18,6 +18,7 @@ use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment, PENDING, SL
 use polytropon_ipc::{decode, Descriptor, Limits, Op, Request, Unserved, WireAttr, FLAG_NEAR, FLAG_NO_REPLY};
 use tracing::{debug, warn};
 
+use crate::libservice::access::Creds;
 use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, ROOT_INODE};
 use crate::service::stats::{OpStats, Timer};
 
@@ -27,6 +28,7 @@ mod files;
 mod listing;
 mod namespace;
 mod paths;
+mod perm;
 mod placement;
 mod owners;
 mod sentinel;
@@ -165,7 +167,7 @@ impl BackDriver {
             remove_keyed(key);
         }
         // SAFETY: plain syscalls; results checked.
-        let shmid = unsafe { libc::shmget(key.unwrap_or(libc::IPC_PRIVATE), layout.total, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+        let shmid = unsafe { libc::shmget(key.unwrap_or(libc::IPC_PRIVATE), layout.total, libc::IPC_CREAT | libc::IPC_EXCL | 0o666) };
         if shmid < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -551,6 +553,9 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
     }
     let _timer = Timer::start_at(stats, slots[req.op as usize]);
     let owner = ch.owner;
+    if let Some(refused) = scope(sh, ch, req) {
+        return (refused.result() as i64, [0; 4]);
+    }
     let opens = matches!(req.op, Op::OpenPath | Op::Opendir);
     let (res, aux) = if opens && !sh.owners.admit(owner) {
         (Unserved::Errno(libc::EMFILE).result() as i64, [0; 4])
@@ -560,18 +565,47 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         match sh.owners.release(owner, req.instance, req.handle) {
             Some(held) => {
                 let op = if held.dir { Op::Releasedir } else { Op::Release };
-                execute(ch.area, &*fs, &ch.ctx, &Request { op, inode: held.inode, ..*req }, buf, &mut entry.1, kernel.as_deref())
+                execute(ch, &*fs, &Request { op, inode: held.inode, ..*req }, buf, &mut entry.1, kernel.as_deref())
             }
             None => (Unserved::Errno(libc::EBADF).result() as i64, [0; 4]),
         }
     } else {
-        execute(ch.area, &*fs, &ch.ctx, req, buf, &mut entry.1, kernel.as_deref())
+        execute(ch, &*fs, req, buf, &mut entry.1, kernel.as_deref())
     };
     track(&sh.owners, owner, req, res, aux);
     if req.flags & FLAG_NO_REPLY != 0 && res < 0 {
         debug!("{:?} without reply failed: errno {}", req.op, -res);
     }
     (res, aux)
+}
+
+/// What a client may name. A handle: only one its process opened, on the inode it was opened
+/// on (`EBADF` otherwise). A caller the permission rules could refuse something (see
+/// `Call::guard`) may name no inode it did not reach through a checked path: paths from
+/// another directory than an instance's root, listings opened by inode and extended
+/// attributes by inode go to the kernel, which checks them.
+fn scope(sh: &Shared, ch: &channels::Channel, req: &Request) -> Option<Unserved> {
+    let by_handle = match req.op {
+        Op::Getattr | Op::Read | Op::Write | Op::Truncate | Op::Setattr | Op::Fsync => Some(false),
+        Op::Readdir => Some(true),
+        _ => None,
+    };
+    if let Some(dir) = by_handle {
+        if !sh.owners.holds(ch.owner, req.instance, req.handle, req.inode, dir) {
+            return Some(Unserved::Errno(libc::EBADF));
+        }
+    }
+    if ch.creds.all_caps() {
+        return None;
+    }
+    let root = |ino: u64| ino == 0 || ino == ROOT_INODE;
+    let refer = match req.op {
+        Op::OpenPath | Op::StatPath | Op::UnlinkPath | Op::Mkdir | Op::Rmdir | Op::Symlink | Op::Readlink | Op::Access | Op::SetattrPath | Op::Statfs => !root(req.inode),
+        Op::Rename | Op::Link => !root(req.inode) || !root(req.handle),
+        Op::Opendir | Op::Getxattr | Op::Listxattr | Op::Setxattr | Op::Removexattr => true,
+        _ => false,
+    };
+    refer.then_some(Unserved::Kernel)
 }
 
 /// Where a request's path leads: the parent directory, the last name, and for paths from
@@ -586,7 +620,7 @@ struct Walked<'p> {
 /// refused by the libservice) to its parent directory and last name. Lookups it takes are
 /// either cached in `dirs` (paths from the root only) or pushed on `held` (forgotten after
 /// the request). A `base` the instance no longer knows is the kernel's to resolve.
-fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, base: Inode, path: &'p [u8], held: &mut Vec<Inode>, dirs: &mut PathCache) -> io::Result<Walked<'p>> {
+fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, guard: Option<&Creds>, base: Inode, path: &'p [u8], held: &mut Vec<Inode>, dirs: &mut PathCache) -> io::Result<Walked<'p>> {
     dirs.check_generation(fs);
     let mut comps = path.split(|b| *b == b'/').filter(|c| !c.is_empty() && *c != b".").peekable();
     let from_root = base == 0 || base == ROOT_INODE;
@@ -599,6 +633,10 @@ fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, base: Inode, path: &'p [u8], hel
     let mut cur = if from_root { ROOT_INODE } else { base };
     let mut prefix: Vec<u8> = Vec::with_capacity(path.len());
     while let Some(c) = comps.next() {
+        // Every directory whose names are looked in needs search permission.
+        if let Some(cr) = guard {
+            cr.search(&fs.getattr(ctx, cur, None)?)?;
+        }
         if comps.peek().is_none() {
             let key = from_root.then(|| {
                 if !prefix.is_empty() {
@@ -669,9 +707,10 @@ fn pin_or_hold(fs: &dyn FileSystem, w: Walked<'_>, ino: Inode, kind: FileKind, h
     }
 }
 
-fn execute(area: Area, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &mut [u8], dirs: &mut PathCache, kernel: Option<&dyn KernelCache>) -> (i64, [u64; 4]) {
+fn execute(ch: &channels::Channel, fs: &dyn FileSystem, r: &Request, buf: &mut [u8], dirs: &mut PathCache, kernel: Option<&dyn KernelCache>) -> (i64, [u64; 4]) {
+    let (area, ctx, creds) = (ch.area, &ch.ctx, &ch.creds);
     let mut held = Vec::new();
-    let out = dispatch(&mut Call { area, fs, ctx, r, held: &mut held, dirs, kernel }, buf);
+    let out = dispatch(&mut Call { area, fs, ctx, creds, guard: (!creds.all_caps()).then_some(creds), r, held: &mut held, dirs, kernel }, buf);
     for ino in held {
         fs.forget(ino, 1);
     }

@@ -11,7 +11,7 @@ use polytropon_ipc::args::{AccessArg, MkdirArg};
 use polytropon_ipc::{Op, WireSetattr, SET_ATIME, SET_GID, SET_MODE, SET_MTIME, SET_SIZE, SET_UID, STAT_NOFOLLOW};
 
 use super::call::{Call, Reply};
-use super::{fallback, inval_inode, victim, walk};
+use super::{fallback, inval_inode, victim};
 use crate::libservice::{FileKind, SetAttr, TimeUpdate, Timespec};
 
 fn errno(e: i32) -> io::Error {
@@ -46,15 +46,29 @@ pub(super) fn access(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let p = c.data(buf);
     let a = AccessArg::decode(c.r.arg);
     let e = c.target(c.r.inode, &p, a.flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
-    c.fs.access(c.ctx, e.inode, a.mode)?;
+    // The kernel's rules with the caller's credentials (the root exec rule included).
+    c.creds.permit(&e.attr, (a.mode & 7) as u32)?;
     Ok((0, [0; 4]))
 }
 
 pub(super) fn mkdir(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let p = c.data(buf);
-    let w = walk(c.fs, c.ctx, c.r.inode, &p, c.held, c.dirs)?;
+    let w = c.walk(c.r.inode, &p)?;
     let MkdirArg { mode, umask } = MkdirArg::decode(c.r.arg);
-    let e = c.fs.mkdir(c.ctx, w.dir, w.name, mode, umask)?;
+    // As mkdir(2): permission bits and the sticky bit only (a set-group-id bit comes from
+    // the parent, if at all).
+    let mut mode = mode & 0o1777;
+    let mut maker = *c.ctx;
+    if let Some(cr) = c.guard {
+        if c.existing(w.dir, w.name)?.is_some() {
+            return Err(errno(libc::EEXIST));
+        }
+        let d = c.attr(w.dir)?;
+        cr.change_names(&d)?;
+        let (who, m) = c.creator(&d, libc::S_IFDIR | (mode & 0o7777));
+        (maker, mode) = (who, m & 0o7777);
+    }
+    let e = c.fs.mkdir(&maker, w.dir, w.name, mode, umask)?;
     c.forget_new(e);
     c.inval_entry(w.dir, w.name);
     Ok((0, [0; 4]))
@@ -62,7 +76,12 @@ pub(super) fn mkdir(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
 
 pub(super) fn rmdir(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let p = c.data(buf);
-    let w = walk(c.fs, c.ctx, c.r.inode, &p, c.held, c.dirs)?;
+    let w = c.walk(c.r.inode, &p)?;
+    if let Some(cr) = c.guard {
+        let d = c.attr(w.dir)?;
+        let v = c.existing(w.dir, w.name)?.ok_or_else(|| errno(libc::ENOENT))?;
+        cr.remove(&d, &v.attr)?;
+    }
     c.fs.rmdir(c.ctx, w.dir, w.name)?;
     c.inval_entry(w.dir, w.name);
     Ok((0, [0; 4]))
@@ -73,10 +92,48 @@ pub(super) fn rename_or_link(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Rep
     let data = c.data(buf);
     // `decode` checked 0 < offset < len.
     let (old, new) = data.split_at((r.offset as usize).min(data.len()));
-    let from = walk(c.fs, c.ctx, r.inode, old, c.held, c.dirs)?;
+    let from = c.walk(r.inode, old)?;
     if r.op == Op::Rename {
-        let to = walk(c.fs, c.ctx, r.handle, new, c.held, c.dirs)?;
+        let to = c.walk(r.handle, new)?;
         let flags = u32::try_from(r.arg).map_err(|_| errno(libc::EINVAL))?;
+        if let Some(cr) = c.guard {
+            // In the kernel's order (`do_renameat2`, `vfs_rename`): the source exists; a
+            // directory is not moved into itself (EINVAL) nor over one of its ancestors
+            // (ENOTEMPTY; both paths come from the root here: `scope` sends others to the
+            // kernel); a rename onto the same file does nothing; then the permissions.
+            let src = c.existing(from.dir, from.name)?.ok_or_else(|| errno(libc::ENOENT))?;
+            if let (Some(f), Some(t)) = (&from.key, &to.key) {
+                let inside = |a: &[u8], b: &[u8]| a.len() > b.len() && a.starts_with(b) && a[b.len()] == b'/';
+                if inside(t, f) {
+                    return Err(errno(libc::EINVAL));
+                }
+                if inside(f, t) {
+                    return Err(errno(libc::ENOTEMPTY));
+                }
+            }
+            let dst = c.existing(to.dir, to.name)?;
+            if dst.is_some_and(|d| d.inode == src.inode) {
+                return Ok((0, [0; 4]));
+            }
+            let (fd, td) = (c.attr(from.dir)?, c.attr(to.dir)?);
+            cr.remove(&fd, &src.attr)?;
+            let src_dir = src.attr.kind() == FileKind::Directory;
+            match dst {
+                Some(d) => {
+                    cr.remove(&td, &d.attr)?;
+                    match (src_dir, d.attr.kind() == FileKind::Directory) {
+                        (true, false) => return Err(errno(libc::ENOTDIR)),
+                        (false, true) => return Err(errno(libc::EISDIR)),
+                        _ => {}
+                    }
+                }
+                None => cr.change_names(&td)?,
+            }
+            // A directory moved to another parent gets a new `..`: write permission on it.
+            if src_dir && from.dir != to.dir {
+                cr.permit(&src.attr, crate::libservice::access::MAY_WRITE)?;
+            }
+        }
         let victim = victim(c.fs, c.ctx, c.kernel, to.dir, to.name, c.held);
         c.fs.rename(c.ctx, from.dir, from.name, to.dir, to.name, flags)?;
         c.inval_entry(from.dir, from.name);
@@ -98,7 +155,14 @@ pub(super) fn rename_or_link(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Rep
     if r.arg != 0 && e.attr.kind() == FileKind::Symlink {
         return Err(fallback());
     }
-    let to = walk(c.fs, c.ctx, r.handle, new, c.held, c.dirs)?;
+    let to = c.walk(r.handle, new)?;
+    if let Some(cr) = c.guard {
+        if c.existing(to.dir, to.name)?.is_some() {
+            return Err(errno(libc::EEXIST));
+        }
+        cr.link(&e.attr, super::perm::protected_hardlinks())?;
+        cr.change_names(&c.attr(to.dir)?)?;
+    }
     // A directory is refused by the filesystem, after an existing new name (EEXIST first,
     // as link(2) answers).
     let made = c.fs.link(c.ctx, e.inode, to.dir, to.name)?;
@@ -114,8 +178,17 @@ pub(super) fn symlink(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     if target.contains(&0) {
         return Err(errno(libc::EINVAL));
     }
-    let w = walk(c.fs, c.ctx, c.r.inode, path, c.held, c.dirs)?;
-    let e = c.fs.symlink(c.ctx, OsStr::from_bytes(target), w.dir, w.name)?;
+    let w = c.walk(c.r.inode, path)?;
+    let mut maker = *c.ctx;
+    if let Some(cr) = c.guard {
+        if c.existing(w.dir, w.name)?.is_some() {
+            return Err(errno(libc::EEXIST));
+        }
+        let d = c.attr(w.dir)?;
+        cr.change_names(&d)?;
+        maker = c.creator(&d, libc::S_IFLNK | 0o777).0;
+    }
+    let e = c.fs.symlink(&maker, OsStr::from_bytes(target), w.dir, w.name)?;
     c.forget_new(e);
     c.inval_entry(w.dir, w.name);
     Ok((0, [0; 4]))
@@ -145,6 +218,15 @@ pub(super) fn setattr_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply
     }
     if set.size.is_some() && e.attr.kind() == FileKind::Directory {
         return Err(errno(libc::EISDIR));
+    }
+    let mut set = set;
+    if let Some(cr) = c.guard {
+        set = super::perm::setattr(cr, &e.attr, &set, true)?;
+        if set.size.is_some() {
+            if let Some(mode) = cr.kill_privs(&e.attr) {
+                set.mode = Some(mode);
+            }
+        }
     }
     if !set.is_empty() {
         c.fs.setattr(c.ctx, e.inode, None, &set)?;

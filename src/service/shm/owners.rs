@@ -77,6 +77,12 @@ impl Owners {
         Some(held)
     }
 
+    /// Whether `owner` holds `handle` of `instance`, opened on `inode`, as a listing (`dir`)
+    /// or a file.
+    pub fn holds(&self, owner: u64, instance: u32, handle: u64, inode: Inode, dir: bool) -> bool {
+        matches!(self.lock().by_handle.get(&(instance, handle)), Some((o, h)) if *o == owner && h.inode == inode && h.dir == dir)
+    }
+
     /// Open handles in all.
     pub fn open_files(&self) -> usize {
         self.lock().by_handle.len()

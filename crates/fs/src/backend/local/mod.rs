@@ -660,7 +660,11 @@ impl FileSystem for LocalFs {
         check_name(name)?;
         let p = self.inode(parent)?;
         let pfd = self.path(&p)?;
-        let perm = mode & !umask & 0o7777;
+        let mut perm = mode & !umask & 0o1777;
+        // As the kernel makes it: a directory made in a set-group-id directory is one too.
+        if rfs::fstat(&*pfd)?.st_mode & libc::S_ISGID != 0 {
+            perm |= libc::S_ISGID;
+        }
         rfs::mkdirat(&*pfd, name, Mode::from_bits_retain(perm))?;
         self.finish_create(ctx, &p, name, perm).inspect_err(|_| {
             let _ = rfs::unlinkat(&*pfd, name, AtFlags::REMOVEDIR);
