@@ -89,6 +89,9 @@ struct Shared {
     pool_cpus: usize,
     /// Helpers running, per queue.
     helpers: Vec<AtomicU32>,
+    /// Streamed writes waiting for a stalled client, per queue: while any does, the queue's
+    /// helpers stay (its other clients must not wait behind it).
+    stalled: Vec<AtomicU32>,
     helper_threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
     helpers_started: AtomicU64,
     owners: owners::Owners,
@@ -203,6 +206,7 @@ impl BackDriver {
             cpus: cpus.to_vec(),
             pool_cpus: if cpus.is_empty() { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { cpus.len() },
             helpers: (0..g.queues).map(|_| AtomicU32::new(0)).collect(),
+            stalled: (0..g.queues).map(|_| AtomicU32::new(0)).collect(),
             helper_threads: std::sync::Mutex::new(Vec::new()),
             helpers_started: AtomicU64::new(0),
             owners: owners::Owners::default(),
@@ -418,6 +422,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
         placement::pin(sh.cpus[q as usize % sh.cpus.len()]);
     }
     let mut caches = PathCaches::default();
+    WORKER.with(|w| *w.borrow_mut() = Some((sh.clone(), q)));
     let queue = seg.queue(q);
     let bell = seg.doorbell(q);
     let mut buf = vec![0u8; limits.buffer_size as usize];
@@ -444,7 +449,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                 }
                 continue;
             }
-            if helper {
+            if helper && sh.stalled[q as usize].load(Ordering::Acquire) == 0 {
                 break;
             }
             // Sleep until a client rings (or 50 ms pass, to notice a stop).
@@ -531,6 +536,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
             }
         }
     }
+    WORKER.with(|w| *w.borrow_mut() = None);
     for (_, (fs, mut dirs)) in caches.by_instance.drain() {
         dirs.clear(&*fs);
     }
@@ -762,6 +768,35 @@ fn request_data(area: &Area, r: &Request, buf: &mut [u8]) -> Vec<u8> {
 /// instance of the service: appends are rare enough that one lock costs nothing measurable).
 static APPENDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A streamed write whose client has not sent its next piece for this long calls a helper
+/// for the queue, so that the queue's other clients do not wait behind it.
+const STALL: std::time::Duration = std::time::Duration::from_millis(2);
+
+thread_local! {
+    /// The back driver and queue this service thread serves (for a stalled streamed write).
+    static WORKER: std::cell::RefCell<Option<(Arc<Shared>, u32)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A streamed write waiting for its stalled client: the queue keeps a helper meanwhile.
+struct Stalled {
+    sh: Arc<Shared>,
+    q: u32,
+}
+
+impl Stalled {
+    fn start(sh: &Arc<Shared>, q: u32) -> Stalled {
+        sh.stalled[q as usize].fetch_add(1, Ordering::AcqRel);
+        call_helper(sh, q);
+        Stalled { sh: sh.clone(), q }
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        self.sh.stalled[self.q as usize].fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Longest a streamed write waits for its client's next piece.
 const PIECE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Smallest piece of a streamed write written on its own (unless it is the last).
@@ -776,6 +811,8 @@ fn streamed_write(area: &Area, fs: &dyn FileSystem, ctx: &Context, r: &Request, 
     let mut done = 0;
     let mut since = None::<std::time::Instant>;
     let mut spins = 0u32;
+    // Set while this write waits for a stalled client (a helper serves the others).
+    let mut stall: Option<Stalled> = None;
     while done < total {
         let filled = (h.filled.load(Ordering::Acquire) as usize).min(total);
         if filled >= total || filled >= done + MIN_PIECE {
@@ -788,9 +825,14 @@ fn streamed_write(area: &Area, fs: &dyn FileSystem, ctx: &Context, r: &Request, 
             since = None;
             continue;
         }
-        // The next piece is being copied (microseconds); a client that stalls is given up on.
-        if since.get_or_insert_with(std::time::Instant::now).elapsed() > PIECE_WAIT {
+        // The next piece is being copied (microseconds); a client that stalls is given up on,
+        // and meanwhile the queue's other clients get a helper thread.
+        let waited = since.get_or_insert_with(std::time::Instant::now).elapsed();
+        if waited > PIECE_WAIT {
             break;
+        }
+        if waited > STALL && stall.is_none() {
+            stall = WORKER.with(|w| w.borrow().as_ref().map(|(sh, q)| Stalled::start(sh, *q)));
         }
         spins += 1;
         if spins.is_multiple_of(polytropon_ipc::client::YIELD_EVERY) {
