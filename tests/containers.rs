@@ -227,6 +227,21 @@ mkdir -p /work/d; for i in $(seq 1 40); do echo $i > /work/d/f$i; done; cat /wor
     assert!(user("open_path") >= 200, "the container's opens take the user-level path: {}", m["user_ops"]);
     assert!(user("write") >= 100 && user("read") >= 100, "{}", m["user_ops"]);
     assert_eq!(std::fs::read_to_string(upper.join("tmp/n")).expect("written through the union"), "100\n");
+
+    // A non-root user of the container is served at user level too, as itself.
+    let (opens, writes) = (user("open_path"), user("write"));
+    let out = s.exec(&["--root", &mnt_s, "--user", "app", "--", "sh", "-c", "for i in $(seq 1 100); do echo $i > /tmp/app-n; cat /tmp/app-n > /dev/null; done; id -u; cat /root/secret 2>&1 || true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Permission denied") || text.contains("No such file"), "app read /root/secret: {text}");
+    let app: u32 = text.lines().find_map(|l| l.trim().parse().ok()).expect("app's uid");
+    assert_ne!(app, 0);
+    let v = s.inspect();
+    let m = v["service"]["mounts"].as_array().expect("mounts").iter().find(|m| m["mountpoint"] == mnt_s.as_str()).cloned().expect("the mount");
+    let user = |op: &str| m["user_ops"][op]["count"].as_u64().unwrap_or(0);
+    assert!(user("open_path") >= opens + 200 && user("write") >= writes + 100, "the non-root user's I/O took the user-level path: {}", m["user_ops"]);
+    let made = std::fs::metadata(upper.join("tmp/app-n")).expect("app's file");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&made), app, "app's file is app's");
 }
 
 #[test]

@@ -172,7 +172,7 @@ fn a_handle_of_another_process_is_ebadf_and_stays_its_owners() {
                     _ => (&[], 0),
                 };
                 let got = io(&mut c, op, f, data, len).map(|_| ());
-                if got != ebadf.map(|()| ()) {
+                if got != ebadf {
                     eprintln!("{op:?} with another process's handle: {got:?}");
                     return None;
                 }
@@ -193,4 +193,21 @@ fn a_handle_of_another_process_is_ebadf_and_stays_its_owners() {
     assert_eq!(&b, b"mine only");
     // The handle on another inode than its own is refused too.
     assert_eq!(io(&mut mine, Op::Read, (f.0 + 1, f.1), &[], 9), Err(Unserved::Errno(libc::EBADF)));
+}
+
+#[test]
+fn an_instance_whose_mount_the_process_cannot_see_is_not_there_for_it() {
+    let s = Scratch::new("hostile-instance");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    std::fs::write(lower.join("f"), b"x").expect("seed");
+    let seen = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata("/").expect("stat /"));
+    let instance = |device| Some(polytropon::service::shm::UserInstance { fs: union(&lower, &upper), stats: Arc::default(), kernel: None, device });
+    // Instance 0's mount is one every process here sees (the root's device); instance 1's is
+    // a device no process has mounted.
+    let table = Arc::new(std::sync::RwLock::new(vec![instance(Some(seen)), instance(Some(u64::MAX - 7))]));
+    let driver = BackDriver::start_table(table, GEOMETRY, &[], None, &common::channel_path()).expect("back driver");
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("connect");
+    let stat = |c: &mut Client, instance: u32| c.call(Descriptor { op: Op::StatPath as u32, instance, len: 1, ..Descriptor::default() }, b"f").map(|_| ());
+    assert_eq!(stat(&mut c, 0), Ok(()));
+    assert_eq!(stat(&mut c, 1), Err(Unserved::Errno(libc::ENODEV)));
 }

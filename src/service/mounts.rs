@@ -74,7 +74,8 @@ impl Locked<'_> {
     /// range and free, else the lowest free one; returns the index.
     pub fn insert(&mut self, mountpoint: PathBuf, spec: InstanceSpec, mount: Mounted, fs: Arc<dyn FileSystem>, want: Option<u32>) -> u32 {
         let user = Arc::new(OpStats::default());
-        let entry = Some(UserInstance { fs, stats: user.clone(), kernel: mount.kernel_cache() });
+        let device = std::fs::metadata(&mountpoint).ok().map(|m| std::os::unix::fs::MetadataExt::dev(&m));
+        let entry = Some(UserInstance { fs, stats: user.clone(), kernel: mount.kernel_cache(), device });
         let mut t = self.by_index.write().unwrap_or_else(|p| p.into_inner());
         let want = want.map(|w| w as usize).filter(|w| *w < MAX_INSTANCES);
         if let Some(w) = want {

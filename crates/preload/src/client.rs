@@ -84,9 +84,11 @@ fn attach(channel: &std::ffi::CStr, tid: u32) -> Result<Client, c_int> {
             SERVICE_DIED.store(true, Ordering::Release);
             libc::EIO
         }
-        // Nobody listening: no service yet (after one died), or never one.
-        libc::ENOENT | libc::ECONNREFUSED | libc::EINVAL | libc::EIDRM => died(e),
-        e => e,
+        // After a service died, any failure to reach one (nobody listening yet, a connection
+        // cut while the dead one goes away, a successor still setting up) is "no service
+        // yet": EIO, tried again on the next call. Before, it is what it is (nobody listening
+        // ever: the kernel path).
+        e => died(e),
     })?;
     let seen = SEGMENT.swap(client.shmid(), Ordering::AcqRel);
     if seen != -1 && seen != client.shmid() {

@@ -32,11 +32,20 @@ pub struct Channel {
     pub creds: Creds,
     /// Its process, as the owner of the handles it opens (see `owners`).
     pub owner: u64,
+    /// The devices of the mounts its process sees (`/proc/PID/mountinfo`), sorted.
+    pub mounts: Vec<u64>,
     /// Sequence number of the last request taken from the area: a request is taken once,
     /// whatever hints arrive for it.
     pub served: AtomicU64,
     /// Posted requests taken so far; held by the worker draining them.
     pub posts: Mutex<u32>,
+}
+
+impl Channel {
+    /// Whether the client's process sees a mount of device `dev`.
+    pub fn sees(&self, dev: u64) -> bool {
+        self.mounts.binary_search(&dev).is_ok()
+    }
 }
 
 impl std::fmt::Debug for Channel {
@@ -184,7 +193,7 @@ impl Channels {
         let pid = peer.pid.as_raw_nonzero().get() as u32;
         let who = identify(pid, hello.tid).map_err(|e| refuse(libc::EACCES, e))?;
         let (memfd, map, area) = make_area(self.buffer_size).map_err(|e| refuse(libc::ENOMEM, e))?;
-        let channel = Arc::new(Channel { area, map, ctx: who.ctx, creds: who.creds, owner: who.owner, served: AtomicU64::new(0), posts: Mutex::new(0) });
+        let channel = Arc::new(Channel { area, map, ctx: who.ctx, creds: who.creds, owner: who.owner, mounts: who.mounts, served: AtomicU64::new(0), posts: Mutex::new(0) });
         let c = {
             let mut t = self.slots.write().unwrap_or_else(|p| p.into_inner());
             let Some(c) = t.iter().position(Option::is_none) else {
@@ -209,6 +218,7 @@ struct Identity {
     ctx: Context,
     creds: Creds,
     owner: u64,
+    mounts: Vec<u64>,
 }
 
 /// The filesystem credentials of thread `tid` of process `pid` (the whole process when the
@@ -222,6 +232,7 @@ fn identify(pid: u32, tid: u32) -> io::Result<Identity> {
         .filter(|s| field(s, "Tgid:").and_then(|v| v.parse::<u32>().ok()) == Some(pid))
         .map_or_else(|| std::fs::read_to_string(format!("/proc/{pid}/status")), Ok)?;
     let owner = super::owners::owner_of(pid).unwrap_or(0);
+    let mounts = mount_devices(&std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?);
     if exited(&pidfd) {
         return Err(io::Error::other(format!("process {pid} exited while it was identified")));
     }
@@ -230,7 +241,21 @@ fn identify(pid: u32, tid: u32) -> io::Result<Identity> {
     let (Some(uid), Some(gid)) = (fs_id("Uid:"), fs_id("Gid:")) else { return Err(io::Error::other(format!("no credentials for process {pid}"))) };
     let groups = field(&status, "Groups:").unwrap_or("").split_whitespace().filter_map(|g| g.parse::<u32>().ok()).collect();
     let caps = field(&status, "CapEff:").and_then(|c| u64::from_str_radix(c, 16).ok()).ok_or_else(|| io::Error::other(format!("no capabilities for process {pid}")))?;
-    Ok(Identity { ctx: Context { uid, gid, pid: pid as i32 }, creds: Creds { uid, gid, groups, caps }, owner })
+    Ok(Identity { ctx: Context { uid, gid, pid: pid as i32 }, creds: Creds { uid, gid, groups, caps }, owner, mounts })
+}
+
+/// The devices (`major:minor`, the third field) of the mounts a `mountinfo` lists, sorted.
+fn mount_devices(mountinfo: &str) -> Vec<u64> {
+    let mut out: Vec<u64> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (major, minor) = l.split_whitespace().nth(2)?.split_once(':')?;
+            Some(libc::makedev(major.parse().ok()?, minor.parse().ok()?))
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The value of the `/proc/PID/status` line `name`.
@@ -276,4 +301,13 @@ fn send_welcome(s: &UnixStream, w: &Welcome, fd: Option<&OwnedFd>) -> io::Result
         return Err(io::Error::other("short welcome"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mount_devices_are_read_from_the_third_field() {
+        let info = "22 1 0:21 / / rw - ext4 /dev/root rw\n35 22 8:1 / /boot rw - vfat /dev/sda1 rw\n40 22 0:21 /x /y rw - ext4 /dev/root rw\nbroken line\n";
+        assert_eq!(super::mount_devices(info), vec![libc::makedev(0, 21), libc::makedev(8, 1)]);
+    }
 }

@@ -61,6 +61,9 @@ pub struct UserInstance {
     pub stats: Arc<OpStats>,
     /// The FUSE mount of the same instance, if any.
     pub kernel: Option<Arc<dyn KernelCache>>,
+    /// The device (`st_dev`) of that FUSE mount: a client may name the instance only if its
+    /// process sees a mount of it (`None`: any client may, as for a driver without mounts).
+    pub device: Option<u64>,
 }
 
 impl std::fmt::Debug for UserInstance {
@@ -151,7 +154,7 @@ impl BackDriver {
     /// A back driver serving the single instance `fs` (as instance 0), its channel socket
     /// at `channel`.
     pub fn start(fs: Arc<dyn FileSystem>, g: Geometry, channel: &std::path::Path) -> io::Result<BackDriver> {
-        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None })])), g, &[], None, channel)
+        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None })])), g, &[], None, channel)
     }
 
     /// Creates a segment of geometry `g` (in the caller's IPC namespace, mode 0600) and starts
@@ -547,7 +550,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
 
 /// Runs one request of client `ch` (its instance, its credentials, its handles only).
 fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mut PathCaches, buf: &mut [u8], slots: &[usize; 64]) -> (i64, [u64; 4]) {
-    let Some(UserInstance { fs, stats, kernel }) = instance(&sh.table, req.instance) else {
+    let Some(UserInstance { fs, stats, kernel, device }) = instance(&sh.table, req.instance) else {
         return (Unserved::Errno(libc::ENODEV).result() as i64, [0; 4]);
     };
     // A directory cache belongs to one instance object: a replaced table entry starts a
@@ -559,6 +562,10 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
     }
     let _timer = Timer::start_at(stats, slots[req.op as usize]);
     let owner = ch.owner;
+    // An instance whose mount the client's process cannot see is not there for it.
+    if device.is_some_and(|d| !ch.sees(d)) {
+        return (Unserved::Errno(libc::ENODEV).result() as i64, [0; 4]);
+    }
     if let Some(refused) = scope(sh, ch, req) {
         return (refused.result() as i64, [0; 4]);
     }
