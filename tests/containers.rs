@@ -230,7 +230,7 @@ mkdir -p /work/d; for i in $(seq 1 40); do echo $i > /work/d/f$i; done; cat /wor
 
     // A non-root user of the container is served at user level too, as itself.
     let (opens, writes) = (user("open_path"), user("write"));
-    let out = s.exec(&["--root", &mnt_s, "--user", "app", "--", "sh", "-c", "for i in $(seq 1 100); do echo $i > /tmp/app-n; cat /tmp/app-n > /dev/null; done; id -u; cat /root/secret 2>&1 || true"]);
+    let out = s.exec(&["--root", &mnt_s, "--user", "app", "--", "sh", "-c", "for i in $(seq 1 100); do echo $i | tee /tmp/app-n > /dev/null; cat /tmp/app-n > /dev/null; done; id -u; cat /root/secret 2>&1 || true"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Permission denied") || text.contains("No such file"), "app read /root/secret: {text}");

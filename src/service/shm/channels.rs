@@ -32,8 +32,12 @@ pub struct Channel {
     pub creds: Creds,
     /// Its process, as the owner of the handles it opens (see `owners`).
     pub owner: u64,
-    /// The devices of the mounts its process sees (`/proc/PID/mountinfo`), sorted.
-    pub mounts: Vec<u64>,
+    /// The devices of the mounts its process sees (`/proc/PID/mountinfo`), sorted; read
+    /// again when a request names a device not among them (a mount made since).
+    mounts: RwLock<Vec<u64>>,
+    /// Its process, held while the connection lives (its pid names no other meanwhile).
+    pid: u32,
+    pidfd: OwnedFd,
     /// Sequence number of the last request taken from the area: a request is taken once,
     /// whatever hints arrive for it.
     pub served: AtomicU64,
@@ -42,9 +46,20 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// Whether the client's process sees a mount of device `dev`.
+    /// Whether the client's process sees a mount of device `dev` (its mounts read again
+    /// when it did not, while the process is still the one that connected).
     pub fn sees(&self, dev: u64) -> bool {
-        self.mounts.binary_search(&dev).is_ok()
+        if self.mounts.read().unwrap_or_else(|p| p.into_inner()).binary_search(&dev).is_ok() {
+            return true;
+        }
+        let Ok(info) = std::fs::read_to_string(format!("/proc/{}/mountinfo", self.pid)) else { return false };
+        if exited(&self.pidfd) {
+            return false;
+        }
+        let now = mount_devices(&info);
+        let seen = now.binary_search(&dev).is_ok();
+        *self.mounts.write().unwrap_or_else(|p| p.into_inner()) = now;
+        seen
     }
 }
 
@@ -193,7 +208,7 @@ impl Channels {
         let pid = peer.pid.as_raw_nonzero().get() as u32;
         let who = identify(pid, hello.tid).map_err(|e| refuse(libc::EACCES, e))?;
         let (memfd, map, area) = make_area(self.buffer_size).map_err(|e| refuse(libc::ENOMEM, e))?;
-        let channel = Arc::new(Channel { area, map, ctx: who.ctx, creds: who.creds, owner: who.owner, mounts: who.mounts, served: AtomicU64::new(0), posts: Mutex::new(0) });
+        let channel = Arc::new(Channel { area, map, ctx: who.ctx, creds: who.creds, owner: who.owner, mounts: RwLock::new(who.mounts), pid, pidfd: who.pidfd, served: AtomicU64::new(0), posts: Mutex::new(0) });
         let c = {
             let mut t = self.slots.write().unwrap_or_else(|p| p.into_inner());
             let Some(c) = t.iter().position(Option::is_none) else {
@@ -219,6 +234,7 @@ struct Identity {
     creds: Creds,
     owner: u64,
     mounts: Vec<u64>,
+    pidfd: OwnedFd,
 }
 
 /// The filesystem credentials of thread `tid` of process `pid` (the whole process when the
@@ -241,7 +257,7 @@ fn identify(pid: u32, tid: u32) -> io::Result<Identity> {
     let (Some(uid), Some(gid)) = (fs_id("Uid:"), fs_id("Gid:")) else { return Err(io::Error::other(format!("no credentials for process {pid}"))) };
     let groups = field(&status, "Groups:").unwrap_or("").split_whitespace().filter_map(|g| g.parse::<u32>().ok()).collect();
     let caps = field(&status, "CapEff:").and_then(|c| u64::from_str_radix(c, 16).ok()).ok_or_else(|| io::Error::other(format!("no capabilities for process {pid}")))?;
-    Ok(Identity { ctx: Context { uid, gid, pid: pid as i32 }, creds: Creds { uid, gid, groups, caps }, owner, mounts })
+    Ok(Identity { ctx: Context { uid, gid, pid: pid as i32 }, creds: Creds { uid, gid, groups, caps }, owner, mounts, pidfd })
 }
 
 /// The devices (`major:minor`, the third field) of the mounts a `mountinfo` lists, sorted.
