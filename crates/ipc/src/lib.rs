@@ -12,6 +12,7 @@
 #[cfg(test)]
 extern crate std;
 
+#[cfg(not(loom))]
 pub mod area;
 pub mod args;
 #[cfg(not(loom))]
