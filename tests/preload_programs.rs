@@ -127,6 +127,64 @@ fn real_programs_on(cpus: &str) {
     st.destroy();
 }
 
+/// Every file under `dir` (and `dir`) owned by `id`:`id`.
+fn chown_tree(dir: &Path, id: u32) {
+    for e in walkdir(dir) {
+        std::os::unix::fs::lchown(&e, Some(id), Some(id)).expect("chown");
+    }
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+            out.extend(walkdir(&e.path()));
+        }
+    }
+    out
+}
+
+/// The same programs as a non-root user (uid 1000, through `setpriv` under the library):
+/// the same results as on a plain directory that user owns, and their I/O still on the
+/// user-level path, served with that user's credentials.
+#[test]
+fn real_programs_behave_as_on_a_plain_directory_as_a_non_root_user() {
+    const USER: u32 = 1000;
+    let st = Stage::on_cpus("preload-progs-user", "u", "1", |d| {
+        seed(d);
+        chown_tree(d, USER);
+    });
+    let scratch = st.h.scratch.path().to_path_buf();
+    std::os::unix::fs::chown(scratch.join("upper"), Some(USER), Some(USER)).expect("chown upper");
+    for d in [scratch.as_path(), st.h.state.as_path(), &st.h.state.join("pools")] {
+        if d.exists() {
+            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        }
+    }
+    st.compile("stdio");
+    let script = scratch.join("programs.sh");
+    std::fs::write(&script, PROGRAMS).expect("write the script");
+    let wrapper = format!("export HOME=/tmp PATH=/usr/local/bin:/usr/bin:/bin; exec setpriv --reuid={USER} --regid={USER} --clear-groups bash {}", script.display());
+    let (expected, got) = st.both(&wrapper);
+    let (want, have) = (String::from_utf8_lossy(&expected.stdout), String::from_utf8_lossy(&got.stdout));
+    assert_eq!(have, want, "output differs under the library; its stderr:\n{}", stderr(&got));
+    assert_eq!(got.status.code(), expected.status.code(), "{}", stderr(&got));
+    let (ours, reference) = (comparable(kernel_tree(&st.mnt)), comparable(kernel_tree(&st.plain)));
+    assert!(ours == reference, "trees differ after the programs ran:\n{}", diff(&reference, &ours));
+    let mount = st.counters();
+    let count = |path: &str, op: &str| count(&mount, path, op);
+    for op in ["open_path", "read", "write", "stat_path", "unlink_path", "mkdir", "rename"] {
+        assert!(count("user_ops", op) > 0, "no {op} on the user-level path: {}", mount["user_ops"]);
+    }
+    assert!(count("user_ops", "read") > count("fuse_ops", "read"), "reads mostly on FUSE: {mount}");
+    assert!(count("user_ops", "open_path") > count("fuse_ops", "open"), "opens mostly on FUSE: {mount}");
+    // What the user made belongs to the user.
+    let made = std::fs::metadata(scratch.join("upper/out.txt")).expect("out.txt in the upper branch");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&made), USER);
+    eprintln!("user-level: {}\nFUSE: {}", mount["user_ops"], mount["fuse_ops"]);
+    st.destroy();
+}
+
 /// A forked child that exits without calling the library (a shell's `$(...)`) drops its copy
 /// of its parent's client: that must not give back the parent's client area. Otherwise the
 /// next process to attach (here a background subshell; in `PROGRAMS`, the detached
