@@ -211,3 +211,29 @@ fn an_instance_whose_mount_the_process_cannot_see_is_not_there_for_it() {
     assert_eq!(stat(&mut c, 0), Ok(()));
     assert_eq!(stat(&mut c, 1), Err(Unserved::Errno(libc::ENODEV)));
 }
+
+/// For reference beside the attacks: a neighbour process of the pool that only spins (it
+/// never talks to the service) and so takes a cpu, as the posting attacker does.
+#[test]
+fn reference_a_neighbour_that_only_takes_a_cpu() {
+    under("busy", |_, _, stop| {
+        // SAFETY: the child only spins until it is killed.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            loop {
+                std::hint::spin_loop();
+            }
+        }
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // SAFETY: killing and reaping the child forked above.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        })
+    });
+}

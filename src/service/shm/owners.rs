@@ -83,6 +83,11 @@ impl Owners {
         matches!(self.lock().by_handle.get(&(instance, handle)), Some((o, h)) if *o == owner && h.inode == inode && h.dir == dir)
     }
 
+    /// Whether `owner` holds `handle` of `instance` at all (a cheap test before a release).
+    pub fn holds_handle(&self, owner: u64, instance: u32, handle: u64) -> bool {
+        matches!(self.lock().by_handle.get(&(instance, handle)), Some((o, _)) if *o == owner)
+    }
+
     /// Open handles in all.
     pub fn open_files(&self) -> usize {
         self.lock().by_handle.len()
