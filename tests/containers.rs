@@ -522,3 +522,32 @@ fn startup_benchmark_compares_the_three_roots() {
     assert!(!pools.contains("bench-"), "{pools}");
     assert!(!s.host.data().join("containers").exists() || std::fs::read_dir(s.host.data().join("containers")).expect("dir").next().is_none());
 }
+
+/// A container's command runs as runc runs one by default (issue 24, in part): runc's
+/// capability list in every set, none ambient, `no_new_privs`; /proc's windows on the host
+/// hidden or read-only; /dev not executable. What a container root may still do (chown)
+/// still works.
+#[test]
+fn a_container_is_confined_as_runc_confines_by_default() {
+    let s = Stage::new("ctconf");
+    let script = r#"grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status
+/bin/busybox mount -t tmpfs x /mnt 2>/dev/null && echo MOUNTED
+echo "kcore $(cat /proc/kcore 2>/dev/null | head -c 16 | wc -c)"
+(echo h > /proc/sysrq-trigger) 2>/dev/null && echo SYSRQ
+(echo 1 > /proc/sys/kernel/sysrq) 2>/dev/null && echo SYSCTL
+echo "firmware $(ls /sys/firmware 2>/dev/null | wc -l)"
+cp /bin/busybox /dev/bb 2>/dev/null && /dev/bb true 2>/dev/null && echo DEVEXEC
+touch /tmp/own && /bin/busybox chown 1:1 /tmp/own && echo "chown ok $(/bin/busybox stat -c %u:%g /tmp/own)"
+echo done"#;
+    let out = s.clone_sh(&[], script);
+    let runc: u64 = [0u32, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31].iter().fold(0, |m, c| m | 1 << c);
+    for set in ["CapPrm", "CapEff", "CapBnd"] {
+        assert!(out.contains(&format!("{set}:\t{runc:016x}")), "{set} is not runc's default set:\n{out}");
+    }
+    assert!(out.contains("CapAmb:\t0000000000000000") && out.contains("NoNewPrivs:\t1"), "{out}");
+    for bad in ["MOUNTED", "SYSRQ", "SYSCTL", "DEVEXEC"] {
+        assert!(!out.contains(bad), "the container could {bad}:\n{out}");
+    }
+    assert!(out.contains("kcore 0") && out.contains("firmware 0"), "{out}");
+    assert!(out.contains("chown ok 1:1") && out.trim_end().ends_with("done"), "{out}");
+}

@@ -178,11 +178,13 @@ fn prepare(spec: &Spec, pty: Option<&OwnedFd>) -> Result<Prepared, (String, i32)
     } else if spec.stdout_to_stderr {
         sys::dup_onto(std::io::stderr().as_fd(), 1).map_err(|e| fail(format!("cannot send output to the log: {e}")))?;
     }
+    super::confine::bound().map_err(fail)?;
     if let Some((uid, gid)) = spec.user {
         nix::unistd::setgroups(&[Gid::from_raw(gid)]).map_err(|e| fail(format!("setgroups: {e}")))?;
         nix::unistd::setgid(Gid::from_raw(gid)).map_err(|e| fail(format!("setgid {gid}: {e}")))?;
         nix::unistd::setuid(Uid::from_raw(uid)).map_err(|e| fail(format!("setuid {uid}: {e}")))?;
     }
+    super::confine::limit().map_err(fail)?;
     nix::unistd::chdir(&spec.workdir).map_err(|e| fail(format!("working directory {}: {e}", spec.workdir.display())))?;
     let cstr = |s: &str| CString::new(s).map_err(|_| fail(format!("{s:?} contains a NUL byte")));
     let argv = spec.argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;

@@ -11,6 +11,7 @@
 
 mod init;
 pub mod launch;
+mod confine;
 mod relay;
 pub mod rootfs;
 pub mod state;

@@ -47,7 +47,7 @@ pub fn populate(root: &Path, library: Option<&Path>, channel: Option<&Path>) -> 
     let proc_dir = dir(root, "/proc")?;
     mount_at("proc", &proc_dir, Some("proc"), nosuid, None)?;
     let dev = dir(root, "/dev")?;
-    mount_at("tmpfs", &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"))?;
+    mount_at("tmpfs", &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"))?;
     for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
         let p = dev.join(name);
         ctx(mknod(&p, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor)), || format!("cannot create /dev/{name}"))?;
@@ -81,6 +81,38 @@ pub fn populate(root: &Path, library: Option<&Path>, channel: Option<&Path>) -> 
     }
     let sys = dir(root, "/sys")?;
     mount_at("sysfs", &sys, Some("sysfs"), nosuid | MsFlags::MS_RDONLY, None)?;
+    mask(root)
+}
+
+/// Files of /proc and /sys that show the host (its memory, keys, timers, firmware): hidden
+/// behind /dev/null or an empty read-only tmpfs, as runc hides them.
+const MASKED: [&str; 9] =
+    ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats", "/proc/acpi", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"];
+
+/// Parts of /proc through which a process changes the host's kernel: read-only, as runc
+/// makes them.
+const READ_ONLY: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// Hides [`MASKED`] and makes [`READ_ONLY`] read-only under `root` (what this kernel lacks is
+/// skipped).
+fn mask(root: &Path) -> Step {
+    for p in MASKED {
+        let at = root.join(p.trim_start_matches('/'));
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => mount_at("tmpfs", &at, Some("tmpfs"), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("size=0"))?,
+            Ok(_) => mount_at("/dev/null", &at, None, MsFlags::MS_BIND, None)?,
+            Err(_) => {}
+        }
+    }
+    for p in READ_ONLY {
+        let at = root.join(p.trim_start_matches('/'));
+        if std::fs::symlink_metadata(&at).is_err() {
+            continue;
+        }
+        let at_s = at.to_str().ok_or_else(|| format!("{} is not UTF-8", at.display()))?.to_string();
+        mount_at(&at_s, &at, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        mount_at("none", &at, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None)?;
+    }
     Ok(())
 }
 

@@ -72,3 +72,74 @@ pub fn spawn(flags: CloneFlags, f: &mut dyn FnMut() -> isize) -> io::Result<Pid>
     let pid = unsafe { nix::sched::clone(Box::new(f), &mut stack, flags, Some(libc::SIGCHLD)) }?;
     Ok(pid)
 }
+
+/// `prctl` with integer arguments (the calls used here take no pointers).
+fn prctl(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: the options passed by this module (PR_CAPBSET_DROP, PR_CAP_AMBIENT,
+    // PR_SET_NO_NEW_PRIVS) take integer arguments only.
+    if unsafe { libc::prctl(option, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Drops capability `cap` from the calling thread's bounding set.
+pub fn drop_bounding(cap: u32) -> io::Result<()> {
+    prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap))
+}
+
+/// Clears the calling thread's ambient capabilities.
+pub fn clear_ambient() -> io::Result<()> {
+    // PR_CAP_AMBIENT_CLEAR_ALL is the second argument; the kernel wants the rest zero.
+    // SAFETY: integer arguments only.
+    if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets `no_new_privs` on the calling thread (kept across exec, never undone).
+pub fn no_new_privs() -> io::Result<()> {
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
+}
+
+/// The calling thread's capability sets: (effective, permitted, inheritable) as 64-bit masks.
+pub fn capabilities() -> io::Result<(u64, u64, u64)> {
+    let mut header = CapHeader { version: CAP_VERSION_3, pid: 0 };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget fills two `CapData` for version 3; both pointers are valid.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, data.as_mut_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let join = |f: fn(&CapData) -> u32| u64::from(f(&data[0])) | u64::from(f(&data[1])) << 32;
+    Ok((join(|d| d.effective), join(|d| d.permitted), join(|d| d.inheritable)))
+}
+
+/// Sets the calling thread's capability sets (each at most what the kernel allows).
+pub fn set_capabilities(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
+    let mut header = CapHeader { version: CAP_VERSION_3, pid: 0 };
+    let split = |m: u64| [m as u32, (m >> 32) as u32];
+    let (e, p, i) = (split(effective), split(permitted), split(inheritable));
+    let data = [CapData { effective: e[0], permitted: p[0], inheritable: i[0] }, CapData { effective: e[1], permitted: p[1], inheritable: i[1] }];
+    // SAFETY: capset reads two `CapData` for version 3; both pointers are valid.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}

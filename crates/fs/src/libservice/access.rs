@@ -32,9 +32,11 @@ pub const MAY_WRITE: u32 = 2;
 pub const MAY_EXEC: u32 = 1;
 
 impl Creds {
-    /// Every capability (a root process's default set): no rule refuses it but the exec bits.
+    /// The capabilities that pass every rule here but the exec bits and the extended
+    /// attribute namespaces (a root process's, or a container root's under runc's default
+    /// set): nothing else needs checking.
     pub fn all_caps(&self) -> bool {
-        const FS_CAPS: u64 = 1 << CAP_CHOWN | 1 << CAP_DAC_OVERRIDE | 1 << CAP_DAC_READ_SEARCH | 1 << CAP_FOWNER | 1 << CAP_FSETID;
+        const FS_CAPS: u64 = 1 << CAP_CHOWN | 1 << CAP_DAC_OVERRIDE | 1 << CAP_FOWNER | 1 << CAP_FSETID;
         self.caps & FS_CAPS == FS_CAPS
     }
 
