@@ -562,7 +562,6 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         entry.1.clear(&*entry.0);
         *entry = (fs.clone(), PathCache::default());
     }
-    let _timer = Timer::start_at(stats, slots[req.op as usize]);
     let owner = ch.owner;
     // An instance whose mount the client's process cannot see is not there for it.
     if device.is_some_and(|d| !ch.sees(d)) {
@@ -571,6 +570,8 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
     if let Some(refused) = scope(sh, ch, req) {
         return (refused.result() as i64, [0; 4]);
     }
+    // Counted from here: what the checks above refused or sent to the kernel was not served.
+    let _timer = Timer::start_at(stats, slots[req.op as usize]);
     let opens = matches!(req.op, Op::OpenPath | Op::Opendir);
     let (res, aux) = if opens && !sh.owners.admit(owner) {
         (Unserved::Errno(libc::EMFILE).result() as i64, [0; 4])
