@@ -237,3 +237,18 @@ fn reference_a_neighbour_that_only_takes_a_cpu() {
         })
     });
 }
+
+/// Connections that never say hello hold up no one: an honest client connects and is served
+/// beside twenty silent ones (each used to hold the listener for half a second, longer in
+/// all than a client waits for its welcome).
+#[test]
+fn silent_connections_delay_no_honest_client() {
+    let s = Scratch::new("hostile-silent");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    std::fs::write(lower.join("f"), b"x").expect("seed");
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let silent: Vec<_> = (0..20).map(|_| std::os::unix::net::UnixStream::connect(driver.channel()).expect("a silent connection")).collect();
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("the honest client connects");
+    assert!(c.call(Descriptor { op: Op::StatPath as u32, len: 1, ..Descriptor::default() }, b"f").is_ok());
+    drop(silent);
+}

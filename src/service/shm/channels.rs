@@ -12,7 +12,10 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Longest a new connection may take to send its hello.
+const HELLO_WAIT: Duration = Duration::from_secs(1);
 
 use polytropon_ipc::area::Area;
 use polytropon_ipc::{Hello, Welcome, PROTOCOL_VERSION};
@@ -141,10 +144,13 @@ impl Channels {
     /// whose connection closed.
     pub fn run(&self, listener: &UnixListener, stop: &AtomicBool) {
         let mut open: Vec<(UnixStream, u32)> = Vec::new();
+        // Connections whose hello has not arrived yet, and since when: one is set up only
+        // once it has something to read, so a peer that stalls delays no one else.
+        let mut waiting: Vec<(UnixStream, Instant)> = Vec::new();
         while !stop.load(Ordering::Acquire) {
-            let mut fds: Vec<nix::poll::PollFd<'_>> = Vec::with_capacity(open.len() + 1);
+            let mut fds: Vec<nix::poll::PollFd<'_>> = Vec::with_capacity(open.len() + waiting.len() + 1);
             fds.push(nix::poll::PollFd::new(listener.as_fd(), nix::poll::PollFlags::POLLIN));
-            for (s, _) in &open {
+            for s in open.iter().map(|(s, _)| s).chain(waiting.iter().map(|(s, _)| s)) {
                 fds.push(nix::poll::PollFd::new(s.as_fd(), nix::poll::PollFlags::POLLIN));
             }
             if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).is_err() {
@@ -152,24 +158,32 @@ impl Channels {
             }
             let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
             drop(fds);
+            let (opened, hello) = ready[1..].split_at(open.len());
             // Connections with something to say or closed: a client says nothing after its
             // hello, so anything readable is the end (or garbage, which ends it too).
-            let mut i = open.len();
-            while i > 0 {
-                i -= 1;
-                if ready[i + 1] {
+            for i in (0..open.len()).rev() {
+                if opened[i] {
                     let (s, c) = open.swap_remove(i);
                     let mut b = [0u8; 64];
                     let _ = (&s).read(&mut b);
                     self.close(c);
                 }
             }
-            if ready[0] {
-                while let Ok((s, _)) = listener.accept() {
+            for i in (0..waiting.len()).rev() {
+                if hello[i] {
+                    let (s, _) = waiting.swap_remove(i);
                     match self.admit(&s) {
                         Ok(c) => open.push((s, c)),
                         Err(e) => debug!("channel client refused: {e}"),
                     }
+                } else if waiting[i].1.elapsed() > HELLO_WAIT {
+                    debug!("channel client dropped: no hello");
+                    waiting.swap_remove(i);
+                }
+            }
+            if ready[0] {
+                while let Ok((s, _)) = listener.accept() {
+                    waiting.push((s, Instant::now()));
                 }
             }
         }
@@ -191,7 +205,7 @@ impl Channels {
     /// (refusals included) goes back on `s`.
     fn admit(&self, s: &UnixStream) -> io::Result<u32> {
         s.set_nonblocking(false)?;
-        s.set_read_timeout(Some(Duration::from_millis(500)))?;
+        s.set_read_timeout(Some(Duration::from_millis(50)))?;
         s.set_write_timeout(Some(Duration::from_millis(500)))?;
         let refuse = |status: i32, e: io::Error| {
             let w = Welcome { version: PROTOCOL_VERSION, status, ..Welcome::default() };
