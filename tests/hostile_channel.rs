@@ -73,6 +73,29 @@ fn under(label: &str, attack: impl FnOnce(&std::ffi::CStr, &BackDriver, Arc<Atom
     assert!(open(&mut c, "honest", libc::O_RDONLY).is_ok());
 }
 
+/// A neighbour process running `child` (which never returns) until `stop`, then killed and
+/// reaped; the thread that does so, for `under`.
+fn neighbour(stop: Arc<AtomicBool>, child: impl FnOnce()) -> std::thread::JoinHandle<()> {
+    // SAFETY: the child only runs `child` (system calls and loops) and ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        child();
+        // SAFETY: ends the child without the test harness.
+        unsafe { libc::_exit(1) };
+    }
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: killing and reaping the child forked above.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    })
+}
+
 #[test]
 fn forged_hints_and_garbage_in_the_shared_words_change_no_answer() {
     under("forged-hints", |_, driver, stop| {
@@ -103,28 +126,13 @@ fn a_flood_of_posted_releases_costs_the_poster_only() {
     under("posts", |chan, _, stop| {
         let chan = chan.to_owned();
         // Another process (a thread's releases of its own process's handles are its own).
-        // SAFETY: the child only connects, posts and is killed.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork");
-        if pid == 0 {
+        neighbour(stop, move || {
             if let Ok(mut c) = Client::connect(&chan, 0) {
                 let mut h = 1u64;
                 loop {
                     h += 1;
                     let _ = c.post(Descriptor { op: Op::Release as u32, inode: h % 64, handle: h % 64, flags: FLAG_NO_REPLY, ..Descriptor::default() });
                 }
-            }
-            // SAFETY: ends the child without the test harness.
-            unsafe { libc::_exit(1) };
-        }
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            // SAFETY: killing and reaping the child forked above.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
         })
     });
@@ -217,23 +225,8 @@ fn an_instance_whose_mount_the_process_cannot_see_is_not_there_for_it() {
 #[test]
 fn reference_a_neighbour_that_only_takes_a_cpu() {
     under("busy", |_, _, stop| {
-        // SAFETY: the child only spins until it is killed.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork");
-        if pid == 0 {
-            loop {
-                std::hint::spin_loop();
-            }
-        }
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            // SAFETY: killing and reaping the child forked above.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
+        neighbour(stop, || loop {
+            std::hint::spin_loop();
         })
     });
 }

@@ -76,6 +76,18 @@ impl Call<'_> {
         (Context { gid, ..*self.ctx }, mode)
     }
 
+    /// A checked caller making `name` in `dir` (mkdir, symlink): `EEXIST` when it is there
+    /// (the kernel looks before it checks), then write and search on `dir`; the context and
+    /// mode (`mode` with its type bits) to make it with, as [`Call::creator`] gives them.
+    pub(super) fn may_make(&mut self, cr: &Creds, dir: Inode, name: &OsStr, mode: u32) -> io::Result<(Context, u32)> {
+        if self.existing(dir, name)?.is_some() {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        let d = self.attr(dir)?;
+        cr.change_names(&d)?;
+        Ok(self.creator(&d, mode))
+    }
+
     pub(super) fn inval_entry(&self, dir: Inode, name: &OsStr) {
         inval_entry(self.kernel, dir, name);
     }

@@ -60,12 +60,7 @@ pub(super) fn mkdir(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let mut mode = mode & 0o1777;
     let mut maker = *c.ctx;
     if let Some(cr) = c.guard {
-        if c.existing(w.dir, w.name)?.is_some() {
-            return Err(errno(libc::EEXIST));
-        }
-        let d = c.attr(w.dir)?;
-        cr.change_names(&d)?;
-        let (who, m) = c.creator(&d, libc::S_IFDIR | (mode & 0o7777));
+        let (who, m) = c.may_make(cr, w.dir, w.name, libc::S_IFDIR | mode)?;
         (maker, mode) = (who, m & 0o7777);
     }
     let e = c.fs.mkdir(&maker, w.dir, w.name, mode, umask)?;
@@ -181,12 +176,7 @@ pub(super) fn symlink(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let w = c.walk(c.r.inode, path)?;
     let mut maker = *c.ctx;
     if let Some(cr) = c.guard {
-        if c.existing(w.dir, w.name)?.is_some() {
-            return Err(errno(libc::EEXIST));
-        }
-        let d = c.attr(w.dir)?;
-        cr.change_names(&d)?;
-        maker = c.creator(&d, libc::S_IFLNK | 0o777).0;
+        maker = c.may_make(cr, w.dir, w.name, libc::S_IFLNK | 0o777)?.0;
     }
     let e = c.fs.symlink(&maker, OsStr::from_bytes(target), w.dir, w.name)?;
     c.forget_new(e);
