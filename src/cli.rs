@@ -345,6 +345,21 @@ pub struct ExecArgs {
     /// Give the command a pseudo-terminal (an interactive shell: `--tty -- /bin/sh`).
     #[arg(long)]
     pub tty: bool,
+    /// Add a capability to runc's default list the command keeps (a name from
+    /// capabilities(7), with or without CAP_, or ALL); repeat.
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from the list (after `--cap-add`; ALL drops every one); repeat.
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// The seccomp filter: `default` (Docker-like: mounts, kexec, modules, bpf, perf, the
+    /// keyring, reboot, swap, clocks, namespaces... fail with EPERM) or `unconfined`.
+    #[arg(long, value_enum, default_value = "default")]
+    pub seccomp: SeccompMode,
+    /// Let the command gain privileges at exec (set-id binaries, file capabilities): turns
+    /// `no_new_privs` off.
+    #[arg(long)]
+    pub allow_new_privs: bool,
     /// Return at once, printing the container's name; it shows in `inspect`, its output goes
     /// to a log under the state directory, and `kill` stops it.
     #[arg(long, conflicts_with = "tty")]
@@ -352,6 +367,13 @@ pub struct ExecArgs {
     /// The command and its arguments (for a clone, default: the image's Entrypoint and Cmd).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// `exec --seccomp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SeccompMode {
+    Default,
+    Unconfined,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@ pub const LIBRARY: &str = "libpolytropon_preload.so";
 
 /// The preload library beside the running binary.
 pub fn library() -> std::io::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
+    let exe = crate::container::sealed::origin_exe()?;
     let lib = exe.parent().unwrap_or(Path::new(".")).join(LIBRARY);
     if lib.exists() {
         Ok(lib)

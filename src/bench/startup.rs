@@ -65,7 +65,7 @@ impl Drop for Roots {
 }
 
 fn exe() -> Result<PathBuf, BenchError> {
-    std::env::current_exe().map_err(BenchError::io("cannot find the polytropon binary"))
+    crate::container::sealed::origin_exe().map_err(BenchError::io("cannot find the polytropon binary"))
 }
 
 /// Runs the workload: one sample per repetition, path and clone count.

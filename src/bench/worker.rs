@@ -26,7 +26,7 @@ pub fn spawn(job: &Job, attach: Option<&Attach>) -> io::Result<Child> {
     let mut cmd = if job.workload == "rocksdb" {
         rocksdb::command(job)
     } else {
-        let mut c = Command::new(std::env::current_exe()?);
+        let mut c = Command::new(crate::container::sealed::origin_exe()?);
         c.env(ENV, serde_json::to_string(job).map_err(io::Error::other)?);
         c
     };

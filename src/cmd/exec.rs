@@ -8,7 +8,8 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
-use polytropon::cli::ExecArgs;
+use polytropon::cli::{ExecArgs, SeccompMode};
+use polytropon::container::Confinement;
 use polytropon::frontend;
 use polytropon::pool::Pools;
 use polytropon::service::control::{self, Request};
@@ -25,6 +26,8 @@ pub fn run(state_dir: &Path, data_dir: &Path, a: ExecArgs) -> anyhow::Result<Exi
     if a.preload_only {
         return preload_only(state_dir, a);
     }
+    // What a container can reach of the runtime is a sealed copy of it.
+    polytropon::container::sealed::reexec_sealed().context("cannot run the runtime from a sealed copy of its binary")?;
     let root = match (&a.root, &a.clone_of) {
         _ if a.in_container.is_some() => Root::Mount(PathBuf::new()),
         (Some(r), None) if a.unmanaged_root => Root::Unmanaged(r.clone()),
@@ -35,6 +38,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, a: ExecArgs) -> anyhow::Result<Exi
     if a.command.is_empty() && (a.clone_of.is_none() || a.in_container.is_some()) {
         bail!("no command given (after `--`)");
     }
+    let confine = Confinement::new(&a.cap_add, &a.cap_drop, !a.allow_new_privs, a.seccomp == SeccompMode::Default)?;
     let req = Container {
         pool: a.pool.clone(),
         root,
@@ -47,6 +51,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, a: ExecArgs) -> anyhow::Result<Exi
         tty: a.tty,
         command: a.command.clone(),
         entrypoint: a.entrypoint.clone(),
+        confine,
     };
     if a.detach {
         return detach(state_dir, &a);

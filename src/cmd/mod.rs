@@ -32,7 +32,7 @@ pub fn spawn_detached(
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let log_file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let exe = std::env::current_exe().context("cannot find the polytropon binary")?;
+    let exe = polytropon::container::sealed::origin_exe().context("cannot find the polytropon binary")?;
     let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--detach").collect();
     let mut child = std::process::Command::new(exe)
         .args(args)

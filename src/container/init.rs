@@ -94,6 +94,9 @@ fn setup(spec: &Spec) -> Result<(), String> {
     // The parent moved this process into the pool's cgroups before it runs.
     let entry = crate::pool::Entry { cgroups: None, ipc_ns: spec.ipc_ns.clone(), cpus: spec.cpus.as_ref().map(|c| c.iter().copied().collect()) };
     entry.enter().map_err(|e| e.to_string())?;
+    // The runtime put this process in the container's own cgroup: that becomes the root of
+    // the cgroup tree its processes see.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("cannot create the cgroup namespace: {e}"))?;
     rootfs::populate(&spec.root, spec.library.as_deref(), spec.channel.as_deref())?;
     nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("cannot set the hostname {:?}: {e}", spec.hostname))?;
     if spec.net == Net::None {
@@ -178,13 +181,13 @@ fn prepare(spec: &Spec, pty: Option<&OwnedFd>) -> Result<Prepared, (String, i32)
     } else if spec.stdout_to_stderr {
         sys::dup_onto(std::io::stderr().as_fd(), 1).map_err(|e| fail(format!("cannot send output to the log: {e}")))?;
     }
-    super::confine::bound().map_err(fail)?;
+    super::confine::bound(&spec.confine).map_err(fail)?;
     if let Some((uid, gid)) = spec.user {
         nix::unistd::setgroups(&[Gid::from_raw(gid)]).map_err(|e| fail(format!("setgroups: {e}")))?;
         nix::unistd::setgid(Gid::from_raw(gid)).map_err(|e| fail(format!("setgid {gid}: {e}")))?;
         nix::unistd::setuid(Uid::from_raw(uid)).map_err(|e| fail(format!("setuid {uid}: {e}")))?;
     }
-    super::confine::limit().map_err(fail)?;
+    super::confine::limit(&spec.confine).map_err(fail)?;
     nix::unistd::chdir(&spec.workdir).map_err(|e| fail(format!("working directory {}: {e}", spec.workdir.display())))?;
     let cstr = |s: &str| CString::new(s).map_err(|_| fail(format!("{s:?} contains a NUL byte")));
     let argv = spec.argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;

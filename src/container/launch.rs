@@ -46,6 +46,8 @@ pub struct Request {
     pub command: Vec<String>,
     /// Replaces the image's Entrypoint (split on whitespace; empty clears it).
     pub entrypoint: Option<String>,
+    /// Capabilities, `no_new_privs` and seccomp of the command.
+    pub confine: super::Confinement,
 }
 
 /// What can go wrong running a container with `exec`; each names the step.
@@ -162,10 +164,17 @@ struct Setup {
     keep: bool,
     /// Keep the record (a detached container's, for `inspect`).
     keep_record: bool,
+    /// The pool's cgroups, once the container has a cgroup of its own under them.
+    cgroups: Option<crate::pool::cgroups::CgroupInfo>,
 }
 
 impl Setup {
     fn undo(&mut self) {
+        if let Some(cg) = self.cgroups.take() {
+            if let Err(e) = cg.remove_container(&self.name) {
+                warn!("cannot remove container {}'s cgroup: {e}", self.name);
+            }
+        }
         if let Some(mp) = self.mounted.take() {
             if let Err(e) = control::call(&self.socket, &Control::Umount { mountpoint: mp.clone() }, Duration::from_secs(30)) {
                 // The service may be gone (pool destroy); its mounts went with it.
@@ -238,9 +247,10 @@ pub fn run_in(state_dir: &Path, name: &str, req: &Request) -> Result<i32, Launch
         ipc_ns: None,
         cpus: pool.slice.cpus.as_ref().map(|c| c.iter().copied().collect()),
         stdout_to_stderr: false,
+        confine: req.confine.clone(),
     };
     let cgroups = pool.cgroups.clone();
-    match super::enter(rec.pid, &spec, |pid| cgroups.add_process(pid).map_err(std::io::Error::other)) {
+    match super::enter(rec.pid, &spec, |pid| cgroups.add_container_process(pid, name).map_err(std::io::Error::other)) {
         Ok(running) => Ok(running.wait()),
         Err(ContainerError::Start { msg, code }) => Err(LaunchError::Failed { msg, code }),
         Err(source) => Err(LaunchError::Enter { name: name.to_string(), source }),
@@ -267,6 +277,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
         upper: None,
         keep: false,
         keep_record: detached.is_some(),
+        cgroups: None,
     };
     let t0 = std::time::Instant::now();
     let started = prepare(&mut setup, &pool, data_dir, &cdir, &req, detached.is_some());
@@ -279,7 +290,8 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
         }
     };
     let cgroups = pool.cgroups.clone();
-    let running = match super::start(&spec, |pid| cgroups.add_process(pid).map_err(std::io::Error::other)) {
+    setup.cgroups = Some(pool.cgroups.clone());
+    let running = match super::start(&spec, |pid| cgroups.add_container_process(pid, &name).map_err(std::io::Error::other)) {
         Ok(r) => r,
         Err(e) => {
             setup.undo();
@@ -423,6 +435,7 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
         ipc_ns: Some(pool.ipc_ns.clone()),
         cpus: pool.slice.cpus.as_ref().map(|c| c.iter().copied().collect()),
         stdout_to_stderr: detached,
+        confine: req.confine.clone(),
     };
     Ok((spec, image))
 }

@@ -12,6 +12,8 @@
 mod init;
 pub mod launch;
 mod confine;
+mod seccomp;
+pub mod sealed;
 mod relay;
 pub mod rootfs;
 pub mod state;
@@ -27,6 +29,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
+pub use confine::{ConfineError, Confinement};
 pub use relay::Running;
 
 /// `PATH` when neither the image nor the user sets one.
@@ -67,6 +70,8 @@ pub struct Spec {
     pub cpus: Option<Vec<u32>>,
     /// Send the command's stdout to stderr (a detached container's log).
     pub stdout_to_stderr: bool,
+    /// Capabilities, `no_new_privs` and seccomp of the command.
+    pub confine: Confinement,
 }
 
 /// Errors starting or running a container.
@@ -104,6 +109,7 @@ fn namespaces_of(pid: u32) -> Result<Vec<(std::os::fd::OwnedFd, CloneFlags)>, Co
         ("uts", CloneFlags::CLONE_NEWUTS),
         ("net", CloneFlags::CLONE_NEWNET),
         ("pid", CloneFlags::CLONE_NEWPID),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
         ("mnt", CloneFlags::CLONE_NEWNS),
     ] {
         let f = std::fs::File::open(format!("/proc/{pid}/ns/{name}")).map_err(|source| ContainerError::Os { what: "cannot open the container's namespaces", source })?;

@@ -128,6 +128,20 @@ pub fn set_capabilities(effective: u64, permitted: u64, inheritable: u64) -> io:
     Ok(())
 }
 
+/// Installs the seccomp `program` on the calling thread (kept across fork and exec, never
+/// undone). Without `no_new_privs` the kernel asks for CAP_SYS_ADMIN.
+pub fn install_seccomp(program: &[seccompiler::sock_filter]) -> io::Result<()> {
+    let len = u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+    let prog = libc::sock_fprog { len, filter: program.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: seccompiler's `sock_filter` is `#[repr(C)]` with the kernel's layout (u16, u8,
+    // u8, u32), the same as libc's; `prog` points at `len` of them, alive for the call (the
+    // kernel copies the program).
+    if unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0 as libc::c_ulong, &prog as *const libc::sock_fprog) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 const CAP_VERSION_3: u32 = 0x2008_0522;
 
 #[repr(C)]

@@ -71,7 +71,7 @@ pub fn supervise(pools: &Pools, pool: &str, args: &[OsString]) -> Result<(), Sup
             }
         }).map_err(io("start the signal thread"))?;
     }
-    let exe = std::env::current_exe().map_err(io("find the polytropon binary"))?;
+    let exe = crate::container::sealed::origin_exe().map_err(io("find the polytropon binary"))?;
     let me = std::process::id().to_string();
     let mut deaths: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
     let mut recover = false;

@@ -88,16 +88,59 @@ impl CgroupInfo {
         Ok(())
     }
 
-    /// Processes in the pool's cgroups.
+    /// Processes in the pool's cgroups, its containers' included.
     pub fn procs(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self.load().procs().into_iter().map(|p| p.pid as u32).collect();
+        for child in self.dirs.values().flat_map(|d| children(d)) {
+            v.extend(read_file(&child, "cgroup.procs").iter().flat_map(|s| s.lines().filter_map(|l| l.parse::<u32>().ok()).collect::<Vec<_>>()));
+        }
         v.sort_unstable();
         v.dedup();
         v
     }
 
+    /// The cgroup that holds container `name`'s processes: a child of the pool's in the
+    /// unified hierarchy (v2; no controllers of its own, so the pool's limits cover it) or in
+    /// the `devices` hierarchy (v1; the other controllers stay the pool's).
+    fn container_dir(&self, name: &str) -> Option<PathBuf> {
+        let parent = if self.v2 { self.dirs.values().next().map(PathBuf::as_path) } else { self.dir("devices") };
+        parent.map(|p| p.join(format!("container-{name}")))
+    }
+
+    /// Moves process `pid` into the pool's cgroups and into container `name`'s own cgroup,
+    /// made (with the device allowlist, [`crate::devices`]) if it is not there yet.
+    pub fn add_container_process(&self, pid: u32, name: &str) -> Result<(), CgroupError> {
+        self.add_process(pid)?;
+        let Some(dir) = self.container_dir(name) else {
+            return Err(CgroupError::MissingController { controller: "devices", needed_for: "the containers' device allowlist" });
+        };
+        let set = |what: &str, e: std::io::Error| CgroupError::Set { what: what.to_string(), path: dir.display().to_string(), why: e.to_string() };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                let restricted = if self.v2 { crate::devices::restrict_v2(&dir) } else { crate::devices::restrict_v1(&dir) };
+                if let Err(e) = restricted {
+                    let _ = std::fs::remove_dir(&dir);
+                    return Err(set("the device allowlist", e));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(set("a container cgroup", e)),
+        }
+        write_file(&dir, "cgroup.procs", &pid.to_string())
+    }
+
+    /// Removes container `name`'s cgroup once its processes are gone (they die with its
+    /// init, a few milliseconds later).
+    pub fn remove_container(&self, name: &str) -> Result<(), CgroupError> {
+        let Some(dir) = self.container_dir(name) else { return Ok(()) };
+        remove_when_empty(&dir)
+    }
+
     /// Removes the pool's cgroups (they must be empty).
     pub fn delete(&self) -> Result<(), CgroupError> {
+        for child in self.dirs.values().flat_map(|d| children(d)) {
+            remove_when_empty(&child)?;
+        }
         self.load().delete().map_err(err)?;
         for (c, d) in &self.dirs {
             if d.exists() {
@@ -106,6 +149,26 @@ impl CgroupInfo {
         }
         Ok(())
     }
+}
+
+/// The child cgroups of `dir`.
+fn children(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect()
+}
+
+/// Removes the (childless) cgroup `dir`, waiting up to a second for its last processes to
+/// leave.
+fn remove_when_empty(dir: &Path) -> Result<(), CgroupError> {
+    for _ in 0..100 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(e) => return Err(CgroupError::Set { what: "removal".into(), path: dir.display().to_string(), why: e.to_string() }),
+        }
+    }
+    Err(CgroupError::Cgroups(format!("cgroup {} still has processes", dir.display())))
 }
 
 /// Creates the cgroups of pool `name` with `slice` and returns where they are. On failure,

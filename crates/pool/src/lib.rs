@@ -5,6 +5,7 @@
 //! tenant down or reports on it live in the application crate, which this crate cannot name.
 
 pub mod cgroups;
+pub mod devices;
 pub mod enter;
 pub mod ns;
 pub mod spec;
