@@ -171,6 +171,10 @@ pub struct PoolCreateArgs {
     /// Parent cgroup of the pool's cgroups (default: the cgroup this command runs in).
     #[arg(long, value_name = "PATH")]
     pub cgroup_parent: Option<String>,
+    /// Host uids and gids the pool's containers are mapped onto, `FIRST:COUNT` (or FIRST,
+    /// 65536 ids); must not overlap another pool's (default: a free range from 2^30).
+    #[arg(long, value_name = "FIRST:COUNT")]
+    pub uid_range: Option<String>,
 }
 
 #[derive(Debug, Args)]

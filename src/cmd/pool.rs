@@ -27,6 +27,7 @@ pub fn create(state_dir: &Path, a: PoolCreateArgs) -> anyhow::Result<ExitCode> {
         io_max: a.io_max,
         io_weight: a.io_weight,
         cgroup_parent: a.cgroup_parent,
+        uid_range: a.uid_range,
     };
     let pool = ops::create(&Pools::new(state_dir), &a.name, file.overlay(flags))
         .with_context(|| format!("cannot create pool {}", a.name))?;

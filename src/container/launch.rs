@@ -361,7 +361,7 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
                 Some(c) => BackendSpec::Cephfs(crate::spec::CephSpec { conf: c.conf.clone(), id: c.id.clone(), fs: c.fs.clone(), ..Default::default() }),
                 None => BackendSpec::Local,
             };
-            let spec = InstanceSpec { backend, branches, cache: CacheSpec::default() };
+            let spec = InstanceSpec { backend, branches, cache: CacheSpec::default(), id_shift: None };
             let mp = cdir.join("root");
             std::fs::create_dir(&mp).map_err(create(&mp))?;
             let t = std::time::Instant::now();

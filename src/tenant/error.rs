@@ -17,6 +17,8 @@ pub enum TenantError {
     Lock(#[source] io::Error),
     #[error("pool {0} already exists")]
     Exists(String),
+    #[error(transparent)]
+    Ids(#[from] crate::pool::ids::IdError),
     #[error("--cpus {cpus}: cpus {shared} already belong to pool {owner} (pool cpus are exclusive)")]
     CpusTaken { cpus: String, shared: String, owner: String },
     #[error("no pool named {0}")]

@@ -8,7 +8,7 @@ use super::TenantError;
 
 use crate::pool::spec::{check_name, format_list, Host};
 use crate::pool::state::{now, pid_alive, PoolState, Pools};
-use crate::pool::{cgroups, ns, PoolSpec};
+use crate::pool::{cgroups, ids, ns, PoolSpec};
 use crate::container::launch::remove_branch;
 use crate::container::state::Containers;
 use crate::service::control::{self, Request};
@@ -33,9 +33,18 @@ pub fn create(pools: &Pools, name: &str, spec: PoolSpec) -> Result<PoolState, Te
             }
         }
     }
+    let asked = spec.uid_range.as_deref().map(ids::parse).transpose()?;
     let dir = pools.pool_dir(name);
     std::fs::create_dir_all(&dir).map_err(|source| TenantError::Dir { path: dir.clone(), source })?;
+    let range = match ids::claim(asked, &dir) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
+    };
     let undo_dir = || {
+        ids::release(&range);
         let _ = std::fs::remove_dir_all(&dir);
     };
     let cg = match cgroups::create(name, &slice, spec.cgroup_parent.as_deref()) {
@@ -51,7 +60,7 @@ pub fn create(pools: &Pools, name: &str, spec: PoolSpec) -> Result<PoolState, Te
         undo_dir();
         return Err(TenantError::CreateIpc(e));
     }
-    let state = PoolState { name: name.to_string(), spec, slice, cgroups: cg, ipc_ns: ipc.clone(), created: now() };
+    let state = PoolState { name: name.to_string(), spec, slice, cgroups: cg, ipc_ns: ipc.clone(), created: now(), ids: Some(range) };
     if let Err(e) = pools.save(&state) {
         let _ = ns::remove(&ipc);
         let _ = state.cgroups.delete();
@@ -170,5 +179,8 @@ pub fn destroy(pools: &Pools, name: &str, force: bool) -> Result<(), TenantError
     ns::remove(&pool.ipc_ns).map_err(TenantError::RemoveIpc)?;
     let dir = pools.pool_dir(name);
     std::fs::remove_dir_all(&dir).map_err(|source| TenantError::RemoveDir { path: dir.clone(), source })?;
+    if let Some(r) = &pool.ids {
+        ids::release(r);
+    }
     Ok(())
 }

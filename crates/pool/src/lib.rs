@@ -7,6 +7,7 @@
 pub mod cgroups;
 pub mod devices;
 pub mod enter;
+pub mod ids;
 pub mod ns;
 pub mod spec;
 pub mod state;

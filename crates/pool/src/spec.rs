@@ -33,6 +33,9 @@ pub struct PoolSpec {
     pub io_max: Vec<String>,
     pub io_weight: Option<u64>,
     pub cgroup_parent: Option<String>,
+    /// Host ids for the pool's containers' user namespace, `FIRST:COUNT` (default: a free
+    /// range of 65536 from the host-wide registry).
+    pub uid_range: Option<String>,
 }
 
 impl PoolSpec {
@@ -48,7 +51,7 @@ impl PoolSpec {
         macro_rules! take {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
         }
-        take!(cpus, mems, memory, memory_high, pids_max, cpu_weight, io_weight, cgroup_parent);
+        take!(cpus, mems, memory, memory_high, pids_max, cpu_weight, io_weight, cgroup_parent, uid_range);
         if !other.io_max.is_empty() {
             self.io_max = other.io_max;
         }

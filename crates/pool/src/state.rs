@@ -21,6 +21,10 @@ pub struct PoolState {
     pub ipc_ns: PathBuf,
     /// Unix time of creation.
     pub created: u64,
+    /// The host ids its containers' user namespace maps onto (none for pools made before
+    /// pools had ranges: their containers share the host's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<super::ids::IdRange>,
 }
 
 /// The running service of a pool.

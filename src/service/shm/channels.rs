@@ -21,7 +21,7 @@ use polytropon_ipc::area::Area;
 use polytropon_ipc::{Hello, Welcome, PROTOCOL_VERSION};
 use tracing::{debug, warn};
 
-use crate::libservice::access::Creds;
+use crate::libservice::access::{Creds, IdRange, UserNs};
 use crate::libservice::Context;
 
 /// One connected client: its area and who it is.
@@ -263,6 +263,7 @@ fn identify(pid: u32, tid: u32) -> io::Result<Identity> {
         .map_or_else(|| std::fs::read_to_string(format!("/proc/{pid}/status")), Ok)?;
     let owner = super::owners::owner_of(pid).unwrap_or(0);
     let mounts = mount_devices(&std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?);
+    let userns = user_namespace(pid)?;
     if exited(&pidfd) {
         return Err(io::Error::other(format!("process {pid} exited while it was identified")));
     }
@@ -271,7 +272,18 @@ fn identify(pid: u32, tid: u32) -> io::Result<Identity> {
     let (Some(uid), Some(gid)) = (fs_id("Uid:"), fs_id("Gid:")) else { return Err(io::Error::other(format!("no credentials for process {pid}"))) };
     let groups = field(&status, "Groups:").unwrap_or("").split_whitespace().filter_map(|g| g.parse::<u32>().ok()).collect();
     let caps = field(&status, "CapEff:").and_then(|c| u64::from_str_radix(c, 16).ok()).ok_or_else(|| io::Error::other(format!("no capabilities for process {pid}")))?;
-    Ok(Identity { ctx: Context { uid, gid, pid: pid as i32 }, creds: Creds { uid, gid, groups, caps }, owner, mounts, pidfd })
+    Ok(Identity { ctx: Context { uid, gid, pid: pid as i32 }, creds: Creds { uid, gid, groups, caps, userns }, owner, mounts, pidfd })
+}
+
+/// The user namespace of process `pid` when it is not the service's own: its id maps as the
+/// service reads them (`None` for the identity maps).
+fn user_namespace(pid: u32) -> io::Result<Option<UserNs>> {
+    let map = |which: &str| -> io::Result<Vec<IdRange>> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/{which}"))?;
+        UserNs::parse_map(&text).ok_or_else(|| io::Error::other(format!("process {pid}'s {which} cannot be read")))
+    };
+    let (uids, gids) = (map("uid_map")?, map("gid_map")?);
+    Ok((!UserNs::is_identity(&uids, &gids)).then_some(UserNs { uids, gids }))
 }
 
 /// The devices (`major:minor`, the third field) of the mounts a `mountinfo` lists, sorted.

@@ -100,7 +100,7 @@ pub(super) fn stat_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     if e.attr.kind() == FileKind::Symlink && r.arg & STAT_NOFOLLOW == 0 {
         return Err(fallback());
     }
-    let bytes = wire(&e.attr).to_bytes();
+    let bytes = wire(&e.attr, c.creds).to_bytes();
     area.write_data(&bytes);
     Ok((bytes.len() as i64, [e.inode, 0, 0, 0]))
 }
@@ -132,7 +132,7 @@ pub(super) fn unlink_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply>
 pub(super) fn getattr(c: &mut Call<'_>) -> io::Result<Reply> {
     let (area, fs, ctx, r) = (c.area, c.fs, c.ctx, c.r);
     let a = fs.getattr(ctx, r.inode, Some(r.handle))?;
-    let bytes = wire(&a).to_bytes();
+    let bytes = wire(&a, c.creds).to_bytes();
     area.write_data(&bytes);
     Ok((bytes.len() as i64, [0; 4]))
 }
@@ -205,7 +205,7 @@ pub(super) fn setattr(c: &mut Call<'_>) -> io::Result<Reply> {
     if area.read_data(len, &mut b) != b.len() {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    let mut set = namespace::setattr_of(&WireSetattr::from_bytes(&b))?;
+    let mut set = namespace::setattr_of(&WireSetattr::from_bytes(&b), c.creds)?;
     if let Some(cr) = c.guard {
         set = perm::setattr(cr, &fs.getattr(ctx, r.inode, Some(r.handle))?, &set, false)?;
         if set.size.is_some() {
@@ -225,6 +225,7 @@ pub(super) fn xattr_value(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply>
     let value = if r.op == Op::Getxattr {
         let name = c.data(buf);
         xattr_name(&name)?;
+        acl_outside_userns(c, &name)?;
         if let Some(cr) = c.guard {
             cr.xattr_read(&fs.getattr(ctx, r.inode, Some(r.handle))?, &name)?;
         } else if name.starts_with(b"trusted.") && !c.creds.capable(CAP_SYS_ADMIN) {
@@ -259,6 +260,7 @@ pub(super) fn setxattr(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let (name, value) = data.split_at(r.offset as usize);
     let value = value.strip_prefix(&[0]).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     xattr_name(name)?;
+    acl_outside_userns(c, name)?;
     if let Some(cr) = c.guard {
         cr.xattr_write(&fs.getattr(ctx, r.inode, Some(r.handle))?, name)?;
     } else if name.starts_with(b"trusted.") && !c.creds.capable(CAP_SYS_ADMIN) {
@@ -274,6 +276,7 @@ pub(super) fn removexattr(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply>
     let (fs, ctx, r, kernel) = (c.fs, c.ctx, c.r, c.kernel);
     let name = c.data(buf);
     xattr_name(&name)?;
+    acl_outside_userns(c, &name)?;
     if let Some(cr) = c.guard {
         cr.xattr_write(&fs.getattr(ctx, r.inode, Some(r.handle))?, &name)?;
     } else if name.starts_with(b"trusted.") && !c.creds.capable(CAP_SYS_ADMIN) {
@@ -282,6 +285,15 @@ pub(super) fn removexattr(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply>
     fs.removexattr(ctx, r.inode, OsStr::from_bytes(&name))?;
     inval_inode(kernel, r.inode, -1, 0);
     Ok((0, [0; 4]))
+}
+
+/// POSIX ACLs hold ids the kernel maps for a caller in a user namespace of its own: such a
+/// caller's go to the kernel path.
+fn acl_outside_userns(c: &Call<'_>, name: &[u8]) -> io::Result<()> {
+    if c.creds.userns.is_some() && name.starts_with(b"system.posix_acl_") {
+        return Err(super::fallback());
+    }
+    Ok(())
 }
 
 /// Flushes an open file to stable storage (`arg` != 0: data only).

@@ -119,7 +119,12 @@ impl std::fmt::Debug for BackDriver {
     }
 }
 
-fn wire(a: &Attr) -> WireAttr {
+/// `a` as the caller sees it: owner and group in its user namespace.
+fn wire(a: &Attr, creds: &Creds) -> WireAttr {
+    let (uid, gid) = match &creds.userns {
+        Some(ns) => (ns.uid_inside(a.uid), ns.gid_inside(a.gid)),
+        None => (a.uid, a.gid),
+    };
     WireAttr {
         ino: a.ino,
         size: a.size,
@@ -132,8 +137,8 @@ fn wire(a: &Attr) -> WireAttr {
         ctime_nsec: a.ctime.nsec,
         mode: a.mode,
         nlink: u32::try_from(a.nlink).unwrap_or(u32::MAX),
-        uid: a.uid,
-        gid: a.gid,
+        uid,
+        gid,
         blksize: a.blksize,
         rdev: a.rdev,
     }

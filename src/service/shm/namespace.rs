@@ -12,6 +12,7 @@ use polytropon_ipc::{Op, WireSetattr, SET_ATIME, SET_GID, SET_MODE, SET_MTIME, S
 
 use super::call::{Call, Reply};
 use super::{fallback, inval_inode, victim};
+use crate::libservice::access::{Creds, UserNs};
 use crate::libservice::{FileKind, SetAttr, TimeUpdate, Timespec};
 
 fn errno(e: i32) -> io::Error {
@@ -19,7 +20,13 @@ fn errno(e: i32) -> io::Error {
 }
 
 /// The attribute changes a [`WireSetattr`] asks for, checked as `utimensat` checks times.
-pub(super) fn setattr_of(w: &WireSetattr) -> io::Result<SetAttr> {
+/// Owner and group come in the caller's user namespace; one it does not map is `EINVAL`, as
+/// `chown(2)` says.
+pub(super) fn setattr_of(w: &WireSetattr, creds: &Creds) -> io::Result<SetAttr> {
+    let outside = |id: u32, f: fn(&UserNs, u32) -> Option<u32>| match &creds.userns {
+        Some(ns) => f(ns, id).ok_or_else(|| errno(libc::EINVAL)),
+        None => Ok(id),
+    };
     let time = |on: bool, sec: i64, nsec: i64| -> io::Result<Option<TimeUpdate>> {
         Ok(match (on, nsec) {
             (false, _) | (true, libc::UTIME_OMIT) => None,
@@ -33,8 +40,8 @@ pub(super) fn setattr_of(w: &WireSetattr) -> io::Result<SetAttr> {
     }
     Ok(SetAttr {
         mode: (w.valid & SET_MODE != 0).then_some(w.mode & 0o7777),
-        uid: (w.valid & SET_UID != 0).then_some(w.uid),
-        gid: (w.valid & SET_GID != 0).then_some(w.gid),
+        uid: (w.valid & SET_UID != 0).then(|| outside(w.uid, UserNs::uid_outside)).transpose()?,
+        gid: (w.valid & SET_GID != 0).then(|| outside(w.gid, UserNs::gid_outside)).transpose()?,
         size: (w.valid & SET_SIZE != 0).then_some(w.size),
         atime: time(w.valid & SET_ATIME != 0, w.atime, w.atime_nsec)?,
         mtime: time(w.valid & SET_MTIME != 0, w.mtime, w.mtime_nsec)?,
@@ -199,7 +206,7 @@ pub(super) fn setattr_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply
     let data = c.data(buf);
     let (path, wire) = data.split_at((c.r.offset as usize).min(data.len()));
     let wire: &[u8; std::mem::size_of::<WireSetattr>()] = wire.try_into().map_err(|_| errno(libc::EINVAL))?;
-    let set = setattr_of(&WireSetattr::from_bytes(wire))?;
+    let set = setattr_of(&WireSetattr::from_bytes(wire), c.creds)?;
     let nofollow = c.r.arg & STAT_NOFOLLOW != 0;
     let e = c.target(c.r.inode, path, !nofollow)?;
     if e.attr.kind() == FileKind::Symlink && set.mode.is_some() {

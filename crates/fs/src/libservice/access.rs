@@ -1,7 +1,9 @@
 //! The kernel's permission rules for a caller the service serves without the kernel in
 //! between (the user-level path; the FUSE path has the kernel check, `default_permissions`).
 //! Pure functions of a caller's [`Creds`] and objects' [`Attr`]s, as `fs/namei.c`,
-//! `fs/attr.c` and `fs/inode.c` decide (no user namespaces: every id is mapped).
+//! `fs/attr.c` and `fs/inode.c` decide. A caller in a user namespace of its own (a container
+//! mapped onto its pool's id range) holds its capabilities over objects whose owner and group
+//! are mapped in it only (`capable_wrt_inode_uidgid`), and none of the initial namespace's.
 
 use std::io;
 
@@ -24,6 +26,81 @@ pub struct Creds {
     pub groups: Vec<u32>,
     /// `CapEff` bits.
     pub caps: u64,
+    /// The caller's user namespace when it is not the service's (the initial one).
+    pub userns: Option<UserNs>,
+}
+
+/// One line of a user namespace's id map: `count` ids from `inside` are `outside`'s in the
+/// namespace of whoever reads the map (the service's, here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdRange {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+/// A user namespace's uid and gid maps, as `/proc/PID/uid_map` and `gid_map` show them to the
+/// service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserNs {
+    pub uids: Vec<IdRange>,
+    pub gids: Vec<IdRange>,
+}
+
+/// The id the kernel shows for one a namespace does not map (`/proc/sys/kernel/overflowuid`'s
+/// default).
+pub const OVERFLOW_ID: u32 = 65534;
+
+fn to_inside(map: &[IdRange], id: u32) -> Option<u32> {
+    map.iter().find(|r| id >= r.outside && id - r.outside < r.count).map(|r| r.inside + (id - r.outside))
+}
+
+fn to_outside(map: &[IdRange], id: u32) -> Option<u32> {
+    map.iter().find(|r| id >= r.inside && id - r.inside < r.count).map(|r| r.outside + (id - r.inside))
+}
+
+impl UserNs {
+    /// Parses a `uid_map` / `gid_map` text; `None` for the identity map of the initial
+    /// namespace (`0 0 4294967295`) or a malformed one.
+    pub fn parse_map(text: &str) -> Option<Vec<IdRange>> {
+        let mut out = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let mut f = line.split_whitespace().map(|v| v.parse::<u32>().ok());
+            let (Some(Some(inside)), Some(Some(outside)), Some(Some(count))) = (f.next(), f.next(), f.next()) else { return None };
+            out.push(IdRange { inside, outside, count });
+        }
+        Some(out)
+    }
+
+    /// Whether `uids` and `gids` are the identity maps (the initial namespace, or one
+    /// mapping everything onto itself).
+    pub fn is_identity(uids: &[IdRange], gids: &[IdRange]) -> bool {
+        let whole = [IdRange { inside: 0, outside: 0, count: u32::MAX }];
+        uids == whole && gids == whole
+    }
+
+    /// A service-side uid as the caller sees it (unmapped: the overflow id).
+    pub fn uid_inside(&self, uid: u32) -> u32 {
+        to_inside(&self.uids, uid).unwrap_or(OVERFLOW_ID)
+    }
+
+    pub fn gid_inside(&self, gid: u32) -> u32 {
+        to_inside(&self.gids, gid).unwrap_or(OVERFLOW_ID)
+    }
+
+    /// A uid the caller names, as the service's; `None` if its namespace does not map it.
+    pub fn uid_outside(&self, uid: u32) -> Option<u32> {
+        to_outside(&self.uids, uid)
+    }
+
+    pub fn gid_outside(&self, gid: u32) -> Option<u32> {
+        to_outside(&self.gids, gid)
+    }
+
+    /// Whether both ids of an object are mapped in the namespace.
+    pub fn maps(&self, uid: u32, gid: u32) -> bool {
+        to_inside(&self.uids, uid).is_some() && to_inside(&self.gids, gid).is_some()
+    }
 }
 
 /// Access bits asked for, as `access(2)`'s.
@@ -35,13 +112,22 @@ impl Creds {
     /// The capabilities that pass every rule here but the exec bits and the extended
     /// attribute namespaces (a root process's, or a container root's under runc's default
     /// set): nothing else needs checking.
+    /// A caller in a user namespace of its own never passes them all: its capabilities
+    /// count only on objects its namespace maps.
     pub fn all_caps(&self) -> bool {
         const FS_CAPS: u64 = 1 << CAP_CHOWN | 1 << CAP_DAC_OVERRIDE | 1 << CAP_FOWNER | 1 << CAP_FSETID;
-        self.caps & FS_CAPS == FS_CAPS
+        self.userns.is_none() && self.caps & FS_CAPS == FS_CAPS
     }
 
+    /// `capable`: the capability in the initial user namespace.
     pub fn capable(&self, cap: u32) -> bool {
-        self.caps & (1u64 << cap) != 0
+        self.userns.is_none() && self.caps & (1u64 << cap) != 0
+    }
+
+    /// `capable_wrt_inode_uidgid`: the capability, over an object whose owner and group the
+    /// caller's namespace maps.
+    pub fn capable_on(&self, cap: u32, a: &Attr) -> bool {
+        self.caps & (1u64 << cap) != 0 && self.userns.as_ref().is_none_or(|ns| ns.maps(a.uid, a.gid))
     }
 
     pub fn in_group(&self, gid: u32) -> bool {
@@ -54,7 +140,7 @@ impl Creds {
 
     /// `inode_owner_or_capable`.
     pub fn owner_or_fowner(&self, a: &Attr) -> bool {
-        self.owns(a) || self.capable(CAP_FOWNER)
+        self.owns(a) || self.capable_on(CAP_FOWNER, a)
     }
 
     /// `generic_permission`: `EACCES` unless `mask` (`MAY_*`) is allowed on `a`.
@@ -76,10 +162,10 @@ impl Creds {
         }
         let dir = a.kind() == FileKind::Directory;
         // Read and search of directories, and read of anything: CAP_DAC_READ_SEARCH.
-        if self.capable(CAP_DAC_READ_SEARCH) && mask & MAY_WRITE == 0 && (dir || mask & MAY_EXEC == 0) {
+        if self.capable_on(CAP_DAC_READ_SEARCH, a) && mask & MAY_WRITE == 0 && (dir || mask & MAY_EXEC == 0) {
             return Ok(());
         }
-        if self.capable(CAP_DAC_OVERRIDE) {
+        if self.capable_on(CAP_DAC_OVERRIDE, a) {
             // Execute of a non-directory needs some x bit even for the capable.
             if mask & MAY_EXEC != 0 && !dir && mode & 0o111 == 0 {
                 return Err(errno(libc::EACCES));
@@ -103,7 +189,7 @@ impl Creds {
     /// directory, and the sticky rule (`check_sticky`).
     pub fn remove(&self, dir: &Attr, victim: &Attr) -> io::Result<()> {
         self.change_names(dir)?;
-        if dir.mode & libc::S_ISVTX != 0 && !self.owns(victim) && !self.owns(dir) && !self.capable(CAP_FOWNER) {
+        if dir.mode & libc::S_ISVTX != 0 && !self.owns(victim) && !self.owns(dir) && !self.capable_on(CAP_FOWNER, victim) {
             return Err(errno(libc::EPERM));
         }
         Ok(())
@@ -118,7 +204,7 @@ impl Creds {
         let gid = if dir.mode & libc::S_ISGID != 0 {
             if mode & libc::S_IFMT == libc::S_IFDIR {
                 mode |= libc::S_ISGID;
-            } else if mode & libc::S_ISGID != 0 && mode & libc::S_IXGRP != 0 && !self.in_group(dir.gid) && !self.capable(CAP_FSETID) {
+            } else if mode & libc::S_ISGID != 0 && mode & libc::S_IXGRP != 0 && !self.in_group(dir.gid) && !self.capable_on(CAP_FSETID, dir) {
                 mode &= !libc::S_ISGID;
             }
             dir.gid
@@ -135,7 +221,7 @@ impl Creds {
             return Err(errno(libc::EPERM));
         }
         let mut mode = mode & 0o7777;
-        if mode & libc::S_ISGID != 0 && !self.in_group(a.gid) && !self.capable(CAP_FSETID) {
+        if mode & libc::S_ISGID != 0 && !self.in_group(a.gid) && !self.capable_on(CAP_FSETID, a) {
             mode &= !libc::S_ISGID;
         }
         Ok(mode)
@@ -144,8 +230,8 @@ impl Creds {
     /// `chown` to `uid`/`gid` (`None`: unchanged), as `chown_ok`/`chgrp_ok` allow: a new owner
     /// needs `CAP_CHOWN`; a new group needs the owner in that group, or `CAP_CHOWN`.
     pub fn chown(&self, a: &Attr, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
-        let uid_ok = uid.is_none_or(|u| u == a.uid && self.owns(a)) || self.capable(CAP_CHOWN);
-        let gid_ok = gid.is_none_or(|g| self.owns(a) && (g == a.gid || self.in_group(g))) || self.capable(CAP_CHOWN);
+        let uid_ok = uid.is_none_or(|u| u == a.uid && self.owns(a)) || self.capable_on(CAP_CHOWN, a);
+        let gid_ok = gid.is_none_or(|g| self.owns(a) && (g == a.gid || self.in_group(g))) || self.capable_on(CAP_CHOWN, a);
         if uid_ok && gid_ok {
             Ok(())
         } else {
@@ -250,7 +336,7 @@ mod tests {
     }
 
     fn user(uid: u32, gid: u32, groups: &[u32]) -> Creds {
-        Creds { uid, gid, groups: groups.to_vec(), caps: 0 }
+        Creds { uid, gid, groups: groups.to_vec(), caps: 0, userns: None }
     }
 
     fn root() -> Creds {

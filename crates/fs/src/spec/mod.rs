@@ -218,6 +218,28 @@ impl Default for CacheSpec {
     }
 }
 
+/// Owner and group ids of the read-only branches as the instance shows them: id `n` below
+/// `count` is `first + n`; any other is the overflow id. For a container in a user namespace
+/// mapped onto `first..first+count`: the image's files keep their ids as seen inside, and
+/// copy-up stores them shifted (the upper branch holds host ids).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IdShift {
+    pub first: u32,
+    pub count: u32,
+}
+
+impl IdShift {
+    /// `id` of a read-only branch as the instance shows it.
+    pub fn apply(&self, id: u32) -> u32 {
+        if id < self.count {
+            self.first + id
+        } else {
+            crate::libservice::access::OVERFLOW_ID
+        }
+    }
+}
+
 /// A filesystem instance: a union of branches over one backend.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, try_from = "RawInstance")]
@@ -226,6 +248,9 @@ pub struct InstanceSpec {
     /// Topmost first.
     pub branches: Vec<BranchSpec>,
     pub cache: CacheSpec,
+    /// Ids of the read-only branches shifted (a clone for a container in a user namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_shift: Option<IdShift>,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +261,8 @@ struct RawInstance {
     branches: Vec<BranchSpec>,
     #[serde(default)]
     cache: CacheSpec,
+    #[serde(default)]
+    id_shift: Option<IdShift>,
 }
 
 impl TryFrom<RawInstance> for InstanceSpec {
@@ -273,7 +300,12 @@ impl TryFrom<RawInstance> for InstanceSpec {
         if let Some(size) = &raw.cache.size {
             parse_size(size).map_err(|why| format!("cache.size {size:?}: {why}"))?;
         }
-        Ok(InstanceSpec { backend: raw.backend, branches: raw.branches, cache: raw.cache })
+        if let Some(shift) = raw.id_shift {
+            if shift.count == 0 || shift.first.checked_add(shift.count).is_none() {
+                return Err(format!("id_shift: {} ids from {} do not fit in 32-bit ids", shift.count, shift.first));
+            }
+        }
+        Ok(InstanceSpec { backend: raw.backend, branches: raw.branches, cache: raw.cache, id_shift: raw.id_shift })
     }
 }
 

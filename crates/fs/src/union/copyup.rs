@@ -33,7 +33,9 @@ impl UnionFs {
         let upper_dir = self.copy_up(ctx, &parent, None)?;
         let (layer, lower) = node.layers().top().ok_or_else(|| errno(libc::ESTALE))?;
         let lfs = self.fs(layer)?;
-        let attr = lfs.getattr(ctx, lower, None)?;
+        let mut attr = lfs.getattr(ctx, lower, None)?;
+        // The copy keeps the ids the union showed.
+        self.shown_ids(layer, &mut attr);
         let scratch = self.scratch_name();
         let own = self.own;
         let created = match node.kind {

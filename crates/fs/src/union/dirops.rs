@@ -91,7 +91,7 @@ impl UnionFs {
             make(ufs, dir, name)?
         };
         let node = self.register_new(parent, name, &entry);
-        let attr = self.adjust(&node, entry.attr);
+        let attr = self.adjust(&node, 0, entry.attr);
         Ok((node, attr))
     }
 

@@ -73,6 +73,8 @@ pub struct UnionFs {
     oci_ids: Mutex<OciIdCache>,
     /// Credentials for the union's own objects (whiteouts, scratch entries).
     own: Context,
+    /// Ids of the read-only branches as shown (and as copied up).
+    shift: Option<crate::spec::IdShift>,
     /// Bumped by every rename and rmdir (see `FileSystem::namespace_generation`).
     ns_generation: AtomicU64,
     /// Bumped by every unlink, rmdir and rename (see `FileSystem::removal_generation`).
@@ -164,6 +166,7 @@ impl UnionFs {
             oci: Mutex::new(HashMap::new()),
             oci_ids: Mutex::new(HashMap::new()),
             own: Context::current(),
+            shift: None,
             ns_generation: AtomicU64::new(0),
             removals: AtomicU64::new(0),
             ns_epoch: AtomicU64::new(0),
@@ -185,6 +188,20 @@ impl UnionFs {
         let root = UNode::new(ROOT_INODE, FileKind::Directory, NodeState { parent: None, layers }, 1);
         lock(&fs.nodes).insert(ROOT_INODE, Arc::new(root));
         Ok(fs)
+    }
+
+    /// Shows the read-only branches' owner and group ids shifted by `shift`.
+    pub fn with_id_shift(mut self, shift: Option<crate::spec::IdShift>) -> Self {
+        self.shift = shift;
+        self
+    }
+
+    /// Owner and group of an object of `layer` as the union shows them.
+    pub(super) fn shown_ids(&self, layer: Layer, attr: &mut Attr) {
+        if let (Some(s), true) = (self.shift, layer != 0) {
+            attr.uid = s.apply(attr.uid);
+            attr.gid = s.apply(attr.gid);
+        }
     }
 
     /// The branch serving `layer`.
@@ -399,7 +416,7 @@ impl UnionFs {
                 drop(nodes);
                 self.forget_found(&res.found);
                 existing.state().parent = Some((parent.clone(), name.to_owned()));
-                let attr = self.adjust(&existing, top.attr);
+                let attr = self.adjust(&existing, top_layer, top.attr);
                 self.remember_name(parent.ino, name, ino, epoch);
                 return Ok((existing, attr));
             }
@@ -417,7 +434,7 @@ impl UnionFs {
         nodes.insert(ino, node.clone());
         drop(nodes);
         self.remember_name(parent.ino, name, ino, epoch);
-        let attr = self.adjust(&node, top.attr);
+        let attr = self.adjust(&node, top_layer, top.attr);
         Ok((node, attr))
     }
 
@@ -477,7 +494,8 @@ impl UnionFs {
     }
 
     /// Attributes as the union reports them, from the topmost branch object's.
-    fn adjust(&self, node: &UNode, mut attr: Attr) -> Attr {
+    fn adjust(&self, node: &UNode, layer: Layer, mut attr: Attr) -> Attr {
+        self.shown_ids(layer, &mut attr);
         attr.ino = node.ino;
         attr.dev = 0;
         if node.is_dir() && node.layers().is_merged() {
@@ -491,7 +509,7 @@ impl UnionFs {
     fn attr_of(&self, ctx: &Context, node: &UNode) -> io::Result<Attr> {
         let (layer, ino) = node.layers().top().ok_or_else(|| errno(libc::ESTALE))?;
         let attr = self.fs(layer)?.getattr(ctx, ino, None)?;
-        Ok(self.adjust(node, attr))
+        Ok(self.adjust(node, layer, attr))
     }
 
     fn entry_of(&self, ctx: &Context, node: &UNode) -> io::Result<Entry> {
