@@ -135,7 +135,10 @@ mod tests {
         super::write_image(&dir.path().join("img"), "x:1").expect("write");
         let dst = dir.path().join("out");
         std::fs::create_dir(&dst).expect("mkdir");
-        crate::image::unpack::unpack(&dir.path().join("img/layer.tar"), None, &dst).expect("unpack");
+        let layer = dir.path().join("img/layer.tar");
+        let file = std::fs::File::open(&layer).expect("open layer");
+        let size = file.metadata().expect("stat layer").len();
+        crate::image::unpack::unpack(crate::image::unpack::Blob { file, name: "layer.tar".into(), digest: None, size }, &dst).expect("unpack");
         assert_eq!(std::fs::read(dst.join("bin/busybox")).expect("busybox"), std::fs::read(super::BUSYBOX).expect("host busybox"));
         assert_eq!(std::fs::read_link(dst.join("bin/sh")).expect("sh"), std::path::Path::new("busybox"));
         assert!(dst.join("www").is_dir() && dst.join("tmp").is_dir());

@@ -132,6 +132,8 @@ pub enum LaunchError {
     },
     #[error("--user {spec}: no group {group} in the image's /etc/group")]
     NoGroup { spec: String, group: String },
+    #[error("the image's /{path}: {why}")]
+    AccountsFile { path: &'static str, why: String },
     /// The preload library is missing.
     #[error(transparent)]
     Library(std::io::Error),
@@ -489,13 +491,44 @@ impl Environment {
     }
 }
 
-/// `UID[:GID]` or `NAME[:GROUP]`, names looked up in the root's /etc/passwd and /etc/group.
+/// The largest /etc/passwd or /etc/group read from an image.
+const MAX_ACCOUNTS_FILE: u64 = 4 << 20;
+
+/// Reads `rel` (`etc/passwd`, `etc/group`) of the container root `root` as the container
+/// sees it: symbolic links resolve with `root` as `/` (`RESOLVE_IN_ROOT`), never to a host
+/// file; only a regular file of at most [`MAX_ACCOUNTS_FILE`] bytes is read. An absent file
+/// reads as empty.
+fn read_in_root(root: &Path, rel: &'static str) -> Result<String, LaunchError> {
+    use rustix::fs::{self as rfs, FileType, Mode, OFlags, ResolveFlags};
+    use std::io::Read;
+    let bad = |why: String| LaunchError::AccountsFile { path: rel, why };
+    let dir = rfs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| bad(format!("cannot open the root {}: {e}", root.display())))?;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = match rfs::openat2(&dir, rel, flags, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(String::new()),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let st = rfs::fstat(&fd).map_err(|e| bad(e.to_string()))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(bad("not a regular file".into()));
+    }
+    let mut text = Vec::new();
+    std::fs::File::from(fd).take(MAX_ACCOUNTS_FILE + 1).read_to_end(&mut text).map_err(|e| bad(e.to_string()))?;
+    if text.len() as u64 > MAX_ACCOUNTS_FILE {
+        return Err(bad(format!("larger than {MAX_ACCOUNTS_FILE} bytes")));
+    }
+    Ok(String::from_utf8_lossy(&text).into_owned())
+}
+
+/// `UID[:GID]` or `NAME[:GROUP]`, names looked up in the root's /etc/passwd and /etc/group
+/// (read inside the root, [`read_in_root`]).
 pub fn resolve_user(root: &Path, spec: &str) -> Result<(u32, u32), LaunchError> {
     let (u, g) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    let passwd = read_in_root(root, "etc/passwd")?;
     let entry = |name: &str| passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() > 3 && f[0] == name);
     let (uid, primary) = match u.parse::<u32>() {
         Ok(uid) => (uid, passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() > 3 && f[2] == u).and_then(|f| f[3].parse().ok())),
@@ -509,7 +542,7 @@ pub fn resolve_user(root: &Path, spec: &str) -> Result<(u32, u32), LaunchError> 
         Some(g) => match g.parse::<u32>() {
             Ok(gid) => gid,
             Err(_) => {
-                let groups = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+                let groups = read_in_root(root, "etc/group")?;
                 groups
                     .lines()
                     .map(|l| l.split(':').collect::<Vec<_>>())
@@ -556,6 +589,32 @@ mod tests {
         let err = |spec: &str| resolve_user(root.path(), spec).expect_err(spec).to_string();
         assert_eq!(err("ghost"), "--user ghost: no user ghost in the image's /etc/passwd");
         assert_eq!(err("app:nogroup"), "--user app:nogroup: no group nogroup in the image's /etc/group");
+    }
+
+    #[test]
+    fn accounts_are_read_inside_the_image_never_through_a_link_out_of_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+        // A host file an image might point at (as /etc/shadow): absolute and relative links.
+        let host = tmp.path().join("host-passwd");
+        std::fs::write(&host, "ghost:x:4242:4243::/:/bin/sh\n").expect("host file");
+        std::os::unix::fs::symlink(&host, root.join("etc/passwd")).expect("symlink");
+        let err = resolve_user(&root, "ghost").expect_err("the host file must not be read").to_string();
+        assert_eq!(err, "--user ghost: no user ghost in the image's /etc/passwd");
+        std::fs::remove_file(root.join("etc/passwd")).expect("rm");
+        std::os::unix::fs::symlink("../../host-passwd", root.join("etc/passwd")).expect("symlink");
+        assert!(resolve_user(&root, "ghost").is_err(), "a relative link stops at the image's root");
+        // A link inside the image resolves inside it, as the container sees it.
+        std::fs::write(root.join("etc/real"), "app:x:1000:1001::/:/bin/sh\n").expect("passwd");
+        std::fs::remove_file(root.join("etc/passwd")).expect("rm");
+        std::os::unix::fs::symlink("/etc/real", root.join("etc/passwd")).expect("symlink");
+        assert_eq!(resolve_user(&root, "app").expect("app"), (1000, 1001));
+        // A FIFO is refused rather than waited on.
+        std::fs::remove_file(root.join("etc/passwd")).expect("rm");
+        rustix::fs::mknodat(rustix::fs::CWD, root.join("etc/passwd"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o644), 0).expect("mkfifo");
+        let err = resolve_user(&root, "app").expect_err("fifo").to_string();
+        assert_eq!(err, "the image's /etc/passwd: not a regular file");
     }
 
     #[test]

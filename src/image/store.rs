@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::layout::{ImageConfig, Source};
+use super::layout::{Dir, ImageConfig, LayerBlob, Source};
 use crate::backend::cephfs::{CephBranch, CephClient, CephOptions};
 use crate::libservice::copy::{copy_tree, mkdir_all, remove_tree};
 use crate::libservice::{Context, FileSystem, Inode, RENAME_NOREPLACE};
+use super::unpack::Blob;
 use super::{unpack, ImageError};
 use crate::service::records::write_atomic;
 
@@ -136,25 +137,29 @@ impl Store {
 
     /// Imports the image at `path` (an OCI layout directory, or an OCI or `docker save` tar
     /// archive, gzip-compressed or not) as `name` (default: the name the image carries).
-    /// Layers already in the store are not unpacked again. On failure the store is as before.
+    /// Layers already in the store are not unpacked again. Every new layer is unpacked into
+    /// a scratch directory first and moved into the store only once all are: on failure the
+    /// store is as before.
     pub fn import(&self, path: &Path, name: Option<&str>, ceph: Option<&CephStore>) -> Result<ImageRecord, ImageError> {
         let _lock = self.lock()?;
         let meta = self.io(path, std::fs::metadata(path))?;
         let mut scratch = Scratch(None);
-        let root = if meta.is_dir() {
-            path.to_path_buf()
+        let dir = if meta.is_dir() {
+            Dir::open(path, path, Default::default())?
         } else {
             let tmp = self.dir.join(format!(".import-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&tmp);
             self.io(&tmp, std::fs::create_dir_all(&tmp))?;
             scratch.0 = Some(tmp.clone());
-            unpack::unpack(path, None, &tmp).map_err(|e| match e {
+            let file = self.io(path, File::open(path))?;
+            let blob = Blob { file, name: path.display().to_string(), digest: None, size: meta.len() };
+            let left_out = unpack::unpack_archive(blob, &tmp).map_err(|e| match e {
                 ImageError::Invalid(m) => ImageError::Invalid(format!("{}: not a readable image archive: {m}", path.display())),
                 e => e,
             })?;
-            tmp
+            Dir::open(&tmp, path, left_out)?
         };
-        let src = Source::open(&root)?;
+        let src = Source::open(dir)?;
         let name = name.map(str::to_string).or(src.name.clone()).ok_or_else(|| {
             ImageError::Invalid(format!("{} carries no image name; give one with --name", path.display()))
         })?;
@@ -171,18 +176,16 @@ impl Store {
             None => None,
         };
         let mut layers = Vec::new();
+        let mut staged = Vec::new();
         for (i, l) in src.layers.iter().enumerate() {
-            if let (Some(cl), Some(d)) = (&cephfs, &l.digest) {
-                if cl.has(&layer_name(d))? {
-                    unpack::verify(&l.file, d)?;
-                    info!("layer {d} is already in CephFS");
-                    layers.push(d.clone());
-                    continue;
-                }
-            }
+            let blob = open_blob(&src, l)?;
             if let Some(d) = &l.digest {
-                if self.layer_dir(d).is_dir() {
-                    unpack::verify(&l.file, d)?;
+                let present = match &cephfs {
+                    Some(cl) => cl.has(&layer_name(d))?,
+                    None => self.layer_dir(d).is_dir(),
+                };
+                if present {
+                    unpack::verify(blob)?;
                     info!("layer {d} is already in the store");
                     layers.push(d.clone());
                     continue;
@@ -192,23 +195,46 @@ impl Store {
             let _ = std::fs::remove_dir_all(&tmp);
             self.io(&tmp, std::fs::create_dir(&tmp))?;
             let guard = Scratch(Some(tmp.clone()));
-            let digest = unpack::unpack(&l.file, l.digest.as_deref(), &tmp)?;
-            match &cephfs {
-                Some(cl) => cl.publish(&tmp, &layer_name(&digest), i)?,
-                None => {
-                    let dst = self.layer_dir(&digest);
-                    if !dst.is_dir() {
-                        self.io(&dst, std::fs::rename(&tmp, &dst))?;
-                    }
-                }
-            }
-            drop(guard);
+            let digest = unpack::unpack(blob, &tmp)?;
+            staged.push((guard, digest.clone(), i));
             layers.push(digest);
         }
+        self.publish(cephfs.as_ref(), staged)?;
         let rec = ImageRecord { name, id: src.id, layers, config: src.config, imported: crate::pool::state::now(), ceph: ceph.cloned() };
         records.images.push(rec.clone());
         self.save(&records)?;
         Ok(rec)
+    }
+
+    /// Moves the layers unpacked in scratch directories into the store (or CephFS). A layer
+    /// already there meanwhile is kept; on failure the layers moved in are removed again.
+    fn publish(&self, cephfs: Option<&CephLayers>, staged: Vec<(Scratch, String, usize)>) -> Result<(), ImageError> {
+        let mut moved: Vec<PathBuf> = Vec::new();
+        for (tmp, digest, i) in staged {
+            let Some(local) = tmp.0.as_deref() else { continue };
+            let r = match cephfs {
+                Some(cl) => cl.publish(local, &layer_name(&digest), i),
+                None => {
+                    let dst = self.layer_dir(&digest);
+                    if dst.is_dir() {
+                        Ok(())
+                    } else {
+                        let r = self.io(&dst, std::fs::rename(local, &dst));
+                        if r.is_ok() {
+                            moved.push(dst);
+                        }
+                        r
+                    }
+                }
+            };
+            if let Err(e) = r {
+                for m in &moved {
+                    let _ = std::fs::remove_dir_all(m);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Removes image `name`, and the layers no other image uses.
@@ -285,6 +311,16 @@ impl Drop for CephLayers {
     fn drop(&mut self) {
         self.branch.forget(self.layers, 1);
     }
+}
+
+/// Opens layer `l` of `src`, refusing one whose file is not the size its descriptor declares.
+fn open_blob(src: &Source, l: &LayerBlob) -> Result<Blob, ImageError> {
+    let (file, actual) = src.dir.open_file(&l.file)?;
+    let name = l.digest.clone().unwrap_or_else(|| l.file.display().to_string());
+    if let Some(size) = l.size.filter(|&s| s != actual) {
+        return Err(ImageError::Invalid(format!("layer {name}: {} is {actual} bytes, its manifest declares {size}", l.file.display())));
+    }
+    Ok(Blob { file, name, digest: l.digest.clone(), size: l.size.unwrap_or(actual) })
 }
 
 /// Image names: a reference such as `registry/name:tag`, without control or path-escaping
