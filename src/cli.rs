@@ -360,6 +360,10 @@ pub struct ExecArgs {
     /// keyring, reboot, swap, clocks, namespaces... fail with EPERM) or `unconfined`.
     #[arg(long, value_enum, default_value = "default")]
     pub seccomp: SeccompMode,
+    /// User namespace: `pool` (its own, mapped onto the pool's host id range; the default
+    /// for --clone-of) or `host` (container root is host root; the default for --root).
+    #[arg(long, value_enum)]
+    pub userns: Option<crate::container::Userns>,
     /// Let the command gain privileges at exec (set-id binaries, file capabilities): turns
     /// `no_new_privs` off.
     #[arg(long)]

@@ -52,6 +52,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, a: ExecArgs) -> anyhow::Result<Exi
         command: a.command.clone(),
         entrypoint: a.entrypoint.clone(),
         confine,
+        userns: a.userns,
     };
     if a.detach {
         return detach(state_dir, &a);

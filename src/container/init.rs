@@ -24,6 +24,16 @@ pub(super) struct Ends {
     pub report: OwnedFd,
     /// For `--tty`: where the master side of the container's terminal goes to the runtime.
     pub console: Option<OwnedFd>,
+    /// For a new user namespace: the handshake with the runtime that writes its id maps.
+    pub ids: Option<IdsEnds>,
+}
+
+/// The init's ends of the id-map handshake.
+pub(super) struct IdsEnds {
+    /// One byte: the namespace exists, write its maps.
+    pub ask: OwnedFd,
+    /// One byte back: they are written.
+    pub done: OwnedFd,
 }
 
 fn report(to: &OwnedFd, msg: &str) {
@@ -47,6 +57,10 @@ pub(super) fn main(spec: &Spec, ends: Ends, entry: Entry<'_>) -> isize {
         return 1; // the runtime gave up
     }
     drop(ends.go);
+    let (entry_kind, joined_userns) = match &entry {
+        Entry::New => (EntryKind::New, false),
+        Entry::Join(ns) => (EntryKind::Join, ns.iter().any(|(_, k)| *k == nix::sched::CloneFlags::CLONE_NEWUSER)),
+    };
     let entered = match entry {
         Entry::New => setup(spec),
         Entry::Join(ns) => join(ns),
@@ -64,6 +78,18 @@ pub(super) fn main(spec: &Spec, ends: Ends, entry: Entry<'_>) -> isize {
         }
     };
     drop(ends.console);
+    // The user namespace comes last: every other namespace and the tree were made by the
+    // host's root, so the container's root holds no capability over them.
+    let userns = match (&entry_kind, &ends.ids) {
+        (EntryKind::New, Some(ids)) => enter_new_userns(ids).and_then(|_| own_network(spec)),
+        (EntryKind::Join, _) if joined_userns => become_root(),
+        _ => Ok(()),
+    };
+    if let Err(msg) = userns {
+        report(&ends.report, &msg);
+        return 1;
+    }
+    drop(ends.ids);
     let all = SigSet::all();
     if let Err(e) = all.thread_block() {
         report(&ends.report, &format!("cannot block signals: {e}"));
@@ -90,6 +116,43 @@ pub(super) fn main(spec: &Spec, ends: Ends, entry: Entry<'_>) -> isize {
     }
 }
 
+enum EntryKind {
+    New,
+    Join,
+}
+
+/// Makes this process's user namespace, waits for the runtime to map it, and becomes its
+/// root (container uid and gid 0: the pool's first host ids, no host groups).
+fn enter_new_userns(ids: &IdsEnds) -> Result<(), String> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map_err(|e| format!("cannot create the user namespace: {e}"))?;
+    nix::unistd::write(&ids.ask, &[1]).map_err(|e| format!("cannot ask for the id maps: {e}"))?;
+    let mut byte = [0u8; 1];
+    if !matches!(nix::unistd::read(&ids.done, &mut byte), Ok(1)) {
+        return Err("the runtime did not map the user namespace".into());
+    }
+    become_root()
+}
+
+/// With `--net none` in a user namespace: a network namespace of its own, owned by it, with
+/// loopback up.
+fn own_network(spec: &Spec) -> Result<(), String> {
+    if spec.net != Net::None {
+        return Ok(());
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("cannot create the network namespace: {e}"))?;
+    sys::loopback_up().map_err(|e| format!("cannot bring the loopback interface up: {e}"))
+}
+
+/// Takes the user namespace's root ids: until then this process keeps the host root's ids,
+/// which the namespace does not map.
+fn become_root() -> Result<(), String> {
+    let root = Gid::from_raw(0);
+    nix::unistd::setgroups(&[]).map_err(|e| format!("cannot drop the host's groups: {e}"))?;
+    nix::unistd::setresgid(root, root, root).map_err(|e| format!("cannot become the container's root group: {e}"))?;
+    let root = Uid::from_raw(0);
+    nix::unistd::setresuid(root, root, root).map_err(|e| format!("cannot become the container's root: {e}"))
+}
+
 fn setup(spec: &Spec) -> Result<(), String> {
     // The parent moved this process into the pool's cgroups before it runs.
     let entry = crate::pool::Entry { cgroups: None, ipc_ns: spec.ipc_ns.clone(), cpus: spec.cpus.as_ref().map(|c| c.iter().copied().collect()) };
@@ -97,10 +160,15 @@ fn setup(spec: &Spec) -> Result<(), String> {
     // The runtime put this process in the container's own cgroup: that becomes the root of
     // the cgroup tree its processes see.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("cannot create the cgroup namespace: {e}"))?;
-    rootfs::populate(&spec.root, spec.library.as_deref(), spec.channel.as_deref())?;
+    rootfs::populate(&spec.root, spec.library.as_deref(), spec.channel.as_deref(), spec.userns.map(|r| r.first))?;
     nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("cannot set the hostname {:?}: {e}", spec.hostname))?;
-    if spec.net == Net::None {
+    if spec.net == Net::None && spec.userns.is_none() {
         sys::loopback_up().map_err(|e| format!("cannot bring the loopback interface up: {e}"))?;
+        // As Docker's defaults: any port and ICMP echo sockets for every user of the
+        // container's own network (in a user namespace its root has no capability over it).
+        for (knob, value) in [("ip_unprivileged_port_start", "0"), ("ping_group_range", "0 2147483647")] {
+            std::fs::write(format!("/proc/sys/net/ipv4/{knob}"), value).map_err(|e| format!("cannot set net.ipv4.{knob}: {e}"))?;
+        }
     }
     rootfs::enter(&spec.root)
 }

@@ -48,6 +48,8 @@ pub struct Request {
     pub entrypoint: Option<String>,
     /// Capabilities, `no_new_privs` and seccomp of the command.
     pub confine: super::Confinement,
+    /// `None`: the pool's for a clone, the host's for `--root`.
+    pub userns: Option<super::Userns>,
 }
 
 /// What can go wrong running a container with `exec`; each names the step.
@@ -134,6 +136,8 @@ pub enum LaunchError {
     NoGroup { spec: String, group: String },
     #[error("the image's /{path}: {why}")]
     AccountsFile { path: &'static str, why: String },
+    #[error("pool {0} has no id range for a user namespace (it was made before pools had one): use --userns host, or recreate the pool")]
+    NoIdRange(String),
     /// The preload library is missing.
     #[error(transparent)]
     Library(std::io::Error),
@@ -250,6 +254,8 @@ pub fn run_in(state_dir: &Path, name: &str, req: &Request) -> Result<i32, Launch
         cpus: pool.slice.cpus.as_ref().map(|c| c.iter().copied().collect()),
         stdout_to_stderr: false,
         confine: req.confine.clone(),
+        // Joining: the container's own, whatever it is.
+        userns: None,
     };
     let cgroups = pool.cgroups.clone();
     match super::enter(rec.pid, &spec, |pid| cgroups.add_container_process(pid, name).map_err(std::io::Error::other)) {
@@ -340,6 +346,11 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
 /// Resolves the root (mounting a clone's), the command and its environment.
 fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, req: &Request, detached: bool) -> Result<(Spec, Option<String>), LaunchError> {
     let mut served = None;
+    let mode = req.userns.unwrap_or(if matches!(req.root, Root::Clone { .. }) { super::Userns::Pool } else { super::Userns::Host });
+    let ids = match mode {
+        super::Userns::Host => None,
+        super::Userns::Pool => Some(pool.ids.ok_or_else(|| LaunchError::NoIdRange(req.pool.clone()))?),
+    };
     let (root, config, image) = match &req.root {
         Root::Mount(p) | Root::Unmanaged(p) => {
             let root = std::fs::canonicalize(p).map_err(|source| LaunchError::Root { path: p.clone(), source })?;
@@ -354,6 +365,10 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
             }
             std::fs::create_dir_all(&upper).map_err(create(&upper))?;
             setup.upper = Some(upper.clone());
+            if let Some(ids) = ids {
+                // The clone's root directory belongs to its root.
+                std::os::unix::fs::chown(&upper, Some(ids.first), Some(ids.first)).map_err(create(&upper))?;
+            }
             setup.keep = *keep;
             // The clone's upper branch is on local disk; the image's layers where it keeps them.
             let on_ceph = img.ceph.is_some();
@@ -363,7 +378,8 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
                 Some(c) => BackendSpec::Cephfs(crate::spec::CephSpec { conf: c.conf.clone(), id: c.id.clone(), fs: c.fs.clone(), ..Default::default() }),
                 None => BackendSpec::Local,
             };
-            let spec = InstanceSpec { backend, branches, cache: CacheSpec::default(), id_shift: None };
+            let id_shift = ids.map(|r| crate::spec::IdShift { first: r.first, count: r.count });
+            let spec = InstanceSpec { backend, branches, cache: CacheSpec::default(), id_shift };
             let mp = cdir.join("root");
             std::fs::create_dir(&mp).map_err(create(&mp))?;
             let t = std::time::Instant::now();
@@ -438,6 +454,7 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
         cpus: pool.slice.cpus.as_ref().map(|c| c.iter().copied().collect()),
         stdout_to_stderr: detached,
         confine: req.confine.clone(),
+        userns: ids,
     };
     Ok((spec, image))
 }

@@ -31,6 +31,7 @@ use nix::unistd::Pid;
 
 pub use confine::{ConfineError, Confinement};
 pub use relay::Running;
+pub use crate::pool::ids::IdRange;
 
 /// `PATH` when neither the image nor the user sets one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -44,6 +45,18 @@ pub enum Net {
     Host,
     /// A network namespace of its own with only loopback.
     None,
+}
+
+/// Whose user namespace a container runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Userns {
+    /// One of its own, mapped onto the pool's host id range: its root is an unprivileged
+    /// host user (the default for clones).
+    Pool,
+    /// The host's: container root is host root (the default for `--root` mounts, whose
+    /// files keep host ids).
+    Host,
 }
 
 /// Everything the runtime needs to start one container, resolved.
@@ -72,6 +85,9 @@ pub struct Spec {
     pub stdout_to_stderr: bool,
     /// Capabilities, `no_new_privs` and seccomp of the command.
     pub confine: Confinement,
+    /// The host ids its user namespace maps container ids `0..count` onto (`None`: the
+    /// host's user namespace).
+    pub userns: Option<IdRange>,
 }
 
 /// Errors starting or running a container.
@@ -115,6 +131,19 @@ fn namespaces_of(pid: u32) -> Result<Vec<(std::os::fd::OwnedFd, CloneFlags)>, Co
         let f = std::fs::File::open(format!("/proc/{pid}/ns/{name}")).map_err(|source| ContainerError::Os { what: "cannot open the container's namespaces", source })?;
         out.push((f.into(), kind));
     }
+    // Its user namespace last (joining one needs the mount namespace's root as this
+    // process's root), when it has one of its own.
+    let same = |a: &str, b: &str| -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+            _ => false,
+        }
+    };
+    if !same(&format!("/proc/{pid}/ns/user"), "/proc/self/ns/user") {
+        let f = std::fs::File::open(format!("/proc/{pid}/ns/user")).map_err(|source| ContainerError::Os { what: "cannot open the container's user namespace", source })?;
+        out.push((f.into(), CloneFlags::CLONE_NEWUSER));
+    }
     Ok(out)
 }
 
@@ -133,7 +162,10 @@ fn launch_process(spec: &Spec, target: Option<u32>, join: impl FnOnce(u32) -> st
     };
     let signals = relay::block_signals().map_err(os("cannot block signals"))?;
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS;
-    if spec.net == Net::None {
+    // In a user namespace, the init makes its network once it is the namespace's root, so
+    // that the container's root holds its network capabilities there (raw sockets, low
+    // ports).
+    if spec.net == Net::None && spec.userns.is_none() {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     if target.is_some() {
@@ -143,15 +175,25 @@ fn launch_process(spec: &Spec, target: Option<u32>, join: impl FnOnce(u32) -> st
         Some((a, b)) => (Some(a), Some(b)),
         None => (None, None),
     };
-    let mut child_ends = Some((go_r, rep_w, theirs));
+    // A new user namespace: the init asks (one byte) once it has made it, the runtime writes
+    // its id maps and answers.
+    let ids_pipes = match (spec.userns, target) {
+        (Some(_), None) => Some((nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os("pipe"))?, nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os("pipe"))?)),
+        _ => None,
+    };
+    let (ids_theirs, ids_ours) = match ids_pipes {
+        Some(((ask_r, ask_w), (done_r, done_w))) => (Some(init::IdsEnds { ask: ask_w, done: done_r }), Some((ask_r, done_w))),
+        None => (None, None),
+    };
+    let mut child_ends = Some((go_r, rep_w, theirs, ids_theirs));
     let mut body = || -> isize {
-        let Some((go, report, console)) = child_ends.take() else { return 1 };
+        let Some((go, report, console, ids)) = child_ends.take() else { return 1 };
         if let Some(o) = &ours {
             // The runtime's end, in this copy of its descriptors.
             let _ = nix::unistd::close(o.as_raw_fd());
         }
         let entry = if target.is_some() { init::Entry::Join(&namespaces) } else { init::Entry::New };
-        init::main(spec, init::Ends { go, report, console }, entry)
+        init::main(spec, init::Ends { go, report, console, ids }, entry)
     };
     let spawned = sys::spawn(flags, &mut body);
     // The parent's copies of the child's ends.
@@ -183,6 +225,18 @@ fn launch_process(spec: &Spec, target: Option<u32>, join: impl FnOnce(u32) -> st
             sys::set_window_size(m.as_fd(), &ws);
         }
     }
+    if let (Some((ask, done)), Some(ids)) = (ids_ours, spec.userns) {
+        let mut byte = [0u8; 1];
+        // Nothing (end of file): the init failed before; its report says why.
+        if matches!(nix::unistd::read(&ask, &mut byte), Ok(1)) {
+            if let Err(e) = write_id_maps(pid.as_raw() as u32, ids) {
+                return Err(fail(ContainerError::Os { what: "cannot write the container's id maps", source: e }));
+            }
+            if let Err(e) = nix::unistd::write(&done, &[1]) {
+                return Err(fail(os("cannot start the container")(e)));
+            }
+        }
+    }
     let mut msg = String::new();
     let _ = std::fs::File::from(rep_r).read_to_string(&mut msg);
     if !msg.is_empty() {
@@ -191,6 +245,13 @@ fn launch_process(spec: &Spec, target: Option<u32>, join: impl FnOnce(u32) -> st
         return Err(ContainerError::Start { msg, code });
     }
     Ok(Running::new(pid, master, signals))
+}
+
+/// Maps container ids `0..count` of process `pid`'s (new) user namespace onto `ids`.
+fn write_id_maps(pid: u32, ids: IdRange) -> std::io::Result<()> {
+    let line = format!("0 {} {}\n", ids.first, ids.count);
+    std::fs::write(format!("/proc/{pid}/uid_map"), &line)?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), &line)
 }
 
 /// Where a container's init is, for signals from outside.

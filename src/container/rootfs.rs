@@ -39,15 +39,17 @@ fn dir(root: &Path, name: &str) -> Step<std::path::PathBuf> {
 }
 
 /// Mounts /proc, /dev and /sys under `root`, and the preload `library` and the service's
-/// `channel` socket (if any) under /dev.
-pub fn populate(root: &Path, library: Option<&Path>, channel: Option<&Path>) -> Step {
+/// `channel` socket (if any) under /dev. `owner`: the host id of the container's root in its
+/// user namespace, which then owns /dev and /dev/shm.
+pub fn populate(root: &Path, library: Option<&Path>, channel: Option<&Path>, owner: Option<u32>) -> Step {
+    let own = owner.map_or(String::new(), |id| format!(",uid={id},gid={id}"));
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     // Nothing mounted from here on reaches the host.
     ctx(mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>), || "cannot make / a slave mount".into())?;
     let proc_dir = dir(root, "/proc")?;
     mount_at("proc", &proc_dir, Some("proc"), nosuid, None)?;
     let dev = dir(root, "/dev")?;
-    mount_at("tmpfs", &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"))?;
+    mount_at("tmpfs", &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME, Some(&format!("mode=755,size=65536k{own}")))?;
     for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
         let p = dev.join(name);
         ctx(mknod(&p, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor)), || format!("cannot create /dev/{name}"))?;
@@ -59,7 +61,7 @@ pub fn populate(root: &Path, library: Option<&Path>, channel: Option<&Path>) -> 
     mount_at("devpts", &pts, Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=0620"))?;
     let shm = dev.join("shm");
     ctx(std::fs::create_dir(&shm), || "cannot create /dev/shm".into())?;
-    mount_at("shm", &shm, Some("tmpfs"), nosuid, Some("mode=1777,size=65536k"))?;
+    mount_at("shm", &shm, Some("tmpfs"), nosuid, Some(&format!("mode=1777,size=65536k{own}")))?;
     for (link, target) in [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
         ctx(symlink(target, dev.join(link)), || format!("cannot create /dev/{link}"))?;
     }
