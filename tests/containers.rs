@@ -551,3 +551,157 @@ echo done"#;
     assert!(out.contains("kcore 0") && out.contains("firmware 0"), "{out}");
     assert!(out.contains("chown ok 1:1") && out.trim_end().ends_with("done"), "{out}");
 }
+
+/// `exec` with `input` on the command's standard input.
+fn exec_with_input(s: &Stage, args: &[&str], input: &[u8]) -> Output {
+    let mut all = vec!["exec", "--pool", s.pool.as_str()];
+    all.extend_from_slice(args);
+    let mut child = s.host.cmd().args(&all).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn exec");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let data = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("exec output");
+    let _ = feeder.join();
+    out
+}
+
+/// `tests/c/escape.c`, built static (it runs whatever the image holds).
+fn escape_probe(s: &Stage) -> Vec<u8> {
+    let exe = s.host.scratch.path().join("escape");
+    let cc = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&exe)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/escape.c"))
+        .output()
+        .expect("gcc");
+    assert!(cc.status.success(), "{}", stderr(&cc));
+    std::fs::read(&exe).expect("probe")
+}
+
+/// Issue 24's escape suite, in a container with a user namespace of its own (the default)
+/// and in one sharing the host's: every way out a hostile container root would try is
+/// refused, from a static program (system calls as such) and from the shell under the
+/// library (its opens on the user-level path) and without it (the kernel and FUSE path);
+/// what a container may still do (chown inside, a low port, ping) works.
+#[test]
+fn escapes_to_the_host_are_refused_inside_containers_on_both_paths() {
+    let s = Stage::new("ctescape");
+    let probe = escape_probe(&s);
+    let shell = r#"(echo h > /proc/sysrq-trigger) 2>/dev/null && echo "shell sysrq ESCAPED"
+(echo x > /proc/sys/kernel/hostname) 2>/dev/null && echo "shell sysctl ESCAPED"
+test -s /proc/keys && echo "shell keys ESCAPED"
+busybox mknod /dev/sdz b 8 0 2>/dev/null; (cat /dev/sdz > /dev/null) 2>/dev/null && echo "shell blockdev ESCAPED"
+(echo x > /proc/1/exe) 2>/dev/null && echo "shell runtime ESCAPED"
+"#;
+    let script = format!(
+        r#"cat > /tmp/escape; chmod 755 /tmp/escape
+echo "== user-level path"
+/tmp/escape /tmp/sda
+{shell}
+echo "== kernel path"
+env -u LD_PRELOAD sh -c '/tmp/escape /dev/sdb
+{shell}'
+cp /tmp/escape /tmp/suid; chmod 4755 /tmp/suid; /tmp/escape --as-1000 /tmp/suid
+busybox ping -c1 -W2 127.0.0.1 > /dev/null && echo "ping ok"
+(busybox nc -l -p 80 -w 3 > /dev/null & sleep 0.3; echo x | busybox nc -w 2 127.0.0.1 80) && echo "port 80 ok"
+touch /tmp/own && busybox chown 5:6 /tmp/own && echo "chown ok $(busybox stat -c %u:%g /tmp/own)"
+echo done"#
+    );
+    for userns in ["pool", "host"] {
+        let out = exec_with_input(&s, &["--clone-of", IMAGE, "--userns", userns, "--net", "none", "--", "sh", "-c", &script], &probe);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success() && text.trim_end().ends_with("done"), "--userns {userns} ({}): {}\n{text}", out.status, stderr(&out));
+        assert!(!text.contains("ESCAPED"), "--userns {userns}: a container reached the host:\n{text}");
+        // Refused by the seccomp filter (a plain process may make these calls).
+        for call in ["keyctl", "unshare_user", "clone_newuser", "bpf", "perf_event_open", "mount_x32", "fsopen", "mount", "open_by_handle_at", "kexec_load", "init_module"] {
+            assert_eq!(text.lines().filter(|l| *l == format!("{call} refused EPERM")).count(), 2, "--userns {userns}: {call} not refused by the filter on both paths:\n{text}");
+        }
+        assert_eq!(text.lines().filter(|l| *l == "clone3 refused ENOSYS").count(), 2, "{text}");
+        for attempt in ["open_block_device", "open_dev_mem", "sysrq", "sysctl", "proc_keys", "kcore", "reboot", "swapon", "ptrace_init", "setns_init_mnt", "write_proc_1_exe"] {
+            assert_eq!(text.lines().filter(|l| l.starts_with(&format!("{attempt} refused "))).count(), 2, "--userns {userns}: {attempt}:\n{text}");
+        }
+        assert!(text.contains("euid 1000"), "--userns {userns}: a set-user-id file gained privileges at exec:\n{text}");
+        for still in ["ping ok", "port 80 ok", "chown ok 5:6"] {
+            assert!(text.contains(still), "--userns {userns}: {still:?} missing:\n{text}");
+        }
+    }
+    // The runtime a container sees is a sealed copy: its pid 1 runs from a memfd that nobody,
+    // not even the host's root, can write.
+    let name = s.host.ok(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--detach", "--", "sleep", "60"]).trim().to_string();
+    let v = s.inspect();
+    let pid = v["containers"].as_array().expect("containers").iter().find(|c| c["name"] == name.as_str()).and_then(|c| c["pid"].as_u64()).expect("init pid");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("init exe");
+    assert!(exe.to_string_lossy().starts_with("/memfd:polytropon"), "pid 1 runs from {}", exe.display());
+    let w = std::fs::OpenOptions::new().write(true).open(format!("/proc/{pid}/exe"));
+    assert!(w.is_err(), "the runtime copy can be opened for writing");
+    s.host.ok(&["kill", "--pool", &s.pool, &name, "--signal", "KILL"]);
+}
+
+/// Each pool's containers run in a user namespace mapped onto the pool's own host ids: files
+/// made by the container's root and its users, on either path, and copies up of the image's
+/// files land on the host with the mapped ids; the image's files show their own ids inside
+/// every pool that shares them; two pools' ranges never overlap, and a destroyed pool's
+/// range is released.
+#[test]
+fn user_namespaces_map_each_pool_onto_its_own_host_ids() {
+    let mut s = Stage::new("ctuserns");
+    let other = s.host.create("q", &[]);
+    s.host.ok(&["service", "run", "--pool", &other, "--detach"]);
+    let first = |pool: &str| -> u32 {
+        let v = s.host.inspect(pool);
+        assert_eq!(v["pool"]["ids"]["count"].as_u64(), Some(65536), "{}", v["pool"]);
+        v["pool"]["ids"]["first"].as_u64().and_then(|f| u32::try_from(f).ok()).expect("the pool's id range")
+    };
+    let (a, b) = (first(&s.pool), first(&other));
+    assert!(a > 0 && b > 0 && (a + 65536 <= b || b + 65536 <= a), "ranges overlap: {a} and {b}");
+    let registry = Path::new("/var/lib/polytropon/id-ranges");
+    assert!(registry.join(format!("{b}-65536")).exists(), "pool {other}'s range is not claimed");
+
+    let script = r#"set -e
+echo "inside $(id -u):$(id -g)"
+echo lib > /made-lib
+env -u LD_PRELOAD sh -c 'echo fuse > /made-fuse'
+echo more >> /etc/motd
+echo "lib stat $(stat -c %u:%g /etc/passwd)"
+env -u LD_PRELOAD sh -c 'echo "kernel stat $(stat -c %u:%g /etc/passwd)"'
+mkdir /home-app && busybox chown app:app /home-app
+busybox su app -s /bin/sh -c 'echo app > /home-app/lib; env -u LD_PRELOAD sh -c "echo app > /home-app/fuse"; echo "app $(id -u)"'
+echo "app file $(stat -c %u:%g /home-app/lib)"
+busybox chown 4242:4243 /made-lib && echo "chown $(stat -c %u:%g /made-lib)"
+busybox chown 70000 /made-lib 2>/dev/null || echo "unmapped chown refused"
+echo done"#;
+    let out = s.clone_sh(&["--keep", "--name", "kept"], script);
+    for e in ["inside 0:0", "lib stat 0:0", "kernel stat 0:0", "app 1000", "app file 1000:1000", "chown 4242:4243", "unmapped chown refused"] {
+        assert!(out.contains(e), "missing {e:?}:\n{out}");
+    }
+    let upper = s.host.data().join("containers").join(&s.pool).join("kept/upper");
+    let ids = |rel: &str| {
+        let m = std::fs::symlink_metadata(upper.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        (std::os::unix::fs::MetadataExt::uid(&m), std::os::unix::fs::MetadataExt::gid(&m))
+    };
+    assert_eq!(ids("made-fuse"), (a, a), "root's file through FUSE");
+    assert_eq!(ids("made-lib"), (a + 4242, a + 4243), "root's file through the library, chowned inside");
+    assert_eq!(ids("etc/motd"), (a, a), "a copy-up of an image file owned by root");
+    assert_eq!(ids("home-app/lib"), (a + 1000, a + 1000), "app's file through the library");
+    assert_eq!(ids("home-app/fuse"), (a + 1000, a + 1000), "app's file through FUSE");
+    // The shared layers keep the image's own ids on the host.
+    let layers = s.host.data().join("images/layers");
+    for layer in std::fs::read_dir(&layers).expect("layers").flatten() {
+        if let Ok(m) = std::fs::metadata(layer.path().join("etc/passwd")) {
+            assert_eq!(std::os::unix::fs::MetadataExt::uid(&m), 0, "a shared layer changed owner");
+        }
+    }
+    // The same image in the other pool: its own ids inside, its own range on the host.
+    let out = s.host.run(&["exec", "--pool", &other, "--clone-of", IMAGE, "--keep", "--name", "kq", "--", "sh", "-c", "stat -c %u:%g /etc/passwd; touch /q-file"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0:0");
+    let q = std::fs::metadata(s.host.data().join("containers").join(&other).join("kq/upper/q-file")).expect("q-file");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&q), b);
+    // `--userns host` keeps the host's ids, as before.
+    let out = s.host.run(&["exec", "--pool", &other, "--clone-of", IMAGE, "--userns", "host", "--", "cat", "/proc/self/uid_map"]);
+    assert!(String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"], "{}", String::from_utf8_lossy(&out.stdout));
+    s.host.ok(&["pool", "destroy", &other, "--force"]);
+    assert!(!registry.join(format!("{b}-65536")).exists(), "pool {other}'s range outlived it");
+}
