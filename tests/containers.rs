@@ -27,7 +27,7 @@ impl Stage {
         let mut host = Host::new(tag);
         // Container users other than root walk the branch directories (the default data dir,
         // /var/lib/polytropon, is world-searchable; a temp dir is not).
-        std::fs::set_permissions(host.scratch.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod scratch");
+        std::fs::set_permissions(host.scratch.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod scratch");
         let image = image_dir().join("oci");
         host.ok(&["image", "import", image.to_str().expect("utf-8 path")]);
         let pool = host.create("p", &["--cpus", "0-1", "--pids-max", "2048"]);

@@ -357,6 +357,7 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
             (root, ImageConfig::default(), None)
         }
         Root::Clone { image, keep } => {
+            crate::pool::state::private_dir(data_dir, 0o700).map_err(create(data_dir))?;
             let store = Store::new(data_dir);
             let img = store.get(image)?;
             let upper = data_dir.join("containers").join(&req.pool).join(&setup.name).join("upper");

@@ -79,7 +79,8 @@ impl Containers {
 
     /// Claims `name`: fails with `AlreadyExists` when a container of the pool has it.
     pub fn reserve(&self, name: &str) -> io::Result<PathBuf> {
-        std::fs::create_dir_all(&self.dir)?;
+        // Clone roots, logs and records: the host's root only.
+        crate::pool::state::private_dir(&self.dir, 0o700)?;
         let d = self.dir(name);
         std::fs::create_dir(&d)?;
         Ok(d)

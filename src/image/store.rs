@@ -87,6 +87,10 @@ impl Store {
     }
 
     fn lock(&self) -> Result<Lock, ImageError> {
+        // Layers keep the images' set-id files: out of other host users' reach.
+        if let Some(data_dir) = self.dir.parent() {
+            self.io(data_dir, crate::pool::state::private_dir(data_dir, 0o700))?;
+        }
         let layers = self.dir.join("layers");
         self.io(&layers, std::fs::create_dir_all(&layers))?;
         let path = self.dir.join(".lock");

@@ -35,7 +35,7 @@ pub fn create(pools: &Pools, name: &str, spec: PoolSpec) -> Result<PoolState, Te
     }
     let asked = spec.uid_range.as_deref().map(ids::parse).transpose()?;
     let dir = pools.pool_dir(name);
-    std::fs::create_dir_all(&dir).map_err(|source| TenantError::Dir { path: dir.clone(), source })?;
+    crate::pool::state::private_dir(&dir, 0o711).map_err(|source| TenantError::Dir { path: dir.clone(), source })?;
     let range = match ids::claim(asked, &dir) {
         Ok(r) => r,
         Err(e) => {

@@ -115,7 +115,7 @@ fn alive(owner: &str) -> bool {
 pub fn claim(asked: Option<IdRange>, pool_dir: &Path) -> Result<IdRange, IdError> {
     let dir = registry();
     let reg = |source| IdError::Registry { path: dir.clone(), source };
-    std::fs::create_dir_all(&dir).map_err(reg)?;
+    crate::state::private_dir(&dir, 0o700).map_err(reg)?;
     let lock = std::fs::File::create(dir.join(".lock")).map_err(reg)?;
     rustix::fs::flock(lock.as_fd(), rustix::fs::FlockOperation::LockExclusive).map_err(|e| reg(e.into()))?;
     let mut taken = Vec::new();

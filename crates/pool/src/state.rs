@@ -10,6 +10,19 @@ use serde::{Deserialize, Serialize};
 use super::cgroups::CgroupInfo;
 use super::spec::{PoolSpec, Slice};
 
+/// Makes directory `dir` (and its parents) if missing, and takes from its mode any
+/// permission `mode` does not give, so that other host users cannot list or enter it
+/// beyond what `mode` allows (0700: nothing; 0711: search only).
+pub fn private_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let now = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if now & !mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(now & !(0o077 & !mode)))?;
+    }
+    Ok(())
+}
+
 /// What is known of one pool.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PoolState {
@@ -67,7 +80,12 @@ impl Pools {
     }
 
     pub fn lock(&self) -> io::Result<PoolsLock> {
-        std::fs::create_dir_all(&self.dir)?;
+        // Searchable, not listable: a host user's process reaches a pool's channel socket by
+        // its path, and nothing else.
+        if let Some(state_dir) = self.dir.parent() {
+            private_dir(state_dir, 0o711)?;
+        }
+        private_dir(&self.dir, 0o711)?;
         let f = File::create(self.dir.join(".lock"))?;
         rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
         Ok(PoolsLock(f))
