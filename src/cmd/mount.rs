@@ -110,6 +110,6 @@ fn add_to_pool(state_dir: &Path, pool: &str, mountpoint: &Path, spec: InstanceSp
     pools.get(pool)?.with_context(|| format!("no pool named {pool}"))?;
     let svc = pools.live_service(pool)?.with_context(|| format!("the service of pool {pool} is not running (start it with `polytropon service run --pool {pool}`)"))?;
     let mp = std::fs::canonicalize(mountpoint).with_context(|| format!("mount point {}", mountpoint.display()))?;
-    control::call(&svc.socket, &Request::Mount { mountpoint: mp, spec }, Duration::from_secs(30))?;
+    control::call(&svc.socket, &Request::Mount { mountpoint: mp, spec: Box::new(spec) }, Duration::from_secs(30))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -384,7 +384,7 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
             let mp = cdir.join("root");
             std::fs::create_dir(&mp).map_err(create(&mp))?;
             let t = std::time::Instant::now();
-            let resp = control::call(&setup.socket, &Control::Mount { mountpoint: mp.clone(), spec }, Duration::from_secs(30))
+            let resp = control::call(&setup.socket, &Control::Mount { mountpoint: mp.clone(), spec: Box::new(spec) }, Duration::from_secs(30))
                 .map_err(|source| LaunchError::MountClone { path: mp.clone(), source })?;
             tracing::debug!("clone root mounted in {:?}", t.elapsed());
             setup.mounted = Some(mp.clone());

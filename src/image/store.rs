@@ -190,7 +190,7 @@ impl Store {
                 };
                 if present {
                     unpack::verify(blob)?;
-                    info!("layer {d} is already in the store");
+                    info!("layer {d} is already in {}", if cephfs.is_some() { "CephFS" } else { "the store" });
                     layers.push(d.clone());
                     continue;
                 }

@@ -19,7 +19,7 @@ use crate::spec::InstanceSpec;
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Request {
     /// Add an instance, served through FUSE at `mountpoint`.
-    Mount { mountpoint: PathBuf, spec: InstanceSpec },
+    Mount { mountpoint: PathBuf, spec: Box<InstanceSpec> },
     /// Remove the instance at `mountpoint`.
     Umount { mountpoint: PathBuf },
     /// Which instance serves `mountpoint`, and the segment (cheap: no counters, no threads).

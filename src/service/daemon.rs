@@ -347,7 +347,7 @@ fn answer(svc: &Service, conn: &std::os::unix::net::UnixStream, stop_tx: &mpsc::
     let served = |instance| Response::served(control::UserPathAddress { instance, channel: svc.channel.clone() });
     let resp = match control::read_request(conn) {
         Err(e) => Response::err(e),
-        Ok(Request::Mount { mountpoint, spec }) => svc.mount(&mountpoint, spec, None).map_or_else(|e| Response::err(chain(&e)), served),
+        Ok(Request::Mount { mountpoint, spec }) => svc.mount(&mountpoint, *spec, None).map_or_else(|e| Response::err(chain(&e)), served),
         Ok(Request::Instance { mountpoint }) => svc.instance(&mountpoint).map_or_else(|e| Response::err(chain(&e)), served),
         Ok(Request::Umount { mountpoint }) => svc.umount(&mountpoint).map_or_else(|e| Response::err(chain(&e)), |_| Response::ok()),
         Ok(Request::Stats) => Response { ok: true, stats: Some(svc.stats()), ..Response::default() },

@@ -420,4 +420,30 @@ mod tests {
         assert!(user(7, 7, &[]).xattr_write(&attr(libc::S_IFLNK | 0o777, 5, 6), b"user.x").is_err());
         assert!(user(7, 7, &[]).xattr_write(&attr(FILE | 0o644, 5, 6), b"user.x").is_err());
     }
+
+    /// A container root in a user namespace mapped `0 1000000 65536`.
+    fn container_root() -> Creds {
+        let map = vec![IdRange { inside: 0, outside: 1_000_000, count: 65536 }];
+        Creds { uid: 1_000_000, gid: 1_000_000, groups: vec![], caps: u64::MAX, userns: Some(UserNs { uids: map.clone(), gids: map }) }
+    }
+
+    #[test]
+    fn capabilities_in_a_user_namespace_count_over_mapped_objects_only() {
+        let c = container_root();
+        assert!(!c.all_caps(), "never the unchecked path");
+        let mapped = attr(FILE | 0o600, 1_000_005, 1_000_005);
+        let host = attr(FILE | 0o644, 0, 0);
+        assert!(c.permit(&mapped, MAY_READ | MAY_WRITE).is_ok(), "DAC_OVERRIDE over a mapped file");
+        assert!(c.permit(&host, MAY_WRITE).is_err(), "not over the host's root's file");
+        assert!(c.permit(&host, MAY_READ).is_ok(), "its other bits still apply");
+        assert!(c.chown(&mapped, Some(1_000_007), None).is_ok());
+        assert!(c.chown(&host, Some(1_000_007), None).is_err());
+        assert!(c.chmod(&host, 0o777).is_err() && c.chmod(&mapped, 0o777).is_ok());
+        assert!(c.xattr_write(&mapped, b"trusted.x").is_err(), "trusted.* needs the initial namespace's CAP_SYS_ADMIN");
+        assert_eq!(c.kill_privs(&attr(FILE | 0o4755, 1_000_000, 1_000_000)), Some(0o755), "CAP_FSETID of the initial namespace only");
+        let ns = c.userns.as_ref().expect("userns");
+        assert_eq!((ns.uid_inside(1_000_042), ns.uid_inside(0), ns.uid_outside(42), ns.uid_outside(70000)), (42, OVERFLOW_ID, Some(1_000_042), None));
+        assert_eq!(UserNs::parse_map("         0          0 4294967295\n"), Some(vec![IdRange { inside: 0, outside: 0, count: u32::MAX }]));
+        assert!(UserNs::parse_map("0 x 1").is_none());
+    }
 }

@@ -324,3 +324,35 @@ fn concurrent_namespace_changes_and_io_stay_consistent() {
     let after: Vec<_> = fs::read_dir(f.base.join("a")).expect("readdir").map(|e| e.expect("entry").file_name()).collect();
     assert_eq!(before, after);
 }
+
+/// With an id shift (a clone for a container in a user namespace), the read-only branches'
+/// ids show shifted, ids past the range show as the overflow id, a copy-up stores the shifted
+/// ids, and the upper branch's own ids show as they are.
+#[test]
+fn read_only_branches_show_and_copy_up_shifted_ids() {
+    let f = Fixture::new();
+    let set_owner = |p: &Path, uid: u32, gid: u32| {
+        rustix::fs::chownat(rustix::fs::CWD, p, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)), rustix::fs::AtFlags::SYMLINK_NOFOLLOW).expect("chown");
+    };
+    fs::write(f.lower.join("mine"), b"lower").expect("mine");
+    set_owner(&f.lower.join("mine"), 5, 6);
+    fs::write(f.base.join("far"), b"base").expect("far");
+    set_owner(&f.base.join("far"), 70_000, 0);
+    fs::write(f.upper.join("up"), b"upper").expect("up");
+    set_owner(&f.upper.join("up"), 100_007, 100_008);
+    let u = f.union().with_id_shift(Some(crate::spec::IdShift { first: 100_000, count: 65536 }));
+    let ids = |path: &str| {
+        let a = lookup(&u, path).expect("lookup").attr;
+        (a.uid, a.gid)
+    };
+    assert_eq!(ids("mine"), (100_005, 100_006));
+    assert_eq!(ids("far"), (crate::libservice::access::OVERFLOW_ID, 100_000));
+    assert_eq!(ids("up"), (100_007, 100_008), "the upper branch holds host ids already");
+    let root = u.getattr(&ctx(), ROOT_INODE, None).expect("root");
+    assert_eq!((root.uid, root.gid), (0, 0), "the upper root's own ids");
+    let e = lookup(&u, "mine").expect("lookup");
+    write_at(&u, e.inode, b"L", 0);
+    let up = fs::metadata(f.upper.join("mine")).expect("copied up");
+    assert_eq!((up.uid(), up.gid()), (100_005, 100_006), "copy-up stores the shifted ids");
+    assert_eq!(ids("mine"), (100_005, 100_006));
+}
