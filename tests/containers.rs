@@ -550,6 +550,17 @@ echo done"#;
     }
     assert!(out.contains("kcore 0") && out.contains("firmware 0"), "{out}");
     assert!(out.contains("chown ok 1:1") && out.trim_end().ends_with("done"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "no seccomp filter:\n{out}");
+    // Loosened on request: a capability list of one, no filter, privileges at exec.
+    let out = s.clone_sh(
+        &["--cap-drop", "ALL", "--cap-add", "cap_chown", "--seccomp", "unconfined", "--allow-new-privs"],
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; touch /tmp/o; busybox chown 3 /tmp/o && echo chown-ok; busybox chmod 600 /tmp/o && busybox chown 4 /tmp/o 2>/dev/null; echo done",
+    );
+    for line in ["CapEff:\t0000000000000001", "CapBnd:\t0000000000000001", "NoNewPrivs:\t0", "Seccomp:\t0", "chown-ok"] {
+        assert!(out.contains(line), "missing {line:?}:\n{out}");
+    }
+    let bad = s.exec(&["--clone-of", IMAGE, "--cap-add", "CAP_FLY", "--", "true"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("unknown capability \"CAP_FLY\""), "{}", stderr(&bad));
 }
 
 /// `exec` with `input` on the command's standard input.
@@ -693,6 +704,15 @@ echo done"#;
             assert_eq!(std::os::unix::fs::MetadataExt::uid(&m), 0, "a shared layer changed owner");
         }
     }
+    // `exec --in` joins the running container's user namespace too.
+    let name = s.host.ok(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--detach", "--keep", "--name", "joined", "--", "sleep", "60"]).trim().to_string();
+    let out = s.exec(&["--in", &name, "--", "sh", "-c", "id -u; cat /proc/self/uid_map; echo in > /joined-file"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.split_whitespace().collect::<Vec<_>>(), ["0", "0", &a.to_string(), "65536"], "{text}");
+    let joined = std::fs::metadata(s.host.data().join("containers").join(&s.pool).join("joined/upper/joined-file")).expect("joined-file");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&joined), a);
+    s.host.ok(&["kill", "--pool", &s.pool, &name, "--signal", "KILL"]);
     // The same image in the other pool: its own ids inside, its own range on the host.
     let out = s.host.run(&["exec", "--pool", &other, "--clone-of", IMAGE, "--keep", "--name", "kq", "--", "sh", "-c", "stat -c %u:%g /etc/passwd; touch /q-file"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -38,6 +38,7 @@ fn human(reports: &[PoolReport]) -> String {
             p.slice.io_weight.map_or("-".into(), |v| v.to_string()),
             p.slice.io_max.len()
         );
+        let _ = writeln!(s, "  ids      {}", p.ids.map_or("- (containers share the host's user namespace)".into(), |r| format!("host uids/gids {}:{} (container 0 is host {})", r.first, r.count, r.first)));
         let _ = writeln!(
             s,
             "  usage    cpu {}  memory {} (peak {}, limit {})  pids {} / {}",
