@@ -385,7 +385,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__exec)
-            opts="-h -V --pool --preload-only --root --unmanaged-root --clone-of --in --entrypoint --keep --name --hostname --env --workdir --user --net --tty --detach --state-dir --data-dir --log --log-format --help --version"
+            opts="-h -V --pool --preload-only --root --unmanaged-root --clone-of --in --entrypoint --keep --name --hostname --env --workdir --user --net --tty --cap-add --cap-drop --seccomp --userns --allow-new-privs --detach --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -433,6 +433,22 @@ _polytropon() {
                     ;;
                 --net)
                     COMPREPLY=($(compgen -W "host none" -- "${cur}"))
+                    return 0
+                    ;;
+                --cap-add)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cap-drop)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seccomp)
+                    COMPREPLY=($(compgen -W "default unconfined" -- "${cur}"))
+                    return 0
+                    ;;
+                --userns)
+                    COMPREPLY=($(compgen -W "pool host" -- "${cur}"))
                     return 0
                     ;;
                 --state-dir)
@@ -1211,7 +1227,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__pool__subcmd__create)
-            opts="-f -h -V --file --cpus --mems --memory --memory-high --pids-max --cpu-weight --io-max --io-weight --cgroup-parent --state-dir --data-dir --log --log-format --help --version"
+            opts="-f -h -V --file --cpus --mems --memory --memory-high --pids-max --cpu-weight --io-max --io-weight --cgroup-parent --uid-range --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1258,6 +1274,10 @@ _polytropon() {
                     return 0
                     ;;
                 --cgroup-parent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --uid-range)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -65,6 +65,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_s
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l io-max -d 'I/O limits for one block device: `MAJ:MIN:rbps=..,wbps=..,riops=..,wiops=..` (or a device path instead of MAJ:MIN). Repeat for several devices' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l io-weight -d 'Relative I/O weight (1-10000)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l cgroup-parent -d 'Parent cgroup of the pool\'s cgroups (default: the cgroup this command runs in)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l uid-range -d 'Host uids and gids the pool\'s containers are mapped onto, `FIRST:COUNT` (or FIRST, 65536 ids); must not overlap another pool\'s (default: a free range from 2^30)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
@@ -169,6 +170,12 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l workdir -
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l user -d 'User (and group) to run as, numbers or names from the image\'s /etc/passwd' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l net -d 'Network: the host\'s, or `none` (a namespace with loopback only)' -r -f -a "host\t'The host\'s network namespace'
 none\t'A network namespace of its own with only loopback'"
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l cap-add -d 'Add a capability to runc\'s default list the command keeps (a name from capabilities(7), with or without CAP_, or ALL); repeat' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l cap-drop -d 'Drop a capability from the list (after `--cap-add`; ALL drops every one); repeat' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l seccomp -d 'The seccomp filter: `default` (Docker-like: mounts, kexec, modules, bpf, perf, the keyring, reboot, swap, clocks, namespaces... fail with EPERM) or `unconfined`' -r -f -a "default\t''
+unconfined\t''"
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l userns -d 'User namespace: `pool` (its own, mapped onto the pool\'s host id range; the default for --clone-of) or `host` (container root is host root; the default for --root)' -r -f -a "pool\t'One of its own, mapped onto the pool\'s host id range: its root is an unprivileged host user (the default for clones)'
+host\t'The host\'s: container root is host root (the default for `--root` mounts, whose files keep host ids)'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
@@ -178,6 +185,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l preload-o
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l unmanaged-root -d '`--root` is a mount that is not the pool\'s (kernel overlayfs, fuse-overlayfs): the container runs on it without the user-level path. For `bench --workload startup`'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l keep -d 'Keep a clone\'s writable branch after the container ends'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l tty -d 'Give the command a pseudo-terminal (an interactive shell: `--tty -- /bin/sh`)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l allow-new-privs -d 'Let the command gain privileges at exec (set-id binaries, file capabilities): turns `no_new_privs` off'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l detach -d 'Return at once, printing the container\'s name; it shows in `inspect`, its output goes to a log under the state directory, and `kill` stops it'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -s V -l version -d 'Print version'
