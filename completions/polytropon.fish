@@ -171,7 +171,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l user -d '
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l net -d 'Network: the host\'s, or `none` (a namespace with loopback only)' -r -f -a "host\t'The host\'s network namespace'
 none\t'A network namespace of its own with only loopback'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l cap-add -d 'Add a capability to runc\'s default list the command keeps (a name from capabilities(7), with or without CAP_, or ALL); repeat' -r
-complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l cap-drop -d 'Drop a capability from the list (after `--cap-add`; ALL drops every one); repeat' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l cap-drop -d 'Drop a capability from the list (ALL drops every one; `--cap-add` wins over it); repeat' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l seccomp -d 'The seccomp filter: `default` (Docker-like: mounts, kexec, modules, bpf, perf, the keyring, reboot, swap, clocks, namespaces... fail with EPERM) or `unconfined`' -r -f -a "default\t''
 unconfined\t''"
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l userns -d 'User namespace: `pool` (its own, mapped onto the pool\'s host id range; the default for --clone-of) or `host` (container root is host root; the default for --root)' -r -f -a "pool\t'One of its own, mapped onto the pool\'s host id range: its root is an unprivileged host user (the default for clones)'

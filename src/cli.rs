@@ -353,7 +353,7 @@ pub struct ExecArgs {
     /// capabilities(7), with or without CAP_, or ALL); repeat.
     #[arg(long, value_name = "CAP")]
     pub cap_add: Vec<String>,
-    /// Drop a capability from the list (after `--cap-add`; ALL drops every one); repeat.
+    /// Drop a capability from the list (ALL drops every one; `--cap-add` wins over it); repeat.
     #[arg(long, value_name = "CAP")]
     pub cap_drop: Vec<String>,
     /// The seccomp filter: `default` (Docker-like: mounts, kexec, modules, bpf, perf, the

@@ -530,7 +530,7 @@ fn startup_benchmark_compares_the_three_roots() {
 #[test]
 fn a_container_is_confined_as_runc_confines_by_default() {
     let s = Stage::new("ctconf");
-    let script = r#"grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status
+    let script = r#"grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status
 /bin/busybox mount -t tmpfs x /mnt 2>/dev/null && echo MOUNTED
 echo "kcore $(cat /proc/kcore 2>/dev/null | head -c 16 | wc -c)"
 (echo h > /proc/sysrq-trigger) 2>/dev/null && echo SYSRQ

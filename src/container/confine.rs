@@ -56,15 +56,16 @@ pub struct Confinement {
 }
 
 impl Confinement {
-    /// runc's defaults with `add` and then `drop` applied (names as [`parse_cap`] reads them),
-    /// and the default seccomp profile unless `seccomp` is false.
+    /// runc's defaults with `drop` and then `add` applied (names as [`parse_cap`] reads them;
+    /// as Docker and podman, an added capability wins: `--cap-drop ALL --cap-add CHOWN` keeps
+    /// CHOWN), and the default seccomp profile unless `seccomp` is false.
     pub fn new(add: &[String], drop: &[String], no_new_privs: bool, seccomp: bool) -> Result<Self, ConfineError> {
         let mut caps = default_mask();
-        for a in add {
-            caps |= parse_cap(a)?;
-        }
         for d in drop {
             caps &= !parse_cap(d)?;
+        }
+        for a in add {
+            caps |= parse_cap(a)?;
         }
         let seccomp = if seccomp { super::seccomp::default_profile()? } else { Vec::new() };
         Ok(Confinement { caps, no_new_privs, seccomp })
@@ -134,5 +135,7 @@ mod tests {
         assert!(parse_cap("CAP_FLY").is_err());
         let c = Confinement::new(&["NET_ADMIN".into()], &["NET_RAW".into(), "MKNOD".into()], true, false).expect("valid");
         assert_eq!(c.caps, (default_mask() | 1 << 12) & !(1 << 13) & !(1 << 27));
+        let only = Confinement::new(&["CHOWN".into()], &["ALL".into()], true, false).expect("valid");
+        assert_eq!(only.caps, 1, "an added capability wins over a dropped one");
     }
 }
