@@ -638,6 +638,21 @@ echo done"#
             assert!(text.contains(still), "--userns {userns}: {still:?} missing:\n{text}");
         }
     }
+    // Descriptors the caller of `exec` holds open (here 8: a host file for append, 9: the
+    // host's root) reach neither a new container nor one joined with `exec --in`.
+    let host_file = s.host.scratch.path().join("host-secret");
+    std::fs::write(&host_file, "secret\n").expect("host file");
+    let inside = "(echo pwned >&8) 2>/dev/null && echo LEAK8; ls /proc/self/fd/9/ >/dev/null 2>&1 && echo LEAK9; echo checked";
+    let run_with_fds = |args: &[&str]| -> String {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!("exec 8>>{} 9</; exec \"$0\" \"$@\"", host_file.display())).arg(env!("CARGO_BIN_EXE_polytropon"));
+        cmd.args(["--state-dir", s.host.state.to_str().expect("utf-8"), "--data-dir", s.host.data().to_str().expect("utf-8")]);
+        let out = cmd.args(args).output().expect("exec with descriptors");
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = run_with_fds(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--", "sh", "-c", inside]);
+    assert_eq!(out.trim(), "checked", "a new container got the caller's descriptors");
     // The runtime a container sees is a sealed copy: its pid 1 runs from a memfd that nobody,
     // not even the host's root, can write.
     let name = s.host.ok(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--detach", "--", "sleep", "60"]).trim().to_string();
@@ -647,6 +662,9 @@ echo done"#
     assert!(exe.to_string_lossy().starts_with("/memfd:polytropon"), "pid 1 runs from {}", exe.display());
     let w = std::fs::OpenOptions::new().write(true).open(format!("/proc/{pid}/exe"));
     assert!(w.is_err(), "the runtime copy can be opened for writing");
+    let out = run_with_fds(&["exec", "--pool", &s.pool, "--in", &name, "--", "sh", "-c", inside]);
+    assert_eq!(out.trim(), "checked", "a joined container got the caller's descriptors");
+    assert_eq!(std::fs::read_to_string(&host_file).expect("host file"), "secret\n");
     s.host.ok(&["kill", "--pool", &s.pool, &name, "--signal", "KILL"]);
 }
 

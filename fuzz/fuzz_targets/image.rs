@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use polytropon::image::Source;
+use polytropon::image::{Dir, Source};
 
 /// One scratch directory per fuzzing process (`scripts/fuzz.sh` removes it).
 fn dir() -> &'static PathBuf {
@@ -28,7 +28,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = std::fs::remove_file(root.join(other));
     std::fs::write(root.join(file), json).expect("write the layout file");
     std::fs::write(root.join("blobs/sha256/0"), json).expect("write the blob");
-    if let Ok(src) = Source::open(root) {
+    let Ok(layout) = Dir::open(root, root, Default::default()) else { return };
+    if let Ok(src) = Source::open(layout) {
         for l in &src.layers {
             assert!(l.file.starts_with(root), "layer file {} is outside the image", l.file.display());
             assert!(!l.file.components().any(|c| matches!(c, std::path::Component::ParentDir)), "{}", l.file.display());

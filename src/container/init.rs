@@ -52,6 +52,11 @@ pub(super) enum Entry<'a> {
 /// Runs as the container's init (or, joining a running container, as the command's
 /// supervisor); returns its exit status.
 pub(super) fn main(spec: &Spec, ends: Ends, entry: Entry<'_>) -> isize {
+    // A copy of the runtime, about to live in the container: out of its processes' reach.
+    if let Err(e) = sys::not_dumpable() {
+        report(&ends.report, &format!("cannot make the container's init non-dumpable: {e}"));
+        return 1;
+    }
     let mut go = [0u8; 1];
     if !matches!(nix::unistd::read(&ends.go, &mut go), Ok(1)) {
         return 1; // the runtime gave up
@@ -111,6 +116,9 @@ pub(super) fn main(spec: &Spec, ends: Ends, entry: Entry<'_>) -> isize {
         Ok(ForkResult::Parent { child }) => {
             drop(ends.report);
             drop(pty);
+            // The supervisor needs no descriptor: whatever the runtime (or its caller) left
+            // open goes.
+            let _ = sys::close_from_3(false);
             supervise(child, &all)
         }
     }
@@ -256,6 +264,9 @@ fn prepare(spec: &Spec, pty: Option<&OwnedFd>) -> Result<Prepared, (String, i32)
         nix::unistd::setuid(Uid::from_raw(uid)).map_err(|e| fail(format!("setuid {uid}: {e}")))?;
     }
     super::confine::limit(&spec.confine).map_err(fail)?;
+    // Nothing but the standard streams survives the exec (the report pipe is already
+    // close-on-exec and tells of a failed exec).
+    sys::close_from_3(true).map_err(|e| fail(format!("cannot close the runtime's descriptors: {e}")))?;
     nix::unistd::chdir(&spec.workdir).map_err(|e| fail(format!("working directory {}: {e}", spec.workdir.display())))?;
     let cstr = |s: &str| CString::new(s).map_err(|_| fail(format!("{s:?} contains a NUL byte")));
     let argv = spec.argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;

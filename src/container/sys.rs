@@ -83,6 +83,25 @@ fn prctl(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
     Ok(())
 }
 
+/// Descriptors from 3 up: closed now, or (`at_exec`) marked close-on-exec. A container's
+/// processes get nothing the runtime or its caller held open but the standard streams.
+pub fn close_from_3(at_exec: bool) -> io::Result<()> {
+    let flags = if at_exec { libc::CLOSE_RANGE_CLOEXEC as libc::c_int } else { 0 };
+    // SAFETY: close_range on a range of this process's descriptor table. The caller owns
+    // every descriptor above 2 (a freshly cloned, single-threaded container process) and
+    // uses none of them afterwards (or only until exec, with `at_exec`).
+    if unsafe { libc::close_range(3, libc::c_uint::MAX, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the calling process non-dumpable: its `/proc/PID` files belong to root and no
+/// other process of the container may ptrace it. Exec makes the command dumpable again.
+pub fn not_dumpable() -> io::Result<()> {
+    prctl(libc::PR_SET_DUMPABLE, 0)
+}
+
 /// Drops capability `cap` from the calling thread's bounding set.
 pub fn drop_bounding(cap: u32) -> io::Result<()> {
     prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap))

@@ -11,7 +11,7 @@ mod layout;
 mod store;
 pub(crate) mod unpack;
 
-pub use layout::{ImageConfig, Source};
+pub use layout::{Dir, ImageConfig, Source};
 pub use store::{CephStore, ImageRecord, Store};
 
 /// Errors of the image store.
