@@ -334,3 +334,25 @@ fn a_gzip_bomb_layer_is_refused_in_bounded_memory() {
     assert!(peak_kib < 256 * 1024, "peak RSS {peak_kib} KiB while refusing the bomb");
     assert_eq!(store(&host), before, "a refused bomb changed the store");
 }
+
+/// An archive nested in the layer's compression (a gzip of the gzip bomb): the unpacker
+/// decompresses one level, finds no tar, and refuses it without unpacking the inner bomb.
+#[test]
+fn a_nested_archive_bomb_is_refused() {
+    let host = Host::new("imgnest");
+    let l = Layout::copy(&host, "nest");
+    let inner = host.scratch.path().join("inner.gz");
+    write_bomb(&inner, 1 << 30);
+    let outer = host.scratch.path().join("outer.gz");
+    {
+        let mut enc = flate2::write::GzEncoder::new(File::create(&outer).expect("outer"), flate2::Compression::fast());
+        std::io::copy(&mut File::open(&inner).expect("inner"), &mut enc).expect("compress");
+        enc.finish().expect("finish");
+    }
+    l.set_top_layer(&outer);
+    let before = store(&host);
+    let out = host.run(&["image", "import", l.dir.to_str().expect("utf-8"), "--name", "nest:1"]);
+    assert!(!out.status.success(), "the nested bomb was imported");
+    assert!(stderr(&out).contains("sha256:"), "the error names the layer: {}", stderr(&out));
+    assert_eq!(store(&host), before, "a refused nested bomb changed the store");
+}
