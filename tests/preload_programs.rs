@@ -465,3 +465,75 @@ fn directory_listings_and_statfs_match_a_plain_directory() {
     assert_eq!(count("fuse_ops", "readlink"), 0, "realpath read links through FUSE: {mount}");
     st.destroy();
 }
+
+/// The same programs as a non-root user inside a container (`exec --user 1000`): its root a
+/// pool mount whose lower branch holds the host's /usr and /etc (read-only bind mounts, so
+/// that sqlite3, python3 and git are there) and the seeded working directory. Same output
+/// and tree as a plain directory that user owns; its I/O on the user-level path.
+#[test]
+fn real_programs_behave_as_on_a_plain_directory_as_a_non_root_user_inside_a_container() {
+    const USER: u32 = 1000;
+    let st = Stage::on_cpus("preload-progs-ct", "c", "0-1", |d| {
+        seed(d);
+        chown_tree(d, USER);
+    });
+    st.compile("stdio");
+    let scratch = st.h.scratch.path().to_path_buf();
+    // The container's lower branch: the host's programs and libraries, the seeded /work.
+    let hostfs = st.h.scratch.mkdir("hostfs");
+    for dir in ["usr", "etc"] {
+        let at = hostfs.join(dir);
+        std::fs::create_dir(&at).expect("mountpoint");
+        let out = std::process::Command::new("mount").args(["--bind", "-o", "ro"]).arg(format!("/{dir}")).arg(&at).output().expect("mount");
+        assert!(out.status.success(), "bind mount of /{dir}: {}", stderr(&out));
+    }
+    for (link, target) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")] {
+        std::os::unix::fs::symlink(target, hostfs.join(link)).expect("symlink");
+    }
+    let tmp = hostfs.join("tmp");
+    std::fs::create_dir(&tmp).expect("tmp");
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).expect("chmod tmp");
+    let work = hostfs.join("work");
+    std::fs::create_dir(&work).expect("work");
+    seed(&work);
+    chown_tree(&work, USER);
+    std::fs::create_dir(hostfs.join("opt")).expect("opt");
+    std::fs::copy(scratch.join("stdio"), hostfs.join("opt/stdio")).expect("stdio program");
+    let (upper, mnt) = (st.h.scratch.mkdir("ct-upper"), st.h.scratch.mkdir("ct-root"));
+    let (l, u, m) = (hostfs.display().to_string(), upper.display().to_string(), mnt.display().to_string());
+    st.h.ok(&["mount", "--pool", &st.name, &m, "--lower", &l, "--upper", &u]);
+
+    let script = format!("export HOME=/tmp PATH=/usr/local/bin:/usr/bin:/bin; {PROGRAMS}");
+    let expected = {
+        let wrapper = format!("exec setpriv --reuid={USER} --regid={USER} --clear-groups bash -c {}", shell_quote(&script));
+        bash(&st.h, None, &st.plain, &wrapper)
+    };
+    assert!(expected.status.success(), "the programs fail on a plain directory: {}", stderr(&expected));
+    let got = st.h.run(&[
+        "exec", "--pool", &st.name, "--root", &m, "--user", &format!("{USER}:{USER}"), "--workdir", "/work",
+        "--env", "LC_ALL=C", "--env", "STDIO_PROGRAM=/opt/stdio", "--", "bash", "-c", &script,
+    ]);
+    let (want, have) = (String::from_utf8_lossy(&expected.stdout), String::from_utf8_lossy(&got.stdout));
+    assert_eq!(have, want, "output differs in the container; its stderr:\n{}", stderr(&got));
+    assert_eq!(got.status.code(), expected.status.code(), "{}", stderr(&got));
+    let (ours, reference) = (comparable(kernel_tree(&mnt.join("work"))), comparable(kernel_tree(&st.plain)));
+    assert!(ours == reference, "trees differ after the programs ran:\n{}", diff(&reference, &ours));
+    let made = std::fs::metadata(upper.join("work/out.txt")).expect("out.txt in the upper branch");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&made), USER, "the user's file is the user's");
+    let json: serde_json::Value = serde_json::from_str(&st.h.ok(&["inspect", "--pool", &st.name, "--format", "json"])).expect("json");
+    let mount = json[0]["service"]["mounts"].as_array().expect("mounts").iter().find(|x| x["mountpoint"] == m.as_str()).cloned().expect("the container's mount");
+    let count = |path: &str, op: &str| count(&mount, path, op);
+    for op in ["open_path", "read", "write", "stat_path", "unlink_path", "mkdir", "rename"] {
+        assert!(count("user_ops", op) > 0, "no {op} on the user-level path: {}", mount["user_ops"]);
+    }
+    // The programs' own files: their writes and opens at user level. (Their reads are not
+    // compared: here the programs and libraries themselves load through FUSE, exec and mmap.)
+    assert!(count("user_ops", "write") > count("fuse_ops", "write"), "writes mostly on FUSE: {mount}");
+    eprintln!("user-level: {}\nFUSE: {}", mount["user_ops"], mount["fuse_ops"]);
+    st.destroy();
+}
+
+/// `s` as one single-quoted shell word.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

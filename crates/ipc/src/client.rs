@@ -399,6 +399,9 @@ mod channel {
     use super::errno;
     use crate::Welcome;
 
+    /// The lowest number a connection takes (as the preload library's own `/dev/null`).
+    const SOCKET_MIN: libc::c_int = 512;
+
     /// A connected stream socket to `path`.
     pub fn connect(path: &core::ffi::CStr) -> Result<i32, i32> {
         let bytes = path.to_bytes();
@@ -412,10 +415,22 @@ mod channel {
             *d = *s as libc::c_char;
         }
         // SAFETY: plain socket call.
-        let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
+        let low = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if low < 0 {
             return Err(errno());
         }
+        // Out of the numbers programs pick themselves (a shell's `exec 3>file` would otherwise
+        // replace the connection with its file): the lowest free one from `SOCKET_MIN`, or
+        // the low one when the descriptor limit is below it.
+        // SAFETY: duplicating the socket just made; integer arguments only.
+        let high = unsafe { libc::fcntl(low, libc::F_DUPFD_CLOEXEC, SOCKET_MIN) };
+        let fd = if high >= 0 {
+            // SAFETY: closing the low duplicate just made.
+            unsafe { libc::close(low) };
+            high
+        } else {
+            low
+        };
         // SAFETY: `addr` is a filled sockaddr_un of the size passed.
         if unsafe { libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), core::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t) } != 0 {
             let e = errno();
