@@ -537,3 +537,33 @@ fn real_programs_behave_as_on_a_plain_directory_as_a_non_root_user_inside_a_cont
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
+
+/// A program that takes the number of the library's connection for itself (`exec N>file`,
+/// `dup2`), closes it or closes everything from 3 up keeps being served right: the
+/// connection moves out of the way, `close` of its number fails as for any number the
+/// program never opened, and after `closefrom` the library connects again.
+#[test]
+fn taking_the_connections_number_leaves_the_library_working() {
+    let st = Stage::new("preload-sock", "s", seed);
+    let script = r#"
+set -u
+echo one > a.txt
+s=$(ls -l /proc/$$/fd | awk '/socket:/ {print $9}' | head -1)
+s=${s:-600}
+eval "exec $s>taken.txt"
+echo two >> a.txt; cat a.txt
+echo on-the-number >&$s
+eval "exec $s>&-"
+cat taken.txt
+python3 -c 'import os; os.closerange(3, 4096); open("b.txt", "w").write("after closerange\n"); print(open("b.txt").read(), end="")'
+echo three >> a.txt; cat a.txt
+"#;
+    let (expected, got) = st.both(script);
+    assert_eq!(String::from_utf8_lossy(&got.stdout), String::from_utf8_lossy(&expected.stdout), "{}", stderr(&got));
+    assert_eq!(stderr(&got), stderr(&expected));
+    let mount = st.counters();
+    // Every open of the script (a.txt four times, taken.txt twice, b.txt twice) on the
+    // user-level path: none fell back to the kernel after the number was taken.
+    assert!(count(&mount, "user_ops", "open_path") >= 8, "opens left the user-level path: {}", mount["user_ops"]);
+    st.destroy();
+}

@@ -27,7 +27,7 @@ pub struct Client {
     area_len: usize,
     /// The connection: the service gives the area back when it closes (this process exits,
     /// or drops the client).
-    socket: i32,
+    socket: Socket,
     /// The segment attached (a successor service makes a new one).
     shmid: i32,
     id: u32,
@@ -38,6 +38,18 @@ pub struct Client {
     spins: u32,
     /// The request being waited for was sent from the worker's cpu: yield at every poll.
     near: bool,
+}
+
+/// Where a client's connection descriptor is kept.
+#[derive(Debug)]
+enum Socket {
+    /// In the client.
+    Own(i32),
+    /// In a slot its user keeps, which may move the descriptor to another number while the
+    /// client lives, or mark it closed under it (a negative value): the preload library, so
+    /// that a program's `dup2` onto the number or `closefrom` over it leaves the connection
+    /// working or known to be gone.
+    Slot(&'static core::sync::atomic::AtomicI32),
 }
 
 /// Whether the calling thread may run on more than one cpu.
@@ -85,6 +97,16 @@ impl Client {
     /// from the cpu or thread). Errors are errno values (the service's refusal included:
     /// `EBUSY` when every client index is taken).
     pub fn connect(path: &core::ffi::CStr, queue: u32) -> Result<Client, i32> {
+        Client::connect_with(path, queue, None)
+    }
+
+    /// As [`Client::connect`], keeping the connection's descriptor in `slot` (see
+    /// [`Socket::Slot`]); the slot holds the descriptor until the client is dropped, then -1.
+    pub fn connect_in(path: &core::ffi::CStr, queue: u32, slot: &'static core::sync::atomic::AtomicI32) -> Result<Client, i32> {
+        Client::connect_with(path, queue, Some(slot))
+    }
+
+    fn connect_with(path: &core::ffi::CStr, queue: u32, slot: Option<&'static core::sync::atomic::AtomicI32>) -> Result<Client, i32> {
         let socket = channel::connect(path)?;
         let close = |e: i32| {
             // SAFETY: closing the socket this function opened.
@@ -132,6 +154,13 @@ impl Client {
         let area = unsafe { Area::new(base.cast(), welcome.buffer_size) };
         let h = area.header();
         h.state.store(IDLE, Ordering::Release);
+        let socket = match slot {
+            Some(s) => {
+                s.store(socket, core::sync::atomic::Ordering::Release);
+                Socket::Slot(s)
+            }
+            None => Socket::Own(socket),
+        };
         Ok(Client { seg, addr, area, area_len, socket, shmid: welcome.shmid, id: welcome.client, queue, seq: h.seq.load(Ordering::Acquire).wrapping_add(1 << 32), spins: if several_cpus() { SPINS } else { 0 }, near: false })
     }
 
@@ -352,12 +381,20 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         // SAFETY: `addr` came from a successful shmat, the area from a successful mmap of
-        // `area_len` bytes, and nothing borrowed from either outlives `self`; the socket is
-        // this client's own descriptor.
+        // `area_len` bytes, and nothing borrowed from either outlives `self`.
         unsafe {
             libc::shmdt(self.addr);
             libc::munmap(self.area.header() as *const _ as *mut libc::c_void, self.area_len);
-            libc::close(self.socket);
+        }
+        let fd = match &self.socket {
+            Socket::Own(fd) => *fd,
+            Socket::Slot(s) => s.swap(-1, core::sync::atomic::Ordering::AcqRel),
+        };
+        if fd >= 0 {
+            // SAFETY: the connection's descriptor, this client's alone. The raw system call:
+            // inside the preload library `close` is the library's own hook, which refuses
+            // its connections' numbers to the program.
+            unsafe { libc::syscall(libc::SYS_close, fd) };
         }
     }
 }

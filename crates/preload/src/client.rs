@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::ffi::c_int;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use polytropon_ipc::client::{now_ms, Client, Reply};
 use polytropon_ipc::Descriptor;
@@ -73,12 +73,71 @@ static SEGMENT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new
 /// service yet" (EIO, tried again on the next call), never "refused for good".
 static SERVICE_DIED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// The connections' descriptors of this process's clients, one slot per client: a
+/// descriptor, or [`FREE`], [`CONNECTING`], [`GONE`]. The program never sees these numbers as
+/// its own: `close` of one fails, and before `dup2` onto one or `close_range` over one the
+/// connection moves to another number (or, when none is left, is marked gone and every
+/// thread connects again).
+static SOCKETS: [AtomicI32; MAX_SOCKETS] = [const { AtomicI32::new(FREE) }; MAX_SOCKETS];
+const MAX_SOCKETS: usize = 256;
+/// Slots below this index have been used (so `close` looks at a few, not all 256).
+static SOCKETS_USED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+const FREE: c_int = -1;
+const CONNECTING: c_int = -2;
+/// Closed under its client by the program (`closefrom`): the client must not close it again.
+const GONE: c_int = -3;
+/// As the ipc crate's: the lowest number a connection takes.
+const SOCKET_MIN: c_int = 512;
+
+/// Whether `fd` is the descriptor of one of this process's connections.
+pub fn socket_in_the_way(fd: c_int) -> bool {
+    fd >= 0 && used_sockets().iter().any(|s| s.load(Ordering::Acquire) == fd)
+}
+
+fn used_sockets() -> &'static [AtomicI32] {
+    &SOCKETS[..SOCKETS_USED.load(Ordering::Acquire).min(MAX_SOCKETS)]
+}
+
+/// Moves this process's connections off the numbers `first..=last`, which the program is
+/// about to take or close: above `last`, or below `first` when `last` is the highest; a
+/// connection with nowhere to go is left to the kernel, and its thread connects again.
+pub fn move_sockets(first: c_int, last: c_int) {
+    for slot in used_sockets() {
+        let fd = slot.load(Ordering::Acquire);
+        if fd < 0 || fd < first || fd > last {
+            continue;
+        }
+        let min = if last == c_int::MAX { 0 } else { last.saturating_add(1).max(SOCKET_MIN) };
+        // SAFETY: duplicating our own connection's descriptor; integer arguments only.
+        let moved = unsafe { crate::real::fcntl(fd, libc::F_DUPFD_CLOEXEC, min as libc::c_ulong) };
+        let usable = moved >= 0 && (moved < first || moved > last);
+        if usable && slot.compare_exchange(fd, moved, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            continue;
+        }
+        if moved >= 0 {
+            // SAFETY: closing the duplicate just made (unusable, or the slot changed meanwhile).
+            unsafe { libc::syscall(libc::SYS_close, moved) };
+        }
+        if slot.compare_exchange(fd, GONE, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            GENERATION.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// Connects a client to the pool's channel socket. Reaching a successor of the service this
 /// process used before orphans every file opened through the old one: its handles mean
 /// nothing to the new service.
 fn attach(channel: &std::ffi::CStr, tid: u32) -> Result<Client, c_int> {
     let died = |e: c_int| if SERVICE_DIED.load(Ordering::Acquire) { libc::EIO } else { e };
-    let client = Client::connect(channel, tid).map_err(|e| match e {
+    let slot = SOCKETS.iter().enumerate().find(|(_, s)| s.compare_exchange(FREE, CONNECTING, Ordering::AcqRel, Ordering::Acquire).is_ok()).map(|(i, s)| {
+        SOCKETS_USED.fetch_max(i + 1, Ordering::AcqRel);
+        s
+    });
+    let connected = match slot {
+        Some(s) => Client::connect_in(channel, tid, s).inspect_err(|_| s.store(FREE, Ordering::Release)),
+        None => Client::connect(channel, tid),
+    };
+    let client = connected.map_err(|e| match e {
         // The segment it named says its service is gone.
         libc::ENOTCONN => {
             SERVICE_DIED.store(true, Ordering::Release);

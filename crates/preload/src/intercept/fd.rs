@@ -19,7 +19,7 @@ fn release(last: Option<LastRef>) {
 
 hooks! {
     fn close(fd: c_int) -> c_int => |kernel| {
-        if files::devnull_in_the_way(fd) {
+        if files::devnull_in_the_way(fd) || crate::client::socket_in_the_way(fd) {
             // Not a descriptor of the program's.
             crate::config::set_errno(libc::EBADF);
             return -1;
@@ -44,6 +44,7 @@ fn forget_range(first: c_uint, last: c_uint) {
         release(files::forget_fd(fd));
     }
     files::forget_dirs_in(first as usize, last as usize, |l| crate::listing::release_dir(Some(l)));
+    crate::client::move_sockets(c_int::try_from(first).unwrap_or(c_int::MAX), c_int::try_from(last).unwrap_or(c_int::MAX));
     let d = files::devnull_fd();
     if d >= 0 && (first..=last).contains(&(d as c_uint)) {
         files::move_devnull(c_int::try_from(last).unwrap_or(c_int::MAX));
@@ -96,6 +97,9 @@ hooks! {
         if files::devnull_in_the_way(new) {
             files::move_devnull(new);
         }
+        if crate::client::socket_in_the_way(new) {
+            crate::client::move_sockets(new, new);
+        }
         let r = kernel();
         duplicated(old, new, r)
     }
@@ -103,6 +107,9 @@ hooks! {
     fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int => |kernel| {
         if old != new && files::devnull_in_the_way(new) {
             files::move_devnull(new);
+        }
+        if old != new && crate::client::socket_in_the_way(new) {
+            crate::client::move_sockets(new, new);
         }
         let r = kernel();
         if old == new {
@@ -114,6 +121,12 @@ hooks! {
 
 /// fcntl on one of our descriptors; `real_fcntl` is fcntl or fcntl64.
 fn fcntl_ours(fd: c_int, cmd: c_int, arg: c_ulong, real_fcntl: unsafe fn(c_int, c_int, c_ulong) -> c_int) -> c_int {
+    if files::devnull_in_the_way(fd) || crate::client::socket_in_the_way(fd) {
+        // A number the program never opened (shells probe numbers with F_GETFD before they
+        // take them, and would otherwise save and restore our descriptor).
+        crate::config::set_errno(libc::EBADF);
+        return -1;
+    }
     if matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
         // The kernel picks the number; the copy names what `fd` names (one of our files, a
         // directory we know of, as fts makes, or neither).
