@@ -127,6 +127,12 @@ fn real_programs_on(cpus: &str) {
     st.destroy();
 }
 
+/// `seed`, all of it owned by `user`.
+fn seed_owned_by(dir: &Path, user: u32) {
+    seed(dir);
+    chown_tree(dir, user);
+}
+
 /// Every file under `dir` (and `dir`) owned by `id`:`id`.
 fn chown_tree(dir: &Path, id: u32) {
     for e in walkdir(dir) {
@@ -150,10 +156,7 @@ fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn real_programs_behave_as_on_a_plain_directory_as_a_non_root_user() {
     const USER: u32 = 1000;
-    let st = Stage::on_cpus("preload-progs-user", "u", "1", |d| {
-        seed(d);
-        chown_tree(d, USER);
-    });
+    let st = Stage::on_cpus("preload-progs-user", "u", "1", |d| seed_owned_by(d, USER));
     let scratch = st.h.scratch.path().to_path_buf();
     std::os::unix::fs::chown(scratch.join("upper"), Some(USER), Some(USER)).expect("chown upper");
     for d in [scratch.as_path(), st.h.state.as_path(), &st.h.state.join("pools")] {
@@ -473,10 +476,7 @@ fn directory_listings_and_statfs_match_a_plain_directory() {
 #[test]
 fn real_programs_behave_as_on_a_plain_directory_as_a_non_root_user_inside_a_container() {
     const USER: u32 = 1000;
-    let st = Stage::on_cpus("preload-progs-ct", "c", "0-1", |d| {
-        seed(d);
-        chown_tree(d, USER);
-    });
+    let st = Stage::on_cpus("preload-progs-ct", "c", "0-1", |d| seed_owned_by(d, USER));
     st.compile("stdio");
     let scratch = st.h.scratch.path().to_path_buf();
     // The container's lower branch: the host's programs and libraries, the seeded /work.
@@ -495,8 +495,7 @@ fn real_programs_behave_as_on_a_plain_directory_as_a_non_root_user_inside_a_cont
     std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).expect("chmod tmp");
     let work = hostfs.join("work");
     std::fs::create_dir(&work).expect("work");
-    seed(&work);
-    chown_tree(&work, USER);
+    seed_owned_by(&work, USER);
     std::fs::create_dir(hostfs.join("opt")).expect("opt");
     std::fs::copy(scratch.join("stdio"), hostfs.join("opt/stdio")).expect("stdio program");
     let (upper, mnt) = (st.h.scratch.mkdir("ct-upper"), st.h.scratch.mkdir("ct-root"));

@@ -62,10 +62,10 @@ pub(super) fn main(spec: &Spec, ends: Ends, entry: Entry<'_>) -> isize {
         return 1; // the runtime gave up
     }
     drop(ends.go);
-    let (entry_kind, joined_userns) = match &entry {
-        Entry::New => (EntryKind::New, false),
-        Entry::Join(ns) => (EntryKind::Join, ns.iter().any(|(_, k)| *k == nix::sched::CloneFlags::CLONE_NEWUSER)),
-    };
+    // Decided before `entry` is used up: a new container, or one joined in its own user
+    // namespace.
+    let new = matches!(entry, Entry::New);
+    let joins_userns = matches!(&entry, Entry::Join(ns) if ns.iter().any(|(_, k)| *k == nix::sched::CloneFlags::CLONE_NEWUSER));
     let entered = match entry {
         Entry::New => setup(spec),
         Entry::Join(ns) => join(ns),
@@ -85,9 +85,9 @@ pub(super) fn main(spec: &Spec, ends: Ends, entry: Entry<'_>) -> isize {
     drop(ends.console);
     // The user namespace comes last: every other namespace and the tree were made by the
     // host's root, so the container's root holds no capability over them.
-    let userns = match (&entry_kind, &ends.ids) {
-        (EntryKind::New, Some(ids)) => enter_new_userns(ids).and_then(|_| own_network(spec)),
-        (EntryKind::Join, _) if joined_userns => become_root(),
+    let userns = match &ends.ids {
+        Some(ids) if new => enter_new_userns(ids).and_then(|_| own_network(spec)),
+        _ if joins_userns => become_root(),
         _ => Ok(()),
     };
     if let Err(msg) = userns {
@@ -122,11 +122,6 @@ pub(super) fn main(spec: &Spec, ends: Ends, entry: Entry<'_>) -> isize {
             supervise(child, &all)
         }
     }
-}
-
-enum EntryKind {
-    New,
-    Join,
 }
 
 /// Makes this process's user namespace, waits for the runtime to map it, and becomes its
@@ -173,7 +168,7 @@ fn setup(spec: &Spec) -> Result<(), String> {
     if spec.net == Net::None && spec.userns.is_none() {
         sys::loopback_up().map_err(|e| format!("cannot bring the loopback interface up: {e}"))?;
         // As Docker's defaults: any port and ICMP echo sockets for every user of the
-        // container's own network (in a user namespace its root has no capability over it).
+        // container's own network.
         for (knob, value) in [("ip_unprivileged_port_start", "0"), ("ping_group_range", "0 2147483647")] {
             std::fs::write(format!("/proc/sys/net/ipv4/{knob}"), value).map_err(|e| format!("cannot set net.ipv4.{knob}: {e}"))?;
         }
