@@ -133,14 +133,7 @@ fn namespaces_of(pid: u32) -> Result<Vec<(std::os::fd::OwnedFd, CloneFlags)>, Co
     }
     // Its user namespace last (joining one needs the mount namespace's root as this
     // process's root), when it has one of its own.
-    let same = |a: &str, b: &str| -> bool {
-        use std::os::unix::fs::MetadataExt;
-        match (std::fs::metadata(a), std::fs::metadata(b)) {
-            (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
-            _ => false,
-        }
-    };
-    if !same(&format!("/proc/{pid}/ns/user"), "/proc/self/ns/user") {
+    if crate::pool::ns::shares_user_namespace(pid) != Some(true) {
         let f = std::fs::File::open(format!("/proc/{pid}/ns/user")).map_err(|source| ContainerError::Os { what: "cannot open the container's user namespace", source })?;
         out.push((f.into(), CloneFlags::CLONE_NEWUSER));
     }

@@ -25,6 +25,14 @@ pub fn ns_inode(file: &Path) -> io::Result<u64> {
     Ok(std::fs::metadata(file)?.ino())
 }
 
+/// Whether process `pid` is in the calling process's user namespace (the two namespace links
+/// name the same one); `None` when either cannot be read.
+pub fn shares_user_namespace(pid: u32) -> Option<bool> {
+    let own = std::fs::read_link("/proc/self/ns/user").ok()?;
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/user")).ok()?;
+    Some(own == theirs)
+}
+
 /// Joins the IPC namespace bound at `file` (this thread; call before starting threads).
 pub fn join_ipc(file: &Path) -> io::Result<()> {
     let f = std::fs::File::open(file)?;

@@ -277,14 +277,10 @@ fn identify(pid: u32, tid: u32) -> io::Result<Identity> {
 
 /// The user namespace of process `pid` when it is not the service's own: its id maps as the
 /// service reads them (`None` for the service's own namespace, told by the namespace's
-/// identity, one `readlink`, or for identity maps).
+/// identity, or for identity maps).
 fn user_namespace(pid: u32) -> io::Result<Option<UserNs>> {
-    static OWN: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    let own = OWN.get_or_init(|| std::fs::read_link("/proc/self/ns/user").ok());
-    if let (Some(own), Ok(theirs)) = (own, std::fs::read_link(format!("/proc/{pid}/ns/user"))) {
-        if *own == theirs {
-            return Ok(None);
-        }
+    if crate::pool::ns::shares_user_namespace(pid) == Some(true) {
+        return Ok(None);
     }
     let map = |which: &str| -> io::Result<Vec<IdRange>> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/{which}"))?;
