@@ -132,6 +132,9 @@ fn the_cache_stays_within_its_bound_by_the_pools_memory_figures() {
     for file in [exe.to_path_buf(), exe.with_file_name(polytropon::frontend::LIBRARY)] {
         let _ = std::fs::read(&file);
     }
+    // The same for python3 and the modules the script imports (on a fresh machine this is the
+    // first python run, and its pages would be charged to the pool).
+    let _ = std::process::Command::new("python3").args(["-c", "import hashlib, os, sys"]).status();
     let mut h = Host::new("wbbound");
     let (pool, upper, mnt) = served_pool(&mut h, &["--cpus", "0-1"]);
     let m = mnt.display().to_string();
@@ -170,8 +173,9 @@ print("ok")
     assert!(n("writebacks") >= 256 * 16 && n("misses") > 0, "the data did not go through the cache: {cache}");
     assert!(n("bytes") + n("dirty") <= n("limit") && n("limit") <= 32 << 20, "{cache}");
     // The pool's memory (service, client, shared memory, page cache charged to it) grew by
-    // at most the cache and some working room: not by the 256 MiB that went through.
-    assert!(peak <= before + (32 << 20) + (48 << 20), "pool memory peaked {} MiB above its start", (peak - before) >> 20);
+    // at most the cache and some working room (python's buffers, the service's threads, the
+    // segment): not by the 256 MiB that went through.
+    assert!(peak <= before + (32 << 20) + (64 << 20), "pool memory peaked {} MiB above its start", (peak - before) >> 20);
     assert_eq!(std::fs::metadata(upper.join("f7")).expect("f7").len(), 32 << 20);
     h.ok(&["pool", "destroy", &pool, "--force"]);
     h.created.clear();
