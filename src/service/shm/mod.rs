@@ -445,6 +445,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     let mut hopper = placement::Hopper::default();
     // The head position that could not be taken, and since when.
     let mut stuck: Option<(u64, std::time::Instant)> = None;
+    let mut batch = Batch::default();
     while !stop.load(Ordering::Acquire) {
         let Some(d) = queue.pop() else {
             idle += 1;
@@ -493,57 +494,26 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
         if bell.cpu.load(Ordering::Relaxed) != cpu {
             bell.cpu.store(cpu, Ordering::Relaxed);
         }
-        near = d.flags & FLAG_NEAR != 0;
+        // A client that keeps the queue full (a flood of posts or of bare hints) must not
+        // put every other client behind its hints: with a backlog, the worker takes the whole
+        // queue at once and serves each client named in it once.
+        batch.len = 0;
+        batch.add(d);
+        if queue.backlog() >= BACKLOG_HELP {
+            while batch.len < BATCH {
+                let Some(more) = queue.pop() else { break };
+                batch.add(more);
+            }
+        }
+        near = batch.hints[..batch.len].iter().any(|h| h.flags & FLAG_NEAR != 0);
         if hopper.note(near) {
             debug!("queue {q}: moved off cpu {} shared with its client", cpu.wrapping_sub(1));
         }
         if !helper && queue.backlog() >= BACKLOG_HELP {
             call_helper(sh, q);
         }
-        // The queue carries hints: the request itself is in the client's private area.
-        let Some(ch) = sh.channels.get(d.client) else { continue };
-        // Requests that need no answer (releases) first, by the one worker that holds them.
-        if let Ok(mut taken) = ch.posts.try_lock() {
-            let mut posted = Vec::new();
-            *taken = ch.area.take_posts(*taken, |p| posted.push(p));
-            for p in posted {
-                // A release of nothing this process holds is dropped at once: a flood of them
-                // costs one table lookup each.
-                if matches!(Op::from_u32(p.op), Some(Op::Release | Op::Releasedir)) && sh.owners.holds_handle(ch.owner, p.instance, p.handle) {
-                    let p = Descriptor { client: d.client, flags: FLAG_NO_REPLY, ..p };
-                    if let Ok(req) = decode(p, &limits) {
-                        let _ = serve_request(sh, &ch, &req, &mut caches, &mut buf, &slots);
-                    }
-                }
-            }
-        }
-        if d.flags & FLAG_NO_REPLY != 0 {
-            continue;
-        }
-        let state = ch.area.header().state.load(Ordering::Acquire);
-        if state != PENDING && state != SLEEPING {
-            continue;
-        }
-        let rd = ch.area.request();
-        let prev = ch.served.load(Ordering::Acquire);
-        // Taken once: a second hint for the same request (a forged one) finds it taken.
-        if rd.seq == prev || ch.served.compare_exchange(prev, rd.seq, Ordering::AcqRel, Ordering::Acquire).is_err() {
-            continue;
-        }
-        let rd = Descriptor { client: d.client, flags: rd.flags & !FLAG_NO_REPLY, ..rd };
-        match decode(rd, &limits) {
-            Ok(req) => {
-                let (res, aux) = serve_request(sh, &ch, &req, &mut caches, &mut buf, &slots);
-                ch.area.complete(req.seq, res, aux);
-                if near {
-                    // The client waits on this cpu for the answer just given.
-                    std::thread::yield_now();
-                }
-            }
-            Err(e) => {
-                debug!("refused request: {e:?}");
-                ch.area.complete(rd.seq, Unserved::Errno(libc::EINVAL).result() as i64, [0; 4]);
-            }
+        for d in &batch.hints[..batch.len] {
+            serve_hint(sh, d, &mut caches, &mut buf, &slots);
         }
     }
     WORKER.with(|w| *w.borrow_mut() = None);
@@ -552,6 +522,85 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     }
     if helper {
         sh.helpers[q as usize].fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Hints taken from a queue in one go, at most one per client (see `serve`).
+const BATCH: usize = 64;
+
+struct Batch {
+    hints: [Descriptor; BATCH],
+    len: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch { hints: [Descriptor::default(); BATCH], len: 0 }
+    }
+}
+
+impl Batch {
+    /// Adds hint `d`, merged with an earlier one for the same client: it wants an answer if
+    /// any of them does, and shares its worker's cpu if any of them says so.
+    fn add(&mut self, d: Descriptor) {
+        if let Some(h) = self.hints[..self.len].iter_mut().find(|h| h.client == d.client) {
+            let no_reply = h.flags & d.flags & FLAG_NO_REPLY;
+            h.flags = (h.flags | d.flags) & !FLAG_NO_REPLY | no_reply;
+        } else if self.len < BATCH {
+            self.hints[self.len] = d;
+            self.len += 1;
+        }
+    }
+}
+
+/// Serves what hint `d` points at: the client's posted requests, then its pending request
+/// (once, whatever number of hints name it).
+fn serve_hint(sh: &Shared, d: &Descriptor, caches: &mut PathCaches, buf: &mut [u8], slots: &[usize; 64]) {
+    let limits = &sh.limits;
+    // The queue carries hints: the request itself is in the client's private area.
+    let Some(ch) = sh.channels.get(d.client) else { return };
+    // Requests that need no answer (releases) first, by the one worker that holds them.
+    if let Ok(mut taken) = ch.posts.try_lock() {
+        let mut posted = Vec::new();
+        *taken = ch.area.take_posts(*taken, |p| posted.push(p));
+        for p in posted {
+            // A release of nothing this process holds is dropped at once: a flood of them
+            // costs one table lookup each.
+            if matches!(Op::from_u32(p.op), Some(Op::Release | Op::Releasedir)) && sh.owners.holds_handle(ch.owner, p.instance, p.handle) {
+                let p = Descriptor { client: d.client, flags: FLAG_NO_REPLY, ..p };
+                if let Ok(req) = decode(p, limits) {
+                    let _ = serve_request(sh, &ch, &req, caches, buf, slots);
+                }
+            }
+        }
+    }
+    if d.flags & FLAG_NO_REPLY != 0 {
+        return;
+    }
+    let state = ch.area.header().state.load(Ordering::Acquire);
+    if state != PENDING && state != SLEEPING {
+        return;
+    }
+    let rd = ch.area.request();
+    let prev = ch.served.load(Ordering::Acquire);
+    // Taken once: a second hint for the same request (a forged one) finds it taken.
+    if rd.seq == prev || ch.served.compare_exchange(prev, rd.seq, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return;
+    }
+    let rd = Descriptor { client: d.client, flags: rd.flags & !FLAG_NO_REPLY, ..rd };
+    match decode(rd, limits) {
+        Ok(req) => {
+            let (res, aux) = serve_request(sh, &ch, &req, caches, buf, slots);
+            ch.area.complete(req.seq, res, aux);
+            if d.flags & FLAG_NEAR != 0 {
+                // The client waits on this cpu for the answer just given.
+                std::thread::yield_now();
+            }
+        }
+        Err(e) => {
+            debug!("refused request: {e:?}");
+            ch.area.complete(rd.seq, Unserved::Errno(libc::EINVAL).result() as i64, [0; 4]);
+        }
     }
 }
 
