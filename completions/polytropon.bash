@@ -34,6 +34,9 @@ _polytropon() {
             polytropon,inspect)
                 cmd="polytropon__subcmd__inspect"
                 ;;
+            polytropon,install-links)
+                cmd="polytropon__subcmd__install__subcmd__links"
+                ;;
             polytropon,kill)
                 cmd="polytropon__subcmd__kill"
                 ;;
@@ -72,6 +75,9 @@ _polytropon() {
                 ;;
             polytropon__subcmd__help,inspect)
                 cmd="polytropon__subcmd__help__subcmd__inspect"
+                ;;
+            polytropon__subcmd__help,install-links)
+                cmd="polytropon__subcmd__help__subcmd__install__subcmd__links"
                 ;;
             polytropon__subcmd__help,kill)
                 cmd="polytropon__subcmd__help__subcmd__kill"
@@ -191,7 +197,7 @@ _polytropon() {
 
     case "${cmd}" in
         polytropon)
-            opts="-h -V --state-dir --data-dir --log --log-format --help --version pool service mount umount exec kill rm image bench inspect completions man help"
+            opts="-h -V --state-dir --data-dir --log --log-format --help --version pool service mount umount exec kill rm image bench inspect completions man install-links help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -475,7 +481,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__help)
-            opts="pool service mount umount exec kill rm image bench inspect completions man help"
+            opts="pool service mount umount exec kill rm image bench inspect completions man install-links help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -601,6 +607,20 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__help__subcmd__inspect)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__help__subcmd__install__subcmd__links)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1015,6 +1035,36 @@ _polytropon() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        polytropon__subcmd__install__subcmd__links)
+            opts="-h -V --force --remove --state-dir --data-dir --log --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

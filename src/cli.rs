@@ -120,6 +120,34 @@ pub enum Command {
 
     /// Print the man page (or write every page to a directory with `--out`).
     Man(ManArgs),
+
+    /// Create the links by which the binary serves mount(8) and umount(8):
+    /// `mount.polytropon`, `mount.fuse.polytropon` and `umount.fuse.polytropon`.
+    ///
+    /// Then `mount -t polytropon none /mnt -o lowerdir=/a:/b,upperdir=/u,workdir=/w` (and a
+    /// line `none /mnt polytropon lowerdir=/a,upperdir=/u,pool=tenant 0 0` in /etc/fstab)
+    /// mounts an instance, and `umount /mnt` takes it down. Options: overlayfs's `lowerdir=`
+    /// (topmost first, colon-separated), `upperdir=`, `workdir=` (accepted, not needed), and
+    /// `pool=NAME`, `cache=MODE`, `cache_size=SIZE`, `backend=local|cephfs`, `ceph_conf=FILE`,
+    /// `ceph_id=ID`, `ceph_fs=NAME`, `timeout=SECS`, `nopassthrough`, `spec=INSTANCE.YAML`,
+    /// `nosuid`, `nodev`, `noexec`; helper flags `-s` (sloppy), `-f` (fake), `-n`, `-v`.
+    /// Without `pool=`, a daemon of its own serves the mount.
+    ///
+    /// Example: polytropon install-links /sbin
+    InstallLinks(InstallLinksArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InstallLinksArgs {
+    /// Where to create the links (mount(8) looks in /sbin); by default /sbin, or
+    /// /usr/local/sbin where there is no /sbin.
+    pub dir: Option<PathBuf>,
+    /// Replace files of those names that are not links to this binary.
+    #[arg(long)]
+    pub force: bool,
+    /// Remove the links (only those that point to this binary) instead.
+    #[arg(long, conflicts_with = "force")]
+    pub remove: bool,
 }
 
 #[derive(Debug, Subcommand)]

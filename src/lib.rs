@@ -18,6 +18,7 @@ pub mod container;
 pub mod errors;
 pub mod frontend;
 pub mod image;
+pub mod mount_helper;
 pub mod clidocs;
 pub mod service;
 pub mod tenant;

@@ -16,6 +16,13 @@ fn main() -> ExitCode {
     if let Some(code) = polytropon::bench::worker::serve_if_asked() {
         return code;
     }
+    // Multi-call: called as a mount(8) or umount(8) helper (`install-links`).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(helper) = argv.first().and_then(|a| polytropon::mount_helper::Helper::for_name(a)) {
+        let name = std::path::Path::new(&argv[0]).file_name().map_or_else(|| "polytropon".into(), |n| n.to_string_lossy().into_owned());
+        logging::init("warn", polytropon::cli::LogFormat::Text);
+        return cmd::helpers::run(helper, &name, &argv[1..]);
+    }
     let cli = Cli::parse();
     logging::init(&cli.log, cli.log_format);
     match run(cli) {
@@ -46,5 +53,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(a) => cmd::inspect::run(&cli.state_dir, a),
         Command::Completions(a) => cmd::completions::run(a),
         Command::Man(a) => cmd::man::run(a),
+        Command::InstallLinks(a) => cmd::install_links::run(a),
     }
 }

@@ -99,7 +99,7 @@ fn preload_only(state_dir: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
         .stats
         .context("the service sent no stats")?;
     let mounts: Vec<(PathBuf, u32)> = stats.mounts.iter().map(|m| (m.mountpoint.clone(), m.instance)).collect();
-    let lib = frontend::library()?;
+    let lib = frontend::library(state_dir)?;
     let Some((program, args)) = a.command.split_first() else { bail!("no command given") };
     let mut cmd = Command::new(program);
     cmd.args(args);

@@ -3,8 +3,10 @@
 pub mod bench;
 pub mod completions;
 pub mod exec;
+pub mod helpers;
 pub mod image;
 pub mod inspect;
+pub mod install_links;
 pub mod kill;
 pub mod man;
 pub mod mount;

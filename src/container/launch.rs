@@ -288,7 +288,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
         cgroups: None,
     };
     let t0 = std::time::Instant::now();
-    let started = prepare(&mut setup, &pool, data_dir, &cdir, &req, detached.is_some());
+    let started = prepare(&mut setup, &pool, (state_dir, data_dir), &cdir, &req, detached.is_some());
     tracing::debug!("container {name}: root and spec ready after {:?}", t0.elapsed());
     let (spec, image) = match started {
         Ok(s) => s,
@@ -344,7 +344,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
 }
 
 /// Resolves the root (mounting a clone's), the command and its environment.
-fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, req: &Request, detached: bool) -> Result<(Spec, Option<String>), LaunchError> {
+fn prepare(setup: &mut Setup, pool: &PoolState, (state_dir, data_dir): (&Path, &Path), cdir: &Path, req: &Request, detached: bool) -> Result<(Spec, Option<String>), LaunchError> {
     let mut served = None;
     let mode = req.userns.unwrap_or(if matches!(req.root, Root::Clone { .. }) { super::Userns::Pool } else { super::Userns::Host });
     let ids = match mode {
@@ -436,7 +436,7 @@ fn prepare(setup: &mut Setup, pool: &PoolState, data_dir: &Path, cdir: &Path, re
             env.set("POLYTROPON_CHANNEL", rootfs::CHANNEL);
             env.set("POLYTROPON_MOUNTS", &format!("/={instance}"));
             env.set("POLYTROPON_KERNEL_PATHS", &rootfs::KERNEL_TREES.join(":"));
-            Some(crate::frontend::library().map_err(LaunchError::Library)?)
+            Some(crate::frontend::library(state_dir).map_err(LaunchError::Library)?)
         }
         None => None,
     };

@@ -259,6 +259,20 @@ impl Service {
         Ok(())
     }
 
+    /// Drops the mounts whose FUSE session ended without `umount --pool` (umount(8) of the
+    /// mount point): their instances go, as with an unmount asked for.
+    fn reap_ended(&self) {
+        let mut table = self.table.lock();
+        let ended: Vec<PathBuf> = table.iter().filter(|(_, m)| m.mount.ended()).map(|(p, _)| p.clone()).collect();
+        for mp in &ended {
+            info!("{} was unmounted from outside; its instance goes", mp.display());
+            table.remove(mp);
+        }
+        if !ended.is_empty() {
+            self.save_table(&table);
+        }
+    }
+
     fn stats(&self) -> ServiceStats {
         let usage = self.driver.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(BackDriver::usage).unwrap_or_default();
         let table = self.table.lock();
@@ -341,6 +355,9 @@ use super::control::BUSY;
 
 /// Longest a control peer may take to send its request or read the answer.
 const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often the service looks for mounts unmounted from outside.
+const REAP_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Reads one request from `conn` and answers it.
 fn answer(svc: &Service, conn: &std::os::unix::net::UnixStream, stop_tx: &mpsc::Sender<&'static str>) {
@@ -467,6 +484,15 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
     std::thread::Builder::new().name("ptn-signals".into()).spawn(move || {
         if let Ok(sig) = signals.wait() {
             let _ = tx.send(sig.as_str());
+        }
+    }).map_err(DaemonError::Thread)?;
+    let svc = service.clone();
+    std::thread::Builder::new().name("ptn-reaper".into()).spawn(move || {
+        while !svc.stopping.load(Ordering::Acquire) {
+            std::thread::sleep(REAP_EVERY);
+            if !svc.stopping.load(Ordering::Acquire) {
+                svc.reap_ended();
+            }
         }
     }).map_err(DaemonError::Thread)?;
     let svc = service.clone();

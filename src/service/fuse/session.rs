@@ -131,6 +131,12 @@ impl Mounted {
         &self.stats
     }
 
+    /// Whether its session has ended: unmounted from outside (umount(8), `umount -l`), or
+    /// the connection aborted.
+    pub fn ended(&self) -> bool {
+        self.session.as_ref().is_none_or(|s| s.guard.is_finished())
+    }
+
     /// A handle through which changes made beside this mount (on the user-level path) drop
     /// the kernel's cached attributes, pages and names.
     pub fn kernel_cache(&self) -> Option<Arc<dyn KernelCache>> {
