@@ -24,7 +24,7 @@ fn main() {
     let target_dir = out.join("preload-target");
     let mut cargo = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
-        .args(["build", "--offline", "--locked", "--lib", "-p", "polytropon-preload", "--manifest-path"])
+        .args(["build", "--locked", "--lib", "-p", "polytropon-preload", "--manifest-path"])
         .arg(root.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir);
@@ -36,6 +36,12 @@ fn main() {
     for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"] {
         cargo.env_remove(var);
     }
+    // Neither the binary nor the library needs libgcc_s.so.1 (issue 26: glibc only): the
+    // unwinder comes from gcc's static libgcc_eh.a, which `-lgcc_s` finds first here.
+    if let Some(dir) = static_unwinder(&out) {
+        println!("cargo:rustc-link-search=native={}", dir.display());
+        cargo.env("CARGO_ENCODED_RUSTFLAGS", format!("-L\x1fnative={}", dir.display()));
+    }
     let status = cargo.status().expect("running cargo for the preload library");
     assert!(status.success(), "building the preload library failed ({status})");
     let built = target_dir.join(if release { "release" } else { "debug" }).join(LIBRARY);
@@ -45,4 +51,21 @@ fn main() {
     let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     println!("cargo:rustc-env=POLYTROPON_PRELOAD_SO={}", copy.display());
     println!("cargo:rustc-env=POLYTROPON_PRELOAD_SHA256={digest}");
+}
+
+/// A directory holding `libgcc_s.a`, a link to the C compiler's `libgcc_eh.a`; `None` (and
+/// the usual dynamic libgcc_s) where there is no such archive.
+fn static_unwinder(out: &std::path::Path) -> Option<PathBuf> {
+    let cc = env::var_os("CC").unwrap_or_else(|| "cc".into());
+    let found = Command::new(cc).arg("-print-file-name=libgcc_eh.a").output().ok()?;
+    let eh = PathBuf::from(String::from_utf8(found.stdout).ok()?.trim());
+    if !eh.is_absolute() || !eh.is_file() {
+        return None;
+    }
+    let dir = out.join("static-unwinder");
+    std::fs::create_dir_all(&dir).ok()?;
+    let link = dir.join("libgcc_s.a");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&eh, &link).ok()?;
+    Some(dir)
 }

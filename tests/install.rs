@@ -51,6 +51,12 @@ fn the_binary_alone_copied_to_an_empty_directory_runs_everything() {
     // The library was placed under the state directory, named by its digest, and loaded from there.
     let libs: Vec<PathBuf> = std::fs::read_dir(h.state.join("lib")).expect("state/lib").map(|e| e.expect("entry").path().join("libpolytropon_preload.so")).collect();
     assert_eq!(libs.len(), 1, "{libs:?}");
+    // Both link glibc only (libcephfs and librados are loaded at run time, if at all).
+    for elf in [exe.as_path(), libs[0].as_path()] {
+        let dynamic = ok(Command::new("readelf").arg("-d").arg(elf));
+        let needed: Vec<&str> = dynamic.lines().filter(|l| l.contains("(NEEDED)")).filter_map(|l| l.split('[').nth(1)?.split(']').next()).collect();
+        assert!(!needed.is_empty() && needed.iter().all(|n| ["libc.so.6", "libm.so.6", "ld-linux-x86-64.so.2"].contains(n)), "{} needs {needed:?}", elf.display());
+    }
     let mode = std::fs::metadata(&libs[0]).expect("the placed library").permissions().mode();
     assert_eq!(mode & 0o7777, 0o444, "placed library mode {mode:o}");
     let json: serde_json::Value = serde_json::from_str(&ok(&mut p(&["inspect", "--pool", &pool, "--format", "json"]))).expect("json");
@@ -193,4 +199,20 @@ fn mount_dash_t_and_fstab_mount_instances_and_umount_takes_them_down() {
     }
     h.ok(&["pool", "destroy", &pool, "--force"]);
     h.created.clear();
+}
+
+/// The systemd unit template's commands are command lines this binary takes.
+#[test]
+fn the_systemd_unit_runs_commands_the_binary_takes() {
+    use clap::Parser;
+    let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd/polytropon-service@.service")).expect("unit");
+    let mut seen = 0;
+    for line in unit.lines().filter(|l| l.starts_with("ExecStart=") || l.starts_with("ExecStop=")) {
+        let words: Vec<String> = line.split_once('=').expect("key=value").1.split_whitespace().map(|w| w.replace("%i", "tenant-a")).collect();
+        assert!(words[0].ends_with("/polytropon"), "{line}");
+        let cli = polytropon::cli::Cli::try_parse_from(&words);
+        assert!(cli.is_ok(), "{line}: {:?}", cli.err());
+        seen += 1;
+    }
+    assert_eq!(seen, 2, "ExecStart and ExecStop");
 }
