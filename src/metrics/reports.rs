@@ -96,8 +96,13 @@ fn pool(f: &mut Families, r: &PoolReport) {
     for c in &r.containers {
         let rec = &c.record;
         let labels = with(&base, [("container", rec.name.clone())]);
-        let info = [("state", c.state.to_string()), ("image", rec.image.clone().unwrap_or_default()), ("pid", rec.pid.to_string())];
-        f.gauge("container_info", "A container of the pool: its state, image (empty: none) and host pid; always 1", None, with(&labels, info), 1u64);
+        let info = [
+            ("state", c.state.to_string()),
+            ("image", rec.image.clone().unwrap_or_default()),
+            ("pid", rec.pid.to_string()),
+            ("root", rec.root.display().to_string()),
+        ];
+        f.gauge("container_info", "A container of the pool: its state, image (empty: none), host pid and root; always 1", None, with(&labels, info), 1u64);
         f.gauge("container_start_time", "When the container started (Unix time)", Some(Unit::Seconds), labels.clone(), rec.started);
         if let Some(code) = rec.exit_code {
             f.gauge("container_exit_code", "The exit status of a container that exited (128+N for signal N)", None, labels, f64::from(code));
