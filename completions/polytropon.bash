@@ -1028,7 +1028,7 @@ _polytropon() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "human json openmetrics prometheus" -- "${cur}"))
                     return 0
                     ;;
                 --watch)
@@ -1609,7 +1609,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__service__subcmd__run)
-            opts="-f -h -V --pool --file --detach --restart --state-dir --data-dir --log --log-format --help --version"
+            opts="-f -h -V --pool --file --detach --restart --metrics-listen --metrics-allow-remote --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1624,6 +1624,10 @@ _polytropon() {
                     return 0
                     ;;
                 -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

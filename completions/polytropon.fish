@@ -107,6 +107,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not _
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and not __fish_seen_subcommand_from run stop help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l pool -d 'The pool whose service this is' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -s f -l file -d 'Service spec in YAML: the filesystem instances to serve at start' -r -F
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l metrics-listen -d 'Serve the pool\'s metrics (what `inspect --format openmetrics` prints for it) over HTTP at `http://ADDR/metrics`, for Prometheus to scrape; ADDR is an IP address and port (e.g. `127.0.0.1:9464`). Loopback addresses only, unless `--metrics-allow-remote` is given too' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
@@ -114,6 +115,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fis
 json\t''"
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l detach -d 'Return once the service is up, leaving it running in the background'
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l restart -d 'Supervise the service: when it dies (killed, crashed), start it again, serving the mounts it served (gives up after 5 deaths within a minute)'
+complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -l metrics-allow-remote -d 'Let `--metrics-listen` take an address other than loopback. The endpoint has no authentication: anyone who reaches it reads the pool\'s figures, mountpoints and container names'
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
 complete -c polytropon -n "__fish_polytropon_using_subcommand service; and __fish_seen_subcommand_from stop" -l pool -r
@@ -288,7 +290,9 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -s h -l hel
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -s V -l version -d 'Print version'
 complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l pool -d 'Only this pool' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l format -r -f -a "human\t'A table for people'
-json\t'One JSON document, for scripts'"
+json\t'One JSON document, for scripts'
+openmetrics\t'Every figure as metrics in the OpenMetrics text format (what `service run --metrics-listen` serves over HTTP)'
+prometheus\t'The same metrics in the Prometheus text format 0.0.4 (for node_exporter\'s textfile collector, which reads only that)'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l watch -d 'Refresh every SECS seconds until interrupted' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand inspect" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F

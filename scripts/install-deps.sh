@@ -34,3 +34,15 @@ if ! grep -qw overlay /proc/filesystems; then
   modprobe overlay 2>/dev/null || true
 fi
 grep -qw overlay /proc/filesystems || { echo "error: kernel overlayfs is not available" >&2; exit 1; }
+
+# The OpenMetrics parser the metrics test checks `inspect --format openmetrics` and the
+# `--metrics-listen` endpoint with (Prometheus's Python client), for the python3 the tests
+# run. pip first (a python3 of its own, as on the developers' machines); Debian's package
+# where pip may not install (the system python3 refuses it).
+if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
+  echo "installing: prometheus_client (python3)"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'prometheus_client>=0.16' \
+    || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq --no-install-recommends python3-prometheus-client; }
+  python3 -c 'import prometheus_client.openmetrics.parser' \
+    || { echo "error: python3 cannot import prometheus_client (needed by tests/metrics.rs)" >&2; exit 1; }
+fi

@@ -3,6 +3,7 @@
 //! Completions (`completions/`) and man pages (`man/`) are generated from these definitions;
 //! `tests/cli.rs` fails when the checked-in files are stale (`POLYTROPON_BLESS=1` rewrites them).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -54,6 +55,22 @@ pub enum OutputFormat {
     Human,
     /// One JSON document, for scripts.
     Json,
+}
+
+/// Format of `inspect`: a listing's formats, and metrics for a scraper.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum InspectFormat {
+    /// A table for people.
+    #[default]
+    Human,
+    /// One JSON document, for scripts.
+    Json,
+    /// Every figure as metrics in the OpenMetrics text format (what `service run
+    /// --metrics-listen` serves over HTTP).
+    Openmetrics,
+    /// The same metrics in the Prometheus text format 0.0.4 (for node_exporter's textfile
+    /// collector, which reads only that).
+    Prometheus,
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,6 +259,17 @@ pub struct ServiceRunArgs {
     /// mounts it served (gives up after 5 deaths within a minute).
     #[arg(long)]
     pub restart: bool,
+    /// Serve the pool's metrics (what `inspect --format openmetrics` prints for it) over HTTP
+    /// at `http://ADDR/metrics`, for Prometheus to scrape; ADDR is an IP address and port
+    /// (e.g. `127.0.0.1:9464`). Loopback addresses only, unless `--metrics-allow-remote` is
+    /// given too.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Let `--metrics-listen` take an address other than loopback. The endpoint has no
+    /// authentication: anyone who reaches it reads the pool's figures, mountpoints and
+    /// container names.
+    #[arg(long, requires = "metrics_listen")]
+    pub metrics_allow_remote: bool,
 }
 
 #[derive(Debug, Args)]
@@ -580,7 +608,7 @@ pub struct InspectArgs {
     #[arg(long)]
     pub pool: Option<String>,
     #[arg(long, value_enum, default_value_t)]
-    pub format: OutputFormat,
+    pub format: InspectFormat,
     /// Refresh every SECS seconds until interrupted.
     #[arg(long, value_name = "SECS")]
     pub watch: Option<u64>,

@@ -9,7 +9,8 @@
 //! - [`service`]: a pool's filesystem service (FUSE and user-level transports);
 //!   [`container`]: containers in a pool; [`image`]: images unpacked into read-only branches;
 //!   [`tenant`]: what creates, tears down and reports a whole tenant (pool, service,
-//!   containers); [`bench`]: the papers' experiments.
+//!   containers); [`bench`]: the papers' experiments; [`metrics`]: `inspect`'s figures as
+//!   OpenMetrics, printed or served over HTTP.
 //! - [`cli`]: the command-line definitions (clap), shared by the binary, completions and man pages.
 
 pub mod bench;
@@ -20,6 +21,7 @@ pub mod frontend;
 pub mod image;
 pub mod mount_helper;
 pub mod clidocs;
+pub mod metrics;
 pub mod service;
 pub mod tenant;
 

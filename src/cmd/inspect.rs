@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use polytropon::cli::{InspectArgs, OutputFormat};
+use polytropon::cli::{InspectArgs, InspectFormat};
+use polytropon::metrics::{self, Exposition};
 use polytropon::tenant::report::{gather, PoolReport};
 use polytropon::pool::spec::format_list;
 use polytropon::pool::state::now;
@@ -151,8 +152,10 @@ pub fn run(state_dir: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
     loop {
         let reports = gather(&pools, a.pool.as_deref()).context("cannot inspect")?;
         match a.format {
-            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
-            OutputFormat::Human => {
+            InspectFormat::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+            InspectFormat::Openmetrics => print!("{}", metrics::render(reports, Exposition::OpenMetrics)?),
+            InspectFormat::Prometheus => print!("{}", metrics::render(reports, Exposition::Prometheus)?),
+            InspectFormat::Human => {
                 if a.watch.is_some() {
                     print!("\x1b[2J\x1b[H");
                 }

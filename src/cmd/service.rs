@@ -8,7 +8,8 @@ use anyhow::{bail, ensure, Context};
 use polytropon::cli::{ServiceRunArgs, ServiceStopArgs};
 use polytropon::pool::Pools;
 use polytropon::tenant::ops;
-use polytropon::service::daemon::{self, ServiceSpec, Startup};
+use polytropon::metrics::http;
+use polytropon::service::daemon::{self, MetricsListen, ServiceSpec, Startup};
 use polytropon::service::supervisor::{self, RECOVER_ENV, SUPERVISOR_ENV};
 
 const LOG_ENV: &str = "POLYTROPON_SERVICE_LOG";
@@ -21,6 +22,11 @@ pub fn run(state_dir: &Path, a: ServiceRunArgs) -> anyhow::Result<ExitCode> {
         bail!("the service of pool {} already runs (pid {})", a.pool, s.pid);
     }
     let spec = a.file.as_deref().map(ServiceSpec::from_file).transpose()?.unwrap_or_default();
+    // Refused here, before anything starts, and not only by the service's log.
+    if let Some(addr) = a.metrics_listen {
+        http::check_listen(addr, a.metrics_allow_remote)?;
+    }
+    let metrics = a.metrics_listen.map(|addr| MetricsListen { addr, allow_remote: a.metrics_allow_remote });
     if a.detach {
         return detach(&pools, &a.pool);
     }
@@ -31,7 +37,7 @@ pub fn run(state_dir: &Path, a: ServiceRunArgs) -> anyhow::Result<ExitCode> {
         supervisor::supervise(&pools, &a.pool, &args).with_context(|| format!("supervisor of pool {}", a.pool))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let start = Startup { spec, recover: supervisor.is_some() && std::env::var_os(RECOVER_ENV).is_some(), supervisor, log: std::env::var_os(LOG_ENV).map(PathBuf::from) };
+    let start = Startup { spec, recover: supervisor.is_some() && std::env::var_os(RECOVER_ENV).is_some(), supervisor, log: std::env::var_os(LOG_ENV).map(PathBuf::from), metrics };
     daemon::run(&pools, &pool, start, || {}).with_context(|| format!("service of pool {}", a.pool))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -86,6 +86,9 @@ pub enum DaemonError {
     /// The signal or control thread cannot start.
     #[error(transparent)]
     Thread(std::io::Error),
+    /// The metrics endpoint (`--metrics-listen`) cannot start.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::http::HttpError),
 }
 
 /// The service spec (`service run -f service.yaml`): instances to serve at start.
@@ -395,6 +398,30 @@ pub struct Startup {
     /// The supervisor that restarts this service when it dies (`service run --restart`).
     pub supervisor: Option<u32>,
     pub log: Option<PathBuf>,
+    /// Serve the pool's metrics over HTTP here (`--metrics-listen`).
+    pub metrics: Option<MetricsListen>,
+}
+
+/// Where the service serves its metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricsListen {
+    pub addr: std::net::SocketAddr,
+    /// Whether a non-loopback `addr` is allowed (`--metrics-allow-remote`).
+    pub allow_remote: bool,
+}
+
+/// Serves the report on the service's own pool, gathered at each scrape, at `at`.
+fn serve_metrics(service: &Arc<Service>, at: MetricsListen) -> Result<crate::metrics::http::MetricsServer, DaemonError> {
+    let svc = service.clone();
+    let exporter = crate::metrics::Exporter::new(move || match svc.pools.get(&svc.pool) {
+        Ok(Some(pool)) => vec![crate::tenant::report::pool_report(&svc.pools, pool, Ok(svc.stats()))],
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            warn!("metrics: cannot read pool {}: {e}", svc.pool);
+            Vec::new()
+        }
+    });
+    Ok(crate::metrics::http::serve(at.addr, at.allow_remote, exporter)?)
 }
 
 /// Runs the service of `pool` in this process until stopped. Must be called before the
@@ -452,6 +479,15 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
         channel,
         driver: Mutex::new(Some(driver)),
     });
+    // The metrics endpoint, before any mount: an address that cannot be had fails the start
+    // with nothing to undo but the control socket.
+    let metrics = match start.metrics.map(|at| serve_metrics(&service, at)).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_file(&sock);
+            return Err(e);
+        }
+    };
     // 4. The recorded instances (one that cannot come back is reported and left out), then
     //    those of the spec not already served.
     for e in recorded {
@@ -534,6 +570,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
     let why = stop_rx.recv().unwrap_or("control channel closed");
     info!("stopping: {why}");
     service.stopping.store(true, Ordering::Release);
+    drop(metrics);
     // 5. Flush and unmount everything (detached if busy, so open files keep working).
     drop(service.driver.lock().unwrap_or_else(|p| p.into_inner()).take());
     let table = service.table.lock().take_all();

@@ -8,43 +8,54 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-const BUCKETS: usize = 40;
+/// Latency buckets: bucket `i` counts requests that took less than 2^(i+1) ns (and at least
+/// 2^i ns, but for bucket 0); the last one also counts everything slower (2^39 ns is 550 s).
+pub const BUCKETS: usize = 40;
 
-/// Latencies in power-of-two nanosecond buckets.
+/// The exclusive upper bound of latency bucket `i`, in nanoseconds (the last bucket has none).
+pub fn bucket_bound_ns(i: usize) -> u64 {
+    1u64 << (i + 1)
+}
+
+/// Latencies in power-of-two nanosecond buckets, and their sum. The count is the buckets'
+/// sum, so a report's count always equals its buckets' total.
 #[derive(Debug)]
 struct Histogram {
-    count: AtomicU64,
+    sum_ns: AtomicU64,
     buckets: [AtomicU64; BUCKETS],
 }
 
 impl Histogram {
     fn new() -> Self {
-        Histogram { count: AtomicU64::new(0), buckets: std::array::from_fn(|_| AtomicU64::new(0)) }
+        Histogram { sum_ns: AtomicU64::new(0), buckets: std::array::from_fn(|_| AtomicU64::new(0)) }
     }
 
     fn record(&self, ns: u64) {
         let b = (64 - ns.max(1).leading_zeros() as usize - 1).min(BUCKETS - 1);
         self.buckets[b].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
-    /// The upper bound (µs) of the bucket holding quantile `q`.
-    fn quantile_us(&self, q: f64) -> f64 {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return 0.0;
-        }
-        let want = ((total as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= want {
-                return (1u64 << (i + 1)) as f64 / 1000.0;
-            }
-        }
-        (1u64 << BUCKETS) as f64 / 1000.0
+    fn counts(&self) -> Vec<u64> {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect()
     }
+}
+
+/// The upper bound (µs) of the bucket holding quantile `q` of `counts`.
+fn quantile_us(counts: &[u64], q: f64) -> f64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let want = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= want {
+            return bucket_bound_ns(i) as f64 / 1000.0;
+        }
+    }
+    (1u64 << BUCKETS) as f64 / 1000.0
 }
 
 /// One operation's counters, as reported.
@@ -54,6 +65,13 @@ pub struct OpSummary {
     /// Bucket upper bounds, in µs (power-of-two resolution).
     pub p50_us: f64,
     pub p99_us: f64,
+    /// Time spent in these requests, in ns (wraps after 584 years of requests).
+    #[serde(default)]
+    pub sum_ns: u64,
+    /// Requests per latency bucket (`BUCKETS` of them; bucket `i` below 2^(i+1) ns, the last
+    /// one unbounded): what `inspect --format openmetrics` exports as a histogram.
+    #[serde(default)]
+    pub buckets: Vec<u64>,
 }
 
 /// Request kinds counted, sorted (FUSE requests and user-level operations); anything else
@@ -99,8 +117,12 @@ impl OpStats {
         OPS.iter()
             .zip(&self.ops)
             .filter_map(|(name, h)| {
-                let count = h.count.load(Ordering::Relaxed);
-                (count > 0).then(|| (name.to_string(), OpSummary { count, p50_us: h.quantile_us(0.5), p99_us: h.quantile_us(0.99) }))
+                let buckets = h.counts();
+                let count: u64 = buckets.iter().sum();
+                (count > 0).then(|| {
+                    let (p50_us, p99_us) = (quantile_us(&buckets, 0.5), quantile_us(&buckets, 0.99));
+                    (name.to_string(), OpSummary { count, p50_us, p99_us, sum_ns: h.sum_ns.load(Ordering::Relaxed), buckets })
+                })
             })
             .collect()
     }
@@ -142,10 +164,12 @@ mod tests {
         }
         h.record(40_000);
         h.record(40_000); // bucket [32768, 65536) ns
-        assert_eq!(h.count.load(Ordering::Relaxed), 100);
-        assert_eq!(h.quantile_us(0.5), 2.048);
-        assert_eq!(h.quantile_us(0.99), 65.536);
-        assert_eq!(Histogram::new().quantile_us(0.5), 0.0);
+        let counts = h.counts();
+        assert_eq!(counts.iter().sum::<u64>(), 100);
+        assert_eq!(h.sum_ns.load(Ordering::Relaxed), 98 * 1_500 + 2 * 40_000);
+        assert_eq!(quantile_us(&counts, 0.5), 2.048);
+        assert_eq!(quantile_us(&counts, 0.99), 65.536);
+        assert_eq!(quantile_us(&Histogram::new().counts(), 0.5), 0.0);
     }
 
     #[test]

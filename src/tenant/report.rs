@@ -65,6 +65,20 @@ pub struct ContainerReport {
     pub record: ContainerRecord,
 }
 
+/// The report on `pool`, given its service's own report (or why there is none): the rest
+/// (cgroup usage, containers, Ceph health) is read here. The service uses it for its own
+/// pool (`--metrics-listen`), `gather` for every pool.
+pub fn pool_report(pools: &Pools, pool: PoolState, service: Result<ServiceStats, String>) -> PoolReport {
+    let usage = cgroups::usage(&pool.cgroups);
+    let (service, service_note) = match service {
+        Ok(s) => (Some(s), None),
+        Err(why) => (None, Some(why)),
+    };
+    let containers = Containers::new(pools, &pool.name).list().into_iter().map(|record| ContainerReport { state: record.state(), record }).collect();
+    let ceph = ceph_health(service.as_ref());
+    PoolReport { pool, usage, service, service_note, containers, ceph }
+}
+
 /// Reports on every pool, or on `only`.
 pub fn gather(pools: &Pools, only: Option<&str>) -> Result<Vec<PoolReport>, super::TenantError> {
     let mut out = Vec::new();
@@ -72,18 +86,14 @@ pub fn gather(pools: &Pools, only: Option<&str>) -> Result<Vec<PoolReport>, supe
         if only.is_some_and(|o| o != pool.name) {
             continue;
         }
-        let usage = cgroups::usage(&pool.cgroups);
-        let (service, service_note) = match pools.live_service(&pool.name)? {
-            None => (None, Some("not running".to_string())),
+        let service = match pools.live_service(&pool.name)? {
+            None => Err("not running".to_string()),
             Some(s) => match control::call(&s.socket, &Request::Stats, Duration::from_secs(5)) {
-                Ok(r) => (r.stats, None),
-                Err(e) => (None, Some(format!("pid {} does not answer: {e}", s.pid))),
+                Ok(r) => r.stats.ok_or_else(|| format!("pid {} answered without its figures", s.pid)),
+                Err(e) => Err(format!("pid {} does not answer: {e}", s.pid)),
             },
         };
-        let containers =
-            Containers::new(pools, &pool.name).list().into_iter().map(|record| ContainerReport { state: record.state(), record }).collect();
-        let ceph = ceph_health(service.as_ref());
-        out.push(PoolReport { pool, usage, service, service_note, containers, ceph });
+        out.push(pool_report(pools, pool, service));
     }
     if let Some(o) = only {
         if out.is_empty() {
