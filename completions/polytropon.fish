@@ -260,7 +260,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l reps -d 
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l ops -d 'Operations per repetition of `micro` and `metadata` (`rocksdb`: twice as many keys)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l loops -d 'Loops per thread of `fileserver` and `webserver`' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l file-mib -d 'Size of the large file and of the sequential streams, in MiB' -r
-complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l threads -d 'Threads of `fileserver` and `webserver`' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l threads -d 'Threads per container of every file workload, each doing the workload\'s work at once on files of its own (default: 4 for `fileserver` and `webserver`, 1 for the others)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l files -d 'Files in the `fileserver` and `webserver` sets' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l file-kib -d 'Mean size of a `fileserver` file in KiB (`webserver` files: a quarter)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l containers -d 'Cloned containers of `fileappend` and `fileread` running at once' -r

@@ -541,9 +541,10 @@ pub struct BenchArgs {
     /// Size of the large file and of the sequential streams, in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub file_mib: u64,
-    /// Threads of `fileserver` and `webserver`.
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub threads: u32,
+    /// Threads per container of every file workload, each doing the workload's work at once
+    /// on files of its own (default: 4 for `fileserver` and `webserver`, 1 for the others).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<u32>,
     /// Files in the `fileserver` and `webserver` sets.
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub files: u32,

@@ -202,3 +202,31 @@ fn startup_without_an_image_uses_the_hosts_busybox_and_removes_it() {
     assert_eq!(layers, 0, "layers left in the store");
     no_mounts_under(scratch.path());
 }
+
+/// `--threads` runs every file workload's work on that many threads per container: each
+/// thread's samples are there, appenders of one container share its file (the workload checks
+/// the file holds every thread's appends), and the mean sits beside the median and p99.
+#[test]
+fn threads_apply_to_every_file_workload() {
+    common::require_root();
+    let scratch = common::Scratch::new("bench-threads");
+    let mut args = vec!["--paths", "user,kernel", "--threads", "3", "--reps", "2", "--ops", "30", "--file-mib", "4"];
+    for w in ["micro", "seqwrite", "fileappend", "fileread"] {
+        args.extend(["--workload", w]);
+    }
+    args.extend(["--containers", "2", "--append-mib", "2", "--format", "json"]);
+    let report = json(&bench(scratch.path(), &args));
+    for path in ["user", "kernel"] {
+        let stat = rows(&report, "micro", "stat").into_iter().find(|r| r["path"] == path).expect("stat row");
+        assert_eq!(stat["samples"].as_u64(), Some(3 * 30 * 2), "{stat}");
+        let (median, mean, p99) = (stat["median"].as_f64().expect("median"), stat["mean"].as_f64().expect("mean"), stat["p99"].as_f64().expect("p99"));
+        assert!(median > 0.0 && mean > 0.0 && p99 >= median, "{stat}");
+        for w in ["seqwrite", "fileappend", "fileread"] {
+            let r = rows(&report, w, w).into_iter().find(|r| r["path"] == path).unwrap_or_else(|| panic!("no {w} row on {path}"));
+            assert!(r["median"].as_f64().is_some_and(|m| m > 0.0), "{r}");
+        }
+    }
+    let settings = report["settings"].to_string();
+    assert!(settings.contains("3 threads at once per container"), "{settings}");
+    no_mounts_under(scratch.path());
+}

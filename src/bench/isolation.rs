@@ -237,12 +237,12 @@ fn derived(rows: &[Row], paths: &[String]) -> Vec<Row> {
             let name = alone.op.trim_end_matches(" alone");
             if let Some(noisy) = row(p, &format!("{name} with neighbour")) {
                 let drop = (alone.median - noisy.median) / alone.median * 100.0;
-                out.push(Row { workload: "isolation".into(), op: format!("{name} drop"), path: p.clone(), unit: "%".into(), median: drop, p99: drop, samples: 1 });
+                out.push(Row { workload: "isolation".into(), op: format!("{name} drop"), path: p.clone(), unit: "%".into(), median: drop, mean: drop, p99: drop, samples: 1 });
             }
         }
         if let (Some(alone), Some(noisy)) = (row(p, "latency alone"), row(p, "latency with neighbour")) {
             let rise = noisy.p99 / alone.p99;
-            out.push(Row { workload: "isolation".into(), op: "p99 latency rise".into(), path: p.clone(), unit: "x".into(), median: rise, p99: rise, samples: 1 });
+            out.push(Row { workload: "isolation".into(), op: "p99 latency rise".into(), path: p.clone(), unit: "x".into(), median: rise, mean: rise, p99: rise, samples: 1 });
         }
     }
     out

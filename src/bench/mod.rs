@@ -60,6 +60,8 @@ pub struct Row {
     pub path: String,
     pub unit: String,
     pub median: f64,
+    /// The mean: a throughput follows it, and it is where the tail shows.
+    pub mean: f64,
     pub p99: f64,
     pub samples: usize,
 }
@@ -85,6 +87,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
+}
+
+fn mean(s: &[f64]) -> f64 {
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s.iter().sum::<f64>() / s.len() as f64
 }
 
 fn machine() -> String {
@@ -123,7 +132,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
         }
     }
     let p = &opts.params;
-    if opts.reps == 0 || p.ops == 0 || p.loops == 0 || p.file_mib == 0 || p.threads == 0 || p.files == 0 || p.file_kib == 0 || p.containers == 0 || p.append_mib == 0 {
+    if opts.reps == 0 || p.ops == 0 || p.loops == 0 || p.file_mib == 0 || p.threads == Some(0) || p.files == 0 || p.file_kib == 0 || p.containers == 0 || p.append_mib == 0 {
         return Err(BenchError::NotPositive);
     }
     for o in &opts.operations {
@@ -191,18 +200,23 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
 /// What workload `w` does with these options, in words.
 fn describe(w: &str, opts: &BenchOptions) -> String {
     let p = &opts.params;
+    let threads = |w: &str| match p.threads_of(w) {
+        1 => String::new(),
+        n => format!(", {n} threads at once per container"),
+    };
     match w {
-        "micro" | "metadata" => format!("{} operations per rep", p.ops),
-        "seqwrite" | "seqread" => format!("one stream of 1 MiB calls, {} MiB", p.file_mib),
+        "micro" | "metadata" => format!("{} operations per rep{}", p.ops, threads(w)),
+        "seqwrite" | "seqread" => format!("one stream of 1 MiB calls, {} MiB{}", p.file_mib, threads(w)),
         "fileappend" => format!(
-            "{} containers at once, each appending {} MiB in 1 MiB writes to its copy of a {} MiB lower file",
+            "{} containers at once, each appending {} MiB in 1 MiB writes to its copy of a {} MiB lower file{}",
             p.containers,
             p.append_mib,
-            workload::data::append_base_mib(p)
+            workload::data::append_base_mib(p),
+            threads(w)
         ),
-        "fileread" => format!("{} containers at once, each reading a {} MiB lower file in 1 MiB reads", p.containers, p.file_mib),
-        "fileserver" => format!("{} threads x {} loops of create+write, append, read, delete, stat; {} files of ~{} KiB", p.threads, p.loops, p.files, p.file_kib),
-        "webserver" => format!("{} threads x {} loops of 10 whole-file reads and a log append; {} files of {} KiB", p.threads, p.loops, p.files, workload::data::www_size(p) / 1024),
+        "fileread" => format!("{} containers at once, each reading a {} MiB lower file in 1 MiB reads{}", p.containers, p.file_mib, threads(w)),
+        "fileserver" => format!("{} threads x {} loops of create+write, append, read, delete, stat; {} files of ~{} KiB", p.threads_of(w), p.loops, p.files, p.file_kib),
+        "webserver" => format!("{} threads x {} loops of 10 whole-file reads and a log append; {} files of {} KiB", p.threads_of(w), p.loops, p.files, workload::data::www_size(p) / 1024),
         "rocksdb" => format!("db_bench fillrandom then readrandom, {} keys, 400-byte values", u64::from(p.ops) * 2),
         "startup" => "clones started at once, ms to the first HTTP answer of each".into(),
         "isolation" => format!(
@@ -297,7 +311,7 @@ impl Samples {
                 s.sort_by(f64::total_cmp);
                 // Throughput: the "p99" is the 1st percentile (the slow end).
                 let p99 = if is_rate(unit) { percentile(&s, 0.01) } else { percentile(&s, 0.99) };
-                Row { workload: workload.clone(), op: op.clone(), path: path.clone(), unit: unit.clone(), median: percentile(&s, 0.5), p99, samples: s.len() }
+                Row { workload: workload.clone(), op: op.clone(), path: path.clone(), unit: unit.clone(), median: percentile(&s, 0.5), mean: mean(&s), p99, samples: s.len() }
             })
             .collect()
     }
@@ -385,7 +399,7 @@ impl Report {
         self.rows.iter().find(|r| r.workload == workload && r.op == op && r.path == path)
     }
 
-    /// Markdown tables, one per workload: medians (p99), and each path's ratio to `kernel`
+    /// Markdown tables, one per workload: medians (mean; p99), and each path's ratio to `kernel`
     /// (or `overlay`).
     pub fn table(&self) -> String {
         let mut out = format!("{} | {} | {} reps\n", self.date, self.machine, self.reps);
@@ -397,7 +411,7 @@ impl Report {
             let paths: Vec<&String> = self.paths.iter().filter(|p| rows.iter().any(|r| &r.path == *p)).collect();
             let base = ["kernel", "overlay", "ceph-fuse"].into_iter().find(|b| paths.iter().any(|p| p == b));
             let setting = self.settings.iter().find(|(s, _)| s == w).map_or(String::new(), |(_, d)| format!("{d}; "));
-            out += &format!("\n{w}: {setting}median (p99); x = ratio to {} (>1: slower)\n\n| operation |", base.unwrap_or("-"));
+            out += &format!("\n{w}: {setting}median (mean; p99); x = ratio of the medians to {} (>1: slower)\n\n| operation |", base.unwrap_or("-"));
             for p in &paths {
                 out += &format!(" {p} |");
             }
@@ -422,8 +436,8 @@ impl Report {
                     }
                     let ratio = base.and_then(|b| self.get(w, op, b)).map(|b| r.slowdown(b));
                     match ratio {
-                        Some(x) if x.is_finite() => out += &format!(" {} ({}) {x:.2}x |", fmt(r.median), fmt(r.p99)),
-                        _ => out += &format!(" {} ({}) |", fmt(r.median), fmt(r.p99)),
+                        Some(x) if x.is_finite() => out += &format!(" {} ({}; {}) {x:.2}x |", fmt(r.median), fmt(r.mean), fmt(r.p99)),
+                        _ => out += &format!(" {} ({}; {}) |", fmt(r.median), fmt(r.mean), fmt(r.p99)),
                     }
                 }
                 out += "\n";

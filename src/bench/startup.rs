@@ -121,6 +121,7 @@ pub fn run(o: &StartupOptions, paths: &[String], reps: u32, base: &Path, progres
                 path,
                 unit: "ms".into(),
                 median: super::percentile(&s, 0.5),
+                mean: super::mean(&s),
                 p99: super::percentile(&s, 0.99),
                 samples: s.len(),
             }

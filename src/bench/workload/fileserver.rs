@@ -19,7 +19,7 @@ fn thread(job: &Job, set: &[PathBuf], t: u32, mut rng: Rng) -> io::Result<(u64, 
     let p = &job.params;
     let dir = job.root.join("fileset");
     // This thread's files: every threads-th of the set as it was at the start, plus its own.
-    let mut files: Vec<PathBuf> = set.iter().skip(t as usize).step_by(p.threads as usize).cloned().collect();
+    let mut files: Vec<PathBuf> = set.iter().skip(t as usize).step_by(p.threads_of("fileserver") as usize).cloned().collect();
     let data = vec![0x3cu8; (p.file_kib as usize * 1024 * 3 / 2).max(APPEND)];
     let mut buf = vec![0u8; MIB];
     let mut lat: [Vec<f64>; 5] = Default::default();
@@ -66,7 +66,7 @@ pub fn run(job: &Job, rng: &mut Rng) -> io::Result<Output> {
     let mut set: Vec<PathBuf> = std::fs::read_dir(job.root.join("fileset"))?.map(|e| e.map(|e| e.path())).collect::<io::Result<_>>()?;
     set.sort();
     let start = sys::now();
-    let results = in_threads(job.params.threads, rng, |t, r| thread(job, &set, t, r))?;
+    let results = in_threads(job.params.threads_of("fileserver"), rng, |t, r| thread(job, &set, t, r))?;
     let mut out = Output::default();
     let mut total = 0;
     let mut all: [Vec<f64>; 5] = Default::default();

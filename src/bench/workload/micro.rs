@@ -29,7 +29,8 @@ pub const METADATA: [&str; 4] = ["stat", "open+close", "create+unlink", "readdir
 
 /// Runs `params.ops` operations of `op` under `root`: per-operation latencies in µs, or a
 /// span for the sequential operations.
-pub fn run(op: &str, root: &Path, params: &Params, rep: u32, rng: &mut Rng) -> io::Result<Output> {
+/// Several threads (`thread` of them is this one) each use names and files of their own.
+pub fn run(op: &str, root: &Path, params: &Params, (rep, thread): (u32, u32), rng: &mut Rng) -> io::Result<Output> {
     let ops = params.ops as usize;
     let small: Vec<CString> = (0..SMALL_FILES).map(|i| sys::cpath(&root.join("small").join(format!("f{i}")))).collect::<io::Result<_>>()?;
     let mut out = Output::default();
@@ -46,7 +47,7 @@ pub fn run(op: &str, root: &Path, params: &Params, rep: u32, rng: &mut Rng) -> i
             }
         }
         "create+unlink" => {
-            let names: Vec<CString> = (0..ops).map(|i| sys::cpath(&root.join(format!("new-{rep}-{i}")))).collect::<io::Result<_>>()?;
+            let names: Vec<CString> = (0..ops).map(|i| sys::cpath(&root.join(format!("new-{rep}-{thread}-{i}")))).collect::<io::Result<_>>()?;
             for n in &names {
                 timed(&mut lat, || {
                     sys::close(sys::open(n, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0o644)?)?;
@@ -76,7 +77,7 @@ pub fn run(op: &str, root: &Path, params: &Params, rep: u32, rng: &mut Rng) -> i
         "pwrite 4KiB" => {
             // Overwrites at random block offsets of a file of this rep's, written beforehand
             // (untimed) so that every timed write lands in cached blocks of an existing file.
-            let name = sys::cpath(&root.join(format!("pwrite-{rep}")))?;
+            let name = sys::cpath(&root.join(format!("pwrite-{rep}-{thread}")))?;
             let fd = sys::open(&name, libc::O_CREAT | libc::O_TRUNC | libc::O_RDWR, 0o644)?;
             let blocks = PWRITE_FILE / 4096;
             let chunk = vec![0x5au8; MIB];
@@ -95,7 +96,7 @@ pub fn run(op: &str, root: &Path, params: &Params, rep: u32, rng: &mut Rng) -> i
             sys::unlink(&name)?;
         }
         "seq write 1MiB" => {
-            stream::write_new(&root.join(format!("seq-{rep}")), params.file_mib, op, &mut out)?;
+            stream::write_new(&root.join(format!("seq-{rep}-{thread}")), params.file_mib, op, &mut out)?;
             return Ok(out);
         }
         "seq read 1MiB" => {

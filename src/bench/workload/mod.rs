@@ -27,8 +27,9 @@ pub struct Params {
     pub loops: u32,
     /// The large file, and the sequential streams, in MiB.
     pub file_mib: u64,
-    /// Threads of `fileserver` and `webserver`.
-    pub threads: u32,
+    /// Threads per container of every file workload (`None`: [`Params::threads_of`]'s
+    /// defaults).
+    pub threads: Option<u32>,
     /// Files of the `fileserver` and `webserver` sets.
     pub files: u32,
     /// Mean file size of the `fileserver` set (webserver: a quarter), in KiB.
@@ -37,6 +38,34 @@ pub struct Params {
     pub containers: u32,
     /// MiB each `fileappend` container appends.
     pub append_mib: u32,
+}
+
+/// Threads of `fileserver` and `webserver` unless `--threads` says otherwise (Filebench's
+/// personalities run several); the other file workloads run one.
+pub const DEFAULT_SERVER_THREADS: u32 = 4;
+
+impl Params {
+    /// Threads per container of `workload`.
+    pub fn threads_of(&self, workload: &str) -> u32 {
+        let default = if matches!(workload, "fileserver" | "webserver") { DEFAULT_SERVER_THREADS } else { 1 };
+        self.threads.unwrap_or(default).max(1)
+    }
+}
+
+/// Runs `f(thread, rng)` on `threads` threads and merges what they measured (latency samples
+/// of one operation into one list; spans side by side, which add up to one throughput).
+pub fn merged(threads: u32, rng: &mut Rng, f: impl Fn(u32, Rng) -> io::Result<Output> + Sync) -> io::Result<Output> {
+    let mut out = Output::default();
+    for o in in_threads(threads, rng, f)? {
+        for (op, unit, samples) in o.samples {
+            match out.samples.iter_mut().find(|(o2, u2, _)| *o2 == op && *u2 == unit) {
+                Some((_, _, all)) => all.extend(samples),
+                None => out.samples.push((op, unit, samples)),
+            }
+        }
+        out.spans.extend(o.spans);
+    }
+    Ok(out)
 }
 
 /// One job: `step` of `workload` under `root`.
@@ -114,8 +143,17 @@ pub fn containers(workload: &str, p: &Params) -> u32 {
 pub fn run(job: &Job) -> io::Result<Output> {
     let mut rng = Rng(job.seed | 1);
     match job.workload.as_str() {
-        "micro" | "metadata" => micro::run(&job.step, &job.root, &job.params, job.rep, &mut rng),
-        "seqwrite" | "seqread" | "fileappend" | "fileread" => stream::run(job),
+        "micro" | "metadata" => {
+            let threads = job.params.threads_of(&job.workload);
+            merged(threads, &mut rng, |t, mut r| micro::run(&job.step, &job.root, &job.params, (job.rep, t), &mut r))
+        }
+        "seqwrite" | "seqread" | "fileappend" | "fileread" => {
+            let out = merged(job.params.threads_of(&job.workload), &mut rng, |t, _| stream::run(job, t))?;
+            if job.workload == "fileappend" {
+                stream::check_appended(job)?;
+            }
+            Ok(out)
+        }
         "fileserver" => fileserver::run(job, &mut rng),
         "webserver" => webserver::run(job, &mut rng),
         "noise" => noise::run(job, &mut rng),

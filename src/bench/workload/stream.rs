@@ -35,20 +35,26 @@ pub fn read_whole(path: &Path, op: &str, out: &mut Output) -> io::Result<u64> {
     Ok(bytes)
 }
 
-/// Fails unless the file at `path` holds `bytes` bytes (the workload saw what it should).
-fn expect_size(path: &Path, bytes: u64) -> io::Result<()> {
-    let size = sys::stat(&sys::cpath(path)?)?.st_size as u64;
+/// After every thread of a `fileappend` job: fails unless the container's file holds the base
+/// and each thread's appends (the workload saw what it should).
+pub fn check_appended(job: &Job) -> io::Result<()> {
+    let p = &job.params;
+    let path = job.root.join("append").join(format!("r{}", job.rep));
+    let bytes = (append_base_mib(p) + u64::from(p.threads_of("fileappend")) * u64::from(p.append_mib)) * MIB as u64;
+    let size = sys::stat(&sys::cpath(&path)?)?.st_size as u64;
     if size != bytes {
         return Err(io::Error::other(format!("{} holds {size} bytes, not {bytes}", path.display())));
     }
     Ok(())
 }
 
-pub fn run(job: &Job) -> io::Result<Output> {
+/// Thread `thread` of a container's job (several threads: one stream each; appenders share
+/// the container's file).
+pub fn run(job: &Job, thread: u32) -> io::Result<Output> {
     let mut out = Output::default();
     let p = &job.params;
     match job.workload.as_str() {
-        "seqwrite" => write_new(&job.root.join(format!("seqwrite-{}-{}", job.rep, job.container)), p.file_mib, "seqwrite", &mut out)?,
+        "seqwrite" => write_new(&job.root.join(format!("seqwrite-{}-{}-{thread}", job.rep, job.container)), p.file_mib, "seqwrite", &mut out)?,
         "seqread" | "fileread" => {
             let bytes = read_whole(&job.root.join("big"), &job.workload, &mut out)?;
             if bytes != p.file_mib * MIB as u64 {
@@ -66,7 +72,6 @@ pub fn run(job: &Job) -> io::Result<Output> {
             }
             sys::close(fd)?;
             out.span("fileappend", "MiB/s", f64::from(p.append_mib), start);
-            expect_size(&path, (append_base_mib(p) + u64::from(p.append_mib)) * MIB as u64)?;
         }
         other => return Err(io::Error::other(format!("{other} is not a stream workload"))),
     }

@@ -45,7 +45,7 @@ pub fn run(job: &Job, rng: &mut Rng) -> io::Result<Output> {
         return Err(io::Error::other("webserver needs --files of at least 1"));
     }
     let start = sys::now();
-    let results = in_threads(job.params.threads, rng, |t, r| thread(job, t, r))?;
+    let results = in_threads(job.params.threads_of("webserver"), rng, |t, r| thread(job, t, r))?;
     let (mut total, mut reads, mut appends) = (0, Vec::new(), Vec::new());
     for (n, r, a) in results {
         total += n;
