@@ -259,6 +259,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l operatio
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l reps -d 'Interleaved repetitions per path; medians are over these' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l ops -d 'Operations per repetition of `micro` and `metadata` (`rocksdb`: twice as many keys)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l loops -d 'Loops per thread of `fileserver` and `webserver`' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l min-time -d 'Seconds each repetition\'s measured loop runs at least, past `--ops`, `--loops` and the stream sizes, so that it measures the path\'s steady state (a warm-up is timed apart as `first op`); 0: the counts alone' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l file-mib -d 'Size of the large file and of the sequential streams, in MiB' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l threads -d 'Threads per container of every file workload, each doing the workload\'s work at once on files of its own (default: 4 for `fileserver` and `webserver`, 1 for the others)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l files -d 'Files in the `fileserver` and `webserver` sets' -r

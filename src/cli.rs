@@ -538,6 +538,11 @@ pub struct BenchArgs {
     /// Loops per thread of `fileserver` and `webserver`.
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub loops: u32,
+    /// Seconds each repetition's measured loop runs at least, past `--ops`, `--loops` and the
+    /// stream sizes, so that it measures the path's steady state (a warm-up is timed apart as
+    /// `first op`); 0: the counts alone.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub min_time: f64,
     /// Size of the large file and of the sequential streams, in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub file_mib: u64,

@@ -10,7 +10,7 @@ fn micro_workload_reports_every_path_and_operation() {
     common::require_root();
     let scratch = common::Scratch::new("bench-smoke");
     let out = Command::new(env!("CARGO_BIN_EXE_polytropon"))
-        .args(["bench", "--workload", "micro", "--reps", "1", "--ops", "20", "--file-mib", "2", "--format", "json", "--dir"])
+        .args(["bench", "--workload", "micro", "--reps", "1", "--ops", "20", "--min-time", "0", "--file-mib", "2", "--format", "json", "--dir"])
         .arg(scratch.path())
         .output()
         .expect("run bench");
@@ -21,7 +21,7 @@ fn micro_workload_reports_every_path_and_operation() {
         assert!(paths.contains(&p), "path {p} missing from {paths:?} (skipped: {})", report["skipped"]);
     }
     let rows = report["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), paths.len() * 7, "one row per operation and path");
+    assert_eq!(rows.len(), paths.len() * 8, "one row per operation and path, and the first operation's");
     for r in rows {
         let median = r["median"].as_f64().expect("median");
         assert!(median.is_finite() && median > 0.0, "{r}");

@@ -12,7 +12,9 @@ use std::process::{Command, Output};
 const LOCAL: [&str; 8] = ["user", "fuse", "fuse-writeback", "fuse-direct", "fuse-overlayfs", "unionfs-fuse", "overlay", "kernel"];
 
 fn bench(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_polytropon")).arg("bench").args(args).arg("--dir").arg(dir).output().expect("run bench")
+    // Counts alone unless a test sets a minimum time: timing belongs in benchmarks.
+    let least: &[&str] = if args.contains(&"--min-time") { &[] } else { &["--min-time", "0"] };
+    Command::new(env!("CARGO_BIN_EXE_polytropon")).arg("bench").args(args).args(least).arg("--dir").arg(dir).output().expect("run bench")
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -113,7 +115,7 @@ fn isolation_experiment_reports_each_path_and_leaves_nothing() {
         .arg("bench")
         .args([
             "--workload", "isolation", "--paths", "user,fuse,kernel", "--reps", "2", "--loops", "8", "--files", "24", "--file-kib", "16",
-            "--noise-mib", "128", "--warmup-ms", "300", "--format", "json",
+            "--noise-mib", "128", "--warmup-ms", "300", "--min-time", "0", "--format", "json",
         ])
         .arg("--dir")
         .arg(scratch.path())
@@ -228,5 +230,24 @@ fn threads_apply_to_every_file_workload() {
     }
     let settings = report["settings"].to_string();
     assert!(settings.contains("3 threads at once per container"), "{settings}");
+    no_mounts_under(scratch.path());
+}
+
+/// `--min-time` keeps each repetition's measured loop going past the counts, and the first
+/// operation of each job is reported apart (`first op`).
+#[test]
+fn repetitions_run_for_the_minimum_time_with_the_first_operation_apart() {
+    common::require_root();
+    let scratch = common::Scratch::new("bench-mintime");
+    let args = ["--paths", "user,kernel", "--workload", "micro", "--operations", "stat", "--workload", "webserver", "--reps", "1", "--ops", "5", "--loops", "2", "--threads", "2", "--files", "8", "--file-kib", "16", "--min-time", "0.3", "--format", "json"];
+    let report = json(&bench(scratch.path(), &args));
+    for path in ["user", "kernel"] {
+        let get = |w: &str, op: &str| rows(&report, w, op).into_iter().find(|r| r["path"] == path).unwrap_or_else(|| panic!("no {w} {op} on {path}")).clone();
+        // 0.3 s of stats at a few µs each: far more than the 5 asked for.
+        assert!(get("micro", "stat")["samples"].as_u64().is_some_and(|n| n > 1000), "{}", get("micro", "stat"));
+        assert_eq!(get("micro", "first op")["samples"].as_u64(), Some(2), "one first op per thread");
+        assert!(get("webserver", "read whole")["samples"].as_u64().is_some_and(|n| n > 2 * 2 * 10), "{}", get("webserver", "read whole"));
+        assert_eq!(get("webserver", "first op")["samples"].as_u64(), Some(2), "one first op per thread");
+    }
     no_mounts_under(scratch.path());
 }

@@ -106,7 +106,7 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     // The CephFS benchmark paths run and leave nothing in the CephFS or mounted.
     let out = host.ok(&[
         "bench", "--workload", "micro", "--workload", "fileserver", "--paths", "cephfs-user,cephfs-fuse,ceph-fuse,unionfs-ceph-fuse",
-        "--ceph-conf", &conf, "--reps", "1", "--ops", "20", "--file-mib", "2", "--loops", "5", "--files", "12", "--file-kib", "8",
+        "--ceph-conf", &conf, "--reps", "1", "--ops", "20", "--min-time", "0", "--file-mib", "2", "--loops", "5", "--files", "12", "--file-kib", "8",
         "--format", "json", "--dir", host.scratch.path().to_str().expect("utf-8"),
     ]);
     let report: serde_json::Value = serde_json::from_str(&out).expect("bench json");

@@ -200,9 +200,10 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
 /// What workload `w` does with these options, in words.
 fn describe(w: &str, opts: &BenchOptions) -> String {
     let p = &opts.params;
+    let least = if p.min_time > 0.0 { format!(", each repetition at least {} s after a warm-up", p.min_time) } else { String::new() };
     let threads = |w: &str| match p.threads_of(w) {
-        1 => String::new(),
-        n => format!(", {n} threads at once per container"),
+        1 => least.clone(),
+        n => format!(", {n} threads at once per container{least}"),
     };
     match w {
         "micro" | "metadata" => format!("{} operations per rep{}", p.ops, threads(w)),
@@ -215,8 +216,8 @@ fn describe(w: &str, opts: &BenchOptions) -> String {
             threads(w)
         ),
         "fileread" => format!("{} containers at once, each reading a {} MiB lower file in 1 MiB reads{}", p.containers, p.file_mib, threads(w)),
-        "fileserver" => format!("{} threads x {} loops of create+write, append, read, delete, stat; {} files of ~{} KiB", p.threads_of(w), p.loops, p.files, p.file_kib),
-        "webserver" => format!("{} threads x {} loops of 10 whole-file reads and a log append; {} files of {} KiB", p.threads_of(w), p.loops, p.files, workload::data::www_size(p) / 1024),
+        "fileserver" => format!("{} threads x {} loops (at least) of create+write, append, read, delete, stat; {} files of ~{} KiB{least}", p.threads_of(w), p.loops, p.files, p.file_kib),
+        "webserver" => format!("{} threads x {} loops (at least) of 10 whole-file reads and a log append; {} files of {} KiB{least}", p.threads_of(w), p.loops, p.files, workload::data::www_size(p) / 1024),
         "rocksdb" => format!("db_bench fillrandom then readrandom, {} keys, 400-byte values", u64::from(p.ops) * 2),
         "startup" => "clones started at once, ms to the first HTTP answer of each".into(),
         "isolation" => format!(

@@ -58,6 +58,7 @@ pub fn run(state_dir: &std::path::Path, data_dir: &std::path::Path, args: BenchA
             file_kib: args.file_kib,
             containers: args.containers,
             append_mib: args.append_mib,
+            min_time: polytropon::spec::check_seconds("--min-time", args.min_time, 0.0, 3600.0).map_err(anyhow::Error::msg)?.as_secs_f64(),
         },
         dir: args.dir.clone(),
         progress: std::io::stderr().is_terminal().then_some(progress as fn(u64, u64)),

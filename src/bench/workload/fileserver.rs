@@ -8,14 +8,16 @@ use std::io;
 use std::path::PathBuf;
 
 use super::data::{fileset_size, MIB};
-use super::{in_threads, timed, Job, Output, Rng};
+use super::{in_threads, timed, Job, Output, Rng, Warmup};
 use crate::bench::sys;
 
 const APPEND: usize = 16 * 1024;
 /// The operations of one loop, in report order.
 pub const OPS: [&str; 5] = ["create+write", "append 16KiB", "read whole", "delete", "stat"];
 
-fn thread(job: &Job, set: &[PathBuf], t: u32, mut rng: Rng) -> io::Result<(u64, [Vec<f64>; 5])> {
+/// One thread: a warm-up loop (its first operation's latency is the thread's `first op`), then
+/// the measured loops from `start` (set by the first thread past the barrier).
+fn thread(job: &Job, set: &[PathBuf], t: u32, mut rng: Rng, warm: &Warmup) -> io::Result<(u64, [Vec<f64>; 5], f64)> {
     let p = &job.params;
     let dir = job.root.join("fileset");
     // This thread's files: every threads-th of the set as it was at the start, plus its own.
@@ -24,10 +26,27 @@ fn thread(job: &Job, set: &[PathBuf], t: u32, mut rng: Rng) -> io::Result<(u64, 
     let mut buf = vec![0u8; MIB];
     let mut lat: [Vec<f64>; 5] = Default::default();
     let mut ops = 0u64;
-    for k in 0..p.loops {
-        let new = dir.join(format!("n{:x}-{t}-{k}", job.seed));
+    let mut arrival = warm.arrival();
+    let mut until = None;
+    let mut first = 0.0;
+    let mut k = 0u64;
+    loop {
+        match until {
+            // The warm-up loop is done: its figures go, the measured loops start together.
+            None if k == 1 => {
+                first = lat[0].first().copied().unwrap_or(0.0);
+                lat = Default::default();
+                ops = 0;
+                arrival.arrive();
+                until = Some(super::Until::new(u64::from(p.loops), p.min_time));
+                k = 0;
+            }
+            Some(u) if !u.more(k) => break,
+            _ => {}
+        }
+        let new = dir.join(format!("n{:x}-{t}-{}-{k}", job.seed, u8::from(until.is_some())));
         let c = sys::cpath(&new)?;
-        let size = fileset_size(p, k);
+        let size = fileset_size(p, k as u32);
         timed(&mut lat[0], || {
             let fd = sys::open(&c, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0o644)?;
             sys::write_all(fd, &data[..size])?;
@@ -57,28 +76,33 @@ fn thread(job: &Job, set: &[PathBuf], t: u32, mut rng: Rng) -> io::Result<(u64, 
         let c = pick(&mut rng, &files)?;
         timed(&mut lat[4], || sys::stat(&c))?;
         ops += 4;
+        k += 1;
     }
-    Ok((ops, lat))
+    Ok((ops, lat, first))
 }
 
 pub fn run(job: &Job, rng: &mut Rng) -> io::Result<Output> {
     // The set as earlier runs left it, listed before any thread changes it.
     let mut set: Vec<PathBuf> = std::fs::read_dir(job.root.join("fileset"))?.map(|e| e.map(|e| e.path())).collect::<io::Result<_>>()?;
     set.sort();
-    let start = sys::now();
-    let results = in_threads(job.params.threads_of("fileserver"), rng, |t, r| thread(job, &set, t, r))?;
+    let threads = job.params.threads_of("fileserver");
+    let warm = Warmup::new(threads);
+    let results = in_threads(threads, rng, |t, r| thread(job, &set, t, r, &warm))?;
     let mut out = Output::default();
     let mut total = 0;
     let mut all: [Vec<f64>; 5] = Default::default();
-    for (n, lat) in results {
+    let mut firsts = Vec::new();
+    for (n, lat, first) in results {
         total += n;
+        firsts.push(first);
         for (a, l) in all.iter_mut().zip(lat) {
             a.extend(l);
         }
     }
-    out.span("fileserver", "ops/s", total as f64, start);
+    out.span("fileserver", "ops/s", total as f64, warm.started());
     for (op, l) in OPS.iter().zip(all) {
         out.latency(op, l);
     }
+    out.latency(super::FIRST_OP, firsts);
     Ok(out)
 }

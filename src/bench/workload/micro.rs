@@ -7,7 +7,7 @@ use std::io;
 use std::path::Path;
 
 use super::data::{MIB, SMALL_FILES};
-use super::{stream, timed, Output, Params, Rng};
+use super::{stream, timed, Output, Params, Rng, Until};
 use crate::bench::sys;
 
 /// The operations of `micro`, in report order: (name, unit).
@@ -27,51 +27,59 @@ const PWRITE_FILE: u64 = 8 * MIB as u64;
 /// The operations of `metadata`.
 pub const METADATA: [&str; 4] = ["stat", "open+close", "create+unlink", "readdir"];
 
-/// Runs `params.ops` operations of `op` under `root`: per-operation latencies in µs, or a
-/// span for the sequential operations.
-/// Several threads (`thread` of them is this one) each use names and files of their own.
+/// Latencies of `f` on what `prep(i)` makes (untimed): the first call into `first`, then calls
+/// into `lat` until `until` says enough.
+fn measure<T>(first: &mut Vec<f64>, lat: &mut Vec<f64>, until: impl FnOnce() -> Until, mut prep: impl FnMut(u64) -> io::Result<T>, mut f: impl FnMut(&T) -> io::Result<()>) -> io::Result<()> {
+    let x = prep(0)?;
+    timed(first, || f(&x))?;
+    let until = until();
+    let mut i = 0;
+    while until.more(i) {
+        let x = prep(i + 1)?;
+        timed(lat, || f(&x))?;
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Runs `params.ops` operations of `op` under `root` (and more until `params.min_time` has
+/// passed): per-operation latencies in µs, or a span for the sequential operations. The first
+/// operation is timed apart (`first op`). Several threads (`thread` of them is this one) each
+/// use names and files of their own.
 pub fn run(op: &str, root: &Path, params: &Params, (rep, thread): (u32, u32), rng: &mut Rng) -> io::Result<Output> {
-    let ops = params.ops as usize;
+    let ops = u64::from(params.ops);
     let small: Vec<CString> = (0..SMALL_FILES).map(|i| sys::cpath(&root.join("small").join(format!("f{i}")))).collect::<io::Result<_>>()?;
+    let small = |i: u64| Ok(&small[i as usize % SMALL_FILES]);
     let mut out = Output::default();
-    let mut lat = Vec::with_capacity(ops);
+    let (mut lat, mut first) = (Vec::with_capacity(ops as usize), Vec::with_capacity(1));
+    let until = || Until::new(ops, params.min_time);
     match op {
-        "stat" => {
-            for i in 0..ops {
-                timed(&mut lat, || sys::stat(&small[i % SMALL_FILES]))?;
-            }
-        }
-        "open+close" => {
-            for i in 0..ops {
-                timed(&mut lat, || sys::close(sys::open(&small[i % SMALL_FILES], libc::O_RDONLY, 0)?))?;
-            }
-        }
+        "stat" => measure(&mut first, &mut lat, until, small, |c| sys::stat(c).map(drop))?,
+        "open+close" => measure(&mut first, &mut lat, until, small, |c| sys::close(sys::open(c, libc::O_RDONLY, 0)?))?,
         "create+unlink" => {
-            let names: Vec<CString> = (0..ops).map(|i| sys::cpath(&root.join(format!("new-{rep}-{thread}-{i}")))).collect::<io::Result<_>>()?;
-            for n in &names {
-                timed(&mut lat, || {
-                    sys::close(sys::open(n, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0o644)?)?;
-                    sys::unlink(n)
-                })?;
-            }
+            let name = |i| sys::cpath(&root.join(format!("new-{rep}-{thread}-{i}")));
+            measure(&mut first, &mut lat, until, name, |n| {
+                sys::close(sys::open(n, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0o644)?)?;
+                sys::unlink(n)
+            })?;
         }
         "readdir" => {
             let dir = sys::cpath(&root.join("small"))?;
-            for _ in 0..ops.div_ceil(10) {
-                let n = timed(&mut lat, || sys::list_dir(&dir))?;
+            // Listings take longer: a tenth as many at least.
+            let until = || Until::new(ops.div_ceil(10), params.min_time);
+            measure(&mut first, &mut lat, until, |_| Ok(&dir), |d| {
+                let n = sys::list_dir(d)?;
                 if n < SMALL_FILES {
                     return Err(io::Error::other(format!("readdir saw {n} entries of {SMALL_FILES}")));
                 }
-            }
+                Ok(())
+            })?;
         }
         "pread 4KiB" => {
             let fd = sys::open(&sys::cpath(&root.join("big"))?, libc::O_RDONLY, 0)?;
             let mut buf = vec![0u8; 4096];
             let blocks = (params.file_mib * MIB as u64) / 4096;
-            for _ in 0..ops {
-                let off = rng.below(blocks) * 4096;
-                timed(&mut lat, || sys::pread(fd, &mut buf, off))?;
-            }
+            measure(&mut first, &mut lat, until, |_| Ok(rng.below(blocks) * 4096), |&off| sys::pread(fd, &mut buf, off).map(drop))?;
             sys::close(fd)?;
         }
         "pwrite 4KiB" => {
@@ -85,26 +93,37 @@ pub fn run(op: &str, root: &Path, params: &Params, (rep, thread): (u32, u32), rn
                 sys::write_all(fd, &chunk)?;
             }
             let buf = vec![0xa5u8; 4096];
-            for _ in 0..ops {
-                let off = rng.below(blocks) * 4096;
-                let n = timed(&mut lat, || sys::pwrite(fd, &buf, off))?;
+            measure(&mut first, &mut lat, until, |_| Ok(rng.below(blocks) * 4096), |&off| {
+                let n = sys::pwrite(fd, &buf, off)?;
                 if n != buf.len() {
                     return Err(io::Error::other(format!("short pwrite: {n} bytes of 4096")));
                 }
-            }
+                Ok(())
+            })?;
             sys::close(fd)?;
             sys::unlink(&name)?;
         }
         "seq write 1MiB" => {
-            stream::write_new(&root.join(format!("seq-{rep}-{thread}")), params.file_mib, op, &mut out)?;
+            let until = Until::new(1, params.min_time);
+            let mut i = 0;
+            while until.more(i) {
+                stream::write_new(&root.join(format!("seq-{rep}-{thread}-{i}")), params.file_mib, op, &mut out)?;
+                i += 1;
+            }
             return Ok(out);
         }
         "seq read 1MiB" => {
-            stream::read_whole(&root.join("big"), op, &mut out)?;
+            let until = Until::new(1, params.min_time);
+            let mut i = 0;
+            while until.more(i) {
+                stream::read_whole(&root.join("big"), op, &mut out)?;
+                i += 1;
+            }
             return Ok(out);
         }
         other => return Err(io::Error::other(format!("unknown operation {other}"))),
     }
     out.latency(op, lat);
+    out.latency(super::FIRST_OP, first);
     Ok(out)
 }

@@ -36,8 +36,103 @@ pub struct Params {
     pub file_kib: u32,
     /// Containers of `fileappend` and `fileread` running at once.
     pub containers: u32,
-    /// MiB each `fileappend` container appends.
+    /// MiB each `fileappend` container appends (at least; see `min_time`).
     pub append_mib: u32,
+    /// Seconds each job's measured loop runs at least (`--min-time`): past `ops`, `loops`,
+    /// `file_mib` or `append_mib`, the loop goes on until then, so that a repetition measures
+    /// the path in its steady state rather than a process's start. 0: the counts alone.
+    pub min_time: f64,
+}
+
+/// The figure of each job's (each thread's) first operation: a process's start on the path
+/// (attach, first lookups), reported apart from the measured loop.
+pub const FIRST_OP: &str = "first op";
+
+/// The threads of a job warming up: each arrives when its warm-up is done, and the measured
+/// loops start once all have (the first thread past notes when). A thread that fails before
+/// arriving lets the others go (its guard's drop), so that none waits for it forever.
+#[derive(Debug)]
+pub struct Warmup {
+    /// Threads yet to arrive, and whether one gave up.
+    state: std::sync::Mutex<(u32, bool)>,
+    arrived: std::sync::Condvar,
+    start: std::sync::OnceLock<f64>,
+}
+
+impl Warmup {
+    pub fn new(threads: u32) -> Warmup {
+        Warmup { state: std::sync::Mutex::new((threads.max(1), false)), arrived: std::sync::Condvar::new(), start: std::sync::OnceLock::new() }
+    }
+
+    /// This thread's arrival, to be made with [`Arrival::arrive`] after its warm-up.
+    pub fn arrival(&self) -> Arrival<'_> {
+        Arrival { warmup: self, arrived: false }
+    }
+
+    /// When the measured loops started (now, if they never did).
+    pub fn started(&self) -> f64 {
+        self.start.get().copied().unwrap_or_else(super::sys::now)
+    }
+
+    fn arrive(&self, gave_up: bool) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 = s.0.saturating_sub(1);
+        s.1 |= gave_up;
+        self.arrived.notify_all();
+        while s.0 > 0 && !s.1 {
+            s = self.arrived.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        drop(s);
+        self.start.get_or_init(super::sys::now);
+    }
+}
+
+/// One thread's place in a [`Warmup`].
+#[derive(Debug)]
+pub struct Arrival<'a> {
+    warmup: &'a Warmup,
+    arrived: bool,
+}
+
+impl Arrival<'_> {
+    /// Waits until every thread has warmed up.
+    pub fn arrive(&mut self) {
+        if !self.arrived {
+            self.arrived = true;
+            self.warmup.arrive(false);
+        }
+    }
+}
+
+impl Drop for Arrival<'_> {
+    fn drop(&mut self) {
+        if !self.arrived {
+            self.arrived = true;
+            let mut s = self.warmup.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.1 = true;
+            self.warmup.arrived.notify_all();
+        }
+    }
+}
+
+/// Whether a measured loop goes on: until both `at_least` iterations are done and the
+/// loop's minimum time has passed since `since`.
+#[derive(Clone, Copy, Debug)]
+pub struct Until {
+    at_least: u64,
+    end: std::time::Instant,
+}
+
+impl Until {
+    pub fn new(at_least: u64, min_time: f64) -> Until {
+        let now = std::time::Instant::now();
+        let end = std::time::Duration::try_from_secs_f64(min_time).ok().and_then(|d| now.checked_add(d)).unwrap_or(now);
+        Until { at_least, end }
+    }
+
+    pub fn more(&self, done: u64) -> bool {
+        done < self.at_least || std::time::Instant::now() < self.end
+    }
 }
 
 /// Threads of `fileserver` and `webserver` unless `--threads` says otherwise (Filebench's
@@ -150,7 +245,7 @@ pub fn run(job: &Job) -> io::Result<Output> {
         "seqwrite" | "seqread" | "fileappend" | "fileread" => {
             let out = merged(job.params.threads_of(&job.workload), &mut rng, |t, _| stream::run(job, t))?;
             if job.workload == "fileappend" {
-                stream::check_appended(job)?;
+                stream::check_appended(job, out.spans.iter().map(|s| s.amount).sum())?;
             }
             Ok(out)
         }
