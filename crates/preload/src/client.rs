@@ -44,6 +44,18 @@ pub fn call_parts(d: Descriptor, parts: &[&[u8]], out: Option<&mut [u8]>) -> Ser
     })
 }
 
+/// Sends a read (`d`) and copies what the answer holds, its value in bytes (at most
+/// `out.len()`), into `out`: never the whole buffer when the file had less (a 1 MiB read of
+/// a 64 KiB file copied 1 MiB).
+pub fn call_read(d: Descriptor, out: &mut [u8]) -> Served<usize> {
+    with_client(|client| {
+        let r = client.call(d, &[])?;
+        let n = usize::try_from(r.value).unwrap_or(0).min(out.len());
+        client.data(&mut out[..n]);
+        Ok(n)
+    })
+}
+
 /// Sends a large write while still copying its data in (see `Client::call_streamed`).
 pub fn call_streamed(d: Descriptor, data: &[u8], piece: usize) -> Served<Reply> {
     with_client(|client| client.call_streamed(d, data, piece))

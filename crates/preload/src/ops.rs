@@ -118,7 +118,7 @@ pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Served<usize> {
     while done < buf.len() {
         let want = (buf.len() - done).min(CHUNK);
         let d = Descriptor { offset: offset + done as u64, len: want as u64, ..on_file(Op::Read, f) };
-        let n = (call(d, &[], Some(&mut buf[done..done + want]))?.value as usize).min(want);
+        let n = crate::client::call_read(d, &mut buf[done..done + want])?;
         done += n;
         if n < want {
             break;
