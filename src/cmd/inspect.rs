@@ -95,12 +95,13 @@ fn human(reports: &[PoolReport]) -> String {
                         .collect();
                     let _ = writeln!(
                         s,
-                        "  mount    {}  instance {}  backend {:?}  cache {:?}  passthrough opens {}  branches {}",
+                        "  mount    {}  instance {}  backend {:?}  cache {:?}  passthrough opens {} (user-level {})  branches {}",
                         m.mountpoint.display(),
                         m.instance,
                         m.spec.backend,
                         m.spec.cache.mode,
                         m.passthrough_opens,
+                        m.user_passthrough_opens,
                         branches.join(" ")
                     );
                     for (path, ops) in [("fuse", &m.fuse_ops), ("user", &m.user_ops)] {

@@ -51,6 +51,9 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
     if args.no_passthrough {
         spec.cache.passthrough = false;
     }
+    if args.no_user_passthrough {
+        spec.cache.user_passthrough = false;
+    }
     if let Some(t) = args.timeout {
         polytropon::spec::check_seconds("--timeout", t, 0.0, polytropon::spec::MAX_SECONDS).map_err(anyhow::Error::msg)?;
         spec.cache.attr_timeout = t;

@@ -49,6 +49,9 @@ pub struct MountInfo {
     pub instance: u32,
     pub spec: InstanceSpec,
     pub passthrough_opens: u64,
+    /// Opens on the user-level path answered with the backing file's descriptor.
+    #[serde(default)]
+    pub user_passthrough_opens: u64,
     /// Per request kind on the FUSE path.
     pub fuse_ops: BTreeMap<String, OpSummary>,
     /// Per request kind on the user-level path.

@@ -292,6 +292,7 @@ impl Service {
                     instance: s.instance,
                     spec: s.spec.clone(),
                     passthrough_opens: s.mount.stats().passthrough_opens(),
+                    user_passthrough_opens: s.user.passthrough_opens(),
                     fuse_ops: s.mount.stats().summary(),
                     user_ops: s.user.summary(),
                 })

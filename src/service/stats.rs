@@ -146,6 +146,13 @@ impl Timer {
     }
 }
 
+impl Timer {
+    /// The counters it records into.
+    pub(crate) fn stats(&self) -> &OpStats {
+        &self.stats
+    }
+}
+
 impl Drop for Timer {
     fn drop(&mut self) {
         self.stats.ops[self.op].record(self.start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);

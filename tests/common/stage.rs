@@ -39,6 +39,12 @@ pub fn bash(h: &Host, pool: Option<&str>, dir: &Path, script: &str) -> Output {
         .expect("run bash")
 }
 
+/// Reads or writes (`op`) a mount's user-level path served: by the service, or through the
+/// backing file's descriptors it passed (counted by the opens that passed one).
+pub fn user_data(mount: &serde_json::Value, op: &str) -> u64 {
+    count(mount, "user_ops", op) + mount["user_passthrough_opens"].as_u64().unwrap_or(0)
+}
+
 /// Count of request kind `op` on `path` (`user_ops`, `fuse_ops`) of a mount's counters.
 pub fn count(mount: &serde_json::Value, path: &str, op: &str) -> u64 {
     mount[path][op]["count"].as_u64().unwrap_or(0)
@@ -52,6 +58,11 @@ impl Stage {
 
     /// As `new`, with the pool on `cpus` (`--cpus`).
     pub fn on_cpus(tag: &str, pool: &str, cpus: &str, prepare: impl Fn(&Path)) -> Stage {
+        Stage::mounted_with(tag, pool, cpus, &[], prepare)
+    }
+
+    /// As `on_cpus`, with `mount_args` added to the mount (`--no-passthrough`, `--cache ...`).
+    pub fn mounted_with(tag: &str, pool: &str, cpus: &str, mount_args: &[&str], prepare: impl Fn(&Path)) -> Stage {
         let mut h = Host::new(tag);
         let name = h.create(pool, &["--cpus", cpus]);
         h.ok(&["service", "run", "--pool", &name, "--detach"]);
@@ -59,7 +70,9 @@ impl Stage {
         prepare(&lower);
         prepare(&plain);
         let (l, u, m) = (lower.display().to_string(), upper.display().to_string(), mnt.display().to_string());
-        h.ok(&["mount", "--pool", &name, &m, "--lower", &l, "--upper", &u]);
+        let mut args = vec!["mount", "--pool", &name, &m, "--lower", &l, "--upper", &u];
+        args.extend_from_slice(mount_args);
+        h.ok(&args);
         Stage { h, name, mnt, plain }
     }
 

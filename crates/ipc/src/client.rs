@@ -373,6 +373,48 @@ impl Client {
     }
 
     /// Copies the first `out.len()` bytes of the reply data out of the buffer.
+    /// Takes the descriptor the service sent on the connection ([`crate::OPEN_PASSED`]),
+    /// close-on-exec; `None` when there is none (or the connection is gone).
+    pub fn recv_fd(&self) -> Option<i32> {
+        let sock = match &self.socket {
+            Socket::Own(fd) => *fd,
+            Socket::Slot(s) => s.load(core::sync::atomic::Ordering::Acquire),
+        };
+        if sock < 0 {
+            return None;
+        }
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+        // Room for one descriptor's control message (`CMSG_SPACE(4)` is 24 on Linux).
+        let mut control = [0u64; 4];
+        // SAFETY: a zeroed msghdr is valid; the pointers set below outlive the call.
+        let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = core::mem::size_of_val(&control);
+        // SAFETY: recvmsg on this client's connection into the buffers described by `msg`;
+        // non-blocking (the service sent it before answering; if it is not there, none is).
+        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT) };
+        if n != 1 {
+            return None;
+        }
+        // SAFETY: `msg` was filled by recvmsg; the macros walk its control buffer.
+        let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        if cmsg.is_null() {
+            return None;
+        }
+        // SAFETY: `cmsg` points into `control`, as CMSG_FIRSTHDR checked.
+        let (level, kind, len) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
+        // SAFETY: CMSG_LEN is arithmetic only.
+        if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS || len < unsafe { libc::CMSG_LEN(4) } as usize {
+            return None;
+        }
+        // SAFETY: an SCM_RIGHTS message of at least one descriptor (checked above).
+        let fd = unsafe { core::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const i32) };
+        (fd >= 0).then_some(fd)
+    }
+
     pub fn data(&self, out: &mut [u8]) -> usize {
         self.area.read_data(out.len(), out)
     }

@@ -107,6 +107,14 @@ pub const FLAG_NO_REPLY: u32 = 1;
 /// it has answered; after a run of such requests an unpinned worker moves to another of its
 /// cpus. A wrong hint costs a `sched_yield` or two, or a move within the pool's own cpus.
 pub const FLAG_NEAR: u32 = 2;
+/// `OpenPath` flag: the client takes a kernel descriptor of the file's backing file (see
+/// [`OPEN_PASSED`]); without it the service never sends one.
+pub const FLAG_FD_OK: u32 = 4;
+/// `OpenPath` answer (bit of `aux[2]`): the service sent the client, over its connection, a
+/// descriptor of the backing file opened with the request's access mode and status flags
+/// (passthrough: the client's reads, writes, seeks and syncs of the file are then the
+/// kernel's own). Only for a writable branch's regular file in the `kernel` cache mode.
+pub const OPEN_PASSED: u64 = 1;
 
 /// The calling thread's cpu plus one, 0 when unknown (glibc reads it from the thread's
 /// restartable-sequences area: no system call).

@@ -44,7 +44,7 @@ fn file(fd: c_int) -> Served<&'static File> {
 
 #[no_mangle]
 pub extern "C" fn polytropon_open(path: *const c_char, flags: c_int, mode: libc::mode_t) -> c_int {
-    guard(|| ops::open(&target(path)?, flags, mode))
+    guard(|| ops::open(&target(path)?, flags, mode, false))
 }
 
 #[no_mangle]

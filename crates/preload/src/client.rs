@@ -44,6 +44,11 @@ pub fn call_parts(d: Descriptor, parts: &[&[u8]], out: Option<&mut [u8]>) -> Ser
     })
 }
 
+/// The descriptor the service just sent on this thread's connection (`OPEN_PASSED`).
+pub fn recv_fd() -> Option<libc::c_int> {
+    CLIENT.try_with(|c| c.try_borrow().ok().and_then(|c| c.as_ref().and_then(|(client, _)| client.recv_fd()))).ok().flatten()
+}
+
 /// Sends a read (`d`) and copies what the answer holds, its value in bytes (at most
 /// `out.len()`), into `out`: never the whole buffer when the file had less (a 1 MiB read of
 /// a 64 KiB file copied 1 MiB).

@@ -13,7 +13,7 @@
 
 use std::cell::UnsafeCell;
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::errno;
 use crate::real;
@@ -34,6 +34,9 @@ pub struct File {
     pub inode: AtomicU64,
     pub handle: AtomicU64,
     pub offset: AtomicU64,
+    /// Its descriptors are the backing file's, sent by the service (`OPEN_PASSED`): the kernel
+    /// keeps its offset and status flags and serves its data calls.
+    passthrough: AtomicBool,
     path_len: AtomicUsize,
     path: UnsafeCell<[u8; PATH_KEEP]>,
 }
@@ -52,6 +55,7 @@ impl File {
             inode: AtomicU64::new(0),
             handle: AtomicU64::new(0),
             offset: AtomicU64::new(0),
+            passthrough: AtomicBool::new(false),
             path_len: AtomicUsize::new(0),
             path: UnsafeCell::new([0; PATH_KEEP]),
         }
@@ -66,6 +70,11 @@ impl File {
 
     pub fn append(&self) -> bool {
         self.flags.load(Ordering::Relaxed) & libc::O_APPEND as u32 != 0
+    }
+
+    /// Whether its descriptors are the backing file's (the kernel serves its data).
+    pub fn passthrough(&self) -> bool {
+        self.passthrough.load(Ordering::Acquire)
     }
 
     pub fn access(&self) -> c_int {
@@ -211,6 +220,7 @@ fn fill(idx: u32, o: &Opened, path: &[u8]) {
     f.handle.store(o.handle, Ordering::Relaxed);
     f.flags.store(o.flags as u32, Ordering::Relaxed);
     f.offset.store(0, Ordering::Relaxed);
+    f.passthrough.store(false, Ordering::Relaxed);
     let n = path.len().min(PATH_KEEP);
     // SAFETY: the slot is ours alone until published (its references went 0 -> 1 in `claim`
     // and no descriptor names it yet).
@@ -253,6 +263,23 @@ impl Reserved {
     /// Gives the reserved descriptor the file the service opened; returns the descriptor.
     pub fn install(self, o: &Opened, path: &[u8]) -> c_int {
         fill(self.idx, o, path);
+        publish(self.fd, self.idx);
+        self.fd
+    }
+
+    /// As `install`, with the backing file's descriptor `backing` (sent by the service) put
+    /// in place of the reserved one, at its number and with its close-on-exec flag; `backing`
+    /// is closed. Falls back to `install` if the kernel refuses.
+    pub fn install_passthrough(self, o: &Opened, path: &[u8], backing: c_int) -> c_int {
+        // SAFETY: F_GETFD on the reserved descriptor; integer arguments only.
+        let cloexec = unsafe { real::fcntl(self.fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0;
+        // SAFETY: dup3 of the received descriptor onto our reserved number, which it replaces
+        // atomically; then the received number, ours alone, is closed.
+        let moved = unsafe { real::dup3(backing, self.fd, if cloexec { libc::O_CLOEXEC } else { 0 }) } == self.fd;
+        // SAFETY: as above.
+        unsafe { real::close(backing) };
+        fill(self.idx, o, path);
+        FILES[self.idx as usize - 1].passthrough.store(moved, Ordering::Release);
         publish(self.fd, self.idx);
         self.fd
     }
@@ -417,11 +444,18 @@ fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
     if tmp < 0 {
         return Err(errno());
     }
-    let off = f.offset.load(Ordering::Relaxed) as i64;
+    let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
+    let off = if f.passthrough() {
+        // The kernel kept the offset, on any of the file's descriptors.
+        let any = FDS.iter().take(high).position(|s| s.load(Ordering::Acquire) == idx);
+        // SAFETY: lseek on a descriptor of this process naming the file; integers only.
+        any.map_or(0, |fd| unsafe { real::lseek(fd as c_int, 0, libc::SEEK_CUR) }.max(0))
+    } else {
+        f.offset.load(Ordering::Relaxed) as i64
+    };
     // SAFETY: plain syscalls on descriptors owned by this process.
     unsafe { real::lseek(tmp, off, libc::SEEK_SET) };
     let mut last = None;
-    let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
     for (fd, slot) in FDS.iter().enumerate().take(high) {
         if slot.load(Ordering::Acquire) != idx {
             continue;

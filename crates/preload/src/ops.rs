@@ -25,7 +25,9 @@ const STREAM_PIECE: usize = 128 << 10;
 const KERNEL_ONLY: c_int = libc::O_PATH | libc::O_DIRECTORY | libc::O_TMPFILE;
 
 /// Opens `t`; a descriptor of ours.
-pub fn open(t: &Target, flags: c_int, mode: u32) -> Served<c_int> {
+/// `passthrough`: the caller serves the descriptor's data calls through the kernel when the
+/// service sends the backing file's (the interceptors do; the direct API does not).
+pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_int> {
     if flags & KERNEL_ONLY != 0 || t.abs().len() > files::PATH_KEEP {
         return Err(Unserved::Kernel);
     }
@@ -37,6 +39,7 @@ pub fn open(t: &Target, flags: c_int, mode: u32) -> Served<c_int> {
         inode: t.base,
         len: rel.len() as u64,
         arg: OpenArg { flags, mode }.encode(),
+        flags: if passthrough { polytropon_ipc::FLAG_FD_OK } else { 0 },
         ..Descriptor::default()
     };
     // The descriptor and slot first: with the tables full, the kernel makes this open alone.
@@ -49,7 +52,21 @@ pub fn open(t: &Target, flags: c_int, mode: u32) -> Served<c_int> {
         }
     };
     let o = Opened { instance: t.instance, dev: t.dev, inode: r.aux[0], handle: r.aux[1], flags: flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) };
+    if r.aux[2] & polytropon_ipc::OPEN_PASSED != 0 {
+        if let Some(backing) = crate::client::recv_fd() {
+            return Ok(slot.install_passthrough(&o, t.abs(), backing));
+        }
+    }
     Ok(slot.install(&o, t.abs()))
+}
+
+/// The data of a file whose descriptors are the backing file's is the kernel's, on the same
+/// descriptor (the interceptors call it there; see `intercept::on_data_fd`).
+fn kernels_data(f: &File) -> Served<()> {
+    if f.passthrough() {
+        return Err(Unserved::Kernel);
+    }
+    Ok(())
 }
 
 /// Tells the service the last descriptor of a file is gone, without waiting: nothing the
@@ -111,6 +128,7 @@ pub fn unlink(t: &Target) -> Served<()> {
 
 /// Reads up to `buf.len()` bytes at `offset` (several requests for large reads).
 pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Served<usize> {
+    kernels_data(f)?;
     if f.access() == libc::O_WRONLY {
         return Err(Unserved::Errno(libc::EBADF));
     }
@@ -129,6 +147,7 @@ pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Served<usize> {
 
 /// Writes `data` at `offset`, or at the end when `append`; returns (bytes, end offset).
 pub fn pwrite(f: &File, data: &[u8], offset: u64, append: bool) -> Served<(usize, u64)> {
+    kernels_data(f)?;
     if f.access() == libc::O_RDONLY {
         return Err(Unserved::Errno(libc::EBADF));
     }
@@ -174,6 +193,7 @@ pub fn write(f: &File, data: &[u8]) -> Served<usize> {
 }
 
 pub fn lseek(f: &File, offset: i64, whence: c_int) -> Served<i64> {
+    kernels_data(f)?;
     let base = match whence {
         libc::SEEK_SET => 0,
         libc::SEEK_CUR => f.offset.load(Ordering::Acquire) as i64,
@@ -196,6 +216,7 @@ pub fn lseek(f: &File, offset: i64, whence: c_int) -> Served<i64> {
 }
 
 pub fn fsync(f: &File, datasync: bool) -> Served<()> {
+    kernels_data(f)?;
     call(Descriptor { arg: u64::from(datasync), ..on_file(Op::Fsync, f) }, &[], None)?;
     Ok(())
 }

@@ -46,9 +46,28 @@ pub struct Channel {
     pub served: AtomicU64,
     /// Posted requests taken so far; held by the worker draining them.
     pub posts: Mutex<u32>,
+    /// The connection (a duplicate of the listener's), on which descriptors of backing files
+    /// go to the client (`OPEN_PASSED`).
+    conn: OwnedFd,
 }
 
 impl Channel {
+    /// Sends `fd` to the client on its connection, unless the last one sent is still unread
+    /// (a client that never takes them holds at most one in flight) or the socket would block.
+    pub fn send_fd(&self, fd: std::os::fd::BorrowedFd<'_>) -> bool {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) on our own socket descriptor writes one int: the bytes
+        // sent and not yet read by the peer.
+        if unsafe { libc::ioctl(self.conn.as_raw_fd(), libc::TIOCOUTQ, &mut queued) } != 0 || queued != 0 {
+            return false;
+        }
+        let fds = [fd.as_raw_fd()];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+        let iov = [std::io::IoSlice::new(b"F")];
+        let flags = nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL;
+        matches!(nix::sys::socket::sendmsg::<()>(self.conn.as_raw_fd(), &iov, &cmsg, flags, None), Ok(1))
+    }
+
     /// Whether the client's process sees a mount of device `dev` (its mounts read again
     /// when it did not, while the process is still the one that connected).
     pub fn sees(&self, dev: u64) -> bool {
@@ -222,7 +241,8 @@ impl Channels {
         let pid = peer.pid.as_raw_nonzero().get() as u32;
         let who = identify(pid, hello.tid).map_err(|e| refuse(libc::EACCES, e))?;
         let (memfd, map, area) = make_area(self.buffer_size).map_err(|e| refuse(libc::ENOMEM, e))?;
-        let channel = Arc::new(Channel { area, map, ctx: who.ctx, creds: who.creds, owner: who.owner, mounts: RwLock::new(who.mounts), pid, pidfd: who.pidfd, served: AtomicU64::new(0), posts: Mutex::new(0) });
+        let conn = s.as_fd().try_clone_to_owned().map_err(|e| refuse(libc::EMFILE, e))?;
+        let channel = Arc::new(Channel { area, map, ctx: who.ctx, creds: who.creds, owner: who.owner, mounts: RwLock::new(who.mounts), pid, pidfd: who.pidfd, served: AtomicU64::new(0), posts: Mutex::new(0), conn });
         let c = {
             let mut t = self.slots.write().unwrap_or_else(|p| p.into_inner());
             let Some(c) = t.iter().position(Option::is_none) else {

@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 
 use polytropon_ipc::area::Area;
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment, PENDING, SLEEPING};
-use polytropon_ipc::{decode, Descriptor, Limits, Op, Request, Unserved, WireAttr, FLAG_NEAR, FLAG_NO_REPLY};
+use polytropon_ipc::{decode, Descriptor, Limits, Op, Request, Unserved, WireAttr, FLAG_FD_OK, FLAG_NEAR, FLAG_NO_REPLY, OPEN_PASSED};
 use tracing::{debug, warn};
 
 use crate::libservice::access::Creds;
@@ -31,6 +31,7 @@ mod paths;
 mod perm;
 mod placement;
 mod owners;
+mod passthrough;
 mod sentinel;
 pub use owners::MAX_OPEN_PER_PROCESS;
 use call::{Call, Reply};
@@ -64,6 +65,9 @@ pub struct UserInstance {
     /// The device (`st_dev`) of that FUSE mount: a client may name the instance only if its
     /// process sees a mount of it (`None`: any client may, as for a driver without mounts).
     pub device: Option<u64>,
+    /// Clients get descriptors of the writable branch's backing files they open (the local
+    /// backend in the `kernel` cache mode; see `passthrough`).
+    pub passthrough: bool,
 }
 
 impl std::fmt::Debug for UserInstance {
@@ -100,6 +104,8 @@ struct Shared {
     owners: owners::Owners,
     /// The connected clients (their areas and who they are).
     channels: Arc<channels::Channels>,
+    /// Handles whose backing file a client got for writing.
+    passed: passthrough::Writers,
 }
 
 /// A running back driver; stopped and its segment removed when dropped.
@@ -159,7 +165,7 @@ impl BackDriver {
     /// A back driver serving the single instance `fs` (as instance 0), its channel socket
     /// at `channel`.
     pub fn start(fs: Arc<dyn FileSystem>, g: Geometry, channel: &std::path::Path) -> io::Result<BackDriver> {
-        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None })])), g, &[], None, channel)
+        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None, passthrough: false })])), g, &[], None, channel)
     }
 
     /// Creates a segment of geometry `g` (in the caller's IPC namespace, mode 0600) and starts
@@ -219,6 +225,7 @@ impl BackDriver {
             helpers_started: AtomicU64::new(0),
             owners: owners::Owners::default(),
             channels: chans,
+            passed: passthrough::Writers::default(),
         });
         let mut driver = BackDriver { shmid, addr: addr as usize, shared: shared.clone(), workers: Vec::new(), seg, sentinel: None };
         driver.sentinel = Some(sentinel::Sentinel::start(&seg.header().service)?);
@@ -445,7 +452,6 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     let mut hopper = placement::Hopper::default();
     // The head position that could not be taken, and since when.
     let mut stuck: Option<(u64, std::time::Instant)> = None;
-    let mut batch = Batch::default();
     while !stop.load(Ordering::Acquire) {
         let Some(d) = queue.pop() else {
             idle += 1;
@@ -494,27 +500,14 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
         if bell.cpu.load(Ordering::Relaxed) != cpu {
             bell.cpu.store(cpu, Ordering::Relaxed);
         }
-        // A client that keeps the queue full (a flood of posts or of bare hints) must not
-        // put every other client behind its hints: with a backlog, the worker takes the whole
-        // queue at once and serves each client named in it once.
-        batch.len = 0;
-        batch.add(d);
-        if queue.backlog() >= BACKLOG_HELP {
-            while batch.len < BATCH {
-                let Some(more) = queue.pop() else { break };
-                batch.add(more);
-            }
-        }
-        near = batch.hints[..batch.len].iter().any(|h| h.flags & FLAG_NEAR != 0);
+        near = d.flags & FLAG_NEAR != 0;
         if hopper.note(near) {
             debug!("queue {q}: moved off cpu {} shared with its client", cpu.wrapping_sub(1));
         }
         if !helper && queue.backlog() >= BACKLOG_HELP {
             call_helper(sh, q);
         }
-        for d in &batch.hints[..batch.len] {
-            serve_hint(sh, d, &mut caches, &mut buf, &slots);
-        }
+        serve_hint(sh, &d, &mut caches, &mut buf, &slots);
     }
     WORKER.with(|w| *w.borrow_mut() = None);
     for (_, (fs, mut dirs)) in caches.by_instance.drain() {
@@ -522,34 +515,6 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     }
     if helper {
         sh.helpers[q as usize].fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Hints taken from a queue in one go, at most one per client (see `serve`).
-const BATCH: usize = 64;
-
-struct Batch {
-    hints: [Descriptor; BATCH],
-    len: usize,
-}
-
-impl Default for Batch {
-    fn default() -> Batch {
-        Batch { hints: [Descriptor::default(); BATCH], len: 0 }
-    }
-}
-
-impl Batch {
-    /// Adds hint `d`, merged with an earlier one for the same client: it wants an answer if
-    /// any of them does, and shares its worker's cpu if any of them says so.
-    fn add(&mut self, d: Descriptor) {
-        if let Some(h) = self.hints[..self.len].iter_mut().find(|h| h.client == d.client) {
-            let no_reply = h.flags & d.flags & FLAG_NO_REPLY;
-            h.flags = (h.flags | d.flags) & !FLAG_NO_REPLY | no_reply;
-        } else if self.len < BATCH {
-            self.hints[self.len] = d;
-            self.len += 1;
-        }
     }
 }
 
@@ -606,7 +571,7 @@ fn serve_hint(sh: &Shared, d: &Descriptor, caches: &mut PathCaches, buf: &mut [u
 
 /// Runs one request of client `ch` (its instance, its credentials, its handles only).
 fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mut PathCaches, buf: &mut [u8], slots: &[usize; 64]) -> (i64, [u64; 4]) {
-    let Some(UserInstance { fs, stats, kernel, device }) = instance(&sh.table, req.instance) else {
+    let Some(UserInstance { fs, stats, kernel, device, passthrough }) = instance(&sh.table, req.instance) else {
         return (Unserved::Errno(libc::ENODEV).result() as i64, [0; 4]);
     };
     // A directory cache belongs to one instance object: a replaced table entry starts a
@@ -625,7 +590,7 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         return (refused.result() as i64, [0; 4]);
     }
     // Counted from here: what the checks above refused or sent to the kernel was not served.
-    let _timer = Timer::start_at(stats, slots[req.op as usize]);
+    let timer = Timer::start_at(stats, slots[req.op as usize]);
     let opens = matches!(req.op, Op::OpenPath | Op::Opendir);
     let (res, aux) = if opens && !sh.owners.admit(owner) {
         (Unserved::Errno(libc::EMFILE).result() as i64, [0; 4])
@@ -635,13 +600,34 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         match sh.owners.release(owner, req.instance, req.handle) {
             Some(held) => {
                 let op = if held.dir { Op::Releasedir } else { Op::Release };
+                if sh.passed.take(req.instance, req.handle) {
+                    // Written behind the service's back: the FUSE side forgets what it cached.
+                    inval_inode(kernel.as_deref(), held.inode, 0, 0);
+                }
                 execute(ch, &*fs, &Request { op, inode: held.inode, ..*req }, buf, &mut entry.1, kernel.as_deref())
             }
             None => (Unserved::Errno(libc::EBADF).result() as i64, [0; 4]),
         }
     } else {
+        if req.op == Op::Getattr && passthrough && sh.passed.written(req.instance, req.inode) {
+            // Written behind the service's back and about to be handed to the kernel (or
+            // just asked about): the FUSE side forgets what it cached of it.
+            inval_inode(kernel.as_deref(), req.inode, 0, 0);
+        }
         execute(ch, &*fs, req, buf, &mut entry.1, kernel.as_deref())
     };
+    let mut aux = aux;
+    if req.op == Op::OpenPath && res >= 0 && passthrough && req.flags & FLAG_FD_OK != 0 {
+        let flags = polytropon_ipc::args::OpenArg::decode(req.arg).flags;
+        if passthrough::pass(ch, &*fs, flags, aux[0], aux[1]) {
+            aux[2] |= OPEN_PASSED;
+            timer.stats().add_passthrough();
+            if flags & libc::O_ACCMODE != libc::O_RDONLY {
+                sh.passed.add(req.instance, aux[1], aux[0]);
+                inval_inode(kernel.as_deref(), aux[0], 0, 0);
+            }
+        }
+    }
     track(&sh.owners, owner, req, res, aux);
     if req.flags & FLAG_NO_REPLY != 0 && res < 0 {
         debug!("{:?} without reply failed: errno {}", req.op, -res);

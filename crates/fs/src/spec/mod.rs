@@ -13,6 +13,7 @@
 //!   attr_timeout: 1.0    # seconds
 //!   entry_timeout: 1.0
 //!   passthrough: true    # kernel mode: FUSE passthrough to backend host files
+//!   user_passthrough: true  # kernel mode: the library gets the backing file's descriptor
 //! ```
 //!
 //! Parsing uses `serde_yaml_ng`, a maintained fork of `serde_yaml` (archived upstream in
@@ -146,6 +147,10 @@ pub struct CacheSpec {
     /// In `kernel` mode, let the kernel do data I/O directly on the backend's host files
     /// (FUSE passthrough) when the backend has them; otherwise use the writeback cache.
     pub passthrough: bool,
+    /// In `kernel` mode with the local backend: a process under the preload library that
+    /// opens a file of the writable branch gets the backing file's descriptor, and its reads,
+    /// writes, seeks and syncs of it are the kernel's own (the user-level path's passthrough).
+    pub user_passthrough: bool,
     /// In `writethrough` and `writeback` modes: the service's cache size (`256M`, `1G`, ...;
     /// default 256M).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -210,6 +215,7 @@ impl Default for CacheSpec {
             attr_timeout: 1.0,
             entry_timeout: 1.0,
             passthrough: true,
+            user_passthrough: true,
             size: None,
             dirty_ratio: 0.5,
             dirty_expire: 5.0,

@@ -138,6 +138,18 @@ fn fcntl_ours(fd: c_int, cmd: c_int, arg: c_ulong, real_fcntl: unsafe fn(c_int, 
         // SAFETY: not our descriptor: the caller's fcntl arguments, unchanged, to libc's fcntl.
         return unsafe { real_fcntl(fd, cmd, arg) };
     };
+    if f.passthrough() && matches!(cmd, libc::F_GETFL | libc::F_SETFL) {
+        // Status flags live in the kernel, on the backing file's descriptor; the table keeps
+        // a copy for a hand-over.
+        // SAFETY: the caller's fcntl arguments, unchanged, to libc's fcntl.
+        let r = unsafe { real_fcntl(fd, cmd, arg) };
+        if cmd == libc::F_SETFL && r == 0 {
+            let settable = (libc::O_APPEND | libc::O_NONBLOCK | libc::O_NOATIME | libc::O_ASYNC) as u32;
+            let old = f.flags.load(Ordering::Relaxed);
+            f.flags.store((old & !settable) | (arg as u32 & settable), Ordering::Relaxed);
+        }
+        return r;
+    }
     match cmd {
         // Descriptor flags live in the kernel, on the reserved descriptor.
         // SAFETY: descriptor flags of the reserved descriptor, which the kernel keeps; an integer argument.

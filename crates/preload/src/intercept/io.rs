@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use libc::{iovec, off64_t, off_t, size_t, ssize_t};
 
-use super::on_fd;
+use super::on_data_fd;
 use crate::cbuf::{in_buf, offset, out_buf};
 use crate::files::File;
 use crate::ops;
@@ -15,7 +15,7 @@ use crate::outcome::{Served, Unserved};
 hooks! {
     fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t => |kernel| {
         // SAFETY: the caller's buffer, as read(2) requires.
-        on_fd(fd, |f| Ok(ops::read(f, unsafe { out_buf(buf, count) }?)? as ssize_t), kernel)
+        on_data_fd(fd, |f| Ok(ops::read(f, unsafe { out_buf(buf, count) }?)? as ssize_t), kernel)
     }
 
     fn __read_chk(fd: c_int, buf: *mut c_void, count: size_t, buflen: size_t) -> ssize_t => |kernel| {
@@ -29,7 +29,7 @@ hooks! {
 
     fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t => |kernel| {
         // SAFETY: as for read.
-        on_fd(fd, |f| Ok(ops::write(f, unsafe { in_buf(buf, count) }?)? as ssize_t), kernel)
+        on_data_fd(fd, |f| Ok(ops::write(f, unsafe { in_buf(buf, count) }?)? as ssize_t), kernel)
     }
 }
 
@@ -47,11 +47,11 @@ fn pwrite_file(f: &File, buf: *const c_void, count: size_t, off: i64) -> Served<
 
 hooks! {
     fn pread(fd: c_int, buf: *mut c_void, count: size_t, off: off_t) -> ssize_t => |kernel| {
-        on_fd(fd, |f| pread_file(f, buf, count, off), kernel)
+        on_data_fd(fd, |f| pread_file(f, buf, count, off), kernel)
     }
 
     fn pread64(fd: c_int, buf: *mut c_void, count: size_t, off: off64_t) -> ssize_t => |kernel| {
-        on_fd(fd, |f| pread_file(f, buf, count, off), kernel)
+        on_data_fd(fd, |f| pread_file(f, buf, count, off), kernel)
     }
 
     fn __pread_chk(fd: c_int, buf: *mut c_void, count: size_t, off: off_t, buflen: size_t) -> ssize_t => |kernel| {
@@ -73,11 +73,11 @@ hooks! {
     }
 
     fn pwrite(fd: c_int, buf: *const c_void, count: size_t, off: off_t) -> ssize_t => |kernel| {
-        on_fd(fd, |f| pwrite_file(f, buf, count, off), kernel)
+        on_data_fd(fd, |f| pwrite_file(f, buf, count, off), kernel)
     }
 
     fn pwrite64(fd: c_int, buf: *const c_void, count: size_t, off: off64_t) -> ssize_t => |kernel| {
-        on_fd(fd, |f| pwrite_file(f, buf, count, off), kernel)
+        on_data_fd(fd, |f| pwrite_file(f, buf, count, off), kernel)
     }
 }
 
@@ -149,27 +149,27 @@ fn writev_file(f: &File, iov: *const iovec, n: c_int, off: Option<i64>) -> Serve
 
 hooks! {
     fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t => |kernel| {
-        on_fd(fd, |f| readv_file(f, iov, n, None), kernel)
+        on_data_fd(fd, |f| readv_file(f, iov, n, None), kernel)
     }
 
     fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t => |kernel| {
-        on_fd(fd, |f| writev_file(f, iov, n, None), kernel)
+        on_data_fd(fd, |f| writev_file(f, iov, n, None), kernel)
     }
 
     fn preadv(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t => |kernel| {
-        on_fd(fd, |f| readv_file(f, iov, n, Some(off)), kernel)
+        on_data_fd(fd, |f| readv_file(f, iov, n, Some(off)), kernel)
     }
 
     fn preadv64(fd: c_int, iov: *const iovec, n: c_int, off: off64_t) -> ssize_t => |kernel| {
-        on_fd(fd, |f| readv_file(f, iov, n, Some(off)), kernel)
+        on_data_fd(fd, |f| readv_file(f, iov, n, Some(off)), kernel)
     }
 
     fn pwritev(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t => |kernel| {
-        on_fd(fd, |f| writev_file(f, iov, n, Some(off)), kernel)
+        on_data_fd(fd, |f| writev_file(f, iov, n, Some(off)), kernel)
     }
 
     fn pwritev64(fd: c_int, iov: *const iovec, n: c_int, off: off64_t) -> ssize_t => |kernel| {
-        on_fd(fd, |f| writev_file(f, iov, n, Some(off)), kernel)
+        on_data_fd(fd, |f| writev_file(f, iov, n, Some(off)), kernel)
     }
 }
 
@@ -184,19 +184,19 @@ fn v2_offset(off: i64, flags: c_int) -> Served<Option<i64>> {
 
 hooks! {
     fn preadv2(fd: c_int, iov: *const iovec, n: c_int, off: off_t, flags: c_int) -> ssize_t => |kernel| {
-        on_fd(fd, |f| readv_file(f, iov, n, v2_offset(off, flags)?), kernel)
+        on_data_fd(fd, |f| readv_file(f, iov, n, v2_offset(off, flags)?), kernel)
     }
 
     fn preadv64v2(fd: c_int, iov: *const iovec, n: c_int, off: off64_t, flags: c_int) -> ssize_t => |kernel| {
-        on_fd(fd, |f| readv_file(f, iov, n, v2_offset(off, flags)?), kernel)
+        on_data_fd(fd, |f| readv_file(f, iov, n, v2_offset(off, flags)?), kernel)
     }
 
     fn pwritev2(fd: c_int, iov: *const iovec, n: c_int, off: off_t, flags: c_int) -> ssize_t => |kernel| {
-        on_fd(fd, |f| writev_file(f, iov, n, v2_offset(off, flags)?), kernel)
+        on_data_fd(fd, |f| writev_file(f, iov, n, v2_offset(off, flags)?), kernel)
     }
 
     fn pwritev64v2(fd: c_int, iov: *const iovec, n: c_int, off: off64_t, flags: c_int) -> ssize_t => |kernel| {
-        on_fd(fd, |f| writev_file(f, iov, n, v2_offset(off, flags)?), kernel)
+        on_data_fd(fd, |f| writev_file(f, iov, n, v2_offset(off, flags)?), kernel)
     }
 }
 
@@ -216,19 +216,19 @@ fn dir_lseek(fd: c_int, off: i64, whence: c_int) -> Option<i64> {
 
 hooks! {
     fn lseek(fd: c_int, off: off_t, whence: c_int) -> off_t => |kernel| {
-        on_fd(fd, |f| ops::lseek(f, off, whence), || dir_lseek(fd, off, whence).unwrap_or_else(kernel))
+        on_data_fd(fd, |f| ops::lseek(f, off, whence), || dir_lseek(fd, off, whence).unwrap_or_else(kernel))
     }
 
     fn lseek64(fd: c_int, off: off64_t, whence: c_int) -> off64_t => |kernel| {
-        on_fd(fd, |f| ops::lseek(f, off, whence), || dir_lseek(fd, off, whence).unwrap_or_else(kernel))
+        on_data_fd(fd, |f| ops::lseek(f, off, whence), || dir_lseek(fd, off, whence).unwrap_or_else(kernel))
     }
 
     fn fsync(fd: c_int) -> c_int => |kernel| {
-        on_fd(fd, |f| ops::fsync(f, false).map(|()| 0), kernel)
+        on_data_fd(fd, |f| ops::fsync(f, false).map(|()| 0), kernel)
     }
 
     fn fdatasync(fd: c_int) -> c_int => |kernel| {
-        on_fd(fd, |f| ops::fsync(f, true).map(|()| 0), kernel)
+        on_data_fd(fd, |f| ops::fsync(f, true).map(|()| 0), kernel)
     }
 
     /// sync_file_range: the service's write-back cache is not the kernel's page cache, so a
@@ -237,7 +237,7 @@ hooks! {
     /// the service when it returns.
     fn sync_file_range(fd: c_int, off: off64_t, n: off64_t, flags: c_uint) -> c_int => |kernel| {
         let all = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        on_fd(
+        on_data_fd(
             fd,
             |f| {
                 if flags & !all != 0 || off < 0 || n < 0 || off.checked_add(n).is_none() {
@@ -253,10 +253,10 @@ hooks! {
     }
 
     fn ftruncate(fd: c_int, len: off_t) -> c_int => |kernel| {
-        on_fd(fd, |f| ops::ftruncate(f, len).map(|()| 0), kernel)
+        on_data_fd(fd, |f| ops::ftruncate(f, len).map(|()| 0), kernel)
     }
 
     fn ftruncate64(fd: c_int, len: off64_t) -> c_int => |kernel| {
-        on_fd(fd, |f| ops::ftruncate(f, len).map(|()| 0), kernel)
+        on_data_fd(fd, |f| ops::ftruncate(f, len).map(|()| 0), kernel)
     }
 }

@@ -97,12 +97,27 @@ fn on_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<T>, k
     run(|| user(f), || in_kernel(fd, kernel))
 }
 
+/// As [`on_fd`], for the data calls (read, write, seek, sync, truncate): a file whose
+/// descriptors are the backing file's has them served by the kernel, on the same descriptor.
+fn on_data_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<T>, kernel: impl FnOnce() -> T) -> T {
+    match files::get(fd) {
+        Some((_, f)) if f.passthrough() => kernel(),
+        Some((_, f)) => run(|| user(f), || in_kernel(fd, kernel)),
+        None => kernel(),
+    }
+}
+
 /// Hands `fd` over to the kernel if it is ours (see [`files::materialize`]).
 pub(crate) fn hand_over(fd: c_int) -> Result<(), c_int> {
     if !files::is_ours(fd) {
         return Ok(());
     }
     let _busy = Busy::enter();
+    if let Some((_, f)) = files::get(fd).filter(|(_, f)| f.passthrough()) {
+        // Written through its backing descriptor, the file may be stale on the FUSE side: the
+        // service drops that cache when asked about the file, before the kernel reopens it.
+        let _ = catch_unwind(AssertUnwindSafe(|| crate::ops::getattr(f)));
+    }
     let last = catch_unwind(AssertUnwindSafe(|| files::materialize(fd))).unwrap_or(Err(libc::EIO))?;
     if let Some(l) = last {
         crate::ops::release(&l);

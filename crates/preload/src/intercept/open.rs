@@ -16,7 +16,7 @@ use crate::outcome::{Served, Unserved};
 fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t, kernel: impl FnOnce() -> c_int) -> Served<c_int> {
     let mut t = Target::empty();
     if crate::path::resolve(&mut t, dirfd, path).is_some() {
-        match ops::open(&t, flags, mode) {
+        match ops::open(&t, flags, mode, true) {
             Err(Unserved::Kernel) => {}
             other => return other,
         }

@@ -121,7 +121,7 @@ fn open_stream(path: *const c_char, mode: *const c_char) -> Served<*mut libc::FI
     }
     // SAFETY: a NUL-terminated mode string, as fopen requires (checked for null).
     let flags = mode_flags(unsafe { CStr::from_ptr(mode) }.to_bytes()).ok_or(Unserved::Kernel)?;
-    let fd = super::on_path(libc::AT_FDCWD, path, |t| ops::open(t, flags, 0o666))?;
+    let fd = super::on_path(libc::AT_FDCWD, path, |t| ops::open(t, flags, 0o666, true))?;
     let fp = stream_of(fd, mode);
     if fp.is_null() {
         let e = crate::config::errno();

@@ -1,0 +1,82 @@
+//! Descriptors of backing files for the client (`OPEN_PASSED`): after the service has
+//! resolved the union, copied up, created and checked permissions, a client that opens a
+//! regular file of the writable branch in the `kernel` cache mode gets a descriptor of the
+//! backing file, and its reads, writes, seeks and syncs of it are the kernel's own (as FUSE
+//! passthrough does for the FUSE path). Names, attributes and permissions stay the service's.
+//!
+//! What the holder can do with it is what the union lets it do with the file already: it is
+//! the client's own data on the writable branch, opened anew (an offset of its own) with the
+//! access mode and status flags the service checked, and the kernel checks the holder's own
+//! credentials for anything else (a reopen through `/proc/self/fd`, `fchmod`, `fchown`).
+//! A lower branch's file is never passed: a reopen for writing would reach a layer other
+//! pools share. Writers' files have the FUSE side's caches of them dropped when released
+//! (close-to-open on the legacy path; its data path for files of 64 KiB and more is FUSE
+//! passthrough to the same backing file, coherent at once).
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Mutex;
+
+use crate::libservice::{FileSystem, Inode};
+
+use super::channels::Channel;
+
+/// Status flags the passed descriptor keeps from the open.
+const KEEP: i32 = libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_DSYNC | libc::O_SYNC | libc::O_DIRECT | libc::O_NOATIME;
+
+/// Sends `ch` a descriptor of the backing file of handle `handle` (of `inode`), opened with
+/// `flags`' access mode and status flags; whether it went.
+pub(super) fn pass(ch: &Channel, fs: &dyn FileSystem, flags: i32, inode: Inode, handle: u64) -> bool {
+    let Ok(b) = fs.backing_file(inode, handle) else { return false };
+    if !b.writable {
+        return false;
+    }
+    let proc_path = format!("/proc/self/fd/{}", b.fd.as_raw_fd());
+    let oflags = rustix::fs::OFlags::from_bits_retain((flags & KEEP) as u32) | rustix::fs::OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::open(proc_path.as_str(), oflags, rustix::fs::Mode::empty()) else { return false };
+    match rustix::fs::fstat(&fd) {
+        Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile => ch.send_fd(fd.as_fd()),
+        _ => false,
+    }
+}
+
+/// Handles passed for writing: their release, and a `Getattr` of their file while they
+/// live (the library asks before handing the file to the kernel), drop the FUSE side's cached
+/// pages and attributes of it.
+#[derive(Debug, Default)]
+pub(super) struct Writers(Mutex<WriterSets>);
+
+#[derive(Debug, Default)]
+struct WriterSets {
+    /// (instance, handle) -> inode.
+    handles: HashMap<(u32, u64), Inode>,
+    /// (instance, inode) -> handles passed for writing.
+    inodes: HashMap<(u32, Inode), u32>,
+}
+
+impl Writers {
+    pub fn add(&self, instance: u32, handle: u64, inode: Inode) {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if s.handles.insert((instance, handle), inode).is_none() {
+            *s.inodes.entry((instance, inode)).or_default() += 1;
+        }
+    }
+
+    /// Whether `handle` was passed for writing (forgotten now).
+    pub fn take(&self, instance: u32, handle: u64) -> bool {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(inode) = s.handles.remove(&(instance, handle)) else { return false };
+        if let Some(n) = s.inodes.get_mut(&(instance, inode)) {
+            *n -= 1;
+            if *n == 0 {
+                s.inodes.remove(&(instance, inode));
+            }
+        }
+        true
+    }
+
+    /// Whether a client holds `inode` passed for writing.
+    pub fn written(&self, instance: u32, inode: Inode) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).inodes.contains_key(&(instance, inode))
+    }
+}
