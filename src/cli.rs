@@ -146,7 +146,7 @@ pub enum Command {
     /// mounts an instance, and `umount /mnt` takes it down. Options: overlayfs's `lowerdir=`
     /// (topmost first, colon-separated), `upperdir=`, `workdir=` (accepted, not needed), and
     /// `pool=NAME`, `cache=MODE`, `cache_size=SIZE`, `backend=local|cephfs`, `ceph_conf=FILE`,
-    /// `ceph_id=ID`, `ceph_fs=NAME`, `timeout=SECS`, `nopassthrough`, `nouserpassthrough`, `spec=INSTANCE.YAML`,
+    /// `ceph_id=ID`, `ceph_fs=NAME`, `timeout=SECS`, `nopassthrough`, `userpassthrough`, `spec=INSTANCE.YAML`,
     /// `nosuid`, `nodev`, `noexec`; helper flags `-s` (sloppy), `-f` (fake), `-n`, `-v`.
     /// Without `pool=`, a daemon of its own serves the mount.
     ///
@@ -337,10 +337,10 @@ pub struct MountArgs {
     /// In kernel cache mode, use the writeback cache instead of FUSE passthrough.
     #[arg(long)]
     pub no_passthrough: bool,
-    /// In kernel cache mode, serve the data of files the preload library opens over shared
-    /// memory rather than handing it the backing file's descriptor.
+    /// In kernel cache mode, hand the preload library the backing file's descriptor of the
+    /// writable branch's files it opens, so that their data calls are the kernel's.
     #[arg(long)]
-    pub no_user_passthrough: bool,
+    pub user_passthrough: bool,
     /// Attribute and entry timeout in seconds (overrides the spec).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,

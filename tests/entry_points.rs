@@ -53,9 +53,7 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn every_intercepted_entry_point_behaves_as_on_a_plain_directory() {
-    // Without backing-file descriptors (`--no-user-passthrough`), so that every data call of the
-    // program is one the service counts (`tests/passthrough.rs` covers the descriptors).
-    let st = Stage::mounted_with("entry-points", "ep", "1", &["--no-user-passthrough"], |_| {});
+    let st = Stage::new("entry-points", "ep", |_| {});
     for (tag, flags) in BUILDS {
         let prog = st.compile_with("entry_points", &format!("entry_points-{tag}"), &[flags, &["-Wall", "-Werror"]].concat());
         let (plain, mnt) = (st.plain.join(tag), st.mnt.join(tag));

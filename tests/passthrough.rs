@@ -1,4 +1,5 @@
-//! Backing-file descriptors on the user-level path (issue 25): in the `kernel` cache mode a
+//! Backing-file descriptors on the user-level path (issue 25): in the `kernel` cache mode with
+//! `--user-passthrough`, a
 //! program under the library that opens a file of the writable branch gets the backing
 //! file's descriptor, so its reads and writes are the kernel's own; names and attributes stay
 //! the union's, a lower branch's file is never passed, the FUSE side sees the data after
@@ -74,7 +75,7 @@ fn python(st: &Stage, script: &str, user: Option<u32>) -> String {
 
 #[test]
 fn writable_branch_files_are_the_kernels_and_lower_files_never_are() {
-    let st = Stage::on_cpus("passthrough", "pt", "0-1", |lower| std::fs::write(lower.join("lower-only"), b"from the image\n").expect("seed"));
+    let st = Stage::mounted_with("passthrough", "pt", "0-1", &["--user-passthrough"], |lower| std::fs::write(lower.join("lower-only"), b"from the image\n").expect("seed"));
     let out = python(&st, PROBE, None);
     for line in ["new passed True", "read back True", "union ids True size 18", "lower passed False b'from the image\\n'", "copied-up passed True"] {
         assert!(out.lines().any(|l| l == line), "missing {line:?} in:\n{out}");
@@ -86,15 +87,17 @@ fn writable_branch_files_are_the_kernels_and_lower_files_never_are() {
     let passed = counters["user_passthrough_opens"].as_u64().unwrap_or(0);
     assert!(passed >= 3, "the opens were not passed: {counters}");
 
-    // A root-owned file readable by all: another user gets it passed for reading only.
-    std::fs::write(st.mnt.join("roots"), b"root's\n").expect("write through FUSE");
+    // A root-owned file readable by all (large enough to be passed to a reader): another user
+    // gets it passed for reading only.
+    let roots = vec![b'r'; 100 << 10];
+    std::fs::write(st.mnt.join("roots"), &roots).expect("write through FUSE");
     let out = python(&st, REOPEN, Some(1000));
     assert_eq!(out, "passed True\nreopen refused\nwrite refused 9\n", "{out}");
-    assert_eq!(std::fs::read(st.mnt.join("roots")).expect("read"), b"root's\n");
+    assert!(std::fs::read(st.mnt.join("roots")).expect("read") == roots, "the reader changed the file");
     st.destroy();
 
-    // `--no-user-passthrough`: nothing is passed.
-    let st = Stage::mounted_with("no-passthrough", "np", "0-1", &["--no-user-passthrough"], |lower| std::fs::write(lower.join("lower-only"), b"from the image\n").expect("seed"));
+    // Without `--user-passthrough` (the default): nothing is passed.
+    let st = Stage::mounted_with("no-passthrough", "np", "0-1", &[], |lower| std::fs::write(lower.join("lower-only"), b"from the image\n").expect("seed"));
     let out = python(&st, PROBE, None);
     assert!(out.lines().any(|l| l == "new passed False"), "{out}");
     assert_eq!(st.counters()["user_passthrough_opens"].as_u64(), Some(0));

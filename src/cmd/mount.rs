@@ -51,8 +51,8 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
     if args.no_passthrough {
         spec.cache.passthrough = false;
     }
-    if args.no_user_passthrough {
-        spec.cache.user_passthrough = false;
+    if args.user_passthrough {
+        spec.cache.user_passthrough = true;
     }
     if let Some(t) = args.timeout {
         polytropon::spec::check_seconds("--timeout", t, 0.0, polytropon::spec::MAX_SECONDS).map_err(anyhow::Error::msg)?;

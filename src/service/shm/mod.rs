@@ -624,7 +624,6 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
             timer.stats().add_passthrough();
             if flags & libc::O_ACCMODE != libc::O_RDONLY {
                 sh.passed.add(req.instance, aux[1], aux[0]);
-                inval_inode(kernel.as_deref(), aux[0], 0, 0);
             }
         }
     }

@@ -6,7 +6,8 @@
 //!
 //! What the holder can do with it is what the union lets it do with the file already: it is
 //! the client's own data on the writable branch, opened anew (an offset of its own) with the
-//! access mode and status flags the service checked, and the kernel checks the holder's own
+//! access mode and status flags the service checked (a writer's handle is such a file already),
+//! and the kernel checks the holder's own
 //! credentials for anything else (a reopen through `/proc/self/fd`, `fchmod`, `fchown`).
 //! A lower branch's file is never passed: a reopen for writing would reach a layer other
 //! pools share. Writers' files have the FUSE side's caches of them dropped when released
@@ -24,20 +25,33 @@ use super::channels::Channel;
 /// Status flags the passed descriptor keeps from the open.
 const KEEP: i32 = libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_DSYNC | libc::O_SYNC | libc::O_DIRECT | libc::O_NOATIME;
 
-/// Sends `ch` a descriptor of the backing file of handle `handle` (of `inode`), opened with
-/// `flags`' access mode and status flags; whether it went.
+/// Files opened only to read are passed from this size on: below it, the data comes over
+/// shared memory in a round trip or two, cheaper than opening the file anew for the client.
+const READ_MIN: u64 = 64 << 10;
+
+/// Sends `ch` a descriptor of the backing file of handle `handle` (of `inode`), with `flags`'
+/// access mode and status flags; whether it went. A writer's handle already is an open file
+/// of its own with those flags (the local backend opens one per such open, and the service
+/// makes no I/O on it once passed): that one goes. A reader's is shared between readers (its
+/// offset too), so the file is opened anew.
 pub(super) fn pass(ch: &Channel, fs: &dyn FileSystem, flags: i32, inode: Inode, handle: u64) -> bool {
     let Ok(b) = fs.backing_file(inode, handle) else { return false };
     if !b.writable {
         return false;
     }
+    let regular = |fd: std::os::fd::BorrowedFd<'_>| rustix::fs::fstat(fd).is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile);
+    if flags & libc::O_ACCMODE != libc::O_RDONLY {
+        let same = rustix::fs::fcntl_getfl(&*b.fd).is_ok_and(|fl| fl.bits() as i32 & KEEP == flags & KEEP);
+        if same {
+            return regular(b.fd.as_fd()) && ch.send_fd(b.fd.as_fd());
+        }
+    } else if b.size < READ_MIN {
+        return false;
+    }
     let proc_path = format!("/proc/self/fd/{}", b.fd.as_raw_fd());
     let oflags = rustix::fs::OFlags::from_bits_retain((flags & KEEP) as u32) | rustix::fs::OFlags::CLOEXEC;
     let Ok(fd) = rustix::fs::open(proc_path.as_str(), oflags, rustix::fs::Mode::empty()) else { return false };
-    match rustix::fs::fstat(&fd) {
-        Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile => ch.send_fd(fd.as_fd()),
-        _ => false,
-    }
+    regular(fd.as_fd()) && ch.send_fd(fd.as_fd())
 }
 
 /// Handles passed for writing: their release, and a `Getattr` of their file while they

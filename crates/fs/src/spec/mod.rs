@@ -13,7 +13,7 @@
 //!   attr_timeout: 1.0    # seconds
 //!   entry_timeout: 1.0
 //!   passthrough: true    # kernel mode: FUSE passthrough to backend host files
-//!   user_passthrough: true  # kernel mode: the library gets the backing file's descriptor
+//!   user_passthrough: false # kernel mode: the library gets the backing file's descriptor
 //! ```
 //!
 //! Parsing uses `serde_yaml_ng`, a maintained fork of `serde_yaml` (archived upstream in
@@ -150,6 +150,8 @@ pub struct CacheSpec {
     /// In `kernel` mode with the local backend: a process under the preload library that
     /// opens a file of the writable branch gets the backing file's descriptor, and its reads,
     /// writes, seeks and syncs of it are the kernel's own (the user-level path's passthrough).
+    /// Off by default: passing a descriptor costs an open some 7 us, which short-lived files
+    /// (the fileserver and webserver mixes) do not win back (docs/BENCHMARKS.md).
     pub user_passthrough: bool,
     /// In `writethrough` and `writeback` modes: the service's cache size (`256M`, `1G`, ...;
     /// default 256M).
@@ -215,7 +217,7 @@ impl Default for CacheSpec {
             attr_timeout: 1.0,
             entry_timeout: 1.0,
             passthrough: true,
-            user_passthrough: true,
+            user_passthrough: false,
             size: None,
             dirty_ratio: 0.5,
             dirty_expire: 5.0,
