@@ -103,7 +103,7 @@ fn real_programs_on(cpus: &str) {
     st.compile("stdio");
     let (expected, got) = st.both(PROGRAMS);
     let (want, have) = (String::from_utf8_lossy(&expected.stdout), String::from_utf8_lossy(&got.stdout));
-    assert_eq!(have, want, "output differs under the library; its stderr:\n{}", stderr(&got));
+    assert_eq!(have, want, "output differs under the library; its stderr:\n{}\nthe service's log:\n{}", stderr(&got), st.service_log());
     assert_eq!(got.status.code(), expected.status.code(), "{}", stderr(&got));
     assert_eq!(stderr(&got), stderr(&expected));
     let (ours, reference) = (comparable(kernel_tree(&st.mnt)), comparable(kernel_tree(&st.plain)));

@@ -113,6 +113,12 @@ impl Stage {
         json[0]["service"]["mounts"][0].clone()
     }
 
+    /// The pool's service log (for a failure's message): what the service said meanwhile.
+    pub fn service_log(&self) -> String {
+        let log = self.h.pools().service(&self.name).ok().flatten().and_then(|s| s.log);
+        log.and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_else(|| "(no service log)".into())
+    }
+
     pub fn destroy(mut self) {
         self.h.ok(&["pool", "destroy", &self.name, "--force"]);
         self.h.created.clear();
