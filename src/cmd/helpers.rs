@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use polytropon::cli::{Cli, UmountArgs};
-use polytropon::mount_helper::{self, Helper, MountFlags};
+use polytropon::mount_helper::{self, Helper, MountCall, MountFlags, UmountCall};
 
 /// mount(8)'s exit status for a usage error, and for a mount that failed.
 const USAGE: u8 = 1;
@@ -18,26 +18,23 @@ const FAILED: u8 = 32;
 /// Runs the helper `helper` with the arguments after its name.
 pub fn run(helper: Helper, name: &str, args: &[OsString]) -> ExitCode {
     let done = match helper {
-        Helper::Mount => mount(name, args),
-        Helper::Umount => umount(name, args),
+        Helper::Mount => mount_helper::mount_call(args).map(|c| mount(name, c)),
+        Helper::Umount => mount_helper::umount_call(args).map(|c| umount(name, c)),
     };
     match done {
-        Ok(code) => code,
-        Err(e) => {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
             eprintln!("{name}: {e:#}");
             ExitCode::from(FAILED)
+        }
+        Err(usage) => {
+            eprintln!("{name}: {usage}");
+            ExitCode::from(USAGE)
         }
     }
 }
 
-fn mount(name: &str, args: &[OsString]) -> anyhow::Result<ExitCode> {
-    let call = match mount_helper::mount_call(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            return Ok(ExitCode::from(USAGE));
-        }
-    };
+fn mount(name: &str, call: MountCall) -> anyhow::Result<ExitCode> {
     for ignored in &call.ignored {
         eprintln!("{name}: ignoring option {ignored:?} (-s)");
     }
@@ -58,7 +55,7 @@ fn mount(name: &str, args: &[OsString]) -> anyhow::Result<ExitCode> {
     }
     if call.flags.any() {
         if let Err(e) = remount(&call.mountpoint, call.flags) {
-            let _ = umount(name, &[call.mountpoint.clone().into_os_string()]);
+            let _ = umount(name, UmountCall { mountpoint: call.mountpoint.clone(), verbose: false });
             return Err(e);
         }
     }
@@ -78,14 +75,7 @@ fn remount(dir: &Path, f: MountFlags) -> anyhow::Result<()> {
     nix::mount::mount(None::<&str>, dir, None::<&str>, flags, None::<&str>).with_context(|| format!("cannot apply nosuid/nodev/noexec to {}", dir.display()))
 }
 
-fn umount(name: &str, args: &[OsString]) -> anyhow::Result<ExitCode> {
-    let call = match mount_helper::umount_call(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            return Ok(ExitCode::from(USAGE));
-        }
-    };
+fn umount(name: &str, call: UmountCall) -> anyhow::Result<ExitCode> {
     // The state directory as `polytropon` would take it (POLYTROPON_STATE_DIR or the default).
     let cli = Cli::try_parse_from([OsString::from("polytropon"), "umount".into(), call.mountpoint.clone().into_os_string()])?;
     let pool = owning_pool(&cli.state_dir, &call.mountpoint);

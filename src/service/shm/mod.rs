@@ -600,7 +600,7 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         match sh.owners.release(owner, req.instance, req.handle) {
             Some(held) => {
                 let op = if held.dir { Op::Releasedir } else { Op::Release };
-                if sh.passed.take(req.instance, req.handle) {
+                if passthrough && sh.passed.take(req.instance, req.handle) {
                     // Written behind the service's back: the FUSE side forgets what it cached.
                     inval_inode(kernel.as_deref(), held.inode, 0, 0);
                 }
