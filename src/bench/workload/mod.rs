@@ -150,6 +150,11 @@ impl Params {
 /// Runs `f(thread, rng)` on `threads` threads and merges what they measured (latency samples
 /// of one operation into one list; spans side by side, which add up to one throughput).
 pub fn merged(threads: u32, rng: &mut Rng, f: impl Fn(u32, Rng) -> io::Result<Output> + Sync) -> io::Result<Output> {
+    if threads <= 1 {
+        // On this thread, as the workload ran before `--threads`: a thread spawned for it
+        // would start with no client of its own and measured a stream at half speed.
+        return f(0, Rng(rng.next_u64() | 1));
+    }
     let mut out = Output::default();
     for o in in_threads(threads, rng, f)? {
         for (op, unit, samples) in o.samples {
