@@ -372,7 +372,6 @@ impl Client {
         drop(self);
     }
 
-    /// Copies the first `out.len()` bytes of the reply data out of the buffer.
     /// Takes the descriptor the service sent on the connection ([`crate::OPEN_PASSED`]),
     /// close-on-exec; `None` when there is none (or the connection is gone).
     pub fn recv_fd(&self) -> Option<i32> {
@@ -383,38 +382,22 @@ impl Client {
         if sock < 0 {
             return None;
         }
+        // Non-blocking: the service sent it before answering; if it is not there, none is.
         let mut byte = [0u8; 1];
-        let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-        // Room for one descriptor's control message (`CMSG_SPACE(4)` is 24 on Linux).
-        let mut control = [0u64; 4];
-        // SAFETY: a zeroed msghdr is valid; the pointers set below outlive the call.
-        let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = core::mem::size_of_val(&control);
-        // SAFETY: recvmsg on this client's connection into the buffers described by `msg`;
-        // non-blocking (the service sent it before answering; if it is not there, none is).
-        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT) };
-        if n != 1 {
-            return None;
+        match channel::receive_with_fd(sock, &mut byte, libc::MSG_DONTWAIT) {
+            Ok((1, fd)) if fd >= 0 => Some(fd),
+            Ok((_, fd)) => {
+                if fd >= 0 {
+                    // SAFETY: a descriptor just received, ours alone.
+                    unsafe { libc::close(fd) };
+                }
+                None
+            }
+            Err(_) => None,
         }
-        // SAFETY: `msg` was filled by recvmsg; the macros walk its control buffer.
-        let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-        if cmsg.is_null() {
-            return None;
-        }
-        // SAFETY: `cmsg` points into `control`, as CMSG_FIRSTHDR checked.
-        let (level, kind, len) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
-        // SAFETY: CMSG_LEN is arithmetic only.
-        if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS || len < unsafe { libc::CMSG_LEN(4) } as usize {
-            return None;
-        }
-        // SAFETY: an SCM_RIGHTS message of at least one descriptor (checked above).
-        let fd = unsafe { core::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const i32) };
-        (fd >= 0).then_some(fd)
     }
 
+    /// Copies the first `out.len()` bytes of the reply data out of the buffer.
     pub fn data(&self, out: &mut [u8]) -> usize {
         self.area.read_data(out.len(), out)
     }
@@ -538,9 +521,9 @@ mod channel {
         Ok(())
     }
 
-    /// Receives the service's welcome and the descriptor attached to it (-1 when none).
-    pub fn receive(fd: i32) -> Result<(Welcome, i32), i32> {
-        let mut b = [0u8; 24];
+    /// Receives into `b` and the one descriptor that may come with it (-1 when none; any
+    /// further ones are closed), close-on-exec; the bytes received.
+    pub fn receive_with_fd(fd: i32, b: &mut [u8], flags: i32) -> Result<(usize, i32), i32> {
         // Room for one descriptor's control message (CMSG_SPACE(4) is 24 on 64-bit Linux).
         let mut control = [0u64; 4];
         let mut iov = libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() };
@@ -552,11 +535,11 @@ mod channel {
         msg.msg_controllen = core::mem::size_of_val(&control);
         // SAFETY: `msg` describes valid buffers; MSG_CMSG_CLOEXEC marks a received
         // descriptor close-on-exec at once.
-        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_WAITALL) };
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC | flags) };
         if n < 0 {
             return Err(errno());
         }
-        let mut memfd = -1;
+        let mut got_fd = -1;
         // SAFETY: walking the control messages the kernel wrote into `control`, as
         // CMSG_FIRSTHDR/CMSG_NXTHDR define.
         unsafe {
@@ -564,8 +547,8 @@ mod channel {
             while !c.is_null() {
                 if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS && (*c).cmsg_len as usize >= libc::CMSG_LEN(4) as usize {
                     let got = core::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
-                    if memfd < 0 {
-                        memfd = got;
+                    if got_fd < 0 {
+                        got_fd = got;
                     } else {
                         libc::close(got);
                     }
@@ -573,7 +556,14 @@ mod channel {
                 c = libc::CMSG_NXTHDR(&msg, c);
             }
         }
-        if n as usize != b.len() {
+        Ok((n as usize, got_fd))
+    }
+
+    /// Receives the service's welcome and the descriptor attached to it (-1 when none).
+    pub fn receive(fd: i32) -> Result<(Welcome, i32), i32> {
+        let mut b = [0u8; 24];
+        let (n, memfd) = receive_with_fd(fd, &mut b, libc::MSG_WAITALL)?;
+        if n != b.len() {
             if memfd >= 0 {
                 // SAFETY: closing a descriptor received above.
                 unsafe { libc::close(memfd) };

@@ -115,6 +115,9 @@ pub const FLAG_FD_OK: u32 = 4;
 /// (passthrough: the client's reads, writes, seeks and syncs of the file are then the
 /// kernel's own). Only for a writable branch's regular file in the `kernel` cache mode.
 pub const OPEN_PASSED: u64 = 1;
+/// The open flags a file keeps when it is opened again elsewhere (a backing file's descriptor
+/// for the client, the library's hand-over to the kernel): access mode and status flags.
+pub const REOPEN_FLAGS: i32 = libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_DSYNC | libc::O_SYNC | libc::O_DIRECT | libc::O_NOATIME;
 
 /// The calling thread's cpu plus one, 0 when unknown (glibc reads it from the thread's
 /// restartable-sequences area: no system call).

@@ -437,8 +437,7 @@ fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
     let mut path = [0u8; PATH_KEEP + 1];
     let p = f.path();
     path[..p.len()].copy_from_slice(p);
-    let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_DSYNC | libc::O_SYNC | libc::O_DIRECT | libc::O_NOATIME;
-    let flags = (f.flags.load(Ordering::Relaxed) as c_int & keep) | libc::O_CLOEXEC;
+    let flags = (f.flags.load(Ordering::Relaxed) as c_int & polytropon_ipc::REOPEN_FLAGS) | libc::O_CLOEXEC;
     // SAFETY: `path` is NUL-terminated (one spare zero byte at least).
     let tmp = unsafe { real::open(path.as_ptr() as *const libc::c_char, flags, 0) };
     if tmp < 0 {

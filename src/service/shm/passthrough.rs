@@ -23,7 +23,7 @@ use crate::libservice::{FileSystem, Inode};
 use super::channels::Channel;
 
 /// Status flags the passed descriptor keeps from the open.
-const KEEP: i32 = libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_DSYNC | libc::O_SYNC | libc::O_DIRECT | libc::O_NOATIME;
+const KEEP: i32 = polytropon_ipc::REOPEN_FLAGS;
 
 /// Files opened only to read are passed from this size on: below it, the data comes over
 /// shared memory in a round trip or two, cheaper than opening the file anew for the client.
