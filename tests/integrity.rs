@@ -17,12 +17,10 @@ fn fsx() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/fsx.py").display().to_string()
 }
 
-/// Reads or writes (`op`) served at user level: by the service, or (the `kernel` cache mode)
-/// through the backing file's descriptors it passed, counted by those opens.
+/// Reads or writes (`op`) served at user level (see `common::stage::user_data`).
 fn user_ops(h: &Host, pool: &str, op: &str) -> u64 {
     let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", pool, "--format", "json"])).expect("json");
-    let m = &json[0]["service"]["mounts"][0];
-    m["user_ops"][op]["count"].as_u64().unwrap_or(0) + m["user_passthrough_opens"].as_u64().unwrap_or(0)
+    common::stage::user_data(&json[0]["service"]["mounts"][0], op)
 }
 
 fn passed(out: &Output, what: &str, ops: &str) {

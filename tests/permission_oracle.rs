@@ -36,7 +36,11 @@ fn oracle(seed: u32) {
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     }
     let stats = Arc::new(OpStats::default());
-    let table = Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs: union(&lower, &upper), stats: stats.clone(), kernel: None, device: None, passthrough: false })]));
+    let table = Arc::new(std::sync::RwLock::new(vec![Some({
+        let fs = union(&lower, &upper);
+        let changes = polytropon::service::shm::changes::watch(&*fs);
+        UserInstance { fs, stats: stats.clone(), kernel: None, device: None, passthrough: false, changes }
+    })]));
     let g = Geometry { queues: 1, slots: 64, clients: 16, buffer_size: 1 << 20 };
     let driver = BackDriver::start_table(table, g, &[], None, &common::channel_path()).expect("back driver");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/perm_oracle.py");

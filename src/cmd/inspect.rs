@@ -95,13 +95,14 @@ fn human(reports: &[PoolReport]) -> String {
                         .collect();
                     let _ = writeln!(
                         s,
-                        "  mount    {}  instance {}  backend {:?}  cache {:?}  passthrough opens {} (user-level {})  branches {}",
+                        "  mount    {}  instance {}  backend {:?}  cache {:?}  passthrough opens {} (user-level {})  prefetched opens {}  branches {}",
                         m.mountpoint.display(),
                         m.instance,
                         m.spec.backend,
                         m.spec.cache.mode,
                         m.passthrough_opens,
                         m.user_passthrough_opens,
+                        m.user_prefetched_opens,
                         branches.join(" ")
                     );
                     for (path, ops) in [("fuse", &m.fuse_ops), ("user", &m.user_ops)] {

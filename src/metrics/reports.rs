@@ -165,6 +165,7 @@ fn mount(f: &mut Families, base: &Labels, m: &MountInfo) {
     f.gauge("instance_info", "A filesystem instance the service serves: its backend, cache mode and branches (PATH:rw|ro, topmost first); always 1", None, with(&labels, info), 1u64);
     f.counter("instance_passthrough_opens", "Opens the instance answered with FUSE passthrough", None, labels.clone(), m.passthrough_opens);
     f.counter("instance_user_passthrough_opens", "Opens on the user-level path answered with the backing file's descriptor", None, labels.clone(), m.user_passthrough_opens);
+    f.counter("instance_user_prefetched_opens", "Opens on the user-level path answered with the file's bytes", None, labels.clone(), m.user_prefetched_opens);
     for (path, ops) in [("fuse", &m.fuse_ops), ("user", &m.user_ops)] {
         for (op, o) in ops {
             let n = o.buckets.len().min(BUCKETS);

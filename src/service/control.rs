@@ -52,6 +52,10 @@ pub struct MountInfo {
     /// Opens on the user-level path answered with the backing file's descriptor.
     #[serde(default)]
     pub user_passthrough_opens: u64,
+    /// Opens on the user-level path answered with the file's bytes (a small file, which the
+    /// client then reads without asking again while nobody changes it).
+    #[serde(default)]
+    pub user_prefetched_opens: u64,
     /// Per request kind on the FUSE path.
     pub fuse_ops: BTreeMap<String, OpSummary>,
     /// Per request kind on the user-level path.

@@ -225,17 +225,19 @@ impl Service {
         // However this ends (an error, a panic below), the mount point is no longer pending.
         let unmark = Unmark { pending: &self.pending, mountpoint: &mp };
         let built = instance::build(&spec).map_err(DaemonError::Build).and_then(|fs| {
+            // Watched before it is mounted: no change escapes the table.
+            let key = crate::service::shm::changes::watch(&*fs);
             let mount = fuse::spawn(fs.clone(), &mp, &FuseConfig::from_spec(&spec.cache)).map_err(|source| DaemonError::Mount { path: mp.clone(), source })?;
-            Ok((fs, mount))
+            Ok((fs, mount, key))
         });
         let mut table = self.table.lock();
         drop(unmark);
-        let (fs, mount) = built?;
+        let (fs, mount, key) = built?;
         if self.stopping.load(Ordering::Acquire) {
             drop(mount);
             return Err(DaemonError::Stopping);
         }
-        let instance = table.insert(mp.clone(), spec, mount, fs, want);
+        let instance = table.insert(mp.clone(), spec, mount, fs, key, want);
         info!("serving {} (instance {instance})", mp.display());
         self.save_table(&table);
         Ok(instance)
@@ -293,6 +295,7 @@ impl Service {
                     spec: s.spec.clone(),
                     passthrough_opens: s.mount.stats().passthrough_opens(),
                     user_passthrough_opens: s.user.passthrough_opens(),
+                    user_prefetched_opens: s.user.prefetched_opens(),
                     fuse_ops: s.mount.stats().summary(),
                     user_ops: s.user.summary(),
                 })

@@ -72,12 +72,13 @@ impl Locked<'_> {
 
     /// Adds `fs`, mounted at `mountpoint`, as user-level index `want` when it is given, in
     /// range and free, else the lowest free one; returns the index.
-    pub fn insert(&mut self, mountpoint: PathBuf, spec: InstanceSpec, mount: Mounted, fs: Arc<dyn FileSystem>, want: Option<u32>) -> u32 {
+    /// `changes`: its key in the change table, if it is watched.
+    pub fn insert(&mut self, mountpoint: PathBuf, spec: InstanceSpec, mount: Mounted, fs: Arc<dyn FileSystem>, changes: Option<u32>, want: Option<u32>) -> u32 {
         let user = Arc::new(OpStats::default());
         let device = std::fs::metadata(&mountpoint).ok().map(|m| std::os::unix::fs::MetadataExt::dev(&m));
         // Backing files go to clients only where the data lives in them (no pool cache).
         let passthrough = spec.cache.mode == crate::spec::CacheMode::Kernel && spec.cache.user_passthrough && matches!(spec.backend, crate::spec::BackendSpec::Local);
-        let entry = Some(UserInstance { fs, stats: user.clone(), kernel: mount.kernel_cache(), device, passthrough });
+        let entry = Some(UserInstance { fs, stats: user.clone(), kernel: mount.kernel_cache(), device, passthrough, changes });
         let mut t = self.by_index.write().unwrap_or_else(|p| p.into_inner());
         let want = want.map(|w| w as usize).filter(|w| *w < MAX_INSTANCES);
         if let Some(w) = want {

@@ -88,12 +88,14 @@ const OPS: [&str; 37] = [
 #[derive(Debug)]
 pub struct OpStats {
     passthrough_opens: AtomicU64,
+    /// Opens whose file's bytes went with the answer (the user-level path's small files).
+    prefetched_opens: AtomicU64,
     ops: [Histogram; OPS.len()],
 }
 
 impl Default for OpStats {
     fn default() -> Self {
-        OpStats { passthrough_opens: AtomicU64::new(0), ops: std::array::from_fn(|_| Histogram::new()) }
+        OpStats { passthrough_opens: AtomicU64::new(0), prefetched_opens: AtomicU64::new(0), ops: std::array::from_fn(|_| Histogram::new()) }
     }
 }
 
@@ -110,6 +112,15 @@ impl OpStats {
     /// Opens answered with FUSE passthrough.
     pub fn passthrough_opens(&self) -> u64 {
         self.passthrough_opens.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_prefetched(&self) {
+        self.prefetched_opens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Opens whose file's bytes went with the answer.
+    pub fn prefetched_opens(&self) -> u64 {
+        self.prefetched_opens.load(Ordering::Relaxed)
     }
 
     /// Count and p50/p99 latency per request kind seen so far.

@@ -39,10 +39,12 @@ pub fn bash(h: &Host, pool: Option<&str>, dir: &Path, script: &str) -> Output {
         .expect("run bash")
 }
 
-/// Reads or writes (`op`) a mount's user-level path served: by the service, or through the
-/// backing file's descriptors it passed (counted by the opens that passed one).
+/// Reads or writes (`op`) a mount's user-level path served: by the service, through the
+/// backing file's descriptors it passed (counted by the opens that passed one), or, for
+/// reads, from the bytes that came with an open (counted by those opens).
 pub fn user_data(mount: &serde_json::Value, op: &str) -> u64 {
-    count(mount, "user_ops", op) + mount["user_passthrough_opens"].as_u64().unwrap_or(0)
+    let prefetched = if op == "read" { mount["user_prefetched_opens"].as_u64().unwrap_or(0) } else { 0 };
+    count(mount, "user_ops", op) + mount["user_passthrough_opens"].as_u64().unwrap_or(0) + prefetched
 }
 
 /// Count of request kind `op` on `path` (`user_ops`, `fuse_ops`) of a mount's counters.

@@ -38,6 +38,33 @@ pub struct Client {
     spins: u32,
     /// The request being waited for was sent from the worker's cpu: yield at every poll.
     near: bool,
+    /// The service's change table, mapped read-only (`None`: it sent none, or it could not
+    /// be mapped; nothing learned of a file is then trusted).
+    changes: Option<crate::changes::View>,
+}
+
+/// Maps the change table the service sent (read-only; the descriptor is closed).
+fn map_changes(fd: i32) -> Option<crate::changes::View> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a shared read-only mapping of the table's size from the memfd the service sent;
+    // a shorter object would fault on access past its end, so its size is checked first.
+    let base = unsafe {
+        let mut st: libc::stat = core::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 || (st.st_size as u64) < crate::changes::BYTES as u64 {
+            libc::close(fd);
+            return None;
+        }
+        libc::mmap(core::ptr::null_mut(), crate::changes::BYTES, libc::PROT_READ, libc::MAP_SHARED, fd, 0)
+    };
+    // SAFETY: the mapping (if made) keeps the memory object; the descriptor is not needed.
+    unsafe { libc::close(fd) };
+    if base == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: a page-aligned mapping of BYTES bytes, unmapped only when the client is dropped.
+    Some(unsafe { crate::changes::View::new(base.cast()) })
 }
 
 /// Where a client's connection descriptor is kept.
@@ -116,12 +143,20 @@ impl Client {
         // SAFETY: gettid cannot fail.
         let tid = unsafe { libc::gettid() } as u32;
         channel::send(socket, &Hello { version: crate::PROTOCOL_VERSION, tid }.to_bytes()).map_err(close)?;
-        let (welcome, memfd) = channel::receive(socket).map_err(close)?;
+        let (welcome, [memfd, table]) = channel::receive(socket).map_err(close)?;
+        let changes = map_changes(table);
+        let unmap_changes = || {
+            if let Some(v) = changes {
+                // SAFETY: unmapping the table mapped above, of which no view is kept.
+                unsafe { libc::munmap(v.as_ptr() as *mut libc::c_void, crate::changes::BYTES) };
+            }
+        };
         let fail = |e: i32| {
             if memfd >= 0 {
                 // SAFETY: closing the descriptor the service sent.
                 unsafe { libc::close(memfd) };
             }
+            unmap_changes();
             close(e)
         };
         if welcome.version != crate::PROTOCOL_VERSION {
@@ -142,11 +177,13 @@ impl Client {
         // SAFETY: the mapping keeps the memory object; its descriptor is not needed any more.
         unsafe { libc::close(memfd) };
         if !mapped {
+            unmap_changes();
             return Err(close(e));
         }
         let unmap = |e: i32| {
             // SAFETY: unmapping the area mapped above.
             unsafe { libc::munmap(base, area_len) };
+            unmap_changes();
             close(e)
         };
         let (seg, addr) = attach_segment(welcome.shmid).map_err(unmap)?;
@@ -161,7 +198,12 @@ impl Client {
             }
             None => Socket::Own(socket),
         };
-        Ok(Client { seg, addr, area, area_len, socket, shmid: welcome.shmid, id: welcome.client, queue, seq: h.seq.load(Ordering::Acquire).wrapping_add(1 << 32), spins: if several_cpus() { SPINS } else { 0 }, near: false })
+        Ok(Client { seg, addr, area, area_len, socket, shmid: welcome.shmid, id: welcome.client, queue, seq: h.seq.load(Ordering::Acquire).wrapping_add(1 << 32), spins: if several_cpus() { SPINS } else { 0 }, near: false, changes })
+    }
+
+    /// The service's change table, if it sent one.
+    pub fn changes(&self) -> Option<&crate::changes::View> {
+        self.changes.as_ref()
     }
 
     /// The segment of the service this client reached.
@@ -411,6 +453,11 @@ impl Drop for Client {
             libc::shmdt(self.addr);
             libc::munmap(self.area.header() as *const _ as *mut libc::c_void, self.area_len);
         }
+        if let Some(v) = self.changes {
+            // SAFETY: the table mapped in `connect_with`; views of it are copied out only
+            // for the length of a call on this client.
+            unsafe { libc::munmap(v.as_ptr() as *mut libc::c_void, crate::changes::BYTES) };
+        }
         let fd = match &self.socket {
             Socket::Own(fd) => *fd,
             Socket::Slot(s) => s.swap(-1, core::sync::atomic::Ordering::AcqRel),
@@ -521,11 +568,11 @@ mod channel {
         Ok(())
     }
 
-    /// Receives into `b` and the one descriptor that may come with it (-1 when none; any
-    /// further ones are closed), close-on-exec; the bytes received.
-    pub fn receive_with_fd(fd: i32, b: &mut [u8], flags: i32) -> Result<(usize, i32), i32> {
-        // Room for one descriptor's control message (CMSG_SPACE(4) is 24 on 64-bit Linux).
-        let mut control = [0u64; 4];
+    /// Receives into `b` and the descriptors that may come with it (at most two are kept, -1
+    /// for each missing; any further ones are closed), close-on-exec; the bytes received.
+    pub fn receive_with_fds(fd: i32, b: &mut [u8], flags: i32) -> Result<(usize, [i32; 2]), i32> {
+        // Room for control messages of two descriptors (CMSG_SPACE(8) is 24 on 64-bit Linux).
+        let mut control = [0u64; 6];
         let mut iov = libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() };
         // SAFETY: a zeroed msghdr is valid; the pointers set below outlive the call.
         let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
@@ -539,37 +586,55 @@ mod channel {
         if n < 0 {
             return Err(errno());
         }
-        let mut got_fd = -1;
+        let mut got = [-1i32; 2];
+        let mut kept = 0;
         // SAFETY: walking the control messages the kernel wrote into `control`, as
-        // CMSG_FIRSTHDR/CMSG_NXTHDR define.
+        // CMSG_FIRSTHDR/CMSG_NXTHDR define, and reading the descriptors each one holds
+        // (its length past the header, in whole ints).
         unsafe {
             let mut c = libc::CMSG_FIRSTHDR(&msg);
             while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS && (*c).cmsg_len as usize >= libc::CMSG_LEN(4) as usize {
-                    let got = core::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
-                    if got_fd < 0 {
-                        got_fd = got;
-                    } else {
-                        libc::close(got);
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(c) as *const i32;
+                    let bytes = ((*c).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+                    for i in 0..bytes / core::mem::size_of::<i32>() {
+                        let fd = core::ptr::read_unaligned(data.add(i));
+                        if kept < got.len() {
+                            got[kept] = fd;
+                            kept += 1;
+                        } else {
+                            libc::close(fd);
+                        }
                     }
                 }
                 c = libc::CMSG_NXTHDR(&msg, c);
             }
         }
-        Ok((n as usize, got_fd))
+        Ok((n as usize, got))
     }
 
-    /// Receives the service's welcome and the descriptor attached to it (-1 when none).
-    pub fn receive(fd: i32) -> Result<(Welcome, i32), i32> {
+    /// As [`receive_with_fds`], keeping one descriptor (-1 when none).
+    pub fn receive_with_fd(fd: i32, b: &mut [u8], flags: i32) -> Result<(usize, i32), i32> {
+        let (n, [first, second]) = receive_with_fds(fd, b, flags)?;
+        if second >= 0 {
+            // SAFETY: a descriptor just received, ours alone.
+            unsafe { libc::close(second) };
+        }
+        Ok((n, first))
+    }
+
+    /// Receives the service's welcome and the descriptors attached to it (-1 when missing):
+    /// the client's area and the change table.
+    pub fn receive(fd: i32) -> Result<(Welcome, [i32; 2]), i32> {
         let mut b = [0u8; 24];
-        let (n, memfd) = receive_with_fd(fd, &mut b, libc::MSG_WAITALL)?;
+        let (n, fds) = receive_with_fds(fd, &mut b, libc::MSG_WAITALL)?;
         if n != b.len() {
-            if memfd >= 0 {
+            for fd in fds.into_iter().filter(|fd| *fd >= 0) {
                 // SAFETY: closing a descriptor received above.
-                unsafe { libc::close(memfd) };
+                unsafe { libc::close(fd) };
             }
             return Err(if n == 0 { libc::ECONNREFUSED } else { libc::EPROTO });
         }
-        Ok((Welcome::from_bytes(b), memfd))
+        Ok((Welcome::from_bytes(b), fds))
     }
 }

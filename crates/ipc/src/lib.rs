@@ -15,6 +15,7 @@ extern crate std;
 #[cfg(not(loom))]
 pub mod area;
 pub mod args;
+pub mod changes;
 #[cfg(not(loom))]
 pub mod client;
 pub mod queue;
@@ -32,7 +33,7 @@ pub use queue::{PushError, Queue, QueueHeader, Slot};
 pub unsafe trait ShmSafe {}
 
 /// Version of the protocol; the service and the library refuse to talk across versions.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// SysV key of a pool service's segment inside the pool's own IPC namespace (one service per
 /// namespace): a client whose service died finds its successor's segment by it.
@@ -115,6 +116,18 @@ pub const FLAG_FD_OK: u32 = 4;
 /// (passthrough: the client's reads, writes, seeks and syncs of the file are then the
 /// kernel's own). Only for a writable branch's regular file in the `kernel` cache mode.
 pub const OPEN_PASSED: u64 = 1;
+/// `OpenPath` flag: the client keeps a small file's bytes that come with the open (see
+/// [`OPEN_PREFETCHED`]); without it the service sends none.
+pub const FLAG_PREFETCH: u32 = 8;
+/// `OpenPath` answer (bit of `aux[2]`): the file, opened read-only, is at most
+/// [`changes::PREFETCH_MAX`] bytes long and all of them are in the buffer, the answer's value
+/// being their number; `aux[3]` is its change-table word as it was before they were read and
+/// the high half of `aux[2]` its slot.
+pub const OPEN_PREFETCHED: u64 = 2;
+/// `Read` answer (bit of `aux[1]`): the read stopped at the file's end (it answered fewer
+/// bytes than asked for); `aux[0]` is the file's change-table word as it was before the read
+/// and the high half of `aux[1]` its slot.
+pub const READ_EOF: u64 = 1;
 /// The open flags a file keeps when it is opened again elsewhere (a backing file's descriptor
 /// for the client, the library's hand-over to the kernel): access mode and status flags.
 pub const REOPEN_FLAGS: i32 = libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_DSYNC | libc::O_SYNC | libc::O_DIRECT | libc::O_NOATIME;

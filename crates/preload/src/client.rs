@@ -52,13 +52,30 @@ pub fn recv_fd() -> Option<libc::c_int> {
 /// Sends a read (`d`) and copies what the answer holds, its value in bytes (at most
 /// `out.len()`), into `out`: never the whole buffer when the file had less (a 1 MiB read of
 /// a 64 KiB file copied 1 MiB).
-pub fn call_read(d: Descriptor, out: &mut [u8]) -> Served<usize> {
+///
+/// With the count, where the file ended when the read stopped there, and under which slot
+/// word that holds (see `polytropon_ipc::READ_EOF`).
+pub fn call_read(d: Descriptor, out: &mut [u8]) -> Served<(usize, Option<crate::files::Known>)> {
     with_client(|client| {
         let r = client.call(d, &[])?;
         let n = usize::try_from(r.value).unwrap_or(0).min(out.len());
         client.data(&mut out[..n]);
-        Ok(n)
+        let end = (r.aux[1] & polytropon_ipc::READ_EOF != 0)
+            .then(|| client.changes().map(|v| crate::files::Known::new(v.id(), r.aux[1] >> 32, r.aux[0], d.offset + n as u64, Vec::new())))
+            .flatten();
+        Ok((n, end))
     })
+}
+
+/// The change table's identity and the word of slot `slot` now, as this thread's client
+/// sees them (`None`: no table, or no such slot).
+pub fn change_word(slot: u64) -> Option<(u64, u64)> {
+    with_client(|client| Ok(client.changes().and_then(|v| Some((v.id(), v.load(slot)?))))).ok().flatten()
+}
+
+/// The change table's identity, as this thread's client sees it.
+pub fn change_table() -> Option<u64> {
+    CLIENT.try_with(|c| c.try_borrow().ok().and_then(|c| c.as_ref().and_then(|(client, _)| client.changes().map(|v| v.id())))).ok().flatten()
 }
 
 /// Sends a large write while still copying its data in (see `Client::call_streamed`).

@@ -1,5 +1,6 @@
 //! Open files of the user-level path and the descriptors that name them, in fixed static
-//! tables: no allocation and no lock on the hot path.
+//! tables: no allocation and no blocking lock on the hot path (what is known of a file's
+//! contents, a small file's bytes kept from its open, sits behind a lock only ever tried).
 //!
 //! Each of our descriptors is a real kernel descriptor (a duplicate of one `/dev/null`
 //! descriptor), so its number is never handed out twice, `FD_CLOEXEC` lives in the kernel,
@@ -14,6 +15,7 @@
 use std::cell::UnsafeCell;
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::config::errno;
 use crate::real;
@@ -39,7 +41,35 @@ pub struct File {
     passthrough: AtomicBool,
     path_len: AtomicUsize,
     path: UnsafeCell<[u8; PATH_KEEP]>,
+    /// This open's number (from `SERIALS`): what is known of the file is trusted only under
+    /// the same number, so a slot used again never answers from an earlier file's bytes.
+    serial: AtomicU64,
+    /// What the service told of the file's contents (taken with `try_lock` only: a thread that
+    /// held it at a `fork` leaves it locked in the child, which then just asks the service).
+    known: Mutex<Option<Known>>,
 }
+
+/// What is known of an open file's contents, valid while its change-table slot holds `word`
+/// (see `polytropon_ipc::changes`).
+pub struct Known {
+    serial: u64,
+    pub table: u64,
+    pub slot: u64,
+    pub word: u64,
+    /// Where the file ended (`u64::MAX`: unknown).
+    pub end: u64,
+    /// Its bytes from offset 0.
+    pub head: Vec<u8>,
+}
+
+impl Known {
+    pub fn new(table: u64, slot: u64, word: u64, end: u64, head: Vec<u8>) -> Known {
+        Known { serial: 0, table, slot, word, end, head }
+    }
+}
+
+/// Numbers of opens (see `File::serial`).
+static SERIALS: AtomicU64 = AtomicU64::new(1);
 
 // SAFETY: `path` is written only by the thread that claimed the slot (refs 0 -> 1) before the
 // slot is published in `FDS`, and only read afterwards.
@@ -58,6 +88,34 @@ impl File {
             passthrough: AtomicBool::new(false),
             path_len: AtomicUsize::new(0),
             path: UnsafeCell::new([0; PATH_KEEP]),
+            serial: AtomicU64::new(0),
+            known: Mutex::new(None),
+        }
+    }
+
+    /// Answers a read of `out.len()` bytes at `offset` from what is known of the file, if
+    /// `current` (the table's identity and the word of a slot now) says it still holds.
+    pub fn read_known(&self, offset: u64, out: &mut [u8], current: impl FnOnce(u64) -> Option<(u64, u64)>) -> Option<usize> {
+        let mut g = self.known.try_lock().ok()?;
+        let k = g.as_ref()?;
+        if k.serial != self.serial.load(Ordering::Acquire) {
+            return None;
+        }
+        if current(k.slot) != Some((k.table, k.word)) {
+            *g = None;
+            return None;
+        }
+        polytropon_ipc::changes::read_known(&k.head, k.end, offset, out)
+    }
+
+    /// Keeps what the service just told of the file.
+    pub fn learn(&self, mut k: Known) {
+        if k.word & polytropon_ipc::changes::OUTSIDE != 0 {
+            return;
+        }
+        if let Ok(mut g) = self.known.try_lock() {
+            k.serial = self.serial.load(Ordering::Acquire);
+            *g = Some(k);
         }
     }
 
@@ -221,6 +279,10 @@ fn fill(idx: u32, o: &Opened, path: &[u8]) {
     f.flags.store(o.flags as u32, Ordering::Relaxed);
     f.offset.store(0, Ordering::Relaxed);
     f.passthrough.store(false, Ordering::Relaxed);
+    f.serial.store(SERIALS.fetch_add(1, Ordering::Relaxed), Ordering::Release);
+    if let Ok(mut g) = f.known.try_lock() {
+        *g = None;
+    }
     let n = path.len().min(PATH_KEEP);
     // SAFETY: the slot is ours alone until published (its references went 0 -> 1 in `claim`
     // and no descriptor names it yet).
@@ -420,7 +482,14 @@ pub fn forget_fd(fd: c_int) -> Option<LastRef> {
 fn unref(idx: u32) -> Option<LastRef> {
     let f = &FILES[idx as usize - 1];
     let last = LastRef { instance: f.instance.load(Ordering::Relaxed), inode: f.inode.load(Ordering::Relaxed), handle: f.handle.load(Ordering::Relaxed) };
-    (f.refs.fetch_sub(1, Ordering::AcqRel) == 1).then_some(last)
+    if f.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
+        return None;
+    }
+    // The bytes go now; a slot used again starts without them anyway (its new serial).
+    if let Ok(mut g) = f.known.try_lock() {
+        *g = None;
+    }
+    Some(last)
 }
 
 /// The descriptors currently ours, lowest first (into `out`; returns how many).

@@ -39,7 +39,7 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
         inode: t.base,
         len: rel.len() as u64,
         arg: OpenArg { flags, mode }.encode(),
-        flags: if passthrough { polytropon_ipc::FLAG_FD_OK } else { 0 },
+        flags: if passthrough { polytropon_ipc::FLAG_FD_OK } else { 0 } | if flags & (libc::O_ACCMODE | libc::O_DIRECT) == libc::O_RDONLY { polytropon_ipc::FLAG_PREFETCH } else { 0 },
         ..Descriptor::default()
     };
     // The descriptor and slot first: with the tables full, the kernel makes this open alone.
@@ -57,7 +57,25 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
             return Ok(slot.install_passthrough(&o, t.abs(), backing));
         }
     }
-    Ok(slot.install(&o, t.abs()))
+    let head = prefetched(&r);
+    let fd = slot.install(&o, t.abs());
+    if let (Some(k), Some((_, f))) = (head, files::get(fd)) {
+        f.learn(k);
+    }
+    Ok(fd)
+}
+
+/// The bytes of a small file that came with its open (`OPEN_PREFETCHED`), and under which
+/// slot word they hold.
+fn prefetched(r: &polytropon_ipc::client::Reply) -> Option<files::Known> {
+    if r.aux[2] & polytropon_ipc::OPEN_PREFETCHED == 0 {
+        return None;
+    }
+    let n = usize::try_from(r.value).ok().filter(|n| *n as u64 <= polytropon_ipc::changes::PREFETCH_MAX)?;
+    let table = crate::client::change_table()?;
+    let mut head = vec![0u8; n];
+    crate::client::reply_data(&mut head);
+    Some(files::Known::new(table, r.aux[2] >> 32, r.aux[3], n as u64, head))
 }
 
 /// The data of a file whose descriptors are the backing file's is the kernel's, on the same
@@ -132,13 +150,21 @@ pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Served<usize> {
     if f.access() == libc::O_WRONLY {
         return Err(Unserved::Errno(libc::EBADF));
     }
+    // A small file's bytes from its open, or its end seen by a short read, while nobody
+    // changed it: no round trip.
+    if let Some(n) = f.read_known(offset, buf, crate::client::change_word) {
+        return Ok(n);
+    }
     let mut done = 0;
     while done < buf.len() {
         let want = (buf.len() - done).min(CHUNK);
         let d = Descriptor { offset: offset + done as u64, len: want as u64, ..on_file(Op::Read, f) };
-        let n = crate::client::call_read(d, &mut buf[done..done + want])?;
+        let (n, end) = crate::client::call_read(d, &mut buf[done..done + want])?;
         done += n;
         if n < want {
+            if let Some(k) = end {
+                f.learn(k);
+            }
             break;
         }
     }

@@ -253,6 +253,9 @@ struct PassthroughState {
     /// since: their read-only opens skip the size check (a heuristic: cached mode is always
     /// correct, only slower for a large file).
     small: std::collections::HashSet<Inode>,
+    /// Handles open for writing through passthrough: writers the libservice does not see,
+    /// reported to it (`FileSystem::outside_writer`) while they are open.
+    outside: std::collections::HashSet<Handle>,
 }
 
 /// Bound of `PassthroughState::small`.
@@ -283,9 +286,11 @@ impl Passthrough {
         st.handles.insert(fh, (inode, true));
     }
 
-    fn release(&self, fh: Handle) {
+    /// Forgets handle `fh`; the inode it wrote through passthrough, if it did.
+    fn release(&self, fh: Handle) -> Option<Inode> {
         let mut st = self.lock();
-        let Some((inode, writer)) = st.handles.remove(&fh) else { return };
+        let (inode, writer) = st.handles.remove(&fh)?;
+        let outside = st.outside.remove(&fh).then_some(inode);
         if writer {
             st.stale.insert(inode);
         }
@@ -304,6 +309,14 @@ impl Passthrough {
                     st.idle.pop_front();
                 }
             }
+        }
+        outside
+    }
+
+    /// Notes a handle opened for writing through passthrough (see `outside`).
+    fn note_outside(st: &mut PassthroughState, fs: &dyn FileSystem, inode: Inode, fh: Handle, access: i32) {
+        if access != libc::O_RDONLY && st.outside.insert(fh) {
+            fs.outside_writer(inode, true);
         }
     }
 
@@ -338,6 +351,7 @@ impl Passthrough {
                             st.stale.insert(inode);
                         }
                         stats.add_passthrough();
+                        Self::note_outside(&mut st, fs, inode, fh, access);
                         reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, &id);
                         st.inodes.insert(inode, InodeMode::Backed { id, file: f, access: have, opens: 1 });
                         st.handles.insert(fh, (inode, access != libc::O_RDONLY));
@@ -353,6 +367,7 @@ impl Passthrough {
                         st.stale.insert(inode);
                     }
                     stats.add_passthrough();
+                    Self::note_outside(&mut st, fs, inode, fh, access);
                     reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, &id);
                     st.inodes.insert(inode, InodeMode::Backed { id, file, access, opens: 1 });
                     st.handles.insert(fh, (inode, access != libc::O_RDONLY));
@@ -372,6 +387,9 @@ impl Passthrough {
                 stats.add_passthrough();
                 reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, id);
                 *opens += 1;
+                if access != libc::O_RDONLY && st.outside.insert(fh) {
+                    fs.outside_writer(inode, true);
+                }
                 st.handles.insert(fh, (inode, access != libc::O_RDONLY));
                 if access != libc::O_RDONLY {
                     st.stale.insert(inode);
@@ -638,7 +656,9 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn release(&mut self, req: &Request<'_>, ino: u64, fh: u64, _flags: i32, _lock: Option<u64>, _flush: bool, reply: ReplyEmpty) {
         let _t = self.timer("release");
-        self.backing.release(fh);
+        if let Some(inode) = self.backing.release(fh) {
+            self.fs.outside_writer(inode, false);
+        }
         match self.fs.release(&ctx(req), ino, fh) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),

@@ -354,11 +354,18 @@ fn make_area(buffer_size: u64) -> io::Result<(OwnedFd, Mapping, Area)> {
 }
 
 /// Sends `w`, with `fd` attached when given.
+/// Sends the welcome, with the client's area (`fd`) and then the change table, if any.
 fn send_welcome(s: &UnixStream, w: &Welcome, fd: Option<&OwnedFd>) -> io::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let bytes = w.to_bytes();
     let iov = [io::IoSlice::new(&bytes)];
-    let raw = fd.map(AsRawFd::as_raw_fd);
+    let mut raw = Vec::with_capacity(2);
+    if let Some(area) = fd {
+        raw.push(area.as_raw_fd());
+        if let Some(t) = super::changes::table() {
+            raw.push(t.fd().as_raw_fd());
+        }
+    }
     let fds = raw.as_slice();
     let cmsg = [ControlMessage::ScmRights(fds)];
     let control: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &cmsg };

@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 
 use polytropon_ipc::area::Area;
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment, PENDING, SLEEPING};
-use polytropon_ipc::{decode, Descriptor, Limits, Op, Request, Unserved, WireAttr, FLAG_FD_OK, FLAG_NEAR, FLAG_NO_REPLY, OPEN_PASSED};
+use polytropon_ipc::{decode, Descriptor, Limits, Op, Request, Unserved, WireAttr, FLAG_FD_OK, FLAG_NEAR, FLAG_NO_REPLY, FLAG_PREFETCH, OPEN_PASSED, OPEN_PREFETCHED, READ_EOF};
 use tracing::{debug, warn};
 
 use crate::libservice::access::Creds;
@@ -23,6 +23,7 @@ use crate::libservice::{Attr, Context, FileKind, FileSystem, Inode, ROOT_INODE};
 use crate::service::stats::{OpStats, Timer};
 
 mod call;
+pub mod changes;
 pub mod channels;
 mod files;
 mod listing;
@@ -68,6 +69,10 @@ pub struct UserInstance {
     /// Clients get descriptors of the writable branch's backing files they open (the local
     /// backend in the `kernel` cache mode; see `passthrough`).
     pub passthrough: bool,
+    /// The instance's key in the change table, when it reports every change of its files
+    /// there (see [`changes::watch`]): then clients learn small files' bytes with an open and
+    /// files' ends with short reads.
+    pub changes: Option<u32>,
 }
 
 impl std::fmt::Debug for UserInstance {
@@ -164,8 +169,10 @@ struct KernelPath;
 impl BackDriver {
     /// A back driver serving the single instance `fs` (as instance 0), its channel socket
     /// at `channel`.
+    /// `fs` is served by this driver alone (no FUSE mount): it is watched for changes.
     pub fn start(fs: Arc<dyn FileSystem>, g: Geometry, channel: &std::path::Path) -> io::Result<BackDriver> {
-        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None, passthrough: false })])), g, &[], None, channel)
+        let changes = changes::watch(&*fs);
+        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None, passthrough: false, changes })])), g, &[], None, channel)
     }
 
     /// Creates a segment of geometry `g` (in the caller's IPC namespace, mode 0600) and starts
@@ -408,6 +415,9 @@ fn sweep(sh: &Shared, live: &mut owners::Liveness) {
     let ctx = Context::current();
     for held in sh.owners.take(&dead) {
         let Some(UserInstance { fs, .. }) = instance(&sh.table, held.instance) else { continue };
+        if sh.passed.take(held.instance, held.handle) {
+            fs.outside_writer(held.inode, false);
+        }
         let released = if held.dir {
             fs.releasedir(&ctx, held.inode, held.handle)
         } else {
@@ -571,7 +581,7 @@ fn serve_hint(sh: &Shared, d: &Descriptor, caches: &mut PathCaches, buf: &mut [u
 
 /// Runs one request of client `ch` (its instance, its credentials, its handles only).
 fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mut PathCaches, buf: &mut [u8], slots: &[usize; 64]) -> (i64, [u64; 4]) {
-    let Some(UserInstance { fs, stats, kernel, device, passthrough }) = instance(&sh.table, req.instance) else {
+    let Some(UserInstance { fs, stats, kernel, device, passthrough, changes: key }) = instance(&sh.table, req.instance) else {
         return (Unserved::Errno(libc::ENODEV).result() as i64, [0; 4]);
     };
     // A directory cache belongs to one instance object: a replaced table entry starts a
@@ -603,6 +613,7 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
                 if passthrough && sh.passed.take(req.instance, req.handle) {
                     // Written behind the service's back: the FUSE side forgets what it cached.
                     inval_inode(kernel.as_deref(), held.inode, 0, 0);
+                    fs.outside_writer(held.inode, false);
                 }
                 execute(ch, &*fs, &Request { op, inode: held.inode, ..*req }, buf, &mut entry.1, kernel.as_deref())
             }
@@ -614,9 +625,19 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
             // just asked about): the FUSE side forgets what it cached of it.
             inval_inode(kernel.as_deref(), req.inode, 0, 0);
         }
-        execute(ch, &*fs, req, buf, &mut entry.1, kernel.as_deref())
+        // What the file's slot said before a read: a short read tells the client where
+        // the file ends, valid while the slot says the same.
+        let before = (req.op == Op::Read).then(|| key.zip(changes::table()).map(|(k, t)| t.word(k, req.inode))).flatten();
+        let (res, mut aux) = execute(ch, &*fs, req, buf, &mut entry.1, kernel.as_deref());
+        if let Some((slot, word)) = before {
+            if res >= 0 && (res as u64) < req.len {
+                aux[0] = word;
+                aux[1] = READ_EOF | (slot as u64) << 32;
+            }
+        }
+        (res, aux)
     };
-    let mut aux = aux;
+    let (mut res, mut aux) = (res, aux);
     if req.op == Op::OpenPath && res >= 0 && passthrough && req.flags & FLAG_FD_OK != 0 {
         let flags = polytropon_ipc::args::OpenArg::decode(req.arg).flags;
         if passthrough::pass(ch, &*fs, flags, aux[0], aux[1]) {
@@ -624,6 +645,15 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
             timer.stats().add_passthrough();
             if flags & libc::O_ACCMODE != libc::O_RDONLY {
                 sh.passed.add(req.instance, aux[1], aux[0]);
+                fs.outside_writer(aux[0], true);
+            }
+        }
+    }
+    if req.op == Op::OpenPath && res >= 0 && aux[2] & OPEN_PASSED == 0 && req.flags & FLAG_PREFETCH != 0 {
+        if let Some(k) = key {
+            if let Some(n) = prefetch(ch, &*fs, k, req.arg, aux[0], aux[1], &mut aux) {
+                res = n;
+                timer.stats().add_prefetched();
             }
         }
     }
@@ -632,6 +662,39 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         debug!("{:?} without reply failed: errno {}", req.op, -res);
     }
     (res, aux)
+}
+
+/// Reads a small file just opened read-only into `ch`'s buffer (the client keeps its bytes,
+/// see `OPEN_PREFETCHED`): its length, with the slot and word it holds under in `aux`; `None`
+/// for a file opened otherwise, longer than `PREFETCH_MAX`, or that could not be read.
+fn prefetch(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, arg: u64, inode: Inode, handle: u64, aux: &mut [u64; 4]) -> Option<i64> {
+    let flags = polytropon_ipc::args::OpenArg::decode(arg).flags;
+    if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_DIRECT | libc::O_TRUNC) != 0 {
+        return None;
+    }
+    let table = changes::table()?;
+    // The word before the size and the bytes: a change after it shows in the slot.
+    let (slot, word) = table.word(key, inode);
+    if word & polytropon_ipc::changes::OUTSIDE != 0 {
+        return None;
+    }
+    let size = fs.getattr(&ch.ctx, inode, Some(handle)).ok()?.size;
+    if size > polytropon_ipc::changes::PREFETCH_MAX {
+        return None;
+    }
+    // SAFETY: as for Read (`files::read`): one request per client at a time; the libservice
+    // only writes into the slice. The buffer holds at least `PREFETCH_MAX + 1` bytes (the
+    // smallest geometry's buffer is far larger), checked here all the same.
+    let shm = unsafe { ch.area.buffer() };
+    let want = (polytropon_ipc::changes::PREFETCH_MAX as usize + 1).min(shm.len());
+    let n = fs.read(&ch.ctx, inode, handle, &mut [std::io::IoSliceMut::new(&mut shm[..want])], 0).ok()?;
+    // The whole file (it ended before the bytes asked for), or nothing learned.
+    if n >= want {
+        return None;
+    }
+    aux[2] |= OPEN_PREFETCHED | (slot as u64) << 32;
+    aux[3] = word;
+    i64::try_from(n).ok()
 }
 
 /// What a client may name. A handle: only one its process opened, on the inode it was opened

@@ -327,6 +327,23 @@ pub trait FileSystem: Send + Sync {
         Ok(())
     }
 
+    /// Asks to be told of every change of a file's data or size made through this libservice
+    /// (see [`ChangeSink`]); whether it will: only when nothing else writes its branches (no
+    /// change can happen that it would not see). Set once; later calls change nothing.
+    fn watch_changes(&self, sink: std::sync::Arc<dyn ChangeSink>) -> bool {
+        false
+    }
+
+    /// A writer the libservice does not see (one holding the backing file's descriptor)
+    /// starts or stops writing `inode`: passed on to the watcher.
+    fn outside_writer(&self, inode: Inode, begins: bool) {}
+
+    /// Whether other clients may change this libservice's files behind its back (a shared
+    /// network filesystem): then nobody can be told of every change.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// The host file behind `handle`, for zero-copy paths (reflink, `copy_file_range`, FUSE
     /// passthrough). Backends without one return `ENOSYS`.
     fn backing_file(&self, inode: Inode, handle: Handle) -> io::Result<BackingFile> {
@@ -375,6 +392,15 @@ pub fn check_name(name: &OsStr) -> io::Result<()> {
         return Err(errno(libc::ENAMETOOLONG));
     }
     Ok(())
+}
+
+/// Where a libservice reports changes of files' data and sizes (`FileSystem::watch_changes`),
+/// after they are made and before the caller is answered.
+pub trait ChangeSink: Send + Sync {
+    /// The data or size of `inode` changed.
+    fn changed(&self, inode: Inode);
+    /// A writer the libservice does not see starts (`begins`) or stops writing `inode`.
+    fn outside_writer(&self, inode: Inode, begins: bool);
 }
 
 /// Helpers for the libservices' unit tests.

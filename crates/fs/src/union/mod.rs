@@ -85,6 +85,8 @@ pub struct UnionFs {
     /// Resolved names: parent -> name -> (inode, epoch, when). Resolving a name walks every
     /// branch; this makes repeated lookups (stat, open of the same files) cost a hash probe.
     names: Mutex<HashMap<Inode, NamesOf>>,
+    /// Told of every change of a file's data or size (see `FileSystem::watch_changes`).
+    changes: std::sync::OnceLock<Arc<dyn crate::libservice::ChangeSink>>,
 }
 
 /// A directory's resolved names: name -> (inode, namespace epoch, when resolved).
@@ -171,6 +173,7 @@ impl UnionFs {
             removals: AtomicU64::new(0),
             ns_epoch: AtomicU64::new(0),
             names: Mutex::new(HashMap::new()),
+            changes: std::sync::OnceLock::new(),
         };
         let mut layers = Layers::default();
         for layer in 0..=fs.lowers.len() {
@@ -194,6 +197,13 @@ impl UnionFs {
     pub fn with_id_shift(mut self, shift: Option<crate::spec::IdShift>) -> Self {
         self.shift = shift;
         self
+    }
+
+    /// Reports a change of `inode`'s data or size to the watcher, if any.
+    fn changed(&self, inode: Inode) {
+        if let Some(sink) = self.changes.get() {
+            sink.changed(inode);
+        }
     }
 
     /// Owner and group of an object of `layer` as the union shows them.
@@ -614,6 +624,9 @@ impl FileSystem for UnionFs {
             };
             self.upper_fs()?.setattr(ctx, upper, bh, set)?;
         }
+        if set.size.is_some() {
+            self.changed(node.ino);
+        }
         self.attr_of(ctx, &node)
     }
 
@@ -630,6 +643,9 @@ impl FileSystem for UnionFs {
             node.layers().top().ok_or_else(|| errno(libc::ESTALE))?
         };
         let bh = self.fs(layer)?.open(ctx, ino, flags)?;
+        if wants_write(flags) && flags & libc::O_TRUNC != 0 {
+            self.changed(node.ino);
+        }
         Ok(self.insert_handle(UHandle::File { node, open: Mutex::new((layer, bh)), flags }))
     }
 
@@ -652,6 +668,7 @@ impl FileSystem for UnionFs {
         })?;
         let bh = bh.ok_or_else(|| errno(libc::EIO))?;
         let entry = Entry { inode: node.ino, generation: 0, attr };
+        self.changed(node.ino);
         let h = self.insert_handle(UHandle::File { node, open: Mutex::new((0, bh)), flags });
         Ok((entry, h))
     }
@@ -682,7 +699,9 @@ impl FileSystem for UnionFs {
             return Err(errno(libc::EBADF));
         }
         let ino = self.node_of_layer_inode(&node, 0).unwrap_or(0);
-        self.upper_fs()?.write(ctx, ino, bh, bufs, offset)
+        let n = self.upper_fs()?.write(ctx, ino, bh, bufs, offset)?;
+        self.changed(node.ino);
+        Ok(n)
     }
 
     fn flush(&self, ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
@@ -931,7 +950,9 @@ impl FileSystem for UnionFs {
             return Err(errno(libc::EBADF));
         }
         let ino = self.node_of_layer_inode(&node, 0).unwrap_or(0);
-        self.upper_fs()?.fallocate(ctx, ino, bh, mode, offset, length)
+        self.upper_fs()?.fallocate(ctx, ino, bh, mode, offset, length)?;
+        self.changed(node.ino);
+        Ok(())
     }
 
     fn lseek(
@@ -951,6 +972,20 @@ impl FileSystem for UnionFs {
         match &self.upper {
             Some(u) => u.syncfs(ctx),
             None => Ok(()),
+        }
+    }
+
+    fn watch_changes(&self, sink: Arc<dyn crate::libservice::ChangeSink>) -> bool {
+        if self.upper.iter().chain(&self.lowers).any(|b| b.shared()) {
+            return false;
+        }
+        let _ = self.changes.set(sink);
+        true
+    }
+
+    fn outside_writer(&self, inode: Inode, begins: bool) {
+        if let Some(sink) = self.changes.get() {
+            sink.outside_writer(inode, begins);
         }
     }
 

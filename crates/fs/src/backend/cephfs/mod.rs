@@ -121,6 +121,11 @@ impl Drop for CephBranch {
 }
 
 impl FileSystem for CephBranch {
+    /// Other clients of the cluster change its files.
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn lookup(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<Entry> {
         let p = self.node(parent)?;
         let n = cstr(name)?;

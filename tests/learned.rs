@@ -1,0 +1,184 @@
+//! What a client learns of a file's contents (issue 25: fewer round trips): a small file's
+//! bytes come with its open and a short read tells where a file ends, so a repeated read of
+//! either costs no round trip; but a change anybody makes, through the library, through the
+//! FUSE path, or through a passthrough writer holding the backing file, is seen by the next
+//! read, as in the kernel. A reader under the library keeps one descriptor open across
+//! rounds; between rounds the test changes the file in various ways and compares what the
+//! reader saw with what a plain read of the mount gives.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Stdio};
+
+use common::host::stderr;
+use common::stage::{count, Stage};
+
+/// Opens `argv[1]` once, reads it to the end, then at each line on stdin reads it again from
+/// the start and once more at the end it found; prints the lengths and a digest each time.
+const READER: &str = r#"
+import hashlib, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+def whole():
+    out = b""
+    while True:
+        b = os.pread(fd, 1 << 20, len(out))
+        if not b:
+            return out
+        out += b
+a = b""
+while True:
+    b = os.read(fd, 1 << 20)
+    if not b:
+        break
+    a += b
+print("first", len(a), hashlib.sha256(a).hexdigest()[:16], flush=True)
+for line in sys.stdin:
+    b = whole()
+    tail = os.pread(fd, 100, len(b))
+    print("round", len(b), hashlib.sha256(b).hexdigest()[:16], len(tail), flush=True)
+"#;
+
+/// A writer without the library that holds the file open for appending across rounds.
+const HOLDER: &str = r#"
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+for line in sys.stdin:
+    os.write(fd, line.encode())
+    print("wrote", flush=True)
+"#;
+
+struct Talker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Talker {
+    fn start(st: &Stage, preloaded: bool, script: &str, file: &Path) -> Talker {
+        let mut child = st
+            .command(preloaded, Path::new("/usr/bin/python3"))
+            .args(["-c", script])
+            .arg(file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn python3");
+        let stdin = child.stdin.take();
+        let out = BufReader::new(child.stdout.take().expect("stdout"));
+        Talker { child, stdin, out }
+    }
+
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.out.read_line(&mut l).expect("read a line");
+        assert!(!l.is_empty(), "the program ended: {}", self.stderr());
+        l.trim_end().to_string()
+    }
+
+    fn say(&mut self, what: &str) -> String {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        stdin.write_all(what.as_bytes()).and_then(|()| stdin.flush()).expect("write a line");
+        self.line()
+    }
+
+    fn stderr(&mut self) -> String {
+        self.stdin = None;
+        let _ = self.child.kill();
+        let mut e = String::new();
+        if let Some(mut s) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut s, &mut e);
+        }
+        e
+    }
+}
+
+impl Drop for Talker {
+    fn drop(&mut self) {
+        self.stdin = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the reader should print for the file as it is now (read through FUSE).
+fn expected(path: &Path) -> String {
+    let data = std::fs::read(path).expect("read through the mount");
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import hashlib,sys; d=open(sys.argv[1],'rb').read(); print(len(d), hashlib.sha256(d).hexdigest()[:16])"])
+        .arg(path)
+        .output()
+        .expect("digest");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(s.starts_with(&format!("{} ", data.len())), "{s}");
+    format!("round {s} 0")
+}
+
+fn service_reads(st: &Stage) -> u64 {
+    count(&st.counters(), "user_ops", "read")
+}
+
+/// Runs `change` (a shell command, under the library or not) and checks the reader's next
+/// round against the file.
+fn after(st: &Stage, reader: &mut Talker, file: &Path, preloaded: bool, change: &str) {
+    let out = st.command(preloaded, Path::new("sh")).args(["-c", change]).output().expect("change");
+    assert!(out.status.success(), "{change}: {}", stderr(&out));
+    let want = expected(file);
+    let got = reader.say("\n");
+    assert_eq!(got, want, "after `{change}` ({}): the reader saw stale contents\n{}", if preloaded { "library" } else { "FUSE path" }, st.service_log());
+}
+
+#[test]
+fn learned_contents_save_round_trips_and_every_change_is_seen() {
+    let st = Stage::on_cpus("learned", "lr", "0-1", |lower| {
+        std::fs::write(lower.join("small"), b"sixteen bytes!!\n").expect("seed");
+        std::fs::write(lower.join("large"), vec![b'L'; 1 << 20]).expect("seed");
+    });
+    let small = st.mnt.join("small");
+    let mut reader = Talker::start(&st, true, READER, &small);
+    let first = reader.line();
+    assert!(first.starts_with("first 16 "), "{first}");
+    // Nothing changed: the rounds cost no read request at all (the bytes came with the open).
+    let before = service_reads(&st);
+    for _ in 0..3 {
+        assert_eq!(reader.say("\n"), expected(&small));
+    }
+    assert_eq!(service_reads(&st), before, "quiet rounds of a small file went to the service");
+    // Changes by every way there is, each seen at once.
+    let f = small.display();
+    after(&st, &mut reader, &small, true, &format!("printf 'by the library\\n' >> {f}"));
+    after(&st, &mut reader, &small, false, &format!("printf 'through FUSE\\n' >> {f}"));
+    after(&st, &mut reader, &small, false, &format!("truncate -s 5 {f}"));
+    after(&st, &mut reader, &small, true, &format!("truncate -s 2 {f}"));
+    after(&st, &mut reader, &small, true, &format!("printf 'rewritten' | dd of={f} conv=notrunc status=none"));
+    after(&st, &mut reader, &small, false, &format!("printf 'grown past the prefetch' >> {f}; head -c 100000 /dev/zero >> {f}"));
+    drop(reader);
+
+    // A file too large to come with its open: its end is learned from the short read.
+    let large = st.mnt.join("large");
+    let mut reader = Talker::start(&st, true, READER, &large);
+    assert!(reader.line().starts_with(&format!("first {} ", 1 << 20)));
+    let before = service_reads(&st);
+    assert_eq!(reader.say("\n"), expected(&large));
+    // One read for the bytes (a 1 MiB request), none for the end.
+    let reads = service_reads(&st) - before;
+    assert!(reads <= 2, "{reads} read requests for a round whose end was known");
+    let l = large.display();
+    after(&st, &mut reader, &large, false, &format!("head -c 5000 /dev/urandom >> {l}"));
+    after(&st, &mut reader, &large, true, &format!("head -c 7000 /dev/urandom >> {l}"));
+    // A writer through FUSE passthrough holding the file across rounds: while it is open,
+    // nothing learned is trusted.
+    let mut holder = Talker::start(&st, false, HOLDER, &large);
+    for k in 0..3 {
+        assert_eq!(holder.say(&format!("held write {k}\n")), "wrote");
+        let got = reader.say("\n");
+        assert_eq!(got, expected(&large), "a passthrough writer's append was not seen");
+    }
+    drop(holder);
+    assert_eq!(reader.say("\n"), expected(&large));
+    drop(reader);
+    st.destroy();
+}
