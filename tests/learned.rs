@@ -56,6 +56,12 @@ struct Talker {
 }
 
 impl Talker {
+    fn from_child(mut child: Child) -> Talker {
+        let stdin = child.stdin.take();
+        let out = BufReader::new(child.stdout.take().expect("stdout"));
+        Talker { child, stdin, out }
+    }
+
     fn start(st: &Stage, preloaded: bool, script: &str, file: &Path) -> Talker {
         let mut child = st
             .command(preloaded, Path::new("/usr/bin/python3"))
@@ -180,5 +186,104 @@ fn learned_contents_save_round_trips_and_every_change_is_seen() {
     drop(holder);
     assert_eq!(reader.say("\n"), expected(&large));
     drop(reader);
+    st.destroy();
+}
+
+/// Opens the path named on each stdin line and prints what the open, an fstat and a read to
+/// the end give, or the errno.
+const OPENER: &str = r#"
+import hashlib, os, sys
+for line in sys.stdin:
+    p = line.strip()
+    try:
+        fd = os.open(p, os.O_RDONLY)
+    except OSError as e:
+        print("errno", e.errno, flush=True)
+        continue
+    st = os.fstat(fd)
+    data = b""
+    while True:
+        b = os.read(fd, 1 << 16)
+        if not b:
+            break
+        data += b
+    os.close(fd)
+    print("ok", st.st_ino, oct(st.st_mode), st.st_uid, st.st_nlink, st.st_size, len(data), hashlib.sha256(data).hexdigest()[:16], flush=True)
+"#;
+
+/// What OPENER prints for `path` as the kernel sees it (through FUSE, as root).
+fn opened(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).expect("stat through the mount");
+    let data = std::fs::read(path).expect("read through the mount");
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest()[:16])"])
+        .arg(path)
+        .output()
+        .expect("digest");
+    // Python's oct() and Rust's {:#o} agree: 0o100644.
+    format!("ok {} {:#o} {} {} {} {} {}", m.ino(), m.mode(), m.uid(), m.nlink(), m.size(), data.len(), String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A small file opened again and again by one process: after the first open, from memory
+/// (no open request reaches the service), with its attributes; and every change that could
+/// make a reopen differ (its data, its mode, a rename over it, its removal, a link, a
+/// directory's mode, the caller's own credentials) is seen by the next open, as in the kernel.
+#[test]
+fn reopening_an_unchanged_small_file_costs_no_round_trip_and_changes_are_seen() {
+    let st = Stage::on_cpus("reopen", "ro", "0-1", |lower| {
+        std::fs::create_dir(lower.join("d")).expect("seed");
+        std::fs::write(lower.join("d/small"), b"the first contents\n").expect("seed");
+        std::fs::write(lower.join("d/other"), b"another file\n").expect("seed");
+    });
+    let small = st.mnt.join("d/small");
+    let mut opener = Talker::start(&st, true, OPENER, &small);
+    let ask = |o: &mut Talker, p: &Path| o.say(&format!("{}\n", p.display()));
+    let want = opened;
+    assert_eq!(ask(&mut opener, &small), want(&small));
+    let opens = |st: &Stage| count(&st.counters(), "user_ops", "open_path");
+    let before = opens(&st);
+    for _ in 0..5 {
+        assert_eq!(ask(&mut opener, &small), want(&small));
+    }
+    assert_eq!(opens(&st), before, "reopens of an unchanged file reached the service");
+    let f = small.display();
+    let d = st.mnt.join("d");
+    let changes: &[(&str, bool)] = &[
+        (&format!("printf 'new data\\n' > {f}"), false),
+        (&format!("chmod 600 {f}"), true),
+        (&format!("printf 'replacement\\n' > {}/tmp", d.display()), false),
+        (&format!("mv {}/tmp {f}", d.display()), false),
+        (&format!("ln {f} {}/hard", d.display()), true),
+        (&format!("rm {}/hard", d.display()), false),
+        (&format!("touch -d 2001-01-01 {f}"), true),
+    ];
+    for (change, preloaded) in changes {
+        let out = st.command(*preloaded, Path::new("sh")).args(["-c", change]).output().expect("change");
+        assert!(out.status.success(), "{change}: {}", stderr(&out));
+        assert_eq!(ask(&mut opener, &small), want(&small), "after `{change}`: a stale reopen\n{}", st.service_log());
+    }
+    // Removed: the reopen fails as the kernel's would.
+    std::fs::remove_file(&small).expect("rm");
+    assert_eq!(ask(&mut opener, &small), "errno 2");
+    drop(opener);
+
+    // Access: a non-root reader remembers a file it may read; a chmod of the file or of its
+    // directory refuses the next reopen.
+    let other = st.mnt.join("d/other");
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    let mut c = st.command(true, Path::new("setpriv"));
+    c.args(["--reuid=1000", "--regid=1000", "--clear-groups", "/usr/bin/python3", "-c", OPENER]);
+    let child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut user = Talker::from_child(child);
+    assert!(ask(&mut user, &other).starts_with("ok "));
+    assert!(ask(&mut user, &other).starts_with("ok "));
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    assert_eq!(ask(&mut user, &other), "errno 13", "a reopen after chmod 600 was not refused");
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    assert!(ask(&mut user, &other).starts_with("ok "));
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod dir");
+    assert_eq!(ask(&mut user, &other), "errno 13", "a reopen after its directory's chmod 700 was not refused");
+    drop(user);
     st.destroy();
 }

@@ -25,6 +25,53 @@ pub const OUTSIDE: u64 = 1;
 pub const STEP: u64 = 2;
 /// Largest file whose bytes come with an open (`OPEN_PREFETCHED`).
 pub const PREFETCH_MAX: u64 = 64 << 10;
+/// The inode number under which an instance's names are kept: its slot's word changes with
+/// every change of a name or of what decides access to names (owners, modes, ACLs).
+pub const NAMES: u64 = u64::MAX;
+
+/// What follows the bytes of an `OPEN_PREFETCHED` answer in the buffer, at the first multiple
+/// of 8 past them ([`trailer_at`]): the slot and word of the instance's names as they were
+/// before the path was walked (the open's outcome holds while it is the same), and the file's
+/// attributes as the caller sees them (valid while the file's word and this one hold).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenTrailer {
+    pub names_slot: u64,
+    pub names_word: u64,
+    pub attr: crate::WireAttr,
+}
+
+// SAFETY: `#[repr(C)]`, integers only (a `WireAttr` is integers only).
+unsafe impl crate::ShmSafe for OpenTrailer {}
+
+impl OpenTrailer {
+    pub const SIZE: usize = core::mem::size_of::<OpenTrailer>();
+
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[..8].copy_from_slice(&self.names_slot.to_ne_bytes());
+        b[8..16].copy_from_slice(&self.names_word.to_ne_bytes());
+        b[16..].copy_from_slice(&self.attr.to_bytes());
+        b
+    }
+
+    /// Reads one from buffer bytes (any bytes give some value).
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> OpenTrailer {
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i..i + 8]);
+            u64::from_ne_bytes(w)
+        };
+        let mut a = [0u8; core::mem::size_of::<crate::WireAttr>()];
+        a.copy_from_slice(&b[16..]);
+        OpenTrailer { names_slot: word(0), names_word: word(8), attr: crate::WireAttr::from_bytes(&a) }
+    }
+}
+
+/// Where the trailer of an answer with `n` bytes of a file starts.
+pub const fn trailer_at(n: usize) -> usize {
+    (n + 7) & !7
+}
 
 /// The slot of inode `inode` of the instance the service keys `key` (index into the words
 /// after word 0). Only the service computes it: it tells the client the slot with what the

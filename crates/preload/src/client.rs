@@ -61,7 +61,7 @@ pub fn call_read(d: Descriptor, out: &mut [u8]) -> Served<(usize, Option<crate::
         let n = usize::try_from(r.value).unwrap_or(0).min(out.len());
         client.data(&mut out[..n]);
         let end = (r.aux[1] & polytropon_ipc::READ_EOF != 0)
-            .then(|| client.changes().map(|v| crate::files::Known::new(v.id(), r.aux[1] >> 32, r.aux[0], d.offset + n as u64, Vec::new())))
+            .then(|| client.changes().map(|v| crate::files::Known::new(v.id(), r.aux[1] >> 32, r.aux[0], d.offset + n as u64, Vec::new().into())))
             .flatten();
         Ok((n, end))
     })

@@ -15,7 +15,9 @@
 use std::cell::UnsafeCell;
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use polytropon_ipc::WireAttr;
 
 use crate::config::errno;
 use crate::real;
@@ -51,6 +53,7 @@ pub struct File {
 
 /// What is known of an open file's contents, valid while its change-table slot holds `word`
 /// (see `polytropon_ipc::changes`).
+#[derive(Clone)]
 pub struct Known {
     serial: u64,
     pub table: u64,
@@ -58,13 +61,16 @@ pub struct Known {
     pub word: u64,
     /// Where the file ended (`u64::MAX`: unknown).
     pub end: u64,
-    /// Its bytes from offset 0.
-    pub head: Vec<u8>,
+    /// Its bytes from offset 0 (shared with the library's memory of the opens: see `opens`).
+    pub head: Arc<[u8]>,
+    /// Its attributes, valid while the instance's names also hold (slot, word): a link
+    /// count and a change time move with names.
+    pub attr: Option<(WireAttr, u64, u64)>,
 }
 
 impl Known {
-    pub fn new(table: u64, slot: u64, word: u64, end: u64, head: Vec<u8>) -> Known {
-        Known { serial: 0, table, slot, word, end, head }
+    pub fn new(table: u64, slot: u64, word: u64, end: u64, head: Arc<[u8]>) -> Known {
+        Known { serial: 0, table, slot, word, end, head, attr: None }
     }
 }
 
@@ -106,6 +112,15 @@ impl File {
             return None;
         }
         polytropon_ipc::changes::read_known(&k.head, k.end, offset, out)
+    }
+
+    /// The file's attributes from what is known, if it and the instance's names still hold.
+    pub fn attr_known(&self, current: impl Fn(u64) -> Option<(u64, u64)>) -> Option<WireAttr> {
+        let g = self.known.try_lock().ok()?;
+        let k = g.as_ref()?;
+        let (attr, names_slot, names_word) = k.attr?;
+        let holds = k.serial == self.serial.load(Ordering::Acquire) && current(k.slot) == Some((k.table, k.word)) && current(names_slot) == Some((k.table, names_word));
+        holds.then_some(attr)
     }
 
     /// Keeps what the service just told of the file.

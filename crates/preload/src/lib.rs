@@ -17,6 +17,7 @@ mod listing;
 mod namespace;
 mod outcome;
 mod ops;
+mod opens;
 mod path;
 mod real;
 mod streams;

@@ -9,6 +9,7 @@ use polytropon_ipc::{Descriptor, Op, WireAttr, WireSetattr, STAT_NOFOLLOW, WRITE
 
 use crate::client::call;
 use crate::files::{self, File, LastRef, Opened};
+use crate::opens;
 use crate::path::Target;
 use crate::outcome::{Served, Unserved};
 
@@ -31,27 +32,21 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
     if flags & KERNEL_ONLY != 0 || t.abs().len() > files::PATH_KEEP {
         return Err(Unserved::Kernel);
     }
-    let mode = if flags & libc::O_CREAT != 0 { mode & 0o7777 & !crate::config::umask() } else { 0 };
-    let rel = t.rel();
-    let d = Descriptor {
-        op: Op::OpenPath as u32,
-        instance: t.instance,
-        inode: t.base,
-        len: rel.len() as u64,
-        arg: OpenArg { flags, mode }.encode(),
-        flags: if passthrough { polytropon_ipc::FLAG_FD_OK } else { 0 } | if flags & (libc::O_ACCMODE | libc::O_DIRECT) == libc::O_RDONLY { polytropon_ipc::FLAG_PREFETCH } else { 0 },
-        ..Descriptor::default()
-    };
-    // The descriptor and slot first: with the tables full, the kernel makes this open alone.
-    let Some(slot) = files::reserve_slot(flags & libc::O_CLOEXEC != 0)? else { return Err(Unserved::Kernel) };
-    let r = match call(d, rel, None) {
-        Ok(r) => r,
-        Err(e) => {
-            slot.cancel();
-            return Err(e);
+    let o = Opened { instance: t.instance, dev: t.dev, inode: 0, handle: 0, flags: flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) };
+    // A small file opened before, unchanged since: from memory, no round trip.
+    if opens::eligible(flags) {
+        if let Some((inode, known)) = opens::recall(t, crate::client::change_word) {
+            let Some(slot) = files::reserve_slot(flags & libc::O_CLOEXEC != 0)? else { return Err(Unserved::Kernel) };
+            let fd = slot.install(&Opened { inode, ..o }, t.abs());
+            if let Some((_, f)) = files::get(fd) {
+                f.learn(known);
+            }
+            return Ok(fd);
         }
-    };
-    let o = Opened { instance: t.instance, dev: t.dev, inode: r.aux[0], handle: r.aux[1], flags: flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) };
+    }
+    let generation = crate::config::GENERATION.load(Ordering::Acquire);
+    let (slot, r) = open_at_service(t, flags, mode, passthrough)?;
+    let o = Opened { inode: r.aux[0], handle: r.aux[1], ..o };
     if r.aux[2] & polytropon_ipc::OPEN_PASSED != 0 {
         if let Some(backing) = crate::client::recv_fd() {
             return Ok(slot.install_passthrough(&o, t.abs(), backing));
@@ -59,23 +54,100 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
     }
     let head = prefetched(&r);
     let fd = slot.install(&o, t.abs());
-    if let (Some(k), Some((_, f))) = (head, files::get(fd)) {
-        f.learn(k);
+    if let Some(k) = head {
+        if opens::eligible(flags) {
+            opens::remember(t, o.inode, &k, generation);
+        }
+        if let Some((_, f)) = files::get(fd) {
+            f.learn(k);
+        }
     }
     Ok(fd)
 }
 
-/// The bytes of a small file that came with its open (`OPEN_PREFETCHED`), and under which
-/// slot word they hold.
+/// Asks the service to open `t`, with a descriptor and a table slot set aside first (with the
+/// tables full, the kernel makes this open alone).
+fn open_at_service(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<(files::Reserved, polytropon_ipc::client::Reply)> {
+    let mode = if flags & libc::O_CREAT != 0 { mode & 0o7777 & !crate::config::umask() } else { 0 };
+    let rel = t.rel();
+    let prefetch = if flags & (libc::O_ACCMODE | libc::O_DIRECT) == libc::O_RDONLY { polytropon_ipc::FLAG_PREFETCH } else { 0 };
+    let d = Descriptor {
+        op: Op::OpenPath as u32,
+        instance: t.instance,
+        inode: t.base,
+        len: rel.len() as u64,
+        arg: OpenArg { flags, mode }.encode(),
+        flags: if passthrough { polytropon_ipc::FLAG_FD_OK } else { 0 } | prefetch,
+        ..Descriptor::default()
+    };
+    let Some(slot) = files::reserve_slot(flags & libc::O_CLOEXEC != 0)? else { return Err(Unserved::Kernel) };
+    match call(d, rel, None) {
+        Ok(r) => Ok((slot, r)),
+        Err(e) => {
+            slot.cancel();
+            Err(e)
+        }
+    }
+}
+
+/// The service handle of `f`, asked for now if it was opened from memory (by its path, which
+/// must still lead to the same file; `ESTALE` otherwise, as for a hand-over to the kernel).
+fn handle(f: &File) -> Served<u64> {
+    let h = f.handle.load(Ordering::Acquire);
+    if h != 0 {
+        return Ok(h);
+    }
+    let mut path = [0u8; files::PATH_KEEP + 1];
+    let p = f.path();
+    path[..p.len()].copy_from_slice(p);
+    let mut t = Target::empty();
+    crate::path::resolve(&mut t, libc::AT_FDCWD, path.as_ptr().cast()).ok_or(Unserved::Errno(libc::ESTALE))?;
+    let flags = f.flags.load(Ordering::Relaxed) as c_int & polytropon_ipc::REOPEN_FLAGS;
+    let d = Descriptor {
+        op: Op::OpenPath as u32,
+        instance: t.instance,
+        inode: t.base,
+        len: t.rel().len() as u64,
+        arg: OpenArg { flags, mode: 0 }.encode(),
+        ..Descriptor::default()
+    };
+    let r = call(d, t.rel(), None)?;
+    let (inode, got) = (r.aux[0], r.aux[1]);
+    let theirs = |h| release(&LastRef { instance: t.instance, inode, handle: h });
+    if t.instance != f.instance.load(Ordering::Relaxed) || inode != f.inode.load(Ordering::Relaxed) {
+        theirs(got);
+        return Err(Unserved::Errno(libc::ESTALE));
+    }
+    match f.handle.compare_exchange(0, got, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok(got),
+        // Another thread got one first: ours goes back.
+        Err(other) => {
+            theirs(got);
+            Ok(other)
+        }
+    }
+}
+
+/// The bytes of a small file that came with its open (`OPEN_PREFETCHED`), its attributes and
+/// under which slot words they hold.
 fn prefetched(r: &polytropon_ipc::client::Reply) -> Option<files::Known> {
+    use polytropon_ipc::changes::{trailer_at, OpenTrailer, OUTSIDE, PREFETCH_MAX};
     if r.aux[2] & polytropon_ipc::OPEN_PREFETCHED == 0 {
         return None;
     }
-    let n = usize::try_from(r.value).ok().filter(|n| *n as u64 <= polytropon_ipc::changes::PREFETCH_MAX)?;
+    let n = usize::try_from(r.value).ok().filter(|n| *n as u64 <= PREFETCH_MAX)?;
     let table = crate::client::change_table()?;
-    let mut head = vec![0u8; n];
-    crate::client::reply_data(&mut head);
-    Some(files::Known::new(table, r.aux[2] >> 32, r.aux[3], n as u64, head))
+    let mut buf = vec![0u8; trailer_at(n) + OpenTrailer::SIZE];
+    crate::client::reply_data(&mut buf);
+    let mut t = [0u8; OpenTrailer::SIZE];
+    t.copy_from_slice(&buf[trailer_at(n)..]);
+    let trailer = OpenTrailer::from_bytes(&t);
+    buf.truncate(n);
+    let mut k = files::Known::new(table, r.aux[2] >> 32, r.aux[3], n as u64, buf.into());
+    if trailer.names_word & OUTSIDE == 0 {
+        k.attr = Some((trailer.attr, trailer.names_slot, trailer.names_word));
+    }
+    Some(k)
 }
 
 /// The data of a file whose descriptors are the backing file's is the kernel's, on the same
@@ -96,25 +168,33 @@ pub fn release(l: &LastRef) {
 /// Ends `l`'s handle with `op` (`Release`, `Releasedir`) without waiting, or waiting when the
 /// queue would not take a request that needs no answer.
 pub fn end(op: Op, l: &LastRef) {
+    if l.handle == 0 {
+        // Opened from memory and never given a handle: the service holds nothing.
+        return;
+    }
     let d = Descriptor { op: op as u32, instance: l.instance, inode: l.inode, handle: l.handle, ..Descriptor::default() };
     if crate::client::post(d).is_err() {
         let _ = call(d, &[], None);
     }
 }
 
-fn on_file(op: Op, f: &File) -> Descriptor {
-    Descriptor {
+/// A request on open file `f` (with its service handle, asked for first if it has none yet).
+fn on_file(op: Op, f: &File) -> Served<Descriptor> {
+    Ok(Descriptor {
         op: op as u32,
         instance: f.instance.load(Ordering::Relaxed),
         inode: f.inode.load(Ordering::Relaxed),
-        handle: f.handle.load(Ordering::Relaxed),
+        handle: handle(f)?,
         ..Descriptor::default()
-    }
+    })
 }
 
 pub fn getattr(f: &File) -> Served<WireAttr> {
+    if let Some(a) = f.attr_known(crate::client::change_word) {
+        return Ok(a);
+    }
     let mut b = [0u8; std::mem::size_of::<WireAttr>()];
-    call(on_file(Op::Getattr, f), &[], Some(&mut b))?;
+    call(on_file(Op::Getattr, f)?, &[], Some(&mut b))?;
     Ok(WireAttr::from_bytes(&b))
 }
 
@@ -158,7 +238,7 @@ pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Served<usize> {
     let mut done = 0;
     while done < buf.len() {
         let want = (buf.len() - done).min(CHUNK);
-        let d = Descriptor { offset: offset + done as u64, len: want as u64, ..on_file(Op::Read, f) };
+        let d = Descriptor { offset: offset + done as u64, len: want as u64, ..on_file(Op::Read, f)? };
         let (n, end) = crate::client::call_read(d, &mut buf[done..done + want])?;
         done += n;
         if n < want {
@@ -184,7 +264,7 @@ pub fn pwrite(f: &File, data: &[u8], offset: u64, append: bool) -> Served<(usize
             offset: offset + done as u64,
             len: want as u64,
             arg: if append { WRITE_APPEND } else { 0 },
-            ..on_file(Op::Write, f)
+            ..on_file(Op::Write, f)?
         };
         // A large write overlaps our copy into the buffer with the service's write of what is
         // already there (an append cannot: its offset is only known at the end).
@@ -243,7 +323,7 @@ pub fn lseek(f: &File, offset: i64, whence: c_int) -> Served<i64> {
 
 pub fn fsync(f: &File, datasync: bool) -> Served<()> {
     kernels_data(f)?;
-    call(Descriptor { arg: u64::from(datasync), ..on_file(Op::Fsync, f) }, &[], None)?;
+    call(Descriptor { arg: u64::from(datasync), ..on_file(Op::Fsync, f)? }, &[], None)?;
     Ok(())
 }
 
@@ -251,14 +331,14 @@ pub fn ftruncate(f: &File, len: i64) -> Served<()> {
     if len < 0 || f.access() == libc::O_RDONLY {
         return Err(Unserved::Errno(libc::EINVAL));
     }
-    call(Descriptor { arg: len as u64, ..on_file(Op::Truncate, f) }, &[], None)?;
+    call(Descriptor { arg: len as u64, ..on_file(Op::Truncate, f)? }, &[], None)?;
     Ok(())
 }
 
 /// Changes attributes of an open file (fchmod, fchown, futimens).
 pub fn setattr(f: &File, w: &WireSetattr) -> Served<()> {
     let b = w.to_bytes();
-    call(Descriptor { len: b.len() as u64, ..on_file(Op::Setattr, f) }, &b, None)?;
+    call(Descriptor { len: b.len() as u64, ..on_file(Op::Setattr, f)? }, &b, None)?;
     Ok(())
 }
 

@@ -168,6 +168,10 @@ impl ChangeSink for InstanceSink {
         self.table.changed(self.key, inode);
     }
 
+    fn names_changed(&self) {
+        self.table.changed(self.key, changes::NAMES);
+    }
+
     fn outside_writer(&self, inode: Inode, begins: bool) {
         self.table.outside_writer(self.key, inode, begins);
     }

@@ -602,8 +602,8 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
     // Counted from here: what the checks above refused or sent to the kernel was not served.
     let timer = Timer::start_at(stats, slots[req.op as usize]);
     let opens = matches!(req.op, Op::OpenPath | Op::Opendir);
-    let (res, aux) = if opens && !sh.owners.admit(owner) {
-        (Unserved::Errno(libc::EMFILE).result() as i64, [0; 4])
+    let (res, aux, names_before) = if opens && !sh.owners.admit(owner) {
+        (Unserved::Errno(libc::EMFILE).result() as i64, [0; 4], None)
     } else if matches!(req.op, Op::Release | Op::Releasedir) {
         // Only the holder's own handle, released as what it is (a file, with its lookup
         // reference; or a listing), on the inode it was opened on.
@@ -615,9 +615,10 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
                     inval_inode(kernel.as_deref(), held.inode, 0, 0);
                     fs.outside_writer(held.inode, false);
                 }
-                execute(ch, &*fs, &Request { op, inode: held.inode, ..*req }, buf, &mut entry.1, kernel.as_deref())
+                let (res, aux) = execute(ch, &*fs, &Request { op, inode: held.inode, ..*req }, buf, &mut entry.1, kernel.as_deref());
+                (res, aux, None)
             }
-            None => (Unserved::Errno(libc::EBADF).result() as i64, [0; 4]),
+            None => (Unserved::Errno(libc::EBADF).result() as i64, [0; 4], None),
         }
     } else {
         if req.op == Op::Getattr && passthrough && sh.passed.written(req.instance, req.inode) {
@@ -627,17 +628,24 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         }
         // What the file's slot said before a read: a short read tells the client where
         // the file ends, valid while the slot says the same.
-        let before = (req.op == Op::Read).then(|| key.zip(changes::table()).map(|(k, t)| t.word(k, req.inode))).flatten();
+        // Before an open that may come with the file's bytes: the instance's names as they
+        // were before the walk (what the open found holds while they stay so).
+        let slot_of = match req.op {
+            Op::Read => Some(req.inode),
+            Op::OpenPath if req.flags & FLAG_PREFETCH != 0 => Some(polytropon_ipc::changes::NAMES),
+            _ => None,
+        };
+        let before = slot_of.and_then(|inode| key.zip(changes::table()).map(|(k, t)| t.word(k, inode)));
         let (res, mut aux) = execute(ch, &*fs, req, buf, &mut entry.1, kernel.as_deref());
-        if let Some((slot, word)) = before {
+        if let (Some((slot, word)), Op::Read) = (before, req.op) {
             if res >= 0 && (res as u64) < req.len {
                 aux[0] = word;
                 aux[1] = READ_EOF | (slot as u64) << 32;
             }
         }
-        (res, aux)
+        (res, aux, before)
     };
-    let (mut res, mut aux) = (res, aux);
+    let (mut res, mut aux, names) = (res, aux, names_before);
     if req.op == Op::OpenPath && res >= 0 && passthrough && req.flags & FLAG_FD_OK != 0 {
         let flags = polytropon_ipc::args::OpenArg::decode(req.arg).flags;
         if passthrough::pass(ch, &*fs, flags, aux[0], aux[1]) {
@@ -651,7 +659,8 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
     }
     if req.op == Op::OpenPath && res >= 0 && aux[2] & OPEN_PASSED == 0 && req.flags & FLAG_PREFETCH != 0 {
         if let Some(k) = key {
-            if let Some(n) = prefetch(ch, &*fs, k, req.arg, aux[0], aux[1], &mut aux) {
+            let names = names.filter(|(_, w)| w & polytropon_ipc::changes::OUTSIDE == 0);
+            if let Some(n) = prefetch(ch, &*fs, k, req.arg, aux[0], aux[1], names, &mut aux) {
                 res = n;
                 timer.stats().add_prefetched();
             }
@@ -665,33 +674,40 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
 }
 
 /// Reads a small file just opened read-only into `ch`'s buffer (the client keeps its bytes,
-/// see `OPEN_PREFETCHED`): its length, with the slot and word it holds under in `aux`; `None`
-/// for a file opened otherwise, longer than `PREFETCH_MAX`, or that could not be read.
-fn prefetch(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, arg: u64, inode: Inode, handle: u64, aux: &mut [u64; 4]) -> Option<i64> {
+/// see `OPEN_PREFETCHED`), followed by an `OpenTrailer` (`names`: the slot and word of the
+/// instance's names before the walk, if known): its length, with the file's slot and word in
+/// `aux`; `None` for a file opened otherwise, longer than `PREFETCH_MAX`, or that could not be
+/// read.
+#[allow(clippy::too_many_arguments)]
+fn prefetch(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, arg: u64, inode: Inode, handle: u64, names: Option<(usize, u64)>, aux: &mut [u64; 4]) -> Option<i64> {
+    use polytropon_ipc::changes::{trailer_at, OpenTrailer, OUTSIDE, PREFETCH_MAX};
     let flags = polytropon_ipc::args::OpenArg::decode(arg).flags;
     if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_DIRECT | libc::O_TRUNC) != 0 {
         return None;
     }
     let table = changes::table()?;
-    // The word before the size and the bytes: a change after it shows in the slot.
+    // The word before the size, the bytes and the attributes: a change after it shows.
     let (slot, word) = table.word(key, inode);
-    if word & polytropon_ipc::changes::OUTSIDE != 0 {
-        return None;
-    }
-    let size = fs.getattr(&ch.ctx, inode, Some(handle)).ok()?.size;
-    if size > polytropon_ipc::changes::PREFETCH_MAX {
+    if word & OUTSIDE != 0 || fs.getattr(&ch.ctx, inode, Some(handle)).ok()?.size > PREFETCH_MAX {
         return None;
     }
     // SAFETY: as for Read (`files::read`): one request per client at a time; the libservice
-    // only writes into the slice. The buffer holds at least `PREFETCH_MAX + 1` bytes (the
-    // smallest geometry's buffer is far larger), checked here all the same.
+    // only writes into the slice.
     let shm = unsafe { ch.area.buffer() };
-    let want = (polytropon_ipc::changes::PREFETCH_MAX as usize + 1).min(shm.len());
+    let want = PREFETCH_MAX as usize + 1;
+    if shm.len() < trailer_at(want) + OpenTrailer::SIZE {
+        return None;
+    }
     let n = fs.read(&ch.ctx, inode, handle, &mut [std::io::IoSliceMut::new(&mut shm[..want])], 0).ok()?;
     // The whole file (it ended before the bytes asked for), or nothing learned.
     if n >= want {
         return None;
     }
+    // Attributes after the read, as a stat after it would see them (its access time).
+    let attr = fs.getattr(&ch.ctx, inode, Some(handle)).ok()?;
+    let (names_slot, names_word) = names.map_or((0, OUTSIDE), |(s, w)| (s as u64, w));
+    let trailer = OpenTrailer { names_slot, names_word, attr: wire(&attr, &ch.creds) };
+    ch.area.write_data_at(trailer_at(n), &trailer.to_bytes());
     aux[2] |= OPEN_PREFETCHED | (slot as u64) << 32;
     aux[3] = word;
     i64::try_from(n).ok()

@@ -327,7 +327,8 @@ pub trait FileSystem: Send + Sync {
         Ok(())
     }
 
-    /// Asks to be told of every change of a file's data or size made through this libservice
+    /// Asks to be told of every change of a file's data, size or attributes, and of names,
+    /// made through this libservice
     /// (see [`ChangeSink`]); whether it will: only when nothing else writes its branches (no
     /// change can happen that it would not see). Set once; later calls change nothing.
     fn watch_changes(&self, sink: std::sync::Arc<dyn ChangeSink>) -> bool {
@@ -394,11 +395,15 @@ pub fn check_name(name: &OsStr) -> io::Result<()> {
     Ok(())
 }
 
-/// Where a libservice reports changes of files' data and sizes (`FileSystem::watch_changes`),
-/// after they are made and before the caller is answered.
+/// Where a libservice reports changes (`FileSystem::watch_changes`), after they are made and
+/// before the caller is answered.
 pub trait ChangeSink: Send + Sync {
-    /// The data or size of `inode` changed.
+    /// The data, size or other attributes of `inode` changed.
     fn changed(&self, inode: Inode);
+    /// A name changed (made, removed, renamed, linked), or what decides access to names
+    /// (an owner, a mode, an extended attribute): a path may now lead elsewhere or be
+    /// refused.
+    fn names_changed(&self);
     /// A writer the libservice does not see starts (`begins`) or stops writing `inode`.
     fn outside_writer(&self, inode: Inode, begins: bool);
 }

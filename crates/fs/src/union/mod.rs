@@ -102,11 +102,16 @@ const NAMES_MAX: usize = 1 << 16;
 struct NsWrite<'a> {
     _guard: RwLockWriteGuard<'a, ()>,
     epoch: &'a AtomicU64,
+    /// Told when the change is over (`FileSystem::watch_changes`), for a change of names.
+    names: Option<&'a dyn crate::libservice::ChangeSink>,
 }
 
 impl Drop for NsWrite<'_> {
     fn drop(&mut self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(sink) = self.names {
+            sink.names_changed();
+        }
     }
 }
 
@@ -238,7 +243,15 @@ impl UnionFs {
     fn write_ns(&self) -> NsWrite<'_> {
         let guard = self.ns.write().unwrap_or_else(|p| p.into_inner());
         self.ns_epoch.fetch_add(1, Ordering::AcqRel);
-        NsWrite { _guard: guard, epoch: &self.ns_epoch }
+        NsWrite { _guard: guard, epoch: &self.ns_epoch, names: None }
+    }
+
+    /// As `write_ns`, for a change of names or of what decides access to them (ownership,
+    /// modes, ACLs): the watcher hears of it when it is over.
+    fn change_names(&self) -> NsWrite<'_> {
+        let mut w = self.write_ns();
+        w.names = self.changes.get().map(|s| &**s);
+        w
     }
 
     /// The node `name` in `parent` resolved to, if that is still known to hold, with one
@@ -614,8 +627,10 @@ impl FileSystem for UnionFs {
         set: &SetAttr,
     ) -> io::Result<Attr> {
         let node = self.node(inode)?;
+        // Owner and mode decide access to the file and, for a directory, to what is in it.
+        let access = set.mode.is_some() || set.uid.is_some() || set.gid.is_some();
         {
-            let _ns = self.write_ns();
+            let _ns = if access { self.change_names() } else { self.write_ns() };
             let limit = set.size;
             let upper = self.copy_up(ctx, &node, limit)?;
             let bh = match handle.map(|h| self.file_handle(ctx, h)) {
@@ -624,9 +639,8 @@ impl FileSystem for UnionFs {
             };
             self.upper_fs()?.setattr(ctx, upper, bh, set)?;
         }
-        if set.size.is_some() {
-            self.changed(node.ino);
-        }
+        // Any attribute: what a client keeps of the file's attributes goes too.
+        self.changed(node.ino);
         self.attr_of(ctx, &node)
     }
 
@@ -658,7 +672,7 @@ impl FileSystem for UnionFs {
         umask: u32,
         flags: i32,
     ) -> io::Result<(Entry, Handle)> {
-        let _ns = self.write_ns();
+        let _ns = self.change_names();
         let p = self.node(parent)?;
         let mut bh = None;
         let (node, attr) = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
@@ -734,7 +748,7 @@ impl FileSystem for UnionFs {
         mode: u32,
         umask: u32,
     ) -> io::Result<Entry> {
-        let _ns = self.write_ns();
+        let _ns = self.change_names();
         let p = self.node(parent)?;
         let (node, attr) = self.create_in_upper(ctx, &p, name, true, |ufs, dir, n| {
             ufs.mkdir(ctx, dir, n, mode, umask)
@@ -751,7 +765,7 @@ impl FileSystem for UnionFs {
         rdev: u64,
         umask: u32,
     ) -> io::Result<Entry> {
-        let _ns = self.write_ns();
+        let _ns = self.change_names();
         let p = self.node(parent)?;
         let (node, attr) = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
             ufs.mknod(ctx, dir, n, mode, rdev, umask)
@@ -760,14 +774,14 @@ impl FileSystem for UnionFs {
     }
 
     fn unlink(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
-        let _ns = self.write_ns();
+        let _ns = self.change_names();
         self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.node(parent)?;
         self.remove(ctx, &p, name, false)
     }
 
     fn rmdir(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
-        let _ns = self.write_ns();
+        let _ns = self.change_names();
         self.ns_generation.fetch_add(1, Ordering::AcqRel);
         self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.node(parent)?;
@@ -783,7 +797,7 @@ impl FileSystem for UnionFs {
         new_name: &OsStr,
         flags: u32,
     ) -> io::Result<()> {
-        let _ns = self.write_ns();
+        let _ns = self.change_names();
         self.ns_generation.fetch_add(1, Ordering::AcqRel);
         self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.dir_node(parent)?;
@@ -806,10 +820,11 @@ impl FileSystem for UnionFs {
         new_parent: Inode,
         new_name: &OsStr,
     ) -> io::Result<Entry> {
-        let _ns = self.write_ns();
+        let _ns = self.change_names();
         let node = self.node(inode)?;
         let np = self.node(new_parent)?;
         self.do_link(ctx, &node, &np, new_name)?;
+        self.changed(node.ino);
         self.entry_of(ctx, &node)
     }
 
@@ -820,7 +835,7 @@ impl FileSystem for UnionFs {
         parent: Inode,
         name: &OsStr,
     ) -> io::Result<Entry> {
-        let _ns = self.write_ns();
+        let _ns = self.change_names();
         let p = self.node(parent)?;
         let (node, attr) = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
             ufs.symlink(ctx, target, dir, n)
@@ -899,9 +914,11 @@ impl FileSystem for UnionFs {
         }
         let node = self.node(inode)?;
         user_xattr_writable(&node, name)?;
-        let _ns = self.write_ns();
+        let _ns = self.change_names();
         let upper = self.copy_up(ctx, &node, None)?;
-        self.upper_fs()?.setxattr(ctx, upper, name, value, flags)
+        self.upper_fs()?.setxattr(ctx, upper, name, value, flags)?;
+        self.changed(node.ino);
+        Ok(())
     }
 
     fn listxattr(&self, ctx: &Context, inode: Inode) -> io::Result<Vec<OsString>> {
@@ -918,14 +935,16 @@ impl FileSystem for UnionFs {
         }
         let node = self.node(inode)?;
         user_xattr_writable(&node, name)?;
-        let _ns = self.write_ns();
+        let _ns = self.change_names();
         let layers = node.layers();
         if let (None, Some((layer, ino))) = (layers.upper, layers.top()) {
             // As overlayfs: removing an attribute a lower object lacks copies nothing up.
             self.fs(layer)?.getxattr(ctx, ino, name)?;
         }
         let upper = self.copy_up(ctx, &node, None)?;
-        self.upper_fs()?.removexattr(ctx, upper, name)
+        self.upper_fs()?.removexattr(ctx, upper, name)?;
+        self.changed(node.ino);
+        Ok(())
     }
 
     fn access(&self, ctx: &Context, inode: Inode, mask: i32) -> io::Result<()> {
