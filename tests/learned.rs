@@ -287,3 +287,19 @@ fn reopening_an_unchanged_small_file_costs_no_round_trip_and_changes_are_seen() 
     drop(user);
     st.destroy();
 }
+
+/// What one thread's opens found never answers another thread of the process with other
+/// credentials (setfsuid is per thread): the memory of opens is per credentials.
+#[test]
+fn a_thread_with_other_credentials_is_not_answered_from_another_threads_opens() {
+    let st = Stage::on_cpus("reopen-creds", "rc", "0-1", |lower| {
+        std::fs::write(lower.join("secret"), b"root only\n").expect("seed");
+        std::fs::set_permissions(lower.join("secret"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    });
+    let exe = st.compile_with("fsuid_threads", "fsuid_threads", &["-pthread"]);
+    let out = st.command(true, &exe).arg(st.mnt.join("secret")).output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert_eq!(text, "root thread: opened\ndropped thread: Permission denied\n", "{}", st.service_log());
+    st.destroy();
+}

@@ -41,6 +41,8 @@ pub struct Client {
     /// The service's change table, mapped read-only (`None`: it sent none, or it could not
     /// be mapped; nothing learned of a file is then trusted).
     changes: Option<crate::changes::View>,
+    /// The service's digest of the credentials it serves this client with.
+    creds: u64,
 }
 
 /// Maps the change table the service sent (read-only; the descriptor is closed).
@@ -198,7 +200,12 @@ impl Client {
             }
             None => Socket::Own(socket),
         };
-        Ok(Client { seg, addr, area, area_len, socket, shmid: welcome.shmid, id: welcome.client, queue, seq: h.seq.load(Ordering::Acquire).wrapping_add(1 << 32), spins: if several_cpus() { SPINS } else { 0 }, near: false, changes })
+        Ok(Client { seg, addr, area, area_len, socket, shmid: welcome.shmid, id: welcome.client, queue, seq: h.seq.load(Ordering::Acquire).wrapping_add(1 << 32), spins: if several_cpus() { SPINS } else { 0 }, near: false, changes, creds: welcome.creds })
+    }
+
+    /// The service's digest of this client's credentials (see [`crate::Welcome::creds`]).
+    pub fn creds(&self) -> u64 {
+        self.creds
     }
 
     /// The service's change table, if it sent one.
@@ -626,7 +633,7 @@ mod channel {
     /// Receives the service's welcome and the descriptors attached to it (-1 when missing):
     /// the client's area and the change table.
     pub fn receive(fd: i32) -> Result<(Welcome, [i32; 2]), i32> {
-        let mut b = [0u8; 24];
+        let mut b = [0u8; crate::WELCOME_SIZE];
         let (n, fds) = receive_with_fds(fd, &mut b, libc::MSG_WAITALL)?;
         if n != b.len() {
             for fd in fds.into_iter().filter(|fd| *fd >= 0) {

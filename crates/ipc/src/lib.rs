@@ -228,7 +228,14 @@ pub struct Welcome {
     pub client: u32,
     pub shmid: i32,
     pub buffer_size: u64,
+    /// A digest of the credentials the service serves this connection with: two connections
+    /// of one process with the same digest are served alike (the library shares what one
+    /// thread's opens found with the threads whose digest is the same).
+    pub creds: u64,
 }
+
+/// Bytes of a [`Welcome`] on the wire.
+pub const WELCOME_SIZE: usize = 32;
 
 impl Hello {
     pub fn to_bytes(self) -> [u8; 8] {
@@ -245,26 +252,31 @@ impl Hello {
 }
 
 impl Welcome {
-    pub fn to_bytes(self) -> [u8; 24] {
-        let mut b = [0u8; 24];
+    pub fn to_bytes(self) -> [u8; WELCOME_SIZE] {
+        let mut b = [0u8; WELCOME_SIZE];
         b[..4].copy_from_slice(&self.version.to_le_bytes());
         b[4..8].copy_from_slice(&self.status.to_le_bytes());
         b[8..12].copy_from_slice(&self.client.to_le_bytes());
         b[12..16].copy_from_slice(&self.shmid.to_le_bytes());
-        b[16..].copy_from_slice(&self.buffer_size.to_le_bytes());
+        b[16..24].copy_from_slice(&self.buffer_size.to_le_bytes());
+        b[24..].copy_from_slice(&self.creds.to_le_bytes());
         b
     }
 
-    pub fn from_bytes(b: [u8; 24]) -> Welcome {
+    pub fn from_bytes(b: [u8; WELCOME_SIZE]) -> Welcome {
         let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
-        let mut size = [0u8; 8];
-        size.copy_from_slice(&b[16..]);
+        let dword = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(w)
+        };
         Welcome {
             version: u32::from_le_bytes(word(0)),
             status: i32::from_le_bytes(word(4)),
             client: u32::from_le_bytes(word(8)),
             shmid: i32::from_le_bytes(word(12)),
-            buffer_size: u64::from_le_bytes(size),
+            buffer_size: dword(16),
+            creds: dword(24),
         }
     }
 }

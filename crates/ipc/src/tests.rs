@@ -377,7 +377,7 @@ impl FakeService {
                 assert!(fd >= 0);
                 // SAFETY: as above.
                 assert_eq!(unsafe { libc::ftruncate(fd, size as i64) }, 0);
-                let w = crate::Welcome { version: crate::PROTOCOL_VERSION, status: 0, client: client as u32, shmid, buffer_size }.to_bytes();
+                let w = crate::Welcome { version: crate::PROTOCOL_VERSION, status: 0, client: client as u32, shmid, buffer_size, creds: 0 }.to_bytes();
                 send_fd(conn.as_raw_fd(), &w, fd);
                 // SAFETY: the descriptor was sent; ours is not needed.
                 unsafe { libc::close(fd) };

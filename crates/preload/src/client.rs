@@ -73,6 +73,12 @@ pub fn change_word(slot: u64) -> Option<(u64, u64)> {
     with_client(|client| Ok(client.changes().and_then(|v| Some((v.id(), v.load(slot)?))))).ok().flatten()
 }
 
+/// The service's digest of this thread's credentials (see `polytropon_ipc::Welcome::creds`),
+/// connecting again first if they changed.
+pub fn creds() -> Option<u64> {
+    with_client(|client| Ok(client.creds())).ok()
+}
+
 /// The change table's identity, as this thread's client sees it.
 pub fn change_table() -> Option<u64> {
     CLIENT.try_with(|c| c.try_borrow().ok().and_then(|c| c.as_ref().and_then(|(client, _)| client.changes().map(|v| v.id())))).ok().flatten()

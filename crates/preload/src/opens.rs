@@ -26,8 +26,10 @@ struct Remembered {
     rel: Box<[u8]>,
     inode: u64,
     known: Known,
-    /// The credentials' generation it was opened under (`config::GENERATION`).
+    /// The credentials' generation it was opened under (`config::GENERATION`), and the
+    /// service's digest of the opening thread's credentials.
     generation: u32,
+    creds: u64,
 }
 
 static MEMORY: [Mutex<Option<HashMap<u64, Remembered>>>; SHARDS] = [const { Mutex::new(None) }; SHARDS];
@@ -45,9 +47,10 @@ pub fn eligible(flags: i32) -> bool {
     flags & !harmless == libc::O_RDONLY
 }
 
-/// The file `t` led to and what is known of it, if that still holds: `current` gives the
-/// change table's identity and a slot's word now.
-pub fn recall(t: &Target, current: impl Fn(u64) -> Option<(u64, u64)>) -> Option<(u64, Known)> {
+/// The file `t` led to and what is known of it, if that still holds for a thread whose
+/// credentials have digest `creds`: `current` gives the change table's identity and a slot's
+/// word now.
+pub fn recall(t: &Target, creds: u64, current: impl Fn(u64) -> Option<(u64, u64)>) -> Option<(u64, Known)> {
     let k = key(t);
     let mut shard = MEMORY[k as usize % SHARDS].try_lock().ok()?;
     let map = shard.as_mut()?;
@@ -56,6 +59,7 @@ pub fn recall(t: &Target, current: impl Fn(u64) -> Option<(u64, u64)>) -> Option
     let (_, names_slot, names_word) = r.known.attr?;
     let holds = same_path
         && r.generation == GENERATION.load(Ordering::Acquire)
+        && r.creds == creds
         && current(names_slot) == Some((r.known.table, names_word))
         && current(r.known.slot) == Some((r.known.table, r.known.word));
     if !holds {
@@ -65,9 +69,10 @@ pub fn recall(t: &Target, current: impl Fn(u64) -> Option<(u64, u64)>) -> Option
     Some((r.inode, r.known.clone()))
 }
 
-/// Remembers that `t` led to `inode`, with what came with its open (`known`, which must carry
-/// the attributes and the names' word).
-pub fn remember(t: &Target, inode: u64, known: &Known, generation: u32) {
+/// Remembers that `t` led to `inode` for a thread with credentials `creds` (the service's
+/// digest) in generation `generation`, with what came with its open (`known`, which must
+/// carry the attributes and the names' word).
+pub fn remember(t: &Target, inode: u64, known: &Known, generation: u32, creds: u64) {
     if known.attr.is_none() {
         return;
     }
@@ -77,5 +82,5 @@ pub fn remember(t: &Target, inode: u64, known: &Known, generation: u32) {
     if map.len() >= PER_SHARD && !map.contains_key(&k) {
         map.clear();
     }
-    map.insert(k, Remembered { instance: t.instance, base: t.base, rel: t.rel().into(), inode, known: known.clone(), generation });
+    map.insert(k, Remembered { instance: t.instance, base: t.base, rel: t.rel().into(), inode, known: known.clone(), generation, creds });
 }

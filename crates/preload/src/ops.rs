@@ -34,8 +34,10 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
     }
     let o = Opened { instance: t.instance, dev: t.dev, inode: 0, handle: 0, flags: flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) };
     // A small file opened before, unchanged since: from memory, no round trip.
-    if opens::eligible(flags) {
-        if let Some((inode, known)) = opens::recall(t, crate::client::change_word) {
+    let generation = crate::config::GENERATION.load(Ordering::Acquire);
+    let creds = if opens::eligible(flags) { crate::client::creds() } else { None };
+    if let Some(creds) = creds {
+        if let Some((inode, known)) = opens::recall(t, creds, crate::client::change_word) {
             let Some(slot) = files::reserve_slot(flags & libc::O_CLOEXEC != 0)? else { return Err(Unserved::Kernel) };
             let fd = slot.install(&Opened { inode, ..o }, t.abs());
             if let Some((_, f)) = files::get(fd) {
@@ -44,7 +46,6 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
             return Ok(fd);
         }
     }
-    let generation = crate::config::GENERATION.load(Ordering::Acquire);
     let (slot, r) = open_at_service(t, flags, mode, passthrough)?;
     let o = Opened { inode: r.aux[0], handle: r.aux[1], ..o };
     if r.aux[2] & polytropon_ipc::OPEN_PASSED != 0 {
@@ -55,8 +56,8 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
     let head = prefetched(&r);
     let fd = slot.install(&o, t.abs());
     if let Some(k) = head {
-        if opens::eligible(flags) {
-            opens::remember(t, o.inode, &k, generation);
+        if let Some(creds) = creds {
+            opens::remember(t, o.inode, &k, generation, creds);
         }
         if let Some((_, f)) = files::get(fd) {
             f.learn(k);

@@ -242,6 +242,7 @@ impl Channels {
         let who = identify(pid, hello.tid).map_err(|e| refuse(libc::EACCES, e))?;
         let (memfd, map, area) = make_area(self.buffer_size).map_err(|e| refuse(libc::ENOMEM, e))?;
         let conn = s.as_fd().try_clone_to_owned().map_err(|e| refuse(libc::EMFILE, e))?;
+        let creds_digest = digest(&who.creds);
         let channel = Arc::new(Channel { area, map, ctx: who.ctx, creds: who.creds, owner: who.owner, mounts: RwLock::new(who.mounts), pid, pidfd: who.pidfd, served: AtomicU64::new(0), posts: Mutex::new(0), conn });
         let c = {
             let mut t = self.slots.write().unwrap_or_else(|p| p.into_inner());
@@ -252,7 +253,7 @@ impl Channels {
             t[c] = Some(channel);
             c as u32
         };
-        let w = Welcome { version: PROTOCOL_VERSION, status: 0, client: c, shmid: self.shmid, buffer_size: self.buffer_size };
+        let w = Welcome { version: PROTOCOL_VERSION, status: 0, client: c, shmid: self.shmid, buffer_size: self.buffer_size, creds: creds_digest };
         if let Err(e) = send_welcome(s, &w, Some(&memfd)) {
             self.close(c);
             return Err(e);
@@ -260,6 +261,14 @@ impl Channels {
         debug!("client {c}: pid {pid} thread {} uid {} gid {}", hello.tid, who.ctx.uid, who.ctx.gid);
         Ok(c)
     }
+}
+
+/// A digest of credentials (see `Welcome::creds`).
+fn digest(c: &Creds) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (c.uid, c.gid, &c.groups, c.caps, format!("{:?}", c.userns)).hash(&mut h);
+    h.finish()
 }
 
 /// Who a connected process is.
