@@ -303,3 +303,56 @@ fn a_thread_with_other_credentials_is_not_answered_from_another_threads_opens() 
     assert_eq!(text, "root thread: opened\ndropped thread: Permission denied\n", "{}", st.service_log());
     st.destroy();
 }
+
+/// Opens `argv[1]` at each `open` line (closing the one before) and prints its inode; reads it
+/// whole at each `read` line.
+const HOLD_READER: &str = r#"
+import hashlib, os, sys
+fd = None
+for line in sys.stdin:
+    if line.strip() == "open":
+        if fd is not None:
+            os.close(fd)
+        fd = os.open(sys.argv[1], os.O_RDONLY)
+        print("opened", os.fstat(fd).st_ino, flush=True)
+    else:
+        out = b""
+        while True:
+            b = os.pread(fd, 1 << 16, len(out))
+            if not b:
+                break
+            out += b
+        print("read", len(out), hashlib.sha256(out).hexdigest()[:16], flush=True)
+"#;
+
+/// A descriptor opened from memory stays on the file it opened: changed and then replaced
+/// under its name, the file is still what its reads reach (as with a kernel descriptor).
+#[test]
+fn a_file_opened_from_memory_stays_the_file_it_opened() {
+    let st = Stage::on_cpus("reopen-held", "rh", "0-1", |lower| {
+        std::fs::write(lower.join("small"), b"original\n").expect("seed");
+        std::fs::write(lower.join("other"), b"the replacement\n").expect("seed");
+    });
+    let small = st.mnt.join("small");
+    let mut r = Talker::start(&st, true, HOLD_READER, &small);
+    let first = r.say("open\n");
+    let opens = count(&st.counters(), "user_ops", "open_path");
+    assert_eq!(r.say("open\n"), first, "the second open found another file");
+    assert_eq!(count(&st.counters(), "user_ops", "open_path"), opens, "the second open was not answered from memory");
+    // Through FUSE: append to the file, then rename another file over its name.
+    let out = st.command(false, Path::new("sh")).args(["-c", &format!("printf 'appended\\n' >> {0}; mv {1} {0}", small.display(), st.mnt.join("other").display())]).output().expect("change");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want = {
+        let data = b"original\nappended\n";
+        let out = std::process::Command::new("python3").args(["-c", "import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| {
+            c.stdin.take().expect("stdin").write_all(data)?;
+            c.wait_with_output()
+        }).expect("digest");
+        format!("read {} {}", data.len(), String::from_utf8_lossy(&out.stdout).trim())
+    };
+    assert_eq!(r.say("read\n"), want, "the open descriptor does not reach the file it opened\n{}", st.service_log());
+    // And a new open finds the new file.
+    assert_ne!(r.say("open\n"), first);
+    drop(r);
+    st.destroy();
+}

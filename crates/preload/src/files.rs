@@ -49,6 +49,10 @@ pub struct File {
     /// What the service told of the file's contents (taken with `try_lock` only: a thread that
     /// held it at a `fork` leaves it locked in the child, which then just asks the service).
     known: Mutex<Option<Known>>,
+    /// Its service handle is shared with the library's memory of opens (`opens`): `held` is
+    /// this file's share, and whoever lets go of the last share releases the handle.
+    shared: AtomicBool,
+    held: Mutex<Option<Arc<LastRef>>>,
 }
 
 /// What is known of an open file's contents, valid while its change-table slot holds `word`
@@ -96,6 +100,8 @@ impl File {
             path: UnsafeCell::new([0; PATH_KEEP]),
             serial: AtomicU64::new(0),
             known: Mutex::new(None),
+            shared: AtomicBool::new(false),
+            held: Mutex::new(None),
         }
     }
 
@@ -298,6 +304,7 @@ fn fill(idx: u32, o: &Opened, path: &[u8]) {
     if let Ok(mut g) = f.known.try_lock() {
         *g = None;
     }
+    f.shared.store(false, Ordering::Release);
     let n = path.len().min(PATH_KEEP);
     // SAFETY: the slot is ours alone until published (its references went 0 -> 1 in `claim`
     // and no descriptor names it yet).
@@ -357,6 +364,19 @@ impl Reserved {
         unsafe { real::close(backing) };
         fill(self.idx, o, path);
         FILES[self.idx as usize - 1].passthrough.store(moved, Ordering::Release);
+        publish(self.fd, self.idx);
+        self.fd
+    }
+
+    /// As `install`, for a file whose service handle (`o.handle`) is shared with the memory
+    /// of opens: `held` is this descriptor's share.
+    pub fn install_shared(self, o: &Opened, path: &[u8], held: Arc<LastRef>) -> c_int {
+        fill(self.idx, o, path);
+        let f = &FILES[self.idx as usize - 1];
+        f.shared.store(true, Ordering::Release);
+        if let Ok(mut g) = f.held.try_lock() {
+            *g = Some(held);
+        }
         publish(self.fd, self.idx);
         self.fd
     }
@@ -479,6 +499,7 @@ pub fn dup_dir(old: c_int, new: c_int) -> Option<LastRef> {
 }
 
 /// What must be released at the service when the last descriptor of a file goes.
+#[derive(Debug, PartialEq, Eq)]
 pub struct LastRef {
     pub instance: u32,
     pub inode: u64,
@@ -503,6 +524,13 @@ fn unref(idx: u32) -> Option<LastRef> {
     // The bytes go now; a slot used again starts without them anyway (its new serial).
     if let Ok(mut g) = f.known.try_lock() {
         *g = None;
+    }
+    if f.shared.load(Ordering::Acquire) {
+        // A shared handle is released by whoever lets go of it last (here, or the memory of
+        // opens); a share that cannot be taken (a lock held across fork) is never released
+        // twice, at worst kept until the process ends.
+        let share = f.held.try_lock().ok().and_then(|mut g| g.take());
+        return share.and_then(Arc::into_inner);
     }
     Some(last)
 }

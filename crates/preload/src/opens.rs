@@ -3,33 +3,42 @@
 //! change-table words they hold under (see `polytropon_ipc::changes`). Opening the same path
 //! again while the instance's names (which decide where a path leads and who may follow it)
 //! and the file are unchanged, with the same credentials, costs no round trip: the new
-//! descriptor is answered from memory, and asks the service for a handle of its own only if
-//! a call needs one (`ops::handle`).
+//! descriptor is answered from memory and shares the service handle the memory keeps open for
+//! the file (released by whoever lets go of it last), so a call that needs the service
+//! reaches the very file that was opened, as a kernel descriptor would.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
+use std::sync::Arc;
+
 use crate::config::GENERATION;
-use crate::files::Known;
+use crate::files::{Known, LastRef};
 use crate::path::Target;
 
 /// Shards of the memory (threads opening different paths rarely meet on one lock), and the
-/// paths each keeps before it forgets them all.
+/// paths each keeps before it forgets them all: each holds a service handle of its file open,
+/// so at most 512 per process (of the 4,096 the service allows).
 const SHARDS: usize = 16;
-const PER_SHARD: usize = 512;
+const PER_SHARD: usize = 32;
+/// How long a path is remembered (as the union trusts a resolved name: a change made in a
+/// branch directory behind the service's back is seen within it).
+const TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct Remembered {
     instance: u32,
     base: u64,
     rel: Box<[u8]>,
-    inode: u64,
+    /// The file's service handle (the memory's share of it; see `files::File::held`).
+    held: Arc<LastRef>,
     known: Known,
     /// The credentials' generation it was opened under (`config::GENERATION`), and the
     /// service's digest of the opening thread's credentials.
     generation: u32,
     creds: u64,
+    when: std::time::Instant,
 }
 
 static MEMORY: [Mutex<Option<HashMap<u64, Remembered>>>; SHARDS] = [const { Mutex::new(None) }; SHARDS];
@@ -47,40 +56,47 @@ pub fn eligible(flags: i32) -> bool {
     flags & !harmless == libc::O_RDONLY
 }
 
-/// The file `t` led to and what is known of it, if that still holds for a thread whose
-/// credentials have digest `creds`: `current` gives the change table's identity and a slot's
-/// word now.
-pub fn recall(t: &Target, creds: u64, current: impl Fn(u64) -> Option<(u64, u64)>) -> Option<(u64, Known)> {
+/// The file `t` led to (a share of its service handle) and what is known of it, if that still
+/// holds for a thread whose credentials have digest `creds`: `current` gives the change
+/// table's identity and a slot's word now. With it, the handles the memory let go of last
+/// (forgotten entries), for the caller to release.
+pub fn recall(t: &Target, creds: u64, current: impl Fn(u64) -> Option<(u64, u64)>) -> (Option<(Arc<LastRef>, Known)>, Vec<LastRef>) {
     let k = key(t);
-    let mut shard = MEMORY[k as usize % SHARDS].try_lock().ok()?;
-    let map = shard.as_mut()?;
-    let r = map.get(&k)?;
+    let Ok(mut shard) = MEMORY[k as usize % SHARDS].try_lock() else { return (None, Vec::new()) };
+    let Some(map) = shard.as_mut() else { return (None, Vec::new()) };
+    let Some(r) = map.get(&k) else { return (None, Vec::new()) };
     let same_path = r.instance == t.instance && r.base == t.base && *r.rel == *t.rel();
-    let (_, names_slot, names_word) = r.known.attr?;
+    let Some((_, names_slot, names_word)) = r.known.attr else { return (None, Vec::new()) };
     let holds = same_path
         && r.generation == GENERATION.load(Ordering::Acquire)
         && r.creds == creds
+        && r.when.elapsed() < TTL
         && current(names_slot) == Some((r.known.table, names_word))
         && current(r.known.slot) == Some((r.known.table, r.known.word));
     if !holds {
-        map.remove(&k);
-        return None;
+        let gone = map.remove(&k).and_then(|r| Arc::into_inner(r.held));
+        return (None, gone.into_iter().collect());
     }
-    Some((r.inode, r.known.clone()))
+    (Some((r.held.clone(), r.known.clone())), Vec::new())
 }
 
-/// Remembers that `t` led to `inode` for a thread with credentials `creds` (the service's
-/// digest) in generation `generation`, with what came with its open (`known`, which must
-/// carry the attributes and the names' word).
-pub fn remember(t: &Target, inode: u64, known: &Known, generation: u32, creds: u64) {
+/// Remembers that `t` led to the file whose service handle `held` shares, for a thread with
+/// credentials `creds` (the service's digest) in generation `generation`, with what came with
+/// its open (`known`, which must carry the attributes and the names' word). Returns the
+/// handles the memory let go of last (entries it forgot to make room), for the caller to
+/// release.
+pub fn remember(t: &Target, known: &Known, generation: u32, creds: u64, held: Arc<LastRef>) -> Vec<LastRef> {
     if known.attr.is_none() {
-        return;
+        return Vec::new();
     }
     let k = key(t);
-    let Ok(mut shard) = MEMORY[k as usize % SHARDS].try_lock() else { return };
+    let Ok(mut shard) = MEMORY[k as usize % SHARDS].try_lock() else { return Vec::new() };
     let map = shard.get_or_insert_with(HashMap::new);
+    let mut gone = Vec::new();
     if map.len() >= PER_SHARD && !map.contains_key(&k) {
-        map.clear();
+        gone.extend(map.drain().filter_map(|(_, r)| Arc::into_inner(r.held)));
     }
-    map.insert(k, Remembered { instance: t.instance, base: t.base, rel: t.rel().into(), inode, known: known.clone(), generation, creds });
+    let r = Remembered { instance: t.instance, base: t.base, rel: t.rel().into(), held, known: known.clone(), generation, creds, when: std::time::Instant::now() };
+    gone.extend(map.insert(k, r).and_then(|old| Arc::into_inner(old.held)));
+    gone
 }

@@ -3,6 +3,7 @@
 
 use std::ffi::c_int;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use polytropon_ipc::args::OpenArg;
 use polytropon_ipc::{Descriptor, Op, WireAttr, WireSetattr, STAT_NOFOLLOW, WRITE_APPEND};
@@ -37,9 +38,13 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
     let generation = crate::config::GENERATION.load(Ordering::Acquire);
     let creds = if opens::eligible(flags) { crate::client::creds() } else { None };
     if let Some(creds) = creds {
-        if let Some((inode, known)) = opens::recall(t, creds, crate::client::change_word) {
+        let (hit, gone) = opens::recall(t, creds, crate::client::change_word);
+        release_all(gone);
+        if let Some((held, known)) = hit {
+            // The remembered file's service handle, shared: whoever lets go of it last
+            // releases it.
             let Some(slot) = files::reserve_slot(flags & libc::O_CLOEXEC != 0)? else { return Err(Unserved::Kernel) };
-            let fd = slot.install(&Opened { inode, ..o }, t.abs());
+            let fd = slot.install_shared(&Opened { inode: held.inode, handle: held.handle, ..o }, t.abs(), held);
             if let Some((_, f)) = files::get(fd) {
                 f.learn(known);
             }
@@ -54,16 +59,27 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
         }
     }
     let head = prefetched(&r);
-    let fd = slot.install(&o, t.abs());
-    if let Some(k) = head {
-        if let Some(creds) = creds {
-            opens::remember(t, o.inode, &k, generation, creds);
+    let remembered = head.as_ref().zip(creds).filter(|(k, _)| k.attr.is_some());
+    let fd = match remembered {
+        Some((k, creds)) => {
+            // Remembered with its handle, which the descriptor and the memory share.
+            let held = Arc::new(LastRef { instance: o.instance, inode: o.inode, handle: o.handle });
+            release_all(opens::remember(t, k, generation, creds, held.clone()));
+            slot.install_shared(&o, t.abs(), held)
         }
-        if let Some((_, f)) = files::get(fd) {
-            f.learn(k);
-        }
+        None => slot.install(&o, t.abs()),
+    };
+    if let (Some(k), Some((_, f))) = (head, files::get(fd)) {
+        f.learn(k);
     }
     Ok(fd)
+}
+
+/// Releases the handles the memory of opens let go of last.
+fn release_all(gone: Vec<LastRef>) {
+    for l in &gone {
+        release(l);
+    }
 }
 
 /// Asks the service to open `t`, with a descriptor and a table slot set aside first (with the
@@ -87,44 +103,6 @@ fn open_at_service(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Se
         Err(e) => {
             slot.cancel();
             Err(e)
-        }
-    }
-}
-
-/// The service handle of `f`, asked for now if it was opened from memory (by its path, which
-/// must still lead to the same file; `ESTALE` otherwise, as for a hand-over to the kernel).
-fn handle(f: &File) -> Served<u64> {
-    let h = f.handle.load(Ordering::Acquire);
-    if h != 0 {
-        return Ok(h);
-    }
-    let mut path = [0u8; files::PATH_KEEP + 1];
-    let p = f.path();
-    path[..p.len()].copy_from_slice(p);
-    let mut t = Target::empty();
-    crate::path::resolve(&mut t, libc::AT_FDCWD, path.as_ptr().cast()).ok_or(Unserved::Errno(libc::ESTALE))?;
-    let flags = f.flags.load(Ordering::Relaxed) as c_int & polytropon_ipc::REOPEN_FLAGS;
-    let d = Descriptor {
-        op: Op::OpenPath as u32,
-        instance: t.instance,
-        inode: t.base,
-        len: t.rel().len() as u64,
-        arg: OpenArg { flags, mode: 0 }.encode(),
-        ..Descriptor::default()
-    };
-    let r = call(d, t.rel(), None)?;
-    let (inode, got) = (r.aux[0], r.aux[1]);
-    let theirs = |h| release(&LastRef { instance: t.instance, inode, handle: h });
-    if t.instance != f.instance.load(Ordering::Relaxed) || inode != f.inode.load(Ordering::Relaxed) {
-        theirs(got);
-        return Err(Unserved::Errno(libc::ESTALE));
-    }
-    match f.handle.compare_exchange(0, got, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => Ok(got),
-        // Another thread got one first: ours goes back.
-        Err(other) => {
-            theirs(got);
-            Ok(other)
         }
     }
 }
@@ -169,25 +147,20 @@ pub fn release(l: &LastRef) {
 /// Ends `l`'s handle with `op` (`Release`, `Releasedir`) without waiting, or waiting when the
 /// queue would not take a request that needs no answer.
 pub fn end(op: Op, l: &LastRef) {
-    if l.handle == 0 {
-        // Opened from memory and never given a handle: the service holds nothing.
-        return;
-    }
     let d = Descriptor { op: op as u32, instance: l.instance, inode: l.inode, handle: l.handle, ..Descriptor::default() };
     if crate::client::post(d).is_err() {
         let _ = call(d, &[], None);
     }
 }
 
-/// A request on open file `f` (with its service handle, asked for first if it has none yet).
-fn on_file(op: Op, f: &File) -> Served<Descriptor> {
-    Ok(Descriptor {
+fn on_file(op: Op, f: &File) -> Descriptor {
+    Descriptor {
         op: op as u32,
         instance: f.instance.load(Ordering::Relaxed),
         inode: f.inode.load(Ordering::Relaxed),
-        handle: handle(f)?,
+        handle: f.handle.load(Ordering::Relaxed),
         ..Descriptor::default()
-    })
+    }
 }
 
 pub fn getattr(f: &File) -> Served<WireAttr> {
@@ -195,7 +168,7 @@ pub fn getattr(f: &File) -> Served<WireAttr> {
         return Ok(a);
     }
     let mut b = [0u8; std::mem::size_of::<WireAttr>()];
-    call(on_file(Op::Getattr, f)?, &[], Some(&mut b))?;
+    call(on_file(Op::Getattr, f), &[], Some(&mut b))?;
     Ok(WireAttr::from_bytes(&b))
 }
 
@@ -239,7 +212,7 @@ pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Served<usize> {
     let mut done = 0;
     while done < buf.len() {
         let want = (buf.len() - done).min(CHUNK);
-        let d = Descriptor { offset: offset + done as u64, len: want as u64, ..on_file(Op::Read, f)? };
+        let d = Descriptor { offset: offset + done as u64, len: want as u64, ..on_file(Op::Read, f) };
         let (n, end) = crate::client::call_read(d, &mut buf[done..done + want])?;
         done += n;
         if n < want {
@@ -265,7 +238,7 @@ pub fn pwrite(f: &File, data: &[u8], offset: u64, append: bool) -> Served<(usize
             offset: offset + done as u64,
             len: want as u64,
             arg: if append { WRITE_APPEND } else { 0 },
-            ..on_file(Op::Write, f)?
+            ..on_file(Op::Write, f)
         };
         // A large write overlaps our copy into the buffer with the service's write of what is
         // already there (an append cannot: its offset is only known at the end).
@@ -324,7 +297,7 @@ pub fn lseek(f: &File, offset: i64, whence: c_int) -> Served<i64> {
 
 pub fn fsync(f: &File, datasync: bool) -> Served<()> {
     kernels_data(f)?;
-    call(Descriptor { arg: u64::from(datasync), ..on_file(Op::Fsync, f)? }, &[], None)?;
+    call(Descriptor { arg: u64::from(datasync), ..on_file(Op::Fsync, f) }, &[], None)?;
     Ok(())
 }
 
@@ -332,14 +305,14 @@ pub fn ftruncate(f: &File, len: i64) -> Served<()> {
     if len < 0 || f.access() == libc::O_RDONLY {
         return Err(Unserved::Errno(libc::EINVAL));
     }
-    call(Descriptor { arg: len as u64, ..on_file(Op::Truncate, f)? }, &[], None)?;
+    call(Descriptor { arg: len as u64, ..on_file(Op::Truncate, f) }, &[], None)?;
     Ok(())
 }
 
 /// Changes attributes of an open file (fchmod, fchown, futimens).
 pub fn setattr(f: &File, w: &WireSetattr) -> Served<()> {
     let b = w.to_bytes();
-    call(Descriptor { len: b.len() as u64, ..on_file(Op::Setattr, f)? }, &b, None)?;
+    call(Descriptor { len: b.len() as u64, ..on_file(Op::Setattr, f) }, &b, None)?;
     Ok(())
 }
 
