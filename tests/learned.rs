@@ -356,3 +356,37 @@ fn a_file_opened_from_memory_stays_the_file_it_opened() {
     drop(r);
     st.destroy();
 }
+
+/// The service handles the library keeps for remembered files go when the program execs (the
+/// new one starts with no memory of them), not when the process ends.
+#[test]
+fn remembered_files_are_let_go_of_at_exec() {
+    let st = Stage::on_cpus("reopen-exec", "rx", "0-1", |lower| {
+        for i in 0..40 {
+            std::fs::write(lower.join(format!("f{i}")), format!("file {i}\n")).expect("seed");
+        }
+    });
+    let script = r#"
+import os, sys
+for i in range(40):
+    for _ in range(2):
+        fd = os.open(f"{sys.argv[1]}/f{i}", os.O_RDONLY)
+        os.read(fd, 100)
+        os.close(fd)
+print("remembered", flush=True)
+sys.stdin.readline()
+os.execv("/bin/sh", ["sh", "-c", "echo execed; read x"])
+"#;
+    let mut p = Talker::start(&st, true, script, &st.mnt);
+    let open_files = |st: &Stage| {
+        let v: serde_json::Value = serde_json::from_str(&st.h.ok(&["inspect", "--pool", &st.name, "--format", "json"])).expect("json");
+        v[0]["service"]["user_path"]["open_files"].as_u64().expect("open_files")
+    };
+    assert_eq!(p.line(), "remembered");
+    let kept = open_files(&st);
+    assert!(kept >= 40, "the remembered files' handles are not held: {kept}");
+    assert_eq!(p.say("\n"), "execed");
+    assert_eq!(open_files(&st), 0, "handles of the program before exec are still held");
+    drop(p);
+    st.destroy();
+}

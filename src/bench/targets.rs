@@ -160,9 +160,10 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
             "user" | "user-cache" | "cephfs-user" => {
                 // As a pool's service serves an instance: FUSE mount and user-level path together.
                 let union = union_for(name, i, &upper, lower, ceph_for_union)?;
-                let changes = crate::service::shm::changes::watch(&*union);
+                let passthrough = name == "user" && crate::spec::CacheSpec::default().user_passthrough;
+                let changes = if passthrough { None } else { crate::service::shm::changes::watch(&*union) };
                 let mounted = fuse::spawn(union.clone(), &mnt, &FuseConfig::default()).map_err(BenchError::io("cannot mount the legacy path"))?;
-                served.push(Some(crate::service::shm::UserInstance { fs: union, stats: Arc::default(), kernel: mounted.kernel_cache(), device: None, passthrough: name == "user" && crate::spec::CacheSpec::default().user_passthrough, changes }));
+                served.push(Some(crate::service::shm::UserInstance { fs: union, stats: Arc::default(), kernel: mounted.kernel_cache(), device: None, passthrough, changes }));
                 t.guards.push(Guard::Ours(mounted));
             }
             "fuse" | "fuse-writeback" | "fuse-direct" | "cephfs-fuse" => {

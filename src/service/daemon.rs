@@ -225,8 +225,10 @@ impl Service {
         // However this ends (an error, a panic below), the mount point is no longer pending.
         let unmark = Unmark { pending: &self.pending, mountpoint: &mp };
         let built = instance::build(&spec).map_err(DaemonError::Build).and_then(|fs| {
-            // Watched before it is mounted: no change escapes the table.
-            let key = crate::service::shm::changes::watch(&*fs);
+            // Watched before it is mounted: no change escapes the table. Not where clients get
+            // backing files' descriptors: a holder can write through a copy of one (a raw dup,
+            // a reopen through /proc) that the service never hears of.
+            let key = if spec.cache.user_passthrough { None } else { crate::service::shm::changes::watch(&*fs) };
             let mount = fuse::spawn(fs.clone(), &mp, &FuseConfig::from_spec(&spec.cache)).map_err(|source| DaemonError::Mount { path: mp.clone(), source })?;
             Ok((fs, mount, key))
         });

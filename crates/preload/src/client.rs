@@ -192,6 +192,9 @@ fn attach(channel: &std::ffi::CStr, tid: u32) -> Result<Client, c_int> {
     let seen = SEGMENT.swap(client.shmid(), Ordering::AcqRel);
     if seen != -1 && seen != client.shmid() {
         crate::files::orphan_all();
+        // The remembered files' handles were the dead service's: forgotten, never released
+        // (the successor numbers its own).
+        let _ = crate::opens::take_all(None);
     }
     Ok(client)
 }

@@ -70,11 +70,21 @@ pub struct Known {
     /// Its attributes, valid while the instance's names also hold (slot, word): a link
     /// count and a change time move with names.
     pub attr: Option<(WireAttr, u64, u64)>,
+    /// When the file's descriptor learned it: trusted for `KNOWN_TTL` at most, so a change
+    /// made in a branch behind the service's back is seen within it.
+    when: std::time::Instant,
 }
+
+/// How long an open file trusts what it learned (as the union trusts a resolved name).
+pub const KNOWN_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Known {
     pub fn new(table: u64, slot: u64, word: u64, end: u64, head: Arc<[u8]>) -> Known {
-        Known { serial: 0, table, slot, word, end, head, attr: None }
+        Known { serial: 0, table, slot, word, end, head, attr: None, when: std::time::Instant::now() }
+    }
+
+    fn fresh(&self) -> bool {
+        self.when.elapsed() < KNOWN_TTL
     }
 }
 
@@ -113,7 +123,7 @@ impl File {
         if k.serial != self.serial.load(Ordering::Acquire) {
             return None;
         }
-        if current(k.slot) != Some((k.table, k.word)) {
+        if !k.fresh() || current(k.slot) != Some((k.table, k.word)) {
             *g = None;
             return None;
         }
@@ -125,18 +135,27 @@ impl File {
         let g = self.known.try_lock().ok()?;
         let k = g.as_ref()?;
         let (attr, names_slot, names_word) = k.attr?;
-        let holds = k.serial == self.serial.load(Ordering::Acquire) && current(k.slot) == Some((k.table, k.word)) && current(names_slot) == Some((k.table, names_word));
+        let holds = k.serial == self.serial.load(Ordering::Acquire) && k.fresh() && current(k.slot) == Some((k.table, k.word)) && current(names_slot) == Some((k.table, names_word));
         holds.then_some(attr)
     }
 
-    /// Keeps what the service just told of the file.
-    pub fn learn(&self, mut k: Known) {
+    /// This open's number (see `serial`): what a request sent now teaches is kept only if
+    /// the slot still holds the same open when the answer comes.
+    pub fn serial(&self) -> u64 {
+        self.serial.load(Ordering::Acquire)
+    }
+
+    /// Keeps what the service told of the file in answer to a request sent while the slot
+    /// held open `serial` (nothing, if it holds another one now).
+    pub fn learn(&self, mut k: Known, serial: u64) {
         if k.word & polytropon_ipc::changes::OUTSIDE != 0 {
             return;
         }
         if let Ok(mut g) = self.known.try_lock() {
-            k.serial = self.serial.load(Ordering::Acquire);
-            *g = Some(k);
+            if self.serial.load(Ordering::Acquire) == serial {
+                k.serial = serial;
+                *g = Some(k);
+            }
         }
     }
 
@@ -515,24 +534,42 @@ pub fn forget_fd(fd: c_int) -> Option<LastRef> {
     unref(i)
 }
 
+/// `refs` of a slot whose last reference is being let go of: `claim` does not take it until
+/// what it held is gone.
+const TEARDOWN: u32 = u32::MAX;
+
 fn unref(idx: u32) -> Option<LastRef> {
     let f = &FILES[idx as usize - 1];
     let last = LastRef { instance: f.instance.load(Ordering::Relaxed), inode: f.inode.load(Ordering::Relaxed), handle: f.handle.load(Ordering::Relaxed) };
-    if f.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
-        return None;
+    let mut r = f.refs.load(Ordering::Acquire);
+    loop {
+        let next = match r {
+            0 | TEARDOWN => return None,
+            1 => TEARDOWN,
+            n => n - 1,
+        };
+        match f.refs.compare_exchange_weak(r, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) if next == TEARDOWN => break,
+            Ok(_) => return None,
+            Err(now) => r = now,
+        }
     }
     // The bytes go now; a slot used again starts without them anyway (its new serial).
     if let Ok(mut g) = f.known.try_lock() {
         *g = None;
     }
-    if f.shared.load(Ordering::Acquire) {
+    let out = if f.shared.load(Ordering::Acquire) {
         // A shared handle is released by whoever lets go of it last (here, or the memory of
-        // opens); a share that cannot be taken (a lock held across fork) is never released
-        // twice, at worst kept until the process ends.
+        // opens), and never after its service is gone (a successor numbers its own handles);
+        // a share that cannot be taken (a lock held across fork) is never released twice, at
+        // worst kept until the process ends.
         let share = f.held.try_lock().ok().and_then(|mut g| g.take());
-        return share.and_then(Arc::into_inner);
-    }
-    Some(last)
+        share.and_then(Arc::into_inner).filter(|_| last.instance != ORPHANED)
+    } else {
+        Some(last)
+    };
+    f.refs.store(0, Ordering::Release);
+    out
 }
 
 /// The descriptors currently ours, lowest first (into `out`; returns how many).

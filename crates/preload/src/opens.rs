@@ -67,24 +67,34 @@ pub fn recall(t: &Target, creds: u64, current: impl Fn(u64) -> Option<(u64, u64)
     let Some(r) = map.get(&k) else { return (None, Vec::new()) };
     let same_path = r.instance == t.instance && r.base == t.base && *r.rel == *t.rel();
     let Some((_, names_slot, names_word)) = r.known.attr else { return (None, Vec::new()) };
+    let names_now = current(names_slot);
     let holds = same_path
         && r.generation == GENERATION.load(Ordering::Acquire)
         && r.creds == creds
         && r.when.elapsed() < TTL
-        && current(names_slot) == Some((r.known.table, names_word))
+        && names_now == Some((r.known.table, names_word))
         && current(r.known.slot) == Some((r.known.table, r.known.word));
     if !holds {
-        let gone = map.remove(&k).and_then(|r| Arc::into_inner(r.held));
+        let table = names_now.map(|(id, _)| id);
+        let gone = map.remove(&k).and_then(|r| last_of(r, table));
         return (None, gone.into_iter().collect());
     }
     (Some((r.held.clone(), r.known.clone())), Vec::new())
 }
 
+/// The handle to release for a forgotten entry: when the memory held its last share, and
+/// only under the service it was opened under (table `table`; a successor numbers its own
+/// handles, and one of ours may have the same number).
+fn last_of(r: Remembered, table: Option<u64>) -> Option<LastRef> {
+    let same_service = table == Some(r.known.table);
+    Arc::into_inner(r.held).filter(|_| same_service)
+}
+
 /// Remembers that `t` led to the file whose service handle `held` shares, for a thread with
 /// credentials `creds` (the service's digest) in generation `generation`, with what came with
 /// its open (`known`, which must carry the attributes and the names' word). Returns the
-/// handles the memory let go of last (entries it forgot to make room), for the caller to
-/// release.
+/// handles the memory let go of last (entries it forgot: expired ones, or all of a full
+/// shard), for the caller to release.
 pub fn remember(t: &Target, known: &Known, generation: u32, creds: u64, held: Arc<LastRef>) -> Vec<LastRef> {
     if known.attr.is_none() {
         return Vec::new();
@@ -92,11 +102,29 @@ pub fn remember(t: &Target, known: &Known, generation: u32, creds: u64, held: Ar
     let k = key(t);
     let Ok(mut shard) = MEMORY[k as usize % SHARDS].try_lock() else { return Vec::new() };
     let map = shard.get_or_insert_with(HashMap::new);
+    let table = Some(known.table);
     let mut gone = Vec::new();
+    let expired: Vec<u64> = map.iter().filter(|(_, r)| r.when.elapsed() >= TTL).map(|(k, _)| *k).collect();
+    gone.extend(expired.into_iter().filter_map(|k| map.remove(&k)).filter_map(|r| last_of(r, table)));
     if map.len() >= PER_SHARD && !map.contains_key(&k) {
-        gone.extend(map.drain().filter_map(|(_, r)| Arc::into_inner(r.held)));
+        gone.extend(map.drain().filter_map(|(_, r)| last_of(r, table)));
     }
     let r = Remembered { instance: t.instance, base: t.base, rel: t.rel().into(), held, known: known.clone(), generation, creds, when: std::time::Instant::now() };
-    gone.extend(map.insert(k, r).and_then(|old| Arc::into_inner(old.held)));
+    gone.extend(map.insert(k, r).and_then(|old| last_of(old, table)));
+    gone
+}
+
+/// Forgets every path, returning the handles the memory held last of that were opened under
+/// the service with table `table` (before an exec: the new program starts with no memory, and
+/// the service must not keep the old one's handles until the process ends).
+pub fn take_all(table: Option<u64>) -> Vec<LastRef> {
+    let mut gone = Vec::new();
+    for shard in &MEMORY {
+        if let Ok(mut s) = shard.try_lock() {
+            if let Some(map) = s.as_mut() {
+                gone.extend(map.drain().filter_map(|(_, r)| last_of(r, table)));
+            }
+        }
+    }
     gone
 }

@@ -46,7 +46,7 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
             let Some(slot) = files::reserve_slot(flags & libc::O_CLOEXEC != 0)? else { return Err(Unserved::Kernel) };
             let fd = slot.install_shared(&Opened { inode: held.inode, handle: held.handle, ..o }, t.abs(), held);
             if let Some((_, f)) = files::get(fd) {
-                f.learn(known);
+                f.learn(known, f.serial());
             }
             return Ok(fd);
         }
@@ -70,7 +70,7 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
         None => slot.install(&o, t.abs()),
     };
     if let (Some(k), Some((_, f))) = (head, files::get(fd)) {
-        f.learn(k);
+        f.learn(k, f.serial());
     }
     Ok(fd)
 }
@@ -209,6 +209,9 @@ pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Served<usize> {
     if let Some(n) = f.read_known(offset, buf, crate::client::change_word) {
         return Ok(n);
     }
+    // What the answers teach holds for this open only (the slot may be closed and used again
+    // meanwhile).
+    let serial = f.serial();
     let mut done = 0;
     while done < buf.len() {
         let want = (buf.len() - done).min(CHUNK);
@@ -217,7 +220,7 @@ pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Served<usize> {
         done += n;
         if n < want {
             if let Some(k) = end {
-                f.learn(k);
+                f.learn(k, serial);
             }
             break;
         }

@@ -106,6 +106,15 @@ struct NsWrite<'a> {
     names: Option<&'a dyn crate::libservice::ChangeSink>,
 }
 
+/// Reports a change of a file to the watcher when dropped (see `UnionFs::changed`).
+struct Changed<'a>(&'a UnionFs, Inode);
+
+impl Drop for Changed<'_> {
+    fn drop(&mut self) {
+        self.0.changed(self.1);
+    }
+}
+
 impl Drop for NsWrite<'_> {
     fn drop(&mut self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -627,6 +636,9 @@ impl FileSystem for UnionFs {
         set: &SetAttr,
     ) -> io::Result<Attr> {
         let node = self.node(inode)?;
+        // Reported whatever comes of it: a copy-up that ran (cut to the new size) changed the
+        // file even if the change of attributes then failed.
+        let _report = Changed(self, node.ino);
         // Owner and mode decide access to the file and, for a directory, to what is in it.
         let access = set.mode.is_some() || set.uid.is_some() || set.gid.is_some();
         {
@@ -639,8 +651,6 @@ impl FileSystem for UnionFs {
             };
             self.upper_fs()?.setattr(ctx, upper, bh, set)?;
         }
-        // Any attribute: what a client keeps of the file's attributes goes too.
-        self.changed(node.ino);
         self.attr_of(ctx, &node)
     }
 
@@ -649,6 +659,9 @@ impl FileSystem for UnionFs {
         if node.is_dir() && wants_write(flags) {
             return Err(errno(libc::EISDIR));
         }
+        // An open for writing copies up (a new change time, and with `O_TRUNC` no data):
+        // reported whatever comes of the open.
+        let _report = wants_write(flags).then(|| Changed(self, node.ino));
         let (layer, ino) = if wants_write(flags) {
             let _ns = self.write_ns();
             let limit = (flags & libc::O_TRUNC != 0).then_some(0);
@@ -657,9 +670,6 @@ impl FileSystem for UnionFs {
             node.layers().top().ok_or_else(|| errno(libc::ESTALE))?
         };
         let bh = self.fs(layer)?.open(ctx, ino, flags)?;
-        if wants_write(flags) && flags & libc::O_TRUNC != 0 {
-            self.changed(node.ino);
-        }
         Ok(self.insert_handle(UHandle::File { node, open: Mutex::new((layer, bh)), flags }))
     }
 
@@ -998,8 +1008,8 @@ impl FileSystem for UnionFs {
         if self.upper.iter().chain(&self.lowers).any(|b| b.shared()) {
             return false;
         }
-        let _ = self.changes.set(sink);
-        true
+        // Only the first watcher is told: a second one must not believe it is.
+        self.changes.set(sink).is_ok()
     }
 
     fn outside_writer(&self, inode: Inode, begins: bool) {

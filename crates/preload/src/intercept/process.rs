@@ -50,7 +50,13 @@ pub fn register_fork_handlers() {
 /// Before exec: hand over the descriptors the new program inherits.
 fn before_exec() {
     if let Some(_busy) = Busy::enter() {
-        let _ = std::panic::catch_unwind(|| hand_over_all(true));
+        let _ = std::panic::catch_unwind(|| {
+            hand_over_all(true);
+            // The new program starts with no memory of opens: the handles it kept go now.
+            for l in crate::opens::take_all(crate::client::change_table()) {
+                crate::ops::release(&l);
+            }
+        });
     }
 }
 
