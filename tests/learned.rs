@@ -390,3 +390,71 @@ os.execv("/bin/sh", ["sh", "-c", "echo execed; read x"])
     drop(p);
     st.destroy();
 }
+
+/// Stats the path named on each stdin line (lstat when the line starts with `l `) and prints
+/// what the kernel-visible attributes are, or the errno.
+const STATTER: &str = r#"
+import os, sys
+for line in sys.stdin:
+    p = line.strip()
+    try:
+        st = os.lstat(p[2:]) if p.startswith("l ") else os.stat(p)
+        print("ok", st.st_ino, oct(st.st_mode), st.st_uid, st.st_nlink, st.st_size, st.st_mtime_ns, flush=True)
+    except OSError as e:
+        print("errno", e.errno, flush=True)
+"#;
+
+fn stated(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => format!("ok {} {:#o} {} {} {} {}", m.ino(), m.mode(), m.uid(), m.nlink(), m.size(), m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128),
+        Err(e) => format!("errno {}", e.raw_os_error().unwrap_or(0)),
+    }
+}
+
+/// A path stat'ed again and again: from memory after the second time (no stat request reaches
+/// the service), and every change that could make a stat differ is seen by the next one.
+#[test]
+fn repeated_stats_cost_no_round_trip_and_changes_are_seen() {
+    let st = Stage::on_cpus("restat", "rs", "0-1", |lower| {
+        std::fs::create_dir(lower.join("d")).expect("seed");
+        std::fs::write(lower.join("d/f"), b"contents\n").expect("seed");
+    });
+    let f = st.mnt.join("d/f");
+    let mut s = Talker::start(&st, true, STATTER, &f);
+    let ask = |s: &mut Talker| s.say(&format!("{}\n", f.display()));
+    for _ in 0..2 {
+        assert_eq!(ask(&mut s), stated(&f));
+    }
+    let stats = |st: &Stage| count(&st.counters(), "user_ops", "stat_path");
+    let before = stats(&st);
+    for _ in 0..5 {
+        assert_eq!(ask(&mut s), stated(&f));
+    }
+    assert_eq!(stats(&st), before, "repeated stats reached the service");
+    let p = f.display();
+    let d = st.mnt.join("d");
+    let changes = [
+        (format!("printf more >> {p}"), false),
+        (format!("printf more >> {p}"), true),
+        (format!("chmod 600 {p}"), false),
+        (format!("touch -d 2001-01-01 {p}"), true),
+        (format!("ln {p} {}/hard", d.display()), false),
+        (format!("truncate -s 1 {p}"), true),
+        (format!("printf x > {}/new", d.display()), false),
+        (format!("mv {}/new {p}", d.display()), true),
+    ];
+    for (change, preloaded) in &changes {
+        // Twice each, so the stat after the change is one the library would remember.
+        for _ in 0..2 {
+            assert_eq!(ask(&mut s), stated(&f));
+        }
+        let out = st.command(*preloaded, Path::new("sh")).args(["-c", change]).output().expect("change");
+        assert!(out.status.success(), "{change}: {}", stderr(&out));
+        assert_eq!(ask(&mut s), stated(&f), "after `{change}`: a stale stat\n{}", st.service_log());
+    }
+    std::fs::remove_file(&f).expect("rm");
+    assert_eq!(ask(&mut s), "errno 2");
+    drop(s);
+    st.destroy();
+}

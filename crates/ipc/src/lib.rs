@@ -124,6 +124,13 @@ pub const FLAG_PREFETCH: u32 = 8;
 /// being their number; `aux[3]` is its change-table word as it was before they were read and
 /// the high half of `aux[2]` its slot.
 pub const OPEN_PREFETCHED: u64 = 2;
+/// `StatPath` flag: the client keeps the attributes (see [`STAT_LEARNED`]).
+pub const FLAG_LEARN: u32 = 16;
+/// `StatPath` answer (bit of `aux[2]`): the attributes in the buffer were read after the
+/// file's change-table word `aux[3]` (its slot in bits 40.. of `aux[2]`), under the
+/// instance's names' word `aux[1]` as it was before the walk (its slot in bits 16..40):
+/// they hold while both do.
+pub const STAT_LEARNED: u64 = 1;
 /// `Read` answer (bit of `aux[1]`): the read stopped at the file's end (it answered fewer
 /// bytes than asked for); `aux[0]` is the file's change-table word as it was before the read
 /// and the high half of `aux[1]` its slot.

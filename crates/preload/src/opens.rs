@@ -5,14 +5,17 @@
 //! and the file are unchanged, with the same credentials, costs no round trip: the new
 //! descriptor is answered from memory and shares the service handle the memory keeps open for
 //! the file (released by whoever lets go of it last), so a call that needs the service
-//! reaches the very file that was opened, as a kernel descriptor would.
+//! reaches the very file that was opened, as a kernel descriptor would. What a repeated stat of
+//! a path found is remembered the same way.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use std::sync::Arc;
+
+use polytropon_ipc::WireAttr;
 
 use crate::config::GENERATION;
 use crate::files::{Known, LastRef};
@@ -127,4 +130,73 @@ pub fn take_all(table: Option<u64>) -> Vec<LastRef> {
         }
     }
     gone
+}
+
+/// What a stat of a path found (`follow`: of what a final symlink leads to), remembered as
+/// the opens are, without a handle: answered again while the instance's names and the file
+/// are unchanged, for the same credentials, for a second at most.
+struct Stated {
+    instance: u32,
+    base: u64,
+    rel: Box<[u8]>,
+    follow: bool,
+    inode: u64,
+    attr: WireAttr,
+    table: u64,
+    names: (u64, u64),
+    file: (u64, u64),
+    generation: u32,
+    creds: u64,
+    when: std::time::Instant,
+}
+
+static STATS: [Mutex<Option<HashMap<u64, Stated>>>; SHARDS] = [const { Mutex::new(None) }; SHARDS];
+/// Paths stat'ed lately (a hash each, lossy): only a path stat'ed again asks the service for
+/// attributes it may keep (which costs the service a second read of them).
+static SEEN: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+
+fn stat_key(t: &Target, follow: bool) -> u64 {
+    key(t) ^ u64::from(follow)
+}
+
+/// Whether `t` was stat'ed lately (and notes that it is now).
+pub fn stat_again(t: &Target, follow: bool) -> bool {
+    let k = stat_key(t, follow) | 1;
+    SEEN[(k >> 8) as usize % SEEN.len()].swap(k, Ordering::Relaxed) == k
+}
+
+/// What a stat of `t` found, and the inode, if it still holds (as `recall`).
+pub fn recall_stat(t: &Target, follow: bool, creds: u64, current: impl Fn(u64) -> Option<(u64, u64)>) -> Option<(WireAttr, u64)> {
+    let k = stat_key(t, follow);
+    let mut shard = STATS[k as usize % SHARDS].try_lock().ok()?;
+    let map = shard.as_mut()?;
+    let s = map.get(&k)?;
+    let holds = s.instance == t.instance
+        && s.base == t.base
+        && *s.rel == *t.rel()
+        && s.follow == follow
+        && s.generation == GENERATION.load(Ordering::Acquire)
+        && s.creds == creds
+        && s.when.elapsed() < TTL
+        && current(s.names.0) == Some((s.table, s.names.1))
+        && current(s.file.0) == Some((s.table, s.file.1));
+    if !holds {
+        map.remove(&k);
+        return None;
+    }
+    Some((s.attr, s.inode))
+}
+
+/// Remembers what a stat of `t` found (see `polytropon_ipc::STAT_LEARNED`): the attributes and
+/// inode, the change table's identity, the names' and the file's (slot, word).
+#[allow(clippy::too_many_arguments)]
+pub fn remember_stat(t: &Target, follow: bool, attr: WireAttr, inode: u64, table: u64, names: (u64, u64), file: (u64, u64), generation: u32, creds: u64) {
+    let k = stat_key(t, follow);
+    let Ok(mut shard) = STATS[k as usize % SHARDS].try_lock() else { return };
+    let map = shard.get_or_insert_with(HashMap::new);
+    if map.len() >= 4 * PER_SHARD && !map.contains_key(&k) {
+        map.clear();
+    }
+    let when = std::time::Instant::now();
+    map.insert(k, Stated { instance: t.instance, base: t.base, rel: t.rel().into(), follow, inode, attr, table, names, file, generation, creds, when });
 }

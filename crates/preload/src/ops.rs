@@ -177,7 +177,16 @@ pub fn stat_path(t: &Target, follow: bool) -> Served<WireAttr> {
 }
 
 /// As [`stat_path`], with the node the path leads to.
+/// A path stat'ed again while nothing changed is answered from memory (see `opens`).
 pub fn stat_path_node(t: &Target, follow: bool) -> Served<(WireAttr, Node)> {
+    let generation = crate::config::GENERATION.load(Ordering::Acquire);
+    let again = opens::stat_again(t, follow);
+    let creds = if again { crate::client::creds() } else { None };
+    if let Some(creds) = creds {
+        if let Some((a, inode)) = opens::recall_stat(t, follow, creds, crate::client::change_word) {
+            return Ok((a, Node { instance: t.instance, inode }));
+        }
+    }
     let rel = t.rel();
     let mut b = [0u8; std::mem::size_of::<WireAttr>()];
     let d = Descriptor {
@@ -186,10 +195,19 @@ pub fn stat_path_node(t: &Target, follow: bool) -> Served<(WireAttr, Node)> {
         inode: t.base,
         len: rel.len() as u64,
         arg: if follow { 0 } else { STAT_NOFOLLOW },
+        flags: if creds.is_some() { polytropon_ipc::FLAG_LEARN } else { 0 },
         ..Descriptor::default()
     };
     let r = call(d, rel, Some(&mut b))?;
-    Ok((WireAttr::from_bytes(&b), Node { instance: t.instance, inode: r.aux[0] }))
+    let a = WireAttr::from_bytes(&b);
+    if let (Some(creds), true) = (creds, r.aux[2] & polytropon_ipc::STAT_LEARNED != 0) {
+        if let Some(table) = crate::client::change_table() {
+            let names = ((r.aux[2] >> 16) & 0xff_ffff, r.aux[1]);
+            let file = (r.aux[2] >> 40, r.aux[3]);
+            opens::remember_stat(t, follow, a, r.aux[0], table, names, file, generation, creds);
+        }
+    }
+    Ok((a, Node { instance: t.instance, inode: r.aux[0] }))
 }
 
 pub fn unlink(t: &Target) -> Served<()> {

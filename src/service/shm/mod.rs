@@ -633,6 +633,7 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         let slot_of = match req.op {
             Op::Read => Some(req.inode),
             Op::OpenPath if req.flags & FLAG_PREFETCH != 0 => Some(polytropon_ipc::changes::NAMES),
+            Op::StatPath if req.flags & polytropon_ipc::FLAG_LEARN != 0 => Some(polytropon_ipc::changes::NAMES),
             _ => None,
         };
         let before = slot_of.and_then(|inode| key.zip(changes::table()).map(|(k, t)| t.word(k, inode)));
@@ -655,6 +656,11 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
                 sh.passed.add(req.instance, aux[1], aux[0]);
                 fs.outside_writer(aux[0], true);
             }
+        }
+    }
+    if req.op == Op::StatPath && res >= 0 && req.flags & polytropon_ipc::FLAG_LEARN != 0 {
+        if let (Some(k), Some(names)) = (key, names.filter(|(_, w)| w & polytropon_ipc::changes::OUTSIDE == 0)) {
+            learn_attr(ch, &*fs, k, aux[0], names, &mut aux);
         }
     }
     if req.op == Op::OpenPath && res >= 0 && aux[2] & OPEN_PASSED == 0 && req.flags & FLAG_PREFETCH != 0 {
@@ -711,6 +717,23 @@ fn prefetch(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, arg: u64, ino
     aux[2] |= OPEN_PREFETCHED | (slot as u64) << 32;
     aux[3] = word;
     i64::try_from(n).ok()
+}
+
+/// Reads the attributes of `inode` (just stat'ed by path) again after its change-table word,
+/// into `ch`'s buffer, so that the client may keep them (`STAT_LEARNED`) while that word and
+/// the names' (`names`, from before the walk) hold. Nothing when the file has a writer the
+/// service does not see, or cannot be read.
+fn learn_attr(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, inode: Inode, names: (usize, u64), aux: &mut [u64; 4]) {
+    let Some(table) = changes::table() else { return };
+    let (slot, word) = table.word(key, inode);
+    if word & polytropon_ipc::changes::OUTSIDE != 0 {
+        return;
+    }
+    let Ok(attr) = fs.getattr(&ch.ctx, inode, None) else { return };
+    ch.area.write_data(&wire(&attr, &ch.creds).to_bytes());
+    aux[1] = names.1;
+    aux[2] = polytropon_ipc::STAT_LEARNED | (names.0 as u64) << 16 | (slot as u64) << 40;
+    aux[3] = word;
 }
 
 /// What a client may name. A handle: only one its process opened, on the inode it was opened
