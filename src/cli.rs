@@ -341,6 +341,10 @@ pub struct MountArgs {
     /// writable branch's files it opens, so that their data calls are the kernel's.
     #[arg(long)]
     pub user_passthrough: bool,
+    /// Let the preload library answer nothing from what it learned of files (every read,
+    /// reopen and stat is a round trip to the service).
+    #[arg(long)]
+    pub no_learn: bool,
     /// Attribute and entry timeout in seconds (overrides the spec).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,

@@ -53,7 +53,23 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn every_intercepted_entry_point_behaves_as_on_a_plain_directory() {
-    let st = Stage::new("entry-points", "ep", |_| {});
+    // Counted exactly where every call is a round trip (the library answers nothing from what
+    // it learned of files; `learned.rs` tests that), and compared with a plain directory on a
+    // mount where it does.
+    let learning = Stage::new("entry-points-learning", "el", |_| {});
+    for (tag, flags) in BUILDS {
+        let prog = learning.compile_with("entry_points", &format!("entry_points-{tag}"), &[flags, &["-Wall", "-Werror"]].concat());
+        let (plain, mnt) = (learning.plain.join(tag), learning.mnt.join(tag));
+        std::fs::create_dir(&plain).expect("mkdir on the plain directory");
+        std::fs::create_dir(&mnt).expect("mkdir on the mount");
+        let expected = learning.command(false, &prog).arg(&plain).env("LC_ALL", "C").output().expect("run the program plainly");
+        let got = learning.command(true, &prog).arg(&mnt).env("LC_ALL", "C").output().expect("run the program under the library");
+        let (want, have) = (text(&expected), text(&got));
+        assert!(want == have, "{tag}: output differs under the library, learning (- plain, + preloaded):\n{}\nits stderr:\n{}", diff(learning.h.scratch.path(), &want, &have), stderr(&got));
+        assert!(got.status.success() && !stderr(&got).contains("WRONG PATH"), "{tag}: {}", stderr(&got));
+    }
+    learning.destroy();
+    let st = Stage::mounted_with("entry-points", "ep", "1", &["--no-learn"], |_| {});
     for (tag, flags) in BUILDS {
         let prog = st.compile_with("entry_points", &format!("entry_points-{tag}"), &[flags, &["-Wall", "-Werror"]].concat());
         let (plain, mnt) = (st.plain.join(tag), st.mnt.join(tag));

@@ -458,3 +458,24 @@ fn repeated_stats_cost_no_round_trip_and_changes_are_seen() {
     drop(s);
     st.destroy();
 }
+
+/// `mount --no-learn`: every reopen and stat is a round trip again.
+#[test]
+fn no_learn_makes_every_call_a_round_trip() {
+    let st = Stage::mounted_with("no-learn", "nl", "0-1", &["--no-learn"], |lower| std::fs::write(lower.join("small"), b"small\n").expect("seed"));
+    let small = st.mnt.join("small");
+    let mut o = Talker::start(&st, true, OPENER, &small);
+    let opens = |st: &Stage| {
+        let c = st.counters();
+        (count(&c, "user_ops", "open_path"), c["user_prefetched_opens"].as_u64().unwrap_or(0))
+    };
+    let before = opens(&st);
+    for _ in 0..3 {
+        assert_eq!(o.say(&format!("{}\n", small.display())), opened(&small));
+    }
+    let after = opens(&st);
+    assert_eq!(after.0 - before.0, 3, "opens were answered without the service");
+    assert_eq!(after.1, 0, "bytes came with opens");
+    drop(o);
+    st.destroy();
+}

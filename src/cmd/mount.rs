@@ -54,6 +54,9 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
     if args.user_passthrough {
         spec.cache.user_passthrough = true;
     }
+    if args.no_learn {
+        spec.cache.learn = false;
+    }
     if let Some(t) = args.timeout {
         polytropon::spec::check_seconds("--timeout", t, 0.0, polytropon::spec::MAX_SECONDS).map_err(anyhow::Error::msg)?;
         spec.cache.attr_timeout = t;

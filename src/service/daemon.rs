@@ -228,7 +228,8 @@ impl Service {
             // Watched before it is mounted: no change escapes the table. Not where clients get
             // backing files' descriptors: a holder can write through a copy of one (a raw dup,
             // a reopen through /proc) that the service never hears of.
-            let key = if spec.cache.user_passthrough { None } else { crate::service::shm::changes::watch(&*fs) };
+            let learns = spec.cache.learn && !spec.cache.user_passthrough;
+            let key = if learns { crate::service::shm::changes::watch(&*fs) } else { None };
             let mount = fuse::spawn(fs.clone(), &mp, &FuseConfig::from_spec(&spec.cache)).map_err(|source| DaemonError::Mount { path: mp.clone(), source })?;
             Ok((fs, mount, key))
         });

@@ -14,6 +14,7 @@
 //!   entry_timeout: 1.0
 //!   passthrough: true    # kernel mode: FUSE passthrough to backend host files
 //!   user_passthrough: false # kernel mode: the library gets the backing file's descriptor
+//!   learn: true          # the library answers unchanged files' reads, reopens and stats itself
 //! ```
 //!
 //! Parsing uses `serde_yaml_ng`, a maintained fork of `serde_yaml` (archived upstream in
@@ -153,6 +154,12 @@ pub struct CacheSpec {
     /// Off by default: passing a descriptor costs an open some 7 us, which short-lived files
     /// (the fileserver and webserver mixes) do not win back (docs/BENCHMARKS.md).
     pub user_passthrough: bool,
+    /// The preload library keeps what the service tells it of files (small files' bytes and
+    /// attributes, where files end, which path led where) and answers repeated reads, `fstat`,
+    /// reopens and stats of unchanged files itself, while the service's change table says
+    /// nothing changed (docs/ARCHITECTURE.md). Off: every call is a round trip (reads then
+    /// update access times as the kernel would). Never with `user_passthrough`.
+    pub learn: bool,
     /// In `writethrough` and `writeback` modes: the service's cache size (`256M`, `1G`, ...;
     /// default 256M).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -218,6 +225,7 @@ impl Default for CacheSpec {
             entry_timeout: 1.0,
             passthrough: true,
             user_passthrough: false,
+            learn: true,
             size: None,
             dirty_ratio: 0.5,
             dirty_expire: 5.0,
