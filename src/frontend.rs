@@ -73,11 +73,10 @@ pub fn attach(cmd: &mut Command, lib: &Path, channel: &Path, mounts: &[(PathBuf,
         preload.push(" ");
         preload.push(old);
     }
-    cmd.env("POLYTROPON_CHANNEL", channel)
-        .env("POLYTROPON_MOUNTS", table.join(":"))
-        .env("LD_PRELOAD", preload)
-        // Programs linked against the library's direct API (`-lpolytropon_preload`) find it.
-        .env("LD_LIBRARY_PATH", lib.parent().unwrap_or(Path::new(".")));
+    // No `LD_LIBRARY_PATH`: programs linked against the library's direct API
+    // (`-lpolytropon_preload`) get the preloaded copy by its `DT_SONAME`, and every other
+    // program's libraries are found without first searching the library's directory.
+    cmd.env("POLYTROPON_CHANNEL", channel).env("POLYTROPON_MOUNTS", table.join(":")).env("LD_PRELOAD", preload);
 }
 
 #[cfg(test)]

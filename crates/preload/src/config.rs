@@ -80,7 +80,10 @@ impl Config {
 }
 
 static CONFIG: OnceLock<Option<Config>> = OnceLock::new();
-static UMASK: AtomicU32 = AtomicU32::new(0o022);
+static UMASK: AtomicU32 = AtomicU32::new(UMASK_UNKNOWN);
+/// `UMASK` before anything needed it: read from the kernel on first use (most processes
+/// create nothing, and `/proc/self/status` costs tens of microseconds).
+const UMASK_UNKNOWN: u32 = u32::MAX;
 /// The working directory, under a sequence lock: writers (chdir, rare) make `CWD_SEQ` odd
 /// while they change the bytes; readers copy and retry if the sequence moved. No allocation,
 /// nothing leaked, no lock for readers.
@@ -143,7 +146,6 @@ fn load() -> Option<Config> {
         .map(|p| p.trim_end_matches('/').as_bytes().to_vec())
         .filter(|p| !p.is_empty())
         .collect();
-    load_umask();
     refresh_cwd();
     Some(Config { channel, mounts, kernel })
 }
@@ -160,16 +162,24 @@ fn device_of(path: &[u8]) -> u64 {
     }
 }
 
-fn load_umask() {
-    // Read, not set-and-restore: another thread may be creating files meanwhile.
+/// The process's umask as the kernel has it: read, not set-and-restore (another thread may be
+/// creating files meanwhile); 022 if it cannot be read.
+fn kernel_umask() -> u32 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    if let Some(m) = status.lines().find_map(|l| l.strip_prefix("Umask:")).and_then(|v| u32::from_str_radix(v.trim(), 8).ok()) {
-        UMASK.store(m, Ordering::Relaxed);
-    }
+    status.lines().find_map(|l| l.strip_prefix("Umask:")).and_then(|v| u32::from_str_radix(v.trim(), 8).ok()).unwrap_or(0o022)
 }
 
 pub fn umask() -> u32 {
-    UMASK.load(Ordering::Relaxed)
+    let m = UMASK.load(Ordering::Relaxed);
+    if m != UMASK_UNKNOWN {
+        return m;
+    }
+    let read = kernel_umask() & 0o777;
+    // A `umask` call that raced us wins.
+    match UMASK.compare_exchange(UMASK_UNKNOWN, read, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => read,
+        Err(now) => now,
+    }
 }
 
 pub fn set_umask(m: u32) {

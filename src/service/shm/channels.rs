@@ -74,7 +74,7 @@ impl Channel {
         if self.mounts.read().unwrap_or_else(|p| p.into_inner()).binary_search(&dev).is_ok() {
             return true;
         }
-        let Ok(info) = std::fs::read_to_string(format!("/proc/{}/mountinfo", self.pid)) else { return false };
+        let Ok(info) = proc_text(&format!("/proc/{}/mountinfo", self.pid)) else { return false };
         if exited(&self.pidfd) {
             return false;
         }
@@ -286,12 +286,13 @@ struct Identity {
 fn identify(pid: u32, tid: u32) -> io::Result<Identity> {
     let raw = rustix::process::Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("no peer process"))?;
     let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).map_err(io::Error::from)?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+    let status = proc_text(&format!("/proc/{pid}/task/{tid}/status"))
         .ok()
         .filter(|s| field(s, "Tgid:").and_then(|v| v.parse::<u32>().ok()) == Some(pid))
-        .map_or_else(|| std::fs::read_to_string(format!("/proc/{pid}/status")), Ok)?;
-    let owner = super::owners::owner_of(pid).unwrap_or(0);
-    let mounts = mount_devices(&std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?);
+        .map_or_else(|| proc_text(&format!("/proc/{pid}/status")), Ok)?;
+    // The process's own status is the one just read when the thread is its main one.
+    let owner = if tid == pid { super::owners::owner_in(pid, &status) } else { super::owners::owner_of(pid) }.unwrap_or(0);
+    let mounts = mount_devices(&proc_text(&format!("/proc/{pid}/mountinfo"))?);
     let userns = user_namespace(pid)?;
     if exited(&pidfd) {
         return Err(io::Error::other(format!("process {pid} exited while it was identified")));
@@ -334,6 +335,14 @@ fn mount_devices(mountinfo: &str) -> Vec<u64> {
 }
 
 /// The value of the `/proc/PID/status` line `name`.
+/// A `/proc` file's text, read in as few calls as its size allows (`read_to_string` on a
+/// file whose size the kernel does not tell grows its buffer from 32 bytes, a call each).
+pub(super) fn proc_text(path: &str) -> io::Result<String> {
+    let mut s = String::with_capacity(8192);
+    std::fs::File::open(path)?.read_to_string(&mut s)?;
+    Ok(s)
+}
+
 fn field<'a>(status: &'a str, name: &str) -> Option<&'a str> {
     status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim)
 }

@@ -132,8 +132,12 @@ fn pid_ns(path: &str) -> Option<u32> {
 
 /// A process as an owner value (its pid namespace above its innermost pid), from `/proc/PID`.
 pub(super) fn owner_of(host_pid: u32) -> Option<u64> {
+    owner_in(host_pid, &super::channels::proc_text(&format!("/proc/{host_pid}/status")).ok()?)
+}
+
+/// As [`owner_of`], with the process's `/proc/PID/status` already read.
+pub(super) fn owner_in(host_pid: u32, status: &str) -> Option<u64> {
     let ns = pid_ns(&format!("/proc/{host_pid}/ns/pid"))?;
-    let status = std::fs::read_to_string(format!("/proc/{host_pid}/status")).ok()?;
     // The innermost pid: the last number on the NSpid line.
     let inner = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?.split_whitespace().last()?.parse::<u32>().ok()?;
     Some(Owner { ns, pid: inner }.encode())
