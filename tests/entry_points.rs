@@ -51,45 +51,44 @@ fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Builds the program with `flags`, runs it on the stage's plain directory and under the
+/// library on its mount (directories `tag` of each), checks that both print the same and that
+/// every descriptor was on the path it should be; the plain run's output, and the
+/// service's counters before and after the run under the library.
+fn run_both(st: &Stage, tag: &str, flags: &[&str]) -> (String, serde_json::Value, serde_json::Value) {
+    let prog = st.compile_with("entry_points", &format!("entry_points-{tag}"), &[flags, &["-Wall", "-Werror"]].concat());
+    let (plain, mnt) = (st.plain.join(tag), st.mnt.join(tag));
+    std::fs::create_dir(&plain).expect("mkdir on the plain directory");
+    std::fs::create_dir(&mnt).expect("mkdir on the mount");
+    let expected = st.command(false, &prog).arg(&plain).env("LC_ALL", "C").output().expect("run the program plainly");
+    assert!(expected.status.success(), "{tag}: the program fails on a plain directory:\n{}{}", text(&expected), stderr(&expected));
+    let before = st.counters();
+    let got = st.command(true, &prog).arg(&mnt).env("LC_ALL", "C").output().expect("run the program under the library");
+    let after = st.counters();
+    let (want, have) = (text(&expected), text(&got));
+    assert!(want == have, "{tag}: output differs under the library (- plain, + preloaded):\n{}\nits stderr:\n{}", diff(st.h.scratch.path(), &want, &have), stderr(&got));
+    assert!(got.status.success(), "{tag}: {}", stderr(&got));
+    assert!(stderr(&got).contains("C API: the library's"), "{tag}: the direct C API was not found under the library: {}", stderr(&got));
+    // Each descriptor on the path it should be: the library's after every open spelling, dup
+    // and emulated call; the kernel's after every hand-over (checked by the program with raw
+    // fstat system calls).
+    assert!(!stderr(&got).contains("WRONG PATH"), "{tag}: {}", stderr(&got));
+    (want, before, after)
+}
+
 #[test]
 fn every_intercepted_entry_point_behaves_as_on_a_plain_directory() {
-    // Counted exactly where every call is a round trip (the library answers nothing from what
-    // it learned of files; `learned.rs` tests that), and compared with a plain directory on a
-    // mount where it does.
+    // Compared with a plain directory on a mount where the library answers what it can from
+    // what it learned of files, then counted exactly where every call is a round trip
+    // (`--no-learn`; `learned.rs` tests the learning).
     let learning = Stage::new("entry-points-learning", "el", |_| {});
     for (tag, flags) in BUILDS {
-        let prog = learning.compile_with("entry_points", &format!("entry_points-{tag}"), &[flags, &["-Wall", "-Werror"]].concat());
-        let (plain, mnt) = (learning.plain.join(tag), learning.mnt.join(tag));
-        std::fs::create_dir(&plain).expect("mkdir on the plain directory");
-        std::fs::create_dir(&mnt).expect("mkdir on the mount");
-        let expected = learning.command(false, &prog).arg(&plain).env("LC_ALL", "C").output().expect("run the program plainly");
-        let got = learning.command(true, &prog).arg(&mnt).env("LC_ALL", "C").output().expect("run the program under the library");
-        let (want, have) = (text(&expected), text(&got));
-        assert!(want == have, "{tag}: output differs under the library, learning (- plain, + preloaded):\n{}\nits stderr:\n{}", diff(learning.h.scratch.path(), &want, &have), stderr(&got));
-        assert!(got.status.success() && !stderr(&got).contains("WRONG PATH"), "{tag}: {}", stderr(&got));
+        run_both(&learning, tag, flags);
     }
     learning.destroy();
     let st = Stage::mounted_with("entry-points", "ep", "1", &["--no-learn"], |_| {});
     for (tag, flags) in BUILDS {
-        let prog = st.compile_with("entry_points", &format!("entry_points-{tag}"), &[flags, &["-Wall", "-Werror"]].concat());
-        let (plain, mnt) = (st.plain.join(tag), st.mnt.join(tag));
-        std::fs::create_dir(&plain).expect("mkdir on the plain directory");
-        std::fs::create_dir(&mnt).expect("mkdir on the mount");
-
-        let expected = st.command(false, &prog).arg(&plain).env("LC_ALL", "C").output().expect("run the program plainly");
-        assert!(expected.status.success(), "{tag}: the program fails on a plain directory:\n{}{}", text(&expected), stderr(&expected));
-        let before = st.counters();
-        let got = st.command(true, &prog).arg(&mnt).env("LC_ALL", "C").output().expect("run the program under the library");
-        let after = st.counters();
-
-        let (want, have) = (text(&expected), text(&got));
-        assert!(want == have, "{tag}: output differs under the library (- plain, + preloaded):\n{}\nits stderr:\n{}", diff(st.h.scratch.path(), &want, &have), stderr(&got));
-        assert!(got.status.success(), "{tag}: {}", stderr(&got));
-        assert!(stderr(&got).contains("C API: the library's"), "{tag}: the direct C API was not found under the library: {}", stderr(&got));
-        // Each descriptor on the path it should be: the library's after every open spelling,
-        // dup and emulated call; the kernel's after every hand-over (checked by the program
-        // with raw fstat system calls).
-        assert!(!stderr(&got).contains("WRONG PATH"), "{tag}: {}", stderr(&got));
+        let (want, before, after) = run_both(&st, tag, flags);
 
         // Every call the library serves arrived on the user-level path; every hand-over on
         // the FUSE mount.

@@ -31,17 +31,51 @@ const PER_SHARD: usize = 32;
 const TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct Remembered {
-    instance: u32,
-    base: u64,
-    rel: Box<[u8]>,
+    found: Found,
     /// The file's service handle (the memory's share of it; see `files::File::held`).
     held: Arc<LastRef>,
     known: Known,
-    /// The credentials' generation it was opened under (`config::GENERATION`), and the
-    /// service's digest of the opening thread's credentials.
+}
+
+/// What makes a remembered answer about path `t` hold: the same path, the credentials'
+/// generation (`config::GENERATION`) and the service's digest of the asking thread's
+/// credentials it was found with, at most `TTL` ago, and the change table's words of the
+/// instance's names and of the file (slot, word) unchanged.
+struct Found {
+    instance: u32,
+    base: u64,
+    rel: Box<[u8]>,
     generation: u32,
     creds: u64,
     when: std::time::Instant,
+    table: u64,
+    names: (u64, u64),
+    file: (u64, u64),
+}
+
+impl Found {
+    fn new(t: &Target, generation: u32, creds: u64, table: u64, names: (u64, u64), file: (u64, u64)) -> Found {
+        Found { instance: t.instance, base: t.base, rel: t.rel().into(), generation, creds, when: std::time::Instant::now(), table, names, file }
+    }
+
+    /// Whether it holds for `t` asked by a thread with `creds`, `current` giving the table's
+    /// identity and a slot's word now; with the table's identity now (`None`: unknown).
+    fn holds(&self, t: &Target, creds: u64, current: impl Fn(u64) -> Option<(u64, u64)>) -> (bool, Option<u64>) {
+        let names_now = current(self.names.0);
+        let holds = self.instance == t.instance
+            && self.base == t.base
+            && *self.rel == *t.rel()
+            && self.generation == GENERATION.load(Ordering::Acquire)
+            && self.creds == creds
+            && self.when.elapsed() < TTL
+            && names_now == Some((self.table, self.names.1))
+            && current(self.file.0) == Some((self.table, self.file.1));
+        (holds, names_now.map(|(id, _)| id))
+    }
+
+    fn expired(&self) -> bool {
+        self.when.elapsed() >= TTL
+    }
 }
 
 static MEMORY: [Mutex<Option<HashMap<u64, Remembered>>>; SHARDS] = [const { Mutex::new(None) }; SHARDS];
@@ -68,17 +102,8 @@ pub fn recall(t: &Target, creds: u64, current: impl Fn(u64) -> Option<(u64, u64)
     let Ok(mut shard) = MEMORY[k as usize % SHARDS].try_lock() else { return (None, Vec::new()) };
     let Some(map) = shard.as_mut() else { return (None, Vec::new()) };
     let Some(r) = map.get(&k) else { return (None, Vec::new()) };
-    let same_path = r.instance == t.instance && r.base == t.base && *r.rel == *t.rel();
-    let Some((_, names_slot, names_word)) = r.known.attr else { return (None, Vec::new()) };
-    let names_now = current(names_slot);
-    let holds = same_path
-        && r.generation == GENERATION.load(Ordering::Acquire)
-        && r.creds == creds
-        && r.when.elapsed() < TTL
-        && names_now == Some((r.known.table, names_word))
-        && current(r.known.slot) == Some((r.known.table, r.known.word));
+    let (holds, table) = r.found.holds(t, creds, current);
     if !holds {
-        let table = names_now.map(|(id, _)| id);
         let gone = map.remove(&k).and_then(|r| last_of(r, table));
         return (None, gone.into_iter().collect());
     }
@@ -89,7 +114,7 @@ pub fn recall(t: &Target, creds: u64, current: impl Fn(u64) -> Option<(u64, u64)
 /// only under the service it was opened under (table `table`; a successor numbers its own
 /// handles, and one of ours may have the same number).
 fn last_of(r: Remembered, table: Option<u64>) -> Option<LastRef> {
-    let same_service = table == Some(r.known.table);
+    let same_service = table == Some(r.found.table);
     Arc::into_inner(r.held).filter(|_| same_service)
 }
 
@@ -99,21 +124,19 @@ fn last_of(r: Remembered, table: Option<u64>) -> Option<LastRef> {
 /// handles the memory let go of last (entries it forgot: expired ones, or all of a full
 /// shard), for the caller to release.
 pub fn remember(t: &Target, known: &Known, generation: u32, creds: u64, held: Arc<LastRef>) -> Vec<LastRef> {
-    if known.attr.is_none() {
-        return Vec::new();
-    }
+    let Some((_, names_slot, names_word)) = known.attr else { return Vec::new() };
     let k = key(t);
     let Ok(mut shard) = MEMORY[k as usize % SHARDS].try_lock() else { return Vec::new() };
     let map = shard.get_or_insert_with(HashMap::new);
     let table = Some(known.table);
     let mut gone = Vec::new();
-    let expired: Vec<u64> = map.iter().filter(|(_, r)| r.when.elapsed() >= TTL).map(|(k, _)| *k).collect();
+    let expired: Vec<u64> = map.iter().filter(|(_, r)| r.found.expired()).map(|(k, _)| *k).collect();
     gone.extend(expired.into_iter().filter_map(|k| map.remove(&k)).filter_map(|r| last_of(r, table)));
     if map.len() >= PER_SHARD && !map.contains_key(&k) {
         gone.extend(map.drain().filter_map(|(_, r)| last_of(r, table)));
     }
-    let r = Remembered { instance: t.instance, base: t.base, rel: t.rel().into(), held, known: known.clone(), generation, creds, when: std::time::Instant::now() };
-    gone.extend(map.insert(k, r).and_then(|old| last_of(old, table)));
+    let found = Found::new(t, generation, creds, known.table, (names_slot, names_word), (known.slot, known.word));
+    gone.extend(map.insert(k, Remembered { found, held, known: known.clone() }).and_then(|old| last_of(old, table)));
     gone
 }
 
@@ -136,18 +159,10 @@ pub fn take_all(table: Option<u64>) -> Vec<LastRef> {
 /// the opens are, without a handle: answered again while the instance's names and the file
 /// are unchanged, for the same credentials, for a second at most.
 struct Stated {
-    instance: u32,
-    base: u64,
-    rel: Box<[u8]>,
+    found: Found,
     follow: bool,
     inode: u64,
     attr: WireAttr,
-    table: u64,
-    names: (u64, u64),
-    file: (u64, u64),
-    generation: u32,
-    creds: u64,
-    when: std::time::Instant,
 }
 
 static STATS: [Mutex<Option<HashMap<u64, Stated>>>; SHARDS] = [const { Mutex::new(None) }; SHARDS];
@@ -171,16 +186,7 @@ pub fn recall_stat(t: &Target, follow: bool, creds: u64, current: impl Fn(u64) -
     let mut shard = STATS[k as usize % SHARDS].try_lock().ok()?;
     let map = shard.as_mut()?;
     let s = map.get(&k)?;
-    let holds = s.instance == t.instance
-        && s.base == t.base
-        && *s.rel == *t.rel()
-        && s.follow == follow
-        && s.generation == GENERATION.load(Ordering::Acquire)
-        && s.creds == creds
-        && s.when.elapsed() < TTL
-        && current(s.names.0) == Some((s.table, s.names.1))
-        && current(s.file.0) == Some((s.table, s.file.1));
-    if !holds {
+    if s.follow != follow || !s.found.holds(t, creds, current).0 {
         map.remove(&k);
         return None;
     }
@@ -197,6 +203,5 @@ pub fn remember_stat(t: &Target, follow: bool, attr: WireAttr, inode: u64, table
     if map.len() >= 4 * PER_SHARD && !map.contains_key(&k) {
         map.clear();
     }
-    let when = std::time::Instant::now();
-    map.insert(k, Stated { instance: t.instance, base: t.base, rel: t.rel().into(), follow, inode, attr, table, names, file, generation, creds, when });
+    map.insert(k, Stated { found: Found::new(t, generation, creds, table, names, file), follow, inode, attr });
 }
