@@ -88,6 +88,65 @@ impl Owner {
     }
 }
 
+/// A change-table slot and the word it held, as an answer carries them (see
+/// `crate::changes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Witness {
+    pub slot: u64,
+    pub word: u64,
+}
+
+/// A short `Read`'s answer words (`aux[0]`, `aux[1]`): where the file ended was seen under
+/// this witness ([`crate::READ_EOF`]).
+#[derive(Debug)]
+pub struct ReadEnd;
+
+impl ReadEnd {
+    pub fn encode(w: Witness, aux: &mut [u64; 4]) {
+        aux[0] = w.word;
+        aux[1] = crate::READ_EOF | (w.slot << 32);
+    }
+
+    pub fn decode(aux: &[u64; 4]) -> Option<Witness> {
+        (aux[1] & crate::READ_EOF != 0).then(|| Witness { slot: aux[1] >> 32, word: aux[0] })
+    }
+}
+
+/// An `OpenPath` answer's words for the file's bytes ([`crate::OPEN_PREFETCHED`] in the low
+/// half of `aux[2]`, beside `OPEN_PASSED`; the file's witness in its high half and `aux[3]`).
+#[derive(Debug)]
+pub struct Prefetched;
+
+impl Prefetched {
+    pub fn encode(file: Witness, aux: &mut [u64; 4]) {
+        aux[2] |= crate::OPEN_PREFETCHED | (file.slot << 32);
+        aux[3] = file.word;
+    }
+
+    pub fn decode(aux: &[u64; 4]) -> Option<Witness> {
+        (aux[2] & crate::OPEN_PREFETCHED != 0).then(|| Witness { slot: aux[2] >> 32, word: aux[3] })
+    }
+}
+
+/// A `StatPath` answer's words for attributes the client may keep
+/// ([`crate::STAT_LEARNED`]): the names' witness (word in `aux[1]`, slot in bits 16..40 of
+/// `aux[2]`) and the file's (slot in bits 40.. of `aux[2]`, word in `aux[3]`).
+#[derive(Debug)]
+pub struct StatLearned;
+
+impl StatLearned {
+    pub fn encode(names: Witness, file: Witness, aux: &mut [u64; 4]) {
+        aux[1] = names.word;
+        aux[2] = crate::STAT_LEARNED | ((names.slot & 0xff_ffff) << 16) | (file.slot << 40);
+        aux[3] = file.word;
+    }
+
+    /// The names' and the file's witnesses.
+    pub fn decode(aux: &[u64; 4]) -> Option<(Witness, Witness)> {
+        (aux[2] & crate::STAT_LEARNED != 0).then(|| (Witness { slot: (aux[2] >> 16) & 0xff_ffff, word: aux[1] }, Witness { slot: aux[2] >> 40, word: aux[3] }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +166,17 @@ mod tests {
         assert_eq!(Owner::decode(owner.encode()), owner);
         // The owner word of the original layout: namespace above the pid.
         assert_eq!(Owner { ns: 1, pid: 2 }.encode(), (1 << 32) | 2);
+        let (names, file) = (Witness { slot: 8191, word: u64::MAX - 1 }, Witness { slot: 4097, word: 42 });
+        let mut aux = [7, 0, 0, 0];
+        ReadEnd::encode(file, &mut aux);
+        assert_eq!(ReadEnd::decode(&aux), Some(file));
+        let mut aux = [5, 6, crate::OPEN_PASSED, 0];
+        assert_eq!(Prefetched::decode(&aux), None);
+        Prefetched::encode(file, &mut aux);
+        assert_eq!((Prefetched::decode(&aux), aux[2] & crate::OPEN_PASSED, aux[0], aux[1]), (Some(file), crate::OPEN_PASSED, 5, 6));
+        let mut aux = [9, 0, 0, 0];
+        assert_eq!(StatLearned::decode(&aux), None);
+        StatLearned::encode(names, file, &mut aux);
+        assert_eq!((StatLearned::decode(&aux), aux[0]), (Some((names, file)), 9));
     }
 }

@@ -60,9 +60,9 @@ pub fn call_read(d: Descriptor, out: &mut [u8]) -> Served<(usize, Option<crate::
         let r = client.call(d, &[])?;
         let n = usize::try_from(r.value).unwrap_or(0).min(out.len());
         client.data(&mut out[..n]);
-        let end = (r.aux[1] & polytropon_ipc::READ_EOF != 0)
-            .then(|| client.changes().map(|v| crate::files::Known::new(v.id(), r.aux[1] >> 32, r.aux[0], d.offset + n as u64, Vec::new().into())))
-            .flatten();
+        let end = polytropon_ipc::args::ReadEnd::decode(&r.aux)
+            .zip(client.changes())
+            .map(|(w, v)| crate::files::Known::new(v.id(), w.slot, w.word, d.offset + n as u64, Vec::new().into()));
         Ok((n, end))
     })
 }

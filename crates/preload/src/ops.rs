@@ -111,9 +111,7 @@ fn open_at_service(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Se
 /// under which slot words they hold.
 fn prefetched(r: &polytropon_ipc::client::Reply) -> Option<files::Known> {
     use polytropon_ipc::changes::{trailer_at, OpenTrailer, OUTSIDE, PREFETCH_MAX};
-    if r.aux[2] & polytropon_ipc::OPEN_PREFETCHED == 0 {
-        return None;
-    }
+    let file = polytropon_ipc::args::Prefetched::decode(&r.aux)?;
     let n = usize::try_from(r.value).ok().filter(|n| *n as u64 <= PREFETCH_MAX)?;
     let table = crate::client::change_table()?;
     let mut buf = vec![0u8; trailer_at(n) + OpenTrailer::SIZE];
@@ -122,7 +120,7 @@ fn prefetched(r: &polytropon_ipc::client::Reply) -> Option<files::Known> {
     t.copy_from_slice(&buf[trailer_at(n)..]);
     let trailer = OpenTrailer::from_bytes(&t);
     buf.truncate(n);
-    let mut k = files::Known::new(table, r.aux[2] >> 32, r.aux[3], n as u64, buf.into());
+    let mut k = files::Known::new(table, file.slot, file.word, n as u64, buf.into());
     if trailer.names_word & OUTSIDE == 0 {
         k.attr = Some((trailer.attr, trailer.names_slot, trailer.names_word));
     }
@@ -200,12 +198,8 @@ pub fn stat_path_node(t: &Target, follow: bool) -> Served<(WireAttr, Node)> {
     };
     let r = call(d, rel, Some(&mut b))?;
     let a = WireAttr::from_bytes(&b);
-    if let (Some(creds), true) = (creds, r.aux[2] & polytropon_ipc::STAT_LEARNED != 0) {
-        if let Some(table) = crate::client::change_table() {
-            let names = ((r.aux[2] >> 16) & 0xff_ffff, r.aux[1]);
-            let file = (r.aux[2] >> 40, r.aux[3]);
-            opens::remember_stat(t, follow, a, r.aux[0], table, names, file, generation, creds);
-        }
+    if let (Some(creds), Some((names, file)), Some(table)) = (creds, polytropon_ipc::args::StatLearned::decode(&r.aux), crate::client::change_table()) {
+        opens::remember_stat(t, follow, a, r.aux[0], table, (names.slot, names.word), (file.slot, file.word), generation, creds);
     }
     Ok((a, Node { instance: t.instance, inode: r.aux[0] }))
 }

@@ -371,7 +371,6 @@ fn make_area(buffer_size: u64) -> io::Result<(OwnedFd, Mapping, Area)> {
     Ok((fd, map, area))
 }
 
-/// Sends `w`, with `fd` attached when given.
 /// Sends the welcome, with the client's area (`fd`) and then the change table, if any.
 fn send_welcome(s: &UnixStream, w: &Welcome, fd: Option<&OwnedFd>) -> io::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};

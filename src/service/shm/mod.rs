@@ -15,7 +15,8 @@ use std::thread::JoinHandle;
 
 use polytropon_ipc::area::Area;
 use polytropon_ipc::segment::{futex_wait, Geometry, Layout, Segment, PENDING, SLEEPING};
-use polytropon_ipc::{decode, Descriptor, Limits, Op, Request, Unserved, WireAttr, FLAG_FD_OK, FLAG_NEAR, FLAG_NO_REPLY, FLAG_PREFETCH, OPEN_PASSED, OPEN_PREFETCHED, READ_EOF};
+use polytropon_ipc::{decode, Descriptor, Limits, Op, Request, Unserved, WireAttr, FLAG_FD_OK, FLAG_NEAR, FLAG_NO_REPLY, FLAG_PREFETCH, OPEN_PASSED};
+use polytropon_ipc::args::{Prefetched, ReadEnd, StatLearned, Witness};
 use tracing::{debug, warn};
 
 use crate::libservice::access::Creds;
@@ -168,8 +169,7 @@ struct KernelPath;
 
 impl BackDriver {
     /// A back driver serving the single instance `fs` (as instance 0), its channel socket
-    /// at `channel`.
-    /// `fs` is served by this driver alone (no FUSE mount): it is watched for changes.
+    /// at `channel`; `fs` is served by this driver alone (no FUSE mount), watched for changes.
     pub fn start(fs: Arc<dyn FileSystem>, g: Geometry, channel: &std::path::Path) -> io::Result<BackDriver> {
         let changes = changes::watch(&*fs);
         Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None, passthrough: false, changes })])), g, &[], None, channel)
@@ -626,10 +626,10 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
             // just asked about): the FUSE side forgets what it cached of it.
             inval_inode(kernel.as_deref(), req.inode, 0, 0);
         }
-        // What the file's slot said before a read: a short read tells the client where
-        // the file ends, valid while the slot says the same.
-        // Before an open that may come with the file's bytes: the instance's names as they
-        // were before the walk (what the open found holds while they stay so).
+        // Before a read, what the file's slot said: a short read tells the client where the
+        // file ends, valid while the slot says the same. Before an open that may come with
+        // the file's bytes, or a stat whose attributes the client may keep: the instance's
+        // names as they were before the walk (what was found holds while they stay so).
         let slot_of = match req.op {
             Op::Read => Some(req.inode),
             Op::OpenPath if req.flags & FLAG_PREFETCH != 0 => Some(polytropon_ipc::changes::NAMES),
@@ -640,13 +640,14 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         let (res, mut aux) = execute(ch, &*fs, req, buf, &mut entry.1, kernel.as_deref());
         if let (Some((slot, word)), Op::Read) = (before, req.op) {
             if res >= 0 && (res as u64) < req.len {
-                aux[0] = word;
-                aux[1] = READ_EOF | (slot as u64) << 32;
+                ReadEnd::encode(Witness { slot: slot as u64, word }, &mut aux);
             }
         }
         (res, aux, before)
     };
-    let (mut res, mut aux, names) = (res, aux, names_before);
+    let (mut res, mut aux) = (res, aux);
+    // Names a writer the service does not see shares a slot with teach nothing.
+    let names = names_before.filter(|(_, w)| w & polytropon_ipc::changes::OUTSIDE == 0);
     if req.op == Op::OpenPath && res >= 0 && passthrough && req.flags & FLAG_FD_OK != 0 {
         let flags = polytropon_ipc::args::OpenArg::decode(req.arg).flags;
         if passthrough::pass(ch, &*fs, flags, aux[0], aux[1]) {
@@ -659,13 +660,12 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         }
     }
     if req.op == Op::StatPath && res >= 0 && req.flags & polytropon_ipc::FLAG_LEARN != 0 {
-        if let (Some(k), Some(names)) = (key, names.filter(|(_, w)| w & polytropon_ipc::changes::OUTSIDE == 0)) {
+        if let (Some(k), Some(names)) = (key, names) {
             learn_attr(ch, &*fs, k, aux[0], names, &mut aux);
         }
     }
     if req.op == Op::OpenPath && res >= 0 && aux[2] & OPEN_PASSED == 0 && req.flags & FLAG_PREFETCH != 0 {
         if let Some(k) = key {
-            let names = names.filter(|(_, w)| w & polytropon_ipc::changes::OUTSIDE == 0);
             if let Some(n) = prefetch(ch, &*fs, k, req.arg, aux[0], aux[1], names, &mut aux) {
                 res = n;
                 timer.stats().add_prefetched();
@@ -714,8 +714,7 @@ fn prefetch(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, arg: u64, ino
     let (names_slot, names_word) = names.map_or((0, OUTSIDE), |(s, w)| (s as u64, w));
     let trailer = OpenTrailer { names_slot, names_word, attr: wire(&attr, &ch.creds) };
     ch.area.write_data_at(trailer_at(n), &trailer.to_bytes());
-    aux[2] |= OPEN_PREFETCHED | (slot as u64) << 32;
-    aux[3] = word;
+    Prefetched::encode(Witness { slot: slot as u64, word }, aux);
     i64::try_from(n).ok()
 }
 
@@ -731,9 +730,7 @@ fn learn_attr(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, inode: Inod
     }
     let Ok(attr) = fs.getattr(&ch.ctx, inode, None) else { return };
     ch.area.write_data(&wire(&attr, &ch.creds).to_bytes());
-    aux[1] = names.1;
-    aux[2] = polytropon_ipc::STAT_LEARNED | (names.0 as u64) << 16 | (slot as u64) << 40;
-    aux[3] = word;
+    StatLearned::encode(Witness { slot: names.0 as u64, word: names.1 }, Witness { slot: slot as u64, word }, aux);
 }
 
 /// What a client may name. A handle: only one its process opened, on the inode it was opened
