@@ -38,7 +38,7 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
                     BackendSpec::Cephfs(CephSpec { conf, id: args.ceph.ceph_id.clone(), fs: args.ceph.ceph_fs.clone(), ..CephSpec::default() })
                 }
             };
-            InstanceSpec { backend, branches, cache: CacheSpec::default(), id_shift: None }
+            InstanceSpec { backend, branches, cache: CacheSpec::default(), union: Default::default(), id_shift: None }
         }
     };
     if let Some(mode) = args.cache {

@@ -100,11 +100,11 @@ pub struct Overlay {
 
 impl Overlay {
     /// Mounts `lowers` (topmost first) under `upper` at `mountpoint`, with the features the
-    /// union mirrors: no redirect_dir, index, metacopy or xino.
+    /// union mirrors: redirect_dir, no index, metacopy or xino.
     pub fn mount(lowers: &[PathBuf], upper: &Path, work: &Path, mountpoint: &Path) -> Self {
         let lowerdir = lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
         let opts = format!(
-            "lowerdir={lowerdir},upperdir={},workdir={},redirect_dir=off,index=off,metacopy=off,xino=off",
+            "lowerdir={lowerdir},upperdir={},workdir={},redirect_dir=on,index=off,metacopy=off,xino=off",
             upper.display(),
             work.display()
         );

@@ -101,5 +101,5 @@ pub fn build(spec: &InstanceSpec) -> Result<Arc<dyn FileSystem>, InstanceError> 
     };
     let upper = spec.upper().map(|b| open(&b.path, false, b.local)).transpose()?;
     let lowers = spec.lowers().map(|b| open(&b.path, true, b.local)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Arc::new(UnionFs::new(upper, lowers)?.with_id_shift(spec.id_shift)))
+    Ok(Arc::new(UnionFs::new(upper, lowers)?.with_id_shift(spec.id_shift).with_redirect_dir(spec.union.redirect_dir == crate::spec::RedirectDir::On)))
 }

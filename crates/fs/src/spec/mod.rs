@@ -136,6 +136,32 @@ pub enum CacheMode {
     Writeback,
 }
 
+/// Whether directories with lower parts may be renamed (overlayfs's `redirect_dir`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RedirectDir {
+    /// Renamed in place: the upper branch records where the lower parts are
+    /// (`trusted.overlay.redirect`), in overlayfs's format.
+    #[default]
+    On,
+    /// Such a rename fails with `EXDEV` (user space then copies the tree); redirects already
+    /// in the branches are still followed.
+    Off,
+}
+
+/// Union settings.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnionSpec {
+    pub redirect_dir: RedirectDir,
+}
+
+impl UnionSpec {
+    fn is_default(&self) -> bool {
+        *self == UnionSpec::default()
+    }
+}
+
 /// Cache settings.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -264,6 +290,9 @@ pub struct InstanceSpec {
     /// Topmost first.
     pub branches: Vec<BranchSpec>,
     pub cache: CacheSpec,
+    /// Union behaviour (`redirect_dir`).
+    #[serde(default, skip_serializing_if = "UnionSpec::is_default")]
+    pub union: UnionSpec,
     /// Ids of the read-only branches shifted (a clone for a container in a user namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_shift: Option<IdShift>,
@@ -277,6 +306,8 @@ struct RawInstance {
     branches: Vec<BranchSpec>,
     #[serde(default)]
     cache: CacheSpec,
+    #[serde(default)]
+    union: UnionSpec,
     #[serde(default)]
     id_shift: Option<IdShift>,
 }
@@ -321,7 +352,7 @@ impl TryFrom<RawInstance> for InstanceSpec {
                 return Err(format!("id_shift: {} ids from {} do not fit in 32-bit ids", shift.count, shift.first));
             }
         }
-        Ok(InstanceSpec { backend: raw.backend, branches: raw.branches, cache: raw.cache, id_shift: raw.id_shift })
+        Ok(InstanceSpec { backend: raw.backend, branches: raw.branches, cache: raw.cache, union: raw.union, id_shift: raw.id_shift })
     }
 }
 

@@ -106,3 +106,20 @@ fn a_cephfs_branch_must_be_absolute() {
     let e = error("backend:\n  type: cephfs\nbranches:\n  - path: /c1\n    mode: rw\n");
     assert!(e.contains("conf"), "a cephfs backend names its conf: {e}");
 }
+
+#[test]
+fn redirect_dir_is_on_unless_the_spec_turns_it_off() {
+    let plain = parse("branches:\n  - {path: /a, mode: rw}\n").expect("valid");
+    assert_eq!(plain.union.redirect_dir, RedirectDir::On);
+    let off = parse("branches:\n  - {path: /a, mode: rw}\nunion:\n  redirect_dir: off\n").expect("off");
+    assert_eq!(off.union.redirect_dir, RedirectDir::Off);
+    let on = parse("branches:\n  - {path: /a, mode: rw}\nunion: {redirect_dir: on}\n").expect("on");
+    assert_eq!(on.union.redirect_dir, RedirectDir::On);
+    let bad = error("branches:\n  - {path: /a, mode: rw}\nunion:\n  redirect_dir: sometimes\n");
+    assert!(bad.contains("redirect_dir") && bad.contains("sometimes"), "{bad}");
+    let unknown = error("branches:\n  - {path: /a, mode: rw}\nunion:\n  index: on\n");
+    assert!(unknown.contains("index"), "{unknown}");
+    // Written back out, the default is left out and `off` kept.
+    assert!(!serde_yaml_ng::to_string(&plain).expect("yaml").contains("union"));
+    assert!(serde_yaml_ng::to_string(&off).expect("yaml").contains("redirect_dir: off"));
+}

@@ -211,9 +211,11 @@ impl UnionFs {
                 }
             }
         }
-        // overlayfs without redirect_dir: a directory with lower parts cannot move.
+        // A directory with lower parts moves with a redirect to them (overlayfs with
+        // `redirect_dir=on`), or not at all (`off`: user space copies it).
         let has_lower = |n: &UNode| n.is_dir() && !n.layers().lowers.is_empty();
-        if has_lower(s) || (exchange && t.is_some_and(|t| has_lower(t))) {
+        let (s_lower, t_lower) = (has_lower(s), exchange && t.is_some_and(|t| has_lower(t)));
+        if (s_lower || t_lower) && !self.redirect_dir {
             return Err(errno(libc::EXDEV));
         }
         if let Some(t) = t.filter(|t| !exchange && t.is_dir()) {
@@ -230,14 +232,22 @@ impl UnionFs {
         }
         let old_positive = self.lower_positive(ctx, parent, name)?;
         let new_positive = self.lower_positive(ctx, new_parent, new_name)?;
-        // A directory landing where a lower one is visible must not merge with it.
-        if s.is_dir() && new_positive {
+        let samedir = parent.ino == new_parent.ino;
+        if s_lower {
+            self.redirect(s, samedir)?;
+        }
+        if let Some(t) = t.filter(|_| t_lower) {
+            self.redirect(t, samedir)?;
+        }
+        // A directory of the upper branch alone landing where a lower one is visible must not
+        // merge with it (one with a redirect merges with what the redirect names).
+        if s.is_dir() && !s_lower && new_positive {
             if let Some(u) = s.layers().upper {
                 whiteout::set_opaque(ufs, &self.own, u)?;
             }
         }
         if exchange {
-            if let Some(t) = t.filter(|t| t.is_dir() && old_positive) {
+            if let Some(t) = t.filter(|t| t.is_dir() && !t_lower && old_positive) {
                 if let Some(u) = t.layers().upper {
                     whiteout::set_opaque(ufs, &self.own, u)?;
                 }
@@ -260,6 +270,54 @@ impl UnionFs {
             t.state().parent = Some((parent.clone(), name.to_owned()));
         }
         Ok(())
+    }
+
+    /// Records on directory `node` (copied up, still at its place before a rename) where its
+    /// lower parts are, as overlayfs does: a redirect it has is kept when it stays in its
+    /// directory or is absolute; else its old name when it stays in its directory, or the
+    /// path of its lower parts from the root (ancestors' redirects followed).
+    fn redirect(&self, node: &Arc<UNode>, samedir: bool) -> io::Result<()> {
+        let ufs = self.upper_fs()?;
+        let upper = node.layers().upper.ok_or_else(|| errno(libc::EIO))?;
+        let current = whiteout::read_redirect(ufs, &self.own, upper)?;
+        if current.as_ref().is_some_and(|r| samedir || matches!(r, whiteout::Redirect::Absolute(_))) {
+            return Ok(());
+        }
+        let redirect = if samedir {
+            let (_, name) = node.parent().ok_or_else(|| errno(libc::EBUSY))?;
+            whiteout::Redirect::Relative(name)
+        } else {
+            whiteout::Redirect::Absolute(self.lower_path(node)?)
+        };
+        if redirect.to_bytes().len() > whiteout::REDIRECT_MAX {
+            return Err(errno(libc::EXDEV));
+        }
+        whiteout::set_redirect(ufs, &self.own, upper, &redirect)
+    }
+
+    /// The path, from the root of the lower branches, at which `node`'s lower parts are
+    /// looked up: its name and its ancestors', each replaced by the redirect it has.
+    fn lower_path(&self, node: &Arc<UNode>) -> io::Result<Vec<std::ffi::OsString>> {
+        let ufs = self.upper_fs()?;
+        let mut parts = Vec::new();
+        let mut cur = node.clone();
+        while let Some((parent, name)) = cur.parent() {
+            let redirect = match cur.layers().upper {
+                Some(u) => whiteout::read_redirect(ufs, &self.own, u)?,
+                None => None,
+            };
+            match redirect {
+                Some(whiteout::Redirect::Absolute(path)) => {
+                    parts.extend(path.into_iter().rev());
+                    break;
+                }
+                Some(whiteout::Redirect::Relative(n)) => parts.push(n),
+                None => parts.push(name),
+            }
+            cur = parent;
+        }
+        parts.reverse();
+        Ok(parts)
     }
 
     pub(super) fn do_link(

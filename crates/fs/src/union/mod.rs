@@ -1,14 +1,16 @@
 //! The `union` libservice: copy-on-write branches over any libservices.
 //!
 //! One writable upper branch over N read-only lower branches, in order, with the semantics of
-//! kernel overlayfs (without `redirect_dir`, `index` or `metacopy`):
+//! kernel overlayfs with `redirect_dir=on` (without `index` or `metacopy`):
 //!
 //! - lookup stops at the first branch holding the name or a whiteout; directories merge down
 //!   to the first opaque one;
 //! - a lower object is copied up (atomically, through a hidden scratch name) on first write,
 //!   truncate, setattr, xattr change or link; parent directories first;
-//! - renaming a directory that exists in a lower branch fails with `EXDEV`, as overlayfs does
-//!   without `redirect_dir`; user space (`mv`) then copies it;
+//! - a directory that exists in a lower branch is renamed by copying it up and recording in
+//!   the upper branch where its lower parts are (`trusted.overlay.redirect`: the old name when
+//!   it stays in its directory, else the path from the root), which lookups follow; with
+//!   `redirect_dir` off such a rename fails with `EXDEV`, and user space (`mv`) copies it;
 //! - union inode numbers are stable for the life of the instance, across copy-up.
 //!
 //! Concurrency: namespace changes (anything that creates, removes, renames or copies up) take
@@ -87,6 +89,8 @@ pub struct UnionFs {
     names: Mutex<HashMap<Inode, NamesOf>>,
     /// Told of every change of a file's data or size (see `FileSystem::watch_changes`).
     changes: std::sync::OnceLock<Arc<dyn crate::libservice::ChangeSink>>,
+    /// Directories with lower parts may be renamed, with a redirect (see `with_redirect_dir`).
+    redirect_dir: bool,
 }
 
 /// A directory's resolved names: name -> (inode, namespace epoch, when resolved).
@@ -149,6 +153,30 @@ fn is_enoent(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOENT)
 }
 
+/// A lookup reference in a branch, dropped with this (never the branch root's).
+struct BranchRef<'a> {
+    fs: &'a dyn FileSystem,
+    inode: Inode,
+}
+
+impl Drop for BranchRef<'_> {
+    fn drop(&mut self) {
+        if self.inode != ROOT_INODE {
+            self.fs.forget(self.inode, 1);
+        }
+    }
+}
+
+/// What one branch's part of a lookup says of the branches below it.
+enum Step {
+    /// Go on with the next branch.
+    Next,
+    /// Nothing below counts.
+    Stop,
+    /// Go on below at the place a redirect names.
+    Redirect(whiteout::Redirect),
+}
+
 /// What a name resolves to across the branches of one directory.
 #[derive(Default)]
 struct Resolved {
@@ -188,6 +216,7 @@ impl UnionFs {
             ns_epoch: AtomicU64::new(0),
             names: Mutex::new(HashMap::new()),
             changes: std::sync::OnceLock::new(),
+            redirect_dir: true,
         };
         let mut layers = Layers::default();
         for layer in 0..=fs.lowers.len() {
@@ -210,6 +239,15 @@ impl UnionFs {
     /// Shows the read-only branches' owner and group ids shifted by `shift`.
     pub fn with_id_shift(mut self, shift: Option<crate::spec::IdShift>) -> Self {
         self.shift = shift;
+        self
+    }
+
+    /// Whether a directory with lower parts may be renamed (`true`, the default: the upper
+    /// branch records where its lower parts are, as overlayfs with `redirect_dir=on` does) or
+    /// fails with `EXDEV` (`false`, overlayfs's `redirect_dir=off`). Redirects already in the
+    /// branches are followed either way.
+    pub fn with_redirect_dir(mut self, on: bool) -> Self {
+        self.redirect_dir = on;
         self
     }
 
@@ -353,58 +391,118 @@ impl UnionFs {
         Ok(layer > 0 && self.oci_markers(ctx, layer, dir)?.is_some_and(|m| m.opaque))
     }
 
-    /// Resolves `name` across the branches of directory `dir` (layers as given).
+    /// Resolves `name` across the branches of directory `dir` (layers as given), following
+    /// redirects as overlayfs does: a directory found with a relative redirect is merged with
+    /// the redirect's name in the parent's lower directories, one with an absolute redirect
+    /// with that path from the root of every lower branch below it.
     fn resolve(&self, ctx: &Context, dir: &Layers, name: &OsStr) -> io::Result<Resolved> {
         let mut res = Resolved::default();
+        let mut want = std::borrow::Cow::Borrowed(name);
+        let mut absolute = None;
+        let last = self.lowers.len();
         for (layer, dino) in dir.all() {
-            let fs = self.fs(layer)?;
-            if layer > 0 {
-                if whiteout::is_oci_marker(name) {
-                    // `.wh.*` entries of a lower branch are markers, never visible objects.
-                    continue;
+            match self.resolve_in(ctx, layer, dino, &want, layer < last, &mut res) {
+                Ok(Step::Next) => {}
+                Ok(Step::Stop) => return Ok(res),
+                Ok(Step::Redirect(whiteout::Redirect::Relative(n))) => want = std::borrow::Cow::Owned(n),
+                Ok(Step::Redirect(whiteout::Redirect::Absolute(path))) => {
+                    absolute = Some((layer, path));
+                    break;
                 }
-                match self.oci_markers(ctx, layer, dino) {
-                    Ok(Some(m)) if m.hidden.contains(name) => break,
-                    Ok(_) => {}
-                    Err(e) => {
-                        self.forget_found(&res.found);
-                        return Err(e);
-                    }
-                }
-            }
-            let e = match fs.lookup(ctx, dino, name) {
-                Ok(e) => e,
-                Err(e) if is_enoent(&e) => continue,
                 Err(e) => {
                     self.forget_found(&res.found);
                     return Err(e);
                 }
-            };
-            if e.attr.is_whiteout() {
-                fs.forget(e.inode, 1);
-                res.upper_whiteout = layer == 0;
-                break;
             }
-            let is_dir = e.attr.kind() == FileKind::Directory;
-            if !res.found.is_empty() && !is_dir {
-                // A non-directory below a directory ends the merge.
-                fs.forget(e.inode, 1);
-                break;
-            }
-            res.found.push((layer, e));
-            if !is_dir {
-                break;
-            }
-            match self.is_opaque(ctx, layer, e.inode) {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(err) => {
+        }
+        let Some((from, mut path)) = absolute else { return Ok(res) };
+        for layer in from + 1..=last {
+            match self.resolve_path(ctx, layer, &path, layer < last, &mut res) {
+                Ok(Step::Next) => {}
+                Ok(Step::Stop) => break,
+                Ok(Step::Redirect(whiteout::Redirect::Relative(n))) => {
+                    if let Some(end) = path.last_mut() {
+                        *end = n;
+                    }
+                }
+                Ok(Step::Redirect(whiteout::Redirect::Absolute(p))) => path = p,
+                Err(e) => {
                     self.forget_found(&res.found);
-                    return Err(err);
+                    return Err(e);
                 }
             }
         }
         Ok(res)
+    }
+
+    /// One branch's part of `resolve`: `name` in directory `dino` of `layer`, added to `res`.
+    /// `below`: lower branches follow (a redirect matters only then).
+    fn resolve_in(&self, ctx: &Context, layer: Layer, dino: Inode, name: &OsStr, below: bool, res: &mut Resolved) -> io::Result<Step> {
+        let fs = self.fs(layer)?;
+        if layer > 0 {
+            if whiteout::is_oci_marker(name) {
+                // `.wh.*` entries of a lower branch are markers, never visible objects.
+                return Ok(Step::Next);
+            }
+            if self.oci_markers(ctx, layer, dino)?.is_some_and(|m| m.hidden.contains(name)) {
+                return Ok(Step::Stop);
+            }
+        }
+        let e = match fs.lookup(ctx, dino, name) {
+            Ok(e) => e,
+            Err(e) if is_enoent(&e) => return Ok(Step::Next),
+            Err(e) => return Err(e),
+        };
+        if e.attr.is_whiteout() {
+            fs.forget(e.inode, 1);
+            res.upper_whiteout = layer == 0;
+            return Ok(Step::Stop);
+        }
+        let is_dir = e.attr.kind() == FileKind::Directory;
+        if !res.found.is_empty() && !is_dir {
+            // A non-directory below a directory ends the merge.
+            fs.forget(e.inode, 1);
+            return Ok(Step::Stop);
+        }
+        res.found.push((layer, e));
+        if !is_dir || self.is_opaque(ctx, layer, e.inode)? {
+            return Ok(Step::Stop);
+        }
+        if !below {
+            return Ok(Step::Next);
+        }
+        Ok(match whiteout::read_redirect(fs, ctx, e.inode)? {
+            Some(r) => Step::Redirect(r),
+            None => Step::Next,
+        })
+    }
+
+    /// `resolve_in` for the path of an absolute redirect, walked from the root of `layer`: a
+    /// missing directory on the way means nothing in this branch; a whiteout, a hidden name
+    /// or a non-directory on the way ends the search; an opaque directory on the way ends it
+    /// after this branch.
+    fn resolve_path(&self, ctx: &Context, layer: Layer, path: &[OsString], below: bool, res: &mut Resolved) -> io::Result<Step> {
+        let Some((last, dirs)) = path.split_last() else { return Ok(Step::Stop) };
+        let fs = self.fs(layer)?;
+        let mut cur = BranchRef { fs, inode: ROOT_INODE };
+        let mut stop = false;
+        for part in dirs {
+            if whiteout::is_oci_marker(part) || self.oci_markers(ctx, layer, cur.inode)?.is_some_and(|m| m.hidden.contains(part)) {
+                return Ok(Step::Stop);
+            }
+            let e = match fs.lookup(ctx, cur.inode, part) {
+                Ok(e) => e,
+                Err(err) if is_enoent(&err) => return Ok(if stop { Step::Stop } else { Step::Next }),
+                Err(err) => return Err(err),
+            };
+            cur = BranchRef { fs, inode: e.inode };
+            if e.attr.kind() != FileKind::Directory {
+                return Ok(Step::Stop);
+            }
+            stop |= self.is_opaque(ctx, layer, cur.inode)?;
+        }
+        let step = self.resolve_in(ctx, layer, cur.inode, last, below && !stop, res)?;
+        Ok(if stop { Step::Stop } else { step })
     }
 
     /// Whether `name` is visible in a lower branch of directory `dir` (a removal or rename

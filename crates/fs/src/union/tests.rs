@@ -192,14 +192,62 @@ fn hard_links_to_copied_up_files_keep_nlink_and_identity() {
 }
 
 #[test]
-fn directories_with_lower_parts_do_not_move() {
+fn directories_with_lower_parts_move_with_a_redirect() {
     let f = Fixture::new();
-    fs::create_dir(f.base.join("lowerdir")).expect("mkdir");
+    fs::create_dir_all(f.base.join("lowerdir/sub")).expect("mkdir");
+    fs::write(f.base.join("lowerdir/sub/file"), b"lower data").expect("write");
+    fs::create_dir(f.base.join("elsewhere")).expect("mkdir");
     let u = f.union();
-    assert_eq!(code(u.rename(&ctx(), ROOT_INODE, OsStr::new("lowerdir"), ROOT_INODE, OsStr::new("moved"), 0)), libc::EXDEV);
-    u.mkdir(&ctx(), ROOT_INODE, OsStr::new("newdir"), 0o755, 0).expect("mkdir");
-    u.rename(&ctx(), ROOT_INODE, OsStr::new("newdir"), ROOT_INODE, OsStr::new("moved"), RENAME_NOREPLACE).expect("pure upper dir moves");
-    assert_eq!(names(&u, ROOT_INODE), ["lowerdir", "moved"].map(OsString::from));
+    let before = lookup(&u, "lowerdir").expect("lookup").inode;
+    u.rename(&ctx(), ROOT_INODE, OsStr::new("lowerdir"), ROOT_INODE, OsStr::new("moved"), 0).expect("a lower directory moves");
+    assert_eq!(lookup(&u, "moved").expect("lookup moved").inode, before, "the union's inode number stays");
+    assert_eq!(names(&u, ROOT_INODE), ["elsewhere", "moved"].map(OsString::from));
+    assert_eq!(read_all(&u, lookup(&u, "moved/sub/file").expect("lookup").inode), b"lower data");
+    // Within its directory the redirect is the old name; the old name is whited out.
+    let mut buf = [0u8; 256];
+    let n = rustix::fs::lgetxattr(f.upper.join("moved"), "trusted.overlay.redirect", &mut buf).expect("redirect written");
+    assert_eq!(&buf[..n], b"lowerdir");
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(&fs::symlink_metadata(f.upper.join("lowerdir")).expect("whiteout").file_type()));
+    // Into another directory: the path from the root; a nested lower directory moves too.
+    let sub = lookup(&u, "moved/sub").expect("lookup sub").inode;
+    let moved = lookup(&u, "moved").expect("lookup").inode;
+    let elsewhere = lookup(&u, "elsewhere").expect("lookup").inode;
+    u.rename(&ctx(), moved, OsStr::new("sub"), elsewhere, OsStr::new("deeper"), 0).expect("a nested lower directory moves");
+    let n = rustix::fs::lgetxattr(f.upper.join("elsewhere/deeper"), "trusted.overlay.redirect", &mut buf).expect("redirect written");
+    assert_eq!(&buf[..n], b"/lowerdir/sub", "the path of the lower parts, through the parent's redirect");
+    assert_eq!(lookup(&u, "elsewhere/deeper").expect("lookup").inode, sub);
+    assert_eq!(names(&u, moved), Vec::<OsString>::new());
+    // Back to its first name: the whiteout goes, the redirect stays.
+    u.rename(&ctx(), ROOT_INODE, OsStr::new("moved"), ROOT_INODE, OsStr::new("lowerdir"), 0).expect("back to its name");
+    drop(u);
+    // A new union over the same branches (a remount) sees the same tree.
+    let u = f.union();
+    assert_eq!(names(&u, ROOT_INODE), ["elsewhere", "lowerdir"].map(OsString::from));
+    assert_eq!(read_all(&u, lookup(&u, "elsewhere/deeper/file").expect("lookup after remount").inode), b"lower data");
+    assert_eq!(code(lookup(&u, "lowerdir/sub")), libc::ENOENT);
+    // With redirect_dir off, as overlayfs with redirect_dir=off: EXDEV; upper-only directories
+    // move either way.
+    let off = f.union().with_redirect_dir(false);
+    assert_eq!(code(off.rename(&ctx(), ROOT_INODE, OsStr::new("elsewhere"), ROOT_INODE, OsStr::new("x"), 0)), libc::EXDEV);
+    off.mkdir(&ctx(), ROOT_INODE, OsStr::new("newdir"), 0o755, 0).expect("mkdir");
+    off.rename(&ctx(), ROOT_INODE, OsStr::new("newdir"), ROOT_INODE, OsStr::new("y"), RENAME_NOREPLACE).expect("pure upper dir moves");
+}
+
+#[test]
+fn redirects_that_point_outside_the_branch_are_refused() {
+    for bad in [&b"/../etc"[..], b"a/b", b"", b"..", b"/a//b", b"/a/./b"] {
+        assert!(whiteout::Redirect::parse(bad).is_err(), "{:?} accepted", String::from_utf8_lossy(bad));
+    }
+    assert_eq!(whiteout::Redirect::parse(b"name").expect("relative"), whiteout::Redirect::Relative("name".into()));
+    let abs = whiteout::Redirect::parse(b"/a/b").expect("absolute");
+    assert_eq!(abs.to_bytes(), b"/a/b");
+    // A crafted redirect in the upper branch makes the lookup fail, never reach elsewhere.
+    let f = Fixture::new();
+    fs::create_dir(f.upper.join("d")).expect("mkdir");
+    fs::create_dir(f.base.join("d")).expect("mkdir");
+    rustix::fs::setxattr(f.upper.join("d"), "trusted.overlay.redirect", b"/../../etc", rustix::fs::XattrFlags::empty()).expect("setxattr");
+    let u = f.union();
+    assert_eq!(code(lookup(&u, "d")), libc::EIO);
 }
 
 #[test]

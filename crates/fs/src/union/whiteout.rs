@@ -109,3 +109,68 @@ pub(super) fn make_whiteout(fs: &dyn FileSystem, ctx: &Context, dir: Inode, name
 pub(super) fn set_opaque(fs: &dyn FileSystem, ctx: &Context, dir: Inode) -> io::Result<()> {
     fs.setxattr(ctx, dir, OsStr::new(OPAQUE_XATTR_WRITTEN), b"y", 0)
 }
+
+/// Attributes naming where a renamed directory's lower parts are (overlayfs `redirect_dir`),
+/// read in every branch; the first is the one the union writes.
+pub(super) const REDIRECT_XATTRS: [&str; 2] = ["trusted.overlay.redirect", "user.overlay.redirect"];
+/// Longest redirect the union writes (a longer path makes the rename fail with `EXDEV`, as
+/// overlayfs does: user space then copies the tree).
+pub(super) const REDIRECT_MAX: usize = 4096;
+
+/// Where a directory's lower parts are looked up, from its redirect attribute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Redirect {
+    /// Under this name in the parent's lower directories.
+    Relative(OsString),
+    /// At this path (its components) from the root of each lower branch below.
+    Absolute(Vec<OsString>),
+}
+
+impl Redirect {
+    /// Parses an attribute's value as overlayfs writes it: one name, or a path starting with
+    /// `/`. Anything else (empty, `.` or `..` components, NUL bytes, a relative path with
+    /// `/`) is refused, so that a crafted branch cannot point a lookup outside it.
+    pub fn parse(value: &[u8]) -> io::Result<Redirect> {
+        let bad = || errno(libc::EIO);
+        let valid = |c: &[u8]| !c.is_empty() && c != b"." && c != b".." && !c.contains(&0);
+        if value.len() > REDIRECT_MAX {
+            return Err(bad());
+        }
+        match value.strip_prefix(b"/") {
+            Some(path) => {
+                let parts: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
+                if !parts.iter().all(|c| valid(c)) {
+                    return Err(bad());
+                }
+                Ok(Redirect::Absolute(parts.into_iter().map(|c| OsStr::from_bytes(c).to_owned()).collect()))
+            }
+            None if valid(value) && !value.contains(&b'/') => Ok(Redirect::Relative(OsStr::from_bytes(value).to_owned())),
+            None => Err(bad()),
+        }
+    }
+
+    /// The attribute's value.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Redirect::Relative(name) => name.as_bytes().to_vec(),
+            Redirect::Absolute(parts) => parts.iter().flat_map(|c| std::iter::once(&b'/').chain(c.as_bytes())).copied().collect(),
+        }
+    }
+}
+
+/// The redirect directory `dir` of `fs` carries, if any.
+pub(super) fn read_redirect(fs: &dyn FileSystem, ctx: &Context, dir: Inode) -> io::Result<Option<Redirect>> {
+    for name in REDIRECT_XATTRS {
+        match fs.getxattr(ctx, dir, OsStr::new(name)) {
+            Ok(v) => return Redirect::parse(&v).map(Some),
+            Err(e) if no_xattr(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// Records `redirect` on directory `dir` of the upper branch.
+pub(super) fn set_redirect(fs: &dyn FileSystem, ctx: &Context, dir: Inode, redirect: &Redirect) -> io::Result<()> {
+    fs.setxattr(ctx, dir, OsStr::new(REDIRECT_XATTRS[0]), &redirect.to_bytes(), 0)
+}
