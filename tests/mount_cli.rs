@@ -241,4 +241,67 @@ fn a_spec_file_mount_in_direct_mode() {
     assert_eq!(std::fs::metadata(e.mnt.join("image-file")).expect("stat").ino(), ino);
     assert_eq!(std::fs::read(e.lower.join("image-file")).expect("lower"), b"from the image\n", "the image branch is never written");
     assert!(e.umount().status.success());
+    // `union: {redirect_dir: off}`: a directory of the image does not move (EXDEV, as
+    // overlayfs with redirect_dir=off; `mv` then copies it).
+    std::fs::create_dir(e.lower.join("image-dir")).expect("mkdir");
+    let text = std::fs::read_to_string(&spec).expect("spec");
+    std::fs::write(&spec, format!("{text}union:\n  redirect_dir: off\n")).expect("write spec");
+    let out = e.cmd().arg("mount").arg(&e.mnt).arg("-f").arg(&spec).arg("--detach").output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = std::fs::rename(e.mnt.join("image-dir"), e.mnt.join("moved")).expect_err("redirect_dir off");
+    assert_eq!(err.raw_os_error(), Some(libc::EXDEV));
+    assert!(e.umount().status.success());
+}
+
+/// What `find` lists under `root`, with each file's contents: the visible tree.
+fn visible(root: &Path) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("list") {
+            let path = entry.expect("entry").path();
+            let rel = path.strip_prefix(root).expect("under root").display().to_string();
+            if path.is_dir() {
+                stack.push(path);
+                out.push((rel, None));
+            } else {
+                out.push((rel, Some(std::fs::read(&path).expect("read"))));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 28: directories of the image renamed on the mount keep their contents through an
+/// unmount, a killed daemon's successor, and kernel overlayfs mounting the same branches.
+#[test]
+fn renamed_image_directories_survive_remounts_restarts_and_kernel_overlayfs() {
+    let e = Env::new("cli-redirect");
+    std::fs::create_dir_all(e.lower.join("pkg/sub")).expect("mkdir");
+    std::fs::write(e.lower.join("pkg/sub/file"), b"image data").expect("write");
+    std::fs::write(e.lower.join("pkg/top"), b"top").expect("write");
+    let pid = e.mount_detached();
+    std::fs::rename(e.mnt.join("pkg"), e.mnt.join("pkg2")).expect("an image directory moves in place");
+    std::fs::create_dir(e.mnt.join("other")).expect("mkdir");
+    std::fs::rename(e.mnt.join("pkg2/sub"), e.mnt.join("other/sub2")).expect("a nested one into another directory");
+    std::fs::write(e.mnt.join("other/sub2/new"), b"new").expect("write in a moved directory");
+    let want = visible(&e.mnt);
+    assert!(want.contains(&("other/sub2/file".into(), Some(b"image data".to_vec()))), "{want:?}");
+    assert!(!want.iter().any(|(p, _)| p.starts_with("pkg/") || p == "pkg"), "{want:?}");
+    assert!(e.umount().status.success());
+    wait_until("daemon exit", || !alive(pid));
+    let pid = e.mount_detached();
+    assert_eq!(visible(&e.mnt), want, "after umount and mount");
+    // SAFETY: plain kill(2) of the daemon we started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    wait_until("daemon death", || !alive(pid));
+    e.mount_detached();
+    assert_eq!(visible(&e.mnt), want, "after the daemon was killed and mounted again");
+    assert!(e.umount().status.success());
+    // The upper branch is in overlayfs's format.
+    let work = e.scratch.mkdir("work");
+    let kmnt = e.scratch.mkdir("kernel");
+    let overlay = common::Overlay::mount(&[e.lower.clone()], &e.upper, &work, &kmnt);
+    assert_eq!(visible(&overlay.mountpoint), want, "kernel overlayfs reads the same tree");
 }

@@ -69,7 +69,18 @@ fn rand_op(rng: &mut fastrand::Rng) -> Op {
         26..=31 => Op::Truncate(p, [0, 1, 100, 4096, 70000][rng.usize(0..5)]),
         32..=45 => {
             let flags = [0, 0, 0, RENAME_NOREPLACE, RENAME_EXCHANGE][rng.usize(0..5)];
-            Op::Rename(p, rand_path(rng), flags)
+            // Two in three move a name where the lower branches' directories are: a top-level
+            // one anywhere, or one a level down within its directory (renames of merged and
+            // lower directories: absolute and relative redirects).
+            let name = |rng: &mut fastrand::Rng| NAMES[rng.usize(0..NAMES.len())];
+            match rng.u32(0..3) {
+                0 => Op::Rename(name(rng).to_string(), rand_path(rng), flags),
+                1 => {
+                    let dir = name(rng);
+                    Op::Rename(format!("{dir}/{}", name(rng)), format!("{dir}/{}", name(rng)), flags)
+                }
+                _ => Op::Rename(p, rand_path(rng), flags),
+            }
         }
         46..=51 => Op::Link(p, rand_path(rng)),
         52..=61 => Op::Unlink(p),
@@ -475,6 +486,8 @@ struct Setup {
     user: Option<(std::sync::Mutex<Client>, BackDriver)>,
     overlay: Overlay,
     union: Arc<dyn FileSystem>,
+    /// The union side's branches (lower1, lower2, upper), for remounts.
+    branches: (PathBuf, PathBuf, PathBuf),
     _scratch: Scratch,
 }
 
@@ -522,6 +535,7 @@ fn setup(seed: u64, via: Via) -> Setup {
     let mnt = scratch.mkdir("kernel/mnt");
     let overlay = Overlay::mount(&[kl1, kl2], &kup, &work, &mnt);
     let (ul1, ul2, uup) = sides[1].clone();
+    let branches = sides[1].clone();
     let union: Arc<dyn FileSystem> = if via == Via::Ceph {
         use polytropon::backend::cephfs::CephBranch;
         let client = CEPH.lock().unwrap_or_else(|p| p.into_inner()).clone().expect("the Ceph mode's client");
@@ -555,7 +569,7 @@ fn setup(seed: u64, via: Via) -> Setup {
         let client = Client::connect(&common::channel(&driver), 0).expect("attach a client");
         (std::sync::Mutex::new(client), driver)
     });
-    Setup { fuse, user, overlay, union, _scratch: scratch }
+    Setup { fuse, user, overlay, union, branches, _scratch: scratch }
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -578,6 +592,9 @@ fn kernel_side_tree(s: &Setup, via: Via) -> Tree {
         t
     }
 }
+
+/// How often (in steps) the direct oracle also reads the branches through a union built anew.
+const REMOUNT_EVERY: u64 = 20;
 
 /// Runs one sequence; returns how many of its operations succeeded (on both sides).
 fn run_sequence(seed: u64, steps: u64, via: Via) -> u64 {
@@ -606,6 +623,13 @@ fn run_sequence(seed: u64, steps: u64, via: Via) -> u64 {
         let tk = kernel_side_tree(&s, via);
         let tu = union_side_tree(&s, via);
         assert!(tk == tu, "seed {seed} step {step}: trees differ after {op:?}\n{}\nlast operations:\n{}", diff(&tk, &tu), history());
+        if via == Via::Direct && step % REMOUNT_EVERY == REMOUNT_EVERY - 1 {
+            // What is on disk reads the same in a union built anew (a remount): the redirects
+            // written say what the live union keeps in memory.
+            let (l1, l2, up) = &s.branches;
+            let tr = union_tree(&local_union(l1, l2, up)).expect("walk the union built again");
+            assert!(tk == tr, "seed {seed} step {step}: a remount reads differently\n{}\nlast operations:\n{}", diff(&tk, &tr), history());
+        }
     }
     succeeded
 }
@@ -639,7 +663,7 @@ fn union_matches_kernel_overlayfs() {
 /// FUSE driver, its caches and our adapter must keep overlayfs behaviour.
 #[test]
 fn fuse_mount_matches_kernel_overlayfs() {
-    let total = oracle(Via::Fuse, "POLYTROPON_ORACLE_FUSE_SEED", "POLYTROPON_ORACLE_FUSE_SEQUENCES", 20, 5000);
+    let total = oracle(Via::Fuse, "POLYTROPON_ORACLE_FUSE_SEED", "POLYTROPON_ORACLE_FUSE_SEQUENCES", 46, 5000);
     eprintln!("oracle through FUSE: {total} operations, zero divergence");
 }
 
@@ -647,7 +671,7 @@ fn fuse_mount_matches_kernel_overlayfs() {
 /// operation and the service's path walk must keep overlayfs behaviour too.
 #[test]
 fn user_level_path_matches_kernel_overlayfs() {
-    let total = oracle(Via::User, "POLYTROPON_ORACLE_USER_SEED", "POLYTROPON_ORACLE_USER_SEQUENCES", 20, 7000);
+    let total = oracle(Via::User, "POLYTROPON_ORACLE_USER_SEED", "POLYTROPON_ORACLE_USER_SEQUENCES", 46, 7000);
     eprintln!("oracle through the user-level path: {total} operations, zero divergence");
 }
 
@@ -665,4 +689,86 @@ fn union_over_cephfs_matches_kernel_overlayfs() {
     drop(cluster);
     let total = total.unwrap_or_else(|e| std::panic::resume_unwind(e));
     eprintln!("oracle over CephFS: {total} operations, zero divergence");
+}
+
+/// The branches of one side of an interoperability run: two lowers built from `seed`, an
+/// empty upper.
+fn branches(scratch: &Scratch, side: &str, seed: u64) -> (PathBuf, PathBuf, PathBuf) {
+    let l1 = scratch.mkdir(&format!("{side}/lower1"));
+    let l2 = scratch.mkdir(&format!("{side}/lower2"));
+    let up = scratch.mkdir(&format!("{side}/upper"));
+    build_lower(&l2, seed ^ 0x5eed, false);
+    build_lower(&l1, seed, true);
+    (l1, l2, up)
+}
+
+fn local_union(l1: &Path, l2: &Path, up: &Path) -> Arc<dyn FileSystem> {
+    let open = |p: &Path, ro: bool| -> Arc<dyn FileSystem> {
+        Arc::new(LocalFs::new(p, LocalOptions { read_only: ro, ..LocalOptions::default() }).expect("open branch"))
+    };
+    Arc::new(UnionFs::new(Some(open(up, false)), vec![open(l1, true), open(l2, true)]).expect("build union"))
+}
+
+/// Issue 28, interoperability: a tree built by random operations (directory renames among
+/// them) through the union reads the same when kernel overlayfs (`redirect_dir=on`) mounts
+/// its branches, and when a new union is built over them (a remount); and a tree built
+/// through kernel overlayfs reads the same through the union.
+#[test]
+fn upper_branches_are_interchangeable_with_kernel_overlayfs() {
+    require_root();
+    let sequences = env_or("POLYTROPON_INTEROP_SEQUENCES", 12);
+    let steps = env_or("POLYTROPON_ORACLE_STEPS", 220);
+    let mut redirects = 0;
+    for seed in 20_000..20_000 + sequences {
+        let scratch = Scratch::new("interop");
+        // Ours, then theirs.
+        let (l1, l2, up) = branches(&scratch, "ours", seed);
+        let union = local_union(&l1, &l2, &up);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        for _ in 0..steps {
+            apply_union(&union, &rand_op(&mut rng));
+        }
+        let ours = union_tree(&union).expect("walk union");
+        drop(union);
+        let again = union_tree(&local_union(&l1, &l2, &up)).expect("walk the union built again");
+        assert!(again == ours, "seed {seed}: the union built again differs:\n{}", diff(&ours, &again));
+        redirects += count_redirects(&up);
+        {
+            let overlay = Overlay::mount(&[l1.clone(), l2.clone()], &up, &scratch.mkdir("ours/work"), &scratch.mkdir("ours/mnt"));
+            let theirs = kernel_tree(&overlay.mountpoint);
+            assert!(theirs == ours, "seed {seed}: kernel overlayfs reads our upper differently:\n{}", diff(&ours, &theirs));
+        }
+        // Theirs, then ours.
+        let (l1, l2, up) = branches(&scratch, "theirs", seed);
+        let theirs = {
+            let overlay = Overlay::mount(&[l1.clone(), l2.clone()], &up, &scratch.mkdir("theirs/work"), &scratch.mkdir("theirs/mnt"));
+            let mut rng = fastrand::Rng::with_seed(seed);
+            for _ in 0..steps {
+                apply_kernel(&overlay.mountpoint, &rand_op(&mut rng));
+            }
+            kernel_tree(&overlay.mountpoint)
+        };
+        redirects += count_redirects(&up);
+        let ours = union_tree(&local_union(&l1, &l2, &up)).expect("walk union");
+        assert!(ours == theirs, "seed {seed}: the union reads kernel overlayfs's upper differently:\n{}", diff(&theirs, &ours));
+    }
+    // The runs renamed directories with lower parts: both sides wrote redirects.
+    assert!(redirects >= sequences, "only {redirects} redirects in {sequences} sequences");
+    eprintln!("interoperability: {sequences} sequences each way, {redirects} redirects read across");
+}
+
+/// Directories of `upper` carrying a redirect.
+fn count_redirects(upper: &Path) -> u64 {
+    let mut n = 0;
+    let mut stack = vec![upper.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("list upper") {
+            let path = entry.expect("entry").path();
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                n += u64::from(rfs::lgetxattr(&path, "trusted.overlay.redirect", &mut [0u8; 4096]).is_ok());
+                stack.push(path);
+            }
+        }
+    }
+    n
 }

@@ -218,7 +218,11 @@ impl UnionFs {
         if (s_lower || t_lower) && !self.redirect_dir {
             return Err(errno(libc::EXDEV));
         }
-        if let Some(t) = t.filter(|t| !exchange && t.is_dir()) {
+        // A merged or lower target directory must look empty; an upper-only one is left to
+        // the upper branch's rename, after the copy-ups (as overlayfs: a source directory
+        // is then copied up, and has its redirect, even when the rename fails).
+        let t_merged = t.is_some_and(|t| has_lower(t));
+        if let Some(t) = t.filter(|_| !exchange && t_merged) {
             if !self.union_empty(ctx, t)? {
                 return Err(errno(libc::ENOTEMPTY));
             }
@@ -254,7 +258,7 @@ impl UnionFs {
             }
             ufs.rename(ctx, updir, name, new_updir, new_name, RENAME_EXCHANGE)?;
         } else {
-            if let Some(t) = t.filter(|t| t.is_dir()) {
+            if let Some(t) = t.filter(|_| t_merged) {
                 self.clear_upper_dir(ctx, t)?;
             }
             if s.is_dir() && self.upper_whiteout(ctx, new_updir, new_name)? {

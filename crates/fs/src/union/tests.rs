@@ -234,6 +234,34 @@ fn directories_with_lower_parts_move_with_a_redirect() {
 }
 
 #[test]
+fn image_directories_move_with_their_oci_markers_honoured() {
+    let f = Fixture::new();
+    fs::create_dir_all(f.base.join("etc/deep")).expect("mkdir");
+    for n in ["a", "b", "deep/c", "deep/d"] {
+        fs::write(f.base.join("etc").join(n), n).expect("write");
+    }
+    // The image's upper layer, in OCI form: hides etc/b and etc/deep/d.
+    fs::create_dir_all(f.lower.join("etc/deep")).expect("mkdir");
+    fs::write(f.lower.join("etc/.wh.b"), b"").expect("whiteout");
+    fs::write(f.lower.join("etc/deep/.wh.d"), b"").expect("whiteout");
+    fs::write(f.lower.join("etc/deep/e"), b"e").expect("write");
+    fs::create_dir(f.lower.join("x")).expect("mkdir");
+    let u = f.union();
+    u.rename(&ctx(), ROOT_INODE, OsStr::new("etc"), ROOT_INODE, OsStr::new("etc2"), 0).expect("rename in place");
+    let x = lookup(&u, "x").expect("x").inode;
+    let etc2 = lookup(&u, "etc2").expect("etc2").inode;
+    u.rename(&ctx(), etc2, OsStr::new("deep"), x, OsStr::new("deep"), 0).expect("rename across");
+    let check = |u: &UnionFs| {
+        assert_eq!(names(u, lookup(u, "etc2").expect("etc2").inode), [OsString::from("a")]);
+        assert_eq!(names(u, lookup(u, "x/deep").expect("x/deep").inode), ["c", "e"].map(OsString::from));
+        assert_eq!(code(lookup(u, "etc")), libc::ENOENT);
+    };
+    check(&u);
+    drop(u);
+    check(&f.union());
+}
+
+#[test]
 fn redirects_that_point_outside_the_branch_are_refused() {
     for bad in [&b"/../etc"[..], b"a/b", b"", b"..", b"/a//b", b"/a/./b"] {
         assert!(whiteout::Redirect::parse(bad).is_err(), "{:?} accepted", String::from_utf8_lossy(bad));
