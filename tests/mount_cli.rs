@@ -302,6 +302,6 @@ fn renamed_image_directories_survive_remounts_restarts_and_kernel_overlayfs() {
     // The upper branch is in overlayfs's format.
     let work = e.scratch.mkdir("work");
     let kmnt = e.scratch.mkdir("kernel");
-    let overlay = common::Overlay::mount(&[e.lower.clone()], &e.upper, &work, &kmnt);
+    let overlay = common::Overlay::mount(std::slice::from_ref(&e.lower), &e.upper, &work, &kmnt);
     assert_eq!(visible(&overlay.mountpoint), want, "kernel overlayfs reads the same tree");
 }
