@@ -217,6 +217,7 @@ fn describe(w: &str, opts: &BenchOptions) -> String {
         ),
         "fileread" => format!("{} containers at once, each reading a {} MiB lower file in 1 MiB reads{}", p.containers, p.file_mib, threads(w)),
         "fileserver" => format!("{} threads x {} loops (at least) of create+write, append, read, delete, stat; {} files of ~{} KiB{least}", p.threads_of(w), p.loops, p.files, p.file_kib),
+        "spawn" => format!("{} thread(s) x {} processes (at least) of {} of {} files of {} KiB each{least}", p.threads_of(w), p.loops, "cat", workload::data::spawn_files(), workload::data::SPAWN_FILE / 1024),
         "webserver" => format!("{} threads x {} loops (at least) of 10 whole-file reads and a log append; {} files of {} KiB{least}", p.threads_of(w), p.loops, p.files, workload::data::www_size(p) / 1024),
         "rocksdb" => format!("db_bench fillrandom then readrandom, {} keys, 400-byte values", u64::from(p.ops) * 2),
         "startup" => "clones started at once, ms to the first HTTP answer of each".into(),

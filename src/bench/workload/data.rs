@@ -17,6 +17,14 @@ pub fn fileset_size(p: &Params, i: u32) -> usize {
     mean / 2 + (i as usize * 7919 % 1024) * mean / 1024
 }
 
+/// Size in bytes of each file `spawn`'s processes read.
+pub const SPAWN_FILE: usize = 4096;
+
+/// How many files each `spawn` process reads.
+pub const fn spawn_files() -> usize {
+    3
+}
+
 /// Size in bytes of a webserver file.
 pub fn www_size(p: &Params) -> usize {
     (p.file_kib as usize * 1024 / 4).max(1024)
@@ -62,6 +70,12 @@ pub fn build_lower(lower: &Path, workloads: &[&str], p: &Params, reps: u32) -> i
         std::fs::create_dir_all(lower.join("fileset"))?;
         for i in 0..p.files {
             write_file(&lower.join("fileset").join(format!("f{i}")), fileset_size(p, i) as u64)?;
+        }
+    }
+    if any(&["spawn"]) {
+        std::fs::create_dir_all(lower.join("spawn"))?;
+        for i in 0..spawn_files() {
+            write_file(&lower.join("spawn").join(format!("f{i}")), SPAWN_FILE as u64)?;
         }
     }
     if any(&["webserver"]) {

@@ -10,6 +10,7 @@ mod fileserver;
 pub mod micro;
 pub mod noise;
 pub mod rocksdb;
+mod spawn;
 mod stream;
 mod webserver;
 
@@ -212,8 +213,8 @@ impl Output {
 }
 
 /// Workloads `bench` knows, in report order.
-pub const WORKLOADS: [&str; 11] =
-    ["micro", "metadata", "seqwrite", "seqread", "fileappend", "fileread", "fileserver", "webserver", "rocksdb", "startup", "isolation"];
+pub const WORKLOADS: [&str; 12] =
+    ["micro", "metadata", "seqwrite", "seqread", "fileappend", "fileread", "fileserver", "webserver", "spawn", "rocksdb", "startup", "isolation"];
 
 /// The steps of a workload: its operations run one after another on every path in turn.
 pub fn steps(workload: &str) -> Vec<&'static str> {
@@ -226,6 +227,7 @@ pub fn steps(workload: &str) -> Vec<&'static str> {
         "fileread" => vec!["fileread"],
         "fileserver" => vec!["fileserver"],
         "webserver" => vec!["webserver"],
+        "spawn" => vec!["spawn"],
         "rocksdb" => vec!["rocksdb"],
         _ => Vec::new(),
     }
@@ -256,6 +258,7 @@ pub fn run(job: &Job) -> io::Result<Output> {
         }
         "fileserver" => fileserver::run(job, &mut rng),
         "webserver" => webserver::run(job, &mut rng),
+        "spawn" => spawn::run(job, &mut rng),
         "noise" => noise::run(job, &mut rng),
         other => Err(io::Error::other(format!("workload {other} does not run in a worker"))),
     }
