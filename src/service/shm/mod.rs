@@ -28,6 +28,7 @@ pub mod changes;
 pub mod channels;
 mod files;
 mod listing;
+mod mountviews;
 mod namespace;
 mod paths;
 mod perm;
@@ -43,8 +44,55 @@ use paths::PathCache;
 /// skips it (see `Queue::skip_head`).
 const STUCK: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Busy polls of an empty queue before a worker sleeps.
+/// Busy polls of an empty queue before a worker sleeps, at most (see `IdleSpin`).
 const IDLE_SPINS: u32 = 20_000;
+/// The fewest a worker makes (a sleep costs a futex wait and, later, a wake-up).
+const IDLE_SPINS_MIN: u32 = 256;
+
+/// How long a worker polls its empty queue before sleeping, learned from how the last idle
+/// spells went: one that ended in a request while polling keeps the budget; one that ended
+/// in a sleep shorter than the longest polling would have lasted says polling pays (the
+/// budget doubles, up to `IDLE_SPINS`); one that ended in a longer sleep says it does not
+/// (the budget halves, down to `IDLE_SPINS_MIN`). A steady stream of requests is polled for; one that comes in bursts
+/// with longer gaps (short processes starting one after another: each attaches, makes a few
+/// calls and exits) is slept for, so that the worker's cpu goes to the processes.
+struct IdleSpin {
+    max: u32,
+    budget: u32,
+    /// When this idle spell's polling started, and when its sleep did.
+    polling: Option<std::time::Instant>,
+    polled: std::time::Duration,
+}
+
+impl IdleSpin {
+    fn new(max: u32) -> IdleSpin {
+        IdleSpin { max, budget: max, polling: None, polled: std::time::Duration::ZERO }
+    }
+
+    /// The queue was found empty (`idle` polls so far in this spell).
+    fn poll(&mut self, idle: u32) {
+        if idle == 1 {
+            self.polling = Some(std::time::Instant::now());
+        }
+    }
+
+    /// The budget ran out: the worker is about to sleep.
+    fn sleeping(&mut self) {
+        self.polled = self.polling.take().map_or(std::time::Duration::ZERO, |t| t.elapsed());
+    }
+
+    /// The worker woke after sleeping `asleep`.
+    fn woke(&mut self, asleep: std::time::Duration) {
+        // How long the longest polling would have lasted, at this spell's pace.
+        let longest = self.polled.mul_f64(f64::from(self.max) / f64::from(self.budget.max(1)));
+        self.budget = if asleep < longest { self.budget.saturating_mul(2).min(self.max) } else { (self.budget / 2).max(IDLE_SPINS_MIN.min(self.max)) };
+    }
+
+    /// A request was found while polling.
+    fn found(&mut self) {
+        self.polling = None;
+    }
+}
 
 /// The kernel's caches of an instance that is also mounted through FUSE: a change made on the
 /// user-level path is reported here so the legacy path never serves stale attributes, data or
@@ -454,7 +502,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     // Counter slots by operation number, found once rather than by name per request.
     let slots: [usize; 64] = std::array::from_fn(|i| u32::try_from(i).ok().and_then(Op::from_u32).map_or(0, |op| crate::service::stats::index(op_name(op))));
     // On a one-cpu pool its clients run on this very cpu: polling only delays them.
-    let idle_spins = if sh.pool_cpus > 1 { IDLE_SPINS } else { 0 };
+    let mut spin = IdleSpin::new(if sh.pool_cpus > 1 { IDLE_SPINS } else { 0 });
     let mut idle = 0;
     // The last client answered shares this thread's cpu (`FLAG_NEAR`): poll only between
     // yields, so that its next request is written at all.
@@ -465,7 +513,8 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     while !stop.load(Ordering::Acquire) {
         let Some(d) = queue.pop() else {
             idle += 1;
-            if idle < idle_spins {
+            spin.poll(idle);
+            if idle < spin.budget {
                 if near || idle % polytropon_ipc::client::YIELD_EVERY == 0 {
                     // A client waiting for this cpu gets it (see `YIELD_EVERY`).
                     std::thread::yield_now();
@@ -478,6 +527,8 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                 break;
             }
             // Sleep until a client rings (or 50 ms pass, to notice a stop).
+            spin.sleeping();
+            let asleep = std::time::Instant::now();
             let seen = bell.word.load(Ordering::Acquire);
             bell.sleepers.fetch_add(1, Ordering::AcqRel);
             if queue.backlog() == 0 {
@@ -501,9 +552,11 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                 futex_wait(&bell.word, seen, 1);
             }
             bell.sleepers.fetch_sub(1, Ordering::AcqRel);
+            spin.woke(asleep.elapsed());
             idle = 0;
             continue;
         };
+        spin.found();
         idle = 0;
         stuck = None;
         let cpu = polytropon_ipc::current_cpu();
