@@ -166,14 +166,7 @@ impl Channels {
         // Connections whose hello has not arrived yet, and since when: one is set up only
         // once it has something to read, so a peer that stalls delays no one else.
         let mut waiting: Vec<(UnixStream, Instant)> = Vec::new();
-        // A client area made ahead (fresh: never given to anyone), so that making one is not
-        // on a connecting client's way; and the mounts of the namespaces clients came from.
-        let mut spare = None;
-        let mut views = super::mountviews::MountViews::default();
         while !stop.load(Ordering::Acquire) {
-            if spare.is_none() {
-                spare = make_area(self.buffer_size).map_err(|e| debug!("no client area made ahead: {e}")).ok();
-            }
             let mut fds: Vec<nix::poll::PollFd<'_>> = Vec::with_capacity(open.len() + waiting.len() + 1);
             fds.push(nix::poll::PollFd::new(listener.as_fd(), nix::poll::PollFlags::POLLIN));
             for s in open.iter().map(|(s, _)| s).chain(waiting.iter().map(|(s, _)| s)) {
@@ -198,7 +191,7 @@ impl Channels {
             for i in (0..waiting.len()).rev() {
                 if hello[i] {
                     let (s, _) = waiting.swap_remove(i);
-                    match self.admit(&s, &mut spare, &mut views) {
+                    match self.admit(&s) {
                         Ok(c) => open.push((s, c)),
                         Err(e) => debug!("channel client refused: {e}"),
                     }
@@ -229,7 +222,7 @@ impl Channels {
 
     /// Sets up a client that just connected: its hello, who it is, its area. The answer
     /// (refusals included) goes back on `s`.
-    fn admit(&self, s: &UnixStream, spare: &mut Option<(OwnedFd, Mapping, Area)>, views: &mut super::mountviews::MountViews) -> io::Result<u32> {
+    fn admit(&self, s: &UnixStream) -> io::Result<u32> {
         s.set_nonblocking(false)?;
         s.set_read_timeout(Some(Duration::from_millis(50)))?;
         s.set_write_timeout(Some(Duration::from_millis(500)))?;
@@ -246,12 +239,8 @@ impl Channels {
         }
         let peer = rustix::net::sockopt::socket_peercred(s).map_err(io::Error::from)?;
         let pid = peer.pid.as_raw_nonzero().get() as u32;
-        let who = identify(pid, hello.tid, views).map_err(|e| refuse(libc::EACCES, e))?;
-        let made = match spare.take() {
-            Some(a) => Ok(a),
-            None => make_area(self.buffer_size),
-        };
-        let (memfd, map, area) = made.map_err(|e| refuse(libc::ENOMEM, e))?;
+        let who = identify(pid, hello.tid).map_err(|e| refuse(libc::EACCES, e))?;
+        let (memfd, map, area) = make_area(self.buffer_size).map_err(|e| refuse(libc::ENOMEM, e))?;
         let conn = s.as_fd().try_clone_to_owned().map_err(|e| refuse(libc::EMFILE, e))?;
         let creds_digest = digest(&who.creds);
         let channel = Arc::new(Channel { area, map, ctx: who.ctx, creds: who.creds, owner: who.owner, mounts: RwLock::new(who.mounts), pid, pidfd: who.pidfd, served: AtomicU64::new(0), posts: Mutex::new(0), conn });
@@ -294,7 +283,7 @@ struct Identity {
 /// The filesystem credentials of thread `tid` of process `pid` (the whole process when the
 /// thread is not one of its own), read while a pidfd holds the process: if it exited
 /// meanwhile, its pid may name another process by now, and it is refused.
-fn identify(pid: u32, tid: u32, views: &mut super::mountviews::MountViews) -> io::Result<Identity> {
+fn identify(pid: u32, tid: u32) -> io::Result<Identity> {
     let raw = rustix::process::Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("no peer process"))?;
     let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).map_err(io::Error::from)?;
     let status = proc_text(&format!("/proc/{pid}/task/{tid}/status"))
@@ -303,7 +292,7 @@ fn identify(pid: u32, tid: u32, views: &mut super::mountviews::MountViews) -> io
         .map_or_else(|| proc_text(&format!("/proc/{pid}/status")), Ok)?;
     // The process's own status is the one just read when the thread is its main one.
     let owner = if tid == pid { super::owners::owner_in(pid, &status) } else { super::owners::owner_of(pid) }.unwrap_or(0);
-    let mounts = views.devices(pid)?;
+    let mounts = mount_devices(&proc_text(&format!("/proc/{pid}/mountinfo"))?);
     let userns = user_namespace(pid)?;
     if exited(&pidfd) {
         return Err(io::Error::other(format!("process {pid} exited while it was identified")));
@@ -332,7 +321,7 @@ fn user_namespace(pid: u32) -> io::Result<Option<UserNs>> {
 }
 
 /// The devices (`major:minor`, the third field) of the mounts a `mountinfo` lists, sorted.
-pub(super) fn mount_devices(mountinfo: &str) -> Vec<u64> {
+fn mount_devices(mountinfo: &str) -> Vec<u64> {
     let mut out: Vec<u64> = mountinfo
         .lines()
         .filter_map(|l| {

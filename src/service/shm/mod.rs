@@ -28,7 +28,6 @@ pub mod changes;
 pub mod channels;
 mod files;
 mod listing;
-mod mountviews;
 mod namespace;
 mod paths;
 mod perm;
