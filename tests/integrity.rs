@@ -75,7 +75,7 @@ fn fsx_on_both_paths(tag: &str, mount_args: &[&str], ops: &str) {
     passed(&out, "FUSE path", ops);
 
     // The user-level path: the same program under the preload library, another seed.
-    let before = user_ops(&h, &pool, "write");
+    let (before, allocs) = (user_ops(&h, &pool, "write"), user_ops(&h, &pool, "fallocate"));
     let target = mnt.join("user.dat").display().to_string();
     let out = h.run(&["exec", "--pool", &pool, "--preload-only", "--", "python3", &fsx(), &target, ops, "2"]);
     passed(&out, "user-level path", ops);
@@ -86,6 +86,12 @@ fn fsx_on_both_paths(tag: &str, mount_args: &[&str], ops: &str) {
     let writes = user_ops(&h, &pool, "write") - before;
     assert!(writes >= least, "only {writes} writes arrived on the user-level path");
     assert!(user_ops(&h, &pool, "read") >= least, "reads did not arrive on the user-level path");
+    // Allocations and punched holes (5 % of the operations) are the service's too, not
+    // hand-overs (but a passed descriptor's are the kernel's).
+    if !passing {
+        let served = user_ops(&h, &pool, "fallocate") - allocs;
+        assert!(served >= least / 10, "only {served} fallocate calls arrived on the user-level path");
+    }
     if mount_args.contains(&"writethrough") || mount_args.contains(&"writeback") {
         let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", &pool, "--format", "json"])).expect("json");
         let c = &json[0]["service"]["cache"];

@@ -76,11 +76,11 @@ pub struct OpSummary {
 
 /// Request kinds counted, sorted (FUSE requests and user-level operations); anything else
 /// counts as `other`.
-const OPS: [&str; 37] = [
+const OPS: [&str; 38] = [
     "access", "create", "fallocate", "flush", "forget", "fsync", "fsyncdir", "getattr", "getxattr", "link",
     "listxattr", "lookup", "lseek", "mkdir", "mknod", "open", "open_path", "opendir", "other", "read",
     "readdir", "readlink", "release", "releasedir", "removexattr", "rename", "rmdir", "setattr", "setattr_path", "setxattr",
-    "stat_path", "statfs", "symlink", "truncate", "unlink", "unlink_path", "write",
+    "stat_path", "statfs", "symlink", "syncfs", "truncate", "unlink", "unlink_path", "write",
 ];
 
 /// Counters of one transport of one instance: a fixed table, so counting a request takes no

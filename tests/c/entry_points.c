@@ -915,30 +915,39 @@ static void kernel_calls(void) {
     int p[2], q[2];
     if (pipe(p) || pipe(q)) perror("pipe");
 
+    /* fallocate, posix_fallocate, syncfs and fpathconf are served without a hand-over. */
     int fd = fresh("fa.bin", "0123456789");
-    res("fallocate", fallocate(fd, 0, 0, 8192)), K("open"), K("fallocate");
-    KERNELS("fallocate", fd);
-    st_line("fallocate size", fstat(fd, &st), &st);
-    res("fallocate keep size", fallocate(fd, FALLOC_FL_KEEP_SIZE, 8192, 4096)), K("fallocate");
-    st_line("keep size", fstat(fd, &st), &st);
-    res("fallocate punch hole", fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2, 4)), K("fallocate");
-    n = pread(fd, buf, 10, 0);
+    res("fallocate", fallocate(fd, 0, 0, 8192)), U("fallocate");
+    OURS("fallocate", fd);
+    st_line("fallocate size", fstat(fd, &st), &st), U("getattr");
+    res("fallocate keep size", fallocate(fd, FALLOC_FL_KEEP_SIZE, 8192, 4096)), U("fallocate");
+    st_line("keep size", fstat(fd, &st), &st), U("getattr");
+    res("fallocate punch hole", fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2, 4)), U("fallocate");
+    n = pread(fd, buf, 10, 0), U("read");
     bytes("after the hole", buf, n);
-    res("fallocate64", fallocate64(fd, 0, 8192, 100)), K("fallocate");
+    res("fallocate zero range", fallocate(fd, FALLOC_FL_ZERO_RANGE, 6, 2)), U("fallocate");
+    n = pread(fd, buf, 10, 0), U("read");
+    bytes("after the zeroed range", buf, n);
+    res("fallocate64", fallocate64(fd, 0, 8192, 100)), U("fallocate");
     res("fallocate bad", fallocate(fd, 0, -1, 10));
+    res("fallocate empty", fallocate(fd, 0, 0, 0));
+    res("fallocate bad mode", fallocate(fd, FALLOC_FL_PUNCH_HOLE, 0, 10));
+    OURS("fallocate after errors", fd);
     close(fd);
     st_line("fallocate on the path", stat("fa.bin", &st), &st), U("stat_path");
 
     fd = fresh("pf.bin", "abc");
-    res_num("posix_fallocate", posix_fallocate(fd, 0, 5000)), K("open"), K("fallocate");
-    KERNELS("posix_fallocate", fd);
-    res_num("posix_fallocate64", posix_fallocate64(fd, 100, 6000)), K("fallocate");
+    res_num("posix_fallocate", posix_fallocate(fd, 0, 5000)), U("fallocate");
+    OURS("posix_fallocate", fd);
+    res_num("posix_fallocate64", posix_fallocate64(fd, 100, 6000)), U("fallocate");
     res_num("posix_fallocate bad", posix_fallocate(fd, -1, 10));
-    st_line("posix_fallocate size", fstat(fd, &st), &st);
+    st_line("posix_fallocate size", fstat(fd, &st), &st), U("getattr");
     close(fd);
     int ro = open("pf.bin", O_RDONLY | O_CLOEXEC);
     U("open_path");
-    res_num("posix_fallocate read-only", posix_fallocate(ro, 0, 10)), K("open");
+    res_num("posix_fallocate read-only", posix_fallocate(ro, 0, 10)), U("fallocate");
+    res("fallocate read-only", fallocate(ro, 0, 0, 10)), U("fallocate");
+    OURS("fallocate read-only", ro);
     close(ro);
 
     fd = fresh("splice.txt", "spliced text");
@@ -968,12 +977,14 @@ static void kernel_calls(void) {
     close(fd);
 
     fd = fresh("syncfs.txt", "s");
-    res("syncfs", syncfs(fd)), K("open");
-    KERNELS("syncfs", fd);
+    res("syncfs", syncfs(fd)), U("syncfs");
+    OURS("syncfs", fd);
     close(fd);
     fd = fresh("pathconf.txt", "p");
-    res("fpathconf", fpathconf(fd, _PC_NAME_MAX)), K("open");
-    KERNELS("fpathconf", fd);
+    res("fpathconf", fpathconf(fd, _PC_NAME_MAX));
+    res("fpathconf path max", fpathconf(fd, _PC_PATH_MAX));
+    res("fpathconf pipe buf", fpathconf(fd, _PC_PIPE_BUF));
+    OURS("fpathconf", fd);
     close(fd);
 
     fd = fresh("mmap.bin", "mapped bytes");

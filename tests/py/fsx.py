@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""fsx-style integrity check: random writes, reads, truncates, fsyncs, reopenings and mmap
-reads of one file, each checked against an in-memory model of what the file must hold.
+"""fsx-style integrity check: random writes, reads, truncates, allocations, punched holes,
+fsyncs, reopenings and mmap reads of one file, each checked against an in-memory model of
+what the file must hold.
 
     fsx.py FILE OPS SEED
 
@@ -10,10 +11,18 @@ os.pread, os.ftruncate, os.fsync, mmap), so under the preload library it takes t
 user-level path; an mmap hands its own descriptor over to the kernel (the FUSE path).
 """
 
+import ctypes
 import mmap
 import os
 import random
 import sys
+
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+# libc's fallocate as the program's own symbol lookup finds it: under the preload library,
+# the library's.
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
 
 MAX_SIZE = 256 * 1024
 MAX_IO = 32 * 1024
@@ -42,7 +51,7 @@ def main():
 
     for n in range(ops):
         kind = rng.random()
-        if kind < 0.40:
+        if kind < 0.35:
             off = rng.randrange(0, MAX_SIZE - 1)
             length = rng.randrange(1, min(MAX_IO, MAX_SIZE - off) + 1)
             start = rng.randrange(0, len(pool) - length)
@@ -53,7 +62,7 @@ def main():
             if off > len(model):
                 model.extend(b"\0" * (off - len(model)))
             model[off:off + length] = data
-        elif kind < 0.75:
+        elif kind < 0.70:
             off = rng.randrange(0, MAX_SIZE)
             length = rng.randrange(1, MAX_IO + 1)
             history.append(f"{n}: read {off} {length}")
@@ -62,6 +71,22 @@ def main():
             if len(got) != expected:
                 fail(f"read {len(got)} bytes at {off}, expected {expected} (size {len(model)})")
             check(off, got)
+        elif kind < 0.73:
+            off = rng.randrange(0, MAX_SIZE - 1)
+            length = rng.randrange(1, min(MAX_IO, MAX_SIZE - off) + 1)
+            history.append(f"{n}: posix_fallocate {off} {length}")
+            os.posix_fallocate(fd, off, length)
+            if off + length > len(model):
+                model.extend(b"\0" * (off + length - len(model)))
+        elif kind < 0.75:
+            off = rng.randrange(0, MAX_SIZE - 1)
+            length = rng.randrange(1, min(MAX_IO, MAX_SIZE - off) + 1)
+            history.append(f"{n}: punch hole {off} {length}")
+            if LIBC.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, length) != 0:
+                fail(f"punch hole: {os.strerror(ctypes.get_errno())}")
+            end = min(off + length, len(model))
+            if off < end:
+                model[off:end] = b"\0" * (end - off)
         elif kind < 0.86:
             size = rng.randrange(0, MAX_SIZE)
             history.append(f"{n}: truncate {size}")

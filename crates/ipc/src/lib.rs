@@ -33,7 +33,7 @@ pub use queue::{PushError, Queue, QueueHeader, Slot};
 pub unsafe trait ShmSafe {}
 
 /// Version of the protocol; the service and the library refuse to talk across versions.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// SysV key of a pool service's segment inside the pool's own IPC namespace (one service per
 /// namespace): a client whose service died finds its successor's segment by it.
@@ -362,6 +362,39 @@ pub enum Op {
     /// Filesystem statistics (a [`WireStatfs`] in the buffer) of the instance holding the
     /// path in the buffer, or, with no path, inode `inode`.
     Statfs = 30,
+    /// Allocate or deallocate space of an open file: a [`WireFallocate`] in the buffer.
+    Fallocate = 31,
+    /// Write out everything the instance holds for its backend (`syncfs`).
+    Syncfs = 32,
+}
+
+/// `fallocate`'s arguments as they travel in a client buffer (the service checks them as
+/// the kernel's `vfs_fallocate` does: any bytes give some value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WireFallocate {
+    /// `FALLOC_FL_*`.
+    pub mode: u32,
+    pub pad: u32,
+    pub offset: i64,
+    pub length: i64,
+}
+
+// SAFETY: `#[repr(C)]`, integers only.
+unsafe impl ShmSafe for WireFallocate {}
+
+impl WireFallocate {
+    /// Its bytes, for the buffer.
+    pub fn to_bytes(&self) -> [u8; core::mem::size_of::<WireFallocate>()] {
+        // SAFETY: `#[repr(C)]` integers laid out 4,4,8,8: no padding bytes.
+        unsafe { core::mem::transmute_copy(self) }
+    }
+
+    /// Reads one from buffer bytes (any bytes give some value).
+    pub fn from_bytes(b: &[u8; core::mem::size_of::<WireFallocate>()]) -> WireFallocate {
+        // SAFETY: valid for every bit pattern; `read_unaligned` needs no alignment.
+        unsafe { core::ptr::read_unaligned(b.as_ptr() as *const WireFallocate) }
+    }
 }
 
 /// `WireSetattr::valid` bits.
@@ -546,6 +579,8 @@ impl Op {
             28 => Op::Readdir,
             29 => Op::Releasedir,
             30 => Op::Statfs,
+            31 => Op::Fallocate,
+            32 => Op::Syncfs,
             _ => return None,
         })
     }
@@ -593,6 +628,8 @@ pub enum DecodeError {
 
 /// The size of a [`WireSetattr`] in a buffer.
 const SETATTR_LEN: u64 = core::mem::size_of::<WireSetattr>() as u64;
+/// Bytes of a [`WireFallocate`] in the buffer.
+const FALLOCATE_LEN: u64 = core::mem::size_of::<WireFallocate>() as u64;
 
 /// Validates a descriptor copied out of shared memory.
 pub fn decode(d: Descriptor, lim: &Limits) -> Result<Request, DecodeError> {
@@ -619,7 +656,8 @@ fn max_len(op: Op, lim: &Limits) -> u64 {
         Op::SetattrPath => lim.path_max.saturating_add(SETATTR_LEN),
         Op::Read | Op::Write | Op::Setxattr | Op::Readdir => lim.buffer_size,
         Op::Setattr => SETATTR_LEN,
-        Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Truncate | Op::Listxattr | Op::Opendir | Op::Releasedir => 0,
+        Op::Fallocate => FALLOCATE_LEN,
+        Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Truncate | Op::Listxattr | Op::Opendir | Op::Releasedir | Op::Syncfs => 0,
     }
 }
 
@@ -668,9 +706,10 @@ pub mod fuzzing {
                 Op::Rename | Op::Link | Op::Symlink => r.offset > 0 && r.offset < r.len && r.offset <= lim.path_max && r.len - r.offset <= lim.path_max,
                 Op::SetattrPath => r.offset > 0 && r.offset <= lim.path_max && r.len == r.offset + core::mem::size_of::<WireSetattr>() as u64,
                 Op::Setattr => r.len as usize <= core::mem::size_of::<WireSetattr>(),
+                Op::Fallocate => r.len as usize <= core::mem::size_of::<super::WireFallocate>(),
                 Op::Setxattr => r.offset > 0 && r.offset < r.len,
                 Op::Truncate => r.arg <= i64::MAX as u64 && r.len == 0,
-                Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Listxattr | Op::Opendir | Op::Releasedir => r.len == 0,
+                Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Listxattr | Op::Opendir | Op::Releasedir | Op::Syncfs => r.len == 0,
             }
     }
 }

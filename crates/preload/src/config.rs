@@ -34,6 +34,17 @@ impl Mount {
         self.kernel_statvfs.get_or_init(|| ask_kernel(self.dir(), real::statvfs64)).as_ref()
     }
 
+    /// `pathconf` of the mount point (the kernel's answer, through the FUSE mount).
+    pub fn pathconf(&self, name: c_int) -> std::ffi::c_long {
+        let Ok(path) = std::ffi::CString::new(self.dir()) else {
+            set_errno(libc::EINVAL);
+            return -1;
+        };
+        // SAFETY: a NUL-terminated path; `pathconf` is not one of the calls this library
+        // replaces, so this is libc's own.
+        unsafe { libc::pathconf(path.as_ptr(), name) }
+    }
+
     /// The mount point as a path the kernel takes (`/` for the root).
     fn dir(&self) -> &[u8] {
         if self.path.is_empty() {

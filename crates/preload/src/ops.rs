@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use polytropon_ipc::args::OpenArg;
-use polytropon_ipc::{Descriptor, Op, WireAttr, WireSetattr, STAT_NOFOLLOW, WRITE_APPEND};
+use polytropon_ipc::{Descriptor, Op, WireAttr, WireFallocate, WireSetattr, STAT_NOFOLLOW, WRITE_APPEND};
 
 use crate::client::call;
 use crate::files::{self, File, LastRef, Opened};
@@ -321,6 +321,20 @@ pub fn ftruncate(f: &File, len: i64) -> Served<()> {
         return Err(Unserved::Errno(libc::EINVAL));
     }
     call(Descriptor { arg: len as u64, ..on_file(Op::Truncate, f) }, &[], None)?;
+    Ok(())
+}
+
+/// Allocates or deallocates space of an open file (`fallocate`; `posix_fallocate` with mode
+/// 0). The service checks the range and the handle as the kernel would.
+pub fn fallocate(f: &File, mode: c_int, offset: i64, length: i64) -> Served<()> {
+    let b = WireFallocate { mode: mode as u32, pad: 0, offset, length }.to_bytes();
+    call(Descriptor { len: b.len() as u64, ..on_file(Op::Fallocate, f) }, &b, None)?;
+    Ok(())
+}
+
+/// Has the instance of an open file write out what it holds for its backend (`syncfs`).
+pub fn syncfs(f: &File) -> Served<()> {
+    call(on_file(Op::Syncfs, f), &[], None)?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::os::unix::ffi::OsStrExt;
 
 use polytropon_ipc::args::OpenArg;
-use polytropon_ipc::{Op, WireSetattr, STAT_NOFOLLOW, WRITE_APPEND, WRITE_STREAMED};
+use polytropon_ipc::{Op, WireFallocate, WireSetattr, STAT_NOFOLLOW, WRITE_APPEND, WRITE_STREAMED};
 
 use super::call::{Call, Reply};
 use super::{fallback, inval_entry, perm, inval_inode, namespace, open_pinned, pin_or_hold, streamed_write, victim, wire, xattr_name, APPENDS};
@@ -194,6 +194,35 @@ pub(super) fn truncate(c: &mut Call<'_>) -> io::Result<Reply> {
     kill_privs(c)?;
     fs.setattr(ctx, r.inode, Some(r.handle), &set)?;
     inval_inode(kernel, r.inode, 0, 0);
+    Ok((0, [0; 4]))
+}
+
+/// Allocates or deallocates space of an open file, checked as the kernel's `vfs_fallocate`
+/// checks before a filesystem sees it (the backend's own call checks the rest: the handle's
+/// access mode, the modes its filesystem supports).
+pub(super) fn fallocate(c: &mut Call<'_>) -> io::Result<Reply> {
+    let (area, fs, ctx, r, kernel) = (c.area, c.fs, c.ctx, c.r, c.kernel);
+    let mut b = [0u8; std::mem::size_of::<WireFallocate>()];
+    if area.read_data(r.len as usize, &mut b) != b.len() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let a = WireFallocate::from_bytes(&b);
+    if a.offset < 0 || a.length <= 0 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    if a.offset.checked_add(a.length).is_none() {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    }
+    let mode = i32::try_from(a.mode).map_err(|_| io::Error::from_raw_os_error(libc::EOPNOTSUPP))?;
+    kill_privs(c)?;
+    fs.fallocate(ctx, r.inode, r.handle, mode, a.offset as u64, a.length as u64)?;
+    inval_inode(kernel, r.inode, 0, 0);
+    Ok((0, [0; 4]))
+}
+
+/// Writes out everything the instance holds for its backend.
+pub(super) fn syncfs(c: &mut Call<'_>) -> io::Result<Reply> {
+    c.fs.syncfs(c.ctx)?;
     Ok((0, [0; 4]))
 }
 

@@ -403,6 +403,8 @@ fn op_name(op: Op) -> &'static str {
         Op::Readdir => "readdir",
         Op::Releasedir => "releasedir",
         Op::Statfs => "statfs",
+        Op::Fallocate => "fallocate",
+        Op::Syncfs => "syncfs",
     }
 }
 
@@ -792,7 +794,7 @@ fn learn_attr(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, inode: Inod
 /// attributes by inode go to the kernel, which checks them.
 fn scope(sh: &Shared, ch: &channels::Channel, req: &Request) -> Option<Unserved> {
     let by_handle = match req.op {
-        Op::Getattr | Op::Read | Op::Write | Op::Truncate | Op::Setattr | Op::Fsync => Some(false),
+        Op::Getattr | Op::Read | Op::Write | Op::Truncate | Op::Setattr | Op::Fsync | Op::Fallocate => Some(false),
         Op::Readdir => Some(true),
         _ => None,
     };
@@ -1079,6 +1081,8 @@ fn dispatch(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
         Op::Readdir => listing::readdir(c),
         Op::Releasedir => listing::releasedir(c),
         Op::Statfs => listing::statfs(c, buf),
+        Op::Fallocate => files::fallocate(c),
+        Op::Syncfs => files::syncfs(c),
         // Inode-level calls: the user-level path works by path and never sends them.
         Op::Lookup | Op::Open | Op::Create | Op::Unlink => Err(io::Error::from_raw_os_error(libc::ENOSYS)),
     }

@@ -2,7 +2,7 @@
 //! counts come from the service; type, id and mount flags, which only the kernel knows, from
 //! one kernel call per mount (the FUSE path would ask the service on every call anyway).
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_long};
 
 use polytropon_ipc::WireStatfs;
 
@@ -84,6 +84,16 @@ hooks! {
 
     fn statvfs64(path: *const c_char, buf: *mut libc::statvfs64) -> c_int => |kernel| {
         run(|| counts_of_path(path).and_then(|(w, m)| fill_statvfs(&w, m, buf)), kernel)
+    }
+
+    /// What the kernel says of the file's mount: every limit `fpathconf` reports for a regular
+    /// file comes from the filesystem (its statistics, its type) or is a constant, so the
+    /// mount point answers for the file without handing the file over.
+    fn fpathconf(fd: c_int, name: c_int) -> c_long => |kernel| {
+        match files::get(fd).and_then(|(_, f)| mount_of_dev(f.dev.load(std::sync::atomic::Ordering::Acquire))) {
+            Some(m) => m.pathconf(name),
+            None => super::in_kernel(fd, kernel),
+        }
     }
 
     fn fstatfs(fd: c_int, buf: *mut libc::statfs) -> c_int => |kernel| {

@@ -259,4 +259,42 @@ hooks! {
     fn ftruncate64(fd: c_int, len: off64_t) -> c_int => |kernel| {
         on_data_fd(fd, |f| ops::ftruncate(f, len).map(|()| 0), kernel)
     }
+
+    fn fallocate(fd: c_int, mode: c_int, off: off_t, len: off_t) -> c_int => |kernel| {
+        on_data_fd(fd, |f| ops::fallocate(f, mode, off, len).map(|()| 0), kernel)
+    }
+
+    fn fallocate64(fd: c_int, mode: c_int, off: off64_t, len: off64_t) -> c_int => |kernel| {
+        on_data_fd(fd, |f| ops::fallocate(f, mode, off, len).map(|()| 0), kernel)
+    }
+
+    /// Returns an error number instead of setting errno, as posix_fallocate does.
+    fn posix_fallocate(fd: c_int, off: off_t, len: off_t) -> c_int => |kernel| {
+        posix_allocate(fd, off, len, kernel)
+    }
+
+    /// As [`posix_fallocate`].
+    fn posix_fallocate64(fd: c_int, off: off64_t, len: off64_t) -> c_int => |kernel| {
+        posix_allocate(fd, off, len, kernel)
+    }
+
+    /// syncfs of a file of ours: the instance writes out what it holds for its backend.
+    fn syncfs(fd: c_int) -> c_int => |kernel| {
+        on_data_fd(fd, |f| ops::syncfs(f).map(|()| 0), kernel)
+    }
+}
+
+/// `posix_fallocate` of `fd`: an allocation (mode 0) by the service, its error as the
+/// result; where the instance cannot allocate (`EOPNOTSUPP`) the file goes to the kernel, and
+/// glibc's own `posix_fallocate` writes the range instead, as it does on such filesystems.
+fn posix_allocate(fd: c_int, off: off64_t, len: off64_t, kernel: impl FnOnce() -> c_int) -> c_int {
+    let Some((_, f)) = crate::files::get(fd).filter(|(_, f)| !f.passthrough()) else { return kernel() };
+    super::run(
+        || match ops::fallocate(f, 0, off, len) {
+            Ok(()) => Ok(0),
+            Err(Unserved::Errno(libc::EOPNOTSUPP)) | Err(Unserved::Kernel) => Err(Unserved::Kernel),
+            Err(Unserved::Errno(e)) => Ok(e),
+        },
+        || super::hand_over(fd).map_or_else(|e| e, |()| kernel()),
+    )
 }

@@ -3,11 +3,11 @@
 //! over to the kernel (reopened through the FUSE mount, same offset, same number), then the
 //! real function runs. Without this they would act on the reserved `/dev/null` descriptor.
 
-use std::ffi::{c_int, c_long, c_uint, c_void};
+use std::ffi::{c_int, c_uint, c_void};
 
 use libc::{loff_t, off64_t, off_t, size_t, ssize_t};
 
-use super::{hand_over, in_kernel};
+use super::in_kernel;
 
 hooks! {
     fn mmap(addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void => |kernel| {
@@ -30,37 +30,11 @@ hooks! {
         in_kernel(fd, kernel)
     }
 
-    fn fallocate(fd: c_int, mode: c_int, off: off_t, len: off_t) -> c_int => |kernel| {
-        in_kernel(fd, kernel)
-    }
-
-    fn fallocate64(fd: c_int, mode: c_int, off: off64_t, len: off64_t) -> c_int => |kernel| {
-        in_kernel(fd, kernel)
-    }
-
     fn splice(fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t => |kernel| {
         in_kernel(fd_in, || in_kernel(fd_out, kernel))
     }
 
     fn tee(fd_in: c_int, fd_out: c_int, len: size_t, flags: c_uint) -> ssize_t => |kernel| {
         in_kernel(fd_in, || in_kernel(fd_out, kernel))
-    }
-
-    fn syncfs(fd: c_int) -> c_int => |kernel| {
-        in_kernel(fd, kernel)
-    }
-
-    fn fpathconf(fd: c_int, name: c_int) -> c_long => |kernel| {
-        in_kernel(fd, kernel)
-    }
-
-    /// Returns an error number instead of setting errno, as posix_fallocate does.
-    fn posix_fallocate(fd: c_int, off: off_t, len: off_t) -> c_int => |kernel| {
-        hand_over(fd).map_or_else(|e| e, |()| kernel())
-    }
-
-    /// As [`posix_fallocate`].
-    fn posix_fallocate64(fd: c_int, off: off64_t, len: off64_t) -> c_int => |kernel| {
-        hand_over(fd).map_or_else(|e| e, |()| kernel())
     }
 }
