@@ -116,8 +116,19 @@ fn every_intercepted_entry_point_behaves_as_on_a_plain_directory() {
                 wrong.push(format!("fuse_ops.{op}: {got}, expected none"));
             }
         }
+        // Every kind of hand-over the program makes reached the service's counts, by reason.
+        let handed = |json: &serde_json::Value, why: &str| json["user_handovers"][why].as_u64().unwrap_or(0);
+        for why in ["mmap", "lock", "splice", "stdio", "process", "ioctl"] {
+            if handed(&after, why) <= handed(&before, why) {
+                wrong.push(format!("user_handovers.{why}: none counted ({})", after["user_handovers"]));
+            }
+        }
         assert!(wrong.is_empty(), "{tag}: counters disagree with what the program did:\n{}\nuser-level: {}\nFUSE: {}", wrong.join("\n"), after["user_ops"], after["fuse_ops"]);
         eprintln!("{tag}: user-level {}\n{tag}: FUSE {}", after["user_ops"], after["fuse_ops"]);
     }
+    // `inspect` says what share of the mount's operations the user-level path served, and
+    // why descriptors went to the kernel.
+    let shown = st.h.ok(&["inspect", "--pool", &st.name]);
+    assert!(shown.contains("user-level share ") && shown.contains("handed to the kernel: ") && shown.contains("mmap "), "{shown}");
     st.destroy();
 }

@@ -105,6 +105,15 @@ fn human(reports: &[PoolReport]) -> String {
                         m.user_prefetched_opens,
                         branches.join(" ")
                     );
+                    let total = |ops: &std::collections::BTreeMap<String, polytropon::service::stats::OpSummary>| ops.values().map(|o| o.count).sum::<u64>();
+                    let (user, fuse) = (total(&m.user_ops), total(&m.fuse_ops));
+                    let handed: Vec<String> = m.user_handovers.iter().map(|(why, n)| format!("{why} {n}")).collect();
+                    let _ = writeln!(
+                        s,
+                        "    user-level share {}  handed to the kernel: {}",
+                        if user + fuse == 0 { "-".to_string() } else { format!("{:.1} %", 100.0 * user as f64 / (user + fuse) as f64) },
+                        if handed.is_empty() { "none".to_string() } else { handed.join(", ") }
+                    );
                     for (path, ops) in [("fuse", &m.fuse_ops), ("user", &m.user_ops)] {
                         for (op, o) in ops {
                             let _ = writeln!(s, "    {path} {:<12} {:>9} ops  p50 {:>9.1} us  p99 {:>9.1} us", op, o.count, o.p50_us, o.p99_us);

@@ -166,6 +166,9 @@ fn mount(f: &mut Families, base: &Labels, m: &MountInfo) {
     f.counter("instance_passthrough_opens", "Opens the instance answered with FUSE passthrough", None, labels.clone(), m.passthrough_opens);
     f.counter("instance_user_passthrough_opens", "Opens on the user-level path answered with the backing file's descriptor", None, labels.clone(), m.user_passthrough_opens);
     f.counter("instance_user_prefetched_opens", "Opens on the user-level path answered with the file's bytes", None, labels.clone(), m.user_prefetched_opens);
+    for (why, n) in &m.user_handovers {
+        f.counter("instance_user_handovers", "Descriptors the preload library gave to the kernel (reopened through the FUSE mount), by reason", None, with(&labels, [("reason", why.clone())]), *n);
+    }
     for (path, ops) in [("fuse", &m.fuse_ops), ("user", &m.user_ops)] {
         for (op, o) in ops {
             let n = o.buckets.len().min(BUCKETS);

@@ -56,6 +56,10 @@ pub struct MountInfo {
     /// client then reads without asking again while nobody changes it).
     #[serde(default)]
     pub user_prefetched_opens: u64,
+    /// Descriptors the preload library gave to the kernel (reopened through the FUSE mount
+    /// for good), by reason (`mmap`, `lock`, `splice`, `stdio`, `process`, `unserved`).
+    #[serde(default)]
+    pub user_handovers: BTreeMap<String, u64>,
     /// Per request kind on the FUSE path.
     pub fuse_ops: BTreeMap<String, OpSummary>,
     /// Per request kind on the user-level path.

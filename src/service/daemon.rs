@@ -299,6 +299,7 @@ impl Service {
                     passthrough_opens: s.mount.stats().passthrough_opens(),
                     user_passthrough_opens: s.user.passthrough_opens(),
                     user_prefetched_opens: s.user.prefetched_opens(),
+                    user_handovers: s.user.handovers(),
                     fuse_ops: s.mount.stats().summary(),
                     user_ops: s.user.summary(),
                 })

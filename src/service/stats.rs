@@ -87,6 +87,8 @@ const OPS: [&str; 38] = [
 /// lock and allocates nothing.
 #[derive(Debug)]
 pub struct OpStats {
+    /// Descriptors the library gave to the kernel, by reason (`HandOver` order).
+    handovers: [AtomicU64; polytropon_ipc::HandOver::ALL.len()],
     passthrough_opens: AtomicU64,
     /// Opens whose file's bytes went with the answer (the user-level path's small files).
     prefetched_opens: AtomicU64,
@@ -95,7 +97,7 @@ pub struct OpStats {
 
 impl Default for OpStats {
     fn default() -> Self {
-        OpStats { passthrough_opens: AtomicU64::new(0), prefetched_opens: AtomicU64::new(0), ops: std::array::from_fn(|_| Histogram::new()) }
+        OpStats { handovers: std::array::from_fn(|_| AtomicU64::new(0)), passthrough_opens: AtomicU64::new(0), prefetched_opens: AtomicU64::new(0), ops: std::array::from_fn(|_| Histogram::new()) }
     }
 }
 
@@ -105,6 +107,23 @@ pub(crate) fn index(op: &str) -> usize {
 }
 
 impl OpStats {
+    pub(crate) fn add_handover(&self, why: polytropon_ipc::HandOver) {
+        if let Some(c) = self.handovers.get(why as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Descriptors the library gave to the kernel, by reason (those that happened).
+    pub fn handovers(&self) -> BTreeMap<String, u64> {
+        polytropon_ipc::HandOver::ALL
+            .into_iter()
+            .filter_map(|h| {
+                let n = self.handovers.get(h as usize)?.load(Ordering::Relaxed);
+                (n > 0).then(|| (h.name().to_string(), n))
+            })
+            .collect()
+    }
+
     pub(crate) fn add_passthrough(&self) {
         self.passthrough_opens.fetch_add(1, Ordering::Relaxed);
     }

@@ -366,6 +366,51 @@ pub enum Op {
     Fallocate = 31,
     /// Write out everything the instance holds for its backend (`syncfs`).
     Syncfs = 32,
+    /// Posted only (no answer is needed): the client gave one of its descriptors of instance
+    /// `instance` to the kernel, for the reason in `handle` (a [`HandOver`]).
+    HandOver = 33,
+}
+
+/// Why the library gave one of its descriptors to the kernel (reopened it through the FUSE
+/// mount, for good): what `inspect` counts, by instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandOver {
+    /// `mmap` of the file.
+    Mmap = 0,
+    /// `flock`, `lockf` or an `fcntl` lock.
+    Lock = 1,
+    /// `splice`, `tee`, or a copy to or from something that is not ours.
+    Splice = 2,
+    /// The descriptor became standard input, output or error (libc's stdio drives those).
+    Stdio = 3,
+    /// Before `fork`, `exec` or a spawn (the descriptor is inherited).
+    Process = 4,
+    /// The service sent a call on the descriptor back to the kernel.
+    Unserved = 5,
+    /// An `ioctl` only the kernel answers.
+    Ioctl = 6,
+}
+
+impl HandOver {
+    pub const ALL: [HandOver; 7] = [HandOver::Mmap, HandOver::Lock, HandOver::Splice, HandOver::Stdio, HandOver::Process, HandOver::Unserved, HandOver::Ioctl];
+
+    /// Its name in `inspect` and the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            HandOver::Mmap => "mmap",
+            HandOver::Lock => "lock",
+            HandOver::Splice => "splice",
+            HandOver::Stdio => "stdio",
+            HandOver::Process => "process",
+            HandOver::Unserved => "unserved",
+            HandOver::Ioctl => "ioctl",
+        }
+    }
+
+    /// The reason a `HandOver` request's `handle` word names (`None`: no such reason).
+    pub fn from_word(w: u64) -> Option<HandOver> {
+        HandOver::ALL.into_iter().find(|h| *h as u64 == w)
+    }
 }
 
 /// `fallocate`'s arguments as they travel in a client buffer (the service checks them as
@@ -581,6 +626,7 @@ impl Op {
             30 => Op::Statfs,
             31 => Op::Fallocate,
             32 => Op::Syncfs,
+            33 => Op::HandOver,
             _ => return None,
         })
     }
@@ -657,7 +703,7 @@ fn max_len(op: Op, lim: &Limits) -> u64 {
         Op::Read | Op::Write | Op::Setxattr | Op::Readdir => lim.buffer_size,
         Op::Setattr => SETATTR_LEN,
         Op::Fallocate => FALLOCATE_LEN,
-        Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Truncate | Op::Listxattr | Op::Opendir | Op::Releasedir | Op::Syncfs => 0,
+        Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Truncate | Op::Listxattr | Op::Opendir | Op::Releasedir | Op::Syncfs | Op::HandOver => 0,
     }
 }
 
@@ -709,7 +755,7 @@ pub mod fuzzing {
                 Op::Fallocate => r.len as usize <= core::mem::size_of::<super::WireFallocate>(),
                 Op::Setxattr => r.offset > 0 && r.offset < r.len,
                 Op::Truncate => r.arg <= i64::MAX as u64 && r.len == 0,
-                Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Listxattr | Op::Opendir | Op::Releasedir | Op::Syncfs => r.len == 0,
+                Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Listxattr | Op::Opendir | Op::Releasedir | Op::Syncfs | Op::HandOver => r.len == 0,
             }
     }
 }

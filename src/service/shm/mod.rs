@@ -405,6 +405,7 @@ fn op_name(op: Op) -> &'static str {
         Op::Statfs => "statfs",
         Op::Fallocate => "fallocate",
         Op::Syncfs => "syncfs",
+        Op::HandOver => "hand_over",
     }
 }
 
@@ -594,8 +595,9 @@ fn serve_hint(sh: &Shared, d: &Descriptor, caches: &mut PathCaches, buf: &mut [u
         *taken = ch.area.take_posts(*taken, |p| posted.push(p));
         for p in posted {
             // A release of nothing this process holds is dropped at once: a flood of them
-            // costs one table lookup each.
-            if matches!(Op::from_u32(p.op), Some(Op::Release | Op::Releasedir)) && sh.owners.holds_handle(ch.owner, p.instance, p.handle) {
+            // costs one table lookup each. A hand-over is only counted.
+            let counted = Op::from_u32(p.op) == Some(Op::HandOver);
+            if counted || matches!(Op::from_u32(p.op), Some(Op::Release | Op::Releasedir)) && sh.owners.holds_handle(ch.owner, p.instance, p.handle) {
                 let p = Descriptor { client: d.client, flags: FLAG_NO_REPLY, ..p };
                 if let Ok(req) = decode(p, limits) {
                     let _ = serve_request(sh, &ch, &req, caches, buf, slots);
@@ -652,6 +654,13 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
     }
     if let Some(refused) = scope(sh, ch, req) {
         return (refused.result() as i64, [0; 4]);
+    }
+    if req.op == Op::HandOver {
+        // Only counted, for an instance the client may name (checked above).
+        if let Some(why) = polytropon_ipc::HandOver::from_word(req.handle) {
+            stats.add_handover(why);
+        }
+        return (0, [0; 4]);
     }
     // Counted from here: what the checks above refused or sent to the kernel was not served.
     let timer = Timer::start_at(stats, slots[req.op as usize]);
@@ -1083,6 +1092,8 @@ fn dispatch(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
         Op::Statfs => listing::statfs(c, buf),
         Op::Fallocate => files::fallocate(c),
         Op::Syncfs => files::syncfs(c),
+        // Counted by `serve_request` before anything is dispatched.
+        Op::HandOver => Ok((0, [0; 4])),
         // Inode-level calls: the user-level path works by path and never sends them.
         Op::Lookup | Op::Open | Op::Create | Op::Unlink => Err(io::Error::from_raw_os_error(libc::ENOSYS)),
     }

@@ -47,7 +47,7 @@ hooks! {
                 set_errno(libc::EOPNOTSUPP);
                 return -1;
             }
-            if let Err(e) = hand_over(fd) {
+            if let Err(e) = hand_over(fd, super::HandOver::Ioctl) {
                 set_errno(e);
                 return -1;
             }
@@ -160,7 +160,7 @@ fn negative(off: *const i64) -> bool {
 /// Hands `fd_in` and `fd_out` over to the kernel (those of ours), for a call only it answers
 /// as it should; `false` (errno set) when that fails.
 fn to_kernel(fd_in: c_int, fd_out: c_int) -> bool {
-    match hand_over(fd_in).and_then(|()| hand_over(fd_out)) {
+    match hand_over(fd_in, super::HandOver::Splice).and_then(|()| hand_over(fd_out, super::HandOver::Splice)) {
         Ok(()) => true,
         Err(e) => {
             set_errno(e);

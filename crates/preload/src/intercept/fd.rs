@@ -77,7 +77,7 @@ fn duplicated(old: c_int, new: c_int, r: c_int) -> c_int {
         if new <= 2 {
             // stdin/stdout/stderr have stdio streams, which libc drives with its internal
             // read/write: those must reach the file, so the kernel takes it over.
-            let _ = super::hand_over(new);
+            let _ = super::hand_over(new, super::HandOver::Stdio);
         }
     }
     release(replaced);
@@ -163,7 +163,7 @@ fn fcntl_ours(fd: c_int, cmd: c_int, arg: c_ulong, real_fcntl: unsafe fn(c_int, 
         }
         // Locks, leases, seals, pipe sizes...: the kernel's, on the file reopened there.
         // SAFETY: the caller's fcntl arguments, unchanged, once the descriptor is the kernel's.
-        _ => in_kernel(fd, || unsafe { real_fcntl(fd, cmd, arg) }),
+        _ => in_kernel(fd, super::HandOver::Lock, || unsafe { real_fcntl(fd, cmd, arg) }),
     }
 }
 

@@ -92,23 +92,23 @@ hooks! {
     fn fpathconf(fd: c_int, name: c_int) -> c_long => |kernel| {
         match files::get(fd).and_then(|(_, f)| mount_of_dev(f.dev.load(std::sync::atomic::Ordering::Acquire))) {
             Some(m) => m.pathconf(name),
-            None => super::in_kernel(fd, kernel),
+            None => super::in_kernel(fd, super::HandOver::Unserved, kernel),
         }
     }
 
     fn fstatfs(fd: c_int, buf: *mut libc::statfs) -> c_int => |kernel| {
-        run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statfs(&w, m, buf.cast())), || super::in_kernel(fd, kernel))
+        run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statfs(&w, m, buf.cast())), || super::in_kernel(fd, super::HandOver::Unserved, kernel))
     }
 
     fn fstatfs64(fd: c_int, buf: *mut libc::statfs64) -> c_int => |kernel| {
-        run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statfs(&w, m, buf)), || super::in_kernel(fd, kernel))
+        run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statfs(&w, m, buf)), || super::in_kernel(fd, super::HandOver::Unserved, kernel))
     }
 
     fn fstatvfs(fd: c_int, buf: *mut libc::statvfs) -> c_int => |kernel| {
-        run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statvfs(&w, m, buf.cast())), || super::in_kernel(fd, kernel))
+        run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statvfs(&w, m, buf.cast())), || super::in_kernel(fd, super::HandOver::Unserved, kernel))
     }
 
     fn fstatvfs64(fd: c_int, buf: *mut libc::statvfs64) -> c_int => |kernel| {
-        run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statvfs(&w, m, buf)), || super::in_kernel(fd, kernel))
+        run(|| counts_of_fd(fd).and_then(|(w, m)| fill_statvfs(&w, m, buf)), || super::in_kernel(fd, super::HandOver::Unserved, kernel))
     }
 }

@@ -295,6 +295,6 @@ fn posix_allocate(fd: c_int, off: off64_t, len: off64_t, kernel: impl FnOnce() -
             Err(Unserved::Errno(libc::EOPNOTSUPP)) | Err(Unserved::Kernel) => Err(Unserved::Kernel),
             Err(Unserved::Errno(e)) => Ok(e),
         },
-        || super::hand_over(fd).map_or_else(|e| e, |()| kernel()),
+        || super::hand_over(fd, super::HandOver::Unserved).map_or_else(|e| e, |()| kernel()),
     )
 }

@@ -7,34 +7,34 @@ use std::ffi::{c_int, c_uint, c_void};
 
 use libc::{loff_t, off64_t, off_t, size_t, ssize_t};
 
-use super::in_kernel;
+use super::{in_kernel, HandOver};
 
 hooks! {
     fn mmap(addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void => |kernel| {
-        in_kernel(fd, kernel)
+        in_kernel(fd, HandOver::Mmap, kernel)
     }
 
     fn mmap64(addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: off64_t) -> *mut c_void => |kernel| {
-        in_kernel(fd, kernel)
+        in_kernel(fd, HandOver::Mmap, kernel)
     }
 
     fn flock(fd: c_int, op: c_int) -> c_int => |kernel| {
-        in_kernel(fd, kernel)
+        in_kernel(fd, HandOver::Lock, kernel)
     }
 
     fn lockf(fd: c_int, cmd: c_int, len: off_t) -> c_int => |kernel| {
-        in_kernel(fd, kernel)
+        in_kernel(fd, HandOver::Lock, kernel)
     }
 
     fn lockf64(fd: c_int, cmd: c_int, len: off64_t) -> c_int => |kernel| {
-        in_kernel(fd, kernel)
+        in_kernel(fd, HandOver::Lock, kernel)
     }
 
     fn splice(fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t => |kernel| {
-        in_kernel(fd_in, || in_kernel(fd_out, kernel))
+        in_kernel(fd_in, HandOver::Splice, || in_kernel(fd_out, HandOver::Splice, kernel))
     }
 
     fn tee(fd_in: c_int, fd_out: c_int, len: size_t, flags: c_uint) -> ssize_t => |kernel| {
-        in_kernel(fd_in, || in_kernel(fd_out, kernel))
+        in_kernel(fd_in, HandOver::Splice, || in_kernel(fd_out, HandOver::Splice, kernel))
     }
 }

@@ -57,6 +57,8 @@ mod stdio;
 use std::ffi::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+pub(crate) use polytropon_ipc::HandOver;
+
 use crate::config::{set_errno, Busy};
 use crate::files::{self, File};
 use crate::path::Target;
@@ -94,7 +96,7 @@ fn on_path<T>(dirfd: c_int, path: *const c_char, f: impl FnOnce(&Target) -> Serv
 /// kernel (after handing an ours over to it).
 fn on_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<T>, kernel: impl FnOnce() -> T) -> T {
     let Some((_, f)) = files::get(fd) else { return kernel() };
-    run(|| user(f), || in_kernel(fd, kernel))
+    run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel))
 }
 
 /// As [`on_fd`], for the data calls (read, write, seek, sync, truncate): a file whose
@@ -102,17 +104,19 @@ fn on_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<T>, k
 fn on_data_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<T>, kernel: impl FnOnce() -> T) -> T {
     match files::get(fd) {
         Some((_, f)) if f.passthrough() => kernel(),
-        Some((_, f)) => run(|| user(f), || in_kernel(fd, kernel)),
+        Some((_, f)) => run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel)),
         None => kernel(),
     }
 }
 
-/// Hands `fd` over to the kernel if it is ours (see [`files::materialize`]).
-pub(crate) fn hand_over(fd: c_int) -> Result<(), c_int> {
+/// Hands `fd` over to the kernel if it is ours (see [`files::materialize`]), and tells the
+/// service why (counted for `inspect`; a notice the post ring cannot take is dropped).
+pub(crate) fn hand_over(fd: c_int, why: HandOver) -> Result<(), c_int> {
     if !files::is_ours(fd) {
         return Ok(());
     }
     let _busy = Busy::enter();
+    let instance = files::get(fd).map(|(_, f)| f.instance.load(std::sync::atomic::Ordering::Acquire));
     if let Some((_, f)) = files::get(fd).filter(|(_, f)| f.passthrough()) {
         // Written through its backing descriptor, the file may be stale on the FUSE side: the
         // service drops that cache when asked about the file, before the kernel reopens it.
@@ -122,12 +126,16 @@ pub(crate) fn hand_over(fd: c_int) -> Result<(), c_int> {
     if let Some(l) = last {
         crate::ops::release(&l);
     }
+    if let Some(instance) = instance {
+        let notice = polytropon_ipc::Descriptor { op: polytropon_ipc::Op::HandOver as u32, instance, handle: why as u64, ..Default::default() };
+        let _ = catch_unwind(AssertUnwindSafe(|| crate::client::post(notice)));
+    }
     Ok(())
 }
 
-/// Hands `fd` to the kernel if it is ours, then runs `kernel`.
-fn in_kernel<T: Failure>(fd: c_int, kernel: impl FnOnce() -> T) -> T {
-    if let Err(e) = hand_over(fd) {
+/// Hands `fd` to the kernel if it is ours (for reason `why`), then runs `kernel`.
+fn in_kernel<T: Failure>(fd: c_int, why: HandOver, kernel: impl FnOnce() -> T) -> T {
+    if let Err(e) = hand_over(fd, why) {
         set_errno(e);
         return T::failure();
     }

@@ -25,7 +25,7 @@ fn hand_over_all(only_inherited: bool) {
         if only_inherited && unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0 {
             continue;
         }
-        let _ = super::hand_over(fd);
+        let _ = super::hand_over(fd, super::HandOver::Process);
     }
 }
 
@@ -94,7 +94,7 @@ hooks! {
     /// close-on-exec and so left alone by the hand-over of inherited descriptors.
     fn fexecve(fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int => |kernel| {
         before_exec();
-        if let Err(e) = crate::intercept::hand_over(fd) {
+        if let Err(e) = crate::intercept::hand_over(fd, crate::intercept::HandOver::Process) {
             crate::config::set_errno(e);
             return -1;
         }
