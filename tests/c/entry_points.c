@@ -34,6 +34,7 @@
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+#include <linux/fs.h>
 #include <utime.h>
 
 /* readdir_r and readdir64_r are deprecated, and replaced all the same. */
@@ -1027,9 +1028,16 @@ static void kernel_calls(void) {
     fd = fresh("ioctl.txt", "0123456789");
     lseek(fd, 4, SEEK_SET);
     int avail = -1;
-    res("ioctl FIONREAD", ioctl(fd, FIONREAD, &avail)), K("open");
-    KERNELS("ioctl", fd);
+    res("ioctl FIONREAD", ioctl(fd, FIONREAD, &avail)), U("getattr");
+    OURS("ioctl FIONREAD", fd);
     res("FIONREAD bytes", avail);
+    lseek(fd, 20, SEEK_SET);
+    res("ioctl FIONREAD past the end", ioctl(fd, FIONREAD, &avail)), U("getattr");
+    res("FIONREAD bytes past the end", avail);
+    int bsz = -1;
+    res("ioctl FIGETBSZ", ioctl(fd, FIGETBSZ, &bsz)), K("open");
+    KERNELS("ioctl", fd);
+    res("FIGETBSZ known", bsz > 0);
     close(fd);
 
     /* preadv2/pwritev2 with RWF_* flags: the kernel's (the file is handed over first). */

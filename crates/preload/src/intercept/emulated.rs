@@ -42,6 +42,23 @@ hooks! {
                 set_errno(libc::ENOTTY);
                 return -1;
             }
+            if request == libc::FIONREAD as c_ulong {
+                // What is left to read: the size past this descriptor's offset, as the
+                // kernel answers for a regular file (an int; negative past the end).
+                if let Some((_, f)) = crate::files::get(fd).filter(|(_, f)| !f.passthrough()) {
+                    return super::run(
+                        || {
+                            let size = crate::ops::getattr(f)?.size as i64;
+                            let left = size.wrapping_sub(f.offset.load(std::sync::atomic::Ordering::Acquire) as i64) as c_int;
+                            // SAFETY: FIONREAD's argument is the caller's `int *`, written as
+                            // the kernel would write it.
+                            unsafe { (arg as *mut c_int).write_unaligned(left) };
+                            Ok(0)
+                        },
+                        || super::in_kernel(fd, super::HandOver::Unserved, kernel),
+                    );
+                }
+            }
             if matches!(request, FICLONE | FICLONERANGE | FIDEDUPERANGE) {
                 // No cloning across the user-level path; callers (cp) fall back to copying.
                 set_errno(libc::EOPNOTSUPP);
