@@ -951,20 +951,51 @@ static void kernel_calls(void) {
     OURS("fallocate read-only", ro);
     close(ro);
 
+    /* splice with one end ours and the other a pipe: reads and writes at user level. */
     fd = fresh("splice.txt", "spliced text");
     loff_t off = 2;
-    res("splice file to pipe", splice(fd, &off, p[1], NULL, 6, 0)), K("open"), K("read");
-    KERNELS("splice from a file", fd);
+    res("splice file to pipe", splice(fd, &off, p[1], NULL, 6, 0)), U("read");
+    res("splice file offset", off);
+    OURS("splice from a file", fd);
     n = read(p[0], buf, sizeof buf);
     bytes("spliced", buf, n);
+    lseek(fd, 1, SEEK_SET);
+    res("splice at the file's offset", splice(fd, NULL, p[1], NULL, 4, SPLICE_F_MOVE)), U("read");
+    res("file offset after", lseek(fd, 0, SEEK_CUR));
+    n = read(p[0], buf, sizeof buf);
+    bytes("spliced at the offset", buf, n);
+    res("splice past the end", splice(fd, &off, p[1], NULL, 100, 0)), U("read");
+    n = read(p[0], buf, sizeof buf);
+    bytes("spliced to the end", buf, n);
     int out = fresh("spliced-out.txt", "0123456789");
     put(p[1], "PIPED");
     off = 3;
-    res("splice pipe to file", splice(p[0], NULL, out, &off, 5, 0)), K("open"), K("write");
+    res("splice pipe to file", splice(p[0], NULL, out, &off, 5, 0)), U("write");
     res("splice offset", off);
-    KERNELS("splice to a file", out);
+    OURS("splice to a file", out);
+    put(p[1], "more");
+    res("splice pipe to the file's offset", splice(p[0], NULL, out, NULL, 100, 0)), U("write");
+    res("out offset after", lseek(out, 0, SEEK_CUR));
+    res("splice between two files", splice(fd, NULL, out, NULL, 4, 0));
+    res("splice with a pipe offset", splice(fd, NULL, p[1], &off, 4, 0));
     close(out);
     show("spliced-out.txt");
+    /* More than the pipe holds: only what fits moves, as with the kernel (no blocking on a
+     * pipe nobody drains meanwhile). */
+    int big = create("splice-big.bin", O_RDWR | O_CLOEXEC), pp[2];
+    static char blob[100000];
+    memset(blob, 'b', sizeof blob);
+    res("big write", write(big, blob, sizeof blob)), U("write");
+    if (pipe(pp)) perror("pipe");
+    off = 0;
+    res("splice more than the pipe holds", splice(big, &off, pp[1], NULL, 1 << 20, 0)), U("read");
+    long drained = 0;
+    while ((n = read(pp[0], blob, sizeof blob)) > 0) {
+        drained += n;
+        if (drained >= off) break;
+    }
+    res("drained", drained);
+    close(pp[0]), close(pp[1]), close(big);
     put(p[1], "tee-data");
     res("tee", tee(p[0], q[1], 8, 0));
     n = read(q[0], buf, sizeof buf);

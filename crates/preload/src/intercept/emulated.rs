@@ -1,8 +1,9 @@
 //! Calls on our descriptors answered without the kernel: advice that may be ignored, the
 //! terminal probe, and in-kernel copies done as reads and writes through the interceptors
-//! (those the kernel would refuse are left to it, with the files handed over).
+//! (`copy_file_range` between our files, `sendfile` and `splice` with one end ours; those
+//! the kernel would refuse are left to it, with the files handed over).
 
-use std::ffi::{c_int, c_ulong, c_void};
+use std::ffi::{c_int, c_uint, c_ulong, c_void};
 use std::sync::atomic::Ordering;
 
 use libc::{loff_t, off64_t, off_t, size_t, ssize_t};
@@ -242,5 +243,113 @@ hooks! {
             }
         }
         kernel()
+    }
+}
+
+/// Whether `fd` is a pipe (the kernel's: ours never are).
+fn is_pipe(fd: c_int) -> bool {
+    // SAFETY: all-zero is a valid `stat`, an out-parameter for fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat of the caller's descriptor into `st`.
+    unsafe { real::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO }
+}
+
+/// Room left in pipe `fd` (its size less what it holds), waiting for some when it is full
+/// and may be waited on; `None` (errno set) when it cannot be told or must not be waited for.
+fn pipe_room(fd: c_int, nonblock: bool) -> Option<usize> {
+    loop {
+        let mut held: c_int = 0;
+        // SAFETY: F_GETPIPE_SZ and FIONREAD of the caller's pipe, into an int.
+        let (size, r) = unsafe { (real::fcntl(fd, libc::F_GETPIPE_SZ, 0), real::ioctl(fd, libc::FIONREAD as c_ulong, &mut held as *mut c_int as c_ulong)) };
+        if size < 0 || r < 0 {
+            return None;
+        }
+        let room = (size as usize).saturating_sub(held.max(0) as usize);
+        if room > 0 {
+            return Some(room);
+        }
+        if nonblock {
+            set_errno(libc::EAGAIN);
+            return None;
+        }
+        let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+        // SAFETY: one pollfd, as poll requires.
+        if unsafe { libc::poll(&mut p, 1, -1) } < 0 {
+            return None;
+        }
+    }
+}
+
+/// Whether splice between `fd_in` and `fd_out` is done here: exactly one of them ours, the
+/// other a pipe (without an offset, as the kernel requires of a pipe's side), no
+/// `SPLICE_F_NONBLOCK` (which asks about the pipe the kernel's way), our side open for
+/// reading (a source) or for writing and not appending (a destination), its offset not
+/// negative. The kernel refuses or answers the rest itself.
+fn splice_here(fd_in: c_int, off_in: *const i64, fd_out: c_int, off_out: *const i64, flags: c_uint) -> bool {
+    if flags & libc::SPLICE_F_NONBLOCK != 0 {
+        return false;
+    }
+    match (files::get(fd_in), files::get(fd_out)) {
+        (Some((_, f)), None) => off_out.is_null() && is_pipe(fd_out) && f.access() != libc::O_WRONLY && !negative(off_in),
+        (None, Some((_, f))) => off_in.is_null() && is_pipe(fd_in) && f.access() != libc::O_RDONLY && !f.append() && !negative(off_out),
+        _ => false,
+    }
+}
+
+hooks! {
+    /// splice with one end ours and the other a pipe: reads and writes through the
+    /// interceptors, moving no more than the pipe can take (or holds) at once, as the kernel
+    /// does, so a caller that drains the pipe between calls never blocks on its own pipe.
+    fn splice(fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t => |kernel| {
+        if !is_ours(fd_in) && !is_ours(fd_out) {
+            return kernel();
+        }
+        if !splice_here(fd_in, off_in, fd_out, off_out, flags) {
+            if !to_kernel(fd_in, fd_out) {
+                return -1;
+            }
+            return kernel();
+        }
+        if len == 0 {
+            return 0;
+        }
+        if is_ours(fd_in) {
+            let Some(room) = pipe_room(fd_out, false) else { return -1 };
+            return copy(fd_in, off_in, fd_out, std::ptr::null_mut(), len.min(room));
+        }
+        // From the pipe: what one read gives (the kernel waits only while nothing came).
+        // SAFETY: F_GETPIPE_SZ of the caller's pipe.
+        let size = unsafe { real::fcntl(fd_in, libc::F_GETPIPE_SZ, 0) };
+        if size < 0 {
+            return -1;
+        }
+        let mut buf = vec![0u8; len.min(size as usize).max(1)];
+        // SAFETY: `buf` is valid for its length.
+        let got = unsafe { io::read(fd_in, buf.as_mut_ptr() as *mut c_void, buf.len()) };
+        if got <= 0 {
+            return got;
+        }
+        let mut put = 0usize;
+        while put < got as usize {
+            // SAFETY: `buf[put..got]` holds what was read; the output offset is the caller's.
+            let w = unsafe {
+                let q = buf.as_ptr().add(put) as *const c_void;
+                match off_out.as_mut() {
+                    Some(o) => io::pwrite64(fd_out, q, got as usize - put, *o + put as i64),
+                    None => io::write(fd_out, q, got as usize - put),
+                }
+            };
+            if w <= 0 {
+                // What left the pipe and was not written is lost, as with the kernel's own
+                // failed splice.
+                return if put > 0 { put as ssize_t } else { -1 };
+            }
+            put += w as usize;
+        }
+        // SAFETY: the caller's offset pointer (null or valid).
+        if let Some(o) = unsafe { off_out.as_mut() } {
+            *o += put as i64;
+        }
+        put as ssize_t
     }
 }

@@ -5,7 +5,7 @@
 
 use std::ffi::{c_int, c_uint, c_void};
 
-use libc::{loff_t, off64_t, off_t, size_t, ssize_t};
+use libc::{off64_t, off_t, size_t, ssize_t};
 
 use super::{in_kernel, HandOver};
 
@@ -28,10 +28,6 @@ hooks! {
 
     fn lockf64(fd: c_int, cmd: c_int, len: off64_t) -> c_int => |kernel| {
         in_kernel(fd, HandOver::Lock, kernel)
-    }
-
-    fn splice(fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t => |kernel| {
-        in_kernel(fd_in, HandOver::Splice, || in_kernel(fd_out, HandOver::Splice, kernel))
     }
 
     fn tee(fd_in: c_int, fd_out: c_int, len: size_t, flags: c_uint) -> ssize_t => |kernel| {
