@@ -15,8 +15,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
 
-use common::host::stderr;
+use common::host::{output_within, stderr};
 use common::stage::{count, Stage};
+
+/// How long one run of the program may take (it takes about a second): a hang fails the
+/// test instead of stalling the suite.
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The two builds: plain, and optimised with glibc's checked forms (`__read_chk`, ...).
 const BUILDS: [(&str, &[&str]); 2] = [("O0", &["-O0"]), ("O2-fortify", &["-O2", "-D_FORTIFY_SOURCE=2"])];
@@ -60,10 +64,14 @@ fn run_both(st: &Stage, tag: &str, flags: &[&str]) -> (String, serde_json::Value
     let (plain, mnt) = (st.plain.join(tag), st.mnt.join(tag));
     std::fs::create_dir(&plain).expect("mkdir on the plain directory");
     std::fs::create_dir(&mnt).expect("mkdir on the mount");
-    let expected = st.command(false, &prog).arg(&plain).env("LC_ALL", "C").output().expect("run the program plainly");
+    let mut plainly = st.command(false, &prog);
+    plainly.arg(&plain).env("LC_ALL", "C");
+    let expected = output_within(plainly, &format!("{tag} on a plain directory"), LIMIT);
     assert!(expected.status.success(), "{tag}: the program fails on a plain directory:\n{}{}", text(&expected), stderr(&expected));
     let before = st.counters();
-    let got = st.command(true, &prog).arg(&mnt).env("LC_ALL", "C").output().expect("run the program under the library");
+    let mut preloaded = st.command(true, &prog);
+    preloaded.arg(&mnt).env("LC_ALL", "C");
+    let got = output_within(preloaded, &format!("{tag} under the library"), LIMIT);
     let after = st.counters();
     let (want, have) = (text(&expected), text(&got));
     assert!(want == have, "{tag}: output differs under the library (- plain, + preloaded):\n{}\nits stderr:\n{}", diff(st.h.scratch.path(), &want, &have), stderr(&got));
