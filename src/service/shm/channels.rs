@@ -68,10 +68,16 @@ impl Channel {
         matches!(nix::sys::socket::sendmsg::<()>(self.conn.as_raw_fd(), &iov, &cmsg, flags, None), Ok(1))
     }
 
+    /// Whether the client's process was seen to see a mount of device `dev` (its mounts as
+    /// last read, not read again).
+    pub fn seen(&self, dev: u64) -> bool {
+        self.mounts.read().unwrap_or_else(|p| p.into_inner()).binary_search(&dev).is_ok()
+    }
+
     /// Whether the client's process sees a mount of device `dev` (its mounts read again
     /// when it did not, while the process is still the one that connected).
     pub fn sees(&self, dev: u64) -> bool {
-        if self.mounts.read().unwrap_or_else(|p| p.into_inner()).binary_search(&dev).is_ok() {
+        if self.seen(dev) {
             return true;
         }
         let Ok(info) = proc_text(&format!("/proc/{}/mountinfo", self.pid)) else { return false };

@@ -52,14 +52,16 @@ const IDLE_SPINS_MIN: u32 = 256;
 /// spells went: one that ended in a request while polling keeps the budget; one that ended
 /// in a sleep shorter than the longest polling would have lasted says polling pays (the
 /// budget doubles, up to `IDLE_SPINS`); one that ended in a longer sleep says it does not
-/// (the budget halves, down to `IDLE_SPINS_MIN`). A steady stream of requests is polled for; one that comes in bursts
-/// with longer gaps (short processes starting one after another: each attaches, makes a few
-/// calls and exits) is slept for, so that the worker's cpu goes to the processes.
+/// (the budget halves, down to `IDLE_SPINS_MIN`). A steady stream of requests is polled
+/// for; one that comes in bursts with longer gaps (short processes starting one after
+/// another: each attaches, makes a few calls and exits) is slept for, so that the worker's
+/// cpu goes to the processes.
 struct IdleSpin {
     max: u32,
     budget: u32,
-    /// When this idle spell's polling started, and when its sleep did.
+    /// When this idle spell's polling started.
     polling: Option<std::time::Instant>,
+    /// How long the last spell's polling lasted before the worker slept.
     polled: std::time::Duration,
 }
 
@@ -648,19 +650,22 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         *entry = (fs.clone(), PathCache::default());
     }
     let owner = ch.owner;
+    if req.op == Op::HandOver {
+        // Only counted, for an instance the client is known to see: a notice costs its
+        // poster nothing, so it never makes the service read the poster's mount table.
+        if device.is_none_or(|d| ch.seen(d)) {
+            if let Some(why) = polytropon_ipc::HandOver::from_word(req.handle) {
+                stats.add_handover(why);
+            }
+        }
+        return (0, [0; 4]);
+    }
     // An instance whose mount the client's process cannot see is not there for it.
     if device.is_some_and(|d| !ch.sees(d)) {
         return (Unserved::Errno(libc::ENODEV).result() as i64, [0; 4]);
     }
     if let Some(refused) = scope(sh, ch, req) {
         return (refused.result() as i64, [0; 4]);
-    }
-    if req.op == Op::HandOver {
-        // Only counted, for an instance the client may name (checked above).
-        if let Some(why) = polytropon_ipc::HandOver::from_word(req.handle) {
-            stats.add_handover(why);
-        }
-        return (0, [0; 4]);
     }
     // Counted from here: what the checks above refused or sent to the kernel was not served.
     let timer = Timer::start_at(stats, slots[req.op as usize]);
