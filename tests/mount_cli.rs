@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::tree::{diff, kernel_tree};
 use common::{require_root, Scratch};
 
 struct Env {
@@ -253,26 +254,6 @@ fn a_spec_file_mount_in_direct_mode() {
     assert!(e.umount().status.success());
 }
 
-/// What `find` lists under `root`, with each file's contents: the visible tree.
-fn visible(root: &Path) -> Vec<(String, Option<Vec<u8>>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("list") {
-            let path = entry.expect("entry").path();
-            let rel = path.strip_prefix(root).expect("under root").display().to_string();
-            if path.is_dir() {
-                stack.push(path);
-                out.push((rel, None));
-            } else {
-                out.push((rel, Some(std::fs::read(&path).expect("read"))));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Issue 28: directories of the image renamed on the mount keep their contents through an
 /// unmount, a killed daemon's successor, and kernel overlayfs mounting the same branches.
 #[test]
@@ -286,22 +267,23 @@ fn renamed_image_directories_survive_remounts_restarts_and_kernel_overlayfs() {
     std::fs::create_dir(e.mnt.join("other")).expect("mkdir");
     std::fs::rename(e.mnt.join("pkg2/sub"), e.mnt.join("other/sub2")).expect("a nested one into another directory");
     std::fs::write(e.mnt.join("other/sub2/new"), b"new").expect("write in a moved directory");
-    let want = visible(&e.mnt);
-    assert!(want.contains(&("other/sub2/file".into(), Some(b"image data".to_vec()))), "{want:?}");
-    assert!(!want.iter().any(|(p, _)| p.starts_with("pkg/") || p == "pkg"), "{want:?}");
+    let want = kernel_tree(&e.mnt);
+    assert_eq!(want.get("other/sub2/file").and_then(|n| n.content.clone()), Some(b"image data".to_vec()), "{want:?}");
+    assert!(!want.keys().any(|p| p.starts_with("pkg/") || p == "pkg"), "{want:?}");
     assert!(e.umount().status.success());
     wait_until("daemon exit", || !alive(pid));
     let pid = e.mount_detached();
-    assert_eq!(visible(&e.mnt), want, "after umount and mount");
+    assert!(kernel_tree(&e.mnt) == want, "after umount and mount:\n{}", diff(&want, &kernel_tree(&e.mnt)));
     // SAFETY: plain kill(2) of the daemon we started.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     wait_until("daemon death", || !alive(pid));
     e.mount_detached();
-    assert_eq!(visible(&e.mnt), want, "after the daemon was killed and mounted again");
+    assert!(kernel_tree(&e.mnt) == want, "after the daemon was killed and mounted again:\n{}", diff(&want, &kernel_tree(&e.mnt)));
     assert!(e.umount().status.success());
     // The upper branch is in overlayfs's format.
     let work = e.scratch.mkdir("work");
     let kmnt = e.scratch.mkdir("kernel");
     let overlay = common::Overlay::mount(std::slice::from_ref(&e.lower), &e.upper, &work, &kmnt);
-    assert_eq!(visible(&overlay.mountpoint), want, "kernel overlayfs reads the same tree");
+    let theirs = kernel_tree(&overlay.mountpoint);
+    assert!(theirs == want, "kernel overlayfs reads another tree:\n{}", diff(&want, &theirs));
 }

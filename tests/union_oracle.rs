@@ -521,15 +521,7 @@ fn without_dir_links(mut tree: Tree) -> Tree {
 
 fn setup(seed: u64, via: Via) -> Setup {
     let scratch = Scratch::new("oracle");
-    let mut sides = Vec::new();
-    for side in ["kernel", "union"] {
-        let l1 = scratch.mkdir(&format!("{side}/lower1"));
-        let l2 = scratch.mkdir(&format!("{side}/lower2"));
-        let up = scratch.mkdir(&format!("{side}/upper"));
-        build_lower(&l2, seed ^ 0x5eed, false);
-        build_lower(&l1, seed, true);
-        sides.push((l1, l2, up));
-    }
+    let sides = [branches(&scratch, "kernel", seed), branches(&scratch, "union", seed)];
     let (kl1, kl2, kup) = sides[0].clone();
     let work = scratch.mkdir("kernel/work");
     let mnt = scratch.mkdir("kernel/mnt");
@@ -553,10 +545,7 @@ fn setup(seed: u64, via: Via) -> Setup {
         };
         Arc::new(UnionFs::new(Some(branch("upper", false)), vec![branch("lower1", true), branch("lower2", true)]).expect("build union"))
     } else {
-        let open = |p: &PathBuf, ro: bool| -> Arc<dyn FileSystem> {
-            Arc::new(LocalFs::new(p, LocalOptions { read_only: ro, ..LocalOptions::default() }).expect("open branch"))
-        };
-        Arc::new(UnionFs::new(Some(open(&uup, false)), vec![open(&ul1, true), open(&ul2, true)]).expect("build union"))
+        local_union(&ul1, &ul2, &uup)
     };
     let fuse = (via == Via::Fuse).then(|| {
         let mnt = scratch.mkdir("union/mnt");

@@ -397,42 +397,45 @@ impl UnionFs {
     /// with that path from the root of every lower branch below it.
     fn resolve(&self, ctx: &Context, dir: &Layers, name: &OsStr) -> io::Result<Resolved> {
         let mut res = Resolved::default();
+        match self.resolve_into(ctx, dir, name, &mut res) {
+            Ok(()) => Ok(res),
+            Err(e) => {
+                self.forget_found(&res.found);
+                Err(e)
+            }
+        }
+    }
+
+    /// `resolve`'s walk, adding what it finds to `res` (which the caller releases on an error).
+    fn resolve_into(&self, ctx: &Context, dir: &Layers, name: &OsStr, res: &mut Resolved) -> io::Result<()> {
         let mut want = std::borrow::Cow::Borrowed(name);
         let mut absolute = None;
         let last = self.lowers.len();
         for (layer, dino) in dir.all() {
-            match self.resolve_in(ctx, layer, dino, &want, layer < last, &mut res) {
-                Ok(Step::Next) => {}
-                Ok(Step::Stop) => return Ok(res),
-                Ok(Step::Redirect(whiteout::Redirect::Relative(n))) => want = std::borrow::Cow::Owned(n),
-                Ok(Step::Redirect(whiteout::Redirect::Absolute(path))) => {
+            match self.resolve_in(ctx, layer, dino, &want, layer < last, res)? {
+                Step::Next => {}
+                Step::Stop => return Ok(()),
+                Step::Redirect(whiteout::Redirect::Relative(n)) => want = std::borrow::Cow::Owned(n),
+                Step::Redirect(whiteout::Redirect::Absolute(path)) => {
                     absolute = Some((layer, path));
                     break;
                 }
-                Err(e) => {
-                    self.forget_found(&res.found);
-                    return Err(e);
-                }
             }
         }
-        let Some((from, mut path)) = absolute else { return Ok(res) };
+        let Some((from, mut path)) = absolute else { return Ok(()) };
         for layer in from + 1..=last {
-            match self.resolve_path(ctx, layer, &path, layer < last, &mut res) {
-                Ok(Step::Next) => {}
-                Ok(Step::Stop) => break,
-                Ok(Step::Redirect(whiteout::Redirect::Relative(n))) => {
+            match self.resolve_path(ctx, layer, &path, layer < last, res)? {
+                Step::Next => {}
+                Step::Stop => break,
+                Step::Redirect(whiteout::Redirect::Relative(n)) => {
                     if let Some(end) = path.last_mut() {
                         *end = n;
                     }
                 }
-                Ok(Step::Redirect(whiteout::Redirect::Absolute(p))) => path = p,
-                Err(e) => {
-                    self.forget_found(&res.found);
-                    return Err(e);
-                }
+                Step::Redirect(whiteout::Redirect::Absolute(p)) => path = p,
             }
         }
-        Ok(res)
+        Ok(())
     }
 
     /// One branch's part of `resolve`: `name` in directory `dino` of `layer`, added to `res`.

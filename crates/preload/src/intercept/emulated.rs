@@ -317,39 +317,13 @@ hooks! {
             let Some(room) = pipe_room(fd_out, false) else { return -1 };
             return copy(fd_in, off_in, fd_out, std::ptr::null_mut(), len.min(room));
         }
-        // From the pipe: what one read gives (the kernel waits only while nothing came).
+        // From the pipe: what one read gives (the kernel waits only while nothing came), so
+        // at most one read's worth (`copy` reads again only after a full one).
         // SAFETY: F_GETPIPE_SZ of the caller's pipe.
         let size = unsafe { real::fcntl(fd_in, libc::F_GETPIPE_SZ, 0) };
         if size < 0 {
             return -1;
         }
-        let mut buf = vec![0u8; len.min(size as usize).max(1)];
-        // SAFETY: `buf` is valid for its length.
-        let got = unsafe { io::read(fd_in, buf.as_mut_ptr() as *mut c_void, buf.len()) };
-        if got <= 0 {
-            return got;
-        }
-        let mut put = 0usize;
-        while put < got as usize {
-            // SAFETY: `buf[put..got]` holds what was read; the output offset is the caller's.
-            let w = unsafe {
-                let q = buf.as_ptr().add(put) as *const c_void;
-                match off_out.as_mut() {
-                    Some(o) => io::pwrite64(fd_out, q, got as usize - put, *o + put as i64),
-                    None => io::write(fd_out, q, got as usize - put),
-                }
-            };
-            if w <= 0 {
-                // What left the pipe and was not written is lost, as with the kernel's own
-                // failed splice.
-                return if put > 0 { put as ssize_t } else { -1 };
-            }
-            put += w as usize;
-        }
-        // SAFETY: the caller's offset pointer (null or valid).
-        if let Some(o) = unsafe { off_out.as_mut() } {
-            *o += put as i64;
-        }
-        put as ssize_t
+        copy(fd_in, std::ptr::null_mut(), fd_out, off_out, len.min(size as usize).min(COPY_CHUNK))
     }
 }
