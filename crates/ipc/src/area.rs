@@ -198,19 +198,32 @@ impl Area {
         n
     }
 
-    /// Leaves a request that needs no answer (client side); `false` when the ring is full.
-    pub fn post(&self, d: &Descriptor) -> bool {
+    /// Leaves a request that needs no answer (client side): `None` when the ring is full,
+    /// else whether the service needs a hint for it. It does not while an earlier post is
+    /// still untaken: the hint that named that one makes the service take this one too (a
+    /// service that is just finishing looks again, see [`Area::posts_left`]).
+    pub fn post(&self, d: &Descriptor) -> Option<bool> {
         let ring = self.posts();
         let head = ring.head.load(Ordering::Relaxed);
         if head.wrapping_sub(ring.tail.load(Ordering::Acquire)) >= POSTS {
-            return false;
+            return None;
         }
         let e = &ring.entries[(head % POSTS) as usize];
         e.op_instance.store(u64::from(d.op) | u64::from(d.instance) << 32, Ordering::Relaxed);
         e.inode.store(d.inode, Ordering::Relaxed);
         e.handle.store(d.handle, Ordering::Relaxed);
         ring.head.store(head.wrapping_add(1), Ordering::Release);
-        true
+        // Pairs with the fence in `posts_left`: either the service sees this head after
+        // publishing its tail, or this load sees that tail.
+        crate::sync::fence(Ordering::SeqCst);
+        Some(ring.tail.load(Ordering::Acquire) == head)
+    }
+
+    /// Whether the client posted more after the service took up to `taken` (service side,
+    /// after [`Area::take_posts`]).
+    pub fn posts_left(&self, taken: u32) -> bool {
+        crate::sync::fence(Ordering::SeqCst);
+        self.posts().head.load(Ordering::Acquire) != taken
     }
 
     /// Takes the posted requests after the `taken` the service counted so far (service

@@ -436,7 +436,7 @@ fn a_client_on_its_workers_cpu_moves_to_another_queue_or_says_so() {
     let here = crate::current_cpu();
     assert_eq!(here, 1, "a thread pinned to cpu 0 reports it (plus one)");
     // Posts a request with the workers last seen on `cpus`: (queue its hint went to, flagged
-    // near). Nobody takes the posts here: the area's ring holds `POSTS` of them.
+    // near).
     let mut posted = |cpus: [u32; 2]| {
         for (q, cpu) in cpus.iter().enumerate() {
             seg.doorbell(q as u32).cpu.store(*cpu, Ordering::Relaxed);
@@ -446,6 +446,9 @@ fn a_client_on_its_workers_cpu_moves_to_another_queue_or_says_so() {
         assert_ne!(d.flags & crate::FLAG_NO_REPLY, 0);
         assert_eq!(d.handle, 0, "the hint carries no request");
         assert!(seg.queue(0).pop().is_none() && seg.queue(1).pop().is_none(), "queued once");
+        // The service takes it: the next post needs a hint of its own again.
+        let area = c.area();
+        area.take_posts(area.posts().tail.load(Ordering::Acquire), |_| {});
         (q, d.flags & crate::FLAG_NEAR != 0)
     };
     assert_eq!(posted([0, 0]), (0, false), "no worker has served yet");
@@ -464,9 +467,12 @@ fn posts_past_the_ring_are_refused_and_the_service_takes_what_the_ring_holds() {
     // outlives `area`.
     let area = unsafe { crate::area::Area::new(base as *mut u8, 4096) };
     for i in 0..crate::area::POSTS {
-        assert!(area.post(&Descriptor { op: Op::Release as u32, instance: 3, inode: 10 + u64::from(i), handle: u64::from(i), ..Descriptor::default() }));
+        let needs_hint = area.post(&Descriptor { op: Op::Release as u32, instance: 3, inode: 10 + u64::from(i), handle: u64::from(i), ..Descriptor::default() });
+        // Only the first post into an empty ring needs a hint: the others ride on it.
+        assert_eq!(needs_hint, Some(i == 0), "post {i}");
     }
-    assert!(!area.post(&Descriptor::default()), "a full ring refuses");
+    assert_eq!(area.post(&Descriptor::default()), None, "a full ring refuses");
+    assert!(area.posts_left(0), "the service sees posts it has not taken");
     // A client that lies about its head makes the service take at most the ring.
     area.posts().head.store(u32::MAX, Ordering::Release);
     let mut seen = std::vec::Vec::new();
@@ -474,6 +480,10 @@ fn posts_past_the_ring_are_refused_and_the_service_takes_what_the_ring_holds() {
     assert_eq!(taken, crate::area::POSTS);
     assert_eq!(seen.len(), crate::area::POSTS as usize);
     assert_eq!(seen[0], (Op::Release as u32, 3, 10, 0));
+    area.posts().head.store(crate::area::POSTS, Ordering::Release);
+    assert!(!area.posts_left(taken), "all taken");
+    // Taken up to the head: the next post needs a hint again.
+    assert_eq!(area.post(&Descriptor::default()), Some(true));
     let _ = &mut b;
 }
 

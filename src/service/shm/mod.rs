@@ -441,6 +441,9 @@ fn track(owners: &owners::Owners, owner: u64, req: &Request, res: i64, aux: [u64
     }
 }
 
+/// Rounds of taking a client's posts per hint.
+const POST_ROUNDS: u32 = 2;
+
 /// How often the janitor looks for processes that died holding client areas or files.
 const SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -498,6 +501,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     if !helper && !sh.cpus.is_empty() {
         placement::pin(sh.cpus[q as usize % sh.cpus.len()]);
     }
+    placement::short_slice();
     let mut caches = PathCaches::default();
     WORKER.with(|w| *w.borrow_mut() = Some((sh.clone(), q)));
     let queue = seg.queue(q);
@@ -514,19 +518,30 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     let mut hopper = placement::Hopper::default();
     // The head position that could not be taken, and since when.
     let mut stuck: Option<(u64, std::time::Instant)> = None;
+    // Idle spells left that poll shortly and without yields (after a costly yield).
+    let mut contended = 0u32;
     while !stop.load(Ordering::Acquire) {
         let Some(d) = queue.pop() else {
             idle += 1;
             spin.poll(idle);
-            if idle < spin.budget {
-                if near || idle % polytropon_ipc::client::YIELD_EVERY == 0 {
-                    // A client waiting for this cpu gets it (see `YIELD_EVERY`).
+            // A busy neighbour shares this cpu: poll briefly, then sleep, so that a request
+            // wakes this thread (and its short slice takes the cpu at once) rather than find
+            // it runnable behind the neighbour's slice.
+            let budget = if contended > 0 { spin.budget.min(IDLE_SPINS_MIN) } else { spin.budget };
+            if idle < budget {
+                if near {
+                    // The client waiting for this cpu gets it (see `YIELD_EVERY`).
                     std::thread::yield_now();
+                } else if idle % polytropon_ipc::client::YIELD_EVERY == 0 && contended == 0 {
+                    if polytropon_ipc::client::costly_yield() {
+                        contended = polytropon_ipc::client::YIELD_PAUSE;
+                    }
                 } else {
                     std::hint::spin_loop();
                 }
                 continue;
             }
+            contended = contended.saturating_sub(1);
             if helper && sh.stalled[q as usize].load(Ordering::Acquire) == 0 {
                 break;
             }
@@ -594,7 +609,16 @@ fn serve_hint(sh: &Shared, d: &Descriptor, caches: &mut PathCaches, buf: &mut [u
     // Requests that need no answer (releases) first, by the one worker that holds them.
     if let Ok(mut taken) = ch.posts.try_lock() {
         let mut posted = Vec::new();
-        *taken = ch.area.take_posts(*taken, |p| posted.push(p));
+        // A client posts without a hint while its earlier posts are untaken: look again
+        // after publishing how far this took, for a few rounds. A client that keeps posting
+        // past them finds its ring full and makes a call instead, whose hint takes the rest:
+        // a stream of posts keeps no worker busy for longer than its own calls do.
+        for _ in 0..POST_ROUNDS {
+            *taken = ch.area.take_posts(*taken, |p| posted.push(p));
+            if !ch.area.posts_left(*taken) {
+                break;
+            }
+        }
         for p in posted {
             // A release of nothing this process holds is dropped at once: a flood of them
             // costs one table lookup each. A hand-over is only counted.
