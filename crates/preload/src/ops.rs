@@ -228,7 +228,12 @@ pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Served<usize> {
     while done < buf.len() {
         let want = (buf.len() - done).min(CHUNK);
         let d = Descriptor { offset: offset + done as u64, len: want as u64, ..on_file(Op::Read, f) };
-        let (n, end) = crate::client::call_read(d, &mut buf[done..done + want])?;
+        let (n, end) = match crate::client::call_read(d, &mut buf[done..done + want]) {
+            Ok(got) => got,
+            Err(e) if done == 0 => return Err(e),
+            // What was read before a piece failed is the (short) answer.
+            Err(_) => break,
+        };
         done += n;
         if n < want {
             if let Some(k) = end {
@@ -247,7 +252,8 @@ pub fn pwrite(f: &File, data: &[u8], offset: u64, append: bool) -> Served<(usize
         return Err(Unserved::Errno(libc::EBADF));
     }
     let mut done = 0;
-    let end = loop {
+    let mut end = offset;
+    loop {
         let want = (data.len() - done).min(CHUNK);
         let d = Descriptor {
             offset: offset + done as u64,
@@ -258,16 +264,24 @@ pub fn pwrite(f: &File, data: &[u8], offset: u64, append: bool) -> Served<(usize
         // A large write overlaps our copy into the buffer with the service's write of what is
         // already there (an append cannot: its offset is only known at the end).
         let r = if !append && want >= STREAM_MIN {
-            crate::client::call_streamed(d, &data[done..done + want], STREAM_PIECE)?
+            crate::client::call_streamed(d, &data[done..done + want], STREAM_PIECE)
         } else {
-            call(d, &data[done..done + want], None)?
+            call(d, &data[done..done + want], None)
+        };
+        // A piece refused after others were written (a full quota, a full disk): the write
+        // is short, as the kernel's is; the error comes with the next one.
+        let r = match r {
+            Ok(r) => r,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
         };
         let n = (r.value as usize).min(want);
         done += n;
+        end = r.aux[0];
         if n < want || done == data.len() {
-            break r.aux[0];
+            break;
         }
-    };
+    }
     Ok((done, end))
 }
 

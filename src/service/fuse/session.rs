@@ -84,7 +84,10 @@ fn is_ours(fstype: &str, source: &str) -> bool {
 /// `ECONNABORTED` while the kernel is still aborting it) at `path`. Returns whether there was
 /// one.
 pub fn clear_stale(path: &Path) -> io::Result<bool> {
-    match std::fs::metadata(path) {
+    // statfs always asks the daemon (a stat may be answered from attributes the kernel still
+    // caches for a moment after the daemon died).
+    let asked = rustix::fs::statfs(path).map(|_| ()).map_err(io::Error::from);
+    match asked.and_then(|()| std::fs::metadata(path).map(|_| ())) {
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN) | Some(libc::ECONNABORTED)) && is_our_mount(path) => {
             warn!("{}: removing the mount of a polytropon daemon that died", path.display());
             rustix::mount::unmount(path, UnmountFlags::DETACH)?;
