@@ -1169,7 +1169,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__mount)
-            opts="-f -h -V --file --lower --upper --pool --backend --ceph-conf --ceph-id --ceph-fs --detach --cache-mode --cache --cache-size --no-passthrough --user-passthrough --no-learn --timeout --state-dir --data-dir --log --log-format --help --version"
+            opts="-f -h -V --file --lower --upper --pool --backend --ceph-conf --ceph-id --ceph-fs --detach --cache-mode --cache --cache-size --no-passthrough --user-passthrough --no-learn --timeout --quota --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1227,6 +1227,10 @@ _polytropon() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --quota)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1281,7 +1285,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__pool__subcmd__create)
-            opts="-f -h -V --file --cpus --mems --memory --memory-high --pids-max --cpu-weight --io-max --io-weight --cgroup-parent --uid-range --state-dir --data-dir --log --log-format --help --version"
+            opts="-f -h -V --file --cpus --mems --memory --memory-high --pids-max --cpu-weight --io-max --io-weight --cgroup-parent --uid-range --storage --inodes --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1332,6 +1336,14 @@ _polytropon() {
                     return 0
                     ;;
                 --uid-range)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --storage)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inodes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

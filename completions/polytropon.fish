@@ -67,6 +67,8 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_s
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l io-weight -d 'Relative I/O weight (1-10000)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l cgroup-parent -d 'Parent cgroup of the pool\'s cgroups (default: the cgroup this command runs in)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l uid-range -d 'Host uids and gids the pool\'s containers are mapped onto, `FIRST:COUNT` (or FIRST, 65536 ids); must not overlap another pool\'s (default: a free range from 2^30)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l storage -d 'Storage quota: bytes the pool\'s writable branches (its containers\' and mounts\' copy-on-write layers) may hold in all (e.g. `20G`); past it, ENOSPC' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l inodes -d 'Inode quota over the pool\'s writable branches; past it, ENOSPC' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
@@ -144,6 +146,7 @@ writethrough\t'The pool\'s own cache: file data in the service\'s memory (a bloc
 writeback\t'The pool\'s own cache as in `writethrough`, but writes stay in it, dirty, until the service\'s threads write them back (`dirty_ratio`, `dirty_expire`, `writeback_interval`; fsync and close write a file back at once)'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l cache-size -d 'Size of the service\'s cache in `writethrough` mode (`256M`, `1G`, ...)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l timeout -d 'Attribute and entry timeout in seconds (overrides the spec)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l quota -d 'A storage quota for this mount\'s writable branch, `BYTES[,INODES]` (e.g. `2G` or `2G,100000`); past it, EDQUOT (the pool\'s own `--storage` still applies)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r

@@ -220,6 +220,13 @@ pub struct PoolCreateArgs {
     /// 65536 ids); must not overlap another pool's (default: a free range from 2^30).
     #[arg(long, value_name = "FIRST:COUNT")]
     pub uid_range: Option<String>,
+    /// Storage quota: bytes the pool's writable branches (its containers' and mounts'
+    /// copy-on-write layers) may hold in all (e.g. `20G`); past it, ENOSPC.
+    #[arg(long, value_name = "SIZE")]
+    pub storage: Option<String>,
+    /// Inode quota over the pool's writable branches; past it, ENOSPC.
+    #[arg(long, value_name = "N")]
+    pub inodes: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +355,10 @@ pub struct MountArgs {
     /// Attribute and entry timeout in seconds (overrides the spec).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
+    /// A storage quota for this mount's writable branch, `BYTES[,INODES]` (e.g. `2G` or
+    /// `2G,100000`); past it, EDQUOT (the pool's own `--storage` still applies).
+    #[arg(long, value_name = "BYTES[,INODES]")]
+    pub quota: Option<String>,
 }
 
 #[derive(Debug, Args)]

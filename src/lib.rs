@@ -26,6 +26,6 @@ pub mod service;
 pub mod tenant;
 
 // The filesystem stack, under the names the rest of the application uses.
-pub use polytropon_fs::{backend, instance, libservice, spec, union};
+pub use polytropon_fs::{backend, instance, libservice, quota, spec, union};
 // Pools: the slice only.
 pub use polytropon_pool as pool;

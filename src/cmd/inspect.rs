@@ -68,6 +68,9 @@ fn human(reports: &[PoolReport]) -> String {
                     "  user-level path  clients {}/{}  open files {} (at most {} per process)  files taken back from dead processes {}  client areas given back {}",
                     u.clients, u.areas, u.open_files, u.max_open_per_process, u.reclaimed_files, u.reclaimed_clients
                 );
+                if let Some(q) = &svc.storage {
+                    let _ = writeln!(s, "  storage  {} (the pool's writable branches)", storage_line(q));
+                }
                 if let Some(c) = &svc.cache {
                     let _ = writeln!(
                         s,
@@ -105,6 +108,9 @@ fn human(reports: &[PoolReport]) -> String {
                         m.user_prefetched_opens,
                         branches.join(" ")
                     );
+                    if let Some(q) = &m.storage {
+                        let _ = writeln!(s, "    storage {}", storage_line(q));
+                    }
                     let total = |ops: &std::collections::BTreeMap<String, polytropon::service::stats::OpSummary>| ops.values().map(|o| o.count).sum::<u64>();
                     let (user, fuse) = (total(&m.user_ops), total(&m.fuse_ops));
                     let handed: Vec<String> = m.user_handovers.iter().map(|(why, n)| format!("{why} {n}")).collect();
@@ -178,4 +184,16 @@ pub fn run(state_dir: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
             None => return Ok(ExitCode::SUCCESS),
         }
     }
+}
+
+/// `1.0 of 6.0 MiB, 4 of 40 inodes` (a limit absent: `-`).
+fn storage_line(q: &polytropon::quota::Usage) -> String {
+    let mib = |b: u64| format!("{:.1}", b as f64 / f64::from(1u32 << 20));
+    format!(
+        "{} of {} MiB, {} of {} inodes",
+        mib(q.bytes),
+        q.bytes_max.map_or("-".into(), mib),
+        q.inodes,
+        q.inodes_max.map_or("-".into(), |n| n.to_string())
+    )
 }

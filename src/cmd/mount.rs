@@ -38,7 +38,7 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
                     BackendSpec::Cephfs(CephSpec { conf, id: args.ceph.ceph_id.clone(), fs: args.ceph.ceph_fs.clone(), ..CephSpec::default() })
                 }
             };
-            InstanceSpec { backend, branches, cache: CacheSpec::default(), union: Default::default(), id_shift: None }
+            InstanceSpec { backend, branches, cache: CacheSpec::default(), union: Default::default(), id_shift: None, quota: Default::default() }
         }
     };
     if let Some(mode) = args.cache {
@@ -56,6 +56,10 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
     }
     if args.no_learn {
         spec.cache.learn = false;
+    }
+    if let Some(q) = &args.quota {
+        spec.quota = polytropon::spec::QuotaSpec::parse(q).map_err(|why| anyhow::anyhow!("--quota {q:?}: {why}"))?;
+        ensure!(spec.upper().is_some(), "--quota needs a writable (rw) first branch");
     }
     if let Some(t) = args.timeout {
         polytropon::spec::check_seconds("--timeout", t, 0.0, polytropon::spec::MAX_SECONDS).map_err(anyhow::Error::msg)?;

@@ -28,6 +28,8 @@ pub fn create(state_dir: &Path, a: PoolCreateArgs) -> anyhow::Result<ExitCode> {
         io_weight: a.io_weight,
         cgroup_parent: a.cgroup_parent,
         uid_range: a.uid_range,
+        storage: a.storage,
+        inodes: a.inodes,
     };
     let pool = ops::create(&Pools::new(state_dir), &a.name, file.overlay(flags))
         .with_context(|| format!("cannot create pool {}", a.name))?;

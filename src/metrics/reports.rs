@@ -130,6 +130,9 @@ fn service(f: &mut Families, base: &Labels, svc: &ServiceStats) {
     f.counter("user_path_reclaimed_files", "Files of dead processes the service released", None, base.clone(), u.reclaimed_files);
     f.counter("user_path_reclaimed_clients", "Client areas given back (their thread or process ended)", None, base.clone(), u.reclaimed_clients);
 
+    if let Some(q) = &svc.storage {
+        storage(f, "pool_storage", "pool_storage_inodes", base.clone(), q);
+    }
     if let Some(c) = &svc.cache {
         f.gauge("cache", "Clean data the service's cache holds now", Some(Unit::Bytes), base.clone(), c.bytes);
         f.gauge("cache_dirty", "Dirty data the service's cache holds now (whole blocks)", Some(Unit::Bytes), base.clone(), c.dirty);
@@ -152,6 +155,20 @@ fn service(f: &mut Families, base: &Labels, svc: &ServiceStats) {
     }
 }
 
+/// What writable branches hold under a storage quota, and its limits (absent: none).
+fn storage(f: &mut Families, bytes: &'static str, inodes: &'static str, labels: Labels, q: &crate::quota::Usage) {
+    f.gauge(bytes, "What the writable branches counted against a storage quota hold", Some(Unit::Bytes), labels.clone(), q.bytes);
+    f.gauge(inodes, "Inodes the writable branches counted against a storage quota hold", None, labels.clone(), q.inodes);
+    if let Some(max) = q.bytes_max {
+        let name = if bytes == "pool_storage" { "pool_storage_limit" } else { "instance_storage_limit" };
+        f.gauge(name, "The storage quota's byte limit", Some(Unit::Bytes), labels.clone(), max);
+    }
+    if let Some(max) = q.inodes_max {
+        let name = if bytes == "pool_storage" { "pool_storage_inodes_limit" } else { "instance_storage_inodes_limit" };
+        f.gauge(name, "The storage quota's inode limit", None, labels, max);
+    }
+}
+
 fn mount(f: &mut Families, base: &Labels, m: &MountInfo) {
     let labels = with(base, [("instance", m.instance.to_string()), ("mountpoint", m.mountpoint.display().to_string())]);
     let backend = match &m.spec.backend {
@@ -166,6 +183,9 @@ fn mount(f: &mut Families, base: &Labels, m: &MountInfo) {
     f.counter("instance_passthrough_opens", "Opens the instance answered with FUSE passthrough", None, labels.clone(), m.passthrough_opens);
     f.counter("instance_user_passthrough_opens", "Opens on the user-level path answered with the backing file's descriptor", None, labels.clone(), m.user_passthrough_opens);
     f.counter("instance_user_prefetched_opens", "Opens on the user-level path answered with the file's bytes", None, labels.clone(), m.user_prefetched_opens);
+    if let Some(q) = &m.storage {
+        storage(f, "instance_storage", "instance_storage_inodes", labels.clone(), q);
+    }
     for (why, n) in &m.user_handovers {
         f.counter("instance_user_handovers", "Descriptors the preload library gave to the kernel (reopened through the FUSE mount), by reason", None, with(&labels, [("reason", why.clone())]), *n);
     }

@@ -60,6 +60,9 @@ pub struct MountInfo {
     /// for good), by reason (`mmap`, `lock`, `splice`, `stdio`, `process`, `unserved`).
     #[serde(default)]
     pub user_handovers: BTreeMap<String, u64>,
+    /// What its writable branch holds and may hold (a quota; `None`: not counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<crate::quota::Usage>,
     /// Per request kind on the FUSE path.
     pub fuse_ops: BTreeMap<String, OpSummary>,
     /// Per request kind on the user-level path.
@@ -83,6 +86,9 @@ pub struct ServiceStats {
     /// processes that died.
     #[serde(default)]
     pub user_path: UserPath,
+    /// What the pool's writable branches hold and may hold (`pool create --storage/--inodes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<crate::quota::Usage>,
     /// The service's own data cache (`writethrough` and `writeback` mounts), if one is in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheInfo>,

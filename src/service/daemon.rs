@@ -157,6 +157,8 @@ struct Service {
     channel: PathBuf,
     /// The user-level path's back driver; taken (stopped) when the service stops.
     driver: Mutex<Option<BackDriver>>,
+    /// The pool's storage quota, counted over its instances' writable branches.
+    storage: Option<Arc<crate::quota::Quota>>,
 }
 
 fn threads() -> Vec<ThreadInfo> {
@@ -224,14 +226,14 @@ impl Service {
         }
         // However this ends (an error, a panic below), the mount point is no longer pending.
         let unmark = Unmark { pending: &self.pending, mountpoint: &mp };
-        let built = instance::build(&spec).map_err(DaemonError::Build).and_then(|fs| {
+        let built = instance::build_with(&spec, self.storage.clone()).map_err(DaemonError::Build).and_then(|(fs, counted)| {
             // Watched before it is mounted: no change escapes the table. Not where clients get
             // backing files' descriptors: a holder can write through a copy of one (a raw dup,
             // a reopen through /proc) that the service never hears of.
             let learns = spec.cache.learn && !spec.cache.user_passthrough;
             let key = if learns { crate::service::shm::changes::watch(&*fs) } else { None };
             let mount = fuse::spawn(fs.clone(), &mp, &FuseConfig::from_spec(&spec.cache)).map_err(|source| DaemonError::Mount { path: mp.clone(), source })?;
-            Ok((fs, mount, key))
+            Ok(((fs, counted), mount, key))
         });
         let mut table = self.table.lock();
         drop(unmark);
@@ -300,6 +302,7 @@ impl Service {
                     user_passthrough_opens: s.user.passthrough_opens(),
                     user_prefetched_opens: s.user.prefetched_opens(),
                     user_handovers: s.user.handovers(),
+                    storage: s.storage.as_ref().map(|q| q.usage()),
                     fuse_ops: s.mount.stats().summary(),
                     user_ops: s.user.summary(),
                 })
@@ -312,6 +315,7 @@ impl Service {
                 reclaimed_clients: usage.reclaimed_clients,
                 max_open_per_process: shm::MAX_OPEN_PER_PROCESS,
             },
+            storage: self.storage.as_ref().map(|q| q.usage()),
             descriptors: control::Descriptors { open: super::limits::open_descriptors(), limit: super::limits::descriptor_limit() },
             cache: crate::backend::cache::current().map(|c| {
                 let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -486,6 +490,8 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
         shmid: driver.shmid(),
         channel,
         driver: Mutex::new(Some(driver)),
+        // Counted afresh from the branches as each instance comes (never from a record).
+        storage: (pool.slice.storage.is_some() || pool.slice.inodes.is_some()).then(|| crate::quota::Quota::new(pool.slice.storage, pool.slice.inodes, libc::ENOSPC)),
     });
     // The metrics endpoint, before any mount: an address that cannot be had fails the start
     // with nothing to undo but the control socket.

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::fuse::Mounted;
 use super::shm::{InstanceTable, UserInstance};
 use super::stats::OpStats;
-use crate::libservice::FileSystem;
 use crate::spec::InstanceSpec;
 
 /// Highest user-level instance index a recorded table may ask for.
@@ -24,6 +23,8 @@ pub struct Mount {
     pub instance: u32,
     /// Counters of its user-level requests.
     pub user: Arc<OpStats>,
+    /// What its writable branch holds, counted for a quota (`None`: not counted).
+    pub storage: Option<Arc<crate::quota::Quota>>,
 }
 
 /// The table (see the module's comment).
@@ -73,7 +74,7 @@ impl Locked<'_> {
     /// Adds `fs`, mounted at `mountpoint`, as user-level index `want` when it is given, in
     /// range and free, else the lowest free one; returns the index.
     /// `changes`: its key in the change table, if it is watched.
-    pub fn insert(&mut self, mountpoint: PathBuf, spec: InstanceSpec, mount: Mounted, fs: Arc<dyn FileSystem>, changes: Option<u32>, want: Option<u32>) -> u32 {
+    pub fn insert(&mut self, mountpoint: PathBuf, spec: InstanceSpec, mount: Mounted, (fs, storage): crate::instance::Counted, changes: Option<u32>, want: Option<u32>) -> u32 {
         let user = Arc::new(OpStats::default());
         let device = std::fs::metadata(&mountpoint).ok().map(|m| std::os::unix::fs::MetadataExt::dev(&m));
         // Backing files go to clients only where the data lives in them (no pool cache).
@@ -97,7 +98,7 @@ impl Locked<'_> {
             }
         };
         let instance = u32::try_from(index).unwrap_or(u32::MAX);
-        self.by_path.insert(mountpoint, Mount { spec, mount, instance, user });
+        self.by_path.insert(mountpoint, Mount { spec, mount, instance, user, storage });
         instance
     }
 
@@ -105,6 +106,10 @@ impl Locked<'_> {
     pub fn remove(&mut self, mountpoint: &Path) -> Option<Mount> {
         let m = self.by_path.remove(mountpoint)?;
         self.clear_index(m.instance);
+        // No longer counted against the pool, whoever still holds the instance a while.
+        if let Some(q) = &m.storage {
+            q.detach();
+        }
         Some(m)
     }
 
@@ -113,6 +118,9 @@ impl Locked<'_> {
         let all = std::mem::take(&mut *self.by_path);
         for m in all.values() {
             self.clear_index(m.instance);
+            if let Some(q) = &m.storage {
+                q.detach();
+            }
         }
         all
     }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, Weak};
 use crate::backend::cephfs::{CephBranch, CephClient, CephError, CephOptions};
 use crate::backend::local::{LocalError, LocalFs, LocalOptions};
 use crate::libservice::FileSystem;
+use crate::quota::{Quota, QuotaFs};
 use crate::spec::{BackendSpec, CephClientMode, CephSpec, InstanceSpec};
 use crate::union::{UnionError, UnionFs};
 
@@ -29,6 +30,8 @@ pub enum InstanceError {
     Union(#[from] UnionError),
     #[error("cannot start the cache's write-back thread")]
     Flusher(#[source] std::io::Error),
+    #[error("cannot count what the writable branch holds (for its quota)")]
+    Quota(#[source] std::io::Error),
 }
 
 /// Clients shared by the instances of this process, by (conf, id, fs).
@@ -72,6 +75,15 @@ pub fn pool_cache(cache: &crate::spec::CacheSpec) -> std::io::Result<Option<Arc<
 
 /// Builds the union of the spec's branches over its backend.
 pub fn build(spec: &InstanceSpec) -> Result<Arc<dyn FileSystem>, InstanceError> {
+    build_with(spec, None).map(|(fs, _)| fs)
+}
+
+/// An instance and what its writable branch holds (`None`: not counted, no quota applies).
+pub type Counted = (Arc<dyn FileSystem>, Option<Arc<Quota>>);
+
+/// Builds the instance with its writable branch counted against `pool` (the pool's storage
+/// quota, shared by its instances) and the spec's own `quota`.
+pub fn build_with(spec: &InstanceSpec, pool: Option<Arc<Quota>>) -> Result<Counted, InstanceError> {
     let client = match &spec.backend {
         BackendSpec::Cephfs(c) => Some(ceph_client(c)?),
         BackendSpec::Local => None,
@@ -99,7 +111,19 @@ pub fn build(spec: &InstanceSpec) -> Result<Arc<dyn FileSystem>, InstanceError> 
                 .map_err(|source| InstanceError::CephBranch { path: path.display().to_string(), source }),
         }
     };
-    let upper = spec.upper().map(|b| open(&b.path, false, b.local)).transpose()?;
+    let mut upper = spec.upper().map(|b| open(&b.path, false, b.local)).transpose()?;
+    let mut mine = None;
+    if let Some(u) = upper.take() {
+        if spec.quota.limits() || pool.is_some() {
+            let q = Quota::within(spec.quota.bytes_max(), spec.quota.inodes, libc::EDQUOT, pool);
+            let counted = QuotaFs::new(u, q.clone()).map_err(InstanceError::Quota)?;
+            mine = Some(q);
+            upper = Some(Arc::new(counted));
+        } else {
+            upper = Some(u);
+        }
+    }
     let lowers = spec.lowers().map(|b| open(&b.path, true, b.local)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Arc::new(UnionFs::new(upper, lowers)?.with_id_shift(spec.id_shift).with_redirect_dir(spec.union.redirect_dir == crate::spec::RedirectDir::On)))
+    let union = UnionFs::new(upper, lowers)?.with_id_shift(spec.id_shift).with_redirect_dir(spec.union.redirect_dir == crate::spec::RedirectDir::On);
+    Ok((Arc::new(union), mine))
 }

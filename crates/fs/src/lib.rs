@@ -10,6 +10,7 @@
 //! command line cannot be named here (the application crate builds on it).
 
 pub mod backend;
+pub mod quota;
 pub mod instance;
 pub mod libservice;
 pub mod spec;

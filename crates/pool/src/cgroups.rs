@@ -378,6 +378,8 @@ mod tests {
             cpu_weight: Some(200),
             io_max: vec![IoMax { major: 8, minor: 0, rbps: Some(1 << 20), wbps: None, riops: None, wiops: Some(500) }],
             io_weight: Some(300),
+            storage: None,
+            inodes: None,
         }
     }
 

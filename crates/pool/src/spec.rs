@@ -36,6 +36,10 @@ pub struct PoolSpec {
     /// Host ids for the pool's containers' user namespace, `FIRST:COUNT` (default: a free
     /// range of 65536 from the host-wide registry).
     pub uid_range: Option<String>,
+    /// Bytes the pool's writable branches may hold in all (a size like `20G`).
+    pub storage: Option<String>,
+    /// Inodes the pool's writable branches may hold in all.
+    pub inodes: Option<u64>,
 }
 
 impl PoolSpec {
@@ -51,7 +55,7 @@ impl PoolSpec {
         macro_rules! take {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
         }
-        take!(cpus, mems, memory, memory_high, pids_max, cpu_weight, io_weight, cgroup_parent, uid_range);
+        take!(cpus, mems, memory, memory_high, pids_max, cpu_weight, io_weight, cgroup_parent, uid_range, storage, inodes);
         if !other.io_max.is_empty() {
             self.io_max = other.io_max;
         }
@@ -81,6 +85,11 @@ pub struct Slice {
     pub cpu_weight: Option<u64>,
     pub io_max: Vec<IoMax>,
     pub io_weight: Option<u64>,
+    /// The storage quota over the pool's writable branches (the service counts them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inodes: Option<u64>,
 }
 
 /// Parses `2G`, `512M`, `64k`, `1024` (bytes; binary units) for `field`.
@@ -222,7 +231,14 @@ impl PoolSpec {
             return Err(invalid("--pids-max", "0", "must be at least 1"));
         }
         let io_max = self.io_max.iter().map(|s| parse_io_max(s, host)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Slice { cpus, mems, memory, memory_high, pids_max: self.pids_max, cpu_weight: self.cpu_weight, io_max, io_weight: self.io_weight })
+        let storage = self.storage.as_deref().map(|s| parse_size("--storage", s)).transpose()?;
+        if storage == Some(0) {
+            return Err(invalid("--storage", self.storage.as_deref().unwrap_or(""), "must be more than 0"));
+        }
+        if self.inodes == Some(0) {
+            return Err(invalid("--inodes", "0", "must be at least 1"));
+        }
+        Ok(Slice { cpus, mems, memory, memory_high, pids_max: self.pids_max, cpu_weight: self.cpu_weight, io_max, io_weight: self.io_weight, storage, inodes: self.inodes })
     }
 }
 

@@ -296,6 +296,65 @@ pub struct InstanceSpec {
     /// Ids of the read-only branches shifted (a clone for a container in a user namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_shift: Option<IdShift>,
+    /// What the writable branch may hold (`EDQUOT` past it).
+    #[serde(default, skip_serializing_if = "QuotaSpec::is_default")]
+    pub quota: QuotaSpec,
+}
+
+/// A storage quota of one instance's writable branch: `bytes` (a size like `2G`) and
+/// `inodes`; either may be absent (no limit).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inodes: Option<u64>,
+}
+
+impl QuotaSpec {
+    fn is_default(&self) -> bool {
+        *self == QuotaSpec::default()
+    }
+
+    /// Whether it limits anything.
+    pub fn limits(&self) -> bool {
+        !self.is_default()
+    }
+
+    /// The byte limit (checked when the spec was read).
+    pub fn bytes_max(&self) -> Option<u64> {
+        self.bytes.as_deref().and_then(|b| parse_size(b).ok())
+    }
+
+    /// Parses `--quota BYTES[,INODES]` (`2G`, `2G,100000`, `,5000`).
+    pub fn parse(s: &str) -> Result<QuotaSpec, String> {
+        let (bytes, inodes) = s.split_once(',').unwrap_or((s, ""));
+        let bytes = bytes.trim();
+        let inodes = inodes.trim();
+        let q = QuotaSpec {
+            bytes: (!bytes.is_empty()).then(|| bytes.to_string()),
+            inodes: if inodes.is_empty() { None } else { Some(inodes.parse().map_err(|_| format!("inodes {inodes:?}: expected a whole number"))?) },
+        };
+        q.check()?;
+        if !q.limits() {
+            return Err("expected BYTES[,INODES], e.g. 2G or 2G,100000".into());
+        }
+        Ok(q)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if let Some(b) = &self.bytes {
+            let n = parse_size(b).map_err(|why| format!("quota.bytes {b:?}: {why}"))?;
+            if n == 0 {
+                return Err(format!("quota.bytes {b:?}: must be more than 0"));
+            }
+        }
+        if self.inodes == Some(0) {
+            return Err("quota.inodes: must be more than 0".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Deserialize)]
@@ -310,6 +369,8 @@ struct RawInstance {
     union: UnionSpec,
     #[serde(default)]
     id_shift: Option<IdShift>,
+    #[serde(default)]
+    quota: QuotaSpec,
 }
 
 impl TryFrom<RawInstance> for InstanceSpec {
@@ -352,7 +413,11 @@ impl TryFrom<RawInstance> for InstanceSpec {
                 return Err(format!("id_shift: {} ids from {} do not fit in 32-bit ids", shift.count, shift.first));
             }
         }
-        Ok(InstanceSpec { backend: raw.backend, branches: raw.branches, cache: raw.cache, union: raw.union, id_shift: raw.id_shift })
+        raw.quota.check()?;
+        if raw.quota.limits() && raw.branches.first().is_none_or(|b| b.mode != BranchMode::Rw) {
+            return Err("quota: a quota needs a writable (rw) first branch".into());
+        }
+        Ok(InstanceSpec { backend: raw.backend, branches: raw.branches, cache: raw.cache, union: raw.union, id_shift: raw.id_shift, quota: raw.quota })
     }
 }
 
