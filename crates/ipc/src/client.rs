@@ -45,8 +45,6 @@ pub struct Client {
     creds: u64,
     /// A hint for posts could not be queued: the next post sends one whatever the ring says.
     hint_owed: bool,
-    /// Waits left that poll without yielding (after a costly yield, see [`COSTLY_YIELD_US`]).
-    no_yields: u32,
 }
 
 /// Maps the change table the service sent (read-only; the descriptor is closed).
@@ -106,31 +104,10 @@ pub struct Reply {
 
 /// Milliseconds of the monotonic clock.
 pub fn now_ms() -> u64 {
-    now_us() / 1000
-}
-
-/// The monotonic clock in microseconds (the vDSO: no system call).
-pub fn now_us() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid out-parameter; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
-}
-
-/// A yield that kept a thread off its cpu longer than this gave the cpu to a thread that ran
-/// a whole scheduler slice (one that never waits: a busy process of the pool), not to the
-/// service thread it was meant for; a yielding thread only runs again when that slice ends
-/// (up to a tick, 4 ms). A waiter that saw one stops yielding for [`YIELD_PAUSE`] waits.
-pub const COSTLY_YIELD_US: u64 = 50;
-/// Waits without yields after a costly one (the scheduler's arrangement may since change).
-pub const YIELD_PAUSE: u32 = 256;
-
-/// Yields the cpu; whether the yield was costly (see [`COSTLY_YIELD_US`]).
-pub fn costly_yield() -> bool {
-    let before = now_us();
-    // SAFETY: sched_yield has no preconditions.
-    unsafe { libc::sched_yield() };
-    now_us().saturating_sub(before) > COSTLY_YIELD_US
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 /// Whether process `pid` (of this pid namespace) exists; a zombie still does.
@@ -225,7 +202,7 @@ impl Client {
             }
             None => Socket::Own(socket),
         };
-        Ok(Client { seg, addr, area, area_len, socket, shmid: welcome.shmid, id: welcome.client, queue, seq: h.seq.load(Ordering::Acquire).wrapping_add(1 << 32), spins: if several_cpus() { SPINS } else { 0 }, near: false, changes, creds: welcome.creds, hint_owed: false, no_yields: 0 })
+        Ok(Client { seg, addr, area, area_len, socket, shmid: welcome.shmid, id: welcome.client, queue, seq: h.seq.load(Ordering::Acquire).wrapping_add(1 << 32), spins: if several_cpus() { SPINS } else { 0 }, near: false, changes, creds: welcome.creds, hint_owed: false })
     }
 
     /// The service's digest of this client's credentials (see [`crate::Welcome::creds`]).
@@ -294,14 +271,14 @@ impl Client {
         self.enqueue(&self.hint(if self.near { crate::FLAG_NEAR } else { 0 })).inspect_err(|_| h.state.store(IDLE, Ordering::Release))
     }
 
-    /// What goes through the shared queue: this client's index and scheduling flags only
-    /// (the request stays in the private area).
     /// The private area (tests play the service's part on it).
     #[cfg(test)]
     pub(crate) fn area(&self) -> Area {
         self.area
     }
 
+    /// What goes through the shared queue: this client's index and scheduling flags only
+    /// (the request stays in the private area).
     fn hint(&self, flags: u32) -> Descriptor {
         Descriptor { client: self.id, flags, ..Descriptor::default() }
     }
@@ -360,7 +337,6 @@ impl Client {
         // clock: a futex sleep may end early, on any wake-up).
         let mut deadline: Option<u64> = None;
         let yield_every = if self.near { 1 } else { YIELD_EVERY };
-        self.no_yields = self.no_yields.saturating_sub(1);
         loop {
             if h.state.load(Ordering::Acquire) == DONE {
                 if h.seq.load(Ordering::Relaxed) == self.seq {
@@ -372,13 +348,11 @@ impl Client {
             }
             if spins < self.spins {
                 spins += 1;
-                if spins % yield_every == 0 && (self.near || self.no_yields == 0) {
+                if spins % yield_every == 0 {
                     // The service thread may be waiting for this very cpu (the scheduler put
-                    // both here): let it run rather than spin its time away. Unless a yield
-                    // lately only gave the cpu to a busy neighbour for a slice.
-                    if costly_yield() && !self.near {
-                        self.no_yields = YIELD_PAUSE;
-                    }
+                    // both here): let it run rather than spin its time away.
+                    // SAFETY: sched_yield has no preconditions.
+                    unsafe { libc::sched_yield() };
                 } else {
                     core::hint::spin_loop();
                 }

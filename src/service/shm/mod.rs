@@ -441,6 +441,13 @@ fn track(owners: &owners::Owners, owner: u64, req: &Request, res: i64, aux: [u64
     }
 }
 
+/// Costly yields in a row, each followed by a request from another cpu, that make an idle
+/// worker sleep early for a while (a busy process that is no client shares its cpu).
+const SUSPECTS: u32 = 4;
+/// Idle spells a worker then polls only briefly before sleeping (so that a request wakes it:
+/// a woken thread takes the cpu from a busy one sooner than a runnable one gets it back).
+const CONTENDED_SPELLS: u32 = 1024;
+
 /// Rounds of taking a client's posts per hint.
 const POST_ROUNDS: u32 = 2;
 
@@ -501,7 +508,6 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     if !helper && !sh.cpus.is_empty() {
         placement::pin(sh.cpus[q as usize % sh.cpus.len()]);
     }
-    placement::short_slice();
     let mut caches = PathCaches::default();
     WORKER.with(|w| *w.borrow_mut() = Some((sh.clone(), q)));
     let queue = seg.queue(q);
@@ -520,22 +526,24 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     let mut stuck: Option<(u64, std::time::Instant)> = None;
     // Idle spells left that poll shortly and without yields (after a costly yield).
     let mut contended = 0u32;
+    // A yield took long: whether a client or another process had the cpu, the next request
+    // tells (see below).
+    let mut suspect = false;
+    let mut suspects = 0u32;
     while !stop.load(Ordering::Acquire) {
         let Some(d) = queue.pop() else {
             idle += 1;
             spin.poll(idle);
-            // A busy neighbour shares this cpu: poll briefly, then sleep, so that a request
-            // wakes this thread (and its short slice takes the cpu at once) rather than find
-            // it runnable behind the neighbour's slice.
+            // A busy process that is no client shares this cpu: poll briefly, then sleep, so
+            // that a request wakes this thread (a woken thread gets the cpu back from a busy
+            // one at once) rather than find it runnable behind that one's slice.
             let budget = if contended > 0 { spin.budget.min(IDLE_SPINS_MIN) } else { spin.budget };
             if idle < budget {
                 if near {
                     // The client waiting for this cpu gets it (see `YIELD_EVERY`).
                     std::thread::yield_now();
                 } else if idle % polytropon_ipc::client::YIELD_EVERY == 0 && contended == 0 {
-                    if polytropon_ipc::client::costly_yield() {
-                        contended = polytropon_ipc::client::YIELD_PAUSE;
-                    }
+                    suspect |= placement::costly_yield();
                 } else {
                     std::hint::spin_loop();
                 }
@@ -583,6 +591,16 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
             bell.cpu.store(cpu, Ordering::Relaxed);
         }
         near = d.flags & FLAG_NEAR != 0;
+        if std::mem::take(&mut suspect) {
+            // A yield gave this cpu away for a whole slice, and not to the client that sent
+            // what came next (it runs elsewhere): to a process that is no client, if that
+            // keeps happening (clients of a busy pool also take slices now and then).
+            suspects = if near { 0 } else { suspects + 1 };
+            if suspects >= SUSPECTS {
+                contended = CONTENDED_SPELLS;
+                suspects = 0;
+            }
+        }
         if hopper.note(near) {
             debug!("queue {q}: moved off cpu {} shared with its client", cpu.wrapping_sub(1));
         }

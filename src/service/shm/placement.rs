@@ -29,33 +29,16 @@ pub fn pin(cpu: usize) {
     }
 }
 
-/// The scheduler slice asked for a worker: the shortest the kernel grants (0.1 ms).
-const WORKER_SLICE_NS: u64 = 100_000;
+/// A yield that kept a worker off its cpu longer than this gave the cpu to a thread that ran
+/// a whole scheduler slice; a thread that yielded runs again only when that slice ends (up
+/// to a tick, 4 ms), while a request that arrives meanwhile waits.
+const COSTLY_YIELD: Duration = Duration::from_micros(50);
 
-/// Asks the scheduler for a short slice for the calling thread (Linux 6.12+: `sched_runtime`
-/// of a fair-class thread). A thread that wakes with a shorter slice than the one running
-/// preempts it at once, instead of after that one's slice (up to a tick, 4 ms): a worker
-/// woken by a request gets its cpu from a client process that only spins. Its share of the
-/// cpu is unchanged (its weight is). Older kernels refuse or ignore it: nothing else changes.
-pub fn short_slice() {
-    // SAFETY: getpriority only reads the calling thread's nice value.
-    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-    let attr = libc::sched_attr {
-        size: std::mem::size_of::<libc::sched_attr>() as u32,
-        sched_policy: libc::SCHED_OTHER as u32,
-        sched_flags: 0,
-        sched_nice: nice,
-        sched_priority: 0,
-        sched_runtime: WORKER_SLICE_NS,
-        sched_deadline: 0,
-        sched_period: 0,
-    };
-    // SAFETY: sched_setattr reads `attr` (a valid, fully initialised struct of the size it
-    // states) for the calling thread (pid 0) and changes only its scheduling parameters.
-    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const libc::sched_attr, 0) };
-    if r != 0 {
-        debug!("no short scheduler slice for a worker: {}", std::io::Error::last_os_error());
-    }
+/// Yields the cpu; whether that was costly (see [`COSTLY_YIELD`]).
+pub fn costly_yield() -> bool {
+    let before = Instant::now();
+    std::thread::yield_now();
+    before.elapsed() > COSTLY_YIELD
 }
 
 /// Counts requests from clients on the worker's cpu and moves the worker when they keep
