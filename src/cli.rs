@@ -227,6 +227,10 @@ pub struct PoolCreateArgs {
     /// Inode quota over the pool's writable branches; past it, ENOSPC.
     #[arg(long, value_name = "N")]
     pub inodes: Option<u64>,
+    /// Memory bandwidth cap, a percentage (1-100) of each memory domain's, through resctrl
+    /// (Intel RDT MBA); refused, naming what is missing, where the host has none.
+    #[arg(long, value_name = "PERCENT")]
+    pub mem_bw: Option<u32>,
 }
 
 #[derive(Debug, Args)]

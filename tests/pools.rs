@@ -207,6 +207,11 @@ fn bad_specs_are_refused_by_name_and_leave_nothing() {
         (vec!["--io-max", "/dev/null:rbps=1M"], "not a block device"),
         (vec!["-f", &spec_s], "colour"),
         (vec!["--pids-max", "0"], "--pids-max"),
+        (vec!["--mem-bw", "0"], "--mem-bw"),
+        (vec!["--mem-bw", "150"], "must be 1-100"),
+        (vec!["--storage", "0"], "--storage"),
+        (vec!["--storage", "lots"], "--storage"),
+        (vec!["--inodes", "0"], "--inodes"),
     ];
     for (i, (args, needle)) in cases.iter().enumerate() {
         let name = h.name(&format!("bad{i}"));
@@ -237,6 +242,29 @@ fn bad_specs_are_refused_by_name_and_leave_nothing() {
         assert_eq!(out.status.code(), Some(1));
         assert!(stderr(&out).contains("weight") && stderr(&out).contains("BFQ"), "{}", stderr(&out));
         assert!(cgroup_dirs(&name).is_empty(), "a failed creation left cgroups: {:?}", cgroup_dirs(&name));
+        assert!(!h.state.join("pools").join(&name).exists());
+    }
+    // --mem-bw needs resctrl with memory bandwidth allocation: it works (a group of the
+    // pool's own, capped, holding the service; gone with the pool), or the error names what
+    // is missing and nothing is made.
+    let name = h.name("mbw");
+    let out = h.run(&["pool", "create", &name, "--mem-bw", "40"]);
+    if out.status.success() {
+        h.created.push(name.clone());
+        let group = Path::new(polytropon::pool::resctrl::ROOT).join(format!("polytropon-{name}"));
+        let schemata = std::fs::read_to_string(group.join("schemata")).expect("the pool's resctrl group");
+        assert!(schemata.lines().any(|l| l.trim().starts_with("MB:") && l.contains("=40")), "{schemata}");
+        let pid: u32 = h.ok(&["service", "run", "--pool", &name, "--detach"]).trim().parse().expect("service pid");
+        let tasks = std::fs::read_to_string(group.join("tasks")).expect("tasks");
+        assert!(tasks.lines().any(|t| t.trim() == pid.to_string()), "the service is not in the group: {tasks}");
+        h.ok(&["pool", "destroy", &name, "--force"]);
+        h.created.retain(|n| n != &name);
+        assert!(!group.exists(), "destroy left the resctrl group");
+    } else {
+        assert_eq!(out.status.code(), Some(1));
+        let e = stderr(&out);
+        assert!(e.contains("--mem-bw needs memory bandwidth allocation") && (e.contains("resctrl") || e.contains("info/MB")), "{e}");
+        assert!(cgroup_dirs(&name).is_empty(), "a refused --mem-bw left cgroups");
         assert!(!h.state.join("pools").join(&name).exists());
     }
     // A non-root caller.

@@ -105,6 +105,13 @@ fn a_pools_storage_quota_holds_on_both_paths_and_survives_restarts() {
     let sizes: Vec<u64> = String::from_utf8_lossy(&df.stdout).split_whitespace().filter_map(|w| w.parse().ok()).collect();
     assert_eq!(sizes.first().copied(), Some(STORAGE), "df shows the quota as the mount's size: {sizes:?}");
 
+    // The metrics say the same.
+    let metrics = h.ok(&["inspect", "--pool", &pool, "--format", "openmetrics"]);
+    let line = |name: &str| metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert_eq!(line("polytropon_pool_storage_bytes{"), Some(held.0 as f64), "{metrics}");
+    assert_eq!(line("polytropon_pool_storage_limit_bytes{"), Some(STORAGE as f64), "{metrics}");
+    assert_eq!(line("polytropon_pool_storage_inodes{"), Some(held.1 as f64), "{metrics}");
+
     // Rebuilt from the branches, not from a record: after a clean stop and start...
     h.ok(&["service", "stop", "--pool", &pool]);
     h.ok(&["service", "run", "--pool", &pool, "--detach"]);

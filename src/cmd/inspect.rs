@@ -29,7 +29,7 @@ fn human(reports: &[PoolReport]) -> String {
         let _ = writeln!(s, "pool {}", p.name);
         let _ = writeln!(
             s,
-            "  slice    cpus {}  mems {}  memory {}  memory-high {}  pids-max {}  cpu-weight {}  io-weight {}  io-max {}",
+            "  slice    cpus {}  mems {}  memory {}  memory-high {}  pids-max {}  cpu-weight {}  io-weight {}  io-max {}  mem-bw {}",
             p.slice.cpus.as_ref().map_or("-".into(), format_list),
             p.slice.mems.as_ref().map_or("-".into(), format_list),
             mib(p.slice.memory),
@@ -37,7 +37,8 @@ fn human(reports: &[PoolReport]) -> String {
             p.slice.pids_max.map_or("-".into(), |v| v.to_string()),
             p.slice.cpu_weight.map_or("-".into(), |v| v.to_string()),
             p.slice.io_weight.map_or("-".into(), |v| v.to_string()),
-            p.slice.io_max.len()
+            p.slice.io_max.len(),
+            p.slice.mem_bw.map_or("-".into(), |v| format!("{v} %"))
         );
         let _ = writeln!(s, "  ids      {}", p.ids.map_or("- (containers share the host's user namespace)".into(), |r| format!("host uids/gids {}:{} (container 0 is host {})", r.first, r.count, r.first)));
         let _ = writeln!(

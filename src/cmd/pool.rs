@@ -30,6 +30,7 @@ pub fn create(state_dir: &Path, a: PoolCreateArgs) -> anyhow::Result<ExitCode> {
         uid_range: a.uid_range,
         storage: a.storage,
         inodes: a.inodes,
+        mem_bw: a.mem_bw,
     };
     let pool = ops::create(&Pools::new(state_dir), &a.name, file.overlay(flags))
         .with_context(|| format!("cannot create pool {}", a.name))?;

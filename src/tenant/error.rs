@@ -35,6 +35,8 @@ pub enum TenantError {
         #[source]
         source: CgroupError,
     },
+    #[error(transparent)]
+    Resctrl(#[from] crate::pool::resctrl::ResctrlError),
     #[error("cannot create the pool's IPC namespace")]
     CreateIpc(#[source] io::Error),
     #[error("cannot record the pool")]

@@ -8,7 +8,7 @@ use super::TenantError;
 
 use crate::pool::spec::{check_name, format_list, Host};
 use crate::pool::state::{now, pid_alive, PoolState, Pools};
-use crate::pool::{cgroups, ids, ns, PoolSpec};
+use crate::pool::{cgroups, ids, ns, resctrl, PoolSpec};
 use crate::container::launch::remove_branch;
 use crate::container::state::Containers;
 use crate::service::control::{self, Request};
@@ -33,6 +33,8 @@ pub fn create(pools: &Pools, name: &str, spec: PoolSpec) -> Result<PoolState, Te
             }
         }
     }
+    // What memory bandwidth allocation needs is checked before anything is made.
+    let mba = slice.mem_bw.map(|_| resctrl::Mba::probe(std::path::Path::new(resctrl::ROOT))).transpose()?;
     let asked = spec.uid_range.as_deref().map(ids::parse).transpose()?;
     let dir = pools.pool_dir(name);
     crate::pool::state::private_dir(&dir, 0o711).map_err(|source| TenantError::Dir { path: dir.clone(), source })?;
@@ -47,13 +49,23 @@ pub fn create(pools: &Pools, name: &str, spec: PoolSpec) -> Result<PoolState, Te
         ids::release(&range);
         let _ = std::fs::remove_dir_all(&dir);
     };
-    let cg = match cgroups::create(name, &slice, spec.cgroup_parent.as_deref()) {
+    let mut cg = match cgroups::create(name, &slice, spec.cgroup_parent.as_deref()) {
         Ok(cg) => cg,
         Err(e) => {
             undo_dir();
             return Err(TenantError::CreateCgroups { name: name.to_string(), source: e });
         }
     };
+    if let (Some(mba), Some(percent)) = (&mba, slice.mem_bw) {
+        match mba.create_group(name, percent) {
+            Ok(dir) => cg.resctrl = Some(dir),
+            Err(e) => {
+                let _ = cg.delete();
+                undo_dir();
+                return Err(e.into());
+            }
+        }
+    }
     let ipc = dir.join("ipc");
     if let Err(e) = ns::create_ipc(&ipc) {
         let _ = cg.delete();

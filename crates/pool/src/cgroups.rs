@@ -41,6 +41,9 @@ pub struct CgroupInfo {
     pub parents: HashMap<String, String>,
     /// The pool's cgroup directory per controller.
     pub dirs: BTreeMap<String, PathBuf>,
+    /// The pool's resctrl group (`--mem-bw`), which its processes join with its cgroups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resctrl: Option<PathBuf>,
 }
 
 fn err(e: cgroups_rs::error::Error) -> CgroupError {
@@ -73,9 +76,15 @@ impl CgroupInfo {
         self.dirs.get(controller).map(PathBuf::as_path)
     }
 
-    /// Moves process `pid` (all its threads) into the pool's cgroups.
+    /// Moves process `pid` (all its threads) into the pool's cgroups, and into its resctrl
+    /// group if it has one (there only the thread `pid`: call it before the process starts
+    /// threads; its children start in the group).
     pub fn add_process(&self, pid: u32) -> Result<(), CgroupError> {
-        self.load().add_task_by_tgid(CgroupPid::from(u64::from(pid))).map_err(err)
+        self.load().add_task_by_tgid(CgroupPid::from(u64::from(pid))).map_err(err)?;
+        if let Some(dir) = &self.resctrl {
+            crate::resctrl::add_task(dir, pid).map_err(|e| CgroupError::Set { what: format!("tasks={pid}"), path: dir.display().to_string(), why: e.to_string() })?;
+        }
+        Ok(())
     }
 
     /// Moves process `pid` back into the cgroups the pool's were made under.
@@ -142,6 +151,9 @@ impl CgroupInfo {
             remove_when_empty(&child)?;
         }
         self.load().delete().map_err(err)?;
+        if let Some(dir) = &self.resctrl {
+            crate::resctrl::remove_group(dir).map_err(|e| CgroupError::Cgroups(format!("cannot remove the resctrl group {}: {e}", dir.display())))?;
+        }
         for (c, d) in &self.dirs {
             if d.exists() {
                 return Err(CgroupError::Cgroups(format!("{c} cgroup {} is still there", d.display())));
@@ -201,7 +213,7 @@ pub fn create(name: &str, slice: &Slice, parent: Option<&str>) -> Result<CgroupI
     let cg = Cgroup::load_with_relative_paths(hier, &path, parents.clone());
     let dirs: BTreeMap<String, PathBuf> =
         cg.subsystems().iter().map(|s| (s.controller_name(), s.to_controller().path().to_path_buf())).collect();
-    let info = CgroupInfo { v2, path, parents, dirs };
+    let info = CgroupInfo { v2, path, parents, dirs, resctrl: None };
     let exists = || CgroupError::Cgroups(format!("cgroup {} already exists (a pool of that name under another state directory?)", info.path));
     if info.dirs.values().any(|d| d.exists()) {
         return Err(exists());
@@ -361,7 +373,7 @@ mod tests {
             std::fs::write(d.join(file), content).expect("write");
             dirs.insert(controller.to_string(), d);
         }
-        (dir, CgroupInfo { v2, path: "polytropon-t".into(), parents: HashMap::new(), dirs })
+        (dir, CgroupInfo { v2, path: "polytropon-t".into(), parents: HashMap::new(), dirs, resctrl: None })
     }
 
     fn read(info: &CgroupInfo, controller: &str, file: &str) -> String {
@@ -380,6 +392,7 @@ mod tests {
             io_weight: Some(300),
             storage: None,
             inodes: None,
+            mem_bw: None,
         }
     }
 
@@ -394,7 +407,7 @@ mod tests {
             std::fs::write(d.join(f), "").expect("write");
         }
         let dirs = ["cpuset", "memory", "pids", "cpu", "io"].into_iter().map(|c| (c.to_string(), d.clone())).collect();
-        let info = CgroupInfo { v2: true, path: "polytropon-t".into(), parents: HashMap::new(), dirs };
+        let info = CgroupInfo { v2: true, path: "polytropon-t".into(), parents: HashMap::new(), dirs, resctrl: None };
         apply(&info, &slice()).expect("apply");
         assert_eq!(read(&info, "cpuset", "cpuset.cpus"), "2-3");
         assert_eq!(read(&info, "cpuset", "cpuset.mems"), "0");

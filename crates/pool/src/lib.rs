@@ -9,6 +9,7 @@ pub mod devices;
 pub mod enter;
 pub mod ids;
 pub mod ns;
+pub mod resctrl;
 pub mod spec;
 pub mod state;
 

@@ -40,6 +40,8 @@ pub struct PoolSpec {
     pub storage: Option<String>,
     /// Inodes the pool's writable branches may hold in all.
     pub inodes: Option<u64>,
+    /// Memory bandwidth, a percentage of each memory domain's (resctrl MBA).
+    pub mem_bw: Option<u32>,
 }
 
 impl PoolSpec {
@@ -55,7 +57,7 @@ impl PoolSpec {
         macro_rules! take {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
         }
-        take!(cpus, mems, memory, memory_high, pids_max, cpu_weight, io_weight, cgroup_parent, uid_range, storage, inodes);
+        take!(cpus, mems, memory, memory_high, pids_max, cpu_weight, io_weight, cgroup_parent, uid_range, storage, inodes, mem_bw);
         if !other.io_max.is_empty() {
             self.io_max = other.io_max;
         }
@@ -90,6 +92,9 @@ pub struct Slice {
     pub storage: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inodes: Option<u64>,
+    /// The memory bandwidth cap (percent of each domain's), through resctrl.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_bw: Option<u32>,
 }
 
 /// Parses `2G`, `512M`, `64k`, `1024` (bytes; binary units) for `field`.
@@ -238,7 +243,10 @@ impl PoolSpec {
         if self.inodes == Some(0) {
             return Err(invalid("--inodes", "0", "must be at least 1"));
         }
-        Ok(Slice { cpus, mems, memory, memory_high, pids_max: self.pids_max, cpu_weight: self.cpu_weight, io_max, io_weight: self.io_weight, storage, inodes: self.inodes })
+        if let Some(p) = self.mem_bw.filter(|p| !(1..=100).contains(p)) {
+            return Err(invalid("--mem-bw", &p.to_string(), "must be 1-100 (a percentage of each memory domain's bandwidth)"));
+        }
+        Ok(Slice { cpus, mems, memory, memory_high, pids_max: self.pids_max, cpu_weight: self.cpu_weight, io_max, io_weight: self.io_weight, storage, inodes: self.inodes, mem_bw: self.mem_bw })
     }
 }
 
