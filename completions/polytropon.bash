@@ -442,7 +442,7 @@ _polytropon() {
                     return 0
                     ;;
                 --net)
-                    COMPREPLY=($(compgen -W "host none" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "host none pool" -- "${cur}"))
                     return 0
                     ;;
                 --cap-add)
@@ -1285,7 +1285,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__pool__subcmd__create)
-            opts="-f -h -V --file --cpus --mems --memory --memory-high --pids-max --cpu-weight --io-max --io-weight --cgroup-parent --uid-range --storage --inodes --mem-bw --state-dir --data-dir --log --log-format --help --version"
+            opts="-f -h -V --file --cpus --mems --memory --memory-high --pids-max --cpu-weight --io-max --io-weight --cgroup-parent --uid-range --storage --inodes --mem-bw --net-rate --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1348,6 +1348,10 @@ _polytropon() {
                     return 0
                     ;;
                 --mem-bw)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --net-rate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

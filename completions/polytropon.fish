@@ -70,6 +70,7 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_s
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l storage -d 'Storage quota: bytes the pool\'s writable branches (its containers\' and mounts\' copy-on-write layers) may hold in all (e.g. `20G`); past it, ENOSPC' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l inodes -d 'Inode quota over the pool\'s writable branches; past it, ENOSPC' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l mem-bw -d 'Memory bandwidth cap, a percentage (1-100) of each memory domain\'s, through resctrl (Intel RDT MBA); refused, naming what is missing, where the host has none' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l net-rate -d 'A network of the pool\'s own for its containers (`exec --net pool`: one namespace wired to the host by a veth pair, 10.213.0.0/16), shaped to RATE both ways (e.g. `20mbit`, `1gbit`)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand pool; and __fish_seen_subcommand_from create" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r
@@ -177,8 +178,9 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l hostname 
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l env -d 'Environment variable for the command; repeat' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l workdir -d 'Working directory inside the container' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l user -d 'User (and group) to run as, numbers or names from the image\'s /etc/passwd' -r
-complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l net -d 'Network: the host\'s, or `none` (a namespace with loopback only)' -r -f -a "host\t'The host\'s network namespace'
-none\t'A network namespace of its own with only loopback'"
+complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l net -d 'Network: the host\'s, `none` (a namespace with loopback only) or `pool` (the pool\'s shaped network; the default, and the only way out, in a pool made with `--net-rate`)' -r -f -a "host\t'The host\'s network namespace'
+none\t'A network namespace of its own with only loopback'
+pool\t'The pool\'s network (`pool create --net-rate`): one namespace for the pool\'s containers, wired to the host and shaped'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l cap-add -d 'Add a capability to runc\'s default list the command keeps (a name from capabilities(7), with or without CAP_, or ALL); repeat' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l cap-drop -d 'Drop a capability from the list (ALL drops every one; `--cap-add` wins over it); repeat' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand exec" -l seccomp -d 'The seccomp filter: `default` (Docker-like: mounts, kexec, modules, bpf, perf, the keyring, reboot, swap, clocks, namespaces... fail with EPERM) or `unconfined`' -r -f -a "default\t''

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   util-linux      # mount, umount, unshare (pool IPC namespaces), nsenter, ipcs, setpriv
   python3         # small real programs in the tests
+  iproute2        # ip, tc: a pool's network (pool create --net-rate)
   attr            # getfattr/setfattr: xattrs in the real-program tests
   libcap2-bin     # setcap/getcap: file capabilities through the FUSE mount
   fuse3           # /dev/fuse helpers (fusermount3)

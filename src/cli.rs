@@ -231,6 +231,11 @@ pub struct PoolCreateArgs {
     /// (Intel RDT MBA); refused, naming what is missing, where the host has none.
     #[arg(long, value_name = "PERCENT")]
     pub mem_bw: Option<u32>,
+    /// A network of the pool's own for its containers (`exec --net pool`: one namespace
+    /// wired to the host by a veth pair, 10.213.0.0/16), shaped to RATE both ways (e.g.
+    /// `20mbit`, `1gbit`).
+    #[arg(long, value_name = "RATE")]
+    pub net_rate: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -422,7 +427,8 @@ pub struct ExecArgs {
     /// User (and group) to run as, numbers or names from the image's /etc/passwd.
     #[arg(long, value_name = "UID[:GID]")]
     pub user: Option<String>,
-    /// Network: the host's, or `none` (a namespace with loopback only).
+    /// Network: the host's, `none` (a namespace with loopback only) or `pool` (the pool's
+    /// shaped network; the default, and the only way out, in a pool made with `--net-rate`).
     #[arg(long, value_enum)]
     pub net: Option<crate::container::Net>,
     /// Give the command a pseudo-terminal (an interactive shell: `--tty -- /bin/sh`).

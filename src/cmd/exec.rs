@@ -47,7 +47,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, a: ExecArgs) -> anyhow::Result<Exi
         env: a.env.clone(),
         workdir: a.workdir.clone(),
         user: a.user.clone(),
-        net: a.net.unwrap_or_default(),
+        net: a.net,
         tty: a.tty,
         command: a.command.clone(),
         entrypoint: a.entrypoint.clone(),

@@ -40,6 +40,17 @@ fn human(reports: &[PoolReport]) -> String {
             p.slice.io_max.len(),
             p.slice.mem_bw.map_or("-".into(), |v| format!("{v} %"))
         );
+        if let Some(n) = &p.net {
+            let _ = writeln!(
+                s,
+                "  network  {} Mbit/s both ways  host {} ({})  pool {} (eth0 in {})",
+                n.rate as f64 / 1e6,
+                n.host_ip(),
+                n.host_if(),
+                n.pool_ip(),
+                n.ns.display()
+            );
+        }
         let _ = writeln!(s, "  ids      {}", p.ids.map_or("- (containers share the host's user namespace)".into(), |r| format!("host uids/gids {}:{} (container 0 is host {})", r.first, r.count, r.first)));
         let _ = writeln!(
             s,

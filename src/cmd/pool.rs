@@ -31,6 +31,7 @@ pub fn create(state_dir: &Path, a: PoolCreateArgs) -> anyhow::Result<ExitCode> {
         storage: a.storage,
         inodes: a.inodes,
         mem_bw: a.mem_bw,
+        net_rate: a.net_rate,
     };
     let pool = ops::create(&Pools::new(state_dir), &a.name, file.overlay(flags))
         .with_context(|| format!("cannot create pool {}", a.name))?;

@@ -160,6 +160,10 @@ fn setup(spec: &Spec) -> Result<(), String> {
     // The parent moved this process into the pool's cgroups before it runs.
     let entry = crate::pool::Entry { cgroups: None, ipc_ns: spec.ipc_ns.clone(), cpus: spec.cpus.as_ref().map(|c| c.iter().copied().collect()) };
     entry.enter().map_err(|e| e.to_string())?;
+    // The pool's network, joined as the host's root (before any user namespace of its own).
+    if let (Net::Pool, Some(ns)) = (spec.net, &spec.net_ns) {
+        crate::pool::ns::join_net(ns).map_err(|e| format!("cannot join the pool's network namespace {}: {e}", ns.display()))?;
+    }
     // The runtime put this process in the container's own cgroup: that becomes the root of
     // the cgroup tree its processes see.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("cannot create the cgroup namespace: {e}"))?;

@@ -41,7 +41,8 @@ pub struct Request {
     pub env: Vec<String>,
     pub workdir: Option<PathBuf>,
     pub user: Option<String>,
-    pub net: Net,
+    /// `None`: the pool's network if it has one, else the host's.
+    pub net: Option<Net>,
     pub tty: bool,
     pub command: Vec<String>,
     /// Replaces the image's Entrypoint (split on whitespace; empty clears it).
@@ -120,6 +121,10 @@ pub enum LaunchError {
     NoInstance { what: &'static str },
     #[error("{} is not a mount of pool {pool}'s service (mount it with `polytropon mount --pool {pool} ...`)", .root.display())]
     NotAMount { root: PathBuf, pool: String },
+    #[error("pool {pool} shapes its network ({rate} bit/s): its containers use --net pool (the default) or --net none, not the host's")]
+    ShapedNetwork { pool: String, rate: u64 },
+    #[error("pool {0} has no network of its own: --net pool needs a pool made with --net-rate RATE")]
+    NoPoolNetwork(String),
     #[error("--workdir {}: must be an absolute path inside the container", .0.display())]
     RelativeWorkdir(PathBuf),
     #[error("environment entry {0:?}: expected K=V")]
@@ -245,12 +250,13 @@ pub fn run_in(state_dir: &Path, name: &str, req: &Request) -> Result<i32, Launch
         env: env.0,
         workdir,
         user,
-        net: req.net,
+        net: req.net.unwrap_or_default(),
         tty: req.tty,
         argv: req.command.clone(),
         library: None,
         channel: None,
         ipc_ns: None,
+        net_ns: None,
         cpus: pool.slice.cpus.as_ref().map(|c| c.iter().copied().collect()),
         stdout_to_stderr: false,
         confine: req.confine.clone(),
@@ -414,6 +420,15 @@ fn prepare(setup: &mut Setup, pool: &PoolState, (state_dir, data_dir): (&Path, &
     if !workdir.is_absolute() {
         return Err(LaunchError::RelativeWorkdir(workdir));
     }
+    // A pool with a network of its own (`--net-rate`) keeps its containers in it: its rate
+    // is the pool's slice of the host's network.
+    let net = match (req.net, &pool.net) {
+        (None, Some(_)) => Net::Pool,
+        (None, None) => Net::Host,
+        (Some(Net::Host), Some(n)) => return Err(LaunchError::ShapedNetwork { pool: req.pool.clone(), rate: n.rate }),
+        (Some(Net::Pool), None) => return Err(LaunchError::NoPoolNetwork(req.pool.clone())),
+        (Some(n), _) => n,
+    };
     let hostname = req.hostname.clone().unwrap_or_else(|| setup.name.clone());
     let mut env = Environment::default();
     env.set("PATH", DEFAULT_PATH);
@@ -446,12 +461,13 @@ fn prepare(setup: &mut Setup, pool: &PoolState, (state_dir, data_dir): (&Path, &
         env: env.0,
         workdir,
         user,
-        net: req.net,
+        net,
         tty: req.tty,
         argv,
         library,
         channel,
         ipc_ns: Some(pool.ipc_ns.clone()),
+        net_ns: pool.net.as_ref().map(|n| n.ns.clone()),
         cpus: pool.slice.cpus.as_ref().map(|c| c.iter().copied().collect()),
         stdout_to_stderr: detached,
         confine: req.confine.clone(),

@@ -45,6 +45,9 @@ pub enum Net {
     Host,
     /// A network namespace of its own with only loopback.
     None,
+    /// The pool's network (`pool create --net-rate`): one namespace for the pool's
+    /// containers, wired to the host and shaped.
+    Pool,
 }
 
 /// Whose user namespace a container runs in.
@@ -80,6 +83,8 @@ pub struct Spec {
     pub channel: Option<PathBuf>,
     /// The pool's IPC namespace binding.
     pub ipc_ns: Option<PathBuf>,
+    /// The pool's network namespace binding, joined with `Net::Pool`.
+    pub net_ns: Option<PathBuf>,
     pub cpus: Option<Vec<u32>>,
     /// Send the command's stdout to stderr (a detached container's log).
     pub stdout_to_stderr: bool,

@@ -37,6 +37,8 @@ pub enum TenantError {
     },
     #[error(transparent)]
     Resctrl(#[from] crate::pool::resctrl::ResctrlError),
+    #[error("cannot make the pool's network")]
+    Net(#[from] crate::pool::net::NetError),
     #[error("cannot create the pool's IPC namespace")]
     CreateIpc(#[source] io::Error),
     #[error("cannot record the pool")]

@@ -8,7 +8,7 @@ use super::TenantError;
 
 use crate::pool::spec::{check_name, format_list, Host};
 use crate::pool::state::{now, pid_alive, PoolState, Pools};
-use crate::pool::{cgroups, ids, ns, resctrl, PoolSpec};
+use crate::pool::{cgroups, ids, net, ns, resctrl, PoolSpec};
 use crate::container::launch::remove_branch;
 use crate::container::state::Containers;
 use crate::service::control::{self, Request};
@@ -72,8 +72,26 @@ pub fn create(pools: &Pools, name: &str, spec: PoolSpec) -> Result<PoolState, Te
         undo_dir();
         return Err(TenantError::CreateIpc(e));
     }
-    let state = PoolState { name: name.to_string(), spec, slice, cgroups: cg, ipc_ns: ipc.clone(), created: now(), ids: Some(range) };
+    let net = match slice.net_rate {
+        Some(rate) => {
+            let taken: Vec<u32> = pools.list()?.iter().filter_map(|p| p.net.as_ref().map(|n| n.index)).collect();
+            match net::PoolNet::create(&dir.join("net"), &taken, rate) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    let _ = ns::remove(&ipc);
+                    let _ = cg.delete();
+                    undo_dir();
+                    return Err(e.into());
+                }
+            }
+        }
+        None => None,
+    };
+    let state = PoolState { name: name.to_string(), spec, slice, cgroups: cg, ipc_ns: ipc.clone(), created: now(), ids: Some(range), net };
     if let Err(e) = pools.save(&state) {
+        if let Some(n) = &state.net {
+            let _ = n.remove();
+        }
         let _ = ns::remove(&ipc);
         let _ = state.cgroups.delete();
         undo_dir();
@@ -189,6 +207,9 @@ pub fn destroy(pools: &Pools, name: &str, force: bool) -> Result<(), TenantError
     }
     deleted.map_err(|source| TenantError::RemoveCgroups { name: name.to_string(), source })?;
     ns::remove(&pool.ipc_ns).map_err(TenantError::RemoveIpc)?;
+    if let Some(n) = &pool.net {
+        n.remove()?;
+    }
     let dir = pools.pool_dir(name);
     std::fs::remove_dir_all(&dir).map_err(|source| TenantError::RemoveDir { path: dir.clone(), source })?;
     if let Some(r) = &pool.ids {

@@ -393,6 +393,7 @@ mod tests {
             storage: None,
             inodes: None,
             mem_bw: None,
+            net_rate: None,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod devices;
 pub mod enter;
 pub mod ids;
+pub mod net;
 pub mod ns;
 pub mod resctrl;
 pub mod spec;

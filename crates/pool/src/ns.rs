@@ -8,11 +8,17 @@ use std::process::Command;
 
 /// Creates a new IPC namespace bound at `file` (util-linux `unshare --ipc=FILE`).
 pub fn create_ipc(file: &Path) -> io::Result<()> {
+    create(file, "--ipc")
+}
+
+/// Creates a new namespace of the kind `unshare` option `kind` names (`--ipc`, `--net`),
+/// bound at `file`.
+pub fn create(file: &Path, kind: &str) -> io::Result<()> {
     std::fs::File::create(file)?;
-    let out = Command::new("unshare").arg(format!("--ipc={}", file.display())).arg("true").output();
+    let out = Command::new("unshare").arg(format!("{kind}={}", file.display())).arg("true").output();
     let failed = match out {
         Ok(o) if o.status.success() => return Ok(()),
-        Ok(o) => io::Error::other(format!("unshare --ipc failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
+        Ok(o) => io::Error::other(format!("unshare {kind} failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
         Err(e) => io::Error::other(format!("cannot run unshare (util-linux): {e}")),
     };
     let _ = std::fs::remove_file(file);
@@ -37,6 +43,12 @@ pub fn shares_user_namespace(pid: u32) -> Option<bool> {
 pub fn join_ipc(file: &Path) -> io::Result<()> {
     let f = std::fs::File::open(file)?;
     nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWIPC).map_err(io::Error::from)
+}
+
+/// Joins the network namespace bound at `file` (this thread).
+pub fn join_net(file: &Path) -> io::Result<()> {
+    let f = std::fs::File::open(file)?;
+    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
 }
 
 /// Unbinds and removes the namespace file (the namespace ends with its last member).

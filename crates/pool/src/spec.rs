@@ -42,6 +42,8 @@ pub struct PoolSpec {
     pub inodes: Option<u64>,
     /// Memory bandwidth, a percentage of each memory domain's (resctrl MBA).
     pub mem_bw: Option<u32>,
+    /// The rate of the pool's network, both ways (`20mbit`): the pool gets a network.
+    pub net_rate: Option<String>,
 }
 
 impl PoolSpec {
@@ -57,7 +59,7 @@ impl PoolSpec {
         macro_rules! take {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
         }
-        take!(cpus, mems, memory, memory_high, pids_max, cpu_weight, io_weight, cgroup_parent, uid_range, storage, inodes, mem_bw);
+        take!(cpus, mems, memory, memory_high, pids_max, cpu_weight, io_weight, cgroup_parent, uid_range, storage, inodes, mem_bw, net_rate);
         if !other.io_max.is_empty() {
             self.io_max = other.io_max;
         }
@@ -95,6 +97,9 @@ pub struct Slice {
     /// The memory bandwidth cap (percent of each domain's), through resctrl.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem_bw: Option<u32>,
+    /// The pool network's rate both ways, bits per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_rate: Option<u64>,
 }
 
 /// Parses `2G`, `512M`, `64k`, `1024` (bytes; binary units) for `field`.
@@ -243,10 +248,11 @@ impl PoolSpec {
         if self.inodes == Some(0) {
             return Err(invalid("--inodes", "0", "must be at least 1"));
         }
+        let net_rate = self.net_rate.as_deref().map(|r| crate::net::parse_rate(r).map_err(|why| invalid("--net-rate", r, why))).transpose()?;
         if let Some(p) = self.mem_bw.filter(|p| !(1..=100).contains(p)) {
             return Err(invalid("--mem-bw", &p.to_string(), "must be 1-100 (a percentage of each memory domain's bandwidth)"));
         }
-        Ok(Slice { cpus, mems, memory, memory_high, pids_max: self.pids_max, cpu_weight: self.cpu_weight, io_max, io_weight: self.io_weight, storage, inodes: self.inodes, mem_bw: self.mem_bw })
+        Ok(Slice { cpus, mems, memory, memory_high, pids_max: self.pids_max, cpu_weight: self.cpu_weight, io_max, io_weight: self.io_weight, storage, inodes: self.inodes, mem_bw: self.mem_bw, net_rate })
     }
 }
 

@@ -38,6 +38,9 @@ pub struct PoolState {
     /// pools had ranges: their containers share the host's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ids: Option<super::ids::IdRange>,
+    /// Its network (`--net-rate`), which its containers join with `exec --net pool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<super::net::PoolNet>,
 }
 
 /// The running service of a pool.
