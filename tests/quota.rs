@@ -166,3 +166,70 @@ fn a_mounts_own_quota_gives_edquot_and_frees_on_unmount() {
     let out = h.run(&["pool", "create", &h.name("bad"), "--storage", "0"]);
     assert!(!out.status.success() && stderr(&out).contains("--storage"), "--storage 0: {}", stderr(&out));
 }
+
+/// What a red-team pass found in the first version, each on both paths: preallocated space
+/// kept across a truncate up, a file removed while open, a tenant's 0/0 device.
+#[test]
+fn preallocation_open_removed_files_and_devices_count() {
+    let mut h = Host::new("quotarT");
+    let pool = h.create("r", &["--storage", "8M", "--inodes", "20"]);
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let (mnt, _) = mount(&h, &pool, "a", &[]);
+    for (user, dir) in [(false, "fuse"), (true, "user")] {
+        let run = |script: &str| {
+            let mut c = if user {
+                let mut c = h.cmd();
+                c.args(["exec", "--pool", &pool, "--preload-only", "--", "sh"]);
+                c
+            } else {
+                std::process::Command::new("sh")
+            };
+            c.args(["-c", script]).current_dir(&mnt);
+            output_within(c, "a shell on the mount", Duration::from_secs(60))
+        };
+        std::fs::create_dir(mnt.join(dir)).expect("dir");
+        // Preallocate 3 MiB past the end, cut the size up to 1 byte: the blocks stay, and
+        // the third such file is past 8 MiB.
+        let out = run(&format!("for i in 1 2 3; do touch {dir}/p$i && fallocate -n -l 3M {dir}/p$i && truncate -s 1 {dir}/p$i || exit 9; done"));
+        assert_eq!(out.status.code(), Some(9), "{dir}: preallocation past the quota was not refused: {}", stderr(&out));
+        assert!(pool_usage(&h, &pool).0 >= 6 << 20, "{dir}: preallocated space not counted: {:?}", pool_usage(&h, &pool));
+        let out = run(&format!("rm {dir}/p*"));
+        assert!(out.status.success(), "{}", stderr(&out));
+        // A file removed while open counts until it is closed.
+        let out = run(&format!("exec 3>{dir}/open && head -c 2097152 /dev/zero >&3 && rm {dir}/open && exec 3>&-"));
+        assert!(out.status.success(), "{}", stderr(&out));
+        // (The handles of a process that ended without closing them are released by the
+        // service's janitor, within a second or so.)
+        let since = std::time::Instant::now();
+        while pool_usage(&h, &pool).0 >= 1 << 20 && since.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(pool_usage(&h, &pool).0 < 1 << 20, "{dir}: a closed removed file still counts: {:?}", pool_usage(&h, &pool));
+        // A device node counts an inode, a 0/0 one too.
+        let before = pool_usage(&h, &pool).1;
+        let out = run(&format!("mknod {dir}/wh c 0 0"));
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(pool_usage(&h, &pool).1, before + 1, "{dir}: mknod c 0 0 took no inode");
+    }
+}
+
+#[test]
+fn a_file_removed_while_open_counts_until_its_last_close() {
+    let mut h = Host::new("quotaOpen");
+    let pool = h.create("o", &["--storage", "8M"]);
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let (mnt, _) = mount(&h, &pool, "a", &[]);
+    let path = mnt.join("held");
+    let mut f = std::fs::File::create(&path).expect("create");
+    std::io::Write::write_all(&mut f, &vec![3u8; 3 << 20]).expect("write");
+    std::fs::remove_file(&path).expect("unlink while open");
+    assert_eq!(pool_usage(&h, &pool).0, 3 << 20, "removed but open: still on disk, still counted");
+    std::io::Write::write_all(&mut f, &vec![3u8; 1 << 20]).expect("write after the unlink");
+    assert_eq!(pool_usage(&h, &pool).0, 4 << 20);
+    drop(f);
+    let closed = std::time::Instant::now();
+    while pool_usage(&h, &pool).0 != 0 && closed.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(pool_usage(&h, &pool).0, 0, "given back at the last close");
+}

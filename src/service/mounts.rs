@@ -77,8 +77,10 @@ impl Locked<'_> {
     pub fn insert(&mut self, mountpoint: PathBuf, spec: InstanceSpec, mount: Mounted, (fs, storage): crate::instance::Counted, changes: Option<u32>, want: Option<u32>) -> u32 {
         let user = Arc::new(OpStats::default());
         let device = std::fs::metadata(&mountpoint).ok().map(|m| std::os::unix::fs::MetadataExt::dev(&m));
-        // Backing files go to clients only where the data lives in them (no pool cache).
-        let passthrough = spec.cache.mode == crate::spec::CacheMode::Kernel && spec.cache.user_passthrough && matches!(spec.backend, crate::spec::BackendSpec::Local);
+        // Backing files go to clients only where the data lives in them (no pool cache), and
+        // never under a storage quota (a read-only descriptor reopened for writing through
+        // /proc would write past the count).
+        let passthrough = spec.cache.mode == crate::spec::CacheMode::Kernel && spec.cache.user_passthrough && matches!(spec.backend, crate::spec::BackendSpec::Local) && storage.is_none();
         let entry = Some(UserInstance { fs, stats: user.clone(), kernel: mount.kernel_cache(), device, passthrough, changes });
         let mut t = self.by_index.write().unwrap_or_else(|p| p.into_inner());
         let want = want.map(|w| w as usize).filter(|w| *w < MAX_INSTANCES);

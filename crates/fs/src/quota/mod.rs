@@ -7,14 +7,18 @@
 //! by the pool's instances (`ENOSPC` past it). A change past a limit is refused whole,
 //! before anything is written. Removals give back what they freed.
 //!
-//! What counts: one inode per object (directories, files, symlinks, devices; a hard link
-//! adds none; whiteouts count nothing, as overlayfs's are free char devices), and the bytes
+//! What counts: one inode per object (directories, files, symlinks, devices, whiteouts: each
+//! takes an inode of the host filesystem, as an overlayfs upper's do; a hard link adds
+//! none), and the bytes
 //! of regular files (their size, or the end of what `fallocate` reserved past it) and of
 //! symlinks (their targets). The count is rebuilt by walking the branch when the wrapper is
 //! made (a service start, a mount): it is never read from a record a tenant could change.
 //!
-//! Files whose host descriptor would let a writer bypass the count (FUSE passthrough, a
-//! client holding the descriptor) are not handed out for writable handles.
+//! Files whose host descriptor would let a writer bypass the count (FUSE passthrough) are not
+//! handed out for writable handles (the service also gives clients no descriptor at all
+//! under a quota: a read-only one can be reopened for writing through `/proc`). A file
+//! removed while open keeps counting until its last handle goes, as its blocks stay until
+//! then.
 
 use std::ffi::OsStr;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -156,10 +160,6 @@ fn bytes_of(attr: &Attr) -> u64 {
     }
 }
 
-/// Whether an object counts an inode (whiteouts do not).
-fn counts(attr: &Attr) -> bool {
-    !attr.is_whiteout()
-}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -174,6 +174,9 @@ pub struct QuotaFs {
     charged: Mutex<FxHashMap<Inode, Arc<AtomicU64>>>,
     /// Writable handles: whether each appends.
     writers: Mutex<FxHashMap<Handle, bool>>,
+    /// Open handles per branch inode, and whether its last name went while some were open
+    /// (then it gives back when the last one goes).
+    opens: Mutex<FxHashMap<Inode, (u32, bool)>>,
 }
 
 impl std::fmt::Debug for QuotaFs {
@@ -192,7 +195,7 @@ impl QuotaFs {
     pub fn new(inner: Arc<dyn FileSystem>, quota: Arc<Quota>) -> io::Result<QuotaFs> {
         let (bytes, inodes) = walk(&*inner)?;
         quota.count(bytes, inodes);
-        Ok(QuotaFs { inner, quota, charged: Mutex::new(FxHashMap::default()), writers: Mutex::new(FxHashMap::default()) })
+        Ok(QuotaFs { inner, quota, charged: Mutex::new(FxHashMap::default()), writers: Mutex::new(FxHashMap::default()), opens: Mutex::new(FxHashMap::default()) })
     }
 
     fn reserve(&self, bytes: u64, inodes: u64) -> io::Result<()> {
@@ -233,18 +236,62 @@ impl QuotaFs {
         }
     }
 
+    /// Makes `inode` count at least `end` bytes whatever the limits say (what ran is there).
+    fn settle_at_least(&self, inode: Inode, end: u64) {
+        let Some(c) = lock(&self.charged).get(&inode).cloned() else { return };
+        let prev = c.fetch_max(end, Ordering::AcqRel);
+        if end > prev {
+            self.force(end - prev);
+        }
+    }
+
     /// Counts `bytes` more whatever the limits say (settling a change that ran).
     fn force(&self, bytes: u64) {
         self.quota.count(bytes, 0);
     }
 
-    /// What a removed object gave back (it had `attr`; `true`: its last name went).
+    /// What a removed object gave back (it had `attr`): nothing while another name or an
+    /// open handle keeps it (then its last release gives back).
     fn removed(&self, inode: Inode, attr: &Attr) {
-        if !counts(attr) || (attr.kind() != FileKind::Directory && attr.nlink > 1) {
+        if attr.kind() != FileKind::Directory && attr.nlink > 1 {
             return;
         }
-        let bytes = lock(&self.charged).remove(&inode).map_or_else(|| bytes_of(attr), |c| c.load(Ordering::Acquire));
+        if let Some((n, orphan)) = lock(&self.opens).get_mut(&inode) {
+            if *n > 0 {
+                *orphan = true;
+                return;
+            }
+        }
+        self.forget_object(inode, bytes_of(attr));
+    }
+
+    /// Gives back what object `inode` counted (`known`: its bytes if none are remembered).
+    fn forget_object(&self, inode: Inode, known: u64) {
+        let bytes = lock(&self.charged).remove(&inode).map_or(known, |c| c.load(Ordering::Acquire));
         self.give_back(bytes, 1);
+    }
+
+    fn opened(&self, inode: Inode) {
+        lock(&self.opens).entry(inode).or_insert((0, false)).0 += 1;
+    }
+
+    /// A handle of `inode` went: the last one of an object removed meanwhile gives back.
+    fn closed(&self, ctx: &Context, inode: Inode) {
+        let orphan = {
+            let mut opens = lock(&self.opens);
+            let Some((n, orphan)) = opens.get_mut(&inode) else { return };
+            *n = n.saturating_sub(1);
+            if *n > 0 {
+                return;
+            }
+            let orphan = *orphan;
+            opens.remove(&inode);
+            orphan
+        };
+        if orphan {
+            let known = self.inner.getattr(ctx, inode, None).map_or(0, |a| bytes_of(&a));
+            self.forget_object(inode, known);
+        }
     }
 
     /// Looks `name` up (for what a removal or replacement frees); `None` when absent.
@@ -287,7 +334,7 @@ fn walk(fs: &dyn FileSystem) -> io::Result<(u64, u64)> {
             let Ok(found) = fs.lookup(&ctx, dir, &e.name) else { continue };
             let attr = found.attr;
             let first = attr.nlink <= 1 || attr.kind() == FileKind::Directory || linked.insert((attr.dev, attr.ino));
-            if counts(&attr) && first {
+            if first {
                 inodes += 1;
                 bytes = bytes.saturating_add(bytes_of(&attr));
             }
@@ -324,10 +371,6 @@ fn list(fs: &dyn FileSystem, ctx: &Context, dir: Inode) -> io::Result<Vec<DirEnt
     done.map(|()| all)
 }
 
-fn is_whiteout_node(mode: u32, rdev: u64) -> bool {
-    mode & libc::S_IFMT == libc::S_IFCHR && rdev == 0
-}
-
 impl FileSystem for QuotaFs {
     fn lookup(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<Entry> {
         self.inner.lookup(ctx, parent, name)
@@ -343,18 +386,22 @@ impl FileSystem for QuotaFs {
 
     fn setattr(&self, ctx: &Context, inode: Inode, handle: Option<Handle>, set: &SetAttr) -> io::Result<Attr> {
         let Some(size) = set.size else { return self.inner.setattr(ctx, inode, handle, set) };
-        // A truncate: growth is reserved before, and the count is exactly `size` after.
+        // A truncate: growth is reserved before. After, a file cut below its size counts
+        // `size` (the blocks past it are freed, preallocated ones too); one made longer keeps
+        // what was preallocated past the new size.
         let c = self.charged(ctx, inode)?;
+        let old_size = self.inner.getattr(ctx, inode, handle)?.size;
         let before = c.load(Ordering::Acquire);
         let extra = size.saturating_sub(before);
         self.reserve(extra, 0)?;
         match self.inner.setattr(ctx, inode, handle, set) {
             Ok(attr) => {
-                let held = c.swap(size, Ordering::AcqRel).saturating_add(extra);
-                if held > size {
-                    self.give_back(held - size, 0);
+                let target = if size >= old_size { size.max(before) } else { size };
+                let held = c.swap(target, Ordering::AcqRel).saturating_add(extra);
+                if held > target {
+                    self.give_back(held - target, 0);
                 } else {
-                    self.force(size - held);
+                    self.force(target - held);
                 }
                 Ok(attr)
             }
@@ -367,6 +414,7 @@ impl FileSystem for QuotaFs {
 
     fn open(&self, ctx: &Context, inode: Inode, flags: i32) -> io::Result<Handle> {
         let h = self.inner.open(ctx, inode, flags)?;
+        self.opened(inode);
         if flags & libc::O_ACCMODE != libc::O_RDONLY {
             lock(&self.writers).insert(h, flags & libc::O_APPEND != 0);
         }
@@ -382,6 +430,7 @@ impl FileSystem for QuotaFs {
     fn create(&self, ctx: &Context, parent: Inode, name: &OsStr, mode: u32, umask: u32, flags: i32) -> io::Result<(Entry, Handle)> {
         let (e, h) = self.creating(0, 1, || self.inner.create(ctx, parent, name, mode, umask, flags))?;
         lock(&self.writers).insert(h, flags & libc::O_APPEND != 0);
+        self.opened(e.inode);
         Ok((e, h))
     }
 
@@ -394,7 +443,12 @@ impl FileSystem for QuotaFs {
         let appends = lock(&self.writers).get(&handle).copied().unwrap_or(false);
         let at = if appends { self.charged(ctx, inode)?.load(Ordering::Acquire).max(offset) } else { offset };
         self.grow_to(ctx, inode, at.saturating_add(len))?;
-        self.inner.write(ctx, inode, handle, bufs, offset)
+        let n = self.inner.write(ctx, inode, handle, bufs, offset)?;
+        // A truncate that ran meanwhile (on another path) set the count below what this
+        // wrote: what is on disk counts, whatever the limit says.
+        let end = if appends { self.inner.getattr(ctx, inode, None).map_or(at, |a| a.size) } else { offset.saturating_add(n as u64) };
+        self.settle_at_least(inode, end);
+        Ok(n)
     }
 
     fn flush(&self, ctx: &Context, inode: Inode, handle: Handle) -> io::Result<()> {
@@ -407,7 +461,9 @@ impl FileSystem for QuotaFs {
 
     fn release(&self, ctx: &Context, inode: Inode, handle: Handle) -> io::Result<()> {
         lock(&self.writers).remove(&handle);
-        self.inner.release(ctx, inode, handle)
+        let r = self.inner.release(ctx, inode, handle);
+        self.closed(ctx, inode);
+        r
     }
 
     fn mkdir(&self, ctx: &Context, parent: Inode, name: &OsStr, mode: u32, umask: u32) -> io::Result<Entry> {
@@ -415,8 +471,7 @@ impl FileSystem for QuotaFs {
     }
 
     fn mknod(&self, ctx: &Context, parent: Inode, name: &OsStr, mode: u32, rdev: u64, umask: u32) -> io::Result<Entry> {
-        let inodes = u64::from(!is_whiteout_node(mode, rdev));
-        self.creating(0, inodes, || self.inner.mknod(ctx, parent, name, mode, rdev, umask))
+        self.creating(0, 1, || self.inner.mknod(ctx, parent, name, mode, rdev, umask))
     }
 
     fn unlink(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {

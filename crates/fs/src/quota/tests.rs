@@ -133,16 +133,43 @@ fn a_walk_finds_what_the_changes_counted() {
     let counted = q.usage();
     assert_eq!(counted.inodes, 4, "a, d, d/s, d/b; the link counts none");
     assert_eq!(counted.bytes, 12_345 + 4 + (4 << 20));
-    // Rebuilt by a walk; then a whiteout (a deleted lower file) is free.
+    // Rebuilt by a walk; then a whiteout (a deleted lower file) takes an inode, as an
+    // overlayfs upper's does.
     fs::write(f.lower.join("gone"), b"x").expect("lower");
     let again = Quota::new(None, None, libc::EDQUOT);
-    {
+    let after = {
         let u = f.union(&again);
         assert_eq!(again.usage(), counted, "rebuilt by a walk");
         u.unlink(&ctx(), ROOT_INODE, OsStr::new("gone")).expect("whiteout");
-        assert_eq!(again.usage(), counted, "a whiteout is free");
-    }
+        assert_eq!(again.usage().inodes, counted.inodes + 1, "a whiteout takes an inode");
+        again.usage()
+    };
     let fresh = Quota::new(None, None, libc::EDQUOT);
     let _u = f.union(&fresh);
-    assert_eq!(fresh.usage(), counted, "the walk skips the whiteout");
+    assert_eq!(fresh.usage(), after, "the walk counts the whiteout too");
+}
+
+#[test]
+fn a_truncate_up_keeps_preallocated_space_and_a_removed_open_file_counts_until_closed() {
+    let f = Fixture::new();
+    let q = Quota::new(Some(10 << 20), Some(10), libc::EDQUOT);
+    let u = f.union(&q);
+    let a = create(&u, "a").expect("create");
+    u.fallocate(&ctx(), a.0, a.1, libc::FALLOC_FL_KEEP_SIZE, 0, 7 << 20).expect("preallocate");
+    let set = |size| SetAttr { size: Some(size), ..SetAttr::default() };
+    u.setattr(&ctx(), a.0, Some(a.1), &set(1)).expect("truncate up past the end, below the preallocation");
+    assert_eq!(q.usage().bytes, 7 << 20, "the preallocated blocks are still there");
+    assert_eq!(code(u.fallocate(&ctx(), a.0, a.1, libc::FALLOC_FL_KEEP_SIZE, 0, 4 << 20).and_then(|()| create(&u, "b").map(|_| ()))), 0);
+    // A file removed while open keeps its blocks, and its count, until its last handle goes.
+    write(&u, a, &[1; 4096], 0).expect("write");
+    u.unlink(&ctx(), ROOT_INODE, OsStr::new("a")).expect("unlink while open");
+    assert_eq!(q.usage().bytes, 7 << 20, "still open: still counted");
+    write(&u, a, &[1; 4096], 8 << 20).expect("a write after the unlink");
+    assert_eq!(q.usage().bytes, (8 << 20) + 4096);
+    u.release(&ctx(), a.0, a.1).expect("last close");
+    assert_eq!(q.usage().bytes, 0, "given back at the last close, what was written after the unlink too");
+    // A device node a tenant makes counts an inode, 0/0 (a whiteout's form) too.
+    let before = q.usage().inodes;
+    u.mknod(&ctx(), ROOT_INODE, OsStr::new("wh"), libc::S_IFCHR | 0o644, 0, 0).expect("mknod c 0 0");
+    assert_eq!(q.usage().inodes, before + 1);
 }
