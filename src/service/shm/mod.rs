@@ -607,7 +607,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
         if !helper && queue.backlog() >= BACKLOG_HELP {
             call_helper(sh, q);
         }
-        serve_hint(sh, &d, &mut caches, &mut buf, &slots);
+        serve_hint(sh, q, &d, &mut caches, &mut buf, &slots);
     }
     WORKER.with(|w| *w.borrow_mut() = None);
     for (_, (fs, mut dirs)) in caches.by_instance.drain() {
@@ -620,7 +620,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
 
 /// Serves what hint `d` points at: the client's posted requests, then its pending request
 /// (once, whatever number of hints name it).
-fn serve_hint(sh: &Shared, d: &Descriptor, caches: &mut PathCaches, buf: &mut [u8], slots: &[usize; 64]) {
+fn serve_hint(sh: &Shared, q: u32, d: &Descriptor, caches: &mut PathCaches, buf: &mut [u8], slots: &[usize; 64]) {
     let limits = &sh.limits;
     // The queue carries hints: the request itself is in the client's private area.
     let Some(ch) = sh.channels.get(d.client) else { return };
@@ -628,13 +628,24 @@ fn serve_hint(sh: &Shared, d: &Descriptor, caches: &mut PathCaches, buf: &mut [u
     if let Ok(mut taken) = ch.posts.try_lock() {
         let mut posted = Vec::new();
         // A client posts without a hint while its earlier posts are untaken: look again
-        // after publishing how far this took, for a few rounds. A client that keeps posting
-        // past them finds its ring full and makes a call instead, whose hint takes the rest:
-        // a stream of posts keeps no worker busy for longer than its own calls do.
+        // after publishing how far this took, for a few rounds; posts still left then get a
+        // hint of their own at the back of the queue (taken in turn with every other
+        // client's requests: a stream of posts holds no worker; and none is left untaken,
+        // however the client's posts and this thread's rounds interleave).
+        let mut left = false;
         for _ in 0..POST_ROUNDS {
             *taken = ch.area.take_posts(*taken, |p| posted.push(p));
-            if !ch.area.posts_left(*taken) {
+            left = ch.area.posts_left(*taken);
+            if !left {
                 break;
+            }
+        }
+        if left {
+            let again = Descriptor { client: d.client, flags: FLAG_NO_REPLY, ..Descriptor::default() };
+            if sh.seg.queue(q).push(&again).is_err() {
+                // A full queue (256 hints waiting): the posts wait for the client's next call
+                // (or for its ring to fill, when its posts turn into calls).
+                debug!("queue {q} full: the posts of client {} wait for its next call", d.client);
             }
         }
         for p in posted {
