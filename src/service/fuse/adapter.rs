@@ -48,6 +48,8 @@ pub struct FuseAdapter {
     passthrough: bool,
     writeback: bool,
     stats: Arc<OpStats>,
+    /// The inodes the kernel holds (for the invalidations of the user-level path).
+    known: Arc<super::known::KernelInodes>,
 }
 
 impl std::fmt::Debug for FuseAdapter {
@@ -140,7 +142,7 @@ fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
 }
 
 impl FuseAdapter {
-    pub fn new(fs: Arc<dyn FileSystem>, cfg: FuseConfig, stats: Arc<OpStats>) -> std::io::Result<Self> {
+    pub fn new(fs: Arc<dyn FileSystem>, cfg: FuseConfig, stats: Arc<OpStats>, known: Arc<super::known::KernelInodes>) -> std::io::Result<Self> {
         let workers = Workers::start(cfg.workers)?;
         Ok(FuseAdapter {
             fs,
@@ -150,6 +152,7 @@ impl FuseAdapter {
             passthrough: false,
             writeback: false,
             stats,
+            known,
         })
     }
 
@@ -454,7 +457,10 @@ impl fuser::Filesystem for FuseAdapter {
     fn lookup(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
         let _t = self.timer("lookup");
         match self.fs.lookup(&ctx(req), parent, name) {
-            Ok(e) => reply.entry(&self.entry_ttl(), &fuse_attr(&e.attr), e.generation),
+            Ok(e) => {
+                self.known.add(e.inode);
+                reply.entry(&self.entry_ttl(), &fuse_attr(&e.attr), e.generation)
+            }
             // A negative entry (node id 0), cached by the kernel like a positive one: the
             // dynamic loader's search of library directories, PATH lookups. Names the
             // user-level path creates are invalidated as positive ones are.
@@ -484,6 +490,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn forget(&mut self, _req: &Request<'_>, ino: u64, nlookup: u64) {
         let _t = self.timer("forget");
+        self.known.forget(ino, nlookup);
         self.fs.forget(ino, nlookup);
     }
 
@@ -533,8 +540,12 @@ impl fuser::Filesystem for FuseAdapter {
     fn mknod(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
         let t = self.timer("mknod");
         let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), name.to_owned());
+        let known = self.known.clone();
         self.namespace(t, move || match fs.mknod(&c, parent, &name, mode, rdev.into(), umask) {
-            Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
+            Ok(e) => {
+                known.add(e.inode);
+                reply.entry(&ttl, &fuse_attr(&e.attr), e.generation)
+            }
             Err(e) => reply.error(err(e)),
         });
     }
@@ -542,8 +553,12 @@ impl fuser::Filesystem for FuseAdapter {
     fn mkdir(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let t = self.timer("mkdir");
         let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), name.to_owned());
+        let known = self.known.clone();
         self.namespace(t, move || match fs.mkdir(&c, parent, &name, mode, umask) {
-            Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
+            Ok(e) => {
+                known.add(e.inode);
+                reply.entry(&ttl, &fuse_attr(&e.attr), e.generation)
+            }
             Err(e) => reply.error(err(e)),
         });
     }
@@ -570,8 +585,12 @@ impl fuser::Filesystem for FuseAdapter {
         let t = self.timer("symlink");
         let (fs, c, ttl) = (self.fs.clone(), ctx(req), self.entry_ttl());
         let (name, target) = (link_name.to_owned(), target.as_os_str().to_owned());
+        let known = self.known.clone();
         self.namespace(t, move || match fs.symlink(&c, &target, parent, &name) {
-            Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
+            Ok(e) => {
+                known.add(e.inode);
+                reply.entry(&ttl, &fuse_attr(&e.attr), e.generation)
+            }
             Err(e) => reply.error(err(e)),
         });
     }
@@ -589,8 +608,12 @@ impl fuser::Filesystem for FuseAdapter {
     fn link(&mut self, req: &Request<'_>, ino: u64, newparent: u64, newname: &OsStr, reply: ReplyEntry) {
         let t = self.timer("link");
         let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), newname.to_owned());
+        let known = self.known.clone();
         self.heavy(t, move || match fs.link(&c, ino, newparent, &name) {
-            Ok(e) => reply.entry(&ttl, &fuse_attr(&e.attr), e.generation),
+            Ok(e) => {
+                known.add(e.inode);
+                reply.entry(&ttl, &fuse_attr(&e.attr), e.generation)
+            }
             Err(e) => reply.error(err(e)),
         });
     }
@@ -786,6 +809,7 @@ impl fuser::Filesystem for FuseAdapter {
         // A file made by `create` cannot be passthrough (fuser 0.16); with passthrough on, it is
         // written through the daemon with direct I/O rather than through a second page cache.
         let (backing, pt) = (self.backing.clone(), self.passthrough);
+        let known = self.known.clone();
         let oflags = if pt { FOPEN_DIRECT_IO } else { self.open_reply_flags() };
         // The kernel sends CREATE for a name it found missing; another client (the user-level
         // path) may have made it since: without O_EXCL, that file is opened instead.
@@ -794,6 +818,7 @@ impl fuser::Filesystem for FuseAdapter {
                 if pt {
                     backing.note_created(e.inode, fh);
                 }
+                known.add(e.inode);
                 reply.created(&ttl, &fuse_attr(&e.attr), e.generation, fh, oflags);
             }
             Ok(Opened::Existing(e)) => {
@@ -803,7 +828,10 @@ impl fuser::Filesystem for FuseAdapter {
                     _ => Err(std::io::Error::from_raw_os_error(libc::EEXIST)),
                 };
                 match opened {
-                    Ok(fh) => reply.created(&ttl, &fuse_attr(&e.attr), e.generation, fh, FOPEN_DIRECT_IO),
+                    Ok(fh) => {
+                        known.add(e.inode);
+                        reply.created(&ttl, &fuse_attr(&e.attr), e.generation, fh, FOPEN_DIRECT_IO)
+                    }
                     Err(x) => {
                         fs.forget(e.inode, 1);
                         reply.error(err(x));

@@ -2,6 +2,7 @@
 //! what the preload library cannot see (exec, mmap of libraries, static binaries).
 
 mod adapter;
+mod known;
 mod session;
 mod workers;
 

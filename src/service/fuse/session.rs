@@ -117,6 +117,7 @@ pub struct Mounted {
     session: Option<BackgroundSession>,
     mountpoint: PathBuf,
     stats: Arc<OpStats>,
+    known: Arc<super::known::KernelInodes>,
 }
 
 impl std::fmt::Debug for Mounted {
@@ -143,22 +144,29 @@ impl Mounted {
     /// A handle through which changes made beside this mount (on the user-level path) drop
     /// the kernel's cached attributes, pages and names.
     pub fn kernel_cache(&self) -> Option<Arc<dyn KernelCache>> {
-        self.session.as_ref().map(|s| Arc::new(Invalidator(s.notifier())) as Arc<dyn KernelCache>)
+        self.session.as_ref().map(|s| Arc::new(Invalidator(s.notifier(), self.known.clone())) as Arc<dyn KernelCache>)
     }
 }
 
 /// Sends FUSE invalidation notices. Failures are only logged: the kernel may have dropped
 /// the inode or name already (that is not an error), or the mount may be going away.
-struct Invalidator(fuser::Notifier);
+/// Notices go only for inodes the kernel holds (and names in directories it holds).
+struct Invalidator(fuser::Notifier, Arc<super::known::KernelInodes>);
 
 impl KernelCache for Invalidator {
     fn inval_inode(&self, inode: u64, offset: i64, len: i64) {
+        if !self.1.holds(inode) {
+            return;
+        }
         if let Err(e) = self.0.inval_inode(inode, offset, len) {
             debug!("inval_inode {inode}: {e}");
         }
     }
 
     fn inval_entry(&self, parent: u64, name: &std::ffi::OsStr) {
+        if !self.1.holds(parent) {
+            return;
+        }
         if let Err(e) = self.0.inval_entry(parent, name) {
             debug!("inval_entry {parent}/{name:?}: {e}");
         }
@@ -175,19 +183,22 @@ impl Drop for Mounted {
     }
 }
 
-fn session(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConfig) -> io::Result<(Session<FuseAdapter>, Arc<OpStats>)> {
+type Served = (Session<FuseAdapter>, Arc<OpStats>, Arc<super::known::KernelInodes>);
+
+fn session(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConfig) -> io::Result<Served> {
     clear_stale(mountpoint)?;
     let stats = Arc::new(OpStats::default());
-    let adapter = FuseAdapter::new(fs, cfg.clone(), stats.clone())?;
+    let known = Arc::new(super::known::KernelInodes::default());
+    let adapter = FuseAdapter::new(fs, cfg.clone(), stats.clone(), known.clone())?;
     let se = Session::new(adapter, mountpoint, &options())?;
-    Ok((se, stats))
+    Ok((se, stats, known))
 }
 
 /// Mounts `fs` at `mountpoint` and serves it from background threads.
 pub fn spawn(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConfig) -> io::Result<Mounted> {
-    let (se, stats) = session(fs, mountpoint, cfg)?;
+    let (se, stats, known) = session(fs, mountpoint, cfg)?;
     let session = se.spawn()?;
-    Ok(Mounted { session: Some(session), mountpoint: mountpoint.to_owned(), stats })
+    Ok(Mounted { session: Some(session), mountpoint: mountpoint.to_owned(), stats, known })
 }
 
 /// Mounts `fs` at `mountpoint` and serves it on this thread until it is unmounted or the
@@ -201,7 +212,7 @@ pub fn run_foreground(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConf
     }
     // Blocked before any thread starts, so that only the waiter below receives them.
     signals.thread_block().map_err(io::Error::from)?;
-    let (mut se, _stats) = session(fs, mountpoint, cfg)?;
+    let (mut se, _stats, _known) = session(fs, mountpoint, cfg)?;
     ready();
     let target = mountpoint.to_owned();
     std::thread::Builder::new().name("ptn-signals".into()).spawn(move || {

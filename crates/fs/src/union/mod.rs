@@ -91,6 +91,10 @@ pub struct UnionFs {
     changes: std::sync::OnceLock<Arc<dyn crate::libservice::ChangeSink>>,
     /// Directories with lower parts may be renamed, with a redirect (see `with_redirect_dir`).
     redirect_dir: bool,
+    /// Names found missing in a lower (read-only) branch's directory, and when: a name
+    /// created, looked up or removed again within `NAME_TTL` costs no lookup in the lower
+    /// branches (a new file's name is looked for there at its create and at its removal).
+    absent: Mutex<FxHashMap<(Layer, Inode, std::ffi::OsString), std::time::Instant>>,
 }
 
 /// A directory's resolved names: name -> (inode, namespace epoch, when resolved).
@@ -217,6 +221,7 @@ impl UnionFs {
             names: Mutex::new(HashMap::new()),
             changes: std::sync::OnceLock::new(),
             redirect_dir: true,
+            absent: Mutex::new(FxHashMap::default()),
         };
         let mut layers = Layers::default();
         for layer in 0..=fs.lowers.len() {
@@ -451,9 +456,24 @@ impl UnionFs {
                 return Ok(Step::Stop);
             }
         }
+        let absent_key = (layer > 0).then(|| (layer, dino, name.to_os_string()));
+        if let Some(k) = &absent_key {
+            if lock(&self.absent).get(k).is_some_and(|at| at.elapsed() <= NAME_TTL) {
+                return Ok(Step::Next);
+            }
+        }
         let e = match fs.lookup(ctx, dino, name) {
             Ok(e) => e,
-            Err(e) if is_enoent(&e) => return Ok(Step::Next),
+            Err(e) if is_enoent(&e) => {
+                if let Some(k) = absent_key {
+                    let mut absent = lock(&self.absent);
+                    if absent.len() >= NAMES_MAX {
+                        absent.clear();
+                    }
+                    absent.insert(k, std::time::Instant::now());
+                }
+                return Ok(Step::Next);
+            }
             Err(e) => return Err(e),
         };
         if e.attr.is_whiteout() {
