@@ -77,15 +77,11 @@ pub(super) fn open_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
         }
     };
     // The final inode's reference stays until Release; the path cache pins the file
-    // with a reference of its own, so reopening it finds it without a backend lookup.
-    if w.key.as_ref().is_some_and(|k| !c.dirs.pinned(fs, k)) {
-        if let Ok(again) = fs.lookup(ctx, dir, name) {
-            if again.inode == inode {
-                pin_or_hold(fs, w, again.inode, again.attr.kind(), c.held, c.dirs);
-            } else {
-                c.held.push(again.inode);
-            }
-        }
+    // with a reference of its own, so reopening it finds it without a backend lookup. (A
+    // name removed or moved meanwhile bumps the removal generation, which drops the pins
+    // before the next request: a second lookup to check the name adds nothing.)
+    if w.key.as_ref().is_some_and(|k| !c.dirs.pinned(fs, k)) && fs.retain(inode).is_ok() {
+        pin_or_hold(fs, w, inode, FileKind::Regular, c.held, c.dirs);
     }
     Ok((0, [inode, handle, 0, 0]))
 }

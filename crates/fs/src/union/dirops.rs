@@ -30,7 +30,7 @@ impl UnionFs {
     }
 
     fn lookup_held(&self, ctx: &Context, dir: &Arc<UNode>, name: &OsStr) -> io::Result<Option<Held<'_>>> {
-        Ok(self.try_lookup_node(ctx, dir, name)?.map(|n| self.hold(n)))
+        Ok(self.try_lookup_node(ctx, dir, name, None)?.map(|n| self.hold(n)))
     }
 
     /// Whether the upper branch holds a whiteout at `name` in upper directory `dir`.
@@ -47,7 +47,8 @@ impl UnionFs {
     }
 
     /// Creates a new object `name` in `parent` through `make`, which builds it in the upper
-    /// branch under the name it is given. Over a whiteout, the object is built under a scratch
+    /// branch under the name it is given (the caller holds the namespace lock, taken when
+    /// the epoch was `began`). Over a whiteout, the object is built under a scratch
     /// name and moved over the whiteout atomically (a directory is made opaque first).
     pub(super) fn create_in_upper(
         &self,
@@ -55,6 +56,7 @@ impl UnionFs {
         parent: &Arc<UNode>,
         name: &OsStr,
         is_dir: bool,
+        began: u64,
         mut make: impl FnMut(&dyn FileSystem, Inode, &OsStr) -> io::Result<Entry>,
     ) -> io::Result<(Arc<UNode>, crate::libservice::Attr)> {
         if !parent.is_dir() {
@@ -64,7 +66,9 @@ impl UnionFs {
         if whiteout::is_scratch(name) {
             return Err(errno(libc::EINVAL));
         }
-        let probe = self.resolve(ctx, &parent.layers(), name)?;
+        // Found missing by a lookup since which nothing changed (`began`: the namespace
+        // epoch before this change): no need to look through the branches again.
+        let probe = if self.absent_at(parent.ino, name, began) { super::Resolved::default() } else { self.resolve(ctx, &parent.layers(), name)? };
         if !probe.found.is_empty() {
             self.forget_found(&probe.found);
             return Err(errno(libc::EEXIST));
@@ -91,6 +95,9 @@ impl UnionFs {
             make(ufs, dir, name)?
         };
         let node = self.register_new(parent, name, &entry);
+        // What the name resolves to once this change is over (the epoch moves twice under
+        // the namespace lock the caller holds: at its start and at its end).
+        self.remember_name(parent.ino, name, node.ino, began.wrapping_add(2));
         let attr = self.adjust(&node, 0, entry.attr);
         Ok((node, attr))
     }
@@ -122,8 +129,10 @@ impl UnionFs {
     }
 
     /// `unlink` (`dir == false`) or `rmdir` (`dir == true`) of `parent/name`.
-    pub(super) fn remove(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr, dir: bool) -> io::Result<()> {
-        let child = self.lookup_held(ctx, parent, name)?.ok_or_else(|| errno(libc::ENOENT))?;
+    /// Removes `name` from `parent` (the caller holds the namespace lock, taken at epoch
+    /// `began`: a name resolved then is still what it was).
+    pub(super) fn remove(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr, dir: bool, began: u64) -> io::Result<()> {
+        let child = self.try_lookup_node(ctx, parent, name, Some(began))?.map(|n| self.hold(n)).ok_or_else(|| errno(libc::ENOENT))?;
         match (dir, child.node.is_dir()) {
             (true, false) => return Err(errno(libc::ENOTDIR)),
             (false, true) => return Err(errno(libc::EISDIR)),

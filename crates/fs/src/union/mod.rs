@@ -104,12 +104,16 @@ type NamesOf = HashMap<std::ffi::OsString, (Inode, u64, std::time::Instant)>;
 /// (changes made directly in a branch directory are not seen otherwise).
 const NAME_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 const NAMES_MAX: usize = 1 << 16;
+/// The inode a resolved name maps to when it was found missing (union numbers start at 1).
+const ABSENT: Inode = 0;
 
 /// The namespace lock held for a change; the epoch moves again when it is released, so that
 /// names resolved during the change are not trusted after it.
 struct NsWrite<'a> {
     _guard: RwLockWriteGuard<'a, ()>,
     epoch: &'a AtomicU64,
+    /// The epoch before this change began: a name resolved at it is as it was then.
+    before: u64,
     /// Told when the change is over (`FileSystem::watch_changes`), for a change of names.
     names: Option<&'a dyn crate::libservice::ChangeSink>,
 }
@@ -294,8 +298,8 @@ impl UnionFs {
 
     fn write_ns(&self) -> NsWrite<'_> {
         let guard = self.ns.write().unwrap_or_else(|p| p.into_inner());
-        self.ns_epoch.fetch_add(1, Ordering::AcqRel);
-        NsWrite { _guard: guard, epoch: &self.ns_epoch, names: None }
+        let before = self.ns_epoch.fetch_add(1, Ordering::AcqRel);
+        NsWrite { _guard: guard, epoch: &self.ns_epoch, before, names: None }
     }
 
     /// As `write_ns`, for a change of names or of what decides access to them (ownership,
@@ -308,15 +312,25 @@ impl UnionFs {
 
     /// The node `name` in `parent` resolved to, if that is still known to hold, with one
     /// more lookup reference (taken under the node table's lock, as `lookup_node` does).
-    fn cached_name(&self, parent: Inode, name: &OsStr) -> Option<Arc<UNode>> {
+    /// `also`: an epoch that also holds (the one before the change the caller is making,
+    /// under the namespace lock: nothing else changed since).
+    fn cached_name(&self, parent: Inode, name: &OsStr, also: Option<u64>) -> Option<Arc<UNode>> {
         let (ino, epoch, at) = *lock(&self.names).get(&parent)?.get(name)?;
-        if epoch != self.ns_epoch.load(Ordering::Acquire) || at.elapsed() > NAME_TTL {
+        let current = epoch == self.ns_epoch.load(Ordering::Acquire) || also == Some(epoch);
+        if ino == ABSENT || !current || at.elapsed() > NAME_TTL {
             return None;
         }
         let nodes = lock(&self.nodes);
         let node = nodes.get(&ino)?.clone();
         node.lookups.fetch_add(1, Ordering::Relaxed);
         Some(node)
+    }
+
+    /// Whether `name` in `parent` was found missing (no whiteout in the upper branch either)
+    /// at namespace epoch `epoch`, within `NAME_TTL`: a create that began at that epoch
+    /// needs not look for it again.
+    fn absent_at(&self, parent: Inode, name: &OsStr, epoch: u64) -> bool {
+        lock(&self.names).get(&parent).and_then(|m| m.get(name)).is_some_and(|&(ino, at_epoch, at)| ino == ABSENT && at_epoch == epoch && at.elapsed() <= NAME_TTL)
     }
 
     fn remember_name(&self, parent: Inode, name: &OsStr, ino: Inode, epoch: u64) {
@@ -540,6 +554,11 @@ impl UnionFs {
     /// Looks up `name` in `parent` and returns its union inode, with one more lookup
     /// reference, and its attributes as the union reports them.
     fn lookup_node(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr) -> io::Result<(Arc<UNode>, Attr)> {
+        self.lookup_node_at(ctx, parent, name, None)
+    }
+
+    /// `lookup_node` for a change that began at epoch `began` (see `cached_name`).
+    fn lookup_node_at(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr, began: Option<u64>) -> io::Result<(Arc<UNode>, Attr)> {
         if !parent.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
@@ -547,7 +566,7 @@ impl UnionFs {
         if whiteout::is_scratch(name) {
             return Err(errno(libc::ENOENT));
         }
-        if let Some(node) = self.cached_name(parent.ino, name) {
+        if let Some(node) = self.cached_name(parent.ino, name, began) {
             match self.attr_of(ctx, &node) {
                 Ok(attr) => {
                     node.state().parent = Some((parent.clone(), name.to_owned()));
@@ -559,7 +578,14 @@ impl UnionFs {
         }
         let epoch = self.ns_epoch.load(Ordering::Acquire);
         let res = self.resolve(ctx, &parent.layers(), name)?;
-        let Some(&(top_layer, top)) = res.found.first() else { return Err(errno(libc::ENOENT)) };
+        let Some(&(top_layer, top)) = res.found.first() else {
+            if !res.upper_whiteout {
+                // A create of the name that follows (open with O_CREAT looks first) needs
+                // not look again while nothing changed.
+                self.remember_name(parent.ino, name, ABSENT, epoch);
+            }
+            return Err(errno(libc::ENOENT));
+        };
         let ino = self.ino_for(top_layer, &top.attr);
         let mut nodes = lock(&self.nodes);
         if let Some(existing) = nodes.get(&ino) {
@@ -597,8 +623,9 @@ impl UnionFs {
         ctx: &Context,
         parent: &Arc<UNode>,
         name: &OsStr,
+        began: Option<u64>,
     ) -> io::Result<Option<Arc<UNode>>> {
-        match self.lookup_node(ctx, parent, name) {
+        match self.lookup_node_at(ctx, parent, name, began) {
             Ok((n, _)) => Ok(Some(n)),
             Err(e) if is_enoent(&e) => Ok(None),
             Err(e) => Err(e),
@@ -784,9 +811,16 @@ impl FileSystem for UnionFs {
         // reported whatever comes of the open.
         let _report = wants_write(flags).then(|| Changed(self, node.ino));
         let (layer, ino) = if wants_write(flags) {
-            let _ns = self.write_ns();
-            let limit = (flags & libc::O_TRUNC != 0).then_some(0);
-            (0, self.copy_up(ctx, &node, limit)?)
+            match node.layers().upper {
+                // Already in the upper branch: no copy-up, so no change of names (the
+                // namespace lock would also make every name resolved so far stale).
+                Some(upper) => (0, upper),
+                None => {
+                    let _ns = self.write_ns();
+                    let limit = (flags & libc::O_TRUNC != 0).then_some(0);
+                    (0, self.copy_up(ctx, &node, limit)?)
+                }
+            }
         } else {
             node.layers().top().ok_or_else(|| errno(libc::ESTALE))?
         };
@@ -803,10 +837,10 @@ impl FileSystem for UnionFs {
         umask: u32,
         flags: i32,
     ) -> io::Result<(Entry, Handle)> {
-        let _ns = self.change_names();
+        let ns = self.change_names();
         let p = self.node(parent)?;
         let mut bh = None;
-        let (node, attr) = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
+        let (node, attr) = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
             let (e, h) = ufs.create(ctx, dir, n, mode, umask, flags)?;
             bh = Some(h);
             Ok(e)
@@ -879,9 +913,9 @@ impl FileSystem for UnionFs {
         mode: u32,
         umask: u32,
     ) -> io::Result<Entry> {
-        let _ns = self.change_names();
+        let ns = self.change_names();
         let p = self.node(parent)?;
-        let (node, attr) = self.create_in_upper(ctx, &p, name, true, |ufs, dir, n| {
+        let (node, attr) = self.create_in_upper(ctx, &p, name, true, ns.before, |ufs, dir, n| {
             ufs.mkdir(ctx, dir, n, mode, umask)
         })?;
         Ok(Entry { inode: node.ino, generation: 0, attr })
@@ -896,27 +930,27 @@ impl FileSystem for UnionFs {
         rdev: u64,
         umask: u32,
     ) -> io::Result<Entry> {
-        let _ns = self.change_names();
+        let ns = self.change_names();
         let p = self.node(parent)?;
-        let (node, attr) = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
+        let (node, attr) = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
             ufs.mknod(ctx, dir, n, mode, rdev, umask)
         })?;
         Ok(Entry { inode: node.ino, generation: 0, attr })
     }
 
     fn unlink(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
-        let _ns = self.change_names();
+        let ns = self.change_names();
         self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.node(parent)?;
-        self.remove(ctx, &p, name, false)
+        self.remove(ctx, &p, name, false, ns.before)
     }
 
     fn rmdir(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
-        let _ns = self.change_names();
+        let ns = self.change_names();
         self.ns_generation.fetch_add(1, Ordering::AcqRel);
         self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.node(parent)?;
-        self.remove(ctx, &p, name, true)
+        self.remove(ctx, &p, name, true, ns.before)
     }
 
     fn rename(
@@ -966,9 +1000,9 @@ impl FileSystem for UnionFs {
         parent: Inode,
         name: &OsStr,
     ) -> io::Result<Entry> {
-        let _ns = self.change_names();
+        let ns = self.change_names();
         let p = self.node(parent)?;
-        let (node, attr) = self.create_in_upper(ctx, &p, name, false, |ufs, dir, n| {
+        let (node, attr) = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
             ufs.symlink(ctx, target, dir, n)
         })?;
         Ok(Entry { inode: node.ino, generation: 0, attr })

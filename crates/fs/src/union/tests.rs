@@ -432,3 +432,19 @@ fn read_only_branches_show_and_copy_up_shifted_ids() {
     assert_eq!((up.uid(), up.gid()), (100_005, 100_006), "copy-up stores the shifted ids");
     assert_eq!(ids("mine"), (100_005, 100_006));
 }
+
+#[test]
+fn a_created_name_resolves_from_the_name_cache() {
+    let f = Fixture::new();
+    fs::create_dir(f.lower.join("d")).expect("lower dir");
+    let u = f.union();
+    let d = lookup(&u, "d").expect("d");
+    let (e, h) = u.create(&ctx(), d.inode, OsStr::new("new"), 0o644, 0, libc::O_RDWR).expect("create");
+    u.release(&ctx(), e.inode, h).expect("release");
+    let h = u.open(&ctx(), e.inode, libc::O_WRONLY | libc::O_APPEND).expect("open for writing");
+    u.release(&ctx(), e.inode, h).expect("release");
+    // Behind the union's back: a lookup answered from the name cache still finds it.
+    fs::remove_file(f.upper.join("d/new")).expect("remove in the branch");
+    let again = u.lookup(&ctx(), d.inode, OsStr::new("new")).expect("answered from the name cache");
+    assert_eq!(again.inode, e.inode);
+}
