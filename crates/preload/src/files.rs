@@ -48,7 +48,9 @@ pub struct File {
     serial: AtomicU64,
     /// What the service told of the file's contents (taken with `try_lock` only: a thread that
     /// held it at a `fork` leaves it locked in the child, which then just asks the service).
-    known: Mutex<Option<Known>>,
+    /// (Boxed: `None` is then all zeros, so the file table lives in `.bss`, not in the
+    /// library file; an inline `Known` puts a nonzero niche there.)
+    known: Mutex<Option<Box<Known>>>,
     /// Its service handle is shared with the library's memory of opens (`opens`): `held` is
     /// this file's share, and whoever lets go of the last share releases the handle.
     shared: AtomicBool,
@@ -154,7 +156,7 @@ impl File {
         if let Ok(mut g) = self.known.try_lock() {
             if self.serial.load(Ordering::Acquire) == serial {
                 k.serial = serial;
-                *g = Some(k);
+                *g = Some(Box::new(k));
             }
         }
     }

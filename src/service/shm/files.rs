@@ -112,7 +112,10 @@ pub(super) fn unlink_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply>
         let v = c.existing(dir, name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
         cr.remove(&d, &v.attr)?;
     }
-    let victim = victim(fs, ctx, kernel, dir, name, c.held);
+    // The file the name pins (still what it names: a removal since would have dropped the
+    // pins), or a lookup.
+    let pinned = w.key.as_ref().filter(|_| kernel.is_some()).and_then(|k| c.dirs.pin_of(fs, k)).map(|(ino, _)| ino);
+    let victim = pinned.or_else(|| victim(fs, ctx, kernel, dir, name, c.held));
     fs.unlink(ctx, dir, name)?;
     if let Some(key) = &w.key {
         c.dirs.unpin(fs, key);
