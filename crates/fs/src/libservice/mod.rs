@@ -379,6 +379,25 @@ pub fn check_access(attr: &Attr, ctx: &Context, mask: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Calls `f` on every entry of directory `dir` of `fs` (read in batches through a handle of
+/// its own, released whatever happens).
+pub fn each_entry(fs: &dyn FileSystem, ctx: &Context, dir: Inode, mut f: impl FnMut(DirEntry)) -> io::Result<()> {
+    let h = fs.opendir(ctx, dir, libc::O_RDONLY)?;
+    let mut offset = 0;
+    let done = loop {
+        match fs.readdir(ctx, dir, h, offset, 1024) {
+            Ok(batch) if batch.is_empty() => break Ok(()),
+            Ok(batch) => {
+                offset = batch.last().map_or(offset, |e| e.offset);
+                batch.into_iter().for_each(&mut f);
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = fs.releasedir(ctx, dir, h);
+    done
+}
+
 /// Validates one path component handed to a libservice: not empty, not `.` or `..`, no `/`.
 pub fn check_name(name: &OsStr) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;

@@ -303,6 +303,20 @@ impl QuotaFs {
         }
     }
 
+    /// Runs `remove` (an unlink or rmdir of `name` in `parent`) and gives back what the
+    /// object held if that was its last name.
+    fn removing(&self, ctx: &Context, parent: Inode, name: &OsStr, remove: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+        let gone = self.peek(ctx, parent, name)?;
+        let done = remove();
+        if let Some(e) = gone {
+            if done.is_ok() {
+                self.removed(e.inode, &e.attr);
+            }
+            self.inner.forget(e.inode, 1);
+        }
+        done
+    }
+
     /// Runs `make` (which adds one object of `bytes`) under a reservation, given back if it
     /// fails.
     fn creating<T>(&self, bytes: u64, inodes: u64, make: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
@@ -354,21 +368,9 @@ fn walk(fs: &dyn FileSystem) -> io::Result<(u64, u64)> {
 
 /// Every entry of directory `dir`.
 fn list(fs: &dyn FileSystem, ctx: &Context, dir: Inode) -> io::Result<Vec<DirEntry>> {
-    let h = fs.opendir(ctx, dir, libc::O_RDONLY)?;
     let mut all = Vec::new();
-    let mut offset = 0;
-    let done = loop {
-        match fs.readdir(ctx, dir, h, offset, 1024) {
-            Ok(batch) if batch.is_empty() => break Ok(()),
-            Ok(batch) => {
-                offset = batch.last().map_or(offset, |e| e.offset);
-                all.extend(batch);
-            }
-            Err(e) => break Err(e),
-        }
-    };
-    let _ = fs.releasedir(ctx, dir, h);
-    done.map(|()| all)
+    crate::libservice::each_entry(fs, ctx, dir, |e| all.push(e))?;
+    Ok(all)
 }
 
 impl FileSystem for QuotaFs {
@@ -475,27 +477,11 @@ impl FileSystem for QuotaFs {
     }
 
     fn unlink(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
-        let gone = self.peek(ctx, parent, name)?;
-        let done = self.inner.unlink(ctx, parent, name);
-        if let Some(e) = gone {
-            if done.is_ok() {
-                self.removed(e.inode, &e.attr);
-            }
-            self.inner.forget(e.inode, 1);
-        }
-        done
+        self.removing(ctx, parent, name, || self.inner.unlink(ctx, parent, name))
     }
 
     fn rmdir(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
-        let gone = self.peek(ctx, parent, name)?;
-        let done = self.inner.rmdir(ctx, parent, name);
-        if let Some(e) = gone {
-            if done.is_ok() {
-                self.removed(e.inode, &e.attr);
-            }
-            self.inner.forget(e.inode, 1);
-        }
-        done
+        self.removing(ctx, parent, name, || self.inner.rmdir(ctx, parent, name))
     }
 
     fn rename(&self, ctx: &Context, parent: Inode, name: &OsStr, new_parent: Inode, new_name: &OsStr, flags: u32) -> io::Result<()> {

@@ -70,28 +70,15 @@ pub(super) struct OciMarkers {
 
 /// Reads the OCI markers of directory `dir` of `fs` (a lower branch); `None` when it has none.
 pub(super) fn read_oci_markers(fs: &dyn FileSystem, ctx: &Context, dir: Inode) -> io::Result<Option<OciMarkers>> {
-    let h = fs.opendir(ctx, dir, libc::O_RDONLY)?;
     let mut markers = OciMarkers::default();
-    let mut offset = 0;
-    let result = loop {
-        match fs.readdir(ctx, dir, h, offset, 1024) {
-            Ok(batch) if batch.is_empty() => break Ok(()),
-            Ok(batch) => {
-                offset = batch.last().map_or(offset, |e| e.offset);
-                for e in batch {
-                    let b = e.name.as_bytes();
-                    if b == OCI_OPAQUE {
-                        markers.opaque = true;
-                    } else if let Some(hidden) = b.strip_prefix(OCI_PREFIX) {
-                        markers.hidden.insert(OsStr::from_bytes(hidden).to_owned());
-                    }
-                }
-            }
-            Err(e) => break Err(e),
+    crate::libservice::each_entry(fs, ctx, dir, |e| {
+        let b = e.name.as_bytes();
+        if b == OCI_OPAQUE {
+            markers.opaque = true;
+        } else if let Some(hidden) = b.strip_prefix(OCI_PREFIX) {
+            markers.hidden.insert(OsStr::from_bytes(hidden).to_owned());
         }
-    };
-    let _ = fs.releasedir(ctx, dir, h);
-    result?;
+    })?;
     Ok((markers.opaque || !markers.hidden.is_empty()).then_some(markers))
 }
 
