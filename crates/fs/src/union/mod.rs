@@ -94,7 +94,8 @@ pub struct UnionFs {
     /// Names found missing in a lower (read-only) branch's directory, and when: a name
     /// created, looked up or removed again within `NAME_TTL` costs no lookup in the lower
     /// branches (a new file's name is looked for there at its create and at its removal).
-    absent: Mutex<FxHashMap<(Layer, Inode, std::ffi::OsString), std::time::Instant>>,
+    /// By `(layer, directory)` then name, so that a check allocates nothing.
+    absent: Mutex<FxHashMap<(Layer, Inode), HashMap<std::ffi::OsString, std::time::Instant>>>,
 }
 
 /// A directory's resolved names: name -> (inode, namespace epoch, when resolved).
@@ -470,21 +471,22 @@ impl UnionFs {
                 return Ok(Step::Stop);
             }
         }
-        let absent_key = (layer > 0).then(|| (layer, dino, name.to_os_string()));
-        if let Some(k) = &absent_key {
-            if lock(&self.absent).get(k).is_some_and(|at| at.elapsed() <= NAME_TTL) {
-                return Ok(Step::Next);
-            }
+        if layer > 0 && lock(&self.absent).get(&(layer, dino)).and_then(|m| m.get(name)).is_some_and(|at| at.elapsed() <= NAME_TTL) {
+            return Ok(Step::Next);
         }
         let e = match fs.lookup(ctx, dino, name) {
             Ok(e) => e,
             Err(e) if is_enoent(&e) => {
-                if let Some(k) = absent_key {
+                if layer > 0 {
                     let mut absent = lock(&self.absent);
                     if absent.len() >= NAMES_MAX {
                         absent.clear();
                     }
-                    absent.insert(k, std::time::Instant::now());
+                    let names = absent.entry((layer, dino)).or_default();
+                    if names.len() >= NAMES_MAX {
+                        names.clear();
+                    }
+                    names.insert(name.to_owned(), std::time::Instant::now());
                 }
                 return Ok(Step::Next);
             }
