@@ -640,23 +640,31 @@ fn serve_hint(sh: &Shared, q: u32, d: &Descriptor, caches: &mut PathCaches, buf:
                 break;
             }
         }
-        if left {
-            let again = Descriptor { client: d.client, flags: FLAG_NO_REPLY, ..Descriptor::default() };
-            if sh.seg.queue(q).push(&again).is_err() {
-                // A full queue (256 hints waiting): the posts wait for the client's next call
-                // (or for its ring to fill, when its posts turn into calls).
-                debug!("queue {q} full: the posts of client {} wait for its next call", d.client);
-            }
-        }
+        let mut useful = 0usize;
         for p in posted {
             // A release of nothing this process holds is dropped at once: a flood of them
             // costs one table lookup each. A hand-over is only counted.
             let counted = Op::from_u32(p.op) == Some(Op::HandOver);
             if counted || matches!(Op::from_u32(p.op), Some(Op::Release | Op::Releasedir)) && sh.owners.holds_handle(ch.owner, p.instance, p.handle) {
+                useful += 1;
                 let p = Descriptor { client: d.client, flags: FLAG_NO_REPLY, ..p };
                 if let Ok(req) = decode(p, limits) {
                     let _ = serve_request(sh, &ch, &req, caches, buf, slots);
                 }
+            }
+        }
+        // Posts left after rounds in which every post was void (releases of handles the
+        // process does not hold: no library posts those) wait for the client's next call or
+        // for its ring to fill: a flood of void posts then costs the workers one hint per
+        // call of its sender, not a hint at the back of the queue forever.
+        if left && useful == 0 {
+            debug!("client {}: void posts left for its next call", d.client);
+        } else if left {
+            let again = Descriptor { client: d.client, flags: FLAG_NO_REPLY, ..Descriptor::default() };
+            if sh.seg.queue(q).push(&again).is_err() {
+                // A full queue (256 hints waiting): the posts wait for the client's next call
+                // (or for its ring to fill, when its posts turn into calls).
+                debug!("queue {q} full: the posts of client {} wait for its next call", d.client);
             }
         }
     }
