@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # A throwaway single-node Ceph cluster with CephFS, for tests and benchmarks: one mon, one mgr,
-# one memstore OSD and one MDS on 127.0.0.1 (cephx on), all state under DIR.
+# one memstore OSD and one MDS on 127.0.0.1 or ADDR (cephx on), all state under DIR.
 #
-#   scripts/ceph-cluster.sh start DIR [PORT]   start it; prints DIR/ceph.conf once CephFS is up
+#   scripts/ceph-cluster.sh start DIR [PORT [ADDR]]   start it; prints DIR/ceph.conf once CephFS is up
 #   scripts/ceph-cluster.sh stop DIR           stop its daemons (by their pid files) and remove DIR
 #
 # PORT is the mon's v1 port (default 46789; v2 is PORT+1); clusters running side by side need
-# distinct ports. Clients use `-c DIR/ceph.conf --id admin` (keyring in the conf). Needs the
+# distinct ports. ADDR (default 127.0.0.1) is an address of this host the daemons listen on:
+# one a pool's network namespace can reach (not loopback) for a pool whose traffic is shaped
+# (`pool create --net-rate`). Clients use `-c DIR/ceph.conf --id admin` (keyring in the conf). Needs the
 # Debian packages ceph, ceph-mds (scripts/install-deps.sh installs them) and root.
 set -Eeuo pipefail   # -E: the clean-up trap also fires inside functions
 
-usage() { echo "usage: $0 start DIR [PORT] | stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start DIR [PORT [ADDR]] | stop DIR" >&2; exit 2; }
 [[ $# -ge 2 ]] || usage
 cmd=$1
 dir=$(mkdir -p "$2" && cd "$2" && pwd)   # absolute: the daemons chdir to / when they fork
 port=${3:-46789}
+addr=${4:-127.0.0.1}
+[[ $addr =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "error: ADDR must be an IPv4 address, not $addr" >&2; exit 2; }
 
 stop() {
   local pids=()
@@ -51,10 +55,10 @@ conf=$dir/ceph.conf
 cat > "$conf" <<EOF
 [global]
 fsid = $fsid
-mon host = [v2:127.0.0.1:$((port + 1)),v1:127.0.0.1:$port]
-public addr = 127.0.0.1
-cluster addr = 127.0.0.1
-public network = 127.0.0.0/8
+mon host = [v2:$addr:$((port + 1)),v1:$addr:$port]
+public addr = $addr
+cluster addr = $addr
+public network = $addr/32
 auth cluster required = cephx
 auth service required = cephx
 auth client required = cephx
@@ -113,7 +117,7 @@ for n in client.admin mgr.x mds.a osd.0; do
   ceph-authtool "$k/mon.a.keyring" --import-keyring "$k/$n.keyring" >/dev/null
 done
 
-monmaptool --create --addv a "[v2:127.0.0.1:$((port + 1)),v1:127.0.0.1:$port]" --fsid "$fsid" "$dir/monmap" >/dev/null
+monmaptool --create --addv a "[v2:$addr:$((port + 1)),v1:$addr:$port]" --fsid "$fsid" "$dir/monmap" >/dev/null
 ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap" --keyring "$k/mon.a.keyring"
 ceph-mon -c "$conf" --id a
 ceph-mgr -c "$conf" --id x

@@ -21,3 +21,7 @@ find /sys/fs/cgroup -maxdepth 5 -depth -type d -name 'polytropon-*' 2>/dev/null 
   pool=${cg##*/polytropon-}
   [[ -e /run/polytropon/pools/$pool ]] || rmdir "$cg" 2>/dev/null || true
 done
+# Host addresses of a killed test's cluster (tests/net_rate.rs: 10.214.N.1/32 on lo).
+ip -o -4 addr show dev lo 2>/dev/null | awk '{print $4}' | { grep -E '^10\.214\.[0-9]+\.1/32$' || true; } | while read -r a; do
+  ip addr del "$a" dev lo 2>/dev/null || true
+done

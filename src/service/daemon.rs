@@ -21,7 +21,7 @@ use crate::instance::{self, InstanceError};
 use crate::pool::enter::EnterError;
 use crate::pool::state::{now, ServiceRecord};
 use crate::pool::{PoolState, Pools};
-use crate::spec::{InstanceSpec, SpecError};
+use crate::spec::{BackendSpec, InstanceSpec, SpecError};
 
 /// What can go wrong starting the service or serving a control request; each names the step.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,8 @@ pub enum DaemonError {
     AlreadyMounted(PathBuf),
     #[error("cannot build the filesystem instance")]
     Build(#[source] InstanceError),
+    #[error(transparent)]
+    CephNet(#[from] crate::service::ceph_net::CephNetError),
     #[error("cannot mount {}", .path.display())]
     Mount {
         path: PathBuf,
@@ -159,6 +161,8 @@ struct Service {
     driver: Mutex<Option<BackDriver>>,
     /// The pool's storage quota, counted over its instances' writable branches.
     storage: Option<Arc<crate::quota::Quota>>,
+    /// The pool's network namespace (`--net-rate`), which its CephFS clients join.
+    net: Option<PathBuf>,
 }
 
 fn threads() -> Vec<ThreadInfo> {
@@ -226,7 +230,7 @@ impl Service {
         }
         // However this ends (an error, a panic below), the mount point is no longer pending.
         let unmark = Unmark { pending: &self.pending, mountpoint: &mp };
-        let built = instance::build_with(&spec, self.storage.clone()).map_err(DaemonError::Build).and_then(|(fs, counted)| {
+        let built = self.build(&spec).and_then(|(fs, counted)| {
             // Watched before it is mounted: no change escapes the table. Not where clients get
             // backing files' descriptors: a holder can write through a copy of one (a raw dup,
             // a reopen through /proc) that the service never hears of.
@@ -246,6 +250,16 @@ impl Service {
         info!("serving {} (instance {instance})", mp.display());
         self.save_table(&table);
         Ok(instance)
+    }
+
+    /// Builds `spec`'s instance; one over CephFS in a pool with a network of its own gets its
+    /// Ceph client in that network (see `ceph_net`).
+    fn build(&self, spec: &InstanceSpec) -> Result<instance::Counted, DaemonError> {
+        let build = || instance::build_with(spec, self.storage.clone()).map_err(DaemonError::Build);
+        match (&self.net, &spec.backend) {
+            (Some(ns), BackendSpec::Cephfs(ceph)) => crate::service::ceph_net::within(&self.pool, ns, &ceph.conf, build)?,
+            _ => build(),
+        }
     }
 
     /// The instance serving `mountpoint`.
@@ -492,6 +506,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
         driver: Mutex::new(Some(driver)),
         // Counted afresh from the branches as each instance comes (never from a record).
         storage: (pool.slice.storage.is_some() || pool.slice.inodes.is_some()).then(|| crate::quota::Quota::new(pool.slice.storage, pool.slice.inodes, libc::ENOSPC)),
+        net: pool.net.as_ref().map(|n| n.ns.clone()),
     });
     // The metrics endpoint, before any mount: an address that cannot be had fails the start
     // with nothing to undo but the control socket.

@@ -4,6 +4,7 @@
 //! The daemon ([`daemon`]) serves a table of instances through FUSE ([`fuse`]) and the
 //! shared-memory back driver ([`shm`]); [`supervisor`] restarts it when it dies.
 
+pub mod ceph_net;
 pub mod control;
 pub mod daemon;
 pub mod fuse;

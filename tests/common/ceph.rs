@@ -16,7 +16,12 @@ impl Cluster {
     /// Starts a cluster under `dir` with its mon on `port`; fails the test (never skips) when
     /// it cannot.
     pub fn start(dir: &Path, port: u16) -> Cluster {
-        let out = Command::new("bash").arg(script()).arg("start").arg(dir).arg(port.to_string()).output().expect("run ceph-cluster.sh");
+        Cluster::start_at(dir, port, "127.0.0.1")
+    }
+
+    /// As [`Cluster::start`], its daemons listening on `addr` (an address of this host).
+    pub fn start_at(dir: &Path, port: u16, addr: &str) -> Cluster {
+        let out = Command::new("bash").arg(script()).arg("start").arg(dir).arg(port.to_string()).arg(addr).output().expect("run ceph-cluster.sh");
         let cluster = Cluster { dir: dir.to_path_buf(), conf: dir.join("ceph.conf").display().to_string() };
         assert!(
             out.status.success(),
