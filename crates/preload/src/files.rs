@@ -55,7 +55,13 @@ pub struct File {
     /// this file's share, and whoever lets go of the last share releases the handle.
     shared: AtomicBool,
     held: Mutex<Option<Arc<LastRef>>>,
+    /// The file opened through the kernel (its FUSE mount) for its locks, plus one (0: not
+    /// opened; `OPENING`: being opened): see the `locks` module.
+    anchor: AtomicI32,
 }
+
+/// `File::anchor` while a thread opens it.
+const OPENING: i32 = -1;
 
 /// What is known of an open file's contents, valid while its change-table slot holds `word`
 /// (see `polytropon_ipc::changes`).
@@ -114,6 +120,7 @@ impl File {
             known: Mutex::new(None),
             shared: AtomicBool::new(false),
             held: Mutex::new(None),
+            anchor: AtomicI32::new(0),
         }
     }
 
@@ -326,6 +333,7 @@ fn fill(idx: u32, o: &Opened, path: &[u8]) {
         *g = None;
     }
     f.shared.store(false, Ordering::Release);
+    f.anchor.store(0, Ordering::Release);
     let n = path.len().min(PATH_KEEP);
     // SAFETY: the slot is ours alone until published (its references went 0 -> 1 in `claim`
     // and no descriptor names it yet).
@@ -560,6 +568,13 @@ fn unref(idx: u32) -> Option<LastRef> {
     if let Ok(mut g) = f.known.try_lock() {
         *g = None;
     }
+    // Its locks' file goes with its last descriptor, as the kernel's own would.
+    let anchor = f.anchor.swap(0, Ordering::AcqRel);
+    if anchor > 0 {
+        ANCHORED.fetch_sub(1, Ordering::AcqRel);
+        // SAFETY: closing the descriptor this library opened for the file's locks.
+        unsafe { real::close(anchor - 1) };
+    }
     let out = if f.shared.load(Ordering::Acquire) {
         // A shared handle is released by whoever lets go of it last (here, or the memory of
         // opens), and never after its service is gone (a successor numbers its own handles);
@@ -585,15 +600,23 @@ pub fn ours(out: &mut Vec<c_int>) {
 /// release, if the last reference went.
 fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
     let f = &FILES[idx as usize - 1];
-    let mut path = [0u8; PATH_KEEP + 1];
-    let p = f.path();
-    path[..p.len()].copy_from_slice(p);
-    let flags = (f.flags.load(Ordering::Relaxed) as c_int & polytropon_ipc::REOPEN_FLAGS) | libc::O_CLOEXEC;
-    // SAFETY: `path` is NUL-terminated (one spare zero byte at least).
-    let tmp = unsafe { real::open(path.as_ptr() as *const libc::c_char, flags, 0) };
-    if tmp < 0 {
-        return Err(errno());
-    }
+    // A file opened for its locks already is the kernel's open file (with its locks): the
+    // descriptors become copies of it. Else it is opened now.
+    let anchor = f.anchor.swap(0, Ordering::AcqRel);
+    let (tmp, anchored) = if anchor > 0 {
+        ANCHORED.fetch_sub(1, Ordering::AcqRel);
+        // Opened before the user-level path changed the file: the kernel's size and times of
+        // it may be stale (a notice only marks them so, and an mmap past the old size
+        // would fault): fetched afresh now, as a new open would.
+        // SAFETY: an all-zero statx is a valid value of the C struct.
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: statx of our own descriptor into the local struct above.
+        unsafe { real::statx(anchor - 1, c"".as_ptr(), libc::AT_EMPTY_PATH | libc::AT_STATX_FORCE_SYNC, libc::STATX_BASIC_STATS, &mut stx) };
+        (anchor - 1, true)
+    } else {
+        (open_in_kernel(f)?, false)
+    };
+    let (dev, inode) = (f.dev.load(Ordering::Relaxed), f.inode.load(Ordering::Relaxed));
     let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
     let off = if f.passthrough() {
         // The kernel kept the offset, on any of the file's descriptors.
@@ -606,11 +629,13 @@ fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
     // SAFETY: plain syscalls on descriptors owned by this process.
     unsafe { real::lseek(tmp, off, libc::SEEK_SET) };
     let mut last = None;
+    let mut first = None;
     for (fd, slot) in FDS.iter().enumerate().take(high) {
         if slot.load(Ordering::Acquire) != idx {
             continue;
         }
         let fd = fd as c_int;
+        first = first.or(Some(fd));
         // SAFETY: F_GETFD on a reserved descriptor of ours; integer arguments only.
         let cloexec = unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0;
         // SAFETY: dup3 of the temporary descriptor onto our reserved one, which it atomically replaces.
@@ -624,9 +649,204 @@ fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
             last = Some(l);
         }
     }
-    // SAFETY: closing the temporary descriptor opened above; the numbers it was copied to stay.
-    unsafe { real::close(tmp) };
+    // The kernel drops the process's POSIX locks on the file at any close of it: one taken
+    // through the file (its anchor) or through another of its opens must outlive this
+    // descriptor, which then stays open beside the program's first number and goes when
+    // that number is closed.
+    let kept = anchored || any_anchor(dev, inode).is_some() || kernel_locked(dev, inode);
+    if anchored {
+        // Its locks are now held through kernel descriptors.
+        note_kernel_locked(dev, inode);
+    }
+    match first.filter(|_| kept) {
+        Some(fd) => hold_beside(fd, tmp),
+        // SAFETY: closing the temporary descriptor opened above; the numbers it was copied to stay.
+        None => unsafe {
+            real::close(tmp);
+        },
+    }
     Ok(last)
+}
+
+/// Opens `f` through the kernel (its path on the FUSE mount, its status flags).
+pub fn open_in_kernel(f: &File) -> Result<c_int, c_int> {
+    let mut path = [0u8; PATH_KEEP + 1];
+    let p = f.path();
+    path[..p.len()].copy_from_slice(p);
+    let flags = (f.flags.load(Ordering::Relaxed) as c_int & polytropon_ipc::REOPEN_FLAGS) | libc::O_CLOEXEC;
+    // SAFETY: `path` is NUL-terminated (one spare zero byte at least).
+    let fd = unsafe { real::open(path.as_ptr() as *const libc::c_char, flags, 0) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    Ok(fd)
+}
+
+/// Files (device, inode) on which this process may hold POSIX locks through descriptors
+/// that are not ours (files handed over to the kernel, opened on the FUSE path): the kernel
+/// drops those at any close of the file by the process, so this library's own descriptors
+/// of such a file are never closed behind the program's back (an anchor stays where the
+/// kernel opened it), and a close of one of ours drops them as the kernel would.
+static KERNEL_LOCKED: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+/// More files than `KERNEL_LOCKED` keeps, or its lock was unavailable (a fork while another
+/// thread held it): any file may then have such locks.
+static ANY_LOCKED: AtomicBool = AtomicBool::new(false);
+const KEEP: usize = 64;
+
+/// Whether the process may hold POSIX locks on the file through descriptors not ours.
+pub fn kernel_locked(dev: u64, inode: u64) -> bool {
+    if ANY_LOCKED.load(Ordering::Acquire) {
+        return true;
+    }
+    match KERNEL_LOCKED.try_lock() {
+        Ok(k) => k.contains(&(dev, inode)),
+        Err(_) => true,
+    }
+}
+
+/// Notes that the process may hold POSIX locks on file (`dev`, `inode`) through descriptors
+/// not ours.
+pub fn note_kernel_locked(dev: u64, inode: u64) {
+    match KERNEL_LOCKED.try_lock() {
+        Ok(mut k) if k.len() < KEEP => {
+            if !k.contains(&(dev, inode)) {
+                k.push((dev, inode));
+            }
+        }
+        _ => ANY_LOCKED.store(true, Ordering::Release),
+    }
+}
+
+/// The process's POSIX locks on file (`dev`, `inode`) through descriptors not ours are gone.
+pub fn forget_kernel_locked(dev: u64, inode: u64) {
+    if let Ok(mut k) = KERNEL_LOCKED.try_lock() {
+        k.retain(|e| *e != (dev, inode));
+    }
+}
+
+/// Files with an anchor (scans for one are skipped while there is none).
+static ANCHORED: AtomicUsize = AtomicUsize::new(0);
+/// Kernel descriptors kept open beside a program's descriptor number since a hand-over, plus
+/// one (0: none), closed when the program closes that number (see `reopen_in_kernel`).
+static HELD: [AtomicI32; MAX_FDS] = [const { AtomicI32::new(0) }; MAX_FDS];
+
+fn hold_beside(fd: c_int, kept: c_int) {
+    match HELD.get(fd as usize) {
+        Some(h) => {
+            let old = h.swap(kept + 1, Ordering::AcqRel);
+            if old > 0 {
+                // SAFETY: a descriptor this library kept open, now replaced.
+                unsafe { real::close(old - 1) };
+            }
+        }
+        // SAFETY: closing our own descriptor (no number to keep it beside).
+        None => unsafe {
+            real::close(kept);
+        },
+    }
+}
+
+/// The program closes (or replaces) descriptor `fd`: a descriptor this library kept open
+/// beside it goes too.
+pub fn let_go_beside(fd: c_int) {
+    let Some(h) = usize::try_from(fd).ok().and_then(|i| HELD.get(i)) else { return };
+    let kept = h.swap(0, Ordering::AcqRel);
+    if kept > 0 {
+        // SAFETY: a descriptor this library kept open beside `fd`.
+        unsafe { real::close(kept - 1) };
+    }
+}
+
+/// `f`'s anchor, if it has one.
+pub fn own_anchor(f: &File) -> Option<c_int> {
+    let a = f.anchor.load(Ordering::Acquire);
+    (a > 0).then_some(a - 1)
+}
+
+/// The kernel is about to close descriptors `first..=last`: anchors among them move above
+/// the range (or are forgotten when nothing is above it), and descriptors kept beside the
+/// program's numbers that are among them, or beside numbers among them, are let go of.
+pub fn before_close_range(first: usize, last: usize) {
+    let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
+    for (fd, h) in HELD.iter().enumerate().take(high) {
+        let kept = h.load(Ordering::Acquire);
+        if kept > 0 && ((first..=last).contains(&fd) || (first..=last).contains(&((kept - 1) as usize))) {
+            let_go_beside(fd as c_int);
+        }
+    }
+    if ANCHORED.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    for f in &FILES {
+        let a = f.anchor.load(Ordering::Acquire);
+        if a <= 0 || !(first..=last).contains(&((a - 1) as usize)) {
+            continue;
+        }
+        // SAFETY: duplicating our own anchor above the range; the result is checked.
+        let moved = if last >= c_int::MAX as usize { -1 } else { unsafe { real::fcntl(a - 1, libc::F_DUPFD_CLOEXEC, (last + 1) as libc::c_ulong) } };
+        if f.anchor.compare_exchange(a, if moved >= 0 { moved + 1 } else { 0 }, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            if moved >= 0 {
+                // SAFETY: our duplicate, not needed after all.
+                unsafe { real::close(moved) };
+            }
+        } else if moved < 0 {
+            ANCHORED.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The anchor of any open file of ours on inode `inode` of device `dev` (see the `locks` module).
+pub fn any_anchor(dev: u64, inode: u64) -> Option<c_int> {
+    if ANCHORED.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    FILES.iter().filter(|f| f.refs.load(Ordering::Acquire) != 0 && f.dev.load(Ordering::Relaxed) == dev && f.inode.load(Ordering::Relaxed) == inode).find_map(|f| {
+        let a = f.anchor.load(Ordering::Acquire);
+        (a > 0).then_some(a - 1)
+    })
+}
+
+/// The anchor of `f`: its file opened through the kernel at a number of this library's,
+/// opened now if it was not (`moved_up`: above the program's numbers, where the temporary
+/// low descriptor's close cannot drop locks: when no other open of the file has any).
+pub fn anchor(f: &File) -> Result<c_int, c_int> {
+    loop {
+        match f.anchor.compare_exchange(0, OPENING, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(OPENING) => std::thread::yield_now(),
+            Err(a) => return Ok(a - 1),
+        }
+    }
+    // Another open of the same file holding locks (through its anchor) loses its POSIX
+    // locks if a descriptor of the file is closed: the new one then stays where the kernel
+    // put it instead of moving above the program's numbers.
+    let (dev, inode) = (f.dev.load(Ordering::Relaxed), f.inode.load(Ordering::Relaxed));
+    let sibling = any_anchor(dev, inode).is_some() || kernel_locked(dev, inode);
+    let opened = open_in_kernel(f).map(|low| {
+        if sibling {
+            return low;
+        }
+        // SAFETY: duplicating the descriptor just opened above the program's numbers.
+        let high = unsafe { real::fcntl(low, libc::F_DUPFD_CLOEXEC, DEVNULL_MIN as libc::c_ulong) };
+        if high < 0 {
+            return low;
+        }
+        // SAFETY: closing the low duplicate just made (no lock of the process is on the file
+        // through any other open of ours).
+        unsafe { real::close(low) };
+        high
+    });
+    match opened {
+        Ok(fd) => {
+            ANCHORED.fetch_add(1, Ordering::AcqRel);
+            f.anchor.store(fd + 1, Ordering::Release);
+            Ok(fd)
+        }
+        Err(e) => {
+            f.anchor.store(0, Ordering::Release);
+            Err(e)
+        }
+    }
 }
 
 /// Hands descriptor `fd` over to the kernel, if it is ours: the service handle to release

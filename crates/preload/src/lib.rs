@@ -14,6 +14,7 @@ mod config;
 mod files;
 mod intercept;
 mod listing;
+mod locks;
 mod namespace;
 mod outcome;
 mod ops;

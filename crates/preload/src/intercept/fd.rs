@@ -24,11 +24,15 @@ hooks! {
             crate::config::set_errno(libc::EBADF);
             return -1;
         }
+        if let Some((_, f)) = files::get(fd) {
+            crate::locks::closing(f);
+        }
         let last = files::forget_fd(fd);
         crate::listing::close_dir(fd);
         // SAFETY: closing the caller's descriptor (ours or not: the kernel one goes either way).
         let r = kernel();
         let e = crate::config::errno();
+        files::let_go_beside(fd);
         release(last);
         crate::config::set_errno(e);
         r
@@ -41,8 +45,12 @@ fn forget_range(first: c_uint, last: c_uint) {
     let mut ours = Vec::new();
     files::ours(&mut ours);
     for fd in ours.into_iter().filter(|fd| (first..=last).contains(&(*fd as c_uint))) {
+        if let Some((_, f)) = files::get(fd) {
+            crate::locks::closing(f);
+        }
         release(files::forget_fd(fd));
     }
+    files::before_close_range(first as usize, last as usize);
     files::forget_dirs_in(first as usize, last as usize, |l| crate::listing::release_dir(Some(l)));
     crate::client::move_sockets(c_int::try_from(first).unwrap_or(c_int::MAX), c_int::try_from(last).unwrap_or(c_int::MAX));
     let d = files::devnull_fd();
@@ -69,6 +77,12 @@ hooks! {
 fn duplicated(old: c_int, new: c_int, r: c_int) -> c_int {
     if r < 0 {
         return r;
+    }
+    if old != new {
+        if let Some((_, f)) = files::get(new) {
+            crate::locks::closing(f);
+        }
+        files::let_go_beside(new);
     }
     let replaced = files::forget_fd(new);
     crate::listing::release_dir(files::dup_dir(old, new));
@@ -136,7 +150,11 @@ fn fcntl_ours(fd: c_int, cmd: c_int, arg: c_ulong, real_fcntl: unsafe fn(c_int, 
     }
     let Some((_, f)) = files::get(fd) else {
         // SAFETY: not our descriptor: the caller's fcntl arguments, unchanged, to libc's fcntl.
-        return unsafe { real_fcntl(fd, cmd, arg) };
+        let r = unsafe { real_fcntl(fd, cmd, arg) };
+        if r == 0 && matches!(cmd, libc::F_SETLK | libc::F_SETLKW) {
+            crate::locks::took_on_kernel(fd, Some(cmd), arg);
+        }
+        return r;
     };
     if f.passthrough() && matches!(cmd, libc::F_GETFL | libc::F_SETFL) {
         // Status flags live in the kernel, on the backing file's descriptor; the table keeps
@@ -159,8 +177,26 @@ fn fcntl_ours(fd: c_int, cmd: c_int, arg: c_ulong, real_fcntl: unsafe fn(c_int, 
             let settable = (libc::O_APPEND | libc::O_NONBLOCK | libc::O_NOATIME | libc::O_ASYNC) as u32;
             let old = f.flags.load(Ordering::Relaxed);
             f.flags.store((old & !settable) | (arg as u32 & settable), Ordering::Relaxed);
+            if let Some(a) = files::own_anchor(f) {
+                // The kernel's open file for the locks becomes the descriptor's at a hand-over.
+                // SAFETY: F_SETFL with the caller's integer flags on our anchor.
+                unsafe { real_fcntl(a, cmd, arg) };
+            }
             0
         }
+        // Record locks go to the kernel's lock table of the file on the FUSE mount (see
+        // `crate::locks`); the descriptor stays ours.
+        libc::F_GETLK | libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_GETLK | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => match crate::locks::target(fd) {
+            // SAFETY: the caller's lock command and `struct flock` pointer, unchanged, on the
+            // kernel's open file of the same file.
+            Ok(Some(a)) => unsafe { real_fcntl(a, cmd, arg) },
+            // SAFETY: as below, once the descriptor is the kernel's.
+            Ok(None) => in_kernel(fd, super::HandOver::Lock, || unsafe { real_fcntl(fd, cmd, arg) }),
+            Err(e) => {
+                crate::config::set_errno(e);
+                -1
+            }
+        },
         // Locks, leases, seals, pipe sizes...: the kernel's, on the file reopened there.
         // SAFETY: the caller's fcntl arguments, unchanged, once the descriptor is the kernel's.
         _ => in_kernel(fd, super::HandOver::Lock, || unsafe { real_fcntl(fd, cmd, arg) }),
