@@ -682,45 +682,54 @@ pub fn open_in_kernel(f: &File) -> Result<c_int, c_int> {
     Ok(fd)
 }
 
-/// Files (device, inode) on which this process may hold POSIX locks through descriptors
-/// that are not ours (files handed over to the kernel, opened on the FUSE path): the kernel
-/// drops those at any close of the file by the process, so this library's own descriptors
-/// of such a file are never closed behind the program's back (an anchor stays where the
-/// kernel opened it), and a close of one of ours drops them as the kernel would.
-static KERNEL_LOCKED: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
-/// More files than `KERNEL_LOCKED` keeps, or its lock was unavailable (a fork while another
-/// thread held it): any file may then have such locks.
+/// Files on which this process may hold POSIX locks through descriptors that are not ours
+/// (files handed over to the kernel, opened on the FUSE path), by a key of their device and
+/// inode (0: a free entry; two files with one key only make the library careful twice): the
+/// kernel drops those locks at any close of the file by the process, so this library's own
+/// descriptors of such a file are never closed behind the program's back (an anchor stays
+/// where the kernel opened it), and a close of one of ours drops them as the kernel would.
+/// Lock-free (a lock held by another thread at a fork would stay held in the child).
+static KERNEL_LOCKED: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+/// Entries in use, and whether more files than `KERNEL_LOCKED` holds were noted (any file
+/// may then have such locks).
+static KERNEL_LOCKED_USED: AtomicUsize = AtomicUsize::new(0);
 static ANY_LOCKED: AtomicBool = AtomicBool::new(false);
-const KEEP: usize = 64;
+
+fn locked_key(dev: u64, inode: u64) -> u64 {
+    (inode ^ dev.rotate_left(40)) | 1
+}
 
 /// Whether the process may hold POSIX locks on the file through descriptors not ours.
 pub fn kernel_locked(dev: u64, inode: u64) -> bool {
-    if ANY_LOCKED.load(Ordering::Acquire) {
-        return true;
+    if KERNEL_LOCKED_USED.load(Ordering::Acquire) == 0 {
+        return ANY_LOCKED.load(Ordering::Acquire);
     }
-    match KERNEL_LOCKED.try_lock() {
-        Ok(k) => k.contains(&(dev, inode)),
-        Err(_) => true,
-    }
+    let key = locked_key(dev, inode);
+    ANY_LOCKED.load(Ordering::Acquire) || KERNEL_LOCKED.iter().any(|k| k.load(Ordering::Acquire) == key)
 }
 
 /// Notes that the process may hold POSIX locks on file (`dev`, `inode`) through descriptors
 /// not ours.
 pub fn note_kernel_locked(dev: u64, inode: u64) {
-    match KERNEL_LOCKED.try_lock() {
-        Ok(mut k) if k.len() < KEEP => {
-            if !k.contains(&(dev, inode)) {
-                k.push((dev, inode));
-            }
+    let key = locked_key(dev, inode);
+    if KERNEL_LOCKED.iter().any(|k| k.load(Ordering::Acquire) == key) {
+        return;
+    }
+    match KERNEL_LOCKED.iter().find(|k| k.compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire).is_ok()) {
+        Some(_) => {
+            KERNEL_LOCKED_USED.fetch_add(1, Ordering::AcqRel);
         }
-        _ => ANY_LOCKED.store(true, Ordering::Release),
+        None => ANY_LOCKED.store(true, Ordering::Release),
     }
 }
 
 /// The process's POSIX locks on file (`dev`, `inode`) through descriptors not ours are gone.
 pub fn forget_kernel_locked(dev: u64, inode: u64) {
-    if let Ok(mut k) = KERNEL_LOCKED.try_lock() {
-        k.retain(|e| *e != (dev, inode));
+    let key = locked_key(dev, inode);
+    for k in &KERNEL_LOCKED {
+        if k.compare_exchange(key, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            KERNEL_LOCKED_USED.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
