@@ -605,13 +605,6 @@ fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
     let anchor = f.anchor.swap(0, Ordering::AcqRel);
     let (tmp, anchored) = if anchor > 0 {
         ANCHORED.fetch_sub(1, Ordering::AcqRel);
-        // Opened before the user-level path changed the file: the kernel's size and times of
-        // it may be stale (a notice only marks them so, and an mmap past the old size
-        // would fault): fetched afresh now, as a new open would.
-        // SAFETY: an all-zero statx is a valid value of the C struct.
-        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-        // SAFETY: statx of our own descriptor into the local struct above.
-        unsafe { real::statx(anchor - 1, c"".as_ptr(), libc::AT_EMPTY_PATH | libc::AT_STATX_FORCE_SYNC, libc::STATX_BASIC_STATS, &mut stx) };
         (anchor - 1, true)
     } else {
         (open_in_kernel(f)?, false)
@@ -763,6 +756,29 @@ pub fn let_go_beside(fd: c_int) {
     if kept > 0 {
         // SAFETY: a descriptor this library kept open beside `fd`.
         unsafe { real::close(kept - 1) };
+    }
+}
+
+/// Makes the kernel's size of anchored file `f` at least `size` (what the service says it
+/// is), before the kernel serves the file. The anchor was opened before the user-level path
+/// changed the file: a notice only marks the kernel's attributes stale, and a reply to the
+/// kernel's own request for them is dropped when a notice about the file came meanwhile, so
+/// its size may still be an old one, past which an `mmap` of the file faults. Asked afresh
+/// until it holds (a few times at most, or the kernel is left as it is).
+pub fn refresh_anchor(f: &File, size: u64) {
+    let Some(a) = own_anchor(f) else { return };
+    for _ in 0..50 {
+        // SAFETY: an all-zero statx is a valid value of the C struct.
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: statx of our own descriptor into the local struct above.
+        unsafe { real::statx(a, c"".as_ptr(), libc::AT_EMPTY_PATH | libc::AT_STATX_FORCE_SYNC, libc::STATX_SIZE, &mut stx) };
+        // SAFETY: lseek on our own descriptor: the kernel's size of the file, which the
+        // offset of the anchor does not matter for (set again before any use).
+        let end = unsafe { real::lseek(a, 0, libc::SEEK_END) };
+        if end < 0 || end as u64 >= size {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
     }
 }
 

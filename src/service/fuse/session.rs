@@ -163,6 +163,16 @@ impl KernelCache for Invalidator {
         }
     }
 
+    fn grew(&self, inode: u64, end: u64) {
+        if !self.1.holds(inode) {
+            return;
+        }
+        // A store of nothing at `end`: the kernel's size becomes `end` if it was below.
+        if let Err(e) = self.0.store(inode, end, &[]) {
+            debug!("store {inode} at {end}: {e}");
+        }
+    }
+
     fn inval_entry(&self, parent: u64, name: &std::ffi::OsStr) {
         if !self.1.holds(parent) {
             return;

@@ -10,7 +10,7 @@ use polytropon_ipc::args::OpenArg;
 use polytropon_ipc::{Op, WireFallocate, WireSetattr, STAT_NOFOLLOW, WRITE_APPEND, WRITE_STREAMED};
 
 use super::call::{Call, Reply};
-use super::{fallback, inval_entry, perm, inval_inode, namespace, open_pinned, pin_or_hold, streamed_write, victim, wire, xattr_name, APPENDS};
+use super::{fallback, grew, inval_entry, perm, inval_inode, namespace, open_pinned, pin_or_hold, streamed_write, victim, wire, xattr_name, APPENDS};
 use crate::libservice::access::CAP_SYS_ADMIN;
 use crate::libservice::{open_or_create, FileKind, Opened, SetAttr};
 
@@ -174,6 +174,7 @@ pub(super) fn write(c: &mut Call<'_>) -> io::Result<Reply> {
         fs.write(ctx, r.inode, r.handle, &[IoSlice::new(&buf[..n])], at)?
     };
     inval_inode(kernel, r.inode, at as i64, w as i64);
+    grew(kernel, r.inode, at + w as u64);
     Ok((w as i64, [at + w as u64, 0, 0, 0]))
 }
 
@@ -193,6 +194,7 @@ pub(super) fn truncate(c: &mut Call<'_>) -> io::Result<Reply> {
     kill_privs(c)?;
     fs.setattr(ctx, r.inode, Some(r.handle), &set)?;
     inval_inode(kernel, r.inode, 0, 0);
+    grew(kernel, r.inode, r.arg);
     Ok((0, [0; 4]))
 }
 
@@ -216,6 +218,9 @@ pub(super) fn fallocate(c: &mut Call<'_>) -> io::Result<Reply> {
     kill_privs(c)?;
     fs.fallocate(ctx, r.inode, r.handle, mode, a.offset as u64, a.length as u64)?;
     inval_inode(kernel, r.inode, 0, 0);
+    if mode & libc::FALLOC_FL_KEEP_SIZE == 0 {
+        grew(kernel, r.inode, (a.offset + a.length) as u64);
+    }
     Ok((0, [0; 4]))
 }
 

@@ -104,6 +104,11 @@ pub trait KernelCache: Send + Sync {
     fn inval_inode(&self, inode: Inode, offset: i64, len: i64);
     /// Entry `name` of directory `parent` changed (removed or replaced).
     fn inval_entry(&self, parent: Inode, name: &OsStr);
+    /// `inode` may now end at `end`, past where the kernel last saw it end: the kernel's size
+    /// grows to it. (An invalidation only marks the size stale, and a process that maps the
+    /// file through the kernel faults past the old size: SQLite's `-shm`, grown by one
+    /// process on the user-level path and mapped by another.)
+    fn grew(&self, _inode: Inode, _end: u64) {}
 }
 
 /// One instance served on the user-level path, with its request counters.
@@ -1015,6 +1020,13 @@ fn xattr_name(name: &[u8]) -> io::Result<()> {
 fn inval_inode(kernel: Option<&dyn KernelCache>, inode: Inode, offset: i64, len: i64) {
     if let Some(k) = kernel {
         k.inval_inode(inode, offset, len);
+    }
+}
+
+/// Tells the FUSE side of the instance, if any, that `inode` may end at `end` now.
+fn grew(kernel: Option<&dyn KernelCache>, inode: Inode, end: u64) {
+    if let Some(k) = kernel {
+        k.grew(inode, end);
     }
 }
 
