@@ -769,6 +769,9 @@ static void dir_calls(int dfd) {
     while ((m = getdents64(fd, buf, sizeof buf)) > 0)
         for (long off = 0; off < m; off += ((struct dirent64 *)(buf + off))->d_reclen) total++;
     res("getdents64 entries", total), U("readdir");
+    /* A directory's fsync (SQLite's and dpkg's durability idiom) is the service's. */
+    res("fsync directory", fsync(fd)), U("fsyncdir");
+    res("fdatasync directory", fdatasync(fd)), U("fsyncdir");
     close(fd);
 
     struct statfs sfs;

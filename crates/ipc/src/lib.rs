@@ -369,6 +369,9 @@ pub enum Op {
     /// Posted only (no answer is needed): the client gave one of its descriptors of instance
     /// `instance` to the kernel, for the reason in `handle` (a [`HandOver`]).
     HandOver = 33,
+    /// Write out directory `inode` through listing handle `handle` (from `Opendir`): its
+    /// entries reach the backend (`fsync` of a directory descriptor; `arg` 1: `fdatasync`).
+    Fsyncdir = 34,
 }
 
 /// Why the library gave one of its descriptors to the kernel (reopened it through the FUSE
@@ -627,6 +630,7 @@ impl Op {
             31 => Op::Fallocate,
             32 => Op::Syncfs,
             33 => Op::HandOver,
+            34 => Op::Fsyncdir,
             _ => return None,
         })
     }
@@ -703,7 +707,7 @@ fn max_len(op: Op, lim: &Limits) -> u64 {
         Op::Read | Op::Write | Op::Setxattr | Op::Readdir => lim.buffer_size,
         Op::Setattr => SETATTR_LEN,
         Op::Fallocate => FALLOCATE_LEN,
-        Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Truncate | Op::Listxattr | Op::Opendir | Op::Releasedir | Op::Syncfs | Op::HandOver => 0,
+        Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Truncate | Op::Listxattr | Op::Opendir | Op::Releasedir | Op::Syncfs | Op::HandOver | Op::Fsyncdir => 0,
     }
 }
 
@@ -755,7 +759,7 @@ pub mod fuzzing {
                 Op::Fallocate => r.len as usize <= core::mem::size_of::<super::WireFallocate>(),
                 Op::Setxattr => r.offset > 0 && r.offset < r.len,
                 Op::Truncate => r.arg <= i64::MAX as u64 && r.len == 0,
-                Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Listxattr | Op::Opendir | Op::Releasedir | Op::Syncfs | Op::HandOver => r.len == 0,
+                Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Listxattr | Op::Opendir | Op::Releasedir | Op::Syncfs | Op::HandOver | Op::Fsyncdir => r.len == 0,
             }
     }
 }

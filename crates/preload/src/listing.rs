@@ -45,6 +45,14 @@ fn handle_of(f: &File) -> Served<u64> {
     }
 }
 
+/// `fsync` (`datasync`: `fdatasync`) of the directory of record `f`, through its listing
+/// handle.
+pub fn fsync_dir(f: &File, datasync: bool) -> Served<()> {
+    let handle = handle_of(f)?;
+    call(Descriptor { handle, arg: u64::from(datasync), ..on_dir(Op::Fsyncdir, f) }, &[], None)?;
+    Ok(())
+}
+
 /// `getdents64` on directory record `f`: `linux_dirent64` records from its position into
 /// `out`, which must hold one at least; the position advances past them. 0 at the end.
 pub fn getdents(f: &File, out: &mut [u8]) -> Served<usize> {

@@ -59,6 +59,13 @@ pub(super) fn releasedir(c: &mut Call<'_>) -> io::Result<Reply> {
     Ok((0, [0; 4]))
 }
 
+/// Writes out a directory through one of the client's listing handles (its entries reach
+/// the backend: SQLite's and dpkg's directory `fsync` after a create or rename).
+pub(super) fn fsyncdir(c: &mut Call<'_>) -> io::Result<Reply> {
+    c.fs.fsyncdir(c.ctx, c.r.inode, c.r.handle, c.r.arg != 0)?;
+    Ok((0, [0; 4]))
+}
+
 /// Entries of a listing handle after a cookie, as `linux_dirent64` records.
 pub(super) fn readdir(c: &mut Call<'_>) -> io::Result<Reply> {
     let r = *c.r;

@@ -413,6 +413,7 @@ fn op_name(op: Op) -> &'static str {
         Op::Fallocate => "fallocate",
         Op::Syncfs => "syncfs",
         Op::HandOver => "hand_over",
+        Op::Fsyncdir => "fsyncdir",
     }
 }
 
@@ -875,7 +876,7 @@ fn learn_attr(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, inode: Inod
 fn scope(sh: &Shared, ch: &channels::Channel, req: &Request) -> Option<Unserved> {
     let by_handle = match req.op {
         Op::Getattr | Op::Read | Op::Write | Op::Truncate | Op::Setattr | Op::Fsync | Op::Fallocate => Some(false),
-        Op::Readdir => Some(true),
+        Op::Readdir | Op::Fsyncdir => Some(true),
         _ => None,
     };
     if let Some(dir) = by_handle {
@@ -1167,6 +1168,7 @@ fn dispatch(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
         Op::Opendir => listing::opendir(c),
         Op::Readdir => listing::readdir(c),
         Op::Releasedir => listing::releasedir(c),
+        Op::Fsyncdir => listing::fsyncdir(c),
         Op::Statfs => listing::statfs(c, buf),
         Op::Fallocate => files::fallocate(c),
         Op::Syncfs => files::syncfs(c),

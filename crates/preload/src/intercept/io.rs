@@ -224,11 +224,18 @@ hooks! {
     }
 
     fn fsync(fd: c_int) -> c_int => |kernel| {
-        on_data_fd(fd, |f| ops::fsync(f, false).map(|()| 0), kernel)
+        match crate::files::dir_file(fd) {
+            // A directory of a pool mount (held open through the kernel, recorded by us).
+            Some(d) => super::run(|| crate::listing::fsync_dir(d, false).map(|()| 0), kernel),
+            None => on_data_fd(fd, |f| ops::fsync(f, false).map(|()| 0), kernel),
+        }
     }
 
     fn fdatasync(fd: c_int) -> c_int => |kernel| {
-        on_data_fd(fd, |f| ops::fsync(f, true).map(|()| 0), kernel)
+        match crate::files::dir_file(fd) {
+            Some(d) => super::run(|| crate::listing::fsync_dir(d, true).map(|()| 0), kernel),
+            None => on_data_fd(fd, |f| ops::fsync(f, true).map(|()| 0), kernel),
+        }
     }
 
     /// sync_file_range: the service's write-back cache is not the kernel's page cache, so a
