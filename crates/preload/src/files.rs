@@ -55,13 +55,15 @@ pub struct File {
     /// this file's share, and whoever lets go of the last share releases the handle.
     shared: AtomicBool,
     held: Mutex<Option<Arc<LastRef>>>,
-    /// The file opened through the kernel (its FUSE mount) for its locks, plus one (0: not
-    /// opened; `OPENING`: being opened): see the `locks` module.
+    /// Whether its descriptors are the file itself, opened through the kernel (its FUSE
+    /// mount) for its locks, rather than `/dev/null` (`ANCHORED`; `OPENING` while a thread
+    /// makes them so; 0: not): see the `locks` module. Its data stays at user level.
     anchor: AtomicI32,
 }
 
-/// `File::anchor` while a thread opens it.
+/// `File::anchor` values.
 const OPENING: i32 = -1;
+const ANCHOR: i32 = 1;
 
 /// What is known of an open file's contents, valid while its change-table slot holds `word`
 /// (see `polytropon_ipc::changes`).
@@ -568,12 +570,9 @@ fn unref(idx: u32) -> Option<LastRef> {
     if let Ok(mut g) = f.known.try_lock() {
         *g = None;
     }
-    // Its locks' file goes with its last descriptor, as the kernel's own would.
-    let anchor = f.anchor.swap(0, Ordering::AcqRel);
-    if anchor > 0 {
+    // Its kernel file (if anchored) goes with the program's last descriptor of it.
+    if f.anchor.swap(0, Ordering::AcqRel) == ANCHOR {
         ANCHORED.fetch_sub(1, Ordering::AcqRel);
-        // SAFETY: closing the descriptor this library opened for the file's locks.
-        unsafe { real::close(anchor - 1) };
     }
     let out = if f.shared.load(Ordering::Acquire) {
         // A shared handle is released by whoever lets go of it last (here, or the memory of
@@ -600,17 +599,30 @@ pub fn ours(out: &mut Vec<c_int>) {
 /// release, if the last reference went.
 fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
     let f = &FILES[idx as usize - 1];
-    // A file opened for its locks already is the kernel's open file (with its locks): the
-    // descriptors become copies of it. Else it is opened now.
-    let anchor = f.anchor.swap(0, Ordering::AcqRel);
-    let (tmp, anchored) = if anchor > 0 {
-        ANCHORED.fetch_sub(1, Ordering::AcqRel);
-        (anchor - 1, true)
-    } else {
-        (open_in_kernel(f)?, false)
-    };
     let (dev, inode) = (f.dev.load(Ordering::Relaxed), f.inode.load(Ordering::Relaxed));
     let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
+    if f.anchor.swap(0, Ordering::AcqRel) == ANCHOR {
+        // Its descriptors are the kernel's open file already (with its locks): at our offset,
+        // they are the kernel's alone from now on.
+        ANCHORED.fetch_sub(1, Ordering::AcqRel);
+        note_kernel_locked(dev, inode);
+        let mut last = None;
+        let mut placed = false;
+        for (fd, slot) in FDS.iter().enumerate().take(high) {
+            if slot.load(Ordering::Acquire) != idx {
+                continue;
+            }
+            if !std::mem::replace(&mut placed, true) {
+                // SAFETY: lseek on the program's descriptor of the file (one open file).
+                unsafe { real::lseek(fd as c_int, f.offset.load(Ordering::Relaxed) as i64, libc::SEEK_SET) };
+            }
+            if let Some(l) = forget_fd(fd as c_int) {
+                last = Some(l);
+            }
+        }
+        return Ok(last);
+    }
+    let tmp = open_in_kernel(f)?;
     let off = if f.passthrough() {
         // The kernel kept the offset, on any of the file's descriptors.
         let any = FDS.iter().take(high).position(|s| s.load(Ordering::Acquire) == idx);
@@ -622,6 +634,22 @@ fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
     // SAFETY: plain syscalls on descriptors owned by this process.
     unsafe { real::lseek(tmp, off, libc::SEEK_SET) };
     let mut last = None;
+    let first = onto_descriptors(idx, tmp)?;
+    for (fd, slot) in FDS.iter().enumerate().take(high) {
+        if slot.load(Ordering::Acquire) == idx {
+            if let Some(l) = forget_fd(fd as c_int) {
+                last = Some(l);
+            }
+        }
+    }
+    let_go_of_temporary(tmp, first, dev, inode);
+    Ok(last)
+}
+
+/// Makes every descriptor naming file `idx` a copy of kernel descriptor `tmp` (keeping each
+/// one's `FD_CLOEXEC`); the first of them, if any.
+fn onto_descriptors(idx: u32, tmp: c_int) -> Result<Option<c_int>, c_int> {
+    let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
     let mut first = None;
     for (fd, slot) in FDS.iter().enumerate().take(high) {
         if slot.load(Ordering::Acquire) != idx {
@@ -634,31 +662,27 @@ fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
         // SAFETY: dup3 of the temporary descriptor onto our reserved one, which it atomically replaces.
         if unsafe { real::dup3(tmp, fd, if cloexec { libc::O_CLOEXEC } else { 0 }) } < 0 {
             let e = errno();
-            // SAFETY: closing the temporary descriptor opened above; the numbers it was copied to stay.
+            // SAFETY: closing the temporary descriptor opened by the caller.
             unsafe { real::close(tmp) };
             return Err(e);
         }
-        if let Some(l) = forget_fd(fd) {
-            last = Some(l);
-        }
     }
-    // The kernel drops the process's POSIX locks on the file at any close of it: one taken
-    // through the file (its anchor) or through another of its opens must outlive this
-    // descriptor, which then stays open beside the program's first number and goes when
-    // that number is closed.
-    let kept = anchored || any_anchor(dev, inode).is_some() || kernel_locked(dev, inode);
-    if anchored {
-        // Its locks are now held through kernel descriptors.
-        note_kernel_locked(dev, inode);
-    }
+    Ok(first)
+}
+
+/// Done with temporary kernel descriptor `tmp` of file (`dev`, `inode`), copied onto the
+/// program's numbers (`first` the lowest). The kernel drops the process's POSIX locks on the
+/// file at any close of it: when the process may hold some through another open, `tmp`
+/// stays open beside `first` and goes when the program closes that number.
+fn let_go_of_temporary(tmp: c_int, first: Option<c_int>, dev: u64, inode: u64) {
+    let kept = any_anchor(dev, inode).is_some() || kernel_locked(dev, inode);
     match first.filter(|_| kept) {
         Some(fd) => hold_beside(fd, tmp),
-        // SAFETY: closing the temporary descriptor opened above; the numbers it was copied to stay.
+        // SAFETY: closing the temporary descriptor; the numbers it was copied to stay.
         None => unsafe {
             real::close(tmp);
         },
     }
-    Ok(last)
 }
 
 /// Opens `f` through the kernel (its path on the FUSE mount, its status flags).
@@ -671,6 +695,16 @@ pub fn open_in_kernel(f: &File) -> Result<c_int, c_int> {
     let fd = unsafe { real::open(path.as_ptr() as *const libc::c_char, flags, 0) };
     if fd < 0 {
         return Err(errno());
+    }
+    // The path may name another file by now (the file was renamed, or another renamed over
+    // it): that one must not stand in for this one.
+    // SAFETY: an all-zero stat is a valid value of the C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat of the descriptor just opened into the local struct above.
+    if unsafe { real::fstat(fd, &mut st) } != 0 || st.st_ino != f.inode.load(Ordering::Relaxed) || st.st_dev != f.dev.load(Ordering::Relaxed) {
+        // SAFETY: closing the descriptor just opened.
+        unsafe { real::close(fd) };
+        return Err(libc::ESTALE);
     }
     Ok(fd)
 }
@@ -765,15 +799,19 @@ pub fn let_go_beside(fd: c_int) {
 /// kernel's own request for them is dropped when a notice about the file came meanwhile, so
 /// its size may still be an old one, past which an `mmap` of the file faults. Asked afresh
 /// until it holds (a few times at most, or the kernel is left as it is).
-pub fn refresh_anchor(f: &File, size: u64) {
-    let Some(a) = own_anchor(f) else { return };
+pub fn refresh_anchor(fd: c_int, size: u64) {
+    let Some((_, f)) = get(fd) else { return };
+    if !anchored(f) {
+        return;
+    }
+    let a = fd;
     for _ in 0..50 {
         // SAFETY: an all-zero statx is a valid value of the C struct.
         let mut stx: libc::statx = unsafe { std::mem::zeroed() };
         // SAFETY: statx of our own descriptor into the local struct above.
         unsafe { real::statx(a, c"".as_ptr(), libc::AT_EMPTY_PATH | libc::AT_STATX_FORCE_SYNC, libc::STATX_SIZE, &mut stx) };
-        // SAFETY: lseek on our own descriptor: the kernel's size of the file, which the
-        // offset of the anchor does not matter for (set again before any use).
+        // SAFETY: lseek on the program's descriptor: the kernel's size of the file (its
+        // kernel offset does not matter: set again before any use).
         let end = unsafe { real::lseek(a, 0, libc::SEEK_END) };
         if end < 0 || end as u64 >= size {
             return;
@@ -782,14 +820,12 @@ pub fn refresh_anchor(f: &File, size: u64) {
     }
 }
 
-/// `f`'s anchor, if it has one.
-pub fn own_anchor(f: &File) -> Option<c_int> {
-    let a = f.anchor.load(Ordering::Acquire);
-    (a > 0).then_some(a - 1)
+/// Whether `f`'s descriptors are the file itself, opened through the kernel.
+pub fn anchored(f: &File) -> bool {
+    f.anchor.load(Ordering::Acquire) == ANCHOR
 }
 
-/// The kernel is about to close descriptors `first..=last`: anchors among them move above
-/// the range (or are forgotten when nothing is above it), and descriptors kept beside the
+/// The kernel is about to close descriptors `first..=last`: descriptors kept beside the
 /// program's numbers that are among them, or beside numbers among them, are let go of.
 pub fn before_close_range(first: usize, last: usize) {
     let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
@@ -799,73 +835,42 @@ pub fn before_close_range(first: usize, last: usize) {
             let_go_beside(fd as c_int);
         }
     }
-    if ANCHORED.load(Ordering::Acquire) == 0 {
-        return;
-    }
-    for f in &FILES {
-        let a = f.anchor.load(Ordering::Acquire);
-        if a <= 0 || !(first..=last).contains(&((a - 1) as usize)) {
-            continue;
-        }
-        // SAFETY: duplicating our own anchor above the range; the result is checked.
-        let moved = if last >= c_int::MAX as usize { -1 } else { unsafe { real::fcntl(a - 1, libc::F_DUPFD_CLOEXEC, (last + 1) as libc::c_ulong) } };
-        if f.anchor.compare_exchange(a, if moved >= 0 { moved + 1 } else { 0 }, Ordering::AcqRel, Ordering::Acquire).is_err() {
-            if moved >= 0 {
-                // SAFETY: our duplicate, not needed after all.
-                unsafe { real::close(moved) };
-            }
-        } else if moved < 0 {
-            ANCHORED.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
 }
 
-/// The anchor of any open file of ours on inode `inode` of device `dev` (see the `locks` module).
+/// A descriptor of an anchored open file of ours on inode `inode` of device `dev` (see
+/// the `locks` module).
 pub fn any_anchor(dev: u64, inode: u64) -> Option<c_int> {
     if ANCHORED.load(Ordering::Acquire) == 0 {
         return None;
     }
-    FILES.iter().filter(|f| f.refs.load(Ordering::Acquire) != 0 && f.dev.load(Ordering::Relaxed) == dev && f.inode.load(Ordering::Relaxed) == inode).find_map(|f| {
-        let a = f.anchor.load(Ordering::Acquire);
-        (a > 0).then_some(a - 1)
-    })
+    let idx = FILES.iter().position(|f| f.refs.load(Ordering::Acquire) != 0 && f.dev.load(Ordering::Relaxed) == dev && f.inode.load(Ordering::Relaxed) == inode && anchored(f))? as u32 + 1;
+    let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
+    FDS.iter().take(high).position(|s| s.load(Ordering::Acquire) == idx).map(|fd| fd as c_int)
 }
 
-/// The anchor of `f`: its file opened through the kernel at a number of this library's,
-/// opened now if it was not (`moved_up`: above the program's numbers, where the temporary
-/// low descriptor's close cannot drop locks: when no other open of the file has any).
-pub fn anchor(f: &File) -> Result<c_int, c_int> {
+/// Makes the descriptors of our file behind `fd` the file itself, opened through the kernel
+/// (its FUSE mount) at their numbers, if they were not: lock calls then run on them, in the
+/// kernel's lock table of the file, while its data stays at user level.
+pub fn anchor(fd: c_int) -> Result<(), c_int> {
+    let Some((idx, f)) = get(fd) else { return Err(libc::EBADF) };
     loop {
         match f.anchor.compare_exchange(0, OPENING, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => break,
             Err(OPENING) => std::thread::yield_now(),
-            Err(a) => return Ok(a - 1),
+            Err(_) => return Ok(()),
         }
     }
-    // Another open of the same file holding locks (through its anchor) loses its POSIX
-    // locks if a descriptor of the file is closed: the new one then stays where the kernel
-    // put it instead of moving above the program's numbers.
     let (dev, inode) = (f.dev.load(Ordering::Relaxed), f.inode.load(Ordering::Relaxed));
-    let sibling = any_anchor(dev, inode).is_some() || kernel_locked(dev, inode);
-    let opened = open_in_kernel(f).map(|low| {
-        if sibling {
-            return low;
-        }
-        // SAFETY: duplicating the descriptor just opened above the program's numbers.
-        let high = unsafe { real::fcntl(low, libc::F_DUPFD_CLOEXEC, DEVNULL_MIN as libc::c_ulong) };
-        if high < 0 {
-            return low;
-        }
-        // SAFETY: closing the low duplicate just made (no lock of the process is on the file
-        // through any other open of ours).
-        unsafe { real::close(low) };
-        high
+    let made = open_in_kernel(f).and_then(|tmp| {
+        let first = onto_descriptors(idx, tmp)?;
+        let_go_of_temporary(tmp, first, dev, inode);
+        Ok(())
     });
-    match opened {
-        Ok(fd) => {
+    match made {
+        Ok(()) => {
             ANCHORED.fetch_add(1, Ordering::AcqRel);
-            f.anchor.store(fd + 1, Ordering::Release);
-            Ok(fd)
+            f.anchor.store(ANCHOR, Ordering::Release);
+            Ok(())
         }
         Err(e) => {
             f.anchor.store(0, Ordering::Release);

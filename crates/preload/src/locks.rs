@@ -28,12 +28,12 @@ pub fn target(fd: c_int) -> Result<Option<c_int>, c_int> {
     if f.passthrough() {
         return Ok(None);
     }
-    let a = files::anchor(f)?;
-    // Ranges relative to the offset (`SEEK_CUR`, lockf) start at the anchor's: ours is here.
+    files::anchor(fd)?;
+    // Ranges relative to the offset (`SEEK_CUR`, lockf) start at the kernel's: ours is here.
     let off = i64::try_from(f.offset.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
-    // SAFETY: lseek on the anchor this library opened; integer arguments only.
-    unsafe { real::lseek(a, off, libc::SEEK_SET) };
-    Ok(Some(a))
+    // SAFETY: lseek on the program's descriptor, now the kernel's open file; integers only.
+    unsafe { real::lseek(fd, off, libc::SEEK_SET) };
+    Ok(Some(fd))
 }
 
 /// The program is about to close (or replace) one of our descriptors, of `f`: the process's

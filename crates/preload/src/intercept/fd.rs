@@ -177,19 +177,42 @@ fn fcntl_ours(fd: c_int, cmd: c_int, arg: c_ulong, real_fcntl: unsafe fn(c_int, 
             let settable = (libc::O_APPEND | libc::O_NONBLOCK | libc::O_NOATIME | libc::O_ASYNC) as u32;
             let old = f.flags.load(Ordering::Relaxed);
             f.flags.store((old & !settable) | (arg as u32 & settable), Ordering::Relaxed);
-            if let Some(a) = files::own_anchor(f) {
-                // The kernel's open file for the locks becomes the descriptor's at a hand-over.
-                // SAFETY: F_SETFL with the caller's integer flags on our anchor.
-                unsafe { real_fcntl(a, cmd, arg) };
+            if files::anchored(f) {
+                // The descriptor is the kernel's open file too (for its locks), which the
+                // kernel alone serves after a hand-over.
+                // SAFETY: F_SETFL with the caller's integer flags on the caller's descriptor.
+                unsafe { real_fcntl(fd, cmd, arg) };
             }
             0
         }
         // Record locks go to the kernel's lock table of the file on the FUSE mount (see
         // `crate::locks`); the descriptor stays ours.
         libc::F_GETLK | libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_GETLK | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => match crate::locks::target(fd) {
-            // SAFETY: the caller's lock command and `struct flock` pointer, unchanged, on the
-            // kernel's open file of the same file.
-            Ok(Some(a)) => unsafe { real_fcntl(a, cmd, arg) },
+            Ok(Some(a)) => {
+                let p = arg as *mut libc::flock;
+                // SAFETY: the caller's `struct flock`, which the kernel reads too (a pointer
+                // that is not one faults here rather than giving EFAULT).
+                if !p.is_null() && i32::from(unsafe { (*p).l_whence }) == libc::SEEK_END {
+                    // From the end the service knows (the kernel's size of the file may be
+                    // behind writes made at user level since it was opened there).
+                    if let Some(size) = crate::ops::getattr(f).ok().and_then(|a| i64::try_from(a.size).ok()) {
+                        // SAFETY: as above.
+                        let mut copy = unsafe { p.read() };
+                        copy.l_start = copy.l_start.saturating_add(size);
+                        copy.l_whence = libc::SEEK_SET as i16;
+                        // SAFETY: the caller's command on its descriptor, with a local copy.
+                        let r = unsafe { real_fcntl(a, cmd, std::ptr::addr_of_mut!(copy) as c_ulong) };
+                        if r == 0 && matches!(cmd, libc::F_GETLK | libc::F_OFD_GETLK) {
+                            // SAFETY: the caller's `struct flock`, written as the kernel would.
+                            unsafe { p.write(copy) };
+                        }
+                        return r;
+                    }
+                }
+                // SAFETY: the caller's lock command and `struct flock` pointer, unchanged, on
+                // the caller's descriptor, now the kernel's open file of the same file.
+                unsafe { real_fcntl(a, cmd, arg) }
+            }
             // SAFETY: as below, once the descriptor is the kernel's.
             Ok(None) => in_kernel(fd, super::HandOver::Lock, || unsafe { real_fcntl(fd, cmd, arg) }),
             Err(e) => {

@@ -122,10 +122,11 @@ pub(crate) fn hand_over(fd: c_int, why: HandOver) -> Result<(), c_int> {
         // service drops that cache when asked about the file, before the kernel reopens it.
         let _ = catch_unwind(AssertUnwindSafe(|| crate::ops::getattr(f)));
     }
-    if let Some((_, f)) = files::get(fd).filter(|(_, f)| files::own_anchor(f).is_some()) {
-        // Its anchor becomes the descriptor: the kernel must know how far the file goes.
+    if let Some((_, f)) = files::get(fd).filter(|(_, f)| files::anchored(f)) {
+        // Its descriptors are the kernel's open file already: the kernel must know how far
+        // the file goes before it serves it.
         if let Ok(Ok(a)) = catch_unwind(AssertUnwindSafe(|| crate::ops::getattr(f))) {
-            files::refresh_anchor(f, a.size);
+            files::refresh_anchor(fd, a.size);
         }
     }
     let last = catch_unwind(AssertUnwindSafe(|| files::materialize(fd))).unwrap_or(Err(libc::EIO))?;
