@@ -1,17 +1,17 @@
 //! Locks on our files: `fcntl` record locks (process-owned and open-file-description ones),
-//! `flock` and `lockf` run in the kernel, on the file opened through the FUSE mount for its
-//! locks (its anchor, `files::anchor`), while its data stays at user level. The kernel's lock
-//! table of the mount's inode is the one every caller on the FUSE path uses (the service
-//! leaves FUSE locks to the kernel), so both paths see each other's locks, with the kernel's
-//! own rules: ranges split and merged, upgrades, `EDEADLK`, `EINTR`, waits that block only
-//! the caller's thread, release when the process dies.
+//! `flock` and `lockf` run in the kernel on the program's own descriptor, which the first
+//! lock call makes the file itself, opened through the FUSE mount (`files::anchor`), while
+//! its data stays at user level. The kernel's lock table of the mount's inode is the one
+//! every caller on the FUSE path uses (the service leaves FUSE locks to the kernel), so both
+//! paths see each other's locks, with the kernel's own rules: ranges split and merged,
+//! upgrades, `EDEADLK`, `EINTR`, waits that block only the caller's thread, release when the
+//! process dies, and what close, `dup2`, `close_range` and `exec` do to them.
 //!
-//! What the library emulates: the anchor is one open file per open of ours (its descriptors
-//! share it, as they share a description), so open-file-description and `flock` locks follow
-//! the program's descriptors; the kernel drops a process's POSIX locks on a file at any
-//! close of it, and the program's descriptor is our reserved one, so [`closed`] drops them
-//! when the program closes one of ours; locks relative to the offset use ours; a hand-over
-//! (fork, exec, mmap) keeps the anchor as the kernel's open file.
+//! What the library emulates: the kernel drops a process's POSIX locks on a file at any
+//! close of it, and a descriptor of ours not anchored is our reserved `/dev/null` one, so
+//! [`closing`] drops them when the program closes one of those; ranges relative to the
+//! offset start at ours; a hand-over (fork, exec, mmap) of an anchored file only sets the
+//! kernel's offset (and size).
 
 use std::ffi::c_int;
 use std::sync::atomic::Ordering;

@@ -192,22 +192,24 @@ fn fcntl_ours(fd: c_int, cmd: c_int, arg: c_ulong, real_fcntl: unsafe fn(c_int, 
                 let p = arg as *mut libc::flock;
                 // SAFETY: the caller's `struct flock`, which the kernel reads too (a pointer
                 // that is not one faults here rather than giving EFAULT).
-                if !p.is_null() && i32::from(unsafe { (*p).l_whence }) == libc::SEEK_END {
-                    // From the end the service knows (the kernel's size of the file may be
-                    // behind writes made at user level since it was opened there).
-                    if let Some(size) = crate::ops::getattr(f).ok().and_then(|a| i64::try_from(a.size).ok()) {
-                        // SAFETY: as above.
-                        let mut copy = unsafe { p.read() };
-                        copy.l_start = copy.l_start.saturating_add(size);
-                        copy.l_whence = libc::SEEK_SET as i16;
-                        // SAFETY: the caller's command on its descriptor, with a local copy.
-                        let r = unsafe { real_fcntl(a, cmd, std::ptr::addr_of_mut!(copy) as c_ulong) };
-                        if r == 0 && matches!(cmd, libc::F_GETLK | libc::F_OFD_GETLK) {
-                            // SAFETY: the caller's `struct flock`, written as the kernel would.
-                            unsafe { p.write(copy) };
-                        }
-                        return r;
+                let from_end = !p.is_null() && i32::from(unsafe { (*p).l_whence }) == libc::SEEK_END;
+                // From the end the service knows (the kernel's size of the file may be behind
+                // writes made at user level since it was opened there); asked inside the
+                // library, then let go of before a wait (a signal handler's calls during it
+                // take the user-level path as any other's).
+                let size = from_end.then(|| crate::config::Busy::enter().and_then(|_busy| crate::ops::getattr(f).ok()).and_then(|a| i64::try_from(a.size).ok())).flatten();
+                if let Some(size) = size {
+                    // SAFETY: as above.
+                    let mut copy = unsafe { p.read() };
+                    copy.l_start = copy.l_start.saturating_add(size);
+                    copy.l_whence = libc::SEEK_SET as i16;
+                    // SAFETY: the caller's command on its descriptor, with a local copy.
+                    let r = unsafe { real_fcntl(a, cmd, std::ptr::addr_of_mut!(copy) as c_ulong) };
+                    if r == 0 && matches!(cmd, libc::F_GETLK | libc::F_OFD_GETLK) {
+                        // SAFETY: the caller's `struct flock`, written as the kernel would.
+                        unsafe { p.write(copy) };
                     }
+                    return r;
                 }
                 // SAFETY: the caller's lock command and `struct flock` pointer, unchanged, on
                 // the caller's descriptor, now the kernel's open file of the same file.
