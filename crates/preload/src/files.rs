@@ -56,7 +56,7 @@ pub struct File {
     shared: AtomicBool,
     held: Mutex<Option<Arc<LastRef>>>,
     /// Whether its descriptors are the file itself, opened through the kernel (its FUSE
-    /// mount) for its locks, rather than `/dev/null` (`ANCHORED`; `OPENING` while a thread
+    /// mount) for its locks, rather than `/dev/null` (`ANCHOR`; `OPENING` while a thread
     /// makes them so; 0: not): see the `locks` module. Its data stays at user level.
     anchor: AtomicI32,
 }
@@ -606,21 +606,12 @@ fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
         // they are the kernel's alone from now on.
         ANCHORED.fetch_sub(1, Ordering::AcqRel);
         note_kernel_locked(dev, inode);
-        let mut last = None;
-        let mut placed = false;
-        for (fd, slot) in FDS.iter().enumerate().take(high) {
-            if slot.load(Ordering::Acquire) != idx {
-                continue;
-            }
-            if !std::mem::replace(&mut placed, true) {
-                // SAFETY: lseek on the program's descriptor of the file (one open file).
-                unsafe { real::lseek(fd as c_int, f.offset.load(Ordering::Relaxed) as i64, libc::SEEK_SET) };
-            }
-            if let Some(l) = forget_fd(fd as c_int) {
-                last = Some(l);
-            }
+        if let Some(fd) = FDS.iter().take(high).position(|s| s.load(Ordering::Acquire) == idx) {
+            // SAFETY: lseek on the program's descriptor of the file (all of them share one
+            // open file).
+            unsafe { real::lseek(fd as c_int, f.offset.load(Ordering::Relaxed) as i64, libc::SEEK_SET) };
         }
-        return Ok(last);
+        return Ok(forget_all(idx));
     }
     let tmp = open_in_kernel(f)?;
     let off = if f.passthrough() {
@@ -633,8 +624,17 @@ fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
     };
     // SAFETY: plain syscalls on descriptors owned by this process.
     unsafe { real::lseek(tmp, off, libc::SEEK_SET) };
-    let mut last = None;
     let first = onto_descriptors(idx, tmp)?;
+    let last = forget_all(idx);
+    let_go_of_temporary(tmp, first, dev, inode);
+    Ok(last)
+}
+
+/// Forgets every descriptor naming file `idx`: the service handle to release, if the last
+/// reference went.
+fn forget_all(idx: u32) -> Option<LastRef> {
+    let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
+    let mut last = None;
     for (fd, slot) in FDS.iter().enumerate().take(high) {
         if slot.load(Ordering::Acquire) == idx {
             if let Some(l) = forget_fd(fd as c_int) {
@@ -642,8 +642,7 @@ fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
             }
         }
     }
-    let_go_of_temporary(tmp, first, dev, inode);
-    Ok(last)
+    last
 }
 
 /// Makes every descriptor naming file `idx` a copy of kernel descriptor `tmp` (keeping each
@@ -793,8 +792,8 @@ pub fn let_go_beside(fd: c_int) {
     }
 }
 
-/// Makes the kernel's size of anchored file `f` at least `size` (what the service says it
-/// is), before the kernel serves the file. The anchor was opened before the user-level path
+/// Makes the kernel's size of the anchored file behind `fd` at least `size` (what the
+/// service says it is), before the kernel serves the file. It was opened there before the user-level path
 /// changed the file: a notice only marks the kernel's attributes stale, and a reply to the
 /// kernel's own request for them is dropped when a notice about the file came meanwhile, so
 /// its size may still be an old one, past which an `mmap` of the file faults. Asked afresh
@@ -804,15 +803,14 @@ pub fn refresh_anchor(fd: c_int, size: u64) {
     if !anchored(f) {
         return;
     }
-    let a = fd;
     for _ in 0..50 {
         // SAFETY: an all-zero statx is a valid value of the C struct.
         let mut stx: libc::statx = unsafe { std::mem::zeroed() };
         // SAFETY: statx of our own descriptor into the local struct above.
-        unsafe { real::statx(a, c"".as_ptr(), libc::AT_EMPTY_PATH | libc::AT_STATX_FORCE_SYNC, libc::STATX_SIZE, &mut stx) };
+        unsafe { real::statx(fd, c"".as_ptr(), libc::AT_EMPTY_PATH | libc::AT_STATX_FORCE_SYNC, libc::STATX_SIZE, &mut stx) };
         // SAFETY: lseek on the program's descriptor: the kernel's size of the file (its
         // kernel offset does not matter: set again before any use).
-        let end = unsafe { real::lseek(a, 0, libc::SEEK_END) };
+        let end = unsafe { real::lseek(fd, 0, libc::SEEK_END) };
         if end < 0 || end as u64 >= size {
             return;
         }
