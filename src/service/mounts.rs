@@ -99,6 +99,8 @@ impl Locked<'_> {
                 t.len() - 1
             }
         };
+        drop(t);
+        crate::service::shm::channels::instances_changed();
         let instance = u32::try_from(index).unwrap_or(u32::MAX);
         self.by_path.insert(mountpoint, Mount { spec, mount, instance, user, storage });
         instance
@@ -132,5 +134,7 @@ impl Locked<'_> {
         if let Some(slot) = t.get_mut(instance as usize) {
             *slot = None;
         }
+        drop(t);
+        crate::service::shm::channels::instances_changed();
     }
 }

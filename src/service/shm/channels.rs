@@ -7,7 +7,7 @@
 //! closes it (or dies, and the kernel closes it) the index is free again.
 
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +23,8 @@ use tracing::{debug, warn};
 
 use crate::libservice::access::{Creds, IdRange, UserNs};
 use crate::libservice::Context;
+
+use super::peer;
 
 /// One connected client: its area and who it is.
 pub struct Channel {
@@ -128,6 +130,7 @@ pub struct Channels {
     path: PathBuf,
     /// Client areas given back (connection closed).
     pub closed: AtomicU64,
+    known: KnownMounts,
 }
 
 impl Channels {
@@ -143,7 +146,7 @@ impl Channels {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
         listener.set_nonblocking(true)?;
         let slots = RwLock::new((0..clients).map(|_| None).collect());
-        Ok((Arc::new(Channels { slots, buffer_size, shmid, path: path.to_path_buf(), closed: AtomicU64::new(0) }), listener))
+        Ok((Arc::new(Channels { slots, buffer_size, shmid, path: path.to_path_buf(), closed: AtomicU64::new(0), known: KnownMounts::default() }), listener))
     }
 
     pub fn path(&self) -> &Path {
@@ -245,7 +248,7 @@ impl Channels {
         }
         let peer = rustix::net::sockopt::socket_peercred(s).map_err(io::Error::from)?;
         let pid = peer.pid.as_raw_nonzero().get() as u32;
-        let who = identify(pid, hello.tid).map_err(|e| refuse(libc::EACCES, e))?;
+        let who = identify(pid, hello.tid, s.as_fd(), &self.known).map_err(|e| refuse(libc::EACCES, e))?;
         let (memfd, map, area) = make_area(self.buffer_size).map_err(|e| refuse(libc::ENOMEM, e))?;
         let conn = s.as_fd().try_clone_to_owned().map_err(|e| refuse(libc::EMFILE, e))?;
         let creds_digest = digest(&who.creds);
@@ -286,12 +289,93 @@ struct Identity {
     pidfd: OwnedFd,
 }
 
+/// What identifying a process finds (the pidfd held meanwhile aside).
+struct Seen {
+    ctx: Context,
+    creds: Creds,
+    owner: u64,
+    mounts: Vec<u64>,
+}
+
 /// The filesystem credentials of thread `tid` of process `pid` (the whole process when the
 /// thread is not one of its own), read while a pidfd holds the process: if it exited
-/// meanwhile, its pid may name another process by now, and it is refused.
-fn identify(pid: u32, tid: u32) -> io::Result<Identity> {
+/// meanwhile, its pid may name another process by now, and it is refused. The kernel is
+/// asked through the pidfd and the connection `conn` where it can be; `/proc` is read where
+/// it cannot (an older kernel, a process in another pid namespace, a mount namespace not
+/// seen lately).
+fn identify(pid: u32, tid: u32, conn: BorrowedFd<'_>, known: &KnownMounts) -> io::Result<Identity> {
     let raw = rustix::process::Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("no peer process"))?;
     let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).map_err(io::Error::from)?;
+    let seen = match ask_kernel(pid, tid, &pidfd, conn, known)? {
+        Some(seen) => seen,
+        None => read_proc(pid, tid)?,
+    };
+    if exited(&pidfd) {
+        return Err(io::Error::other(format!("process {pid} exited while it was identified")));
+    }
+    let Seen { ctx, creds, owner, mounts } = seen;
+    Ok(Identity { ctx, creds, owner, mounts, pidfd })
+}
+
+/// [`identify`] through the pidfd and the connection; `None` where the kernel lacks a call.
+/// The ids are the thread's as the kernel has them now; the groups are those the connecting
+/// thread had when it connected (the library connects from the thread it names).
+fn ask_kernel(pid: u32, tid: u32, pidfd: &OwnedFd, conn: BorrowedFd<'_>, known: &KnownMounts) -> io::Result<Option<Seen>> {
+    // The thread named, if it is one of the process's own; else the process's main thread.
+    let thread = if tid == pid { None } else { peer::open_thread(tid).ok() };
+    let mut who = None;
+    if let Some(t) = &thread {
+        match peer::info(t.as_fd())? {
+            None => return Ok(None),
+            Some(i) if i.tgid == pid => who = Some((i, tid)),
+            Some(_) => {}
+        }
+    }
+    let (info, named) = match who {
+        Some(w) => w,
+        None => match peer::info(pidfd.as_fd())? {
+            None => return Ok(None),
+            Some(i) if i.tgid == pid => (i, pid),
+            Some(_) => return Err(io::Error::other(format!("process {pid} is not its own thread group"))),
+        },
+    };
+    let caps = peer::effective_caps(named)?;
+    // `capget` named the thread by number: it is the one whose pidfd is held only if that
+    // thread still runs (the process's main thread is checked with the process).
+    if named != pid && thread.as_ref().is_none_or(exited) {
+        return Err(io::Error::other(format!("thread {named} of process {pid} exited while it was identified")));
+    }
+    let groups = peer::groups(conn)?;
+    let Some(pid_ns) = peer::namespace(pidfd.as_fd(), peer::Namespace::Pid)? else { return Ok(None) };
+    let (dev, ino) = peer::identity(&pid_ns)?;
+    let owner = if own_namespace("pid") == Some((dev, ino)) { polytropon_ipc::args::Owner { ns: ino as u32, pid }.encode() } else { super::owners::owner_of(pid).unwrap_or(0) };
+    let Some(mount_ns) = peer::namespace(pidfd.as_fd(), peer::Namespace::Mount)? else { return Ok(None) };
+    let Some(mount_ns) = peer::mount_ns_id(&mount_ns)? else { return Ok(None) };
+    let mounts = match known.get(mount_ns) {
+        Some(m) => m,
+        None => {
+            let m = mount_devices(&proc_text(&format!("/proc/{pid}/mountinfo"))?);
+            known.put(mount_ns, &m);
+            m
+        }
+    };
+    let Some(user_ns) = peer::namespace(pidfd.as_fd(), peer::Namespace::User)? else { return Ok(None) };
+    let userns = if own_namespace("user") == Some(peer::identity(&user_ns)?) { None } else { user_namespace(pid)? };
+    let (uid, gid) = (info.fsuid, info.fsgid);
+    Ok(Some(Seen { ctx: Context { uid, gid, pid: pid as i32 }, creds: Creds { uid, gid, groups, caps, userns }, owner, mounts }))
+}
+
+/// The identity (device, inode) of the service's own namespace `kind` (`pid`, `user`).
+fn own_namespace(kind: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    static PID: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
+    static USER: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
+    let cell = if kind == "pid" { &PID } else { &USER };
+    *cell.get_or_init(|| std::fs::metadata(format!("/proc/self/ns/{kind}")).ok().map(|m| (m.dev(), m.ino())))
+}
+
+/// [`identify`] from `/proc` text.
+fn read_proc(pid: u32, tid: u32) -> io::Result<Seen> {
     let status = proc_text(&format!("/proc/{pid}/task/{tid}/status"))
         .ok()
         .filter(|s| field(s, "Tgid:").and_then(|v| v.parse::<u32>().ok()) == Some(pid))
@@ -300,15 +384,53 @@ fn identify(pid: u32, tid: u32) -> io::Result<Identity> {
     let owner = if tid == pid { super::owners::owner_in(pid, &status) } else { super::owners::owner_of(pid) }.unwrap_or(0);
     let mounts = mount_devices(&proc_text(&format!("/proc/{pid}/mountinfo"))?);
     let userns = user_namespace(pid)?;
-    if exited(&pidfd) {
-        return Err(io::Error::other(format!("process {pid} exited while it was identified")));
-    }
     // Real, effective, saved and filesystem ids: the filesystem ones decide access.
     let fs_id = |name: &str| field(&status, name).and_then(|v| v.split_whitespace().nth(3)).and_then(|v| v.parse::<u32>().ok());
     let (Some(uid), Some(gid)) = (fs_id("Uid:"), fs_id("Gid:")) else { return Err(io::Error::other(format!("no credentials for process {pid}"))) };
     let groups = field(&status, "Groups:").unwrap_or("").split_whitespace().filter_map(|g| g.parse::<u32>().ok()).collect();
     let caps = field(&status, "CapEff:").and_then(|c| u64::from_str_radix(c, 16).ok()).ok_or_else(|| io::Error::other(format!("no capabilities for process {pid}")))?;
-    Ok(Identity { ctx: Context { uid, gid, pid: pid as i32 }, creds: Creds { uid, gid, groups, caps, userns }, owner, mounts, pidfd })
+    Ok(Seen { ctx: Context { uid, gid, pid: pid as i32 }, creds: Creds { uid, gid, groups, caps, userns }, owner, mounts })
+}
+
+/// The mounts of the mount namespaces clients came from lately, by the namespace's unique
+/// id: a process's mounts are read once per namespace, not once per process (a shell loop
+/// starts a process a millisecond). An entry is forgotten after [`KnownMounts::FOR`] and
+/// whenever this service mounts or unmounts an instance, so a namespace is never taken to
+/// see one of its instances it does not see, past that moment; one that gained a mount since
+/// is read again when a request names it (`Channel::sees`).
+#[derive(Debug, Default)]
+pub struct KnownMounts {
+    by_ns: Mutex<rustc_hash::FxHashMap<u64, (Vec<u64>, Instant, u64)>>,
+}
+
+/// Bumped whenever an instance is mounted or unmounted: every remembered namespace's
+/// mounts are read again.
+static INSTANCES_CHANGED: AtomicU64 = AtomicU64::new(0);
+
+/// Says that this service's instances changed (see [`KnownMounts`]).
+pub fn instances_changed() {
+    INSTANCES_CHANGED.fetch_add(1, Ordering::AcqRel);
+}
+
+impl KnownMounts {
+    /// How long a namespace's mounts are taken as read.
+    const FOR: Duration = Duration::from_secs(1);
+    /// Namespaces remembered at most (past it, all are forgotten).
+    const MAX: usize = 1024;
+
+    fn get(&self, ns: u64) -> Option<Vec<u64>> {
+        let t = self.by_ns.lock().unwrap_or_else(|p| p.into_inner());
+        let (mounts, at, epoch) = t.get(&ns)?;
+        (at.elapsed() < Self::FOR && *epoch == INSTANCES_CHANGED.load(Ordering::Acquire)).then(|| mounts.clone())
+    }
+
+    fn put(&self, ns: u64, mounts: &[u64]) {
+        let mut t = self.by_ns.lock().unwrap_or_else(|p| p.into_inner());
+        if t.len() >= Self::MAX {
+            t.clear();
+        }
+        t.insert(ns, (mounts.to_vec(), Instant::now(), INSTANCES_CHANGED.load(Ordering::Acquire)));
+    }
 }
 
 /// The user namespace of process `pid` when it is not the service's own: its id maps as the
@@ -401,6 +523,43 @@ fn send_welcome(s: &UnixStream, w: &Welcome, fd: Option<&OwnedFd>) -> io::Result
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn the_kernel_and_proc_identify_a_process_alike() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let pid = std::process::id();
+        let pidfd = rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty()).expect("pidfd");
+        let known = super::KnownMounts::default();
+        let Some(asked) = super::ask_kernel(pid, pid, &pidfd, a.as_fd(), &known).expect("ask") else {
+            return; // a kernel without PIDFD_GET_INFO: /proc alone serves
+        };
+        let read = super::read_proc(pid, pid).expect("proc");
+        assert_eq!((asked.ctx.uid, asked.ctx.gid, asked.ctx.pid), (read.ctx.uid, read.ctx.gid, read.ctx.pid));
+        let sorted = |mut g: Vec<u32>| {
+            g.sort_unstable();
+            g
+        };
+        assert_eq!(sorted(asked.creds.groups.clone()), sorted(read.creds.groups.clone()));
+        assert_eq!((asked.creds.caps, asked.creds.userns.is_some(), asked.owner, &asked.mounts), (read.creds.caps, read.creds.userns.is_some(), read.owner, &read.mounts));
+        // A thread of this process named: its own ids; a thread of no process: the process's.
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        let thread = super::ask_kernel(pid, tid, &pidfd, a.as_fd(), &known).expect("thread").expect("supported");
+        assert_eq!(thread.ctx.uid, read.ctx.uid);
+        let stranger = super::ask_kernel(pid, 1, &pidfd, a.as_fd(), &known).expect("pid 1 named").expect("supported");
+        assert_eq!((stranger.ctx.uid, stranger.creds.caps), (read.ctx.uid, read.creds.caps), "another process's thread is never read");
+    }
+
+    #[test]
+    fn a_namespace_s_mounts_are_read_again_after_a_mount_or_unmount() {
+        let known = super::KnownMounts::default();
+        known.put(7, &[1, 2]);
+        assert_eq!(known.get(7), Some(vec![1, 2]));
+        assert_eq!(known.get(8), None);
+        super::instances_changed();
+        assert_eq!(known.get(7), None, "an instance mounted or unmounted since");
+    }
+
     #[test]
     fn mount_devices_are_read_from_the_third_field() {
         let info = "22 1 0:21 / / rw - ext4 /dev/root rw\n35 22 8:1 / /boot rw - vfat /dev/sda1 rw\n40 22 0:21 /x /y rw - ext4 /dev/root rw\nbroken line\n";

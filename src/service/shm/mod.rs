@@ -34,6 +34,7 @@ mod perm;
 mod placement;
 mod owners;
 mod passthrough;
+mod peer;
 mod sentinel;
 pub use owners::MAX_OPEN_PER_PROCESS;
 use call::{Call, Reply};
