@@ -575,3 +575,45 @@ echo three >> a.txt; cat a.txt
     assert!(count(&mount, "user_ops", "open_path") >= 8, "opens left the user-level path: {}", mount["user_ops"]);
     st.destroy();
 }
+
+/// A process that names a mount in its arguments (or runs in one) connects to the service as
+/// it starts, before its first call; one that names none connects on its first call on a
+/// mount, if any; and a forked child never takes its parent's early connection.
+#[test]
+fn a_process_that_names_a_mount_connects_as_it_starts() {
+    let st = Stage::new("preload-early", "e", |d| std::fs::write(d.join("f"), b"early\n").expect("seed"));
+    let clients = || -> u64 {
+        let json: serde_json::Value = serde_json::from_str(&st.h.ok(&["inspect", "--pool", &st.name, "--format", "json"])).expect("json");
+        json[0]["service"]["user_path"]["clients"].as_u64().expect("clients")
+    };
+    let file = st.mnt.join("f");
+    // `sh -c "sleep 1; true" FILE`: the file is the script's $0, which nothing opens.
+    let sleeping = |named: &Path, dir: &Path| {
+        st.command(true, Path::new("sh")).args(["-c", "sleep 1; true"]).arg(named).current_dir(dir).spawn().expect("sleeping shell")
+    };
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(clients(), 0, "no client before");
+    let mut named = sleeping(&file, Path::new("/"));
+    settle();
+    assert_eq!(clients(), 1, "a process naming a file of the mount did not connect as it started");
+    let _ = named.wait();
+    let mut unnamed = sleeping(Path::new("/etc/hostname"), Path::new("/"));
+    settle();
+    assert_eq!(clients(), 0, "a process naming no mount connected before needing to");
+    let _ = unnamed.wait();
+    let mut inside = sleeping(Path::new("/etc/hostname"), &st.mnt);
+    settle();
+    // The shell and its `sleep` (which works in the mount too).
+    assert_eq!(clients(), 2, "processes working in the mount did not connect as they started");
+    let _ = inside.wait();
+    // The early connection serves the first call; a forked child (the subshell) connects on
+    // its own and reads right; nothing falls back to FUSE.
+    let before = count(&st.counters(), "user_ops", "open_path");
+    let out = st.command(true, Path::new("sh")).args(["-c", "cat \"$0\"; (cat \"$0\"); cat \"$0\" | cat"]).arg(&file).current_dir("/").output().expect("sh");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "early\n".repeat(3));
+    let mount = st.counters();
+    assert!(count(&mount, "user_ops", "open_path") >= before + 3, "the reads left the user-level path: {}", mount["user_ops"]);
+    assert_eq!(count(&mount, "fuse_ops", "open"), 0, "a read went through FUSE: {}", mount["fuse_ops"]);
+    st.destroy();
+}

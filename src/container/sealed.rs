@@ -16,6 +16,9 @@ pub const ORIGIN_ENV: &str = "POLYTROPON_RUNTIME_EXE";
 
 const SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 
+/// Attempts at sealing the copy (see `reexec_sealed`).
+const SEAL_TRIES: u32 = 10;
+
 /// Whether this process runs from a sealed memfd.
 fn running_sealed() -> bool {
     let Ok(target) = std::fs::read_link("/proc/self/exe") else { return false };
@@ -47,7 +50,19 @@ pub fn reexec_sealed() -> io::Result<()> {
     let memfd = rustix::fs::memfd_create("polytropon", rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING)?;
     let mut copy = std::fs::File::from(memfd);
     io::copy(&mut exe, &mut copy)?;
-    rustix::fs::fcntl_add_seals(&copy, rustix::fs::SealFlags::from_bits_retain(SEALS as u32))?;
+    // Sealing against writes fails with EBUSY while the copy's pages are still referenced
+    // from elsewhere (the kernel waits a little for them): the splice `io::copy` uses may
+    // leave them so a moment longer on a loaded machine. Tried again a few times.
+    let mut tries = 0;
+    loop {
+        match rustix::fs::fcntl_add_seals(&copy, rustix::fs::SealFlags::from_bits_retain(SEALS as u32)) {
+            Err(rustix::io::Errno::BUSY) if tries < SEAL_TRIES => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r?,
+        }
+    }
     let cstr = |b: &[u8]| CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "an argument or variable holds a NUL byte"));
     let argv = std::env::args_os().map(|a| cstr(a.as_bytes())).collect::<io::Result<Vec<_>>>()?;
     let mut env = std::env::vars_os().filter(|(k, _)| k != ORIGIN_ENV).map(|(k, v)| cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat())).collect::<io::Result<Vec<_>>>()?;

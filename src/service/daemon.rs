@@ -385,6 +385,9 @@ use super::control::BUSY;
 /// Longest a control peer may take to send its request or read the answer.
 const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Client areas of a pool's service (see where the geometry is chosen).
+const CLIENT_AREAS: u32 = 1024;
+
 /// How often the service looks for mounts unmounted from outside.
 const REAP_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -490,7 +493,11 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
     //    above), owner-only, with one request queue per pool cpu.
     let table = MountTable::default();
     let queues = pool.slice.cpus.as_ref().map_or(1, |c| c.len().max(1)) as u32;
-    let geometry = Geometry { queues, slots: 256, clients: 64, buffer_size: 1 << 20 };
+    // Client areas: one per connected client thread. Every process under the library
+    // connects as it starts (see the library's `connect_early`), so this bounds the pool's
+    // processes and threads on the user-level path at once, past which they take the FUSE
+    // path; an area costs the service a mapping and a page or two until it is used.
+    let geometry = Geometry { queues, slots: 256, clients: CLIENT_AREAS, buffer_size: 1 << 20 };
     let cpus: Vec<usize> = pool.slice.cpus.iter().flatten().map(|c| *c as usize).collect();
     let channel = channel_file(pools, &pool.name);
     let driver = BackDriver::start_table(table.user_view(), geometry, &cpus, Some(polytropon_ipc::SEGMENT_KEY), &channel).map_err(DaemonError::Segment)?;

@@ -138,15 +138,35 @@ impl Client {
     }
 
     fn connect_with(path: &core::ffi::CStr, queue: u32, slot: Option<&'static core::sync::atomic::AtomicI32>) -> Result<Client, i32> {
+        let socket = Client::begin(path)?;
+        Client::finish(socket, queue, slot)
+    }
+
+    /// The first half of [`Client::connect`]: connects to the channel socket at `path` and
+    /// says hello for the calling thread, without waiting for the welcome, which the service
+    /// prepares meanwhile; [`Client::finish`] takes it. The connection's descriptor.
+    pub fn begin(path: &core::ffi::CStr) -> Result<i32, i32> {
         let socket = channel::connect(path)?;
-        let close = |e: i32| {
-            // SAFETY: closing the socket this function opened.
-            unsafe { libc::close(socket) };
-            e
-        };
         // SAFETY: gettid cannot fail.
         let tid = unsafe { libc::gettid() } as u32;
-        channel::send(socket, &Hello { version: crate::PROTOCOL_VERSION, tid }.to_bytes()).map_err(close)?;
+        if let Err(e) = channel::send(socket, &Hello { version: crate::PROTOCOL_VERSION, tid }.to_bytes()) {
+            // SAFETY: closing the socket just opened (the raw call: inside the preload library
+            // `close` is the library's hook).
+            unsafe { libc::syscall(libc::SYS_close, socket) };
+            return Err(e);
+        }
+        Ok(socket)
+    }
+
+    /// The second half of [`Client::connect`]: takes the welcome on `socket` (from
+    /// [`Client::begin`]; closed on failure), maps the client's area and attaches the
+    /// segment.
+    pub fn finish(socket: i32, queue: u32, slot: Option<&'static core::sync::atomic::AtomicI32>) -> Result<Client, i32> {
+        let close = |e: i32| {
+            // SAFETY: closing the connection, which this function owns.
+            unsafe { libc::syscall(libc::SYS_close, socket) };
+            e
+        };
         let (welcome, [memfd, table]) = channel::receive(socket).map_err(close)?;
         let changes = map_changes(table);
         let unmap_changes = || {

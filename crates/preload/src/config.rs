@@ -84,6 +84,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether a process started in `cwd` with arguments `args` will likely call on one of
+    /// the mounts soon: a mount at `/` (a container's root, where every file is), a working
+    /// directory under a mount, or an argument that is a path under one (`cat /mnt/a/f`).
+    pub fn likely_used<'a>(&self, cwd: &[u8], mut args: impl Iterator<Item = &'a [u8]>) -> bool {
+        let under = |p: &[u8]| p.first() == Some(&b'/') && self.mounts.iter().any(|m| p.starts_with(&m.path) && matches!(p.get(m.path.len()), None | Some(b'/')));
+        self.mounts.iter().any(|m| m.path.is_empty()) || under(cwd) || args.any(under)
+    }
+
     /// Whether the tidy absolute path `abs` lies in one of the kernel's trees.
     pub fn kernel_owned(&self, abs: &[u8]) -> bool {
         self.kernel.iter().any(|k| abs.starts_with(k) && matches!(abs.get(k.len()), None | Some(b'/')))
@@ -101,7 +109,7 @@ const UMASK_UNKNOWN: u32 = u32::MAX;
 static CWD_SEQ: AtomicU64 = AtomicU64::new(0);
 static CWD_LEN: AtomicUsize = AtomicUsize::new(0);
 static CWD_BYTES: [AtomicU8; CWD_MAX] = [const { AtomicU8::new(0) }; CWD_MAX];
-const CWD_MAX: usize = libc::PATH_MAX as usize;
+pub const CWD_MAX: usize = libc::PATH_MAX as usize;
 /// Bumped in the child after fork, and whenever the process's credentials change: the
 /// per-thread clients made before must not be reused (a parent's are not ours; the service
 /// took the credentials of ours when they connected).
@@ -257,6 +265,23 @@ pub fn errno() -> c_int {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mount(path: &str) -> Mount {
+        Mount { path: path.as_bytes().to_vec(), instance: 0, dev: 0, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
+    }
+
+    #[test]
+    fn a_process_is_likely_to_use_a_mount_it_names_or_works_in() {
+        let host = Config { channel: c"".into(), mounts: vec![mount("/mnt/a")], kernel: Vec::new() };
+        let args = |a: &'static [&'static str]| a.iter().map(|s| s.as_bytes());
+        assert!(host.likely_used(b"/", args(&["/mnt/a/f"])));
+        assert!(host.likely_used(b"/mnt/a/src", args(&["-c", "make"])));
+        assert!(host.likely_used(b"/", args(&["/mnt/a"])));
+        assert!(!host.likely_used(b"/", args(&["/mnt/ab/f", "mnt/a/f", "/etc/hostname"])));
+        assert!(!host.likely_used(b"/mnt", args(&[])));
+        let container = Config { channel: c"".into(), mounts: vec![mount("")], kernel: Vec::new() };
+        assert!(container.likely_used(b"/", args(&[])));
+    }
 
     #[test]
     fn kernel_trees_cover_their_paths_and_nothing_else() {

@@ -28,14 +28,32 @@ mod streams;
 pub static POLYTROPON_PRELOAD_PROTOCOL: u32 = polytropon_ipc::PROTOCOL_VERSION;
 
 /// Runs when the dynamic loader maps the library, before the program's own code: registers
-/// the fork handlers (one `pthread_atfork` call). Everything else waits for the first call
-/// that needs it.
+/// the fork handlers (one `pthread_atfork` call) and, in a process started for a pool, opens
+/// its connection to the service without waiting for the answer (see
+/// `client::connect_early`). Everything else waits for the first call that needs it.
+///
+/// glibc calls it with the program's `argc`, `argv` and `envp`, as every `.init_array`
+/// function.
 #[used]
 #[link_section = ".init_array"]
-static AT_LOAD: extern "C" fn() = at_load;
+static AT_LOAD: extern "C" fn(std::ffi::c_int, *const *const std::ffi::c_char, *const *const std::ffi::c_char) = at_load;
 
-extern "C" fn at_load() {
+/// Most arguments looked at for a path under a mount.
+const ARGS_SEEN: usize = 64;
+
+extern "C" fn at_load(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char, _envp: *const *const std::ffi::c_char) {
     intercept::process::register_fork_handlers();
+    if let Some(_busy) = config::Busy::enter() {
+        let count = if argv.is_null() { 0 } else { usize::try_from(argc).unwrap_or(0).min(ARGS_SEEN) };
+        let args = (1..count).filter_map(|i| {
+            // SAFETY: glibc passes the program's argument vector, `argc` valid pointers to
+            // NUL-terminated strings (checked against null all the same); `i < argc`.
+            let p = unsafe { *argv.add(i) };
+            // SAFETY: as above: a NUL-terminated string that lives as long as the process.
+            (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes())
+        });
+        client::connect_early(args);
+    }
 }
 
 #[cfg(test)]

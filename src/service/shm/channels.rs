@@ -400,7 +400,16 @@ fn read_proc(pid: u32, tid: u32) -> io::Result<Seen> {
 /// is read again when a request names it (`Channel::sees`).
 #[derive(Debug, Default)]
 pub struct KnownMounts {
-    by_ns: Mutex<rustc_hash::FxHashMap<u64, (Vec<u64>, Instant, u64)>>,
+    by_ns: Mutex<rustc_hash::FxHashMap<u64, NsMounts>>,
+}
+
+/// What [`KnownMounts`] holds of a namespace: its mounts' devices, when they were read, and
+/// [`INSTANCES_CHANGED`] then.
+#[derive(Debug)]
+struct NsMounts {
+    devices: Vec<u64>,
+    read: Instant,
+    epoch: u64,
 }
 
 /// Bumped whenever an instance is mounted or unmounted: every remembered namespace's
@@ -420,8 +429,8 @@ impl KnownMounts {
 
     fn get(&self, ns: u64) -> Option<Vec<u64>> {
         let t = self.by_ns.lock().unwrap_or_else(|p| p.into_inner());
-        let (mounts, at, epoch) = t.get(&ns)?;
-        (at.elapsed() < Self::FOR && *epoch == INSTANCES_CHANGED.load(Ordering::Acquire)).then(|| mounts.clone())
+        let m = t.get(&ns)?;
+        (m.read.elapsed() < Self::FOR && m.epoch == INSTANCES_CHANGED.load(Ordering::Acquire)).then(|| m.devices.clone())
     }
 
     fn put(&self, ns: u64, mounts: &[u64]) {
@@ -429,7 +438,7 @@ impl KnownMounts {
         if t.len() >= Self::MAX {
             t.clear();
         }
-        t.insert(ns, (mounts.to_vec(), Instant::now(), INSTANCES_CHANGED.load(Ordering::Acquire)));
+        t.insert(ns, NsMounts { devices: mounts.to_vec(), read: Instant::now(), epoch: INSTANCES_CHANGED.load(Ordering::Acquire) });
     }
 }
 
@@ -481,6 +490,9 @@ fn exited(pidfd: &OwnedFd) -> bool {
     matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
+/// Bytes at the start of a client area made ready with it (see `make_area`).
+const PREPARED: usize = 16 << 10;
+
 /// A fresh client area: a memfd sealed at its size (so the client cannot shrink it under
 /// the service's mapping), mapped here.
 fn make_area(buffer_size: u64) -> io::Result<(OwnedFd, Mapping, Area)> {
@@ -493,6 +505,12 @@ fn make_area(buffer_size: u64) -> io::Result<(OwnedFd, Mapping, Area)> {
     // shrinking), owned by the returned `Mapping`.
     let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE, rustix::mm::MapFlags::SHARED, &fd, 0) }.map_err(io::Error::from)?;
     let map = Mapping { ptr, len };
+    // The pages every request touches (the header, the ring of posts, the start of the data)
+    // are made now, while the client is still starting, not at its first request; a kernel
+    // without MADV_POPULATE_WRITE (before 5.14) makes them on first touch, as before.
+    // SAFETY: advice on the start of the mapping just made (at most its length); populating
+    // writes nothing a reader could see but zeroes.
+    let _ = unsafe { rustix::mm::madvise(ptr, len.min(PREPARED), rustix::mm::Advice::LinuxPopulateWrite) };
     // SAFETY: page-aligned, `len` = `Area::size(buffer_size)` bytes, mapped as long as `map`
     // (which the `Channel` keeps beside the `Area`).
     let area = unsafe { Area::new(ptr.cast(), buffer_size) };
