@@ -223,7 +223,10 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
         // queue whose worker runs anywhere.
         let queues = u32::try_from(cpus.len()).unwrap_or(1).max(1);
         let g = polytropon_ipc::segment::Geometry { queues, slots: 64, clients: 64, buffer_size: 1 << 20 };
-        let driver = crate::service::shm::BackDriver::start_table(table, g, cpus, None, &base.join("channel.sock")).map_err(BenchError::io("cannot start the back driver"))?;
+        // A socket of its own: a second user-level path's driver binding the same one would
+        // take the first one's clients (whose requests it then serves on its own instances).
+        let channel = base.join(format!("{name}.channel.sock"));
+        let driver = crate::service::shm::BackDriver::start_table(table, g, cpus, None, &channel).map_err(BenchError::io("cannot start the back driver"))?;
         let mounts = t.roots.iter().enumerate().map(|(i, r)| (r.clone(), i as u32)).collect();
         t.worker = Some(super::worker::Attach { library: crate::frontend::library(base).map_err(BenchError::Library)?, channel: driver.channel().to_path_buf(), mounts });
         t.driver = Some(driver);
