@@ -185,7 +185,7 @@ static EARLY_GENERATION: std::sync::atomic::AtomicU32 = std::sync::atomic::Atomi
 /// makes its area while the program starts (libc's and the locale's set-up: about 0.2 ms for
 /// `cat`), and the first call that needs the service finds the welcome waiting instead of
 /// waiting for it. Other processes (and those not started for a pool) connect on their first
-/// such call, if any: a connection costs a process that never uses it about 0.07 ms here.
+/// such call, if any: a connection costs a process that never uses it about 0.1 ms here.
 pub fn connect_early<'a>(args: impl Iterator<Item = &'a [u8]>) {
     let Some(cfg) = config::get() else { return };
     let mut cwd = [0u8; config::CWD_MAX];
