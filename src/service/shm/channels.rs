@@ -251,8 +251,9 @@ impl Channels {
         let who = identify(pid, hello.tid, s.as_fd(), &self.known).map_err(|e| refuse(libc::EACCES, e))?;
         let (memfd, map, area) = make_area(self.buffer_size).map_err(|e| refuse(libc::ENOMEM, e))?;
         let conn = s.as_fd().try_clone_to_owned().map_err(|e| refuse(libc::EMFILE, e))?;
-        let creds_digest = digest(&who.creds);
-        let channel = Arc::new(Channel { area, map, ctx: who.ctx, creds: who.creds, owner: who.owner, mounts: RwLock::new(who.mounts), pid, pidfd: who.pidfd, served: AtomicU64::new(0), posts: Mutex::new(0), conn });
+        let Identity { seen: Seen { ctx, creds, owner, mounts }, pidfd } = who;
+        let creds_digest = digest(&creds);
+        let channel = Arc::new(Channel { area, map, ctx, creds, owner, mounts: RwLock::new(mounts), pid, pidfd, served: AtomicU64::new(0), posts: Mutex::new(0), conn });
         let c = {
             let mut t = self.slots.write().unwrap_or_else(|p| p.into_inner());
             let Some(c) = t.iter().position(Option::is_none) else {
@@ -267,7 +268,7 @@ impl Channels {
             self.close(c);
             return Err(e);
         }
-        debug!("client {c}: pid {pid} thread {} uid {} gid {}", hello.tid, who.ctx.uid, who.ctx.gid);
+        debug!("client {c}: pid {pid} thread {} uid {} gid {}", hello.tid, ctx.uid, ctx.gid);
         Ok(c)
     }
 }
@@ -280,16 +281,13 @@ fn digest(c: &Creds) -> u64 {
     h.finish()
 }
 
-/// Who a connected process is.
+/// Who a connected process is: what identifying it found, and the pidfd that holds it.
 struct Identity {
-    ctx: Context,
-    creds: Creds,
-    owner: u64,
-    mounts: Vec<u64>,
+    seen: Seen,
     pidfd: OwnedFd,
 }
 
-/// What identifying a process finds (the pidfd held meanwhile aside).
+/// What identifying a process finds.
 struct Seen {
     ctx: Context,
     creds: Creds,
@@ -313,8 +311,7 @@ fn identify(pid: u32, tid: u32, conn: BorrowedFd<'_>, known: &KnownMounts) -> io
     if exited(&pidfd) {
         return Err(io::Error::other(format!("process {pid} exited while it was identified")));
     }
-    let Seen { ctx, creds, owner, mounts } = seen;
-    Ok(Identity { ctx, creds, owner, mounts, pidfd })
+    Ok(Identity { seen, pidfd })
 }
 
 /// [`identify`] through the pidfd and the connection; `None` where the kernel lacks a call.
@@ -348,7 +345,7 @@ fn ask_kernel(pid: u32, tid: u32, pidfd: &OwnedFd, conn: BorrowedFd<'_>, known: 
     let groups = peer::groups(conn)?;
     let Some(pid_ns) = peer::namespace(pidfd.as_fd(), peer::Namespace::Pid)? else { return Ok(None) };
     let (dev, ino) = peer::identity(&pid_ns)?;
-    let owner = if own_namespace("pid") == Some((dev, ino)) { polytropon_ipc::args::Owner { ns: ino as u32, pid }.encode() } else { super::owners::owner_of(pid).unwrap_or(0) };
+    let owner = if own_namespace(peer::Namespace::Pid) == Some((dev, ino)) { polytropon_ipc::args::Owner { ns: ino as u32, pid }.encode() } else { super::owners::owner_of(pid).unwrap_or(0) };
     let Some(mount_ns) = peer::namespace(pidfd.as_fd(), peer::Namespace::Mount)? else { return Ok(None) };
     let Some(mount_ns) = peer::mount_ns_id(&mount_ns)? else { return Ok(None) };
     let mounts = match known.get(mount_ns) {
@@ -360,18 +357,22 @@ fn ask_kernel(pid: u32, tid: u32, pidfd: &OwnedFd, conn: BorrowedFd<'_>, known: 
         }
     };
     let Some(user_ns) = peer::namespace(pidfd.as_fd(), peer::Namespace::User)? else { return Ok(None) };
-    let userns = if own_namespace("user") == Some(peer::identity(&user_ns)?) { None } else { user_namespace(pid)? };
+    let userns = if own_namespace(peer::Namespace::User) == Some(peer::identity(&user_ns)?) { None } else { id_maps(pid)? };
     let (uid, gid) = (info.fsuid, info.fsgid);
     Ok(Some(Seen { ctx: Context { uid, gid, pid: pid as i32 }, creds: Creds { uid, gid, groups, caps, userns }, owner, mounts }))
 }
 
-/// The identity (device, inode) of the service's own namespace `kind` (`pid`, `user`).
-fn own_namespace(kind: &str) -> Option<(u64, u64)> {
+/// The identity (device, inode) of the service's own namespace `which`, read once.
+fn own_namespace(which: peer::Namespace) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    static PID: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
-    static USER: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
-    let cell = if kind == "pid" { &PID } else { &USER };
-    *cell.get_or_init(|| std::fs::metadata(format!("/proc/self/ns/{kind}")).ok().map(|m| (m.dev(), m.ino())))
+    type Cell = std::sync::OnceLock<Option<(u64, u64)>>;
+    static OWN: [Cell; 3] = [Cell::new(), Cell::new(), Cell::new()];
+    let (cell, link) = match which {
+        peer::Namespace::Mount => (&OWN[0], "mnt"),
+        peer::Namespace::Pid => (&OWN[1], "pid"),
+        peer::Namespace::User => (&OWN[2], "user"),
+    };
+    *cell.get_or_init(|| std::fs::metadata(format!("/proc/self/ns/{link}")).ok().map(|m| (m.dev(), m.ino())))
 }
 
 /// [`identify`] from `/proc` text.
@@ -449,6 +450,11 @@ fn user_namespace(pid: u32) -> io::Result<Option<UserNs>> {
     if crate::pool::ns::shares_user_namespace(pid) == Some(true) {
         return Ok(None);
     }
+    id_maps(pid)
+}
+
+/// The id maps of process `pid`'s user namespace (`None` for identity maps).
+fn id_maps(pid: u32) -> io::Result<Option<UserNs>> {
     let map = |which: &str| -> io::Result<Vec<IdRange>> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/{which}"))?;
         UserNs::parse_map(&text).ok_or_else(|| io::Error::other(format!("process {pid}'s {which} cannot be read")))
