@@ -188,7 +188,15 @@ impl Drop for Mounted {
         if let Some(s) = self.session.take() {
             // Detach even when busy, so that a failing test never leaves a mount behind.
             let _ = rustix::mount::unmount(&self.mountpoint, UnmountFlags::DETACH);
-            s.join();
+            // As `BackgroundSession::join` (its mount dropped, then its thread joined), without
+            // its panic when the session ended in an error: a connection the kernel ends while
+            // a read is in flight reports ECONNABORTED instead of ENODEV.
+            let fuser::BackgroundSession { guard, .. } = { s };
+            match guard.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!("the FUSE session at {} ended: {e}", self.mountpoint.display()),
+                Err(_) => warn!("the FUSE session thread at {} panicked", self.mountpoint.display()),
+            }
         }
     }
 }
