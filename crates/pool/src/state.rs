@@ -150,11 +150,13 @@ impl Pools {
     }
 }
 
-/// Whether process `pid` exists (and is not a zombie).
+/// Whether process `pid` exists and has a thread that is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
-    })
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let zombie = stat.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with('Z'));
+    // A killed process's leader turns zombie before its other threads have exited, and those
+    // still hold the process's files (a FUSE device, a socket): it is gone once they are too.
+    !zombie || std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| tasks.count() > 1)
 }
 
 /// Seconds since the Unix epoch.
