@@ -475,6 +475,32 @@ fn directory_listings_and_statfs_match_a_plain_directory() {
     st.destroy();
 }
 
+/// Directory descriptors (`open`/`openat` of a directory, `tests/c/dir_handles.c`): listings
+/// with `lseek`, `fsync`, the `*at` calls relative to them, `fchdir`, `fdopendir`, dups,
+/// read permission as another user, then the calls only the kernel serves on an open
+/// directory and exec inheritance: the same output as on a plain directory, and the FUSE
+/// side never asked to open a directory for the 200-odd opens of the first part.
+#[test]
+fn directory_descriptors_need_no_kernel_open_until_a_call_needs_one() {
+    let st = Stage::new("preload-dir-handles", "h", |_| {});
+    let prog = st.compile("dir_handles");
+    let before = st.counters();
+    let (expected, got) = st.both(&prog.display().to_string());
+    let out = String::from_utf8_lossy(&got.stdout);
+    assert_eq!(out, String::from_utf8_lossy(&expected.stdout), "{}", stderr(&got));
+    assert!(got.status.success(), "{}", stderr(&got));
+    let opens: u64 = out.lines().find_map(|l| l.strip_prefix("-- kernel opens from here, after ")).and_then(|l| l.split(' ').next()).and_then(|n| n.parse().ok()).expect("the program's count of directory opens");
+    assert!(opens > 200, "{out}");
+    let after = st.counters();
+    let grew = |path: &str, op: &str| count(&after, path, op).saturating_sub(count(&before, path, op));
+    // The second part opens one directory record in the kernel (F_GETFL, fchmod and flock
+    // on it) and one for exec; the shell may list its own.
+    assert!(grew("fuse_ops", "opendir") <= 4, "the kernel opened directories: FUSE {}", after["fuse_ops"]);
+    assert!(grew("user_ops", "readdir") >= opens, "listings not on the user-level path: {}", after["user_ops"]);
+    assert!(grew("user_ops", "fsyncdir") >= 2, "{}", after["user_ops"]);
+    st.destroy();
+}
+
 /// The same programs as a non-root user inside a container (`exec --user 1000`): its root a
 /// pool mount whose lower branch holds the host's /usr and /etc (read-only bind mounts, so
 /// that sqlite3, python3 and git are there) and the seeded working directory. Same output

@@ -59,11 +59,16 @@ pub struct File {
     /// mount) for its locks, rather than `/dev/null` (`ANCHOR`; `OPENING` while a thread
     /// makes them so; 0: not): see the `locks` module. Its data stays at user level.
     anchor: AtomicI32,
+    /// For a directory record: whether its descriptors are `O_PATH` descriptors of the
+    /// directory (`PATH_ONLY`; `OPENING` while a thread opens them in the kernel; 0: opened
+    /// through the kernel, or not a directory). See [`open_dir_in_kernel`].
+    path_only: AtomicI32,
 }
 
-/// `File::anchor` values.
+/// `File::anchor` and `File::path_only` values.
 const OPENING: i32 = -1;
 const ANCHOR: i32 = 1;
+const PATH_ONLY: i32 = 1;
 
 /// What is known of an open file's contents, valid while its change-table slot holds `word`
 /// (see `polytropon_ipc::changes`).
@@ -123,6 +128,7 @@ impl File {
             shared: AtomicBool::new(false),
             held: Mutex::new(None),
             anchor: AtomicI32::new(0),
+            path_only: AtomicI32::new(0),
         }
     }
 
@@ -336,6 +342,7 @@ fn fill(idx: u32, o: &Opened, path: &[u8]) {
     }
     f.shared.store(false, Ordering::Release);
     f.anchor.store(0, Ordering::Release);
+    f.path_only.store(0, Ordering::Release);
     let n = path.len().min(PATH_KEEP);
     // SAFETY: the slot is ours alone until published (its references went 0 -> 1 in `claim`
     // and no descriptor names it yet).
@@ -471,8 +478,10 @@ pub fn disown_dir_handles() {
 /// Records kernel descriptor `fd` if it is a directory on the mount of `dev` (checked with
 /// fstat: the FUSE mount reports the instance's inode numbers). A stale record of the same
 /// number (closed behind this library's back) is replaced; its listing handle, if it was the
-/// last reference, goes to `release`.
-pub fn remember_dir(fd: c_int, instance: u32, dev: u64, path: &[u8], release: impl FnOnce(LastRef)) -> bool {
+/// last reference, goes to `release`. `flags`: the open's flags, with `O_PATH` when `fd` is
+/// an `O_PATH` descriptor standing for a directory the program opened (see
+/// [`open_dir_in_kernel`]).
+pub fn remember_dir(fd: c_int, instance: u32, dev: u64, path: &[u8], flags: c_int, release: impl FnOnce(LastRef)) -> bool {
     let Some(slot) = usize::try_from(fd).ok().and_then(|i| DIRFDS.get(i)) else { return false };
     // SAFETY: zeroed `stat` is a valid out-parameter for fstat on the caller's descriptor.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -483,9 +492,12 @@ pub fn remember_dir(fd: c_int, instance: u32, dev: u64, path: &[u8], release: im
     if path.len() > PATH_KEEP {
         return false;
     }
-    let o = Opened { instance, dev, inode: st.st_ino, handle: 0, flags: libc::O_DIRECTORY };
+    let o = Opened { instance, dev, inode: st.st_ino, handle: 0, flags: (flags & !libc::O_PATH) | libc::O_DIRECTORY };
     if let Some(idx) = claim() {
         fill(idx, &o, path);
+        if flags & libc::O_PATH != 0 {
+            FILES[idx as usize - 1].path_only.store(PATH_ONLY, Ordering::Release);
+        }
         HIGH.fetch_max(fd as usize + 1, Ordering::AcqRel);
         if let Some(last) = std::num::NonZeroU32::new(slot.swap(idx, Ordering::AcqRel)).and_then(|old| unref_dir(old.get())) {
             release(last);
@@ -493,6 +505,73 @@ pub fn remember_dir(fd: c_int, instance: u32, dev: u64, path: &[u8], release: im
         return true;
     }
     false
+}
+
+/// Whether directory descriptor `fd` is one of ours that is an `O_PATH` descriptor (a
+/// directory the program opened, which the kernel never opened).
+pub fn dir_path_only(fd: c_int) -> bool {
+    dir_file(fd).is_some_and(|f| f.path_only.load(Ordering::Acquire) != 0)
+}
+
+/// Opens the directory behind `O_PATH` descriptor `fd` in the kernel (through the FUSE
+/// mount) and moves every descriptor of its record onto that open directory, keeping each
+/// one's `FD_CLOEXEC`, before a call only the kernel serves on an open directory (`fchmod`,
+/// locks, `ioctl`, a listing the service cannot give, exec). The record stays: listings,
+/// `fsync` and calls relative to it stay on the user-level path. Nothing to do for any
+/// other descriptor.
+pub fn open_dir_in_kernel(fd: c_int) -> Result<(), c_int> {
+    let Some(idx) = usize::try_from(fd).ok().and_then(|i| DIRFDS.get(i)).map(|s| s.load(Ordering::Acquire)).filter(|&i| i != 0) else { return Ok(()) };
+    let f = &FILES[idx as usize - 1];
+    loop {
+        match f.path_only.compare_exchange(PATH_ONLY, OPENING, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(0) => return Ok(()),
+            // Another thread is opening it: its descriptors are about to change.
+            Err(_) => std::thread::yield_now(),
+        }
+    }
+    let nonblock = f.flags.load(Ordering::Relaxed) as c_int & libc::O_NONBLOCK;
+    // SAFETY: "." relative to the program's O_PATH descriptor of the directory names the
+    // directory itself; a NUL-terminated literal.
+    let tmp = unsafe { real::openat(fd, c".".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | nonblock, 0) };
+    if tmp < 0 {
+        let e = errno();
+        f.path_only.store(PATH_ONLY, Ordering::Release);
+        return Err(e);
+    }
+    let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
+    let mut failed = None;
+    for (n, slot) in DIRFDS.iter().enumerate().take(high) {
+        if slot.load(Ordering::Acquire) != idx {
+            continue;
+        }
+        let n = n as c_int;
+        // SAFETY: F_GETFD, then dup3 of a descriptor just opened onto one of the program's
+        // descriptors of the same directory (it replaces the O_PATH descriptor atomically).
+        let r = unsafe {
+            let cloexec = real::fcntl(n, libc::F_GETFD, 0) & libc::FD_CLOEXEC != 0;
+            real::dup3(tmp, n, if cloexec { libc::O_CLOEXEC } else { 0 })
+        };
+        if r < 0 {
+            failed = Some(errno());
+        }
+    }
+    // SAFETY: closing the temporary descriptor opened above.
+    unsafe { real::close(tmp) };
+    f.path_only.store(0, Ordering::Release);
+    failed.map_or(Ok(()), Err)
+}
+
+/// Opens in the kernel the `O_PATH` directories that exec would leave to the new program
+/// (those without `FD_CLOEXEC`), which knows nothing of this library's records.
+pub fn open_inherited_dirs_in_kernel() {
+    let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
+    for fd in 0..high as c_int {
+        // SAFETY: F_GETFD on a descriptor of this process; integer arguments only.
+        if dir_path_only(fd) && unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC == 0 {
+            let _ = open_dir_in_kernel(fd);
+        }
+    }
 }
 
 /// Forgets that kernel descriptor `fd` is a directory of ours (it is being closed or
@@ -525,6 +604,7 @@ pub fn dup_dir(old: c_int, new: c_int) -> Option<LastRef> {
     if i != 0 {
         FILES[i as usize - 1].refs.fetch_add(1, Ordering::AcqRel);
         ns.store(i, Ordering::Release);
+        HIGH.fetch_max(n + 1, Ordering::AcqRel);
     }
     replaced
 }

@@ -156,7 +156,9 @@ pub fn fill(fd: c_int, out: &mut [u8]) -> Result<usize, c_int> {
             Err(Unserved::Kernel | Unserved::Errno(libc::ESTALE | libc::ENOENT | libc::EBADF)) => {}
             Err(Unserved::Errno(e)) => return Err(e),
         }
-        // The kernel's position follows ours from here on.
+        // The kernel's position follows ours from here on (on the directory open in the
+        // kernel: an O_PATH descriptor cannot be listed).
+        files::open_dir_in_kernel(fd)?;
         seek_kernel(fd, f.offset.load(Ordering::Acquire));
         crate::listing::close_dir(fd);
     }

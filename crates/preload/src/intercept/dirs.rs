@@ -22,25 +22,67 @@ const DIR_FLAGS: c_int = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_DIRECTORY |
 fn open_recorded(dirfd: c_int, path: *const c_char) -> Served<c_int> {
     let mut t = Target::empty();
     resolve_dir(&mut t, dirfd, path).ok_or(Unserved::Kernel)?;
-    // SAFETY: the caller's path; the kernel opens it through the FUSE mount.
-    let fd = unsafe { real::openat(dirfd, path, DIR_FLAGS, 0) };
-    if fd < 0 {
-        return Err(Unserved::Errno(errno()));
+    open_dir(dirfd, path, DIR_FLAGS, &t)
+}
+
+/// Status flags a directory open may carry and still be one of ours without the kernel
+/// opening it (a read-only open; anything else, `O_NOATIME` or `O_NOFOLLOW` say, has the
+/// kernel open it).
+const PLAIN_DIR_FLAGS: c_int = libc::O_DIRECTORY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_LARGEFILE | libc::O_NOCTTY;
+
+/// Opens directory `path` (relative to `dirfd`, on the mount of target `t`) for the program
+/// with `flags`: an `O_PATH` descriptor of it, which costs the kernel a name lookup (from its
+/// cache, mostly) and the service nothing, and whose listing, `fsync` and calls relative to
+/// it are ours; the kernel opens it for real only when a call needs that
+/// ([`files::open_dir_in_kernel`]). Read permission is checked as the open would (the
+/// caller's filesystem ids and capabilities). `Unserved::Kernel` when `path` is no
+/// directory (and `flags` do not insist) or `flags` ask for more than reading it.
+pub(super) fn open_dir(dirfd: c_int, path: *const c_char, flags: c_int, t: &Target) -> Served<c_int> {
+    if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & !(PLAIN_DIR_FLAGS | libc::O_ACCMODE) != 0 {
+        return Err(Unserved::Kernel);
     }
-    if !files::remember_dir(fd, t.instance, t.dev, t.abs(), |l| crate::listing::release_dir(Some(l))) {
-        // Not a directory of the mount after all (the tables are full, say): libc's.
+    let cloexec = flags & libc::O_CLOEXEC;
+    // SAFETY: the caller's path and directory descriptor; the kernel looks the name up.
+    let fd = unsafe { real::openat(dirfd, path, libc::O_PATH | libc::O_DIRECTORY | cloexec, 0) };
+    if fd < 0 {
+        let e = errno();
+        return Err(if e == libc::ENOTDIR && flags & libc::O_DIRECTORY == 0 { Unserved::Kernel } else { Unserved::Errno(e) });
+    }
+    // SAFETY: faccessat2 on the descriptor just opened, with an empty NUL-terminated path.
+    let readable = unsafe { libc::syscall(libc::SYS_faccessat2, fd, c"".as_ptr(), libc::R_OK, libc::AT_EACCESS | libc::AT_EMPTY_PATH) };
+    let denied = (readable != 0).then(errno);
+    if denied.is_some() || !files::remember_dir(fd, t.instance, t.dev, t.abs(), flags | libc::O_PATH, |l| crate::listing::release_dir(Some(l))) {
         // SAFETY: closing the descriptor just opened.
         unsafe { real::close(fd) };
-        return Err(Unserved::Kernel);
+        return Err(match denied {
+            // A kernel without faccessat2, or the tables full: the kernel opens it.
+            Some(libc::ENOSYS | libc::EINVAL) | None => Unserved::Kernel,
+            Some(e) => Unserved::Errno(e),
+        });
     }
     Ok(fd)
 }
 
+/// Runs `kernel` on `fd` once the kernel holds it open, if it is a directory of ours that
+/// the kernel never opened (see [`open_dir`]).
+pub(super) fn in_kernel_dir<T: crate::real::Failure>(fd: c_int, kernel: impl FnOnce() -> T) -> T {
+    if files::dir_path_only(fd) {
+        if let Err(e) = files::open_dir_in_kernel(fd) {
+            set_errno(e);
+            return T::failure();
+        }
+    }
+    kernel()
+}
+
 /// A stream of ours on recorded directory `fd`, or libc's when our table is full.
 fn stream_on(fd: c_int) -> *mut libc::DIR {
-    // SAFETY: handing the caller's directory descriptor to libc.
-    streams::open(fd).unwrap_or_else(|| unsafe { real::fdopendir(fd) })
+    streams::open(fd).unwrap_or_else(|| {
+        // SAFETY: handing the caller's directory descriptor to libc, open in the kernel.
+        in_kernel_dir(fd, || unsafe { real::fdopendir(fd) })
+    })
 }
+
 
 hooks! {
     fn opendir(path: *const c_char) -> *mut libc::DIR => |kernel| {
@@ -54,7 +96,7 @@ hooks! {
             return null_mut();
         }
         if files::dir_file(fd).is_some() {
-            return run(|| Ok(stream_on(fd)), kernel);
+            return run(|| Ok(stream_on(fd)), || in_kernel_dir(fd, kernel));
         }
         kernel()
     }
@@ -192,7 +234,7 @@ hooks! {
         }
         // SAFETY: the caller's buffer of `len` bytes.
         let out = || unsafe { crate::cbuf::out_buf(buf, len) };
-        run(|| Ok(streams::fill(fd, out()?)? as ssize_t), kernel)
+        run(|| Ok(streams::fill(fd, out()?)? as ssize_t), || in_kernel_dir(fd, kernel))
     }
 }
 

@@ -70,7 +70,7 @@ hooks! {
                 return -1;
             }
         }
-        kernel()
+        super::dirs::in_kernel_dir(fd, kernel)
     }
 }
 

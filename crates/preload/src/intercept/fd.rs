@@ -149,6 +149,13 @@ fn fcntl_ours(fd: c_int, cmd: c_int, arg: c_ulong, real_fcntl: unsafe fn(c_int, 
         return duplicated(fd, r, r);
     }
     let Some((_, f)) = files::get(fd) else {
+        if !matches!(cmd, libc::F_GETFD | libc::F_SETFD) {
+            // Status flags, locks, leases...: on a directory open in the kernel.
+            if let Err(e) = files::open_dir_in_kernel(fd) {
+                crate::config::set_errno(e);
+                return -1;
+            }
+        }
         // SAFETY: not our descriptor: the caller's fcntl arguments, unchanged, to libc's fcntl.
         let r = unsafe { real_fcntl(fd, cmd, arg) };
         if r == 0 && matches!(cmd, libc::F_SETLK | libc::F_SETLKW) {

@@ -216,24 +216,30 @@ fn dir_lseek(fd: c_int, off: i64, whence: c_int) -> Option<i64> {
 
 hooks! {
     fn lseek(fd: c_int, off: off_t, whence: c_int) -> off_t => |kernel| {
-        on_data_fd(fd, |f| ops::lseek(f, off, whence), || dir_lseek(fd, off, whence).unwrap_or_else(kernel))
+        match dir_lseek(fd, off, whence) {
+            Some(pos) => pos,
+            None => on_data_fd(fd, |f| ops::lseek(f, off, whence), kernel),
+        }
     }
 
     fn lseek64(fd: c_int, off: off64_t, whence: c_int) -> off64_t => |kernel| {
-        on_data_fd(fd, |f| ops::lseek(f, off, whence), || dir_lseek(fd, off, whence).unwrap_or_else(kernel))
+        match dir_lseek(fd, off, whence) {
+            Some(pos) => pos,
+            None => on_data_fd(fd, |f| ops::lseek(f, off, whence), kernel),
+        }
     }
 
     fn fsync(fd: c_int) -> c_int => |kernel| {
         match crate::files::dir_file(fd) {
             // A directory of a pool mount (held open through the kernel, recorded by us).
-            Some(d) => super::run(|| crate::listing::fsync_dir(d, false).map(|()| 0), kernel),
+            Some(d) => super::run(|| crate::listing::fsync_dir(d, false).map(|()| 0), || super::dirs::in_kernel_dir(fd, kernel)),
             None => on_data_fd(fd, |f| ops::fsync(f, false).map(|()| 0), kernel),
         }
     }
 
     fn fdatasync(fd: c_int) -> c_int => |kernel| {
         match crate::files::dir_file(fd) {
-            Some(d) => super::run(|| crate::listing::fsync_dir(d, true).map(|()| 0), kernel),
+            Some(d) => super::run(|| crate::listing::fsync_dir(d, true).map(|()| 0), || super::dirs::in_kernel_dir(fd, kernel)),
             None => on_data_fd(fd, |f| ops::fsync(f, true).map(|()| 0), kernel),
         }
     }

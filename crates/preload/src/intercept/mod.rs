@@ -95,7 +95,7 @@ fn on_path<T>(dirfd: c_int, path: *const c_char, f: impl FnOnce(&Target) -> Serv
 /// For a call on descriptor `fd`: `user` when it is ours; otherwise, or on fallback, the
 /// kernel (after handing an ours over to it).
 fn on_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<T>, kernel: impl FnOnce() -> T) -> T {
-    let Some((_, f)) = files::get(fd) else { return kernel() };
+    let Some((_, f)) = files::get(fd) else { return dirs::in_kernel_dir(fd, kernel) };
     run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel))
 }
 
@@ -105,7 +105,7 @@ fn on_data_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<
     match files::get(fd) {
         Some((_, f)) if f.passthrough() => kernel(),
         Some((_, f)) => run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel)),
-        None => kernel(),
+        None => dirs::in_kernel_dir(fd, kernel),
     }
 }
 
@@ -113,7 +113,9 @@ fn on_data_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<
 /// service why (counted for `inspect`; a notice the post ring cannot take is dropped).
 pub(crate) fn hand_over(fd: c_int, why: HandOver) -> Result<(), c_int> {
     if !files::is_ours(fd) {
-        return Ok(());
+        // A directory the kernel never opened is opened now (nothing to count: its record
+        // stays ours).
+        return files::open_dir_in_kernel(fd);
     }
     let _busy = Busy::enter();
     let instance = files::get(fd).map(|(_, f)| f.instance.load(std::sync::atomic::Ordering::Acquire));

@@ -23,11 +23,16 @@ fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t, kernel
     } else if crate::path::resolve_dir(&mut t, dirfd, path).is_none() {
         return Err(Unserved::Kernel);
     }
+    // A directory: ours without the kernel opening it, when the flags allow.
+    match super::dirs::open_dir(dirfd, path, flags, &t) {
+        Err(Unserved::Kernel) => {}
+        other => return other,
+    }
     let fd = kernel();
     if fd < 0 {
         return Err(Unserved::Errno(config::errno()));
     }
-    files::remember_dir(fd, t.instance, t.dev, t.abs(), |l| crate::listing::release_dir(Some(l)));
+    files::remember_dir(fd, t.instance, t.dev, t.abs(), flags, |l| crate::listing::release_dir(Some(l)));
     Ok(fd)
 }
 

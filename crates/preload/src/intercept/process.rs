@@ -52,6 +52,7 @@ fn before_exec() {
     if let Some(_busy) = Busy::enter() {
         let _ = std::panic::catch_unwind(|| {
             hand_over_all(true);
+            files::open_inherited_dirs_in_kernel();
             // The new program starts with no memory of opens: the handles it kept go now.
             for l in crate::opens::take_all(crate::client::change_table()) {
                 crate::ops::release(&l);
