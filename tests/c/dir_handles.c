@@ -186,6 +186,8 @@ int main(int argc, char **argv) {
     val("F_GETFL", fcntl(fd, F_GETFL) & (O_ACCMODE | O_NONBLOCK | O_DIRECTORY));
     res("fchmod", fchmod(fd, 0750));
     mode_line("stat after fchmod", stat("d", &st), &st);
+    res("futimens", futimens(fd, NULL));
+    res("utimensat of the descriptor", utimensat(fd, NULL, NULL, 0));
     res("flock", flock(fd, LOCK_EX));
     res("unlock", flock(fd, LOCK_UN));
     struct statfs sfs;

@@ -19,21 +19,21 @@ hooks! {
             // Advice; the service's backend client does its own read-ahead.
             return 0;
         }
-        kernel()
+        super::dirs::in_kernel_dir(fd, kernel)
     }
 
     fn posix_fadvise64(fd: c_int, off: off64_t, len: off64_t, advice: c_int) -> c_int => |kernel| {
         if is_ours(fd) {
             return 0;
         }
-        kernel()
+        super::dirs::in_kernel_dir(fd, kernel)
     }
 
     fn readahead(fd: c_int, off: off64_t, count: size_t) -> ssize_t => |kernel| {
         if is_ours(fd) {
             return 0;
         }
-        kernel()
+        super::dirs::in_kernel_dir(fd, kernel)
     }
 
     fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_int => |kernel| {

@@ -201,7 +201,7 @@ hooks! {
             let w = times_of(unsafe { t.cast::<[libc::timespec; 2]>().as_ref() }.copied())?;
             setattr_at(dirfd, path, &w, flags)
         };
-        run(user, kernel)
+        run(user, || super::dirs::in_kernel_dir(if path.is_null() { dirfd } else { -1 }, kernel))
     }
 
     fn utimes(path: *const c_char, t: *const libc::timeval) -> c_int => |kernel| {
