@@ -435,7 +435,8 @@ pub fn share(fd: c_int, idx: u32) {
     }
 }
 
-/// A directory of a pool mount that the kernel opened for the program.
+/// A directory of a pool mount that the program opened (an `O_PATH` descriptor, or one the
+/// kernel opened).
 pub struct Dir {
     pub instance: u32,
     pub inode: u64,

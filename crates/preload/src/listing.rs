@@ -1,9 +1,9 @@
 //! Directory listings and filesystem statistics on the user-level path.
 //!
-//! A directory a program opens on a pool mount is a kernel descriptor (opened through the
-//! FUSE mount, so `fchdir`, `openat` and everything else the kernel does with it just work);
-//! this library records it ([`files::remember_dir`]) and serves its *entries* from the
-//! service: the first listing opens a service handle on the directory's inode, and the
+//! A directory a program opens on a pool mount is a kernel descriptor (an `O_PATH` one the
+//! kernel opens for real only when a call needs that, see [`files::open_dir_in_kernel`]; so
+//! `fchdir`, `openat` and everything else the kernel does with it work); this library
+//! records it ([`files::remember_dir`]) and serves its *entries* from the service: the first listing opens a service handle on the directory's inode, and the
 //! position (a cookie) lives in the record, shared by dup'd descriptors like a file position.
 
 use std::sync::atomic::Ordering;
