@@ -2,9 +2,10 @@
  * descriptor (fstat, fcntl, getdents64 with lseek, fsync, the *at calls relative to it,
  * fchdir, fdopendir, dup, pread/write errors, fchmod, flock, fstatfs, exec inheritance) and
  * read permission as another user. Run in the current directory, on a plain directory and on
- * a pool mount under the preload library: the output must be the same. The first part opens
- * directories only in ways the library serves without the kernel opening them; it ends with
- * "-- kernel opens from here" and the number of directory opens it made. */
+ * a pool mount under the preload library: the output must be the same. `dir_handles first`
+ * opens directories only in ways the library serves without the kernel opening them, and
+ * ends with the number of directory opens it made; `dir_handles second` then makes the calls
+ * only the kernel serves on an open directory. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <spawn.h>
 #include <unistd.h>
 
 static void res(const char *what, long r) {
@@ -52,14 +54,15 @@ static void mode_line(const char *what, int r, const struct stat *st) {
     errno = 0;
 }
 
+static int second(const char *self);
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "child")) {
-        /* exec'd with an inherited directory descriptor: the kernel lists it. */
-        int fd = atoi(argv[2]);
-        lseek(fd, 0, SEEK_SET);
-        val("inherited raw getdents64 entries", raw_entries(fd));
+        /* exec'd with an inherited directory descriptor: the kernel lists the rest of it. */
+        val("inherited raw getdents64 entries", raw_entries(atoi(argv[2])));
         return 0;
     }
+    if (argc == 2 && !strcmp(argv[1], "second")) return second(argv[0]);
     int opens = 0;
     mkdir("d", 0755);
     mkdir("d/sub", 0755);
@@ -93,9 +96,6 @@ int main(int argc, char **argv) {
     val("entries after lseek", entries(fd));
     res("fsync", fsync(fd));
     res("fdatasync", fdatasync(fd));
-    char b[8];
-    res("pread", pread(fd, b, sizeof b, 0));
-    res("write", write(fd, "x", 1));
 
     /* Calls relative to it. */
     int f = openat(fd, "new", O_CREAT | O_WRONLY, 0640);
@@ -164,30 +164,38 @@ int main(int argc, char **argv) {
     res("fchdir back", fchdir(here));
     close(here);
 
-    /* Read permission is the caller's. */
-    mkdir("closed", 0311);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534)) _exit(3);
-        res("other user: open unreadable directory", open("closed", O_RDONLY | O_DIRECTORY));
-        res("other user: open readable directory", f = open("d", O_RDONLY | O_DIRECTORY));
-        val("other user: its entries", entries(f));
-        fflush(stdout);
-        _exit(0);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    val("other user's exit", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-    printf("-- kernel opens from here, after %d directory opens\n", opens);
-    fflush(stdout);
+    /* O_NOFOLLOW: a directory, a symbolic link to one, a file. */
+    symlink("d", "dlink");
+    res("open O_NOFOLLOW directory", f = open("d", O_RDONLY | O_NOFOLLOW | O_DIRECTORY));
+    opens++;
+    val("its entries", entries(f));
+    close(f);
+    res("open O_NOFOLLOW link", open("dlink", O_RDONLY | O_NOFOLLOW));
+    res("open O_NOFOLLOW | O_DIRECTORY link", open("dlink", O_RDONLY | O_NOFOLLOW | O_DIRECTORY));
+    res("open O_NOFOLLOW | O_DIRECTORY file", open("d/f1", O_RDONLY | O_NOFOLLOW | O_DIRECTORY));
+    res("open link to a directory", f = open("dlink", O_RDONLY | O_DIRECTORY));
+    opens++;
+    val("its entries", entries(f));
+    close(f);
+    printf("-- %d directory opens\n", opens);
+    return 0;
+}
 
-    /* Calls only the kernel serves on an open directory. */
+/* Calls only the kernel serves on an open directory, and descriptors a new program inherits. */
+static int second(const char *self) {
+    int status, f;
+    pid_t pid;
+    int fd = open("d", O_RDONLY | O_DIRECTORY);
+    struct stat st;
+    const char *no_path = NULL; /* utimensat(fd, NULL, ...) is futimens(fd) */
     val("F_GETFL", fcntl(fd, F_GETFL) & (O_ACCMODE | O_NONBLOCK | O_DIRECTORY));
-    res("fchmod", fchmod(fd, 0750));
+    char b[8];
+    res("pread", pread(fd, b, sizeof b, 0));
+    res("write", write(fd, "x", 1));
+    res("fchmod", fchmod(fd, 0745));
     mode_line("stat after fchmod", stat("d", &st), &st);
     res("futimens", futimens(fd, NULL));
-    res("utimensat of the descriptor", utimensat(fd, NULL, NULL, 0));
+    res("utimensat of the descriptor", utimensat(fd, no_path, NULL, 0));
     res("flock", flock(fd, LOCK_EX));
     res("unlock", flock(fd, LOCK_UN));
     struct statfs sfs;
@@ -198,18 +206,85 @@ int main(int argc, char **argv) {
     val("raw getdents64 entries", raw_entries(fd));
     close(fd);
 
-    /* An inherited descriptor is a directory the new program can list. */
-    int inherit = open("d", O_RDONLY | O_DIRECTORY);
+    /* Status flags of a directory opened without O_DIRECTORY. */
+    int plain = open("d", O_RDONLY | O_NONBLOCK);
+    val("F_GETFL without O_DIRECTORY", fcntl(plain, F_GETFL) & (O_ACCMODE | O_NONBLOCK | O_DIRECTORY));
+    close(plain);
+
+    /* The program's own O_PATH descriptor is no open directory. */
+    int h = open("d", O_PATH);
+    val("O_PATH: F_GETFL has O_PATH", (fcntl(h, F_GETFL) & O_PATH) != 0);
+    res("O_PATH: getdents64", entries(h));
+    res("O_PATH: fsync", fsync(h));
+    res("O_PATH: fchmod", fchmod(h, 0700));
+    res("O_PATH: flock", flock(h, LOCK_SH | LOCK_NB));
+    mode_line("O_PATH: fstat", fstat(h, &st), &st);
+    res("O_PATH: openat relative", f = openat(h, "f1", O_RDONLY));
+    close(f);
+    close(h);
+
+    /* Read permission is the caller's. */
+    mkdir("closed", 0311);
     fflush(stdout);
     pid = fork();
     if (pid == 0) {
-        char num[16];
-        snprintf(num, sizeof num, "%d", inherit);
-        execl("/proc/self/exe", argv[0], "child", num, (char *)NULL);
+        if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534)) _exit(3);
+        res("other user: open unreadable directory", open("closed", O_RDONLY | O_DIRECTORY));
+        res("other user: open readable directory", f = open("d", O_RDONLY | O_DIRECTORY));
+        val("other user: its entries", entries(f));
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(pid, &status, 0);
+    val("other user's exit", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    /* Readable but not searchable, as another user. */
+    mkdir("readonly", 0755);
+    close(open("readonly/x", O_CREAT | O_WRONLY, 0644));
+    chmod("readonly", 0444);
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534)) _exit(3);
+        int r = open("readonly", O_RDONLY | O_DIRECTORY);
+        res("other user: open r-- directory", r);
+        mode_line("other user: its fstat", fstat(r, &st), &st);
+        val("other user: its entries", entries(r));
+        res("other user: its fsync", fsync(r));
+        val("other user: its F_GETFL", fcntl(r, F_GETFL) & (O_ACCMODE | O_DIRECTORY));
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(pid, &status, 0);
+    val("other user's exit", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    chmod("readonly", 0755);
+
+    /* An inherited descriptor is a directory the new program lists from where it stood. */
+    int inherit = open("d", O_RDONLY | O_DIRECTORY);
+    char batch[64];
+    val("entries before exec", getdents64(inherit, batch, sizeof batch) > 0);
+    char num[16];
+    snprintf(num, sizeof num, "%d", inherit);
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        execl("/proc/self/exe", self, "child", num, (char *)NULL);
         _exit(4);
     }
     waitpid(pid, &status, 0);
     val("exec'd child's exit", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     close(inherit);
+
+    /* A spawn's file actions copy a close-on-exec directory onto an inherited number. */
+    int spawned = open("d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, spawned, 47);
+    char *args[] = {(char *)self, "child", "47", NULL};
+    fflush(stdout);
+    res("posix_spawn", posix_spawn(&pid, "/proc/self/exe", &fa, NULL, args, environ) ? -1 : 0);
+    waitpid(pid, &status, 0);
+    val("spawned child's exit", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    posix_spawn_file_actions_destroy(&fa);
+    close(spawned);
     return 0;
 }

@@ -493,7 +493,9 @@ pub fn remember_dir(fd: c_int, instance: u32, dev: u64, path: &[u8], flags: c_in
     if path.len() > PATH_KEEP {
         return false;
     }
-    let o = Opened { instance, dev, inode: st.st_ino, handle: 0, flags: (flags & !libc::O_PATH) | libc::O_DIRECTORY };
+    // The status flags the kernel keeps (what `F_GETFL` tells once it opens the directory).
+    let kept = flags & !(libc::O_PATH | libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY | libc::O_CLOEXEC);
+    let o = Opened { instance, dev, inode: st.st_ino, handle: 0, flags: kept };
     if let Some(idx) = claim() {
         fill(idx, &o, path);
         if flags & libc::O_PATH != 0 {
@@ -531,15 +533,24 @@ pub fn open_dir_in_kernel(fd: c_int) -> Result<(), c_int> {
             Err(_) => std::thread::yield_now(),
         }
     }
-    let nonblock = f.flags.load(Ordering::Relaxed) as c_int & libc::O_NONBLOCK;
-    // SAFETY: "." relative to the program's O_PATH descriptor of the directory names the
-    // directory itself; a NUL-terminated literal.
-    let tmp = unsafe { real::openat(fd, c".".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | nonblock, 0) };
+    let (dev, inode) = (f.dev.load(Ordering::Relaxed), f.inode.load(Ordering::Relaxed));
+    if !names_record(fd, dev, inode) {
+        // Closed behind this library's back (glibc's internal close, say) and its number
+        // reused: not ours to touch.
+        f.path_only.store(PATH_ONLY, Ordering::Release);
+        return Ok(());
+    }
+    let flags = f.flags.load(Ordering::Relaxed) as c_int & (libc::O_DIRECTORY | libc::O_NONBLOCK | libc::O_LARGEFILE);
+    let tmp = reopen_dir(fd, libc::O_RDONLY | libc::O_CLOEXEC | flags);
     if tmp < 0 {
         let e = errno();
         f.path_only.store(PATH_ONLY, Ordering::Release);
         return Err(e);
     }
+    // At the listing's position (FUSE readdir offsets are the service's cookies): what the
+    // kernel lists from now on (an exec'd program, say) continues where ours stood.
+    // SAFETY: lseek on the descriptor just opened; integers only.
+    unsafe { real::lseek(tmp, f.offset.load(Ordering::Acquire) as i64, libc::SEEK_SET) };
     let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
     let mut failed = None;
     for (n, slot) in DIRFDS.iter().enumerate().take(high) {
@@ -547,8 +558,13 @@ pub fn open_dir_in_kernel(fd: c_int) -> Result<(), c_int> {
             continue;
         }
         let n = n as c_int;
+        if !names_record(n, dev, inode) {
+            let _ = slot.compare_exchange(idx, 0, Ordering::AcqRel, Ordering::Acquire);
+            continue;
+        }
         // SAFETY: F_GETFD, then dup3 of a descriptor just opened onto one of the program's
-        // descriptors of the same directory (it replaces the O_PATH descriptor atomically).
+        // O_PATH descriptors of the same directory (checked above), which it replaces
+        // atomically.
         let r = unsafe {
             let cloexec = real::fcntl(n, libc::F_GETFD, 0) & libc::FD_CLOEXEC != 0;
             real::dup3(tmp, n, if cloexec { libc::O_CLOEXEC } else { 0 })
@@ -563,13 +579,45 @@ pub fn open_dir_in_kernel(fd: c_int) -> Result<(), c_int> {
     failed.map_or(Ok(()), Err)
 }
 
+/// Whether kernel descriptor `fd` is still an `O_PATH` descriptor of directory `inode` of the
+/// mount of `dev` (the FUSE mount reports the instance's inode numbers).
+fn names_record(fd: c_int, dev: u64, inode: u64) -> bool {
+    // SAFETY: zeroed `stat` is a valid out-parameter; fstat and F_GETFL on a descriptor
+    // number (an unknown one is EBADF).
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        real::fstat(fd, &mut st) == 0 && st.st_dev == dev && st.st_ino == inode && real::fcntl(fd, libc::F_GETFL, 0) & libc::O_PATH != 0
+    }
+}
+
+/// Opens the directory behind `O_PATH` descriptor `fd` with `flags`: through
+/// `/proc/self/fd` (which asks read permission only, as the program's open did), or where
+/// no `/proc` is mounted, as "." relative to it (which asks search permission too).
+fn reopen_dir(fd: c_int, flags: c_int) -> c_int {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    let mut path = [0u8; 32];
+    path[..PREFIX.len()].copy_from_slice(PREFIX);
+    let digits = fd.max(0).to_string();
+    path[PREFIX.len()..PREFIX.len() + digits.len()].copy_from_slice(digits.as_bytes());
+    // SAFETY: a NUL-terminated path in a local buffer (at most 14 + 10 digits of 32 bytes,
+    // the rest zeros).
+    let tmp = unsafe { real::open(path.as_ptr().cast(), flags, 0) };
+    if tmp >= 0 || errno() != libc::ENOENT {
+        return tmp;
+    }
+    // SAFETY: "." relative to the program's O_PATH descriptor of the directory names the
+    // directory itself; a NUL-terminated literal.
+    unsafe { real::openat(fd, c".".as_ptr(), flags, 0) }
+}
+
 /// Opens in the kernel the `O_PATH` directories that exec would leave to the new program
-/// (those without `FD_CLOEXEC`), which knows nothing of this library's records.
-pub fn open_inherited_dirs_in_kernel() {
+/// (those without `FD_CLOEXEC`; every one with `all`: a spawn's file actions may copy any),
+/// which knows nothing of this library's records.
+pub fn open_inherited_dirs_in_kernel(all: bool) {
     let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
     for fd in 0..high as c_int {
         // SAFETY: F_GETFD on a descriptor of this process; integer arguments only.
-        if dir_path_only(fd) && unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC == 0 {
+        if dir_path_only(fd) && (all || unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC == 0) {
             let _ = open_dir_in_kernel(fd);
         }
     }
@@ -606,8 +654,29 @@ pub fn dup_dir(old: c_int, new: c_int) -> Option<LastRef> {
         FILES[i as usize - 1].refs.fetch_add(1, Ordering::AcqRel);
         ns.store(i, Ordering::Release);
         HIGH.fetch_max(n + 1, Ordering::AcqRel);
+        settle_copy(&FILES[i as usize - 1], old, new);
     }
     replaced
+}
+
+/// After the kernel copied directory descriptor `old` onto `new`: if another thread opened
+/// the record in the kernel meanwhile, the copy may have been taken from the `O_PATH`
+/// descriptor before it was replaced, after the replacing thread passed `new`. It is made a
+/// copy of the open directory too.
+fn settle_copy(f: &File, old: c_int, new: c_int) {
+    let mut state = f.path_only.load(Ordering::Acquire);
+    while state == OPENING {
+        std::thread::yield_now();
+        state = f.path_only.load(Ordering::Acquire);
+    }
+    // SAFETY: F_GETFL and F_GETFD on the program's descriptors; integer arguments only.
+    if state == 0 && unsafe { real::fcntl(new, libc::F_GETFL, 0) } & libc::O_PATH != 0 && old != new {
+        // SAFETY: as above, then dup3 of the program's open directory onto its copy.
+        unsafe {
+            let cloexec = real::fcntl(new, libc::F_GETFD, 0) & libc::FD_CLOEXEC != 0;
+            real::dup3(old, new, if cloexec { libc::O_CLOEXEC } else { 0 });
+        }
+    }
 }
 
 /// What must be released at the service when the last descriptor of a file goes.

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 
 use libc::{gid_t, mode_t, size_t, ssize_t, uid_t};
 
-use super::{on_fd, on_path, run};
+use super::{on_open_fd, on_path, run};
 use crate::cbuf::{in_buf, out_buf};
 use crate::ops::Node;
 use crate::{ops, real};
@@ -14,23 +14,23 @@ use crate::outcome::{Served, Unserved};
 hooks! {
     fn fchmod(fd: c_int, mode: mode_t) -> c_int => |kernel| {
         let w = super::names::chmod_of(mode);
-        on_fd(fd, |f| ops::setattr(f, &w).map(|()| 0), kernel)
+        on_open_fd(fd, |f| ops::setattr(f, &w).map(|()| 0), kernel)
     }
 
     fn fchown(fd: c_int, uid: uid_t, gid: gid_t) -> c_int => |kernel| {
         let w = super::names::chown_of(uid, gid);
-        on_fd(fd, |f| ops::setattr(f, &w).map(|()| 0), kernel)
+        on_open_fd(fd, |f| ops::setattr(f, &w).map(|()| 0), kernel)
     }
 
     fn futimens(fd: c_int, t: *const libc::timespec) -> c_int => |kernel| {
         // SAFETY: a null pointer or two timespecs, as futimens requires.
         let w = super::names::times_of(unsafe { t.cast::<[libc::timespec; 2]>().as_ref() }.copied());
-        on_fd(fd, |f| ops::setattr(f, &w?).map(|()| 0), kernel)
+        on_open_fd(fd, |f| ops::setattr(f, &w?).map(|()| 0), kernel)
     }
 
     fn futimes(fd: c_int, t: *const libc::timeval) -> c_int => |kernel| {
         let w = || super::names::times_of(super::names::timevals(t)?);
-        on_fd(fd, |f| ops::setattr(f, &w()?).map(|()| 0), kernel)
+        on_open_fd(fd, |f| ops::setattr(f, &w()?).map(|()| 0), kernel)
     }
 }
 
@@ -46,16 +46,16 @@ fn name<'a>(n: *const c_char) -> Served<&'a [u8]> {
 hooks! {
     fn fgetxattr(fd: c_int, n: *const c_char, value: *mut c_void, size: size_t) -> ssize_t => |kernel| {
         // SAFETY: the caller's buffer of `size` bytes; forwarding the caller's arguments.
-        on_fd(fd, |f| Ok(ops::getxattr(Node::of(f), Some(name(n)?), unsafe { out_buf(value, size) }?)? as ssize_t), kernel)
+        on_open_fd(fd, |f| Ok(ops::getxattr(Node::of(f), Some(name(n)?), unsafe { out_buf(value, size) }?)? as ssize_t), kernel)
     }
 
     fn flistxattr(fd: c_int, list: *mut c_char, size: size_t) -> ssize_t => |kernel| {
         // SAFETY: the caller's buffer of `size` bytes; forwarding the caller's arguments.
-        on_fd(fd, |f| Ok(ops::getxattr(Node::of(f), None, unsafe { out_buf(list.cast(), size) }?)? as ssize_t), kernel)
+        on_open_fd(fd, |f| Ok(ops::getxattr(Node::of(f), None, unsafe { out_buf(list.cast(), size) }?)? as ssize_t), kernel)
     }
 
     fn fsetxattr(fd: c_int, n: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int => |kernel| {
-        on_fd(
+        on_open_fd(
             fd,
             // SAFETY: the caller's value of `size` bytes.
             |f| ops::setxattr(Node::of(f), name(n)?, unsafe { in_buf(value, size) }?, flags).map(|()| 0),
@@ -64,7 +64,7 @@ hooks! {
     }
 
     fn fremovexattr(fd: c_int, n: *const c_char) -> c_int => |kernel| {
-        on_fd(fd, |f| ops::removexattr(Node::of(f), name(n)?).map(|()| 0), kernel)
+        on_open_fd(fd, |f| ops::removexattr(Node::of(f), name(n)?).map(|()| 0), kernel)
     }
 }
 

@@ -28,7 +28,7 @@ fn open_recorded(dirfd: c_int, path: *const c_char) -> Served<c_int> {
 /// Status flags a directory open may carry and still be one of ours without the kernel
 /// opening it (a read-only open; anything else, `O_NOATIME` or `O_NOFOLLOW` say, has the
 /// kernel open it).
-const PLAIN_DIR_FLAGS: c_int = libc::O_DIRECTORY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_LARGEFILE | libc::O_NOCTTY;
+const PLAIN_DIR_FLAGS: c_int = libc::O_DIRECTORY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_LARGEFILE | libc::O_NOCTTY | libc::O_NOFOLLOW;
 
 /// Opens directory `path` (relative to `dirfd`, on the mount of target `t`) for the program
 /// with `flags`: an `O_PATH` descriptor of it, which costs the kernel a name lookup (from its
@@ -41,12 +41,21 @@ pub(super) fn open_dir(dirfd: c_int, path: *const c_char, flags: c_int, t: &Targ
     if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & !(PLAIN_DIR_FLAGS | libc::O_ACCMODE) != 0 {
         return Err(Unserved::Kernel);
     }
-    let cloexec = flags & libc::O_CLOEXEC;
+    let nofollow = flags & libc::O_NOFOLLOW != 0;
+    // With O_NOFOLLOW the lookup gives a final symbolic link itself, told apart below.
+    let kind = if nofollow { libc::O_NOFOLLOW } else { libc::O_DIRECTORY };
     // SAFETY: the caller's path and directory descriptor; the kernel looks the name up.
-    let fd = unsafe { real::openat(dirfd, path, libc::O_PATH | libc::O_DIRECTORY | cloexec, 0) };
+    let fd = unsafe { real::openat(dirfd, path, libc::O_PATH | kind | (flags & libc::O_CLOEXEC), 0) };
     if fd < 0 {
         let e = errno();
         return Err(if e == libc::ENOTDIR && flags & libc::O_DIRECTORY == 0 { Unserved::Kernel } else { Unserved::Errno(e) });
+    }
+    if nofollow {
+        if let Err(e) = a_directory(fd, flags) {
+            // SAFETY: closing the descriptor just opened.
+            unsafe { real::close(fd) };
+            return Err(e);
+        }
     }
     // SAFETY: faccessat2 on the descriptor just opened, with an empty NUL-terminated path.
     let readable = unsafe { libc::syscall(libc::SYS_faccessat2, fd, c"".as_ptr(), libc::R_OK, libc::AT_EACCESS | libc::AT_EMPTY_PATH) };
@@ -61,6 +70,25 @@ pub(super) fn open_dir(dirfd: c_int, path: *const c_char, flags: c_int, t: &Targ
         });
     }
     Ok(fd)
+}
+
+/// Whether `O_PATH | O_NOFOLLOW` descriptor `fd` is a directory, else the open's answer: a
+/// symbolic link is `ELOOP` (`ENOTDIR` with `O_DIRECTORY`, which the kernel checks first),
+/// another file `ENOTDIR` with `O_DIRECTORY` and the kernel's to open without.
+fn a_directory(fd: c_int, flags: c_int) -> Served<()> {
+    // SAFETY: zeroed `stat` is a valid out-parameter for fstat of the descriptor just opened.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { real::fstat(fd, &mut st) } != 0 {
+        return Err(Unserved::Errno(errno()));
+    }
+    let directory = flags & libc::O_DIRECTORY != 0;
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => Ok(()),
+        _ if directory => Err(Unserved::Errno(libc::ENOTDIR)),
+        libc::S_IFLNK => Err(Unserved::Errno(libc::ELOOP)),
+        _ => Err(Unserved::Kernel),
+    }
 }
 
 /// Runs `kernel` on `fd` once the kernel holds it open, if it is a directory of ours that

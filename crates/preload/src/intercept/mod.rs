@@ -95,8 +95,14 @@ fn on_path<T>(dirfd: c_int, path: *const c_char, f: impl FnOnce(&Target) -> Serv
 /// For a call on descriptor `fd`: `user` when it is ours; otherwise, or on fallback, the
 /// kernel (after handing an ours over to it).
 fn on_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<T>, kernel: impl FnOnce() -> T) -> T {
-    let Some((_, f)) = files::get(fd) else { return dirs::in_kernel_dir(fd, kernel) };
+    let Some((_, f)) = files::get(fd) else { return kernel() };
     run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel))
+}
+
+/// As [`on_fd`], for calls the kernel serves only on an open file (`fchmod`, xattrs...): a
+/// directory of ours the kernel never opened is opened first.
+fn on_open_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<T>, kernel: impl FnOnce() -> T) -> T {
+    on_fd(fd, user, || dirs::in_kernel_dir(fd, kernel))
 }
 
 /// As [`on_fd`], for the data calls (read, write, seek, sync, truncate): a file whose

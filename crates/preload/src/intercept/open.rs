@@ -32,7 +32,10 @@ fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t, kernel
     if fd < 0 {
         return Err(Unserved::Errno(config::errno()));
     }
-    files::remember_dir(fd, t.instance, t.dev, t.abs(), flags, |l| crate::listing::release_dir(Some(l)));
+    if flags & libc::O_PATH == 0 {
+        // (The program's own O_PATH descriptor stays the kernel's: no listing, no fsync.)
+        files::remember_dir(fd, t.instance, t.dev, t.abs(), flags, |l| crate::listing::release_dir(Some(l)));
+    }
     Ok(fd)
 }
 

@@ -47,12 +47,20 @@ pub fn register_fork_handlers() {
     unsafe { libc::pthread_atfork(Some(before_fork), None, Some(in_child)) };
 }
 
+/// Before a spawn with file actions: those may copy any descriptor (close-on-exec or not)
+/// onto one the new program inherits, so every directory the kernel has not opened is.
+fn spawn_actions() {
+    if let Some(_busy) = Busy::enter() {
+        let _ = std::panic::catch_unwind(|| files::open_inherited_dirs_in_kernel(true));
+    }
+}
+
 /// Before exec: hand over the descriptors the new program inherits.
 fn before_exec() {
     if let Some(_busy) = Busy::enter() {
         let _ = std::panic::catch_unwind(|| {
             hand_over_all(true);
-            files::open_inherited_dirs_in_kernel();
+            files::open_inherited_dirs_in_kernel(false);
             // The new program starts with no memory of opens: the handles it kept go now.
             for l in crate::opens::take_all(crate::client::change_table()) {
                 crate::ops::release(&l);
@@ -111,6 +119,9 @@ hooks! {
     envp: *const *mut c_char,
 ) -> c_int => |kernel| {
         before_exec();
+        if !acts.is_null() {
+            spawn_actions();
+        }
         kernel()
     }
 
@@ -123,6 +134,9 @@ hooks! {
     envp: *const *mut c_char,
 ) -> c_int => |kernel| {
         before_exec();
+        if !acts.is_null() {
+            spawn_actions();
+        }
         kernel()
     }
 
