@@ -507,6 +507,31 @@ fn directory_descriptors_need_no_kernel_open_until_a_call_needs_one() {
     st.destroy();
 }
 
+/// The file ioctls programs make (`tests/c/file_ioctls.c`: attribute flags, project ids,
+/// extent maps, block size, close-on-exec and non-blocking flags, clones, window size): the
+/// same answers under the library as on the mount's FUSE path, and none hands the file to the
+/// kernel.
+#[test]
+fn file_ioctls_answer_as_the_fuse_path_without_a_hand_over() {
+    let st = Stage::new("preload-ioctls", "i", |_| {});
+    let prog = st.compile("file_ioctls");
+    let (fuse_dir, user_dir) = (st.mnt.join("on-fuse"), st.mnt.join("at-user-level"));
+    std::fs::create_dir(&fuse_dir).expect("mkdir");
+    std::fs::create_dir(&user_dir).expect("mkdir");
+    let run = |preloaded: bool, dir: &Path| {
+        let out = st.command(preloaded, &prog).current_dir(dir).output().expect("run file_ioctls");
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let on_fuse = run(false, &fuse_dir);
+    let before = st.counters();
+    assert_eq!(run(true, &user_dir), on_fuse);
+    let after = st.counters();
+    assert_eq!(after["user_handovers"]["ioctl"], before["user_handovers"]["ioctl"], "an ioctl handed the file over: {}", after["user_handovers"]);
+    assert!(count(&after, "user_ops", "write") > count(&before, "user_ops", "write"), "the file was not ours: {}", after["user_ops"]);
+    st.destroy();
+}
+
 /// The same programs as a non-root user inside a container (`exec --user 1000`): its root a
 /// pool mount whose lower branch holds the host's /usr and /etc (read-only bind mounts, so
 /// that sqlite3, python3 and git are there) and the seeded working directory. Same output

@@ -1073,9 +1073,19 @@ static void kernel_calls(void) {
     res("ioctl FIONREAD past the end", ioctl(fd, FIONREAD, &avail)), U("getattr");
     res("FIONREAD bytes past the end", avail);
     int bsz = -1;
-    res("ioctl FIGETBSZ", ioctl(fd, FIGETBSZ, &bsz)), K("open");
-    KERNELS("ioctl", fd);
+    res("ioctl FIGETBSZ", ioctl(fd, FIGETBSZ, &bsz));
+    OURS("ioctl FIGETBSZ", fd);
     res("FIGETBSZ known", bsz > 0);
+    int nb = 1;
+    res("ioctl FIONBIO", ioctl(fd, FIONBIO, &nb));
+    res("O_NONBLOCK after FIONBIO", (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0);
+    res("ioctl FIOCLEX", ioctl(fd, FIOCLEX));
+    res("FD_CLOEXEC after FIOCLEX", fcntl(fd, F_GETFD));
+    OURS("ioctl FIONBIO", fd);
+    /* Any other request hands the file to the kernel. */
+    loff_t qsize = -1;
+    res("ioctl FIOQSIZE", ioctl(fd, FIOQSIZE, &qsize)), K("open");
+    KERNELS("ioctl", fd);
     close(fd);
 
     /* preadv2/pwritev2 with RWF_* flags: the kernel's (the file is handed over first). */

@@ -65,6 +65,9 @@ hooks! {
                 set_errno(libc::EOPNOTSUPP);
                 return -1;
             }
+            if let Some(r) = answered_as_on_fuse(fd, request, arg, kernel) {
+                return r;
+            }
             if let Err(e) = hand_over(fd, super::HandOver::Ioctl) {
                 set_errno(e);
                 return -1;
@@ -73,6 +76,80 @@ hooks! {
         super::dirs::in_kernel_dir(fd, kernel)
     }
 }
+
+/// The file ioctls the instance's FUSE side answers the same way for every file, answered so
+/// here too, without handing the file over: no attribute flags, project ids or inode
+/// versions, and no terminal (`ENOTTY`: the service serves no ioctl), no extent map (`EOPNOTSUPP`: FUSE has
+/// none), a FUSE superblock's block size (the page size), and the descriptor flags
+/// `FIOCLEX`/`FIONCLEX`/`FIONBIO` set as `fcntl` sets them. `None`: not one of those.
+fn answered_as_on_fuse(fd: c_int, request: c_ulong, arg: c_ulong, kernel: impl FnOnce() -> c_int) -> Option<c_int> {
+    match request {
+        FS_IOC_GETFLAGS | FS_IOC_SETFLAGS | FS_IOC_FSGETXATTR | FS_IOC_FSSETXATTR | FS_IOC_GETVERSION | FS_IOC_SETVERSION | TERMINAL_1 | TERMINAL_2 | TERMINAL_3 | TIOCGPGRP | TIOCSPGRP | TIOCGWINSZ | TIOCSWINSZ => {
+            set_errno(libc::ENOTTY);
+            Some(-1)
+        }
+        FS_IOC_FIEMAP => {
+            set_errno(libc::EOPNOTSUPP);
+            Some(-1)
+        }
+        FIGETBSZ => {
+            if arg == 0 {
+                set_errno(libc::EFAULT);
+                return Some(-1);
+            }
+            // SAFETY: sysconf takes an integer.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as c_int;
+            // SAFETY: FIGETBSZ's argument is the caller's `int *`, written as the kernel would.
+            unsafe { (arg as *mut c_int).write_unaligned(page) };
+            Some(0)
+        }
+        // The close-on-exec flag lives on our reserved descriptor, in the kernel.
+        FIOCLEX | FIONCLEX => Some(kernel()),
+        FIONBIO => {
+            let (_, f) = files::get(fd)?;
+            if f.passthrough() {
+                // Its status flags are the backing descriptor's, in the kernel.
+                return Some(kernel());
+            }
+            if arg == 0 {
+                set_errno(libc::EFAULT);
+                return Some(-1);
+            }
+            // SAFETY: FIONBIO's argument is the caller's `const int *`, read as the kernel would.
+            let on = unsafe { (arg as *const c_int).read_unaligned() } != 0;
+            let nonblock = libc::O_NONBLOCK as u32;
+            if on {
+                f.flags.fetch_or(nonblock, Ordering::AcqRel);
+            } else {
+                f.flags.fetch_and(!nonblock, Ordering::AcqRel);
+            }
+            Some(0)
+        }
+        _ => None,
+    }
+}
+
+// <linux/fs.h> and <asm-generic/ioctls.h> numbers of the file requests answered above.
+const FS_IOC_GETFLAGS: c_ulong = 0x8008_6601;
+const FS_IOC_SETFLAGS: c_ulong = 0x4008_6602;
+const FS_IOC_FSGETXATTR: c_ulong = 0x801c_581f;
+const FS_IOC_FSSETXATTR: c_ulong = 0x401c_5820;
+const FS_IOC_GETVERSION: c_ulong = 0x8008_7601;
+const FS_IOC_SETVERSION: c_ulong = 0x4008_7602;
+const FS_IOC_FIEMAP: c_ulong = 0xc020_660b;
+const FIGETBSZ: c_ulong = 2;
+// Terminal requests (TCSETS, TCSETSW, TCSETSF; process group; window size): no file is a
+// terminal (TCGETS, isatty's probe, is answered above).
+const TERMINAL_1: c_ulong = 0x5402;
+const TERMINAL_2: c_ulong = 0x5403;
+const TERMINAL_3: c_ulong = 0x5404;
+const TIOCGPGRP: c_ulong = 0x540f;
+const TIOCSPGRP: c_ulong = 0x5410;
+const TIOCGWINSZ: c_ulong = 0x5413;
+const TIOCSWINSZ: c_ulong = 0x5414;
+const FIOCLEX: c_ulong = 0x5451;
+const FIONCLEX: c_ulong = 0x5450;
+const FIONBIO: c_ulong = 0x5421;
 
 // <linux/fs.h> ioctl numbers of the clone and dedupe requests.
 const FICLONE: c_ulong = 0x4004_9409;
