@@ -537,7 +537,8 @@ pub struct BenchArgs {
     /// create+unlink, 4 KiB pread, 1 MiB sequential write and read), `metadata` (stat,
     /// open+close, create+unlink, readdir), `seqwrite`, `seqread`, `fileappend` and `fileread`
     /// (`--containers` clones at once append to their copy of / read a large lower file),
-    /// `fileserver` and `webserver` (Filebench's mixes), `rocksdb` (db_bench, when installed),
+    /// `fileserver` and `webserver` (Filebench's mixes), `scaling` (the fileserver mix in each of
+    /// `--containers` clones at once, one point per number), `rocksdb` (db_bench, when installed),
     /// `startup` (N clones of `--image` to their first HTTP answer) and `isolation` (`--victim`
     /// in pool A alone, then beside a noisy neighbour in pool B).
     #[arg(long, value_name = "NAME")]
@@ -585,9 +586,11 @@ pub struct BenchArgs {
     /// Mean size of a `fileserver` file in KiB (`webserver` files: a quarter).
     #[arg(long, default_value_t = 64, value_name = "KIB")]
     pub file_kib: u32,
-    /// Cloned containers of `fileappend` and `fileread` running at once.
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub containers: u32,
+    /// Cloned containers running at once: of `fileappend` and `fileread` (the largest number
+    /// given; default 4), and of each point of `scaling` (comma-separated; default
+    /// 1,2,4,8,16).
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    pub containers: Option<Vec<u32>>,
     /// MiB each `fileappend` container appends.
     #[arg(long, default_value_t = 4, value_name = "MIB")]
     pub append_mib: u32,

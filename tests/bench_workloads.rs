@@ -236,6 +236,39 @@ fn threads_apply_to_every_file_workload() {
     no_mounts_under(scratch.path());
 }
 
+/// `scaling` (issue 27): the fileserver mix in 1 and then 3 cloned containers at once on each
+/// path, one throughput per number of containers (the containers' spans together), drawn as
+/// one panel of curves; a zero among the numbers is refused by name.
+#[test]
+fn scaling_reports_one_throughput_per_number_of_containers() {
+    common::require_root();
+    let scratch = common::Scratch::new("bench-scaling");
+    let svg = scratch.path().join("scaling.svg");
+    let args = [
+        "--workload", "scaling", "--paths", "user,fuse,overlay", "--containers", "3,1", "--reps", "2", "--loops", "5", "--files", "12", "--file-kib", "8",
+        "--format", "json", "--plot", svg.to_str().expect("utf-8"),
+    ];
+    let report = json(&bench(scratch.path(), &args));
+    for op in ["1 container", "3 containers"] {
+        let r = rows(&report, "scaling", op);
+        assert_eq!(r.len(), 3, "{op}: one row per path: {report}");
+        for row in r {
+            assert_eq!(row["unit"], "ops/s", "{row}");
+            assert_eq!(row["samples"].as_u64(), Some(2), "one throughput per repetition: {row}");
+            assert!(row["median"].as_f64().is_some_and(|m| m > 0.0), "{row}");
+        }
+    }
+    let all: Vec<_> = report["rows"].as_array().expect("rows").iter().filter(|r| r["workload"] == "scaling").collect();
+    assert_eq!(all.len(), 6, "only the points, no latencies: {all:?}");
+    assert!(report["settings"].to_string().contains("1, 3 cloned containers at once"), "{}", report["settings"]);
+    let drawn = std::fs::read_to_string(&svg).expect("the plot");
+    assert!(drawn.contains("scaling: ops/s by containers at once"), "no curve panel");
+    assert_eq!(drawn.matches("<circle").count(), 6, "a point per path and number of containers");
+    let refused = bench(scratch.path(), &["--workload", "scaling", "--paths", "kernel", "--containers", "2,0"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--containers"), "{}", String::from_utf8_lossy(&refused.stderr));
+    no_mounts_under(scratch.path());
+}
+
 /// `--min-time` keeps each repetition's measured loop going past the counts, and the first
 /// operation of each job is reported apart (`first op`).
 #[test]

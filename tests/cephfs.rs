@@ -105,17 +105,20 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
 
     // The CephFS benchmark paths run and leave nothing in the CephFS or mounted.
     let out = host.ok(&[
-        "bench", "--workload", "micro", "--workload", "fileserver", "--paths", "cephfs-user,cephfs-fuse,ceph-fuse,unionfs-ceph-fuse",
+        "bench", "--workload", "micro", "--workload", "fileserver", "--workload", "scaling", "--paths", "cephfs-user,cephfs-fuse,ceph-fuse,unionfs-ceph-fuse",
         "--ceph-conf", &conf, "--reps", "1", "--ops", "20", "--min-time", "0", "--file-mib", "2", "--loops", "5", "--files", "12", "--file-kib", "8",
-        "--format", "json", "--dir", host.scratch.path().to_str().expect("utf-8"),
+        "--containers", "1,2", "--format", "json", "--dir", host.scratch.path().to_str().expect("utf-8"),
     ]);
     let report: serde_json::Value = serde_json::from_str(&out).expect("bench json");
     let rows = report["rows"].as_array().expect("rows");
     // micro: 7 operations; fileserver: 5 operations' latencies and the mix's throughput;
-    // each workload's first operation apart.
-    assert_eq!(rows.len(), 4 * (7 + 6 + 2), "{out}");
+    // each workload's first operation apart; scaling: a throughput per number of containers.
+    assert_eq!(rows.len(), 4 * (7 + 6 + 2 + 2), "{out}");
     for p in ["cephfs-user", "cephfs-fuse", "ceph-fuse", "unionfs-ceph-fuse"] {
         assert!(rows.iter().any(|r| r["workload"] == "fileserver" && r["op"] == "fileserver" && r["path"] == p && r["unit"] == "ops/s"), "{p}: {out}");
+        for op in ["1 container", "2 containers"] {
+            assert!(rows.iter().any(|r| r["workload"] == "scaling" && r["op"] == op && r["path"] == p && r["unit"] == "ops/s"), "{p} {op}: {out}");
+        }
     }
     assert!(rows.iter().all(|r| r["median"].as_f64().is_some_and(|m| m > 0.0)), "{out}");
     {

@@ -191,7 +191,7 @@ pub fn run(opts: &BenchOptions, paths: &[String], base: &Path) -> Result<Vec<Row
         for step in &steps {
             for t in &targets {
                 let run = |rng: &mut workload::Rng, phase: u32| {
-                    let jobs = jobs(victim, step, t, &params, rep * 2 + phase, rng);
+                    let jobs = jobs(victim, step, t, &params, rep * 2 + phase, containers as u32, rng);
                     worker::run_all(&jobs, t.worker.as_ref()).map_err(|source| BenchError::Workload { what: format!("{victim} on {}", t.name), source })
                 };
                 let before = busy_ms()?;

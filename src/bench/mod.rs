@@ -132,7 +132,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
         }
     }
     let p = &opts.params;
-    if opts.reps == 0 || p.ops == 0 || p.loops == 0 || p.file_mib == 0 || p.threads == Some(0) || p.files == 0 || p.file_kib == 0 || p.containers == 0 || p.append_mib == 0 {
+    if opts.reps == 0 || p.ops == 0 || p.loops == 0 || p.file_mib == 0 || p.threads == Some(0) || p.files == 0 || p.file_kib == 0 || p.containers == 0 || p.scaling.contains(&0) || p.append_mib == 0 {
         return Err(BenchError::NotPositive);
     }
     for o in &opts.operations {
@@ -219,6 +219,14 @@ fn describe(w: &str, opts: &BenchOptions) -> String {
         "fileserver" => format!("{} threads x {} loops (at least) of create+write, append, read, delete, stat; {} files of ~{} KiB{least}", p.threads_of(w), p.loops, p.files, p.file_kib),
         "spawn" => format!("{} thread(s) x {} processes (at least) of {} of {} files of {} KiB each{least}", p.threads_of(w), p.loops, "cat", workload::data::spawn_files(), workload::data::SPAWN_FILE / 1024),
         "webserver" => format!("{} threads x {} loops (at least) of 10 whole-file reads and a log append; {} files of {} KiB{least}", p.threads_of(w), p.loops, p.files, workload::data::www_size(p) / 1024),
+        "scaling" => format!(
+            "{} cloned containers at once, each {} thread(s) x {} loops (at least) of the fileserver mix on its own copy of {} files of ~{} KiB; their total throughput{least}",
+            p.scaling.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
+            p.threads_of(w),
+            p.loops,
+            p.files,
+            p.file_kib
+        ),
         "rocksdb" => format!("db_bench fillrandom then readrandom, {} keys, 400-byte values", u64::from(p.ops) * 2),
         "startup" => "clones started at once, ms to the first HTTP answer of each".into(),
         "isolation" => format!(
@@ -332,9 +340,9 @@ pub fn is_rate(unit: &str) -> bool {
     unit.ends_with("/s")
 }
 
-/// The jobs of one step on one target: one per container.
-fn jobs(w: &str, step: &str, t: &targets::Target, p: &workload::Params, rep: u32, rng: &mut workload::Rng) -> Vec<workload::Job> {
-    (0..workload::containers(w, p))
+/// The jobs of one step on one target: one per container, for `containers` containers.
+fn jobs(w: &str, step: &str, t: &targets::Target, p: &workload::Params, rep: u32, containers: u32, rng: &mut workload::Rng) -> Vec<workload::Job> {
+    (0..containers)
         .map(|c| workload::Job {
             workload: w.to_string(),
             step: step.to_string(),
@@ -345,6 +353,19 @@ fn jobs(w: &str, step: &str, t: &targets::Target, p: &workload::Params, rep: u32
             seed: rng.next_u64(),
         })
         .collect()
+}
+
+/// What a `scaling` point reports: the containers' fileserver throughput together, as the
+/// point's operation (`N containers`); their per-operation latencies are `fileserver`'s
+/// business.
+fn scaling_point(outs: &mut [workload::Output], n: u32) {
+    let point = format!("{n} container{}", if n == 1 { "" } else { "s" });
+    for o in outs {
+        o.samples.clear();
+        for s in &mut o.spans {
+            s.op.clone_from(&point);
+        }
+    }
 }
 
 fn run_files(opts: &BenchOptions, workloads: &[&str], base: &std::path::Path, report: &mut Report) -> Result<(), BenchError> {
@@ -367,7 +388,9 @@ fn run_files(opts: &BenchOptions, workloads: &[&str], base: &std::path::Path, re
         .flat_map(|w| workload::steps(w).into_iter().map(move |s| (*w, s)))
         .filter(|(w, s)| !matches!(*w, "micro" | "metadata") || chosen(s))
         .collect();
-    let total = u64::from(opts.reps) * (steps.len() * targets.len()) as u64;
+    // How many containers run each step at once: one batch per number (`scaling`'s points).
+    let batches = |w: &str| if w == "scaling" { opts.params.scaling.clone() } else { vec![workload::containers(w, &opts.params)] };
+    let total = u64::from(opts.reps) * steps.iter().map(|(w, _)| batches(w).len() * targets.len()).sum::<usize>() as u64;
     let mut done = 0;
     let mut rng = workload::Rng(0x9e37_79b9_7f4a_7c15);
     let mut samples = Samples::default();
@@ -379,12 +402,17 @@ fn run_files(opts: &BenchOptions, workloads: &[&str], base: &std::path::Path, re
             // the next writer) then falls on every path in turn, not always on the first.
             let first = rep as usize % targets.len().max(1);
             for t in targets[first..].iter().chain(&targets[..first]) {
-                let jobs = jobs(w, step, t, &opts.params, rep, &mut rng);
-                let outs = worker::run_all(&jobs, t.worker.as_ref()).map_err(|source| BenchError::Workload { what: format!("{w} ({step}) on {}", t.name), source })?;
-                samples.add_outputs(w, &t.name, &outs);
-                done += 1;
-                if let Some(f) = opts.progress {
-                    f(done, total);
+                for n in batches(w) {
+                    let jobs = jobs(w, step, t, &opts.params, rep, n, &mut rng);
+                    let mut outs = worker::run_all(&jobs, t.worker.as_ref()).map_err(|source| BenchError::Workload { what: format!("{w} ({step}, {n} containers) on {}", t.name), source })?;
+                    if w == "scaling" {
+                        scaling_point(&mut outs, n);
+                    }
+                    samples.add_outputs(w, &t.name, &outs);
+                    done += 1;
+                    if let Some(f) = opts.progress {
+                        f(done, total);
+                    }
                 }
             }
         }

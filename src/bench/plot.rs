@@ -1,6 +1,8 @@
 //! `bench --plot FILE.svg`: one panel per measured operation, a bar per path; the bars are
 //! ratios to the reference path (kernel, else overlay, else ceph-fuse; >1: slower), or the
-//! medians themselves where no reference ran. Drawn with plotters' SVG backend.
+//! medians themselves where no reference ran. `scaling`'s points make one panel of curves
+//! instead, throughput against the number of containers, one per path (the papers'
+//! contention curve). Drawn with plotters' SVG backend.
 
 use std::path::Path;
 
@@ -21,6 +23,24 @@ fn bar(report: &Report, r: &Row, base: Option<&str>) -> (f64, bool) {
     }
 }
 
+/// `scaling`'s medians as (containers, ops/s) points, one curve per path (by its place in
+/// the report's paths); points measured once are left out, as single figures are from the
+/// bar panels.
+fn scaling_curves(report: &Report) -> Vec<(usize, Vec<(f64, f64)>)> {
+    let mut curves: Vec<(usize, Vec<(f64, f64)>)> = Vec::new();
+    for r in report.rows.iter().filter(|r| r.workload == "scaling" && r.samples > 1) {
+        let (Some(i), Some(n)) = (report.paths.iter().position(|p| *p == r.path), r.op.split(' ').next().and_then(|n| n.parse::<f64>().ok())) else { continue };
+        match curves.iter_mut().find(|(p, _)| *p == i) {
+            Some((_, c)) => c.push((n, r.median)),
+            None => curves.push((i, vec![(n, r.median)])),
+        }
+    }
+    for (_, c) in &mut curves {
+        c.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    curves
+}
+
 /// Draws `report` into `file`.
 pub fn draw(report: &Report, file: &Path) -> Result<(), BenchError> {
     // Panels: every (workload, operation) measured more than once on some path.
@@ -30,10 +50,13 @@ pub fn draw(report: &Report, file: &Path) -> Result<(), BenchError> {
             panels.push((&r.workload, &r.op, &r.unit));
         }
     }
-    if panels.is_empty() {
+    panels.retain(|(w, _, _)| *w != "scaling");
+    let curves = scaling_curves(report);
+    let count = panels.len() + usize::from(!curves.is_empty());
+    if count == 0 {
         return Err(BenchError::NothingToPlot);
     }
-    let rows = panels.len().div_ceil(COLUMNS);
+    let rows = count.div_ceil(COLUMNS);
     let size = (PANEL.0 * COLUMNS as u32, LEGEND + PANEL.1 * rows as u32);
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
         let root = SVGBackend::new(file, size).into_drawing_area();
@@ -70,6 +93,22 @@ pub fn draw(report: &Report, file: &Path) -> Result<(), BenchError> {
             }))?;
             if ratio {
                 chart.draw_series(std::iter::once(PathElement::new(vec![(0.0, 1.0), (report.paths.len() as f64, 1.0)], BLACK)))?;
+            }
+        }
+        if let Some(area) = areas.get(panels.len()).filter(|_| !curves.is_empty()) {
+            let right = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.0)).fold(1.0f64, f64::max) * 1.05;
+            let top = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.1)).filter(|v| v.is_finite()).fold(1.0f64, f64::max) * 1.15;
+            let mut chart = ChartBuilder::on(area)
+                .caption("scaling: ops/s by containers at once", ("sans-serif", 12))
+                .margin(6)
+                .x_label_area_size(18)
+                .y_label_area_size(44)
+                .build_cartesian_2d(0f64..right, 0f64..top)?;
+            chart.configure_mesh().x_labels(6).y_labels(5).label_style(("sans-serif", 10)).draw()?;
+            for (i, curve) in &curves {
+                let color = Palette99::pick(*i);
+                chart.draw_series(std::iter::once(PathElement::new(curve.clone(), color.stroke_width(2))))?;
+                chart.draw_series(curve.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
             }
         }
         root.present()?;

@@ -28,6 +28,15 @@ fn progress(done: u64, total: u64) {
     }
 }
 
+/// The numbers of clones `scaling` measures, ascending (`--containers`; the papers' curve by
+/// default).
+fn scaling_points(asked: Option<&[u32]>) -> Vec<u32> {
+    let mut points = asked.map_or_else(|| vec![1, 2, 4, 8, 16], <[u32]>::to_vec);
+    points.sort_unstable();
+    points.dedup();
+    points
+}
+
 fn cpu_list(flag: &'static str, list: Option<&str>) -> anyhow::Result<Vec<usize>> {
     Ok(match list {
         Some(l) => polytropon::pool::spec::parse_list(flag, l)?.into_iter().map(|c| c as usize).collect(),
@@ -56,7 +65,8 @@ pub fn run(state_dir: &std::path::Path, data_dir: &std::path::Path, args: BenchA
             threads: args.threads,
             files: args.files,
             file_kib: args.file_kib,
-            containers: args.containers,
+            containers: args.containers.as_deref().and_then(|c| c.iter().max().copied()).unwrap_or(4),
+            scaling: scaling_points(args.containers.as_deref()),
             append_mib: args.append_mib,
             min_time: polytropon::spec::check_seconds("--min-time", args.min_time, 0.0, 3600.0).map_err(anyhow::Error::msg)?.as_secs_f64(),
         },

@@ -66,7 +66,7 @@ pub fn build_lower(lower: &Path, workloads: &[&str], p: &Params, reps: u32) -> i
             write_file(&lower.join("append").join(format!("r{rep}")), append_base_mib(p) * MIB as u64)?;
         }
     }
-    if any(&["fileserver"]) {
+    if any(&["fileserver", "scaling"]) {
         std::fs::create_dir_all(lower.join("fileset"))?;
         for i in 0..p.files {
             write_file(&lower.join("fileset").join(format!("f{i}")), fileset_size(p, i) as u64)?;

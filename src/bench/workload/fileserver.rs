@@ -21,7 +21,7 @@ fn thread(job: &Job, set: &[PathBuf], t: u32, mut rng: Rng, warm: &Warmup) -> io
     let p = &job.params;
     let dir = job.root.join("fileset");
     // This thread's files: every threads-th of the set as it was at the start, plus its own.
-    let mut files: Vec<PathBuf> = set.iter().skip(t as usize).step_by(p.threads_of("fileserver") as usize).cloned().collect();
+    let mut files: Vec<PathBuf> = set.iter().skip(t as usize).step_by(p.threads_of(&job.workload) as usize).cloned().collect();
     let data = vec![0x3cu8; (p.file_kib as usize * 1024 * 3 / 2).max(APPEND)];
     let mut buf = vec![0u8; MIB];
     let mut lat: [Vec<f64>; 5] = Default::default();
@@ -85,7 +85,7 @@ pub fn run(job: &Job, rng: &mut Rng) -> io::Result<Output> {
     // The set as earlier runs left it, listed before any thread changes it.
     let mut set: Vec<PathBuf> = std::fs::read_dir(job.root.join("fileset"))?.map(|e| e.map(|e| e.path())).collect::<io::Result<_>>()?;
     set.sort();
-    let threads = job.params.threads_of("fileserver");
+    let threads = job.params.threads_of(&job.workload);
     let warm = Warmup::new(threads);
     let results = in_threads(threads, rng, |t, r| thread(job, &set, t, r, &warm))?;
     let mut out = Output::default();

@@ -37,6 +37,9 @@ pub struct Params {
     pub file_kib: u32,
     /// Containers of `fileappend` and `fileread` running at once.
     pub containers: u32,
+    /// The numbers of containers `scaling` runs at once, one point each, ascending.
+    #[serde(default)]
+    pub scaling: Vec<u32>,
     /// MiB each `fileappend` container appends (at least; see `min_time`).
     pub append_mib: u32,
     /// Seconds each job's measured loop runs at least (`--min-time`): past `ops`, `loops`,
@@ -213,8 +216,8 @@ impl Output {
 }
 
 /// Workloads `bench` knows, in report order.
-pub const WORKLOADS: [&str; 12] =
-    ["micro", "metadata", "seqwrite", "seqread", "fileappend", "fileread", "fileserver", "webserver", "spawn", "rocksdb", "startup", "isolation"];
+pub const WORKLOADS: [&str; 13] =
+    ["micro", "metadata", "seqwrite", "seqread", "fileappend", "fileread", "fileserver", "webserver", "scaling", "spawn", "rocksdb", "startup", "isolation"];
 
 /// The steps of a workload: its operations run one after another on every path in turn.
 pub fn steps(workload: &str) -> Vec<&'static str> {
@@ -226,6 +229,7 @@ pub fn steps(workload: &str) -> Vec<&'static str> {
         "fileappend" => vec!["fileappend"],
         "fileread" => vec!["fileread"],
         "fileserver" => vec!["fileserver"],
+        "scaling" => vec!["scaling"],
         "webserver" => vec!["webserver"],
         "spawn" => vec!["spawn"],
         "rocksdb" => vec!["rocksdb"],
@@ -237,6 +241,7 @@ pub fn steps(workload: &str) -> Vec<&'static str> {
 pub fn containers(workload: &str, p: &Params) -> u32 {
     match workload {
         "fileappend" | "fileread" => p.containers,
+        "scaling" => p.scaling.iter().copied().max().unwrap_or(1),
         _ => 1,
     }
 }
@@ -256,7 +261,9 @@ pub fn run(job: &Job) -> io::Result<Output> {
             }
             Ok(out)
         }
-        "fileserver" => fileserver::run(job, &mut rng),
+        // Each container runs the fileserver mix (with the threads of `scaling`: one unless
+        // `--threads` says).
+        "fileserver" | "scaling" => fileserver::run(job, &mut rng),
         "webserver" => webserver::run(job, &mut rng),
         "spawn" => spawn::run(job, &mut rng),
         "noise" => noise::run(job, &mut rng),
