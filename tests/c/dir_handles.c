@@ -206,6 +206,19 @@ static int second(const char *self) {
     val("raw getdents64 entries", raw_entries(fd));
     close(fd);
 
+    /* A copy closed where the library cannot see it (fclose of an fdopen'd stream) and its
+     * number taken by a file: opening the directory in the kernel leaves that file alone. */
+    int a = open("d", O_RDONLY | O_DIRECTORY);
+    FILE *stream = fdopen(dup(a), "r");
+    fclose(stream);
+    int file = open("d/new", O_RDONLY);
+    res("fchmod of the original", fchmod(a, 0745));
+    char five[6] = {0};
+    res("read of the file on the copy's number", read(file, five, 5));
+    printf("it read: %s\n", five);
+    close(file);
+    close(a);
+
     /* Status flags of a directory opened without O_DIRECTORY. */
     int plain = open("d", O_RDONLY | O_NONBLOCK);
     val("F_GETFL without O_DIRECTORY", fcntl(plain, F_GETFL) & (O_ACCMODE | O_NONBLOCK | O_DIRECTORY));

@@ -536,8 +536,9 @@ pub fn open_dir_in_kernel(fd: c_int) -> Result<(), c_int> {
     let (dev, inode) = (f.dev.load(Ordering::Relaxed), f.inode.load(Ordering::Relaxed));
     if !names_record(fd, dev, inode) {
         // Closed behind this library's back (glibc's internal close, say) and its number
-        // reused: not ours to touch.
+        // reused: not ours to touch, and no longer the record's.
         f.path_only.store(PATH_ONLY, Ordering::Release);
+        forget_stale(fd as usize, idx);
         return Ok(());
     }
     let flags = f.flags.load(Ordering::Relaxed) as c_int & (libc::O_DIRECTORY | libc::O_NONBLOCK | libc::O_LARGEFILE);
@@ -557,11 +558,11 @@ pub fn open_dir_in_kernel(fd: c_int) -> Result<(), c_int> {
         if slot.load(Ordering::Acquire) != idx {
             continue;
         }
-        let n = n as c_int;
-        if !names_record(n, dev, inode) {
-            let _ = slot.compare_exchange(idx, 0, Ordering::AcqRel, Ordering::Acquire);
+        if !names_record(n as c_int, dev, inode) {
+            forget_stale(n, idx);
             continue;
         }
+        let n = n as c_int;
         // SAFETY: F_GETFD, then dup3 of a descriptor just opened onto one of the program's
         // O_PATH descriptors of the same directory (checked above), which it replaces
         // atomically.
@@ -577,6 +578,14 @@ pub fn open_dir_in_kernel(fd: c_int) -> Result<(), c_int> {
     unsafe { real::close(tmp) };
     f.path_only.store(0, Ordering::Release);
     failed.map_or(Ok(()), Err)
+}
+
+/// Forgets that descriptor number `n` names directory record `idx` (closed behind this
+/// library's back); the listing handle goes if that was the record's last reference.
+fn forget_stale(n: usize, idx: u32) {
+    if DIRFDS[n].compare_exchange(idx, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        crate::listing::release_dir(unref_dir(idx));
+    }
 }
 
 /// Whether kernel descriptor `fd` is still an `O_PATH` descriptor of directory `inode` of the
