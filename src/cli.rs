@@ -539,7 +539,8 @@ pub struct BenchArgs {
     /// (`--containers` clones at once append to their copy of / read a large lower file),
     /// `fileserver` and `webserver` (Filebench's mixes), `scaling` (the fileserver mix in each of
     /// `--containers` clones at once, one point per number), `rocksdb` (db_bench, when installed),
-    /// `startup` (N clones of `--image` to their first HTTP answer) and `isolation` (`--victim`
+    /// `startup` (N clones of `--image` to their first HTTP answer; with `--ceph-conf`, also of
+    /// the host's busybox image stored in CephFS: `cephfs-user` against `unionfs-ceph-fuse`) and `isolation` (`--victim`
     /// in pool A alone, then beside a noisy neighbour in pool B).
     #[arg(long, value_name = "NAME")]
     pub workload: Vec<String>,

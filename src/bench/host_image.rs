@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::BenchError;
-use crate::image::Store;
+use crate::image::{CephStore, Store};
 
 /// Where the host's busybox is looked for.
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -94,13 +94,23 @@ pub fn available() -> Option<String> {
 /// Builds the host busybox image under `scratch` and imports it into the store of
 /// `data_dir`.
 pub fn import(data_dir: &Path, scratch: &Path) -> Result<HostImage, BenchError> {
+    import_into(data_dir, scratch, "busybox", None)
+}
+
+/// As [`import`], with its layer stored in CephFS (under `ceph.dir`), as `image import
+/// --ceph-conf` stores one; the record goes when dropped, the layer with the CephFS directory.
+pub fn import_to_ceph(data_dir: &Path, scratch: &Path, ceph: &CephStore) -> Result<HostImage, BenchError> {
+    import_into(data_dir, scratch, "busybox-cephfs", Some(ceph))
+}
+
+fn import_into(data_dir: &Path, scratch: &Path, tag: &str, ceph: Option<&CephStore>) -> Result<HostImage, BenchError> {
     if let Some(why) = available() {
         return Err(BenchError::NoImage(why));
     }
-    let name = format!("polytropon-bench/busybox:{}", std::process::id());
-    let dir = write_image(&scratch.join("host-image"), &name)?;
+    let name = format!("polytropon-bench/{tag}:{}", std::process::id());
+    let dir = write_image(&scratch.join(format!("host-image-{tag}")), &name)?;
     let store = Store::new(data_dir);
-    store.import(&dir, None, None).map_err(|source| BenchError::Import { path: dir.clone(), source })?;
+    store.import(&dir, None, ceph).map_err(|source| BenchError::Import { path: dir.clone(), source })?;
     Ok(HostImage { store, name })
 }
 

@@ -170,7 +170,14 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     }
     if asked("startup") {
         let so = &opts.startup;
-        let paths = choose_paths(opts, &startup::PATHS, &mut report)?;
+        let mut paths = choose_paths(opts, &startup::PATHS, &mut report)?;
+        if so.image.is_some() {
+            // The CephFS paths start clones of the host's busybox image stored in CephFS.
+            for p in paths.iter().filter(|p| startup::CEPH_PATHS.contains(&p.as_str())) {
+                report.skipped.push((format!("startup on {p}"), "runs the host's busybox image in CephFS, not --image".into()));
+            }
+            paths.retain(|p| !startup::CEPH_PATHS.contains(&p.as_str()));
+        }
         for p in opts.paths.iter().filter(|p| !startup::PATHS.contains(&p.as_str())) {
             report.skipped.push((format!("startup on {p}"), format!("the startup workload compares {}", startup::PATHS.join(", "))));
         }

@@ -23,8 +23,13 @@ use crate::image::Store;
 use crate::pool::{PoolSpec, Pools};
 use crate::tenant::ops;
 
-/// Paths this workload compares, in display order.
-pub const PATHS: [&str; 3] = ["user", "fuse-overlayfs", "overlay"];
+/// Paths this workload compares, in display order; the last two with `--ceph-conf`, on the
+/// image's layers stored in CephFS (`cephfs-user`: polytropon clones of it;
+/// `unionfs-ceph-fuse`: unionfs-fuse over one ceph-fuse mount of them, the papers' F/F).
+pub const PATHS: [&str; 5] = ["user", "fuse-overlayfs", "overlay", "cephfs-user", "unionfs-ceph-fuse"];
+
+/// The paths of [`PATHS`] that run on CephFS.
+pub const CEPH_PATHS: [&str; 2] = ["cephfs-user", "unionfs-ceph-fuse"];
 
 /// What the workload needs beyond the common options.
 #[derive(Clone, Debug)]
@@ -37,6 +42,9 @@ pub struct StartupOptions {
     /// The server command; `{port}` is replaced by the container's port.
     pub serve: String,
     pub clones: Vec<usize>,
+    /// A CephFS for the CephFS paths (its ceph.conf); they start clones of the host's busybox
+    /// image with its layer stored there.
+    pub ceph_conf: Option<PathBuf>,
 }
 
 /// A pool made for the run, destroyed (with its containers) on drop.
@@ -79,6 +87,10 @@ pub fn run(o: &StartupOptions, paths: &[String], reps: u32, base: &Path, progres
     let image = store.get(&name).map_err(|source| BenchError::Image { name: name.clone(), source })?;
     let o = &StartupOptions { image: Some(name), ..o.clone() };
     let lowers = store.lowers(&image);
+    let on_ceph = match o.ceph_conf.as_deref().filter(|_| paths.iter().any(|p| CEPH_PATHS.contains(&p.as_str()))) {
+        Some(conf) => Some(CephImage::make(conf, &o.data_dir, base)?),
+        None => None,
+    };
     let pools = Pools::new(&o.state_dir);
     let name = format!("bench-{}", std::process::id());
     ops::create(&pools, &name, PoolSpec::default()).map_err(BenchError::Pool)?;
@@ -105,7 +117,12 @@ pub fn run(o: &StartupOptions, paths: &[String], reps: u32, base: &Path, progres
             batch += 1;
             let dir = base.join(format!("startup-{batch}"));
             std::fs::create_dir_all(&dir).map_err(BenchError::create(&dir))?;
-            let took = once(o, &pool, path, *n, &lowers, &dir, batch);
+            let took = match (path.as_str(), &on_ceph) {
+                ("cephfs-user", Some(c)) => once(&StartupOptions { image: Some(c.image.name.clone()), ..o.clone() }, &pool, "user", *n, &lowers, &dir, batch),
+                ("unionfs-ceph-fuse", Some(c)) => once(o, &pool, path, *n, &c.lowers, &dir, batch),
+                (p, None) if CEPH_PATHS.contains(&p) => Err(BenchError::NoCephConf("the CephFS startup paths need")),
+                _ => once(o, &pool, path, *n, &lowers, &dir, batch),
+            };
             let _ = remove_tree(&dir);
             s.push(took.map_err(|e| BenchError::Clones { n: *n, path: path.clone(), source: Box::new(e) })?.as_secs_f64() * 1e3);
             progress();
@@ -180,7 +197,35 @@ fn once(o: &StartupOptions, pool: &BenchPool, path: &str, n: usize, lowers: &[Pa
     Ok(took)
 }
 
-/// A fuse-overlayfs or kernel overlayfs root of `lowers` (topmost first) under `dir`.
+/// The host's busybox image with its layer in CephFS, for the CephFS paths: its record (gone
+/// when dropped), one ceph-fuse mount of its store for `unionfs-ceph-fuse` (unmounted when
+/// dropped) and the layers as seen through that mount; the CephFS directory goes with the
+/// run's [`super::ceph::CephBench`].
+struct CephImage {
+    image: super::host_image::HostImage,
+    lowers: Vec<PathBuf>,
+    _fuse: Roots,
+    _ceph: super::ceph::CephBench,
+}
+
+impl CephImage {
+    fn make(conf: &Path, data_dir: &Path, base: &Path) -> Result<CephImage, BenchError> {
+        let ceph = super::ceph::CephBench::connect(conf)?;
+        let dir = ceph.prepare("image", None)?;
+        let store = crate::image::CephStore { conf: conf.to_path_buf(), id: ceph.opts.id.clone(), fs: None, dir: dir.clone() };
+        let image = super::host_image::import_to_ceph(data_dir, base, &store)?;
+        let record = Store::new(data_dir).get(&image.name).map_err(|source| BenchError::Image { name: image.name.clone(), source })?;
+        let at = base.join("startup-ceph-fuse");
+        std::fs::create_dir_all(&at).map_err(BenchError::create(&at))?;
+        ceph.ceph_fuse(&dir, &at)?;
+        let fuse = Roots(vec![at.clone()]);
+        let lowers = Store::new(data_dir).lowers(&record).iter().map(|l| at.join(l.strip_prefix(&dir).unwrap_or(l))).collect();
+        Ok(CephImage { image, lowers, _fuse: fuse, _ceph: ceph })
+    }
+}
+
+/// A fuse-overlayfs, kernel overlayfs or unionfs-fuse root of `lowers` (topmost first) under
+/// `dir`.
 fn mount_root(kind: &str, lowers: &[PathBuf], dir: &Path) -> Result<PathBuf, BenchError> {
     let (upper, work, mnt) = (dir.join("upper"), dir.join("work"), dir.join("root"));
     for p in [&upper, &work, &mnt] {
@@ -198,6 +243,13 @@ fn mount_root(kind: &str, lowers: &[PathBuf], dir: &Path) -> Result<PathBuf, Ben
         "overlay" => {
             let data = std::ffi::CString::new(opts).map_err(BenchError::OverlayOptions)?;
             rustix::mount::mount("overlay", &mnt, "overlay", rustix::mount::MountFlags::empty(), Some(data.as_c_str())).map_err(BenchError::Overlay)?;
+        }
+        "unionfs-ceph-fuse" => {
+            let branches: Vec<String> = std::iter::once(format!("{}=RW", upper.display())).chain(lowers.iter().map(|l| format!("{}=RO", l.display()))).collect();
+            let out = Command::new("unionfs-fuse").args(["-o", "cow,allow_other,use_ino"]).arg(branches.join(":")).arg(&mnt).output().map_err(BenchError::spawn("unionfs-fuse"))?;
+            if !out.status.success() {
+                return Err(BenchError::tool("unionfs-fuse", &out.stderr));
+            }
         }
         other => return Err(BenchError::NotStartupPath(other.to_string())),
     }

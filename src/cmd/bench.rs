@@ -78,6 +78,7 @@ pub fn run(state_dir: &std::path::Path, data_dir: &std::path::Path, args: BenchA
             image: args.image.clone(),
             serve: args.serve.clone(),
             clones: args.clones.clone(),
+            ceph_conf: args.ceph_conf.clone(),
         },
         isolation: IsolationOptions {
             victim: args.victim.clone(),
