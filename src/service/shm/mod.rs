@@ -545,12 +545,17 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     let mut hot: Option<(u32, Arc<channels::Channel>)> = None;
     while !stop.load(Ordering::Acquire) {
         let Some(d) = queue.pop() else {
-            if let Some((client, _)) = hot.as_ref().filter(|(_, ch)| ch.waiting()) {
-                let d = Descriptor { client: *client, ..Descriptor::default() };
-                spin.found();
-                idle = 0;
-                serve_hint(sh, q, &d, &mut caches, &mut buf, &slots);
-                continue;
+            if let Some((client, ch)) = hot.as_ref().filter(|(_, ch)| ch.waiting()) {
+                // Still that client's channel (a closed one's number may serve another now,
+                // and its area would look pending for ever).
+                if sh.channels.get(*client).is_some_and(|now| Arc::ptr_eq(&now, ch)) {
+                    let d = Descriptor { client: *client, ..Descriptor::default() };
+                    spin.found();
+                    idle = 0;
+                    serve_hint(sh, q, &d, &mut caches, &mut buf, &slots);
+                    continue;
+                }
+                hot = None;
             }
             idle += 1;
             spin.poll(idle);
@@ -630,7 +635,8 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
             call_helper(sh, q);
         }
         serve_hint(sh, q, &d, &mut caches, &mut buf, &slots);
-        if d.flags & FLAG_NO_REPLY == 0 && hot.as_ref().is_none_or(|(c, _)| *c != d.client) {
+        // (A channel only this worker still holds is closed: its number may name a new one.)
+        if d.flags & FLAG_NO_REPLY == 0 && hot.as_ref().is_none_or(|(c, ch)| *c != d.client || Arc::strong_count(ch) == 1) {
             hot = sh.channels.get(d.client).map(|ch| (d.client, ch));
         }
     }
