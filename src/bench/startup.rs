@@ -5,7 +5,14 @@
 //! - `user`: polytropon clones (`exec --clone-of`: a union instance of the pool's service, the
 //!   FUSE tree as root, the preload library attached);
 //! - `fuse-overlayfs`: one fuse-overlayfs mount per clone;
-//! - `overlay`: one kernel overlayfs mount per clone.
+//! - `overlay`: one kernel overlayfs mount per clone;
+//!
+//! and with `--ceph-conf`, on the host's busybox image with its layer stored in CephFS:
+//!
+//! - `cephfs-user`: polytropon clones of it (the union reads the layer through the pool's
+//!   libcephfs client);
+//! - `unionfs-ceph-fuse`: one unionfs-fuse mount per clone over a single ceph-fuse mount of
+//!   the layer (the papers' F/F).
 //!
 //! Every container is started the same way (`polytropon exec --detach` in a pool with no cpu
 //! restriction, `--net host`), so only the root differs. Mounting the roots is part of the
