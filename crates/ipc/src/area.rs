@@ -115,11 +115,6 @@ impl Area {
         (self.base + HEADER + RING) as *mut u8
     }
 
-    /// The sequence number of the request the client left last (see [`Area::request`]).
-    pub fn request_seq(&self) -> u64 {
-        self.header().request[1].load(Ordering::Acquire)
-    }
-
     /// The request the client left (a copy: the client may change it meanwhile, and the
     /// service acts on this copy only). Its sequence word is read first: the client writes
     /// it last (see [`Area::set_request`]), so the other words read after it are that

@@ -54,13 +54,6 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// Whether its area holds a request no worker has taken yet (a worker may look for one
-    /// without a hint: see `serve`).
-    pub fn waiting(&self) -> bool {
-        let state = self.area.header().state.load(Ordering::Acquire);
-        (state == polytropon_ipc::segment::PENDING || state == polytropon_ipc::segment::SLEEPING) && self.area.request_seq() != self.served.load(Ordering::Acquire)
-    }
-
     /// Sends `fd` to the client on its connection, unless the last one sent is still unread
     /// (a client that never takes them holds at most one in flight) or the socket would block.
     pub fn send_fd(&self, fd: std::os::fd::BorrowedFd<'_>) -> bool {

@@ -537,26 +537,8 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
     // tells (see below).
     let mut suspect = false;
     let mut suspects = 0u32;
-    // The client this worker answered last, which may send its next request at once: while
-    // the queue is empty its area is looked at directly, one cache line away, rather than
-    // through its hint's queue slot and then the area (the hint, pushed too, then finds the
-    // request taken). Other clients' hints come first: this is looked at only when the queue
-    // is empty.
-    let mut hot: Option<(u32, Arc<channels::Channel>)> = None;
     while !stop.load(Ordering::Acquire) {
         let Some(d) = queue.pop() else {
-            if let Some((client, ch)) = hot.as_ref().filter(|(_, ch)| ch.waiting()) {
-                // Still that client's channel (a closed one's number may serve another now,
-                // and its area would look pending for ever).
-                if sh.channels.get(*client).is_some_and(|now| Arc::ptr_eq(&now, ch)) {
-                    let d = Descriptor { client: *client, ..Descriptor::default() };
-                    spin.found();
-                    idle = 0;
-                    serve_hint(sh, q, &d, &mut caches, &mut buf, &slots);
-                    continue;
-                }
-                hot = None;
-            }
             idle += 1;
             spin.poll(idle);
             // A busy process that is no client shares this cpu: poll briefly, then sleep, so
@@ -578,9 +560,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
             if helper && sh.stalled[q as usize].load(Ordering::Acquire) == 0 {
                 break;
             }
-            // Sleep until a client rings (or 50 ms pass, to notice a stop); a client that went
-            // quiet is no longer looked at (nor its area kept mapped for it).
-            hot = None;
+            // Sleep until a client rings (or 50 ms pass, to notice a stop).
             spin.sleeping();
             let asleep = std::time::Instant::now();
             let seen = bell.word.load(Ordering::Acquire);
@@ -635,10 +615,6 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
             call_helper(sh, q);
         }
         serve_hint(sh, q, &d, &mut caches, &mut buf, &slots);
-        // (A channel only this worker still holds is closed: its number may name a new one.)
-        if d.flags & FLAG_NO_REPLY == 0 && hot.as_ref().is_none_or(|(c, ch)| *c != d.client || Arc::strong_count(ch) == 1) {
-            hot = sh.channels.get(d.client).map(|ch| (d.client, ch));
-        }
     }
     WORKER.with(|w| *w.borrow_mut() = None);
     for (_, (fs, mut dirs)) in caches.by_instance.drain() {
