@@ -522,7 +522,8 @@ pub fn dir_path_only(fd: c_int) -> bool {
 /// locks, `ioctl`, a listing the service cannot give, exec). The record stays: listings,
 /// `fsync` and calls relative to it stay on the user-level path. Nothing to do for any
 /// other descriptor.
-pub fn open_dir_in_kernel(fd: c_int) -> Result<(), c_int> {
+/// Listing handles of records found stale on the way go to `release`.
+pub fn open_dir_in_kernel(fd: c_int, release: &mut dyn FnMut(LastRef)) -> Result<(), c_int> {
     let Some(idx) = usize::try_from(fd).ok().and_then(|i| DIRFDS.get(i)).map(|s| s.load(Ordering::Acquire)).filter(|&i| i != 0) else { return Ok(()) };
     let f = &FILES[idx as usize - 1];
     loop {
@@ -538,7 +539,7 @@ pub fn open_dir_in_kernel(fd: c_int) -> Result<(), c_int> {
         // Closed behind this library's back (glibc's internal close, say) and its number
         // reused: not ours to touch, and no longer the record's.
         f.path_only.store(PATH_ONLY, Ordering::Release);
-        forget_stale(fd as usize, idx);
+        forget_stale(fd as usize, idx, release);
         return Ok(());
     }
     let flags = f.flags.load(Ordering::Relaxed) as c_int & (libc::O_DIRECTORY | libc::O_NONBLOCK | libc::O_LARGEFILE);
@@ -559,7 +560,7 @@ pub fn open_dir_in_kernel(fd: c_int) -> Result<(), c_int> {
             continue;
         }
         if !names_record(n as c_int, dev, inode) {
-            forget_stale(n, idx);
+            forget_stale(n, idx, release);
             continue;
         }
         let n = n as c_int;
@@ -581,10 +582,13 @@ pub fn open_dir_in_kernel(fd: c_int) -> Result<(), c_int> {
 }
 
 /// Forgets that descriptor number `n` names directory record `idx` (closed behind this
-/// library's back); the listing handle goes if that was the record's last reference.
-fn forget_stale(n: usize, idx: u32) {
+/// library's back); the listing handle goes to `release` if that was the record's last
+/// reference.
+fn forget_stale(n: usize, idx: u32, release: &mut dyn FnMut(LastRef)) {
     if DIRFDS[n].compare_exchange(idx, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-        crate::listing::release_dir(unref_dir(idx));
+        if let Some(last) = unref_dir(idx) {
+            release(last);
+        }
     }
 }
 
@@ -622,12 +626,12 @@ fn reopen_dir(fd: c_int, flags: c_int) -> c_int {
 /// Opens in the kernel the `O_PATH` directories that exec would leave to the new program
 /// (those without `FD_CLOEXEC`; every one with `all`: a spawn's file actions may copy any),
 /// which knows nothing of this library's records.
-pub fn open_inherited_dirs_in_kernel(all: bool) {
+pub fn open_inherited_dirs_in_kernel(all: bool, release: &mut dyn FnMut(LastRef)) {
     let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
     for fd in 0..high as c_int {
         // SAFETY: F_GETFD on a descriptor of this process; integer arguments only.
         if dir_path_only(fd) && (all || unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC == 0) {
-            let _ = open_dir_in_kernel(fd);
+            let _ = open_dir_in_kernel(fd, release);
         }
     }
 }

@@ -83,6 +83,18 @@ pub fn release_dir(l: Option<LastRef>) {
     }
 }
 
+/// Opens directory descriptor `fd` in the kernel if it is an `O_PATH` one of ours (see
+/// [`crate::files::open_dir_in_kernel`]), ending the listing handles of stale records met.
+pub fn open_dir_in_kernel(fd: libc::c_int) -> Result<(), libc::c_int> {
+    crate::files::open_dir_in_kernel(fd, &mut |l| release_dir(Some(l)))
+}
+
+/// Before exec or a spawn: [`open_dir_in_kernel`] of every `O_PATH` directory of ours the new
+/// program inherits (every one with `all`).
+pub fn open_inherited_dirs_in_kernel(all: bool) {
+    crate::files::open_inherited_dirs_in_kernel(all, &mut |l| release_dir(Some(l)));
+}
+
 /// Forgets directory descriptor `fd` (closed, replaced, or handed to the kernel), ending its
 /// listing handle at the service when that was the last reference.
 pub fn close_dir(fd: libc::c_int) {

@@ -158,7 +158,7 @@ pub fn fill(fd: c_int, out: &mut [u8]) -> Result<usize, c_int> {
         }
         // The kernel's position follows ours from here on (on the directory open in the
         // kernel: an O_PATH descriptor cannot be listed).
-        files::open_dir_in_kernel(fd)?;
+        crate::listing::open_dir_in_kernel(fd)?;
         seek_kernel(fd, f.offset.load(Ordering::Acquire));
         crate::listing::close_dir(fd);
     }

@@ -95,7 +95,7 @@ fn a_directory(fd: c_int, flags: c_int) -> Served<()> {
 /// the kernel never opened (see [`open_dir`]).
 pub(super) fn in_kernel_dir<T: crate::real::Failure>(fd: c_int, kernel: impl FnOnce() -> T) -> T {
     if files::dir_path_only(fd) {
-        if let Err(e) = files::open_dir_in_kernel(fd) {
+        if let Err(e) = crate::listing::open_dir_in_kernel(fd) {
             set_errno(e);
             return T::failure();
         }

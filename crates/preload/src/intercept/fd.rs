@@ -151,7 +151,7 @@ fn fcntl_ours(fd: c_int, cmd: c_int, arg: c_ulong, real_fcntl: unsafe fn(c_int, 
     let Some((_, f)) = files::get(fd) else {
         if !matches!(cmd, libc::F_GETFD | libc::F_SETFD) {
             // Status flags, locks, leases...: on a directory open in the kernel.
-            if let Err(e) = files::open_dir_in_kernel(fd) {
+            if let Err(e) = crate::listing::open_dir_in_kernel(fd) {
                 crate::config::set_errno(e);
                 return -1;
             }

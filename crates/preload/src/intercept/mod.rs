@@ -121,7 +121,7 @@ pub(crate) fn hand_over(fd: c_int, why: HandOver) -> Result<(), c_int> {
     if !files::is_ours(fd) {
         // A directory the kernel never opened is opened now (nothing to count: its record
         // stays ours).
-        return files::open_dir_in_kernel(fd);
+        return crate::listing::open_dir_in_kernel(fd);
     }
     let _busy = Busy::enter();
     let instance = files::get(fd).map(|(_, f)| f.instance.load(std::sync::atomic::Ordering::Acquire));

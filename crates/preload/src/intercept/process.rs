@@ -51,7 +51,7 @@ pub fn register_fork_handlers() {
 /// onto one the new program inherits, so every directory the kernel has not opened is.
 fn spawn_actions() {
     if let Some(_busy) = Busy::enter() {
-        let _ = std::panic::catch_unwind(|| files::open_inherited_dirs_in_kernel(true));
+        let _ = std::panic::catch_unwind(|| crate::listing::open_inherited_dirs_in_kernel(true));
     }
 }
 
@@ -60,7 +60,7 @@ fn before_exec() {
     if let Some(_busy) = Busy::enter() {
         let _ = std::panic::catch_unwind(|| {
             hand_over_all(true);
-            files::open_inherited_dirs_in_kernel(false);
+            crate::listing::open_inherited_dirs_in_kernel(false);
             // The new program starts with no memory of opens: the handles it kept go now.
             for l in crate::opens::take_all(crate::client::change_table()) {
                 crate::ops::release(&l);
