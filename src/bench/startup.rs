@@ -221,12 +221,13 @@ impl CephImage {
         let dir = ceph.prepare("image", None)?;
         let store = crate::image::CephStore { conf: conf.to_path_buf(), id: ceph.opts.id.clone(), fs: None, dir: dir.clone() };
         let image = super::host_image::import_to_ceph(data_dir, base, &store)?;
-        let record = Store::new(data_dir).get(&image.name).map_err(|source| BenchError::Image { name: image.name.clone(), source })?;
+        let images = Store::new(data_dir);
+        let record = images.get(&image.name).map_err(|source| BenchError::Image { name: image.name.clone(), source })?;
         let at = base.join("startup-ceph-fuse");
         std::fs::create_dir_all(&at).map_err(BenchError::create(&at))?;
         ceph.ceph_fuse(&dir, &at)?;
         let fuse = Roots(vec![at.clone()]);
-        let lowers = Store::new(data_dir).lowers(&record).iter().map(|l| at.join(l.strip_prefix(&dir).unwrap_or(l))).collect();
+        let lowers = images.lowers(&record).iter().map(|l| at.join(l.strip_prefix(&dir).unwrap_or(l))).collect();
         Ok(CephImage { image, lowers, _fuse: fuse, _ceph: ceph })
     }
 }

@@ -60,8 +60,9 @@ pub struct File {
     /// makes them so; 0: not): see the `locks` module. Its data stays at user level.
     anchor: AtomicI32,
     /// For a directory record: whether its descriptors are `O_PATH` descriptors of the
-    /// directory (`PATH_ONLY`; `OPENING` while a thread opens them in the kernel; 0: opened
-    /// through the kernel, or not a directory). See [`open_dir_in_kernel`].
+    /// directory (`PATH_ONLY`; `OPENING` while a thread opens them in the kernel; `OPENED`
+    /// once it has; 0: opened by the kernel from the start, or not a directory). See
+    /// [`open_dir_in_kernel`].
     path_only: AtomicI32,
 }
 
@@ -69,6 +70,7 @@ pub struct File {
 const OPENING: i32 = -1;
 const ANCHOR: i32 = 1;
 const PATH_ONLY: i32 = 1;
+const OPENED: i32 = 2;
 
 /// What is known of an open file's contents, valid while its change-table slot holds `word`
 /// (see `polytropon_ipc::changes`).
@@ -513,7 +515,7 @@ pub fn remember_dir(fd: c_int, instance: u32, dev: u64, path: &[u8], flags: c_in
 /// Whether directory descriptor `fd` is one of ours that is an `O_PATH` descriptor (a
 /// directory the program opened, which the kernel never opened).
 pub fn dir_path_only(fd: c_int) -> bool {
-    dir_file(fd).is_some_and(|f| f.path_only.load(Ordering::Acquire) != 0)
+    dir_file(fd).is_some_and(|f| matches!(f.path_only.load(Ordering::Acquire), PATH_ONLY | OPENING))
 }
 
 /// Opens the directory behind `O_PATH` descriptor `fd` in the kernel (through the FUSE
@@ -529,9 +531,9 @@ pub fn open_dir_in_kernel(fd: c_int, release: &mut dyn FnMut(LastRef)) -> Result
     loop {
         match f.path_only.compare_exchange(PATH_ONLY, OPENING, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => break,
-            Err(0) => return Ok(()),
             // Another thread is opening it: its descriptors are about to change.
-            Err(_) => std::thread::yield_now(),
+            Err(OPENING) => std::thread::yield_now(),
+            Err(_) => return Ok(()),
         }
     }
     let (dev, inode) = (f.dev.load(Ordering::Relaxed), f.inode.load(Ordering::Relaxed));
@@ -563,21 +565,14 @@ pub fn open_dir_in_kernel(fd: c_int, release: &mut dyn FnMut(LastRef)) -> Result
             forget_stale(n, idx, release);
             continue;
         }
-        let n = n as c_int;
-        // SAFETY: F_GETFD, then dup3 of a descriptor just opened onto one of the program's
-        // O_PATH descriptors of the same directory (checked above), which it replaces
-        // atomically.
-        let r = unsafe {
-            let cloexec = real::fcntl(n, libc::F_GETFD, 0) & libc::FD_CLOEXEC != 0;
-            real::dup3(tmp, n, if cloexec { libc::O_CLOEXEC } else { 0 })
-        };
-        if r < 0 {
+        // One of the program's O_PATH descriptors of the same directory (checked above).
+        if dup_onto(tmp, n as c_int) < 0 {
             failed = Some(errno());
         }
     }
     // SAFETY: closing the temporary descriptor opened above.
     unsafe { real::close(tmp) };
-    f.path_only.store(0, Ordering::Release);
+    f.path_only.store(OPENED, Ordering::Release);
     failed.map_or(Ok(()), Err)
 }
 
@@ -682,13 +677,21 @@ fn settle_copy(f: &File, old: c_int, new: c_int) {
         std::thread::yield_now();
         state = f.path_only.load(Ordering::Acquire);
     }
-    // SAFETY: F_GETFL and F_GETFD on the program's descriptors; integer arguments only.
-    if state == 0 && unsafe { real::fcntl(new, libc::F_GETFL, 0) } & libc::O_PATH != 0 && old != new {
-        // SAFETY: as above, then dup3 of the program's open directory onto its copy.
-        unsafe {
-            let cloexec = real::fcntl(new, libc::F_GETFD, 0) & libc::FD_CLOEXEC != 0;
-            real::dup3(old, new, if cloexec { libc::O_CLOEXEC } else { 0 });
-        }
+    // (Records the kernel opened from the start never had an O_PATH descriptor to copy.)
+    // SAFETY: F_GETFL on the program's descriptor; integer arguments only.
+    if state == OPENED && old != new && unsafe { real::fcntl(new, libc::F_GETFL, 0) } & libc::O_PATH != 0 {
+        dup_onto(old, new);
+    }
+}
+
+/// Makes descriptor `dst` a copy of `src`, keeping `dst`'s `FD_CLOEXEC` (dup3's result).
+fn dup_onto(src: c_int, dst: c_int) -> c_int {
+    // SAFETY: F_GETFD on a descriptor number, then dup3 onto it, which atomically replaces
+    // what it named; integer arguments only (the callers pass descriptors that name the same
+    // file as `src`, or that this library reserved).
+    unsafe {
+        let cloexec = real::fcntl(dst, libc::F_GETFD, 0) & libc::FD_CLOEXEC != 0;
+        real::dup3(src, dst, if cloexec { libc::O_CLOEXEC } else { 0 })
     }
 }
 
@@ -819,10 +822,8 @@ fn onto_descriptors(idx: u32, tmp: c_int) -> Result<Option<c_int>, c_int> {
         }
         let fd = fd as c_int;
         first = first.or(Some(fd));
-        // SAFETY: F_GETFD on a reserved descriptor of ours; integer arguments only.
-        let cloexec = unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0;
-        // SAFETY: dup3 of the temporary descriptor onto our reserved one, which it atomically replaces.
-        if unsafe { real::dup3(tmp, fd, if cloexec { libc::O_CLOEXEC } else { 0 }) } < 0 {
+        // The temporary descriptor onto our reserved one.
+        if dup_onto(tmp, fd) < 0 {
             let e = errno();
             // SAFETY: closing the temporary descriptor opened by the caller.
             unsafe { real::close(tmp) };

@@ -26,8 +26,8 @@ fn open_recorded(dirfd: c_int, path: *const c_char) -> Served<c_int> {
 }
 
 /// Status flags a directory open may carry and still be one of ours without the kernel
-/// opening it (a read-only open; anything else, `O_NOATIME` or `O_NOFOLLOW` say, has the
-/// kernel open it).
+/// opening it (a read-only open; anything else, `O_NOATIME`, `O_PATH` or write access say,
+/// has the kernel open it).
 const PLAIN_DIR_FLAGS: c_int = libc::O_DIRECTORY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_LARGEFILE | libc::O_NOCTTY | libc::O_NOFOLLOW;
 
 /// Opens directory `path` (relative to `dirfd`, on the mount of target `t`) for the program

@@ -84,7 +84,7 @@ hooks! {
 /// `FIOCLEX`/`FIONCLEX`/`FIONBIO` set as `fcntl` sets them. `None`: not one of those.
 fn answered_as_on_fuse(fd: c_int, request: c_ulong, arg: c_ulong, kernel: impl FnOnce() -> c_int) -> Option<c_int> {
     match request {
-        FS_IOC_GETFLAGS | FS_IOC_SETFLAGS | FS_IOC_FSGETXATTR | FS_IOC_FSSETXATTR | FS_IOC_GETVERSION | FS_IOC_SETVERSION | TERMINAL_1 | TERMINAL_2 | TERMINAL_3 | TIOCGPGRP | TIOCSPGRP | TIOCGWINSZ | TIOCSWINSZ => {
+        FS_IOC_GETFLAGS | FS_IOC_SETFLAGS | FS_IOC_FSGETXATTR | FS_IOC_FSSETXATTR | FS_IOC_GETVERSION | FS_IOC_SETVERSION | libc::TCSETS | libc::TCSETSW | libc::TCSETSF | libc::TIOCGPGRP | libc::TIOCSPGRP | libc::TIOCGWINSZ | libc::TIOCSWINSZ => {
             set_errno(libc::ENOTTY);
             Some(-1)
         }
@@ -104,8 +104,8 @@ fn answered_as_on_fuse(fd: c_int, request: c_ulong, arg: c_ulong, kernel: impl F
             Some(0)
         }
         // The close-on-exec flag lives on our reserved descriptor, in the kernel.
-        FIOCLEX | FIONCLEX => Some(kernel()),
-        FIONBIO => {
+        libc::FIOCLEX | libc::FIONCLEX => Some(kernel()),
+        libc::FIONBIO => {
             let (_, f) = files::get(fd)?;
             if f.passthrough() {
                 // Its status flags are the backing descriptor's, in the kernel.
@@ -129,7 +129,8 @@ fn answered_as_on_fuse(fd: c_int, request: c_ulong, arg: c_ulong, kernel: impl F
     }
 }
 
-// <linux/fs.h> and <asm-generic/ioctls.h> numbers of the file requests answered above.
+// <linux/fs.h> numbers of the file requests answered above (the terminal and descriptor
+// requests are libc's).
 const FS_IOC_GETFLAGS: c_ulong = 0x8008_6601;
 const FS_IOC_SETFLAGS: c_ulong = 0x4008_6602;
 const FS_IOC_FSGETXATTR: c_ulong = 0x801c_581f;
@@ -138,18 +139,6 @@ const FS_IOC_GETVERSION: c_ulong = 0x8008_7601;
 const FS_IOC_SETVERSION: c_ulong = 0x4008_7602;
 const FS_IOC_FIEMAP: c_ulong = 0xc020_660b;
 const FIGETBSZ: c_ulong = 2;
-// Terminal requests (TCSETS, TCSETSW, TCSETSF; process group; window size): no file is a
-// terminal (TCGETS, isatty's probe, is answered above).
-const TERMINAL_1: c_ulong = 0x5402;
-const TERMINAL_2: c_ulong = 0x5403;
-const TERMINAL_3: c_ulong = 0x5404;
-const TIOCGPGRP: c_ulong = 0x540f;
-const TIOCSPGRP: c_ulong = 0x5410;
-const TIOCGWINSZ: c_ulong = 0x5413;
-const TIOCSWINSZ: c_ulong = 0x5414;
-const FIOCLEX: c_ulong = 0x5451;
-const FIONCLEX: c_ulong = 0x5450;
-const FIONBIO: c_ulong = 0x5421;
 
 // <linux/fs.h> ioctl numbers of the clone and dedupe requests.
 const FICLONE: c_ulong = 0x4004_9409;
