@@ -368,6 +368,11 @@ pub struct MountArgs {
     /// `2G,100000`); past it, EDQUOT (the pool's own `--storage` still applies).
     #[arg(long, value_name = "BYTES[,INODES]")]
     pub quota: Option<String>,
+    /// How FUSE requests travel (overrides the spec's `fuse: {transport}`): `io_uring` where the
+    /// host allows it (`auto`), always (`uring`: the mount fails when the host does not), or
+    /// `/dev/fuse` reads and writes (`classic`).
+    #[arg(long, value_enum, value_name = "TRANSPORT")]
+    pub fuse_transport: Option<crate::spec::FuseTransport>,
 }
 
 #[derive(Debug, Args)]

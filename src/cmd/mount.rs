@@ -38,7 +38,7 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
                     BackendSpec::Cephfs(CephSpec { conf, id: args.ceph.ceph_id.clone(), fs: args.ceph.ceph_fs.clone(), ..CephSpec::default() })
                 }
             };
-            InstanceSpec { backend, branches, cache: CacheSpec::default(), union: Default::default(), id_shift: None, quota: Default::default() }
+            InstanceSpec { backend, branches, cache: CacheSpec::default(), union: Default::default(), id_shift: None, quota: Default::default(), fuse: Default::default() }
         }
     };
     if let Some(mode) = args.cache {
@@ -56,6 +56,9 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
     }
     if args.no_learn {
         spec.cache.learn = false;
+    }
+    if let Some(t) = args.fuse_transport {
+        spec.fuse.transport = t;
     }
     if let Some(q) = &args.quota {
         spec.quota = polytropon::spec::QuotaSpec::parse(q).map_err(|why| anyhow::anyhow!("--quota {q:?}: {why}"))?;
@@ -89,7 +92,7 @@ pub fn run(state_dir: &Path, args: MountArgs) -> anyhow::Result<ExitCode> {
     }
     polytropon::service::limits::raise_descriptor_limit();
     let fs = instance::build(&spec).context("cannot build the filesystem instance")?;
-    let cfg = FuseConfig::from_spec(&spec.cache);
+    let cfg = FuseConfig::from_instance(&spec);
     let log = std::env::var_os(LOG_ENV).map(PathBuf::from);
     let record = MountRecord { mountpoint: mountpoint.clone(), pid: std::process::id(), log };
     let mut saved = Ok(());

@@ -386,7 +386,7 @@ fn prepare(setup: &mut Setup, pool: &PoolState, (state_dir, data_dir): (&Path, &
                 None => BackendSpec::Local,
             };
             let id_shift = ids.map(|r| crate::spec::IdShift { first: r.first, count: r.count });
-            let spec = InstanceSpec { backend, branches, cache: CacheSpec::default(), union: Default::default(), id_shift, quota: Default::default() };
+            let spec = InstanceSpec { backend, branches, cache: CacheSpec::default(), union: Default::default(), id_shift, quota: Default::default(), fuse: Default::default() };
             let mp = cdir.join("root");
             std::fs::create_dir(&mp).map_err(create(&mp))?;
             let t = std::time::Instant::now();

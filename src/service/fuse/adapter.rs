@@ -11,6 +11,9 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{IoSlice, IoSliceMut};
 use std::path::Path;
+use std::cell::Cell;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,13 +21,14 @@ use fuser::consts::{
     FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FUSE_ASYNC_DIO, FUSE_AUTO_INVAL_DATA, FUSE_CACHE_SYMLINKS, FUSE_PARALLEL_DIROPS,
     FUSE_PASSTHROUGH, FUSE_WRITEBACK_CACHE,
 };
-use fuser::{
-    BackingId, FileAttr, FileType, KernelConfig, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
-    TimeOrNow,
-};
+use fuser::{FileAttr, FileType, KernelConfig, TimeOrNow};
 use tracing::{debug, warn};
 
+use super::answer::{
+    AttrAnswer, CreateAnswer, DataAnswer, DirAnswer, EmptyAnswer, EntryAnswer, LseekAnswer, OpenAnswer, StatfsAnswer,
+    WriteAnswer, XattrAnswer,
+};
+use super::passthrough_id::Backing;
 use super::workers::Workers;
 use crate::service::stats::Timer;
 use super::{FuseConfig, OpStats};
@@ -34,6 +38,8 @@ use crate::libservice::{
 use crate::spec::CacheMode;
 
 const READDIR_BATCH: usize = 128;
+/// The largest write the kernel sends (and so the largest request or answer payload).
+pub(super) const MAX_WRITE: u32 = 1 << 20;
 /// `FUSE_DIRECT_IO_ALLOW_MMAP` (Linux 6.6), not among fuser 0.16's constants.
 const FUSE_DIRECT_IO_ALLOW_MMAP: u64 = 1 << 36;
 
@@ -45,8 +51,8 @@ pub struct FuseAdapter {
     /// Passthrough registrations and per-inode I/O modes.
     backing: Arc<Passthrough>,
     /// Whether the kernel accepted passthrough at init.
-    passthrough: bool,
-    writeback: bool,
+    passthrough: AtomicBool,
+    writeback: AtomicBool,
     stats: Arc<OpStats>,
     /// The inodes the kernel holds (for the invalidations of the user-level path).
     known: Arc<super::known::KernelInodes>,
@@ -58,7 +64,8 @@ impl std::fmt::Debug for FuseAdapter {
     }
 }
 
-fn ctx(req: &Request<'_>) -> Context {
+/// The caller of a request the classic transport carried.
+pub(super) fn ctx(req: &fuser::Request<'_>) -> Context {
     Context { uid: req.uid(), gid: req.gid(), pid: req.pid() as i32 }
 }
 
@@ -131,13 +138,13 @@ fn time_update(t: Option<TimeOrNow>) -> Option<TimeUpdate> {
 }
 
 /// Reply sizes of xattr reads: the size alone when asked, ERANGE when too small.
-fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
+fn reply_xattr(reply: impl XattrAnswer, size: u32, data: &[u8]) {
     if size == 0 {
         reply.size(data.len() as u32);
     } else if data.len() > size as usize {
         reply.error(libc::ERANGE);
     } else {
-        reply.data(data);
+        reply.value(data);
     }
 }
 
@@ -149,14 +156,21 @@ impl FuseAdapter {
             cfg,
             workers,
             backing: Arc::new(Passthrough::default()),
-            passthrough: false,
-            writeback: false,
+            passthrough: AtomicBool::new(false),
+            writeback: AtomicBool::new(false),
             stats,
             known,
         })
     }
 
     fn heavy(&self, t: Timer, job: impl FnOnce() + Send + 'static) {
+        // A ring thread serves its request itself: its ring entry waits for the answer, and
+        // the pool's other ring threads take the next requests.
+        if on_ring_thread() {
+            job();
+            drop(t);
+            return;
+        }
         self.workers.run(move || {
             job();
             drop(t);
@@ -198,7 +212,7 @@ impl FuseAdapter {
     ///   (passthrough). Permissions are the kernel's business (`default_permissions`).
     fn backend_flags(&self, flags: i32) -> i32 {
         let flags = flags & !(libc::O_APPEND | libc::O_DIRECT);
-        if (self.passthrough || self.writeback) && flags & libc::O_ACCMODE == libc::O_WRONLY {
+        if (self.passthrough() || self.writeback.load(Ordering::Relaxed)) && flags & libc::O_ACCMODE == libc::O_WRONLY {
             return (flags & !libc::O_ACCMODE) | libc::O_RDWR;
         }
         flags
@@ -211,6 +225,43 @@ impl FuseAdapter {
         match self.cfg.cache {
             CacheMode::Direct | CacheMode::Writethrough | CacheMode::Writeback => FOPEN_DIRECT_IO,
             CacheMode::Kernel => FOPEN_KEEP_CACHE,
+        }
+    }
+
+    fn passthrough(&self) -> bool {
+        self.passthrough.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn init(&self, config: &mut KernelConfig) -> Result<(), i32> {
+        let _ = config.add_capabilities(FUSE_PARALLEL_DIROPS | FUSE_ASYNC_DIO | FUSE_CACHE_SYMLINKS);
+        // Drop cached pages when a file's size or mtime is seen to change.
+        let _ = config.add_capabilities(FUSE_AUTO_INVAL_DATA);
+        let _ = config.set_max_write(MAX_WRITE);
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_background(64);
+        if self.cfg.cache != CacheMode::Kernel {
+            // mmap of direct-I/O files (programs map libraries and data files).
+            let _ = config.add_capabilities(FUSE_DIRECT_IO_ALLOW_MMAP);
+        }
+        if self.cfg.cache == CacheMode::Kernel {
+            if self.cfg.passthrough
+                && config.add_capabilities(FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(2).is_ok()
+            {
+                self.passthrough.store(true, Ordering::Relaxed);
+                // mmap of files opened with direct I/O (those made by `create`).
+                let _ = config.add_capabilities(FUSE_DIRECT_IO_ALLOW_MMAP);
+            } else if config.add_capabilities(FUSE_WRITEBACK_CACHE).is_ok() {
+                self.writeback.store(true, Ordering::Relaxed);
+            }
+        }
+        debug!(passthrough = self.passthrough(), writeback = self.writeback.load(Ordering::Relaxed), "fuse init");
+        Ok(())
+    }
+
+    pub(super) fn destroy(&self) {
+        if let Err(e) = self.fs.syncfs(&Context::current()) {
+            warn!("sync at unmount failed: {e}");
         }
     }
 }
@@ -237,7 +288,7 @@ struct Passthrough {
 #[derive(Debug)]
 enum InodeMode {
     Cached(u32),
-    Backed { id: BackingId, file: (u64, u64), access: i32, opens: u32 },
+    Backed { id: Backing, file: (u64, u64), access: i32, opens: u32 },
 }
 
 #[derive(Debug, Default)]
@@ -248,7 +299,7 @@ struct PassthroughState {
     inodes: HashMap<Inode, InodeMode>,
     /// Backing files of recently closed inodes, kept registered so that reopening a file
     /// costs no registration round trip; oldest first.
-    idle: std::collections::VecDeque<(Inode, BackingId, (u64, u64), i32)>,
+    idle: std::collections::VecDeque<(Inode, Backing, (u64, u64), i32)>,
     /// Inodes written through passthrough since their last cached open: the page cache of
     /// such an inode may be stale, so its next cached open drops it (no `FOPEN_KEEP_CACHE`).
     stale: std::collections::HashSet<Inode>,
@@ -325,7 +376,7 @@ impl Passthrough {
 
     /// Answers an open of a regular file.
     #[allow(clippy::too_many_arguments)]
-    fn open(&self, fs: &dyn FileSystem, enabled: bool, min_size: u64, stats: &OpStats, inode: Inode, fh: Handle, access: i32, flags: u32, reply: ReplyOpen) {
+    fn open(&self, fs: &dyn FileSystem, enabled: bool, min_size: u64, stats: &OpStats, inode: Inode, fh: Handle, access: i32, flags: u32, reply: impl OpenAnswer) {
         if !enabled {
             return reply.opened(fh, flags);
         }
@@ -364,7 +415,7 @@ impl Passthrough {
             }
         }
         match (st.inodes.get_mut(&inode), backing, file) {
-            (None, Some(b), Some(file)) if access != libc::O_RDONLY || !b.writable => match reply.open_backing(&*b.fd) {
+            (None, Some(b), Some(file)) if access != libc::O_RDONLY || !b.writable => match reply.open_backing(b.fd.as_fd()) {
                 Ok(id) => {
                     if access != libc::O_RDONLY {
                         st.stale.insert(inode);
@@ -420,43 +471,10 @@ impl Passthrough {
     }
 }
 
-impl fuser::Filesystem for FuseAdapter {
-    fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), i32> {
-        let _ = config.add_capabilities(FUSE_PARALLEL_DIROPS | FUSE_ASYNC_DIO | FUSE_CACHE_SYMLINKS);
-        // Drop cached pages when a file's size or mtime is seen to change.
-        let _ = config.add_capabilities(FUSE_AUTO_INVAL_DATA);
-        let _ = config.set_max_write(1 << 20);
-        let _ = config.set_max_readahead(1 << 20);
-        let _ = config.set_max_background(64);
-        if self.cfg.cache != CacheMode::Kernel {
-            // mmap of direct-I/O files (programs map libraries and data files).
-            let _ = config.add_capabilities(FUSE_DIRECT_IO_ALLOW_MMAP);
-        }
-        if self.cfg.cache == CacheMode::Kernel {
-            if self.cfg.passthrough
-                && config.add_capabilities(FUSE_PASSTHROUGH).is_ok()
-                && config.set_max_stack_depth(2).is_ok()
-            {
-                self.passthrough = true;
-                // mmap of files opened with direct I/O (those made by `create`).
-                let _ = config.add_capabilities(FUSE_DIRECT_IO_ALLOW_MMAP);
-            } else if config.add_capabilities(FUSE_WRITEBACK_CACHE).is_ok() {
-                self.writeback = true;
-            }
-        }
-        debug!(passthrough = self.passthrough, writeback = self.writeback, "fuse init");
-        Ok(())
-    }
-
-    fn destroy(&mut self) {
-        if let Err(e) = self.fs.syncfs(&Context::current()) {
-            warn!("sync at unmount failed: {e}");
-        }
-    }
-
-    fn lookup(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+impl FuseAdapter {
+    pub(super) fn lookup(&self, c: Context, parent: u64, name: &OsStr, reply: impl EntryAnswer) {
         let _t = self.timer("lookup");
-        match self.fs.lookup(&ctx(req), parent, name) {
+        match self.fs.lookup(&c, parent, name) {
             Ok(e) => {
                 self.known.add(e.inode);
                 reply.entry(&self.entry_ttl(), &fuse_attr(&e.attr), e.generation)
@@ -488,23 +506,23 @@ impl fuser::Filesystem for FuseAdapter {
         }
     }
 
-    fn forget(&mut self, _req: &Request<'_>, ino: u64, nlookup: u64) {
+    pub(super) fn forget(&self, ino: u64, nlookup: u64) {
         let _t = self.timer("forget");
         self.known.forget(ino, nlookup);
         self.fs.forget(ino, nlookup);
     }
 
-    fn getattr(&mut self, req: &Request<'_>, ino: u64, fh: Option<u64>, reply: ReplyAttr) {
+    pub(super) fn getattr(&self, c: Context, ino: u64, fh: Option<u64>, reply: impl AttrAnswer) {
         let _t = self.timer("getattr");
-        match self.fs.getattr(&ctx(req), ino, fh) {
+        match self.fs.getattr(&c, ino, fh) {
             Ok(a) => reply.attr(&self.attr_ttl(), &fuse_attr(&a)),
             Err(e) => reply.error(err(e)),
         }
     }
 
-    fn setattr(
-        &mut self,
-        req: &Request<'_>,
+    pub(super) fn setattr(
+        &self,
+        c: Context,
         ino: u64,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -518,28 +536,28 @@ impl fuser::Filesystem for FuseAdapter {
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<u32>,
-        reply: ReplyAttr,
+        reply: impl AttrAnswer,
     ) {
         let t = self.timer("setattr");
         let set = SetAttr { mode, uid, gid, size, atime: time_update(atime), mtime: time_update(mtime) };
-        let (fs, c, ttl) = (self.fs.clone(), ctx(req), self.attr_ttl());
+        let (fs, c, ttl) = (self.fs.clone(), c, self.attr_ttl());
         self.heavy(t, move || match fs.setattr(&c, ino, fh, &set) {
             Ok(a) => reply.attr(&ttl, &fuse_attr(&a)),
             Err(e) => reply.error(err(e)),
         });
     }
 
-    fn readlink(&mut self, req: &Request<'_>, ino: u64, reply: ReplyData) {
+    pub(super) fn readlink(&self, c: Context, ino: u64, reply: impl DataAnswer) {
         let _t = self.timer("readlink");
-        match self.fs.readlink(&ctx(req), ino) {
+        match self.fs.readlink(&c, ino) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(err(e)),
         }
     }
 
-    fn mknod(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+    pub(super) fn mknod(&self, c: Context, parent: u64, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: impl EntryAnswer) {
         let t = self.timer("mknod");
-        let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), name.to_owned());
+        let (fs, c, ttl, name) = (self.fs.clone(), c, self.entry_ttl(), name.to_owned());
         let known = self.known.clone();
         self.namespace(t, move || match fs.mknod(&c, parent, &name, mode, rdev.into(), umask) {
             Ok(e) => {
@@ -550,9 +568,9 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn mkdir(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    pub(super) fn mkdir(&self, c: Context, parent: u64, name: &OsStr, mode: u32, umask: u32, reply: impl EntryAnswer) {
         let t = self.timer("mkdir");
-        let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), name.to_owned());
+        let (fs, c, ttl, name) = (self.fs.clone(), c, self.entry_ttl(), name.to_owned());
         let known = self.known.clone();
         self.namespace(t, move || match fs.mkdir(&c, parent, &name, mode, umask) {
             Ok(e) => {
@@ -563,27 +581,27 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn unlink(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+    pub(super) fn unlink(&self, c: Context, parent: u64, name: &OsStr, reply: impl EmptyAnswer) {
         let t = self.timer("unlink");
-        let (fs, c, name) = (self.fs.clone(), ctx(req), name.to_owned());
+        let (fs, c, name) = (self.fs.clone(), c, name.to_owned());
         self.namespace(t, move || match fs.unlink(&c, parent, &name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
-    fn rmdir(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+    pub(super) fn rmdir(&self, c: Context, parent: u64, name: &OsStr, reply: impl EmptyAnswer) {
         let t = self.timer("rmdir");
-        let (fs, c, name) = (self.fs.clone(), ctx(req), name.to_owned());
+        let (fs, c, name) = (self.fs.clone(), c, name.to_owned());
         self.namespace(t, move || match fs.rmdir(&c, parent, &name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
-    fn symlink(&mut self, req: &Request<'_>, parent: u64, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+    pub(super) fn symlink(&self, c: Context, parent: u64, link_name: &OsStr, target: &Path, reply: impl EntryAnswer) {
         let t = self.timer("symlink");
-        let (fs, c, ttl) = (self.fs.clone(), ctx(req), self.entry_ttl());
+        let (fs, c, ttl) = (self.fs.clone(), c, self.entry_ttl());
         let (name, target) = (link_name.to_owned(), target.as_os_str().to_owned());
         let known = self.known.clone();
         self.namespace(t, move || match fs.symlink(&c, &target, parent, &name) {
@@ -595,9 +613,9 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn rename(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: u32, reply: ReplyEmpty) {
+    pub(super) fn rename(&self, c: Context, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: u32, reply: impl EmptyAnswer) {
         let t = self.timer("rename");
-        let (fs, c) = (self.fs.clone(), ctx(req));
+        let (fs, c) = (self.fs.clone(), c);
         let (name, newname) = (name.to_owned(), newname.to_owned());
         self.heavy(t, move || match fs.rename(&c, parent, &name, newparent, &newname, flags) {
             Ok(()) => reply.ok(),
@@ -605,9 +623,9 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn link(&mut self, req: &Request<'_>, ino: u64, newparent: u64, newname: &OsStr, reply: ReplyEntry) {
+    pub(super) fn link(&self, c: Context, ino: u64, newparent: u64, newname: &OsStr, reply: impl EntryAnswer) {
         let t = self.timer("link");
-        let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), newname.to_owned());
+        let (fs, c, ttl, name) = (self.fs.clone(), c, self.entry_ttl(), newname.to_owned());
         let known = self.known.clone();
         self.heavy(t, move || match fs.link(&c, ino, newparent, &name) {
             Ok(e) => {
@@ -618,10 +636,10 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+    pub(super) fn open(&self, c: Context, ino: u64, flags: i32, reply: impl OpenAnswer) {
         let t = self.timer("open");
         let bflags = self.backend_flags(flags);
-        let (fs, c, backing, pt, stats) = (self.fs.clone(), ctx(req), self.backing.clone(), self.passthrough, self.stats.clone());
+        let (fs, c, backing, pt, stats) = (self.fs.clone(), c, self.backing.clone(), self.passthrough(), self.stats.clone());
         let (oflags, min_size) = (self.open_reply_flags(), self.cfg.passthrough_min_size);
         let job = move || {
             let _t = t;
@@ -631,16 +649,16 @@ impl fuser::Filesystem for FuseAdapter {
             }
         };
         // An open for writing may copy a lower file up: that is worker work.
-        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+        if (flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0) && !on_ring_thread() {
             self.workers.run(job);
         } else {
             job();
         }
     }
 
-    fn read(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, size: u32, _flags: i32, _lock: Option<u64>, reply: ReplyData) {
+    pub(super) fn read(&self, c: Context, ino: u64, fh: u64, offset: i64, size: u32, _flags: i32, _lock: Option<u64>, reply: impl DataAnswer) {
         let t = self.timer("read");
-        let (fs, c) = (self.fs.clone(), ctx(req));
+        let (fs, c) = (self.fs.clone(), c);
         self.heavy(t, move || {
             let mut buf = vec![0u8; size as usize];
             match fs.read(&c, ino, fh, &mut [IoSliceMut::new(&mut buf)], offset.max(0) as u64) {
@@ -650,9 +668,9 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn write(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, data: &[u8], _wflags: u32, flags: i32, _lock: Option<u64>, reply: ReplyWrite) {
+    pub(super) fn write(&self, c: Context, ino: u64, fh: u64, offset: i64, data: &[u8], _wflags: u32, flags: i32, _lock: Option<u64>, reply: impl WriteAnswer) {
         let t = self.timer("write");
-        let (fs, c, data) = (self.fs.clone(), ctx(req), data.to_vec());
+        let (fs, c, data) = (self.fs.clone(), c, data.to_vec());
         // The kernel sends the file's O_SYNC/O_DSYNC, and a write's RWF_SYNC/RWF_DSYNC, as
         // these flags; the data must be durable before the write is acknowledged.
         let sync = WriteSync::of(flags);
@@ -668,46 +686,46 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn flush(&mut self, req: &Request<'_>, ino: u64, fh: u64, _lock_owner: u64, reply: ReplyEmpty) {
+    pub(super) fn flush(&self, c: Context, ino: u64, fh: u64, _lock_owner: u64, reply: impl EmptyAnswer) {
         let _t = self.timer("flush");
         // ENOSYS tells the kernel to stop sending flushes the libservice does not need.
-        match self.fs.flush(&ctx(req), ino, fh) {
+        match self.fs.flush(&c, ino, fh) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         }
     }
 
-    fn release(&mut self, req: &Request<'_>, ino: u64, fh: u64, _flags: i32, _lock: Option<u64>, _flush: bool, reply: ReplyEmpty) {
+    pub(super) fn release(&self, c: Context, ino: u64, fh: u64, _flags: i32, _lock: Option<u64>, _flush: bool, reply: impl EmptyAnswer) {
         let _t = self.timer("release");
         if let Some(inode) = self.backing.release(fh) {
             self.fs.outside_writer(inode, false);
         }
-        match self.fs.release(&ctx(req), ino, fh) {
+        match self.fs.release(&c, ino, fh) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         }
     }
 
-    fn fsync(&mut self, req: &Request<'_>, ino: u64, fh: u64, datasync: bool, reply: ReplyEmpty) {
+    pub(super) fn fsync(&self, c: Context, ino: u64, fh: u64, datasync: bool, reply: impl EmptyAnswer) {
         let t = self.timer("fsync");
-        let (fs, c) = (self.fs.clone(), ctx(req));
+        let (fs, c) = (self.fs.clone(), c);
         self.heavy(t, move || match fs.fsync(&c, ino, fh, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
-    fn opendir(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+    pub(super) fn opendir(&self, c: Context, ino: u64, flags: i32, reply: impl OpenAnswer) {
         let _t = self.timer("opendir");
-        match self.fs.opendir(&ctx(req), ino, flags) {
+        match self.fs.opendir(&c, ino, flags) {
             Ok(fh) => reply.opened(fh, 0),
             Err(e) => reply.error(err(e)),
         }
     }
 
-    fn readdir(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, mut reply: ReplyDirectory) {
+    pub(super) fn readdir(&self, c: Context, ino: u64, fh: u64, offset: i64, mut reply: impl DirAnswer) {
         let _t = self.timer("readdir");
-        let c = ctx(req);
+        let c = c;
         let mut offset = offset.max(0) as u64;
         loop {
             let batch = match self.fs.readdir(&c, ino, fh, offset, READDIR_BATCH) {
@@ -727,52 +745,52 @@ impl fuser::Filesystem for FuseAdapter {
         reply.ok();
     }
 
-    fn releasedir(&mut self, req: &Request<'_>, ino: u64, fh: u64, _flags: i32, reply: ReplyEmpty) {
+    pub(super) fn releasedir(&self, c: Context, ino: u64, fh: u64, _flags: i32, reply: impl EmptyAnswer) {
         let _t = self.timer("releasedir");
-        match self.fs.releasedir(&ctx(req), ino, fh) {
+        match self.fs.releasedir(&c, ino, fh) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         }
     }
 
-    fn fsyncdir(&mut self, req: &Request<'_>, ino: u64, fh: u64, datasync: bool, reply: ReplyEmpty) {
+    pub(super) fn fsyncdir(&self, c: Context, ino: u64, fh: u64, datasync: bool, reply: impl EmptyAnswer) {
         let t = self.timer("fsyncdir");
-        let (fs, c) = (self.fs.clone(), ctx(req));
+        let (fs, c) = (self.fs.clone(), c);
         self.heavy(t, move || match fs.fsyncdir(&c, ino, fh, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
-    fn statfs(&mut self, req: &Request<'_>, ino: u64, reply: ReplyStatfs) {
+    pub(super) fn statfs(&self, c: Context, ino: u64, reply: impl StatfsAnswer) {
         let _t = self.timer("statfs");
-        match self.fs.statfs(&ctx(req), ino) {
+        match self.fs.statfs(&c, ino) {
             Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
             Err(e) => reply.error(err(e)),
         }
     }
 
-    fn setxattr(&mut self, req: &Request<'_>, ino: u64, name: &OsStr, value: &[u8], flags: i32, _position: u32, reply: ReplyEmpty) {
+    pub(super) fn setxattr(&self, c: Context, ino: u64, name: &OsStr, value: &[u8], flags: i32, _position: u32, reply: impl EmptyAnswer) {
         let t = self.timer("setxattr");
-        let (fs, c, name, value) = (self.fs.clone(), ctx(req), name.to_owned(), value.to_vec());
+        let (fs, c, name, value) = (self.fs.clone(), c, name.to_owned(), value.to_vec());
         self.heavy(t, move || match fs.setxattr(&c, ino, &name, &value, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
-    fn getxattr(&mut self, req: &Request<'_>, ino: u64, name: &OsStr, size: u32, reply: ReplyXattr) {
+    pub(super) fn getxattr(&self, c: Context, ino: u64, name: &OsStr, size: u32, reply: impl XattrAnswer) {
         let _t = self.timer("getxattr");
-        match self.fs.getxattr(&ctx(req), ino, name) {
+        match self.fs.getxattr(&c, ino, name) {
             Ok(v) => reply_xattr(reply, size, &v),
             Err(e) => reply.error(err(e)),
         }
     }
 
-    fn listxattr(&mut self, req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
+    pub(super) fn listxattr(&self, c: Context, ino: u64, size: u32, reply: impl XattrAnswer) {
         let _t = self.timer("listxattr");
         use std::os::unix::ffi::OsStrExt;
-        match self.fs.listxattr(&ctx(req), ino) {
+        match self.fs.listxattr(&c, ino) {
             Ok(names) => {
                 let mut buf = Vec::new();
                 for n in names {
@@ -785,30 +803,30 @@ impl fuser::Filesystem for FuseAdapter {
         }
     }
 
-    fn removexattr(&mut self, req: &Request<'_>, ino: u64, name: &OsStr, reply: ReplyEmpty) {
+    pub(super) fn removexattr(&self, c: Context, ino: u64, name: &OsStr, reply: impl EmptyAnswer) {
         let t = self.timer("removexattr");
-        let (fs, c, name) = (self.fs.clone(), ctx(req), name.to_owned());
+        let (fs, c, name) = (self.fs.clone(), c, name.to_owned());
         self.heavy(t, move || match fs.removexattr(&c, ino, &name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
-    fn access(&mut self, req: &Request<'_>, ino: u64, mask: i32, reply: ReplyEmpty) {
+    pub(super) fn access(&self, c: Context, ino: u64, mask: i32, reply: impl EmptyAnswer) {
         let _t = self.timer("access");
-        match self.fs.access(&ctx(req), ino, mask) {
+        match self.fs.access(&c, ino, mask) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         }
     }
 
-    fn create(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
+    pub(super) fn create(&self, c: Context, parent: u64, name: &OsStr, mode: u32, umask: u32, flags: i32, reply: impl CreateAnswer) {
         let t = self.timer("create");
-        let (fs, c, ttl, name) = (self.fs.clone(), ctx(req), self.entry_ttl(), name.to_owned());
+        let (fs, c, ttl, name) = (self.fs.clone(), c, self.entry_ttl(), name.to_owned());
         let bflags = self.backend_flags(flags);
         // A file made by `create` cannot be passthrough (fuser 0.16); with passthrough on, it is
         // written through the daemon with direct I/O rather than through a second page cache.
-        let (backing, pt) = (self.backing.clone(), self.passthrough);
+        let (backing, pt) = (self.backing.clone(), self.passthrough());
         let known = self.known.clone();
         let oflags = if pt { FOPEN_DIRECT_IO } else { self.open_reply_flags() };
         // The kernel sends CREATE for a name it found missing; another client (the user-level
@@ -842,21 +860,35 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn fallocate(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, length: i64, mode: i32, reply: ReplyEmpty) {
+    pub(super) fn fallocate(&self, c: Context, ino: u64, fh: u64, offset: i64, length: i64, mode: i32, reply: impl EmptyAnswer) {
         let t = self.timer("fallocate");
-        let (fs, c) = (self.fs.clone(), ctx(req));
+        let (fs, c) = (self.fs.clone(), c);
         self.heavy(t, move || match fs.fallocate(&c, ino, fh, mode, offset.max(0) as u64, length.max(0) as u64) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         });
     }
 
-    fn lseek(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, whence: i32, reply: ReplyLseek) {
+    pub(super) fn lseek(&self, c: Context, ino: u64, fh: u64, offset: i64, whence: i32, reply: impl LseekAnswer) {
         let t = self.timer("lseek");
-        let (fs, c) = (self.fs.clone(), ctx(req));
+        let (fs, c) = (self.fs.clone(), c);
         self.heavy(t, move || match fs.lseek(&c, ino, fh, offset.max(0) as u64, whence) {
             Ok(o) => reply.offset(o as i64),
             Err(e) => reply.error(err(e)),
         });
     }
+}
+
+thread_local! {
+    /// Set on the io_uring transport's threads (see `heavy`).
+    static RING_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread as a ring thread.
+pub(super) fn mark_ring_thread() {
+    RING_THREAD.with(|r| r.set(true));
+}
+
+fn on_ring_thread() -> bool {
+    RING_THREAD.with(|r| r.get())
 }

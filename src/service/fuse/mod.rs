@@ -2,8 +2,13 @@
 //! what the preload library cannot see (exec, mmap of libraries, static binaries).
 
 mod adapter;
+mod answer;
+mod classic;
 mod known;
+mod passthrough_id;
 mod session;
+pub mod uring;
+mod wire;
 mod workers;
 
 use std::time::Duration;
@@ -34,6 +39,8 @@ pub struct FuseConfig {
     /// Run create/mkdir/mknod/symlink/unlink/rmdir on the reader thread (right for backends
     /// that answer in microseconds, like the local one).
     pub inline_namespace: bool,
+    /// `/dev/fuse` or io_uring.
+    pub transport: crate::spec::FuseTransport,
 }
 
 impl FuseConfig {
@@ -48,7 +55,13 @@ impl FuseConfig {
             passthrough_min_size: 64 << 10,
             workers: (cpus * 2).max(4),
             inline_namespace: true,
+            transport: crate::spec::FuseTransport::default(),
         }
+    }
+
+    /// The configuration an instance spec asks for (its cache and FUSE sections).
+    pub fn from_instance(spec: &crate::spec::InstanceSpec) -> Self {
+        FuseConfig { transport: spec.fuse.transport, ..Self::from_spec(&spec.cache) }
     }
 }
 

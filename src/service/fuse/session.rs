@@ -10,6 +10,8 @@ use nix::sys::signal::{SigSet, Signal};
 use rustix::mount::UnmountFlags;
 use tracing::{debug, info, warn};
 
+use super::classic::Classic;
+use super::uring::{self, Active, Plan, Transport};
 use super::{FuseAdapter, FuseConfig, OpStats};
 use crate::libservice::FileSystem;
 use crate::service::shm::KernelCache;
@@ -115,6 +117,7 @@ pub fn unmount(path: &Path) -> Result<(), UnmountError> {
 /// A mounted instance served by background threads; unmounted when dropped.
 pub struct Mounted {
     session: Option<BackgroundSession>,
+    ring: Option<Arc<Plan>>,
     mountpoint: PathBuf,
     stats: Arc<OpStats>,
     known: Arc<super::known::KernelInodes>,
@@ -133,6 +136,11 @@ impl Mounted {
 
     pub fn stats(&self) -> &OpStats {
         &self.stats
+    }
+
+    /// The transport its requests take now.
+    pub fn transport(&self) -> Active {
+        self.ring.as_ref().map_or(Active::Classic, |r| r.active())
     }
 
     /// Whether its session has ended: unmounted from outside (umount(8), `umount -l`), or
@@ -198,25 +206,54 @@ impl Drop for Mounted {
                 Err(_) => warn!("the FUSE session thread at {} panicked", self.mountpoint.display()),
             }
         }
+        // The connection is gone: the kernel has ended every ring command.
+        if let Some(ring) = self.ring.take() {
+            ring.join();
+        }
     }
 }
 
-type Served = (Session<FuseAdapter>, Arc<OpStats>, Arc<super::known::KernelInodes>);
+type Served = (Session<Classic>, Arc<OpStats>, Arc<super::known::KernelInodes>, Option<Arc<Plan>>);
+
+/// The io_uring transport a mount gets: none for `classic`, or for `auto` where the host does
+/// not allow it; for `uring`, an error naming what is missing.
+fn ring_plan(adapter: &Arc<FuseAdapter>, cfg: &FuseConfig) -> io::Result<Option<Arc<Plan>>> {
+    let payload = super::adapter::MAX_WRITE as usize;
+    match cfg.transport {
+        Transport::Classic => Ok(None),
+        Transport::Auto => match uring::host_allows().and_then(|()| Plan::new(adapter.clone(), payload)) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) => {
+                debug!("classic FUSE transport: {e}");
+                Ok(None)
+            }
+        },
+        Transport::Uring => {
+            let plan = uring::host_allows().and_then(|()| Plan::new(adapter.clone(), payload));
+            plan.map(Some).map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))
+        }
+    }
+}
 
 fn session(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConfig) -> io::Result<Served> {
     clear_stale(mountpoint)?;
     let stats = Arc::new(OpStats::default());
     let known = Arc::new(super::known::KernelInodes::default());
-    let adapter = FuseAdapter::new(fs, cfg.clone(), stats.clone(), known.clone())?;
-    let se = Session::new(adapter, mountpoint, &options())?;
-    Ok((se, stats, known))
+    let adapter = Arc::new(FuseAdapter::new(fs, cfg.clone(), stats.clone(), known.clone())?);
+    let ring = ring_plan(&adapter, cfg)?;
+    let se = Session::new(Classic { adapter, ring: ring.clone() }, mountpoint, &options())?;
+    if let Some(plan) = &ring {
+        use std::os::fd::AsFd;
+        plan.set_device(se.as_fd().try_clone_to_owned()?);
+    }
+    Ok((se, stats, known, ring))
 }
 
 /// Mounts `fs` at `mountpoint` and serves it from background threads.
 pub fn spawn(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConfig) -> io::Result<Mounted> {
-    let (se, stats, known) = session(fs, mountpoint, cfg)?;
+    let (se, stats, known, ring) = session(fs, mountpoint, cfg)?;
     let session = se.spawn()?;
-    Ok(Mounted { session: Some(session), mountpoint: mountpoint.to_owned(), stats, known })
+    Ok(Mounted { session: Some(session), ring, mountpoint: mountpoint.to_owned(), stats, known })
 }
 
 /// Mounts `fs` at `mountpoint` and serves it on this thread until it is unmounted or the
@@ -230,7 +267,7 @@ pub fn run_foreground(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConf
     }
     // Blocked before any thread starts, so that only the waiter below receives them.
     signals.thread_block().map_err(io::Error::from)?;
-    let (mut se, _stats, _known) = session(fs, mountpoint, cfg)?;
+    let (mut se, _stats, _known, ring) = session(fs, mountpoint, cfg)?;
     ready();
     let target = mountpoint.to_owned();
     std::thread::Builder::new().name("ptn-signals".into()).spawn(move || {
@@ -252,6 +289,9 @@ pub fn run_foreground(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConf
     })?;
     let r = se.run();
     drop(se);
+    if let Some(ring) = ring {
+        ring.join();
+    }
     r
 }
 

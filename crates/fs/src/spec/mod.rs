@@ -299,6 +299,38 @@ pub struct InstanceSpec {
     /// What the writable branch may hold (`EDQUOT` past it).
     #[serde(default, skip_serializing_if = "QuotaSpec::is_default")]
     pub quota: QuotaSpec,
+    /// How the FUSE path talks to the kernel.
+    #[serde(default, skip_serializing_if = "FuseSpec::is_default")]
+    pub fuse: FuseSpec,
+}
+
+/// The FUSE path's settings: `transport`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FuseSpec {
+    #[serde(default)]
+    pub transport: FuseTransport,
+}
+
+impl FuseSpec {
+    fn is_default(&self) -> bool {
+        *self == FuseSpec::default()
+    }
+}
+
+/// How FUSE requests travel between the kernel and the service.
+/// (With the `cli` feature it is also the `mount --fuse-transport` value, its help these comments.)
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum FuseTransport {
+    /// io_uring where the host allows it (the fuse module's enable_uring is Y), else classic.
+    #[default]
+    Auto,
+    /// io_uring, or the mount fails naming what is missing.
+    Uring,
+    /// /dev/fuse reads and writes.
+    Classic,
 }
 
 /// A storage quota of one instance's writable branch: `bytes` (a size like `2G`) and
@@ -371,6 +403,8 @@ struct RawInstance {
     id_shift: Option<IdShift>,
     #[serde(default)]
     quota: QuotaSpec,
+    #[serde(default)]
+    fuse: FuseSpec,
 }
 
 impl TryFrom<RawInstance> for InstanceSpec {
@@ -417,7 +451,7 @@ impl TryFrom<RawInstance> for InstanceSpec {
         if raw.quota.limits() && raw.branches.first().is_none_or(|b| b.mode != BranchMode::Rw) {
             return Err("quota: a quota needs a writable (rw) first branch".into());
         }
-        Ok(InstanceSpec { backend: raw.backend, branches: raw.branches, cache: raw.cache, union: raw.union, id_shift: raw.id_shift, quota: raw.quota })
+        Ok(InstanceSpec { backend: raw.backend, branches: raw.branches, cache: raw.cache, union: raw.union, id_shift: raw.id_shift, quota: raw.quota, fuse: raw.fuse })
     }
 }
 
