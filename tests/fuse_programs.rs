@@ -367,3 +367,107 @@ fn a_large_upper_file_opens_for_reading_and_writing_at_once() {
     drop(reader);
     std::fs::OpenOptions::new().write(true).open(m.join("image-big")).expect("a writer once the reader closed");
 }
+
+/// Whether the host lets FUSE use io_uring (`scripts/test.sh` switches it on for the suite's
+/// run and runs the FUSE suites again with it off).
+fn host_allows_uring() -> bool {
+    std::fs::read_to_string("/sys/module/fuse/parameters/enable_uring").is_ok_and(|v| v.trim() == "Y")
+}
+
+/// The transport `m` settles on (its ring threads register right after INIT; the ring is in use
+/// once a request came through it).
+fn settled_transport(m: &Mounted, want: fuse::uring::Active) -> fuse::uring::Active {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while m.transport() != want && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    m.transport()
+}
+
+#[test]
+fn requests_take_io_uring_where_the_host_allows_it_and_classic_otherwise() {
+    use fuse::uring::Active;
+    use polytropon::spec::FuseTransport;
+    let allowed = host_allows_uring();
+    let classic = Fixture::new("fuse-classic", FuseConfig { transport: FuseTransport::Classic, ..FuseConfig::default() });
+    std::fs::metadata(classic.mnt().join("from-image")).expect("stat through the classic transport");
+    assert_eq!(classic.mounted().transport(), Active::Classic);
+
+    let auto = Fixture::new("fuse-auto", FuseConfig::default());
+    // The transport shows once requests flow.
+    std::fs::metadata(auto.mnt().join("from-image")).expect("stat through the auto transport");
+    let want = if allowed { Active::Uring } else { Active::Classic };
+    assert_eq!(settled_transport(auto.mounted(), want), want, "auto transport with enable_uring {allowed}");
+    // Every kind of request on that transport: names, data, attributes, listings, xattrs,
+    // passthrough opens of large files, and what the kernel sends back to back.
+    let m = auto.mnt();
+    std::fs::create_dir(m.join("d")).expect("mkdir");
+    std::fs::write(m.join("d/f"), b"0123456789").expect("create and write");
+    std::fs::rename(m.join("d/f"), m.join("d/g")).expect("rename");
+    std::fs::hard_link(m.join("d/g"), m.join("d/h")).expect("link");
+    std::os::unix::fs::symlink("g", m.join("d/s")).expect("symlink");
+    assert_eq!(std::fs::read_link(m.join("d/s")).expect("readlink"), Path::new("g"));
+    assert_eq!(std::fs::read(m.join("d/s")).expect("read through the symlink"), b"0123456789");
+    let mut names: Vec<String> = std::fs::read_dir(m.join("d")).expect("readdir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["g", "h", "s"]);
+    xattr_roundtrip(&m.join("d/g"));
+    let big = vec![7u8; 3 << 20];
+    std::fs::write(m.join("big"), &big).expect("a 3 MiB file (writes as large as the kernel sends)");
+    assert_eq!(std::fs::read(m.join("big")).expect("read it back"), big);
+    assert_eq!(std::fs::read(auto.upper.join("big")).expect("upper branch"), big);
+    std::fs::set_permissions(m.join("big"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    assert_eq!(std::fs::metadata(m.join("big")).expect("stat").mode() & 0o777, 0o600);
+    let many = m.join("many");
+    std::fs::create_dir(&many).expect("mkdir many");
+    for i in 0..1000 {
+        std::fs::write(many.join(format!("entry-with-a-longish-name-{i:04}")), b"").expect("create");
+    }
+    assert_eq!(std::fs::read_dir(&many).expect("list 1,000 entries").count(), 1000);
+    for i in 0..1000 {
+        std::fs::remove_file(many.join(format!("entry-with-a-longish-name-{i:04}"))).expect("unlink");
+    }
+    std::fs::remove_dir(&many).expect("rmdir");
+    let st = nix::sys::statvfs::statvfs(m).expect("statfs");
+    assert!(st.block_size() > 0);
+    assert_eq!(std::fs::metadata(m.join("d/nothing")).expect_err("a missing name").raw_os_error(), Some(libc::ENOENT));
+    let image = vec![3u8; 1 << 20];
+    std::fs::write(auto.lower.join("image-big"), &image).expect("seed a large lower file");
+    assert_eq!(std::fs::read(m.join("image-big")).expect("read it through passthrough"), image);
+    assert!(auto.mounted().stats().passthrough_opens() > 0, "a large lower file opens for passthrough");
+    assert_eq!(auto.mounted().transport(), want, "the transport stays");
+
+    // Asked for by name where the host does not allow it: refused, naming the switch.
+    if !allowed {
+        let scratch = Scratch::new("fuse-uring-refused");
+        let mnt = scratch.mkdir("mnt");
+        let lower = scratch.mkdir("lower");
+        let fs: Arc<dyn FileSystem> = Arc::new(LocalFs::new(&lower, LocalOptions::default()).expect("branch"));
+        let err = fuse::spawn(fs, &mnt, &FuseConfig { transport: FuseTransport::Uring, ..FuseConfig::default() }).expect_err("io_uring where the host does not allow it");
+        assert!(err.to_string().contains("enable_uring"), "{err}");
+        assert!(!fuse::is_our_mount(&mnt), "nothing mounted");
+    }
+}
+
+fn xattr_roundtrip(p: &Path) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let path = CString::new(p.as_os_str().as_bytes()).expect("path");
+    let (name, value) = (c"user.transport", b"ring");
+    // SAFETY: valid NUL-terminated strings and a live buffer of the given length.
+    let set = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    assert_eq!(set, 0, "setxattr: {}", std::io::Error::last_os_error());
+    let mut buf = [0u8; 16];
+    // SAFETY: as above.
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(n, value.len() as isize, "getxattr: {}", std::io::Error::last_os_error());
+    assert_eq!(&buf[..4], value);
+    // SAFETY: a size query (no buffer).
+    let size = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+    assert_eq!(size, 4);
+    // SAFETY: a buffer too small: ERANGE.
+    let small = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), 2) };
+    assert_eq!((small, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::ERANGE)));
+    // SAFETY: valid strings.
+    assert_eq!(unsafe { libc::removexattr(path.as_ptr(), name.as_ptr()) }, 0);
+}

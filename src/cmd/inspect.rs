@@ -110,11 +110,12 @@ fn human(reports: &[PoolReport]) -> String {
                         .collect();
                     let _ = writeln!(
                         s,
-                        "  mount    {}  instance {}  backend {:?}  cache {:?}  passthrough opens {} (user-level {})  prefetched opens {}  branches {}",
+                        "  mount    {}  instance {}  backend {:?}  cache {:?}  fuse transport {}  passthrough opens {} (user-level {})  prefetched opens {}  branches {}",
                         m.mountpoint.display(),
                         m.instance,
                         m.spec.backend,
                         m.spec.cache.mode,
+                        m.fuse_transport,
                         m.passthrough_opens,
                         m.user_passthrough_opens,
                         m.user_prefetched_opens,

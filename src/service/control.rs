@@ -48,6 +48,9 @@ pub struct MountInfo {
     /// Its index on the user-level path (`Descriptor::instance`).
     pub instance: u32,
     pub spec: InstanceSpec,
+    /// The transport of its FUSE requests: `io_uring` or `classic` (`/dev/fuse`).
+    #[serde(default)]
+    pub fuse_transport: String,
     pub passthrough_opens: u64,
     /// Opens on the user-level path answered with the backing file's descriptor.
     #[serde(default)]

@@ -312,6 +312,7 @@ impl Service {
                     mountpoint: m.clone(),
                     instance: s.instance,
                     spec: s.spec.clone(),
+                    fuse_transport: s.mount.transport().name().to_string(),
                     passthrough_opens: s.mount.stats().passthrough_opens(),
                     user_passthrough_opens: s.user.passthrough_opens(),
                     user_prefetched_opens: s.user.prefetched_opens(),

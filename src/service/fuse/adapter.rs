@@ -283,6 +283,8 @@ impl FuseAdapter {
 #[derive(Debug, Default)]
 struct Passthrough {
     state: Mutex<PassthroughState>,
+    /// Signalled when a handle is released (see `await_release`).
+    released: std::sync::Condvar,
 }
 
 #[derive(Debug)]
@@ -364,6 +366,8 @@ impl Passthrough {
                 }
             }
         }
+        drop(st);
+        self.released.notify_all();
         outside
     }
 
@@ -374,9 +378,30 @@ impl Passthrough {
         }
     }
 
-    /// Answers an open of a regular file.
+    /// Waits (50 ms at most) for a release of `inode`'s handles: the io_uring transport serves
+    /// requests on several threads, so the release of a file closed just before this open
+    /// may still be in flight, where the classic transport's single reader had read it first.
+    fn await_release(&self, inode: Inode) {
+        let deadline = std::time::Instant::now() + Duration::from_millis(50);
+        let mut st = self.lock();
+        let opens = |st: &PassthroughState| match st.inodes.get(&inode) {
+            Some(InodeMode::Backed { opens, .. }) => Some(*opens),
+            _ => None,
+        };
+        let Some(before) = opens(&st) else { return };
+        while opens(&st) == Some(before) {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            st = self.released.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    /// Answers an open of a regular file; `patient`: wait once for an in-flight release
+    /// before refusing an open that cannot share the inode's backing file.
     #[allow(clippy::too_many_arguments)]
-    fn open(&self, fs: &dyn FileSystem, enabled: bool, min_size: u64, stats: &OpStats, inode: Inode, fh: Handle, access: i32, flags: u32, reply: impl OpenAnswer) {
+    fn open(&self, fs: &dyn FileSystem, enabled: bool, min_size: u64, stats: &OpStats, inode: Inode, fh: Handle, access: i32, flags: u32, reply: impl OpenAnswer, patient: bool) {
         if !enabled {
             return reply.opened(fh, flags);
         }
@@ -448,6 +473,11 @@ impl Passthrough {
                 if access != libc::O_RDONLY {
                     st.stale.insert(inode);
                 }
+            }
+            (Some(InodeMode::Backed { .. }), _, _) if patient => {
+                drop(st);
+                self.await_release(inode);
+                self.open(fs, enabled, min_size, stats, inode, fh, access, flags, reply, false)
             }
             (Some(InodeMode::Backed { .. }), _, _) => {
                 debug!("inode {inode} is open for passthrough on another backing file: open refused");
@@ -644,7 +674,7 @@ impl FuseAdapter {
         let job = move || {
             let _t = t;
             match fs.open(&c, ino, bflags) {
-                Ok(fh) => backing.open(&*fs, pt, min_size, &stats, ino, fh, bflags & libc::O_ACCMODE, oflags, reply),
+                Ok(fh) => backing.open(&*fs, pt, min_size, &stats, ino, fh, bflags & libc::O_ACCMODE, oflags, reply, true),
                 Err(e) => reply.error(err(e)),
             }
         };

@@ -141,8 +141,6 @@ pub struct Plan {
     payload: usize,
     /// 0 classic, 1 io_uring.
     active: AtomicU8,
-    /// Threads whose registration went through.
-    registered: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Plan {
@@ -169,7 +167,6 @@ impl Plan {
             threads: Mutex::new(Vec::new()),
             payload,
             active: AtomicU8::new(0),
-            registered: Default::default(),
         }))
     }
 
@@ -210,7 +207,9 @@ impl Plan {
             });
             match spawned {
                 Ok(t) => threads.push(t),
-                Err(e) => warn!("io_uring transport: cannot start a ring thread: {e}"),
+                Err(e) => {
+                    warn!("io_uring transport: cannot start a ring thread: {e}");
+                }
             }
         }
     }
@@ -230,27 +229,27 @@ impl Plan {
         let Prepared { mut ring, qid } = p;
         let fd = types::Fd(dev.as_raw_fd());
         let (tx, rx) = crossbeam_channel::bounded::<Answered>(1);
-        // REGISTER: answered when the kernel first puts a request in the entry. Before the
-        // INIT answer is out it fails with EAGAIN.
-        let mut sqe = register_sqe(fd, qid, &buf);
-        for attempt in 0.. {
-            match submit_one(&mut ring, &sqe) {
-                Ok(0) => break,
-                Ok(e) if e == -libc::EAGAIN && attempt < 2000 => std::thread::sleep(Duration::from_millis(1)),
-                Ok(e) => {
-                    if e != -libc::ENOTCONN && e != -libc::ECONNABORTED {
-                        warn!("io_uring transport: registering queue {qid}: {}", std::io::Error::from_raw_os_error(-e));
-                    }
-                    return;
+        // REGISTER completes when the kernel first puts a request in the entry, or at once
+        // with an error: EAGAIN while the INIT answer is not out yet (it goes out right after
+        // `init` returns, so that is rare and short).
+        let sqe = register_sqe(fd, qid, &buf);
+        std::thread::sleep(Duration::from_millis(1));
+        let mut attempts = 0;
+        let first = loop {
+            match push(&mut ring, &sqe).and_then(|()| wait_one(&mut ring)) {
+                Ok(e) if e == -libc::EAGAIN && attempts < 5000 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(1));
                 }
-                Err(e) => {
-                    warn!("io_uring transport: {e}");
-                    return;
-                }
+                Ok(r) => break r,
+                Err(e) => return self.failed(&mut ring, fd, qid, &e),
             }
+        };
+        if first != 0 {
+            return self.failed(&mut ring, fd, qid, &std::io::Error::from_raw_os_error(-first));
         }
-        if self.registered.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.active.store(1, Ordering::Release);
+        // The kernel puts requests on the ring only once every queue has an entry.
+        if self.active.swap(1, Ordering::AcqRel) == 0 {
             info!("FUSE requests now travel over io_uring");
         }
         loop {
@@ -262,8 +261,8 @@ impl Plan {
             let errno = answer.err().unwrap_or(0);
             buf.header[..wire::OUT_HEADER].copy_from_slice(&wire::out_header(unique, errno, len));
             buf.header[ENT_IN_OUT + 16..ENT_IN_OUT + 20].copy_from_slice(&(len as u32).to_le_bytes());
-            sqe = commit_sqe(fd, qid, unique);
-            match submit_one(&mut ring, &sqe) {
+            let sqe = commit_sqe(fd, qid, unique);
+            match push(&mut ring, &sqe).and_then(|()| wait_one(&mut ring)) {
                 Ok(0) => {}
                 Ok(e) => {
                     debug!("ring queue {qid} ends: {}", std::io::Error::from_raw_os_error(-e));
@@ -275,6 +274,20 @@ impl Plan {
                 }
             }
         }
+    }
+
+    /// A ring thread that ends without serving: a registration refused, or the connection
+    /// gone. The kernel falls back to the classic transport when a registration fails in its
+    /// checks; a failure of ours (the ring itself) is turned into one by registering an entry
+    /// it must refuse, or the queue would wait for an entry forever.
+    fn failed(&self, ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, fd: types::Fd, qid: u16, e: &std::io::Error) {
+        if matches!(e.raw_os_error(), Some(libc::ENOTCONN) | Some(libc::ECONNABORTED) | Some(libc::ECANCELED)) {
+            return;
+        }
+        warn!("io_uring transport: queue {qid}: {e}; the classic transport serves this mount");
+        self.active.store(0, Ordering::Release);
+        let refused = Buffers::new(0);
+        let _ = push(ring, &register_sqe(fd, qid, &refused)).and_then(|()| wait_one(ring));
     }
 
     /// Decodes and serves the request in `buf`; its unique id and answer.
@@ -390,12 +403,16 @@ fn commit_sqe(fd: types::Fd, qid: u16, unique: u64) -> squeue::Entry128 {
     opcode::UringCmd80::new(fd, CMD_COMMIT_AND_FETCH).cmd(cmd(qid, unique)).build()
 }
 
-/// Submits `sqe` and waits for its completion; the completion's result.
-fn submit_one(ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, sqe: &squeue::Entry128) -> std::io::Result<i32> {
+/// Queues `sqe` (submitted by the next `submit` or `wait_one`).
+fn push(ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, sqe: &squeue::Entry128) -> std::io::Result<()> {
     // SAFETY: the buffers the command points at (`Buffers`, its iovec array) belong to the
-    // calling thread's `serve` frame and outlive the ring, which is dropped with it; the
+    // calling thread's `serve` frame and outlive the ring, which is dropped before them; the
     // kernel uses them only while the entry is registered.
-    unsafe { ring.submission().push(sqe) }.map_err(|_| std::io::Error::other("io_uring submission queue full"))?;
+    unsafe { ring.submission().push(sqe) }.map_err(|_| std::io::Error::other("io_uring submission queue full"))
+}
+
+/// Submits what is queued and waits for one completion; its result.
+fn wait_one(ring: &mut IoUring<squeue::Entry128, cqueue::Entry>) -> std::io::Result<i32> {
     loop {
         match ring.submit_and_wait(1) {
             Ok(_) => {}
