@@ -149,6 +149,9 @@ writeback\t'The pool\'s own cache as in `writethrough`, but writes stay in it, d
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l cache-size -d 'Size of the service\'s cache in `writethrough` mode (`256M`, `1G`, ...)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l timeout -d 'Attribute and entry timeout in seconds (overrides the spec)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l quota -d 'A storage quota for this mount\'s writable branch, `BYTES[,INODES]` (e.g. `2G` or `2G,100000`); past it, EDQUOT (the pool\'s own `--storage` still applies)' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l fuse-transport -d 'How FUSE requests travel (overrides the spec\'s `fuse: {transport}`): `io_uring` where the host allows it (`auto`), always (`uring`: the mount fails when the host does not), or `/dev/fuse` reads and writes (`classic`)' -r -f -a "auto\t'io_uring where the host allows it (the fuse module\'s enable_uring is Y), else classic'
+uring\t'io_uring, or the mount fails naming what is missing'
+classic\t'/dev/fuse reads and writes'"
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l state-dir -d 'Directory holding pool state: specs, service pids, filesystem tables, mounts' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l data-dir -d 'Directory holding data that outlives a boot: imported images (unpacked layers) and clone containers\' writable branches' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l log -d 'Log verbosity (error, warn, info, debug, trace) or a tracing filter directive' -r

@@ -14,10 +14,11 @@ use crate::spec::CacheMode;
 use crate::union::UnionFs;
 
 /// Every path name `bench` knows, in display order.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     "user",
     "user-cache",
     "fuse",
+    "fuse-uring",
     "fuse-writeback",
     "fuse-direct",
     "fuse-overlayfs",
@@ -81,7 +82,8 @@ pub fn availability(name: &str, ceph: bool) -> Result<(), String> {
     }
     let overlay = std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("overlay"));
     match name {
-        "fuse" | "fuse-writeback" | "fuse-direct" if !Path::new("/dev/fuse").exists() => Err("/dev/fuse is missing".into()),
+        "fuse" | "fuse-uring" | "fuse-writeback" | "fuse-direct" if !Path::new("/dev/fuse").exists() => Err("/dev/fuse is missing".into()),
+        "fuse-uring" => fuse::uring::host_allows().map_err(|e| e.to_string()),
         "fuse-overlayfs" if !has("fuse-overlayfs") => Err("fuse-overlayfs is not installed".into()),
         "unionfs-fuse" if !has("unionfs-fuse") => Err("unionfs-fuse is not installed".into()),
         "overlay" if !overlay => Err("kernel overlayfs is not available".into()),
@@ -166,12 +168,14 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
                 served.push(Some(crate::service::shm::UserInstance { fs: union, stats: Arc::default(), kernel: mounted.kernel_cache(), device: None, passthrough, changes }));
                 t.guards.push(Guard::Ours(mounted));
             }
-            "fuse" | "fuse-writeback" | "fuse-direct" | "cephfs-fuse" => {
+            "fuse" | "fuse-uring" | "fuse-writeback" | "fuse-direct" | "cephfs-fuse" => {
                 let union = union_for(name, i, &upper, lower, ceph_for_union)?;
-                let mut cfg = FuseConfig::default();
+                // Our FUSE paths on the classic transport, but `fuse-uring`.
+                let mut cfg = FuseConfig { transport: crate::spec::FuseTransport::Classic, ..FuseConfig::default() };
                 match name {
                     "fuse-direct" => cfg.cache = CacheMode::Direct,
                     "fuse-writeback" => cfg.passthrough = false,
+                    "fuse-uring" => cfg.transport = crate::spec::FuseTransport::Uring,
                     _ => {}
                 }
                 t.guards.push(Guard::Ours(fuse::spawn(union, &mnt, &cfg).map_err(BenchError::io("cannot mount our FUSE path"))?));

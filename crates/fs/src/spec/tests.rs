@@ -123,3 +123,19 @@ fn redirect_dir_is_on_unless_the_spec_turns_it_off() {
     assert!(!serde_yaml_ng::to_string(&plain).expect("yaml").contains("union"));
     assert!(serde_yaml_ng::to_string(&off).expect("yaml").contains("redirect_dir: off"));
 }
+
+#[test]
+fn the_fuse_transport_is_auto_unless_the_spec_names_one() {
+    use super::FuseTransport;
+    let plain = parse("branches:\n  - {path: /a, mode: rw}\n").expect("valid");
+    assert_eq!(plain.fuse.transport, FuseTransport::Auto);
+    for (text, want) in [("uring", FuseTransport::Uring), ("classic", FuseTransport::Classic), ("auto", FuseTransport::Auto)] {
+        let s = parse(&format!("branches:\n  - {{path: /a, mode: rw}}\nfuse:\n  transport: {text}\n")).expect(text);
+        assert_eq!(s.fuse.transport, want);
+    }
+    let bad = error("branches:\n  - {path: /a, mode: rw}\nfuse: {transport: carrier-pigeon}\n");
+    assert!(bad.contains("transport") && bad.contains("carrier-pigeon"), "{bad}");
+    let unknown = error("branches:\n  - {path: /a, mode: rw}\nfuse: {queues: 4}\n");
+    assert!(unknown.contains("queues"), "{unknown}");
+    assert!(!serde_yaml_ng::to_string(&plain).expect("yaml").contains("fuse"));
+}
