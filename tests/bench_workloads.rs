@@ -9,7 +9,17 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-const LOCAL: [&str; 9] = ["user", "user-cache", "fuse", "fuse-writeback", "fuse-direct", "fuse-overlayfs", "unionfs-fuse", "overlay", "kernel"];
+const LOCAL_PATHS: [&str; 9] = ["user", "user-cache", "fuse", "fuse-writeback", "fuse-direct", "fuse-overlayfs", "unionfs-fuse", "overlay", "kernel"];
+
+/// Every local path, `fuse-uring` included where the host lets FUSE use io_uring
+/// (`scripts/test.sh` switches it on for the suite).
+fn local_paths() -> Vec<&'static str> {
+    let mut paths = LOCAL_PATHS.to_vec();
+    if std::fs::read_to_string("/sys/module/fuse/parameters/enable_uring").is_ok_and(|v| v.trim() == "Y") {
+        paths.insert(3, "fuse-uring");
+    }
+    paths
+}
 
 fn bench(dir: &Path, args: &[&str]) -> Output {
     // Counts alone unless a test sets a minimum time: timing belongs in benchmarks.
@@ -38,7 +48,8 @@ fn every_workload_runs_on_every_local_path_with_json_and_plot() {
     let (json_file, svg) = (scratch.path().join("report.json"), scratch.path().join("report.svg"));
     // `user` and `user-cache` side by side: each must be served by its own driver (the
     // appends check of `fileappend` fails when one path's worker reaches the other's).
-    let all = LOCAL.join(",");
+    let local = local_paths();
+    let all = local.join(",");
     let mut args = vec!["--paths", all.as_str()];
     for w in ["metadata", "seqwrite", "seqread", "fileappend", "fileread", "fileserver", "webserver", "rocksdb"] {
         args.extend(["--workload", w]);
@@ -64,6 +75,8 @@ fn every_workload_runs_on_every_local_path_with_json_and_plot() {
         ("metadata", "open+close"),
         ("metadata", "create+unlink"),
         ("metadata", "readdir"),
+        ("metadata", "readdir 1000"),
+        ("metadata", "stat missing"),
         ("fileserver", "create+write"),
         ("fileserver", "append 16KiB"),
         ("fileserver", "read whole"),
@@ -74,7 +87,7 @@ fn every_workload_runs_on_every_local_path_with_json_and_plot() {
     ];
     for (w, op, unit) in rates {
         let r = rows(&report, w, op);
-        assert_eq!(r.len(), LOCAL.len(), "{w}/{op}: one row per path");
+        assert_eq!(r.len(), local.len(), "{w}/{op}: one row per path");
         for row in r {
             assert_eq!(row["unit"], unit, "{row}");
             // One throughput per repetition (concurrent containers add up to one).
@@ -84,7 +97,7 @@ fn every_workload_runs_on_every_local_path_with_json_and_plot() {
     }
     for (w, op) in latencies {
         let r = rows(&report, w, op);
-        assert_eq!(r.len(), LOCAL.len(), "{w}/{op}: one row per path");
+        assert_eq!(r.len(), local.len(), "{w}/{op}: one row per path");
         for row in r {
             assert_eq!(row["unit"], "us", "{row}");
             let (median, p99) = (row["median"].as_f64().expect("median"), row["p99"].as_f64().expect("p99"));
@@ -101,11 +114,11 @@ fn every_workload_runs_on_every_local_path_with_json_and_plot() {
     assert_eq!(written, report);
     let svg = std::fs::read_to_string(&svg).expect("svg file");
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "not an SVG document");
-    for p in LOCAL {
+    for p in &local {
         assert!(svg.contains(&format!("\n{p}\n</text>")), "the legend lacks {p}");
     }
     let panels = rates.len() + latencies.len() + 2; // + rocksdb's two p99 rows
-    assert!(svg.matches("<rect").count() >= panels * LOCAL.len(), "too few bars in the plot");
+    assert!(svg.matches("<rect").count() >= panels * local.len(), "too few bars in the plot");
     no_mounts_under(scratch.path());
 }
 

@@ -9,6 +9,8 @@ use super::Params;
 pub const MIB: usize = 1 << 20;
 /// Number of small files (`micro`, `metadata`).
 pub const SMALL_FILES: usize = 100;
+/// Entries of the directory `metadata`'s `readdir 1000` lists (an image's `/usr/bin`).
+pub const LISTED: usize = 1000;
 
 /// Size in bytes of file `i` of the fileserver set: between half and one and a half times
 /// the mean, the same on every path.
@@ -55,6 +57,12 @@ pub fn build_lower(lower: &Path, workloads: &[&str], p: &Params, reps: u32) -> i
         std::fs::create_dir_all(lower.join("small"))?;
         for i in 0..SMALL_FILES {
             std::fs::write(lower.join("small").join(format!("f{i}")), vec![b'x'; 1024])?;
+        }
+    }
+    if any(&["metadata"]) {
+        std::fs::create_dir_all(lower.join("listed"))?;
+        for i in 0..LISTED {
+            std::fs::write(lower.join("listed").join(format!("entry-{i:04}")), b"")?;
         }
     }
     if any(&["micro", "seqread", "fileread"]) {

@@ -1,12 +1,12 @@
 //! `micro` (per-operation latency of stat, open+close, create+unlink, 4 KiB pread and pwrite, and
-//! 1 MiB sequential write and read throughput) and `metadata` (stat, open+close,
-//! create+unlink, readdir).
+//! 1 MiB sequential write and read throughput) and `metadata` (stat, stat of a name nobody
+//! looked up, open+close, create+unlink, listings of 100 and 1,000 entries).
 
 use std::ffi::CString;
 use std::io;
 use std::path::Path;
 
-use super::data::{MIB, SMALL_FILES};
+use super::data::{LISTED, MIB, SMALL_FILES};
 use super::{stream, timed, Output, Params, Rng, Until};
 use crate::bench::sys;
 
@@ -25,7 +25,7 @@ pub const OPS: [(&str, &str); 7] = [
 const PWRITE_FILE: u64 = 8 * MIB as u64;
 
 /// The operations of `metadata`.
-pub const METADATA: [&str; 4] = ["stat", "open+close", "create+unlink", "readdir"];
+pub const METADATA: [&str; 6] = ["stat", "stat missing", "open+close", "create+unlink", "readdir", "readdir 1000"];
 
 /// Latencies of `f` on what `prep(i)` makes (untimed): the first call into `first`, then calls
 /// into `lat` until `until` says enough.
@@ -63,14 +63,25 @@ pub fn run(op: &str, root: &Path, params: &Params, (rep, thread): (u32, u32), rn
                 sys::unlink(n)
             })?;
         }
-        "readdir" => {
-            let dir = sys::cpath(&root.join("small"))?;
+        // A name never looked up before (so never in the kernel's dentry cache): a lookup
+        // that reaches the filesystem on every path, answered ENOENT.
+        "stat missing" => {
+            let name = |i| sys::cpath(&root.join("small").join(format!("missing-{rep}-{thread}-{i}")));
+            measure(&mut first, &mut lat, until, name, |n| match sys::stat(n) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                Err(e) => Err(e),
+                Ok(_) => Err(io::Error::other("a missing name exists")),
+            })?;
+        }
+        "readdir" | "readdir 1000" => {
+            let (dir, want) = if op == "readdir" { ("small", SMALL_FILES) } else { ("listed", LISTED) };
+            let dir = sys::cpath(&root.join(dir))?;
             // Listings take longer: a tenth as many at least.
             let until = || Until::new(ops.div_ceil(10), params.min_time);
             measure(&mut first, &mut lat, until, |_| Ok(&dir), |d| {
                 let n = sys::list_dir(d)?;
-                if n < SMALL_FILES {
-                    return Err(io::Error::other(format!("readdir saw {n} entries of {SMALL_FILES}")));
+                if n < want {
+                    return Err(io::Error::other(format!("readdir saw {n} entries of {want}")));
                 }
                 Ok(())
             })?;

@@ -88,8 +88,17 @@ fn is_ours(fstype: &str, source: &str) -> bool {
 pub fn clear_stale(path: &Path) -> io::Result<bool> {
     // statfs always asks the daemon (a stat may be answered from attributes the kernel still
     // caches for a moment after the daemon died).
-    let asked = rustix::fs::statfs(path).map(|_| ()).map_err(io::Error::from);
-    match asked.and_then(|()| std::fs::metadata(path).map(|_| ())) {
+    let ask = || rustix::fs::statfs(path).map(|_| ()).map_err(io::Error::from).and_then(|()| std::fs::metadata(path).map(|_| ()));
+    let mut asked = ask();
+    // On the io_uring transport a request that meets the rings of a daemon that just died is
+    // cancelled (`ECANCELED`) until the kernel has torn the rings down and aborted the
+    // connection (`ENOTCONN`): ask again for a moment.
+    let deadline = Instant::now() + std::time::Duration::from_secs(2);
+    while matches!(&asked, Err(e) if e.raw_os_error() == Some(libc::ECANCELED)) && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        asked = ask();
+    }
+    match asked {
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN) | Some(libc::ECONNABORTED)) && is_our_mount(path) => {
             warn!("{}: removing the mount of a polytropon daemon that died", path.display());
             rustix::mount::unmount(path, UnmountFlags::DETACH)?;
