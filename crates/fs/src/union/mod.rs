@@ -52,7 +52,7 @@ pub enum UnionError {
 
 enum UHandle {
     File { node: Arc<UNode>, open: Mutex<(Layer, Handle)>, flags: i32 },
-    Dir { node: Arc<UNode>, listing: Mutex<Vec<DirEntry>> },
+    Dir { node: Arc<UNode>, listing: Mutex<readdir::Listing> },
 }
 
 /// A union of branches, itself a libservice.
@@ -73,6 +73,8 @@ pub struct UnionFs {
     oci: Mutex<OciCache>,
     /// The same, by `(layer, st_dev, st_ino)` of the directory.
     oci_ids: Mutex<OciIdCache>,
+    /// Listings of directories with no upper part (see `merged_listing`).
+    lower_listings: Mutex<readdir::LowerListings>,
     /// Credentials for the union's own objects (whiteouts, scratch entries).
     own: Context,
     /// Ids of the read-only branches as shown (and as copied up).
@@ -218,6 +220,7 @@ impl UnionFs {
             scratch_seq: AtomicU64::new(0),
             oci: Mutex::new(HashMap::new()),
             oci_ids: Mutex::new(HashMap::new()),
+            lower_listings: Mutex::new(readdir::LowerListings::default()),
             own: Context::current(),
             shift: None,
             ns_generation: AtomicU64::new(0),
@@ -1018,7 +1021,7 @@ impl FileSystem for UnionFs {
 
     fn opendir(&self, _ctx: &Context, inode: Inode, _flags: i32) -> io::Result<Handle> {
         let node = self.dir_node(inode)?;
-        Ok(self.insert_handle(UHandle::Dir { node, listing: Mutex::new(Vec::new()) }))
+        Ok(self.insert_handle(UHandle::Dir { node, listing: Mutex::new(readdir::Listing::default()) }))
     }
 
     fn readdir(
@@ -1037,7 +1040,7 @@ impl FileSystem for UnionFs {
             *listing = self.merged_listing(ctx, node)?;
         }
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(listing.len());
-        Ok(listing[start..].iter().take(max).cloned().collect())
+        Ok(listing.slice(start, max))
     }
 
     fn releasedir(&self, _ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
