@@ -448,3 +448,31 @@ fn a_created_name_resolves_from_the_name_cache() {
     let again = u.lookup(&ctx(), d.inode, OsStr::new("new")).expect("answered from the name cache");
     assert_eq!(again.inode, e.inode);
 }
+
+#[test]
+fn a_lower_only_directory_listed_again_shows_changes_made_through_the_union() {
+    let f = Fixture::new();
+    fs::create_dir_all(f.base.join("img/bin")).expect("mkdir");
+    fs::create_dir_all(f.lower.join("img/bin")).expect("mkdir");
+    for i in 0..5 {
+        fs::write(f.base.join(format!("img/bin/b{i}")), b"").expect("write");
+    }
+    fs::write(f.lower.join("img/bin/l0"), b"").expect("write");
+    let u = f.union();
+    let d = lookup(&u, "img/bin").expect("lookup").inode;
+    let want = |n: &[&str]| n.iter().map(OsString::from).collect::<Vec<_>>();
+    assert_eq!(names(&u, d), want(&["b0", "b1", "b2", "b3", "b4", "l0"]));
+    // Listed again (served from what was merged): the same, with offsets that resume.
+    let h = u.opendir(&ctx(), d, libc::O_RDONLY).expect("opendir");
+    let all = u.readdir(&ctx(), d, h, 0, usize::MAX).expect("readdir");
+    assert_eq!(all.iter().map(|e| e.offset).collect::<Vec<_>>(), (1..=8).collect::<Vec<u64>>());
+    assert_eq!(u.readdir(&ctx(), d, h, 3, 2).expect("resume"), all[3..5].to_vec());
+    u.releasedir(&ctx(), d, h).expect("releasedir");
+    // A name made, one removed (a whiteout) and one renamed through the union: the directory
+    // now has an upper part, and its listing shows all three changes.
+    let (fh, _) = (u.create(&ctx(), d, OsStr::new("new"), 0o644, 0, libc::O_WRONLY).expect("create"), ());
+    u.release(&ctx(), fh.0.inode, fh.1).expect("release");
+    u.unlink(&ctx(), d, OsStr::new("b1")).expect("unlink a lower name");
+    u.rename(&ctx(), d, OsStr::new("l0"), d, OsStr::new("l9"), 0).expect("rename");
+    assert_eq!(names(&u, d), want(&["b0", "b2", "b3", "b4", "l9", "new"]));
+}
