@@ -163,6 +163,8 @@ struct Service {
     storage: Option<Arc<crate::quota::Quota>>,
     /// The pool's network namespace (`--net-rate`), which its CephFS clients join.
     net: Option<PathBuf>,
+    /// Writes the filesystem table (see `save_table`).
+    saver: super::table_saver::TableSaver,
 }
 
 fn threads() -> Vec<ThreadInfo> {
@@ -188,16 +190,26 @@ fn threads() -> Vec<ThreadInfo> {
 }
 
 impl Service {
-    fn save_table(&self, table: &Locked<'_>) {
+    /// Stages the table as it is now (called under its lock); the version `saver.wait` takes.
+    /// Concurrent mounts share one durable write (`table_saver`).
+    fn stage_table(&self, table: &Locked<'_>) -> u64 {
         let spec = ServiceSpec {
             instances: table.iter().map(|(m, s)| TableEntry { mountpoint: m.clone(), spec: s.spec.clone(), instance: Some(s.instance) }).collect(),
         };
-        let written = serde_yaml_ng::to_string(&spec)
-            .map_err(std::io::Error::other)
-            .and_then(|y| super::records::write_atomic(&table_file(&self.pools, &self.pool), y.as_bytes()));
-        if let Err(e) = written {
-            warn!("cannot write the filesystem table: {e}");
+        match serde_yaml_ng::to_string(&spec) {
+            Ok(text) => self.saver.stage(text),
+            Err(e) => {
+                warn!("cannot write the filesystem table: {e}");
+                0
+            }
         }
+    }
+
+    /// Writes the table as it is now, durably.
+    fn save_table(&self, table: Locked<'_>) {
+        let v = self.stage_table(&table);
+        drop(table);
+        self.saver.wait(v);
     }
 
     /// A pool cache (the service's memory) must leave room under the pool's memory limit for
@@ -248,7 +260,7 @@ impl Service {
         }
         let instance = table.insert(mp.clone(), spec, mount, fs, key, want);
         info!("serving {} (instance {instance})", mp.display());
-        self.save_table(&table);
+        self.save_table(table);
         Ok(instance)
     }
 
@@ -279,7 +291,7 @@ impl Service {
         }
         fuse::unmount(&mp)?;
         table.remove(&mp);
-        self.save_table(&table);
+        self.save_table(table);
         Ok(())
     }
 
@@ -293,7 +305,7 @@ impl Service {
             table.remove(mp);
         }
         if !ended.is_empty() {
-            self.save_table(&table);
+            self.save_table(table);
         }
     }
 
@@ -515,6 +527,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
         // Counted afresh from the branches as each instance comes (never from a record).
         storage: (pool.slice.storage.is_some() || pool.slice.inodes.is_some()).then(|| crate::quota::Quota::new(pool.slice.storage, pool.slice.inodes, libc::ENOSPC)),
         net: pool.net.as_ref().map(|n| n.ns.clone()),
+        saver: super::table_saver::TableSaver::new(table_file(pools, &pool.name)),
     });
     // The metrics endpoint, before any mount: an address that cannot be had fails the start
     // with nothing to undo but the control socket.
@@ -547,7 +560,7 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
     }
     if recover {
         // What could not come back is gone from the table too.
-        service.save_table(&service.table.lock());
+        service.save_table(service.table.lock());
     }
     let record = ServiceRecord { pid, socket: sock.clone(), started: service.started, log: start.log, shmid: Some(service.shmid), supervisor: start.supervisor };
     pools.save_service(&pool.name, &record).map_err(DaemonError::Record)?;

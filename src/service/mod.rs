@@ -14,3 +14,4 @@ pub mod records;
 pub mod shm;
 pub mod stats;
 pub mod supervisor;
+mod table_saver;

@@ -501,6 +501,9 @@ impl Passthrough {
     }
 }
 
+/// The request handlers, one per FUSE operation, with the operation's own arguments (hence
+/// their number); each transport decodes a request and calls one.
+#[allow(clippy::too_many_arguments)]
 impl FuseAdapter {
     pub(super) fn lookup(&self, c: Context, parent: u64, name: &OsStr, reply: impl EntryAnswer) {
         let _t = self.timer("lookup");
@@ -755,7 +758,6 @@ impl FuseAdapter {
 
     pub(super) fn readdir(&self, c: Context, ino: u64, fh: u64, offset: i64, mut reply: impl DirAnswer) {
         let _t = self.timer("readdir");
-        let c = c;
         let mut offset = offset.max(0) as u64;
         loop {
             let batch = match self.fs.readdir(&c, ino, fh, offset, READDIR_BATCH) {

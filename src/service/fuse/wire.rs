@@ -531,7 +531,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let h = header(opcode::WRITE, IN_HEADER + 40 + 3);
-        assert_eq!(decode(&h, &op.0, b"hel").unwrap_err(), DecodeError::Truncated(opcode::WRITE));
+        assert_eq!(decode(&h, &op.0, b"hel").expect_err("refused"), DecodeError::Truncated(opcode::WRITE));
     }
 
     #[test]
@@ -539,13 +539,13 @@ mod tests {
         let h = header(opcode::LOOKUP, 100);
         assert!(matches!(decode(&h, &[], b"a\0"), Err(DecodeError::Length { .. })));
         let h = header(9999, IN_HEADER);
-        assert_eq!(decode(&h, &[], &[]).unwrap_err(), DecodeError::Unsupported(9999));
+        assert_eq!(decode(&h, &[], &[]).expect_err("refused"), DecodeError::Unsupported(9999));
         // A name without its NUL.
         let h = header(opcode::UNLINK, IN_HEADER + 3);
-        assert_eq!(decode(&h, &[], b"abc").unwrap_err(), DecodeError::Truncated(opcode::UNLINK));
+        assert_eq!(decode(&h, &[], b"abc").expect_err("refused"), DecodeError::Truncated(opcode::UNLINK));
         // A header too short for its op.
         let h = header(opcode::READ, IN_HEADER + 4);
-        assert_eq!(decode(&h, &[0; 4], &[]).unwrap_err(), DecodeError::Truncated(opcode::READ));
+        assert_eq!(decode(&h, &[0; 4], &[]).expect_err("refused"), DecodeError::Truncated(opcode::READ));
     }
 
     #[test]
@@ -587,7 +587,7 @@ mod tests {
         let d = Out::default().dirent(1, 1, FileType::RegularFile, b"abcde").0.clone();
         assert_eq!(d.len(), 32);
         assert_eq!(u32::from_le_bytes([d[20], d[21], d[22], d[23]]), u32::from(libc::DT_REG));
-        let mode = u32::from_le_bytes(Out::default().attr(&a).0[60..64].try_into().unwrap());
+        let mode = u32::from_le_bytes(Out::default().attr(&a).0[60..64].try_into().expect("4 bytes"));
         assert_eq!(mode, libc::S_IFDIR | 0o755);
     }
 }

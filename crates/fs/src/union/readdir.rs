@@ -63,6 +63,9 @@ impl Listing {
     }
 }
 
+/// A branch directory: `(layer, st_dev, st_ino)`.
+type BranchDir = (u64, u64, u64);
+
 /// Entries of lower-only directory listings kept (all dropped when a new one would pass it).
 const LOWER_LISTED: usize = 1 << 18;
 
@@ -71,7 +74,7 @@ const LOWER_LISTED: usize = 1 << 18;
 /// (or a redirect) is merged from other branch directories, so under another key.
 #[derive(Debug, Default)]
 pub(super) struct LowerListings {
-    bodies: std::collections::HashMap<Vec<(u64, u64, u64)>, Arc<Vec<DirEntry>>>,
+    bodies: std::collections::HashMap<Vec<BranchDir>, Arc<Vec<DirEntry>>>,
     entries: usize,
 }
 
@@ -92,7 +95,7 @@ impl UnionFs {
             let fs = self.fs(layer)?;
             dirs.push((layer, dir, fs.getattr(ctx, dir, None)?));
         }
-        let key: Option<Vec<(u64, u64, u64)>> = layers.upper.is_none().then(|| dirs.iter().map(|(l, _, a)| (*l as u64, a.dev, a.ino)).collect());
+        let key: Option<Vec<BranchDir>> = layers.upper.is_none().then(|| dirs.iter().map(|(l, _, a)| (*l as u64, a.dev, a.ino)).collect());
         if let Some(body) = key.as_ref().and_then(|k| lock(&self.lower_listings).bodies.get(k).cloned()) {
             return Ok(Listing { dots, body });
         }
