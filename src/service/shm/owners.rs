@@ -137,6 +137,13 @@ pub(super) fn owner_of(host_pid: u32) -> Option<u64> {
 
 /// As [`owner_of`], with the process's `/proc/PID/status` already read.
 pub(super) fn owner_in(host_pid: u32, status: &str) -> Option<u64> {
+    // A zombie whose threads are all gone is dead, whether or not its parent has reaped it yet
+    // (a container's process reparented to a host init that reaps late). A zombie leader
+    // with live threads is not: they may still make requests.
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+    if field("State:").is_some_and(|s| s.starts_with('Z')) && field("Threads:").and_then(|t| t.parse::<u32>().ok()).is_none_or(|t| t <= 1) {
+        return None;
+    }
     let ns = pid_ns(&format!("/proc/{host_pid}/ns/pid"))?;
     // The innermost pid: the last number on the NSpid line.
     let inner = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?.split_whitespace().last()?.parse::<u32>().ok()?;
@@ -263,6 +270,12 @@ mod tests {
         assert!(dead.contains(&dead_child));
         assert!(dead.contains(&foreign));
         assert!(!dead.contains(&0));
+        // A zombie with no thread left is gone, one whose other threads live is not.
+        let me = std::process::id();
+        let status = |state: &str, threads: u32| format!("Name:\tx\nState:\t{state}\nThreads:\t{threads}\nNSpid:\t{me}\n");
+        assert!(owner_in(me, &status("S (sleeping)", 1)).is_some());
+        assert!(owner_in(me, &status("Z (zombie)", 1)).is_none());
+        assert!(owner_in(me, &status("Z (zombie)", 3)).is_some());
         // A live process of another pid namespace is found, remembered, and then found gone.
         let mut c = std::process::Command::new("unshare").args(["--pid", "--fork", "--kill-child", "sleep", "30"]).spawn().expect("unshare");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
