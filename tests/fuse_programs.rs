@@ -416,6 +416,10 @@ fn requests_take_io_uring_where_the_host_allows_it_and_classic_otherwise() {
     std::fs::write(m.join("big"), &big).expect("a 3 MiB file (writes as large as the kernel sends)");
     assert_eq!(std::fs::read(m.join("big")).expect("read it back"), big);
     assert_eq!(std::fs::read(auto.upper.join("big")).expect("upper branch"), big);
+    // A time before 1970 (an old archive's files), set and read back.
+    let old = std::time::UNIX_EPOCH - std::time::Duration::from_secs(86_400);
+    std::fs::File::options().write(true).open(m.join("big")).expect("open").set_modified(old).expect("set an mtime before 1970");
+    assert_eq!(std::fs::metadata(m.join("big")).expect("stat").mtime(), -86_400);
     std::fs::set_permissions(m.join("big"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
     assert_eq!(std::fs::metadata(m.join("big")).expect("stat").mode() & 0o777, 0o600);
     let many = m.join("many");

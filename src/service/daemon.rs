@@ -634,6 +634,8 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
     if let Err(e) = crate::backend::local::write_back_all() {
         warn!("write-back at stop failed: {e}");
     }
+    // No table write still in flight may put the file back after it is removed.
+    service.saver.close();
     let _ = std::fs::remove_file(table_file(pools, &pool.name));
     let _ = std::fs::remove_file(&sock);
     pools.remove_service(&pool.name);

@@ -21,6 +21,8 @@ struct State {
     next: u64,
     saved: u64,
     writing: bool,
+    /// The service stops: nothing is written any more.
+    closed: bool,
 }
 
 /// The filesystem table's writer.
@@ -51,7 +53,7 @@ impl TableSaver {
     }
 
     /// Returns once version `v` or a later one is on disk (or failed to be written, which is
-    /// logged), writing it if no one else is.
+    /// logged, or the saver is closed), writing it if no one else is.
     pub fn wait(&self, v: u64) {
         let mut st = self.lock();
         loop {
@@ -62,17 +64,47 @@ impl TableSaver {
                 st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
                 continue;
             }
+            if st.closed {
+                return;
+            }
             let Some((version, text)) = st.staged.take() else { return };
             st.writing = true;
             drop(st);
+            // Marks the write done however it ends (a panic included), or every later waiter
+            // would wait for good.
+            let done = Done { saver: self, version };
             if let Err(e) = super::records::write_atomic(&self.path, text.as_bytes()) {
                 warn!("cannot write the filesystem table: {e}");
             }
+            drop(done);
             st = self.lock();
-            st.saved = st.saved.max(version);
-            st.writing = false;
-            self.done.notify_all();
         }
+    }
+
+    /// Waits for a write in progress, then lets no other start (the service stops and
+    /// removes the table).
+    pub fn close(&self) {
+        let mut st = self.lock();
+        while st.writing {
+            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.closed = true;
+        st.staged = None;
+    }
+}
+
+/// The end of one write of the table.
+struct Done<'a> {
+    saver: &'a TableSaver,
+    version: u64,
+}
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        let mut st = self.saver.lock();
+        st.saved = st.saved.max(self.version);
+        st.writing = false;
+        self.saver.done.notify_all();
     }
 }
 
@@ -107,5 +139,11 @@ mod tests {
         }
         let last = std::fs::read_to_string(&path).expect("table");
         assert_eq!(last.split(", ").count(), 16, "the newest table is the last written: {last}");
+        // Closed (the service stops and removes the table): nothing is written any more.
+        saver.close();
+        std::fs::remove_file(&path).expect("remove the table");
+        let v = saver.stage("[late]".into());
+        saver.wait(v);
+        assert!(!path.exists(), "a write after close put the table back");
     }
 }

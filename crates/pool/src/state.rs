@@ -174,5 +174,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut f = File::create(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // The rename itself lasts once the directory is synced.
+    File::open(dir)?.sync_all()
 }

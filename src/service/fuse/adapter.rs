@@ -674,15 +674,20 @@ impl FuseAdapter {
         let bflags = self.backend_flags(flags);
         let (fs, c, backing, pt, stats) = (self.fs.clone(), c, self.backing.clone(), self.passthrough(), self.stats.clone());
         let (oflags, min_size) = (self.open_reply_flags(), self.cfg.passthrough_min_size);
+        // An open for writing may copy a lower file up: that is worker work. A ring thread
+        // serves it itself.
+        let on_worker = (flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0) && !on_ring_thread();
+        // Waiting for an in-flight release is right where another thread reads it: on a ring
+        // thread or a worker, never on the classic transport's one reader.
+        let patient = on_worker || on_ring_thread();
         let job = move || {
             let _t = t;
             match fs.open(&c, ino, bflags) {
-                Ok(fh) => backing.open(&*fs, pt, min_size, &stats, ino, fh, bflags & libc::O_ACCMODE, oflags, reply, true),
+                Ok(fh) => backing.open(&*fs, pt, min_size, &stats, ino, fh, bflags & libc::O_ACCMODE, oflags, reply, patient),
                 Err(e) => reply.error(err(e)),
             }
         };
-        // An open for writing may copy a lower file up: that is worker work.
-        if (flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0) && !on_ring_thread() {
+        if on_worker {
             self.workers.run(job);
         } else {
             job();

@@ -26,7 +26,7 @@ pub struct Classic {
 impl fuser::Filesystem for Classic {
     fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), i32> {
         self.adapter.init(config)?;
-        if let Some(plan) = &self.ring {
+        if let Some(plan) = self.ring.as_ref().filter(|p| p.ready()) {
             match config.add_capabilities(FUSE_OVER_IO_URING) {
                 Ok(()) => plan.start(),
                 Err(_) => info!("the kernel did not offer FUSE over io_uring: the classic transport serves this mount"),

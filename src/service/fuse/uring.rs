@@ -85,23 +85,21 @@ pub fn host_allows() -> Result<(), UringError> {
     }
 }
 
-/// The number of queues the kernel makes: one per possible cpu.
-fn possible_cpus() -> usize {
-    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
+/// The number of queues the kernel makes: one per possible cpu. `None` when it cannot be
+/// read: guessing too few would leave queues without entries, and the kernel would hold every
+/// request of the mount for them.
+fn possible_cpus() -> Option<usize> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").ok()?;
     let mut n = 0;
     for range in text.trim().split(',').filter(|r| !r.is_empty()) {
         let mut ends = range.split('-').map(|x| x.trim().parse::<usize>());
         match (ends.next(), ends.next()) {
             (Some(Ok(a)), Some(Ok(b))) if b >= a => n = n.max(b + 1),
             (Some(Ok(a)), None) => n = n.max(a + 1),
-            _ => {}
+            _ => return None,
         }
     }
-    if n == 0 {
-        std::thread::available_parallelism().map_or(1, |p| p.get())
-    } else {
-        n
-    }
+    (n > 0).then_some(n)
 }
 
 /// One ring entry's buffers. The kernel writes a request into them while the entry is
@@ -125,22 +123,23 @@ impl Buffers {
     }
 }
 
-/// A ring and its entry, made before INIT accepts the transport (so that the only failures
-/// left are registrations, which the kernel answers by falling back to the classic one).
-struct Prepared {
-    ring: IoUring<squeue::Entry128, cqueue::Entry>,
-    qid: u16,
-}
-
-/// The io_uring transport of one mount.
-pub struct Plan {
-    dev: OnceLock<Arc<OwnedFd>>,
+/// What the ring threads share.
+struct Shared {
     adapter: Arc<FuseAdapter>,
-    prepared: Mutex<Vec<Prepared>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
     payload: usize,
     /// 0 classic, 1 io_uring.
     active: AtomicU8,
+}
+
+/// The io_uring transport of one mount: a ring and a thread per entry, all made before INIT
+/// accepts the transport (so that the only failures left are registrations, which the kernel
+/// answers by falling back to the classic transport). The threads wait for the device, sent
+/// once INIT accepted; they end without registering when the plan is dropped unused.
+pub struct Plan {
+    dev: OnceLock<Arc<OwnedFd>>,
+    shared: Arc<Shared>,
+    go: Mutex<Vec<crossbeam_channel::Sender<Arc<OwnedFd>>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -150,24 +149,38 @@ impl std::fmt::Debug for Plan {
 }
 
 impl Plan {
-    /// Makes the rings for every queue (`payload`: the largest request or answer).
+    /// Makes a ring and a thread for every entry of every queue (`payload`: the largest
+    /// request or answer).
     pub fn new(adapter: Arc<FuseAdapter>, payload: usize) -> Result<Arc<Self>, UringError> {
-        let queues = possible_cpus();
-        let mut prepared = Vec::new();
+        let queues = possible_cpus().ok_or_else(|| UringError::Setup(std::io::Error::other("cannot read /sys/devices/system/cpu/possible")))?;
+        let shared = Arc::new(Shared { adapter, payload, active: AtomicU8::new(0) });
+        let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
+        let plan = Plan { dev: OnceLock::new(), shared, go: Mutex::new(Vec::new()), threads: Mutex::new(Vec::new()) };
         for qid in 0..queues {
-            for _ in 0..THREADS_PER_QUEUE {
+            let pin = allowed.as_ref().is_some_and(|a| a.is_set(qid).unwrap_or(false)).then_some(qid);
+            for k in 0..THREADS_PER_QUEUE {
                 let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder().build(4).map_err(UringError::Setup)?;
-                prepared.push(Prepared { ring, qid: qid as u16 });
+                let (tx, rx) = crossbeam_channel::bounded::<Arc<OwnedFd>>(1);
+                let shared = plan.shared.clone();
+                let qid = u16::try_from(qid).map_err(|_| UringError::Setup(std::io::Error::other("too many cpus")))?;
+                let thread = std::thread::Builder::new().name(format!("ptn-ring-{qid}-{k}")).spawn(move || {
+                    // The device comes once INIT accepted the transport; a closed channel: never.
+                    let Ok(dev) = rx.recv() else { return };
+                    if let Some(cpu) = pin {
+                        let mut set = nix::sched::CpuSet::new();
+                        if set.set(cpu).is_ok() {
+                            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+                        }
+                    }
+                    shared.serve(ring, qid, dev);
+                });
+                // A thread that cannot start leaves the plan unused (dropping it ends the others).
+                let thread = thread.map_err(UringError::Setup)?;
+                lock(&plan.go).push(tx);
+                lock(&plan.threads).push(thread);
             }
         }
-        Ok(Arc::new(Plan {
-            dev: OnceLock::new(),
-            adapter,
-            prepared: Mutex::new(prepared),
-            threads: Mutex::new(Vec::new()),
-            payload,
-            active: AtomicU8::new(0),
-        }))
+        Ok(Arc::new(plan))
     }
 
     /// The connection's device (a duplicate of the session's), set once mounted.
@@ -175,72 +188,60 @@ impl Plan {
         let _ = self.dev.set(Arc::new(dev));
     }
 
+    /// Whether INIT may accept the transport: the device is known and every thread waits.
+    pub fn ready(&self) -> bool {
+        self.dev.get().is_some() && !lock(&self.go).is_empty()
+    }
+
     pub fn active(&self) -> Active {
-        if self.active.load(Ordering::Acquire) == 1 {
+        if self.shared.active.load(Ordering::Acquire) == 1 {
             Active::Uring
         } else {
             Active::Classic
         }
     }
 
-    /// INIT accepted the transport: starts the ring threads, which register their entries as
-    /// soon as the INIT answer is out.
-    pub fn start(self: &Arc<Self>) {
-        let Some(dev) = self.dev.get().cloned() else {
-            warn!("io_uring transport: no device; staying on the classic transport");
-            return;
-        };
-        let prepared = std::mem::take(&mut *self.prepared.lock().unwrap_or_else(|p| p.into_inner()));
-        let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
-        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
-        for (i, p) in prepared.into_iter().enumerate() {
-            let (plan, dev) = (self.clone(), dev.clone());
-            let pin = allowed.as_ref().filter(|a| a.is_set(p.qid.into()).unwrap_or(false)).map(|_| usize::from(p.qid));
-            let spawned = std::thread::Builder::new().name(format!("ptn-ring-{}-{}", p.qid, i % THREADS_PER_QUEUE)).spawn(move || {
-                if let Some(cpu) = pin {
-                    let mut set = nix::sched::CpuSet::new();
-                    if set.set(cpu).is_ok() {
-                        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
-                    }
-                }
-                plan.serve(p, dev);
-            });
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    warn!("io_uring transport: cannot start a ring thread: {e}");
-                }
-            }
+    /// INIT accepted the transport: the threads register their entries as soon as the INIT
+    /// answer is out.
+    pub fn start(&self) {
+        let Some(dev) = self.dev.get().cloned() else { return };
+        for go in lock(&self.go).drain(..) {
+            let _ = go.send(dev.clone());
         }
     }
 
-    /// Waits for the ring threads (they end when the connection does).
+    /// Ends threads that were never started, then waits for the others (they end when the
+    /// connection does).
     pub fn join(&self) {
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        lock(&self.go).clear();
+        let threads = std::mem::take(&mut *lock(&self.threads));
         for t in threads {
             let _ = t.join();
         }
     }
+}
 
-    fn serve(&self, p: Prepared, dev: Arc<OwnedFd>) {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    fn serve(&self, ring: IoUring<squeue::Entry128, cqueue::Entry>, qid: u16, dev: Arc<OwnedFd>) {
         mark_ring_thread();
-        // Made before the ring binding, so dropped after it.
+        // The entry's buffers, then the ring moved into a younger binding: the ring is
+        // dropped (its commands cancelled) before the buffers it points at are freed.
         let mut buf = Buffers::new(self.payload);
-        let Prepared { mut ring, qid } = p;
+        let mut ring = ring;
         let fd = types::Fd(dev.as_raw_fd());
         let (tx, rx) = crossbeam_channel::bounded::<Answered>(1);
         // REGISTER completes when the kernel first puts a request in the entry, or at once
         // with an error: EAGAIN while the INIT answer is not out yet (it goes out right after
-        // `init` returns, so that is rare and short).
+        // `init` returns, so that is short; a connection that ends meanwhile answers ENOTCONN).
         let sqe = register_sqe(fd, qid, &buf);
         std::thread::sleep(Duration::from_millis(1));
-        let mut attempts = 0;
         let first = loop {
             match push(&mut ring, &sqe).and_then(|()| wait_one(&mut ring)) {
-                Ok(e) if e == -libc::EAGAIN && attempts < 5000 => {
-                    attempts += 1;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                Ok(e) if e == -libc::EAGAIN => std::thread::sleep(Duration::from_millis(1)),
                 Ok(r) => break r,
                 Err(e) => return self.failed(&mut ring, fd, qid, &e),
             }
@@ -253,15 +254,15 @@ impl Plan {
             info!("FUSE requests now travel over io_uring");
         }
         loop {
-            let (unique, answer) = self.handle(&buf, &tx, &rx, &dev);
+            let (commit_id, answer) = self.handle(&buf, &tx, &rx, &dev);
             let len = answer.as_ref().map_or(0, |p| p.len().min(buf.payload.len()));
             if let Ok(p) = &answer {
                 buf.payload[..len].copy_from_slice(&p[..len]);
             }
             let errno = answer.err().unwrap_or(0);
-            buf.header[..wire::OUT_HEADER].copy_from_slice(&wire::out_header(unique, errno, len));
+            buf.header[..wire::OUT_HEADER].copy_from_slice(&wire::out_header(commit_id, errno, len));
             buf.header[ENT_IN_OUT + 16..ENT_IN_OUT + 20].copy_from_slice(&(len as u32).to_le_bytes());
-            let sqe = commit_sqe(fd, qid, unique);
+            let sqe = commit_sqe(fd, qid, commit_id);
             match push(&mut ring, &sqe).and_then(|()| wait_one(&mut ring)) {
                 Ok(0) => {}
                 Ok(e) => {
@@ -276,34 +277,43 @@ impl Plan {
         }
     }
 
-    /// A ring thread that ends without serving: a registration refused, or the connection
-    /// gone. The kernel falls back to the classic transport when a registration fails in its
-    /// checks; a failure of ours (the ring itself) is turned into one by registering an entry
-    /// it must refuse, or the queue would wait for an entry forever.
+    /// A ring thread whose registration failed. The kernel falls back to the classic transport
+    /// when a registration fails in its checks; a failure of ours (the ring itself) is turned
+    /// into one by registering an entry it must refuse, or the queue would wait for an entry
+    /// forever. A connection that is gone needs nothing.
     fn failed(&self, ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, fd: types::Fd, qid: u16, e: &std::io::Error) {
         if matches!(e.raw_os_error(), Some(libc::ENOTCONN) | Some(libc::ECONNABORTED) | Some(libc::ECANCELED)) {
             return;
         }
         warn!("io_uring transport: queue {qid}: {e}; the classic transport serves this mount");
-        self.active.store(0, Ordering::Release);
         let refused = Buffers::new(0);
         let _ = push(ring, &register_sqe(fd, qid, &refused)).and_then(|()| wait_one(ring));
     }
 
-    /// Decodes and serves the request in `buf`; its unique id and answer.
+    /// Decodes and serves the request in `buf`; the commit id to answer with, and the answer.
+    /// A handler that panics answers `EIO` (its entry is committed all the same).
     fn handle(&self, buf: &Buffers, tx: &crossbeam_channel::Sender<Answered>, rx: &crossbeam_channel::Receiver<Answered>, dev: &Arc<OwnedFd>) -> (u64, Answered) {
-        let h = match InHeader::parse(&buf.header[..wire::IN_HEADER]) {
-            Ok(h) => h,
-            Err(_) => return (0, Err(libc::EINVAL)),
-        };
         let commit = &buf.header[ENT_IN_OUT..ENT_IN_OUT + 32];
+        let word = |at: usize| u64::from_le_bytes([commit[at], commit[at + 1], commit[at + 2], commit[at + 3], commit[at + 4], commit[at + 5], commit[at + 6], commit[at + 7]]);
+        let commit_id = word(8);
         let payload_sz = u32::from_le_bytes([commit[16], commit[17], commit[18], commit[19]]) as usize;
-        let op_len = (h.len as usize).checked_sub(wire::IN_HEADER + payload_sz);
-        let (Some(op_len), true) = (op_len, payload_sz <= buf.payload.len()) else {
-            return (h.unique, Err(libc::EINVAL));
-        };
-        if op_len > OP_IN {
-            return (h.unique, Err(libc::EINVAL));
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve_request(buf, payload_sz, tx, rx, dev)));
+        match served {
+            Ok(answer) => (commit_id, answer),
+            Err(_) => {
+                warn!("io_uring transport: a request handler panicked; answered EIO");
+                // The answer dropped in the unwinding is in the channel: not the next one's.
+                while rx.try_recv().is_ok() {}
+                (commit_id, Err(libc::EIO))
+            }
+        }
+    }
+
+    fn serve_request(&self, buf: &Buffers, payload_sz: usize, tx: &crossbeam_channel::Sender<Answered>, rx: &crossbeam_channel::Receiver<Answered>, dev: &Arc<OwnedFd>) -> Answered {
+        let h = InHeader::parse(&buf.header[..wire::IN_HEADER]).map_err(|_| libc::EINVAL)?;
+        let op_len = (h.len as usize).checked_sub(wire::IN_HEADER + payload_sz).ok_or(libc::EINVAL)?;
+        if op_len > OP_IN || payload_sz > buf.payload.len() {
+            return Err(libc::EINVAL);
         }
         let op_in = &buf.header[OP_IN..OP_IN + op_len];
         let payload = &buf.payload[..payload_sz];
@@ -313,14 +323,14 @@ impl Plan {
             if let Ok(b) = <[u8; 8]>::try_from(op_in) {
                 self.adapter.forget(h.nodeid, u64::from_le_bytes(b));
             }
-            return (h.unique, Ok(Vec::new()));
+            return Ok(Vec::new());
         }
         let op = match wire::decode(&h, op_in, payload) {
             Ok(op) => op,
-            Err(wire::DecodeError::Unsupported(_)) => return (h.unique, Err(libc::ENOSYS)),
+            Err(wire::DecodeError::Unsupported(_)) => return Err(libc::ENOSYS),
             Err(e) => {
                 debug!("ring request {}: {e}", h.unique);
-                return (h.unique, Err(libc::EINVAL));
+                return Err(libc::EINVAL);
             }
         };
         let limit = match &op {
@@ -330,7 +340,7 @@ impl Plan {
         let answer = RingAnswer::new(tx.clone(), Arc::downgrade(dev), limit);
         self.dispatch(&h, op, answer);
         // The handlers answer on this thread (see `adapter::heavy`); a late one is waited for.
-        (h.unique, rx.recv().unwrap_or(Err(libc::EIO)))
+        rx.recv().unwrap_or(Err(libc::EIO))
     }
 
     fn dispatch(&self, h: &InHeader, op: Op<'_>, r: RingAnswer) {
@@ -405,9 +415,10 @@ fn commit_sqe(fd: types::Fd, qid: u16, unique: u64) -> squeue::Entry128 {
 
 /// Queues `sqe` (submitted by the next `submit` or `wait_one`).
 fn push(ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, sqe: &squeue::Entry128) -> std::io::Result<()> {
-    // SAFETY: the buffers the command points at (`Buffers`, its iovec array) belong to the
-    // calling thread's `serve` frame and outlive the ring, which is dropped before them; the
-    // kernel uses them only while the entry is registered.
+    // SAFETY: the buffers a command points at (`Buffers`, its iovec array) belong to the
+    // calling thread's `serve` frame, where the ring is dropped before them (or to `failed`,
+    // whose refused registration completes before it returns); the kernel uses them only
+    // while the entry is registered.
     unsafe { ring.submission().push(sqe) }.map_err(|_| std::io::Error::other("io_uring submission queue full"))
 }
 

@@ -78,8 +78,8 @@ pub enum DecodeError {
     Length { len: u32, got: usize },
     #[error("opcode {0} is not served on this transport")]
     Unsupported(u32),
-    #[error("opcode {0}: truncated arguments")]
-    Truncated(u32),
+    #[error("opcode {0}: truncated or out-of-range arguments")]
+    Invalid(u32),
 }
 
 /// `struct fuse_in_header`.
@@ -234,17 +234,26 @@ pub fn decode<'a>(h: &InHeader, op_in: &'a [u8], payload: &'a [u8]) -> Result<Op
     }
     let mut c = Cursor::new(op_in, payload);
     let op = h.opcode;
-    decode_args(op, op_in.len(), &mut c).map_err(|()| DecodeError::Truncated(op))?.ok_or(DecodeError::Unsupported(op))
+    decode_args(op, op_in.len(), &mut c).map_err(|()| DecodeError::Invalid(op))?.ok_or(DecodeError::Unsupported(op))
 }
 
-fn time(set: bool, now: bool, sec: u64, nsec: u32) -> Option<TimeOrNow> {
+/// A time of `fuse_setattr_in`: seconds are signed (before 1970 is negative); a time the
+/// clock cannot hold is refused rather than wrapped.
+fn time(set: bool, now: bool, sec: u64, nsec: u32) -> Result<Option<TimeOrNow>, ()> {
     if now {
-        Some(TimeOrNow::Now)
-    } else if set {
-        Some(TimeOrNow::SpecificTime(UNIX_EPOCH + Duration::new(sec, nsec.min(999_999_999))))
-    } else {
-        None
+        return Ok(Some(TimeOrNow::Now));
     }
+    if !set {
+        return Ok(None);
+    }
+    let sec = sec as i64;
+    let nsec = Duration::from_nanos(u64::from(nsec.min(999_999_999)));
+    let t = if sec >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(sec.unsigned_abs())).and_then(|t| t.checked_add(nsec))
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_secs(sec.unsigned_abs())).and_then(|t| t.checked_add(nsec))
+    };
+    t.map(|t| Some(TimeOrNow::SpecificTime(t))).ok_or(())
 }
 
 fn decode_args<'a>(op: u32, header_len: usize, c: &mut Cursor<'a>) -> Result<Option<Op<'a>>, ()> {
@@ -277,8 +286,8 @@ fn decode_args<'a>(op: u32, header_len: usize, c: &mut Cursor<'a>) -> Result<Opt
                 uid: has(FATTR_UID).then_some(uid),
                 gid: has(FATTR_GID).then_some(gid),
                 size: has(FATTR_SIZE).then_some(size),
-                atime: time(has(FATTR_ATIME), has(FATTR_ATIME_NOW), atime, atimensec),
-                mtime: time(has(FATTR_MTIME), has(FATTR_MTIME_NOW), mtime, mtimensec),
+                atime: time(has(FATTR_ATIME), has(FATTR_ATIME_NOW), atime, atimensec)?,
+                mtime: time(has(FATTR_MTIME), has(FATTR_MTIME_NOW), mtime, mtimensec)?,
                 fh: has(FATTR_FH).then_some(fh),
             }))
         }
@@ -531,7 +540,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let h = header(opcode::WRITE, IN_HEADER + 40 + 3);
-        assert_eq!(decode(&h, &op.0, b"hel").expect_err("refused"), DecodeError::Truncated(opcode::WRITE));
+        assert_eq!(decode(&h, &op.0, b"hel").expect_err("refused"), DecodeError::Invalid(opcode::WRITE));
     }
 
     #[test]
@@ -542,10 +551,31 @@ mod tests {
         assert_eq!(decode(&h, &[], &[]).expect_err("refused"), DecodeError::Unsupported(9999));
         // A name without its NUL.
         let h = header(opcode::UNLINK, IN_HEADER + 3);
-        assert_eq!(decode(&h, &[], b"abc").expect_err("refused"), DecodeError::Truncated(opcode::UNLINK));
+        assert_eq!(decode(&h, &[], b"abc").expect_err("refused"), DecodeError::Invalid(opcode::UNLINK));
         // A header too short for its op.
         let h = header(opcode::READ, IN_HEADER + 4);
-        assert_eq!(decode(&h, &[0; 4], &[]).expect_err("refused"), DecodeError::Truncated(opcode::READ));
+        assert_eq!(decode(&h, &[0; 4], &[]).expect_err("refused"), DecodeError::Invalid(opcode::READ));
+    }
+
+    #[test]
+    fn times_before_1970_are_decoded_and_impossible_ones_refused() {
+        let setattr = |atime: i64, valid: u32| {
+            let mut op = Out::default();
+            op.u32(valid).u32(0).u64(0).u64(0).u64(0).u64(atime as u64).u64(0).u64(0);
+            op.u32(500).u32(0).u32(0).u32(0).u32(0).u32(0).u32(0).u32(0);
+            assert_eq!(op.0.len(), 88);
+            let h = header(opcode::SETATTR, IN_HEADER + 88);
+            decode(&h, &op.0, &[]).map(|op| match op {
+                Op::Setattr(s) => s.atime,
+                other => panic!("{other:?}"),
+            })
+        };
+        let before = setattr(-86_400, FATTR_ATIME).expect("a day before 1970");
+        let want = UNIX_EPOCH - Duration::from_secs(86_400) + Duration::from_nanos(500);
+        assert!(matches!(before, Some(TimeOrNow::SpecificTime(t)) if t == want), "{before:?}");
+        assert!(matches!(setattr(0, FATTR_ATIME_NOW), Ok(Some(TimeOrNow::Now))));
+        assert!(matches!(setattr(i64::MIN, FATTR_ATIME), Err(DecodeError::Invalid(_)) | Ok(Some(_))));
+        assert!(matches!(setattr(5, 0), Ok(None)));
     }
 
     #[test]

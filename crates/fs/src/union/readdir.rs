@@ -63,8 +63,9 @@ impl Listing {
     }
 }
 
-/// A branch directory: `(layer, st_dev, st_ino)`.
-type BranchDir = (u64, u64, u64);
+/// A branch directory: `(layer, st_dev, st_ino)`, and its mtime and ctime (a lower branch is
+/// a host directory: one changed or replaced behind the union is merged again).
+type BranchDir = (u64, u64, u64, (i64, u32), (i64, u32));
 
 /// Entries of lower-only directory listings kept (all dropped when a new one would pass it).
 const LOWER_LISTED: usize = 1 << 18;
@@ -95,7 +96,7 @@ impl UnionFs {
             let fs = self.fs(layer)?;
             dirs.push((layer, dir, fs.getattr(ctx, dir, None)?));
         }
-        let key: Option<Vec<BranchDir>> = layers.upper.is_none().then(|| dirs.iter().map(|(l, _, a)| (*l as u64, a.dev, a.ino)).collect());
+        let key: Option<Vec<BranchDir>> = layers.upper.is_none().then(|| dirs.iter().map(|(l, _, a)| (*l as u64, a.dev, a.ino, (a.mtime.sec, a.mtime.nsec), (a.ctime.sec, a.ctime.nsec))).collect());
         if let Some(body) = key.as_ref().and_then(|k| lock(&self.lower_listings).bodies.get(k).cloned()) {
             return Ok(Listing { dots, body });
         }
