@@ -281,8 +281,11 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let sleeper = loop {
             let kids = std::fs::read_to_string(format!("/proc/{}/task/{}/children", c.id(), c.id())).unwrap_or_default();
+            // Once it runs `sleep` it has set its parent-death signal (`--kill-child` does so
+            // between fork and exec): killing unshare before that would leave it running.
             if let Some(k) = kids.split_whitespace().next().and_then(|k| k.parse::<u32>().ok()) {
-                if let Some(o) = owner_of(k).filter(|o| (*o as u32) == 1) {
+                let execd = std::fs::read_to_string(format!("/proc/{k}/comm")).is_ok_and(|c| c.trim() == "sleep");
+                if let Some(o) = owner_of(k).filter(|o| execd && (*o as u32) == 1) {
                     break o;
                 }
             }
