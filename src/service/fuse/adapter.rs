@@ -82,19 +82,8 @@ fn systime(t: Timespec) -> SystemTime {
 }
 
 fn timespec(t: SystemTime) -> Timespec {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => Timespec { sec: d.as_secs() as i64, nsec: d.subsec_nanos() },
-        Err(e) => {
-            let d = e.duration();
-            let mut sec = -(d.as_secs() as i64);
-            let mut nsec = d.subsec_nanos();
-            if nsec > 0 {
-                sec -= 1;
-                nsec = 1_000_000_000 - nsec;
-            }
-            Timespec { sec, nsec }
-        }
-    }
+    let (sec, nsec) = super::wire::split_time(t);
+    Timespec { sec, nsec }
 }
 
 fn file_type(k: FileKind) -> FileType {

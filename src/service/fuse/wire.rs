@@ -433,8 +433,8 @@ impl Out {
 
     /// `struct fuse_attr` (88 bytes).
     pub fn attr(&mut self, a: &FileAttr) -> &mut Self {
-        let (at, mt, ct) = (stamp(a.atime), stamp(a.mtime), stamp(a.ctime));
-        self.u64(a.ino).u64(a.size).u64(a.blocks).u64(at.0).u64(mt.0).u64(ct.0);
+        let (at, mt, ct) = (split_time(a.atime), split_time(a.mtime), split_time(a.ctime));
+        self.u64(a.ino).u64(a.size).u64(a.blocks).u64(at.0 as u64).u64(mt.0 as u64).u64(ct.0 as u64);
         self.u32(at.1).u32(mt.1).u32(ct.1);
         self.u32(mode_bits(a.kind) | u32::from(a.perm)).u32(a.nlink).u32(a.uid).u32(a.gid).u32(a.rdev);
         self.u32(a.blksize).u32(a.flags)
@@ -474,9 +474,11 @@ pub fn dirent_size(name_len: usize) -> usize {
     (DIRENT_HEADER + name_len + 7) & !7
 }
 
-fn stamp(t: SystemTime) -> (u64, u32) {
+/// Seconds (negative before 1970) and nanoseconds of `t`, as the kernel's time fields hold
+/// them.
+pub fn split_time(t: SystemTime) -> (i64, u32) {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs(), d.subsec_nanos()),
+        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
         Err(e) => {
             let d = e.duration();
             let (mut s, mut ns) = (-(d.as_secs() as i64), d.subsec_nanos());
@@ -484,7 +486,7 @@ fn stamp(t: SystemTime) -> (u64, u32) {
                 s -= 1;
                 ns = 1_000_000_000 - ns;
             }
-            (s as u64, ns)
+            (s, ns)
         }
     }
 }
