@@ -227,19 +227,16 @@ type Served = (Session<Classic>, Arc<OpStats>, Arc<super::known::KernelInodes>, 
 /// The io_uring transport a mount gets: none for `classic`, or for `auto` where the host does
 /// not allow it; for `uring`, an error naming what is missing.
 fn ring_plan(adapter: &Arc<FuseAdapter>, cfg: &FuseConfig) -> io::Result<Option<Arc<Plan>>> {
-    let payload = super::adapter::MAX_WRITE as usize;
-    match cfg.transport {
-        Transport::Classic => Ok(None),
-        Transport::Auto => match uring::host_allows().and_then(|()| Plan::new(adapter.clone(), payload)) {
-            Ok(p) => Ok(Some(p)),
-            Err(e) => {
-                debug!("classic FUSE transport: {e}");
-                Ok(None)
-            }
-        },
-        Transport::Uring => {
-            let plan = uring::host_allows().and_then(|()| Plan::new(adapter.clone(), payload));
-            plan.map(Some).map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))
+    if cfg.transport == Transport::Classic {
+        return Ok(None);
+    }
+    let plan = uring::host_allows().and_then(|()| Plan::new(adapter.clone(), super::adapter::MAX_WRITE as usize));
+    match (plan, cfg.transport) {
+        (Ok(p), _) => Ok(Some(p)),
+        (Err(e), Transport::Uring) => Err(io::Error::new(io::ErrorKind::Unsupported, e)),
+        (Err(e), _) => {
+            debug!("classic FUSE transport: {e}");
+            Ok(None)
         }
     }
 }

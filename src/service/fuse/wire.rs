@@ -170,11 +170,18 @@ impl<'a> Cursor<'a> {
         Cursor { parts: [a, b], part: 0, pos: 0 }
     }
 
-    /// The next `n` bytes of one part.
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ()> {
-        while self.part < 2 && self.pos == self.parts[self.part].len() && n > 0 {
+    /// Moves past the current part when it is used up.
+    fn settle(&mut self) {
+        while self.part < 2 && self.pos == self.parts[self.part].len() {
             self.part += 1;
             self.pos = 0;
+        }
+    }
+
+    /// The next `n` bytes of one part.
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ()> {
+        if n > 0 {
+            self.settle();
         }
         let part = *self.parts.get(self.part).ok_or(())?;
         let end = self.pos.checked_add(n).ok_or(())?;
@@ -197,10 +204,7 @@ impl<'a> Cursor<'a> {
 
     /// A NUL-terminated name (the NUL consumed, not returned).
     fn name(&mut self) -> Result<&'a OsStr, ()> {
-        while self.part < 2 && self.pos == self.parts[self.part].len() {
-            self.part += 1;
-            self.pos = 0;
-        }
+        self.settle();
         let part = *self.parts.get(self.part).ok_or(())?;
         let rest = &part[self.pos..];
         let n = rest.iter().position(|&c| c == 0).ok_or(())?;
@@ -210,10 +214,7 @@ impl<'a> Cursor<'a> {
 
     /// The rest of the current part (and of the next, when the current one is done).
     fn rest(&mut self) -> &'a [u8] {
-        while self.part < 2 && self.pos == self.parts[self.part].len() {
-            self.part += 1;
-            self.pos = 0;
-        }
+        self.settle();
         match self.parts.get(self.part) {
             Some(p) => {
                 let r = &p[self.pos..];
