@@ -475,6 +475,25 @@ fn directory_listings_and_statfs_match_a_plain_directory() {
     st.destroy();
 }
 
+/// The end of a listing leaves errno as the program set it (`tests/c/errno_kept.c`): ls,
+/// find, tar, diff, rm and Python tell the end of a directory from an error by errno alone.
+/// The service is stopped while the last `readdir` of each round waits for its answer, so
+/// the wait sleeps past a futex timeout (ETIMEDOUT; a sleep that begins as the answer
+/// lands ends with EAGAIN, which is how loaded hosts saw `ls: reading directory:
+/// Resource temporarily unavailable`): neither may show through.
+#[test]
+fn the_end_of_a_listing_leaves_errno_as_it_was() {
+    let st = Stage::new("preload-errno", "e", |_| {});
+    let prog = st.compile_with("errno_kept", "errno_kept", &["-pthread"]);
+    let plain = st.command(false, &prog).current_dir(&st.plain).output().expect("run errno_kept");
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "rounds 3\n", "{}", stderr(&plain));
+    let pid = st.h.inspect(&st.name)["service"]["pid"].as_i64().expect("service pid");
+    let got = st.command(true, &prog).arg(pid.to_string()).current_dir(&st.mnt).output().expect("run errno_kept");
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "rounds 3\n", "{}", stderr(&got));
+    assert!(count(&st.counters(), "user_ops", "readdir") >= 6, "the listings were not on the user-level path: {}", st.counters());
+    st.destroy();
+}
+
 /// Directory descriptors (`open`/`openat` of a directory, `tests/c/dir_handles.c`): first
 /// listings with `lseek`, `fsync`, the `*at` calls relative to them, `fchdir`, `fdopendir`,
 /// dups, `O_NOFOLLOW`, read permission as another user, for which the kernel never opens a

@@ -271,8 +271,21 @@ fn attach(channel: &std::ffi::CStr, tid: u32, generation: u32) -> Result<Client,
     Ok(client)
 }
 
-/// Runs `f` with this thread's client, attaching one first if needed.
+/// Runs `f` with this thread's client, attaching one first if needed. errno is left as
+/// the caller had it unless the call fails: waiting for an answer (a futex sleep that ends
+/// with ETIMEDOUT or EAGAIN), attaching, or taking a passed descriptor may change it on the
+/// way, and programs read errno after calls that succeed (`readdir` at the end of a
+/// listing).
 fn with_client<T>(f: impl FnOnce(&mut Client) -> Served<T>) -> Served<T> {
+    let saved = config::errno();
+    let out = with_client_inner(f);
+    if out.is_ok() {
+        config::set_errno(saved);
+    }
+    out
+}
+
+fn with_client_inner<T>(f: impl FnOnce(&mut Client) -> Served<T>) -> Served<T> {
     let cfg = config::get().ok_or(libc::ENXIO)?;
     if REFUSED.load(Ordering::Relaxed) {
         return Err(Unserved::Kernel);

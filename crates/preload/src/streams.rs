@@ -99,7 +99,13 @@ impl Guard<'_> {
         let i = self.inner();
         if i.pos >= i.end {
             let bytes = buf_bytes(&mut i.buf);
-            match fill(self.0.fd(), bytes) {
+            // Filling may take calls that change errno on the way (see `client::with_client`).
+            let saved = errno();
+            let filled = fill(self.0.fd(), bytes);
+            if filled.is_ok() {
+                set_errno(saved);
+            }
+            match filled {
                 Ok(0) => return std::ptr::null_mut(),
                 Ok(n) => {
                     i.pos = 0;

