@@ -655,15 +655,24 @@ echo done"#
     };
     let out = run_with_fds(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--", "sh", "-c", inside]);
     assert_eq!(out.trim(), "checked", "a new container got the caller's descriptors");
-    // The runtime a container sees is a sealed copy: its pid 1 runs from a memfd that nobody,
-    // not even the host's root, can write.
+    // The runtime a container sees is a sealed view of its binary: its pid 1 runs from a
+    // lower-only overlayfs mounted nowhere (or, where that cannot be made, a sealed memfd)
+    // that nobody, not even the host's root, can write.
     let name = s.host.ok(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--detach", "--", "sleep", "60"]).trim().to_string();
     let v = s.inspect();
     let pid = v["containers"].as_array().expect("containers").iter().find(|c| c["name"] == name.as_str()).and_then(|c| c["pid"].as_u64()).expect("init pid");
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("init exe");
-    assert!(exe.to_string_lossy().starts_with("/memfd:polytropon"), "pid 1 runs from {}", exe.display());
-    let w = std::fs::OpenOptions::new().write(true).open(format!("/proc/{pid}/exe"));
-    assert!(w.is_err(), "the runtime copy can be opened for writing");
+    let exe_path = format!("/proc/{pid}/exe");
+    let exe = std::fs::read_link(&exe_path).expect("init exe");
+    let on_overlay = rustix::fs::statfs(exe_path.as_str()).expect("statfs of the init's exe").f_type as i64 == 0x794c_7630;
+    assert!(on_overlay || exe.to_string_lossy().starts_with("/memfd:polytropon"), "pid 1 runs from {}", exe.display());
+    assert_ne!(exe.as_path(), Path::new(env!("CARGO_BIN_EXE_polytropon")), "pid 1 runs from the host's binary");
+    let w = std::fs::OpenOptions::new().write(true).open(&exe_path);
+    assert!(w.is_err(), "the runtime's view can be opened for writing");
+    if on_overlay {
+        // The view is the binary itself (its page cache shared), not a copy.
+        assert_eq!(std::fs::read(&exe_path).expect("read the view"), std::fs::read(env!("CARGO_BIN_EXE_polytropon")).expect("read the binary"));
+        assert_eq!(w.err().and_then(|e| e.raw_os_error()), Some(libc::EROFS));
+    }
     let out = run_with_fds(&["exec", "--pool", &s.pool, "--in", &name, "--", "sh", "-c", inside]);
     assert_eq!(out.trim(), "checked", "a joined container got the caller's descriptors");
     assert_eq!(std::fs::read_to_string(&host_file).expect("host file"), "secret\n");

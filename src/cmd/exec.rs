@@ -27,7 +27,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, a: ExecArgs) -> anyhow::Result<Exi
         return preload_only(state_dir, a);
     }
     // What a container can reach of the runtime is a sealed copy of it.
-    polytropon::container::sealed::reexec_sealed().context("cannot run the runtime from a sealed copy of its binary")?;
+    polytropon::container::sealed::reexec_sealed(state_dir).context("cannot run the runtime from a sealed copy of its binary")?;
     let root = match (&a.root, &a.clone_of) {
         _ if a.in_container.is_some() => Root::Mount(PathBuf::new()),
         (Some(r), None) if a.unmanaged_root => Root::Unmanaged(r.clone()),
