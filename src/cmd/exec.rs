@@ -26,8 +26,8 @@ pub fn run(state_dir: &Path, data_dir: &Path, a: ExecArgs) -> anyhow::Result<Exi
     if a.preload_only {
         return preload_only(state_dir, a);
     }
-    // What a container can reach of the runtime is a sealed copy of it.
-    polytropon::container::sealed::reexec_sealed(state_dir).context("cannot run the runtime from a sealed copy of its binary")?;
+    // What a container can reach of the runtime is a sealed view of it.
+    polytropon::container::sealed::reexec_sealed(state_dir).context("cannot run the runtime from a sealed view of its binary")?;
     let root = match (&a.root, &a.clone_of) {
         _ if a.in_container.is_some() => Root::Mount(PathBuf::new()),
         (Some(r), None) if a.unmanaged_root => Root::Unmanaged(r.clone()),
