@@ -113,6 +113,24 @@ pub struct TableEntry {
     pub instance: Option<u32>,
 }
 
+/// One row of the filesystem table as `table_text` joins it: the entry as the only item of a
+/// YAML sequence.
+fn table_row(entry: &TableEntry) -> Result<String, serde_yaml_ng::Error> {
+    serde_yaml_ng::to_string(std::slice::from_ref(entry))
+}
+
+/// The filesystem table's text from its rows (`table_row`): the same text as the whole
+/// `ServiceSpec` serialized at once, made in time linear in its size.
+fn table_text(rows: &[&str]) -> String {
+    if rows.is_empty() {
+        return "instances: []\n".to_string();
+    }
+    let mut text = String::with_capacity(12 + rows.iter().map(|r| r.len()).sum::<usize>());
+    text.push_str("instances:\n");
+    rows.iter().for_each(|r| text.push_str(r));
+    text
+}
+
 impl ServiceSpec {
     pub fn from_file(path: &Path) -> Result<Self, DaemonError> {
         let text = std::fs::read_to_string(path).map_err(|source| DaemonError::ReadSpec { path: path.to_path_buf(), source })?;
@@ -193,11 +211,18 @@ impl Service {
     /// Stages the table as it is now (called under its lock); the version `saver.wait` takes.
     /// Concurrent mounts share one durable write (`table_saver`).
     fn stage_table(&self, table: &Locked<'_>) -> u64 {
-        let spec = ServiceSpec {
-            instances: table.iter().map(|(m, s)| TableEntry { mountpoint: m.clone(), spec: s.spec.clone(), instance: Some(s.instance) }).collect(),
-        };
-        match serde_yaml_ng::to_string(&spec) {
-            Ok(text) => self.saver.stage(text),
+        let rows: Result<Vec<&str>, serde_yaml_ng::Error> = table
+            .iter()
+            .map(|(m, s)| match s.row.get() {
+                Some(row) => Ok(row.as_str()),
+                None => {
+                    let row = table_row(&TableEntry { mountpoint: m.clone(), spec: s.spec.clone(), instance: Some(s.instance) })?;
+                    Ok(s.row.get_or_init(|| row).as_str())
+                }
+            })
+            .collect();
+        match rows {
+            Ok(rows) => self.saver.stage(table_text(&rows)),
             Err(e) => {
                 warn!("cannot write the filesystem table: {e}");
                 0
@@ -640,4 +665,31 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
     let _ = std::fs::remove_file(&sock);
     pools.remove_service(&pool.name);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(mountpoint: &str, yaml: &str, instance: u32) -> TableEntry {
+        let spec = InstanceSpec::parse(yaml, Path::new("/specs/spec.yaml")).expect("spec");
+        TableEntry { mountpoint: PathBuf::from(mountpoint), spec, instance: Some(instance) }
+    }
+
+    #[test]
+    fn the_table_joined_from_rows_is_the_table_serialized_whole() {
+        let entries = [
+            entry("/srv/a", "branches:\n  - path: /var/lib/c1/upper\n    mode: rw\n  - path: /images/debian\n    mode: ro\n", 0),
+            entry("/srv/with space/\u{e9}t\u{e9}:\n", "branches:\n  - path: rel/upper\n    mode: rw\ncache:\n  mode: writeback\n  size: 64MiB\n", 7),
+            entry("/srv/c", "branches:\n  - path: /x\n    mode: rw\nunion:\n  redirect_dir: off\nquota:\n  bytes: 1GiB\n  inodes: 1000\n", 4095),
+        ];
+        for n in 0..=entries.len() {
+            let whole = serde_yaml_ng::to_string(&ServiceSpec { instances: entries[..n].to_vec() }).expect("whole");
+            let rows: Vec<String> = entries[..n].iter().map(|e| table_row(e).expect("row")).collect();
+            let joined = table_text(&rows.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(joined, whole, "{n} entries");
+            let back: ServiceSpec = serde_yaml_ng::from_str(&joined).expect("parse");
+            assert_eq!(back.instances, entries[..n]);
+        }
+    }
 }

@@ -139,7 +139,7 @@ fn reply_xattr(reply: impl XattrAnswer, size: u32, data: &[u8]) {
 
 impl FuseAdapter {
     pub fn new(fs: Arc<dyn FileSystem>, cfg: FuseConfig, stats: Arc<OpStats>, known: Arc<super::known::KernelInodes>) -> std::io::Result<Self> {
-        let workers = Workers::start(cfg.workers)?;
+        let workers = Workers::new(cfg.workers);
         Ok(FuseAdapter {
             fs,
             cfg,
