@@ -4,6 +4,8 @@
 //! file's descriptor, so its reads and writes are the kernel's own; names and attributes stay
 //! the union's, a lower branch's file is never passed, the FUSE side sees the data after
 //! close, and a holder can do nothing with the descriptor that the union would not let it.
+//! By default (no flag), a large lower file opened to read is passed read-only, through a
+//! read-only view of its branch, until it is copied up or changed.
 
 mod common;
 
@@ -102,5 +104,74 @@ fn writable_branch_files_are_the_kernels_and_lower_files_never_are() {
     assert!(out.lines().any(|l| l == "new passed False"), "{out}");
     assert_eq!(st.counters()["user_passthrough_opens"].as_u64(), Some(0));
     assert_eq!(std::fs::read(st.mnt.join("new")).expect("read through FUSE"), b"hello passthrough\nappended\n");
+    st.destroy();
+}
+
+/// A large lower file opened to read (the default mode): checks, run under the library.
+const LOWER: &str = r#"
+import os, sys
+m = sys.argv[1]
+def link(fd):
+    return os.readlink(f"/proc/self/fd/{fd}")
+fd = os.open(f"{m}/layer-big", os.O_RDONLY)
+print("lower passed", link(fd) != "/dev/null")
+print("read", os.pread(fd, 8, 0), os.read(fd, 4))
+# The library serves fchmod and the like by the union's rules (root may: a copy-up); the
+# backing descriptor itself, called raw, changes nothing.
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+def raw(nr, *args):
+    r = libc.syscall(nr, *args)
+    return "allowed" if r == 0 else f"refused {ctypes.get_errno()}"
+print("raw fchmod", raw(91, fd, 0o777))
+print("raw fchown", raw(93, fd, 1, 1))
+print("raw fsetxattr", raw(190, fd, b"user.x", b"1", 1, 0))
+try:
+    os.open(f"/proc/self/fd/{fd}", os.O_WRONLY)
+    print("reopen allowed")
+except OSError as e:
+    print("reopen refused", e.errno)
+try:
+    os.write(fd, b"x")
+    print("write allowed")
+except OSError as e:
+    print("write refused", e.errno)
+st, sp = os.fstat(fd), os.stat(f"{m}/layer-big")
+print("union ids", (st.st_dev, st.st_ino) == (sp.st_dev, sp.st_ino))
+# Another open writes the file: it is copied up, and the reader sees the new bytes at once.
+w = os.open(f"{m}/layer-big", os.O_WRONLY)
+os.pwrite(w, b"CHANGED!", 0)
+os.pwrite(w, b"later", 12)
+os.close(w)
+print("after copy-up", os.pread(fd, 8, 0), os.read(fd, 5))
+print("offset", os.lseek(fd, 0, os.SEEK_CUR))
+os.close(fd)
+small = os.open(f"{m}/layer-small", os.O_RDONLY)
+print("small passed", link(small) != "/dev/null")
+os.close(small)
+"#;
+
+#[test]
+fn large_lower_files_are_passed_read_only_until_they_change() {
+    let big: Vec<u8> = (0..(256u32 << 10)).map(|i| b'a' + (i % 26) as u8).collect();
+    let st = Stage::mounted_with("lower-passthrough", "lp", "0-1", &[], |lower| {
+        std::fs::write(lower.join("layer-big"), &big).expect("seed");
+        std::fs::write(lower.join("layer-small"), b"small\n").expect("seed");
+        std::fs::write(lower.join("layer-other"), &big).expect("seed");
+    });
+    let out = python(&st, LOWER, None);
+    // EROFS (30) for every change through the descriptor, root's included; EBADF (9) for a
+    // write to a read-only descriptor.
+    let want = "lower passed True\nread b'abcdefgh' b'abcd'\nraw fchmod refused 30\nraw fchown refused 30\nraw fsetxattr refused 30\nreopen refused 30\nwrite refused 9\nunion ids True\nafter copy-up b'CHANGED!' b'GED!i'\noffset 9\nsmall passed False\n";
+    assert_eq!(out, want);
+    assert!(st.counters()["user_passthrough_opens"].as_u64().unwrap_or(0) >= 1, "not passed: {}", st.counters());
+    // The layer is as it was; the union has the change.
+    assert_eq!(std::fs::read(st.h.scratch.path().join("lower/layer-big")).expect("read the layer"), big);
+    let seen = std::fs::read(st.mnt.join("layer-big")).expect("read through FUSE");
+    assert_eq!(&seen[..8], b"CHANGED!");
+    // Another user, to whom a lower file is readable: passed, and a reopen for writing
+    // refused (by the view, or by the file's mode).
+    let out = python(&st, "import os, sys\nfd = os.open(sys.argv[1] + '/layer-other', os.O_RDONLY)\nprint(os.readlink(f'/proc/self/fd/{fd}') != '/dev/null')\ntry:\n    os.open(f'/proc/self/fd/{fd}', os.O_RDWR)\n    print('reopened')\nexcept OSError as e:\n    print('refused', e.errno)\n", Some(1000));
+    assert!(out == "True\nrefused 30\n" || out == "True\nrefused 13\n", "{out}");
     st.destroy();
 }

@@ -165,7 +165,9 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
                 let passthrough = name == "user" && crate::spec::CacheSpec::default().user_passthrough;
                 let changes = if passthrough { None } else { crate::service::shm::changes::watch(&*union) };
                 let mounted = fuse::spawn(union.clone(), &mnt, &FuseConfig::default()).map_err(BenchError::io("cannot mount the legacy path"))?;
-                served.push(Some(crate::service::shm::UserInstance { fs: union, stats: Arc::default(), kernel: mounted.kernel_cache(), device: None, passthrough, changes }));
+                // As a pool's service makes it (`LowerViews::for_spec`): the default cache mode.
+                let lower_views = (name == "user" && changes.is_some()).then(|| Arc::new(crate::service::shm::LowerViews::new(vec![lower.to_path_buf()])));
+                served.push(Some(crate::service::shm::UserInstance { fs: union, stats: Arc::default(), kernel: mounted.kernel_cache(), device: None, passthrough, changes, lower: lower_views }));
                 t.guards.push(Guard::Ours(mounted));
             }
             "fuse" | "fuse-uring" | "fuse-writeback" | "fuse-direct" | "cephfs-fuse" => {

@@ -128,6 +128,23 @@ impl Prefetched {
     }
 }
 
+/// An `OpenPath` answer's words for a lower file passed read-only ([`crate::OPEN_WATCHED`]
+/// beside `OPEN_PASSED` in the low half of `aux[2]`; the file's witness in its high half and
+/// `aux[3]`, as [`Prefetched`] carries it).
+#[derive(Debug)]
+pub struct Passed;
+
+impl Passed {
+    pub fn encode(file: Witness, aux: &mut [u64; 4]) {
+        aux[2] = (aux[2] & 0xffff_ffff) | crate::OPEN_WATCHED | (file.slot << 32);
+        aux[3] = file.word;
+    }
+
+    pub fn decode(aux: &[u64; 4]) -> Option<Witness> {
+        (aux[2] & (crate::OPEN_PASSED | crate::OPEN_WATCHED) == crate::OPEN_PASSED | crate::OPEN_WATCHED).then(|| Witness { slot: aux[2] >> 32, word: aux[3] })
+    }
+}
+
 /// A `StatPath` answer's words for attributes the client may keep
 /// ([`crate::STAT_LEARNED`]): the names' witness (word in `aux[1]`, slot in bits 16..40 of
 /// `aux[2]`) and the file's (slot in bits 40.. of `aux[2]`, word in `aux[3]`).
@@ -174,6 +191,13 @@ mod tests {
         assert_eq!(Prefetched::decode(&aux), None);
         Prefetched::encode(file, &mut aux);
         assert_eq!((Prefetched::decode(&aux), aux[2] & crate::OPEN_PASSED, aux[0], aux[1]), (Some(file), crate::OPEN_PASSED, 5, 6));
+        let mut aux = [5, 6, crate::OPEN_PASSED, 0];
+        assert_eq!(Passed::decode(&aux), None);
+        Passed::encode(file, &mut aux);
+        assert_eq!((Passed::decode(&aux), aux[2] & crate::OPEN_PASSED, aux[0], aux[1]), (Some(file), crate::OPEN_PASSED, 5, 6));
+        // Without the descriptor, no watch.
+        aux[2] &= !crate::OPEN_PASSED;
+        assert_eq!(Passed::decode(&aux), None);
         let mut aux = [9, 0, 0, 0];
         assert_eq!(StatLearned::decode(&aux), None);
         StatLearned::encode(names, file, &mut aux);

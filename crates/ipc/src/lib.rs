@@ -114,8 +114,15 @@ pub const FLAG_FD_OK: u32 = 4;
 /// `OpenPath` answer (bit of `aux[2]`): the service sent the client, over its connection, a
 /// descriptor of the backing file opened with the request's access mode and status flags
 /// (passthrough: the client's reads, writes, seeks and syncs of the file are then the
-/// kernel's own). Only for a writable branch's regular file in the `kernel` cache mode.
+/// kernel's own). Only for a writable branch's regular file in the `kernel` cache mode, or
+/// (with [`OPEN_WATCHED`]) a lower branch's opened read-only.
 pub const OPEN_PASSED: u64 = 1;
+/// `OpenPath` answer (bit of `aux[2]`, with [`OPEN_PASSED`]): the passed descriptor is a
+/// lower branch's file, read-only on a read-only mount; `aux[3]` is the file's change-table
+/// word as it was before the service chose the backing file and the high half of `aux[2]` its
+/// slot. Once the word moves (the file was copied up, or changed), the client serves the file's
+/// data calls through the service (see [`args::Passed`]).
+pub const OPEN_WATCHED: u64 = 4;
 /// `OpenPath` flag: the client keeps a small file's bytes that come with the open (see
 /// [`OPEN_PREFETCHED`]); without it the service sends none.
 pub const FLAG_PREFETCH: u32 = 8;

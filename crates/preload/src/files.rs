@@ -41,6 +41,14 @@ pub struct File {
     /// Its descriptors are the backing file's, sent by the service (`OPEN_PASSED`): the kernel
     /// keeps its offset and status flags and serves its data calls.
     passthrough: AtomicBool,
+    /// A lower file passed read-only (`OPEN_WATCHED`): its change-table slot plus one (0:
+    /// not watched), the word it held and the table's identity. Once the word moves, the file's
+    /// data calls go to the service (`leave_passthrough`).
+    watch_slot: AtomicU64,
+    watch_word: AtomicU64,
+    watch_table: AtomicU64,
+    /// A thread is taking the file off its backing descriptor.
+    leaving: AtomicBool,
     path_len: AtomicUsize,
     path: UnsafeCell<[u8; PATH_KEEP]>,
     /// This open's number (from `SERIALS`): what is known of the file is trusted only under
@@ -123,6 +131,10 @@ impl File {
             handle: AtomicU64::new(0),
             offset: AtomicU64::new(0),
             passthrough: AtomicBool::new(false),
+            watch_slot: AtomicU64::new(0),
+            watch_word: AtomicU64::new(0),
+            watch_table: AtomicU64::new(0),
+            leaving: AtomicBool::new(false),
             path_len: AtomicUsize::new(0),
             path: UnsafeCell::new([0; PATH_KEEP]),
             serial: AtomicU64::new(0),
@@ -192,6 +204,40 @@ impl File {
     /// Whether its descriptors are the backing file's (the kernel serves its data).
     pub fn passthrough(&self) -> bool {
         self.passthrough.load(Ordering::Acquire)
+    }
+
+    /// Whether the file was passed watched (a lower file) and its change-table word moved
+    /// since (`current`: the table's identity and a slot's word now, as
+    /// `client::change_word`): its backing descriptor may no longer be the file (a copy-up).
+    pub fn watch_moved(&self, current: impl FnOnce(u64) -> Option<(u64, u64)>) -> bool {
+        let slot = self.watch_slot.load(Ordering::Acquire);
+        if slot == 0 {
+            return false;
+        }
+        current(slot - 1) != Some((self.watch_table.load(Ordering::Relaxed), self.watch_word.load(Ordering::Relaxed)))
+    }
+
+    /// Takes the file off its backing descriptor `fd`: from now on the service serves its
+    /// data calls, from the offset and status flags the kernel kept (the descriptors stay the
+    /// backing file's, so a call already on its way to the kernel still completes).
+    pub fn leave_passthrough(&self, fd: c_int) {
+        if self.leaving.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            // Another thread does it: its offset must be in place before this one goes on.
+            while self.passthrough() {
+                std::hint::spin_loop();
+            }
+            return;
+        }
+        // SAFETY: lseek and F_GETFL on the program's descriptor of this file; integers only.
+        let (pos, fl) = unsafe { (real::lseek(fd, 0, libc::SEEK_CUR), real::fcntl(fd, libc::F_GETFL, 0)) };
+        if pos >= 0 {
+            self.offset.store(pos as u64, Ordering::Relaxed);
+        }
+        if fl >= 0 {
+            let mode = self.flags.load(Ordering::Relaxed) & libc::O_ACCMODE as u32;
+            self.flags.store((fl as u32 & !(libc::O_ACCMODE as u32)) | mode, Ordering::Relaxed);
+        }
+        self.passthrough.store(false, Ordering::Release);
     }
 
     pub fn access(&self) -> c_int {
@@ -338,6 +384,8 @@ fn fill(idx: u32, o: &Opened, path: &[u8]) {
     f.flags.store(o.flags as u32, Ordering::Relaxed);
     f.offset.store(0, Ordering::Relaxed);
     f.passthrough.store(false, Ordering::Relaxed);
+    f.watch_slot.store(0, Ordering::Relaxed);
+    f.leaving.store(false, Ordering::Relaxed);
     f.serial.store(SERIALS.fetch_add(1, Ordering::Relaxed), Ordering::Release);
     if let Ok(mut g) = f.known.try_lock() {
         *g = None;
@@ -394,7 +442,9 @@ impl Reserved {
     /// As `install`, with the backing file's descriptor `backing` (sent by the service) put
     /// in place of the reserved one, at its number and with its close-on-exec flag; `backing`
     /// is closed. Falls back to `install` if the kernel refuses.
-    pub fn install_passthrough(self, o: &Opened, path: &[u8], backing: c_int) -> c_int {
+    /// `watch`: a lower file's witness (the table's identity, its slot and word), for
+    /// `File::watch_moved`.
+    pub fn install_passthrough(self, o: &Opened, path: &[u8], backing: c_int, watch: Option<(u64, u64, u64)>) -> c_int {
         // SAFETY: F_GETFD on the reserved descriptor; integer arguments only.
         let cloexec = unsafe { real::fcntl(self.fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0;
         // SAFETY: dup3 of the received descriptor onto our reserved number, which it replaces
@@ -403,7 +453,13 @@ impl Reserved {
         // SAFETY: as above.
         unsafe { real::close(backing) };
         fill(self.idx, o, path);
-        FILES[self.idx as usize - 1].passthrough.store(moved, Ordering::Release);
+        let f = &FILES[self.idx as usize - 1];
+        if let Some((table, slot, word)) = watch {
+            f.watch_table.store(table, Ordering::Relaxed);
+            f.watch_word.store(word, Ordering::Relaxed);
+            f.watch_slot.store(slot + 1, Ordering::Release);
+        }
+        f.passthrough.store(moved, Ordering::Release);
         publish(self.fd, self.idx);
         self.fd
     }

@@ -55,7 +55,14 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
     let o = Opened { inode: r.aux[0], handle: r.aux[1], ..o };
     if r.aux[2] & polytropon_ipc::OPEN_PASSED != 0 {
         if let Some(backing) = crate::client::recv_fd() {
-            return Ok(slot.install_passthrough(&o, t.abs(), backing));
+            let watch = polytropon_ipc::args::Passed::decode(&r.aux).zip(crate::client::change_table()).map(|(w, table)| (table, w.slot, w.word));
+            if r.aux[2] & polytropon_ipc::OPEN_WATCHED != 0 && watch.is_none() {
+                // Watched, and no table to watch it in: the service serves it.
+                // SAFETY: the received descriptor is ours alone.
+                unsafe { crate::real::close(backing) };
+                return Ok(slot.install(&o, t.abs()));
+            }
+            return Ok(slot.install_passthrough(&o, t.abs(), backing, watch));
         }
     }
     let head = prefetched(&r);

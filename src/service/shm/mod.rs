@@ -37,6 +37,7 @@ mod passthrough;
 mod peer;
 mod sentinel;
 pub use owners::MAX_OPEN_PER_PROCESS;
+pub use passthrough::LowerViews;
 use call::{Call, Reply};
 use paths::PathCache;
 
@@ -129,6 +130,9 @@ pub struct UserInstance {
     /// there (see [`changes::watch`]): then clients learn small files' bytes with an open and
     /// files' ends with short reads.
     pub changes: Option<u32>,
+    /// Views of its lower branches through which large lower files opened to read are passed
+    /// to clients, read-only (only with `changes`: see `passthrough::LowerViews`).
+    pub lower: Option<Arc<passthrough::LowerViews>>,
 }
 
 impl std::fmt::Debug for UserInstance {
@@ -227,7 +231,7 @@ impl BackDriver {
     /// at `channel`; `fs` is served by this driver alone (no FUSE mount), watched for changes.
     pub fn start(fs: Arc<dyn FileSystem>, g: Geometry, channel: &std::path::Path) -> io::Result<BackDriver> {
         let changes = changes::watch(&*fs);
-        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None, passthrough: false, changes })])), g, &[], None, channel)
+        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None, passthrough: false, changes, lower: None })])), g, &[], None, channel)
     }
 
     /// Creates a segment of geometry `g` (in the caller's IPC namespace, mode 0600) and starts
@@ -707,7 +711,7 @@ fn serve_hint(sh: &Shared, q: u32, d: &Descriptor, caches: &mut PathCaches, buf:
 
 /// Runs one request of client `ch` (its instance, its credentials, its handles only).
 fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mut PathCaches, buf: &mut [u8], slots: &[usize; 64]) -> (i64, [u64; 4]) {
-    let Some(UserInstance { fs, stats, kernel, device, passthrough, changes: key }) = instance(&sh.table, req.instance) else {
+    let Some(UserInstance { fs, stats, kernel, device, passthrough, changes: key, lower }) = instance(&sh.table, req.instance) else {
         return (Unserved::Errno(libc::ENODEV).result() as i64, [0; 4]);
     };
     // A directory cache belongs to one instance object: a replaced table entry starts a
@@ -792,6 +796,19 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
             if flags & libc::O_ACCMODE != libc::O_RDONLY {
                 sh.passed.add(req.instance, aux[1], aux[0]);
                 fs.outside_writer(aux[0], true);
+            }
+        }
+    }
+    if req.op == Op::OpenPath && res >= 0 && aux[2] & OPEN_PASSED == 0 && req.flags & FLAG_FD_OK != 0 {
+        // A large lower file opened to read: its word is read before the backing file is
+        // chosen, so a copy-up after that choice moves the word the client watches.
+        let watched = lower.as_deref().zip(key.zip(changes::table()).map(|(k, t)| t.word(k, aux[0])));
+        if let Some((views, (slot, word))) = watched.filter(|(_, (_, w))| w & polytropon_ipc::changes::OUTSIDE == 0) {
+            let flags = polytropon_ipc::args::OpenArg::decode(req.arg).flags;
+            if passthrough::pass_lower(ch, &*fs, views, flags, aux[0], aux[1]) {
+                aux[2] |= OPEN_PASSED;
+                polytropon_ipc::args::Passed::encode(polytropon_ipc::args::Witness { slot: slot as u64, word }, &mut aux);
+                timer.stats().add_passthrough();
             }
         }
     }

@@ -15,8 +15,12 @@
 //! passthrough to the same backing file, coherent at once).
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd};
-use std::sync::Mutex;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+use polytropon_fs::backend::local::ReadOnlyView;
+use tracing::debug;
 
 use crate::libservice::{FileSystem, Inode};
 
@@ -52,6 +56,63 @@ pub(super) fn pass(ch: &Channel, fs: &dyn FileSystem, flags: i32, inode: Inode, 
     let oflags = rustix::fs::OFlags::from_bits_retain((flags & KEEP) as u32) | rustix::fs::OFlags::CLOEXEC;
     let Ok(fd) = rustix::fs::open(proc_path.as_str(), oflags, rustix::fs::Mode::empty()) else { return false };
     regular(fd.as_fd()) && ch.send_fd(fd.as_fd())
+}
+
+/// Read-only views of an instance's lower branches (`ReadOnlyView`), made when a client first
+/// opens a large lower file to read: such a file is passed opened through the view of its
+/// branch, so its holder can read it and do nothing else with it (the layer is shared). Only
+/// for instances whose every change is reported in the change table: the client watches the
+/// file's word and goes back to the service once the file is copied up or changed (see
+/// `polytropon_ipc::OPEN_WATCHED`).
+#[derive(Debug)]
+pub struct LowerViews {
+    branches: Vec<PathBuf>,
+    views: OnceLock<Vec<ReadOnlyView>>,
+}
+
+impl LowerViews {
+    /// Views of `spec`'s read-only branches, where its files may be passed: the local backend
+    /// in the `kernel` cache mode (no pool cache in front of the files).
+    pub fn for_spec(spec: &crate::spec::InstanceSpec) -> Option<std::sync::Arc<LowerViews>> {
+        let eligible = spec.cache.mode == crate::spec::CacheMode::Kernel && matches!(spec.backend, crate::spec::BackendSpec::Local);
+        let lowers: Vec<PathBuf> = spec.branches.iter().filter(|b| b.mode == crate::spec::BranchMode::Ro).map(|b| b.path.clone()).collect();
+        (eligible && !lowers.is_empty()).then(|| std::sync::Arc::new(LowerViews::new(lowers)))
+    }
+
+    pub fn new(branches: Vec<PathBuf>) -> LowerViews {
+        LowerViews { branches, views: OnceLock::new() }
+    }
+
+    fn views(&self) -> &[ReadOnlyView] {
+        self.views.get_or_init(|| {
+            self.branches
+                .iter()
+                .filter_map(|b| ReadOnlyView::of(b).map_err(|e| debug!("no read-only view of {}: {e}", b.display())).ok())
+                .collect()
+        })
+    }
+
+    /// `file` opened anew read-only through the view of its branch, with `flags`' status
+    /// flags.
+    fn reopen(&self, file: BorrowedFd<'_>, flags: i32) -> Option<OwnedFd> {
+        self.views().iter().find_map(|v| v.reopen(file, flags)).and_then(Result::ok)
+    }
+}
+
+/// Sends `ch` a read-only descriptor of the lower file of handle `handle` (of `inode`), opened
+/// to read with `flags`, through `views`; whether it went. Not for a file of the writable
+/// branch (see `pass`), nor below `READ_MIN`.
+pub(super) fn pass_lower(ch: &Channel, fs: &dyn FileSystem, views: &LowerViews, flags: i32, inode: Inode, handle: u64) -> bool {
+    if flags & libc::O_ACCMODE != libc::O_RDONLY {
+        return false;
+    }
+    let Ok(b) = fs.backing_file(inode, handle) else { return false };
+    if b.writable || b.size < READ_MIN {
+        return false;
+    }
+    let Some(fd) = views.reopen(b.fd.as_fd(), flags & KEEP) else { return false };
+    let regular = rustix::fs::fstat(&fd).is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile);
+    regular && ch.send_fd(fd.as_fd())
 }
 
 /// Handles passed for writing: their release, and a `Getattr` of their file while they

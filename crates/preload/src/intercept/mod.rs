@@ -109,7 +109,15 @@ fn on_open_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<
 /// descriptors are the backing file's has them served by the kernel, on the same descriptor.
 fn on_data_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<T>, kernel: impl FnOnce() -> T) -> T {
     match files::get(fd) {
-        Some((_, f)) if f.passthrough() => kernel(),
+        Some((_, f)) if f.passthrough() => {
+            if !f.watch_moved(crate::client::change_word) {
+                return kernel();
+            }
+            // A lower file passed read-only was copied up or changed since: the service
+            // serves it from now on.
+            f.leave_passthrough(fd);
+            run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel))
+        }
         Some((_, f)) => run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel)),
         None => dirs::in_kernel_dir(fd, kernel),
     }

@@ -65,6 +65,13 @@ pub(super) fn handle_of(fd: BorrowedFd<'_>) -> io::Result<(FileHandle, i32)> {
 /// Opens the object named by `handle` on the filesystem of `mount` with `O_PATH`, without
 /// following it if it is a symlink.
 pub(super) fn open_path(mount: BorrowedFd<'_>, handle: &FileHandle) -> io::Result<OwnedFd> {
+    open_with(mount, handle, libc::O_PATH)
+}
+
+/// Opens the object named by `handle` through `mount` (the open file is on that mount, with
+/// its flags: a read-only mount makes a read-only file) with `flags`, without following a
+/// symlink.
+pub(super) fn open_with(mount: BorrowedFd<'_>, handle: &FileHandle, flags: libc::c_int) -> io::Result<OwnedFd> {
     let mut raw = RawHandle::empty();
     let b = &handle.0;
     if b.len() < HEAD || b.len() - HEAD > MAX_HANDLE_BYTES {
@@ -82,7 +89,7 @@ pub(super) fn open_path(mount: BorrowedFd<'_>, handle: &FileHandle) -> io::Resul
         libc::open_by_handle_at(
             mount.as_raw_fd(),
             std::ptr::addr_of_mut!(raw.head),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
         )
     };
     if fd < 0 {

@@ -13,6 +13,8 @@ mod cached;
 mod handles;
 mod inodes;
 mod lookups;
+mod views;
+pub use views::ReadOnlyView;
 mod writeback;
 
 use std::ffi::{OsStr, OsString};

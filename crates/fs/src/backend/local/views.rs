@@ -1,0 +1,113 @@
+//! Read-only views of branches, for descriptors a client may hold.
+//!
+//! A client of the user-level path that reads a large file of a lower branch may get a
+//! descriptor of the backing file itself, so that its reads are the kernel's. The descriptor
+//! must let it do nothing the union would not: a lower branch is an image layer other pools
+//! share. So the file is opened anew (by its file handle) through a *view* of its branch: a
+//! detached clone of the branch's mount made read-only, no set-id, no devices and no exec
+//! (`open_tree` + `mount_setattr`). A reopen through `/proc/self/fd` for writing, `fchmod`,
+//! `fchown`, `fsetxattr` and `futimens` then fail with `EROFS` whoever holds it, and it cannot
+//! be executed. The view is mounted nowhere and goes with its last descriptor.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use super::handles;
+
+/// A read-only view of one branch (see the module's comment).
+#[derive(Debug)]
+pub struct ReadOnlyView {
+    view: OwnedFd,
+    /// `st_dev` of the branch's filesystem: files of other filesystems are not opened here.
+    dev: u64,
+}
+
+impl ReadOnlyView {
+    /// A view of the directory `branch` (which needs `CAP_SYS_ADMIN` over the mount
+    /// namespace: the service's).
+    pub fn of(branch: &Path) -> io::Result<ReadOnlyView> {
+        use rustix::mount::{open_tree, OpenTreeFlags};
+        let view = open_tree(rustix::fs::CWD, branch, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)?;
+        let attr = libc::mount_attr {
+            attr_set: libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        // SAFETY: `mount_setattr(2)` on the descriptor of the detached mount just made, with
+        // an empty path and `AT_EMPTY_PATH` (the mount itself), reading `attr`, whose size is
+        // passed, during the call only.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_mount_setattr, view.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, std::ptr::addr_of!(attr), std::mem::size_of::<libc::mount_attr>())
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // `open_by_handle_at` takes no `O_PATH` descriptor for its mount: the view's root,
+        // opened (on the view's mount, so what it finds is on the view too).
+        let view = rustix::fs::openat(&view, ".", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
+        let dev = rustix::fs::fstat(&view)?.st_dev;
+        Ok(ReadOnlyView { view, dev })
+    }
+
+    /// The file `file` holds (a descriptor on the branch's own mount) opened anew through the
+    /// view, read-only, with the status flags of `flags` (`O_NONBLOCK`, `O_DIRECT`,
+    /// `O_NOATIME`...); `None` when it is not a file of this view's filesystem.
+    pub fn reopen(&self, file: BorrowedFd<'_>, flags: i32) -> Option<io::Result<OwnedFd>> {
+        let st = match rustix::fs::fstat(file) {
+            Ok(st) => st,
+            Err(e) => return Some(Err(e.into())),
+        };
+        if st.st_dev != self.dev {
+            return None;
+        }
+        let opened = handles::handle_of(file).and_then(|(h, _)| handles::open_with(self.view.as_fd(), &h, (flags & !libc::O_ACCMODE) | libc::O_RDONLY));
+        Some(opened)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Needs root (a mount) and file handles (`CAP_DAC_READ_SEARCH`); skipped without them.
+    #[test]
+    fn a_file_reopened_through_a_view_reads_alike_and_can_change_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"layer bytes").expect("write");
+        let view = match ReadOnlyView::of(dir.path()) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("skipped: no view here ({e})");
+                return;
+            }
+        };
+        let file = std::fs::File::open(&path).expect("open");
+        let fd = match view.reopen(file.as_fd(), libc::O_NONBLOCK) {
+            Some(Ok(fd)) => fd,
+            Some(Err(e)) if e.raw_os_error() == Some(libc::EPERM) => {
+                eprintln!("skipped: no file handles here");
+                return;
+            }
+            other => panic!("reopen: {other:?}"),
+        };
+        let mut buf = [0u8; 32];
+        let n = rustix::io::pread(&fd, &mut buf, 0).expect("pread");
+        assert_eq!(&buf[..n], b"layer bytes");
+        let fl = rustix::fs::fcntl_getfl(&fd).expect("getfl");
+        assert!(fl.contains(rustix::fs::OFlags::NONBLOCK));
+        assert_eq!(fl & rustix::fs::OFlags::RWMODE, rustix::fs::OFlags::RDONLY);
+        // Nothing through it changes the file, even for its owner (root here).
+        let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let reopened = std::fs::OpenOptions::new().write(true).open(&proc_path).expect_err("reopened for writing");
+        assert_eq!(reopened.raw_os_error(), Some(libc::EROFS));
+        assert_eq!(rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o777)).map_err(|e| e.raw_os_error()), Err(libc::EROFS));
+        assert_eq!(rustix::fs::fchown(&fd, Some(rustix::process::Uid::from_raw(1)), None).map_err(|e| e.raw_os_error()), Err(libc::EROFS));
+        assert_eq!(std::fs::read(&path).expect("read"), b"layer bytes");
+        // A file of another filesystem is not this view's.
+        let other = std::fs::File::open("/proc/self/status").expect("open");
+        assert!(view.reopen(other.as_fd(), 0).is_none());
+    }
+}
