@@ -173,5 +173,18 @@ fn large_lower_files_are_passed_read_only_until_they_change() {
     // refused (by the view, or by the file's mode).
     let out = python(&st, "import os, sys\nfd = os.open(sys.argv[1] + '/layer-other', os.O_RDONLY)\nprint(os.readlink(f'/proc/self/fd/{fd}') != '/dev/null')\ntry:\n    os.open(f'/proc/self/fd/{fd}', os.O_RDWR)\n    print('reopened')\nexcept OSError as e:\n    print('refused', e.errno)\n", Some(1000));
     assert!(out == "True\nrefused 30\n" || out == "True\nrefused 13\n", "{out}");
+
+    // Two lower branches on one filesystem: each file is opened through its own branch's view.
+    let (a, b, u, m) = (st.h.scratch.mkdir("two-a"), st.h.scratch.mkdir("two-b"), st.h.scratch.mkdir("two-up"), st.h.scratch.mkdir("two-mnt"));
+    std::fs::write(a.join("in-a"), &big).expect("seed");
+    std::fs::write(b.join("in-b"), &big).expect("seed");
+    let path = |p: &Path| p.display().to_string();
+    st.h.ok(&["mount", "--pool", &st.name, &path(&m), "--lower", &path(&a), "--lower", &path(&b), "--upper", &path(&u)]);
+    let probe = "import os, sys\nfor n in ['in-a', 'in-b']:\n    fd = os.open(f'{sys.argv[1]}/{n}', os.O_RDONLY)\n    print(n, os.readlink(f'/proc/self/fd/{fd}'), os.pread(fd, 3, 0))\n";
+    let mut c = command(&st.h, Some(st.name.as_str()), Path::new("/usr/bin/python3"));
+    let out = c.args(["-c", probe]).arg(&m).output().expect("run python3");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "in-a /in-a b'abc'\nin-b /in-b b'abc'\n");
+    st.h.ok(&["umount", "--pool", &st.name, &path(&m)]);
     st.destroy();
 }

@@ -66,36 +66,39 @@ pub(super) fn pass(ch: &Channel, fs: &dyn FileSystem, flags: i32, inode: Inode, 
 /// `polytropon_ipc::OPEN_WATCHED`).
 #[derive(Debug)]
 pub struct LowerViews {
+    /// The lower branches, in the union's order (layer 1 first).
     branches: Vec<PathBuf>,
-    views: OnceLock<Vec<ReadOnlyView>>,
+    views: OnceLock<Vec<Option<ReadOnlyView>>>,
 }
 
 impl LowerViews {
-    /// Views of `spec`'s read-only branches, where its files may be passed: the local backend
-    /// in the `kernel` cache mode (no pool cache in front of the files).
+    /// Views of `spec`'s lower branches, where its files may be passed: the local backend in
+    /// the `kernel` cache mode (no pool cache in front of the files).
     pub fn for_spec(spec: &crate::spec::InstanceSpec) -> Option<std::sync::Arc<LowerViews>> {
         let eligible = spec.cache.mode == crate::spec::CacheMode::Kernel && matches!(spec.backend, crate::spec::BackendSpec::Local);
-        let lowers: Vec<PathBuf> = spec.branches.iter().filter(|b| b.mode == crate::spec::BranchMode::Ro).map(|b| b.path.clone()).collect();
+        let lowers: Vec<PathBuf> = spec.lowers().map(|b| b.path.clone()).collect();
         (eligible && !lowers.is_empty()).then(|| std::sync::Arc::new(LowerViews::new(lowers)))
     }
 
+    /// Views of `branches`, the union's lower ones in order.
     pub fn new(branches: Vec<PathBuf>) -> LowerViews {
         LowerViews { branches, views: OnceLock::new() }
     }
 
-    fn views(&self) -> &[ReadOnlyView] {
+    fn views(&self) -> &[Option<ReadOnlyView>] {
         self.views.get_or_init(|| {
             self.branches
                 .iter()
-                .filter_map(|b| ReadOnlyView::of(b).map_err(|e| debug!("no read-only view of {}: {e}", b.display())).ok())
+                .map(|b| ReadOnlyView::of(b).map_err(|e| debug!("no read-only view of {}: {e}", b.display())).ok())
                 .collect()
         })
     }
 
-    /// `file` opened anew read-only through the view of its branch, with `flags`' status
-    /// flags.
-    fn reopen(&self, file: BorrowedFd<'_>, flags: i32) -> Option<OwnedFd> {
-        self.views().iter().find_map(|v| v.reopen(file, flags)).and_then(Result::ok)
+    /// `file`, of the union's layer `layer`, opened anew read-only through the view of that
+    /// branch, with `flags`' status flags.
+    fn reopen(&self, layer: Option<usize>, file: BorrowedFd<'_>, flags: i32) -> Option<OwnedFd> {
+        let view = self.views().get(layer?.checked_sub(1)?)?.as_ref()?;
+        view.reopen(file, flags)?.ok()
     }
 }
 
@@ -110,7 +113,7 @@ pub(super) fn pass_lower(ch: &Channel, fs: &dyn FileSystem, views: &LowerViews, 
     if b.writable || b.size < READ_MIN {
         return false;
     }
-    let Some(fd) = views.reopen(b.fd.as_fd(), flags & KEEP) else { return false };
+    let Some(fd) = views.reopen(b.layer, b.fd.as_fd(), flags & KEEP) else { return false };
     let regular = rustix::fs::fstat(&fd).is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile);
     regular && ch.send_fd(fd.as_fd())
 }

@@ -185,6 +185,9 @@ pub struct BackingFile {
     /// Whether the file may be opened for writing where it is (a writable branch, the union's
     /// upper one); a file that may not is copied up first, so another file serves writers.
     pub writable: bool,
+    /// The union's layer it is in (0: the writable one, 1.. the lower branches in order);
+    /// `None` outside a union.
+    pub layer: Option<usize>,
 }
 
 /// What an open (`O_SYNC`, `O_DSYNC`) or a single write (`RWF_SYNC`, `RWF_DSYNC`, which FUSE

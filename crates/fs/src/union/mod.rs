@@ -1184,7 +1184,7 @@ impl FileSystem for UnionFs {
         let ino = self.node_of_layer_inode(&node, layer).unwrap_or(0);
         let b = self.fs(layer)?.backing_file(ino, bh)?;
         // A lower file is copied up before anyone writes it.
-        Ok(BackingFile { writable: b.writable && layer == 0, ..b })
+        Ok(BackingFile { writable: b.writable && layer == 0, layer: Some(layer), ..b })
     }
 }
 

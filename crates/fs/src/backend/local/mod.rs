@@ -952,7 +952,7 @@ impl FileSystem for LocalFs {
         let HandleData::File(fd, id, _) = &*h else { return Err(errno(libc::EISDIR)) };
         self.write_back(*id)?;
         let size = rfs::fstat(&**fd)?.st_size as u64;
-        Ok(BackingFile { fd: fd.clone(), id: *id, size, writable: !self.opts.read_only })
+        Ok(BackingFile { fd: fd.clone(), id: *id, size, writable: !self.opts.read_only, layer: None })
     }
 }
 
