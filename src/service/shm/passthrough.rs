@@ -113,9 +113,9 @@ pub(super) fn pass_lower(ch: &Channel, fs: &dyn FileSystem, views: &LowerViews, 
     if b.writable || b.size < READ_MIN {
         return false;
     }
+    // The view reopens regular files only.
     let Some(fd) = views.reopen(b.layer, b.fd.as_fd(), flags & KEEP) else { return false };
-    let regular = rustix::fs::fstat(&fd).is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile);
-    regular && ch.send_fd(fd.as_fd())
+    ch.send_fd(fd.as_fd())
 }
 
 /// Handles passed for writing: their release, and a `Getattr` of their file while they

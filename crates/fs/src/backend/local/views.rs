@@ -51,15 +51,16 @@ impl ReadOnlyView {
         Ok(ReadOnlyView { view, dev })
     }
 
-    /// The file `file` holds (a descriptor on the branch's own mount) opened anew through the
-    /// view, read-only, with the status flags of `flags` (`O_NONBLOCK`, `O_DIRECT`,
-    /// `O_NOATIME`...); `None` when it is not a file of this view's filesystem.
+    /// The regular file `file` holds (a descriptor on the branch's own mount) opened anew
+    /// through the view, read-only, with the status flags of `flags` (`O_NONBLOCK`,
+    /// `O_DIRECT`, `O_NOATIME`...); `None` when it is no regular file of this view's
+    /// filesystem.
     pub fn reopen(&self, file: BorrowedFd<'_>, flags: i32) -> Option<io::Result<OwnedFd>> {
         let st = match rustix::fs::fstat(file) {
             Ok(st) => st,
             Err(e) => return Some(Err(e.into())),
         };
-        if st.st_dev != self.dev {
+        if st.st_dev != self.dev || rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
             return None;
         }
         let opened = handles::handle_of(file).and_then(|(h, _)| handles::open_with(self.view.as_fd(), &h, (flags & !libc::O_ACCMODE) | libc::O_RDONLY));
@@ -106,8 +107,10 @@ mod tests {
         assert_eq!(rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o777)).map_err(|e| e.raw_os_error()), Err(libc::EROFS));
         assert_eq!(rustix::fs::fchown(&fd, Some(rustix::process::Uid::from_raw(1)), None).map_err(|e| e.raw_os_error()), Err(libc::EROFS));
         assert_eq!(std::fs::read(&path).expect("read"), b"layer bytes");
-        // A file of another filesystem is not this view's.
+        // A file of another filesystem is not this view's, nor is a directory.
         let other = std::fs::File::open("/proc/self/status").expect("open");
         assert!(view.reopen(other.as_fd(), 0).is_none());
+        let dir_fd = std::fs::File::open(dir.path()).expect("open the directory");
+        assert!(view.reopen(dir_fd.as_fd(), 0).is_none());
     }
 }
