@@ -160,6 +160,7 @@ json\t''"
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l detach -d 'Run in the background; the daemon\'s pid is recorded under the state directory'
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l no-passthrough -d 'In kernel cache mode, use the writeback cache instead of FUSE passthrough'
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l user-passthrough -d 'In kernel cache mode, hand the preload library the backing file\'s descriptor of the writable branch\'s files it opens, so that their data calls are the kernel\'s'
+complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l no-busy-passthrough -d 'Never hand the preload library the backing file\'s descriptor of a file it keeps writing (by default a file of the writable branch opened for writing gets it at its descriptor\'s fourth data call, in kernel cache mode with no storage quota)'
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -l no-learn -d 'Let the preload library answer nothing from what it learned of files (every read, reopen and stat is a round trip to the service)'
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c polytropon -n "__fish_polytropon_using_subcommand mount" -s V -l version -d 'Print version'

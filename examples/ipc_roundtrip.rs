@@ -26,7 +26,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("ptn-roundtrip-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch directory");
     let fs: Arc<dyn FileSystem> = Arc::new(LocalFs::new(&dir, LocalOptions::default()).expect("local directory"));
-    let table = Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None, passthrough: false, changes: None, lower: None })]));
+    let table = Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None, passthrough: false, changes: None, lower: None, upper: None })]));
     let g = Geometry { queues: 1, slots: 64, clients: 4, buffer_size: 1 << 20 };
     let driver = BackDriver::start_table(table, g, &[1], None, &dir.with_extension("sock")).expect("back driver");
     let path = std::ffi::CString::new(driver.channel().as_os_str().as_encoded_bytes()).expect("socket path");

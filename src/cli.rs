@@ -146,7 +146,7 @@ pub enum Command {
     /// mounts an instance, and `umount /mnt` takes it down. Options: overlayfs's `lowerdir=`
     /// (topmost first, colon-separated), `upperdir=`, `workdir=` (accepted, not needed), and
     /// `pool=NAME`, `cache=MODE`, `cache_size=SIZE`, `backend=local|cephfs`, `ceph_conf=FILE`,
-    /// `ceph_id=ID`, `ceph_fs=NAME`, `timeout=SECS`, `nopassthrough`, `userpassthrough`, `spec=INSTANCE.YAML`,
+    /// `ceph_id=ID`, `ceph_fs=NAME`, `timeout=SECS`, `nopassthrough`, `userpassthrough`, `nobusypassthrough`, `spec=INSTANCE.YAML`,
     /// `nosuid`, `nodev`, `noexec`; helper flags `-s` (sloppy), `-f` (fake), `-n`, `-v`.
     /// Without `pool=`, a daemon of its own serves the mount.
     ///
@@ -357,6 +357,11 @@ pub struct MountArgs {
     /// writable branch's files it opens, so that their data calls are the kernel's.
     #[arg(long)]
     pub user_passthrough: bool,
+    /// Never hand the preload library the backing file's descriptor of a file it keeps
+    /// writing (by default a file of the writable branch opened for writing gets it at its
+    /// descriptor's fourth data call, in kernel cache mode with no storage quota).
+    #[arg(long)]
+    pub no_busy_passthrough: bool,
     /// Let the preload library answer nothing from what it learned of files (every read,
     /// reopen and stat is a round trip to the service).
     #[arg(long)]

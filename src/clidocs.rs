@@ -75,7 +75,7 @@ fn mount_helper_command() -> clap::Command {
                      upperdir=DIR (writable branch), workdir=DIR (accepted for overlayfs's syntax, not needed), \
                      pool=NAME (serve it in that pool's running service), cache=kernel|direct|writethrough|writeback, \
                      cache_size=SIZE, backend=local|cephfs, ceph_conf=FILE, ceph_id=ID, ceph_fs=NAME, timeout=SECS, \
-                     nopassthrough, userpassthrough, nolearn, spec=FILE, nosuid, nodev, noexec; rw, defaults, auto, noauto, nofail, _netdev and x-* are \
+                     nopassthrough, userpassthrough, nobusypassthrough, nolearn, spec=FILE, nosuid, nodev, noexec; rw, defaults, auto, noauto, nofail, _netdev and x-* are \
                      mount(8)'s and ignored; ro is refused (the user-level path would still write)",
                 ),
         )

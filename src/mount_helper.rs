@@ -38,7 +38,7 @@ impl Helper {
 pub enum HelperError {
     #[error("usage: {0}")]
     Usage(&'static str),
-    #[error("unknown option {0:?} (mount.polytropon takes overlayfs's lowerdir=, upperdir=, workdir= and pool=, cache=, cache_size=, backend=, ceph_conf=, ceph_id=, ceph_fs=, timeout=, nopassthrough, userpassthrough, nolearn, spec=; see polytropon-mount(8))")]
+    #[error("unknown option {0:?} (mount.polytropon takes overlayfs's lowerdir=, upperdir=, workdir= and pool=, cache=, cache_size=, backend=, ceph_conf=, ceph_id=, ceph_fs=, timeout=, nopassthrough, userpassthrough, nobusypassthrough, nolearn, spec=; see polytropon-mount(8))")]
     UnknownOption(String),
     #[error("option {0:?} needs a value ({0}=...)")]
     NoValue(String),
@@ -193,6 +193,7 @@ pub fn mount_call(args: &[OsString]) -> Result<MountCall, HelperError> {
             "cache" | "cache_size" | "backend" | "ceph_conf" | "ceph_id" | "ceph_fs" | "timeout" => rest.extend([flag(&key.replace('_', "-")), need(value)?]),
             "nopassthrough" => rest.push(flag("no-passthrough")),
             "userpassthrough" => rest.push(flag("user-passthrough")),
+            "nobusypassthrough" => rest.push(flag("no-busy-passthrough")),
             "nolearn" => rest.push(flag("no-learn")),
             "nosuid" => call.flags.nosuid = true,
             "nodev" => call.flags.nodev = true,

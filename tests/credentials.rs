@@ -26,7 +26,7 @@ fn library() -> PathBuf {
 fn serve(s: &Scratch, upper: &Path) -> (BackDriver, Arc<OpStats>) {
     let lower = s.mkdir("lower");
     let stats = Arc::new(OpStats::default());
-    let table = Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs: union(&lower, upper), stats: stats.clone(), kernel: None, device: None, passthrough: false, changes: None, lower: None })]));
+    let table = Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs: union(&lower, upper), stats: stats.clone(), kernel: None, device: None, passthrough: false, changes: None, lower: None, upper: None })]));
     let g = Geometry { queues: 1, slots: 64, clients: 8, buffer_size: 1 << 20 };
     let driver = BackDriver::start_table(table, g, &[], None, &common::channel_path()).expect("back driver");
     (driver, stats)

@@ -226,7 +226,7 @@ fn an_instance_whose_mount_the_process_cannot_see_is_not_there_for_it() {
     let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
     std::fs::write(lower.join("f"), b"x").expect("seed");
     let seen = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata("/").expect("stat /"));
-    let instance = |device| Some(polytropon::service::shm::UserInstance { fs: union(&lower, &upper), stats: Arc::default(), kernel: None, device, passthrough: false, changes: None, lower: None });
+    let instance = |device| Some(polytropon::service::shm::UserInstance { fs: union(&lower, &upper), stats: Arc::default(), kernel: None, device, passthrough: false, changes: None, lower: None, upper: None });
     // Instance 0's mount is one every process here sees (the root's device); instance 1's is
     // a device no process has mounted.
     let table = Arc::new(std::sync::RwLock::new(vec![instance(Some(seen)), instance(Some(u64::MAX - 7))]));

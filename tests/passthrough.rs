@@ -188,3 +188,84 @@ fn large_lower_files_are_passed_read_only_until_they_change() {
     st.h.ok(&["umount", "--pool", &st.name, &path(&m)]);
     st.destroy();
 }
+
+/// A file written on and on, under the library (the default mode): passed at its fourth data
+/// call, through the writable branch's view. Prints one line per finding.
+const BUSY: &str = r#"
+import os, sys
+m = sys.argv[1]
+def link(fd):
+    return os.readlink(f"/proc/self/fd/{fd}")
+# A log: the first calls are the service's, then the descriptor is the backing file's, with
+# the offset the program had.
+fd = os.open(f"{m}/log", os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+links = []
+for i in range(8):
+    os.write(fd, b"line %d\n" % i)
+    links.append(link(fd))
+    print("offset", os.lseek(fd, 0, os.SEEK_CUR))
+print("log first", links[0], "last", links[-1], "host path shown", any(m in l or "upper" in l for l in links))
+print("sizes", os.stat(f"{m}/log").st_size, os.fstat(fd).st_size)
+os.fsync(fd)
+os.close(fd)
+# Written at the offset, switched in the middle: the bytes land where they should.
+fd = os.open(f"{m}/data", os.O_CREAT | os.O_RDWR, 0o644)
+for i in range(6):
+    os.write(fd, b"%d" % i * 10)
+print("data passed", link(fd) == "/data", "offset", os.lseek(fd, 0, os.SEEK_CUR))
+os.lseek(fd, 5, os.SEEK_SET)
+os.write(fd, b"XX")
+os.lseek(fd, 0, os.SEEK_SET)
+print("data", os.read(fd, 100).decode())
+# Marked executable through the union, still no program through the descriptor (noexec).
+os.chmod(f"{m}/data", 0o755)
+try:
+    os.execv(f"/proc/self/fd/{fd}", ["x"])
+except OSError as e:
+    print("exec refused", e.errno)
+os.close(fd)
+# Written once or twice and closed: never passed. Read on and on: never passed.
+fd = os.open(f"{m}/short", os.O_CREAT | os.O_WRONLY, 0o644)
+os.write(fd, b"once\n")
+os.write(fd, b"twice\n")
+print("short", link(fd))
+os.close(fd)
+fd = os.open(f"{m}/short", os.O_RDONLY)
+for i in range(8):
+    os.pread(fd, 4, 0)
+print("reader", link(fd))
+os.close(fd)
+"#;
+
+#[test]
+fn files_written_on_and_on_are_passed_through_a_view_of_the_writable_branch() {
+    let st = Stage::mounted_with("busy-passthrough", "bp", "0-1", &[], |_| {});
+    let out = python(&st, BUSY, None);
+    let offsets: String = (1..=8).map(|i| format!("offset {}\n", i * 7)).collect();
+    let want = format!("{offsets}log first /dev/null last /log host path shown False\nsizes 56 56\ndata passed True offset 60\ndata 00000XX00011111111112222222222333333333344444444445555555555\nexec refused 13\nshort /dev/null\nreader /dev/null\n");
+    assert_eq!(out, want);
+    let passes = st.counters()["user_ops"]["pass_file"]["count"].as_u64().unwrap_or(0);
+    assert_eq!(passes, 2, "{}", st.counters());
+    // The FUSE side (a process without the library) sees what was written, after close.
+    let log: String = (0..8).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(std::fs::read_to_string(st.mnt.join("log")).expect("read through FUSE"), log);
+    assert!(std::fs::read_to_string(st.mnt.join("data")).expect("read through FUSE").starts_with("00000XX000111"));
+    // Another user writing its own file on and on gets it too; through the descriptor it
+    // can do what the union lets it do with its file (a raw `fchmod` as the library's
+    // `chmod`), and the kernel checks its own credentials for the rest.
+    std::fs::set_permissions(&st.mnt, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).expect("chmod the root");
+    let probe = "import os, sys, ctypes\nfd = os.open(sys.argv[1] + '/mine', os.O_CREAT | os.O_WRONLY, 0o644)\nfor i in range(6):\n    os.write(fd, b'x' * 100)\nprint(os.readlink(f'/proc/self/fd/{fd}'))\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.syscall(91, fd, 0o4755)\nprint('raw fchmod', r, os.stat(sys.argv[1] + '/mine').st_mode & 0o7777)\nr = libc.syscall(93, fd, 0, 0)\nprint('raw fchown', r, ctypes.get_errno())\n";
+    let out = python(&st, probe, Some(1000));
+    assert_eq!(out, "/mine\nraw fchmod 0 2541\nraw fchown -1 1\n", "{out}");
+    st.destroy();
+
+    // Switched off in the spec's terms (`--no-busy-passthrough`), or under a quota: never.
+    for args in [&["--no-busy-passthrough"][..], &["--quota", "100M"][..]] {
+        let st = Stage::mounted_with("busy-off", "bo", "0-1", args, |_| {});
+        let out = python(&st, BUSY, None);
+        assert!(out.contains("log first /dev/null last /dev/null host path shown False\n") && out.contains("data passed False"), "{args:?}: {out}");
+        assert!(out.contains("data 00000XX00011111111112222222222333333333344444444445555555555\n"), "{args:?}: {out}");
+        assert_eq!(st.counters()["user_ops"]["pass_file"]["count"].as_u64().unwrap_or(0), 0, "{args:?}");
+        st.destroy();
+    }
+}

@@ -39,7 +39,7 @@ fn oracle(seed: u32) {
     let table = Arc::new(std::sync::RwLock::new(vec![Some({
         let fs = union(&lower, &upper);
         let changes = polytropon::service::shm::changes::watch(&*fs);
-        UserInstance { fs, stats: stats.clone(), kernel: None, device: None, passthrough: false, changes, lower: None }
+        UserInstance { fs, stats: stats.clone(), kernel: None, device: None, passthrough: false, changes, lower: None, upper: None }
     })]));
     let g = Geometry { queues: 1, slots: 64, clients: 16, buffer_size: 1 << 20 };
     let driver = BackDriver::start_table(table, g, &[], None, &common::channel_path()).expect("back driver");

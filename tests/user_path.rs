@@ -187,7 +187,7 @@ fn a_client_on_its_workers_cpu_is_served_right() {
     let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
     std::fs::write(lower.join("seed"), b"12345").expect("seed");
     let fs = union(&lower, &upper);
-    let table = Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None, passthrough: false, changes: None, lower: None })]));
+    let table = Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None, passthrough: false, changes: None, lower: None, upper: None })]));
     let driver = BackDriver::start_table(table, GEOMETRY, &[0], None, &common::channel_path()).expect("back driver");
     let shmid = common::channel(&driver);
     std::thread::spawn(move || {

@@ -167,7 +167,8 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
                 let mounted = fuse::spawn(union.clone(), &mnt, &FuseConfig::default()).map_err(BenchError::io("cannot mount the legacy path"))?;
                 // As a pool's service makes it (`LowerViews::for_spec`): the default cache mode.
                 let lower_views = (name == "user" && changes.is_some()).then(|| Arc::new(crate::service::shm::LowerViews::new(vec![lower.to_path_buf()])));
-                served.push(Some(crate::service::shm::UserInstance { fs: union, stats: Arc::default(), kernel: mounted.kernel_cache(), device: None, passthrough, changes, lower: lower_views }));
+                let upper_view = (name == "user" && crate::spec::CacheSpec::default().busy_passthrough).then(|| Arc::new(crate::service::shm::UpperView::new(upper.clone())));
+                served.push(Some(crate::service::shm::UserInstance { fs: union, stats: Arc::default(), kernel: mounted.kernel_cache(), device: None, passthrough, changes, lower: lower_views, upper: upper_view }));
                 t.guards.push(Guard::Ours(mounted));
             }
             "fuse" | "fuse-uring" | "fuse-writeback" | "fuse-direct" | "cephfs-fuse" => {

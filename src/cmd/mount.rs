@@ -54,6 +54,9 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
     if args.user_passthrough {
         spec.cache.user_passthrough = true;
     }
+    if args.no_busy_passthrough {
+        spec.cache.busy_passthrough = false;
+    }
     if args.no_learn {
         spec.cache.learn = false;
     }

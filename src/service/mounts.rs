@@ -85,7 +85,8 @@ impl Locked<'_> {
         // /proc would write past the count).
         let passthrough = spec.cache.mode == crate::spec::CacheMode::Kernel && spec.cache.user_passthrough && matches!(spec.backend, crate::spec::BackendSpec::Local) && storage.is_none();
         let lower = changes.and(super::shm::LowerViews::for_spec(&spec));
-        let entry = Some(UserInstance { fs, stats: user.clone(), kernel: mount.kernel_cache(), device, passthrough, changes, lower });
+        let upper = super::shm::UpperView::for_spec(&spec, storage.is_some());
+        let entry = Some(UserInstance { fs, stats: user.clone(), kernel: mount.kernel_cache(), device, passthrough, changes, lower, upper });
         let mut t = self.by_index.write().unwrap_or_else(|p| p.into_inner());
         let want = want.map(|w| w as usize).filter(|w| *w < MAX_INSTANCES);
         if let Some(w) = want {

@@ -76,9 +76,9 @@ pub struct OpSummary {
 
 /// Request kinds counted, sorted (FUSE requests and user-level operations); anything else
 /// counts as `other`.
-const OPS: [&str; 38] = [
+const OPS: [&str; 39] = [
     "access", "create", "fallocate", "flush", "forget", "fsync", "fsyncdir", "getattr", "getxattr", "link",
-    "listxattr", "lookup", "lseek", "mkdir", "mknod", "open", "open_path", "opendir", "other", "read",
+    "listxattr", "lookup", "lseek", "mkdir", "mknod", "open", "open_path", "opendir", "other", "pass_file", "read",
     "readdir", "readlink", "release", "releasedir", "removexattr", "rename", "rmdir", "setattr", "setattr_path", "setxattr",
     "stat_path", "statfs", "symlink", "syncfs", "truncate", "unlink", "unlink_path", "write",
 ];

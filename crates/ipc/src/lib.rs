@@ -123,6 +123,11 @@ pub const OPEN_PASSED: u64 = 1;
 /// slot. Once the word moves (the file was copied up, or changed), the client serves the file's
 /// data calls through the service (see [`args::Passed`]).
 pub const OPEN_WATCHED: u64 = 4;
+/// `OpenPath` answer (bit of `aux[2]`): the file, opened for writing and not passed, may be
+/// passed later ([`Op::PassFile`]): a regular file of the writable branch of an instance whose
+/// data lives in its backing files (the `kernel` cache mode of the local backend, no storage
+/// quota).
+pub const OPEN_PASSABLE: u64 = 8;
 /// `OpenPath` flag: the client keeps a small file's bytes that come with the open (see
 /// [`OPEN_PREFETCHED`]); without it the service sends none.
 pub const FLAG_PREFETCH: u32 = 8;
@@ -379,6 +384,13 @@ pub enum Op {
     /// Write out directory `inode` through listing handle `handle` (from `Opendir`): its
     /// entries reach the backend (`fsync` of a directory descriptor; `arg` 1: `fdatasync`).
     Fsyncdir = 34,
+    /// Pass the client the backing file of its open file `handle` (of `inode`), opened anew
+    /// with the status flags in `arg` (the open's, as the client keeps them), over its
+    /// connection (`FLAG_FD_OK`): for a file opened for writing whose open answer said
+    /// [`OPEN_PASSABLE`], once the client finds it busy. Answer: 0 with [`OPEN_PASSED`] in
+    /// `aux[2]` when sent; `EAGAIN` when the service will not pass it (the client then stops
+    /// asking).
+    PassFile = 35,
 }
 
 /// Why the library gave one of its descriptors to the kernel (reopened it through the FUSE
@@ -638,6 +650,7 @@ impl Op {
             32 => Op::Syncfs,
             33 => Op::HandOver,
             34 => Op::Fsyncdir,
+            35 => Op::PassFile,
             _ => return None,
         })
     }
@@ -714,7 +727,7 @@ fn max_len(op: Op, lim: &Limits) -> u64 {
         Op::Read | Op::Write | Op::Setxattr | Op::Readdir => lim.buffer_size,
         Op::Setattr => SETATTR_LEN,
         Op::Fallocate => FALLOCATE_LEN,
-        Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Truncate | Op::Listxattr | Op::Opendir | Op::Releasedir | Op::Syncfs | Op::HandOver | Op::Fsyncdir => 0,
+        Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Truncate | Op::Listxattr | Op::Opendir | Op::Releasedir | Op::Syncfs | Op::HandOver | Op::Fsyncdir | Op::PassFile => 0,
     }
 }
 
@@ -766,7 +779,7 @@ pub mod fuzzing {
                 Op::Fallocate => r.len as usize <= core::mem::size_of::<super::WireFallocate>(),
                 Op::Setxattr => r.offset > 0 && r.offset < r.len,
                 Op::Truncate => r.arg <= i64::MAX as u64 && r.len == 0,
-                Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Listxattr | Op::Opendir | Op::Releasedir | Op::Syncfs | Op::HandOver | Op::Fsyncdir => r.len == 0,
+                Op::Getattr | Op::Open | Op::Release | Op::Fsync | Op::Listxattr | Op::Opendir | Op::Releasedir | Op::Syncfs | Op::HandOver | Op::Fsyncdir | Op::PassFile => r.len == 0,
             }
     }
 }

@@ -49,6 +49,11 @@ pub struct File {
     watch_table: AtomicU64,
     /// A thread is taking the file off its backing descriptor.
     leaving: AtomicBool,
+    /// The service may pass the file's backing file once it proves busy (`OPEN_PASSABLE`);
+    /// cleared by the one thread that asks.
+    passable: AtomicBool,
+    /// Data calls made on it at user level while `passable` (see [`File::busy`]).
+    calls: AtomicU32,
     path_len: AtomicUsize,
     path: UnsafeCell<[u8; PATH_KEEP]>,
     /// This open's number (from `SERIALS`): what is known of the file is trusted only under
@@ -100,6 +105,11 @@ pub struct Known {
     when: std::time::Instant,
 }
 
+/// Data calls at user level after which a file the service may pass (`OPEN_PASSABLE`) asks
+/// for its backing file: a file written once or twice (created, appended, closed) never pays
+/// for the descriptor; one written on and on (a log, a database) soon serves itself.
+pub const PASS_AFTER: u32 = 4;
+
 /// How long an open file trusts what it learned (as the union trusts a resolved name).
 pub const KNOWN_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -135,6 +145,8 @@ impl File {
             watch_word: AtomicU64::new(0),
             watch_table: AtomicU64::new(0),
             leaving: AtomicBool::new(false),
+            passable: AtomicBool::new(false),
+            calls: AtomicU32::new(0),
             path_len: AtomicUsize::new(0),
             path: UnsafeCell::new([0; PATH_KEEP]),
             serial: AtomicU64::new(0),
@@ -238,6 +250,57 @@ impl File {
             self.flags.store((fl as u32 & !(libc::O_ACCMODE as u32)) | mode, Ordering::Relaxed);
         }
         self.passthrough.store(false, Ordering::Release);
+    }
+
+    /// Lets the file's backing file be asked for once it proves busy (`OPEN_PASSABLE`).
+    pub fn set_passable(&self) {
+        self.calls.store(0, Ordering::Relaxed);
+        self.passable.store(true, Ordering::Release);
+    }
+
+    /// Counts a data call at user level; whether this is the one at which the file proves
+    /// busy (the [`PASS_AFTER`]th while passable), so that its backing file is asked for.
+    pub fn busy(&self) -> bool {
+        self.passable.load(Ordering::Relaxed) && self.calls.fetch_add(1, Ordering::Relaxed) + 1 >= PASS_AFTER
+    }
+
+    /// Takes the right to ask for the backing file (one thread, once per open).
+    pub fn take_passable(&self) -> bool {
+        self.passable.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether the file can take its backing file at descriptor `fd`: that is its only
+    /// descriptor, it is not the kernel's open file for its locks, nor a listing's, nor a
+    /// handle shared with the memory of opens.
+    pub fn may_take_backing(&self) -> bool {
+        self.refs.load(Ordering::Acquire) == 1
+            && self.anchor.load(Ordering::Acquire) == 0
+            && self.path_only.load(Ordering::Acquire) == 0
+            && !self.shared.load(Ordering::Acquire)
+            && !self.passthrough()
+    }
+
+    /// Puts the backing file's descriptor `backing` (sent by the service; closed here) in
+    /// place of the file's descriptor `fd`, at the offset the library kept; from then on the
+    /// kernel serves its data calls. Whether it did (otherwise nothing changed).
+    pub fn take_backing(&self, fd: c_int, backing: c_int) -> bool {
+        // SAFETY: F_GETFD on the program's descriptor of this file; integers only.
+        let cloexec = unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0;
+        // SAFETY: dup3 of the received descriptor onto the file's number, which it replaces
+        // atomically (the number stays the program's); then the received one, ours alone, is
+        // closed.
+        let moved = self.may_take_backing() && unsafe { real::dup3(backing, fd, if cloexec { libc::O_CLOEXEC } else { 0 }) } == fd;
+        // SAFETY: as above.
+        unsafe { real::close(backing) };
+        if !moved {
+            return false;
+        }
+        // The backing file was opened anew: its offset starts where the program's is.
+        let pos = self.offset.load(Ordering::Acquire);
+        // SAFETY: lseek on the descriptor just put in place; integers only.
+        unsafe { real::lseek(fd, pos as i64, libc::SEEK_SET) };
+        self.passthrough.store(true, Ordering::Release);
+        true
     }
 
     pub fn access(&self) -> c_int {
@@ -386,6 +449,8 @@ fn fill(idx: u32, o: &Opened, path: &[u8]) {
     f.passthrough.store(false, Ordering::Relaxed);
     f.watch_slot.store(0, Ordering::Relaxed);
     f.leaving.store(false, Ordering::Relaxed);
+    f.passable.store(false, Ordering::Relaxed);
+    f.calls.store(0, Ordering::Relaxed);
     f.serial.store(SERIALS.fetch_add(1, Ordering::Relaxed), Ordering::Release);
     if let Ok(mut g) = f.known.try_lock() {
         *g = None;

@@ -65,6 +65,13 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
             return Ok(slot.install_passthrough(&o, t.abs(), backing, watch));
         }
     }
+    if r.aux[2] & polytropon_ipc::OPEN_PASSABLE != 0 && passthrough {
+        let fd = slot.install(&o, t.abs());
+        if let Some((_, f)) = files::get(fd) {
+            f.set_passable();
+        }
+        return Ok(fd);
+    }
     let head = prefetched(&r);
     let remembered = head.as_ref().zip(creds).filter(|(k, _)| k.attr.is_some());
     let fd = match remembered {
@@ -132,6 +139,21 @@ fn prefetched(r: &polytropon_ipc::client::Reply) -> Option<files::Known> {
         k.attr = Some((trailer.attr, trailer.names_slot, trailer.names_word));
     }
     Some(k)
+}
+
+/// Asks the service for the backing file of `f` (at its descriptor `fd`), which just proved
+/// busy (see `File::busy`), and puts it in place: whether the kernel serves the file's data
+/// from now on. Once per open; any failure leaves the file at user level.
+pub fn pass_busy(fd: c_int, f: &File) -> bool {
+    if !f.take_passable() || !f.may_take_backing() {
+        return false;
+    }
+    let flags = f.flags.load(Ordering::Relaxed);
+    let d = Descriptor { flags: polytropon_ipc::FLAG_FD_OK, arg: u64::from(flags), ..on_file(Op::PassFile, f) };
+    match call(d, &[], None) {
+        Ok(r) if r.aux[2] & polytropon_ipc::OPEN_PASSED != 0 => crate::client::recv_fd().is_some_and(|backing| f.take_backing(fd, backing)),
+        _ => false,
+    }
 }
 
 /// The data of a file whose descriptors are the backing file's is the kernel's, on the same

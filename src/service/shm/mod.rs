@@ -37,7 +37,7 @@ mod passthrough;
 mod peer;
 mod sentinel;
 pub use owners::MAX_OPEN_PER_PROCESS;
-pub use passthrough::LowerViews;
+pub use passthrough::{LowerViews, UpperView};
 use call::{Call, Reply};
 use paths::PathCache;
 
@@ -133,6 +133,9 @@ pub struct UserInstance {
     /// Views of its lower branches through which large lower files opened to read are passed
     /// to clients, read-only (only with `changes`: see `passthrough::LowerViews`).
     pub lower: Option<Arc<passthrough::LowerViews>>,
+    /// The view of its writable branch through which files opened for writing are passed to
+    /// clients once they prove busy (`Op::PassFile`; see `passthrough::UpperView`).
+    pub upper: Option<Arc<passthrough::UpperView>>,
 }
 
 impl std::fmt::Debug for UserInstance {
@@ -231,7 +234,7 @@ impl BackDriver {
     /// at `channel`; `fs` is served by this driver alone (no FUSE mount), watched for changes.
     pub fn start(fs: Arc<dyn FileSystem>, g: Geometry, channel: &std::path::Path) -> io::Result<BackDriver> {
         let changes = changes::watch(&*fs);
-        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None, passthrough: false, changes, lower: None })])), g, &[], None, channel)
+        Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None, passthrough: false, changes, lower: None, upper: None })])), g, &[], None, channel)
     }
 
     /// Creates a segment of geometry `g` (in the caller's IPC namespace, mode 0600) and starts
@@ -419,6 +422,7 @@ fn op_name(op: Op) -> &'static str {
         Op::Syncfs => "syncfs",
         Op::HandOver => "hand_over",
         Op::Fsyncdir => "fsyncdir",
+        Op::PassFile => "pass_file",
     }
 }
 
@@ -711,7 +715,7 @@ fn serve_hint(sh: &Shared, q: u32, d: &Descriptor, caches: &mut PathCaches, buf:
 
 /// Runs one request of client `ch` (its instance, its credentials, its handles only).
 fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mut PathCaches, buf: &mut [u8], slots: &[usize; 64]) -> (i64, [u64; 4]) {
-    let Some(UserInstance { fs, stats, kernel, device, passthrough, changes: key, lower }) = instance(&sh.table, req.instance) else {
+    let Some(UserInstance { fs, stats, kernel, device, passthrough, changes: key, lower, upper }) = instance(&sh.table, req.instance) else {
         return (Unserved::Errno(libc::ENODEV).result() as i64, [0; 4]);
     };
     // A directory cache belongs to one instance object: a replaced table entry starts a
@@ -722,6 +726,8 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         *entry = (fs.clone(), PathCache::default());
     }
     let owner = ch.owner;
+    // Clients may hold backing files of this instance for writing (`sh.passed`).
+    let passes_writers = passthrough || upper.is_some();
     if req.op == Op::HandOver {
         // Only counted, for an instance the client is known to see: a notice costs its
         // poster nothing, so it never makes the service read the poster's mount table.
@@ -750,7 +756,7 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         match sh.owners.release(owner, req.instance, req.handle) {
             Some(held) => {
                 let op = if held.dir { Op::Releasedir } else { Op::Release };
-                if passthrough && sh.passed.take(req.instance, req.handle) {
+                if passes_writers && sh.passed.take(req.instance, req.handle) {
                     // Written behind the service's back: the FUSE side forgets what it cached.
                     inval_inode(kernel.as_deref(), held.inode, 0, 0);
                     fs.outside_writer(held.inode, false);
@@ -760,8 +766,11 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
             }
             None => (Unserved::Errno(libc::EBADF).result() as i64, [0; 4], None),
         }
+    } else if req.op == Op::PassFile {
+        let (res, aux) = pass_busy_file(sh, ch, &*fs, upper.as_deref(), req);
+        (res, aux, None)
     } else {
-        if req.op == Op::Getattr && passthrough && sh.passed.written(req.instance, req.inode) {
+        if req.op == Op::Getattr && passes_writers && sh.passed.written(req.instance, req.inode) {
             // Written behind the service's back and about to be handed to the kernel (or
             // just asked about): the FUSE side forgets what it cached of it.
             inval_inode(kernel.as_deref(), req.inode, 0, 0);
@@ -812,6 +821,12 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
             }
         }
     }
+    if req.op == Op::OpenPath && res >= 0 && aux[2] & OPEN_PASSED == 0 && req.flags & FLAG_FD_OK != 0 && upper.is_some() {
+        // A writer may get its backing file later, once it proves busy (`Op::PassFile`).
+        if polytropon_ipc::args::OpenArg::decode(req.arg).flags & libc::O_ACCMODE != libc::O_RDONLY {
+            aux[2] |= polytropon_ipc::OPEN_PASSABLE;
+        }
+    }
     if req.op == Op::StatPath && res >= 0 && req.flags & polytropon_ipc::FLAG_LEARN != 0 {
         if let (Some(k), Some(names)) = (key, names) {
             learn_attr(ch, &*fs, k, aux[0], names, &mut aux);
@@ -830,6 +845,32 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         debug!("{:?} without reply failed: errno {}", req.op, -res);
     }
     (res, aux)
+}
+
+/// `Op::PassFile`: sends the client the backing file of its open file (the request's handle,
+/// which `scope` checked is the caller's, on the request's inode) through the writable
+/// branch's view, and from then on counts the file as written behind the service's back
+/// (`sh.passed`, the change table's outside writers) until its release. `EAGAIN` when the
+/// instance passes no files, or not this one.
+fn pass_busy_file(sh: &Shared, ch: &channels::Channel, fs: &dyn FileSystem, upper: Option<&passthrough::UpperView>, req: &Request) -> (i64, [u64; 4]) {
+    let refused = (Unserved::Errno(libc::EAGAIN).result() as i64, [0; 4]);
+    let Some(upper) = upper.filter(|_| req.flags & FLAG_FD_OK != 0) else { return refused };
+    let Ok(flags) = i32::try_from(req.arg) else { return refused };
+    // Counted as written outside before the descriptor goes (a reader that learned the file
+    // must not trust it from the moment the client may write), undone if it does not.
+    sh.passed.add(req.instance, req.handle, req.inode);
+    fs.outside_writer(req.inode, true);
+    let sent = passthrough::pass_busy(ch, fs, upper, flags, req.inode, req.handle);
+    // A release of the handle by another of the client's threads may have come meanwhile:
+    // then nothing holds the entry (the client's copy of the file is its own now).
+    if (!sent || !sh.owners.holds(ch.owner, req.instance, req.handle, req.inode, false)) && sh.passed.take(req.instance, req.handle) {
+        fs.outside_writer(req.inode, false);
+    }
+    if sent {
+        (0, [0, 0, OPEN_PASSED, 0])
+    } else {
+        refused
+    }
 }
 
 /// Reads a small file just opened read-only into `ch`'s buffer (the client keeps its bytes,
@@ -893,7 +934,7 @@ fn learn_attr(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, inode: Inod
 /// attributes by inode go to the kernel, which checks them.
 fn scope(sh: &Shared, ch: &channels::Channel, req: &Request) -> Option<Unserved> {
     let by_handle = match req.op {
-        Op::Getattr | Op::Read | Op::Write | Op::Truncate | Op::Setattr | Op::Fsync | Op::Fallocate => Some(false),
+        Op::Getattr | Op::Read | Op::Write | Op::Truncate | Op::Setattr | Op::Fsync | Op::Fallocate | Op::PassFile => Some(false),
         Op::Readdir | Op::Fsyncdir => Some(true),
         _ => None,
     };
@@ -1192,6 +1233,8 @@ fn dispatch(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
         Op::Syncfs => files::syncfs(c),
         // Counted by `serve_request` before anything is dispatched.
         Op::HandOver => Ok((0, [0; 4])),
+        // Served by `serve_request` (it needs the driver's table of passed files).
+        Op::PassFile => Err(io::Error::from_raw_os_error(libc::ENOSYS)),
         // Inode-level calls: the user-level path works by path and never sends them.
         Op::Lookup | Op::Open | Op::Create | Op::Unlink => Err(io::Error::from_raw_os_error(libc::ENOSYS)),
     }

@@ -19,7 +19,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use polytropon_fs::backend::local::ReadOnlyView;
+use polytropon_fs::backend::local::BranchView;
 use tracing::debug;
 
 use crate::libservice::{FileSystem, Inode};
@@ -58,7 +58,7 @@ pub(super) fn pass(ch: &Channel, fs: &dyn FileSystem, flags: i32, inode: Inode, 
     regular(fd.as_fd()) && ch.send_fd(fd.as_fd())
 }
 
-/// Read-only views of an instance's lower branches (`ReadOnlyView`), made when a client first
+/// Read-only views of an instance's lower branches (`BranchView::read_only`), made when a client first
 /// opens a large lower file to read: such a file is passed opened through the view of its
 /// branch, so its holder can read it and do nothing else with it (the layer is shared). Only
 /// for instances whose every change is reported in the change table: the client watches the
@@ -68,7 +68,7 @@ pub(super) fn pass(ch: &Channel, fs: &dyn FileSystem, flags: i32, inode: Inode, 
 pub struct LowerViews {
     /// The lower branches, in the union's order (layer 1 first).
     branches: Vec<PathBuf>,
-    views: OnceLock<Vec<Option<ReadOnlyView>>>,
+    views: OnceLock<Vec<Option<BranchView>>>,
 }
 
 impl LowerViews {
@@ -85,11 +85,11 @@ impl LowerViews {
         LowerViews { branches, views: OnceLock::new() }
     }
 
-    fn views(&self) -> &[Option<ReadOnlyView>] {
+    fn views(&self) -> &[Option<BranchView>] {
         self.views.get_or_init(|| {
             self.branches
                 .iter()
-                .map(|b| ReadOnlyView::of(b).map_err(|e| debug!("no read-only view of {}: {e}", b.display())).ok())
+                .map(|b| BranchView::read_only(b).map_err(|e| debug!("no read-only view of {}: {e}", b.display())).ok())
                 .collect()
         })
     }
@@ -115,6 +115,54 @@ pub(super) fn pass_lower(ch: &Channel, fs: &dyn FileSystem, views: &LowerViews, 
     }
     // The view reopens regular files only.
     let Some(fd) = views.reopen(b.layer, b.fd.as_fd(), flags & KEEP) else { return false };
+    ch.send_fd(fd.as_fd())
+}
+
+/// The writable branch's view (`BranchView::writable`), for files passed once they prove busy
+/// (`Op::PassFile`): made on the first such pass, gone with the instance. Only where the
+/// data lives in the backing files (the `kernel` cache mode of the local backend) and no
+/// storage quota counts the branch (a holder's writes would go uncounted).
+#[derive(Debug)]
+pub struct UpperView {
+    branch: PathBuf,
+    view: OnceLock<Option<BranchView>>,
+}
+
+impl UpperView {
+    /// The view of `spec`'s writable branch, where its busy files may be passed; `None` where
+    /// they may not (another cache mode or backend, `busy_passthrough: false`, no writable
+    /// branch, or a storage quota: `counted`).
+    pub fn for_spec(spec: &crate::spec::InstanceSpec, counted: bool) -> Option<std::sync::Arc<UpperView>> {
+        let eligible = spec.cache.mode == crate::spec::CacheMode::Kernel && spec.cache.busy_passthrough && matches!(spec.backend, crate::spec::BackendSpec::Local) && !counted;
+        let upper = spec.upper().filter(|_| eligible)?;
+        Some(std::sync::Arc::new(UpperView::new(upper.path.clone())))
+    }
+
+    /// The view of the writable branch `branch`.
+    pub fn new(branch: PathBuf) -> UpperView {
+        UpperView { branch, view: OnceLock::new() }
+    }
+
+    fn view(&self) -> Option<&BranchView> {
+        self.view.get_or_init(|| BranchView::writable(&self.branch).map_err(|e| debug!("no view of {}: {e}", self.branch.display())).ok()).as_ref()
+    }
+}
+
+/// Sends `ch` a descriptor of the writable branch's file that handle `handle` (of `inode`)
+/// holds open, opened anew through `upper`'s view with `flags` (access mode and status flags,
+/// as the client keeps them); whether it went. Only with the very access mode and status
+/// flags the handle's own open file has (what the service checked at the open: a reader gets
+/// nothing, nor does a client that claims more than it opened), and only for a writer.
+pub(super) fn pass_busy(ch: &Channel, fs: &dyn FileSystem, upper: &UpperView, flags: i32, inode: Inode, handle: u64) -> bool {
+    let Ok(b) = fs.backing_file(inode, handle) else { return false };
+    if !b.writable || b.layer.is_some_and(|l| l != 0) || flags & libc::O_ACCMODE == libc::O_RDONLY {
+        return false;
+    }
+    let same = rustix::fs::fcntl_getfl(&*b.fd).is_ok_and(|fl| fl.bits() as i32 & KEEP == flags & KEEP);
+    if !same {
+        return false;
+    }
+    let Some(Ok(fd)) = upper.view().and_then(|v| v.reopen(b.fd.as_fd(), flags & KEEP)) else { return false };
     ch.send_fd(fd.as_fd())
 }
 

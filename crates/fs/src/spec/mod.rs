@@ -14,6 +14,7 @@
 //!   entry_timeout: 1.0
 //!   passthrough: true    # kernel mode: FUSE passthrough to backend host files
 //!   user_passthrough: false # kernel mode: the library gets the backing file's descriptor
+//!   busy_passthrough: true  # ... of a file it keeps writing, from its fourth data call
 //!   learn: true          # the library answers unchanged files' reads, reopens and stats itself
 //! ```
 //!
@@ -180,6 +181,12 @@ pub struct CacheSpec {
     /// Off by default: passing a descriptor costs an open some 7 us, which short-lived files
     /// (the fileserver and webserver mixes) do not win back (docs/BENCHMARKS.md).
     pub user_passthrough: bool,
+    /// In `kernel` mode with the local backend and no storage quota: a file of the writable
+    /// branch that a process under the preload library opened for writing gets the backing
+    /// file's descriptor (opened anew through a view of the branch) once the file proves busy
+    /// (its descriptor's fourth data call), so that a log, a database or any file written on
+    /// and on is the kernel's from then on; short-lived files never pay for the descriptor.
+    pub busy_passthrough: bool,
     /// The preload library keeps what the service tells it of files (small files' bytes and
     /// attributes, where files end, which path led where) and answers repeated reads, `fstat`,
     /// reopens and stats of unchanged files itself, while the service's change table says
@@ -251,6 +258,7 @@ impl Default for CacheSpec {
             entry_timeout: 1.0,
             passthrough: true,
             user_passthrough: false,
+            busy_passthrough: true,
             learn: true,
             size: None,
             dirty_ratio: 0.5,

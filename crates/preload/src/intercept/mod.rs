@@ -118,9 +118,20 @@ fn on_data_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<
             f.leave_passthrough(fd);
             run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel))
         }
+        // A file written on and on: its backing file from the service, then the kernel's.
+        Some((_, f)) if f.busy() && took_backing(fd, f) => kernel(),
         Some((_, f)) => run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel)),
         None => dirs::in_kernel_dir(fd, kernel),
     }
+}
+
+/// Asks for the backing file of `f` (at `fd`), which just proved busy, unless this thread is
+/// already inside the library; whether the kernel serves the file from now on.
+fn took_backing(fd: c_int, f: &'static File) -> bool {
+    let Some(busy) = Busy::enter() else { return false };
+    let took = catch_unwind(AssertUnwindSafe(|| crate::ops::pass_busy(fd, f))).unwrap_or(false);
+    drop(busy);
+    took
 }
 
 /// Hands `fd` over to the kernel if it is ours (see [`files::materialize`]), and tells the

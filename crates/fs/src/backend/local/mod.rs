@@ -14,7 +14,7 @@ mod handles;
 mod inodes;
 mod lookups;
 mod views;
-pub use views::ReadOnlyView;
+pub use views::BranchView;
 mod writeback;
 
 use std::ffi::{OsStr, OsString};

@@ -1,13 +1,19 @@
-//! Read-only views of branches, for descriptors a client may hold.
+//! Views of branches, for descriptors a client may hold.
 //!
-//! A client of the user-level path that reads a large file of a lower branch may get a
-//! descriptor of the backing file itself, so that its reads are the kernel's. The descriptor
-//! must let it do nothing the union would not: a lower branch is an image layer other pools
-//! share. So the file is opened anew (by its file handle) through a *view* of its branch: a
-//! detached clone of the branch's mount made read-only, no set-id, no devices and no exec
-//! (`open_tree` + `mount_setattr`). A reopen through `/proc/self/fd` for writing, `fchmod`,
-//! `fchown`, `fsetxattr` and `futimens` then fail with `EROFS` whoever holds it, and it cannot
-//! be executed. The view is mounted nowhere and goes with its last descriptor.
+//! A client of the user-level path may get a descriptor of a backing file itself, so that its
+//! reads (and writes) are the kernel's. The descriptor must let it do nothing the union would
+//! not, and tell it nothing of the host. So the file is opened anew (by its file handle)
+//! through a *view* of its branch: a detached clone of the branch's mount with no set-id, no
+//! devices and no exec (`open_tree` + `mount_setattr`), mounted nowhere, gone with its last
+//! descriptor.
+//!
+//! - A lower branch is an image layer other pools share: its view is read-only too. A reopen
+//!   through `/proc/self/fd` for writing, `fchmod`, `fchown`, `fsetxattr` and `futimens`
+//!   then fail with `EROFS` whoever holds it.
+//! - The writable branch's view keeps the open's access mode (the service checked it); the
+//!   kernel checks the holder's own credentials for anything else, and the file cannot be
+//!   executed. Its path through `/proc/self/fd` is the file's path in the branch, not the
+//!   branch's place on the host.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -15,22 +21,35 @@ use std::path::Path;
 
 use super::handles;
 
-/// A read-only view of one branch (see the module's comment).
+/// A view of one branch (see the module's comment).
 #[derive(Debug)]
-pub struct ReadOnlyView {
+pub struct BranchView {
     view: OwnedFd,
     /// `st_dev` of the branch's filesystem: files of other filesystems are not opened here.
     dev: u64,
+    /// Files reopened here keep their access mode (otherwise they are read-only).
+    writable: bool,
 }
 
-impl ReadOnlyView {
-    /// A view of the directory `branch` (which needs `CAP_SYS_ADMIN` over the mount
+impl BranchView {
+    /// A read-only view of the directory `branch` (which needs `CAP_SYS_ADMIN` over the mount
     /// namespace: the service's).
-    pub fn of(branch: &Path) -> io::Result<ReadOnlyView> {
+    pub fn read_only(branch: &Path) -> io::Result<BranchView> {
+        Self::of(branch, false)
+    }
+
+    /// A view of the directory `branch` whose files keep the access mode they are reopened
+    /// with.
+    pub fn writable(branch: &Path) -> io::Result<BranchView> {
+        Self::of(branch, true)
+    }
+
+    fn of(branch: &Path, writable: bool) -> io::Result<BranchView> {
         use rustix::mount::{open_tree, OpenTreeFlags};
         let view = open_tree(rustix::fs::CWD, branch, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)?;
+        let read_only = if writable { 0 } else { libc::MOUNT_ATTR_RDONLY };
         let attr = libc::mount_attr {
-            attr_set: libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC,
+            attr_set: read_only | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC,
             attr_clr: 0,
             propagation: 0,
             userns_fd: 0,
@@ -48,13 +67,13 @@ impl ReadOnlyView {
         // opened (on the view's mount, so what it finds is on the view too).
         let view = rustix::fs::openat(&view, ".", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
         let dev = rustix::fs::fstat(&view)?.st_dev;
-        Ok(ReadOnlyView { view, dev })
+        Ok(BranchView { view, dev, writable })
     }
 
     /// The regular file `file` holds (a descriptor on the branch's own mount) opened anew
-    /// through the view, read-only, with the status flags of `flags` (`O_NONBLOCK`,
-    /// `O_DIRECT`, `O_NOATIME`...); `None` when it is no regular file of this view's
-    /// filesystem.
+    /// through the view with `flags`: its status flags (`O_APPEND`, `O_NONBLOCK`, `O_DIRECT`,
+    /// `O_NOATIME`...), and its access mode on a writable view (read-only otherwise); `None`
+    /// when it is no regular file of this view's filesystem.
     pub fn reopen(&self, file: BorrowedFd<'_>, flags: i32) -> Option<io::Result<OwnedFd>> {
         let st = match rustix::fs::fstat(file) {
             Ok(st) => st,
@@ -63,7 +82,9 @@ impl ReadOnlyView {
         if st.st_dev != self.dev || rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
             return None;
         }
-        let opened = handles::handle_of(file).and_then(|(h, _)| handles::open_with(self.view.as_fd(), &h, (flags & !libc::O_ACCMODE) | libc::O_RDONLY));
+        let mode = if self.writable { flags & libc::O_ACCMODE } else { libc::O_RDONLY };
+        let flags = flags & !(libc::O_ACCMODE | libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC);
+        let opened = handles::handle_of(file).and_then(|(h, _)| handles::open_with(self.view.as_fd(), &h, flags | mode));
         Some(opened)
     }
 }
@@ -78,7 +99,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("f");
         std::fs::write(&path, b"layer bytes").expect("write");
-        let view = match ReadOnlyView::of(dir.path()) {
+        let view = match BranchView::read_only(dir.path()) {
             Ok(v) => v,
             Err(e) => {
                 eprintln!("skipped: no view here ({e})");
@@ -112,5 +133,41 @@ mod tests {
         assert!(view.reopen(other.as_fd(), 0).is_none());
         let dir_fd = std::fs::File::open(dir.path()).expect("open the directory");
         assert!(view.reopen(dir_fd.as_fd(), 0).is_none());
+    }
+
+    /// The writable branch's view keeps the access mode and status flags, shows the file by
+    /// its path in the branch only, and runs nothing. Skipped where views or file handles
+    /// are not allowed.
+    #[test]
+    fn a_file_reopened_through_a_writable_view_writes_the_file_and_shows_no_host_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"start ").expect("write");
+        let Ok(view) = BranchView::writable(dir.path()) else {
+            eprintln!("skipped: no view here");
+            return;
+        };
+        let file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+        let fd = match view.reopen(file.as_fd(), libc::O_WRONLY | libc::O_APPEND | libc::O_TRUNC) {
+            Some(Ok(fd)) => fd,
+            Some(Err(e)) if e.raw_os_error() == Some(libc::EPERM) => {
+                eprintln!("skipped: no file handles here");
+                return;
+            }
+            other => panic!("reopen: {other:?}"),
+        };
+        let fl = rustix::fs::fcntl_getfl(&fd).expect("getfl");
+        assert_eq!(fl & rustix::fs::OFlags::RWMODE, rustix::fs::OFlags::WRONLY);
+        assert!(fl.contains(rustix::fs::OFlags::APPEND));
+        rustix::io::write(&fd, b"appended").expect("write");
+        // O_TRUNC is not the reopen's to do.
+        assert_eq!(std::fs::read(&path).expect("read"), b"start appended");
+        let shown = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("readlink");
+        assert_eq!(shown, Path::new("/f"));
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let reopened = std::fs::File::open(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("reopen to read");
+        drop(reopened);
+        let err = std::process::Command::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).status().expect_err("ran a program from the view");
+        assert_eq!(err.raw_os_error(), Some(libc::EACCES));
     }
 }
