@@ -88,13 +88,14 @@ fn run_both(st: &Stage, tag: &str, flags: &[&str]) -> (String, serde_json::Value
 fn every_intercepted_entry_point_behaves_as_on_a_plain_directory() {
     // Compared with a plain directory on a mount where the library answers what it can from
     // what it learned of files, then counted exactly where every call is a round trip
-    // (`--no-learn`; `learned.rs` tests the learning).
+    // (`--no-learn`; `learned.rs` tests the learning), with no file passed to the library
+    // once it proves busy (`--no-busy-passthrough`: its later data calls are the kernel's).
     let learning = Stage::new("entry-points-learning", "el", |_| {});
     for (tag, flags) in BUILDS {
         run_both(&learning, tag, flags);
     }
     learning.destroy();
-    let st = Stage::mounted_with("entry-points", "ep", "1", &["--no-learn"], |_| {});
+    let st = Stage::mounted_with("entry-points", "ep", "1", &["--no-learn", "--no-busy-passthrough"], |_| {});
     for (tag, flags) in BUILDS {
         let (want, before, after) = run_both(&st, tag, flags);
 

@@ -28,9 +28,19 @@ fn passed(out: &Output, what: &str, ops: &str) {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("fsx: {ops} operations")), "{what}");
 }
 
+/// With every data call the service's (`--no-busy-passthrough`: no file is passed to the
+/// library once it proves busy).
 #[test]
 fn random_io_matches_the_model_on_the_fuse_and_user_level_paths() {
-    fsx_on_both_paths("fsx", &[], OPS);
+    fsx_on_both_paths("fsx", &["--no-busy-passthrough"], OPS);
+}
+
+/// The default mode: each (re)open of fsx's starts at user level and passes the backing file
+/// at its fourth data call (`Op::PassFile`), so every run mixes the service's data calls, the
+/// kernel's on the passed descriptor, and hand-overs to the FUSE side.
+#[test]
+fn random_io_matches_the_model_when_busy_files_are_passed() {
+    fsx_on_both_paths("fsxbusy", &[], "30000");
 }
 
 /// The same with backing-file descriptors (`--user-passthrough`): the user-level run's reads
@@ -81,8 +91,15 @@ fn fsx_on_both_paths(tag: &str, mount_args: &[&str], ops: &str) {
     passed(&out, "user-level path", ops);
     // Each reopening of fsx's is an open that passes the backing file (`kernel` mode), or
     // the writes and reads are the service's.
-    let passing = mount_args.contains(&"--user-passthrough");
+    let at_open = mount_args.contains(&"--user-passthrough");
+    let busy = !at_open && !mount_args.contains(&"--no-busy-passthrough") && !mount_args.contains(&"--cache");
+    let passing = at_open || busy;
     let least = if passing { 10 } else { ops.parse::<u64>().expect("ops") * 3 / 10 };
+    if busy {
+        let json: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "--pool", &pool, "--format", "json"])).expect("json");
+        let passes = common::stage::count(&json[0]["service"]["mounts"][0], "user_ops", "pass_file");
+        assert!(passes >= 10, "only {passes} busy files were passed");
+    }
     let writes = user_ops(&h, &pool, "write") - before;
     assert!(writes >= least, "only {writes} writes arrived on the user-level path");
     assert!(user_ops(&h, &pool, "read") >= least, "reads did not arrive on the user-level path");

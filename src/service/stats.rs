@@ -92,12 +92,15 @@ pub struct OpStats {
     passthrough_opens: AtomicU64,
     /// Opens whose file's bytes went with the answer (the user-level path's small files).
     prefetched_opens: AtomicU64,
+    /// Data calls the kernel served on descriptors the service passed to clients, as their
+    /// releases told (`passed_data` in the summary).
+    passed_calls: AtomicU64,
     ops: [Histogram; OPS.len()],
 }
 
 impl Default for OpStats {
     fn default() -> Self {
-        OpStats { handovers: std::array::from_fn(|_| AtomicU64::new(0)), passthrough_opens: AtomicU64::new(0), prefetched_opens: AtomicU64::new(0), ops: std::array::from_fn(|_| Histogram::new()) }
+        OpStats { handovers: std::array::from_fn(|_| AtomicU64::new(0)), passthrough_opens: AtomicU64::new(0), prefetched_opens: AtomicU64::new(0), passed_calls: AtomicU64::new(0), ops: std::array::from_fn(|_| Histogram::new()) }
     }
 }
 
@@ -142,8 +145,16 @@ impl OpStats {
         self.prefetched_opens.load(Ordering::Relaxed)
     }
 
-    /// Count and p50/p99 latency per request kind seen so far.
+    pub(crate) fn add_passed_calls(&self, n: u64) {
+        // A client's word, bounded so that no sum overflows.
+        self.passed_calls.fetch_add(n.min(u64::from(u32::MAX)), Ordering::Relaxed);
+    }
+
+    /// Count and p50/p99 latency per request kind seen so far; with `passed_data`, the data
+    /// calls the kernel served on passed descriptors (counted, not timed).
     pub fn summary(&self) -> BTreeMap<String, OpSummary> {
+        let passed = self.passed_calls.load(Ordering::Relaxed);
+        let passed = (passed > 0).then(|| ("passed_data".to_string(), OpSummary { count: passed, p50_us: 0.0, p99_us: 0.0, sum_ns: 0, buckets: Vec::new() }));
         OPS.iter()
             .zip(&self.ops)
             .filter_map(|(name, h)| {
@@ -154,6 +165,7 @@ impl OpStats {
                     (name.to_string(), OpSummary { count, p50_us, p99_us, sum_ns: h.sum_ns.load(Ordering::Relaxed), buckets })
                 })
             })
+            .chain(passed)
             .collect()
     }
 }

@@ -156,16 +156,22 @@ static void expect(const char *side, const char *op, int n) {
 
 /* Whether the library is loaded (its direct API is there). */
 static int preloaded;
+/* The mount's own device, as the kernel shows it (a raw stat of the working directory). */
+static dev_t mount_dev;
 
 /* Under the library, checks that `fd` is one of its descriptors (`ours`) or the kernel's (a
  * file handed over, a directory): the kernel sees each of the library's as a duplicate of
- * /dev/null, which a raw fstat system call, past the library, shows. A mismatch is reported
- * on stderr ("WRONG PATH"), which the test refuses; on a plain directory nothing is checked. */
+ * /dev/null, or, for a file written on and on, as the backing file the service passed (a
+ * regular file of another device than the mount's), which a raw fstat system call, past the
+ * library, shows. A mismatch is reported on stderr ("WRONG PATH"), which the test refuses; on
+ * a plain directory nothing is checked. */
 static void on_path(const char *what, int fd, int ours) {
     if (!preloaded) return;
     struct stat st;
-    int dev_null = syscall(SYS_fstat, fd, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3);
-    if (dev_null != ours)
+    int raw = syscall(SYS_fstat, fd, &st) == 0;
+    int dev_null = raw && S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3);
+    int passed = raw && S_ISREG(st.st_mode) && st.st_dev != mount_dev;
+    if ((dev_null || passed) != ours)
         fprintf(stderr, "WRONG PATH: %s: descriptor %d is %s\n", what, fd, ours ? "the kernel's, not the library's" : "still the library's, not handed over");
 }
 #define OURS(what, fd) on_path(what, fd, 1)
@@ -1373,6 +1379,9 @@ int main(int argc, char **argv) {
     }
     char *b = realpath(".", base);
     if (!b) return perror("realpath ."), 2;
+    struct stat here;
+    if (syscall(SYS_stat, ".", &here) != 0) return perror("stat ."), 2;
+    mount_dev = here.st_dev;
     umask(022);
     res("umask", umask(027));
 

@@ -40,11 +40,12 @@ pub fn bash(h: &Host, pool: Option<&str>, dir: &Path, script: &str) -> Output {
 }
 
 /// Reads or writes (`op`) a mount's user-level path served: by the service, through the
-/// backing file's descriptors it passed (counted by the opens that passed one), or, for
-/// reads, from the bytes that came with an open (counted by those opens).
+/// backing file's descriptors it passed (counted by the opens that passed one, and by the
+/// data calls made on them, `passed_data`, which their releases report), or, for reads,
+/// from the bytes that came with an open (counted by those opens).
 pub fn user_data(mount: &serde_json::Value, op: &str) -> u64 {
     let prefetched = if op == "read" { mount["user_prefetched_opens"].as_u64().unwrap_or(0) } else { 0 };
-    count(mount, "user_ops", op) + mount["user_passthrough_opens"].as_u64().unwrap_or(0) + prefetched
+    count(mount, "user_ops", op) + mount["user_passthrough_opens"].as_u64().unwrap_or(0) + count(mount, "user_ops", "passed_data") + prefetched
 }
 
 /// Count of request kind `op` on `path` (`user_ops`, `fuse_ops`) of a mount's counters.

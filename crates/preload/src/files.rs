@@ -54,6 +54,11 @@ pub struct File {
     passable: AtomicBool,
     /// Data calls made on it at user level while `passable` (see [`File::busy`]).
     calls: AtomicU32,
+    /// Data calls the kernel served on its backing descriptor (see `LastRef::passed_calls`).
+    passed_calls: AtomicU64,
+    /// Held while a call moves the shared offset (`read`, `write`) or the file takes its
+    /// backing descriptor, as the kernel's per-file position lock (see [`File::lock_offset`]).
+    offset_lock: AtomicBool,
     path_len: AtomicUsize,
     path: UnsafeCell<[u8; PATH_KEEP]>,
     /// This open's number (from `SERIALS`): what is known of the file is trusted only under
@@ -110,6 +115,20 @@ pub struct Known {
 /// for the descriptor; one written on and on (a log, a database) soon serves itself.
 pub const PASS_AFTER: u32 = 4;
 
+/// Longest wait for a file's position lock (see [`File::lock_offset`]).
+const OFFSET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A held position lock (`None`: waited out, not held); let go when dropped.
+pub struct OffsetGuard<'a>(Option<&'a AtomicBool>);
+
+impl Drop for OffsetGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(l) = self.0 {
+            l.store(false, Ordering::Release);
+        }
+    }
+}
+
 /// How long an open file trusts what it learned (as the union trusts a resolved name).
 pub const KNOWN_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -147,6 +166,8 @@ impl File {
             leaving: AtomicBool::new(false),
             passable: AtomicBool::new(false),
             calls: AtomicU32::new(0),
+            passed_calls: AtomicU64::new(0),
+            offset_lock: AtomicBool::new(false),
             path_len: AtomicUsize::new(0),
             path: UnsafeCell::new([0; PATH_KEEP]),
             serial: AtomicU64::new(0),
@@ -252,6 +273,33 @@ impl File {
         self.passthrough.store(false, Ordering::Release);
     }
 
+    /// Takes the file's position lock for one call that reads and moves the shared offset, so
+    /// that threads sharing the descriptor neither read nor write at one offset twice (the
+    /// kernel's guarantee for a regular file). A holder that never lets go (a thread that held
+    /// it at a `fork`, in the child) is waited for at most `OFFSET_WAIT`.
+    pub fn lock_offset(&self) -> OffsetGuard<'_> {
+        let mut spins = 0u32;
+        let mut since = None;
+        while self.offset_lock.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            spins += 1;
+            if spins.is_multiple_of(64) {
+                let start = *since.get_or_insert_with(std::time::Instant::now);
+                if start.elapsed() >= OFFSET_WAIT {
+                    return OffsetGuard(None);
+                }
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        OffsetGuard(Some(&self.offset_lock))
+    }
+
+    /// Counts a data call the kernel serves on the file's backing descriptor.
+    pub fn count_passed_call(&self) {
+        self.passed_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Lets the file's backing file be asked for once it proves busy (`OPEN_PASSABLE`).
     pub fn set_passable(&self) {
         self.calls.store(0, Ordering::Relaxed);
@@ -282,14 +330,19 @@ impl File {
 
     /// Puts the backing file's descriptor `backing` (sent by the service; closed here) in
     /// place of the file's descriptor `fd`, at the offset the library kept; from then on the
-    /// kernel serves its data calls. Whether it did (otherwise nothing changed).
-    pub fn take_backing(&self, fd: c_int, backing: c_int) -> bool {
+    /// kernel serves its data calls. Whether it did (otherwise nothing changed). `serial`: the
+    /// file's open number when it was asked for: if `fd` was closed meanwhile (and its number
+    /// perhaps given to another open), nothing is put in place.
+    pub fn take_backing(&self, fd: c_int, backing: c_int, serial: u64) -> bool {
+        // No read or write at user level is moving the offset meanwhile.
+        let _pos = self.lock_offset();
+        let same = self.serial() == serial && get(fd).is_some_and(|(_, f)| std::ptr::eq(f, self)) && self.may_take_backing();
         // SAFETY: F_GETFD on the program's descriptor of this file; integers only.
-        let cloexec = unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0;
+        let cloexec = same && unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0;
         // SAFETY: dup3 of the received descriptor onto the file's number, which it replaces
         // atomically (the number stays the program's); then the received one, ours alone, is
         // closed.
-        let moved = self.may_take_backing() && unsafe { real::dup3(backing, fd, if cloexec { libc::O_CLOEXEC } else { 0 }) } == fd;
+        let moved = same && unsafe { real::dup3(backing, fd, if cloexec { libc::O_CLOEXEC } else { 0 }) } == fd;
         // SAFETY: as above.
         unsafe { real::close(backing) };
         if !moved {
@@ -451,6 +504,8 @@ fn fill(idx: u32, o: &Opened, path: &[u8]) {
     f.leaving.store(false, Ordering::Relaxed);
     f.passable.store(false, Ordering::Relaxed);
     f.calls.store(0, Ordering::Relaxed);
+    f.passed_calls.store(0, Ordering::Relaxed);
+    f.offset_lock.store(false, Ordering::Relaxed);
     f.serial.store(SERIALS.fetch_add(1, Ordering::Relaxed), Ordering::Release);
     if let Ok(mut g) = f.known.try_lock() {
         *g = None;
@@ -822,6 +877,9 @@ pub struct LastRef {
     pub instance: u32,
     pub inode: u64,
     pub handle: u64,
+    /// Data calls the kernel served on the file's backing descriptor (a passed file), told
+    /// to the service with the release so that it counts them with the user-level path's.
+    pub passed_calls: u64,
 }
 
 /// Forgets that `fd` is ours (the caller closes or replaces the kernel descriptor).
@@ -839,7 +897,7 @@ const TEARDOWN: u32 = u32::MAX;
 
 fn unref(idx: u32) -> Option<LastRef> {
     let f = &FILES[idx as usize - 1];
-    let last = LastRef { instance: f.instance.load(Ordering::Relaxed), inode: f.inode.load(Ordering::Relaxed), handle: f.handle.load(Ordering::Relaxed) };
+    let last = LastRef { instance: f.instance.load(Ordering::Relaxed), inode: f.inode.load(Ordering::Relaxed), handle: f.handle.load(Ordering::Relaxed), passed_calls: f.passed_calls.load(Ordering::Relaxed) };
     let mut r = f.refs.load(Ordering::Acquire);
     loop {
         let next = match r {

@@ -39,7 +39,7 @@ fn handle_of(f: &File) -> Served<u64> {
         Ok(_) => Ok(opened),
         Err(other) => {
             // Another thread opened one first: use that, end ours.
-            release_dir(Some(LastRef { instance: f.instance.load(Ordering::Relaxed), inode: f.inode.load(Ordering::Relaxed), handle: opened }));
+            release_dir(Some(LastRef { instance: f.instance.load(Ordering::Relaxed), inode: f.inode.load(Ordering::Relaxed), handle: opened, passed_calls: 0 }));
             Ok(other)
         }
     }

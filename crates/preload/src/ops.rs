@@ -77,7 +77,7 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
     let fd = match remembered {
         Some((k, creds)) => {
             // Remembered with its handle, which the descriptor and the memory share.
-            let held = Arc::new(LastRef { instance: o.instance, inode: o.inode, handle: o.handle });
+            let held = Arc::new(LastRef { instance: o.instance, inode: o.inode, handle: o.handle, passed_calls: 0 });
             release_all(opens::remember(t, k, generation, creds, held.clone()));
             slot.install_shared(&o, t.abs(), held)
         }
@@ -148,10 +148,10 @@ pub fn pass_busy(fd: c_int, f: &File) -> bool {
     if !f.take_passable() || !f.may_take_backing() {
         return false;
     }
-    let flags = f.flags.load(Ordering::Relaxed);
+    let (flags, serial) = (f.flags.load(Ordering::Relaxed), f.serial());
     let d = Descriptor { flags: polytropon_ipc::FLAG_FD_OK, arg: u64::from(flags), ..on_file(Op::PassFile, f) };
     match call(d, &[], None) {
-        Ok(r) if r.aux[2] & polytropon_ipc::OPEN_PASSED != 0 => crate::client::recv_fd().is_some_and(|backing| f.take_backing(fd, backing)),
+        Ok(r) if r.aux[2] & polytropon_ipc::OPEN_PASSED != 0 => crate::client::recv_fd().is_some_and(|backing| f.take_backing(fd, backing, serial)),
         _ => false,
     }
 }
@@ -174,7 +174,7 @@ pub fn release(l: &LastRef) {
 /// Ends `l`'s handle with `op` (`Release`, `Releasedir`) without waiting, or waiting when the
 /// queue would not take a request that needs no answer.
 pub fn end(op: Op, l: &LastRef) {
-    let d = Descriptor { op: op as u32, instance: l.instance, inode: l.inode, handle: l.handle, ..Descriptor::default() };
+    let d = Descriptor { op: op as u32, instance: l.instance, inode: l.inode, handle: l.handle, arg: l.passed_calls, ..Descriptor::default() };
     if crate::client::post(d).is_err() {
         let _ = call(d, &[], None);
     }
@@ -316,6 +316,7 @@ pub fn pwrite(f: &File, data: &[u8], offset: u64, append: bool) -> Served<(usize
 
 /// read(2): at the shared offset, which advances.
 pub fn read(f: &File, buf: &mut [u8]) -> Served<usize> {
+    let _pos = f.lock_offset();
     let off = f.offset.load(Ordering::Acquire);
     let n = pread(f, buf, off)?;
     f.offset.store(off + n as u64, Ordering::Release);
@@ -324,6 +325,7 @@ pub fn read(f: &File, buf: &mut [u8]) -> Served<usize> {
 
 /// write(2): at the shared offset (or the end, for `O_APPEND`), which advances.
 pub fn write(f: &File, data: &[u8]) -> Served<usize> {
+    let _pos = f.lock_offset();
     let off = f.offset.load(Ordering::Acquire);
     let (n, end) = pwrite(f, data, off, f.append())?;
     f.offset.store(end, Ordering::Release);

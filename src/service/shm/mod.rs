@@ -755,6 +755,11 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         // reference; or a listing), on the inode it was opened on.
         match sh.owners.release(owner, req.instance, req.handle) {
             Some(held) => {
+                // What the kernel served on the file's passed descriptor, as the client says
+                // (statistics only).
+                if req.op == Op::Release && req.arg > 0 {
+                    timer.stats().add_passed_calls(req.arg);
+                }
                 let op = if held.dir { Op::Releasedir } else { Op::Release };
                 if passes_writers && sh.passed.take(req.instance, req.handle) {
                     // Written behind the service's back: the FUSE side forgets what it cached.
@@ -802,8 +807,7 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         if passthrough::pass(ch, &*fs, flags, aux[0], aux[1]) {
             aux[2] |= OPEN_PASSED;
             timer.stats().add_passthrough();
-            if flags & libc::O_ACCMODE != libc::O_RDONLY {
-                sh.passed.add(req.instance, aux[1], aux[0]);
+            if flags & libc::O_ACCMODE != libc::O_RDONLY && sh.passed.add(req.instance, aux[1], aux[0]) {
                 fs.outside_writer(aux[0], true);
             }
         }
@@ -857,8 +861,11 @@ fn pass_busy_file(sh: &Shared, ch: &channels::Channel, fs: &dyn FileSystem, uppe
     let Some(upper) = upper.filter(|_| req.flags & FLAG_FD_OK != 0) else { return refused };
     let Ok(flags) = i32::try_from(req.arg) else { return refused };
     // Counted as written outside before the descriptor goes (a reader that learned the file
-    // must not trust it from the moment the client may write), undone if it does not.
-    sh.passed.add(req.instance, req.handle, req.inode);
+    // must not trust it from the moment the client may write), undone if it does not. Once
+    // per handle: a handle passed already is refused (and stays counted as it was).
+    if !sh.passed.add(req.instance, req.handle, req.inode) {
+        return refused;
+    }
     fs.outside_writer(req.inode, true);
     let sent = passthrough::pass_busy(ch, fs, upper, flags, req.inode, req.handle);
     // A release of the handle by another of the client's threads may have come meanwhile:

@@ -181,11 +181,14 @@ struct WriterSets {
 }
 
 impl Writers {
-    pub fn add(&self, instance: u32, handle: u64, inode: Inode) {
+    /// Records `handle` (of `inode`) as passed for writing; whether it was not already.
+    pub fn add(&self, instance: u32, handle: u64, inode: Inode) -> bool {
         let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if s.handles.insert((instance, handle), inode).is_none() {
+        let fresh = s.handles.insert((instance, handle), inode).is_none();
+        if fresh {
             *s.inodes.entry((instance, inode)).or_default() += 1;
         }
+        fresh
     }
 
     /// Whether `handle` was passed for writing (forgotten now).

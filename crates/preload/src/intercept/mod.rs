@@ -111,6 +111,7 @@ fn on_data_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<
     match files::get(fd) {
         Some((_, f)) if f.passthrough() => {
             if !f.watch_moved(crate::client::change_word) {
+                f.count_passed_call();
                 return kernel();
             }
             // A lower file passed read-only was copied up or changed since: the service
@@ -119,7 +120,10 @@ fn on_data_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<
             run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel))
         }
         // A file written on and on: its backing file from the service, then the kernel's.
-        Some((_, f)) if f.busy() && took_backing(fd, f) => kernel(),
+        Some((_, f)) if f.busy() && took_backing(fd, f) => {
+            f.count_passed_call();
+            kernel()
+        }
         Some((_, f)) => run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel)),
         None => dirs::in_kernel_dir(fd, kernel),
     }
