@@ -227,7 +227,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__bench)
-            opts="-h -V --workload --all --paths --operations --reps --ops --loops --min-time --file-mib --threads --files --file-kib --containers --append-mib --victim --pool-a-cpus --pool-b-cpus --noise-mib --warmup-ms --dir --cpus --ceph-conf --image --serve --clones --format --json --plot --state-dir --data-dir --log --log-format --help --version"
+            opts="-h -V --workload --all --paths --operations --reps --ops --loops --min-time --file-mib --threads --files --file-kib --containers --append-mib --victim --pool-a-cpus --pool-b-cpus --noise-mib --neighbour-io-max --neighbour-io-weight --warmup-ms --dir --cpus --ceph-conf --image --serve --clones --format --json --plot --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -298,6 +298,14 @@ _polytropon() {
                     return 0
                     ;;
                 --noise-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --neighbour-io-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --neighbour-io-weight)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

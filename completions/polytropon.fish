@@ -282,6 +282,8 @@ complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l victim -
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l pool-a-cpus -d '`isolation`: pool A\'s cpus (default: the first half of the cpus bench may use)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l pool-b-cpus -d '`isolation`: pool B\'s (the neighbour\'s) cpus (default: the second half)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l noise-mib -d '`isolation`: size of each of the neighbour\'s files, in MiB' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l neighbour-io-max -d '`isolation`: also run the workload beside the neighbour in a pool B with this storage bandwidth limit (as `pool create --io-max`, e.g. `/dev/vda:wbps=20M`; repeatable), and report its drop apart ("sliced neighbour")' -r
+complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l neighbour-io-weight -d '`isolation`: as `--neighbour-io-max`, with this storage weight for the neighbour\'s pool (as `pool create --io-weight`; needs BFQ on cgroup v1)' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l warmup-ms -d '`isolation`: how long the neighbour runs before the workload starts, in ms' -r
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l dir -d 'Directory for the branches and mounts (default: the temp dir)' -r -F
 complete -c polytropon -n "__fish_polytropon_using_subcommand bench" -l cpus -d 'Run everything (workloads, back driver, FUSE threads) on these cpus only (e.g. `0`: a one-cpu pool, where client and service share the cpu)' -r

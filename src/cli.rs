@@ -617,6 +617,15 @@ pub struct BenchArgs {
     /// `isolation`: size of each of the neighbour's files, in MiB.
     #[arg(long, default_value_t = 128, value_name = "MIB")]
     pub noise_mib: u64,
+    /// `isolation`: also run the workload beside the neighbour in a pool B with this storage
+    /// bandwidth limit (as `pool create --io-max`, e.g. `/dev/vda:wbps=20M`; repeatable), and
+    /// report its drop apart ("sliced neighbour").
+    #[arg(long, value_name = "DEV:LIMITS")]
+    pub neighbour_io_max: Vec<String>,
+    /// `isolation`: as `--neighbour-io-max`, with this storage weight for the neighbour's pool
+    /// (as `pool create --io-weight`; needs BFQ on cgroup v1).
+    #[arg(long, value_name = "N")]
+    pub neighbour_io_weight: Option<u64>,
     /// `isolation`: how long the neighbour runs before the workload starts, in ms.
     #[arg(long, default_value_t = 300, value_name = "MS")]
     pub warmup_ms: u64,

@@ -122,10 +122,27 @@ fn every_workload_runs_on_every_local_path_with_json_and_plot() {
     no_mounts_under(scratch.path());
 }
 
+/// The whole disk (`MAJ:MIN`) holding `path`, if it is on a block device.
+fn disk_of(path: &std::path::Path) -> Option<String> {
+    let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(path).ok()?);
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let sys = std::path::PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    // A partition's directory is inside its disk's.
+    let disk = if sys.join("partition").exists() { sys.canonicalize().ok()?.parent()?.to_path_buf() } else { sys };
+    std::fs::read_to_string(disk.join("dev")).ok().map(|d| d.trim().to_string())
+}
+
 #[test]
 fn isolation_experiment_reports_each_path_and_leaves_nothing() {
     common::require_root();
     let scratch = common::Scratch::new("bench-isolation");
+    // The neighbour is also run in a pool B limited as an operator would limit it: its
+    // writes to the disk under the scratch directory (where the workloads run) at 50 MB/s.
+    let disk = disk_of(scratch.path());
+    let slice: Vec<String> = disk.iter().flat_map(|d| ["--neighbour-io-max".to_string(), format!("{d}:wbps=50M")]).collect();
+    if disk.is_none() {
+        eprintln!("the scratch directory is on no block device: no sliced neighbour");
+    }
     // Started by hand to know its pid, which names its pools' cgroups (`bench-a-PID`).
     let child = Command::new(env!("CARGO_BIN_EXE_polytropon"))
         .arg("bench")
@@ -133,6 +150,7 @@ fn isolation_experiment_reports_each_path_and_leaves_nothing() {
             "--workload", "isolation", "--paths", "user,fuse,kernel", "--reps", "2", "--loops", "8", "--files", "24", "--file-kib", "16",
             "--noise-mib", "128", "--warmup-ms", "300", "--min-time", "0", "--format", "json",
         ])
+        .args(&slice)
         .arg("--dir")
         .arg(scratch.path())
         .stdout(std::process::Stdio::piped())
@@ -156,10 +174,16 @@ fn isolation_experiment_reports_each_path_and_leaves_nothing() {
         assert!(get("p99 latency rise") > 0.0);
         // Reported for every path (`get` fails on a missing row); a figure, not a claim.
         let _ = get("cpu outside pool A, alone");
+        if disk.is_some() {
+            let sliced = get("fileserver with sliced neighbour");
+            assert!(sliced > 0.0);
+            assert!((get("fileserver drop, sliced neighbour") - (alone - sliced) / alone * 100.0).abs() < 1e-6);
+            assert!(get("p99 latency rise, sliced neighbour") > 0.0);
+        }
     }
-    // This run's pools A and B are gone (wherever their parent was: they go under the cgroup
-    // bench ran in), and so is the neighbour.
-    let ours = [format!("polytropon-bench-a-{pid}"), format!("polytropon-bench-b-{pid}")];
+    // This run's pools A and B (and the sliced B) are gone (wherever their parent was: they go
+    // under the cgroup bench ran in), and so is the neighbour.
+    let ours = [format!("polytropon-bench-a-{pid}"), format!("polytropon-bench-b-{pid}"), format!("polytropon-bench-bs-{pid}")];
     let mut dirs = vec![(std::path::PathBuf::from("/sys/fs/cgroup"), 0)];
     while let Some((dir, depth)) = dirs.pop() {
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
@@ -183,6 +207,8 @@ fn isolation_experiment_reports_each_path_and_leaves_nothing() {
         (vec!["--workload", "isolation", "--victim", "startup"], "--victim \"startup\""),
         (vec!["--workload", "isolation", "--pool-a-cpus", "0", "--pool-b-cpus", "0"], "must not share cpus"),
         (vec!["--workload", "isolation", "--cpus", "0"], "--pool-a-cpus"),
+        (vec!["--workload", "isolation", "--neighbour-io-max", "nodev:wbps=1M"], "--io-max \"nodev:wbps=1M\""),
+        (vec!["--workload", "isolation", "--neighbour-io-weight", "0"], "--io-weight \"0\": must be 1-10000"),
         (vec!["--workload", "fileserver", "--threads", "0"], "must be at least 1"),
         (vec!["--workload", "seqread", "--paths", "nope"], "unknown path \"nope\""),
     ];

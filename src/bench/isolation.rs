@@ -34,27 +34,54 @@ pub struct IsolationOptions {
     pub noise_mib: u64,
     /// How long the neighbour runs before the workload starts.
     pub warmup: Duration,
+    /// The neighbour's storage slice as an operator would set it (`--io-max`, `--io-weight`
+    /// of its pool): with either, each repetition runs the workload a third time, beside the
+    /// neighbour in a pool B with that slice ("with sliced neighbour").
+    pub b_io_max: Vec<crate::pool::spec::IoMax>,
+    pub b_io_weight: Option<u64>,
 }
 
-/// Pools A and B; `bench` is in A while this lives.
+impl IsolationOptions {
+    /// Whether the experiment has a sliced neighbour's run.
+    fn sliced(&self) -> bool {
+        !self.b_io_max.is_empty() || self.b_io_weight.is_some()
+    }
+}
+
+/// Pools A and B (and B with the neighbour's storage slice, when asked for); `bench` is in A
+/// while this lives.
 struct Pools {
     a: CgroupInfo,
     b: CgroupInfo,
+    b_sliced: Option<CgroupInfo>,
 }
 
 impl Pools {
-    fn create(a: &[usize], b: &[usize]) -> Result<Pools, BenchError> {
+    fn create(a: &[usize], b: &[usize], iso: &IsolationOptions) -> Result<Pools, BenchError> {
         let slice = |cpus: &[usize]| Slice { cpus: Some(cpus.iter().map(|c| *c as u32).collect()), ..Slice::default() };
         let pid = std::process::id();
         let a = cgroups::create(&format!("bench-a-{pid}"), &slice(a), None).map_err(cgroup("cannot create pool A's cgroups"))?;
-        let b = match cgroups::create(&format!("bench-b-{pid}"), &slice(b), None) {
+        let b_plain = match cgroups::create(&format!("bench-b-{pid}"), &slice(b), None) {
             Ok(b) => b,
             Err(e) => {
                 let _ = a.delete();
                 return Err(cgroup("cannot create pool B's cgroups")(e));
             }
         };
-        let pools = Pools { a, b };
+        let b_sliced = if iso.sliced() {
+            let sliced = Slice { io_max: iso.b_io_max.clone(), io_weight: iso.b_io_weight, ..slice(b) };
+            match cgroups::create(&format!("bench-bs-{pid}"), &sliced, None) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    let _ = a.delete();
+                    let _ = b_plain.delete();
+                    return Err(cgroup("cannot create the sliced pool B's cgroups")(e));
+                }
+            }
+        } else {
+            None
+        };
+        let pools = Pools { a, b: b_plain, b_sliced };
         pools.a.add_process(pid).map_err(cgroup("cannot move bench into pool A"))?;
         Ok(pools)
     }
@@ -69,7 +96,7 @@ impl Drop for Pools {
         if let Err(e) = self.a.move_to_parent(std::process::id()) {
             tracing::warn!("cannot move bench out of pool A: {e}");
         }
-        for (name, cg) in [("A", &self.a), ("B", &self.b)] {
+        for (name, cg) in [("A", Some(&self.a)), ("B", Some(&self.b)), ("B, sliced", self.b_sliced.as_ref())].into_iter().filter_map(|(n, c)| Some((n, c?))) {
             // Daemons of the paths (fuse-overlayfs, unionfs-fuse) may still be exiting after
             // their unmount: give them a moment, then stop whatever is left.
             if !emptied(cg, Duration::from_secs(3)) {
@@ -170,11 +197,13 @@ pub fn run(opts: &BenchOptions, paths: &[String], base: &Path) -> Result<Vec<Row
         return Err(BenchError::SharedCpus);
     }
     let lower = base.join("isolation-lower");
-    // Two runs per repetition, each with its own files (fileappend's): "repetitions" 2r and 2r+1.
-    workload::data::build_lower(&lower, &[victim], &opts.params, opts.reps * 2).map_err(BenchError::io("cannot build the lower branch"))?;
+    // Two runs per repetition (three with a sliced neighbour), each with its own files
+    // (fileappend's): "repetitions" 3r, 3r+1 and 3r+2.
+    let phases: u32 = if iso.sliced() { 3 } else { 2 };
+    workload::data::build_lower(&lower, &[victim], &opts.params, opts.reps * 3).map_err(BenchError::io("cannot build the lower branch"))?;
     let noise = base.join("noise");
     std::fs::create_dir_all(&noise).map_err(BenchError::create(&noise))?;
-    let pools = Pools::create(&a, &b)?;
+    let pools = Pools::create(&a, &b, iso)?;
     // A quarter of the loops: each path runs the workload twice per repetition, with a
     // warm-up between, and the experiment should still end within a minute or so.
     let params = workload::Params { loops: (opts.params.loops / 4).max(1), ..opts.params.clone() };
@@ -184,14 +213,14 @@ pub fn run(opts: &BenchOptions, paths: &[String], base: &Path) -> Result<Vec<Row
         targets.push(targets::setup(p, &lower, &base.join("isolation"), &a, None, containers).map_err(|e| BenchError::SetUp { path: p.clone(), source: Box::new(e) })?);
     }
     let steps = workload::steps(victim);
-    let total = u64::from(opts.reps) * (steps.len() * targets.len() * 2) as u64;
+    let total = u64::from(opts.reps) * (steps.len() * targets.len()) as u64 * u64::from(phases);
     let (mut done, mut rng, mut samples) = (0, workload::Rng(0x2545_f491_4f6c_dd1d), Samples::default());
     let noise_job = Job { workload: "noise".into(), step: "noise".into(), root: noise.clone(), params: workload::Params { file_mib: iso.noise_mib, ..opts.params.clone() }, rep: 0, container: 0, seed: 7 };
     for rep in 0..opts.reps {
         for step in &steps {
             for t in &targets {
                 let run = |rng: &mut workload::Rng, phase: u32| {
-                    let jobs = jobs(victim, step, t, &params, rep * 2 + phase, containers as u32, rng);
+                    let jobs = jobs(victim, step, t, &params, rep * 3 + phase, containers as u32, rng);
                     worker::run_all(&jobs, t.worker.as_ref()).map_err(|source| BenchError::Workload { what: format!("{victim} on {}", t.name), source })
                 };
                 let before = busy_ms()?;
@@ -205,18 +234,22 @@ pub fn run(opts: &BenchOptions, paths: &[String], base: &Path) -> Result<Vec<Row
                 if let Some(f) = opts.progress {
                     f(done, total);
                 }
-                let neighbour = Neighbour(worker::spawn(&noise_job, None).map_err(BenchError::io("cannot start the neighbour"))?);
-                pools.b.add_process(neighbour.0.id()).map_err(cgroup("cannot move the neighbour into pool B"))?;
-                std::thread::sleep(iso.warmup);
-                let got = run(&mut rng, 1);
-                drop(neighbour);
-                settle();
-                let mut outs = got?;
-                relabel(&mut outs, "with neighbour");
-                samples.add_outputs("isolation", &t.name, &outs);
-                done += 1;
-                if let Some(f) = opts.progress {
-                    f(done, total);
+                // Beside the neighbour, then (when asked for) beside it in its storage slice.
+                let beside = [(1, &pools.b, "with neighbour"), (2, pools.b_sliced.as_ref().unwrap_or(&pools.b), "with sliced neighbour")];
+                for (phase, pool_b, label) in beside.into_iter().take(phases as usize - 1) {
+                    let neighbour = Neighbour(worker::spawn(&noise_job, None).map_err(BenchError::io("cannot start the neighbour"))?);
+                    pool_b.add_process(neighbour.0.id()).map_err(cgroup("cannot move the neighbour into pool B"))?;
+                    std::thread::sleep(iso.warmup);
+                    let got = run(&mut rng, phase);
+                    drop(neighbour);
+                    settle();
+                    let mut outs = got?;
+                    relabel(&mut outs, label);
+                    samples.add_outputs("isolation", &t.name, &outs);
+                    done += 1;
+                    if let Some(f) = opts.progress {
+                        f(done, total);
+                    }
                 }
             }
         }
@@ -233,16 +266,18 @@ fn derived(rows: &[Row], paths: &[String]) -> Vec<Row> {
     let mut out = Vec::new();
     let row = |path: &str, op: &str| rows.iter().find(|r| r.path == path && r.op == op);
     for p in paths {
-        for alone in rows.iter().filter(|r| &r.path == p && is_rate(&r.unit) && r.op.ends_with(" alone")) {
-            let name = alone.op.trim_end_matches(" alone");
-            if let Some(noisy) = row(p, &format!("{name} with neighbour")) {
-                let drop = (alone.median - noisy.median) / alone.median * 100.0;
-                out.push(Row { workload: "isolation".into(), op: format!("{name} drop"), path: p.clone(), unit: "%".into(), median: drop, mean: drop, p99: drop, samples: 1 });
+        for (beside, what) in [("with neighbour", ""), ("with sliced neighbour", ", sliced neighbour")] {
+            for alone in rows.iter().filter(|r| &r.path == p && is_rate(&r.unit) && r.op.ends_with(" alone")) {
+                let name = alone.op.trim_end_matches(" alone");
+                if let Some(noisy) = row(p, &format!("{name} {beside}")) {
+                    let drop = (alone.median - noisy.median) / alone.median * 100.0;
+                    out.push(Row { workload: "isolation".into(), op: format!("{name} drop{what}"), path: p.clone(), unit: "%".into(), median: drop, mean: drop, p99: drop, samples: 1 });
+                }
             }
-        }
-        if let (Some(alone), Some(noisy)) = (row(p, "latency alone"), row(p, "latency with neighbour")) {
-            let rise = noisy.p99 / alone.p99;
-            out.push(Row { workload: "isolation".into(), op: "p99 latency rise".into(), path: p.clone(), unit: "x".into(), median: rise, mean: rise, p99: rise, samples: 1 });
+            if let (Some(alone), Some(noisy)) = (row(p, "latency alone"), row(p, &format!("latency {beside}"))) {
+                let rise = noisy.p99 / alone.p99;
+                out.push(Row { workload: "isolation".into(), op: format!("p99 latency rise{what}"), path: p.clone(), unit: "x".into(), median: rise, mean: rise, p99: rise, samples: 1 });
+            }
         }
     }
     out

@@ -44,6 +44,17 @@ fn cpu_list(flag: &'static str, list: Option<&str>) -> anyhow::Result<Vec<usize>
     })
 }
 
+/// The neighbour's storage slice of `isolation` (`--neighbour-io-max`, `--neighbour-io-weight`),
+/// checked as `pool create` checks `--io-max` and `--io-weight`.
+fn neighbour_slice(args: &BenchArgs) -> anyhow::Result<(Vec<polytropon::pool::spec::IoMax>, Option<u64>)> {
+    if args.neighbour_io_max.is_empty() && args.neighbour_io_weight.is_none() {
+        return Ok((Vec::new(), None));
+    }
+    let spec = polytropon::pool::spec::PoolSpec { io_max: args.neighbour_io_max.clone(), io_weight: args.neighbour_io_weight, ..Default::default() };
+    let slice = spec.validate(&polytropon::pool::spec::Host::probe()?).context("--neighbour-io-max / --neighbour-io-weight")?;
+    Ok((slice.io_max, slice.io_weight))
+}
+
 pub fn run(state_dir: &std::path::Path, data_dir: &std::path::Path, args: BenchArgs) -> anyhow::Result<ExitCode> {
     ensure!(rustix::process::geteuid().is_root(), "bench needs root (it mounts FUSE and overlay filesystems)");
     let workloads = if args.all || args.workload.is_empty() {
@@ -51,6 +62,7 @@ pub fn run(state_dir: &std::path::Path, data_dir: &std::path::Path, args: BenchA
     } else {
         args.workload.clone()
     };
+    let neighbour = neighbour_slice(&args)?;
     let opts = BenchOptions {
         cpus: cpu_list("--cpus", args.cpus.as_deref())?,
         ceph_conf: args.ceph_conf.clone(),
@@ -86,6 +98,8 @@ pub fn run(state_dir: &std::path::Path, data_dir: &std::path::Path, args: BenchA
             b_cpus: cpu_list("--pool-b-cpus", args.pool_b_cpus.as_deref())?,
             noise_mib: args.noise_mib,
             warmup: Duration::from_millis(args.warmup_ms),
+            b_io_max: neighbour.0,
+            b_io_weight: neighbour.1,
         },
     };
     let report = bench::run(&opts)?;
