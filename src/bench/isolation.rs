@@ -96,7 +96,7 @@ impl Drop for Pools {
         if let Err(e) = self.a.move_to_parent(std::process::id()) {
             tracing::warn!("cannot move bench out of pool A: {e}");
         }
-        for (name, cg) in [("A", Some(&self.a)), ("B", Some(&self.b)), ("B, sliced", self.b_sliced.as_ref())].into_iter().filter_map(|(n, c)| Some((n, c?))) {
+        for (name, cg) in [("A", &self.a), ("B", &self.b)].into_iter().chain(self.b_sliced.as_ref().map(|c| ("B, sliced", c))) {
             // Daemons of the paths (fuse-overlayfs, unionfs-fuse) may still be exiting after
             // their unmount: give them a moment, then stop whatever is left.
             if !emptied(cg, Duration::from_secs(3)) {
@@ -198,9 +198,9 @@ pub fn run(opts: &BenchOptions, paths: &[String], base: &Path) -> Result<Vec<Row
     }
     let lower = base.join("isolation-lower");
     // Two runs per repetition (three with a sliced neighbour), each with its own files
-    // (fileappend's): "repetitions" 3r, 3r+1 and 3r+2.
+    // (fileappend's): "repetitions" phases*r + phase.
     let phases: u32 = if iso.sliced() { 3 } else { 2 };
-    workload::data::build_lower(&lower, &[victim], &opts.params, opts.reps * 3).map_err(BenchError::io("cannot build the lower branch"))?;
+    workload::data::build_lower(&lower, &[victim], &opts.params, opts.reps * phases).map_err(BenchError::io("cannot build the lower branch"))?;
     let noise = base.join("noise");
     std::fs::create_dir_all(&noise).map_err(BenchError::create(&noise))?;
     let pools = Pools::create(&a, &b, iso)?;
@@ -220,7 +220,7 @@ pub fn run(opts: &BenchOptions, paths: &[String], base: &Path) -> Result<Vec<Row
         for step in &steps {
             for t in &targets {
                 let run = |rng: &mut workload::Rng, phase: u32| {
-                    let jobs = jobs(victim, step, t, &params, rep * 3 + phase, containers as u32, rng);
+                    let jobs = jobs(victim, step, t, &params, rep * phases + phase, containers as u32, rng);
                     worker::run_all(&jobs, t.worker.as_ref()).map_err(|source| BenchError::Workload { what: format!("{victim} on {}", t.name), source })
                 };
                 let before = busy_ms()?;
@@ -235,8 +235,8 @@ pub fn run(opts: &BenchOptions, paths: &[String], base: &Path) -> Result<Vec<Row
                     f(done, total);
                 }
                 // Beside the neighbour, then (when asked for) beside it in its storage slice.
-                let beside = [(1, &pools.b, "with neighbour"), (2, pools.b_sliced.as_ref().unwrap_or(&pools.b), "with sliced neighbour")];
-                for (phase, pool_b, label) in beside.into_iter().take(phases as usize - 1) {
+                let beside = std::iter::once((1, &pools.b, "with neighbour")).chain(pools.b_sliced.as_ref().map(|b| (2, b, "with sliced neighbour")));
+                for (phase, pool_b, label) in beside {
                     let neighbour = Neighbour(worker::spawn(&noise_job, None).map_err(BenchError::io("cannot start the neighbour"))?);
                     pool_b.add_process(neighbour.0.id()).map_err(cgroup("cannot move the neighbour into pool B"))?;
                     std::thread::sleep(iso.warmup);

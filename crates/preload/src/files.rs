@@ -115,6 +115,20 @@ pub struct Known {
 /// for the descriptor; one written on and on (a log, a database) soon serves itself.
 pub const PASS_AFTER: u32 = 4;
 
+/// Puts the received descriptor `backing` in place of descriptor `fd` (`dup3`, which replaces
+/// it atomically, keeping `fd`'s close-on-exec flag) if `wanted`, and closes `backing`
+/// either way; whether it is in place.
+fn put_in_place(backing: c_int, fd: c_int, wanted: bool) -> bool {
+    // SAFETY: F_GETFD on a descriptor number of this file; integer arguments only.
+    let cloexec = wanted && unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0;
+    // SAFETY: dup3 of the received descriptor, ours alone, onto the file's number, which it
+    // replaces atomically (the number stays the program's).
+    let moved = wanted && unsafe { real::dup3(backing, fd, if cloexec { libc::O_CLOEXEC } else { 0 }) } == fd;
+    // SAFETY: closing the received descriptor, ours alone (its copy at `fd`, if any, stays).
+    unsafe { real::close(backing) };
+    moved
+}
+
 /// Longest wait for a file's position lock (see [`File::lock_offset`]).
 const OFFSET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -337,15 +351,7 @@ impl File {
         // No read or write at user level is moving the offset meanwhile.
         let _pos = self.lock_offset();
         let same = self.serial() == serial && get(fd).is_some_and(|(_, f)| std::ptr::eq(f, self)) && self.may_take_backing();
-        // SAFETY: F_GETFD on the program's descriptor of this file; integers only.
-        let cloexec = same && unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0;
-        // SAFETY: dup3 of the received descriptor onto the file's number, which it replaces
-        // atomically (the number stays the program's); then the received one, ours alone, is
-        // closed.
-        let moved = same && unsafe { real::dup3(backing, fd, if cloexec { libc::O_CLOEXEC } else { 0 }) } == fd;
-        // SAFETY: as above.
-        unsafe { real::close(backing) };
-        if !moved {
+        if !put_in_place(backing, fd, same) {
             return false;
         }
         // The backing file was opened anew: its offset starts where the program's is.
@@ -565,13 +571,7 @@ impl Reserved {
     /// `watch`: a lower file's witness (the table's identity, its slot and word), for
     /// `File::watch_moved`.
     pub fn install_passthrough(self, o: &Opened, path: &[u8], backing: c_int, watch: Option<(u64, u64, u64)>) -> c_int {
-        // SAFETY: F_GETFD on the reserved descriptor; integer arguments only.
-        let cloexec = unsafe { real::fcntl(self.fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0;
-        // SAFETY: dup3 of the received descriptor onto our reserved number, which it replaces
-        // atomically; then the received number, ours alone, is closed.
-        let moved = unsafe { real::dup3(backing, self.fd, if cloexec { libc::O_CLOEXEC } else { 0 }) } == self.fd;
-        // SAFETY: as above.
-        unsafe { real::close(backing) };
+        let moved = put_in_place(backing, self.fd, true);
         fill(self.idx, o, path);
         let f = &FILES[self.idx as usize - 1];
         if let Some((table, slot, word)) = watch {

@@ -33,6 +33,12 @@ const KEEP: i32 = polytropon_ipc::REOPEN_FLAGS;
 /// shared memory in a round trip or two, cheaper than opening the file anew for the client.
 const READ_MIN: u64 = 64 << 10;
 
+/// Whether open file `fd` has the access mode and status flags of `flags` (those a passed
+/// descriptor keeps).
+fn opened_with(fd: BorrowedFd<'_>, flags: i32) -> bool {
+    rustix::fs::fcntl_getfl(fd).is_ok_and(|fl| fl.bits() as i32 & KEEP == flags & KEEP)
+}
+
 /// Sends `ch` a descriptor of the backing file of handle `handle` (of `inode`), with `flags`'
 /// access mode and status flags; whether it went. A writer's handle already is an open file
 /// of its own with those flags (the local backend opens one per such open, and the service
@@ -45,8 +51,7 @@ pub(super) fn pass(ch: &Channel, fs: &dyn FileSystem, flags: i32, inode: Inode, 
     }
     let regular = |fd: std::os::fd::BorrowedFd<'_>| rustix::fs::fstat(fd).is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile);
     if flags & libc::O_ACCMODE != libc::O_RDONLY {
-        let same = rustix::fs::fcntl_getfl(&*b.fd).is_ok_and(|fl| fl.bits() as i32 & KEEP == flags & KEEP);
-        if same {
+        if opened_with(b.fd.as_fd(), flags) {
             return regular(b.fd.as_fd()) && ch.send_fd(b.fd.as_fd());
         }
     } else if b.size < READ_MIN {
@@ -158,8 +163,7 @@ pub(super) fn pass_busy(ch: &Channel, fs: &dyn FileSystem, upper: &UpperView, fl
     if !b.writable || b.layer.is_some_and(|l| l != 0) || flags & libc::O_ACCMODE == libc::O_RDONLY {
         return false;
     }
-    let same = rustix::fs::fcntl_getfl(&*b.fd).is_ok_and(|fl| fl.bits() as i32 & KEEP == flags & KEEP);
-    if !same {
+    if !opened_with(b.fd.as_fd(), flags) {
         return false;
     }
     let Some(Ok(fd)) = upper.view().and_then(|v| v.reopen(b.fd.as_fd(), flags & KEEP)) else { return false };
