@@ -10,6 +10,9 @@
 # one a pool's network namespace can reach (not loopback) for a pool whose traffic is shaped
 # (`pool create --net-rate`). Clients use `-c DIR/ceph.conf --id admin` (keyring in the conf). Needs the
 # Debian packages ceph, ceph-mds (scripts/install-deps.sh installs them) and root.
+# CEPH_MEMSTORE_BYTES (default 1 GiB) sizes the OSD's in-memory store: benchmarks that write
+# large files need more (CephFS frees a removed file's objects later, in the background; a
+# full OSD blocks every writer).
 set -Eeuo pipefail   # -E: the clean-up trap also fires inside functions
 
 usage() { echo "usage: $0 start DIR [PORT [ADDR]] | stop DIR" >&2; exit 2; }
@@ -80,7 +83,7 @@ mon rocksdb options = write_buffer_size=4194304,compression=kNoCompression
 mgr initial modules =
 mds cache memory limit = 134217728
 osd objectstore = memstore
-memstore device bytes = 1073741824
+memstore device bytes = ${CEPH_MEMSTORE_BYTES:-1073741824}
 
 [mon]
 pid file = $dir/run/\$name.pid

@@ -38,7 +38,7 @@ fn oracle(seed: u32) {
     let stats = Arc::new(OpStats::default());
     let table = Arc::new(std::sync::RwLock::new(vec![Some({
         let fs = union(&lower, &upper);
-        let changes = polytropon::service::shm::changes::watch(&*fs);
+        let changes = polytropon::service::shm::changes::watch(&*fs, std::time::Duration::from_secs(1));
         UserInstance { fs, stats: stats.clone(), kernel: None, device: None, passthrough: false, changes, lower: None, upper: None }
     })]));
     let g = Geometry { queues: 1, slots: 64, clients: 16, buffer_size: 1 << 20 };

@@ -163,7 +163,7 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
                 // As a pool's service serves an instance: FUSE mount and user-level path together.
                 let union = union_for(name, i, &upper, lower, ceph_for_union)?;
                 let passthrough = name == "user" && crate::spec::CacheSpec::default().user_passthrough;
-                let changes = if passthrough { None } else { crate::service::shm::changes::watch(&*union) };
+                let changes = if passthrough { None } else { crate::service::shm::changes::watch(&*union, std::time::Duration::from_secs_f64(crate::spec::CacheSpec::default().attr_timeout)) };
                 let mounted = fuse::spawn(union.clone(), &mnt, &FuseConfig::default()).map_err(BenchError::io("cannot mount the legacy path"))?;
                 // As a pool's service makes it (`LowerViews::for_spec`): the default cache mode.
                 let lower_views = (name == "user" && changes.is_some()).then(|| Arc::new(crate::service::shm::LowerViews::new(vec![lower.to_path_buf()])));

@@ -110,7 +110,7 @@ fn human(reports: &[PoolReport]) -> String {
                         .collect();
                     let _ = writeln!(
                         s,
-                        "  mount    {}  instance {}  backend {:?}  cache {:?}  fuse transport {}  passthrough opens {} (user-level {})  prefetched opens {}  branches {}",
+                        "  mount    {}  instance {}  backend {:?}  cache {:?}  fuse transport {}  passthrough opens {} (user-level {})  prefetched opens {}  others' changes {}  branches {}",
                         m.mountpoint.display(),
                         m.instance,
                         m.spec.backend,
@@ -119,6 +119,7 @@ fn human(reports: &[PoolReport]) -> String {
                         m.passthrough_opens,
                         m.user_passthrough_opens,
                         m.user_prefetched_opens,
+                        m.others_changes,
                         branches.join(" ")
                     );
                     if let Some(q) = &m.storage {

@@ -183,6 +183,7 @@ fn mount(f: &mut Families, base: &Labels, m: &MountInfo) {
     f.counter("instance_passthrough_opens", "Opens the instance answered with FUSE passthrough", None, labels.clone(), m.passthrough_opens);
     f.counter("instance_user_passthrough_opens", "Opens on the user-level path answered with the backing file's descriptor", None, labels.clone(), m.user_passthrough_opens);
     f.counter("instance_user_prefetched_opens", "Opens on the user-level path answered with the file's bytes", None, labels.clone(), m.user_prefetched_opens);
+    f.counter("instance_others_changes", "Changes other clients of a shared file system announced (what clients learned of those files forgotten at once)", None, labels.clone(), m.others_changes);
     if let Some(q) = &m.storage {
         storage(f, "instance_storage", "instance_storage_inodes", labels.clone(), q);
     }

@@ -59,6 +59,11 @@ pub struct MountInfo {
     /// client then reads without asking again while nobody changes it).
     #[serde(default)]
     pub user_prefetched_opens: u64,
+    /// Changes other clients of a shared file system announced (CephFS revoking the
+    /// service's capability to cache a file's data or a name): what clients had learned of
+    /// those files was forgotten at once, not at the attribute timeout.
+    #[serde(default)]
+    pub others_changes: u64,
     /// Descriptors the preload library gave to the kernel (reopened through the FUSE mount
     /// for good), by reason (`mmap`, `lock`, `splice`, `stdio`, `process`, `unserved`).
     #[serde(default)]

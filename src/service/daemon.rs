@@ -272,7 +272,7 @@ impl Service {
             // backing files' descriptors: a holder can write through a copy of one (a raw dup,
             // a reopen through /proc) that the service never hears of.
             let learns = spec.cache.learn && !spec.cache.user_passthrough;
-            let key = if learns { crate::service::shm::changes::watch(&*fs) } else { None };
+            let key = if learns { crate::service::shm::changes::watch(&*fs, std::time::Duration::from_secs_f64(spec.cache.attr_timeout)) } else { None };
             let mount = fuse::spawn(fs.clone(), &mp, &FuseConfig::from_instance(&spec)).map_err(|source| DaemonError::Mount { path: mp.clone(), source })?;
             Ok(((fs, counted), mount, key))
         });
@@ -353,6 +353,7 @@ impl Service {
                     passthrough_opens: s.mount.stats().passthrough_opens(),
                     user_passthrough_opens: s.user.passthrough_opens(),
                     user_prefetched_opens: s.user.prefetched_opens(),
+                    others_changes: s.changes.and_then(|k| crate::service::shm::changes::table().map(|t| t.announced(k))).unwrap_or(0),
                     user_handovers: s.user.handovers(),
                     storage: s.storage.as_ref().map(|q| q.usage()),
                     fuse_ops: s.mount.stats().summary(),

@@ -25,6 +25,8 @@ pub struct Mount {
     pub user: Arc<OpStats>,
     /// What its writable branch holds, counted for a quota (`None`: not counted).
     pub storage: Option<Arc<crate::quota::Quota>>,
+    /// Its key in the change table, if watched.
+    pub changes: Option<u32>,
     /// Its row of the filesystem table as written, made once (the service writes the whole
     /// table at every change; 64 clones mounted at once made it 64 times over).
     pub row: std::sync::OnceLock<String>,
@@ -107,7 +109,7 @@ impl Locked<'_> {
         drop(t);
         crate::service::shm::channels::instances_changed();
         let instance = u32::try_from(index).unwrap_or(u32::MAX);
-        self.by_path.insert(mountpoint, Mount { spec, mount, instance, user, storage, row: std::sync::OnceLock::new() });
+        self.by_path.insert(mountpoint, Mount { spec, mount, instance, user, storage, changes, row: std::sync::OnceLock::new() });
         instance
     }
 

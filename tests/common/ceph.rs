@@ -32,9 +32,11 @@ impl Cluster {
         cluster
     }
 
-    /// A mon port for this test process and `slot` (parallel tests need distinct ones).
+    /// A mon port for this test process and `slot` (0-3; parallel tests need distinct ones),
+    /// below the kernel's ephemeral range (32768 up), where a connection's own port could
+    /// take it first.
     pub fn port(slot: u16) -> u16 {
-        40000 + ((std::process::id() % 2000) as u16) * 4 + slot * 2
+        10000 + ((std::process::id() % 2500) as u16) * 8 + slot * 2
     }
 }
 

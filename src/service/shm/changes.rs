@@ -7,11 +7,12 @@
 //! own when it is built, before it is mounted (so that no change, and no passthrough writer,
 //! escapes the table); its files' slots are hashed from that key and the inode.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use polytropon_ipc::changes::{self, View, OUTSIDE, STEP};
 use tracing::warn;
@@ -25,6 +26,26 @@ pub struct ChangeTable {
     /// Files with writers outside the service's view: how many each, and how many such files
     /// each slot holds (the slot's `OUTSIDE` bit is set while that is not 0).
     outside: Mutex<Outside>,
+    /// What clients learned of shared instances' files, forgotten after a while.
+    expiry: Mutex<Expiry>,
+    /// Whether any watched instance is shared (so that `word` looks at `expiry` at all).
+    expiring: AtomicBool,
+    /// Changes other clients of a shared file system announced, by instance key.
+    announced: Mutex<HashMap<u32, u64>>,
+}
+
+/// Instances whose files other clients of a shared file system change: not every change is
+/// announced (see `FileSystem::watch_others`), so what clients learn of their files lasts
+/// at most `ttl`, as the kernel's caches of the FUSE path do (the attribute timeout).
+#[derive(Default)]
+struct Expiry {
+    keys: HashSet<u32>,
+    /// The shortest of their attribute timeouts.
+    ttl: Option<Duration>,
+    /// Slots whose words were handed out for those instances since the last expiry.
+    slots: HashSet<usize>,
+    /// Whether the thread that moves those slots on has started.
+    started: bool,
 }
 
 #[derive(Default)]
@@ -65,7 +86,7 @@ impl ChangeTable {
             return Err(io::Error::last_os_error());
         }
         view.raw(0).store(u64::from_ne_bytes(id) | 1, Ordering::Release);
-        Ok(ChangeTable { memfd, view, outside: Mutex::new(Outside::default()) })
+        Ok(ChangeTable { memfd, view, outside: Mutex::new(Outside::default()), expiry: Mutex::default(), expiring: AtomicBool::new(false), announced: Mutex::default() })
     }
 
     /// The descriptor to send to clients.
@@ -73,10 +94,57 @@ impl ChangeTable {
         self.memfd.as_fd()
     }
 
-    /// A file's slot and its word now.
+    /// A file's slot and its word now (handed to a client with what it learns).
     pub fn word(&self, key: u32, inode: Inode) -> (usize, u64) {
         let slot = changes::slot(key, inode);
-        (slot, self.view.slot_word(slot).load(Ordering::Acquire))
+        let word = self.view.slot_word(slot).load(Ordering::Acquire);
+        if self.expiring.load(Ordering::Acquire) {
+            // Recorded after the word was read: an expiry that missed it is followed by
+            // another within `ttl`.
+            let mut e = self.expiry.lock().unwrap_or_else(|p| p.into_inner());
+            if e.keys.contains(&key) {
+                e.slots.insert(slot);
+            }
+        }
+        (slot, word)
+    }
+
+    /// What clients learn of instance `key`'s files lasts at most `ttl` (a shared instance):
+    /// a thread of the table's own moves the words of its slots on every `ttl`.
+    /// False when no thread could be started (nothing may then be learned of its files).
+    pub fn expire(self: &Arc<Self>, key: u32, ttl: Duration) -> bool {
+        let ttl = ttl.max(Duration::from_millis(10));
+        let mut e = self.expiry.lock().unwrap_or_else(|p| p.into_inner());
+        e.keys.insert(key);
+        e.ttl = Some(e.ttl.map_or(ttl, |t| t.min(ttl)));
+        self.expiring.store(true, Ordering::Release);
+        if e.started {
+            return true;
+        }
+        let table = Arc::downgrade(self);
+        match std::thread::Builder::new().name("ptn-expiry".into()).spawn(move || expire_loop(&table)) {
+            Ok(_) => {
+                e.started = true;
+                true
+            }
+            Err(err) => {
+                warn!("no thread to expire what clients learn of shared files: {err}");
+                e.keys.remove(&key);
+                false
+            }
+        }
+    }
+
+    /// Moves on the words of the slots handed out for shared instances since the last call.
+    fn expire_now(&self) -> Option<Duration> {
+        let (slots, ttl) = {
+            let mut e = self.expiry.lock().unwrap_or_else(|p| p.into_inner());
+            (std::mem::take(&mut e.slots), e.ttl)
+        };
+        for slot in slots {
+            self.view.slot_word(slot).fetch_add(STEP, Ordering::AcqRel);
+        }
+        ttl
     }
 
     /// A file's data or size changed.
@@ -117,9 +185,23 @@ impl ChangeTable {
         }
     }
 
+    /// Changes other clients announced for instance `key` so far (see
+    /// `ChangeSink::others_change`).
+    pub fn announced(&self, key: u32) -> u64 {
+        self.announced.lock().unwrap_or_else(|p| p.into_inner()).get(&key).copied().unwrap_or(0)
+    }
+
     /// The sink an instance reports its changes to.
     pub fn sink(self: &Arc<Self>, key: u32) -> Arc<dyn ChangeSink> {
         Arc::new(InstanceSink { table: self.clone(), key })
+    }
+}
+
+/// The expiry thread: runs while the table lives.
+fn expire_loop(table: &std::sync::Weak<ChangeTable>) {
+    loop {
+        let Some(ttl) = table.upgrade().and_then(|t| t.expire_now()) else { return };
+        std::thread::sleep(ttl);
     }
 }
 
@@ -138,13 +220,18 @@ pub fn table() -> Option<&'static Arc<ChangeTable>> {
 }
 
 /// Has `fs` report its changes to this process's table, under a key of its own; the key, or
-/// `None` when it cannot report every change (a shared backend) or there is no table. Call
-/// before the instance is mounted or served.
-pub fn watch(fs: &dyn crate::libservice::FileSystem) -> Option<u32> {
+/// `None` when it cannot (a shared backend that does not announce what others change) or
+/// there is no table. What clients learn of a shared instance's files lasts at most `ttl`
+/// (its attribute timeout). Call before the instance is mounted or served.
+pub fn watch(fs: &dyn crate::libservice::FileSystem, ttl: Duration) -> Option<u32> {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     let t = table()?;
     let key = NEXT.fetch_add(1, Ordering::Relaxed);
-    fs.watch_changes(t.sink(key)).then_some(key)
+    if !fs.watch_changes(t.sink(key)) {
+        return None;
+    }
+    // Nothing may be learned of a shared instance's files that does not expire.
+    (!fs.shared() || t.expire(key, ttl)).then_some(key)
 }
 
 impl Drop for ChangeTable {
@@ -174,6 +261,11 @@ impl ChangeSink for InstanceSink {
 
     fn outside_writer(&self, inode: Inode, begins: bool) {
         self.table.outside_writer(self.key, inode, begins);
+    }
+
+    fn others_change(&self, inode: Option<Inode>) {
+        self.table.changed(self.key, inode.unwrap_or(changes::NAMES));
+        *self.table.announced.lock().unwrap_or_else(|p| p.into_inner()).entry(self.key).or_insert(0) += 1;
     }
 }
 

@@ -233,7 +233,7 @@ impl BackDriver {
     /// A back driver serving the single instance `fs` (as instance 0), its channel socket
     /// at `channel`; `fs` is served by this driver alone (no FUSE mount), watched for changes.
     pub fn start(fs: Arc<dyn FileSystem>, g: Geometry, channel: &std::path::Path) -> io::Result<BackDriver> {
-        let changes = changes::watch(&*fs);
+        let changes = changes::watch(&*fs, std::time::Duration::from_secs(1));
         Self::start_table(Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs, stats: Arc::default(), kernel: None, device: None, passthrough: false, changes, lower: None, upper: None })])), g, &[], None, channel)
     }
 

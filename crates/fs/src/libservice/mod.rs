@@ -345,6 +345,15 @@ pub trait FileSystem: Send + Sync {
         false
     }
 
+    /// For a shared libservice: asks to be told (through `sink`'s `changed` and
+    /// `names_changed`, with this libservice's inode numbers) of the changes other clients
+    /// are about to make that the file system announces (a CephFS client losing the
+    /// capability to cache a file's data or a name); whether it will. What is not announced
+    /// (attributes another client changes) is only bounded in time by whoever caches it.
+    fn watch_others(&self, sink: std::sync::Arc<dyn ChangeSink>) -> bool {
+        false
+    }
+
     /// The host file behind `handle`, for zero-copy paths (reflink, `copy_file_range`, FUSE
     /// passthrough). Backends without one return `ENOSYS`.
     fn backing_file(&self, inode: Inode, handle: Handle) -> io::Result<BackingFile> {
@@ -425,6 +434,15 @@ pub trait ChangeSink: Send + Sync {
     fn names_changed(&self);
     /// A writer the libservice does not see starts (`begins`) or stops writing `inode`.
     fn outside_writer(&self, inode: Inode, begins: bool);
+    /// Another client of a shared file system is about to change `inode` (`None`: a name),
+    /// as the file system announced (see `FileSystem::watch_others`): as `changed` (or
+    /// `names_changed`), and counted apart.
+    fn others_change(&self, inode: Option<Inode>) {
+        match inode {
+            Some(i) => self.changed(i),
+            None => self.names_changed(),
+        }
+    }
 }
 
 /// Helpers for the libservices' unit tests.

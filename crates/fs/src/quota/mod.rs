@@ -623,6 +623,10 @@ impl FileSystem for QuotaFs {
         self.inner.shared()
     }
 
+    fn watch_others(&self, sink: Arc<dyn ChangeSink>) -> bool {
+        self.inner.watch_others(sink)
+    }
+
     fn backing_file(&self, inode: Inode, handle: Handle) -> io::Result<BackingFile> {
         // A writer holding the host descriptor would write past the count unseen.
         if lock(&self.writers).contains_key(&handle) {

@@ -64,7 +64,10 @@ pub struct UnionFs {
     nodes: Mutex<FxHashMap<Inode, Arc<UNode>>>,
     /// Branch object identity `(layer, st_dev, st_ino)` to union inode number. Kept for the
     /// life of the instance so that numbers never change, even after a forget.
-    ids: Mutex<FxHashMap<(Layer, u64, u64), Inode>>,
+    ids: Arc<Ids>,
+    /// Each layer's `st_dev` as its root showed it (the device of every object a CephFS
+    /// branch reports), by layer.
+    root_devs: Vec<u64>,
     next_ino: AtomicU64,
     handles: Mutex<FxHashMap<Handle, Arc<UHandle>>>,
     next_handle: AtomicU64,
@@ -100,6 +103,9 @@ pub struct UnionFs {
     absent: Mutex<FxHashMap<(Layer, Inode), HashMap<std::ffi::OsString, std::time::Instant>>>,
 }
 
+/// Branch object identity `(layer, st_dev, st_ino)` to union inode number.
+type Ids = Mutex<FxHashMap<(Layer, u64, u64), Inode>>;
+
 /// A directory's resolved names: name -> (inode, namespace epoch, when resolved).
 type NamesOf = HashMap<std::ffi::OsString, (Inode, u64, std::time::Instant)>;
 
@@ -119,6 +125,30 @@ struct NsWrite<'a> {
     before: u64,
     /// Told when the change is over (`FileSystem::watch_changes`), for a change of names.
     names: Option<&'a dyn crate::libservice::ChangeSink>,
+}
+
+/// What a shared branch announces others change, passed on to the union's watcher in union
+/// inode numbers (an object the union never numbered is nobody's knowledge yet).
+struct LayerSink {
+    layer: Layer,
+    dev: u64,
+    ids: Arc<Ids>,
+    sink: Arc<dyn crate::libservice::ChangeSink>,
+}
+
+impl crate::libservice::ChangeSink for LayerSink {
+    fn changed(&self, inode: Inode) {
+        let ours = lock(&self.ids).get(&(self.layer, self.dev, inode)).copied();
+        if let Some(ino) = ours {
+            self.sink.others_change(Some(ino));
+        }
+    }
+
+    fn names_changed(&self) {
+        self.sink.others_change(None);
+    }
+
+    fn outside_writer(&self, _inode: Inode, _begins: bool) {}
 }
 
 /// Reports a change of a file to the watcher when dropped (see `UnionFs::changed`).
@@ -208,12 +238,13 @@ impl UnionFs {
         if upper.is_none() && lowers.is_empty() {
             return Err(UnionError::NoBranches);
         }
-        let fs = UnionFs {
+        let mut fs = UnionFs {
             upper,
             lowers,
             ns: RwLock::new(()),
             nodes: Mutex::new(FxHashMap::default()),
-            ids: Mutex::new(FxHashMap::default()),
+            ids: Arc::default(),
+            root_devs: Vec::new(),
             next_ino: AtomicU64::new(ROOT_INODE + 1),
             handles: Mutex::new(FxHashMap::default()),
             next_handle: AtomicU64::new(1),
@@ -238,6 +269,8 @@ impl UnionFs {
                 .getattr(&fs.own, ROOT_INODE, None)
                 .map_err(|source| UnionError::BranchRoot { index: layer, source })?;
             lock(&fs.ids).insert((layer, attr.dev, attr.ino), ROOT_INODE);
+            fs.root_devs.resize(layer + 1, 0);
+            fs.root_devs[layer] = attr.dev;
             if layer == 0 {
                 layers.upper = Some(ROOT_INODE);
             } else {
@@ -1164,12 +1197,26 @@ impl FileSystem for UnionFs {
         }
     }
 
+    /// Told of every change made through the union; a shared branch must also announce
+    /// what other clients are about to change (see `FileSystem::watch_others`), else the
+    /// union refuses.
     fn watch_changes(&self, sink: Arc<dyn crate::libservice::ChangeSink>) -> bool {
-        if self.upper.iter().chain(&self.lowers).any(|b| b.shared()) {
+        if self.changes.get().is_some() {
             return false;
+        }
+        for layer in 0..=self.lowers.len() {
+            let Some(b) = self.branch(layer).filter(|b| b.shared()) else { continue };
+            let dev = self.root_devs.get(layer).copied().unwrap_or(0);
+            if !b.watch_others(Arc::new(LayerSink { layer, dev, ids: self.ids.clone(), sink: sink.clone() })) {
+                return false;
+            }
         }
         // Only the first watcher is told: a second one must not believe it is.
         self.changes.set(sink).is_ok()
+    }
+
+    fn shared(&self) -> bool {
+        self.upper.iter().chain(&self.lowers).any(|b| b.shared())
     }
 
     fn outside_writer(&self, inode: Inode, begins: bool) {

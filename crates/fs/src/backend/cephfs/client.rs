@@ -8,9 +8,9 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 
-use super::ffi::{Api, CInode, MountInfo, Statx, UserPerm};
+use super::ffi::{Api, CInode, MountInfo, Statx, UserPerm, VInodeNo};
 use crate::libservice::{errno, Context};
 
 /// How to reach a CephFS.
@@ -63,6 +63,46 @@ impl Ptr {
     }
 }
 
+/// What the client drops from its caches because Ceph took back the capability to cache it
+/// (another client of the cluster is about to change it).
+pub trait Dropped: Send + Sync {
+    /// Cached data of ceph ino `ino`.
+    fn data(&self, ino: u64);
+    /// A cached name (its directory's listing may have changed).
+    fn name(&self);
+}
+
+/// The listeners of one client's callbacks (the `handle` libcephfs passes them): held until
+/// the client is unmounted, since libcephfs has no way to unregister.
+#[derive(Default)]
+struct Listeners(Mutex<Vec<Weak<dyn Dropped>>>);
+
+impl Listeners {
+    fn each(&self, f: impl Fn(&dyn Dropped)) {
+        let mut l = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        l.retain(|w| w.strong_count() > 0);
+        for d in l.iter().filter_map(Weak::upgrade) {
+            f(&*d);
+        }
+    }
+}
+
+/// `client_ino_callback_t`.
+unsafe extern "C" fn ino_dropped(handle: *mut std::ffi::c_void, ino: VInodeNo, _off: i64, _len: i64) {
+    // SAFETY: `handle` is the client's `Listeners`, which outlives its registration (freed
+    // only after the client is unmounted, when libcephfs calls nothing any more).
+    let l = unsafe { &*(handle as *const Listeners) };
+    // No panic may unwind into libcephfs.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.each(|d| d.data(ino.ino))));
+}
+
+/// `client_dentry_callback_t`.
+unsafe extern "C" fn name_dropped(handle: *mut std::ffi::c_void, _dir: VInodeNo, _ino: VInodeNo, _name: *const std::ffi::c_char, _len: usize) {
+    // SAFETY: as in `ino_dropped`.
+    let l = unsafe { &*(handle as *const Listeners) };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.each(|d| d.name())));
+}
+
 /// A connected client.
 #[allow(missing_debug_implementations)]
 pub struct CephClient {
@@ -75,6 +115,8 @@ pub struct CephClient {
     pub(super) files: Mutex<HashMap<u64, Ptr>>,
     pub(super) dirs: Mutex<HashMap<u64, Ptr>>,
     next: AtomicU64,
+    /// Told what the client drops from its caches (see [`CephClient::on_dropped`]).
+    listeners: Box<Listeners>,
 }
 
 impl CephClient {
@@ -95,6 +137,7 @@ impl CephClient {
             files: Mutex::default(),
             dirs: Mutex::default(),
             next: AtomicU64::new(1),
+            listeners: Box::default(),
         };
         let conf = c(&opts.conf.to_string_lossy())?;
         // SAFETY: a created mount handle and a NUL-terminated path.
@@ -111,7 +154,26 @@ impl CephClient {
         }
         // SAFETY: as above.
         check(unsafe { (client.api.mount)(cmount, c"/".as_ptr()) }).map_err(call(format!("mounting CephFS with {}", opts.conf.display())))?;
+        let mut args = super::ffi::CallbackArgs {
+            handle: (&*client.listeners as *const Listeners).cast_mut().cast(),
+            ino_cb: Some(ino_dropped),
+            dentry_cb: Some(name_dropped),
+            switch_intr_cb: std::ptr::null(),
+            remount_cb: std::ptr::null(),
+            umask_cb: std::ptr::null(),
+            ino_release_cb: std::ptr::null(),
+        };
+        // SAFETY: a mounted client; libcephfs copies the arguments. The handle (boxed: its
+        // address does not move with the client) lives until after `ceph_unmount` in Drop,
+        // and the callbacks only read it.
+        unsafe { (client.api.ll_register_callbacks)(cmount, &mut args) };
         Ok(client)
+    }
+
+    /// Tells `to` what this client drops from its caches, for as long as `to` lives (the
+    /// client keeps a weak reference).
+    pub fn on_dropped(&self, to: &Arc<dyn Dropped>) {
+        self.listeners.0.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(to));
     }
 
     pub(super) fn cm(&self) -> *mut MountInfo {

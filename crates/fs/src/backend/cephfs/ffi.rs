@@ -56,6 +56,34 @@ pub const SETATTR_SIZE: c_int = 1 << 5;
 pub const SETATTR_MTIME_NOW: c_int = 1 << 7;
 pub const SETATTR_ATIME_NOW: c_int = 1 << 8;
 
+/// `vinodeno_t`: an inode number and its snapshot id, passed by value to callbacks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VInodeNo {
+    pub ino: u64,
+    pub snapid: u64,
+}
+
+/// `client_ino_callback_t`: the client dropped its cached data of `ino` in `off..off+len`
+/// (`len` 0: all of it).
+pub type InoCallback = unsafe extern "C" fn(handle: *mut c_void, ino: VInodeNo, off: i64, len: i64);
+/// `client_dentry_callback_t`: the client dropped entry `name` (`len` bytes) of `dir`.
+pub type DentryCallback = unsafe extern "C" fn(handle: *mut c_void, dir: VInodeNo, ino: VInodeNo, name: *const c_char, len: usize);
+
+/// `struct ceph_client_callback_args` (ceph_ll_client.h, Ceph 15+): every callback not used is
+/// null, which libcephfs takes as "not wanted".
+#[repr(C)]
+#[derive(Debug)]
+pub struct CallbackArgs {
+    pub handle: *mut c_void,
+    pub ino_cb: Option<InoCallback>,
+    pub dentry_cb: Option<DentryCallback>,
+    pub switch_intr_cb: *const c_void,
+    pub remount_cb: *const c_void,
+    pub umask_cb: *const c_void,
+    pub ino_release_cb: *const c_void,
+}
+
 /// The bound functions. Every one returns a negative errno on failure unless noted.
 #[allow(missing_debug_implementations)]
 pub struct Api {
@@ -98,6 +126,8 @@ pub struct Api {
     pub ll_setxattr: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, *const c_void, usize, c_int, *const UserPerm) -> c_int,
     pub ll_listxattr: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *mut c_char, usize, *mut usize, *const UserPerm) -> c_int,
     pub ll_removexattr: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, *const UserPerm) -> c_int,
+    /// Returns nothing; libcephfs keeps `args`' values, not the struct.
+    pub ll_register_callbacks: unsafe extern "C" fn(*mut MountInfo, *mut CallbackArgs),
 }
 
 /// Errors loading the library.
@@ -163,6 +193,7 @@ impl Api {
             ll_setxattr = "ceph_ll_setxattr",
             ll_listxattr = "ceph_ll_listxattr",
             ll_removexattr = "ceph_ll_removexattr",
+            ll_register_callbacks = "ceph_ll_register_callbacks",
         })
     }
 }

@@ -16,7 +16,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use client::{CephClient, CephError, CephOptions};
+pub use client::{CephClient, CephError, CephOptions, Dropped};
 use client::{check, cstr, Ptr};
 use ffi::{CInode, Statx};
 
@@ -31,6 +31,25 @@ pub struct CephBranch {
     /// CephFS ino of the branch's root (held for the branch's life).
     root: u64,
     read_only: bool,
+    /// What the client drops, told to the branch's watcher (kept alive here: the client only
+    /// holds it weakly).
+    watcher: std::sync::OnceLock<Arc<dyn Dropped>>,
+}
+
+/// Tells a watcher of a branch what its client dropped, in the branch's inode numbers.
+struct BranchDropped {
+    root: u64,
+    sink: Arc<dyn crate::libservice::ChangeSink>,
+}
+
+impl Dropped for BranchDropped {
+    fn data(&self, ino: u64) {
+        self.sink.changed(if ino == self.root { ROOT_INODE } else { ino });
+    }
+
+    fn name(&self) {
+        self.sink.names_changed();
+    }
 }
 
 fn ts(t: libc::timespec) -> Timespec {
@@ -45,7 +64,7 @@ impl CephBranch {
             client.forget(root, 1);
             return Err(errno(libc::ENOTDIR));
         }
-        Ok(CephBranch { client, root, read_only })
+        Ok(CephBranch { client, root, read_only, watcher: std::sync::OnceLock::new() })
     }
 
     fn ceph(&self, ino: Inode) -> u64 {
@@ -123,6 +142,17 @@ impl Drop for CephBranch {
 impl FileSystem for CephBranch {
     /// Other clients of the cluster change its files.
     fn shared(&self) -> bool {
+        true
+    }
+
+    /// What libcephfs drops from its caches when the MDS revokes this client's capability
+    /// to cache it (another client opens the file for writing, or changes a name).
+    fn watch_others(&self, sink: Arc<dyn crate::libservice::ChangeSink>) -> bool {
+        let w: Arc<dyn Dropped> = Arc::new(BranchDropped { root: self.root, sink });
+        if self.watcher.set(w.clone()).is_err() {
+            return false;
+        }
+        self.client.on_dropped(&w);
         true
     }
 
