@@ -173,7 +173,10 @@ impl CephClient {
     /// Tells `to` what this client drops from its caches, for as long as `to` lives (the
     /// client keeps a weak reference).
     pub fn on_dropped(&self, to: &Arc<dyn Dropped>) {
-        self.listeners.0.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(to));
+        let mut l = self.listeners.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Branches of instances gone since (a shared client outlives many).
+        l.retain(|w| w.strong_count() > 0);
+        l.push(Arc::downgrade(to));
     }
 
     pub(super) fn cm(&self) -> *mut MountInfo {
