@@ -44,11 +44,20 @@ struct BranchDropped {
 
 impl Dropped for BranchDropped {
     fn data(&self, ino: u64) {
-        self.sink.changed(if ino == self.root { ROOT_INODE } else { ino });
+        self.sink.changed(branch_inode(self.root, ino));
     }
 
     fn name(&self) {
         self.sink.names_changed();
+    }
+}
+
+/// The branch's number for ceph ino `ino` of a branch rooted at ceph ino `root`.
+fn branch_inode(root: u64, ino: u64) -> Inode {
+    if ino == root {
+        ROOT_INODE
+    } else {
+        ino
     }
 }
 
@@ -76,11 +85,7 @@ impl CephBranch {
     }
 
     fn ours(&self, ino: u64) -> Inode {
-        if ino == self.root {
-            ROOT_INODE
-        } else {
-            ino
-        }
+        branch_inode(self.root, ino)
     }
 
     fn node(&self, ino: Inode) -> io::Result<*mut CInode> {
