@@ -292,10 +292,11 @@ fn what_a_host_learned_of_a_cephfs_file_goes_when_another_host_writes_it() {
     let setup = host.scratch.mkdir("setup");
     {
         let _m = mount(&host, &setup, &conf, &[], "/");
-        sh(&format!("mkdir -p {0}/long {0}/short && echo first > {0}/long/f && echo first > {0}/short/f && chmod 644 {0}/short/f", setup.display()));
+        sh(&format!("mkdir -p {0}/long {0}/short {0}/cached && echo first > {0}/long/f && echo first > {0}/short/f && chmod 644 {0}/short/f", setup.display()));
+        sh(&format!("head -c 262144 /dev/zero | tr '\\0' a > {}/cached/f", setup.display()));
     }
     let mut mounts = Vec::new();
-    for (cpus, dir, ttl) in [("0", "long", 30), ("1", "long", 30), ("0", "short", 1), ("1", "short", 1)] {
+    for (cpus, dir, ttl) in [("0", "long", 30), ("1", "long", 30), ("0", "short", 1), ("1", "short", 1), ("0", "cached", 30), ("1", "cached", 30)] {
         let pool = match mounts.iter().find(|(c, ..): &&(&str, String, PathBuf)| *c == cpus) {
             Some((_, p, _)) => p.clone(),
             None => {
@@ -305,7 +306,8 @@ fn what_a_host_learned_of_a_cephfs_file_goes_when_another_host_writes_it() {
             }
         };
         let spec = host.scratch.path().join(format!("{cpus}-{dir}.yaml"));
-        std::fs::write(&spec, format!("backend:\n  type: cephfs\n  conf: {conf}\n  id: admin\nbranches:\n  - path: /{dir}\n    mode: rw\ncache:\n  attr_timeout: {ttl}\n  entry_timeout: {ttl}\n")).expect("spec");
+        let mode = if dir == "cached" { "\n  mode: writethrough" } else { "" };
+        std::fs::write(&spec, format!("backend:\n  type: cephfs\n  conf: {conf}\n  id: admin\nbranches:\n  - path: /{dir}\n    mode: rw\ncache:\n  attr_timeout: {ttl}\n  entry_timeout: {ttl}{mode}\n")).expect("spec");
         let at = host.scratch.mkdir(&format!("m{cpus}-{dir}"));
         host.ok(&["mount", "--pool", &pool, at.to_str().expect("utf-8"), "-f", spec.to_str().expect("utf-8")]);
         mounts.push((cpus, pool, at));
@@ -357,9 +359,64 @@ fn what_a_host_learned_of_a_cephfs_file_goes_when_another_host_writes_it() {
     let long = json[0]["service"]["mounts"].as_array().expect("mounts").iter().find(|m| m["mountpoint"] == a_long.to_str().expect("utf-8")).cloned().expect("the long mount");
     eprintln!("reader: {got:?}; {served} opens served of {reads} reads; changes announced {}", long["others_changes"]);
     assert!(long["others_changes"].as_u64().unwrap_or(0) >= 1, "Ceph announced nothing: {long}");
+    a_cached_file_changed_on_another_host(&host, first, second, &mounts[4].2, &mounts[5].2);
     for (_, pool, _) in mounts.iter().take(2).collect::<Vec<_>>() {
         host.ok(&["pool", "destroy", pool, "--force"]);
     }
     host.created.clear();
     drop(cluster);
+}
+
+/// The pool's own cache on CephFS (`cache: {mode: writethrough}`): a program on the first host
+/// reads a file through one descriptor again and again, served from the first service's
+/// cache while Ceph delegates the file to it; the second host opens the file for writing and
+/// writes it, which makes Ceph recall the delegation first (the cache stops serving the file
+/// and drops its blocks), so the program's next read returns the new bytes. Then a program
+/// on the first host itself writes the file (its own service's write recalls the delegation
+/// the same way), and the reader sees that too.
+fn a_cached_file_changed_on_another_host(host: &Host, first: &str, second: &str, a: &Path, b: &Path) {
+    let hits = |pool: &str| -> u64 {
+        let json: serde_json::Value = serde_json::from_str(&host.ok(&["inspect", "--pool", pool, "--format", "json"])).expect("json");
+        json[0]["service"]["cache"]["hits"].as_u64().unwrap_or(0)
+    };
+    let before = hits(first);
+    let reader = "import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\nt0 = time.monotonic()\nseen = None\nreads = 0\n\
+        while time.monotonic() - t0 < 20:\n    data = os.pread(fd, 6, 0) + os.pread(fd, 4096, 200000)[:1]\n    reads += 1\n    if data != seen:\n        seen = data\n        print(f'{time.monotonic() - t0:.2f} {data.decode()}', flush=True)\n    if data.startswith(b'third!'):\n        break\n    time.sleep(0.001)\nprint(f'reads {reads}', flush=True)\n";
+    let mut child = host
+        .cmd()
+        .args(["exec", "--pool", first, "--preload-only", "--", "python3", "-c", reader, a.join("f").to_str().expect("utf-8")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the reader");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().expect("stdout")));
+    let mut next = || lines.next().expect("a line from the reader").expect("read");
+    let start = next();
+    assert!(start.ends_with(" aaaaaaa"), "{start}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let served = hits(first) - before;
+    let writer = "import os, sys\nfd = os.open(sys.argv[1], os.O_WRONLY)\nos.pwrite(fd, sys.argv[2].encode(), 0)\nos.close(fd)\n";
+    let write = |pool: &str, file: &Path, what: &str| {
+        let t = std::time::Instant::now();
+        let out = host.run(&["exec", "--pool", pool, "--preload-only", "--", "python3", "-c", writer, file.join("f").to_str().expect("utf-8"), what]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        t.elapsed()
+    };
+    let took = write(second, b, "second");
+    let mut got = vec![next()];
+    assert!(got[0].ends_with(" seconda"), "the first host did not see the second's write next: {got:?}");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let took_here = write(first, a, "third!");
+    loop {
+        let l = next();
+        let end = l.starts_with("reads ");
+        got.push(l);
+        if end {
+            break;
+        }
+    }
+    assert!(child.wait().expect("the reader").success(), "{got:?}");
+    eprintln!("cached reader: {got:?}; {served} cache hits in its first 2 s; writes took {took:?} on the other host, {took_here:?} on its own");
+    assert!(got.iter().any(|l| l.ends_with(" third!a")), "the first host's own write was never seen: {got:?}");
+    // The reads were the cache's while the file was delegated.
+    assert!(served >= 100, "only {served} reads were served from the pool's cache");
 }

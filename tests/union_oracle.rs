@@ -488,6 +488,8 @@ struct Setup {
     union: Arc<dyn FileSystem>,
     /// The union side's branches (lower1, lower2, upper), for remounts.
     branches: (PathBuf, PathBuf, PathBuf),
+    /// The Ceph mode's pool cache, in the sequences that have one.
+    cache: Option<Arc<polytropon::backend::cache::BlockCache>>,
     _scratch: Scratch,
 }
 
@@ -528,10 +530,11 @@ fn setup(seed: u64, via: Via) -> Setup {
     let overlay = Overlay::mount(&[kl1, kl2], &kup, &work, &mnt);
     let (ul1, ul2, uup) = sides[1].clone();
     let branches = sides[1].clone();
+    let mut pool_cache = None;
     let union: Arc<dyn FileSystem> = if via == Via::Ceph {
         use polytropon::backend::cephfs::CephBranch;
         let client = CEPH.lock().unwrap_or_else(|p| p.into_inner()).clone().expect("the Ceph mode's client");
-        let top = CephBranch::new(client.clone(), Path::new("/"), false).expect("CephFS root");
+        let top = CephBranch::new(client.clone(), Path::new("/"), false, None).expect("CephFS root");
         let ctx = common::root_ctx();
         let seq = top.mkdir(&ctx, ROOT_INODE, OsStr::new(&format!("seq{seed}")), 0o755, 0).expect("mkdir seq");
         for (name, local) in [("lower1", &ul1), ("lower2", &ul2), ("upper", &uup)] {
@@ -540,8 +543,12 @@ fn setup(seed: u64, via: Via) -> Setup {
             top.forget(d.inode, 1);
         }
         top.forget(seq.inode, 1);
+        // Every other sequence through the pool's cache (`writethrough`, which holds CephFS
+        // data while Ceph delegates it).
+        let cache = (seed % 2 == 0).then(|| Arc::new(polytropon::backend::cache::BlockCache::new(8 << 20)));
+        pool_cache = cache.clone();
         let branch = |n: &str, ro: bool| -> Arc<dyn FileSystem> {
-            Arc::new(CephBranch::new(client.clone(), &Path::new("/").join(format!("seq{seed}")).join(n), ro).expect("CephFS branch"))
+            Arc::new(CephBranch::new(client.clone(), &Path::new("/").join(format!("seq{seed}")).join(n), ro, cache.clone()).expect("CephFS branch"))
         };
         Arc::new(UnionFs::new(Some(branch("upper", false)), vec![branch("lower1", true), branch("lower2", true)]).expect("build union"))
     } else {
@@ -558,7 +565,7 @@ fn setup(seed: u64, via: Via) -> Setup {
         let client = Client::connect(&common::channel(&driver), 0).expect("attach a client");
         (std::sync::Mutex::new(client), driver)
     });
-    Setup { fuse, user, overlay, union, branches, _scratch: scratch }
+    Setup { fuse, user, overlay, union, branches, cache: pool_cache, _scratch: scratch }
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -619,6 +626,11 @@ fn run_sequence(seed: u64, steps: u64, via: Via) -> u64 {
             let tr = union_tree(&local_union(l1, l2, up)).expect("walk the union built again");
             assert!(tk == tr, "seed {seed} step {step}: a remount reads differently\n{}\nlast operations:\n{}", diff(&tk, &tr), history());
         }
+    }
+    if let Some(c) = &s.cache {
+        // The cached sequences' reads went through the pool's cache (Ceph delegated the files).
+        let hits = c.stats.hits.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(hits > 0, "seed {seed}: the pool's cache served no CephFS read ({:?})", c.stats);
     }
     succeeded
 }

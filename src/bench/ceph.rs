@@ -3,6 +3,8 @@
 //!
 //! - `cephfs-user`: our user-level path on a union of CephFS branches (libcephfs client in
 //!   the service);
+//! - `cephfs-user-cache`: the same with the pool's own cache (`writethrough`), which holds
+//!   file data while Ceph delegates it to the service;
 //! - `cephfs-fuse`: our FUSE path on the same kind of union;
 //! - `ceph-fuse`: Ceph's own FUSE client on a plain CephFS directory (a copy of the data);
 //! - `unionfs-ceph-fuse`: unionfs-fuse over ceph-fuse (the papers' F/F: a FUSE union over a
@@ -20,7 +22,7 @@ use crate::libservice::copy::{copy_tree, remove_tree};
 use crate::libservice::{Context, FileSystem, ROOT_INODE};
 
 /// The CephFS paths, in display order.
-pub const PATHS: [&str; 4] = ["cephfs-user", "cephfs-fuse", "ceph-fuse", "unionfs-ceph-fuse"];
+pub const PATHS: [&str; 5] = ["cephfs-user", "cephfs-user-cache", "cephfs-fuse", "ceph-fuse", "unionfs-ceph-fuse"];
 
 /// The run's CephFS: a client, and the directory every path's data goes under.
 #[allow(missing_debug_implementations)]
@@ -36,7 +38,7 @@ impl CephBench {
         let opts = CephOptions { conf: conf.to_path_buf(), id: "admin".into(), fs: None, settings: Vec::new() };
         let client = Arc::new(CephClient::connect(&opts).map_err(BenchError::CephConnect)?);
         let dir = format!("polytropon-bench-{}", std::process::id());
-        let root = CephBranch::new(client.clone(), Path::new("/"), false).map_err(BenchError::Ceph)?;
+        let root = CephBranch::new(client.clone(), Path::new("/"), false, None).map_err(BenchError::Ceph)?;
         let e = root.mkdir(&Context::current(), ROOT_INODE, dir.as_ref(), 0o755, 0).map_err(BenchError::io(format!("cannot create /{dir} in CephFS")))?;
         root.forget(e.inode, 1);
         Ok(CephBench { opts, client, dir })
@@ -44,7 +46,7 @@ impl CephBench {
 
     /// `/polytropon-bench-PID/name` in the CephFS, made and filled with a copy of `data`.
     pub fn prepare(&self, name: &str, data: Option<&Path>) -> Result<PathBuf, BenchError> {
-        let top = CephBranch::new(self.client.clone(), &Path::new("/").join(&self.dir), false).map_err(BenchError::Ceph)?;
+        let top = CephBranch::new(self.client.clone(), &Path::new("/").join(&self.dir), false, None).map_err(BenchError::Ceph)?;
         let ctx = Context::current();
         let e = top.mkdir(&ctx, ROOT_INODE, name.as_ref(), 0o755, 0).map_err(BenchError::io(format!("cannot create {name} in CephFS")))?;
         let copied = data.map_or(Ok(()), |d| copy_tree(&top, &ctx, e.inode, d));
@@ -53,9 +55,9 @@ impl CephBench {
         Ok(Path::new("/").join(&self.dir).join(name))
     }
 
-    /// A CephFS directory as a branch.
-    pub fn branch(&self, path: &Path, read_only: bool) -> Result<Arc<dyn FileSystem>, BenchError> {
-        Ok(Arc::new(CephBranch::new(self.client.clone(), path, read_only).map_err(BenchError::io(format!("CephFS branch {}", path.display())))?))
+    /// A CephFS directory as a branch, its data cached in `cache` if given.
+    pub fn branch(&self, path: &Path, read_only: bool, cache: Option<Arc<crate::backend::cache::BlockCache>>) -> Result<Arc<dyn FileSystem>, BenchError> {
+        Ok(Arc::new(CephBranch::new(self.client.clone(), path, read_only, cache).map_err(BenchError::io(format!("CephFS branch {}", path.display())))?))
     }
 
     /// Mounts CephFS directory `path` with ceph-fuse at `at`.
@@ -77,7 +79,7 @@ impl CephBench {
 
 impl Drop for CephBench {
     fn drop(&mut self) {
-        if let Ok(root) = CephBranch::new(self.client.clone(), Path::new("/"), false) {
+        if let Ok(root) = CephBranch::new(self.client.clone(), Path::new("/"), false, None) {
             if let Err(e) = remove_tree(&root, &Context::current(), ROOT_INODE, self.dir.as_ref()) {
                 tracing::warn!("cannot remove /{} from CephFS: {e}", self.dir);
             }

@@ -14,7 +14,7 @@ use crate::spec::CacheMode;
 use crate::union::UnionFs;
 
 /// Every path name `bench` knows, in display order.
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 15] = [
     "user",
     "user-cache",
     "fuse",
@@ -26,6 +26,7 @@ pub const ALL: [&str; 14] = [
     "overlay",
     "kernel",
     "cephfs-user",
+    "cephfs-user-cache",
     "cephfs-fuse",
     "ceph-fuse",
     "unionfs-ceph-fuse",
@@ -125,7 +126,15 @@ fn union_for(name: &str, i: usize, upper: &Path, lower: &Path, ceph: Option<&sup
             }
             let u = c.prepare(&format!("{name}/upper{i}"), None)?;
             let l = Path::new("/").join(&c.dir).join(name).join("lower");
-            Ok(Arc::new(UnionFs::new(Some(c.branch(&u, false)?), vec![c.branch(&l, true)?])?))
+            // `cephfs-user-cache`: the pool's own cache, as an instance with `cache: {mode:
+            // writethrough}` has it.
+            let cache = if name == "cephfs-user-cache" {
+                let spec = crate::spec::CacheSpec { mode: CacheMode::Writethrough, ..crate::spec::CacheSpec::default() };
+                crate::instance::pool_cache(&spec).map_err(BenchError::io("cannot make the pool's cache"))?
+            } else {
+                None
+            };
+            Ok(Arc::new(UnionFs::new(Some(c.branch(&u, false, cache.clone())?), vec![c.branch(&l, true, cache)?])?))
         }
         None => {
             let own = name == "user-cache";
@@ -152,14 +161,14 @@ fn unionfs_fuse(upper: &Path, lower: &Path, mnt: &Path) -> Result<(), BenchError
 /// pinned); the CephFS paths use `ceph`. On error, what was set up is torn down.
 pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option<&super::ceph::CephBench>, containers: usize) -> Result<Target, BenchError> {
     let mut t = Target { name: name.to_string(), roots: Vec::new(), worker: None, driver: None, guards: Vec::new() };
-    let on_ceph = matches!(name, "cephfs-user" | "cephfs-fuse");
+    let on_ceph = matches!(name, "cephfs-user" | "cephfs-user-cache" | "cephfs-fuse");
     let ceph_for_union = if on_ceph { Some(ceph.ok_or(BenchError::NoCephConf("the CephFS paths need"))?) } else { None };
     let mut served = Vec::new();
     for i in 0..containers.max(1) {
         let (upper, work, mnt) = dirs(base, name, i)?;
         let overlay_opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
         match name {
-            "user" | "user-cache" | "cephfs-user" => {
+            "user" | "user-cache" | "cephfs-user" | "cephfs-user-cache" => {
                 // As a pool's service serves an instance: FUSE mount and user-level path together.
                 let union = union_for(name, i, &upper, lower, ceph_for_union)?;
                 let passthrough = name == "user" && crate::spec::CacheSpec::default().user_passthrough;

@@ -270,7 +270,7 @@ impl CephLayers {
     fn open(c: &CephStore) -> Result<CephLayers, ImageError> {
         let invalid = |e: String| ImageError::Invalid(e);
         let client = CephClient::connect(&c.options()).map_err(|e| invalid(format!("cannot connect to CephFS: {e}")))?;
-        let branch = CephBranch::new(std::sync::Arc::new(client), Path::new("/"), false).map_err(|e| invalid(format!("CephFS root: {e}")))?;
+        let branch = CephBranch::new(std::sync::Arc::new(client), Path::new("/"), false, None).map_err(|e| invalid(format!("CephFS root: {e}")))?;
         let dir = c.dir.join("layers");
         let layers = mkdir_all(&branch, &Context::current(), &dir).map_err(|e| invalid(format!("cannot create {} in CephFS: {e}", dir.display())))?;
         Ok(CephLayers { branch, layers, dir })

@@ -106,7 +106,7 @@ pub fn build_with(spec: &InstanceSpec, pool: Option<Arc<Quota>>) -> Result<Count
             None => LocalFs::new(path, local_opts(read_only))
                 .map(|fs| Arc::new(fs) as Arc<dyn FileSystem>)
                 .map_err(|source| InstanceError::Branch { path: path.display().to_string(), source }),
-            Some(c) => CephBranch::new(c.clone(), path, read_only)
+            Some(c) => CephBranch::new(c.clone(), path, read_only, cache.clone())
                 .map(|fs| Arc::new(fs) as Arc<dyn FileSystem>)
                 .map_err(|source| InstanceError::CephBranch { path: path.display().to_string(), source }),
         }

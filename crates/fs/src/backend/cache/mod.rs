@@ -18,6 +18,7 @@
 
 mod dirty;
 pub mod policy;
+pub mod through;
 
 use std::collections::BTreeSet;
 use std::os::fd::OwnedFd;

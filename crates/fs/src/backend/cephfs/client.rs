@@ -8,9 +8,11 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use super::deleg::{self, Delegation, Returns};
 use super::ffi::{Api, CInode, MountInfo, Statx, UserPerm, VInodeNo};
+use crate::backend::cache::{BlockCache, FileKey};
 use crate::libservice::{errno, Context};
 
 /// How to reach a CephFS.
@@ -103,6 +105,16 @@ unsafe extern "C" fn name_dropped(handle: *mut std::ffi::c_void, _dir: VInodeNo,
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.each(|d| d.name())));
 }
 
+/// An open file of the client.
+pub(super) struct OpenFile {
+    pub fh: Ptr,
+    /// Its read delegation, while held (see [`deleg`]).
+    pub deleg: Option<Arc<Delegation>>,
+}
+
+/// Numbers the clients of this process, for their files' keys in the block cache.
+static CLIENTS: AtomicU64 = AtomicU64::new(0);
+
 /// A connected client.
 #[allow(missing_debug_implementations)]
 pub struct CephClient {
@@ -111,12 +123,20 @@ pub struct CephClient {
     perms: Mutex<HashMap<(u32, u32), Ptr>>,
     /// ceph ino → (its `Inode *`, references this client holds on it).
     inodes: Mutex<HashMap<u64, (Ptr, u64)>>,
-    /// handle → `Fh *` (files) or `ceph_dir_result *` (directories).
-    pub(super) files: Mutex<HashMap<u64, Ptr>>,
+    /// handle → open file, or `ceph_dir_result *` (directories).
+    pub(super) files: Mutex<HashMap<u64, OpenFile>>,
     pub(super) dirs: Mutex<HashMap<u64, Ptr>>,
     next: AtomicU64,
     /// Told what the client drops from its caches (see [`CephClient::on_dropped`]).
     listeners: Box<Listeners>,
+    /// Whether read delegations may be asked for (libcephfs has them and took the timeout).
+    delegations: bool,
+    /// Recalled delegations, and whether the thread returning them started.
+    returns: Arc<Returns>,
+    returner: OnceLock<bool>,
+    /// This client's `st_dev` in the block cache's file keys: ceph inos are unique within a
+    /// file system only, and each client's cached data is coherent with its own capabilities.
+    cache_dev: u64,
 }
 
 impl CephClient {
@@ -129,7 +149,7 @@ impl CephClient {
         let mut cmount: *mut MountInfo = std::ptr::null_mut();
         // SAFETY: ceph_create fills `cmount` on success; `id` is NUL-terminated.
         check(unsafe { (api.create)(&mut cmount, id.as_ptr()) }).map_err(call(format!("ceph_create for client.{}", opts.id)))?;
-        let client = CephClient {
+        let mut client = CephClient {
             api,
             cmount: Ptr::of(cmount),
             perms: Mutex::default(),
@@ -138,6 +158,11 @@ impl CephClient {
             dirs: Mutex::default(),
             next: AtomicU64::new(1),
             listeners: Box::default(),
+            delegations: false,
+            returns: Arc::default(),
+            returner: OnceLock::new(),
+            // Above any device number the kernel hands out.
+            cache_dev: (1 << 63) | CLIENTS.fetch_add(1, Ordering::Relaxed),
         };
         let conf = c(&opts.conf.to_string_lossy())?;
         // SAFETY: a created mount handle and a NUL-terminated path.
@@ -167,7 +192,65 @@ impl CephClient {
         // address does not move with the client) lives until after `ceph_unmount` in Drop,
         // and the callbacks only read it.
         unsafe { (client.api.ll_register_callbacks)(cmount, &mut args) };
+        if let Some(set) = client.api.set_deleg_timeout {
+            // SAFETY: a mounted client and an integer.
+            match check(unsafe { set(cmount, deleg::TIMEOUT) }) {
+                Ok(_) => client.delegations = client.api.ll_delegation.is_some(),
+                Err(e) => tracing::warn!(error = %e, "CephFS read delegations refused: the pool's cache will not hold CephFS data"),
+            }
+        }
         Ok(client)
+    }
+
+    /// The block cache's key of ceph ino `ino` of this client.
+    pub(super) fn cache_key(&self, ino: u64) -> FileKey {
+        FileKey { dev: self.cache_dev, ino }
+    }
+
+    /// Asks for a read delegation on open file `handle`, whose data `cache` may then hold
+    /// (under `key`) until it is recalled; `None` when Ceph does not grant one now (someone
+    /// has the file open for writing) or cannot.
+    pub(super) fn delegate(self: &Arc<Self>, handle: u64, key: FileKey, cache: &Arc<BlockCache>) -> Option<Arc<Delegation>> {
+        let ask = self.api.ll_delegation.filter(|_| self.delegations)?;
+        let started = *self.returner.get_or_init(|| match deleg::start_returner(self.returns.clone(), Arc::downgrade(self), CephClient::give_back) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the thread that returns CephFS delegations");
+                false
+            }
+        });
+        if !started {
+            return None;
+        }
+        let d = Arc::new(Delegation::new(handle, key, cache.clone(), self.returns.clone()));
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = files.get_mut(&handle)?;
+        // SAFETY: an open handle (its entry is held under the lock, so it is not closed
+        // meanwhile); `priv` is the delegation, which the entry keeps alive until the
+        // delegation is returned or the handle closed.
+        let r = unsafe { ask(self.cm(), entry.fh.get(), super::ffi::DELEGATION_RD, Some(deleg::recalled), Arc::as_ptr(&d).cast_mut().cast()) };
+        if r != 0 {
+            return None;
+        }
+        entry.deleg = Some(d.clone());
+        Some(d)
+    }
+
+    /// Returns the recalled delegation of `handle` (if it is still open).
+    fn give_back(&self, handle: u64) {
+        let Some(ask) = self.api.ll_delegation else { return };
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = files.get_mut(&handle) else { return };
+        if entry.deleg.is_none() {
+            return;
+        }
+        // SAFETY: an open handle (held under the lock); NONE takes no callback.
+        let r = unsafe { ask(self.cm(), entry.fh.get(), super::ffi::DELEGATION_NONE, None, std::ptr::null_mut()) };
+        if r != 0 {
+            tracing::warn!(errno = -r, "returning a CephFS delegation failed");
+        }
+        // libcephfs calls nothing for it any more.
+        entry.deleg = None;
     }
 
     /// Tells `to` what this client drops from its caches, for as long as `to` lives (the
@@ -243,9 +326,11 @@ impl CephClient {
 impl Drop for CephClient {
     fn drop(&mut self) {
         let cm = self.cm();
-        for (_, fh) in self.files.get_mut().unwrap_or_else(|p| p.into_inner()).drain() {
-            // SAFETY: an open handle of this client, closed once.
-            unsafe { (self.api.ll_close)(cm, fh.get()) };
+        self.returns.stop();
+        for (_, f) in self.files.get_mut().unwrap_or_else(|p| p.into_inner()).drain() {
+            // SAFETY: an open handle of this client, closed once (which ends its delegation;
+            // the entry, dropped after, kept the callback's argument alive until then).
+            unsafe { (self.api.ll_close)(cm, f.fh.get()) };
         }
         for (_, d) in self.dirs.get_mut().unwrap_or_else(|p| p.into_inner()).drain() {
             // SAFETY: an open directory of this client, released once.

@@ -84,6 +84,17 @@ pub struct CallbackArgs {
     pub ino_release_cb: *const c_void,
 }
 
+/// `ceph_deleg_cb_t`: a delegation on `fh` is recalled (called under the client's lock: the
+/// callee may not call libcephfs).
+pub type DelegCallback = unsafe extern "C" fn(fh: *mut Fh, priv_: *mut c_void);
+/// `ceph_ll_delegation` commands.
+pub const DELEGATION_NONE: u32 = 0;
+pub const DELEGATION_RD: u32 = 1;
+/// `ceph_ll_delegation(cmount, fh, cmd, cb, priv)`.
+pub type DelegationFn = unsafe extern "C" fn(*mut MountInfo, *mut Fh, u32, Option<DelegCallback>, *mut c_void) -> c_int;
+/// `ceph_set_deleg_timeout(cmount, seconds)`.
+pub type DelegTimeoutFn = unsafe extern "C" fn(*mut MountInfo, u32) -> c_int;
+
 /// The bound functions. Every one returns a negative errno on failure unless noted.
 #[allow(missing_debug_implementations)]
 pub struct Api {
@@ -128,6 +139,10 @@ pub struct Api {
     pub ll_removexattr: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, *const UserPerm) -> c_int,
     /// Returns nothing; libcephfs keeps `args`' values, not the struct.
     pub ll_register_callbacks: unsafe extern "C" fn(*mut MountInfo, *mut CallbackArgs),
+    /// Read delegations (Ceph 13+), which the pool's cache needs; `None` where the library
+    /// lacks them (the cache is then not used for CephFS).
+    pub ll_delegation: Option<DelegationFn>,
+    pub set_deleg_timeout: Option<DelegTimeoutFn>,
 }
 
 /// Errors loading the library.
@@ -144,6 +159,11 @@ impl Api {
     pub fn load() -> Result<Api, LoadError> {
         // SAFETY: loading libcephfs runs its initialisers, which set up its own state only.
         let lib = unsafe { Library::new(std::env::var_os(LIBRARY_ENV).unwrap_or_else(|| LIBRARY.into())) }?;
+        // SAFETY: the types are the C prototypes of these symbols in libcephfs.h; the pointers
+        // stay valid while `lib` (moved into the `Api`) is held.
+        let (ll_delegation, set_deleg_timeout) = unsafe {
+            (lib.get::<DelegationFn>(b"ceph_ll_delegation\0").ok().map(|s| *s), lib.get::<DelegTimeoutFn>(b"ceph_set_deleg_timeout\0").ok().map(|s| *s))
+        };
         macro_rules! bind {
             ($($field:ident = $sym:literal),* $(,)?) => {{
                 $(
@@ -151,7 +171,7 @@ impl Api {
                     // (Ceph 16); the pointer stays valid while `_lib` is held.
                     let $field = unsafe { *lib.get(concat!($sym, "\0").as_bytes())? };
                 )*
-                Api { $($field,)* _lib: lib }
+                Api { $($field,)* ll_delegation, set_deleg_timeout, _lib: lib }
             }};
         }
         Ok(bind! {

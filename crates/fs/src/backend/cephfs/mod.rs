@@ -7,6 +7,7 @@
 //! an image) or have one each.
 
 mod client;
+mod deleg;
 mod ffi;
 pub mod health;
 
@@ -17,9 +18,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use client::{CephClient, CephError, CephOptions, Dropped};
-use client::{check, cstr, Ptr};
+use client::{check, cstr, OpenFile, Ptr};
 use ffi::{CInode, Statx};
 
+use crate::backend::cache::{through, BlockCache, BLOCK};
 use crate::libservice::{
     errno, Attr, Context, DirEntry, Entry, FileKind, FileSystem, Handle, Inode, SetAttr, StatFs, TimeUpdate, Timespec, ROOT_INODE,
 };
@@ -34,6 +36,9 @@ pub struct CephBranch {
     /// What the client drops, told to the branch's watcher (kept alive here: the client only
     /// holds it weakly).
     watcher: std::sync::OnceLock<Arc<dyn Dropped>>,
+    /// The pool's cache, which serves reads of files opened read-only while Ceph delegates
+    /// them to this client (see `deleg`).
+    cache: Option<Arc<BlockCache>>,
 }
 
 /// Tells a watcher of a branch what its client dropped, in the branch's inode numbers.
@@ -66,14 +71,15 @@ fn ts(t: libc::timespec) -> Timespec {
 }
 
 impl CephBranch {
-    /// The branch at `path` (absolute inside the file system) of `client`.
-    pub fn new(client: Arc<CephClient>, path: &Path, read_only: bool) -> io::Result<CephBranch> {
+    /// The branch at `path` (absolute inside the file system) of `client`, its file data
+    /// served through `cache` when there is one.
+    pub fn new(client: Arc<CephClient>, path: &Path, read_only: bool, cache: Option<Arc<BlockCache>>) -> io::Result<CephBranch> {
         let (root, stx) = client.walk(path)?;
         if u32::from(stx.mode) & libc::S_IFMT != libc::S_IFDIR {
             client.forget(root, 1);
             return Err(errno(libc::ENOTDIR));
         }
-        Ok(CephBranch { client, root, read_only, watcher: std::sync::OnceLock::new() })
+        Ok(CephBranch { client, root, read_only, watcher: std::sync::OnceLock::new(), cache })
     }
 
     fn ceph(&self, ino: Inode) -> u64 {
@@ -126,7 +132,53 @@ impl CephBranch {
 
     fn file(&self, h: Handle) -> io::Result<*mut ffi::Fh> {
         let m = self.client.files.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(&h).map(|p| p.get()).ok_or_else(|| errno(libc::EBADF))
+        m.get(&h).map(|f| f.fh.get()).ok_or_else(|| errno(libc::EBADF))
+    }
+
+    /// An open file and its read delegation, while held.
+    fn file_delegated(&self, h: Handle) -> io::Result<(*mut ffi::Fh, Option<Arc<deleg::Delegation>>)> {
+        let m = self.client.files.lock().unwrap_or_else(|p| p.into_inner());
+        let f = m.get(&h).ok_or_else(|| errno(libc::EBADF))?;
+        Ok((f.fh.get(), f.deleg.clone().filter(|d| d.held())))
+    }
+
+    /// Records open file `fh`: its handle.
+    fn insert_file(&self, fh: *mut ffi::Fh) -> Handle {
+        let h = self.client.next_handle();
+        self.client.files.lock().unwrap_or_else(|p| p.into_inner()).insert(h, OpenFile { fh: Ptr::of(fh), deleg: None });
+        h
+    }
+
+    /// For the cache: asks Ceph to delegate the file just opened read-only as `h` to this
+    /// client, and once it does (nobody can change the file now), drops the file's blocks
+    /// cached before if it changed since (close-to-open across the times no delegation held).
+    fn delegate(&self, ctx: &Context, inode: Inode, h: Handle) {
+        let Some(cache) = &self.cache else { return };
+        let key = self.client.cache_key(self.ceph(inode));
+        if self.client.delegate(h, key, cache).is_none() {
+            return;
+        }
+        match self.getattr(ctx, inode, None) {
+            Ok(a) if a.mode & libc::S_IFMT == libc::S_IFREG => cache.validate(key, (a.mtime.sec, i64::from(a.mtime.nsec), a.size)),
+            _ => cache.invalidate(key),
+        }
+    }
+
+    /// Reads block `block` of open file `fh` whole (shorter only at the file's end).
+    fn fetch(&self, fh: *mut ffi::Fh, block: u64) -> io::Result<Vec<u8>> {
+        let mut data = vec![0u8; BLOCK];
+        let mut got = 0;
+        while got < BLOCK {
+            let at = block * BLOCK as u64 + got as u64;
+            // SAFETY: an open handle and a buffer with `BLOCK - got` writable bytes from `got`.
+            let n = check(unsafe { (self.api().ll_read)(self.cm(), fh, at as i64, (BLOCK - got) as u64, data[got..].as_mut_ptr().cast::<c_char>()) })? as usize;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        data.truncate(got);
+        Ok(data)
     }
 
     fn cm(&self) -> *mut ffi::MountInfo {
@@ -225,6 +277,9 @@ impl FileSystem for CephBranch {
             // SAFETY: a held inode and the attributes `mask` names.
             check(unsafe { (self.api().ll_setattr)(self.cm(), i, &mut stx, mask, self.client.perms(ctx)) })?;
         }
+        if let (Some(cache), Some(_)) = (&self.cache, set.size) {
+            cache.invalidate(self.client.cache_key(self.ceph(inode)));
+        }
         self.getattr(ctx, inode, None)
     }
 
@@ -237,8 +292,10 @@ impl FileSystem for CephBranch {
         let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY);
         // SAFETY: a held inode and an out-parameter.
         check(unsafe { (self.api().ll_open)(self.cm(), i, flags, &mut fh, self.client.perms(ctx)) })?;
-        let h = self.client.next_handle();
-        self.client.files.lock().unwrap_or_else(|p| p.into_inner()).insert(h, Ptr::of(fh));
+        let h = self.insert_file(fh);
+        if flags & (libc::O_ACCMODE | libc::O_DIRECT) == libc::O_RDONLY {
+            self.delegate(ctx, inode, h);
+        }
         Ok(h)
     }
 
@@ -253,13 +310,19 @@ impl FileSystem for CephBranch {
         check(unsafe {
             (self.api().ll_create)(self.cm(), p, n.as_ptr(), mode & !umask & 0o7777, flags | libc::O_CREAT, &mut out, &mut fh, &mut stx, ffi::STATX_BASIC, 0, self.client.perms(ctx))
         })?;
-        let h = self.client.next_handle();
-        self.client.files.lock().unwrap_or_else(|p| p.into_inner()).insert(h, Ptr::of(fh));
+        let h = self.insert_file(fh);
+        if let Some(cache) = &self.cache {
+            // A new file: whatever an earlier one of the same number left is void.
+            cache.invalidate(self.client.cache_key(stx.ino));
+        }
         Ok((self.entry(out, &stx), h))
     }
 
     fn read(&self, _ctx: &Context, _inode: Inode, handle: Handle, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
-        let fh = self.file(handle)?;
+        let (fh, delegated) = self.file_delegated(handle)?;
+        if let Some(d) = delegated {
+            return through::read(d.cache(), d.key, bufs, offset, |block| self.fetch(fh, block));
+        }
         let mut done = 0usize;
         for b in bufs.iter_mut() {
             if b.is_empty() {
@@ -304,10 +367,11 @@ impl FileSystem for CephBranch {
     }
 
     fn release(&self, _ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
-        let fh = self.client.files.lock().unwrap_or_else(|p| p.into_inner()).remove(&handle);
-        if let Some(fh) = fh {
-            // SAFETY: an open handle, closed once (removed from the table above).
-            check(unsafe { (self.api().ll_close)(self.cm(), fh.get()) })?;
+        let f = self.client.files.lock().unwrap_or_else(|p| p.into_inner()).remove(&handle);
+        if let Some(f) = f {
+            // SAFETY: an open handle, closed once (removed from the table above); closing it
+            // ends its delegation, whose callback argument `f` keeps alive until then.
+            check(unsafe { (self.api().ll_close)(self.cm(), f.fh.get()) })?;
         }
         Ok(())
     }
