@@ -545,7 +545,7 @@ fn setup(seed: u64, via: Via) -> Setup {
         top.forget(seq.inode, 1);
         // Every other sequence through the pool's cache (`writethrough`, which holds CephFS
         // data while Ceph delegates it).
-        let cache = (seed % 2 == 0).then(|| Arc::new(polytropon::backend::cache::BlockCache::new(8 << 20)));
+        let cache = seed.is_multiple_of(2).then(|| Arc::new(polytropon::backend::cache::BlockCache::new(8 << 20)));
         pool_cache = cache.clone();
         let branch = |n: &str, ro: bool| -> Arc<dyn FileSystem> {
             Arc::new(CephBranch::new(client.clone(), &Path::new("/").join(format!("seq{seed}")).join(n), ro, cache.clone()).expect("CephFS branch"))
