@@ -154,6 +154,16 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     let prefetched = json[0]["service"]["mounts"][0]["user_prefetched_opens"].as_u64().unwrap_or(0);
     let reads = user["read"]["count"].as_u64().unwrap_or(0);
     assert!(prefetched + reads >= 50, "{prefetched} prefetched opens, {reads} reads: {}", json[0]["service"]["mounts"][0]);
+    // A larger file read on and on through one descriptor (the image's `ls`, from the lower
+    // branch) is handed to the kernel once busy: the FUSE mount's page cache serves it, the
+    // bytes the same.
+    let reader = "import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\nref = open(sys.argv[2], 'rb').read()\n\
+        for i in range(64):\n    off = (i * 7919) % len(ref)\n    got = os.pread(fd, 4096, off)\n    assert got == ref[off:off + 4096], f'read {i} at {off} differs'\nprint('same')\n";
+    let out = host.run(&["exec", "--pool", &pool, "--preload-only", "--", "python3", "-c", reader, pm.join("bin/ls").to_str().expect("utf-8"), "/bin/ls"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "same", "{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&host.ok(&["inspect", "--pool", &pool, "--format", "json"])).expect("json");
+    let busy = json[0]["service"]["mounts"][0]["user_handovers"]["busy"].as_u64().unwrap_or(0);
+    assert_eq!(busy, 1, "the busy file was not handed to the kernel once: {}", json[0]["service"]["mounts"][0]["user_handovers"]);
     // inspect shows the cluster's health, as the monitors report it to the ceph tool.
     let ceph = Command::new("ceph").args(["-c", &conf, "--id", "admin", "health"]).output().expect("ceph health");
     let status = String::from_utf8_lossy(&ceph.stdout).split_whitespace().next().unwrap_or("").to_string();

@@ -128,6 +128,18 @@ pub const OPEN_WATCHED: u64 = 4;
 /// data lives in its backing files (the `kernel` cache mode of the local backend, no storage
 /// quota).
 pub const OPEN_PASSABLE: u64 = 8;
+/// `OpenPath` answer (bit of `aux[2]`): the file, opened read-only and not passed nor
+/// prefetched, is better served by the kernel once busy: its instance's backend is shared
+/// with other clients (CephFS), so no backing descriptor can be passed, and its FUSE mount
+/// keeps file data in the kernel's page cache (the `kernel` cache mode). After
+/// [`PASS_AFTER`]-many data calls the client hands the file over to the kernel (reopens it
+/// through the mount; [`HandOver::Busy`]).
+pub const OPEN_KERNEL_CACHED: u64 = 16;
+/// Data calls at user level after which a file is busy: passed ([`OPEN_PASSABLE`]) or
+/// handed to the kernel ([`OPEN_KERNEL_CACHED`]). A file written once or twice (created,
+/// appended, closed) or read whole never pays for that; one used on and on (a log, a
+/// database) soon is the kernel's.
+pub const PASS_AFTER: u32 = 4;
 /// `OpenPath` flag: the client keeps a small file's bytes that come with the open (see
 /// [`OPEN_PREFETCHED`]); without it the service sends none.
 pub const FLAG_PREFETCH: u32 = 8;
@@ -411,10 +423,12 @@ pub enum HandOver {
     Unserved = 5,
     /// An `ioctl` only the kernel answers.
     Ioctl = 6,
+    /// A busy file the kernel's page cache serves better ([`OPEN_KERNEL_CACHED`]).
+    Busy = 7,
 }
 
 impl HandOver {
-    pub const ALL: [HandOver; 7] = [HandOver::Mmap, HandOver::Lock, HandOver::Splice, HandOver::Stdio, HandOver::Process, HandOver::Unserved, HandOver::Ioctl];
+    pub const ALL: [HandOver; 8] = [HandOver::Mmap, HandOver::Lock, HandOver::Splice, HandOver::Stdio, HandOver::Process, HandOver::Unserved, HandOver::Ioctl, HandOver::Busy];
 
     /// Its name in `inspect` and the metrics.
     pub fn name(self) -> &'static str {
@@ -426,6 +440,7 @@ impl HandOver {
             HandOver::Process => "process",
             HandOver::Unserved => "unserved",
             HandOver::Ioctl => "ioctl",
+            HandOver::Busy => "busy",
         }
     }
 

@@ -52,6 +52,8 @@ pub struct File {
     /// The service may pass the file's backing file once it proves busy (`OPEN_PASSABLE`);
     /// cleared by the one thread that asks.
     passable: AtomicBool,
+    /// Once busy, it is handed to the kernel rather than passed (`OPEN_KERNEL_CACHED`).
+    to_kernel: AtomicBool,
     /// Data calls made on it at user level while `passable` (see [`File::busy`]).
     calls: AtomicU32,
     /// Data calls the kernel served on its backing descriptor (see `LastRef::passed_calls`).
@@ -110,10 +112,7 @@ pub struct Known {
     when: std::time::Instant,
 }
 
-/// Data calls at user level after which a file the service may pass (`OPEN_PASSABLE`) asks
-/// for its backing file: a file written once or twice (created, appended, closed) never pays
-/// for the descriptor; one written on and on (a log, a database) soon serves itself.
-pub const PASS_AFTER: u32 = 4;
+use polytropon_ipc::PASS_AFTER;
 
 /// Puts the received descriptor `backing` in place of descriptor `fd` (`dup3`, which replaces
 /// it atomically, keeping `fd`'s close-on-exec flag) if `wanted`, and closes `backing`
@@ -179,6 +178,7 @@ impl File {
             watch_table: AtomicU64::new(0),
             leaving: AtomicBool::new(false),
             passable: AtomicBool::new(false),
+            to_kernel: AtomicBool::new(false),
             calls: AtomicU32::new(0),
             passed_calls: AtomicU64::new(0),
             offset_lock: AtomicBool::new(false),
@@ -318,6 +318,17 @@ impl File {
     pub fn set_passable(&self) {
         self.calls.store(0, Ordering::Relaxed);
         self.passable.store(true, Ordering::Release);
+    }
+
+    /// Lets the file be handed to the kernel once it proves busy (`OPEN_KERNEL_CACHED`).
+    pub fn set_kernel_cached(&self) {
+        self.to_kernel.store(true, Ordering::Relaxed);
+        self.set_passable();
+    }
+
+    /// Whether the file goes to the kernel once busy.
+    pub fn kernel_cached(&self) -> bool {
+        self.to_kernel.load(Ordering::Relaxed)
     }
 
     /// Counts a data call at user level; whether this is the one at which the file proves
@@ -509,6 +520,7 @@ fn fill(idx: u32, o: &Opened, path: &[u8]) {
     f.watch_slot.store(0, Ordering::Relaxed);
     f.leaving.store(false, Ordering::Relaxed);
     f.passable.store(false, Ordering::Relaxed);
+    f.to_kernel.store(false, Ordering::Relaxed);
     f.calls.store(0, Ordering::Relaxed);
     f.passed_calls.store(0, Ordering::Relaxed);
     f.offset_lock.store(false, Ordering::Relaxed);

@@ -65,6 +65,13 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
             return Ok(slot.install_passthrough(&o, t.abs(), backing, watch));
         }
     }
+    if r.aux[2] & polytropon_ipc::OPEN_KERNEL_CACHED != 0 {
+        let fd = slot.install(&o, t.abs());
+        if let Some((_, f)) = files::get(fd) {
+            f.set_kernel_cached();
+        }
+        return Ok(fd);
+    }
     if r.aux[2] & polytropon_ipc::OPEN_PASSABLE != 0 && passthrough {
         let fd = slot.install(&o, t.abs());
         if let Some((_, f)) = files::get(fd) {

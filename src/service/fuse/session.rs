@@ -140,6 +140,9 @@ pub struct Mounted {
     mountpoint: PathBuf,
     stats: Arc<OpStats>,
     known: Arc<super::known::KernelInodes>,
+    /// The kernel keeps file data it reads through the mount in its page cache (`kernel`
+    /// cache mode).
+    pages: bool,
 }
 
 impl std::fmt::Debug for Mounted {
@@ -171,16 +174,20 @@ impl Mounted {
     /// A handle through which changes made beside this mount (on the user-level path) drop
     /// the kernel's cached attributes, pages and names.
     pub fn kernel_cache(&self) -> Option<Arc<dyn KernelCache>> {
-        self.session.as_ref().map(|s| Arc::new(Invalidator(s.notifier(), self.known.clone())) as Arc<dyn KernelCache>)
+        self.session.as_ref().map(|s| Arc::new(Invalidator(s.notifier(), self.known.clone(), self.pages)) as Arc<dyn KernelCache>)
     }
 }
 
 /// Sends FUSE invalidation notices. Failures are only logged: the kernel may have dropped
 /// the inode or name already (that is not an error), or the mount may be going away.
 /// Notices go only for inodes the kernel holds (and names in directories it holds).
-struct Invalidator(fuser::Notifier, Arc<super::known::KernelInodes>);
+struct Invalidator(fuser::Notifier, Arc<super::known::KernelInodes>, bool);
 
 impl KernelCache for Invalidator {
+    fn keeps_pages(&self) -> bool {
+        self.2
+    }
+
     fn inval_inode(&self, inode: u64, offset: i64, len: i64) {
         if !self.1.holds(inode) {
             return;
@@ -269,7 +276,7 @@ fn session(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConfig) -> io::
 pub fn spawn(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConfig) -> io::Result<Mounted> {
     let (se, stats, known, ring) = session(fs, mountpoint, cfg)?;
     let session = se.spawn()?;
-    Ok(Mounted { session: Some(session), ring, mountpoint: mountpoint.to_owned(), stats, known })
+    Ok(Mounted { session: Some(session), ring, mountpoint: mountpoint.to_owned(), stats, known, pages: cfg.cache == crate::spec::CacheMode::Kernel })
 }
 
 /// Mounts `fs` at `mountpoint` and serves it on this thread until it is unmounted or the

@@ -111,6 +111,10 @@ pub trait KernelCache: Send + Sync {
     /// file through the kernel faults past the old size: SQLite's `-shm`, grown by one
     /// process on the user-level path and mapped by another.)
     fn grew(&self, _inode: Inode, _end: u64) {}
+    /// Whether the kernel keeps file data read through the mount in its page cache.
+    fn keeps_pages(&self) -> bool {
+        false
+    }
 }
 
 /// One instance served on the user-level path, with its request counters.
@@ -843,6 +847,17 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
                 timer.stats().add_prefetched();
             }
         }
+    }
+    if req.op == Op::OpenPath
+        && res >= 0
+        && aux[2] & (OPEN_PASSED | polytropon_ipc::OPEN_PREFETCHED) == 0
+        && polytropon_ipc::args::OpenArg::decode(req.arg).flags & (libc::O_ACCMODE | libc::O_DIRECT) == libc::O_RDONLY
+        && kernel.as_ref().is_some_and(|k| k.keeps_pages())
+        && fs.shared()
+    {
+        // A file another client may change, which only the mount's page cache can hold near
+        // the program: the client hands it to the kernel once it proves busy.
+        aux[2] |= polytropon_ipc::OPEN_KERNEL_CACHED;
     }
     track(&sh.owners, owner, req, res, aux);
     if req.flags & FLAG_NO_REPLY != 0 && res < 0 {

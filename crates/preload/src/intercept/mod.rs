@@ -119,6 +119,14 @@ fn on_data_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<
             f.leave_passthrough(fd);
             run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel))
         }
+        // A busy file of a shared backend: the kernel's from now on, its page cache serving it
+        // (one thread hands it over; any failure leaves it at user level).
+        Some((_, f)) if f.kernel_cached() => {
+            if f.busy() && f.take_passable() && hand_over(fd, HandOver::Busy).is_ok() {
+                return kernel();
+            }
+            run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel))
+        }
         // A file written on and on: its backing file from the service, then the kernel's.
         Some((_, f)) if f.busy() && took_backing(fd, f) => {
             f.count_passed_call();
