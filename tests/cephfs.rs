@@ -164,6 +164,7 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     let json: serde_json::Value = serde_json::from_str(&host.ok(&["inspect", "--pool", &pool, "--format", "json"])).expect("json");
     let busy = json[0]["service"]["mounts"][0]["user_handovers"]["busy"].as_u64().unwrap_or(0);
     assert_eq!(busy, 1, "the busy file was not handed to the kernel once: {}", json[0]["service"]["mounts"][0]["user_handovers"]);
+    fsx_through_the_pools_cache(&host, &pool, &conf);
     // inspect shows the cluster's health, as the monitors report it to the ceph tool.
     let ceph = Command::new("ceph").args(["-c", &conf, "--id", "admin", "health"]).output().expect("ceph health");
     let status = String::from_utf8_lossy(&ceph.stdout).split_whitespace().next().unwrap_or("").to_string();
@@ -429,4 +430,28 @@ fn a_cached_file_changed_on_another_host(host: &Host, first: &str, second: &str,
     assert!(got.iter().any(|l| l.ends_with(" third!a")), "the first host's own write was never seen: {got:?}");
     // The reads were the cache's while the file was delegated.
     assert!(served >= 100, "only {served} reads were served from the pool's cache");
+}
+
+/// fsx (`tests/py/fsx.py`) on a CephFS instance with the pool's cache (`writethrough`), on the
+/// FUSE path and under the library, with read-only phases between its writes: what the cache
+/// holds while Ceph delegates the file is checked against the model after every change.
+fn fsx_through_the_pools_cache(host: &Host, pool: &str, conf: &str) {
+    let spec = host.scratch.path().join("fsx.yaml");
+    std::fs::write(&spec, format!("backend:\n  type: cephfs\n  conf: {conf}\n  id: admin\nbranches:\n  - path: /c1\n    mode: rw\ncache:\n  mode: writethrough\n  size: 1M\n")).expect("spec");
+    let at = host.scratch.mkdir("fsx");
+    host.ok(&["mount", "--pool", pool, at.to_str().expect("utf-8"), "-f", spec.to_str().expect("utf-8")]);
+    let hits = || -> u64 {
+        let json: serde_json::Value = serde_json::from_str(&host.ok(&["inspect", "--pool", pool, "--format", "json"])).expect("json");
+        json[0]["service"]["cache"]["hits"].as_u64().unwrap_or(0)
+    };
+    let fsx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/fsx.py");
+    let before = hits();
+    let out = Command::new("python3").arg(&fsx).arg(at.join("fuse.dat")).args(["4000", "1", "ro"]).output().expect("python3");
+    assert!(out.status.success(), "fsx on the FUSE path: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let out = host.run(&["exec", "--pool", pool, "--preload-only", "--", "python3", fsx.to_str().expect("utf-8"), at.join("user.dat").to_str().expect("utf-8"), "4000", "2", "ro"]);
+    assert!(out.status.success(), "fsx on the user-level path: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let served = hits() - before;
+    eprintln!("fsx through the pool's cache on CephFS: {served} cache hits");
+    assert!(served > 0, "the pool's cache served none of fsx's reads");
+    host.ok(&["umount", at.to_str().expect("utf-8")]);
 }

@@ -173,7 +173,10 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
                 let union = union_for(name, i, &upper, lower, ceph_for_union)?;
                 let passthrough = name == "user" && crate::spec::CacheSpec::default().user_passthrough;
                 let changes = if passthrough { None } else { crate::service::shm::changes::watch(&*union, std::time::Duration::from_secs_f64(crate::spec::CacheSpec::default().attr_timeout)) };
-                let mounted = fuse::spawn(union.clone(), &mnt, &FuseConfig::default()).map_err(BenchError::io("cannot mount the legacy path"))?;
+                // The FUSE side as an instance of that cache mode has it (`cephfs-user-cache`:
+                // direct I/O, no page cache of the pool's data).
+                let cfg = if name == "cephfs-user-cache" { FuseConfig { cache: CacheMode::Writethrough, ..FuseConfig::default() } } else { FuseConfig::default() };
+                let mounted = fuse::spawn(union.clone(), &mnt, &cfg).map_err(BenchError::io("cannot mount the legacy path"))?;
                 // As a pool's service makes it (`LowerViews::for_spec`): the default cache mode.
                 let lower_views = (name == "user" && changes.is_some()).then(|| Arc::new(crate::service::shm::LowerViews::new(vec![lower.to_path_buf()])));
                 let upper_view = (name == "user" && crate::spec::CacheSpec::default().busy_passthrough).then(|| Arc::new(crate::service::shm::UpperView::new(upper.clone())));

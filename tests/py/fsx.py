@@ -3,7 +3,11 @@
 fsyncs, reopenings and mmap reads of one file, each checked against an in-memory model of
 what the file must hold.
 
-    fsx.py FILE OPS SEED
+    fsx.py FILE OPS SEED [ro]
+
+With `ro`, each reopening first reads the file through a descriptor of its own opened
+read-only while no other descriptor of the process writes it (eight random reads checked
+against the model): on CephFS such a descriptor may be served from the pool's cache.
 
 Exits 0 after OPS operations without a mismatch; on the first mismatch prints the operation,
 the offsets and the last operations, and exits 1. Every call goes through libc (os.pwrite,
@@ -30,6 +34,7 @@ MAX_IO = 32 * 1024
 
 def main():
     path, ops, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    ro_phases = sys.argv[4:5] == ["ro"]
     rng = random.Random(seed)
     model = bytearray()
     # Write data: slices of one random pool at random starts (cheap, and no two writes alike).
@@ -107,6 +112,13 @@ def main():
         elif kind < 0.97:
             history.append(f"{n}: reopen")
             os.close(fd)
+            if ro_phases:
+                ro = os.open(path, os.O_RDONLY)
+                for _ in range(8):
+                    off = rng.randrange(0, MAX_SIZE)
+                    length = rng.randrange(1, MAX_IO + 1)
+                    check(off, os.pread(ro, length, off))
+                os.close(ro)
             fd = os.open(path, os.O_RDWR)
         else:
             history.append(f"{n}: mmap read")

@@ -129,7 +129,7 @@ pub enum CacheMode {
     /// The pool's own cache: file data in the service's memory (a block cache of `size`,
     /// shared by the service's instances, keyed by backend file), written through to the
     /// backend; the FUSE path uses direct I/O so the kernel's page cache holds none of it
-    /// (local backend).
+    /// (CephFS files only while Ceph delegates them to the service: nobody writes them).
     Writethrough,
     /// The pool's own cache as in `writethrough`, but writes stay in it, dirty, until the
     /// service's threads write them back (`dirty_ratio`, `dirty_expire`,

@@ -47,6 +47,8 @@ impl Statx {
 
 /// `CEPH_STATX_BASIC_STATS`.
 pub const STATX_BASIC: u32 = 0x7ff;
+/// `CEPH_STATX_VERSION`: `version` is the inode's change attribute.
+pub const STATX_VERSION: u32 = 0x1000;
 pub const SETATTR_MODE: c_int = 1 << 0;
 pub const SETATTR_UID: c_int = 1 << 1;
 pub const SETATTR_GID: c_int = 1 << 2;
@@ -118,6 +120,7 @@ pub struct Api {
     pub ll_read: unsafe extern "C" fn(*mut MountInfo, *mut Fh, i64, u64, *mut c_char) -> c_int,
     pub ll_write: unsafe extern "C" fn(*mut MountInfo, *mut Fh, i64, u64, *const c_char) -> c_int,
     pub ll_fsync: unsafe extern "C" fn(*mut MountInfo, *mut Fh, c_int) -> c_int,
+    pub ll_fallocate: unsafe extern "C" fn(*mut MountInfo, *mut Fh, c_int, i64, i64) -> c_int,
     pub ll_close: unsafe extern "C" fn(*mut MountInfo, *mut Fh) -> c_int,
     pub ll_mkdir: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, libc::mode_t, *mut *mut CInode, *mut Statx, u32, u32, *const UserPerm) -> c_int,
     pub ll_mknod: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, libc::mode_t, libc::dev_t, *mut *mut CInode, *mut Statx, u32, u32, *const UserPerm) -> c_int,
@@ -194,6 +197,7 @@ impl Api {
             ll_read = "ceph_ll_read",
             ll_write = "ceph_ll_write",
             ll_fsync = "ceph_ll_fsync",
+            ll_fallocate = "ceph_ll_fallocate",
             ll_close = "ceph_ll_close",
             ll_mkdir = "ceph_ll_mkdir",
             ll_mknod = "ceph_ll_mknod",

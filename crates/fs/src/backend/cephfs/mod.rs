@@ -158,10 +158,29 @@ impl CephBranch {
         if self.client.delegate(h, key, cache).is_none() {
             return;
         }
-        match self.getattr(ctx, inode, None) {
-            Ok(a) if a.mode & libc::S_IFMT == libc::S_IFREG => cache.validate(key, (a.mtime.sec, i64::from(a.mtime.nsec), a.size)),
+        match self.version(ctx, inode) {
+            Ok(Some(v)) => cache.validate(key, v),
             _ => cache.invalidate(key),
         }
+    }
+
+    /// What regular file `inode` looks like now, as the cache tells versions apart: its
+    /// change attribute (moved by every change of it by any client, a restored mtime
+    /// included) and size; `None` for another kind of file.
+    fn version(&self, ctx: &Context, inode: Inode) -> io::Result<Option<crate::backend::cache::Version>> {
+        let i = self.node(inode)?;
+        let mut stx = Statx::zeroed();
+        // SAFETY: a held inode and an out-parameter.
+        check(unsafe { (self.api().ll_getattr)(self.cm(), i, &mut stx, ffi::STATX_BASIC | ffi::STATX_VERSION, libc::AT_SYMLINK_NOFOLLOW as u32, self.client.perms(ctx)) })?;
+        if u32::from(stx.mode) & libc::S_IFMT != libc::S_IFREG {
+            return Ok(None);
+        }
+        Ok(Some(if stx.mask & ffi::STATX_VERSION != 0 {
+            // (-1: never a nanosecond count, so never equal to an mtime-based version.)
+            (stx.version as i64, -1, stx.size)
+        } else {
+            (stx.mtime.tv_sec, stx.mtime.tv_nsec, stx.size)
+        }))
     }
 
     /// Reads block `block` of open file `fh` whole (shorter only at the file's end).
@@ -354,6 +373,22 @@ impl FileSystem for CephBranch {
             }
         }
         Ok(done)
+    }
+
+    /// What CephFS allocates: a size extension (mode 0), and holes punched with
+    /// `FALLOC_FL_KEEP_SIZE`; other modes are refused (`EOPNOTSUPP`) by libcephfs.
+    fn fallocate(&self, _ctx: &Context, inode: Inode, handle: Handle, mode: i32, offset: u64, length: u64) -> io::Result<()> {
+        self.writable()?;
+        let fh = self.file(handle)?;
+        let (off, len) = (i64::try_from(offset).map_err(|_| errno(libc::EFBIG))?, i64::try_from(length).map_err(|_| errno(libc::EFBIG))?);
+        // SAFETY: an open handle and integers.
+        check(unsafe { (self.api().ll_fallocate)(self.cm(), fh, mode, off, len) })?;
+        if let Some(cache) = &self.cache {
+            // (No delegation is held while the file is open for writing; this is for blocks
+            // kept from before, which the next delegated open would also drop.)
+            cache.invalidate(self.client.cache_key(self.ceph(inode)));
+        }
+        Ok(())
     }
 
     fn flush(&self, _ctx: &Context, _inode: Inode, _handle: Handle) -> io::Result<()> {
