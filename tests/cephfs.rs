@@ -155,10 +155,11 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     let reads = user["read"]["count"].as_u64().unwrap_or(0);
     assert!(prefetched + reads >= 50, "{prefetched} prefetched opens, {reads} reads: {}", json[0]["service"]["mounts"][0]);
     // A larger file read on and on through one descriptor (the image's `ls`, from the lower
-    // branch) is handed to the kernel once busy: the FUSE mount's page cache serves it, the
-    // bytes the same.
-    let reader = "import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\nref = open(sys.argv[2], 'rb').read()\n\
-        for i in range(64):\n    off = (i * 7919) % len(ref)\n    got = os.pread(fd, 4096, off)\n    assert got == ref[off:off + 4096], f'read {i} at {off} differs'\nprint('same')\n";
+    // branch) by four threads at once moves to the kernel once busy: the FUSE mount's page
+    // cache serves it, and no thread's read fails or differs meanwhile.
+    let reader = "import os, sys, threading\nfd = os.open(sys.argv[1], os.O_RDONLY)\nref = open(sys.argv[2], 'rb').read()\nbad = []\n\
+        def run(t):\n    for i in range(64):\n        off = (i * 7919 + t * 131) % len(ref)\n        try:\n            got = os.pread(fd, 4096, off)\n        except OSError as e:\n            bad.append(f'thread {t} read {i}: {e}')\n            continue\n        if got != ref[off:off + 4096]:\n            bad.append(f'thread {t} read {i} at {off} differs')\n\
+        ts = [threading.Thread(target=run, args=(t,)) for t in range(4)]\nfor t in ts:\n    t.start()\nfor t in ts:\n    t.join()\nprint('same' if not bad else bad)\n";
     let out = host.run(&["exec", "--pool", &pool, "--preload-only", "--", "python3", "-c", reader, pm.join("bin/ls").to_str().expect("utf-8"), "/bin/ls"]);
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "same", "{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     let json: serde_json::Value = serde_json::from_str(&host.ok(&["inspect", "--pool", &pool, "--format", "json"])).expect("json");
@@ -330,13 +331,7 @@ fn what_a_host_learned_of_a_cephfs_file_goes_when_another_host_writes_it() {
     // has seen both changes.
     let reader = "import os, sys, time\nlong, short = sys.argv[1], sys.argv[2]\nt0 = time.monotonic()\nseen = (None, None)\nreads = 0\n\
         while time.monotonic() - t0 < 20:\n    with open(long) as f:\n        data = f.read()\n    reads += 1\n    mode = oct(os.stat(short).st_mode & 0o777)\n    if (data, mode) != seen:\n        seen = (data, mode)\n        print(f'{time.monotonic() - t0:.2f} {data.strip()} {mode}', flush=True)\n    if data.strip() == 'second' and mode == '0o600':\n        break\n    time.sleep(0.001)\nprint(f'reads {reads}', flush=True)\n";
-    let mut child = host
-        .cmd()
-        .args(["exec", "--pool", first, "--preload-only", "--", "python3", "-c", reader, a_long.join("f").to_str().expect("utf-8"), a_short.join("f").to_str().expect("utf-8")])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the reader");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().expect("stdout")));
+    let (mut child, mut lines) = reader_under_library(&host, first, reader, &[a_long.join("f"), a_short.join("f")]);
     let mut next = || lines.next().expect("a line from the reader").expect("read");
     let start = next();
     assert!(start.ends_with(" first 0o644"), "{start}");
@@ -378,6 +373,16 @@ fn what_a_host_learned_of_a_cephfs_file_goes_when_another_host_writes_it() {
     drop(cluster);
 }
 
+/// Starts Python `script` with `files` in pool `pool` under the preload library: the process
+/// and its output's lines.
+fn reader_under_library(host: &Host, pool: &str, script: &str, files: &[PathBuf]) -> (std::process::Child, std::io::Lines<std::io::BufReader<std::process::ChildStdout>>) {
+    let mut args = vec!["exec", "--pool", pool, "--preload-only", "--", "python3", "-c", script];
+    args.extend(files.iter().map(|f| f.to_str().expect("utf-8")));
+    let mut child = host.cmd().args(&args).stdout(std::process::Stdio::piped()).spawn().expect("start the reader");
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().expect("stdout")));
+    (child, lines)
+}
+
 /// The pool's own cache on CephFS (`cache: {mode: writethrough}`): a program on the first host
 /// reads a file through one descriptor again and again, served from the first service's
 /// cache while Ceph delegates the file to it; the second host opens the file for writing and
@@ -393,13 +398,7 @@ fn a_cached_file_changed_on_another_host(host: &Host, first: &str, second: &str,
     let before = hits(first);
     let reader = "import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\nt0 = time.monotonic()\nseen = None\nreads = 0\n\
         while time.monotonic() - t0 < 20:\n    data = os.pread(fd, 6, 0) + os.pread(fd, 4096, 200000)[:1]\n    reads += 1\n    if data != seen:\n        seen = data\n        print(f'{time.monotonic() - t0:.2f} {data.decode()}', flush=True)\n    if data.startswith(b'third!'):\n        break\n    time.sleep(0.001)\nprint(f'reads {reads}', flush=True)\n";
-    let mut child = host
-        .cmd()
-        .args(["exec", "--pool", first, "--preload-only", "--", "python3", "-c", reader, a.join("f").to_str().expect("utf-8")])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the reader");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().expect("stdout")));
+    let (mut child, mut lines) = reader_under_library(host, first, reader, &[a.join("f")]);
     let mut next = || lines.next().expect("a line from the reader").expect("read");
     let start = next();
     assert!(start.ends_with(" aaaaaaa"), "{start}");

@@ -132,8 +132,9 @@ pub const OPEN_PASSABLE: u64 = 8;
 /// prefetched, is better served by the kernel once busy: its instance's backend is shared
 /// with other clients (CephFS), so no backing descriptor can be passed, and its FUSE mount
 /// keeps file data in the kernel's page cache (the `kernel` cache mode). After
-/// [`PASS_AFTER`]-many data calls the client hands the file over to the kernel (reopens it
-/// through the mount; [`HandOver::Busy`]).
+/// [`PASS_AFTER`]-many data calls the client reopens it through the mount and puts that open
+/// file in place of its descriptor, keeping the service handle until the last close as for a
+/// passed backing file (counted as [`HandOver::Busy`]).
 pub const OPEN_KERNEL_CACHED: u64 = 16;
 /// Data calls at user level after which a file is busy: passed ([`OPEN_PASSABLE`]) or
 /// handed to the kernel ([`OPEN_KERNEL_CACHED`]). A file written once or twice (created,
@@ -423,7 +424,8 @@ pub enum HandOver {
     Unserved = 5,
     /// An `ioctl` only the kernel answers.
     Ioctl = 6,
-    /// A busy file the kernel's page cache serves better ([`OPEN_KERNEL_CACHED`]).
+    /// A busy file the kernel's page cache serves better ([`OPEN_KERNEL_CACHED`]): its data
+    /// calls are the kernel's (the descriptor stays the library's, as a passed one).
     Busy = 7,
 }
 

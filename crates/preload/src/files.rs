@@ -373,6 +373,19 @@ impl File {
         true
     }
 
+    /// Puts a kernel open file of this file (reopened through the mount, as the program
+    /// itself) in place of descriptor `fd`, as [`File::take_backing`] does with a backing
+    /// file: the kernel serves its data calls from then on, and the service handle stays
+    /// until the last close, so calls other threads have in flight on it finish. Whether it
+    /// did (otherwise nothing changed).
+    pub fn take_kernel_open(&self, fd: c_int) -> bool {
+        let serial = self.serial();
+        match open_in_kernel(self) {
+            Ok(kernel) => self.take_backing(fd, kernel, serial),
+            Err(_) => false,
+        }
+    }
+
     pub fn access(&self) -> c_int {
         self.flags.load(Ordering::Relaxed) as c_int & libc::O_ACCMODE
     }

@@ -119,10 +119,11 @@ fn on_data_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<
             f.leave_passthrough(fd);
             run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel))
         }
-        // A busy file of a shared backend: the kernel's from now on, its page cache serving it
-        // (one thread hands it over; any failure leaves it at user level).
+        // A busy file of a shared backend: its data calls the kernel's from now on, its page
+        // cache serving them (one thread moves it; any failure leaves it at user level).
         Some((_, f)) if f.kernel_cached() => {
-            if f.busy() && f.take_passable() && hand_over(fd, HandOver::Busy).is_ok() {
+            if f.busy() && took_kernel_open(fd, f) {
+                f.count_passed_call();
                 return kernel();
             }
             run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel))
@@ -144,6 +145,26 @@ fn took_backing(fd: c_int, f: &'static File) -> bool {
     let took = catch_unwind(AssertUnwindSafe(|| crate::ops::pass_busy(fd, f))).unwrap_or(false);
     drop(busy);
     took
+}
+
+/// Puts a kernel open file of `f` (at `fd`), which just proved busy, in place, unless this
+/// thread is already inside the library; whether the kernel serves its data calls from now on
+/// (counted as a hand-over, `busy`).
+fn took_kernel_open(fd: c_int, f: &'static File) -> bool {
+    let Some(busy) = Busy::enter() else { return false };
+    let took = catch_unwind(AssertUnwindSafe(|| f.take_passable() && f.may_take_backing() && f.take_kernel_open(fd))).unwrap_or(false);
+    if took {
+        notice(f.instance.load(std::sync::atomic::Ordering::Acquire), HandOver::Busy);
+    }
+    drop(busy);
+    took
+}
+
+/// Tells the service a file of `instance` went to the kernel, and why (counted for
+/// `inspect`; a notice the post ring cannot take is dropped).
+fn notice(instance: u32, why: HandOver) {
+    let notice = polytropon_ipc::Descriptor { op: polytropon_ipc::Op::HandOver as u32, instance, handle: why as u64, ..Default::default() };
+    let _ = catch_unwind(AssertUnwindSafe(|| crate::client::post(notice)));
 }
 
 /// Hands `fd` over to the kernel if it is ours (see [`files::materialize`]), and tells the
@@ -173,8 +194,7 @@ pub(crate) fn hand_over(fd: c_int, why: HandOver) -> Result<(), c_int> {
         crate::ops::release(&l);
     }
     if let Some(instance) = instance {
-        let notice = polytropon_ipc::Descriptor { op: polytropon_ipc::Op::HandOver as u32, instance, handle: why as u64, ..Default::default() };
-        let _ = catch_unwind(AssertUnwindSafe(|| crate::client::post(notice)));
+        notice(instance, why);
     }
     Ok(())
 }

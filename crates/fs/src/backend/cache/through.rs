@@ -31,9 +31,9 @@ fn scatter(bufs: &mut [IoSliceMut<'_>], mut at: usize, mut src: &[u8]) -> usize 
 }
 
 /// `preadv` of `file` at `offset` through the cache, `fetch` reading a missing block (whole:
-/// shorter only at the file's end) from the backend. With write-back, a file with dirty blocks
-/// ends where they say, and what lies between its backing file's end and theirs reads as zeros.
-pub fn read(cache: &BlockCache, file: FileKey, bufs: &mut [IoSliceMut<'_>], offset: u64, mut fetch: impl FnMut(u64) -> io::Result<Vec<u8>>) -> io::Result<usize> {
+/// shorter only at the file's end) from the backend, and saying whether it may be kept (the
+/// backend's reason to cache the file still held when the block was read).
+pub fn read(cache: &BlockCache, file: FileKey, bufs: &mut [IoSliceMut<'_>], offset: u64, mut fetch: impl FnMut(u64) -> io::Result<(Vec<u8>, bool)>) -> io::Result<usize> {
     let size = cache.dirty_size(file);
     let mut total: usize = bufs.iter().map(|b| b.len()).sum();
     if let Some(size) = size {
@@ -54,11 +54,11 @@ pub fn read(cache: &BlockCache, file: FileKey, bufs: &mut [IoSliceMut<'_>], offs
             Some(v) => v,
             None => {
                 let generation = cache.generation(file);
-                let data = fetch(block)?;
+                let (data, keep) = fetch(block)?;
                 let end = data.len().min(at + want);
                 let n = scatter(bufs, done, data.get(at..end).unwrap_or(&[]));
                 let len = data.len();
-                if len > 0 {
+                if len > 0 && keep {
                     // (A block wholly past the end is not kept: the file may grow.)
                     cache.insert(file, block, generation, data);
                 }

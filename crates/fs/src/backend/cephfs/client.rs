@@ -7,8 +7,8 @@ use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use super::deleg::{self, Delegation, Returns};
 use super::ffi::{Api, CInode, MountInfo, Statx, UserPerm, VInodeNo};
@@ -110,7 +110,21 @@ pub(super) struct OpenFile {
     pub fh: Ptr,
     /// Its read delegation, while held (see [`deleg`]).
     pub deleg: Option<Arc<Delegation>>,
+    /// Held shared by every call using `fh` and exclusively to close it, so that a release
+    /// waits for calls in flight on the handle (`false` once closed).
+    pub live: Arc<RwLock<bool>>,
 }
+
+impl OpenFile {
+    pub fn new(fh: *mut super::ffi::Fh) -> OpenFile {
+        OpenFile { fh: Ptr::of(fh), deleg: None, live: Arc::new(RwLock::new(true)) }
+    }
+}
+
+/// Delegations a client holds at most: libcephfs keeps an inode's delegations in a list it
+/// walks to add, recall and return one, under its client lock, and a recalled one must be
+/// back within the timeout (`deleg::TIMEOUT`) however many readers opened the file.
+const MAX_DELEGATIONS: usize = 1024;
 
 /// Numbers the clients of this process, for their files' keys in the block cache.
 static CLIENTS: AtomicU64 = AtomicU64::new(0);
@@ -134,6 +148,8 @@ pub struct CephClient {
     /// Recalled delegations, and whether the thread returning them started.
     returns: Arc<Returns>,
     returner: OnceLock<bool>,
+    /// Delegations held now.
+    delegated: AtomicUsize,
     /// This client's `st_dev` in the block cache's file keys: ceph inos are unique within a
     /// file system only, and each client's cached data is coherent with its own capabilities.
     cache_dev: u64,
@@ -161,6 +177,7 @@ impl CephClient {
             delegations: false,
             returns: Arc::default(),
             returner: OnceLock::new(),
+            delegated: AtomicUsize::new(0),
             // Above any device number the kernel hands out.
             cache_dev: (1 << 63) | CLIENTS.fetch_add(1, Ordering::Relaxed),
         };
@@ -212,6 +229,9 @@ impl CephClient {
     /// has the file open for writing) or cannot.
     pub(super) fn delegate(self: &Arc<Self>, handle: u64, key: FileKey, cache: &Arc<BlockCache>) -> Option<Arc<Delegation>> {
         let ask = self.api.ll_delegation.filter(|_| self.delegations)?;
+        if self.delegated.load(Ordering::Relaxed) >= MAX_DELEGATIONS {
+            return None;
+        }
         let started = *self.returner.get_or_init(|| match deleg::start_returner(self.returns.clone(), Arc::downgrade(self), CephClient::give_back) {
             Ok(()) => true,
             Err(e) => {
@@ -233,7 +253,13 @@ impl CephClient {
             return None;
         }
         entry.deleg = Some(d.clone());
+        self.delegated.fetch_add(1, Ordering::Relaxed);
         Some(d)
+    }
+
+    /// A delegation ended (returned, or its handle closed).
+    pub(super) fn delegation_ended(&self) {
+        self.delegated.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Returns the recalled delegation of `handle` (if it is still open).
@@ -251,6 +277,7 @@ impl CephClient {
         }
         // libcephfs calls nothing for it any more.
         entry.deleg = None;
+        self.delegation_ended();
     }
 
     /// Tells `to` what this client drops from its caches, for as long as `to` lives (the

@@ -47,6 +47,8 @@ impl Statx {
 
 /// `CEPH_STATX_BASIC_STATS`.
 pub const STATX_BASIC: u32 = 0x7ff;
+/// `CEPH_NOSNAP`: the snapshot id (`dev` in a `ceph_statx`) of the live tree.
+pub const NOSNAP: u64 = u64::MAX - 1;
 /// `CEPH_STATX_VERSION`: `version` is the inode's change attribute.
 pub const STATX_VERSION: u32 = 0x1000;
 pub const SETATTR_MODE: c_int = 1 << 0;

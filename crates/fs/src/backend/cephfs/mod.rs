@@ -130,22 +130,25 @@ impl CephBranch {
         }
     }
 
-    fn file(&self, h: Handle) -> io::Result<*mut ffi::Fh> {
-        let m = self.client.files.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(&h).map(|f| f.fh.get()).ok_or_else(|| errno(libc::EBADF))
-    }
-
-    /// An open file and its read delegation, while held.
-    fn file_delegated(&self, h: Handle) -> io::Result<(*mut ffi::Fh, Option<Arc<deleg::Delegation>>)> {
-        let m = self.client.files.lock().unwrap_or_else(|p| p.into_inner());
-        let f = m.get(&h).ok_or_else(|| errno(libc::EBADF))?;
-        Ok((f.fh.get(), f.deleg.clone().filter(|d| d.held())))
+    /// Runs `f` on open file `h`: its `Fh`, and its read delegation while held. The handle
+    /// stays open meanwhile (a release waits).
+    fn with_file<R>(&self, h: Handle, f: impl FnOnce(*mut ffi::Fh, Option<&deleg::Delegation>) -> io::Result<R>) -> io::Result<R> {
+        let (fh, delegation, live) = {
+            let m = self.client.files.lock().unwrap_or_else(|p| p.into_inner());
+            let e = m.get(&h).ok_or_else(|| errno(libc::EBADF))?;
+            (e.fh, e.deleg.clone(), e.live.clone())
+        };
+        let open = live.read().unwrap_or_else(|p| p.into_inner());
+        if !*open {
+            return Err(errno(libc::EBADF));
+        }
+        f(fh.get(), delegation.as_deref().filter(|d| d.held()))
     }
 
     /// Records open file `fh`: its handle.
     fn insert_file(&self, fh: *mut ffi::Fh) -> Handle {
         let h = self.client.next_handle();
-        self.client.files.lock().unwrap_or_else(|p| p.into_inner()).insert(h, OpenFile { fh: Ptr::of(fh), deleg: None });
+        self.client.files.lock().unwrap_or_else(|p| p.into_inner()).insert(h, OpenFile::new(fh));
         h
     }
 
@@ -154,6 +157,11 @@ impl CephBranch {
     /// cached before if it changed since (close-to-open across the times no delegation held).
     fn delegate(&self, ctx: &Context, inode: Inode, h: Handle) {
         let Some(cache) = &self.cache else { return };
+        if !matches!(self.version(ctx, inode), Ok(Some(_))) {
+            // Not a regular file of the live tree: a snapshot's (`.snap`) has the same ino
+            // as the live file, so the cache's key cannot tell them apart.
+            return;
+        }
         let key = self.client.cache_key(self.ceph(inode));
         if self.client.delegate(h, key, cache).is_none() {
             return;
@@ -166,13 +174,14 @@ impl CephBranch {
 
     /// What regular file `inode` looks like now, as the cache tells versions apart: its
     /// change attribute (moved by every change of it by any client, a restored mtime
-    /// included) and size; `None` for another kind of file.
+    /// included) and size; `None` for another kind of file, or a snapshot's.
     fn version(&self, ctx: &Context, inode: Inode) -> io::Result<Option<crate::backend::cache::Version>> {
         let i = self.node(inode)?;
         let mut stx = Statx::zeroed();
         // SAFETY: a held inode and an out-parameter.
         check(unsafe { (self.api().ll_getattr)(self.cm(), i, &mut stx, ffi::STATX_BASIC | ffi::STATX_VERSION, libc::AT_SYMLINK_NOFOLLOW as u32, self.client.perms(ctx)) })?;
-        if u32::from(stx.mode) & libc::S_IFMT != libc::S_IFREG {
+        // libcephfs reports the snapshot id as `dev`.
+        if u32::from(stx.mode) & libc::S_IFMT != libc::S_IFREG || stx.dev != ffi::NOSNAP {
             return Ok(None);
         }
         Ok(Some(if stx.mask & ffi::STATX_VERSION != 0 {
@@ -181,6 +190,23 @@ impl CephBranch {
         } else {
             (stx.mtime.tv_sec, stx.mtime.tv_nsec, stx.size)
         }))
+    }
+
+    /// `preadv` of open file `fh` at `offset` through libcephfs.
+    fn read_uncached(&self, fh: *mut ffi::Fh, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
+        let mut done = 0usize;
+        for b in bufs.iter_mut() {
+            if b.is_empty() {
+                continue;
+            }
+            // SAFETY: an open handle and a buffer of `b.len()` writable bytes.
+            let n = check(unsafe { (self.api().ll_read)(self.cm(), fh, (offset + done as u64) as i64, b.len() as u64, b.as_mut_ptr().cast::<c_char>()) })? as usize;
+            done += n;
+            if n < b.len() {
+                break;
+            }
+        }
+        Ok(done)
     }
 
     /// Reads block `block` of open file `fh` whole (shorter only at the file's end).
@@ -338,51 +364,39 @@ impl FileSystem for CephBranch {
     }
 
     fn read(&self, _ctx: &Context, _inode: Inode, handle: Handle, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
-        let (fh, delegated) = self.file_delegated(handle)?;
-        if let Some(d) = delegated {
-            return through::read(d.cache(), d.key, bufs, offset, |block| self.fetch(fh, block));
-        }
-        let mut done = 0usize;
-        for b in bufs.iter_mut() {
-            if b.is_empty() {
-                continue;
-            }
-            // SAFETY: an open handle and a buffer of `b.len()` writable bytes.
-            let n = check(unsafe { (self.api().ll_read)(self.cm(), fh, (offset + done as u64) as i64, b.len() as u64, b.as_mut_ptr().cast::<c_char>()) })? as usize;
-            done += n;
-            if n < b.len() {
-                break;
-            }
-        }
-        Ok(done)
+        self.with_file(handle, |fh, delegated| match delegated {
+            // A block read while the delegation still holds may be kept (one read after a
+            // recall began is not: the other client may change it any moment).
+            Some(d) => through::read(d.cache(), d.key, bufs, offset, |block| Ok((self.fetch(fh, block)?, d.held()))),
+            None => self.read_uncached(fh, bufs, offset),
+        })
     }
 
     fn write(&self, _ctx: &Context, _inode: Inode, handle: Handle, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
         self.writable()?;
-        let fh = self.file(handle)?;
-        let mut done = 0usize;
-        for b in bufs {
-            if b.is_empty() {
-                continue;
+        self.with_file(handle, |fh, _| {
+            let mut done = 0usize;
+            for b in bufs {
+                if b.is_empty() {
+                    continue;
+                }
+                // SAFETY: an open handle and `b.len()` readable bytes.
+                let n = check(unsafe { (self.api().ll_write)(self.cm(), fh, (offset + done as u64) as i64, b.len() as u64, b.as_ptr().cast::<c_char>()) })? as usize;
+                done += n;
+                if n < b.len() {
+                    break;
+                }
             }
-            // SAFETY: an open handle and `b.len()` readable bytes.
-            let n = check(unsafe { (self.api().ll_write)(self.cm(), fh, (offset + done as u64) as i64, b.len() as u64, b.as_ptr().cast::<c_char>()) })? as usize;
-            done += n;
-            if n < b.len() {
-                break;
-            }
-        }
-        Ok(done)
+            Ok(done)
+        })
     }
-
     /// What CephFS allocates: a size extension (mode 0), and holes punched with
     /// `FALLOC_FL_KEEP_SIZE`; other modes are refused (`EOPNOTSUPP`) by libcephfs.
     fn fallocate(&self, _ctx: &Context, inode: Inode, handle: Handle, mode: i32, offset: u64, length: u64) -> io::Result<()> {
         self.writable()?;
-        let fh = self.file(handle)?;
         let (off, len) = (i64::try_from(offset).map_err(|_| errno(libc::EFBIG))?, i64::try_from(length).map_err(|_| errno(libc::EFBIG))?);
         // SAFETY: an open handle and integers.
-        check(unsafe { (self.api().ll_fallocate)(self.cm(), fh, mode, off, len) })?;
+        self.with_file(handle, |fh, _| check(unsafe { (self.api().ll_fallocate)(self.cm(), fh, mode, off, len) }))?;
         if let Some(cache) = &self.cache {
             // (No delegation is held while the file is open for writing; this is for blocks
             // kept from before, which the next delegated open would also drop.)
@@ -396,16 +410,22 @@ impl FileSystem for CephBranch {
     }
 
     fn fsync(&self, _ctx: &Context, _inode: Inode, handle: Handle, datasync: bool) -> io::Result<()> {
-        let fh = self.file(handle)?;
         // SAFETY: an open handle.
-        check(unsafe { (self.api().ll_fsync)(self.cm(), fh, i32::from(datasync)) }).map(|_| ())
+        self.with_file(handle, |fh, _| check(unsafe { (self.api().ll_fsync)(self.cm(), fh, i32::from(datasync)) }).map(|_| ()))
     }
 
     fn release(&self, _ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
         let f = self.client.files.lock().unwrap_or_else(|p| p.into_inner()).remove(&handle);
         if let Some(f) = f {
-            // SAFETY: an open handle, closed once (removed from the table above); closing it
-            // ends its delegation, whose callback argument `f` keeps alive until then.
+            if f.deleg.is_some() {
+                self.client.delegation_ended();
+            }
+            // Once the calls in flight on it are done.
+            let mut open = f.live.write().unwrap_or_else(|p| p.into_inner());
+            *open = false;
+            // SAFETY: an open handle, closed once (removed from the table above, and no call
+            // uses it any more); closing it ends its delegation, whose callback argument `f`
+            // keeps alive until then.
             check(unsafe { (self.api().ll_close)(self.cm(), f.fh.get()) })?;
         }
         Ok(())

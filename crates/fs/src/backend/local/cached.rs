@@ -104,7 +104,7 @@ pub(super) fn fetch(direct: &mut Direct<'_>, block: u64) -> io::Result<Vec<u8>> 
 /// `preadv` of `file` at `offset` through the cache, missing blocks read from `fd`.
 pub fn read(cache: &BlockCache, fd: BorrowedFd<'_>, file: FileKey, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
     let mut direct = Direct::new(fd);
-    through::read(cache, file, bufs, offset, |block| fetch(&mut direct, block))
+    through::read(cache, file, bufs, offset, |block| Ok((fetch(&mut direct, block)?, true)))
 }
 
 /// `pwritev` of `file` at `offset`, then the cache brought up to date.
