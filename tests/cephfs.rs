@@ -105,7 +105,7 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
 
     // The CephFS benchmark paths run and leave nothing in the CephFS or mounted.
     let out = host.ok(&[
-        "bench", "--workload", "micro", "--workload", "fileserver", "--workload", "scaling", "--workload", "startup", "--paths", "cephfs-user,cephfs-fuse,ceph-fuse,unionfs-ceph-fuse",
+        "bench", "--workload", "micro", "--workload", "fileserver", "--workload", "scaling", "--workload", "startup", "--paths", "cephfs-user,cephfs-user-cache,cephfs-fuse,ceph-fuse,unionfs-ceph-fuse",
         "--ceph-conf", &conf, "--reps", "1", "--ops", "20", "--min-time", "0", "--file-mib", "2", "--loops", "5", "--files", "12", "--file-kib", "8",
         "--containers", "1,2", "--clones", "1,2", "--format", "json", "--dir", host.scratch.path().to_str().expect("utf-8"),
     ]);
@@ -114,7 +114,7 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     // micro: 7 operations; fileserver: 5 operations' latencies and the mix's throughput;
     // each workload's first operation apart; scaling: a throughput per number of containers;
     // startup on the two CephFS paths it compares: a time per number of clones.
-    assert_eq!(rows.len(), 4 * (7 + 6 + 2 + 2) + 2 * 2, "{out}");
+    assert_eq!(rows.len(), 5 * (7 + 6 + 2 + 2) + 2 * 2, "{out}");
     for p in ["cephfs-user", "unionfs-ceph-fuse"] {
         for n in [1, 2] {
             assert!(rows.iter().any(|r| r["workload"] == "startup" && r["op"] == format!("{n} clones to first HTTP answer") && r["path"] == p && r["unit"] == "ms"), "startup {p} {n}: {out}");
@@ -122,7 +122,7 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     }
     let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
     assert!(!mounts.contains("ceph-fuse") && !mounts.contains("unionfs"), "bench left a FUSE mount: {mounts}");
-    for p in ["cephfs-user", "cephfs-fuse", "ceph-fuse", "unionfs-ceph-fuse"] {
+    for p in ["cephfs-user", "cephfs-user-cache", "cephfs-fuse", "ceph-fuse", "unionfs-ceph-fuse"] {
         assert!(rows.iter().any(|r| r["workload"] == "fileserver" && r["op"] == "fileserver" && r["path"] == p && r["unit"] == "ops/s"), "{p}: {out}");
         for op in ["1 container", "2 containers"] {
             assert!(rows.iter().any(|r| r["workload"] == "scaling" && r["op"] == op && r["path"] == p && r["unit"] == "ops/s"), "{p} {op}: {out}");
