@@ -127,14 +127,18 @@ mod tests {
                 assert!(!h.note(true));
             }
             let before = polytropon_ipc::current_cpu();
+            let hopped = Instant::now();
             assert!(h.note(true), "the run's last request moves the worker");
             assert_ne!(polytropon_ipc::current_cpu(), before, "it runs on another cpu");
             assert_eq!(allowed(), vec![0, 1], "and may run on both again");
-            // Not again at once.
+            // Not again within `HOP_EVERY` (a loaded machine may take that long for the next
+            // run: then a move is right).
             for _ in 0..HOP_AFTER {
-                assert!(!h.note(true));
+                if h.note(true) {
+                    assert!(hopped.elapsed() >= HOP_EVERY, "moved again {:?} after the first move", hopped.elapsed());
+                }
             }
-            assert_eq!(h.hops, 1);
+            assert!(h.hops == 1 || hopped.elapsed() >= HOP_EVERY, "{} moves within {:?}", h.hops, hopped.elapsed());
             // A worker pinned to one cpu stays.
             allow(&[1]);
             std::thread::sleep(HOP_EVERY);
