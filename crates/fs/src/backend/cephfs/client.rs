@@ -272,11 +272,12 @@ impl CephClient {
         }
         // SAFETY: an open handle (held under the lock); NONE takes no callback.
         let r = unsafe { ask(self.cm(), entry.fh.get(), super::ffi::DELEGATION_NONE, None, std::ptr::null_mut()) };
+        let gone = entry.deleg.take();
         if r != 0 {
             tracing::warn!(errno = -r, "returning a CephFS delegation failed");
+            // libcephfs may still hold it: its callback's argument stays valid for good.
+            std::mem::forget(gone);
         }
-        // libcephfs calls nothing for it any more.
-        entry.deleg = None;
         self.delegation_ended();
     }
 

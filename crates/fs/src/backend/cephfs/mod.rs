@@ -338,7 +338,7 @@ impl FileSystem for CephBranch {
         // SAFETY: a held inode and an out-parameter.
         check(unsafe { (self.api().ll_open)(self.cm(), i, flags, &mut fh, self.client.perms(ctx)) })?;
         let h = self.insert_file(fh);
-        if flags & (libc::O_ACCMODE | libc::O_DIRECT) == libc::O_RDONLY {
+        if flags & (libc::O_ACCMODE | libc::O_DIRECT | libc::O_TRUNC) == libc::O_RDONLY {
             self.delegate(ctx, inode, h);
         }
         Ok(h)
@@ -390,6 +390,7 @@ impl FileSystem for CephBranch {
             Ok(done)
         })
     }
+
     /// What CephFS allocates: a size extension (mode 0), and holes punched with
     /// `FALLOC_FL_KEEP_SIZE`; other modes are refused (`EOPNOTSUPP`) by libcephfs.
     fn fallocate(&self, _ctx: &Context, inode: Inode, handle: Handle, mode: i32, offset: u64, length: u64) -> io::Result<()> {
