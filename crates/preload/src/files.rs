@@ -17,7 +17,7 @@ use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use polytropon_ipc::WireAttr;
+use polytropon_ipc::{WireAttr, PASS_AFTER};
 
 use crate::config::errno;
 use crate::real;
@@ -52,7 +52,8 @@ pub struct File {
     /// The service may pass the file's backing file once it proves busy (`OPEN_PASSABLE`);
     /// cleared by the one thread that asks.
     passable: AtomicBool,
-    /// Once busy, it is handed to the kernel rather than passed (`OPEN_KERNEL_CACHED`).
+    /// Once busy, its descriptor becomes a kernel open of it through the mount rather than
+    /// its backing file (`OPEN_KERNEL_CACHED`).
     to_kernel: AtomicBool,
     /// Data calls made on it at user level while `passable` (see [`File::busy`]).
     calls: AtomicU32,
@@ -112,7 +113,6 @@ pub struct Known {
     when: std::time::Instant,
 }
 
-use polytropon_ipc::PASS_AFTER;
 
 /// Puts the received descriptor `backing` in place of descriptor `fd` (`dup3`, which replaces
 /// it atomically, keeping `fd`'s close-on-exec flag) if `wanted`, and closes `backing`

@@ -32,7 +32,9 @@ fn scatter(bufs: &mut [IoSliceMut<'_>], mut at: usize, mut src: &[u8]) -> usize 
 
 /// `preadv` of `file` at `offset` through the cache, `fetch` reading a missing block (whole:
 /// shorter only at the file's end) from the backend, and saying whether it may be kept (the
-/// backend's reason to cache the file still held when the block was read).
+/// backend's reason to cache the file still held when the block was read). With write-back, a
+/// file with dirty blocks ends where they say, and what lies between its backing file's end
+/// and theirs reads as zeros.
 pub fn read(cache: &BlockCache, file: FileKey, bufs: &mut [IoSliceMut<'_>], offset: u64, mut fetch: impl FnMut(u64) -> io::Result<(Vec<u8>, bool)>) -> io::Result<usize> {
     let size = cache.dirty_size(file);
     let mut total: usize = bufs.iter().map(|b| b.len()).sum();
