@@ -14,8 +14,19 @@ use polytropon::service::records::MountRecord;
 
 const IMAGE: &str = "polytropon/test:latest";
 
+/// Runs `cmd`. A binary copied just now may be "busy" for a moment: another test thread that
+/// forked while the copy's descriptor was open holds it until that child execs (ETXTBSY).
 fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("run a command")
+    let mut tries = 0;
+    loop {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r.expect("run a command"),
+        }
+    }
 }
 
 fn ok(cmd: &mut Command) -> String {
