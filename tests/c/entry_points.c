@@ -851,16 +851,35 @@ static void copy_calls(void) {
     close(src), U("release");
     close(dst), U("release");
 
-    /* What the kernel refuses, or does only itself (pipes, appending or read-only
-     * destinations, write-only sources, negative offsets, ranges of one file): the library
-     * leaves it to the kernel, with its files (fresh ones here) handed over. */
+    /* A copy between one of our files and a file of the kernel's on another filesystem
+     * (`cat f > out` and `cp` try one first): the kernel refuses it before copying (a pipe or
+     * a device: EINVAL; another filesystem: EXDEV), and the library says so itself, its file
+     * kept. */
     if (pipe2(p, O_NONBLOCK)) perror("pipe");
     int f1 = fresh("r1.txt", "0123456789");
-    res("copy_file_range to a pipe", copy_file_range(f1, NULL, p[1], NULL, 4, 0)), K("open");
+    res("copy_file_range to a pipe", copy_file_range(f1, NULL, p[1], NULL, 4, 0));
     res("copy_file_range to a pipe left", read(p[0], buf, sizeof buf));
     res("source offset", lseek(f1, 0, SEEK_CUR));
-    KERNELS("copy_file_range to a pipe", f1);
+    char shm[64];
+    snprintf(shm, sizeof shm, "/dev/shm/ptn-entry-%d", (int)getpid());
+    int other = open(shm, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    res("copy_file_range to another filesystem", copy_file_range(f1, NULL, other, NULL, 4, 0));
+    res("copy_file_range from another filesystem", copy_file_range(other, NULL, f1, NULL, 4, 0));
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    res("copy_file_range to a device", copy_file_range(f1, NULL, null, NULL, 4, 0));
+    int other_ro = open(shm, O_RDONLY | O_CLOEXEC);
+    res("copy_file_range to another filesystem's read-only file", copy_file_range(f1, NULL, other_ro, NULL, 4, 0));
+    int opath = open(shm, O_PATH | O_CLOEXEC);
+    res("copy_file_range to an O_PATH descriptor", copy_file_range(f1, NULL, opath, NULL, 4, 0));
+    close(null), close(other), close(other_ro), close(opath);
+    unlink(shm);
+    res("source offset", lseek(f1, 0, SEEK_CUR));
+    OURS("copy_file_range refused across filesystems", f1);
     close(f1);
+
+    /* What the kernel refuses, or does only itself (appending or read-only destinations,
+     * write-only sources, negative offsets, ranges of one file): the library leaves it to
+     * the kernel, with its files (fresh ones here) handed over. */
     int f2 = fresh("r2.txt", "0123456789");
     put(p[1], "pipe");
     res("sendfile from a pipe", sendfile(f2, p[0], NULL, 4)), K("open");
@@ -901,7 +920,8 @@ static void copy_calls(void) {
     close(f9), close(f9b);
     show("r9.txt");
     int f10 = fresh("r10.txt", "0123456789"), dir = open(".", O_RDONLY | O_DIRECTORY);
-    res("copy_file_range to a directory", copy_file_range(f10, NULL, dir, NULL, 4, 0)), K("open");
+    res("copy_file_range to a directory", copy_file_range(f10, NULL, dir, NULL, 4, 0));
+    OURS("copy_file_range to a directory", f10);
     close(f10);
     int f11 = fresh("r11.txt", "0123456789");
     res("sendfile to a directory", sendfile(dir, f11, NULL, 4)), K("open");

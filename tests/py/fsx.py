@@ -52,7 +52,15 @@ def main():
         want = bytes(model[off:off + len(got)])
         if got != want:
             first = next(i for i in range(min(len(got), len(want))) if got[i] != want[i]) if got[:len(want)] != want[:len(got)] else min(len(got), len(want))
-            fail(f"at offset {off + first}: read {got[first:first + 8].hex()} expected {want[first:first + 8].hex()} (read {len(got)} bytes, model {len(model)})")
+            # What the same range reads like again, through this descriptor and a new one:
+            # tells a lasting wrong byte (stored) from a passing one (a cache, a race).
+            def again(d):
+                try:
+                    return os.pread(d, len(got), off) == want
+                except OSError as e:
+                    return e.strerror
+            again = [again(fd), again(os.open(path, os.O_RDONLY))]
+            fail(f"at offset {off + first}: read {got[first:first + 8].hex()} expected {want[first:first + 8].hex()} (read {len(got)} bytes, model {len(model)}; read again right: {again[0]}, through a new descriptor: {again[1]})")
 
     for n in range(ops):
         kind = rng.random()

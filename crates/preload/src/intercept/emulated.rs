@@ -264,12 +264,80 @@ fn copy_here(fd_in: c_int, off_in: *const i64, fd_out: c_int, off_out: *const i6
     ia == ib && da == db && na != nb && a.access() != libc::O_WRONLY && b.access() != libc::O_RDONLY && !b.append() && !negative(off_in) && !negative(off_out)
 }
 
+/// `FUSE_SUPER_MAGIC`: `f_type` of a FUSE mount.
+const FUSE_MAGIC: i64 = 0x6573_5546;
+
+/// One end of a copy, as the kernel's checks see it.
+struct CopyEnd {
+    /// File type (`S_IFMT` bits).
+    kind: u32,
+    /// Status flags (access mode, `O_APPEND`).
+    flags: c_int,
+    /// A FUSE file (ours are), whose filesystem's copy method the kernel may call.
+    fuse: bool,
+}
+
+/// End `fd` of a copy; `Err(EBADF)` for no descriptor or an `O_PATH` one (which the kernel's
+/// copy does not take).
+fn copy_end(fd: c_int) -> Result<CopyEnd, c_int> {
+    if let Some((_, f)) = files::get(fd) {
+        return Ok(CopyEnd { kind: libc::S_IFREG, flags: f.flags.load(Ordering::Relaxed) as c_int, fuse: true });
+    }
+    if files::dir_file(fd).is_some() {
+        // A directory of ours (its descriptor may be an `O_PATH` one): refused as one, before
+        // anything else is looked at.
+        return Ok(CopyEnd { kind: libc::S_IFDIR, flags: libc::O_RDONLY, fuse: false });
+    }
+    // SAFETY: all-zero is a valid `stat` and `statfs`, out-parameters for the calls below.
+    let (mut st, mut sfs): (libc::stat, libc::statfs) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: fstat, F_GETFL and fstatfs of the caller's descriptor, into `st` and `sfs`.
+    let (r, flags, rf) = unsafe { (real::fstat(fd, &mut st), real::fcntl(fd, libc::F_GETFL, 0), real::fstatfs(fd, &mut sfs)) };
+    if r != 0 || flags < 0 || rf != 0 || flags & libc::O_PATH != 0 {
+        return Err(libc::EBADF);
+    }
+    Ok(CopyEnd { kind: st.st_mode & libc::S_IFMT, flags, fuse: i64::from(sfs.f_type) == FUSE_MAGIC })
+}
+
+/// The kernel's answer to a copy between a file of ours and a kernel descriptor that is not
+/// on a FUSE mount, told without handing ours over (`cat` of a file to a file on another
+/// filesystem tries `copy_file_range` first, then reads and writes): what the kernel checks
+/// first, the files' types (`EISDIR`, `EINVAL`) and modes (`EBADF`, a destination opened to
+/// append included), then their filesystem (`EXDEV`: it copies within one only, and a FUSE
+/// file's copy method takes no other filesystem's file). `None`: only the kernel can tell
+/// (both ours; the other end a FUSE file, perhaps of the same mount).
+fn refused_across(fd_in: c_int, fd_out: c_int) -> Option<c_int> {
+    let (ours_in, ours_out) = (is_ours(fd_in), is_ours(fd_out));
+    if ours_in && ours_out {
+        return None;
+    }
+    let (a, b) = match (copy_end(fd_in), copy_end(fd_out)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return Some(e),
+    };
+    if (ours_in && b.fuse) || (ours_out && a.fuse) {
+        return None;
+    }
+    Some(if a.kind == libc::S_IFDIR || b.kind == libc::S_IFDIR {
+        libc::EISDIR
+    } else if a.kind != libc::S_IFREG || b.kind != libc::S_IFREG {
+        libc::EINVAL
+    } else if a.flags & libc::O_ACCMODE == libc::O_WRONLY || b.flags & libc::O_ACCMODE == libc::O_RDONLY || b.flags & libc::O_APPEND != 0 {
+        libc::EBADF
+    } else {
+        libc::EXDEV
+    })
+}
+
 hooks! {
     fn copy_file_range(fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: u32) -> ssize_t => |kernel| {
         // Flags are refused (`EINVAL`) before the kernel looks at the files.
         if flags == 0 && (is_ours(fd_in) || is_ours(fd_out)) {
             if copy_here(fd_in, off_in, fd_out, off_out) {
                 return copy(fd_in, off_in, fd_out, off_out, len);
+            }
+            if let Some(e) = refused_across(fd_in, fd_out) {
+                set_errno(e);
+                return -1;
             }
             // The kernel's answer, on the files themselves.
             if !to_kernel(fd_in, fd_out) {
