@@ -295,7 +295,7 @@ fn copy_end(fd: c_int) -> Result<CopyEnd, c_int> {
     if r != 0 || flags < 0 || rf != 0 || flags & libc::O_PATH != 0 {
         return Err(libc::EBADF);
     }
-    Ok(CopyEnd { kind: st.st_mode & libc::S_IFMT, flags, fuse: i64::from(sfs.f_type) == FUSE_MAGIC })
+    Ok(CopyEnd { kind: st.st_mode & libc::S_IFMT, flags, fuse: sfs.f_type == FUSE_MAGIC })
 }
 
 /// The kernel's answer to a copy between a file of ours and a kernel descriptor that is not
