@@ -822,6 +822,7 @@ static void copy_calls(void) {
     res("copy_file_range short", copy_file_range(src, NULL, dst, &oout, 100, 0)), U("read"), U("write");
     printf("copy_file_range offsets: out %lld source %ld\n", (long long)oout, (long)lseek(src, 0, SEEK_CUR));
     res("copy_file_range flags", copy_file_range(src, NULL, dst, NULL, 10, 1));
+    res("copy_file_range between ours with a bad offset", copy_file_range(src, (loff_t *)8, dst, NULL, 10, 0));
     res("copy_file_range none", copy_file_range(src, NULL, dst, NULL, 0, 0));
     off_t so = 100;
     res("sendfile", sendfile(dst, src, &so, 50)), U("read"), U("write");
@@ -871,7 +872,14 @@ static void copy_calls(void) {
     res("copy_file_range to another filesystem's read-only file", copy_file_range(f1, NULL, other_ro, NULL, 4, 0));
     int opath = open(shm, O_PATH | O_CLOEXEC);
     res("copy_file_range to an O_PATH descriptor", copy_file_range(f1, NULL, opath, NULL, 4, 0));
-    close(null), close(other), close(other_ro), close(opath);
+    /* Access mode 3 (O_RDWR|O_WRONLY): neither readable nor writable. */
+    int mode3 = open(shm, O_RDWR | O_WRONLY | O_CLOEXEC);
+    res("copy_file_range to a mode-3 file", copy_file_range(f1, NULL, mode3, NULL, 4, 0));
+    /* An offset pointer that cannot be read: EFAULT, before the files are looked at. */
+    res("copy_file_range with a bad offset", copy_file_range(f1, (loff_t *)8, other, NULL, 4, 0));
+    res("copy_file_range with a bad offset to a pipe", copy_file_range(f1, NULL, p[1], (loff_t *)8, 4, 0));
+    res("sendfile with a bad offset", sendfile(other, f1, (off_t *)8, 4));
+    close(null), close(other), close(other_ro), close(opath), close(mode3);
     unlink(shm);
     res("source offset", lseek(f1, 0, SEEK_CUR));
     OURS("copy_file_range refused across filesystems", f1);

@@ -227,12 +227,48 @@ fn copy_side(fd: c_int, write: bool, regular: bool) -> bool {
             fl
         }
     };
-    let access = flags & libc::O_ACCMODE;
     if write {
-        access != libc::O_RDONLY && flags & libc::O_APPEND == 0
+        writable(flags) && flags & libc::O_APPEND == 0
     } else {
-        access != libc::O_WRONLY
+        readable(flags)
     }
+}
+
+/// Whether status flags `flags` allow reading (access mode 3, `O_RDWR|O_WRONLY`, allows
+/// neither reading nor writing).
+fn readable(flags: c_int) -> bool {
+    matches!(flags & libc::O_ACCMODE, libc::O_RDONLY | libc::O_RDWR)
+}
+
+/// Whether status flags `flags` allow writing.
+fn writable(flags: c_int) -> bool {
+    matches!(flags & libc::O_ACCMODE, libc::O_WRONLY | libc::O_RDWR)
+}
+
+/// The kernel's answer when offset pointer `off_in` or `off_out` cannot be read (`EFAULT`,
+/// which it checks right after the descriptors, before anything else), asked of the kernel
+/// itself: a copy of nothing between the same descriptors (ours are placeholders or backing
+/// files: nothing comes of it). Reading the pointers here would crash the program instead.
+fn unreadable_offsets(fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t) -> bool {
+    if off_in.is_null() && off_out.is_null() {
+        return false;
+    }
+    // SAFETY: the caller's descriptors and offset pointers, as the libc call takes them; the
+    // kernel checks the pointers (`EFAULT`) and copies nothing (length 0).
+    let r = unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, 0, 0) };
+    r < 0 && crate::config::errno() == libc::EFAULT
+}
+
+/// As [`unreadable_offsets`] for sendfile's offset pointer (which the kernel reads before it
+/// even looks at the descriptors).
+fn unreadable_offset(out_fd: c_int, in_fd: c_int, off: *mut off64_t) -> bool {
+    if off.is_null() {
+        return false;
+    }
+    // SAFETY: as above: a sendfile of nothing, whose offset the kernel reads (and writes back
+    // unchanged).
+    let r = unsafe { real::sendfile64(out_fd, in_fd, off, 0) };
+    r < 0 && crate::config::errno() == libc::EFAULT
 }
 
 /// Whether the offset behind `off` (if any) is negative.
@@ -261,50 +297,64 @@ fn copy_here(fd_in: c_int, off_in: *const i64, fd_out: c_int, off_out: *const i6
     let (Some((_, a)), Some((_, b))) = (files::get(fd_in), files::get(fd_out)) else { return false };
     let id = |f: &File| (f.instance.load(Ordering::Relaxed), f.dev.load(Ordering::Relaxed), f.inode.load(Ordering::Relaxed));
     let ((ia, da, na), (ib, db, nb)) = (id(a), id(b));
-    ia == ib && da == db && na != nb && a.access() != libc::O_WRONLY && b.access() != libc::O_RDONLY && !b.append() && !negative(off_in) && !negative(off_out)
+    ia == ib && da == db && na != nb && readable(a.access()) && writable(b.access()) && !b.append() && !negative(off_in) && !negative(off_out)
 }
 
 /// `FUSE_SUPER_MAGIC`: `f_type` of a FUSE mount.
 const FUSE_MAGIC: i64 = 0x6573_5546;
 
-/// One end of a copy, as the kernel's checks see it.
+/// One end of a copy, as the kernel's first checks see it.
 struct CopyEnd {
     /// File type (`S_IFMT` bits).
     kind: u32,
     /// Status flags (access mode, `O_APPEND`).
     flags: c_int,
-    /// A FUSE file (ours are), whose filesystem's copy method the kernel may call.
-    fuse: bool,
 }
 
 /// End `fd` of a copy; `Err(EBADF)` for no descriptor or an `O_PATH` one (which the kernel's
 /// copy does not take).
 fn copy_end(fd: c_int) -> Result<CopyEnd, c_int> {
     if let Some((_, f)) = files::get(fd) {
-        return Ok(CopyEnd { kind: libc::S_IFREG, flags: f.flags.load(Ordering::Relaxed) as c_int, fuse: true });
+        return Ok(CopyEnd { kind: libc::S_IFREG, flags: f.flags.load(Ordering::Relaxed) as c_int });
     }
     if files::dir_file(fd).is_some() {
-        // A directory of ours (its descriptor may be an `O_PATH` one): refused as one, before
-        // anything else is looked at.
-        return Ok(CopyEnd { kind: libc::S_IFDIR, flags: libc::O_RDONLY, fuse: false });
+        // A directory of ours (its descriptor may be an `O_PATH` one, of the library's).
+        return Ok(CopyEnd { kind: libc::S_IFDIR, flags: libc::O_RDONLY });
     }
-    // SAFETY: all-zero is a valid `stat` and `statfs`, out-parameters for the calls below.
-    let (mut st, mut sfs): (libc::stat, libc::statfs) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
-    // SAFETY: fstat, F_GETFL and fstatfs of the caller's descriptor, into `st` and `sfs`.
-    let (r, flags, rf) = unsafe { (real::fstat(fd, &mut st), real::fcntl(fd, libc::F_GETFL, 0), real::fstatfs(fd, &mut sfs)) };
-    if r != 0 || flags < 0 || rf != 0 || flags & libc::O_PATH != 0 {
+    // SAFETY: F_GETFL of the caller's descriptor.
+    let flags = unsafe { real::fcntl(fd, libc::F_GETFL, 0) };
+    if flags < 0 || flags & libc::O_PATH != 0 {
         return Err(libc::EBADF);
     }
-    Ok(CopyEnd { kind: st.st_mode & libc::S_IFMT, flags, fuse: sfs.f_type == FUSE_MAGIC })
+    // SAFETY: all-zero is a valid `stat`, an out-parameter for fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat of the caller's descriptor into `st`.
+    if unsafe { real::fstat(fd, &mut st) } != 0 {
+        // (Not for the kernel's copy to refuse: it asks nothing of the file.)
+        return Ok(CopyEnd { kind: 0, flags });
+    }
+    Ok(CopyEnd { kind: st.st_mode & libc::S_IFMT, flags })
 }
 
-/// The kernel's answer to a copy between a file of ours and a kernel descriptor that is not
-/// on a FUSE mount, told without handing ours over (`cat` of a file to a file on another
-/// filesystem tries `copy_file_range` first, then reads and writes): what the kernel checks
-/// first, the files' types (`EISDIR`, `EINVAL`) and modes (`EBADF`, a destination opened to
-/// append included), then their filesystem (`EXDEV`: it copies within one only, and a FUSE
-/// file's copy method takes no other filesystem's file). `None`: only the kernel can tell
-/// (both ours; the other end a FUSE file, perhaps of the same mount).
+/// Whether kernel descriptor `fd` is a file of a FUSE mount (`true` also when that cannot be
+/// told: its filesystem's daemon answers the question).
+fn on_fuse(fd: c_int) -> bool {
+    // SAFETY: all-zero is a valid `statfs`, an out-parameter for fstatfs.
+    let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs of the caller's descriptor into `sfs`.
+    let r = unsafe { real::fstatfs(fd, &mut sfs) };
+    r != 0 || sfs.f_type == FUSE_MAGIC
+}
+
+/// The kernel's answer to a copy between a file of ours and a kernel descriptor, told
+/// without handing ours over where the kernel refuses it before its filesystems' copy
+/// methods (`cat f > out` and `cp` try one first, then read and write): in its order, a bad
+/// or `O_PATH` descriptor (`EBADF`), a directory (`EISDIR`), anything but a regular file
+/// (`EINVAL`), a source not open for reading or a destination not open for writing or
+/// appending (`EBADF`), and a file of another filesystem that is no FUSE one (`EXDEV`: the
+/// kernel copies within one filesystem only, and FUSE's copy takes no other filesystem's
+/// file). `None`: only the kernel can tell (both ours; a file of unknown type, such as a
+/// pidfd, which the kernel takes for a regular one; a FUSE file, perhaps of the same mount).
 fn refused_across(fd_in: c_int, fd_out: c_int) -> Option<c_int> {
     let (ours_in, ours_out) = (is_ours(fd_in), is_ours(fd_out));
     if ours_in && ours_out {
@@ -314,24 +364,32 @@ fn refused_across(fd_in: c_int, fd_out: c_int) -> Option<c_int> {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return Some(e),
     };
-    if (ours_in && b.fuse) || (ours_out && a.fuse) {
+    if a.kind == libc::S_IFDIR || b.kind == libc::S_IFDIR {
+        return Some(libc::EISDIR);
+    }
+    if a.kind == 0 || b.kind == 0 {
         return None;
     }
-    Some(if a.kind == libc::S_IFDIR || b.kind == libc::S_IFDIR {
-        libc::EISDIR
-    } else if a.kind != libc::S_IFREG || b.kind != libc::S_IFREG {
-        libc::EINVAL
-    } else if a.flags & libc::O_ACCMODE == libc::O_WRONLY || b.flags & libc::O_ACCMODE == libc::O_RDONLY || b.flags & libc::O_APPEND != 0 {
-        libc::EBADF
-    } else {
-        libc::EXDEV
-    })
+    if a.kind != libc::S_IFREG || b.kind != libc::S_IFREG {
+        return Some(libc::EINVAL);
+    }
+    if !readable(a.flags) || !writable(b.flags) || b.flags & libc::O_APPEND != 0 {
+        return Some(libc::EBADF);
+    }
+    if on_fuse(if ours_in { fd_out } else { fd_in }) {
+        return None;
+    }
+    Some(libc::EXDEV)
 }
 
 hooks! {
     fn copy_file_range(fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: u32) -> ssize_t => |kernel| {
         // Flags are refused (`EINVAL`) before the kernel looks at the files.
         if flags == 0 && (is_ours(fd_in) || is_ours(fd_out)) {
+            if unreadable_offsets(fd_in, off_in, fd_out, off_out) {
+                set_errno(libc::EFAULT);
+                return -1;
+            }
             if copy_here(fd_in, off_in, fd_out, off_out) {
                 return copy(fd_in, off_in, fd_out, off_out, len);
             }
@@ -357,6 +415,10 @@ fn sendfile_here(out_fd: c_int, in_fd: c_int) -> bool {
 hooks! {
     fn sendfile(out_fd: c_int, in_fd: c_int, off: *mut off_t, count: size_t) -> ssize_t => |kernel| {
         if is_ours(in_fd) || is_ours(out_fd) {
+            if unreadable_offset(out_fd, in_fd, off.cast()) {
+                set_errno(libc::EFAULT);
+                return -1;
+            }
             if sendfile_here(out_fd, in_fd) {
                 return copy(in_fd, off, out_fd, std::ptr::null_mut(), count);
             }
@@ -369,6 +431,10 @@ hooks! {
 
     fn sendfile64(out_fd: c_int, in_fd: c_int, off: *mut off64_t, count: size_t) -> ssize_t => |kernel| {
         if is_ours(in_fd) || is_ours(out_fd) {
+            if unreadable_offset(out_fd, in_fd, off) {
+                set_errno(libc::EFAULT);
+                return -1;
+            }
             if sendfile_here(out_fd, in_fd) {
                 return copy(in_fd, off, out_fd, std::ptr::null_mut(), count);
             }
