@@ -884,6 +884,13 @@ static void copy_calls(void) {
     res("source offset", lseek(f1, 0, SEEK_CUR));
     OURS("copy_file_range refused across filesystems", f1);
     close(f1);
+    /* A file of ours opened with access mode 3 is neither readable nor writable. */
+    int m3 = open("r1.txt", O_RDWR | O_WRONLY | O_CLOEXEC);
+    res("read of a mode-3 file", read(m3, buf, 4));
+    res("write to a mode-3 file", write(m3, "xy", 2));
+    res("ftruncate of a mode-3 file", ftruncate(m3, 1));
+    close(m3);
+    show("r1.txt");
 
     /* What the kernel refuses, or does only itself (appending or read-only destinations,
      * write-only sources, negative offsets, ranges of one file): the library leaves it to

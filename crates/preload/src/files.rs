@@ -389,6 +389,17 @@ impl File {
     pub fn access(&self) -> c_int {
         self.flags.load(Ordering::Relaxed) as c_int & libc::O_ACCMODE
     }
+
+    /// Whether it was opened for reading (access mode 3, `O_RDWR|O_WRONLY`, is neither for
+    /// reading nor for writing, as in the kernel).
+    pub fn readable(&self) -> bool {
+        matches!(self.access(), libc::O_RDONLY | libc::O_RDWR)
+    }
+
+    /// Whether it was opened for writing.
+    pub fn writable(&self) -> bool {
+        matches!(self.access(), libc::O_WRONLY | libc::O_RDWR)
+    }
 }
 
 static FILES: [File; MAX_FILES] = [const { File::new() }; MAX_FILES];

@@ -249,7 +249,7 @@ pub fn unlink(t: &Target) -> Served<()> {
 /// Reads up to `buf.len()` bytes at `offset` (several requests for large reads).
 pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Served<usize> {
     kernels_data(f)?;
-    if f.access() == libc::O_WRONLY {
+    if !f.readable() {
         return Err(Unserved::Errno(libc::EBADF));
     }
     // A small file's bytes from its open, or its end seen by a short read, while nobody
@@ -284,7 +284,7 @@ pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> Served<usize> {
 /// Writes `data` at `offset`, or at the end when `append`; returns (bytes, end offset).
 pub fn pwrite(f: &File, data: &[u8], offset: u64, append: bool) -> Served<(usize, u64)> {
     kernels_data(f)?;
-    if f.access() == libc::O_RDONLY {
+    if !f.writable() {
         return Err(Unserved::Errno(libc::EBADF));
     }
     let mut done = 0;
@@ -369,7 +369,7 @@ pub fn fsync(f: &File, datasync: bool) -> Served<()> {
 }
 
 pub fn ftruncate(f: &File, len: i64) -> Served<()> {
-    if len < 0 || f.access() == libc::O_RDONLY {
+    if len < 0 || !f.writable() {
         return Err(Unserved::Errno(libc::EINVAL));
     }
     call(Descriptor { arg: len as u64, ..on_file(Op::Truncate, f) }, &[], None)?;

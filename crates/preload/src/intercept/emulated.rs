@@ -297,7 +297,7 @@ fn copy_here(fd_in: c_int, off_in: *const i64, fd_out: c_int, off_out: *const i6
     let (Some((_, a)), Some((_, b))) = (files::get(fd_in), files::get(fd_out)) else { return false };
     let id = |f: &File| (f.instance.load(Ordering::Relaxed), f.dev.load(Ordering::Relaxed), f.inode.load(Ordering::Relaxed));
     let ((ia, da, na), (ib, db, nb)) = (id(a), id(b));
-    ia == ib && da == db && na != nb && readable(a.access()) && writable(b.access()) && !b.append() && !negative(off_in) && !negative(off_out)
+    ia == ib && da == db && na != nb && a.readable() && b.writable() && !b.append() && !negative(off_in) && !negative(off_out)
 }
 
 /// `FUSE_SUPER_MAGIC`: `f_type` of a FUSE mount.
@@ -490,8 +490,8 @@ fn splice_here(fd_in: c_int, off_in: *const i64, fd_out: c_int, off_out: *const 
         return false;
     }
     match (files::get(fd_in), files::get(fd_out)) {
-        (Some((_, f)), None) => off_out.is_null() && is_pipe(fd_out) && f.access() != libc::O_WRONLY && !negative(off_in),
-        (None, Some((_, f))) => off_in.is_null() && is_pipe(fd_in) && f.access() != libc::O_RDONLY && !f.append() && !negative(off_out),
+        (Some((_, f)), None) => off_out.is_null() && is_pipe(fd_out) && f.readable() && !negative(off_in),
+        (None, Some((_, f))) => off_in.is_null() && is_pipe(fd_in) && f.writable() && !f.append() && !negative(off_out),
         _ => false,
     }
 }
