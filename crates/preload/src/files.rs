@@ -390,15 +390,14 @@ impl File {
         self.flags.load(Ordering::Relaxed) as c_int & libc::O_ACCMODE
     }
 
-    /// Whether it was opened for reading (access mode 3, `O_RDWR|O_WRONLY`, is neither for
-    /// reading nor for writing, as in the kernel).
+    /// Whether it was opened for reading (see [`readable`]).
     pub fn readable(&self) -> bool {
-        matches!(self.access(), libc::O_RDONLY | libc::O_RDWR)
+        readable(self.access())
     }
 
-    /// Whether it was opened for writing.
+    /// Whether it was opened for writing (see [`writable`]).
     pub fn writable(&self) -> bool {
-        matches!(self.access(), libc::O_WRONLY | libc::O_RDWR)
+        writable(self.access())
     }
 }
 
@@ -444,6 +443,17 @@ pub struct Opened {
 pub fn get(fd: c_int) -> Option<(u32, &'static File)> {
     let i = FDS.get(usize::try_from(fd).ok()?)?.load(Ordering::Acquire);
     (i != 0).then(|| (i, &FILES[i as usize - 1]))
+}
+
+/// Whether status flags `flags` allow reading (access mode 3, `O_RDWR|O_WRONLY`, allows
+/// neither reading nor writing, as in the kernel).
+pub fn readable(flags: c_int) -> bool {
+    matches!(flags & libc::O_ACCMODE, libc::O_RDONLY | libc::O_RDWR)
+}
+
+/// Whether status flags `flags` allow writing.
+pub fn writable(flags: c_int) -> bool {
+    matches!(flags & libc::O_ACCMODE, libc::O_WRONLY | libc::O_RDWR)
 }
 
 pub fn is_ours(fd: c_int) -> bool {

@@ -10,7 +10,7 @@ use libc::{loff_t, off64_t, off_t, size_t, ssize_t};
 
 use super::{hand_over, io};
 use crate::config::set_errno;
-use crate::files::{self, is_ours, File};
+use crate::files::{self, is_ours, readable, writable, File};
 use crate::real;
 
 hooks! {
@@ -232,17 +232,6 @@ fn copy_side(fd: c_int, write: bool, regular: bool) -> bool {
     } else {
         readable(flags)
     }
-}
-
-/// Whether status flags `flags` allow reading (access mode 3, `O_RDWR|O_WRONLY`, allows
-/// neither reading nor writing).
-fn readable(flags: c_int) -> bool {
-    matches!(flags & libc::O_ACCMODE, libc::O_RDONLY | libc::O_RDWR)
-}
-
-/// Whether status flags `flags` allow writing.
-fn writable(flags: c_int) -> bool {
-    matches!(flags & libc::O_ACCMODE, libc::O_WRONLY | libc::O_RDWR)
 }
 
 /// The kernel's answer when offset pointer `off_in` or `off_out` cannot be read (`EFAULT`,
