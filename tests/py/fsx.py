@@ -59,8 +59,8 @@ def main():
                     return os.pread(d, len(got), off) == want
                 except OSError as e:
                     return e.strerror
-            again = [again(fd), again(os.open(path, os.O_RDONLY))]
-            fail(f"at offset {off + first}: read {got[first:first + 8].hex()} expected {want[first:first + 8].hex()} (read {len(got)} bytes, model {len(model)}; read again right: {again[0]}, through a new descriptor: {again[1]})")
+            reread = [again(fd), again(os.open(path, os.O_RDONLY))]
+            fail(f"at offset {off + first}: read {got[first:first + 8].hex()} expected {want[first:first + 8].hex()} (read {len(got)} bytes, model {len(model)}; read again right: {reread[0]}, through a new descriptor: {reread[1]})")
 
     for n in range(ops):
         kind = rng.random()

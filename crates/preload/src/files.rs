@@ -113,7 +113,6 @@ pub struct Known {
     when: std::time::Instant,
 }
 
-
 /// Puts the received descriptor `backing` in place of descriptor `fd` (`dup3`, which replaces
 /// it atomically, keeping `fd`'s close-on-exec flag) if `wanted`, and closes `backing`
 /// either way; whether it is in place.
