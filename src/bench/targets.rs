@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::BenchError;
-use crate::backend::local::{LocalFs, LocalOptions};
+use crate::backend::local::LocalFs;
 use crate::libservice::FileSystem;
 use crate::service::fuse::{self, FuseConfig, Mounted};
 use crate::spec::CacheMode;
@@ -103,15 +103,13 @@ fn dirs(base: &Path, name: &str, container: usize) -> Result<(PathBuf, PathBuf, 
 }
 
 fn local(p: &Path, read_only: bool, own_cache: bool) -> Result<Arc<dyn FileSystem>, BenchError> {
-    let mut opts = LocalOptions { read_only, ..LocalOptions::default() };
-    if own_cache {
-        // `user-cache`: the pool's own cache in write-back mode, with the defaults of an
-        // instance spec (256M, the papers' dirty settings); `bench` runs the service, so its
-        // flusher runs on pool A's cpus in the isolation experiment.
-        let spec = crate::spec::CacheSpec { mode: CacheMode::Writeback, ..crate::spec::CacheSpec::default() };
-        opts.cache = crate::instance::pool_cache(&spec).map_err(BenchError::io("cannot start the cache's flusher"))?;
-        opts.writeback = true;
-    }
+    // As an instance of the default spec has its branches (names reused for the entry
+    // timeout); `user-cache`: the pool's own cache in write-back mode, with the defaults of an
+    // instance spec (256M, the papers' dirty settings); `bench` runs the service, so its
+    // flusher runs on pool A's cpus in the isolation experiment.
+    let spec = crate::spec::CacheSpec { mode: if own_cache { CacheMode::Writeback } else { crate::spec::CacheSpec::default().mode }, ..crate::spec::CacheSpec::default() };
+    let cache = crate::instance::pool_cache(&spec).map_err(BenchError::io("cannot start the cache's flusher"))?;
+    let opts = crate::instance::local_options(&spec, cache, read_only);
     Ok(Arc::new(LocalFs::new(p, opts).map_err(|source| BenchError::Branch { path: p.to_path_buf(), source })?))
 }
 

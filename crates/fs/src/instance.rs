@@ -73,6 +73,18 @@ pub fn pool_cache(cache: &crate::spec::CacheSpec) -> std::io::Result<Option<Arc<
     Ok(Some(c))
 }
 
+/// The options of a local branch of an instance with `spec` cache settings, served through
+/// `cache` (its [`pool_cache`]). The backend reuses names and attributes as long as the kernel
+/// does on the FUSE path; attributes only when every change of file data reaches the backend
+/// (the pool's own cache): FUSE passthrough and the kernel's writeback cache change files
+/// behind it.
+pub fn local_options(spec: &crate::spec::CacheSpec, cache: Option<Arc<crate::backend::cache::BlockCache>>, read_only: bool) -> LocalOptions {
+    let writeback = spec.mode == crate::spec::CacheMode::Writeback;
+    let entry_ttl = crate::spec::seconds(spec.entry_timeout);
+    let attr_ttl = if spec.own_cache() { crate::spec::seconds(spec.attr_timeout) } else { std::time::Duration::ZERO };
+    LocalOptions { read_only, cache, writeback, entry_ttl, attr_ttl, max_descriptors: 0 }
+}
+
 /// Builds the union of the spec's branches over its backend.
 pub fn build(spec: &InstanceSpec) -> Result<Arc<dyn FileSystem>, InstanceError> {
     build_with(spec, None).map(|(fs, _)| fs)
@@ -91,13 +103,7 @@ pub fn build_with(spec: &InstanceSpec, pool: Option<Arc<Quota>>) -> Result<Count
     // The service's one block cache, shared by its instances (so clones cache a shared lower
     // branch once).
     let cache = pool_cache(&spec.cache).map_err(InstanceError::Flusher)?;
-    let writeback = spec.cache.mode == crate::spec::CacheMode::Writeback;
-    // The backend reuses names and attributes as long as the kernel does on the FUSE path;
-    // attributes only when every change of file data reaches the backend (the pool's own
-    // cache): FUSE passthrough and the kernel's writeback cache change files behind it.
-    let entry_ttl = crate::spec::seconds(spec.cache.entry_timeout);
-    let attr_ttl = if spec.cache.own_cache() { crate::spec::seconds(spec.cache.attr_timeout) } else { std::time::Duration::ZERO };
-    let local_opts = |read_only| LocalOptions { read_only, cache: cache.clone(), writeback, entry_ttl, attr_ttl, max_descriptors: 0 };
+    let local_opts = |read_only| local_options(&spec.cache, cache.clone(), read_only);
     let open = |path: &std::path::Path, read_only: bool, local: bool| -> Result<Arc<dyn FileSystem>, InstanceError> {
         match &client {
             _ if local => LocalFs::new(path, local_opts(read_only))

@@ -299,11 +299,13 @@ impl LocalFs {
         Ok(a)
     }
 
-    /// Starts a change of the backing directory (of its names too when `names`): refused on
-    /// a read-only branch; cached names and attributes read meanwhile are not kept.
-    fn changing(&self, names: bool) -> io::Result<lookups::Change<'_>> {
+    /// Starts a change of the backing directory that makes, removes or replaces the names
+    /// `gone` (parent, name; none for a change of data or attributes): refused on a read-only
+    /// branch; attributes read meanwhile are not kept, and the names in `gone` are forgotten
+    /// when it ends (a new name too: a failed create removes what it made).
+    fn changing(&self, gone: &[(Inode, &OsStr)]) -> io::Result<lookups::Change<'_>> {
         self.writable()?;
-        Ok(self.lookups.change(names))
+        Ok(self.lookups.change(gone.iter().map(|&(p, n)| (p, n.to_owned())).collect()))
     }
 
     fn writable(&self) -> io::Result<()> {
@@ -449,7 +451,7 @@ impl FileSystem for LocalFs {
         handle: Option<Handle>,
         set: &SetAttr,
     ) -> io::Result<Attr> {
-        let _change = self.changing(false)?;
+        let _change = self.changing(&[])?;
         let data = self.inode(inode)?;
         let held = handle.and_then(|h| self.handle(h).ok());
         if data.kind == FileKind::Regular {
@@ -505,7 +507,7 @@ impl FileSystem for LocalFs {
     fn open(&self, _ctx: &Context, inode: Inode, flags: i32) -> io::Result<Handle> {
         let data = self.inode(inode)?;
         let _change = if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
-            Some(self.changing(false)?)
+            Some(self.changing(&[])?)
         } else {
             None
         };
@@ -540,7 +542,7 @@ impl FileSystem for LocalFs {
         umask: u32,
         flags: i32,
     ) -> io::Result<(Entry, Handle)> {
-        let _change = self.changing(false)?;
+        let mut change = self.changing(&[(parent, name)])?;
         check_name(name)?;
         let p = self.inode(parent)?;
         let pfd = self.path(&p)?;
@@ -564,6 +566,7 @@ impl FileSystem for LocalFs {
                 return Err(e);
             }
         };
+        change.made(parent, name, entry.inode);
         let id = (entry.attr.dev, entry.attr.ino);
         if let Some(cache) = &self.opts.cache {
             // A new file: whatever an earlier file with the same inode number left is void.
@@ -597,7 +600,7 @@ impl FileSystem for LocalFs {
         bufs: &[IoSlice<'_>],
         offset: u64,
     ) -> io::Result<usize> {
-        let _change = self.changing(false)?;
+        let _change = self.changing(&[])?;
         let h = self.file_fd(handle)?;
         let HandleData::File(fd, id, sync) = &*h else { return Err(errno(libc::EISDIR)) };
         if let Some(cache) = self.write_back_cache() {
@@ -658,7 +661,7 @@ impl FileSystem for LocalFs {
         mode: u32,
         umask: u32,
     ) -> io::Result<Entry> {
-        let _change = self.changing(false)?;
+        let mut change = self.changing(&[(parent, name)])?;
         check_name(name)?;
         let p = self.inode(parent)?;
         let pfd = self.path(&p)?;
@@ -668,9 +671,11 @@ impl FileSystem for LocalFs {
             perm |= libc::S_ISGID;
         }
         rfs::mkdirat(&*pfd, name, Mode::from_bits_retain(perm))?;
-        self.finish_create(ctx, &p, name, perm).inspect_err(|_| {
-            let _ = rfs::unlinkat(&*pfd, name, AtFlags::REMOVEDIR);
-        })
+        self.finish_create(ctx, &p, name, perm)
+            .inspect(|e| change.made(parent, name, e.inode))
+            .inspect_err(|_| {
+                let _ = rfs::unlinkat(&*pfd, name, AtFlags::REMOVEDIR);
+            })
     }
 
     fn mknod(
@@ -682,20 +687,22 @@ impl FileSystem for LocalFs {
         rdev: u64,
         umask: u32,
     ) -> io::Result<Entry> {
-        let _change = self.changing(false)?;
+        let mut change = self.changing(&[(parent, name)])?;
         check_name(name)?;
         let p = self.inode(parent)?;
         let pfd = self.path(&p)?;
         let perm = mode & !umask & 0o7777;
         let kind = rfs::FileType::from_raw_mode(mode);
         rfs::mknodat(&*pfd, name, kind, Mode::from_bits_retain(perm), rdev)?;
-        self.finish_create(ctx, &p, name, perm).inspect_err(|_| {
-            let _ = rfs::unlinkat(&*pfd, name, AtFlags::empty());
-        })
+        self.finish_create(ctx, &p, name, perm)
+            .inspect(|e| change.made(parent, name, e.inode))
+            .inspect_err(|_| {
+                let _ = rfs::unlinkat(&*pfd, name, AtFlags::empty());
+            })
     }
 
     fn unlink(&self, _ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
-        let _change = self.changing(true)?;
+        let _change = self.changing(&[(parent, name)])?;
         check_name(name)?;
         let p = self.inode(parent)?;
         let pfd = self.path(&p)?;
@@ -716,7 +723,7 @@ impl FileSystem for LocalFs {
     }
 
     fn rmdir(&self, _ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
-        let _change = self.changing(true)?;
+        let _change = self.changing(&[(parent, name)])?;
         check_name(name)?;
         let p = self.inode(parent)?;
         let pfd = self.path(&p)?;
@@ -732,7 +739,8 @@ impl FileSystem for LocalFs {
         new_name: &OsStr,
         flags: u32,
     ) -> io::Result<()> {
-        let _change = self.changing(true)?;
+        // Both names: the source moves (or is exchanged), the target is replaced.
+        let _change = self.changing(&[(parent, name), (new_parent, new_name)])?;
         check_name(name)?;
         check_name(new_name)?;
         let p = self.inode(parent)?;
@@ -749,7 +757,7 @@ impl FileSystem for LocalFs {
         new_parent: Inode,
         new_name: &OsStr,
     ) -> io::Result<Entry> {
-        let _change = self.changing(false)?;
+        let mut change = self.changing(&[(new_parent, new_name)])?;
         check_name(new_name)?;
         let data = self.inode(inode)?;
         let np = self.inode(new_parent)?;
@@ -764,7 +772,7 @@ impl FileSystem for LocalFs {
             AtFlags::SYMLINK_FOLLOW,
         )?;
         let _ = ctx;
-        self.do_lookup(&np, new_name)
+        self.do_lookup(&np, new_name).inspect(|e| change.made(new_parent, new_name, e.inode))
     }
 
     fn symlink(
@@ -774,14 +782,16 @@ impl FileSystem for LocalFs {
         parent: Inode,
         name: &OsStr,
     ) -> io::Result<Entry> {
-        let _change = self.changing(false)?;
+        let mut change = self.changing(&[(parent, name)])?;
         check_name(name)?;
         let p = self.inode(parent)?;
         let pfd = self.path(&p)?;
         rfs::symlinkat(target, &*pfd, name)?;
-        self.finish_create(ctx, &p, name, 0o777).inspect_err(|_| {
-            let _ = rfs::unlinkat(&*pfd, name, AtFlags::empty());
-        })
+        self.finish_create(ctx, &p, name, 0o777)
+            .inspect(|e| change.made(parent, name, e.inode))
+            .inspect_err(|_| {
+                let _ = rfs::unlinkat(&*pfd, name, AtFlags::empty());
+            })
     }
 
     fn readlink(&self, _ctx: &Context, inode: Inode) -> io::Result<Vec<u8>> {
@@ -864,7 +874,7 @@ impl FileSystem for LocalFs {
         value: &[u8],
         flags: i32,
     ) -> io::Result<()> {
-        let _change = self.changing(false)?;
+        let _change = self.changing(&[])?;
         let data = self.inode(inode)?;
         let flags = rfs::XattrFlags::from_bits(flags as u32).ok_or_else(|| errno(libc::EINVAL))?;
         Ok(rfs::setxattr(Self::proc_path(self.path(&data)?.as_fd()).as_str(), name, value, flags)?)
@@ -888,7 +898,7 @@ impl FileSystem for LocalFs {
     }
 
     fn removexattr(&self, _ctx: &Context, inode: Inode, name: &OsStr) -> io::Result<()> {
-        let _change = self.changing(false)?;
+        let _change = self.changing(&[])?;
         let data = self.inode(inode)?;
         Ok(rfs::removexattr(Self::proc_path(self.path(&data)?.as_fd()).as_str(), name)?)
     }
@@ -902,7 +912,7 @@ impl FileSystem for LocalFs {
         offset: u64,
         length: u64,
     ) -> io::Result<()> {
-        let _change = self.changing(false)?;
+        let _change = self.changing(&[])?;
         let h = self.file_fd(handle)?;
         let HandleData::File(fd, id, _) = &*h else { return Err(errno(libc::EISDIR)) };
         self.write_back(*id)?;

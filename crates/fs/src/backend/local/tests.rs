@@ -398,7 +398,51 @@ fn names_and_attributes_are_reused_within_their_ttl_and_our_own_changes_show_at_
     fs.release(&c, b.inode, h).expect("release");
     fs.unlink(&c, ROOT_INODE, OsStr::new("b")).expect("unlink");
     assert_eq!(code(fs.lookup(&c, ROOT_INODE, OsStr::new("b"))), libc::ENOENT, "a removed name is gone at once");
-    assert_eq!(code(fs.lookup(&c, ROOT_INODE, OsStr::new("a"))), libc::ENOENT, "every name was dropped by the removal");
+    // The removal dropped its own name only: the host's rename still shows within the TTL.
+    assert_eq!(fs.lookup(&c, ROOT_INODE, OsStr::new("a")).expect("another name kept").inode, a.inode);
+}
+
+/// A removal or rename through the service drops exactly the names it removed or replaced, at
+/// once; the directory's other names stay cached (a file made and removed beside them costs
+/// their lookups no system call).
+#[test]
+fn removals_and_renames_drop_their_own_names_and_keep_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ttl = std::time::Duration::from_secs(60);
+    for n in ["keep", "x", "y", "z"] {
+        fs::write(dir.path().join(n), n).expect("seed");
+    }
+    let fs = LocalFs::new(dir.path(), LocalOptions { entry_ttl: ttl, attr_ttl: ttl, ..LocalOptions::default() }).expect("backend");
+    let c = ctx();
+    let look = |n: &str| fs.lookup(&c, ROOT_INODE, OsStr::new(n));
+    let keep = look("keep").expect("keep").inode;
+    let (x, y, z) = (look("x").expect("x").inode, look("y").expect("y").inode, look("z").expect("z").inode);
+    // Behind the service's back: every name now leads elsewhere or nowhere.
+    for n in ["keep", "x", "y", "z"] {
+        fs::remove_file(dir.path().join(n)).expect("host unlink");
+    }
+    for n in ["x", "y", "z"] {
+        fs::write(dir.path().join(n), n).expect("host recreate");
+    }
+    // Through the service: unlink x, rename y over z. Their names are read afresh.
+    fs.unlink(&c, ROOT_INODE, OsStr::new("x")).expect("unlink x");
+    assert_eq!(code(look("x")), libc::ENOENT, "an unlinked name");
+    fs.rename(&c, ROOT_INODE, OsStr::new("y"), ROOT_INODE, OsStr::new("z"), 0).expect("rename y z");
+    assert_eq!(code(look("y")), libc::ENOENT, "a renamed name");
+    let z_now = look("z").expect("z");
+    assert_ne!(z_now.inode, z, "a replaced name leads to the object moved there");
+    assert_ne!(z_now.inode, y, "the host's new y, not the object looked up before");
+    assert_ne!(x, z_now.inode);
+    // The name nobody touched through the service is still the cached one.
+    assert_eq!(look("keep").expect("a kept name").inode, keep);
+    // A name made through the service is remembered as it is made.
+    let made = fs.mknod(&c, ROOT_INODE, OsStr::new("new"), libc::S_IFREG | 0o644, 0, 0).expect("mknod");
+    let linked = fs.link(&c, made.inode, ROOT_INODE, OsStr::new("link")).expect("link");
+    for n in ["new", "link"] {
+        fs::remove_file(dir.path().join(n)).expect("host unlink");
+    }
+    assert_eq!(look("new").expect("a made name").inode, made.inode);
+    assert_eq!(look("link").expect("a linked name").inode, linked.inode);
 }
 
 #[test]
