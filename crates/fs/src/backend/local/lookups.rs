@@ -1,20 +1,22 @@
 //! Name and attribute caching of the local backend, with time-to-live (the `entry_timeout` and
 //! `attr_timeout` of the instance's cache settings, which the kernel applies on the FUSE path):
-//! a name looked up again within its TTL costs no system call, nor does a `getattr`.
+//! a name looked up again within its TTL costs no system call, nor does a `getattr`; in a
+//! read-only branch, neither does a name missing from a directory listed within the TTL.
 //!
-//! Changes made through this backend never leave a stale entry behind. A removal or rename
-//! drops exactly the names it removes or replaces when it ends, after bumping the name epoch;
-//! a name read from the backing directory is kept only if the epoch has not moved since it was
-//! read (checked under the map's lock), so a lookup that raced a removal never brings the
-//! removed name back. Every other name stays, so a directory whose files come and go (a mail
-//! spool, a build tree) keeps its other names. Attributes go stale through any change, so an
-//! attribute entry is valid only under the attribute epoch that was current before it was read,
-//! which every change bumps when it starts and when it ends. Changes made behind the service's
-//! back (another writer on the backing directory) show within the TTL.
+//! Changes made through this backend never leave a stale entry behind. A change of names
+//! (make, remove, rename) drops exactly the names it changed when it ends, after bumping the
+//! name epoch, and remembers the name it made; a name read from the backing directory is kept
+//! only if the epoch has not moved since it was read (checked under the lock of the name's
+//! shard of the map), so a lookup that raced a removal never brings the removed name back.
+//! Every other name stays, so a directory whose files come and go (a mail spool, a build tree)
+//! keeps its other names. Attributes go stale through any change, so an attribute entry is
+//! valid only under the attribute epoch that was current before it was read, which every change
+//! bumps when it starts and when it ends. Changes made behind the service's back (another
+//! writer on the backing directory) show within the TTL.
 
 use std::ffi::{OsStr, OsString};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
@@ -23,22 +25,70 @@ use crate::libservice::{Attr, Inode};
 
 /// Entries kept at most per map before expired ones are swept (and, if that is not enough, all).
 const MAX_ENTRIES: usize = 1 << 16;
+/// The name map's shards: a service thread preempted while it holds one (more threads than
+/// cpus) stalls only the lookups of names hashing there, not every lookup.
+const SHARDS: usize = 64;
 
-/// A parent's names: the node each led to and when it was read.
-type Names = FxHashMap<OsString, (Inode, Instant)>;
+/// Names in a listing of a read-only directory kept at most (a larger directory is not kept).
+pub(super) const LISTING_MAX: usize = 4096;
+/// Listings kept at most (all are dropped beyond this).
+const LISTINGS_MAX: usize = 256;
+
+/// A read-only directory's names as listed (`None`: too many to keep), and when.
+type Listing = (Option<rustc_hash::FxHashSet<OsString>>, Instant);
+
+/// One shard of the name map: by parent, the names seen there, the node each led to and when
+/// it was read; and how many names it holds.
+#[derive(Debug, Default)]
+struct Names {
+    by_parent: FxHashMap<Inode, FxHashMap<OsString, (Inode, Instant)>>,
+    count: usize,
+}
+
+impl Names {
+    fn remove(&mut self, parent: Inode, name: &OsStr) {
+        let Some(m) = self.by_parent.get_mut(&parent) else { return };
+        if m.remove(name).is_some() {
+            self.count -= 1;
+        }
+        if m.is_empty() {
+            self.by_parent.remove(&parent);
+        }
+    }
+
+    /// Adds an entry, sweeping expired ones (all, if that is not enough) when full.
+    fn insert(&mut self, parent: Inode, name: OsString, child: Inode, ttl: Duration) {
+        if self.count >= MAX_ENTRIES / SHARDS {
+            self.by_parent.values_mut().for_each(|m| m.retain(|_, e| e.1.elapsed() < ttl));
+            self.by_parent.retain(|_, m| !m.is_empty());
+            self.count = self.by_parent.values().map(|m| m.len()).sum();
+            if self.count >= MAX_ENTRIES / SHARDS / 2 {
+                self.by_parent.clear();
+                self.count = 0;
+            }
+        }
+        if self.by_parent.entry(parent).or_default().insert(name, (child, Instant::now())).is_none() {
+            self.count += 1;
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub(super) struct Lookups {
     entry_ttl: Duration,
     attr_ttl: Duration,
-    names: Mutex<FxHashMap<Inode, Names>>,
-    name_count: AtomicU64,
+    /// [`SHARDS`] shards, by a hash of (parent, name).
+    names: Vec<Mutex<Names>>,
     attrs: Mutex<FxHashMap<Inode, (Attr, Instant, u64)>>,
     name_epoch: AtomicU64,
     attr_epoch: AtomicU64,
+    /// Of a read-only branch only: the listings of directories where a name was missing, so
+    /// that a lookup of another name missing there (a new name looked for in the lower
+    /// branches before it is made above them) costs no system call.
+    listings: RwLock<FxHashMap<Inode, Listing>>,
 }
 
-/// A change in progress; its end bumps the epochs again and drops the names it removed.
+/// A change in progress; its end bumps the epochs again and drops the names it changed.
 #[derive(Debug)]
 pub(super) struct Change<'a> {
     lookups: &'a Lookups,
@@ -60,38 +110,49 @@ impl Change<'_> {
 
 impl Drop for Change<'_> {
     fn drop(&mut self) {
+        let l = self.lookups;
         if self.gone.is_empty() {
-            self.lookups.bump(false);
+            l.bump(false);
             return;
         }
-        // The bump under the lock: a lookup that read a removed name before it may not keep
-        // it (its epoch check is under this lock too), and one that kept it before is undone
-        // here.
-        let Ok(mut names) = self.lookups.names.lock() else {
-            self.lookups.bump(true);
+        // The bump before the drops, and each drop under its shard's lock: a lookup that read
+        // a changed name before may not keep it afterwards (its epoch check is under that lock
+        // too), and one that kept it before is undone here.
+        let before = l.name_epoch.fetch_add(1, Ordering::AcqRel);
+        l.attr_epoch.fetch_add(1, Ordering::AcqRel);
+        if l.entry_ttl.is_zero() {
             return;
-        };
-        let quiet = self.lookups.name_epoch() == self.epoch;
-        self.lookups.bump(true);
+        }
         for (parent, name) in self.gone.drain(..) {
-            if let Some(m) = names.get_mut(&parent) {
-                if m.remove(&name).is_some() {
-                    self.lookups.name_count.fetch_sub(1, Ordering::Relaxed);
-                }
-                if m.is_empty() {
-                    names.remove(&parent);
-                }
+            if let Ok(mut shard) = l.shard(parent, &name).lock() {
+                shard.remove(parent, &name);
             }
         }
-        if let (true, Some((parent, name, child))) = (quiet, self.made.take()) {
-            self.lookups.insert(&mut names, parent, name, child);
+        // Kept only if no other change of names started since this one did (checked under
+        // the shard's lock: one that starts after finds it there and drops it when it ends).
+        if let (true, Some((parent, name, child))) = (before == self.epoch, self.made.take()) {
+            if let Ok(mut shard) = l.shard(parent, &name).lock() {
+                if l.name_epoch() == before + 1 {
+                    shard.insert(parent, name, child, l.entry_ttl);
+                }
+            }
         }
     }
 }
 
 impl Lookups {
     pub fn new(entry_ttl: Duration, attr_ttl: Duration) -> Self {
-        Lookups { entry_ttl, attr_ttl, ..Lookups::default() }
+        let names = (0..SHARDS).map(|_| Mutex::default()).collect();
+        Lookups { entry_ttl, attr_ttl, names, ..Lookups::default() }
+    }
+
+    fn shard(&self, parent: Inode, name: &OsStr) -> &Mutex<Names> {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        parent.hash(&mut h);
+        name.hash(&mut h);
+        // `new` made SHARDS of them; a default-made one has none and keeps no names.
+        &self.names[(h.finish() as usize) % self.names.len().max(1)]
     }
 
     fn bump(&self, names: bool) {
@@ -119,44 +180,55 @@ impl Lookups {
 
     /// The node `name` in `parent` led to, if known and fresh.
     pub fn name(&self, parent: Inode, name: &OsStr) -> Option<Inode> {
-        if self.entry_ttl.is_zero() {
+        if self.entry_ttl.is_zero() || self.names.is_empty() {
             return None;
         }
-        let names = self.names.lock().ok()?;
-        let &(child, at) = names.get(&parent)?.get(name)?;
+        let shard = self.shard(parent, name).lock().ok()?;
+        let &(child, at) = shard.by_parent.get(&parent)?.get(name)?;
         (at.elapsed() < self.entry_ttl).then_some(child)
     }
 
     /// Remembers that `name` in `parent` is `child`, as read under `epoch`.
     pub fn put_name(&self, parent: Inode, name: &OsStr, child: Inode, epoch: u64) {
-        if self.entry_ttl.is_zero() {
+        if self.entry_ttl.is_zero() || self.names.is_empty() {
             return;
         }
-        let Ok(mut names) = self.names.lock() else { return };
+        let Ok(mut shard) = self.shard(parent, name).lock() else { return };
         // Under the lock: see `Change`'s drop.
         if epoch != self.name_epoch() {
             return;
         }
-        self.insert(&mut names, parent, name.to_owned(), child);
+        shard.insert(parent, name.to_owned(), child, self.entry_ttl);
     }
 
-    /// Adds an entry to `names` (this map, locked), sweeping expired ones when it is full.
-    fn insert(&self, names: &mut FxHashMap<Inode, Names>, parent: Inode, name: OsString, child: Inode) {
+    /// Whether `name` is in the listing of the read-only directory `parent`, if one is kept
+    /// and fresh.
+    pub fn listed(&self, parent: Inode, name: &OsStr) -> Option<bool> {
         if self.entry_ttl.is_zero() {
-            return;
+            return None;
         }
-        if self.name_count.load(Ordering::Relaxed) as usize >= MAX_ENTRIES {
+        let listings = self.listings.read().ok()?;
+        let (names, at) = listings.get(&parent)?;
+        (at.elapsed() < self.entry_ttl).then_some(())?;
+        names.as_ref().map(|n| n.contains(name))
+    }
+
+    /// Whether the read-only directory `parent` needs listing (none kept, or expired).
+    pub fn needs_listing(&self, parent: Inode) -> bool {
+        !self.entry_ttl.is_zero() && self.listings.read().is_ok_and(|l| l.get(&parent).is_none_or(|(_, at)| at.elapsed() >= self.entry_ttl))
+    }
+
+    /// Keeps the listing of the read-only directory `parent` (`None`: too large to keep).
+    pub fn put_listing(&self, parent: Inode, names: Option<rustc_hash::FxHashSet<OsString>>) {
+        let Ok(mut listings) = self.listings.write() else { return };
+        if listings.len() >= LISTINGS_MAX {
             let ttl = self.entry_ttl;
-            names.values_mut().for_each(|m| m.retain(|_, e| e.1.elapsed() < ttl));
-            names.retain(|_, m| !m.is_empty());
-            if names.values().map(|m| m.len()).sum::<usize>() >= MAX_ENTRIES / 2 {
-                names.clear();
+            listings.retain(|_, (_, at)| at.elapsed() < ttl);
+            if listings.len() >= LISTINGS_MAX {
+                listings.clear();
             }
-            self.name_count.store(names.values().map(|m| m.len() as u64).sum(), Ordering::Relaxed);
         }
-        if names.entry(parent).or_default().insert(name, (child, Instant::now())).is_none() {
-            self.name_count.fetch_add(1, Ordering::Relaxed);
-        }
+        listings.insert(parent, (names, Instant::now()));
     }
 
     /// The attributes of `inode`, if known and fresh.

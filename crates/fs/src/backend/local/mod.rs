@@ -19,7 +19,7 @@ mod writeback;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -386,6 +386,24 @@ impl LocalFs {
         Ok(entry)
     }
 
+    /// The names in directory `dir` (`None`: more than `lookups::LISTING_MAX`).
+    fn names_in(&self, dir: &InodeData) -> io::Result<Option<rustc_hash::FxHashSet<OsString>>> {
+        let fd = rfs::openat(&*self.path(dir)?, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let mut listing = rfs::Dir::read_from(&fd)?;
+        let mut names = rustc_hash::FxHashSet::default();
+        while let Some(ent) = listing.read() {
+            let name = ent?.file_name().to_bytes().to_owned();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            if names.len() >= lookups::LISTING_MAX {
+                return Ok(None);
+            }
+            names.insert(OsString::from_vec(name));
+        }
+        Ok(Some(names))
+    }
+
     fn read_listing(&self, fd: &OwnedFd, own_ino: u64) -> io::Result<Vec<DirEntry>> {
         let mut dir = rfs::Dir::read_from(fd)?;
         let mut out = Vec::new();
@@ -418,9 +436,19 @@ impl FileSystem for LocalFs {
                 };
             }
         }
+        if self.opts.read_only && self.lookups.listed(parent, name) == Some(false) {
+            return Err(errno(libc::ENOENT));
+        }
         let (names, attrs) = (self.lookups.name_epoch(), self.lookups.attr_epoch());
         let p = self.inode(parent)?;
-        let e = self.do_lookup(&p, name)?;
+        let e = self.do_lookup(&p, name).inspect_err(|e| {
+            if self.opts.read_only && e.raw_os_error() == Some(libc::ENOENT) && self.lookups.needs_listing(parent) {
+                // Listed once per TTL; a failure only costs the next miss a system call.
+                if let Ok(listed) = self.names_in(&p) {
+                    self.lookups.put_listing(parent, listed);
+                }
+            }
+        })?;
         self.lookups.put_name(parent, name, e.inode, names);
         self.lookups.put_attr(e.inode, e.attr, attrs);
         Ok(e)

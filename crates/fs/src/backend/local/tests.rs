@@ -521,3 +521,36 @@ fn objects_past_the_descriptor_bound_are_found_again_by_handle() {
     }
     assert!(fs.held_descriptors() <= 2, "forgotten objects still counted: {}", fs.held_descriptors());
 }
+
+/// A read-only branch lists a directory where a name was missing and answers the next missing
+/// names from that listing (no system call), found names as before; a directory too large to
+/// keep is asked every time.
+#[test]
+fn a_read_only_branch_answers_missing_names_from_the_directory_listing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ttl = std::time::Duration::from_secs(60);
+    fs::create_dir(dir.path().join("big")).expect("mkdir");
+    fs::write(dir.path().join("present"), b"p").expect("seed");
+    for i in 0..=lookups::LISTING_MAX {
+        fs::write(dir.path().join("big").join(format!("f{i}")), b"").expect("seed big");
+    }
+    let opts = LocalOptions { read_only: true, entry_ttl: ttl, attr_ttl: ttl, ..LocalOptions::default() };
+    let fs = LocalFs::new(dir.path(), opts).expect("backend");
+    let c = ctx();
+    assert_eq!(code(fs.lookup(&c, ROOT_INODE, OsStr::new("missing"))), libc::ENOENT);
+    // Made behind the service's back after the listing: missing within the TTL, as the
+    // listing says; a name that was there when listed is found.
+    fs::write(dir.path().join("later"), b"l").expect("host create");
+    assert_eq!(code(fs.lookup(&c, ROOT_INODE, OsStr::new("later"))), libc::ENOENT, "answered from the listing");
+    assert_eq!(fs.lookup(&c, ROOT_INODE, OsStr::new("present")).expect("a listed name").attr.size, 1);
+    // Too large to keep: every miss asks the directory, so a new name shows at once.
+    let big = fs.lookup(&c, ROOT_INODE, OsStr::new("big")).expect("big").inode;
+    assert_eq!(code(fs.lookup(&c, big, OsStr::new("missing"))), libc::ENOENT);
+    fs::write(dir.path().join("big").join("later"), b"").expect("host create in big");
+    assert!(fs.lookup(&c, big, OsStr::new("later")).is_ok(), "a directory too large is not kept");
+    // A writable branch keeps no listing: a new name shows at once.
+    let rw = LocalFs::new(dir.path(), LocalOptions { entry_ttl: ttl, attr_ttl: ttl, ..LocalOptions::default() }).expect("rw backend");
+    assert_eq!(code(rw.lookup(&c, ROOT_INODE, OsStr::new("missing2"))), libc::ENOENT);
+    fs::write(dir.path().join("missing2"), b"").expect("host create");
+    assert!(rw.lookup(&c, ROOT_INODE, OsStr::new("missing2")).is_ok());
+}
