@@ -439,6 +439,45 @@ fn names_replaced_through_one_worker_are_seen_at_once_by_every_other_and_by_fuse
     }
 }
 
+/// Makes a file, a directory, a symlink and a hard link in the directory `argv[1]`, and a
+/// file `fresh` (a name the FUSE side was never asked about).
+const MAKE_NAMES: &str = r#"
+import os, sys
+d = sys.argv[1]
+open(os.path.join(d, "file"), "w").close()
+os.mkdir(os.path.join(d, "dir"))
+os.symlink("file", os.path.join(d, "symlink"))
+os.link(os.path.join(d, "file"), os.path.join(d, "link"))
+open(os.path.join(d, "fresh"), "w").close()
+"#;
+
+/// A name made on the user-level path where the mount answered it missing (a negative entry
+/// the kernel keeps for the entry timeout, 60 s here) shows through the mount at once; the
+/// service sends that notice only for names the kernel was told are missing.
+#[test]
+fn names_made_at_user_level_show_at_once_through_the_mount_that_answered_them_missing() {
+    let mut h = Host::new("negent");
+    let pool = served_pool(&mut h, "0");
+    let (upper, mnt) = (h.scratch.mkdir("upper"), h.scratch.mkdir("mnt"));
+    let spec = spec_file(&h, "neg", &upper, "  mode: kernel\n  entry_timeout: 60\n");
+    h.ok(&["mount", "--pool", &pool, &mnt.display().to_string(), "-f", &spec.display().to_string()]);
+    let kinds = ["file", "dir", "symlink", "link"];
+    // Through the kernel (this process runs without the library): each name is missing.
+    for k in kinds {
+        assert!(std::fs::symlink_metadata(mnt.join(k)).is_err(), "{k} exists before it is made");
+    }
+    h.ok(&["exec", "--pool", &pool, "--preload-only", "--", "python3", "-c", MAKE_NAMES, &mnt.display().to_string()]);
+    for k in ["file", "dir", "symlink", "link", "fresh"] {
+        assert!(std::fs::symlink_metadata(mnt.join(k)).is_ok(), "{k}, made at user level, is missing through the mount");
+    }
+    // They were made at user level.
+    let ops = &h.inspect(&pool)["service"]["mounts"][0]["user_ops"];
+    for op in ["mkdir", "symlink", "link"] {
+        assert!(ops[op]["count"].as_u64().unwrap_or(0) >= 1, "no user-level {op}: {ops}");
+    }
+    h.ok(&["umount", &mnt.display().to_string()]);
+}
+
 /// A tenant's database work under the library (issue 21, item 8): 100,000 rows in one
 /// transaction, then another process builds an index and queries, then 500 autocommit
 /// inserts (rollback journal), then the same database in WAL mode with two writers at once;

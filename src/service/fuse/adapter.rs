@@ -496,14 +496,19 @@ impl Passthrough {
 impl FuseAdapter {
     pub(super) fn lookup(&self, c: Context, parent: u64, name: &OsStr, reply: impl EntryAnswer) {
         let _t = self.timer("lookup");
-        match self.fs.lookup(&c, parent, name) {
+        let looked = self.fs.lookup(&c, parent, name);
+        if looked.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT)) && !self.entry_ttl().is_zero() {
+            // Before the answer: a name made on the user-level path from now on is noticed.
+            self.known.negative(parent, name, self.entry_ttl());
+        }
+        match looked {
             Ok(e) => {
                 self.known.add(e.inode);
                 reply.entry(&self.entry_ttl(), &fuse_attr(&e.attr), e.generation)
             }
             // A negative entry (node id 0), cached by the kernel like a positive one: the
-            // dynamic loader's search of library directories, PATH lookups. Names the
-            // user-level path creates are invalidated as positive ones are.
+            // dynamic loader's search of library directories, PATH lookups. A name the
+            // user-level path makes where one was answered missing is invalidated.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !self.entry_ttl().is_zero() => {
                 let none = FileAttr {
                     ino: 0,

@@ -3,18 +3,40 @@
 //! needs to invalidate only what the kernel holds; a notice about any other inode is a
 //! system call that fails (`ENOENT`), several per created-and-removed file.
 
+use std::ffi::OsStr;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
 use crate::libservice::ROOT_INODE;
 
 const SHARDS: usize = 16;
+/// Missing names remembered per shard before expired ones are swept.
+const NEGATIVES_MAX: usize = 4096;
 
-/// Lookup counts by inode, sharded (the adapter's threads count, the workers ask).
+/// Lookup counts by inode, sharded (the adapter's threads count, the workers ask); and the
+/// missing names the adapter answered with a negative entry the kernel keeps.
 #[derive(Default)]
 pub struct KernelInodes {
     shards: [Mutex<FxHashMap<u64, u64>>; SHARDS],
+    negatives: [Mutex<Negatives>; SHARDS],
+}
+
+/// Negative entries answered, by a hash of (parent, name): until when the kernel may keep
+/// each; and until when every name must be taken as answered (after a shard overflowed).
+#[derive(Default)]
+struct Negatives {
+    until: FxHashMap<u64, Instant>,
+    all_until: Option<Instant>,
+}
+
+fn name_hash(parent: u64, name: &OsStr) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    parent.hash(&mut h);
+    name.hash(&mut h);
+    h.finish()
 }
 
 impl std::fmt::Debug for KernelInodes {
@@ -48,6 +70,40 @@ impl KernelInodes {
     pub fn holds(&self, ino: u64) -> bool {
         ino == ROOT_INODE || self.shard(ino).contains_key(&ino)
     }
+
+    fn negatives(&self, key: u64) -> std::sync::MutexGuard<'_, Negatives> {
+        self.negatives[(key as usize) % SHARDS].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The adapter is about to answer that `name` is missing in `parent`, an entry the kernel
+    /// keeps for `ttl` (called before the answer, so that a name made meanwhile is noticed).
+    pub fn negative(&self, parent: u64, name: &OsStr, ttl: Duration) {
+        let key = name_hash(parent, name);
+        let mut n = self.negatives(key);
+        let now = Instant::now();
+        // A little more than the kernel's TTL: it starts counting when the answer arrives.
+        let until = now + ttl + Duration::from_millis(100);
+        if n.until.len() >= NEGATIVES_MAX {
+            n.until.retain(|_, u| *u > now);
+            if n.until.len() >= NEGATIVES_MAX / 2 {
+                // Too many to tell apart: every name of this shard counts as answered until
+                // all of these have expired.
+                let last = n.until.values().copied().max().unwrap_or(until).max(until);
+                n.all_until = Some(n.all_until.map_or(last, |a| a.max(last)));
+                n.until.clear();
+            }
+        }
+        n.until.insert(key, until);
+    }
+
+    /// Whether the kernel may keep a negative entry for `name` in `parent` (a name made there
+    /// needs a notice only then; hashes that collide only cost a notice).
+    pub fn may_keep_negative(&self, parent: u64, name: &OsStr) -> bool {
+        let key = name_hash(parent, name);
+        let n = self.negatives(key);
+        let now = Instant::now();
+        n.all_until.is_some_and(|a| a > now) || n.until.get(&key).is_some_and(|u| *u > now)
+    }
 }
 
 #[cfg(test)]
@@ -66,5 +122,23 @@ mod tests {
         assert!(!k.holds(7));
         k.forget(9, 3);
         assert!(!k.holds(9));
+    }
+
+    #[test]
+    fn negative_entries_are_remembered_for_their_ttl_and_an_overflow_keeps_them_all() {
+        let k = KernelInodes::default();
+        let (a, b) = (OsStr::new("a"), OsStr::new("b"));
+        assert!(!k.may_keep_negative(1, a));
+        k.negative(1, a, Duration::from_secs(60));
+        assert!(k.may_keep_negative(1, a) && !k.may_keep_negative(1, b) && !k.may_keep_negative(2, a));
+        k.negative(3, b, Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(!k.may_keep_negative(3, b), "expired with its TTL");
+        // Far more names than a shard keeps: none of them is ever taken as not answered.
+        let names: Vec<String> = (0..SHARDS * NEGATIVES_MAX * 2).map(|i| format!("n{i}")).collect();
+        for n in &names {
+            k.negative(7, OsStr::new(n), Duration::from_secs(60));
+        }
+        assert!(names.iter().all(|n| k.may_keep_negative(7, OsStr::new(n))));
     }
 }

@@ -215,6 +215,14 @@ impl KernelCache for Invalidator {
             debug!("inval_entry {parent}/{name:?}: {e}");
         }
     }
+
+    fn inval_new_entry(&self, parent: u64, name: &std::ffi::OsStr) {
+        // The kernel keeps no entry of its own for a name it never saw: only a negative one
+        // the adapter answered (a removal's negative dentry is revalidated at its next use).
+        if self.1.may_keep_negative(parent, name) {
+            self.inval_entry(parent, name);
+        }
+    }
 }
 
 impl Drop for Mounted {

@@ -6,7 +6,7 @@ use std::io;
 use polytropon_ipc::area::Area;
 use polytropon_ipc::Request;
 
-use super::{fallback, inval_entry, request_data, walk, KernelCache, PathCache, Walked};
+use super::{fallback, inval_entry, inval_new_entry, request_data, walk, KernelCache, PathCache, Walked};
 use crate::libservice::access::Creds;
 use crate::libservice::{Attr, Context, Entry, FileKind, FileSystem, Inode};
 
@@ -90,6 +90,10 @@ impl Call<'_> {
 
     pub(super) fn inval_entry(&self, dir: Inode, name: &OsStr) {
         inval_entry(self.kernel, dir, name);
+    }
+
+    pub(super) fn inval_new_entry(&self, dir: Inode, name: &OsStr) {
+        inval_new_entry(self.kernel, dir, name);
     }
 
     pub(super) fn forget_new(&self, e: Entry) {

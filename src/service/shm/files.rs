@@ -10,7 +10,7 @@ use polytropon_ipc::args::OpenArg;
 use polytropon_ipc::{Op, WireFallocate, WireSetattr, STAT_NOFOLLOW, WRITE_APPEND, WRITE_STREAMED};
 
 use super::call::{Call, Reply};
-use super::{fallback, grew, inval_entry, perm, inval_inode, namespace, open_pinned, pin_or_hold, streamed_write, victim, wire, xattr_name, APPENDS};
+use super::{fallback, grew, inval_entry, inval_new_entry, perm, inval_inode, namespace, open_pinned, pin_or_hold, streamed_write, victim, wire, xattr_name, APPENDS};
 use crate::libservice::access::CAP_SYS_ADMIN;
 use crate::libservice::{open_or_create, FileKind, Opened, SetAttr};
 
@@ -72,7 +72,7 @@ pub(super) fn open_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
         }
         Opened::Created(e, h) => {
             // The kernel may hold a negative entry for the name.
-            inval_entry(kernel, dir, name);
+            inval_new_entry(kernel, dir, name);
             (e.inode, h)
         }
     };

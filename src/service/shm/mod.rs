@@ -111,6 +111,11 @@ pub trait KernelCache: Send + Sync {
     fn inval_inode(&self, inode: Inode, offset: i64, len: i64);
     /// Entry `name` of directory `parent` changed (removed or replaced).
     fn inval_entry(&self, parent: Inode, name: &OsStr);
+    /// Entry `name` of directory `parent` was made where there was none: only a negative
+    /// entry the kernel keeps can be stale.
+    fn inval_new_entry(&self, parent: Inode, name: &OsStr) {
+        self.inval_entry(parent, name);
+    }
     /// `inode` may now end at `end`, past where the kernel last saw it end: the kernel's size
     /// grows to it. (An invalidation only marks the size stale, and a process that maps the
     /// file through the kernel faults past the old size: SQLite's `-shm`, grown by one
@@ -1121,6 +1126,13 @@ fn grew(kernel: Option<&dyn KernelCache>, inode: Inode, end: u64) {
 fn inval_entry(kernel: Option<&dyn KernelCache>, dir: Inode, name: &OsStr) {
     if let Some(k) = kernel {
         k.inval_entry(dir, name);
+    }
+}
+
+/// As [`inval_entry`], for a name just made (see `KernelCache::inval_new_entry`).
+fn inval_new_entry(kernel: Option<&dyn KernelCache>, dir: Inode, name: &OsStr) {
+    if let Some(k) = kernel {
+        k.inval_new_entry(dir, name);
     }
 }
 

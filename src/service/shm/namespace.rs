@@ -72,7 +72,7 @@ pub(super) fn mkdir(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     }
     let e = c.fs.mkdir(&maker, w.dir, w.name, mode, umask)?;
     c.forget_new(e);
-    c.inval_entry(w.dir, w.name);
+    c.inval_new_entry(w.dir, w.name);
     Ok((0, [0; 4]))
 }
 
@@ -169,7 +169,7 @@ pub(super) fn rename_or_link(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Rep
     // as link(2) answers).
     let made = c.fs.link(c.ctx, e.inode, to.dir, to.name)?;
     c.forget_new(made);
-    c.inval_entry(to.dir, to.name);
+    c.inval_new_entry(to.dir, to.name);
     inval_inode(c.kernel, e.inode, -1, 0);
     Ok((0, [0; 4]))
 }
@@ -187,7 +187,7 @@ pub(super) fn symlink(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     }
     let e = c.fs.symlink(&maker, OsStr::from_bytes(target), w.dir, w.name)?;
     c.forget_new(e);
-    c.inval_entry(w.dir, w.name);
+    c.inval_new_entry(w.dir, w.name);
     Ok((0, [0; 4]))
 }
 

@@ -117,7 +117,7 @@ fn on_data_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<
             // A lower file passed read-only was copied up or changed since: the service
             // serves it from now on.
             f.leave_passthrough(fd);
-            run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel))
+            run(|| user(f), || data_fallback(fd, f, kernel))
         }
         // A busy file of a shared backend: its data calls the kernel's from now on, its page
         // cache serving them (one thread moves it; any failure leaves it at user level).
@@ -126,16 +126,30 @@ fn on_data_fd<T: Failure>(fd: c_int, user: impl FnOnce(&'static File) -> Served<
                 f.count_passed_call();
                 return kernel();
             }
-            run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel))
+            run(|| user(f), || data_fallback(fd, f, kernel))
         }
         // A file written on and on: its backing file from the service, then the kernel's.
         Some((_, f)) if f.busy() && took_backing(fd, f) => {
             f.count_passed_call();
             kernel()
         }
-        Some((_, f)) => run(|| user(f), || in_kernel(fd, HandOver::Unserved, kernel)),
+        Some((_, f)) => run(|| user(f), || data_fallback(fd, f, kernel)),
         None => dirs::in_kernel_dir(fd, kernel),
     }
+}
+
+/// The fallback of a data call that found file `f` (at `fd`) at user level: the kernel on the
+/// same descriptor if, meanwhile, another thread put the file's backing file there (the call
+/// waited for the position lock the move held, then found it passed); otherwise the file is
+/// handed over. Handing a passed file over would reopen it through the mount at the
+/// user-level offset the move left behind: threads writing at the shared offset would write
+/// over each other.
+fn data_fallback<T: Failure>(fd: c_int, f: &'static File, kernel: impl FnOnce() -> T) -> T {
+    if f.passthrough() {
+        f.count_passed_call();
+        return kernel();
+    }
+    in_kernel(fd, HandOver::Unserved, kernel)
 }
 
 /// Asks for the backing file of `f` (at `fd`), which just proved busy, unless this thread is

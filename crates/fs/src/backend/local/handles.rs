@@ -16,7 +16,7 @@ const MAX_HANDLE_BYTES: usize = 128;
 const HEAD: usize = std::mem::size_of::<libc::file_handle>();
 
 /// One object's file handle: `struct file_handle` as the kernel wrote it.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(super) struct FileHandle(Box<[u8]>);
 
 /// A `struct file_handle` with room for the longest handle, aligned as the kernel expects.

@@ -3,7 +3,7 @@
 
 use rustc_hash::FxHashMap;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -128,6 +128,21 @@ impl InodeData {
         Ok(fd)
     }
 
+    /// Whether `fd`, just opened by name and of this node's `(st_dev, st_ino)`, is this node's
+    /// object: always while the node holds its descriptor (the object cannot go away under it,
+    /// so its inode number is not given to another); once let go of, only when their file
+    /// handles match (the host may have removed the object and reused its number).
+    fn holds_object_of(&self, fd: BorrowedFd<'_>) -> bool {
+        let Ok(held) = self.held.read() else { return false };
+        if held.path.is_some() {
+            return true;
+        }
+        match (&held.handle, handle_of(fd)) {
+            (Some(h), Ok((new, _))) => *h == new,
+            _ => false,
+        }
+    }
+
     /// The open file shared by plain read-only opens, made by `open` on the first one.
     pub fn read_only(&self, d: &Descriptors, open: impl FnOnce() -> io::Result<OwnedFd>) -> io::Result<Arc<OwnedFd>> {
         self.mark_used(d);
@@ -202,9 +217,10 @@ impl InodeTable {
         let key = (attr.dev, attr.ino);
         if let Some(&inode) = self.by_id.get(&key) {
             if let Some(data) = self.by_inode.get(&inode) {
-                // A different type means the host recycled the inode number of an object that
-                // was deleted while we still held a stale entry: give the new one its own id.
-                if data.kind == attr.kind() {
+                // A different type, or another object where a let-go node's was, means the
+                // host recycled the inode number of an object deleted since: give the new one
+                // its own id (the old node answers ESTALE to those still naming it).
+                if data.kind == attr.kind() && data.holds_object_of(fd.as_fd()) {
                     data.refs.fetch_add(1, Ordering::Relaxed);
                     return inode;
                 }

@@ -31,8 +31,8 @@ const SHARDS: usize = 64;
 
 /// Names in a listing of a read-only directory kept at most (a larger directory is not kept).
 pub(super) const LISTING_MAX: usize = 4096;
-/// Listings kept at most (all are dropped beyond this).
-const LISTINGS_MAX: usize = 256;
+/// Names in all the listings kept at most (all are dropped beyond this).
+const LISTED_NAMES_MAX: usize = 1 << 16;
 
 /// A read-only directory's names as listed (`None`: too many to keep), and when.
 type Listing = (Option<rustc_hash::FxHashSet<OsString>>, Instant);
@@ -221,10 +221,11 @@ impl Lookups {
     /// Keeps the listing of the read-only directory `parent` (`None`: too large to keep).
     pub fn put_listing(&self, parent: Inode, names: Option<rustc_hash::FxHashSet<OsString>>) {
         let Ok(mut listings) = self.listings.write() else { return };
-        if listings.len() >= LISTINGS_MAX {
+        let listed = |l: &FxHashMap<Inode, Listing>| l.values().map(|(n, _)| n.as_ref().map_or(1, |n| n.len().max(1))).sum::<usize>();
+        if listed(&listings) >= LISTED_NAMES_MAX {
             let ttl = self.entry_ttl;
             listings.retain(|_, (_, at)| at.elapsed() < ttl);
-            if listings.len() >= LISTINGS_MAX {
+            if listed(&listings) >= LISTED_NAMES_MAX / 2 {
                 listings.clear();
             }
         }

@@ -362,7 +362,14 @@ impl LocalFs {
         name: &OsStr,
         perm: u32,
     ) -> io::Result<Entry> {
-        let mut entry = self.do_lookup(parent, name)?;
+        let entry = self.do_lookup(parent, name)?;
+        // On failure the caller removes the name: the node's reference goes too.
+        self.own_and_mode(ctx, entry, perm).inspect_err(|_| self.forget(entry.inode, 1))
+    }
+
+    /// Gives a new object `entry` the caller's ownership and the mode `perm` (see
+    /// `finish_create`).
+    fn own_and_mode(&self, ctx: &Context, mut entry: Entry, perm: u32) -> io::Result<Entry> {
         let data = self.inode(entry.inode)?;
         if (ctx.uid != self.euid || ctx.gid != self.egid) && self.euid == 0 {
             rfs::chownat(
@@ -386,9 +393,13 @@ impl LocalFs {
         Ok(entry)
     }
 
-    /// The names in directory `dir` (`None`: more than `lookups::LISTING_MAX`).
+    /// The names in directory `dir` (`None`: more than `lookups::LISTING_MAX`, or a directory
+    /// whose listing may not say every name a lookup finds).
     fn names_in(&self, dir: &InodeData) -> io::Result<Option<rustc_hash::FxHashSet<OsString>>> {
         let fd = rfs::openat(&*self.path(dir)?, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        if !lists_every_name(fd.as_fd()) {
+            return Ok(None);
+        }
         let mut listing = rfs::Dir::read_from(&fd)?;
         let mut names = rustc_hash::FxHashSet::default();
         while let Some(ent) = listing.read() {
@@ -422,6 +433,24 @@ impl LocalFs {
     }
 }
 
+/// Whether a lookup in directory `dir` finds exactly the names its listing shows: on the local
+/// filesystems an image's layers live on, and not in a case-folding directory (where `Foo`
+/// finds `foo`). Elsewhere (a hidden `.zfs`, an autofs map, a network filesystem) a listing
+/// may leave out names a lookup finds, so none is kept.
+fn lists_every_name(dir: BorrowedFd<'_>) -> bool {
+    const EXT4: i64 = 0xEF53;
+    const XFS: i64 = 0x5846_5342;
+    const BTRFS: i64 = 0x9123_683E;
+    const TMPFS: i64 = 0x0102_1994;
+    const OVERLAYFS: i64 = 0x794C_7630;
+    /// `FS_CASEFOLD_FL`.
+    const CASEFOLD: u32 = 0x4000_0000;
+    // `f_type`'s integer type differs between targets.
+    #[allow(clippy::unnecessary_cast)]
+    let local = rfs::fstatfs(dir).is_ok_and(|st| matches!(st.f_type as i64, EXT4 | XFS | BTRFS | TMPFS | OVERLAYFS));
+    local && rfs::ioctl_getflags(dir).is_ok_and(|f| f.bits() & CASEFOLD == 0)
+}
+
 impl FileSystem for LocalFs {
     fn lookup(&self, _ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<Entry> {
         if let Some(child) = self.lookups.name(parent, name) {
@@ -437,6 +466,8 @@ impl FileSystem for LocalFs {
             }
         }
         if self.opts.read_only && self.lookups.listed(parent, name) == Some(false) {
+            // As `do_lookup` would answer: a malformed name is refused, not missing.
+            check_name(name)?;
             return Err(errno(libc::ENOENT));
         }
         let (names, attrs) = (self.lookups.name_epoch(), self.lookups.attr_epoch());
