@@ -340,6 +340,9 @@ pub fn write(f: &File, data: &[u8]) -> Served<usize> {
 }
 
 pub fn lseek(f: &File, offset: i64, whence: c_int) -> Served<i64> {
+    // Under the position lock, as `read` and `write`: a seek is not lost to a move of the file
+    // to its backing file (which takes the offset as it is under the lock).
+    let _pos = f.lock_offset();
     kernels_data(f)?;
     let base = match whence {
         libc::SEEK_SET => 0,

@@ -496,12 +496,12 @@ impl Passthrough {
 impl FuseAdapter {
     pub(super) fn lookup(&self, c: Context, parent: u64, name: &OsStr, reply: impl EntryAnswer) {
         let _t = self.timer("lookup");
-        let looked = self.fs.lookup(&c, parent, name);
-        if looked.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT)) && !self.entry_ttl().is_zero() {
-            // Before the answer: a name made on the user-level path from now on is noticed.
+        if !self.entry_ttl().is_zero() {
+            // Before the backend is asked: a name the user-level path makes from now on is
+            // noticed, should this lookup answer it missing.
             self.known.negative(parent, name, self.entry_ttl());
         }
-        match looked {
+        match self.fs.lookup(&c, parent, name) {
             Ok(e) => {
                 self.known.add(e.inode);
                 reply.entry(&self.entry_ttl(), &fuse_attr(&e.attr), e.generation)

@@ -16,15 +16,17 @@ const SHARDS: usize = 16;
 const NEGATIVES_MAX: usize = 4096;
 
 /// Lookup counts by inode, sharded (the adapter's threads count, the workers ask); and the
-/// missing names the adapter answered with a negative entry the kernel keeps.
+/// names the adapter looked up, any of which it may have answered with a negative entry the
+/// kernel keeps.
 #[derive(Default)]
 pub struct KernelInodes {
     shards: [Mutex<FxHashMap<u64, u64>>; SHARDS],
     negatives: [Mutex<Negatives>; SHARDS],
 }
 
-/// Negative entries answered, by a hash of (parent, name): until when the kernel may keep
-/// each; and until when every name must be taken as answered (after a shard overflowed).
+/// Names looked up (negative entries possibly answered), by a hash of (parent, name): until
+/// when the kernel may keep each; and until when every name must be taken as answered (after
+/// a shard overflowed).
 #[derive(Default)]
 struct Negatives {
     until: FxHashMap<u64, Instant>,
@@ -75,14 +77,17 @@ impl KernelInodes {
         self.negatives[(key as usize) % SHARDS].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The adapter is about to answer that `name` is missing in `parent`, an entry the kernel
-    /// keeps for `ttl` (called before the answer, so that a name made meanwhile is noticed).
+    /// The adapter is about to look `name` up in `parent` and may answer that it is missing,
+    /// an entry the kernel keeps for `ttl`. Called before the backend is asked, so that a name
+    /// made from then on is noticed (the notice waits for the kernel's lookup to end, then
+    /// drops what it cached); a name found after all only costs its making a notice.
     pub fn negative(&self, parent: u64, name: &OsStr, ttl: Duration) {
         let key = name_hash(parent, name);
         let mut n = self.negatives(key);
         let now = Instant::now();
-        // A little more than the kernel's TTL: it starts counting when the answer arrives.
-        let until = now + ttl + Duration::from_millis(100);
+        // Well past the kernel's TTL, which starts when the looking-up task takes the answer
+        // (late on a busy or throttled cpu).
+        let until = now + ttl * 2 + Duration::from_secs(1);
         if n.until.len() >= NEGATIVES_MAX {
             n.until.retain(|_, u| *u > now);
             if n.until.len() >= NEGATIVES_MAX / 2 {
@@ -132,7 +137,7 @@ mod tests {
         k.negative(1, a, Duration::from_secs(60));
         assert!(k.may_keep_negative(1, a) && !k.may_keep_negative(1, b) && !k.may_keep_negative(2, a));
         k.negative(3, b, Duration::ZERO);
-        std::thread::sleep(Duration::from_millis(150));
+        std::thread::sleep(Duration::from_millis(1100));
         assert!(!k.may_keep_negative(3, b), "expired with its TTL");
         // Far more names than a shard keeps: none of them is ever taken as not answered.
         let names: Vec<String> = (0..SHARDS * NEGATIVES_MAX * 2).map(|i| format!("n{i}")).collect();

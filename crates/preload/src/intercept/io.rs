@@ -103,6 +103,9 @@ unsafe fn iovecs<'a>(iov: *const iovec, n: c_int) -> Served<&'a [iovec]> {
 fn readv_file(f: &File, iov: *const iovec, n: c_int, off: Option<i64>) -> Served<ssize_t> {
     // SAFETY: the caller's iovecs.
     let v = unsafe { iovecs(iov, n) }?;
+    // At the shared offset: under the position lock, as `read` (a move of the file to its
+    // backing file waits for it, and the call then finds the file passed before any I/O).
+    let _pos = off.is_none().then(|| f.lock_offset());
     let start = match off {
         Some(o) => offset(o)?,
         None => f.offset.load(Ordering::Acquire),
@@ -126,6 +129,8 @@ fn readv_file(f: &File, iov: *const iovec, n: c_int, off: Option<i64>) -> Served
 fn writev_file(f: &File, iov: *const iovec, n: c_int, off: Option<i64>) -> Served<ssize_t> {
     // SAFETY: the caller's iovecs.
     let v = unsafe { iovecs(iov, n) }?;
+    // As for readv.
+    let _pos = off.is_none().then(|| f.lock_offset());
     let mut pos = match off {
         Some(o) => offset(o)?,
         None => f.offset.load(Ordering::Acquire),
