@@ -37,6 +37,18 @@ const LISTED_NAMES_MAX: usize = 1 << 16;
 /// A read-only directory's names as listed (`None`: too many to keep), and when.
 type Listing = (Option<rustc_hash::FxHashSet<OsString>>, Instant);
 
+/// The listings kept, by directory, and how many names they hold together (a listing too
+/// large to keep counts one).
+#[derive(Debug, Default)]
+struct Listings {
+    by_dir: FxHashMap<Inode, Listing>,
+    names: usize,
+}
+
+fn listed_names(l: &Listing) -> usize {
+    l.0.as_ref().map_or(1, |n| n.len().max(1))
+}
+
 /// One shard of the name map: by parent, the names seen there, the node each led to and when
 /// it was read; and how many names it holds.
 #[derive(Debug, Default)]
@@ -85,7 +97,7 @@ pub(super) struct Lookups {
     /// Of a read-only branch only: the listings of directories where a name was missing, so
     /// that a lookup of another name missing there (a new name looked for in the lower
     /// branches before it is made above them) costs no system call.
-    listings: RwLock<FxHashMap<Inode, Listing>>,
+    listings: RwLock<Listings>,
 }
 
 /// A change in progress; its end bumps the epochs again and drops the names it changed.
@@ -208,28 +220,34 @@ impl Lookups {
             return None;
         }
         let listings = self.listings.read().ok()?;
-        let (names, at) = listings.get(&parent)?;
+        let (names, at) = listings.by_dir.get(&parent)?;
         (at.elapsed() < self.entry_ttl).then_some(())?;
         names.as_ref().map(|n| n.contains(name))
     }
 
     /// Whether the read-only directory `parent` needs listing (none kept, or expired).
     pub fn needs_listing(&self, parent: Inode) -> bool {
-        !self.entry_ttl.is_zero() && self.listings.read().is_ok_and(|l| l.get(&parent).is_none_or(|(_, at)| at.elapsed() >= self.entry_ttl))
+        !self.entry_ttl.is_zero() && self.listings.read().is_ok_and(|l| l.by_dir.get(&parent).is_none_or(|(_, at)| at.elapsed() >= self.entry_ttl))
     }
 
     /// Keeps the listing of the read-only directory `parent` (`None`: too large to keep).
     pub fn put_listing(&self, parent: Inode, names: Option<rustc_hash::FxHashSet<OsString>>) {
-        let Ok(mut listings) = self.listings.write() else { return };
-        let listed = |l: &FxHashMap<Inode, Listing>| l.values().map(|(n, _)| n.as_ref().map_or(1, |n| n.len().max(1))).sum::<usize>();
-        if listed(&listings) >= LISTED_NAMES_MAX {
+        let Ok(mut guard) = self.listings.write() else { return };
+        let l = &mut *guard;
+        if l.names >= LISTED_NAMES_MAX {
             let ttl = self.entry_ttl;
-            listings.retain(|_, (_, at)| at.elapsed() < ttl);
-            if listed(&listings) >= LISTED_NAMES_MAX / 2 {
-                listings.clear();
+            l.by_dir.retain(|_, e| e.1.elapsed() < ttl);
+            l.names = l.by_dir.values().map(listed_names).sum();
+            if l.names >= LISTED_NAMES_MAX / 2 {
+                l.by_dir.clear();
+                l.names = 0;
             }
         }
-        listings.insert(parent, (names, Instant::now()));
+        let listing = (names, Instant::now());
+        l.names += listed_names(&listing);
+        if let Some(old) = l.by_dir.insert(parent, listing) {
+            l.names -= listed_names(&old);
+        }
     }
 
     /// The attributes of `inode`, if known and fresh.
