@@ -51,7 +51,7 @@ pub extern "C" fn polytropon_open(path: *const c_char, flags: c_int, mode: libc:
 pub extern "C" fn polytropon_close(fd: c_int) -> c_int {
     guard(|| {
         file(fd)?;
-        let last = files::forget_fd(fd);
+        let last = files::forget_closed(fd);
         // SAFETY: closing the reserved descriptor of this file.
         unsafe { crate::real::close(fd) };
         if let Some(l) = last {

@@ -927,6 +927,16 @@ pub struct LastRef {
     pub passed_calls: u64,
 }
 
+/// Forgets descriptor `fd`, which the program is closing, once no move of its file to the
+/// backing file is half done: a move holds the file's position lock from its check that `fd`
+/// still names the file until the backing file is in place ([`File::take_backing`]), so the
+/// number the kernel is about to free, and give to the next open, is never written over.
+pub fn forget_closed(fd: c_int) -> Option<LastRef> {
+    let Some((_, f)) = get(fd) else { return forget_fd(fd) };
+    let _pos = f.lock_offset();
+    forget_fd(fd)
+}
+
 /// Forgets that `fd` is ours (the caller closes or replaces the kernel descriptor).
 pub fn forget_fd(fd: c_int) -> Option<LastRef> {
     let i = FDS.get(usize::try_from(fd).ok()?)?.swap(0, Ordering::AcqRel);
@@ -989,6 +999,11 @@ pub fn ours(out: &mut Vec<c_int>) {
 /// release, if the last reference went.
 fn reopen_in_kernel(idx: u32) -> Result<Option<LastRef>, c_int> {
     let f = &FILES[idx as usize - 1];
+    // Under the position lock, as a move to the backing file (`File::take_backing`): a move
+    // half done (the backing file in place, not yet marked passed) is never reopened at the
+    // user-level offset and its record freed under it, and no call moves the offset meanwhile.
+    // (No caller holds it: hand-overs run outside the data calls' user-level part.)
+    let _pos = f.lock_offset();
     let (dev, inode) = (f.dev.load(Ordering::Relaxed), f.inode.load(Ordering::Relaxed));
     let high = HIGH.load(Ordering::Acquire).min(MAX_FDS);
     if f.anchor.swap(0, Ordering::AcqRel) == ANCHOR {

@@ -27,7 +27,7 @@ hooks! {
         if let Some((_, f)) = files::get(fd) {
             crate::locks::closing(f);
         }
-        let last = files::forget_fd(fd);
+        let last = files::forget_closed(fd);
         crate::listing::close_dir(fd);
         // SAFETY: closing the caller's descriptor (ours or not: the kernel one goes either way).
         let r = kernel();
@@ -48,7 +48,7 @@ fn forget_range(first: c_uint, last: c_uint) {
         if let Some((_, f)) = files::get(fd) {
             crate::locks::closing(f);
         }
-        release(files::forget_fd(fd));
+        release(files::forget_closed(fd));
     }
     files::before_close_range(first as usize, last as usize);
     files::forget_dirs_in(first as usize, last as usize, |l| crate::listing::release_dir(Some(l)));
