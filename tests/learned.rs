@@ -243,6 +243,16 @@ fn reopening_an_unchanged_small_file_costs_no_round_trip_and_changes_are_seen() 
     assert_eq!(opens(&st), before, "reopens of an unchanged file reached the service");
     let f = small.display();
     let d = st.mnt.join("d");
+    // Other files made, renamed and removed beside it, on either path: the reopen is still
+    // answered from memory.
+    let beside = format!("cd {} && printf x > o1 && mv o1 o2 && ln o2 o3 && rm o2 o3", d.display());
+    for preloaded in [false, true] {
+        let out = st.command(preloaded, Path::new("sh")).args(["-c", &beside]).output().expect("change");
+        assert!(out.status.success(), "{beside}: {}", stderr(&out));
+        let before = opens(&st);
+        assert_eq!(ask(&mut opener, &small), want(&small));
+        assert_eq!(opens(&st), before, "other names' changes made the reopen reach the service");
+    }
     let changes: &[(&str, bool)] = &[
         (&format!("printf 'new data\\n' > {f}"), false),
         (&format!("chmod 600 {f}"), true),
@@ -422,6 +432,20 @@ fn repeated_stats_cost_no_round_trip_and_changes_are_seen() {
     assert_eq!(stats(&st), before, "repeated stats reached the service");
     let p = f.display();
     let d = st.mnt.join("d");
+    // Other files' names made, renamed, linked and removed beside it, on either path: nothing
+    // on its path or of it changed, so what the stat found still holds.
+    let beside = format!("cd {} && printf x > o1 && mv o1 o2 && ln o2 o3 && rm o2 o3 && mkdir sub && ln -s f link", d.display());
+    for preloaded in [false, true] {
+        let out = st.command(preloaded, Path::new("sh")).args(["-c", &beside]).output().expect("change");
+        assert!(out.status.success(), "{beside}: {}", stderr(&out));
+        let before = stats(&st);
+        assert_eq!(ask(&mut s), stated(&f));
+        assert_eq!(stats(&st), before, "other names' changes made the stat reach the service");
+        // (A directory or symlink removed may have been on a path: every path is asked again.)
+        std::fs::remove_dir(d.join("sub")).expect("rmdir");
+        std::fs::remove_file(d.join("link")).expect("rm");
+        assert_eq!(ask(&mut s), stated(&f));
+    }
     let changes = [
         (format!("printf more >> {p}"), false),
         (format!("printf more >> {p}"), true),
@@ -441,6 +465,34 @@ fn repeated_stats_cost_no_round_trip_and_changes_are_seen() {
         assert!(out.status.success(), "{change}: {}", stderr(&out));
         assert_eq!(ask(&mut s), stated(&f), "after `{change}`: a stale stat\n{}", st.service_log());
     }
+    // Moved away and back, its directory moved away and back, and a path through a symlink
+    // that goes: each stat after a move as the kernel's.
+    let dir = d.display();
+    let moves = [
+        (format!("mv {p} {dir}/moved"), false, "errno 2"),
+        (format!("mv {dir}/moved {p}"), true, ""),
+        (format!("mv {dir} {dir}x"), true, "errno 2"),
+        (format!("mv {dir}x {dir}"), false, ""),
+    ];
+    for (change, preloaded, want) in &moves {
+        for _ in 0..2 {
+            assert_eq!(ask(&mut s), stated(&f));
+        }
+        let out = st.command(*preloaded, Path::new("sh")).args(["-c", change]).output().expect("change");
+        assert!(out.status.success(), "{change}: {}", stderr(&out));
+        let got = ask(&mut s);
+        assert_eq!(got, stated(&f), "after `{change}`: a stale stat");
+        assert!(want.is_empty() || got == *want, "after `{change}`: {got}");
+    }
+    let link = st.mnt.join("l");
+    std::os::unix::fs::symlink("d", &link).expect("symlink");
+    let through = link.join("f");
+    for _ in 0..3 {
+        assert_eq!(s.say(&format!("{}\n", through.display())), stated(&through));
+    }
+    let out = st.command(true, Path::new("rm")).arg(&link).output().expect("rm");
+    assert!(out.status.success(), "rm of the symlink: {}", stderr(&out));
+    assert_eq!(s.say(&format!("{}\n", through.display())), "errno 2", "a path through a removed symlink still answered");
     std::fs::remove_file(&f).expect("rm");
     assert_eq!(ask(&mut s), "errno 2");
     drop(s);
@@ -465,5 +517,46 @@ fn no_learn_makes_every_call_a_round_trip() {
     assert_eq!(after.0 - before.0, 3, "opens were answered without the service");
     assert_eq!(after.1, 0, "bytes came with opens");
     drop(o);
+    st.destroy();
+}
+
+/// Stats `argv[1]` without pause on a second thread (what it finds, it may remember) and, at
+/// each line on stdin (a size), stats it three times and prints whether each found that size.
+const RACING_STATTER: &str = r#"
+import os, sys, threading
+p = sys.argv[1]
+def spin():
+    while True:
+        try:
+            os.stat(p)
+        except OSError:
+            pass
+threading.Thread(target=spin, daemon=True).start()
+for line in sys.stdin:
+    want = int(line)
+    got = [os.stat(p).st_size for _ in range(3)]
+    print("ok" if all(g == want for g in got) else f"stale {got}, want {want}", flush=True)
+"#;
+
+/// A file's name replaced again and again (by rename) while another thread of the reader
+/// stats it without pause: a stat after each rename finds the new file. A rename of a regular
+/// file moves the files' words and not the names' (what else a path led to holds), so a stat
+/// that walked to the old file just before the rename must not be remembered with the word it
+/// read just after (the service checks that no name was removed meanwhile).
+#[test]
+fn a_name_replaced_while_it_is_stated_is_never_remembered_stale() {
+    let st = Stage::on_cpus("restat-race", "rr", "0-1", |lower| {
+        std::fs::create_dir(lower.join("d")).expect("seed");
+        std::fs::write(lower.join("d/f"), b"x").expect("seed");
+    });
+    let (d, f) = (st.mnt.join("d"), st.mnt.join("d/f"));
+    let mut s = Talker::start(&st, true, RACING_STATTER, &f);
+    for round in 2..1000usize {
+        let tmp = d.join(format!("tmp{}", round % 2));
+        std::fs::write(&tmp, vec![b'y'; round]).expect("write the next file");
+        std::fs::rename(&tmp, &f).expect("rename over the name");
+        assert_eq!(s.say(&format!("{round}\n")), "ok", "round {round}: a stat found a replaced file\n{}", st.service_log());
+    }
+    drop(s);
     st.destroy();
 }

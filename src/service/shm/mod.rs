@@ -804,9 +804,12 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
             Op::StatPath if req.flags & polytropon_ipc::FLAG_LEARN != 0 => Some(polytropon_ipc::changes::NAMES),
             _ => None,
         };
-        let before = slot_of.and_then(|inode| key.zip(changes::table()).map(|(k, t)| t.word(k, inode)));
+        // And the instance's removals, for what a path led to: a name removed or replaced
+        // while the path is walked moves its file's word, maybe before that is read (below,
+        // after the walk), and no change of names shows the move.
+        let before = slot_of.and_then(|inode| key.zip(changes::table()).map(|(k, t)| (t.word(k, inode), fs.removal_generation())));
         let (res, mut aux) = execute(ch, &*fs, req, buf, &mut entry.1, kernel.as_deref());
-        if let (Some((slot, word)), Op::Read) = (before, req.op) {
+        if let (Some(((slot, word), _)), Op::Read) = (before, req.op) {
             if res >= 0 && (res as u64) < req.len {
                 ReadEnd::encode(Witness { slot: slot as u64, word }, &mut aux);
             }
@@ -815,7 +818,7 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
     };
     let (mut res, mut aux) = (res, aux);
     // Names a writer the service does not see shares a slot with teach nothing.
-    let names = names_before.filter(|(_, w)| w & polytropon_ipc::changes::OUTSIDE == 0);
+    let names = names_before.filter(|((_, w), removals)| w & polytropon_ipc::changes::OUTSIDE == 0 && *removals != u64::MAX);
     if req.op == Op::OpenPath && res >= 0 && passthrough && req.flags & FLAG_FD_OK != 0 {
         let flags = polytropon_ipc::args::OpenArg::decode(req.arg).flags;
         if passthrough::pass(ch, &*fs, flags, aux[0], aux[1]) {
@@ -846,8 +849,8 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         }
     }
     if req.op == Op::StatPath && res >= 0 && req.flags & polytropon_ipc::FLAG_LEARN != 0 {
-        if let (Some(k), Some(names)) = (key, names) {
-            learn_attr(ch, &*fs, k, aux[0], names, &mut aux);
+        if let (Some(k), Some((names, removals))) = (key, names) {
+            learn_attr(ch, &*fs, k, aux[0], names, removals, &mut aux);
         }
     }
     if req.op == Op::OpenPath && res >= 0 && aux[2] & OPEN_PASSED == 0 && req.flags & FLAG_PREFETCH != 0 {
@@ -911,7 +914,7 @@ fn pass_busy_file(sh: &Shared, ch: &channels::Channel, fs: &dyn FileSystem, uppe
 /// `aux`; `None` for a file opened otherwise, longer than `PREFETCH_MAX`, or that could not be
 /// read.
 #[allow(clippy::too_many_arguments)]
-fn prefetch(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, arg: u64, inode: Inode, handle: u64, names: Option<(usize, u64)>, aux: &mut [u64; 4]) -> Option<i64> {
+fn prefetch(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, arg: u64, inode: Inode, handle: u64, names: Option<((usize, u64), u64)>, aux: &mut [u64; 4]) -> Option<i64> {
     use polytropon_ipc::changes::{trailer_at, OpenTrailer, OUTSIDE, PREFETCH_MAX};
     let flags = polytropon_ipc::args::OpenArg::decode(arg).flags;
     if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_DIRECT | libc::O_TRUNC) != 0 {
@@ -937,7 +940,9 @@ fn prefetch(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, arg: u64, ino
     }
     // Attributes after the read, as a stat after it would see them (its access time).
     let attr = fs.getattr(&ch.ctx, inode, Some(handle)).ok()?;
-    let (names_slot, names_word) = names.map_or((0, OUTSIDE), |(s, w)| (s as u64, w));
+    // What the path led to holds only if no name was removed since the walk began (see
+    // `learn_attr`).
+    let (names_slot, names_word) = names.filter(|(_, removals)| fs.removal_generation() == *removals).map_or((0, OUTSIDE), |((s, w), _)| (s as u64, w));
     let trailer = OpenTrailer { names_slot, names_word, attr: wire(&attr, &ch.creds) };
     ch.area.write_data_at(trailer_at(n), &trailer.to_bytes());
     Prefetched::encode(Witness { slot: slot as u64, word }, aux);
@@ -947,11 +952,14 @@ fn prefetch(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, arg: u64, ino
 /// Reads the attributes of `inode` (just stat'ed by path) again after its change-table word,
 /// into `ch`'s buffer, so that the client may keep them (`STAT_LEARNED`) while that word and
 /// the names' (`names`, from before the walk) hold. Nothing when the file has a writer the
-/// service does not see, or cannot be read.
-fn learn_attr(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, inode: Inode, names: (usize, u64), aux: &mut [u64; 4]) {
+/// service does not see, or cannot be read, or when a name was removed or replaced since the
+/// walk began (`removals`, the instance's removal generation then): a regular file's name
+/// removed or replaced moves the file's word, not the names', so a word read after such a
+/// removal would not show that the path led to the file before it.
+fn learn_attr(ch: &channels::Channel, fs: &dyn FileSystem, key: u32, inode: Inode, names: (usize, u64), removals: u64, aux: &mut [u64; 4]) {
     let Some(table) = changes::table() else { return };
     let (slot, word) = table.word(key, inode);
-    if word & polytropon_ipc::changes::OUTSIDE != 0 {
+    if word & polytropon_ipc::changes::OUTSIDE != 0 || fs.removal_generation() != removals {
         return;
     }
     let Ok(attr) = fs.getattr(&ch.ctx, inode, None) else { return };

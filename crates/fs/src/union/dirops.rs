@@ -131,7 +131,8 @@ impl UnionFs {
     /// `unlink` (`dir == false`) or `rmdir` (`dir == true`) of `parent/name`.
     /// Removes `name` from `parent` (the caller holds the namespace lock, taken at epoch
     /// `began`: a name resolved then is still what it was).
-    pub(super) fn remove(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr, dir: bool, began: u64) -> io::Result<()> {
+    /// Removes `name` from `parent` (a directory when `dir`); what it named.
+    pub(super) fn remove(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr, dir: bool, began: u64) -> io::Result<Arc<UNode>> {
         let child = self.try_lookup_node(ctx, parent, name, Some(began))?.map(|n| self.hold(n)).ok_or_else(|| errno(libc::ENOENT))?;
         match (dir, child.node.is_dir()) {
             (true, false) => return Err(errno(libc::ENOTDIR)),
@@ -144,14 +145,15 @@ impl UnionFs {
         let ufs = self.upper_fs()?;
         let updir = self.copy_up(ctx, parent, None)?;
         let needs_whiteout = self.lower_positive(ctx, parent, name)?;
+        let gone = child.node.clone();
         if child.node.layers().upper.is_none() {
-            return whiteout::make_whiteout(ufs, &self.own, updir, name);
+            return whiteout::make_whiteout(ufs, &self.own, updir, name).map(|()| gone);
         }
         if dir {
             self.clear_upper_dir(ctx, &child.node)?;
         }
         if !needs_whiteout {
-            return if dir { ufs.rmdir(ctx, updir, name) } else { ufs.unlink(ctx, updir, name) };
+            return if dir { ufs.rmdir(ctx, updir, name) } else { ufs.unlink(ctx, updir, name) }.map(|()| gone);
         }
         // Replace the upper object by a whiteout in one step.
         let scratch = self.scratch_name();
@@ -159,7 +161,7 @@ impl UnionFs {
         let swapped = ufs.rename(&self.own, updir, &scratch, updir, name, RENAME_EXCHANGE);
         let cleanup = if dir { ufs.rmdir(&self.own, updir, &scratch) } else { ufs.unlink(&self.own, updir, &scratch) };
         swapped?;
-        cleanup
+        cleanup.map(|()| gone)
     }
 
     /// Whether `ancestor` is `node` or one of its parents.
@@ -182,7 +184,7 @@ impl UnionFs {
         new_parent: &Arc<UNode>,
         new_name: &OsStr,
         flags: u32,
-    ) -> io::Result<()> {
+    ) -> io::Result<(Arc<UNode>, Option<Arc<UNode>>)> {
         if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
             || flags == RENAME_NOREPLACE | RENAME_EXCHANGE
         {
@@ -196,6 +198,7 @@ impl UnionFs {
         let src = self.lookup_held(ctx, parent, name)?.ok_or_else(|| errno(libc::ENOENT))?;
         let tgt = self.lookup_held(ctx, new_parent, new_name)?;
         let (s, t) = (&src.node, tgt.as_ref().map(|h| &h.node));
+        let named = (s.clone(), t.cloned());
         match t {
             None if exchange => return Err(errno(libc::ENOENT)),
             Some(_) if flags & RENAME_NOREPLACE != 0 => return Err(errno(libc::EEXIST)),
@@ -210,7 +213,7 @@ impl UnionFs {
                 return Err(errno(if exchange { libc::EINVAL } else { libc::ENOTEMPTY }));
             }
             if t.ino == s.ino {
-                return Ok(());
+                return Ok(named);
             }
             if !exchange {
                 match (s.is_dir(), t.is_dir()) {
@@ -282,7 +285,7 @@ impl UnionFs {
         if let Some(t) = t.filter(|_| exchange) {
             t.state().parent = Some((parent.clone(), name.to_owned()));
         }
-        Ok(())
+        Ok(named)
     }
 
     /// Records on directory `node` (copied up, still at its place before a rename) where its

@@ -160,6 +160,21 @@ impl Drop for Changed<'_> {
     }
 }
 
+impl NsWrite<'_> {
+    /// The change is over and made, removed or replaced names of regular files only (a
+    /// `link` too): no path to anything else leads elsewhere, and none is refused that was
+    /// not, so the watcher hears of the files and directories it changed (`inodes`: the
+    /// directories whose entries changed, the files named or unnamed) instead of a change
+    /// of names. What a client learned of a path to any other file holds.
+    fn files_only(&mut self, union: &UnionFs, inodes: &[Inode]) {
+        if self.names.take().is_some() {
+            for &ino in inodes {
+                union.changed(ino);
+            }
+        }
+    }
+}
+
 impl Drop for NsWrite<'_> {
     fn drop(&mut self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -826,7 +841,9 @@ impl FileSystem for UnionFs {
         // file even if the change of attributes then failed.
         let _report = Changed(self, node.ino);
         // Owner and mode decide access to the file and, for a directory, to what is in it.
-        let access = set.mode.is_some() || set.uid.is_some() || set.gid.is_some();
+        // A regular file's are its own (reported above): what is learned of it holds under
+        // its word, and no path through it exists.
+        let access = (set.mode.is_some() || set.uid.is_some() || set.gid.is_some()) && node.kind != FileKind::Regular;
         {
             let _ns = if access { self.change_names() } else { self.write_ns() };
             let limit = set.size;
@@ -875,7 +892,7 @@ impl FileSystem for UnionFs {
         umask: u32,
         flags: i32,
     ) -> io::Result<(Entry, Handle)> {
-        let ns = self.change_names();
+        let mut ns = self.change_names();
         let p = self.node(parent)?;
         let mut bh = None;
         let (node, attr) = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
@@ -883,6 +900,8 @@ impl FileSystem for UnionFs {
             bh = Some(h);
             Ok(e)
         })?;
+        // A new name (it led nowhere): the directory changed, no path that led somewhere.
+        ns.files_only(self, &[p.ino]);
         let bh = bh.ok_or_else(|| errno(libc::EIO))?;
         let entry = Entry { inode: node.ino, generation: 0, attr };
         self.changed(node.ino);
@@ -951,11 +970,13 @@ impl FileSystem for UnionFs {
         mode: u32,
         umask: u32,
     ) -> io::Result<Entry> {
-        let ns = self.change_names();
+        let mut ns = self.change_names();
         let p = self.node(parent)?;
         let (node, attr) = self.create_in_upper(ctx, &p, name, true, ns.before, |ufs, dir, n| {
             ufs.mkdir(ctx, dir, n, mode, umask)
         })?;
+        // A new name, as for `create`.
+        ns.files_only(self, &[p.ino]);
         Ok(Entry { inode: node.ino, generation: 0, attr })
     }
 
@@ -968,19 +989,27 @@ impl FileSystem for UnionFs {
         rdev: u64,
         umask: u32,
     ) -> io::Result<Entry> {
-        let ns = self.change_names();
+        let mut ns = self.change_names();
         let p = self.node(parent)?;
         let (node, attr) = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
             ufs.mknod(ctx, dir, n, mode, rdev, umask)
         })?;
+        // A new name, as for `create`.
+        ns.files_only(self, &[p.ino]);
         Ok(Entry { inode: node.ino, generation: 0, attr })
     }
 
     fn unlink(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
-        let ns = self.change_names();
+        let mut ns = self.change_names();
         self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.node(parent)?;
-        self.remove(ctx, &p, name, false, ns.before)
+        let gone = self.remove(ctx, &p, name, false, ns.before)?;
+        // A regular file's name: the paths that led to it are learned under its word. (A
+        // symlink's may have led through it anywhere.)
+        if gone.kind == FileKind::Regular {
+            ns.files_only(self, &[p.ino, gone.ino]);
+        }
+        Ok(())
     }
 
     fn rmdir(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
@@ -988,7 +1017,7 @@ impl FileSystem for UnionFs {
         self.ns_generation.fetch_add(1, Ordering::AcqRel);
         self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.node(parent)?;
-        self.remove(ctx, &p, name, true, ns.before)
+        self.remove(ctx, &p, name, true, ns.before).map(drop)
     }
 
     fn rename(
@@ -1000,12 +1029,21 @@ impl FileSystem for UnionFs {
         new_name: &OsStr,
         flags: u32,
     ) -> io::Result<()> {
-        let _ns = self.change_names();
+        let mut ns = self.change_names();
         self.ns_generation.fetch_add(1, Ordering::AcqRel);
         self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.dir_node(parent)?;
         let np = self.dir_node(new_parent)?;
-        self.do_rename(ctx, &p, name, &np, new_name, flags)
+        let (moved, replaced) = self.do_rename(ctx, &p, name, &np, new_name, flags)?;
+        // Regular files moved, and at most one replaced (or exchanged): the paths that led to
+        // them are learned under their words; a directory's or a symlink's may lead through
+        // them anywhere.
+        if moved.kind == FileKind::Regular && replaced.as_ref().is_none_or(|r| r.kind == FileKind::Regular) {
+            let mut inodes = vec![p.ino, np.ino, moved.ino];
+            inodes.extend(replaced.map(|r| r.ino));
+            ns.files_only(self, &inodes);
+        }
+        Ok(())
     }
 
     fn namespace_generation(&self) -> u64 {
@@ -1023,11 +1061,15 @@ impl FileSystem for UnionFs {
         new_parent: Inode,
         new_name: &OsStr,
     ) -> io::Result<Entry> {
-        let _ns = self.change_names();
+        let mut ns = self.change_names();
         let node = self.node(inode)?;
         let np = self.node(new_parent)?;
         self.do_link(ctx, &node, &np, new_name)?;
+        // A new name of a file (directories have no links): its number of links and the
+        // directory changed, no path that led somewhere.
+        ns.files_only(self, &[np.ino, node.ino]);
         self.changed(node.ino);
+        drop(ns);
         self.entry_of(ctx, &node)
     }
 
@@ -1038,11 +1080,13 @@ impl FileSystem for UnionFs {
         parent: Inode,
         name: &OsStr,
     ) -> io::Result<Entry> {
-        let ns = self.change_names();
+        let mut ns = self.change_names();
         let p = self.node(parent)?;
         let (node, attr) = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
             ufs.symlink(ctx, target, dir, n)
         })?;
+        // A new name, as for `create`.
+        ns.files_only(self, &[p.ino]);
         Ok(Entry { inode: node.ino, generation: 0, attr })
     }
 
@@ -1117,7 +1161,8 @@ impl FileSystem for UnionFs {
         }
         let node = self.node(inode)?;
         user_xattr_writable(&node, name)?;
-        let _ns = self.change_names();
+        // An ACL decides access to a directory's names; a regular file's is its own change.
+        let _ns = if node.kind == FileKind::Regular { self.write_ns() } else { self.change_names() };
         let upper = self.copy_up(ctx, &node, None)?;
         self.upper_fs()?.setxattr(ctx, upper, name, value, flags)?;
         self.changed(node.ino);
@@ -1138,7 +1183,8 @@ impl FileSystem for UnionFs {
         }
         let node = self.node(inode)?;
         user_xattr_writable(&node, name)?;
-        let _ns = self.change_names();
+        // As for `setxattr`.
+        let _ns = if node.kind == FileKind::Regular { self.write_ns() } else { self.change_names() };
         let layers = node.layers();
         if let (None, Some((layer, ino))) = (layers.upper, layers.top()) {
             // As overlayfs: removing an attribute a lower object lacks copies nothing up.
