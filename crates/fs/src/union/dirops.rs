@@ -30,7 +30,7 @@ impl UnionFs {
     }
 
     fn lookup_held(&self, ctx: &Context, dir: &Arc<UNode>, name: &OsStr) -> io::Result<Option<Held<'_>>> {
-        Ok(self.try_lookup_node(ctx, dir, name, None)?.map(|n| self.hold(n)))
+        Ok(self.try_lookup_node(ctx, dir, name)?.map(|n| self.hold(n)))
     }
 
     /// Whether the upper branch holds a whiteout at `name` in upper directory `dir`.
@@ -66,9 +66,9 @@ impl UnionFs {
         if whiteout::is_scratch(name) {
             return Err(errno(libc::EINVAL));
         }
-        // Found missing by a lookup since which nothing changed (`began`: the namespace
-        // epoch before this change): no need to look through the branches again.
-        let probe = if self.absent_at(parent.ino, name, began) { super::Resolved::default() } else { self.resolve(ctx, &parent.layers(), name)? };
+        // Found missing by a lookup since which nothing changed the name: no need to look
+        // through the branches again.
+        let probe = if self.absent(parent.ino, name) { super::Resolved::default() } else { self.resolve(ctx, &parent.layers(), name)? };
         if !probe.found.is_empty() {
             self.forget_found(&probe.found);
             return Err(errno(libc::EEXIST));
@@ -128,12 +128,10 @@ impl UnionFs {
         Ok(self.merged_listing(ctx, node)?.iter().all(|e| e.name == "." || e.name == ".."))
     }
 
-    /// `unlink` (`dir == false`) or `rmdir` (`dir == true`) of `parent/name`.
-    /// Removes `name` from `parent` (the caller holds the namespace lock, taken at epoch
-    /// `began`: a name resolved then is still what it was).
-    /// Removes `name` from `parent` (a directory when `dir`); what it named.
-    pub(super) fn remove(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr, dir: bool, began: u64) -> io::Result<Arc<UNode>> {
-        let child = self.try_lookup_node(ctx, parent, name, Some(began))?.map(|n| self.hold(n)).ok_or_else(|| errno(libc::ENOENT))?;
+    /// `unlink` (`dir == false`) or `rmdir` (`dir == true`) of `parent/name`, under the
+    /// namespace lock the caller holds; what the name named.
+    pub(super) fn remove(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr, dir: bool) -> io::Result<Arc<UNode>> {
+        let child = self.try_lookup_node(ctx, parent, name)?.map(|n| self.hold(n)).ok_or_else(|| errno(libc::ENOENT))?;
         match (dir, child.node.is_dir()) {
             (true, false) => return Err(errno(libc::ENOTDIR)),
             (false, true) => return Err(errno(libc::EISDIR)),

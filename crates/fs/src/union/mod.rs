@@ -116,15 +116,24 @@ const NAMES_MAX: usize = 1 << 16;
 /// The inode a resolved name maps to when it was found missing (union numbers start at 1).
 const ABSENT: Inode = 0;
 
-/// The namespace lock held for a change; the epoch moves again when it is released, so that
-/// names resolved during the change are not trusted after it.
+/// The namespace lock held for a change; the epoch moves again when it is released. The
+/// names the change makes, removes or replaces, and the names in directories it removes or
+/// replaces, are forgotten then (not what it made: `create_in_upper` remembers that at the
+/// epoch after the change); every other resolved name stays trusted (lookups take the lock
+/// for reading, so none overlaps a change).
 struct NsWrite<'a> {
     _guard: RwLockWriteGuard<'a, ()>,
     epoch: &'a AtomicU64,
-    /// The epoch before this change began: a name resolved at it is as it was then.
+    /// The epoch before this change began.
     before: u64,
     /// Told when the change is over (`FileSystem::watch_changes`), for a change of names.
     names: Option<&'a dyn crate::libservice::ChangeSink>,
+    /// The union's resolved names.
+    cache: &'a Mutex<HashMap<Inode, NamesOf>>,
+    /// Names (parent, name) this change makes, removes or replaces.
+    gone: Vec<(Inode, OsString)>,
+    /// Directories it removes or replaces: every name resolved in them goes.
+    gone_dirs: Vec<Inode>,
 }
 
 /// What a shared branch announces others change, passed on to the union's watcher in union
@@ -161,6 +170,18 @@ impl Drop for Changed<'_> {
 }
 
 impl NsWrite<'_> {
+    /// This change makes, removes or replaces `name` in `parent` (told before it does).
+    fn changes_name(&mut self, parent: Inode, name: &OsStr) {
+        self.gone.push((parent, name.to_owned()));
+    }
+
+    /// This change removed or replaced directory `dir`.
+    fn removed_dir(&mut self, dir: &UNode) {
+        if dir.is_dir() {
+            self.gone_dirs.push(dir.ino);
+        }
+    }
+
     /// The change is over and made, removed or replaced names of regular files only (a
     /// `link` too): no path to anything else leads elsewhere, and none is refused that was
     /// not, so the watcher hears of the files and directories it changed (`inodes`: the
@@ -178,6 +199,23 @@ impl NsWrite<'_> {
 impl Drop for NsWrite<'_> {
     fn drop(&mut self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        if !self.gone.is_empty() || !self.gone_dirs.is_empty() {
+            let made = self.before.wrapping_add(2);
+            let mut names = lock(self.cache);
+            for (parent, name) in self.gone.drain(..) {
+                if let Some(m) = names.get_mut(&parent) {
+                    if m.get(&name).is_some_and(|e| e.1 != made) {
+                        m.remove(&name);
+                    }
+                    if m.is_empty() {
+                        names.remove(&parent);
+                    }
+                }
+            }
+            for dir in self.gone_dirs.drain(..) {
+                names.remove(&dir);
+            }
+        }
         if let Some(sink) = self.names {
             sink.names_changed();
         }
@@ -351,7 +389,7 @@ impl UnionFs {
     fn write_ns(&self) -> NsWrite<'_> {
         let guard = self.ns.write().unwrap_or_else(|p| p.into_inner());
         let before = self.ns_epoch.fetch_add(1, Ordering::AcqRel);
-        NsWrite { _guard: guard, epoch: &self.ns_epoch, before, names: None }
+        NsWrite { _guard: guard, epoch: &self.ns_epoch, before, names: None, cache: &self.names, gone: Vec::new(), gone_dirs: Vec::new() }
     }
 
     /// As `write_ns`, for a change of names or of what decides access to them (ownership,
@@ -362,14 +400,13 @@ impl UnionFs {
         w
     }
 
-    /// The node `name` in `parent` resolved to, if that is still known to hold, with one
-    /// more lookup reference (taken under the node table's lock, as `lookup_node` does).
-    /// `also`: an epoch that also holds (the one before the change the caller is making,
-    /// under the namespace lock: nothing else changed since).
-    fn cached_name(&self, parent: Inode, name: &OsStr, also: Option<u64>) -> Option<Arc<UNode>> {
-        let (ino, epoch, at) = *lock(&self.names).get(&parent)?.get(name)?;
-        let current = epoch == self.ns_epoch.load(Ordering::Acquire) || also == Some(epoch);
-        if ino == ABSENT || !current || at.elapsed() > NAME_TTL {
+    /// The node `name` in `parent` resolved to, if that is still known to hold (resolved
+    /// within `NAME_TTL`, and no change of that name or of its directory's existence since:
+    /// see `NsWrite`), with one more lookup reference (taken under the node table's lock, as
+    /// `lookup_node` does).
+    fn cached_name(&self, parent: Inode, name: &OsStr) -> Option<Arc<UNode>> {
+        let (ino, _, at) = *lock(&self.names).get(&parent)?.get(name)?;
+        if ino == ABSENT || at.elapsed() > NAME_TTL {
             return None;
         }
         let nodes = lock(&self.nodes);
@@ -379,10 +416,10 @@ impl UnionFs {
     }
 
     /// Whether `name` in `parent` was found missing (no whiteout in the upper branch either)
-    /// at namespace epoch `epoch`, within `NAME_TTL`: a create that began at that epoch
-    /// needs not look for it again.
-    fn absent_at(&self, parent: Inode, name: &OsStr, epoch: u64) -> bool {
-        lock(&self.names).get(&parent).and_then(|m| m.get(name)).is_some_and(|&(ino, at_epoch, at)| ino == ABSENT && at_epoch == epoch && at.elapsed() <= NAME_TTL)
+    /// within `NAME_TTL`, and nothing changed that name since (see `NsWrite`): a create of
+    /// it needs not look for it again.
+    fn absent(&self, parent: Inode, name: &OsStr) -> bool {
+        lock(&self.names).get(&parent).and_then(|m| m.get(name)).is_some_and(|&(ino, _, at)| ino == ABSENT && at.elapsed() <= NAME_TTL)
     }
 
     fn remember_name(&self, parent: Inode, name: &OsStr, ino: Inode, epoch: u64) {
@@ -606,12 +643,8 @@ impl UnionFs {
 
     /// Looks up `name` in `parent` and returns its union inode, with one more lookup
     /// reference, and its attributes as the union reports them.
+    /// From the resolved names when they hold (see `cached_name`).
     fn lookup_node(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr) -> io::Result<(Arc<UNode>, Attr)> {
-        self.lookup_node_at(ctx, parent, name, None)
-    }
-
-    /// `lookup_node` for a change that began at epoch `began` (see `cached_name`).
-    fn lookup_node_at(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr, began: Option<u64>) -> io::Result<(Arc<UNode>, Attr)> {
         if !parent.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
@@ -619,7 +652,7 @@ impl UnionFs {
         if whiteout::is_scratch(name) {
             return Err(errno(libc::ENOENT));
         }
-        if let Some(node) = self.cached_name(parent.ino, name, began) {
+        if let Some(node) = self.cached_name(parent.ino, name) {
             match self.attr_of(ctx, &node) {
                 Ok(attr) => {
                     node.state().parent = Some((parent.clone(), name.to_owned()));
@@ -676,9 +709,8 @@ impl UnionFs {
         ctx: &Context,
         parent: &Arc<UNode>,
         name: &OsStr,
-        began: Option<u64>,
     ) -> io::Result<Option<Arc<UNode>>> {
-        match self.lookup_node_at(ctx, parent, name, began) {
+        match self.lookup_node(ctx, parent, name) {
             Ok((n, _)) => Ok(Some(n)),
             Err(e) if is_enoent(&e) => Ok(None),
             Err(e) => Err(e),
@@ -893,6 +925,7 @@ impl FileSystem for UnionFs {
         flags: i32,
     ) -> io::Result<(Entry, Handle)> {
         let mut ns = self.change_names();
+        ns.changes_name(parent, name);
         let p = self.node(parent)?;
         let mut bh = None;
         let (node, attr) = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
@@ -971,6 +1004,7 @@ impl FileSystem for UnionFs {
         umask: u32,
     ) -> io::Result<Entry> {
         let mut ns = self.change_names();
+        ns.changes_name(parent, name);
         let p = self.node(parent)?;
         let (node, attr) = self.create_in_upper(ctx, &p, name, true, ns.before, |ufs, dir, n| {
             ufs.mkdir(ctx, dir, n, mode, umask)
@@ -990,6 +1024,7 @@ impl FileSystem for UnionFs {
         umask: u32,
     ) -> io::Result<Entry> {
         let mut ns = self.change_names();
+        ns.changes_name(parent, name);
         let p = self.node(parent)?;
         let (node, attr) = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
             ufs.mknod(ctx, dir, n, mode, rdev, umask)
@@ -1001,9 +1036,10 @@ impl FileSystem for UnionFs {
 
     fn unlink(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
         let mut ns = self.change_names();
+        ns.changes_name(parent, name);
         self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.node(parent)?;
-        let gone = self.remove(ctx, &p, name, false, ns.before)?;
+        let gone = self.remove(ctx, &p, name, false)?;
         // A regular file's name: the paths that led to it are learned under its word. (A
         // symlink's may have led through it anywhere.)
         if gone.kind == FileKind::Regular {
@@ -1013,11 +1049,14 @@ impl FileSystem for UnionFs {
     }
 
     fn rmdir(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
-        let ns = self.change_names();
+        let mut ns = self.change_names();
+        ns.changes_name(parent, name);
         self.ns_generation.fetch_add(1, Ordering::AcqRel);
         self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.node(parent)?;
-        self.remove(ctx, &p, name, true, ns.before).map(drop)
+        let gone = self.remove(ctx, &p, name, true)?;
+        ns.removed_dir(&gone);
+        Ok(())
     }
 
     fn rename(
@@ -1030,11 +1069,17 @@ impl FileSystem for UnionFs {
         flags: u32,
     ) -> io::Result<()> {
         let mut ns = self.change_names();
+        ns.changes_name(parent, name);
+        ns.changes_name(new_parent, new_name);
         self.ns_generation.fetch_add(1, Ordering::AcqRel);
         self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.dir_node(parent)?;
         let np = self.dir_node(new_parent)?;
         let (moved, replaced) = self.do_rename(ctx, &p, name, &np, new_name, flags)?;
+        // A directory replaced is gone (one exchanged is still itself, elsewhere).
+        if let Some(r) = replaced.as_ref().filter(|_| flags & crate::libservice::RENAME_EXCHANGE == 0) {
+            ns.removed_dir(r);
+        }
         // Regular files moved, and at most one replaced (or exchanged): the paths that led to
         // them are learned under their words; a directory's or a symlink's may lead through
         // them anywhere.
@@ -1062,6 +1107,7 @@ impl FileSystem for UnionFs {
         new_name: &OsStr,
     ) -> io::Result<Entry> {
         let mut ns = self.change_names();
+        ns.changes_name(new_parent, new_name);
         let node = self.node(inode)?;
         let np = self.node(new_parent)?;
         self.do_link(ctx, &node, &np, new_name)?;
@@ -1081,6 +1127,7 @@ impl FileSystem for UnionFs {
         name: &OsStr,
     ) -> io::Result<Entry> {
         let mut ns = self.change_names();
+        ns.changes_name(parent, name);
         let p = self.node(parent)?;
         let (node, attr) = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
             ufs.symlink(ctx, target, dir, n)

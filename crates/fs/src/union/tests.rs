@@ -476,3 +476,51 @@ fn a_lower_only_directory_listed_again_shows_changes_made_through_the_union() {
     u.rename(&ctx(), d, OsStr::new("l0"), d, OsStr::new("l9"), 0).expect("rename");
     assert_eq!(names(&u, d), want(&["b0", "b2", "b3", "b4", "l9", "new"]));
 }
+
+/// A resolved name stays resolved through other names' changes (files made, renamed, linked
+/// and removed beside it, a directory made and removed), and a name changed through the union
+/// is resolved afresh: removed, renamed over, or in a directory removed and made again.
+#[test]
+fn resolved_names_survive_other_names_changes_and_changed_ones_are_resolved_again() {
+    let f = Fixture::new();
+    fs::create_dir(f.lower.join("d")).expect("lower dir");
+    fs::write(f.lower.join("d/keep"), b"k").expect("lower file");
+    let u = f.union();
+    let c = ctx();
+    let d = lookup(&u, "d").expect("d").inode;
+    let keep = u.lookup(&c, d, OsStr::new("keep")).expect("keep");
+    let name = OsStr::new;
+    let (o, h) = u.create(&c, d, name("o1"), 0o644, 0, libc::O_RDWR).expect("create");
+    u.release(&c, o.inode, h).expect("release");
+    u.rename(&c, d, name("o1"), d, name("o2"), 0).expect("rename");
+    u.link(&c, o.inode, d, name("o3")).expect("link");
+    u.unlink(&c, d, name("o2")).expect("unlink");
+    u.unlink(&c, d, name("o3")).expect("unlink");
+    u.mkdir(&c, d, name("sub"), 0o755, 0).expect("mkdir");
+    u.rmdir(&c, d, name("sub")).expect("rmdir");
+    // Gone behind the union's back: still answered from the resolved names.
+    fs::remove_file(f.lower.join("d/keep")).expect("remove in the branch");
+    assert_eq!(u.lookup(&c, d, name("keep")).expect("from the resolved names").inode, keep.inode);
+
+    // Changed through the union: resolved again.
+    let (a, h) = u.create(&c, d, name("a"), 0o644, 0, libc::O_RDWR).expect("create a");
+    u.release(&c, a.inode, h).expect("release");
+    let (b, h) = u.create(&c, d, name("b"), 0o644, 0, libc::O_RDWR).expect("create b");
+    u.release(&c, b.inode, h).expect("release");
+    assert_eq!(u.lookup(&c, d, name("b")).expect("b").inode, b.inode);
+    u.rename(&c, d, name("a"), d, name("b"), 0).expect("rename over");
+    assert_eq!(u.lookup(&c, d, name("b")).expect("b after the rename").inode, a.inode);
+    assert_eq!(code(u.lookup(&c, d, name("a"))), libc::ENOENT);
+    u.unlink(&c, d, name("b")).expect("unlink");
+    assert_eq!(code(u.lookup(&c, d, name("b"))), libc::ENOENT);
+    // A directory's names go with it: one made again under the same name starts empty.
+    let sub = u.mkdir(&c, d, name("sub"), 0o755, 0).expect("mkdir");
+    let (g, h) = u.create(&c, sub.inode, name("g"), 0o644, 0, libc::O_RDWR).expect("create in sub");
+    u.release(&c, g.inode, h).expect("release");
+    assert_eq!(u.lookup(&c, sub.inode, name("g")).expect("g").inode, g.inode);
+    u.unlink(&c, sub.inode, name("g")).expect("unlink g");
+    assert_eq!(code(u.lookup(&c, sub.inode, name("g"))), libc::ENOENT);
+    u.rmdir(&c, d, name("sub")).expect("rmdir");
+    let again = u.mkdir(&c, d, name("sub"), 0o755, 0).expect("mkdir again");
+    assert_eq!(code(u.lookup(&c, again.inode, name("g"))), libc::ENOENT);
+}
