@@ -65,6 +65,10 @@ impl UnionFs {
             self.discard_scratch(ufs, upper_dir, &scratch, &created, is_dir);
             return Err(err);
         }
+        // The copy and its directory changed as the union shows them (a directory's upper
+        // copy is what its attributes come from now; the parent's upper copy got an entry).
+        self.changed(node.ino);
+        self.changed(parent.ino);
         let new_attr = ufs.getattr(ctx, created.inode, None)?;
         crate::union::lock(&self.ids).insert((0, new_attr.dev, new_attr.ino), node.ino);
         let mut state = node.state();

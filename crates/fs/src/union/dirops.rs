@@ -62,6 +62,9 @@ impl UnionFs {
         if !parent.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
+        if parent.removed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(errno(libc::ENOENT));
+        }
         check_name(name)?;
         if whiteout::is_scratch(name) {
             return Err(errno(libc::EINVAL));

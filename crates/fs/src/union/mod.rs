@@ -134,6 +134,9 @@ struct NsWrite<'a> {
     gone: Vec<(Inode, OsString)>,
     /// Directories it removes or replaces: every name resolved in them goes.
     gone_dirs: Vec<Inode>,
+    /// It failed, maybe half-way (a directory replaced but no whiteout made, whiteouts of a
+    /// directory cleared but not the directory): every resolved name goes.
+    failed: bool,
 }
 
 /// What a shared branch announces others change, passed on to the union's watcher in union
@@ -175,9 +178,18 @@ impl NsWrite<'_> {
         self.gone.push((parent, name.to_owned()));
     }
 
-    /// This change removed or replaced directory `dir`.
+    /// `r`, the outcome of the change's work; a failure makes every resolved name go when
+    /// the change ends.
+    fn outcome<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
+        self.failed |= r.is_err();
+        r
+    }
+
+    /// This change removed or replaced directory `dir`: it is dead (nothing is found or made
+    /// in it any more) and the names resolved in it go.
     fn removed_dir(&mut self, dir: &UNode) {
         if dir.is_dir() {
+            dir.removed.store(true, Ordering::Release);
             self.gone_dirs.push(dir.ino);
         }
     }
@@ -199,7 +211,9 @@ impl NsWrite<'_> {
 impl Drop for NsWrite<'_> {
     fn drop(&mut self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        if !self.gone.is_empty() || !self.gone_dirs.is_empty() {
+        if self.failed {
+            lock(self.cache).clear();
+        } else if !self.gone.is_empty() || !self.gone_dirs.is_empty() {
             let made = self.before.wrapping_add(2);
             let mut names = lock(self.cache);
             for (parent, name) in self.gone.drain(..) {
@@ -389,7 +403,7 @@ impl UnionFs {
     fn write_ns(&self) -> NsWrite<'_> {
         let guard = self.ns.write().unwrap_or_else(|p| p.into_inner());
         let before = self.ns_epoch.fetch_add(1, Ordering::AcqRel);
-        NsWrite { _guard: guard, epoch: &self.ns_epoch, before, names: None, cache: &self.names, gone: Vec::new(), gone_dirs: Vec::new() }
+        NsWrite { _guard: guard, epoch: &self.ns_epoch, before, names: None, cache: &self.names, gone: Vec::new(), gone_dirs: Vec::new(), failed: false }
     }
 
     /// As `write_ns`, for a change of names or of what decides access to them (ownership,
@@ -648,6 +662,9 @@ impl UnionFs {
         if !parent.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
+        if parent.removed.load(Ordering::Acquire) {
+            return Err(errno(libc::ENOENT));
+        }
         crate::libservice::check_name(name)?;
         if whiteout::is_scratch(name) {
             return Err(errno(libc::ENOENT));
@@ -727,6 +744,9 @@ impl UnionFs {
             // A stale node with a recycled identity: release its branch references.
             self.release_layers(&old.layers());
         }
+        // A new object has no names in it, whatever an object that had its number before
+        // (a recycled identity) left resolved.
+        lock(&self.names).remove(&ino);
         node
     }
 
@@ -928,11 +948,12 @@ impl FileSystem for UnionFs {
         ns.changes_name(parent, name);
         let p = self.node(parent)?;
         let mut bh = None;
-        let (node, attr) = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
+        let made = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
             let (e, h) = ufs.create(ctx, dir, n, mode, umask, flags)?;
             bh = Some(h);
             Ok(e)
-        })?;
+        });
+        let (node, attr) = ns.outcome(made)?;
         // A new name (it led nowhere): the directory changed, no path that led somewhere.
         ns.files_only(self, &[p.ino]);
         let bh = bh.ok_or_else(|| errno(libc::EIO))?;
@@ -1006,9 +1027,10 @@ impl FileSystem for UnionFs {
         let mut ns = self.change_names();
         ns.changes_name(parent, name);
         let p = self.node(parent)?;
-        let (node, attr) = self.create_in_upper(ctx, &p, name, true, ns.before, |ufs, dir, n| {
+        let made = self.create_in_upper(ctx, &p, name, true, ns.before, |ufs, dir, n| {
             ufs.mkdir(ctx, dir, n, mode, umask)
-        })?;
+        });
+        let (node, attr) = ns.outcome(made)?;
         // A new name, as for `create`.
         ns.files_only(self, &[p.ino]);
         Ok(Entry { inode: node.ino, generation: 0, attr })
@@ -1026,9 +1048,10 @@ impl FileSystem for UnionFs {
         let mut ns = self.change_names();
         ns.changes_name(parent, name);
         let p = self.node(parent)?;
-        let (node, attr) = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
+        let made = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
             ufs.mknod(ctx, dir, n, mode, rdev, umask)
-        })?;
+        });
+        let (node, attr) = ns.outcome(made)?;
         // A new name, as for `create`.
         ns.files_only(self, &[p.ino]);
         Ok(Entry { inode: node.ino, generation: 0, attr })
@@ -1039,7 +1062,7 @@ impl FileSystem for UnionFs {
         ns.changes_name(parent, name);
         self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.node(parent)?;
-        let gone = self.remove(ctx, &p, name, false)?;
+        let gone = ns.outcome(self.remove(ctx, &p, name, false))?;
         // A regular file's name: the paths that led to it are learned under its word. (A
         // symlink's may have led through it anywhere.)
         if gone.kind == FileKind::Regular {
@@ -1054,7 +1077,7 @@ impl FileSystem for UnionFs {
         self.ns_generation.fetch_add(1, Ordering::AcqRel);
         self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.node(parent)?;
-        let gone = self.remove(ctx, &p, name, true)?;
+        let gone = ns.outcome(self.remove(ctx, &p, name, true))?;
         ns.removed_dir(&gone);
         Ok(())
     }
@@ -1075,9 +1098,10 @@ impl FileSystem for UnionFs {
         self.removals.fetch_add(1, Ordering::AcqRel);
         let p = self.dir_node(parent)?;
         let np = self.dir_node(new_parent)?;
-        let (moved, replaced) = self.do_rename(ctx, &p, name, &np, new_name, flags)?;
-        // A directory replaced is gone (one exchanged is still itself, elsewhere).
-        if let Some(r) = replaced.as_ref().filter(|_| flags & crate::libservice::RENAME_EXCHANGE == 0) {
+        let (moved, replaced) = ns.outcome(self.do_rename(ctx, &p, name, &np, new_name, flags))?;
+        // A directory replaced is gone (one exchanged is still itself, elsewhere; a rename
+        // onto the same object changes nothing).
+        if let Some(r) = replaced.as_ref().filter(|r| flags & crate::libservice::RENAME_EXCHANGE == 0 && r.ino != moved.ino) {
             ns.removed_dir(r);
         }
         // Regular files moved, and at most one replaced (or exchanged): the paths that led to
@@ -1110,7 +1134,7 @@ impl FileSystem for UnionFs {
         ns.changes_name(new_parent, new_name);
         let node = self.node(inode)?;
         let np = self.node(new_parent)?;
-        self.do_link(ctx, &node, &np, new_name)?;
+        ns.outcome(self.do_link(ctx, &node, &np, new_name))?;
         // A new name of a file (directories have no links): its number of links and the
         // directory changed, no path that led somewhere.
         ns.files_only(self, &[np.ino, node.ino]);
@@ -1129,9 +1153,10 @@ impl FileSystem for UnionFs {
         let mut ns = self.change_names();
         ns.changes_name(parent, name);
         let p = self.node(parent)?;
-        let (node, attr) = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
+        let made = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
             ufs.symlink(ctx, target, dir, n)
-        })?;
+        });
+        let (node, attr) = ns.outcome(made)?;
         // A new name, as for `create`.
         ns.files_only(self, &[p.ino]);
         Ok(Entry { inode: node.ino, generation: 0, attr })

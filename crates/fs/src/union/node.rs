@@ -57,12 +57,15 @@ pub(super) struct UNode {
     pub kind: FileKind,
     /// Lookup references held by the transport.
     pub lookups: AtomicU64,
+    /// A directory removed (rmdir, or replaced by a rename): nothing is found or made in it
+    /// any more, as in a kernel directory once it is dead.
+    pub removed: std::sync::atomic::AtomicBool,
     state: Mutex<NodeState>,
 }
 
 impl UNode {
     pub fn new(ino: Inode, kind: FileKind, state: NodeState, lookups: u64) -> Self {
-        UNode { ino, kind, lookups: AtomicU64::new(lookups), state: Mutex::new(state) }
+        UNode { ino, kind, lookups: AtomicU64::new(lookups), removed: std::sync::atomic::AtomicBool::new(false), state: Mutex::new(state) }
     }
 
     /// Locks the mutable state. A poisoned lock is recovered: the state is plain data that no

@@ -523,4 +523,9 @@ fn resolved_names_survive_other_names_changes_and_changed_ones_are_resolved_agai
     u.rmdir(&c, d, name("sub")).expect("rmdir");
     let again = u.mkdir(&c, d, name("sub"), 0o755, 0).expect("mkdir again");
     assert_eq!(code(u.lookup(&c, again.inode, name("g"))), libc::ENOENT);
+    // A directory renamed onto itself is not replaced: what is in it is still found.
+    let (k, h) = u.create(&c, again.inode, name("k"), 0o644, 0, libc::O_RDWR).expect("create in sub");
+    u.release(&c, k.inode, h).expect("release");
+    u.rename(&c, d, name("sub"), d, name("sub"), 0).expect("rename onto itself");
+    assert_eq!(u.lookup(&c, again.inode, name("k")).expect("k after the rename").inode, k.inode);
 }
