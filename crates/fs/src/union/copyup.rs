@@ -29,6 +29,11 @@ impl UnionFs {
         if let Some(u) = node.layers().upper {
             return Ok(u);
         }
+        // A removed lower directory (a whiteout hides it): nothing to copy it up to, as the
+        // kernel answers for a dead directory.
+        if node.removed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(errno(libc::ENOENT));
+        }
         let (parent, name) = node.parent().ok_or_else(|| errno(libc::ESTALE))?;
         let upper_dir = self.copy_up(ctx, &parent, None)?;
         let (layer, lower) = node.layers().top().ok_or_else(|| errno(libc::ESTALE))?;

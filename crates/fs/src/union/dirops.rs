@@ -196,6 +196,10 @@ impl UnionFs {
             return Err(errno(libc::EINVAL));
         }
         let exchange = flags & RENAME_EXCHANGE != 0;
+        // Nothing is moved out of or into a dead directory (before any copy-up).
+        if [parent, new_parent].iter().any(|d| d.removed.load(std::sync::atomic::Ordering::Acquire)) {
+            return Err(errno(libc::ENOENT));
+        }
         let src = self.lookup_held(ctx, parent, name)?.ok_or_else(|| errno(libc::ENOENT))?;
         let tgt = self.lookup_held(ctx, new_parent, new_name)?;
         let (s, t) = (&src.node, tgt.as_ref().map(|h| &h.node));
@@ -346,6 +350,9 @@ impl UnionFs {
     ) -> io::Result<()> {
         if !new_parent.is_dir() {
             return Err(errno(libc::ENOTDIR));
+        }
+        if new_parent.removed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(errno(libc::ENOENT));
         }
         check_name(new_name)?;
         if whiteout::is_scratch(new_name) {

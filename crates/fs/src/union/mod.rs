@@ -178,10 +178,15 @@ impl NsWrite<'_> {
         self.gone.push((parent, name.to_owned()));
     }
 
-    /// `r`, the outcome of the change's work; a failure makes every resolved name go when
-    /// the change ends.
+    /// `r`, the outcome of the change's work; a failure that may have come half-way makes
+    /// every resolved name go when the change ends. The errors the checks give before
+    /// anything is changed (a name missing or there already, a directory not empty, a rename
+    /// refused...) forget nothing: `git` and `rm -r` fail such calls all the time.
     fn outcome<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
-        self.failed |= r.is_err();
+        const CHECKS: [i32; 12] = [libc::ENOENT, libc::EEXIST, libc::ENOTEMPTY, libc::ENOTDIR, libc::EISDIR, libc::EXDEV, libc::EINVAL, libc::EPERM, libc::EACCES, libc::ELOOP, libc::ENAMETOOLONG, libc::EROFS];
+        if let Err(e) = &r {
+            self.failed |= !e.raw_os_error().is_some_and(|n| CHECKS.contains(&n));
+        }
         r
     }
 
@@ -692,7 +697,9 @@ impl UnionFs {
         let ino = self.ino_for(top_layer, &top.attr);
         let mut nodes = lock(&self.nodes);
         if let Some(existing) = nodes.get(&ino) {
-            if existing.kind == top.attr.kind() {
+            // A directory removed stays dead for whoever still holds it; a name that shows
+            // its object again (a whiteout gone after a failed change) gets a new node.
+            if existing.kind == top.attr.kind() && !existing.removed.load(Ordering::Acquire) {
                 let existing = existing.clone();
                 existing.lookups.fetch_add(1, Ordering::Relaxed);
                 drop(nodes);

@@ -498,6 +498,11 @@ fn resolved_names_survive_other_names_changes_and_changed_ones_are_resolved_agai
     u.unlink(&c, d, name("o3")).expect("unlink");
     u.mkdir(&c, d, name("sub"), 0o755, 0).expect("mkdir");
     u.rmdir(&c, d, name("sub")).expect("rmdir");
+    // Calls refused by the checks before any change (a directory not empty, a name there
+    // already) forget nothing either.
+    fs::create_dir_all(f.lower.join("d/full/x")).expect("lower dir");
+    assert_eq!(code(u.rmdir(&c, d, name("full"))), libc::ENOTEMPTY);
+    assert_eq!(code(u.mkdir(&c, d, name("full"), 0o755, 0)), libc::EEXIST);
     // Gone behind the union's back: still answered from the resolved names.
     fs::remove_file(f.lower.join("d/keep")).expect("remove in the branch");
     assert_eq!(u.lookup(&c, d, name("keep")).expect("from the resolved names").inode, keep.inode);
@@ -528,4 +533,31 @@ fn resolved_names_survive_other_names_changes_and_changed_ones_are_resolved_agai
     u.release(&c, k.inode, h).expect("release");
     u.rename(&c, d, name("sub"), d, name("sub"), 0).expect("rename onto itself");
     assert_eq!(u.lookup(&c, again.inode, name("k")).expect("k after the rename").inode, k.inode);
+}
+
+/// A removed directory is dead for whoever still holds it: nothing is found, made, linked or
+/// moved in it, and changing its attributes is `ENOENT` (not an `EEXIST` from copying it up
+/// over its whiteout), as for a kernel directory.
+#[test]
+fn a_removed_directory_is_dead_for_whoever_holds_it() {
+    let f = Fixture::new();
+    fs::create_dir_all(f.lower.join("gone")).expect("lower dir");
+    fs::write(f.lower.join("file"), b"x").expect("lower file");
+    let u = f.union();
+    let c = ctx();
+    let name = OsStr::new;
+    let gone = lookup(&u, "gone").expect("gone").inode;
+    let file = lookup(&u, "file").expect("file").inode;
+    u.rmdir(&c, ROOT_INODE, name("gone")).expect("rmdir");
+    assert_eq!(code(u.lookup(&c, gone, name("x"))), libc::ENOENT);
+    assert_eq!(code(u.create(&c, gone, name("x"), 0o644, 0, libc::O_RDWR)), libc::ENOENT);
+    assert_eq!(code(u.mkdir(&c, gone, name("x"), 0o755, 0)), libc::ENOENT);
+    assert_eq!(code(u.link(&c, file, gone, name("x"))), libc::ENOENT);
+    assert_eq!(code(u.rename(&c, ROOT_INODE, name("file"), gone, name("x"), 0)), libc::ENOENT);
+    let chmod = SetAttr { mode: Some(0o700), ..SetAttr::default() };
+    assert_eq!(code(u.setattr(&c, gone, None, &chmod)), libc::ENOENT);
+    // The name is free again: a new directory there is a new, empty one.
+    let again = u.mkdir(&c, ROOT_INODE, name("gone"), 0o755, 0).expect("mkdir");
+    assert_ne!(again.inode, gone);
+    assert!(names(&u, again.inode).is_empty());
 }
