@@ -31,7 +31,7 @@ impl UnionFs {
         }
         // A removed lower directory (a whiteout hides it): nothing to copy it up to, as the
         // kernel answers for a dead directory.
-        if node.removed.load(std::sync::atomic::Ordering::Acquire) {
+        if node.is_removed() {
             return Err(errno(libc::ENOENT));
         }
         let (parent, name) = node.parent().ok_or_else(|| errno(libc::ESTALE))?;

@@ -62,7 +62,7 @@ impl UnionFs {
         if !parent.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
-        if parent.removed.load(std::sync::atomic::Ordering::Acquire) {
+        if parent.is_removed() {
             return Err(errno(libc::ENOENT));
         }
         check_name(name)?;
@@ -197,7 +197,7 @@ impl UnionFs {
         }
         let exchange = flags & RENAME_EXCHANGE != 0;
         // Nothing is moved out of or into a dead directory (before any copy-up).
-        if [parent, new_parent].iter().any(|d| d.removed.load(std::sync::atomic::Ordering::Acquire)) {
+        if [parent, new_parent].iter().any(|d| d.is_removed()) {
             return Err(errno(libc::ENOENT));
         }
         let src = self.lookup_held(ctx, parent, name)?.ok_or_else(|| errno(libc::ENOENT))?;
@@ -351,7 +351,7 @@ impl UnionFs {
         if !new_parent.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
-        if new_parent.removed.load(std::sync::atomic::Ordering::Acquire) {
+        if new_parent.is_removed() {
             return Err(errno(libc::ENOENT));
         }
         check_name(new_name)?;

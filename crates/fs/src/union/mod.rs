@@ -419,6 +419,19 @@ impl UnionFs {
         w
     }
 
+    /// Makes the new name `name` in `parent` through `make` (see `create_in_upper`), as one
+    /// change of names that forgets only that name and tells the watcher of the directory
+    /// alone (a new name led nowhere before).
+    fn make_name(&self, ctx: &Context, parent: Inode, name: &OsStr, is_dir: bool, make: impl FnMut(&dyn FileSystem, Inode, &OsStr) -> io::Result<Entry>) -> io::Result<(Arc<UNode>, Attr)> {
+        let mut ns = self.change_names();
+        ns.changes_name(parent, name);
+        let p = self.node(parent)?;
+        let made = self.create_in_upper(ctx, &p, name, is_dir, ns.before, make);
+        let made = ns.outcome(made)?;
+        ns.files_only(self, &[p.ino]);
+        Ok(made)
+    }
+
     /// The node `name` in `parent` resolved to, if that is still known to hold (resolved
     /// within `NAME_TTL`, and no change of that name or of its directory's existence since:
     /// see `NsWrite`), with one more lookup reference (taken under the node table's lock, as
@@ -660,14 +673,14 @@ impl UnionFs {
         Ok(!r.found.is_empty())
     }
 
-    /// Looks up `name` in `parent` and returns its union inode, with one more lookup
-    /// reference, and its attributes as the union reports them.
-    /// From the resolved names when they hold (see `cached_name`).
+    /// Looks up `name` in `parent` (from the resolved names when they hold: see
+    /// `cached_name`) and returns its union inode, with one more lookup reference, and its
+    /// attributes as the union reports them.
     fn lookup_node(&self, ctx: &Context, parent: &Arc<UNode>, name: &OsStr) -> io::Result<(Arc<UNode>, Attr)> {
         if !parent.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
-        if parent.removed.load(Ordering::Acquire) {
+        if parent.is_removed() {
             return Err(errno(libc::ENOENT));
         }
         crate::libservice::check_name(name)?;
@@ -699,7 +712,7 @@ impl UnionFs {
         if let Some(existing) = nodes.get(&ino) {
             // A directory removed stays dead for whoever still holds it; a name that shows
             // its object again (a whiteout gone after a failed change) gets a new node.
-            if existing.kind == top.attr.kind() && !existing.removed.load(Ordering::Acquire) {
+            if existing.kind == top.attr.kind() && !existing.is_removed() {
                 let existing = existing.clone();
                 existing.lookups.fetch_add(1, Ordering::Relaxed);
                 drop(nodes);
@@ -951,18 +964,12 @@ impl FileSystem for UnionFs {
         umask: u32,
         flags: i32,
     ) -> io::Result<(Entry, Handle)> {
-        let mut ns = self.change_names();
-        ns.changes_name(parent, name);
-        let p = self.node(parent)?;
         let mut bh = None;
-        let made = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
+        let (node, attr) = self.make_name(ctx, parent, name, false, |ufs, dir, n| {
             let (e, h) = ufs.create(ctx, dir, n, mode, umask, flags)?;
             bh = Some(h);
             Ok(e)
-        });
-        let (node, attr) = ns.outcome(made)?;
-        // A new name (it led nowhere): the directory changed, no path that led somewhere.
-        ns.files_only(self, &[p.ino]);
+        })?;
         let bh = bh.ok_or_else(|| errno(libc::EIO))?;
         let entry = Entry { inode: node.ino, generation: 0, attr };
         self.changed(node.ino);
@@ -1031,15 +1038,7 @@ impl FileSystem for UnionFs {
         mode: u32,
         umask: u32,
     ) -> io::Result<Entry> {
-        let mut ns = self.change_names();
-        ns.changes_name(parent, name);
-        let p = self.node(parent)?;
-        let made = self.create_in_upper(ctx, &p, name, true, ns.before, |ufs, dir, n| {
-            ufs.mkdir(ctx, dir, n, mode, umask)
-        });
-        let (node, attr) = ns.outcome(made)?;
-        // A new name, as for `create`.
-        ns.files_only(self, &[p.ino]);
+        let (node, attr) = self.make_name(ctx, parent, name, true, |ufs, dir, n| ufs.mkdir(ctx, dir, n, mode, umask))?;
         Ok(Entry { inode: node.ino, generation: 0, attr })
     }
 
@@ -1052,15 +1051,7 @@ impl FileSystem for UnionFs {
         rdev: u64,
         umask: u32,
     ) -> io::Result<Entry> {
-        let mut ns = self.change_names();
-        ns.changes_name(parent, name);
-        let p = self.node(parent)?;
-        let made = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
-            ufs.mknod(ctx, dir, n, mode, rdev, umask)
-        });
-        let (node, attr) = ns.outcome(made)?;
-        // A new name, as for `create`.
-        ns.files_only(self, &[p.ino]);
+        let (node, attr) = self.make_name(ctx, parent, name, false, |ufs, dir, n| ufs.mknod(ctx, dir, n, mode, rdev, umask))?;
         Ok(Entry { inode: node.ino, generation: 0, attr })
     }
 
@@ -1145,8 +1136,6 @@ impl FileSystem for UnionFs {
         // A new name of a file (directories have no links): its number of links and the
         // directory changed, no path that led somewhere.
         ns.files_only(self, &[np.ino, node.ino]);
-        self.changed(node.ino);
-        drop(ns);
         self.entry_of(ctx, &node)
     }
 
@@ -1157,15 +1146,7 @@ impl FileSystem for UnionFs {
         parent: Inode,
         name: &OsStr,
     ) -> io::Result<Entry> {
-        let mut ns = self.change_names();
-        ns.changes_name(parent, name);
-        let p = self.node(parent)?;
-        let made = self.create_in_upper(ctx, &p, name, false, ns.before, |ufs, dir, n| {
-            ufs.symlink(ctx, target, dir, n)
-        });
-        let (node, attr) = ns.outcome(made)?;
-        // A new name, as for `create`.
-        ns.files_only(self, &[p.ino]);
+        let (node, attr) = self.make_name(ctx, parent, name, false, |ufs, dir, n| ufs.symlink(ctx, target, dir, n))?;
         Ok(Entry { inode: node.ino, generation: 0, attr })
     }
 
