@@ -262,3 +262,46 @@ fn silent_connections_delay_no_honest_client() {
     assert!(c.call(Descriptor { op: Op::StatPath as u32, len: 1, ..Descriptor::default() }, b"f").is_ok());
     drop(silent);
 }
+
+/// A hello of another protocol is refused by name (`EPROTO` in the welcome), whatever its
+/// length (an older library's was eight bytes); the cpu a hello names is a hint only: a client
+/// naming a cpu that does not exist, or lying about its own, is served as any other (it can
+/// only make a worker of its own pool poll for a while). And a pool's clients come and go
+/// (connection closed by their exit) without the count of connected clients going astray.
+#[test]
+fn hellos_of_another_protocol_are_refused_and_a_cpu_hint_changes_no_answer() {
+    use std::io::{Read, Write};
+    use std::os::fd::IntoRawFd;
+    let s = Scratch::new("hostile-hello");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    std::fs::write(lower.join("f"), b"x").expect("seed");
+    let driver = BackDriver::start(union(&lower, &upper), Geometry { queues: 2, ..GEOMETRY }, &common::channel_path()).expect("back driver");
+    // SAFETY: gettid cannot fail.
+    let tid = unsafe { libc::gettid() } as u32;
+    for old in [polytropon_ipc::PROTOCOL_VERSION - 1, 0, u32::MAX] {
+        let mut conn = std::os::unix::net::UnixStream::connect(driver.channel()).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut hello = Vec::from(old.to_le_bytes());
+        hello.extend_from_slice(&tid.to_le_bytes());
+        conn.write_all(&hello).expect("an eight-byte hello");
+        let mut welcome = [0u8; polytropon_ipc::WELCOME_SIZE];
+        conn.read_exact(&mut welcome).expect("a refusal, not silence");
+        let w = polytropon_ipc::Welcome::from_bytes(welcome);
+        assert_eq!(w.status, libc::EPROTO, "protocol {old}: {w:?}");
+    }
+    for cpu in [u32::MAX, 9999, polytropon_ipc::current_cpu(), 1, 2] {
+        let conn = std::os::unix::net::UnixStream::connect(driver.channel()).expect("connect");
+        let hello = polytropon_ipc::Hello { version: polytropon_ipc::PROTOCOL_VERSION, tid, cpu };
+        (&conn).write_all(&hello.to_bytes()).expect("hello");
+        let mut c = Client::finish(conn.into_raw_fd(), 0, None).expect("welcomed");
+        let r = c.call(Descriptor { op: Op::StatPath as u32, len: 1, ..Descriptor::default() }, b"f");
+        assert!(r.is_ok(), "cpu hint {cpu}: {r:?}");
+        drop(c);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while driver.usage().clients != 0 {
+        assert!(Instant::now() < deadline, "client areas still counted: {:?}", driver.usage());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(driver.usage().reclaimed_clients >= 5, "{:?}", driver.usage());
+}

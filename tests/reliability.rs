@@ -253,6 +253,42 @@ fn a_thousand_clients_killed_mid_request_leak_nothing() {
     assert!(pid_alive(pid), "the service died");
 }
 
+/// Short processes that end normally (a shell loop of `cat`) leave nothing behind either: the
+/// library lets the kernel close a process's connection and unmap its area as the process
+/// exits, and the service gives the area back then.
+#[test]
+fn short_processes_give_their_areas_back_as_they_exit() {
+    const RUNS: u64 = 200;
+    let mut h = Host::new("short");
+    let pool = h.create("s", &[]);
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let (mnt, _) = mount(&h, &pool, "s");
+    std::fs::write(mnt.join("f"), "data\n").expect("seed");
+    let pid = h.pools().live_service(&pool).expect("record").expect("service").pid;
+    let before = user_path(&h, &pool);
+    let (threads_before, fds_before) = (threads(pid), descriptors(&h, &pool));
+    let f = mnt.join("f").display().to_string();
+    let script = format!("for i in $(seq {RUNS}); do cat {f}; done | uniq -c");
+    let out = h.ok(&["exec", "--pool", &pool, "--preload-only", "--", "sh", "-c", &script]);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), [RUNS.to_string().as_str(), "data"], "{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let u = user_path(&h, &pool);
+        if u["clients"] == 0 {
+            break u;
+        }
+        assert!(Instant::now() < deadline, "areas still held 10 s after the last process: {u}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let reclaimed = |u: &serde_json::Value| u["reclaimed_clients"].as_u64().unwrap_or(0);
+    assert!(reclaimed(&after) >= reclaimed(&before) + RUNS, "{RUNS} processes, {} areas given back", reclaimed(&after) - reclaimed(&before));
+    let (threads_after, fds_after) = (threads(pid), descriptors(&h, &pool));
+    assert!(fds_after <= fds_before + 16, "descriptors grew from {fds_before} to {fds_after}");
+    assert!(threads_after <= threads_before + 4, "threads grew from {threads_before} to {threads_after}");
+    let (opens, _) = user_opens(&h, &pool);
+    assert!(opens >= RUNS, "the processes' opens were not on the user-level path ({opens})");
+}
+
 /// Runs python3 `code` with `args` as user and group 65534 (nobody); its stdout and success.
 fn as_nobody(code: &str, args: &[&Path]) -> (String, bool) {
     use std::os::unix::process::CommandExt;

@@ -149,7 +149,7 @@ impl Client {
         let socket = channel::connect(path)?;
         // SAFETY: gettid cannot fail.
         let tid = unsafe { libc::gettid() } as u32;
-        if let Err(e) = channel::send(socket, &Hello { version: crate::PROTOCOL_VERSION, tid }.to_bytes()) {
+        if let Err(e) = channel::send(socket, &Hello { version: crate::PROTOCOL_VERSION, tid, cpu: crate::current_cpu() }.to_bytes()) {
             // SAFETY: closing the socket just opened (the raw call: inside the preload library
             // `close` is the library's hook).
             unsafe { libc::syscall(libc::SYS_close, socket) };

@@ -33,7 +33,7 @@ pub use queue::{PushError, Queue, QueueHeader, Slot};
 pub unsafe trait ShmSafe {}
 
 /// Version of the protocol; the service and the library refuse to talk across versions.
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// SysV key of a pool service's segment inside the pool's own IPC namespace (one service per
 /// namespace): a client whose service died finds its successor's segment by it.
@@ -247,7 +247,14 @@ impl Descriptor {
 pub struct Hello {
     pub version: u32,
     pub tid: u32,
+    /// The cpu the thread ran on as it said hello, plus one (0: unknown): a hint only, by
+    /// which the service wakes a worker on another cpu for its first request.
+    pub cpu: u32,
 }
+
+/// Bytes of a [`Hello`] on the wire; the first four are the version, so that a client of
+/// another protocol is told so whatever the length of its hello.
+pub const HELLO_SIZE: usize = 12;
 
 /// The service's answer on the channel socket, with the client's area (a memfd) attached
 /// when `status` is 0: the client index its hints name, the shared segment (queues) to
@@ -270,16 +277,17 @@ pub struct Welcome {
 pub const WELCOME_SIZE: usize = 32;
 
 impl Hello {
-    pub fn to_bytes(self) -> [u8; 8] {
-        let mut b = [0u8; 8];
+    pub fn to_bytes(self) -> [u8; HELLO_SIZE] {
+        let mut b = [0u8; HELLO_SIZE];
         b[..4].copy_from_slice(&self.version.to_le_bytes());
-        b[4..].copy_from_slice(&self.tid.to_le_bytes());
+        b[4..8].copy_from_slice(&self.tid.to_le_bytes());
+        b[8..].copy_from_slice(&self.cpu.to_le_bytes());
         b
     }
 
-    pub fn from_bytes(b: [u8; 8]) -> Hello {
+    pub fn from_bytes(b: [u8; HELLO_SIZE]) -> Hello {
         let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        Hello { version: word(0), tid: word(4) }
+        Hello { version: word(0), tid: word(4), cpu: word(8) }
     }
 }
 

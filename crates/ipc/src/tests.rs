@@ -369,7 +369,7 @@ impl FakeService {
             let mut held = std::vec::Vec::new();
             for (client, conn) in listener.incoming().enumerate() {
                 let Ok(mut conn) = conn else { return };
-                let mut hello = [0u8; 8];
+                let mut hello = [0u8; crate::HELLO_SIZE];
                 conn.read_exact(&mut hello).expect("hello");
                 let size = crate::area::Area::size(buffer_size).expect("area size");
                 // SAFETY: plain syscalls on descriptors this thread owns; results checked.

@@ -12,8 +12,35 @@ use polytropon_ipc::Descriptor;
 use crate::config::{self, GENERATION};
 use crate::outcome::{Served, Unserved};
 
+/// A thread's client, let go when the thread ends. At the end of the process's main thread
+/// (its exit: glibc runs thread-local destructors first) nothing is undone by hand: the
+/// kernel unmaps the area and closes the connection as the process goes, in one sweep with
+/// the rest of its memory, instead of three unmappings and a close (which wakes the service
+/// while the process is still exiting) on the way out of every short process.
+struct Held(RefCell<Option<(Client, u32)>>);
+
+impl std::ops::Deref for Held {
+    type Target = RefCell<Option<(Client, u32)>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // SAFETY: getpid and gettid cannot fail.
+        let main = unsafe { libc::getpid() == libc::gettid() };
+        if let Some(c) = self.0.get_mut().take() {
+            if main {
+                std::mem::forget(c);
+            }
+        }
+    }
+}
+
 thread_local! {
-    static CLIENT: RefCell<Option<(Client, u32)>> = const { RefCell::new(None) };
+    static CLIENT: Held = const { Held(RefCell::new(None)) };
     /// After every client area was found taken: no new attempt before this instant (ms of
     /// the monotonic clock), so a thread that cannot attach pays the attempt (a few system
     /// calls) once in a while, not on every call.
@@ -201,6 +228,12 @@ pub fn connect_early<'a>(args: impl Iterator<Item = &'a [u8]>) {
             EARLY_TID.store(unsafe { libc::gettid() } as u32, Ordering::Relaxed);
             EARLY_GENERATION.store(GENERATION.load(Ordering::Acquire), Ordering::Relaxed);
             EARLY_SLOT.store(i + 1, Ordering::Release);
+            // The hello woke the service's channel thread on this very cpu (a socket's
+            // wake-up asks for the waker's cpu), where it would wait until this process
+            // blocks, which is when its first call needs the welcome: let it make the welcome
+            // now, while the program still has its own start-up to do.
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
         }
         // No service (yet), or none reachable: the first call finds out for itself.
         Err(_) => slot.store(FREE, Ordering::Release),

@@ -15,8 +15,10 @@ pub struct Mount {
     pub path: Vec<u8>,
     /// Index of its instance in the service's filesystem table.
     pub instance: u32,
-    /// `st_dev` of the FUSE mount, so both paths report the same device.
-    pub dev: u64,
+    /// `st_dev` of the FUSE mount, so both paths report the same device: asked of the kernel
+    /// on first use (see [`Mount::dev`]), not as the library loads (a process that never
+    /// touches the mount need not stat it).
+    pub dev: OnceLock<u64>,
     /// The kernel's statistics of the mount, asked once: the type, id and flags only the
     /// kernel knows (the counts come from the service on every call).
     pub kernel_statfs: OnceLock<Option<libc::statfs64>>,
@@ -24,6 +26,11 @@ pub struct Mount {
 }
 
 impl Mount {
+    /// `st_dev` of the FUSE mount (0 if it cannot be stat'ed).
+    pub fn dev(&self) -> u64 {
+        *self.dev.get_or_init(|| device_of(self.dir()))
+    }
+
     /// The kernel's statistics of the mount (`None` when it would not say).
     pub fn kernel_statfs(&self) -> Option<&libc::statfs64> {
         self.kernel_statfs.get_or_init(|| ask_kernel(self.dir(), real::statfs64)).as_ref()
@@ -70,7 +77,7 @@ fn ask_kernel<T>(path: &[u8], call: unsafe fn(*const std::ffi::c_char, *mut T) -
 
 /// The mount whose FUSE device is `dev`.
 pub fn mount_of_dev(dev: u64) -> Option<&'static Mount> {
-    get()?.mounts.iter().find(|m| m.dev == dev)
+    get()?.mounts.iter().find(|m| m.dev() == dev)
 }
 
 pub struct Config {
@@ -153,8 +160,7 @@ fn load() -> Option<Config> {
                 return None;
             }
             let path = p.trim_end_matches('/').as_bytes().to_vec();
-            let dev = device_of(if path.is_empty() { b"/" } else { &path });
-            Some(Mount { dev, path, instance: i.parse().ok()?, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() })
+            Some(Mount { dev: OnceLock::new(), path, instance: i.parse().ok()?, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() })
         })
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.path.len()));
@@ -267,7 +273,7 @@ mod tests {
     use super::*;
 
     fn mount(path: &str) -> Mount {
-        Mount { path: path.as_bytes().to_vec(), instance: 0, dev: 0, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
+        Mount { path: path.as_bytes().to_vec(), instance: 0, dev: OnceLock::from(0), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
     }
 
     #[test]

@@ -130,7 +130,7 @@ fn place(t: &mut Target, cfg: &config::Config, cwd: &[u8], p: &[u8], root_too: b
     let m = cfg.mounts.iter().find(|m| under(m) || (root_too && abs == m.path.as_slice()))?;
     t.rel = m.path.len() + 1;
     t.instance = m.instance;
-    t.dev = m.dev;
+    t.dev = m.dev();
     Some(())
 }
 
@@ -164,7 +164,7 @@ mod tests {
     use crate::config::{Config, Mount};
 
     fn mount(path: &str, instance: u32) -> Mount {
-        Mount { path: path.as_bytes().to_vec(), instance, dev: 7, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
+        Mount { path: path.as_bytes().to_vec(), instance, dev: OnceLock::from(7), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
     }
 
     fn config(mounts: &[(&str, u32)]) -> Config {

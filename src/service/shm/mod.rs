@@ -181,6 +181,9 @@ struct Shared {
     /// Streamed writes waiting for a stalled client, per queue: while any does, the queue's
     /// helpers stay (its other clients must not wait behind it).
     stalled: Vec<AtomicU32>,
+    /// Per queue: until when (µs of the service's clock, see [`expect`]) its worker polls
+    /// rather than sleep, for the first request of a client just admitted.
+    expecting: Vec<AtomicU64>,
     helper_threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
     helpers_started: AtomicU64,
     owners: owners::Owners,
@@ -304,6 +307,7 @@ impl BackDriver {
             pool_cpus: if cpus.is_empty() { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { cpus.len() },
             helpers: (0..g.queues).map(|_| AtomicU32::new(0)).collect(),
             stalled: (0..g.queues).map(|_| AtomicU32::new(0)).collect(),
+            expecting: (0..g.queues).map(|_| AtomicU64::new(0)).collect(),
             helper_threads: std::sync::Mutex::new(Vec::new()),
             helpers_started: AtomicU64::new(0),
             owners: owners::Owners::default(),
@@ -320,7 +324,7 @@ impl BackDriver {
         let sh = shared.clone();
         driver.workers.push(std::thread::Builder::new().name("ptn-janitor".into()).spawn(move || janitor(&sh))?);
         let sh = shared.clone();
-        driver.workers.push(std::thread::Builder::new().name("ptn-channel".into()).spawn(move || sh.channels.run(&listener, &sh.stop))?);
+        driver.workers.push(std::thread::Builder::new().name("ptn-channel".into()).spawn(move || sh.channels.run(&listener, &sh.stop, |tid, cpu| expect(&sh, tid, cpu)))?);
         Ok(driver)
     }
 
@@ -480,6 +484,56 @@ const CONTENDED_SPELLS: u32 = 1024;
 /// Rounds of taking a client's posts per hint.
 const POST_ROUNDS: u32 = 2;
 
+/// How long a worker woken for a client being admitted polls for its first request.
+const EXPECT: std::time::Duration = std::time::Duration::from_micros(300);
+
+/// Microseconds since the service's clock started (for [`Shared::expecting`]).
+fn clock_us() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    u64::try_from(START.get_or_init(std::time::Instant::now).elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// How long a client counts as young: a short process's life (a `cat`: about 1 ms).
+const YOUNG: std::time::Duration = std::time::Duration::from_millis(3);
+
+/// How long a worker polls for a young client's next call after answering one.
+const NEXT_CALL: std::time::Duration = std::time::Duration::from_micros(60);
+
+/// Makes queue `q`'s worker poll for at least `span` from now before it sleeps.
+fn keep_polling(sh: &Shared, q: u32, span: std::time::Duration) {
+    let until = clock_us().saturating_add(u64::try_from(span.as_micros()).unwrap_or(u64::MAX));
+    if let Some(e) = sh.expecting.get(q as usize) {
+        e.fetch_max(until, Ordering::AcqRel);
+    }
+}
+
+/// A client of thread `tid`, which said hello on cpu `cpu` (plus one; 0: unknown), is being
+/// admitted (its welcome is not sent yet): wakes the worker of the queue it will likely send
+/// its first request to, which then polls for [`EXPECT`] before sleeping again. The worker's
+/// wake-up (tens of µs in a VM, where waking an idle cpu exits to the host) then overlaps the
+/// admission and the client's own set-up rather than follow the first request: a short
+/// process makes a few calls and exits, and its first call paid that wake-up on top of the
+/// attach.
+///
+/// The likely queue is the client's own (by thread id, see `Client::finish`), unless that
+/// queue's worker last ran on the client's cpu: the client then moves to the next queue whose
+/// worker runs elsewhere (`Client::near_worker`). Without the client's cpu nothing is woken:
+/// a worker polling on the cpu of a starting process would only delay it. The hint comes from
+/// the client; a wrong one costs its own pool a worker's polling for [`EXPECT`].
+fn expect(sh: &Shared, tid: u32, cpu: u32) {
+    let queues = sh.seg.layout.geometry.queues;
+    if sh.pool_cpus < 2 {
+        return;
+    }
+    let Some(q) = placement::likely_queue(tid, cpu, queues, |q| sh.seg.doorbell(q).cpu.load(Ordering::Relaxed)) else { return };
+    keep_polling(sh, q, EXPECT);
+    let bell = sh.seg.doorbell(q);
+    bell.word.fetch_add(1, Ordering::Release);
+    if bell.sleepers.load(Ordering::Acquire) > 0 {
+        polytropon_ipc::segment::futex_wake(&bell.word, 1);
+    }
+}
+
 /// How often the janitor looks for processes that died holding client areas or files.
 const SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -489,12 +543,19 @@ fn janitor(sh: &Shared) {
     let mut last = std::time::Instant::now();
     let mut live = owners::Liveness::default();
     while !sh.stop.load(Ordering::Acquire) {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        if last.elapsed() < SWEEP {
-            continue;
+        let full = sh.channels.restock();
+        sh.channels.reap();
+        if last.elapsed() >= SWEEP {
+            last = std::time::Instant::now();
+            sweep(sh, &mut live);
         }
-        last = std::time::Instant::now();
-        sweep(sh, &mut live);
+        if full {
+            // Woken early when an admission takes a made-ahead area: the next one is made
+            // at once.
+            sh.channels.wait_low(std::time::Duration::from_millis(50));
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 
@@ -576,6 +637,11 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                 } else {
                     std::hint::spin_loop();
                 }
+                continue;
+            }
+            // A client is being admitted for this queue: poll on for its first request.
+            if !helper && sh.expecting[q as usize].load(Ordering::Acquire) > clock_us() {
+                idle = budget.saturating_sub(polytropon_ipc::client::YIELD_EVERY * 4);
                 continue;
             }
             contended = contended.saturating_sub(1);
@@ -715,6 +781,12 @@ fn serve_hint(sh: &Shared, q: u32, d: &Descriptor, caches: &mut PathCaches, buf:
         Ok(req) => {
             let (res, aux) = serve_request(sh, &ch, &req, caches, buf, slots);
             ch.area.complete(req.seq, res, aux);
+            if ch.admitted.elapsed() < YOUNG {
+                // A short process's next call comes a few tens of µs after this answer:
+                // longer than a worker polls between requests once it learned that requests
+                // come in bursts with long gaps (short processes one after another).
+                keep_polling(sh, q, NEXT_CALL);
+            }
             if d.flags & FLAG_NEAR != 0 {
                 // The client waits on this cpu for the answer just given.
                 std::thread::yield_now();

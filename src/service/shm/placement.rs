@@ -29,6 +29,18 @@ pub fn pin(cpu: usize) {
     }
 }
 
+/// The queue a client of thread `tid` on cpu `cpu` (plus one; 0: unknown) sends its first
+/// request to, as `Client::finish` and `Client::near_worker` choose it, given the cpu (plus
+/// one) each queue's worker last ran on: its own queue unless that worker runs on its cpu,
+/// else the next one whose worker runs elsewhere. `None` without the cpu or a queue.
+pub fn likely_queue(tid: u32, cpu: u32, queues: u32, worker_cpu: impl Fn(u32) -> u32) -> Option<u32> {
+    if queues == 0 || cpu == 0 {
+        return None;
+    }
+    let first = tid % queues;
+    (0..queues).map(|i| (first + i) % queues).find(|&q| worker_cpu(q) != cpu)
+}
+
 /// A yield that kept a worker off its cpu longer than this gave the cpu to a thread that ran
 /// a whole scheduler slice; a thread that yielded runs again only when that slice ends (up
 /// to a tick, 4 ms), while a request that arrives meanwhile waits.
@@ -107,6 +119,26 @@ mod tests {
     fn allowed() -> Vec<usize> {
         let set = sched_getaffinity(Pid::from_raw(0)).expect("getaffinity");
         (0..CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect()
+    }
+
+    #[test]
+    fn a_client_s_first_request_is_expected_where_the_client_will_send_it() {
+        // Two queues whose workers last ran on cpus 0 and 1 (1 and 2 as numbered here).
+        let workers = |q: u32| q + 1;
+        // Its own queue (by thread id) when that worker runs elsewhere.
+        assert_eq!(likely_queue(7, 1, 2, workers), Some(1));
+        assert_eq!(likely_queue(8, 2, 2, workers), Some(0));
+        // Else the next queue whose worker runs elsewhere.
+        assert_eq!(likely_queue(7, 2, 2, workers), Some(0));
+        assert_eq!(likely_queue(8, 1, 2, workers), Some(1));
+        // Workers that have not run yet (cpu 0: unknown) are elsewhere.
+        assert_eq!(likely_queue(5, 1, 4, |_| 0), Some(1));
+        // No hint, no queue, or every worker on the client's cpu: nothing to expect.
+        assert_eq!(likely_queue(7, 0, 2, workers), None);
+        assert_eq!(likely_queue(7, 1, 0, workers), None);
+        assert_eq!(likely_queue(7, 3, 2, |_| 3), None);
+        // A hostile hint names no queue out of range.
+        assert!(likely_queue(u32::MAX, u32::MAX, 3, workers).is_some_and(|q| q < 3));
     }
 
     #[test]
