@@ -17,8 +17,9 @@ pub struct Mount {
     pub instance: u32,
     /// `st_dev` of the FUSE mount, so both paths report the same device: asked of the kernel
     /// on first use (see [`Mount::dev`]), not as the library loads (a process that never
-    /// touches the mount need not stat it).
-    pub dev: OnceLock<u64>,
+    /// touches the mount need not stat it); [`DEV_UNKNOWN`] until then. An atomic, not a
+    /// `OnceLock`: a child forked while another thread was asking must not wait for it.
+    pub dev: AtomicU64,
     /// The kernel's statistics of the mount, asked once: the type, id and flags only the
     /// kernel knows (the counts come from the service on every call).
     pub kernel_statfs: OnceLock<Option<libc::statfs64>>,
@@ -26,9 +27,18 @@ pub struct Mount {
 }
 
 impl Mount {
-    /// `st_dev` of the FUSE mount (0 if it cannot be stat'ed).
+    /// `st_dev` of the FUSE mount (0 while it cannot be stat'ed: asked again next time).
     pub fn dev(&self) -> u64 {
-        *self.dev.get_or_init(|| device_of(self.dir()))
+        let known = self.dev.load(Ordering::Relaxed);
+        if known != DEV_UNKNOWN {
+            return known;
+        }
+        let dev = device_of(self.dir());
+        if dev != 0 {
+            // Threads asking at once store the same answer.
+            self.dev.store(dev, Ordering::Relaxed);
+        }
+        dev
     }
 
     /// The kernel's statistics of the mount (`None` when it would not say).
@@ -74,6 +84,9 @@ fn ask_kernel<T>(path: &[u8], call: unsafe fn(*const std::ffi::c_char, *mut T) -
     // SAFETY: the call succeeded, so it filled the whole structure.
     Some(unsafe { out.assume_init() })
 }
+
+/// [`Mount::dev`] not asked yet.
+pub const DEV_UNKNOWN: u64 = u64::MAX;
 
 /// The mount whose FUSE device is `dev`.
 pub fn mount_of_dev(dev: u64) -> Option<&'static Mount> {
@@ -160,7 +173,7 @@ fn load() -> Option<Config> {
                 return None;
             }
             let path = p.trim_end_matches('/').as_bytes().to_vec();
-            Some(Mount { dev: OnceLock::new(), path, instance: i.parse().ok()?, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() })
+            Some(Mount { dev: AtomicU64::new(DEV_UNKNOWN), path, instance: i.parse().ok()?, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() })
         })
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.path.len()));
@@ -273,7 +286,7 @@ mod tests {
     use super::*;
 
     fn mount(path: &str) -> Mount {
-        Mount { path: path.as_bytes().to_vec(), instance: 0, dev: OnceLock::from(0), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
+        Mount { path: path.as_bytes().to_vec(), instance: 0, dev: AtomicU64::new(0), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
     }
 
     #[test]

@@ -164,7 +164,7 @@ mod tests {
     use crate::config::{Config, Mount};
 
     fn mount(path: &str, instance: u32) -> Mount {
-        Mount { path: path.as_bytes().to_vec(), instance, dev: OnceLock::from(7), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
+        Mount { path: path.as_bytes().to_vec(), instance, dev: std::sync::atomic::AtomicU64::new(7), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
     }
 
     fn config(mounts: &[(&str, u32)]) -> Config {

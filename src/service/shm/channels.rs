@@ -149,6 +149,10 @@ type Fresh = (OwnedFd, Mapping, Area);
 /// made, sized, sealed, mapped and its first pages made (30-40 µs of the admission here).
 const STOCK: usize = 4;
 
+/// Closed channels left for the janitor at most; past that, a closed channel's area is
+/// unmapped at once (so a flood of connections cannot pile up mappings between two passes).
+const RETIRED_MAX: usize = 64;
+
 impl Channels {
     /// Binds the channel socket at `path` (a stale one there is replaced), open to every
     /// user of the pool: who connects is what the kernel says.
@@ -258,12 +262,18 @@ impl Channels {
         }
     }
 
-    /// Makes areas ahead until [`STOCK`] wait; whether they do (a failure is left to the admission that
-    /// needs one: it makes its own, or refuses the client naming why). Called by the
+    /// Makes areas ahead until [`STOCK`] wait, at most a stock's worth per call; whether they
+    /// do (a failure is left to the admission that needs an area: it makes its own, or
+    /// refuses the client naming why). Called by the
     /// janitor, on whichever cpu is free, rather than by this thread after an admission,
     /// when the client just welcomed may be waiting for the cpu it runs on.
     pub fn restock(&self) -> bool {
-        while self.stock.lock().unwrap_or_else(|p| p.into_inner()).len() < STOCK {
+        // At most a stock's worth per call: admissions taking areas as fast as they are made
+        // must not keep the janitor from its other work.
+        for _ in 0..STOCK {
+            if self.stock.lock().unwrap_or_else(|p| p.into_inner()).len() >= STOCK {
+                return true;
+            }
             match make_area(self.buffer_size) {
                 Ok(fresh) => self.stock.lock().unwrap_or_else(|p| p.into_inner()).push(fresh),
                 Err(e) => {
@@ -272,7 +282,7 @@ impl Channels {
                 }
             }
         }
-        true
+        self.stock.lock().unwrap_or_else(|p| p.into_inner()).len() >= STOCK
     }
 
     /// Frees index `c`. Its channel is let go later, by [`Channels::reap`]: unmapping an area
@@ -286,7 +296,14 @@ impl Channels {
         };
         if let Some(ch) = taken {
             self.closed.fetch_add(1, Ordering::Relaxed);
-            self.retired.lock().unwrap_or_else(|p| p.into_inner()).push(ch);
+            let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+            if retired.len() < RETIRED_MAX {
+                retired.push(ch);
+            } else {
+                // The janitor is behind (a flood of connections): unmap here, as before.
+                drop(retired);
+                drop(ch);
+            }
         }
     }
 
@@ -316,10 +333,16 @@ impl Channels {
         }
         (&*s).read_exact(&mut b[4..])?;
         let hello = Hello::from_bytes(b);
-        expect(hello.tid, hello.cpu);
         let peer = rustix::net::sockopt::socket_peercred(s).map_err(io::Error::from)?;
         let pid = peer.pid.as_raw_nonzero().get() as u32;
         let who = identify(pid, hello.tid, s.as_fd(), &self.known).map_err(|e| refuse(libc::EACCES, e))?;
+        // Only this thread fills slots, so a free one now is still free below; a refused
+        // client takes no area made ahead.
+        if self.connected() >= self.capacity() {
+            return Err(refuse(libc::EBUSY, io::Error::other("every client index is taken")));
+        }
+        // A client the kernel identified: its first request is worth a worker's polling.
+        expect(hello.tid, hello.cpu);
         let (memfd, map, area) = self.fresh_area().map_err(|e| refuse(libc::ENOMEM, e))?;
         let conn = s.as_fd().try_clone_to_owned().map_err(|e| refuse(libc::EMFILE, e))?;
         let Identity { seen: Seen { ctx, creds, owner, mounts }, pidfd } = who;
@@ -674,6 +697,8 @@ mod tests {
         }
         let dir = Dir(std::env::temp_dir().join(format!("ptn-stock-{}", std::process::id())));
         std::fs::create_dir_all(&dir.0).expect("dir");
+        use std::sync::atomic::Ordering;
+        use std::sync::Arc;
         let (ch, _listener) = super::Channels::bind(&dir.0.join("channel.sock"), 8, 4096, -1).expect("bind");
         assert!(ch.restock(), "the stock fills");
         assert_eq!(ch.stock.lock().expect("stock").len(), super::STOCK);
@@ -688,16 +713,24 @@ mod tests {
         assert!(ch.stock.lock().expect("stock").is_empty());
         // The janitor waits for a taken area, and is not kept waiting for its 50 ms.
         assert!(ch.restock());
+        let waiting = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let waiter = std::thread::spawn({
-            let ch = ch.clone();
+            let (ch, waiting) = (ch.clone(), waiting.clone());
             move || {
                 let t = std::time::Instant::now();
+                waiting.store(true, Ordering::Release);
                 ch.wait_low(std::time::Duration::from_secs(5));
                 t.elapsed()
             }
         });
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        while !waiting.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
         let _taken = ch.fresh_area().expect("area");
-        assert!(waiter.join().expect("waiter") < std::time::Duration::from_secs(4), "not woken by the taking");
+        let waited = waiter.join().expect("waiter");
+        // It waited (the stock was full), and the taking, not the timeout, ended the wait.
+        assert!(waited >= std::time::Duration::from_millis(90), "did not wait: {waited:?}");
+        assert!(waited < std::time::Duration::from_secs(4), "not woken by the taking: {waited:?}");
     }
 }

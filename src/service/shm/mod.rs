@@ -543,8 +543,8 @@ fn janitor(sh: &Shared) {
     let mut last = std::time::Instant::now();
     let mut live = owners::Liveness::default();
     while !sh.stop.load(Ordering::Acquire) {
-        let full = sh.channels.restock();
         sh.channels.reap();
+        let full = sh.channels.restock();
         if last.elapsed() >= SWEEP {
             last = std::time::Instant::now();
             sweep(sh, &mut live);
@@ -554,6 +554,8 @@ fn janitor(sh: &Shared) {
             // at once.
             sh.channels.wait_low(std::time::Duration::from_millis(50));
         } else {
+            // Areas cannot be made (the admissions make their own meanwhile), or they are
+            // taken as fast as they are made.
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
@@ -639,8 +641,9 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                 }
                 continue;
             }
-            // A client is being admitted for this queue: poll on for its first request.
-            if !helper && sh.expecting[q as usize].load(Ordering::Acquire) > clock_us() {
+            // A client is being admitted for this queue, or a young one may call again soon:
+            // poll on (never on a one-cpu pool, nor beside a busy process that is no client).
+            if !helper && contended == 0 && sh.pool_cpus > 1 && sh.expecting[q as usize].load(Ordering::Acquire) > clock_us() {
                 idle = budget.saturating_sub(polytropon_ipc::client::YIELD_EVERY * 4);
                 continue;
             }
@@ -781,7 +784,7 @@ fn serve_hint(sh: &Shared, q: u32, d: &Descriptor, caches: &mut PathCaches, buf:
         Ok(req) => {
             let (res, aux) = serve_request(sh, &ch, &req, caches, buf, slots);
             ch.area.complete(req.seq, res, aux);
-            if ch.admitted.elapsed() < YOUNG {
+            if sh.pool_cpus > 1 && ch.admitted.elapsed() < YOUNG {
                 // A short process's next call comes a few tens of µs after this answer:
                 // longer than a worker polls between requests once it learned that requests
                 // come in bursts with long gaps (short processes one after another).
