@@ -642,9 +642,11 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                 continue;
             }
             // A client is being admitted for this queue, or a young one may call again soon:
-            // poll on (never on a one-cpu pool, nor beside a busy process that is no client).
-            if !helper && contended == 0 && sh.pool_cpus > 1 && sh.expecting[q as usize].load(Ordering::Acquire) > clock_us() {
+            // poll on (never on a one-cpu pool), yielding between rounds, so that a process
+            // sharing this cpu, client or not, still gets it.
+            if !helper && sh.pool_cpus > 1 && sh.expecting[q as usize].load(Ordering::Acquire) > clock_us() {
                 idle = budget.saturating_sub(polytropon_ipc::client::YIELD_EVERY * 4);
+                std::thread::yield_now();
                 continue;
             }
             contended = contended.saturating_sub(1);
