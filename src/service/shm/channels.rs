@@ -190,7 +190,8 @@ impl Channels {
 
     /// Serves the socket until `stop`: accepts clients and gives back the areas of those
     /// whose connection closed.
-    /// `expect` is called with a client's thread id and cpu hint as soon as its hello is read.
+    /// `expect` is called with a client's thread id and cpu hint once the kernel has identified
+    /// it and a client index is free, before its area is made ready and its welcome sent.
     pub fn run(&self, listener: &UnixListener, stop: &AtomicBool, expect: impl Fn(u32, u32)) {
         let mut open: Vec<(UnixStream, u32)> = Vec::new();
         // Connections whose hello has not arrived yet, and since when: one is set up only
@@ -308,7 +309,7 @@ impl Channels {
     }
 
     /// Lets go of the channels closed since the last call (an area is unmapped once no
-    /// worker holds its channel either). The janitor calls it every few tens of milliseconds.
+    /// worker holds its channel either). The janitor calls it on every pass.
     pub fn reap(&self) {
         let retired = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|p| p.into_inner()));
         drop(retired);
@@ -688,6 +689,8 @@ mod tests {
     #[test]
     fn areas_made_ahead_are_fresh_each_and_taking_one_calls_for_the_next() {
         use std::os::unix::fs::MetadataExt;
+        use std::sync::atomic::Ordering;
+        use std::sync::Arc;
         /// Removed however the test ends.
         struct Dir(std::path::PathBuf);
         impl Drop for Dir {
@@ -697,8 +700,6 @@ mod tests {
         }
         let dir = Dir(std::env::temp_dir().join(format!("ptn-stock-{}", std::process::id())));
         std::fs::create_dir_all(&dir.0).expect("dir");
-        use std::sync::atomic::Ordering;
-        use std::sync::Arc;
         let (ch, _listener) = super::Channels::bind(&dir.0.join("channel.sock"), 8, 4096, -1).expect("bind");
         assert!(ch.restock(), "the stock fills");
         assert_eq!(ch.stock.lock().expect("stock").len(), super::STOCK);

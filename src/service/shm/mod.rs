@@ -181,8 +181,9 @@ struct Shared {
     /// Streamed writes waiting for a stalled client, per queue: while any does, the queue's
     /// helpers stay (its other clients must not wait behind it).
     stalled: Vec<AtomicU32>,
-    /// Per queue: until when (µs of the service's clock, see [`expect`]) its worker polls
-    /// rather than sleep, for the first request of a client just admitted.
+    /// Per queue: until when (µs of the service's clock, see [`keep_polling`]) its worker
+    /// polls rather than sleep: for the first request of a client being admitted, or the next
+    /// one of a young client.
     expecting: Vec<AtomicU64>,
     helper_threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
     helpers_started: AtomicU64,
@@ -521,11 +522,10 @@ fn keep_polling(sh: &Shared, q: u32, span: std::time::Duration) {
 /// a worker polling on the cpu of a starting process would only delay it. The hint comes from
 /// the client; a wrong one costs its own pool a worker's polling for [`EXPECT`].
 fn expect(sh: &Shared, tid: u32, cpu: u32) {
-    let queues = sh.seg.layout.geometry.queues;
     if sh.pool_cpus < 2 {
         return;
     }
-    let Some(q) = placement::likely_queue(tid, cpu, queues, |q| sh.seg.doorbell(q).cpu.load(Ordering::Relaxed)) else { return };
+    let Some(q) = placement::likely_queue(tid, cpu, sh.seg.layout.geometry.queues, |q| sh.seg.doorbell(q).cpu.load(Ordering::Relaxed)) else { return };
     keep_polling(sh, q, EXPECT);
     let bell = sh.seg.doorbell(q);
     bell.word.fetch_add(1, Ordering::Release);
