@@ -3,7 +3,7 @@
 //! short spin, then a futex sleep; bounded, so a dead service gives `EIO` instead of a hang).
 
 use crate::area::Area;
-use crate::segment::{futex_wait, futex_wake, Layout, Segment, DONE, IDLE, PENDING, SLEEPING};
+use crate::segment::{futex_wait, Layout, Segment, DONE, IDLE, PENDING, SLEEPING};
 use crate::sync::Ordering;
 use crate::{Descriptor, Hello, Unserved};
 
@@ -425,12 +425,7 @@ impl Client {
     fn enqueue(&self, d: &Descriptor) -> Result<(), i32> {
         let q = self.seg.queue(self.queue);
         let bell = self.seg.doorbell(self.queue);
-        let ring = || {
-            bell.word.fetch_add(1, Ordering::Release);
-            if bell.sleepers.load(Ordering::Acquire) > 0 {
-                futex_wake(&bell.word, 1);
-            }
-        };
+        let ring = || bell.ring();
         // A full or contended queue (more client threads than cpus, a service thread
         // preempted in the middle of a slot) drains as the service runs: ring, yield the cpu
         // and retry, for as long as a reply may take.

@@ -60,6 +60,17 @@ pub struct Doorbell {
     pub cpu: AtomicU32,
 }
 
+impl Doorbell {
+    /// Rings: moves the word (a worker about to sleep sees it moved) and wakes one sleeping
+    /// worker, if any (a polling one costs no system call).
+    pub fn ring(&self) {
+        self.word.fetch_add(1, Ordering::Release);
+        if self.sleepers.load(Ordering::Acquire) > 0 {
+            futex_wake(&self.word, 1);
+        }
+    }
+}
+
 /// Client states (the futex word of a client area).
 pub const IDLE: u32 = 0;
 pub const PENDING: u32 = 1;

@@ -527,11 +527,7 @@ fn expect(sh: &Shared, tid: u32, cpu: u32) {
     }
     let Some(q) = placement::likely_queue(tid, cpu, sh.seg.layout.geometry.queues, |q| sh.seg.doorbell(q).cpu.load(Ordering::Relaxed)) else { return };
     keep_polling(sh, q, EXPECT);
-    let bell = sh.seg.doorbell(q);
-    bell.word.fetch_add(1, Ordering::Release);
-    if bell.sleepers.load(Ordering::Acquire) > 0 {
-        polytropon_ipc::segment::futex_wake(&bell.word, 1);
-    }
+    sh.seg.doorbell(q).ring();
 }
 
 /// How often the janitor looks for processes that died holding client areas or files.
