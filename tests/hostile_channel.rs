@@ -263,6 +263,53 @@ fn silent_connections_delay_no_honest_client() {
     drop(silent);
 }
 
+/// A hello sent a byte at a time holds up no one either, and is still welcomed once whole: the
+/// service used to read a hello as soon as any of it came, a byte at a time, waiting up to
+/// 50 ms for each, so such a peer held every other client's admission for half a second.
+#[test]
+fn a_hello_sent_a_byte_at_a_time_delays_no_honest_client() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::AtomicUsize;
+    let s = Scratch::new("hostile-trickle");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    std::fs::write(lower.join("f"), b"x").expect("seed");
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    // SAFETY: gettid cannot fail.
+    let tid = unsafe { libc::gettid() } as u32;
+    let hello = polytropon_ipc::Hello { version: polytropon_ipc::PROTOCOL_VERSION, tid, cpu: 0 }.to_bytes();
+    let (sent, honest_done) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let mut conn = std::os::unix::net::UnixStream::connect(driver.channel()).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let trickler = {
+        let (sent, honest_done) = (sent.clone(), honest_done.clone());
+        std::thread::spawn(move || {
+            // All but the last byte, 40 ms apart (within the 50 ms the service waited per read).
+            for &byte in &hello[..hello.len() - 1] {
+                conn.write_all(&[byte]).expect("a byte of the hello");
+                sent.fetch_add(1, Ordering::AcqRel);
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            while !honest_done.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            conn.write_all(&hello[hello.len() - 1..]).expect("the hello's last byte");
+            let mut welcome = [0u8; polytropon_ipc::WELCOME_SIZE];
+            conn.read_exact(&mut welcome).expect("a welcome once the hello is whole");
+            polytropon_ipc::Welcome::from_bytes(welcome)
+        })
+    };
+    while sent.load(Ordering::Acquire) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("the honest client connects");
+    assert!(c.call(Descriptor { op: Op::StatPath as u32, len: 1, ..Descriptor::default() }, b"f").is_ok());
+    let by_then = sent.load(Ordering::Acquire);
+    honest_done.store(true, Ordering::Release);
+    assert!(by_then < hello.len() - 1, "the honest client was served only after the trickling peer had sent its whole hello but one byte ({by_then})");
+    let welcome = trickler.join().expect("the trickling thread");
+    assert_eq!(welcome.status, 0, "the slow hello, once whole, is welcomed: {welcome:?}");
+}
+
 /// A hello of another protocol is refused by name (`EPROTO` in the welcome), whatever its
 /// length (an older library's was eight bytes); the cpu a hello names is a hint only: a client
 /// naming a cpu that does not exist, or lying about its own, is served as any other (it can

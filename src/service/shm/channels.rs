@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 /// Longest a new connection may take to send its hello.
 const HELLO_WAIT: Duration = Duration::from_secs(1);
 
+/// How often a connection that sent part of its hello is looked at again, in ms.
+const PARTIAL_RECHECK_MS: u16 = 5;
+
 use polytropon_ipc::area::Area;
 use polytropon_ipc::{Hello, Welcome, HELLO_SIZE, PROTOCOL_VERSION};
 use tracing::{debug, warn};
@@ -194,16 +197,24 @@ impl Channels {
     /// it and a client index is free, before its area is made ready and its welcome sent.
     pub fn run(&self, listener: &UnixListener, stop: &AtomicBool, expect: impl Fn(u32, u32)) {
         let mut open: Vec<(UnixStream, u32)> = Vec::new();
-        // Connections whose hello has not arrived yet, and since when: one is set up only
-        // once it has something to read, so a peer that stalls delays no one else.
-        let mut waiting: Vec<(UnixStream, Instant)> = Vec::new();
+        // Connections whose hello has not arrived whole yet, and since when: one is set up
+        // only once all of its hello can be read at once, so a peer that stalls, or sends its
+        // hello a byte at a time, delays no one else.
+        let mut waiting: Vec<Waiting> = Vec::new();
         while !stop.load(Ordering::Acquire) {
             let mut fds: Vec<nix::poll::PollFd<'_>> = Vec::with_capacity(open.len() + waiting.len() + 1);
             fds.push(nix::poll::PollFd::new(listener.as_fd(), nix::poll::PollFlags::POLLIN));
-            for s in open.iter().map(|(s, _)| s).chain(waiting.iter().map(|(s, _)| s)) {
+            for s in open.iter().map(|(s, _)| s) {
                 fds.push(nix::poll::PollFd::new(s.as_fd(), nix::poll::PollFlags::POLLIN));
             }
-            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).is_err() {
+            // A connection with part of its hello stays readable: it is looked at again after
+            // a short timeout (and at once if it closes), not woken for by what it has.
+            for w in &waiting {
+                let events = if w.partial { nix::poll::PollFlags::empty() } else { nix::poll::PollFlags::POLLIN };
+                fds.push(nix::poll::PollFd::new(w.stream.as_fd(), events));
+            }
+            let timeout: u16 = if waiting.iter().any(|w| w.partial) { PARTIAL_RECHECK_MS } else { 100 };
+            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(timeout)).is_err() {
                 continue;
             }
             let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
@@ -220,20 +231,31 @@ impl Channels {
                 }
             }
             for i in (0..waiting.len()).rev() {
-                if hello[i] {
-                    let (s, _) = waiting.swap_remove(i);
-                    match self.admit(&s, &expect) {
-                        Ok(c) => open.push((s, c)),
-                        Err(e) => debug!("channel client refused: {e}"),
+                if !(hello[i] || waiting[i].partial) {
+                    if waiting[i].since.elapsed() > HELLO_WAIT {
+                        debug!("channel client dropped: no hello");
+                        waiting.swap_remove(i);
                     }
-                } else if waiting[i].1.elapsed() > HELLO_WAIT {
-                    debug!("channel client dropped: no hello");
-                    waiting.swap_remove(i);
+                    continue;
+                }
+                match hello_state(&waiting[i].stream) {
+                    HelloState::Whole => {
+                        let w = waiting.swap_remove(i);
+                        match self.admit(&w.stream, &expect) {
+                            Ok(c) => open.push((w.stream, c)),
+                            Err(e) => debug!("channel client refused: {e}"),
+                        }
+                    }
+                    HelloState::Partial if waiting[i].since.elapsed() <= HELLO_WAIT => waiting[i].partial = true,
+                    HelloState::Partial | HelloState::Gone => {
+                        debug!("channel client dropped: no whole hello");
+                        waiting.swap_remove(i);
+                    }
                 }
             }
             if ready[0] {
-                while let Ok((s, _)) = listener.accept() {
-                    waiting.push((s, Instant::now()));
+                while let Ok((stream, _)) = listener.accept() {
+                    waiting.push(Waiting { stream, since: Instant::now(), partial: false });
                 }
             }
         }
@@ -375,6 +397,37 @@ fn digest(c: &Creds) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (c.uid, c.gid, &c.groups, c.caps, format!("{:?}", c.userns)).hash(&mut h);
     h.finish()
+}
+
+/// A connection not yet admitted.
+struct Waiting {
+    stream: UnixStream,
+    since: Instant,
+    /// Part of its hello has come, not all of it.
+    partial: bool,
+}
+
+/// How much of a hello a new connection has sent.
+enum HelloState {
+    /// All of it (or a version other than ours, refused at once), readable without waiting.
+    Whole,
+    /// Part of it, with our version as far as it goes.
+    Partial,
+    /// The connection closed or failed before saying anything.
+    Gone,
+}
+
+/// Looks at what `s` has sent so far without taking it.
+fn hello_state(s: &UnixStream) -> HelloState {
+    let mut b = [0u8; HELLO_SIZE];
+    match rustix::net::recv(s, &mut b[..], rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT) {
+        Ok((_, 0)) => HelloState::Gone,
+        Ok((_, n)) if n >= HELLO_SIZE => HelloState::Whole,
+        Ok((_, n)) if n >= 4 && u32::from_le_bytes([b[0], b[1], b[2], b[3]]) != PROTOCOL_VERSION => HelloState::Whole,
+        Ok(_) => HelloState::Partial,
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => HelloState::Partial,
+        Err(_) => HelloState::Gone,
+    }
 }
 
 /// Who a connected process is: what identifying it found, and the pidfd that holds it.
