@@ -248,19 +248,29 @@ fn reference_a_neighbour_that_only_takes_a_cpu() {
     });
 }
 
-/// Connections that never say hello hold up no one: an honest client connects and is served
-/// beside twenty silent ones (each used to hold the listener for half a second, longer in
-/// all than a client waits for its welcome).
+/// Connections that never say hello, or only begin it, hold up no one: an honest client connects
+/// and is served beside twenty silent ones (each used to hold the listener for half a second,
+/// longer in all than a client waits for its welcome) and twenty stalled after one byte.
 #[test]
 fn silent_connections_delay_no_honest_client() {
     let s = Scratch::new("hostile-silent");
     let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
     std::fs::write(lower.join("f"), b"x").expect("seed");
     let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
-    let silent: Vec<_> = (0..20).map(|_| std::os::unix::net::UnixStream::connect(driver.channel()).expect("a silent connection")).collect();
+    let mut silent: Vec<_> = (0..20).map(|_| std::os::unix::net::UnixStream::connect(driver.channel()).expect("a silent connection")).collect();
+    // And as many that said the first byte of a hello and nothing more (kept aside, looked at
+    // again every few ms, never read from until whole).
+    for _ in 0..20 {
+        let conn = std::os::unix::net::UnixStream::connect(driver.channel()).expect("a stalled connection");
+        std::io::Write::write_all(&mut &conn, &polytropon_ipc::PROTOCOL_VERSION.to_le_bytes()[..1]).expect("one byte");
+        silent.push(conn);
+    }
     let mut c = Client::connect(&common::channel(&driver), 0).expect("the honest client connects");
     assert!(c.call(Descriptor { op: Op::StatPath as u32, len: 1, ..Descriptor::default() }, b"f").is_ok());
     drop(silent);
+    // The service goes on admitting clients once they are gone.
+    let mut again = Client::connect(&common::channel(&driver), 0).expect("a client after the stalled ones");
+    assert!(again.call(Descriptor { op: Op::StatPath as u32, len: 1, ..Descriptor::default() }, b"f").is_ok());
 }
 
 /// A hello sent a byte at a time holds up no one either, and is still welcomed once whole: the
