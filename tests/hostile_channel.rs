@@ -320,6 +320,51 @@ fn a_hello_sent_a_byte_at_a_time_delays_no_honest_client() {
     assert_eq!(welcome.status, 0, "the slow hello, once whole, is welcomed: {welcome:?}");
 }
 
+/// Cpu time (user and system, in clock ticks) of this process's threads named `name`.
+fn threads_cpu(name: &str) -> u64 {
+    let mut ticks = 0;
+    for task in std::fs::read_dir("/proc/self/task").expect("tasks").flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis: state is the first, utime the 12th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+        ticks += fields.iter().sum::<u64>();
+    }
+    ticks
+}
+
+/// Peers that send part of a hello and close cost the service nothing more: their end of the
+/// connection stays readable (hung up, the bytes unread) until the service reads them, which it
+/// does (it used to look at them again and again, at full speed, for the second a hello may
+/// take: one such connection a second kept a cpu busy).
+#[test]
+fn hellos_cut_short_by_a_close_cost_the_service_no_cpu() {
+    use std::io::Write;
+    let s = Scratch::new("hostile-cut");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    std::fs::write(lower.join("f"), b"x").expect("seed");
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let before = threads_cpu("ptn-channel");
+    for n in 1..=20usize {
+        let conn = std::os::unix::net::UnixStream::connect(driver.channel()).expect("connect");
+        let part = &polytropon_ipc::PROTOCOL_VERSION.to_le_bytes()[..(n % 3) + 1];
+        (&conn).write_all(part).expect("part of a hello");
+        drop(conn);
+    }
+    // The second within which a hello must come (the service's `HELLO_WAIT`), and a little more.
+    std::thread::sleep(Duration::from_millis(1300));
+    let spent = threads_cpu("ptn-channel") - before;
+    eprintln!("channel threads' cpu over the second after 20 hellos cut short: {spent} ticks");
+    // Clock ticks are 10 ms here; spinning for that second took 60-100 of them.
+    assert!(spent < 15, "the channel threads took {spent} ticks of cpu after 20 hellos cut short");
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("a client after them");
+    assert!(c.call(Descriptor { op: Op::StatPath as u32, len: 1, ..Descriptor::default() }, b"f").is_ok());
+}
+
 /// A hello of another protocol is refused by name (`EPROTO` in the welcome), whatever its
 /// length (an older library's was eight bytes); the cpu a hello names is a hint only: a client
 /// naming a cpu that does not exist, or lying about its own, is served as any other (it can

@@ -17,8 +17,11 @@ use std::time::{Duration, Instant};
 /// Longest a new connection may take to send its hello.
 const HELLO_WAIT: Duration = Duration::from_secs(1);
 
-/// How often a connection that sent part of its hello is looked at again, in ms.
-const PARTIAL_RECHECK_MS: u16 = 5;
+/// How long the listener is left alone after `accept` ran out of descriptors, in ms.
+const ACCEPT_PAUSE_MS: u16 = 50;
+/// Wake-ups of a waiting connection that bring no byte of its hello: at this many it is dropped
+/// (a byte sent out of band wakes the poll and is no data).
+const IDLE_WAKES_MAX: u8 = 4;
 
 use polytropon_ipc::area::Area;
 use polytropon_ipc::{Hello, Welcome, HELLO_SIZE, PROTOCOL_VERSION};
@@ -197,23 +200,22 @@ impl Channels {
     /// it and a client index is free, before its area is made ready and its welcome sent.
     pub fn run(&self, listener: &UnixListener, stop: &AtomicBool, expect: impl Fn(u32, u32)) {
         let mut open: Vec<(UnixStream, u32)> = Vec::new();
-        // Connections whose hello has not arrived whole yet, and since when: one is set up
-        // only once all of its hello can be read at once, so a peer that stalls, or sends its
-        // hello a byte at a time, delays no one else.
+        // Connections whose hello has not come whole yet: each keeps what it sent so far
+        // (read without waiting, as it comes), so a peer that stalls, or sends its hello a
+        // byte at a time, delays no one else.
         let mut waiting: Vec<Waiting> = Vec::new();
+        // After `accept` ran out of descriptors, the listener is left alone for a while
+        // (it stays readable, and polling it would spin).
+        let mut accept_after: Option<Instant> = None;
         while !stop.load(Ordering::Acquire) {
+            let listen = accept_after.is_none_or(|t| Instant::now() >= t);
             let mut fds: Vec<nix::poll::PollFd<'_>> = Vec::with_capacity(open.len() + waiting.len() + 1);
-            fds.push(nix::poll::PollFd::new(listener.as_fd(), nix::poll::PollFlags::POLLIN));
-            for s in open.iter().map(|(s, _)| s) {
+            let events = if listen { nix::poll::PollFlags::POLLIN } else { nix::poll::PollFlags::empty() };
+            fds.push(nix::poll::PollFd::new(listener.as_fd(), events));
+            for s in open.iter().map(|(s, _)| s).chain(waiting.iter().map(|w| &w.stream)) {
                 fds.push(nix::poll::PollFd::new(s.as_fd(), nix::poll::PollFlags::POLLIN));
             }
-            // A connection with part of its hello stays readable: it is looked at again after
-            // a short timeout (and at once if it closes), not woken for by what it has.
-            for w in &waiting {
-                let events = if w.partial { nix::poll::PollFlags::empty() } else { nix::poll::PollFlags::POLLIN };
-                fds.push(nix::poll::PollFd::new(w.stream.as_fd(), events));
-            }
-            let timeout: u16 = if waiting.iter().any(|w| w.partial) { PARTIAL_RECHECK_MS } else { 100 };
+            let timeout: u16 = if listen { 100 } else { ACCEPT_PAUSE_MS };
             if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(timeout)).is_err() {
                 continue;
             }
@@ -231,31 +233,37 @@ impl Channels {
                 }
             }
             for i in (0..waiting.len()).rev() {
-                if !(hello[i] || waiting[i].partial) {
-                    if waiting[i].since.elapsed() > HELLO_WAIT {
-                        debug!("channel client dropped: no hello");
+                let step = if hello[i] { waiting[i].take() } else { Step::Wait };
+                match step {
+                    Step::Wait if waiting[i].since.elapsed() <= HELLO_WAIT => {}
+                    Step::Wait | Step::Drop => {
+                        debug!("channel client dropped: no whole hello");
                         waiting.swap_remove(i);
                     }
-                    continue;
-                }
-                match hello_state(&waiting[i].stream) {
-                    HelloState::Whole => {
+                    Step::Admit => {
                         let w = waiting.swap_remove(i);
-                        match self.admit(&w.stream, &expect) {
+                        match self.admit(&w.stream, w.said(), &expect) {
                             Ok(c) => open.push((w.stream, c)),
                             Err(e) => debug!("channel client refused: {e}"),
                         }
                     }
-                    HelloState::Partial if waiting[i].since.elapsed() <= HELLO_WAIT => waiting[i].partial = true,
-                    HelloState::Partial | HelloState::Gone => {
-                        debug!("channel client dropped: no whole hello");
-                        waiting.swap_remove(i);
-                    }
                 }
             }
-            if ready[0] {
-                while let Ok((stream, _)) = listener.accept() {
-                    waiting.push(Waiting { stream, since: Instant::now(), partial: false });
+            if ready[0] && listen {
+                accept_after = None;
+                loop {
+                    match listener.accept() {
+                        Ok((stream, _)) => match Waiting::new(stream) {
+                            Ok(w) => waiting.push(w),
+                            Err(e) => debug!("channel client dropped: {e}"),
+                        },
+                        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
+                            warn!("cannot accept channel clients for now: {e}");
+                            accept_after = Some(Instant::now() + Duration::from_millis(ACCEPT_PAUSE_MS.into()));
+                            break;
+                        }
+                        Err(_) => break,
+                    }
                 }
             }
         }
@@ -337,24 +345,22 @@ impl Channels {
         drop(retired);
     }
 
-    /// Sets up a client that just connected: its hello, who it is, its area. The answer
-    /// (refusals included) goes back on `s`.
-    fn admit(&self, s: &UnixStream, expect: &impl Fn(u32, u32)) -> io::Result<u32> {
+    /// Sets up a client that just connected: `said` is its hello (whole, or at least a version
+    /// other than ours), then who it is, its area. The answer (refusals included) goes back on
+    /// `s`.
+    fn admit(&self, s: &UnixStream, said: &[u8], expect: &impl Fn(u32, u32)) -> io::Result<u32> {
         s.set_nonblocking(false)?;
-        s.set_read_timeout(Some(Duration::from_millis(50)))?;
         s.set_write_timeout(Some(Duration::from_millis(500)))?;
         let refuse = |status: i32, e: io::Error| {
             let w = Welcome { version: PROTOCOL_VERSION, status, ..Welcome::default() };
             let _ = send_welcome(s, &w, None);
             e
         };
-        let mut b = [0u8; HELLO_SIZE];
-        (&*s).read_exact(&mut b[..4])?;
-        let version = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let version = said.get(..4).map_or(0, |v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
         if version != PROTOCOL_VERSION {
             return Err(refuse(libc::EPROTO, io::Error::other(format!("protocol {version} (ours is {PROTOCOL_VERSION})"))));
         }
-        (&*s).read_exact(&mut b[4..])?;
+        let b: [u8; HELLO_SIZE] = said.try_into().map_err(|_| io::Error::other("a hello cut short"))?;
         let hello = Hello::from_bytes(b);
         let peer = rustix::net::sockopt::socket_peercred(s).map_err(io::Error::from)?;
         let pid = peer.pid.as_raw_nonzero().get() as u32;
@@ -399,34 +405,61 @@ fn digest(c: &Creds) -> u64 {
     h.finish()
 }
 
-/// A connection not yet admitted.
+/// A connection not yet admitted, and what it sent of its hello so far.
 struct Waiting {
     stream: UnixStream,
     since: Instant,
-    /// Part of its hello has come, not all of it.
-    partial: bool,
+    hello: [u8; HELLO_SIZE],
+    got: usize,
+    /// Wake-ups that brought nothing.
+    idle_wakes: u8,
 }
 
-/// How much of a hello a new connection has sent.
-enum HelloState {
-    /// All of it (or a version other than ours, refused at once), readable without waiting.
-    Whole,
-    /// Part of it, with our version as far as it goes.
-    Partial,
-    /// The connection closed or failed before saying anything.
-    Gone,
+/// What to do with a waiting connection after reading what it sent.
+enum Step {
+    /// Its hello is whole, or names a protocol other than ours (refused by name).
+    Admit,
+    /// Not all of it yet.
+    Wait,
+    /// Closed, failed, or waking the service for nothing.
+    Drop,
 }
 
-/// Looks at what `s` has sent so far without taking it.
-fn hello_state(s: &UnixStream) -> HelloState {
-    let mut b = [0u8; HELLO_SIZE];
-    match rustix::net::recv(s, &mut b[..], rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT) {
-        Ok((_, 0)) => HelloState::Gone,
-        Ok((_, n)) if n >= HELLO_SIZE => HelloState::Whole,
-        Ok((_, n)) if n >= 4 && u32::from_le_bytes([b[0], b[1], b[2], b[3]]) != PROTOCOL_VERSION => HelloState::Whole,
-        Ok(_) => HelloState::Partial,
-        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => HelloState::Partial,
-        Err(_) => HelloState::Gone,
+impl Waiting {
+    fn new(stream: UnixStream) -> io::Result<Waiting> {
+        stream.set_nonblocking(true)?;
+        Ok(Waiting { stream, since: Instant::now(), hello: [0; HELLO_SIZE], got: 0, idle_wakes: 0 })
+    }
+
+    /// Reads what the connection has of its hello (never past it: anything after is the
+    /// admitted connection's, whose every byte ends it).
+    fn take(&mut self) -> Step {
+        match (&self.stream).read(&mut self.hello[self.got..]) {
+            Ok(0) => Step::Drop,
+            Ok(n) => {
+                self.got += n;
+                let version = self.got >= 4 && u32::from_le_bytes([self.hello[0], self.hello[1], self.hello[2], self.hello[3]]) != PROTOCOL_VERSION;
+                if self.got == HELLO_SIZE || version {
+                    Step::Admit
+                } else {
+                    Step::Wait
+                }
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                self.idle_wakes += 1;
+                if self.idle_wakes >= IDLE_WAKES_MAX {
+                    Step::Drop
+                } else {
+                    Step::Wait
+                }
+            }
+            Err(_) => Step::Drop,
+        }
+    }
+
+    /// The hello's bytes read so far.
+    fn said(&self) -> &[u8] {
+        &self.hello[..self.got]
     }
 }
 
