@@ -237,6 +237,42 @@ fn an_instance_whose_mount_the_process_cannot_see_is_not_there_for_it() {
     assert_eq!(stat(&mut c, 1), Err(Unserved::Errno(libc::ENODEV)));
 }
 
+/// A handle is good only for what its open asked, as a descriptor is in the kernel, whatever a
+/// client sends on it: a file opened to read cannot be written, truncated (by either request
+/// that sets a size) or allocated, and neither its bytes nor its modes change (the service used
+/// to copy a lower file up cut to the asked size before the backend refused the write); a file
+/// opened only to write cannot be read.
+#[test]
+fn a_handle_does_only_what_its_open_asked_for() {
+    use polytropon_ipc::{WireFallocate, WireSetattr, SET_SIZE};
+    let s = Scratch::new("hostile-access");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    std::fs::write(lower.join("passwd"), b"root:x:0:0\n").expect("seed");
+    std::fs::write(upper.join("log"), b"secret bytes\n").expect("seed");
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("client");
+    let errno = |r: Result<polytropon_ipc::client::Reply, Unserved>| match r {
+        Err(Unserved::Errno(e)) => e,
+        other => panic!("served: {other:?}"),
+    };
+    let on = |op: Op, (inode, handle): (u64, u64)| Descriptor { op: op as u32, inode, handle, ..Descriptor::default() };
+    let ro = open(&mut c, "passwd", libc::O_RDONLY).expect("open to read");
+    assert_eq!(errno(c.call(Descriptor { arg: 0, ..on(Op::Truncate, ro) }, &[])), libc::EINVAL, "ftruncate of a file opened to read");
+    let size = WireSetattr { valid: SET_SIZE, size: 0, ..WireSetattr::default() }.to_bytes();
+    assert_eq!(errno(c.call(Descriptor { len: size.len() as u64, ..on(Op::Setattr, ro) }, &size)), libc::EINVAL, "a size set on a file opened to read");
+    let alloc = WireFallocate { mode: 0, pad: 0, offset: 0, length: 4096 }.to_bytes();
+    assert_eq!(errno(c.call(Descriptor { len: alloc.len() as u64, ..on(Op::Fallocate, ro) }, &alloc)), libc::EBADF, "fallocate on a file opened to read");
+    assert_eq!(io(&mut c, Op::Write, ro, b"evil", 4), Err(Unserved::Errno(libc::EBADF)), "write to a file opened to read");
+    assert_eq!(std::fs::read(lower.join("passwd")).expect("lower"), b"root:x:0:0\n");
+    assert!(!upper.join("passwd").exists(), "nothing copied up for a refused change");
+    assert_eq!(io(&mut c, Op::Read, ro, &[], 64), Ok(11), "the reader still reads");
+    let again = open(&mut c, "passwd", libc::O_RDONLY).expect("open again");
+    assert_eq!(io(&mut c, Op::Read, again, &[], 64), Ok(11), "the file as every process sees it is whole");
+    let wo = open(&mut c, "log", libc::O_WRONLY).expect("open to write");
+    assert_eq!(io(&mut c, Op::Read, wo, &[], 64), Err(Unserved::Errno(libc::EBADF)), "read from a file opened only to write");
+    assert_eq!(io(&mut c, Op::Write, wo, b"more", 4), Ok(4), "the writer still writes");
+}
+
 /// For reference beside the attacks: a neighbour process of the pool that only spins (it
 /// never talks to the service) and so takes a cpu, as the posting attacker does.
 #[test]

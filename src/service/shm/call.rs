@@ -27,6 +27,8 @@ pub(super) struct Call<'a> {
     pub held: &'a mut Vec<Inode>,
     pub dirs: &'a mut PathCache,
     pub kernel: Option<&'a dyn KernelCache>,
+    /// The handle the request names (if any) was opened for writing.
+    pub writable: bool,
 }
 
 impl Call<'_> {

@@ -53,6 +53,19 @@ pub(super) fn open_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
                 fs.forget(e.inode, 1);
                 return Err(fallback());
             }
+            // What is opened is checked, not only what the name led to a moment ago: another
+            // process may have made the name since (an `O_CREAT` open then opens its file), or
+            // renamed another file over it.
+            if let Some(cr) = c.guard {
+                let checked = perm::open(cr, &e.attr, flags).map(|()| if flags & libc::O_TRUNC != 0 { cr.kill_privs(&e.attr) } else { None });
+                match checked {
+                    Ok(k) => kill = k,
+                    Err(err) => {
+                        fs.forget(e.inode, 1);
+                        return Err(err);
+                    }
+                }
+            }
             match fs.open(ctx, e.inode, flags & !(libc::O_CREAT | libc::O_EXCL)) {
                 Ok(h) => {
                     if let Some(m) = kill {
@@ -239,6 +252,10 @@ pub(super) fn setattr(c: &mut Call<'_>) -> io::Result<Reply> {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
     let mut set = namespace::setattr_of(&WireSetattr::from_bytes(&b), c.creds)?;
+    if set.size.is_some() && !c.writable {
+        // As `ftruncate` of a descriptor not open for writing.
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     if let Some(cr) = c.guard {
         set = perm::setattr(cr, &fs.getattr(ctx, r.inode, Some(r.handle))?, &set, false)?;
         if set.size.is_some() {

@@ -469,8 +469,11 @@ fn call_helper(sh: &Arc<Shared>, q: u32) {
 /// Records who holds a handle a request opened, and forgets one it released.
 fn track(owners: &owners::Owners, owner: u64, req: &Request, res: i64, aux: [u64; 4]) {
     match req.op {
-        Op::OpenPath if res >= 0 => owners.opened(owner, owners::Held { instance: req.instance, handle: aux[1], inode: aux[0], dir: false }),
-        Op::Opendir if res >= 0 => owners.opened(owner, owners::Held { instance: req.instance, handle: aux[0], inode: req.inode, dir: true }),
+        Op::OpenPath if res >= 0 => {
+            let access = polytropon_ipc::args::OpenArg::decode(req.arg).flags & libc::O_ACCMODE;
+            owners.opened(owner, owners::Held { instance: req.instance, handle: aux[1], inode: aux[0], dir: false, access })
+        }
+        Op::Opendir if res >= 0 => owners.opened(owner, owners::Held { instance: req.instance, handle: aux[0], inode: req.inode, dir: true, access: libc::O_RDONLY }),
         _ => {}
     }
 }
@@ -853,7 +856,7 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
                     inval_inode(kernel.as_deref(), held.inode, 0, 0);
                     fs.outside_writer(held.inode, false);
                 }
-                let (res, aux) = execute(ch, &*fs, &Request { op, inode: held.inode, ..*req }, buf, &mut entry.1, kernel.as_deref());
+                let (res, aux) = execute(ch, &*fs, &Request { op, inode: held.inode, ..*req }, buf, &mut entry.1, kernel.as_deref(), true);
                 (res, aux, None)
             }
             None => (Unserved::Errno(libc::EBADF).result() as i64, [0; 4], None),
@@ -881,7 +884,10 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         // while the path is walked moves its file's word, maybe before that is read (below,
         // after the walk), and no change of names shows the move.
         let before = slot_of.and_then(|inode| key.zip(changes::table()).map(|(k, t)| (t.word(k, inode), fs.removal_generation())));
-        let (res, mut aux) = execute(ch, &*fs, req, buf, &mut entry.1, kernel.as_deref());
+        // Whether a handle the request names was opened for writing (only a size set through
+        // `Op::Setattr` still needs to know, see `scope`).
+        let writable = req.op != Op::Setattr || sh.owners.access(ch.owner, req.instance, req.handle, req.inode, false).is_some_and(|a| a != libc::O_RDONLY);
+        let (res, mut aux) = execute(ch, &*fs, req, buf, &mut entry.1, kernel.as_deref(), writable);
         if let (Some(((slot, word), _)), Op::Read) = (before, req.op) {
             if res >= 0 && (res as u64) < req.len {
                 ReadEnd::encode(Witness { slot: slot as u64, word }, &mut aux);
@@ -1052,8 +1058,20 @@ fn scope(sh: &Shared, ch: &channels::Channel, req: &Request) -> Option<Unserved>
         _ => None,
     };
     if let Some(dir) = by_handle {
-        if !sh.owners.holds(ch.owner, req.instance, req.handle, req.inode, dir) {
+        let Some(access) = sh.owners.access(ch.owner, req.instance, req.handle, req.inode, dir) else {
             return Some(Unserved::Errno(libc::EBADF));
+        };
+        // The open's access mode, checked first, as the kernel does for a descriptor (a size
+        // set through `Op::Setattr` is checked by its handler, which reads its own copy of
+        // what is set).
+        let refused = match req.op {
+            Op::Read if access == libc::O_WRONLY => Some(libc::EBADF),
+            Op::Write | Op::Fallocate if access == libc::O_RDONLY => Some(libc::EBADF),
+            Op::Truncate if access == libc::O_RDONLY => Some(libc::EINVAL),
+            _ => None,
+        };
+        if let Some(e) = refused {
+            return Some(Unserved::Errno(e));
         }
     }
     if ch.creds.all_caps() {
@@ -1168,10 +1186,10 @@ fn pin_or_hold(fs: &dyn FileSystem, w: Walked<'_>, ino: Inode, kind: FileKind, h
     }
 }
 
-fn execute(ch: &channels::Channel, fs: &dyn FileSystem, r: &Request, buf: &mut [u8], dirs: &mut PathCache, kernel: Option<&dyn KernelCache>) -> (i64, [u64; 4]) {
+fn execute(ch: &channels::Channel, fs: &dyn FileSystem, r: &Request, buf: &mut [u8], dirs: &mut PathCache, kernel: Option<&dyn KernelCache>, writable: bool) -> (i64, [u64; 4]) {
     let (area, ctx, creds) = (ch.area, &ch.ctx, &ch.creds);
     let mut held = Vec::new();
-    let out = dispatch(&mut Call { area, fs, ctx, creds, guard: (!creds.all_caps()).then_some(creds), r, held: &mut held, dirs, kernel }, buf);
+    let out = dispatch(&mut Call { area, fs, ctx, creds, guard: (!creds.all_caps()).then_some(creds), r, held: &mut held, dirs, kernel, writable }, buf);
     for ino in held {
         fs.forget(ino, 1);
     }

@@ -27,6 +27,9 @@ pub struct Held {
     pub inode: Inode,
     /// A directory listing handle (released with `releasedir`).
     pub dir: bool,
+    /// The access mode it was opened with (`O_RDONLY`, `O_WRONLY` or `O_RDWR`): what the
+    /// kernel checks first on a call through a descriptor.
+    pub access: i32,
 }
 
 #[derive(Default)]
@@ -80,7 +83,16 @@ impl Owners {
     /// Whether `owner` holds `handle` of `instance`, opened on `inode`, as a listing (`dir`)
     /// or a file.
     pub fn holds(&self, owner: u64, instance: u32, handle: u64, inode: Inode, dir: bool) -> bool {
-        matches!(self.lock().by_handle.get(&(instance, handle)), Some((o, h)) if *o == owner && h.inode == inode && h.dir == dir)
+        self.access(owner, instance, handle, inode, dir).is_some()
+    }
+
+    /// The access mode of `handle` of `instance` if `owner` holds it, opened on `inode`, as a
+    /// listing (`dir`) or a file.
+    pub fn access(&self, owner: u64, instance: u32, handle: u64, inode: Inode, dir: bool) -> Option<i32> {
+        match self.lock().by_handle.get(&(instance, handle)) {
+            Some((o, h)) if *o == owner && h.inode == inode && h.dir == dir => Some(h.access),
+            _ => None,
+        }
     }
 
     /// Whether `owner` holds `handle` of `instance` at all (a cheap test before a release).
@@ -214,7 +226,7 @@ mod tests {
     use super::*;
 
     fn held(handle: u64) -> Held {
-        Held { instance: 0, handle, inode: 7, dir: false }
+        Held { instance: 0, handle, inode: 7, dir: false, access: libc::O_RDWR }
     }
 
     #[test]
@@ -246,7 +258,7 @@ mod tests {
         assert!(o.admit(2));
         // Releasing a handle one does not hold (another's, or a number never given out) does
         // not make room.
-        o.opened(2, Held { instance: 0, handle: 1 << 40, inode: 7, dir: true });
+        o.opened(2, Held { instance: 0, handle: 1 << 40, inode: 7, dir: true, access: libc::O_RDONLY });
         assert_eq!(o.release(1, 0, 1 << 40), None);
         assert_eq!(o.release(1, 1, 0), None);
         assert!(!o.admit(1));

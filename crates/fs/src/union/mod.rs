@@ -831,6 +831,20 @@ impl UnionFs {
         lock(&self.handles).get(&h).cloned().ok_or_else(|| errno(libc::EBADF))
     }
 
+    /// `EBADF` unless file handle `h` was opened with an access mode that allows `access`
+    /// (`O_RDONLY`: reading, `O_WRONLY`: writing), as the kernel checks a descriptor's mode
+    /// before anything else. No copy-up, no cache and no change of privileges may come first.
+    fn check_access(&self, h: Handle, access: i32) -> io::Result<()> {
+        let uh = self.handle(h)?;
+        let UHandle::File { flags, .. } = &*uh else { return Err(errno(libc::EISDIR)) };
+        let mode = flags & libc::O_ACCMODE;
+        if mode == libc::O_RDWR || mode == access {
+            Ok(())
+        } else {
+            Err(errno(libc::EBADF))
+        }
+    }
+
     /// The branch file behind a file handle, re-opened on the upper branch if the file was
     /// copied up since it was opened (as overlayfs does).
     fn file_handle(&self, ctx: &Context, h: Handle) -> io::Result<(Layer, Handle, Arc<UNode>)> {
@@ -909,6 +923,10 @@ impl FileSystem for UnionFs {
         set: &SetAttr,
     ) -> io::Result<Attr> {
         let node = self.node(inode)?;
+        if let (Some(_), Some(h)) = (set.size, handle) {
+            // As `ftruncate` of a descriptor not open for writing: refused before any copy-up.
+            self.check_access(h, libc::O_WRONLY).map_err(|e| if e.raw_os_error() == Some(libc::EBADF) { errno(libc::EINVAL) } else { e })?;
+        }
         // Reported whatever comes of it: a copy-up that ran (cut to the new size) changed the
         // file even if the change of attributes then failed.
         let _report = Changed(self, node.ino);
@@ -985,6 +1003,7 @@ impl FileSystem for UnionFs {
         bufs: &mut [IoSliceMut<'_>],
         offset: u64,
     ) -> io::Result<usize> {
+        self.check_access(handle, libc::O_RDONLY)?;
         let (layer, bh, node) = self.file_handle(ctx, handle)?;
         let ino = self.node_of_layer_inode(&node, layer).unwrap_or(0);
         self.fs(layer)?.read(ctx, ino, bh, bufs, offset)
@@ -998,6 +1017,7 @@ impl FileSystem for UnionFs {
         bufs: &[IoSlice<'_>],
         offset: u64,
     ) -> io::Result<usize> {
+        self.check_access(handle, libc::O_WRONLY)?;
         let (layer, bh, node) = self.file_handle(ctx, handle)?;
         if layer != 0 {
             return Err(errno(libc::EBADF));
@@ -1273,6 +1293,7 @@ impl FileSystem for UnionFs {
         offset: u64,
         length: u64,
     ) -> io::Result<()> {
+        self.check_access(handle, libc::O_WRONLY)?;
         let (layer, bh, node) = self.file_handle(ctx, handle)?;
         if layer != 0 {
             return Err(errno(libc::EBADF));

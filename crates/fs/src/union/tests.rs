@@ -561,3 +561,29 @@ fn a_removed_directory_is_dead_for_whoever_holds_it() {
     assert_ne!(again.inode, gone);
     assert!(names(&u, again.inode).is_empty());
 }
+
+/// A handle's access mode is checked before anything else: a handle opened to read neither
+/// writes, allocates nor sets a size (and copies nothing up trying), one opened only to write
+/// does not read.
+#[test]
+fn a_handle_is_used_only_as_it_was_opened() {
+    let f = Fixture::new();
+    fs::write(f.lower.join("file"), b"lower bytes").expect("seed");
+    let u = f.union();
+    let e = lookup(&u, "file").expect("lookup");
+    let ro = u.open(&ctx(), e.inode, libc::O_RDONLY).expect("open to read");
+    let size = SetAttr { size: Some(0), ..SetAttr::default() };
+    assert_eq!(code(u.setattr(&ctx(), e.inode, Some(ro), &size)), libc::EINVAL);
+    assert_eq!(code(u.write(&ctx(), e.inode, ro, &[IoSlice::new(b"x")], 0)), libc::EBADF);
+    assert_eq!(code(u.fallocate(&ctx(), e.inode, ro, 0, 0, 4096)), libc::EBADF);
+    assert!(!f.upper.join("file").exists(), "a refused change copied the file up");
+    let mut buf = [0u8; 32];
+    assert_eq!(u.read(&ctx(), e.inode, ro, &mut [IoSliceMut::new(&mut buf)], 0).expect("read"), 11);
+    // A size set with no handle (`truncate` of the path) is the permission checks' business.
+    u.setattr(&ctx(), e.inode, None, &SetAttr { size: Some(5), ..SetAttr::default() }).expect("truncate by path");
+    let wo = u.open(&ctx(), e.inode, libc::O_WRONLY).expect("open to write");
+    assert_eq!(code(u.read(&ctx(), e.inode, wo, &mut [IoSliceMut::new(&mut buf)], 0)), libc::EBADF);
+    assert_eq!(u.write(&ctx(), e.inode, wo, &[IoSlice::new(b"L")], 0).expect("write"), 1);
+    u.release(&ctx(), e.inode, wo).expect("release");
+    u.release(&ctx(), e.inode, ro).expect("release");
+}
