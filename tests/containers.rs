@@ -546,7 +546,8 @@ echo done"#;
     for set in ["CapPrm", "CapEff", "CapBnd"] {
         assert!(out.contains(&format!("{set}:\t{runc:016x}")), "{set} is not runc's default set:\n{out}");
     }
-    assert!(out.contains("CapAmb:\t0000000000000000") && out.contains("NoNewPrivs:\t1"), "{out}");
+    // No inheritable capabilities (runc and Moby since CVE-2022-24769), no ambient ones.
+    assert!(out.contains("CapInh:\t0000000000000000") && out.contains("CapAmb:\t0000000000000000") && out.contains("NoNewPrivs:\t1"), "{out}");
     for bad in ["MOUNTED", "SYSRQ", "SYSCTL", "DEVEXEC"] {
         assert!(!out.contains(bad), "the container could {bad}:\n{out}");
     }
@@ -655,6 +656,16 @@ echo done"#
     };
     let out = run_with_fds(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--", "sh", "-c", inside]);
     assert_eq!(out.trim(), "checked", "a new container got the caller's descriptors");
+    // Nor through the working directory (runc's CVE-2024-21626): `/proc/self/fd/9` would name
+    // the caller's descriptor 9, the host's root, were it only marked close-on-exec when the
+    // command enters its directory.
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg("exec 9</; exec \"$0\" \"$@\"").arg(env!("CARGO_BIN_EXE_polytropon"));
+    cmd.args(["--state-dir", s.host.state.to_str().expect("utf-8"), "--data-dir", s.host.data().to_str().expect("utf-8")]);
+    let escape = cmd.args(["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--workdir", "/proc/self/fd/9", "--", "sh", "-c", "pwd; ls ../../.. | head -3; echo RAN"]).output().expect("exec");
+    let text = String::from_utf8_lossy(&escape.stdout).into_owned();
+    assert!(!escape.status.success() && !text.contains("RAN"), "the command ran in a directory of the host ({}):\n{text}", escape.status);
+    assert!(stderr(&escape).contains("working directory /proc/self/fd/9"), "{}", stderr(&escape));
     // The runtime a container sees is a sealed view of its binary: its pid 1 runs from a
     // lower-only overlayfs mounted nowhere (or, where that cannot be made, a sealed memfd)
     // that nobody, not even the host's root, can write.

@@ -111,11 +111,12 @@ pub fn bound(c: &Confinement) -> Result<(), String> {
     Ok(())
 }
 
-/// After the command's user is set: its effective, permitted and inheritable sets within
-/// `c.caps`, no ambient capabilities, and `no_new_privs` if asked.
+/// After the command's user is set: its effective and permitted sets within `c.caps`, no
+/// inheritable and no ambient capabilities (as runc and Moby since CVE-2022-24769: a file's
+/// inheritable capabilities then give nothing at exec), and `no_new_privs` if asked.
 pub fn limit(c: &Confinement) -> Result<(), String> {
-    let (e, p, i) = sys::capabilities().map_err(|e| format!("cannot read the capabilities: {e}"))?;
-    sys::set_capabilities(e & c.caps, p & c.caps, i & c.caps).map_err(|e| format!("cannot set the capabilities: {e}"))?;
+    let (e, p, _) = sys::capabilities().map_err(|e| format!("cannot read the capabilities: {e}"))?;
+    sys::set_capabilities(e & c.caps, p & c.caps, 0).map_err(|e| format!("cannot set the capabilities: {e}"))?;
     sys::clear_ambient().map_err(|e| format!("cannot clear the ambient capabilities: {e}"))?;
     if c.no_new_privs {
         sys::no_new_privs().map_err(|e| format!("cannot set no_new_privs: {e}"))?;

@@ -5,7 +5,7 @@
 //! other process of the container.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -107,7 +107,7 @@ pub(super) fn main(spec: &Spec, ends: Ends, entry: Entry<'_>) -> isize {
             1
         }
         Ok(ForkResult::Child) => {
-            let (msg, code) = command(spec, pty.as_ref());
+            let (msg, code) = command(spec, pty.as_ref(), ends.report.as_raw_fd());
             report(&ends.report, &msg);
             // SAFETY: ends this forked process at once, without running the runtime's exit
             // handlers or flushing its copied buffers.
@@ -227,8 +227,8 @@ fn supervise(command: Pid, all: &SigSet) -> isize {
 
 /// The command's process: its session, terminal, user, directory and environment, then
 /// exec. Returns only on failure: the message and the exit status (127: not found).
-fn command(spec: &Spec, pty: Option<&OwnedFd>) -> (String, i32) {
-    match prepare(spec, pty) {
+fn command(spec: &Spec, pty: Option<&OwnedFd>, report: RawFd) -> (String, i32) {
+    match prepare(spec, pty, report) {
         Ok((path, argv, env)) => {
             let e = nix::unistd::execve(&path, &argv, &env).err().unwrap_or(nix::errno::Errno::UnknownErrno);
             let code = if e == nix::errno::Errno::ENOENT { 127 } else { 126 };
@@ -240,7 +240,9 @@ fn command(spec: &Spec, pty: Option<&OwnedFd>) -> (String, i32) {
 
 type Prepared = (CString, Vec<CString>, Vec<CString>);
 
-fn prepare(spec: &Spec, pty: Option<&OwnedFd>) -> Result<Prepared, (String, i32)> {
+/// `report`: the (close-on-exec) descriptor failures are told on, the only one above the
+/// standard streams left open when the working directory is entered.
+fn prepare(spec: &Spec, pty: Option<&OwnedFd>, report: RawFd) -> Result<Prepared, (String, i32)> {
     let fail = |m: String| (m, 126);
     for s in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
         // SAFETY: restoring the default disposition installs no handler.
@@ -264,9 +266,16 @@ fn prepare(spec: &Spec, pty: Option<&OwnedFd>) -> Result<Prepared, (String, i32)
     }
     super::confine::limit(&spec.confine).map_err(fail)?;
     // Nothing but the standard streams survives the exec (the report pipe is already
-    // close-on-exec and tells of a failed exec).
-    sys::close_from_3(true).map_err(|e| fail(format!("cannot close the runtime's descriptors: {e}")))?;
+    // close-on-exec and tells of a failed exec). Closed, not only marked, before the working
+    // directory is entered: an image's `WorkingDir` of `/proc/self/fd/N` must not lead through
+    // a descriptor the runtime or its caller left open to a directory outside the container
+    // (runc's CVE-2024-21626); and the directory entered is checked to be inside the root.
+    sys::close_all_but(report).map_err(|e| fail(format!("cannot close the runtime's descriptors: {e}")))?;
     nix::unistd::chdir(&spec.workdir).map_err(|e| fail(format!("working directory {}: {e}", spec.workdir.display())))?;
+    match nix::unistd::getcwd() {
+        Ok(cwd) if cwd.is_absolute() => {}
+        _ => return Err(fail(format!("working directory {}: outside the container", spec.workdir.display()))),
+    }
     let cstr = |s: &str| CString::new(s).map_err(|_| fail(format!("{s:?} contains a NUL byte")));
     let argv = spec.argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
     let env = spec.env.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;

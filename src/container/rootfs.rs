@@ -88,8 +88,19 @@ pub fn populate(root: &Path, library: Option<&Path>, channel: Option<&Path>, own
 
 /// Files of /proc and /sys that show the host (its memory, keys, timers, firmware): hidden
 /// behind /dev/null or an empty read-only tmpfs, as runc hides them.
-const MASKED: [&str; 9] =
-    ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats", "/proc/acpi", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"];
+const MASKED: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
 
 /// Parts of /proc through which a process changes the host's kernel: read-only, as runc
 /// makes them.

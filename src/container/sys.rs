@@ -96,6 +96,27 @@ pub fn close_from_3(at_exec: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Closes every descriptor from 3 up but `keep` (which stays as it is), for a process about to
+/// exec that must hold nothing of its parent's while it still resolves paths.
+pub fn close_all_but(keep: RawFd) -> io::Result<()> {
+    let range = |first: RawFd, last: libc::c_uint| -> io::Result<()> {
+        // SAFETY: close_range on a range of this process's descriptor table; the caller (a
+        // freshly forked, single-threaded process about to exec) owns every descriptor above 2
+        // and uses none but `keep` afterwards.
+        if unsafe { libc::close_range(first as libc::c_uint, last, 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    if keep < 3 {
+        return range(3, libc::c_uint::MAX);
+    }
+    if keep > 3 {
+        range(3, (keep - 1) as libc::c_uint)?;
+    }
+    range(keep + 1, libc::c_uint::MAX)
+}
+
 /// Makes the calling process non-dumpable: its `/proc/PID` files belong to root and no
 /// other process of the container may ptrace it. Exec makes the command dumpable again.
 pub fn not_dumpable() -> io::Result<()> {
