@@ -244,6 +244,16 @@ mkdir -p /work/d; for i in $(seq 1 40); do echo $i > /work/d/f$i; done; cat /wor
     assert!(user("open_path") >= opens + 200 && user("write") >= writes + 100, "the non-root user's I/O took the user-level path: {}", m["user_ops"]);
     let made = std::fs::metadata(upper.join("tmp/app-n")).expect("app's file");
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&made), app, "app's file is app's");
+
+    // The runtime's /proc, /dev and /sys go onto the root's own directories, never through a
+    // link (a root shared with other containers may have its names changed at any moment):
+    // a /proc that is a link to a host directory is refused by name.
+    let decoy = s.host.scratch.mkdir("decoy");
+    let _ = std::fs::remove_dir(mnt.join("proc"));
+    std::os::unix::fs::symlink(&decoy, mnt.join("proc")).expect("proc as a link out");
+    let out = s.exec(&["--root", &mnt_s, "--", "true"]);
+    assert!(!out.status.success() && stderr(&out).contains("/proc in the container's root is not a directory"), "{}: {}", out.status, stderr(&out));
+    assert_eq!(std::fs::read_dir(&decoy).expect("decoy").count(), 0, "something was made in the link's target");
 }
 
 #[test]

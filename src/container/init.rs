@@ -167,7 +167,8 @@ fn setup(spec: &Spec) -> Result<(), String> {
     // The runtime put this process in the container's own cgroup: that becomes the root of
     // the cgroup tree its processes see.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("cannot create the cgroup namespace: {e}"))?;
-    rootfs::populate(&spec.root, spec.library.as_deref(), spec.channel.as_deref(), spec.userns.map(|r| r.first))?;
+    let stage = spec.stage.as_deref().ok_or("no staging directory for the container's trees")?;
+    rootfs::populate(&spec.root, stage, spec.library.as_deref(), spec.channel.as_deref(), spec.userns.map(|r| r.first))?;
     nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("cannot set the hostname {:?}: {e}", spec.hostname))?;
     if spec.net == Net::None && spec.userns.is_none() {
         sys::loopback_up().map_err(|e| format!("cannot bring the loopback interface up: {e}"))?;

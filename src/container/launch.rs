@@ -259,6 +259,7 @@ pub fn run_in(state_dir: &Path, name: &str, req: &Request) -> Result<i32, Launch
         net_ns: None,
         cpus: pool.slice.cpus.as_ref().map(|c| c.iter().copied().collect()),
         stdout_to_stderr: false,
+        stage: None,
         confine: req.confine.clone(),
         // Joining: the container's own, whatever it is.
         userns: None,
@@ -472,8 +473,20 @@ fn prepare(setup: &mut Setup, pool: &PoolState, (state_dir, data_dir): (&Path, &
         stdout_to_stderr: detached,
         confine: req.confine.clone(),
         userns: ids,
+        stage: Some(stage(cdir)?),
     };
     Ok((spec, image))
+}
+
+/// The container's staging directory (see [`Spec::stage`]): empty, the runtime's alone.
+fn stage(cdir: &Path) -> Result<PathBuf, LaunchError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let stage = cdir.join("stage");
+    match std::fs::DirBuilder::new().mode(0o700).create(&stage) {
+        Ok(()) => Ok(stage),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && stage.symlink_metadata().is_ok_and(|m| m.is_dir()) => Ok(stage),
+        Err(e) => Err(create(&stage)(e)),
+    }
 }
 
 fn create(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {

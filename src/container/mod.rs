@@ -93,6 +93,10 @@ pub struct Spec {
     /// The host ids its user namespace maps container ids `0..count` onto (`None`: the
     /// host's user namespace).
     pub userns: Option<IdRange>,
+    /// An empty host directory of the runtime's (no tenant reaches it) where a new
+    /// container's /proc, /dev and /sys are made before they are moved into its root (`None`
+    /// for a process joining a running container).
+    pub stage: Option<PathBuf>,
 }
 
 /// Errors starting or running a container.

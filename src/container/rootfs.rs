@@ -3,8 +3,11 @@
 //! devpts, shm), a read-only /sys, and the preload library under /dev where the image cannot
 //! see it as its own file. Nothing of this propagates to the host.
 
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::symlink;
 use std::path::Path;
+
+use rustix::fs::{self as rfs, OFlags, ResolveFlags};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
@@ -28,27 +31,58 @@ fn mount_at(src: &str, dst: &Path, fstype: Option<&str>, flags: MsFlags, data: O
     ctx(mount(Some(src), dst, fstype, flags, data), || format!("cannot mount {} on {}", fstype.unwrap_or(src), dst.display()))
 }
 
-/// A directory of the root to mount over, made if the image lacks it (in the container's
-/// writable branch; never in the image's layers).
-fn dir(root: &Path, name: &str) -> Step<std::path::PathBuf> {
-    let p = root.join(name.trim_start_matches('/'));
-    if !p.is_dir() {
-        ctx(std::fs::create_dir_all(&p), || format!("cannot create {name} in the container's root"))?;
+/// Where, under the root, each tree made in the staging directory goes.
+const TREES: [&str; 3] = ["proc", "dev", "sys"];
+
+/// The directory `name` of the root opened (`O_PATH`) beneath `root` without following any
+/// link, made if the image lacks it (in the container's writable branch; never in the
+/// image's layers). A link or a file there is refused by name.
+fn target(root: BorrowedFd<'_>, name: &str) -> Step<OwnedFd> {
+    let open = || {
+        rfs::openat2(
+            root,
+            name,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            rfs::Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )
+    };
+    let refused = |e: rustix::io::Errno| format!("/{name} in the container's root: {e}");
+    match open() {
+        Ok(fd) => return Ok(fd),
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e @ (rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR)) => return Err(format!("/{name} in the container's root is not a directory ({e})")),
+        Err(e) => return Err(refused(e)),
     }
-    Ok(p)
+    match rfs::mkdirat(root, name, rfs::Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(format!("cannot create /{name} in the container's root: {e}")),
+    }
+    open().map_err(|e| if matches!(e, rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) { format!("/{name} in the container's root is not a directory ({e})") } else { refused(e) })
 }
 
-/// Mounts /proc, /dev and /sys under `root`, and the preload `library` and the service's
+/// Mounts /proc, /dev and /sys over `root`, and the preload `library` and the service's
 /// `channel` socket (if any) under /dev. `owner`: the host id of the container's root in its
 /// user namespace, which then owns /dev and /dev/shm.
-pub fn populate(root: &Path, library: Option<&Path>, channel: Option<&Path>, owner: Option<u32>) -> Step {
+///
+/// Every tree is made whole, masks included, in `stage` (an empty host directory no tenant
+/// can reach, under which a tmpfs of this mount namespace alone is mounted), and then moved
+/// onto its directory of the root, opened beneath the root without following links. Another
+/// container sharing the root's mount may rename the root's names at any moment (its renames
+/// move this namespace's mounts with the names): it can move a finished, masked tree, never
+/// make a step land elsewhere (a mask on another directory, a node or a file of the host).
+pub fn populate(root: &Path, stage: &Path, library: Option<&Path>, channel: Option<&Path>, owner: Option<u32>) -> Step {
     let own = owner.map_or(String::new(), |id| format!(",uid={id},gid={id}"));
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     // Nothing mounted from here on reaches the host.
     ctx(mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>), || "cannot make / a slave mount".into())?;
-    let proc_dir = dir(root, "/proc")?;
-    mount_at("proc", &proc_dir, Some("proc"), nosuid, None)?;
-    let dev = dir(root, "/dev")?;
+    let root_fd = ctx(rfs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, rfs::Mode::empty()), || format!("cannot open the root {}", root.display()))?;
+    mount_at("tmpfs", stage, Some("tmpfs"), nosuid, Some("mode=700,size=64k"))?;
+    for name in TREES {
+        ctx(std::fs::create_dir(stage.join(name)), || format!("cannot make the staging directory for /{name}"))?;
+    }
+    mount_at("proc", &stage.join("proc"), Some("proc"), nosuid, None)?;
+    let dev = stage.join("dev");
     mount_at("tmpfs", &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME, Some(&format!("mode=755,size=65536k{own}")))?;
     for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
         let p = dev.join(name);
@@ -81,9 +115,14 @@ pub fn populate(root: &Path, library: Option<&Path>, channel: Option<&Path>, own
             mount_at(sock_s, &inside, None, MsFlags::MS_BIND, None)?;
         }
     }
-    let sys = dir(root, "/sys")?;
-    mount_at("sysfs", &sys, Some("sysfs"), nosuid | MsFlags::MS_RDONLY, None)?;
-    mask(root)
+    mount_at("sysfs", &stage.join("sys"), Some("sysfs"), nosuid | MsFlags::MS_RDONLY, None)?;
+    mask(stage)?;
+    for name in TREES {
+        let to = target(root_fd.as_fd(), name)?;
+        let at = format!("/proc/self/fd/{}", to.as_raw_fd());
+        ctx(mount(Some(&stage.join(name)), at.as_str(), None::<&str>, MsFlags::MS_MOVE, None::<&str>), || format!("cannot move /{name} into the container's root"))?;
+    }
+    Ok(())
 }
 
 /// Files of /proc and /sys that show the host (its memory, keys, timers, firmware): hidden
@@ -106,8 +145,8 @@ const MASKED: [&str; 11] = [
 /// makes them.
 const READ_ONLY: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
-/// Hides [`MASKED`] and makes [`READ_ONLY`] read-only under `root` (what this kernel lacks is
-/// skipped).
+/// Hides [`MASKED`] and makes [`READ_ONLY`] read-only under `root` (the staging directory: no
+/// tenant reaches it; what this kernel lacks is skipped).
 fn mask(root: &Path) -> Step {
     for p in MASKED {
         let at = root.join(p.trim_start_matches('/'));
