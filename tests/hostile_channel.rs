@@ -172,6 +172,28 @@ fn a_stalled_streamed_write_fails_for_its_client_only() {
     });
 }
 
+/// A streamed write whose client stops copying is given up on within a tenth of a second, and
+/// then its user's writes are not streamed for a while (`EAGAIN`: the library copies such a
+/// write in whole first), so that clients stalling on purpose, however many, hold the queue's
+/// threads only a fraction of the time; writes copied in whole still go.
+#[test]
+fn a_user_whose_streamed_write_stalled_is_not_streamed_for_a_while() {
+    let s = Scratch::new("hostile-bar");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("client");
+    let f = open(&mut c, "stalled", libc::O_CREAT | libc::O_RDWR).expect("open");
+    let stalled = Descriptor { op: Op::Write as u32, inode: f.0, handle: f.1, len: 512 << 10, arg: WRITE_STREAMED, ..Descriptor::default() };
+    let t = Instant::now();
+    assert_eq!(c.call(stalled, &[]).map(|r| r.value), Err(Unserved::Errno(libc::EIO)), "nothing was copied in");
+    let gave_up = t.elapsed();
+    assert!(gave_up < Duration::from_secs(1), "a stalled write held its thread for {gave_up:?}");
+    assert_eq!(c.call(stalled, &[]).map(|r| r.value), Err(Unserved::Errno(libc::EAGAIN)), "streamed again at once");
+    let data = vec![7u8; 256 << 10];
+    assert_eq!(io(&mut c, Op::Write, f, &data, data.len() as u64), Ok(data.len() as u64), "a write copied in whole");
+    assert_eq!(std::fs::read(upper.join("stalled")).expect("written"), data);
+}
+
 #[test]
 fn a_handle_of_another_process_is_ebadf_and_stays_its_owners() {
     let s = Scratch::new("hostile-handle");

@@ -30,6 +30,6 @@ pub fn run(state_dir: &Path, a: KillArgs) -> anyhow::Result<ExitCode> {
     if rec.phase != Phase::Running || rec.state() != "running" {
         bail!("container {} is not running ({})", a.name, rec.state());
     }
-    container::signal(rec.pid, sig).with_context(|| format!("cannot signal container {} (pid {})", a.name, rec.pid))?;
+    container::signal_init(&rec, sig).with_context(|| format!("cannot signal container {} (pid {})", a.name, rec.pid))?;
     Ok(ExitCode::SUCCESS)
 }

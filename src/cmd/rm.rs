@@ -22,7 +22,7 @@ pub fn run(state_dir: &Path, a: RmArgs) -> anyhow::Result<ExitCode> {
         if !a.force {
             bail!("container {} is running; stop it with `polytropon kill`, or use --force", a.name);
         }
-        let _ = container::signal(rec.pid, Signal::SIGKILL);
+        let _ = container::signal_init(&rec, Signal::SIGKILL);
         // Its monitor unmounts the clone's root and removes its branch, then records the end.
         let deadline = Instant::now() + Duration::from_secs(15);
         while pid_alive(rec.monitor) && Instant::now() < deadline {

@@ -227,7 +227,7 @@ pub fn run_in(state_dir: &Path, name: &str, req: &Request) -> Result<i32, Launch
         .get(name)
         .map_err(LaunchError::State)?
         .ok_or_else(|| LaunchError::NoContainer { pool: req.pool.clone(), name: name.to_string() })?;
-    if rec.state() != "running" || !crate::pool::state::pid_alive(rec.pid) {
+    if rec.state() != "running" || !rec.init_current() {
         return Err(LaunchError::NotRunning { name: name.to_string(), state: rec.state().to_string() });
     }
     if req.command.is_empty() {
@@ -265,7 +265,7 @@ pub fn run_in(state_dir: &Path, name: &str, req: &Request) -> Result<i32, Launch
         userns: None,
     };
     let cgroups = pool.cgroups.clone();
-    match super::enter(rec.pid, &spec, |pid| cgroups.add_container_process(pid, name).map_err(std::io::Error::other)) {
+    match super::enter((rec.pid, rec.init_start), &spec, |pid| cgroups.add_container_process(pid, name).map_err(std::io::Error::other)) {
         Ok(running) => Ok(running.wait()),
         Err(ContainerError::Start { msg, code }) => Err(LaunchError::Failed { msg, code }),
         Err(source) => Err(LaunchError::Enter { name: name.to_string(), source }),
@@ -322,6 +322,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
         pool: req.pool.clone(),
         phase: Phase::Running,
         pid: running.pid(),
+        init_start: crate::pool::state::start_time(running.pid()),
         monitor: std::process::id(),
         exit_code: None,
         started: now(),

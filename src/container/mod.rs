@@ -123,7 +123,7 @@ pub fn start(spec: &Spec, join: impl FnOnce(u32) -> std::io::Result<()>) -> Resu
 
 /// Runs `spec`'s command inside the running container whose init is host pid `init` (its
 /// namespaces and root; `spec.root` is not used), as `start` does otherwise.
-pub fn enter(init: u32, spec: &Spec, join: impl FnOnce(u32) -> std::io::Result<()>) -> Result<Running, ContainerError> {
+pub fn enter(init: (u32, Option<u64>), spec: &Spec, join: impl FnOnce(u32) -> std::io::Result<()>) -> Result<Running, ContainerError> {
     launch_process(spec, Some(init), join)
 }
 
@@ -149,9 +149,17 @@ fn namespaces_of(pid: u32) -> Result<Vec<(std::os::fd::OwnedFd, CloneFlags)>, Co
     Ok(out)
 }
 
-fn launch_process(spec: &Spec, target: Option<u32>, join: impl FnOnce(u32) -> std::io::Result<()>) -> Result<Running, ContainerError> {
+fn launch_process(spec: &Spec, target: Option<(u32, Option<u64>)>, join: impl FnOnce(u32) -> std::io::Result<()>) -> Result<Running, ContainerError> {
     let namespaces = match target {
-        Some(pid) => namespaces_of(pid)?,
+        Some((pid, started)) => {
+            let ns = namespaces_of(pid)?;
+            // Opened from the init itself, not from a process that took its pid in between:
+            // the one holding the pid now started when the init did.
+            if started.is_some() && crate::pool::state::start_time(pid) != started {
+                return Err(ContainerError::Os { what: "the container's init ended", source: std::io::Error::from_raw_os_error(libc::ESRCH) });
+            }
+            ns
+        }
         None => Vec::new(),
     };
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os("pipe"))?;
@@ -259,4 +267,18 @@ fn write_id_maps(pid: u32, ids: IdRange) -> std::io::Result<()> {
 /// Where a container's init is, for signals from outside.
 pub fn signal(pid: u32, sig: Signal) -> std::io::Result<()> {
     kill(Pid::from_raw(pid as i32), sig).map_err(Into::into)
+}
+
+/// Signals container `rec`'s init, and only it: through a pidfd taken before the pid is
+/// checked to name the process that started when the init did (`ESRCH` otherwise), so never a
+/// process, maybe another tenant's, that took the number since.
+pub fn signal_init(rec: &state::ContainerRecord, sig: Signal) -> std::io::Result<()> {
+    let no_such = || std::io::Error::from_raw_os_error(libc::ESRCH);
+    let pid = rustix::process::Pid::from_raw(rec.pid as i32).ok_or_else(no_such)?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+    if rec.init_start.is_some() && crate::pool::state::start_time(rec.pid) != rec.init_start {
+        return Err(no_such());
+    }
+    let sig = rustix::process::Signal::from_named_raw(sig as i32).ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_send_signal(&pidfd, sig)?)
 }

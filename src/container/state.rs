@@ -26,6 +26,10 @@ pub struct ContainerRecord {
     pub phase: Phase,
     /// Host pid of the container's init.
     pub pid: u32,
+    /// When the init started (see `pool::state::start_time`): what tells it from a process
+    /// that took its pid after it ended (`None` in records of older versions).
+    #[serde(default)]
+    pub init_start: Option<u64>,
     /// The `polytropon exec` process that started it and waits for it.
     pub monitor: u32,
     pub exit_code: Option<i32>,
@@ -51,12 +55,18 @@ pub struct ContainerRecord {
 }
 
 impl ContainerRecord {
+    /// Whether the recorded pid still names the container's init (alive, and started when it
+    /// did).
+    pub fn init_current(&self) -> bool {
+        crate::pool::state::pid_alive(self.pid) && (self.init_start.is_none() || crate::pool::state::start_time(self.pid) == self.init_start)
+    }
+
     /// `running`, `exited`, or `dead` (recorded as running, but neither it nor its monitor
     /// is alive: killed with its monitor, or the host restarted).
     pub fn state(&self) -> &'static str {
         match self.phase {
             Phase::Exited => "exited",
-            Phase::Running if pid_alive(self.pid) || pid_alive(self.monitor) => "running",
+            Phase::Running if self.init_current() || pid_alive(self.monitor) => "running",
             Phase::Running => "dead",
         }
     }
@@ -132,5 +142,49 @@ pub fn remove_tree(dir: &Path) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::other(format!("rm -rf --one-file-system {} failed ({status})", dir.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(pid: u32, init_start: Option<u64>) -> ContainerRecord {
+        ContainerRecord {
+            name: "c".into(),
+            pool: "p".into(),
+            phase: Phase::Running,
+            pid,
+            init_start,
+            monitor: 0,
+            exit_code: None,
+            started: 0,
+            finished: None,
+            command: Vec::new(),
+            image: None,
+            root: PathBuf::new(),
+            upper: None,
+            keep: false,
+            log: None,
+            env: Vec::new(),
+            workdir: PathBuf::new(),
+            user: None,
+        }
+    }
+
+    /// A recorded pid names the init only while the process holding it started when the init
+    /// did: one that took the number later (here: this process, recorded with another start
+    /// time) is not the container, and is never signalled as it.
+    #[test]
+    fn a_pid_taken_by_another_process_is_not_the_container() {
+        let me = std::process::id();
+        let started = crate::pool::state::start_time(me).expect("own start time");
+        assert!(record(me, Some(started)).init_current());
+        assert!(record(me, None).init_current(), "records of older versions trust the pid");
+        let other = record(me, Some(started + 1));
+        assert!(!other.init_current());
+        let sent = super::super::signal_init(&other, nix::sys::signal::Signal::SIGCONT);
+        assert_eq!(sent.map_err(|e| e.raw_os_error()), Err(Some(libc::ESRCH)));
+        super::super::signal_init(&record(me, Some(started)), nix::sys::signal::Signal::SIGCONT).expect("the right process is signalled");
     }
 }

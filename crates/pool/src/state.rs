@@ -159,6 +159,16 @@ pub fn pid_alive(pid: u32) -> bool {
     !zombie || std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| tasks.count() > 1)
 }
 
+/// When process `pid` started (clock ticks since boot: field 22 of `/proc/PID/stat`): with
+/// the pid, it names one process, never one that takes the number later. `None` when there is
+/// no such process.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's closing parenthesis: the state is field 3, the start time field 22.
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())

@@ -300,7 +300,12 @@ pub fn pwrite(f: &File, data: &[u8], offset: u64, append: bool) -> Served<(usize
         // A large write overlaps our copy into the buffer with the service's write of what is
         // already there (an append cannot: its offset is only known at the end).
         let r = if !append && want >= STREAM_MIN {
-            crate::client::call_streamed(d, &data[done..done + want], STREAM_PIECE)
+            match crate::client::call_streamed(d, &data[done..done + want], STREAM_PIECE) {
+                // The service streams none of this user's writes for a while (one of them
+                // stalled): the piece is copied in whole, then sent.
+                Err(Unserved::Errno(libc::EAGAIN)) => call(d, &data[done..done + want], None),
+                other => other,
+            }
         } else {
             call(d, &data[done..done + want], None)
         };
@@ -314,7 +319,10 @@ pub fn pwrite(f: &File, data: &[u8], offset: u64, append: bool) -> Served<(usize
         let n = (r.value as usize).min(want);
         done += n;
         end = r.aux[0];
-        if n < want || done == data.len() {
+        // A short piece (a streamed write whose copy stalled, or a full disk or quota) goes on
+        // with the rest: a full disk then fails the next request, and the write is short, as
+        // the kernel's is.
+        if n == 0 || done == data.len() {
             break;
         }
     }

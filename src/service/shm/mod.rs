@@ -192,6 +192,25 @@ struct Shared {
     channels: Arc<channels::Channels>,
     /// Handles whose backing file a client got for writing.
     passed: passthrough::Writers,
+    /// Users whose writes are not streamed until the given time: one of their streamed writes
+    /// stalled past [`PIECE_WAIT`] (see [`STREAM_BAR`]).
+    stream_bars: std::sync::Mutex<rustc_hash::FxHashMap<u32, std::time::Instant>>,
+}
+
+impl Shared {
+    /// Whether streamed writes of `uid` are refused for now.
+    fn stream_barred(&self, uid: u32) -> bool {
+        let bars = self.stream_bars.lock().unwrap_or_else(|p| p.into_inner());
+        bars.get(&uid).is_some_and(|until| std::time::Instant::now() < *until)
+    }
+
+    /// Refuses streamed writes of `uid` for [`STREAM_BAR`] (forgetting bars that ended).
+    fn bar_streaming(&self, uid: u32) {
+        let now = std::time::Instant::now();
+        let mut bars = self.stream_bars.lock().unwrap_or_else(|p| p.into_inner());
+        bars.retain(|_, until| *until > now);
+        bars.insert(uid, now + STREAM_BAR);
+    }
 }
 
 /// A running back driver; stopped and its segment removed when dropped.
@@ -310,6 +329,7 @@ impl BackDriver {
             stalled: (0..g.queues).map(|_| AtomicU32::new(0)).collect(),
             expecting: (0..g.queues).map(|_| AtomicU64::new(0)).collect(),
             helper_threads: std::sync::Mutex::new(Vec::new()),
+            stream_bars: std::sync::Mutex::new(rustc_hash::FxHashMap::default()),
             helpers_started: AtomicU64::new(0),
             owners: owners::Owners::default(),
             channels: chans,
@@ -1284,8 +1304,15 @@ impl Drop for Stalled {
     }
 }
 
-/// Longest a streamed write waits for its client's next piece.
-const PIECE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Longest a streamed write waits for its client's next piece (an honest client copies a
+/// piece in microseconds; one descheduled that long gets a short write, which the library
+/// completes with another request).
+const PIECE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+/// After a streamed write was given up on, how long its user's writes are not streamed
+/// (refused with `EAGAIN`: the library copies such a write in whole, then sends it), so that
+/// clients stalling on purpose hold a service thread for at most a tenth of the time, however
+/// many processes they use.
+const STREAM_BAR: std::time::Duration = std::time::Duration::from_secs(1);
 /// Smallest piece of a streamed write written on its own (unless it is the last).
 const MIN_PIECE: usize = 64 << 10;
 
@@ -1293,6 +1320,10 @@ const MIN_PIECE: usize = 64 << 10;
 /// time its `filled` word (untrusted: clamped) shows a new piece, that piece goes to the
 /// backend. A client that stops filling gets what was written so far (or `EIO` for none).
 fn streamed_write(area: &Area, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &[u8], at: u64) -> io::Result<usize> {
+    let driver = WORKER.with(|w| w.borrow().as_ref().map(|(sh, _)| sh.clone()));
+    if driver.as_ref().is_some_and(|sh| sh.stream_barred(ctx.uid)) {
+        return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+    }
     let h = area.header();
     let total = buf.len();
     let mut done = 0;
@@ -1316,6 +1347,9 @@ fn streamed_write(area: &Area, fs: &dyn FileSystem, ctx: &Context, r: &Request, 
         // and meanwhile the queue's other clients get a helper thread.
         let waited = since.get_or_insert_with(std::time::Instant::now).elapsed();
         if waited > PIECE_WAIT {
+            if let Some(sh) = &driver {
+                sh.bar_streaming(ctx.uid);
+            }
             break;
         }
         if waited > STALL && stall.is_none() {
