@@ -44,8 +44,12 @@ pub struct Channel {
     /// Its process, as the owner of the handles it opens (see `owners`).
     pub owner: u64,
     /// The devices of the mounts its process sees (`/proc/PID/mountinfo`), sorted; read
-    /// again when a request names a device not among them (a mount made since).
+    /// again when a request names a device not among them (a mount made since), at most once
+    /// a second unless this service's instances changed meanwhile.
     mounts: RwLock<Vec<u64>>,
+    /// When `mounts` was read again for a device not among them, and [`INSTANCES_CHANGED`]
+    /// then.
+    reread: Mutex<Option<(Instant, u64)>>,
     /// Its process, held while the connection lives (its pid names no other meanwhile).
     pid: u32,
     pidfd: OwnedFd,
@@ -89,6 +93,16 @@ impl Channel {
     pub fn sees(&self, dev: u64) -> bool {
         if self.seen(dev) {
             return true;
+        }
+        // A client naming instances it cannot see, again and again, makes the service parse
+        // its mount table at most once a second (and after each mount or unmount of ours).
+        let epoch = INSTANCES_CHANGED.load(Ordering::Acquire);
+        {
+            let mut last = self.reread.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|(at, e)| e == epoch && at.elapsed() < KnownMounts::FOR) {
+                return false;
+            }
+            *last = Some((Instant::now(), epoch));
         }
         let Ok(info) = proc_text(&format!("/proc/{}/mountinfo", self.pid)) else { return false };
         if exited(&self.pidfd) {
@@ -376,7 +390,7 @@ impl Channels {
         let conn = s.as_fd().try_clone_to_owned().map_err(|e| refuse(libc::EMFILE, e))?;
         let Identity { seen: Seen { ctx, creds, owner, mounts }, pidfd } = who;
         let creds_digest = digest(&creds);
-        let channel = Arc::new(Channel { area, map, ctx, creds, owner, mounts: RwLock::new(mounts), pid, pidfd, served: AtomicU64::new(0), posts: Mutex::new(0), admitted: Instant::now(), conn });
+        let channel = Arc::new(Channel { area, map, ctx, creds, owner, mounts: RwLock::new(mounts), reread: Mutex::new(None), pid, pidfd, served: AtomicU64::new(0), posts: Mutex::new(0), admitted: Instant::now(), conn });
         let c = {
             let mut t = self.slots.write().unwrap_or_else(|p| p.into_inner());
             let Some(c) = t.iter().position(Option::is_none) else {
