@@ -173,11 +173,11 @@ fn a_stalled_streamed_write_fails_for_its_client_only() {
 }
 
 /// A streamed write whose client stops copying is given up on within a tenth of a second, and
-/// then its user's writes are not streamed for a while (`EAGAIN`: the library copies such a
-/// write in whole first), so that clients stalling on purpose, however many, hold the queue's
-/// threads only a fraction of the time; writes copied in whole still go.
+/// then no write of its queue is streamed for a while (`EAGAIN`: the library copies such a
+/// write in whole first), so that clients stalling on purpose, however many processes or users,
+/// hold the queue's threads only a fraction of the time; writes copied in whole still go.
 #[test]
-fn a_user_whose_streamed_write_stalled_is_not_streamed_for_a_while() {
+fn a_queue_whose_streamed_write_stalled_streams_none_for_a_while() {
     let s = Scratch::new("hostile-bar");
     let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
     let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");

@@ -275,10 +275,20 @@ pub fn signal(pid: u32, sig: Signal) -> std::io::Result<()> {
 pub fn signal_init(rec: &state::ContainerRecord, sig: Signal) -> std::io::Result<()> {
     let no_such = || std::io::Error::from_raw_os_error(libc::ESRCH);
     let pid = rustix::process::Pid::from_raw(rec.pid as i32).ok_or_else(no_such)?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+    let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => Some(fd),
+        // A kernel without pidfds (before 5.3): the start time checked just before the kill.
+        Err(rustix::io::Errno::NOSYS) => None,
+        Err(e) => return Err(e.into()),
+    };
     if rec.init_start.is_some() && crate::pool::state::start_time(rec.pid) != rec.init_start {
         return Err(no_such());
     }
-    let sig = rustix::process::Signal::from_named_raw(sig as i32).ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    Ok(rustix::process::pidfd_send_signal(&pidfd, sig)?)
+    match pidfd {
+        Some(pidfd) => {
+            let sig = rustix::process::Signal::from_named_raw(sig as i32).ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+            Ok(rustix::process::pidfd_send_signal(&pidfd, sig)?)
+        }
+        None => signal(rec.pid, sig),
+    }
 }

@@ -178,6 +178,14 @@ pub fn release(l: &LastRef) {
     end(Op::Release, l);
 }
 
+/// Releases `l`'s handle and waits for the service to have done it: before an exec, which
+/// closes the connection, posted releases could still be waiting in the area and be lost with
+/// it (the handles then held until the process ends).
+pub fn release_now(l: &LastRef) {
+    let d = Descriptor { op: Op::Release as u32, instance: l.instance, inode: l.inode, handle: l.handle, arg: l.passed_calls, ..Descriptor::default() };
+    let _ = call(d, &[], None);
+}
+
 /// Ends `l`'s handle with `op` (`Release`, `Releasedir`) without waiting, or waiting when the
 /// queue would not take a request that needs no answer.
 pub fn end(op: Op, l: &LastRef) {

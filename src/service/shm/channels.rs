@@ -89,10 +89,12 @@ impl Channel {
     }
 
     /// Whether the client's process sees a mount of device `dev` (its mounts read again
-    /// when it did not, while the process is still the one that connected).
-    pub fn sees(&self, dev: u64) -> bool {
+    /// when it did not, while the process is still the one that connected): `None` when they
+    /// were read again too lately to read again now (the caller leaves the call to the
+    /// kernel, which checks what the process sees itself).
+    pub fn sees(&self, dev: u64) -> Option<bool> {
         if self.seen(dev) {
-            return true;
+            return Some(true);
         }
         // A client naming instances it cannot see, again and again, makes the service parse
         // its mount table at most once a second (and after each mount or unmount of ours).
@@ -100,18 +102,18 @@ impl Channel {
         {
             let mut last = self.reread.lock().unwrap_or_else(|p| p.into_inner());
             if last.is_some_and(|(at, e)| e == epoch && at.elapsed() < KnownMounts::FOR) {
-                return false;
+                return None;
             }
             *last = Some((Instant::now(), epoch));
         }
-        let Ok(info) = proc_text(&format!("/proc/{}/mountinfo", self.pid)) else { return false };
+        let Ok(info) = proc_text(&format!("/proc/{}/mountinfo", self.pid)) else { return Some(false) };
         if exited(&self.pidfd) {
-            return false;
+            return Some(false);
         }
         let now = mount_devices(&info);
         let seen = now.binary_search(&dev).is_ok();
         *self.mounts.write().unwrap_or_else(|p| p.into_inner()) = now;
-        seen
+        Some(seen)
     }
 }
 

@@ -72,7 +72,7 @@ pub(super) fn open_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
                         // Truncation by open clears set-id bits, as any write does.
                         fs.setattr(ctx, e.inode, Some(h), &SetAttr { mode: Some(m), ..SetAttr::default() })?;
                     }
-                    if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
+                    if flags & libc::O_TRUNC != 0 {
                         inval_inode(kernel, e.inode, 0, 0);
                     }
                     (e.inode, h)

@@ -192,24 +192,22 @@ struct Shared {
     channels: Arc<channels::Channels>,
     /// Handles whose backing file a client got for writing.
     passed: passthrough::Writers,
-    /// Users whose writes are not streamed until the given time: one of their streamed writes
-    /// stalled past [`PIECE_WAIT`] (see [`STREAM_BAR`]).
-    stream_bars: std::sync::Mutex<rustc_hash::FxHashMap<u32, std::time::Instant>>,
+    /// Per queue: until when (µs of the service's clock, see [`clock_us`]) its writes are not
+    /// streamed: one of them stalled past [`PIECE_WAIT`] (see [`STREAM_BAR`]).
+    stream_bars: Vec<AtomicU64>,
 }
 
 impl Shared {
-    /// Whether streamed writes of `uid` are refused for now.
-    fn stream_barred(&self, uid: u32) -> bool {
-        let bars = self.stream_bars.lock().unwrap_or_else(|p| p.into_inner());
-        bars.get(&uid).is_some_and(|until| std::time::Instant::now() < *until)
+    /// Whether streamed writes on queue `q` are refused for now.
+    fn stream_barred(&self, q: u32) -> bool {
+        self.stream_bars.get(q as usize).is_some_and(|until| clock_us() < until.load(Ordering::Acquire))
     }
 
-    /// Refuses streamed writes of `uid` for [`STREAM_BAR`] (forgetting bars that ended).
-    fn bar_streaming(&self, uid: u32) {
-        let now = std::time::Instant::now();
-        let mut bars = self.stream_bars.lock().unwrap_or_else(|p| p.into_inner());
-        bars.retain(|_, until| *until > now);
-        bars.insert(uid, now + STREAM_BAR);
+    /// Refuses streamed writes on queue `q` for [`STREAM_BAR`].
+    fn bar_streaming(&self, q: u32) {
+        if let Some(until) = self.stream_bars.get(q as usize) {
+            until.store(clock_us() + STREAM_BAR.as_micros() as u64, Ordering::Release);
+        }
     }
 }
 
@@ -329,7 +327,7 @@ impl BackDriver {
             stalled: (0..g.queues).map(|_| AtomicU32::new(0)).collect(),
             expecting: (0..g.queues).map(|_| AtomicU64::new(0)).collect(),
             helper_threads: std::sync::Mutex::new(Vec::new()),
-            stream_bars: std::sync::Mutex::new(rustc_hash::FxHashMap::default()),
+            stream_bars: (0..g.queues).map(|_| AtomicU64::new(0)).collect(),
             helpers_started: AtomicU64::new(0),
             owners: owners::Owners::default(),
             channels: chans,
@@ -849,8 +847,10 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         return (0, [0; 4]);
     }
     // An instance whose mount the client's process cannot see is not there for it.
-    if device.is_some_and(|d| !ch.sees(d)) {
-        return (Unserved::Errno(libc::ENODEV).result() as i64, [0; 4]);
+    match device.map(|d| ch.sees(d)) {
+        Some(Some(false)) => return (Unserved::Errno(libc::ENODEV).result() as i64, [0; 4]),
+        Some(None) => return (Unserved::Kernel.result() as i64, [0; 4]),
+        _ => {}
     }
     if let Some(refused) = scope(sh, ch, req) {
         return (refused.result() as i64, [0; 4]);
@@ -906,7 +906,7 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         let before = slot_of.and_then(|inode| key.zip(changes::table()).map(|(k, t)| (t.word(k, inode), fs.removal_generation())));
         // Whether a handle the request names was opened for writing (only a size set through
         // `Op::Setattr` still needs to know, see `scope`).
-        let writable = req.op != Op::Setattr || sh.owners.access(ch.owner, req.instance, req.handle, req.inode, false).is_some_and(|a| a != libc::O_RDONLY);
+        let writable = req.op != Op::Setattr || sh.owners.access(ch.owner, req.instance, req.handle, req.inode, false).is_some_and(|a| matches!(a, libc::O_WRONLY | libc::O_RDWR));
         let (res, mut aux) = execute(ch, &*fs, req, buf, &mut entry.1, kernel.as_deref(), writable);
         if let (Some(((slot, word), _)), Op::Read) = (before, req.op) {
             if res >= 0 && (res as u64) < req.len {
@@ -1084,10 +1084,11 @@ fn scope(sh: &Shared, ch: &channels::Channel, req: &Request) -> Option<Unserved>
         // The open's access mode, checked first, as the kernel does for a descriptor (a size
         // set through `Op::Setattr` is checked by its handler, which reads its own copy of
         // what is set).
+        let (reads, writes) = (matches!(access, libc::O_RDONLY | libc::O_RDWR), matches!(access, libc::O_WRONLY | libc::O_RDWR));
         let refused = match req.op {
-            Op::Read if access == libc::O_WRONLY => Some(libc::EBADF),
-            Op::Write | Op::Fallocate if access == libc::O_RDONLY => Some(libc::EBADF),
-            Op::Truncate if access == libc::O_RDONLY => Some(libc::EINVAL),
+            Op::Read if !reads => Some(libc::EBADF),
+            Op::Write | Op::Fallocate if !writes => Some(libc::EBADF),
+            Op::Truncate if !writes => Some(libc::EINVAL),
             _ => None,
         };
         if let Some(e) = refused {
@@ -1187,7 +1188,7 @@ fn open_pinned(fs: &dyn FileSystem, ctx: &Context, w: &Walked<'_>, flags: i32, d
     }
     Some(match fs.open(ctx, inode, flags & !(libc::O_CREAT | libc::O_EXCL)) {
         Ok(h) => {
-            if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
+            if flags & libc::O_TRUNC != 0 {
                 inval_inode(kernel, inode, 0, 0);
             }
             Ok((0, [inode, h, 0, 0]))
@@ -1308,10 +1309,11 @@ impl Drop for Stalled {
 /// piece in microseconds; one descheduled that long gets a short write, which the library
 /// completes with another request).
 const PIECE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
-/// After a streamed write was given up on, how long its user's writes are not streamed
+/// After a streamed write was given up on, how long the writes of its queue are not streamed
 /// (refused with `EAGAIN`: the library copies such a write in whole, then sends it), so that
-/// clients stalling on purpose hold a service thread for at most a tenth of the time, however
-/// many processes they use.
+/// clients stalling on purpose, however many processes or users they are, hold the queue's
+/// threads about a tenth of the time at most (honest clients of the queue meanwhile write as
+/// an append does: copied in, then written).
 const STREAM_BAR: std::time::Duration = std::time::Duration::from_secs(1);
 /// Smallest piece of a streamed write written on its own (unless it is the last).
 const MIN_PIECE: usize = 64 << 10;
@@ -1320,8 +1322,8 @@ const MIN_PIECE: usize = 64 << 10;
 /// time its `filled` word (untrusted: clamped) shows a new piece, that piece goes to the
 /// backend. A client that stops filling gets what was written so far (or `EIO` for none).
 fn streamed_write(area: &Area, fs: &dyn FileSystem, ctx: &Context, r: &Request, buf: &[u8], at: u64) -> io::Result<usize> {
-    let driver = WORKER.with(|w| w.borrow().as_ref().map(|(sh, _)| sh.clone()));
-    if driver.as_ref().is_some_and(|sh| sh.stream_barred(ctx.uid)) {
+    let driver = WORKER.with(|w| w.borrow().as_ref().map(|(sh, q)| (sh.clone(), *q)));
+    if driver.as_ref().is_some_and(|(sh, q)| sh.stream_barred(*q)) {
         return Err(io::Error::from_raw_os_error(libc::EAGAIN));
     }
     let h = area.header();
@@ -1335,7 +1337,13 @@ fn streamed_write(area: &Area, fs: &dyn FileSystem, ctx: &Context, r: &Request, 
         let filled = (h.filled.load(Ordering::Acquire) as usize).min(total);
         if filled >= total || filled >= done + MIN_PIECE {
             let want = filled - done;
-            let w = fs.write(ctx, r.inode, r.handle, &[IoSlice::new(&buf[done..filled])], at + done as u64)?;
+            let w = match fs.write(ctx, r.inode, r.handle, &[IoSlice::new(&buf[done..filled])], at + done as u64) {
+                Ok(w) => w,
+                // What was written is said (a short write, as the kernel's); the error comes
+                // with the client's next request for the rest.
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            };
             done += w;
             if w < want {
                 break;
@@ -1347,8 +1355,8 @@ fn streamed_write(area: &Area, fs: &dyn FileSystem, ctx: &Context, r: &Request, 
         // and meanwhile the queue's other clients get a helper thread.
         let waited = since.get_or_insert_with(std::time::Instant::now).elapsed();
         if waited > PIECE_WAIT {
-            if let Some(sh) = &driver {
-                sh.bar_streaming(ctx.uid);
+            if let Some((sh, q)) = &driver {
+                sh.bar_streaming(*q);
             }
             break;
         }

@@ -61,9 +61,11 @@ fn before_exec() {
         let _ = std::panic::catch_unwind(|| {
             hand_over_all(true);
             crate::listing::open_inherited_dirs_in_kernel(false);
-            // The new program starts with no memory of opens: the handles it kept go now.
+            // The new program starts with no memory of opens: the handles it kept go now,
+            // answered each (posted, they could still wait in the area when exec closes the
+            // connection, and be lost with it).
             for l in crate::opens::take_all(crate::client::change_table()) {
-                crate::ops::release(&l);
+                crate::ops::release_now(&l);
             }
         });
     }
