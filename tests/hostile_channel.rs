@@ -423,6 +423,42 @@ fn hellos_cut_short_by_a_close_cost_the_service_no_cpu() {
     assert!(c.call(Descriptor { op: Op::StatPath as u32, len: 1, ..Descriptor::default() }, b"f").is_ok());
 }
 
+/// A process outside the pool's IPC namespace (where the segment lives, which it could not
+/// attach) is refused by name at its hello, before it takes an area: a user of the host who
+/// can reach the socket cannot hold the pool's client areas. The same hello from the pool's
+/// namespace is welcomed.
+#[test]
+fn a_process_outside_the_pools_ipc_namespace_takes_no_area() {
+    common::require_root();
+    let s = Scratch::new("hostile-ipcns");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let hello = r#"
+import os, socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.sendall(struct.pack("<III", int(sys.argv[2]), os.getpid(), 0))
+w = b""
+while len(w) < 32:
+    part = s.recv(32 - len(w))
+    if not part:
+        break
+    w += part
+print(struct.unpack("<Ii", w[:8])[1] if len(w) >= 8 else "closed")
+"#;
+    let version = polytropon_ipc::PROTOCOL_VERSION.to_string();
+    let run = |prefix: &[&str]| -> String {
+        let mut argv: Vec<&str> = prefix.to_vec();
+        argv.extend(["python3", "-c", hello, driver.channel().to_str().expect("utf-8"), &version]);
+        let out = std::process::Command::new(argv[0]).args(&argv[1..]).output().expect("run the client");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(run(&["unshare", "--ipc"]), libc::EACCES.to_string(), "a process of another IPC namespace was welcomed");
+    assert_eq!(driver.usage().clients, 0);
+    assert_eq!(run(&["env"]), "0", "a process of the pool's namespace was refused");
+}
+
 /// A hello of another protocol is refused by name (`EPROTO` in the welcome), whatever its
 /// length (an older library's was eight bytes); the cpu a hello names is a hint only: a client
 /// naming a cpu that does not exist, or lying about its own, is served as any other (it can

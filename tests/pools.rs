@@ -117,6 +117,12 @@ fn two_pools_serve_mounts_on_their_own_cpus_and_leave_nothing_behind() {
     std::fs::write(mounts[0].join("only-in-a"), b"0123456789").expect("write in pool a");
     let chan_a = std::ffi::CString::new(reports[0]["service"]["channel"].as_str().expect("channel")).expect("channel path");
     let inst_a = reports[0]["service"]["mounts"][0]["instance"].as_u64().expect("instance") as u32;
+    // The pools' lock and records are root's alone: another user who could open the lock
+    // could hold it and block `pool create`, and the records name branches and clusters.
+    for f in [h.state.join("pools").join(".lock"), h.state.join("pools").join(&a).join("pool.yaml")] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&f).expect("pool file").permissions()) & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", f.display());
+    }
     let ns_file = |pool: &str| h.state.join("pools").join(pool).join("ipc");
     let probe = |ns: Option<PathBuf>| {
         let chan_a = chan_a.clone();

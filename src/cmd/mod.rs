@@ -33,7 +33,10 @@ pub fn spawn_detached(
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let log_file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let log_file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(log).with_context(|| format!("cannot create {}", log.display()))?
+    };
     let exe = polytropon::container::sealed::origin_exe().context("cannot find the polytropon binary")?;
     let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--detach").collect();
     let mut child = std::process::Command::new(exe)

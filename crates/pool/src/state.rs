@@ -1,6 +1,7 @@
 //! Pool state under `STATE/pools/NAME/`: `pool.yaml` (spec, slice, cgroups, namespace),
 //! `service.yaml` (the running service), `ipc` (the namespace binding), `control.sock`.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -89,7 +90,9 @@ impl Pools {
             private_dir(state_dir, 0o711)?;
         }
         private_dir(&self.dir, 0o711)?;
-        let f = File::create(self.dir.join(".lock"))?;
+        // Root's alone: another user who could open it could hold the lock for ever.
+        let f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(self.dir.join(".lock"))?;
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
         Ok(PoolsLock(f))
     }
@@ -181,7 +184,8 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-    let mut f = File::create(&tmp)?;
+    // Records are root's (or the service user's) alone: they name branches, clusters, ids.
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;

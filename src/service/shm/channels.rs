@@ -502,6 +502,18 @@ struct Seen {
 fn identify(pid: u32, tid: u32, conn: BorrowedFd<'_>, known: &KnownMounts) -> io::Result<Identity> {
     let raw = rustix::process::Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("no peer process"))?;
     let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).map_err(io::Error::from)?;
+    // Only a process of the pool's IPC namespace can attach the segment: any other (a user of
+    // the host reaching the socket) is refused before it costs the pool an identification
+    // and an area (the check below that the process lives covers the /proc fallback).
+    // The namespace of the thread that says it connects (it attaches the segment; a process's
+    // threads may be in different IPC namespaces), if it is one of the process's own.
+    if let Some(ours) = own_namespace(peer::Namespace::Ipc) {
+        let of = |path: String| rustix::fs::stat(path.as_str()).ok().map(|st| (st.st_dev, st.st_ino));
+        let theirs = of(format!("/proc/{pid}/task/{tid}/ns/ipc")).or_else(|| of(format!("/proc/{pid}/ns/ipc")));
+        if theirs != Some(ours) {
+            return Err(io::Error::other(format!("process {pid} is not in the pool's IPC namespace")));
+        }
+    }
     let seen = match ask_kernel(pid, tid, &pidfd, conn, known)? {
         Some(seen) => seen,
         None => read_proc(pid, tid)?,
@@ -564,11 +576,12 @@ fn ask_kernel(pid: u32, tid: u32, pidfd: &OwnedFd, conn: BorrowedFd<'_>, known: 
 fn own_namespace(which: peer::Namespace) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     type Cell = std::sync::OnceLock<Option<(u64, u64)>>;
-    static OWN: [Cell; 3] = [Cell::new(), Cell::new(), Cell::new()];
+    static OWN: [Cell; 4] = [Cell::new(), Cell::new(), Cell::new(), Cell::new()];
     let (cell, link) = match which {
         peer::Namespace::Mount => (&OWN[0], "mnt"),
         peer::Namespace::Pid => (&OWN[1], "pid"),
         peer::Namespace::User => (&OWN[2], "user"),
+        peer::Namespace::Ipc => (&OWN[3], "ipc"),
     };
     *cell.get_or_init(|| std::fs::metadata(format!("/proc/self/ns/{link}")).ok().map(|m| (m.dev(), m.ino())))
 }

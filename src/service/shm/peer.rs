@@ -101,6 +101,7 @@ pub fn open_thread(tid: u32) -> io::Result<OwnedFd> {
 /// A namespace of the process `pidfd` refers to.
 #[derive(Clone, Copy, Debug)]
 pub enum Namespace {
+    Ipc,
     Mount,
     Pid,
     User,
@@ -109,6 +110,7 @@ pub enum Namespace {
 /// A descriptor of the `which` namespace of the process `pidfd` refers to.
 pub fn namespace(pidfd: BorrowedFd<'_>, which: Namespace) -> io::Result<Option<OwnedFd>> {
     let nr = match which {
+        Namespace::Ipc => 2,
         Namespace::Mount => 3,
         Namespace::Pid => 5,
         Namespace::User => 9,
