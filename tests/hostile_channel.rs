@@ -138,6 +138,47 @@ fn forged_hints_and_garbage_in_the_shared_words_change_no_answer() {
     });
 }
 
+/// A client that takes other clients' hints out of the shared queue (its slots are the pool's,
+/// writable and readable by every client) costs their requests a retry, not an error: a client
+/// whose request stays unanswered queues its hint again every 100 ms (the service serves a
+/// request once, whatever the hints). Before, a lost hint left the request to the client's
+/// 5 s timeout and `EIO`.
+#[test]
+fn hints_taken_from_the_queue_cost_a_retry_not_an_error() {
+    let s = Scratch::new("hostile-steal");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    std::fs::write(lower.join("f"), b"x").expect("seed");
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("client");
+    let (stop, stolen) = (Arc::new(AtomicBool::new(false)), Arc::new(std::sync::atomic::AtomicU64::new(0)));
+    let thief = {
+        let (stop, stolen, shmid) = (stop.clone(), stolen.clone(), driver.shmid());
+        std::thread::spawn(move || {
+            // SAFETY: attaching the driver's live segment, as any process of the pool may.
+            let addr = unsafe { libc::shmat(shmid, std::ptr::null(), 0) };
+            assert_ne!(addr as isize, -1, "shmat");
+            let g = Segment::claimed_geometry(addr as *const u8).expect("geometry");
+            // SAFETY: the whole segment is mapped until the shmdt below.
+            let seg = unsafe { Segment::new(addr.cast(), Layout::new(g).expect("layout")) };
+            while !stop.load(Ordering::Acquire) {
+                if seg.queue(0).pop().is_some() {
+                    stolen.fetch_add(1, Ordering::Relaxed);
+                }
+                std::hint::spin_loop();
+            }
+            // SAFETY: our own attachment.
+            unsafe { libc::shmdt(addr) };
+        })
+    };
+    for i in 0..20 {
+        let r = c.call(Descriptor { op: Op::StatPath as u32, len: 1, ..Descriptor::default() }, b"f");
+        assert!(r.is_ok(), "stat {i}: {r:?} ({} hints taken so far)", stolen.load(Ordering::Relaxed));
+    }
+    stop.store(true, Ordering::Release);
+    thief.join().expect("the thief");
+    eprintln!("{} hints taken by the thief", stolen.load(Ordering::Relaxed));
+}
+
 #[test]
 fn a_flood_of_posted_releases_costs_the_poster_only() {
     under("posts", |chan, _, stop| {

@@ -131,16 +131,25 @@ pub fn stop_service(pools: &Pools, name: &str) -> Result<bool, TenantError> {
     if let Some(p) = supervisor.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
         let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
     }
-    if control::call(&svc.socket, &Request::Stop, Duration::from_secs(5)).is_err() {
+    // Signals go to the recorded pid only while it is a process of the pool's cgroups (the
+    // service runs in them): a process that took the number after the service ended, maybe
+    // another tenant's, is never signalled. (A pool whose cgroups cannot be read keeps the old
+    // behaviour.)
+    let cgroups = pools.get(name)?.map(|p| p.cgroups);
+    let ours = |pid: u32| cgroups.as_ref().is_none_or(|c| {
+        let procs = c.procs();
+        procs.is_empty() || procs.contains(&pid)
+    });
+    if control::call(&svc.socket, &Request::Stop, Duration::from_secs(5)).is_err() && ours(svc.pid) {
         let pid = rustix::process::Pid::from_raw(svc.pid as i32).ok_or(TenantError::BadPid(svc.pid))?;
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
-    if !wait_until(Duration::from_secs(15), || !pid_alive(svc.pid)) {
+    if !wait_until(Duration::from_secs(15), || !pid_alive(svc.pid) || !ours(svc.pid)) {
         warn!("service of pool {name} (pid {}) did not stop; killing it", svc.pid);
-        if let Some(p) = rustix::process::Pid::from_raw(svc.pid as i32) {
+        if let Some(p) = rustix::process::Pid::from_raw(svc.pid as i32).filter(|_| ours(svc.pid)) {
             let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
         }
-        wait_until(Duration::from_secs(5), || !pid_alive(svc.pid));
+        wait_until(Duration::from_secs(5), || !pid_alive(svc.pid) || !ours(svc.pid));
     }
     if let Some(p) = supervisor {
         if !wait_until(Duration::from_secs(5), || !pid_alive(p)) {

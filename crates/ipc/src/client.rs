@@ -11,6 +11,8 @@ use crate::{Descriptor, Hello, Unserved};
 const SPINS: u32 = 4000;
 /// Longest wait for one request before giving up with `EIO`.
 const TIMEOUT_MS: u64 = 5000;
+/// How long a request waits before its hint is queued again (it may have been lost).
+const REHINT_MS: u64 = 100;
 /// While spinning, a client (and an idle service thread) yields its cpu every this many
 /// spins: when the scheduler has put client and service thread on one cpu, each then runs
 /// at once instead of after the other's spin budget (tens of µs) and a futex sleep. A
@@ -356,6 +358,7 @@ impl Client {
         // When a live service that does not answer has had its `TIMEOUT_MS` (measured on the
         // clock: a futex sleep may end early, on any wake-up).
         let mut deadline: Option<u64> = None;
+        let mut rehint: Option<u64> = None;
         let yield_every = if self.near { 1 } else { YIELD_EVERY };
         loop {
             if h.state.load(Ordering::Acquire) == DONE {
@@ -384,6 +387,13 @@ impl Client {
             if now >= *deadline.get_or_insert(now + TIMEOUT_MS) || self.seg.service_gone() {
                 h.state.store(IDLE, Ordering::Release);
                 return Err(Unserved::Errno(libc::EIO));
+            }
+            // No answer for a while: the hint may be lost (the shared queue's slots are
+            // writable by every client of the pool: a hostile one can overwrite a hint in
+            // them). Another is cheap: the service serves a request once, whatever the hints.
+            if now >= *rehint.get_or_insert(now + REHINT_MS) {
+                rehint = Some(now + REHINT_MS);
+                let _ = self.enqueue(&self.hint(0));
             }
             // Say we sleep (unless the answer came meanwhile), so the service wakes us; a
             // spinning client costs the service no system call.
