@@ -35,7 +35,10 @@ pub fn spawn_detached(
     }
     let log_file = {
         use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(log).with_context(|| format!("cannot create {}", log.display()))?
+        let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(log).with_context(|| format!("cannot create {}", log.display()))?;
+        // A log of an older version keeps the mode it was made with.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600)).with_context(|| format!("cannot chmod {}", log.display()))?;
+        f
     };
     let exe = polytropon::container::sealed::origin_exe().context("cannot find the polytropon binary")?;
     let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--detach").collect();

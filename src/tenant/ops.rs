@@ -133,13 +133,10 @@ pub fn stop_service(pools: &Pools, name: &str) -> Result<bool, TenantError> {
     }
     // Signals go to the recorded pid only while it is a process of the pool's cgroups (the
     // service runs in them): a process that took the number after the service ended, maybe
-    // another tenant's, is never signalled. (A pool whose cgroups cannot be read keeps the old
+    // another tenant's, is never signalled. (A pool whose record cannot be read keeps the old
     // behaviour.)
-    let cgroups = pools.get(name)?.map(|p| p.cgroups);
-    let ours = |pid: u32| cgroups.as_ref().is_none_or(|c| {
-        let procs = c.procs();
-        procs.is_empty() || procs.contains(&pid)
-    });
+    let cgroups = pools.get(name).ok().flatten().map(|p| p.cgroups);
+    let ours = |pid: u32| cgroups.as_ref().is_none_or(|c| c.procs().contains(&pid));
     if control::call(&svc.socket, &Request::Stop, Duration::from_secs(5)).is_err() && ours(svc.pid) {
         let pid = rustix::process::Pid::from_raw(svc.pid as i32).ok_or(TenantError::BadPid(svc.pid))?;
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);

@@ -393,7 +393,10 @@ impl Client {
             // them). Another is cheap: the service serves a request once, whatever the hints.
             if now >= *rehint.get_or_insert(now + REHINT_MS) {
                 rehint = Some(now + REHINT_MS);
-                let _ = self.enqueue(&self.hint(0));
+                // One try: a full queue holds hints enough (a sleeping client never spins).
+                if self.seg.queue(self.queue).push(&self.hint(0)).is_ok() {
+                    self.seg.doorbell(self.queue).ring();
+                }
             }
             // Say we sleep (unless the answer came meanwhile), so the service wakes us; a
             // spinning client costs the service no system call.

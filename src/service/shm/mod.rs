@@ -788,13 +788,20 @@ fn serve_hint(sh: &Shared, q: u32, d: &Descriptor, caches: &mut PathCaches, buf:
     if d.flags & FLAG_NO_REPLY != 0 {
         return;
     }
-    let state = ch.area.header().state.load(Ordering::Acquire);
-    if state != PENDING && state != SLEEPING {
+    let pending = || matches!(ch.area.header().state.load(Ordering::Acquire), PENDING | SLEEPING);
+    if !pending() {
         return;
     }
-    let rd = ch.area.request();
+    // What was served is read before the request, and the area still pending after: a
+    // late duplicate hint (a forged one, or the client's own again after 100 ms) never takes
+    // a request served meanwhile (the sequence would move back) nor one the client has not
+    // finished writing (its pending mark comes last, after the request).
     let prev = ch.served.load(Ordering::Acquire);
-    // Taken once: a second hint for the same request (a forged one) finds it taken.
+    let rd = ch.area.request();
+    if !pending() {
+        return;
+    }
+    // Taken once: a second hint for the same request finds it taken.
     if rd.seq == prev || ch.served.compare_exchange(prev, rd.seq, Ordering::AcqRel, Ordering::Acquire).is_err() {
         return;
     }
