@@ -8,6 +8,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,16 @@ fn honest(chan: &std::ffi::CStr, name: &str, rounds: u32) -> Vec<Duration> {
 fn p99(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() * 99 / 100]
+}
+
+/// A back driver serving a union of two fresh branches of scratch directory `label`, the lower
+/// one holding `f` (one byte): the scratch (removed when dropped), both branches and the driver.
+fn served(label: &str) -> (Scratch, PathBuf, PathBuf, BackDriver) {
+    let s = Scratch::new(label);
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    std::fs::write(lower.join("f"), b"x").expect("seed");
+    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    (s, lower, upper, driver)
 }
 
 /// Alternations of a quiet and an attacked measurement per attack: one pair of 2,000-stat
@@ -145,10 +156,7 @@ fn forged_hints_and_garbage_in_the_shared_words_change_no_answer() {
 /// the client's 5 s timeout and `EIO`.
 #[test]
 fn hints_taken_from_the_queue_cost_a_retry_not_an_error() {
-    let s = Scratch::new("hostile-steal");
-    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
-    std::fs::write(lower.join("f"), b"x").expect("seed");
-    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let (_s, _lower, _upper, driver) = served("hostile-steal");
     let mut c = Client::connect(&common::channel(&driver), 0).expect("client");
     let (stop, stolen) = (Arc::new(AtomicBool::new(false)), Arc::new(std::sync::atomic::AtomicU64::new(0)));
     let thief = {
@@ -229,9 +237,7 @@ fn a_stalled_streamed_write_fails_for_its_client_only() {
 /// hold the queue's threads only a fraction of the time; writes copied in whole still go.
 #[test]
 fn a_queue_whose_streamed_write_stalled_streams_none_for_a_while() {
-    let s = Scratch::new("hostile-bar");
-    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
-    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let (_s, _lower, upper, driver) = served("hostile-bar");
     let mut c = Client::connect(&common::channel(&driver), 0).expect("client");
     let f = open(&mut c, "stalled", libc::O_CREAT | libc::O_RDWR).expect("open");
     let stalled = Descriptor { op: Op::Write as u32, inode: f.0, handle: f.1, len: 512 << 10, arg: WRITE_STREAMED, ..Descriptor::default() };
@@ -362,10 +368,7 @@ fn reference_a_neighbour_that_only_takes_a_cpu() {
 /// longer in all than a client waits for its welcome) and twenty stalled after one byte.
 #[test]
 fn silent_connections_delay_no_honest_client() {
-    let s = Scratch::new("hostile-silent");
-    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
-    std::fs::write(lower.join("f"), b"x").expect("seed");
-    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let (_s, _lower, _upper, driver) = served("hostile-silent");
     let mut silent: Vec<_> = (0..20).map(|_| std::os::unix::net::UnixStream::connect(driver.channel()).expect("a silent connection")).collect();
     // And as many that said the first byte of a hello and nothing more (kept aside, looked at
     // again every few ms, never read from until whole).
@@ -389,10 +392,7 @@ fn silent_connections_delay_no_honest_client() {
 fn a_hello_sent_a_byte_at_a_time_delays_no_honest_client() {
     use std::io::{Read, Write};
     use std::sync::atomic::AtomicUsize;
-    let s = Scratch::new("hostile-trickle");
-    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
-    std::fs::write(lower.join("f"), b"x").expect("seed");
-    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let (_s, _lower, _upper, driver) = served("hostile-trickle");
     // SAFETY: gettid cannot fail.
     let tid = unsafe { libc::gettid() } as u32;
     let hello = polytropon_ipc::Hello { version: polytropon_ipc::PROTOCOL_VERSION, tid, cpu: 0 }.to_bytes();
@@ -453,10 +453,7 @@ fn threads_cpu(name: &str) -> u64 {
 #[test]
 fn hellos_cut_short_by_a_close_cost_the_service_no_cpu() {
     use std::io::Write;
-    let s = Scratch::new("hostile-cut");
-    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
-    std::fs::write(lower.join("f"), b"x").expect("seed");
-    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let (_s, _lower, _upper, driver) = served("hostile-cut");
     let before = threads_cpu("ptn-channel");
     for n in 1..=20usize {
         let conn = std::os::unix::net::UnixStream::connect(driver.channel()).expect("connect");
@@ -481,9 +478,7 @@ fn hellos_cut_short_by_a_close_cost_the_service_no_cpu() {
 #[test]
 fn a_process_outside_the_pools_ipc_namespace_takes_no_area() {
     common::require_root();
-    let s = Scratch::new("hostile-ipcns");
-    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
-    let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
+    let (_s, _lower, _upper, driver) = served("hostile-ipcns");
     let hello = r#"
 import os, socket, struct, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
