@@ -118,7 +118,7 @@ pub(super) fn main(spec: &Spec, ends: Ends, entry: Entry<'_>) -> isize {
             drop(pty);
             // The supervisor needs no descriptor: whatever the runtime (or its caller) left
             // open goes.
-            let _ = sys::close_from_3(false);
+            let _ = sys::close_from_3();
             supervise(child, &all)
         }
     }

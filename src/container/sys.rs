@@ -83,21 +83,14 @@ fn prctl(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
     Ok(())
 }
 
-/// Descriptors from 3 up: closed now, or (`at_exec`) marked close-on-exec. A container's
-/// processes get nothing the runtime or its caller held open but the standard streams.
-pub fn close_from_3(at_exec: bool) -> io::Result<()> {
-    let flags = if at_exec { libc::CLOSE_RANGE_CLOEXEC as libc::c_int } else { 0 };
-    // SAFETY: close_range on a range of this process's descriptor table. The caller owns
-    // every descriptor above 2 (a freshly cloned, single-threaded container process) and
-    // uses none of them afterwards (or only until exec, with `at_exec`).
-    if unsafe { libc::close_range(3, libc::c_uint::MAX, flags) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+/// Closes every descriptor from 3 up. A container's processes get nothing the runtime or its
+/// caller held open but the standard streams.
+pub fn close_from_3() -> io::Result<()> {
+    close_all_but(-1)
 }
 
-/// Closes every descriptor from 3 up but `keep` (which stays as it is), for a process about to
-/// exec that must hold nothing of its parent's while it still resolves paths.
+/// Closes every descriptor from 3 up but `keep` (which stays as it is; none below 3), for a
+/// process about to exec that must hold nothing of its parent's while it still resolves paths.
 pub fn close_all_but(keep: RawFd) -> io::Result<()> {
     let range = |first: RawFd, last: libc::c_uint| -> io::Result<()> {
         // SAFETY: close_range on a range of this process's descriptor table; the caller (a
