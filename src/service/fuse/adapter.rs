@@ -400,8 +400,11 @@ impl Passthrough {
             st.small.remove(&inode);
         }
         let backing = if known_small { None } else { fs.backing_file(inode, fh).ok() };
+        // The size threshold is for readers: a writer's data would otherwise go through the
+        // daemon one write at a time (and the kernel asks for `security.capability` before
+        // each), however small the file.
         let backing = match backing {
-            Some(b) if b.size < min_size => {
+            Some(b) if access == libc::O_RDONLY && b.size < min_size => {
                 if st.small.len() >= SMALL_MEMO {
                     st.small.clear();
                 }

@@ -31,8 +31,9 @@ pub struct FuseConfig {
     pub entry_ttl: Duration,
     /// Use FUSE passthrough for files with a host descriptor (kernel mode only).
     pub passthrough: bool,
-    /// Files smaller than this are served through the page cache instead of passthrough:
-    /// for them the kernel's per-open backing-file setup costs more than it saves.
+    /// Files smaller than this, opened read-only, are served through the page cache instead
+    /// of passthrough: for them the kernel's per-open backing-file setup costs more than it
+    /// saves. A writer of any size gets passthrough.
     pub passthrough_min_size: u64,
     /// Worker threads for requests that may block.
     pub workers: usize,
