@@ -344,6 +344,29 @@ fn exit_status_signals_users_and_networks_pass_through() {
     assert!(code(&out) == 1 && stderr(&out).contains("is not running"), "{}", stderr(&out));
     s.host.ok(&["rm", "--pool", &s.pool, &name]);
     assert!(s.inspect()["containers"].as_array().expect("containers").is_empty());
+
+    // A detached container's output is kept bounded on the host: 40 MiB written, at most two
+    // files of 16 MiB kept, the newest output last and whole.
+    let script = "echo first; head -c 41943040 /dev/zero | tr '\\0' x; echo; echo last line >&2";
+    let name = s.host.ok(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--detach", "--", "sh", "-c", script]).trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let c = loop {
+        let c = s.inspect()["containers"].as_array().expect("containers").iter().find(|c| c["name"] == name.as_str()).cloned().expect("listed");
+        if c["state"] == "exited" {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the writer did not finish: {c}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(c["exit_code"], 0, "{c}");
+    let log = std::path::PathBuf::from(c["log"].as_str().expect("log path"));
+    let (new, old) = (std::fs::read(&log).expect("log"), std::fs::read(format!("{}.1", log.display())).expect("rotated log"));
+    assert_eq!(old.len(), 16 << 20, "a rotated log holds its cap");
+    assert!(new.len() < 16 << 20 && new.ends_with(b"x\nlast line\n"), "the newest output ends the log: {} bytes", new.len());
+    assert!(old.iter().chain(&new[..new.len() - 11]).all(|&b| b == b'x' || b == b'\n'), "nothing but the writer's output, in order");
+    assert!(old.len() + new.len() < 40 << 20, "older output was let go of");
+    s.host.ok(&["rm", "--pool", &s.pool, &name]);
+    assert!(!log.exists(), "rm removes the logs with the container");
 }
 
 #[test]

@@ -35,7 +35,9 @@ pub fn spawn_detached(
     }
     let log_file = {
         use std::os::unix::fs::OpenOptionsExt;
-        let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(log).with_context(|| format!("cannot create {}", log.display()))?;
+        // Appending: a detached container's monitor writes to it beside its copy of the
+        // container's output (`container::log`).
+        let f = std::fs::OpenOptions::new().append(true).create(true).custom_flags(libc::O_TRUNC).mode(0o600).open(log).with_context(|| format!("cannot create {}", log.display()))?;
         // A log of an older version keeps the mode it was made with.
         f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600)).with_context(|| format!("cannot chmod {}", log.display()))?;
         f

@@ -256,7 +256,7 @@ fn prepare(spec: &Spec, pty: Option<&OwnedFd>, report: RawFd) -> Result<Prepared
         for n in 0..3 {
             sys::dup_onto(t.as_fd(), n).map_err(|e| fail(format!("cannot attach the terminal: {e}")))?;
         }
-    } else if spec.stdout_to_stderr {
+    } else if spec.log.is_some() {
         sys::dup_onto(std::io::stderr().as_fd(), 1).map_err(|e| fail(format!("cannot send output to the log: {e}")))?;
     }
     super::confine::bound(&spec.confine).map_err(fail)?;

@@ -258,7 +258,7 @@ pub fn run_in(state_dir: &Path, name: &str, req: &Request) -> Result<i32, Launch
         ipc_ns: None,
         net_ns: None,
         cpus: pool.slice.cpus.as_ref().map(|c| c.iter().copied().collect()),
-        stdout_to_stderr: false,
+        log: None,
         stage: None,
         confine: req.confine.clone(),
         // Joining: the container's own, whatever it is.
@@ -295,7 +295,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
         cgroups: None,
     };
     let t0 = std::time::Instant::now();
-    let started = prepare(&mut setup, &pool, (state_dir, data_dir), &cdir, &req, detached.is_some());
+    let started = prepare(&mut setup, &pool, (state_dir, data_dir), &cdir, &req, detached.as_deref());
     tracing::debug!("container {name}: root and spec ready after {:?}", t0.elapsed());
     let (spec, image) = match started {
         Ok(s) => s,
@@ -352,7 +352,7 @@ pub fn run(state_dir: &Path, data_dir: &Path, req: Request, detached: Option<Pat
 }
 
 /// Resolves the root (mounting a clone's), the command and its environment.
-fn prepare(setup: &mut Setup, pool: &PoolState, (state_dir, data_dir): (&Path, &Path), cdir: &Path, req: &Request, detached: bool) -> Result<(Spec, Option<String>), LaunchError> {
+fn prepare(setup: &mut Setup, pool: &PoolState, (state_dir, data_dir): (&Path, &Path), cdir: &Path, req: &Request, log: Option<&Path>) -> Result<(Spec, Option<String>), LaunchError> {
     let mut served = None;
     let mode = req.userns.unwrap_or(if matches!(req.root, Root::Clone { .. }) { super::Userns::Pool } else { super::Userns::Host });
     let ids = match mode {
@@ -471,7 +471,7 @@ fn prepare(setup: &mut Setup, pool: &PoolState, (state_dir, data_dir): (&Path, &
         ipc_ns: Some(pool.ipc_ns.clone()),
         net_ns: pool.net.as_ref().map(|n| n.ns.clone()),
         cpus: pool.slice.cpus.as_ref().map(|c| c.iter().copied().collect()),
-        stdout_to_stderr: detached,
+        log: log.map(Path::to_path_buf),
         confine: req.confine.clone(),
         userns: ids,
         stage: Some(stage(cdir)?),

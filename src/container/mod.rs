@@ -10,6 +10,7 @@
 //! clone's private branch, the record `inspect` shows.
 
 mod init;
+pub mod log;
 pub mod launch;
 mod confine;
 mod seccomp;
@@ -86,8 +87,9 @@ pub struct Spec {
     /// The pool's network namespace binding, joined with `Net::Pool`.
     pub net_ns: Option<PathBuf>,
     pub cpus: Option<Vec<u32>>,
-    /// Send the command's stdout to stderr (a detached container's log).
-    pub stdout_to_stderr: bool,
+    /// A detached container's log: the command's stdout and stderr go through a pipe to
+    /// the runtime, which keeps the file bounded ([`log::CappedLog`]).
+    pub log: Option<PathBuf>,
     /// Capabilities, `no_new_privs` and seccomp of the command.
     pub confine: Confinement,
     /// The host ids its user namespace maps container ids `0..count` onto (`None`: the
@@ -170,6 +172,11 @@ fn launch_process(spec: &Spec, target: Option<(u32, Option<u64>)>, join: impl Fn
     } else {
         None
     };
+    // A detached container's output: into a pipe the runtime copies into its bounded log.
+    let output = match (&spec.log, target) {
+        (Some(_), None) => Some(nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os("pipe"))?),
+        _ => None,
+    };
     let signals = relay::block_signals().map_err(os("cannot block signals"))?;
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS;
     // In a user namespace, the init makes its network once it is the namespace's root, so
@@ -202,12 +209,20 @@ fn launch_process(spec: &Spec, target: Option<(u32, Option<u64>)>, join: impl Fn
             // The runtime's end, in this copy of its descriptors.
             let _ = nix::unistd::close(o.as_raw_fd());
         }
+        if let Some((_, w)) = &output {
+            // The init's stderr (the command's stdout and stderr, see `init::prepare`) is the
+            // pipe's writing end; the copy dup2 makes is not close-on-exec.
+            if sys::dup_onto(w.as_fd(), libc::STDERR_FILENO).is_err() {
+                return 1;
+            }
+        }
         let entry = if target.is_some() { init::Entry::Join(&namespaces) } else { init::Entry::New };
         init::main(spec, init::Ends { go, report, console, ids }, entry)
     };
     let spawned = sys::spawn(flags, &mut body);
     // The parent's copies of the child's ends.
     drop(child_ends);
+    let output = output.map(|(r, _w)| r);
     let pid = match spawned {
         Ok(p) => p,
         Err(e) => {
@@ -254,7 +269,14 @@ fn launch_process(spec: &Spec, target: Option<(u32, Option<u64>)>, join: impl Fn
         relay::restore_signals(&signals);
         return Err(ContainerError::Start { msg, code });
     }
-    Ok(Running::new(pid, master, signals))
+    let log = match (output, &spec.log) {
+        (Some(r), Some(path)) => match log::CappedLog::new(r, path.clone()) {
+            Ok(l) => Some(l),
+            Err(e) => return Err(fail(ContainerError::Os { what: "cannot open the container's log", source: e })),
+        },
+        _ => None,
+    };
+    Ok(Running::new(pid, master, signals, log))
 }
 
 /// Maps container ids `0..count` of process `pid`'s (new) user namespace onto `ids`.

@@ -101,11 +101,13 @@ pub struct Running {
     pid: Pid,
     master: Option<OwnedFd>,
     signals: Signals,
+    /// A detached container's output, copied into its bounded log.
+    log: Option<super::log::CappedLog>,
 }
 
 impl Running {
-    pub(super) fn new(pid: Pid, master: Option<OwnedFd>, signals: Signals) -> Self {
-        Running { pid, master, signals }
+    pub(super) fn new(pid: Pid, master: Option<OwnedFd>, signals: Signals, log: Option<super::log::CappedLog>) -> Self {
+        Running { pid, master, signals, log }
     }
 
     /// The init's host pid.
@@ -125,9 +127,12 @@ impl Running {
         let mut stdin_open = self.master.is_some();
         let mut master_open = self.master.is_some();
         let mut buf = vec![0u8; 64 << 10];
+        let mut log_open = self.log.is_some();
         loop {
             let stdin = std::io::stdin();
             let mut fds = vec![PollFd::new(self.signals.fd.as_fd(), PollFlags::POLLIN)];
+            // Last in the list (its readiness is looked up from the end).
+            let log = self.log.as_mut().filter(|_| log_open);
             let master = self.master.as_ref().filter(|_| master_open);
             if let Some(m) = master {
                 fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
@@ -135,12 +140,20 @@ impl Running {
             if stdin_open && master.is_some() {
                 fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
             }
+            if let Some(l) = &log {
+                fds.push(PollFd::new(l.pipe(), PollFlags::POLLIN));
+            }
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(_) => return self.reap_blocking(),
             }
-            let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            let mut ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
             drop(fds);
+            if let Some(l) = log {
+                if ready.pop() == Some(true) {
+                    log_open = l.copy(&mut buf);
+                }
+            }
             if ready.get(1) == Some(&true) {
                 if let Some(m) = master {
                     master_open = copy_out(m.as_fd(), &mut buf);
@@ -155,6 +168,11 @@ impl Running {
                 if let Some(code) = self.on_signal() {
                     if let Some(m) = &self.master {
                         drain(m.as_fd(), &mut buf);
+                    }
+                    if let Some(l) = self.log.as_mut().filter(|_| log_open) {
+                        // What the container wrote before it ended (its processes are gone
+                        // with its init; the pipe does not block).
+                        l.copy(&mut buf);
                     }
                     drop(raw);
                     return code;

@@ -15,3 +15,5 @@ pub mod shm;
 pub mod stats;
 pub mod supervisor;
 mod table_saver;
+mod throttle;
+pub(crate) use throttle::Throttle;

@@ -19,6 +19,9 @@ const HELLO_WAIT: Duration = Duration::from_secs(1);
 
 /// How long the listener is left alone after `accept` ran out of descriptors, in ms.
 const ACCEPT_PAUSE_MS: u16 = 50;
+/// Least time between two log messages a tenant can provoke from one place (a client that
+/// leaves queue slots claimed and never published, connections past the descriptor limit).
+pub(super) const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Wake-ups of a waiting connection that bring no byte of its hello: at this many it is dropped
 /// (a byte sent out of band wakes the poll and is no data).
 const IDLE_WAKES_MAX: u8 = 4;
@@ -274,7 +277,10 @@ impl Channels {
                             Err(e) => debug!("channel client dropped: {e}"),
                         },
                         Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
-                            warn!("cannot accept channel clients for now: {e}");
+                            static FULL: crate::service::Throttle = crate::service::Throttle::new();
+                            if let Some(held) = FULL.allow(LOG_EVERY) {
+                                warn!("cannot accept channel clients for now: {e} ({held} more such pauses since the last message)");
+                            }
                             accept_after = Some(Instant::now() + Duration::from_millis(ACCEPT_PAUSE_MS.into()));
                             break;
                         }

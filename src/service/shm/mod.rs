@@ -685,8 +685,11 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
                 match stuck {
                     Some((h, since)) if h == head => {
                         if since.elapsed() >= STUCK {
+                            static SKIPS: crate::service::Throttle = crate::service::Throttle::new();
                             if queue.skip_head(head) {
-                                warn!("queue {q}: skipped slot {head}, claimed and never published");
+                                if let Some(held) = SKIPS.allow(channels::LOG_EVERY) {
+                                    warn!("queue {q}: skipped slot {head}, claimed and never published ({held} more skips since the last message)");
+                                }
                             }
                             stuck = None;
                         }
