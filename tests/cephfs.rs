@@ -86,6 +86,13 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     let expect_sum = sh("seq 1 10000 | sha256sum | cut -c1-16");
     assert_eq!(lines[6], expect_sum.trim(), "{out}");
     assert_eq!(lines[7], "10000", "{out}");
+    // CephFS's snapshot directories are not served (a snapshot's objects share their live
+    // objects' inode numbers: one looked up used to take its directory's place in the
+    // client's table, for every instance of the client): the directories stay themselves.
+    let out = sh(&format!(
+        "for d in {c} {c}/data {c}/etc; do stat $d/.snap > /dev/null 2>&1 && echo served $d/.snap; done; ls {c}/data {c}/etc && touch {c}/data/new {c}/etc/new && ls {c}/data {c}/etc"
+    ));
+    assert_eq!(out, format!("{c}/data:\ndir\n\n{c}/etc:\nmotd\n{c}/data:\ndir\nnew\n\n{c}/etc:\nmotd\nnew\n"), "{out}");
 
     // A second clone of the same image sees none of it; the image is untouched.
     let c2 = host.scratch.mkdir("c2");
@@ -140,11 +147,11 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     let (pool, _spec, pm) = pool_mount(&mut host, &conf, "/c2", &["/image"]);
     let out = host.run(&[
         "exec", "--pool", &pool, "--preload-only", "--", "sh", "-c",
-        &format!("cd {} && for i in $(seq 1 50); do echo $i | tee f$i > /dev/null; cat f$i > /dev/null; done; cat etc/motd; ls | wc -l", pm.display()),
+        &format!("cd {} && for i in $(seq 1 50); do echo $i | tee f$i > /dev/null; cat f$i > /dev/null; done; cat etc/motd; ls | wc -l; for d in . etc; do test -e $d/.snap && echo served $d/.snap; done; touch etc/new; ls etc", pm.display()),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with("image motd\n"), "{text}");
+    assert!(text.starts_with("image motd\n") && text.ends_with("\nmotd\nnew\n") && !text.contains("served"), "{text}");
     let json: serde_json::Value = serde_json::from_str(&host.ok(&["inspect", "--pool", &pool, "--format", "json"])).expect("json");
     let user = &json[0]["service"]["mounts"][0]["user_ops"];
     for op in ["open_path", "write"] {

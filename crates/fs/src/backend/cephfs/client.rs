@@ -307,15 +307,31 @@ impl CephClient {
             .get::<UserPerm>()
     }
 
-    /// Records a reference on `inode` (ceph ino `ino`) that a libcephfs call just returned.
-    pub(super) fn hold(&self, ino: u64, inode: *mut CInode) {
+    /// Records a reference on `inode` (ceph ino `ino`, of the live tree) that a libcephfs
+    /// call just returned. The table is keyed by ino alone, which names one object of the live
+    /// tree; a snapshot's object shares its live object's ino, so anything that is not of the
+    /// live tree (its `ceph_statx` `dev`, the snapshot id, is not `NOSNAP`) is refused, and the
+    /// reference let go of: it would otherwise take the live object's place for every instance
+    /// of this client.
+    pub(super) fn hold(&self, ino: u64, snap: u64, inode: *mut CInode) -> io::Result<()> {
+        let put = || {
+            // SAFETY: the reference the caller's libcephfs call just returned, not kept.
+            unsafe { (self.api.ll_put)(self.cm(), inode) };
+        };
+        if snap != super::ffi::NOSNAP {
+            put();
+            return Err(errno(libc::ENOENT));
+        }
         let mut m = self.inodes.lock().unwrap_or_else(|p| p.into_inner());
         let e = m.entry(ino).or_insert((Ptr::of(inode), 0));
         if e.0 != Ptr::of(inode) {
-            // The same ino under another pointer (cannot happen in one client): keep one.
-            e.0 = Ptr::of(inode);
+            // Another object under a held ino: never replaces the one held.
+            drop(m);
+            put();
+            return Err(errno(libc::EIO));
         }
         e.1 += 1;
+        Ok(())
     }
 
     /// The `Inode *` of held ceph ino `ino`.
@@ -346,7 +362,7 @@ impl CephClient {
         let mut stx = Statx::zeroed();
         // SAFETY: a mounted client, a NUL-terminated path, out-parameters for one result.
         check(unsafe { (self.api.ll_walk)(self.cm(), c.as_ptr(), &mut out, &mut stx, super::ffi::STATX_BASIC, 0, self.perms(&Context::current())) })?;
-        self.hold(stx.ino, out);
+        self.hold(stx.ino, stx.dev, out)?;
         Ok((stx.ino, stx))
     }
 }

@@ -117,9 +117,9 @@ impl CephBranch {
     }
 
     /// Holds the reference a creating call returned and describes it.
-    fn entry(&self, out: *mut CInode, stx: &Statx) -> Entry {
-        self.client.hold(stx.ino, out);
-        Entry { inode: self.ours(stx.ino), generation: 0, attr: self.attr(stx) }
+    fn entry(&self, out: *mut CInode, stx: &Statx) -> io::Result<Entry> {
+        self.client.hold(stx.ino, stx.dev, out)?;
+        Ok(Entry { inode: self.ours(stx.ino), generation: 0, attr: self.attr(stx) })
     }
 
     fn writable(&self) -> io::Result<()> {
@@ -265,7 +265,7 @@ impl FileSystem for CephBranch {
         let mut stx = Statx::zeroed();
         // SAFETY: a held parent, a NUL-terminated name, out-parameters for one result.
         check(unsafe { (self.api().ll_lookup)(self.cm(), p, n.as_ptr(), &mut out, &mut stx, ffi::STATX_BASIC, libc::AT_SYMLINK_NOFOLLOW as u32, self.client.perms(ctx)) })?;
-        Ok(self.entry(out, &stx))
+        self.entry(out, &stx)
     }
 
     fn forget(&self, inode: Inode, count: u64) {
@@ -360,7 +360,7 @@ impl FileSystem for CephBranch {
             // A new file: whatever an earlier one of the same number left is void.
             cache.invalidate(self.client.cache_key(stx.ino));
         }
-        Ok((self.entry(out, &stx), h))
+        Ok((self.entry(out, &stx)?, h))
     }
 
     fn read(&self, _ctx: &Context, _inode: Inode, handle: Handle, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
@@ -440,7 +440,7 @@ impl FileSystem for CephBranch {
         let mut stx = Statx::zeroed();
         // SAFETY: as for create.
         check(unsafe { (self.api().ll_mkdir)(self.cm(), p, n.as_ptr(), mode & !umask & 0o7777, &mut out, &mut stx, ffi::STATX_BASIC, 0, self.client.perms(ctx)) })?;
-        Ok(self.entry(out, &stx))
+        self.entry(out, &stx)
     }
 
     fn mknod(&self, ctx: &Context, parent: Inode, name: &OsStr, mode: u32, rdev: u64, umask: u32) -> io::Result<Entry> {
@@ -452,7 +452,7 @@ impl FileSystem for CephBranch {
         let mode = (mode & libc::S_IFMT) | (mode & !umask & 0o7777);
         // SAFETY: as for create.
         check(unsafe { (self.api().ll_mknod)(self.cm(), p, n.as_ptr(), mode, rdev, &mut out, &mut stx, ffi::STATX_BASIC, 0, self.client.perms(ctx)) })?;
-        Ok(self.entry(out, &stx))
+        self.entry(out, &stx)
     }
 
     fn unlink(&self, ctx: &Context, parent: Inode, name: &OsStr) -> io::Result<()> {
@@ -521,7 +521,7 @@ impl FileSystem for CephBranch {
         let mut stx = Statx::zeroed();
         // SAFETY: as for create.
         check(unsafe { (self.api().ll_symlink)(self.cm(), p, n.as_ptr(), t.as_ptr(), &mut out, &mut stx, ffi::STATX_BASIC, 0, self.client.perms(ctx)) })?;
-        Ok(self.entry(out, &stx))
+        self.entry(out, &stx)
     }
 
     fn readlink(&self, ctx: &Context, inode: Inode) -> io::Result<Vec<u8>> {
