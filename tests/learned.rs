@@ -665,3 +665,55 @@ fn a_name_resolved_in_a_removed_directory_does_not_appear_in_one_made_after_it()
     drop(q);
     st.destroy();
 }
+
+/// Works in a directory (argv[1]) and, line by line, reads or writes a file by a relative
+/// path there.
+const IN_CWD: &str = r#"
+import os, sys
+os.chdir(sys.argv[1])
+open("conf").read()
+os.stat("conf")
+print("in", flush=True)
+for line in sys.stdin:
+    op, name = line.split()
+    try:
+        if op == "write":
+            with open(name, "w") as f:
+                f.write("victim\n")
+            print("wrote", flush=True)
+        else:
+            print("read", open(name).read().strip(), flush=True)
+    except OSError as e:
+        print("errno", e.errno, flush=True)
+"#;
+
+/// A relative path leads from the working directory itself, as the kernel resolves it: once
+/// another process renamed the directory a process works in and made a new one under the old
+/// name, the process still reads and writes in its own directory (the library used to join
+/// relative paths onto the working directory's path as last read, and wrote into the new
+/// directory, which another user may own). The renaming process on either path.
+#[test]
+fn a_relative_path_leads_from_the_working_directory_after_it_is_renamed() {
+    let st = Stage::on_cpus("renamed-cwd", "rc", "0-1", |lower| {
+        for d in ["build-user", "build-fuse"] {
+            std::fs::create_dir_all(lower.join("proj").join(d)).expect("seed");
+            std::fs::write(lower.join("proj").join(d).join("conf"), b"mine\n").expect("seed");
+        }
+    });
+    let proj = st.mnt.join("proj");
+    for (dir, preloaded) in [("build-user", true), ("build-fuse", false)] {
+        let mut victim = Talker::start(&st, true, IN_CWD, &proj.join(dir));
+        assert_eq!(victim.line(), "in");
+        // What a colleague's build tool (or another tenant user with write access to the
+        // parent) does.
+        let script = format!("cd {} && mv {dir} {dir}.v && mkdir {dir} && echo attacker > {dir}/conf && echo attacker > {dir}/out", proj.display());
+        let out = st.command(preloaded, Path::new("sh")).args(["-c", &script]).output().expect("sh");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(victim.say("read conf\n"), "read mine", "{dir}: a relative read went to the new directory");
+        assert_eq!(victim.say("write out\n"), "wrote");
+        assert_eq!(victim.say("read out\n"), "read victim");
+        assert_eq!(std::fs::read_to_string(proj.join(format!("{dir}.v/out"))).expect("the victim's file"), "victim\n", "{dir}");
+        assert_eq!(std::fs::read_to_string(proj.join(format!("{dir}/out"))).expect("the other file"), "attacker\n", "{dir}: the victim wrote into the new directory");
+    }
+    st.destroy();
+}

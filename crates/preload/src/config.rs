@@ -252,8 +252,89 @@ pub fn refresh_cwd() {
     CWD_SEQ.store(seq + 2, Ordering::Release);
 }
 
+/// The change table's slot of each instance's names, as the service tells it with what a
+/// client learns: `(instance + 1) << 32 | slot`, at `instance % NAMES_SLOTS` (0: none known).
+static NAMES_SLOT: [AtomicU64; NAMES_SLOTS] = [const { AtomicU64::new(0) }; NAMES_SLOTS];
+const NAMES_SLOTS: usize = 64;
+
+/// How a slot's word of the change table is read now (the table's identity and the word),
+/// set by the client module (which this one must not call: it is below it).
+static CHANGE_WORD: OnceLock<ChangeWord> = OnceLock::new();
+
+/// Reads a slot's word of the change table now: the table's identity and the word.
+pub type ChangeWord = fn(u64) -> Option<(u64, u64)>;
+
+/// Notes the slot of `instance`'s names (from an answer of the service), and how the client
+/// reads a slot's word.
+pub fn learn_names_slot(instance: u32, slot: u64, change_word: ChangeWord) {
+    let _ = CHANGE_WORD.set(change_word);
+    if let Ok(s) = u32::try_from(slot) {
+        NAMES_SLOT[instance as usize % NAMES_SLOTS].store((u64::from(instance) + 1) << 32 | u64::from(s), Ordering::Relaxed);
+    }
+}
+
+fn names_slot(instance: u32) -> Option<u64> {
+    let v = NAMES_SLOT[instance as usize % NAMES_SLOTS].load(Ordering::Relaxed);
+    (v >> 32 == u64::from(instance) + 1).then_some(v & 0xffff_ffff)
+}
+
+/// What tells that the working directory's path still leads to it: the instance's names word
+/// (change table identity, slot, word) read before the path was, valid while `CWD_SEQ` is
+/// `CWD_CHECK_SEQ` (0: not armed). A directory renamed or removed on the way moves the word.
+static CWD_CHECK_SEQ: AtomicU64 = AtomicU64::new(0);
+static CWD_CHECK: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+/// Held by the thread arming the check.
+static CWD_ARMING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The working directory for a relative path, as [`cwd`], re-read from the kernel first
+/// unless the instance's names have not changed since it was last read. The kernel resolves a relative path from
+/// the directory itself: once a directory on the way was renamed (or removed, and another
+/// made in its place), the path last read leads elsewhere, and `getcwd` says where the
+/// directory is now (or fails, when the kernel has lost its name: relative paths then go to
+/// the kernel).
+pub fn cwd_current(out: &mut [u8; CWD_MAX]) -> usize {
+    let Some(cfg) = get() else { return cwd(out) };
+    let (n, seq) = cwd_seq(out);
+    if n == 0 {
+        // Unknown (the kernel had lost the directory's name): it may have one again.
+        refresh_cwd();
+        return cwd(out);
+    }
+    let instance = cfg.mounts.iter().find(|m| (m.path.len() < n && out[..n].starts_with(&m.path) && out[m.path.len()] == b'/') || out[..n] == m.path[..]).map(|m| m.instance);
+    let (Some(slot), Some(current)) = (instance.and_then(names_slot), CHANGE_WORD.get()) else {
+        // No way to tell (no change table, or nothing learned of the instance yet): ask.
+        refresh_cwd();
+        return cwd(out);
+    };
+    let armed = CWD_CHECK_SEQ.load(Ordering::Acquire);
+    let check = [0, 1, 2].map(|i| CWD_CHECK[i].load(Ordering::Acquire));
+    if armed == seq && CWD_CHECK_SEQ.load(Ordering::Acquire) == armed && check[1] == slot && current(slot) == Some((check[0], check[2])) {
+        return n;
+    }
+    // The word first, then the path: a change after the word was read is seen next time.
+    let before = current(slot);
+    refresh_cwd();
+    let (n, seq) = cwd_seq(out);
+    if let Some((table, word)) = before {
+        if CWD_ARMING.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            CWD_CHECK_SEQ.store(0, Ordering::Release);
+            for (i, v) in [table, slot, word].into_iter().enumerate() {
+                CWD_CHECK[i].store(v, Ordering::Release);
+            }
+            CWD_CHECK_SEQ.store(seq, Ordering::Release);
+            CWD_ARMING.store(false, Ordering::Release);
+        }
+    }
+    n
+}
+
 /// Copies the working directory (as last seen; empty when unknown) into `out`; its length.
 pub fn cwd(out: &mut [u8; CWD_MAX]) -> usize {
+    cwd_seq(out).0
+}
+
+/// [`cwd`], and the sequence number of the copy.
+fn cwd_seq(out: &mut [u8; CWD_MAX]) -> (usize, u64) {
     loop {
         let before = CWD_SEQ.load(Ordering::Acquire);
         if !before.is_multiple_of(2) {
@@ -266,7 +347,7 @@ pub fn cwd(out: &mut [u8; CWD_MAX]) -> usize {
         }
         std::sync::atomic::fence(Ordering::Acquire);
         if CWD_SEQ.load(Ordering::Relaxed) == before {
-            return len;
+            return (len, before);
         }
     }
 }

@@ -79,7 +79,7 @@ pub fn open(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Served<c_
         }
         return Ok(fd);
     }
-    let head = prefetched(&r);
+    let head = prefetched(&r, t.instance);
     let remembered = head.as_ref().zip(creds).filter(|(k, _)| k.attr.is_some());
     let fd = match remembered {
         Some((k, creds)) => {
@@ -130,7 +130,7 @@ fn open_at_service(t: &Target, flags: c_int, mode: u32, passthrough: bool) -> Se
 
 /// The bytes of a small file that came with its open (`OPEN_PREFETCHED`), its attributes and
 /// under which slot words they hold.
-fn prefetched(r: &polytropon_ipc::client::Reply) -> Option<files::Known> {
+fn prefetched(r: &polytropon_ipc::client::Reply, instance: u32) -> Option<files::Known> {
     use polytropon_ipc::changes::{trailer_at, OpenTrailer, OUTSIDE, PREFETCH_MAX};
     let file = polytropon_ipc::args::Prefetched::decode(&r.aux)?;
     let n = usize::try_from(r.value).ok().filter(|n| *n as u64 <= PREFETCH_MAX)?;
@@ -142,6 +142,7 @@ fn prefetched(r: &polytropon_ipc::client::Reply) -> Option<files::Known> {
     let trailer = OpenTrailer::from_bytes(&t);
     buf.truncate(n);
     let mut k = files::Known::new(table, file.slot, file.word, n as u64, buf.into());
+    crate::config::learn_names_slot(instance, trailer.names_slot, crate::client::change_word);
     if trailer.names_word & OUTSIDE == 0 {
         k.attr = Some((trailer.attr, trailer.names_slot, trailer.names_word));
     }
@@ -243,6 +244,7 @@ pub fn stat_path_node(t: &Target, follow: bool) -> Served<(WireAttr, Node)> {
     let r = call(d, rel, Some(&mut b))?;
     let a = WireAttr::from_bytes(&b);
     if let (Some(creds), Some((names, file)), Some(table)) = (creds, polytropon_ipc::args::StatLearned::decode(&r.aux), crate::client::change_table()) {
+        crate::config::learn_names_slot(t.instance, names.slot, crate::client::change_word);
         opens::remember_stat(t, follow, a, r.aux[0], table, (names.slot, names.word), (file.slot, file.word), generation, creds);
     }
     Ok((a, Node { instance: t.instance, inode: r.aux[0] }))

@@ -94,7 +94,7 @@ fn resolve_in(t: &mut Target, dirfd: c_int, path: *const c_char, root_too: bool)
         return Some(());
     }
     let mut cwd = [0u8; libc::PATH_MAX as usize];
-    let n = if p[0] == b'/' { 0 } else { config::cwd(&mut cwd) };
+    let n = if p[0] == b'/' { 0 } else { config::cwd_current(&mut cwd) };
     if p[0] != b'/' && n == 0 {
         return None;
     }
