@@ -788,3 +788,32 @@ fn a_process_that_names_a_mount_connects_as_it_starts() {
     assert_eq!(count(&mount, "fuse_ops", "open"), 0, "a read went through FUSE: {}", mount["fuse_ops"]);
     st.destroy();
 }
+
+/// Sets, reads and lists a POSIX ACL on a file of the mount (argv[1]); prints the outcomes.
+const ACL: &str = r#"
+import errno, os, struct, sys
+f = sys.argv[1]
+# user::rw-, user:65534:---, group::r--, mask::r--, other::r--
+acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, i) for t, p, i in [(1, 6, 0xffffffff), (2, 0, 65534), (4, 4, 0xffffffff), (0x10, 4, 0xffffffff), (0x20, 4, 0xffffffff)])
+for what, call in [("set", lambda: os.setxattr(f, "system.posix_acl_access", acl)), ("get", lambda: os.getxattr(f, "system.posix_acl_access")), ("remove", lambda: os.removexattr(f, "system.posix_acl_access"))]:
+    try:
+        call()
+        print(what, "ok")
+    except OSError as e:
+        print(what, errno.errorcode[e.errno])  # EOPNOTSUPP, which Python names ENOTSUP
+print("listed", [n for n in os.listxattr(f) if n.startswith("system.posix_acl")])
+"#;
+
+/// A POSIX ACL is refused on both paths (`EOPNOTSUPP`, as a filesystem mounted `noacl`), never
+/// accepted and then ignored: no permission check of the service or of the FUSE mount reads
+/// one (a red-team reading found `user:nobody:---` taken and nobody still reading the file).
+#[test]
+fn posix_acls_are_refused_on_both_paths_rather_than_ignored() {
+    let st = Stage::new("acl", "acl", |lower| std::fs::write(lower.join("f"), b"secret\n").expect("seed"));
+    for preloaded in [true, false] {
+        let out = st.command(preloaded, Path::new("/usr/bin/python3")).args(["-c", ACL]).arg(st.mnt.join("f")).output().expect("python3");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "set ENOTSUP\nget ENOTSUP\nremove ENOTSUP\nlisted []\n", "preloaded: {preloaded}");
+    }
+    st.destroy();
+}
