@@ -306,3 +306,46 @@ fn files_written_on_and_on_are_passed_through_a_view_of_the_writable_branch() {
         st.destroy();
     }
 }
+
+/// Holds argv[1] open to read through the FUSE mount (a passthrough open of a large lower
+/// file) until its standard input ends.
+const HOLD_OPEN: &str = r#"
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.read(fd, 10)
+print("held", flush=True)
+sys.stdin.read()
+"#;
+
+/// A large lower file held open for FUSE passthrough, then copied up and cut short on the
+/// user-level path: later opens through the FUSE mount never read the lower file's stale
+/// bytes through its registration (they used to, once the copy was under the passthrough
+/// size and so not looked at): they get the copy, or `EBUSY` while the old open lasts (the
+/// kernel lets an inode open for passthrough have no other backing file), never old data.
+#[test]
+fn a_copied_up_file_is_never_read_through_its_lower_files_registration() {
+    let st = Stage::new("stale-backing", "sb", |lower| std::fs::write(lower.join("big"), vec![b'a'; 256 << 10]).expect("seed"));
+    let file = st.mnt.join("big");
+    let mut holder = command(&st.h, None, Path::new("/usr/bin/python3"))
+        .args(["-c", HOLD_OPEN])
+        .arg(&file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.as_mut().expect("stdout")), &mut line).expect("read");
+    assert_eq!(line, "held\n");
+    let out = command(&st.h, Some(st.name.as_str()), Path::new("sh")).args(["-c", &format!("printf new > {}", file.display())]).output().expect("sh");
+    assert!(out.status.success(), "{}", stderr(&out));
+    for _ in 0..3 {
+        let got = std::process::Command::new("cat").arg(&file).output().expect("cat");
+        let text = String::from_utf8_lossy(&got.stdout);
+        assert!(got.status.success() && text == "new" || !got.status.success() && stderr(&got).contains("busy"), "a FUSE read of the copied-up file: {} bytes {:?}, {}", got.stdout.len(), text.chars().next(), stderr(&got));
+    }
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    let got = std::process::Command::new("cat").arg(&file).output().expect("cat");
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "new", "{}", stderr(&got));
+    st.destroy();
+}

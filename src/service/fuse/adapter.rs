@@ -395,11 +395,15 @@ impl Passthrough {
             return reply.opened(fh, flags);
         }
         let mut st = self.lock();
-        let known_small = access == libc::O_RDONLY && st.small.contains(&inode);
+        // An inode open for passthrough has its current file looked up whatever its size: the
+        // registered one may be a lower file since copied up (the copy then cannot share it).
+        let registered = matches!(st.inodes.get(&inode), Some(InodeMode::Backed { .. }));
+        let known_small = access == libc::O_RDONLY && st.small.contains(&inode) && !registered;
         if access != libc::O_RDONLY {
             st.small.remove(&inode);
         }
         let backing = if known_small { None } else { fs.backing_file(inode, fh).ok() };
+        let current = backing.as_ref().map(|b| b.id);
         // The size threshold is for readers: a writer's data would otherwise go through the
         // daemon one write at a time (and the kernel asks for `security.capability` before
         // each), however small the file.
@@ -450,10 +454,10 @@ impl Passthrough {
                     reply.opened(fh, flags & !FOPEN_KEEP_CACHE);
                 }
             },
-            // The registered file, or one not looked at (small, or no host descriptor): the
-            // inode's current file, which a registered writer's file stays.
-            (Some(InodeMode::Backed { id, file: f, access: have, opens }), _, file)
-                if file.is_none_or(|x| x == *f) && covers(*have, access) =>
+            // The registered file, or one not looked at (no host descriptor): the inode's
+            // current file, which a registered writer's file stays.
+            (Some(InodeMode::Backed { id, file: f, access: have, opens }), _, _)
+                if current.is_none_or(|x| x == *f) && covers(*have, access) =>
             {
                 stats.add_passthrough();
                 reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, id);
