@@ -552,7 +552,10 @@ fn read_in_root(root: &Path, rel: &'static str) -> Result<String, LaunchError> {
     let bad = |why: String| LaunchError::AccountsFile { path: rel, why };
     let dir = rfs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| bad(format!("cannot open the root {}: {e}", root.display())))?;
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let fd = match rfs::openat2(&dir, rel, flags, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS) {
+    // Not past a mount point either: the root's tree of a running container holds its /proc
+    // and /sys, where a link the tenant planted (`/etc/passwd` -> `/proc/kmsg`) would have
+    // the runtime, as host root, read a file whose read has effects.
+    let fd = match rfs::openat2(&dir, rel, flags, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(String::new()),
         Err(e) => return Err(bad(e.to_string())),
@@ -609,6 +612,26 @@ mod tests {
 
     fn v(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()
+    }
+
+    /// The accounts files are read inside the root and on its filesystem: a link to a file
+    /// of another filesystem mounted in the tree (a container's /proc) is refused.
+    #[test]
+    fn accounts_files_are_read_on_the_roots_filesystem_only() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("etc")).expect("etc");
+        std::fs::write(root.path().join("etc/group"), "g:x:5:\n").expect("group");
+        assert_eq!(read_in_root(root.path(), "etc/group").expect("read"), "g:x:5:\n");
+        let proc_dir = root.path().join("proc");
+        std::fs::create_dir(&proc_dir).expect("proc");
+        if rustix::mount::mount("proc", &proc_dir, "proc", rustix::mount::MountFlags::empty(), None).is_err() {
+            return; // not root here: nothing to mount, nothing to test
+        }
+        std::os::unix::fs::symlink("/proc/self/status", root.path().join("etc/passwd")).expect("link");
+        let got = read_in_root(root.path(), "etc/passwd");
+        let _ = rustix::mount::unmount(&proc_dir, rustix::mount::UnmountFlags::DETACH);
+        let err = got.expect_err("a file of the tree's /proc was read");
+        assert!(err.to_string().contains("etc/passwd"), "{err}");
     }
 
     #[test]

@@ -185,7 +185,7 @@ pub fn destroy(pools: &Pools, name: &str, force: bool) -> Result<(), TenantError
     for mp in daemon::recorded_mounts(pools, name) {
         let _ = fuse::clear_stale(&mp);
         if fuse::is_our_mount(&mp) {
-            let _ = rustix::mount::unmount(&mp, rustix::mount::UnmountFlags::DETACH);
+            let _ = rustix::mount::unmount(&mp, rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW);
         }
     }
     // Anything else left in the pool.

@@ -111,7 +111,7 @@ pub fn clear_stale(path: &Path) -> io::Result<bool> {
     match asked {
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN) | Some(libc::ECONNABORTED)) && is_our_mount(path) => {
             warn!("{}: removing the mount of a polytropon daemon that died", path.display());
-            rustix::mount::unmount(path, UnmountFlags::DETACH)?;
+            rustix::mount::unmount(path, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW)?;
             Ok(true)
         }
         _ => Ok(false),
@@ -126,7 +126,7 @@ pub fn unmount(path: &Path) -> Result<(), UnmountError> {
         Some((t, s)) if !is_ours(&t, &s) => return Err(UnmountError::NotOurs { path: shown, fstype: t }),
         Some(_) => {}
     }
-    match rustix::mount::unmount(path, UnmountFlags::empty()) {
+    match rustix::mount::unmount(path, UnmountFlags::NOFOLLOW) {
         Ok(()) => Ok(()),
         Err(e) if e == rustix::io::Errno::BUSY => Err(UnmountError::Busy(shown)),
         Err(e) => Err(UnmountError::Os { path: shown, source: e.into() }),
@@ -229,7 +229,7 @@ impl Drop for Mounted {
     fn drop(&mut self) {
         if let Some(s) = self.session.take() {
             // Detach even when busy, so that a failing test never leaves a mount behind.
-            let _ = rustix::mount::unmount(&self.mountpoint, UnmountFlags::DETACH);
+            let _ = rustix::mount::unmount(&self.mountpoint, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW);
             // As `BackgroundSession::join` (its mount dropped, then its thread joined), without
             // its panic when the session ended in an error: a connection the kernel ends while
             // a read is in flight reports ECONNABORTED instead of ENODEV.
@@ -307,9 +307,9 @@ pub fn run_foreground(fs: Arc<dyn FileSystem>, mountpoint: &Path, cfg: &FuseConf
             if first.is_none() {
                 info!("{sig}: unmounting {}", target.display());
                 first = Some(Instant::now());
-                if let Err(e) = rustix::mount::unmount(&target, UnmountFlags::empty()) {
+                if let Err(e) = rustix::mount::unmount(&target, UnmountFlags::NOFOLLOW) {
                     warn!("{} busy ({e}); detaching it: open files keep working until closed", target.display());
-                    let _ = rustix::mount::unmount(&target, UnmountFlags::DETACH);
+                    let _ = rustix::mount::unmount(&target, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW);
                 }
             } else {
                 warn!("{sig} again: aborting the FUSE connection");
