@@ -356,3 +356,27 @@ fn a_nested_archive_bomb_is_refused() {
     assert!(stderr(&out).contains("sha256:"), "the error names the layer: {}", stderr(&out));
     assert_eq!(store(&host), before, "a refused nested bomb changed the store");
 }
+
+/// An image listing more layers than a union should walk is refused by name; one listing a
+/// layer again and again imports, each distinct layer stored once (a listed-again blob is not
+/// unpacked again: a small layer listed a thousand times no longer fills the disk that holds
+/// every tenant's branches).
+#[test]
+fn layers_listed_again_are_stored_once_and_too_many_are_refused() {
+    let host = Host::new("img-layers");
+    let l = Layout::copy(&host, "many");
+    let m = l.manifest();
+    let (bottom, top) = (m["layers"][0].clone(), m["layers"][1].clone());
+    let mut many = m.clone();
+    many["layers"] = serde_json::Value::Array(std::iter::repeat_n(top.clone(), 129).collect());
+    l.set_manifest(&many);
+    refused(&host, &l.dir, "too:many", &["129 layers", "at most 128"]);
+    let mut again = m.clone();
+    again["layers"] = serde_json::Value::Array(std::iter::repeat_n(bottom, 60).chain([top]).collect());
+    l.set_manifest(&again);
+    host.ok(&["image", "import", l.dir.to_str().expect("utf-8"), "--name", "again:1"]);
+    let list: serde_json::Value = serde_json::from_str(&host.ok(&["image", "list", "--format", "json"])).expect("json");
+    assert_eq!(list[0]["layers"].as_array().map(Vec::len), Some(61), "{list}");
+    let (entries, _) = store(&host);
+    assert_eq!(entries.iter().filter(|e| e.starts_with("layers/")).count(), 2, "{entries:?}");
+}

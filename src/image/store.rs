@@ -73,6 +73,27 @@ impl Drop for Scratch {
     }
 }
 
+/// The most layers an image may have: each is a branch every lookup of its clones may walk
+/// (Docker stops at 127, overlayfs at 500).
+pub const MAX_LAYERS: usize = 128;
+
+/// What an import leaves free on the store's filesystem at least, checked after each layer
+/// it unpacks: the larger of this and a twentieth of the filesystem. The disk holding the
+/// store holds every tenant's writable branches too; a hostile image (one small layer listed
+/// a thousand times, each unpacking to its limit) must not fill it.
+pub const IMPORT_RESERVE: u64 = 1 << 30;
+
+/// Fails when the filesystem holding `dir` has less than the import reserve free.
+fn check_room(dir: &Path) -> Result<(), ImageError> {
+    let Ok(st) = rustix::fs::statvfs(dir) else { return Ok(()) };
+    let (free, total) = (st.f_bavail.saturating_mul(st.f_frsize), st.f_blocks.saturating_mul(st.f_frsize));
+    let reserve = IMPORT_RESERVE.max(total / 20);
+    if free < reserve {
+        return Err(ImageError::Invalid(format!("the image store's filesystem ({}) has {} MiB free, under the {} MiB an import leaves: import stopped", dir.display(), free >> 20, reserve >> 20)));
+    }
+    Ok(())
+}
+
 fn layer_name(digest: &str) -> String {
     digest.replacen(':', "-", 1)
 }
@@ -175,13 +196,24 @@ impl Store {
         if src.layers.is_empty() {
             return Err(ImageError::Invalid(format!("{} has no layers", path.display())));
         }
+        if src.layers.len() > MAX_LAYERS {
+            return Err(ImageError::Invalid(format!("{} has {} layers; at most {MAX_LAYERS} are supported", path.display(), src.layers.len())));
+        }
         let cephfs = match ceph {
             Some(c) => Some(CephLayers::open(c)?),
             None => None,
         };
-        let mut layers = Vec::new();
-        let mut staged = Vec::new();
+        let mut layers: Vec<String> = Vec::new();
+        let mut staged: Vec<(Scratch, String, usize)> = Vec::new();
+        // Layers already unpacked by this import, by digest or (a docker archive names no
+        // digests) by file: a blob listed again is not unpacked again.
+        let mut done: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         for (i, l) in src.layers.iter().enumerate() {
+            let key = l.digest.clone().unwrap_or_else(|| l.file.display().to_string());
+            if let Some(d) = done.get(&key) {
+                layers.push(d.clone());
+                continue;
+            }
             let blob = open_blob(&src, l)?;
             if let Some(d) = &l.digest {
                 let present = match &cephfs {
@@ -191,6 +223,7 @@ impl Store {
                 if present {
                     unpack::verify(blob)?;
                     info!("layer {d} is already in {}", if cephfs.is_some() { "CephFS" } else { "the store" });
+                    done.insert(key, d.clone());
                     layers.push(d.clone());
                     continue;
                 }
@@ -200,8 +233,13 @@ impl Store {
             self.io(&tmp, std::fs::create_dir(&tmp))?;
             let guard = Scratch(Some(tmp.clone()));
             let digest = unpack::unpack(blob, &tmp)?;
-            staged.push((guard, digest.clone(), i));
+            done.insert(key, digest.clone());
+            // The same layer under another file name: its copy goes at once.
+            if !staged.iter().any(|(_, d, _)| *d == digest) {
+                staged.push((guard, digest.clone(), i));
+            }
             layers.push(digest);
+            check_room(&self.dir)?;
         }
         self.publish(cephfs.as_ref(), staged)?;
         let rec = ImageRecord { name, id: src.id, layers, config: src.config, imported: crate::pool::state::now(), ceph: ceph.cloned() };
