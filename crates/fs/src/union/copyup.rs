@@ -25,6 +25,29 @@ impl UnionFs {
     /// file, `limit` caps the bytes copied (a truncate or `O_TRUNC` that triggered the copy).
     /// The caller holds the namespace lock exclusively.
     pub(super) fn copy_up(&self, ctx: &Context, node: &Arc<UNode>, limit: Option<u64>) -> io::Result<Inode> {
+        if let Some(u) = node.layers().upper {
+            return Ok(u);
+        }
+        // The ancestors missing from the upper branch first, top down, one level at a time:
+        // no recursion (an image may nest directories thousands deep, and a worker thread's
+        // stack is not that deep).
+        let mut missing = Vec::new();
+        let mut at = node.parent();
+        while let Some((p, _)) = at {
+            if p.layers().upper.is_some() {
+                break;
+            }
+            at = p.parent();
+            missing.push(p);
+        }
+        for dir in missing.iter().rev() {
+            self.copy_up_one(ctx, dir, None)?;
+        }
+        self.copy_up_one(ctx, node, limit)
+    }
+
+    /// Copies `node` up into its parent's upper copy, which exists.
+    fn copy_up_one(&self, ctx: &Context, node: &Arc<UNode>, limit: Option<u64>) -> io::Result<Inode> {
         let ufs = self.upper_fs()?;
         if let Some(u) = node.layers().upper {
             return Ok(u);
@@ -35,7 +58,7 @@ impl UnionFs {
             return Err(errno(libc::ENOENT));
         }
         let (parent, name) = node.parent().ok_or_else(|| errno(libc::ESTALE))?;
-        let upper_dir = self.copy_up(ctx, &parent, None)?;
+        let upper_dir = parent.layers().upper.ok_or_else(|| errno(libc::ESTALE))?;
         let (layer, lower) = node.layers().top().ok_or_else(|| errno(libc::ESTALE))?;
         let lfs = self.fs(layer)?;
         let mut attr = lfs.getattr(ctx, lower, None)?;

@@ -587,3 +587,35 @@ fn a_handle_is_used_only_as_it_was_opened() {
     u.release(&ctx(), e.inode, wo).expect("release");
     u.release(&ctx(), e.inode, ro).expect("release");
 }
+
+/// A file made at the bottom of a lower tree nested 2,000 directories deep copies every
+/// ancestor up without recursing once per level: on a thread with a 256 KiB stack (a worker's
+/// is 2 MiB; an image can nest directories until its paths reach the tar limits).
+#[test]
+fn copy_up_of_a_very_deep_tree_needs_no_deep_stack() {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    const DEPTH: usize = 2000;
+    let f = Fixture::new();
+    let mut dir = rustix::fs::open(&f.lower, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).expect("open lower");
+    for _ in 0..DEPTH {
+        mkdirat(&dir, "d", Mode::from_raw_mode(0o755)).expect("mkdirat");
+        dir = openat(&dir, "d", OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).expect("openat");
+    }
+    let u = f.union();
+    let made = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let mut cur = ROOT_INODE;
+            for _ in 0..DEPTH {
+                cur = u.lookup(&ctx(), cur, OsStr::new("d")).expect("lookup").inode;
+            }
+            let (e, h) = u.create(&ctx(), cur, OsStr::new("f"), 0o644, 0, libc::O_WRONLY).expect("create at the bottom");
+            assert_eq!(u.write(&ctx(), e.inode, h, &[IoSlice::new(b"deep")], 0).expect("write"), 4);
+            u.release(&ctx(), e.inode, h).expect("release");
+            read_all(&u, e.inode)
+        })
+        .expect("thread")
+        .join()
+        .expect("the thread ran to its end");
+    assert_eq!(made, b"deep");
+}
