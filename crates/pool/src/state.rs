@@ -15,9 +15,16 @@ use super::spec::{PoolSpec, Slice};
 /// permission `mode` does not give, so that other host users cannot list or enter it
 /// beyond what `mode` allows (0700: nothing; 0711: search only).
 pub fn private_dir(dir: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     std::fs::create_dir_all(dir)?;
-    let now = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    let meta = std::fs::metadata(dir)?;
+    // Files are made in it by name: a directory another user owns could have them replaced
+    // by links while root writes (its owner may rename and plant entries at will).
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{} is owned by uid {}, neither root nor this user: refusing to keep state there", dir.display(), meta.uid())));
+    }
+    let now = meta.permissions().mode() & 0o7777;
     if now & !mode & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(now & !(0o077 & !mode)))?;
     }
@@ -193,4 +200,29 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     std::fs::rename(&tmp, path)?;
     // The rename itself lasts once the directory is synced.
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state directory another user owns is refused (its owner could swap the files root
+    /// writes there for links); one of root's (or this user's) is narrowed to the mode asked.
+    #[test]
+    fn state_is_kept_only_in_directories_of_root_or_this_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mine = tmp.path().join("mine");
+        std::fs::create_dir(&mine).expect("mkdir");
+        std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        private_dir(&mine, 0o711).expect("a directory of this user");
+        assert_eq!(std::fs::metadata(&mine).expect("stat").permissions().mode() & 0o777, 0o711);
+        let theirs = tmp.path().join("theirs");
+        std::fs::create_dir(&theirs).expect("mkdir");
+        if rustix::fs::chown(&theirs, Some(rustix::fs::Uid::from_raw(12345)), None).is_err() {
+            return; // not root: no directory of another user to make
+        }
+        let err = private_dir(&theirs, 0o711).expect_err("a directory of uid 12345 was taken");
+        assert!(err.to_string().contains("uid 12345"), "{err}");
+    }
 }
