@@ -63,6 +63,18 @@ pub(super) struct UNode {
     state: Mutex<NodeState>,
 }
 
+/// The chain of parents goes one node at a time: dropping the last reference to a node at the
+/// bottom of a tree nested thousands deep must not recurse once per level (it overflowed a
+/// thread's stack).
+impl Drop for UNode {
+    fn drop(&mut self) {
+        let mut next = self.state.get_mut().unwrap_or_else(|p| p.into_inner()).parent.take();
+        while let Some((p, _)) = next {
+            next = Arc::into_inner(p).and_then(|mut n| n.state.get_mut().unwrap_or_else(|p| p.into_inner()).parent.take());
+        }
+    }
+}
+
 impl UNode {
     pub fn new(ino: Inode, kind: FileKind, state: NodeState, lookups: u64) -> Self {
         UNode { ino, kind, lookups: AtomicU64::new(lookups), removed: std::sync::atomic::AtomicBool::new(false), state: Mutex::new(state) }

@@ -589,8 +589,9 @@ fn a_handle_is_used_only_as_it_was_opened() {
 }
 
 /// A file made at the bottom of a lower tree nested 2,000 directories deep copies every
-/// ancestor up without recursing once per level: on a thread with a 256 KiB stack (a worker's
-/// is 2 MiB; an image can nest directories until its paths reach the tar limits).
+/// ancestor up, and the union lets go of the chain, without recursing once per level: on a
+/// thread with a 256 KiB stack (a worker's is 2 MiB; an image can nest directories until its
+/// paths reach the tar limits).
 #[test]
 fn copy_up_of_a_very_deep_tree_needs_no_deep_stack() {
     use rustix::fs::{mkdirat, openat, Mode, OFlags};
