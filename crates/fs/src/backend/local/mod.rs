@@ -197,7 +197,22 @@ impl LocalFs {
     /// Opens `root` as a backend.
     pub fn new(root: &Path, opts: LocalOptions) -> Result<Self, LocalError> {
         let root_path = root.display().to_string();
-        let fd = rfs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        // A read-only branch (an image layer other pools share) is reached through a
+        // read-only detached mount of itself where one can be made (the service's
+        // `CAP_SYS_ADMIN`): the kernel, not only this code, then refuses any change to it
+        // (`EROFS`), whichever descriptor of it the service holds or registers for FUSE
+        // passthrough, and reads of it move no access time other pools would see.
+        let view = if opts.read_only {
+            // With the mounts below it (a branch may hold bind mounts: a host's /usr).
+            views::detached(root, libc::MOUNT_ATTR_RDONLY, true).map_err(|e| tracing::debug!("no read-only mount of {root_path}: {e}")).ok()
+        } else {
+            None
+        };
+        let open_root = |flags: OFlags| match &view {
+            Some(v) => rfs::openat(v, ".", flags, Mode::empty()),
+            None => rfs::open(root, flags, Mode::empty()),
+        };
+        let fd = open_root(OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC)
             .map_err(|e| LocalError::OpenRoot { path: root_path.clone(), source: e.into() })?;
         let attr = fstat_attr(fd.as_fd())
             .map_err(|source| LocalError::OpenRoot { path: root_path.clone(), source })?;
@@ -212,7 +227,7 @@ impl LocalFs {
         .map_err(|e| LocalError::Proc(e.into()))?;
         let ctx = Context::current();
         let lookups = lookups::Lookups::new(opts.entry_ttl, opts.attr_ttl);
-        let mount = rfs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        let mount = open_root(OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)
             .map_err(|e| LocalError::OpenRoot { path: root_path.clone(), source: e.into() })?;
         let bound = match opts.max_descriptors {
             0 => DEFAULT_HELD_DESCRIPTORS,

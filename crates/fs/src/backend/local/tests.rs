@@ -217,6 +217,31 @@ fn a_read_only_backend_refuses_changes() {
     assert!(Path::new(&f.root.join("a")).exists());
 }
 
+/// A read-only backend (an image layer other pools share) holds its files on a read-only
+/// mount of itself where one can be made: the kernel refuses a write through its descriptors
+/// whoever asks (root here), and reading moves no access time another pool would see.
+#[test]
+fn a_read_only_backends_descriptors_cannot_write_and_reads_move_no_access_time() {
+    use rustix::fs::{AtFlags, Timespec, Timestamps};
+    let f = fixture();
+    let path = f.root.join("layer-file");
+    fs::write(&path, b"layer bytes").expect("write");
+    // Long ago: a read through a writable mount would move it (relatime).
+    let old = Timespec { tv_sec: 1_000_000, tv_nsec: 0 };
+    rustix::fs::utimensat(rustix::fs::CWD, &path, &Timestamps { last_access: old, last_modification: old }, AtFlags::empty()).expect("utimensat");
+    let ro = LocalFs::new(&f.root, LocalOptions { read_only: true, ..LocalOptions::default() }).expect("open ro");
+    let a = ro.lookup(&ctx(), ROOT_INODE, OsStr::new("layer-file")).expect("lookup");
+    let h = ro.open(&ctx(), a.inode, libc::O_RDONLY).expect("open");
+    assert_eq!(read_at(&ro, a.inode, h, 0, 64), b"layer bytes");
+    let backing = ro.backing_file(a.inode, h).expect("backing file");
+    if !rustix::process::geteuid().is_root() {
+        return; // no mount of its own to make: the code alone refuses changes
+    }
+    let reopened = fs::OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&*backing.fd)));
+    assert_eq!(reopened.map(|_| ()).map_err(|e| e.raw_os_error()), Err(Some(libc::EROFS)), "root reopened a layer file for writing");
+    assert_eq!(std::os::unix::fs::MetadataExt::atime(&fs::metadata(&path).expect("stat")), 1_000_000, "a read moved the layer file's access time");
+}
+
 #[test]
 fn forget_drops_the_inode_after_the_last_reference() {
     let f = fixture();

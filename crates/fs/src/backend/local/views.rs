@@ -45,24 +45,8 @@ impl BranchView {
     }
 
     fn of(branch: &Path, writable: bool) -> io::Result<BranchView> {
-        use rustix::mount::{open_tree, OpenTreeFlags};
-        let view = open_tree(rustix::fs::CWD, branch, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)?;
         let read_only = if writable { 0 } else { libc::MOUNT_ATTR_RDONLY };
-        let attr = libc::mount_attr {
-            attr_set: read_only | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: 0,
-        };
-        // SAFETY: `mount_setattr(2)` on the descriptor of the detached mount just made, with
-        // an empty path and `AT_EMPTY_PATH` (the mount itself), reading `attr`, whose size is
-        // passed, during the call only.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_mount_setattr, view.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, std::ptr::addr_of!(attr), std::mem::size_of::<libc::mount_attr>())
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let view = detached(branch, read_only | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC, false)?;
         // `open_by_handle_at` takes no `O_PATH` descriptor for its mount: the view's root,
         // opened (on the view's mount, so what it finds is on the view too).
         let view = rustix::fs::openat(&view, ".", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
@@ -87,6 +71,27 @@ impl BranchView {
         let opened = handles::handle_of(file).and_then(|(h, _)| handles::open_with(self.view.as_fd(), &h, flags | mode));
         Some(opened)
     }
+}
+
+/// A detached clone of the mount of directory `dir` (rooted at `dir`, mounted nowhere; with
+/// the mounts below it when `recursive`) with the `MOUNT_ATTR_*` flags `set`. Needs
+/// `CAP_SYS_ADMIN` over the mount namespace.
+pub(super) fn detached(dir: &Path, set: u64, recursive: bool) -> io::Result<OwnedFd> {
+    use rustix::mount::{open_tree, OpenTreeFlags};
+    let below = if recursive { OpenTreeFlags::AT_RECURSIVE } else { OpenTreeFlags::empty() };
+    let view = open_tree(rustix::fs::CWD, dir, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | below)?;
+    let at = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    let attr = libc::mount_attr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    // SAFETY: `mount_setattr(2)` on the descriptor of the detached mount just made, with an
+    // empty path and `AT_EMPTY_PATH` (the mount itself), reading `attr`, whose size is
+    // passed, during the call only.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, view.as_raw_fd(), c"".as_ptr(), at, std::ptr::addr_of!(attr), std::mem::size_of::<libc::mount_attr>())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(view)
 }
 
 #[cfg(test)]
