@@ -551,19 +551,22 @@ fn read_in_root(root: &Path, rel: &'static str) -> Result<String, LaunchError> {
     use std::io::Read;
     let bad = |why: String| LaunchError::AccountsFile { path: rel, why };
     let dir = rfs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| bad(format!("cannot open the root {}: {e}", root.display())))?;
-    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    // Not past a mount point either: the root's tree of a running container holds its /proc
-    // and /sys, where a link the tenant planted (`/etc/passwd` -> `/proc/kmsg`) would have
-    // the runtime, as host root, read a file whose read has effects.
-    let fd = match rfs::openat2(&dir, rel, flags, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV) {
+    // Found without opening it (`O_PATH`): a device node the tenant put there (a watchdog, a
+    // tape) must not be opened by the runtime as host root. Not past a mount point either:
+    // the root's tree of a running container holds its /proc and /sys, where a link the
+    // tenant planted (`/etc/passwd` -> `/proc/kmsg`) would have the runtime read a file whose
+    // read has effects.
+    let path_fd = match rfs::openat2(&dir, rel, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(String::new()),
         Err(e) => return Err(bad(e.to_string())),
     };
-    let st = rfs::fstat(&fd).map_err(|e| bad(e.to_string()))?;
+    let st = rfs::fstat(&path_fd).map_err(|e| bad(e.to_string()))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(bad("not a regular file".into()));
     }
+    // The regular file found, opened to read through its `O_PATH` descriptor.
+    let fd = rfs::open(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&path_fd)), OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| bad(e.to_string()))?;
     let mut text = Vec::new();
     std::fs::File::from(fd).take(MAX_ACCOUNTS_FILE + 1).read_to_end(&mut text).map_err(|e| bad(e.to_string()))?;
     if text.len() as u64 > MAX_ACCOUNTS_FILE {
@@ -632,6 +635,12 @@ mod tests {
         let _ = rustix::mount::unmount(&proc_dir, rustix::mount::UnmountFlags::DETACH);
         let err = got.expect_err("a file of the tree's /proc was read");
         assert!(err.to_string().contains("etc/passwd"), "{err}");
+        // A device node is never opened: a FIFO stands for one here (an open to read would
+        // block for a writer; found by its type first, it is refused at once).
+        std::fs::remove_file(root.path().join("etc/passwd")).expect("rm");
+        rustix::fs::mknodat(rustix::fs::CWD, root.path().join("etc/passwd"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o644), 0).expect("mkfifo");
+        let err = read_in_root(root.path(), "etc/passwd").expect_err("a FIFO was read");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,9 @@ use nix::errno::Errno;
 /// Bytes of output one log file holds before it is rotated.
 pub const LOG_CAP: u64 = 16 << 20;
 
+/// Bytes copied from the pipe before the monitor looks at its signals again.
+const COPY_ROUND: usize = 1 << 20;
+
 /// The path of the older log, next to `log`.
 pub fn rotated(log: &std::path::Path) -> PathBuf {
     let mut name = log.as_os_str().to_owned();
@@ -49,12 +52,30 @@ impl CappedLog {
         self.pipe.as_fd()
     }
 
-    /// Copies what the pipe holds now; false once every writer has closed it (or it failed).
+    /// Copies what the pipe holds now, at most [`COPY_ROUND`] bytes (the monitor's other
+    /// work, forwarding signals, waits no longer than that for a writer that never pauses);
+    /// false once every writer has closed it (or it failed).
     pub fn copy(&mut self, buf: &mut [u8]) -> bool {
+        self.copy_at_most(buf, COPY_ROUND)
+    }
+
+    /// Copies all the pipe holds now (once the container has ended).
+    pub fn drain(&mut self, buf: &mut [u8]) {
+        self.copy_at_most(buf, usize::MAX);
+    }
+
+    fn copy_at_most(&mut self, buf: &mut [u8], round: usize) -> bool {
+        let mut copied = 0usize;
         loop {
+            if copied >= round {
+                return true;
+            }
             match nix::unistd::read(&self.pipe, buf) {
                 Ok(0) => return false,
-                Ok(n) => self.write(&buf[..n]),
+                Ok(n) => {
+                    self.write(&buf[..n]);
+                    copied = copied.saturating_add(n);
+                }
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return true,
                 Err(_) => return false,

@@ -172,7 +172,7 @@ impl Running {
                     if let Some(l) = self.log.as_mut().filter(|_| log_open) {
                         // What the container wrote before it ended (its processes are gone
                         // with its init; the pipe does not block).
-                        l.copy(&mut buf);
+                        l.drain(&mut buf);
                     }
                     drop(raw);
                     return code;

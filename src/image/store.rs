@@ -77,15 +77,17 @@ impl Drop for Scratch {
 /// (Docker stops at 127, overlayfs at 500).
 pub const MAX_LAYERS: usize = 128;
 
-/// What an import leaves free on the store's filesystem at least, checked after each layer
-/// it unpacks: the larger of this and a twentieth of the filesystem. The disk holding the
+/// What an import leaves free on the store's filesystem at least, checked before and after
+/// each layer it unpacks (one layer may still take up to its own unpacked limit past it):
+/// the larger of this and a twentieth of the filesystem. The disk holding the
 /// store holds every tenant's writable branches too; a hostile image (one small layer listed
 /// a thousand times, each unpacking to its limit) must not fill it.
 pub const IMPORT_RESERVE: u64 = 1 << 30;
 
-/// Fails when the filesystem holding `dir` has less than the import reserve free.
+/// Fails when the filesystem holding `dir` has less than the import reserve free (or cannot
+/// tell).
 fn check_room(dir: &Path) -> Result<(), ImageError> {
-    let Ok(st) = rustix::fs::statvfs(dir) else { return Ok(()) };
+    let st = rustix::fs::statvfs(dir).map_err(|e| ImageError::Invalid(format!("cannot tell the free space of the image store ({}): {e}", dir.display())))?;
     let (free, total) = (st.f_bavail.saturating_mul(st.f_frsize), st.f_blocks.saturating_mul(st.f_frsize));
     let reserve = IMPORT_RESERVE.max(total / 20);
     if free < reserve {
@@ -228,6 +230,7 @@ impl Store {
                     continue;
                 }
             }
+            check_room(&self.dir)?;
             let tmp = self.dir.join("layers").join(format!(".unpack-{}-{i}", std::process::id()));
             let _ = std::fs::remove_dir_all(&tmp);
             self.io(&tmp, std::fs::create_dir(&tmp))?;

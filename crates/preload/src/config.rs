@@ -255,6 +255,9 @@ pub fn refresh_cwd() {
 /// The change table's slot of each instance's names, as the service tells it with what a
 /// client learns: `(instance + 1) << 32 | slot`, at `instance % NAMES_SLOTS` (0: none known).
 static NAMES_SLOT: [AtomicU64; NAMES_SLOTS] = [const { AtomicU64::new(0) }; NAMES_SLOTS];
+/// The change table each `NAMES_SLOT` entry was learned under (a successor service, or a
+/// remount, may key the instance differently).
+static NAMES_TABLE: [AtomicU64; NAMES_SLOTS] = [const { AtomicU64::new(0) }; NAMES_SLOTS];
 const NAMES_SLOTS: usize = 64;
 
 /// How a slot's word of the change table is read now (the table's identity and the word),
@@ -264,18 +267,24 @@ static CHANGE_WORD: OnceLock<ChangeWord> = OnceLock::new();
 /// Reads a slot's word of the change table now: the table's identity and the word.
 pub type ChangeWord = fn(u64) -> Option<(u64, u64)>;
 
-/// Notes the slot of `instance`'s names (from an answer of the service), and how the client
-/// reads a slot's word.
-pub fn learn_names_slot(instance: u32, slot: u64, change_word: ChangeWord) {
+/// Notes the slot of `instance`'s names in change table `table` (from an answer of the
+/// service), and how the client reads a slot's word.
+pub fn learn_names_slot(instance: u32, table: u64, slot: u64, change_word: ChangeWord) {
     let _ = CHANGE_WORD.set(change_word);
     if let Ok(s) = u32::try_from(slot) {
-        NAMES_SLOT[instance as usize % NAMES_SLOTS].store((u64::from(instance) + 1) << 32 | u64::from(s), Ordering::Relaxed);
+        let i = instance as usize % NAMES_SLOTS;
+        NAMES_SLOT[i].store(0, Ordering::Release);
+        NAMES_TABLE[i].store(table, Ordering::Release);
+        NAMES_SLOT[i].store((u64::from(instance) + 1) << 32 | u64::from(s), Ordering::Release);
     }
 }
 
-fn names_slot(instance: u32) -> Option<u64> {
-    let v = NAMES_SLOT[instance as usize % NAMES_SLOTS].load(Ordering::Relaxed);
-    (v >> 32 == u64::from(instance) + 1).then_some(v & 0xffff_ffff)
+/// The slot of `instance`'s names and the table it is one of.
+fn names_slot(instance: u32) -> Option<(u64, u64)> {
+    let i = instance as usize % NAMES_SLOTS;
+    let v = NAMES_SLOT[i].load(Ordering::Acquire);
+    let table = NAMES_TABLE[i].load(Ordering::Acquire);
+    (v >> 32 == u64::from(instance) + 1 && NAMES_SLOT[i].load(Ordering::Acquire) == v).then_some((v & 0xffff_ffff, table))
 }
 
 /// What tells that the working directory's path still leads to it: the instance's names word
@@ -285,13 +294,37 @@ static CWD_CHECK_SEQ: AtomicU64 = AtomicU64::new(0);
 static CWD_CHECK: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 /// Held by the thread arming the check.
 static CWD_ARMING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// A names word first seen (and when, in ms of [`clock_ms`]): the check is armed with it only
+/// once it has held for `SETTLE_MS`. The service moves the word as it changes a name, a
+/// moment before the kernel's name cache follows (its invalidation on the user-level path,
+/// the reply on the FUSE path): a path read in that moment is the old one.
+static CWD_SEEN: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+const SETTLE_MS: u64 = 2;
+
+fn clock_ms() -> u64 {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// In a child after fork: another thread of the parent may have held the working directory's
+/// write side or the check's arming at the fork; the child's own copy starts over.
+pub fn cwd_after_fork() {
+    CWD_ARMING.store(false, Ordering::Release);
+    CWD_CHECK_SEQ.store(0, Ordering::Release);
+    let seq = CWD_SEQ.load(Ordering::Relaxed);
+    if !seq.is_multiple_of(2) {
+        CWD_LEN.store(0, Ordering::Relaxed);
+        CWD_SEQ.store(seq + 1, Ordering::Release);
+    }
+}
 
 /// The working directory for a relative path, as [`cwd`], re-read from the kernel first
-/// unless the instance's names have not changed since it was last read. The kernel resolves a relative path from
-/// the directory itself: once a directory on the way was renamed (or removed, and another
-/// made in its place), the path last read leads elsewhere, and `getcwd` says where the
-/// directory is now (or fails, when the kernel has lost its name: relative paths then go to
-/// the kernel).
+/// unless the instance's names have not changed since it was last read. The kernel resolves
+/// a relative path from the directory itself: once a directory on the way was renamed (or
+/// removed, and another made in its place), the path last read leads elsewhere, and `getcwd`
+/// says where the directory is now (or fails, when the kernel has lost its name: relative
+/// paths then go to the kernel). A working directory under no mount is kept as it is: no
+/// rename moves a directory between filesystems, and `..` is always the kernel's.
 pub fn cwd_current(out: &mut [u8; CWD_MAX]) -> usize {
     let Some(cfg) = get() else { return cwd(out) };
     let (n, seq) = cwd_seq(out);
@@ -300,30 +333,40 @@ pub fn cwd_current(out: &mut [u8; CWD_MAX]) -> usize {
         refresh_cwd();
         return cwd(out);
     }
-    let instance = cfg.mounts.iter().find(|m| (m.path.len() < n && out[..n].starts_with(&m.path) && out[m.path.len()] == b'/') || out[..n] == m.path[..]).map(|m| m.instance);
-    let (Some(slot), Some(current)) = (instance.and_then(names_slot), CHANGE_WORD.get()) else {
+    let Some(instance) = cfg.mounts.iter().find(|m| (m.path.len() < n && out[..n].starts_with(&m.path) && out[m.path.len()] == b'/') || out[..n] == m.path[..]).map(|m| m.instance) else {
+        return n;
+    };
+    let (Some((slot, table)), Some(current)) = (names_slot(instance), CHANGE_WORD.get()) else {
         // No way to tell (no change table, or nothing learned of the instance yet): ask.
         refresh_cwd();
         return cwd(out);
     };
     let armed = CWD_CHECK_SEQ.load(Ordering::Acquire);
     let check = [0, 1, 2].map(|i| CWD_CHECK[i].load(Ordering::Acquire));
-    if armed == seq && CWD_CHECK_SEQ.load(Ordering::Acquire) == armed && check[1] == slot && current(slot) == Some((check[0], check[2])) {
+    if armed == seq && CWD_CHECK_SEQ.load(Ordering::Acquire) == armed && check[0] == table && check[1] == slot && current(slot) == Some((check[0], check[2])) {
         return n;
     }
     // The word first, then the path: a change after the word was read is seen next time.
-    let before = current(slot);
+    let before = current(slot).filter(|(t, _)| *t == table);
     refresh_cwd();
     let (n, seq) = cwd_seq(out);
-    if let Some((table, word)) = before {
-        if CWD_ARMING.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-            CWD_CHECK_SEQ.store(0, Ordering::Release);
-            for (i, v) in [table, slot, word].into_iter().enumerate() {
-                CWD_CHECK[i].store(v, Ordering::Release);
-            }
-            CWD_CHECK_SEQ.store(seq, Ordering::Release);
-            CWD_ARMING.store(false, Ordering::Release);
+    let Some((table, word)) = before else { return n };
+    let now = clock_ms();
+    if CWD_SEEN[0].load(Ordering::Acquire) != word {
+        CWD_SEEN[1].store(now, Ordering::Release);
+        CWD_SEEN[0].store(word, Ordering::Release);
+        return n;
+    }
+    if now < CWD_SEEN[1].load(Ordering::Acquire) + SETTLE_MS {
+        return n;
+    }
+    if CWD_ARMING.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        CWD_CHECK_SEQ.store(0, Ordering::Release);
+        for (i, v) in [table, slot, word].into_iter().enumerate() {
+            CWD_CHECK[i].store(v, Ordering::Release);
         }
+        CWD_CHECK_SEQ.store(seq, Ordering::Release);
+        CWD_ARMING.store(false, Ordering::Release);
     }
     n
 }

@@ -142,7 +142,7 @@ fn prefetched(r: &polytropon_ipc::client::Reply, instance: u32) -> Option<files:
     let trailer = OpenTrailer::from_bytes(&t);
     buf.truncate(n);
     let mut k = files::Known::new(table, file.slot, file.word, n as u64, buf.into());
-    crate::config::learn_names_slot(instance, trailer.names_slot, crate::client::change_word);
+    crate::config::learn_names_slot(instance, table, trailer.names_slot, crate::client::change_word);
     if trailer.names_word & OUTSIDE == 0 {
         k.attr = Some((trailer.attr, trailer.names_slot, trailer.names_word));
     }
@@ -244,7 +244,7 @@ pub fn stat_path_node(t: &Target, follow: bool) -> Served<(WireAttr, Node)> {
     let r = call(d, rel, Some(&mut b))?;
     let a = WireAttr::from_bytes(&b);
     if let (Some(creds), Some((names, file)), Some(table)) = (creds, polytropon_ipc::args::StatLearned::decode(&r.aux), crate::client::change_table()) {
-        crate::config::learn_names_slot(t.instance, names.slot, crate::client::change_word);
+        crate::config::learn_names_slot(t.instance, table, names.slot, crate::client::change_word);
         opens::remember_stat(t, follow, a, r.aux[0], table, (names.slot, names.word), (file.slot, file.word), generation, creds);
     }
     Ok((a, Node { instance: t.instance, inode: r.aux[0] }))

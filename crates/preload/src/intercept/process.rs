@@ -37,6 +37,7 @@ extern "C" fn before_fork() {
 
 extern "C" fn in_child() {
     GENERATION.fetch_add(1, Ordering::AcqRel);
+    crate::config::cwd_after_fork();
     files::disown_dir_handles();
 }
 

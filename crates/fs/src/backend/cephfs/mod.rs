@@ -355,12 +355,20 @@ impl FileSystem for CephBranch {
         check(unsafe {
             (self.api().ll_create)(self.cm(), p, n.as_ptr(), mode & !umask & 0o7777, flags | libc::O_CREAT, &mut out, &mut fh, &mut stx, ffi::STATX_BASIC, 0, self.client.perms(ctx))
         })?;
+        let entry = match self.entry(out, &stx) {
+            Ok(e) => e,
+            Err(e) => {
+                // SAFETY: the file handle ll_create just returned, closed once, never kept.
+                unsafe { (self.api().ll_close)(self.cm(), fh) };
+                return Err(e);
+            }
+        };
         let h = self.insert_file(fh);
         if let Some(cache) = &self.cache {
             // A new file: whatever an earlier one of the same number left is void.
             cache.invalidate(self.client.cache_key(stx.ino));
         }
-        Ok((self.entry(out, &stx)?, h))
+        Ok((entry, h))
     }
 
     fn read(&self, _ctx: &Context, _inode: Inode, handle: Handle, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {

@@ -204,7 +204,7 @@ impl LocalFs {
         // passthrough, and reads of it move no access time other pools would see.
         let view = if opts.read_only {
             // With the mounts below it (a branch may hold bind mounts: a host's /usr).
-            views::detached(root, libc::MOUNT_ATTR_RDONLY, true).map_err(|e| tracing::debug!("no read-only mount of {root_path}: {e}")).ok()
+            views::detached(root, libc::MOUNT_ATTR_RDONLY, true).map_err(|e| tracing::warn!("no read-only mount of the read-only branch {root_path} ({e}): only this code keeps it unchanged")).ok()
         } else {
             None
         };
