@@ -112,6 +112,13 @@ impl Config {
         self.mounts.iter().any(|m| m.path.is_empty()) || under(cwd) || args.any(under)
     }
 
+    /// The mount the tidy absolute path `abs` lies strictly under (or is the root of, with
+    /// `root_too`); the deepest one.
+    pub fn mount_of(&self, abs: &[u8], root_too: bool) -> Option<&Mount> {
+        let under = |m: &&Mount| abs.len() > m.path.len() + 1 && abs.starts_with(&m.path) && abs[m.path.len()] == b'/';
+        self.mounts.iter().find(|m| under(m) || (root_too && abs == m.path.as_slice()))
+    }
+
     /// Whether the tidy absolute path `abs` lies in one of the kernel's trees.
     pub fn kernel_owned(&self, abs: &[u8]) -> bool {
         self.kernel.iter().any(|k| abs.starts_with(k) && matches!(abs.get(k.len()), None | Some(b'/')))
@@ -333,7 +340,7 @@ pub fn cwd_current(out: &mut [u8; CWD_MAX]) -> usize {
         refresh_cwd();
         return cwd(out);
     }
-    let Some(instance) = cfg.mounts.iter().find(|m| (m.path.len() < n && out[..n].starts_with(&m.path) && out[m.path.len()] == b'/') || out[..n] == m.path[..]).map(|m| m.instance) else {
+    let Some(instance) = cfg.mount_of(&out[..n], true).map(|m| m.instance) else {
         return n;
     };
     let (Some((slot, table)), Some(current)) = (names_slot(instance), CHANGE_WORD.get()) else {

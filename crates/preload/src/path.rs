@@ -126,8 +126,7 @@ fn place(t: &mut Target, cfg: &config::Config, cwd: &[u8], p: &[u8], root_too: b
     if cfg.kernel_owned(abs) {
         return None;
     }
-    let under = |m: &&config::Mount| abs.len() > m.path.len() + 1 && abs.starts_with(&m.path) && abs[m.path.len()] == b'/';
-    let m = cfg.mounts.iter().find(|m| under(m) || (root_too && abs == m.path.as_slice()))?;
+    let m = cfg.mount_of(abs, root_too)?;
     t.rel = m.path.len() + 1;
     t.instance = m.instance;
     t.dev = m.dev();
