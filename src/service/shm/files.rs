@@ -275,7 +275,6 @@ pub(super) fn xattr_value(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply>
     let value = if r.op == Op::Getxattr {
         let name = c.data(buf);
         xattr_name(&name)?;
-        acl_outside_userns(c, &name)?;
         if let Some(cr) = c.guard {
             cr.xattr_read(&fs.getattr(ctx, r.inode, Some(r.handle))?, &name)?;
         } else if name.starts_with(b"trusted.") && !c.creds.capable(CAP_SYS_ADMIN) {
@@ -310,7 +309,6 @@ pub(super) fn setxattr(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let (name, value) = data.split_at(r.offset as usize);
     let value = value.strip_prefix(&[0]).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     xattr_name(name)?;
-    acl_outside_userns(c, name)?;
     if let Some(cr) = c.guard {
         cr.xattr_write(&fs.getattr(ctx, r.inode, Some(r.handle))?, name)?;
     } else if name.starts_with(b"trusted.") && !c.creds.capable(CAP_SYS_ADMIN) {
@@ -326,7 +324,6 @@ pub(super) fn removexattr(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply>
     let (fs, ctx, r, kernel) = (c.fs, c.ctx, c.r, c.kernel);
     let name = c.data(buf);
     xattr_name(&name)?;
-    acl_outside_userns(c, &name)?;
     if let Some(cr) = c.guard {
         cr.xattr_write(&fs.getattr(ctx, r.inode, Some(r.handle))?, &name)?;
     } else if name.starts_with(b"trusted.") && !c.creds.capable(CAP_SYS_ADMIN) {
@@ -335,15 +332,6 @@ pub(super) fn removexattr(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply>
     fs.removexattr(ctx, r.inode, OsStr::from_bytes(&name))?;
     inval_inode(kernel, r.inode, -1, 0);
     Ok((0, [0; 4]))
-}
-
-/// POSIX ACLs hold ids the kernel maps for a caller in a user namespace of its own: such a
-/// caller's go to the kernel path.
-fn acl_outside_userns(c: &Call<'_>, name: &[u8]) -> io::Result<()> {
-    if c.creds.userns.is_some() && name.starts_with(b"system.posix_acl_") {
-        return Err(super::fallback());
-    }
-    Ok(())
 }
 
 /// Flushes an open file to stable storage (`arg` != 0: data only).
