@@ -405,8 +405,7 @@ impl Passthrough {
         let backing = if known_small { None } else { fs.backing_file(inode, fh).ok() };
         let current = backing.as_ref().map(|b| b.id);
         // The size threshold is for readers: a writer's data would otherwise go through the
-        // daemon one write at a time (and the kernel asks for `security.capability` before
-        // each), however small the file.
+        // daemon one write at a time, however small the file.
         let backing = match backing {
             Some(b) if access == libc::O_RDONLY && b.size < min_size => {
                 if st.small.len() >= SMALL_MEMO {
