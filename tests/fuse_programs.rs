@@ -212,8 +212,8 @@ fn fio_verified_writes_buffered_and_direct() {
 #[test]
 fn static_and_dynamic_binaries_run_from_the_mount() {
     let f = Fixture::new("fuse-exec", FuseConfig::default());
-    std::fs::copy("/bin/busybox", f.lower.join("busybox")).expect("copy busybox (busybox-static) into the image");
-    std::fs::copy("/bin/ls", f.lower.join("ls")).expect("copy ls into the image");
+    common::copy_program(Path::new("/bin/busybox"), &f.lower.join("busybox"));
+    common::copy_program(Path::new("/bin/ls"), &f.lower.join("ls"));
     let file = run(Command::new("file").arg("-L").arg(f.mnt().join("busybox")));
     assert!(String::from_utf8_lossy(&file.stdout).contains("static"), "busybox must be the static build");
     let out = run(Command::new(f.mnt().join("busybox")).args(["echo", "static ok"]));
@@ -224,7 +224,7 @@ fn static_and_dynamic_binaries_run_from_the_mount() {
     run(Command::new("chmod").arg("0755").arg(f.mnt().join("ls")));
     run(Command::new(f.mnt().join("ls")).arg("/"));
     std::fs::create_dir(f.mnt().join("bin2")).expect("mkdir through the mount");
-    std::fs::copy("/bin/busybox", f.mnt().join("bin2/busybox")).expect("copy through the mount");
+    common::copy_program(Path::new("/bin/busybox"), &f.mnt().join("bin2/busybox"));
     let out = run(Command::new(f.mnt().join("bin2/busybox")).args(["echo", "written"]));
     assert_eq!(out.stdout, b"written\n");
     assert!(f.upper.join("bin2/busybox").exists());

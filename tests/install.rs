@@ -41,7 +41,7 @@ fn the_binary_alone_copied_to_an_empty_directory_runs_everything() {
     std::fs::set_permissions(h.scratch.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod scratch");
     let bin = h.scratch.mkdir("bin");
     let exe = bin.join("polytropon");
-    std::fs::copy(env!("CARGO_BIN_EXE_polytropon"), &exe).expect("copy the binary");
+    common::copy_program(Path::new(env!("CARGO_BIN_EXE_polytropon")), &exe);
     assert_eq!(std::fs::read_dir(&bin).expect("bin").count(), 1, "only the binary");
     let pool = h.name("p");
     h.created.push(pool.clone());

@@ -570,7 +570,7 @@ fn real_programs_behave_as_on_a_plain_directory_as_a_non_root_user_inside_a_cont
     let work = hostfs.join("work");
     seed_owned_by(&work, USER);
     std::fs::create_dir(hostfs.join("opt")).expect("opt");
-    std::fs::copy(scratch.join("stdio"), hostfs.join("opt/stdio")).expect("stdio program");
+    common::copy_program(&scratch.join("stdio"), &hostfs.join("opt/stdio"));
     let (upper, mnt) = (st.h.scratch.mkdir("ct-upper"), st.h.scratch.mkdir("ct-root"));
     let (l, u, m) = (hostfs.display().to_string(), upper.display().to_string(), mnt.display().to_string());
     st.h.ok(&["mount", "--pool", &st.name, &m, "--lower", &l, "--upper", &u]);

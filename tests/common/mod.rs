@@ -47,6 +47,15 @@ pub fn require_root() {
     );
 }
 
+/// Copies a program that a test will then execute, with `cp` rather than from this process:
+/// the test harness forks from many threads, and a child forked while this process held the
+/// copy open for writing keeps it open until its exec, so running the copy would fail with
+/// "Text file busy" (ETXTBSY) now and then.
+pub fn copy_program(from: &Path, to: &Path) {
+    let out = Command::new("cp").arg(from).arg(to).output().expect("run cp");
+    assert!(out.status.success(), "cp {} {}: {}", from.display(), to.display(), String::from_utf8_lossy(&out.stderr));
+}
+
 /// A scratch directory removed (after unmounting anything below it) when dropped.
 pub struct Scratch(pub tempfile::TempDir);
 
