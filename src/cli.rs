@@ -558,7 +558,9 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with = "workload")]
     pub all: bool,
     /// Paths to compare, comma-separated (default: every available one): `user` (the
-    /// user-level path: the workload under the preload library), `user-cache` (the same
+    /// user-level path: the workload under the preload library), `user-passthrough` (the
+    /// same with `--user-passthrough`: the library gets the backing file's descriptor of
+    /// every file of the writable branch it opens), `user-cache` (the same
     /// with the pool's own write-back cache, `--cache writeback`), `fuse` (ours, kernel cache
     /// with passthrough), `fuse-writeback` (ours, kernel cache with the writeback
     /// cache instead of passthrough), `fuse-direct` (ours, direct I/O), `fuse-overlayfs`,

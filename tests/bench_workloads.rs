@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-const LOCAL_PATHS: [&str; 9] = ["user", "user-cache", "fuse", "fuse-writeback", "fuse-direct", "fuse-overlayfs", "unionfs-fuse", "overlay", "kernel"];
+const LOCAL_PATHS: [&str; 10] = ["user", "user-passthrough", "user-cache", "fuse", "fuse-writeback", "fuse-direct", "fuse-overlayfs", "unionfs-fuse", "overlay", "kernel"];
 
 /// Every local path, `fuse-uring` included where the host lets FUSE use io_uring
 /// (`scripts/test.sh` switches it on for the suite).

@@ -20,7 +20,7 @@ use crate::pool::cgroups::{self, CgroupInfo};
 use crate::pool::spec::Slice;
 
 /// Paths the experiment compares (all on this host's disk).
-pub const PATHS: [&str; 10] = ["user", "user-cache", "fuse", "fuse-uring", "fuse-writeback", "fuse-direct", "fuse-overlayfs", "unionfs-fuse", "overlay", "kernel"];
+pub const PATHS: [&str; 11] = ["user", "user-passthrough", "user-cache", "fuse", "fuse-uring", "fuse-writeback", "fuse-direct", "fuse-overlayfs", "unionfs-fuse", "overlay", "kernel"];
 
 /// The experiment's settings.
 #[derive(Clone, Debug)]

@@ -14,8 +14,9 @@ use crate::spec::CacheMode;
 use crate::union::UnionFs;
 
 /// Every path name `bench` knows, in display order.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
     "user",
+    "user-passthrough",
     "user-cache",
     "fuse",
     "fuse-uring",
@@ -88,7 +89,7 @@ pub fn availability(name: &str, ceph: bool) -> Result<(), String> {
         "fuse-overlayfs" if !has("fuse-overlayfs") => Err("fuse-overlayfs is not installed".into()),
         "unionfs-fuse" if !has("unionfs-fuse") => Err("unionfs-fuse is not installed".into()),
         "overlay" if !overlay => Err("kernel overlayfs is not available".into()),
-        "user" | "user-cache" | "fuse" | "fuse-writeback" | "fuse-direct" | "fuse-overlayfs" | "unionfs-fuse" | "overlay" | "kernel" => Ok(()),
+        "user" | "user-passthrough" | "user-cache" | "fuse" | "fuse-writeback" | "fuse-direct" | "fuse-overlayfs" | "unionfs-fuse" | "overlay" | "kernel" => Ok(()),
         other => Err(format!("unknown path {other:?}; known: {}", ALL.join(", "))),
     }
 }
@@ -166,10 +167,11 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
         let (upper, work, mnt) = dirs(base, name, i)?;
         let overlay_opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
         match name {
-            "user" | "user-cache" | "cephfs-user" | "cephfs-user-cache" => {
+            "user" | "user-passthrough" | "user-cache" | "cephfs-user" | "cephfs-user-cache" => {
                 // As a pool's service serves an instance: FUSE mount and user-level path together.
                 let union = union_for(name, i, &upper, lower, ceph_for_union)?;
-                let passthrough = name == "user" && crate::spec::CacheSpec::default().user_passthrough;
+                // `user-passthrough`: as an instance with `cache: {user_passthrough: true}`.
+                let passthrough = name == "user-passthrough" || (name == "user" && crate::spec::CacheSpec::default().user_passthrough);
                 let changes = if passthrough { None } else { crate::service::shm::changes::watch(&*union, std::time::Duration::from_secs_f64(crate::spec::CacheSpec::default().attr_timeout)) };
                 // The FUSE side as an instance of that cache mode has it (`cephfs-user-cache`:
                 // direct I/O, no page cache of the pool's data).
