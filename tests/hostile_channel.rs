@@ -251,6 +251,37 @@ fn a_queue_whose_streamed_write_stalled_streams_none_for_a_while() {
     assert_eq!(std::fs::read(upper.join("stalled")).expect("written"), data);
 }
 
+/// A streamed write whose client trickles its pieces in, each sooner than the wait for one
+/// piece but all of them far slower than any copy, is given up on as a stalled one (it would
+/// otherwise hold its thread for as long as the client likes), and bars streaming as one.
+#[test]
+fn a_trickled_streamed_write_is_given_up_on_as_a_stalled_one() {
+    let (_s, _lower, upper, driver) = served("hostile-trickle");
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("client");
+    let f = open(&mut c, "trickled", libc::O_CREAT | libc::O_RDWR).expect("open");
+    const PIECE: u32 = 64 << 10;
+    const PIECES: u32 = 16;
+    // The `filled` word of this client's area, as a hostile client writes it.
+    let filled = &c.header().filled as *const std::sync::atomic::AtomicU32 as usize;
+    let trickle = std::thread::spawn(move || {
+        for k in 1..=PIECES {
+            std::thread::sleep(Duration::from_millis(60));
+            // SAFETY: the word lives in the client's area, mapped until `c` drops, which is
+            // after this thread is joined.
+            unsafe { &*(filled as *const std::sync::atomic::AtomicU32) }.store(k * PIECE, Ordering::Release);
+        }
+    });
+    let streamed = Descriptor { op: Op::Write as u32, inode: f.0, handle: f.1, len: u64::from(PIECE * PIECES), arg: WRITE_STREAMED, ..Descriptor::default() };
+    let t = Instant::now();
+    let written = c.call(streamed, &[]).map(|r| r.value);
+    let took = t.elapsed();
+    trickle.join().expect("the trickling thread");
+    assert!(written.is_ok_and(|n| n < u64::from(PIECE * PIECES)), "a trickled write was waited for to its end: {written:?} after {took:?}");
+    assert!(took < Duration::from_millis(600), "a trickled write held its thread for {took:?}");
+    assert_eq!(c.call(streamed, &[]).map(|r| r.value), Err(Unserved::Errno(libc::EAGAIN)), "streamed again at once");
+    assert!(std::fs::metadata(upper.join("trickled")).expect("written").len() < u64::from(PIECE * PIECES));
+}
+
 #[test]
 fn a_handle_of_another_process_is_ebadf_and_stays_its_owners() {
     let s = Scratch::new("hostile-handle");
@@ -383,6 +414,27 @@ fn silent_connections_delay_no_honest_client() {
     // The service goes on admitting clients once they are gone.
     let mut again = Client::connect(&common::channel(&driver), 0).expect("a client after the stalled ones");
     assert!(again.call(Descriptor { op: Op::StatPath as u32, len: 1, ..Descriptor::default() }, b"f").is_ok());
+}
+
+/// A flood of silent connections costs the service a bounded number of descriptors (they are
+/// every tenant's opens too): of 300, it keeps at most 64 waiting for their hello, making room
+/// by dropping those that waited longest, and an honest client connecting after all of them
+/// is still admitted.
+#[test]
+fn a_flood_of_silent_connections_holds_a_bounded_number_of_descriptors() {
+    let (_s, _lower, _upper, driver) = served("hostile-flood");
+    let fds = || std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
+    let before = fds();
+    let silent: Vec<_> = (0..300).map(|_| std::os::unix::net::UnixStream::connect(driver.channel()).expect("a silent connection")).collect();
+    // What the service accepts, it accepts within a few rounds of its listener.
+    std::thread::sleep(Duration::from_millis(300));
+    // This process holds the silent connections' own ends and the service's (the driver runs
+    // here); other tests running meanwhile may hold a few more.
+    let held = fds().saturating_sub(before).saturating_sub(silent.len());
+    assert!(held <= 64 + 40, "the service holds {held} descriptors for 300 silent connections");
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("the honest client connects after the flood");
+    assert!(c.call(Descriptor { op: Op::StatPath as u32, len: 1, ..Descriptor::default() }, b"f").is_ok());
+    drop(silent);
 }
 
 /// A hello sent a byte at a time holds up no one either, and is still welcomed once whole: the

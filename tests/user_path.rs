@@ -86,14 +86,18 @@ fn garbage_from_a_hostile_client_does_not_disturb_honest_ones() {
     let driver = BackDriver::start(union(&lower, &upper), GEOMETRY, &common::channel_path()).expect("back driver");
     let shmid = common::channel(&driver);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The honest clients start once the storm has (on a loaded machine the hostile thread
+    // may otherwise get the cpu only after they are done).
+    let storming = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let hostile = {
-        let stop = stop.clone();
+        let (stop, storming) = (stop.clone(), storming.clone());
         let shmid = shmid.clone();
         std::thread::spawn(move || {
             let mut h = Client::connect(&shmid, 1).expect("attach");
             let mut rng = 7u64;
             let mut sent = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                storming.store(sent, std::sync::atomic::Ordering::Relaxed);
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
@@ -104,6 +108,11 @@ fn garbage_from_a_hostile_client_does_not_disturb_honest_ones() {
             sent
         })
     };
+    let began = std::time::Instant::now();
+    while storming.load(std::sync::atomic::Ordering::Relaxed) < 100 {
+        assert!(began.elapsed() < std::time::Duration::from_secs(60), "the hostile client got no 100 requests through in a minute");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let honest: Vec<_> = (0..3)
         .map(|t| {
             let shmid = shmid.clone();

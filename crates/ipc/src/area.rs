@@ -227,12 +227,19 @@ impl Area {
     }
 
     /// Takes the posted requests after the `taken` the service counted so far (service
-    /// side; at most `POSTS`, whatever the client wrote in `head`), calls `f` on each and
-    /// returns the new count, also published in the ring's `tail`.
+    /// side), calls `f` on each and returns the new count, also published in the ring's
+    /// `tail`. A `head` further ahead than the ring holds is no client's that posts through
+    /// [`Area::post`] (which never gets more than `POSTS` ahead of the published tail): its
+    /// entries are dropped unread, so that a client rewriting its `head` cannot keep a worker
+    /// taking posts round after round.
     pub fn take_posts(&self, taken: u32, mut f: impl FnMut(Descriptor)) -> u32 {
         let ring = self.posts();
         let head = ring.head.load(Ordering::Acquire);
-        let n = head.wrapping_sub(taken).min(POSTS);
+        if head.wrapping_sub(taken) > POSTS {
+            ring.tail.store(head, Ordering::Release);
+            return head;
+        }
+        let n = head.wrapping_sub(taken);
         for i in 0..n {
             let e = &ring.entries[(taken.wrapping_add(i) % POSTS) as usize];
             let oi = e.op_instance.load(Ordering::Relaxed);

@@ -293,6 +293,13 @@ impl Client {
         self.enqueue(&self.hint(if self.near { crate::FLAG_NEAR } else { 0 })).inspect_err(|_| h.state.store(IDLE, Ordering::Release))
     }
 
+    /// The private area's header as this client maps it (tests play a hostile client's part
+    /// on its words).
+    #[doc(hidden)]
+    pub fn header(&self) -> &crate::area::ClientHeader {
+        self.area.header()
+    }
+
     /// The private area (tests play the service's part on it).
     #[cfg(test)]
     pub(crate) fn area(&self) -> Area {

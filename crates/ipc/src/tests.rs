@@ -473,14 +473,20 @@ fn posts_past_the_ring_are_refused_and_the_service_takes_what_the_ring_holds() {
     }
     assert_eq!(area.post(&Descriptor::default()), None, "a full ring refuses");
     assert!(area.posts_left(0), "the service sees posts it has not taken");
-    // A client that lies about its head makes the service take at most the ring.
+    // A client that says it posted more than the ring holds has nothing taken: its ring is
+    // emptied up to the head it wrote, and no round finds posts left.
     area.posts().head.store(u32::MAX, Ordering::Release);
     let mut seen = std::vec::Vec::new();
+    let dropped = area.take_posts(0, |d| seen.push((d.op, d.instance, d.inode, d.handle)));
+    assert_eq!((dropped, seen.len()), (u32::MAX, 0));
+    assert!(!area.posts_left(dropped), "nothing left to take");
+    // An honest ring is taken whole.
+    area.posts().head.store(crate::area::POSTS, Ordering::Release);
+    area.posts().tail.store(0, Ordering::Release);
     let taken = area.take_posts(0, |d| seen.push((d.op, d.instance, d.inode, d.handle)));
     assert_eq!(taken, crate::area::POSTS);
     assert_eq!(seen.len(), crate::area::POSTS as usize);
     assert_eq!(seen[0], (Op::Release as u32, 3, 10, 0));
-    area.posts().head.store(crate::area::POSTS, Ordering::Release);
     assert!(!area.posts_left(taken), "all taken");
     // Taken up to the head: the next post needs a hint again.
     assert_eq!(area.post(&Descriptor::default()), Some(true));

@@ -19,6 +19,16 @@ const HELLO_WAIT: Duration = Duration::from_secs(1);
 
 /// How long the listener is left alone after `accept` ran out of descriptors, in ms.
 const ACCEPT_PAUSE_MS: u16 = 50;
+/// Most connections kept waiting for their hello: past it, the oldest one that has waited
+/// [`EVICT_AFTER`] goes for each new one (an honest client says hello right after it
+/// connects), and while every one is younger the rest wait in the listener's backlog, so that
+/// silent connections cannot take the service's descriptors (every tenant's opens).
+const MAX_WAITING: usize = 64;
+/// A connection waiting this long for its hello may make room for a new one.
+const EVICT_AFTER: Duration = Duration::from_millis(10);
+/// How long the listener is left alone when every waiting connection is younger than
+/// [`EVICT_AFTER`], in ms.
+const FULL_PAUSE_MS: u16 = 10;
 /// Least time between two log messages a tenant can provoke from one place (a client that
 /// leaves queue slots claimed and never published, connections past the descriptor limit).
 pub(super) const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -44,8 +54,8 @@ pub struct Channel {
     pub ctx: Context,
     /// Its credentials, for the kernel's permission rules.
     pub creds: Creds,
-    /// Its process, as the owner of the handles it opens (see `owners`).
-    pub owner: u64,
+    /// Its process, as the holder of the handles it opens (see `owners`).
+    pub holder: super::owners::Holder,
     /// The devices of the mounts its process sees (`/proc/PID/mountinfo`), sorted; read
     /// again when a request names a device not among them (a mount made since), at most once
     /// a second unless this service's instances changed meanwhile.
@@ -53,7 +63,9 @@ pub struct Channel {
     /// When `mounts` was read again for a device not among them, and [`INSTANCES_CHANGED`]
     /// then.
     reread: Mutex<Option<(Instant, u64)>>,
-    /// Its process, held while the connection lives (its pid names no other meanwhile).
+    /// Its process, held while the connection lives. (Holding it keeps the process's `struct
+    /// pid`, not its number: once the process is gone the number may name another, which
+    /// `holder.incarnation` tells apart.)
     pid: u32,
     pidfd: OwnedFd,
     /// Sequence number of the last request taken from the area: a request is taken once,
@@ -122,7 +134,7 @@ impl Channel {
 
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Channel").field("ctx", &self.ctx).field("owner", &self.owner).field("len", &self.map.len).finish_non_exhaustive()
+        f.debug_struct("Channel").field("ctx", &self.ctx).field("holder", &self.holder).field("len", &self.map.len).finish_non_exhaustive()
     }
 }
 
@@ -234,7 +246,11 @@ impl Channels {
             for s in open.iter().map(|(s, _)| s).chain(waiting.iter().map(|w| &w.stream)) {
                 fds.push(nix::poll::PollFd::new(s.as_fd(), nix::poll::PollFlags::POLLIN));
             }
-            let timeout: u16 = if listen { 100 } else { ACCEPT_PAUSE_MS };
+            let timeout: u16 = match accept_after {
+                _ if listen => 100,
+                Some(t) => u16::try_from(t.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(ACCEPT_PAUSE_MS).clamp(1, ACCEPT_PAUSE_MS),
+                None => ACCEPT_PAUSE_MS,
+            };
             if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(timeout)).is_err() {
                 continue;
             }
@@ -271,6 +287,19 @@ impl Channels {
             if ready[0] && listen {
                 accept_after = None;
                 loop {
+                    if waiting.len() >= MAX_WAITING {
+                        let oldest = waiting.iter().enumerate().min_by_key(|(_, w)| w.since).map(|(i, w)| (i, w.since.elapsed()));
+                        match oldest {
+                            Some((i, waited)) if waited >= EVICT_AFTER => {
+                                debug!("channel client dropped: no hello in {waited:?}, and {MAX_WAITING} connections wait");
+                                waiting.swap_remove(i);
+                            }
+                            _ => {
+                                accept_after = Some(Instant::now() + Duration::from_millis(FULL_PAUSE_MS.into()));
+                                break;
+                            }
+                        }
+                    }
                     match listener.accept() {
                         Ok((stream, _)) => match Waiting::new(stream) {
                             Ok(w) => waiting.push(w),
@@ -398,7 +427,11 @@ impl Channels {
         let conn = s.as_fd().try_clone_to_owned().map_err(|e| refuse(libc::EMFILE, e))?;
         let Identity { seen: Seen { ctx, creds, owner, mounts }, pidfd } = who;
         let creds_digest = digest(&creds);
-        let channel = Arc::new(Channel { area, map, ctx, creds, owner, mounts: RwLock::new(mounts), reread: Mutex::new(None), pid, pidfd, served: AtomicU64::new(0), posts: Mutex::new(0), admitted: Instant::now(), conn });
+        // The pidfd's inode tells this process from a later one of the same pid (pidfs,
+        // Linux 6.9+; older kernels give every pidfd one inode, and the pid alone tells).
+        let incarnation = rustix::fs::fstat(&pidfd).map_or(0, |st| st.st_ino);
+        let holder = super::owners::Holder { owner, incarnation };
+        let channel = Arc::new(Channel { area, map, ctx, creds, holder, mounts: RwLock::new(mounts), reread: Mutex::new(None), pid, pidfd, served: AtomicU64::new(0), posts: Mutex::new(0), admitted: Instant::now(), conn });
         let c = {
             let mut t = self.slots.write().unwrap_or_else(|p| p.into_inner());
             let Some(c) = t.iter().position(Option::is_none) else {

@@ -485,7 +485,7 @@ fn call_helper(sh: &Arc<Shared>, q: u32) {
 }
 
 /// Records who holds a handle a request opened, and forgets one it released.
-fn track(owners: &owners::Owners, owner: u64, req: &Request, res: i64, aux: [u64; 4]) {
+fn track(owners: &owners::Owners, owner: owners::Holder, req: &Request, res: i64, aux: [u64; 4]) {
     match req.op {
         Op::OpenPath if res >= 0 => {
             let access = polytropon_ipc::args::OpenArg::decode(req.arg).flags & libc::O_ACCMODE;
@@ -763,10 +763,13 @@ fn serve_hint(sh: &Shared, q: u32, d: &Descriptor, caches: &mut PathCaches, buf:
         let mut useful = 0usize;
         for p in posted {
             // A release of nothing this process holds is dropped at once: a flood of them
-            // costs one table lookup each. A hand-over is only counted.
+            // costs one table lookup each. A hand-over is only counted (and earns no hint of
+            // its own at the back of the queue: a ring of nothing but hand-overs waits for
+            // the client's next call).
             let counted = Op::from_u32(p.op) == Some(Op::HandOver);
-            if counted || matches!(Op::from_u32(p.op), Some(Op::Release | Op::Releasedir)) && sh.owners.holds_handle(ch.owner, p.instance, p.handle) {
-                useful += 1;
+            let release = matches!(Op::from_u32(p.op), Some(Op::Release | Op::Releasedir)) && sh.owners.holds_handle(ch.holder, p.instance, p.handle);
+            if counted || release {
+                useful += usize::from(release);
                 let p = Descriptor { client: d.client, flags: FLAG_NO_REPLY, ..p };
                 if let Ok(req) = decode(p, limits) {
                     let _ = serve_request(sh, &ch, &req, caches, buf, slots);
@@ -843,7 +846,7 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         entry.1.clear(&*entry.0);
         *entry = (fs.clone(), PathCache::default());
     }
-    let owner = ch.owner;
+    let owner = ch.holder;
     // Clients may hold backing files of this instance for writing (`sh.passed`).
     let passes_writers = passthrough || upper.is_some();
     if req.op == Op::HandOver {
@@ -868,7 +871,7 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
     // Counted from here: what the checks above refused or sent to the kernel was not served.
     let timer = Timer::start_at(stats, slots[req.op as usize]);
     let opens = matches!(req.op, Op::OpenPath | Op::Opendir);
-    let (res, aux, names_before) = if opens && !sh.owners.admit(owner) {
+    let (res, aux, names_before) = if opens && !sh.owners.admit(owner.owner) {
         (Unserved::Errno(libc::EMFILE).result() as i64, [0; 4], None)
     } else if matches!(req.op, Op::Release | Op::Releasedir) {
         // Only the holder's own handle, released as what it is (a file, with its lookup
@@ -916,7 +919,7 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         let before = slot_of.and_then(|inode| key.zip(changes::table()).map(|(k, t)| (t.word(k, inode), fs.removal_generation())));
         // Whether a handle the request names was opened for writing (only a size set through
         // `Op::Setattr` still needs to know, see `scope`).
-        let writable = req.op != Op::Setattr || sh.owners.access(ch.owner, req.instance, req.handle, req.inode, false).is_some_and(|a| matches!(a, libc::O_WRONLY | libc::O_RDWR));
+        let writable = req.op != Op::Setattr || sh.owners.access(ch.holder, req.instance, req.handle, req.inode, false).is_some_and(|a| matches!(a, libc::O_WRONLY | libc::O_RDWR));
         let (res, mut aux) = execute(ch, &*fs, req, buf, &mut entry.1, kernel.as_deref(), writable);
         if let (Some(((slot, word), _)), Op::Read) = (before, req.op) {
             if res >= 0 && (res as u64) < req.len {
@@ -1007,7 +1010,7 @@ fn pass_busy_file(sh: &Shared, ch: &channels::Channel, fs: &dyn FileSystem, uppe
     let sent = passthrough::pass_busy(ch, fs, upper, flags, req.inode, req.handle);
     // A release of the handle by another of the client's threads may have come meanwhile:
     // then nothing holds the entry (the client's copy of the file is its own now).
-    if (!sent || !sh.owners.holds(ch.owner, req.instance, req.handle, req.inode, false)) && sh.passed.take(req.instance, req.handle) {
+    if (!sent || !sh.owners.holds(ch.holder, req.instance, req.handle, req.inode, false)) && sh.passed.take(req.instance, req.handle) {
         fs.outside_writer(req.inode, false);
     }
     if sent {
@@ -1088,7 +1091,7 @@ fn scope(sh: &Shared, ch: &channels::Channel, req: &Request) -> Option<Unserved>
         _ => None,
     };
     if let Some(dir) = by_handle {
-        let Some(access) = sh.owners.access(ch.owner, req.instance, req.handle, req.inode, dir) else {
+        let Some(access) = sh.owners.access(ch.holder, req.instance, req.handle, req.inode, dir) else {
             return Some(Unserved::Errno(libc::EBADF));
         };
         // The open's access mode, checked first, as the kernel does for a descriptor (a size
@@ -1315,9 +1318,10 @@ impl Drop for Stalled {
     }
 }
 
-/// Longest a streamed write waits for its client's next piece (an honest client copies a
-/// piece in microseconds; one descheduled that long gets a short write, which the library
-/// completes with another request).
+/// Longest a streamed write waits for its client's pieces, all of them together (an honest
+/// client copies a piece in microseconds; one descheduled that long gets a short write, which
+/// the library completes with another request; one that trickles its pieces in is given up on
+/// as one that stops).
 const PIECE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 /// After a streamed write was given up on, how long the writes of its queue are not streamed
 /// (refused with `EAGAIN`: the library copies such a write in whole, then sends it), so that
@@ -1340,6 +1344,8 @@ fn streamed_write(area: &Area, fs: &dyn FileSystem, ctx: &Context, r: &Request, 
     let total = buf.len();
     let mut done = 0;
     let mut since = None::<std::time::Instant>;
+    // Time spent waiting for pieces that came (the backend's writes do not count).
+    let mut waited_before = std::time::Duration::ZERO;
     let mut spins = 0u32;
     // Set while this write waits for a stalled client (a helper serves the others).
     let mut stall: Option<Stalled> = None;
@@ -1358,13 +1364,15 @@ fn streamed_write(area: &Area, fs: &dyn FileSystem, ctx: &Context, r: &Request, 
             if w < want {
                 break;
             }
-            since = None;
+            if let Some(t) = since.take() {
+                waited_before += t.elapsed();
+            }
             continue;
         }
         // The next piece is being copied (microseconds); a client that stalls is given up on,
         // and meanwhile the queue's other clients get a helper thread.
         let waited = since.get_or_insert_with(std::time::Instant::now).elapsed();
-        if waited > PIECE_WAIT {
+        if waited_before + waited > PIECE_WAIT {
             if let Some((sh, q)) = &driver {
                 sh.bar_streaming(*q);
             }

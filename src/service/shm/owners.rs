@@ -16,6 +16,18 @@ use rustc_hash::FxHashMap;
 
 use crate::libservice::Inode;
 
+/// Who holds a handle: the process as an owner value (its pid namespace and pid, which the
+/// janitor checks for liveness and by which open files are counted), and which process of
+/// that pid it is (its pidfd's inode, unique while the host runs on Linux 6.9 and later; 0
+/// where the kernel gives every pidfd one inode). A pid is reused once its process is gone,
+/// while a forked child may still hold the dead process's connection: the child's requests
+/// then name the owner of whoever has the pid now, and the incarnation tells them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Holder {
+    pub owner: u64,
+    pub incarnation: u64,
+}
+
 /// Open user-level files one process may hold (its opens then fail with `EMFILE`).
 pub const MAX_OPEN_PER_PROCESS: u32 = 4096;
 
@@ -34,7 +46,7 @@ pub struct Held {
 
 #[derive(Default)]
 struct Inner {
-    by_handle: FxHashMap<(u32, u64), (u64, Held)>,
+    by_handle: FxHashMap<(u32, u64), (Holder, Held)>,
     per_owner: FxHashMap<u64, u32>,
 }
 
@@ -56,48 +68,48 @@ impl Owners {
         self.lock().per_owner.get(&owner).copied().unwrap_or(0) < MAX_OPEN_PER_PROCESS
     }
 
-    pub fn opened(&self, owner: u64, h: Held) {
+    pub fn opened(&self, holder: Holder, h: Held) {
         let mut t = self.lock();
-        if let Some((old, _)) = t.by_handle.insert((h.instance, h.handle), (owner, h)) {
+        if let Some((old, _)) = t.by_handle.insert((h.instance, h.handle), (holder, h)) {
             // A handle number seen twice: only possible if a libservice reuses numbers.
-            uncount(&mut t, old);
+            uncount(&mut t, old.owner);
         }
-        *t.per_owner.entry(owner).or_insert(0) += 1;
+        *t.per_owner.entry(holder.owner).or_insert(0) += 1;
     }
 
     /// Takes handle `handle` of `instance` out of the table for its release, if `owner` holds
     /// it; `None` otherwise (another process's handle, or one never opened or already gone:
     /// the caller answers `EBADF` and releases nothing). What the release needs (the inode,
     /// whether it is a listing) comes from the table, never from the request.
-    pub fn release(&self, owner: u64, instance: u32, handle: u64) -> Option<Held> {
+    pub fn release(&self, holder: Holder, instance: u32, handle: u64) -> Option<Held> {
         let mut t = self.lock();
         match t.by_handle.get(&(instance, handle)) {
-            Some((o, _)) if *o == owner => {}
+            Some((o, _)) if *o == holder => {}
             _ => return None,
         }
         let (_, held) = t.by_handle.remove(&(instance, handle))?;
-        uncount(&mut t, owner);
+        uncount(&mut t, holder.owner);
         Some(held)
     }
 
     /// Whether `owner` holds `handle` of `instance`, opened on `inode`, as a listing (`dir`)
     /// or a file.
-    pub fn holds(&self, owner: u64, instance: u32, handle: u64, inode: Inode, dir: bool) -> bool {
-        self.access(owner, instance, handle, inode, dir).is_some()
+    pub fn holds(&self, holder: Holder, instance: u32, handle: u64, inode: Inode, dir: bool) -> bool {
+        self.access(holder, instance, handle, inode, dir).is_some()
     }
 
     /// The access mode of `handle` of `instance` if `owner` holds it, opened on `inode`, as a
     /// listing (`dir`) or a file.
-    pub fn access(&self, owner: u64, instance: u32, handle: u64, inode: Inode, dir: bool) -> Option<i32> {
+    pub fn access(&self, holder: Holder, instance: u32, handle: u64, inode: Inode, dir: bool) -> Option<i32> {
         match self.lock().by_handle.get(&(instance, handle)) {
-            Some((o, h)) if *o == owner && h.inode == inode && h.dir == dir => Some(h.access),
+            Some((o, h)) if *o == holder && h.inode == inode && h.dir == dir => Some(h.access),
             _ => None,
         }
     }
 
     /// Whether `owner` holds `handle` of `instance` at all (a cheap test before a release).
-    pub fn holds_handle(&self, owner: u64, instance: u32, handle: u64) -> bool {
-        matches!(self.lock().by_handle.get(&(instance, handle)), Some((o, _)) if *o == owner)
+    pub fn holds_handle(&self, holder: Holder, instance: u32, handle: u64) -> bool {
+        matches!(self.lock().by_handle.get(&(instance, handle)), Some((o, _)) if *o == holder)
     }
 
     /// Open handles in all.
@@ -114,8 +126,8 @@ impl Owners {
     pub fn take(&self, dead: &HashSet<u64>) -> Vec<Held> {
         let mut t = self.lock();
         let mut out = Vec::new();
-        t.by_handle.retain(|_, (owner, h)| {
-            let gone = dead.contains(owner);
+        t.by_handle.retain(|_, (holder, h)| {
+            let gone = dead.contains(&holder.owner);
             if gone {
                 out.push(*h);
             }
@@ -225,6 +237,11 @@ impl Liveness {
 mod tests {
     use super::*;
 
+    /// Owner `owner`, first incarnation.
+    fn h(owner: u64) -> Holder {
+        Holder { owner, incarnation: 1 }
+    }
+
     fn held(handle: u64) -> Held {
         Held { instance: 0, handle, inode: 7, dir: false, access: libc::O_RDWR }
     }
@@ -232,15 +249,15 @@ mod tests {
     #[test]
     fn handles_are_counted_per_owner_and_taken_for_the_dead() {
         let o = Owners::default();
-        o.opened(1, held(10));
-        o.opened(1, held(11));
-        o.opened(2, held(12));
+        o.opened(h(1), held(10));
+        o.opened(h(1), held(11));
+        o.opened(h(2), held(12));
         assert_eq!(o.open_files(), 3);
         // Only the holder releases its handle, and only once.
-        assert_eq!(o.release(2, 0, 11), None, "another owner's handle");
-        assert_eq!(o.release(1, 0, 11), Some(held(11)));
-        assert_eq!(o.release(1, 0, 11), None, "released twice");
-        assert_eq!(o.release(1, 0, 99), None, "never opened");
+        assert_eq!(o.release(h(2), 0, 11), None, "another owner's handle");
+        assert_eq!(o.release(h(1), 0, 11), Some(held(11)));
+        assert_eq!(o.release(h(1), 0, 11), None, "released twice");
+        assert_eq!(o.release(h(1), 0, 99), None, "never opened");
         assert_eq!(o.open_files(), 2);
         let taken = o.take(&HashSet::from([1]));
         assert_eq!(taken, vec![held(10)]);
@@ -249,20 +266,36 @@ mod tests {
     }
 
     #[test]
+    fn a_later_process_of_the_same_pid_holds_none_of_the_handles_of_the_earlier() {
+        let o = Owners::default();
+        let (earlier, later) = (Holder { owner: 5, incarnation: 40 }, Holder { owner: 5, incarnation: 41 });
+        o.opened(later, held(20));
+        // The earlier process's connection (kept by a forked child after that process
+        // exited) names the same owner: it reaches nothing the later one opened.
+        assert_eq!(o.access(earlier, 0, 20, 7, false), None);
+        assert!(!o.holds_handle(earlier, 0, 20));
+        assert_eq!(o.release(earlier, 0, 20), None);
+        assert_eq!(o.access(later, 0, 20, 7, false), Some(libc::O_RDWR));
+        // Both count as one owner for the cap and for the janitor.
+        assert_eq!(o.holders(), vec![5]);
+        assert_eq!(o.take(&HashSet::from([5])), vec![held(20)]);
+    }
+
+    #[test]
     fn the_cap_refuses_one_owner_only() {
         let o = Owners::default();
-        for h in 0..u64::from(MAX_OPEN_PER_PROCESS) {
-            o.opened(1, held(h));
+        for n in 0..u64::from(MAX_OPEN_PER_PROCESS) {
+            o.opened(h(1), held(n));
         }
         assert!(!o.admit(1));
         assert!(o.admit(2));
         // Releasing a handle one does not hold (another's, or a number never given out) does
         // not make room.
-        o.opened(2, Held { instance: 0, handle: 1 << 40, inode: 7, dir: true, access: libc::O_RDONLY });
-        assert_eq!(o.release(1, 0, 1 << 40), None);
-        assert_eq!(o.release(1, 1, 0), None);
+        o.opened(h(2), Held { instance: 0, handle: 1 << 40, inode: 7, dir: true, access: libc::O_RDONLY });
+        assert_eq!(o.release(h(1), 0, 1 << 40), None);
+        assert_eq!(o.release(h(1), 1, 0), None);
         assert!(!o.admit(1));
-        assert!(o.release(1, 0, 0).is_some());
+        assert!(o.release(h(1), 0, 0).is_some());
         assert!(o.admit(1));
     }
 
