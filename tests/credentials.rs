@@ -103,3 +103,69 @@ print("ok")
     assert_eq!((m.uid(), m.gid()), (1234, 4321), "the file must belong to the caller's filesystem ids, as the kernel would make it");
     assert!(count(&stats, "open_path") >= before + 2, "both creates were served at user level");
 }
+
+/// An `O_CREAT` open of a name that is there when the service checks it, and gone by the time
+/// it opens it, makes no file where the caller may not make one: the directory's checks run
+/// first, as for a name that never was. Root makes and removes the name in a directory only
+/// root may write, on the user-level path too (served by another worker), as fast as it can;
+/// a process that dropped to nobody opens the name with `O_CREAT` meanwhile: it opens root's
+/// file (made writable for all) or is refused, and never owns what it opened.
+#[test]
+fn a_name_removed_between_check_and_open_is_not_created_without_the_directorys_checks() {
+    common::require_root();
+    let s = Scratch::new("creds-create-race");
+    let upper = s.mkdir("upper");
+    let dir = upper.join("d");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let lower = s.mkdir("lower");
+    let table = Arc::new(std::sync::RwLock::new(vec![Some(UserInstance { fs: union(&lower, &upper), stats: Arc::default(), kernel: None, device: None, passthrough: false, changes: None, lower: None, upper: None })]));
+    // Two queues, each with its worker: the churn's requests and the opener's run at once.
+    let g = Geometry { queues: 2, slots: 64, clients: 8, buffer_size: 1 << 20 };
+    let driver = BackDriver::start_table(table, g, &[], None, &common::channel_path()).expect("back driver");
+    let churn = r#"
+import os, sys
+p = sys.argv[1]
+while not os.path.exists(p + "/stop"):
+    try:
+        fd = os.open(p + "/d/f", os.O_CREAT | os.O_WRONLY, 0o666)
+        os.fchmod(fd, 0o666)
+        os.close(fd)
+        os.unlink(p + "/d/f")
+    except OSError:
+        pass
+"#;
+    let churn = Command::new("python3")
+        .arg("-c")
+        .arg(churn)
+        .arg(&upper)
+        .env("LD_PRELOAD", library())
+        .env("POLYTROPON_CHANNEL", driver.channel())
+        .env("POLYTROPON_MOUNTS", format!("{}=0", upper.display()))
+        .spawn()
+        .expect("start the churn");
+    let script = r#"
+import os, sys, time
+p = sys.argv[1]
+os.setgid(65534)
+os.setuid(65534)
+made = opened = 0
+end = time.time() + 3
+while time.time() < end:
+    try:
+        fd = os.open(p + "/d/f", os.O_CREAT | os.O_WRONLY, 0o644)
+    except (PermissionError, FileNotFoundError):
+        continue
+    if os.fstat(fd).st_uid == 65534:
+        made += 1
+    else:
+        opened += 1
+    os.close(fd)
+print(made, opened > 0)
+"#;
+    let out = run(&driver, &upper, script);
+    std::fs::write(upper.join("stop"), b"").expect("stop the churn");
+    let mut churn = churn;
+    churn.wait().expect("the churn ends");
+    assert_eq!(out, "0 True\n", "(files made by nobody, root's opened): nobody must never make a file in root's 0755 directory");
+}

@@ -14,38 +14,54 @@ use super::{fallback, grew, inval_entry, inval_new_entry, perm, inval_inode, nam
 use crate::libservice::access::CAP_SYS_ADMIN;
 use crate::libservice::{open_or_create, FileKind, Opened, SetAttr};
 
+/// Times an `O_CREAT` open checks a name again that went between its check and its open.
+const OPEN_ATTEMPTS: u32 = 3;
+
 /// Opens (or creates) the regular file at a path; aux: inode, handle.
 pub(super) fn open_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let (fs, ctx, r, kernel) = (c.fs, c.ctx, c.r, c.kernel);
     let p = c.data(buf);
     let w = c.walk(r.inode, &p)?;
     let (dir, name) = (w.dir, w.name);
-    let OpenArg { flags, mut mode } = OpenArg::decode(r.arg);
-    let mut maker = *ctx;
+    let OpenArg { flags, mode: asked } = OpenArg::decode(r.arg);
     let mut kill = None;
-    if let Some(cr) = c.guard {
-        match c.existing(dir, name)? {
-            Some(_) if flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
-            Some(e) if e.attr.kind() == FileKind::Regular => {
-                perm::open(cr, &e.attr, flags)?;
-                if flags & libc::O_TRUNC != 0 {
-                    kill = cr.kill_privs(&e.attr);
+    let mut attempts = 0;
+    let opened = loop {
+        let (mut maker, mut mode) = (*ctx, asked);
+        kill = None;
+        // Whether this open may make the file: only once the directory's checks for a create
+        // ran (a name that was there when checked is opened, never made: if it goes meanwhile,
+        // the checks run again, as for a name that never was).
+        let mut may_create = c.guard.is_none();
+        if let Some(cr) = c.guard {
+            match c.existing(dir, name)? {
+                Some(_) if flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
+                Some(e) if e.attr.kind() == FileKind::Regular => {
+                    perm::open(cr, &e.attr, flags)?;
+                    if flags & libc::O_TRUNC != 0 {
+                        kill = cr.kill_privs(&e.attr);
+                    }
                 }
+                // What is not a regular file is the kernel's (below), which checks it.
+                Some(_) => {}
+                None if flags & libc::O_CREAT != 0 => {
+                    let d = c.attr(dir)?;
+                    cr.change_names(&d)?;
+                    let (who, m) = c.creator(&d, libc::S_IFREG | (asked & 0o7777));
+                    (maker, mode, may_create) = (who, m & 0o7777, true);
+                }
+                None => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
             }
-            // What is not a regular file is the kernel's (below), which checks it.
-            Some(_) => {}
-            None if flags & libc::O_CREAT != 0 => {
-                let d = c.attr(dir)?;
-                cr.change_names(&d)?;
-                let (who, m) = c.creator(&d, libc::S_IFREG | (mode & 0o7777));
-                (maker, mode) = (who, m & 0o7777);
-            }
-            None => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
+        } else if let Some(opened) = open_pinned(fs, ctx, &w, flags, c.dirs, kernel) {
+            return opened;
         }
-    } else if let Some(opened) = open_pinned(fs, ctx, &w, flags, c.dirs, kernel) {
-        return opened;
-    }
-    let (inode, handle) = match open_or_create(fs, &maker, dir, name, mode, 0, flags)? {
+        let allowed = if may_create { flags } else { flags & !libc::O_CREAT };
+        match open_or_create(fs, &maker, dir, name, mode, 0, allowed) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && allowed != flags && attempts < OPEN_ATTEMPTS => attempts += 1,
+            other => break other?,
+        }
+    };
+    let (inode, handle) = match opened {
         Opened::Existing(e) => {
             // Regular files only: directories, symlinks to follow, fifos and devices
             // are the kernel's.
