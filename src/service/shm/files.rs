@@ -24,7 +24,7 @@ pub(super) fn open_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
     let w = c.walk(r.inode, &p)?;
     let (dir, name) = (w.dir, w.name);
     let OpenArg { flags, mode: asked } = OpenArg::decode(r.arg);
-    let mut kill = None;
+    let mut kill;
     let mut attempts = 0;
     let opened = loop {
         let (mut maker, mut mode) = (*ctx, asked);
