@@ -8,6 +8,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// A pool's or container's name as given on the command line, checked before it names any
+/// path under the state directory (`--pool ../other` would reach another pool's files).
+fn checked_name(name: &str) -> Result<String, String> {
+    crate::pool::spec::check_name(name).map(|()| name.to_string()).map_err(|e| e.to_string())
+}
+
 /// Per-tenant user-level storage I/O stacks for multitenant Linux hosts.
 ///
 /// Each tenant gets a pool (exclusive cores, memory, pids and I/O bandwidth, and a private IPC
@@ -263,7 +269,7 @@ pub enum ServiceCommand {
 #[derive(Debug, Args)]
 pub struct ServiceRunArgs {
     /// The pool whose service this is.
-    #[arg(long)]
+    #[arg(value_parser = checked_name, long)]
     pub pool: String,
     /// Service spec in YAML: the filesystem instances to serve at start.
     #[arg(short = 'f', long = "file", value_name = "SERVICE.YAML")]
@@ -290,7 +296,7 @@ pub struct ServiceRunArgs {
 
 #[derive(Debug, Args)]
 pub struct ServiceStopArgs {
-    #[arg(long)]
+    #[arg(value_parser = checked_name, long)]
     pub pool: String,
 }
 
@@ -332,7 +338,7 @@ pub struct MountArgs {
     #[arg(long, value_name = "DIR")]
     pub upper: Option<PathBuf>,
     /// Add the instance to this pool's running service.
-    #[arg(long)]
+    #[arg(value_parser = checked_name, long)]
     pub pool: Option<String>,
     /// Backend of the quick form: `local` directories, or `cephfs` (branch paths inside the
     /// CephFS of `--ceph-conf`).
@@ -384,14 +390,14 @@ pub struct MountArgs {
 pub struct UmountArgs {
     pub mountpoint: PathBuf,
     /// Remove the instance from this pool's service.
-    #[arg(long)]
+    #[arg(value_parser = checked_name, long)]
     pub pool: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// Pool to run in.
-    #[arg(long)]
+    #[arg(value_parser = checked_name, long)]
     pub pool: String,
     /// Run a host process inside the pool (its cgroups, IPC namespace and cpus; no other
     /// namespaces) with the preload library attached and the user-level path configured
@@ -413,7 +419,7 @@ pub struct ExecArgs {
     /// Run the command inside the running container NAME of the pool instead (its
     /// namespaces, root, cgroups, environment and user), as `docker exec` does; with
     /// `--tty`, an interactive shell in it.
-    #[arg(long = "in", value_name = "NAME", conflicts_with_all = ["root", "clone_of", "name", "hostname", "detach", "net", "keep"])]
+    #[arg(value_parser = checked_name, long = "in", value_name = "NAME", conflicts_with_all = ["root", "clone_of", "name", "hostname", "detach", "net", "keep"])]
     pub in_container: Option<String>,
     /// Replace the image's Entrypoint (an empty string clears it). As with Docker, the
     /// command after `--` replaces the image's Cmd and follows its Entrypoint.
@@ -423,7 +429,7 @@ pub struct ExecArgs {
     #[arg(long, requires = "clone_of")]
     pub keep: bool,
     /// Container name, unique in the pool (default: generated).
-    #[arg(long)]
+    #[arg(value_parser = checked_name, long)]
     pub name: Option<String>,
     /// Hostname inside the container (default: its name).
     #[arg(long)]
@@ -481,9 +487,10 @@ pub enum SeccompMode {
 
 #[derive(Debug, Args)]
 pub struct KillArgs {
-    #[arg(long)]
+    #[arg(value_parser = checked_name, long)]
     pub pool: String,
     /// The container.
+    #[arg(value_parser = checked_name)]
     pub name: String,
     /// Signal name or number (TERM, SIGKILL, 9...).
     #[arg(long, short = 's', default_value = "TERM")]
@@ -492,9 +499,10 @@ pub struct KillArgs {
 
 #[derive(Debug, Args)]
 pub struct RmArgs {
-    #[arg(long)]
+    #[arg(value_parser = checked_name, long)]
     pub pool: String,
     /// The container.
+    #[arg(value_parser = checked_name)]
     pub name: String,
     /// Kill it first if it runs.
     #[arg(long)]
@@ -665,7 +673,7 @@ pub struct BenchArgs {
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Only this pool.
-    #[arg(long)]
+    #[arg(value_parser = checked_name, long)]
     pub pool: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     pub format: InspectFormat,

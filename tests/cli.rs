@@ -44,6 +44,33 @@ fn bad_usage_is_named() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("tcsh"));
 }
 
+/// A pool or container name that would lead out of its place under the state directory is
+/// refused by every command that takes one, naming it, before anything is read or removed:
+/// `rm --pool a ../../b/containers/web` reached pool `b`'s container.
+#[test]
+fn names_that_lead_elsewhere_are_refused_by_every_command() {
+    let state = tempfile::tempdir().expect("state dir");
+    let victim = state.path().join("pools/b/containers/web");
+    std::fs::create_dir_all(&victim).expect("a container record of pool b");
+    let commands: [&[&str]; 8] = [
+        &["rm", "--pool", "a", "../../b/containers/web", "--force"],
+        &["rm", "--pool", "../b", "web", "--force"],
+        &["kill", "--pool", "a", "../../b/containers/web"],
+        &["inspect", "--pool", "../b"],
+        &["service", "stop", "--pool", "../b"],
+        &["umount", "--pool", "a/../b", "/mnt"],
+        &["exec", "--pool", "a", "--in", "../web", "--", "true"],
+        &["exec", "--pool", "a", "--root", "/", "--name", "x/y", "--", "true"],
+    ];
+    for args in commands {
+        let out = bin().arg("--state-dir").arg(state.path()).args(args).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} was not refused as usage: {err}");
+        assert!(err.contains("invalid value") && err.contains("NAME"), "{args:?}: {err}");
+    }
+    assert!(victim.exists(), "pool b's container record was touched");
+}
+
 fn check_or_bless(path: &Path, fresh: &[u8]) -> Option<String> {
     if std::env::var_os("POLYTROPON_BLESS").is_some() {
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
