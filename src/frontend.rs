@@ -67,7 +67,17 @@ fn placed(path: &Path) -> std::io::Result<bool> {
 /// (mount point, instance index) on the user-level path. An existing `LD_PRELOAD` is kept,
 /// after ours.
 pub fn attach(cmd: &mut Command, lib: &Path, channel: &Path, mounts: &[(PathBuf, u32)]) {
-    let table: Vec<String> = mounts.iter().map(|(p, i)| format!("{}={i}", p.display())).collect();
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use polytropon_ipc::mount_table;
+    let mut table = Vec::new();
+    for (n, (p, i)) in mounts.iter().enumerate() {
+        if n > 0 {
+            table.push(mount_table::ENTRIES);
+        }
+        mount_table::escape(p.as_os_str().as_bytes(), |b| table.push(b));
+        table.push(mount_table::INSTANCE);
+        table.extend_from_slice(i.to_string().as_bytes());
+    }
     let mut preload: OsString = lib.as_os_str().to_owned();
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
         preload.push(" ");
@@ -76,7 +86,7 @@ pub fn attach(cmd: &mut Command, lib: &Path, channel: &Path, mounts: &[(PathBuf,
     // No `LD_LIBRARY_PATH`: programs linked against the library's direct API
     // (`-lpolytropon_preload`) get the preloaded copy by its `DT_SONAME`, and every other
     // program's libraries are found without first searching the library's directory.
-    cmd.env("POLYTROPON_CHANNEL", channel).env("POLYTROPON_MOUNTS", table.join(":")).env("LD_PRELOAD", preload);
+    cmd.env("POLYTROPON_CHANNEL", channel).env("POLYTROPON_MOUNTS", OsString::from_vec(table)).env("LD_PRELOAD", preload);
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ pub fn spawn_detached(
         f
     };
     let exe = polytropon::container::sealed::origin_exe().context("cannot find the polytropon binary")?;
-    let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--detach").collect();
+    let args = without_detach(std::env::args_os().skip(1));
     let mut child = std::process::Command::new(exe)
         .args(args)
         .env(log_env, log)
@@ -68,5 +68,30 @@ pub fn spawn_detached(
             bail!("the {what} did not come up within {} s; see {}", timeout.as_secs(), log.display());
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The command line again without its `--detach` flag: polytropon's own (before `--`), never
+/// an argument of the command a container runs (`exec ... --detach -- server --detach`).
+fn without_detach(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut command = false;
+    args.into_iter()
+        .filter(|a| {
+            if command {
+                return true;
+            }
+            command = a == "--";
+            a != "--detach"
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_our_own_detach_flag_is_dropped() {
+        let args = ["exec", "--pool", "p", "--detach", "--clone-of", "img", "--", "server", "--detach", "--"];
+        let kept = super::without_detach(args.iter().map(std::ffi::OsString::from));
+        assert_eq!(kept, ["exec", "--pool", "p", "--clone-of", "img", "--", "server", "--detach", "--"].map(std::ffi::OsString::from));
     }
 }

@@ -16,6 +16,7 @@ extern crate std;
 pub mod area;
 pub mod args;
 pub mod changes;
+pub mod mount_table;
 #[cfg(not(loom))]
 pub mod client;
 pub mod queue;

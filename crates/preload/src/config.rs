@@ -171,17 +171,10 @@ pub fn get() -> Option<&'static Config> {
 
 fn load() -> Option<Config> {
     let channel = std::ffi::CString::new(std::env::var("POLYTROPON_CHANNEL").ok()?).ok()?;
-    let mut mounts: Vec<Mount> = std::env::var("POLYTROPON_MOUNTS")
-        .ok()?
-        .split(':')
-        .filter_map(|m| {
-            let (p, i) = m.rsplit_once('=')?;
-            if !p.starts_with('/') {
-                return None;
-            }
-            let path = p.trim_end_matches('/').as_bytes().to_vec();
-            Some(Mount { dev: AtomicU64::new(DEV_UNKNOWN), path, instance: i.parse().ok()?, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() })
-        })
+    let table = std::os::unix::ffi::OsStringExt::into_vec(std::env::var_os("POLYTROPON_MOUNTS")?);
+    let mut mounts: Vec<Mount> = mount_table(&table)
+        .into_iter()
+        .map(|(path, instance)| Mount { dev: AtomicU64::new(DEV_UNKNOWN), path, instance, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() })
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.path.len()));
     let kernel = std::env::var("POLYTROPON_KERNEL_PATHS")
@@ -193,6 +186,26 @@ fn load() -> Option<Config> {
         .collect();
     refresh_cwd();
     Some(Config { channel, mounts, kernel })
+}
+
+/// The mount points (without a trailing `/`: the root is the empty path) and instances of a `POLYTROPON_MOUNTS` table
+/// (`polytropon_ipc::mount_table`); entries that are not absolute paths are left out.
+fn mount_table(table: &[u8]) -> Vec<(Vec<u8>, u32)> {
+    use polytropon_ipc::mount_table::{entry, unescape, ENTRIES};
+    table
+        .split(|&b| b == ENTRIES)
+        .filter_map(|m| {
+            let (escaped, instance) = entry(m)?;
+            let mut path = Vec::with_capacity(escaped.len());
+            if !unescape(escaped, |b| path.push(b)) || !path.starts_with(b"/") {
+                return None;
+            }
+            while path.ends_with(b"/") {
+                path.pop();
+            }
+            Some((path, instance))
+        })
+        .collect()
 }
 
 fn device_of(path: &[u8]) -> u64 {
@@ -418,6 +431,14 @@ mod tests {
 
     fn mount(path: &str) -> Mount {
         Mount { path: path.as_bytes().to_vec(), instance: 0, dev: AtomicU64::new(0), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
+    }
+
+    #[test]
+    fn the_mount_table_holds_any_mount_point() {
+        let table = b"/srv/debian%3A12=3:/mnt/a/=0:/=7:relative=1:/bad%zz=2:/x=notanumber:/a%3Db%25c=4";
+        let got = mount_table(table);
+        let want: Vec<(Vec<u8>, u32)> = vec![(b"/srv/debian:12".to_vec(), 3), (b"/mnt/a".to_vec(), 0), (Vec::new(), 7), (b"/a=b%c".to_vec(), 4)];
+        assert_eq!(got, want);
     }
 
     #[test]
