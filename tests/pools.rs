@@ -411,3 +411,30 @@ fn exec_preload_only_runs_a_client_inside_the_pool() {
     h.ok(&["pool", "destroy", &name, "--force"]);
     h.created.clear();
 }
+
+/// Relative branch paths and spec files name what they name from where the operator runs the
+/// command, not from the pool's service's working directory: `mount --pool` with `--upper
+/// rel`, and with `-f spec.yaml` holding `path: rel`, both write into the directories beside
+/// the operator (the service used to open `rel` from `/`).
+#[test]
+fn relative_branch_paths_are_the_operators() {
+    let mut h = Host::new("pools-relative");
+    let pool = h.create("r", &["--cpus", "0-1"]);
+    h.ok(&["service", "run", "--pool", &pool, "--detach"]);
+    let base = h.scratch.path().to_path_buf();
+    for d in ["lower", "upper-a", "upper-b", "mnt-a", "mnt-b"] {
+        std::fs::create_dir(base.join(d)).expect("mkdir");
+    }
+    std::fs::write(base.join("spec.yaml"), "branches:\n  - {path: upper-b, mode: rw}\n  - {path: lower, mode: ro}\n").expect("spec");
+    let mut quick = h.cmd();
+    quick.current_dir(&base).args(["mount", "--pool", &pool, "mnt-a", "--upper", "upper-a", "--lower", "lower"]);
+    let mut file = h.cmd();
+    file.current_dir(&base).args(["mount", "--pool", &pool, "mnt-b", "-f", "spec.yaml"]);
+    for (mut cmd, mnt, upper) in [(quick, "mnt-a", "upper-a"), (file, "mnt-b", "upper-b")] {
+        let out = cmd.output().expect("run mount");
+        assert!(out.status.success(), "mount with relative paths failed: {}", stderr(&out));
+        std::fs::write(base.join(mnt).join("written"), b"here").expect("write through the mount");
+        assert_eq!(std::fs::read(base.join(upper).join("written")).expect("in the operator's upper branch"), b"here");
+        h.ok(&["umount", "--pool", &pool, &base.join(mnt).display().to_string()]);
+    }
+}

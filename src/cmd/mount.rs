@@ -25,8 +25,10 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
             branches.extend(args.lower.iter().map(|p| BranchSpec { path: p.clone(), mode: BranchMode::Ro, local: false }));
             let backend = match args.backend {
                 BackendKind::Local => {
-                    for b in &branches {
+                    for b in &mut branches {
                         ensure!(b.path.is_dir(), "branch {} is not a directory", b.path.display());
+                        // The service (or a detached daemon) opens it from another directory.
+                        b.path = std::path::absolute(&b.path).with_context(|| format!("branch {}", b.path.display()))?;
                     }
                     BackendSpec::Local
                 }

@@ -44,6 +44,8 @@ pub enum DaemonError {
     },
     #[error("{} is already mounted", .0.display())]
     AlreadyMounted(PathBuf),
+    #[error("branch {} is a relative path: the service would take it from its own working directory; give an absolute one", .0.display())]
+    RelativeBranch(PathBuf),
     #[error("cannot build the filesystem instance")]
     Build(#[source] InstanceError),
     #[error(transparent)]
@@ -132,9 +134,23 @@ fn table_text(rows: &[&str]) -> String {
 }
 
 impl ServiceSpec {
+    /// Reads the table at `path`; relative local branch paths and mount points are taken from
+    /// the file's directory, as in an instance's own spec file.
     pub fn from_file(path: &Path) -> Result<Self, DaemonError> {
         let text = std::fs::read_to_string(path).map_err(|source| DaemonError::ReadSpec { path: path.to_path_buf(), source })?;
-        Ok(crate::spec::from_yaml(&text, path)?)
+        let mut spec: ServiceSpec = crate::spec::from_yaml(&text, path)?;
+        let base = std::path::absolute(path).map_err(|source| DaemonError::ReadSpec { path: path.to_path_buf(), source })?;
+        let base = base.parent().unwrap_or(Path::new("/"));
+        for entry in &mut spec.instances {
+            if entry.mountpoint.is_relative() {
+                entry.mountpoint = base.join(&entry.mountpoint);
+            }
+            let local = matches!(entry.spec.backend, crate::spec::BackendSpec::Local);
+            for b in entry.spec.branches.iter_mut().filter(|b| (local || b.local) && b.path.is_relative()) {
+                b.path = base.join(&b.path);
+            }
+        }
+        Ok(spec)
     }
 }
 
@@ -255,6 +271,12 @@ impl Service {
 
     /// Mounts `spec` at `mountpoint`, as user-level instance `want` when given and free.
     fn mount(&self, mountpoint: &Path, spec: InstanceSpec, want: Option<u32>) -> Result<u32, DaemonError> {
+        if !mountpoint.is_absolute() {
+            return Err(DaemonError::MountPoint { path: mountpoint.to_path_buf(), source: std::io::Error::other("a relative path: give an absolute one") });
+        }
+        if let Some(b) = spec.branches.iter().find(|b| b.path.is_relative()) {
+            return Err(DaemonError::RelativeBranch(b.path.clone()));
+        }
         let mp = std::fs::canonicalize(mountpoint).map_err(|source| DaemonError::MountPoint { path: mountpoint.to_path_buf(), source })?;
         self.cache_fits(&spec)?;
         {
@@ -671,6 +693,18 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_table_file_anchors_relative_paths_at_its_own_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("table.yaml");
+        std::fs::write(&file, "instances:\n  - mountpoint: mnt\n    spec:\n      branches:\n        - {path: up, mode: rw}\n        - {path: /abs/low, mode: ro}\n").expect("write");
+        let spec = ServiceSpec::from_file(&file).expect("parse");
+        let e = &spec.instances[0];
+        assert_eq!(e.mountpoint, dir.path().join("mnt"));
+        assert_eq!(e.spec.branches[0].path, dir.path().join("up"));
+        assert_eq!(e.spec.branches[1].path, Path::new("/abs/low"));
+    }
 
     fn entry(mountpoint: &str, yaml: &str, instance: u32) -> TableEntry {
         let spec = InstanceSpec::parse(yaml, Path::new("/specs/spec.yaml")).expect("spec");

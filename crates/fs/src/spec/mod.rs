@@ -489,11 +489,13 @@ impl InstanceSpec {
         Ok(spec)
     }
 
-    /// Reads and parses the spec file at `path`.
+    /// Reads and parses the spec file at `path` (relative branch paths are taken from its
+    /// directory, made absolute from the working directory when `path` is relative).
     pub fn from_file(path: &Path) -> Result<Self, SpecError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| SpecError::Read { file: path.display().to_string(), source })?;
-        Self::parse(&text, path)
+        let anchored = std::path::absolute(path).map_err(|source| SpecError::Read { file: path.display().to_string(), source })?;
+        Self::parse(&text, &anchored)
     }
 
     /// The writable branch, if any.
