@@ -8,6 +8,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// A number of clones for `bench --workload startup`: 1 to 4096.
+fn clones(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=4096).contains(&n) => Ok(n),
+        _ => Err("a number of clones from 1 to 4096".into()),
+    }
+}
+
 /// A pool's or container's name as given on the command line, checked before it names any
 /// path under the state directory (`--pool ../other` would reach another pool's files).
 fn checked_name(name: &str) -> Result<String, String> {
@@ -595,7 +603,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
     pub min_time: f64,
     /// Size of the large file and of the sequential streams, in MiB.
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub file_mib: u64,
     /// Threads per container of every file workload, each doing the workload's work at once
     /// on files of its own (default: 4 for `fileserver` and `webserver`, 1 for the others).
@@ -658,7 +666,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "CMD", default_value = "busybox httpd -f -p {port}")]
     pub serve: String,
     /// `startup`: numbers of clones to start at once, comma-separated (the papers went to 64).
-    #[arg(long, value_delimiter = ',', value_name = "N,...", default_value = "1,4,16")]
+    #[arg(long, value_delimiter = ',', value_name = "N,...", default_value = "1,4,16", value_parser = clones)]
     pub clones: Vec<usize>,
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,

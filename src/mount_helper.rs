@@ -169,6 +169,10 @@ pub fn mount_call(args: &[OsString]) -> Result<MountCall, HelperError> {
     let (positional, flags, opts) = split(args, MOUNT_USAGE, "sfnvirw")?;
     let [source, dir] = <[OsString; 2]>::try_from(positional).map_err(|_| HelperError::Usage(MOUNT_USAGE))?;
     let sloppy = flags.contains('s');
+    // `-r` is `-o ro`, refused as it is (mount(8) passes it on rather than folding it in).
+    if flags.contains('r') {
+        return Err(HelperError::Unsupported("ro".into(), "the user-level path would still write; mount read-write and bind-mount it read-only"));
+    }
     let mut call = MountCall { mountpoint: PathBuf::from(&dir), verbose: flags.contains('v'), fake: flags.contains('f'), ..MountCall::default() };
     let mut rest: Vec<OsString> = Vec::new();
     let (mut lowers, mut upper, mut spec) = (Vec::new(), None, None);
@@ -272,6 +276,7 @@ mod tests {
         assert_eq!(call("none /mnt -o lowerdir=/a"), Err(HelperError::NoBranches));
         assert_eq!(call("none /mnt -o upperdir=/u,spec=/s.yaml"), Err(HelperError::SpecAndBranches));
         assert!(matches!(call("none /mnt -o upperdir=/u,ro"), Err(HelperError::Unsupported(o, _)) if o == "ro"));
+        assert!(matches!(call("none /mnt -r -o upperdir=/u"), Err(HelperError::Unsupported(o, _)) if o == "ro"), "-r is -o ro");
         assert_eq!(call("/mnt -o upperdir=/u"), Err(HelperError::Usage(MOUNT_USAGE)));
         assert_eq!(call("none /mnt -o"), Err(HelperError::Usage(MOUNT_USAGE)));
         assert!(matches!(call("none /mnt -N 1 -o upperdir=/u"), Err(HelperError::Flag(_))));

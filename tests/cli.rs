@@ -42,6 +42,13 @@ fn bad_usage_is_named() {
     let out = bin().args(["completions", "tcsh"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tcsh"));
+    // Numbers out of range are refused before anything runs (a `--file-mib` this large
+    // wrapped to 0 in the size computed from it; no clones made a report of nothing).
+    for (args, named) in [(&["bench", "--clones", "0"][..], "--clones"), (&["bench", "--clones", "4,0"], "--clones"), (&["bench", "--file-mib", "17592186044416"], "--file-mib")] {
+        let out = bin().args(args).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(named), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 /// A pool or container name that would lead out of its place under the state directory is

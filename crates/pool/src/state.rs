@@ -105,8 +105,9 @@ impl Pools {
     }
 
     pub fn get(&self, name: &str) -> io::Result<Option<PoolState>> {
-        match std::fs::read_to_string(self.pool_dir(name).join("pool.yaml")) {
-            Ok(t) => serde_yaml_ng::from_str(&t).map(Some).map_err(yaml_err),
+        let file = self.pool_dir(name).join("pool.yaml");
+        match std::fs::read_to_string(&file) {
+            Ok(t) => serde_yaml_ng::from_str(&t).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", file.display()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -127,6 +128,10 @@ impl Pools {
         };
         for e in rd {
             let e = e?;
+            // Only directories are pools (a stray file beside them is no pool, and no error).
+            if !e.file_type()?.is_dir() {
+                continue;
+            }
             if let Some(name) = e.file_name().to_str().filter(|n| !n.starts_with('.')) {
                 if let Some(p) = self.get(name)? {
                     out.push(p);
@@ -224,5 +229,19 @@ mod tests {
         }
         let err = private_dir(&theirs, 0o711).expect_err("a directory of uid 12345 was taken");
         assert!(err.to_string().contains("uid 12345"), "{err}");
+    }
+
+    /// A stray file among the pools is no pool and no error; a pool file that does not parse
+    /// is named in the error.
+    #[test]
+    fn pools_are_listed_past_a_stray_file_and_a_broken_one_is_named() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let pools = Pools::new(tmp.path());
+        std::fs::create_dir_all(pools.pool_dir("a")).expect("mkdir");
+        std::fs::write(tmp.path().join("pools/README"), b"notes").expect("stray file");
+        assert_eq!(pools.list().expect("listed past the stray file").len(), 0);
+        std::fs::write(pools.pool_dir("a").join("pool.yaml"), b"name: [").expect("broken");
+        let err = pools.list().expect_err("a broken pool file");
+        assert!(err.to_string().contains("pools/a/pool.yaml"), "{err}");
     }
 }
