@@ -500,7 +500,6 @@ fn bad_input_gets_a_clear_error_and_a_nonzero_exit() {
         (vec!["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--user", "nobody-here", "--", "true"], "no user nobody-here"),
         (vec!["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--workdir", "rel", "--", "true"], "must be an absolute path"),
         (vec!["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--env", "NOEQUALS", "--", "true"], "expected K=V"),
-        (vec!["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--name", "bad/name", "--", "true"], "container name"),
         (vec!["kill", "--pool", &s.pool, "nobody"], "has no container named nobody"),
         (vec!["exec", "--pool", &s.pool, "--in", "ghost", "--", "true"], "has no container named ghost"),
         (vec!["kill", "--pool", &s.pool, "x", "--signal", "NOPE"], "no such signal"),
@@ -512,6 +511,10 @@ fn bad_input_gets_a_clear_error_and_a_nonzero_exit() {
     }
     let out = s.host.run(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--tty", "--detach", "--", "sh"]);
     assert_eq!(code(&out), 2, "clap refuses --tty with --detach");
+    // A name that is no name is a usage error, refused before anything is looked up.
+    let out = s.host.run(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--name", "bad/name", "--", "true"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("'bad/name'") && stderr(&out).contains("--name"), "{}", stderr(&out));
     // A name in use.
     let name = s.host.ok(&["exec", "--pool", &s.pool, "--clone-of", IMAGE, "--name", "dup", "--detach", "--", "sleep", "600"]);
     assert_eq!(name.trim(), "dup");

@@ -1000,6 +1000,9 @@ fn pass_busy_file(sh: &Shared, ch: &channels::Channel, fs: &dyn FileSystem, uppe
     let refused = (Unserved::Errno(libc::EAGAIN).result() as i64, [0; 4]);
     let Some(upper) = upper.filter(|_| req.flags & FLAG_FD_OK != 0) else { return refused };
     let Ok(flags) = i32::try_from(req.arg) else { return refused };
+    if passthrough::busy_passable(fs, flags, req.inode, req.handle).is_none() {
+        return refused;
+    }
     // Counted as written outside before the descriptor goes (a reader that learned the file
     // must not trust it from the moment the client may write), undone if it does not. Once
     // per handle: a handle passed already is refused (and stays counted as it was).

@@ -159,15 +159,21 @@ impl UpperView {
 /// flags the handle's own open file has (what the service checked at the open: a reader gets
 /// nothing, nor does a client that claims more than it opened), and only for a writer.
 pub(super) fn pass_busy(ch: &Channel, fs: &dyn FileSystem, upper: &UpperView, flags: i32, inode: Inode, handle: u64) -> bool {
-    let Ok(b) = fs.backing_file(inode, handle) else { return false };
-    if !b.writable || b.layer.is_some_and(|l| l != 0) || flags & libc::O_ACCMODE == libc::O_RDONLY {
-        return false;
-    }
-    if !opened_with(b.fd.as_fd(), flags) {
-        return false;
-    }
+    let Some(b) = busy_passable(fs, flags, inode, handle) else { return false };
     let Some(Ok(fd)) = upper.view().and_then(|v| v.reopen(b.fd.as_fd(), flags & KEEP)) else { return false };
     ch.send_fd(fd.as_fd())
+}
+
+/// The backing file of `handle` (of `inode`) if it may be passed to a busy writer: a file of
+/// the writable branch, opened for writing with `flags`' access mode and status flags. Asked
+/// before the file is counted as written outside the service, so that a request that will be
+/// refused moves no change-table word (other clients would drop what they learned of the file).
+pub(super) fn busy_passable(fs: &dyn FileSystem, flags: i32, inode: Inode, handle: u64) -> Option<crate::libservice::BackingFile> {
+    let b = fs.backing_file(inode, handle).ok()?;
+    if !b.writable || b.layer.is_some_and(|l| l != 0) || flags & libc::O_ACCMODE == libc::O_RDONLY {
+        return None;
+    }
+    opened_with(b.fd.as_fd(), flags).then_some(b)
 }
 
 /// Handles passed for writing: their release, and a `Getattr` of their file while they
