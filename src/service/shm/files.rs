@@ -191,7 +191,7 @@ pub(super) fn write(c: &mut Call<'_>) -> io::Result<Reply> {
     // An append finds the end and writes there as one step: appenders served by other
     // workers at the same moment wait (the write-back cache, unlike a backing file
     // opened O_APPEND, writes where it is told).
-    let _append = (r.arg & WRITE_APPEND != 0).then(|| APPENDS.lock().unwrap_or_else(|p| p.into_inner()));
+    let _append = (r.arg & WRITE_APPEND != 0).then(|| APPENDS[(r.inode % APPENDS.len() as u64) as usize].lock().unwrap_or_else(|p| p.into_inner()));
     let at = if r.arg & WRITE_APPEND != 0 { fs.getattr(ctx, r.inode, Some(r.handle))?.size } else { r.offset };
     kill_privs(c)?;
     if at.checked_add(n as u64).is_none_or(|end| end > i64::MAX as u64) {

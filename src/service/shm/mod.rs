@@ -1288,9 +1288,10 @@ fn request_data(area: &Area, r: &Request, buf: &mut [u8]) -> Vec<u8> {
     buf[..n].to_vec()
 }
 
-/// Held by an append from finding the file's end to writing there (every worker, every
-/// instance of the service: appends are rare enough that one lock costs nothing measurable).
-static APPENDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Held by an append from finding the file's end to writing there, one of them per file
+/// (by its inode number): appends to one file are ordered, and an append that waits on a slow
+/// backend (`O_SYNC`, a distant CephFS) holds up only appends to files of its shard.
+static APPENDS: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
 
 /// A streamed write whose client has not sent its next piece for this long calls a helper
 /// for the queue, so that the queue's other clients do not wait behind it.
