@@ -149,6 +149,38 @@ fn forged_hints_and_garbage_in_the_shared_words_change_no_answer() {
     });
 }
 
+/// Bursts of hints, which any process of the pool can push into the shared queue, start a
+/// helper thread at most every 20 ms, not one per burst: 1.5 s of bursts of eight hints every
+/// millisecond start at most 1.5 s / 20 ms helpers (and the honest client is still served).
+#[test]
+fn bursts_of_hints_start_few_helper_threads() {
+    let (_s, _lower, _upper, driver) = served("hostile-bursts");
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("client");
+    let before = driver.helpers_started();
+    let shmid = driver.shmid();
+    // SAFETY: attaching the driver's live segment, as any process of the pool may.
+    let addr = unsafe { libc::shmat(shmid, std::ptr::null(), 0) };
+    assert_ne!(addr as isize, -1, "shmat");
+    let g = Segment::claimed_geometry(addr as *const u8).expect("geometry");
+    // SAFETY: the whole segment is mapped until the shmdt below.
+    let seg = unsafe { Segment::new(addr.cast(), Layout::new(g).expect("layout")) };
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(1500) {
+        for _ in 0..8 {
+            let _ = seg.queue(0).push(&Descriptor { client: c.id(), flags: FLAG_NO_REPLY, ..Descriptor::default() });
+        }
+        seg.doorbell(0).ring();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let took = t.elapsed();
+    // SAFETY: our own attachment.
+    unsafe { libc::shmdt(addr) };
+    let started = driver.helpers_started() - before;
+    let most = took.as_millis() as u64 / 20 + 1;
+    assert!(started <= most, "{started} helper threads started in {took:?} (at most {most})");
+    assert!(c.call(Descriptor { op: Op::StatPath as u32, len: 1, ..Descriptor::default() }, b"f").is_ok());
+}
+
 /// A client that takes other clients' hints out of the shared queue now and then (its slots are
 /// the pool's, writable and readable by every client) costs their requests a retry, not an
 /// error: a client whose request stays unanswered queues its hint again every 100 ms (the

@@ -178,6 +178,8 @@ struct Shared {
     pool_cpus: usize,
     /// Helpers running, per queue.
     helpers: Vec<AtomicU32>,
+    /// Per queue: when (µs of the service's clock) its last helper was started.
+    helper_started_at: Vec<AtomicU64>,
     /// Streamed writes waiting for a stalled client, per queue: while any does, the queue's
     /// helpers stay (its other clients must not wait behind it).
     stalled: Vec<AtomicU32>,
@@ -324,6 +326,7 @@ impl BackDriver {
             cpus: cpus.to_vec(),
             pool_cpus: if cpus.is_empty() { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { cpus.len() },
             helpers: (0..g.queues).map(|_| AtomicU32::new(0)).collect(),
+            helper_started_at: (0..g.queues).map(|_| AtomicU64::new(0)).collect(),
             stalled: (0..g.queues).map(|_| AtomicU32::new(0)).collect(),
             expecting: (0..g.queues).map(|_| AtomicU64::new(0)).collect(),
             helper_threads: std::sync::Mutex::new(Vec::new()),
@@ -464,7 +467,16 @@ fn op_name(op: Op) -> &'static str {
 }
 
 /// Starts a helper for queue `q` unless it has enough.
-fn call_helper(sh: &Arc<Shared>, q: u32) {
+fn call_helper(sh: &Arc<Shared>, q: u32, backlog: bool) {
+    // A helper stays while its queue keeps it busy: bursts of hints (cheap for any client to
+    // send) start at most one every `HELPER_EVERY_US`, not a thread each. (A stalled streamed
+    // write calls one at once: streaming is barred for a second after each give-up.)
+    let now = clock_us();
+    let last = &sh.helper_started_at[q as usize];
+    let before = last.load(Ordering::Acquire);
+    if backlog && (before != 0 && now.saturating_sub(before) < HELPER_EVERY_US || last.compare_exchange(before, now.max(1), Ordering::AcqRel, Ordering::Acquire).is_err()) {
+        return;
+    }
     let count = &sh.helpers[q as usize];
     if count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_HELPERS).then_some(n + 1)).is_err() {
         return;
@@ -514,6 +526,9 @@ fn clock_us() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     u64::try_from(START.get_or_init(std::time::Instant::now).elapsed().as_micros()).unwrap_or(u64::MAX)
 }
+
+/// Least time between the starts of two helpers of one queue, in µs.
+const HELPER_EVERY_US: u64 = 20_000;
 
 /// How long a client counts as young: a short process's life (a `cat`: about 1 ms).
 const YOUNG: std::time::Duration = std::time::Duration::from_millis(3);
@@ -725,7 +740,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
             debug!("queue {q}: moved off cpu {} shared with its client", cpu.wrapping_sub(1));
         }
         if !helper && queue.backlog() >= BACKLOG_HELP {
-            call_helper(sh, q);
+            call_helper(sh, q, true);
         }
         serve_hint(sh, q, &d, &mut caches, &mut buf, &slots);
     }
@@ -1311,7 +1326,7 @@ struct Stalled {
 impl Stalled {
     fn start(sh: &Arc<Shared>, q: u32) -> Stalled {
         sh.stalled[q as usize].fetch_add(1, Ordering::AcqRel);
-        call_helper(sh, q);
+        call_helper(sh, q, false);
         Stalled { sh: sh.clone(), q }
     }
 }
