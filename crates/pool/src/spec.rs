@@ -234,6 +234,9 @@ impl PoolSpec {
         if let Some(w) = self.cpu_weight.filter(|w| !(1..=10000).contains(w)) {
             return Err(invalid("--cpu-weight", &w.to_string(), "must be 1-10000"));
         }
+        if let Some(parent) = &self.cgroup_parent {
+            check_cgroup_parent(parent)?;
+        }
         if let Some(w) = self.io_weight.filter(|w| !(1..=10000).contains(w)) {
             return Err(invalid("--io-weight", &w.to_string(), "must be 1-10000"));
         }
@@ -256,6 +259,16 @@ impl PoolSpec {
     }
 }
 
+/// A cgroup path under each hierarchy's root (`/tenants`, `tenants.slice/t1`): names of
+/// letters, digits and `._@:-`, never `.` or `..` (which would make the pool's cgroups
+/// elsewhere than under the root, or under another's).
+pub fn check_cgroup_parent(parent: &str) -> Result<(), SpecError> {
+    let names: Vec<&str> = parent.trim_start_matches('/').split('/').filter(|n| !n.is_empty()).collect();
+    let ok = parent.len() <= 1024
+        && names.iter().all(|n| *n != "." && *n != ".." && n.chars().all(|c| c.is_ascii_alphanumeric() || "._@:-".contains(c)));
+    if ok { Ok(()) } else { Err(invalid("--cgroup-parent", parent, "use a cgroup path of names made of letters, digits and ._@:- (no '.' or '..')")) }
+}
+
 /// A pool name: letters, digits, `-`, `_`; 1-64 characters, not starting with `-`.
 pub fn check_name(name: &str) -> Result<(), SpecError> {
     let ok = !name.is_empty()
@@ -271,6 +284,16 @@ mod tests {
 
     fn host() -> Host {
         Host { online_cpus: (0..4).collect(), online_mems: BTreeSet::from([0]), sys_dev_block: "/sys/dev/block".into() }
+    }
+
+    #[test]
+    fn a_cgroup_parent_stays_under_the_hierarchy_root() {
+        for good in ["tenants", "/tenants", "tenants.slice/t-1", "/", "user@1000.service"] {
+            assert_eq!(check_cgroup_parent(good), Ok(()), "{good}");
+        }
+        for bad in ["../../..", "/a/../b", "a/./b", "a b", "/sys/fs/cgroup/x\\0", "a\nb"] {
+            assert!(check_cgroup_parent(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
