@@ -169,13 +169,46 @@ pub fn socket_file(pools: &Pools, pool: &str) -> PathBuf {
     pools.pool_dir(pool).join("control.sock")
 }
 
-/// Mountpoints recorded in a pool's filesystem table.
+/// A recorded filesystem table read row by row: the rows that still make an instance, and
+/// for each that does not, its mount point (when it names one) and why. One row that no
+/// longer parses (a hand edit, a check a newer version makes) costs that row only.
+#[derive(Debug, Default)]
+pub struct RecordedTable {
+    pub entries: Vec<TableEntry>,
+    pub broken: Vec<(Option<PathBuf>, String)>,
+}
+
+impl RecordedTable {
+    pub fn parse(text: &str) -> RecordedTable {
+        let mut table = RecordedTable::default();
+        let doc: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
+            Ok(d) => d,
+            Err(e) => {
+                table.broken.push((None, e.to_string()));
+                return table;
+            }
+        };
+        let rows = doc.get("instances").and_then(|r| r.as_sequence()).cloned().unwrap_or_default();
+        for (i, row) in rows.into_iter().enumerate() {
+            let mountpoint = row.get("mountpoint").and_then(|m| m.as_str()).map(PathBuf::from);
+            match serde_yaml_ng::from_value::<TableEntry>(row) {
+                Ok(e) => table.entries.push(e),
+                Err(e) => table.broken.push((mountpoint, format!("instances[{i}]: {e}"))),
+            }
+        }
+        table
+    }
+
+    /// Every mount point the table names, whether its row still parses or not.
+    pub fn mountpoints(&self) -> Vec<PathBuf> {
+        self.entries.iter().map(|e| e.mountpoint.clone()).chain(self.broken.iter().filter_map(|(m, _)| m.clone())).collect()
+    }
+}
+
+/// Mountpoints recorded in a pool's filesystem table (those of rows that no longer parse
+/// too: a dead service's mounts must be found to be cleared).
 pub fn recorded_mounts(pools: &Pools, pool: &str) -> Vec<PathBuf> {
-    std::fs::read_to_string(table_file(pools, pool))
-        .ok()
-        .and_then(|t| serde_yaml_ng::from_str::<ServiceSpec>(&t).ok())
-        .map(|s| s.instances.into_iter().map(|e| e.mountpoint).collect())
-        .unwrap_or_default()
+    std::fs::read_to_string(table_file(pools, pool)).map(|t| RecordedTable::parse(&t).mountpoints()).unwrap_or_default()
 }
 
 struct Service {
@@ -524,7 +557,21 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
     // mounts are served again, each under its old user-level index, whether a supervisor
     // restarts this service or an operator does. The spec's own instances come after them.
     let recorded = match std::fs::read_to_string(table_file(pools, &pool.name)) {
-        Ok(t) => serde_yaml_ng::from_str::<ServiceSpec>(&t).map_err(|e| warn!("cannot read the filesystem table the previous service recorded, serving none of it: {e}")).ok(),
+        Ok(t) => {
+            let table = RecordedTable::parse(&t);
+            if !table.broken.is_empty() {
+                // Kept beside, for the operator: the table is written anew below without them.
+                let kept = table_file(pools, &pool.name).with_extension("yaml.bad");
+                if let Err(e) = std::fs::write(&kept, &t) {
+                    warn!("cannot keep a copy of the filesystem table at {}: {e}", kept.display());
+                }
+                for (mountpoint, why) in &table.broken {
+                    let at = mountpoint.as_ref().map_or_else(|| "(no mount point)".to_string(), |m| m.display().to_string());
+                    warn!("the filesystem table the previous service recorded has a row it cannot serve, {at}: {why} (the table as it was: {})", kept.display());
+                }
+            }
+            Some(ServiceSpec { instances: table.entries })
+        }
         Err(_) => None,
     };
     let recover = start.recover || recorded.is_some();
@@ -693,6 +740,20 @@ pub fn run(pools: &Pools, pool: &PoolState, start: Startup, ready: impl FnOnce()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recorded_table_loses_only_the_rows_that_no_longer_parse() {
+        let good = table_text(&[&table_row(&entry("/mnt/a", "branches:\n  - {path: /u, mode: rw}\n", 0)).expect("row")]);
+        let text = format!("{good}- mountpoint: /mnt/b\n  spec:\n    branches: []\n    cache: {{dirty_ratio: 0}}\n- junk: 1\n");
+        let t = RecordedTable::parse(&text);
+        assert_eq!(t.entries.len(), 1, "{t:?}");
+        assert_eq!(t.entries[0].mountpoint, Path::new("/mnt/a"));
+        assert_eq!(t.broken.len(), 2, "{t:?}");
+        assert_eq!(t.mountpoints(), vec![PathBuf::from("/mnt/a"), PathBuf::from("/mnt/b")]);
+        assert!(t.broken[0].1.starts_with("instances[1]:"), "{:?}", t.broken);
+        let none = RecordedTable::parse("instances: [");
+        assert!(none.entries.is_empty() && none.broken.len() == 1);
+    }
 
     #[test]
     fn a_service_table_file_anchors_relative_paths_at_its_own_directory() {
