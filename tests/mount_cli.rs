@@ -200,6 +200,10 @@ fn bad_input_is_named_and_nothing_is_mounted() {
     assert_eq!(out.status.code(), Some(1));
     let msg = stderr(&out);
     assert!(msg.contains("bad.yaml:3:") && msg.contains("branches[0].mode"), "{msg}");
+    // The quick form is checked as a spec file is: one directory as two branches.
+    let out = run(&[&os("mount"), e.mnt.as_os_str(), &os("--upper"), e.upper.as_os_str(), &os("--lower"), e.upper.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("same directory as branches[0]"), "{}", stderr(&out));
     // -f and the quick form together.
     let out = run(&[&os("mount"), e.mnt.as_os_str(), &os("-f"), spec.as_os_str(), &os("--upper"), e.upper.as_os_str()]);
     assert_eq!(out.status.code(), Some(2));

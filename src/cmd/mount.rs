@@ -74,6 +74,9 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
         spec.cache.attr_timeout = t;
         spec.cache.entry_timeout = t;
     }
+    // As a spec file's instance is checked (in its fields' names: `branches[1].path: same
+    // directory as branches[0]` for `--upper /x --lower /x`).
+    spec.check().map_err(|why| anyhow::anyhow!("{why}"))?;
     Ok(spec)
 }
 

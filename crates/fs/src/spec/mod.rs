@@ -419,6 +419,17 @@ impl TryFrom<RawInstance> for InstanceSpec {
     type Error = String;
 
     fn try_from(raw: RawInstance) -> Result<Self, String> {
+        let spec = InstanceSpec { backend: raw.backend, branches: raw.branches, cache: raw.cache, union: raw.union, id_shift: raw.id_shift, quota: raw.quota, fuse: raw.fuse };
+        spec.check()?;
+        Ok(spec)
+    }
+}
+
+impl InstanceSpec {
+    /// What a spec file's instance must be (checked as it is read; a spec made another way,
+    /// as `mount`'s quick form makes one, is checked with this too): the error names the field.
+    pub fn check(&self) -> Result<(), String> {
+        let raw = self;
         if raw.branches.is_empty() {
             return Err("branches: at least one branch is needed".into());
         }
@@ -459,7 +470,7 @@ impl TryFrom<RawInstance> for InstanceSpec {
         if raw.quota.limits() && raw.branches.first().is_none_or(|b| b.mode != BranchMode::Rw) {
             return Err("quota: a quota needs a writable (rw) first branch".into());
         }
-        Ok(InstanceSpec { backend: raw.backend, branches: raw.branches, cache: raw.cache, union: raw.union, id_shift: raw.id_shift, quota: raw.quota, fuse: raw.fuse })
+        Ok(())
     }
 }
 
