@@ -34,7 +34,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
+    // Paths under these go to the pool's service, which runs in another directory.
+    cli.state_dir = std::path::absolute(&cli.state_dir).map_err(|e| anyhow::anyhow!("--state-dir {}: {e}", cli.state_dir.display()))?;
+    cli.data_dir = std::path::absolute(&cli.data_dir).map_err(|e| anyhow::anyhow!("--data-dir {}: {e}", cli.data_dir.display()))?;
     match cli.command {
         Command::Pool(PoolCommand::Create(a)) => cmd::pool::create(&cli.state_dir, a),
         Command::Pool(PoolCommand::List(a)) => cmd::pool::list(&cli.state_dir, a),

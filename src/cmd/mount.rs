@@ -34,6 +34,8 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
                 }
                 BackendKind::Cephfs => {
                     let conf = args.ceph.ceph_conf.clone().context("--backend cephfs needs --ceph-conf FILE")?;
+                    // The service (or a detached daemon) reads it from another directory.
+                    let conf = std::path::absolute(&conf).with_context(|| format!("--ceph-conf {}", conf.display()))?;
                     for b in &branches {
                         ensure!(b.path.is_absolute(), "CephFS branch {} must be an absolute path inside the file system", b.path.display());
                     }

@@ -44,7 +44,7 @@ pub enum DaemonError {
     },
     #[error("{} is already mounted", .0.display())]
     AlreadyMounted(PathBuf),
-    #[error("branch {} is a relative path: the service would take it from its own working directory; give an absolute one", .0.display())]
+    #[error("{} is a relative path: the service would take it from its own working directory; give an absolute one", .0.display())]
     RelativeBranch(PathBuf),
     #[error("cannot build the filesystem instance")]
     Build(#[source] InstanceError),
@@ -149,6 +149,11 @@ impl ServiceSpec {
             for b in entry.spec.branches.iter_mut().filter(|b| (local || b.local) && b.path.is_relative()) {
                 b.path = base.join(&b.path);
             }
+            if let crate::spec::BackendSpec::Cephfs(c) = &mut entry.spec.backend {
+                if c.conf.is_relative() {
+                    c.conf = base.join(&c.conf);
+                }
+            }
         }
         Ok(spec)
     }
@@ -192,7 +197,12 @@ impl RecordedTable {
         for (i, row) in rows.into_iter().enumerate() {
             let mountpoint = row.get("mountpoint").and_then(|m| m.as_str()).map(PathBuf::from);
             match serde_yaml_ng::from_value::<TableEntry>(row) {
-                Ok(e) => table.entries.push(e),
+                Ok(e) => match relative_local_path(&e.spec) {
+                    // A row an older version recorded from an operator's relative path: which
+                    // directory it meant is not known any more.
+                    Some(p) => table.broken.push((mountpoint, format!("instances[{i}]: branch {} is a relative path", p.display()))),
+                    None => table.entries.push(e),
+                },
                 Err(e) => table.broken.push((mountpoint, format!("instances[{i}]: {e}"))),
             }
         }
@@ -203,6 +213,17 @@ impl RecordedTable {
     pub fn mountpoints(&self) -> Vec<PathBuf> {
         self.entries.iter().map(|e| e.mountpoint.clone()).chain(self.broken.iter().filter_map(|(m, _)| m.clone())).collect()
     }
+}
+
+/// A local directory of `spec` given as a relative path (a branch of the local backend, a
+/// `local` branch, a CephFS configuration file), if any.
+fn relative_local_path(spec: &InstanceSpec) -> Option<&Path> {
+    let local = matches!(spec.backend, crate::spec::BackendSpec::Local);
+    let branch = spec.branches.iter().find(|b| (local || b.local) && b.path.is_relative()).map(|b| b.path.as_path());
+    branch.or(match &spec.backend {
+        crate::spec::BackendSpec::Cephfs(c) if c.conf.is_relative() => Some(c.conf.as_path()),
+        _ => None,
+    })
 }
 
 /// Mountpoints recorded in a pool's filesystem table (those of rows that no longer parse
@@ -307,8 +328,10 @@ impl Service {
         if !mountpoint.is_absolute() {
             return Err(DaemonError::MountPoint { path: mountpoint.to_path_buf(), source: std::io::Error::other("a relative path: give an absolute one") });
         }
-        if let Some(b) = spec.branches.iter().find(|b| b.path.is_relative()) {
-            return Err(DaemonError::RelativeBranch(b.path.clone()));
+        // Local directories only: a CephFS path is inside the CephFS (libcephfs takes a relative
+        // one from its root).
+        if let Some(p) = relative_local_path(&spec) {
+            return Err(DaemonError::RelativeBranch(p.to_path_buf()));
         }
         let mp = std::fs::canonicalize(mountpoint).map_err(|source| DaemonError::MountPoint { path: mountpoint.to_path_buf(), source })?;
         self.cache_fits(&spec)?;
@@ -744,12 +767,13 @@ mod tests {
     #[test]
     fn a_recorded_table_loses_only_the_rows_that_no_longer_parse() {
         let good = table_text(&[&table_row(&entry("/mnt/a", "branches:\n  - {path: /u, mode: rw}\n", 0)).expect("row")]);
-        let text = format!("{good}- mountpoint: /mnt/b\n  spec:\n    branches: []\n    cache: {{dirty_ratio: 0}}\n- junk: 1\n");
+        let text = format!("{good}- mountpoint: /mnt/b\n  spec:\n    branches: []\n    cache: {{dirty_ratio: 0}}\n- junk: 1\n- mountpoint: /mnt/c\n  spec:\n    branches: [{{path: rel, mode: rw}}]\n");
         let t = RecordedTable::parse(&text);
         assert_eq!(t.entries.len(), 1, "{t:?}");
         assert_eq!(t.entries[0].mountpoint, Path::new("/mnt/a"));
-        assert_eq!(t.broken.len(), 2, "{t:?}");
-        assert_eq!(t.mountpoints(), vec![PathBuf::from("/mnt/a"), PathBuf::from("/mnt/b")]);
+        assert_eq!(t.broken.len(), 3, "{t:?}");
+        assert!(t.broken[2].1.contains("branch rel is a relative path"), "{:?}", t.broken);
+        assert_eq!(t.mountpoints(), vec![PathBuf::from("/mnt/a"), PathBuf::from("/mnt/b"), PathBuf::from("/mnt/c")]);
         assert!(t.broken[0].1.starts_with("instances[1]:"), "{:?}", t.broken);
         let none = RecordedTable::parse("instances: [");
         assert!(none.entries.is_empty() && none.broken.len() == 1);

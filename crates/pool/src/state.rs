@@ -129,7 +129,7 @@ impl Pools {
         for e in rd {
             let e = e?;
             // Only directories are pools (a stray file beside them is no pool, and no error).
-            if !e.file_type()?.is_dir() {
+            if !e.path().is_dir() {
                 continue;
             }
             if let Some(name) = e.file_name().to_str().filter(|n| !n.starts_with('.')) {

@@ -287,22 +287,24 @@ impl Channels {
             if ready[0] && listen {
                 accept_after = None;
                 loop {
-                    if waiting.len() >= MAX_WAITING {
-                        let oldest = waiting.iter().enumerate().min_by_key(|(_, w)| w.since).map(|(i, w)| (i, w.since.elapsed()));
-                        match oldest {
-                            Some((i, waited)) if waited >= EVICT_AFTER => {
-                                debug!("channel client dropped: no hello in {waited:?}, and {MAX_WAITING} connections wait");
-                                waiting.swap_remove(i);
-                            }
-                            _ => {
-                                accept_after = Some(Instant::now() + Duration::from_millis(FULL_PAUSE_MS.into()));
-                                break;
-                            }
-                        }
+                    // Full of connections younger than `EVICT_AFTER`: the rest wait in the backlog.
+                    let oldest = || waiting.iter().enumerate().min_by_key(|(_, w)| w.since).map(|(i, w)| (i, w.since.elapsed()));
+                    if waiting.len() >= MAX_WAITING && oldest().is_none_or(|(_, waited)| waited < EVICT_AFTER) {
+                        accept_after = Some(Instant::now() + Duration::from_millis(FULL_PAUSE_MS.into()));
+                        break;
                     }
                     match listener.accept() {
                         Ok((stream, _)) => match Waiting::new(stream) {
-                            Ok(w) => waiting.push(w),
+                            Ok(w) => {
+                                // Room made only for a connection that came.
+                                if waiting.len() >= MAX_WAITING {
+                                    if let Some((i, waited)) = oldest() {
+                                        debug!("channel client dropped: no hello in {waited:?}, and {MAX_WAITING} connections wait");
+                                        waiting.swap_remove(i);
+                                    }
+                                }
+                                waiting.push(w);
+                            }
                             Err(e) => debug!("channel client dropped: {e}"),
                         },
                         Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {

@@ -778,13 +778,13 @@ fn serve_hint(sh: &Shared, q: u32, d: &Descriptor, caches: &mut PathCaches, buf:
         let mut useful = 0usize;
         for p in posted {
             // A release of nothing this process holds is dropped at once: a flood of them
-            // costs one table lookup each. A hand-over is only counted (and earns no hint of
-            // its own at the back of the queue: a ring of nothing but hand-overs waits for
-            // the client's next call).
+            // costs one table lookup each. A hand-over is only counted. (Both earn the posts
+            // left a hint at the back of the queue: a release posted behind hand-overs must
+            // not wait for its client's next call, which may never come. A ring is taken at
+            // most whole per round, so only a client that keeps posting keeps a worker busy.)
             let counted = Op::from_u32(p.op) == Some(Op::HandOver);
-            let release = matches!(Op::from_u32(p.op), Some(Op::Release | Op::Releasedir)) && sh.owners.holds_handle(ch.holder, p.instance, p.handle);
-            if counted || release {
-                useful += usize::from(release);
+            if counted || matches!(Op::from_u32(p.op), Some(Op::Release | Op::Releasedir)) && sh.owners.holds_handle(ch.holder, p.instance, p.handle) {
+                useful += 1;
                 let p = Descriptor { client: d.client, flags: FLAG_NO_REPLY, ..p };
                 if let Ok(req) = decode(p, limits) {
                     let _ = serve_request(sh, &ch, &req, caches, buf, slots);
@@ -1371,6 +1371,9 @@ fn streamed_write(area: &Area, fs: &dyn FileSystem, ctx: &Context, r: &Request, 
     while done < total {
         let filled = (h.filled.load(Ordering::Acquire) as usize).min(total);
         if filled >= total || filled >= done + MIN_PIECE {
+            if let Some(t) = since.take() {
+                waited_before += t.elapsed();
+            }
             let want = filled - done;
             let w = match fs.write(ctx, r.inode, r.handle, &[IoSlice::new(&buf[done..filled])], at + done as u64) {
                 Ok(w) => w,
@@ -1382,9 +1385,6 @@ fn streamed_write(area: &Area, fs: &dyn FileSystem, ctx: &Context, r: &Request, 
             done += w;
             if w < want {
                 break;
-            }
-            if let Some(t) = since.take() {
-                waited_before += t.elapsed();
             }
             continue;
         }
