@@ -145,15 +145,7 @@ impl ServiceSpec {
             if entry.mountpoint.is_relative() {
                 entry.mountpoint = base.join(&entry.mountpoint);
             }
-            let local = matches!(entry.spec.backend, crate::spec::BackendSpec::Local);
-            for b in entry.spec.branches.iter_mut().filter(|b| (local || b.local) && b.path.is_relative()) {
-                b.path = base.join(&b.path);
-            }
-            if let crate::spec::BackendSpec::Cephfs(c) = &mut entry.spec.backend {
-                if c.conf.is_relative() {
-                    c.conf = base.join(&c.conf);
-                }
-            }
+            entry.spec.anchor(base);
         }
         Ok(spec)
     }
@@ -197,7 +189,7 @@ impl RecordedTable {
         for (i, row) in rows.into_iter().enumerate() {
             let mountpoint = row.get("mountpoint").and_then(|m| m.as_str()).map(PathBuf::from);
             match serde_yaml_ng::from_value::<TableEntry>(row) {
-                Ok(e) => match relative_local_path(&e.spec) {
+                Ok(e) => match e.spec.relative_host_path() {
                     // A row an older version recorded from an operator's relative path: which
                     // directory it meant is not known any more.
                     Some(p) => table.broken.push((mountpoint, format!("instances[{i}]: branch {} is a relative path", p.display()))),
@@ -213,17 +205,6 @@ impl RecordedTable {
     pub fn mountpoints(&self) -> Vec<PathBuf> {
         self.entries.iter().map(|e| e.mountpoint.clone()).chain(self.broken.iter().filter_map(|(m, _)| m.clone())).collect()
     }
-}
-
-/// A local directory of `spec` given as a relative path (a branch of the local backend, a
-/// `local` branch, a CephFS configuration file), if any.
-fn relative_local_path(spec: &InstanceSpec) -> Option<&Path> {
-    let local = matches!(spec.backend, crate::spec::BackendSpec::Local);
-    let branch = spec.branches.iter().find(|b| (local || b.local) && b.path.is_relative()).map(|b| b.path.as_path());
-    branch.or(match &spec.backend {
-        crate::spec::BackendSpec::Cephfs(c) if c.conf.is_relative() => Some(c.conf.as_path()),
-        _ => None,
-    })
 }
 
 /// Mountpoints recorded in a pool's filesystem table (those of rows that no longer parse
@@ -330,7 +311,7 @@ impl Service {
         }
         // Local directories only: a CephFS path is inside the CephFS (libcephfs takes a relative
         // one from its root).
-        if let Some(p) = relative_local_path(&spec) {
+        if let Some(p) = spec.relative_host_path() {
             return Err(DaemonError::RelativeBranch(p.to_path_buf()));
         }
         let mp = std::fs::canonicalize(mountpoint).map_err(|source| DaemonError::MountPoint { path: mountpoint.to_path_buf(), source })?;

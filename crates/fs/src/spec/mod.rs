@@ -478,26 +478,47 @@ impl InstanceSpec {
     /// Parses `text`; `origin` names the file in errors and anchors relative branch paths.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, SpecError> {
         let mut spec: InstanceSpec = from_yaml(text, origin)?;
-        let base = origin.parent().unwrap_or(Path::new("."));
-        let cephfs = matches!(spec.backend, BackendSpec::Cephfs(_));
-        for (i, b) in spec.branches.iter_mut().enumerate() {
-            if b.path.is_relative() {
-                if cephfs && !b.local {
-                    // A path inside CephFS has no directory to be relative to.
-                    return Err(SpecError::InvalidNoLocation {
-                        file: origin.display().to_string(),
-                        message: format!("branches[{i}].path: {} must be absolute (a path inside the CephFS)", b.path.display()),
-                    });
-                }
-                b.path = base.join(&b.path);
+        for (i, b) in spec.branches.iter().enumerate() {
+            if b.path.is_relative() && !spec.on_host(b) {
+                // A path inside CephFS has no directory to be relative to.
+                return Err(SpecError::InvalidNoLocation {
+                    file: origin.display().to_string(),
+                    message: format!("branches[{i}].path: {} must be absolute (a path inside the CephFS)", b.path.display()),
+                });
             }
         }
-        if let BackendSpec::Cephfs(c) = &mut spec.backend {
+        spec.anchor(origin.parent().unwrap_or(Path::new(".")));
+        Ok(spec)
+    }
+
+    /// Whether branch `b` is a directory of this host (every branch of the local backend, a
+    /// `local` branch of CephFS), not a path inside the CephFS.
+    fn on_host(&self, b: &BranchSpec) -> bool {
+        b.local || matches!(self.backend, BackendSpec::Local)
+    }
+
+    /// Makes the host paths given relative (branches on this host, the CephFS configuration
+    /// file) relative to `base`.
+    pub fn anchor(&mut self, base: &Path) {
+        let local = matches!(self.backend, BackendSpec::Local);
+        for b in self.branches.iter_mut().filter(|b| (local || b.local) && b.path.is_relative()) {
+            b.path = base.join(&b.path);
+        }
+        if let BackendSpec::Cephfs(c) = &mut self.backend {
             if c.conf.is_relative() {
                 c.conf = base.join(&c.conf);
             }
         }
-        Ok(spec)
+    }
+
+    /// The first host path given relative (see [`InstanceSpec::anchor`]), if any: a service
+    /// would take it from its own working directory.
+    pub fn relative_host_path(&self) -> Option<&Path> {
+        let branch = self.branches.iter().find(|b| self.on_host(b) && b.path.is_relative()).map(|b| b.path.as_path());
+        branch.or(match &self.backend {
+            BackendSpec::Cephfs(c) if c.conf.is_relative() => Some(c.conf.as_path()),
+            _ => None,
+        })
     }
 
     /// Reads and parses the spec file at `path` (relative branch paths are taken from its
