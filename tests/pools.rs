@@ -352,6 +352,57 @@ fn a_creation_that_fails_half_way_leaves_nothing() {
     assert!(!mounts.contains(h.state.to_str().expect("utf-8")));
 }
 
+/// A `pool create` killed half-way (here by the `unshare` it runs for the IPC namespace, once
+/// its cgroups are made) leaves a pool that `pool create` names as unfinished and `pool
+/// destroy` removes whole: cgroups, state and the ids' claim.
+#[test]
+fn a_create_killed_half_way_is_named_and_destroyed() {
+    let h = Host::new("pools-killed");
+    let name = h.name("k");
+    let registry = h.scratch.mkdir("ids");
+    let fake = h.scratch.mkdir("bin");
+    std::fs::write(fake.join("unshare"), "#!/bin/sh\nkill -9 $PPID\nsleep 5\n").expect("fake unshare");
+    std::fs::set_permissions(fake.join("unshare"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
+    let polytropon = |args: &[&str], path: &str| h.cmd().env("PATH", path).env("POLYTROPON_ID_REGISTRY", &registry).args(args).output().expect("run");
+    let out = polytropon(&["pool", "create", &name, "--cpus", "0", "--memory", "128M"], &path);
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "the create was to be killed: {}", stderr(&out));
+    let dir = h.state.join("pools").join(&name);
+    let left = cgroup_dirs(&name);
+    // Removed by hand if the test fails before `pool destroy` does.
+    struct Leftovers(Vec<PathBuf>);
+    impl Drop for Leftovers {
+        fn drop(&mut self) {
+            for d in &self.0 {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+    let _leftovers = Leftovers(left.clone());
+    assert!(!left.is_empty() && dir.is_dir(), "the create was killed before it made its cgroups");
+    assert_eq!(std::fs::read_dir(&registry).expect("registry").filter(|e| e.as_ref().is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))).count(), 1, "its ids are claimed");
+
+    let system = std::env::var("PATH").unwrap_or_default();
+    let again = polytropon(&["pool", "create", &name, "--cpus", "0"], &system);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("never fully created") && stderr(&again).contains("pool destroy"), "{}", stderr(&again));
+    assert!(!polytropon(&["pool", "list"], &system).stdout.windows(name.len()).any(|w| w == name.as_bytes()), "an unfinished pool is no pool");
+    let destroyed = polytropon(&["pool", "destroy", &name], &system);
+    assert!(destroyed.status.success(), "{}", stderr(&destroyed));
+    assert!(cgroup_dirs(&name).is_empty(), "cgroups left: {:?}", cgroup_dirs(&name));
+    assert!(!dir.exists(), "state left");
+    assert_eq!(std::fs::read_dir(&registry).expect("registry").filter(|e| e.as_ref().is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))).count(), 0, "its ids are given back");
+    // A directory alone (a create stopped before its first record) goes too, and the name
+    // is free again.
+    std::fs::create_dir(&dir).expect("mkdir");
+    assert!(polytropon(&["pool", "destroy", &name], &system).status.success());
+    assert!(!dir.exists());
+    assert_eq!(polytropon(&["pool", "destroy", &name], &system).status.code(), Some(1), "no pool left to destroy");
+    let made = polytropon(&["pool", "create", &name, "--cpus", "0"], &system);
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert!(polytropon(&["pool", "destroy", &name], &system).status.success());
+}
+
 #[test]
 fn exec_preload_only_runs_a_client_inside_the_pool() {
     let mut h = Host::new("pools-exec");

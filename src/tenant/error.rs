@@ -17,6 +17,8 @@ pub enum TenantError {
     Lock(#[source] io::Error),
     #[error("pool {0} already exists")]
     Exists(String),
+    #[error("pool {0} was never fully created (its `pool create` was stopped): `polytropon pool destroy {0}` removes what it made")]
+    Unfinished(String),
     #[error(transparent)]
     Ids(#[from] crate::pool::ids::IdError),
     #[error("--cpus {cpus}: cpus {shared} already belong to pool {owner} (pool cpus are exclusive)")]

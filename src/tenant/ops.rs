@@ -7,7 +7,7 @@ use tracing::warn;
 use super::TenantError;
 
 use crate::pool::spec::{check_name, format_list, Host};
-use crate::pool::state::{now, pid_alive, PoolState, Pools};
+use crate::pool::state::{now, pid_alive, PoolState, Pools, Unfinished};
 use crate::pool::{cgroups, ids, net, ns, resctrl, PoolSpec};
 use crate::container::launch::remove_branch;
 use crate::container::state::Containers;
@@ -20,6 +20,9 @@ pub fn create(pools: &Pools, name: &str, spec: PoolSpec) -> Result<PoolState, Te
     let host = Host::probe()?;
     let slice = spec.validate(&host)?;
     let _lock = pools.lock().map_err(TenantError::Lock)?;
+    if pools.get(name)?.is_none() && !matches!(pools.unfinished(name), Ok(None)) {
+        return Err(TenantError::Unfinished(name.to_string()));
+    }
     if pools.get(name)?.is_some() || pools.pool_dir(name).exists() {
         return Err(TenantError::Exists(name.to_string()));
     }
@@ -38,6 +41,13 @@ pub fn create(pools: &Pools, name: &str, spec: PoolSpec) -> Result<PoolState, Te
     let asked = spec.uid_range.as_deref().map(ids::parse).transpose()?;
     let dir = pools.pool_dir(name);
     crate::pool::state::private_dir(&dir, 0o711).map_err(|source| TenantError::Dir { path: dir.clone(), source })?;
+    // What is made outside the directory is recorded before it is made: a create stopped
+    // half-way (killed, a crash) leaves what `pool destroy` needs to undo it.
+    let mut plan = Unfinished::default();
+    if let Err(e) = pools.save_unfinished(name, &plan) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(TenantError::Record(e));
+    }
     let range = match ids::claim(asked, &dir) {
         Ok(r) => r,
         Err(e) => {
@@ -49,13 +59,27 @@ pub fn create(pools: &Pools, name: &str, spec: PoolSpec) -> Result<PoolState, Te
         ids::release(&range);
         let _ = std::fs::remove_dir_all(&dir);
     };
-    let mut cg = match cgroups::create(name, &slice, spec.cgroup_parent.as_deref()) {
+    plan.ids = Some(range);
+    let planned = cgroups::plan(name, &slice, spec.cgroup_parent.as_deref()).map(|mut cg| {
+        cg.resctrl = mba.as_ref().map(|m| m.group_dir(name));
+        cg
+    });
+    let mut cg = match planned {
         Ok(cg) => cg,
         Err(e) => {
             undo_dir();
             return Err(TenantError::CreateCgroups { name: name.to_string(), source: e });
         }
     };
+    plan.cgroups = Some(cg.clone());
+    if let Err(e) = pools.save_unfinished(name, &plan) {
+        undo_dir();
+        return Err(TenantError::Record(e));
+    }
+    if let Err(e) = cgroups::make(&cg, &slice) {
+        undo_dir();
+        return Err(TenantError::CreateCgroups { name: name.to_string(), source: e });
+    }
     if let (Some(mba), Some(percent)) = (&mba, slice.mem_bw) {
         match mba.create_group(name, percent) {
             Ok(dir) => cg.resctrl = Some(dir),
@@ -97,7 +121,28 @@ pub fn create(pools: &Pools, name: &str, spec: PoolSpec) -> Result<PoolState, Te
         undo_dir();
         return Err(TenantError::Record(e));
     }
+    pools.finished(name);
     Ok(state)
+}
+
+/// Removes what the unfinished creation of pool `name` made (see [`Unfinished`]): its
+/// cgroups and resctrl group as planned (a create starts no process, so they are empty), the
+/// namespaces bound in its directory (a pool's veth pair goes with its network namespace),
+/// the directory, and its ids' claim.
+fn undo_unfinished(pools: &Pools, name: &str, plan: &Unfinished) -> Result<(), TenantError> {
+    warn!("pool {name} was never fully created (its `pool create` was stopped); removing what it made");
+    if let Some(cg) = &plan.cgroups {
+        cg.delete().map_err(|source| TenantError::RemoveCgroups { name: name.to_string(), source })?;
+    }
+    let dir = pools.pool_dir(name);
+    for ns in ["ipc", "net"] {
+        ns::remove(&dir.join(ns)).map_err(TenantError::RemoveIpc)?;
+    }
+    std::fs::remove_dir_all(&dir).map_err(|source| TenantError::RemoveDir { path: dir.clone(), source })?;
+    if let Some(r) = &plan.ids {
+        ids::release(r);
+    }
+    Ok(())
 }
 
 fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -162,7 +207,17 @@ pub fn stop_service(pools: &Pools, name: &str) -> Result<bool, TenantError> {
 pub fn destroy(pools: &Pools, name: &str, force: bool) -> Result<(), TenantError> {
     check_name(name)?;
     let _lock = pools.lock().map_err(TenantError::Lock)?;
-    let pool = pools.get(name)?.ok_or_else(|| TenantError::NoPool(name.to_string()))?;
+    let Some(pool) = pools.get(name)? else {
+        return match pools.unfinished(name) {
+            Ok(Some(plan)) => undo_unfinished(pools, name, &plan),
+            Ok(None) => Err(TenantError::NoPool(name.to_string())),
+            // Its record is unreadable: what is in the directory still goes.
+            Err(e) => {
+                warn!("{e}: the cgroups of pool {name}'s unfinished creation, if it made any, stay");
+                undo_unfinished(pools, name, &Unfinished::default())
+            }
+        };
+    };
     let service = pools.live_service(name)?;
     let procs: Vec<u32> = pool.cgroups.procs().into_iter().filter(|p| Some(*p) != service.as_ref().map(|s| s.pid)).collect();
     if !force {

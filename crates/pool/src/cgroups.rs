@@ -145,12 +145,15 @@ impl CgroupInfo {
         remove_when_empty(&dir)
     }
 
-    /// Removes the pool's cgroups (they must be empty).
+    /// Removes the pool's cgroups (they must be empty); those not there (never made, or
+    /// removed already) are fine.
     pub fn delete(&self) -> Result<(), CgroupError> {
         for child in self.dirs.values().flat_map(|d| children(d)) {
             remove_when_empty(&child)?;
         }
-        self.load().delete().map_err(err)?;
+        for d in self.dirs.values() {
+            remove_when_empty(d)?;
+        }
         if let Some(dir) = &self.resctrl {
             crate::resctrl::remove_group(dir).map_err(|e| CgroupError::Cgroups(format!("cannot remove the resctrl group {}: {e}", dir.display())))?;
         }
@@ -186,6 +189,15 @@ fn remove_when_empty(dir: &Path) -> Result<(), CgroupError> {
 /// Creates the cgroups of pool `name` with `slice` and returns where they are. On failure,
 /// nothing is left behind.
 pub fn create(name: &str, slice: &Slice, parent: Option<&str>) -> Result<CgroupInfo, CgroupError> {
+    let info = plan(name, slice, parent)?;
+    make(&info, slice)?;
+    Ok(info)
+}
+
+/// Where the cgroups of pool `name` with `slice` would be made, made nothing yet: refused if
+/// the hierarchy lacks a controller the slice needs, or if they exist already. (A caller
+/// records the plan first, so that the cgroups of an interrupted creation can be found.)
+pub fn plan(name: &str, slice: &Slice, parent: Option<&str>) -> Result<CgroupInfo, CgroupError> {
     let hier = cgroups_rs::hierarchies::auto();
     let v2 = hier.v2();
     let available: Vec<String> = hier.subsystems().iter().map(Subsystem::controller_name).collect();
@@ -214,10 +226,21 @@ pub fn create(name: &str, slice: &Slice, parent: Option<&str>) -> Result<CgroupI
     let dirs: BTreeMap<String, PathBuf> =
         cg.subsystems().iter().map(|s| (s.controller_name(), s.to_controller().path().to_path_buf())).collect();
     let info = CgroupInfo { v2, path, parents, dirs, resctrl: None };
-    let exists = || CgroupError::Cgroups(format!("cgroup {} already exists (a pool of that name under another state directory?)", info.path));
     if info.dirs.values().any(|d| d.exists()) {
-        return Err(exists());
+        return Err(already(&info));
     }
+    Ok(info)
+}
+
+fn already(info: &CgroupInfo) -> CgroupError {
+    CgroupError::Cgroups(format!("cgroup {} already exists (a pool of that name under another state directory?)", info.path))
+}
+
+/// Makes the cgroups `info` plans (see [`plan`]) and applies `slice` to them. On failure,
+/// nothing is left behind.
+pub fn make(info: &CgroupInfo, slice: &Slice) -> Result<(), CgroupError> {
+    let cg = info.load();
+    let exists = || already(info);
     // Claimed with one mkdir that fails if another command made it meanwhile (two pools of
     // one name created at once under different state directories must not share a cgroup).
     if let Some(first) = info.dirs.values().next() {
@@ -232,12 +255,12 @@ pub fn create(name: &str, slice: &Slice, parent: Option<&str>) -> Result<CgroupI
                 return Err(CgroupError::Create { controller: c.clone(), path: d.display().to_string() });
             }
         }
-        apply(&info, slice)
+        apply(info, slice)
     }) {
         let _ = cg.delete();
         return Err(e);
     }
-    Ok(info)
+    Ok(())
 }
 
 fn apply(info: &CgroupInfo, slice: &Slice) -> Result<(), CgroupError> {

@@ -108,10 +108,15 @@ impl Mba {
         Ok(format!("MB:{}\n", parts.join(";")))
     }
 
+    /// Where pool `name`'s group is made.
+    pub fn group_dir(&self, name: &str) -> PathBuf {
+        self.root.join(format!("polytropon-{name}"))
+    }
+
     /// Makes pool `name`'s group capped at `percent`; returns its directory.
     pub fn create_group(&self, name: &str, percent: u32) -> Result<PathBuf, ResctrlError> {
         let line = self.schemata(percent)?;
-        let dir = self.root.join(format!("polytropon-{name}"));
+        let dir = self.group_dir(name);
         let io = |source| ResctrlError::Io { path: dir.clone(), source };
         std::fs::create_dir(&dir).map_err(io)?;
         let written = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(dir.join("schemata")).and_then(|mut f| f.write_all(line.as_bytes()));

@@ -51,6 +51,20 @@ pub struct PoolState {
     pub net: Option<super::net::PoolNet>,
 }
 
+/// What an unfinished `pool create` had planned to make outside the pool's directory,
+/// recorded (`creating.yaml`) before it makes each piece: a create that was killed, or whose
+/// host crashed, is then undone by `pool destroy` (see [`Pools::unfinished`]). Whatever it made
+/// inside the directory (namespace bindings, the id claim's owner) goes with the directory.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Unfinished {
+    /// The ids claimed for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<super::ids::IdRange>,
+    /// Its cgroups (and resctrl group), as planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroups: Option<CgroupInfo>,
+}
+
 /// The running service of a pool.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRecord {
@@ -72,6 +86,9 @@ pub struct ServiceRecord {
 pub struct Pools {
     dir: PathBuf,
 }
+
+/// The record of an unfinished creation in a pool's directory.
+const UNFINISHED: &str = "creating.yaml";
 
 /// An exclusive lock over the pools (creation and destruction), released on drop.
 #[derive(Debug)]
@@ -116,6 +133,34 @@ impl Pools {
     pub fn save(&self, pool: &PoolState) -> io::Result<()> {
         let yaml = serde_yaml_ng::to_string(pool).map_err(yaml_err)?;
         write_atomic(&self.pool_dir(&pool.name).join("pool.yaml"), yaml.as_bytes())
+    }
+
+    /// Pool `name`'s unfinished creation: `Some` when its directory is there without a
+    /// `pool.yaml` (the create that made it never finished: under [`Pools::lock`], no create
+    /// is running), with what it recorded of its plan (nothing, if it was stopped before its
+    /// first record).
+    pub fn unfinished(&self, name: &str) -> io::Result<Option<Unfinished>> {
+        let dir = self.pool_dir(name);
+        if !dir.is_dir() || dir.join("pool.yaml").exists() {
+            return Ok(None);
+        }
+        let file = dir.join(UNFINISHED);
+        match std::fs::read_to_string(&file) {
+            Ok(t) => serde_yaml_ng::from_str(&t).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", file.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Some(Unfinished::default())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records what pool `name`'s creation has planned so far (see [`Unfinished`]).
+    pub fn save_unfinished(&self, name: &str, plan: &Unfinished) -> io::Result<()> {
+        let yaml = serde_yaml_ng::to_string(plan).map_err(yaml_err)?;
+        write_atomic(&self.pool_dir(name).join(UNFINISHED), yaml.as_bytes())
+    }
+
+    /// Drops pool `name`'s record of an unfinished creation (it finished).
+    pub fn finished(&self, name: &str) {
+        let _ = std::fs::remove_file(self.pool_dir(name).join(UNFINISHED));
     }
 
     /// Every pool, by name.

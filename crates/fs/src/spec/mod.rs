@@ -43,13 +43,32 @@ pub enum SpecError {
 
 /// Which backend client an instance sits on.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields, from = "RawBackend")]
 pub enum BackendSpec {
     /// Branch paths are host directories.
     #[default]
     Local,
     /// Branch paths are absolute paths inside a CephFS, reached through libcephfs.
     Cephfs(CephSpec),
+}
+
+/// [`BackendSpec`] as written: serde lets a unit variant of an internally tagged enum take
+/// any other keys (`{type: local, conf: ...}` would parse and the `conf` be ignored), so the
+/// local backend is read as an empty struct, which refuses them.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum RawBackend {
+    Local {},
+    Cephfs(CephSpec),
+}
+
+impl From<RawBackend> for BackendSpec {
+    fn from(raw: RawBackend) -> BackendSpec {
+        match raw {
+            RawBackend::Local {} => BackendSpec::Local,
+            RawBackend::Cephfs(c) => BackendSpec::Cephfs(c),
+        }
+    }
 }
 
 /// How an instance reaches its CephFS.

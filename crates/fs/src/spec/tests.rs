@@ -139,3 +139,13 @@ fn the_fuse_transport_is_auto_unless_the_spec_names_one() {
     assert!(unknown.contains("queues"), "{unknown}");
     assert!(!serde_yaml_ng::to_string(&plain).expect("yaml").contains("fuse"));
 }
+
+/// The local backend takes no keys but its type: a CephFS key there is a mistake to name, not
+/// to ignore.
+#[test]
+fn the_local_backend_takes_no_other_keys() {
+    let unknown = error("branches:\n  - {path: /a, mode: rw}\nbackend: {type: local, conf: /etc/ceph/ceph.conf}\n");
+    assert!(unknown.contains("conf"), "{unknown}");
+    assert_eq!(parse("branches:\n  - {path: /a, mode: rw}\nbackend: {type: local}\n").expect("local").backend, BackendSpec::Local);
+    assert_eq!(parse("branches:\n  - {path: /a, mode: rw}\nbackend: {type: local}\n").expect("local"), parse("branches:\n  - {path: /a, mode: rw}\n").expect("default"));
+}
