@@ -164,6 +164,19 @@ fn options(v: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// An option's value without the backslashes that escape its next byte.
+fn unescape(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut bytes = v.iter().copied();
+    while let Some(c) = bytes.next() {
+        match c {
+            b'\\' => out.extend(bytes.next()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Translates `mount.polytropon SOURCE DIR [flags] -o OPTIONS`.
 pub fn mount_call(args: &[OsString]) -> Result<MountCall, HelperError> {
     let (positional, flags, opts) = split(args, MOUNT_USAGE, "sfnvirw")?;
@@ -182,10 +195,13 @@ pub fn mount_call(args: &[OsString]) -> Result<MountCall, HelperError> {
             Some(i) => (String::from_utf8_lossy(&o[..i]).into_owned(), Some(o[i + 1..].to_vec())),
             None => (String::from_utf8_lossy(&o).into_owned(), None),
         };
+        // `lowerdir=` unescapes its own (`\:` there keeps a colon); every other value loses the
+        // backslashes that kept its commas (and backslashes) in.
+        let (raw, value) = (value.clone(), value.map(|v| unescape(&v)));
         let need = |v: Option<Vec<u8>>| v.filter(|v| !v.is_empty()).map(OsString::from_vec).ok_or_else(|| HelperError::NoValue(key.clone()));
         let flag = |name: &str| -> OsString { OsString::from(format!("--{name}")) };
         match key.as_str() {
-            "lowerdir" => lowers.extend(lower_dirs(&need(value)?.into_vec())),
+            "lowerdir" => lowers.extend(lower_dirs(&need(raw)?.into_vec())),
             "upperdir" => upper = Some(need(value)?),
             // Kept for overlayfs's syntax: polytropon's copy-up needs no work directory.
             "workdir" => drop(need(value)?),
@@ -266,6 +282,9 @@ mod tests {
         let c = call("none /mnt -vf -oupperdir=/u -o nopassthrough,timeout=2").expect("two -o");
         assert!(c.verbose && c.fake);
         assert_eq!(args(&c), "mount /mnt --upper /u --no-passthrough --timeout 2 --detach");
+        // An escaped comma or backslash belongs to the value, without its escape.
+        let c = call("none /mnt -o lowerdir=/a\\,b:/c\\\\d,upperdir=/u\\,v\\\\w,pool=p").expect("escapes");
+        assert_eq!(args(&c), "mount /mnt --upper /u,v\\w --lower /a,b --lower /c\\d --pool p");
     }
 
     #[test]
