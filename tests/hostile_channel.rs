@@ -124,17 +124,43 @@ fn neighbour(stop: Arc<AtomicBool>, child: impl FnOnce()) -> std::thread::JoinHa
     })
 }
 
+/// The driver's segment attached as any process of the pool may attach it, detached on drop.
+struct Attached {
+    addr: *mut libc::c_void,
+    geometry: polytropon_ipc::segment::Geometry,
+}
+
+impl Attached {
+    fn new(shmid: i32) -> Attached {
+        // SAFETY: attaching the driver's live segment read-write at an address of the
+        // kernel's choice; checked below.
+        let addr = unsafe { libc::shmat(shmid, std::ptr::null(), 0) };
+        assert_ne!(addr as isize, -1, "shmat");
+        let geometry = Segment::claimed_geometry(addr as *const u8).expect("geometry");
+        Attached { addr, geometry }
+    }
+
+    fn segment(&self) -> Segment {
+        // SAFETY: the whole segment is mapped at `addr` until this attachment's drop, and every
+        // segment borrowed from it is dropped before (it lives in the attachment's scope).
+        unsafe { Segment::new(self.addr.cast(), Layout::new(self.geometry).expect("layout")) }
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        // SAFETY: our own attachment, detached once.
+        unsafe { libc::shmdt(self.addr) };
+    }
+}
+
 #[test]
 fn forged_hints_and_garbage_in_the_shared_words_change_no_answer() {
     under("forged-hints", |_, driver, stop| {
         let shmid = driver.shmid();
         std::thread::spawn(move || {
-            // SAFETY: attaching the driver's live segment, as any process of the pool may.
-            let addr = unsafe { libc::shmat(shmid, std::ptr::null(), 0) };
-            assert_ne!(addr as isize, -1, "shmat");
-            let g = Segment::claimed_geometry(addr as *const u8).expect("geometry");
-            // SAFETY: the whole segment is mapped until the shmdt below.
-            let seg = unsafe { Segment::new(addr.cast(), Layout::new(g).expect("layout")) };
+            let attached = Attached::new(shmid);
+            let (seg, g) = (attached.segment(), attached.geometry);
             let mut n = 0u64;
             while !stop.load(Ordering::Acquire) {
                 n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -143,8 +169,6 @@ fn forged_hints_and_garbage_in_the_shared_words_change_no_answer() {
                 seg.doorbell(0).cpu.store((n >> 40) as u32, Ordering::Relaxed);
                 std::thread::yield_now();
             }
-            // SAFETY: our own attachment.
-            unsafe { libc::shmdt(addr) };
         })
     });
 }
@@ -158,12 +182,8 @@ fn bursts_of_hints_start_few_helper_threads() {
     let mut c = Client::connect(&common::channel(&driver), 0).expect("client");
     let before = driver.helpers_started();
     let shmid = driver.shmid();
-    // SAFETY: attaching the driver's live segment, as any process of the pool may.
-    let addr = unsafe { libc::shmat(shmid, std::ptr::null(), 0) };
-    assert_ne!(addr as isize, -1, "shmat");
-    let g = Segment::claimed_geometry(addr as *const u8).expect("geometry");
-    // SAFETY: the whole segment is mapped until the shmdt below.
-    let seg = unsafe { Segment::new(addr.cast(), Layout::new(g).expect("layout")) };
+    let attached = Attached::new(shmid);
+    let seg = attached.segment();
     let t = Instant::now();
     while t.elapsed() < Duration::from_millis(1500) {
         for _ in 0..8 {
@@ -173,8 +193,7 @@ fn bursts_of_hints_start_few_helper_threads() {
         std::thread::sleep(Duration::from_millis(1));
     }
     let took = t.elapsed();
-    // SAFETY: our own attachment.
-    unsafe { libc::shmdt(addr) };
+    drop(attached);
     let started = driver.helpers_started() - before;
     let most = took.as_millis() as u64 / 20 + 1;
     assert!(started <= most, "{started} helper threads started in {took:?} (at most {most})");
@@ -194,12 +213,8 @@ fn hints_taken_from_the_queue_cost_a_retry_not_an_error() {
     let thief = {
         let (stop, stolen, shmid) = (stop.clone(), stolen.clone(), driver.shmid());
         std::thread::spawn(move || {
-            // SAFETY: attaching the driver's live segment, as any process of the pool may.
-            let addr = unsafe { libc::shmat(shmid, std::ptr::null(), 0) };
-            assert_ne!(addr as isize, -1, "shmat");
-            let g = Segment::claimed_geometry(addr as *const u8).expect("geometry");
-            // SAFETY: the whole segment is mapped until the shmdt below.
-            let seg = unsafe { Segment::new(addr.cast(), Layout::new(g).expect("layout")) };
+            let attached = Attached::new(shmid);
+            let seg = attached.segment();
             // Two-fifths of the time: a thief that never stops takes every hint a sleeping
             // worker is woken for (the known gap in docs/SECURITY.md).
             while !stop.load(Ordering::Acquire) {
@@ -212,8 +227,6 @@ fn hints_taken_from_the_queue_cost_a_retry_not_an_error() {
                 }
                 std::thread::sleep(Duration::from_millis(3));
             }
-            // SAFETY: our own attachment.
-            unsafe { libc::shmdt(addr) };
         })
     };
     for i in 0..40 {
