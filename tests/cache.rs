@@ -195,3 +195,26 @@ fn a_cache_that_would_not_fit_the_pools_memory_limit_is_refused() {
     h.ok(&["pool", "destroy", &pool, "--force"]);
     h.created.clear();
 }
+
+/// An open with `O_TRUNC` of a file whose written data still waits in the cache (another
+/// descriptor of it open) empties it for good: the waiting blocks are not written back into it
+/// later, its size reads 0 at once, and a quota counts what it holds. (They were: the file read
+/// its old size, and after the write-back held its 8 MiB while the quota counted 0.)
+#[test]
+fn an_open_that_truncates_drops_the_data_waiting_in_the_cache() {
+    let mut h = Host::new("wbtrunc");
+    let (pool, upper, mnt) = served_pool(&mut h, &["--cpus", "0-1"]);
+    let spec = h.scratch.path().join("wbq.yaml");
+    std::fs::write(&spec, format!("branches:\n  - path: {}\n    mode: rw\ncache:\n  mode: writeback\n  size: 64M\n  dirty_expire: 600\nquota:\n  bytes: 10M\n", upper.display())).expect("spec");
+    h.ok(&["mount", "--pool", &pool, &mnt.display().to_string(), "-f", &spec.display().to_string()]);
+    let script = "import os, sys\nd = sys.argv[1]\nfor name in ('a', 'b'):\n    p = os.path.join(d, name)\n    fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o644)\n    os.write(fd, b'x' * (8 << 20))\n    again = os.open(p, os.O_WRONLY | os.O_TRUNC)\n    print(name, os.fstat(fd).st_size, os.stat(p).st_size)\n    os.close(again)\n    os.close(fd)\nfd = os.open(os.path.join(d, 'c'), os.O_WRONLY | os.O_CREAT, 0o644)\ntotal = 0\ntry:\n    while total < (12 << 20):\n        total += os.write(fd, b'y' * (1 << 20))\n    print('c written')\nexcept OSError as e:\n    print('c', total >> 20, e.errno)\n";
+    let out = h.run(&["exec", "--pool", &pool, "--preload-only", "--", "python3", "-c", script, &mnt.display().to_string()]);
+    assert!(out.status.success(), "{}", common::host::stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("a 0 0\nb 0 0\nc 10 {}\n", libc::EDQUOT), "{}", common::host::stderr(&out));
+    let storage = inspect(&h, &pool)["service"]["mounts"][0]["storage"]["bytes"].as_u64();
+    h.ok(&["service", "stop", "--pool", &pool]);
+    for name in ["a", "b"] {
+        assert_eq!(std::fs::metadata(upper.join(name)).expect("in the upper branch").len(), 0, "{name}'s truncated data came back with the write-back");
+    }
+    assert_eq!(storage, Some(10 << 20), "the quota's count: two empty files and c's 10 MiB");
+}

@@ -592,6 +592,13 @@ impl FileSystem for LocalFs {
             FileKind::Symlink => return Err(errno(libc::ELOOP)),
             _ => {}
         }
+        let truncates = flags & libc::O_TRUNC != 0 && data.kind == FileKind::Regular;
+        if truncates {
+            // As a truncation by `setattr`: dirty blocks first (left in the cache, the
+            // flusher would write them back into the truncated file later), then the cut,
+            // then the cache forgets the file.
+            self.write_back(data.id())?;
+        }
         let fd = if flags & !(libc::O_CLOEXEC | KERNEL_O_LARGEFILE | libc::O_NOCTTY) == libc::O_RDONLY
             && data.kind == FileKind::Regular
         {
@@ -600,6 +607,9 @@ impl FileSystem for LocalFs {
         } else {
             Arc::new(self.reopen(&data, flags)?)
         };
+        if let (Some(cache), true) = (&self.opts.cache, truncates) {
+            cache.invalidate(file_key(data.id()));
+        }
         if let (Some(cache), FileKind::Regular) = (&self.opts.cache, data.kind) {
             // Close-to-open: blocks of a file changed since they were cached go.
             cache.validate(file_key(data.id()), cached::version_of(fd.as_fd())?);
