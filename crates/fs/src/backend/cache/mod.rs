@@ -89,6 +89,9 @@ struct FileMeta {
     source: Option<Arc<OwnedFd>>,
     flushing: Option<Arc<Mutex<()>>>,
     error: Option<i32>,
+    /// Its version was forgotten by an invalidation, and none recorded since: blocks read
+    /// after it must not outlive the next open's check (see [`BlockCache::validate`]).
+    forgotten: bool,
 }
 
 /// Counters, for `inspect`.
@@ -364,6 +367,7 @@ impl BlockCache {
         let m = self.meta(files, file);
         m.generation = g;
         m.version = None;
+        m.forgotten = true;
         self.drop_blocks(file, 0, u64::MAX);
         m
     }
@@ -377,7 +381,12 @@ impl BlockCache {
         }
         let g = self.next_generation();
         let m = self.meta(&mut files, file);
-        let changed = m.version.replace(now).is_some_and(|v| v != now);
+        // A file never checked has nothing cached yet; one whose version an invalidation
+        // forgot may have blocks read since, of a file that may have changed since.
+        let changed = match m.version.replace(now) {
+            Some(v) => v != now,
+            None => std::mem::take(&mut m.forgotten),
+        };
         if changed {
             m.generation = g;
             self.drop_blocks(file, 0, u64::MAX);
@@ -389,7 +398,9 @@ impl BlockCache {
     /// kept up to date), so that the next open does not take it for someone else's.
     pub fn changed_by_us(&self, file: FileKey, now: Version) {
         let mut files = self.files();
-        self.meta(&mut files, file).version = Some(now);
+        let m = self.meta(&mut files, file);
+        m.version = Some(now);
+        m.forgotten = false;
     }
 }
 
@@ -487,6 +498,16 @@ mod tests {
         c.invalidate(G);
         assert!(c.read(G, 0, 0, &mut out).is_none());
         assert_eq!(c.stats.bytes.load(Ordering::Relaxed), 0);
+        // Blocks read after an invalidation (which forgot the version) are checked at the
+        // next open like any: a file changed meanwhile loses them.
+        c.validate(G, (20, 0, BLOCK as u64));
+        c.invalidate(G);
+        c.insert(G, 0, c.generation(G), block(3, BLOCK));
+        c.validate(G, (21, 0, BLOCK as u64));
+        assert!(c.read(G, 0, 0, &mut out).is_none(), "a block of a file changed since its invalidation was kept");
+        c.insert(G, 0, c.generation(G), block(4, BLOCK));
+        c.validate(G, (21, 0, BLOCK as u64));
+        assert!(c.read(G, 0, 0, &mut out).is_some(), "the version is known again");
     }
 
     #[test]

@@ -221,11 +221,29 @@ impl<K: Hash + Eq + Copy, V> Policy<K, V> for S3Fifo<K, V> {
             Queue::Small => self.small_len -= 1,
             Queue::Main => self.main_len -= 1,
         }
+        // A removed entry's position stays in its queue until eviction pops it, and a cache
+        // that is never full never evicts: past as many stale positions as live ones, drop them.
+        if self.small.len() + self.main.len() > 2 * self.map.len() + STALE_SLACK {
+            self.compact();
+        }
         Some(e.value)
     }
 
     fn len(&self) -> usize {
         self.map.len()
+    }
+}
+
+/// Stale queue positions an [`S3Fifo`] keeps beyond its live entries before it drops them.
+const STALE_SLACK: usize = 64;
+
+impl<K: Hash + Eq + Copy, V> S3Fifo<K, V> {
+    /// Drops the positions of entries removed or moved since they were queued.
+    fn compact(&mut self) {
+        let map = &self.map;
+        let live = |queue: Queue| move |(k, stamp): &(K, u64)| map.get(k).is_some_and(|e| e.stamp == *stamp && e.queue == queue);
+        self.small.retain(live(Queue::Small));
+        self.main.retain(live(Queue::Main));
     }
 }
 
@@ -379,6 +397,27 @@ mod tests {
             s.insert(k, k);
             assert!(s.len() <= 10);
         }
+    }
+
+    /// Entries written and dropped again and again in a cache that never fills (a file's
+    /// blocks invalidated, written back, read again) leave no positions behind: the queues
+    /// stay within a bound of the live entries (they grew by one position per removal).
+    #[test]
+    fn removals_leave_the_queues_bounded() {
+        let mut s: S3Fifo<u64, ()> = S3Fifo::new(100);
+        for i in 0..200_000u64 {
+            s.insert(i % 50, ());
+            s.remove(&(i % 50));
+            s.insert(1_000 + i % 30, ());
+            assert!(s.small.len() + s.main.len() <= 2 * s.len() + STALE_SLACK + 1, "{} positions for {} entries", s.small.len() + s.main.len(), s.len());
+        }
+        assert_eq!(s.len(), 30);
+        // What is live is still found, and still evicted in order.
+        for k in 1_000..1_030 {
+            assert!(s.contains(&k));
+        }
+        let evicted = (0..200u64).map(|k| s.insert(10_000 + k, ()).len()).sum::<usize>();
+        assert_eq!((evicted, s.len()), (130, 100));
     }
 
     #[test]
