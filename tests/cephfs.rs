@@ -173,6 +173,7 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     let busy = json[0]["service"]["mounts"][0]["user_handovers"]["busy"].as_u64().unwrap_or(0);
     assert_eq!(busy, 1, "the busy file was not handed to the kernel once: {}", json[0]["service"]["mounts"][0]["user_handovers"]);
     fsx_through_the_pools_cache(&host, &pool, &conf);
+    groups_grant_access_on_both_paths(&host, &pool, &pm);
     // inspect shows the cluster's health, as the monitors report it to the ceph tool.
     let ceph = Command::new("ceph").args(["-c", &conf, "--id", "admin", "health"]).output().expect("ceph health");
     let status = String::from_utf8_lossy(&ceph.stdout).split_whitespace().next().unwrap_or("").to_string();
@@ -382,6 +383,40 @@ fn what_a_host_learned_of_a_cephfs_file_goes_when_another_host_writes_it() {
 
 /// Starts Python `script` with `files` in pool `pool` under the preload library: the process
 /// and its output's lines.
+/// Access granted by a supplementary group alone, as a kernel filesystem grants it: a process
+/// of uid 4242 whose only other group is 4243 reads and appends to root's 0660 file of group
+/// 4243 on the user-level path and through FUSE; without the group it is refused on both.
+fn groups_grant_access_on_both_paths(host: &Host, pool: &str, pm: &Path) {
+    let f = pm.join("grp/f");
+    sh(&format!("mkdir -p {0}/grp && chmod 0755 {0}/grp && echo shared > {1} && chown 0:4243 {1} && chmod 0660 {1}", pm.display(), f.display()));
+    let as_user = |groups: &str, script: &str, library: bool| {
+        let setpriv = ["setpriv", "--reuid=4242", "--regid=4242", groups, "sh", "-c", script];
+        let out = if library {
+            let mut args = vec!["exec", "--pool", pool, "--preload-only", "--"];
+            args.extend(setpriv);
+            host.run(&args)
+        } else {
+            Command::new(setpriv[0]).args(&setpriv[1..]).output().expect("setpriv")
+        };
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), stderr(&out))
+    };
+    let user_ops = || -> u64 {
+        let json: serde_json::Value = serde_json::from_str(&host.ok(&["inspect", "--pool", pool, "--format", "json"])).expect("json");
+        let mounts = json[0]["service"]["mounts"].as_array().cloned().unwrap_or_default();
+        let ours = mounts.iter().find(|m| m["mountpoint"].as_str() == pm.to_str()).cloned().unwrap_or_default();
+        ours["user_ops"]["open_path"]["count"].as_u64().unwrap_or(0)
+    };
+    for (library, line) in [(true, "user"), (false, "fuse")] {
+        let before = user_ops();
+        let (ok, out, err) = as_user("--groups=4243", &format!("cat {0} && echo {line} >> {0}", f.display()), library);
+        assert!(ok && out.starts_with("shared\n"), "uid 4242 in group 4243 on the {line} path: {out}{err}");
+        assert_eq!(user_ops() > before, library, "served on the wrong path ({line})");
+        let (ok, _, err) = as_user("--clear-groups", &format!("cat {}", f.display()), library);
+        assert!(!ok && err.contains("Permission denied"), "uid 4242 without the group read it on the {line} path: {err}");
+    }
+    assert_eq!(std::fs::read_to_string(&f).expect("read"), "shared\nuser\nfuse\n");
+}
+
 fn reader_under_library(host: &Host, pool: &str, script: &str, files: &[PathBuf]) -> (std::process::Child, std::io::Lines<std::io::BufReader<std::process::ChildStdout>>) {
     let mut args = vec!["exec", "--pool", pool, "--preload-only", "--", "python3", "-c", script];
     args.extend(files.iter().map(|f| f.to_str().expect("utf-8")));

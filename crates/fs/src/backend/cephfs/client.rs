@@ -184,6 +184,17 @@ impl CephClient {
         let conf = c(&opts.conf.to_string_lossy())?;
         // SAFETY: a created mount handle and a NUL-terminated path.
         check(unsafe { (client.api.conf_read_file)(cmount, conf.as_ptr()) }).map_err(call(format!("ceph conf {}", opts.conf.display())))?;
+        // Permissions are checked before a request reaches the backend, with all the
+        // caller's credentials: by the service on the user-level path and by the kernel
+        // (`default_permissions`) on the FUSE path, as for the local backend. libcephfs' own
+        // check knows only the uid and gid a `UserPerm` carries here, so it refused what a
+        // supplementary group grants. The `UserPerm` still owns what a caller makes. (The
+        // low-level calls skip their checks under `fuse_default_permissions`, the path-based
+        // ones under `client_permissions`.)
+        for (k, v) in [(c"fuse_default_permissions", c"true"), (c"client_permissions", c"false")] {
+            // SAFETY: a created mount handle and NUL-terminated strings, before mounting.
+            check(unsafe { (client.api.conf_set)(cmount, k.as_ptr(), v.as_ptr()) }).map_err(call(format!("ceph setting {}={}", k.to_string_lossy(), v.to_string_lossy())))?;
+        }
         for (k, v) in &opts.settings {
             let (ck, cv) = (c(k)?, c(v)?);
             // SAFETY: as above.
