@@ -65,6 +65,32 @@ impl std::fmt::Debug for FuseAdapter {
 }
 
 /// The caller of a request the classic transport carried.
+/// `FUSE_WRITE_KILL_SUIDGID` in a write's `write_flags`: the writer lacks `CAP_FSETID`.
+pub(super) const WRITE_KILL_SUIDGID: u32 = 1 << 2;
+
+/// Before a write flagged [`WRITE_KILL_SUIDGID`]: clears the file's set-user-id bit, and its
+/// set-group-id bit when group-executable, as the kernel does before a write through its page
+/// cache.
+fn kill_suidgid(fs: &dyn FileSystem, c: &Context, ino: u64, fh: u64) -> std::io::Result<()> {
+    let a = fs.getattr(c, ino, Some(fh))?;
+    // The request names the writer's filesystem gid; its other groups are its process's (the
+    // writer waits in the write, so its pid is its own; read only for a set-group-id file
+    // that is not group-executable).
+    let in_group = |gid: u32| gid == c.gid || supplementary_groups(c.pid).is_some_and(|g| g.contains(&gid));
+    match crate::libservice::access::privs_killed(&a, in_group) {
+        Some(mode) => fs.setattr(c, ino, Some(fh), &SetAttr { mode: Some(mode), ..SetAttr::default() }).map(drop),
+        None => Ok(()),
+    }
+}
+
+/// The supplementary groups of process `pid` (its `Groups:` line), as ids of the service's
+/// user namespace.
+fn supplementary_groups(pid: i32) -> Option<Vec<u32>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Groups:"))?;
+    Some(line.split_whitespace().filter_map(|g| g.parse().ok()).collect())
+}
+
 pub(super) fn ctx(req: &fuser::Request<'_>) -> Context {
     Context { uid: req.uid(), gid: req.gid(), pid: req.pid() as i32 }
 }
@@ -706,14 +732,19 @@ impl FuseAdapter {
         });
     }
 
-    pub(super) fn write(&self, c: Context, ino: u64, fh: u64, offset: i64, data: &[u8], _wflags: u32, flags: i32, _lock: Option<u64>, reply: impl WriteAnswer) {
+    pub(super) fn write(&self, c: Context, ino: u64, fh: u64, offset: i64, data: &[u8], wflags: u32, flags: i32, _lock: Option<u64>, reply: impl WriteAnswer) {
         let t = self.timer("write");
         let (fs, c, data) = (self.fs.clone(), c, data.to_vec());
         // The kernel sends the file's O_SYNC/O_DSYNC, and a write's RWF_SYNC/RWF_DSYNC, as
         // these flags; the data must be durable before the write is acknowledged.
         let sync = WriteSync::of(flags);
+        // A direct-I/O write (no page cache) is not preceded by the kernel's own clearing of
+        // set-id bits: it tells whether the writer lacks `CAP_FSETID` instead, and the bits
+        // are ours to clear (the backend writes with the service's capabilities).
+        let kill = wflags & WRITE_KILL_SUIDGID != 0;
         self.heavy(t, move || {
-            let written = fs.write(&c, ino, fh, &[IoSlice::new(&data)], offset.max(0) as u64).and_then(|n| match sync.fsync() {
+            let killed = if kill { kill_suidgid(&*fs, &c, ino, fh) } else { Ok(()) };
+            let written = killed.and_then(|()| fs.write(&c, ino, fh, &[IoSlice::new(&data)], offset.max(0) as u64)).and_then(|n| match sync.fsync() {
                 Some(datasync) => fs.fsync(&c, ino, fh, datasync).map(|()| n),
                 None => Ok(n),
             });

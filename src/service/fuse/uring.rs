@@ -363,7 +363,7 @@ impl Shared {
             Op::Link { oldnode, newname } => a.link(c, oldnode, ino, newname, r),
             Op::Open { flags } => a.open(c, ino, flags, r),
             Op::Read { fh, offset, size } => a.read(c, ino, fh, offset, size, 0, None, r),
-            Op::Write { fh, offset, data, flags } => a.write(c, ino, fh, offset, &data, 0, flags, None, r),
+            Op::Write { fh, offset, data, flags, write_flags } => a.write(c, ino, fh, offset, &data, write_flags, flags, None, r),
             Op::Statfs => a.statfs(c, ino, r),
             Op::Release { fh, flags } => a.release(c, ino, fh, flags, None, false, r),
             Op::Fsync { fh, datasync } => a.fsync(c, ino, fh, datasync, r),

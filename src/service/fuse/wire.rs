@@ -126,7 +126,7 @@ pub enum Op<'a> {
     Link { oldnode: u64, newname: &'a OsStr },
     Open { flags: i32 },
     Read { fh: u64, offset: i64, size: u32 },
-    Write { fh: u64, offset: i64, data: Cow<'a, [u8]>, flags: i32 },
+    Write { fh: u64, offset: i64, data: Cow<'a, [u8]>, flags: i32, write_flags: u32 },
     Statfs,
     Release { fh: u64, flags: i32 },
     Fsync { fh: u64, datasync: bool },
@@ -342,7 +342,7 @@ fn decode_args<'a>(op: u32, header_len: usize, c: &mut Cursor<'a>) -> Result<Opt
         }
         WRITE => {
             let (fh, offset, size) = (c.u64()?, c.u64()? as i64, c.u32()?);
-            c.u32()?; // write_flags
+            let write_flags = c.u32()?;
             c.u64()?; // lock_owner
             let flags = c.u32()? as i32;
             c.u32()?;
@@ -350,7 +350,7 @@ fn decode_args<'a>(op: u32, header_len: usize, c: &mut Cursor<'a>) -> Result<Opt
             if data.len() < size as usize {
                 return Err(());
             }
-            Op::Write { fh, offset, data: Cow::Borrowed(&data[..size as usize]), flags }
+            Op::Write { fh, offset, data: Cow::Borrowed(&data[..size as usize]), flags, write_flags }
         }
         STATFS => Op::Statfs,
         RELEASE | RELEASEDIR => {
@@ -533,12 +533,12 @@ mod tests {
     #[test]
     fn write_data_comes_from_the_payload_and_is_bounded_by_its_size() {
         let mut op = Out::default();
-        op.u64(3).u64(4096).u32(5).u32(0).u64(0).u32(libc::O_SYNC as u32).u32(0);
+        op.u64(3).u64(4096).u32(5).u32(4).u64(0).u32(libc::O_SYNC as u32).u32(0);
         let h = header(opcode::WRITE, IN_HEADER + 40 + 5);
         match decode(&h, &op.0, b"hello") {
-            Ok(Op::Write { fh: 3, offset: 4096, data, flags }) => {
+            Ok(Op::Write { fh: 3, offset: 4096, data, flags, write_flags }) => {
                 assert_eq!(&*data, b"hello");
-                assert_eq!(flags, libc::O_SYNC);
+                assert_eq!((flags, write_flags), (libc::O_SYNC, 4), "FUSE_WRITE_KILL_SUIDGID comes through");
             }
             other => panic!("{other:?}"),
         }

@@ -254,17 +254,10 @@ impl Creds {
     /// Whether writing to (or truncating) `a` must first clear its set-user-id bit and its
     /// set-group-id bit when group-executable (`file_remove_privs`): the mode to set, if any.
     pub fn kill_privs(&self, a: &Attr) -> Option<u32> {
-        if a.kind() != FileKind::Regular || self.capable(CAP_FSETID) {
+        if self.capable(CAP_FSETID) {
             return None;
         }
-        let mut kill = 0;
-        if a.mode & libc::S_ISUID != 0 {
-            kill |= libc::S_ISUID;
-        }
-        if a.mode & libc::S_ISGID != 0 && a.mode & libc::S_IXGRP != 0 {
-            kill |= libc::S_ISGID;
-        }
-        (kill != 0).then_some(a.mode & 0o7777 & !kill)
+        privs_killed(a, |gid| self.in_group(gid))
     }
 
     /// `O_NOATIME` on an open: owner or `CAP_FOWNER`.
@@ -324,6 +317,24 @@ impl Creds {
         }
         Err(errno(libc::EPERM))
     }
+}
+
+/// The mode regular file `a` keeps once written or truncated by a caller without
+/// `CAP_FSETID`, if that clears anything (the kernel's `setattr_should_drop_suidgid`): without
+/// its set-user-id bit, and without its set-group-id bit when group-executable or when the
+/// caller is not in the file's group (`in_group`, asked only then).
+pub fn privs_killed(a: &Attr, in_group: impl FnOnce(u32) -> bool) -> Option<u32> {
+    if a.kind() != FileKind::Regular {
+        return None;
+    }
+    let mut kill = 0;
+    if a.mode & libc::S_ISUID != 0 {
+        kill |= libc::S_ISUID;
+    }
+    if a.mode & libc::S_ISGID != 0 && (a.mode & libc::S_IXGRP != 0 || !in_group(a.gid)) {
+        kill |= libc::S_ISGID;
+    }
+    (kill != 0).then_some(a.mode & 0o7777 & !kill)
 }
 
 #[cfg(test)]
@@ -407,7 +418,9 @@ mod tests {
     fn writes_clear_set_id_bits_unless_capable() {
         let f = attr(FILE | 0o6755, 5, 6);
         assert_eq!(user(5, 6, &[]).kill_privs(&f), Some(0o755));
-        assert_eq!(user(5, 6, &[]).kill_privs(&attr(FILE | 0o2644, 5, 6)), None, "set-group-id without group exec is mandatory locking, kept");
+        assert_eq!(user(5, 6, &[]).kill_privs(&attr(FILE | 0o2644, 5, 6)), None, "set-group-id without group exec, written by a member of the group, is kept");
+        assert_eq!(user(5, 7, &[]).kill_privs(&attr(FILE | 0o2644, 5, 6)), Some(0o644), "the same written by another (Linux 6.x)");
+        assert_eq!(user(5, 7, &[6]).kill_privs(&attr(FILE | 0o2644, 5, 6)), None, "a supplementary group is membership");
         assert_eq!(root().kill_privs(&f), None);
     }
 
