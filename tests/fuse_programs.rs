@@ -239,6 +239,42 @@ fn writes_clear_set_id_bits_as_on_a_plain_directory() {
     }
 }
 
+/// A create that finds the name made meanwhile by another client of the instance (here a
+/// second FUSE mount of it; in a pool, the user-level path before its notice reaches the
+/// kernel) opens that file only as the kernel would: the kernel asked to create, so it checked
+/// nothing of an open. Another user's 0600 file is refused, and not truncated; its owner opens
+/// it. (It was opened for anyone, `O_TRUNC` included.)
+#[test]
+fn a_create_that_finds_another_users_file_made_meanwhile_opens_it_only_as_the_kernel_would() {
+    require_root();
+    let scratch = Scratch::new("fuse-create-race");
+    let (upper, a, b) = (scratch.mkdir("upper"), scratch.mkdir("a"), scratch.mkdir("b"));
+    std::fs::set_permissions(&upper, std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
+    let union: Arc<dyn FileSystem> = Arc::new(UnionFs::new(Some(Arc::new(LocalFs::new(&upper, LocalOptions::default()).expect("upper"))), vec![]).expect("union"));
+    let long = std::time::Duration::from_secs(60);
+    let cfg = FuseConfig { entry_ttl: long, attr_ttl: long, ..FuseConfig::default() };
+    let (ma, mb) = (fuse::spawn(union.clone(), &a, &cfg).expect("mount a"), fuse::spawn(union, &b, &cfg).expect("mount b"));
+    let as_user = |uid: u32, script: &str| {
+        let out = Command::new("setpriv").args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into(), "/usr/bin/python3".into(), "-c".into(), script.into()]).output().expect("setpriv");
+        String::from_utf8_lossy(&out.stdout).trim().to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let try_open = |path: &Path, flags: &str| format!("import os\ntry:\n    fd = os.open('{}', {flags} | os.O_CREAT, 0o666)\n    print('opened', os.read(fd, 100) if {flags} & 3 != 1 else b'')\nexcept OSError as e:\n    print('errno', e.errno)\n", path.display());
+    for (name, flags) in [("x", "os.O_RDWR | os.O_TRUNC"), ("y", "os.O_RDONLY")] {
+        // Mount a's kernel learns that the name is missing, for a minute.
+        assert_eq!(as_user(1001, &format!("import os\nprint(os.path.exists('{}'))", a.join(name).display())), "False");
+        // User 1000 makes it through mount b: a's kernel still thinks it missing.
+        assert_eq!(as_user(1000, &format!("import os\nfd = os.open('{}', os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)\nos.write(fd, b'secret')\nprint('made')", b.join(name).display())), "made");
+        assert_eq!(as_user(1001, &try_open(&a.join(name), flags)), format!("errno {}", libc::EACCES), "{name}: another user's 0600 file");
+        assert_eq!(std::fs::read(upper.join(name)).expect("the file"), b"secret", "{name} was changed");
+    }
+    // Its owner, through a mount whose kernel thinks the name missing, gets it.
+    assert_eq!(as_user(1001, &format!("import os\nprint(os.path.exists('{}'))", b.join("z").display())), "False");
+    assert_eq!(as_user(1000, &format!("import os\nfd = os.open('{}', os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)\nos.write(fd, b'mine')\nprint('made')", a.join("z").display())), "made");
+    assert_eq!(as_user(1000, &try_open(&b.join("z"), "os.O_RDWR")), "opened b'mine'");
+    assert_eq!(as_user(1000, &try_open(&b.join("z"), "os.O_RDWR | os.O_TRUNC")), "opened b''", "an owner's truncating open, by the kernel's second look");
+    drop((ma, mb));
+}
+
 #[test]
 fn static_and_dynamic_binaries_run_from_the_mount() {
     let f = Fixture::new("fuse-exec", FuseConfig::default());

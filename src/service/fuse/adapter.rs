@@ -83,6 +83,17 @@ fn kill_suidgid(fs: &dyn FileSystem, c: &Context, ino: u64, fh: u64) -> std::io:
     }
 }
 
+/// Whether a create that found regular file `a` there may open it without the kernel's own
+/// checks: the caller owns it, its owner bits allow the access asked, and nothing is truncated.
+fn owner_may_open(c: &Context, a: &Attr, flags: i32) -> bool {
+    let need = match flags & libc::O_ACCMODE {
+        libc::O_RDONLY => 0o400,
+        libc::O_WRONLY => 0o200,
+        _ => 0o600,
+    };
+    c.uid == a.uid && a.mode & need == need && flags & libc::O_TRUNC == 0
+}
+
 /// The supplementary groups of process `pid` (its `Groups:` line), as ids of the service's
 /// user namespace.
 fn supplementary_groups(pid: i32) -> Option<Vec<u32>> {
@@ -908,7 +919,13 @@ impl FuseAdapter {
                 reply.created(&ttl, &fuse_attr(&e.attr), e.generation, fh, oflags);
             }
             Ok(Opened::Existing(e)) => {
+                // The kernel skipped its checks of an open (it asked to create), so only the
+                // file's owner opening it as its mode allows, truncating nothing, gets it here;
+                // anyone else is told the name went stale, and the kernel looks it up again and
+                // opens it with every check of its own (permissions with all the caller's
+                // credentials, the sticky and `protected_regular` rules, set-id bits cleared).
                 let opened = match e.attr.kind() {
+                    FileKind::Regular if !owner_may_open(&c, &e.attr, flags) => Err(std::io::Error::from_raw_os_error(libc::ESTALE)),
                     FileKind::Regular => fs.open(&c, e.inode, bflags & !(libc::O_CREAT | libc::O_EXCL)),
                     FileKind::Directory => Err(std::io::Error::from_raw_os_error(libc::EISDIR)),
                     _ => Err(std::io::Error::from_raw_os_error(libc::EEXIST)),
