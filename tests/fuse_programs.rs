@@ -275,6 +275,17 @@ fn a_create_that_finds_another_users_file_made_meanwhile_opens_it_only_as_the_ke
     drop((ma, mb));
 }
 
+/// Objects made in a set-group-id directory through FUSE take its group, and directories its
+/// set-group-id bit, as on a plain directory (they took the maker's group).
+#[test]
+fn a_set_group_id_directory_passes_its_group_on_as_on_a_plain_directory() {
+    let f = Fixture::new("fuse-setgid", FuseConfig::default());
+    let script = "set -e; mkdir p; chown 0:4200 p; chmod 2777 p; setpriv --reuid=1000 --regid=1000 --groups=4200 sh -c 'cd p && echo x > f && mkdir d && mkfifo q && ln -s f l'; stat -c '%n %g %a' p/f p/d p/q; stat -c '%n %g' p/l";
+    let plain = String::from_utf8_lossy(&sh(&f.plain, script).stdout).into_owned();
+    assert_eq!(plain, "p/f 4200 644\np/d 4200 2755\np/q 4200 644\np/l 4200\n", "the reference");
+    assert_eq!(String::from_utf8_lossy(&sh(f.mnt(), script).stdout), plain);
+}
+
 #[test]
 fn static_and_dynamic_binaries_run_from_the_mount() {
     let f = Fixture::new("fuse-exec", FuseConfig::default());

@@ -83,6 +83,19 @@ fn kill_suidgid(fs: &dyn FileSystem, c: &Context, ino: u64, fh: u64) -> std::io:
     }
 }
 
+/// The context and mode to make an object (`mode` with its type bits) in `parent` with, as the
+/// kernel's `inode_init_owner` gives them: in a set-group-id directory, the directory's group,
+/// and for a directory the set-group-id bit too. (A FUSE daemon owns what it makes itself; the
+/// kernel has already taken a set-group-id bit the caller may not give from `mode`.)
+fn creator(fs: &dyn FileSystem, c: Context, parent: u64, mode: u32) -> std::io::Result<(Context, u32)> {
+    let dir = fs.getattr(&c, parent, None)?;
+    if dir.mode & libc::S_ISGID == 0 {
+        return Ok((c, mode));
+    }
+    let mode = if mode & libc::S_IFMT == libc::S_IFDIR { mode | libc::S_ISGID } else { mode };
+    Ok((Context { gid: dir.gid, ..c }, mode))
+}
+
 /// Whether a create that found regular file `a` there may open it without the kernel's own
 /// checks: the caller owns it, its owner bits allow the access asked, and nothing is truncated.
 fn owner_may_open(c: &Context, a: &Attr, flags: i32) -> bool {
@@ -629,7 +642,7 @@ impl FuseAdapter {
         let t = self.timer("mknod");
         let (fs, c, ttl, name) = (self.fs.clone(), c, self.entry_ttl(), name.to_owned());
         let known = self.known.clone();
-        self.namespace(t, move || match fs.mknod(&c, parent, &name, mode, rdev.into(), umask) {
+        self.namespace(t, move || match creator(&*fs, c, parent, mode).and_then(|(c, mode)| fs.mknod(&c, parent, &name, mode, rdev.into(), umask)) {
             Ok(e) => {
                 known.add(e.inode);
                 reply.entry(&ttl, &fuse_attr(&e.attr), e.generation)
@@ -642,7 +655,7 @@ impl FuseAdapter {
         let t = self.timer("mkdir");
         let (fs, c, ttl, name) = (self.fs.clone(), c, self.entry_ttl(), name.to_owned());
         let known = self.known.clone();
-        self.namespace(t, move || match fs.mkdir(&c, parent, &name, mode, umask) {
+        self.namespace(t, move || match creator(&*fs, c, parent, mode | libc::S_IFDIR).and_then(|(c, mode)| fs.mkdir(&c, parent, &name, mode & !libc::S_IFMT, umask)) {
             Ok(e) => {
                 known.add(e.inode);
                 reply.entry(&ttl, &fuse_attr(&e.attr), e.generation)
@@ -674,7 +687,7 @@ impl FuseAdapter {
         let (fs, c, ttl) = (self.fs.clone(), c, self.entry_ttl());
         let (name, target) = (link_name.to_owned(), target.as_os_str().to_owned());
         let known = self.known.clone();
-        self.namespace(t, move || match fs.symlink(&c, &target, parent, &name) {
+        self.namespace(t, move || match creator(&*fs, c, parent, libc::S_IFLNK).and_then(|(c, _)| fs.symlink(&c, &target, parent, &name)) {
             Ok(e) => {
                 known.add(e.inode);
                 reply.entry(&ttl, &fuse_attr(&e.attr), e.generation)
@@ -910,7 +923,7 @@ impl FuseAdapter {
         let oflags = if pt { FOPEN_DIRECT_IO } else { self.open_reply_flags() };
         // The kernel sends CREATE for a name it found missing; another client (the user-level
         // path) may have made it since: without O_EXCL, that file is opened instead.
-        self.namespace(t, move || match open_or_create(&*fs, &c, parent, &name, mode, umask, bflags | libc::O_CREAT) {
+        self.namespace(t, move || match creator(&*fs, c, parent, mode).and_then(|(c, mode)| open_or_create(&*fs, &c, parent, &name, mode, umask, bflags | libc::O_CREAT)) {
             Ok(Opened::Created(e, fh)) => {
                 if pt {
                     backing.note_created(e.inode, fh);
