@@ -475,6 +475,59 @@ fn directory_listings_and_statfs_match_a_plain_directory() {
     st.destroy();
 }
 
+/// Times and extended attributes changed on the user-level path by callers the kernel treats
+/// specially, as on a plain directory: another user with write permission may touch a file's
+/// times (both to now) but not set one alone, even to now (`EPERM`); root without
+/// `CAP_SYS_ADMIN` may not set a `security.` or `trusted.` attribute, and without
+/// `CAP_SETFCAP` not a file capability. (The service let the first through, and checked only
+/// the trusted namespace for root.)
+#[test]
+fn times_and_privileged_attributes_need_what_the_kernel_asks() {
+    let st = Stage::new("preload-privs", "v", |_| {});
+    let times = r#"
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+class TS(ctypes.Structure):
+    _fields_ = [('s', ctypes.c_long), ('ns', ctypes.c_long)]
+NOW, OMIT = (1 << 30) - 1, (1 << 30) - 2
+def ut(a, m):
+    t = (TS * 2)(TS(0, a), TS(0, m))
+    return 0 if libc.utimensat(-100, sys.argv[1].encode(), t, 0) == 0 else ctypes.get_errno()
+print('omit,now', ut(OMIT, NOW), 'now,omit', ut(NOW, OMIT), 'now,now', ut(NOW, NOW), 'null', 0 if libc.utimensat(-100, sys.argv[1].encode(), None, 0) == 0 else ctypes.get_errno())
+"#;
+    let xattrs = r#"
+import os, struct, sys
+caps = struct.pack('<IIIII', 0x02000001, 1 << 13, 0, 0, 0)
+out = []
+for name in ('security.ima', 'security.capability', 'trusted.x', 'user.x'):
+    try:
+        os.setxattr(sys.argv[1], name, caps if name == 'security.capability' else b'v')
+        out.append(name + '=ok')
+    except OSError as e:
+        out.append(f'{name}={e.errno}')
+print(' '.join(out))
+"#;
+    let (t, x) = (st.h.scratch.path().join("times.py"), st.h.scratch.path().join("xattrs.py"));
+    std::fs::write(&t, times).expect("times.py");
+    std::fs::write(&x, xattrs).expect("xattrs.py");
+    let (t, x) = (t.display(), x.display());
+    let script = format!(
+        "set -e; echo x > f; chown 1000:1000 f; chmod 666 f
+         setpriv --reuid=1001 --regid=1001 --clear-groups /usr/bin/python3 -c \"$(cat {t})\" f
+         for drop in none sys_admin setfcap; do echo y > g-$drop; done
+         /usr/bin/python3 -c \"$(cat {x})\" g-none
+         setpriv --bounding-set=-sys_admin --inh-caps=-sys_admin /usr/bin/python3 -c \"$(cat {x})\" g-sys_admin
+         setpriv --bounding-set=-setfcap --inh-caps=-setfcap /usr/bin/python3 -c \"$(cat {x})\" g-setfcap"
+    );
+    let (expected, got) = st.both(&script);
+    let want = String::from_utf8_lossy(&expected.stdout);
+    assert_eq!(want, "omit,now 1 now,omit 1 now,now 0 null 0\nsecurity.ima=ok security.capability=ok trusted.x=ok user.x=ok\nsecurity.ima=1 security.capability=ok trusted.x=1 user.x=ok\nsecurity.ima=ok security.capability=1 trusted.x=ok user.x=ok\n", "the reference");
+    assert_eq!(String::from_utf8_lossy(&got.stdout), want, "{}", stderr(&got));
+    let mount = st.counters();
+    assert!(count(&mount, "user_ops", "setattr") + count(&mount, "user_ops", "setattr_path") > 0 && count(&mount, "user_ops", "setxattr") > 0, "not on the user-level path: {mount}");
+    st.destroy();
+}
+
 /// The end of a listing leaves errno as the program set it (`tests/c/errno_kept.c`): ls,
 /// find, tar, diff, rm and Python tell the end of a directory from an error by errno alone.
 /// The service is stopped while the last `readdir` of each round waits for its answer, so

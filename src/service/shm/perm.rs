@@ -57,7 +57,9 @@ pub(super) fn setattr(cr: &Creds, a: &Attr, set: &SetAttr, by_path: bool) -> io:
         set.mode = Some(cr.chmod(a, m)?);
     }
     if set.atime.is_some() || set.mtime.is_some() {
-        let now = matches!(set.atime, None | Some(TimeUpdate::Now)) && matches!(set.mtime, None | Some(TimeUpdate::Now));
+        // Both to now (`utimensat` with no times, or both `UTIME_NOW`) is a touch, which
+        // write permission allows; any other pair, one left out included, sets times.
+        let now = matches!((set.atime, set.mtime), (Some(TimeUpdate::Now), Some(TimeUpdate::Now)));
         cr.set_times(a, now)?;
     }
     Ok(set)

@@ -16,6 +16,7 @@ pub const CAP_DAC_READ_SEARCH: u32 = 2;
 pub const CAP_FOWNER: u32 = 3;
 pub const CAP_FSETID: u32 = 4;
 pub const CAP_SYS_ADMIN: u32 = 21;
+pub const CAP_SETFCAP: u32 = 31;
 
 /// What a caller is, as the kernel says: filesystem ids, supplementary groups, effective
 /// capabilities.
@@ -271,11 +272,8 @@ impl Creds {
 
     /// Setting or removing extended attribute `name` on `a` (`xattr_permission`).
     pub fn xattr_write(&self, a: &Attr, name: &[u8]) -> io::Result<()> {
-        if name.starts_with(b"trusted.") {
-            return if self.capable(CAP_SYS_ADMIN) { Ok(()) } else { Err(errno(libc::EPERM)) };
-        }
-        if name.starts_with(b"security.") {
-            return if self.capable(CAP_SYS_ADMIN) || self.owner_or_fowner(a) { Ok(()) } else { Err(errno(libc::EPERM)) };
+        if self.xattr_privileged(name)? {
+            return Ok(());
         }
         if name.starts_with(b"user.") {
             match a.kind() {
@@ -287,6 +285,28 @@ impl Creds {
             }
         }
         self.permit(a, MAY_WRITE)
+    }
+
+    /// What setting or removing `name` needs beyond the file's permissions, by the kernel's
+    /// rules (`xattr_permission`, the capability module's `cap_inode_setxattr` and
+    /// `cap_convert_nscap`): `CAP_SYS_ADMIN` for the trusted and security namespaces, but
+    /// `CAP_SETFCAP` for file capabilities, each of the initial namespace (a file capability
+    /// written for a caller of another namespace would be written as given, for the whole host:
+    /// the kernel converts those, so such callers go through it). `Ok(true)` for a name of those
+    /// namespaces that the caller may change, `Ok(false)` for any other name.
+    pub fn xattr_privileged(&self, name: &[u8]) -> io::Result<bool> {
+        let allowed = if name == b"security.capability" {
+            self.capable(CAP_SETFCAP)
+        } else if name.starts_with(b"trusted.") || name.starts_with(b"security.") {
+            self.capable(CAP_SYS_ADMIN)
+        } else {
+            return Ok(false);
+        };
+        if allowed {
+            Ok(true)
+        } else {
+            Err(errno(libc::EPERM))
+        }
     }
 
     /// Reading extended attribute `name` of `a`.
@@ -429,6 +449,13 @@ mod tests {
         let f = attr(FILE | 0o666, 5, 6);
         assert!(user(7, 7, &[]).xattr_write(&f, b"trusted.x").is_err());
         assert!(root().xattr_write(&f, b"trusted.x").is_ok());
+        // The security namespace: CAP_SYS_ADMIN, file capabilities CAP_SETFCAP; owning the
+        // file is not enough.
+        assert!(user(5, 6, &[]).xattr_write(&f, b"security.ima").is_err());
+        let no_admin = Creds { caps: !(1 << CAP_SYS_ADMIN), ..root() };
+        assert!(no_admin.xattr_write(&f, b"security.ima").is_err() && no_admin.xattr_write(&f, b"security.capability").is_ok());
+        let no_setfcap = Creds { caps: !(1 << CAP_SETFCAP), ..root() };
+        assert!(no_setfcap.xattr_write(&f, b"security.ima").is_ok() && no_setfcap.xattr_write(&f, b"security.capability").is_err());
         assert!(user(7, 7, &[]).xattr_write(&f, b"user.x").is_ok(), "write permission is enough");
         assert!(user(7, 7, &[]).xattr_write(&attr(libc::S_IFLNK | 0o777, 5, 6), b"user.x").is_err());
         assert!(user(7, 7, &[]).xattr_write(&attr(FILE | 0o644, 5, 6), b"user.x").is_err());
