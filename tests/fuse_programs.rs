@@ -286,6 +286,20 @@ fn a_set_group_id_directory_passes_its_group_on_as_on_a_plain_directory() {
     assert_eq!(String::from_utf8_lossy(&sh(f.mnt(), script).stdout), plain);
 }
 
+/// Names of the trusted namespace are listed through FUSE to callers with CAP_SYS_ADMIN only,
+/// as on a plain directory (they were listed to anyone).
+#[test]
+fn trusted_attribute_names_are_listed_to_the_capable_only() {
+    let f = Fixture::new("fuse-trusted", FuseConfig::default());
+    let script = "echo x > f; chmod 644 f; setfattr -n trusted.t -v 1 f; setfattr -n user.u -v 1 f
+        python3 -c 'import os; print(sorted(os.listxattr(\"f\")))'
+        setpriv --reuid=1000 --regid=1000 --clear-groups /usr/bin/python3 -c 'import os; print(sorted(os.listxattr(\"f\")))'
+        setpriv --bounding-set=-sys_admin --inh-caps=-sys_admin /usr/bin/python3 -c 'import os; print(sorted(os.listxattr(\"f\")))'";
+    let plain = String::from_utf8_lossy(&sh(&f.plain, script).stdout).into_owned();
+    assert_eq!(plain, "['trusted.t', 'user.u']\n['user.u']\n['user.u']\n", "the reference");
+    assert_eq!(String::from_utf8_lossy(&sh(f.mnt(), script).stdout), plain);
+}
+
 #[test]
 fn static_and_dynamic_binaries_run_from_the_mount() {
     let f = Fixture::new("fuse-exec", FuseConfig::default());

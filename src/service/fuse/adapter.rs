@@ -107,6 +107,18 @@ fn owner_may_open(c: &Context, a: &Attr, flags: i32) -> bool {
     c.uid == a.uid && a.mode & need == need && flags & libc::O_TRUNC == 0
 }
 
+/// Whether process `pid` has `CAP_SYS_ADMIN` in the service's user namespace (in its effective
+/// set, and in that namespace: a container's root in a namespace of its own has it there only).
+fn sys_admin(pid: i32) -> bool {
+    let same_ns = |p: &str| std::fs::read_link(p).ok();
+    if same_ns(&format!("/proc/{pid}/ns/user")).is_none_or(|ns| Some(ns) != same_ns("/proc/self/ns/user")) {
+        return false;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    eff.is_some_and(|caps| caps & (1 << crate::libservice::access::CAP_SYS_ADMIN) != 0)
+}
+
 /// The supplementary groups of process `pid` (its `Groups:` line), as ids of the service's
 /// user namespace.
 fn supplementary_groups(pid: i32) -> Option<Vec<u32>> {
@@ -884,8 +896,14 @@ impl FuseAdapter {
         use std::os::unix::ffi::OsStrExt;
         match self.fs.listxattr(&c, ino) {
             Ok(names) => {
+                // Names of the trusted namespace are listed to callers with CAP_SYS_ADMIN only,
+                // as a kernel filesystem lists them (the kernel passes the list on as it is).
+                let mut shown = None;
                 let mut buf = Vec::new();
                 for n in names {
+                    if n.as_bytes().starts_with(b"trusted.") && !*shown.get_or_insert_with(|| sys_admin(c.pid)) {
+                        continue;
+                    }
                     buf.extend_from_slice(n.as_bytes());
                     buf.push(0);
                 }
