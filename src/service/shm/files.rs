@@ -69,6 +69,15 @@ pub(super) fn open_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
                 fs.forget(e.inode, 1);
                 return Err(fallback());
             }
+            // An `O_CREAT` open of a file that is there: the sticky directory rule, for every
+            // caller (no capability bypasses it).
+            if flags & libc::O_CREAT != 0 && perm::protected_regular() > 0 {
+                let sticky = c.attr(dir).and_then(|d| perm::create_in_sticky(&d, &e.attr, c.creds.uid, perm::protected_regular()));
+                if let Err(err) = sticky {
+                    fs.forget(e.inode, 1);
+                    return Err(err);
+                }
+            }
             // What is opened is checked, not only what the name led to a moment ago: another
             // process may have made the name since (an `O_CREAT` open then opens its file), or
             // renamed another file over it.

@@ -1210,7 +1210,9 @@ fn walk<'p>(fs: &dyn FileSystem, ctx: &Context, guard: Option<&Creds>, base: Ino
 /// inode, with a reference of its own for the open, instead of a lookup (which would also
 /// fetch attributes nobody needs here). `None`: take the lookup path.
 fn open_pinned(fs: &dyn FileSystem, ctx: &Context, w: &Walked<'_>, flags: i32, dirs: &mut PathCache, kernel: Option<&dyn KernelCache>) -> Option<io::Result<(i64, [u64; 4])>> {
-    if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
+    // An exclusive create, or a create under `fs.protected_regular` (its rule needs the
+    // directory), takes the whole way.
+    if flags & libc::O_CREAT != 0 && (flags & libc::O_EXCL != 0 || perm::protected_regular() > 0) {
         return None;
     }
     let (inode, kind) = dirs.pin_of(fs, w.key.as_ref()?)?;
