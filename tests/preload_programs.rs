@@ -528,6 +528,38 @@ print(' '.join(out))
     st.destroy();
 }
 
+/// `renameat2` with `RENAME_NOREPLACE` and `RENAME_EXCHANGE` by a non-root user on the
+/// user-level path, as on a plain directory: `EEXIST` and `ENOENT` before any permission, a
+/// file and a directory exchanged, and an exchange that moves another user's directory to
+/// another parent refused (it needs write permission on that directory for its `..`).
+#[test]
+fn renames_with_flags_check_what_the_kernel_checks() {
+    let st = Stage::new("preload-rename2", "r", |_| {});
+    let program = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def r2(a, b, flags):
+    return 0 if libc.renameat2(-100, a.encode(), -100, b.encode(), flags) == 0 else ctypes.get_errno()
+NOREPLACE, EXCHANGE = 1, 2
+print('noreplace-over-theirs', r2('a/f', 'b/theirs', NOREPLACE), 'exchange-missing', r2('a/f', 'b/none', EXCHANGE),
+      'exchange-file-dir', r2('a/f', 'a/d', EXCHANGE), 'exchange-their-dir', r2('a/d', 'b/bd', EXCHANGE),
+      'noreplace-new', r2('a/d', 'b/new', NOREPLACE), sorted(os.listdir('a')), sorted(os.listdir('b')))
+"#;
+    let p = st.h.scratch.path().join("rename2.py");
+    std::fs::write(&p, program).expect("rename2.py");
+    let script = format!(
+        "set -e; mkdir -m 777 a b; echo f > a/f; mkdir a/d; chown -R 1000:1000 a/f a/d; mkdir -m 755 b/bd; chown 1001:1001 b/bd; echo t > b/theirs; chown 1001 b/theirs
+         setpriv --reuid=1000 --regid=1000 --clear-groups /usr/bin/python3 -c \"$(cat {})\"",
+        p.display()
+    );
+    let (expected, got) = st.both(&script);
+    let want = String::from_utf8_lossy(&expected.stdout);
+    assert_eq!(want, "noreplace-over-theirs 17 exchange-missing 2 exchange-file-dir 0 exchange-their-dir 13 noreplace-new 0 ['f'] ['bd', 'new', 'theirs']\n", "the reference");
+    assert_eq!(String::from_utf8_lossy(&got.stdout), want, "{}", stderr(&got));
+    assert!(count(&st.counters(), "user_ops", "rename") > 0, "not on the user-level path: {}", st.counters());
+    st.destroy();
+}
+
 /// The end of a listing leaves errno as the program set it (`tests/c/errno_kept.c`): ls,
 /// find, tar, diff, rm and Python tell the end of a directory from an error by errno alone.
 /// The service is stopped while the last `readdir` of each round waits for its answer, so

@@ -103,37 +103,56 @@ pub(super) fn rename_or_link(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Rep
             // directory is not moved into itself (EINVAL) nor over one of its ancestors
             // (ENOTEMPTY; both paths come from the root here: `scope` sends others to the
             // kernel); a rename onto the same file does nothing; then the permissions.
+            // With `RENAME_NOREPLACE` a target that is there is `EEXIST`, with
+            // `RENAME_EXCHANGE` one that is not is `ENOENT`, both before any permission.
+            let exchange = flags & libc::RENAME_EXCHANGE != 0;
             let src = c.existing(from.dir, from.name)?.ok_or_else(|| errno(libc::ENOENT))?;
+            let dst = c.existing(to.dir, to.name)?;
+            if flags & libc::RENAME_NOREPLACE != 0 && dst.is_some() {
+                return Err(errno(libc::EEXIST));
+            }
+            if exchange && dst.is_none() {
+                return Err(errno(libc::ENOENT));
+            }
             if let (Some(f), Some(t)) = (&from.key, &to.key) {
                 let inside = |a: &[u8], b: &[u8]| a.len() > b.len() && a.starts_with(b) && a[b.len()] == b'/';
                 if inside(t, f) {
                     return Err(errno(libc::EINVAL));
                 }
                 if inside(f, t) {
-                    return Err(errno(libc::ENOTEMPTY));
+                    return Err(errno(if exchange { libc::EINVAL } else { libc::ENOTEMPTY }));
                 }
             }
-            let dst = c.existing(to.dir, to.name)?;
-            if dst.is_some_and(|d| d.inode == src.inode) {
+            if dst.as_ref().is_some_and(|d| d.inode == src.inode) {
                 return Ok((0, [0; 4]));
             }
             let (fd, td) = (c.attr(from.dir)?, c.attr(to.dir)?);
             cr.remove(&fd, &src.attr)?;
             let src_dir = src.attr.kind() == FileKind::Directory;
-            match dst {
+            let dst_dir = dst.as_ref().is_some_and(|d| d.attr.kind() == FileKind::Directory);
+            match &dst {
                 Some(d) => {
                     cr.remove(&td, &d.attr)?;
-                    match (src_dir, d.attr.kind() == FileKind::Directory) {
-                        (true, false) => return Err(errno(libc::ENOTDIR)),
-                        (false, true) => return Err(errno(libc::EISDIR)),
+                    // An exchange swaps a directory and a file as well.
+                    match (src_dir, dst_dir) {
+                        (true, false) if !exchange => return Err(errno(libc::ENOTDIR)),
+                        (false, true) if !exchange => return Err(errno(libc::EISDIR)),
                         _ => {}
                     }
                 }
                 None => cr.change_names(&td)?,
             }
-            // A directory moved to another parent gets a new `..`: write permission on it.
-            if src_dir && from.dir != to.dir {
-                cr.permit(&src.attr, crate::libservice::access::MAY_WRITE)?;
+            // A directory moved to another parent gets a new `..`: write permission on it
+            // (and on the target too when an exchange moves it the other way).
+            if from.dir != to.dir {
+                if src_dir {
+                    cr.permit(&src.attr, crate::libservice::access::MAY_WRITE)?;
+                }
+                if exchange && dst_dir {
+                    if let Some(d) = &dst {
+                        cr.permit(&d.attr, crate::libservice::access::MAY_WRITE)?;
+                    }
+                }
             }
         }
         let victim = victim(c.fs, c.ctx, c.kernel, to.dir, to.name, c.held);
