@@ -35,7 +35,7 @@ use crate::libservice::{
 /// Past this much more allocated than its size, a file found by the walk counts what it has
 /// allocated (space `fallocate` reserved past its end), not its size: block rounding and
 /// metadata never come near it.
-const PREALLOCATED_SLACK: u64 = 1 << 20;
+const PREALLOCATED_SLACK: u64 = 64 << 10;
 
 /// A limit on bytes and inodes, and what is counted against it.
 #[derive(Debug)]
@@ -236,6 +236,14 @@ impl QuotaFs {
         }
     }
 
+    /// After a truncation settled `inode`'s count: a write that landed between the cut and the
+    /// settling is counted too (the file's size now).
+    fn count_what_landed(&self, ctx: &Context, inode: Inode, handle: Option<Handle>) {
+        if let Ok(a) = self.inner.getattr(ctx, inode, handle) {
+            self.settle_at_least(inode, a.size);
+        }
+    }
+
     /// Makes `inode` count at least `end` bytes whatever the limits say (what ran is there).
     fn settle_at_least(&self, inode: Inode, end: u64) {
         let Some(c) = lock(&self.charged).get(&inode).cloned() else { return };
@@ -405,6 +413,7 @@ impl FileSystem for QuotaFs {
                 } else {
                     self.force(target - held);
                 }
+                self.count_what_landed(ctx, inode, handle);
                 Ok(attr)
             }
             Err(e) => {
@@ -424,6 +433,7 @@ impl FileSystem for QuotaFs {
             if let Ok(c) = self.charged(ctx, inode) {
                 let prev = c.swap(0, Ordering::AcqRel);
                 self.give_back(prev, 0);
+                self.count_what_landed(ctx, inode, Some(h));
             }
         }
         Ok(h)
@@ -583,16 +593,24 @@ impl FileSystem for QuotaFs {
 
     fn fallocate(&self, ctx: &Context, inode: Inode, handle: Handle, mode: i32, offset: u64, length: u64) -> io::Result<()> {
         let frees = mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_COLLAPSE_RANGE) != 0;
+        // What this call reserved (from, to), given back if it fails.
+        let mut grown = None;
         if !frees {
+            let c = self.charged(ctx, inode)?;
+            let before = c.load(Ordering::Acquire);
             let grows_by_insert = mode & libc::FALLOC_FL_INSERT_RANGE != 0;
-            let end = if grows_by_insert {
-                self.charged(ctx, inode)?.load(Ordering::Acquire).saturating_add(length)
-            } else {
-                offset.saturating_add(length)
-            };
+            let end = if grows_by_insert { before.saturating_add(length) } else { offset.saturating_add(length) };
             self.grow_to(ctx, inode, end)?;
+            grown = (end > before).then_some((c, before, end));
         }
-        self.inner.fallocate(ctx, inode, handle, mode, offset, length)
+        let done = self.inner.fallocate(ctx, inode, handle, mode, offset, length);
+        if let (Err(_), Some((c, before, end))) = (&done, grown) {
+            // Unless another change counted more meanwhile (then what is there stays counted).
+            if c.compare_exchange(end, before, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                self.give_back(end - before, 0);
+            }
+        }
+        done
     }
 
     fn lseek(&self, ctx: &Context, inode: Inode, handle: Handle, offset: u64, whence: i32) -> io::Result<u64> {
