@@ -107,6 +107,9 @@ impl BlockCache {
 
     /// Enables write-back with `w`; true for the call that did (it starts the flusher).
     pub fn enable_writeback(&self, w: Writeback) -> bool {
+        // One cache serves the service's instances, made with the first one's size: an
+        // instance that asks for write-back later may not take more dirty data than it holds.
+        let w = Writeback { dirty_limit: w.dirty_limit.min(self.limit()), ..w };
         let mut first = false;
         let set = self.writeback.get_or_init(|| {
             first = true;
@@ -277,6 +280,22 @@ impl BlockCache {
             Err(e) => {
                 m.error = Some(e);
                 self.stats.writeback_errors.fetch_add(1, Ordering::Relaxed);
+                if !matches!(e, libc::EINTR | libc::EAGAIN | libc::ENOMEM) {
+                    // An error that writing again will meet again (a full disk, a file past
+                    // the file system's largest size, a failing device): the blocks go, as the
+                    // kernel's page cache drops pages it cannot write back, and the error waits
+                    // for the next fsync. Kept dirty, they would count against the dirty limit
+                    // for good, and every writer of every write-back instance would fail
+                    // trying to write them back.
+                    for b in std::mem::take(&mut m.dirty) {
+                        if self.shard(shard_of(&file, b)).dirty.remove(&(file, b)).is_some() {
+                            self.stats.dirty.fetch_sub(BLOCK as u64, Ordering::Relaxed);
+                        }
+                    }
+                    m.generation = self.next_generation();
+                    m.version = None;
+                    m.forgotten = true;
+                }
             }
         }
         if m.dirty.is_empty() {

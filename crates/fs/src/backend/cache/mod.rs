@@ -527,6 +527,32 @@ mod tests {
         assert!(c.read(G, 0, 0, &mut out).is_some(), "other files keep theirs");
     }
 
+    /// A write-back that fails for good (a full disk, a file past the file system's largest
+    /// size) drops the file's dirty blocks and keeps the error for the next fsync; one that
+    /// may pass (interrupted) keeps them. (They stayed dirty for good: past the dirty limit,
+    /// every writer of the cache failed trying to write them back.)
+    #[test]
+    fn a_write_back_that_fails_for_good_drops_the_blocks_and_keeps_the_error() {
+        let c = BlockCache::new(16 << 20);
+        c.enable_writeback(Writeback { dirty_limit: 8 << 20, expire: std::time::Duration::from_secs(5), interval: std::time::Duration::from_secs(1) });
+        let src: Arc<OwnedFd> = Arc::new(std::fs::File::open("/dev/null").expect("/dev/null").into());
+        for b in 0..3 {
+            assert!(c.write_dirty(F, b, c.generation(F), None, 0, &[7u8; BLOCK], || Ok(0), &src).expect("write"));
+        }
+        assert_eq!(c.writeback().map(|w| w.dirty_limit), Some(8 << 20));
+        let small = BlockCache::new(4 << 20);
+        small.enable_writeback(Writeback { dirty_limit: 64 << 20, expire: std::time::Duration::from_secs(5), interval: std::time::Duration::from_secs(1) });
+        assert_eq!(small.writeback().map(|w| w.dirty_limit), Some(small.limit()), "no more dirty data than the cache holds");
+        c.flushed(F, Err(libc::EINTR));
+        assert_eq!(c.dirty_size(F), Some(3 * BLOCK as u64), "an interrupted write-back is tried again");
+        assert_eq!(c.take_error(F), Some(libc::EINTR));
+        c.flushed(F, Err(libc::EFBIG));
+        assert_eq!((c.dirty_size(F), c.stats.dirty.load(Ordering::Relaxed)), (None, 0));
+        assert!(!c.over_dirty_limit(BLOCK as u64) && c.plan_flush(F).is_none());
+        assert_eq!(c.take_error(F), Some(libc::EFBIG), "for the next fsync");
+        assert_eq!(c.take_error(F), None, "once");
+    }
+
     #[test]
     fn records_of_files_with_nothing_cached_are_swept_and_stale_fills_stay_refused() {
         let c = BlockCache::new(16 << 20);
