@@ -11,8 +11,8 @@ use std::process::{Child, Stdio};
 
 use common::host::Host;
 
-/// Writes 4 MiB to `argv[1]`, fsyncs when `argv[2]` says so, says "written", then holds the
-/// file open until killed.
+/// Writes 4 MiB to `argv[1]`, fsyncs (or syncs) when `argv[2]` says so, says "written", then
+/// holds the file open until killed.
 const WRITER: &str = r#"
 import os, sys, time
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -21,6 +21,8 @@ for i in range(4):
     os.write(fd, block[i:] + block[:i])
 if sys.argv[2] == "fsync":
     os.fsync(fd)
+if sys.argv[2] == "sync":
+    os.sync()
 print("written", flush=True)
 time.sleep(600)
 "#;
@@ -108,6 +110,8 @@ fn written_data_survives_service_stop_and_fsynced_data_survives_kill_9() {
     h.ok(&["service", "run", "--pool", &pool, "--detach"]);
     mount(&h, &pool, &mnt, &upper);
     let b = writer(&h, &pool, &mnt.join("b"), "fsync");
+    // sync(2) reaches the pool's cache too (the kernel's does not).
+    let s = writer(&h, &pool, &mnt.join("s"), "sync");
     let c = writer(&h, &pool, &mnt.join("c"), "keep");
     assert!(dirty(&h, &pool) >= 4 << 20, "c is not dirty in the cache");
     let pid = inspect(&h, &pool)["service"]["pid"].as_i64().expect("service pid");
@@ -118,7 +122,8 @@ fn written_data_survives_service_stop_and_fsynced_data_survives_kill_9() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(std::fs::read(upper.join("b")).expect("b") == expected(), "fsync'd data lost with the service");
-    drop((b, c));
+    assert!(std::fs::read(upper.join("s")).expect("s") == expected(), "data written before a sync(2) lost with the service");
+    drop((b, s, c));
     h.ok(&["pool", "destroy", &pool, "--force"]);
     h.created.clear();
 }

@@ -1058,6 +1058,10 @@ static void kernel_calls(void) {
     res("syncfs", syncfs(fd)), U("syncfs");
     OURS("syncfs", fd);
     close(fd);
+    /* sync: every instance of the process's mounts (one here) writes out what it holds. */
+    sync();
+    printf("sync: done\n");
+    U("syncfs");
     fd = fresh("pathconf.txt", "p");
     res("fpathconf", fpathconf(fd, _PC_NAME_MAX));
     res("fpathconf path max", fpathconf(fd, _PC_PATH_MAX));

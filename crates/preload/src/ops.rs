@@ -411,6 +411,12 @@ pub fn syncfs(f: &File) -> Served<()> {
     Ok(())
 }
 
+/// Has `instance` write out what it holds for its backend (`sync`: no file of it named).
+pub fn sync_instance(instance: u32) -> Served<()> {
+    call(Descriptor { op: Op::Syncfs as u32, instance, ..Descriptor::default() }, &[], None)?;
+    Ok(())
+}
+
 /// Changes attributes of an open file (fchmod, fchown, futimens).
 pub fn setattr(f: &File, w: &WireSetattr) -> Served<()> {
     let b = w.to_bytes();

@@ -247,6 +247,7 @@ real! {
     splice(fd_in: c_int, off_in: *mut libc::loff_t, fd_out: c_int, off_out: *mut libc::loff_t, len: size_t, flags: c_uint) -> ssize_t;
     tee(fd_in: c_int, fd_out: c_int, len: size_t, flags: c_uint) -> ssize_t;
     syncfs(fd: c_int) -> c_int;
+    sync() -> ();
     fpathconf(fd: c_int, name: c_int) -> libc::c_long;
     setuid(uid: libc::uid_t) -> c_int;
     setgid(gid: libc::gid_t) -> c_int;

@@ -300,6 +300,26 @@ hooks! {
     fn syncfs(fd: c_int) -> c_int => |kernel| {
         on_data_fd(fd, |f| ops::syncfs(f).map(|()| 0), kernel)
     }
+
+    /// sync: every instance of the process's mounts writes out what it holds for its backend
+    /// (the pool's cache in `writeback` mode: the kernel's `sync` does not reach it), then the
+    /// kernel syncs its own file systems.
+    fn sync() -> () => |kernel| {
+        if let Some(busy) = crate::config::Busy::enter() {
+            let mounts = crate::config::get().map(|c| c.mounts.iter().map(|m| m.instance).collect::<Vec<_>>()).unwrap_or_default();
+            let mut done: Vec<u32> = Vec::new();
+            for i in mounts {
+                if !done.contains(&i) {
+                    done.push(i);
+                    // What fails here (an instance this process cannot see, a dead
+                    // service) has nothing to sync for it: sync(2) reports nothing either.
+                    let _ = std::panic::catch_unwind(|| ops::sync_instance(i));
+                }
+            }
+            drop(busy);
+        }
+        kernel()
+    }
 }
 
 /// `posix_fallocate` of `fd`: an allocation (mode 0) by the service, its error as the
