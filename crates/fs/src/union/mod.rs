@@ -101,6 +101,11 @@ pub struct UnionFs {
     /// branches (a new file's name is looked for there at its create and at its removal).
     /// By `(layer, directory)` then name, so that a check allocates nothing.
     absent: Mutex<FxHashMap<(Layer, Inode), HashMap<std::ffi::OsString, std::time::Instant>>>,
+    /// Names added to `names` and to `absent` since each was last cleared (removals are not
+    /// counted: a clear comes sooner, never later): both are cleared past [`NAMES_MAX`], so
+    /// names a tenant makes up (a `stat` of a new missing name each time) cost a bounded
+    /// amount of the service's memory.
+    added: [std::sync::atomic::AtomicUsize; 2],
 }
 
 /// Branch object identity `(layer, st_dev, st_ino)` to union inode number.
@@ -112,6 +117,8 @@ type NamesOf = HashMap<std::ffi::OsString, (Inode, u64, std::time::Instant)>;
 /// How long a resolved name is trusted even without namespace changes through the union
 /// (changes made directly in a branch directory are not seen otherwise).
 const NAME_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Entries the union's name caches hold at most (each: a name and its answer, a few hundred
+/// bytes at most).
 const NAMES_MAX: usize = 1 << 16;
 /// The inode a resolved name maps to when it was found missing (union numbers start at 1).
 const ABSENT: Inode = 0;
@@ -333,6 +340,7 @@ impl UnionFs {
             changes: std::sync::OnceLock::new(),
             redirect_dir: true,
             absent: Mutex::new(FxHashMap::default()),
+            added: Default::default(),
         };
         let mut layers = Layers::default();
         for layer in 0..=fs.lowers.len() {
@@ -456,10 +464,21 @@ impl UnionFs {
 
     fn remember_name(&self, parent: Inode, name: &OsStr, ino: Inode, epoch: u64) {
         let mut names = lock(&self.names);
-        if names.len() >= NAMES_MAX {
+        if self.full(0) {
             names.clear();
         }
         names.entry(parent).or_default().insert(name.to_owned(), (ino, epoch, std::time::Instant::now()));
+    }
+
+    /// Counts one more entry of cache `which` (0: `names`, 1: `absent`, under its lock); true
+    /// when the cache is to be cleared first (it reached [`NAMES_MAX`] entries).
+    fn full(&self, which: usize) -> bool {
+        let added = &self.added[which];
+        if added.fetch_add(1, Ordering::Relaxed) + 1 > NAMES_MAX {
+            added.store(1, Ordering::Relaxed);
+            return true;
+        }
+        false
     }
 
     fn node(&self, ino: Inode) -> io::Result<Arc<UNode>> {
@@ -599,14 +618,10 @@ impl UnionFs {
             Err(e) if is_enoent(&e) => {
                 if layer > 0 {
                     let mut absent = lock(&self.absent);
-                    if absent.len() >= NAMES_MAX {
+                    if self.full(1) {
                         absent.clear();
                     }
-                    let names = absent.entry((layer, dino)).or_default();
-                    if names.len() >= NAMES_MAX {
-                        names.clear();
-                    }
-                    names.insert(name.to_owned(), std::time::Instant::now());
+                    absent.entry((layer, dino)).or_default().insert(name.to_owned(), std::time::Instant::now());
                 }
                 return Ok(Step::Next);
             }

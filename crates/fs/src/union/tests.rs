@@ -620,3 +620,26 @@ fn copy_up_of_a_very_deep_tree_needs_no_deep_stack() {
         .expect("the thread ran to its end");
     assert_eq!(made, b"deep");
 }
+
+/// Names made up by a tenant (a lookup of a new missing name each time, in one directory) cost
+/// the union's name caches a bounded number of entries: past `NAMES_MAX` they start again.
+/// (Only the number of directories was bounded: one directory's names grew without end.)
+#[test]
+fn missing_names_looked_up_hold_a_bounded_number_of_entries() {
+    let f = Fixture::new();
+    let u = f.union();
+    let held = |u: &UnionFs| {
+        let names: usize = lock(&u.names).values().map(|m| m.len()).sum();
+        let absent: usize = lock(&u.absent).values().map(|m| m.len()).sum();
+        (names, absent)
+    };
+    for i in 0..(NAMES_MAX + NAMES_MAX / 2) {
+        assert!(lookup(&u, &format!("missing-{i}")).is_err());
+        if i % 4096 == 0 {
+            let (names, absent) = held(&u);
+            assert!(names <= NAMES_MAX && absent <= NAMES_MAX, "{names} names and {absent} missing names held after {i} lookups");
+        }
+    }
+    let (names, absent) = held(&u);
+    assert!(names > 0 && names <= NAMES_MAX && absent <= NAMES_MAX, "{names} names and {absent} missing names held");
+}
