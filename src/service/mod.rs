@@ -15,5 +15,4 @@ pub mod shm;
 pub mod stats;
 pub mod supervisor;
 mod table_saver;
-mod throttle;
-pub(crate) use throttle::Throttle;
+pub(crate) use polytropon_fs::throttle::Throttle;

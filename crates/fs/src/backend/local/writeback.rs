@@ -70,7 +70,7 @@ fn throttle(cache: &BlockCache, more: u64) -> io::Result<()> {
             return Ok(());
         }
         if let Err(e) = flush(cache, f) {
-            tracing::warn!("write-back of inode {} failed: {e}", f.ino);
+            log_failed(f, &e);
             failed.get_or_insert(e);
         }
     }
@@ -175,7 +175,7 @@ pub fn flush_all(cache: &BlockCache) -> io::Result<()> {
     let mut first = Ok(());
     for f in cache.dirty_files(None) {
         if let Err(e) = flush(cache, f) {
-            tracing::warn!("write-back of inode {} failed: {e}", f.ino);
+            log_failed(f, &e);
             if first.is_ok() {
                 first = Err(e);
             }
@@ -197,7 +197,7 @@ pub fn start_flusher(cache: &Arc<BlockCache>) -> io::Result<()> {
             let Some(cache) = weak.upgrade() else { return };
             for f in files {
                 if let Err(e) = flush(&cache, f) {
-                    tracing::warn!("write-back of inode {} after its close failed: {e}", f.ino);
+                    log_failed(f, &e);
                 }
             }
             if Instant::now() >= next {
@@ -216,7 +216,7 @@ fn flush_due(cache: &BlockCache, expire: Duration, background: u64) {
     if let Some(before) = Instant::now().checked_sub(expire) {
         for f in cache.dirty_files(Some(before)) {
             if let Err(e) = flush(cache, f) {
-                tracing::warn!("write-back of inode {} failed: {e}", f.ino);
+                log_failed(f, &e);
             }
         }
     }
@@ -225,7 +225,16 @@ fn flush_due(cache: &BlockCache, expire: Duration, background: u64) {
             break;
         }
         if let Err(e) = flush(cache, f) {
-            tracing::warn!("write-back of inode {} failed: {e}", f.ino);
+            log_failed(f, &e);
         }
+    }
+}
+
+/// Logs a failed write-back, at most once a minute: a tenant can make them fail on purpose (a
+/// full branch, a file past the file system's largest size) and call for write-backs at will.
+fn log_failed(file: FileKey, e: &io::Error) {
+    static FAILED: crate::throttle::Throttle = crate::throttle::Throttle::new();
+    if let Some(held) = FAILED.allow(Duration::from_secs(60)) {
+        tracing::warn!("write-back of inode {} failed: {e} ({held} more failed write-backs since the last message)", file.ino);
     }
 }
