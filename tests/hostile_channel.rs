@@ -647,3 +647,50 @@ fn hellos_of_another_protocol_are_refused_and_a_cpu_hint_changes_no_answer() {
     }
     assert!(driver.usage().reclaimed_clients >= 7, "{:?}", driver.usage());
 }
+
+/// One slow request holds its queue's only worker (here a copy-up of a 256 MiB lower file
+/// opened for writing, with its fsync): the janitor sees the queue holding hints that nobody
+/// takes and calls in a helper, so a stat of another instance sent to the same queue is
+/// answered while the copy-up still runs. (It waited for the copy-up to end: a tenant's large
+/// copy-up, fsync or slow CephFS call held every other client of its queue, past their 5 s
+/// timeout.)
+#[test]
+fn a_slow_request_does_not_hold_its_queue() {
+    let s = Scratch::new("hostile-slow");
+    let (la, ua, lb, ub) = (s.mkdir("la"), s.mkdir("ua"), s.mkdir("lb"), s.mkdir("ub"));
+    {
+        use std::io::Write;
+        let mut big = std::fs::File::create(la.join("big")).expect("big");
+        let chunk = vec![0x5au8; 1 << 20];
+        for _ in 0..256 {
+            big.write_all(&chunk).expect("write");
+        }
+    }
+    std::fs::write(lb.join("f"), b"x").expect("seed");
+    let instance = |fs| Some(polytropon::service::shm::UserInstance { fs, stats: Arc::default(), kernel: None, device: None, passthrough: false, changes: None, lower: None, upper: None });
+    let table = Arc::new(std::sync::RwLock::new(vec![instance(union(&la, &ua)), instance(union(&lb, &ub))]));
+    let driver = BackDriver::start_table(table, GEOMETRY, &[], None, &common::channel_path()).expect("back driver");
+    let done = Arc::new(AtomicBool::new(false));
+    let slow = {
+        let (chan, done) = (common::channel(&driver), done.clone());
+        std::thread::spawn(move || {
+            let mut c = Client::connect(&chan, 0).expect("client");
+            let open = OpenArg { flags: libc::O_WRONLY, mode: 0 }.encode();
+            let r = c.call(Descriptor { op: Op::OpenPath as u32, instance: 0, len: 3, arg: open, ..Descriptor::default() }, b"big");
+            done.store(true, Ordering::Release);
+            r.is_ok()
+        })
+    };
+    // The copy-up is under way once its scratch file is in the upper branch.
+    let t = Instant::now();
+    while std::fs::read_dir(&ua).expect("upper").next().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(10) && !done.load(Ordering::Acquire), "no copy-up seen");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut c = Client::connect(&common::channel(&driver), 0).expect("client");
+    let r = c.call(Descriptor { op: Op::StatPath as u32, instance: 1, len: 1, ..Descriptor::default() }, b"f");
+    let answered_first = !done.load(Ordering::Acquire);
+    assert!(r.is_ok(), "{r:?}");
+    assert!(slow.join().expect("the slow client"), "the copy-up failed");
+    assert!(answered_first, "the stat waited for the copy-up to end ({:?})", t.elapsed());
+}

@@ -165,6 +165,12 @@ pub type InstanceTable = std::sync::RwLock<Vec<Option<UserInstance>>>;
 const BACKLOG_HELP: u64 = 4;
 /// Helpers per queue at most (they share the pool's cpus with everything else).
 const MAX_HELPERS: u32 = 2;
+/// Helpers per queue at most while it is stuck behind slow requests (their threads wait on
+/// the backend, not on the cpus).
+const MAX_STUCK_HELPERS: u32 = 8;
+/// How long a queue holding hints may go without one taken before the janitor calls in a
+/// helper.
+const STUCK_FOR: std::time::Duration = std::time::Duration::from_millis(40);
 
 /// What every service thread of a back driver shares.
 struct Shared {
@@ -466,19 +472,34 @@ fn op_name(op: Op) -> &'static str {
     }
 }
 
+/// Why a queue calls in a helper thread.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Help {
+    /// Its worker found it backing up.
+    Backlog,
+    /// A streamed write waits for its stalled client.
+    StalledWrite,
+    /// Nothing was taken from it for a while although it holds hints (the janitor saw it):
+    /// every thread serving it is inside a slow request (a copy-up, an fsync, a call that
+    /// waits for a remote server).
+    Stuck,
+}
+
 /// Starts a helper for queue `q` unless it has enough.
-fn call_helper(sh: &Arc<Shared>, q: u32, backlog: bool) {
+fn call_helper(sh: &Arc<Shared>, q: u32, why: Help) {
     // A helper stays while its queue keeps it busy: bursts of hints (cheap for any client to
     // send) start at most one every `HELPER_EVERY_US`, not a thread each. (A stalled streamed
-    // write calls one at once: streaming is barred for a second after each give-up.)
+    // write calls one at once: streaming is barred for a second after each give-up; so does a
+    // stuck queue, which the janitor looks at every few tens of milliseconds.)
     let now = clock_us();
     let last = &sh.helper_started_at[q as usize];
     let before = last.load(Ordering::Acquire);
-    if backlog && (before != 0 && now.saturating_sub(before) < HELPER_EVERY_US || last.compare_exchange(before, now.max(1), Ordering::AcqRel, Ordering::Acquire).is_err()) {
+    if why == Help::Backlog && (before != 0 && now.saturating_sub(before) < HELPER_EVERY_US || last.compare_exchange(before, now.max(1), Ordering::AcqRel, Ordering::Acquire).is_err()) {
         return;
     }
+    let most = if why == Help::Stuck { MAX_STUCK_HELPERS } else { MAX_HELPERS };
     let count = &sh.helpers[q as usize];
-    if count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_HELPERS).then_some(n + 1)).is_err() {
+    if count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < most).then_some(n + 1)).is_err() {
         return;
     }
     let helper = sh.clone();
@@ -571,15 +592,22 @@ const SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The janitor: gives back the client areas and open files of processes that died (kill -9
 /// mid-request, a crash) without closing them.
-fn janitor(sh: &Shared) {
+fn janitor(sh: &Arc<Shared>) {
     let mut last = std::time::Instant::now();
     let mut live = owners::Liveness::default();
+    // Each queue's head as the last look found it, and when that was.
+    let mut heads: Vec<Option<u64>> = vec![None; sh.seg.layout.geometry.queues as usize];
+    let mut looked = std::time::Instant::now();
     while !sh.stop.load(Ordering::Acquire) {
         sh.channels.reap();
         let full = sh.channels.restock();
         if last.elapsed() >= SWEEP {
             last = std::time::Instant::now();
             sweep(sh, &mut live);
+        }
+        if looked.elapsed() >= STUCK_FOR {
+            looked = std::time::Instant::now();
+            help_stuck_queues(sh, &mut heads);
         }
         if full {
             // Woken early when an admission takes a made-ahead area: the next one is made
@@ -590,6 +618,20 @@ fn janitor(sh: &Shared) {
             // taken as fast as they are made.
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+}
+
+/// Calls a helper into each queue that holds hints and whose head has not moved since the
+/// last look (`heads`): one slow request (a copy-up of a large file, an fsync, a CephFS call
+/// waiting for its MDS) must not hold every other client of its queue until it ends.
+fn help_stuck_queues(sh: &Arc<Shared>, heads: &mut [Option<u64>]) {
+    for (q, seen) in (0u32..).zip(heads.iter_mut()) {
+        let queue = sh.seg.queue(q);
+        let head = queue.head();
+        if queue.backlog() > 0 && *seen == Some(head) {
+            call_helper(sh, q, Help::Stuck);
+        }
+        *seen = Some(head);
     }
 }
 
@@ -740,7 +782,7 @@ fn serve(sh: &Arc<Shared>, q: u32, helper: bool) {
             debug!("queue {q}: moved off cpu {} shared with its client", cpu.wrapping_sub(1));
         }
         if !helper && queue.backlog() >= BACKLOG_HELP {
-            call_helper(sh, q, true);
+            call_helper(sh, q, Help::Backlog);
         }
         serve_hint(sh, q, &d, &mut caches, &mut buf, &slots);
     }
@@ -1328,7 +1370,7 @@ struct Stalled {
 impl Stalled {
     fn start(sh: &Arc<Shared>, q: u32) -> Stalled {
         sh.stalled[q as usize].fetch_add(1, Ordering::AcqRel);
-        call_helper(sh, q, false);
+        call_helper(sh, q, Help::StalledWrite);
         Stalled { sh: sh.clone(), q }
     }
 }
