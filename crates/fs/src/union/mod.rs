@@ -500,6 +500,16 @@ impl UnionFs {
             .or_insert_with(|| self.next_ino.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// A new union number for branch object `(layer, attr)`, its own from now on: the one it
+    /// had names a node that is still held for another object. A number the kernel holds
+    /// (a FUSE node id) must never come to name another object: its holder, another user
+    /// maybe, would reach that object with the attributes, and the permissions, of its own.
+    fn renumber(&self, layer: Layer, attr: &Attr) -> Inode {
+        let fresh = self.next_ino.fetch_add(1, Ordering::Relaxed);
+        lock(&self.ids).insert((layer, attr.dev, attr.ino), fresh);
+        fresh
+    }
+
     /// A fresh scratch name for the upper branch.
     fn scratch_name(&self) -> OsString {
         let n = self.scratch_seq.fetch_add(1, Ordering::Relaxed);
@@ -726,8 +736,11 @@ impl UnionFs {
         let mut nodes = lock(&self.nodes);
         if let Some(existing) = nodes.get(&ino) {
             // A directory removed stays dead for whoever still holds it; a name that shows
-            // its object again (a whiteout gone after a failed change) gets a new node.
-            if existing.kind == top.attr.kind() && !existing.is_removed() {
+            // its object again (a whiteout gone after a failed change) gets a new node; so
+            // does an upper object that is not the one the node holds (its `st_ino` is the
+            // number of one removed while held, which the branch's file system gave again).
+            let same = top_layer != 0 || existing.layers().upper == Some(top.inode);
+            if existing.kind == top.attr.kind() && !existing.is_removed() && same {
                 let existing = existing.clone();
                 existing.lookups.fetch_add(1, Ordering::Relaxed);
                 drop(nodes);
@@ -747,6 +760,7 @@ impl UnionFs {
             }
         }
         let state = NodeState { parent: Some((parent.clone(), name.to_owned())), layers };
+        let ino = if nodes.contains_key(&ino) { self.renumber(top_layer, &top.attr) } else { ino };
         let node = Arc::new(UNode::new(ino, top.attr.kind(), state, 1));
         nodes.insert(ino, node.clone());
         drop(nodes);
@@ -774,11 +788,13 @@ impl UnionFs {
         let ino = self.ino_for(0, &entry.attr);
         let layers = Layers { upper: Some(entry.inode), lowers: Vec::new() };
         let state = NodeState { parent: Some((parent.clone(), name.to_owned())), layers };
+        let mut nodes = lock(&self.nodes);
+        // A node still holding the number is another object's (one removed while held,
+        // whose `st_ino` the branch's file system gave this new one): it keeps it.
+        let ino = if nodes.contains_key(&ino) { self.renumber(0, &entry.attr) } else { ino };
         let node = Arc::new(UNode::new(ino, entry.attr.kind(), state, 1));
-        if let Some(old) = lock(&self.nodes).insert(ino, node.clone()) {
-            // A stale node with a recycled identity: release its branch references.
-            self.release_layers(&old.layers());
-        }
+        nodes.insert(ino, node.clone());
+        drop(nodes);
         // A new object has no names in it, whatever an object that had its number before
         // (a recycled identity) left resolved.
         lock(&self.names).remove(&ino);

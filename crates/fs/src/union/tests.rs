@@ -643,3 +643,46 @@ fn missing_names_looked_up_hold_a_bounded_number_of_entries() {
     let (names, absent) = held(&u);
     assert!(names > 0 && names <= NAMES_MAX && absent <= NAMES_MAX, "{names} names and {absent} missing names held");
 }
+
+/// A file removed while its node is held (as the kernel holds a FUSE node id) keeps its union
+/// number: a new file the branch's file system gives the removed one's `st_ino` gets another.
+/// (It took the number over, so the holder of the old one reached the new file.)
+#[test]
+fn a_number_held_for_a_removed_file_never_names_a_new_one() {
+    use std::os::unix::fs::MetadataExt;
+    let f = Fixture::new();
+    let upper: Arc<dyn FileSystem> = Arc::new(LocalFs::new(&f.upper, LocalOptions { max_descriptors: 16, ..LocalOptions::default() }).expect("upper"));
+    let u = UnionFs::new(Some(upper), vec![]).expect("union");
+    let c = ctx();
+    let (a, h) = u.create(&c, ROOT_INODE, OsStr::new("a"), 0o600, 0, libc::O_RDWR).expect("create a");
+    u.write(&c, a.inode, h, &[IoSlice::new(b"a's data")], 0).expect("write a");
+    u.release(&c, a.inode, h).expect("release a");
+    let host_ino = fs::metadata(f.upper.join("a")).expect("a").ino();
+    // Still held (its lookup reference), removed, and let go of by the branch (past its
+    // descriptor bound, as new files are made) so that the host may give its number again.
+    u.unlink(&c, ROOT_INODE, OsStr::new("a")).expect("unlink a");
+    let mut reused = None;
+    for i in 0..4096 {
+        let name = format!("n{i}");
+        let (e, h) = u.create(&c, ROOT_INODE, OsStr::new(&name), 0o600, 0, libc::O_RDWR).expect("create");
+        u.write(&c, e.inode, h, &[IoSlice::new(b"new data")], 0).expect("write");
+        u.release(&c, e.inode, h).expect("release");
+        if fs::metadata(f.upper.join(&name)).expect("new").ino() == host_ino {
+            reused = Some(e);
+            break;
+        }
+    }
+    let Some(b) = reused else {
+        panic!("the host never gave the removed file's inode number again: the test tests nothing");
+    };
+    assert_ne!(b.inode, a.inode, "the new file took the number a holder of the removed one still has");
+    // The held number names the removed file (gone for good here: ESTALE), never the new one.
+    if let Ok(x) = u.getattr(&c, a.inode, None) {
+        assert_eq!(x.nlink, 0, "the held number names a live file");
+    }
+    if let Ok(h) = u.open(&c, a.inode, libc::O_RDONLY) {
+        let mut buf = [0u8; 16];
+        let n = u.read(&c, a.inode, h, &mut [IoSliceMut::new(&mut buf)], 0).unwrap_or(0);
+        assert_ne!(&buf[..n], b"new data", "the held number reads the new file");
+    }
+}
