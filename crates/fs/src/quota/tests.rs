@@ -168,9 +168,9 @@ fn a_truncate_up_keeps_preallocated_space_and_a_removed_open_file_counts_until_c
     assert_eq!(q.usage().bytes, (8 << 20) + 4096);
     u.release(&ctx(), a.0, a.1).expect("last close");
     assert_eq!(q.usage().bytes, 0, "given back at the last close, what was written after the unlink too");
-    // A device node a tenant makes counts an inode, 0/0 (a whiteout's form) too.
+    // A device node a tenant makes counts an inode.
     let before = q.usage().inodes;
-    u.mknod(&ctx(), ROOT_INODE, OsStr::new("wh"), libc::S_IFCHR | 0o644, 0, 0).expect("mknod c 0 0");
+    u.mknod(&ctx(), ROOT_INODE, OsStr::new("dev"), libc::S_IFCHR | 0o644, libc::makedev(1, 3), 0).expect("mknod c 1 3");
     assert_eq!(q.usage().inodes, before + 1);
 }
 

@@ -11,7 +11,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 use super::node::UNode;
-use super::whiteout::is_private_xattr;
 use super::UnionFs;
 use crate::libservice::{
     errno, Attr, Context, Entry, FileKind, FileSystem, Handle, Inode, SetAttr, TimeUpdate,
@@ -119,7 +118,9 @@ impl UnionFs {
     }
 }
 
-/// xattrs, then ownership, then mode (after chown, which clears set-id bits), then times.
+/// Ownership, then xattrs (after chown, which drops file capabilities), then mode (after
+/// chown, which clears set-id bits) and times. POSIX ACLs stay behind: instances have none
+/// (copied, the host would enforce what the union neither shows nor checks).
 fn copy_metadata(
     lfs: &dyn FileSystem,
     ctx: &Context,
@@ -129,12 +130,14 @@ fn copy_metadata(
     own: &Context,
     upper: Inode,
 ) -> io::Result<()> {
+    let owner = SetAttr { uid: Some(attr.uid), gid: Some(attr.gid), ..SetAttr::default() };
+    ufs.setattr(own, upper, None, &owner)?;
     let names = match lfs.listxattr(ctx, lower) {
         Ok(n) => n,
         Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)) => Vec::new(),
         Err(e) => return Err(e),
     };
-    for name in names.iter().filter(|n| !is_private_xattr(n)) {
+    for name in names.iter().filter(|n| !super::unsupported_xattr(n)) {
         let value = match lfs.getxattr(ctx, lower, name) {
             Ok(v) => v,
             Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
@@ -142,8 +145,6 @@ fn copy_metadata(
         };
         ufs.setxattr(own, upper, name, &value, 0)?;
     }
-    let owner = SetAttr { uid: Some(attr.uid), gid: Some(attr.gid), ..SetAttr::default() };
-    ufs.setattr(own, upper, None, &owner)?;
     let times = SetAttr {
         atime: Some(TimeUpdate::Set(attr.atime)),
         mtime: Some(TimeUpdate::Set(attr.mtime)),

@@ -1102,6 +1102,11 @@ impl FileSystem for UnionFs {
         rdev: u64,
         umask: u32,
     ) -> io::Result<Entry> {
+        // A 0/0 character device is a whiteout in the upper branch: made by anyone, it would
+        // hide a name rather than make one (overlayfs refuses it to everyone too).
+        if mode & libc::S_IFMT == libc::S_IFCHR && rdev == 0 {
+            return Err(errno(libc::EPERM));
+        }
         let (node, attr) = self.make_name(ctx, parent, name, false, |ufs, dir, n| ufs.mknod(ctx, dir, n, mode, rdev, umask))?;
         Ok(Entry { inode: node.ino, generation: 0, attr })
     }

@@ -686,3 +686,49 @@ fn a_number_held_for_a_removed_file_never_names_a_new_one() {
         assert_ne!(&buf[..n], b"new data", "the held number reads the new file");
     }
 }
+
+/// A copy-up keeps a file's capabilities, as overlayfs does (its chown, after the attributes
+/// were copied, dropped them), and leaves POSIX ACLs behind (instances have none: copied, the
+/// host would enforce what the union neither shows nor checks).
+#[test]
+fn a_copy_up_keeps_file_capabilities_and_leaves_acls_behind() {
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let ping = f.lower.join("ping");
+    fs::write(&ping, b"binary").expect("lower file");
+    // cap_net_raw+ep (a v2 `vfs_cap_data`), and an ACL giving uid 1000 read and write.
+    let mut caps = Vec::new();
+    for w in [0x0200_0001u32, 1 << 13, 0, 0, 0] {
+        caps.extend_from_slice(&w.to_le_bytes());
+    }
+    rustix::fs::setxattr(&ping, "security.capability", &caps, rustix::fs::XattrFlags::empty()).expect("set the capability");
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [(0x01u16, 6u16, u32::MAX), (0x02, 6, 1000), (0x04, 4, u32::MAX), (0x10, 6, u32::MAX), (0x20, 4, u32::MAX)] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    rustix::fs::setxattr(&ping, "system.posix_acl_access", &acl, rustix::fs::XattrFlags::empty()).expect("set an ACL");
+    let u = f.union();
+    let e = lookup(&u, "ping").expect("lookup");
+    u.setattr(&ctx(), e.inode, None, &SetAttr { mode: Some(0o755), ..SetAttr::default() }).expect("chmod: a copy-up");
+    let upper = f.upper.join("ping");
+    let mut got = vec![0u8; 64];
+    let n = rustix::fs::getxattr(&upper, "security.capability", &mut got).expect("the capability in the upper branch");
+    assert_eq!(&got[..n], &caps[..]);
+    let acl = rustix::fs::getxattr(&upper, "system.posix_acl_access", &mut got);
+    assert!(acl.is_err(), "an ACL was copied up");
+}
+
+/// A 0/0 character device is a whiteout in the upper branch: the union refuses to make one,
+/// as overlayfs does (made by anyone, it hid the name rather than made one).
+#[test]
+fn a_whiteout_cannot_be_made_by_mknod() {
+    let f = Fixture::new();
+    fs::write(f.lower.join("seen"), b"x").expect("lower");
+    let u = f.union();
+    assert_eq!(code(u.mknod(&ctx(), ROOT_INODE, OsStr::new("wh"), libc::S_IFCHR | 0o644, 0, 0)), libc::EPERM);
+    assert!(!f.upper.join("wh").exists() && lookup(&u, "seen").is_ok());
+}
