@@ -65,6 +65,9 @@ impl UnionFs {
         self.shown_ids(layer, &mut attr);
         let scratch = self.scratch_name();
         let own = self.own;
+        // The directory's times stay what they were, as overlayfs keeps them: a copy-up is
+        // no change of its names (and one may start for a change that is then refused).
+        let _times = KeepTimes::of(ufs, own, upper_dir);
         let created = match node.kind {
             FileKind::Directory => ufs.mkdir(&own, upper_dir, &scratch, 0o700, 0)?,
             FileKind::Regular => {
@@ -115,6 +118,33 @@ impl UnionFs {
         let own = self.own;
         let _ = if is_dir { ufs.rmdir(&own, dir, scratch) } else { ufs.unlink(&own, dir, scratch) };
         ufs.forget(e.inode, 1);
+    }
+}
+
+/// Sets a directory's access and modification times back to what they were when taken, as
+/// it is dropped.
+struct KeepTimes<'a> {
+    fs: &'a dyn FileSystem,
+    own: Context,
+    dir: Inode,
+    times: Option<(crate::libservice::Timespec, crate::libservice::Timespec)>,
+}
+
+impl<'a> KeepTimes<'a> {
+    fn of(fs: &'a dyn FileSystem, own: Context, dir: Inode) -> Self {
+        let times = fs.getattr(&own, dir, None).ok().map(|a| (a.atime, a.mtime));
+        KeepTimes { fs, own, dir, times }
+    }
+}
+
+impl Drop for KeepTimes<'_> {
+    fn drop(&mut self) {
+        if let Some((atime, mtime)) = self.times {
+            let set = SetAttr { atime: Some(TimeUpdate::Set(atime)), mtime: Some(TimeUpdate::Set(mtime)), ..SetAttr::default() };
+            if let Err(e) = self.fs.setattr(&self.own, self.dir, None, &set) {
+                tracing::debug!("the times of a directory a copy-up changed stay changed: {e}");
+            }
+        }
     }
 }
 

@@ -732,3 +732,23 @@ fn a_whiteout_cannot_be_made_by_mknod() {
     assert_eq!(code(u.mknod(&ctx(), ROOT_INODE, OsStr::new("wh"), libc::S_IFCHR | 0o644, 0, 0)), libc::EPERM);
     assert!(!f.upper.join("wh").exists() && lookup(&u, "seen").is_ok());
 }
+
+/// A copy-up leaves the times of the directories it copies into as they were, as overlayfs
+/// does (each level's create and rename moved its parent's modification time to now).
+#[test]
+fn a_copy_up_leaves_its_directories_times_alone() {
+    let f = Fixture::new();
+    fs::create_dir(f.lower.join("d")).expect("mkdir");
+    fs::write(f.lower.join("d/f"), b"x").expect("lower file");
+    let old = rustix::fs::Timestamps { last_access: rustix::fs::Timespec { tv_sec: 1_000_000_000, tv_nsec: 0 }, last_modification: rustix::fs::Timespec { tv_sec: 1_000_000_000, tv_nsec: 0 } };
+    for p in [f.lower.join("d"), f.upper.clone()] {
+        rustix::fs::utimensat(rustix::fs::CWD, &p, &old, rustix::fs::AtFlags::empty()).expect("utimes");
+    }
+    let u = f.union();
+    let e = lookup(&u, "d/f").expect("lookup");
+    u.setattr(&ctx(), e.inode, None, &SetAttr { mode: Some(0o600), ..SetAttr::default() }).expect("chmod: copy-ups of d and f");
+    assert!(f.upper.join("d/f").exists());
+    for p in [f.upper.join("d"), f.upper.clone()] {
+        assert_eq!(fs::metadata(&p).expect("upper").mtime(), 1_000_000_000, "{} changed with the copy-up", p.display());
+    }
+}
