@@ -139,7 +139,9 @@ pub struct CephClient {
     inodes: Mutex<HashMap<u64, (Ptr, u64)>>,
     /// handle → open file, or `ceph_dir_result *` (directories).
     pub(super) files: Mutex<HashMap<u64, OpenFile>>,
-    pub(super) dirs: Mutex<HashMap<u64, Ptr>>,
+    /// Open directories by handle, each behind a lock of its own (its stream is one position,
+    /// which a listing moves): a listing waiting for the MDS holds its handle only.
+    pub(super) dirs: Mutex<HashMap<u64, Arc<Mutex<Ptr>>>>,
     next: AtomicU64,
     /// Told what the client drops from its caches (see [`CephClient::on_dropped`]).
     listeners: Box<Listeners>,
@@ -388,6 +390,7 @@ impl Drop for CephClient {
             unsafe { (self.api.ll_close)(cm, f.fh.get()) };
         }
         for (_, d) in self.dirs.get_mut().unwrap_or_else(|p| p.into_inner()).drain() {
+            let d = d.lock().unwrap_or_else(|p| p.into_inner());
             // SAFETY: an open directory of this client, released once.
             unsafe { (self.api.ll_releasedir)(cm, d.get()) };
         }

@@ -547,14 +547,16 @@ impl FileSystem for CephBranch {
         // SAFETY: a held inode and an out-parameter.
         check(unsafe { (self.api().ll_opendir)(self.cm(), i, &mut d, self.client.perms(ctx)) })?;
         let h = self.client.next_handle();
-        self.client.dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(h, Ptr::of(d));
+        self.client.dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(h, Arc::new(std::sync::Mutex::new(Ptr::of(d))));
         Ok(h)
     }
 
     fn readdir(&self, _ctx: &Context, _inode: Inode, handle: Handle, offset: u64, max: usize) -> io::Result<Vec<DirEntry>> {
-        // The table's lock is held for the listing: a handle's stream is one position.
-        let dirs = self.client.dirs.lock().unwrap_or_else(|p| p.into_inner());
-        let d = dirs.get(&handle).ok_or_else(|| errno(libc::EBADF))?.get::<ffi::DirResult>();
+        // The handle's lock is held for the listing (its stream is one position), the
+        // table's only to find it.
+        let entry = self.client.dirs.lock().unwrap_or_else(|p| p.into_inner()).get(&handle).cloned().ok_or_else(|| errno(libc::EBADF))?;
+        let held = entry.lock().unwrap_or_else(|p| p.into_inner());
+        let d = held.get::<ffi::DirResult>();
         let cm = self.cm();
         // SAFETY: an open directory; positions come from ceph_telldir.
         unsafe { (self.api().seekdir)(cm, d, offset as i64) };
@@ -585,7 +587,9 @@ impl FileSystem for CephBranch {
     fn releasedir(&self, _ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
         let d = self.client.dirs.lock().unwrap_or_else(|p| p.into_inner()).remove(&handle);
         if let Some(d) = d {
-            // SAFETY: an open directory, released once.
+            // After a listing of it still running (it holds the handle's lock).
+            let d = d.lock().unwrap_or_else(|p| p.into_inner());
+            // SAFETY: an open directory, out of the table, released once.
             check(unsafe { (self.api().ll_releasedir)(self.cm(), d.get()) })?;
         }
         Ok(())
