@@ -110,13 +110,9 @@ fn owner_may_open(c: &Context, a: &Attr, flags: i32) -> bool {
 /// Whether process `pid` has `CAP_SYS_ADMIN` in the service's user namespace (in its effective
 /// set, and in that namespace: a container's root in a namespace of its own has it there only).
 fn sys_admin(pid: i32) -> bool {
-    let same_ns = |p: &str| std::fs::read_link(p).ok();
-    if same_ns(&format!("/proc/{pid}/ns/user")).is_none_or(|ns| Some(ns) != same_ns("/proc/self/ns/user")) {
-        return false;
-    }
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
-    let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
-    eff.is_some_and(|caps| caps & (1 << crate::libservice::access::CAP_SYS_ADMIN) != 0)
+    let Ok(pid) = u32::try_from(pid) else { return false };
+    crate::pool::ns::shares_user_namespace(pid) == Some(true)
+        && crate::service::shm::peer::effective_caps(pid).is_ok_and(|caps| caps & (1 << crate::libservice::access::CAP_SYS_ADMIN) != 0)
 }
 
 /// The supplementary groups of process `pid` (its `Groups:` line), as ids of the service's

@@ -34,7 +34,7 @@ mod perm;
 mod placement;
 mod owners;
 mod passthrough;
-mod peer;
+pub(crate) mod peer;
 mod sentinel;
 pub use owners::MAX_OPEN_PER_PROCESS;
 pub use passthrough::{LowerViews, UpperView};
