@@ -510,14 +510,21 @@ mod tests {
         assert!(c.read(G, 0, 0, &mut out).is_some(), "the version is known again");
     }
 
-    #[test]
-    fn a_discarded_file_leaves_nothing_dirty_or_cached() {
+    /// A 16 MiB write-back cache (8 MiB of dirty data at most) holding three dirty blocks of
+    /// `F`, to be written back through `/dev/null`.
+    fn three_dirty_blocks_of_f() -> BlockCache {
         let c = BlockCache::new(16 << 20);
         c.enable_writeback(Writeback { dirty_limit: 8 << 20, expire: std::time::Duration::from_secs(5), interval: std::time::Duration::from_secs(1) });
         let src: Arc<OwnedFd> = Arc::new(std::fs::File::open("/dev/null").expect("/dev/null").into());
         for b in 0..3 {
             assert!(c.write_dirty(F, b, c.generation(F), None, 0, &[7u8; BLOCK], || Ok(0), &src).expect("write"));
         }
+        c
+    }
+
+    #[test]
+    fn a_discarded_file_leaves_nothing_dirty_or_cached() {
+        let c = three_dirty_blocks_of_f();
         c.insert(G, 0, c.generation(G), block(1, BLOCK));
         assert_eq!((c.dirty_size(F), c.stats.dirty.load(Ordering::Relaxed)), (Some(3 * BLOCK as u64), 3 * BLOCK as u64));
         c.discard(F);
@@ -533,12 +540,7 @@ mod tests {
     /// every writer of the cache failed trying to write them back.)
     #[test]
     fn a_write_back_that_fails_for_good_drops_the_blocks_and_keeps_the_error() {
-        let c = BlockCache::new(16 << 20);
-        c.enable_writeback(Writeback { dirty_limit: 8 << 20, expire: std::time::Duration::from_secs(5), interval: std::time::Duration::from_secs(1) });
-        let src: Arc<OwnedFd> = Arc::new(std::fs::File::open("/dev/null").expect("/dev/null").into());
-        for b in 0..3 {
-            assert!(c.write_dirty(F, b, c.generation(F), None, 0, &[7u8; BLOCK], || Ok(0), &src).expect("write"));
-        }
+        let c = three_dirty_blocks_of_f();
         assert_eq!(c.writeback().map(|w| w.dirty_limit), Some(8 << 20));
         let small = BlockCache::new(4 << 20);
         small.enable_writeback(Writeback { dirty_limit: 64 << 20, expire: std::time::Duration::from_secs(5), interval: std::time::Duration::from_secs(1) });
