@@ -89,8 +89,13 @@ impl BlockCache {
     /// Drops everything cached of `file`, dirty blocks included: its last name is gone and
     /// nothing in the service holds it open, so nothing can read them.
     pub fn discard(&self, file: FileKey) {
-        let mut files = self.files();
-        let m = self.forget_clean(&mut files, file);
+        self.drop_all(&mut self.files(), file);
+    }
+
+    /// Under the files lock: `file`'s blocks go, dirty ones included, and what the cache knew
+    /// of it; its record, for the caller to set more.
+    fn drop_all<'a>(&self, files: &'a mut super::Files, file: FileKey) -> &'a mut super::FileMeta {
+        let m = self.forget_clean(files, file);
         m.since = None;
         m.source = None;
         for b in std::mem::take(&mut m.dirty) {
@@ -98,6 +103,7 @@ impl BlockCache {
                 self.stats.dirty.fetch_sub(BLOCK as u64, Ordering::Relaxed);
             }
         }
+        m
     }
 
     /// Write-back settings, if write-back was enabled.
@@ -274,29 +280,26 @@ impl BlockCache {
     /// not another writer's), or the error it met (kept for the next fsync).
     pub fn flushed(&self, file: FileKey, result: Result<Version, i32>) {
         let mut files = self.files();
+        if !files.contains_key(&file) {
+            return;
+        }
+        if let Err(e) = result {
+            self.stats.writeback_errors.fetch_add(1, Ordering::Relaxed);
+            if !matches!(e, libc::EINTR | libc::EAGAIN | libc::ENOMEM) {
+                // An error that writing again will meet again (a full disk, a file past the
+                // file system's largest size, a failing device): the blocks go, as the
+                // kernel's page cache drops pages it cannot write back, and the error waits
+                // for the next fsync. Kept dirty, they would count against the dirty limit for
+                // good, and every writer of every write-back instance would fail trying to
+                // write them back.
+                self.drop_all(&mut files, file).error = Some(e);
+                return;
+            }
+        }
         let Some(m) = files.get_mut(&file) else { return };
         match result {
             Ok(v) => m.version = Some(v),
-            Err(e) => {
-                m.error = Some(e);
-                self.stats.writeback_errors.fetch_add(1, Ordering::Relaxed);
-                if !matches!(e, libc::EINTR | libc::EAGAIN | libc::ENOMEM) {
-                    // An error that writing again will meet again (a full disk, a file past
-                    // the file system's largest size, a failing device): the blocks go, as the
-                    // kernel's page cache drops pages it cannot write back, and the error waits
-                    // for the next fsync. Kept dirty, they would count against the dirty limit
-                    // for good, and every writer of every write-back instance would fail
-                    // trying to write them back.
-                    for b in std::mem::take(&mut m.dirty) {
-                        if self.shard(shard_of(&file, b)).dirty.remove(&(file, b)).is_some() {
-                            self.stats.dirty.fetch_sub(BLOCK as u64, Ordering::Relaxed);
-                        }
-                    }
-                    m.generation = self.next_generation();
-                    m.version = None;
-                    m.forgotten = true;
-                }
-            }
+            Err(e) => m.error = Some(e),
         }
         if m.dirty.is_empty() {
             m.since = None;
