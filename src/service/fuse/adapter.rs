@@ -69,14 +69,15 @@ impl std::fmt::Debug for FuseAdapter {
 pub(super) const WRITE_KILL_SUIDGID: u32 = 1 << 2;
 
 /// Before a write flagged [`WRITE_KILL_SUIDGID`]: clears the file's set-user-id bit, and its
-/// set-group-id bit when group-executable, as the kernel does before a write through its page
-/// cache.
+/// set-group-id bit when group-executable or the writer is not in the file's group, as the
+/// kernel does before a write through its page cache.
 fn kill_suidgid(fs: &dyn FileSystem, c: &Context, ino: u64, fh: u64) -> std::io::Result<()> {
     let a = fs.getattr(c, ino, Some(fh))?;
     // The request names the writer's filesystem gid; its other groups are its process's (the
     // writer waits in the write, so its pid is its own; read only for a set-group-id file
     // that is not group-executable).
-    let in_group = |gid: u32| gid == c.gid || supplementary_groups(c.pid).is_some_and(|g| g.contains(&gid));
+    let groups = || std::fs::read_to_string(format!("/proc/{}/status", c.pid)).map(|s| crate::service::shm::peer::groups_in(&s)).unwrap_or_default();
+    let in_group = |gid: u32| gid == c.gid || groups().contains(&gid);
     match crate::libservice::access::privs_killed(&a, in_group) {
         Some(mode) => fs.setattr(c, ino, Some(fh), &SetAttr { mode: Some(mode), ..SetAttr::default() }).map(drop),
         None => Ok(()),
@@ -113,14 +114,6 @@ fn sys_admin(pid: i32) -> bool {
     let Ok(pid) = u32::try_from(pid) else { return false };
     crate::pool::ns::shares_user_namespace(pid) == Some(true)
         && crate::service::shm::peer::effective_caps(pid).is_ok_and(|caps| caps & (1 << crate::libservice::access::CAP_SYS_ADMIN) != 0)
-}
-
-/// The supplementary groups of process `pid` (its `Groups:` line), as ids of the service's
-/// user namespace.
-fn supplementary_groups(pid: i32) -> Option<Vec<u32>> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("Groups:"))?;
-    Some(line.split_whitespace().filter_map(|g| g.parse().ok()).collect())
 }
 
 pub(super) fn ctx(req: &fuser::Request<'_>) -> Context {

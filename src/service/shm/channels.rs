@@ -640,7 +640,7 @@ fn read_proc(pid: u32, tid: u32) -> io::Result<Seen> {
     // Real, effective, saved and filesystem ids: the filesystem ones decide access.
     let fs_id = |name: &str| field(&status, name).and_then(|v| v.split_whitespace().nth(3)).and_then(|v| v.parse::<u32>().ok());
     let (Some(uid), Some(gid)) = (fs_id("Uid:"), fs_id("Gid:")) else { return Err(io::Error::other(format!("no credentials for process {pid}"))) };
-    let groups = field(&status, "Groups:").unwrap_or("").split_whitespace().filter_map(|g| g.parse::<u32>().ok()).collect();
+    let groups = peer::groups_in(&status);
     let caps = field(&status, "CapEff:").and_then(|c| u64::from_str_radix(c, 16).ok()).ok_or_else(|| io::Error::other(format!("no capabilities for process {pid}")))?;
     Ok(Seen { ctx: Context { uid, gid, pid: pid as i32 }, creds: Creds { uid, gid, groups, caps, userns }, owner, mounts })
 }

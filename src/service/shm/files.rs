@@ -71,8 +71,9 @@ pub(super) fn open_path(c: &mut Call<'_>, buf: &mut [u8]) -> io::Result<Reply> {
             }
             // An `O_CREAT` open of a file that is there: the sticky directory rule, for every
             // caller (no capability bypasses it).
-            if flags & libc::O_CREAT != 0 && perm::protected_regular() > 0 {
-                let sticky = c.attr(dir).and_then(|d| perm::create_in_sticky(&d, &e.attr, c.creds.uid, perm::protected_regular()));
+            let level = perm::protected_regular();
+            if flags & libc::O_CREAT != 0 && level > 0 {
+                let sticky = c.attr(dir).and_then(|d| perm::create_in_sticky(&d, &e.attr, c.creds.uid, level));
                 if let Err(err) = sticky {
                     fs.forget(e.inode, 1);
                     return Err(err);

@@ -166,6 +166,13 @@ pub fn groups(conn: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
     }
 }
 
+/// The supplementary groups a `/proc/PID/status` text names (its `Groups:` line; none if it
+/// has none).
+pub fn groups_in(status: &str) -> Vec<u32> {
+    let line = status.lines().find_map(|l| l.strip_prefix("Groups:")).unwrap_or("");
+    line.split_whitespace().filter_map(|g| g.parse().ok()).collect()
+}
+
 /// The effective capabilities of thread `tid` (`CapEff`).
 pub fn effective_caps(tid: u32) -> io::Result<u64> {
     let pid = rustix::process::Pid::from_raw(i32::try_from(tid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
@@ -189,6 +196,11 @@ mod tests {
             assert_eq!(i.tgid, me.as_raw_nonzero().get() as u32);
             assert_eq!((i.fsuid, i.fsgid), (fs_id("Uid:"), fs_id("Gid:")));
         }
+        let mut groups: Vec<u32> = rustix::process::getgroups().expect("getgroups").into_iter().map(|g| g.as_raw()).collect();
+        let mut parsed = groups_in(&status);
+        groups.sort_unstable();
+        parsed.sort_unstable();
+        assert_eq!(parsed, groups);
         let caps = u64::from_str_radix(&field("CapEff:"), 16).expect("caps");
         assert_eq!(effective_caps(me.as_raw_nonzero().get() as u32).expect("capget"), caps);
         if let Some(ns) = namespace(pidfd.as_fd(), Namespace::Mount).expect("mount ns") {
