@@ -106,6 +106,20 @@ impl BlockCache {
         m
     }
 
+    /// Marks `file` as being resized (truncated, or its blocks moved or punched by
+    /// `fallocate`) until the guard drops: writes into the cache wait meanwhile, so none lands
+    /// between the write-back of its dirty blocks and the cut of its backing file (it would
+    /// build on a block read before the cut, and write the old bytes back past it later).
+    /// Blocks read before the guard drops are refused after it (a new generation each way).
+    pub fn begin_resize(&self, file: FileKey) -> Resizing<'_> {
+        let mut files = self.files();
+        let g = self.next_generation();
+        let m = self.meta(&mut files, file);
+        m.resizing += 1;
+        m.generation = g;
+        Resizing { cache: self, file }
+    }
+
     /// Write-back settings, if write-back was enabled.
     pub fn writeback(&self) -> Option<Writeback> {
         self.writeback.get().copied()
@@ -174,6 +188,9 @@ impl BlockCache {
         let key = (file, block);
         let i = shard_of(&file, block);
         let mut files = self.files();
+        while files.get(&file).is_some_and(|m| m.resizing > 0) {
+            files = self.resized.wait(files).unwrap_or_else(|p| p.into_inner());
+        }
         let g = self.next_generation();
         let m = self.meta(&mut files, file);
         let backend_size = backend_size()?;
@@ -324,5 +341,25 @@ impl BlockCache {
             .collect();
         v.sort_unstable_by_key(|(t, _)| *t);
         v.into_iter().map(|(_, k)| k).collect()
+    }
+}
+
+/// A resize of one file in progress (see [`BlockCache::begin_resize`]).
+#[must_use = "the resize ends when the guard drops"]
+pub struct Resizing<'a> {
+    cache: &'a BlockCache,
+    file: FileKey,
+}
+
+impl Drop for Resizing<'_> {
+    fn drop(&mut self) {
+        let mut files = self.cache.files();
+        let g = self.cache.next_generation();
+        if let Some(m) = files.get_mut(&self.file) {
+            m.resizing = m.resizing.saturating_sub(1);
+            m.generation = g;
+        }
+        drop(files);
+        self.cache.resized.notify_all();
     }
 }

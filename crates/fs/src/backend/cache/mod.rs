@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-pub use dirty::{Closed, FlushBlock, FlushPlan, Writeback};
+pub use dirty::{Closed, FlushBlock, FlushPlan, Resizing, Writeback};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -92,6 +92,9 @@ struct FileMeta {
     /// Its version was forgotten by an invalidation, and none recorded since: blocks read
     /// after it must not outlive the next open's check (see [`BlockCache::validate`]).
     forgotten: bool,
+    /// Changes of its size or layout in progress ([`BlockCache::begin_resize`]): writes into
+    /// the cache wait for them.
+    resizing: u32,
 }
 
 /// Counters, for `inspect`.
@@ -135,6 +138,8 @@ pub struct BlockCache {
     /// Records kept before the next sweep.
     sweep_at: AtomicUsize,
     closed: Arc<Closed>,
+    /// Signalled (with the files lock) when a file's resize ends.
+    resized: std::sync::Condvar,
 }
 
 /// Records of files kept at least (a sweep happens when there are more).
@@ -174,6 +179,7 @@ impl BlockCache {
             swept: AtomicU64::new(0),
             sweep_at: AtomicUsize::new(SWEEP_MIN),
             closed: Arc::default(),
+            resized: std::sync::Condvar::new(),
         }
     }
 
@@ -221,6 +227,7 @@ impl BlockCache {
                 || m.source.is_some()
                 || m.error.is_some()
                 || m.flushing.as_ref().is_some_and(|l| Arc::strong_count(l) > 1)
+                || m.resizing > 0
         });
         self.sweep_at.store((files.len() * 2).max(SWEEP_MIN), Ordering::Relaxed);
     }

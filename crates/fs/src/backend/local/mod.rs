@@ -169,6 +169,13 @@ impl LocalFs {
         }
     }
 
+    /// In write-back mode, holds writes of the object `id` into the cache off until the guard
+    /// drops: for a change of its size or layout (the guard first, then [`Self::write_back`],
+    /// the change, and the cache's invalidation).
+    fn resizing(&self, id: (u64, u64)) -> Option<crate::backend::cache::Resizing<'_>> {
+        self.write_back_cache().map(|cache| cache.begin_resize(file_key(id)))
+    }
+
     /// The attributes of the object behind `fd` (`id`, when known), its size and times
     /// counting dirty blocks not yet written back.
     fn attr_of(&self, fd: BorrowedFd<'_>, id: Option<(u64, u64)>) -> io::Result<Attr> {
@@ -528,6 +535,7 @@ impl FileSystem for LocalFs {
         let _change = self.changing(&[])?;
         let data = self.inode(inode)?;
         let held = handle.and_then(|h| self.handle(h).ok());
+        let _resizing = set.size.filter(|_| data.kind == FileKind::Regular).and_then(|_| self.resizing(data.id()));
         if data.kind == FileKind::Regular {
             // Dirty blocks first: a truncation cuts them, new times must outlast them.
             self.write_back(data.id())?;
@@ -593,6 +601,7 @@ impl FileSystem for LocalFs {
             _ => {}
         }
         let truncates = flags & libc::O_TRUNC != 0 && data.kind == FileKind::Regular;
+        let _resizing = if truncates { self.resizing(data.id()) } else { None };
         if truncates {
             // As a truncation by `setattr`: dirty blocks first (left in the cache, the
             // flusher would write them back into the truncated file later), then the cut,
@@ -999,6 +1008,7 @@ impl FileSystem for LocalFs {
         let _change = self.changing(&[])?;
         let h = self.file_fd(handle)?;
         let HandleData::File(fd, id, _) = &*h else { return Err(errno(libc::EISDIR)) };
+        let _resizing = self.resizing(*id);
         self.write_back(*id)?;
         let flags = rfs::FallocateFlags::from_bits(mode as u32).ok_or_else(|| errno(libc::EINVAL))?;
         rfs::fallocate(fd, flags, offset, length)?;

@@ -579,3 +579,54 @@ fn a_read_only_branch_answers_missing_names_from_the_directory_listing() {
     fs::write(dir.path().join("missing2"), b"").expect("host create");
     assert!(rw.lookup(&c, ROOT_INODE, OsStr::new("missing2")).is_ok());
 }
+
+/// A write racing a truncation of the same file in write-back mode ends as one of the two
+/// orders would leave it: cut (the write first), or zeros up to the written bytes (the
+/// truncation first). Never with the file's old bytes back past the cut.
+#[test]
+fn a_write_racing_a_truncation_never_brings_old_bytes_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = Arc::new(crate::backend::cache::BlockCache::new(8 << 20));
+    let long = std::time::Duration::from_secs(3600);
+    crate::backend::local::enable_writeback(&cache, crate::backend::cache::Writeback { dirty_limit: 4 << 20, expire: long, interval: long }).expect("flusher");
+    let path = dir.path().join("f");
+    fs::write(&path, b"").expect("seed");
+    let fs = LocalFs::new(dir.path(), LocalOptions { read_only: false, cache: Some(cache), writeback: true, ..LocalOptions::default() }).expect("backend");
+    let c = ctx();
+    let e = fs.lookup(&c, ROOT_INODE, OsStr::new("f")).expect("lookup");
+    let h = fs.open(&c, e.inode, libc::O_RDWR).expect("open");
+    const OLD: usize = 3 * BLOCK_BYTES as usize;
+    const AT: u64 = BLOCK_BYTES + 100;
+    let mut orders = [0u32; 2];
+    for round in 0..400 {
+        // The old contents, written back.
+        assert_eq!(fs.write(&c, e.inode, h, &[IoSlice::new(&[b'O'; OLD])], 0).expect("old bytes"), OLD);
+        fs.fsync(&c, e.inode, h, false).expect("fsync");
+        let go = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                go.wait();
+                fs.setattr(&c, e.inode, Some(h), &SetAttr { size: Some(0), ..SetAttr::default() }).expect("truncate");
+            });
+            go.wait();
+            fs.write(&c, e.inode, h, &[IoSlice::new(b"NEW")], AT).expect("write");
+        });
+        fs.fsync(&c, e.inode, h, false).expect("fsync");
+        let cached = read_at(&fs, e.inode, h, 0, OLD);
+        let backing = fs::read(&path).expect("backing");
+        for (what, bytes) in [("through the cache", &cached), ("in the backing file", &backing)] {
+            if bytes.is_empty() {
+                orders[0] += 1;
+                continue;
+            }
+            assert_eq!(bytes.len() as u64, AT + 3, "round {round}: size {what}");
+            assert!(bytes[..AT as usize].iter().all(|&b| b == 0), "round {round}: old bytes before the write {what}");
+            assert_eq!(&bytes[AT as usize..], b"NEW", "round {round}: {what}");
+            orders[1] += 1;
+        }
+        assert_eq!(cached, backing, "round {round}: the cache and the backing file differ");
+        fs.setattr(&c, e.inode, Some(h), &SetAttr { size: Some(0), ..SetAttr::default() }).expect("reset");
+    }
+    fs.release(&c, e.inode, h).expect("release");
+    eprintln!("orders seen (write first, truncation first): {orders:?}");
+}
