@@ -351,6 +351,12 @@ pub struct Resizing<'a> {
     file: FileKey,
 }
 
+impl std::fmt::Debug for Resizing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resizing").field("file", &self.file).finish_non_exhaustive()
+    }
+}
+
 impl Drop for Resizing<'_> {
     fn drop(&mut self) {
         let mut files = self.cache.files();
