@@ -694,3 +694,40 @@ fn a_slow_request_does_not_hold_its_queue() {
     assert!(slow.join().expect("the slow client"), "the copy-up failed");
     assert!(answered_first, "the stat waited for the copy-up to end ({:?})", t.elapsed());
 }
+
+/// One process connecting again and again (or with a thread per connection) takes at most
+/// half the pool's client areas: another process still gets one, and is served.
+#[test]
+fn one_process_takes_at_most_half_the_client_areas() {
+    let (_s, _lower, _upper, driver) = served("hostile-areas");
+    let chan = common::channel(&driver);
+    let mut mine = Vec::new();
+    let refused = loop {
+        match Client::connect(&chan, 0) {
+            Ok(c) => mine.push(c),
+            Err(e) => break e,
+        }
+        assert!(mine.len() <= GEOMETRY.clients as usize, "every client area went to one process");
+    };
+    assert_eq!(refused, libc::EBUSY, "the refusal");
+    assert_eq!(mine.len() as u32, GEOMETRY.clients / 2, "areas one process got");
+    // SAFETY: the child only connects, calls and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        let served = Client::connect(&chan, 0).ok().and_then(|mut c| open(&mut c, "f", libc::O_RDONLY).ok()).is_some();
+        // SAFETY: ends the child without the test harness.
+        unsafe { libc::_exit(if served { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child just forked.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "another process got no client area");
+    // Areas given back count no more.
+    mine.truncate(1);
+    let t = std::time::Instant::now();
+    while Client::connect(&chan, 0).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(5), "no area after this process closed some");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -221,6 +221,11 @@ impl Channels {
         self.slots.read().unwrap_or_else(|p| p.into_inner()).iter().filter(|s| s.is_some()).count() as u32
     }
 
+    /// Client areas held by process `owner` (see `owners::Holder::owner`).
+    fn held_by(&self, owner: u64) -> u32 {
+        self.slots.read().unwrap_or_else(|p| p.into_inner()).iter().flatten().filter(|ch| ch.holder.owner == owner).count() as u32
+    }
+
     pub fn capacity(&self) -> u32 {
         self.slots.read().unwrap_or_else(|p| p.into_inner()).len() as u32
     }
@@ -423,6 +428,14 @@ impl Channels {
         if self.connected() >= self.capacity() {
             return Err(refuse(libc::EBUSY, io::Error::other("every client index is taken")));
         }
+        // One process (a thread per connection, or one thread connecting again and again)
+        // takes at most half the areas: the pool's other processes keep the user-level path
+        // (its threads past that use the kernel's, as every thread does once the pool's areas
+        // are all taken).
+        let most = per_process_limit(self.capacity());
+        if self.held_by(who.seen.owner) >= most {
+            return Err(refuse(libc::EBUSY, io::Error::other(format!("process {pid} holds {most} client areas already"))));
+        }
         // A client the kernel identified: its first request is worth a worker's polling.
         expect(hello.tid, hello.cpu);
         let (memfd, map, area) = self.fresh_area().map_err(|e| refuse(libc::ENOMEM, e))?;
@@ -453,6 +466,15 @@ impl Channels {
         Ok(c)
     }
 }
+
+/// Client areas one process may hold out of `capacity`: half, but never fewer than
+/// [`MIN_PER_PROCESS`] (all of a pool that has no more).
+pub fn per_process_limit(capacity: u32) -> u32 {
+    (capacity / 2).max(MIN_PER_PROCESS.min(capacity))
+}
+
+/// Client areas any process may hold, however few the pool has.
+const MIN_PER_PROCESS: u32 = 4;
 
 /// A digest of credentials (see `Welcome::creds`).
 fn digest(c: &Creds) -> u64 {
