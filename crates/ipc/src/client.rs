@@ -47,6 +47,10 @@ pub struct Client {
     creds: u64,
     /// A hint for posts could not be queued: the next post sends one whatever the ring says.
     hint_owed: bool,
+    /// A request timed out while the service lived: it may still be serving it, reading the
+    /// area's data and writing its answer there, so the area is never used again (see
+    /// [`Client::poisoned`]).
+    poisoned: bool,
 }
 
 /// Maps the change table the service sent (read-only; the descriptor is closed).
@@ -224,7 +228,7 @@ impl Client {
             }
             None => Socket::Own(socket),
         };
-        Ok(Client { seg, addr, area, area_len, socket, shmid: welcome.shmid, id: welcome.client, queue, seq: h.seq.load(Ordering::Acquire).wrapping_add(1 << 32), spins: if several_cpus() { SPINS } else { 0 }, near: false, changes, creds: welcome.creds, hint_owed: false })
+        Ok(Client { seg, addr, area, area_len, socket, shmid: welcome.shmid, id: welcome.client, queue, seq: h.seq.load(Ordering::Acquire).wrapping_add(1 << 32), spins: if several_cpus() { SPINS } else { 0 }, near: false, changes, creds: welcome.creds, hint_owed: false, poisoned: false })
     }
 
     /// The service's digest of this client's credentials (see [`crate::Welcome::creds`]).
@@ -266,6 +270,7 @@ impl Client {
 
     /// As [`Client::call`], with the data given in parts laid out one after the other.
     pub fn call_parts(&mut self, mut d: Descriptor, parts: &[&[u8]]) -> Result<Reply, Unserved> {
+        self.usable()?;
         self.number(&mut d);
         let mut at = 0;
         for part in parts {
@@ -273,6 +278,24 @@ impl Client {
         }
         self.submit(&d)?;
         self.wait()
+    }
+
+    /// Whether a request of this client timed out while the service lived. The service may
+    /// still be serving it: reading the request's data from the area (a write's bytes), or
+    /// writing its answer there (a read's bytes, the result words), when a slow backend call
+    /// returns. Another request in the area meanwhile could be served with the first one's
+    /// data, or the first with the other's, or take the first one's answer. So the client
+    /// refuses every call from then on (`EIO`), and its owner drops it and connects again: the
+    /// service's own mapping of the area outlives the connection until that request ends.
+    pub fn poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    fn usable(&self) -> Result<(), i32> {
+        if self.poisoned {
+            return Err(libc::EIO);
+        }
+        Ok(())
     }
 
     /// Gives `d` this client's area and the next sequence number.
@@ -336,6 +359,7 @@ impl Client {
     /// piece after, each announced in the area's `filled` word, so that the service writes
     /// one piece while the next is copied. Then waits for the reply.
     pub fn call_streamed(&mut self, mut d: Descriptor, data: &[u8], piece: usize) -> Result<Reply, Unserved> {
+        self.usable()?;
         let area = self.area;
         let h = area.header();
         let data = &data[..data.len().min(self.buffer_size())];
@@ -392,7 +416,10 @@ impl Client {
             // answer, after `TIMEOUT_MS`.
             let now = now_ms();
             if now >= *deadline.get_or_insert(now + TIMEOUT_MS) || self.seg.service_gone() {
+                // A request not taken yet stays untaken (the service takes pending ones only).
                 h.state.store(IDLE, Ordering::Release);
+                // One taken may still be in the service's hands (a dead service's is not).
+                self.poisoned |= !self.seg.service_gone();
                 return Err(Unserved::Errno(libc::EIO));
             }
             // No answer for a while: the hint may be lost (the shared queue's slots are
@@ -425,6 +452,7 @@ impl Client {
     /// Errors are errno values (`EAGAIN` when the area's ring of such requests or the queue
     /// is full: the caller then makes a call instead).
     pub fn post(&mut self, d: Descriptor) -> Result<(), i32> {
+        self.usable()?;
         let Some(first) = self.area.post(&d) else {
             return Err(libc::EAGAIN);
         };

@@ -498,3 +498,41 @@ fn a_request_survives_its_trip_through_the_area_words() {
     let d = Descriptor { op: 7, client: 3, seq: u64::MAX - 1, instance: 9, flags: 2, inode: 11, handle: 12, offset: 13, len: 14, arg: 15 };
     assert_eq!(Descriptor::from_words(d.to_words()), d);
 }
+
+/// A request the live service did not answer within the timeout may still be in its hands:
+/// the client never puts another request (its data, its answer) in that area.
+#[test]
+fn a_client_whose_request_timed_out_never_uses_its_area_again() {
+    let g = crate::segment::Geometry { queues: 1, slots: 8, clients: 2, buffer_size: 4096 };
+    let layout = crate::segment::Layout::new(g).expect("layout");
+    let shm = Segment::create(layout.total);
+    // SAFETY: a fresh page-aligned mapping of `layout.total` bytes that outlives `seg`.
+    let seg = unsafe { crate::segment::Segment::new(shm.addr.cast(), layout) };
+    seg.init();
+    // A live service's word (any thread id): no sentinel runs in this test.
+    seg.header().service.store(1, Ordering::Release);
+    let service = FakeService::start(shm.id, g.buffer_size);
+    let mut c = crate::client::Client::connect(&service.path(), 0).expect("connect");
+    let write = Descriptor { op: Op::Write as u32, inode: 5, handle: 6, len: 3, ..Descriptor::default() };
+    let t = std::time::Instant::now();
+    assert_eq!(c.call(write, b"old").map(|r| r.value), Err(Unserved::Errno(libc::EIO)), "no answer");
+    assert!(t.elapsed() >= std::time::Duration::from_millis(4900), "the timeout came early: {:?}", t.elapsed());
+    assert!(c.poisoned());
+    // The service took the request just before the timeout and is still writing its data.
+    let area = c.area();
+    let taken = area.request();
+    let mut data = [0u8; 3];
+    area.read_data(3, &mut data);
+    assert_eq!(&data, b"old");
+    // Every call is refused without touching the area, its data or its answer words.
+    let other = Descriptor { op: Op::Write as u32, inode: 7, handle: 8, len: 3, ..Descriptor::default() };
+    assert_eq!(c.call(other, b"new").map(|r| r.value), Err(Unserved::Errno(libc::EIO)));
+    assert_eq!(c.call_streamed(other, b"new", 1).map(|r| r.value), Err(Unserved::Errno(libc::EIO)));
+    assert_eq!(c.post(Descriptor { op: Op::Release as u32, handle: 6, ..Descriptor::default() }), Err(libc::EIO));
+    assert_eq!(area.request(), taken, "another request went into the area");
+    area.read_data(3, &mut data);
+    assert_eq!(&data, b"old", "the request's data changed under the service");
+    // The late answer lands where nobody reads it any more.
+    area.complete(taken.seq, 3, [0; 4]);
+    assert_eq!(c.call(other, b"new").map(|r| r.value), Err(Unserved::Errno(libc::EIO)), "a late answer taken for another request");
+}

@@ -363,7 +363,14 @@ fn with_client_inner<T>(f: impl FnOnce(&mut Client) -> Served<T>) -> Served<T> {
                 *c = Some((client, generation));
             }
             let (client, _) = c.as_mut().ok_or(Unserved::Errno(libc::EIO))?;
-            f(client)
+            let out = f(client);
+            if client.poisoned() {
+                // A request timed out that the service may still be serving in this area:
+                // the next call connects again, with an area of its own (see
+                // `Client::poisoned`).
+                *c = None;
+            }
+            out
         })
         // This thread's client is gone (the thread is exiting, or the process is running its
         // atexit handlers, which glibc runs after thread-local destructors): the kernel path
