@@ -202,10 +202,12 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
 
     // What was fsync'd survives the service's death (kill -9) and a new service, killed while
     // the file is still open (so what made it durable was the fsync, not a close).
-    let holder_code = "import os, sys\nfd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)\nos.write(fd, b'durable')\nos.fsync(fd)\nprint('synced', flush=True)\nsys.stdin.read()\n";
+    // So does what `sync()` made durable (a file left open, never fsync'd: libcephfs holds
+    // its data until then), and a directory's fsync is served.
+    let holder_code = "import os, sys\nfd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)\nos.write(fd, b'durable')\nos.fsync(fd)\nfd2 = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)\nos.write(fd2, b'synced by sync')\nos.sync()\nd = os.open(os.path.dirname(sys.argv[2]), os.O_RDONLY)\nos.fsync(d)\nprint('synced', flush=True)\nsys.stdin.read()\n";
     let mut holder = host
         .cmd()
-        .args(["exec", "--pool", &pool, "--preload-only", "--", "python3", "-c", holder_code, pm.join("kept").to_str().expect("utf-8")])
+        .args(["exec", "--pool", &pool, "--preload-only", "--", "python3", "-c", holder_code, pm.join("kept").to_str().expect("utf-8"), pm.join("kept-by-sync").to_str().expect("utf-8")])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -231,6 +233,7 @@ fn a_union_of_cephfs_branches_serves_fuse_and_the_user_level_path() {
     // The new service serves the mounts the dead one recorded (no `mount` needed again).
     host.ok(&["service", "run", "--pool", &pool, "--detach"]);
     assert_eq!(std::fs::read_to_string(pm.join("kept")).expect("read after the restart"), "durable");
+    assert_eq!(std::fs::read_to_string(pm.join("kept-by-sync")).expect("read after the restart"), "synced by sync", "sync() left data behind");
     host.ok(&["pool", "destroy", &pool, "--force"]);
     host.created.clear();
     drop(cluster);

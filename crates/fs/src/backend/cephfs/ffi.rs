@@ -122,6 +122,11 @@ pub struct Api {
     pub ll_read: unsafe extern "C" fn(*mut MountInfo, *mut Fh, i64, u64, *mut c_char) -> c_int,
     pub ll_write: unsafe extern "C" fn(*mut MountInfo, *mut Fh, i64, u64, *const c_char) -> c_int,
     pub ll_fsync: unsafe extern "C" fn(*mut MountInfo, *mut Fh, c_int) -> c_int,
+    /// `ceph_ll_sync_inode(cmount, in, syncdataonly)`: an inode's dirty data and metadata,
+    /// a directory's too, without an open file.
+    pub ll_sync_inode: unsafe extern "C" fn(*mut MountInfo, *mut CInode, c_int) -> c_int,
+    /// `ceph_sync_fs(cmount)`: everything this client holds dirty.
+    pub sync_fs: unsafe extern "C" fn(*mut MountInfo) -> c_int,
     pub ll_fallocate: unsafe extern "C" fn(*mut MountInfo, *mut Fh, c_int, i64, i64) -> c_int,
     pub ll_close: unsafe extern "C" fn(*mut MountInfo, *mut Fh) -> c_int,
     pub ll_mkdir: unsafe extern "C" fn(*mut MountInfo, *mut CInode, *const c_char, libc::mode_t, *mut *mut CInode, *mut Statx, u32, u32, *const UserPerm) -> c_int,
@@ -199,6 +204,8 @@ impl Api {
             ll_read = "ceph_ll_read",
             ll_write = "ceph_ll_write",
             ll_fsync = "ceph_ll_fsync",
+            ll_sync_inode = "ceph_ll_sync_inode",
+            sync_fs = "ceph_sync_fs",
             ll_fallocate = "ceph_ll_fallocate",
             ll_close = "ceph_ll_close",
             ll_mkdir = "ceph_ll_mkdir",

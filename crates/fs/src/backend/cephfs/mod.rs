@@ -423,6 +423,17 @@ impl FileSystem for CephBranch {
         self.with_file(handle, |fh, _| check(unsafe { (self.api().ll_fsync)(self.cm(), fh, i32::from(datasync)) }).map(|_| ()))
     }
 
+    fn fsyncdir(&self, _ctx: &Context, inode: Inode, _handle: Handle, datasync: bool) -> io::Result<()> {
+        let i = self.node(inode)?;
+        // SAFETY: a held inode.
+        check(unsafe { (self.api().ll_sync_inode)(self.cm(), i, i32::from(datasync)) }).map(|_| ())
+    }
+
+    fn syncfs(&self, _ctx: &Context) -> io::Result<()> {
+        // SAFETY: the mounted client.
+        check(unsafe { (self.api().sync_fs)(self.cm()) }).map(|_| ())
+    }
+
     fn release(&self, _ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
         let f = self.client.files.lock().unwrap_or_else(|p| p.into_inner()).remove(&handle);
         if let Some(f) = f {
