@@ -56,8 +56,15 @@ fn spec_file(h: &Host, name: &str, upper: &Path, cache: &str) -> PathBuf {
 /// Writes 1 MiB to a file per way of asking for durability, each acknowledged write's data
 /// being a pattern of the file's name, says "written", then waits to be killed.
 const SYNC_WRITER: &str = r#"
-import os, sys, time
+import ctypes, os, sys, time
 d = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+def by_sync(fd):
+    os.sync()
+def by_syncfs_of_the_directory(fd):
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    assert libc.syncfs(dfd) == 0, os.strerror(ctypes.get_errno())
+    os.close(dfd)
 def pattern(name):
     seed = sum(name.encode())
     return bytes((seed + i) % 251 for i in range(256)) * 4096
@@ -79,12 +86,20 @@ held = [
     write("fsync", 0, os.fsync),
     write("rwf_dsync", 0, rwf=os.RWF_DSYNC),
     write("rwf_sync", 0, rwf=os.RWF_SYNC),
+    # Whole-file-system syncs last, the directory's after sync(2) (which would sync it too).
+    write("sync", 0, by_sync),
+    write("syncfs_dir", 0, by_syncfs_of_the_directory),
 ]
 print("written", flush=True)
 time.sleep(600)
 "#;
 
-const SYNC_FILES: [&str; 6] = ["o_dsync", "o_sync", "fdatasync", "fsync", "rwf_dsync", "rwf_sync"];
+const SYNC_FILES: [&str; 8] = ["o_dsync", "o_sync", "fdatasync", "fsync", "rwf_dsync", "rwf_sync", "sync", "syncfs_dir"];
+
+/// Syncs of a whole file system, which the kernel sends no FUSE server (it does for
+/// virtiofs only): through the FUSE mount they cannot reach the pool's cache in `writeback`
+/// mode (docs/SECURITY.md), only under the library.
+const WHOLE_FS_SYNCS: [&str; 2] = ["sync", "syncfs_dir"];
 
 fn pattern(name: &str) -> Vec<u8> {
     let seed: u32 = name.bytes().map(u32::from).sum();
@@ -153,6 +168,9 @@ fn acknowledged_synchronous_writes_survive_kill_9_on_both_paths_in_every_cache_m
     let mut lost = Vec::new();
     for (what, dir) in &uppers {
         for f in SYNC_FILES {
+            if what == "writeback/fuse" && WHOLE_FS_SYNCS.contains(&f) {
+                continue;
+            }
             let got = std::fs::read(dir.join(f)).unwrap_or_default();
             if got != pattern(f) {
                 lost.push(format!("{what}/{f}: {} of {} bytes", got.iter().zip(pattern(f)).take_while(|(a, b)| **a == *b).count(), 1 << 20));

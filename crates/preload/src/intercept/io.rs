@@ -296,9 +296,13 @@ hooks! {
         posix_allocate(fd, off, len, kernel)
     }
 
-    /// syncfs of a file of ours: the instance writes out what it holds for its backend.
+    /// syncfs of a file or directory of ours: the instance writes out what it holds for its
+    /// backend (the kernel sends a FUSE server no sync of a whole file system).
     fn syncfs(fd: c_int) -> c_int => |kernel| {
-        on_data_fd(fd, |f| ops::syncfs(f).map(|()| 0), kernel)
+        match crate::files::dir_file(fd) {
+            Some(d) => super::run(|| ops::sync_instance(d.instance.load(Ordering::Acquire)).map(|()| 0), || super::dirs::in_kernel_dir(fd, kernel)),
+            None => on_data_fd(fd, |f| ops::syncfs(f).map(|()| 0), kernel),
+        }
     }
 
     /// sync: every instance of the process's mounts writes out what it holds for its backend
