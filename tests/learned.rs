@@ -717,3 +717,29 @@ fn a_relative_path_leads_from_the_working_directory_after_it_is_renamed() {
     }
     st.destroy();
 }
+
+/// Through the FUSE mount of a pool's instance without passthrough (`--no-passthrough`), a
+/// write reaches the service before it returns: a reader under the library sees it at once,
+/// while the writer still holds the file open. (With the kernel's writeback cache, which such
+/// a mount used to get, the bytes stayed in the kernel's pages until a close or a flush, and
+/// a user-level truncation was never seen by FUSE readers.)
+#[test]
+fn a_write_through_fuse_without_passthrough_is_seen_at_user_level_at_once() {
+    let st = Stage::mounted_with("fuse-nopt", "fn", "0-1", &["--no-passthrough"], |lower| std::fs::write(lower.join("f"), b"old-old-old\n").expect("seed"));
+    let f = st.mnt.join("f");
+    let mut holder = Talker::start(&st, false, HOLDER, &f);
+    let mut reader = Talker::start(&st, true, READER, &f);
+    assert_eq!(reader.line(), format!("first 12 {}", digest(b"old-old-old\n")));
+    for round in 0..5 {
+        assert_eq!(holder.say(&format!("new line {round}\n")), "wrote");
+        let want = expected(&f);
+        assert_eq!(reader.say("\n"), want, "round {round}: the reader under the library missed a write made through FUSE");
+    }
+    // A user-level truncation is seen by a reader through FUSE (no stale size).
+    let out = st.command(true, Path::new("sh")).args(["-c", &format!("truncate -s 4 {}", f.display())]).output().expect("truncate");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&f).expect("read through FUSE"), b"old-", "a FUSE reader kept the old size");
+    drop(holder);
+    drop(reader);
+    st.destroy();
+}

@@ -176,6 +176,7 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
                 // The FUSE side as an instance of that cache mode has it (`cephfs-user-cache`:
                 // direct I/O, no page cache of the pool's data).
                 let cfg = if name == "cephfs-user-cache" { FuseConfig { cache: CacheMode::Writethrough, ..FuseConfig::default() } } else { FuseConfig::default() };
+                let cfg = FuseConfig { user_level: true, ..cfg };
                 let mounted = fuse::spawn(union.clone(), &mnt, &cfg).map_err(BenchError::io("cannot mount the legacy path"))?;
                 // As a pool's service makes it (`LowerViews::for_spec`): the default cache mode.
                 let lower_views = (name == "user" && changes.is_some()).then(|| Arc::new(crate::service::shm::LowerViews::new(vec![lower.to_path_buf()])));

@@ -332,7 +332,7 @@ impl Service {
             // a reopen through /proc) that the service never hears of.
             let learns = spec.cache.learn && !spec.cache.user_passthrough;
             let key = if learns { crate::service::shm::changes::watch(&*fs, std::time::Duration::from_secs_f64(spec.cache.attr_timeout)) } else { None };
-            let mount = fuse::spawn(fs.clone(), &mp, &FuseConfig::from_instance(&spec)).map_err(|source| DaemonError::Mount { path: mp.clone(), source })?;
+            let mount = fuse::spawn(fs.clone(), &mp, &FuseConfig { user_level: true, ..FuseConfig::from_instance(&spec) }).map_err(|source| DaemonError::Mount { path: mp.clone(), source })?;
             Ok(((fs, counted), mount, key))
         });
         let mut table = self.table.lock();

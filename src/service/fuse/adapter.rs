@@ -291,7 +291,14 @@ impl FuseAdapter {
                 self.passthrough.store(true, Ordering::Relaxed);
                 // mmap of files opened with direct I/O (those made by `create`).
                 let _ = config.add_capabilities(FUSE_DIRECT_IO_ALLOW_MMAP);
-            } else if config.add_capabilities(FUSE_WRITEBACK_CACHE).is_ok() {
+            } else if !self.cfg.user_level && config.add_capabilities(FUSE_WRITEBACK_CACHE).is_ok() {
+                // Only for a mount nothing else serves. Under the writeback cache the kernel
+                // holds written pages the service has not seen (a user-level read of the file
+                // misses them), writes them back whenever it likes (over a later user-level
+                // write to the same page: an invalidation launders them first), and takes a
+                // file's size and times from its own pages rather than the service's (a
+                // user-level truncation is never seen). Without it, writes through FUSE reach
+                // the service before they return, and the page cache only reads.
                 self.writeback.store(true, Ordering::Relaxed);
             }
         }

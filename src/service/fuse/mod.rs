@@ -42,6 +42,9 @@ pub struct FuseConfig {
     pub inline_namespace: bool,
     /// `/dev/fuse` or io_uring.
     pub transport: crate::spec::FuseTransport,
+    /// The instance is served at user level too (a pool's service): the kernel never gets
+    /// the writeback cache then (see `Adapter::init`).
+    pub user_level: bool,
 }
 
 impl FuseConfig {
@@ -57,6 +60,7 @@ impl FuseConfig {
             workers: (cpus * 2).max(4),
             inline_namespace: true,
             transport: crate::spec::FuseTransport::default(),
+            user_level: false,
         }
     }
 
