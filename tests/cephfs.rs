@@ -346,9 +346,23 @@ fn what_a_host_learned_of_a_cephfs_file_goes_when_another_host_writes_it() {
     let mut next = || lines.next().expect("a line from the reader").expect("read");
     let start = next();
     assert!(start.ends_with(" first 0o644"), "{start}");
-    // Let it read for a while from what it learned, then write on the second host.
+    // The same reader through the first host's FUSE mount (no library): the kernel keeps
+    // the file's pages across opens and its attributes for 30 s, so only the announcement
+    // (passed on to the kernel) shows it the write within the reader's 20 s.
+    let mut fuse_child = Command::new("python3")
+        .args(["-c", reader])
+        .arg(a_long.join("f"))
+        .arg(a_short.join("f"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the FUSE reader");
+    let mut fuse_lines = std::io::BufRead::lines(std::io::BufReader::new(fuse_child.stdout.take().expect("stdout")));
+    let fuse_start = fuse_lines.next().expect("a line from the FUSE reader").expect("read");
+    assert!(fuse_start.ends_with(" first 0o644"), "{fuse_start}");
+    // Let it read for a while from what it learned, then write on the second host (in
+    // place: the same size, so that only the bytes and the times change).
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let out = host.run(&["exec", "--pool", second, "--preload-only", "--", "sh", "-c", &format!("echo second > {}/f && chmod 600 {}/f", b_long.display(), b_short.display())]);
+    let out = host.run(&["exec", "--pool", second, "--preload-only", "--", "sh", "-c", &format!("printf second | dd of={}/f conv=notrunc status=none && chmod 600 {}/f", b_long.display(), b_short.display())]);
     assert!(out.status.success(), "{}", stderr(&out));
     let written = std::time::Instant::now();
     let mut got = Vec::new();
@@ -362,6 +376,9 @@ fn what_a_host_learned_of_a_cephfs_file_goes_when_another_host_writes_it() {
     }
     let status = child.wait().expect("the reader");
     assert!(status.success(), "{got:?}");
+    let fuse_got: Vec<String> = fuse_lines.map_while(Result::ok).collect();
+    assert!(fuse_child.wait().expect("the FUSE reader").success(), "{fuse_got:?}");
+    assert!(fuse_got.iter().any(|l| l.contains(" second ")), "the first host's FUSE mount never saw the second's write: {fuse_got:?}");
     // The new bytes and the new mode were seen; the first host's service was told of the
     // write by Ceph (its capability to cache the file revoked), not only by time passing.
     assert!(got.iter().any(|l| l.contains(" second ")), "the first host never saw the second's write: {got:?}");

@@ -333,12 +333,20 @@ impl Service {
             let learns = spec.cache.learn && !spec.cache.user_passthrough;
             let key = if learns { crate::service::shm::changes::watch(&*fs, std::time::Duration::from_secs_f64(spec.cache.attr_timeout)) } else { None };
             let mount = fuse::spawn(fs.clone(), &mp, &FuseConfig { user_level: true, ..FuseConfig::from_instance(&spec) }).map_err(|source| DaemonError::Mount { path: mp.clone(), source })?;
+            // Another client's announced change of a shared instance's file reaches the
+            // kernel's caches of it too (until the mount is removed from the table).
+            if let (Some(k), Some(kernel), Some(t), true) = (key, mount.kernel_cache(), crate::service::shm::changes::table(), fs.shared()) {
+                t.attach_kernel(k, kernel);
+            }
             Ok(((fs, counted), mount, key))
         });
         let mut table = self.table.lock();
         drop(unmark);
         let (fs, mount, key) = built?;
         if self.stopping.load(Ordering::Acquire) {
+            if let (Some(k), Some(t)) = (key, crate::service::shm::changes::table()) {
+                t.detach_kernel(k);
+            }
             drop(mount);
             return Err(DaemonError::Stopping);
         }

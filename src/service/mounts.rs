@@ -117,6 +117,7 @@ impl Locked<'_> {
     pub fn remove(&mut self, mountpoint: &Path) -> Option<Mount> {
         let m = self.by_path.remove(mountpoint)?;
         self.clear_index(m.instance);
+        forget_kernel(&m);
         // No longer counted against the pool, whoever still holds the instance a while.
         if let Some(q) = &m.storage {
             q.detach();
@@ -129,6 +130,7 @@ impl Locked<'_> {
         let all = std::mem::take(&mut *self.by_path);
         for m in all.values() {
             self.clear_index(m.instance);
+            forget_kernel(m);
             if let Some(q) = &m.storage {
                 q.detach();
             }
@@ -143,5 +145,12 @@ impl Locked<'_> {
         }
         drop(t);
         crate::service::shm::channels::instances_changed();
+    }
+}
+
+/// The change table no longer sends a removed mount's kernel anything.
+fn forget_kernel(m: &Mount) {
+    if let (Some(k), Some(t)) = (m.changes, crate::service::shm::changes::table()) {
+        t.detach_kernel(k);
     }
 }

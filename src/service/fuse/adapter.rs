@@ -517,10 +517,17 @@ impl Passthrough {
                 if current.is_none_or(|x| x == *f) && covers(*have, access) =>
             {
                 stats.add_passthrough();
+                // Marked before the reply: the writer's first write may follow it at once,
+                // and a user-level reader must not trust what it learned meanwhile. (A fresh
+                // handle: not counted yet.)
+                let writer = access != libc::O_RDONLY;
+                if writer {
+                    fs.outside_writer(inode, true);
+                }
                 reply.opened_passthrough(fh, flags & !FOPEN_KEEP_CACHE, id);
                 *opens += 1;
-                if access != libc::O_RDONLY && st.outside.insert(fh) {
-                    fs.outside_writer(inode, true);
+                if writer {
+                    st.outside.insert(fh);
                 }
                 st.handles.insert(fh, (inode, access != libc::O_RDONLY));
                 if access != libc::O_RDONLY {

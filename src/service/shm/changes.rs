@@ -32,6 +32,9 @@ pub struct ChangeTable {
     expiring: AtomicBool,
     /// Changes other clients of a shared file system announced, by instance key.
     announced: Mutex<HashMap<u32, u64>>,
+    /// The FUSE side's caches of shared instances, by key: an announced change of a file
+    /// drops what the kernel caches of it too (see [`ChangeTable::attach_kernel`]).
+    kernels: Mutex<HashMap<u32, Arc<dyn super::KernelCache>>>,
 }
 
 /// Instances whose files other clients of a shared file system change: not every change is
@@ -86,7 +89,7 @@ impl ChangeTable {
             return Err(io::Error::last_os_error());
         }
         view.raw(0).store(u64::from_ne_bytes(id) | 1, Ordering::Release);
-        Ok(ChangeTable { memfd, view, outside: Mutex::new(Outside::default()), expiry: Mutex::default(), expiring: AtomicBool::new(false), announced: Mutex::default() })
+        Ok(ChangeTable { memfd, view, outside: Mutex::new(Outside::default()), expiry: Mutex::default(), expiring: AtomicBool::new(false), announced: Mutex::default(), kernels: Mutex::default() })
     }
 
     /// The descriptor to send to clients.
@@ -192,6 +195,19 @@ impl ChangeTable {
     }
 
     /// The sink an instance reports its changes to.
+    /// The FUSE side of the shared instance `key`: what other clients of its file system
+    /// announce they are about to change (a CephFS capability recalled) is dropped from the
+    /// kernel's caches too, as ceph-fuse does, not only kept from being learned at user
+    /// level. Until [`ChangeTable::detach_kernel`].
+    pub fn attach_kernel(&self, key: u32, kernel: Arc<dyn super::KernelCache>) {
+        self.kernels.lock().unwrap_or_else(|p| p.into_inner()).insert(key, kernel);
+    }
+
+    /// The instance `key` is unmounted.
+    pub fn detach_kernel(&self, key: u32) {
+        self.kernels.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    }
+
     pub fn sink(self: &Arc<Self>, key: u32) -> Arc<dyn ChangeSink> {
         Arc::new(InstanceSink { table: self.clone(), key })
     }
@@ -266,6 +282,15 @@ impl ChangeSink for InstanceSink {
     fn others_change(&self, inode: Option<Inode>) {
         self.table.changed(self.key, inode.unwrap_or(changes::NAMES));
         *self.table.announced.lock().unwrap_or_else(|p| p.into_inner()).entry(self.key).or_insert(0) += 1;
+        // A name's change reaches the kernel within its entry timeout; a file's data and
+        // attributes go now (the kernel keeps pages across opens and attributes for their
+        // timeout, and a change of the same size and time would keep the pages for good).
+        if let Some(inode) = inode {
+            let kernel = self.table.kernels.lock().unwrap_or_else(|p| p.into_inner()).get(&self.key).cloned();
+            if let Some(k) = kernel {
+                k.inval_inode(inode, 0, 0);
+            }
+        }
     }
 }
 

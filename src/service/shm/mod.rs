@@ -642,8 +642,11 @@ fn sweep(sh: &Shared, live: &mut owners::Liveness) {
     }
     let ctx = Context::current();
     for held in sh.owners.take(&dead) {
-        let Some(UserInstance { fs, .. }) = instance(&sh.table, held.instance) else { continue };
+        let Some(UserInstance { fs, kernel, .. }) = instance(&sh.table, held.instance) else { continue };
         if sh.passed.take(held.instance, held.handle) {
+            // Written behind the service's back, as at a release: the FUSE side forgets
+            // what it cached of it too.
+            inval_inode(kernel.as_deref(), held.inode, 0, 0);
             fs.outside_writer(held.inode, false);
         }
         let released = if held.dir {
