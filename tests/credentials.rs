@@ -169,3 +169,79 @@ print(made, opened > 0)
     churn.wait().expect("the churn ends");
     assert_eq!(out, "0 True\n", "(files made by nobody, root's opened): nobody must never make a file in root's 0755 directory");
 }
+
+/// Credentials changed through `syscall(2)` rather than libc's wrappers (as Samba changes a
+/// thread's) are seen too.
+#[test]
+fn credentials_changed_by_a_raw_system_call_are_seen() {
+    common::require_root();
+    let s = Scratch::new("creds-raw");
+    let upper = s.mkdir("upper");
+    std::fs::write(upper.join("secret"), b"root only").expect("seed");
+    std::fs::set_permissions(upper.join("secret"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    let (driver, stats) = serve(&s, &upper);
+    let script = format!(
+        r#"
+import ctypes, sys
+p = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+print(open(p + "/secret").read())
+assert libc.syscall({}, 65534, 65534, 65534) == 0
+assert libc.syscall({}, 65534, 65534, 65534) == 0
+try:
+    open(p + "/secret").read()
+    print("read")
+except PermissionError:
+    print("EACCES")
+"#,
+        libc::SYS_setresgid,
+        libc::SYS_setresuid
+    );
+    let before = count(&stats, "open_path");
+    assert_eq!(run(&driver, &upper, &script), "root only\nEACCES\n", "after a raw setresuid the process must not keep root's access");
+    assert!(count(&stats, "open_path") > before, "root's open was served at user level");
+}
+
+/// After a process moves its paths (a mount namespace of its own with a file system mounted
+/// over part of the pool's mount, or a `chroot`), a path names what the kernel says it
+/// names: the library sends paths to the kernel from then on.
+#[test]
+fn paths_go_where_the_kernel_says_after_a_mount_namespace_or_a_chroot() {
+    common::require_root();
+    let s = Scratch::new("paths-moved");
+    let upper = s.mkdir("upper");
+    std::fs::create_dir_all(upper.join("sub")).expect("mkdir");
+    std::fs::create_dir_all(upper.join("inner")).expect("mkdir");
+    std::fs::write(upper.join("f"), b"pool").expect("seed");
+    let (driver, stats) = serve(&s, &upper);
+    // A tmpfs over `sub`, in a mount namespace of the process's own.
+    let over = r#"
+import ctypes, os, sys
+p = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+print(open(p + "/f").read())
+assert libc.unshare(0x00020000) == 0, os.strerror(ctypes.get_errno())
+assert libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) == 0, os.strerror(ctypes.get_errno())
+assert libc.mount(b"tmpfs", (p + "/sub").encode(), b"tmpfs", 0, None) == 0, os.strerror(ctypes.get_errno())
+with open(p + "/sub/f", "w") as f:
+    f.write("tmpfs")
+print(open(p + "/sub/f").read())
+"#;
+    let before = count(&stats, "open_path");
+    assert_eq!(run(&driver, &upper, over), "pool\ntmpfs\n");
+    assert!(count(&stats, "open_path") > before, "the first open was served at user level");
+    assert!(!upper.join("sub/f").exists(), "a write to the file system mounted over the pool's directory went to the pool");
+    // A chroot into `inner`: the pool's path names nothing there.
+    let chroot = r#"
+import os, sys
+p = sys.argv[1]
+print(open(p + "/f").read())
+os.chroot(p + "/inner")
+try:
+    open(p + "/f").read()
+    print("read")
+except FileNotFoundError:
+    print("ENOENT")
+"#;
+    assert_eq!(run(&driver, &upper, chroot), "pool\nENOENT\n", "after chroot a path outside the new root was served");
+}

@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use crate::real;
@@ -113,8 +113,11 @@ impl Config {
     }
 
     /// The mount the tidy absolute path `abs` lies strictly under (or is the root of, with
-    /// `root_too`); the deepest one.
+    /// `root_too`); the deepest one. None for every path once they moved ([`paths_moved`]).
     pub fn mount_of(&self, abs: &[u8], root_too: bool) -> Option<&Mount> {
+        if PATHS_MOVED.load(Ordering::Acquire) {
+            return None;
+        }
         let under = |m: &&Mount| abs.len() > m.path.len() + 1 && abs.starts_with(&m.path) && abs[m.path.len()] == b'/';
         self.mounts.iter().find(|m| under(m) || (root_too && abs == m.path.as_slice()))
     }
@@ -141,6 +144,19 @@ pub const CWD_MAX: usize = libc::PATH_MAX as usize;
 /// per-thread clients made before must not be reused (a parent's are not ours; the service
 /// took the credentials of ours when they connected).
 pub static GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// Set once the process changed where its paths lead (see [`paths_moved`]).
+static PATHS_MOVED: AtomicBool = AtomicBool::new(false);
+
+/// The process changed where its paths lead: a `chroot`, a mount namespace of its own or
+/// another's, a mount or unmount. The mount table it got at `exec` no longer says which
+/// paths are the pool's (a path under a mount point may now be a file system mounted over
+/// it, or the same text may name a file under the new root), so from now on every path goes
+/// to the kernel, which resolves it. Files and directories already open stay at user level:
+/// they name objects, not paths.
+pub fn paths_moved() {
+    PATHS_MOVED.store(true, Ordering::Release);
+}
 
 thread_local! {
     static BUSY: Cell<bool> = const { Cell::new(false) };

@@ -262,6 +262,13 @@ real! {
     setgroups(n: size_t, list: *const libc::gid_t) -> c_int;
     initgroups(user: *const c_char, group: libc::gid_t) -> c_int;
     capset(header: *mut c_void, data: *const c_void) -> c_int;
+    chroot(path: *const c_char) -> c_int;
+    unshare(flags: c_int) -> c_int;
+    setns(fd: c_int, nstype: c_int) -> c_int;
+    mount(source: *const c_char, target: *const c_char, fstype: *const c_char, flags: c_ulong, data: *const c_void) -> c_int;
+    umount(target: *const c_char) -> c_int;
+    umount2(target: *const c_char, flags: c_int) -> c_int;
+    syscall(n: libc::c_long, a: libc::c_long, b: libc::c_long, c: libc::c_long, d: libc::c_long, e: libc::c_long, f: libc::c_long) -> libc::c_long;
 }
 
 /// A `scandir` filter.

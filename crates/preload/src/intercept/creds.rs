@@ -12,7 +12,7 @@ use libc::{gid_t, size_t, uid_t};
 use crate::config::GENERATION;
 
 /// After a call that may have changed the credentials: clients made before are not reused.
-fn changed<T>(r: T) -> T {
+pub(super) fn changed<T>(r: T) -> T {
     GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     r
 }

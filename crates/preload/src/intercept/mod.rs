@@ -51,6 +51,7 @@ mod names;
 mod open;
 pub(crate) mod process;
 mod realpath;
+mod roots;
 mod stat;
 mod stdio;
 
