@@ -302,6 +302,7 @@ impl BlockCache {
         }
         if let Err(e) = result {
             self.stats.writeback_errors.fetch_add(1, Ordering::Relaxed);
+            let failure = (e, self.failures.fetch_add(1, Ordering::AcqRel) + 1);
             if !matches!(e, libc::EINTR | libc::EAGAIN | libc::ENOMEM) {
                 // An error that writing again will meet again (a full disk, a file past the
                 // file system's largest size, a failing device): the blocks go, as the
@@ -309,14 +310,16 @@ impl BlockCache {
                 // for the next fsync. Kept dirty, they would count against the dirty limit for
                 // good, and every writer of every write-back instance would fail trying to
                 // write them back.
-                self.drop_all(&mut files, file).error = Some(e);
+                self.drop_all(&mut files, file).error = Some(failure);
                 return;
             }
+            // Otherwise the blocks stay dirty, to be tried again: an error only if that
+            // fails for good (reported after a retry that passed, it would fail an fsync
+            // whose data is written).
         }
         let Some(m) = files.get_mut(&file) else { return };
-        match result {
-            Ok(v) => m.version = Some(v),
-            Err(e) => m.error = Some(e),
+        if let Ok(v) = result {
+            m.version = Some(v);
         }
         if m.dirty.is_empty() {
             m.since = None;
@@ -327,9 +330,26 @@ impl BlockCache {
         }
     }
 
-    /// The error a background write-back of `file` met since the last call (fsync reports it).
-    pub fn take_error(&self, file: FileKey) -> Option<i32> {
-        self.files().get_mut(&file).and_then(|m| m.error.take())
+    /// What a handle opened now has seen of write-back failures: none so far (see
+    /// [`BlockCache::error_since`]).
+    pub fn errors_seen_now(&self) -> u64 {
+        self.failures.load(Ordering::Acquire)
+    }
+
+    /// The error a write-back of `file` met that the handle whose count is `seen` has not
+    /// reported yet; the count moves past it. Each open handle of the file (and each O_SYNC
+    /// write through one) reports a failure once, as the kernel's errseq does: not only the
+    /// first fsync of anyone, whose caller alone learned that the others' data was lost.
+    pub fn error_since(&self, file: FileKey, seen: &AtomicU64) -> Option<i32> {
+        let (e, n) = self.files().get(&file).and_then(|m| m.error)?;
+        (seen.fetch_max(n, Ordering::AcqRel) < n).then_some(e)
+    }
+
+    /// As [`BlockCache::error_since`], for the file system `dev` as a whole (`syncfs`): the
+    /// latest failure of any of its files.
+    pub fn error_since_on(&self, dev: u64, seen: &AtomicU64) -> Option<i32> {
+        let (e, n) = self.files().iter().filter(|(k, _)| k.dev == dev).filter_map(|(_, m)| m.error).max_by_key(|(_, n)| *n)?;
+        (seen.fetch_max(n, Ordering::AcqRel) < n).then_some(e)
     }
 
     /// Files with dirty data, oldest first; only those dirty since `before` when given.

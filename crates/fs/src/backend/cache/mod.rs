@@ -88,7 +88,9 @@ struct FileMeta {
     written: (i64, u32),
     source: Option<Arc<OwnedFd>>,
     flushing: Option<Arc<Mutex<()>>>,
-    error: Option<i32>,
+    /// The last write-back failure (`errno`, and its number in the cache's count of
+    /// failures): each handle reports it once (see [`BlockCache::error_since`]).
+    error: Option<(i32, u64)>,
     /// Its version was forgotten by an invalidation, and none recorded since: blocks read
     /// after it must not outlive the next open's check (see [`BlockCache::validate`]).
     forgotten: bool,
@@ -140,6 +142,8 @@ pub struct BlockCache {
     closed: Arc<Closed>,
     /// Signalled (with the files lock) when a file's resize ends.
     resized: std::sync::Condvar,
+    /// Write-back failures so far (see [`BlockCache::errors_seen_now`]).
+    failures: AtomicU64,
 }
 
 /// Records of files kept at least (a sweep happens when there are more).
@@ -180,6 +184,7 @@ impl BlockCache {
             sweep_at: AtomicUsize::new(SWEEP_MIN),
             closed: Arc::default(),
             resized: std::sync::Condvar::new(),
+            failures: AtomicU64::new(0),
         }
     }
 
@@ -552,14 +557,33 @@ mod tests {
         let small = BlockCache::new(4 << 20);
         small.enable_writeback(Writeback { dirty_limit: 64 << 20, expire: std::time::Duration::from_secs(5), interval: std::time::Duration::from_secs(1) });
         assert_eq!(small.writeback().map(|w| w.dirty_limit), Some(small.limit()), "no more dirty data than the cache holds");
+        // Two handles of the file, opened before the failures, and one opened after.
+        let (a, b) = (AtomicU64::new(c.errors_seen_now()), AtomicU64::new(c.errors_seen_now()));
         c.flushed(F, Err(libc::EINTR));
         assert_eq!(c.dirty_size(F), Some(3 * BLOCK as u64), "an interrupted write-back is tried again");
-        assert_eq!(c.take_error(F), Some(libc::EINTR));
         c.flushed(F, Err(libc::EFBIG));
         assert_eq!((c.dirty_size(F), c.stats.dirty.load(Ordering::Relaxed)), (None, 0));
         assert!(!c.over_dirty_limit(BLOCK as u64) && c.plan_flush(F).is_none());
-        assert_eq!(c.take_error(F), Some(libc::EFBIG), "for the next fsync");
-        assert_eq!(c.take_error(F), None, "once");
+        let later = AtomicU64::new(c.errors_seen_now());
+        assert_eq!(c.error_since(F, &a), Some(libc::EFBIG), "for the next fsync of every handle");
+        assert_eq!(c.error_since(F, &a), None, "once");
+        assert_eq!(c.error_since(F, &b), Some(libc::EFBIG), "the other handle's fsync fails too");
+        assert_eq!(c.error_since(F, &later), None, "a handle opened after the failure never saw the lost data");
+        // The file system's sync reports it once too, to each who asks.
+        let fs_seen = AtomicU64::new(0);
+        assert_eq!(c.error_since_on(F.dev, &fs_seen), Some(libc::EFBIG));
+        assert_eq!(c.error_since_on(F.dev, &fs_seen), None);
+        assert_eq!(c.error_since_on(F.dev + 1, &AtomicU64::new(0)), None, "another file system's");
+    }
+
+    /// An interrupted write-back that is tried again and passes leaves no error behind.
+    #[test]
+    fn a_write_back_that_passes_when_tried_again_reports_nothing() {
+        let c = three_dirty_blocks_of_f();
+        let seen = AtomicU64::new(c.errors_seen_now());
+        c.flushed(F, Err(libc::EINTR));
+        c.flushed(F, Ok((1, 0, 3 * BLOCK as u64)));
+        assert_eq!(c.error_since(F, &seen), None);
     }
 
     #[test]

@@ -80,11 +80,21 @@ enum HandleData {
     /// An open file: shared with other read-only handles of the same inode, and the
     /// `(st_dev, st_ino)` of the object, and what the open promised about each write's
     /// durability (`O_SYNC`, `O_DSYNC`).
-    File(Arc<OwnedFd>, (u64, u64), WriteSync),
+    File(Arc<OwnedFd>, (u64, u64), Opened),
     Dir {
         fd: OwnedFd,
         listing: Mutex<Vec<DirEntry>>,
     },
+}
+
+/// What an open file's handle promised and has reported.
+#[derive(Debug)]
+struct Opened {
+    /// What the open promised about each write's durability (`O_SYNC`, `O_DSYNC`).
+    sync: WriteSync,
+    /// The write-back failures of the pool's cache this handle has reported (or that came
+    /// before its open): see `BlockCache::error_since`.
+    errors_seen: AtomicU64,
 }
 
 /// A host directory served as a libservice.
@@ -100,6 +110,9 @@ pub struct LocalFs {
     lookups: lookups::Lookups,
     euid: u32,
     egid: u32,
+    /// The root's file system, and the write-back failures on it `syncfs` has reported.
+    dev: u64,
+    errors_seen: AtomicU64,
 }
 
 impl std::fmt::Debug for LocalFs {
@@ -240,6 +253,7 @@ impl LocalFs {
             0 => DEFAULT_HELD_DESCRIPTORS,
             n => n,
         };
+        let errors_seen = AtomicU64::new(opts.cache.as_ref().map_or(0, |c| c.errors_seen_now()));
         Ok(LocalFs {
             lookups,
             root_path,
@@ -251,7 +265,15 @@ impl LocalFs {
             descriptors: Descriptors::new(mount, bound),
             euid: ctx.uid,
             egid: ctx.gid,
+            dev: attr.dev,
+            errors_seen,
         })
+    }
+
+    /// The record of a file opened with `flags` now.
+    fn opened(&self, flags: i32) -> Opened {
+        let seen = self.opts.cache.as_ref().map_or(0, |c| c.errors_seen_now());
+        Opened { sync: WriteSync::of(flags), errors_seen: AtomicU64::new(seen) }
     }
 
     /// Descriptors this backend holds for objects now (not counting open files' own).
@@ -623,7 +645,7 @@ impl FileSystem for LocalFs {
             // Close-to-open: blocks of a file changed since they were cached go.
             cache.validate(file_key(data.id()), cached::version_of(fd.as_fd())?);
         }
-        self.insert_handle(HandleData::File(fd, data.id(), WriteSync::of(flags)))
+        self.insert_handle(HandleData::File(fd, data.id(), self.opened(flags)))
     }
 
     fn create(
@@ -665,7 +687,7 @@ impl FileSystem for LocalFs {
             // A new file: whatever an earlier file with the same inode number left is void.
             cache.invalidate(file_key(id));
         }
-        let handle = self.insert_handle(HandleData::File(Arc::new(fd), id, WriteSync::of(flags)))?;
+        let handle = self.insert_handle(HandleData::File(Arc::new(fd), id, self.opened(flags)))?;
         Ok((entry, handle))
     }
 
@@ -695,13 +717,13 @@ impl FileSystem for LocalFs {
     ) -> io::Result<usize> {
         let _change = self.changing(&[])?;
         let h = self.file_fd(handle)?;
-        let HandleData::File(fd, id, sync) = &*h else { return Err(errno(libc::EISDIR)) };
+        let HandleData::File(fd, id, opened) = &*h else { return Err(errno(libc::EISDIR)) };
         if let Some(cache) = self.write_back_cache() {
             let n = writeback::write(cache, fd, file_key(*id), bufs, offset)?;
             // The backing file was opened with the same flags, so in the other modes its own
             // pwritev keeps an O_SYNC/O_DSYNC promise; here the data waits in the cache unless
             // written back now.
-            if let Some(datasync) = sync.fsync() {
+            if let Some(datasync) = opened.sync.fsync() {
                 self.fsync(_ctx, _inode, handle, datasync)?;
             }
             return Ok(n);
@@ -719,10 +741,11 @@ impl FileSystem for LocalFs {
             HandleData::Dir { fd, .. } => fd,
         };
         let mut late = None;
-        if let (Some(cache), HandleData::File(_, id, _)) = (self.write_back_cache(), &*h) {
+        if let (Some(cache), HandleData::File(_, id, opened)) = (self.write_back_cache(), &*h) {
             writeback::flush(cache, file_key(*id))?;
-            // A background write-back that failed since the last fsync fails this one.
-            late = cache.take_error(file_key(*id));
+            // A write-back that failed since this handle's open or its last report fails
+            // this fsync (every handle's, once).
+            late = cache.error_since(file_key(*id), &opened.errors_seen);
         }
         if datasync {
             rfs::fdatasync(fd)?;
@@ -1043,12 +1066,17 @@ impl FileSystem for LocalFs {
         if self.opts.read_only {
             return Ok(());
         }
+        let mut late = None;
         if let Some(cache) = self.write_back_cache() {
             writeback::flush_all(cache)?;
+            // A write-back of a file of this file system that failed since the last syncfs
+            // (its blocks are gone: nothing left to write) fails this one.
+            late = cache.error_since_on(self.dev, &self.errors_seen);
         }
         let root = self.inode(ROOT_INODE)?;
         let fd = self.reopen(&root, libc::O_RDONLY | libc::O_DIRECTORY)?;
-        Ok(rfs::syncfs(&fd)?)
+        rfs::syncfs(&fd)?;
+        late.map_or(Ok(()), |e| Err(errno(e)))
     }
 
     fn backing_file(&self, _inode: Inode, handle: Handle) -> io::Result<BackingFile> {
