@@ -245,3 +245,32 @@ except FileNotFoundError:
 "#;
     assert_eq!(run(&driver, &upper, chroot), "pool\nENOENT\n", "after chroot a path outside the new root was served");
 }
+
+/// A directory above the mount point that the process may not search keeps it out, as the
+/// kernel would: the service checks only the directories below the instance's root.
+#[test]
+fn a_mount_point_under_a_directory_the_process_may_not_search_is_out_of_reach() {
+    common::require_root();
+    let s = Scratch::new("creds-reach");
+    let locked = s.mkdir("locked");
+    let upper = locked.join("upper");
+    std::fs::create_dir(&upper).expect("mkdir");
+    std::fs::write(upper.join("pub"), b"anyone").expect("seed");
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod");
+    let (driver, stats) = serve(&s, &upper);
+    let script = r#"
+import os, sys
+p = sys.argv[1]
+print(open(p + "/pub").read())
+os.setgid(65534)
+os.setuid(65534)
+try:
+    open(p + "/pub").read()
+    print("read")
+except PermissionError:
+    print("EACCES")
+"#;
+    let before = count(&stats, "open_path");
+    assert_eq!(run(&driver, &upper, script), "anyone\nEACCES\n", "a user who may not search a directory above the mount point read under it");
+    assert!(count(&stats, "open_path") > before, "root's open was served at user level");
+}

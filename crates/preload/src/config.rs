@@ -24,9 +24,35 @@ pub struct Mount {
     /// kernel knows (the counts come from the service on every call).
     pub kernel_statfs: OnceLock<Option<libc::statfs64>>,
     pub kernel_statvfs: OnceLock<Option<libc::statvfs64>>,
+    /// When the process last found the mount point reachable through the kernel, and under
+    /// which credentials (see [`Mount::reachable`]): `GENERATION + 1` (0: never) and ms of
+    /// the monotonic clock.
+    pub reached: (AtomicU32, AtomicU64),
 }
 
 impl Mount {
+    /// Whether this process may reach the mount point: the kernel lets it search every
+    /// directory above it (the service checks those below the instance's root, with the
+    /// caller's ids; the ones above are the host's, which only the kernel knows). Asked of
+    /// the kernel (a `stat` of the mount point, whose walk checks them) at the first use,
+    /// after every change of the process's credentials, and again once [`REACH_TTL_MS`]
+    /// passed (another user's `chmod` of a directory above takes effect within that).
+    pub fn reachable(&self) -> bool {
+        let generation = GENERATION.load(Ordering::Acquire).wrapping_add(1);
+        let now = coarse_ms();
+        if self.reached.0.load(Ordering::Acquire) == generation && now.saturating_sub(self.reached.1.load(Ordering::Acquire)) < REACH_TTL_MS {
+            return true;
+        }
+        let dev = device_of(self.dir());
+        if dev == 0 {
+            return false;
+        }
+        self.dev.store(dev, Ordering::Relaxed);
+        self.reached.1.store(now, Ordering::Release);
+        self.reached.0.store(generation, Ordering::Release);
+        true
+    }
+
     /// `st_dev` of the FUSE mount (0 while it cannot be stat'ed: asked again next time).
     pub fn dev(&self) -> u64 {
         let known = self.dev.load(Ordering::Relaxed);
@@ -87,6 +113,18 @@ fn ask_kernel<T>(path: &[u8], call: unsafe fn(*const std::ffi::c_char, *mut T) -
 
 /// [`Mount::dev`] not asked yet.
 pub const DEV_UNKNOWN: u64 = u64::MAX;
+
+/// How long a mount point found reachable stays so without asking the kernel again.
+pub const REACH_TTL_MS: u64 = 1000;
+
+/// Milliseconds of the coarse monotonic clock (a few ms of resolution, a fraction of the
+/// precise clock's cost: it is read on every path call).
+fn coarse_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-parameter; CLOCK_MONOTONIC_COARSE exists on Linux 2.6.32+.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
 
 /// The mount whose FUSE device is `dev`.
 pub fn mount_of_dev(dev: u64) -> Option<&'static Mount> {
@@ -190,7 +228,7 @@ fn load() -> Option<Config> {
     let table = std::os::unix::ffi::OsStringExt::into_vec(std::env::var_os("POLYTROPON_MOUNTS")?);
     let mut mounts: Vec<Mount> = mount_table(&table)
         .into_iter()
-        .map(|(path, instance)| Mount { dev: AtomicU64::new(DEV_UNKNOWN), path, instance, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() })
+        .map(|(path, instance)| Mount { dev: AtomicU64::new(DEV_UNKNOWN), path, instance, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new(), reached: Default::default() })
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.path.len()));
     let kernel = std::env::var("POLYTROPON_KERNEL_PATHS")
@@ -446,7 +484,7 @@ mod tests {
     use super::*;
 
     fn mount(path: &str) -> Mount {
-        Mount { path: path.as_bytes().to_vec(), instance: 0, dev: AtomicU64::new(0), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
+        Mount { path: path.as_bytes().to_vec(), instance: 0, dev: AtomicU64::new(0), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new(), reached: Default::default() }
     }
 
     #[test]

@@ -127,6 +127,11 @@ fn place(t: &mut Target, cfg: &config::Config, cwd: &[u8], p: &[u8], root_too: b
         return None;
     }
     let m = cfg.mount_of(abs, root_too)?;
+    if !m.reachable() {
+        // The kernel refuses the path (a directory above the mount point this process may
+        // not search), as it will when asked.
+        return None;
+    }
     t.rel = m.path.len() + 1;
     t.instance = m.instance;
     t.dev = m.dev();
@@ -163,7 +168,10 @@ mod tests {
     use crate::config::{Config, Mount};
 
     fn mount(path: &str, instance: u32) -> Mount {
-        Mount { path: path.as_bytes().to_vec(), instance, dev: std::sync::atomic::AtomicU64::new(7), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
+        // Reached for good: these mount points are made up (`Mount::reachable` has tests of
+        // its own, with real directories).
+        let reached = (std::sync::atomic::AtomicU32::new(crate::config::GENERATION.load(std::sync::atomic::Ordering::Acquire).wrapping_add(1)), std::sync::atomic::AtomicU64::new(u64::MAX));
+        Mount { path: path.as_bytes().to_vec(), instance, dev: std::sync::atomic::AtomicU64::new(7), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new(), reached }
     }
 
     fn config(mounts: &[(&str, u32)]) -> Config {
