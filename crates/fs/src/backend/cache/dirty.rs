@@ -113,11 +113,27 @@ impl BlockCache {
     /// Blocks read before the guard drops are refused after it (a new generation each way).
     pub fn begin_resize(&self, file: FileKey) -> Resizing<'_> {
         let mut files = self.files();
+        self.meta(&mut files, file).resizing += 1;
+        // Writes begun before it end first (a write is one step, whatever blocks it spans),
+        // new ones wait for it.
+        while files.get(&file).is_some_and(|m| m.writing > 0) {
+            files = self.resized.wait(files).unwrap_or_else(|p| p.into_inner());
+        }
         let g = self.next_generation();
-        let m = self.meta(&mut files, file);
-        m.resizing += 1;
-        m.generation = g;
+        self.meta(&mut files, file).generation = g;
         Resizing { cache: self, file }
+    }
+
+    /// Marks a write of `file` into the cache (all its blocks) as in progress until the guard
+    /// drops: it waits for a resize in progress, and a resize waits for it, so that a write is
+    /// wholly before or wholly after a truncation, as the kernel's inode lock makes it.
+    pub fn begin_write(&self, file: FileKey) -> Writing<'_> {
+        let mut files = self.files();
+        while files.get(&file).is_some_and(|m| m.resizing > 0) {
+            files = self.resized.wait(files).unwrap_or_else(|p| p.into_inner());
+        }
+        self.meta(&mut files, file).writing += 1;
+        Writing { cache: self, file }
     }
 
     /// Write-back settings, if write-back was enabled.
@@ -188,9 +204,6 @@ impl BlockCache {
         let key = (file, block);
         let i = shard_of(&file, block);
         let mut files = self.files();
-        while files.get(&file).is_some_and(|m| m.resizing > 0) {
-            files = self.resized.wait(files).unwrap_or_else(|p| p.into_inner());
-        }
         let g = self.next_generation();
         let m = self.meta(&mut files, file);
         let backend_size = backend_size()?;
@@ -369,6 +382,33 @@ impl BlockCache {
 pub struct Resizing<'a> {
     cache: &'a BlockCache,
     file: FileKey,
+}
+
+/// A write into the cache in progress (see [`BlockCache::begin_write`]).
+#[must_use = "the write ends when the guard drops"]
+pub struct Writing<'a> {
+    cache: &'a BlockCache,
+    file: FileKey,
+}
+
+impl std::fmt::Debug for Writing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writing").field("file", &self.file).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let mut files = self.cache.files();
+        let last = files.get_mut(&self.file).is_some_and(|m| {
+            m.writing = m.writing.saturating_sub(1);
+            m.writing == 0 && m.resizing > 0
+        });
+        drop(files);
+        if last {
+            self.cache.resized.notify_all();
+        }
+    }
 }
 
 impl std::fmt::Debug for Resizing<'_> {

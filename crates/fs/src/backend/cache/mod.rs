@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-pub use dirty::{Closed, FlushBlock, FlushPlan, Resizing, Writeback};
+pub use dirty::{Closed, FlushBlock, FlushPlan, Resizing, Writeback, Writing};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -97,6 +97,9 @@ struct FileMeta {
     /// Changes of its size or layout in progress ([`BlockCache::begin_resize`]): writes into
     /// the cache wait for them.
     resizing: u32,
+    /// Writes into the cache in progress ([`BlockCache::begin_write`]): a resize waits for
+    /// them.
+    writing: u32,
 }
 
 /// Counters, for `inspect`.
@@ -233,6 +236,7 @@ impl BlockCache {
                 || m.error.is_some()
                 || m.flushing.as_ref().is_some_and(|l| Arc::strong_count(l) > 1)
                 || m.resizing > 0
+                || m.writing > 0
         });
         self.sweep_at.store((files.len() * 2).max(SWEEP_MIN), Ordering::Relaxed);
     }

@@ -31,6 +31,8 @@ pub fn write(cache: &BlockCache, fd: &Arc<OwnedFd>, file: FileKey, bufs: &[IoSli
     if total == 0 {
         return Ok(0);
     }
+    // Wholly before or wholly after a truncation of the file (see `BlockCache::begin_write`).
+    let _writing = cache.begin_write(file);
     let touched = (offset % BLOCK as u64 + total as u64).div_ceil(BLOCK as u64);
     throttle(cache, touched * BLOCK as u64)?;
     let size = || -> io::Result<u64> { Ok(rfs::fstat(&**fd)?.st_size as u64) };
