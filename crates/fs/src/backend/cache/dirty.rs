@@ -323,7 +323,8 @@ impl BlockCache {
                 // for the next fsync. Kept dirty, they would count against the dirty limit for
                 // good, and every writer of every write-back instance would fail trying to
                 // write them back.
-                self.drop_all(&mut files, file).error = Some(failure);
+                self.drop_all(&mut files, file).error = Some((failure.0, failure.1, false));
+                self.failures_by_dev.lock().unwrap_or_else(|p| p.into_inner()).insert(file.dev, failure);
                 return;
             }
             // Otherwise the blocks stay dirty, to be tried again: an error only if that
@@ -354,14 +355,33 @@ impl BlockCache {
     /// write through one) reports a failure once, as the kernel's errseq does: not only the
     /// first fsync of anyone, whose caller alone learned that the others' data was lost.
     pub fn error_since(&self, file: FileKey, seen: &AtomicU64) -> Option<i32> {
-        let (e, n) = self.files().get(&file).and_then(|m| m.error)?;
-        (seen.fetch_max(n, Ordering::AcqRel) < n).then_some(e)
+        let mut files = self.files();
+        let error = files.get_mut(&file).and_then(|m| m.error.as_mut())?;
+        let (e, n) = (error.0, error.1);
+        if seen.fetch_max(n, Ordering::AcqRel) >= n {
+            return None;
+        }
+        error.2 = true;
+        Some(e)
     }
 
-    /// As [`BlockCache::error_since`], for the file system `dev` as a whole (`syncfs`): the
-    /// latest failure of any of its files.
+    /// What a handle of `file` opened now has seen: as [`BlockCache::errors_seen_now`],
+    /// except that a failure of the file nobody reported yet is still to be reported (the
+    /// kernel's errseq does the same: a program that wrote, closed, reopened and fsync'd
+    /// learns that its data was lost).
+    pub fn errors_seen_for(&self, file: FileKey) -> u64 {
+        let files = self.files();
+        let now = self.failures.load(Ordering::Acquire);
+        match files.get(&file).and_then(|m| m.error) {
+            Some((_, n, false)) => n - 1,
+            _ => now,
+        }
+    }
+
+    /// As [`BlockCache::error_since`], for the file system `dev` as a whole (`syncfs`): its
+    /// latest failure.
     pub fn error_since_on(&self, dev: u64, seen: &AtomicU64) -> Option<i32> {
-        let (e, n) = self.files().iter().filter(|(k, _)| k.dev == dev).filter_map(|(_, m)| m.error).max_by_key(|(_, n)| *n)?;
+        let (e, n) = self.failures_by_dev.lock().unwrap_or_else(|p| p.into_inner()).get(&dev).copied()?;
         (seen.fetch_max(n, Ordering::AcqRel) < n).then_some(e)
     }
 

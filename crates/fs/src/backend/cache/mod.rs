@@ -88,9 +88,10 @@ struct FileMeta {
     written: (i64, u32),
     source: Option<Arc<OwnedFd>>,
     flushing: Option<Arc<Mutex<()>>>,
-    /// The last write-back failure (`errno`, and its number in the cache's count of
-    /// failures): each handle reports it once (see [`BlockCache::error_since`]).
-    error: Option<(i32, u64)>,
+    /// The last write-back failure (`errno`, its number in the cache's count of failures,
+    /// and whether anyone reported it yet): each handle reports it once (see
+    /// [`BlockCache::error_since`]).
+    error: Option<(i32, u64, bool)>,
     /// Its version was forgotten by an invalidation, and none recorded since: blocks read
     /// after it must not outlive the next open's check (see [`BlockCache::validate`]).
     forgotten: bool,
@@ -147,6 +148,8 @@ pub struct BlockCache {
     resized: std::sync::Condvar,
     /// Write-back failures so far (see [`BlockCache::errors_seen_now`]).
     failures: AtomicU64,
+    /// The latest write-back failure on each file system (by `st_dev`), for `syncfs`.
+    failures_by_dev: Mutex<FxHashMap<u64, (i32, u64)>>,
 }
 
 /// Records of files kept at least (a sweep happens when there are more).
@@ -188,6 +191,7 @@ impl BlockCache {
             closed: Arc::default(),
             resized: std::sync::Condvar::new(),
             failures: AtomicU64::new(0),
+            failures_by_dev: Mutex::default(),
         }
     }
 
@@ -233,7 +237,9 @@ impl BlockCache {
             cached.contains(k)
                 || !m.dirty.is_empty()
                 || m.source.is_some()
-                || m.error.is_some()
+                // A failure nobody reported yet (one reported is let go with the record: a
+                // handle opened before it that has not fsync'd since may then miss it).
+                || m.error.is_some_and(|(_, _, seen)| !seen)
                 || m.flushing.as_ref().is_some_and(|l| Arc::strong_count(l) > 1)
                 || m.resizing > 0
                 || m.writing > 0
@@ -569,10 +575,17 @@ mod tests {
         assert_eq!((c.dirty_size(F), c.stats.dirty.load(Ordering::Relaxed)), (None, 0));
         assert!(!c.over_dirty_limit(BLOCK as u64) && c.plan_flush(F).is_none());
         let later = AtomicU64::new(c.errors_seen_now());
+        // A handle opened after the failure, before anyone reported it, reports it (a program
+        // that wrote, closed, reopened and fsync'd learns its data is lost).
+        let reopened = AtomicU64::new(c.errors_seen_for(F));
+        assert_eq!(c.error_since(F, &reopened), Some(libc::EFBIG));
+        assert_eq!(c.error_since(F, &reopened), None, "once");
         assert_eq!(c.error_since(F, &a), Some(libc::EFBIG), "for the next fsync of every handle");
         assert_eq!(c.error_since(F, &a), None, "once");
         assert_eq!(c.error_since(F, &b), Some(libc::EFBIG), "the other handle's fsync fails too");
-        assert_eq!(c.error_since(F, &later), None, "a handle opened after the failure never saw the lost data");
+        assert_eq!(c.error_since(F, &later), None, "sampled as seen, without a look at the file");
+        let after_report = AtomicU64::new(c.errors_seen_for(F));
+        assert_eq!(c.error_since(F, &after_report), None, "a handle opened after the failure was reported never saw the lost data");
         // The file system's sync reports it once too, to each who asks.
         let fs_seen = AtomicU64::new(0);
         assert_eq!(c.error_since_on(F.dev, &fs_seen), Some(libc::EFBIG));

@@ -270,9 +270,9 @@ impl LocalFs {
         })
     }
 
-    /// The record of a file opened with `flags` now.
-    fn opened(&self, flags: i32) -> Opened {
-        let seen = self.opts.cache.as_ref().map_or(0, |c| c.errors_seen_now());
+    /// The record of the object `id` opened with `flags` now.
+    fn opened(&self, flags: i32, id: (u64, u64)) -> Opened {
+        let seen = self.opts.cache.as_ref().map_or(0, |c| c.errors_seen_for(file_key(id)));
         Opened { sync: WriteSync::of(flags), errors_seen: AtomicU64::new(seen) }
     }
 
@@ -645,7 +645,7 @@ impl FileSystem for LocalFs {
             // Close-to-open: blocks of a file changed since they were cached go.
             cache.validate(file_key(data.id()), cached::version_of(fd.as_fd())?);
         }
-        self.insert_handle(HandleData::File(fd, data.id(), self.opened(flags)))
+        self.insert_handle(HandleData::File(fd, data.id(), self.opened(flags, data.id())))
     }
 
     fn create(
@@ -687,7 +687,7 @@ impl FileSystem for LocalFs {
             // A new file: whatever an earlier file with the same inode number left is void.
             cache.invalidate(file_key(id));
         }
-        let handle = self.insert_handle(HandleData::File(Arc::new(fd), id, self.opened(flags)))?;
+        let handle = self.insert_handle(HandleData::File(Arc::new(fd), id, self.opened(flags, id)))?;
         Ok((entry, handle))
     }
 
@@ -742,7 +742,11 @@ impl FileSystem for LocalFs {
         };
         let mut late = None;
         if let (Some(cache), HandleData::File(_, id, opened)) = (self.write_back_cache(), &*h) {
-            writeback::flush(cache, file_key(*id))?;
+            if let Err(e) = writeback::flush(cache, file_key(*id)) {
+                // Reported here: the next fsync of this handle does not report it again.
+                let _ = cache.error_since(file_key(*id), &opened.errors_seen);
+                return Err(e);
+            }
             // A write-back that failed since this handle's open or its last report fails
             // this fsync (every handle's, once).
             late = cache.error_since(file_key(*id), &opened.errors_seen);
