@@ -231,6 +231,26 @@ print(open(p + "/sub/f").read())
     assert_eq!(run(&driver, &upper, over), "pool\ntmpfs\n");
     assert!(count(&stats, "open_path") > before, "the first open was served at user level");
     assert!(!upper.join("sub/f").exists(), "a write to the file system mounted over the pool's directory went to the pool");
+    // A tmpfs over `sub` in the process's own namespace (unmounted at the end), crossed by a
+    // path relative to a directory it opened before: the kernel crosses into the tmpfs.
+    let below = r#"
+import ctypes, os, sys
+p = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+dfd = os.open(p + "/d", os.O_RDONLY | os.O_DIRECTORY)
+os.close(os.open("sub/before", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=dfd))
+assert libc.mount(b"tmpfs", (p + "/d/sub").encode(), b"tmpfs", 0, None) == 0, os.strerror(ctypes.get_errno())
+try:
+    os.close(os.open("sub/g", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=dfd))
+    print(os.path.exists(p + "/d/sub/g"))
+finally:
+    assert libc.umount2((p + "/d/sub").encode(), 2) == 0, os.strerror(ctypes.get_errno())
+"#;
+    std::fs::create_dir_all(upper.join("d/sub")).expect("mkdir");
+    let out = run(&driver, &upper, below);
+    let _ = Command::new("umount").arg("-l").arg(upper.join("d/sub")).output();
+    assert_eq!(out, "True\n");
+    assert!(!upper.join("d/sub/g").exists(), "a file made relative to a directory descriptor went to the pool, not to the file system mounted below it");
     // A chroot into `inner`: the pool's path names nothing there.
     let chroot = r#"
 import os, sys

@@ -153,7 +153,7 @@ impl Config {
     /// The mount the tidy absolute path `abs` lies strictly under (or is the root of, with
     /// `root_too`); the deepest one. None for every path once they moved ([`paths_moved`]).
     pub fn mount_of(&self, abs: &[u8], root_too: bool) -> Option<&Mount> {
-        if PATHS_MOVED.load(Ordering::Acquire) {
+        if paths_have_moved() {
             return None;
         }
         let under = |m: &&Mount| abs.len() > m.path.len() + 1 && abs.starts_with(&m.path) && abs[m.path.len()] == b'/';
@@ -194,6 +194,11 @@ static PATHS_MOVED: AtomicBool = AtomicBool::new(false);
 /// they name objects, not paths.
 pub fn paths_moved() {
     PATHS_MOVED.store(true, Ordering::Release);
+}
+
+/// Whether [`paths_moved`] was called.
+pub fn paths_have_moved() -> bool {
+    PATHS_MOVED.load(Ordering::Acquire)
 }
 
 thread_local! {

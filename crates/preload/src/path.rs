@@ -77,6 +77,11 @@ fn resolve_in(t: &mut Target, dirfd: c_int, path: *const c_char, root_too: bool)
     t.len = 0;
     t.base = 0;
     if p[0] != b'/' && dirfd != libc::AT_FDCWD {
+        // A file system may be mounted below the directory now, which the service does not
+        // know of (see `config::paths_moved`).
+        if config::paths_have_moved() {
+            return None;
+        }
         let d = crate::files::dir(dirfd)?;
         push_components(t, d.path)?;
         let base_len = t.len;

@@ -268,6 +268,7 @@ real! {
     mount(source: *const c_char, target: *const c_char, fstype: *const c_char, flags: c_ulong, data: *const c_void) -> c_int;
     umount(target: *const c_char) -> c_int;
     umount2(target: *const c_char, flags: c_int) -> c_int;
+    move_mount(from_dirfd: c_int, from: *const c_char, to_dirfd: c_int, to: *const c_char, flags: c_uint) -> c_int;
     syscall(n: libc::c_long, a: libc::c_long, b: libc::c_long, c: libc::c_long, d: libc::c_long, e: libc::c_long, f: libc::c_long) -> libc::c_long;
 }
 

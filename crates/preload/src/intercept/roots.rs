@@ -4,7 +4,7 @@
 //! libc's wrappers (Samba changes a thread's credentials with `syscall(SYS_setresuid, ...)`;
 //! container tools call `pivot_root` that way, there being no wrapper).
 
-use std::ffi::{c_char, c_int, c_long, c_ulong, c_void};
+use std::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
 
 use super::creds::changed;
 use crate::config::paths_moved;
@@ -15,6 +15,13 @@ fn moved_if_done<T: PartialEq + Default>(r: T) -> T {
         paths_moved();
     }
     r
+}
+
+/// Whether a successful `mount(2)` with `flags` may change what a path names: not a remount
+/// (the same mount's options) nor a change of propagation alone.
+fn mounts_something(flags: c_ulong) -> bool {
+    let propagation = libc::MS_SHARED | libc::MS_PRIVATE | libc::MS_SLAVE | libc::MS_UNBINDABLE;
+    flags & libc::MS_REMOUNT == 0 && (flags & propagation == 0 || flags & (libc::MS_BIND | libc::MS_MOVE) != 0)
 }
 
 /// What a successful `unshare(flags)` or `setns(fd, nstype)` (`flags` 0: a namespace of any
@@ -51,6 +58,15 @@ hooks! {
     }
 
     fn mount(source: *const c_char, target: *const c_char, fstype: *const c_char, flags: c_ulong, data: *const c_void) -> c_int => |kernel| {
+        let r = kernel();
+        if r == 0 && mounts_something(flags) {
+            paths_moved();
+        }
+        r
+    }
+
+    /// The new mount API's attach (glibc 2.36+); `fsmount` alone attaches nothing.
+    fn move_mount(from_dirfd: c_int, from: *const c_char, to_dirfd: c_int, to: *const c_char, flags: c_uint) -> c_int => |kernel| {
         moved_if_done(kernel())
     }
 
@@ -70,7 +86,8 @@ hooks! {
         let r = kernel();
         match n {
             libc::SYS_setuid | libc::SYS_setgid | libc::SYS_setreuid | libc::SYS_setregid | libc::SYS_setresuid | libc::SYS_setresgid | libc::SYS_setfsuid | libc::SYS_setfsgid | libc::SYS_setgroups | libc::SYS_capset => changed(()),
-            libc::SYS_chroot | libc::SYS_pivot_root | libc::SYS_mount | libc::SYS_umount2 | libc::SYS_move_mount if r == 0 => paths_moved(),
+            libc::SYS_mount if r == 0 && mounts_something(d as c_ulong) => paths_moved(),
+            libc::SYS_chroot | libc::SYS_pivot_root | libc::SYS_umount2 | libc::SYS_move_mount if r == 0 => paths_moved(),
             libc::SYS_unshare if r == 0 && a != 0 => entered(a),
             libc::SYS_setns if r == 0 => entered(b),
             _ => {}
