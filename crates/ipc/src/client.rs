@@ -313,7 +313,15 @@ impl Client {
         self.near = self.near_worker();
         let h = self.area.header();
         h.state.store(PENDING, Ordering::Release);
-        self.enqueue(&self.hint(if self.near { crate::FLAG_NEAR } else { 0 })).inspect_err(|_| h.state.store(IDLE, Ordering::Release))
+        let queued = self.enqueue(&self.hint(if self.near { crate::FLAG_NEAR } else { 0 }));
+        if queued.is_err() {
+            h.state.store(IDLE, Ordering::Release);
+            // The request was pending in the area while the queue stayed full: a hint of an
+            // earlier request (a late duplicate, or a forged one) may have had a worker take
+            // it meanwhile, as after a timeout (see `Client::poisoned`).
+            self.poisoned |= !self.seg.service_gone();
+        }
+        queued
     }
 
     /// The private area's header as this client maps it (tests play a hostile client's part

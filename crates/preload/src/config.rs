@@ -24,10 +24,6 @@ pub struct Mount {
     /// kernel knows (the counts come from the service on every call).
     pub kernel_statfs: OnceLock<Option<libc::statfs64>>,
     pub kernel_statvfs: OnceLock<Option<libc::statvfs64>>,
-    /// When the process last found the mount point reachable through the kernel, and under
-    /// which credentials (see [`Mount::reachable`]): `GENERATION + 1` (0: never) and ms of
-    /// the monotonic clock.
-    pub reached: (AtomicU32, AtomicU64),
 }
 
 impl Mount {
@@ -37,20 +33,38 @@ impl Mount {
     /// the kernel (a `stat` of the mount point, whose walk checks them) at the first use,
     /// after every change of the process's credentials, and again once [`REACH_TTL_MS`]
     /// passed (another user's `chmod` of a directory above takes effect within that).
+    ///
+    /// The answer is kept per thread (threads may hold other filesystem ids: `setfsuid`, or
+    /// raw `setresuid` as Samba makes it), and so is a refusal (asked again on the same terms).
+    /// This is the library's own check, for honest programs: the service does not make it, so
+    /// a program that skips the library (or forges its memory) is not held by it.
     pub fn reachable(&self) -> bool {
-        let generation = GENERATION.load(Ordering::Acquire).wrapping_add(1);
+        let generation = GENERATION.load(Ordering::Acquire);
         let now = coarse_ms();
-        if self.reached.0.load(Ordering::Acquire) == generation && now.saturating_sub(self.reached.1.load(Ordering::Acquire)) < REACH_TTL_MS {
-            return true;
+        let key = self as *const Mount as usize;
+        let known = REACHED.try_with(|r| r.borrow().iter().find(|e| e.0 == key).copied()).ok().flatten();
+        if let Some((_, g, at, ok)) = known {
+            if g == generation && now.saturating_sub(at) < REACH_TTL_MS {
+                return ok;
+            }
         }
+        // A failed stat leaves errno as the program had it (the call may then succeed in the
+        // kernel, and programs read errno after calls that succeed).
+        let saved = errno();
         let dev = device_of(self.dir());
-        if dev == 0 {
-            return false;
+        set_errno(saved);
+        let ok = dev != 0;
+        if ok {
+            self.dev.store(dev, Ordering::Relaxed);
         }
-        self.dev.store(dev, Ordering::Relaxed);
-        self.reached.1.store(now, Ordering::Release);
-        self.reached.0.store(generation, Ordering::Release);
-        true
+        let _ = REACHED.try_with(|r| {
+            let mut r = r.borrow_mut();
+            match r.iter_mut().find(|e| e.0 == key) {
+                Some(e) => *e = (key, generation, now, ok),
+                None => r.push((key, generation, now, ok)),
+            }
+        });
+        ok
     }
 
     /// `st_dev` of the FUSE mount (0 while it cannot be stat'ed: asked again next time).
@@ -203,6 +217,17 @@ pub fn paths_have_moved() -> bool {
 
 thread_local! {
     static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// This thread's answers of [`Mount::reachable`]: (the mount's address, the credential
+    /// generation, ms of the coarse clock, reachable).
+    static REACHED: std::cell::RefCell<Vec<(usize, u32, u64, bool)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+/// Marks `m` reachable for this thread until the clock passes `u64::MAX` ms (tests of paths
+/// under made-up mount points).
+pub fn reached_for_tests(m: &Mount) {
+    let key = m as *const Mount as usize;
+    let _ = REACHED.try_with(|r| r.borrow_mut().push((key, GENERATION.load(Ordering::Acquire), u64::MAX, true)));
 }
 
 /// Held while this library runs its own code on a thread: libc calls made meanwhile (by the
@@ -233,7 +258,7 @@ fn load() -> Option<Config> {
     let table = std::os::unix::ffi::OsStringExt::into_vec(std::env::var_os("POLYTROPON_MOUNTS")?);
     let mut mounts: Vec<Mount> = mount_table(&table)
         .into_iter()
-        .map(|(path, instance)| Mount { dev: AtomicU64::new(DEV_UNKNOWN), path, instance, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new(), reached: Default::default() })
+        .map(|(path, instance)| Mount { dev: AtomicU64::new(DEV_UNKNOWN), path, instance, kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() })
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.path.len()));
     let kernel = std::env::var("POLYTROPON_KERNEL_PATHS")
@@ -489,7 +514,7 @@ mod tests {
     use super::*;
 
     fn mount(path: &str) -> Mount {
-        Mount { path: path.as_bytes().to_vec(), instance: 0, dev: AtomicU64::new(0), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new(), reached: Default::default() }
+        Mount { path: path.as_bytes().to_vec(), instance: 0, dev: AtomicU64::new(0), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
     }
 
     #[test]

@@ -173,14 +173,17 @@ mod tests {
     use crate::config::{Config, Mount};
 
     fn mount(path: &str, instance: u32) -> Mount {
-        // Reached for good: these mount points are made up (`Mount::reachable` has tests of
-        // its own, with real directories).
-        let reached = (std::sync::atomic::AtomicU32::new(crate::config::GENERATION.load(std::sync::atomic::Ordering::Acquire).wrapping_add(1)), std::sync::atomic::AtomicU64::new(u64::MAX));
-        Mount { path: path.as_bytes().to_vec(), instance, dev: std::sync::atomic::AtomicU64::new(7), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new(), reached }
+        Mount { path: path.as_bytes().to_vec(), instance, dev: std::sync::atomic::AtomicU64::new(7), kernel_statfs: OnceLock::new(), kernel_statvfs: OnceLock::new() }
     }
 
     fn config(mounts: &[(&str, u32)]) -> Config {
-        Config { channel: c"".into(), mounts: mounts.iter().map(|(p, i)| mount(p, *i)).collect(), kernel: vec![b"/proc".to_vec()] }
+        let cfg = Config { channel: c"".into(), mounts: mounts.iter().map(|(p, i)| mount(p, *i)).collect(), kernel: vec![b"/proc".to_vec()] };
+        // Reached for good: these mount points are made up (`Mount::reachable` is tested with
+        // real directories, `tests/credentials.rs`).
+        for m in &cfg.mounts {
+            crate::config::reached_for_tests(m);
+        }
+        cfg
     }
 
     /// (instance, absolute, relative) of what `p` names from `cwd`, or `None`.

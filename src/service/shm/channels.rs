@@ -221,9 +221,9 @@ impl Channels {
         self.slots.read().unwrap_or_else(|p| p.into_inner()).iter().filter(|s| s.is_some()).count() as u32
     }
 
-    /// Client areas held by process `owner` (see `owners::Holder::owner`).
-    fn held_by(&self, owner: u64) -> u32 {
-        self.slots.read().unwrap_or_else(|p| p.into_inner()).iter().flatten().filter(|ch| ch.holder.owner == owner).count() as u32
+    /// Client areas held by process `holder` (a later process of the same pid is another).
+    fn held_by(&self, holder: super::owners::Holder) -> u32 {
+        self.slots.read().unwrap_or_else(|p| p.into_inner()).iter().flatten().filter(|ch| ch.holder == holder).count() as u32
     }
 
     pub fn capacity(&self) -> u32 {
@@ -432,20 +432,20 @@ impl Channels {
         // takes at most half the areas: the pool's other processes keep the user-level path
         // (its threads past that use the kernel's, as every thread does once the pool's areas
         // are all taken).
+        // The pidfd's inode tells this process from a later one of the same pid (pidfs,
+        // Linux 6.9+; older kernels give every pidfd one inode, and the pid alone tells).
+        let incarnation = rustix::fs::fstat(&who.pidfd).map_or(0, |st| st.st_ino);
+        let holder = super::owners::Holder { owner: who.seen.owner, incarnation };
         let most = per_process_limit(self.capacity());
-        if self.held_by(who.seen.owner) >= most {
+        if self.held_by(holder) >= most {
             return Err(refuse(libc::EBUSY, io::Error::other(format!("process {pid} holds {most} client areas already"))));
         }
         // A client the kernel identified: its first request is worth a worker's polling.
         expect(hello.tid, hello.cpu);
         let (memfd, map, area) = self.fresh_area().map_err(|e| refuse(libc::ENOMEM, e))?;
         let conn = s.as_fd().try_clone_to_owned().map_err(|e| refuse(libc::EMFILE, e))?;
-        let Identity { seen: Seen { ctx, creds, owner, mounts }, pidfd } = who;
+        let Identity { seen: Seen { ctx, creds, owner: _, mounts }, pidfd } = who;
         let creds_digest = digest(&creds);
-        // The pidfd's inode tells this process from a later one of the same pid (pidfs,
-        // Linux 6.9+; older kernels give every pidfd one inode, and the pid alone tells).
-        let incarnation = rustix::fs::fstat(&pidfd).map_or(0, |st| st.st_ino);
-        let holder = super::owners::Holder { owner, incarnation };
         let channel = Arc::new(Channel { area, map, ctx, creds, holder, mounts: RwLock::new(mounts), reread: Mutex::new(None), pid, pidfd, served: AtomicU64::new(0), posts: Mutex::new(0), admitted: Instant::now(), conn });
         let c = {
             let mut t = self.slots.write().unwrap_or_else(|p| p.into_inner());
