@@ -294,3 +294,35 @@ except PermissionError:
     assert_eq!(run(&driver, &upper, script), "anyone\nEACCES\n", "a user who may not search a directory above the mount point read under it");
     assert!(count(&stats, "open_path") > before, "root's open was served at user level");
 }
+
+/// A child forked by a raw `syscall(SYS_fork)` (no fork handlers run) connects with a client
+/// of its own rather than use its parent's area.
+#[test]
+fn a_child_of_a_raw_fork_connects_on_its_own() {
+    common::require_root();
+    let s = Scratch::new("raw-fork");
+    let upper = s.mkdir("upper");
+    std::fs::write(upper.join("f"), b"shared").expect("seed");
+    let (driver, _stats) = serve(&s, &upper);
+    let script = format!(
+        r#"
+import ctypes, os, sys
+p = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+print(open(p + "/f").read())
+def connections():
+    # The library's connections take descriptors from 512 up.
+    return {{os.readlink(f"/proc/self/fd/{{fd}}") for fd in os.listdir("/proc/self/fd") if int(fd) >= 512 and os.readlink(f"/proc/self/fd/{{fd}}").startswith("socket:")}}
+parents = connections()
+pid = libc.syscall({})
+if pid == 0:
+    ok = open(p + "/f").read() == "shared"
+    own = connections() - parents
+    os._exit(1 if not ok else 0 if own else 2)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"#,
+        libc::SYS_fork
+    );
+    assert_eq!(run(&driver, &upper, &script), "shared\n0\n", "the child of a raw fork used its parent's connection (2), or failed (1)");
+}

@@ -29,13 +29,13 @@ fn hand_over_all(only_inherited: bool) {
     }
 }
 
-extern "C" fn before_fork() {
+pub(super) extern "C" fn before_fork() {
     if let Some(_busy) = Busy::enter() {
         let _ = std::panic::catch_unwind(|| hand_over_all(false));
     }
 }
 
-extern "C" fn in_child() {
+pub(super) extern "C" fn in_child() {
     GENERATION.fetch_add(1, Ordering::AcqRel);
     crate::config::cwd_after_fork();
     files::disown_dir_handles();

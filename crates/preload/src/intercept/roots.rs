@@ -83,7 +83,22 @@ hooks! {
     /// are taken here, and passed on as they came (those the caller did not pass hold
     /// whatever their registers held, which the kernel ignores, as for libc's own).
     fn syscall(n: c_long, a: c_long, b: c_long, c: c_long, d: c_long, e: c_long, f: c_long) -> c_long => |kernel| {
+        // A fork made without libc's `fork` runs no fork handlers: run the library's, so the
+        // child connects with clients of its own (a child sharing its parent's memory, or a
+        // `clone3`, whose flags are in memory the program passes, is not covered).
+        let forks = n == libc::SYS_fork || (n == libc::SYS_clone && a & c_long::from(libc::CLONE_VM | libc::CLONE_THREAD) == 0);
+        if forks {
+            super::process::before_fork();
+        }
         let r = kernel();
+        if forks && r == 0 {
+            super::process::in_child();
+            // A child made in namespaces of its own.
+            let new = n == libc::SYS_clone && a & c_long::from(libc::CLONE_NEWNS | libc::CLONE_NEWUSER) != 0;
+            if new {
+                entered(a & c_long::from(libc::CLONE_NEWNS | libc::CLONE_NEWUSER));
+            }
+        }
         match n {
             libc::SYS_setuid | libc::SYS_setgid | libc::SYS_setreuid | libc::SYS_setregid | libc::SYS_setresuid | libc::SYS_setresgid | libc::SYS_setfsuid | libc::SYS_setfsgid | libc::SYS_setgroups | libc::SYS_capset => changed(()),
             libc::SYS_mount if r == 0 && mounts_something(d as c_ulong) => paths_moved(),
