@@ -731,3 +731,56 @@ fn one_process_takes_at_most_half_the_client_areas() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A process that may not search a directory above an instance's mount point cannot reach
+/// the instance through the channel either, whatever library it skips: the service walks the
+/// directories above the mount point from the process's root with its credentials.
+#[test]
+fn a_mount_point_the_caller_may_not_reach_is_refused_by_the_service() {
+    let s = Scratch::new("hostile-reach");
+    let (lower, upper) = (s.mkdir("lower"), s.mkdir("upper"));
+    std::fs::write(lower.join("pub"), b"anyone").expect("seed");
+    let at = s.mkdir("locked/m");
+    // A file system of its own at the mount point: its device names the instance.
+    let out = std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&at).output().expect("mount");
+    assert!(out.status.success(), "mount: {}", String::from_utf8_lossy(&out.stderr));
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).output();
+        }
+    }
+    let _unmount = Unmount(at.clone());
+    let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&at).expect("stat the mount point"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod scratch");
+    std::fs::set_permissions(s.path().join("locked"), std::fs::Permissions::from_mode(0o700)).expect("chmod locked");
+    let instance = Some(polytropon::service::shm::UserInstance { fs: union(&lower, &upper), stats: Arc::default(), kernel: None, device: Some(dev), passthrough: false, changes: None, lower: None, upper: None });
+    let driver = BackDriver::start_table(Arc::new(std::sync::RwLock::new(vec![instance])), GEOMETRY, &[], None, &common::channel_path()).expect("back driver");
+    let chan = common::channel(&driver);
+    // Root reaches it.
+    let mut c = Client::connect(&chan, 0).expect("connect");
+    assert!(open(&mut c, "pub", libc::O_RDONLY).is_ok(), "root could not reach the instance");
+    // SAFETY: the child only drops its ids, connects, calls and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        // SAFETY: plain system calls in the child.
+        let dropped = unsafe { libc::setgid(65534) == 0 && libc::setuid(65534) == 0 };
+        let code = match Client::connect(&chan, 0) {
+            Ok(mut c) if dropped => match open(&mut c, "pub", libc::O_RDONLY) {
+                Err(Unserved::Errno(libc::EACCES)) => 0,
+                Ok(_) => 2,
+                Err(_) => 3,
+            },
+            _ => 4,
+        };
+        // SAFETY: ends the child without the test harness.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child just forked.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status), "the child died");
+    assert_eq!(libc::WEXITSTATUS(status), 0, "a user who may not search above the mount point (2: served; 3: another error; 4: no connection)");
+}

@@ -63,6 +63,9 @@ pub struct Channel {
     /// When `mounts` was read again for a device not among them, and [`INSTANCES_CHANGED`]
     /// then.
     reread: Mutex<Option<(Instant, u64)>>,
+    /// Whether the process could reach each device's mount point (searching every directory
+    /// above it, with its credentials), and when that was asked (see [`Channel::reaches`]).
+    reach: Mutex<Vec<(u64, bool, Instant)>>,
     /// Its process, held while the connection lives. (Holding it keeps the process's `struct
     /// pid`, not its number: once the process is gone the number may name another, which
     /// `holder.incarnation` tells apart.)
@@ -129,6 +132,137 @@ impl Channel {
         let seen = now.binary_search(&dev).is_ok();
         *self.mounts.write().unwrap_or_else(|p| p.into_inner()) = now;
         Some(seen)
+    }
+}
+
+/// How long an answer of [`Channel::reaches`] holds: another user's `chmod` of a directory
+/// above a mount point takes effect within it.
+const REACH_FOR: Duration = Duration::from_secs(1);
+
+/// Answers of [`Channel::reaches`] by (mount namespace, root directory, credentials' digest,
+/// device), for every channel of a service.
+pub type ReachCache = Mutex<std::collections::HashMap<((u64, u64), (u64, u64), u64, u64), (bool, Instant)>>;
+
+/// Answers kept at most (all dropped past it).
+const REACH_CACHED: usize = 4096;
+
+impl Channel {
+    /// Whether the client's process may reach a mount of device `dev`: search every directory
+    /// above one of its mount points, as the kernel's path walk would ask, with the
+    /// credentials the client is served with. The service's own walk checks the directories
+    /// from the instance's root down; the ones above are the host's (or the container's),
+    /// which only a walk from the process's root (`/proc/PID/root`, its mounts) shows. Asked
+    /// at most once a second per device; a mount point the process sees under no name (or one
+    /// it cannot reach) is refused.
+    ///
+    /// Processes of one mount namespace and root with the same credentials get the same
+    /// answer: `shared` keeps it for them (a short process's first call costs two `stat`s,
+    /// not a read of its mount table and a walk).
+    pub fn reaches(&self, dev: u64, shared: &ReachCache) -> bool {
+        {
+            let known = self.reach.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(&(_, ok, at)) = known.iter().find(|e| e.0 == dev) {
+                if at.elapsed() < REACH_FOR {
+                    return ok;
+                }
+            }
+        }
+        let id = |p: String| rustix::fs::stat(p.as_str()).map(|st| (st.st_dev, st.st_ino)).ok();
+        let key = id(format!("/proc/{}/ns/mnt", self.pid)).zip(id(format!("/proc/{}/root", self.pid))).map(|(ns, root)| (ns, root, digest(&self.creds), dev));
+        let cached = key.and_then(|k| shared.lock().unwrap_or_else(|p| p.into_inner()).get(&k).copied()).filter(|(_, at)| at.elapsed() < REACH_FOR).map(|(ok, _)| ok);
+        let ok = match cached {
+            Some(ok) => ok,
+            None => {
+                let ok = proc_text(&format!("/proc/{}/mountinfo", self.pid)).is_ok_and(|info| mount_points(&info, dev).iter().any(|at| searchable_above(self.pid, at, &self.creds)));
+                if let Some(k) = key {
+                    let mut all = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    if all.len() >= REACH_CACHED {
+                        all.clear();
+                    }
+                    all.insert(k, (ok, Instant::now()));
+                }
+                ok
+            }
+        } && !exited(&self.pidfd);
+        let mut known = self.reach.lock().unwrap_or_else(|p| p.into_inner());
+        known.retain(|e| e.0 != dev);
+        known.push((dev, ok, Instant::now()));
+        ok
+    }
+}
+
+/// The mount points (unescaped, as the process names them) of device `dev` in a `mountinfo`.
+fn mount_points(mountinfo: &str, dev: u64) -> Vec<Vec<u8>> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (major, minor) = f.nth(2)?.split_once(':')?;
+            (libc::makedev(major.parse().ok()?, minor.parse().ok()?) == dev).then_some(())?;
+            Some(unescape_octal(f.nth(1)?.as_bytes()))
+        })
+        .collect()
+}
+
+/// `mountinfo`'s escapes (`\040` for a space, `\011`, `\012`, `\134`) undone.
+fn unescape_octal(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let digits = b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match digits {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |v, c| v.wrapping_mul(8).wrapping_add(c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Whether `creds` may search every directory above `mount_point` (absolute, in the mounts
+/// of process `pid`), walked from that process's root one name at a time (no symbolic link
+/// followed: `mountinfo` names real paths).
+fn searchable_above(pid: u32, mount_point: &[u8], creds: &Creds) -> bool {
+    use rustix::fs::{openat, Mode, OFlags};
+    use std::os::unix::ffi::OsStrExt;
+    let names: Vec<&[u8]> = mount_point.split(|&c| c == b'/').filter(|n| !n.is_empty()).collect();
+    let Some((_, above)) = names.split_last() else { return true };
+    let Ok(mut dir) = rustix::fs::open(format!("/proc/{pid}/root"), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return false };
+    let searchable = |d: &OwnedFd| rustix::fs::fstat(d).is_ok_and(|st| creds.permit(&dir_attr(&st), crate::libservice::access::MAY_EXEC).is_ok());
+    if !searchable(&dir) {
+        return false;
+    }
+    for name in above {
+        match openat(&dir, std::ffi::OsStr::from_bytes(name), OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(next) if searchable(&next) => dir = next,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// What the permission rules need of a directory's `stat`.
+fn dir_attr(st: &rustix::fs::Stat) -> crate::libservice::Attr {
+    let t = |sec: i64, nsec: u64| crate::libservice::Timespec { sec, nsec: nsec as u32 };
+    crate::libservice::Attr {
+        ino: st.st_ino,
+        dev: st.st_dev,
+        mode: st.st_mode,
+        nlink: st.st_nlink,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev,
+        size: st.st_size as u64,
+        blksize: st.st_blksize as u32,
+        blocks: st.st_blocks as u64,
+        atime: t(st.st_atime, st.st_atime_nsec),
+        mtime: t(st.st_mtime, st.st_mtime_nsec),
+        ctime: t(st.st_ctime, st.st_ctime_nsec),
     }
 }
 
@@ -446,7 +580,7 @@ impl Channels {
         let conn = s.as_fd().try_clone_to_owned().map_err(|e| refuse(libc::EMFILE, e))?;
         let Identity { seen: Seen { ctx, creds, owner: _, mounts }, pidfd } = who;
         let creds_digest = digest(&creds);
-        let channel = Arc::new(Channel { area, map, ctx, creds, holder, mounts: RwLock::new(mounts), reread: Mutex::new(None), pid, pidfd, served: AtomicU64::new(0), posts: Mutex::new(0), admitted: Instant::now(), conn });
+        let channel = Arc::new(Channel { area, map, ctx, creds, holder, mounts: RwLock::new(mounts), reread: Mutex::new(None), reach: Mutex::new(Vec::new()), pid, pidfd, served: AtomicU64::new(0), posts: Mutex::new(0), admitted: Instant::now(), conn });
         let c = {
             let mut t = self.slots.write().unwrap_or_else(|p| p.into_inner());
             let Some(c) = t.iter().position(Option::is_none) else {
@@ -856,6 +990,15 @@ mod tests {
         assert_eq!(known.get(8), None);
         super::instances_changed();
         assert_eq!(known.get(7), None, "an instance mounted or unmounted since");
+    }
+
+    #[test]
+    fn mount_points_are_read_with_their_escapes_undone() {
+        let info = "36 25 0:21 / /mnt/a\\040b rw - tmpfs tmpfs rw\n37 25 8:1 / / rw - ext4 /dev/sda1 rw\n38 25 0:21 /x /srv/c rw - tmpfs tmpfs rw\n";
+        assert_eq!(super::mount_points(info, libc::makedev(0, 21)), vec![b"/mnt/a b".to_vec(), b"/srv/c".to_vec()]);
+        assert_eq!(super::mount_points(info, libc::makedev(8, 1)), vec![b"/".to_vec()]);
+        assert!(super::mount_points(info, libc::makedev(9, 9)).is_empty());
+        assert_eq!(super::unescape_octal(b"a\\134b\\9"), b"a\\b\\9".to_vec());
     }
 
     #[test]

@@ -184,6 +184,8 @@ struct Shared {
     pool_cpus: usize,
     /// Helpers running, per queue.
     helpers: Vec<AtomicU32>,
+    /// Whose processes may reach which mount points (see `channels::Channel::reaches`).
+    reach: channels::ReachCache,
     /// Per queue: when (µs of the service's clock) its last helper was started.
     helper_started_at: Vec<AtomicU64>,
     /// Streamed writes waiting for a stalled client, per queue: while any does, the queue's
@@ -332,6 +334,7 @@ impl BackDriver {
             cpus: cpus.to_vec(),
             pool_cpus: if cpus.is_empty() { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { cpus.len() },
             helpers: (0..g.queues).map(|_| AtomicU32::new(0)).collect(),
+            reach: std::sync::Mutex::default(),
             helper_started_at: (0..g.queues).map(|_| AtomicU64::new(0)).collect(),
             stalled: (0..g.queues).map(|_| AtomicU32::new(0)).collect(),
             expecting: (0..g.queues).map(|_| AtomicU64::new(0)).collect(),
@@ -919,11 +922,16 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         }
         return (0, [0; 4]);
     }
-    // An instance whose mount the client's process cannot see is not there for it.
+    // An instance whose mount the client's process cannot see is not there for it; one whose
+    // mount point it may not reach (a directory above it it may not search) is refused, as
+    // the kernel's walk would refuse it.
     match device.map(|d| ch.sees(d)) {
         Some(Some(false)) => return (Unserved::Errno(libc::ENODEV).result() as i64, [0; 4]),
         Some(None) => return (Unserved::Kernel.result() as i64, [0; 4]),
         _ => {}
+    }
+    if from_the_root(req) && device.is_some_and(|d| !ch.reaches(d, &sh.reach)) {
+        return (Unserved::Errno(libc::EACCES).result() as i64, [0; 4]);
     }
     if let Some(refused) = scope(sh, ch, req) {
         return (refused.result() as i64, [0; 4]);
@@ -1049,6 +1057,17 @@ fn serve_request(sh: &Shared, ch: &channels::Channel, req: &Request, caches: &mu
         debug!("{:?} without reply failed: errno {}", req.op, -res);
     }
     (res, aux)
+}
+
+/// Whether `req` names a path from the instance's root, which the kernel would reach
+/// through the directories above the mount point (a path relative to a directory the client
+/// holds open, or an open file, needs none of them, as in the kernel).
+fn from_the_root(req: &Request) -> bool {
+    match req.op {
+        Op::OpenPath | Op::StatPath | Op::UnlinkPath | Op::Mkdir | Op::Rmdir | Op::Symlink | Op::Readlink | Op::Access | Op::SetattrPath => req.inode == 0,
+        Op::Rename | Op::Link => req.inode == 0 || req.handle == 0,
+        _ => false,
+    }
 }
 
 /// `Op::PassFile`: sends the client the backing file of its open file (the request's handle,
