@@ -52,9 +52,13 @@ impl Mount {
         // kernel, and programs read errno after calls that succeed).
         let saved = errno();
         let dev = device_of(self.dir());
+        let refused = dev == 0 && matches!(errno(), libc::EACCES | libc::EPERM);
         set_errno(saved);
-        let ok = dev != 0;
-        if ok {
+        // Only a refusal counts: a mount point the kernel does not show this process (the
+        // direct C API names an instance's paths with no mount of it at all; the service
+        // checks which instances a process sees) is served as before.
+        let ok = !refused;
+        if dev != 0 {
             self.dev.store(dev, Ordering::Relaxed);
         }
         let _ = REACHED.try_with(|r| {
