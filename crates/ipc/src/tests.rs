@@ -420,18 +420,26 @@ fn send_fd(sock: i32, b: &[u8], fd: i32) {
     }
 }
 
+/// A segment of geometry `g` whose service word says it is alive (no sentinel runs in these
+/// tests), a stand-in channel socket for it, and a client connected through that socket
+/// (dropped in the reverse order).
+fn connected(g: crate::segment::Geometry) -> (Segment, crate::segment::Segment, FakeService, crate::client::Client) {
+    let layout = crate::segment::Layout::new(g).expect("layout");
+    let shm = Segment::create(layout.total);
+    // SAFETY: a fresh page-aligned mapping of `layout.total` bytes, which the caller keeps
+    // (the first of the values returned) as long as the view.
+    let seg = unsafe { crate::segment::Segment::new(shm.addr.cast(), layout) };
+    seg.init();
+    seg.header().service.store(1, Ordering::Release);
+    let service = FakeService::start(shm.id, g.buffer_size);
+    let c = crate::client::Client::connect(&service.path(), 0).expect("connect");
+    (shm, seg, service, c)
+}
+
 #[test]
 fn a_client_on_its_workers_cpu_moves_to_another_queue_or_says_so() {
     let g = crate::segment::Geometry { queues: 2, slots: 8, clients: 2, buffer_size: 4096 };
-    let layout = crate::segment::Layout::new(g).expect("layout");
-    let shm = Segment::create(layout.total);
-    // SAFETY: a fresh page-aligned mapping of `layout.total` bytes that outlives `seg`.
-    let seg = unsafe { crate::segment::Segment::new(shm.addr.cast(), layout) };
-    seg.init();
-    // A live service's word (any thread id): no sentinel runs in this test.
-    seg.header().service.store(1, Ordering::Release);
-    let service = FakeService::start(shm.id, g.buffer_size);
-    let mut c = crate::client::Client::connect(&service.path(), 0).expect("connect");
+    let (_shm, seg, _service, mut c) = connected(g);
     assert!(pin_to(0), "cpu 0 exists");
     let here = crate::current_cpu();
     assert_eq!(here, 1, "a thread pinned to cpu 0 reports it (plus one)");
@@ -504,15 +512,7 @@ fn a_request_survives_its_trip_through_the_area_words() {
 #[test]
 fn a_client_whose_request_timed_out_never_uses_its_area_again() {
     let g = crate::segment::Geometry { queues: 1, slots: 8, clients: 2, buffer_size: 4096 };
-    let layout = crate::segment::Layout::new(g).expect("layout");
-    let shm = Segment::create(layout.total);
-    // SAFETY: a fresh page-aligned mapping of `layout.total` bytes that outlives `seg`.
-    let seg = unsafe { crate::segment::Segment::new(shm.addr.cast(), layout) };
-    seg.init();
-    // A live service's word (any thread id): no sentinel runs in this test.
-    seg.header().service.store(1, Ordering::Release);
-    let service = FakeService::start(shm.id, g.buffer_size);
-    let mut c = crate::client::Client::connect(&service.path(), 0).expect("connect");
+    let (_shm, _seg, _service, mut c) = connected(g);
     let write = Descriptor { op: Op::Write as u32, inode: 5, handle: 6, len: 3, ..Descriptor::default() };
     let t = std::time::Instant::now();
     assert_eq!(c.call(write, b"old").map(|r| r.value), Err(Unserved::Errno(libc::EIO)), "no answer");

@@ -233,7 +233,7 @@ fn searchable_above(pid: u32, mount_point: &[u8], creds: &Creds) -> bool {
     let names: Vec<&[u8]> = mount_point.split(|&c| c == b'/').filter(|n| !n.is_empty()).collect();
     let Some((_, above)) = names.split_last() else { return true };
     let Ok(mut dir) = rustix::fs::open(format!("/proc/{pid}/root"), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return false };
-    let searchable = |d: &OwnedFd| rustix::fs::fstat(d).is_ok_and(|st| creds.permit(&dir_attr(&st), crate::libservice::access::MAY_EXEC).is_ok());
+    let searchable = |d: &OwnedFd| rustix::fs::fstat(d).is_ok_and(|st| creds.permit(&polytropon_fs::backend::local::stat_to_attr(&st), crate::libservice::access::MAY_EXEC).is_ok());
     if !searchable(&dir) {
         return false;
     }
@@ -244,26 +244,6 @@ fn searchable_above(pid: u32, mount_point: &[u8], creds: &Creds) -> bool {
         }
     }
     true
-}
-
-/// What the permission rules need of a directory's `stat`.
-fn dir_attr(st: &rustix::fs::Stat) -> crate::libservice::Attr {
-    let t = |sec: i64, nsec: u64| crate::libservice::Timespec { sec, nsec: nsec as u32 };
-    crate::libservice::Attr {
-        ino: st.st_ino,
-        dev: st.st_dev,
-        mode: st.st_mode,
-        nlink: st.st_nlink,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        rdev: st.st_rdev,
-        size: st.st_size as u64,
-        blksize: st.st_blksize as u32,
-        blocks: st.st_blocks as u64,
-        atime: t(st.st_atime, st.st_atime_nsec),
-        mtime: t(st.st_mtime, st.st_mtime_nsec),
-        ctime: t(st.st_ctime, st.st_ctime_nsec),
-    }
 }
 
 impl std::fmt::Debug for Channel {

@@ -121,7 +121,8 @@ impl std::fmt::Debug for LocalFs {
     }
 }
 
-fn stat_to_attr(st: &rfs::Stat) -> Attr {
+/// The attributes a host `stat` gives (also the service's, for host directories).
+pub fn stat_to_attr(st: &rfs::Stat) -> Attr {
     Attr {
         ino: st.st_ino,
         dev: st.st_dev,
