@@ -376,6 +376,11 @@ pub struct MountArgs {
     /// descriptor's fourth data call, in kernel cache mode with no storage quota).
     #[arg(long)]
     pub no_busy_passthrough: bool,
+    /// In `writeback` cache mode, write a file back at its last close (by default its dirty
+    /// data waits for `dirty_expire`, and a file removed before then never reaches the disk):
+    /// for a writable branch that something reads behind the service.
+    #[arg(long)]
+    pub close_to_open: bool,
     /// Let the preload library answer nothing from what it learned of files (every read,
     /// reopen and stat is a round trip to the service).
     #[arg(long)]

@@ -181,6 +181,11 @@ print("ok")
     // at most the cache and some working room (python's buffers, the service's threads, the
     // segment): not by the 256 MiB that went through.
     assert!(peak <= before + (32 << 20) + (64 << 20), "pool memory peaked {} MiB above its start", (peak - before) >> 20);
+    // What is still dirty reaches the branch once it has been dirty for `dirty_expire` (5 s).
+    let since = std::time::Instant::now();
+    while dirty(&h, &pool) > 0 && since.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     assert_eq!(std::fs::metadata(upper.join("f7")).expect("f7").len(), 32 << 20);
     h.ok(&["pool", "destroy", &pool, "--force"]);
     h.created.clear();
@@ -222,4 +227,65 @@ fn an_open_that_truncates_drops_the_data_waiting_in_the_cache() {
         assert_eq!(std::fs::metadata(upper.join(name)).expect("in the upper branch").len(), 0, "{name}'s truncated data came back with the write-back");
     }
     assert_eq!(storage, Some(10 << 20), "the quota's count: two empty files and c's 10 MiB");
+}
+
+/// Writes 4 MiB to `argv[1]/kept` and to `argv[1]/removed`, closes both, removes `removed`.
+const KEEP_AND_REMOVE: &str = r#"
+import os, sys
+d = sys.argv[1]
+block = bytes(range(256)) * 4096
+for name in ("kept", "removed"):
+    with open(os.path.join(d, name), "wb") as f:
+        for i in range(4):
+            f.write(block[i:] + block[:i])
+os.unlink(os.path.join(d, "removed"))
+print("done")
+"#;
+
+/// A local writable branch is the pool's (issue 25): a closed file's data waits in the cache
+/// for `dirty_expire`, so a file removed before then never reaches the disk, and one that
+/// lives is written back once it expires; with `close_to_open` the close writes it back at
+/// once, for readers of the branch behind the service. `inspect` says which applies.
+#[test]
+fn a_closed_file_waits_for_its_expiry_unless_the_mount_asks_for_close_to_open() {
+    let mut h = Host::new("wbclose");
+    let (pool, upper, mnt) = served_pool(&mut h, &["--cpus", "0-1"]);
+    let writebacks = |h: &Host| inspect(h, &pool)["service"]["cache"]["writebacks"].as_u64().unwrap_or(0);
+    for close_to_open in [false, true] {
+        let (upper, mnt) = if close_to_open { (h.scratch.mkdir("upper-cto"), h.scratch.mkdir("mnt-cto")) } else { (upper.clone(), mnt.clone()) };
+        let spec = h.scratch.path().join(format!("wb-{close_to_open}.yaml"));
+        let expire = if close_to_open { 600 } else { 3 };
+        std::fs::write(&spec, format!("branches:\n  - path: {}\n    mode: rw\ncache:\n  mode: writeback\n  size: 64M\n  dirty_expire: {expire}\n  close_to_open: {close_to_open}\n", upper.display())).expect("spec");
+        let m = mnt.display().to_string();
+        h.ok(&["mount", "--pool", &pool, &m, "-f", &spec.display().to_string()]);
+        let shown = inspect(&h, &pool)["service"]["mounts"].as_array().expect("mounts").iter().find(|x| x["mountpoint"] == m.as_str()).map(|x| x["write_back"].clone());
+        let want = if close_to_open { format!("at the last close, after {expire} s dirty") } else { format!("after {expire} s dirty") };
+        assert_eq!(shown.and_then(|w| w.as_str().map(String::from)), Some(want), "inspect");
+        let before = writebacks(&h);
+        let written = std::time::Instant::now();
+        assert_eq!(h.ok(&["exec", "--pool", &pool, "--preload-only", "--", "python3", "-c", KEEP_AND_REMOVE, &m]).trim(), "done");
+        let on_disk = || std::fs::metadata(upper.join("kept")).map(|m| m.len()).unwrap_or(0);
+        if close_to_open {
+            let t = std::time::Instant::now();
+            while on_disk() < 4 << 20 && t.elapsed().as_secs() < 10 {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            assert!(std::fs::read(upper.join("kept")).expect("kept") == expected(), "the close did not write the file back");
+        } else {
+            assert_eq!(on_disk(), 0, "the close wrote the file back");
+            assert!(dirty(&h, &pool) >= 4 << 20, "the kept file is not dirty in the cache");
+            let t = std::time::Instant::now();
+            while dirty(&h, &pool) > 0 && t.elapsed().as_secs() < 30 {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            assert!(written.elapsed().as_secs() >= expire, "written back before its expiry");
+            assert!(std::fs::read(upper.join("kept")).expect("kept") == expected(), "the kept file after its expiry");
+            // 4 MiB in 64 KiB blocks: the kept file's; the removed one's never.
+            assert_eq!(writebacks(&h) - before, 64, "the removed file was written back too");
+        }
+        assert!(!upper.join("removed").exists());
+        h.ok(&["umount", &m]);
+    }
+    h.ok(&["pool", "destroy", &pool, "--force"]);
+    h.created.clear();
 }

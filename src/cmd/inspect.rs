@@ -122,6 +122,9 @@ fn human(reports: &[PoolReport]) -> String {
                         m.others_changes,
                         branches.join(" ")
                     );
+                    if let Some(when) = &m.write_back {
+                        let _ = writeln!(s, "    write-back {when}");
+                    }
                     if let Some(q) = &m.storage {
                         let _ = writeln!(s, "    storage {}", storage_line(q));
                     }

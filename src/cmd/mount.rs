@@ -9,7 +9,7 @@ use polytropon::cli::{BackendKind, MountArgs};
 use polytropon::instance;
 use polytropon::service::fuse::{self, FuseConfig};
 use polytropon::service::records::{mount_file, MountRecord};
-use polytropon::spec::{BackendSpec, BranchMode, BranchSpec, CacheSpec, CephSpec, InstanceSpec};
+use polytropon::spec::{BackendSpec, BranchMode, BranchSpec, CacheMode, CacheSpec, CephSpec, InstanceSpec};
 
 
 /// Tells a detached daemon where its log goes, for its mount record.
@@ -60,6 +60,10 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
     }
     if args.no_busy_passthrough {
         spec.cache.busy_passthrough = false;
+    }
+    if args.close_to_open {
+        ensure!(spec.cache.mode == CacheMode::Writeback, "--close-to-open needs the writeback cache mode (--cache writeback)");
+        spec.cache.close_to_open = true;
     }
     if args.no_learn {
         spec.cache.learn = false;

@@ -51,6 +51,11 @@ pub struct MountInfo {
     /// The transport of its FUSE requests: `io_uring` or `classic` (`/dev/fuse`).
     #[serde(default)]
     pub fuse_transport: String,
+    /// In `writeback` mode, when the service writes dirty data back on its own
+    /// (`CacheSpec::write_back_when`): at the last close too, or only once it has been dirty
+    /// for `dirty_expire`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_back: Option<String>,
     pub passthrough_opens: u64,
     /// Opens on the user-level path answered with the backing file's descriptor.
     #[serde(default)]

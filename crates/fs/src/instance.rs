@@ -82,7 +82,7 @@ pub fn local_options(spec: &crate::spec::CacheSpec, cache: Option<Arc<crate::bac
     let writeback = spec.mode == crate::spec::CacheMode::Writeback;
     let entry_ttl = crate::spec::seconds(spec.entry_timeout);
     let attr_ttl = if spec.own_cache() { crate::spec::seconds(spec.attr_timeout) } else { std::time::Duration::ZERO };
-    LocalOptions { read_only, cache, writeback, entry_ttl, attr_ttl, max_descriptors: 0 }
+    LocalOptions { read_only, cache, writeback, close_to_open: spec.close_to_open, entry_ttl, attr_ttl, max_descriptors: 0 }
 }
 
 /// Builds the union of the spec's branches over its backend.

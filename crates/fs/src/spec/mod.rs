@@ -152,7 +152,8 @@ pub enum CacheMode {
     Writethrough,
     /// The pool's own cache as in `writethrough`, but writes stay in it, dirty, until the
     /// service's threads write them back (`dirty_ratio`, `dirty_expire`,
-    /// `writeback_interval`; fsync and close write a file back at once).
+    /// `writeback_interval`; fsync writes a file back at once, and so does its last close
+    /// with `close_to_open`).
     Writeback,
 }
 
@@ -223,6 +224,14 @@ pub struct CacheSpec {
     pub dirty_expire: f64,
     /// In `writeback` mode: seconds between two looks of the flusher.
     pub writeback_interval: f64,
+    /// In `writeback` mode: the last close of a file hands it to the flusher at once, so that
+    /// whatever reads the writable branch behind the service (another pool's service over the
+    /// same directory, a process of the host) sees what was written once the file is closed
+    /// (NFS's close-to-open). Off by default: a local writable branch is the pool's, every
+    /// access to it goes through the service, and a file removed before `dirty_expire` (a
+    /// temporary file, the fileserver mix's) then never reaches the disk, as with the kernel's
+    /// own page cache.
+    pub close_to_open: bool,
 }
 
 /// Longest timeout or expiry a spec or flag may set: a day (a name, an attribute or dirty
@@ -263,6 +272,15 @@ impl CacheSpec {
         }
     }
 
+    /// When the service writes dirty data back on its own (fsync, `O_SYNC`, the dirty limit,
+    /// unmount and `service stop` aside), for `inspect`; `None` outside `writeback` mode.
+    pub fn write_back_when(&self) -> Option<String> {
+        (self.mode == CacheMode::Writeback).then(|| {
+            let expiry = format!("after {} s dirty", self.dirty_expire);
+            if self.close_to_open { format!("at the last close, {expiry}") } else { expiry }
+        })
+    }
+
     /// The cache size in bytes (the spec was validated when parsed).
     pub fn size_bytes(&self) -> u64 {
         self.size.as_deref().and_then(|s| parse_size(s).ok()).unwrap_or(DEFAULT_CACHE_SIZE)
@@ -283,6 +301,7 @@ impl Default for CacheSpec {
             dirty_ratio: 0.5,
             dirty_expire: 5.0,
             writeback_interval: 1.0,
+            close_to_open: false,
         }
     }
 }
@@ -476,6 +495,9 @@ impl InstanceSpec {
         let ratio = raw.cache.dirty_ratio;
         if !ratio.is_finite() || ratio <= 0.0 || ratio > 1.0 {
             return Err("cache.dirty_ratio: must be a share of the cache, above 0 and at most 1".into());
+        }
+        if raw.cache.close_to_open && raw.cache.mode != CacheMode::Writeback {
+            return Err("cache.close_to_open: only the writeback mode writes back at close".into());
         }
         if let Some(size) = &raw.cache.size {
             parse_size(size).map_err(|why| format!("cache.size {size:?}: {why}"))?;

@@ -65,6 +65,9 @@ pub struct LocalOptions {
     /// With `cache`: writes stay in it, dirty, until written back (`writeback` mode; the
     /// cache's write-back settings must be enabled).
     pub writeback: bool,
+    /// With `writeback`: the last close of a file hands it to the flusher at once, for
+    /// readers of the branch behind the service (`CacheSpec::close_to_open`).
+    pub close_to_open: bool,
     /// How long a name lookup and an object's attributes are reused (zero: never).
     pub entry_ttl: std::time::Duration,
     pub attr_ttl: std::time::Duration,
@@ -764,9 +767,11 @@ impl FileSystem for LocalFs {
         let mut handles = self.handles.write().map_err(|_| errno(libc::EIO))?;
         let gone = handles.remove(&handle);
         drop(handles);
-        if let (Some(cache), Some(HandleData::File(_, id, _))) = (self.write_back_cache(), gone.as_deref()) {
+        if let (Some(cache), Some(HandleData::File(_, id, _)), true) = (self.write_back_cache(), gone.as_deref(), self.opts.close_to_open) {
             // Close-to-open: the flusher writes the file back at once, so that another service
             // opening it next reads what was written (the thread serving this close goes on).
+            // Otherwise the data waits for its expiry like any other: a file removed before it
+            // is never written at all.
             if cache.dirty_size(file_key(*id)).is_some() {
                 cache.closed().push(file_key(*id));
             }

@@ -324,7 +324,8 @@ fn write_back_keeps_writes_in_the_cache_until_fsync_close_or_the_dirty_limit() {
     fs::write(&path, &model).expect("seed");
     let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
     fs::File::options().write(true).open(&path).and_then(|f| f.set_modified(old)).expect("age the file");
-    let fs = LocalFs::new(dir.path(), LocalOptions { read_only: false, cache: Some(cache.clone()), writeback: true, ..LocalOptions::default() }).expect("backend");
+    let opts = LocalOptions { read_only: false, cache: Some(cache.clone()), writeback: true, close_to_open: true, ..LocalOptions::default() };
+    let fs = LocalFs::new(dir.path(), opts).expect("backend");
     let c = ctx();
     let e = fs.lookup(&c, ROOT_INODE, OsStr::new("f")).expect("lookup");
     let read = |h: Handle, off: u64, len: usize| read_at(&fs, e.inode, h, off, len);
@@ -396,6 +397,47 @@ fn write_back_keeps_writes_in_the_cache_until_fsync_close_or_the_dirty_limit() {
 }
 
 const BLOCK_BYTES: u64 = crate::backend::cache::BLOCK as u64;
+
+/// Without `close_to_open` (the local branch is the pool's): a close writes nothing back; a
+/// file removed before its expiry never reaches the disk, one that lives is written back by
+/// the flusher once its data has been dirty for `expire`.
+#[test]
+fn without_close_to_open_a_closed_file_waits_for_its_expiry_and_a_removed_one_is_never_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = Arc::new(crate::backend::cache::BlockCache::new(8 << 20));
+    let expire = std::time::Duration::from_millis(1500);
+    let w = crate::backend::cache::Writeback { dirty_limit: 4 << 20, expire, interval: std::time::Duration::from_millis(50) };
+    crate::backend::local::enable_writeback(&cache, w).expect("flusher");
+    let fs = LocalFs::new(dir.path(), LocalOptions { cache: Some(cache.clone()), writeback: true, ..LocalOptions::default() }).expect("backend");
+    let c = ctx();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let writebacks = || cache.stats.writebacks.load(Ordering::Relaxed);
+    let make = |name: &str| {
+        let (e, h) = fs.create(&c, ROOT_INODE, OsStr::new(name), 0o644, 0o022, libc::O_RDWR).expect("create");
+        assert_eq!(fs.write(&c, e.inode, h, &[IoSlice::new(&data)], 0).expect("write"), data.len());
+        fs.release(&c, e.inode, h).expect("release");
+        e
+    };
+    let written = std::time::Instant::now();
+    let kept = make("kept");
+    make("removed");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(writebacks(), 0, "a close wrote back");
+    assert_eq!(fs::metadata(dir.path().join("kept")).expect("kept").len(), 0, "the backing file got data at close");
+    let h = fs.open(&c, kept.inode, libc::O_RDONLY).expect("open");
+    assert!(read_at(&fs, kept.inode, h, 0, data.len()) == data, "the data is read from the cache meanwhile");
+    fs.release(&c, kept.inode, h).expect("release");
+    fs.unlink(&c, ROOT_INODE, OsStr::new("removed")).expect("unlink");
+    let t = std::time::Instant::now();
+    while cache.stats.dirty.load(Ordering::Relaxed) > 0 && t.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(written.elapsed() >= expire, "written back before its expiry");
+    assert!(fs::read(dir.path().join("kept")).expect("kept") == data, "the kept file after its expiry");
+    let blocks = data.len().div_ceil(crate::backend::cache::BLOCK) as u64;
+    assert_eq!(writebacks(), blocks, "only the kept file's blocks were written back");
+    assert_eq!(cache.stats.writeback_errors.load(Ordering::Relaxed), 0);
+}
 
 #[test]
 fn names_and_attributes_are_reused_within_their_ttl_and_our_own_changes_show_at_once() {
