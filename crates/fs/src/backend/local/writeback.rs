@@ -68,6 +68,10 @@ pub fn write(cache: &BlockCache, fd: &Arc<OwnedFd>, file: FileKey, bufs: &[IoSli
 /// (a full or failing disk), the write fails with its error rather than pile up more dirty
 /// data than the limit.
 fn throttle(cache: &BlockCache, more: u64) -> io::Result<()> {
+    if !cache.over_dirty_limit(more) {
+        // The common case: no list of the dirty files made (it walks every file's record).
+        return Ok(());
+    }
     let mut failed = None;
     for f in cache.dirty_files(None) {
         if !cache.over_dirty_limit(more) {
