@@ -249,21 +249,25 @@ print("done")
 #[test]
 fn a_closed_file_waits_for_its_expiry_unless_the_mount_asks_for_close_to_open() {
     let mut h = Host::new("wbclose");
-    let (pool, upper, mnt) = served_pool(&mut h, &["--cpus", "0-1"]);
-    let writebacks = |h: &Host| inspect(h, &pool)["service"]["cache"]["writebacks"].as_u64().unwrap_or(0);
+    // A pool each: a service's one cache has the first write-back mount's expiry.
+    let (pool, upper, mnt) = served_pool(&mut h, &["--cpus", "0"]);
+    let other = h.create("q", &["--cpus", "1"]);
+    h.ok(&["service", "run", "--pool", &other, "--detach"]);
+    let writebacks = |h: &Host, pool: &str| inspect(h, pool)["service"]["cache"]["writebacks"].as_u64().unwrap_or(0);
     for close_to_open in [false, true] {
         let (upper, mnt) = if close_to_open { (h.scratch.mkdir("upper-cto"), h.scratch.mkdir("mnt-cto")) } else { (upper.clone(), mnt.clone()) };
+        let pool = if close_to_open { other.as_str() } else { pool.as_str() };
         let spec = h.scratch.path().join(format!("wb-{close_to_open}.yaml"));
         let expire = if close_to_open { 600 } else { 3 };
         std::fs::write(&spec, format!("branches:\n  - path: {}\n    mode: rw\ncache:\n  mode: writeback\n  size: 64M\n  dirty_expire: {expire}\n  close_to_open: {close_to_open}\n", upper.display())).expect("spec");
         let m = mnt.display().to_string();
-        h.ok(&["mount", "--pool", &pool, &m, "-f", &spec.display().to_string()]);
-        let shown = inspect(&h, &pool)["service"]["mounts"].as_array().expect("mounts").iter().find(|x| x["mountpoint"] == m.as_str()).map(|x| x["write_back"].clone());
+        h.ok(&["mount", "--pool", pool, &m, "-f", &spec.display().to_string()]);
+        let shown = inspect(&h, pool)["service"]["mounts"].as_array().expect("mounts").iter().find(|x| x["mountpoint"] == m.as_str()).map(|x| x["write_back"].clone());
         let want = if close_to_open { format!("at the last close, after {expire} s dirty") } else { format!("after {expire} s dirty") };
         assert_eq!(shown.and_then(|w| w.as_str().map(String::from)), Some(want), "inspect");
-        let before = writebacks(&h);
+        let before = writebacks(&h, pool);
         let written = std::time::Instant::now();
-        assert_eq!(h.ok(&["exec", "--pool", &pool, "--preload-only", "--", "python3", "-c", KEEP_AND_REMOVE, &m]).trim(), "done");
+        assert_eq!(h.ok(&["exec", "--pool", pool, "--preload-only", "--", "python3", "-c", KEEP_AND_REMOVE, &m]).trim(), "done");
         let on_disk = || std::fs::metadata(upper.join("kept")).map(|m| m.len()).unwrap_or(0);
         if close_to_open {
             let t = std::time::Instant::now();
@@ -273,19 +277,21 @@ fn a_closed_file_waits_for_its_expiry_unless_the_mount_asks_for_close_to_open() 
             assert!(std::fs::read(upper.join("kept")).expect("kept") == expected(), "the close did not write the file back");
         } else {
             assert_eq!(on_disk(), 0, "the close wrote the file back");
-            assert!(dirty(&h, &pool) >= 4 << 20, "the kept file is not dirty in the cache");
+            assert!(dirty(&h, pool) >= 4 << 20, "the kept file is not dirty in the cache");
             let t = std::time::Instant::now();
-            while dirty(&h, &pool) > 0 && t.elapsed().as_secs() < 30 {
+            while dirty(&h, pool) > 0 && t.elapsed().as_secs() < 30 {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             assert!(written.elapsed().as_secs() >= expire, "written back before its expiry");
             assert!(std::fs::read(upper.join("kept")).expect("kept") == expected(), "the kept file after its expiry");
             // 4 MiB in 64 KiB blocks: the kept file's; the removed one's never.
-            assert_eq!(writebacks(&h) - before, 64, "the removed file was written back too");
+            assert_eq!(writebacks(&h, pool) - before, 64, "the removed file was written back too");
         }
         assert!(!upper.join("removed").exists());
         h.ok(&["umount", &m]);
     }
-    h.ok(&["pool", "destroy", &pool, "--force"]);
+    for p in [&pool, &other] {
+        h.ok(&["pool", "destroy", p, "--force"]);
+    }
     h.created.clear();
 }

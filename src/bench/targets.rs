@@ -173,9 +173,14 @@ pub fn setup(name: &str, lower: &Path, base: &Path, cpus: &[usize], ceph: Option
                 // `user-passthrough`: as an instance with `cache: {user_passthrough: true}`.
                 let passthrough = name == "user-passthrough" || (name == "user" && crate::spec::CacheSpec::default().user_passthrough);
                 let changes = if passthrough { None } else { crate::service::shm::changes::watch(&*union, std::time::Duration::from_secs_f64(crate::spec::CacheSpec::default().attr_timeout)) };
-                // The FUSE side as an instance of that cache mode has it (`cephfs-user-cache`:
-                // direct I/O, no page cache of the pool's data).
-                let cfg = if name == "cephfs-user-cache" { FuseConfig { cache: CacheMode::Writethrough, ..FuseConfig::default() } } else { FuseConfig::default() };
+                // The FUSE side as an instance of that cache mode has it (`user-cache` and
+                // `cephfs-user-cache`: direct I/O, no page cache of the pool's data, nothing
+                // written behind the pool's cache).
+                let cfg = match name {
+                    "user-cache" => FuseConfig { cache: CacheMode::Writeback, ..FuseConfig::default() },
+                    "cephfs-user-cache" => FuseConfig { cache: CacheMode::Writethrough, ..FuseConfig::default() },
+                    _ => FuseConfig::default(),
+                };
                 let cfg = FuseConfig { user_level: true, ..cfg };
                 let mounted = fuse::spawn(union.clone(), &mnt, &cfg).map_err(BenchError::io("cannot mount the legacy path"))?;
                 // As a pool's service makes it (`LowerViews::for_spec`): the default cache mode.

@@ -417,7 +417,7 @@ impl Service {
                     instance: s.instance,
                     spec: s.spec.clone(),
                     fuse_transport: s.mount.transport().name().to_string(),
-                    write_back: s.spec.cache.write_back_when(),
+                    write_back: s.spec.cache.write_back_when(crate::backend::cache::current().and_then(|c| c.writeback()).map(|w| w.expire)),
                     passthrough_opens: s.mount.stats().passthrough_opens(),
                     user_passthrough_opens: s.user.passthrough_opens(),
                     user_prefetched_opens: s.user.prefetched_opens(),

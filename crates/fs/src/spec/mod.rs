@@ -274,9 +274,11 @@ impl CacheSpec {
 
     /// When the service writes dirty data back on its own (fsync, `O_SYNC`, the dirty limit,
     /// unmount and `service stop` aside), for `inspect`; `None` outside `writeback` mode.
-    pub fn write_back_when(&self) -> Option<String> {
+    /// `expire`: the expiry the service's cache has (the first write-back instance's settings
+    /// hold for the whole cache), if it has one.
+    pub fn write_back_when(&self, expire: Option<std::time::Duration>) -> Option<String> {
         (self.mode == CacheMode::Writeback).then(|| {
-            let expiry = format!("after {} s dirty", self.dirty_expire);
+            let expiry = format!("after {} s dirty", expire.map_or(self.dirty_expire, |e| e.as_secs_f64()));
             if self.close_to_open { format!("at the last close, {expiry}") } else { expiry }
         })
     }

@@ -46,6 +46,9 @@ pub struct FlushPlan {
     pub source: Arc<OwnedFd>,
     /// Its dirty blocks, in order.
     pub blocks: Vec<u64>,
+    /// When it was last written (wall clock: seconds, nanoseconds): its modification time,
+    /// which the write-back's own writes must not move.
+    pub written: (i64, u32),
 }
 
 /// A dirty block copied out for writing back.
@@ -265,7 +268,7 @@ impl BlockCache {
     pub fn plan_flush(&self, file: FileKey) -> Option<FlushPlan> {
         let files = self.files();
         let m = files.get(&file).filter(|m| !m.dirty.is_empty())?;
-        Some(FlushPlan { source: m.source.clone()?, blocks: m.dirty.iter().copied().collect() })
+        Some(FlushPlan { source: m.source.clone()?, blocks: m.dirty.iter().copied().collect(), written: m.written })
     }
 
     /// The lock that keeps write-backs of `file` apart (two could write an older copy of a

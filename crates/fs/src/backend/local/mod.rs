@@ -52,6 +52,8 @@ pub enum LocalError {
     NotADirectory(String),
     #[error("cannot open /proc/self/fd (is /proc mounted?)")]
     Proc(#[source] io::Error),
+    #[error("branch {0} is in use by another mount that keeps closed files' data in its service's cache (cache mode writeback without close_to_open), or this mount would keep it so while another uses it: give each such mount a directory of its own, or set close_to_open")]
+    InUse(String),
 }
 
 /// Options of a local backend.
@@ -116,7 +118,22 @@ pub struct LocalFs {
     /// The root's file system, and the write-back failures on it `syncfs` has reported.
     dev: u64,
     errors_seen: AtomicU64,
+    /// Write-back mode: files whose dirty data was dropped as they lost their last name with
+    /// no handle open, and when (see [`LocalFs::discard_unless_open`]).
+    discarded: Mutex<std::collections::VecDeque<((u64, u64), std::time::Instant)>>,
+    /// Write-back mode: files cut to nothing from a non-empty size since their last close
+    /// (see [`LocalFs::emptied`]).
+    emptied: Mutex<rustc_hash::FxHashSet<(u64, u64)>>,
 }
+
+/// Most files [`LocalFs::emptied`] remembers (past it, it starts over: those files are written
+/// back at expiry like any other).
+const EMPTIED_KEEP: usize = 4096;
+
+/// How many dropped files [`LocalFs::discarded`] remembers, and for how long: an open that
+/// raced with the removal (its lookup before, its open after) is told apart for that long.
+const DISCARDED_KEEP: usize = 1024;
+const DISCARDED_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for LocalFs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -164,12 +181,88 @@ fn file_key((dev, ino): (u64, u64)) -> crate::backend::cache::FileKey {
     crate::backend::cache::FileKey { dev, ino }
 }
 
+/// How long a mount waits for a branch another mount of it is letting go of (an unmount
+/// whose last requests are ending).
+const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Claims the branch whose root `dir` is open for this backend for as long as `dir` stays
+/// open (an advisory `flock` on the directory, which the kernel drops with the service): alone
+/// when the backend keeps closed files' data in the pool's cache (`exclusive`: nothing else
+/// may read the branch behind that cache), shared otherwise (the other mounts of the branch
+/// then read and write it directly, so none of them may keep data back). Whether the lock
+/// was taken: `false` where the file system has no `flock`.
+fn claim(dir: &OwnedFd, exclusive: bool, path: &str) -> Result<bool, LocalError> {
+    let how = if exclusive { rfs::FlockOperation::NonBlockingLockExclusive } else { rfs::FlockOperation::NonBlockingLockShared };
+    let start = std::time::Instant::now();
+    loop {
+        match rfs::flock(dir, how) {
+            Ok(()) => return Ok(true),
+            Err(rustix::io::Errno::WOULDBLOCK) if start.elapsed() < CLAIM_WAIT => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(LocalError::InUse(path.to_string())),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return Ok(false),
+        }
+    }
+}
+
 impl LocalFs {
     /// Drops the cached blocks of the file behind `h` (its data changed other than by a write).
     fn forget_cached(&self, h: &HandleData) {
         if let (Some(cache), HandleData::File(_, id, _)) = (&self.opts.cache, h) {
             cache.invalidate(file_key(*id));
         }
+    }
+
+    /// Drops the dirty data of `id`, which just lost its last name, unless a handle of it is
+    /// open (its data is still read and written through it) or being opened.
+    fn discard_unless_open(&self, cache: &crate::backend::cache::BlockCache, id: (u64, u64)) -> io::Result<()> {
+        let handles = self.handles.read().map_err(|_| errno(libc::EIO))?;
+        if handles.values().any(|h| matches!(&**h, HandleData::File(_, i, _) if *i == id)) || cache.dirty_size(file_key(id)).is_none() {
+            return Ok(());
+        }
+        cache.discard(file_key(id));
+        // Recorded before the handles' lock is let go of: an open putting its handle in place
+        // after this finds the record (see `open`).
+        let mut d = self.discarded.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        while d.front().is_some_and(|(_, at)| now.duration_since(*at) > DISCARDED_FOR) || d.len() >= DISCARDED_KEEP {
+            d.pop_front();
+        }
+        d.push_back((id, now));
+        Ok(())
+    }
+
+    /// Whether `id`, just opened through `fd`, is a file whose data was dropped as it lost its
+    /// last name: an open that looked the name up before the removal and opened the file after
+    /// it, which then counts as coming after the removal (`ENOENT`) rather than read a file
+    /// emptied of what was written to it. (A handle open at the removal keeps the data.)
+    fn dropped_meanwhile(&self, id: (u64, u64), fd: BorrowedFd<'_>) -> bool {
+        let d = self.discarded.lock().unwrap_or_else(|p| p.into_inner());
+        if d.is_empty() || !d.iter().any(|(i, _)| *i == id) {
+            return false;
+        }
+        drop(d);
+        rfs::fstat(fd).is_ok_and(|st| st.st_nlink == 0)
+    }
+
+    /// In write-back mode, when `data` (a regular file) is about to be cut to nothing: if it
+    /// held something, its next close writes it back at once, as ext4 does for a file
+    /// truncated and written anew (`auto_da_alloc`): the cut reaches the branch at once, and a
+    /// service that died before the write-back would leave the file empty where it held its
+    /// old data (a program rewriting a file in place, without an fsync).
+    fn emptying(&self, data: &InodeData) -> io::Result<()> {
+        if self.write_back_cache().is_none() || self.opts.close_to_open {
+            return Ok(());
+        }
+        let held = rfs::fstat(&*self.path(data)?)?.st_size > 0 || self.opts.cache.as_ref().is_some_and(|c| c.dirty_size(file_key(data.id())).is_some_and(|n| n > 0));
+        if held {
+            let mut e = self.emptied.lock().unwrap_or_else(|p| p.into_inner());
+            if e.len() >= EMPTIED_KEEP {
+                e.clear();
+            }
+            e.insert(data.id());
+        }
+        Ok(())
     }
 
     /// The write-back cache, in `writeback` mode.
@@ -214,6 +307,10 @@ impl LocalFs {
             a.size = a.size.max(size);
             a.mtime = a.mtime.max(written);
             a.ctime = a.ctime.max(written);
+            // The space the data will take (in 512-byte units, as `st_blocks`): a file whose
+            // data is all in the cache would otherwise look all holes (`tar --sparse`, `cp
+            // --sparse=auto` and `du` go by it).
+            a.blocks = a.blocks.max(size.div_ceil(512));
         }
         Ok(a)
     }
@@ -253,6 +350,14 @@ impl LocalFs {
         let lookups = lookups::Lookups::new(opts.entry_ttl, opts.attr_ttl);
         let mount = open_root(OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)
             .map_err(|e| LocalError::OpenRoot { path: root_path.clone(), source: e.into() })?;
+        let mut opts = opts;
+        let private = opts.writeback && !opts.close_to_open && !opts.read_only;
+        if !claim(&mount, private, &root_path)? && private {
+            // No lock to be had here (a file system without flock): a close writes back, as
+            // for a branch others may read.
+            tracing::warn!("cannot lock branch {root_path} for this mount alone: closed files are written back at once");
+            opts.close_to_open = true;
+        }
         let bound = match opts.max_descriptors {
             0 => DEFAULT_HELD_DESCRIPTORS,
             n => n,
@@ -271,6 +376,8 @@ impl LocalFs {
             egid: ctx.gid,
             dev: attr.dev,
             errors_seen,
+            discarded: Mutex::new(std::collections::VecDeque::new()),
+            emptied: Mutex::new(rustc_hash::FxHashSet::default()),
         })
     }
 
@@ -563,6 +670,9 @@ impl FileSystem for LocalFs {
         let held = handle.and_then(|h| self.handle(h).ok());
         let _resizing = set.size.filter(|_| data.kind == FileKind::Regular).and_then(|_| self.resizing(data.id()));
         if data.kind == FileKind::Regular {
+            if set.size == Some(0) {
+                self.emptying(&data)?;
+            }
             // Dirty blocks first: a truncation cuts them, new times must outlast them.
             self.write_back(data.id())?;
         }
@@ -629,6 +739,7 @@ impl FileSystem for LocalFs {
         let truncates = flags & libc::O_TRUNC != 0 && data.kind == FileKind::Regular;
         let _resizing = if truncates { self.resizing(data.id()) } else { None };
         if truncates {
+            self.emptying(&data)?;
             // As a truncation by `setattr`: dirty blocks first (left in the cache, the
             // flusher would write them back into the truncated file later), then the cut,
             // then the cache forgets the file.
@@ -649,7 +760,17 @@ impl FileSystem for LocalFs {
             // Close-to-open: blocks of a file changed since they were cached go.
             cache.validate(file_key(data.id()), cached::version_of(fd.as_fd())?);
         }
-        self.insert_handle(HandleData::File(fd, data.id(), self.opened(flags, data.id())))
+        let check = data.kind == FileKind::Regular && self.write_back_cache().is_some();
+        let checked_fd = check.then(|| fd.clone());
+        let handle = self.insert_handle(HandleData::File(fd, data.id(), self.opened(flags, data.id())))?;
+        // After the handle is in place: a removal from then on sees it and keeps the data; one
+        // before it left its record (made under the handles' lock).
+        if let Some(fd) = checked_fd.filter(|fd| self.dropped_meanwhile(data.id(), fd.as_fd())) {
+            drop(fd);
+            self.handles.write().map_err(|_| errno(libc::EIO))?.remove(&handle);
+            return Err(errno(libc::ENOENT));
+        }
+        Ok(handle)
     }
 
     fn create(
@@ -763,16 +884,33 @@ impl FileSystem for LocalFs {
         late.map_or(Ok(()), |e| Err(errno(e)))
     }
 
+    /// Every `close(2)` of a descriptor on the FUSE side (the user-level path closes without
+    /// it): in write-back mode the file goes to the flusher at once, as at a close-to-open
+    /// close. A program on the FUSE path has no way to reach the pool's cache with `sync(2)`
+    /// (the kernel sends a FUSE file system no sync), so what it closed must reach the branch,
+    /// where the kernel's `sync` finds it. Elsewhere `ENOSYS`: the kernel then stops asking.
+    fn flush(&self, _ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
+        let Some(cache) = self.write_back_cache() else { return Err(errno(libc::ENOSYS)) };
+        if let HandleData::File(_, id, _) = &*self.handle(handle)? {
+            if cache.dirty_size(file_key(*id)).is_some() {
+                cache.closed().push(file_key(*id));
+            }
+        }
+        Ok(())
+    }
+
     fn release(&self, _ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
         let mut handles = self.handles.write().map_err(|_| errno(libc::EIO))?;
         let gone = handles.remove(&handle);
         drop(handles);
-        if let (Some(cache), Some(HandleData::File(_, id, _)), true) = (self.write_back_cache(), gone.as_deref(), self.opts.close_to_open) {
+        if let (Some(cache), Some(HandleData::File(_, id, _))) = (self.write_back_cache(), gone.as_deref()) {
             // Close-to-open: the flusher writes the file back at once, so that another service
-            // opening it next reads what was written (the thread serving this close goes on).
+            // opening it next reads what was written (the thread serving this close goes on);
+            // so does the close of a file cut to nothing and written anew (see `emptying`).
             // Otherwise the data waits for its expiry like any other: a file removed before it
             // is never written at all.
-            if cache.dirty_size(file_key(*id)).is_some() {
+            let now = self.opts.close_to_open || self.emptied.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+            if now && cache.dirty_size(file_key(*id)).is_some() {
                 cache.closed().push(file_key(*id));
             }
         }
@@ -839,11 +977,7 @@ impl FileSystem for LocalFs {
         };
         rfs::unlinkat(&*pfd, name, AtFlags::empty())?;
         if let (Some(cache), Some(st)) = (self.write_back_cache(), gone) {
-            let id = (st.st_dev, st.st_ino);
-            let open = self.handles.read().map_err(|_| errno(libc::EIO))?.values().any(|h| matches!(&**h, HandleData::File(_, i, _) if *i == id));
-            if !open {
-                cache.discard(file_key(id));
-            }
+            self.discard_unless_open(cache, (st.st_dev, st.st_ino))?;
         }
         Ok(())
     }
@@ -872,8 +1006,27 @@ impl FileSystem for LocalFs {
         let p = self.inode(parent)?;
         let pfd = self.path(&p)?;
         let np = self.inode(new_parent)?;
+        let npfd = self.path(&np)?;
         let flags = rfs::RenameFlags::from_bits(flags).ok_or_else(|| errno(libc::EINVAL))?;
-        Ok(rfs::renameat_with(&*pfd, name, &*self.path(&np)?, new_name, flags)?)
+        let Some(cache) = self.write_back_cache() else {
+            return Ok(rfs::renameat_with(&*pfd, name, &*npfd, new_name, flags)?);
+        };
+        // The file renamed is written back first, as ext4 does for a file renamed over
+        // another (`auto_da_alloc`): the rename reaches the branch at once, and a service that
+        // died before the write-back would leave the name on an empty file where the old one
+        // held its data (the write-a-copy-then-rename-it idiom, without an fsync).
+        let regular = |dir: &OwnedFd, n: &OsStr| rfs::statat(dir, n, AtFlags::SYMLINK_NOFOLLOW).ok().filter(|st| kind_of(rfs::FileType::from_raw_mode(st.st_mode)) == FileKind::Regular);
+        if let Some(st) = regular(&pfd, name) {
+            self.write_back((st.st_dev, st.st_ino))?;
+        }
+        let replaced = if flags.contains(rfs::RenameFlags::EXCHANGE) { None } else { regular(&npfd, new_name) };
+        rfs::renameat_with(&*pfd, name, &*npfd, new_name, flags)?;
+        // The file replaced lost its last name: what it holds dirty need never be written
+        // (as for an unlink).
+        if let Some(st) = replaced.filter(|st| st.st_nlink == 1) {
+            self.discard_unless_open(cache, (st.st_dev, st.st_ino))?;
+        }
+        Ok(())
     }
 
     fn link(

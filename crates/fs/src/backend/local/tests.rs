@@ -674,3 +674,113 @@ fn a_write_racing_a_truncation_never_brings_old_bytes_back() {
     fs.release(&c, e.inode, h).expect("release");
     eprintln!("orders seen (write first, truncation first): {orders:?}");
 }
+
+/// A write-back backend over `dir` whose flusher writes back only what is handed to it (the
+/// expiry an hour away), with its cache.
+fn private_write_back(dir: &Path) -> (LocalFs, Arc<crate::backend::cache::BlockCache>) {
+    let cache = Arc::new(crate::backend::cache::BlockCache::new(8 << 20));
+    let long = std::time::Duration::from_secs(3600);
+    let w = crate::backend::cache::Writeback { dirty_limit: 4 << 20, expire: long, interval: std::time::Duration::from_millis(20) };
+    crate::backend::local::enable_writeback(&cache, w).expect("flusher");
+    let fs = LocalFs::new(dir, LocalOptions { cache: Some(cache.clone()), writeback: true, ..LocalOptions::default() }).expect("backend");
+    (fs, cache)
+}
+
+fn wait_clean(cache: &crate::backend::cache::BlockCache) -> bool {
+    let t = std::time::Instant::now();
+    while cache.stats.dirty.load(Ordering::Relaxed) > 0 && t.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    cache.stats.dirty.load(Ordering::Relaxed) == 0
+}
+
+/// The cases where a branch's private write-back still writes a file back before its expiry,
+/// as ext4's `auto_da_alloc` does: a file renamed (over another, whose own dirty data is then
+/// never written), and a file cut to nothing from what it held and written anew, at its close;
+/// and every close on the FUSE side (`flush`), whose programs cannot reach the cache with
+/// `sync(2)`. A write-back keeps the file's modification time, and a dirty file counts the
+/// blocks its data will take.
+#[test]
+fn private_write_back_still_writes_renamed_replaced_and_fuse_closed_files_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (fs, cache) = private_write_back(dir.path());
+    let c = ctx();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
+    let make = |name: &str, bytes: &[u8]| {
+        let (e, h) = fs.create(&c, ROOT_INODE, OsStr::new(name), 0o644, 0o022, libc::O_RDWR).expect("create");
+        assert_eq!(fs.write(&c, e.inode, h, &[IoSlice::new(bytes)], 0).expect("write"), bytes.len());
+        (e, h)
+    };
+    // Written, closed: it waits; its attributes show its data's blocks and its write's time.
+    let (old, h) = make("target", b"the old contents\n");
+    fs.release(&c, old.inode, h).expect("release");
+    let (tmp, h) = make("tmp", &data);
+    let attr = fs.getattr(&c, tmp.inode, Some(h)).expect("getattr");
+    assert!(attr.blocks >= 100_000 / 512, "a dirty file's blocks: {}", attr.blocks);
+    fs.release(&c, tmp.inode, h).expect("release");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(fs::metadata(dir.path().join("tmp")).expect("tmp").len(), 0, "written back at close");
+    let writebacks = || cache.stats.writebacks.load(Ordering::Relaxed);
+    // Renamed over the old file: written back first; the old file's data is dropped.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    fs.rename(&c, ROOT_INODE, OsStr::new("tmp"), ROOT_INODE, OsStr::new("target"), 0).expect("rename");
+    assert!(fs::read(dir.path().join("target")).expect("target") == data, "renamed before its write-back");
+    assert!(wait_clean(&cache), "the replaced file's dirty data stayed");
+    assert_eq!(writebacks(), 2, "the replaced file was written back too");
+    // Its modification time is the write's, a second before the write-back.
+    let on_disk = fs::metadata(dir.path().join("target")).expect("target");
+    let mtime = std::os::unix::fs::MetadataExt::mtime(&on_disk);
+    assert_eq!(Timespec { sec: mtime, nsec: std::os::unix::fs::MetadataExt::mtime_nsec(&on_disk) as u32 }, attr.mtime, "the write-back moved the modification time");
+    // Cut to nothing and written anew: written back at its close.
+    let h = fs.open(&c, tmp.inode, libc::O_WRONLY | libc::O_TRUNC).expect("open O_TRUNC");
+    assert_eq!(fs.write(&c, tmp.inode, h, &[IoSlice::new(b"new\n")], 0).expect("write"), 4);
+    fs.release(&c, tmp.inode, h).expect("release");
+    assert!(wait_clean(&cache), "a file cut to nothing and rewritten waited for its expiry");
+    assert_eq!(fs::read(dir.path().join("target")).expect("target"), b"new\n");
+    // A close on the FUSE side hands the file to the flusher.
+    let (fused, h) = make("fused", &data);
+    fs.flush(&c, fused.inode, h).expect("flush");
+    assert!(wait_clean(&cache), "a FUSE close left the file dirty");
+    fs.release(&c, fused.inode, h).expect("release");
+    assert!(fs::read(dir.path().join("fused")).expect("fused") == data);
+}
+
+/// A file that lost its last name with no handle open has its dirty data dropped; an open of
+/// it that looked it up before the removal then fails as one after it would (`ENOENT`), never
+/// reading the file emptied. A handle open at the removal keeps the data.
+#[test]
+fn an_open_racing_the_removal_of_a_private_write_back_file_fails_rather_than_read_it_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (fs, cache) = private_write_back(dir.path());
+    let c = ctx();
+    let (e, h) = fs.create(&c, ROOT_INODE, OsStr::new("f"), 0o644, 0o022, libc::O_RDWR).expect("create");
+    fs.write(&c, e.inode, h, &[IoSlice::new(b"written")], 0).expect("write");
+    fs.release(&c, e.inode, h).expect("release");
+    let looked = fs.lookup(&c, ROOT_INODE, OsStr::new("f")).expect("lookup");
+    fs.unlink(&c, ROOT_INODE, OsStr::new("f")).expect("unlink");
+    assert_eq!(cache.stats.dirty.load(Ordering::Relaxed), 0, "the removed file's data stayed dirty");
+    assert_eq!(code(fs.open(&c, looked.inode, libc::O_RDONLY)), libc::ENOENT);
+    // Open at the removal: the data stays for the handle.
+    let (e, h) = fs.create(&c, ROOT_INODE, OsStr::new("g"), 0o644, 0o022, libc::O_RDWR).expect("create");
+    fs.write(&c, e.inode, h, &[IoSlice::new(b"kept")], 0).expect("write");
+    fs.unlink(&c, ROOT_INODE, OsStr::new("g")).expect("unlink");
+    assert_eq!(read_at(&fs, e.inode, h, 0, 16), b"kept");
+    fs.release(&c, e.inode, h).expect("release");
+}
+
+/// A mount that keeps closed files in the cache has its branch alone: another backend of the
+/// same directory is refused while it lives, whichever comes first; mounts that keep nothing
+/// back share a branch.
+#[test]
+fn a_private_write_back_branch_is_one_backends_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shared = || LocalFs::new(dir.path(), LocalOptions::default());
+    let (first, _cache) = private_write_back(dir.path());
+    assert!(matches!(shared(), Err(LocalError::InUse(_))), "a second backend of a private branch");
+    drop(first);
+    let (a, b) = (shared().expect("shared"), shared().expect("shared again"));
+    let cache = Arc::new(crate::backend::cache::BlockCache::new(1 << 20));
+    let private = LocalFs::new(dir.path(), LocalOptions { cache: Some(cache), writeback: true, ..LocalOptions::default() });
+    assert!(matches!(private, Err(LocalError::InUse(_))), "a private write-back backend of a shared branch");
+    drop((a, b));
+}

@@ -107,6 +107,17 @@ pub fn flush(cache: &BlockCache, file: FileKey) -> io::Result<()> {
     let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
     let Some(plan) = cache.plan_flush(file) else { return Ok(()) };
     let result = RUN.with(|run| write_plan(cache, file, &plan, &mut run.borrow_mut()));
+    if result.is_ok() {
+        // The file's modification time is its last write's, as a kernel file system shows
+        // it, not the write-back's (seconds later: `make` would take a source as newer than
+        // what was built from it). Its change time does move, as under FUSE's own write-back
+        // cache; a write that landed meanwhile is written back later and sets its own time.
+        let (sec, nsec) = plan.written;
+        let times = rfs::Timestamps { last_access: rfs::Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_OMIT }, last_modification: rfs::Timespec { tv_sec: sec, tv_nsec: nsec.into() } };
+        if let Err(e) = rfs::futimens(&*plan.source, &times) {
+            tracing::debug!("restoring the modification time of inode {} after its write-back: {e}", file.ino);
+        }
+    }
     let outcome = match &result {
         Ok(()) => version_of(plan.source.as_fd()).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)),
         Err(e) => Err(e.raw_os_error().unwrap_or(libc::EIO)),
@@ -221,6 +232,10 @@ pub fn start_flusher(cache: &Arc<BlockCache>) -> io::Result<()> {
 /// One round of the flusher: files dirty for longer than `expire`, then, oldest first, more
 /// while the dirty data passes `background` bytes.
 fn flush_due(cache: &BlockCache, expire: Duration, background: u64) {
+    if cache.stats.dirty.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        // Nothing dirty: no walk of every file's record.
+        return;
+    }
     if let Some(before) = Instant::now().checked_sub(expire) {
         for f in cache.dirty_files(Some(before)) {
             if let Err(e) = flush(cache, f) {
