@@ -1177,7 +1177,7 @@ _polytropon() {
             return 0
             ;;
         polytropon__subcmd__mount)
-            opts="-f -h -V --file --lower --upper --pool --backend --ceph-conf --ceph-id --ceph-fs --detach --cache-mode --cache --cache-size --no-passthrough --user-passthrough --no-busy-passthrough --close-to-open --no-learn --timeout --quota --fuse-transport --state-dir --data-dir --log --log-format --help --version"
+            opts="-f -h -V --file --lower --upper --pool --backend --ceph-conf --ceph-id --ceph-fs --detach --cache-mode --cache --cache-size --no-passthrough --user-passthrough --no-busy-passthrough --no-close-to-open --no-learn --timeout --quota --fuse-transport --state-dir --data-dir --log --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

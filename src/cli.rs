@@ -376,11 +376,12 @@ pub struct MountArgs {
     /// descriptor's fourth data call, in kernel cache mode with no storage quota).
     #[arg(long)]
     pub no_busy_passthrough: bool,
-    /// In `writeback` cache mode, write a file back at its last close (by default its dirty
-    /// data waits for `dirty_expire`, and a file removed before then never reaches the disk):
-    /// for a writable branch that something reads behind the service.
+    /// In `writeback` cache mode, declare the writable branch this mount's alone (nothing
+    /// reads or writes it but through this service): a closed file's data then waits in the
+    /// pool's cache for `dirty_expire` instead of being written back at its last close, and a
+    /// file removed before then never reaches the disk (the spec's `close_to_open: false`).
     #[arg(long)]
-    pub close_to_open: bool,
+    pub no_close_to_open: bool,
     /// Let the preload library answer nothing from what it learned of files (every read,
     /// reopen and stat is a round trip to the service).
     #[arg(long)]

@@ -242,12 +242,13 @@ os.unlink(os.path.join(d, "removed"))
 print("done")
 "#;
 
-/// A local writable branch is the pool's (issue 25): a closed file's data waits in the cache
-/// for `dirty_expire`, so a file removed before then never reaches the disk, and one that
-/// lives is written back once it expires; with `close_to_open` the close writes it back at
-/// once, for readers of the branch behind the service. `inspect` says which applies.
+/// A write-back mount writes a closed file back at once (close-to-open, the default: something
+/// may read the branch behind the service); one whose spec declares the branch its own
+/// (`close_to_open: false`, issue 25) keeps a closed file's data in the cache for
+/// `dirty_expire`, so a file removed before then never reaches the disk, and one that lives is
+/// written back once it expires. `inspect` says which applies.
 #[test]
-fn a_closed_file_waits_for_its_expiry_unless_the_mount_asks_for_close_to_open() {
+fn a_closed_file_waits_for_its_expiry_only_where_the_branch_is_declared_the_mounts_own() {
     let mut h = Host::new("wbclose");
     // A pool each: a service's one cache has the first write-back mount's expiry.
     let (pool, upper, mnt) = served_pool(&mut h, &["--cpus", "0"]);
@@ -259,7 +260,9 @@ fn a_closed_file_waits_for_its_expiry_unless_the_mount_asks_for_close_to_open() 
         let pool = if close_to_open { other.as_str() } else { pool.as_str() };
         let spec = h.scratch.path().join(format!("wb-{close_to_open}.yaml"));
         let expire = if close_to_open { 600 } else { 3 };
-        std::fs::write(&spec, format!("branches:\n  - path: {}\n    mode: rw\ncache:\n  mode: writeback\n  size: 64M\n  dirty_expire: {expire}\n  close_to_open: {close_to_open}\n", upper.display())).expect("spec");
+        // Close-to-open by default.
+        let private = if close_to_open { "" } else { "  close_to_open: false\n" };
+        std::fs::write(&spec, format!("branches:\n  - path: {}\n    mode: rw\ncache:\n  mode: writeback\n  size: 64M\n  dirty_expire: {expire}\n{private}", upper.display())).expect("spec");
         let m = mnt.display().to_string();
         h.ok(&["mount", "--pool", pool, &m, "-f", &spec.display().to_string()]);
         let shown = inspect(&h, pool)["service"]["mounts"].as_array().expect("mounts").iter().find(|x| x["mountpoint"] == m.as_str()).map(|x| x["write_back"].clone());

@@ -108,7 +108,9 @@ fn local(p: &Path, read_only: bool, own_cache: bool) -> Result<Arc<dyn FileSyste
     // timeout); `user-cache`: the pool's own cache in write-back mode, with the defaults of an
     // instance spec (256M, the papers' dirty settings); `bench` runs the service, so its
     // flusher runs on pool A's cpus in the isolation experiment.
-    let spec = crate::spec::CacheSpec { mode: if own_cache { CacheMode::Writeback } else { crate::spec::CacheSpec::default().mode }, ..crate::spec::CacheSpec::default() };
+    // Its branches are the bench's alone: `close_to_open: false`, as an operator declares a
+    // pool's private branch.
+    let spec = crate::spec::CacheSpec { mode: if own_cache { CacheMode::Writeback } else { crate::spec::CacheSpec::default().mode }, close_to_open: !own_cache, ..crate::spec::CacheSpec::default() };
     let cache = crate::instance::pool_cache(&spec).map_err(BenchError::io("cannot start the cache's flusher"))?;
     let opts = crate::instance::local_options(&spec, cache, read_only);
     Ok(Arc::new(LocalFs::new(p, opts).map_err(|source| BenchError::Branch { path: p.to_path_buf(), source })?))

@@ -61,9 +61,9 @@ fn instance_spec(args: &MountArgs) -> anyhow::Result<InstanceSpec> {
     if args.no_busy_passthrough {
         spec.cache.busy_passthrough = false;
     }
-    if args.close_to_open {
-        ensure!(spec.cache.mode == CacheMode::Writeback, "--close-to-open needs the writeback cache mode (--cache writeback)");
-        spec.cache.close_to_open = true;
+    if args.no_close_to_open {
+        ensure!(spec.cache.mode == CacheMode::Writeback, "--no-close-to-open needs the writeback cache mode (--cache writeback)");
+        spec.cache.close_to_open = false;
     }
     if args.no_learn {
         spec.cache.learn = false;

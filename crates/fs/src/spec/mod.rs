@@ -153,7 +153,7 @@ pub enum CacheMode {
     /// The pool's own cache as in `writethrough`, but writes stay in it, dirty, until the
     /// service's threads write them back (`dirty_ratio`, `dirty_expire`,
     /// `writeback_interval`; fsync writes a file back at once, and so does its last close
-    /// with `close_to_open`).
+    /// unless `close_to_open` is off).
     Writeback,
 }
 
@@ -225,12 +225,12 @@ pub struct CacheSpec {
     /// In `writeback` mode: seconds between two looks of the flusher.
     pub writeback_interval: f64,
     /// In `writeback` mode: the last close of a file hands it to the flusher at once, so that
-    /// whatever reads the writable branch behind the service (another pool's service over the
-    /// same directory, a process of the host) sees what was written once the file is closed
-    /// (NFS's close-to-open). Off by default: a local writable branch is the pool's, every
-    /// access to it goes through the service, and a file removed before `dirty_expire` (a
-    /// temporary file, the fileserver mix's) then never reaches the disk, as with the kernel's
-    /// own page cache.
+    /// whatever reads the writable branch behind the service (another mount of the same
+    /// directory, a process of the host) sees what was written once the file is closed (NFS's
+    /// close-to-open). The default. `false` declares the branch the mount's alone (every
+    /// access to it through this service): a closed file's dirty data then waits for
+    /// `dirty_expire`, and a file removed before then (a temporary file, the fileserver mix's)
+    /// never reaches the disk, as with the kernel's own page cache.
     pub close_to_open: bool,
 }
 
@@ -303,7 +303,7 @@ impl Default for CacheSpec {
             dirty_ratio: 0.5,
             dirty_expire: 5.0,
             writeback_interval: 1.0,
-            close_to_open: false,
+            close_to_open: true,
         }
     }
 }
@@ -497,9 +497,6 @@ impl InstanceSpec {
         let ratio = raw.cache.dirty_ratio;
         if !ratio.is_finite() || ratio <= 0.0 || ratio > 1.0 {
             return Err("cache.dirty_ratio: must be a share of the cache, above 0 and at most 1".into());
-        }
-        if raw.cache.close_to_open && raw.cache.mode != CacheMode::Writeback {
-            return Err("cache.close_to_open: only the writeback mode writes back at close".into());
         }
         if let Some(size) = &raw.cache.size {
             parse_size(size).map_err(|why| format!("cache.size {size:?}: {why}"))?;

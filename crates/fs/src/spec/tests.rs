@@ -68,8 +68,6 @@ fn errors_name_file_line_and_field() {
         let e = error(&format!("branches:\n  - {{path: /a, mode: rw}}\ncache:\n  mode: writeback\n  {bad}\n"));
         assert!(e.contains(field), "{bad}: {e}");
     }
-    let e = error("branches:\n  - {path: /a, mode: rw}\ncache:\n  mode: writethrough\n  close_to_open: true\n");
-    assert!(e.contains("cache.close_to_open"), "{e}");
     let e = error("branches:\n  - {path: /a, mode: rw}\ncache:\n  mode: writeforward\n");
     assert!(e.contains("writeforward"), "{e}");
 

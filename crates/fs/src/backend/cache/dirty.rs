@@ -162,13 +162,19 @@ impl BlockCache {
 
     /// The size of `file` with its dirty blocks, when it has any.
     pub fn dirty_size(&self, file: FileKey) -> Option<u64> {
-        self.dirty_state(file).map(|(size, _)| size)
+        self.dirty_state(file).map(|(size, _, _)| size)
     }
 
     /// The size of `file` with its dirty blocks and when it was last written (seconds and
     /// nanoseconds of the wall clock), when it has any.
-    pub fn dirty_state(&self, file: FileKey) -> Option<(u64, (i64, u32))> {
-        self.files().get(&file).filter(|m| !m.dirty.is_empty()).map(|m| (m.size, m.written))
+    /// And how many blocks are dirty.
+    pub fn dirty_state(&self, file: FileKey) -> Option<(u64, (i64, u32), u64)> {
+        self.files().get(&file).filter(|m| !m.dirty.is_empty()).map(|m| (m.size, m.written, m.dirty.len() as u64))
+    }
+
+    /// When `file` was last written through the cache (wall clock), if it has a record.
+    pub fn last_written(&self, file: FileKey) -> Option<(i64, u32)> {
+        self.files().get(&file).map(|m| m.written)
     }
 
     /// Whether block `block` of `file` is held, dirty or clean (a write into it needs no read

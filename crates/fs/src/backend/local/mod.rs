@@ -52,8 +52,6 @@ pub enum LocalError {
     NotADirectory(String),
     #[error("cannot open /proc/self/fd (is /proc mounted?)")]
     Proc(#[source] io::Error),
-    #[error("branch {0} is in use by another mount that keeps closed files' data in its service's cache (cache mode writeback without close_to_open), or this mount would keep it so while another uses it: give each such mount a directory of its own, or set close_to_open")]
-    InUse(String),
 }
 
 /// Options of a local backend.
@@ -181,30 +179,6 @@ fn file_key((dev, ino): (u64, u64)) -> crate::backend::cache::FileKey {
     crate::backend::cache::FileKey { dev, ino }
 }
 
-/// How long a mount waits for a branch another mount of it is letting go of (an unmount
-/// whose last requests are ending).
-const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Claims the branch whose root `dir` is open for this backend for as long as `dir` stays
-/// open (an advisory `flock` on the directory, which the kernel drops with the service): alone
-/// when the backend keeps closed files' data in the pool's cache (`exclusive`: nothing else
-/// may read the branch behind that cache), shared otherwise (the other mounts of the branch
-/// then read and write it directly, so none of them may keep data back). Whether the lock
-/// was taken: `false` where the file system has no `flock`.
-fn claim(dir: &OwnedFd, exclusive: bool, path: &str) -> Result<bool, LocalError> {
-    let how = if exclusive { rfs::FlockOperation::NonBlockingLockExclusive } else { rfs::FlockOperation::NonBlockingLockShared };
-    let start = std::time::Instant::now();
-    loop {
-        match rfs::flock(dir, how) {
-            Ok(()) => return Ok(true),
-            Err(rustix::io::Errno::WOULDBLOCK) if start.elapsed() < CLAIM_WAIT => std::thread::sleep(std::time::Duration::from_millis(20)),
-            Err(rustix::io::Errno::WOULDBLOCK) => return Err(LocalError::InUse(path.to_string())),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return Ok(false),
-        }
-    }
-}
-
 impl LocalFs {
     /// Drops the cached blocks of the file behind `h` (its data changed other than by a write).
     fn forget_cached(&self, h: &HandleData) {
@@ -265,6 +239,18 @@ impl LocalFs {
         Ok(())
     }
 
+    /// Whether the handle `h` of `id` just closed is a writer's of a file cut to nothing (see
+    /// `emptying`): its close writes the file back, and the mark goes (a reader's close
+    /// leaves it).
+    fn emptied_written(&self, id: &(u64, u64), h: Option<&HandleData>) -> bool {
+        let mut e = self.emptied.lock().unwrap_or_else(|p| p.into_inner());
+        if e.is_empty() || !e.contains(id) {
+            return false;
+        }
+        let writer = matches!(h, Some(HandleData::File(fd, _, _)) if rfs::fcntl_getfl(&**fd).is_ok_and(|f| f.intersects(OFlags::WRONLY | OFlags::RDWR)));
+        writer && e.remove(id)
+    }
+
     /// The write-back cache, in `writeback` mode.
     fn write_back_cache(&self) -> Option<&Arc<crate::backend::cache::BlockCache>> {
         self.opts.cache.as_ref().filter(|_| self.opts.writeback)
@@ -301,16 +287,19 @@ impl LocalFs {
         };
         let dirty = cache.dirty_state(file_key(id));
         let mut a = fstat_attr(fd)?;
-        if let Some((size, (sec, nsec))) = dirty {
+        if let Some((size, (sec, nsec), blocks)) = dirty {
             // What the backing file will say once the dirty blocks are written back.
             let written = Timespec { sec, nsec };
             a.size = a.size.max(size);
             a.mtime = a.mtime.max(written);
             a.ctime = a.ctime.max(written);
-            // The space the data will take (in 512-byte units, as `st_blocks`): a file whose
-            // data is all in the cache would otherwise look all holes (`tar --sparse`, `cp
-            // --sparse=auto` and `du` go by it).
-            a.blocks = a.blocks.max(size.div_ceil(512));
+            // The space the data will take (in 512-byte units, as `st_blocks`): the backing
+            // file's and the dirty blocks' (at most the whole file's): a file whose data is all
+            // in the cache would otherwise look all holes (`tar --sparse`, `cp --sparse=auto`
+            // and `du` go by it), and a large sparse one with a little dirty data must not look
+            // all written.
+            let room = a.blocks.saturating_add(blocks.saturating_mul(crate::backend::cache::BLOCK as u64 / 512));
+            a.blocks = room.min(a.blocks.max(size.div_ceil(512)));
         }
         Ok(a)
     }
@@ -350,14 +339,7 @@ impl LocalFs {
         let lookups = lookups::Lookups::new(opts.entry_ttl, opts.attr_ttl);
         let mount = open_root(OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)
             .map_err(|e| LocalError::OpenRoot { path: root_path.clone(), source: e.into() })?;
-        let mut opts = opts;
-        let private = opts.writeback && !opts.close_to_open && !opts.read_only;
-        if !claim(&mount, private, &root_path)? && private {
-            // No lock to be had here (a file system without flock): a close writes back, as
-            // for a branch others may read.
-            tracing::warn!("cannot lock branch {root_path} for this mount alone: closed files are written back at once");
-            opts.close_to_open = true;
-        }
+
         let bound = match opts.max_descriptors {
             0 => DEFAULT_HELD_DESCRIPTORS,
             n => n,
@@ -707,6 +689,10 @@ impl FileSystem for LocalFs {
                 cache.invalidate(file_key(data.id()));
             }
         }
+        // Times set after a write-back that is ending (its blocks clean, its own times not
+        // yet set: see `writeback::flush`) must come after it.
+        let flushing = (set.atime.is_some() || set.mtime.is_some()).then(|| self.write_back_cache().filter(|_| data.kind == FileKind::Regular).map(|c| c.flush_lock(file_key(data.id())))).flatten();
+        let _after_write_back = flushing.as_ref().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
         if set.atime.is_some() || set.mtime.is_some() {
             let times = rfs::Timestamps {
                 last_access: to_rustix_ts(set.atime),
@@ -909,7 +895,7 @@ impl FileSystem for LocalFs {
             // so does the close of a file cut to nothing and written anew (see `emptying`).
             // Otherwise the data waits for its expiry like any other: a file removed before it
             // is never written at all.
-            let now = self.opts.close_to_open || self.emptied.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+            let now = self.opts.close_to_open || self.emptied_written(id, gone.as_deref());
             if now && cache.dirty_size(file_key(*id)).is_some() {
                 cache.closed().push(file_key(*id));
             }
@@ -1011,13 +997,17 @@ impl FileSystem for LocalFs {
         let Some(cache) = self.write_back_cache() else {
             return Ok(rfs::renameat_with(&*pfd, name, &*npfd, new_name, flags)?);
         };
-        // The file renamed is written back first, as ext4 does for a file renamed over
-        // another (`auto_da_alloc`): the rename reaches the branch at once, and a service that
-        // died before the write-back would leave the name on an empty file where the old one
-        // held its data (the write-a-copy-then-rename-it idiom, without an fsync).
+        // The file renamed goes to the flusher at once, as ext4 starts writing a file renamed
+        // over another (`auto_da_alloc`): the rename reaches the branch at once, and a service
+        // that died long before the write-back would leave the name on an empty file where
+        // the old one held its data (the write-a-copy-then-rename-it idiom, without an
+        // fsync). Not written here: the union holds its names' lock over this call.
         let regular = |dir: &OwnedFd, n: &OsStr| rfs::statat(dir, n, AtFlags::SYMLINK_NOFOLLOW).ok().filter(|st| kind_of(rfs::FileType::from_raw_mode(st.st_mode)) == FileKind::Regular);
-        if let Some(st) = regular(&pfd, name) {
-            self.write_back((st.st_dev, st.st_ino))?;
+        if let Some(st) = regular(&pfd, name).filter(|_| !self.opts.close_to_open) {
+            let key = file_key((st.st_dev, st.st_ino));
+            if cache.dirty_size(key).is_some() {
+                cache.closed().push(key);
+            }
         }
         let replaced = if flags.contains(rfs::RenameFlags::EXCHANGE) { None } else { regular(&npfd, new_name) };
         rfs::renameat_with(&*pfd, name, &*npfd, new_name, flags)?;

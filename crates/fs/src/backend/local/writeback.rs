@@ -112,7 +112,9 @@ pub fn flush(cache: &BlockCache, file: FileKey) -> io::Result<()> {
         // it, not the write-back's (seconds later: `make` would take a source as newer than
         // what was built from it). Its change time does move, as under FUSE's own write-back
         // cache; a write that landed meanwhile is written back later and sets its own time.
-        let (sec, nsec) = plan.written;
+        // The last write's time now: a write that landed during this write-back had its
+        // block copied with the rest.
+        let (sec, nsec) = cache.last_written(file).map_or(plan.written, |w| w.max(plan.written));
         let times = rfs::Timestamps { last_access: rfs::Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_OMIT }, last_modification: rfs::Timespec { tv_sec: sec, tv_nsec: nsec.into() } };
         if let Err(e) = rfs::futimens(&*plan.source, &times) {
             tracing::debug!("restoring the modification time of inode {} after its write-back: {e}", file.ino);
