@@ -874,9 +874,10 @@ impl FileSystem for LocalFs {
     /// it): in write-back mode the file goes to the flusher at once, as at a close-to-open
     /// close. A program on the FUSE path has no way to reach the pool's cache with `sync(2)`
     /// (the kernel sends a FUSE file system no sync), so what it closed must reach the branch,
-    /// where the kernel's `sync` finds it. Elsewhere `ENOSYS`: the kernel then stops asking.
+    /// where the kernel's `sync` finds it. Elsewhere (and with close-to-open, where the last
+    /// close does it) `ENOSYS`: the kernel then stops asking.
     fn flush(&self, _ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
-        let Some(cache) = self.write_back_cache() else { return Err(errno(libc::ENOSYS)) };
+        let Some(cache) = self.write_back_cache().filter(|_| !self.opts.close_to_open) else { return Err(errno(libc::ENOSYS)) };
         if let HandleData::File(_, id, _) = &*self.handle(handle)? {
             if cache.dirty_size(file_key(*id)).is_some() {
                 cache.closed().push(file_key(*id));
