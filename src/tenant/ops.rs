@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::TenantError;
 
@@ -145,6 +145,43 @@ fn undo_unfinished(pools: &Pools, name: &str, plan: &Unfinished) -> Result<(), T
     Ok(())
 }
 
+/// How long a stopping service has before it is killed, and how much longer at most while it
+/// keeps writing: it writes its pool cache's dirty data back before it exits, which the pool's
+/// own `io.max` may slow to far more than the grace.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+const STOP_WRITING_MAX: Duration = Duration::from_secs(600);
+/// The window in which a stopping service past its grace must have written something.
+const STOP_PROGRESS: Duration = Duration::from_secs(2);
+
+/// Waits for the service `pid` to be `gone`: its grace, then for as long as it keeps writing
+/// (`wchar` of `/proc/PID/io` growing from one window to the next, up to a bound). Whether it
+/// went.
+fn wait_for_stop(pid: u32, gone: impl Fn() -> bool) -> bool {
+    if wait_until(STOP_GRACE, &gone) {
+        return true;
+    }
+    let start = Instant::now();
+    let mut last = bytes_written(pid);
+    while start.elapsed() < STOP_WRITING_MAX {
+        if wait_until(STOP_PROGRESS, &gone) {
+            return true;
+        }
+        let now = bytes_written(pid);
+        match (last, now) {
+            (Some(a), Some(b)) if b > a => last = now,
+            _ => return false,
+        }
+        info!("service (pid {pid}) still writing back as it stops ({} bytes written)", now.unwrap_or(0));
+    }
+    false
+}
+
+/// What process `pid` has written through system calls (`wchar`), if its `/proc` says.
+fn bytes_written(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines().find_map(|l| l.strip_prefix("wchar:")).and_then(|v| v.trim().parse().ok())
+}
+
 fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while !done() {
@@ -186,7 +223,7 @@ pub fn stop_service(pools: &Pools, name: &str) -> Result<bool, TenantError> {
         let pid = rustix::process::Pid::from_raw(svc.pid as i32).ok_or(TenantError::BadPid(svc.pid))?;
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
-    if !wait_until(Duration::from_secs(15), || !pid_alive(svc.pid) || !ours(svc.pid)) {
+    if !wait_for_stop(svc.pid, || !pid_alive(svc.pid) || !ours(svc.pid)) {
         warn!("service of pool {name} (pid {}) did not stop; killing it", svc.pid);
         if let Some(p) = rustix::process::Pid::from_raw(svc.pid as i32).filter(|_| ours(svc.pid)) {
             let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
