@@ -284,6 +284,12 @@ impl BlockCache {
         self.meta(&mut files, file).flushing.get_or_insert_with(Default::default).clone()
     }
 
+    /// The lock of [`BlockCache::flush_lock`] if `file` was ever written back (no record made):
+    /// what waits for a write-back ending.
+    pub fn flush_lock_if_any(&self, file: FileKey) -> Option<Arc<Mutex<()>>> {
+        self.files().get(&file).and_then(|m| m.flushing.clone())
+    }
+
     /// Copies dirty block `block` of `file` into `out` (at least `BLOCK` bytes): its length
     /// and state, or `None` when it is no longer dirty.
     pub fn dirty_copy(&self, file: FileKey, block: u64, out: &mut [u8]) -> Option<FlushBlock> {

@@ -691,7 +691,7 @@ impl FileSystem for LocalFs {
         }
         // Times set after a write-back that is ending (its blocks clean, its own times not
         // yet set: see `writeback::flush`) must come after it.
-        let flushing = (set.atime.is_some() || set.mtime.is_some()).then(|| self.write_back_cache().filter(|_| data.kind == FileKind::Regular).map(|c| c.flush_lock(file_key(data.id())))).flatten();
+        let flushing = (set.atime.is_some() || set.mtime.is_some()).then(|| self.write_back_cache().filter(|_| data.kind == FileKind::Regular).map(|c| c.flush_lock_if_any(file_key(data.id())))).flatten().flatten();
         let _after_write_back = flushing.as_ref().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
         if set.atime.is_some() || set.mtime.is_some() {
             let times = rfs::Timestamps {
