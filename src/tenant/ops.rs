@@ -150,8 +150,9 @@ fn undo_unfinished(pools: &Pools, name: &str, plan: &Unfinished) -> Result<(), T
 /// own `io.max` may slow to far more than the grace.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 const STOP_WRITING_MAX: Duration = Duration::from_secs(600);
-/// The window in which a stopping service past its grace must have written something.
-const STOP_PROGRESS: Duration = Duration::from_secs(2);
+/// The window in which a stopping service past its grace must have written something (one
+/// write-back call of 1 MiB at a slow `io.max` takes seconds).
+const STOP_PROGRESS: Duration = Duration::from_secs(10);
 
 /// Waits for the service `pid` to be `gone`: its grace, then for as long as it keeps writing
 /// (`wchar` of `/proc/PID/io` growing from one window to the next, up to a bound). Whether it

@@ -1060,8 +1060,12 @@ impl FileSystem for UnionFs {
     }
 
     fn flush(&self, ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
-        let (layer, bh, node) = self.file_handle(ctx, handle)?;
-        let ino = self.node_of_layer_inode(&node, layer).unwrap_or(0);
+        // To the layer the handle is open on now, never reopened for it (a reopen's error
+        // would fail the caller's `close`): a handle still on a lower layer wrote nothing.
+        let uh = self.handle(handle)?;
+        let UHandle::File { node, open, .. } = &*uh else { return Err(errno(libc::EISDIR)) };
+        let (layer, bh) = *lock(open);
+        let ino = self.node_of_layer_inode(node, layer).unwrap_or(0);
         self.fs(layer)?.flush(ctx, ino, bh)
     }
 

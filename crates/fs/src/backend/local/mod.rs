@@ -291,7 +291,10 @@ impl LocalFs {
             // What the backing file will say once the dirty blocks are written back.
             let written = Timespec { sec, nsec };
             a.size = a.size.max(size);
-            a.mtime = a.mtime.max(written);
+            // Its last write's (every change of a dirty file's data or size is a write into
+            // the cache, or first writes it back): not the time a write-back in progress is
+            // giving the backing file, which the write-back then sets back.
+            a.mtime = written;
             a.ctime = a.ctime.max(written);
             // The space the data will take (in 512-byte units, as `st_blocks`): the backing
             // file's and the dirty blocks' (at most the whole file's): a file whose data is all
@@ -897,7 +900,18 @@ impl FileSystem for LocalFs {
             // Otherwise the data waits for its expiry like any other: a file removed before it
             // is never written at all.
             let now = self.opts.close_to_open || self.emptied_written(id, gone.as_deref());
-            if now && cache.dirty_size(file_key(*id)).is_some() {
+            let dirty = cache.dirty_size(file_key(*id)).is_some();
+            if !now && dirty {
+                // Its last handle, of a file with no name left (removed while open): what it
+                // holds dirty need never be written.
+                if let Some(HandleData::File(fd, _, _)) = gone.as_deref() {
+                    if rfs::fstat(&**fd).is_ok_and(|st| st.st_nlink == 0) {
+                        self.discard_unless_open(cache, *id)?;
+                        return Ok(());
+                    }
+                }
+            }
+            if now && dirty {
                 cache.closed().push(file_key(*id));
             }
         }
@@ -1004,8 +1018,9 @@ impl FileSystem for LocalFs {
         // the old one held its data (the write-a-copy-then-rename-it idiom, without an
         // fsync). Not written here: the union holds its names' lock over this call.
         let regular = |dir: &OwnedFd, n: &OsStr| rfs::statat(dir, n, AtFlags::SYMLINK_NOFOLLOW).ok().filter(|st| kind_of(rfs::FileType::from_raw_mode(st.st_mode)) == FileKind::Regular);
-        if let Some(st) = regular(&pfd, name).filter(|_| !self.opts.close_to_open) {
-            let key = file_key((st.st_dev, st.st_ino));
+        let source = regular(&pfd, name).map(|st| (st.st_dev, st.st_ino));
+        if let Some(id) = source.filter(|_| !self.opts.close_to_open) {
+            let key = file_key(id);
             if cache.dirty_size(key).is_some() {
                 cache.closed().push(key);
             }
@@ -1013,8 +1028,8 @@ impl FileSystem for LocalFs {
         let replaced = if flags.contains(rfs::RenameFlags::EXCHANGE) { None } else { regular(&npfd, new_name) };
         rfs::renameat_with(&*pfd, name, &*npfd, new_name, flags)?;
         // The file replaced lost its last name: what it holds dirty need never be written
-        // (as for an unlink).
-        if let Some(st) = replaced.filter(|st| st.st_nlink == 1) {
+        // (as for an unlink). Not the source itself (a rename onto another of its names).
+        if let Some(st) = replaced.filter(|st| st.st_nlink == 1 && source != Some((st.st_dev, st.st_ino))) {
             self.discard_unless_open(cache, (st.st_dev, st.st_ino))?;
         }
         Ok(())

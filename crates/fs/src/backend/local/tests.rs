@@ -770,5 +770,15 @@ fn an_open_racing_the_removal_of_a_private_write_back_file_fails_rather_than_rea
     fs.write(&c, e.inode, h, &[IoSlice::new(b"kept")], 0).expect("write");
     fs.unlink(&c, ROOT_INODE, OsStr::new("g")).expect("unlink");
     assert_eq!(read_at(&fs, e.inode, h, 0, 16), b"kept");
+    // Its last close: nothing left to write (no name), so nothing is written.
     fs.release(&c, e.inode, h).expect("release");
+    assert_eq!(cache.stats.dirty.load(Ordering::Relaxed), 0, "a removed file's data stayed dirty after its last close");
+    // A rename onto itself (another of its names) drops nothing.
+    let (e, h) = fs.create(&c, ROOT_INODE, OsStr::new("h"), 0o644, 0o022, libc::O_RDWR).expect("create");
+    fs.write(&c, e.inode, h, &[IoSlice::new(b"stays")], 0).expect("write");
+    fs.release(&c, e.inode, h).expect("release");
+    fs.rename(&c, ROOT_INODE, OsStr::new("h"), ROOT_INODE, OsStr::new("h"), 0).expect("rename onto itself");
+    assert!(wait_clean(&cache));
+    assert_eq!(fs::read(dir.path().join("h")).expect("h"), b"stays");
+    assert_eq!(cache.stats.writebacks.load(Ordering::Relaxed), 1, "only h was ever written back");
 }

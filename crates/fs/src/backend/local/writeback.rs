@@ -106,19 +106,26 @@ pub fn flush(cache: &BlockCache, file: FileKey) -> io::Result<()> {
     let lock = cache.flush_lock(file);
     let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
     let Some(plan) = cache.plan_flush(file) else { return Ok(()) };
-    let result = RUN.with(|run| write_plan(cache, file, &plan, &mut run.borrow_mut()));
+    let mut done = Vec::with_capacity(plan.blocks.len());
+    let result = RUN.with(|run| write_plan(cache, file, &plan, &mut run.borrow_mut(), &mut done));
     if result.is_ok() {
         // The file's modification time is its last write's, as a kernel file system shows
         // it, not the write-back's (seconds later: `make` would take a source as newer than
-        // what was built from it). Its change time does move, as under FUSE's own write-back
-        // cache; a write that landed meanwhile is written back later and sets its own time.
-        // The last write's time now: a write that landed during this write-back had its
-        // block copied with the rest.
+        // what was built from it); set before its blocks turn clean, so that nothing shows
+        // the write-back's time in between (`attr_of` shows the last write's while any is
+        // dirty). Its change time does move, as under FUSE's own write-back cache. The last
+        // write's time now: a write that landed during this write-back had its block copied
+        // with the rest (one landing after its block was copied stays dirty).
         let (sec, nsec) = cache.last_written(file).map_or(plan.written, |w| w.max(plan.written));
         let times = rfs::Timestamps { last_access: rfs::Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_OMIT }, last_modification: rfs::Timespec { tv_sec: sec, tv_nsec: nsec.into() } };
         if let Err(e) = rfs::futimens(&*plan.source, &times) {
             tracing::debug!("restoring the modification time of inode {} after its write-back: {e}", file.ino);
         }
+    }
+    // What was written is clean now (after a failure too: written again it would only be
+    // written twice).
+    for (b, seq) in done {
+        cache.written_back(file, b, seq);
     }
     let outcome = match &result {
         Ok(()) => version_of(plan.source.as_fd()).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)),
@@ -134,7 +141,7 @@ fn reopen(of: &OwnedFd, flags: OFlags) -> io::Result<OwnedFd> {
 
 /// Writes the blocks of `plan` in runs of consecutive ones: what is aligned with direct I/O
 /// (unless the file system refuses it), the tail of the file buffered.
-fn write_plan(cache: &BlockCache, file: FileKey, plan: &crate::backend::cache::FlushPlan, run: &mut [u8]) -> io::Result<()> {
+fn write_plan(cache: &BlockCache, file: FileKey, plan: &crate::backend::cache::FlushPlan, run: &mut [u8], done: &mut Vec<(u64, u64)>) -> io::Result<()> {
     let off = run.as_ptr().align_offset(ALIGN);
     let run = &mut run[off..off + RUN_BLOCKS * BLOCK];
     let mut direct = reopen(&plan.source, OFlags::DIRECT).ok();
@@ -162,19 +169,17 @@ fn write_plan(cache: &BlockCache, file: FileKey, plan: &crate::backend::cache::F
         }
         let at = first * BLOCK as u64;
         let aligned = len & !(ALIGN - 1);
-        let mut done = 0;
+        let mut written = 0;
         if let Some(d) = &direct {
             match write_all(d, &run[..aligned], at) {
-                Ok(()) => done = aligned,
+                Ok(()) => written = aligned,
                 // Refused after all: buffered from now on.
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => direct = None,
                 Err(e) => return Err(e),
             }
         }
-        write_all(&plain, &run[done..len], at + done as u64)?;
-        for (b, seq) in taken {
-            cache.written_back(file, b, seq);
-        }
+        write_all(&plain, &run[written..len], at + written as u64)?;
+        done.extend(taken);
     }
     Ok(())
 }
