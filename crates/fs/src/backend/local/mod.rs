@@ -239,16 +239,27 @@ impl LocalFs {
         Ok(())
     }
 
-    /// Whether the handle `h` of `id` just closed is a writer's of a file cut to nothing (see
-    /// `emptying`): its close writes the file back, and the mark goes (a reader's close
+    /// Whether `fd`, the handle of `id` just closed, is a writer's of a file cut to nothing
+    /// (see `emptying`): its close writes the file back, and the mark goes (a reader's close
     /// leaves it).
-    fn emptied_written(&self, id: &(u64, u64), h: Option<&HandleData>) -> bool {
+    fn emptied_written(&self, id: &(u64, u64), fd: &OwnedFd) -> bool {
         let mut e = self.emptied.lock().unwrap_or_else(|p| p.into_inner());
         if e.is_empty() || !e.contains(id) {
             return false;
         }
-        let writer = matches!(h, Some(HandleData::File(fd, _, _)) if rfs::fcntl_getfl(&**fd).is_ok_and(|f| f.intersects(OFlags::WRONLY | OFlags::RDWR)));
-        writer && e.remove(id)
+        rfs::fcntl_getfl(fd).is_ok_and(|f| f.intersects(OFlags::WRONLY | OFlags::RDWR)) && e.remove(id)
+    }
+
+    /// Hands `id` to the flusher now, if it holds dirty data.
+    fn to_flusher(cache: &crate::backend::cache::BlockCache, id: (u64, u64)) {
+        if cache.dirty_size(file_key(id)).is_some() {
+            cache.closed().push(file_key(id));
+        }
+    }
+
+    /// The regular file `name` in `dir`, if it is one.
+    fn regular_at(dir: &OwnedFd, name: &OsStr) -> Option<rfs::Stat> {
+        rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok().filter(|st| kind_of(rfs::FileType::from_raw_mode(st.st_mode)) == FileKind::Regular)
     }
 
     /// The write-back cache, in `writeback` mode.
@@ -342,7 +353,6 @@ impl LocalFs {
         let lookups = lookups::Lookups::new(opts.entry_ttl, opts.attr_ttl);
         let mount = open_root(OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)
             .map_err(|e| LocalError::OpenRoot { path: root_path.clone(), source: e.into() })?;
-
         let bound = match opts.max_descriptors {
             0 => DEFAULT_HELD_DESCRIPTORS,
             n => n,
@@ -882,9 +892,7 @@ impl FileSystem for LocalFs {
     fn flush(&self, _ctx: &Context, _inode: Inode, handle: Handle) -> io::Result<()> {
         let Some(cache) = self.write_back_cache().filter(|_| !self.opts.close_to_open) else { return Err(errno(libc::ENOSYS)) };
         if let HandleData::File(_, id, _) = &*self.handle(handle)? {
-            if cache.dirty_size(file_key(*id)).is_some() {
-                cache.closed().push(file_key(*id));
-            }
+            Self::to_flusher(cache, *id);
         }
         Ok(())
     }
@@ -893,27 +901,19 @@ impl FileSystem for LocalFs {
         let mut handles = self.handles.write().map_err(|_| errno(libc::EIO))?;
         let gone = handles.remove(&handle);
         drop(handles);
-        if let (Some(cache), Some(HandleData::File(_, id, _))) = (self.write_back_cache(), gone.as_deref()) {
-            // Close-to-open: the flusher writes the file back at once, so that another service
-            // opening it next reads what was written (the thread serving this close goes on);
-            // so does the close of a file cut to nothing and written anew (see `emptying`).
-            // Otherwise the data waits for its expiry like any other: a file removed before it
-            // is never written at all.
-            let now = self.opts.close_to_open || self.emptied_written(id, gone.as_deref());
-            let dirty = cache.dirty_size(file_key(*id)).is_some();
-            if !now && dirty {
-                // Its last handle, of a file with no name left (removed while open): what it
-                // holds dirty need never be written.
-                if let Some(HandleData::File(fd, _, _)) = gone.as_deref() {
-                    if rfs::fstat(&**fd).is_ok_and(|st| st.st_nlink == 0) {
-                        self.discard_unless_open(cache, *id)?;
-                        return Ok(());
-                    }
-                }
-            }
-            if now && dirty {
-                cache.closed().push(file_key(*id));
-            }
+        let (Some(cache), Some(HandleData::File(fd, id, _))) = (self.write_back_cache(), gone.as_deref()) else { return Ok(()) };
+        if cache.dirty_size(file_key(*id)).is_none() {
+            return Ok(());
+        }
+        // Close-to-open: the flusher writes the file back at once, so that another service
+        // opening it next reads what was written (the thread serving this close goes on); so
+        // does the close of a file cut to nothing and written anew (see `emptying`).
+        // Otherwise the data waits for its expiry like any other: a file removed before it is
+        // never written at all, nor one removed while open, at its last close.
+        if self.opts.close_to_open || self.emptied_written(id, fd) {
+            Self::to_flusher(cache, *id);
+        } else if rfs::fstat(&**fd).is_ok_and(|st| st.st_nlink == 0) {
+            self.discard_unless_open(cache, *id)?;
         }
         Ok(())
     }
@@ -971,11 +971,8 @@ impl FileSystem for LocalFs {
         check_name(name)?;
         let p = self.inode(parent)?;
         let pfd = self.path(&p)?;
-        let gone = match self.write_back_cache() {
-            // Its last name: what it holds dirty need never be written, unless it is open.
-            Some(_) => rfs::statat(&*pfd, name, AtFlags::SYMLINK_NOFOLLOW).ok().filter(|st| st.st_nlink == 1 && kind_of(rfs::FileType::from_raw_mode(st.st_mode)) == FileKind::Regular),
-            None => None,
-        };
+        // Its last name: what it holds dirty need never be written, unless it is open.
+        let gone = self.write_back_cache().and_then(|_| Self::regular_at(&pfd, name)).filter(|st| st.st_nlink == 1);
         rfs::unlinkat(&*pfd, name, AtFlags::empty())?;
         if let (Some(cache), Some(st)) = (self.write_back_cache(), gone) {
             self.discard_unless_open(cache, (st.st_dev, st.st_ino))?;
@@ -1017,15 +1014,11 @@ impl FileSystem for LocalFs {
         // that died long before the write-back would leave the name on an empty file where
         // the old one held its data (the write-a-copy-then-rename-it idiom, without an
         // fsync). Not written here: the union holds its names' lock over this call.
-        let regular = |dir: &OwnedFd, n: &OsStr| rfs::statat(dir, n, AtFlags::SYMLINK_NOFOLLOW).ok().filter(|st| kind_of(rfs::FileType::from_raw_mode(st.st_mode)) == FileKind::Regular);
-        let source = regular(&pfd, name).map(|st| (st.st_dev, st.st_ino));
+        let source = Self::regular_at(&pfd, name).map(|st| (st.st_dev, st.st_ino));
         if let Some(id) = source.filter(|_| !self.opts.close_to_open) {
-            let key = file_key(id);
-            if cache.dirty_size(key).is_some() {
-                cache.closed().push(key);
-            }
+            Self::to_flusher(cache, id);
         }
-        let replaced = if flags.contains(rfs::RenameFlags::EXCHANGE) { None } else { regular(&npfd, new_name) };
+        let replaced = if flags.contains(rfs::RenameFlags::EXCHANGE) { None } else { Self::regular_at(&npfd, new_name) };
         rfs::renameat_with(&*pfd, name, &*npfd, new_name, flags)?;
         // The file replaced lost its last name: what it holds dirty need never be written
         // (as for an unlink). Not the source itself (a rename onto another of its names).

@@ -1,15 +1,16 @@
 //! The local backend's write-back (`writeback` mode): writes land in the service's block
 //! cache, dirty, and the pool's own threads write them to the backing files with direct I/O
 //! — the flusher (expired data, or more than half the dirty limit), a writer that would pass
-//! the dirty limit, `fsync`, the last close with `close_to_open`, setattr/fallocate/lseek of
-//! the file, unmount and service stop. The flusher is a thread of the service, so it runs on
+//! the dirty limit, `fsync`, the last close (unless the mount declares its branch its own,
+//! `close_to_open: false`), a rename, setattr/fallocate/lseek of the file, unmount and service
+//! stop. The flusher is a thread of the service, so it runs on
 //! the pool's cpus (the service lives in the pool's cpuset).
 //!
 //! Consistency: a write is visible to every later read through the service when it returns
 //! (reads look at dirty blocks first); fsync and fdatasync write the file's dirty blocks back
-//! and then sync the backing file; with `close_to_open` a close writes them back, so another
-//! service that opens the file afterwards reads them; without it (the default: the branch is
-//! the pool's) they wait for their expiry, and a file removed before then is never written.
+//! and then sync the backing file; a close writes them back, so another service that opens
+//! the file afterwards reads them (close-to-open, the default); on a branch the mount declares
+//! its own they wait for their expiry, and a file removed before then is never written.
 //! Dirty data not yet written back is lost if the service is killed; `service stop` writes
 //! everything back first.
 
