@@ -122,23 +122,13 @@ fn every_workload_runs_on_every_local_path_with_json_and_plot() {
     no_mounts_under(scratch.path());
 }
 
-/// The whole disk (`MAJ:MIN`) holding `path`, if it is on a block device.
-fn disk_of(path: &std::path::Path) -> Option<String> {
-    let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(path).ok()?);
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
-    let sys = std::path::PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
-    // A partition's directory is inside its disk's.
-    let disk = if sys.join("partition").exists() { sys.canonicalize().ok()?.parent()?.to_path_buf() } else { sys };
-    std::fs::read_to_string(disk.join("dev")).ok().map(|d| d.trim().to_string())
-}
-
 #[test]
 fn isolation_experiment_reports_each_path_and_leaves_nothing() {
     common::require_root();
     let scratch = common::Scratch::new("bench-isolation");
     // The neighbour is also run in a pool B limited as an operator would limit it: its
     // writes to the disk under the scratch directory (where the workloads run) at 50 MB/s.
-    let disk = disk_of(scratch.path());
+    let disk = common::disk_of(scratch.path());
     let slice: Vec<String> = disk.iter().flat_map(|d| ["--neighbour-io-max".to_string(), format!("{d}:wbps=50M")]).collect();
     if disk.is_none() {
         eprintln!("the scratch directory is on no block device: no sliced neighbour");

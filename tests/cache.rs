@@ -299,21 +299,13 @@ fn a_closed_file_waits_for_its_expiry_only_where_the_branch_is_declared_the_moun
     h.created.clear();
 }
 
-/// The whole disk (`MAJ:MIN`) holding `path`, if it is on a block device.
-fn disk_of(path: &Path) -> Option<String> {
-    let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(path).ok()?);
-    let sys = std::path::PathBuf::from(format!("/sys/dev/block/{}:{}", libc::major(dev), libc::minor(dev)));
-    let disk = if sys.join("partition").exists() { sys.canonicalize().ok()?.parent()?.to_path_buf() } else { sys };
-    std::fs::read_to_string(disk.join("dev")).ok().map(|d| d.trim().to_string())
-}
-
 /// `service stop` waits for a write-back that takes longer than its 15 s of grace while the
 /// service keeps writing (a pool whose writes are limited to 1 MB/s with 20 MiB dirty): no
 /// data is lost to the kill that used to come at 15 s.
 #[test]
 fn service_stop_waits_for_a_slow_write_back() {
     let mut h = Host::new("wbslow");
-    let Some(disk) = disk_of(h.scratch.path()) else {
+    let Some(disk) = common::disk_of(h.scratch.path()) else {
         eprintln!("the scratch directory is on no block device: skipped");
         return;
     };

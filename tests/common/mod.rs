@@ -221,3 +221,13 @@ pub fn channel(driver: &polytropon::service::shm::BackDriver) -> std::ffi::CStri
     use std::os::unix::ffi::OsStrExt;
     std::ffi::CString::new(driver.channel().as_os_str().as_bytes()).expect("a socket path has no NUL")
 }
+
+/// The whole disk (`MAJ:MIN`) holding `path`, if it is on a block device.
+pub fn disk_of(path: &Path) -> Option<String> {
+    let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(path).ok()?);
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let sys = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    // A partition's directory is inside its disk's.
+    let disk = if sys.join("partition").exists() { sys.canonicalize().ok()?.parent()?.to_path_buf() } else { sys };
+    std::fs::read_to_string(disk.join("dev")).ok().map(|d| d.trim().to_string())
+}

@@ -372,11 +372,7 @@ fn write_back_keeps_writes_in_the_cache_until_fsync_close_or_the_dirty_limit() {
     fs.release(&c, e.inode, ro).expect("release");
     // Close has the flusher write back at once.
     fs.release(&c, e.inode, h).expect("release");
-    let t = std::time::Instant::now();
-    while cache.stats.dirty.load(Ordering::Relaxed) > 0 && t.elapsed().as_secs() < 10 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    assert_eq!(cache.stats.dirty.load(Ordering::Relaxed), 0, "not written back after the close");
+    assert!(wait_clean(&cache), "not written back after the close");
     assert!(fs::read(&path).expect("backing") == model, "the backing file after close");
     assert_eq!(cache.stats.writeback_errors.load(Ordering::Relaxed), 0);
     // Another writer changes the backing file: an open file keeps what it read, the next open
@@ -428,10 +424,7 @@ fn without_close_to_open_a_closed_file_waits_for_its_expiry_and_a_removed_one_is
     assert!(read_at(&fs, kept.inode, h, 0, data.len()) == data, "the data is read from the cache meanwhile");
     fs.release(&c, kept.inode, h).expect("release");
     fs.unlink(&c, ROOT_INODE, OsStr::new("removed")).expect("unlink");
-    let t = std::time::Instant::now();
-    while cache.stats.dirty.load(Ordering::Relaxed) > 0 && t.elapsed().as_secs() < 10 {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    assert!(wait_clean(&cache), "the kept file was never written back");
     assert!(written.elapsed() >= expire, "written back before its expiry");
     assert!(fs::read(dir.path().join("kept")).expect("kept") == data, "the kept file after its expiry");
     let blocks = data.len().div_ceil(crate::backend::cache::BLOCK) as u64;
@@ -697,9 +690,8 @@ fn wait_clean(cache: &crate::backend::cache::BlockCache) -> bool {
 /// The cases where a branch's private write-back still writes a file back before its expiry,
 /// as ext4's `auto_da_alloc` does: a file renamed (over another, whose own dirty data is then
 /// never written), and a file cut to nothing from what it held and written anew, at its
-/// writer's close (not a reader's);
-/// and every close on the FUSE side (`flush`), whose programs cannot reach the cache with
-/// `sync(2)`. A write-back keeps the file's modification time, and a dirty file counts the
+/// writer's close (not a reader's); and every close on the FUSE side (`flush`), whose programs
+/// cannot reach the cache with `sync(2)`. A write-back keeps the file's modification time, and a dirty file counts the
 /// blocks its data will take.
 #[test]
 fn private_write_back_still_writes_renamed_replaced_and_fuse_closed_files_at_once() {

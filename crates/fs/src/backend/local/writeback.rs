@@ -3,8 +3,8 @@
 //! — the flusher (expired data, or more than half the dirty limit), a writer that would pass
 //! the dirty limit, `fsync`, the last close (unless the mount declares its branch its own,
 //! `close_to_open: false`), a rename, setattr/fallocate/lseek of the file, unmount and service
-//! stop. The flusher is a thread of the service, so it runs on
-//! the pool's cpus (the service lives in the pool's cpuset).
+//! stop. The flusher is a thread of the service, so it runs on the pool's cpus (the service
+//! lives in the pool's cpuset).
 //!
 //! Consistency: a write is visible to every later read through the service when it returns
 //! (reads look at dirty blocks first); fsync and fdatasync write the file's dirty blocks back
